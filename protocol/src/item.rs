@@ -1,0 +1,586 @@
+//! XEP-0510 item payloads: `<contact/>`, `<group/>` and `<reserved/>` in namespace
+//! `urn:xmpp:contacts:0`, and their XML codec.
+//!
+//! Reading is strict about what XEP-0510 requires (a contact has at least one
+//! identity, every identity has a type, a group has an id and a name) and lenient
+//! about everything else: attributes and children kith does not know are kept in
+//! [`Extra`] and written back, because XEP-0510 warns about clients that drop them.
+//!
+//! Limits, each with its own error: the payload is parsed with
+//! [`xml::Limits::ITEM`] (16 KiB, depth 8, 512 elements); a contact has at most
+//! [`MAX_IDENTITIES`] identities and [`MAX_GROUP_REFS`] group references; an identity
+//! value is at most [`MAX_VALUE_BYTES`] bytes.
+
+use std::fmt;
+
+use crate::jid::{self, BareJid};
+use crate::xml::{self, Attr, Element, Node};
+
+/// XEP-0510 payload namespace.
+pub const NS: &str = "urn:xmpp:contacts:0";
+/// Most `<identity/>` children one contact may have.
+pub const MAX_IDENTITIES: usize = 64;
+/// Most `<group/>` references one contact may have.
+pub const MAX_GROUP_REFS: usize = 256;
+/// Largest identity value, group id or name, in bytes.
+pub const MAX_VALUE_BYTES: usize = 3071;
+
+/// The two XEP-0510 pubsub nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeKind {
+    /// `urn:xmpp:contacts`: `<contact/>` and `<reserved/>` items.
+    Contacts,
+    /// `urn:xmpp:contacts-groups`: `<group/>` and `<reserved/>` items.
+    Groups,
+}
+
+impl NodeKind {
+    /// Both nodes, contacts first.
+    pub const ALL: [Self; 2] = [Self::Contacts, Self::Groups];
+
+    /// The pubsub node name.
+    pub fn node_name(self) -> &'static str {
+        match self {
+            Self::Contacts => "urn:xmpp:contacts",
+            Self::Groups => "urn:xmpp:contacts-groups",
+        }
+    }
+
+    /// Parses a pubsub node name.
+    pub fn from_node_name(name: &str) -> Option<Self> {
+        match name {
+            "urn:xmpp:contacts" => Some(Self::Contacts),
+            "urn:xmpp:contacts-groups" => Some(Self::Groups),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.node_name())
+    }
+}
+
+/// Why a payload is not a valid XEP-0510 item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Not well-formed, or over the XML limits.
+    #[error(transparent)]
+    Xml(#[from] xml::Error),
+    /// Root element in another namespace.
+    #[error("payload is in namespace {0:?}, not urn:xmpp:contacts:0")]
+    WrongNamespace(String),
+    /// Root element that XEP-0510 does not define.
+    #[error("payload <{0}/> is not a contact, group or reserved item")]
+    UnknownElement(String),
+    /// A payload that does not belong on this node (a `<group/>` on the contacts node).
+    #[error("a <{element}/> item does not belong on node {node}")]
+    WrongNode {
+        /// The payload's element name.
+        element: &'static str,
+        /// The node it was meant for.
+        node: NodeKind,
+    },
+    /// A contact with no `<identity/>`.
+    #[error("contact has no identity")]
+    NoIdentity,
+    /// An `<identity/>` with no `type`.
+    #[error("identity has no type")]
+    IdentityWithoutType,
+    /// An `<identity/>` with an empty value.
+    #[error("identity of type {0:?} is empty")]
+    EmptyIdentity(String),
+    /// An identity of type `jid` that is not a JID.
+    #[error("identity is not a valid JID: {0}")]
+    InvalidJid(#[from] jid::Error),
+    /// More identities than [`MAX_IDENTITIES`].
+    #[error("contact has more than {max} identities")]
+    TooManyIdentities {
+        /// The limit.
+        max: usize,
+    },
+    /// More group references than [`MAX_GROUP_REFS`].
+    #[error("contact has more than {max} groups")]
+    TooManyGroups {
+        /// The limit.
+        max: usize,
+    },
+    /// A value longer than [`MAX_VALUE_BYTES`].
+    #[error("a value is longer than {max} bytes")]
+    ValueTooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// A `<group/>` (definition or reference) with no `id`.
+    #[error("group has no id")]
+    GroupWithoutId,
+    /// A group definition with no `name`.
+    #[error("group {0:?} has no name")]
+    GroupWithoutName(String),
+}
+
+/// Attributes and children kith does not interpret, kept for the round trip.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Extra {
+    /// Unknown attributes, in document order.
+    pub attrs: Vec<Attr>,
+    /// Unknown child elements, in document order.
+    pub children: Vec<Element>,
+}
+
+impl Extra {
+    /// True when nothing unknown was found.
+    pub fn is_empty(&self) -> bool {
+        self.attrs.is_empty() && self.children.is_empty()
+    }
+
+    fn apply_to(&self, el: &mut Element) {
+        el.attrs.extend(self.attrs.iter().cloned());
+        el.children
+            .extend(self.children.iter().cloned().map(Node::Element));
+    }
+
+    /// Adds what `other` has and `self` lacks.
+    pub fn absorb(&mut self, other: &Self) {
+        for a in &other.attrs {
+            if !self.attrs.iter().any(|b| b.ns == a.ns && b.name == a.name) {
+                self.attrs.push(a.clone());
+            }
+        }
+        for c in &other.children {
+            if !self.children.contains(c) {
+                self.children.push(c.clone());
+            }
+        }
+    }
+}
+
+/// One way to identify a contact: `<identity type='jid'>romeo@montague.lit</identity>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity {
+    /// The `type` attribute (`jid` is the one XEP-0510 defines).
+    pub kind: String,
+    /// The value; a normalised bare JID when `kind` is `jid`.
+    pub value: String,
+    /// Unknown attributes and children of the `<identity/>` element.
+    pub extra: Extra,
+}
+
+impl Identity {
+    /// A `jid` identity, normalised.
+    pub fn jid(jid: &BareJid) -> Self {
+        Self {
+            kind: "jid".into(),
+            value: jid.to_string(),
+            extra: Extra::default(),
+        }
+    }
+
+    /// Builds an identity, normalising `jid` values.
+    pub fn new(kind: &str, value: &str) -> Result<Self, Error> {
+        if kind.is_empty() {
+            return Err(Error::IdentityWithoutType);
+        }
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(Error::EmptyIdentity(kind.into()));
+        }
+        if value.len() > MAX_VALUE_BYTES || kind.len() > MAX_VALUE_BYTES {
+            return Err(Error::ValueTooLong {
+                max: MAX_VALUE_BYTES,
+            });
+        }
+        let value = if kind == "jid" {
+            BareJid::parse(value)?.to_string()
+        } else {
+            value.to_owned()
+        };
+        Ok(Self {
+            kind: kind.into(),
+            value,
+            extra: Extra::default(),
+        })
+    }
+
+    /// What makes two identities the same: type and normalised value.
+    pub fn key(&self) -> (&str, &str) {
+        (&self.kind, &self.value)
+    }
+}
+
+/// A reference from a contact to a group: `<group id='…'/>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupRef {
+    /// The referenced group's id.
+    pub id: String,
+    /// Unknown attributes and children.
+    pub extra: Extra,
+}
+
+/// A `<contact/>` item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Contact {
+    /// The user's name for the contact.
+    pub name: Option<String>,
+    /// At least one identity.
+    pub identities: Vec<Identity>,
+    /// Groups the contact belongs to.
+    pub groups: Vec<GroupRef>,
+    /// Unknown attributes and children.
+    pub extra: Extra,
+}
+
+/// A `<group/>` item of the groups node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Group {
+    /// The group's stable id.
+    pub id: String,
+    /// The group's name.
+    pub name: String,
+    /// Optional `<description/>` text.
+    pub description: Option<String>,
+    /// Unknown attributes and children (including those of `<description/>`'s
+    /// siblings).
+    pub extra: Extra,
+}
+
+/// The plaintext of one item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Payload {
+    /// A contact (contacts node).
+    Contact(Contact),
+    /// A group (groups node).
+    Group(Group),
+    /// Filler that readers ignore (either node).
+    Reserved(Extra),
+}
+
+impl Payload {
+    /// Parses a payload from XML.
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        Self::from_element(&Element::parse(input, xml::Limits::ITEM)?)
+    }
+
+    /// Reads a payload from a parsed element.
+    pub fn from_element(el: &Element) -> Result<Self, Error> {
+        if el.ns != NS {
+            return Err(Error::WrongNamespace(el.ns.clone()));
+        }
+        match el.name.as_str() {
+            "contact" => parse_contact(el).map(Self::Contact),
+            "group" => parse_group(el).map(Self::Group),
+            "reserved" => Ok(Self::Reserved(split_extra(el, &[], |_| false))),
+            other => Err(Error::UnknownElement(truncate(other))),
+        }
+    }
+
+    /// The element name of this payload.
+    pub fn element_name(&self) -> &'static str {
+        match self {
+            Self::Contact(_) => "contact",
+            Self::Group(_) => "group",
+            Self::Reserved(_) => "reserved",
+        }
+    }
+
+    /// Checks that this payload may be published on `node`.
+    pub fn check_node(&self, node: NodeKind) -> Result<(), Error> {
+        match (self, node) {
+            (Self::Contact(_), NodeKind::Contacts)
+            | (Self::Group(_), NodeKind::Groups)
+            | (Self::Reserved(_), _) => Ok(()),
+            _ => Err(Error::WrongNode {
+                element: self.element_name(),
+                node,
+            }),
+        }
+    }
+
+    /// Builds the XML element.
+    pub fn to_element(&self) -> Element {
+        match self {
+            Self::Contact(c) => {
+                let mut el = Element::new(NS, "contact");
+                if let Some(n) = &c.name {
+                    el.set_attr("name", n.clone());
+                }
+                for id in &c.identities {
+                    let mut i = Element::new(NS, "identity").with_attr("type", id.kind.clone());
+                    id.extra.apply_to(&mut i);
+                    i.push_text(id.value.clone());
+                    el.push(i);
+                }
+                for g in &c.groups {
+                    let mut r = Element::new(NS, "group").with_attr("id", g.id.clone());
+                    g.extra.apply_to(&mut r);
+                    el.push(r);
+                }
+                c.extra.apply_to(&mut el);
+                el
+            }
+            Self::Group(g) => {
+                let mut el = Element::new(NS, "group")
+                    .with_attr("id", g.id.clone())
+                    .with_attr("name", g.name.clone());
+                if let Some(d) = &g.description {
+                    let mut de = Element::new(NS, "description");
+                    de.push_text(d.clone());
+                    el.push(de);
+                }
+                g.extra.apply_to(&mut el);
+                el
+            }
+            Self::Reserved(extra) => {
+                let mut el = Element::new(NS, "reserved");
+                extra.apply_to(&mut el);
+                el
+            }
+        }
+    }
+
+    /// Serialises the payload (without padding).
+    pub fn to_xml(&self) -> String {
+        self.to_element().to_xml()
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+fn check_len(s: &str) -> Result<(), Error> {
+    if s.len() > MAX_VALUE_BYTES {
+        return Err(Error::ValueTooLong {
+            max: MAX_VALUE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Splits `el`'s attributes and children into known ones (left for the caller) and
+/// unknown ones (returned). Attributes named in `known` (unqualified) and children
+/// for which `known_child` holds are known; text directly inside is dropped.
+fn split_extra(el: &Element, known: &[&str], known_child: impl Fn(&Element) -> bool) -> Extra {
+    Extra {
+        attrs: el
+            .attrs
+            .iter()
+            .filter(|a| !(a.ns.is_empty() && known.contains(&a.name.as_str())))
+            .cloned()
+            .collect(),
+        children: el.elements().filter(|c| !known_child(c)).cloned().collect(),
+    }
+}
+
+fn parse_contact(el: &Element) -> Result<Contact, Error> {
+    let mut contact = Contact {
+        name: el.attr("name").map(str::to_owned),
+        extra: split_extra(el, &["name"], |c| {
+            c.is(NS, "identity") || c.is(NS, "group")
+        }),
+        ..Contact::default()
+    };
+    if let Some(n) = &contact.name {
+        check_len(n)?;
+    }
+    for child in el.elements() {
+        if child.is(NS, "identity") {
+            if contact.identities.len() == MAX_IDENTITIES {
+                return Err(Error::TooManyIdentities {
+                    max: MAX_IDENTITIES,
+                });
+            }
+            let kind = child.attr("type").ok_or(Error::IdentityWithoutType)?;
+            let mut id = Identity::new(kind, &child.text())?;
+            id.extra = split_extra(child, &["type"], |_| false);
+            if !contact.identities.iter().any(|i| i.key() == id.key()) {
+                contact.identities.push(id);
+            }
+        } else if child.is(NS, "group") {
+            if contact.groups.len() == MAX_GROUP_REFS {
+                return Err(Error::TooManyGroups {
+                    max: MAX_GROUP_REFS,
+                });
+            }
+            let id = child.attr("id").ok_or(Error::GroupWithoutId)?;
+            check_len(id)?;
+            if !contact.groups.iter().any(|g| g.id == id) {
+                contact.groups.push(GroupRef {
+                    id: id.to_owned(),
+                    extra: split_extra(child, &["id"], |_| false),
+                });
+            }
+        }
+    }
+    if contact.identities.is_empty() {
+        return Err(Error::NoIdentity);
+    }
+    Ok(contact)
+}
+
+fn parse_group(el: &Element) -> Result<Group, Error> {
+    let id = el.attr("id").ok_or(Error::GroupWithoutId)?;
+    let name = el
+        .attr("name")
+        .ok_or_else(|| Error::GroupWithoutName(truncate(id)))?;
+    check_len(id)?;
+    check_len(name)?;
+    // A <description/> with attributes of its own is kept whole, as an unknown child.
+    let plain_description = |c: &Element| c.is(NS, "description") && c.attrs.is_empty();
+    let description = el.elements().find(|c| plain_description(c)).map(Element::text);
+    Ok(Group {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        description,
+        extra: split_extra(el, &["id", "name"], plain_description),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Listings 1-3 of XEP-0510 (seeds/000), as printed there.
+    const LISTING_1: &str = "<publish node='urn:xmpp:contacts'>
+  <item id='a1b2c3d4'>
+    <contact xmlns='urn:xmpp:contacts:0' name='Juliet_Capulet'>
+      <identity type='jid'>juliet@example.org</identity>
+      <group id='grp-789' />
+      <group id='grp-123' />
+    </contact>
+  </item>
+</publish>";
+    const LISTING_2: &str = "<publish node='urn:xmpp:contacts-groups'>
+      <item id='grp-789'>
+        <group xmlns='urn:xmpp:contacts:0' id='grp-789' name='Friends'
+          />
+      </item>
+    </publish>";
+    const LISTING_3: &str = "<publish node='urn:xmpp:contacts'>
+      <item id='a1b2c3d5'>
+        <reserved xmlns='urn:xmpp:contacts:0' />
+      </item>
+    </publish>";
+    const SEED_GROUP: &str = "<group xmlns='urn:xmpp:contacts:0' id='grp-789' name='Friends'>\
+        <description>Close friends and family</description></group>";
+
+    fn item_payload(listing: &str) -> Payload {
+        let publish = Element::parse(listing, xml::Limits::ITEM).expect("listing parses");
+        let item = publish.elements().next().expect("one item");
+        Payload::from_element(item.elements().next().expect("one payload")).expect("valid payload")
+    }
+
+    #[test]
+    fn parses_the_xep_listings() {
+        let Payload::Contact(c) = item_payload(LISTING_1) else {
+            panic!("not a contact")
+        };
+        assert_eq!(c.name.as_deref(), Some("Juliet_Capulet"));
+        assert_eq!(c.identities[0].value, "juliet@example.org");
+        let ids: Vec<_> = c.groups.iter().map(|g| g.id.as_str()).collect();
+        assert_eq!(ids, ["grp-789", "grp-123"]);
+        let Payload::Group(g) = item_payload(LISTING_2) else {
+            panic!("not a group")
+        };
+        assert_eq!((g.id.as_str(), g.name.as_str()), ("grp-789", "Friends"));
+        assert!(matches!(item_payload(LISTING_3), Payload::Reserved(e) if e.is_empty()));
+        let Payload::Group(g) = Payload::parse(SEED_GROUP).expect("group") else {
+            panic!("not a group")
+        };
+        assert_eq!(g.description.as_deref(), Some("Close friends and family"));
+        assert_eq!(Payload::parse(&g_xml(&g)).expect("round trip"), Payload::Group(g));
+    }
+
+    fn g_xml(g: &Group) -> String {
+        Payload::Group(g.clone()).to_xml()
+    }
+
+    #[test]
+    fn keeps_unknown_attributes_and_children() {
+        let src = "<contact xmlns='urn:xmpp:contacts:0' xmlns:x='urn:example' name='A' x:mood='ok'>\
+            <identity type='jid' x:verified='yes'>A@Example.org</identity>\
+            <identity type='fingerprint'>ABCD</identity>\
+            <x:note lang='en'>likes tea</x:note>\
+            <group id='g1' x:pos='2'/></contact>";
+        let p = Payload::parse(src).expect("valid");
+        let again = Payload::parse(&p.to_xml()).expect("own output");
+        assert_eq!(p, again);
+        let Payload::Contact(c) = &p else { panic!() };
+        assert_eq!(c.identities[0].value, "a@example.org");
+        assert_eq!(c.extra.attrs[0].name, "mood");
+        assert_eq!(c.extra.children[0].name, "note");
+        assert_eq!(c.identities[0].extra.attrs[0].name, "verified");
+        assert_eq!(c.groups[0].extra.attrs[0].name, "pos");
+        let group = "<group xmlns='urn:xmpp:contacts:0' id='g' name='n' color='red'>\
+            <description xml:lang='de'>Freunde</description><icon xmlns='urn:i'/></group>";
+        let g = Payload::parse(group).expect("valid");
+        assert_eq!(Payload::parse(&g.to_xml()).expect("own output"), g);
+    }
+
+    #[test]
+    fn rejects_each_class_of_bad_payload() {
+        let e = |s: &str| Payload::parse(s).expect_err("must be rejected");
+        assert!(matches!(e("<contact"), Error::Xml(_)));
+        assert!(matches!(
+            e("<contact xmlns='urn:other'/>"),
+            Error::WrongNamespace(_)
+        ));
+        assert!(matches!(
+            e("<person xmlns='urn:xmpp:contacts:0'/>"),
+            Error::UnknownElement(_)
+        ));
+        assert_eq!(e("<contact xmlns='urn:xmpp:contacts:0' name='x'/>"), Error::NoIdentity);
+        assert_eq!(
+            e("<contact xmlns='urn:xmpp:contacts:0'><identity>a@b</identity></contact>"),
+            Error::IdentityWithoutType
+        );
+        assert!(matches!(
+            e("<contact xmlns='urn:xmpp:contacts:0'><identity type='jid'>@b</identity></contact>"),
+            Error::InvalidJid(_)
+        ));
+        assert!(matches!(
+            e("<contact xmlns='urn:xmpp:contacts:0'><identity type='jid'> </identity></contact>"),
+            Error::EmptyIdentity(_)
+        ));
+        assert_eq!(
+            e("<group xmlns='urn:xmpp:contacts:0' name='x'/>"),
+            Error::GroupWithoutId
+        );
+        assert!(matches!(
+            e("<group xmlns='urn:xmpp:contacts:0' id='x'/>"),
+            Error::GroupWithoutName(_)
+        ));
+        let many: String = (0..=MAX_IDENTITIES)
+            .map(|i| format!("<identity type='jid'>u{i}@x.lit</identity>"))
+            .collect();
+        assert_eq!(
+            e(&format!("<contact xmlns='urn:xmpp:contacts:0'>{many}</contact>")),
+            Error::TooManyIdentities { max: MAX_IDENTITIES }
+        );
+        let groups: String = (0..=MAX_GROUP_REFS).map(|i| format!("<group id='{i}'/>")).collect();
+        let c = format!(
+            "<contact xmlns='urn:xmpp:contacts:0'><identity type='jid'>a@b</identity>{groups}</contact>"
+        );
+        assert_eq!(
+            Payload::parse(&c),
+            Err(Error::TooManyGroups { max: MAX_GROUP_REFS })
+        );
+        let deep = format!(
+            "<contact xmlns='urn:xmpp:contacts:0'>{}{}</contact>",
+            "<x>".repeat(10),
+            "</x>".repeat(10)
+        );
+        assert!(matches!(e(&deep), Error::Xml(xml::Error::TooDeep { .. })));
+        assert_eq!(
+            Payload::parse(SEED_GROUP)
+                .expect("valid")
+                .check_node(NodeKind::Contacts),
+            Err(Error::WrongNode {
+                element: "group",
+                node: NodeKind::Contacts
+            })
+        );
+    }
+}

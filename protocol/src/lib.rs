@@ -1,0 +1,10 @@
+//! kith-protocol: the sans-IO core of kith.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod item;
+pub mod jid;
+pub mod ox;
+pub mod record;
+pub mod seal;
+pub mod xml;

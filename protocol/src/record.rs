@@ -1,0 +1,419 @@
+//! Records: the unit of replication. A record names a pubsub node and a random item
+//! id, carries a version (hybrid logical clock, authoring device) and a body (a
+//! sealed XEP-0473 payload or a tombstone), and is signed with the authoring
+//! device's Ed25519 key over all of that.
+//!
+//! The replica layer moves records without ever opening them, so a device without
+//! secrets (a relay) can still store and forward them, and still check who wrote
+//! them.
+//!
+//! Wire form (CBOR, via ciborium), see `docs/wire-format.md`:
+//! `tag(0x6B697401, [node, item-id, hlc-ms, hlc-counter, device, body, signature])`
+//! where `body` is `null` (tombstone) or `[key-id, openpgp-bytes]`. The tag carries
+//! the format version (`0x6B6974` is "kit", the low byte the version). Decoding is
+//! strict: the input is at most [`MAX_RECORD_BYTES`], nesting is bounded, every field
+//! has its exact type and size, and nothing may follow the record.
+
+use std::fmt;
+
+use ciborium::value::Value;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rand_core::CryptoRng;
+
+use crate::clock::Hlc;
+use crate::item::NodeKind;
+use crate::seal::{MAX_SEALED_BYTES, Sealed};
+
+/// Largest encoded record accepted, in bytes.
+pub const MAX_RECORD_BYTES: usize = MAX_SEALED_BYTES + 1024;
+/// CBOR tag of a record; the low byte is the format version.
+pub const RECORD_TAG_BASE: u64 = 0x6B69_7400;
+/// The record format version this code writes and reads.
+pub const RECORD_VERSION: u8 = 1;
+/// Domain separator of the signed bytes.
+const SIGNING_CONTEXT: &[u8] = b"kith record v1\0";
+/// Longest secret id accepted in a record, in bytes.
+const MAX_KEY_ID_BYTES: usize = 256;
+
+/// Why bytes are not a valid record, or a record is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Input larger than [`MAX_RECORD_BYTES`].
+    #[error("record is {len} bytes, more than the limit of {max}")]
+    TooLarge {
+        /// Size found.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not decodable CBOR (truncated, malformed, nested too deep).
+    #[error("record is not valid CBOR: {0}")]
+    Cbor(String),
+    /// Bytes after the record.
+    #[error("record is followed by {0} extra bytes")]
+    TrailingBytes(usize),
+    /// Not tagged as a kith record.
+    #[error("not a kith record")]
+    NotARecord,
+    /// A record format version this code does not read.
+    #[error("record format version {0} is not supported (this build reads version 1)")]
+    UnknownVersion(u64),
+    /// A field with the wrong type, size or value.
+    #[error("record field {0} is invalid")]
+    BadField(&'static str),
+    /// The signature does not verify for the named device.
+    #[error("record signature does not verify")]
+    BadSignature,
+}
+
+/// A device's identity: its Ed25519 public key (the key behind its libp2p PeerId).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeviceId(pub [u8; 32]);
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceId({self})")
+    }
+}
+
+/// A random 128-bit pubsub item id, never derived from contact data.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemId(pub [u8; 16]);
+
+impl ItemId {
+    /// A fresh random id.
+    pub fn random<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut b = [0u8; 16];
+        rng.fill_bytes(&mut b);
+        Self(b)
+    }
+
+    /// Parses the 32-hex-digit form used as pubsub item id.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != 32 {
+            return None;
+        }
+        let mut b = [0u8; 16];
+        for (i, out) in b.iter_mut().enumerate() {
+            *out = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(b))
+    }
+}
+
+impl fmt::Display for ItemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ItemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ItemId({self})")
+    }
+}
+
+/// A record's version: the greatest version wins for an item id. Ordered by HLC,
+/// then by device id, so any two distinct versions compare the same way everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    /// When, by the author's hybrid logical clock.
+    pub hlc: Hlc,
+    /// Who.
+    pub device: DeviceId,
+}
+
+/// What a record says about its item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Body {
+    /// The item's sealed payload.
+    Sealed(Sealed),
+    /// The item was retracted.
+    Tombstone,
+}
+
+/// A signed, versioned statement about one item of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Record {
+    /// Which pubsub node.
+    pub node: NodeKind,
+    /// Which item.
+    pub item: ItemId,
+    /// Version; `version.device` is the author.
+    pub version: Version,
+    /// Sealed payload or tombstone.
+    pub body: Body,
+    /// Ed25519 signature of the author over everything above.
+    pub signature: [u8; 64],
+}
+
+fn node_code(n: NodeKind) -> u8 {
+    match n {
+        NodeKind::Contacts => 0,
+        NodeKind::Groups => 1,
+    }
+}
+
+fn signed_bytes(node: NodeKind, item: &ItemId, version: &Version, body: &Body) -> Vec<u8> {
+    let mut m = Vec::with_capacity(160 + body_len(body));
+    m.extend_from_slice(SIGNING_CONTEXT);
+    m.push(node_code(node));
+    m.extend_from_slice(&item.0);
+    m.extend_from_slice(&version.hlc.wall_ms.to_be_bytes());
+    m.extend_from_slice(&version.hlc.counter.to_be_bytes());
+    m.extend_from_slice(&version.device.0);
+    match body {
+        Body::Tombstone => m.push(0),
+        Body::Sealed(s) => {
+            m.push(1);
+            m.extend_from_slice(&(s.key.len() as u64).to_be_bytes());
+            m.extend_from_slice(s.key.as_bytes());
+            m.extend_from_slice(&(s.data.len() as u64).to_be_bytes());
+            m.extend_from_slice(&s.data);
+        }
+    }
+    m
+}
+
+fn body_len(body: &Body) -> usize {
+    match body {
+        Body::Tombstone => 0,
+        Body::Sealed(s) => s.key.len() + s.data.len(),
+    }
+}
+
+impl Record {
+    /// Builds and signs a record; the author is `key`'s device.
+    pub fn sign(node: NodeKind, item: ItemId, hlc: Hlc, body: Body, key: &SigningKey) -> Self {
+        let version = Version {
+            hlc,
+            device: DeviceId(key.verifying_key().to_bytes()),
+        };
+        let signature = key.sign(&signed_bytes(node, &item, &version, &body)).to_bytes();
+        Self { node, item, version, body, signature }
+    }
+
+    /// The author.
+    pub fn author(&self) -> DeviceId {
+        self.version.device
+    }
+
+    /// Whether the record is a tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self.body, Body::Tombstone)
+    }
+
+    /// Checks the signature against the author's key.
+    pub fn verify(&self) -> Result<(), Error> {
+        let key = VerifyingKey::from_bytes(&self.version.device.0).map_err(|_| Error::BadSignature)?;
+        let msg = signed_bytes(self.node, &self.item, &self.version, &self.body);
+        key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
+            .map_err(|_| Error::BadSignature)
+    }
+
+    /// Encodes the record as CBOR.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = match &self.body {
+            Body::Tombstone => Value::Null,
+            Body::Sealed(s) => Value::Array(vec![Value::Text(s.key.clone()), Value::Bytes(s.data.clone())]),
+        };
+        let value = Value::Tag(
+            RECORD_TAG_BASE + u64::from(RECORD_VERSION),
+            Box::new(Value::Array(vec![
+                Value::Integer(node_code(self.node).into()),
+                Value::Bytes(self.item.0.to_vec()),
+                Value::Integer(self.version.hlc.wall_ms.into()),
+                Value::Integer(self.version.hlc.counter.into()),
+                Value::Bytes(self.version.device.0.to_vec()),
+                body,
+                Value::Bytes(self.signature.to_vec()),
+            ])),
+        );
+        let mut out = Vec::with_capacity(160 + body_len(&self.body));
+        ciborium::ser::into_writer(&value, &mut out).expect("writing CBOR to a Vec cannot fail");
+        out
+    }
+
+    /// Decodes a record from CBOR. The signature is not checked here: see
+    /// [`Record::verify`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(Error::TooLarge { len: bytes.len(), max: MAX_RECORD_BYTES });
+        }
+        let mut rest = bytes;
+        let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, 8)
+            .map_err(|e| Error::Cbor(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(Error::TrailingBytes(rest.len()));
+        }
+        let Value::Tag(tag, inner) = value else {
+            return Err(Error::NotARecord);
+        };
+        if !(RECORD_TAG_BASE..RECORD_TAG_BASE + 256).contains(&tag) {
+            return Err(Error::NotARecord);
+        }
+        if tag != RECORD_TAG_BASE + u64::from(RECORD_VERSION) {
+            return Err(Error::UnknownVersion(tag - RECORD_TAG_BASE));
+        }
+        let Value::Array(fields) = *inner else {
+            return Err(Error::BadField("record"));
+        };
+        let [node, item, wall, counter, device, body, sig]: [Value; 7] =
+            fields.try_into().map_err(|_| Error::BadField("record"))?;
+        let node = match int(node, "node")? {
+            0 => NodeKind::Contacts,
+            1 => NodeKind::Groups,
+            _ => return Err(Error::BadField("node")),
+        };
+        let item = ItemId(bytes_n(item, "item")?);
+        let hlc = Hlc {
+            wall_ms: int(wall, "hlc")?,
+            counter: u32::try_from(int(counter, "hlc counter")?).map_err(|_| Error::BadField("hlc counter"))?,
+        };
+        let device = DeviceId(bytes_n(device, "device")?);
+        let body = match body {
+            Value::Null => Body::Tombstone,
+            Value::Array(parts) => {
+                let [key, data]: [Value; 2] = parts.try_into().map_err(|_| Error::BadField("body"))?;
+                let (Value::Text(key), Value::Bytes(data)) = (key, data) else {
+                    return Err(Error::BadField("body"));
+                };
+                if key.is_empty() || key.len() > MAX_KEY_ID_BYTES || data.len() > MAX_SEALED_BYTES {
+                    return Err(Error::BadField("body"));
+                }
+                Body::Sealed(Sealed { key, data })
+            }
+            _ => return Err(Error::BadField("body")),
+        };
+        let signature = bytes_n(sig, "signature")?;
+        Ok(Self { node, item, version: Version { hlc, device }, body, signature })
+    }
+}
+
+fn int(v: Value, field: &'static str) -> Result<u64, Error> {
+    match v {
+        Value::Integer(i) => u64::try_from(i).map_err(|_| Error::BadField(field)),
+        _ => Err(Error::BadField(field)),
+    }
+}
+
+fn bytes_n<const N: usize>(v: Value, field: &'static str) -> Result<[u8; N], Error> {
+    match v {
+        Value::Bytes(b) => b.try_into().map_err(|_| Error::BadField(field)),
+        _ => Err(Error::BadField(field)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn sample(body: Body) -> Record {
+        Record::sign(
+            NodeKind::Contacts,
+            ItemId([3; 16]),
+            Hlc { wall_ms: 1_700_000_000_000, counter: 2 },
+            body,
+            &key(1),
+        )
+    }
+
+    fn sealed() -> Body {
+        Body::Sealed(Sealed { key: "k1".into(), data: vec![1, 2, 3] })
+    }
+
+    #[test]
+    fn sign_encode_decode_verify() {
+        for body in [sealed(), Body::Tombstone] {
+            let r = sample(body);
+            let back = Record::decode(&r.encode()).expect("round trip");
+            assert_eq!(back, r);
+            back.verify().expect("signature verifies");
+        }
+    }
+
+    #[test]
+    fn any_change_breaks_the_signature() {
+        let r = sample(sealed());
+        let mut m = r.clone();
+        m.version.hlc.counter += 1;
+        assert_eq!(m.verify(), Err(Error::BadSignature));
+        let mut m = r.clone();
+        m.body = Body::Tombstone;
+        assert_eq!(m.verify(), Err(Error::BadSignature));
+        let mut m = r.clone();
+        m.version.device = DeviceId(key(2).verifying_key().to_bytes());
+        assert_eq!(m.verify(), Err(Error::BadSignature));
+        let mut m = r;
+        m.signature = [0; 64];
+        assert_eq!(m.verify(), Err(Error::BadSignature));
+    }
+
+    #[test]
+    fn strict_decoding() {
+        let bytes = sample(sealed()).encode();
+        assert!(matches!(Record::decode(&bytes[..bytes.len() - 1]), Err(Error::Cbor(_))));
+        assert!(matches!(Record::decode(&[]), Err(Error::Cbor(_))));
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert_eq!(Record::decode(&extra), Err(Error::TrailingBytes(1)));
+        let big = vec![0u8; MAX_RECORD_BYTES + 1];
+        assert!(matches!(Record::decode(&big), Err(Error::TooLarge { .. })));
+        let mut v2 = Vec::new();
+        ciborium::ser::into_writer(&Value::Tag(RECORD_TAG_BASE + 2, Box::new(Value::Array(vec![]))), &mut v2)
+            .expect("write");
+        assert_eq!(Record::decode(&v2), Err(Error::UnknownVersion(2)));
+        let mut plain = Vec::new();
+        ciborium::ser::into_writer(&Value::Integer(5.into()), &mut plain).expect("write");
+        assert_eq!(Record::decode(&plain), Err(Error::NotARecord));
+        let mut short = Vec::new();
+        let wrong = Value::Tag(RECORD_TAG_BASE + 1, Box::new(Value::Array(vec![Value::Null; 7])));
+        ciborium::ser::into_writer(&wrong, &mut short).expect("write");
+        assert_eq!(Record::decode(&short), Err(Error::BadField("node")));
+        // Deep nesting is refused, not recursed into.
+        let deep = [vec![0x81u8; 5000], vec![0x00]].concat();
+        assert!(matches!(Record::decode(&deep), Err(Error::Cbor(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn codec_round_trips(
+            node in prop::bool::ANY,
+            item in prop::array::uniform16(any::<u8>()),
+            wall in any::<u64>(), counter in any::<u32>(),
+            key_id in "[a-zA-Z0-9_-]{1,40}",
+            data in prop::collection::vec(any::<u8>(), 0..512),
+            tomb in prop::bool::ANY,
+        ) {
+            let body = if tomb { Body::Tombstone } else { Body::Sealed(Sealed { key: key_id, data }) };
+            let node = if node { NodeKind::Contacts } else { NodeKind::Groups };
+            let r = Record::sign(node, ItemId(item), Hlc { wall_ms: wall, counter }, body, &key(9));
+            let back = Record::decode(&r.encode()).expect("round trip");
+            prop_assert!(back.verify().is_ok());
+            prop_assert_eq!(back, r);
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Record::decode(&bytes);
+        }
+    }
+}

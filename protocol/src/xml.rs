@@ -1,0 +1,500 @@
+//! A small, namespace-aware XML element tree on top of quick-xml, with hard limits.
+//!
+//! This module owns parsing untrusted XML into [`Element`] and writing it back. Every
+//! other XML format in kith (XEP-0510 items, XEP-0473 `<encrypted/>`, XEP-0373
+//! `<signcrypt/>`, rosters) is read through here, so the limits below bound all of
+//! them: input size, nesting depth and element count. DOCTYPE declarations are
+//! refused (no entity expansion), and only the five predefined entities and character
+//! references are understood.
+//!
+//! The tree keeps what an extensible format needs to survive a round trip: every
+//! element and attribute with its namespace, and text. It does not keep comments,
+//! processing instructions, prefixes as written, or whitespace between elements.
+
+use std::fmt::Write as _;
+
+use quick_xml::XmlVersion;
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+
+/// The XML namespace bound to the `xml:` prefix by definition.
+pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// Limits applied while parsing; each has a typed error when exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest input accepted, in bytes.
+    pub max_bytes: usize,
+    /// Deepest element nesting accepted (the root is depth 1).
+    pub max_depth: usize,
+    /// Most elements accepted in one document.
+    pub max_elements: usize,
+}
+
+impl Limits {
+    /// Limits for one XEP-0510 item payload: 16 KiB, depth 8, 512 elements.
+    pub const ITEM: Self = Self {
+        max_bytes: 16 * 1024,
+        max_depth: 8,
+        max_elements: 512,
+    };
+    /// Limits for documents a user imports (rosters, metacontacts): 16 MiB, depth 8,
+    /// 1,000,000 elements.
+    pub const IMPORT: Self = Self {
+        max_bytes: 16 * 1024 * 1024,
+        max_depth: 8,
+        max_elements: 1_000_000,
+    };
+}
+
+/// Why a document could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is larger than [`Limits::max_bytes`].
+    #[error("XML input is {len} bytes, more than the limit of {max}")]
+    TooLarge {
+        /// Size of the input.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Elements nest deeper than [`Limits::max_depth`].
+    #[error("XML nests deeper than the limit of {max} levels")]
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// More elements than [`Limits::max_elements`].
+    #[error("XML has more than the limit of {max} elements")]
+    TooManyElements {
+        /// The limit.
+        max: usize,
+    },
+    /// The input is not well-formed XML.
+    #[error("malformed XML: {0}")]
+    Malformed(String),
+    /// A DOCTYPE declaration, refused so that no entity can be defined.
+    #[error("XML with a DOCTYPE declaration is refused")]
+    Doctype,
+    /// An entity other than the five predefined ones.
+    #[error("unknown XML entity &{0};")]
+    UnknownEntity(String),
+    /// A prefix that no namespace declaration binds.
+    #[error("unbound XML namespace prefix in {0:?}")]
+    UnboundPrefix(String),
+    /// No root element.
+    #[error("XML input has no element")]
+    Empty,
+    /// Something other than whitespace, comments or processing instructions after
+    /// the root element.
+    #[error("XML input has content after the root element")]
+    TrailingContent,
+}
+
+/// A node in an element's content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Node {
+    /// A child element.
+    Element(Element),
+    /// Character data, unescaped.
+    Text(String),
+}
+
+/// An attribute with its namespace (empty for the usual unqualified attribute).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Attr {
+    /// Namespace URI, or empty when the attribute has no prefix.
+    pub ns: String,
+    /// Local name.
+    pub name: String,
+    /// Unescaped, normalised value.
+    pub value: String,
+}
+
+/// An element: namespace, local name, attributes in document order, and content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Element {
+    /// Namespace URI, or empty when unbound.
+    pub ns: String,
+    /// Local name.
+    pub name: String,
+    /// Attributes, namespace declarations excluded.
+    pub attrs: Vec<Attr>,
+    /// Child elements and text.
+    pub children: Vec<Node>,
+}
+
+impl Element {
+    /// A new element with no attributes or children.
+    pub fn new(ns: &str, name: &str) -> Self {
+        Self {
+            ns: ns.to_owned(),
+            name: name.to_owned(),
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Whether this element has the given namespace and local name.
+    pub fn is(&self, ns: &str, name: &str) -> bool {
+        self.ns == ns && self.name == name
+    }
+
+    /// The value of the unqualified attribute `name`, if present.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.ns.is_empty() && a.name == name)
+            .map(|a| a.value.as_str())
+    }
+
+    /// Sets (or replaces) the unqualified attribute `name`.
+    pub fn set_attr(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self
+            .attrs
+            .iter_mut()
+            .find(|a| a.ns.is_empty() && a.name == name)
+        {
+            Some(a) => a.value = value,
+            None => self.attrs.push(Attr {
+                ns: String::new(),
+                name: name.to_owned(),
+                value,
+            }),
+        }
+    }
+
+    /// Builder form of [`Element::set_attr`].
+    #[must_use]
+    pub fn with_attr(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.set_attr(name, value);
+        self
+    }
+
+    /// Appends a child element.
+    pub fn push(&mut self, child: Element) {
+        self.children.push(Node::Element(child));
+    }
+
+    /// Appends text.
+    pub fn push_text(&mut self, text: impl Into<String>) {
+        self.children.push(Node::Text(text.into()));
+    }
+
+    /// Child elements, in order.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// All text directly inside this element, concatenated.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for n in &self.children {
+            if let Node::Text(t) = n {
+                out.push_str(t);
+            }
+        }
+        out
+    }
+
+    /// Parses one element from `input`, enforcing `limits`.
+    pub fn parse(input: &str, limits: Limits) -> Result<Self, Error> {
+        parse(input, limits)
+    }
+
+    /// Serialises this element with its namespace declared on it.
+    pub fn to_xml(&self) -> String {
+        let mut out = String::with_capacity(256);
+        write_element(&mut out, self, None);
+        out
+    }
+}
+
+fn malformed(e: impl std::fmt::Display) -> Error {
+    Error::Malformed(e.to_string())
+}
+
+fn resolved_ns(r: ResolveResult<'_>, qname: &str) -> Result<String, Error> {
+    match r {
+        ResolveResult::Unbound => Ok(String::new()),
+        ResolveResult::Bound(ns) => Ok(ns.0.to_owned()),
+        ResolveResult::Unknown(_) => Err(Error::UnboundPrefix(qname.to_owned())),
+    }
+}
+
+fn predefined_entity(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "amp" => "&",
+        "lt" => "<",
+        "gt" => ">",
+        "apos" => "'",
+        "quot" => "\"",
+        _ => return None,
+    })
+}
+
+fn parse(input: &str, limits: Limits) -> Result<Element, Error> {
+    if input.len() > limits.max_bytes {
+        return Err(Error::TooLarge {
+            len: input.len(),
+            max: limits.max_bytes,
+        });
+    }
+    let mut reader = NsReader::from_str(input);
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.expand_empty_elements = false;
+
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut elements = 0usize;
+
+    loop {
+        let (ns, event) = reader.read_resolved_event().map_err(malformed)?;
+        let ns = match event {
+            Event::Start(ref e) | Event::Empty(ref e) => Some(resolved_ns(ns, e.name().0)?),
+            _ => None,
+        };
+        match event {
+            Event::Start(ref start) | Event::Empty(ref start) => {
+                if root.is_some() {
+                    return Err(Error::TrailingContent);
+                }
+                elements += 1;
+                if elements > limits.max_elements {
+                    return Err(Error::TooManyElements {
+                        max: limits.max_elements,
+                    });
+                }
+                if stack.len() + 1 > limits.max_depth {
+                    return Err(Error::TooDeep {
+                        max: limits.max_depth,
+                    });
+                }
+                let mut el = Element {
+                    ns: ns.unwrap_or_default(),
+                    name: start.local_name().as_ref().to_owned(),
+                    attrs: Vec::new(),
+                    children: Vec::new(),
+                };
+                for attr in start.attributes() {
+                    let attr = attr.map_err(malformed)?;
+                    if attr.key.as_namespace_binding().is_some() {
+                        continue;
+                    }
+                    let (ans, local) = reader.resolver().resolve_attribute(attr.key);
+                    let ans = resolved_ns(ans, attr.key.0)?;
+                    let value = attr
+                        .normalized_value(XmlVersion::Implicit1_0)
+                        .map_err(malformed)?;
+                    el.attrs.push(Attr {
+                        ns: ans,
+                        name: local.as_ref().to_owned(),
+                        value: value.into_owned(),
+                    });
+                }
+                if matches!(event, Event::Empty(_)) {
+                    close(&mut stack, &mut root, el);
+                } else {
+                    stack.push(el);
+                }
+            }
+            Event::End(_) => {
+                // check_end_names guarantees a matching open element here.
+                let el = stack.pop().ok_or_else(|| malformed("unmatched end tag"))?;
+                close(&mut stack, &mut root, el);
+            }
+            Event::Text(t) => {
+                let text = t.xml10_content();
+                push_text(&mut stack, &root, &text)?;
+            }
+            Event::CData(c) => {
+                let text = c.xml10_content();
+                push_text(&mut stack, &root, &text)?;
+            }
+            Event::GeneralRef(r) => {
+                let text = if r.is_char_ref() {
+                    match r.resolve_char_ref().map_err(malformed)? {
+                        Some(c) => c.to_string(),
+                        None => return Err(malformed("bad character reference")),
+                    }
+                } else {
+                    let name = r.xml10_content();
+                    predefined_entity(&name)
+                        .ok_or_else(|| Error::UnknownEntity(name.to_string()))?
+                        .to_owned()
+                };
+                push_text(&mut stack, &root, &text)?;
+            }
+            Event::DocType(_) => return Err(Error::Doctype),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(malformed("unclosed element"));
+    }
+    root.ok_or(Error::Empty)
+}
+
+fn push_text(stack: &mut [Element], root: &Option<Element>, text: &str) -> Result<(), Error> {
+    match stack.last_mut() {
+        Some(parent) => {
+            if let Some(Node::Text(prev)) = parent.children.last_mut() {
+                prev.push_str(text);
+            } else {
+                parent.children.push(Node::Text(text.to_owned()));
+            }
+            Ok(())
+        }
+        None if text.trim().is_empty() => Ok(()),
+        None if root.is_some() => Err(Error::TrailingContent),
+        None => Err(malformed("text outside the root element")),
+    }
+}
+
+fn close(stack: &mut [Element], root: &mut Option<Element>, mut el: Element) {
+    // Whitespace between child elements carries no meaning in these formats.
+    if el.children.iter().any(|n| matches!(n, Node::Element(_))) {
+        el.children
+            .retain(|n| !matches!(n, Node::Text(t) if t.trim().is_empty()));
+    }
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(Node::Element(el)),
+        None => *root = Some(el),
+    }
+}
+
+fn escape_into(out: &mut String, s: &str, attr: bool) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' if attr => out.push_str("&apos;"),
+            '"' if attr => out.push_str("&quot;"),
+            '\t' if attr => out.push_str("&#9;"),
+            '\n' if attr => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn write_element(out: &mut String, el: &Element, parent_ns: Option<&str>) {
+    out.push('<');
+    out.push_str(&el.name);
+    if parent_ns != Some(el.ns.as_str()) && !(parent_ns.is_none() && el.ns.is_empty()) {
+        out.push_str(" xmlns='");
+        escape_into(out, &el.ns, true);
+        out.push('\'');
+    }
+    let mut prefixes: Vec<&str> = Vec::new();
+    for a in &el.attrs {
+        out.push(' ');
+        if a.ns == XML_NS {
+            out.push_str("xml:");
+        } else if !a.ns.is_empty() {
+            let i = match prefixes.iter().position(|p| *p == a.ns) {
+                Some(i) => i,
+                None => {
+                    prefixes.push(&a.ns);
+                    let i = prefixes.len() - 1;
+                    // Writing to a String cannot fail.
+                    let _ = write!(out, "xmlns:ns{i}='");
+                    escape_into(out, &a.ns, true);
+                    out.push_str("' ");
+                    i
+                }
+            };
+            let _ = write!(out, "ns{i}:");
+        }
+        out.push_str(&a.name);
+        out.push_str("='");
+        escape_into(out, &a.value, true);
+        out.push('\'');
+    }
+    if el.children.is_empty() {
+        out.push_str("/>");
+        return;
+    }
+    out.push('>');
+    for n in &el.children {
+        match n {
+            Node::Element(c) => write_element(out, c, Some(&el.ns)),
+            Node::Text(t) => escape_into(out, t, false),
+        }
+    }
+    out.push_str("</");
+    out.push_str(&el.name);
+    out.push('>');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Element, Error> {
+        Element::parse(s, Limits::ITEM)
+    }
+
+    #[test]
+    fn parses_namespaces_attributes_and_text() {
+        let el = p("<a xmlns='urn:x' xmlns:f='urn:f' b='1 &amp; 2' f:c='3' xml:lang='en'>\
+                    <child>t&lt;x&#x41;<![CDATA[<raw>]]></child><f:other/></a>")
+        .expect("valid");
+        assert_eq!(el.ns, "urn:x");
+        assert_eq!(el.attr("b"), Some("1 & 2"));
+        assert_eq!(el.attrs[1].ns, "urn:f");
+        assert_eq!(el.attrs[2].ns, XML_NS);
+        let kids: Vec<_> = el.elements().collect();
+        assert_eq!(kids[0].text(), "t<xA<raw>");
+        assert_eq!(kids[1].ns, "urn:f");
+    }
+
+    #[test]
+    fn round_trips_through_serialisation() {
+        let src = "<a xmlns='urn:x' xmlns:f='urn:f' f:c='v&apos;' xml:lang='en'>\
+                   <b xmlns=''>x</b><f:o q='&#10;'/>text</a>";
+        let el = p(src).expect("valid");
+        let again = p(&el.to_xml()).expect("own output parses");
+        assert_eq!(el, again);
+    }
+
+    #[test]
+    fn refuses_doctype_and_unknown_entities() {
+        assert_eq!(
+            p("<!DOCTYPE a [<!ENTITY x 'y'>]><a>&x;</a>"),
+            Err(Error::Doctype)
+        );
+        assert_eq!(p("<a>&x;</a>"), Err(Error::UnknownEntity("x".into())));
+    }
+
+    #[test]
+    fn enforces_limits() {
+        let deep = "<a>".repeat(9) + &"</a>".repeat(9);
+        assert_eq!(p(&deep), Err(Error::TooDeep { max: 8 }));
+        let big = format!("<a>{}</a>", "x".repeat(20_000));
+        assert!(matches!(p(&big), Err(Error::TooLarge { .. })));
+        let many = format!("<a>{}</a>", "<b/>".repeat(600));
+        assert_eq!(p(&many), Err(Error::TooManyElements { max: 512 }));
+    }
+
+    #[test]
+    fn rejects_malformed_and_trailing_input() {
+        assert!(matches!(p("<a><b></a>"), Err(Error::Malformed(_))));
+        assert!(matches!(p("<a>"), Err(Error::Malformed(_))));
+        assert_eq!(p(""), Err(Error::Empty));
+        assert_eq!(p("<a/><b/>"), Err(Error::TrailingContent));
+        assert_eq!(p("<a/>junk"), Err(Error::TrailingContent));
+        assert!(matches!(p("<p:a/>"), Err(Error::UnboundPrefix(_))));
+        // Trailing whitespace (kith's size padding) is fine.
+        assert!(p("<a/>   \n  ").is_ok());
+    }
+}
