@@ -2,9 +2,12 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod contacts;
+pub mod import;
 pub mod item;
 pub mod jid;
 pub mod ox;
 pub mod record;
+pub mod replica;
 pub mod seal;
 pub mod xml;

@@ -1,0 +1,114 @@
+//! A device's contact book: its replica, its secrets, its editor, and the merged view,
+//! rebuilt only when something changed.
+
+use ed25519_dalek::SigningKey;
+use rand_core::CryptoRng;
+
+use super::edit::{Command, Editor, Error};
+use super::view::{PayloadCache, View};
+use crate::clock::{Clock, WallTime};
+use crate::record::{DeviceId, Record};
+use crate::replica::{Authors, Outcome, Rejected, Replica};
+use crate::seal::Keyring;
+
+/// One device's local state.
+#[derive(Debug)]
+pub struct Book {
+    replica: Replica,
+    keyring: Keyring,
+    editor: Editor,
+    cache: PayloadCache,
+    view: View,
+    dirty: bool,
+}
+
+impl Book {
+    /// An empty book for the device whose signing key is `key`.
+    pub fn new(key: SigningKey, keyring: Keyring) -> Self {
+        Self::restore(key, keyring, Replica::new(), Clock::default())
+    }
+
+    /// A book over records already stored, its clock having seen `clock`.
+    pub fn restore(key: SigningKey, keyring: Keyring, replica: Replica, clock: Clock) -> Self {
+        let mut clock = clock;
+        for r in replica.records() {
+            clock = Clock::new(clock.last().max(r.version.hlc));
+        }
+        Self {
+            replica,
+            keyring,
+            editor: Editor::new(key, clock),
+            cache: PayloadCache::new(),
+            view: View::default(),
+            dirty: true,
+        }
+    }
+
+    /// This device.
+    pub fn device(&self) -> DeviceId {
+        self.editor.device()
+    }
+
+    /// The records.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The secrets.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// The secrets, to add or revoke some; the view is rebuilt afterwards.
+    pub fn keyring_mut(&mut self) -> &mut Keyring {
+        self.dirty = true;
+        &mut self.keyring
+    }
+
+    /// The editor (padding policy, clock).
+    pub fn editor_mut(&mut self) -> &mut Editor {
+        &mut self.editor
+    }
+
+    /// The merged view.
+    pub fn view(&mut self) -> &View {
+        if self.dirty {
+            self.view = View::build(&self.replica, &self.keyring, &mut self.cache);
+            self.dirty = false;
+        }
+        &self.view
+    }
+
+    /// Carries out a command; the new records are already applied here and are
+    /// returned to be stored and sent.
+    pub fn execute<R: CryptoRng + ?Sized>(&mut self, command: Command, now: WallTime, rng: &mut R) -> Result<Vec<Record>, Error> {
+        self.view();
+        let records = self.editor.execute(&self.view, command, &self.keyring, now, rng)?;
+        for r in &records {
+            self.replica.insert(r.clone());
+        }
+        self.dirty |= !records.is_empty();
+        Ok(records)
+    }
+
+    /// Checks and applies a record from elsewhere.
+    pub fn receive(&mut self, record: Record, authors: &dyn Authors, now: WallTime) -> Result<Outcome, Rejected> {
+        let hlc = record.version.hlc;
+        let outcome = self.replica.apply(record, authors, now)?;
+        if outcome != Outcome::Held {
+            self.editor.observe(hlc, now);
+        }
+        self.dirty |= outcome.changed();
+        Ok(outcome)
+    }
+
+    /// Applies held records whose time has come; returns those that changed the book.
+    pub fn release(&mut self, authors: &dyn Authors, now: WallTime) -> Vec<Record> {
+        let released = self.replica.release(authors, now);
+        for r in &released {
+            self.editor.observe(r.version.hlc, now);
+        }
+        self.dirty |= !released.is_empty();
+        released
+    }
+}

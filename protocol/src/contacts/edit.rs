@@ -1,0 +1,473 @@
+//! Turning a user's command into records.
+//!
+//! An [`Editor`] holds the device's signing key and hybrid logical clock. Given the
+//! current [`View`], a [`Command`] becomes a plan (item → new payload or tombstone),
+//! the plan is padded, and every planned write is sealed with the node's current
+//! secret and signed. Rules (see `docs/merge-rules.md`):
+//!
+//! * a new contact or group gets a fresh random item id, never a reused one;
+//! * an edit writes the whole merged contact into its survivor (smallest item id)
+//!   and turns the other members into `<reserved/>`, so duplicates collapse;
+//! * deleting a contact or group turns its items into `<reserved/>` (the item count
+//!   does not change, so the deletion does not show);
+//! * deleting a group also removes references to it from the contacts that had it;
+//! * padding: after the command, each node it touched holds a multiple of
+//!   `count_bucket` live items (default 32, at least one bucket): `<reserved/>`
+//!   items are added, or surplus ones (largest ids first) retracted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ed25519_dalek::SigningKey;
+use rand_core::CryptoRng;
+
+use super::view::{MergedContact, View};
+use crate::clock::{Clock, Hlc, WallTime};
+use crate::item::{self, Contact, Extra, Group, GroupRef, Identity, NodeKind, Payload};
+use crate::jid::BareJid;
+use crate::record::{Body, DeviceId, ItemId, Record};
+use crate::seal::{self, DEFAULT_PAD_BUCKET, Keyring};
+
+/// Default number of items each node is padded to a multiple of.
+pub const DEFAULT_COUNT_BUCKET: usize = 32;
+
+/// A change a user asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Adds a contact; groups are named, and created when missing.
+    AddContact {
+        /// The contact's JID.
+        jid: BareJid,
+        /// Name to show.
+        name: Option<String>,
+        /// Group names.
+        groups: Vec<String>,
+    },
+    /// Changes the contact that has `jid`.
+    EditContact {
+        /// Which contact.
+        jid: BareJid,
+        /// `Some(None)` removes the name.
+        name: Option<Option<String>>,
+        /// Group names to add (created when missing).
+        add_groups: Vec<String>,
+        /// Group names to remove.
+        remove_groups: Vec<String>,
+        /// JIDs to add as identities.
+        add_jids: Vec<BareJid>,
+        /// JIDs to remove from the identities (not the last one).
+        remove_jids: Vec<BareJid>,
+    },
+    /// Deletes the contact that has `jid`.
+    RemoveContact {
+        /// Which contact.
+        jid: BareJid,
+    },
+    /// Creates a group.
+    AddGroup {
+        /// Its name (must be new).
+        name: String,
+        /// Optional description.
+        description: Option<String>,
+    },
+    /// Renames a group.
+    RenameGroup {
+        /// Current name.
+        name: String,
+        /// New name.
+        new_name: String,
+    },
+    /// Deletes a group and removes it from its contacts.
+    RemoveGroup {
+        /// Its name.
+        name: String,
+    },
+    /// Adds or updates many contacts at once (an import): a contact sharing an
+    /// identity with an existing one is merged into it, its name winning when set.
+    Import {
+        /// Contacts; their group references are group names here.
+        contacts: Vec<Contact>,
+    },
+}
+
+/// Why a command cannot be carried out. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No current secret for a node.
+    #[error("no secret for node {0}: this device cannot seal items yet")]
+    NoSecret(NodeKind),
+    /// No contact has this JID.
+    #[error("no contact has the address {0}")]
+    NoSuchContact(String),
+    /// A contact with this JID exists already.
+    #[error("a contact with the address {0} exists already")]
+    ContactExists(String),
+    /// No group has this name.
+    #[error("no group is named {0:?}")]
+    NoSuchGroup(String),
+    /// A group with this name exists already.
+    #[error("a group named {0:?} exists already")]
+    GroupExists(String),
+    /// The edit would leave a contact without identity.
+    #[error("a contact must keep at least one address")]
+    LastIdentity,
+    /// The result is not a valid item.
+    #[error(transparent)]
+    Item(#[from] item::Error),
+}
+
+enum Write {
+    Payload(Payload),
+    Tombstone,
+}
+
+/// A device's authoring state: signing key, clock and padding policy.
+#[derive(Debug)]
+pub struct Editor {
+    key: SigningKey,
+    clock: Clock,
+    /// Plaintext size bucket, bytes.
+    pub pad_bucket: usize,
+    /// Item count bucket per node.
+    pub count_bucket: usize,
+}
+
+impl Editor {
+    /// An editor signing with `key`, its clock having seen `clock`.
+    pub fn new(key: SigningKey, clock: Clock) -> Self {
+        Self { key, clock, pad_bucket: DEFAULT_PAD_BUCKET, count_bucket: DEFAULT_COUNT_BUCKET }
+    }
+
+    /// This device.
+    pub fn device(&self) -> DeviceId {
+        DeviceId(self.key.verifying_key().to_bytes())
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Takes a received record's stamp into account.
+    pub fn observe(&mut self, hlc: Hlc, now: WallTime) {
+        // A stamp too far ahead was held by the replica and is observed when released.
+        let _ = self.clock.observe(hlc, now);
+    }
+
+    /// Carries out `command` against `view`; returns the records to apply and send.
+    pub fn execute<R: CryptoRng + ?Sized>(
+        &mut self,
+        view: &View,
+        command: Command,
+        keyring: &Keyring,
+        now: WallTime,
+        rng: &mut R,
+    ) -> Result<Vec<Record>, Error> {
+        let mut plan = Plan::new(view);
+        match command {
+            Command::AddContact { jid, name, groups } => {
+                if view.contact_by_jid(&jid).is_some() {
+                    return Err(Error::ContactExists(jid.to_string()));
+                }
+                let mut contact = Contact { name, identities: vec![Identity::jid(&jid)], ..Contact::default() };
+                for g in groups {
+                    let id = plan.group_id(&g, rng);
+                    push_group(&mut contact, id);
+                }
+                plan.write_contact(None, contact, rng);
+            }
+            Command::EditContact { jid, name, add_groups, remove_groups, add_jids, remove_jids } => {
+                let target = view.contact_by_jid(&jid).ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
+                let mut contact = target.contact.clone();
+                if let Some(n) = name {
+                    contact.name = n;
+                }
+                for g in add_groups {
+                    let id = plan.group_id(&g, rng);
+                    push_group(&mut contact, id);
+                }
+                for g in remove_groups {
+                    let entry = view.group_by_name(&g).ok_or_else(|| Error::NoSuchGroup(g.clone()))?;
+                    contact.groups.retain(|r| r.id != entry.group.id);
+                }
+                for j in add_jids {
+                    let id = Identity::jid(&j);
+                    if !contact.identities.iter().any(|i| i.key() == id.key()) {
+                        contact.identities.push(id);
+                    }
+                }
+                for j in remove_jids {
+                    let id = Identity::jid(&j);
+                    contact.identities.retain(|i| i.key() != id.key());
+                }
+                if contact.identities.is_empty() {
+                    return Err(Error::LastIdentity);
+                }
+                plan.write_contact(Some(target), contact, rng);
+            }
+            Command::RemoveContact { jid } => {
+                let target = view.contact_by_jid(&jid).ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
+                for (item, _) in &target.members {
+                    plan.reserve(NodeKind::Contacts, *item);
+                }
+            }
+            Command::AddGroup { name, description } => {
+                if view.group_by_name(&name).is_some() {
+                    return Err(Error::GroupExists(name));
+                }
+                let id = plan.group_id(&name, rng);
+                if let Some(d) = description {
+                    plan.set_group_description(&id, d);
+                }
+            }
+            Command::RenameGroup { name, new_name } => {
+                let entry = view.group_by_name(&name).ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
+                if name != new_name && view.group_by_name(&new_name).is_some() {
+                    return Err(Error::GroupExists(new_name));
+                }
+                let mut group = entry.group.clone();
+                group.name = new_name;
+                plan.write(NodeKind::Groups, entry.item, Write::Payload(Payload::Group(group)));
+                for dup in &entry.duplicates {
+                    plan.reserve(NodeKind::Groups, *dup);
+                }
+            }
+            Command::RemoveGroup { name } => {
+                let entry = view.group_by_name(&name).ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
+                plan.reserve(NodeKind::Groups, entry.item);
+                for dup in &entry.duplicates {
+                    plan.reserve(NodeKind::Groups, *dup);
+                }
+                for c in view.contacts.iter().filter(|c| c.contact.groups.iter().any(|g| g.id == entry.group.id)) {
+                    let mut contact = c.contact.clone();
+                    contact.groups.retain(|g| g.id != entry.group.id);
+                    plan.write_contact(Some(c), contact, rng);
+                }
+            }
+            Command::Import { contacts } => self.plan_import(view, &mut plan, contacts, rng),
+        }
+        plan.pad(view, self.count_bucket, rng);
+        self.seal_plan(plan, keyring, now, rng)
+    }
+
+    fn plan_import<R: CryptoRng + ?Sized>(&self, view: &View, plan: &mut Plan<'_>, contacts: Vec<Contact>, rng: &mut R) {
+        // Existing contacts and those imported so far, by identity.
+        let mut by_identity: HashMap<(String, String), usize> = HashMap::new();
+        let mut merged: Vec<(Option<&MergedContact>, Contact)> = Vec::new();
+        for c in &view.contacts {
+            for id in &c.contact.identities {
+                by_identity.insert((id.kind.clone(), id.value.clone()), merged.len());
+            }
+            merged.push((Some(c), c.contact.clone()));
+        }
+        let existing = merged.len();
+        let mut touched = vec![false; existing];
+        for mut incoming in contacts {
+            let groups = std::mem::take(&mut incoming.groups);
+            incoming.groups = groups.iter().map(|g| GroupRef { id: plan.group_id(&g.id, rng), extra: Extra::default() }).collect();
+            let hit = incoming.identities.iter().find_map(|i| by_identity.get(&(i.kind.clone(), i.value.clone())).copied());
+            let index = match hit {
+                Some(i) => {
+                    let target = &mut merged[i].1;
+                    if incoming.name.is_some() {
+                        target.name = incoming.name;
+                    }
+                    for id in incoming.identities {
+                        if !target.identities.iter().any(|x| x.key() == id.key()) {
+                            target.identities.push(id);
+                        }
+                    }
+                    for g in incoming.groups {
+                        push_group(target, g.id);
+                    }
+                    i
+                }
+                None => {
+                    merged.push((None, incoming));
+                    merged.len() - 1
+                }
+            };
+            if index < existing {
+                touched[index] = true;
+            }
+            for id in &merged[index].1.identities {
+                by_identity.insert((id.kind.clone(), id.value.clone()), index);
+            }
+        }
+        for (i, (target, contact)) in merged.into_iter().enumerate() {
+            if i >= existing || touched[i] {
+                plan.write_contact(target, contact, rng);
+            }
+        }
+    }
+
+    fn seal_plan<R: CryptoRng + ?Sized>(&mut self, plan: Plan<'_>, keyring: &Keyring, now: WallTime, rng: &mut R) -> Result<Vec<Record>, Error> {
+        let mut records = Vec::with_capacity(plan.writes.len());
+        let mut secrets = BTreeMap::new();
+        for node in NodeKind::ALL {
+            if plan.writes.keys().any(|(n, _)| *n == node) {
+                secrets.insert(node, keyring.current(node).ok_or(Error::NoSecret(node))?);
+            }
+        }
+        for ((node, item), write) in plan.writes {
+            let body = match write {
+                Write::Tombstone => Body::Tombstone,
+                Write::Payload(p) => {
+                    let xml = p.to_xml();
+                    // Validate what we are about to publish, as a reader would.
+                    Payload::parse(&xml)?.check_node(node)?;
+                    Body::Sealed(seal::seal(&xml, secrets[&node], self.pad_bucket, rng))
+                }
+            };
+            let hlc = self.clock.tick(now);
+            records.push(Record::sign(node, item, hlc, body, &self.key));
+        }
+        Ok(records)
+    }
+}
+
+fn push_group(contact: &mut Contact, id: String) {
+    if !contact.groups.iter().any(|g| g.id == id) {
+        contact.groups.push(GroupRef { id, extra: Extra::default() });
+    }
+}
+
+/// What kind of item an item is, for counting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Real,
+    Reserved,
+}
+
+/// The writes a command makes, keyed by item.
+struct Plan<'v> {
+    view: &'v View,
+    writes: BTreeMap<(NodeKind, ItemId), Write>,
+    /// Groups created by this command, by name → id.
+    new_groups: BTreeMap<String, String>,
+}
+
+impl<'v> Plan<'v> {
+    fn new(view: &'v View) -> Self {
+        Self { view, writes: BTreeMap::new(), new_groups: BTreeMap::new() }
+    }
+
+    fn write(&mut self, node: NodeKind, item: ItemId, w: Write) {
+        self.writes.insert((node, item), w);
+    }
+
+    fn reserve(&mut self, node: NodeKind, item: ItemId) {
+        self.write(node, item, Write::Payload(Payload::Reserved(Extra::default())));
+    }
+
+    /// Writes `contact` into `target`'s survivor (its other members reserved), or
+    /// into a new item.
+    fn write_contact<R: CryptoRng + ?Sized>(&mut self, target: Option<&MergedContact>, contact: Contact, rng: &mut R) {
+        match target {
+            Some(t) => {
+                for (item, _) in &t.members[1..] {
+                    self.reserve(NodeKind::Contacts, *item);
+                }
+                self.write(NodeKind::Contacts, t.id, Write::Payload(Payload::Contact(contact)));
+            }
+            None => {
+                let item = ItemId::random(rng);
+                self.write(NodeKind::Contacts, item, Write::Payload(Payload::Contact(contact)));
+            }
+        }
+    }
+
+    /// The id of the group named `name`, creating the group when there is none.
+    fn group_id<R: CryptoRng + ?Sized>(&mut self, name: &str, rng: &mut R) -> String {
+        if let Some(g) = self.view.group_by_name(name) {
+            return g.group.id.clone();
+        }
+        if let Some(id) = self.new_groups.get(name) {
+            return id.clone();
+        }
+        let mut raw = [0u8; 6];
+        rng.fill_bytes(&mut raw);
+        let id: String = std::iter::once("g-".to_owned()).chain(raw.iter().map(|b| format!("{b:02x}"))).collect();
+        let group = Group { id: id.clone(), name: name.to_owned(), ..Group::default() };
+        self.write(NodeKind::Groups, ItemId::random(rng), Write::Payload(Payload::Group(group)));
+        self.new_groups.insert(name.to_owned(), id.clone());
+        id
+    }
+
+    fn set_group_description(&mut self, id: &str, description: String) {
+        for w in self.writes.values_mut() {
+            if let Write::Payload(Payload::Group(g)) = w
+                && g.id == id
+            {
+                g.description = Some(description.clone());
+            }
+        }
+    }
+
+    fn kind_before(&self, node: NodeKind, item: &ItemId, reserved: &[ItemId]) -> Option<Kind> {
+        if reserved.binary_search(item).is_ok() {
+            Some(Kind::Reserved)
+        } else if self.view.is_real_item(node, item) {
+            Some(Kind::Real)
+        } else {
+            None
+        }
+    }
+
+    /// Adds or retracts `<reserved/>` items on each node this plan touches.
+    fn pad<R: CryptoRng + ?Sized>(&mut self, view: &View, bucket: usize, rng: &mut R) {
+        if bucket == 0 {
+            return;
+        }
+        for node in NodeKind::ALL {
+            if !self.writes.keys().any(|(n, _)| *n == node) {
+                continue;
+            }
+            let unreadable = view.unreadable.keys().filter(|(n, _)| *n == node).count();
+            let mut reserved = view.reserved.get(&node).map_or(0, Vec::len);
+            let mut real = view.live_items(node) - reserved + unreadable;
+            let mut reserved_before: Vec<ItemId> = view.reserved.get(&node).cloned().unwrap_or_default();
+            reserved_before.sort();
+            let mut reserved_now = reserved_before.clone();
+            for ((n, item), w) in &self.writes {
+                if *n != node {
+                    continue;
+                }
+                let before = self.kind_before(node, item, &reserved_before);
+                let after = match w {
+                    Write::Payload(Payload::Reserved(_)) => Some(Kind::Reserved),
+                    Write::Payload(_) => Some(Kind::Real),
+                    Write::Tombstone => None,
+                };
+                match before {
+                    Some(Kind::Real) => real -= 1,
+                    Some(Kind::Reserved) => {
+                        reserved -= 1;
+                        reserved_now.retain(|r| r != item);
+                    }
+                    None => {}
+                }
+                match after {
+                    Some(Kind::Real) => real += 1,
+                    Some(Kind::Reserved) => {
+                        reserved += 1;
+                        reserved_now.push(*item);
+                    }
+                    None => {}
+                }
+            }
+            let target = real.div_ceil(bucket).max(1) * bucket;
+            let total = real + reserved;
+            if total < target {
+                for _ in total..target {
+                    self.reserve(node, ItemId::random(rng));
+                }
+            } else if total > target {
+                reserved_now.sort();
+                for item in reserved_now.iter().rev().take(total - target) {
+                    self.write(node, *item, Write::Tombstone);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The contacts layer: the merged contact list ([`View`]), the commands that change
+//! it ([`Command`], [`Editor`]), and a device's local state tying replica, secrets
+//! and view together ([`Book`]).
+
+mod book;
+mod edit;
+mod view;
+
+pub use book::Book;
+pub use edit::{Command, DEFAULT_COUNT_BUCKET, Editor, Error};
+pub use view::{GroupEntry, MergedContact, PayloadCache, Unreadable, View};

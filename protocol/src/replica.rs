@@ -1,0 +1,261 @@
+//! The replica: for each pubsub node, item id → the winning record. It never opens
+//! a record; it checks who wrote it and keeps the greatest version.
+//!
+//! Rules, applied in this order by [`Replica::apply`]:
+//! 1. the signature must verify and the author must be allowed ([`Authors`]);
+//!    otherwise the record is rejected and nothing changes;
+//! 2. a record stamped more than `max_ahead_ms` ahead of local wall time is held,
+//!    neither applied nor lost, until [`Replica::release`] finds that local time has
+//!    caught up (at most [`MAX_HELD`] records are held; past that the record is
+//!    refused with [`Rejected::HoldFull`], and reconciliation will offer it again);
+//! 3. per item id the greatest [`Version`] wins; a tombstone is a record like any
+//!    other. Two different records with the same version (only a misbehaving author
+//!    can produce them) are ordered by their signature bytes, so every replica keeps
+//!    the same one.
+//!
+//! The outcome does not depend on the order records arrive in, nor on duplicates:
+//! the property tests in `tests/convergence.rs` check this.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::clock::{DEFAULT_MAX_AHEAD_MS, Hlc, WallTime};
+use crate::item::NodeKind;
+use crate::record::{DeviceId, ItemId, Record, Version};
+
+/// Most records held for being stamped in the future.
+pub const MAX_HELD: usize = 10_000;
+
+/// Who may author records.
+pub trait Authors {
+    /// Whether `device` may author a record with `version`.
+    fn may_author(&self, device: &DeviceId, version: &Version) -> bool;
+}
+
+impl Authors for BTreeSet<DeviceId> {
+    fn may_author(&self, device: &DeviceId, _version: &Version) -> bool {
+        self.contains(device)
+    }
+}
+
+/// Why a record was not accepted. The replica is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejected {
+    /// The signature does not verify.
+    #[error("record signature does not verify")]
+    BadSignature,
+    /// The author is not in the roster (or was revoked before this version).
+    #[error("record author {0} is not a trusted device")]
+    UnknownAuthor(DeviceId),
+    /// The record is stamped in the future and the hold is full.
+    #[error("record is stamped in the future and {max} records are already held")]
+    HoldFull {
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// What applying an accepted record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// First record for this item.
+    Inserted,
+    /// It replaced an older version.
+    Replaced,
+    /// The same record was already there.
+    Duplicate,
+    /// A newer version was already there.
+    Stale,
+    /// Stamped too far in the future: held until local time catches up.
+    Held,
+}
+
+impl Outcome {
+    /// Whether the replica's contents changed.
+    pub fn changed(self) -> bool {
+        matches!(self, Self::Inserted | Self::Replaced)
+    }
+}
+
+/// The records of both nodes.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    records: BTreeMap<(NodeKind, ItemId), Record>,
+    held: BTreeMap<(Hlc, NodeKind, ItemId, [u8; 64]), Record>,
+    /// How far ahead of local wall time a record may be stamped and still apply.
+    pub max_ahead_ms: u64,
+}
+
+impl Default for Replica {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// True when `a` wins over `b` for the same item.
+fn wins(a: &Record, b: &Record) -> bool {
+    (a.version, a.signature) > (b.version, b.signature)
+}
+
+impl Replica {
+    /// An empty replica.
+    pub fn new() -> Self {
+        Self { records: BTreeMap::new(), held: BTreeMap::new(), max_ahead_ms: DEFAULT_MAX_AHEAD_MS }
+    }
+
+    /// Checks and applies one record received at local wall time `now`.
+    pub fn apply(&mut self, record: Record, authors: &dyn Authors, now: WallTime) -> Result<Outcome, Rejected> {
+        if !authors.may_author(&record.author(), &record.version) {
+            return Err(Rejected::UnknownAuthor(record.author()));
+        }
+        record.verify().map_err(|_| Rejected::BadSignature)?;
+        if record.version.hlc.wall_ms > now.0.saturating_add(self.max_ahead_ms) {
+            let key = (record.version.hlc, record.node, record.item, record.signature);
+            if self.held.contains_key(&key) {
+                return Ok(Outcome::Held);
+            }
+            if self.held.len() >= MAX_HELD {
+                return Err(Rejected::HoldFull { max: MAX_HELD });
+            }
+            self.held.insert(key, record);
+            return Ok(Outcome::Held);
+        }
+        Ok(self.insert(record))
+    }
+
+    /// Applies a record already checked (from the local store, or just authored).
+    /// The caller vouches for signature and author.
+    pub fn insert(&mut self, record: Record) -> Outcome {
+        let key = (record.node, record.item);
+        match self.records.get_mut(&key) {
+            None => {
+                self.records.insert(key, record);
+                Outcome::Inserted
+            }
+            Some(old) if *old == record => Outcome::Duplicate,
+            Some(old) if wins(&record, old) => {
+                *old = record;
+                Outcome::Replaced
+            }
+            Some(_) => Outcome::Stale,
+        }
+    }
+
+    /// Applies held records whose stamp local time `now` has caught up with, if their
+    /// author is still allowed; returns those that changed the replica.
+    pub fn release(&mut self, authors: &dyn Authors, now: WallTime) -> Vec<Record> {
+        let limit = Hlc { wall_ms: now.0.saturating_add(self.max_ahead_ms), counter: u32::MAX };
+        let later = self.held.split_off(&(limit, NodeKind::Groups, ItemId([0xFF; 16]), [0xFF; 64]));
+        let due = std::mem::replace(&mut self.held, later);
+        let mut changed = Vec::new();
+        for (_, record) in due {
+            if authors.may_author(&record.author(), &record.version) && self.insert(record.clone()).changed() {
+                changed.push(record);
+            }
+        }
+        changed
+    }
+
+    /// The winning record for an item.
+    pub fn get(&self, node: NodeKind, item: &ItemId) -> Option<&Record> {
+        self.records.get(&(node, *item))
+    }
+
+    /// Every winning record, ordered by node then item id.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.records.values()
+    }
+
+    /// The winning records of one node.
+    pub fn node(&self, node: NodeKind) -> impl Iterator<Item = &Record> {
+        self.records
+            .range((node, ItemId([0; 16]))..=(node, ItemId([0xFF; 16])))
+            .map(|(_, r)| r)
+    }
+
+    /// Number of items (tombstones included).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record is stored.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Records held for being stamped in the future.
+    pub fn held(&self) -> impl Iterator<Item = &Record> {
+        self.held.values()
+    }
+
+    /// Drops the records of authors no longer allowed (after a revocation), held
+    /// ones included; returns how many were dropped.
+    pub fn retain_authors(&mut self, authors: &dyn Authors) -> usize {
+        let before = self.records.len() + self.held.len();
+        self.records.retain(|_, r| authors.may_author(&r.author(), &r.version));
+        self.held.retain(|_, r| authors.may_author(&r.author(), &r.version));
+        before - self.records.len() - self.held.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Body;
+    use crate::seal::Sealed;
+    use ed25519_dalek::SigningKey;
+
+    fn rec(key: &SigningKey, item: u8, wall: u64, data: u8) -> Record {
+        let body = Body::Sealed(Sealed { key: "k".into(), data: vec![data] });
+        Record::sign(NodeKind::Contacts, ItemId([item; 16]), Hlc { wall_ms: wall, counter: 0 }, body, key)
+    }
+
+    fn setup() -> (SigningKey, SigningKey, BTreeSet<DeviceId>) {
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let b = SigningKey::from_bytes(&[2; 32]);
+        let roster = [&a, &b].iter().map(|k| DeviceId(k.verifying_key().to_bytes())).collect();
+        (a, b, roster)
+    }
+
+    #[test]
+    fn last_writer_wins_by_version() {
+        let (a, b, roster) = setup();
+        let mut r = Replica::new();
+        let now = WallTime(1000);
+        assert_eq!(r.apply(rec(&a, 1, 10, 1), &roster, now), Ok(Outcome::Inserted));
+        assert_eq!(r.apply(rec(&b, 1, 20, 2), &roster, now), Ok(Outcome::Replaced));
+        assert_eq!(r.apply(rec(&a, 1, 15, 3), &roster, now), Ok(Outcome::Stale));
+        assert_eq!(r.apply(rec(&b, 1, 20, 2), &roster, now), Ok(Outcome::Duplicate));
+        let tomb = Record::sign(NodeKind::Contacts, ItemId([1; 16]), Hlc { wall_ms: 30, counter: 0 }, Body::Tombstone, &a);
+        assert_eq!(r.apply(tomb, &roster, now), Ok(Outcome::Replaced));
+        assert!(r.get(NodeKind::Contacts, &ItemId([1; 16])).expect("kept").is_tombstone());
+    }
+
+    #[test]
+    fn rejects_strangers_and_forgeries() {
+        let (a, _, roster) = setup();
+        let stranger = SigningKey::from_bytes(&[9; 32]);
+        let mut r = Replica::new();
+        let now = WallTime(1000);
+        assert!(matches!(r.apply(rec(&stranger, 1, 10, 1), &roster, now), Err(Rejected::UnknownAuthor(_))));
+        let mut forged = rec(&a, 1, 10, 1);
+        forged.body = Body::Tombstone;
+        assert_eq!(r.apply(forged, &roster, now), Err(Rejected::BadSignature));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn holds_future_records_until_time_catches_up() {
+        let (a, _, roster) = setup();
+        let mut r = Replica::new();
+        let now = WallTime(1_000_000);
+        let future = rec(&a, 1, now.0 + DEFAULT_MAX_AHEAD_MS + 10, 1);
+        assert_eq!(r.apply(future.clone(), &roster, now), Ok(Outcome::Held));
+        assert!(r.is_empty());
+        assert_eq!(r.held().count(), 1);
+        assert!(r.release(&roster, now).is_empty());
+        assert_eq!(r.release(&roster, WallTime(now.0 + 10)), vec![future]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.held().count(), 0);
+    }
+}
