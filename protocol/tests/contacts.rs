@@ -1,0 +1,174 @@
+//! Behaviour of the contacts layer across devices: merge of duplicates, the survivor
+//! rule, padding, groups, secrets that arrive late, and clocks far ahead.
+
+mod common;
+
+use common::*;
+use kith_protocol::clock::{DEFAULT_MAX_AHEAD_MS, WallTime};
+use kith_protocol::contacts::{Command, Unreadable};
+use kith_protocol::item::{NodeKind, Payload};
+use kith_protocol::record::Record;
+use kith_protocol::replica::Outcome;
+use kith_protocol::seal::{Keyring, Secret};
+use rand_core::SeedableRng;
+
+#[test]
+fn add_edit_remove_contact_and_groups() {
+    let mut f = Fleet::new(1, 1);
+    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &["Friends"]), T0);
+    let view = f.books[0].view().clone();
+    assert_eq!(view.contacts.len(), 1);
+    let c = &view.contacts[0];
+    assert_eq!(c.contact.name.as_deref(), Some("Juliet"));
+    assert_eq!(view.groups[&c.contact.groups[0].id].group.name, "Friends");
+    f.exec(0, edit_name("Juliet@Capulet.lit", "Jules"), T0);
+    f.exec(0, Command::RenameGroup { name: "Friends".into(), new_name: "Close".into() }, T0);
+    let view = f.books[0].view().clone();
+    assert_eq!(view.contacts[0].contact.name.as_deref(), Some("Jules"));
+    assert!(view.group_by_name("Close").is_some());
+    f.exec(0, Command::RemoveGroup { name: "Close".into() }, T0);
+    let view = f.books[0].view().clone();
+    assert!(view.groups.is_empty());
+    assert!(view.contacts[0].contact.groups.is_empty(), "removing a group removes its references");
+    f.exec(0, Command::RemoveContact { jid: jid("juliet@capulet.lit") }, T0);
+    assert!(f.books[0].view().contacts.is_empty());
+    let err = f.books[0].execute(Command::RemoveContact { jid: jid("juliet@capulet.lit") }, T0, &mut f.rngs[0]);
+    assert!(err.is_err(), "removing an unknown contact is an error");
+}
+
+#[test]
+fn every_node_is_padded_to_the_count_bucket() {
+    let mut f = Fleet::new(1, 2);
+    for i in 0..40 {
+        f.exec(0, add(&format!("u{i}@x.lit"), None, &["G"]), T0);
+        let view = f.books[0].view().clone();
+        assert_eq!(view.live_items(NodeKind::Contacts) % 32, 0, "after {i} adds");
+        assert_eq!(view.live_items(NodeKind::Groups) % 32, 0);
+    }
+    assert_eq!(f.books[0].view().live_items(NodeKind::Contacts), 64);
+    for i in 0..40 {
+        f.exec(0, Command::RemoveContact { jid: jid(&format!("u{i}@x.lit")) }, T0);
+    }
+    assert_eq!(f.books[0].view().live_items(NodeKind::Contacts), 32, "surplus padding is retracted");
+}
+
+#[test]
+fn concurrent_duplicates_merge_then_collapse_into_the_survivor() {
+    let mut f = Fleet::new(2, 3);
+    // Both devices add Juliet while apart: two items for one contact.
+    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &["Friends"]), T0);
+    f.exec(1, add("JULIET@capulet.lit", None, &["Capulets"]), WallTime(T0.0 + 5));
+    f.sync_all(WallTime(T0.0 + 10));
+    let v0 = f.books[0].view().clone();
+    assert_eq!(v0, *f.books[1].view(), "both devices show the same list");
+    assert_eq!(v0.contacts.len(), 1);
+    let merged = &v0.contacts[0];
+    assert_eq!(merged.members.len(), 2);
+    assert_eq!(merged.contact.name.as_deref(), Some("Juliet"), "the newest item with a name");
+    let group_names: Vec<_> = merged.contact.groups.iter().map(|g| v0.groups[&g.id].group.name.as_str()).collect();
+    assert_eq!(group_names.len(), 2, "groups are a union: {group_names:?}");
+    // An edit writes the whole contact into the smallest item id and reserves the rest.
+    let survivor = merged.members.iter().map(|m| m.0).min().expect("two members");
+    let records = f.exec(1, edit_name("juliet@capulet.lit", "Juliet Capulet"), WallTime(T0.0 + 20));
+    f.sync_all(WallTime(T0.0 + 30));
+    let v = f.books[0].view().clone();
+    assert_eq!(v.contacts.len(), 1);
+    assert_eq!(v.contacts[0].id, survivor);
+    assert_eq!(v.contacts[0].members.len(), 1);
+    assert_eq!(v.contacts[0].contact.groups.len(), 2, "nothing lost in the collapse");
+    let other = merged.members.iter().map(|m| m.0).find(|i| *i != survivor).expect("second member");
+    assert!(records.iter().any(|r| r.item == other), "the other member was rewritten");
+    // It is now <reserved/>, or retracted if padding had a surplus.
+    let now_reserved = v.reserved[&NodeKind::Contacts].contains(&other);
+    let retracted = f.books[0].replica().get(NodeKind::Contacts, &other).is_some_and(Record::is_tombstone);
+    assert!(now_reserved || retracted);
+    assert_eq!(v.live_items(NodeKind::Contacts), 32, "padding shrank back to one bucket");
+}
+
+#[test]
+fn transitive_identities_make_one_contact() {
+    use kith_protocol::item::{Contact, Identity};
+    let mut f = Fleet::new(3, 6);
+    f.exec(0, add("a@x.lit", Some("A"), &[]), T0);
+    f.exec(1, add("b@x.lit", None, &[]), T0);
+    // Device 2 knows neither: its item holds both JIDs and links the other two.
+    let both = Contact {
+        identities: vec![
+            Identity::new("jid", "a@x.lit").expect("valid"),
+            Identity::new("jid", "B@x.lit").expect("valid"),
+        ],
+        ..Contact::default()
+    };
+    f.exec(2, Command::Import { contacts: vec![both] }, T0);
+    f.sync_all(WallTime(T0.0 + 1));
+    let v = f.books[0].view().clone();
+    assert_eq!(v.contacts.len(), 1, "a ~ ab ~ b is one contact");
+    assert_eq!(v.contacts[0].members.len(), 3);
+    assert_eq!(v.contacts[0].contact.name.as_deref(), Some("A"));
+    assert_eq!(v, *f.books[2].view());
+}
+
+#[test]
+fn unknown_group_references_are_kept() {
+    let mut f = Fleet::new(2, 7);
+    f.exec(0, add("juliet@capulet.lit", None, &["Friends"]), T0);
+    // Device 1 receives only the contacts node: the group item is missing.
+    let contacts: Vec<Record> = f.books[0].replica().node(NodeKind::Contacts).cloned().collect();
+    for r in contacts {
+        f.books[1].receive(r, &f.roster, T0).expect("trusted");
+    }
+    let v = f.books[1].view().clone();
+    assert_eq!(v.contacts[0].unknown_groups.len(), 1);
+    assert_eq!(v.contacts[0].contact.groups.len(), 1);
+    // Editing the contact there keeps the reference.
+    f.exec(1, edit_name("juliet@capulet.lit", "J"), T0);
+    assert_eq!(f.books[1].view().contacts[0].contact.groups.len(), 1);
+}
+
+#[test]
+fn items_wait_for_their_secret_and_then_appear() {
+    let mut f = Fleet::new(2, 8);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(99);
+    let newer = Secret::generate(NodeKind::Contacts, WallTime(T0.0 + 1), &mut rng);
+    f.books[0].keyring_mut().insert(newer.clone());
+    f.exec(0, add("juliet@capulet.lit", None, &[]), WallTime(T0.0 + 2));
+    f.sync(0, 1, WallTime(T0.0 + 3));
+    let v = f.books[1].view().clone();
+    assert!(v.contacts.is_empty());
+    assert!(v.unreadable.values().any(|u| *u == Unreadable::Waiting(newer.id.clone())));
+    f.books[1].keyring_mut().insert(newer);
+    let v = f.books[1].view().clone();
+    assert_eq!(v.contacts.len(), 1);
+    assert!(v.unreadable.is_empty());
+}
+
+#[test]
+fn a_clock_far_ahead_is_held_not_applied_nor_lost() {
+    let mut f = Fleet::new(2, 9);
+    let ahead = WallTime(T0.0 + DEFAULT_MAX_AHEAD_MS + 60_000);
+    let records = f.exec(0, add("juliet@capulet.lit", None, &[]), ahead);
+    for r in records {
+        assert_eq!(f.books[1].receive(r, &f.roster, T0), Ok(Outcome::Held));
+    }
+    assert!(f.books[1].view().contacts.is_empty());
+    assert!(f.books[1].release(&f.roster, T0).is_empty());
+    assert!(!f.books[1].release(&f.roster, WallTime(ahead.0 - DEFAULT_MAX_AHEAD_MS)).is_empty());
+    assert_eq!(f.books[1].view().contacts.len(), 1);
+}
+
+#[test]
+fn a_device_without_secrets_relays_everything() {
+    let mut f = Fleet::new(3, 10);
+    // Device 2 is a relay: it holds no secret.
+    *f.books[2].keyring_mut() = Keyring::new();
+    f.exec(0, add("juliet@capulet.lit", Some("J"), &["G"]), T0);
+    f.sync(0, 2, T0);
+    f.sync(2, 1, T0);
+    assert_eq!(f.books[1].view().contacts.len(), 1, "device 1 got everything through the relay");
+    let relay = f.books[2].view().clone();
+    assert!(relay.contacts.is_empty());
+    assert!(relay.unreadable.values().all(|u| matches!(u, Unreadable::Waiting(_))));
+    let payloads = f.books[0].view().reserved.values().map(Vec::len).sum::<usize>();
+    assert!(payloads > 0);
+    let _ = Payload::Reserved(Default::default());
+}
