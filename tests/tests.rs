@@ -1,1 +1,5 @@
+//! Integration tests of the `kith` binary: one test target, split into modules.
 
+mod cli;
+mod gpg;
+mod util;

@@ -1,0 +1,139 @@
+//! Benchmarks of kith-protocol's hot paths. Run in release:
+//! `cargo bench -p kith-protocol --bench protocol`.
+#![allow(missing_docs)]
+
+use std::collections::BTreeSet;
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ed25519_dalek::SigningKey;
+use kith_protocol::clock::WallTime;
+use kith_protocol::contacts::{Book, Command, PayloadCache, View};
+use kith_protocol::item::{Contact, Identity, NodeKind, Payload};
+use kith_protocol::record::Record;
+use kith_protocol::seal::{self, Keyring, Opener, Secret};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+const CONTACT: &str = "<contact xmlns='urn:xmpp:contacts:0' name='Juliet Capulet'>\
+    <identity type='jid'>juliet@capulet.lit</identity><group id='g-0011223344556677'/>\
+    <group id='g-8899aabbccddeeff'/></contact>";
+
+fn item(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let secret = Secret::generate(NodeKind::Contacts, WallTime(0), &mut rng);
+    let mut keyring = Keyring::new();
+    keyring.insert(secret.clone());
+    let sealed = seal::seal(CONTACT, &secret, seal::DEFAULT_PAD_BUCKET, &mut rng);
+    let mut opener = Opener::new();
+    c.bench_function("seal one contact", |b| {
+        b.iter(|| {
+            seal::seal(
+                black_box(CONTACT),
+                &secret,
+                seal::DEFAULT_PAD_BUCKET,
+                &mut rng,
+            )
+        })
+    });
+    c.bench_function("open one contact", |b| {
+        b.iter(|| opener.open(black_box(&sealed), &keyring))
+    });
+    c.bench_function("seal + open one contact", |b| {
+        b.iter(|| {
+            let s = seal::seal(
+                black_box(CONTACT),
+                &secret,
+                seal::DEFAULT_PAD_BUCKET,
+                &mut rng,
+            );
+            opener.open(&s, &keyring)
+        })
+    });
+    c.bench_function("parse one contact", |b| {
+        b.iter(|| Payload::parse(black_box(CONTACT)))
+    });
+    let payload = Payload::parse(CONTACT).expect("valid");
+    c.bench_function("serialize one contact", |b| {
+        b.iter(|| black_box(&payload).to_xml())
+    });
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let record = Record::sign(
+        NodeKind::Contacts,
+        kith_protocol::record::ItemId([1; 16]),
+        kith_protocol::clock::Hlc {
+            wall_ms: 1,
+            counter: 0,
+        },
+        kith_protocol::record::Body::Sealed(sealed.clone()),
+        &key,
+    );
+    c.bench_function("verify one record", |b| {
+        b.iter(|| black_box(&record).verify())
+    });
+    let bytes = record.encode();
+    c.bench_function("decode one record", |b| {
+        b.iter(|| Record::decode(black_box(&bytes)))
+    });
+}
+
+fn view(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let mut keyring = Keyring::new();
+    for node in NodeKind::ALL {
+        keyring.insert(Secret::generate(node, WallTime(0), &mut rng));
+    }
+    let mut book = Book::new(SigningKey::from_bytes(&[3; 32]), keyring.clone());
+    // 10,000 contacts in 20 groups, a tenth of them duplicated under a second item.
+    let contacts: Vec<Contact> = (0..9_000)
+        .map(|i| Contact {
+            name: Some(format!("Contact {i}")),
+            identities: vec![Identity::new("jid", &format!("user{i}@example.org")).expect("valid")],
+            groups: vec![kith_protocol::item::GroupRef {
+                id: format!("Group {}", i % 20),
+                extra: Default::default(),
+            }],
+            ..Contact::default()
+        })
+        .collect();
+    book.execute(Command::Import { contacts }, WallTime(1), &mut rng)
+        .expect("import");
+    let mut other = Book::new(SigningKey::from_bytes(&[4; 32]), keyring.clone());
+    let dups: Vec<Contact> = (0..1_000)
+        .map(|i| Contact {
+            identities: vec![
+                Identity::new("jid", &format!("user{}@example.org", i * 9)).expect("valid"),
+            ],
+            ..Contact::default()
+        })
+        .collect();
+    let extra = other
+        .execute(Command::Import { contacts: dups }, WallTime(2), &mut rng)
+        .expect("import");
+    let roster: BTreeSet<_> = [book.device(), other.device()].into_iter().collect();
+    for r in extra {
+        book.receive(r, &roster, WallTime(3)).expect("trusted");
+    }
+    let replica = book.replica().clone();
+    let contact_records = replica.node(NodeKind::Contacts).count();
+    eprintln!(
+        "view benchmark: {} records ({contact_records} on the contacts node)",
+        replica.len()
+    );
+    let mut group = c.benchmark_group("merged view");
+    group.sample_size(10);
+    group.bench_function("10k records, opening every item", |b| {
+        b.iter(|| View::build(black_box(&replica), &keyring, &mut PayloadCache::new()))
+    });
+    let mut cache = PayloadCache::new();
+    View::build(&replica, &keyring, &mut cache);
+    group.bench_function("10k records, payloads cached", |b| {
+        b.iter(|| View::build(black_box(&replica), &keyring, &mut cache))
+    });
+    group.finish();
+    let view = View::build(&replica, &keyring, &mut cache);
+    assert_eq!(view.contacts.len(), 9_000);
+}
+
+criterion_group!(benches, item, view);
+criterion_main!(benches);

@@ -38,8 +38,14 @@ impl Hlc {
     /// The next value after this one.
     fn successor(self) -> Self {
         match self.counter.checked_add(1) {
-            Some(counter) => Self { wall_ms: self.wall_ms, counter },
-            None => Self { wall_ms: self.wall_ms + 1, counter: 0 },
+            Some(counter) => Self {
+                wall_ms: self.wall_ms,
+                counter,
+            },
+            None => Self {
+                wall_ms: self.wall_ms + 1,
+                counter: 0,
+            },
         }
     }
 }
@@ -73,7 +79,10 @@ impl Default for Clock {
 impl Clock {
     /// A clock that has seen `last` (what was persisted, or zero).
     pub fn new(last: Hlc) -> Self {
-        Self { last, max_ahead_ms: DEFAULT_MAX_AHEAD_MS }
+        Self {
+            last,
+            max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
+        }
     }
 
     /// The latest value issued or observed.
@@ -84,7 +93,10 @@ impl Clock {
     /// Issues a stamp for a local event at wall time `now`.
     pub fn tick(&mut self, now: WallTime) -> Hlc {
         self.last = if now.0 > self.last.wall_ms {
-            Hlc { wall_ms: now.0, counter: 0 }
+            Hlc {
+                wall_ms: now.0,
+                counter: 0,
+            }
         } else {
             self.last.successor()
         };
@@ -94,7 +106,11 @@ impl Clock {
     /// Whether a remote stamp is acceptable at wall time `now`.
     pub fn check(&self, stamp: Hlc, now: WallTime) -> Result<(), TooFarAhead> {
         if stamp.wall_ms > now.0.saturating_add(self.max_ahead_ms) {
-            return Err(TooFarAhead { stamp, now: now.0, max_ahead_ms: self.max_ahead_ms });
+            return Err(TooFarAhead {
+                stamp,
+                now: now.0,
+                max_ahead_ms: self.max_ahead_ms,
+            });
         }
         Ok(())
     }
@@ -165,7 +181,13 @@ impl WallTime {
                 .try_fold(0u32, |acc, d| Some(acc * 10 + u32::from(d - b'0')))
                 .ok_or_else(bad)
         };
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+        {
             return Err(bad());
         }
         let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -189,7 +211,10 @@ impl WallTime {
         }
         let offset_min: i64 = match &s[i..] {
             "Z" => 0,
-            tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
+            tz if tz.len() == 6
+                && (tz.starts_with('+') || tz.starts_with('-'))
+                && &tz[3..4] == ":" =>
+            {
                 let oh = i64::from(num(i + 1..i + 3)?);
                 let om = i64::from(num(i + 4..i + 6)?);
                 if oh > 23 || om > 59 {
@@ -201,8 +226,9 @@ impl WallTime {
             _ => return Err(bad()),
         };
         let days = days_from_civil(i64::from(y), mo, d);
-        let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec.min(59))
-            - offset_min * 60;
+        let secs =
+            days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec.min(59))
+                - offset_min * 60;
         let secs = u64::try_from(secs).map_err(|_| bad())?;
         Ok(Self(secs * 1000 + ms))
     }
@@ -220,16 +246,38 @@ mod tests {
         let d = c.tick(WallTime(50));
         assert!(a < b && b < d);
         assert_eq!(d.wall_ms, 100);
-        assert_eq!(c.tick(WallTime(200)), Hlc { wall_ms: 200, counter: 0 });
-        c.observe(Hlc { wall_ms: 250, counter: 7 }, WallTime(200)).expect("within bound");
-        assert_eq!(c.tick(WallTime(200)), Hlc { wall_ms: 250, counter: 8 });
+        assert_eq!(
+            c.tick(WallTime(200)),
+            Hlc {
+                wall_ms: 200,
+                counter: 0
+            }
+        );
+        c.observe(
+            Hlc {
+                wall_ms: 250,
+                counter: 7,
+            },
+            WallTime(200),
+        )
+        .expect("within bound");
+        assert_eq!(
+            c.tick(WallTime(200)),
+            Hlc {
+                wall_ms: 250,
+                counter: 8
+            }
+        );
     }
 
     #[test]
     fn refuses_stamps_too_far_ahead() {
         let mut c = Clock::default();
         let now = WallTime(1_000_000);
-        let far = Hlc { wall_ms: now.0 + DEFAULT_MAX_AHEAD_MS + 1, counter: 0 };
+        let far = Hlc {
+            wall_ms: now.0 + DEFAULT_MAX_AHEAD_MS + 1,
+            counter: 0,
+        };
         assert!(c.observe(far, now).is_err());
         assert_eq!(c.last(), Hlc::default(), "a refused stamp changes nothing");
         assert!(c.observe(far, WallTime(now.0 + 1)).is_ok());
@@ -240,9 +288,18 @@ mod tests {
         let t = WallTime::parse_xep0082("2026-07-01T09:12:44Z").expect("valid");
         assert_eq!(t.to_xep0082(), "2026-07-01T09:12:44.000Z");
         assert_eq!(WallTime::parse_xep0082(&t.to_xep0082()), Ok(t));
-        assert_eq!(WallTime::parse_xep0082("2026-07-01T11:12:44.5+02:00"), Ok(WallTime(t.0 + 500)));
+        assert_eq!(
+            WallTime::parse_xep0082("2026-07-01T11:12:44.5+02:00"),
+            Ok(WallTime(t.0 + 500))
+        );
         assert_eq!(WallTime(0).to_xep0082(), "1970-01-01T00:00:00.000Z");
-        for bad in ["", "2026-07-01", "2026-13-01T00:00:00Z", "2026-07-01T09:12:44", "2026-07-01T09:12:44+2"] {
+        for bad in [
+            "",
+            "2026-07-01",
+            "2026-13-01T00:00:00Z",
+            "2026-07-01T09:12:44",
+            "2026-07-01T09:12:44+2",
+        ] {
             assert!(WallTime::parse_xep0082(bad).is_err(), "{bad}");
         }
     }

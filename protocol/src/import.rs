@@ -86,9 +86,15 @@ impl Imported {
             .map(|name| {
                 let mut raw = [0u8; 6];
                 rng.fill_bytes(&mut raw);
-                let id: String = std::iter::once("g-".to_owned()).chain(raw.iter().map(|b| format!("{b:02x}"))).collect();
+                let id: String = std::iter::once("g-".to_owned())
+                    .chain(raw.iter().map(|b| format!("{b:02x}")))
+                    .collect();
                 ids.insert(name.clone(), id.clone());
-                Payload::Group(Group { id, name: name.clone(), ..Group::default() })
+                Payload::Group(Group {
+                    id,
+                    name: name.clone(),
+                    ..Group::default()
+                })
             })
             .collect();
         let contacts = self
@@ -108,7 +114,12 @@ impl Imported {
 
 /// Finds the element `ns`/`name`: the root itself, or a descendant up to two levels
 /// down (inside `<iq/>`, `<query xmlns='jabber:iq:private'/>`).
-fn find<'a>(root: &'a Element, ns: &str, name: &str, expected: &'static str) -> Result<&'a Element, Error> {
+fn find<'a>(
+    root: &'a Element,
+    ns: &str,
+    name: &str,
+    expected: &'static str,
+) -> Result<&'a Element, Error> {
     if root.is(ns, name) {
         return Ok(root);
     }
@@ -120,7 +131,10 @@ fn find<'a>(root: &'a Element, ns: &str, name: &str, expected: &'static str) -> 
             return Ok(g);
         }
     }
-    Err(Error::WrongDocument { expected, found: root.name.chars().take(64).collect() })
+    Err(Error::WrongDocument {
+        expected,
+        found: root.name.chars().take(64).collect(),
+    })
 }
 
 fn parse_jid(el: &Element, index: usize) -> Result<BareJid, Error> {
@@ -135,19 +149,30 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
     let mut out = Imported::default();
     let mut groups = std::collections::BTreeSet::new();
     let mut by_jid: BTreeMap<BareJid, usize> = BTreeMap::new();
-    for (i, item) in query.elements().filter(|e| e.is(ROSTER_NS, "item")).enumerate() {
+    for (i, item) in query
+        .elements()
+        .filter(|e| e.is(ROSTER_NS, "item"))
+        .enumerate()
+    {
         let index = i + 1;
         let jid = parse_jid(item, index)?;
         if item.attr("subscription") == Some("remove") {
             continue;
         }
-        let name = item.attr("name").map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
+        let name = item
+            .attr("name")
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned);
         let mut refs: Vec<GroupRef> = Vec::new();
         for g in item.elements().filter(|g| g.is(ROSTER_NS, "group")) {
             let g = g.text().trim().to_owned();
             if !g.is_empty() && !refs.iter().any(|r| r.id == g) {
                 groups.insert(g.clone());
-                refs.push(GroupRef { id: g, extra: Extra::default() });
+                refs.push(GroupRef {
+                    id: g,
+                    extra: Extra::default(),
+                });
             }
         }
         // A JID listed twice is one contact: the later entry's name wins, groups join.
@@ -165,7 +190,12 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
             }
             None => {
                 by_jid.insert(jid.clone(), out.contacts.len());
-                out.contacts.push(Contact { name, identities: vec![Identity::jid(&jid)], groups: refs, extra: Extra::default() });
+                out.contacts.push(Contact {
+                    name,
+                    identities: vec![Identity::jid(&jid)],
+                    groups: refs,
+                    extra: Extra::default(),
+                });
             }
         }
     }
@@ -173,22 +203,44 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
     Ok(out)
 }
 
+/// A metacontact member: order, position in the document, JID.
+type Member = (Option<u32>, usize, BareJid);
+
 /// Reads XEP-0209 metacontacts.
 pub fn metacontacts(input: &str) -> Result<Imported, Error> {
     let root = Element::parse(input, xml::Limits::IMPORT)?;
-    let storage = find(&root, METACONTACTS_NS, "storage", "a storage:metacontacts <storage/>")?;
-    // tag → members (order, position, jid)
-    let mut tags: BTreeMap<String, (usize, Vec<(Option<u32>, usize, BareJid)>)> = BTreeMap::new();
-    for (i, meta) in storage.elements().filter(|e| e.is(METACONTACTS_NS, "meta")).enumerate() {
+    let storage = find(
+        &root,
+        METACONTACTS_NS,
+        "storage",
+        "a storage:metacontacts <storage/>",
+    )?;
+    // tag → (first position, members)
+    let mut tags: BTreeMap<String, (usize, Vec<Member>)> = BTreeMap::new();
+    for (i, meta) in storage
+        .elements()
+        .filter(|e| e.is(METACONTACTS_NS, "meta"))
+        .enumerate()
+    {
         let index = i + 1;
         let jid = parse_jid(meta, index)?;
-        let tag = meta.attr("tag").filter(|t| !t.is_empty()).ok_or(Error::MissingTag(index))?;
+        let tag = meta
+            .attr("tag")
+            .filter(|t| !t.is_empty())
+            .ok_or(Error::MissingTag(index))?;
         let order = match meta.attr("order") {
             None => None,
-            Some(o) => Some(o.trim().parse::<u32>().map_err(|_| Error::InvalidOrder(index))?),
+            Some(o) => Some(
+                o.trim()
+                    .parse::<u32>()
+                    .map_err(|_| Error::InvalidOrder(index))?,
+            ),
         };
         let first = tags.len();
-        tags.entry(tag.to_owned()).or_insert((first, Vec::new())).1.push((order, index, jid));
+        tags.entry(tag.to_owned())
+            .or_insert((first, Vec::new()))
+            .1
+            .push((order, index, jid));
     }
     let mut metas: Vec<_> = tags.into_values().collect();
     // Contacts in the order their tag first appears.
@@ -197,7 +249,13 @@ pub fn metacontacts(input: &str) -> Result<Imported, Error> {
         .into_iter()
         .map(|(_, mut members)| {
             // Higher order first; unordered last; ties in document order.
-            members.sort_by_key(|(order, pos, _)| (order.map_or(1, |_| 0), std::cmp::Reverse(order.unwrap_or(0)), *pos));
+            members.sort_by_key(|(order, pos, _)| {
+                (
+                    order.map_or(1, |_| 0),
+                    std::cmp::Reverse(order.unwrap_or(0)),
+                    *pos,
+                )
+            });
             let mut identities: Vec<Identity> = Vec::new();
             for (_, _, jid) in members {
                 let id = Identity::jid(&jid);
@@ -205,10 +263,16 @@ pub fn metacontacts(input: &str) -> Result<Imported, Error> {
                     identities.push(id);
                 }
             }
-            Contact { identities, ..Contact::default() }
+            Contact {
+                identities,
+                ..Contact::default()
+            }
         })
         .collect();
-    Ok(Imported { contacts, groups: Vec::new() })
+    Ok(Imported {
+        contacts,
+        groups: Vec::new(),
+    })
 }
 
 /// The minimal RFC 6121 roster for `view`: every JID identity once, sorted, with no
@@ -254,7 +318,10 @@ mod tests {
     fn metacontacts_join_members_by_tag_in_order() {
         let imp = metacontacts(XEP0209).expect("valid");
         assert_eq!(imp.contacts.len(), 3);
-        assert_eq!(jids(&imp.contacts[0]), ["mike@initech.com", "mike.bolton@raplovers.org"]);
+        assert_eq!(
+            jids(&imp.contacts[0]),
+            ["mike@initech.com", "mike.bolton@raplovers.org"]
+        );
         let unordered = "<storage xmlns='storage:metacontacts'>\
             <meta jid='a@x' tag='t'/><meta jid='b@x' tag='t' order='1'/><meta jid='c@x' tag='t' order='5'/></storage>";
         let imp = metacontacts(unordered).expect("valid");
@@ -285,18 +352,28 @@ mod tests {
 
     #[test]
     fn bad_documents_name_the_problem() {
-        assert!(matches!(roster("<query xmlns='other'/>"), Err(Error::WrongDocument { .. })));
-        assert_eq!(roster("<query xmlns='jabber:iq:roster'><item/></query>"), Err(Error::MissingJid(1)));
+        assert!(matches!(
+            roster("<query xmlns='other'/>"),
+            Err(Error::WrongDocument { .. })
+        ));
+        assert_eq!(
+            roster("<query xmlns='jabber:iq:roster'><item/></query>"),
+            Err(Error::MissingJid(1))
+        );
         assert!(matches!(
             roster("<query xmlns='jabber:iq:roster'><item jid='a@b'/><item jid='@b'/></query>"),
             Err(Error::InvalidJid { index: 2, .. })
         ));
-        assert_eq!(metacontacts("<storage xmlns='storage:metacontacts'><meta jid='a@b'/></storage>"), Err(Error::MissingTag(1)));
         assert_eq!(
-            metacontacts("<storage xmlns='storage:metacontacts'><meta jid='a@b' tag='t' order='-1'/></storage>"),
+            metacontacts("<storage xmlns='storage:metacontacts'><meta jid='a@b'/></storage>"),
+            Err(Error::MissingTag(1))
+        );
+        assert_eq!(
+            metacontacts(
+                "<storage xmlns='storage:metacontacts'><meta jid='a@b' tag='t' order='-1'/></storage>"
+            ),
             Err(Error::InvalidOrder(1))
         );
         assert!(matches!(roster("<query"), Err(Error::Xml(_))));
     }
-
 }

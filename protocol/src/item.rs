@@ -377,9 +377,7 @@ fn split_extra(el: &Element, known: &[&str], known_child: impl Fn(&Element) -> b
 fn parse_contact(el: &Element) -> Result<Contact, Error> {
     let mut contact = Contact {
         name: el.attr("name").map(str::to_owned),
-        extra: split_extra(el, &["name"], |c| {
-            c.is(NS, "identity") || c.is(NS, "group")
-        }),
+        extra: split_extra(el, &["name"], |c| c.is(NS, "identity") || c.is(NS, "group")),
         ..Contact::default()
     };
     if let Some(n) = &contact.name {
@@ -429,7 +427,10 @@ fn parse_group(el: &Element) -> Result<Group, Error> {
     check_len(name)?;
     // A <description/> with attributes of its own is kept whole, as an unknown child.
     let plain_description = |c: &Element| c.is(NS, "description") && c.attrs.is_empty();
-    let description = el.elements().find(|c| plain_description(c)).map(Element::text);
+    let description = el
+        .elements()
+        .find(|c| plain_description(c))
+        .map(Element::text);
     Ok(Group {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -490,7 +491,10 @@ mod tests {
             panic!("not a group")
         };
         assert_eq!(g.description.as_deref(), Some("Close friends and family"));
-        assert_eq!(Payload::parse(&g_xml(&g)).expect("round trip"), Payload::Group(g));
+        assert_eq!(
+            Payload::parse(&g_xml(&g)).expect("round trip"),
+            Payload::Group(g)
+        );
     }
 
     fn g_xml(g: &Group) -> String {
@@ -531,7 +535,10 @@ mod tests {
             e("<person xmlns='urn:xmpp:contacts:0'/>"),
             Error::UnknownElement(_)
         ));
-        assert_eq!(e("<contact xmlns='urn:xmpp:contacts:0' name='x'/>"), Error::NoIdentity);
+        assert_eq!(
+            e("<contact xmlns='urn:xmpp:contacts:0' name='x'/>"),
+            Error::NoIdentity
+        );
         assert_eq!(
             e("<contact xmlns='urn:xmpp:contacts:0'><identity>a@b</identity></contact>"),
             Error::IdentityWithoutType
@@ -556,16 +563,24 @@ mod tests {
             .map(|i| format!("<identity type='jid'>u{i}@x.lit</identity>"))
             .collect();
         assert_eq!(
-            e(&format!("<contact xmlns='urn:xmpp:contacts:0'>{many}</contact>")),
-            Error::TooManyIdentities { max: MAX_IDENTITIES }
+            e(&format!(
+                "<contact xmlns='urn:xmpp:contacts:0'>{many}</contact>"
+            )),
+            Error::TooManyIdentities {
+                max: MAX_IDENTITIES
+            }
         );
-        let groups: String = (0..=MAX_GROUP_REFS).map(|i| format!("<group id='{i}'/>")).collect();
+        let groups: String = (0..=MAX_GROUP_REFS)
+            .map(|i| format!("<group id='{i}'/>"))
+            .collect();
         let c = format!(
             "<contact xmlns='urn:xmpp:contacts:0'><identity type='jid'>a@b</identity>{groups}</contact>"
         );
         assert_eq!(
             Payload::parse(&c),
-            Err(Error::TooManyGroups { max: MAX_GROUP_REFS })
+            Err(Error::TooManyGroups {
+                max: MAX_GROUP_REFS
+            })
         );
         let deep = format!(
             "<contact xmlns='urn:xmpp:contacts:0'>{}{}</contact>",

@@ -60,8 +60,8 @@ impl BareJid {
                 if l.len() > MAX_PART_BYTES {
                     return Err(Error::TooLong(err_input()));
                 }
-                let norm = UsernameCaseMapped::enforce(l)
-                    .map_err(|_| Error::InvalidLocal(err_input()))?;
+                let norm =
+                    UsernameCaseMapped::enforce(l).map_err(|_| Error::InvalidLocal(err_input()))?;
                 if norm.chars().any(|c| "\"&'/:<>@".contains(c)) {
                     return Err(Error::InvalidLocal(err_input()));
                 }
@@ -152,10 +152,22 @@ mod tests {
     #[test]
     fn rejects_invalid_jids() {
         assert!(matches!(BareJid::parse(""), Err(Error::NoDomain(_))));
-        assert!(matches!(BareJid::parse("@x.lit"), Err(Error::EmptyLocal(_))));
-        assert!(matches!(BareJid::parse("a b@x.lit"), Err(Error::InvalidLocal(_))));
-        assert!(matches!(BareJid::parse("a'b@x.lit"), Err(Error::InvalidLocal(_))));
-        assert!(matches!(BareJid::parse("a@x y.lit"), Err(Error::InvalidDomain(_))));
+        assert!(matches!(
+            BareJid::parse("@x.lit"),
+            Err(Error::EmptyLocal(_))
+        ));
+        assert!(matches!(
+            BareJid::parse("a b@x.lit"),
+            Err(Error::InvalidLocal(_))
+        ));
+        assert!(matches!(
+            BareJid::parse("a'b@x.lit"),
+            Err(Error::InvalidLocal(_))
+        ));
+        assert!(matches!(
+            BareJid::parse("a@x y.lit"),
+            Err(Error::InvalidDomain(_))
+        ));
         assert!(matches!(BareJid::parse("a@"), Err(Error::NoDomain(_))));
         let long = format!("{}@x.lit", "a".repeat(1024));
         assert!(matches!(BareJid::parse(&long), Err(Error::TooLong(_))));

@@ -152,7 +152,10 @@ impl DeviceKey {
 
     /// The key with secrets, binary.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.tsk.as_tsk().to_vec().expect("serialising a cert to memory cannot fail")
+        self.tsk
+            .as_tsk()
+            .to_vec()
+            .expect("serialising a cert to memory cannot fail")
     }
 
     /// The public certificate.
@@ -174,7 +177,8 @@ pub fn cert_from_bytes(bytes: &[u8]) -> Result<Cert, Error> {
 /// Serialises a public certificate, binary.
 pub fn cert_to_bytes(cert: &Cert) -> Vec<u8> {
     let mut out = Vec::new();
-    cert.serialize(&mut out).expect("serialising a cert to memory cannot fail");
+    cert.serialize(&mut out)
+        .expect("serialising a cert to memory cannot fail");
     out
 }
 
@@ -260,9 +264,15 @@ pub fn unwrap(el: &Element) -> Result<Vec<u8>, Error> {
     if !el.is(NS, "openpgp") {
         return Err(Error::NotSigncrypt(el.name.chars().take(32).collect()));
     }
-    let text: String = el.text().chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let text: String = el
+        .text()
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     if text.len() > MAX_MESSAGE_BYTES * 4 / 3 + 4 {
-        return Err(Error::TooLarge { max: MAX_MESSAGE_BYTES });
+        return Err(Error::TooLarge {
+            max: MAX_MESSAGE_BYTES,
+        });
     }
     STANDARD.decode(text).map_err(|_| Error::BadBase64)
 }
@@ -307,19 +317,28 @@ pub fn signcrypt<R: CryptoRng + ?Sized>(
                 .for_transport_encryption(),
         );
         if keys.len() == before {
-            return Err(Error::OpenPgp(format!("certificate {} has no encryption key", cert.fingerprint())));
+            return Err(Error::OpenPgp(format!(
+                "certificate {} has no encryption key",
+                cert.fingerprint()
+            )));
         }
     }
     let xml = content.to_element(rng).to_xml();
     let mut out = Vec::new();
     let message = Message::new(&mut out);
-    let message = Encryptor::for_recipients(message, keys).build().map_err(pgp_err)?;
+    let message = Encryptor::for_recipients(message, keys)
+        .build()
+        .map_err(pgp_err)?;
     let message = Signer::new(message, signing)
         .map_err(pgp_err)?
         .creation_time(t)
         .build()
         .map_err(pgp_err)?;
-    let mut literal = LiteralWriter::new(message).date(t).map_err(pgp_err)?.build().map_err(pgp_err)?;
+    let mut literal = LiteralWriter::new(message)
+        .date(t)
+        .map_err(pgp_err)?
+        .build()
+        .map_err(pgp_err)?;
     literal.write_all(xml.as_bytes()).map_err(pgp_err)?;
     literal.finalize().map_err(pgp_err)?;
     Ok(out)
@@ -381,7 +400,9 @@ impl VerificationHelper for &Helper<'_> {
                                 let when = good.sig.signature_creation_time();
                                 *self.signer.borrow_mut() = Some((fp, when));
                             }
-                            Err(VerificationError::MissingKey { .. }) => failure = Error::UntrustedSigner,
+                            Err(VerificationError::MissingKey { .. }) => {
+                                failure = Error::UntrustedSigner
+                            }
                             Err(_) => failure = Error::BadSignature,
                         }
                     }
@@ -423,7 +444,9 @@ impl DecryptionHelper for &Helper<'_> {
             .for_transport_encryption()
             .secret();
         for ka in keys {
-            let Ok(mut pair) = ka.key().clone().into_keypair() else { continue };
+            let Ok(mut pair) = ka.key().clone().into_keypair() else {
+                continue;
+            };
             for pkesk in pkesks {
                 if let Some((algo, sk)) = pkesk.decrypt(&mut pair, sym_algo)
                     && decrypt(algo, &sk)
@@ -448,7 +471,9 @@ pub fn open(
     window: Window,
 ) -> Result<Opened, Error> {
     if message.len() > MAX_MESSAGE_BYTES {
-        return Err(Error::TooLarge { max: MAX_MESSAGE_BYTES });
+        return Err(Error::TooLarge {
+            max: MAX_MESSAGE_BYTES,
+        });
     }
     let policy = StandardPolicy::new();
     let helper = Helper {
@@ -459,23 +484,43 @@ pub fn open(
         signer: RefCell::new(None),
         failure: RefCell::new(None),
     };
-    let decryptor = DecryptorBuilder::from_bytes(message).and_then(|b| b.with_policy(&policy, system_time(now), &helper));
+    let decryptor = DecryptorBuilder::from_bytes(message)
+        .and_then(|b| b.with_policy(&policy, system_time(now), &helper));
     let mut decryptor = match decryptor {
         Ok(d) => d,
-        Err(e) => return Err(helper.failure.borrow_mut().take().unwrap_or_else(|| pgp_err(e))),
+        Err(e) => {
+            return Err(helper
+                .failure
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| pgp_err(e)));
+        }
     };
     let mut plain = Vec::new();
     (&mut decryptor)
         .take(MAX_MESSAGE_BYTES as u64 + 1)
         .read_to_end(&mut plain)
-        .map_err(|e| helper.failure.borrow_mut().take().unwrap_or_else(|| pgp_err(e)))?;
+        .map_err(|e| {
+            helper
+                .failure
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| pgp_err(e))
+        })?;
     if !decryptor.message_processed() || plain.len() > MAX_MESSAGE_BYTES {
-        return Err(Error::TooLarge { max: MAX_MESSAGE_BYTES });
+        return Err(Error::TooLarge {
+            max: MAX_MESSAGE_BYTES,
+        });
     }
     drop(decryptor);
     let (signer, sig_time) = helper.signer.into_inner().ok_or(Error::NoSignature)?;
-    let text = String::from_utf8(plain).map_err(|_| Error::OpenPgp("content is not UTF-8".into()))?;
-    let limits = xml::Limits { max_bytes: MAX_MESSAGE_BYTES, max_depth: 8, max_elements: 4096 };
+    let text =
+        String::from_utf8(plain).map_err(|_| Error::OpenPgp("content is not UTF-8".into()))?;
+    let limits = xml::Limits {
+        max_bytes: MAX_MESSAGE_BYTES,
+        max_depth: 8,
+        max_elements: 4096,
+    };
     let content = Content::from_element(&Element::parse(&text, limits)?)?;
     if !content.to.iter().any(|t| t == account) {
         return Err(Error::WrongRecipient);
@@ -487,7 +532,10 @@ pub fn open(
         return Err(Error::Stale);
     }
     if let Some(st) = sig_time {
-        let sig_ms = st.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let sig_ms = st
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         if sig_ms.abs_diff(content.time.0) > crate::clock::DEFAULT_MAX_AHEAD_MS {
             return Err(Error::TimeMismatch);
         }
@@ -535,7 +583,12 @@ impl SecretMessage {
                 el.push_text(secret.value.as_str());
                 el
             }
-            Self::Revoke { jid, node, id, reasons } => {
+            Self::Revoke {
+                jid,
+                node,
+                id,
+                reasons,
+            } => {
                 let mut el = Element::new(seal::NS, "revoke")
                     .with_attr("jid", jid.to_string())
                     .with_attr("node", node.node_name())
@@ -543,7 +596,11 @@ impl SecretMessage {
                 for (lang, text) in reasons {
                     let mut r = Element::new(seal::NS, "reason");
                     if let Some(l) = lang {
-                        r.attrs.push(xml::Attr { ns: XML_NS.into(), name: "lang".into(), value: l.clone() });
+                        r.attrs.push(xml::Attr {
+                            ns: XML_NS.into(),
+                            name: "lang".into(),
+                            value: l.clone(),
+                        });
                     }
                     r.push_text(text.clone());
                     el.push(r);
@@ -566,16 +623,28 @@ impl SecretMessage {
         let bad = || Error::BadSecretElement(what);
         let read = || -> Result<Self, Error> {
             let jid = BareJid::parse(el.attr("jid").ok_or_else(bad)?).map_err(|_| bad())?;
-            let node = NodeKind::from_node_name(el.attr("node").ok_or_else(bad)?).ok_or_else(bad)?;
-            let id = el.attr("id").filter(|i| !i.is_empty() && i.len() <= 256).ok_or_else(bad)?.to_owned();
+            let node =
+                NodeKind::from_node_name(el.attr("node").ok_or_else(bad)?).ok_or_else(bad)?;
+            let id = el
+                .attr("id")
+                .filter(|i| !i.is_empty() && i.len() <= 256)
+                .ok_or_else(bad)?
+                .to_owned();
             if share {
-                let created = WallTime::parse_xep0082(el.attr("timestamp").ok_or_else(bad)?).map_err(|_| bad())?;
+                let created = WallTime::parse_xep0082(el.attr("timestamp").ok_or_else(bad)?)
+                    .map_err(|_| bad())?;
                 let value = el.text();
                 if value.len() < 32 || value.len() > 1024 {
                     return Err(bad());
                 }
                 let revoked = matches!(el.attr("revoked"), Some("true" | "1"));
-                let secret = Secret { id, value: value.into(), node, created, revoked };
+                let secret = Secret {
+                    id,
+                    value: value.into(),
+                    node,
+                    created,
+                    revoked,
+                };
                 Ok(Self::Share { jid, secret })
             } else {
                 let reasons = el
@@ -586,7 +655,12 @@ impl SecretMessage {
                         (lang.map(|a| a.value.clone()), r.text())
                     })
                     .collect();
-                Ok(Self::Revoke { jid, node, id, reasons })
+                Ok(Self::Revoke {
+                    jid,
+                    node,
+                    id,
+                    reasons,
+                })
             }
         };
         Some(read())
@@ -627,7 +701,13 @@ mod tests {
         Content {
             to: vec![BareJid::parse(to).expect("valid")],
             time,
-            payload: vec![SecretMessage::Share { jid: account(), secret: f.secret.clone() }.to_element()],
+            payload: vec![
+                SecretMessage::Share {
+                    jid: account(),
+                    secret: f.secret.clone(),
+                }
+                .to_element(),
+            ],
         }
     }
 
@@ -635,18 +715,32 @@ mod tests {
     fn signcrypt_round_trip_to_another_device() {
         let mut f = fixture();
         let c = content(&f, "romeo@montague.lit", NOW);
-        let msg = signcrypt(&c, &f.a, &[f.a.cert(), f.b.cert()], NOW, &mut f.rng).expect("signcrypt");
+        let msg =
+            signcrypt(&c, &f.a, &[f.a.cert(), f.b.cert()], NOW, &mut f.rng).expect("signcrypt");
         // SEIPD v1: new-format tag 18 packet whose body starts with version 1.
         assert!(msg.windows(2).any(|w| w[0] == 0xD2), "has a SEIPD packet");
-        let opened = open(&msg, &f.b, &[f.a.cert()], &account(), NOW, Window::default()).expect("opens");
+        let opened = open(
+            &msg,
+            &f.b,
+            &[f.a.cert()],
+            &account(),
+            NOW,
+            Window::default(),
+        )
+        .expect("opens");
         assert_eq!(opened.signer, f.a.fingerprint());
         assert_eq!(opened.content.payload.len(), 1);
-        let Some(Ok(SecretMessage::Share { secret, .. })) = SecretMessage::from_element(&opened.content.payload[0]) else {
+        let Some(Ok(SecretMessage::Share { secret, .. })) =
+            SecretMessage::from_element(&opened.content.payload[0])
+        else {
             panic!("shared secret expected")
         };
         assert_eq!(secret, f.secret);
         let wrapped = wrap(&msg);
-        assert_eq!(unwrap(&Element::parse(&wrapped.to_xml(), xml::Limits::IMPORT).expect("parses")), Ok(msg));
+        assert_eq!(
+            unwrap(&Element::parse(&wrapped.to_xml(), xml::Limits::IMPORT).expect("parses")),
+            Ok(msg)
+        );
         let key = DeviceKey::from_bytes(&f.a.to_bytes()).expect("key reloads");
         assert_eq!(key.fingerprint(), f.a.fingerprint());
     }
@@ -657,35 +751,66 @@ mod tests {
         let c = content(&f, "romeo@montague.lit", NOW);
         let msg = signcrypt(&c, &f.a, &[f.b.cert()], NOW, &mut f.rng).expect("signcrypt");
         let w = Window::default();
-        assert_eq!(open(&msg, &f.b, &[f.b.cert()], &account(), NOW, w), Err(Error::UntrustedSigner));
-        assert_eq!(open(&msg, &f.a, &[f.a.cert()], &account(), NOW, w), Err(Error::NotForThisDevice));
+        assert_eq!(
+            open(&msg, &f.b, &[f.b.cert()], &account(), NOW, w),
+            Err(Error::UntrustedSigner)
+        );
+        assert_eq!(
+            open(&msg, &f.a, &[f.a.cert()], &account(), NOW, w),
+            Err(Error::NotForThisDevice)
+        );
         let other = BareJid::parse("juliet@capulet.lit").expect("valid");
-        assert_eq!(open(&msg, &f.b, &[f.a.cert()], &other, NOW, w), Err(Error::WrongRecipient));
+        assert_eq!(
+            open(&msg, &f.b, &[f.a.cert()], &other, NOW, w),
+            Err(Error::WrongRecipient)
+        );
         let later = WallTime(NOW.0 + w.max_age_ms + 1);
-        assert_eq!(open(&msg, &f.b, &[f.a.cert()], &account(), later, w), Err(Error::Stale));
+        assert_eq!(
+            open(&msg, &f.b, &[f.a.cert()], &account(), later, w),
+            Err(Error::Stale)
+        );
         let future = content(&f, "romeo@montague.lit", WallTime(NOW.0 + 3_600_000));
         let msg2 = signcrypt(&future, &f.a, &[f.b.cert()], NOW, &mut f.rng).expect("signcrypt");
-        assert_eq!(open(&msg2, &f.b, &[f.a.cert()], &account(), NOW, w), Err(Error::Future));
+        assert_eq!(
+            open(&msg2, &f.b, &[f.a.cert()], &account(), NOW, w),
+            Err(Error::Future)
+        );
         let mut tampered = msg.clone();
         let n = tampered.len();
         tampered[n - 10] ^= 1;
         assert!(open(&tampered, &f.b, &[f.a.cert()], &account(), NOW, w).is_err());
         assert!(matches!(
-            open(&msg[..msg.len() / 2], &f.b, &[f.a.cert()], &account(), NOW, w),
+            open(
+                &msg[..msg.len() / 2],
+                &f.b,
+                &[f.a.cert()],
+                &account(),
+                NOW,
+                w
+            ),
             Err(Error::OpenPgp(_)) | Err(Error::TooLarge { .. })
         ));
         // A stamp that disagrees with the signature time by more than 5 minutes.
         let skewed = content(&f, "romeo@montague.lit", WallTime(NOW.0 - 3_600_000));
         let msg3 = signcrypt(&skewed, &f.a, &[f.b.cert()], NOW, &mut f.rng).expect("signcrypt");
-        assert_eq!(open(&msg3, &f.b, &[f.a.cert()], &account(), NOW, w), Err(Error::TimeMismatch));
+        assert_eq!(
+            open(&msg3, &f.b, &[f.a.cert()], &account(), NOW, w),
+            Err(Error::TimeMismatch)
+        );
     }
 
     #[test]
     fn content_requires_signcrypt_to_time_and_payload() {
-        let parse = |s: &str| Content::from_element(&Element::parse(s, xml::Limits::ITEM).expect("xml"));
-        assert!(matches!(parse("<crypt xmlns='urn:xmpp:openpgp:0'/>"), Err(Error::NotSigncrypt(_))));
+        let parse =
+            |s: &str| Content::from_element(&Element::parse(s, xml::Limits::ITEM).expect("xml"));
+        assert!(matches!(
+            parse("<crypt xmlns='urn:xmpp:openpgp:0'/>"),
+            Err(Error::NotSigncrypt(_))
+        ));
         assert_eq!(
-            parse("<signcrypt xmlns='urn:xmpp:openpgp:0'><time stamp='2026-01-01T00:00:00Z'/><payload/></signcrypt>"),
+            parse(
+                "<signcrypt xmlns='urn:xmpp:openpgp:0'><time stamp='2026-01-01T00:00:00Z'/><payload/></signcrypt>"
+            ),
             Err(Error::Missing("<to/>"))
         );
         assert_eq!(
@@ -693,11 +818,15 @@ mod tests {
             Err(Error::Missing("<time/>"))
         );
         assert_eq!(
-            parse("<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='a@b'/><time stamp='yesterday'/><payload/></signcrypt>"),
+            parse(
+                "<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='a@b'/><time stamp='yesterday'/><payload/></signcrypt>"
+            ),
             Err(Error::BadTime)
         );
         assert_eq!(
-            parse("<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='a@b'/><time stamp='2026-01-01T00:00:00Z'/></signcrypt>"),
+            parse(
+                "<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='a@b'/><time stamp='2026-01-01T00:00:00Z'/></signcrypt>"
+            ),
             Err(Error::Missing("<payload/>"))
         );
     }
@@ -712,6 +841,9 @@ mod tests {
         };
         assert_eq!(SecretMessage::from_element(&m.to_element()), Some(Ok(m)));
         let bad = Element::new(seal::NS, "revoke").with_attr("jid", "a@b");
-        assert_eq!(SecretMessage::from_element(&bad), Some(Err(Error::BadSecretElement("revoke"))));
+        assert_eq!(
+            SecretMessage::from_element(&bad),
+            Some(Err(Error::BadSecretElement("revoke")))
+        );
     }
 }

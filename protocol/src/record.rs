@@ -202,8 +202,16 @@ impl Record {
             hlc,
             device: DeviceId(key.verifying_key().to_bytes()),
         };
-        let signature = key.sign(&signed_bytes(node, &item, &version, &body)).to_bytes();
-        Self { node, item, version, body, signature }
+        let signature = key
+            .sign(&signed_bytes(node, &item, &version, &body))
+            .to_bytes();
+        Self {
+            node,
+            item,
+            version,
+            body,
+            signature,
+        }
     }
 
     /// The author.
@@ -218,7 +226,8 @@ impl Record {
 
     /// Checks the signature against the author's key.
     pub fn verify(&self) -> Result<(), Error> {
-        let key = VerifyingKey::from_bytes(&self.version.device.0).map_err(|_| Error::BadSignature)?;
+        let key =
+            VerifyingKey::from_bytes(&self.version.device.0).map_err(|_| Error::BadSignature)?;
         let msg = signed_bytes(self.node, &self.item, &self.version, &self.body);
         key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
             .map_err(|_| Error::BadSignature)
@@ -228,7 +237,10 @@ impl Record {
     pub fn encode(&self) -> Vec<u8> {
         let body = match &self.body {
             Body::Tombstone => Value::Null,
-            Body::Sealed(s) => Value::Array(vec![Value::Text(s.key.clone()), Value::Bytes(s.data.clone())]),
+            Body::Sealed(s) => Value::Array(vec![
+                Value::Text(s.key.clone()),
+                Value::Bytes(s.data.clone()),
+            ]),
         };
         let value = Value::Tag(
             RECORD_TAG_BASE + u64::from(RECORD_VERSION),
@@ -251,7 +263,10 @@ impl Record {
     /// [`Record::verify`].
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         if bytes.len() > MAX_RECORD_BYTES {
-            return Err(Error::TooLarge { len: bytes.len(), max: MAX_RECORD_BYTES });
+            return Err(Error::TooLarge {
+                len: bytes.len(),
+                max: MAX_RECORD_BYTES,
+            });
         }
         let mut rest = bytes;
         let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, 8)
@@ -281,13 +296,15 @@ impl Record {
         let item = ItemId(bytes_n(item, "item")?);
         let hlc = Hlc {
             wall_ms: int(wall, "hlc")?,
-            counter: u32::try_from(int(counter, "hlc counter")?).map_err(|_| Error::BadField("hlc counter"))?,
+            counter: u32::try_from(int(counter, "hlc counter")?)
+                .map_err(|_| Error::BadField("hlc counter"))?,
         };
         let device = DeviceId(bytes_n(device, "device")?);
         let body = match body {
             Value::Null => Body::Tombstone,
             Value::Array(parts) => {
-                let [key, data]: [Value; 2] = parts.try_into().map_err(|_| Error::BadField("body"))?;
+                let [key, data]: [Value; 2] =
+                    parts.try_into().map_err(|_| Error::BadField("body"))?;
                 let (Value::Text(key), Value::Bytes(data)) = (key, data) else {
                     return Err(Error::BadField("body"));
                 };
@@ -299,7 +316,13 @@ impl Record {
             _ => return Err(Error::BadField("body")),
         };
         let signature = bytes_n(sig, "signature")?;
-        Ok(Self { node, item, version: Version { hlc, device }, body, signature })
+        Ok(Self {
+            node,
+            item,
+            version: Version { hlc, device },
+            body,
+            signature,
+        })
     }
 }
 
@@ -330,14 +353,20 @@ mod tests {
         Record::sign(
             NodeKind::Contacts,
             ItemId([3; 16]),
-            Hlc { wall_ms: 1_700_000_000_000, counter: 2 },
+            Hlc {
+                wall_ms: 1_700_000_000_000,
+                counter: 2,
+            },
             body,
             &key(1),
         )
     }
 
     fn sealed() -> Body {
-        Body::Sealed(Sealed { key: "k1".into(), data: vec![1, 2, 3] })
+        Body::Sealed(Sealed {
+            key: "k1".into(),
+            data: vec![1, 2, 3],
+        })
     }
 
     #[test]
@@ -370,7 +399,10 @@ mod tests {
     #[test]
     fn strict_decoding() {
         let bytes = sample(sealed()).encode();
-        assert!(matches!(Record::decode(&bytes[..bytes.len() - 1]), Err(Error::Cbor(_))));
+        assert!(matches!(
+            Record::decode(&bytes[..bytes.len() - 1]),
+            Err(Error::Cbor(_))
+        ));
         assert!(matches!(Record::decode(&[]), Err(Error::Cbor(_))));
         let mut extra = bytes.clone();
         extra.push(0);
@@ -378,14 +410,20 @@ mod tests {
         let big = vec![0u8; MAX_RECORD_BYTES + 1];
         assert!(matches!(Record::decode(&big), Err(Error::TooLarge { .. })));
         let mut v2 = Vec::new();
-        ciborium::ser::into_writer(&Value::Tag(RECORD_TAG_BASE + 2, Box::new(Value::Array(vec![]))), &mut v2)
-            .expect("write");
+        ciborium::ser::into_writer(
+            &Value::Tag(RECORD_TAG_BASE + 2, Box::new(Value::Array(vec![]))),
+            &mut v2,
+        )
+        .expect("write");
         assert_eq!(Record::decode(&v2), Err(Error::UnknownVersion(2)));
         let mut plain = Vec::new();
         ciborium::ser::into_writer(&Value::Integer(5.into()), &mut plain).expect("write");
         assert_eq!(Record::decode(&plain), Err(Error::NotARecord));
         let mut short = Vec::new();
-        let wrong = Value::Tag(RECORD_TAG_BASE + 1, Box::new(Value::Array(vec![Value::Null; 7])));
+        let wrong = Value::Tag(
+            RECORD_TAG_BASE + 1,
+            Box::new(Value::Array(vec![Value::Null; 7])),
+        );
         ciborium::ser::into_writer(&wrong, &mut short).expect("write");
         assert_eq!(Record::decode(&short), Err(Error::BadField("node")));
         // Deep nesting is refused, not recursed into.

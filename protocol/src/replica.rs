@@ -100,17 +100,31 @@ fn wins(a: &Record, b: &Record) -> bool {
 impl Replica {
     /// An empty replica.
     pub fn new() -> Self {
-        Self { records: BTreeMap::new(), held: BTreeMap::new(), max_ahead_ms: DEFAULT_MAX_AHEAD_MS }
+        Self {
+            records: BTreeMap::new(),
+            held: BTreeMap::new(),
+            max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
+        }
     }
 
     /// Checks and applies one record received at local wall time `now`.
-    pub fn apply(&mut self, record: Record, authors: &dyn Authors, now: WallTime) -> Result<Outcome, Rejected> {
+    pub fn apply(
+        &mut self,
+        record: Record,
+        authors: &dyn Authors,
+        now: WallTime,
+    ) -> Result<Outcome, Rejected> {
         if !authors.may_author(&record.author(), &record.version) {
             return Err(Rejected::UnknownAuthor(record.author()));
         }
         record.verify().map_err(|_| Rejected::BadSignature)?;
         if record.version.hlc.wall_ms > now.0.saturating_add(self.max_ahead_ms) {
-            let key = (record.version.hlc, record.node, record.item, record.signature);
+            let key = (
+                record.version.hlc,
+                record.node,
+                record.item,
+                record.signature,
+            );
             if self.held.contains_key(&key) {
                 return Ok(Outcome::Held);
             }
@@ -144,12 +158,19 @@ impl Replica {
     /// Applies held records whose stamp local time `now` has caught up with, if their
     /// author is still allowed; returns those that changed the replica.
     pub fn release(&mut self, authors: &dyn Authors, now: WallTime) -> Vec<Record> {
-        let limit = Hlc { wall_ms: now.0.saturating_add(self.max_ahead_ms), counter: u32::MAX };
-        let later = self.held.split_off(&(limit, NodeKind::Groups, ItemId([0xFF; 16]), [0xFF; 64]));
+        let limit = Hlc {
+            wall_ms: now.0.saturating_add(self.max_ahead_ms),
+            counter: u32::MAX,
+        };
+        let later = self
+            .held
+            .split_off(&(limit, NodeKind::Groups, ItemId([0xFF; 16]), [0xFF; 64]));
         let due = std::mem::replace(&mut self.held, later);
         let mut changed = Vec::new();
         for (_, record) in due {
-            if authors.may_author(&record.author(), &record.version) && self.insert(record.clone()).changed() {
+            if authors.may_author(&record.author(), &record.version)
+                && self.insert(record.clone()).changed()
+            {
                 changed.push(record);
             }
         }
@@ -192,8 +213,10 @@ impl Replica {
     /// ones included; returns how many were dropped.
     pub fn retain_authors(&mut self, authors: &dyn Authors) -> usize {
         let before = self.records.len() + self.held.len();
-        self.records.retain(|_, r| authors.may_author(&r.author(), &r.version));
-        self.held.retain(|_, r| authors.may_author(&r.author(), &r.version));
+        self.records
+            .retain(|_, r| authors.may_author(&r.author(), &r.version));
+        self.held
+            .retain(|_, r| authors.may_author(&r.author(), &r.version));
         before - self.records.len() - self.held.len()
     }
 }
@@ -206,14 +229,29 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     fn rec(key: &SigningKey, item: u8, wall: u64, data: u8) -> Record {
-        let body = Body::Sealed(Sealed { key: "k".into(), data: vec![data] });
-        Record::sign(NodeKind::Contacts, ItemId([item; 16]), Hlc { wall_ms: wall, counter: 0 }, body, key)
+        let body = Body::Sealed(Sealed {
+            key: "k".into(),
+            data: vec![data],
+        });
+        Record::sign(
+            NodeKind::Contacts,
+            ItemId([item; 16]),
+            Hlc {
+                wall_ms: wall,
+                counter: 0,
+            },
+            body,
+            key,
+        )
     }
 
     fn setup() -> (SigningKey, SigningKey, BTreeSet<DeviceId>) {
         let a = SigningKey::from_bytes(&[1; 32]);
         let b = SigningKey::from_bytes(&[2; 32]);
-        let roster = [&a, &b].iter().map(|k| DeviceId(k.verifying_key().to_bytes())).collect();
+        let roster = [&a, &b]
+            .iter()
+            .map(|k| DeviceId(k.verifying_key().to_bytes()))
+            .collect();
         (a, b, roster)
     }
 
@@ -222,13 +260,35 @@ mod tests {
         let (a, b, roster) = setup();
         let mut r = Replica::new();
         let now = WallTime(1000);
-        assert_eq!(r.apply(rec(&a, 1, 10, 1), &roster, now), Ok(Outcome::Inserted));
-        assert_eq!(r.apply(rec(&b, 1, 20, 2), &roster, now), Ok(Outcome::Replaced));
+        assert_eq!(
+            r.apply(rec(&a, 1, 10, 1), &roster, now),
+            Ok(Outcome::Inserted)
+        );
+        assert_eq!(
+            r.apply(rec(&b, 1, 20, 2), &roster, now),
+            Ok(Outcome::Replaced)
+        );
         assert_eq!(r.apply(rec(&a, 1, 15, 3), &roster, now), Ok(Outcome::Stale));
-        assert_eq!(r.apply(rec(&b, 1, 20, 2), &roster, now), Ok(Outcome::Duplicate));
-        let tomb = Record::sign(NodeKind::Contacts, ItemId([1; 16]), Hlc { wall_ms: 30, counter: 0 }, Body::Tombstone, &a);
+        assert_eq!(
+            r.apply(rec(&b, 1, 20, 2), &roster, now),
+            Ok(Outcome::Duplicate)
+        );
+        let tomb = Record::sign(
+            NodeKind::Contacts,
+            ItemId([1; 16]),
+            Hlc {
+                wall_ms: 30,
+                counter: 0,
+            },
+            Body::Tombstone,
+            &a,
+        );
         assert_eq!(r.apply(tomb, &roster, now), Ok(Outcome::Replaced));
-        assert!(r.get(NodeKind::Contacts, &ItemId([1; 16])).expect("kept").is_tombstone());
+        assert!(
+            r.get(NodeKind::Contacts, &ItemId([1; 16]))
+                .expect("kept")
+                .is_tombstone()
+        );
     }
 
     #[test]
@@ -237,7 +297,10 @@ mod tests {
         let stranger = SigningKey::from_bytes(&[9; 32]);
         let mut r = Replica::new();
         let now = WallTime(1000);
-        assert!(matches!(r.apply(rec(&stranger, 1, 10, 1), &roster, now), Err(Rejected::UnknownAuthor(_))));
+        assert!(matches!(
+            r.apply(rec(&stranger, 1, 10, 1), &roster, now),
+            Err(Rejected::UnknownAuthor(_))
+        ));
         let mut forged = rec(&a, 1, 10, 1);
         forged.body = Body::Tombstone;
         assert_eq!(r.apply(forged, &roster, now), Err(Rejected::BadSignature));

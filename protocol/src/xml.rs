@@ -446,8 +446,10 @@ mod tests {
 
     #[test]
     fn parses_namespaces_attributes_and_text() {
-        let el = p("<a xmlns='urn:x' xmlns:f='urn:f' b='1 &amp; 2' f:c='3' xml:lang='en'>\
-                    <child>t&lt;x&#x41;<![CDATA[<raw>]]></child><f:other/></a>")
+        let el = p(
+            "<a xmlns='urn:x' xmlns:f='urn:f' b='1 &amp; 2' f:c='3' xml:lang='en'>\
+                    <child>t&lt;x&#x41;<![CDATA[<raw>]]></child><f:other/></a>",
+        )
         .expect("valid");
         assert_eq!(el.ns, "urn:x");
         assert_eq!(el.attr("b"), Some("1 & 2"));

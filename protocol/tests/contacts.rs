@@ -15,24 +15,56 @@ use rand_core::SeedableRng;
 #[test]
 fn add_edit_remove_contact_and_groups() {
     let mut f = Fleet::new(1, 1);
-    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &["Friends"]), T0);
+    f.exec(
+        0,
+        add("juliet@capulet.lit", Some("Juliet"), &["Friends"]),
+        T0,
+    );
     let view = f.books[0].view().clone();
     assert_eq!(view.contacts.len(), 1);
     let c = &view.contacts[0];
     assert_eq!(c.contact.name.as_deref(), Some("Juliet"));
     assert_eq!(view.groups[&c.contact.groups[0].id].group.name, "Friends");
     f.exec(0, edit_name("Juliet@Capulet.lit", "Jules"), T0);
-    f.exec(0, Command::RenameGroup { name: "Friends".into(), new_name: "Close".into() }, T0);
+    f.exec(
+        0,
+        Command::RenameGroup {
+            name: "Friends".into(),
+            new_name: "Close".into(),
+        },
+        T0,
+    );
     let view = f.books[0].view().clone();
     assert_eq!(view.contacts[0].contact.name.as_deref(), Some("Jules"));
     assert!(view.group_by_name("Close").is_some());
-    f.exec(0, Command::RemoveGroup { name: "Close".into() }, T0);
+    f.exec(
+        0,
+        Command::RemoveGroup {
+            name: "Close".into(),
+        },
+        T0,
+    );
     let view = f.books[0].view().clone();
     assert!(view.groups.is_empty());
-    assert!(view.contacts[0].contact.groups.is_empty(), "removing a group removes its references");
-    f.exec(0, Command::RemoveContact { jid: jid("juliet@capulet.lit") }, T0);
+    assert!(
+        view.contacts[0].contact.groups.is_empty(),
+        "removing a group removes its references"
+    );
+    f.exec(
+        0,
+        Command::RemoveContact {
+            jid: jid("juliet@capulet.lit"),
+        },
+        T0,
+    );
     assert!(f.books[0].view().contacts.is_empty());
-    let err = f.books[0].execute(Command::RemoveContact { jid: jid("juliet@capulet.lit") }, T0, &mut f.rngs[0]);
+    let err = f.books[0].execute(
+        Command::RemoveContact {
+            jid: jid("juliet@capulet.lit"),
+        },
+        T0,
+        &mut f.rngs[0],
+    );
     assert!(err.is_err(), "removing an unknown contact is an error");
 }
 
@@ -42,47 +74,106 @@ fn every_node_is_padded_to_the_count_bucket() {
     for i in 0..40 {
         f.exec(0, add(&format!("u{i}@x.lit"), None, &["G"]), T0);
         let view = f.books[0].view().clone();
-        assert_eq!(view.live_items(NodeKind::Contacts) % 32, 0, "after {i} adds");
+        assert_eq!(
+            view.live_items(NodeKind::Contacts) % 32,
+            0,
+            "after {i} adds"
+        );
         assert_eq!(view.live_items(NodeKind::Groups) % 32, 0);
     }
     assert_eq!(f.books[0].view().live_items(NodeKind::Contacts), 64);
     for i in 0..40 {
-        f.exec(0, Command::RemoveContact { jid: jid(&format!("u{i}@x.lit")) }, T0);
+        f.exec(
+            0,
+            Command::RemoveContact {
+                jid: jid(&format!("u{i}@x.lit")),
+            },
+            T0,
+        );
     }
-    assert_eq!(f.books[0].view().live_items(NodeKind::Contacts), 32, "surplus padding is retracted");
+    assert_eq!(
+        f.books[0].view().live_items(NodeKind::Contacts),
+        32,
+        "surplus padding is retracted"
+    );
 }
 
 #[test]
 fn concurrent_duplicates_merge_then_collapse_into_the_survivor() {
     let mut f = Fleet::new(2, 3);
     // Both devices add Juliet while apart: two items for one contact.
-    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &["Friends"]), T0);
-    f.exec(1, add("JULIET@capulet.lit", None, &["Capulets"]), WallTime(T0.0 + 5));
+    f.exec(
+        0,
+        add("juliet@capulet.lit", Some("Juliet"), &["Friends"]),
+        T0,
+    );
+    f.exec(
+        1,
+        add("JULIET@capulet.lit", None, &["Capulets"]),
+        WallTime(T0.0 + 5),
+    );
     f.sync_all(WallTime(T0.0 + 10));
     let v0 = f.books[0].view().clone();
     assert_eq!(v0, *f.books[1].view(), "both devices show the same list");
     assert_eq!(v0.contacts.len(), 1);
     let merged = &v0.contacts[0];
     assert_eq!(merged.members.len(), 2);
-    assert_eq!(merged.contact.name.as_deref(), Some("Juliet"), "the newest item with a name");
-    let group_names: Vec<_> = merged.contact.groups.iter().map(|g| v0.groups[&g.id].group.name.as_str()).collect();
+    assert_eq!(
+        merged.contact.name.as_deref(),
+        Some("Juliet"),
+        "the newest item with a name"
+    );
+    let group_names: Vec<_> = merged
+        .contact
+        .groups
+        .iter()
+        .map(|g| v0.groups[&g.id].group.name.as_str())
+        .collect();
     assert_eq!(group_names.len(), 2, "groups are a union: {group_names:?}");
     // An edit writes the whole contact into the smallest item id and reserves the rest.
-    let survivor = merged.members.iter().map(|m| m.0).min().expect("two members");
-    let records = f.exec(1, edit_name("juliet@capulet.lit", "Juliet Capulet"), WallTime(T0.0 + 20));
+    let survivor = merged
+        .members
+        .iter()
+        .map(|m| m.0)
+        .min()
+        .expect("two members");
+    let records = f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Juliet Capulet"),
+        WallTime(T0.0 + 20),
+    );
     f.sync_all(WallTime(T0.0 + 30));
     let v = f.books[0].view().clone();
     assert_eq!(v.contacts.len(), 1);
     assert_eq!(v.contacts[0].id, survivor);
     assert_eq!(v.contacts[0].members.len(), 1);
-    assert_eq!(v.contacts[0].contact.groups.len(), 2, "nothing lost in the collapse");
-    let other = merged.members.iter().map(|m| m.0).find(|i| *i != survivor).expect("second member");
-    assert!(records.iter().any(|r| r.item == other), "the other member was rewritten");
+    assert_eq!(
+        v.contacts[0].contact.groups.len(),
+        2,
+        "nothing lost in the collapse"
+    );
+    let other = merged
+        .members
+        .iter()
+        .map(|m| m.0)
+        .find(|i| *i != survivor)
+        .expect("second member");
+    assert!(
+        records.iter().any(|r| r.item == other),
+        "the other member was rewritten"
+    );
     // It is now <reserved/>, or retracted if padding had a surplus.
     let now_reserved = v.reserved[&NodeKind::Contacts].contains(&other);
-    let retracted = f.books[0].replica().get(NodeKind::Contacts, &other).is_some_and(Record::is_tombstone);
+    let retracted = f.books[0]
+        .replica()
+        .get(NodeKind::Contacts, &other)
+        .is_some_and(Record::is_tombstone);
     assert!(now_reserved || retracted);
-    assert_eq!(v.live_items(NodeKind::Contacts), 32, "padding shrank back to one bucket");
+    assert_eq!(
+        v.live_items(NodeKind::Contacts),
+        32,
+        "padding shrank back to one bucket"
+    );
 }
 
 #[test]
@@ -99,7 +190,13 @@ fn transitive_identities_make_one_contact() {
         ],
         ..Contact::default()
     };
-    f.exec(2, Command::Import { contacts: vec![both] }, T0);
+    f.exec(
+        2,
+        Command::Import {
+            contacts: vec![both],
+        },
+        T0,
+    );
     f.sync_all(WallTime(T0.0 + 1));
     let v = f.books[0].view().clone();
     assert_eq!(v.contacts.len(), 1, "a ~ ab ~ b is one contact");
@@ -113,7 +210,11 @@ fn unknown_group_references_are_kept() {
     let mut f = Fleet::new(2, 7);
     f.exec(0, add("juliet@capulet.lit", None, &["Friends"]), T0);
     // Device 1 receives only the contacts node: the group item is missing.
-    let contacts: Vec<Record> = f.books[0].replica().node(NodeKind::Contacts).cloned().collect();
+    let contacts: Vec<Record> = f.books[0]
+        .replica()
+        .node(NodeKind::Contacts)
+        .cloned()
+        .collect();
     for r in contacts {
         f.books[1].receive(r, &f.roster, T0).expect("trusted");
     }
@@ -135,7 +236,11 @@ fn items_wait_for_their_secret_and_then_appear() {
     f.sync(0, 1, WallTime(T0.0 + 3));
     let v = f.books[1].view().clone();
     assert!(v.contacts.is_empty());
-    assert!(v.unreadable.values().any(|u| *u == Unreadable::Waiting(newer.id.clone())));
+    assert!(
+        v.unreadable
+            .values()
+            .any(|u| *u == Unreadable::Waiting(newer.id.clone()))
+    );
     f.books[1].keyring_mut().insert(newer);
     let v = f.books[1].view().clone();
     assert_eq!(v.contacts.len(), 1);
@@ -152,7 +257,11 @@ fn a_clock_far_ahead_is_held_not_applied_nor_lost() {
     }
     assert!(f.books[1].view().contacts.is_empty());
     assert!(f.books[1].release(&f.roster, T0).is_empty());
-    assert!(!f.books[1].release(&f.roster, WallTime(ahead.0 - DEFAULT_MAX_AHEAD_MS)).is_empty());
+    assert!(
+        !f.books[1]
+            .release(&f.roster, WallTime(ahead.0 - DEFAULT_MAX_AHEAD_MS))
+            .is_empty()
+    );
     assert_eq!(f.books[1].view().contacts.len(), 1);
 }
 
@@ -164,11 +273,67 @@ fn a_device_without_secrets_relays_everything() {
     f.exec(0, add("juliet@capulet.lit", Some("J"), &["G"]), T0);
     f.sync(0, 2, T0);
     f.sync(2, 1, T0);
-    assert_eq!(f.books[1].view().contacts.len(), 1, "device 1 got everything through the relay");
+    assert_eq!(
+        f.books[1].view().contacts.len(),
+        1,
+        "device 1 got everything through the relay"
+    );
     let relay = f.books[2].view().clone();
     assert!(relay.contacts.is_empty());
-    assert!(relay.unreadable.values().all(|u| matches!(u, Unreadable::Waiting(_))));
-    let payloads = f.books[0].view().reserved.values().map(Vec::len).sum::<usize>();
+    assert!(
+        relay
+            .unreadable
+            .values()
+            .all(|u| matches!(u, Unreadable::Waiting(_)))
+    );
+    let payloads = f.books[0]
+        .view()
+        .reserved
+        .values()
+        .map(Vec::len)
+        .sum::<usize>();
     assert!(payloads > 0);
     let _ = Payload::Reserved(Default::default());
+}
+
+#[test]
+fn a_group_created_on_two_devices_while_apart_is_one_group() {
+    let mut f = Fleet::new(2, 11);
+    f.exec(0, add("juliet@capulet.lit", None, &["Capulets"]), T0);
+    f.exec(1, add("tybalt@capulet.lit", None, &["Capulets"]), T0);
+    f.sync_all(WallTime(T0.0 + 1));
+    let v = f.books[0].view().clone();
+    assert_eq!(
+        v.groups.len(),
+        1,
+        "one group id: {:?}",
+        v.groups.keys().collect::<Vec<_>>()
+    );
+    let entry = v.group_by_name("Capulets").expect("group");
+    assert_eq!(entry.duplicates.len(), 1, "two items define it");
+    assert!(
+        v.contacts
+            .iter()
+            .all(|c| c.contact.groups[0].id == entry.group.id)
+    );
+    // Renamed, then a new group takes the old name: it must not take over the renamed one.
+    f.exec(
+        0,
+        Command::RenameGroup {
+            name: "Capulets".into(),
+            new_name: "House Capulet".into(),
+        },
+        WallTime(T0.0 + 2),
+    );
+    f.exec(
+        0,
+        Command::AddGroup {
+            name: "Capulets".into(),
+            description: None,
+        },
+        WallTime(T0.0 + 3),
+    );
+    let v = f.books[0].view().clone();
+    assert_eq!(v.groups.len(), 2);
+    assert!(v.group_by_name("House Capulet").is_some() && v.group_by_name("Capulets").is_some());
 }

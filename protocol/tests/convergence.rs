@@ -12,22 +12,58 @@ use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
-const JIDS: [&str; 6] = ["a@x.lit", "b@x.lit", "c@y.lit", "d@y.lit", "E@x.lit", "f@z.lit"];
+const JIDS: [&str; 6] = [
+    "a@x.lit", "b@x.lit", "c@y.lit", "d@y.lit", "E@x.lit", "f@z.lit",
+];
 const NAMES: [&str; 3] = ["Ann", "Bob", "Cy"];
 const GROUPS: [&str; 3] = ["Family", "Work", "Club"];
 const DEVICES: usize = 3;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Add { dev: usize, j: usize, name: Option<usize>, group: Option<usize> },
-    Rename { dev: usize, j: usize, name: usize },
-    Join { dev: usize, j: usize, group: usize },
-    Leave { dev: usize, j: usize, group: usize },
-    Remove { dev: usize, j: usize },
-    RenameGroup { dev: usize, g: usize, to: usize },
-    RemoveGroup { dev: usize, g: usize },
-    Link { dev: usize, j1: usize, j2: usize },
-    Sync { from: usize, to: usize },
+    Add {
+        dev: usize,
+        j: usize,
+        name: Option<usize>,
+        group: Option<usize>,
+    },
+    Rename {
+        dev: usize,
+        j: usize,
+        name: usize,
+    },
+    Join {
+        dev: usize,
+        j: usize,
+        group: usize,
+    },
+    Leave {
+        dev: usize,
+        j: usize,
+        group: usize,
+    },
+    Remove {
+        dev: usize,
+        j: usize,
+    },
+    RenameGroup {
+        dev: usize,
+        g: usize,
+        to: usize,
+    },
+    RemoveGroup {
+        dev: usize,
+        g: usize,
+    },
+    Link {
+        dev: usize,
+        j1: usize,
+        j2: usize,
+    },
+    Sync {
+        from: usize,
+        to: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -60,38 +96,87 @@ fn edit(j: usize) -> Command {
 
 fn command(op: &Op) -> Option<(usize, Command)> {
     Some(match *op {
-        Op::Add { dev, j, name, group } => (dev, Command::AddContact {
-            jid: jid(JIDS[j]),
-            name: name.map(|n| NAMES[n].to_owned()),
-            groups: group.map(|g| GROUPS[g].to_owned()).into_iter().collect(),
-        }),
-        Op::Rename { dev, j, name } => (dev, match edit(j) {
-            Command::EditContact { jid, .. } => Command::EditContact {
-                jid, name: Some(Some(NAMES[name].into())), add_groups: vec![], remove_groups: vec![], add_jids: vec![], remove_jids: vec![],
+        Op::Add {
+            dev,
+            j,
+            name,
+            group,
+        } => (
+            dev,
+            Command::AddContact {
+                jid: jid(JIDS[j]),
+                name: name.map(|n| NAMES[n].to_owned()),
+                groups: group.map(|g| GROUPS[g].to_owned()).into_iter().collect(),
             },
-            other => other,
-        }),
-        Op::Join { dev, j, group } => (dev, match edit(j) {
-            Command::EditContact { jid, .. } => Command::EditContact {
-                jid, name: None, add_groups: vec![GROUPS[group].into()], remove_groups: vec![], add_jids: vec![], remove_jids: vec![],
+        ),
+        Op::Rename { dev, j, name } => (
+            dev,
+            match edit(j) {
+                Command::EditContact { jid, .. } => Command::EditContact {
+                    jid,
+                    name: Some(Some(NAMES[name].into())),
+                    add_groups: vec![],
+                    remove_groups: vec![],
+                    add_jids: vec![],
+                    remove_jids: vec![],
+                },
+                other => other,
             },
-            other => other,
-        }),
-        Op::Leave { dev, j, group } => (dev, match edit(j) {
-            Command::EditContact { jid, .. } => Command::EditContact {
-                jid, name: None, add_groups: vec![], remove_groups: vec![GROUPS[group].into()], add_jids: vec![], remove_jids: vec![],
+        ),
+        Op::Join { dev, j, group } => (
+            dev,
+            match edit(j) {
+                Command::EditContact { jid, .. } => Command::EditContact {
+                    jid,
+                    name: None,
+                    add_groups: vec![GROUPS[group].into()],
+                    remove_groups: vec![],
+                    add_jids: vec![],
+                    remove_jids: vec![],
+                },
+                other => other,
             },
-            other => other,
-        }),
+        ),
+        Op::Leave { dev, j, group } => (
+            dev,
+            match edit(j) {
+                Command::EditContact { jid, .. } => Command::EditContact {
+                    jid,
+                    name: None,
+                    add_groups: vec![],
+                    remove_groups: vec![GROUPS[group].into()],
+                    add_jids: vec![],
+                    remove_jids: vec![],
+                },
+                other => other,
+            },
+        ),
         Op::Remove { dev, j } => (dev, Command::RemoveContact { jid: jid(JIDS[j]) }),
-        Op::RenameGroup { dev, g, to } => (dev, Command::RenameGroup { name: GROUPS[g].into(), new_name: format!("{}2", GROUPS[to]) }),
-        Op::RemoveGroup { dev, g } => (dev, Command::RemoveGroup { name: GROUPS[g].into() }),
-        Op::Link { dev, j1, j2 } => (dev, Command::Import {
-            contacts: vec![Contact {
-                identities: vec![Identity::new("jid", JIDS[j1]).ok()?, Identity::new("jid", JIDS[j2]).ok()?],
-                ..Contact::default()
-            }],
-        }),
+        Op::RenameGroup { dev, g, to } => (
+            dev,
+            Command::RenameGroup {
+                name: GROUPS[g].into(),
+                new_name: format!("{}2", GROUPS[to]),
+            },
+        ),
+        Op::RemoveGroup { dev, g } => (
+            dev,
+            Command::RemoveGroup {
+                name: GROUPS[g].into(),
+            },
+        ),
+        Op::Link { dev, j1, j2 } => (
+            dev,
+            Command::Import {
+                contacts: vec![Contact {
+                    identities: vec![
+                        Identity::new("jid", JIDS[j1]).ok()?,
+                        Identity::new("jid", JIDS[j2]).ok()?,
+                    ],
+                    ..Contact::default()
+                }],
+            },
+        ),
         Op::Sync { .. } => return None,
     })
 }
@@ -129,7 +214,12 @@ fn run(f: &mut Fleet, ops: &[Op]) -> Vec<Record> {
     pool
 }
 
-fn deliver(book: &mut Book, pool: &[Record], roster: &std::collections::BTreeSet<kith_protocol::record::DeviceId>, seed: u64) {
+fn deliver(
+    book: &mut Book,
+    pool: &[Record],
+    roster: &std::collections::BTreeSet<kith_protocol::record::DeviceId>,
+    seed: u64,
+) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..pool.len()).collect();
     // Fisher–Yates, then duplicate roughly one record in four.
@@ -137,16 +227,24 @@ fn deliver(book: &mut Book, pool: &[Record], roster: &std::collections::BTreeSet
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
-    let dups: Vec<usize> = order.iter().copied().filter(|_| rng.next_u32() % 4 == 0).collect();
+    let dups: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|_| rng.next_u32() % 4 == 0)
+        .collect();
     order.extend(dups);
     let now = WallTime(T0.0 + 1_000_000);
     for i in order {
-        book.receive(pool[i].clone(), roster, now).expect("every record is by a roster device");
+        book.receive(pool[i].clone(), roster, now)
+            .expect("every record is by a roster device");
     }
 }
 
 fn snapshot(book: &mut Book) -> (Vec<Record>, View) {
-    (book.replica().records().cloned().collect(), book.view().clone())
+    (
+        book.replica().records().cloned().collect(),
+        book.view().clone(),
+    )
 }
 
 proptest! {

@@ -81,9 +81,16 @@ impl Book {
 
     /// Carries out a command; the new records are already applied here and are
     /// returned to be stored and sent.
-    pub fn execute<R: CryptoRng + ?Sized>(&mut self, command: Command, now: WallTime, rng: &mut R) -> Result<Vec<Record>, Error> {
+    pub fn execute<R: CryptoRng + ?Sized>(
+        &mut self,
+        command: Command,
+        now: WallTime,
+        rng: &mut R,
+    ) -> Result<Vec<Record>, Error> {
         self.view();
-        let records = self.editor.execute(&self.view, command, &self.keyring, now, rng)?;
+        let records = self
+            .editor
+            .execute(&self.view, command, &self.keyring, now, rng)?;
         for r in &records {
             self.replica.insert(r.clone());
         }
@@ -92,7 +99,12 @@ impl Book {
     }
 
     /// Checks and applies a record from elsewhere.
-    pub fn receive(&mut self, record: Record, authors: &dyn Authors, now: WallTime) -> Result<Outcome, Rejected> {
+    pub fn receive(
+        &mut self,
+        record: Record,
+        authors: &dyn Authors,
+        now: WallTime,
+    ) -> Result<Outcome, Rejected> {
         let hlc = record.version.hlc;
         let outcome = self.replica.apply(record, authors, now)?;
         if outcome != Outcome::Held {

@@ -11,6 +11,10 @@
 //! * deleting a contact or group turns its items into `<reserved/>` (the item count
 //!   does not change, so the deletion does not show);
 //! * deleting a group also removes references to it from the contacts that had it;
+//! * a new group's id is derived from its name under the groups node's secret
+//!   (`g-` + 16 hex digits of SHA-256), so two devices that each create "Friends"
+//!   while apart create the same group; if that id is already taken by a group that
+//!   was renamed since, a random id is used instead;
 //! * padding: after the command, each node it touched holds a multiple of
 //!   `count_bucket` live items (default 32, at least one bucket): `<reserved/>`
 //!   items are added, or surplus ones (largest ids first) retracted.
@@ -19,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
 
 use super::view::{MergedContact, View};
 use crate::clock::{Clock, Hlc, WallTime};
@@ -135,7 +140,12 @@ pub struct Editor {
 impl Editor {
     /// An editor signing with `key`, its clock having seen `clock`.
     pub fn new(key: SigningKey, clock: Clock) -> Self {
-        Self { key, clock, pad_bucket: DEFAULT_PAD_BUCKET, count_bucket: DEFAULT_COUNT_BUCKET }
+        Self {
+            key,
+            clock,
+            pad_bucket: DEFAULT_PAD_BUCKET,
+            count_bucket: DEFAULT_COUNT_BUCKET,
+        }
     }
 
     /// This device.
@@ -163,21 +173,39 @@ impl Editor {
         now: WallTime,
         rng: &mut R,
     ) -> Result<Vec<Record>, Error> {
-        let mut plan = Plan::new(view);
+        let mut plan = Plan::new(
+            view,
+            keyring
+                .current(NodeKind::Groups)
+                .map(|s| s.value.to_string()),
+        );
         match command {
             Command::AddContact { jid, name, groups } => {
                 if view.contact_by_jid(&jid).is_some() {
                     return Err(Error::ContactExists(jid.to_string()));
                 }
-                let mut contact = Contact { name, identities: vec![Identity::jid(&jid)], ..Contact::default() };
+                let mut contact = Contact {
+                    name,
+                    identities: vec![Identity::jid(&jid)],
+                    ..Contact::default()
+                };
                 for g in groups {
                     let id = plan.group_id(&g, rng);
                     push_group(&mut contact, id);
                 }
                 plan.write_contact(None, contact, rng);
             }
-            Command::EditContact { jid, name, add_groups, remove_groups, add_jids, remove_jids } => {
-                let target = view.contact_by_jid(&jid).ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
+            Command::EditContact {
+                jid,
+                name,
+                add_groups,
+                remove_groups,
+                add_jids,
+                remove_jids,
+            } => {
+                let target = view
+                    .contact_by_jid(&jid)
+                    .ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
                 let mut contact = target.contact.clone();
                 if let Some(n) = name {
                     contact.name = n;
@@ -187,7 +215,9 @@ impl Editor {
                     push_group(&mut contact, id);
                 }
                 for g in remove_groups {
-                    let entry = view.group_by_name(&g).ok_or_else(|| Error::NoSuchGroup(g.clone()))?;
+                    let entry = view
+                        .group_by_name(&g)
+                        .ok_or_else(|| Error::NoSuchGroup(g.clone()))?;
                     contact.groups.retain(|r| r.id != entry.group.id);
                 }
                 for j in add_jids {
@@ -206,7 +236,9 @@ impl Editor {
                 plan.write_contact(Some(target), contact, rng);
             }
             Command::RemoveContact { jid } => {
-                let target = view.contact_by_jid(&jid).ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
+                let target = view
+                    .contact_by_jid(&jid)
+                    .ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
                 for (item, _) in &target.members {
                     plan.reserve(NodeKind::Contacts, *item);
                 }
@@ -221,24 +253,36 @@ impl Editor {
                 }
             }
             Command::RenameGroup { name, new_name } => {
-                let entry = view.group_by_name(&name).ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
+                let entry = view
+                    .group_by_name(&name)
+                    .ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
                 if name != new_name && view.group_by_name(&new_name).is_some() {
                     return Err(Error::GroupExists(new_name));
                 }
                 let mut group = entry.group.clone();
                 group.name = new_name;
-                plan.write(NodeKind::Groups, entry.item, Write::Payload(Payload::Group(group)));
+                plan.write(
+                    NodeKind::Groups,
+                    entry.item,
+                    Write::Payload(Payload::Group(group)),
+                );
                 for dup in &entry.duplicates {
                     plan.reserve(NodeKind::Groups, *dup);
                 }
             }
             Command::RemoveGroup { name } => {
-                let entry = view.group_by_name(&name).ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
+                let entry = view
+                    .group_by_name(&name)
+                    .ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
                 plan.reserve(NodeKind::Groups, entry.item);
                 for dup in &entry.duplicates {
                     plan.reserve(NodeKind::Groups, *dup);
                 }
-                for c in view.contacts.iter().filter(|c| c.contact.groups.iter().any(|g| g.id == entry.group.id)) {
+                for c in view
+                    .contacts
+                    .iter()
+                    .filter(|c| c.contact.groups.iter().any(|g| g.id == entry.group.id))
+                {
                     let mut contact = c.contact.clone();
                     contact.groups.retain(|g| g.id != entry.group.id);
                     plan.write_contact(Some(c), contact, rng);
@@ -250,7 +294,13 @@ impl Editor {
         self.seal_plan(plan, keyring, now, rng)
     }
 
-    fn plan_import<R: CryptoRng + ?Sized>(&self, view: &View, plan: &mut Plan<'_>, contacts: Vec<Contact>, rng: &mut R) {
+    fn plan_import<R: CryptoRng + ?Sized>(
+        &self,
+        view: &View,
+        plan: &mut Plan<'_>,
+        contacts: Vec<Contact>,
+        rng: &mut R,
+    ) {
         // Existing contacts and those imported so far, by identity.
         let mut by_identity: HashMap<(String, String), usize> = HashMap::new();
         let mut merged: Vec<(Option<&MergedContact>, Contact)> = Vec::new();
@@ -264,8 +314,17 @@ impl Editor {
         let mut touched = vec![false; existing];
         for mut incoming in contacts {
             let groups = std::mem::take(&mut incoming.groups);
-            incoming.groups = groups.iter().map(|g| GroupRef { id: plan.group_id(&g.id, rng), extra: Extra::default() }).collect();
-            let hit = incoming.identities.iter().find_map(|i| by_identity.get(&(i.kind.clone(), i.value.clone())).copied());
+            incoming.groups = groups
+                .iter()
+                .map(|g| GroupRef {
+                    id: plan.group_id(&g.id, rng),
+                    extra: Extra::default(),
+                })
+                .collect();
+            let hit = incoming
+                .identities
+                .iter()
+                .find_map(|i| by_identity.get(&(i.kind.clone(), i.value.clone())).copied());
             let index = match hit {
                 Some(i) => {
                     let target = &mut merged[i].1;
@@ -301,7 +360,13 @@ impl Editor {
         }
     }
 
-    fn seal_plan<R: CryptoRng + ?Sized>(&mut self, plan: Plan<'_>, keyring: &Keyring, now: WallTime, rng: &mut R) -> Result<Vec<Record>, Error> {
+    fn seal_plan<R: CryptoRng + ?Sized>(
+        &mut self,
+        plan: Plan<'_>,
+        keyring: &Keyring,
+        now: WallTime,
+        rng: &mut R,
+    ) -> Result<Vec<Record>, Error> {
         let mut records = Vec::with_capacity(plan.writes.len());
         let mut secrets = BTreeMap::new();
         for node in NodeKind::ALL {
@@ -326,9 +391,20 @@ impl Editor {
     }
 }
 
+fn hex_id(bytes: &[u8]) -> String {
+    let mut id = String::from("g-");
+    for b in bytes {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
 fn push_group(contact: &mut Contact, id: String) {
     if !contact.groups.iter().any(|g| g.id == id) {
-        contact.groups.push(GroupRef { id, extra: Extra::default() });
+        contact.groups.push(GroupRef {
+            id,
+            extra: Extra::default(),
+        });
     }
 }
 
@@ -345,11 +421,18 @@ struct Plan<'v> {
     writes: BTreeMap<(NodeKind, ItemId), Write>,
     /// Groups created by this command, by name → id.
     new_groups: BTreeMap<String, String>,
+    /// The groups node's current secret, keying derived group ids.
+    group_key: Option<String>,
 }
 
 impl<'v> Plan<'v> {
-    fn new(view: &'v View) -> Self {
-        Self { view, writes: BTreeMap::new(), new_groups: BTreeMap::new() }
+    fn new(view: &'v View, group_key: Option<String>) -> Self {
+        Self {
+            view,
+            writes: BTreeMap::new(),
+            new_groups: BTreeMap::new(),
+            group_key,
+        }
     }
 
     fn write(&mut self, node: NodeKind, item: ItemId, w: Write) {
@@ -357,22 +440,39 @@ impl<'v> Plan<'v> {
     }
 
     fn reserve(&mut self, node: NodeKind, item: ItemId) {
-        self.write(node, item, Write::Payload(Payload::Reserved(Extra::default())));
+        self.write(
+            node,
+            item,
+            Write::Payload(Payload::Reserved(Extra::default())),
+        );
     }
 
     /// Writes `contact` into `target`'s survivor (its other members reserved), or
     /// into a new item.
-    fn write_contact<R: CryptoRng + ?Sized>(&mut self, target: Option<&MergedContact>, contact: Contact, rng: &mut R) {
+    fn write_contact<R: CryptoRng + ?Sized>(
+        &mut self,
+        target: Option<&MergedContact>,
+        contact: Contact,
+        rng: &mut R,
+    ) {
         match target {
             Some(t) => {
                 for (item, _) in &t.members[1..] {
                     self.reserve(NodeKind::Contacts, *item);
                 }
-                self.write(NodeKind::Contacts, t.id, Write::Payload(Payload::Contact(contact)));
+                self.write(
+                    NodeKind::Contacts,
+                    t.id,
+                    Write::Payload(Payload::Contact(contact)),
+                );
             }
             None => {
                 let item = ItemId::random(rng);
-                self.write(NodeKind::Contacts, item, Write::Payload(Payload::Contact(contact)));
+                self.write(
+                    NodeKind::Contacts,
+                    item,
+                    Write::Payload(Payload::Contact(contact)),
+                );
             }
         }
     }
@@ -385,11 +485,33 @@ impl<'v> Plan<'v> {
         if let Some(id) = self.new_groups.get(name) {
             return id.clone();
         }
-        let mut raw = [0u8; 6];
-        rng.fill_bytes(&mut raw);
-        let id: String = std::iter::once("g-".to_owned()).chain(raw.iter().map(|b| format!("{b:02x}"))).collect();
-        let group = Group { id: id.clone(), name: name.to_owned(), ..Group::default() };
-        self.write(NodeKind::Groups, ItemId::random(rng), Write::Payload(Payload::Group(group)));
+        let derived = self.group_key.as_ref().map(|key| {
+            let digest = Sha256::new()
+                .chain_update(b"kith group id\0")
+                .chain_update(key.as_bytes())
+                .chain_update(b"\0")
+                .chain_update(name.as_bytes())
+                .finalize();
+            hex_id(&digest[..8])
+        });
+        let id = match derived {
+            Some(id) if !self.view.groups.contains_key(&id) => id,
+            _ => {
+                let mut raw = [0u8; 8];
+                rng.fill_bytes(&mut raw);
+                hex_id(&raw)
+            }
+        };
+        let group = Group {
+            id: id.clone(),
+            name: name.to_owned(),
+            ..Group::default()
+        };
+        self.write(
+            NodeKind::Groups,
+            ItemId::random(rng),
+            Write::Payload(Payload::Group(group)),
+        );
         self.new_groups.insert(name.to_owned(), id.clone());
         id
     }
@@ -426,7 +548,8 @@ impl<'v> Plan<'v> {
             let unreadable = view.unreadable.keys().filter(|(n, _)| *n == node).count();
             let mut reserved = view.reserved.get(&node).map_or(0, Vec::len);
             let mut real = view.live_items(node) - reserved + unreadable;
-            let mut reserved_before: Vec<ItemId> = view.reserved.get(&node).cloned().unwrap_or_default();
+            let mut reserved_before: Vec<ItemId> =
+                view.reserved.get(&node).cloned().unwrap_or_default();
             reserved_before.sort();
             let mut reserved_now = reserved_before.clone();
             for ((n, item), w) in &self.writes {

@@ -16,12 +16,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::item;
 use crate::item::{Contact, Group, NodeKind, Payload};
 use crate::jid::BareJid;
 use crate::record::{Body, ItemId, Record, Version};
 use crate::replica::Replica;
 use crate::seal::{self, Keyring, Opener};
-use crate::item;
 
 /// Why an item's payload is not part of the view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,12 +90,15 @@ pub struct View {
     group_items: BTreeMap<ItemId, String>,
 }
 
+/// A cached decode: the record version and signature it is for, and the result.
+type CacheEntry = (Version, [u8; 64], Result<Payload, Unreadable>);
+
 /// Opened payloads, kept across view rebuilds so that an unchanged record is opened
 /// only once. Entries for items still waiting for a secret are retried each time.
 #[derive(Debug, Default)]
 pub struct PayloadCache {
     opener: Opener,
-    entries: HashMap<(NodeKind, ItemId), (Version, [u8; 64], Result<Payload, Unreadable>)>,
+    entries: HashMap<(NodeKind, ItemId), CacheEntry>,
 }
 
 impl PayloadCache {
@@ -105,7 +108,11 @@ impl PayloadCache {
     }
 
     /// The payload of a sealed record, opened with `keyring` (or from the cache).
-    pub fn decode(&mut self, record: &Record, keyring: &Keyring) -> Option<&Result<Payload, Unreadable>> {
+    pub fn decode(
+        &mut self,
+        record: &Record,
+        keyring: &Keyring,
+    ) -> Option<&Result<Payload, Unreadable>> {
         let Body::Sealed(sealed) = &record.body else {
             return None;
         };
@@ -126,7 +133,8 @@ impl PayloadCache {
                     .and_then(|p| p.check_node(record.node).map(|()| p))
                     .map_err(Unreadable::Payload),
             };
-            self.entries.insert(key, (record.version, record.signature, result));
+            self.entries
+                .insert(key, (record.version, record.signature, result));
         }
         self.entries.get(&key).map(|(_, _, r)| r)
     }
@@ -147,7 +155,8 @@ impl View {
                 None => {}
                 Some(Ok(p)) => payloads.push((record.node, record.item, record.version, p.clone())),
                 Some(Err(e)) => {
-                    view.unreadable.insert((record.node, record.item), e.clone());
+                    view.unreadable
+                        .insert((record.node, record.item), e.clone());
                 }
             }
         }
@@ -156,10 +165,12 @@ impl View {
     }
 
     /// Builds the view from payloads already opened (any order).
-    pub fn from_payloads(payloads: impl IntoIterator<Item = (NodeKind, ItemId, Version, Payload)>) -> Self {
+    pub fn from_payloads(
+        payloads: impl IntoIterator<Item = (NodeKind, ItemId, Version, Payload)>,
+    ) -> Self {
         let mut view = Self::default();
         let mut all: Vec<_> = payloads.into_iter().collect();
-        all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        all.sort_by_key(|a| (a.0, a.1));
         view.merge(all);
         view
     }
@@ -171,18 +182,30 @@ impl View {
             match payload {
                 Payload::Reserved(_) => self.reserved.entry(node).or_default().push(item),
                 Payload::Contact(c) => contacts.push((item, version, c)),
-                Payload::Group(g) => groups.entry(g.id.clone()).or_default().push((version, item, g)),
+                Payload::Group(g) => groups
+                    .entry(g.id.clone())
+                    .or_default()
+                    .push((version, item, g)),
             }
         }
         for (id, mut defs) in groups {
-            defs.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+            defs.sort_by_key(|d| std::cmp::Reverse((d.0, d.1)));
             let mut defs = defs.into_iter();
-            let (version, item, group) = defs.next().expect("a group id has at least one definition");
+            let (version, item, group) =
+                defs.next().expect("a group id has at least one definition");
             let duplicates: Vec<ItemId> = defs.map(|d| d.1).collect();
             for d in duplicates.iter().chain([&item]) {
                 self.group_items.insert(*d, id.clone());
             }
-            self.groups.insert(id, GroupEntry { item, version, group, duplicates });
+            self.groups.insert(
+                id,
+                GroupEntry {
+                    item,
+                    version,
+                    group,
+                    duplicates,
+                },
+            );
         }
         self.contacts = merge_contacts(contacts, &self.groups);
         for (i, c) in self.contacts.iter().enumerate() {
@@ -210,9 +233,12 @@ impl View {
     /// The contact with this JID among its identities.
     pub fn contact_by_jid(&self, jid: &BareJid) -> Option<&MergedContact> {
         let jid = jid.to_string();
-        self.contacts
-            .iter()
-            .find(|c| c.contact.identities.iter().any(|i| i.key() == ("jid", jid.as_str())))
+        self.contacts.iter().find(|c| {
+            c.contact
+                .identities
+                .iter()
+                .any(|i| i.key() == ("jid", jid.as_str()))
+        })
     }
 
     /// The group with this name (the first by id if several share it).
@@ -296,7 +322,8 @@ fn merge_contacts(
                 merged.extra.absorb(&c.extra);
             }
             let version = items[members[0]].1;
-            let mut ids: Vec<(ItemId, Version)> = members.iter().map(|&m| (items[m].0, items[m].1)).collect();
+            let mut ids: Vec<(ItemId, Version)> =
+                members.iter().map(|&m| (items[m].0, items[m].1)).collect();
             ids.sort();
             let unknown_groups = merged
                 .groups
@@ -304,7 +331,13 @@ fn merge_contacts(
                 .filter(|g| !groups.contains_key(&g.id))
                 .map(|g| g.id.clone())
                 .collect();
-            MergedContact { id: ids[0].0, members: ids, contact: merged, version, unknown_groups }
+            MergedContact {
+                id: ids[0].0,
+                members: ids,
+                contact: merged,
+                version,
+                unknown_groups,
+            }
         })
         .collect();
     out.sort_by_cached_key(|c| (c.display_name().to_lowercase(), c.id));

@@ -83,7 +83,8 @@ pub(super) fn open(
         decrypted: false,
     };
     let time = SystemTime::UNIX_EPOCH + POLICY_TIME;
-    let result = DecryptorBuilder::from_bytes(data).and_then(|b| b.with_policy(&policy, time, helper));
+    let result =
+        DecryptorBuilder::from_bytes(data).and_then(|b| b.with_policy(&policy, time, helper));
     let mut decryptor = match result {
         Ok(d) => d,
         Err(e) => return Err(classify(&e)),

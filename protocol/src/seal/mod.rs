@@ -28,6 +28,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::clock::WallTime;
@@ -189,10 +190,7 @@ impl Keyring {
 
     /// Marks the secret `id` revoked; returns whether it was known.
     pub fn revoke(&mut self, id: &str) -> bool {
-        self.secrets
-            .get_mut(id)
-            .map(|s| s.revoked = true)
-            .is_some()
+        self.secrets.get_mut(id).map(|s| s.revoked = true).is_some()
     }
 }
 
@@ -239,7 +237,11 @@ impl Sealed {
             .or_else(|| el.attr("secret"))
             .filter(|k| !k.is_empty())
             .ok_or(Error::MissingKeyId)?;
-        let text: String = el.text().chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let text: String = el
+            .text()
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
         if text.len() > MAX_SEALED_BYTES * 4 / 3 + 4 {
             return Err(Error::TooLarge {
                 len: text.len() / 4 * 3,
@@ -273,7 +275,12 @@ pub fn pad(payload: &str, bucket: usize) -> String {
 }
 
 /// Seals `payload` (already serialised XML) with `secret`, padding it to `bucket`.
-pub fn seal<R: CryptoRng + ?Sized>(payload: &str, secret: &Secret, bucket: usize, rng: &mut R) -> Sealed {
+pub fn seal<R: CryptoRng + ?Sized>(
+    payload: &str,
+    secret: &Secret,
+    bucket: usize,
+    rng: &mut R,
+) -> Sealed {
     let padded = pad(payload, bucket);
     Sealed {
         key: secret.id.clone(),
@@ -284,7 +291,8 @@ pub fn seal<R: CryptoRng + ?Sized>(payload: &str, secret: &Secret, bucket: usize
 /// Opens sealed items, caching keys derived through expensive S2Ks.
 #[derive(Default)]
 pub struct Opener {
-    cache: HashMap<(String, pgp::S2k, u8), Zeroizing<Vec<u8>>>,
+    /// (SHA-256 of the secret value, S2K, algorithm) → key-encryption key.
+    cache: HashMap<([u8; 32], pgp::S2k, u8), Zeroizing<Vec<u8>>>,
 }
 
 impl fmt::Debug for Opener {
@@ -347,9 +355,10 @@ impl Opener {
         secret: &Secret,
     ) -> Result<Option<(u8, Zeroizing<Vec<u8>>, pgp::Plain)>, Error> {
         let mut any_readable = false;
+        let fingerprint: [u8; 32] = Sha256::digest(secret.value.as_bytes()).into();
         for skesk in &msg.skesks {
             let Ok(len) = skesk.kek_len() else { continue };
-            let cache_key = (secret.id.clone(), skesk.s2k.clone(), skesk.algo);
+            let cache_key = (fingerprint, skesk.s2k.clone(), skesk.algo);
             let kek = match self.cache.get(&cache_key) {
                 Some(k) => k.clone(),
                 None => {
@@ -403,7 +412,11 @@ mod tests {
         let payload = "<reserved xmlns='urn:xmpp:contacts:0'/>";
         let sealed = seal(payload, &s, DEFAULT_PAD_BUCKET, &mut rng);
         let other = seal(&"x".repeat(200), &s, DEFAULT_PAD_BUCKET, &mut rng);
-        assert_eq!(sealed.data.len(), other.data.len(), "same bucket, same size");
+        assert_eq!(
+            sealed.data.len(),
+            other.data.len(),
+            "same bucket, same size"
+        );
         let parsed = Sealed::parse(&sealed.to_xml()).expect("own element parses");
         assert_eq!(parsed, sealed);
         assert_eq!(Opener::new().open(&parsed, &ring).as_deref(), Ok(payload));
@@ -429,11 +442,23 @@ mod tests {
         assert_eq!(o.open(&tampered, &ring), Err(Error::Tampered));
         let mut truncated = sealed.clone();
         truncated.data.truncate(20);
-        assert!(matches!(o.open(&truncated, &ring), Err(Error::Malformed(_))));
+        assert!(matches!(
+            o.open(&truncated, &ring),
+            Err(Error::Malformed(_))
+        ));
         let e = |x: &str| Sealed::parse(x).expect_err("rejected");
-        assert_eq!(e("<encrypted xmlns='urn:other' key='k'>AA==</encrypted>"), Error::NotEncrypted);
-        assert_eq!(e("<encrypted xmlns='urn:xmpp:openpgp:pubsub:0'>AA==</encrypted>"), Error::MissingKeyId);
-        assert_eq!(e("<encrypted xmlns='urn:xmpp:openpgp:pubsub:0' key='k'>!!</encrypted>"), Error::BadBase64);
+        assert_eq!(
+            e("<encrypted xmlns='urn:other' key='k'>AA==</encrypted>"),
+            Error::NotEncrypted
+        );
+        assert_eq!(
+            e("<encrypted xmlns='urn:xmpp:openpgp:pubsub:0'>AA==</encrypted>"),
+            Error::MissingKeyId
+        );
+        assert_eq!(
+            e("<encrypted xmlns='urn:xmpp:openpgp:pubsub:0' key='k'>!!</encrypted>"),
+            Error::BadBase64
+        );
         assert!(matches!(e("<encrypted"), Error::Xml(_)));
         let huge = format!(
             "<encrypted xmlns='urn:xmpp:openpgp:pubsub:0' key='k'>{}</encrypted>",
@@ -442,6 +467,31 @@ mod tests {
         assert!(matches!(e(&huge), Error::Xml(xml::Error::TooLarge { .. })));
         let legacy = "<encrypted xmlns='urn:xmpp:openpgp:pubsub:0' secret='k'>AA==</encrypted>";
         assert_eq!(Sealed::parse(legacy).map(|s| s.key), Ok("k".into()));
+    }
+
+    #[test]
+    fn items_made_with_sequoia_defaults_open() {
+        use sequoia_openpgp::serialize::stream::{Encryptor, LiteralWriter, Message};
+        use std::io::Write;
+        let mut rng = ChaCha20Rng::seed_from_u64(10);
+        let s = secret(&mut rng);
+        let mut data = Vec::new();
+        let message = Message::new(&mut data);
+        let message = Encryptor::with_passwords(message, Some(s.value.as_str()))
+            .build()
+            .expect("encryptor");
+        let mut w = LiteralWriter::new(message).build().expect("literal");
+        w.write_all(b"<reserved xmlns='urn:xmpp:contacts:0'/>")
+            .expect("write");
+        w.finalize().expect("finalize");
+        let mut opener = Opener::new();
+        assert_eq!(
+            opener.open_with(&data, &s).as_deref(),
+            Ok("<reserved xmlns='urn:xmpp:contacts:0'/>")
+        );
+        let mut wrong = secret(&mut rng);
+        wrong.id = s.id.clone();
+        assert_eq!(opener.open_with(&data, &wrong), Err(Error::WrongSecret));
     }
 
     #[test]

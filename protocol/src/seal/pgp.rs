@@ -68,12 +68,30 @@ impl S2k {
                 .ok_or(short.clone())
         };
         match kind {
-            0 => Ok((Self { hash, salt: None, count: None }, 2)),
-            1 => Ok((Self { hash, salt: Some(salt(rest)?), count: None }, 10)),
+            0 => Ok((
+                Self {
+                    hash,
+                    salt: None,
+                    count: None,
+                },
+                2,
+            )),
+            1 => Ok((
+                Self {
+                    hash,
+                    salt: Some(salt(rest)?),
+                    count: None,
+                },
+                10,
+            )),
             3 => {
                 let &c = rest.get(9).ok_or(short.clone())?;
                 let count = (16usize + usize::from(c & 15)) << (usize::from(c >> 4) + 6);
-                let s = Self { hash, salt: Some(salt(rest)?), count: Some(count) };
+                let s = Self {
+                    hash,
+                    salt: Some(salt(rest)?),
+                    count: Some(count),
+                };
                 Ok((s, 11))
             }
             _ => Err(Error::Unsupported("S2K type")),
@@ -180,11 +198,21 @@ fn push_header(out: &mut Vec<u8>, tag: u8, len: usize) {
 }
 
 /// Encrypts `plaintext` under `password` as described in the module docs.
-pub(crate) fn encrypt<R: CryptoRng + ?Sized>(password: &[u8], plaintext: &[u8], rng: &mut R) -> Vec<u8> {
+pub(crate) fn encrypt<R: CryptoRng + ?Sized>(
+    password: &[u8],
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Vec<u8> {
     let mut salt = [0u8; 8];
     rng.fill_bytes(&mut salt);
-    let s2k = S2k { hash: HASH_SHA256, salt: Some(salt), count: None };
-    let key = s2k.derive(password, 32).expect("SHA-256 is supported by derive");
+    let s2k = S2k {
+        hash: HASH_SHA256,
+        salt: Some(salt),
+        count: None,
+    };
+    let key = s2k
+        .derive(password, 32)
+        .expect("SHA-256 is supported by derive");
 
     // Plaintext of the SEIPD packet: prefix, literal packet, MDC header, MDC.
     let mut body = Vec::with_capacity(plaintext.len() + 64);
@@ -215,7 +243,9 @@ pub(crate) fn encrypt<R: CryptoRng + ?Sized>(password: &[u8], plaintext: &[u8], 
 fn read_packet(buf: &[u8], pos: &mut usize) -> Result<(u8, Vec<u8>), Error> {
     let short = Error::Malformed("truncated packet");
     let take = |pos: &mut usize, n: usize| -> Result<&[u8], Error> {
-        let s = buf.get(*pos..*pos + n).ok_or(Error::Malformed("truncated packet"))?;
+        let s = buf
+            .get(*pos..*pos + n)
+            .ok_or(Error::Malformed("truncated packet"))?;
         *pos += n;
         Ok(s)
     };
@@ -243,7 +273,10 @@ fn read_packet(buf: &[u8], pos: &mut usize) -> Result<(u8, Vec<u8>), Error> {
         let b0 = usize::from(take(pos, 1)?[0]);
         let (len, partial) = match b0 {
             0..=191 => (b0, false),
-            192..=223 => (((b0 - 192) << 8) + usize::from(take(pos, 1)?[0]) + 192, false),
+            192..=223 => (
+                ((b0 - 192) << 8) + usize::from(take(pos, 1)?[0]) + 192,
+                false,
+            ),
             224..=254 => (1usize << (b0 & 0x1F), true),
             _ => {
                 let b = take(pos, 4)?;
@@ -312,16 +345,17 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Message, Error> {
                 }
                 let (&algo, rest) = rest.split_first().ok_or(Error::Malformed("short SKESK"))?;
                 let (s2k, used) = S2k::parse(rest)?;
-                let esk = rest.get(used..).filter(|e| !e.is_empty()).map(<[u8]>::to_vec);
+                let esk = rest
+                    .get(used..)
+                    .filter(|e| !e.is_empty())
+                    .map(<[u8]>::to_vec);
                 skesks.push(Skesk { algo, s2k, esk });
             }
-            TAG_SEIPD if seipd.is_none() => {
-                match body.first() {
-                    Some(1) => seipd = Some(body[1..].to_vec()),
-                    Some(_) => return Err(Error::Unsupported("SEIPD version")),
-                    None => return Err(Error::Malformed("empty SEIPD")),
-                }
-            }
+            TAG_SEIPD if seipd.is_none() => match body.first() {
+                Some(1) => seipd = Some(body[1..].to_vec()),
+                Some(_) => return Err(Error::Unsupported("SEIPD version")),
+                None => return Err(Error::Malformed("empty SEIPD")),
+            },
             1 => return Err(Error::Unsupported("public-key encrypted session key")),
             9 | 20 => return Err(Error::Unsupported("unprotected or AEAD data packet")),
             _ => return Err(Error::Malformed("unexpected packet")),
@@ -402,13 +436,22 @@ mod tests {
     fn round_trip_and_failures() {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let msg = encrypt(b"secret-secret-secret-secret-1234", b"hello", &mut rng);
-        assert_eq!(open(&msg, b"secret-secret-secret-secret-1234").as_deref(), Ok(&b"hello"[..]));
+        assert_eq!(
+            open(&msg, b"secret-secret-secret-secret-1234").as_deref(),
+            Ok(&b"hello"[..])
+        );
         assert_eq!(open(&msg, b"wrong"), Err(Error::WrongSecret));
         let mut bad = msg.clone();
         let n = bad.len();
         bad[n - 3] ^= 1;
-        assert_eq!(open(&bad, b"secret-secret-secret-secret-1234"), Err(Error::Tampered));
-        assert!(matches!(open(&msg[..msg.len() - 5], b"x"), Err(Error::Malformed(_))));
+        assert_eq!(
+            open(&bad, b"secret-secret-secret-secret-1234"),
+            Err(Error::Tampered)
+        );
+        assert!(matches!(
+            open(&msg[..msg.len() - 5], b"x"),
+            Err(Error::Malformed(_))
+        ));
         assert!(matches!(open(&[], b"x"), Err(Error::Malformed(_))));
     }
 
@@ -424,7 +467,11 @@ mod tests {
     fn iterated_s2k_matches_rfc_counts() {
         // Coded count 0x60 = 65536 bytes; the derivation must equal hashing the
         // salt||password repetition of exactly that many bytes.
-        let s2k = S2k { hash: HASH_SHA256, salt: Some([1; 8]), count: Some(65536) };
+        let s2k = S2k {
+            hash: HASH_SHA256,
+            salt: Some([1; 8]),
+            count: Some(65536),
+        };
         let key = s2k.derive(b"pw", 32).expect("derives");
         let mut input = Vec::new();
         while input.len() < 65536 {

@@ -41,19 +41,34 @@ impl Fleet {
             .map(|i| Book::new(SigningKey::from_bytes(&[i as u8 + 1; 32]), ring.clone()))
             .collect();
         let roster = books.iter().map(Book::device).collect();
-        let rngs = (0..n).map(|i| ChaCha20Rng::seed_from_u64(seed * 100 + i as u64)).collect();
-        Self { books, rngs, roster }
+        let rngs = (0..n)
+            .map(|i| ChaCha20Rng::seed_from_u64(seed * 100 + i as u64))
+            .collect();
+        Self {
+            books,
+            rngs,
+            roster,
+        }
     }
 
-    pub fn exec(&mut self, device: usize, cmd: Command, now: WallTime) -> Vec<kith_protocol::record::Record> {
-        self.books[device].execute(cmd, now, &mut self.rngs[device]).expect("command succeeds")
+    pub fn exec(
+        &mut self,
+        device: usize,
+        cmd: Command,
+        now: WallTime,
+    ) -> Vec<kith_protocol::record::Record> {
+        self.books[device]
+            .execute(cmd, now, &mut self.rngs[device])
+            .expect("command succeeds")
     }
 
     /// Sends every record of `from` to `to`.
     pub fn sync(&mut self, from: usize, to: usize, now: WallTime) {
         let records: Vec<_> = self.books[from].replica().records().cloned().collect();
         for r in records {
-            self.books[to].receive(r, &self.roster, now).expect("trusted record");
+            self.books[to]
+                .receive(r, &self.roster, now)
+                .expect("trusted record");
         }
     }
 

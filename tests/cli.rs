@@ -1,0 +1,182 @@
+//! The command line: round trips, dry-run imports, the demo, and bad input.
+
+use crate::util::*;
+
+const SECRET: &str = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t";
+
+#[test]
+fn seal_then_open_round_trips_through_stdin() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = file(dir.path(), "secret", SECRET);
+    let payload = "<group xmlns='urn:xmpp:contacts:0' id='g1' name='Friends'><description>close</description></group>";
+    let out = kith(
+        &[
+            "item",
+            "seal",
+            "--node",
+            "groups",
+            "--secret-file",
+            path(&secret),
+            "--key-id",
+            "k",
+        ],
+        Some(payload),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = kith(
+        &["item", "open", "--secret-file", path(&secret)],
+        Some(&stdout(&out)),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim_end(), payload);
+}
+
+#[test]
+fn bad_input_gets_one_line_and_an_exit_code() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = file(dir.path(), "secret", SECRET);
+    let s = path(&secret);
+    let cases: [(&[&str], Option<&str>, i32); 7] = [
+        (
+            &[
+                "item",
+                "seal",
+                "--node",
+                "contacts",
+                "--secret-file",
+                s,
+                "--key-id",
+                "k",
+            ],
+            Some("<contact xmlns='urn:xmpp:contacts:0'/>"),
+            3,
+        ),
+        (
+            &[
+                "item",
+                "seal",
+                "--node",
+                "contacts",
+                "--secret-file",
+                s,
+                "--key-id",
+                "k",
+            ],
+            Some("<group xmlns='urn:xmpp:contacts:0' id='a' name='b'/>"),
+            3,
+        ),
+        (
+            &[
+                "item",
+                "seal",
+                "--node",
+                "contacts",
+                "--secret-file",
+                s,
+                "--key-id",
+                "k",
+            ],
+            Some("<contact"),
+            3,
+        ),
+        (
+            &["item", "open", "--secret-file", s],
+            Some("<encrypted xmlns='urn:xmpp:openpgp:pubsub:0' key='k'>%%%</encrypted>"),
+            3,
+        ),
+        (
+            &["item", "open", "--secret-file", "/nonexistent/secret"],
+            Some("<x/>"),
+            4,
+        ),
+        (
+            &["import", "roster", "/nonexistent/roster.xml", "--dry-run"],
+            None,
+            4,
+        ),
+        (
+            &[
+                "item",
+                "seal",
+                "--node",
+                "elsewhere",
+                "--secret-file",
+                s,
+                "--key-id",
+                "k",
+            ],
+            Some(""),
+            2,
+        ),
+    ];
+    for (args, stdin, code) in cases {
+        let out = kith(args, stdin);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        if code != 2 {
+            assert_eq!(
+                stderr(&out).lines().count(),
+                1,
+                "{args:?}: {}",
+                stderr(&out)
+            );
+            assert!(stderr(&out).starts_with("kith: "));
+        }
+    }
+}
+
+#[test]
+fn import_dry_runs_print_payloads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let roster = file(
+        dir.path(),
+        "roster.xml",
+        "<query xmlns='jabber:iq:roster'><item jid='juliet@capulet.lit' name='Juliet'><group>Friends</group></item>\
+         <item jid='nurse@capulet.lit'/></query>",
+    );
+    let out = kith(&["import", "roster", path(&roster), "--dry-run"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "one group and two contacts: {lines:?}");
+    assert!(
+        lines[0].starts_with("<group xmlns='urn:xmpp:contacts:0' id='g-")
+            && lines[0].contains("name='Friends'")
+    );
+    let gid = lines[0]
+        .split("id='")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .expect("group id");
+    assert!(
+        lines[1].contains("name='Juliet'") && lines[1].contains(&format!("<group id='{gid}'/>"))
+    );
+    let out = kith(&["import", "roster", path(&roster)], None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "without --dry-run there is no store yet"
+    );
+
+    let meta = file(
+        dir.path(),
+        "meta.xml",
+        "<storage xmlns='storage:metacontacts'><meta jid='a@x.lit' tag='t' order='1'/><meta jid='b@x.lit' tag='t' order='2'/></storage>",
+    );
+    let out = kith(&["import", "metacontacts", path(&meta), "--dry-run"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "<contact xmlns='urn:xmpp:contacts:0'><identity type='jid'>b@x.lit</identity><identity type='jid'>a@x.lit</identity></contact>"
+    );
+}
+
+#[test]
+fn demo_ends_with_the_same_list_everywhere() {
+    for seed in ["1", "2", "3"] {
+        let out = kith(&["demo", "--seed", seed], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("All three are identical"), "{text}");
+        assert!(text.contains("Juliet Capulet"), "{text}");
+        assert!(text.trim_end().ends_with("show the same list."), "{text}");
+    }
+}
