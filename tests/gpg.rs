@@ -94,3 +94,51 @@ fn gpg_symmetric_items_open_with_kith() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
+
+#[test]
+fn gpg_reads_signcrypt_sent_to_a_device_certificate() {
+    use kith_protocol::clock::WallTime;
+    use kith_protocol::item::NodeKind;
+    use kith_protocol::jid::BareJid;
+    use kith_protocol::ox::{self, DeviceKey, SecretMessage};
+    use kith_protocol::seal::Secret;
+    use rand_core::SeedableRng;
+
+    let Some(gpg) = Gpg::new() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let now = WallTime(1_780_000_000_000);
+    let account = BareJid::parse("romeo@montague.lit").expect("valid");
+    let sender = DeviceKey::generate(&account, now).expect("keygen");
+    let device = DeviceKey::generate(&account, now).expect("keygen");
+    let tsk = file(dir.path(), "device.key", device.to_bytes());
+    let sender_cert = file(dir.path(), "sender.pub", ox::cert_to_bytes(&sender.cert()));
+    for key in [&tsk, &sender_cert] {
+        let out = gpg.run(&["--import", path(key)]);
+        assert!(out.status.success(), "gpg --import: {}", stderr(&out));
+    }
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let secret = Secret::generate(NodeKind::Contacts, now, &mut rng);
+    let content = ox::Content {
+        to: vec![account.clone()],
+        time: now,
+        payload: vec![
+            SecretMessage::Share {
+                jid: account,
+                secret: secret.clone(),
+            }
+            .to_element(),
+        ],
+    };
+    let message =
+        ox::signcrypt(&content, &sender, &[device.cert()], now, &mut rng).expect("signcrypt");
+    let msg = file(dir.path(), "secret.pgp", message);
+    let out = gpg.run(&["-d", path(&msg)]);
+    assert!(out.status.success(), "gpg -d: {}", stderr(&out));
+    let plain = stdout(&out);
+    assert!(
+        plain.starts_with("<signcrypt xmlns='urn:xmpp:openpgp:0'>"),
+        "{plain}"
+    );
+    assert!(plain.contains(secret.value.as_str()));
+    assert!(stderr(&out).contains("Good signature"), "{}", stderr(&out));
+}

@@ -266,9 +266,9 @@ impl Payload {
     /// Reads a payload from a parsed element.
     pub fn from_element(el: &Element) -> Result<Self, Error> {
         if el.ns != NS {
-            return Err(Error::WrongNamespace(el.ns.clone()));
+            return Err(Error::WrongNamespace(el.ns.to_string()));
         }
-        match el.name.as_str() {
+        match el.name.as_ref() {
             "contact" => parse_contact(el).map(Self::Contact),
             "group" => parse_group(el).map(Self::Group),
             "reserved" => Ok(Self::Reserved(split_extra(el, &[], |_| false))),
@@ -367,7 +367,7 @@ fn split_extra(el: &Element, known: &[&str], known_child: impl Fn(&Element) -> b
         attrs: el
             .attrs
             .iter()
-            .filter(|a| !(a.ns.is_empty() && known.contains(&a.name.as_str())))
+            .filter(|a| !(a.ns.is_empty() && known.contains(&a.name.as_ref())))
             .cloned()
             .collect(),
         children: el.elements().filter(|c| !known_child(c)).cloned().collect(),
@@ -597,5 +597,81 @@ mod tests {
                 node: NodeKind::Contacts
             })
         );
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            // Printable text with XML's special characters, no leading/trailing space
+            // (identity values are trimmed).
+            "[a-zA-Z0-9<>&'\" .é]{0,12}[a-zA-Z0-9<>&'\"é]"
+        }
+
+        fn contact() -> impl Strategy<Value = Contact> {
+            (
+                proptest::option::of(text()),
+                prop::collection::vec(("[a-z]{1,6}", "[a-z]{1,6}"), 1..4),
+                prop::collection::btree_set("[a-z0-9-]{1,8}", 0..4),
+                prop::collection::vec(("[a-z]{1,5}", text()), 0..3),
+            )
+                .prop_map(|(name, ids, groups, extra)| Contact {
+                    name,
+                    identities: ids
+                        .into_iter()
+                        .map(|(l, d)| {
+                            Identity::new("jid", &format!("{l}@{d}.lit")).expect("valid JID")
+                        })
+                        .fold(Vec::new(), |mut v, i| {
+                            if !v.iter().any(|x: &Identity| x.key() == i.key()) {
+                                v.push(i);
+                            }
+                            v
+                        }),
+                    groups: groups
+                        .into_iter()
+                        .map(|id| GroupRef {
+                            id,
+                            extra: Extra::default(),
+                        })
+                        .collect(),
+                    extra: Extra {
+                        attrs: Vec::new(),
+                        children: extra
+                            .into_iter()
+                            .map(|(n, t)| {
+                                let mut e = Element::new("urn:example:ext", &n);
+                                e.push_text(t);
+                                e
+                            })
+                            .collect(),
+                    },
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn contact_xml_round_trips(c in contact()) {
+                let p = Payload::Contact(c);
+                prop_assert_eq!(Payload::parse(&p.to_xml()), Ok(p));
+            }
+
+            #[test]
+            fn group_xml_round_trips(id in "[a-z0-9-]{1,10}", name in text(), description in proptest::option::of(text())) {
+                let p = Payload::Group(Group { id, name, description, extra: Extra::default() });
+                prop_assert_eq!(Payload::parse(&p.to_xml()), Ok(p));
+            }
+
+            #[test]
+            fn parsing_garbage_never_panics(s in "\\PC{0,300}") {
+                let _ = Payload::parse(&s);
+            }
+
+            #[test]
+            fn parsing_near_xml_never_panics(s in "[<>/a-z='\" &;#x0-9:!\\[\\]-]{0,200}") {
+                let _ = Payload::parse(&s);
+            }
+        }
     }
 }

@@ -47,6 +47,50 @@ pub struct BareJid {
 impl BareJid {
     /// Parses and normalises `input`; a resource, if any, is dropped.
     pub fn parse(input: &str) -> Result<Self, Error> {
+        if let Some(fast) = Self::parse_plain_ascii(input) {
+            return Ok(fast);
+        }
+        Self::parse_full(input)
+    }
+
+    /// The common case without the cost of PRECIS and IDNA: a plain ASCII address
+    /// (letters, digits, `.`, `-`, `_` in the domain, no `xn--` label; localpart of
+    /// printable ASCII without RFC 7622's forbidden characters), whose normal form is
+    /// its lower case. `None` when the input is not that simple. A property test
+    /// checks that this agrees with the full path.
+    fn parse_plain_ascii(input: &str) -> Option<Self> {
+        let bare = input.split_once('/').map_or(input, |(b, _)| b);
+        let (local, domain) = match bare.split_once('@') {
+            Some((l, d)) => (Some(l), d),
+            None => (None, bare),
+        };
+        let domain_ok = !domain.is_empty()
+            && domain.len() <= MAX_PART_BYTES
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && !label
+                        .get(..4)
+                        .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        let local_ok = local.is_none_or(|l| {
+            !l.is_empty()
+                && l.len() <= MAX_PART_BYTES
+                && l.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"\"&'/:<>@".contains(&b))
+        });
+        (domain_ok && local_ok).then(|| Self {
+            local: local.map(str::to_ascii_lowercase),
+            domain: domain.to_ascii_lowercase(),
+        })
+    }
+
+    fn parse_full(input: &str) -> Result<Self, Error> {
         let err_input = || truncate(input);
         let without_resource = input.split_once('/').map_or(input, |(b, _)| b);
         let (local, domain) = match without_resource.split_once('@') {
@@ -147,6 +191,17 @@ mod tests {
         assert_eq!(n("ΣΟΦΙΑ@ÉXAMPLE.com"), n("σοφια@éxample.com"));
         assert_eq!(n("user@xn--exmple-cua.com"), "user@exämple.com");
         assert_eq!(n("u@[::1]"), "u@[::1]");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_fast_path_agrees_with_full_normalisation(
+            s in "[a-zA-Z0-9._%+!#$*=?^`{|}~-]{1,12}@[a-zA-Z0-9_-]{1,10}(\\.[a-zA-Z0-9_-]{1,6}){0,2}(/[a-z]{0,4})?"
+        ) {
+            if let Some(fast) = BareJid::parse_plain_ascii(&s) {
+                proptest::prop_assert_eq!(Ok(fast), BareJid::parse_full(&s));
+            }
+        }
     }
 
     #[test]

@@ -226,7 +226,7 @@ impl Content {
         let mut time = None;
         let mut payload = None;
         for c in el.elements().filter(|c| c.ns == NS) {
-            match c.name.as_str() {
+            match c.name.as_ref() {
                 "to" => {
                     // A `<to/>` that is not a JID can name no account: skip it.
                     if let Some(j) = c.attr("jid").and_then(|j| BareJid::parse(j).ok()) {
@@ -615,7 +615,7 @@ impl SecretMessage {
         if el.ns != seal::NS {
             return None;
         }
-        let (what, share) = match el.name.as_str() {
+        let (what, share) = match el.name.as_ref() {
             "shared-secret" => ("shared-secret", true),
             "revoke" => ("revoke", false),
             _ => return None,
@@ -796,6 +796,38 @@ mod tests {
         assert_eq!(
             open(&msg3, &f.b, &[f.a.cert()], &account(), NOW, w),
             Err(Error::TimeMismatch)
+        );
+    }
+
+    #[test]
+    fn an_unsigned_message_is_refused() {
+        let f = fixture();
+        let policy = StandardPolicy::new();
+        let t = system_time(NOW);
+        let cert = f.b.cert();
+        let keys: Vec<_> = cert
+            .keys()
+            .with_policy(&policy, t)
+            .for_transport_encryption()
+            .collect();
+        let mut out = Vec::new();
+        let message = Encryptor::for_recipients(Message::new(&mut out), keys)
+            .build()
+            .expect("encryptor");
+        let mut w = LiteralWriter::new(message).build().expect("literal");
+        w.write_all(b"<signcrypt xmlns='urn:xmpp:openpgp:0'/>")
+            .expect("write");
+        w.finalize().expect("finalize");
+        assert_eq!(
+            open(
+                &out,
+                &f.b,
+                &[f.a.cert()],
+                &account(),
+                NOW,
+                Window::default()
+            ),
+            Err(Error::NoSignature)
         );
     }
 

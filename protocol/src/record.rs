@@ -380,6 +380,13 @@ mod tests {
     }
 
     #[test]
+    fn encoding_starts_as_docs_wire_format_says() {
+        let bytes = sample(Body::Tombstone).encode();
+        // tag(0x6B697401), array(7), node 0, bytes(16)
+        assert_eq!(bytes[..8], [0xda, 0x6b, 0x69, 0x74, 0x01, 0x87, 0x00, 0x50]);
+    }
+
+    #[test]
     fn any_change_breaks_the_signature() {
         let r = sample(sealed());
         let mut m = r.clone();

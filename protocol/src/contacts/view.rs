@@ -149,17 +149,22 @@ impl View {
     /// Builds the view of `replica`, opening items with `keyring`.
     pub fn build(replica: &Replica, keyring: &Keyring, cache: &mut PayloadCache) -> Self {
         let mut view = Self::default();
-        let mut payloads = Vec::new();
+        // Open everything first (this fills the cache), then merge over references.
         for record in replica.records() {
-            match cache.decode(record, keyring) {
-                None => {}
-                Some(Ok(p)) => payloads.push((record.node, record.item, record.version, p.clone())),
-                Some(Err(e)) => {
-                    view.unreadable
-                        .insert((record.node, record.item), e.clone());
-                }
+            if let Some(Err(e)) = cache.decode(record, keyring) {
+                view.unreadable
+                    .insert((record.node, record.item), e.clone());
             }
         }
+        let payloads =
+            replica
+                .records()
+                .filter_map(|r| match cache.entries.get(&(r.node, r.item)) {
+                    Some((v, sig, Ok(p))) if *v == r.version && *sig == r.signature => {
+                        Some((r.node, r.item, r.version, p))
+                    }
+                    _ => None,
+                });
         view.merge(payloads);
         view
     }
@@ -171,21 +176,22 @@ impl View {
         let mut view = Self::default();
         let mut all: Vec<_> = payloads.into_iter().collect();
         all.sort_by_key(|a| (a.0, a.1));
-        view.merge(all);
+        view.merge(all.iter().map(|(n, i, v, p)| (*n, *i, *v, p)));
         view
     }
 
-    fn merge(&mut self, payloads: Vec<(NodeKind, ItemId, Version, Payload)>) {
+    /// Merges payloads given in (node, item) order.
+    fn merge<'p>(
+        &mut self,
+        payloads: impl Iterator<Item = (NodeKind, ItemId, Version, &'p Payload)>,
+    ) {
         let mut contacts = Vec::new();
-        let mut groups: BTreeMap<String, Vec<(Version, ItemId, Group)>> = BTreeMap::new();
+        let mut groups: BTreeMap<&str, Vec<(Version, ItemId, &Group)>> = BTreeMap::new();
         for (node, item, version, payload) in payloads {
             match payload {
                 Payload::Reserved(_) => self.reserved.entry(node).or_default().push(item),
                 Payload::Contact(c) => contacts.push((item, version, c)),
-                Payload::Group(g) => groups
-                    .entry(g.id.clone())
-                    .or_default()
-                    .push((version, item, g)),
+                Payload::Group(g) => groups.entry(&g.id).or_default().push((version, item, g)),
             }
         }
         for (id, mut defs) in groups {
@@ -195,19 +201,19 @@ impl View {
                 defs.next().expect("a group id has at least one definition");
             let duplicates: Vec<ItemId> = defs.map(|d| d.1).collect();
             for d in duplicates.iter().chain([&item]) {
-                self.group_items.insert(*d, id.clone());
+                self.group_items.insert(*d, id.to_owned());
             }
             self.groups.insert(
-                id,
+                id.to_owned(),
                 GroupEntry {
                     item,
                     version,
-                    group,
+                    group: group.clone(),
                     duplicates,
                 },
             );
         }
-        self.contacts = merge_contacts(contacts, &self.groups);
+        self.contacts = merge_contacts(&contacts, &self.groups);
         for (i, c) in self.contacts.iter().enumerate() {
             for (m, _) in &c.members {
                 self.contact_index.insert(*m, i);
@@ -278,7 +284,7 @@ impl UnionFind {
 
 /// Merges contact items (sorted by item id) into contacts.
 fn merge_contacts(
-    items: Vec<(ItemId, Version, Contact)>,
+    items: &[(ItemId, Version, &Contact)],
     groups: &BTreeMap<String, GroupEntry>,
 ) -> Vec<MergedContact> {
     let mut uf = UnionFind((0..items.len()).collect());
@@ -303,9 +309,9 @@ fn merge_contacts(
         .map(|mut members| {
             // Newest first.
             members.sort_by(|&a, &b| items[b].1.cmp(&items[a].1));
-            let mut merged = Contact::default();
-            for &m in &members {
-                let c = &items[m].2;
+            let mut merged = items[members[0]].2.clone();
+            for &m in &members[1..] {
+                let c = items[m].2;
                 if merged.name.is_none() {
                     merged.name.clone_from(&c.name);
                 }
