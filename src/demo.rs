@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result};
 use ed25519_dalek::SigningKey;
 use kith_protocol::clock::WallTime;
-use kith_protocol::contacts::{Book, Command, View};
+use kith_protocol::contacts::{Book, Command, ContactEdit, View};
 use kith_protocol::item::NodeKind;
 use kith_protocol::jid::BareJid;
 use kith_protocol::ox::{self, DeviceKey, SecretMessage};
@@ -282,11 +282,10 @@ pub(crate) fn run(seed: Option<u64>) -> Result<()> {
     let records = devices[1].book.execute(
         Command::EditContact {
             jid: jid("juliet@capulet.lit"),
-            name: Some(Some("Juliet Capulet".into())),
-            add_groups: vec![],
-            remove_groups: vec![],
-            add_jids: vec![],
-            remove_jids: vec![],
+            edit: ContactEdit {
+                name: Some(Some("Juliet Capulet".into())),
+                ..ContactEdit::default()
+            },
         },
         t,
         &mut rng,

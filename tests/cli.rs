@@ -36,51 +36,27 @@ fn bad_input_gets_one_line_and_an_exit_code() {
     let dir = tempfile::tempdir().expect("temp dir");
     let secret = file(dir.path(), "secret", SECRET);
     let s = path(&secret);
+    let seal: &[&str] = &[
+        "item",
+        "seal",
+        "--node",
+        "contacts",
+        "--secret-file",
+        s,
+        "--key-id",
+        "k",
+    ];
+    let open: &[&str] = &["item", "open", "--secret-file", s];
     let cases: [(&[&str], Option<&str>, i32); 7] = [
+        (seal, Some("<contact xmlns='urn:xmpp:contacts:0'/>"), 3),
         (
-            &[
-                "item",
-                "seal",
-                "--node",
-                "contacts",
-                "--secret-file",
-                s,
-                "--key-id",
-                "k",
-            ],
-            Some("<contact xmlns='urn:xmpp:contacts:0'/>"),
-            3,
-        ),
-        (
-            &[
-                "item",
-                "seal",
-                "--node",
-                "contacts",
-                "--secret-file",
-                s,
-                "--key-id",
-                "k",
-            ],
+            seal,
             Some("<group xmlns='urn:xmpp:contacts:0' id='a' name='b'/>"),
             3,
         ),
+        (seal, Some("<contact"), 3),
         (
-            &[
-                "item",
-                "seal",
-                "--node",
-                "contacts",
-                "--secret-file",
-                s,
-                "--key-id",
-                "k",
-            ],
-            Some("<contact"),
-            3,
-        ),
-        (
-            &["item", "open", "--secret-file", s],
+            open,
             Some("<encrypted xmlns='urn:xmpp:openpgp:pubsub:0' key='k'>%%%</encrypted>"),
             3,
         ),

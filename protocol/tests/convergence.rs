@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use kith_protocol::clock::WallTime;
-use kith_protocol::contacts::{Book, Command, View};
+use kith_protocol::contacts::{Book, Command, ContactEdit, View};
 use kith_protocol::item::{Contact, Identity};
 use kith_protocol::record::Record;
 use proptest::prelude::*;
@@ -83,14 +83,10 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn edit(j: usize) -> Command {
+fn edit(j: usize, edit: ContactEdit) -> Command {
     Command::EditContact {
         jid: jid(JIDS[j]),
-        name: None,
-        add_groups: vec![],
-        remove_groups: vec![],
-        add_jids: vec![],
-        remove_jids: vec![],
+        edit,
     }
 }
 
@@ -111,45 +107,33 @@ fn command(op: &Op) -> Option<(usize, Command)> {
         ),
         Op::Rename { dev, j, name } => (
             dev,
-            match edit(j) {
-                Command::EditContact { jid, .. } => Command::EditContact {
-                    jid,
+            edit(
+                j,
+                ContactEdit {
                     name: Some(Some(NAMES[name].into())),
-                    add_groups: vec![],
-                    remove_groups: vec![],
-                    add_jids: vec![],
-                    remove_jids: vec![],
+                    ..ContactEdit::default()
                 },
-                other => other,
-            },
+            ),
         ),
         Op::Join { dev, j, group } => (
             dev,
-            match edit(j) {
-                Command::EditContact { jid, .. } => Command::EditContact {
-                    jid,
-                    name: None,
+            edit(
+                j,
+                ContactEdit {
                     add_groups: vec![GROUPS[group].into()],
-                    remove_groups: vec![],
-                    add_jids: vec![],
-                    remove_jids: vec![],
+                    ..ContactEdit::default()
                 },
-                other => other,
-            },
+            ),
         ),
         Op::Leave { dev, j, group } => (
             dev,
-            match edit(j) {
-                Command::EditContact { jid, .. } => Command::EditContact {
-                    jid,
-                    name: None,
-                    add_groups: vec![],
+            edit(
+                j,
+                ContactEdit {
                     remove_groups: vec![GROUPS[group].into()],
-                    add_jids: vec![],
-                    remove_jids: vec![],
+                    ..ContactEdit::default()
                 },
-                other => other,
-            },
+            ),
         ),
         Op::Remove { dev, j } => (dev, Command::RemoveContact { jid: jid(JIDS[j]) }),
         Op::RenameGroup { dev, g, to } => (

@@ -51,16 +51,8 @@ pub enum Command {
     EditContact {
         /// Which contact.
         jid: BareJid,
-        /// `Some(None)` removes the name.
-        name: Option<Option<String>>,
-        /// Group names to add (created when missing).
-        add_groups: Vec<String>,
-        /// Group names to remove.
-        remove_groups: Vec<String>,
-        /// JIDs to add as identities.
-        add_jids: Vec<BareJid>,
-        /// JIDs to remove from the identities (not the last one).
-        remove_jids: Vec<BareJid>,
+        /// What to change.
+        edit: ContactEdit,
     },
     /// Deletes the contact that has `jid`.
     RemoveContact {
@@ -92,6 +84,21 @@ pub enum Command {
         /// Contacts; their group references are group names here.
         contacts: Vec<Contact>,
     },
+}
+
+/// Changes to one contact; the default changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactEdit {
+    /// `Some(None)` removes the name.
+    pub name: Option<Option<String>>,
+    /// Group names to add (created when missing).
+    pub add_groups: Vec<String>,
+    /// Group names to remove.
+    pub remove_groups: Vec<String>,
+    /// JIDs to add as identities.
+    pub add_jids: Vec<BareJid>,
+    /// JIDs to remove from the identities (not the last one).
+    pub remove_jids: Vec<BareJid>,
 }
 
 /// Why a command cannot be carried out. Nothing was written.
@@ -195,14 +202,14 @@ impl Editor {
                 }
                 plan.write_contact(None, contact, rng);
             }
-            Command::EditContact {
-                jid,
-                name,
-                add_groups,
-                remove_groups,
-                add_jids,
-                remove_jids,
-            } => {
+            Command::EditContact { jid, edit } => {
+                let ContactEdit {
+                    name,
+                    add_groups,
+                    remove_groups,
+                    add_jids,
+                    remove_jids,
+                } = edit;
                 let target = view
                     .contact_by_jid(&jid)
                     .ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;

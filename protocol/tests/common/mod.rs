@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use ed25519_dalek::SigningKey;
 use kith_protocol::clock::WallTime;
-use kith_protocol::contacts::{Book, Command};
+use kith_protocol::contacts::{Book, Command, ContactEdit};
 use kith_protocol::item::NodeKind;
 use kith_protocol::jid::BareJid;
 use kith_protocol::record::DeviceId;
@@ -94,10 +94,9 @@ pub fn add(jid_: &str, name: Option<&str>, groups: &[&str]) -> Command {
 pub fn edit_name(jid_: &str, name: &str) -> Command {
     Command::EditContact {
         jid: jid(jid_),
-        name: Some(Some(name.to_owned())),
-        add_groups: vec![],
-        remove_groups: vec![],
-        add_jids: vec![],
-        remove_jids: vec![],
+        edit: ContactEdit {
+            name: Some(Some(name.to_owned())),
+            ..ContactEdit::default()
+        },
     }
 }
