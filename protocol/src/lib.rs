@@ -10,4 +10,5 @@ pub mod ox;
 pub mod record;
 pub mod replica;
 pub mod seal;
+pub mod sync;
 pub mod xml;

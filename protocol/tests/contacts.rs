@@ -341,7 +341,11 @@ fn a_group_created_on_two_devices_while_apart_is_one_group() {
 #[test]
 fn export_is_the_minimal_roster() {
     let mut f = Fleet::new(1, 12);
-    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &["Friends"]), T0);
+    f.exec(
+        0,
+        add("juliet@capulet.lit", Some("Juliet"), &["Friends"]),
+        T0,
+    );
     f.exec(0, add("nurse@capulet.lit", Some("Nurse"), &[]), T0);
     let roster = kith_protocol::import::export_roster(f.books[0].view());
     assert_eq!(
@@ -351,5 +355,9 @@ fn export_is_the_minimal_roster() {
     // And it reads back as a roster of two contacts without names or groups.
     let back = kith_protocol::import::roster(&roster).expect("valid roster");
     assert_eq!(back.contacts.len(), 2);
-    assert!(back.contacts.iter().all(|c| c.name.is_none() && c.groups.is_empty()));
+    assert!(
+        back.contacts
+            .iter()
+            .all(|c| c.name.is_none() && c.groups.is_empty())
+    );
 }

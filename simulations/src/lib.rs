@@ -1,2 +1,11 @@
-//! kith-sim: will run many `kith_protocol` sync engines in virtual time, under loss,
-//! duplication, partitions, churn, crashes and clock skew; a placeholder for now.
+//! kith-sim: many `kith_protocol` sync engines in virtual time, under message loss,
+//! duplication and reordering, partitions, churn, crash-restarts and clock skew.
+//!
+//! [`world::World`] is the discrete-event simulator (one seeded RNG, one event
+//! queue); [`scenario::run`] plays a [`scenario::Scenario`] and checks that every
+//! device ends with the same records and the same list, that no acknowledged write is
+//! lost and that no deleted item comes back; [`plot`] draws sweeps as SVG.
+
+pub mod plot;
+pub mod scenario;
+pub mod world;

@@ -1,0 +1,27 @@
+//! The sync engine: a deterministic state machine that keeps one device's records in
+//! step with its peers'.
+//!
+//! Driving contract (quinn/str0m style):
+//!
+//! 1. call [`Engine::handle_input`] with the current [`Now`] and one [`Input`];
+//! 2. drain [`Engine::poll_output`] until it returns `None`, carrying out each
+//!    [`Output`] in order (an [`Output::Persist`] must be durable before the outputs
+//!    after it are carried out);
+//! 3. read [`Engine::poll_timeout`] and call `handle_input(now, Input::Timeout)` at or
+//!    after that time.
+//!
+//! Time and randomness come in (`Now`, the seed); nothing inside reads a clock, a
+//! socket, a file or the OS RNG. The engine is generic over the peer id type: the
+//! simulator uses integers, the node libp2p `PeerId`s.
+//!
+//! Live push: new records go out as [`wire::Frame::Gossip`], each frame at most
+//! [`wire::MAX_GOSSIP_BYTES`]. Catch-up: on every connection and then every
+//! `recon_interval_ms` (± jitter) the engine runs range-based set reconciliation
+//! ([`recon`]) with each peer over request/response frames of at most
+//! [`wire::MAX_FRAME_BYTES`].
+
+mod engine;
+pub mod recon;
+pub mod wire;
+
+pub use engine::{Config, Engine, Event, Input, Now, Output, RequestId, Stats};

@@ -1,0 +1,362 @@
+//! Frames the sync engine sends: gossip pushes and reconciliation requests and
+//! responses, encoded as CBOR (ciborium) with a version tag, decoded strictly.
+//!
+//! ```text
+//! tag(0x6B697501, [0, [record-bytes…]])                                  gossip
+//! tag(0x6B697501, [1, salt, ranges, need, [record-bytes…], more])       request
+//! tag(0x6B697501, [2, ranges, need, [record-bytes…], more])             response
+//! ranges: [[bound, part]…]   bound: null (end) | bstr(9)
+//! part:   0 (skip) | [count, fp] | bstr(6·n) (entries: 3-byte prefix, 3-byte digest)
+//! need:   bstr(3·n) (3-byte prefixes)
+//! ```
+
+use ciborium::value::Value;
+
+use super::recon::{self, Bound, Part};
+use crate::record::{self, Record};
+
+/// CBOR tag of a frame; the low byte is the format version.
+pub const FRAME_TAG_BASE: u64 = 0x6B69_7500;
+/// The frame format version written and read.
+pub const FRAME_VERSION: u8 = 1;
+/// Largest gossip frame, in bytes.
+pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
+/// Largest request or response frame, in bytes.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// A frame between two engines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// New records, pushed to every peer.
+    Gossip {
+        /// The records.
+        records: Vec<Record>,
+    },
+    /// A reconciliation step from the initiator.
+    Request {
+        /// Salt of this exchange's entry digests.
+        salt: u64,
+        /// The reconciliation message.
+        msg: recon::Message,
+        /// Records for the responder.
+        records: Vec<Record>,
+        /// The sender has more records to send in this exchange.
+        more: bool,
+    },
+    /// The responder's answer.
+    Response {
+        /// The reconciliation message.
+        msg: recon::Message,
+        /// Records for the initiator.
+        records: Vec<Record>,
+        /// The sender has more records to send in this exchange.
+        more: bool,
+    },
+}
+
+/// Why bytes are not a valid frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Larger than the limit for its kind.
+    #[error("frame is {len} bytes, more than the limit of {max}")]
+    TooLarge {
+        /// Size found.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not CBOR, truncated or nested too deep.
+    #[error("frame is not valid CBOR: {0}")]
+    Cbor(String),
+    /// Not a kith frame.
+    #[error("not a kith sync frame")]
+    NotAFrame,
+    /// A version this code does not read.
+    #[error("sync frame version {0} is not supported")]
+    UnknownVersion(u64),
+    /// A field of the wrong shape.
+    #[error("sync frame field {0} is invalid")]
+    BadField(&'static str),
+    /// A record inside does not decode.
+    #[error("record in frame: {0}")]
+    Record(#[from] record::Error),
+    /// Over the reconciliation limits.
+    #[error(transparent)]
+    Recon(#[from] recon::Error),
+}
+
+fn records_value(records: &[Record]) -> Value {
+    Value::Array(records.iter().map(|r| Value::Bytes(r.encode())).collect())
+}
+
+fn msg_values(msg: &recon::Message) -> (Value, Value) {
+    let ranges = msg
+        .ranges
+        .iter()
+        .map(|(b, p)| {
+            let bound = match b {
+                Bound::End => Value::Null,
+                Bound::Key(k) => Value::Bytes(k.to_vec()),
+            };
+            let part = match p {
+                Part::Skip => Value::Integer(0.into()),
+                Part::Fingerprint { count, fp } => Value::Array(vec![
+                    Value::Integer((*count).into()),
+                    Value::Integer((*fp).into()),
+                ]),
+                Part::Ids(ids) => Value::Bytes(
+                    ids.iter()
+                        .flat_map(|i| i.to_be_bytes()[2..].to_vec())
+                        .collect(),
+                ),
+            };
+            Value::Array(vec![bound, part])
+        })
+        .collect();
+    let need = Value::Bytes(
+        msg.need
+            .iter()
+            .flat_map(|n| n.to_be_bytes()[1..].to_vec())
+            .collect(),
+    );
+    (Value::Array(ranges), need)
+}
+
+impl Frame {
+    /// Encodes the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = match self {
+            Self::Gossip { records } => vec![Value::Integer(0.into()), records_value(records)],
+            Self::Request {
+                salt,
+                msg,
+                records,
+                more,
+            } => {
+                let (ranges, need) = msg_values(msg);
+                vec![
+                    Value::Integer(1.into()),
+                    Value::Integer((*salt).into()),
+                    ranges,
+                    need,
+                    records_value(records),
+                    Value::Bool(*more),
+                ]
+            }
+            Self::Response { msg, records, more } => {
+                let (ranges, need) = msg_values(msg);
+                vec![
+                    Value::Integer(2.into()),
+                    ranges,
+                    need,
+                    records_value(records),
+                    Value::Bool(*more),
+                ]
+            }
+        };
+        let value = Value::Tag(
+            FRAME_TAG_BASE + u64::from(FRAME_VERSION),
+            Box::new(Value::Array(body)),
+        );
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(&value, &mut out).expect("writing CBOR to a Vec cannot fail");
+        out
+    }
+
+    /// Decodes a frame of at most `max` bytes. Records inside are decoded but their
+    /// signatures are not checked here.
+    pub fn decode(bytes: &[u8], max: usize) -> Result<Self, Error> {
+        if bytes.len() > max {
+            return Err(Error::TooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        let mut rest = bytes;
+        let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, 8)
+            .map_err(|e| Error::Cbor(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(Error::Cbor("trailing bytes".into()));
+        }
+        let Value::Tag(tag, inner) = value else {
+            return Err(Error::NotAFrame);
+        };
+        if !(FRAME_TAG_BASE..FRAME_TAG_BASE + 256).contains(&tag) {
+            return Err(Error::NotAFrame);
+        }
+        if tag != FRAME_TAG_BASE + u64::from(FRAME_VERSION) {
+            return Err(Error::UnknownVersion(tag - FRAME_TAG_BASE));
+        }
+        let Value::Array(fields) = *inner else {
+            return Err(Error::BadField("frame"));
+        };
+        let mut fields = fields.into_iter();
+        let kind = int(fields.next(), "kind")?;
+        let frame = match kind {
+            0 => Self::Gossip {
+                records: records(fields.next())?,
+            },
+            1 => {
+                let salt = int(fields.next(), "salt")?;
+                let msg = message(fields.next(), fields.next())?;
+                Self::Request {
+                    salt,
+                    msg,
+                    records: records(fields.next())?,
+                    more: boolean(fields.next())?,
+                }
+            }
+            2 => {
+                let msg = message(fields.next(), fields.next())?;
+                Self::Response {
+                    msg,
+                    records: records(fields.next())?,
+                    more: boolean(fields.next())?,
+                }
+            }
+            _ => return Err(Error::BadField("kind")),
+        };
+        if fields.next().is_some() {
+            return Err(Error::BadField("frame"));
+        }
+        Ok(frame)
+    }
+}
+
+fn int(v: Option<Value>, field: &'static str) -> Result<u64, Error> {
+    match v {
+        Some(Value::Integer(i)) => u64::try_from(i).map_err(|_| Error::BadField(field)),
+        _ => Err(Error::BadField(field)),
+    }
+}
+
+fn boolean(v: Option<Value>) -> Result<bool, Error> {
+    match v {
+        Some(Value::Bool(b)) => Ok(b),
+        _ => Err(Error::BadField("more")),
+    }
+}
+
+fn records(v: Option<Value>) -> Result<Vec<Record>, Error> {
+    let Some(Value::Array(items)) = v else {
+        return Err(Error::BadField("records"));
+    };
+    items
+        .into_iter()
+        .map(|i| match i {
+            Value::Bytes(b) => Record::decode(&b).map_err(Error::from),
+            _ => Err(Error::BadField("records")),
+        })
+        .collect()
+}
+
+fn message(ranges: Option<Value>, need: Option<Value>) -> Result<recon::Message, Error> {
+    let Some(Value::Array(ranges)) = ranges else {
+        return Err(Error::BadField("ranges"));
+    };
+    if ranges.len() > recon::MAX_RANGES {
+        return Err(Error::Recon(recon::Error::TooLarge));
+    }
+    let mut out = recon::Message::default();
+    for r in ranges {
+        let Value::Array(pair) = r else {
+            return Err(Error::BadField("range"));
+        };
+        let [bound, part]: [Value; 2] = pair.try_into().map_err(|_| Error::BadField("range"))?;
+        let bound = match bound {
+            Value::Null => Bound::End,
+            Value::Bytes(b) => Bound::Key(b.try_into().map_err(|_| Error::BadField("bound"))?),
+            _ => return Err(Error::BadField("bound")),
+        };
+        let part = match part {
+            Value::Integer(i) if u64::try_from(i) == Ok(0) => Part::Skip,
+            Value::Array(cf) => {
+                let [count, fp]: [Value; 2] =
+                    cf.try_into().map_err(|_| Error::BadField("fingerprint"))?;
+                let count = u32::try_from(int(Some(count), "count")?)
+                    .map_err(|_| Error::BadField("count"))?;
+                Part::Fingerprint {
+                    count,
+                    fp: int(Some(fp), "fingerprint")?,
+                }
+            }
+            Value::Bytes(b) if b.len() % 6 == 0 => Part::Ids(
+                b.chunks_exact(6)
+                    .map(|c| u64::from_be_bytes([0, 0, c[0], c[1], c[2], c[3], c[4], c[5]]))
+                    .collect(),
+            ),
+            _ => return Err(Error::BadField("part")),
+        };
+        out.ranges.push((bound, part));
+    }
+    let Some(Value::Bytes(need)) = need else {
+        return Err(Error::BadField("need"));
+    };
+    if need.len() % 3 != 0 || need.len() / 3 > recon::MAX_NEED {
+        return Err(Error::BadField("need"));
+    }
+    out.need = need
+        .chunks_exact(3)
+        .map(|c| u32::from_be_bytes([0, c[0], c[1], c[2]]))
+        .collect();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn part() -> impl Strategy<Value = Part> {
+        prop_oneof![
+            Just(Part::Skip),
+            (any::<u32>(), any::<u64>()).prop_map(|(count, fp)| Part::Fingerprint { count, fp }),
+            prop::collection::vec(0u64..1 << 48, 0..20).prop_map(Part::Ids),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn frames_round_trip(
+            salt in any::<u64>(),
+            bounds in prop::collection::vec(prop::option::of(prop::array::uniform9(any::<u8>())), 0..10),
+            parts in prop::collection::vec(part(), 10),
+            need in prop::collection::vec(0u32..1 << 24, 0..10),
+            more in any::<bool>(),
+        ) {
+            let msg = recon::Message {
+                ranges: bounds.into_iter().zip(parts).map(|(b, p)| (b.map_or(Bound::End, Bound::Key), p)).collect(),
+                need,
+            };
+            for f in [
+                Frame::Request { salt, msg: msg.clone(), records: vec![], more },
+                Frame::Response { msg: msg.clone(), records: vec![], more },
+                Frame::Gossip { records: vec![] },
+            ] {
+                prop_assert_eq!(Frame::decode(&f.encode(), MAX_FRAME_BYTES), Ok(f));
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Frame::decode(&bytes, MAX_FRAME_BYTES);
+        }
+    }
+
+    #[test]
+    fn limits_and_versions() {
+        let f = Frame::Gossip { records: vec![] }.encode();
+        assert!(matches!(Frame::decode(&f, 2), Err(Error::TooLarge { .. })));
+        let mut v2 = Vec::new();
+        ciborium::ser::into_writer(
+            &Value::Tag(FRAME_TAG_BASE + 2, Box::new(Value::Null)),
+            &mut v2,
+        )
+        .expect("write");
+        assert_eq!(
+            Frame::decode(&v2, MAX_FRAME_BYTES),
+            Err(Error::UnknownVersion(2))
+        );
+    }
+}

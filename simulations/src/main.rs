@@ -1,0 +1,181 @@
+//! `kith-sim`: run, soak and sweep simulations of many kith devices.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kith_sim::scenario::{self, Scenario};
+
+/// Simulates many kith devices in virtual time.
+#[derive(Debug, Parser)]
+#[command(name = "kith-sim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// One run; exits 0 if and only if every invariant holds.
+    Run {
+        #[command(flatten)]
+        opts: Opts,
+        /// Devices.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs seeds 1..=K and prints the failing ones.
+    Soak {
+        #[command(flatten)]
+        opts: Opts,
+        /// Devices.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// How many seeds.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+    },
+    /// Runs a series of device counts and plots convergence time and bytes per device.
+    Sweep {
+        #[command(flatten)]
+        opts: Opts,
+        /// Device counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,100")]
+        nodes: Vec<usize>,
+        /// Where to write the SVG plot.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Opts {
+    /// Contacts imported at the start.
+    #[arg(long, default_value_t = 50)]
+    contacts: usize,
+    /// Random edits during the fault phase.
+    #[arg(long, default_value_t = 50)]
+    edits: usize,
+    /// Message loss probability.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Message duplication probability.
+    #[arg(long, default_value_t = 0.0)]
+    dup: f64,
+    /// One-way latency, ms.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Partitions during the fault phase.
+    #[arg(long, default_value_t = 0)]
+    partitions: usize,
+    /// Probability per device and second of going offline.
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
+    /// Crash-restarts.
+    #[arg(long, default_value_t = 0)]
+    crashes: usize,
+    /// Clock skew bound, ms.
+    #[arg(long, default_value_t = 0)]
+    skew_ms: u64,
+    /// Relay devices.
+    #[arg(long, default_value_t = 0)]
+    relays: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl Opts {
+    fn scenario(&self, nodes: usize) -> Result<Scenario, String> {
+        for (name, p) in [
+            ("--loss", self.loss),
+            ("--dup", self.dup),
+            ("--churn", self.churn),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{name} must be a probability between 0 and 1"));
+            }
+        }
+        if nodes == 0 {
+            return Err("--nodes must be at least 1".into());
+        }
+        Ok(Scenario {
+            nodes,
+            contacts: self.contacts,
+            edits: self.edits,
+            loss: self.loss,
+            dup: self.dup,
+            latency_ms: self.latency_ms,
+            partitions: self.partitions,
+            churn: self.churn,
+            crashes: self.crashes,
+            skew_ms: self.skew_ms,
+            relays: self.relays,
+            seed: self.seed,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run { opts, nodes, json } => opts.scenario(nodes).map(|s| {
+            let r = scenario::run(&s);
+            if json {
+                println!("{}", r.to_json());
+            } else {
+                println!(
+                    "{} devices, seed {}: converged {} in {} ms of simulated time; lost writes {}, resurrections {}, rejected {}; {} messages, {} bytes; at most {} round trips; {} ms wall",
+                    r.nodes, r.seed, r.converged, r.sim_time_to_converge_ms, r.lost_writes, r.resurrections,
+                    r.rejected_records, r.messages_total, r.bytes_total, r.max_reconcile_round_trips, r.wall_ms
+                );
+            }
+            r.ok()
+        }),
+        Cmd::Soak { opts, nodes, seeds } => opts.scenario(nodes).map(|base| {
+            let mut failing = 0;
+            for seed in 1..=seeds {
+                let r = scenario::run(&Scenario { seed, ..base.clone() });
+                if !r.ok() {
+                    failing += 1;
+                    println!("FAIL seed {seed}: {}", r.to_json());
+                }
+            }
+            println!("{seeds} seeds, {failing} failing");
+            failing == 0
+        }),
+        Cmd::Sweep { opts, nodes, plot } => nodes.iter().map(|n| opts.scenario(*n)).collect::<Result<Vec<_>, _>>().map(|all| {
+            let mut ok = true;
+            let (mut time, mut bytes) = (Vec::new(), Vec::new());
+            for s in &all {
+                let r = scenario::run(s);
+                println!("{}", r.to_json());
+                ok &= r.ok();
+                time.push((s.nodes as f64, r.sim_time_to_converge_ms as f64));
+                bytes.push((s.nodes as f64, (r.bytes_total / s.nodes as u64) as f64));
+            }
+            if let Some(path) = plot {
+                let svg = kith_sim::plot::svg(
+                    "kith-sim: convergence after the fault phase",
+                    "devices",
+                    &[("simulated ms to converge", time), ("bytes sent per device", bytes)],
+                );
+                if let Err(e) = std::fs::write(&path, svg) {
+                    eprintln!("kith-sim: cannot write {}: {e}", path.display());
+                    ok = false;
+                }
+            }
+            ok
+        }),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("kith-sim: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! A scenario: devices, workload and faults; [`run`] plays it and checks the
+//! invariants, returning a [`Report`].
+//!
+//! A run has two phases. During the fault phase (60 s of virtual time) devices edit
+//! while links lose, duplicate and reorder messages, partitions split and heal,
+//! devices go offline and come back, and crash (losing everything not persisted).
+//! Then every fault but loss and duplication stops, every device comes back online
+//! and the run continues until the devices converge (or 10 virtual minutes pass).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use kith_protocol::contacts::{Command, ContactEdit};
+use kith_protocol::item::{Contact, Identity};
+use kith_protocol::jid::BareJid;
+use kith_protocol::sync;
+
+use crate::world::{Faults, World};
+
+/// What to simulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Devices.
+    pub nodes: usize,
+    /// Contacts imported on device 0 at the start.
+    pub contacts: usize,
+    /// Random edits during the fault phase.
+    pub edits: usize,
+    /// Message loss probability.
+    pub loss: f64,
+    /// Message duplication probability.
+    pub dup: f64,
+    /// One-way latency, ms (jitter up to half of it).
+    pub latency_ms: u64,
+    /// Partitions during the fault phase.
+    pub partitions: usize,
+    /// Probability, per device and second, of going offline for 1–5 s.
+    pub churn: f64,
+    /// Crash-restarts during the fault phase.
+    pub crashes: usize,
+    /// Clock skew bound, ms (each device gets a random offset within ±skew).
+    pub skew_ms: u64,
+    /// Relay devices (no secrets).
+    pub relays: usize,
+    /// Seed of everything random.
+    pub seed: u64,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self {
+            nodes: 5,
+            contacts: 50,
+            edits: 50,
+            loss: 0.0,
+            dup: 0.0,
+            latency_ms: 20,
+            partitions: 0,
+            churn: 0.0,
+            crashes: 0,
+            skew_ms: 0,
+            relays: 0,
+            seed: 1,
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Every device holds the same records and shows the same list.
+    pub converged: bool,
+    /// Virtual time from the end of the fault phase to the last change.
+    pub sim_time_to_converge_ms: u64,
+    /// Acknowledged writes not reflected at the end (summed over devices).
+    pub lost_writes: usize,
+    /// Deletions some device's final state does not reflect (a deleted item back).
+    pub resurrections: usize,
+    /// Records refused by replicas.
+    pub rejected_records: u64,
+    /// Bytes sent by all devices.
+    pub bytes_total: u64,
+    /// Frames sent by all devices.
+    pub messages_total: u64,
+    /// Most round trips any reconciliation took.
+    pub max_reconcile_round_trips: u32,
+    /// Wall-clock time of the run.
+    pub wall_ms: u128,
+    /// Devices.
+    pub nodes: usize,
+    /// The seed, to replay with `run --seed`.
+    pub seed: u64,
+    /// Hash of the whole event trace (same seed, same hash).
+    pub trace: u64,
+}
+
+impl Report {
+    /// Whether every invariant holds.
+    pub fn ok(&self) -> bool {
+        self.converged && self.lost_writes == 0 && self.resurrections == 0
+    }
+
+    /// One JSON object.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"resurrections\":{},\"rejected_records\":{},\"bytes_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
+            self.converged,
+            self.sim_time_to_converge_ms,
+            self.lost_writes,
+            self.resurrections,
+            self.rejected_records,
+            self.bytes_total,
+            self.messages_total,
+            self.bytes_total / self.nodes.max(1) as u64,
+            self.messages_total / self.nodes.max(1) as u64,
+            self.max_reconcile_round_trips,
+            self.wall_ms,
+            self.nodes,
+            self.seed,
+            self.trace
+        )
+    }
+}
+
+const FAULT_PHASE_MS: u64 = 60_000;
+const HEAL_LIMIT_MS: u64 = 600_000;
+const TICK_MS: u64 = 100;
+
+fn jid(k: usize) -> BareJid {
+    BareJid::parse(&format!("c{k}@sim.lit")).expect("simulated JIDs are valid")
+}
+
+/// Plays `s`.
+pub fn run(s: &Scenario) -> Report {
+    let started = Instant::now();
+    let faults = Faults {
+        latency_ms: s.latency_ms,
+        jitter_ms: (s.latency_ms / 2).max(1),
+        loss: s.loss,
+        dup: s.dup,
+        request_timeout_ms: 10 * s.latency_ms + 1_000,
+    };
+    let config = sync::Config {
+        recon_interval_ms: 5_000,
+        recon_jitter_ms: 1_000,
+        gossip_delay_ms: 10,
+        ..sync::Config::default()
+    };
+    let mut w = World::new(
+        s.nodes,
+        s.relays.min(s.nodes.saturating_sub(1)),
+        s.skew_ms,
+        faults,
+        config,
+        s.seed,
+    );
+    let full = s.nodes - s.relays.min(s.nodes.saturating_sub(1));
+    let mut next_jid = 0usize;
+    if s.contacts > 0 {
+        let contacts = (0..s.contacts)
+            .map(|_| {
+                next_jid += 1;
+                Contact {
+                    identities: vec![Identity::jid(&jid(next_jid))],
+                    ..Contact::default()
+                }
+            })
+            .collect();
+        w.command(0, Command::Import { contacts });
+    }
+
+    // Schedule the fault phase.
+    let at = |w: &mut World| w.random(FAULT_PHASE_MS);
+    let mut edits: Vec<u64> = (0..s.edits).map(|_| at(&mut w)).collect();
+    edits.sort_unstable();
+    let mut partitions: Vec<(u64, u64)> = (0..s.partitions)
+        .map(|_| (at(&mut w), 2_000 + w.random(8_000)))
+        .collect();
+    partitions.sort_unstable();
+    let mut crashes: Vec<u64> = (0..s.crashes).map(|_| at(&mut w)).collect();
+    crashes.sort_unstable();
+    let mut back_online: BTreeMap<usize, u64> = BTreeMap::new();
+    let mut heal_at: Option<u64> = None;
+    let (mut e, mut p, mut c) = (0, 0, 0);
+
+    let mut t = 0;
+    while t < FAULT_PHASE_MS {
+        t += TICK_MS;
+        w.run_until(t);
+        while e < edits.len() && edits[e] <= t {
+            e += 1;
+            let node = w.random(full as u64) as usize;
+            if !w.nodes[node].online {
+                continue;
+            }
+            edit(&mut w, node, full, &mut next_jid);
+        }
+        while p < partitions.len() && partitions[p].0 <= t {
+            let groups = (0..s.nodes).map(|_| w.random(2) as u32).collect();
+            w.partition(groups);
+            heal_at = Some(t + partitions[p].1);
+            p += 1;
+        }
+        if heal_at.is_some_and(|h| h <= t) {
+            w.partition(vec![0; s.nodes]);
+            heal_at = None;
+        }
+        while c < crashes.len() && crashes[c] <= t {
+            let node = w.random(s.nodes as u64) as usize;
+            w.crash(node);
+            c += 1;
+        }
+        if s.churn > 0.0 && t % 1_000 == 0 {
+            for i in 0..s.nodes {
+                if w.nodes[i].online && (w.random(1_000_000) as f64) < s.churn * 1_000_000.0 {
+                    w.set_online(i, false);
+                    let back = t + 1_000 + w.random(4_000);
+                    back_online.insert(i, back);
+                }
+            }
+        }
+        let due: Vec<usize> = back_online
+            .iter()
+            .filter(|(_, b)| **b <= t)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in due {
+            back_online.remove(&i);
+            w.set_online(i, true);
+        }
+    }
+
+    // Heal everything but the lossy links, then wait for convergence.
+    for i in 0..s.nodes {
+        if !w.nodes[i].online {
+            w.set_online(i, true);
+        }
+    }
+    w.partition(vec![0; s.nodes]);
+    let healed = w.now_ms;
+    let mut converged = false;
+    while w.now_ms < healed + HEAL_LIMIT_MS {
+        w.run_until(w.now_ms + 1_000);
+        // Quiet for a while and identical everywhere.
+        if w.now_ms >= w.last_change_ms + 2_000 && w.converged() {
+            converged = true;
+            break;
+        }
+    }
+    let (lost_writes, resurrections) = w.lost_writes();
+    let (messages_total, bytes_total, rejected_records, max_rtt) = w.totals();
+    Report {
+        converged,
+        sim_time_to_converge_ms: w.last_change_ms.saturating_sub(healed),
+        lost_writes,
+        resurrections,
+        rejected_records,
+        bytes_total,
+        messages_total,
+        max_reconcile_round_trips: max_rtt,
+        wall_ms: started.elapsed().as_millis(),
+        nodes: s.nodes,
+        seed: s.seed,
+        trace: w.trace,
+    }
+}
+
+/// One random edit on `node`.
+fn edit(w: &mut World, node: usize, full: usize, next_jid: &mut usize) {
+    let Some(view) = w.view(node) else { return };
+    let existing: Vec<usize> = view
+        .contacts
+        .iter()
+        .filter_map(|c| c.contact.identities.first())
+        .filter_map(|i| {
+            i.value
+                .strip_prefix('c')
+                .and_then(|v| v.strip_suffix("@sim.lit"))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    let pick = |w: &mut World| {
+        existing
+            .get(w.random(existing.len() as u64) as usize)
+            .copied()
+    };
+    match w.random(100) {
+        0..40 => {
+            *next_jid += 1;
+            let k = *next_jid;
+            w.command(
+                node,
+                Command::AddContact {
+                    jid: jid(k),
+                    name: None,
+                    groups: vec![],
+                },
+            );
+        }
+        40..50 => {
+            // The same new contact added on two devices at once.
+            *next_jid += 1;
+            let k = *next_jid;
+            let other = w.random(full as u64) as usize;
+            for d in [node, other] {
+                w.command(
+                    d,
+                    Command::AddContact {
+                        jid: jid(k),
+                        name: Some(format!("N{k}")),
+                        groups: vec![],
+                    },
+                );
+            }
+        }
+        50..75 => {
+            if let Some(k) = pick(w) {
+                let name = format!("name {}", w.random(1000));
+                let edit = ContactEdit {
+                    name: Some(Some(name)),
+                    ..ContactEdit::default()
+                };
+                w.command(node, Command::EditContact { jid: jid(k), edit });
+            }
+        }
+        75..85 => {
+            if let Some(k) = pick(w) {
+                w.command(node, Command::RemoveContact { jid: jid(k) });
+            }
+        }
+        85..95 => {
+            if let Some(k) = pick(w) {
+                let group = format!("G{}", w.random(5));
+                let edit = ContactEdit {
+                    add_groups: vec![group],
+                    ..ContactEdit::default()
+                };
+                w.command(node, Command::EditContact { jid: jid(k), edit });
+            }
+        }
+        _ => {
+            let from = format!("G{}", w.random(5));
+            let to = format!("G{}", w.random(5));
+            w.command(
+                node,
+                Command::RenameGroup {
+                    name: from,
+                    new_name: to,
+                },
+            );
+        }
+    }
+}

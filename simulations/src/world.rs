@@ -1,0 +1,574 @@
+//! The simulated world: N engines, a virtual clock, an event queue, a lossy link
+//! model, partitions, churn, crashes and clock skew. Everything is driven by one
+//! seeded RNG, so a seed replays the same trace.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use ed25519_dalek::SigningKey;
+use kith_protocol::clock::{Clock, WallTime};
+use kith_protocol::contacts::{Book, Command};
+use kith_protocol::item::NodeKind;
+use kith_protocol::record::{DeviceId, ItemId, Record, Version};
+use kith_protocol::replica::Replica;
+use kith_protocol::seal::{Keyring, Secret};
+use kith_protocol::sync::{self, Engine, Input, Now, Output};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+
+/// Wall time at the start of every simulation.
+pub const EPOCH: WallTime = WallTime(1_780_000_000_000);
+
+/// Link and fault settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    /// One-way latency, ms.
+    pub latency_ms: u64,
+    /// Extra random latency, up to this many ms (reorders messages).
+    pub jitter_ms: u64,
+    /// Probability a message is lost.
+    pub loss: f64,
+    /// Probability a message is delivered twice.
+    pub dup: f64,
+    /// How long a request waits for its response before failing, ms.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            latency_ms: 20,
+            jitter_ms: 10,
+            loss: 0.0,
+            dup: 0.0,
+            request_timeout_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Timer(usize),
+    Gossip {
+        to: usize,
+        from: usize,
+        bytes: Vec<u8>,
+    },
+    Request {
+        to: usize,
+        from: usize,
+        rid: u64,
+        bytes: Vec<u8>,
+    },
+    Response {
+        to: usize,
+        rid: u64,
+        bytes: Vec<u8>,
+    },
+    Timeout {
+        to: usize,
+        rid: u64,
+    },
+}
+
+/// One simulated device.
+pub struct Node {
+    key: SigningKey,
+    keyring: Keyring,
+    /// `None` while crashed or offline.
+    engine: Option<Engine<usize>>,
+    /// What it persisted: survives crashes.
+    store: Replica,
+    /// Clock offset, ms (may be negative).
+    pub skew_ms: i64,
+    /// A relay holds no secret.
+    pub relay: bool,
+    /// Online (not churned out).
+    pub online: bool,
+    /// Frames and bytes sent.
+    pub messages: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Records refused, summed over restarts.
+    pub rejected: u64,
+    /// Most reconciliation round trips, over restarts.
+    pub max_round_trips: u32,
+    timer_at: Option<u64>,
+}
+
+/// The world.
+pub struct World {
+    /// The devices.
+    pub nodes: Vec<Node>,
+    /// Link settings.
+    pub faults: Faults,
+    /// Engine settings.
+    pub config: sync::Config,
+    /// Virtual monotonic time, ms.
+    pub now_ms: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    seq: u64,
+    rng: ChaCha20Rng,
+    roster: BTreeSet<DeviceId>,
+    /// Partition group of each node; nodes talk only within a group.
+    pub group: Vec<u32>,
+    links: BTreeSet<(usize, usize)>,
+    /// inbound request handle → (requester, its request id)
+    inbound: BTreeMap<u64, (usize, u64)>,
+    next_inbound: u64,
+    /// Requests in flight: (node, rid).
+    pending: BTreeSet<(usize, u64)>,
+    /// Every record a command produced (acknowledged writes), and whether the
+    /// command was a deletion.
+    pub acknowledged: Vec<(Record, bool)>,
+    /// Sim time of the last change to any replica.
+    pub last_change_ms: u64,
+    /// Total steps run.
+    pub steps: u64,
+    /// FNV-1a hash of every event processed (time, kind, nodes, bytes): equal
+    /// traces give equal hashes.
+    pub trace: u64,
+}
+
+impl World {
+    /// A world of `n` devices, the last `relays` of them relays, sharing one secret
+    /// per node (the relays none), with per-device clock skew up to `skew_ms`.
+    pub fn new(
+        n: usize,
+        relays: usize,
+        skew_ms: u64,
+        faults: Faults,
+        config: sync::Config,
+        seed: u64,
+    ) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut keyring = Keyring::new();
+        for node in NodeKind::ALL {
+            keyring.insert(Secret::generate(node, EPOCH, &mut rng));
+        }
+        let nodes: Vec<Node> = (0..n)
+            .map(|i| {
+                let mut k = [0u8; 32];
+                rng.fill_bytes(&mut k);
+                let relay = i >= n.saturating_sub(relays);
+                let skew = if skew_ms == 0 {
+                    0
+                } else {
+                    (rng.next_u64() % (2 * skew_ms + 1)) as i64 - skew_ms as i64
+                };
+                Node {
+                    key: SigningKey::from_bytes(&k),
+                    keyring: if relay {
+                        Keyring::new()
+                    } else {
+                        keyring.clone()
+                    },
+                    engine: None,
+                    store: Replica::new(),
+                    skew_ms: skew,
+                    relay,
+                    online: true,
+                    messages: 0,
+                    bytes: 0,
+                    rejected: 0,
+                    max_round_trips: 0,
+                    timer_at: None,
+                }
+            })
+            .collect();
+        let roster = nodes
+            .iter()
+            .map(|n| DeviceId(n.key.verifying_key().to_bytes()))
+            .collect();
+        let mut w = Self {
+            group: vec![0; n],
+            nodes,
+            faults,
+            config,
+            now_ms: 0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            rng,
+            roster,
+            links: BTreeSet::new(),
+            inbound: BTreeMap::new(),
+            next_inbound: 1,
+            pending: BTreeSet::new(),
+            acknowledged: Vec::new(),
+            last_change_ms: 0,
+            steps: 0,
+            trace: 0xcbf2_9ce4_8422_2325,
+        };
+        for i in 0..n {
+            w.start(i);
+        }
+        w.relink();
+        w
+    }
+
+    fn now(&self, i: usize) -> Now {
+        let wall = (EPOCH.0 + self.now_ms) as i64 + self.nodes[i].skew_ms;
+        Now {
+            mono_ms: self.now_ms,
+            wall: WallTime(wall.max(0) as u64),
+        }
+    }
+
+    /// (Re)starts node `i` from what it persisted.
+    fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let book = Book::restore(
+            node.key.clone(),
+            node.keyring.clone(),
+            node.store.clone(),
+            Clock::default(),
+        );
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        node.engine = Some(Engine::new(
+            self.config.clone(),
+            book,
+            self.roster.clone(),
+            seed,
+        ));
+        node.timer_at = None;
+    }
+
+    /// Drops node `i`'s memory; it restarts from its store.
+    pub fn crash(&mut self, i: usize) {
+        self.disconnect_all(i);
+        if let Some(e) = self.nodes[i].engine.take() {
+            self.absorb_stats(i, &e);
+        }
+        self.start(i);
+        self.relink();
+    }
+
+    fn absorb_stats(&mut self, i: usize, e: &Engine<usize>) {
+        let s = e.stats();
+        let n = &mut self.nodes[i];
+        n.rejected += s.rejected_records;
+        n.max_round_trips = n.max_round_trips.max(s.max_round_trips);
+    }
+
+    /// Takes node `i` off the network, or brings it back.
+    pub fn set_online(&mut self, i: usize, online: bool) {
+        self.nodes[i].online = online;
+        self.relink();
+    }
+
+    /// Puts each node in a partition group (nodes talk only within their group).
+    pub fn partition(&mut self, groups: Vec<u32>) {
+        self.group = groups;
+        self.relink();
+    }
+
+    fn disconnect_all(&mut self, i: usize) {
+        let gone: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .filter(|(a, b)| *a == i || *b == i)
+            .copied()
+            .collect();
+        for (a, b) in gone {
+            self.links.remove(&(a, b));
+            self.input(a, Input::Disconnected(b));
+            self.input(b, Input::Disconnected(a));
+        }
+    }
+
+    /// Connects exactly the pairs that are online and in the same group.
+    fn relink(&mut self) {
+        let n = self.nodes.len();
+        for a in 0..n {
+            for b in a + 1..n {
+                let up =
+                    self.nodes[a].online && self.nodes[b].online && self.group[a] == self.group[b];
+                let is = self.links.contains(&(a, b));
+                if up && !is {
+                    self.links.insert((a, b));
+                    self.input(a, Input::Connected(b));
+                    self.input(b, Input::Connected(a));
+                } else if !up && is {
+                    self.links.remove(&(a, b));
+                    self.input(a, Input::Disconnected(b));
+                    self.input(b, Input::Disconnected(a));
+                }
+            }
+        }
+    }
+
+    fn connected(&self, a: usize, b: usize) -> bool {
+        self.links.contains(&(a.min(b), a.max(b)))
+    }
+
+    fn push(&mut self, at: u64, e: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, e)));
+    }
+
+    /// Sends `e` over the link: lost, delayed, maybe duplicated.
+    fn send(&mut self, e: Event) {
+        let f = &self.faults;
+        let roll = |rng: &mut ChaCha20Rng| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        if roll(&mut self.rng) < f.loss {
+            return;
+        }
+        let copies = if roll(&mut self.rng) < f.dup { 2 } else { 1 };
+        for _ in 0..copies {
+            let jitter = if self.faults.jitter_ms > 0 {
+                self.rng.next_u64() % self.faults.jitter_ms
+            } else {
+                0
+            };
+            let at = self.now_ms + self.faults.latency_ms + jitter;
+            self.push(at, e.clone());
+        }
+    }
+
+    /// Runs a user command on node `i`; returns whether it was carried out.
+    pub fn command(&mut self, i: usize, cmd: Command) -> bool {
+        let now = self.now(i);
+        let Some(engine) = self.nodes[i].engine.as_mut() else {
+            return false;
+        };
+        let deletion = matches!(
+            cmd,
+            Command::RemoveContact { .. } | Command::RemoveGroup { .. }
+        );
+        let ok = engine.execute(now, cmd).is_ok();
+        self.drain(i, Some(deletion));
+        ok
+    }
+
+    fn input(&mut self, i: usize, input: Input<usize>) {
+        let now = self.now(i);
+        if let Some(e) = self.nodes[i].engine.as_mut() {
+            e.handle_input(now, input);
+        }
+        self.drain(i, None);
+    }
+
+    /// Carries out node `i`'s outputs; `command` is `Some(is_deletion)` when they
+    /// come from a user command.
+    fn drain(&mut self, i: usize, command: Option<bool>) {
+        while let Some(out) = self.nodes[i].engine.as_mut().and_then(Engine::poll_output) {
+            match out {
+                Output::Persist(records) => {
+                    for r in records {
+                        if let Some(deletion) = command {
+                            self.acknowledged.push((r.clone(), deletion));
+                        }
+                        self.nodes[i].store.insert(r);
+                    }
+                    self.last_change_ms = self.now_ms;
+                }
+                Output::Publish(bytes) => {
+                    self.count(i, bytes.len());
+                    let peers: Vec<usize> = (0..self.nodes.len())
+                        .filter(|&p| p != i && self.connected(i, p))
+                        .collect();
+                    for p in peers {
+                        self.send(Event::Gossip {
+                            to: p,
+                            from: i,
+                            bytes: bytes.clone(),
+                        });
+                    }
+                }
+                Output::Request { to, id, bytes } => {
+                    self.count(i, bytes.len());
+                    self.pending.insert((i, id));
+                    let timeout = self.now_ms + self.faults.request_timeout_ms;
+                    self.push(timeout, Event::Timeout { to: i, rid: id });
+                    if self.connected(i, to) {
+                        self.send(Event::Request {
+                            to,
+                            from: i,
+                            rid: id,
+                            bytes,
+                        });
+                    }
+                }
+                Output::Respond { id, bytes } => {
+                    self.count(i, bytes.len());
+                    if let Some((to, rid)) = self.inbound.remove(&id)
+                        && self.connected(i, to)
+                    {
+                        self.send(Event::Response { to, rid, bytes });
+                    }
+                }
+                Output::Event(_) => {}
+            }
+        }
+        let t = self.nodes[i].engine.as_ref().and_then(Engine::poll_timeout);
+        if let Some(t) = t
+            && self.nodes[i].timer_at != Some(t)
+        {
+            self.nodes[i].timer_at = Some(t);
+            self.push(t.max(self.now_ms), Event::Timer(i));
+        }
+    }
+
+    fn hash_event(&mut self, at: u64, e: &Event) {
+        let (kind, a, b, bytes): (u8, usize, u64, &[u8]) = match e {
+            Event::Timer(i) => (0, *i, 0, &[]),
+            Event::Gossip { to, from, bytes } => (1, *to, *from as u64, bytes),
+            Event::Request { to, rid, bytes, .. } => (2, *to, *rid, bytes),
+            Event::Response { to, rid, bytes } => (3, *to, *rid, bytes),
+            Event::Timeout { to, rid } => (4, *to, *rid, &[]),
+        };
+        let mut h = self.trace;
+        let mut feed = |x: &[u8]| {
+            for byte in x {
+                h ^= u64::from(*byte);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        feed(&at.to_le_bytes());
+        feed(&[kind]);
+        feed(&(a as u64).to_le_bytes());
+        feed(&b.to_le_bytes());
+        feed(bytes);
+        self.trace = h;
+    }
+
+    fn count(&mut self, i: usize, len: usize) {
+        self.nodes[i].messages += 1;
+        self.nodes[i].bytes += len as u64;
+    }
+
+    /// Processes events until virtual time `until` (or the queue empties).
+    pub fn run_until(&mut self, until: u64) {
+        while let Some(Reverse((at, _, _))) = self.queue.peek() {
+            if *at > until {
+                break;
+            }
+            let Some(Reverse((at, _, event))) = self.queue.pop() else {
+                break;
+            };
+            self.now_ms = self.now_ms.max(at);
+            self.steps += 1;
+            self.hash_event(at, &event);
+            match event {
+                Event::Timer(i) => {
+                    if self.nodes[i].timer_at.is_some_and(|t| t <= self.now_ms) {
+                        self.nodes[i].timer_at = None;
+                        self.input(i, Input::Timeout);
+                    }
+                }
+                Event::Gossip { to, from, bytes } => {
+                    if self.connected(to, from) {
+                        self.input(to, Input::Gossip { from, bytes });
+                    }
+                }
+                Event::Request {
+                    to,
+                    from,
+                    rid,
+                    bytes,
+                } => {
+                    if self.connected(to, from) {
+                        let id = self.next_inbound;
+                        self.next_inbound += 1;
+                        self.inbound.insert(id, (from, rid));
+                        self.input(to, Input::Request { from, id, bytes });
+                    }
+                }
+                Event::Response { to, rid, bytes } => {
+                    if self.pending.remove(&(to, rid)) {
+                        self.input(to, Input::Response { id: rid, bytes });
+                    }
+                }
+                Event::Timeout { to, rid } => {
+                    if self.pending.remove(&(to, rid)) {
+                        self.input(to, Input::RequestFailed { id: rid });
+                    }
+                }
+            }
+        }
+        self.now_ms = self.now_ms.max(until);
+    }
+
+    /// Whether every node holds the same records and (non-relays) the same view.
+    pub fn converged(&mut self) -> bool {
+        let first: Vec<(NodeKind, ItemId, Version, [u8; 64])> = self.signature(0);
+        if !(1..self.nodes.len()).all(|i| self.signature(i) == first) {
+            return false;
+        }
+        let mut views = Vec::new();
+        for n in self.nodes.iter_mut().filter(|n| !n.relay) {
+            if let Some(e) = n.engine.as_mut() {
+                views.push(e.book().view().clone());
+            }
+        }
+        views.windows(2).all(|w| w[0] == w[1])
+    }
+
+    fn signature(&mut self, i: usize) -> Vec<(NodeKind, ItemId, Version, [u8; 64])> {
+        match self.nodes[i].engine.as_mut() {
+            Some(e) => e
+                .book()
+                .replica()
+                .records()
+                .map(|r| (r.node, r.item, r.version, r.signature))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Acknowledged writes that some node's final replica does not reflect (its
+    /// record for the item is older), as (writes lost, deletions undone): a deletion
+    /// undone is a deleted item that came back.
+    pub fn lost_writes(&mut self) -> (usize, usize) {
+        let (mut lost, mut resurrected) = (0, 0);
+        let acked = std::mem::take(&mut self.acknowledged);
+        for n in &mut self.nodes {
+            let Some(e) = n.engine.as_mut() else { continue };
+            let replica = e.book().replica();
+            for (a, deletion) in &acked {
+                if replica
+                    .get(a.node, &a.item)
+                    .is_none_or(|r| r.version < a.version)
+                {
+                    lost += 1;
+                    resurrected += usize::from(*deletion);
+                }
+            }
+        }
+        self.acknowledged = acked;
+        (lost, resurrected)
+    }
+
+    /// Random number in `0..n`.
+    pub fn random(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.rng.next_u64() % n }
+    }
+
+    /// Totals over all nodes (live engines included).
+    pub fn totals(&self) -> (u64, u64, u64, u32) {
+        let mut messages = 0;
+        let mut bytes = 0;
+        let mut rejected = 0;
+        let mut rtt = 0;
+        for n in &self.nodes {
+            messages += n.messages;
+            bytes += n.bytes;
+            rejected += n.rejected;
+            rtt = rtt.max(n.max_round_trips);
+            if let Some(e) = &n.engine {
+                rejected += e.stats().rejected_records;
+                rtt = rtt.max(e.stats().max_round_trips);
+            }
+        }
+        (messages, bytes, rejected, rtt)
+    }
+
+    /// A view of node `i` (its engine must be running).
+    pub fn view(&mut self, i: usize) -> Option<kith_protocol::contacts::View> {
+        self.nodes[i]
+            .engine
+            .as_mut()
+            .map(|e| e.book().view().clone())
+    }
+}

@@ -1,0 +1,144 @@
+//! Fast scenarios for `cargo test`: each fault on its own and all together, over a
+//! few dozen seeds with few devices. `kith-sim soak` runs the long version.
+
+use kith_sim::scenario::{Report, Scenario, run};
+
+fn base(seed: u64) -> Scenario {
+    Scenario {
+        nodes: 4,
+        contacts: 20,
+        edits: 30,
+        seed,
+        ..Scenario::default()
+    }
+}
+
+fn check(s: &Scenario) -> Report {
+    let r = run(s);
+    assert!(
+        r.ok(),
+        "invariant broken, replay with `kith-sim run --seed {}`: {}",
+        s.seed,
+        r.to_json()
+    );
+    r
+}
+
+#[test]
+fn no_faults() {
+    for seed in 1..=3 {
+        let r = check(&base(seed));
+        assert_eq!(r.rejected_records, 0);
+    }
+}
+
+#[test]
+fn loss_duplication_and_reordering() {
+    for seed in 1..=6 {
+        check(&Scenario {
+            loss: 0.2,
+            dup: 0.1,
+            latency_ms: 50,
+            ..base(seed)
+        });
+    }
+}
+
+#[test]
+fn partitions_split_and_heal() {
+    for seed in 1..=6 {
+        check(&Scenario {
+            partitions: 4,
+            ..base(seed)
+        });
+    }
+}
+
+#[test]
+fn churn() {
+    for seed in 1..=6 {
+        check(&Scenario {
+            churn: 0.1,
+            ..base(seed)
+        });
+    }
+}
+
+#[test]
+fn crash_restarts() {
+    for seed in 1..=6 {
+        check(&Scenario {
+            crashes: 4,
+            ..base(seed)
+        });
+    }
+}
+
+#[test]
+fn clock_skew_within_and_beyond_the_hold_bound() {
+    for seed in 1..=4 {
+        check(&Scenario {
+            skew_ms: 3_000,
+            ..base(seed)
+        });
+    }
+    // Beyond 5 minutes: records are held, then applied when time catches up.
+    check(&Scenario {
+        skew_ms: 400_000,
+        edits: 10,
+        ..base(1)
+    });
+}
+
+#[test]
+fn relays_replicate_without_secrets() {
+    for seed in 1..=4 {
+        check(&Scenario {
+            relays: 2,
+            nodes: 5,
+            loss: 0.1,
+            ..base(seed)
+        });
+    }
+}
+
+#[test]
+fn everything_at_once() {
+    for seed in 1..=12 {
+        check(&Scenario {
+            nodes: 6,
+            loss: 0.1,
+            dup: 0.05,
+            partitions: 3,
+            churn: 0.05,
+            crashes: 3,
+            skew_ms: 2_000,
+            relays: 1,
+            ..base(seed)
+        });
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace() {
+    let s = Scenario {
+        loss: 0.1,
+        dup: 0.05,
+        partitions: 2,
+        churn: 0.05,
+        crashes: 2,
+        skew_ms: 1_000,
+        ..base(7)
+    };
+    let (a, b) = (run(&s), run(&s));
+    assert_eq!(a.trace, b.trace);
+    assert_eq!(
+        a.to_json().split("\"wall_ms\"").next(),
+        b.to_json().split("\"wall_ms\"").next()
+    );
+    let other = run(&Scenario { seed: 8, ..s });
+    assert_ne!(
+        a.trace, other.trace,
+        "a different seed gives a different trace"
+    );
+}
