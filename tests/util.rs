@@ -15,12 +15,20 @@ pub(crate) fn kith(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = cmd.spawn().expect("kith starts");
     if let Some(input) = stdin {
         use std::io::Write;
-        child
+        // kith may exit before reading its input (a missing file, say): a broken pipe
+        // here is that, not a test failure.
+        let written = child
             .stdin
             .take()
             .expect("piped")
-            .write_all(input.as_bytes())
-            .expect("stdin written");
+            .write_all(input.as_bytes());
+        if let Err(e) = written {
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "writing kith's stdin: {e}"
+            );
+        }
     }
     child.wait_with_output().expect("kith finishes")
 }
