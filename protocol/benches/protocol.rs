@@ -115,7 +115,7 @@ fn view(c: &mut Criterion) {
         book.receive(r, &roster, WallTime(3)).expect("trusted");
     }
     let replica = book.replica().clone();
-    let contact_records = replica.node(NodeKind::Contacts).count();
+    let contact_records = replica.space(NodeKind::Contacts).count();
     eprintln!(
         "view benchmark: {} records ({contact_records} on the contacts node)",
         replica.len()

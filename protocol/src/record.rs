@@ -1,4 +1,5 @@
-//! Records: the unit of replication. A record names a pubsub node and a random item
+//! Records: the unit of replication. A record names a space (one of the two pubsub
+//! nodes, the device roster, or the keys addressed to devices) and an item
 //! id, carries a version (hybrid logical clock, authoring device) and a body (a
 //! sealed XEP-0473 payload or a tombstone), and is signed with the authoring
 //! device's Ed25519 key over all of that.
@@ -8,7 +9,7 @@
 //! them.
 //!
 //! Wire form (CBOR, via ciborium), see `docs/wire-format.md`:
-//! `tag(0x6B697401, [node, item-id, hlc-ms, hlc-counter, device, body, signature])`
+//! `tag(0x6B697401, [space, item-id, hlc-ms, hlc-counter, device, body, signature])`
 //! where `body` is `null` (tombstone) or `[key-id, openpgp-bytes]`. The tag carries
 //! the format version (`0x6B6974` is "kit", the low byte the version). Decoding is
 //! strict: the input is at most [`MAX_RECORD_BYTES`], nesting is bounded, every field
@@ -126,6 +127,58 @@ impl fmt::Debug for ItemId {
     }
 }
 
+/// Where a record lives: one of the two XEP-0510 nodes, the device roster, or the
+/// secrets addressed to devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Space {
+    /// `urn:xmpp:contacts` items (sealed).
+    Contacts,
+    /// `urn:xmpp:contacts-groups` items (sealed).
+    Groups,
+    /// Device roster entries.
+    Roster,
+    /// Secrets, each addressed to one device.
+    Keys,
+}
+
+impl Space {
+    /// Every space, in key order.
+    pub const ALL: [Self; 4] = [Self::Contacts, Self::Groups, Self::Roster, Self::Keys];
+
+    /// The XEP-0510 node, for the two spaces that are one.
+    pub fn node(self) -> Option<NodeKind> {
+        match self {
+            Self::Contacts => Some(NodeKind::Contacts),
+            Self::Groups => Some(NodeKind::Groups),
+            Self::Roster | Self::Keys => None,
+        }
+    }
+
+    /// The one-byte code used on the wire and in reconciliation keys.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Contacts => 0,
+            Self::Groups => 1,
+            Self::Roster => 2,
+            Self::Keys => 3,
+        }
+    }
+
+    /// The space with this code.
+    pub fn from_code(code: u64) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| u64::from(s.code()) == code)
+    }
+}
+
+impl From<NodeKind> for Space {
+    fn from(n: NodeKind) -> Self {
+        match n {
+            NodeKind::Contacts => Self::Contacts,
+            NodeKind::Groups => Self::Groups,
+        }
+    }
+}
+
 /// A record's version: the greatest version wins for an item id. Ordered by HLC,
 /// then by device id, so any two distinct versions compare the same way everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,17 +192,19 @@ pub struct Version {
 /// What a record says about its item.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Body {
-    /// The item's sealed payload.
+    /// The item's sealed payload (contacts and groups spaces).
     Sealed(Sealed),
     /// The item was retracted.
     Tombstone,
+    /// Roster entry or addressed secret (roster and keys spaces), CBOR.
+    Data(Vec<u8>),
 }
 
-/// A signed, versioned statement about one item of one node.
+/// A signed, versioned statement about one item of one space.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Record {
-    /// Which pubsub node.
-    pub node: NodeKind,
+    /// Which space (pubsub node, roster, keys).
+    pub space: Space,
     /// Which item.
     pub item: ItemId,
     /// Version; `version.device` is the author.
@@ -160,17 +215,10 @@ pub struct Record {
     pub signature: [u8; 64],
 }
 
-fn node_code(n: NodeKind) -> u8 {
-    match n {
-        NodeKind::Contacts => 0,
-        NodeKind::Groups => 1,
-    }
-}
-
-fn signed_bytes(node: NodeKind, item: &ItemId, version: &Version, body: &Body) -> Vec<u8> {
+fn signed_bytes(space: Space, item: &ItemId, version: &Version, body: &Body) -> Vec<u8> {
     let mut m = Vec::with_capacity(160 + body_len(body));
     m.extend_from_slice(SIGNING_CONTEXT);
-    m.push(node_code(node));
+    m.push(space.code());
     m.extend_from_slice(&item.0);
     m.extend_from_slice(&version.hlc.wall_ms.to_be_bytes());
     m.extend_from_slice(&version.hlc.counter.to_be_bytes());
@@ -184,6 +232,11 @@ fn signed_bytes(node: NodeKind, item: &ItemId, version: &Version, body: &Body) -
             m.extend_from_slice(&(s.data.len() as u64).to_be_bytes());
             m.extend_from_slice(&s.data);
         }
+        Body::Data(d) => {
+            m.push(2);
+            m.extend_from_slice(&(d.len() as u64).to_be_bytes());
+            m.extend_from_slice(d);
+        }
     }
     m
 }
@@ -192,21 +245,29 @@ fn body_len(body: &Body) -> usize {
     match body {
         Body::Tombstone => 0,
         Body::Sealed(s) => s.key.len() + s.data.len(),
+        Body::Data(d) => d.len(),
     }
 }
 
 impl Record {
     /// Builds and signs a record; the author is `key`'s device.
-    pub fn sign(node: NodeKind, item: ItemId, hlc: Hlc, body: Body, key: &SigningKey) -> Self {
+    pub fn sign(
+        space: impl Into<Space>,
+        item: ItemId,
+        hlc: Hlc,
+        body: Body,
+        key: &SigningKey,
+    ) -> Self {
+        let space = space.into();
         let version = Version {
             hlc,
             device: DeviceId(key.verifying_key().to_bytes()),
         };
         let signature = key
-            .sign(&signed_bytes(node, &item, &version, &body))
+            .sign(&signed_bytes(space, &item, &version, &body))
             .to_bytes();
         Self {
-            node,
+            space,
             item,
             version,
             body,
@@ -228,7 +289,7 @@ impl Record {
     pub fn verify(&self) -> Result<(), Error> {
         let key =
             VerifyingKey::from_bytes(&self.version.device.0).map_err(|_| Error::BadSignature)?;
-        let msg = signed_bytes(self.node, &self.item, &self.version, &self.body);
+        let msg = signed_bytes(self.space, &self.item, &self.version, &self.body);
         key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
             .map_err(|_| Error::BadSignature)
     }
@@ -241,11 +302,12 @@ impl Record {
                 Value::Text(s.key.clone()),
                 Value::Bytes(s.data.clone()),
             ]),
+            Body::Data(d) => Value::Bytes(d.clone()),
         };
         let value = Value::Tag(
             RECORD_TAG_BASE + u64::from(RECORD_VERSION),
             Box::new(Value::Array(vec![
-                Value::Integer(node_code(self.node).into()),
+                Value::Integer(self.space.code().into()),
                 Value::Bytes(self.item.0.to_vec()),
                 Value::Integer(self.version.hlc.wall_ms.into()),
                 Value::Integer(self.version.hlc.counter.into()),
@@ -288,11 +350,7 @@ impl Record {
         };
         let [node, item, wall, counter, device, body, sig]: [Value; 7] =
             fields.try_into().map_err(|_| Error::BadField("record"))?;
-        let node = match int(node, "node")? {
-            0 => NodeKind::Contacts,
-            1 => NodeKind::Groups,
-            _ => return Err(Error::BadField("node")),
-        };
+        let space = Space::from_code(int(node, "node")?).ok_or(Error::BadField("node"))?;
         let item = ItemId(bytes_n(item, "item")?);
         let hlc = Hlc {
             wall_ms: int(wall, "hlc")?,
@@ -313,11 +371,19 @@ impl Record {
                 }
                 Body::Sealed(Sealed { key, data })
             }
+            Value::Bytes(d) if d.len() <= MAX_SEALED_BYTES => Body::Data(d),
             _ => return Err(Error::BadField("body")),
         };
+        // Sealed payloads belong to the XEP-0510 nodes, data to roster and keys.
+        match (&body, space.node()) {
+            (Body::Sealed(_), None) | (Body::Data(_), Some(_)) => {
+                return Err(Error::BadField("body"));
+            }
+            _ => {}
+        }
         let signature = bytes_n(sig, "signature")?;
         Ok(Self {
-            node,
+            space,
             item,
             version: Version { hlc, device },
             body,

@@ -19,8 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clock::{DEFAULT_MAX_AHEAD_MS, Hlc, WallTime};
-use crate::item::NodeKind;
-use crate::record::{DeviceId, ItemId, Record, Version};
+use crate::record::{DeviceId, ItemId, Record, Space, Version};
 
 /// Most records held for being stamped in the future.
 pub const MAX_HELD: usize = 10_000;
@@ -80,8 +79,8 @@ impl Outcome {
 /// The records of both nodes.
 #[derive(Debug, Clone)]
 pub struct Replica {
-    records: BTreeMap<(NodeKind, ItemId), Record>,
-    held: BTreeMap<(Hlc, NodeKind, ItemId, [u8; 64]), Record>,
+    records: BTreeMap<(Space, ItemId), Record>,
+    held: BTreeMap<(Hlc, Space, ItemId, [u8; 64]), Record>,
     /// How far ahead of local wall time a record may be stamped and still apply.
     pub max_ahead_ms: u64,
 }
@@ -92,8 +91,14 @@ impl Default for Replica {
     }
 }
 
-/// True when `a` wins over `b` for the same item.
+/// True when `a` wins over `b` for the same item: the greater version, except that
+/// in the roster a revocation outranks an addition.
 fn wins(a: &Record, b: &Record) -> bool {
+    if a.space == Space::Roster
+        && let Some(rank) = crate::roster::outranks(a, b)
+    {
+        return rank;
+    }
     (a.version, a.signature) > (b.version, b.signature)
 }
 
@@ -121,7 +126,7 @@ impl Replica {
         if record.version.hlc.wall_ms > now.0.saturating_add(self.max_ahead_ms) {
             let key = (
                 record.version.hlc,
-                record.node,
+                record.space,
                 record.item,
                 record.signature,
             );
@@ -140,7 +145,7 @@ impl Replica {
     /// Applies a record already checked (from the local store, or just authored).
     /// The caller vouches for signature and author.
     pub fn insert(&mut self, record: Record) -> Outcome {
-        let key = (record.node, record.item);
+        let key = (record.space, record.item);
         match self.records.get_mut(&key) {
             None => {
                 self.records.insert(key, record);
@@ -164,7 +169,7 @@ impl Replica {
         };
         let later = self
             .held
-            .split_off(&(limit, NodeKind::Groups, ItemId([0xFF; 16]), [0xFF; 64]));
+            .split_off(&(limit, Space::Keys, ItemId([0xFF; 16]), [0xFF; 64]));
         let due = std::mem::replace(&mut self.held, later);
         let mut changed = Vec::new();
         for (_, record) in due {
@@ -178,8 +183,8 @@ impl Replica {
     }
 
     /// The winning record for an item.
-    pub fn get(&self, node: NodeKind, item: &ItemId) -> Option<&Record> {
-        self.records.get(&(node, *item))
+    pub fn get(&self, space: impl Into<Space>, item: &ItemId) -> Option<&Record> {
+        self.records.get(&(space.into(), *item))
     }
 
     /// Every winning record, ordered by node then item id.
@@ -187,10 +192,11 @@ impl Replica {
         self.records.values()
     }
 
-    /// The winning records of one node.
-    pub fn node(&self, node: NodeKind) -> impl Iterator<Item = &Record> {
+    /// The winning records of one space.
+    pub fn space(&self, space: impl Into<Space>) -> impl Iterator<Item = &Record> {
+        let space = space.into();
         self.records
-            .range((node, ItemId([0; 16]))..=(node, ItemId([0xFF; 16])))
+            .range((space, ItemId([0; 16]))..=(space, ItemId([0xFF; 16])))
             .map(|(_, r)| r)
     }
 
@@ -224,6 +230,7 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::item::NodeKind;
     use crate::record::Body;
     use crate::seal::Sealed;
     use ed25519_dalek::SigningKey;

@@ -212,7 +212,7 @@ fn unknown_group_references_are_kept() {
     // Device 1 receives only the contacts node: the group item is missing.
     let contacts: Vec<Record> = f.books[0]
         .replica()
-        .node(NodeKind::Contacts)
+        .space(NodeKind::Contacts)
         .cloned()
         .collect();
     for r in contacts {

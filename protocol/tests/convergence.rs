@@ -276,7 +276,7 @@ proptest! {
         let mut payloads: Vec<_> = f.books[0].replica().records().filter_map(|r| {
             let mut cache = kith_protocol::contacts::PayloadCache::new();
             match cache.decode(r, f.books[0].keyring()) {
-                Some(Ok(p)) => Some((r.node, r.item, r.version, p.clone())),
+                Some(Ok(p)) => Some((r.space.node().expect("sealed records belong to a node"), r.item, r.version, p.clone())),
                 _ => None,
             }
         }).collect();

@@ -9,3 +9,4 @@
 pub mod plot;
 pub mod scenario;
 pub mod world;
+pub mod wrap;

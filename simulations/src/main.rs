@@ -82,6 +82,12 @@ struct Opts {
     /// Relay devices.
     #[arg(long, default_value_t = 0)]
     relays: usize,
+    /// Device revocations (each rotates the secrets and re-seals every item).
+    #[arg(long, default_value_t = 0)]
+    revocations: usize,
+    /// Wrap secrets with real XEP-0373 signcrypt (slower, not byte-reproducible).
+    #[arg(long)]
+    real_crypto: bool,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -113,6 +119,8 @@ impl Opts {
             crashes: self.crashes,
             skew_ms: self.skew_ms,
             relays: self.relays,
+            revocations: self.revocations,
+            real_crypto: self.real_crypto,
             seed: self.seed,
         })
     }

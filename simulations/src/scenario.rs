@@ -42,6 +42,11 @@ pub struct Scenario {
     pub skew_ms: u64,
     /// Relay devices (no secrets).
     pub relays: usize,
+    /// Device revocations during the fault phase (each rotates the secrets).
+    pub revocations: usize,
+    /// Wrap secrets with real XEP-0373 signcrypt instead of the deterministic
+    /// stand-in (slower; the trace then varies with sequoia's own randomness).
+    pub real_crypto: bool,
     /// Seed of everything random.
     pub seed: u64,
 }
@@ -60,6 +65,8 @@ impl Default for Scenario {
             crashes: 0,
             skew_ms: 0,
             relays: 0,
+            revocations: 0,
+            real_crypto: false,
             seed: 1,
         }
     }
@@ -78,6 +85,15 @@ pub struct Report {
     pub resurrections: usize,
     /// Records refused by replicas.
     pub rejected_records: u64,
+    /// Records held by an active device although their author was revoked before
+    /// stamping them.
+    pub accepted_after_revocation: usize,
+    /// Revoked or relay devices holding a current secret.
+    pub secret_leaks: usize,
+    /// Active full devices lacking a current secret.
+    pub secret_gaps: usize,
+    /// Devices revoked during the run.
+    pub revoked: usize,
     /// Bytes sent by all devices.
     pub bytes_total: u64,
     /// Frames sent by all devices.
@@ -97,18 +113,27 @@ pub struct Report {
 impl Report {
     /// Whether every invariant holds.
     pub fn ok(&self) -> bool {
-        self.converged && self.lost_writes == 0 && self.resurrections == 0
+        self.converged
+            && self.lost_writes == 0
+            && self.resurrections == 0
+            && self.accepted_after_revocation == 0
+            && self.secret_leaks == 0
+            && self.secret_gaps == 0
     }
 
     /// One JSON object.
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"resurrections\":{},\"rejected_records\":{},\"bytes_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
+            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"bytes_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
             self.converged,
             self.sim_time_to_converge_ms,
             self.lost_writes,
             self.resurrections,
             self.rejected_records,
+            self.accepted_after_revocation,
+            self.secret_leaks,
+            self.secret_gaps,
+            self.revoked,
             self.bytes_total,
             self.messages_total,
             self.bytes_total / self.nodes.max(1) as u64,
@@ -153,6 +178,7 @@ pub fn run(s: &Scenario) -> Report {
         faults,
         config,
         s.seed,
+        s.real_crypto,
     );
     let full = s.nodes - s.relays.min(s.nodes.saturating_sub(1));
     let mut next_jid = 0usize;
@@ -179,6 +205,9 @@ pub fn run(s: &Scenario) -> Report {
     partitions.sort_unstable();
     let mut crashes: Vec<u64> = (0..s.crashes).map(|_| at(&mut w)).collect();
     crashes.sort_unstable();
+    let mut revocations: Vec<u64> = (0..s.revocations).map(|_| at(&mut w)).collect();
+    revocations.sort_unstable();
+    let mut r = 0;
     let mut back_online: BTreeMap<usize, u64> = BTreeMap::new();
     let mut heal_at: Option<u64> = None;
     let (mut e, mut p, mut c) = (0, 0, 0);
@@ -190,7 +219,7 @@ pub fn run(s: &Scenario) -> Report {
         while e < edits.len() && edits[e] <= t {
             e += 1;
             let node = w.random(full as u64) as usize;
-            if !w.nodes[node].online {
+            if !w.nodes[node].online || w.revoked_in(node, node) {
                 continue;
             }
             edit(&mut w, node, full, &mut next_jid);
@@ -217,6 +246,27 @@ pub fn run(s: &Scenario) -> Report {
                     let back = t + 1_000 + w.random(4_000);
                     back_online.insert(i, back);
                 }
+            }
+        }
+        while r < revocations.len() && revocations[r] <= t {
+            r += 1;
+            // Keep the genesis device and at least two full devices.
+            let active: Vec<usize> = w
+                .active()
+                .into_iter()
+                .filter(|i| !w.nodes[*i].relay)
+                .collect();
+            if active.len() <= 2 {
+                continue;
+            }
+            let by = active[w.random(active.len() as u64) as usize];
+            let candidates: Vec<usize> = w
+                .active()
+                .into_iter()
+                .filter(|i| *i != 0 && *i != by)
+                .collect();
+            if let Some(&target) = candidates.get(w.random(candidates.len() as u64) as usize) {
+                w.revoke(by, target);
             }
         }
         let due: Vec<usize> = back_online
@@ -248,6 +298,8 @@ pub fn run(s: &Scenario) -> Report {
         }
     }
     let (lost_writes, resurrections) = w.lost_writes();
+    let accepted_after_revocation = w.accepted_after_revocation();
+    let (secret_leaks, secret_gaps) = w.secret_leaks_and_gaps();
     let (messages_total, bytes_total, rejected_records, max_rtt) = w.totals();
     Report {
         converged,
@@ -255,6 +307,10 @@ pub fn run(s: &Scenario) -> Report {
         lost_writes,
         resurrections,
         rejected_records,
+        accepted_after_revocation,
+        secret_leaks,
+        secret_gaps,
+        revoked: s.nodes - w.active().len(),
         bytes_total,
         messages_total,
         max_reconcile_round_trips: max_rtt,

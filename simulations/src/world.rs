@@ -9,10 +9,15 @@ use ed25519_dalek::SigningKey;
 use kith_protocol::clock::{Clock, WallTime};
 use kith_protocol::contacts::{Book, Command};
 use kith_protocol::item::NodeKind;
-use kith_protocol::record::{DeviceId, ItemId, Record, Version};
-use kith_protocol::replica::Replica;
+use kith_protocol::keys::{KeyWrap, OxWrap};
+use kith_protocol::ox::DeviceKey;
+use kith_protocol::record::{DeviceId, ItemId, Record, Space, Version};
+use kith_protocol::replica::{Authors, Replica};
+use kith_protocol::roster::{Entry, Role, Roster};
 use kith_protocol::seal::{Keyring, Secret};
 use kith_protocol::sync::{self, Engine, Input, Now, Output};
+
+use crate::wrap::PlainWrap;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -85,6 +90,8 @@ pub struct Node {
     pub relay: bool,
     /// Online (not churned out).
     pub online: bool,
+    /// Its OpenPGP key, when the run uses real XEP-0373 key wrapping.
+    ox: Option<DeviceKey>,
     /// Frames and bytes sent.
     pub messages: u64,
     /// Bytes sent.
@@ -109,7 +116,8 @@ pub struct World {
     queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
     seq: u64,
     rng: ChaCha20Rng,
-    roster: BTreeSet<DeviceId>,
+    genesis: DeviceId,
+    account: kith_protocol::jid::BareJid,
     /// Partition group of each node; nodes talk only within a group.
     pub group: Vec<u32>,
     links: BTreeSet<(usize, usize)>,
@@ -133,6 +141,11 @@ pub struct World {
 impl World {
     /// A world of `n` devices, the last `relays` of them relays, sharing one secret
     /// per node (the relays none), with per-device clock skew up to `skew_ms`.
+    /// Device 0 is the roster's genesis and has signed every device's entry. With
+    /// `real_crypto`, secrets are wrapped with XEP-0373 signcrypt (sequoia draws its
+    /// own randomness, so the trace is then not reproducible byte for byte);
+    /// otherwise with a deterministic stand-in ([`PlainWrap`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         n: usize,
         relays: usize,
@@ -140,7 +153,9 @@ impl World {
         faults: Faults,
         config: sync::Config,
         seed: u64,
+        real_crypto: bool,
     ) -> Self {
+        let account = kith_protocol::jid::BareJid::parse("sim@kith.invalid").expect("valid JID");
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut keyring = Keyring::new();
         for node in NodeKind::ALL {
@@ -156,7 +171,10 @@ impl World {
                 } else {
                     (rng.next_u64() % (2 * skew_ms + 1)) as i64 - skew_ms as i64
                 };
+                let ox = real_crypto
+                    .then(|| DeviceKey::generate(&account, EPOCH).expect("key generation"));
                 Node {
+                    ox,
                     key: SigningKey::from_bytes(&k),
                     keyring: if relay {
                         Keyring::new()
@@ -176,10 +194,32 @@ impl World {
                 }
             })
             .collect();
-        let roster = nodes
+        let genesis = DeviceId(nodes[0].key.verifying_key().to_bytes());
+        // The roster as pairing left it: device 0 signed every entry.
+        let mut clock = Clock::default();
+        let entries: Vec<Record> = nodes
             .iter()
-            .map(|n| DeviceId(n.key.verifying_key().to_bytes()))
+            .map(|node| {
+                let entry = Entry {
+                    device: DeviceId(node.key.verifying_key().to_bytes()),
+                    cert: node
+                        .ox
+                        .as_ref()
+                        .map(|k| kith_protocol::ox::cert_to_bytes(&k.cert()))
+                        .unwrap_or_default(),
+                    name: String::new(),
+                    role: if node.relay { Role::Relay } else { Role::Full },
+                    revoked: false,
+                };
+                entry.record(clock.tick(EPOCH), &nodes[0].key)
+            })
             .collect();
+        let mut nodes = nodes;
+        for node in &mut nodes {
+            for r in &entries {
+                node.store.insert(r.clone());
+            }
+        }
         let mut w = Self {
             group: vec![0; n],
             nodes,
@@ -189,7 +229,8 @@ impl World {
             queue: BinaryHeap::new(),
             seq: 0,
             rng,
-            roster,
+            genesis,
+            account,
             links: BTreeSet::new(),
             inbound: BTreeMap::new(),
             next_inbound: 1,
@@ -225,11 +266,27 @@ impl World {
         );
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
+        let wrap: Box<dyn KeyWrap> = match &node.ox {
+            Some(key) => Box::new(OxWrap {
+                key: key.clone(),
+                account: self.account.clone(),
+            }),
+            None => Box::new(PlainWrap {
+                me: DeviceId(node.key.verifying_key().to_bytes()),
+            }),
+        };
+        let wall = (EPOCH.0 + self.now_ms) as i64 + node.skew_ms;
+        let now = Now {
+            mono_ms: self.now_ms,
+            wall: WallTime(wall.max(0) as u64),
+        };
         node.engine = Some(Engine::new(
             self.config.clone(),
             book,
-            self.roster.clone(),
+            self.genesis,
+            wrap,
             seed,
+            now,
         ));
         node.timer_at = None;
     }
@@ -339,6 +396,36 @@ impl World {
         let ok = engine.execute(now, cmd).is_ok();
         self.drain(i, Some(deletion));
         ok
+    }
+
+    /// Node `i` revokes node `target`; returns whether it could.
+    pub fn revoke(&mut self, i: usize, target: usize) -> bool {
+        let device = self.device(target);
+        let now = self.now(i);
+        let me = self.device(i);
+        let Some(engine) = self.nodes[i].engine.as_mut() else {
+            return false;
+        };
+        if !engine.roster().is_active(&me) || !engine.roster().is_active(&device) {
+            return false;
+        }
+        engine.handle_input(now, Input::RevokeDevice(device));
+        self.drain(i, Some(true));
+        true
+    }
+
+    /// The device id of node `i`.
+    pub fn device(&self, i: usize) -> DeviceId {
+        DeviceId(self.nodes[i].key.verifying_key().to_bytes())
+    }
+
+    /// Whether node `i` is revoked in node `by`'s roster.
+    pub fn revoked_in(&self, by: usize, i: usize) -> bool {
+        let d = self.device(i);
+        self.nodes[by]
+            .engine
+            .as_ref()
+            .is_some_and(|e| e.roster().get(&d).is_some_and(|m| m.revoked_at.is_some()))
     }
 
     fn input(&mut self, i: usize, input: Input<usize>) {
@@ -490,45 +577,148 @@ impl World {
         self.now_ms = self.now_ms.max(until);
     }
 
-    /// Whether every node holds the same records and (non-relays) the same view.
+    /// Debug summary of node `i`.
+    pub fn debug(&mut self, i: usize) -> String {
+        let devices: Vec<DeviceId> = (0..self.nodes.len()).map(|j| self.device(j)).collect();
+        let online = self.nodes[i].online;
+        let Some(e) = self.nodes[i].engine.as_mut() else {
+            return "no engine".into();
+        };
+        let roster: Vec<String> = devices
+            .iter()
+            .map(|d| match e.roster().get(d) {
+                None => "-".into(),
+                Some(m) if m.revoked_at.is_some() => "R".into(),
+                Some(_) => "+".into(),
+            })
+            .collect();
+        let n = e.book().replica().len();
+        let held = e.book().replica().held().count();
+        let peers = e.peers().count();
+        let keys: Vec<String> = e
+            .book()
+            .keyring()
+            .iter()
+            .map(|s| format!("{}{}", &s.id[..4], if s.revoked { "r" } else { "" }))
+            .collect();
+        let view = e.book().view().clone();
+        format!(
+            "online {online} peers {peers} records {n} held {held} roster {} keys {:?} contacts {} unreadable {}",
+            roster.join(""),
+            keys,
+            view.contacts.len(),
+            view.unreadable.len()
+        )
+    }
+
+    /// Nodes not revoked (as node 0, the genesis, sees the roster).
+    pub fn active(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| !self.revoked_in(0, i))
+            .collect()
+    }
+
+    /// Whether every active node holds the same records and every active full node
+    /// shows the same list.
     pub fn converged(&mut self) -> bool {
-        let first: Vec<(NodeKind, ItemId, Version, [u8; 64])> = self.signature(0);
-        if !(1..self.nodes.len()).all(|i| self.signature(i) == first) {
+        let active = self.active();
+        let first = self.signature(active[0]);
+        if !active.iter().all(|&i| self.signature(i) == first) {
             return false;
         }
         let mut views = Vec::new();
-        for n in self.nodes.iter_mut().filter(|n| !n.relay) {
-            if let Some(e) = n.engine.as_mut() {
+        for &i in &active {
+            if self.nodes[i].relay {
+                continue;
+            }
+            if let Some(e) = self.nodes[i].engine.as_mut() {
                 views.push(e.book().view().clone());
             }
         }
         views.windows(2).all(|w| w[0] == w[1])
     }
 
-    fn signature(&mut self, i: usize) -> Vec<(NodeKind, ItemId, Version, [u8; 64])> {
+    fn signature(&mut self, i: usize) -> Vec<(Space, ItemId, Version, [u8; 64])> {
         match self.nodes[i].engine.as_mut() {
             Some(e) => e
                 .book()
                 .replica()
                 .records()
-                .map(|r| (r.node, r.item, r.version, r.signature))
+                .map(|r| (r.space, r.item, r.version, r.signature))
                 .collect(),
             None => Vec::new(),
         }
     }
 
-    /// Acknowledged writes that some node's final replica does not reflect (its
-    /// record for the item is older), as (writes lost, deletions undone): a deletion
-    /// undone is a deleted item that came back.
+    /// Records an active node holds although their author was revoked before
+    /// stamping them (by that node's own roster).
+    pub fn accepted_after_revocation(&mut self) -> usize {
+        let mut bad = 0;
+        for i in self.active() {
+            let Some(e) = self.nodes[i].engine.as_mut() else {
+                continue;
+            };
+            let roster: Roster = e.roster().clone();
+            bad += e
+                .book()
+                .replica()
+                .records()
+                .filter(|r| r.space != Space::Roster && !roster.may_author(&r.author(), &r.version))
+                .count();
+        }
+        bad
+    }
+
+    /// (revoked or relay nodes holding a current secret, active full nodes lacking one).
+    pub fn secret_leaks_and_gaps(&mut self) -> (usize, usize) {
+        let Some(current) = self.nodes[0].engine.as_mut().map(|e| {
+            NodeKind::ALL
+                .iter()
+                .filter_map(|n| e.book().keyring().current(*n).map(|s| s.id.clone()))
+                .collect::<Vec<_>>()
+        }) else {
+            return (0, 0);
+        };
+        let (mut leaks, mut gaps) = (0, 0);
+        for i in 0..self.nodes.len() {
+            let revoked = self.revoked_in(0, i);
+            let relay = self.nodes[i].relay;
+            let Some(e) = self.nodes[i].engine.as_mut() else {
+                continue;
+            };
+            let holds = current
+                .iter()
+                .filter(|id| e.book().keyring().get(id).is_some())
+                .count();
+            if (revoked || relay) && holds > 0 {
+                leaks += 1;
+            }
+            if !revoked && !relay && holds < current.len() {
+                gaps += 1;
+            }
+        }
+        (leaks, gaps)
+    }
+
+    /// Acknowledged writes that some active node's final replica does not reflect
+    /// (its record for the item is older), as (writes lost, deletions undone): a
+    /// deletion undone is a deleted item that came back. Writes a device stamped
+    /// after its own revocation are refused by design and not counted.
     pub fn lost_writes(&mut self) -> (usize, usize) {
         let (mut lost, mut resurrected) = (0, 0);
         let acked = std::mem::take(&mut self.acknowledged);
-        for n in &mut self.nodes {
-            let Some(e) = n.engine.as_mut() else { continue };
+        for i in self.active() {
+            let Some(e) = self.nodes[i].engine.as_mut() else {
+                continue;
+            };
+            let roster = e.roster().clone();
             let replica = e.book().replica();
             for (a, deletion) in &acked {
+                if !roster.may_author(&a.author(), &a.version) {
+                    continue;
+                }
                 if replica
-                    .get(a.node, &a.item)
+                    .get(a.space, &a.item)
                     .is_none_or(|r| r.version < a.version)
                 {
                     lost += 1;

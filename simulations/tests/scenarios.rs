@@ -103,6 +103,36 @@ fn relays_replicate_without_secrets() {
 }
 
 #[test]
+fn revocations_rotate_secrets_and_shut_the_device_out() {
+    for seed in 1..=6 {
+        let r = check(&Scenario {
+            nodes: 5,
+            revocations: 2,
+            loss: 0.05,
+            partitions: 2,
+            ..base(seed)
+        });
+        assert!(
+            r.revoked >= 1,
+            "the scenario revoked nobody: {}",
+            r.to_json()
+        );
+    }
+}
+
+#[test]
+fn real_signcrypt_on_a_small_scenario() {
+    let r = check(&Scenario {
+        nodes: 4,
+        revocations: 1,
+        real_crypto: true,
+        edits: 15,
+        ..base(3)
+    });
+    assert_eq!(r.revoked, 1);
+}
+
+#[test]
 fn everything_at_once() {
     for seed in 1..=12 {
         check(&Scenario {
@@ -114,6 +144,7 @@ fn everything_at_once() {
             crashes: 3,
             skew_ms: 2_000,
             relays: 1,
+            revocations: 2,
             ..base(seed)
         });
     }

@@ -7,7 +7,7 @@ use rand_core::CryptoRng;
 use super::edit::{Command, Editor, Error};
 use super::view::{PayloadCache, View};
 use crate::clock::{Clock, WallTime};
-use crate::record::{DeviceId, Record};
+use crate::record::{Body, DeviceId, ItemId, Record, Space};
 use crate::replica::{Authors, Outcome, Rejected, Replica};
 use crate::seal::Keyring;
 
@@ -96,6 +96,23 @@ impl Book {
         }
         self.dirty |= !records.is_empty();
         Ok(records)
+    }
+
+    /// Signs a record authored here, stamped by this device's clock.
+    pub fn sign(&mut self, space: Space, item: ItemId, body: Body, now: WallTime) -> Record {
+        self.editor.sign(space, item, body, now)
+    }
+
+    /// Applies a record authored here (already checked).
+    pub fn insert_local(&mut self, record: Record) {
+        self.dirty |= self.replica.insert(record).changed();
+    }
+
+    /// Drops records by authors no longer allowed; returns how many.
+    pub fn retain_authors(&mut self, authors: &dyn Authors) -> usize {
+        let dropped = self.replica.retain_authors(authors);
+        self.dirty |= dropped > 0;
+        dropped
     }
 
     /// Checks and applies a record from elsewhere.

@@ -78,6 +78,9 @@ pub enum Command {
         /// Its name.
         name: String,
     },
+    /// Writes every readable item again, sealed with the current secrets (after a
+    /// rotation); duplicates collapse as in an edit.
+    Reseal,
     /// Adds or updates many contacts at once (an import): a contact sharing an
     /// identity with an existing one is merged into it, its name winning when set.
     Import {
@@ -163,6 +166,18 @@ impl Editor {
     /// The clock.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// Signs a record stamped by this device's clock.
+    pub fn sign(
+        &mut self,
+        space: crate::record::Space,
+        item: ItemId,
+        body: Body,
+        now: WallTime,
+    ) -> Record {
+        let hlc = self.clock.tick(now);
+        Record::sign(space, item, hlc, body, &self.key)
     }
 
     /// Takes a received record's stamp into account.
@@ -296,6 +311,26 @@ impl Editor {
                 }
             }
             Command::Import { contacts } => self.plan_import(view, &mut plan, contacts, rng),
+            Command::Reseal => {
+                for c in &view.contacts {
+                    plan.write_contact(Some(c), c.contact.clone(), rng);
+                }
+                for entry in view.groups.values() {
+                    plan.write(
+                        NodeKind::Groups,
+                        entry.item,
+                        Write::Payload(Payload::Group(entry.group.clone())),
+                    );
+                    for dup in &entry.duplicates {
+                        plan.reserve(NodeKind::Groups, *dup);
+                    }
+                }
+                for (node, items) in &view.reserved {
+                    for item in items {
+                        plan.reserve(*node, *item);
+                    }
+                }
+            }
         }
         plan.pad(view, self.count_bucket, rng);
         self.seal_plan(plan, keyring, now, rng)

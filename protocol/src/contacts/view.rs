@@ -116,7 +116,8 @@ impl PayloadCache {
         let Body::Sealed(sealed) = &record.body else {
             return None;
         };
-        let key = (record.node, record.item);
+        let node = record.space.node()?;
+        let key = (node, record.item);
         let fresh = match self.entries.get(&key) {
             Some((v, sig, result)) => {
                 *v != record.version
@@ -130,7 +131,7 @@ impl PayloadCache {
                 Err(seal::Error::UnknownKey(id)) => Err(Unreadable::Waiting(id)),
                 Err(e) => Err(Unreadable::Sealing(e)),
                 Ok(text) => Payload::parse(&text)
-                    .and_then(|p| p.check_node(record.node).map(|()| p))
+                    .and_then(|p| p.check_node(node).map(|()| p))
                     .map_err(Unreadable::Payload),
             };
             self.entries
@@ -150,21 +151,22 @@ impl View {
     pub fn build(replica: &Replica, keyring: &Keyring, cache: &mut PayloadCache) -> Self {
         let mut view = Self::default();
         // Open everything first (this fills the cache), then merge over references.
-        for record in replica.records() {
-            if let Some(Err(e)) = cache.decode(record, keyring) {
-                view.unreadable
-                    .insert((record.node, record.item), e.clone());
-            }
-        }
-        let payloads =
+        let sealed = || {
             replica
                 .records()
-                .filter_map(|r| match cache.entries.get(&(r.node, r.item)) {
-                    Some((v, sig, Ok(p))) if *v == r.version && *sig == r.signature => {
-                        Some((r.node, r.item, r.version, p))
-                    }
-                    _ => None,
-                });
+                .filter_map(|r| r.space.node().map(|n| (n, r)))
+        };
+        for (node, record) in sealed() {
+            if let Some(Err(e)) = cache.decode(record, keyring) {
+                view.unreadable.insert((node, record.item), e.clone());
+            }
+        }
+        let payloads = sealed().filter_map(|(n, r)| match cache.entries.get(&(n, r.item)) {
+            Some((v, sig, Ok(p))) if *v == r.version && *sig == r.signature => {
+                Some((n, r.item, r.version, p))
+            }
+            _ => None,
+        });
         view.merge(payloads);
         view
     }

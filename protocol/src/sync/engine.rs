@@ -11,8 +11,12 @@ use super::recon::{self, Key};
 use super::wire::{self, Frame};
 use crate::clock::WallTime;
 use crate::contacts::{self, Book, Command};
-use crate::record::{DeviceId, Record};
+use crate::item::NodeKind;
+use crate::keys::{Delivery, KeyWrap};
+use crate::record::{Body, DeviceId, ItemId, Record, Space};
 use crate::replica::{Outcome, Rejected};
+use crate::roster::{Entry, Role, Roster};
+use crate::seal::Secret;
 
 /// Timing and size settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +62,15 @@ pub type RequestId = u64;
 pub enum Input<P> {
     /// A timer the engine asked for came due (or any later time).
     Timeout,
-    /// A user command.
+    /// A user command on the contact list.
     Command(Command),
+    /// Adds a device to the roster and gives it every secret (older ones marked
+    /// revoked), if it is a full device.
+    AddDevice(Entry),
+    /// Revokes a device: it may author nothing after now, and the secrets rotate.
+    RevokeDevice(DeviceId),
+    /// New secrets for both nodes, sent to every full device, every item re-sealed.
+    RotateSecrets,
     /// A peer is connected.
     Connected(P),
     /// A peer is gone.
@@ -142,6 +153,10 @@ pub enum Event<P> {
     },
     /// A command given as [`Input::Command`] could not be carried out.
     CommandRefused(contacts::Error),
+    /// A roster change was refused (unknown device, or this device may not).
+    RosterRefused(String),
+    /// Secrets addressed here could not be unwrapped.
+    KeysRefused(String),
     /// A frame could not be decoded.
     BadFrame {
         /// Who sent it.
@@ -156,6 +171,8 @@ pub enum Event<P> {
 pub struct Stats {
     /// Records refused (bad signature, unknown author, hold full).
     pub rejected_records: u64,
+    /// Records dropped because their author was revoked before stamping them.
+    pub dropped_after_revocation: u64,
     /// Frames that did not decode.
     pub bad_frames: u64,
     /// Frames sent.
@@ -188,7 +205,13 @@ struct Peer {
 pub struct Engine<P> {
     config: Config,
     book: Book,
-    authors: BTreeSet<DeviceId>,
+    genesis: DeviceId,
+    roster: Roster,
+    wrap: Box<dyn KeyWrap>,
+    /// Secret ids the keyring held at start (from pairing or the local store).
+    base_secrets: BTreeSet<String>,
+    /// Key records addressed here that unwrapped: item → (version, secret ids).
+    unwrapped: BTreeMap<ItemId, (crate::record::Version, Vec<String>)>,
     rng: ChaCha20Rng,
     peers: BTreeMap<P, Peer>,
     requests: BTreeMap<RequestId, P>,
@@ -202,13 +225,27 @@ pub struct Engine<P> {
 }
 
 impl<P: Ord + Clone + Debug> Engine<P> {
-    /// An engine over `book` (restored from what was persisted), trusting records by
-    /// `authors`, with randomness from `seed`.
-    pub fn new(config: Config, book: Book, authors: BTreeSet<DeviceId>, seed: [u8; 32]) -> Self {
-        Self {
+    /// An engine over `book` (restored from what was persisted), for the account
+    /// whose roster starts at `genesis`, wrapping secrets with `wrap`, with
+    /// randomness from `seed`.
+    pub fn new(
+        config: Config,
+        book: Book,
+        genesis: DeviceId,
+        wrap: Box<dyn KeyWrap>,
+        seed: [u8; 32],
+        now: Now,
+    ) -> Self {
+        let roster = Roster::build(genesis, book.replica());
+        let base_secrets = book.keyring().iter().map(|s| s.id.clone()).collect();
+        let mut engine = Self {
             config,
             book,
-            authors,
+            genesis,
+            roster,
+            wrap,
+            base_secrets,
+            unwrapped: BTreeMap::new(),
             rng: ChaCha20Rng::from_seed(seed),
             peers: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -219,7 +256,19 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             next_held_check_ms: None,
             set: None,
             stats: Stats::default(),
+        };
+        // Secrets addressed here that the keyring lacks (after a crash, say).
+        let mine: Vec<Record> = engine.book.replica().space(Space::Keys).cloned().collect();
+        for r in &mine {
+            engine.receive_keys(r, now);
         }
+        engine.outputs.clear();
+        engine
+    }
+
+    /// The roster.
+    pub fn roster(&self) -> &Roster {
+        &self.roster
     }
 
     /// The device's contact book.
@@ -266,6 +315,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                         .push_back(Output::Event(Event::CommandRefused(e)));
                 }
             }
+            Input::AddDevice(entry) => self.add_device(now, entry),
+            Input::RevokeDevice(device) => self.revoke_device(now, device),
+            Input::RotateSecrets => self.rotate(now),
             Input::Connected(p) => {
                 self.peers.insert(
                     p,
@@ -307,7 +359,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             self.flush_gossip();
         }
         if self.next_held_check_ms.is_some_and(|t| t <= now.mono_ms) {
-            let released = self.book.release(&self.authors, now.wall);
+            let released = self.book.release(&self.roster, now.wall);
             if !released.is_empty() {
                 self.set = None;
                 self.outputs.push_back(Output::Persist(released));
@@ -335,16 +387,264 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         let mut rng = self.rng.clone();
         let records = self.book.execute(cmd, now.wall, &mut rng)?;
         self.rng = rng;
-        if !records.is_empty() {
-            self.set = None;
-            self.outputs.push_back(Output::Persist(records.clone()));
-            self.outputs.push_back(Output::Event(Event::Changed));
-            self.gossip.extend(records);
-            self.gossip_due_ms
-                .get_or_insert(now.mono_ms + self.config.gossip_delay_ms);
-        }
+        self.written(now, records);
         self.timers(now);
         Ok(())
+    }
+
+    /// Persists and gossips records just written here.
+    fn written(&mut self, now: Now, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        self.set = None;
+        self.outputs.push_back(Output::Persist(records.clone()));
+        self.outputs.push_back(Output::Event(Event::Changed));
+        self.gossip.extend(records);
+        self.gossip_due_ms
+            .get_or_insert(now.mono_ms + self.config.gossip_delay_ms);
+    }
+
+    fn me(&self) -> DeviceId {
+        self.book.device()
+    }
+
+    fn refuse(&mut self, why: &str) {
+        self.outputs
+            .push_back(Output::Event(Event::RosterRefused(why.to_owned())));
+    }
+
+    fn add_device(&mut self, now: Now, entry: Entry) {
+        if !self.roster.is_active(&self.me()) {
+            return self.refuse("this device is not in the roster");
+        }
+        if self
+            .roster
+            .get(&entry.device)
+            .is_some_and(|m| m.revoked_at.is_some())
+        {
+            return self.refuse("a revoked device cannot come back");
+        }
+        let body = Body::Data(entry.encode());
+        let record = self
+            .book
+            .sign(Space::Roster, Entry::item(&entry.device), body, now.wall);
+        self.book.insert_local(record.clone());
+        self.after_roster_change();
+        let mut records = vec![record];
+        if entry.role == Role::Full && entry.device != self.me() {
+            // Every secret; all but the current ones marked revoked (XEP-0473 §4).
+            let keyring = self.book.keyring();
+            let current: Vec<&str> = NodeKind::ALL
+                .iter()
+                .filter_map(|n| keyring.current(*n))
+                .map(|s| s.id.as_str())
+                .collect();
+            let secrets: Vec<Secret> = keyring
+                .iter()
+                .map(|s| Secret {
+                    revoked: s.revoked || !current.contains(&s.id.as_str()),
+                    ..s.clone()
+                })
+                .collect();
+            records.extend(self.deliver(now, &[entry.device], &secrets));
+        }
+        self.written(now, records);
+    }
+
+    fn revoke_device(&mut self, now: Now, device: DeviceId) {
+        let Some(member) = self.roster.get(&device) else {
+            return self.refuse("no such device");
+        };
+        let entry = Entry {
+            revoked: true,
+            ..member.entry.clone()
+        };
+        if !self.roster.is_active(&self.me()) {
+            return self.refuse("this device is not in the roster");
+        }
+        let record = self.book.sign(
+            Space::Roster,
+            Entry::item(&device),
+            Body::Data(entry.encode()),
+            now.wall,
+        );
+        self.book.insert_local(record.clone());
+        self.after_roster_change();
+        self.written(now, vec![record]);
+        self.rotate(now);
+    }
+
+    fn rotate(&mut self, now: Now) {
+        if self
+            .roster
+            .get(&self.me())
+            .is_some_and(|m| m.entry.role != Role::Full)
+        {
+            return;
+        }
+        let fresh: Vec<Secret> = NodeKind::ALL
+            .iter()
+            .map(|n| Secret::generate(*n, now.wall, &mut self.rng))
+            .collect();
+        // Every active full device gets them, this one included: a delivery is what
+        // vouches for a secret (see `audit_keys`).
+        let to: Vec<DeviceId> = self
+            .roster
+            .active()
+            .filter(|m| m.entry.role == Role::Full)
+            .map(|m| m.entry.device)
+            .collect();
+        let mut records = self.deliver(now, &to, &fresh);
+        let me = self.me();
+        let mine: Vec<Record> = records
+            .iter()
+            .filter(|r| matches!(&r.body, Body::Data(d) if Delivery::decode(d).is_ok_and(|d| d.to == me)))
+            .cloned()
+            .collect();
+        for r in &mine {
+            self.receive_keys(r, now);
+        }
+        let mut rng = self.rng.clone();
+        if let Ok(resealed) = self.book.execute(Command::Reseal, now.wall, &mut rng) {
+            records.extend(resealed);
+        }
+        self.rng = rng;
+        self.written(now, records);
+    }
+
+    /// Key records carrying `secrets` to each device in `to`.
+    fn deliver(&mut self, now: Now, to: &[DeviceId], secrets: &[Secret]) -> Vec<Record> {
+        let Some(first) = secrets.first() else {
+            return Vec::new();
+        };
+        let mut records = Vec::new();
+        for device in to {
+            let Some(member) = self.roster.get(device).cloned() else {
+                continue;
+            };
+            match self.wrap.wrap(secrets, &member, now.wall, &mut self.rng) {
+                Ok(wrapped) => {
+                    let body = Body::Data(
+                        Delivery {
+                            to: *device,
+                            wrapped,
+                        }
+                        .encode(),
+                    );
+                    let record = self.book.sign(
+                        Space::Keys,
+                        Delivery::item(device, &first.id),
+                        body,
+                        now.wall,
+                    );
+                    self.book.insert_local(record.clone());
+                    records.push(record);
+                }
+                Err(e) => self.outputs.push_back(Output::Event(Event::KeysRefused(e))),
+            }
+        }
+        records
+    }
+
+    /// Rebuilds the roster after a roster record changed, and drops records whose
+    /// author it no longer allows; returns how many were dropped.
+    fn after_roster_change(&mut self) -> usize {
+        self.roster = Roster::build(self.genesis, self.book.replica());
+        let dropped = self.book.retain_authors(&self.roster);
+        self.stats.dropped_after_revocation += dropped as u64;
+        if dropped > 0 {
+            // A dropped roster record may itself change the roster.
+            self.roster = Roster::build(self.genesis, self.book.replica());
+        }
+        self.set = None;
+        dropped
+    }
+
+    /// Keeps the keyring honest after records were dropped: a secret may seal new
+    /// items only while the initial keyring or a key record still present vouches for
+    /// it. A secret whose delivery was dropped (it came from a device revoked before
+    /// it sent it) stays for reading but is marked revoked, and a full device then
+    /// rotates, so that what was sealed with it is sealed again with a secret every
+    /// device receives.
+    fn audit_keys(&mut self, now: Now) {
+        let replica = self.book.replica();
+        let vouched: BTreeSet<&String> = self
+            .unwrapped
+            .iter()
+            .filter(|(item, (v, _))| {
+                replica
+                    .get(Space::Keys, item)
+                    .is_some_and(|r| r.version == *v)
+            })
+            .flat_map(|(_, (_, ids))| ids)
+            .chain(&self.base_secrets)
+            .collect();
+        let orphans: Vec<String> = self
+            .book
+            .keyring()
+            .iter()
+            .filter(|s| !s.revoked && !vouched.contains(&s.id))
+            .map(|s| s.id.clone())
+            .collect();
+        // A current secret delivered to a device that is revoked now (a rotation
+        // that crossed the revocation) must be replaced too.
+        let revoked: Vec<DeviceId> = self
+            .roster
+            .members()
+            .filter(|m| m.revoked_at.is_some())
+            .map(|m| m.entry.device)
+            .collect();
+        let leaked = NodeKind::ALL
+            .iter()
+            .filter_map(|n| self.book.keyring().current(*n))
+            .any(|s| {
+                revoked.iter().any(|d| {
+                    self.book
+                        .replica()
+                        .get(Space::Keys, &Delivery::item(d, &s.id))
+                        .is_some()
+                })
+            });
+        if orphans.is_empty() && !leaked {
+            return;
+        }
+        let keyring = self.book.keyring_mut();
+        for id in &orphans {
+            keyring.revoke(id);
+        }
+        if self.roster.is_active(&self.me()) {
+            self.rotate(now);
+        }
+    }
+
+    /// Unwraps a key record if it is addressed here.
+    fn receive_keys(&mut self, record: &Record, now: Now) {
+        let Body::Data(d) = &record.body else { return };
+        let Ok(delivery) = Delivery::decode(d) else {
+            return;
+        };
+        if delivery.to != self.me() {
+            return;
+        }
+        let Some(author) = self.roster.get(&record.author()).cloned() else {
+            return;
+        };
+        match self
+            .wrap
+            .unwrap(&delivery.wrapped, &author, &self.roster, now.wall)
+        {
+            Ok(secrets) => {
+                let ids = secrets.iter().map(|s| s.id.clone()).collect();
+                self.unwrapped.insert(record.item, (record.version, ids));
+                let keyring = self.book.keyring_mut();
+                for s in secrets {
+                    keyring.insert(s);
+                }
+                self.outputs.push_back(Output::Event(Event::Changed));
+            }
+            Err(e) => self.outputs.push_back(Output::Event(Event::KeysRefused(e))),
+        }
     }
 
     fn flush_gossip(&mut self) {
@@ -385,12 +685,22 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }));
     }
 
-    /// Applies records from `peer`; persists those that changed the replica.
-    fn apply(&mut self, now: Now, peer: &P, records: Vec<Record>) {
+    /// Applies records from `peer`; persists those that changed the replica. Roster
+    /// records go first, so that records by a device added in the same batch are
+    /// accepted.
+    fn apply(&mut self, now: Now, peer: &P, mut records: Vec<Record>) {
+        records.sort_by_key(|r| r.space != Space::Roster);
         let mut changed = Vec::new();
+        let mut audit = false;
         for r in records {
-            match self.book.receive(r.clone(), &self.authors, now.wall) {
-                Ok(o) if o.changed() => changed.push(r),
+            match self.book.receive(r.clone(), &self.roster, now.wall) {
+                Ok(o) if o.changed() => {
+                    if r.space == Space::Roster {
+                        self.after_roster_change();
+                        audit = true;
+                    }
+                    changed.push(r);
+                }
                 Ok(Outcome::Held) => {
                     self.next_held_check_ms
                         .get_or_insert(now.mono_ms + self.config.held_check_ms);
@@ -407,23 +717,30 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         if !changed.is_empty() {
             self.set = None;
+            let keys: Vec<Record> = changed
+                .iter()
+                .filter(|r| r.space == Space::Keys)
+                .cloned()
+                .collect();
             self.outputs.push_back(Output::Persist(changed));
             self.outputs.push_back(Output::Event(Event::Changed));
+            for r in &keys {
+                self.receive_keys(r, now);
+            }
+        }
+        if audit {
+            self.audit_keys(now);
         }
     }
 
     fn set(&mut self) -> &recon::Set {
         if self.set.is_none() {
             let entries = self.book.replica().records().map(|r| {
-                let space = match r.node {
-                    crate::item::NodeKind::Contacts => 0,
-                    crate::item::NodeKind::Groups => 1,
-                };
                 let mut h = [0u8; 16];
                 h.copy_from_slice(&r.signature[..16]);
                 (
                     Key {
-                        space,
+                        space: r.space.code(),
                         item: r.item.0,
                     },
                     u128::from_le_bytes(h),
@@ -444,16 +761,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         let mut out = Vec::new();
         let mut size = 0;
         while let Some(key) = peer.owed.first().copied() {
-            let node = if key.space == 0 {
-                crate::item::NodeKind::Contacts
-            } else {
-                crate::item::NodeKind::Groups
-            };
-            let Some(r) = self
-                .book
-                .replica()
-                .get(node, &crate::record::ItemId(key.item))
-            else {
+            let space = Space::from_code(u64::from(key.space)).unwrap_or(Space::Contacts);
+            let Some(r) = self.book.replica().get(space, &ItemId(key.item)) else {
                 peer.owed.remove(&key);
                 continue;
             };
