@@ -179,10 +179,19 @@ mod tests {
 
     #[test]
     fn deliveries_round_trip_and_reject_garbage() {
-        let d = Delivery { to: DeviceId([7; 32]), wrapped: vec![1, 2, 3] };
+        let d = Delivery {
+            to: DeviceId([7; 32]),
+            wrapped: vec![1, 2, 3],
+        };
         assert_eq!(Delivery::decode(&d.encode()), Ok(d));
         assert_eq!(Delivery::decode(&[0x82, 0x00, 0x00]), Err(BadDelivery));
-        assert_eq!(Delivery::decode(&vec![0; MAX_DELIVERY_BYTES + 1]), Err(BadDelivery));
-        assert_ne!(Delivery::item(&DeviceId([1; 32]), "a"), Delivery::item(&DeviceId([2; 32]), "a"));
+        assert_eq!(
+            Delivery::decode(&vec![0; MAX_DELIVERY_BYTES + 1]),
+            Err(BadDelivery)
+        );
+        assert_ne!(
+            Delivery::item(&DeviceId([1; 32]), "a"),
+            Delivery::item(&DeviceId([2; 32]), "a")
+        );
     }
 }

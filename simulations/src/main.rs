@@ -88,6 +88,9 @@ struct Opts {
     /// Wrap secrets with real XEP-0373 signcrypt (slower, not byte-reproducible).
     #[arg(long)]
     real_crypto: bool,
+    /// Direct links per device for reconciliation (gossip reaches every device).
+    #[arg(long, default_value_t = 8)]
+    degree: usize,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -121,6 +124,7 @@ impl Opts {
             relays: self.relays,
             revocations: self.revocations,
             real_crypto: self.real_crypto,
+            degree: self.degree,
             seed: self.seed,
         })
     }

@@ -47,6 +47,9 @@ pub struct Scenario {
     /// Wrap secrets with real XEP-0373 signcrypt instead of the deterministic
     /// stand-in (slower; the trace then varies with sequoia's own randomness).
     pub real_crypto: bool,
+    /// Direct links per device for reconciliation (gossip reaches everyone in the
+    /// partition); a full mesh when it is at least `nodes - 1`.
+    pub degree: usize,
     /// Seed of everything random.
     pub seed: u64,
 }
@@ -67,6 +70,7 @@ impl Default for Scenario {
             relays: 0,
             revocations: 0,
             real_crypto: false,
+            degree: 8,
             seed: 1,
         }
     }
@@ -179,6 +183,7 @@ pub fn run(s: &Scenario) -> Report {
         config,
         s.seed,
         s.real_crypto,
+        s.degree,
     );
     let full = s.nodes - s.relays.min(s.nodes.saturating_sub(1));
     let mut next_jid = 0usize;

@@ -120,6 +120,9 @@ pub struct World {
     account: kith_protocol::jid::BareJid,
     /// Partition group of each node; nodes talk only within a group.
     pub group: Vec<u32>,
+    /// Pairs that connect directly when both are up (the overlay): a ring plus
+    /// random chords, about `degree` per device.
+    neighbours: Vec<(usize, usize)>,
     links: BTreeSet<(usize, usize)>,
     /// inbound request handle → (requester, its request id)
     inbound: BTreeMap<u64, (usize, u64)>,
@@ -154,6 +157,7 @@ impl World {
         config: sync::Config,
         seed: u64,
         real_crypto: bool,
+        degree: usize,
     ) -> Self {
         let account = kith_protocol::jid::BareJid::parse("sim@kith.invalid").expect("valid JID");
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
@@ -231,6 +235,7 @@ impl World {
             rng,
             genesis,
             account,
+            neighbours: Vec::new(),
             links: BTreeSet::new(),
             inbound: BTreeMap::new(),
             next_inbound: 1,
@@ -239,6 +244,23 @@ impl World {
             last_change_ms: 0,
             steps: 0,
             trace: 0xcbf2_9ce4_8422_2325,
+        };
+        w.neighbours = if degree + 1 >= n {
+            (0..n)
+                .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+                .collect()
+        } else {
+            let mut pairs = BTreeSet::new();
+            for a in 0..n {
+                pairs.insert((a.min((a + 1) % n), a.max((a + 1) % n)));
+                for _ in 0..degree.saturating_sub(2).div_ceil(2) {
+                    let b = (w.rng.next_u64() % n as u64) as usize;
+                    if a != b {
+                        pairs.insert((a.min(b), a.max(b)));
+                    }
+                }
+            }
+            pairs.into_iter().collect()
         };
         for i in 0..n {
             w.start(i);
@@ -289,6 +311,8 @@ impl World {
             now,
         ));
         node.timer_at = None;
+        // Starting may already produce outputs (a rotation after an audit).
+        self.drain(i, None);
     }
 
     /// Drops node `i`'s memory; it restarts from its store.
@@ -336,23 +360,26 @@ impl World {
 
     /// Connects exactly the pairs that are online and in the same group.
     fn relink(&mut self) {
-        let n = self.nodes.len();
-        for a in 0..n {
-            for b in a + 1..n {
-                let up =
-                    self.nodes[a].online && self.nodes[b].online && self.group[a] == self.group[b];
-                let is = self.links.contains(&(a, b));
-                if up && !is {
-                    self.links.insert((a, b));
-                    self.input(a, Input::Connected(b));
-                    self.input(b, Input::Connected(a));
-                } else if !up && is {
-                    self.links.remove(&(a, b));
-                    self.input(a, Input::Disconnected(b));
-                    self.input(b, Input::Disconnected(a));
-                }
+        for k in 0..self.neighbours.len() {
+            let (a, b) = self.neighbours[k];
+            let up = self.reachable(a, b);
+            let is = self.links.contains(&(a, b));
+            if up && !is {
+                self.links.insert((a, b));
+                self.input(a, Input::Connected(b));
+                self.input(b, Input::Connected(a));
+            } else if !up && is {
+                self.links.remove(&(a, b));
+                self.input(a, Input::Disconnected(b));
+                self.input(b, Input::Disconnected(a));
             }
         }
+    }
+
+    /// Whether gossip from `a` can reach `b`: both online, same partition (the
+    /// gossipsub mesh spans the partition).
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        self.nodes[a].online && self.nodes[b].online && self.group[a] == self.group[b]
     }
 
     fn connected(&self, a: usize, b: usize) -> bool {
@@ -453,7 +480,7 @@ impl World {
                 Output::Publish(bytes) => {
                     self.count(i, bytes.len());
                     let peers: Vec<usize> = (0..self.nodes.len())
-                        .filter(|&p| p != i && self.connected(i, p))
+                        .filter(|&p| p != i && self.reachable(i, p))
                         .collect();
                     for p in peers {
                         self.send(Event::Gossip {
@@ -545,7 +572,7 @@ impl World {
                     }
                 }
                 Event::Gossip { to, from, bytes } => {
-                    if self.connected(to, from) {
+                    if self.reachable(to, from) {
                         self.input(to, Input::Gossip { from, bytes });
                     }
                 }

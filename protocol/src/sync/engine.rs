@@ -227,7 +227,8 @@ pub struct Engine<P> {
 impl<P: Ord + Clone + Debug> Engine<P> {
     /// An engine over `book` (restored from what was persisted), for the account
     /// whose roster starts at `genesis`, wrapping secrets with `wrap`, with
-    /// randomness from `seed`.
+    /// randomness from `seed`. Drain [`Engine::poll_output`] after construction too:
+    /// checking what was persisted may already produce outputs.
     pub fn new(
         config: Config,
         book: Book,
@@ -257,12 +258,15 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             set: None,
             stats: Stats::default(),
         };
+        // What was persisted is checked again: records dropped after a revocation
+        // may still be in the store.
+        engine.after_roster_change();
         // Secrets addressed here that the keyring lacks (after a crash, say).
         let mine: Vec<Record> = engine.book.replica().space(Space::Keys).cloned().collect();
         for r in &mine {
             engine.receive_keys(r, now);
         }
-        engine.outputs.clear();
+        engine.audit_keys(now);
         engine
     }
 
@@ -360,6 +364,10 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         if self.next_held_check_ms.is_some_and(|t| t <= now.mono_ms) {
             let released = self.book.release(&self.roster, now.wall);
+            if released.iter().any(|r| r.space == Space::Roster) {
+                self.after_roster_change();
+                self.audit_keys(now);
+            }
             if !released.is_empty() {
                 self.set = None;
                 self.outputs.push_back(Output::Persist(released));
