@@ -23,6 +23,8 @@ use crate::record::{DeviceId, ItemId, Record, Space, Version};
 
 /// Most records held for being stamped in the future.
 pub const MAX_HELD: usize = 10_000;
+/// Most records set aside because a roster change disallowed their author.
+pub const MAX_QUARANTINED: usize = 100_000;
 
 /// Who may author records.
 pub trait Authors {
@@ -81,6 +83,12 @@ impl Outcome {
 pub struct Replica {
     records: BTreeMap<(Space, ItemId), Record>,
     held: BTreeMap<(Hlc, Space, ItemId, [u8; 64]), Record>,
+    /// Records whose author a roster change disallowed, kept in case a later roster
+    /// change (the revocation itself turning out invalid) allows them again.
+    quarantine: BTreeMap<(Space, ItemId, [u8; 64]), Record>,
+    /// For each item, the record a write by another device replaced: put back if
+    /// that write is set aside (its author turns out revoked before stamping it).
+    shadows: BTreeMap<(Space, ItemId), Record>,
     /// How far ahead of local wall time a record may be stamped and still apply.
     pub max_ahead_ms: u64,
 }
@@ -108,6 +116,8 @@ impl Replica {
         Self {
             records: BTreeMap::new(),
             held: BTreeMap::new(),
+            quarantine: BTreeMap::new(),
+            shadows: BTreeMap::new(),
             max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
         }
     }
@@ -153,7 +163,10 @@ impl Replica {
             }
             Some(old) if *old == record => Outcome::Duplicate,
             Some(old) if wins(&record, old) => {
-                *old = record;
+                let previous = std::mem::replace(old, record);
+                if previous.author() != old.author() {
+                    self.shadows.insert(key, previous);
+                }
                 Outcome::Replaced
             }
             Some(_) => Outcome::Stale,
@@ -215,15 +228,62 @@ impl Replica {
         self.held.values()
     }
 
-    /// Drops the records of authors no longer allowed (after a revocation), held
-    /// ones included; returns how many were dropped.
+    /// Sets aside the records (held ones included) of authors no longer allowed
+    /// (after a revocation); returns how many. They come back through
+    /// [`Replica::restore`] if a later roster change allows them again.
     pub fn retain_authors(&mut self, authors: &dyn Authors) -> usize {
-        let before = self.records.len() + self.held.len();
-        self.records
-            .retain(|_, r| authors.may_author(&r.author(), &r.version));
+        let mut moved = 0;
+        let disallowed: Vec<(Space, ItemId)> = self
+            .records
+            .iter()
+            .filter(|(_, r)| !authors.may_author(&r.author(), &r.version))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in disallowed {
+            if let Some(r) = self.records.remove(&k) {
+                self.quarantine.insert((r.space, r.item, r.signature), r);
+                moved += 1;
+                // What that record replaced comes back, if its author is allowed.
+                if let Some(shadow) = self.shadows.remove(&k)
+                    && authors.may_author(&shadow.author(), &shadow.version)
+                {
+                    self.records.insert(k, shadow);
+                }
+            }
+        }
+        let before = self.held.len();
         self.held
             .retain(|_, r| authors.may_author(&r.author(), &r.version));
-        before - self.records.len() - self.held.len()
+        moved += before - self.held.len();
+        while self.quarantine.len() > MAX_QUARANTINED {
+            self.quarantine.pop_first();
+        }
+        moved
+    }
+
+    /// Puts back quarantined records whose author is allowed again (by the usual
+    /// last-writer-wins); returns those that changed the replica.
+    pub fn restore(&mut self, authors: &dyn Authors) -> Vec<Record> {
+        let allowed: Vec<(Space, ItemId, [u8; 64])> = self
+            .quarantine
+            .iter()
+            .filter(|(_, r)| authors.may_author(&r.author(), &r.version))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut changed = Vec::new();
+        for k in allowed {
+            if let Some(r) = self.quarantine.remove(&k)
+                && self.insert(r.clone()).changed()
+            {
+                changed.push(r);
+            }
+        }
+        changed
+    }
+
+    /// Records set aside by [`Replica::retain_authors`].
+    pub fn quarantined(&self) -> impl Iterator<Item = &Record> {
+        self.quarantine.values()
     }
 }
 

@@ -108,11 +108,13 @@ impl Book {
         self.dirty |= self.replica.insert(record).changed();
     }
 
-    /// Drops records by authors no longer allowed; returns how many.
-    pub fn retain_authors(&mut self, authors: &dyn Authors) -> usize {
+    /// Sets aside records by authors no longer allowed, and puts back those allowed
+    /// again; returns (how many were set aside, the records put back).
+    pub fn retain_authors(&mut self, authors: &dyn Authors) -> (usize, Vec<Record>) {
         let dropped = self.replica.retain_authors(authors);
-        self.dirty |= dropped > 0;
-        dropped
+        let restored = self.replica.restore(authors);
+        self.dirty |= dropped > 0 || !restored.is_empty();
+        (dropped, restored)
     }
 
     /// Checks and applies a record from elsewhere.

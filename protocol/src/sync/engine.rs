@@ -558,13 +558,21 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// Rebuilds the roster after a roster record changed, and drops records whose
     /// author it no longer allows; returns how many were dropped.
     fn after_roster_change(&mut self) -> usize {
-        self.roster = Roster::build(self.genesis, self.book.replica());
-        let dropped = self.book.retain_authors(&self.roster);
-        self.stats.dropped_after_revocation += dropped as u64;
-        if dropped > 0 {
-            // A dropped roster record may itself change the roster.
+        let mut dropped = 0;
+        // Setting records aside or putting them back may change the roster itself
+        // (a roster record by a revoked device); repeat until it is stable.
+        for _ in 0..8 {
             self.roster = Roster::build(self.genesis, self.book.replica());
+            let (moved, restored) = self.book.retain_authors(&self.roster);
+            dropped += moved;
+            if !restored.is_empty() {
+                self.outputs.push_back(Output::Persist(restored));
+            }
+            if moved == 0 && Roster::build(self.genesis, self.book.replica()) == self.roster {
+                break;
+            }
         }
+        self.stats.dropped_after_revocation += dropped as u64;
         self.set = None;
         dropped
     }
