@@ -11,13 +11,15 @@ use kith_protocol::contacts::{Book, Command};
 use kith_protocol::item::NodeKind;
 use kith_protocol::keys::{KeyWrap, OxWrap};
 use kith_protocol::ox::DeviceKey;
-use kith_protocol::record::{DeviceId, ItemId, Record, Space, Version};
-use kith_protocol::replica::{Authors, Replica};
-use kith_protocol::roster::{Entry, Role, Roster};
+use kith_protocol::record::{DeviceId, Record};
+use kith_protocol::replica::Replica;
+use kith_protocol::roster::{Entry, Role};
 use kith_protocol::seal::{Keyring, Secret};
 use kith_protocol::sync::{self, Engine, Input, Now, Output};
 
 use crate::wrap::PlainWrap;
+
+mod checks;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -602,159 +604,6 @@ impl World {
             }
         }
         self.now_ms = self.now_ms.max(until);
-    }
-
-    /// Debug summary of node `i`.
-    pub fn debug(&mut self, i: usize) -> String {
-        let devices: Vec<DeviceId> = (0..self.nodes.len()).map(|j| self.device(j)).collect();
-        let online = self.nodes[i].online;
-        let Some(e) = self.nodes[i].engine.as_mut() else {
-            return "no engine".into();
-        };
-        let roster: Vec<String> = devices
-            .iter()
-            .map(|d| match e.roster().get(d) {
-                None => "-".into(),
-                Some(m) if m.revoked_at.is_some() => "R".into(),
-                Some(_) => "+".into(),
-            })
-            .collect();
-        let n = e.book().replica().len();
-        let held = e.book().replica().held().count();
-        let peers = e.peers().count();
-        let keys: Vec<String> = e
-            .book()
-            .keyring()
-            .iter()
-            .map(|s| format!("{}{}", &s.id[..4], if s.revoked { "r" } else { "" }))
-            .collect();
-        let view = e.book().view().clone();
-        format!(
-            "online {online} peers {peers} records {n} held {held} roster {} keys {:?} contacts {} unreadable {}",
-            roster.join(""),
-            keys,
-            view.contacts.len(),
-            view.unreadable.len()
-        )
-    }
-
-    /// Nodes not revoked (as node 0, the genesis, sees the roster).
-    pub fn active(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| !self.revoked_in(0, i))
-            .collect()
-    }
-
-    /// Whether every active node holds the same records and every active full node
-    /// shows the same list.
-    pub fn converged(&mut self) -> bool {
-        let active = self.active();
-        let first = self.signature(active[0]);
-        if !active.iter().all(|&i| self.signature(i) == first) {
-            return false;
-        }
-        let mut views = Vec::new();
-        for &i in &active {
-            if self.nodes[i].relay {
-                continue;
-            }
-            if let Some(e) = self.nodes[i].engine.as_mut() {
-                views.push(e.book().view().clone());
-            }
-        }
-        views.windows(2).all(|w| w[0] == w[1])
-    }
-
-    fn signature(&mut self, i: usize) -> Vec<(Space, ItemId, Version, [u8; 64])> {
-        match self.nodes[i].engine.as_mut() {
-            Some(e) => e
-                .book()
-                .replica()
-                .records()
-                .map(|r| (r.space, r.item, r.version, r.signature))
-                .collect(),
-            None => Vec::new(),
-        }
-    }
-
-    /// Records an active node holds although their author was revoked before
-    /// stamping them (by that node's own roster).
-    pub fn accepted_after_revocation(&mut self) -> usize {
-        let mut bad = 0;
-        for i in self.active() {
-            let Some(e) = self.nodes[i].engine.as_mut() else {
-                continue;
-            };
-            let roster: Roster = e.roster().clone();
-            bad += e
-                .book()
-                .replica()
-                .records()
-                .filter(|r| r.space != Space::Roster && !roster.may_author(&r.author(), &r.version))
-                .count();
-        }
-        bad
-    }
-
-    /// (revoked or relay nodes holding a current secret, active full nodes lacking one).
-    pub fn secret_leaks_and_gaps(&mut self) -> (usize, usize) {
-        let Some(current) = self.nodes[0].engine.as_mut().map(|e| {
-            NodeKind::ALL
-                .iter()
-                .filter_map(|n| e.book().keyring().current(*n).map(|s| s.id.clone()))
-                .collect::<Vec<_>>()
-        }) else {
-            return (0, 0);
-        };
-        let (mut leaks, mut gaps) = (0, 0);
-        for i in 0..self.nodes.len() {
-            let revoked = self.revoked_in(0, i);
-            let relay = self.nodes[i].relay;
-            let Some(e) = self.nodes[i].engine.as_mut() else {
-                continue;
-            };
-            let holds = current
-                .iter()
-                .filter(|id| e.book().keyring().get(id).is_some())
-                .count();
-            if (revoked || relay) && holds > 0 {
-                leaks += 1;
-            }
-            if !revoked && !relay && holds < current.len() {
-                gaps += 1;
-            }
-        }
-        (leaks, gaps)
-    }
-
-    /// Acknowledged writes that some active node's final replica does not reflect
-    /// (its record for the item is older), as (writes lost, deletions undone): a
-    /// deletion undone is a deleted item that came back. Writes a device stamped
-    /// after its own revocation are refused by design and not counted.
-    pub fn lost_writes(&mut self) -> (usize, usize) {
-        let (mut lost, mut resurrected) = (0, 0);
-        let acked = std::mem::take(&mut self.acknowledged);
-        for i in self.active() {
-            let Some(e) = self.nodes[i].engine.as_mut() else {
-                continue;
-            };
-            let roster = e.roster().clone();
-            let replica = e.book().replica();
-            for (a, deletion) in &acked {
-                if !roster.may_author(&a.author(), &a.version) {
-                    continue;
-                }
-                if replica
-                    .get(a.space, &a.item)
-                    .is_none_or(|r| r.version < a.version)
-                {
-                    lost += 1;
-                    resurrected += usize::from(*deletion);
-                }
-            }
-        }
-        self.acknowledged = acked;
-        (lost, resurrected)
     }
 
     /// Random number in `0..n`.

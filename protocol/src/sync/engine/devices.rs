@@ -1,0 +1,265 @@
+//! Device and secret management: the roster, key deliveries, revocation, rotation
+//! and the keyring audit.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+
+use super::{Engine, Event, Now, Output};
+use crate::contacts::Command;
+use crate::item::NodeKind;
+use crate::keys::Delivery;
+use crate::record::{Body, DeviceId, Record, Space};
+use crate::roster::{Entry, Role, Roster};
+use crate::seal::Secret;
+
+impl<P: Ord + Clone + Debug> Engine<P> {
+    pub(super) fn me(&self) -> DeviceId {
+        self.book.device()
+    }
+
+    pub(super) fn refuse(&mut self, why: &str) {
+        self.outputs
+            .push_back(Output::Event(Event::RosterRefused(why.to_owned())));
+    }
+
+    pub(super) fn add_device(&mut self, now: Now, entry: Entry) {
+        if !self.roster.is_active(&self.me()) {
+            return self.refuse("this device is not in the roster");
+        }
+        if self
+            .roster
+            .get(&entry.device)
+            .is_some_and(|m| m.revoked_at.is_some())
+        {
+            return self.refuse("a revoked device cannot come back");
+        }
+        let body = Body::Data(entry.encode());
+        let record = self
+            .book
+            .sign(Space::Roster, Entry::item(&entry.device), body, now.wall);
+        self.book.insert_local(record.clone());
+        self.after_roster_change();
+        let mut records = vec![record];
+        if entry.role == Role::Full && entry.device != self.me() {
+            // Every secret; all but the current ones marked revoked (XEP-0473 §4).
+            let keyring = self.book.keyring();
+            let current: Vec<&str> = NodeKind::ALL
+                .iter()
+                .filter_map(|n| keyring.current(*n))
+                .map(|s| s.id.as_str())
+                .collect();
+            let secrets: Vec<Secret> = keyring
+                .iter()
+                .map(|s| Secret {
+                    revoked: s.revoked || !current.contains(&s.id.as_str()),
+                    ..s.clone()
+                })
+                .collect();
+            records.extend(self.deliver(now, &[entry.device], &secrets));
+        }
+        self.written(now, records);
+    }
+
+    pub(super) fn revoke_device(&mut self, now: Now, device: DeviceId) {
+        let Some(member) = self.roster.get(&device) else {
+            return self.refuse("no such device");
+        };
+        let entry = Entry {
+            revoked: true,
+            ..member.entry.clone()
+        };
+        if !self.roster.is_active(&self.me()) {
+            return self.refuse("this device is not in the roster");
+        }
+        let record = self.book.sign(
+            Space::Roster,
+            Entry::item(&device),
+            Body::Data(entry.encode()),
+            now.wall,
+        );
+        self.book.insert_local(record.clone());
+        self.after_roster_change();
+        self.written(now, vec![record]);
+        self.rotate(now);
+    }
+
+    pub(super) fn rotate(&mut self, now: Now) {
+        if self
+            .roster
+            .get(&self.me())
+            .is_some_and(|m| m.entry.role != Role::Full)
+        {
+            return;
+        }
+        let fresh: Vec<Secret> = NodeKind::ALL
+            .iter()
+            .map(|n| Secret::generate(*n, now.wall, &mut self.rng))
+            .collect();
+        // Every active full device gets them, this one included: a delivery is what
+        // vouches for a secret (see `audit_keys`).
+        let to: Vec<DeviceId> = self
+            .roster
+            .active()
+            .filter(|m| m.entry.role == Role::Full)
+            .map(|m| m.entry.device)
+            .collect();
+        let mut records = self.deliver(now, &to, &fresh);
+        let me = self.me();
+        let mine: Vec<Record> = records
+            .iter()
+            .filter(|r| matches!(&r.body, Body::Data(d) if Delivery::decode(d).is_ok_and(|d| d.to == me)))
+            .cloned()
+            .collect();
+        for r in &mine {
+            self.receive_keys(r, now);
+        }
+        let mut rng = self.rng.clone();
+        if let Ok(resealed) = self.book.execute(Command::Reseal, now.wall, &mut rng) {
+            records.extend(resealed);
+        }
+        self.rng = rng;
+        self.written(now, records);
+    }
+
+    /// Key records carrying `secrets` to each device in `to`.
+    pub(super) fn deliver(&mut self, now: Now, to: &[DeviceId], secrets: &[Secret]) -> Vec<Record> {
+        let Some(first) = secrets.first() else {
+            return Vec::new();
+        };
+        let mut records = Vec::new();
+        for device in to {
+            let Some(member) = self.roster.get(device).cloned() else {
+                continue;
+            };
+            match self.wrap.wrap(secrets, &member, now.wall, &mut self.rng) {
+                Ok(wrapped) => {
+                    let body = Body::Data(
+                        Delivery {
+                            to: *device,
+                            wrapped,
+                        }
+                        .encode(),
+                    );
+                    let record = self.book.sign(
+                        Space::Keys,
+                        Delivery::item(device, &first.id),
+                        body,
+                        now.wall,
+                    );
+                    self.book.insert_local(record.clone());
+                    records.push(record);
+                }
+                Err(e) => self.outputs.push_back(Output::Event(Event::KeysRefused(e))),
+            }
+        }
+        records
+    }
+
+    /// Rebuilds the roster after a roster record changed, and drops records whose
+    /// author it no longer allows; returns how many were dropped.
+    pub(super) fn after_roster_change(&mut self) -> usize {
+        let mut dropped = 0;
+        // Setting records aside or putting them back may change the roster itself
+        // (a roster record by a revoked device); repeat until it is stable.
+        for _ in 0..8 {
+            self.roster = Roster::build(self.genesis, self.book.replica());
+            let (moved, restored) = self.book.retain_authors(&self.roster);
+            dropped += moved;
+            if !restored.is_empty() {
+                self.outputs.push_back(Output::Persist(restored));
+            }
+            if moved == 0 && Roster::build(self.genesis, self.book.replica()) == self.roster {
+                break;
+            }
+        }
+        self.stats.dropped_after_revocation += dropped as u64;
+        self.set = None;
+        dropped
+    }
+
+    /// Keeps the keyring honest after records were dropped: a secret may seal new
+    /// items only while the initial keyring or a key record still present vouches for
+    /// it. A secret whose delivery was dropped (it came from a device revoked before
+    /// it sent it) stays for reading but is marked revoked, and a full device then
+    /// rotates, so that what was sealed with it is sealed again with a secret every
+    /// device receives.
+    pub(super) fn audit_keys(&mut self, now: Now) {
+        let replica = self.book.replica();
+        let vouched: BTreeSet<&String> = self
+            .unwrapped
+            .iter()
+            .filter(|(item, (v, _))| {
+                replica
+                    .get(Space::Keys, item)
+                    .is_some_and(|r| r.version == *v)
+            })
+            .flat_map(|(_, (_, ids))| ids)
+            .chain(&self.base_secrets)
+            .collect();
+        let orphans: Vec<String> = self
+            .book
+            .keyring()
+            .iter()
+            .filter(|s| !s.revoked && !vouched.contains(&s.id))
+            .map(|s| s.id.clone())
+            .collect();
+        // A current secret delivered to a device that is revoked now (a rotation
+        // that crossed the revocation) must be replaced too.
+        let revoked: Vec<DeviceId> = self
+            .roster
+            .members()
+            .filter(|m| m.revoked_at.is_some())
+            .map(|m| m.entry.device)
+            .collect();
+        let leaked = NodeKind::ALL
+            .iter()
+            .filter_map(|n| self.book.keyring().current(*n))
+            .any(|s| {
+                revoked.iter().any(|d| {
+                    self.book
+                        .replica()
+                        .get(Space::Keys, &Delivery::item(d, &s.id))
+                        .is_some()
+                })
+            });
+        if orphans.is_empty() && !leaked {
+            return;
+        }
+        let keyring = self.book.keyring_mut();
+        for id in &orphans {
+            keyring.revoke(id);
+        }
+        if self.roster.is_active(&self.me()) {
+            self.rotate(now);
+        }
+    }
+
+    /// Unwraps a key record if it is addressed here.
+    pub(super) fn receive_keys(&mut self, record: &Record, now: Now) {
+        let Body::Data(d) = &record.body else { return };
+        let Ok(delivery) = Delivery::decode(d) else {
+            return;
+        };
+        if delivery.to != self.me() {
+            return;
+        }
+        let Some(author) = self.roster.get(&record.author()).cloned() else {
+            return;
+        };
+        match self
+            .wrap
+            .unwrap(&delivery.wrapped, &author, &self.roster, now.wall)
+        {
+            Ok(secrets) => {
+                let ids = secrets.iter().map(|s| s.id.clone()).collect();
+                self.unwrapped.insert(record.item, (record.version, ids));
+                let keyring = self.book.keyring_mut();
+                for s in secrets {
+                    keyring.insert(s);
+                }
+                self.outputs.push_back(Output::Event(Event::Changed));
+            }
+            Err(e) => self.outputs.push_back(Output::Event(Event::KeysRefused(e))),
+        }
+    }
+}

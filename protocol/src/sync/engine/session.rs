@@ -1,0 +1,215 @@
+//! Reconciliation sessions: the set snapshot, requests and responses, and what is
+//! owed to each peer.
+
+use std::fmt::Debug;
+
+use rand_core::Rng;
+
+use super::{Engine, Event, Now, Output, Peer, RequestId, Session};
+use crate::record::{ItemId, Record, Space};
+use crate::sync::recon::{self, Key};
+use crate::sync::wire::{self, Frame};
+
+impl<P: Ord + Clone + Debug> Engine<P> {
+    pub(super) fn set(&mut self) -> &recon::Set {
+        if self.set.is_none() {
+            let entries = self.book.replica().records().map(|r| {
+                let mut h = [0u8; 16];
+                h.copy_from_slice(&r.signature[..16]);
+                (
+                    Key {
+                        space: r.space.code(),
+                        item: r.item.0,
+                    },
+                    u128::from_le_bytes(h),
+                )
+            });
+            self.set = Some(recon::Set::new(entries));
+        }
+        self.set.as_ref().expect("just built")
+    }
+
+    /// Records for the keys `owed` to `peer`, within the frame budget; the rest stay
+    /// owed.
+    pub(super) fn take_owed(&mut self, p: &P) -> (Vec<Record>, bool) {
+        let budget = self.config.frame_record_bytes;
+        let Some(peer) = self.peers.get_mut(p) else {
+            return (Vec::new(), false);
+        };
+        let mut out = Vec::new();
+        let mut size = 0;
+        while let Some(key) = peer.owed.first().copied() {
+            let space = Space::from_code(u64::from(key.space)).unwrap_or(Space::Contacts);
+            let Some(r) = self.book.replica().get(space, &ItemId(key.item)) else {
+                peer.owed.remove(&key);
+                continue;
+            };
+            let len = r.encode().len() + 8;
+            if size + len > budget && !out.is_empty() {
+                break;
+            }
+            size += len;
+            out.push(r.clone());
+            peer.owed.remove(&key);
+        }
+        (out, !peer.owed.is_empty())
+    }
+
+    pub(super) fn start_session(&mut self, p: P) {
+        let salt = self.rng.next_u64();
+        let msg = self.set().initiate();
+        self.send_request(p, salt, msg, 0);
+    }
+
+    pub(super) fn send_request(&mut self, p: P, salt: u64, msg: recon::Message, round_trips: u32) {
+        let (records, more) = self.take_owed(&p);
+        let id = self.next_request;
+        self.next_request += 1;
+        let bytes = Frame::Request {
+            salt,
+            msg,
+            records,
+            more,
+        }
+        .encode();
+        self.count_out(bytes.len());
+        self.requests.insert(id, p.clone());
+        if let Some(peer) = self.peers.get_mut(&p) {
+            peer.session = Some(Session {
+                salt,
+                request: id,
+                round_trips: round_trips + 1,
+            });
+        }
+        self.outputs.push_back(Output::Request { to: p, id, bytes });
+    }
+
+    pub(super) fn on_request(&mut self, now: Now, from: P, id: u64, bytes: &[u8]) {
+        let (salt, msg, records) = match Frame::decode(bytes, wire::MAX_FRAME_BYTES) {
+            Ok(Frame::Request {
+                salt, msg, records, ..
+            }) => (salt, msg, records),
+            Ok(_) => {
+                self.bad_frame(&from, wire::Error::BadField("kind"));
+                return self.respond_empty(id);
+            }
+            Err(e) => {
+                self.bad_frame(&from, e);
+                return self.respond_empty(id);
+            }
+        };
+        self.apply(now, &from, records);
+        let (reply, send) = match self.set().respond(&msg, salt) {
+            Ok(r) => r,
+            Err(e) => {
+                self.bad_frame(&from, wire::Error::Recon(e));
+                return self.respond_empty(id);
+            }
+        };
+        self.peers
+            .entry(from.clone())
+            .or_insert_with(|| Peer {
+                next_recon_ms: now.mono_ms,
+                ..Peer::default()
+            })
+            .owed
+            .extend(send);
+        let (records, more) = self.take_owed(&from);
+        let bytes = Frame::Response {
+            msg: reply,
+            records,
+            more,
+        }
+        .encode();
+        self.count_out(bytes.len());
+        self.outputs.push_back(Output::Respond { id, bytes });
+    }
+
+    pub(super) fn respond_empty(&mut self, id: u64) {
+        let bytes = Frame::Response {
+            msg: recon::Message::default(),
+            records: Vec::new(),
+            more: false,
+        }
+        .encode();
+        self.count_out(bytes.len());
+        self.outputs.push_back(Output::Respond { id, bytes });
+    }
+
+    pub(super) fn on_response(&mut self, now: Now, id: RequestId, bytes: &[u8]) {
+        let Some(p) = self.requests.remove(&id) else {
+            return;
+        };
+        let Some((salt, round_trips)) = self
+            .peers
+            .get(&p)
+            .and_then(|peer| peer.session.as_ref())
+            .map(|s| (s.salt, s.round_trips))
+        else {
+            return;
+        };
+        let (msg, records, more) = match Frame::decode(bytes, wire::MAX_FRAME_BYTES) {
+            Ok(Frame::Response { msg, records, more }) => (msg, records, more),
+            Ok(_) => {
+                return self.end_session(
+                    now,
+                    &p,
+                    round_trips,
+                    false,
+                    wire::Error::BadField("kind").into(),
+                );
+            }
+            Err(e) => return self.end_session(now, &p, round_trips, false, Some(e)),
+        };
+        self.apply(now, &p, records);
+        let (reply, send) = match self.set().respond(&msg, salt) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.end_session(now, &p, round_trips, false, Some(wire::Error::Recon(e)));
+            }
+        };
+        let owed_more = match self.peers.get_mut(&p) {
+            Some(peer) => {
+                peer.owed.extend(send);
+                !peer.owed.is_empty()
+            }
+            None => return,
+        };
+        if reply.wants_answer() || more || owed_more {
+            self.send_request(p, salt, reply, round_trips);
+        } else {
+            self.end_session(now, &p, round_trips, true, None);
+        }
+    }
+
+    pub(super) fn end_session(
+        &mut self,
+        now: Now,
+        p: &P,
+        round_trips: u32,
+        ok: bool,
+        error: Option<wire::Error>,
+    ) {
+        if let Some(e) = error {
+            self.bad_frame(p, e);
+        }
+        let jitter = if self.config.recon_jitter_ms > 0 {
+            self.rng.next_u64() % self.config.recon_jitter_ms
+        } else {
+            0
+        };
+        if let Some(peer) = self.peers.get_mut(p) {
+            peer.session = None;
+            peer.owed.clear();
+            peer.next_recon_ms = now.mono_ms + self.config.recon_interval_ms + jitter;
+        }
+        if ok {
+            self.stats.reconciliations += 1;
+            self.stats.max_round_trips = self.stats.max_round_trips.max(round_trips);
+            self.outputs.push_back(Output::Event(Event::Synced {
+                peer: p.clone(),
+                round_trips,
+            }));
+        }
+    }
+}
