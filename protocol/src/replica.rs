@@ -25,6 +25,9 @@ use crate::record::{DeviceId, ItemId, Record, Space, Version};
 pub const MAX_HELD: usize = 10_000;
 /// Most records set aside because a roster change disallowed their author.
 pub const MAX_QUARANTINED: usize = 100_000;
+/// Replaced versions kept per item, newest first, to fall back on when the versions
+/// above them turn out to be stamped by a device after its revocation.
+pub const SHADOW_DEPTH: usize = 4;
 
 /// Who may author records.
 pub trait Authors {
@@ -86,9 +89,10 @@ pub struct Replica {
     /// Records whose author a roster change disallowed, kept in case a later roster
     /// change (the revocation itself turning out invalid) allows them again.
     quarantine: BTreeMap<(Space, ItemId, [u8; 64]), Record>,
-    /// For each item, the record a write by another device replaced: put back if
-    /// that write is set aside (its author turns out revoked before stamping it).
-    shadows: BTreeMap<(Space, ItemId), Record>,
+    /// For each item, the last [`SHADOW_DEPTH`] records that were replaced, newest
+    /// first: the newest one still allowed comes back if the winner is set aside
+    /// (its author turns out revoked before stamping it).
+    shadows: BTreeMap<(Space, ItemId), Vec<Record>>,
     /// How far ahead of local wall time a record may be stamped and still apply.
     pub max_ahead_ms: u64,
 }
@@ -164,9 +168,9 @@ impl Replica {
             Some(old) if *old == record => Outcome::Duplicate,
             Some(old) if wins(&record, old) => {
                 let previous = std::mem::replace(old, record);
-                if previous.author() != old.author() {
-                    self.shadows.insert(key, previous);
-                }
+                let shadows = self.shadows.entry(key).or_default();
+                shadows.insert(0, previous);
+                shadows.truncate(SHADOW_DEPTH);
                 Outcome::Replaced
             }
             Some(_) => Outcome::Stale,
@@ -243,10 +247,14 @@ impl Replica {
             if let Some(r) = self.records.remove(&k) {
                 self.quarantine.insert((r.space, r.item, r.signature), r);
                 moved += 1;
-                // What that record replaced comes back, if its author is allowed.
-                if let Some(shadow) = self.shadows.remove(&k)
-                    && authors.may_author(&shadow.author(), &shadow.version)
+                // The newest version it replaced whose author is allowed comes back.
+                if let Some(shadows) = self.shadows.get_mut(&k)
+                    && let Some(at) = shadows
+                        .iter()
+                        .position(|r| authors.may_author(&r.author(), &r.version))
                 {
+                    let shadow = shadows.remove(at);
+                    shadows.drain(..at);
                     self.records.insert(k, shadow);
                 }
             }
@@ -387,5 +395,58 @@ mod tests {
         assert_eq!(r.release(&roster, WallTime(now.0 + 10)), vec![future]);
         assert_eq!(r.len(), 1);
         assert_eq!(r.held().count(), 0);
+    }
+
+    /// Allows everyone up to a cut-off per device.
+    struct Until(BTreeMap<DeviceId, u64>);
+
+    impl Authors for Until {
+        fn may_author(&self, device: &DeviceId, version: &Version) -> bool {
+            self.0
+                .get(device)
+                .is_some_and(|until| version.hlc.wall_ms <= *until)
+        }
+    }
+
+    #[test]
+    fn writes_after_a_revocation_are_set_aside_and_what_they_replaced_comes_back() {
+        let (a, b, _) = setup();
+        let (da, db) = (
+            DeviceId(a.verifying_key().to_bytes()),
+            DeviceId(b.verifying_key().to_bytes()),
+        );
+        let mut r = Replica::new();
+        let everyone = Until([(da, u64::MAX), (db, u64::MAX)].into_iter().collect());
+        let now = WallTime(1000);
+        let valid = rec(&a, 1, 10, 1);
+        r.apply(valid.clone(), &everyone, now).expect("valid");
+        // b writes twice over it, then turns out revoked at 15: both writes go.
+        r.apply(rec(&b, 1, 20, 2), &everyone, now)
+            .expect("valid then");
+        r.apply(rec(&b, 1, 30, 3), &everyone, now)
+            .expect("valid then");
+        let b_revoked = Until([(da, u64::MAX), (db, 15)].into_iter().collect());
+        assert_eq!(r.retain_authors(&b_revoked), 1);
+        assert_eq!(r.get(NodeKind::Contacts, &ItemId([1; 16])), Some(&valid));
+        assert_eq!(r.quarantined().count(), 1);
+        // The revocation itself was invalid after all: b's newest write wins again.
+        let restored = r.restore(&everyone);
+        assert_eq!(restored.len(), 1);
+        assert_eq!(
+            r.get(NodeKind::Contacts, &ItemId([1; 16]))
+                .map(|x| x.version.hlc.wall_ms),
+            Some(30)
+        );
+        // The same device's own earlier write is a fall-back too.
+        let mut r = Replica::new();
+        r.apply(rec(&b, 2, 10, 1), &everyone, now).expect("valid");
+        r.apply(rec(&b, 2, 20, 2), &everyone, now)
+            .expect("valid then");
+        r.retain_authors(&b_revoked);
+        assert_eq!(
+            r.get(NodeKind::Contacts, &ItemId([2; 16]))
+                .map(|x| x.version.hlc.wall_ms),
+            Some(10)
+        );
     }
 }
