@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use super::{Engine, Event, Now, Output};
+use crate::clock::WallTime;
 use crate::contacts::Command;
 use crate::item::NodeKind;
 use crate::keys::Delivery;
@@ -91,9 +92,19 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         {
             return;
         }
+        // New secrets must be the newest whatever this device's clock says (a clock
+        // behind would otherwise leave the old secrets current).
+        let newest = self
+            .book
+            .keyring()
+            .iter()
+            .map(|s| s.created.0)
+            .max()
+            .unwrap_or(0);
+        let created = WallTime(now.wall.0.max(newest + 1));
         let fresh: Vec<Secret> = NodeKind::ALL
             .iter()
-            .map(|n| Secret::generate(*n, now.wall, &mut self.rng))
+            .map(|n| Secret::generate(*n, created, &mut self.rng))
             .collect();
         // Every active full device gets them, this one included: a delivery is what
         // vouches for a secret (see `audit_keys`).
