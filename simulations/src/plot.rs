@@ -7,10 +7,12 @@ use std::fmt::Write as _;
 /// scaled to its own maximum, printed in the legend.
 pub fn svg(title: &str, x_label: &str, series: &[(&str, Vec<(f64, f64)>)]) -> String {
     let (w, h, m) = (640.0, 400.0, 60.0);
-    let xs: Vec<f64> = series
+    let mut xs: Vec<f64> = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
         .collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
     let (xmin, xmax) = xs
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
@@ -78,11 +80,32 @@ pub fn svg(title: &str, x_label: &str, series: &[(&str, Vec<(f64, f64)>)]) -> St
         );
         let _ = write!(
             out,
-            "<text x='{}' y='{}' fill='{color}'>{name} (top = {ymax:.0})</text>",
+            "<text x='{}' y='{}' fill='{color}'>{name}, 0 to {ymax:.0}</text>",
             m + 10.0,
-            m + 15.0 * i as f64
+            38.0 + 14.0 * i as f64
         );
     }
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_each_series_and_labels_each_x_once() {
+        let s = svg(
+            "t",
+            "devices",
+            &[
+                ("a", vec![(10.0, 1.0), (100.0, 2.0)]),
+                ("b", vec![(10.0, 5.0), (100.0, 3.0)]),
+            ],
+        );
+        assert_eq!(s.matches("<polyline").count(), 2);
+        assert_eq!(s.matches(">100</text>").count(), 1);
+        assert!(s.contains("a, 0 to 2") && s.contains("b, 0 to 5"));
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+    }
 }
