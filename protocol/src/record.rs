@@ -139,18 +139,26 @@ pub enum Space {
     Roster,
     /// Secrets, each addressed to one device.
     Keys,
+    /// Each device's acknowledgement of the tombstones it holds or has collected.
+    Acks,
 }
 
 impl Space {
     /// Every space, in key order.
-    pub const ALL: [Self; 4] = [Self::Contacts, Self::Groups, Self::Roster, Self::Keys];
+    pub const ALL: [Self; 5] = [
+        Self::Contacts,
+        Self::Groups,
+        Self::Roster,
+        Self::Keys,
+        Self::Acks,
+    ];
 
     /// The XEP-0510 node, for the two spaces that are one.
     pub fn node(self) -> Option<NodeKind> {
         match self {
             Self::Contacts => Some(NodeKind::Contacts),
             Self::Groups => Some(NodeKind::Groups),
-            Self::Roster | Self::Keys => None,
+            Self::Roster | Self::Keys | Self::Acks => None,
         }
     }
 
@@ -161,6 +169,7 @@ impl Space {
             Self::Groups => 1,
             Self::Roster => 2,
             Self::Keys => 3,
+            Self::Acks => 4,
         }
     }
 

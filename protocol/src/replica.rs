@@ -33,6 +33,13 @@ pub const SHADOW_DEPTH: usize = 4;
 pub trait Authors {
     /// Whether `device` may author a record with `version`.
     fn may_author(&self, device: &DeviceId, version: &Version) -> bool;
+
+    /// Whether `device` may author a record with `version` in `space`; by default
+    /// the same in every space.
+    fn may_author_in(&self, space: Space, device: &DeviceId, version: &Version) -> bool {
+        let _ = space;
+        self.may_author(device, version)
+    }
 }
 
 impl Authors for BTreeSet<DeviceId> {
@@ -93,6 +100,10 @@ pub struct Replica {
     /// first: the newest one still allowed comes back if the winner is set aside
     /// (its author turns out revoked before stamping it).
     shadows: BTreeMap<(Space, ItemId), Vec<Record>>,
+    /// Tombstones collected (see `sync::gc`): item → the collected tombstone's
+    /// version and signature. A record no newer than it is refused, as the
+    /// tombstone would have refused it.
+    collected: BTreeMap<(Space, ItemId), (Version, [u8; 64])>,
     /// How far ahead of local wall time a record may be stamped and still apply.
     pub max_ahead_ms: u64,
 }
@@ -122,6 +133,7 @@ impl Replica {
             held: BTreeMap::new(),
             quarantine: BTreeMap::new(),
             shadows: BTreeMap::new(),
+            collected: BTreeMap::new(),
             max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
         }
     }
@@ -133,7 +145,7 @@ impl Replica {
         authors: &dyn Authors,
         now: WallTime,
     ) -> Result<Outcome, Rejected> {
-        if !authors.may_author(&record.author(), &record.version) {
+        if !authors.may_author_in(record.space, &record.author(), &record.version) {
             return Err(Rejected::UnknownAuthor(record.author()));
         }
         record.verify().map_err(|_| Rejected::BadSignature)?;
@@ -160,6 +172,16 @@ impl Replica {
     /// The caller vouches for signature and author.
     pub fn insert(&mut self, record: Record) -> Outcome {
         let key = (record.space, record.item);
+        if let Some((version, signature)) = self.collected.get(&key) {
+            if (record.version, record.signature) <= (*version, *signature) {
+                return if record.signature == *signature {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::Stale
+                };
+            }
+            self.collected.remove(&key);
+        }
         match self.records.get_mut(&key) {
             None => {
                 self.records.insert(key, record);
@@ -190,7 +212,7 @@ impl Replica {
         let due = std::mem::replace(&mut self.held, later);
         let mut changed = Vec::new();
         for (_, record) in due {
-            if authors.may_author(&record.author(), &record.version)
+            if authors.may_author_in(record.space, &record.author(), &record.version)
                 && self.insert(record.clone()).changed()
             {
                 changed.push(record);
@@ -232,6 +254,36 @@ impl Replica {
         self.held.values()
     }
 
+    /// Collects a tombstone: the record goes, its version is remembered; returns
+    /// whether there was a tombstone to collect.
+    pub fn collect(&mut self, space: Space, item: &ItemId) -> bool {
+        let key = (space, *item);
+        if !self.records.get(&key).is_some_and(Record::is_tombstone) {
+            return false;
+        }
+        let Some(r) = self.records.remove(&key) else {
+            return false;
+        };
+        self.shadows.remove(&key);
+        self.collected.insert(key, (r.version, r.signature));
+        true
+    }
+
+    /// Forgets a collected tombstone altogether (every device has collected it).
+    pub fn drop_collected(&mut self, space: Space, item: &ItemId) -> bool {
+        self.collected.remove(&(space, *item)).is_some()
+    }
+
+    /// Collected tombstones: item → (version, signature).
+    pub fn collected(&self) -> impl Iterator<Item = (&(Space, ItemId), &(Version, [u8; 64]))> {
+        self.collected.iter()
+    }
+
+    /// The version an item was collected at, if it was.
+    pub fn collected_version(&self, space: Space, item: &ItemId) -> Option<Version> {
+        self.collected.get(&(space, *item)).map(|(v, _)| *v)
+    }
+
     /// Sets aside the records (held ones included) of authors no longer allowed
     /// (after a revocation); returns how many. They come back through
     /// [`Replica::restore`] if a later roster change allows them again.
@@ -240,7 +292,7 @@ impl Replica {
         let disallowed: Vec<(Space, ItemId)> = self
             .records
             .iter()
-            .filter(|(_, r)| !authors.may_author(&r.author(), &r.version))
+            .filter(|(_, r)| !authors.may_author_in(r.space, &r.author(), &r.version))
             .map(|(k, _)| *k)
             .collect();
         for k in disallowed {
@@ -251,7 +303,7 @@ impl Replica {
                 if let Some(shadows) = self.shadows.get_mut(&k)
                     && let Some(at) = shadows
                         .iter()
-                        .position(|r| authors.may_author(&r.author(), &r.version))
+                        .position(|r| authors.may_author_in(r.space, &r.author(), &r.version))
                 {
                     let shadow = shadows.remove(at);
                     shadows.drain(..at);
@@ -261,7 +313,7 @@ impl Replica {
         }
         let before = self.held.len();
         self.held
-            .retain(|_, r| authors.may_author(&r.author(), &r.version));
+            .retain(|_, r| authors.may_author_in(r.space, &r.author(), &r.version));
         moved += before - self.held.len();
         while self.quarantine.len() > MAX_QUARANTINED {
             self.quarantine.pop_first();
@@ -275,7 +327,7 @@ impl Replica {
         let allowed: Vec<(Space, ItemId, [u8; 64])> = self
             .quarantine
             .iter()
-            .filter(|(_, r)| authors.may_author(&r.author(), &r.version))
+            .filter(|(_, r)| authors.may_author_in(r.space, &r.author(), &r.version))
             .map(|(k, _)| *k)
             .collect();
         let mut changed = Vec::new();

@@ -226,6 +226,14 @@ impl Authors for Roster {
             }
         }
     }
+
+    /// Relays author one kind of record: their acknowledgements of tombstones.
+    fn may_author_in(&self, space: Space, device: &DeviceId, version: &Version) -> bool {
+        match (space, self.members.get(device)) {
+            (Space::Acks, Some(m)) => m.revoked_at.is_none_or(|r| version.hlc <= r.hlc),
+            _ => self.may_author(device, version),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,8 @@ pub struct Report {
     pub secret_gaps: usize,
     /// Devices revoked during the run.
     pub revoked: usize,
+    /// Tombstones collected (summed over devices).
+    pub collected: u64,
     /// Bytes sent by all devices.
     pub bytes_total: u64,
     /// Frames sent by all devices.
@@ -128,7 +130,7 @@ impl Report {
     /// One JSON object.
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"bytes_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
+            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"collected\":{},\"bytes_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
             self.converged,
             self.sim_time_to_converge_ms,
             self.lost_writes,
@@ -138,6 +140,7 @@ impl Report {
             self.secret_leaks,
             self.secret_gaps,
             self.revoked,
+            self.collected,
             self.bytes_total,
             self.messages_total,
             self.bytes_total / self.nodes.max(1) as u64,
@@ -173,6 +176,7 @@ pub fn run(s: &Scenario) -> Report {
         recon_interval_ms: 5_000,
         recon_jitter_ms: 1_000,
         gossip_delay_ms: 10,
+        ack_interval_ms: 5_000,
         ..sync::Config::default()
     };
     let mut w = World::new(
@@ -316,6 +320,7 @@ pub fn run(s: &Scenario) -> Report {
         secret_leaks,
         secret_gaps,
         revoked: s.nodes - w.active().len(),
+        collected: w.collected(),
         bytes_total,
         messages_total,
         max_reconcile_round_trips: max_rtt,

@@ -108,6 +108,16 @@ impl Book {
         self.dirty |= self.replica.insert(record).changed();
     }
 
+    /// Collects a tombstone (see `sync::gc`).
+    pub fn collect(&mut self, space: Space, item: &ItemId) -> bool {
+        self.replica.collect(space, item)
+    }
+
+    /// Forgets a collected tombstone altogether.
+    pub fn drop_collected(&mut self, space: Space, item: &ItemId) -> bool {
+        self.replica.drop_collected(space, item)
+    }
+
     /// Sets aside records by authors no longer allowed, and puts back those allowed
     /// again; returns (how many were set aside, the records put back).
     pub fn retain_authors(&mut self, authors: &dyn Authors) -> (usize, Vec<Record>) {

@@ -21,6 +21,7 @@
 //! [`wire::MAX_FRAME_BYTES`].
 
 mod engine;
+pub mod gc;
 pub mod recon;
 pub mod wire;
 

@@ -94,7 +94,10 @@ impl World {
                 .book()
                 .replica()
                 .records()
-                .filter(|r| r.space != Space::Roster && !roster.may_author(&r.author(), &r.version))
+                .filter(|r| {
+                    r.space != Space::Roster
+                        && !roster.may_author_in(r.space, &r.author(), &r.version)
+                })
                 .count();
         }
         bad
@@ -145,13 +148,27 @@ impl World {
             let roster = e.roster().clone();
             let replica = e.book().replica();
             for (a, deletion) in &acked {
-                if !roster.may_author(&a.author(), &a.version) {
+                // A device revoked by the end is shut out: what it wrote and had not
+                // passed on is lost with it, by design.
+                if !roster.is_active(&a.author()) || !roster.may_author(&a.author(), &a.version) {
                     continue;
                 }
-                if replica
+                // A collected tombstone counts at the version it was collected at.
+                let current = replica
                     .get(a.space, &a.item)
-                    .is_none_or(|r| r.version < a.version)
-                {
+                    .map(|r| r.version)
+                    .or_else(|| replica.collected_version(a.space, &a.item));
+                // Gone altogether: every device collected a tombstone newer than it.
+                // Gone altogether: the newest valid version any device persisted is a
+                // tombstone, which every device collected and forgot.
+                let newest_valid = self.persisted.get(&(a.space, a.item)).and_then(|all| {
+                    all.iter()
+                        .rev()
+                        .find(|(v, _)| roster.may_author(&v.device, v))
+                });
+                let forgotten = current.is_none()
+                    && newest_valid.is_some_and(|(v, tomb)| *tomb && *v >= a.version);
+                if !forgotten && current.is_none_or(|v| v < a.version) {
                     lost += 1;
                     resurrected += usize::from(*deletion);
                 }

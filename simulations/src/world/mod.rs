@@ -11,7 +11,7 @@ use kith_protocol::contacts::{Book, Command};
 use kith_protocol::item::NodeKind;
 use kith_protocol::keys::{KeyWrap, OxWrap};
 use kith_protocol::ox::DeviceKey;
-use kith_protocol::record::{DeviceId, Record};
+use kith_protocol::record::{DeviceId, ItemId, Record, Space, Version};
 use kith_protocol::replica::Replica;
 use kith_protocol::roster::{Entry, Role};
 use kith_protocol::seal::{Keyring, Secret};
@@ -136,6 +136,8 @@ pub struct World {
     pub acknowledged: Vec<(Record, bool)>,
     /// Sim time of the last change to any replica.
     pub last_change_ms: u64,
+    /// Every version any device persisted, per item: (version, is a tombstone).
+    persisted: BTreeMap<(Space, ItemId), BTreeSet<(Version, bool)>>,
     /// Total steps run.
     pub steps: u64,
     /// FNV-1a hash of every event processed (time, kind, nodes, bytes): equal
@@ -244,6 +246,7 @@ impl World {
             pending: BTreeSet::new(),
             acknowledged: Vec::new(),
             last_change_ms: 0,
+            persisted: BTreeMap::new(),
             steps: 0,
             trace: 0xcbf2_9ce4_8422_2325,
         };
@@ -368,8 +371,21 @@ impl World {
             let is = self.links.contains(&(a, b));
             if up && !is {
                 self.links.insert((a, b));
-                self.input(a, Input::Connected(b));
-                self.input(b, Input::Connected(a));
+                let (da, db) = (self.device(a), self.device(b));
+                self.input(
+                    a,
+                    Input::Connected {
+                        peer: b,
+                        device: db,
+                    },
+                );
+                self.input(
+                    b,
+                    Input::Connected {
+                        peer: a,
+                        device: da,
+                    },
+                );
             } else if !up && is {
                 self.links.remove(&(a, b));
                 self.input(a, Input::Disconnected(b));
@@ -472,10 +488,23 @@ impl World {
             match out {
                 Output::Persist(records) => {
                     for r in records {
+                        self.persisted
+                            .entry((r.space, r.item))
+                            .or_default()
+                            .insert((r.version, r.is_tombstone()));
                         if let Some(deletion) = command {
                             self.acknowledged.push((r.clone(), deletion));
                         }
                         self.nodes[i].store.insert(r);
+                    }
+                    self.last_change_ms = self.now_ms;
+                }
+                Output::Collect { collect, forget } => {
+                    for (space, item) in collect {
+                        self.nodes[i].store.collect(space, &item);
+                    }
+                    for (space, item) in forget {
+                        self.nodes[i].store.drop_collected(space, &item);
                     }
                     self.last_change_ms = self.now_ms;
                 }
@@ -575,7 +604,15 @@ impl World {
                 }
                 Event::Gossip { to, from, bytes } => {
                     if self.reachable(to, from) {
-                        self.input(to, Input::Gossip { from, bytes });
+                        let source = self.device(from);
+                        self.input(
+                            to,
+                            Input::Gossip {
+                                from,
+                                source,
+                                bytes,
+                            },
+                        );
                     }
                 }
                 Event::Request {
@@ -604,6 +641,15 @@ impl World {
             }
         }
         self.now_ms = self.now_ms.max(until);
+    }
+
+    /// Tombstones collected, summed over the running engines.
+    pub fn collected(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref())
+            .map(|e| e.stats().collected)
+            .sum()
     }
 
     /// Random number in `0..n`.

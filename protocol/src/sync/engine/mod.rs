@@ -10,6 +10,7 @@ use std::fmt::Debug;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
+use super::gc;
 use super::recon::{self, Key};
 use super::wire::{self, Frame};
 use crate::clock::WallTime;
@@ -32,6 +33,9 @@ pub struct Config {
     pub held_check_ms: u64,
     /// Budget of record bytes in one request or response frame.
     pub frame_record_bytes: usize,
+    /// How often this device acknowledges its tombstones and collects those every
+    /// device acknowledged.
+    pub ack_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             gossip_delay_ms: 50,
             held_check_ms: 1_000,
             frame_record_bytes: wire::MAX_FRAME_BYTES - 64 * 1024,
+            ack_interval_ms: 60_000,
         }
     }
 }
@@ -72,14 +77,22 @@ pub enum Input<P> {
     RevokeDevice(DeviceId),
     /// New secrets for both nodes, sent to every full device, every item re-sealed.
     RotateSecrets,
-    /// A peer is connected.
-    Connected(P),
+    /// A peer is connected; `device` is the device its transport authenticated
+    /// (the Ed25519 key behind a libp2p `PeerId`).
+    Connected {
+        /// The peer.
+        peer: P,
+        /// Its device.
+        device: DeviceId,
+    },
     /// A peer is gone.
     Disconnected(P),
     /// A gossip frame from a peer.
     Gossip {
         /// Who relayed it.
         from: P,
+        /// The device that published it (gossipsub's signed message source).
+        source: DeviceId,
         /// The frame.
         bytes: Vec<u8>,
     },
@@ -111,6 +124,14 @@ pub enum Input<P> {
 pub enum Output<P> {
     /// Store these records durably before carrying out the outputs that follow.
     Persist(Vec<Record>),
+    /// Tombstones every device acknowledged: delete `collect` from the store but
+    /// remember their versions; forget the memory of `forget` altogether.
+    Collect {
+        /// Tombstones to collect.
+        collect: Vec<(Space, ItemId)>,
+        /// Collected tombstones to forget.
+        forget: Vec<(Space, ItemId)>,
+    },
     /// Publish a gossip frame to every peer.
     Publish(Vec<u8>),
     /// Send a request to a peer.
@@ -176,6 +197,10 @@ pub struct Stats {
     pub dropped_after_revocation: u64,
     /// Frames that did not decode.
     pub bad_frames: u64,
+    /// Frames refused because their sender is not an active roster device.
+    pub refused_frames: u64,
+    /// Tombstones collected.
+    pub collected: u64,
     /// Frames sent.
     pub frames_out: u64,
     /// Bytes sent.
@@ -195,6 +220,8 @@ struct Session {
 
 #[derive(Debug, Default)]
 struct Peer {
+    /// The device behind the peer, as its transport authenticated it.
+    device: Option<DeviceId>,
     session: Option<Session>,
     /// Keys whose records this peer still has to be sent in the current exchange.
     owed: BTreeSet<Key>,
@@ -211,6 +238,12 @@ pub struct Engine<P> {
     wrap: Box<dyn KeyWrap>,
     /// Secret ids the keyring held at start (from pairing or the local store).
     base_secrets: BTreeSet<String>,
+    /// When acknowledgements and collection run next.
+    next_ack_ms: u64,
+    /// What this device last acknowledged.
+    last_ack: Vec<(gc::Key, u8)>,
+    /// Decoded acknowledgements of every device.
+    acks: gc::Acks,
     /// Key records addressed here that unwrapped: item → (version, secret ids).
     unwrapped: BTreeMap<ItemId, (crate::record::Version, Vec<String>)>,
     rng: ChaCha20Rng,
@@ -248,6 +281,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             wrap,
             base_secrets,
             unwrapped: BTreeMap::new(),
+            next_ack_ms: now.mono_ms,
+            last_ack: Vec::new(),
+            acks: gc::Acks::default(),
             rng: ChaCha20Rng::from_seed(seed),
             peers: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -301,13 +337,18 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         let recon = self
             .peers
             .values()
-            .filter(|p| p.session.is_none())
+            .filter(|p| p.session.is_none() && p.device.is_none_or(|d| self.roster.is_active(&d)))
             .map(|p| p.next_recon_ms)
             .min();
-        [recon, self.gossip_due_ms, self.next_held_check_ms]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            recon,
+            self.gossip_due_ms,
+            self.next_held_check_ms,
+            Some(self.next_ack_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Feeds one input.
@@ -323,11 +364,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             Input::AddDevice(entry) => self.add_device(now, entry),
             Input::RevokeDevice(device) => self.revoke_device(now, device),
             Input::RotateSecrets => self.rotate(now),
-            Input::Connected(p) => {
+            Input::Connected { peer, device } => {
                 self.peers.insert(
-                    p,
+                    peer,
                     Peer {
                         next_recon_ms: now.mono_ms,
+                        device: Some(device),
                         ..Peer::default()
                     },
                 );
@@ -339,11 +381,17 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                     self.requests.remove(&s.request);
                 }
             }
-            Input::Gossip { from, bytes } => match Frame::decode(&bytes, wire::MAX_GOSSIP_BYTES) {
-                Ok(Frame::Gossip { records }) => self.apply(now, &from, records),
-                Ok(_) => self.bad_frame(&from, wire::Error::BadField("kind")),
-                Err(e) => self.bad_frame(&from, e),
-            },
+            Input::Gossip { source, .. } if !self.roster.is_active(&source) => {
+                // A revoked device (or a stranger) gets nothing in.
+                self.stats.refused_frames += 1;
+            }
+            Input::Gossip { from, bytes, .. } => {
+                match Frame::decode(&bytes, wire::MAX_GOSSIP_BYTES) {
+                    Ok(Frame::Gossip { records }) => self.apply(now, &from, records),
+                    Ok(_) => self.bad_frame(&from, wire::Error::BadField("kind")),
+                    Err(e) => self.bad_frame(&from, e),
+                }
+            }
             Input::Request { from, id, bytes } => self.on_request(now, from, id, &bytes),
             Input::Response { id, bytes } => self.on_response(now, id, &bytes),
             Input::RequestFailed { id } => {
@@ -359,7 +407,43 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.timers(now);
     }
 
+    /// Acknowledges the tombstones held and collected here (when that changed), and
+    /// collects and forgets what every active device acknowledged (see `sync::gc`).
+    fn ack_and_collect(&mut self, now: Now) {
+        self.next_ack_ms = now.mono_ms + self.config.ack_interval_ms;
+        let me = self.me();
+        if !self.roster.is_active(&me) {
+            return;
+        }
+        let pass = self.acks.pass(self.book.replica(), &self.roster);
+        if !pass.collect.is_empty() || !pass.forget.is_empty() {
+            for (space, item) in &pass.collect {
+                self.book.collect(*space, item);
+            }
+            for (space, item) in &pass.forget {
+                self.book.drop_collected(*space, item);
+            }
+            self.stats.collected += pass.collect.len() as u64;
+            self.set = None;
+            self.outputs.push_back(Output::Collect {
+                collect: pass.collect,
+                forget: pass.forget,
+            });
+        }
+        let entries = gc::entries(self.book.replica());
+        if entries != self.last_ack {
+            let body = crate::record::Body::Data(gc::encode(&entries));
+            let record = self.book.sign(Space::Acks, gc::item(&me), body, now.wall);
+            self.book.insert_local(record.clone());
+            self.last_ack = entries;
+            self.written(now, vec![record]);
+        }
+    }
+
     fn timers(&mut self, now: Now) {
+        if self.next_ack_ms <= now.mono_ms {
+            self.ack_and_collect(now);
+        }
         if self.gossip_due_ms.is_some_and(|t| t <= now.mono_ms) {
             self.flush_gossip();
         }
@@ -382,7 +466,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         let due: Vec<P> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.session.is_none() && p.next_recon_ms <= now.mono_ms)
+            .filter(|(_, p)| {
+                p.session.is_none()
+                    && p.next_recon_ms <= now.mono_ms
+                    && p.device.is_none_or(|d| self.roster.is_active(&d))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for p in due {

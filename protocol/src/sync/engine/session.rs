@@ -11,6 +11,14 @@ use crate::sync::recon::{self, Key};
 use crate::sync::wire::{self, Frame};
 
 impl<P: Ord + Clone + Debug> Engine<P> {
+    /// Whether `peer` is a device of the roster, not revoked (or not identified).
+    pub(super) fn peer_allowed(&self, peer: &P) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(|p| p.device)
+            .is_none_or(|d| self.roster.is_active(&d))
+    }
+
     pub(super) fn set(&mut self) -> &recon::Set {
         if self.set.is_none() {
             let entries = self.book.replica().records().map(|r| {
@@ -85,6 +93,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     }
 
     pub(super) fn on_request(&mut self, now: Now, from: P, id: u64, bytes: &[u8]) {
+        if !self.peer_allowed(&from) {
+            // A revoked device gets nothing in or out.
+            self.stats.refused_frames += 1;
+            return self.respond_empty(id);
+        }
         let (salt, msg, records) = match Frame::decode(bytes, wire::MAX_FRAME_BYTES) {
             Ok(Frame::Request {
                 salt, msg, records, ..
