@@ -182,6 +182,34 @@ impl Replica {
             }
             self.collected.remove(&key);
         }
+        let outcome = self.insert_winner(key, record);
+        if outcome.changed() {
+            self.drop_quarantined_below(key);
+        }
+        outcome
+    }
+
+    /// Set-aside records of `key` older than its winner (or its collected tombstone)
+    /// can never win again: they go, so that nothing brings them back after the newer
+    /// version is collected and forgotten.
+    fn drop_quarantined_below(&mut self, key: (Space, ItemId)) {
+        let newest = self.records.get(&key).map(|r| r.version);
+        let Some(newest) = newest.or_else(|| self.collected.get(&key).map(|(v, _)| *v)) else {
+            return;
+        };
+        let range = (key.0, key.1, [0u8; 64])..=(key.0, key.1, [0xFF; 64]);
+        let stale: Vec<_> = self
+            .quarantine
+            .range(range)
+            .filter(|(_, r)| r.version < newest)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            self.quarantine.remove(&k);
+        }
+    }
+
+    fn insert_winner(&mut self, key: (Space, ItemId), record: Record) -> Outcome {
         match self.records.get_mut(&key) {
             None => {
                 self.records.insert(key, record);
@@ -266,6 +294,7 @@ impl Replica {
         };
         self.shadows.remove(&key);
         self.collected.insert(key, (r.version, r.signature));
+        self.drop_quarantined_below(key);
         true
     }
 
@@ -311,6 +340,9 @@ impl Replica {
                 }
             }
         }
+        // A collected tombstone whose author turns out disallowed refuses nothing.
+        self.collected
+            .retain(|(space, _), (v, _)| authors.may_author_in(*space, &v.device, v));
         let before = self.held.len();
         self.held
             .retain(|_, r| authors.may_author_in(r.space, &r.author(), &r.version));

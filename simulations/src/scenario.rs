@@ -306,6 +306,11 @@ pub fn run(s: &Scenario) -> Report {
             break;
         }
     }
+    if !converged && std::env::var_os("KITH_SIM_DEBUG").is_some() {
+        for i in 0..s.nodes {
+            eprintln!("device {i}: {}", w.debug(i));
+        }
+    }
     let (lost_writes, resurrections) = w.lost_writes();
     let accepted_after_revocation = w.accepted_after_revocation();
     let (secret_leaks, secret_gaps) = w.secret_leaks_and_gaps();

@@ -9,6 +9,7 @@ use super::World;
 
 impl World {
     /// Debug summary of node `i`.
+    /// A one-line summary of device `i`, for debugging a failing seed.
     pub fn debug(&mut self, i: usize) -> String {
         let devices: Vec<DeviceId> = (0..self.nodes.len()).map(|j| self.device(j)).collect();
         let online = self.nodes[i].online;
