@@ -36,6 +36,10 @@ pub struct Config {
     /// How often this device acknowledges its tombstones and collects those every
     /// device acknowledged.
     pub ack_interval_ms: u64,
+    /// Largest roster (active devices) for which tombstones are collected. Every
+    /// device's acknowledgement reaches every other device, so the cost grows with
+    /// the square of the roster; above this, tombstones are simply kept.
+    pub gc_max_devices: usize,
 }
 
 impl Default for Config {
@@ -47,6 +51,7 @@ impl Default for Config {
             held_check_ms: 1_000,
             frame_record_bytes: wire::MAX_FRAME_BYTES - 64 * 1024,
             ack_interval_ms: 60_000,
+            gc_max_devices: 64,
         }
     }
 }
@@ -412,7 +417,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     fn ack_and_collect(&mut self, now: Now) {
         self.next_ack_ms = now.mono_ms + self.config.ack_interval_ms;
         let me = self.me();
-        if !self.roster.is_active(&me) {
+        if !self.roster.is_active(&me) || self.roster.active().count() > self.config.gc_max_devices
+        {
             return;
         }
         let pass = self.acks.pass(self.book.replica(), &self.roster);
