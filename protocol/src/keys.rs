@@ -57,22 +57,12 @@ impl Delivery {
             Value::Bytes(self.to.0.to_vec()),
             Value::Bytes(self.wrapped.clone()),
         ]);
-        let mut out = Vec::new();
-        ciborium::ser::into_writer(&v, &mut out).expect("writing CBOR to a Vec cannot fail");
-        out
+        crate::cbor::encode(&v)
     }
 
     /// Reads a delivery, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, BadDelivery> {
-        if bytes.len() > MAX_DELIVERY_BYTES {
-            return Err(BadDelivery);
-        }
-        let mut rest = bytes;
-        let v: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, 4)
-            .map_err(|_| BadDelivery)?;
-        if !rest.is_empty() {
-            return Err(BadDelivery);
-        }
+        let v = crate::cbor::decode(bytes, MAX_DELIVERY_BYTES, 4).map_err(|_| BadDelivery)?;
         let Value::Array(f) = v else {
             return Err(BadDelivery);
         };

@@ -325,26 +325,20 @@ impl Record {
                 Value::Bytes(self.signature.to_vec()),
             ])),
         );
-        let mut out = Vec::with_capacity(160 + body_len(&self.body));
-        ciborium::ser::into_writer(&value, &mut out).expect("writing CBOR to a Vec cannot fail");
-        out
+        crate::cbor::encode(&value)
     }
 
     /// Decodes a record from CBOR. The signature is not checked here: see
     /// [`Record::verify`].
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        if bytes.len() > MAX_RECORD_BYTES {
-            return Err(Error::TooLarge {
-                len: bytes.len(),
+        let value = crate::cbor::decode(bytes, MAX_RECORD_BYTES, 8).map_err(|e| match e {
+            crate::cbor::ReadError::TooLarge(len) => Error::TooLarge {
+                len,
                 max: MAX_RECORD_BYTES,
-            });
-        }
-        let mut rest = bytes;
-        let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, 8)
-            .map_err(|e| Error::Cbor(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(Error::TrailingBytes(rest.len()));
-        }
+            },
+            crate::cbor::ReadError::Malformed(m) => Error::Cbor(m),
+            crate::cbor::ReadError::Trailing(n) => Error::TrailingBytes(n),
+        })?;
         let Value::Tag(tag, inner) = value else {
             return Err(Error::NotARecord);
         };

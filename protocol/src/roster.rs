@@ -73,22 +73,12 @@ impl Entry {
             Value::Integer(u8::from(self.role == Role::Relay).into()),
             Value::Bool(self.revoked),
         ]);
-        let mut out = Vec::new();
-        ciborium::ser::into_writer(&v, &mut out).expect("writing CBOR to a Vec cannot fail");
-        out
+        crate::cbor::encode(&v)
     }
 
     /// Reads an entry, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, BadEntry> {
-        if bytes.len() > MAX_ENTRY_BYTES {
-            return Err(BadEntry);
-        }
-        let mut rest = bytes;
-        let v: Value =
-            ciborium::de::from_reader_with_recursion_limit(&mut rest, 4).map_err(|_| BadEntry)?;
-        if !rest.is_empty() {
-            return Err(BadEntry);
-        }
+        let v = crate::cbor::decode(bytes, MAX_ENTRY_BYTES, 4).map_err(|_| BadEntry)?;
         let Value::Array(f) = v else {
             return Err(BadEntry);
         };

@@ -159,26 +159,17 @@ impl Frame {
             FRAME_TAG_BASE + u64::from(FRAME_VERSION),
             Box::new(Value::Array(body)),
         );
-        let mut out = Vec::new();
-        ciborium::ser::into_writer(&value, &mut out).expect("writing CBOR to a Vec cannot fail");
-        out
+        crate::cbor::encode(&value)
     }
 
     /// Decodes a frame of at most `max` bytes. Records inside are decoded but their
     /// signatures are not checked here.
     pub fn decode(bytes: &[u8], max: usize) -> Result<Self, Error> {
-        if bytes.len() > max {
-            return Err(Error::TooLarge {
-                len: bytes.len(),
-                max,
-            });
-        }
-        let mut rest = bytes;
-        let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, 8)
-            .map_err(|e| Error::Cbor(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(Error::Cbor("trailing bytes".into()));
-        }
+        let value = crate::cbor::decode(bytes, max, 8).map_err(|e| match e {
+            crate::cbor::ReadError::TooLarge(len) => Error::TooLarge { len, max },
+            crate::cbor::ReadError::Malformed(m) => Error::Cbor(m),
+            crate::cbor::ReadError::Trailing(_) => Error::Cbor("trailing bytes".into()),
+        })?;
         let Value::Tag(tag, inner) = value else {
             return Err(Error::NotAFrame);
         };
