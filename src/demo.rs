@@ -198,56 +198,44 @@ pub(crate) fn run(seed: Option<u64>) -> Result<()> {
     }
 
     println!("\n3. While apart, each device edits on its own:");
-    let edits: [(usize, &str, Command); 5] = [
-        (
-            0,
-            "add juliet@capulet.lit \"Juliet\" in Friends",
-            Command::AddContact {
-                jid: jid("juliet@capulet.lit"),
-                name: Some("Juliet".into()),
-                groups: vec!["Friends".into()],
-            },
-        ),
+    let edits = [
+        (0, "juliet@capulet.lit", Some("Juliet"), Some("Friends"), ""),
         (
             1,
-            "add Juliet@Capulet.LIT in Capulets (the same contact)",
-            Command::AddContact {
-                jid: jid("Juliet@Capulet.LIT"),
-                name: None,
-                groups: vec!["Capulets".into()],
-            },
+            "Juliet@Capulet.LIT",
+            None,
+            Some("Capulets"),
+            " (the same contact)",
         ),
         (
             2,
-            "add mercutio@verona.lit \"Mercutio\" in Verona",
-            Command::AddContact {
-                jid: jid("mercutio@verona.lit"),
-                name: Some("Mercutio".into()),
-                groups: vec!["Verona".into()],
-            },
+            "mercutio@verona.lit",
+            Some("Mercutio"),
+            Some("Verona"),
+            "",
         ),
-        (
-            1,
-            "add nurse@capulet.lit \"Nurse\"",
-            Command::AddContact {
-                jid: jid("nurse@capulet.lit"),
-                name: Some("Nurse".into()),
-                groups: vec![],
-            },
-        ),
+        (1, "nurse@capulet.lit", Some("Nurse"), None, ""),
         (
             0,
-            "add tybalt@capulet.lit \"Tybalt\" in Capulets",
-            Command::AddContact {
-                jid: jid("tybalt@capulet.lit"),
-                name: Some("Tybalt".into()),
-                groups: vec!["Capulets".into()],
-            },
+            "tybalt@capulet.lit",
+            Some("Tybalt"),
+            Some("Capulets"),
+            "",
         ),
     ];
     let mut pool = Vec::new();
-    for (i, what, cmd) in edits {
+    for (i, address, name, group, note) in edits {
         t = WallTime(t.0 + 1);
+        let what = format!(
+            "add {address}{}{}{note}",
+            name.map(|n| format!(" \"{n}\"")).unwrap_or_default(),
+            group.map(|g| format!(" in {g}")).unwrap_or_default()
+        );
+        let cmd = Command::AddContact {
+            jid: jid(address),
+            name: name.map(str::to_owned),
+            groups: group.map(str::to_owned).into_iter().collect(),
+        };
         let records = devices[i].book.execute(cmd, t, &mut rng)?;
         println!(
             "      {:<8} {what}: {} records",

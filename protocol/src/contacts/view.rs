@@ -139,11 +139,6 @@ impl PayloadCache {
         }
         self.entries.get(&key).map(|(_, _, r)| r)
     }
-
-    /// Forgets everything (after a secret was found to be wrong, say).
-    pub fn clear(&mut self) {
-        self.entries.clear();
-    }
 }
 
 impl View {
