@@ -1,3 +1,24 @@
-//! kith-node: the program that runs on each device. One tokio task will own the
-//! `kith_protocol` sync engine, the libp2p swarm, the mdns-sd (XEP-0174) daemon and the
-//! SQLite store; this crate is a placeholder until that work lands.
+//! kith's device node: the sans-IO [`kith_protocol::sync::Engine`] driven by tokio,
+//! with libp2p (TCP + Noise + yamux, gossipsub, request-response, identify) between
+//! devices, XEP-0174 discovery through mdns-sd, an XEP-0174 XML stream listener, a
+//! SQLite store, and a Unix control socket for the `kith` CLI.
+//!
+//! * [`Device`]: a data directory opened (keys, store, engine); used directly by
+//!   the CLI when no node runs.
+//! * [`node::start`]: the node task around a `Device`, and its [`node::Handle`].
+//! * [`join::join`]: `kith pair join`.
+
+pub mod control;
+pub mod device;
+pub mod discovery;
+pub mod gate;
+pub mod join;
+pub mod net;
+pub mod node;
+pub mod pair;
+pub mod service;
+pub mod socket;
+pub mod store;
+pub mod xmpp;
+
+pub use device::Device;

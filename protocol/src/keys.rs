@@ -78,7 +78,7 @@ impl Delivery {
 }
 
 /// How secrets are wrapped for one device and unwrapped by it.
-pub trait KeyWrap: fmt::Debug {
+pub trait KeyWrap: fmt::Debug + Send {
     /// Wraps `secrets` for the roster member `to`.
     fn wrap(
         &mut self,

@@ -1,0 +1,181 @@
+//! The control protocol between the `kith` CLI and a device: one JSON request per
+//! line on the node's Unix socket (`control.sock` in the data directory, mode 0600),
+//! answered by zero or more `progress` lines and one `ok` or `error` line. When no
+//! node runs, the CLI hands the same requests to [`crate::Device::handle`] directly.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest request line accepted, bytes (an import carries its whole document).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// This device, roster, peers, counts.
+    Status,
+    /// The merged contact list.
+    Contacts,
+    /// One contact, by one of its JIDs.
+    Contact {
+        /// A JID of the contact.
+        jid: String,
+    },
+    /// The groups.
+    Groups,
+    /// The roster.
+    Devices,
+    /// Adds a contact.
+    AddContact {
+        /// Its JID.
+        jid: String,
+        /// Name to show.
+        name: Option<String>,
+        /// Group names (created when missing).
+        groups: Vec<String>,
+    },
+    /// Edits a contact.
+    EditContact {
+        /// A JID of the contact.
+        jid: String,
+        /// New name.
+        name: Option<String>,
+        /// Removes the name.
+        clear_name: bool,
+        /// Groups to add.
+        add_groups: Vec<String>,
+        /// Groups to leave.
+        remove_groups: Vec<String>,
+        /// JIDs to add.
+        add_jids: Vec<String>,
+        /// JIDs to remove.
+        remove_jids: Vec<String>,
+    },
+    /// Deletes a contact.
+    RemoveContact {
+        /// A JID of the contact.
+        jid: String,
+    },
+    /// Creates a group.
+    AddGroup {
+        /// Its name.
+        name: String,
+        /// Its description.
+        description: Option<String>,
+    },
+    /// Renames a group.
+    RenameGroup {
+        /// Current name.
+        name: String,
+        /// New name.
+        new_name: String,
+    },
+    /// Deletes a group.
+    RemoveGroup {
+        /// Its name.
+        name: String,
+    },
+    /// Imports a document.
+    Import {
+        /// `roster` (RFC 6121) or `metacontacts` (XEP-0209).
+        format: ImportFormat,
+        /// The document.
+        text: String,
+    },
+    /// The minimal roster of XEP-0510 §5.
+    Export,
+    /// Opens a pairing invitation (needs a running node).
+    Invite {
+        /// Seconds it stays valid.
+        ttl_secs: u64,
+    },
+    /// Revokes a device, by name or id prefix.
+    Revoke {
+        /// Name or id prefix.
+        device: String,
+    },
+    /// New secrets for both nodes, every item re-sealed.
+    Rotate,
+}
+
+/// Formats `kith import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportFormat {
+    /// RFC 6121 roster.
+    Roster,
+    /// XEP-0209 metacontacts.
+    Metacontacts,
+}
+
+/// What kind of failure, which chooses the CLI's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request ran and was refused (no such contact, invite used…): exit 1.
+    Refused,
+    /// Malformed input (a JID, a document, a code): exit 3.
+    Input,
+    /// A peer could not be reached: exit 5.
+    Unreachable,
+    /// The data directory or store failed (locked, corrupt, disk full): exit 6.
+    Store,
+    /// The request needs a running node: exit 7.
+    NotRunning,
+}
+
+impl ErrorKind {
+    /// The CLI exit code of this kind.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Refused => 1,
+            Self::Input => 3,
+            Self::Unreachable => 5,
+            Self::Store => 6,
+            Self::NotRunning => 7,
+        }
+    }
+}
+
+/// A failed request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    /// What kind.
+    pub kind: ErrorKind,
+    /// One line for people.
+    pub message: String,
+}
+
+impl Error {
+    /// An error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::store::Error> for Error {
+    fn from(e: crate::store::Error) -> Self {
+        Self::new(ErrorKind::Store, e.to_string())
+    }
+}
+
+/// One line of a reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// Work done so far (imports).
+    Progress {
+        /// Done.
+        done: u64,
+        /// Total.
+        total: u64,
+    },
+    /// Success, with the result.
+    Ok(serde_json::Value),
+    /// Failure.
+    Error(Error),
+}

@@ -1,0 +1,334 @@
+//! [`Device`]: one data directory opened: keys, store, and the sync engine over them.
+//! It carries out the engine's storage outputs itself (durably, before anything that
+//! depends on them leaves) and queues the network ones for the node. The CLI uses a
+//! `Device` directly when no node runs; the node owns one for its lifetime.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use kith_protocol::clock::WallTime;
+use kith_protocol::contacts::Book;
+use kith_protocol::jid::BareJid;
+use kith_protocol::keys::{KeyWrap, OxWrap};
+use kith_protocol::ox::{self, DeviceKey};
+use kith_protocol::record::DeviceId;
+use kith_protocol::roster::{Entry, Role};
+use kith_protocol::sync::{self, Engine, Event, Input, Now, Output};
+use libp2p::PeerId;
+use rand::RngExt;
+
+use crate::store::{self, Account, Lock, Store};
+
+/// Why a device cannot be created or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store or a file of the data directory.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A key file does not decode.
+    #[error("{path}: {what}")]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// The JID given is not valid.
+    #[error("{0}")]
+    Jid(String),
+}
+
+/// The current time, as the engine wants it.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Clock {
+    /// The instant of a monotonic time in milliseconds.
+    pub fn instant_of(&self, mono_ms: u64) -> Instant {
+        self.start + std::time::Duration::from_millis(mono_ms)
+    }
+
+    /// Monotonic and wall time now.
+    pub fn now(&self) -> Now {
+        Now {
+            mono_ms: self.start.elapsed().as_millis() as u64,
+            wall: wall_now(),
+        }
+    }
+}
+
+/// Wall-clock time now.
+pub fn wall_now() -> WallTime {
+    WallTime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
+}
+
+/// One opened data directory.
+pub struct Device {
+    dir: PathBuf,
+    _lock: Lock,
+    pub(crate) store: Store,
+    pub(crate) account: Account,
+    pub(crate) jid: BareJid,
+    pub(crate) secret: [u8; 32],
+    pub(crate) engine: Engine<PeerId>,
+    pub(crate) clock: Clock,
+    /// Network outputs waiting for the node (dropped when no node runs: the records
+    /// reach the peers by reconciliation later).
+    pub(crate) net: VecDeque<Output<PeerId>>,
+    /// Events for the node (reconciliations done, records refused…).
+    pub(crate) events: VecDeque<Event<PeerId>>,
+    /// (id, revoked) of every secret, as last written to `secrets.xml`.
+    saved_keyring: BTreeSet<(String, bool)>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("dir", &self.dir)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_label() -> String {
+    let mut rng = rand::rng();
+    let n: u32 = rng.random();
+    format!("kith-{n:08x}")
+}
+
+/// The engine settings the node uses: reconciliation every 30 s (plus jitter) as a
+/// safety net under gossip.
+pub fn engine_config() -> sync::Config {
+    sync::Config {
+        recon_interval_ms: 30_000,
+        recon_jitter_ms: 5_000,
+        ..sync::Config::default()
+    }
+}
+
+impl Device {
+    /// Creates a device in `dir`: keys, the roster's first entry (this device, as
+    /// genesis) and the first secrets.
+    pub fn init(dir: &Path, jid: &str, name: &str) -> Result<Self, Error> {
+        let jid = BareJid::parse(jid).map_err(|e| Error::Jid(format!("{jid:?}: {e}")))?;
+        let mut rng = rand::rng();
+        let secret: [u8; 32] = rng.random();
+        let me = DeviceId(SigningKey::from_bytes(&secret).verifying_key().to_bytes());
+        Self::create(
+            dir,
+            Account {
+                jid: jid.to_string(),
+                genesis: me.0,
+                name: name.to_owned(),
+                label: random_label(),
+            },
+            secret,
+            None,
+        )
+    }
+
+    /// Creates a device that joins an existing roster (after pairing): its keys and
+    /// account, no records yet. `ox` is the OpenPGP key made for the account.
+    pub fn create(
+        dir: &Path,
+        account: Account,
+        secret: [u8; 32],
+        ox: Option<DeviceKey>,
+    ) -> Result<Self, Error> {
+        store::create_dir(dir)?;
+        let lock = Lock::take(dir)?;
+        let store = Store::open(dir)?;
+        if store.account()?.is_some() {
+            return Err(store::Error::AlreadyInitialised(dir.to_owned()).into());
+        }
+        let jid = BareJid::parse(&account.jid).map_err(|e| Error::Jid(e.to_string()))?;
+        let ox = match ox {
+            Some(k) => k,
+            None => DeviceKey::generate(&jid, wall_now()).map_err(|e| Error::BadKey {
+                path: dir.join("openpgp.key"),
+                what: e.to_string(),
+            })?,
+        };
+        store::write_private(dir, "device.key", &secret)?;
+        store::write_private(dir, "openpgp.key", &ox.to_bytes())?;
+        let genesis = account.genesis == SigningKey::from_bytes(&secret).verifying_key().to_bytes();
+        let mut store = store;
+        store.set_account(&account)?;
+        drop(store);
+        drop(lock);
+        let mut device = Self::open(dir)?;
+        if genesis {
+            let entry = Entry {
+                device: device.id(),
+                cert: ox::cert_to_bytes(&ox.cert()),
+                name: account.name.clone(),
+                role: Role::Full,
+                revoked: false,
+            };
+            device.input(Input::AddDevice(entry))?;
+            device.input(Input::RotateSecrets)?;
+        }
+        Ok(device)
+    }
+
+    /// Opens the device in `dir`, taking its lock.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        if !dir.join("kith.db").exists() {
+            return Err(store::Error::NotInitialised(dir.to_owned()).into());
+        }
+        let lock = Lock::take(dir)?;
+        let store = Store::open(dir)?;
+        let account = store
+            .account()?
+            .ok_or_else(|| store::Error::NotInitialised(dir.to_owned()))?;
+        let jid = BareJid::parse(&account.jid).map_err(|e| {
+            store::Error::Corrupt {
+                path: dir.to_owned(),
+                what: format!("account: {e}"),
+            }
+        })?;
+        let bad = |name: &str, what: String| Error::BadKey {
+            path: dir.join(name),
+            what,
+        };
+        let secret: [u8; 32] = store::read_file(dir, "device.key")?
+            .try_into()
+            .map_err(|_| bad("device.key", "not 32 bytes".into()))?;
+        let ox = DeviceKey::from_bytes(&store::read_file(dir, "openpgp.key")?)
+            .map_err(|e| bad("openpgp.key", e.to_string()))?;
+        let keyring = match std::fs::read_to_string(dir.join("secrets.xml")) {
+            Ok(text) => store::keyring_from_xml(dir, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(source) => {
+                return Err(store::Error::Io {
+                    path: dir.join("secrets.xml"),
+                    source,
+                }
+                .into());
+            }
+        };
+        let saved_keyring = keyring.iter().map(|s| (s.id.clone(), s.revoked)).collect();
+        let replica = store.load()?;
+        let book = Book::restore(
+            SigningKey::from_bytes(&secret),
+            keyring,
+            replica,
+            Default::default(),
+        );
+        let clock = Clock::default();
+        let wrap: Box<dyn KeyWrap> = Box::new(OxWrap {
+            key: ox,
+            account: jid.clone(),
+        });
+        let seed: [u8; 32] = rand::rng().random();
+        let engine = Engine::new(
+            engine_config(),
+            book,
+            DeviceId(account.genesis),
+            wrap,
+            seed,
+            clock.now(),
+        );
+        let mut device = Self {
+            dir: dir.to_owned(),
+            _lock: lock,
+            store,
+            account,
+            jid,
+            secret,
+            engine,
+            clock,
+            net: VecDeque::new(),
+            events: VecDeque::new(),
+            saved_keyring,
+        };
+        device.drain()?;
+        Ok(device)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This device.
+    pub fn id(&self) -> DeviceId {
+        DeviceId(SigningKey::from_bytes(&self.secret).verifying_key().to_bytes())
+    }
+
+    /// The account.
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+
+    /// The engine.
+    pub fn engine(&mut self) -> &mut Engine<PeerId> {
+        &mut self.engine
+    }
+
+    /// Feeds the engine one input and carries out its storage outputs.
+    pub fn input(&mut self, input: Input<PeerId>) -> Result<(), store::Error> {
+        let now = self.clock.now();
+        self.engine.handle_input(now, input);
+        self.drain()
+    }
+
+    /// Carries out the engine's outputs: storage here, durably and in order; network
+    /// outputs and events are queued after the storage that precedes them. The
+    /// keyring file is rewritten when the secrets changed.
+    pub fn drain(&mut self) -> Result<(), store::Error> {
+        while let Some(out) = self.engine.poll_output() {
+            match out {
+                Output::Persist(records) => {
+                    self.store.persist(&records)?;
+                }
+                Output::Collect { collect, forget } => {
+                    self.store.collect(&collect, &forget)?;
+                }
+                Output::Event(e) => self.events.push_back(e),
+                other => self.net.push_back(other),
+            }
+        }
+        self.save_keyring()
+    }
+
+    fn save_keyring(&mut self) -> Result<(), store::Error> {
+        let book = self.engine.book();
+        let now: BTreeSet<(String, bool)> = book
+            .keyring()
+            .iter()
+            .map(|s| (s.id.clone(), s.revoked))
+            .collect();
+        if now != self.saved_keyring {
+            let xml = store::keyring_to_xml(book.keyring(), &self.jid);
+            store::write_private(&self.dir, "secrets.xml", xml.as_bytes())?;
+            self.saved_keyring = now;
+        }
+        Ok(())
+    }
+
+    /// The names of roster devices, by id.
+    pub fn device_names(&self) -> BTreeMap<DeviceId, String> {
+        self.engine
+            .roster()
+            .members()
+            .map(|m| (m.entry.device, m.entry.name.clone()))
+            .collect()
+    }
+}

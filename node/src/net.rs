@@ -1,0 +1,228 @@
+//! The libp2p side: the swarm's behaviour (gossipsub, request-response for sync and
+//! pairing, identify), the length-prefixed frame codec, the gossip topic, and the
+//! mapping between libp2p peer ids and kith device ids.
+
+use std::io;
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use kith_protocol::record::DeviceId;
+use kith_protocol::sync::wire;
+use libp2p::identity::{self, Keypair, PeerId};
+use libp2p::{StreamProtocol, gossipsub, identify, request_response};
+use sha2::{Digest, Sha256};
+
+/// Protocol of reconciliation frames.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/sync/1");
+/// Protocol of pairing messages.
+pub const PAIR_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/pair/1");
+/// Largest pairing message, bytes.
+pub const MAX_PAIR_BYTES: usize = 64 * 1024;
+
+/// Length-prefixed (u32, big-endian) byte frames of at most `MAX` bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Frames<const MAX: usize>;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {max}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: Vec<u8>,
+    max: usize,
+) -> io::Result<()> {
+    if bytes.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "frame too large",
+        ));
+    }
+    // Bounded by `max` just above, which is far below u32::MAX.
+    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    io.write_all(&bytes).await?;
+    io.close().await
+}
+
+impl<const MAX: usize> request_response::Codec for Frames<MAX> {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, MAX).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, MAX).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, req, MAX).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, res, MAX).await
+    }
+}
+
+pub use behaviour::{Behaviour, BehaviourEvent};
+
+mod behaviour {
+    // The derive generates `BehaviourEvent` with undocumented variants, one per field.
+    #![allow(missing_docs)]
+    use libp2p::swarm::NetworkBehaviour;
+    use libp2p::{gossipsub, identify, request_response};
+
+    use super::{Frames, MAX_PAIR_BYTES};
+    use kith_protocol::sync::wire;
+
+    /// The node's libp2p behaviour.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        /// Refuses connections from peers outside the roster (first, so that it runs
+        /// before any other protocol sees the connection).
+        pub gate: crate::gate::Gate,
+        /// Live pushes of new records.
+        pub gossipsub: gossipsub::Behaviour,
+        /// Reconciliation frames.
+        pub sync: request_response::Behaviour<Frames<{ wire::MAX_FRAME_BYTES }>>,
+        /// Pairing.
+        pub pair: request_response::Behaviour<Frames<MAX_PAIR_BYTES>>,
+        /// Listen addresses and agent, exchanged on connect.
+        pub identify: identify::Behaviour,
+    }
+}
+
+/// The gossip topic of the roster whose genesis device is `genesis`: nothing on the
+/// wire names the account.
+pub fn topic(genesis: &DeviceId) -> gossipsub::IdentTopic {
+    let d = Sha256::new()
+        .chain_update(b"kith gossip topic\0")
+        .chain_update(genesis.0)
+        .finalize();
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    gossipsub::IdentTopic::new(format!("kith/{hex}"))
+}
+
+impl Behaviour {
+    /// The behaviour for `key`, with settings for a small mesh of own devices.
+    pub fn new(key: &Keypair) -> Result<Self, String> {
+        let config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .message_id_fn(|m: &gossipsub::Message| {
+                let d = Sha256::digest(&m.data);
+                gossipsub::MessageId::from(d[..20].to_vec())
+            })
+            .max_transmit_size(wire::MAX_GOSSIP_BYTES + 4096)
+            .mesh_n(4)
+            .mesh_n_low(1)
+            .mesh_n_high(8)
+            .mesh_outbound_min(1)
+            .flood_publish(true)
+            .heartbeat_interval(Duration::from_millis(700))
+            .heartbeat_initial_delay(Duration::from_millis(100))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)?;
+        let rr = request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(30))
+            .with_max_concurrent_streams(16);
+        Ok(Self {
+            gate: crate::gate::Gate::default(),
+            gossipsub,
+            sync: request_response::Behaviour::new(
+                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr.clone(),
+            ),
+            pair: request_response::Behaviour::new(
+                [(PAIR_PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr,
+            ),
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/kith/1".into(),
+                key.public(),
+            )),
+        })
+    }
+}
+
+/// The device behind a peer id, if it is an Ed25519 key (peer ids of small keys embed
+/// the key itself).
+pub fn device_of(peer: &PeerId) -> Option<DeviceId> {
+    let mh = peer.as_ref();
+    if mh.code() != 0 {
+        return None;
+    }
+    let key = identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    Some(DeviceId(key.try_into_ed25519().ok()?.to_bytes()))
+}
+
+/// The peer id of a device.
+pub fn peer_of(device: &DeviceId) -> Option<PeerId> {
+    let key = identity::ed25519::PublicKey::try_from_bytes(&device.0).ok()?;
+    Some(identity::PublicKey::from(key).to_peer_id())
+}
+
+/// The libp2p keypair of a device's Ed25519 secret key.
+pub fn keypair(secret: &[u8; 32]) -> Keypair {
+    let mut bytes = *secret;
+    // Any 32 bytes are a valid Ed25519 secret key.
+    Keypair::ed25519_from_bytes(&mut bytes).expect("32 bytes are an Ed25519 secret key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_ids_and_devices_map_both_ways() {
+        let secret = [9u8; 32];
+        let key = keypair(&secret);
+        let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
+        let device = DeviceId(signing.verifying_key().to_bytes());
+        assert_eq!(device_of(&key.public().to_peer_id()), Some(device));
+        assert_eq!(peer_of(&device), Some(key.public().to_peer_id()));
+    }
+
+    #[test]
+    fn the_topic_depends_on_the_genesis_only() {
+        assert_eq!(topic(&DeviceId([1; 32])).hash(), topic(&DeviceId([1; 32])).hash());
+        assert_ne!(topic(&DeviceId([1; 32])).hash(), topic(&DeviceId([2; 32])).hash());
+        assert!(!topic(&DeviceId([1; 32])).to_string().contains("xmpp"));
+    }
+}

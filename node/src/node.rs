@@ -1,0 +1,703 @@
+//! The running node: one tokio task owning the [`Device`] (engine and store), the
+//! libp2p swarm, the mDNS daemon and the local listeners; a cloneable [`Handle`]
+//! talks to it over a bounded channel, and the control socket serves the CLI
+//! through such a handle.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kith_protocol::item::NodeKind;
+use kith_protocol::record::DeviceId;
+use kith_protocol::sync::{Event, Input, Output, RequestId};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::control::{self, Reply, Request};
+use crate::device::{Device, wall_now};
+use crate::discovery::{self, Advert, Discovery, Seen};
+use crate::net::{self, Behaviour, BehaviourEvent};
+use crate::service::NetInfo;
+use crate::{socket, store, xmpp};
+
+/// How a node runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// libp2p listen addresses (default `/ip4/0.0.0.0/tcp/0`).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial whatever discovery finds.
+    pub peers: Vec<Multiaddr>,
+    /// Whether to run mDNS discovery.
+    pub mdns: bool,
+    /// Interfaces mDNS uses (all when empty).
+    pub mdns_interfaces: Vec<String>,
+    /// XEP-0174 stream port (any free port when `None`).
+    pub xmpp_port: Option<u16>,
+}
+
+/// Why the node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed; the node stops rather than send what it could not keep.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A listener could not be opened.
+    #[error("cannot listen: {0}")]
+    Listen(String),
+    /// libp2p could not be set up.
+    #[error("network: {0}")]
+    Network(String),
+    /// mDNS could not be set up.
+    #[error(transparent)]
+    Discovery(#[from] discovery::Error),
+}
+
+/// A request to the node task, with where to send the replies.
+#[derive(Debug)]
+pub struct Call {
+    /// The request.
+    pub request: Request,
+    /// Progress lines, then exactly one final line.
+    pub reply: mpsc::Sender<Reply>,
+}
+
+/// Talks to a running node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    calls: mpsc::Sender<Call>,
+}
+
+impl Handle {
+    /// Sends a request; progress lines go to `progress`; returns the result.
+    pub async fn request(
+        &self,
+        request: Request,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<serde_json::Value, control::Error> {
+        let (tx, mut rx) = mpsc::channel(64);
+        let gone = || control::Error::new(control::ErrorKind::NotRunning, "the node stopped");
+        self.calls
+            .send(Call { request, reply: tx })
+            .await
+            .map_err(|_| gone())?;
+        while let Some(reply) = rx.recv().await {
+            match reply {
+                Reply::Progress { done, total } => progress(done, total),
+                Reply::Ok(v) => return Ok(v),
+                Reply::Error(e) => return Err(e),
+            }
+        }
+        Err(gone())
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::Sender<Call> {
+        self.calls.clone()
+    }
+}
+
+/// A node started by [`start`].
+#[derive(Debug)]
+pub struct Running {
+    /// Talks to it.
+    pub handle: Handle,
+    /// Stops it (dropping this stops it, too).
+    pub stop: oneshot::Sender<()>,
+    /// Its task; ends with the node.
+    pub task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+struct Node {
+    device: Device,
+    swarm: Swarm<Behaviour>,
+    topic: gossipsub::IdentTopic,
+    me: PeerId,
+    out_requests: HashMap<OutboundRequestId, RequestId>,
+    inbound: HashMap<u64, ResponseChannel<Vec<u8>>>,
+    next_inbound: u64,
+    /// Roster peers connected, with the remote address of their first connection.
+    connected: BTreeMap<PeerId, Multiaddr>,
+    /// Active roster devices other than this one.
+    allowed: BTreeSet<PeerId>,
+    /// Unknown peers let in while a pairing is open, and until when.
+    pairing: BTreeMap<PeerId, Instant>,
+    /// Configured addresses, and the peer found there.
+    configured: Vec<(Multiaddr, Option<PeerId>)>,
+    listen: Vec<Multiaddr>,
+    xmpp_port: u16,
+    discovery: Option<Discovery>,
+    advert: Option<Advert>,
+    /// mDNS sightings of roster devices: when first seen, and where.
+    seen: BTreeMap<PeerId, (Instant, Vec<Multiaddr>)>,
+}
+
+fn bind_ip(listen: &[Multiaddr]) -> IpAddr {
+    listen
+        .iter()
+        .flat_map(|a| a.iter())
+        .find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+            _ => None,
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+fn tcp_port(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Tcp(port) => Some(port),
+        _ => None,
+    })
+}
+
+/// Starts a node on `device`: listeners, discovery, control socket, and the task.
+pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
+    let keypair = net::keypair(&device.secret);
+    let me = keypair.public().to_peer_id();
+    let behaviour = Behaviour::new(&keypair).map_err(Error::Network)?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .map_err(|e| Error::Network(e.to_string()))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| Error::Network(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+        .build();
+    let listen = if options.listen.is_empty() {
+        vec!["/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr")]
+    } else {
+        options.listen.clone()
+    };
+    for addr in &listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| Error::Listen(format!("{addr}: {e}")))?;
+    }
+    let topic = net::topic(&DeviceId(device.account.genesis));
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .map_err(|e| Error::Network(e.to_string()))?;
+    let xmpp_listener = tokio::net::TcpListener::bind((bind_ip(&listen), options.xmpp_port.unwrap_or(0)))
+        .await
+        .map_err(|e| Error::Listen(format!("XEP-0174 port: {e}")))?;
+    let xmpp_port = xmpp_listener
+        .local_addr()
+        .map_err(|e| Error::Listen(e.to_string()))?
+        .port();
+    let (discovery, seen_rx) = if options.mdns {
+        let (d, rx) = Discovery::start(&options.mdns_interfaces)?;
+        (Some(d), Some(rx))
+    } else {
+        (None, None)
+    };
+    let instance = format!("{}@kith", device.account.label);
+    let xmpp_task = tokio::spawn(xmpp::serve(xmpp_listener, instance));
+    let (calls_tx, calls_rx) = mpsc::channel(16);
+    let handle = Handle { calls: calls_tx };
+    let socket_path: PathBuf = device.dir().join("control.sock");
+    let socket_task = socket::serve(&socket_path, handle.clone())
+        .map_err(|e| Error::Listen(format!("{}: {e}", socket_path.display())))?;
+    let mut node = Node {
+        device,
+        swarm,
+        topic,
+        me,
+        out_requests: HashMap::new(),
+        inbound: HashMap::new(),
+        next_inbound: 1,
+        connected: BTreeMap::new(),
+        allowed: BTreeSet::new(),
+        pairing: BTreeMap::new(),
+        configured: options.peers.iter().map(|a| (a.clone(), None)).collect(),
+        listen: Vec::new(),
+        xmpp_port,
+        discovery,
+        advert: None,
+        seen: BTreeMap::new(),
+    };
+    node.update_roster();
+    for (addr, _) in &node.configured {
+        if let Err(e) = node.swarm.dial(addr.clone()) {
+            warn!("cannot dial {addr}: {e}");
+        }
+    }
+    node.redial_known()?;
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let result = node.run(calls_rx, seen_rx, stop_rx).await;
+        xmpp_task.abort();
+        socket_task.abort();
+        let _ = std::fs::remove_file(&socket_path);
+        if let Some(d) = node.discovery.take() {
+            d.stop();
+        }
+        result
+    });
+    Ok(Running {
+        handle,
+        stop: stop_tx,
+        task,
+    })
+}
+
+impl Node {
+    async fn run(
+        &mut self,
+        mut calls: mpsc::Receiver<Call>,
+        mut seen: Option<mpsc::Receiver<Seen>>,
+        mut stop: oneshot::Receiver<()>,
+    ) -> Result<(), Error> {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut ticks: u64 = 0;
+        loop {
+            self.flush()?;
+            let due = self
+                .device
+                .engine
+                .poll_timeout()
+                .map(|ms| self.device.clock.instant_of(ms))
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                event = self.swarm.select_next_some() => self.on_swarm(event)?,
+                call = calls.recv() => match call {
+                    Some(call) => self.on_call(call),
+                    None => return Ok(()),
+                },
+                Some(s) = async { match seen.as_mut() { Some(rx) => rx.recv().await, None => None } } => self.on_seen(s),
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {
+                    self.device.input(Input::Timeout)?;
+                }
+                _ = tick.tick() => {
+                    ticks += 1;
+                    self.housekeeping(ticks % 5 == 0)?;
+                }
+            }
+        }
+    }
+
+    fn net_info(&self) -> NetInfo {
+        NetInfo {
+            online: true,
+            listen: self.listen.clone(),
+            connected: self
+                .connected
+                .iter()
+                .filter_map(|(p, a)| Some((net::device_of(p)?, a.to_string())))
+                .collect(),
+            xmpp_port: Some(self.xmpp_port),
+        }
+    }
+
+    fn on_call(&mut self, call: Call) {
+        let net = self.net_info();
+        let reply = call.reply.clone();
+        let mut progress = |done, total| {
+            let _ = reply.try_send(Reply::Progress { done, total });
+        };
+        let result = self.device.handle(call.request, &net, &mut progress);
+        if result.is_ok() {
+            // An invite opens the gate at once.
+            let open = self
+                .device
+                .store
+                .has_open_invite(wall_now().0)
+                .unwrap_or(false);
+            self.swarm.behaviour_mut().gate.set_pairing_open(open);
+        }
+        let line = match result {
+            Ok(v) => Reply::Ok(v),
+            Err(e) => Reply::Error(e),
+        };
+        let reply = call.reply;
+        tokio::spawn(async move {
+            let _ = reply.send(line).await;
+        });
+    }
+
+    /// Carries out what the engine queued, and follows roster changes.
+    fn flush(&mut self) -> Result<(), Error> {
+        loop {
+            let mut failed = Vec::new();
+            while let Some(out) = self.device.net.pop_front() {
+                match out {
+                    Output::Publish(bytes) => {
+                        if let Err(e) = self
+                            .swarm
+                            .behaviour_mut()
+                            .gossipsub
+                            .publish(self.topic.clone(), bytes)
+                        {
+                            // Reconciliation delivers what gossip could not.
+                            debug!("gossip not sent: {e}");
+                        }
+                    }
+                    Output::Request { to, id, bytes } => {
+                        if self.connected.contains_key(&to) {
+                            let rid = self.swarm.behaviour_mut().sync.send_request(&to, bytes);
+                            self.out_requests.insert(rid, id);
+                        } else {
+                            failed.push(id);
+                        }
+                    }
+                    Output::Respond { id, bytes } => {
+                        if let Some(ch) = self.inbound.remove(&id) {
+                            let _ = self.swarm.behaviour_mut().sync.send_response(ch, bytes);
+                        }
+                    }
+                    Output::Persist(_) | Output::Collect { .. } | Output::Event(_) => {}
+                }
+            }
+            while let Some(event) = self.device.events.pop_front() {
+                self.on_engine_event(event)?;
+            }
+            self.update_roster();
+            if failed.is_empty() {
+                return Ok(());
+            }
+            for id in failed {
+                self.device.input(Input::RequestFailed { id })?;
+            }
+        }
+    }
+
+    fn on_engine_event(&mut self, event: Event<PeerId>) -> Result<(), Error> {
+        match event {
+            Event::Synced { peer, round_trips } => {
+                debug!(%peer, round_trips, "reconciled");
+                if let Some(d) = net::device_of(&peer) {
+                    self.device.store.set_last_sync(&d.0, wall_now().0)?;
+                }
+            }
+            Event::Rejected { peer, reason } => warn!(%peer, "record refused: {reason}"),
+            Event::BadFrame { peer, reason } => warn!(%peer, "bad frame: {reason}"),
+            Event::CommandRefused(e) => warn!("command refused: {e}"),
+            Event::RosterRefused(e) => warn!("roster change refused: {e}"),
+            Event::KeysRefused(e) => warn!("secrets refused: {e}"),
+            Event::Changed => debug!("contact list changed"),
+        }
+        Ok(())
+    }
+
+    /// Keeps the gate, gossipsub's blacklist and connections in step with the roster.
+    fn update_roster(&mut self) {
+        let me = self.me;
+        let allowed: BTreeSet<PeerId> = self
+            .device
+            .engine
+            .roster()
+            .active()
+            .filter_map(|m| net::peer_of(&m.entry.device))
+            .filter(|p| *p != me)
+            .collect();
+        if allowed == self.allowed {
+            return;
+        }
+        let behaviour = self.swarm.behaviour_mut();
+        behaviour.gate.set_allowed(allowed.clone());
+        for p in allowed.difference(&self.allowed) {
+            behaviour.gossipsub.remove_blacklisted_peer(p);
+        }
+        let gone: Vec<PeerId> = self.allowed.difference(&allowed).copied().collect();
+        for p in gone {
+            info!(peer = %p, "device left the roster: disconnecting");
+            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&p);
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+        self.allowed = allowed;
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<(), Error> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!("listening on {address}/p2p/{}", self.me);
+                self.listen.push(address);
+                self.readvertise();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let remote = endpoint.get_remote_address().clone();
+                if endpoint.is_dialer() {
+                    for (addr, peer) in &mut self.configured {
+                        if *addr == remote {
+                            *peer = Some(peer_id);
+                        }
+                    }
+                }
+                if self.allowed.contains(&peer_id) {
+                    let device = net::device_of(&peer_id)
+                        .ok_or_else(|| Error::Network("roster peer without device".into()))?;
+                    if num_established.get() == 1 {
+                        info!(peer = %peer_id, "connected to {remote}");
+                        self.connected.insert(peer_id, remote.clone());
+                        self.device.input(Input::Connected {
+                            peer: peer_id,
+                            device,
+                        })?;
+                    }
+                    if endpoint.is_dialer() {
+                        self.device.store.set_peer_addrs(&device.0, &remote.to_string())?;
+                    }
+                } else {
+                    // Only a pairing lets a stranger in; it gets no gossip.
+                    info!(peer = %peer_id, "unknown peer connected to pair");
+                    self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer_id);
+                    self.pairing
+                        .insert(peer_id, Instant::now() + Duration::from_secs(60));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.pairing.remove(&peer_id);
+                if self.connected.remove(&peer_id).is_some() {
+                    info!(peer = %peer_id, "disconnected");
+                    self.device.input(Input::Disconnected(peer_id))?;
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) -> Result<(), Error> {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            }) => {
+                let source = message.source.as_ref().and_then(net::device_of);
+                if let (true, Some(source)) = (self.allowed.contains(&propagation_source), source) {
+                    self.device.input(Input::Gossip {
+                        from: propagation_source,
+                        source,
+                        bytes: message.data,
+                    })?;
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        if self.connected.contains_key(&peer) {
+                            let id = self.next_inbound;
+                            self.next_inbound += 1;
+                            self.inbound.insert(id, channel);
+                            self.device.input(Input::Request {
+                                from: peer,
+                                id,
+                                bytes: request,
+                            })?;
+                        }
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(id) = self.out_requests.remove(&request_id) {
+                            self.device.input(Input::Response {
+                                id,
+                                bytes: response,
+                            })?;
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some(id) = self.out_requests.remove(&request_id) {
+                    debug!("sync request failed: {error}");
+                    self.device.input(Input::RequestFailed { id })?;
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure { request_id, .. }) => {
+                debug!(?request_id, "inbound sync request failed");
+            }
+            BehaviourEvent::Pair(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request {
+                    request, channel, ..
+                },
+                ..
+            }) => {
+                let answer = self.device.answer_pairing(&peer, &request);
+                let _ = self.swarm.behaviour_mut().pair.send_response(channel, answer);
+                info!(%peer, "answered a pairing request");
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if let (true, Some(d)) = (self.allowed.contains(&peer_id), net::device_of(&peer_id)) {
+                    let addrs: Vec<String> = info
+                        .listen_addrs
+                        .iter()
+                        .filter(|a| tcp_port(a).is_some())
+                        .filter(|a| !a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())))
+                        .take(8)
+                        .map(|a| a.to_string())
+                        .collect();
+                    if !addrs.is_empty() {
+                        self.device.store.set_peer_addrs(&d.0, &addrs.join(" "))?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Matches an advertisement against the roster's tags and dials the device.
+    fn on_seen(&mut self, seen: Seen) {
+        if self.discovery.as_ref().and_then(|d| d.fullname()) == Some(seen.fullname.as_str()) {
+            return;
+        }
+        let today = discovery::day(wall_now().0);
+        let mut keys: Vec<Vec<u8>> = self
+            .device
+            .engine
+            .book()
+            .keyring()
+            .iter()
+            .map(|s| s.value.as_bytes().to_vec())
+            .collect();
+        keys.push(self.device.account.genesis.to_vec());
+        let found = self.allowed.iter().copied().find(|p| {
+            let Some(d) = net::device_of(p) else {
+                return false;
+            };
+            keys.iter().any(|k| {
+                (today.saturating_sub(1)..=today + 1).any(|day| discovery::tag(k, day, &d) == seen.tag)
+            })
+        });
+        let Some(peer) = found else {
+            return;
+        };
+        debug!(%peer, "seen on mDNS at {:?}", seen.addrs);
+        let first = self.seen.get(&peer).map_or_else(Instant::now, |s| s.0);
+        self.seen.insert(peer, (first, seen.addrs.clone()));
+        // Both sides see each other at once: the smaller peer id dials first.
+        if !self.connected.contains_key(&peer) && (self.me < peer || first.elapsed() > Duration::from_secs(8)) {
+            self.dial(peer, seen.addrs);
+        }
+    }
+
+    fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, "dial: {e}");
+        }
+    }
+
+    /// The tag this device advertises: from the current contacts secret, or the
+    /// genesis key before it has one.
+    fn own_tag(&mut self) -> String {
+        let me = self.device.id();
+        let key = match self.device.engine.book().keyring().current(NodeKind::Contacts) {
+            Some(s) => s.value.as_bytes().to_vec(),
+            None => self.device.account.genesis.to_vec(),
+        };
+        discovery::tag(&key, discovery::day(wall_now().0), &me)
+    }
+
+    fn readvertise(&mut self) {
+        if self.discovery.is_none() {
+            return;
+        }
+        let Some(p2p_port) = self.listen.iter().find_map(tcp_port) else {
+            return;
+        };
+        let advert = Advert {
+            label: self.device.account.label.clone(),
+            srv_port: self.xmpp_port,
+            p2p_port,
+            tag: self.own_tag(),
+        };
+        if self.advert.as_ref().is_some_and(|a| a.tag == advert.tag) {
+            return;
+        }
+        if let Some(d) = self.discovery.as_mut() {
+            match d.advertise(&advert) {
+                Ok(()) => info!("advertised {} on mDNS", d.fullname().unwrap_or("")),
+                Err(e) => warn!("{e}"),
+            }
+        }
+        self.advert = Some(advert);
+    }
+
+    fn redial_known(&mut self) -> Result<(), Error> {
+        let known = self.device.store.peers()?;
+        for (device, addrs, _) in known {
+            let Some(peer) = net::peer_of(&DeviceId(device)) else {
+                continue;
+            };
+            if !self.allowed.contains(&peer) || self.connected.contains_key(&peer) {
+                continue;
+            }
+            let mut addrs: Vec<Multiaddr> = addrs
+                .split_whitespace()
+                .filter_map(|a| a.parse().ok())
+                .collect();
+            if let Some((_, seen)) = self.seen.get(&peer) {
+                addrs.extend(seen.iter().cloned());
+            }
+            if !addrs.is_empty() {
+                self.dial(peer, addrs);
+            }
+        }
+        let configured: Vec<Multiaddr> = self
+            .configured
+            .iter()
+            .filter(|(_, p)| p.is_none_or(|p| !self.connected.contains_key(&p)))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for addr in configured {
+            let _ = self.swarm.dial(addr);
+        }
+        Ok(())
+    }
+
+    fn housekeeping(&mut self, redial: bool) -> Result<(), Error> {
+        let open = self.device.store.has_open_invite(wall_now().0)?;
+        self.swarm.behaviour_mut().gate.set_pairing_open(open);
+        let now = Instant::now();
+        let late: Vec<PeerId> = self
+            .pairing
+            .iter()
+            .filter(|(p, t)| **t <= now && !self.allowed.contains(p))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in late {
+            self.pairing.remove(&p);
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+        self.readvertise();
+        if redial {
+            self.redial_known()?;
+        }
+        Ok(())
+    }
+}

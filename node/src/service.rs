@@ -1,0 +1,397 @@
+//! Answers control [`Request`]s on a [`Device`]: listings as JSON, commands through
+//! the engine (so that what they write is persisted, then gossiped when a node runs).
+
+use std::collections::BTreeMap;
+
+use kith_protocol::contacts::{Command, ContactEdit, MergedContact, Unreadable, View};
+use kith_protocol::import;
+use kith_protocol::item::NodeKind;
+use kith_protocol::jid::BareJid;
+use kith_protocol::record::{DeviceId, Space};
+use kith_protocol::roster::Role;
+use kith_protocol::sync::Input;
+use libp2p::Multiaddr;
+use serde_json::{Value, json};
+
+use crate::control::{Error, ErrorKind, ImportFormat, Request};
+use crate::device::{Device, wall_now};
+use crate::net;
+use crate::pair;
+use crate::store::Invite;
+
+/// Contacts imported per engine command (one progress step).
+pub const IMPORT_CHUNK: usize = 500;
+/// Longest invite lifetime, seconds.
+pub const MAX_INVITE_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// What the node knows of the network, for status and invites.
+#[derive(Debug, Clone, Default)]
+pub struct NetInfo {
+    /// Whether a node is running (false when the CLI works on the store alone).
+    pub online: bool,
+    /// Addresses the node listens on.
+    pub listen: Vec<Multiaddr>,
+    /// Connected roster devices and the address of each connection.
+    pub connected: BTreeMap<DeviceId, String>,
+    /// The XEP-0174 port, when serving.
+    pub xmpp_port: Option<u16>,
+}
+
+fn input_err(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Input, e.to_string())
+}
+
+fn refused(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Refused, e.to_string())
+}
+
+fn jid(text: &str) -> Result<BareJid, Error> {
+    BareJid::parse(text).map_err(|e| input_err(format!("{text:?} is not a JID: {e}")))
+}
+
+fn iso(ms: u64) -> String {
+    kith_protocol::clock::WallTime(ms).to_xep0082()
+}
+
+/// A contact as JSON.
+pub fn contact_json(view: &View, c: &MergedContact) -> Value {
+    let mut groups: Vec<&str> = c
+        .contact
+        .groups
+        .iter()
+        .filter_map(|g| view.groups.get(&g.id).map(|e| e.group.name.as_str()))
+        .collect();
+    groups.sort_unstable();
+    json!({
+        "id": c.id.to_string(),
+        "name": c.contact.name,
+        "jids": c.contact.identities.iter().map(|i| &i.value).collect::<Vec<_>>(),
+        "groups": groups,
+        "items": c.members.len(),
+        "updated": iso(c.version.hlc.wall_ms),
+    })
+}
+
+impl Device {
+    /// Answers one request. `progress` hears how far an import got.
+    pub fn handle(
+        &mut self,
+        request: Request,
+        net: &NetInfo,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Value, Error> {
+        let result = match request {
+            Request::Status => self.status(net),
+            Request::Contacts => {
+                let view = self.engine.book().view();
+                Ok(Value::Array(
+                    view.contacts
+                        .iter()
+                        .map(|c| contact_json(view, c))
+                        .collect(),
+                ))
+            }
+            Request::Contact { jid: j } => {
+                let j = jid(&j)?;
+                let view = self.engine.book().view();
+                let c = view
+                    .contact_by_jid(&j)
+                    .ok_or_else(|| refused(format!("no contact has the address {j}")))?;
+                Ok(contact_json(view, c))
+            }
+            Request::Groups => {
+                let view = self.engine.book().view();
+                let mut members: BTreeMap<&str, usize> = BTreeMap::new();
+                for c in &view.contacts {
+                    for g in &c.contact.groups {
+                        *members.entry(g.id.as_str()).or_default() += 1;
+                    }
+                }
+                let mut groups: Vec<Value> = view
+                    .groups
+                    .values()
+                    .map(|g| {
+                        json!({
+                            "id": g.group.id,
+                            "name": g.group.name,
+                            "description": g.group.description,
+                            "contacts": members.get(g.group.id.as_str()).copied().unwrap_or(0),
+                        })
+                    })
+                    .collect();
+                groups.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+                Ok(Value::Array(groups))
+            }
+            Request::Devices => Ok(self.devices(net)),
+            Request::AddContact { jid: j, name, groups } => self.command(Command::AddContact {
+                jid: jid(&j)?,
+                name,
+                groups,
+            }),
+            Request::EditContact {
+                jid: j,
+                name,
+                clear_name,
+                add_groups,
+                remove_groups,
+                add_jids,
+                remove_jids,
+            } => {
+                let edit = ContactEdit {
+                    name: if clear_name { Some(None) } else { name.map(Some) },
+                    add_groups,
+                    remove_groups,
+                    add_jids: add_jids.iter().map(|s| jid(s)).collect::<Result<_, _>>()?,
+                    remove_jids: remove_jids
+                        .iter()
+                        .map(|s| jid(s))
+                        .collect::<Result<_, _>>()?,
+                };
+                self.command(Command::EditContact { jid: jid(&j)?, edit })
+            }
+            Request::RemoveContact { jid: j } => {
+                self.command(Command::RemoveContact { jid: jid(&j)? })
+            }
+            Request::AddGroup { name, description } => {
+                self.command(Command::AddGroup { name, description })
+            }
+            Request::RenameGroup { name, new_name } => {
+                self.command(Command::RenameGroup { name, new_name })
+            }
+            Request::RemoveGroup { name } => self.command(Command::RemoveGroup { name }),
+            Request::Import { format, text } => self.import(format, &text, progress),
+            Request::Export => {
+                let view = self.engine.book().view();
+                Ok(json!({ "roster": import::export_roster(view) }))
+            }
+            Request::Invite { ttl_secs } => self.invite(net, ttl_secs),
+            Request::Revoke { device } => self.revoke(&device),
+            Request::Rotate => {
+                self.input(Input::RotateSecrets)?;
+                Ok(json!({ "rotated": true }))
+            }
+        };
+        // A command refused by the engine shows up as an event, too.
+        result
+    }
+
+    fn command(&mut self, cmd: Command) -> Result<Value, Error> {
+        let now = self.clock.now();
+        let result = self.engine.execute(now, cmd);
+        self.drain()?;
+        result.map_err(refused)?;
+        Ok(json!({ "done": true }))
+    }
+
+    fn import(
+        &mut self,
+        format: ImportFormat,
+        text: &str,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Value, Error> {
+        let imported = match format {
+            ImportFormat::Roster => import::roster(text),
+            ImportFormat::Metacontacts => import::metacontacts(text),
+        }
+        .map_err(input_err)?;
+        let total = imported.contacts.len() as u64;
+        let mut done = 0;
+        progress(0, total);
+        for chunk in imported.contacts.chunks(IMPORT_CHUNK) {
+            let now = self.clock.now();
+            let result = self.engine.execute(
+                now,
+                Command::Import {
+                    contacts: chunk.to_vec(),
+                },
+            );
+            self.drain()?;
+            result.map_err(refused)?;
+            done += chunk.len() as u64;
+            progress(done, total);
+        }
+        Ok(json!({ "contacts": total, "groups": imported.groups.len() }))
+    }
+
+    fn find_device(&mut self, needle: &str) -> Result<DeviceId, Error> {
+        let matches: Vec<DeviceId> = self
+            .engine
+            .roster()
+            .members()
+            .filter(|m| {
+                m.entry.name == needle || (needle.len() >= 4 && m.entry.device.to_string().starts_with(needle))
+            })
+            .map(|m| m.entry.device)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(refused(format!("no device is named {needle:?} or has an id starting so"))),
+            _ => Err(input_err(format!("{needle:?} names several devices; give more of the id"))),
+        }
+    }
+
+    fn revoke(&mut self, needle: &str) -> Result<Value, Error> {
+        let device = self.find_device(needle)?;
+        if device == self.id() {
+            return Err(refused("a device cannot revoke itself; revoke it from another device"));
+        }
+        if self
+            .engine
+            .roster()
+            .get(&device)
+            .is_some_and(|m| m.revoked_at.is_some())
+        {
+            return Err(refused(format!("device {device} is revoked already")));
+        }
+        self.input(Input::RevokeDevice(device))?;
+        let revoked = self
+            .engine
+            .roster()
+            .get(&device)
+            .is_some_and(|m| m.revoked_at.is_some());
+        if !revoked {
+            return Err(refused("the revocation was refused (is this device in the roster?)"));
+        }
+        Ok(json!({ "revoked": device.to_string() }))
+    }
+
+    fn invite(&mut self, net: &NetInfo, ttl_secs: u64) -> Result<Value, Error> {
+        if !net.online {
+            return Err(Error::new(
+                ErrorKind::NotRunning,
+                "pairing needs this device's node running: start `kith run` first",
+            ));
+        }
+        if ttl_secs == 0 || ttl_secs > MAX_INVITE_TTL_SECS {
+            return Err(input_err(format!(
+                "the invite lifetime must be between 1 s and {} days",
+                MAX_INVITE_TTL_SECS / 86_400
+            )));
+        }
+        let addrs: Vec<Multiaddr> = net
+            .listen
+            .iter()
+            .filter(|a| !a.to_string().starts_with("/ip4/0.0.0.0"))
+            .take(pair::MAX_ADDRS)
+            .cloned()
+            .collect();
+        if addrs.is_empty() {
+            return Err(refused("the node listens on no address a peer could dial"));
+        }
+        let secret: [u8; 16] = rand::RngExt::random(&mut rand::rng());
+        let expires_ms = wall_now().0 + ttl_secs * 1000;
+        self.store.add_invite(&Invite {
+            hash: pair::secret_hash(&secret),
+            expires_ms,
+            used: false,
+        })?;
+        let peer = net::peer_of(&self.id())
+            .ok_or_else(|| refused("this device's key is not a libp2p key"))?;
+        let code = pair::Code {
+            secret,
+            expires_ms,
+            peer,
+            addrs,
+        };
+        Ok(json!({ "code": code.encode(), "expires": iso(expires_ms) }))
+    }
+
+    fn devices(&mut self, net: &NetInfo) -> Value {
+        let me = self.id();
+        let peers: BTreeMap<[u8; 32], Option<u64>> = self
+            .store
+            .peers()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(d, _, t)| (d, t))
+            .collect();
+        let roster = self.engine.roster();
+        Value::Array(
+            roster
+                .members()
+                .map(|m| {
+                    let d = m.entry.device;
+                    json!({
+                        "id": d.to_string(),
+                        "name": m.entry.name,
+                        "role": if m.entry.role == Role::Full { "full" } else { "relay" },
+                        "revoked": m.revoked_at.is_some(),
+                        "genesis": d == roster.genesis(),
+                        "this_device": d == me,
+                        "connected": net.connected.get(&d),
+                        "last_sync": peers.get(&d.0).copied().flatten().map(iso),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    fn status(&mut self, net: &NetInfo) -> Result<Value, Error> {
+        let me = self.id();
+        let data_dir = self.dir().display().to_string();
+        let devices = self.devices(net);
+        let counts = self.store.counts()?;
+        let stats = self.engine.stats().clone();
+        let book = self.engine.book();
+        let replica = book.replica();
+        let mut spaces = BTreeMap::new();
+        let mut tombstones = 0;
+        for r in replica.records() {
+            let name = match r.space {
+                Space::Contacts => "contacts",
+                Space::Groups => "groups",
+                Space::Roster => "roster",
+                Space::Keys => "keys",
+                Space::Acks => "acks",
+            };
+            *spaces.entry(name).or_insert(0u64) += 1;
+            tombstones += u64::from(r.is_tombstone());
+        }
+        let held = replica.held().count();
+        let set_aside = replica.quarantined().count();
+        let view = book.view();
+        let waiting = view
+            .unreadable
+            .values()
+            .filter(|u| matches!(u, Unreadable::Waiting(_)))
+            .count();
+        let unreadable = view.unreadable.len() - waiting;
+        Ok(json!({
+            "device": {
+                "id": me.to_string(),
+                "peer_id": net::peer_of(&me).map(|p| p.to_string()),
+                "name": self.account.name,
+                "account": self.account.jid,
+                "data_dir": data_dir,
+            },
+            "node": {
+                "running": net.online,
+                "listen": net.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "xmpp_port": net.xmpp_port,
+            },
+            "roster": devices,
+            "connected_peers": net.connected.len(),
+            "records": spaces,
+            "tombstones": tombstones,
+            "stored_rows": counts.rows,
+            "collected_tombstones": counts.collected,
+            "contacts": view.contacts.len(),
+            "groups": view.groups.len(),
+            "reserved_items": view.reserved.values().map(Vec::len).sum::<usize>(),
+            "live_items": {
+                "contacts": view.live_items(NodeKind::Contacts),
+                "groups": view.live_items(NodeKind::Groups),
+            },
+            "waiting_for_secret": waiting,
+            "unreadable": unreadable,
+            "held_future_records": held,
+            "set_aside_records": set_aside,
+            "sync": {
+                "reconciliations": stats.reconciliations,
+                "rejected_records": stats.rejected_records,
+                "refused_frames": stats.refused_frames,
+                "bad_frames": stats.bad_frames,
+            },
+        }))
+    }
+}

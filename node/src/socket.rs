@@ -1,0 +1,105 @@
+//! The control socket: a Unix domain socket (mode 0600) in the data directory that
+//! carries [`crate::control`] JSON lines between the CLI and the node, and the
+//! client side the CLI uses.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+use crate::control::{Error, ErrorKind, MAX_REQUEST_BYTES, Reply, Request};
+use crate::node::{Call, Handle};
+
+/// Most CLI connections served at once.
+pub const MAX_CLIENTS: usize = 16;
+
+/// Listens on `path` (replacing a stale socket; the caller holds the data
+/// directory's lock) and forwards requests to the node.
+pub fn serve(path: &Path, handle: Handle) -> io::Result<tokio::task::JoinHandle<()>> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                continue;
+            };
+            let calls = handle.sender();
+            tokio::spawn(async move {
+                let _ = client(stream, calls).await;
+                drop(permit);
+            });
+        }
+    }))
+}
+
+async fn write_line(stream: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> io::Result<()> {
+    let mut line = serde_json::to_vec(reply).map_err(io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line).await
+}
+
+async fn client(stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).await?;
+    if line.len() > MAX_REQUEST_BYTES {
+        let e = Error::new(ErrorKind::Input, "request too large");
+        return write_line(&mut write, &Reply::Error(e)).await;
+    }
+    let request: Request = match serde_json::from_slice(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let e = Error::new(ErrorKind::Input, format!("bad request: {e}"));
+            return write_line(&mut write, &Reply::Error(e)).await;
+        }
+    };
+    let (tx, mut rx) = mpsc::channel(64);
+    if calls.send(Call { request, reply: tx }).await.is_err() {
+        let e = Error::new(ErrorKind::NotRunning, "the node is stopping");
+        return write_line(&mut write, &Reply::Error(e)).await;
+    }
+    while let Some(reply) = rx.recv().await {
+        let last = !matches!(reply, Reply::Progress { .. });
+        write_line(&mut write, &reply).await?;
+        if last {
+            break;
+        }
+    }
+    write.shutdown().await
+}
+
+/// Sends `request` to the node listening on `path`; `progress` hears progress lines.
+/// `Ok(None)` when no node listens there.
+pub async fn request(
+    path: &Path,
+    request: &Request,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Option<serde_json::Value>, Error> {
+    let Ok(mut stream) = UnixStream::connect(path).await else {
+        return Ok(None);
+    };
+    let mut line = serde_json::to_vec(request)
+        .map_err(|e| Error::new(ErrorKind::Input, e.to_string()))?;
+    line.push(b'\n');
+    let broken = |e: io::Error| Error::new(ErrorKind::NotRunning, format!("control socket: {e}"));
+    stream.write_all(&line).await.map_err(broken)?;
+    let mut lines = BufReader::new(stream).lines();
+    while let Some(line) = lines.next_line().await.map_err(broken)? {
+        match serde_json::from_str::<Reply>(&line) {
+            Ok(Reply::Progress { done, total }) => progress(done, total),
+            Ok(Reply::Ok(v)) => return Ok(Some(v)),
+            Ok(Reply::Error(e)) => return Err(e),
+            Err(e) => return Err(Error::new(ErrorKind::NotRunning, format!("bad reply: {e}"))),
+        }
+    }
+    Err(Error::new(ErrorKind::NotRunning, "the node closed the control socket"))
+}

@@ -1,0 +1,662 @@
+//! The data directory: the SQLite store (WAL) of records, collected tombstones,
+//! invites and peers, and the owner-only files holding this device's private keys and
+//! secrets.
+//!
+//! Layout of a data directory (mode 0700):
+//!
+//! | file | what |
+//! |---|---|
+//! | `kith.db` (+ `-wal`, `-shm`) | records, collected tombstones, account, invites, known peers |
+//! | `device.key` | Ed25519 secret key (32 bytes), mode 0600 |
+//! | `openpgp.key` | OpenPGP transferable secret key, mode 0600 |
+//! | `secrets.xml` | the keyring: XEP-0473 `<shared-secret/>` elements, mode 0600 |
+//! | `lock` | held (`flock`) by whoever has the store open |
+//! | `control.sock` | the running node's control socket, mode 0600 |
+//!
+//! The store keeps, per item, the winning record and the [`SHADOW_DEPTH`] versions it
+//! replaced, so that [`Store::load`] rebuilds the same replica the engine had:
+//! records are re-inserted in version order, set-aside records are set aside again
+//! by the engine's roster check, and collected tombstones are collected again.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use kith_protocol::record::{ItemId, Record, Space, Version};
+use kith_protocol::replica::{Replica, SHADOW_DEPTH};
+use kith_protocol::jid::BareJid;
+use kith_protocol::ox::SecretMessage;
+use kith_protocol::seal::Keyring;
+use kith_protocol::xml::{self, Element};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite failed (disk full, corrupt file, …).
+    #[error("store {path}: {source}")]
+    Sql {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// A file of the data directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Another process (a running node, or another command) has the store open.
+    #[error("the data directory {0} is in use by another kith process (is `kith run` running?)")]
+    Locked(PathBuf),
+    /// The data directory holds no device yet.
+    #[error("no kith device in {0} (run `kith init --jid JID` or `kith pair join CODE` first)")]
+    NotInitialised(PathBuf),
+    /// The data directory holds a device already.
+    #[error("{0} already holds a kith device")]
+    AlreadyInitialised(PathBuf),
+    /// Something stored does not decode.
+    #[error("the store in {path} is corrupt: {what}")]
+    Corrupt {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// Result of store operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The account a device belongs to, as stored at init or pairing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The bare JID, as text.
+    pub jid: String,
+    /// The roster's genesis device.
+    pub genesis: [u8; 32],
+    /// This device's name.
+    pub name: String,
+    /// The mDNS instance label (not the JID).
+    pub label: String,
+}
+
+/// An open invitation, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// SHA-256 of the invite's secret.
+    pub hash: [u8; 32],
+    /// Unix milliseconds after which it is refused.
+    pub expires_ms: u64,
+    /// Whether a device joined with it.
+    pub used: bool,
+}
+
+/// The exclusive lock on a data directory, released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    /// Takes the lock of `dir` without waiting.
+    pub fn take(dir: &Path) -> Result<Self> {
+        let path = dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(Error::Locked(dir.to_owned()));
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+/// Creates `dir` (mode 0700) if needed.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| Error::Io {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Writes `bytes` to `dir/name` atomically (temporary file, fsync, rename), readable
+/// by the owner alone.
+pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, &path).map_err(io)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads `dir/name`.
+pub fn read_file(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    fs::read(&path).map_err(|source| Error::Io { path, source })
+}
+
+/// The keyring as `<secrets>` of XEP-0473 `<shared-secret/>` elements of `jid`.
+pub fn keyring_to_xml(keyring: &Keyring, jid: &BareJid) -> String {
+    let mut root = Element::new("urn:xmpp:kith:secrets:0", "secrets");
+    for s in keyring.iter() {
+        root.push(
+            SecretMessage::Share {
+                jid: jid.clone(),
+                secret: s.clone(),
+            }
+            .to_element(),
+        );
+    }
+    root.to_xml()
+}
+
+/// Reads what [`keyring_to_xml`] wrote.
+pub fn keyring_from_xml(dir: &Path, text: &str) -> Result<Keyring> {
+    let corrupt = |what: String| Error::Corrupt {
+        path: dir.to_owned(),
+        what,
+    };
+    let root = Element::parse(text, xml::Limits::IMPORT)
+        .map_err(|e| corrupt(format!("secrets.xml: {e}")))?;
+    let mut keyring = Keyring::new();
+    for el in root.elements() {
+        match SecretMessage::from_element(el) {
+            Some(Ok(SecretMessage::Share { secret, .. })) => keyring.insert(secret),
+            Some(Err(e)) => return Err(corrupt(format!("secrets.xml: {e}"))),
+            _ => return Err(corrupt("secrets.xml: unexpected element".into())),
+        }
+    }
+    Ok(keyring)
+}
+
+/// Sortable bytes of a version: wall time, counter, device, big-endian.
+fn version_key(v: &Version) -> Vec<u8> {
+    let mut k = Vec::with_capacity(44);
+    k.extend_from_slice(&v.hlc.wall_ms.to_be_bytes());
+    k.extend_from_slice(&v.hlc.counter.to_be_bytes());
+    k.extend_from_slice(&v.device.0);
+    k
+}
+
+/// Record counts, for `kith status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Rows in the records table (winners and replaced versions).
+    pub rows: u64,
+    /// Collected tombstones remembered.
+    pub collected: u64,
+}
+
+/// The SQLite store of one data directory.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    space INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
+    signature BLOB NOT NULL, bytes BLOB NOT NULL,
+    PRIMARY KEY (space, item, version, signature)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS collected (
+    space INTEGER NOT NULL, item BLOB NOT NULL, bytes BLOB NOT NULL,
+    PRIMARY KEY (space, item)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS invites (
+    hash BLOB PRIMARY KEY, expires_ms INTEGER NOT NULL, used INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS peers (
+    device BLOB PRIMARY KEY, addrs TEXT NOT NULL, last_sync_ms INTEGER);
+";
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. The caller holds the [`Lock`].
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql)?;
+        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(sql)?;
+        if check != "ok" {
+            return Err(Error::Corrupt {
+                path: dir.to_owned(),
+                what: check,
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            conn,
+        })
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> Error {
+        Error::Sql {
+            path: self.dir.join("kith.db"),
+            source,
+        }
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> Error {
+        Error::Corrupt {
+            path: self.dir.clone(),
+            what: what.into(),
+        }
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The account, if the device was initialised.
+    pub fn account(&self) -> Result<Option<Account>> {
+        let get = |key: &str| -> Result<Option<Vec<u8>>> {
+            self.conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.sql(e))
+        };
+        let Some(jid) = get("account")? else {
+            return Ok(None);
+        };
+        let text = |v: Option<Vec<u8>>| v.and_then(|b| String::from_utf8(b).ok());
+        let genesis: [u8; 32] = get("genesis")?
+            .and_then(|g| g.try_into().ok())
+            .ok_or_else(|| self.corrupt("genesis device missing"))?;
+        Ok(Some(Account {
+            jid: text(Some(jid)).ok_or_else(|| self.corrupt("account is not UTF-8"))?,
+            genesis,
+            name: text(get("name")?).unwrap_or_default(),
+            label: text(get("label")?).unwrap_or_default(),
+        }))
+    }
+
+    /// Stores the account.
+    pub fn set_account(&mut self, account: &Account) -> Result<()> {
+        let tx = self.conn.transaction().map_err(|e| Error::Sql {
+            path: self.dir.join("kith.db"),
+            source: e,
+        })?;
+        for (k, v) in [
+            ("account", account.jid.as_bytes()),
+            ("genesis", &account.genesis[..]),
+            ("name", account.name.as_bytes()),
+            ("label", account.label.as_bytes()),
+        ] {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![k, v],
+            )
+            .map_err(|e| Error::Sql {
+                path: self.dir.join("kith.db"),
+                source: e,
+            })?;
+        }
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// Stores records durably (one transaction, synced before returning); for each
+    /// item, versions beyond the newest `1 + SHADOW_DEPTH` are dropped.
+    pub fn persist(&mut self, records: &[Record]) -> Result<()> {
+        let path = self.dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO records (space, item, version, signature, bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sql)?;
+            let mut prune = tx
+                .prepare_cached(
+                    "DELETE FROM records WHERE space = ?1 AND item = ?2 AND version <
+                     (SELECT version FROM records WHERE space = ?1 AND item = ?2
+                      ORDER BY version DESC LIMIT 1 OFFSET ?3)",
+                )
+                .map_err(sql)?;
+            let mut uncollect = tx
+                .prepare_cached("DELETE FROM collected WHERE space = ?1 AND item = ?2")
+                .map_err(sql)?;
+            for r in records {
+                let space = r.space.code();
+                insert
+                    .execute(params![
+                        space,
+                        &r.item.0[..],
+                        version_key(&r.version),
+                        &r.signature[..],
+                        r.encode()
+                    ])
+                    .map_err(sql)?;
+                prune
+                    .execute(params![space, &r.item.0[..], SHADOW_DEPTH as i64])
+                    .map_err(sql)?;
+                uncollect.execute(params![space, &r.item.0[..]]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Carries out an engine's `Output::Collect`: the tombstones of `collect` leave
+    /// the records table and are remembered; `forget` is forgotten.
+    pub fn collect(&mut self, collect: &[(Space, ItemId)], forget: &[(Space, ItemId)]) -> Result<()> {
+        let path = self.dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        for (space, item) in collect {
+            let newest: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT bytes FROM records WHERE space = ?1 AND item = ?2
+                     ORDER BY version DESC LIMIT 1",
+                    params![space.code(), &item.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            if let Some(bytes) = newest {
+                tx.execute(
+                    "INSERT OR REPLACE INTO collected (space, item, bytes) VALUES (?1, ?2, ?3)",
+                    params![space.code(), &item.0[..], bytes],
+                )
+                .map_err(sql)?;
+                tx.execute(
+                    "DELETE FROM records WHERE space = ?1 AND item = ?2",
+                    params![space.code(), &item.0[..]],
+                )
+                .map_err(sql)?;
+            }
+        }
+        for (space, item) in forget {
+            tx.execute(
+                "DELETE FROM collected WHERE space = ?1 AND item = ?2",
+                params![space.code(), &item.0[..]],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Rebuilds the replica from what is stored.
+    pub fn load(&self) -> Result<Replica> {
+        let mut replica = Replica::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT bytes FROM records ORDER BY version")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.sql(e))?;
+        for row in rows {
+            let bytes = row.map_err(|e| self.sql(e))?;
+            let record =
+                Record::decode(&bytes).map_err(|e| self.corrupt(format!("a record: {e}")))?;
+            replica.insert(record);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT bytes FROM collected")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.sql(e))?;
+        for row in rows {
+            let bytes = row.map_err(|e| self.sql(e))?;
+            let record = Record::decode(&bytes)
+                .map_err(|e| self.corrupt(format!("a collected tombstone: {e}")))?;
+            let (space, item) = (record.space, record.item);
+            replica.insert(record);
+            replica.collect(space, &item);
+        }
+        Ok(replica)
+    }
+
+    /// Row counts.
+    pub fn counts(&self) -> Result<Counts> {
+        let count = |table: &str| -> Result<u64> {
+            self.conn
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
+                .map_err(|e| self.sql(e))
+        };
+        Ok(Counts {
+            rows: count("records")?,
+            collected: count("collected")?,
+        })
+    }
+
+    /// Stores an open invitation.
+    pub fn add_invite(&mut self, invite: &Invite) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO invites (hash, expires_ms, used) VALUES (?1, ?2, ?3)",
+                params![&invite.hash[..], invite.expires_ms as i64, invite.used],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The invitation whose secret hashes to `hash`.
+    pub fn invite(&self, hash: &[u8; 32]) -> Result<Option<Invite>> {
+        self.conn
+            .query_row(
+                "SELECT expires_ms, used FROM invites WHERE hash = ?1",
+                [&hash[..]],
+                |r| {
+                    Ok(Invite {
+                        hash: *hash,
+                        expires_ms: r.get::<_, i64>(0)? as u64,
+                        used: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Whether an invitation is open (unused, not expired) at `now_ms`.
+    pub fn has_open_invite(&self, now_ms: u64) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM invites WHERE used = 0 AND expires_ms > ?1",
+                [now_ms as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Marks an invitation used.
+    pub fn use_invite(&mut self, hash: &[u8; 32]) -> Result<()> {
+        self.conn
+            .execute("UPDATE invites SET used = 1 WHERE hash = ?1", [&hash[..]])
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Remembers addresses a device was reached at (multiaddrs, space-separated).
+    pub fn set_peer_addrs(&mut self, device: &[u8; 32], addrs: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO peers (device, addrs) VALUES (?1, ?2)
+                 ON CONFLICT(device) DO UPDATE SET addrs = ?2",
+                params![&device[..], addrs],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Remembers when this device last completed a reconciliation with `device`.
+    pub fn set_last_sync(&mut self, device: &[u8; 32], unix_ms: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO peers (device, addrs, last_sync_ms) VALUES (?1, '', ?2)
+                 ON CONFLICT(device) DO UPDATE SET last_sync_ms = ?2",
+                params![&device[..], unix_ms as i64],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Known peers: device → (addresses, last sync in Unix ms).
+    pub fn peers(&self) -> Result<Vec<([u8; 32], String, Option<u64>)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT device, addrs, last_sync_ms FROM peers ORDER BY device")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (d, a, t) = row.map_err(|e| self.sql(e))?;
+            if let Ok(d) = <[u8; 32]>::try_from(d) {
+                out.push((d, a, t.map(|t| t as u64)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use kith_protocol::clock::Hlc;
+    use kith_protocol::record::Body;
+    use kith_protocol::seal::Secret;
+    use rand_core::SeedableRng;
+
+    use super::*;
+
+    fn record(key: &SigningKey, item: u8, wall_ms: u64, tomb: bool) -> Record {
+        Record::sign(
+            Space::Roster,
+            ItemId([item; 16]),
+            Hlc {
+                wall_ms,
+                counter: 0,
+            },
+            if tomb {
+                Body::Tombstone
+            } else {
+                Body::Data(vec![item])
+            },
+            key,
+        )
+    }
+
+    #[test]
+    fn records_survive_reopening_with_their_replaced_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut store = Store::open(dir.path()).unwrap();
+        let versions: Vec<Record> = (1..=8).map(|t| record(&key, 1, t, false)).collect();
+        // Newest first, as records may arrive in any order.
+        for r in versions.iter().rev() {
+            store.persist(std::slice::from_ref(r)).unwrap();
+        }
+        assert_eq!(store.counts().unwrap().rows, 1 + SHADOW_DEPTH as u64);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let replica = store.load().unwrap();
+        assert_eq!(replica.get(Space::Roster, &ItemId([1; 16])), versions.last());
+    }
+
+    #[test]
+    fn collected_tombstones_are_remembered_then_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut store = Store::open(dir.path()).unwrap();
+        let tomb = record(&key, 2, 5, true);
+        store.persist(&[record(&key, 2, 4, false), tomb.clone()]).unwrap();
+        let k = (Space::Roster, ItemId([2; 16]));
+        store.collect(&[k], &[]).unwrap();
+        let replica = store.load().unwrap();
+        assert!(replica.get(k.0, &k.1).is_none());
+        assert_eq!(replica.collected_version(k.0, &k.1), Some(tomb.version));
+        store.collect(&[], &[k]).unwrap();
+        assert_eq!(store.load().unwrap().collected().count(), 0);
+    }
+
+    #[test]
+    fn a_second_lock_is_refused_and_a_corrupt_file_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let _lock = Lock::take(dir.path()).unwrap();
+        assert!(matches!(Lock::take(dir.path()), Err(Error::Locked(_))));
+        fs::write(dir.path().join("kith.db"), b"this is not a database, not at all....").unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::Sql { .. } | Error::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_keyring_round_trips_through_its_file() {
+        let mut keyring = Keyring::new();
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
+        for node in kith_protocol::item::NodeKind::ALL {
+            keyring.insert(Secret::generate(node, kith_protocol::clock::WallTime(5), &mut rng));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let jid = BareJid::parse("a@b.c").unwrap();
+        let back = keyring_from_xml(dir.path(), &keyring_to_xml(&keyring, &jid)).unwrap();
+        let ids = |k: &Keyring| k.iter().map(|s| (s.id.clone(), s.value.to_string())).collect::<Vec<_>>();
+        assert_eq!(ids(&back), ids(&keyring));
+    }
+}

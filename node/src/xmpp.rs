@@ -1,0 +1,320 @@
+//! The XEP-0174 XML stream server on the advertised SRV port.
+//!
+//! A link-local XMPP client that finds this device's `_presence._tcp` advertisement
+//! can open a stream to it. The node answers the stream header with its own and
+//! `<stream:features/>` carrying its disco#info (XEP-0174 §5's recommended
+//! shortcut), answers `disco#info` queries, and answers every other stanza with
+//! `service-unavailable`: the contact list itself travels only over libp2p to roster
+//! devices, never over this unauthenticated, unencrypted stream. `</stream:stream>`
+//! is answered in kind and the connection closed.
+//!
+//! Limits: [`MAX_CONNECTIONS`] at once, [`MAX_PENDING_BYTES`] of unparsed input,
+//! [`IDLE_SECS`] without input, [`MAX_STANZA_DEPTH`] nesting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kith_protocol::xml::{self, Element};
+use quick_xml::events::Event;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Most streams served at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Most unparsed bytes kept per stream.
+pub const MAX_PENDING_BYTES: usize = 64 * 1024;
+/// Seconds a stream may stay silent.
+pub const IDLE_SECS: u64 = 60;
+/// Deepest element nesting accepted.
+pub const MAX_STANZA_DEPTH: usize = 32;
+
+const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const STREAMS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+
+/// The features in disco#info: XEP-0510's node, OX for pubsub, and the XEP-0060
+/// features of the nodes kith replicates.
+pub const FEATURES: &[&str] = &[
+    DISCO_INFO,
+    "urn:xmpp:contacts:0",
+    "urn:xmpp:openpgp:pubsub:0",
+    "http://jabber.org/protocol/pubsub",
+    "http://jabber.org/protocol/pubsub#access-whitelist",
+    "http://jabber.org/protocol/pubsub#item-ids",
+    "http://jabber.org/protocol/pubsub#multi-items",
+    "http://jabber.org/protocol/pubsub#persistent-items",
+    "http://jabber.org/protocol/pubsub#publish",
+    "http://jabber.org/protocol/pubsub#retract-items",
+];
+
+/// The disco#info `<query/>`.
+pub fn disco_info() -> Element {
+    let mut q = Element::new(DISCO_INFO, "query");
+    let mut identity = Element::new(DISCO_INFO, "identity");
+    identity.set_attr("category", "pubsub");
+    identity.set_attr("type", "pep");
+    identity.set_attr("name", "kith");
+    q.push(identity);
+    for f in FEATURES {
+        let mut feature = Element::new(DISCO_INFO, "feature");
+        feature.set_attr("var", *f);
+        q.push(feature);
+    }
+    q
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
+}
+
+/// Serves streams on `listener` as `instance` (`label@machine`) until the task is
+/// dropped.
+pub async fn serve(listener: TcpListener, instance: String) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let instance = instance.clone();
+        tokio::spawn(async move {
+            let _ = handle(stream, &instance).await;
+            drop(permit);
+        });
+    }
+}
+
+/// What the parser found at the front of the pending input.
+enum Piece {
+    /// More input is needed.
+    Incomplete,
+    /// Not XML.
+    Malformed,
+    /// The stream header (`from`), and its length.
+    Header(Option<String>, usize),
+    /// A complete stanza's text and length.
+    Stanza(String, usize),
+    /// `</stream:stream>`, and its length.
+    Close(usize),
+    /// Whitespace or a declaration, and its length.
+    Skip(usize),
+}
+
+fn next_piece(buf: &[u8], in_stream: bool) -> Piece {
+    let mut reader = quick_xml::Reader::from_reader(buf);
+    let cfg = reader.config_mut();
+    cfg.check_end_names = false;
+    cfg.allow_unmatched_ends = true;
+    let mut depth = 0usize;
+    let mut start = None;
+    loop {
+        let before = reader.buffer_position() as usize;
+        let event = match reader.read_event() {
+            Ok(e) => e,
+            Err(_) if buf.last() != Some(&b'>') => return Piece::Incomplete,
+            Err(_) => return Piece::Malformed,
+        };
+        let end = reader.buffer_position() as usize;
+        match event {
+            Event::Eof => return Piece::Incomplete,
+            Event::Start(e) if !in_stream && depth == 0 => {
+                if e.name().into_inner() != "stream:stream" {
+                    return Piece::Malformed;
+                }
+                let from = e
+                    .try_get_attribute("from")
+                    .ok()
+                    .flatten()
+                    .map(|a| a.value.into_owned());
+                return Piece::Header(from, end);
+            }
+            Event::Start(_) => {
+                start.get_or_insert(before);
+                depth += 1;
+                if depth > MAX_STANZA_DEPTH {
+                    return Piece::Malformed;
+                }
+            }
+            Event::Empty(_) if depth == 0 => {
+                return Piece::Stanza(String::from_utf8_lossy(&buf[before..end]).into(), end);
+            }
+            Event::End(_) if depth == 0 => return Piece::Close(end),
+            Event::End(_) => {
+                depth -= 1;
+                if depth == 0 {
+                    let s = start.unwrap_or(0);
+                    return Piece::Stanza(String::from_utf8_lossy(&buf[s..end]).into(), end);
+                }
+            }
+            Event::Text(_) | Event::Decl(_) | Event::Comment(_) | Event::PI(_)
+                if depth == 0 =>
+            {
+                return Piece::Skip(end);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The answer to one stanza, if any.
+fn answer(stanza: &str, me: &str) -> Option<String> {
+    let el = Element::parse(stanza, xml::Limits::ITEM).ok()?;
+    let kind = el.attr("type").unwrap_or("");
+    let id = el.attr("id").unwrap_or("").to_owned();
+    let from = el.attr("from").map(str::to_owned);
+    let mut reply = Element::new("", el.name.as_ref());
+    if !id.is_empty() {
+        reply.set_attr("id", id);
+    }
+    reply.set_attr("from", me);
+    if let Some(from) = from {
+        reply.set_attr("to", from);
+    }
+    match (el.name.as_ref(), kind) {
+        ("iq", "get")
+            if el
+                .elements()
+                .any(|c| c.ns.as_ref() == DISCO_INFO && c.name.as_ref() == "query") =>
+        {
+            reply.set_attr("type", "result");
+            reply.push(disco_info());
+        }
+        ("iq", "get" | "set") | ("message", "" | "normal" | "chat" | "headline") => {
+            reply.set_attr("type", "error");
+            let mut error = Element::new("", "error");
+            error.set_attr("type", "cancel");
+            error.push(Element::new(STANZAS, "service-unavailable"));
+            reply.push(error);
+        }
+        _ => return None,
+    }
+    Some(reply.to_xml())
+}
+
+async fn handle(mut stream: TcpStream, me: &str) -> std::io::Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut in_stream = false;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match next_piece(&buf, in_stream) {
+            Piece::Incomplete => {
+                if buf.len() > MAX_PENDING_BYTES {
+                    let e = format!(
+                        "<stream:error><policy-violation xmlns='{STREAMS}'/></stream:error></stream:stream>"
+                    );
+                    stream.write_all(e.as_bytes()).await?;
+                    return Ok(());
+                }
+                let n = tokio::time::timeout(
+                    Duration::from_secs(IDLE_SECS),
+                    stream.read(&mut chunk),
+                )
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Piece::Malformed => {
+                let head = if in_stream {
+                    String::new()
+                } else {
+                    stream_header(me, None)
+                };
+                let e = format!(
+                    "{head}<stream:error><not-well-formed xmlns='{STREAMS}'/></stream:error></stream:stream>"
+                );
+                stream.write_all(e.as_bytes()).await?;
+                return Ok(());
+            }
+            Piece::Header(from, n) => {
+                buf.drain(..n);
+                in_stream = true;
+                let features = format!(
+                    "<stream:features>{}</stream:features>",
+                    disco_info().to_xml()
+                );
+                stream
+                    .write_all(format!("{}{features}", stream_header(me, from.as_deref())).as_bytes())
+                    .await?;
+            }
+            Piece::Stanza(text, n) => {
+                buf.drain(..n);
+                if let Some(reply) = answer(&text, me) {
+                    stream.write_all(reply.as_bytes()).await?;
+                }
+            }
+            Piece::Close(n) => {
+                buf.drain(..n);
+                stream.write_all(b"</stream:stream>").await?;
+                return stream.shutdown().await;
+            }
+            Piece::Skip(n) => {
+                buf.drain(..n);
+            }
+        }
+    }
+}
+
+fn stream_header(me: &str, to: Option<&str>) -> String {
+    let to = to.map(|t| format!(" to='{}'", escape(t))).unwrap_or_default();
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+         xmlns:stream='http://etherx.jabber.org/streams' from='{}'{to} version='1.0'>",
+        escape(me)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn exchange(input: &[u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener, "kith-1@host".into()));
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(input).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        server.abort();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stream_gets_features_disco_and_errors_then_closes() {
+        let out = exchange(
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+              xmlns:stream='http://etherx.jabber.org/streams' from='a@b' to='kith-1@host' version='1.0'>\
+              <iq type='get' id='d1' from='a@b'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>\
+              <iq type='get' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:contacts'/></pubsub></iq>\
+              </stream:stream>",
+        )
+        .await;
+        assert!(out.contains("to='a@b'"), "{out}");
+        assert!(out.contains("<stream:features>"), "{out}");
+        assert!(out.contains("category=\"pubsub\"") || out.contains("category='pubsub'"), "{out}");
+        assert!(out.contains("urn:xmpp:contacts:0") && out.contains("urn:xmpp:openpgp:pubsub:0"));
+        assert!(out.contains("id=\"d1\"") || out.contains("id='d1'"), "{out}");
+        assert!(out.contains("service-unavailable"), "{out}");
+        assert!(out.ends_with("</stream:stream>"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn garbage_gets_a_stream_error() {
+        let out = exchange(b"GET / HTTP/1.1\r\n\r\n<>").await;
+        assert!(out.contains("not-well-formed"), "{out}");
+    }
+}
