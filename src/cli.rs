@@ -1,35 +1,225 @@
 //! Command-line arguments (clap) and dispatch.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kith_node::control::{ImportFormat, Request};
+use kith_node::net::Multiaddr;
 
-use crate::{Exit, demo, item_cmd};
+use crate::{Exit, bench, demo, item_cmd, ops, run_cmd};
 
 /// kith keeps your XMPP contact list in sync across your own devices, with no server.
 #[derive(Debug, Parser)]
 #[command(name = "kith", version, about)]
 pub(crate) struct Cli {
+    /// The device's data directory (default: the XDG data directory, e.g.
+    /// ~/.local/share/kith).
+    #[arg(long, global = true, env = "KITH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Creates this device: keys, the roster, the first secrets.
+    Init {
+        /// The account the contacts belong to.
+        #[arg(long)]
+        jid: String,
+        /// A name for this device (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Runs the node in the foreground (logs through RUST_LOG).
+    Run(RunArgs),
+    /// Contacts.
+    #[command(subcommand)]
+    Contact(ContactCommand),
+    /// Groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Adds a device to this account.
+    #[command(subcommand)]
+    Pair(PairCommand),
+    /// The devices of this account.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// The XEP-0473 secrets.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// This device, its roster, peers and counts.
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reads contacts from a roster or metacontacts document into this device.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Writes contacts out.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Three devices on loopback: pairing, edits, a concurrent edit, a revocation.
+    Demo {
+        /// Keep the devices' data directories in this directory (default: a
+        /// temporary one, removed at the end).
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+    /// Measures sync between nodes on loopback and prints the figures.
+    Bench(bench::Args),
     /// Seal or open one XEP-0473 item.
     #[command(subcommand)]
     Item(ItemCommand),
-    /// Read contacts from a roster or metacontacts document.
-    #[command(subcommand)]
-    Import(ImportCommand),
-    /// Three in-process devices edit concurrently, exchange records in scrambled
-    /// order, and end with the same list.
-    Demo {
-        /// Seed for the scrambling (random when absent).
+}
+
+/// Options of `kith run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// libp2p listen address (repeatable; default /ip4/0.0.0.0/tcp/0).
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<Multiaddr>,
+    /// A peer to dial whatever discovery finds (repeatable).
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    pub(crate) peers: Vec<Multiaddr>,
+    /// No mDNS: configured and remembered peers only.
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+    /// Interface mDNS uses (repeatable; default all). Use `lo` to stay on this machine.
+    #[arg(long = "mdns-interface", value_name = "IF")]
+    pub(crate) mdns_interfaces: Vec<String>,
+    /// TCP port of the XEP-0174 stream listener (default: any free port).
+    #[arg(long)]
+    pub(crate) xmpp_port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ContactCommand {
+    /// Adds a contact.
+    Add {
+        /// Its JID.
+        jid: String,
+        /// Name to show.
         #[arg(long)]
-        seed: Option<u64>,
+        name: Option<String>,
+        /// A group (repeatable; created when missing).
+        #[arg(long = "group")]
+        groups: Vec<String>,
     },
+    /// Changes a contact.
+    Edit {
+        /// A JID of the contact.
+        jid: String,
+        /// New name.
+        #[arg(long, conflicts_with = "clear_name")]
+        name: Option<String>,
+        /// Removes the name.
+        #[arg(long)]
+        clear_name: bool,
+        /// Adds a group (repeatable).
+        #[arg(long = "add-group")]
+        add_groups: Vec<String>,
+        /// Leaves a group (repeatable).
+        #[arg(long = "remove-group")]
+        remove_groups: Vec<String>,
+        /// Adds a JID (repeatable).
+        #[arg(long = "add-jid")]
+        add_jids: Vec<String>,
+        /// Removes a JID (repeatable).
+        #[arg(long = "remove-jid")]
+        remove_jids: Vec<String>,
+    },
+    /// Deletes a contact.
+    Rm {
+        /// A JID of the contact.
+        jid: String,
+    },
+    /// Lists contacts.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows one contact.
+    Show {
+        /// A JID of the contact.
+        jid: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Creates a group.
+    Add {
+        /// Its name.
+        name: String,
+        /// A description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Renames a group.
+    Rename {
+        /// Current name.
+        name: String,
+        /// New name.
+        new_name: String,
+    },
+    /// Deletes a group (its contacts stay).
+    Rm {
+        /// Its name.
+        name: String,
+    },
+    /// Lists groups.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PairCommand {
+    /// Prints a one-time code for a new device (needs `kith run`).
+    Invite {
+        /// How long the code stays valid: 90s, 10m, 2h, 1d.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+    /// Joins the account of the device that printed CODE; creates this device.
+    Join {
+        /// The code `kith pair invite` printed.
+        code: String,
+        /// A name for this device (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Lists the roster.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes a device (by name or id prefix): it gets nothing new, secrets rotate.
+    Revoke {
+        /// Name or id prefix.
+        device: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretCommand {
+    /// New secrets for both nodes, sent to every device; every item re-sealed.
+    Rotate,
 }
 
 /// Which XEP-0510 pubsub node.
@@ -89,8 +279,108 @@ enum ImportCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// The minimal RFC 6121 roster XEP-0510 §5 keeps on the server (JIDs only).
+    Roster,
+}
+
+/// Reads `90s`, `10m`, `2h`, `1d` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 10m, 2h or 1d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn default_data_dir() -> Result<PathBuf> {
+    directories::ProjectDirs::from("", "", "kith")
+        .map(|p| p.data_dir().to_owned())
+        .ok_or_else(|| {
+            Exit::Usage("no home directory: give --data-dir or set KITH_DATA_DIR".into()).into()
+        })
+}
+
 pub(crate) fn run(cli: Cli) -> Result<()> {
+    let dir = match &cli.data_dir {
+        Some(d) => d.clone(),
+        None => default_data_dir()?,
+    };
     match cli.command {
+        Command::Init { jid, name } => ops::init(&dir, &jid, name),
+        Command::Run(args) => run_cmd::run(&dir, args),
+        Command::Contact(c) => match c {
+            ContactCommand::Add { jid, name, groups } => {
+                ops::done(&dir, Request::AddContact { jid, name, groups })
+            }
+            ContactCommand::Edit {
+                jid,
+                name,
+                clear_name,
+                add_groups,
+                remove_groups,
+                add_jids,
+                remove_jids,
+            } => ops::done(
+                &dir,
+                Request::EditContact {
+                    jid,
+                    name,
+                    clear_name,
+                    add_groups,
+                    remove_groups,
+                    add_jids,
+                    remove_jids,
+                },
+            ),
+            ContactCommand::Rm { jid } => ops::done(&dir, Request::RemoveContact { jid }),
+            ContactCommand::List { json } => ops::contacts(&dir, json),
+            ContactCommand::Show { jid, json } => ops::contact(&dir, jid, json),
+        },
+        Command::Group(g) => match g {
+            GroupCommand::Add { name, description } => {
+                ops::done(&dir, Request::AddGroup { name, description })
+            }
+            GroupCommand::Rename { name, new_name } => {
+                ops::done(&dir, Request::RenameGroup { name, new_name })
+            }
+            GroupCommand::Rm { name } => ops::done(&dir, Request::RemoveGroup { name }),
+            GroupCommand::List { json } => ops::groups(&dir, json),
+        },
+        Command::Pair(PairCommand::Invite { ttl }) => ops::invite(&dir, ttl),
+        Command::Pair(PairCommand::Join { code, name }) => ops::join(&dir, &code, name),
+        Command::Device(DeviceCommand::List { json }) => ops::devices(&dir, json),
+        Command::Device(DeviceCommand::Revoke { device }) => {
+            ops::done(&dir, Request::Revoke { device })
+        }
+        Command::Secret(SecretCommand::Rotate) => ops::done(&dir, Request::Rotate),
+        Command::Status { json } => ops::status(&dir, json),
+        Command::Import(ImportCommand::Roster { file, dry_run }) => {
+            if dry_run {
+                item_cmd::import_dry_run(&file, item_cmd::Source::Roster)
+            } else {
+                ops::import(&dir, &file, ImportFormat::Roster)
+            }
+        }
+        Command::Import(ImportCommand::Metacontacts { file, dry_run }) => {
+            if dry_run {
+                item_cmd::import_dry_run(&file, item_cmd::Source::Metacontacts)
+            } else {
+                ops::import(&dir, &file, ImportFormat::Metacontacts)
+            }
+        }
+        Command::Export(ExportCommand::Roster) => ops::export(&dir),
+        Command::Demo { keep } => demo::run(keep),
+        Command::Bench(args) => bench::run(args),
         Command::Item(ItemCommand::Seal {
             node,
             secret_file,
@@ -100,22 +390,21 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Item(ItemCommand::Open { secret_file, input }) => {
             item_cmd::open(&secret_file, input.as_deref())
         }
-        Command::Import(ImportCommand::Roster { file, dry_run }) => {
-            require_dry_run(dry_run)?;
-            item_cmd::import_dry_run(&file, item_cmd::Source::Roster)
-        }
-        Command::Import(ImportCommand::Metacontacts { file, dry_run }) => {
-            require_dry_run(dry_run)?;
-            item_cmd::import_dry_run(&file, item_cmd::Source::Metacontacts)
-        }
-        Command::Demo { seed } => demo::run(seed),
     }
 }
 
-fn require_dry_run(dry_run: bool) -> Result<()> {
-    if dry_run {
-        Ok(())
-    } else {
-        Err(Exit::Usage("importing into a device store needs a device (`kith init`, coming with kith-node); use --dry-run to print the payloads".into()).into())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

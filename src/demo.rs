@@ -1,295 +1,152 @@
-//! `kith demo`: three devices in one process. They share secrets through XEP-0373
-//! signcrypt, edit concurrently while apart, exchange every record in a scrambled
-//! order with duplicates, and print the same merged list.
+//! `kith demo`: three devices of one account as three `kith run` processes on
+//! loopback (mDNS on `lo` only), paired through invite codes; edits on one arrive on
+//! the others, a concurrent edit made while one device is off merges, and a revoked
+//! device gets nothing new.
 
-use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use ed25519_dalek::SigningKey;
-use kith_protocol::clock::WallTime;
-use kith_protocol::contacts::{Book, Command, ContactEdit, View};
-use kith_protocol::item::NodeKind;
-use kith_protocol::jid::BareJid;
-use kith_protocol::ox::{self, DeviceKey, SecretMessage};
-use kith_protocol::record::{DeviceId, Record};
-use kith_protocol::seal::{Keyring, Secret};
-use rand::{Rng, RngExt, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use anyhow::{Context, Result, bail};
+use kith_node::control::Request;
 
 use crate::Exit;
+use crate::cluster::{self, Node};
 
-struct Device {
-    name: &'static str,
-    book: Book,
-    ox: DeviceKey,
+const ACCOUNT: &str = "romeo@montague.lit";
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn add(jid: &str, name: Option<&str>, groups: &[&str]) -> Request {
+    Request::AddContact {
+        jid: jid.into(),
+        name: name.map(str::to_owned),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+    }
 }
 
-fn jid(s: &str) -> BareJid {
-    BareJid::parse(s).expect("demo JIDs are valid")
-}
-
-fn now() -> WallTime {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    WallTime(ms)
-}
-
-fn print_view(view: &View) {
-    for c in &view.contacts {
-        let ids: Vec<&str> = c
-            .contact
-            .identities
-            .iter()
-            .map(|i| i.value.as_str())
-            .collect();
-        let mut groups: Vec<&str> = c
-            .contact
-            .groups
-            .iter()
-            .map(|g| {
-                view.groups
-                    .get(&g.id)
-                    .map_or("(unknown group)", |e| e.group.name.as_str())
-            })
-            .collect();
-        groups.sort_unstable();
-        let items = if c.members.len() > 1 {
-            format!("  [{} items merged]", c.members.len())
+fn show(node: &Node, who: &str) -> Result<()> {
+    let v = node.call(Request::Contacts)?;
+    println!("      {who}:");
+    for c in v.as_array().into_iter().flatten() {
+        let jids: Vec<&str> = c["jids"].as_array().into_iter().flatten().filter_map(|j| j.as_str()).collect();
+        let groups: Vec<&str> = c["groups"].as_array().into_iter().flatten().filter_map(|g| g.as_str()).collect();
+        let merged = if c["items"].as_u64().unwrap_or(1) > 1 {
+            format!("  [{} items merged]", c["items"])
         } else {
             String::new()
         };
         println!(
-            "      {:<16} {:<28} {}{}",
-            c.contact.name.as_deref().unwrap_or("-"),
-            ids.join(", "),
-            if groups.is_empty() {
-                "-".to_owned()
-            } else {
-                groups.join(", ")
-            },
-            items
+            "        {:<14} {:<26} {}{merged}",
+            c["name"].as_str().unwrap_or("-"),
+            jids.join(", "),
+            if groups.is_empty() { "-".into() } else { groups.join(", ") },
         );
     }
-    println!(
-        "      (contacts node: {} items, groups node: {} items, padded with <reserved/>)",
-        view.live_items(NodeKind::Contacts),
-        view.live_items(NodeKind::Groups)
-    );
+    Ok(())
 }
 
-/// Delivers every record in `pool` to every device, each in its own scrambled order
-/// with about one record in five sent twice.
-fn exchange(
-    devices: &mut [Device],
-    pool: &[Record],
-    roster: &BTreeSet<DeviceId>,
-    rng: &mut ChaCha20Rng,
-    t: WallTime,
-) -> Result<usize> {
-    let mut delivered = 0;
-    for d in devices.iter_mut() {
-        let mut order: Vec<usize> = (0..pool.len()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.random_range(0..=i));
+fn has(node: &Node, jid: &str) -> Result<bool> {
+    Ok(node.jids()?.iter().any(|j| j == jid))
+}
+
+pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
+    let tmp;
+    let root: &Path = match &keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir
         }
-        let dups: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|_| rng.random_range(0..5) == 0)
-            .collect();
-        order.extend(dups);
-        for i in order {
-            d.book
-                .receive(pool[i].clone(), roster, t)
-                .context("a device refused a record of the roster")?;
-            delivered += 1;
+        None => {
+            tmp = tempfile::tempdir().context("temporary directory")?;
+            tmp.path()
         }
-    }
-    Ok(delivered)
-}
-
-fn agree(devices: &mut [Device]) -> bool {
-    let first = devices[0].book.view().clone();
-    let records: Vec<Record> = devices[0].book.replica().records().cloned().collect();
-    devices[1..]
-        .iter_mut()
-        .all(|d| *d.book.view() == first && d.book.replica().records().eq(records.iter()))
-}
-
-pub(crate) fn run(seed: Option<u64>) -> Result<()> {
-    let seed = seed.unwrap_or_else(|| rand::rng().random());
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let account = jid("romeo@montague.lit");
-    let mut t = now();
-    println!("kith demo: three devices of {account}, in one process (seed {seed})\n");
-
-    println!(
-        "1. Each device gets an Ed25519 identity and an OpenPGP certificate (xmpp:{account})."
-    );
-    let mut devices = Vec::new();
-    for name in ["laptop", "phone", "desktop"] {
-        let mut key = [0u8; 32];
-        rng.fill_bytes(&mut key);
-        let ox = DeviceKey::generate(&account, t)?;
-        let book = Book::new(SigningKey::from_bytes(&key), Keyring::new());
-        println!(
-            "      {name:<8} device {}  OpenPGP {}",
-            book.device(),
-            &ox.fingerprint()[..16]
-        );
-        devices.push(Device { name, book, ox });
-    }
-    let roster: BTreeSet<DeviceId> = devices.iter().map(|d| d.book.device()).collect();
-
-    println!(
-        "\n2. The laptop creates one XEP-0473 secret per node and signcrypts them to each device."
-    );
-    let secrets: Vec<Secret> = NodeKind::ALL
-        .iter()
-        .map(|n| Secret::generate(*n, t, &mut rng))
-        .collect();
-    for s in &secrets {
-        devices[0].book.keyring_mut().insert(s.clone());
-    }
-    let laptop_cert = devices[0].ox.cert();
-    let content = ox::Content {
-        to: vec![account.clone()],
-        time: t,
-        payload: secrets
-            .iter()
-            .map(|s| {
-                SecretMessage::Share {
-                    jid: account.clone(),
-                    secret: s.clone(),
-                }
-                .to_element()
-            })
-            .collect(),
     };
-    for i in 1..devices.len() {
-        let message = ox::signcrypt(
-            &content,
-            &devices[0].ox,
-            &[devices[i].ox.cert()],
-            t,
-            &mut rng,
-        )?;
-        let opened = ox::open(
-            &message,
-            &devices[i].ox,
-            std::slice::from_ref(&laptop_cert),
-            &account,
-            t,
-            ox::Window::default(),
-        )?;
-        for el in &opened.content.payload {
-            if let Some(Ok(SecretMessage::Share { secret, .. })) = SecretMessage::from_element(el) {
-                devices[i].book.keyring_mut().insert(secret);
-            }
-        }
+    let dirs: Vec<PathBuf> = ["laptop", "phone", "desktop"].iter().map(|n| root.join(n)).collect();
+    println!("kith demo: three devices of {ACCOUNT}, each a `kith run` process on 127.0.0.1");
+    println!("(mDNS on the loopback interface only; data in {})\n", root.display());
+
+    println!("1. The laptop creates the account: its keys, the roster, the first secrets.");
+    cluster::init(&dirs[0], ACCOUNT, "laptop")?;
+    let laptop = Node::start(&dirs[0], true)?;
+    let s = laptop.call(Request::Status)?;
+    println!("      laptop   device {}  listening on {}", s["device"]["id"].as_str().unwrap_or("?"), s["node"]["listen"][0].as_str().unwrap_or("?"));
+
+    println!("\n2. The phone and the desktop join with one-time invite codes from the laptop.");
+    let mut joined = Vec::new();
+    for (dir, name) in [(&dirs[1], "phone"), (&dirs[2], "desktop")] {
+        let start = Instant::now();
+        cluster::pair(&laptop, dir, name)?;
+        let node = Node::start(dir, true)?;
+        node.wait("the secrets", LIMIT, |n| {
+            let s = n.call(Request::Status)?;
+            Ok(s["waiting_for_secret"] == 0 && s["records"]["keys"].as_u64().unwrap_or(0) > 0)
+        })?;
         println!(
-            "      {:<8} opened a {}-byte OpenPGP message signed by {}: {} secrets",
-            devices[i].name,
-            message.len(),
-            &opened.signer[..16],
-            devices[i].book.keyring().iter().count()
+            "      {name:<8} paired, started and holding the secrets after {} ms",
+            start.elapsed().as_millis()
         );
+        joined.push(node);
+    }
+    let mut desktop = joined.pop().context("the desktop")?;
+    let phone = joined.pop().context("the phone")?;
+    laptop.wait("the roster", LIMIT, |n| Ok(n.call(Request::Status)?["connected_peers"] == 2))?;
+    println!("      laptop   connected to both; roster of 3 devices");
+
+    println!("\n3. Edits on the laptop arrive on the others (gossip, then reconciliation).");
+    laptop.call(add("juliet@capulet.lit", Some("Juliet"), &["Verona"]))?;
+    laptop.call(add("benvolio@montague.lit", Some("Benvolio"), &["Family"]))?;
+    for (node, name) in [(&phone, "phone"), (&desktop, "desktop")] {
+        let t = node.wait("the laptop's edits", LIMIT, |n| Ok(has(n, "juliet@capulet.lit")? && has(n, "benvolio@montague.lit")?))?;
+        println!("      {name:<8} has both contacts after {} ms", t.as_millis());
     }
 
-    println!("\n3. While apart, each device edits on its own:");
-    let edits = [
-        (0, "juliet@capulet.lit", Some("Juliet"), Some("Friends"), ""),
-        (
-            1,
-            "Juliet@Capulet.LIT",
-            None,
-            Some("Capulets"),
-            " (the same contact)",
-        ),
-        (
-            2,
-            "mercutio@verona.lit",
-            Some("Mercutio"),
-            Some("Verona"),
-            "",
-        ),
-        (1, "nurse@capulet.lit", Some("Nurse"), None, ""),
-        (
-            0,
-            "tybalt@capulet.lit",
-            Some("Tybalt"),
-            Some("Capulets"),
-            "",
-        ),
-    ];
-    let mut pool = Vec::new();
-    for (i, address, name, group, note) in edits {
-        t = WallTime(t.0 + 1);
-        let what = format!(
-            "add {address}{}{}{note}",
-            name.map(|n| format!(" \"{n}\"")).unwrap_or_default(),
-            group.map(|g| format!(" in {g}")).unwrap_or_default()
-        );
-        let cmd = Command::AddContact {
-            jid: jid(address),
-            name: name.map(str::to_owned),
-            groups: group.map(str::to_owned).into_iter().collect(),
-        };
-        let records = devices[i].book.execute(cmd, t, &mut rng)?;
-        println!(
-            "      {:<8} {what}: {} records",
-            devices[i].name,
-            records.len()
-        );
-        pool.extend(records);
+    println!("\n4. A concurrent edit: the desktop is switched off and edits offline, while the");
+    println!("   phone edits the same person; the desktop comes back and every device merges.");
+    desktop.stop();
+    desktop.call_offline(add("mercutio@verona.lit", None, &["Friends"]))?;
+    println!("      desktop (off)  adds mercutio@verona.lit to Friends, stored until it runs");
+    phone.call(add("mercutio@verona.lit", Some("Mercutio"), &[]))?;
+    println!("      phone          adds mercutio@verona.lit as \"Mercutio\"");
+    let desktop = Node::start(&dirs[2], true)?;
+    let merged = |n: &Node| -> Result<bool> {
+        let v = n.call(Request::Contact { jid: "mercutio@verona.lit".into() })?;
+        Ok(v["name"] == "Mercutio" && v["groups"].as_array().is_some_and(|g| g.iter().any(|x| x == "Friends")))
+    };
+    for (node, name) in [(&laptop, "laptop"), (&phone, "phone"), (&desktop, "desktop")] {
+        let t = node.wait("the merged contact", LIMIT, |n| merged(n))?;
+        println!("      {name:<8} shows one Mercutio, named and in Friends, after {} ms", t.as_millis());
     }
+    show(&laptop, "laptop")?;
 
-    t = WallTime(t.0 + 1);
-    let sent = exchange(&mut devices, &pool, &roster, &mut rng, t)?;
-    println!(
-        "\n4. They meet: {} records, {sent} deliveries in three scrambled orders with duplicates.",
-        pool.len()
-    );
-    println!("   Each device's merged list:");
-    for d in devices.iter_mut() {
-        println!("   [{}]", d.name);
-        print_view(d.book.view());
+    println!("\n5. The laptop revokes the desktop: the secrets rotate, the desktop gets nothing new.");
+    laptop.call(Request::Revoke { device: "desktop".into() })?;
+    laptop.call(add("tybalt@capulet.lit", Some("Tybalt"), &["Verona"]))?;
+    let t = phone.wait("the contact added after the revocation", LIMIT, |n| has(n, "tybalt@capulet.lit"))?;
+    println!("      phone    has Tybalt after {} ms", t.as_millis());
+    let revoked = |n: &Node| -> Result<bool> {
+        let d = n.call(Request::Devices)?;
+        Ok(d.as_array().into_iter().flatten().any(|x| {
+            x["name"] == "desktop" && x["revoked"] == true && x["connected"].is_null()
+        }))
+    };
+    for (node, name) in [(&laptop, "laptop"), (&phone, "phone")] {
+        let t = node.wait("the revocation", LIMIT, |n| revoked(n))?;
+        println!("      {name:<8} lists the desktop as revoked and cut off after {} ms", t.as_millis());
     }
-    if !agree(&mut devices) {
-        return Err(Exit::Failed("the devices disagree".into()).into());
+    // The phone has Tybalt, so the laptop has published it; the desktop, cut off and
+    // without the new secret, must not show it.
+    if has(&desktop, "tybalt@capulet.lit")? {
+        bail!(Exit::Failed("the revoked desktop received a new contact".into()));
     }
-    println!(
-        "   All three are identical: the two Juliet items show as one contact, with the name and both groups."
-    );
+    let n = desktop.call(Request::Status)?["connected_peers"].clone();
+    println!("      desktop  does not have Tybalt; connected peers: {n}");
 
-    println!(
-        "\n5. The phone renames Juliet; the edit writes the merged contact into one item and reserves the other."
-    );
-    t = WallTime(t.0 + 1);
-    let records = devices[1].book.execute(
-        Command::EditContact {
-            jid: jid("juliet@capulet.lit"),
-            edit: ContactEdit {
-                name: Some(Some("Juliet Capulet".into())),
-                ..ContactEdit::default()
-            },
-        },
-        t,
-        &mut rng,
-    )?;
-    let sent = exchange(&mut devices, &records, &roster, &mut rng, t)?;
-    println!(
-        "   {} records, {sent} deliveries. The list on every device:",
-        records.len()
-    );
-    print_view(devices[0].book.view());
-    if !agree(&mut devices) {
-        return Err(Exit::Failed("the devices disagree".into()).into());
+    println!("\n6. The final lists.");
+    let lists = [laptop.jids()?, phone.jids()?];
+    show(&phone, "phone")?;
+    if lists[0] != lists[1] {
+        bail!(Exit::Failed("the laptop and the phone disagree".into()));
     }
-    println!(
-        "\nAll three devices hold the same {} records and show the same list.",
-        devices[0].book.replica().len()
-    );
+    println!("\nThe laptop and the phone agree on {} contacts. Done.", lists[0].len());
+    drop((laptop, phone, desktop));
     Ok(())
 }

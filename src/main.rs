@@ -1,16 +1,26 @@
 //! The `kith` command line.
 //!
-//! Exit codes: 0 success; 1 the command ran but its result is a failure (the demo's
-//! devices disagree); 2 wrong usage (clap's own code); 3 bad input (malformed,
-//! undecryptable or invalid data); 4 a file could not be read.
+//! Exit codes: 0 success; 1 the command ran and was refused (no such contact, a used
+//! invite code, devices that disagree in the demo); 2 wrong usage; 3 bad input
+//! (malformed JID, document, code or data); 4 a file could not be read; 5 a peer
+//! could not be reached; 6 the data directory or store failed (not initialised,
+//! already initialised, in use by another node, corrupt, disk full); 7 the command
+//! needs a running node.
 
+mod bench;
+mod cluster;
 mod cli;
 mod demo;
 mod item_cmd;
+mod ops;
+mod run_cmd;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+
+/// Exit code of a node that stopped on an error (its store failed, say).
+pub(crate) const EXIT_NODE: u8 = 6;
 
 /// Errors that choose the exit code.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +37,9 @@ pub(crate) enum Exit {
     /// Wrong usage that clap cannot see: exit 2.
     #[error("{0}")]
     Usage(String),
+    /// Any documented exit code.
+    #[error("{1}")]
+    Code(u8, String),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +52,7 @@ fn main() -> ExitCode {
                 Some(Exit::Usage(_)) => 2,
                 Some(Exit::Input(_)) => 3,
                 Some(Exit::Io(_)) => 4,
+                Some(Exit::Code(c, _)) => *c,
             };
             eprintln!("kith: {e:#}");
             ExitCode::from(code)

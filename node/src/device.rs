@@ -140,16 +140,20 @@ impl Device {
             },
             secret,
             None,
+            &[],
         )
     }
 
-    /// Creates a device that joins an existing roster (after pairing): its keys and
-    /// account, no records yet. `ox` is the OpenPGP key made for the account.
+    /// Creates a device: its keys, account and the `records` it starts with (the
+    /// roster, after pairing). `ox` is the OpenPGP key made for the account (made
+    /// here when `None`). The genesis device also writes its roster entry and the
+    /// first secrets.
     pub fn create(
         dir: &Path,
         account: Account,
         secret: [u8; 32],
         ox: Option<DeviceKey>,
+        records: &[kith_protocol::record::Record],
     ) -> Result<Self, Error> {
         store::create_dir(dir)?;
         let lock = Lock::take(dir)?;
@@ -169,6 +173,7 @@ impl Device {
         store::write_private(dir, "openpgp.key", &ox.to_bytes())?;
         let genesis = account.genesis == SigningKey::from_bytes(&secret).verifying_key().to_bytes();
         let mut store = store;
+        store.persist(records)?;
         store.set_account(&account)?;
         drop(store);
         drop(lock);

@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use futures::StreamExt;
 use kith_protocol::jid::BareJid;
 use kith_protocol::ox::{self, DeviceKey};
-use kith_protocol::record::DeviceId;
+use kith_protocol::record::{DeviceId, Record, Space};
 use kith_protocol::roster::{Entry, Role};
 use kith_protocol::sync::Input;
 use libp2p::swarm::SwarmEvent;
@@ -82,7 +82,14 @@ impl Device {
                 self.input(Input::AddDevice(entry))
                     .map_err(|e| e.to_string())?;
                 if self.engine.roster().is_active(&device) {
-                    Ok(pair::Response::Welcome)
+                    let roster = self
+                        .engine
+                        .book()
+                        .replica()
+                        .space(Space::Roster)
+                        .map(|r| pair::b64(&r.encode()))
+                        .collect();
+                    Ok(pair::Response::Welcome { roster })
                 } else {
                     Err("the roster refused the device (revoked before?)".into())
                 }
@@ -190,7 +197,7 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
     {
         pair::Response::Account { jid, genesis } => (jid, genesis),
         pair::Response::Refused(why) => return Err(refused(why)),
-        pair::Response::Welcome => return Err(unreachable("unexpected answer".into())),
+        pair::Response::Welcome { .. } => return Err(unreachable("unexpected answer".into())),
     };
     let account_jid = BareJid::parse(&jid)
         .map_err(|_| unreachable("the inviting device sent an invalid account".into()))?;
@@ -206,17 +213,24 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
         role: Role::Full,
         revoked: false,
     };
-    match ask(&mut swarm, code.peer, &pair::Request::Join {
+    let roster = match ask(&mut swarm, code.peer, &pair::Request::Join {
         secret: secret_text,
         entry: pair::b64(&entry.encode()),
     })
     .await?
     {
-        pair::Response::Welcome => {}
+        pair::Response::Welcome { roster } => roster,
         pair::Response::Refused(why) => return Err(refused(why)),
         pair::Response::Account { .. } => return Err(unreachable("unexpected answer".into())),
-    }
+    };
     drop(swarm);
+    // Signed roster records only; the engine checks their authors when it starts.
+    let records: Vec<Record> = roster
+        .iter()
+        .filter_map(|r| pair::unb64(r, MAX_PAIR_BYTES))
+        .filter_map(|b| Record::decode(&b).ok())
+        .filter(|r| r.space == Space::Roster && r.verify().is_ok())
+        .collect();
     let label = format!("kith-{:08x}", rand::rng().random::<u32>());
     let mut device = Device::create(
         dir,
@@ -228,6 +242,7 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
         },
         secret,
         Some(ox),
+        &records,
     )
     .map_err(|e| Error::new(ErrorKind::Store, e.to_string()))?;
     if let Some(inviter) = net::device_of(&code.peer) {

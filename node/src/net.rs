@@ -9,6 +9,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kith_protocol::record::DeviceId;
 use kith_protocol::sync::wire;
 use libp2p::identity::{self, Keypair, PeerId};
+pub use libp2p::Multiaddr;
 use libp2p::{StreamProtocol, gossipsub, identify, request_response};
 use sha2::{Digest, Sha256};
 
@@ -16,8 +17,9 @@ use sha2::{Digest, Sha256};
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/sync/1");
 /// Protocol of pairing messages.
 pub const PAIR_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/pair/1");
-/// Largest pairing message, bytes.
-pub const MAX_PAIR_BYTES: usize = 64 * 1024;
+/// Largest pairing message, bytes (the welcome carries the roster, a few KiB per
+/// device).
+pub const MAX_PAIR_BYTES: usize = 1024 * 1024;
 
 /// Length-prefixed (u32, big-endian) byte frames of at most `MAX` bytes.
 #[derive(Debug, Clone, Copy, Default)]

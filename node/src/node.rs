@@ -393,12 +393,14 @@ impl Node {
     /// Keeps the gate, gossipsub's blacklist and connections in step with the roster.
     fn update_roster(&mut self) {
         let me = self.me;
-        let allowed: BTreeSet<PeerId> = self
-            .device
-            .engine
-            .roster()
+        let roster = self.device.engine.roster();
+        let genesis = roster.genesis();
+        let allowed: BTreeSet<PeerId> = roster
             .active()
-            .filter_map(|m| net::peer_of(&m.entry.device))
+            .map(|m| m.entry.device)
+            // The genesis device is a member before its entry arrives.
+            .chain(roster.is_active(&genesis).then_some(genesis))
+            .filter_map(|d| net::peer_of(&d))
             .filter(|p| *p != me)
             .collect();
         if allowed == self.allowed {

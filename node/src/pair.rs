@@ -10,9 +10,11 @@
 //!
 //! 1. `Hello { secret }` → `Account { jid, genesis }`: which account it joins, so that
 //!    it can make its OpenPGP certificate for `xmpp:<jid>`;
-//! 2. `Join { secret, entry }` → `Welcome`: its roster entry (device key, certificate,
-//!    name). The inviter checks the entry's device is the connected peer, marks the
-//!    invite used, adds the device to the roster and signcrypts every secret to it.
+//! 2. `Join { secret, entry }` → `Welcome { roster }`: its roster entry (device key,
+//!    certificate, name). The inviter checks the entry's device is the connected peer,
+//!    marks the invite used, adds the device to the roster, signcrypts every secret
+//!    to it, and answers with the roster's signed records, which the new device
+//!    checks and stores before it first runs.
 //!
 //! The secret travels inside the Noise channel to the authenticated inviter only.
 
@@ -181,8 +183,12 @@ pub enum Response {
         /// Genesis device id.
         genesis: String,
     },
-    /// The device was added.
-    Welcome,
+    /// The device was added; here is the roster (every `Space::Roster` record,
+    /// `Record::encode`, base64url), so that it knows its sibling devices at once.
+    Welcome {
+        /// The roster records.
+        roster: Vec<String>,
+    },
     /// The request was refused.
     Refused(String),
 }

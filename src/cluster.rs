@@ -1,0 +1,167 @@
+//! Nodes on loopback for `kith demo` and `kith bench`: each is a `kith run` child
+//! process (listening on 127.0.0.1, mDNS on `lo` only) stopped by pid when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kith_node::control::Request;
+use kith_node::socket;
+use serde_json::Value;
+
+use crate::ops;
+
+/// A running `kith run`, stopped (SIGTERM, then SIGKILL) when dropped.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// Its data directory.
+    pub(crate) dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts `kith run` on `dir` with loopback-only networking; waits until it
+    /// listens. `mdns` turns on discovery restricted to `lo`.
+    pub(crate) fn start(dir: &Path, mdns: bool) -> Result<Self> {
+        let log = std::fs::File::create(dir.join("node.log")).context("node log")?;
+        let mut cmd = Command::new(std::env::current_exe().context("own executable")?);
+        cmd.arg("--data-dir")
+            .arg(dir)
+            .args(["run", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+        if mdns {
+            cmd.args(["--mdns-interface", "lo"]);
+        } else {
+            cmd.arg("--no-mdns");
+        }
+        cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().context("starting kith run")?;
+        let node = Self {
+            dir: dir.to_owned(),
+            child: Some(child),
+        };
+        node.wait("the node to listen", Duration::from_secs(30), |n| {
+            let s = n.call(Request::Status)?;
+            Ok(s["node"]["listen"].as_array().is_some_and(|a| !a.is_empty()))
+        })?;
+        Ok(node)
+    }
+
+    /// Answers a request through the node's control socket only (opening the store
+    /// here would race with a node that is starting).
+    pub(crate) fn call(&self, request: Request) -> Result<Value> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(socket::request(&self.dir.join("control.sock"), &request, |_, _| {}))
+            .map_err(ops::exit)?
+            .context("the node's control socket is not there")
+    }
+
+    /// Answers a request on the store of a stopped node.
+    pub(crate) fn call_offline(&self, request: Request) -> Result<Value> {
+        ops::call(&self.dir, request, &mut |_, _| {})
+    }
+
+    /// Polls `ready` every 20 ms until it holds or `limit` passes.
+    pub(crate) fn wait(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut ready: impl FnMut(&Self) -> Result<bool>,
+    ) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            if ready(self).unwrap_or(false) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                bail!("timed out after {limit:?} waiting for {what} ({})", self.dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// JIDs of the merged contact list, sorted.
+    pub(crate) fn jids(&self) -> Result<Vec<String>> {
+        let v = self.call(Request::Contacts)?;
+        let mut out: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["jids"].as_array().cloned().unwrap_or_default())
+            .filter_map(|j| j.as_str().map(str::to_owned))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Number of contacts.
+    pub(crate) fn count(&self) -> Result<usize> {
+        Ok(self.call(Request::Status)?["contacts"].as_u64().unwrap_or(0) as usize)
+    }
+
+    /// Stops the node (SIGTERM, waiting up to 10 s, then SIGKILL).
+    pub(crate) fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: signalling our own child process by pid.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Resident memory of the node process, in KiB (Linux).
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Creates the first device of an account in `dir`.
+pub(crate) fn init(dir: &Path, jid: &str, name: &str) -> Result<()> {
+    kith_node::Device::init(dir, jid, name).map_err(ops::device_exit)?;
+    Ok(())
+}
+
+/// Pairs a new device in `dir` with the running `inviter`.
+pub(crate) fn pair(inviter: &Node, dir: &Path, name: &str) -> Result<()> {
+    let code = inviter.call(Request::Invite { ttl_secs: 600 })?["code"]
+        .as_str()
+        .context("invite code")?
+        .to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(kith_node::join::join(dir, &code, name))
+        .map_err(ops::exit)?;
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Commands on a device: through the running node's control socket when one runs,
+//! otherwise on the store directly (edits then sync when the node next runs).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use kith_node::control::{self, ErrorKind, ImportFormat, Request};
+use kith_node::service::NetInfo;
+use kith_node::{Device, device, socket, store};
+use serde_json::Value;
+
+use crate::Exit;
+
+/// A control error as an exit.
+pub(crate) fn exit(e: control::Error) -> Exit {
+    Exit::Code(e.kind.exit_code(), e.message)
+}
+
+/// The error of opening or creating a device, as an exit.
+pub(crate) fn device_exit(e: device::Error) -> Exit {
+    match e {
+        device::Error::Jid(m) => Exit::Input(m),
+        other => Exit::Code(ErrorKind::Store.exit_code(), other.to_string()),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Answers `request` through the node, or on the store when no node runs.
+pub(crate) fn call(dir: &Path, request: Request, progress: &mut dyn FnMut(u64, u64)) -> Result<Value> {
+    let sock = dir.join("control.sock");
+    if sock.exists() {
+        let rt = runtime()?;
+        match rt.block_on(socket::request(&sock, &request, &mut *progress)) {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => return Err(exit(e).into()),
+        }
+    }
+    let mut device = match Device::open(dir) {
+        Ok(d) => d,
+        Err(device::Error::Store(store::Error::Locked(_))) => {
+            // A node may be starting: its socket appears right after it takes the lock.
+            let rt = runtime()?;
+            for _ in 0..50 {
+                if let Ok(Some(v)) = rt.block_on(socket::request(&sock, &request, &mut *progress)) {
+                    return Ok(v);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return Err(device_exit(device::Error::Store(store::Error::Locked(dir.to_owned()))).into());
+        }
+        Err(e) => return Err(device_exit(e).into()),
+    };
+    device
+        .handle(request, &NetInfo::default(), progress)
+        .map_err(|e| exit(e).into())
+}
+
+fn no_progress(_: u64, _: u64) {}
+
+pub(crate) fn init(dir: &Path, jid: &str, name: Option<String>) -> Result<()> {
+    let name = name.unwrap_or_else(host_name);
+    let device = Device::init(dir, jid, &name).map_err(device_exit)?;
+    println!(
+        "Created device {} ({name}) of {} in {}",
+        device.id(),
+        device.account().jid,
+        dir.display()
+    );
+    println!("Next: `kith run`, then `kith pair invite` to add your other devices.");
+    Ok(())
+}
+
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "device".to_owned())
+}
+
+pub(crate) fn done(dir: &Path, request: Request) -> Result<()> {
+    call(dir, request, &mut no_progress)?;
+    Ok(())
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+fn list(v: &Value, key: &str) -> String {
+    v[key]
+        .as_array()
+        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "-".into())
+}
+
+pub(crate) fn contacts(dir: &Path, json: bool) -> Result<()> {
+    let v = call(dir, Request::Contacts, &mut no_progress)?;
+    if json {
+        return print_json(&v);
+    }
+    let rows = v.as_array().cloned().unwrap_or_default();
+    println!("{:<24} {:<36} GROUPS", "NAME", "JIDS");
+    for c in &rows {
+        println!("{:<24} {:<36} {}", s(&c["name"]), list(c, "jids"), list(c, "groups"));
+    }
+    println!("({} contacts)", rows.len());
+    Ok(())
+}
+
+pub(crate) fn contact(dir: &Path, jid: String, json: bool) -> Result<()> {
+    let c = call(dir, Request::Contact { jid }, &mut no_progress)?;
+    if json {
+        return print_json(&c);
+    }
+    println!("name:    {}", s(&c["name"]));
+    println!("jids:    {}", list(&c, "jids"));
+    println!("groups:  {}", list(&c, "groups"));
+    println!("id:      {}", s(&c["id"]));
+    println!("items:   {}", c["items"]);
+    println!("updated: {}", s(&c["updated"]));
+    Ok(())
+}
+
+pub(crate) fn groups(dir: &Path, json: bool) -> Result<()> {
+    let v = call(dir, Request::Groups, &mut no_progress)?;
+    if json {
+        return print_json(&v);
+    }
+    println!("{:<24} {:>8}  DESCRIPTION", "NAME", "CONTACTS");
+    for g in v.as_array().into_iter().flatten() {
+        println!("{:<24} {:>8}  {}", s(&g["name"]), g["contacts"], s(&g["description"]));
+    }
+    Ok(())
+}
+
+pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
+    let v = call(dir, Request::Devices, &mut no_progress)?;
+    if json {
+        return print_json(&v);
+    }
+    println!("{:<17} {:<16} {:<6} {:<10} LAST SYNC", "ID", "NAME", "ROLE", "STATE");
+    for d in v.as_array().into_iter().flatten() {
+        let state = if d["revoked"] == true {
+            "revoked"
+        } else if d["this_device"] == true {
+            "this"
+        } else if d["connected"].is_string() {
+            "connected"
+        } else {
+            "away"
+        };
+        println!(
+            "{:<17} {:<16} {:<6} {:<10} {}",
+            s(&d["id"]),
+            s(&d["name"]),
+            s(&d["role"]),
+            state,
+            s(&d["last_sync"])
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
+    let v = call(dir, Request::Status, &mut no_progress)?;
+    if json {
+        return print_json(&v);
+    }
+    let d = &v["device"];
+    println!("device   {} ({}) of {}", s(&d["id"]), s(&d["name"]), s(&d["account"]));
+    println!("data     {}", s(&d["data_dir"]));
+    if v["node"]["running"] == true {
+        println!("node     running, listening on {}", list(&v["node"], "listen"));
+        println!("xmpp     XEP-0174 streams on port {}", v["node"]["xmpp_port"]);
+    } else {
+        println!("node     not running (edits are stored and sync at the next `kith run`)");
+    }
+    println!(
+        "contacts {} in {} groups ({} items with padding)",
+        v["contacts"], v["groups"], v["live_items"]["contacts"]
+    );
+    println!(
+        "waiting  {} items for a secret, {} held future records, {} set aside",
+        v["waiting_for_secret"], v["held_future_records"], v["set_aside_records"]
+    );
+    println!("records  {}", v["records"]);
+    println!("roster   ({} connected)", v["connected_peers"]);
+    for r in v["roster"].as_array().into_iter().flatten() {
+        let mark = if r["this_device"] == true {
+            "this device"
+        } else if r["revoked"] == true {
+            "revoked"
+        } else if r["connected"].is_string() {
+            "connected"
+        } else {
+            "away"
+        };
+        println!(
+            "         {} {:<16} {:<12} last sync {}",
+            s(&r["id"]),
+            s(&r["name"]),
+            mark,
+            s(&r["last_sync"])
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat) -> Result<()> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Exit::Io(format!("{}: {e}", file.display())))?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} contacts")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let result = call(dir, Request::Import { format, text }, &mut progress);
+    bar.finish_and_clear();
+    let v = result.map_err(|e| match e.downcast::<Exit>() {
+        Ok(Exit::Code(3, m)) => Exit::Input(format!("{}: {m}", file.display())).into(),
+        Ok(other) => other.into(),
+        Err(e) => e,
+    })?;
+    println!("Imported {} contacts, {} groups", v["contacts"], v["groups"]);
+    Ok(())
+}
+
+pub(crate) fn export(dir: &Path) -> Result<()> {
+    let v = call(dir, Request::Export, &mut no_progress)?;
+    println!("{}", s(&v["roster"]));
+    Ok(())
+}
+
+pub(crate) fn invite(dir: &Path, ttl: Duration) -> Result<()> {
+    let v = call(
+        dir,
+        Request::Invite {
+            ttl_secs: ttl.as_secs(),
+        },
+        &mut no_progress,
+    )?;
+    println!("{}", s(&v["code"]));
+    eprintln!(
+        "One-time code, valid until {}. On the new device: kith pair join CODE",
+        s(&v["expires"])
+    );
+    Ok(())
+}
+
+pub(crate) fn join(dir: &Path, code: &str, name: Option<String>) -> Result<()> {
+    let name = name.unwrap_or_else(host_name);
+    let rt = runtime()?;
+    let device = rt
+        .block_on(kith_node::join::join(dir, code, &name))
+        .map_err(exit)?;
+    println!(
+        "Joined {} as device {} ({name}). Start it with `kith run`: it fetches the contacts from the inviting device.",
+        device.account().jid,
+        device.id()
+    );
+    Ok(())
+}

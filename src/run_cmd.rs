@@ -1,0 +1,75 @@
+//! `kith run`: the node in the foreground until SIGINT or SIGTERM.
+
+use std::path::Path;
+
+use anyhow::Result;
+use kith_node::Device;
+use kith_node::node::{self, Options};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::Exit;
+use crate::cli::RunArgs;
+use crate::ops::device_exit;
+
+fn logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn,mdns_sd=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
+    logging();
+    // A CLI command may hold the store for a moment: wait a little for it.
+    let start = std::time::Instant::now();
+    let device = loop {
+        match Device::open(dir) {
+            Err(kith_node::device::Error::Store(kith_node::store::Error::Locked(_)))
+                if start.elapsed() < std::time::Duration::from_secs(3) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => break other.map_err(device_exit)?,
+        }
+    };
+    let options = Options {
+        listen: args.listen,
+        peers: args.peers,
+        mdns: !args.no_mdns,
+        mdns_interfaces: args.mdns_interfaces,
+        xmpp_port: args.xmpp_port,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let running = node::start(device, options)
+            .await
+            .map_err(|e| Exit::Code(crate::EXIT_NODE, e.to_string()))?;
+        tracing::info!("node running; control socket {}", dir.join("control.sock").display());
+        let mut term = signal(SignalKind::terminate())?;
+        let mut task = running.task;
+        let stop = running.stop;
+        let ended = tokio::select! {
+            _ = tokio::signal::ctrl_c() => None,
+            _ = term.recv() => None,
+            r = &mut task => Some(r),
+        };
+        let result = match ended {
+            Some(r) => r,
+            None => {
+                tracing::info!("stopping");
+                let _ = stop.send(());
+                task.await
+            }
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Exit::Code(crate::EXIT_NODE, e.to_string()).into()),
+            Err(e) => Err(anyhow::anyhow!("the node task failed: {e}")),
+        }
+    })
+}
