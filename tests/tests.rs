@@ -1,5 +1,10 @@
 //! Integration tests of the `kith` binary: one test target, split into modules.
 
 mod cli;
+mod errors;
 mod gpg;
+mod loopback;
+mod netns;
+mod nodes;
+mod outsider;
 mod util;

@@ -33,14 +33,20 @@ fn refusal(why: &str) -> Vec<u8> {
 
 impl Device {
     /// Answers a pairing request from `peer` (the inviting side).
-    pub fn answer_pairing(&mut self, peer: &PeerId, bytes: &[u8]) -> Vec<u8> {
-        match self.try_pairing(peer, bytes) {
+    /// `listen` is where this device's node listens, for the new device to dial.
+    pub fn answer_pairing(&mut self, peer: &PeerId, bytes: &[u8], listen: &[libp2p::Multiaddr]) -> Vec<u8> {
+        match self.try_pairing(peer, bytes, listen) {
             Ok(r) => serde_json::to_vec(&r).expect("JSON of a string enum"),
             Err(why) => refusal(&why),
         }
     }
 
-    fn try_pairing(&mut self, peer: &PeerId, bytes: &[u8]) -> Result<pair::Response, String> {
+    fn try_pairing(
+        &mut self,
+        peer: &PeerId,
+        bytes: &[u8],
+        listen: &[libp2p::Multiaddr],
+    ) -> Result<pair::Response, String> {
         let request: pair::Request =
             serde_json::from_slice(bytes).map_err(|_| "malformed pairing request".to_owned())?;
         let secret = match &request {
@@ -89,7 +95,8 @@ impl Device {
                         .space(Space::Roster)
                         .map(|r| pair::b64(&r.encode()))
                         .collect();
-                    Ok(pair::Response::Welcome { roster })
+                    let addrs = listen.iter().map(|a| a.to_string()).collect();
+                    Ok(pair::Response::Welcome { roster, addrs })
                 } else {
                     Err("the roster refused the device (revoked before?)".into())
                 }
@@ -213,13 +220,13 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
         role: Role::Full,
         revoked: false,
     };
-    let roster = match ask(&mut swarm, code.peer, &pair::Request::Join {
+    let (roster, inviter_addrs) = match ask(&mut swarm, code.peer, &pair::Request::Join {
         secret: secret_text,
         entry: pair::b64(&entry.encode()),
     })
     .await?
     {
-        pair::Response::Welcome { roster } => roster,
+        pair::Response::Welcome { roster, addrs } => (roster, addrs),
         pair::Response::Refused(why) => return Err(refused(why)),
         pair::Response::Account { .. } => return Err(unreachable("unexpected answer".into())),
     };
@@ -246,7 +253,12 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
     )
     .map_err(|e| Error::new(ErrorKind::Store, e.to_string()))?;
     if let Some(inviter) = net::device_of(&code.peer) {
-        let addrs: Vec<String> = code.addrs.iter().map(|a| a.to_string()).collect();
+        let addrs: Vec<String> = inviter_addrs
+            .iter()
+            .filter(|a| a.parse::<libp2p::Multiaddr>().is_ok())
+            .take(8)
+            .cloned()
+            .collect();
         device.store.set_peer_addrs(&inviter.0, &addrs.join(" "))?;
     }
     Ok(device)

@@ -101,7 +101,7 @@ impl<const MAX: usize> request_response::Codec for Frames<MAX> {
     }
 }
 
-pub use behaviour::{Behaviour, BehaviourEvent};
+pub use behaviour::{Behaviour, BehaviourEvent, PairBehaviour, PairBehaviourEvent};
 
 mod behaviour {
     // The derive generates `BehaviourEvent` with undocumented variants, one per field.
@@ -122,10 +122,18 @@ mod behaviour {
         pub gossipsub: gossipsub::Behaviour,
         /// Reconciliation frames.
         pub sync: request_response::Behaviour<Frames<{ wire::MAX_FRAME_BYTES }>>,
-        /// Pairing.
-        pub pair: request_response::Behaviour<Frames<MAX_PAIR_BYTES>>,
         /// Listen addresses and agent, exchanged on connect.
         pub identify: identify::Behaviour,
+    }
+
+    /// The pairing listener's behaviour: a separate swarm on its own port, so that
+    /// a stranger let in to pair never shares a connection with gossip or sync.
+    #[derive(NetworkBehaviour)]
+    pub struct PairBehaviour {
+        /// Lets peers in only while an invitation is open.
+        pub gate: crate::gate::Gate,
+        /// Pairing requests.
+        pub pair: request_response::Behaviour<Frames<MAX_PAIR_BYTES>>,
     }
 }
 
@@ -138,6 +146,27 @@ pub fn topic(genesis: &DeviceId) -> gossipsub::IdentTopic {
         .finalize();
     let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
     gossipsub::IdentTopic::new(format!("kith/{hex}"))
+}
+
+impl PairBehaviour {
+    /// The behaviour, closed until an invitation opens it.
+    pub fn new() -> Self {
+        Self {
+            gate: crate::gate::Gate::default(),
+            pair: request_response::Behaviour::new(
+                [(PAIR_PROTOCOL, request_response::ProtocolSupport::Inbound)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(30))
+                    .with_max_concurrent_streams(4),
+            ),
+        }
+    }
+}
+
+impl Default for PairBehaviour {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Behaviour {
@@ -169,10 +198,6 @@ impl Behaviour {
             gossipsub,
             sync: request_response::Behaviour::new(
                 [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
-                rr.clone(),
-            ),
-            pair: request_response::Behaviour::new(
-                [(PAIR_PROTOCOL, request_response::ProtocolSupport::Full)],
                 rr,
             ),
             identify: identify::Behaviour::new(identify::Config::new(

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::control::{self, Reply, Request};
 use crate::device::{Device, wall_now};
 use crate::discovery::{self, Advert, Discovery, Seen};
-use crate::net::{self, Behaviour, BehaviourEvent};
+use crate::net::{self, Behaviour, BehaviourEvent, PairBehaviour, PairBehaviourEvent};
 use crate::service::NetInfo;
 use crate::{socket, store, xmpp};
 
@@ -116,6 +116,9 @@ pub struct Running {
 struct Node {
     device: Device,
     swarm: Swarm<Behaviour>,
+    /// The pairing listener: its own port, open only while an invitation is.
+    pair_swarm: Swarm<PairBehaviour>,
+    pair_listen: Vec<Multiaddr>,
     topic: gossipsub::IdentTopic,
     me: PeerId,
     out_requests: HashMap<OutboundRequestId, RequestId>,
@@ -125,7 +128,7 @@ struct Node {
     connected: BTreeMap<PeerId, Multiaddr>,
     /// Active roster devices other than this one.
     allowed: BTreeSet<PeerId>,
-    /// Unknown peers let in while a pairing is open, and until when.
+    /// Peers connected to the pairing listener, and until when they may stay.
     pairing: BTreeMap<PeerId, Instant>,
     /// Configured addresses, and the peer found there.
     configured: Vec<(Multiaddr, Option<PeerId>)>,
@@ -160,6 +163,18 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let keypair = net::keypair(&device.secret);
     let me = keypair.public().to_peer_id();
     let behaviour = Behaviour::new(&keypair).map_err(Error::Network)?;
+    let mut pair_swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .map_err(|e| Error::Network(e.to_string()))?
+        .with_behaviour(|_| PairBehaviour::new())
+        .map_err(|e| Error::Network(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -181,6 +196,17 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         swarm
             .listen_on(addr.clone())
             .map_err(|e| Error::Listen(format!("{addr}: {e}")))?;
+        // The pairing listener: same address, a port of its own.
+        let pair_addr: Multiaddr = addr
+            .iter()
+            .map(|p| match p {
+                Protocol::Tcp(_) => Protocol::Tcp(0),
+                other => other,
+            })
+            .collect();
+        pair_swarm
+            .listen_on(pair_addr.clone())
+            .map_err(|e| Error::Listen(format!("{pair_addr}: {e}")))?;
     }
     let topic = net::topic(&DeviceId(device.account.genesis));
     swarm
@@ -211,6 +237,8 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let mut node = Node {
         device,
         swarm,
+        pair_swarm,
+        pair_listen: Vec::new(),
         topic,
         me,
         out_requests: HashMap::new(),
@@ -271,6 +299,7 @@ impl Node {
             tokio::select! {
                 _ = &mut stop => return Ok(()),
                 event = self.swarm.select_next_some() => self.on_swarm(event)?,
+                event = self.pair_swarm.select_next_some() => self.on_pair_swarm(event),
                 call = calls.recv() => match call {
                     Some(call) => self.on_call(call),
                     None => return Ok(()),
@@ -291,6 +320,7 @@ impl Node {
         NetInfo {
             online: true,
             listen: self.listen.clone(),
+            pair_listen: self.pair_listen.clone(),
             connected: self
                 .connected
                 .iter()
@@ -314,7 +344,7 @@ impl Node {
                 .store
                 .has_open_invite(wall_now().0)
                 .unwrap_or(false);
-            self.swarm.behaviour_mut().gate.set_pairing_open(open);
+            self.pair_swarm.behaviour_mut().gate.set_pairing_open(open);
         }
         let line = match result {
             Ok(v) => Reply::Ok(v),
@@ -456,11 +486,9 @@ impl Node {
                         self.device.store.set_peer_addrs(&device.0, &remote.to_string())?;
                     }
                 } else {
-                    // Only a pairing lets a stranger in; it gets no gossip.
-                    info!(peer = %peer_id, "unknown peer connected to pair");
+                    // The gate let in a device the roster has just dropped.
                     self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer_id);
-                    self.pairing
-                        .insert(peer_id, Instant::now() + Duration::from_secs(60));
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -468,7 +496,6 @@ impl Node {
                 num_established: 0,
                 ..
             } => {
-                self.pairing.remove(&peer_id);
                 if self.connected.remove(&peer_id).is_some() {
                     info!(peer = %peer_id, "disconnected");
                     self.device.input(Input::Disconnected(peer_id))?;
@@ -538,17 +565,6 @@ impl Node {
             BehaviourEvent::Sync(request_response::Event::InboundFailure { request_id, .. }) => {
                 debug!(?request_id, "inbound sync request failed");
             }
-            BehaviourEvent::Pair(request_response::Event::Message {
-                peer,
-                message: request_response::Message::Request {
-                    request, channel, ..
-                },
-                ..
-            }) => {
-                let answer = self.device.answer_pairing(&peer, &request);
-                let _ = self.swarm.behaviour_mut().pair.send_response(channel, answer);
-                info!(%peer, "answered a pairing request");
-            }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if let (true, Some(d)) = (self.allowed.contains(&peer_id), net::device_of(&peer_id)) {
                     let addrs: Vec<String> = info
@@ -567,6 +583,40 @@ impl Node {
             _ => {}
         }
         Ok(())
+    }
+
+    fn on_pair_swarm(&mut self, event: SwarmEvent<PairBehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                debug!("pairing listener on {address}");
+                self.pair_listen.push(address);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                info!(peer = %peer_id, "a device connected to pair");
+                self.pairing
+                    .insert(peer_id, Instant::now() + Duration::from_secs(60));
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.pairing.remove(&peer_id);
+            }
+            SwarmEvent::Behaviour(PairBehaviourEvent::Pair(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request {
+                    request, channel, ..
+                },
+                ..
+            })) => {
+                let listen = self.listen.clone();
+                let answer = self.device.answer_pairing(&peer, &request, &listen);
+                let _ = self.pair_swarm.behaviour_mut().pair.send_response(channel, answer);
+                info!(%peer, "answered a pairing request");
+            }
+            _ => {}
+        }
     }
 
     /// Matches an advertisement against the roster's tags and dials the device.
@@ -684,17 +734,17 @@ impl Node {
 
     fn housekeeping(&mut self, redial: bool) -> Result<(), Error> {
         let open = self.device.store.has_open_invite(wall_now().0)?;
-        self.swarm.behaviour_mut().gate.set_pairing_open(open);
+        self.pair_swarm.behaviour_mut().gate.set_pairing_open(open);
         let now = Instant::now();
         let late: Vec<PeerId> = self
             .pairing
             .iter()
-            .filter(|(p, t)| **t <= now && !self.allowed.contains(p))
+            .filter(|(_, t)| **t <= now)
             .map(|(p, _)| *p)
             .collect();
         for p in late {
             self.pairing.remove(&p);
-            let _ = self.swarm.disconnect_peer_id(p);
+            let _ = self.pair_swarm.disconnect_peer_id(p);
         }
         self.readvertise();
         if redial {

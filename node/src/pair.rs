@@ -1,5 +1,9 @@
 //! Pairing: the one-time invite code and the two messages a joining device sends.
 //!
+//! Pairing has a listener of its own (a second libp2p swarm with the same identity on
+//! another port, open only while an invitation is), so a stranger let in to pair
+//! never shares a connection with gossip or reconciliation.
+//!
 //! `kith pair invite` prints a code: `kith1-` then base64url of
 //! `[version 1][secret: 16][expires: u64 BE, Unix ms][peer id: u8 len + bytes]
 //! [address count: u8][per address: u16 BE len + multiaddr bytes]`. The inviting node
@@ -188,6 +192,8 @@ pub enum Response {
     Welcome {
         /// The roster records.
         roster: Vec<String>,
+        /// Where the inviting device's node listens (multiaddrs).
+        addrs: Vec<String>,
     },
     /// The request was refused.
     Refused(String),

@@ -31,6 +31,8 @@ pub struct NetInfo {
     pub online: bool,
     /// Addresses the node listens on.
     pub listen: Vec<Multiaddr>,
+    /// Addresses of the pairing listener (what invite codes carry).
+    pub pair_listen: Vec<Multiaddr>,
     /// Connected roster devices and the address of each connection.
     pub connected: BTreeMap<DeviceId, String>,
     /// The XEP-0174 port, when serving.
@@ -269,7 +271,7 @@ impl Device {
             )));
         }
         let addrs: Vec<Multiaddr> = net
-            .listen
+            .pair_listen
             .iter()
             .filter(|a| !a.to_string().starts_with("/ip4/0.0.0.0"))
             .take(pair::MAX_ADDRS)

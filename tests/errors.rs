@@ -1,0 +1,93 @@
+//! Bad input of every kind: one line on stderr, a documented exit code, and nothing
+//! already stored lost.
+
+use std::process::Output;
+
+use crate::nodes::Device;
+
+fn fails(out: &Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("kith: "), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+}
+
+#[test]
+fn commands_on_a_missing_or_existing_device() {
+    let d = Device::new();
+    fails(&d.kith(&["status"]), 6, "no kith device");
+    fails(&d.kith(&["contact", "list"]), 6, "kith init");
+    fails(&d.kith(&["init", "--jid", "not a jid"]), 3, "not a jid");
+    let out = d.kith(&["init"]);
+    assert_eq!(out.status.code(), Some(2), "clap's usage code");
+    d.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    fails(&d.kith(&["init", "--jid", "romeo@montague.lit"]), 6, "already holds");
+    fails(&d.kith(&["contact", "add", "@@bad"]), 3, "is not a JID");
+    fails(&d.kith(&["contact", "rm", "nobody@example.org"]), 1, "no contact");
+    fails(&d.kith(&["pair", "invite"]), 7, "kith run");
+    let out = d.kith(&["pair", "invite", "--ttl", "ten"]);
+    assert_eq!(out.status.code(), Some(2), "clap's usage code");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
+    fails(&d.kith(&["device", "revoke", "nosuchdevice"]), 1, "no device");
+    fails(&d.kith(&["device", "revoke", "laptop"]), 1, "cannot revoke itself");
+    fails(&d.kith(&["import", "roster", "/nonexistent/r.xml"]), 4, "r.xml");
+    let bad = d.dir.join("bad.xml");
+    std::fs::write(&bad, "<query xmlns='jabber:iq:roster'><item/></query>").expect("write");
+    fails(&d.kith(&["import", "roster", bad.to_str().expect("utf-8")]), 3, "no jid");
+    // Nothing of the above changed the device.
+    d.ok(&["contact", "add", "juliet@capulet.lit"]);
+    assert_eq!(d.jids(), ["juliet@capulet.lit"]);
+}
+
+#[test]
+fn a_second_node_on_one_data_directory_is_refused() {
+    let mut d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    d.start();
+    let out = d.kith(&["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another kith process"));
+    assert!(d.running(), "the first node still runs");
+    d.ok(&["contact", "add", "juliet@capulet.lit"]);
+}
+
+#[test]
+fn a_corrupt_store_is_reported_and_left_alone() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    let db = d.dir.join("kith.db");
+    let garbage = vec![0x5Au8; 8192];
+    std::fs::write(&db, &garbage).expect("write");
+    let _ = std::fs::remove_file(d.dir.join("kith.db-wal"));
+    let _ = std::fs::remove_file(d.dir.join("kith.db-shm"));
+    fails(&d.kith(&["contact", "list"]), 6, "kith.db");
+    assert_eq!(std::fs::read(&db).expect("read"), garbage, "left as it was");
+}
+
+#[test]
+fn bad_invite_codes_are_refused() {
+    let mut a = Device::new();
+    a.ok(&["init", "--jid", "romeo@montague.lit"]);
+    a.start();
+    let b = Device::new();
+    fails(&b.kith(&["pair", "join", "kith1-AAAA"]), 3, "malformed invite code");
+    fails(&b.kith(&["pair", "join", "hello"]), 3, "malformed invite code");
+    // Used once, then refused.
+    let code = a.invite();
+    b.ok(&["pair", "join", &code, "--name", "phone"]);
+    let c = Device::new();
+    fails(&c.kith(&["pair", "join", &code]), 1, "used already");
+    // Expired.
+    let issued = std::time::Instant::now();
+    let short = a.ok(&["pair", "invite", "--ttl", "1s"]).trim().to_owned();
+    c.wait("the code's second to pass", |_| {
+        issued.elapsed() > std::time::Duration::from_millis(1100)
+    });
+    fails(&c.kith(&["pair", "join", &short]), 1, "expired");
+    // The inviting node is gone: unreachable.
+    let code = a.invite();
+    a.stop();
+    fails(&c.kith(&["pair", "join", &code]), 5, "inviting device");
+    assert!(!c.dir.join("kith.db").exists(), "no half-made device");
+}

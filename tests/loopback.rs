@@ -1,0 +1,87 @@
+//! Three `kith run` processes on loopback: pairing, edits on each, deletion, a
+//! restart with edits made while stopped, revocation.
+
+use crate::nodes::{Device, converge};
+
+fn has(d: &Device, jid: &str) -> bool {
+    d.jids().iter().any(|j| j == jid)
+}
+
+#[test]
+fn three_nodes_pair_edit_restart_and_revoke() {
+    let mut a = Device::new();
+    a.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    a.start();
+    let mut b = Device::new();
+    b.join(&a, "phone");
+    b.start();
+    let mut c = Device::new();
+    c.join(&a, "desktop");
+    c.start();
+    for d in [&b, &c] {
+        d.wait("the secrets", |d| {
+            let s = d.status();
+            s["waiting_for_secret"] == 0 && s["records"]["keys"].as_u64().unwrap_or(0) > 0
+        });
+    }
+
+    // An edit on each device reaches the others.
+    a.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet", "--group", "Verona"]);
+    b.ok(&["contact", "add", "nurse@capulet.lit", "--group", "Verona"]);
+    c.ok(&["group", "add", "Friends", "--description", "close ones"]);
+    c.ok(&["contact", "add", "mercutio@verona.lit", "--group", "Friends"]);
+    let list = converge(&[&a, &b, &c]);
+    assert_eq!(list.len(), 3, "{list:?}");
+    b.ok(&["contact", "edit", "juliet@capulet.lit", "--name", "Juliet C.", "--add-group", "Friends"]);
+    c.wait("the edit", |c| {
+        let j = c.json(&["contact", "show", "juliet@capulet.lit"]);
+        j["name"] == "Juliet C." && j["groups"].as_array().is_some_and(|g| g.len() == 2)
+    });
+    c.ok(&["contact", "rm", "nurse@capulet.lit"]);
+    a.wait("the deletion", |a| !has(a, "nurse@capulet.lit"));
+    a.ok(&["group", "rename", "Verona", "Verona city"]);
+    b.wait("the rename", |b| {
+        b.json(&["group", "list"])
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g["name"] == "Verona city"))
+    });
+    converge(&[&a, &b, &c]);
+
+    // B stops; edits happen on A and on B's store while it is off; B comes back.
+    b.stop();
+    a.ok(&["contact", "add", "tybalt@capulet.lit", "--name", "Tybalt"]);
+    b.ok(&["contact", "add", "paris@verona.lit", "--name", "Paris"]);
+    assert!(b.status()["node"]["running"] == false);
+    b.start();
+    let list = converge(&[&a, &b, &c]);
+    assert!(list.iter().any(|(j, _, _)| j.contains("paris@verona.lit")), "{list:?}");
+    assert!(list.iter().any(|(j, _, _)| j.contains("tybalt@capulet.lit")), "{list:?}");
+
+    // A revokes C: C is cut off and gets nothing new; A and B go on.
+    a.ok(&["device", "revoke", "desktop"]);
+    let devices = a.json(&["device", "list"]);
+    assert!(
+        devices
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|d| d["name"] == "desktop" && d["revoked"] == true),
+        "{devices}"
+    );
+    b.wait("the revocation", |b| {
+        b.json(&["device", "list"])
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["name"] == "desktop" && d["revoked"] == true))
+    });
+    a.ok(&["contact", "add", "rosaline@capulet.lit"]);
+    b.wait("the contact added after the revocation", |b| has(b, "rosaline@capulet.lit"));
+    c.wait("the revoked device to be cut off", |c| {
+        c.status()["connected_peers"] == 0
+    });
+    assert!(!has(&c, "rosaline@capulet.lit"));
+    // Secrets rotated: a revoked device cannot revoke or rotate for the others.
+    assert_eq!(converge(&[&a, &b]).len(), 5);
+    for d in [&mut a, &mut b, &mut c] {
+        assert!(d.running(), "a node died: {}", d.log());
+    }
+}

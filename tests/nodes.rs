@@ -1,0 +1,242 @@
+//! Helpers for tests that run `kith run` processes: a device with its own data
+//! directory whose node is stopped by pid when the test ends, also when it fails.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any one condition may take to come true.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A device: a data directory and, while it runs, its `kith run` process.
+pub(crate) struct Device {
+    pub(crate) dir: PathBuf,
+    /// Commands run through this prefix (e.g. `ip netns exec NS`).
+    prefix: Vec<String>,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Device {
+    /// A device in a fresh temporary directory (not initialised).
+    pub(crate) fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("kith");
+        Self {
+            dir,
+            prefix: Vec::new(),
+            child: None,
+            _tmp: Some(tmp),
+        }
+    }
+
+    /// Runs the node's commands (`run`, `pair join`) under `prefix`.
+    pub(crate) fn with_prefix(mut self, prefix: &[&str]) -> Self {
+        self.prefix = prefix.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    fn command(&self, prefixed: bool) -> Command {
+        let bin = env!("CARGO_BIN_EXE_kith");
+        let mut cmd = if prefixed && !self.prefix.is_empty() {
+            let mut c = Command::new(&self.prefix[0]);
+            c.args(&self.prefix[1..]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        cmd.arg("--data-dir").arg(&self.dir);
+        cmd
+    }
+
+    /// Runs `kith --data-dir DIR args…` to completion.
+    pub(crate) fn kith(&self, args: &[&str]) -> Output {
+        self.kith_prefixed(args, false)
+    }
+
+    /// Like [`Device::kith`], under the prefix when `prefixed`.
+    pub(crate) fn kith_prefixed(&self, args: &[&str], prefixed: bool) -> Output {
+        self.command(prefixed)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("kith runs")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        let out = self.kith(args);
+        assert!(
+            out.status.success(),
+            "kith {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a listing with `--json` and parses it.
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(&a)).expect("JSON output")
+    }
+
+    /// Sorted JIDs of the contact list.
+    pub(crate) fn jids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .json(&["contact", "list"])
+            .as_array()
+            .expect("a list")
+            .iter()
+            .flat_map(|c| c["jids"].as_array().cloned().unwrap_or_default())
+            .filter_map(|j| j.as_str().map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The contact list as (jids, name, groups), sorted.
+    pub(crate) fn list(&self) -> Vec<(String, String, String)> {
+        let mut v: Vec<(String, String, String)> = self
+            .json(&["contact", "list"])
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|c| (c["jids"].to_string(), c["name"].to_string(), c["groups"].to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Starts `kith run` (listening on `listen`, plus `extra` options) and waits
+    /// until it answers with a listen address.
+    pub(crate) fn start_with(&mut self, listen: &str, extra: &[&str]) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let child = self
+            .command(true)
+            .args(["run", "--listen", listen])
+            .args(extra)
+            .env("RUST_LOG", "info,kith_node=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("kith run starts");
+        self.child = Some(child);
+        self.wait("the node to listen", |d| {
+            d.status()["node"]["listen"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        });
+    }
+
+    /// Starts `kith run` on loopback without mDNS.
+    pub(crate) fn start(&mut self) {
+        self.start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .expect("the data directory has a parent")
+            .join("node.log")
+    }
+
+    /// The node's log so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `kith status --json`, or `Null` while it fails.
+    pub(crate) fn status(&self) -> Value {
+        let out = self.kith(&["status", "--json"]);
+        if !out.status.success() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Polls `cond` until it holds; fails the test (with the node's log) after
+    /// [`DEADLINE`].
+    pub(crate) fn wait(&self, what: &str, mut cond: impl FnMut(&Self) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what} in {}; log:\n{}",
+                self.dir.display(),
+                tail(&self.log())
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the node: SIGTERM, then SIGKILL after 10 s.
+    pub(crate) fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id() as i32;
+        // SAFETY: signalling a child process this test started, by pid.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Whether the node process is still alive.
+    pub(crate) fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Prints an invite code from this (running) device.
+    pub(crate) fn invite(&self) -> String {
+        self.ok(&["pair", "invite", "--ttl", "5m"]).trim().to_owned()
+    }
+
+    /// Joins the account of `inviter` as `name`, and starts.
+    pub(crate) fn join(&mut self, inviter: &Device, name: &str) {
+        let code = inviter.invite();
+        let out = self.kith_prefixed(&["pair", "join", &code, "--name", name], true);
+        assert!(
+            out.status.success(),
+            "pair join: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Waits until every device has the same contact list; returns it.
+pub(crate) fn converge(devices: &[&Device]) -> Vec<(String, String, String)> {
+    let first = devices[0];
+    first.wait("every device to agree", |_| {
+        let lists: Vec<_> = devices.iter().map(|d| d.list()).collect();
+        lists.windows(2).all(|w| w[0] == w[1])
+    });
+    first.list()
+}
