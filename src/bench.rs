@@ -72,11 +72,16 @@ pub(crate) fn run(args: Args) -> Result<()> {
     for n in [&b, &c] {
         n.wait("pairing", LIMIT, |n| {
             Ok(n.call(Request::Status)?["waiting_for_secret"] == 0
-                && n.call(Request::Status)?["records"]["keys"].as_u64().unwrap_or(0) > 0)
+                && n.call(Request::Status)?["records"]["keys"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    > 0)
         })?;
     }
     // Connected both ways before timing.
-    a.wait("connections", LIMIT, |n| Ok(n.call(Request::Status)?["connected_peers"] == 2))?;
+    a.wait("connections", LIMIT, |n| {
+        Ok(n.call(Request::Status)?["connected_peers"] == 2)
+    })?;
 
     println!("kith bench: nodes on 127.0.0.1, SQLite synchronous=FULL");
     let mut times = Vec::new();
@@ -118,7 +123,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     cluster::pair(&a, &dir("d"), "d")?;
     let d = Node::start(&dir("d"), false)?;
-    d.wait("the new device's contacts", LIMIT, |x| Ok(x.count()? >= total))?;
+    d.wait("the new device's contacts", LIMIT, |x| {
+        Ok(x.count()? >= total)
+    })?;
     println!(
         "a newly paired device receiving {total} contacts (pair, start, sync): {}",
         ms(start.elapsed())

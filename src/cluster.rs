@@ -34,10 +34,13 @@ impl Node {
         } else {
             cmd.arg("--no-mdns");
         }
-        cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
         let child = cmd.spawn().context("starting kith run")?;
         let node = Self {
             dir: dir.to_owned(),
@@ -45,7 +48,9 @@ impl Node {
         };
         node.wait("the node to listen", Duration::from_secs(30), |n| {
             let s = n.call(Request::Status)?;
-            Ok(s["node"]["listen"].as_array().is_some_and(|a| !a.is_empty()))
+            Ok(s["node"]["listen"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()))
         })?;
         Ok(node)
     }
@@ -56,9 +61,13 @@ impl Node {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(socket::request(&self.dir.join("control.sock"), &request, |_, _| {}))
-            .map_err(ops::exit)?
-            .context("the node's control socket is not there")
+        rt.block_on(socket::request(
+            &self.dir.join("control.sock"),
+            &request,
+            |_, _| {},
+        ))
+        .map_err(ops::exit)?
+        .context("the node's control socket is not there")
     }
 
     /// Answers a request on the store of a stopped node.
@@ -79,7 +88,10 @@ impl Node {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > limit {
-                bail!("timed out after {limit:?} waiting for {what} ({})", self.dir.display());
+                bail!(
+                    "timed out after {limit:?} waiting for {what} ({})",
+                    self.dir.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -101,7 +113,9 @@ impl Node {
 
     /// Number of contacts.
     pub(crate) fn count(&self) -> Result<usize> {
-        Ok(self.call(Request::Status)?["contacts"].as_u64().unwrap_or(0) as usize)
+        Ok(self.call(Request::Status)?["contacts"]
+            .as_u64()
+            .unwrap_or(0) as usize)
     }
 
     /// Stops the node (SIGTERM, waiting up to 10 s, then SIGKILL).

@@ -27,8 +27,18 @@ fn show(node: &Node, who: &str) -> Result<()> {
     let v = node.call(Request::Contacts)?;
     println!("      {who}:");
     for c in v.as_array().into_iter().flatten() {
-        let jids: Vec<&str> = c["jids"].as_array().into_iter().flatten().filter_map(|j| j.as_str()).collect();
-        let groups: Vec<&str> = c["groups"].as_array().into_iter().flatten().filter_map(|g| g.as_str()).collect();
+        let jids: Vec<&str> = c["jids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| j.as_str())
+            .collect();
+        let groups: Vec<&str> = c["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.as_str())
+            .collect();
         let merged = if c["items"].as_u64().unwrap_or(1) > 1 {
             format!("  [{} items merged]", c["items"])
         } else {
@@ -38,7 +48,11 @@ fn show(node: &Node, who: &str) -> Result<()> {
             "        {:<14} {:<26} {}{merged}",
             c["name"].as_str().unwrap_or("-"),
             jids.join(", "),
-            if groups.is_empty() { "-".into() } else { groups.join(", ") },
+            if groups.is_empty() {
+                "-".into()
+            } else {
+                groups.join(", ")
+            },
         );
     }
     Ok(())
@@ -60,15 +74,25 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
             tmp.path()
         }
     };
-    let dirs: Vec<PathBuf> = ["laptop", "phone", "desktop"].iter().map(|n| root.join(n)).collect();
+    let dirs: Vec<PathBuf> = ["laptop", "phone", "desktop"]
+        .iter()
+        .map(|n| root.join(n))
+        .collect();
     println!("kith demo: three devices of {ACCOUNT}, each a `kith run` process on 127.0.0.1");
-    println!("(mDNS on the loopback interface only; data in {})\n", root.display());
+    println!(
+        "(mDNS on the loopback interface only; data in {})\n",
+        root.display()
+    );
 
     println!("1. The laptop creates the account: its keys, the roster, the first secrets.");
     cluster::init(&dirs[0], ACCOUNT, "laptop")?;
     let laptop = Node::start(&dirs[0], true)?;
     let s = laptop.call(Request::Status)?;
-    println!("      laptop   device {}  listening on {}", s["device"]["id"].as_str().unwrap_or("?"), s["node"]["listen"][0].as_str().unwrap_or("?"));
+    println!(
+        "      laptop   device {}  listening on {}",
+        s["device"]["id"].as_str().unwrap_or("?"),
+        s["node"]["listen"][0].as_str().unwrap_or("?")
+    );
 
     println!("\n2. The phone and the desktop join with one-time invite codes from the laptop.");
     let mut joined = Vec::new();
@@ -88,15 +112,22 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     }
     let mut desktop = joined.pop().context("the desktop")?;
     let phone = joined.pop().context("the phone")?;
-    laptop.wait("the roster", LIMIT, |n| Ok(n.call(Request::Status)?["connected_peers"] == 2))?;
+    laptop.wait("the roster", LIMIT, |n| {
+        Ok(n.call(Request::Status)?["connected_peers"] == 2)
+    })?;
     println!("      laptop   connected to both; roster of 3 devices");
 
     println!("\n3. Edits on the laptop arrive on the others (gossip, then reconciliation).");
     laptop.call(add("juliet@capulet.lit", Some("Juliet"), &["Verona"]))?;
     laptop.call(add("benvolio@montague.lit", Some("Benvolio"), &["Family"]))?;
     for (node, name) in [(&phone, "phone"), (&desktop, "desktop")] {
-        let t = node.wait("the laptop's edits", LIMIT, |n| Ok(has(n, "juliet@capulet.lit")? && has(n, "benvolio@montague.lit")?))?;
-        println!("      {name:<8} has both contacts after {} ms", t.as_millis());
+        let t = node.wait("the laptop's edits", LIMIT, |n| {
+            Ok(has(n, "juliet@capulet.lit")? && has(n, "benvolio@montague.lit")?)
+        })?;
+        println!(
+            "      {name:<8} has both contacts after {} ms",
+            t.as_millis()
+        );
     }
 
     println!("\n4. A concurrent edit: the desktop is switched off and edits offline, while the");
@@ -108,34 +139,58 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     println!("      phone          adds mercutio@verona.lit as \"Mercutio\"");
     let desktop = Node::start(&dirs[2], true)?;
     let merged = |n: &Node| -> Result<bool> {
-        let v = n.call(Request::Contact { jid: "mercutio@verona.lit".into() })?;
-        Ok(v["name"] == "Mercutio" && v["groups"].as_array().is_some_and(|g| g.iter().any(|x| x == "Friends")))
+        let v = n.call(Request::Contact {
+            jid: "mercutio@verona.lit".into(),
+        })?;
+        Ok(v["name"] == "Mercutio"
+            && v["groups"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|x| x == "Friends")))
     };
-    for (node, name) in [(&laptop, "laptop"), (&phone, "phone"), (&desktop, "desktop")] {
+    for (node, name) in [
+        (&laptop, "laptop"),
+        (&phone, "phone"),
+        (&desktop, "desktop"),
+    ] {
         let t = node.wait("the merged contact", LIMIT, |n| merged(n))?;
-        println!("      {name:<8} shows one Mercutio, named and in Friends, after {} ms", t.as_millis());
+        println!(
+            "      {name:<8} shows one Mercutio, named and in Friends, after {} ms",
+            t.as_millis()
+        );
     }
     show(&laptop, "laptop")?;
 
-    println!("\n5. The laptop revokes the desktop: the secrets rotate, the desktop gets nothing new.");
-    laptop.call(Request::Revoke { device: "desktop".into() })?;
+    println!(
+        "\n5. The laptop revokes the desktop: the secrets rotate, the desktop gets nothing new."
+    );
+    laptop.call(Request::Revoke {
+        device: "desktop".into(),
+    })?;
     laptop.call(add("tybalt@capulet.lit", Some("Tybalt"), &["Verona"]))?;
-    let t = phone.wait("the contact added after the revocation", LIMIT, |n| has(n, "tybalt@capulet.lit"))?;
+    let t = phone.wait("the contact added after the revocation", LIMIT, |n| {
+        has(n, "tybalt@capulet.lit")
+    })?;
     println!("      phone    has Tybalt after {} ms", t.as_millis());
     let revoked = |n: &Node| -> Result<bool> {
         let d = n.call(Request::Devices)?;
-        Ok(d.as_array().into_iter().flatten().any(|x| {
-            x["name"] == "desktop" && x["revoked"] == true && x["connected"].is_null()
-        }))
+        Ok(d.as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["name"] == "desktop" && x["revoked"] == true && x["connected"].is_null()))
     };
     for (node, name) in [(&laptop, "laptop"), (&phone, "phone")] {
         let t = node.wait("the revocation", LIMIT, |n| revoked(n))?;
-        println!("      {name:<8} lists the desktop as revoked and cut off after {} ms", t.as_millis());
+        println!(
+            "      {name:<8} lists the desktop as revoked and cut off after {} ms",
+            t.as_millis()
+        );
     }
     // The phone has Tybalt, so the laptop has published it; the desktop, cut off and
     // without the new secret, must not show it.
     if has(&desktop, "tybalt@capulet.lit")? {
-        bail!(Exit::Failed("the revoked desktop received a new contact".into()));
+        bail!(Exit::Failed(
+            "the revoked desktop received a new contact".into()
+        ));
     }
     let n = desktop.call(Request::Status)?["connected_peers"].clone();
     println!("      desktop  does not have Tybalt; connected peers: {n}");
@@ -146,7 +201,10 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     if lists[0] != lists[1] {
         bail!(Exit::Failed("the laptop and the phone disagree".into()));
     }
-    println!("\nThe laptop and the phone agree on {} contacts. Done.", lists[0].len());
+    println!(
+        "\nThe laptop and the phone agree on {} contacts. Done.",
+        lists[0].len()
+    );
     drop((laptop, phone, desktop));
     Ok(())
 }

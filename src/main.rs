@@ -8,8 +8,8 @@
 //! needs a running node.
 
 mod bench;
-mod cluster;
 mod cli;
+mod cluster;
 mod demo;
 mod item_cmd;
 mod ops;

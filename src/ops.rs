@@ -32,7 +32,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Answers `request` through the node, or on the store when no node runs.
-pub(crate) fn call(dir: &Path, request: Request, progress: &mut dyn FnMut(u64, u64)) -> Result<Value> {
+pub(crate) fn call(
+    dir: &Path,
+    request: Request,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Value> {
     let sock = dir.join("control.sock");
     if sock.exists() {
         let rt = runtime()?;
@@ -53,7 +57,9 @@ pub(crate) fn call(dir: &Path, request: Request, progress: &mut dyn FnMut(u64, u
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            return Err(device_exit(device::Error::Store(store::Error::Locked(dir.to_owned()))).into());
+            return Err(
+                device_exit(device::Error::Store(store::Error::Locked(dir.to_owned()))).into(),
+            );
         }
         Err(e) => return Err(device_exit(e).into()),
     };
@@ -115,7 +121,12 @@ pub(crate) fn contacts(dir: &Path, json: bool) -> Result<()> {
     let rows = v.as_array().cloned().unwrap_or_default();
     println!("{:<24} {:<36} GROUPS", "NAME", "JIDS");
     for c in &rows {
-        println!("{:<24} {:<36} {}", s(&c["name"]), list(c, "jids"), list(c, "groups"));
+        println!(
+            "{:<24} {:<36} {}",
+            s(&c["name"]),
+            list(c, "jids"),
+            list(c, "groups")
+        );
     }
     println!("({} contacts)", rows.len());
     Ok(())
@@ -142,7 +153,12 @@ pub(crate) fn groups(dir: &Path, json: bool) -> Result<()> {
     }
     println!("{:<24} {:>8}  DESCRIPTION", "NAME", "CONTACTS");
     for g in v.as_array().into_iter().flatten() {
-        println!("{:<24} {:>8}  {}", s(&g["name"]), g["contacts"], s(&g["description"]));
+        println!(
+            "{:<24} {:>8}  {}",
+            s(&g["name"]),
+            g["contacts"],
+            s(&g["description"])
+        );
     }
     Ok(())
 }
@@ -152,7 +168,10 @@ pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
     if json {
         return print_json(&v);
     }
-    println!("{:<17} {:<16} {:<6} {:<10} LAST SYNC", "ID", "NAME", "ROLE", "STATE");
+    println!(
+        "{:<17} {:<16} {:<6} {:<10} LAST SYNC",
+        "ID", "NAME", "ROLE", "STATE"
+    );
     for d in v.as_array().into_iter().flatten() {
         let state = if d["revoked"] == true {
             "revoked"
@@ -181,11 +200,22 @@ pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
         return print_json(&v);
     }
     let d = &v["device"];
-    println!("device   {} ({}) of {}", s(&d["id"]), s(&d["name"]), s(&d["account"]));
+    println!(
+        "device   {} ({}) of {}",
+        s(&d["id"]),
+        s(&d["name"]),
+        s(&d["account"])
+    );
     println!("data     {}", s(&d["data_dir"]));
     if v["node"]["running"] == true {
-        println!("node     running, listening on {}", list(&v["node"], "listen"));
-        println!("xmpp     XEP-0174 streams on port {}", v["node"]["xmpp_port"]);
+        println!(
+            "node     running, listening on {}",
+            list(&v["node"], "listen")
+        );
+        println!(
+            "xmpp     XEP-0174 streams on port {}",
+            v["node"]["xmpp_port"]
+        );
     } else {
         println!("node     not running (edits are stored and sync at the next `kith run`)");
     }
@@ -221,8 +251,8 @@ pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
 }
 
 pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat) -> Result<()> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Exit::Io(format!("{}: {e}", file.display())))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Exit::Io(format!("{}: {e}", file.display())))?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} contacts")
@@ -239,7 +269,10 @@ pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat) -> Result<()
         Ok(other) => other.into(),
         Err(e) => e,
     })?;
-    println!("Imported {} contacts, {} groups", v["contacts"], v["groups"]);
+    println!(
+        "Imported {} contacts, {} groups",
+        v["contacts"], v["groups"]
+    );
     Ok(())
 }
 

@@ -49,7 +49,10 @@ pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
         let running = node::start(device, options)
             .await
             .map_err(|e| Exit::Code(crate::EXIT_NODE, e.to_string()))?;
-        tracing::info!("node running; control socket {}", dir.join("control.sock").display());
+        tracing::info!(
+            "node running; control socket {}",
+            dir.join("control.sock").display()
+        );
         let mut term = signal(SignalKind::terminate())?;
         let mut task = running.task;
         let stop = running.stop;

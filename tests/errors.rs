@@ -22,19 +22,43 @@ fn commands_on_a_missing_or_existing_device() {
     let out = d.kith(&["init"]);
     assert_eq!(out.status.code(), Some(2), "clap's usage code");
     d.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
-    fails(&d.kith(&["init", "--jid", "romeo@montague.lit"]), 6, "already holds");
+    fails(
+        &d.kith(&["init", "--jid", "romeo@montague.lit"]),
+        6,
+        "already holds",
+    );
     fails(&d.kith(&["contact", "add", "@@bad"]), 3, "is not a JID");
-    fails(&d.kith(&["contact", "rm", "nobody@example.org"]), 1, "no contact");
+    fails(
+        &d.kith(&["contact", "rm", "nobody@example.org"]),
+        1,
+        "no contact",
+    );
     fails(&d.kith(&["pair", "invite"]), 7, "kith run");
     let out = d.kith(&["pair", "invite", "--ttl", "ten"]);
     assert_eq!(out.status.code(), Some(2), "clap's usage code");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
-    fails(&d.kith(&["device", "revoke", "nosuchdevice"]), 1, "no device");
-    fails(&d.kith(&["device", "revoke", "laptop"]), 1, "cannot revoke itself");
-    fails(&d.kith(&["import", "roster", "/nonexistent/r.xml"]), 4, "r.xml");
+    fails(
+        &d.kith(&["device", "revoke", "nosuchdevice"]),
+        1,
+        "no device",
+    );
+    fails(
+        &d.kith(&["device", "revoke", "laptop"]),
+        1,
+        "cannot revoke itself",
+    );
+    fails(
+        &d.kith(&["import", "roster", "/nonexistent/r.xml"]),
+        4,
+        "r.xml",
+    );
     let bad = d.dir.join("bad.xml");
     std::fs::write(&bad, "<query xmlns='jabber:iq:roster'><item/></query>").expect("write");
-    fails(&d.kith(&["import", "roster", bad.to_str().expect("utf-8")]), 3, "no jid");
+    fails(
+        &d.kith(&["import", "roster", bad.to_str().expect("utf-8")]),
+        3,
+        "no jid",
+    );
     // Nothing of the above changed the device.
     d.ok(&["contact", "add", "juliet@capulet.lit"]);
     assert_eq!(d.jids(), ["juliet@capulet.lit"]);
@@ -71,8 +95,16 @@ fn bad_invite_codes_are_refused() {
     a.ok(&["init", "--jid", "romeo@montague.lit"]);
     a.start();
     let b = Device::new();
-    fails(&b.kith(&["pair", "join", "kith1-AAAA"]), 3, "malformed invite code");
-    fails(&b.kith(&["pair", "join", "hello"]), 3, "malformed invite code");
+    fails(
+        &b.kith(&["pair", "join", "kith1-AAAA"]),
+        3,
+        "malformed invite code",
+    );
+    fails(
+        &b.kith(&["pair", "join", "hello"]),
+        3,
+        "malformed invite code",
+    );
     // Used once, then refused.
     let code = a.invite();
     b.ok(&["pair", "join", &code, "--name", "phone"]);

@@ -26,13 +26,35 @@ fn three_nodes_pair_edit_restart_and_revoke() {
     }
 
     // An edit on each device reaches the others.
-    a.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet", "--group", "Verona"]);
+    a.ok(&[
+        "contact",
+        "add",
+        "juliet@capulet.lit",
+        "--name",
+        "Juliet",
+        "--group",
+        "Verona",
+    ]);
     b.ok(&["contact", "add", "nurse@capulet.lit", "--group", "Verona"]);
     c.ok(&["group", "add", "Friends", "--description", "close ones"]);
-    c.ok(&["contact", "add", "mercutio@verona.lit", "--group", "Friends"]);
+    c.ok(&[
+        "contact",
+        "add",
+        "mercutio@verona.lit",
+        "--group",
+        "Friends",
+    ]);
     let list = converge(&[&a, &b, &c]);
     assert_eq!(list.len(), 3, "{list:?}");
-    b.ok(&["contact", "edit", "juliet@capulet.lit", "--name", "Juliet C.", "--add-group", "Friends"]);
+    b.ok(&[
+        "contact",
+        "edit",
+        "juliet@capulet.lit",
+        "--name",
+        "Juliet C.",
+        "--add-group",
+        "Friends",
+    ]);
     c.wait("the edit", |c| {
         let j = c.json(&["contact", "show", "juliet@capulet.lit"]);
         j["name"] == "Juliet C." && j["groups"].as_array().is_some_and(|g| g.len() == 2)
@@ -54,8 +76,15 @@ fn three_nodes_pair_edit_restart_and_revoke() {
     assert!(b.status()["node"]["running"] == false);
     b.start();
     let list = converge(&[&a, &b, &c]);
-    assert!(list.iter().any(|(j, _, _)| j.contains("paris@verona.lit")), "{list:?}");
-    assert!(list.iter().any(|(j, _, _)| j.contains("tybalt@capulet.lit")), "{list:?}");
+    assert!(
+        list.iter().any(|(j, _, _)| j.contains("paris@verona.lit")),
+        "{list:?}"
+    );
+    assert!(
+        list.iter()
+            .any(|(j, _, _)| j.contains("tybalt@capulet.lit")),
+        "{list:?}"
+    );
 
     // A revokes C: C is cut off and gets nothing new; A and B go on.
     a.ok(&["device", "revoke", "desktop"]);
@@ -69,12 +98,15 @@ fn three_nodes_pair_edit_restart_and_revoke() {
         "{devices}"
     );
     b.wait("the revocation", |b| {
-        b.json(&["device", "list"])
-            .as_array()
-            .is_some_and(|d| d.iter().any(|d| d["name"] == "desktop" && d["revoked"] == true))
+        b.json(&["device", "list"]).as_array().is_some_and(|d| {
+            d.iter()
+                .any(|d| d["name"] == "desktop" && d["revoked"] == true)
+        })
     });
     a.ok(&["contact", "add", "rosaline@capulet.lit"]);
-    b.wait("the contact added after the revocation", |b| has(b, "rosaline@capulet.lit"));
+    b.wait("the contact added after the revocation", |b| {
+        has(b, "rosaline@capulet.lit")
+    });
     c.wait("the revoked device to be cut off", |c| {
         c.status()["connected_peers"] == 0
     });

@@ -43,13 +43,31 @@ impl Net {
             ip(&["netns", "add", ns])?;
         }
         ip(&[
-            "link", "add", &net.veth[0], "netns", &net.ns[0], "type", "veth", "peer", "name",
-            &net.veth[1], "netns", &net.ns[1],
+            "link",
+            "add",
+            &net.veth[0],
+            "netns",
+            &net.ns[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &net.veth[1],
+            "netns",
+            &net.ns[1],
         ])?;
         for i in 0..2 {
             let ns = &net.ns[i];
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "addr", "add", &format!("{}/24", net.ip[i]), "dev", &net.veth[i]])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/24", net.ip[i]),
+                "dev",
+                &net.veth[i],
+            ])?;
             ip(&["-n", ns, "link", "set", &net.veth[i], "up"])?;
         }
         Ok(net)
@@ -105,7 +123,9 @@ fn nodes_in_namespaces_find_each_other_by_mdns_on_veth() {
     });
     let seen = format!("{}{}", a.log(), b.log());
     assert!(seen.contains("seen on mDNS"), "discovery not used:\n{seen}");
-    let xmpp = b.status()["node"]["xmpp_port"].as_u64().expect("an XEP-0174 port");
+    let xmpp = b.status()["node"]["xmpp_port"]
+        .as_u64()
+        .expect("an XEP-0174 port");
     assert!(xmpp > 0);
     drop((a, b));
 }

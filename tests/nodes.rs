@@ -105,7 +105,13 @@ impl Device {
             .as_array()
             .expect("a list")
             .iter()
-            .map(|c| (c["jids"].to_string(), c["name"].to_string(), c["groups"].to_string()))
+            .map(|c| {
+                (
+                    c["jids"].to_string(),
+                    c["name"].to_string(),
+                    c["groups"].to_string(),
+                )
+            })
             .collect();
         v.sort();
         v
@@ -205,7 +211,9 @@ impl Device {
 
     /// Prints an invite code from this (running) device.
     pub(crate) fn invite(&self) -> String {
-        self.ok(&["pair", "invite", "--ttl", "5m"]).trim().to_owned()
+        self.ok(&["pair", "invite", "--ttl", "5m"])
+            .trim()
+            .to_owned()
     }
 
     /// Joins the account of `inviter` as `name`, and starts.

@@ -55,7 +55,8 @@ fn an_outsider_gets_nothing_in_or_out() {
         .build()
         .expect("runtime");
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::unbounded_channel::<(&'static str, Option<Multiaddr>)>();
+    let (cmd_tx, mut cmd_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(&'static str, Option<Multiaddr>)>();
     let secret: [u8; 32] = rand::random();
     let key = net::keypair(&secret);
     let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
@@ -139,8 +140,12 @@ fn an_outsider_gets_nothing_in_or_out() {
         s.dial_errors + s.closed
     };
     cmd_tx.send(("dial", None)).expect("task");
-    a.wait("the stranger to be refused again", |_| snapshot(&refused(before + 1)));
-    let pairing = code.addrs[0].clone().with(libp2p::multiaddr::Protocol::P2p(peer));
+    a.wait("the stranger to be refused again", |_| {
+        snapshot(&refused(before + 1))
+    });
+    let pairing = code.addrs[0]
+        .clone()
+        .with(libp2p::multiaddr::Protocol::P2p(peer));
     cmd_tx.send(("dial", Some(pairing))).expect("task");
     a.wait("the stranger to connect to the pairing listener", |_| {
         snapshot(&|s| s.connected > s.closed)
@@ -162,6 +167,9 @@ fn an_outsider_gets_nothing_in_or_out() {
     assert_eq!(a.jids(), ["juliet@capulet.lit", "tybalt@capulet.lit"]);
     assert_eq!(b.jids(), ["juliet@capulet.lit", "tybalt@capulet.lit"]);
     let st = a.status();
-    assert_eq!(st["sync"]["rejected_records"], 0, "nothing reached the engine");
+    assert_eq!(
+        st["sync"]["rejected_records"], 0,
+        "nothing reached the engine"
+    );
     assert_eq!(st["connected_peers"], 1, "only B is a peer: {st}");
 }

@@ -202,11 +202,9 @@ impl Device {
         let account = store
             .account()?
             .ok_or_else(|| store::Error::NotInitialised(dir.to_owned()))?;
-        let jid = BareJid::parse(&account.jid).map_err(|e| {
-            store::Error::Corrupt {
-                path: dir.to_owned(),
-                what: format!("account: {e}"),
-            }
+        let jid = BareJid::parse(&account.jid).map_err(|e| store::Error::Corrupt {
+            path: dir.to_owned(),
+            what: format!("account: {e}"),
         })?;
         let bad = |name: &str, what: String| Error::BadKey {
             path: dir.join(name),
@@ -274,7 +272,11 @@ impl Device {
 
     /// This device.
     pub fn id(&self) -> DeviceId {
-        DeviceId(SigningKey::from_bytes(&self.secret).verifying_key().to_bytes())
+        DeviceId(
+            SigningKey::from_bytes(&self.secret)
+                .verifying_key()
+                .to_bytes(),
+        )
     }
 
     /// The account.

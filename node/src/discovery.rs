@@ -105,7 +105,11 @@ fn machine_name() -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .take(63)
         .collect();
-    if clean.is_empty() { "kith".into() } else { clean }
+    if clean.is_empty() {
+        "kith".into()
+    } else {
+        clean
+    }
 }
 
 impl Discovery {
@@ -150,9 +154,7 @@ impl Discovery {
                     .collect();
                 let addrs = ips
                     .into_iter()
-                    .map(|ip| {
-                        Multiaddr::from(ip).with(libp2p::multiaddr::Protocol::Tcp(port))
-                    })
+                    .map(|ip| Multiaddr::from(ip).with(libp2p::multiaddr::Protocol::Tcp(port)))
                     .collect();
                 let seen = Seen {
                     fullname: info.fullname.clone(),
@@ -203,9 +205,7 @@ impl Discovery {
         .map_err(|e| Error(e.to_string()))?
         .enable_addr_auto();
         self.fullname = Some(info.get_fullname().to_owned());
-        self.daemon
-            .register(info)
-            .map_err(|e| Error(e.to_string()))
+        self.daemon.register(info).map_err(|e| Error(e.to_string()))
     }
 
     /// Withdraws the advertisement (an mDNS goodbye) and stops the daemon.

@@ -34,7 +34,12 @@ fn refusal(why: &str) -> Vec<u8> {
 impl Device {
     /// Answers a pairing request from `peer` (the inviting side).
     /// `listen` is where this device's node listens, for the new device to dial.
-    pub fn answer_pairing(&mut self, peer: &PeerId, bytes: &[u8], listen: &[libp2p::Multiaddr]) -> Vec<u8> {
+    pub fn answer_pairing(
+        &mut self,
+        peer: &PeerId,
+        bytes: &[u8],
+        listen: &[libp2p::Multiaddr],
+    ) -> Vec<u8> {
         match self.try_pairing(peer, bytes, listen) {
             Ok(r) => serde_json::to_vec(&r).expect("JSON of a string enum"),
             Err(why) => refusal(&why),
@@ -80,7 +85,9 @@ impl Device {
                     return Err("the entry is not for the connected device".into());
                 }
                 if entry.role != Role::Full || entry.revoked || entry.name.chars().count() > 64 {
-                    return Err("the entry must be a full, unrevoked device with a short name".into());
+                    return Err(
+                        "the entry must be a full, unrevoked device with a short name".into(),
+                    );
                 }
                 ox::cert_from_bytes(&entry.cert).map_err(|e| format!("bad certificate: {e}"))?;
                 let device = entry.device;
@@ -107,7 +114,11 @@ impl Device {
 
 type PairSwarm = libp2p::Swarm<request_response::Behaviour<Frames<MAX_PAIR_BYTES>>>;
 
-async fn ask(swarm: &mut PairSwarm, peer: PeerId, request: &pair::Request) -> Result<pair::Response, Error> {
+async fn ask(
+    swarm: &mut PairSwarm,
+    peer: PeerId,
+    request: &pair::Request,
+) -> Result<pair::Response, Error> {
     let bytes = serde_json::to_vec(request).expect("JSON of a string enum");
     let id = swarm.behaviour_mut().send_request(&peer, bytes);
     let unreachable = |what: String| Error::new(ErrorKind::Unreachable, what);
@@ -115,7 +126,11 @@ async fn ask(swarm: &mut PairSwarm, peer: PeerId, request: &pair::Request) -> Re
         loop {
             match swarm.select_next_some().await {
                 SwarmEvent::Behaviour(request_response::Event::Message {
-                    message: request_response::Message::Response { request_id, response },
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
                     ..
                 }) if request_id == id => {
                     return serde_json::from_slice::<pair::Response>(&response)
@@ -126,7 +141,9 @@ async fn ask(swarm: &mut PairSwarm, peer: PeerId, request: &pair::Request) -> Re
                     error,
                     ..
                 }) if request_id == id => {
-                    return Err(unreachable(format!("the inviting device did not answer: {error}")));
+                    return Err(unreachable(format!(
+                        "the inviting device did not answer: {error}"
+                    )));
                 }
                 _ => {}
             }
@@ -163,7 +180,10 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
         .map_err(|e| Error::new(ErrorKind::Unreachable, e.to_string()))?
         .with_behaviour(|_| {
             request_response::Behaviour::new(
-                [(net::PAIR_PROTOCOL, request_response::ProtocolSupport::Outbound)],
+                [(
+                    net::PAIR_PROTOCOL,
+                    request_response::ProtocolSupport::Outbound,
+                )],
                 request_response::Config::default().with_request_timeout(JOIN_TIMEOUT),
             )
         })
@@ -183,10 +203,14 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
                 SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == code.peer => {
                     return Ok(());
                 }
-                SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. }
-                    if p == code.peer =>
-                {
-                    return Err(unreachable(format!("cannot reach the inviting device: {error}")));
+                SwarmEvent::OutgoingConnectionError {
+                    peer_id: Some(p),
+                    error,
+                    ..
+                } if p == code.peer => {
+                    return Err(unreachable(format!(
+                        "cannot reach the inviting device: {error}"
+                    )));
                 }
                 _ => {}
             }
@@ -196,10 +220,19 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
         .await
         .map_err(|_| unreachable("the inviting device did not answer in time".into()))??;
     let secret_text = pair::b64(&code.secret);
-    let refused = |why: String| Error::new(ErrorKind::Refused, format!("the inviting device refused: {why}"));
-    let (jid, genesis) = match ask(&mut swarm, code.peer, &pair::Request::Hello {
-        secret: secret_text.clone(),
-    })
+    let refused = |why: String| {
+        Error::new(
+            ErrorKind::Refused,
+            format!("the inviting device refused: {why}"),
+        )
+    };
+    let (jid, genesis) = match ask(
+        &mut swarm,
+        code.peer,
+        &pair::Request::Hello {
+            secret: secret_text.clone(),
+        },
+    )
     .await?
     {
         pair::Response::Account { jid, genesis } => (jid, genesis),
@@ -220,10 +253,14 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
         role: Role::Full,
         revoked: false,
     };
-    let (roster, inviter_addrs) = match ask(&mut swarm, code.peer, &pair::Request::Join {
-        secret: secret_text,
-        entry: pair::b64(&entry.encode()),
-    })
+    let (roster, inviter_addrs) = match ask(
+        &mut swarm,
+        code.peer,
+        &pair::Request::Join {
+            secret: secret_text,
+            entry: pair::b64(&entry.encode()),
+        },
+    )
     .await?
     {
         pair::Response::Welcome { roster, addrs } => (roster, addrs),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kith_protocol::record::DeviceId;
 use kith_protocol::sync::wire;
-use libp2p::identity::{self, Keypair, PeerId};
 pub use libp2p::Multiaddr;
+use libp2p::identity::{self, Keypair, PeerId};
 use libp2p::{StreamProtocol, gossipsub, identify, request_response};
 use sha2::{Digest, Sha256};
 
@@ -248,8 +248,14 @@ mod tests {
 
     #[test]
     fn the_topic_depends_on_the_genesis_only() {
-        assert_eq!(topic(&DeviceId([1; 32])).hash(), topic(&DeviceId([1; 32])).hash());
-        assert_ne!(topic(&DeviceId([1; 32])).hash(), topic(&DeviceId([2; 32])).hash());
+        assert_eq!(
+            topic(&DeviceId([1; 32])).hash(),
+            topic(&DeviceId([1; 32])).hash()
+        );
+        assert_ne!(
+            topic(&DeviceId([1; 32])).hash(),
+            topic(&DeviceId([2; 32])).hash()
+        );
         assert!(!topic(&DeviceId([1; 32])).to_string().contains("xmpp"));
     }
 }

@@ -106,8 +106,7 @@ impl Code {
                 .map_err(|_| CodeError::Malformed("expiry"))?,
         );
         let n = r.take(1)?[0] as usize;
-        let peer =
-            PeerId::from_bytes(r.take(n)?).map_err(|_| CodeError::Malformed("peer id"))?;
+        let peer = PeerId::from_bytes(r.take(n)?).map_err(|_| CodeError::Malformed("peer id"))?;
         let count = r.take(1)?[0] as usize;
         if count == 0 || count > MAX_ADDRS {
             return Err(CodeError::Malformed("address count"));

@@ -125,7 +125,11 @@ impl Device {
                 Ok(Value::Array(groups))
             }
             Request::Devices => Ok(self.devices(net)),
-            Request::AddContact { jid: j, name, groups } => self.command(Command::AddContact {
+            Request::AddContact {
+                jid: j,
+                name,
+                groups,
+            } => self.command(Command::AddContact {
                 jid: jid(&j)?,
                 name,
                 groups,
@@ -140,7 +144,11 @@ impl Device {
                 remove_jids,
             } => {
                 let edit = ContactEdit {
-                    name: if clear_name { Some(None) } else { name.map(Some) },
+                    name: if clear_name {
+                        Some(None)
+                    } else {
+                        name.map(Some)
+                    },
                     add_groups,
                     remove_groups,
                     add_jids: add_jids.iter().map(|s| jid(s)).collect::<Result<_, _>>()?,
@@ -149,7 +157,10 @@ impl Device {
                         .map(|s| jid(s))
                         .collect::<Result<_, _>>()?,
                 };
-                self.command(Command::EditContact { jid: jid(&j)?, edit })
+                self.command(Command::EditContact {
+                    jid: jid(&j)?,
+                    edit,
+                })
             }
             Request::RemoveContact { jid: j } => {
                 self.command(Command::RemoveContact { jid: jid(&j)? })
@@ -221,21 +232,28 @@ impl Device {
             .roster()
             .members()
             .filter(|m| {
-                m.entry.name == needle || (needle.len() >= 4 && m.entry.device.to_string().starts_with(needle))
+                m.entry.name == needle
+                    || (needle.len() >= 4 && m.entry.device.to_string().starts_with(needle))
             })
             .map(|m| m.entry.device)
             .collect();
         match matches.as_slice() {
             [one] => Ok(*one),
-            [] => Err(refused(format!("no device is named {needle:?} or has an id starting so"))),
-            _ => Err(input_err(format!("{needle:?} names several devices; give more of the id"))),
+            [] => Err(refused(format!(
+                "no device is named {needle:?} or has an id starting so"
+            ))),
+            _ => Err(input_err(format!(
+                "{needle:?} names several devices; give more of the id"
+            ))),
         }
     }
 
     fn revoke(&mut self, needle: &str) -> Result<Value, Error> {
         let device = self.find_device(needle)?;
         if device == self.id() {
-            return Err(refused("a device cannot revoke itself; revoke it from another device"));
+            return Err(refused(
+                "a device cannot revoke itself; revoke it from another device",
+            ));
         }
         if self
             .engine
@@ -252,7 +270,9 @@ impl Device {
             .get(&device)
             .is_some_and(|m| m.revoked_at.is_some());
         if !revoked {
-            return Err(refused("the revocation was refused (is this device in the roster?)"));
+            return Err(refused(
+                "the revocation was refused (is this device in the roster?)",
+            ));
         }
         Ok(json!({ "revoked": device.to_string() }))
     }
@@ -305,7 +325,7 @@ impl Device {
             .peers()
             .unwrap_or_default()
             .into_iter()
-            .map(|(d, _, t)| (d, t))
+            .map(|p| (p.device, p.last_sync_ms))
             .collect();
         let roster = self.engine.roster();
         Value::Array(

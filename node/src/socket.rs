@@ -87,8 +87,8 @@ pub async fn request(
     let Ok(mut stream) = UnixStream::connect(path).await else {
         return Ok(None);
     };
-    let mut line = serde_json::to_vec(request)
-        .map_err(|e| Error::new(ErrorKind::Input, e.to_string()))?;
+    let mut line =
+        serde_json::to_vec(request).map_err(|e| Error::new(ErrorKind::Input, e.to_string()))?;
     line.push(b'\n');
     let broken = |e: io::Error| Error::new(ErrorKind::NotRunning, format!("control socket: {e}"));
     stream.write_all(&line).await.map_err(broken)?;
@@ -101,5 +101,8 @@ pub async fn request(
             Err(e) => return Err(Error::new(ErrorKind::NotRunning, format!("bad reply: {e}"))),
         }
     }
-    Err(Error::new(ErrorKind::NotRunning, "the node closed the control socket"))
+    Err(Error::new(
+        ErrorKind::NotRunning,
+        "the node closed the control socket",
+    ))
 }

@@ -154,9 +154,7 @@ fn next_piece(buf: &[u8], in_stream: bool) -> Piece {
                     return Piece::Stanza(String::from_utf8_lossy(&buf[s..end]).into(), end);
                 }
             }
-            Event::Text(_) | Event::Decl(_) | Event::Comment(_) | Event::PI(_)
-                if depth == 0 =>
-            {
+            Event::Text(_) | Event::Decl(_) | Event::Comment(_) | Event::PI(_) if depth == 0 => {
                 return Piece::Skip(end);
             }
             _ => {}
@@ -213,12 +211,10 @@ async fn handle(mut stream: TcpStream, me: &str) -> std::io::Result<()> {
                     stream.write_all(e.as_bytes()).await?;
                     return Ok(());
                 }
-                let n = tokio::time::timeout(
-                    Duration::from_secs(IDLE_SECS),
-                    stream.read(&mut chunk),
-                )
-                .await
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                let n =
+                    tokio::time::timeout(Duration::from_secs(IDLE_SECS), stream.read(&mut chunk))
+                        .await
+                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
                 if n == 0 {
                     return Ok(());
                 }
@@ -244,7 +240,9 @@ async fn handle(mut stream: TcpStream, me: &str) -> std::io::Result<()> {
                     disco_info().to_xml()
                 );
                 stream
-                    .write_all(format!("{}{features}", stream_header(me, from.as_deref())).as_bytes())
+                    .write_all(
+                        format!("{}{features}", stream_header(me, from.as_deref())).as_bytes(),
+                    )
                     .await?;
             }
             Piece::Stanza(text, n) => {
@@ -266,7 +264,9 @@ async fn handle(mut stream: TcpStream, me: &str) -> std::io::Result<()> {
 }
 
 fn stream_header(me: &str, to: Option<&str>) -> String {
-    let to = to.map(|t| format!(" to='{}'", escape(t))).unwrap_or_default();
+    let to = to
+        .map(|t| format!(" to='{}'", escape(t)))
+        .unwrap_or_default();
     format!(
         "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
          xmlns:stream='http://etherx.jabber.org/streams' from='{}'{to} version='1.0'>",
@@ -305,9 +305,15 @@ mod tests {
         .await;
         assert!(out.contains("to='a@b'"), "{out}");
         assert!(out.contains("<stream:features>"), "{out}");
-        assert!(out.contains("category=\"pubsub\"") || out.contains("category='pubsub'"), "{out}");
+        assert!(
+            out.contains("category=\"pubsub\"") || out.contains("category='pubsub'"),
+            "{out}"
+        );
         assert!(out.contains("urn:xmpp:contacts:0") && out.contains("urn:xmpp:openpgp:pubsub:0"));
-        assert!(out.contains("id=\"d1\"") || out.contains("id='d1'"), "{out}");
+        assert!(
+            out.contains("id=\"d1\"") || out.contains("id='d1'"),
+            "{out}"
+        );
         assert!(out.contains("service-unavailable"), "{out}");
         assert!(out.ends_with("</stream:stream>"), "{out}");
     }

@@ -1,7 +1,11 @@
 //! The running node: one tokio task owning the [`Device`] (engine and store), the
 //! libp2p swarm, the mDNS daemon and the local listeners; a cloneable [`Handle`]
 //! talks to it over a bounded channel, and the control socket serves the CLI
-//! through such a handle.
+//! through such a handle. Swarm and engine events are handled in `events`,
+//! discovery and re-dialling in `discover`.
+
+mod discover;
+mod events;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -9,21 +13,18 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kith_protocol::item::NodeKind;
 use kith_protocol::record::DeviceId;
-use kith_protocol::sync::{Event, Input, Output, RequestId};
+use kith_protocol::sync::{Input, Output, RequestId};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify};
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::control::{self, Reply, Request};
 use crate::device::{Device, wall_now};
 use crate::discovery::{self, Advert, Discovery, Seen};
-use crate::net::{self, Behaviour, BehaviourEvent, PairBehaviour, PairBehaviourEvent};
+use crate::net::{self, Behaviour, PairBehaviour};
 use crate::service::NetInfo;
 use crate::{socket, store, xmpp};
 
@@ -214,9 +215,10 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         .gossipsub
         .subscribe(&topic)
         .map_err(|e| Error::Network(e.to_string()))?;
-    let xmpp_listener = tokio::net::TcpListener::bind((bind_ip(&listen), options.xmpp_port.unwrap_or(0)))
-        .await
-        .map_err(|e| Error::Listen(format!("XEP-0174 port: {e}")))?;
+    let xmpp_listener =
+        tokio::net::TcpListener::bind((bind_ip(&listen), options.xmpp_port.unwrap_or(0)))
+            .await
+            .map_err(|e| Error::Listen(format!("XEP-0174 port: {e}")))?;
     let xmpp_port = xmpp_listener
         .local_addr()
         .map_err(|e| Error::Listen(e.to_string()))?
@@ -310,7 +312,7 @@ impl Node {
                 }
                 _ = tick.tick() => {
                     ticks += 1;
-                    self.housekeeping(ticks % 5 == 0)?;
+                    self.housekeeping(ticks.is_multiple_of(5))?;
                 }
             }
         }
@@ -402,24 +404,6 @@ impl Node {
         }
     }
 
-    fn on_engine_event(&mut self, event: Event<PeerId>) -> Result<(), Error> {
-        match event {
-            Event::Synced { peer, round_trips } => {
-                debug!(%peer, round_trips, "reconciled");
-                if let Some(d) = net::device_of(&peer) {
-                    self.device.store.set_last_sync(&d.0, wall_now().0)?;
-                }
-            }
-            Event::Rejected { peer, reason } => warn!(%peer, "record refused: {reason}"),
-            Event::BadFrame { peer, reason } => warn!(%peer, "bad frame: {reason}"),
-            Event::CommandRefused(e) => warn!("command refused: {e}"),
-            Event::RosterRefused(e) => warn!("roster change refused: {e}"),
-            Event::KeysRefused(e) => warn!("secrets refused: {e}"),
-            Event::Changed => debug!("contact list changed"),
-        }
-        Ok(())
-    }
-
     /// Keeps the gate, gossipsub's blacklist and connections in step with the roster.
     fn update_roster(&mut self) {
         let me = self.me;
@@ -448,308 +432,5 @@ impl Node {
             let _ = self.swarm.disconnect_peer_id(p);
         }
         self.allowed = allowed;
-    }
-
-    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<(), Error> {
-        match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                info!("listening on {address}/p2p/{}", self.me);
-                self.listen.push(address);
-                self.readvertise();
-            }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                endpoint,
-                num_established,
-                ..
-            } => {
-                let remote = endpoint.get_remote_address().clone();
-                if endpoint.is_dialer() {
-                    for (addr, peer) in &mut self.configured {
-                        if *addr == remote {
-                            *peer = Some(peer_id);
-                        }
-                    }
-                }
-                if self.allowed.contains(&peer_id) {
-                    let device = net::device_of(&peer_id)
-                        .ok_or_else(|| Error::Network("roster peer without device".into()))?;
-                    if num_established.get() == 1 {
-                        info!(peer = %peer_id, "connected to {remote}");
-                        self.connected.insert(peer_id, remote.clone());
-                        self.device.input(Input::Connected {
-                            peer: peer_id,
-                            device,
-                        })?;
-                    }
-                    if endpoint.is_dialer() {
-                        self.device.store.set_peer_addrs(&device.0, &remote.to_string())?;
-                    }
-                } else {
-                    // The gate let in a device the roster has just dropped.
-                    self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer_id);
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
-                }
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
-            } => {
-                if self.connected.remove(&peer_id).is_some() {
-                    info!(peer = %peer_id, "disconnected");
-                    self.device.input(Input::Disconnected(peer_id))?;
-                }
-            }
-            SwarmEvent::Behaviour(event) => self.on_behaviour(event)?,
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn on_behaviour(&mut self, event: BehaviourEvent) -> Result<(), Error> {
-        match event {
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
-                propagation_source,
-                message,
-                ..
-            }) => {
-                let source = message.source.as_ref().and_then(net::device_of);
-                if let (true, Some(source)) = (self.allowed.contains(&propagation_source), source) {
-                    self.device.input(Input::Gossip {
-                        from: propagation_source,
-                        source,
-                        bytes: message.data,
-                    })?;
-                }
-            }
-            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
-                match message {
-                    request_response::Message::Request {
-                        request, channel, ..
-                    } => {
-                        if self.connected.contains_key(&peer) {
-                            let id = self.next_inbound;
-                            self.next_inbound += 1;
-                            self.inbound.insert(id, channel);
-                            self.device.input(Input::Request {
-                                from: peer,
-                                id,
-                                bytes: request,
-                            })?;
-                        }
-                    }
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    } => {
-                        if let Some(id) = self.out_requests.remove(&request_id) {
-                            self.device.input(Input::Response {
-                                id,
-                                bytes: response,
-                            })?;
-                        }
-                    }
-                }
-            }
-            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
-                request_id,
-                error,
-                ..
-            }) => {
-                if let Some(id) = self.out_requests.remove(&request_id) {
-                    debug!("sync request failed: {error}");
-                    self.device.input(Input::RequestFailed { id })?;
-                }
-            }
-            BehaviourEvent::Sync(request_response::Event::InboundFailure { request_id, .. }) => {
-                debug!(?request_id, "inbound sync request failed");
-            }
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                if let (true, Some(d)) = (self.allowed.contains(&peer_id), net::device_of(&peer_id)) {
-                    let addrs: Vec<String> = info
-                        .listen_addrs
-                        .iter()
-                        .filter(|a| tcp_port(a).is_some())
-                        .filter(|a| !a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())))
-                        .take(8)
-                        .map(|a| a.to_string())
-                        .collect();
-                    if !addrs.is_empty() {
-                        self.device.store.set_peer_addrs(&d.0, &addrs.join(" "))?;
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn on_pair_swarm(&mut self, event: SwarmEvent<PairBehaviourEvent>) {
-        match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                debug!("pairing listener on {address}");
-                self.pair_listen.push(address);
-            }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                info!(peer = %peer_id, "a device connected to pair");
-                self.pairing
-                    .insert(peer_id, Instant::now() + Duration::from_secs(60));
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
-            } => {
-                self.pairing.remove(&peer_id);
-            }
-            SwarmEvent::Behaviour(PairBehaviourEvent::Pair(request_response::Event::Message {
-                peer,
-                message: request_response::Message::Request {
-                    request, channel, ..
-                },
-                ..
-            })) => {
-                let listen = self.listen.clone();
-                let answer = self.device.answer_pairing(&peer, &request, &listen);
-                let _ = self.pair_swarm.behaviour_mut().pair.send_response(channel, answer);
-                info!(%peer, "answered a pairing request");
-            }
-            _ => {}
-        }
-    }
-
-    /// Matches an advertisement against the roster's tags and dials the device.
-    fn on_seen(&mut self, seen: Seen) {
-        if self.discovery.as_ref().and_then(|d| d.fullname()) == Some(seen.fullname.as_str()) {
-            return;
-        }
-        let today = discovery::day(wall_now().0);
-        let mut keys: Vec<Vec<u8>> = self
-            .device
-            .engine
-            .book()
-            .keyring()
-            .iter()
-            .map(|s| s.value.as_bytes().to_vec())
-            .collect();
-        keys.push(self.device.account.genesis.to_vec());
-        let found = self.allowed.iter().copied().find(|p| {
-            let Some(d) = net::device_of(p) else {
-                return false;
-            };
-            keys.iter().any(|k| {
-                (today.saturating_sub(1)..=today + 1).any(|day| discovery::tag(k, day, &d) == seen.tag)
-            })
-        });
-        let Some(peer) = found else {
-            return;
-        };
-        debug!(%peer, "seen on mDNS at {:?}", seen.addrs);
-        let first = self.seen.get(&peer).map_or_else(Instant::now, |s| s.0);
-        self.seen.insert(peer, (first, seen.addrs.clone()));
-        // Both sides see each other at once: the smaller peer id dials first.
-        if !self.connected.contains_key(&peer) && (self.me < peer || first.elapsed() > Duration::from_secs(8)) {
-            self.dial(peer, seen.addrs);
-        }
-    }
-
-    fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        let opts = DialOpts::peer_id(peer)
-            .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        if let Err(e) = self.swarm.dial(opts) {
-            debug!(%peer, "dial: {e}");
-        }
-    }
-
-    /// The tag this device advertises: from the current contacts secret, or the
-    /// genesis key before it has one.
-    fn own_tag(&mut self) -> String {
-        let me = self.device.id();
-        let key = match self.device.engine.book().keyring().current(NodeKind::Contacts) {
-            Some(s) => s.value.as_bytes().to_vec(),
-            None => self.device.account.genesis.to_vec(),
-        };
-        discovery::tag(&key, discovery::day(wall_now().0), &me)
-    }
-
-    fn readvertise(&mut self) {
-        if self.discovery.is_none() {
-            return;
-        }
-        let Some(p2p_port) = self.listen.iter().find_map(tcp_port) else {
-            return;
-        };
-        let advert = Advert {
-            label: self.device.account.label.clone(),
-            srv_port: self.xmpp_port,
-            p2p_port,
-            tag: self.own_tag(),
-        };
-        if self.advert.as_ref().is_some_and(|a| a.tag == advert.tag) {
-            return;
-        }
-        if let Some(d) = self.discovery.as_mut() {
-            match d.advertise(&advert) {
-                Ok(()) => info!("advertised {} on mDNS", d.fullname().unwrap_or("")),
-                Err(e) => warn!("{e}"),
-            }
-        }
-        self.advert = Some(advert);
-    }
-
-    fn redial_known(&mut self) -> Result<(), Error> {
-        let known = self.device.store.peers()?;
-        for (device, addrs, _) in known {
-            let Some(peer) = net::peer_of(&DeviceId(device)) else {
-                continue;
-            };
-            if !self.allowed.contains(&peer) || self.connected.contains_key(&peer) {
-                continue;
-            }
-            let mut addrs: Vec<Multiaddr> = addrs
-                .split_whitespace()
-                .filter_map(|a| a.parse().ok())
-                .collect();
-            if let Some((_, seen)) = self.seen.get(&peer) {
-                addrs.extend(seen.iter().cloned());
-            }
-            if !addrs.is_empty() {
-                self.dial(peer, addrs);
-            }
-        }
-        let configured: Vec<Multiaddr> = self
-            .configured
-            .iter()
-            .filter(|(_, p)| p.is_none_or(|p| !self.connected.contains_key(&p)))
-            .map(|(a, _)| a.clone())
-            .collect();
-        for addr in configured {
-            let _ = self.swarm.dial(addr);
-        }
-        Ok(())
-    }
-
-    fn housekeeping(&mut self, redial: bool) -> Result<(), Error> {
-        let open = self.device.store.has_open_invite(wall_now().0)?;
-        self.pair_swarm.behaviour_mut().gate.set_pairing_open(open);
-        let now = Instant::now();
-        let late: Vec<PeerId> = self
-            .pairing
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for p in late {
-            self.pairing.remove(&p);
-            let _ = self.pair_swarm.disconnect_peer_id(p);
-        }
-        self.readvertise();
-        if redial {
-            self.redial_known()?;
-        }
-        Ok(())
     }
 }

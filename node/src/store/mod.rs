@@ -18,19 +18,17 @@
 //! records are re-inserted in version order, set-aside records are set aside again
 //! by the engine's roster check, and collected tombstones are collected again.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use kith_protocol::record::{ItemId, Record, Space, Version};
 use kith_protocol::replica::{Replica, SHADOW_DEPTH};
-use kith_protocol::jid::BareJid;
-use kith_protocol::ox::SecretMessage;
-use kith_protocol::seal::Keyring;
-use kith_protocol::xml::{self, Element};
 use rusqlite::{Connection, OptionalExtension, params};
+
+mod files;
+
+pub use files::{Lock, create_dir, keyring_from_xml, keyring_to_xml, read_file, write_private};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,112 +95,6 @@ pub struct Invite {
     pub used: bool,
 }
 
-/// The exclusive lock on a data directory, released on drop.
-#[derive(Debug)]
-pub struct Lock {
-    _file: File,
-}
-
-impl Lock {
-    /// Takes the lock of `dir` without waiting.
-    pub fn take(dir: &Path) -> Result<Self> {
-        let path = dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(Error::Locked(dir.to_owned()));
-        }
-        Ok(Self { _file: file })
-    }
-}
-
-/// Creates `dir` (mode 0700) if needed.
-pub fn create_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| Error::Io {
-        path: dir.to_owned(),
-        source,
-    })
-}
-
-/// Writes `bytes` to `dir/name` atomically (temporary file, fsync, rename), readable
-/// by the owner alone.
-pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let io = |source| Error::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, &path).map_err(io)?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Reads `dir/name`.
-pub fn read_file(dir: &Path, name: &str) -> Result<Vec<u8>> {
-    let path = dir.join(name);
-    fs::read(&path).map_err(|source| Error::Io { path, source })
-}
-
-/// The keyring as `<secrets>` of XEP-0473 `<shared-secret/>` elements of `jid`.
-pub fn keyring_to_xml(keyring: &Keyring, jid: &BareJid) -> String {
-    let mut root = Element::new("urn:xmpp:kith:secrets:0", "secrets");
-    for s in keyring.iter() {
-        root.push(
-            SecretMessage::Share {
-                jid: jid.clone(),
-                secret: s.clone(),
-            }
-            .to_element(),
-        );
-    }
-    root.to_xml()
-}
-
-/// Reads what [`keyring_to_xml`] wrote.
-pub fn keyring_from_xml(dir: &Path, text: &str) -> Result<Keyring> {
-    let corrupt = |what: String| Error::Corrupt {
-        path: dir.to_owned(),
-        what,
-    };
-    let root = Element::parse(text, xml::Limits::IMPORT)
-        .map_err(|e| corrupt(format!("secrets.xml: {e}")))?;
-    let mut keyring = Keyring::new();
-    for el in root.elements() {
-        match SecretMessage::from_element(el) {
-            Some(Ok(SecretMessage::Share { secret, .. })) => keyring.insert(secret),
-            Some(Err(e)) => return Err(corrupt(format!("secrets.xml: {e}"))),
-            _ => return Err(corrupt("secrets.xml: unexpected element".into())),
-        }
-    }
-    Ok(keyring)
-}
-
 /// Sortable bytes of a version: wall time, counter, device, big-endian.
 fn version_key(v: &Version) -> Vec<u8> {
     let mut k = Vec::with_capacity(44);
@@ -219,6 +111,17 @@ pub struct Counts {
     pub rows: u64,
     /// Collected tombstones remembered.
     pub collected: u64,
+}
+
+/// A device this one has met.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownPeer {
+    /// Its device id.
+    pub device: [u8; 32],
+    /// Where it was reached (multiaddrs, space-separated).
+    pub addrs: String,
+    /// When this device last completed a reconciliation with it (Unix ms).
+    pub last_sync_ms: Option<u64>,
 }
 
 /// The SQLite store of one data directory.
@@ -253,8 +156,10 @@ impl Store {
         };
         let conn = Connection::open(&path).map_err(sql)?;
         let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         let check: String = conn
@@ -379,7 +284,9 @@ impl Store {
                 prune
                     .execute(params![space, &r.item.0[..], SHADOW_DEPTH as i64])
                     .map_err(sql)?;
-                uncollect.execute(params![space, &r.item.0[..]]).map_err(sql)?;
+                uncollect
+                    .execute(params![space, &r.item.0[..]])
+                    .map_err(sql)?;
             }
         }
         tx.commit().map_err(sql)
@@ -387,7 +294,11 @@ impl Store {
 
     /// Carries out an engine's `Output::Collect`: the tombstones of `collect` leave
     /// the records table and are remembered; `forget` is forgotten.
-    pub fn collect(&mut self, collect: &[(Space, ItemId)], forget: &[(Space, ItemId)]) -> Result<()> {
+    pub fn collect(
+        &mut self,
+        collect: &[(Space, ItemId)],
+        forget: &[(Space, ItemId)],
+    ) -> Result<()> {
         let path = self.dir.join("kith.db");
         let sql = |source| Error::Sql {
             path: path.clone(),
@@ -550,8 +461,8 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// Known peers: device → (addresses, last sync in Unix ms).
-    pub fn peers(&self) -> Result<Vec<([u8; 32], String, Option<u64>)>> {
+    /// Known peers, by device.
+    pub fn peers(&self) -> Result<Vec<KnownPeer>> {
         let mut stmt = self
             .conn
             .prepare("SELECT device, addrs, last_sync_ms FROM peers ORDER BY device")
@@ -568,8 +479,12 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (d, a, t) = row.map_err(|e| self.sql(e))?;
-            if let Ok(d) = <[u8; 32]>::try_from(d) {
-                out.push((d, a, t.map(|t| t as u64)));
+            if let Ok(device) = <[u8; 32]>::try_from(d) {
+                out.push(KnownPeer {
+                    device,
+                    addrs: a,
+                    last_sync_ms: t.map(|t| t as u64),
+                });
             }
         }
         Ok(out)
@@ -617,7 +532,10 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         let replica = store.load().unwrap();
-        assert_eq!(replica.get(Space::Roster, &ItemId([1; 16])), versions.last());
+        assert_eq!(
+            replica.get(Space::Roster, &ItemId([1; 16])),
+            versions.last()
+        );
     }
 
     #[test]
@@ -626,7 +544,9 @@ mod tests {
         let key = SigningKey::from_bytes(&[7; 32]);
         let mut store = Store::open(dir.path()).unwrap();
         let tomb = record(&key, 2, 5, true);
-        store.persist(&[record(&key, 2, 4, false), tomb.clone()]).unwrap();
+        store
+            .persist(&[record(&key, 2, 4, false), tomb.clone()])
+            .unwrap();
         let k = (Space::Roster, ItemId([2; 16]));
         store.collect(&[k], &[]).unwrap();
         let replica = store.load().unwrap();
@@ -641,9 +561,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _lock = Lock::take(dir.path()).unwrap();
         assert!(matches!(Lock::take(dir.path()), Err(Error::Locked(_))));
-        fs::write(dir.path().join("kith.db"), b"this is not a database, not at all....").unwrap();
+        fs::write(
+            dir.path().join("kith.db"),
+            b"this is not a database, not at all....",
+        )
+        .unwrap();
         let err = Store::open(dir.path()).unwrap_err();
-        assert!(matches!(err, Error::Sql { .. } | Error::Corrupt { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Sql { .. } | Error::Corrupt { .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -651,12 +578,20 @@ mod tests {
         let mut keyring = Keyring::new();
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
         for node in kith_protocol::item::NodeKind::ALL {
-            keyring.insert(Secret::generate(node, kith_protocol::clock::WallTime(5), &mut rng));
+            keyring.insert(Secret::generate(
+                node,
+                kith_protocol::clock::WallTime(5),
+                &mut rng,
+            ));
         }
         let dir = tempfile::tempdir().unwrap();
         let jid = BareJid::parse("a@b.c").unwrap();
         let back = keyring_from_xml(dir.path(), &keyring_to_xml(&keyring, &jid)).unwrap();
-        let ids = |k: &Keyring| k.iter().map(|s| (s.id.clone(), s.value.to_string())).collect::<Vec<_>>();
+        let ids = |k: &Keyring| {
+            k.iter()
+                .map(|s| (s.id.clone(), s.value.to_string()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(&back), ids(&keyring));
     }
 }

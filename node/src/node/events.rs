@@ -1,0 +1,217 @@
+//! Handling what the swarms and the engine report.
+
+use std::time::{Duration, Instant};
+
+use kith_protocol::sync::{Event, Input};
+use libp2p::request_response;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{PeerId, gossipsub, identify};
+use tracing::{debug, info, warn};
+
+use super::{Error, Node, tcp_port};
+use crate::device::wall_now;
+use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
+use libp2p::multiaddr::Protocol;
+
+impl Node {
+    pub(super) fn on_engine_event(&mut self, event: Event<PeerId>) -> Result<(), Error> {
+        match event {
+            Event::Synced { peer, round_trips } => {
+                debug!(%peer, round_trips, "reconciled");
+                if let Some(d) = net::device_of(&peer) {
+                    self.device.store.set_last_sync(&d.0, wall_now().0)?;
+                }
+            }
+            Event::Rejected { peer, reason } => warn!(%peer, "record refused: {reason}"),
+            Event::BadFrame { peer, reason } => warn!(%peer, "bad frame: {reason}"),
+            Event::CommandRefused(e) => warn!("command refused: {e}"),
+            Event::RosterRefused(e) => warn!("roster change refused: {e}"),
+            Event::KeysRefused(e) => warn!("secrets refused: {e}"),
+            Event::Changed => debug!("contact list changed"),
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<(), Error> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!("listening on {address}/p2p/{}", self.me);
+                self.listen.push(address);
+                self.readvertise();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let remote = endpoint.get_remote_address().clone();
+                if endpoint.is_dialer() {
+                    for (addr, peer) in &mut self.configured {
+                        if *addr == remote {
+                            *peer = Some(peer_id);
+                        }
+                    }
+                }
+                if self.allowed.contains(&peer_id) {
+                    let device = net::device_of(&peer_id)
+                        .ok_or_else(|| Error::Network("roster peer without device".into()))?;
+                    if num_established.get() == 1 {
+                        info!(peer = %peer_id, "connected to {remote}");
+                        self.connected.insert(peer_id, remote.clone());
+                        self.device.input(Input::Connected {
+                            peer: peer_id,
+                            device,
+                        })?;
+                    }
+                    if endpoint.is_dialer() {
+                        self.device
+                            .store
+                            .set_peer_addrs(&device.0, &remote.to_string())?;
+                    }
+                } else {
+                    // The gate let in a device the roster has just dropped.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .blacklist_peer(&peer_id);
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } if self.connected.remove(&peer_id).is_some() => {
+                info!(peer = %peer_id, "disconnected");
+                self.device.input(Input::Disconnected(peer_id))?;
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_behaviour(&mut self, event: BehaviourEvent) -> Result<(), Error> {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            }) => {
+                let source = message.source.as_ref().and_then(net::device_of);
+                if let (true, Some(source)) = (self.allowed.contains(&propagation_source), source) {
+                    self.device.input(Input::Gossip {
+                        from: propagation_source,
+                        source,
+                        bytes: message.data,
+                    })?;
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        if self.connected.contains_key(&peer) {
+                            let id = self.next_inbound;
+                            self.next_inbound += 1;
+                            self.inbound.insert(id, channel);
+                            self.device.input(Input::Request {
+                                from: peer,
+                                id,
+                                bytes: request,
+                            })?;
+                        }
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(id) = self.out_requests.remove(&request_id) {
+                            self.device.input(Input::Response {
+                                id,
+                                bytes: response,
+                            })?;
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some(id) = self.out_requests.remove(&request_id) {
+                    debug!("sync request failed: {error}");
+                    self.device.input(Input::RequestFailed { id })?;
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure {
+                request_id, ..
+            }) => {
+                debug!(?request_id, "inbound sync request failed");
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if let (true, Some(d)) = (self.allowed.contains(&peer_id), net::device_of(&peer_id))
+                {
+                    let addrs: Vec<String> = info
+                        .listen_addrs
+                        .iter()
+                        .filter(|a| tcp_port(a).is_some())
+                        .filter(|a| {
+                            !a.iter()
+                                .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified()))
+                        })
+                        .take(8)
+                        .map(|a| a.to_string())
+                        .collect();
+                    if !addrs.is_empty() {
+                        self.device.store.set_peer_addrs(&d.0, &addrs.join(" "))?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_pair_swarm(&mut self, event: SwarmEvent<PairBehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                debug!("pairing listener on {address}");
+                self.pair_listen.push(address);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                info!(peer = %peer_id, "a device connected to pair");
+                self.pairing
+                    .insert(peer_id, Instant::now() + Duration::from_secs(60));
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.pairing.remove(&peer_id);
+            }
+            SwarmEvent::Behaviour(PairBehaviourEvent::Pair(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) => {
+                let listen = self.listen.clone();
+                let answer = self.device.answer_pairing(&peer, &request, &listen);
+                let _ = self
+                    .pair_swarm
+                    .behaviour_mut()
+                    .pair
+                    .send_response(channel, answer);
+                info!(%peer, "answered a pairing request");
+            }
+            _ => {}
+        }
+    }
+}
