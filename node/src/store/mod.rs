@@ -495,8 +495,9 @@ impl Store {
 mod tests {
     use ed25519_dalek::SigningKey;
     use kith_protocol::clock::Hlc;
+    use kith_protocol::jid::BareJid;
     use kith_protocol::record::Body;
-    use kith_protocol::seal::Secret;
+    use kith_protocol::seal::{Keyring, Secret};
     use rand_core::SeedableRng;
 
     use super::*;
