@@ -75,7 +75,7 @@ impl Node {
         ops::call(&self.dir, request, &mut |_, _| {})
     }
 
-    /// Polls `ready` every 20 ms until it holds or `limit` passes.
+    /// Polls `ready` every 5 ms until it holds or `limit` passes.
     pub(crate) fn wait(
         &self,
         what: &str,
@@ -93,7 +93,7 @@ impl Node {
                     self.dir.display()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

@@ -117,3 +117,55 @@ fn three_nodes_pair_edit_restart_and_revoke() {
         assert!(d.running(), "a node died: {}", d.log());
     }
 }
+
+#[test]
+fn configured_peers_work_without_mdns_and_the_srv_port_serves_disco() {
+    use std::io::{Read, Write};
+
+    let mut a = Device::new();
+    a.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    a.start();
+    let mut b = Device::new();
+    b.join(&a, "phone");
+    b.start();
+    b.wait("the secrets", |d| d.status()["waiting_for_secret"] == 0);
+    // Both restart on new ports: what they remember is stale; B is told where A is.
+    a.stop();
+    b.stop();
+    a.start();
+    let addr = a.status()["node"]["listen"][0]
+        .as_str()
+        .expect("a listen address")
+        .to_owned();
+    b.start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns", "--peer", &addr]);
+    a.ok(&["contact", "add", "juliet@capulet.lit"]);
+    b.wait("the contact through the configured peer", |b| {
+        b.jids() == ["juliet@capulet.lit"]
+    });
+
+    // The advertised SRV port speaks XEP-0174 streams.
+    let port = a.status()["node"]["xmpp_port"].as_u64().expect("a port");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+          xmlns:stream='http://etherx.jabber.org/streams' from='juliet@balcony' version='1.0'>\
+          <iq type='get' id='q1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>\
+          <iq type='get' id='q2'><pubsub xmlns='http://jabber.org/protocol/pubsub'/></iq>\
+          </stream:stream>",
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    for needle in [
+        "pep",
+        "urn:xmpp:contacts:0",
+        "urn:xmpp:openpgp:pubsub:0",
+        "service-unavailable",
+        "</stream:stream>",
+    ] {
+        assert!(out.contains(needle), "{needle} not in {out}");
+    }
+    assert!(!out.contains("juliet@capulet.lit"), "no contact data on the stream");
+}

@@ -113,11 +113,13 @@ fn random_label() -> String {
 }
 
 /// The engine settings the node uses: reconciliation every 30 s (plus jitter) as a
-/// safety net under gossip.
+/// safety net under gossip; new records wait 10 ms to be batched into one gossip
+/// frame (a command's records are written at once anyway).
 pub fn engine_config() -> sync::Config {
     sync::Config {
         recon_interval_ms: 30_000,
         recon_jitter_ms: 5_000,
+        gossip_delay_ms: 10,
         ..sync::Config::default()
     }
 }

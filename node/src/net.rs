@@ -178,7 +178,9 @@ impl Behaviour {
                 let d = Sha256::digest(&m.data);
                 gossipsub::MessageId::from(d[..20].to_vec())
             })
-            .max_transmit_size(wire::MAX_GOSSIP_BYTES + 4096)
+            // An RPC may carry a frame plus control messages, or several frames:
+            // the engine bounds frames, this bounds what one read may take.
+            .max_transmit_size(4 * wire::MAX_GOSSIP_BYTES)
             .mesh_n(4)
             .mesh_n_low(1)
             .mesh_n_high(8)
