@@ -123,3 +123,92 @@ fn bad_invite_codes_are_refused() {
     fails(&c.kith(&["pair", "join", &code]), 5, "inviting device");
     assert!(!c.dir.join("kith.db").exists(), "no half-made device");
 }
+
+/// A small tmpfs, unmounted on drop (also when the test fails).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Self { dir })
+    }
+
+    /// Fills the disk; returns the filler's path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.path().join("filler");
+        let mut f = std::fs::File::create(&path).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_and_loses_nothing() {
+    let disk = match SmallDisk::mount() {
+        Ok(d) => d,
+        Err(e) => {
+            assert!(
+                std::env::var("KITH_REQUIRE_NETNS").as_deref() != Ok("1"),
+                "root is required here (CI) but mounting a tmpfs failed: {e}"
+            );
+            eprintln!("SKIPPED: cannot mount a small tmpfs (run as root): {e}");
+            return;
+        }
+    };
+    let mut d = Device::at(disk.dir.path().join("kith"));
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    d.ok(&["contact", "add", "juliet@capulet.lit"]);
+
+    // No node: the command fails, the store keeps what it had.
+    let filler = disk.fill();
+    let out = d.kith(&["contact", "add", "tybalt@capulet.lit"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&filler).expect("room again");
+    assert_eq!(d.jids(), ["juliet@capulet.lit"]);
+
+    // A running node: the command fails, the node stops (exit 6) rather than send
+    // what it could not keep; after a restart everything stored is there.
+    d.start();
+    let filler = disk.fill();
+    let out = d.kith(&["contact", "add", "tybalt@capulet.lit"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(d.exit_code(), Some(6), "the node stops: {}", d.log());
+    std::fs::remove_file(&filler).expect("room again");
+    d.start();
+    assert_eq!(d.jids(), ["juliet@capulet.lit"]);
+    d.ok(&["contact", "add", "tybalt@capulet.lit"]);
+    assert_eq!(d.jids(), ["juliet@capulet.lit", "tybalt@capulet.lit"]);
+    d.stop();
+}

@@ -167,5 +167,8 @@ fn configured_peers_work_without_mdns_and_the_srv_port_serves_disco() {
     ] {
         assert!(out.contains(needle), "{needle} not in {out}");
     }
-    assert!(!out.contains("juliet@capulet.lit"), "no contact data on the stream");
+    assert!(
+        !out.contains("juliet@capulet.lit"),
+        "no contact data on the stream"
+    );
 }

@@ -16,7 +16,7 @@ pub(crate) struct Device {
     /// Commands run through this prefix (e.g. `ip netns exec NS`).
     prefix: Vec<String>,
     child: Option<Child>,
-    _tmp: Option<tempfile::TempDir>,
+    tmp: tempfile::TempDir,
 }
 
 impl Device {
@@ -28,8 +28,16 @@ impl Device {
             dir,
             prefix: Vec::new(),
             child: None,
-            _tmp: Some(tmp),
+            tmp,
         }
+    }
+
+    /// A device whose data directory is `dir` (its log stays in a temporary
+    /// directory of its own).
+    pub(crate) fn at(dir: PathBuf) -> Self {
+        let mut d = Self::new();
+        d.dir = dir;
+        d
     }
 
     /// Runs the node's commands (`run`, `pair join`) under `prefix`.
@@ -146,10 +154,7 @@ impl Device {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir
-            .parent()
-            .expect("the data directory has a parent")
-            .join("node.log")
+        self.tmp.path().join("node.log")
     }
 
     /// The node's log so far.
@@ -200,6 +205,21 @@ impl Device {
         }
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Waits for the node process to end by itself; its exit code.
+    pub(crate) fn exit_code(&mut self) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Whether the node process is still alive.

@@ -95,6 +95,9 @@ pub struct Device {
     pub(crate) events: VecDeque<Event<PeerId>>,
     /// (id, revoked) of every secret, as last written to `secrets.xml`.
     saved_keyring: BTreeSet<(String, bool)>,
+    /// Set when storing failed: the engine then holds what the store does not, so
+    /// the node must stop without sending anything more.
+    pub(crate) failed: Option<String>,
 }
 
 impl std::fmt::Debug for Device {
@@ -262,6 +265,7 @@ impl Device {
             net: VecDeque::new(),
             events: VecDeque::new(),
             saved_keyring,
+            failed: None,
         };
         device.drain()?;
         Ok(device)
@@ -302,6 +306,16 @@ impl Device {
     /// outputs and events are queued after the storage that precedes them. The
     /// keyring file is rewritten when the secrets changed.
     pub fn drain(&mut self) -> Result<(), store::Error> {
+        let result = self.try_drain();
+        if let Err(e) = &result {
+            // Nothing that may depend on what was not stored leaves.
+            self.net.clear();
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    fn try_drain(&mut self) -> Result<(), store::Error> {
         while let Some(out) = self.engine.poll_output() {
             match out {
                 Output::Persist(records) => {

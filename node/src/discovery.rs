@@ -36,7 +36,7 @@ pub struct Error(String);
 
 /// One device's tag for day `day` under `key`.
 pub fn tag(key: &[u8], day: u64, device: &DeviceId) -> String {
-    // HMAC accepts keys of any length.
+    // Invariant: HMAC accepts keys of any length.
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(b"kith mdns tag\0");
     mac.update(&day.to_be_bytes());

@@ -27,7 +27,7 @@ use crate::store::{self, Account};
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn refusal(why: &str) -> Vec<u8> {
-    // Serialising a plain enum of strings cannot fail.
+    // Invariant: serialising a plain enum of strings to JSON cannot fail.
     serde_json::to_vec(&pair::Response::Refused(why.into())).expect("JSON of a string enum")
 }
 
@@ -41,6 +41,7 @@ impl Device {
         listen: &[libp2p::Multiaddr],
     ) -> Vec<u8> {
         match self.try_pairing(peer, bytes, listen) {
+            // Invariant: a plain enum of strings always serialises.
             Ok(r) => serde_json::to_vec(&r).expect("JSON of a string enum"),
             Err(why) => refusal(&why),
         }
@@ -119,6 +120,7 @@ async fn ask(
     peer: PeerId,
     request: &pair::Request,
 ) -> Result<pair::Response, Error> {
+    // Invariant: a plain enum of strings always serialises.
     let bytes = serde_json::to_vec(request).expect("JSON of a string enum");
     let id = swarm.behaviour_mut().send_request(&peer, bytes);
     let unreachable = |what: String| Error::new(ErrorKind::Unreachable, what);

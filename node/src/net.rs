@@ -230,7 +230,7 @@ pub fn peer_of(device: &DeviceId) -> Option<PeerId> {
 /// The libp2p keypair of a device's Ed25519 secret key.
 pub fn keypair(secret: &[u8; 32]) -> Keypair {
     let mut bytes = *secret;
-    // Any 32 bytes are a valid Ed25519 secret key.
+    // Invariant: any 32 bytes are a valid Ed25519 secret key.
     Keypair::ed25519_from_bytes(&mut bytes).expect("32 bytes are an Ed25519 secret key")
 }
 

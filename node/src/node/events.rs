@@ -53,9 +53,9 @@ impl Node {
                         }
                     }
                 }
-                if self.allowed.contains(&peer_id) {
-                    let device = net::device_of(&peer_id)
-                        .ok_or_else(|| Error::Network("roster peer without device".into()))?;
+                if let (true, Some(device)) =
+                    (self.allowed.contains(&peer_id), net::device_of(&peer_id))
+                {
                     if num_established.get() == 1 {
                         info!(peer = %peer_id, "connected to {remote}");
                         self.connected.insert(peer_id, remote.clone());

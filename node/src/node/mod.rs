@@ -58,6 +58,9 @@ pub enum Error {
     /// mDNS could not be set up.
     #[error(transparent)]
     Discovery(#[from] discovery::Error),
+    /// Storing failed while answering a request; the node stopped.
+    #[error("the store failed: {0}")]
+    Failed(String),
 }
 
 /// A request to the node task, with where to send the replies.
@@ -189,6 +192,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
         .build();
     let listen = if options.listen.is_empty() {
+        // Invariant: a constant, valid multiaddr.
         vec!["/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr")]
     } else {
         options.listen.clone()
@@ -303,7 +307,12 @@ impl Node {
                 event = self.swarm.select_next_some() => self.on_swarm(event)?,
                 event = self.pair_swarm.select_next_some() => self.on_pair_swarm(event),
                 call = calls.recv() => match call {
-                    Some(call) => self.on_call(call),
+                    Some(call) => {
+                        self.on_call(call);
+                        if let Some(e) = self.device.failed.take() {
+                            return Err(Error::Failed(e));
+                        }
+                    }
                     None => return Ok(()),
                 },
                 Some(s) = async { match seen.as_mut() { Some(rx) => rx.recv().await, None => None } } => self.on_seen(s),
