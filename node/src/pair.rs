@@ -264,4 +264,23 @@ mod tests {
         assert_eq!(j, r#"{"hello":{"secret":"x"}}"#);
         assert_eq!(serde_json::from_str::<Request>(&j).unwrap(), r);
     }
+
+    proptest::proptest! {
+        /// Codes round-trip; any text is either a code or a typed error.
+        #[test]
+        fn codes_round_trip(secret in proptest::array::uniform16(0u8..), expires in 1u64.., port in 1u16..) {
+            let c = Code {
+                secret,
+                expires_ms: expires,
+                peer: PeerId::random(),
+                addrs: vec![format!("/ip4/10.0.0.1/tcp/{port}").parse().unwrap()],
+            };
+            proptest::prop_assert_eq!(Code::decode(&c.encode(), 0), Ok(c));
+        }
+
+        #[test]
+        fn any_text_decodes_or_errs(text in "kith1-[A-Za-z0-9_-]{0,200}") {
+            let _ = Code::decode(&text, 0);
+        }
+    }
 }

@@ -323,4 +323,18 @@ mod tests {
         let out = exchange(b"GET / HTTP/1.1\r\n\r\n<>").await;
         assert!(out.contains("not-well-formed"), "{out}");
     }
+
+    proptest::proptest! {
+        /// Any bytes, in or out of a stream: no panic, and a stanza is answered only
+        /// with a well-formed reply.
+        #[test]
+        fn arbitrary_input_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), in_stream in proptest::bool::ANY) {
+            if let Piece::Stanza(text, n) = next_piece(&bytes, in_stream) {
+                proptest::prop_assert!(n <= bytes.len());
+                if let Some(reply) = answer(&text, "me@host") {
+                    proptest::prop_assert!(Element::parse(&reply, xml::Limits::ITEM).is_ok());
+                }
+            }
+        }
+    }
 }

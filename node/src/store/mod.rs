@@ -595,4 +595,31 @@ mod tests {
         };
         assert_eq!(ids(&back), ids(&keyring));
     }
+
+    proptest::proptest! {
+        /// Whatever order versions arrive in, what the store loads has the same
+        /// winners as a replica that saw the same records.
+        #[test]
+        fn the_store_rebuilds_the_replica(
+            ops in proptest::collection::vec((0u8..4, 1u64..30, proptest::bool::ANY, 0usize..2), 1..40)
+        ) {
+            let keys = [SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32])];
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = Store::open(dir.path()).unwrap();
+            let mut memory = Replica::new();
+            for (item, wall_ms, tomb, author) in ops {
+                let r = Record::sign(
+                    Space::Keys,
+                    ItemId([item; 16]),
+                    Hlc { wall_ms, counter: 0 },
+                    if tomb { Body::Tombstone } else { Body::Data(vec![item, wall_ms as u8]) },
+                    &keys[author],
+                );
+                memory.insert(r.clone());
+                store.persist(&[r]).unwrap();
+            }
+            let loaded = store.load().unwrap();
+            proptest::prop_assert!(loaded.records().eq(memory.records()));
+        }
+    }
 }
