@@ -227,7 +227,18 @@ pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
         "waiting  {} items for a secret, {} held future records, {} set aside",
         v["waiting_for_secret"], v["held_future_records"], v["set_aside_records"]
     );
-    println!("records  {}", v["records"]);
+    let records: Vec<String> = v["records"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!(
+        "records  {} ({} tombstones, {} stored rows)",
+        records.join(", "),
+        v["tombstones"],
+        v["stored_rows"]
+    );
     println!("roster   ({} connected)", v["connected_peers"]);
     for r in v["roster"].as_array().into_iter().flatten() {
         let mark = if r["this_device"] == true {

@@ -36,6 +36,11 @@ impl Node {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!("listening on {address}/p2p/{}", self.me);
+                if self.remember_port
+                    && let Some(port) = tcp_port(&address)
+                {
+                    self.device.store.set_listen_port(port)?;
+                }
                 self.listen.push(address);
                 self.readvertise();
             }

@@ -138,6 +138,8 @@ struct Node {
     configured: Vec<(Multiaddr, Option<PeerId>)>,
     listen: Vec<Multiaddr>,
     xmpp_port: u16,
+    /// Whether to remember the listen port for the next run (default listening).
+    remember_port: bool,
     discovery: Option<Discovery>,
     advert: Option<Advert>,
     /// mDNS sightings of roster devices: when first seen, and where.
@@ -191,16 +193,35 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         .map_err(|e| Error::Network(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
         .build();
+    // By default the port of the last run, so that the addresses other devices
+    // remember stay right; any free port if it is taken.
+    let remembered = device
+        .store
+        .listen_port()?
+        .filter(|_| options.listen.is_empty());
     let listen = if options.listen.is_empty() {
-        // Invariant: a constant, valid multiaddr.
-        vec!["/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr")]
+        vec![
+            Multiaddr::empty()
+                .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
+                .with(Protocol::Tcp(remembered.unwrap_or(0))),
+        ]
     } else {
         options.listen.clone()
     };
     for addr in &listen {
-        swarm
-            .listen_on(addr.clone())
-            .map_err(|e| Error::Listen(format!("{addr}: {e}")))?;
+        let mut bound = swarm.listen_on(addr.clone());
+        if bound.is_err() && remembered.is_some() {
+            warn!(
+                "port {} is taken; listening on another",
+                remembered.unwrap_or(0)
+            );
+            bound = swarm.listen_on(
+                Multiaddr::empty()
+                    .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
+                    .with(Protocol::Tcp(0)),
+            );
+        }
+        bound.map_err(|e| Error::Listen(format!("{addr}: {e}")))?;
         // The pairing listener: same address, a port of its own.
         let pair_addr: Multiaddr = addr
             .iter()
@@ -256,6 +277,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         configured: options.peers.iter().map(|a| (a.clone(), None)).collect(),
         listen: Vec::new(),
         xmpp_port,
+        remember_port: options.listen.is_empty(),
         discovery,
         advert: None,
         seen: BTreeMap::new(),

@@ -244,6 +244,32 @@ impl Store {
         tx.commit().map_err(|e| self.sql(e))
     }
 
+    /// The libp2p port of the last run with default listening.
+    pub fn listen_port(&self) -> Result<Option<u16>> {
+        let v: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'listen_port'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        Ok(v.and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map(u16::from_be_bytes))
+    }
+
+    /// Remembers the libp2p port.
+    pub fn set_listen_port(&mut self, port: u16) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('listen_port', ?1)",
+                [&port.to_be_bytes()[..]],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
     /// Stores records durably (one transaction, synced before returning); for each
     /// item, versions beyond the newest `1 + SHADOW_DEPTH` are dropped.
     pub fn persist(&mut self, records: &[Record]) -> Result<()> {
@@ -536,6 +562,19 @@ mod tests {
         assert_eq!(
             replica.get(Space::Roster, &ItemId([1; 16])),
             versions.last()
+        );
+    }
+
+    #[test]
+    fn the_listen_port_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.listen_port().unwrap(), None);
+        store.set_listen_port(22_067).unwrap();
+        drop(store);
+        assert_eq!(
+            Store::open(dir.path()).unwrap().listen_port().unwrap(),
+            Some(22_067)
         );
     }
 
