@@ -156,7 +156,7 @@ pub(crate) fn groups(dir: &Path, json: bool) -> Result<()> {
         println!(
             "{:<24} {:>8}  {}",
             s(&g["name"]),
-            g["contacts"],
+            g["contacts"].as_u64().unwrap_or(0),
             s(&g["description"])
         );
     }
