@@ -3,7 +3,7 @@
 //! Exit codes: 0 success; 1 the command ran and was refused (no such contact, a used
 //! invite code, devices that disagree in the demo); 2 wrong usage; 3 bad input
 //! (malformed JID, document, code or data); 4 a file could not be read; 5 a peer
-//! could not be reached; 6 the data directory or store failed (not initialised,
+//! could not be reached, or the node could not listen; 6 the data directory or store failed (not initialised,
 //! already initialised, in use by another node, corrupt, disk full); 7 the command
 //! needs a running node.
 
@@ -19,8 +19,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Exit code of a node that stopped on an error (its store failed, say).
-pub(crate) const EXIT_NODE: u8 = 6;
+/// Exit code of a node that stopped on an error: 6 when its store failed, 5 when the
+/// network could not be set up (an address it cannot listen on, mDNS).
+pub(crate) fn node_exit(e: &kith_node::node::Error) -> u8 {
+    match e {
+        kith_node::node::Error::Store(_) | kith_node::node::Error::Failed(_) => 6,
+        _ => 5,
+    }
+}
 
 /// Errors that choose the exit code.
 #[derive(Debug, thiserror::Error)]

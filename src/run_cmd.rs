@@ -48,7 +48,7 @@ pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
     rt.block_on(async move {
         let running = node::start(device, options)
             .await
-            .map_err(|e| Exit::Code(crate::EXIT_NODE, e.to_string()))?;
+            .map_err(|e| Exit::Code(crate::node_exit(&e), e.to_string()))?;
         tracing::info!(
             "node running; control socket {}",
             dir.join("control.sock").display()
@@ -71,7 +71,7 @@ pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
         };
         match result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Exit::Code(crate::EXIT_NODE, e.to_string()).into()),
+            Ok(Err(e)) => Err(Exit::Code(crate::node_exit(&e), e.to_string()).into()),
             Err(e) => Err(anyhow::anyhow!("the node task failed: {e}")),
         }
     })

@@ -73,6 +73,12 @@ fn a_second_node_on_one_data_directory_is_refused() {
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another kith process"));
     assert!(d.running(), "the first node still runs");
+    let other = Device::new();
+    other.ok(&["init", "--jid", "romeo@montague.lit"]);
+    let out = other.kith(&["run", "--listen", "/ip4/192.0.2.1/tcp/0", "--no-mdns"]);
+    assert_eq!(out.status.code(), Some(5), "an address not of this machine");
+    let out = other.kith(&["run", "--listen", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2));
     d.ok(&["contact", "add", "juliet@capulet.lit"]);
 }
 
