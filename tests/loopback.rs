@@ -1,7 +1,7 @@
 //! Three `kith run` processes on loopback: pairing, edits on each, deletion, a
 //! restart with edits made while stopped, revocation.
 
-use crate::nodes::{Device, converge};
+use crate::nodes::{Device, account, converge};
 
 fn has(d: &Device, jid: &str) -> bool {
     d.jids().iter().any(|j| j == jid)
@@ -9,21 +9,9 @@ fn has(d: &Device, jid: &str) -> bool {
 
 #[test]
 fn three_nodes_pair_edit_restart_and_revoke() {
-    let mut a = Device::new();
-    a.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
-    a.start();
-    let mut b = Device::new();
-    b.join(&a, "phone");
-    b.start();
-    let mut c = Device::new();
-    c.join(&a, "desktop");
-    c.start();
-    for d in [&b, &c] {
-        d.wait("the secrets", |d| {
-            let s = d.status();
-            s["waiting_for_secret"] == 0 && s["records"]["keys"].as_u64().unwrap_or(0) > 0
-        });
-    }
+    let [mut a, mut b, mut c]: [Device; 3] = account(&["laptop", "phone", "desktop"])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three devices"));
 
     // An edit on each device reaches the others.
     a.ok(&[
@@ -122,13 +110,9 @@ fn three_nodes_pair_edit_restart_and_revoke() {
 fn configured_peers_work_without_mdns_and_the_srv_port_serves_disco() {
     use std::io::{Read, Write};
 
-    let mut a = Device::new();
-    a.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
-    a.start();
-    let mut b = Device::new();
-    b.join(&a, "phone");
-    b.start();
-    b.wait("the secrets", |d| d.status()["waiting_for_secret"] == 0);
+    let [mut a, mut b]: [Device; 2] = account(&["laptop", "phone"])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("two devices"));
     // Both restart on new ports: what they remember is stale; B is told where A is.
     a.stop();
     b.stop();

@@ -259,6 +259,26 @@ fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// Devices of one account, on loopback without mDNS: the first creates it, the
+/// others pair with it; all run and hold the secrets.
+pub(crate) fn account(names: &[&str]) -> Vec<Device> {
+    let mut first = Device::new();
+    first.ok(&["init", "--jid", "romeo@montague.lit", "--name", names[0]]);
+    first.start();
+    let mut devices = vec![first];
+    for name in &names[1..] {
+        let mut d = Device::new();
+        d.join(&devices[0], name);
+        d.start();
+        d.wait("the secrets", |d| {
+            let s = d.status();
+            s["waiting_for_secret"] == 0 && s["records"]["keys"].as_u64().unwrap_or(0) > 0
+        });
+        devices.push(d);
+    }
+    devices
+}
+
 /// Waits until every device has the same contact list; returns it.
 pub(crate) fn converge(devices: &[&Device]) -> Vec<(String, String, String)> {
     let first = devices[0];

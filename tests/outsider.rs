@@ -13,7 +13,7 @@ use kith_protocol::sync::wire::Frame;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, gossipsub, request_response};
 
-use crate::nodes::Device;
+use crate::nodes::{Device, account};
 
 /// What the outsider saw.
 #[derive(Debug, Default)]
@@ -29,12 +29,9 @@ struct Seen {
 
 #[test]
 fn an_outsider_gets_nothing_in_or_out() {
-    let mut a = Device::new();
-    a.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
-    a.start();
-    let mut b = Device::new();
-    b.join(&a, "phone");
-    b.start();
+    let [a, b]: [Device; 2] = account(&["laptop", "phone"])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("two devices"));
     a.ok(&["contact", "add", "juliet@capulet.lit"]);
     b.wait("the first contact", |b| b.jids().len() == 1);
 

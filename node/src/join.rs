@@ -172,25 +172,15 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
     let secret: [u8; 32] = rand::rng().random();
     let keypair = net::keypair(&secret);
     let device = DeviceId(SigningKey::from_bytes(&secret).verifying_key().to_bytes());
-    let mut swarm: PairSwarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .map_err(|e| Error::new(ErrorKind::Unreachable, e.to_string()))?
-        .with_behaviour(|_| {
-            request_response::Behaviour::new(
-                [(
-                    net::PAIR_PROTOCOL,
-                    request_response::ProtocolSupport::Outbound,
-                )],
-                request_response::Config::default().with_request_timeout(JOIN_TIMEOUT),
-            )
-        })
-        .map_err(|e| Error::new(ErrorKind::Unreachable, e.to_string()))?
-        .build();
+    let behaviour = request_response::Behaviour::new(
+        [(
+            net::PAIR_PROTOCOL,
+            request_response::ProtocolSupport::Outbound,
+        )],
+        request_response::Config::default().with_request_timeout(JOIN_TIMEOUT),
+    );
+    let mut swarm: PairSwarm = net::swarm(keypair, behaviour, JOIN_TIMEOUT)
+        .map_err(|e| Error::new(ErrorKind::Unreachable, e))?;
     let unreachable = |what: String| Error::new(ErrorKind::Unreachable, what);
     swarm
         .dial(

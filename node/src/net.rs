@@ -227,6 +227,27 @@ pub fn peer_of(device: &DeviceId) -> Option<PeerId> {
     Some(identity::PublicKey::from(key).to_peer_id())
 }
 
+/// A swarm over TCP + Noise + yamux with `behaviour`, closing connections idle for
+/// `idle`.
+pub fn swarm<B: libp2p::swarm::NetworkBehaviour>(
+    key: Keypair,
+    behaviour: B,
+    idle: Duration,
+) -> Result<libp2p::Swarm<B>, String> {
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build())
+}
+
 /// The libp2p keypair of a device's Ed25519 secret key.
 pub fn keypair(secret: &[u8; 32]) -> Keypair {
     let mut bytes = *secret;

@@ -169,30 +169,14 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let keypair = net::keypair(&device.secret);
     let me = keypair.public().to_peer_id();
     let behaviour = Behaviour::new(&keypair).map_err(Error::Network)?;
-    let mut pair_swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .map_err(|e| Error::Network(e.to_string()))?
-        .with_behaviour(|_| PairBehaviour::new())
-        .map_err(|e| Error::Network(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .map_err(|e| Error::Network(e.to_string()))?
-        .with_behaviour(|_| behaviour)
-        .map_err(|e| Error::Network(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
-        .build();
+    let mut pair_swarm = net::swarm(
+        keypair.clone(),
+        PairBehaviour::new(),
+        Duration::from_secs(60),
+    )
+    .map_err(Error::Network)?;
+    let mut swarm =
+        net::swarm(keypair, behaviour, Duration::from_secs(24 * 3600)).map_err(Error::Network)?;
     // By default the port of the last run, so that the addresses other devices
     // remember stay right; any free port if it is taken.
     let remembered = device

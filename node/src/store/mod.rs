@@ -364,33 +364,27 @@ impl Store {
         tx.commit().map_err(sql)
     }
 
+    /// The records a query's single `bytes` column holds, in its order.
+    fn records(&self, query: &str, what: &str) -> Result<Vec<Record>> {
+        let mut stmt = self.conn.prepare(query).map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let bytes = row.map_err(|e| self.sql(e))?;
+            out.push(Record::decode(&bytes).map_err(|e| self.corrupt(format!("{what}: {e}")))?);
+        }
+        Ok(out)
+    }
+
     /// Rebuilds the replica from what is stored.
     pub fn load(&self) -> Result<Replica> {
         let mut replica = Replica::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT bytes FROM records ORDER BY version")
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(|e| self.sql(e))?;
-        for row in rows {
-            let bytes = row.map_err(|e| self.sql(e))?;
-            let record =
-                Record::decode(&bytes).map_err(|e| self.corrupt(format!("a record: {e}")))?;
+        for record in self.records("SELECT bytes FROM records ORDER BY version", "a record")? {
             replica.insert(record);
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT bytes FROM collected")
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(|e| self.sql(e))?;
-        for row in rows {
-            let bytes = row.map_err(|e| self.sql(e))?;
-            let record = Record::decode(&bytes)
-                .map_err(|e| self.corrupt(format!("a collected tombstone: {e}")))?;
+        for record in self.records("SELECT bytes FROM collected", "a collected tombstone")? {
             let (space, item) = (record.space, record.item);
             replica.insert(record);
             replica.collect(space, &item);
