@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kith_node::control::Request;
-use kith_node::socket;
 use serde_json::Value;
 
 use crate::ops;
@@ -58,16 +57,8 @@ impl Node {
     /// Answers a request through the node's control socket only (opening the store
     /// here would race with a node that is starting).
     pub(crate) fn call(&self, request: Request) -> Result<Value> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(socket::request(
-            &self.dir.join("control.sock"),
-            &request,
-            |_, _| {},
-        ))
-        .map_err(ops::exit)?
-        .context("the node's control socket is not there")
+        ops::via_node(&self.dir, &request, &mut |_, _| {})?
+            .context("the node's control socket is not there")
     }
 
     /// Answers a request on the store of a stopped node.

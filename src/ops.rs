@@ -31,28 +31,38 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Answers `request` through the node listening in `dir`; `None` when none listens.
+pub(crate) fn via_node(
+    dir: &Path,
+    request: &Request,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Option<Value>> {
+    let rt = runtime()?;
+    rt.block_on(socket::request(
+        &dir.join("control.sock"),
+        request,
+        progress,
+    ))
+    .map_err(|e| exit(e).into())
+}
+
 /// Answers `request` through the node, or on the store when no node runs.
 pub(crate) fn call(
     dir: &Path,
     request: Request,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Value> {
-    let sock = dir.join("control.sock");
-    if sock.exists() {
-        let rt = runtime()?;
-        match rt.block_on(socket::request(&sock, &request, &mut *progress)) {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => return Err(exit(e).into()),
-        }
+    if dir.join("control.sock").exists()
+        && let Some(v) = via_node(dir, &request, &mut *progress)?
+    {
+        return Ok(v);
     }
     let mut device = match Device::open(dir) {
         Ok(d) => d,
         Err(device::Error::Store(store::Error::Locked(_))) => {
             // A node may be starting: its socket appears right after it takes the lock.
-            let rt = runtime()?;
             for _ in 0..50 {
-                if let Ok(Some(v)) = rt.block_on(socket::request(&sock, &request, &mut *progress)) {
+                if let Ok(Some(v)) = via_node(dir, &request, &mut *progress) {
                     return Ok(v);
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -163,6 +173,19 @@ pub(crate) fn groups(dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// How a roster entry of `device list --json` stands, in a word.
+fn device_state(d: &Value) -> &'static str {
+    if d["revoked"] == true {
+        "revoked"
+    } else if d["this_device"] == true {
+        "this"
+    } else if d["connected"].is_string() {
+        "connected"
+    } else {
+        "away"
+    }
+}
+
 pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
     let v = call(dir, Request::Devices, &mut no_progress)?;
     if json {
@@ -173,15 +196,7 @@ pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
         "ID", "NAME", "ROLE", "STATE"
     );
     for d in v.as_array().into_iter().flatten() {
-        let state = if d["revoked"] == true {
-            "revoked"
-        } else if d["this_device"] == true {
-            "this"
-        } else if d["connected"].is_string() {
-            "connected"
-        } else {
-            "away"
-        };
+        let state = device_state(d);
         println!(
             "{:<17} {:<16} {:<6} {:<10} {}",
             s(&d["id"]),
@@ -241,15 +256,7 @@ pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
     );
     println!("roster   ({} connected)", v["connected_peers"]);
     for r in v["roster"].as_array().into_iter().flatten() {
-        let mark = if r["this_device"] == true {
-            "this device"
-        } else if r["revoked"] == true {
-            "revoked"
-        } else if r["connected"].is_string() {
-            "connected"
-        } else {
-            "away"
-        };
+        let mark = device_state(r);
         println!(
             "         {} {:<16} {:<12} last sync {}",
             s(&r["id"]),

@@ -3,7 +3,7 @@
 //! depends on them leaves) and queues the network ones for the node. The CLI uses a
 //! `Device` directly when no node runs; the node owns one for its lifetime.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -344,14 +344,5 @@ impl Device {
             self.saved_keyring = now;
         }
         Ok(())
-    }
-
-    /// The names of roster devices, by id.
-    pub fn device_names(&self) -> BTreeMap<DeviceId, String> {
-        self.engine
-            .roster()
-            .members()
-            .map(|m| (m.entry.device, m.entry.name.clone()))
-            .collect()
     }
 }

@@ -46,11 +46,6 @@ impl Gate {
         self.allowed = allowed;
     }
 
-    /// Whether `peer` is allowed as a roster device.
-    pub fn is_allowed(&self, peer: &PeerId) -> bool {
-        self.allowed.contains(peer)
-    }
-
     /// Lets unknown peers connect (to pair) while `open`.
     pub fn set_pairing_open(&mut self, open: bool) {
         self.pairing_open = open;

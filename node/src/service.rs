@@ -83,7 +83,7 @@ impl Device {
         net: &NetInfo,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Value, Error> {
-        let result = match request {
+        match request {
             Request::Status => self.status(net),
             Request::Contacts => {
                 let view = self.engine.book().view();
@@ -184,9 +184,7 @@ impl Device {
                 self.input(Input::RotateSecrets)?;
                 Ok(json!({ "rotated": true }))
             }
-        };
-        // A command refused by the engine shows up as an event, too.
-        result
+        }
     }
 
     fn command(&mut self, cmd: Command) -> Result<Value, Error> {

@@ -132,6 +132,8 @@ struct Node {
     connected: BTreeMap<PeerId, Multiaddr>,
     /// Active roster devices other than this one.
     allowed: BTreeSet<PeerId>,
+    /// The active roster devices `allowed` was derived from.
+    allowed_devices: BTreeSet<DeviceId>,
     /// Peers connected to the pairing listener, and until when they may stay.
     pairing: BTreeMap<PeerId, Instant>,
     /// Configured addresses, and the peer found there.
@@ -257,6 +259,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         next_inbound: 1,
         connected: BTreeMap::new(),
         allowed: BTreeSet::new(),
+        allowed_devices: BTreeSet::new(),
         pairing: BTreeMap::new(),
         configured: options.peers.iter().map(|a| (a.clone(), None)).collect(),
         listen: Vec::new(),
@@ -353,9 +356,10 @@ impl Node {
         let mut progress = |done, total| {
             let _ = reply.try_send(Reply::Progress { done, total });
         };
+        let invite = matches!(call.request, Request::Invite { .. });
         let result = self.device.handle(call.request, &net, &mut progress);
-        if result.is_ok() {
-            // An invite opens the gate at once.
+        if invite && result.is_ok() {
+            // An invite opens the pairing gate at once.
             let open = self
                 .device
                 .store
@@ -421,20 +425,26 @@ impl Node {
 
     /// Keeps the gate, gossipsub's blacklist and connections in step with the roster.
     fn update_roster(&mut self) {
-        let me = self.me;
         let roster = self.device.engine.roster();
         let genesis = roster.genesis();
-        let allowed: BTreeSet<PeerId> = roster
+        let devices: BTreeSet<DeviceId> = roster
             .active()
             .map(|m| m.entry.device)
             // The genesis device is a member before its entry arrives.
             .chain(roster.is_active(&genesis).then_some(genesis))
-            .filter_map(|d| net::peer_of(&d))
-            .filter(|p| *p != me)
             .collect();
-        if allowed == self.allowed {
+        // Runs after every event: the peer ids (a key decompression each) are
+        // derived only when the devices changed.
+        if devices == self.allowed_devices {
             return;
         }
+        let me = self.me;
+        let allowed: BTreeSet<PeerId> = devices
+            .iter()
+            .filter_map(net::peer_of)
+            .filter(|p| *p != me)
+            .collect();
+        self.allowed_devices = devices;
         let behaviour = self.swarm.behaviour_mut();
         behaviour.gate.set_allowed(allowed.clone());
         for p in allowed.difference(&self.allowed) {
