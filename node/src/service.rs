@@ -62,7 +62,7 @@ pub fn contact_json(view: &View, c: &MergedContact) -> Value {
         .contact
         .groups
         .iter()
-        .filter_map(|g| view.groups.get(&g.id).map(|e| e.group.name.as_str()))
+        .filter_map(|g| view.groups().get(&g.id).map(|e| e.group.name.as_str()))
         .collect();
     groups.sort_unstable();
     json!({
@@ -88,10 +88,7 @@ impl Device {
             Request::Contacts => {
                 let view = self.engine.book().view();
                 Ok(Value::Array(
-                    view.contacts
-                        .iter()
-                        .map(|c| contact_json(view, c))
-                        .collect(),
+                    view.contacts().map(|c| contact_json(view, c)).collect(),
                 ))
             }
             Request::Contact { jid: j } => {
@@ -104,21 +101,15 @@ impl Device {
             }
             Request::Groups => {
                 let view = self.engine.book().view();
-                let mut members: BTreeMap<&str, usize> = BTreeMap::new();
-                for c in &view.contacts {
-                    for g in &c.contact.groups {
-                        *members.entry(g.id.as_str()).or_default() += 1;
-                    }
-                }
                 let mut groups: Vec<Value> = view
-                    .groups
+                    .groups()
                     .values()
                     .map(|g| {
                         json!({
                             "id": g.group.id,
                             "name": g.group.name,
                             "description": g.group.description,
-                            "contacts": members.get(g.group.id.as_str()).copied().unwrap_or(0),
+                            "contacts": view.contacts_in_group(&g.group.id).count(),
                         })
                     })
                     .collect();
@@ -373,11 +364,11 @@ impl Device {
         let set_aside = replica.quarantined().count();
         let view = book.view();
         let waiting = view
-            .unreadable
+            .unreadable()
             .values()
             .filter(|u| matches!(u, Unreadable::Waiting(_)))
             .count();
-        let unreadable = view.unreadable.len() - waiting;
+        let unreadable = view.unreadable().len() - waiting;
         Ok(json!({
             "device": {
                 "id": me.to_string(),
@@ -397,9 +388,9 @@ impl Device {
             "tombstones": tombstones,
             "stored_rows": counts.rows,
             "collected_tombstones": counts.collected,
-            "contacts": view.contacts.len(),
-            "groups": view.groups.len(),
-            "reserved_items": view.reserved.values().map(Vec::len).sum::<usize>(),
+            "contacts": view.contact_count(),
+            "groups": view.groups().len(),
+            "reserved_items": NodeKind::ALL.iter().map(|n| view.reserved_count(*n)).sum::<usize>(),
             "live_items": {
                 "contacts": view.live_items(NodeKind::Contacts),
                 "groups": view.live_items(NodeKind::Groups),

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::SigningKey;
 use kith_protocol::clock::WallTime;
-use kith_protocol::contacts::{Book, Command, PayloadCache, View};
+use kith_protocol::contacts::{Book, Command, ContactEdit, View};
 use kith_protocol::item::{Contact, Identity, NodeKind, Payload};
 use kith_protocol::record::Record;
 use kith_protocol::seal::{self, Keyring, Opener, Secret};
@@ -123,16 +123,34 @@ fn view(c: &mut Criterion) {
     let mut group = c.benchmark_group("merged view");
     group.sample_size(10);
     group.bench_function("10k records, opening every item", |b| {
-        b.iter(|| View::build(black_box(&replica), &keyring, &mut PayloadCache::new()))
+        b.iter(|| View::build(black_box(&replica), &keyring, &mut Opener::new()))
     });
-    let mut cache = PayloadCache::new();
-    View::build(&replica, &keyring, &mut cache);
-    group.bench_function("10k records, payloads cached", |b| {
-        b.iter(|| View::build(black_box(&replica), &keyring, &mut cache))
+    let view = View::build(&replica, &keyring, &mut Opener::new());
+    assert_eq!(view.contact_count(), 9_000);
+    // One edit on a list of 9,000 contacts: the command, then the view kept up.
+    book.view();
+    let jid = kith_protocol::jid::BareJid::parse("user18@example.org").expect("valid");
+    let mut n = 0u64;
+    group.bench_function("one edit on 9k contacts, view kept up", |b| {
+        b.iter(|| {
+            n += 1;
+            let edit = ContactEdit {
+                name: Some(Some(format!("name {n}"))),
+                ..ContactEdit::default()
+            };
+            book.execute(
+                Command::EditContact {
+                    jid: jid.clone(),
+                    edit,
+                },
+                WallTime(10 + n),
+                &mut rng,
+            )
+            .expect("edit");
+            black_box(book.view().contact_count())
+        })
     });
     group.finish();
-    let view = View::build(&replica, &keyring, &mut cache);
-    assert_eq!(view.contacts.len(), 9_000);
 }
 
 criterion_group!(benches, item, view);

@@ -279,8 +279,7 @@ pub fn metacontacts(input: &str) -> Result<Imported, Error> {
 /// name and no group.
 pub fn export_roster(view: &View) -> String {
     let jids: std::collections::BTreeSet<&str> = view
-        .contacts
-        .iter()
+        .contacts()
         .flat_map(|c| c.contact.identities.iter())
         .filter(|i| i.kind == "jid")
         .map(|i| i.value.as_str())

@@ -21,6 +21,9 @@ use crate::record::{DeviceId, ItemId};
 use crate::roster::{Member, Roster};
 use crate::seal::Secret;
 
+/// Most secrets wrapped in one key record: a signcrypt of 16 secrets is about 6 KB,
+/// well within a record however many rotations the keyring has seen.
+pub const SECRETS_PER_DELIVERY: usize = 16;
 /// Largest delivery accepted, in bytes.
 pub const MAX_DELIVERY_BYTES: usize = 32 * 1024;
 

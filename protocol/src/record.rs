@@ -328,6 +328,20 @@ impl Record {
         crate::cbor::encode(&value)
     }
 
+    /// Encodes the record, checking that it is within every limit
+    /// [`Record::decode`] enforces: what is stored or sent can always be read back.
+    pub fn encode_checked(&self) -> Result<Vec<u8>, Error> {
+        check_body(self.space, &self.body)?;
+        let bytes = self.encode();
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(Error::TooLarge {
+                len: bytes.len(),
+                max: MAX_RECORD_BYTES,
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Decodes a record from CBOR. The signature is not checked here: see
     /// [`Record::verify`].
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
@@ -369,21 +383,12 @@ impl Record {
                 let (Value::Text(key), Value::Bytes(data)) = (key, data) else {
                     return Err(Error::BadField("body"));
                 };
-                if key.is_empty() || key.len() > MAX_KEY_ID_BYTES || data.len() > MAX_SEALED_BYTES {
-                    return Err(Error::BadField("body"));
-                }
                 Body::Sealed(Sealed { key, data })
             }
-            Value::Bytes(d) if d.len() <= MAX_SEALED_BYTES => Body::Data(d),
+            Value::Bytes(d) => Body::Data(d),
             _ => return Err(Error::BadField("body")),
         };
-        // Sealed payloads belong to the XEP-0510 nodes, data to roster and keys.
-        match (&body, space.node()) {
-            (Body::Sealed(_), None) | (Body::Data(_), Some(_)) => {
-                return Err(Error::BadField("body"));
-            }
-            _ => {}
-        }
+        check_body(space, &body)?;
         let signature = bytes_n(sig, "signature")?;
         Ok(Self {
             space,
@@ -392,6 +397,26 @@ impl Record {
             body,
             signature,
         })
+    }
+}
+
+/// The limits [`Record::decode`] enforces on a body: sizes, and sealed payloads in
+/// the XEP-0510 nodes only, data in the roster, keys and acknowledgements only.
+fn check_body(space: Space, body: &Body) -> Result<(), Error> {
+    let fits = match body {
+        Body::Tombstone => true,
+        Body::Sealed(s) => {
+            space.node().is_some()
+                && !s.key.is_empty()
+                && s.key.len() <= MAX_KEY_ID_BYTES
+                && s.data.len() <= MAX_SEALED_BYTES
+        }
+        Body::Data(d) => space.node().is_none() && d.len() <= MAX_SEALED_BYTES,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::BadField("body"))
     }
 }
 

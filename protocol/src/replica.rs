@@ -106,6 +106,8 @@ pub struct Replica {
     collected: BTreeMap<(Space, ItemId), (Version, [u8; 64])>,
     /// How far ahead of local wall time a record may be stamped and still apply.
     pub max_ahead_ms: u64,
+    /// Items whose winning record changed since [`Replica::take_touched`].
+    touched: BTreeSet<(Space, ItemId)>,
 }
 
 impl Default for Replica {
@@ -135,6 +137,7 @@ impl Replica {
             shadows: BTreeMap::new(),
             collected: BTreeMap::new(),
             max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
+            touched: BTreeSet::new(),
         }
     }
 
@@ -210,6 +213,14 @@ impl Replica {
     }
 
     fn insert_winner(&mut self, key: (Space, ItemId), record: Record) -> Outcome {
+        let outcome = self.replace_winner(key, record);
+        if outcome.changed() {
+            self.touched.insert(key);
+        }
+        outcome
+    }
+
+    fn replace_winner(&mut self, key: (Space, ItemId), record: Record) -> Outcome {
         match self.records.get_mut(&key) {
             None => {
                 self.records.insert(key, record);
@@ -292,6 +303,7 @@ impl Replica {
         let Some(r) = self.records.remove(&key) else {
             return false;
         };
+        self.touched.insert(key);
         self.shadows.remove(&key);
         self.collected.insert(key, (r.version, r.signature));
         self.drop_quarantined_below(key);
@@ -326,6 +338,7 @@ impl Replica {
             .collect();
         for k in disallowed {
             if let Some(r) = self.records.remove(&k) {
+                self.touched.insert(k);
                 self.quarantine.insert((r.space, r.item, r.signature), r);
                 moved += 1;
                 // The newest version it replaced whose author is allowed comes back.
@@ -371,6 +384,12 @@ impl Replica {
             }
         }
         changed
+    }
+
+    /// The items whose winning record changed (appeared, was replaced, went) since
+    /// the last call, and forgets them.
+    pub fn take_touched(&mut self) -> BTreeSet<(Space, ItemId)> {
+        std::mem::take(&mut self.touched)
     }
 
     /// Records set aside by [`Replica::retain_authors`].

@@ -190,15 +190,12 @@ pub fn run(s: &Scenario) -> Report {
         s.degree,
     );
     let full = s.nodes - s.relays.min(s.nodes.saturating_sub(1));
-    let mut next_jid = 0usize;
+    let mut load = Workload::default();
     if s.contacts > 0 {
         let contacts = (0..s.contacts)
-            .map(|_| {
-                next_jid += 1;
-                Contact {
-                    identities: vec![Identity::jid(&jid(next_jid))],
-                    ..Contact::default()
-                }
+            .map(|_| Contact {
+                identities: vec![Identity::jid(&jid(load.fresh()))],
+                ..Contact::default()
             })
             .collect();
         w.command(0, Command::Import { contacts });
@@ -231,7 +228,7 @@ pub fn run(s: &Scenario) -> Report {
             if !w.nodes[node].online || w.revoked_in(node, node) {
                 continue;
             }
-            edit(&mut w, node, full, &mut next_jid);
+            edit(&mut w, node, full, &mut load);
         }
         while p < partitions.len() && partitions[p].0 <= t {
             let groups = (0..s.nodes).map(|_| w.random(2) as u32).collect();
@@ -336,29 +333,33 @@ pub fn run(s: &Scenario) -> Report {
     }
 }
 
-/// One random edit on `node`.
-fn edit(w: &mut World, node: usize, full: usize, next_jid: &mut usize) {
-    let Some(view) = w.view(node) else { return };
-    let existing: Vec<usize> = view
-        .contacts
-        .iter()
-        .filter_map(|c| c.contact.identities.first())
-        .filter_map(|i| {
-            i.value
-                .strip_prefix('c')
-                .and_then(|v| v.strip_suffix("@sim.lit"))
-                .and_then(|n| n.parse().ok())
-        })
-        .collect();
-    let pick = |w: &mut World| {
-        existing
-            .get(w.random(existing.len() as u64) as usize)
+/// The contacts the workload made: the next JID number, and those believed to exist
+/// (added and not deleted by a command that succeeded).
+#[derive(Debug, Default)]
+struct Workload {
+    next_jid: usize,
+    live: Vec<usize>,
+}
+
+impl Workload {
+    fn fresh(&mut self) -> usize {
+        self.next_jid += 1;
+        self.live.push(self.next_jid);
+        self.next_jid
+    }
+
+    fn pick(&self, w: &mut World) -> Option<usize> {
+        self.live
+            .get(w.random(self.live.len() as u64) as usize)
             .copied()
-    };
+    }
+}
+
+/// One random edit on `node`.
+fn edit(w: &mut World, node: usize, full: usize, load: &mut Workload) {
     match w.random(100) {
         0..40 => {
-            *next_jid += 1;
-            let k = *next_jid;
+            let k = load.fresh();
             w.command(
                 node,
                 Command::AddContact {
@@ -370,8 +371,7 @@ fn edit(w: &mut World, node: usize, full: usize, next_jid: &mut usize) {
         }
         40..50 => {
             // The same new contact added on two devices at once.
-            *next_jid += 1;
-            let k = *next_jid;
+            let k = load.fresh();
             let other = w.random(full as u64) as usize;
             for d in [node, other] {
                 w.command(
@@ -385,7 +385,7 @@ fn edit(w: &mut World, node: usize, full: usize, next_jid: &mut usize) {
             }
         }
         50..75 => {
-            if let Some(k) = pick(w) {
+            if let Some(k) = load.pick(w) {
                 let name = format!("name {}", w.random(1000));
                 let edit = ContactEdit {
                     name: Some(Some(name)),
@@ -395,12 +395,14 @@ fn edit(w: &mut World, node: usize, full: usize, next_jid: &mut usize) {
             }
         }
         75..85 => {
-            if let Some(k) = pick(w) {
-                w.command(node, Command::RemoveContact { jid: jid(k) });
+            if let Some(k) = load.pick(w)
+                && w.command(node, Command::RemoveContact { jid: jid(k) })
+            {
+                load.live.retain(|l| *l != k);
             }
         }
         85..95 => {
-            if let Some(k) = pick(w) {
+            if let Some(k) = load.pick(w) {
                 let group = format!("G{}", w.random(5));
                 let edit = ContactEdit {
                     add_groups: vec![group],

@@ -1,15 +1,15 @@
 //! A device's contact book: its replica, its secrets, its editor, and the merged view,
-//! rebuilt only when something changed.
+//! brought up to date with the items that changed each time it is asked for.
 
 use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
 
 use super::edit::{Command, Editor, Error};
-use super::view::{PayloadCache, View};
+use super::view::View;
 use crate::clock::{Clock, WallTime};
 use crate::record::{Body, DeviceId, ItemId, Record, Space};
 use crate::replica::{Authors, Outcome, Rejected, Replica};
-use crate::seal::Keyring;
+use crate::seal::{Keyring, Opener};
 
 /// One device's local state.
 #[derive(Debug)]
@@ -17,9 +17,12 @@ pub struct Book {
     replica: Replica,
     keyring: Keyring,
     editor: Editor,
-    cache: PayloadCache,
+    opener: Opener,
     view: View,
-    dirty: bool,
+    /// The view must be built from scratch (a restored replica).
+    stale: bool,
+    /// The keyring gained secrets: items waiting for one are read again.
+    keys_changed: bool,
 }
 
 impl Book {
@@ -38,9 +41,10 @@ impl Book {
             replica,
             keyring,
             editor: Editor::new(key, clock),
-            cache: PayloadCache::new(),
+            opener: Opener::new(),
             view: View::default(),
-            dirty: true,
+            stale: true,
+            keys_changed: false,
         }
     }
 
@@ -61,7 +65,7 @@ impl Book {
 
     /// The secrets, to add or revoke some; the view is rebuilt afterwards.
     pub fn keyring_mut(&mut self) -> &mut Keyring {
-        self.dirty = true;
+        self.keys_changed = true;
         &mut self.keyring
     }
 
@@ -72,10 +76,27 @@ impl Book {
 
     /// The merged view.
     pub fn view(&mut self) -> &View {
-        if self.dirty {
-            self.view = View::build(&self.replica, &self.keyring, &mut self.cache);
-            self.dirty = false;
+        let touched = self.replica.take_touched();
+        if self.stale {
+            self.view = View::build(&self.replica, &self.keyring, &mut self.opener);
+            self.stale = false;
+        } else {
+            let waiting: Vec<_> = if self.keys_changed {
+                self.view.waiting().collect()
+            } else {
+                Vec::new()
+            };
+            let changed = touched
+                .into_iter()
+                .filter_map(|(space, item)| space.node().map(|n| (n, item)));
+            self.view.update(
+                &self.replica,
+                &self.keyring,
+                &mut self.opener,
+                changed.chain(waiting),
+            );
         }
+        self.keys_changed = false;
         &self.view
     }
 
@@ -94,7 +115,6 @@ impl Book {
         for r in &records {
             self.replica.insert(r.clone());
         }
-        self.dirty |= !records.is_empty();
         Ok(records)
     }
 
@@ -105,7 +125,7 @@ impl Book {
 
     /// Applies a record authored here (already checked).
     pub fn insert_local(&mut self, record: Record) {
-        self.dirty |= self.replica.insert(record).changed();
+        self.replica.insert(record);
     }
 
     /// Collects a tombstone (see `sync::gc`).
@@ -123,7 +143,6 @@ impl Book {
     pub fn retain_authors(&mut self, authors: &dyn Authors) -> (usize, Vec<Record>) {
         let dropped = self.replica.retain_authors(authors);
         let restored = self.replica.restore(authors);
-        self.dirty |= dropped > 0 || !restored.is_empty();
         (dropped, restored)
     }
 
@@ -139,7 +158,6 @@ impl Book {
         if outcome != Outcome::Held {
             self.editor.observe(hlc, now);
         }
-        self.dirty |= outcome.changed();
         Ok(outcome)
     }
 
@@ -149,7 +167,6 @@ impl Book {
         for r in &released {
             self.editor.observe(r.version.hlc, now);
         }
-        self.dirty |= !released.is_empty();
         released
     }
 }

@@ -300,11 +300,7 @@ impl Editor {
                 for dup in &entry.duplicates {
                     plan.reserve(NodeKind::Groups, *dup);
                 }
-                for c in view
-                    .contacts
-                    .iter()
-                    .filter(|c| c.contact.groups.iter().any(|g| g.id == entry.group.id))
-                {
+                for c in view.contacts_in_group(&entry.group.id) {
                     let mut contact = c.contact.clone();
                     contact.groups.retain(|g| g.id != entry.group.id);
                     plan.write_contact(Some(c), contact, rng);
@@ -312,10 +308,10 @@ impl Editor {
             }
             Command::Import { contacts } => self.plan_import(view, &mut plan, contacts, rng),
             Command::Reseal => {
-                for c in &view.contacts {
+                for c in view.contacts() {
                     plan.write_contact(Some(c), c.contact.clone(), rng);
                 }
-                for entry in view.groups.values() {
+                for entry in view.groups().values() {
                     plan.write(
                         NodeKind::Groups,
                         entry.item,
@@ -325,9 +321,9 @@ impl Editor {
                         plan.reserve(NodeKind::Groups, *dup);
                     }
                 }
-                for (node, items) in &view.reserved {
-                    for item in items {
-                        plan.reserve(*node, *item);
+                for node in NodeKind::ALL {
+                    for item in view.reserved(node) {
+                        plan.reserve(node, *item);
                     }
                 }
             }
@@ -343,17 +339,16 @@ impl Editor {
         contacts: Vec<Contact>,
         rng: &mut R,
     ) {
-        // Existing contacts and those imported so far, by identity.
-        let mut by_identity: HashMap<(String, String), usize> = HashMap::new();
-        let mut merged: Vec<(Option<&MergedContact>, Contact)> = Vec::new();
-        for c in &view.contacts {
-            for id in &c.contact.identities {
-                by_identity.insert((id.kind.clone(), id.value.clone()), merged.len());
-            }
-            merged.push((Some(c), c.contact.clone()));
+        // Where each identity seen so far goes: an existing contact (by survivor) or
+        // a new one (by index); existing contacts are found through the view's index.
+        #[derive(Clone, Copy)]
+        enum Target {
+            Existing(ItemId),
+            New(usize),
         }
-        let existing = merged.len();
-        let mut touched = vec![false; existing];
+        let mut by_identity: HashMap<(String, String), Target> = HashMap::new();
+        let mut touched: BTreeMap<ItemId, Contact> = BTreeMap::new();
+        let mut new: Vec<Contact> = Vec::new();
         for mut incoming in contacts {
             let groups = std::mem::take(&mut incoming.groups);
             incoming.groups = groups
@@ -363,42 +358,54 @@ impl Editor {
                     extra: Extra::default(),
                 })
                 .collect();
-            let hit = incoming
-                .identities
-                .iter()
-                .find_map(|i| by_identity.get(&(i.kind.clone(), i.value.clone())).copied());
-            let index = match hit {
-                Some(i) => {
-                    let target = &mut merged[i].1;
-                    if incoming.name.is_some() {
-                        target.name = incoming.name;
-                    }
-                    for id in incoming.identities {
-                        if !target.identities.iter().any(|x| x.key() == id.key()) {
-                            target.identities.push(id);
-                        }
-                    }
-                    for g in incoming.groups {
-                        push_group(target, g.id);
-                    }
-                    i
+            let hit = incoming.identities.iter().find_map(|i| {
+                by_identity
+                    .get(&(i.kind.clone(), i.value.clone()))
+                    .copied()
+                    .or_else(|| {
+                        view.contact_by_identity(&i.kind, &i.value)
+                            .map(|c| Target::Existing(c.id))
+                    })
+            });
+            let (target, contact) = match hit {
+                Some(Target::Existing(id)) => {
+                    let base = || view.contact(&id).map(|c| c.contact.clone());
+                    let Some(c) = touched.get(&id).cloned().or_else(base) else {
+                        continue;
+                    };
+                    (Target::Existing(id), touched.entry(id).or_insert(c))
                 }
+                Some(Target::New(i)) => (Target::New(i), &mut new[i]),
                 None => {
-                    merged.push((None, incoming));
-                    merged.len() - 1
+                    new.push(Contact {
+                        identities: Vec::new(),
+                        groups: Vec::new(),
+                        ..incoming.clone()
+                    });
+                    let i = new.len() - 1;
+                    (Target::New(i), &mut new[i])
                 }
             };
-            if index < existing {
-                touched[index] = true;
+            if incoming.name.is_some() {
+                contact.name = incoming.name;
             }
-            for id in &merged[index].1.identities {
-                by_identity.insert((id.kind.clone(), id.value.clone()), index);
+            for id in incoming.identities {
+                if !contact.identities.iter().any(|x| x.key() == id.key()) {
+                    contact.identities.push(id);
+                }
+            }
+            for g in incoming.groups {
+                push_group(contact, g.id);
+            }
+            for id in &contact.identities {
+                by_identity.insert((id.kind.clone(), id.value.clone()), target);
             }
         }
-        for (i, (target, contact)) in merged.into_iter().enumerate() {
-            if i >= existing || touched[i] {
-                plan.write_contact(target, contact, rng);
-            }
+        for (id, contact) in touched {
+            plan.write_contact(view.contact(&id), contact, rng);
+        }
+        for contact in new {
+            plan.write_contact(None, contact, rng);
         }
     }
 
@@ -537,7 +544,7 @@ impl<'v> Plan<'v> {
             hex_id(&digest[..8])
         });
         let id = match derived {
-            Some(id) if !self.view.groups.contains_key(&id) => id,
+            Some(id) if !self.view.groups().contains_key(&id) => id,
             _ => {
                 let mut raw = [0u8; 8];
                 rng.fill_bytes(&mut raw);
@@ -587,12 +594,10 @@ impl<'v> Plan<'v> {
             if !self.writes.keys().any(|(n, _)| *n == node) {
                 continue;
             }
-            let unreadable = view.unreadable.keys().filter(|(n, _)| *n == node).count();
-            let mut reserved = view.reserved.get(&node).map_or(0, Vec::len);
+            let unreadable = view.unreadable().keys().filter(|(n, _)| *n == node).count();
+            let mut reserved = view.reserved_count(node);
             let mut real = view.live_items(node) - reserved + unreadable;
-            let mut reserved_before: Vec<ItemId> =
-                view.reserved.get(&node).cloned().unwrap_or_default();
-            reserved_before.sort();
+            let reserved_before: Vec<ItemId> = view.reserved(node).copied().collect();
             let mut reserved_now = reserved_before.clone();
             for ((n, item), w) in &self.writes {
                 if *n != node {

@@ -2,7 +2,7 @@
 //! same on every device whatever order the records arrived in.
 //!
 //! * Contact items that share an identity (type and normalised value) are one
-//!   contact, transitively (union-find over identities).
+//!   contact, transitively.
 //! * Within a contact, members are read newest version first: `name` comes from the
 //!   newest member that has one; identities, groups and unknown extensions are
 //!   unions, in that order.
@@ -13,13 +13,19 @@
 //!   [`MergedContact::unknown_groups`].
 //! * Items that cannot be read yet (unknown secret) or at all (bad payload) are
 //!   listed, never dropped: the records stay in the replica.
+//!
+//! The view is kept up to date incrementally: [`View::update`] reads again only the
+//! items whose records changed, and merges again only the contacts those items
+//! belonged to before and belong to now. An edit therefore costs time in proportion
+//! to what it touched, not to the size of the list; [`View::build`] is the same
+//! update over every item, so both give the same view.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::item;
 use crate::item::{Contact, Group, NodeKind, Payload};
 use crate::jid::BareJid;
-use crate::record::{Body, ItemId, Record, Version};
+use crate::record::{Body, ItemId, Record, Space, Version};
 use crate::replica::Replica;
 use crate::seal::{self, Keyring, Opener};
 
@@ -58,6 +64,10 @@ impl MergedContact {
             .or_else(|| self.contact.identities.first().map(|i| i.value.as_str()))
             .unwrap_or("")
     }
+
+    fn sort_key(&self) -> (String, ItemId) {
+        (self.display_name().to_lowercase(), self.id)
+    }
 }
 
 /// One group of the merged view.
@@ -73,97 +83,127 @@ pub struct GroupEntry {
     pub duplicates: Vec<ItemId>,
 }
 
+/// An item's payload as last read, and the record it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Read {
+    version: Version,
+    signature: [u8; 64],
+    payload: Result<Payload, Unreadable>,
+}
+
+/// An identity as the merge compares them: type and normalised value.
+type IdentityKey = (String, String);
+
 /// The merged state of both nodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct View {
-    /// Contacts, sorted by display name (case-folded), then id.
-    pub contacts: Vec<MergedContact>,
+    /// Contacts by survivor.
+    contacts: BTreeMap<ItemId, MergedContact>,
+    /// Display order: case-folded display name, then survivor.
+    order: BTreeSet<(String, ItemId)>,
     /// Groups by group id.
-    pub groups: BTreeMap<String, GroupEntry>,
+    groups: BTreeMap<String, GroupEntry>,
     /// `<reserved/>` items per node.
-    pub reserved: BTreeMap<NodeKind, Vec<ItemId>>,
+    reserved: BTreeMap<NodeKind, BTreeSet<ItemId>>,
     /// Items that could not be read, per node and item.
-    pub unreadable: BTreeMap<(NodeKind, ItemId), Unreadable>,
-    /// Member item → index in `contacts`.
-    contact_index: BTreeMap<ItemId, usize>,
+    unreadable: BTreeMap<(NodeKind, ItemId), Unreadable>,
+    /// Every live item as last read.
+    items: BTreeMap<(NodeKind, ItemId), Read>,
+    /// Contact item → the survivor of the contact it is part of.
+    contact_index: BTreeMap<ItemId, ItemId>,
+    /// Identity → the contact items that list it.
+    by_identity: BTreeMap<IdentityKey, BTreeSet<ItemId>>,
+    /// Group id → the items that define it.
+    group_defs: BTreeMap<String, BTreeSet<ItemId>>,
     /// Group item (winner or duplicate) → group id.
     group_items: BTreeMap<ItemId, String>,
+    /// Group id → survivors of the contacts that refer to it.
+    group_refs: BTreeMap<String, BTreeSet<ItemId>>,
 }
 
-/// A cached decode: the record version and signature it is for, and the result.
-type CacheEntry = (Version, [u8; 64], Result<Payload, Unreadable>);
-
-/// Opened payloads, kept across view rebuilds so that an unchanged record is opened
-/// only once. Entries for items still waiting for a secret are retried each time.
+/// What an update found to merge again.
 #[derive(Debug, Default)]
-pub struct PayloadCache {
-    opener: Opener,
-    entries: HashMap<(NodeKind, ItemId), CacheEntry>,
+struct Dirty {
+    /// Contact items whose contact (before and after) must be merged again.
+    contacts: BTreeSet<ItemId>,
+    /// Group ids whose definition must be chosen again.
+    groups: BTreeSet<String>,
 }
 
-impl PayloadCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
+/// Reads `record` (a live record of `node`), unless `old` was read from the same
+/// record and is still right; `None` then.
+fn read(
+    record: &Record,
+    node: NodeKind,
+    keyring: &Keyring,
+    opener: &mut Opener,
+    old: Option<&Read>,
+) -> Option<Read> {
+    let Body::Sealed(sealed) = &record.body else {
+        return None;
+    };
+    if let Some(old) = old
+        && old.version == record.version
+        && old.signature == record.signature
+        && !matches!(&old.payload, Err(Unreadable::Waiting(id)) if keyring.get(id).is_some())
+    {
+        return None;
     }
+    let payload = match opener.open(sealed, keyring) {
+        Err(seal::Error::UnknownKey(id)) => Err(Unreadable::Waiting(id)),
+        Err(e) => Err(Unreadable::Sealing(e)),
+        Ok(text) => Payload::parse(&text)
+            .and_then(|p| p.check_node(node).map(|()| p))
+            .map_err(Unreadable::Payload),
+    };
+    Some(Read {
+        version: record.version,
+        signature: record.signature,
+        payload,
+    })
+}
 
-    /// The payload of a sealed record, opened with `keyring` (or from the cache).
-    pub fn decode(
-        &mut self,
-        record: &Record,
-        keyring: &Keyring,
-    ) -> Option<&Result<Payload, Unreadable>> {
-        let Body::Sealed(sealed) = &record.body else {
-            return None;
-        };
-        let node = record.space.node()?;
-        let key = (node, record.item);
-        let fresh = match self.entries.get(&key) {
-            Some((v, sig, result)) => {
-                *v != record.version
-                    || *sig != record.signature
-                    || matches!(result, Err(Unreadable::Waiting(id)) if keyring.get(id).is_some())
-            }
-            None => true,
-        };
-        if fresh {
-            let result = match self.opener.open(sealed, keyring) {
-                Err(seal::Error::UnknownKey(id)) => Err(Unreadable::Waiting(id)),
-                Err(e) => Err(Unreadable::Sealing(e)),
-                Ok(text) => Payload::parse(&text)
-                    .and_then(|p| p.check_node(node).map(|()| p))
-                    .map_err(Unreadable::Payload),
-            };
-            self.entries
-                .insert(key, (record.version, record.signature, result));
-        }
-        self.entries.get(&key).map(|(_, _, r)| r)
-    }
+fn identity_keys(c: &Contact) -> impl Iterator<Item = IdentityKey> + '_ {
+    c.identities
+        .iter()
+        .map(|i| (i.kind.clone(), i.value.clone()))
 }
 
 impl View {
     /// Builds the view of `replica`, opening items with `keyring`.
-    pub fn build(replica: &Replica, keyring: &Keyring, cache: &mut PayloadCache) -> Self {
+    pub fn build(replica: &Replica, keyring: &Keyring, opener: &mut Opener) -> Self {
         let mut view = Self::default();
-        // Open everything first (this fills the cache), then merge over references.
-        let sealed = || {
-            replica
-                .records()
-                .filter_map(|r| r.space.node().map(|n| (n, r)))
-        };
-        for (node, record) in sealed() {
-            if let Some(Err(e)) = cache.decode(record, keyring) {
-                view.unreadable.insert((node, record.item), e.clone());
-            }
-        }
-        let payloads = sealed().filter_map(|(n, r)| match cache.entries.get(&(n, r.item)) {
-            Some((v, sig, Ok(p))) if *v == r.version && *sig == r.signature => {
-                Some((n, r.item, r.version, p))
-            }
-            _ => None,
-        });
-        view.merge(payloads);
+        let all = replica
+            .records()
+            .filter_map(|r| r.space.node().map(|n| (n, r.item)));
+        view.update(replica, keyring, opener, all);
         view
+    }
+
+    /// Brings the view up to date with `replica` for the `touched` items (those
+    /// whose record changed, and those waiting for a secret the keyring now holds);
+    /// items not named are assumed unchanged.
+    pub fn update(
+        &mut self,
+        replica: &Replica,
+        keyring: &Keyring,
+        opener: &mut Opener,
+        touched: impl IntoIterator<Item = (NodeKind, ItemId)>,
+    ) {
+        let mut dirty = Dirty::default();
+        for (node, item) in touched {
+            let old = self.items.get(&(node, item));
+            let new = match replica.get(Space::from(node), &item) {
+                Some(r) if !r.is_tombstone() => match read(r, node, keyring, opener, old) {
+                    Some(new) => Some(new),
+                    None => continue,
+                },
+                _ if old.is_none() => continue,
+                _ => None,
+            };
+            self.set_item(node, item, new, &mut dirty);
+        }
+        self.remerge(dirty);
     }
 
     /// Builds the view from payloads already opened (any order).
@@ -171,56 +211,343 @@ impl View {
         payloads: impl IntoIterator<Item = (NodeKind, ItemId, Version, Payload)>,
     ) -> Self {
         let mut view = Self::default();
-        let mut all: Vec<_> = payloads.into_iter().collect();
-        all.sort_by_key(|a| (a.0, a.1));
-        view.merge(all.iter().map(|(n, i, v, p)| (*n, *i, *v, p)));
+        let mut dirty = Dirty::default();
+        for (node, item, version, payload) in payloads {
+            let read = Read {
+                version,
+                signature: [0; 64],
+                payload: Ok(payload),
+            };
+            view.set_item(node, item, Some(read), &mut dirty);
+        }
+        view.remerge(dirty);
         view
     }
 
-    /// Merges payloads given in (node, item) order.
-    fn merge<'p>(
-        &mut self,
-        payloads: impl Iterator<Item = (NodeKind, ItemId, Version, &'p Payload)>,
-    ) {
-        let mut contacts = Vec::new();
-        let mut groups: BTreeMap<&str, Vec<(Version, ItemId, &Group)>> = BTreeMap::new();
-        for (node, item, version, payload) in payloads {
-            match payload {
-                Payload::Reserved(_) => self.reserved.entry(node).or_default().push(item),
-                Payload::Contact(c) => contacts.push((item, version, c)),
-                Payload::Group(g) => groups.entry(&g.id).or_default().push((version, item, g)),
+    /// The items waiting for a secret.
+    pub fn waiting(&self) -> impl Iterator<Item = (NodeKind, ItemId)> + '_ {
+        self.unreadable
+            .iter()
+            .filter(|(_, u)| matches!(u, Unreadable::Waiting(_)))
+            .map(|(k, _)| *k)
+    }
+
+    /// Replaces what is known of one item, unindexing the old read and indexing the
+    /// new one; what must be merged again goes to `dirty`.
+    fn set_item(&mut self, node: NodeKind, item: ItemId, new: Option<Read>, dirty: &mut Dirty) {
+        if let Some(old) = self.items.remove(&(node, item)) {
+            match old.payload {
+                Ok(Payload::Contact(c)) => {
+                    for k in identity_keys(&c) {
+                        if let Some(set) = self.by_identity.get_mut(&k) {
+                            set.remove(&item);
+                            if set.is_empty() {
+                                self.by_identity.remove(&k);
+                            }
+                        }
+                    }
+                    dirty.contacts.insert(item);
+                }
+                Ok(Payload::Group(g)) => {
+                    if let Some(set) = self.group_defs.get_mut(&g.id) {
+                        set.remove(&item);
+                        if set.is_empty() {
+                            self.group_defs.remove(&g.id);
+                        }
+                    }
+                    self.group_items.remove(&item);
+                    dirty.groups.insert(g.id);
+                }
+                Ok(Payload::Reserved(_)) => {
+                    if let Some(set) = self.reserved.get_mut(&node) {
+                        set.remove(&item);
+                        if set.is_empty() {
+                            self.reserved.remove(&node);
+                        }
+                    }
+                }
+                Err(_) => {
+                    self.unreadable.remove(&(node, item));
+                }
             }
         }
-        for (id, mut defs) in groups {
-            defs.sort_by_key(|d| std::cmp::Reverse((d.0, d.1)));
-            let mut defs = defs.into_iter();
-            let (version, item, group) =
-                defs.next().expect("a group id has at least one definition");
-            let duplicates: Vec<ItemId> = defs.map(|d| d.1).collect();
-            for d in duplicates.iter().chain([&item]) {
-                self.group_items.insert(*d, id.to_owned());
+        let Some(new) = new else { return };
+        match &new.payload {
+            Ok(Payload::Contact(c)) => {
+                for k in identity_keys(c) {
+                    self.by_identity.entry(k).or_default().insert(item);
+                }
+                dirty.contacts.insert(item);
             }
-            self.groups.insert(
-                id.to_owned(),
-                GroupEntry {
+            Ok(Payload::Group(g)) => {
+                self.group_defs
+                    .entry(g.id.clone())
+                    .or_default()
+                    .insert(item);
+                self.group_items.insert(item, g.id.clone());
+                dirty.groups.insert(g.id.clone());
+            }
+            Ok(Payload::Reserved(_)) => {
+                self.reserved.entry(node).or_default().insert(item);
+            }
+            Err(e) => {
+                self.unreadable.insert((node, item), e.clone());
+            }
+        }
+        self.items.insert((node, item), new);
+    }
+
+    /// Chooses the definitions of dirty groups again, then merges dirty contacts
+    /// (and those whose groups appeared or went) again.
+    fn remerge(&mut self, mut dirty: Dirty) {
+        for id in dirty.groups {
+            let existed = self.groups.remove(&id).is_some();
+            let mut defs: Vec<(Version, ItemId, &Group)> = self
+                .group_defs
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .filter_map(|item| match self.items.get(&(NodeKind::Groups, *item)) {
+                    Some(Read {
+                        version,
+                        payload: Ok(Payload::Group(g)),
+                        ..
+                    }) => Some((*version, *item, g)),
+                    _ => None,
+                })
+                .collect();
+            defs.sort_by_key(|d| std::cmp::Reverse((d.0, d.1)));
+            let exists = !defs.is_empty();
+            if let Some(&(version, item, group)) = defs.first() {
+                let entry = GroupEntry {
                     item,
                     version,
                     group: group.clone(),
-                    duplicates,
-                },
-            );
-        }
-        self.contacts = merge_contacts(&contacts, &self.groups);
-        for (i, c) in self.contacts.iter().enumerate() {
-            for (m, _) in &c.members {
-                self.contact_index.insert(*m, i);
+                    duplicates: defs[1..].iter().map(|d| d.1).collect(),
+                };
+                self.groups.insert(id.clone(), entry);
+            }
+            if existed != exists {
+                // Contacts referring to it gain or lose an unknown group.
+                dirty
+                    .contacts
+                    .extend(self.group_refs.get(&id).into_iter().flatten());
             }
         }
+        // Every item of the contacts the dirty items belonged to...
+        let mut region: BTreeSet<ItemId> = BTreeSet::new();
+        for item in &dirty.contacts {
+            if let Some(survivor) = self.contact_index.get(item).copied() {
+                self.remove_contact(survivor, &mut region);
+            }
+            region.insert(*item);
+        }
+        // ...is merged again, with whatever it is connected to now.
+        let mut done: BTreeSet<ItemId> = BTreeSet::new();
+        for start in region {
+            if done.contains(&start) || !self.is_contact_item(&start) {
+                continue;
+            }
+            let mut component = vec![start];
+            done.insert(start);
+            let mut next = 0;
+            while next < component.len() {
+                let item = component[next];
+                next += 1;
+                // A contact outside the region that this one now links to joins whole.
+                if let Some(survivor) = self.contact_index.get(&item).copied() {
+                    let mut more = BTreeSet::new();
+                    self.remove_contact(survivor, &mut more);
+                    for m in more {
+                        if done.insert(m) {
+                            component.push(m);
+                        }
+                    }
+                }
+                let Some(Read {
+                    payload: Ok(Payload::Contact(c)),
+                    ..
+                }) = self.items.get(&(NodeKind::Contacts, item))
+                else {
+                    continue;
+                };
+                let linked: Vec<ItemId> = identity_keys(c)
+                    .filter_map(|k| self.by_identity.get(&k))
+                    .flatten()
+                    .copied()
+                    .collect();
+                for other in linked {
+                    if done.insert(other) {
+                        component.push(other);
+                    }
+                }
+            }
+            self.insert_contact(&component);
+        }
+    }
+
+    fn is_contact_item(&self, item: &ItemId) -> bool {
+        matches!(
+            self.items.get(&(NodeKind::Contacts, *item)),
+            Some(Read {
+                payload: Ok(Payload::Contact(_)),
+                ..
+            })
+        )
+    }
+
+    /// Takes a merged contact out of the view; its members go to `members`.
+    fn remove_contact(&mut self, survivor: ItemId, members: &mut BTreeSet<ItemId>) {
+        let Some(c) = self.contacts.remove(&survivor) else {
+            return;
+        };
+        self.order.remove(&c.sort_key());
+        for (m, _) in &c.members {
+            self.contact_index.remove(m);
+            members.insert(*m);
+        }
+        for g in &c.contact.groups {
+            if let Some(set) = self.group_refs.get_mut(&g.id) {
+                set.remove(&survivor);
+                if set.is_empty() {
+                    self.group_refs.remove(&g.id);
+                }
+            }
+        }
+    }
+
+    /// Merges contact items that share identities (transitively) into one contact.
+    fn insert_contact(&mut self, component: &[ItemId]) {
+        let mut members: Vec<(ItemId, Version, &Contact)> = component
+            .iter()
+            .filter_map(|item| match self.items.get(&(NodeKind::Contacts, *item)) {
+                Some(Read {
+                    version,
+                    payload: Ok(Payload::Contact(c)),
+                    ..
+                }) => Some((*item, *version, c)),
+                _ => None,
+            })
+            .collect();
+        if members.is_empty() {
+            return;
+        }
+        // Newest first.
+        members.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut merged = members[0].2.clone();
+        for (_, _, c) in &members[1..] {
+            if merged.name.is_none() {
+                merged.name.clone_from(&c.name);
+            }
+            for id in &c.identities {
+                if !merged.identities.iter().any(|x| x.key() == id.key()) {
+                    merged.identities.push(id.clone());
+                }
+            }
+            for g in &c.groups {
+                if !merged.groups.iter().any(|x| x.id == g.id) {
+                    merged.groups.push(g.clone());
+                }
+            }
+            merged.extra.absorb(&c.extra);
+        }
+        let version = members[0].1;
+        let mut ids: Vec<(ItemId, Version)> = members.iter().map(|m| (m.0, m.1)).collect();
+        ids.sort();
+        let unknown_groups = merged
+            .groups
+            .iter()
+            .filter(|g| !self.groups.contains_key(&g.id))
+            .map(|g| g.id.clone())
+            .collect();
+        let contact = MergedContact {
+            id: ids[0].0,
+            members: ids,
+            contact: merged,
+            version,
+            unknown_groups,
+        };
+        let survivor = contact.id;
+        for (m, _) in &contact.members {
+            self.contact_index.insert(*m, survivor);
+        }
+        for g in &contact.contact.groups {
+            self.group_refs
+                .entry(g.id.clone())
+                .or_default()
+                .insert(survivor);
+        }
+        self.order.insert(contact.sort_key());
+        self.contacts.insert(survivor, contact);
+    }
+
+    /// The contacts, sorted by display name (case-folded), then id.
+    pub fn contacts(&self) -> impl DoubleEndedIterator<Item = &MergedContact> + '_ {
+        self.order
+            .iter()
+            .filter_map(|(_, id)| self.contacts.get(id))
+    }
+
+    /// How many contacts.
+    pub fn contact_count(&self) -> usize {
+        self.contacts.len()
     }
 
     /// The contact a member item belongs to.
     pub fn contact(&self, item: &ItemId) -> Option<&MergedContact> {
-        self.contact_index.get(item).map(|&i| &self.contacts[i])
+        self.contact_index
+            .get(item)
+            .and_then(|s| self.contacts.get(s))
+    }
+
+    /// The contact with this JID among its identities.
+    pub fn contact_by_jid(&self, jid: &BareJid) -> Option<&MergedContact> {
+        self.contact_by_identity("jid", &jid.to_string())
+    }
+
+    /// The contact with an identity of this type and (normalised) value.
+    pub fn contact_by_identity(&self, kind: &str, value: &str) -> Option<&MergedContact> {
+        self.by_identity
+            .get(&(kind.to_owned(), value.to_owned()))?
+            .iter()
+            .find_map(|item| self.contact(item))
+    }
+
+    /// The contacts that refer to group `id`.
+    pub fn contacts_in_group<'a>(
+        &'a self,
+        id: &str,
+    ) -> impl Iterator<Item = &'a MergedContact> + 'a {
+        self.group_refs
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| self.contacts.get(s))
+    }
+
+    /// Groups by group id.
+    pub fn groups(&self) -> &BTreeMap<String, GroupEntry> {
+        &self.groups
+    }
+
+    /// The group with this name (the first by id if several share it).
+    pub fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
+        self.groups.values().find(|g| g.group.name == name)
+    }
+
+    /// The `<reserved/>` items of `node`, by item id.
+    pub fn reserved(&self, node: NodeKind) -> impl Iterator<Item = &ItemId> + '_ {
+        self.reserved.get(&node).into_iter().flatten()
+    }
+
+    /// How many `<reserved/>` items `node` holds.
+    pub fn reserved_count(&self, node: NodeKind) -> usize {
+        self.reserved.get(&node).map_or(0, BTreeSet::len)
+    }
+
+    /// Items that could not be read, per node and item.
+    pub fn unreadable(&self) -> &BTreeMap<(NodeKind, ItemId), Unreadable> {
+        &self.unreadable
     }
 
     /// Whether `item` is a live item of `node` that is not `<reserved/>`: a
@@ -233,116 +560,12 @@ impl View {
         known || self.unreadable.contains_key(&(node, *item))
     }
 
-    /// The contact with this JID among its identities.
-    pub fn contact_by_jid(&self, jid: &BareJid) -> Option<&MergedContact> {
-        let jid = jid.to_string();
-        self.contacts.iter().find(|c| {
-            c.contact
-                .identities
-                .iter()
-                .any(|i| i.key() == ("jid", jid.as_str()))
-        })
-    }
-
-    /// The group with this name (the first by id if several share it).
-    pub fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
-        self.groups.values().find(|g| g.group.name == name)
-    }
-
     /// Number of live contact and group items (reserved ones included) on `node`.
     pub fn live_items(&self, node: NodeKind) -> usize {
-        let real: usize = match node {
-            NodeKind::Contacts => self.contacts.iter().map(|c| c.members.len()).sum(),
-            NodeKind::Groups => self.groups.values().map(|g| 1 + g.duplicates.len()).sum(),
+        let real = match node {
+            NodeKind::Contacts => self.contact_index.len(),
+            NodeKind::Groups => self.group_items.len(),
         };
-        real + self.reserved.get(&node).map_or(0, Vec::len)
+        real + self.reserved_count(node)
     }
-}
-
-struct UnionFind(Vec<usize>);
-
-impl UnionFind {
-    fn find(&mut self, mut i: usize) -> usize {
-        while self.0[i] != i {
-            self.0[i] = self.0[self.0[i]];
-            i = self.0[i];
-        }
-        i
-    }
-    fn union(&mut self, a: usize, b: usize) {
-        let (a, b) = (self.find(a), self.find(b));
-        if a != b {
-            // The smaller index becomes the root: the result does not depend on call order.
-            let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-            self.0[hi] = lo;
-        }
-    }
-}
-
-/// Merges contact items (sorted by item id) into contacts.
-fn merge_contacts(
-    items: &[(ItemId, Version, &Contact)],
-    groups: &BTreeMap<String, GroupEntry>,
-) -> Vec<MergedContact> {
-    let mut uf = UnionFind((0..items.len()).collect());
-    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
-    for (i, (_, _, c)) in items.iter().enumerate() {
-        for id in &c.identities {
-            match seen.get(&id.key()) {
-                Some(&j) => uf.union(i, j),
-                None => {
-                    seen.insert(id.key(), i);
-                }
-            }
-        }
-    }
-    let mut components: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for i in 0..items.len() {
-        let root = uf.find(i);
-        components.entry(root).or_default().push(i);
-    }
-    let mut out: Vec<MergedContact> = components
-        .into_values()
-        .map(|mut members| {
-            // Newest first.
-            members.sort_by(|&a, &b| items[b].1.cmp(&items[a].1));
-            let mut merged = items[members[0]].2.clone();
-            for &m in &members[1..] {
-                let c = items[m].2;
-                if merged.name.is_none() {
-                    merged.name.clone_from(&c.name);
-                }
-                for id in &c.identities {
-                    if !merged.identities.iter().any(|x| x.key() == id.key()) {
-                        merged.identities.push(id.clone());
-                    }
-                }
-                for g in &c.groups {
-                    if !merged.groups.iter().any(|x| x.id == g.id) {
-                        merged.groups.push(g.clone());
-                    }
-                }
-                merged.extra.absorb(&c.extra);
-            }
-            let version = items[members[0]].1;
-            let mut ids: Vec<(ItemId, Version)> =
-                members.iter().map(|&m| (items[m].0, items[m].1)).collect();
-            ids.sort();
-            let unknown_groups = merged
-                .groups
-                .iter()
-                .filter(|g| !groups.contains_key(&g.id))
-                .map(|g| g.id.clone())
-                .collect();
-            MergedContact {
-                id: ids[0].0,
-                members: ids,
-                contact: merged,
-                version,
-                unknown_groups,
-            }
-        })
-        .collect();
-    out.sort_by_cached_key(|c| (c.display_name().to_lowercase(), c.id));
-    out
 }

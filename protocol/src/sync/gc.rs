@@ -1,8 +1,9 @@
 //! Tombstone collection by acknowledgement, in two phases.
 //!
-//! Each device (relays too) keeps one record in [`Space::Acks`] listing, for every
-//! tombstone it knows, the space, the item id, the first 8 bytes of the tombstone's
-//! signature (which name that exact record) and a phase:
+//! Each device (relays too) acknowledges the tombstones it knows in records of
+//! [`Space::Acks`], one per shard ([`SHARDS`] of them, by the tombstone's item id),
+//! each listing, for every tombstone of its shard, the space, the item id, the first
+//! 8 bytes of the tombstone's signature (which name that exact record) and a phase:
 //!
 //! 1. *holds*: the tombstone is in its replica;
 //! 2. *collected*: it removed the tombstone and only remembers its version, refusing
@@ -14,19 +15,29 @@
 //! holds the tombstone any more, so none can offer it again. A device that stays away
 //! holds everything up until it comes back or is revoked. Frames from revoked devices
 //! are refused by the engine, so what they still hold cannot come back.
+//!
+//! Bounds, whatever the number of tombstones: a shard's record lists at most
+//! [`MAX_ACKED`] entries, so that it always fits in a record. Entries in phase 2 come
+//! first (their memory is forgotten sooner), then phase 1, each in key order; what
+//! does not fit is acknowledged once earlier entries are forgotten. Only the agreed
+//! intersection is ever collected, so listing less delays collection and never makes
+//! it unsafe. A member with no record for a shard acknowledges nothing in it.
 
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::record::{Body, DeviceId, ItemId, Space};
+use crate::record::{Body, DeviceId, ItemId, Record, Space};
 use crate::replica::Replica;
 use crate::roster::Roster;
+use crate::seal::MAX_SEALED_BYTES;
 
 /// Bytes of one acknowledged entry: space, item id, signature prefix, phase.
 const ENTRY: usize = 1 + 16 + 8 + 1;
-/// Most entries one acknowledgement lists.
-pub const MAX_ACKED: usize = 100_000;
+/// Shards of a device's acknowledgements (by the high nibble of the item id).
+pub const SHARDS: usize = 16;
+/// Most entries one acknowledgement record lists: what fits in a record's body.
+pub const MAX_ACKED: usize = MAX_SEALED_BYTES / ENTRY;
 /// Phase 1: the tombstone is held.
 pub const HOLDS: u8 = 1;
 /// Phase 2: the tombstone was collected.
@@ -35,8 +46,24 @@ pub const COLLECTED: u8 = 2;
 /// What names one tombstone: space code, item id, signature prefix.
 pub type Key = (u8, [u8; 16], [u8; 8]);
 
-/// The item of `device`'s acknowledgement record.
-pub fn item(device: &DeviceId) -> ItemId {
+/// The acknowledgements of one device: per shard, key → phase.
+pub type Acked = [BTreeMap<Key, u8>; SHARDS];
+
+/// The item of `device`'s acknowledgement record for `shard`.
+pub fn item(device: &DeviceId, shard: usize) -> ItemId {
+    let d = Sha256::new()
+        .chain_update(b"kith acks\0")
+        .chain_update(device.0)
+        .chain_update([shard as u8])
+        .finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    ItemId(id)
+}
+
+/// The item of the single acknowledgement record earlier versions wrote (no shards,
+/// no bound); a device retracts its own when it first acknowledges by shard.
+pub fn legacy_item(device: &DeviceId) -> ItemId {
     let d = Sha256::new()
         .chain_update(b"kith acks\0")
         .chain_update(device.0)
@@ -46,27 +73,34 @@ pub fn item(device: &DeviceId) -> ItemId {
     ItemId(id)
 }
 
+/// The shard of an item.
+pub fn shard_of(item: &ItemId) -> usize {
+    usize::from(item.0[0] >> 4)
+}
+
 fn key(space: Space, item: &ItemId, signature: &[u8; 64]) -> Key {
     let mut sig = [0u8; 8];
     sig.copy_from_slice(&signature[..8]);
     (space.code(), item.0, sig)
 }
 
-/// What this replica acknowledges: its tombstones (phase 1) and collected ones
-/// (phase 2), sorted by key.
-pub fn entries(replica: &Replica) -> Vec<(Key, u8)> {
-    let mut out: Vec<(Key, u8)> = replica
-        .records()
-        .filter(|r| r.is_tombstone())
-        .map(|r| (key(r.space, &r.item, &r.signature), HOLDS))
-        .chain(
-            replica
-                .collected()
-                .map(|((space, item), (_, sig))| (key(*space, item, sig), COLLECTED)),
-        )
-        .collect();
-    out.sort_unstable();
-    out.truncate(MAX_ACKED);
+/// What this replica acknowledges, per shard: its collected tombstones (phase 2),
+/// then those it holds (phase 1), each in key order, at most [`MAX_ACKED`] a shard.
+pub fn entries(replica: &Replica) -> [Vec<(Key, u8)>; SHARDS] {
+    let mut collected: [Vec<(Key, u8)>; SHARDS] = Default::default();
+    let mut holds: [Vec<(Key, u8)>; SHARDS] = Default::default();
+    for ((space, item), (_, sig)) in replica.collected() {
+        collected[shard_of(item)].push((key(*space, item, sig), COLLECTED));
+    }
+    for r in replica.records().filter(|r| r.is_tombstone()) {
+        holds[shard_of(&r.item)].push((key(r.space, &r.item, &r.signature), HOLDS));
+    }
+    let mut out: [Vec<(Key, u8)>; SHARDS] = Default::default();
+    for (s, out) in out.iter_mut().enumerate() {
+        collected[s].sort_unstable();
+        holds[s].sort_unstable();
+        out.extend(collected[s].iter().chain(&holds[s]).take(MAX_ACKED));
+    }
     out
 }
 
@@ -101,10 +135,17 @@ pub fn decode(body: &[u8]) -> Option<BTreeMap<Key, u8>> {
     Some(out)
 }
 
+/// `device`'s acknowledgement record for `shard`, if it wrote one.
+pub fn record<'a>(replica: &'a Replica, device: &DeviceId, shard: usize) -> Option<&'a Record> {
+    replica
+        .get(Space::Acks, &item(device, shard))
+        .filter(|r| r.author() == *device)
+}
+
 /// Decoded acknowledgements, kept by the signature of the record they came from.
 #[derive(Debug, Default)]
 pub struct Acks {
-    decoded: BTreeMap<DeviceId, ([u8; 64], BTreeMap<Key, u8>)>,
+    decoded: BTreeMap<(DeviceId, usize), ([u8; 64], BTreeMap<Key, u8>)>,
 }
 
 /// What a collection pass does.
@@ -117,55 +158,68 @@ pub struct Pass {
 }
 
 impl Acks {
-    /// The lowest phase every active member of `roster` acknowledges for each key,
-    /// or `None` when some active member has no acknowledgement yet.
-    fn agreed(&mut self, replica: &Replica, roster: &Roster) -> Option<BTreeMap<Key, u8>> {
-        let mut agreed: Option<BTreeMap<Key, u8>> = None;
-        for m in roster.active() {
-            let record = replica.get(Space::Acks, &item(&m.entry.device))?;
-            let Body::Data(body) = &record.body else {
-                return None;
-            };
-            let cached = self
-                .decoded
-                .get(&m.entry.device)
-                .filter(|(sig, _)| *sig == record.signature);
-            let acks = match cached {
-                Some((_, acks)) => acks.clone(),
-                None => {
-                    let acks = decode(body).unwrap_or_default();
-                    self.decoded
-                        .insert(m.entry.device, (record.signature, acks.clone()));
+    /// What `device` acknowledges in `shard` (nothing when it wrote no record, or
+    /// one that does not decode).
+    fn of(&mut self, replica: &Replica, device: &DeviceId, shard: usize) -> BTreeMap<Key, u8> {
+        let Some(record) = record(replica, device, shard) else {
+            return BTreeMap::new();
+        };
+        let Body::Data(body) = &record.body else {
+            return BTreeMap::new();
+        };
+        if let Some((sig, acks)) = self.decoded.get(&(*device, shard))
+            && *sig == record.signature
+        {
+            return acks.clone();
+        }
+        let acks = decode(body).unwrap_or_default();
+        self.decoded
+            .insert((*device, shard), (record.signature, acks.clone()));
+        acks
+    }
+
+    /// The lowest phase every active member of `roster` acknowledges for each key.
+    fn agreed(&mut self, replica: &Replica, roster: &Roster) -> Acked {
+        let mut agreed: Acked = Default::default();
+        for (shard, agreed) in agreed.iter_mut().enumerate() {
+            let mut first = true;
+            for m in roster.active() {
+                let acks = self.of(replica, &m.entry.device, shard);
+                *agreed = if first {
                     acks
+                } else {
+                    std::mem::take(agreed)
+                        .into_iter()
+                        .filter_map(|(k, phase)| acks.get(&k).map(|p| (k, phase.min(*p))))
+                        .collect()
+                };
+                first = false;
+                if agreed.is_empty() {
+                    break;
                 }
-            };
-            agreed = Some(match agreed {
-                None => acks,
-                Some(a) => a
-                    .into_iter()
-                    .filter_map(|(k, phase)| acks.get(&k).map(|p| (k, phase.min(*p))))
-                    .collect(),
-            });
+            }
         }
         agreed
     }
 
     /// What may be collected and forgotten now.
     pub fn pass(&mut self, replica: &Replica, roster: &Roster) -> Pass {
-        let Some(agreed) = self.agreed(replica, roster) else {
+        let agreed = self.agreed(replica, roster);
+        if agreed.iter().all(BTreeMap::is_empty) {
             return Pass::default();
-        };
+        }
         let collect = replica
             .records()
             .filter(|r| {
-                r.is_tombstone() && agreed.contains_key(&key(r.space, &r.item, &r.signature))
+                r.is_tombstone()
+                    && agreed[shard_of(&r.item)].contains_key(&key(r.space, &r.item, &r.signature))
             })
             .map(|r| (r.space, r.item))
             .collect();
         let forget = replica
             .collected()
             .filter(|((space, item), (_, sig))| {
-                agreed.get(&key(*space, item, sig)) == Some(&COLLECTED)
+                agreed[shard_of(item)].get(&key(*space, item, sig)) == Some(&COLLECTED)
             })
             .map(|(k, _)| *k)
             .collect();
@@ -176,6 +230,8 @@ impl Acks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Hlc;
+    use ed25519_dalek::SigningKey;
 
     #[test]
     fn acknowledgements_round_trip_and_reject_garbage() {
@@ -186,5 +242,78 @@ mod tests {
         assert_eq!(decode(&encode(&e)), Some(e.into_iter().collect()));
         assert_eq!(decode(&[0; 25]), None);
         assert_eq!(decode(&[0; 26]), None, "phase 0 does not exist");
+    }
+
+    #[test]
+    fn any_number_of_tombstones_fits_in_records() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let mut replica = Replica::new();
+        for i in 0..100_000u32 {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+            id[4..8].copy_from_slice(&i.to_be_bytes());
+            let hlc = Hlc {
+                wall_ms: 1,
+                counter: i,
+            };
+            replica.insert(Record::sign(
+                Space::Contacts,
+                ItemId(id),
+                hlc,
+                Body::Tombstone,
+                &key,
+            ));
+        }
+        let all = entries(&replica);
+        for shard in &all {
+            assert_eq!(shard.len(), MAX_ACKED, "every shard is full");
+            let body = encode(shard);
+            assert!(body.len() <= MAX_SEALED_BYTES);
+            let r = Record::sign(
+                Space::Acks,
+                item(&DeviceId([1; 32]), 0),
+                Hlc {
+                    wall_ms: 2,
+                    counter: 0,
+                },
+                Body::Data(body),
+                &key,
+            );
+            let bytes = r.encode();
+            assert_eq!(Record::decode(&bytes).as_ref(), Ok(&r), "it reads back");
+        }
+    }
+
+    #[test]
+    fn collected_entries_come_first() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let mut replica = Replica::new();
+        let ids: Vec<ItemId> = (0..=MAX_ACKED as u32)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[12..].copy_from_slice(&i.to_be_bytes());
+                ItemId(id)
+            })
+            .collect();
+        for (n, id) in ids.iter().enumerate() {
+            let hlc = Hlc {
+                wall_ms: 1,
+                counter: n as u32,
+            };
+            replica.insert(Record::sign(
+                Space::Contacts,
+                *id,
+                hlc,
+                Body::Tombstone,
+                &key,
+            ));
+        }
+        // The largest key is collected: it must still be listed, ahead of the rest.
+        let last = *ids.last().expect("not empty");
+        assert!(replica.collect(Space::Contacts, &last));
+        let shard = &entries(&replica)[0];
+        assert_eq!(shard.len(), MAX_ACKED);
+        assert_eq!(shard[0].0.1, last.0);
+        assert_eq!(shard[0].1, COLLECTED);
     }
 }

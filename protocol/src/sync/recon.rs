@@ -36,6 +36,57 @@ pub const MAX_RANGES: usize = 4096;
 pub const MAX_IDS: usize = 16_384;
 /// Most needed prefixes in one message.
 pub const MAX_NEED: usize = 16_384;
+/// Most bytes the ranges and needs of one message take on the wire. A reply that
+/// would grow past this (or past [`MAX_RANGES`], [`MAX_IDS`], [`MAX_NEED`]) answers
+/// the rest of the key space with one fingerprint, which the next round splits
+/// again: every message stays within what the peer accepts, at any divergence.
+pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
+
+/// Upper bound of the wire size of one range (CBOR: array, bound, part).
+fn range_bytes(part: &Part) -> usize {
+    12 + match part {
+        Part::Skip => 1,
+        Part::Fingerprint { .. } => 15,
+        Part::Ids(v) => 5 + 6 * v.len(),
+    }
+}
+
+/// What a reply has taken of its budget.
+#[derive(Debug, Default)]
+struct Budget {
+    bytes: usize,
+    ranges: usize,
+    ids: usize,
+    need: usize,
+}
+
+impl Budget {
+    /// Room for the worst case of answering one more range with `theirs` entries
+    /// listed by the peer, keeping room for the closing fingerprint.
+    fn has_room(&self, theirs: usize) -> bool {
+        let worst = (BRANCH + 1) * range_bytes(&Part::Fingerprint { count: 0, fp: 0 })
+            + range_bytes(&Part::Ids(vec![0; LEAF]))
+            + 3 * theirs
+            + 32;
+        self.bytes + worst <= MAX_MESSAGE_BYTES
+            && self.ranges + BRANCH + 2 <= MAX_RANGES
+            && self.ids + LEAF <= MAX_IDS
+            && self.need + theirs <= MAX_NEED
+    }
+
+    fn count(&mut self, reply: &Message, from: usize, need_before: usize) {
+        for (_, p) in &reply.ranges[from..] {
+            self.bytes += range_bytes(p);
+            self.ranges += 1;
+            if let Part::Ids(v) = p {
+                self.ids += v.len();
+            }
+        }
+        let need = reply.need.len() - need_before;
+        self.need += need;
+        self.bytes += 3 * need;
+    }
+}
 
 /// The key of a record: the space (pubsub node, roster, …) and the item id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -243,11 +294,26 @@ impl Set {
         let mut send = self.resolve(&msg.need);
         let mut lo = 0usize;
         let mut prev: Option<Bound> = None;
+        let mut budget = Budget::default();
         for (hi, part) in &msg.ranges {
             if prev.is_some_and(|p| p >= *hi) || prev == Some(Bound::End) {
                 return Err(Error::Unordered);
             }
+            let theirs = if let Part::Ids(v) = part { v.len() } else { 0 };
+            if prev.is_some() && !budget.has_room(theirs) {
+                // Out of room: the rest of the key space is left for the next round.
+                reply.ranges.push((
+                    Bound::End,
+                    Part::Fingerprint {
+                        count: (self.len() - lo) as u32,
+                        fp: self.fingerprint(lo..self.len()),
+                    },
+                ));
+                prev = Some(Bound::End);
+                break;
+            }
             prev = Some(*hi);
+            let (ranges_before, need_before) = (reply.ranges.len(), reply.need.len());
             let end = self.upper_index(hi).max(lo);
             let r = lo..end;
             lo = end;
@@ -285,6 +351,7 @@ impl Set {
                     reply.ranges.push((*hi, Part::Skip));
                 }
             }
+            budget.count(&reply, ranges_before, need_before);
         }
         if prev != Some(Bound::End) && !msg.ranges.is_empty() {
             return Err(Error::Incomplete);
@@ -342,6 +409,8 @@ mod tests {
                 (a, &mut a_sends)
             };
             let (reply, send) = side.respond(&msg, salt).expect("valid message");
+            assert!(size(&reply) <= MAX_MESSAGE_BYTES, "{} bytes", size(&reply));
+            assert!(rtt < 1_000, "the exchange ends");
             sends.extend(send);
             if turn_b {
                 rtt += 1;
@@ -440,6 +509,37 @@ mod tests {
         assert_eq!(rtt, 1);
         assert!(sa.is_empty());
         assert_eq!(sb.len(), 5_000);
+    }
+
+    /// `a` holds `shared + extra_a` entries, `b` `shared + extra_b`, with no extra
+    /// key in common.
+    fn diverged(shared: u64, extra_a: u64, extra_b: u64) -> (Set, Set) {
+        let a = Set::new((0..shared + extra_a).map(|i| (key(i), hash(i, 1))));
+        let b = Set::new(
+            (0..shared)
+                .chain(shared + extra_a..shared + extra_a + extra_b)
+                .map(|i| (key(i), hash(i, 1))),
+        );
+        (a, b)
+    }
+
+    #[test]
+    fn any_divergence_stays_within_the_limits() {
+        for (shared, extra_a, extra_b) in [
+            (20_000, 20_000, 0),
+            (20_000, 0, 20_000),
+            (1_000, 40_000, 40_000),
+            (0, 100_000, 0),
+            (50_000, 100_000, 100_000),
+        ] {
+            let (a, b) = diverged(shared, extra_a, extra_b);
+            let (rtt, bytes, sa, sb) = exchange(&a, &b);
+            assert_eq!(sa.len() as u64, extra_a, "a sends what b lacks");
+            assert_eq!(sb.len() as u64, extra_b, "b sends what a lacks");
+            eprintln!(
+                "{shared} shared, {extra_a} and {extra_b} apart: {rtt} round trips, {bytes} bytes"
+            );
+        }
     }
 
     #[test]

@@ -33,13 +33,13 @@ impl World {
             .iter()
             .map(|s| format!("{}{}", &s.id[..4], if s.revoked { "r" } else { "" }))
             .collect();
-        let view = e.book().view().clone();
+        let view = e.book().view();
         format!(
             "online {online} peers {peers} records {n} held {held} roster {} keys {:?} contacts {} unreadable {}",
             roster.join(""),
             keys,
-            view.contacts.len(),
-            view.unreadable.len()
+            view.contact_count(),
+            view.unreadable().len()
         )
     }
 

@@ -8,7 +8,7 @@ use super::{Engine, Event, Now, Output};
 use crate::clock::WallTime;
 use crate::contacts::Command;
 use crate::item::NodeKind;
-use crate::keys::Delivery;
+use crate::keys::{Delivery, SECRETS_PER_DELIVERY};
 use crate::record::{Body, DeviceId, Record, Space};
 use crate::roster::{Entry, Role, Roster};
 use crate::seal::Secret;
@@ -132,35 +132,36 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.written(now, records);
     }
 
-    /// Key records carrying `secrets` to each device in `to`.
+    /// Key records carrying `secrets` to each device in `to`: one record per device
+    /// and [`SECRETS_PER_DELIVERY`] secrets, so that a record stays within its limits
+    /// however many rotations the keyring has seen.
     pub(super) fn deliver(&mut self, now: Now, to: &[DeviceId], secrets: &[Secret]) -> Vec<Record> {
-        let Some(first) = secrets.first() else {
-            return Vec::new();
-        };
         let mut records = Vec::new();
         for device in to {
             let Some(member) = self.roster.get(device).cloned() else {
                 continue;
             };
-            match self.wrap.wrap(secrets, &member, now.wall, &mut self.rng) {
-                Ok(wrapped) => {
-                    let body = Body::Data(
-                        Delivery {
-                            to: *device,
-                            wrapped,
-                        }
-                        .encode(),
-                    );
-                    let record = self.book.sign(
-                        Space::Keys,
-                        Delivery::item(device, &first.id),
-                        body,
-                        now.wall,
-                    );
-                    self.book.insert_local(record.clone());
-                    records.push(record);
+            for chunk in secrets.chunks(SECRETS_PER_DELIVERY) {
+                match self.wrap.wrap(chunk, &member, now.wall, &mut self.rng) {
+                    Ok(wrapped) => {
+                        let body = Body::Data(
+                            Delivery {
+                                to: *device,
+                                wrapped,
+                            }
+                            .encode(),
+                        );
+                        let record = self.book.sign(
+                            Space::Keys,
+                            Delivery::item(device, &chunk[0].id),
+                            body,
+                            now.wall,
+                        );
+                        self.book.insert_local(record.clone());
+                        records.push(record);
+                    }
+                    Err(e) => self.outputs.push_back(Output::Event(Event::KeysRefused(e))),
                 }
-                Err(e) => self.outputs.push_back(Output::Event(Event::KeysRefused(e))),
             }
         }
         records

@@ -16,7 +16,7 @@ use super::wire::{self, Frame};
 use crate::clock::WallTime;
 use crate::contacts::{self, Book, Command};
 use crate::keys::KeyWrap;
-use crate::record::{DeviceId, ItemId, Record, Space};
+use crate::record::{Body, DeviceId, ItemId, Record, Space};
 use crate::replica::{Outcome, Rejected};
 use crate::roster::{Entry, Roster};
 
@@ -245,8 +245,6 @@ pub struct Engine<P> {
     base_secrets: BTreeSet<String>,
     /// When acknowledgements and collection run next.
     next_ack_ms: u64,
-    /// What this device last acknowledged.
-    last_ack: Vec<(gc::Key, u8)>,
     /// Decoded acknowledgements of every device.
     acks: gc::Acks,
     /// Key records addressed here that unwrapped: item → (version, secret ids).
@@ -287,7 +285,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             base_secrets,
             unwrapped: BTreeMap::new(),
             next_ack_ms: now.mono_ms,
-            last_ack: Vec::new(),
             acks: gc::Acks::default(),
             rng: ChaCha20Rng::from_seed(seed),
             peers: BTreeMap::new(),
@@ -436,14 +433,39 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 forget: pass.forget,
             });
         }
-        let entries = gc::entries(self.book.replica());
-        if entries != self.last_ack {
-            let body = crate::record::Body::Data(gc::encode(&entries));
-            let record = self.book.sign(Space::Acks, gc::item(&me), body, now.wall);
-            self.book.insert_local(record.clone());
-            self.last_ack = entries;
-            self.written(now, vec![record]);
+        let mut records = Vec::new();
+        for (shard, entries) in gc::entries(self.book.replica()).into_iter().enumerate() {
+            let body = gc::encode(&entries);
+            let written = gc::record(self.book.replica(), &me, shard).map(|r| &r.body);
+            let unchanged = match written {
+                Some(Body::Data(old)) => *old == body,
+                _ => body.is_empty(),
+            };
+            if !unchanged {
+                let item = gc::item(&me, shard);
+                records.push(
+                    self.book
+                        .sign(Space::Acks, item, Body::Data(body), now.wall),
+                );
+            }
         }
+        // Earlier versions acknowledged in one unbounded record: retract it.
+        let legacy = gc::legacy_item(&me);
+        if self
+            .book
+            .replica()
+            .get(Space::Acks, &legacy)
+            .is_some_and(|r| r.author() == me && !r.is_tombstone())
+        {
+            records.push(
+                self.book
+                    .sign(Space::Acks, legacy, Body::Tombstone, now.wall),
+            );
+        }
+        for r in &records {
+            self.book.insert_local(r.clone());
+        }
+        self.written(now, records);
     }
 
     fn timers(&mut self, now: Now) {
