@@ -15,11 +15,14 @@
 //! strict: the input is at most [`MAX_RECORD_BYTES`], nesting is bounded, every field
 //! has its exact type and size, and nothing may follow the record.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use ciborium::value::Value;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
 
 use crate::clock::Hlc;
 use crate::item::NodeKind;
@@ -296,10 +299,18 @@ impl Record {
 
     /// Checks the signature against the author's key.
     pub fn verify(&self) -> Result<(), Error> {
+        self.verify_message(&signed_bytes(
+            self.space,
+            &self.item,
+            &self.version,
+            &self.body,
+        ))
+    }
+
+    fn verify_message(&self, msg: &[u8]) -> Result<(), Error> {
         let key =
             VerifyingKey::from_bytes(&self.version.device.0).map_err(|_| Error::BadSignature)?;
-        let msg = signed_bytes(self.space, &self.item, &self.version, &self.body);
-        key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
+        key.verify_strict(msg, &Signature::from_bytes(&self.signature))
             .map_err(|_| Error::BadSignature)
     }
 
@@ -417,6 +428,45 @@ fn check_body(space: Space, body: &Body) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::BadField("body"))
+    }
+}
+
+/// Signatures that verified, by a digest of the signed bytes and the signature. The
+/// same bytes verify the same way everywhere, so a verification need not be done
+/// twice: a device meets the same record again in gossip and reconciliation, and the
+/// simulator shares one set among all its devices. Clones share the set.
+#[derive(Debug, Clone, Default)]
+pub struct Verified(Arc<Mutex<HashSet<[u8; 32]>>>);
+
+impl Verified {
+    /// Most digests kept; the set starts again when full.
+    pub const CAPACITY: usize = 1 << 20;
+
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`Record::verify`], remembering success.
+    pub fn verify(&self, record: &Record) -> Result<(), Error> {
+        let msg = signed_bytes(record.space, &record.item, &record.version, &record.body);
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(&msg)
+            .chain_update(record.signature)
+            .finalize()
+            .into();
+        // A poisoned lock only loses the shortcut: verify as if nothing was known.
+        if self.0.lock().is_ok_and(|set| set.contains(&digest)) {
+            return Ok(());
+        }
+        record.verify_message(&msg)?;
+        if let Ok(mut set) = self.0.lock() {
+            if set.len() >= Self::CAPACITY {
+                set.clear();
+            }
+            set.insert(digest);
+        }
+        Ok(())
     }
 }
 

@@ -91,6 +91,13 @@ struct Opts {
     /// Direct links per device for reconciliation (gossip reaches every device).
     #[arg(long, default_value_t = 8)]
     degree: usize,
+    /// Devices offline for the whole fault phase (they miss the import and every
+    /// edit, and hold back tombstone collection).
+    #[arg(long, default_value_t = 0)]
+    offline: usize,
+    /// Length of the fault phase, virtual seconds.
+    #[arg(long, default_value_t = 60)]
+    fault_secs: u64,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -110,6 +117,9 @@ impl Opts {
         if nodes == 0 {
             return Err("--nodes must be at least 1".into());
         }
+        if self.offline >= nodes {
+            return Err("--offline must leave device 0 and be below --nodes".into());
+        }
         Ok(Scenario {
             nodes,
             contacts: self.contacts,
@@ -125,6 +135,8 @@ impl Opts {
             revocations: self.revocations,
             real_crypto: self.real_crypto,
             degree: self.degree,
+            offline: self.offline,
+            fault_ms: self.fault_secs.saturating_mul(1_000),
             seed: self.seed,
         })
     }
@@ -139,9 +151,9 @@ fn main() -> ExitCode {
                 println!("{}", r.to_json());
             } else {
                 println!(
-                    "{} devices, seed {}: converged {} in {} ms of simulated time; lost writes {}, resurrections {}, rejected {}; {} messages, {} bytes; at most {} round trips; {} ms wall",
+                    "{} devices, seed {}: converged {} in {} ms of simulated time; lost writes {}, resurrections {}, rejected {}, bad frames {}, unstorable records {}; {} messages, {} bytes; at most {} round trips; {} ms wall",
                     r.nodes, r.seed, r.converged, r.sim_time_to_converge_ms, r.lost_writes, r.resurrections,
-                    r.rejected_records, r.messages_total, r.bytes_total, r.max_reconcile_round_trips, r.wall_ms
+                    r.rejected_records, r.bad_frames, r.unstorable_records, r.messages_total, r.bytes_total, r.max_reconcile_round_trips, r.wall_ms
                 );
             }
             r.ok()

@@ -1,11 +1,17 @@
 //! A scenario: devices, workload and faults; [`run`] plays it and checks the
 //! invariants, returning a [`Report`].
 //!
-//! A run has two phases. During the fault phase (60 s of virtual time) devices edit
-//! while links lose, duplicate and reorder messages, partitions split and heal,
-//! devices go offline and come back, and crash (losing everything not persisted).
-//! Then every fault but loss and duplication stops, every device comes back online
-//! and the run continues until the devices converge (or 10 virtual minutes pass).
+//! A run has two phases. During the fault phase (60 s of virtual time by default)
+//! devices edit while links lose, duplicate and reorder messages, partitions split
+//! and heal, devices go offline and come back, and crash (losing everything not
+//! persisted); `offline` devices stay away throughout, so that nothing is collected
+//! and they come back far behind. Then every fault but loss and duplication stops,
+//! every device comes back online and the run continues until the devices converge
+//! (or 10 virtual minutes pass).
+//!
+//! The simulated devices run the node's engine with the node's limits: frames are
+//! decoded by the same code and bounds, and a record the node's store would refuse
+//! to write (one it could not read back) fails the run.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -50,6 +56,10 @@ pub struct Scenario {
     /// Direct links per device for reconciliation (gossip reaches everyone in the
     /// partition); a full mesh when it is at least `nodes - 1`.
     pub degree: usize,
+    /// Devices (never device 0) offline for the whole fault phase.
+    pub offline: usize,
+    /// Length of the fault phase, virtual ms.
+    pub fault_ms: u64,
     /// Seed of everything random.
     pub seed: u64,
 }
@@ -71,6 +81,8 @@ impl Default for Scenario {
             revocations: 0,
             real_crypto: false,
             degree: 8,
+            offline: 0,
+            fault_ms: 60_000,
             seed: 1,
         }
     }
@@ -106,6 +118,11 @@ pub struct Report {
     pub messages_total: u64,
     /// Most round trips any reconciliation took.
     pub max_reconcile_round_trips: u32,
+    /// Frames refused as malformed or over their limits (an engine sent what its
+    /// peer cannot read).
+    pub bad_frames: u64,
+    /// Records the node's store would have refused to write.
+    pub unstorable_records: u64,
     /// Wall-clock time of the run.
     pub wall_ms: u128,
     /// Devices.
@@ -125,12 +142,14 @@ impl Report {
             && self.accepted_after_revocation == 0
             && self.secret_leaks == 0
             && self.secret_gaps == 0
+            && self.bad_frames == 0
+            && self.unstorable_records == 0
     }
 
     /// One JSON object.
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"collected\":{},\"bytes_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
+            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"collected\":{},\"bytes_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"bad_frames\":{},\"unstorable_records\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
             self.converged,
             self.sim_time_to_converge_ms,
             self.lost_writes,
@@ -146,6 +165,8 @@ impl Report {
             self.bytes_total / self.nodes.max(1) as u64,
             self.messages_total / self.nodes.max(1) as u64,
             self.max_reconcile_round_trips,
+            self.bad_frames,
+            self.unstorable_records,
             self.wall_ms,
             self.nodes,
             self.seed,
@@ -154,7 +175,6 @@ impl Report {
     }
 }
 
-const FAULT_PHASE_MS: u64 = 60_000;
 const HEAL_LIMIT_MS: u64 = 600_000;
 const TICK_MS: u64 = 100;
 
@@ -190,6 +210,10 @@ pub fn run(s: &Scenario) -> Report {
         s.degree,
     );
     let full = s.nodes - s.relays.min(s.nodes.saturating_sub(1));
+    // Devices away throughout miss everything, the import included.
+    for i in 1..=s.offline.min(s.nodes.saturating_sub(1)) {
+        w.set_online(i, false);
+    }
     let mut load = Workload::default();
     if s.contacts > 0 {
         let contacts = (0..s.contacts)
@@ -202,7 +226,8 @@ pub fn run(s: &Scenario) -> Report {
     }
 
     // Schedule the fault phase.
-    let at = |w: &mut World| w.random(FAULT_PHASE_MS);
+    let fault_ms = s.fault_ms.max(TICK_MS);
+    let at = |w: &mut World| w.random(fault_ms);
     let mut edits: Vec<u64> = (0..s.edits).map(|_| at(&mut w)).collect();
     edits.sort_unstable();
     let mut partitions: Vec<(u64, u64)> = (0..s.partitions)
@@ -219,7 +244,7 @@ pub fn run(s: &Scenario) -> Report {
     let (mut e, mut p, mut c) = (0, 0, 0);
 
     let mut t = 0;
-    while t < FAULT_PHASE_MS {
+    while t < fault_ms {
         t += TICK_MS;
         w.run_until(t);
         while e < edits.len() && edits[e] <= t {
@@ -311,21 +336,23 @@ pub fn run(s: &Scenario) -> Report {
     let (lost_writes, resurrections) = w.lost_writes();
     let accepted_after_revocation = w.accepted_after_revocation();
     let (secret_leaks, secret_gaps) = w.secret_leaks_and_gaps();
-    let (messages_total, bytes_total, rejected_records, max_rtt) = w.totals();
+    let totals = w.totals();
     Report {
         converged,
         sim_time_to_converge_ms: w.last_change_ms.saturating_sub(healed),
         lost_writes,
         resurrections,
-        rejected_records,
+        rejected_records: totals.rejected,
         accepted_after_revocation,
         secret_leaks,
         secret_gaps,
         revoked: s.nodes - w.active().len(),
         collected: w.collected(),
-        bytes_total,
-        messages_total,
-        max_reconcile_round_trips: max_rtt,
+        bytes_total: totals.bytes,
+        messages_total: totals.messages,
+        max_reconcile_round_trips: totals.max_round_trips,
+        bad_frames: totals.bad_frames,
+        unstorable_records: totals.unstorable,
         wall_ms: started.elapsed().as_millis(),
         nodes: s.nodes,
         seed: s.seed,

@@ -200,3 +200,53 @@ fn seeds_that_once_failed() {
         });
     }
 }
+
+/// Real sizes and durations, as a user meets them: a long history of adds, edits and
+/// deletes with each fault, and with a device away throughout, so that tombstones
+/// pile up uncollected. Every record must stay within the node's limits (the store
+/// must never write what it cannot read back) and every frame within the peer's.
+#[test]
+fn long_histories_under_each_fault() {
+    let long = Scenario {
+        nodes: 4,
+        contacts: 200,
+        edits: 6_000,
+        ..base(1)
+    };
+    for s in [
+        Scenario {
+            partitions: 2,
+            ..long.clone()
+        },
+        Scenario {
+            crashes: 6,
+            ..long.clone()
+        },
+        Scenario {
+            churn: 0.3,
+            ..long.clone()
+        },
+        Scenario {
+            offline: 1,
+            ..long.clone()
+        },
+    ] {
+        let r = check(&s);
+        assert_eq!((r.unstorable_records, r.bad_frames), (0, 0));
+    }
+}
+
+/// A device comes back to more differences than one reconciliation message may
+/// carry: the replies are split to respect the limits its peer enforces.
+#[test]
+fn a_divergence_larger_than_one_message() {
+    let r = check(&Scenario {
+        nodes: 3,
+        contacts: 20_000,
+        edits: 50,
+        offline: 1,
+        ..base(2)
+    });
+    assert_eq!(r.bad_frames, 0);
+    assert!(r.max_reconcile_round_trips > 1);
+}

@@ -128,6 +128,11 @@ impl Book {
         self.replica.insert(record);
     }
 
+    /// Checks signatures against `verified` (see [`Replica::share_verified`]).
+    pub fn share_verified(&mut self, verified: crate::record::Verified) {
+        self.replica.share_verified(verified);
+    }
+
     /// Collects a tombstone (see `sync::gc`).
     pub fn collect(&mut self, space: Space, item: &ItemId) -> bool {
         self.replica.collect(space, item)

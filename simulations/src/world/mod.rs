@@ -11,7 +11,7 @@ use kith_protocol::contacts::{Book, Command};
 use kith_protocol::item::NodeKind;
 use kith_protocol::keys::{KeyWrap, OxWrap};
 use kith_protocol::ox::DeviceKey;
-use kith_protocol::record::{DeviceId, ItemId, Record, Space, Version};
+use kith_protocol::record::{DeviceId, ItemId, Record, Space, Verified, Version};
 use kith_protocol::replica::Replica;
 use kith_protocol::roster::{Entry, Role};
 use kith_protocol::seal::{Keyring, Secret};
@@ -78,6 +78,23 @@ enum Event {
     },
 }
 
+/// Counters summed over every device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Frames sent.
+    pub messages: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Records refused by replicas.
+    pub rejected: u64,
+    /// Frames refused as malformed or over their limits.
+    pub bad_frames: u64,
+    /// Records the node's store would refuse to write.
+    pub unstorable: u64,
+    /// Most round trips one reconciliation took.
+    pub max_round_trips: u32,
+}
+
 /// One simulated device.
 pub struct Node {
     key: SigningKey,
@@ -102,6 +119,11 @@ pub struct Node {
     pub rejected: u64,
     /// Most reconciliation round trips, over restarts.
     pub max_round_trips: u32,
+    /// Frames refused as malformed or over their limits, over restarts.
+    pub bad_frames: u64,
+    /// Records it was told to persist that the node's store would refuse (over the
+    /// record limits): on a real device, a store it could not open again.
+    pub unstorable: u64,
     timer_at: Option<u64>,
 }
 
@@ -143,6 +165,9 @@ pub struct World {
     /// FNV-1a hash of every event processed (time, kind, nodes, bytes): equal
     /// traces give equal hashes.
     pub trace: u64,
+    /// Signatures verified, shared by every device: the same bytes verify the same
+    /// way everywhere, so the simulation's cost follows the protocol's work.
+    verified: Verified,
 }
 
 impl World {
@@ -198,6 +223,8 @@ impl World {
                     bytes: 0,
                     rejected: 0,
                     max_round_trips: 0,
+                    bad_frames: 0,
+                    unstorable: 0,
                     timer_at: None,
                 }
             })
@@ -249,6 +276,7 @@ impl World {
             persisted: BTreeMap::new(),
             steps: 0,
             trace: 0xcbf2_9ce4_8422_2325,
+            verified: Verified::new(),
         };
         w.neighbours = if degree + 1 >= n {
             (0..n)
@@ -285,12 +313,13 @@ impl World {
     /// (Re)starts node `i` from what it persisted.
     fn start(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let book = Book::restore(
+        let mut book = Book::restore(
             node.key.clone(),
             node.keyring.clone(),
             node.store.clone(),
             Clock::default(),
         );
+        book.share_verified(self.verified.clone());
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
         let wrap: Box<dyn KeyWrap> = match &node.ox {
@@ -334,6 +363,7 @@ impl World {
         let s = e.stats();
         let n = &mut self.nodes[i];
         n.rejected += s.rejected_records;
+        n.bad_frames += s.bad_frames;
         n.max_round_trips = n.max_round_trips.max(s.max_round_trips);
     }
 
@@ -488,6 +518,10 @@ impl World {
             match out {
                 Output::Persist(records) => {
                     for r in records {
+                        // The node's store writes only what it can read back.
+                        if r.encode_checked().is_err() {
+                            self.nodes[i].unstorable += 1;
+                        }
                         self.persisted
                             .entry((r.space, r.item))
                             .or_default()
@@ -658,29 +692,21 @@ impl World {
     }
 
     /// Totals over all nodes (live engines included).
-    pub fn totals(&self) -> (u64, u64, u64, u32) {
-        let mut messages = 0;
-        let mut bytes = 0;
-        let mut rejected = 0;
-        let mut rtt = 0;
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
         for n in &self.nodes {
-            messages += n.messages;
-            bytes += n.bytes;
-            rejected += n.rejected;
-            rtt = rtt.max(n.max_round_trips);
+            t.messages += n.messages;
+            t.bytes += n.bytes;
+            t.rejected += n.rejected;
+            t.bad_frames += n.bad_frames;
+            t.unstorable += n.unstorable;
+            t.max_round_trips = t.max_round_trips.max(n.max_round_trips);
             if let Some(e) = &n.engine {
-                rejected += e.stats().rejected_records;
-                rtt = rtt.max(e.stats().max_round_trips);
+                t.rejected += e.stats().rejected_records;
+                t.bad_frames += e.stats().bad_frames;
+                t.max_round_trips = t.max_round_trips.max(e.stats().max_round_trips);
             }
         }
-        (messages, bytes, rejected, rtt)
-    }
-
-    /// A view of node `i` (its engine must be running).
-    pub fn view(&mut self, i: usize) -> Option<kith_protocol::contacts::View> {
-        self.nodes[i]
-            .engine
-            .as_mut()
-            .map(|e| e.book().view().clone())
+        t
     }
 }
