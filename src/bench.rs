@@ -6,6 +6,7 @@
 //! 4. resident memory of a node holding `--rss-contacts` contacts.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use anyhow::Result;
 use kith_node::control::{ImportFormat, Request};
 
 use crate::cluster::{self, Node};
+use crate::output::outln;
 
 /// Options of `kith bench`.
 #[derive(Debug, clap::Args)]
@@ -58,7 +60,10 @@ fn ms(d: Duration) -> String {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     if cfg!(debug_assertions) {
-        eprintln!("warning: a debug build; figures mean little (use cargo run --release -- bench)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: a debug build; figures mean little (use cargo run --release -- bench)"
+        );
     }
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
@@ -83,7 +88,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         Ok(n.call(Request::Status)?["connected_peers"] == 2)
     })?;
 
-    println!("kith bench: nodes on 127.0.0.1, SQLite synchronous=FULL");
+    outln!("kith bench: nodes on 127.0.0.1, SQLite synchronous=FULL");
     let mut times = Vec::new();
     for i in 0..args.edits {
         let jid = format!("edit{i}@example.org");
@@ -98,7 +103,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
     times.sort();
     if !times.is_empty() {
-        println!(
+        outln!(
             "one edit on A until visible on B (durable on both): median {}, worst {} ({} edits)",
             ms(times[times.len() / 2]),
             ms(times[times.len() - 1]),
@@ -114,7 +119,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         for node in [&b, &c] {
             node.wait("the import", LIMIT, |x| Ok(x.count()? >= total))?;
         }
-        println!(
+        outln!(
             "{n} contacts imported on A ({}) until present on B and C: {}",
             ms(t_import),
             ms(start.elapsed())
@@ -126,7 +131,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     d.wait("the new device's contacts", LIMIT, |x| {
         Ok(x.count()? >= total)
     })?;
-    println!(
+    outln!(
         "a newly paired device receiving {total} contacts (pair, start, sync): {}",
         ms(start.elapsed())
     );
@@ -149,7 +154,7 @@ fn rss(dir: &Path, n: usize) -> Result<()> {
     let m = Node::start(dir, false)?;
     m.wait("the contacts", LIMIT, |x| Ok(x.count()? >= n))?;
     let restarted = m.rss_kib().unwrap_or(0);
-    println!(
+    outln!(
         "resident memory: {} MiB empty, {} MiB after importing {n} contacts ({}), {} MiB restarted holding them",
         idle / 1024,
         after / 1024,

@@ -11,6 +11,7 @@ use kith_node::control::Request;
 
 use crate::Exit;
 use crate::cluster::{self, Node};
+use crate::output::outln;
 
 const ACCOUNT: &str = "romeo@montague.lit";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -25,7 +26,7 @@ fn add(jid: &str, name: Option<&str>, groups: &[&str]) -> Request {
 
 fn show(node: &Node, who: &str) -> Result<()> {
     let v = node.call(Request::Contacts)?;
-    println!("      {who}:");
+    outln!("      {who}:");
     for c in v.as_array().into_iter().flatten() {
         let jids: Vec<&str> = c["jids"]
             .as_array()
@@ -44,7 +45,7 @@ fn show(node: &Node, who: &str) -> Result<()> {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "        {:<14} {:<26} {}{merged}",
             c["name"].as_str().unwrap_or("-"),
             jids.join(", "),
@@ -78,23 +79,23 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
         .iter()
         .map(|n| root.join(n))
         .collect();
-    println!("kith demo: three devices of {ACCOUNT}, each a `kith run` process on 127.0.0.1");
-    println!(
+    outln!("kith demo: three devices of {ACCOUNT}, each a `kith run` process on 127.0.0.1");
+    outln!(
         "(mDNS on the loopback interface only; data in {})\n",
         root.display()
     );
 
-    println!("1. The laptop creates the account: its keys, the roster, the first secrets.");
+    outln!("1. The laptop creates the account: its keys, the roster, the first secrets.");
     cluster::init(&dirs[0], ACCOUNT, "laptop")?;
     let laptop = Node::start(&dirs[0], true)?;
     let s = laptop.call(Request::Status)?;
-    println!(
+    outln!(
         "      laptop   device {}  listening on {}",
         s["device"]["id"].as_str().unwrap_or("?"),
         s["node"]["listen"][0].as_str().unwrap_or("?")
     );
 
-    println!("\n2. The phone and the desktop join with one-time invite codes from the laptop.");
+    outln!("\n2. The phone and the desktop join with one-time invite codes from the laptop.");
     let mut joined = Vec::new();
     for (dir, name) in [(&dirs[1], "phone"), (&dirs[2], "desktop")] {
         let start = Instant::now();
@@ -104,7 +105,7 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
             let s = n.call(Request::Status)?;
             Ok(s["waiting_for_secret"] == 0 && s["records"]["keys"].as_u64().unwrap_or(0) > 0)
         })?;
-        println!(
+        outln!(
             "      {name:<8} paired, started and holding the secrets after {} ms",
             start.elapsed().as_millis()
         );
@@ -115,28 +116,28 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     laptop.wait("the roster", LIMIT, |n| {
         Ok(n.call(Request::Status)?["connected_peers"] == 2)
     })?;
-    println!("      laptop   connected to both; roster of 3 devices");
+    outln!("      laptop   connected to both; roster of 3 devices");
 
-    println!("\n3. Edits on the laptop arrive on the others (gossip, then reconciliation).");
+    outln!("\n3. Edits on the laptop arrive on the others (gossip, then reconciliation).");
     laptop.call(add("juliet@capulet.lit", Some("Juliet"), &["Verona"]))?;
     laptop.call(add("benvolio@montague.lit", Some("Benvolio"), &["Family"]))?;
     for (node, name) in [(&phone, "phone"), (&desktop, "desktop")] {
         let t = node.wait("the laptop's edits", LIMIT, |n| {
             Ok(has(n, "juliet@capulet.lit")? && has(n, "benvolio@montague.lit")?)
         })?;
-        println!(
+        outln!(
             "      {name:<8} has both contacts after {} ms",
             t.as_millis()
         );
     }
 
-    println!("\n4. A concurrent edit: the desktop is switched off and edits offline, while the");
-    println!("   phone edits the same person; the desktop comes back and every device merges.");
+    outln!("\n4. A concurrent edit: the desktop is switched off and edits offline, while the");
+    outln!("   phone edits the same person; the desktop comes back and every device merges.");
     desktop.stop();
     desktop.call_offline(add("mercutio@verona.lit", None, &["Friends"]))?;
-    println!("      desktop (off)  adds mercutio@verona.lit to Friends, stored until it runs");
+    outln!("      desktop (off)  adds mercutio@verona.lit to Friends, stored until it runs");
     phone.call(add("mercutio@verona.lit", Some("Mercutio"), &[]))?;
-    println!("      phone          adds mercutio@verona.lit as \"Mercutio\"");
+    outln!("      phone          adds mercutio@verona.lit as \"Mercutio\"");
     let desktop = Node::start(&dirs[2], true)?;
     let merged = |n: &Node| -> Result<bool> {
         let v = n.call(Request::Contact {
@@ -153,14 +154,14 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
         (&desktop, "desktop"),
     ] {
         let t = node.wait("the merged contact", LIMIT, |n| merged(n))?;
-        println!(
+        outln!(
             "      {name:<8} shows one Mercutio, named and in Friends, after {} ms",
             t.as_millis()
         );
     }
     show(&laptop, "laptop")?;
 
-    println!(
+    outln!(
         "\n5. The laptop revokes the desktop: the secrets rotate, the desktop gets nothing new."
     );
     laptop.call(Request::Revoke {
@@ -170,7 +171,7 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     let t = phone.wait("the contact added after the revocation", LIMIT, |n| {
         has(n, "tybalt@capulet.lit")
     })?;
-    println!("      phone    has Tybalt after {} ms", t.as_millis());
+    outln!("      phone    has Tybalt after {} ms", t.as_millis());
     let revoked = |n: &Node| -> Result<bool> {
         let d = n.call(Request::Devices)?;
         Ok(d.as_array()
@@ -180,7 +181,7 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     };
     for (node, name) in [(&laptop, "laptop"), (&phone, "phone")] {
         let t = node.wait("the revocation", LIMIT, |n| revoked(n))?;
-        println!(
+        outln!(
             "      {name:<8} lists the desktop as revoked and cut off after {} ms",
             t.as_millis()
         );
@@ -193,15 +194,15 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
         ));
     }
     let n = desktop.call(Request::Status)?["connected_peers"].clone();
-    println!("      desktop  does not have Tybalt; connected peers: {n}");
+    outln!("      desktop  does not have Tybalt; connected peers: {n}");
 
-    println!("\n6. The final lists.");
+    outln!("\n6. The final lists.");
     let lists = [laptop.jids()?, phone.jids()?];
     show(&phone, "phone")?;
     if lists[0] != lists[1] {
         bail!(Exit::Failed("the laptop and the phone disagree".into()));
     }
-    println!(
+    outln!(
         "\nThe laptop and the phone agree on {} contacts. Done.",
         lists[0].len()
     );

@@ -2,6 +2,7 @@
 //! files, no device state.
 
 use std::io::Read;
+use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
@@ -12,11 +13,13 @@ use kith_protocol::{import, xml};
 
 use crate::Exit;
 use crate::cli::NodeArg;
+use crate::output::outln;
 
-/// Largest input file read, in bytes.
+/// Largest input file read, in bytes (more is cut, and then refused by the parser).
 const MAX_INPUT_BYTES: u64 = xml::Limits::IMPORT.max_bytes as u64 + 1;
 
-fn read_text(path: Option<&Path>) -> Result<String> {
+/// Reads a document a user gives: exit 4 if it cannot be read, 3 if it is not text.
+pub(crate) fn read_text(path: Option<&Path>) -> Result<String> {
     let mut buf = Vec::new();
     let what = path.map_or_else(|| "standard input".to_owned(), |p| p.display().to_string());
     let result = match path {
@@ -69,7 +72,7 @@ pub(crate) fn seal(
         .and_then(|p| p.check_node(node))
         .map_err(|e| Exit::Input(format!("invalid payload: {e}")))?;
     let sealed = seal::seal(payload, &secret, seal::DEFAULT_PAD_BUCKET, &mut rand::rng());
-    println!("{}", sealed.to_xml());
+    outln!("{}", sealed.to_xml());
     Ok(())
 }
 
@@ -82,7 +85,7 @@ pub(crate) fn open(secret_file: &Path, input: Option<&Path>) -> Result<()> {
     let payload = Opener::new()
         .open_with(&sealed.data, &secret)
         .map_err(|e| Exit::Input(format!("cannot open item: {e}")))?;
-    println!("{payload}");
+    outln!("{payload}");
     Ok(())
 }
 
@@ -100,9 +103,10 @@ pub(crate) fn import_dry_run(file: &Path, source: Source) -> Result<()> {
     .map_err(|e| Exit::Input(format!("{}: {e}", file.display())))?;
     let (contacts, groups) = imported.to_payloads(&mut rand::rng());
     for p in groups.iter().chain(&contacts) {
-        println!("{}", p.to_xml());
+        outln!("{}", p.to_xml());
     }
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "{} contacts, {} groups (dry run: nothing stored)",
         contacts.len(),
         groups.len()

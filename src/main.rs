@@ -13,8 +13,10 @@ mod cluster;
 mod demo;
 mod item_cmd;
 mod ops;
+mod output;
 mod run_cmd;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -46,6 +48,9 @@ pub(crate) enum Exit {
     /// Any documented exit code.
     #[error("{1}")]
     Code(u8, String),
+    /// Standard output was closed by its reader: stop quietly, exit 0.
+    #[error("standard output closed")]
+    ClosedPipe,
 }
 
 fn main() -> ExitCode {
@@ -54,13 +59,15 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = match e.downcast_ref::<Exit>() {
+                Some(Exit::ClosedPipe) => return ExitCode::SUCCESS,
                 Some(Exit::Failed(_)) | None => 1,
                 Some(Exit::Usage(_)) => 2,
                 Some(Exit::Input(_)) => 3,
                 Some(Exit::Io(_)) => 4,
                 Some(Exit::Code(c, _)) => *c,
             };
-            eprintln!("kith: {e:#}");
+            // Nothing more to do if standard error is closed too.
+            let _ = writeln!(std::io::stderr(), "kith: {e:#}");
             ExitCode::from(code)
         }
     }

@@ -1,6 +1,7 @@
 //! Commands on a device: through the running node's control socket when one runs,
 //! otherwise on the store directly (edits then sync when the node next runs).
 
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use kith_node::{Device, device, socket, store};
 use serde_json::Value;
 
 use crate::Exit;
+use crate::output::outln;
 
 /// A control error as an exit.
 pub(crate) fn exit(e: control::Error) -> Exit {
@@ -83,13 +85,13 @@ fn no_progress(_: u64, _: u64) {}
 pub(crate) fn init(dir: &Path, jid: &str, name: Option<String>) -> Result<()> {
     let name = name.unwrap_or_else(host_name);
     let device = Device::init(dir, jid, &name).map_err(device_exit)?;
-    println!(
+    outln!(
         "Created device {} ({name}) of {} in {}",
         device.id(),
         device.account().jid,
         dir.display()
     );
-    println!("Next: `kith run`, then `kith pair invite` to add your other devices.");
+    outln!("Next: `kith run`, then `kith pair invite` to add your other devices.");
     Ok(())
 }
 
@@ -107,7 +109,7 @@ pub(crate) fn done(dir: &Path, request: Request) -> Result<()> {
 }
 
 fn print_json(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -129,16 +131,16 @@ pub(crate) fn contacts(dir: &Path, json: bool) -> Result<()> {
         return print_json(&v);
     }
     let rows = v.as_array().cloned().unwrap_or_default();
-    println!("{:<24} {:<36} GROUPS", "NAME", "JIDS");
+    outln!("{:<24} {:<36} GROUPS", "NAME", "JIDS");
     for c in &rows {
-        println!(
+        outln!(
             "{:<24} {:<36} {}",
             s(&c["name"]),
             list(c, "jids"),
             list(c, "groups")
         );
     }
-    println!("({} contacts)", rows.len());
+    outln!("({} contacts)", rows.len());
     Ok(())
 }
 
@@ -147,12 +149,12 @@ pub(crate) fn contact(dir: &Path, jid: String, json: bool) -> Result<()> {
     if json {
         return print_json(&c);
     }
-    println!("name:    {}", s(&c["name"]));
-    println!("jids:    {}", list(&c, "jids"));
-    println!("groups:  {}", list(&c, "groups"));
-    println!("id:      {}", s(&c["id"]));
-    println!("items:   {}", c["items"]);
-    println!("updated: {}", s(&c["updated"]));
+    outln!("name:    {}", s(&c["name"]));
+    outln!("jids:    {}", list(&c, "jids"));
+    outln!("groups:  {}", list(&c, "groups"));
+    outln!("id:      {}", s(&c["id"]));
+    outln!("items:   {}", c["items"]);
+    outln!("updated: {}", s(&c["updated"]));
     Ok(())
 }
 
@@ -161,9 +163,9 @@ pub(crate) fn groups(dir: &Path, json: bool) -> Result<()> {
     if json {
         return print_json(&v);
     }
-    println!("{:<24} {:>8}  DESCRIPTION", "NAME", "CONTACTS");
+    outln!("{:<24} {:>8}  DESCRIPTION", "NAME", "CONTACTS");
     for g in v.as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "{:<24} {:>8}  {}",
             s(&g["name"]),
             g["contacts"].as_u64().unwrap_or(0),
@@ -191,13 +193,16 @@ pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
     if json {
         return print_json(&v);
     }
-    println!(
+    outln!(
         "{:<17} {:<16} {:<6} {:<10} LAST SYNC",
-        "ID", "NAME", "ROLE", "STATE"
+        "ID",
+        "NAME",
+        "ROLE",
+        "STATE"
     );
     for d in v.as_array().into_iter().flatten() {
         let state = device_state(d);
-        println!(
+        outln!(
             "{:<17} {:<16} {:<6} {:<10} {}",
             s(&d["id"]),
             s(&d["name"]),
@@ -215,32 +220,36 @@ pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
         return print_json(&v);
     }
     let d = &v["device"];
-    println!(
+    outln!(
         "device   {} ({}) of {}",
         s(&d["id"]),
         s(&d["name"]),
         s(&d["account"])
     );
-    println!("data     {}", s(&d["data_dir"]));
+    outln!("data     {}", s(&d["data_dir"]));
     if v["node"]["running"] == true {
-        println!(
+        outln!(
             "node     running, listening on {}",
             list(&v["node"], "listen")
         );
-        println!(
+        outln!(
             "xmpp     XEP-0174 streams on port {}",
             v["node"]["xmpp_port"]
         );
     } else {
-        println!("node     not running (edits are stored and sync at the next `kith run`)");
+        outln!("node     not running (edits are stored and sync at the next `kith run`)");
     }
-    println!(
+    outln!(
         "contacts {} in {} groups ({} items with padding)",
-        v["contacts"], v["groups"], v["live_items"]["contacts"]
+        v["contacts"],
+        v["groups"],
+        v["live_items"]["contacts"]
     );
-    println!(
+    outln!(
         "waiting  {} items for a secret, {} held future records, {} set aside",
-        v["waiting_for_secret"], v["held_future_records"], v["set_aside_records"]
+        v["waiting_for_secret"],
+        v["held_future_records"],
+        v["set_aside_records"]
     );
     let records: Vec<String> = v["records"]
         .as_object()
@@ -248,16 +257,23 @@ pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
         .flatten()
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
-    println!(
+    outln!(
         "records  {} ({} tombstones, {} stored rows)",
         records.join(", "),
         v["tombstones"],
         v["stored_rows"]
     );
-    println!("roster   ({} connected)", v["connected_peers"]);
+    if v["quarantined_records"].as_u64().unwrap_or(0) > 0 {
+        outln!(
+            "moved aside {} stored records that did not decode (kept in the quarantine table; \
+             the other devices hold what they carried)",
+            v["quarantined_records"]
+        );
+    }
+    outln!("roster   ({} connected)", v["connected_peers"]);
     for r in v["roster"].as_array().into_iter().flatten() {
         let mark = device_state(r);
-        println!(
+        outln!(
             "         {} {:<16} {:<12} last sync {}",
             s(&r["id"]),
             s(&r["name"]),
@@ -269,8 +285,7 @@ pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
 }
 
 pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat) -> Result<()> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| Exit::Io(format!("{}: {e}", file.display())))?;
+    let text = crate::item_cmd::read_text(Some(file))?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} contacts")
@@ -287,16 +302,17 @@ pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat) -> Result<()
         Ok(other) => other.into(),
         Err(e) => e,
     })?;
-    println!(
+    outln!(
         "Imported {} contacts, {} groups",
-        v["contacts"], v["groups"]
+        v["contacts"],
+        v["groups"]
     );
     Ok(())
 }
 
 pub(crate) fn export(dir: &Path) -> Result<()> {
     let v = call(dir, Request::Export, &mut no_progress)?;
-    println!("{}", s(&v["roster"]));
+    outln!("{}", s(&v["roster"]));
     Ok(())
 }
 
@@ -308,8 +324,9 @@ pub(crate) fn invite(dir: &Path, ttl: Duration) -> Result<()> {
         },
         &mut no_progress,
     )?;
-    println!("{}", s(&v["code"]));
-    eprintln!(
+    outln!("{}", s(&v["code"]));
+    let _ = writeln!(
+        std::io::stderr(),
         "One-time code, valid until {}. On the new device: kith pair join CODE",
         s(&v["expires"])
     );
@@ -322,7 +339,7 @@ pub(crate) fn join(dir: &Path, code: &str, name: Option<String>) -> Result<()> {
     let device = rt
         .block_on(kith_node::join::join(dir, code, &name))
         .map_err(exit)?;
-    println!(
+    outln!(
         "Joined {} as device {} ({name}). Start it with `kith run`: it fetches the contacts from the inviting device.",
         device.account().jid,
         device.id()

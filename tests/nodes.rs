@@ -207,6 +207,14 @@ impl Device {
         let _ = child.wait();
     }
 
+    /// Kills the node at once (SIGKILL), as a power cut would.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Waits for the node process to end by itself; its exit code.
     pub(crate) fn exit_code(&mut self) -> Option<i32> {
         let start = Instant::now();

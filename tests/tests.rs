@@ -1,6 +1,7 @@
 //! Integration tests of the `kith` binary: one test target, split into modules.
 
 mod cli;
+mod durability;
 mod errors;
 mod gpg;
 mod loopback;

@@ -18,6 +18,7 @@ use kith_protocol::roster::{Entry, Role};
 use kith_protocol::sync::{self, Engine, Event, Input, Now, Output};
 use libp2p::PeerId;
 use rand::RngExt;
+use tracing::warn;
 
 use crate::store::{self, Account, Lock, Store};
 
@@ -149,10 +150,38 @@ impl Device {
         )
     }
 
+    /// Refuses a data directory that holds a device, whole or in part (a key, the
+    /// secrets, or a store with an account or records): `init` and `pair join` never
+    /// write over one, whatever state it is in.
+    pub fn check_new(dir: &Path) -> Result<(), Error> {
+        if let Some(name) = store::DEVICE_FILES.iter().find(|n| dir.join(n).exists()) {
+            return Err(store::Error::AlreadyInitialised {
+                dir: dir.to_owned(),
+                what: (*name).to_owned(),
+            }
+            .into());
+        }
+        if dir.join("kith.db").exists() {
+            let _lock = Lock::take(dir)?;
+            if !Store::open(dir)?.is_empty()? {
+                return Err(store::Error::AlreadyInitialised {
+                    dir: dir.to_owned(),
+                    what: "kith.db".to_owned(),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a device: its keys, account and the `records` it starts with (the
     /// roster, after pairing). `ox` is the OpenPGP key made for the account (made
     /// here when `None`). The genesis device also writes its roster entry and the
     /// first secrets.
+    ///
+    /// The keys are written under temporary names first; the store's transaction
+    /// holding the account is the point of no return, after which they are renamed
+    /// into place (and [`Device::open`] finishes the renaming after a crash).
     pub fn create(
         dir: &Path,
         account: Account,
@@ -161,11 +190,9 @@ impl Device {
         records: &[kith_protocol::record::Record],
     ) -> Result<Self, Error> {
         store::create_dir(dir)?;
+        Self::check_new(dir)?;
         let lock = Lock::take(dir)?;
-        let store = Store::open(dir)?;
-        if store.account()?.is_some() {
-            return Err(store::Error::AlreadyInitialised(dir.to_owned()).into());
-        }
+        let mut store = Store::open(dir)?;
         let jid = BareJid::parse(&account.jid).map_err(|e| Error::Jid(e.to_string()))?;
         let ox = match ox {
             Some(k) => k,
@@ -174,12 +201,21 @@ impl Device {
                 what: e.to_string(),
             })?,
         };
-        store::write_private(dir, "device.key", &secret)?;
-        store::write_private(dir, "openpgp.key", &ox.to_bytes())?;
+        store::write_private(dir, &store::pending("device.key"), &secret)?;
+        store::write_private(dir, &store::pending("openpgp.key"), &ox.to_bytes())?;
         let genesis = account.genesis == SigningKey::from_bytes(&secret).verifying_key().to_bytes();
-        let mut store = store;
-        store.persist(records)?;
-        store.set_account(&account)?;
+        store.begin()?;
+        let written = store
+            .persist(records)
+            .and_then(|()| store.set_account(&account));
+        match written {
+            Ok(()) => store.commit()?,
+            Err(e) => {
+                let _ = store.rollback();
+                return Err(e.into());
+            }
+        }
+        store::finish_pending(dir)?;
         drop(store);
         drop(lock);
         let mut device = Self::open(dir)?;
@@ -197,16 +233,27 @@ impl Device {
         Ok(device)
     }
 
-    /// Opens the device in `dir`, taking its lock.
+    /// Opens the device in `dir`, taking its lock. A directory holding keys but no
+    /// store is reported as damaged (never as new, which `init` would write over).
     pub fn open(dir: &Path) -> Result<Self, Error> {
+        let has_keys = store::DEVICE_FILES.iter().any(|n| dir.join(n).exists());
+        let missing = || -> Error {
+            if has_keys {
+                store::Error::Damaged(dir.to_owned()).into()
+            } else {
+                store::Error::NotInitialised(dir.to_owned()).into()
+            }
+        };
         if !dir.join("kith.db").exists() {
-            return Err(store::Error::NotInitialised(dir.to_owned()).into());
+            return Err(missing());
         }
         let lock = Lock::take(dir)?;
-        let store = Store::open(dir)?;
-        let account = store
-            .account()?
-            .ok_or_else(|| store::Error::NotInitialised(dir.to_owned()))?;
+        let mut store = Store::open(dir)?;
+        let Some(account) = store.account()? else {
+            return Err(missing());
+        };
+        // An init that committed its account but stopped before renaming its keys.
+        store::finish_pending(dir)?;
         let jid = BareJid::parse(&account.jid).map_err(|e| store::Error::Corrupt {
             path: dir.to_owned(),
             what: format!("account: {e}"),
@@ -232,7 +279,14 @@ impl Device {
             }
         };
         let saved_keyring = keyring.iter().map(|s| (s.id.clone(), s.revoked)).collect();
-        let replica = store.load()?;
+        let (replica, quarantined) = store.load()?;
+        for q in &quarantined {
+            warn!(
+                "moved aside a stored record that does not decode ({}); the other devices \
+                 still hold what it carried",
+                q.reason
+            );
+        }
         let book = Book::restore(
             SigningKey::from_bytes(&secret),
             keyring,
@@ -315,8 +369,31 @@ impl Device {
         result
     }
 
+    /// Carries out the outputs of one engine step; its storage outputs go in one
+    /// transaction (unless the caller holds one open, as an import does), committed
+    /// before anything that depends on them can leave.
     fn try_drain(&mut self) -> Result<(), store::Error> {
+        let mut began = false;
+        let result = self.drain_outputs(&mut began);
+        if began {
+            match &result {
+                Ok(()) => self.store.commit()?,
+                Err(_) => {
+                    let _ = self.store.rollback();
+                }
+            }
+        }
+        result?;
+        self.save_keyring()
+    }
+
+    fn drain_outputs(&mut self, began: &mut bool) -> Result<(), store::Error> {
         while let Some(out) = self.engine.poll_output() {
+            let storage = matches!(out, Output::Persist(_) | Output::Collect { .. });
+            if storage && !self.store.in_transaction() {
+                self.store.begin()?;
+                *began = true;
+            }
             match out {
                 Output::Persist(records) => {
                     self.store.persist(&records)?;
@@ -328,7 +405,27 @@ impl Device {
                 other => self.net.push_back(other),
             }
         }
-        self.save_keyring()
+        Ok(())
+    }
+
+    /// Runs `f` with every write it causes in one transaction: all of it is stored,
+    /// or none (also after a crash). If `f` or the commit fails after something was
+    /// written, the engine holds what the store does not: the device is marked
+    /// failed, and the node stops without sending.
+    pub fn atomically<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, crate::control::Error>,
+    ) -> Result<T, crate::control::Error> {
+        self.store.begin()?;
+        let result = f(self).and_then(|v| self.store.commit().map(|()| v).map_err(Into::into));
+        if let Err(e) = &result {
+            if self.store.in_transaction() {
+                let _ = self.store.rollback();
+            }
+            self.net.clear();
+            self.failed = Some(e.to_string());
+        }
+        result
     }
 
     fn save_keyring(&mut self) -> Result<(), store::Error> {

@@ -21,7 +21,7 @@ use crate::control::{Error, ErrorKind};
 use crate::device::{Device, wall_now};
 use crate::net::{self, Frames, MAX_PAIR_BYTES};
 use crate::pair::{self, Code, CodeError};
-use crate::store::{self, Account};
+use crate::store::Account;
 
 /// How long `pair join` waits for the inviter at each step.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -163,12 +163,11 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
         CodeError::Malformed(_) => Error::new(ErrorKind::Input, e.to_string()),
         CodeError::Expired => Error::new(ErrorKind::Refused, e.to_string()),
     })?;
-    if dir.join("kith.db").exists() {
-        let s = store::Store::open(dir)?;
-        if s.account()?.is_some() {
-            return Err(store::Error::AlreadyInitialised(dir.to_owned()).into());
-        }
-    }
+    // Before anything reaches the inviting device: this directory must be new.
+    Device::check_new(dir).map_err(|e| match e {
+        crate::device::Error::Store(e) => e.into(),
+        other => Error::new(ErrorKind::Store, other.to_string()),
+    })?;
     let secret: [u8; 32] = rand::rng().random();
     let keypair = net::keypair(&secret);
     let device = DeviceId(SigningKey::from_bytes(&secret).verifying_key().to_bytes());

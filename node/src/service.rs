@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use kith_protocol::contacts::{Command, ContactEdit, MergedContact, Unreadable, View};
+use kith_protocol::contacts::{
+    Command, ContactEdit, Error as ContactsError, MergedContact, Unreadable, View,
+};
 use kith_protocol::import;
 use kith_protocol::item::NodeKind;
 use kith_protocol::jid::BareJid;
@@ -186,6 +188,9 @@ impl Device {
         Ok(json!({ "done": true }))
     }
 
+    /// Imports a document whole or not at all: every entry is checked first (a bad
+    /// one is named, exit 3), the import is tried against the current list without
+    /// writing, and then written in steps (for progress) inside one transaction.
     fn import(
         &mut self,
         format: ImportFormat,
@@ -198,23 +203,37 @@ impl Device {
         }
         .map_err(input_err)?;
         let total = imported.contacts.len() as u64;
-        let mut done = 0;
+        let groups = imported.groups.len();
+        let all = Command::Import {
+            contacts: imported.contacts.clone(),
+        };
+        self.engine
+            .book()
+            .check(all, &mut rand::rng())
+            .map_err(|e| match e {
+                ContactsError::Invalid { .. } => input_err(e),
+                other => refused(other),
+            })?;
         progress(0, total);
         let chunk_len = IMPORT_CHUNK.max(imported.contacts.len().div_ceil(20));
-        for chunk in imported.contacts.chunks(chunk_len) {
-            let now = self.clock.now();
-            let result = self.engine.execute(
-                now,
-                Command::Import {
-                    contacts: chunk.to_vec(),
-                },
-            );
-            self.drain()?;
-            result.map_err(refused)?;
-            done += chunk.len() as u64;
-            progress(done, total);
-        }
-        Ok(json!({ "contacts": total, "groups": imported.groups.len() }))
+        let mut contacts = imported.contacts;
+        self.atomically(|device| {
+            let mut done = 0;
+            while !contacts.is_empty() {
+                let rest = contacts.split_off(chunk_len.min(contacts.len()));
+                let chunk = std::mem::replace(&mut contacts, rest);
+                done += chunk.len() as u64;
+                let now = device.clock.now();
+                let result = device
+                    .engine
+                    .execute(now, Command::Import { contacts: chunk });
+                device.drain()?;
+                result.map_err(|e| Error::new(ErrorKind::Store, format!("import stopped: {e}")))?;
+                progress(done, total);
+            }
+            Ok(())
+        })?;
+        Ok(json!({ "contacts": total, "groups": groups }))
     }
 
     fn find_device(&mut self, needle: &str) -> Result<DeviceId, Error> {
@@ -388,6 +407,7 @@ impl Device {
             "tombstones": tombstones,
             "stored_rows": counts.rows,
             "collected_tombstones": counts.collected,
+            "quarantined_records": counts.quarantined,
             "contacts": view.contact_count(),
             "groups": view.groups().len(),
             "reserved_items": NodeKind::ALL.iter().map(|n| view.reserved_count(*n)).sum::<usize>(),

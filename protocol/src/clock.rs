@@ -209,18 +209,16 @@ impl WallTime {
             let digits = &s[start..i.min(start + 3)];
             ms = digits.parse::<u64>().map_err(|_| bad())? * 10u64.pow(3 - digits.len() as u32);
         }
-        let offset_min: i64 = match &s[i..] {
-            "Z" => 0,
-            tz if tz.len() == 6
-                && (tz.starts_with('+') || tz.starts_with('-'))
-                && &tz[3..4] == ":" =>
-            {
+        // Bytes, not string slices: the zone may hold any character.
+        let offset_min: i64 = match &b[i..] {
+            b"Z" => 0,
+            tz if tz.len() == 6 && (tz[0] == b'+' || tz[0] == b'-') && tz[3] == b':' => {
                 let oh = i64::from(num(i + 1..i + 3)?);
                 let om = i64::from(num(i + 4..i + 6)?);
                 if oh > 23 || om > 59 {
                     return Err(bad());
                 }
-                let sign = if tz.starts_with('-') { -1 } else { 1 };
+                let sign = if tz[0] == b'-' { -1 } else { 1 };
                 sign * (oh * 60 + om)
             }
             _ => return Err(bad()),
@@ -301,6 +299,21 @@ mod tests {
             "2026-07-01T09:12:44+2",
         ] {
             assert!(WallTime::parse_xep0082(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_zone_with_a_multibyte_character_is_refused() {
+        // Once a panic: the zone was sliced by byte in the middle of "é".
+        assert!(WallTime::parse_xep0082("2026-01-01T00:00:00+0\u{e9}00").is_err());
+        assert!(WallTime::parse_xep0082("2026-01-01T00:00:00.5é").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused(s in "\\PC{0,40}", prefix in proptest::bool::ANY) {
+            let s = if prefix { format!("2026-01-01T00:00:00{s}") } else { s };
+            let _ = WallTime::parse_xep0082(&s);
         }
     }
 }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use rand_core::CryptoRng;
 
 use crate::contacts::View;
-use crate::item::{Contact, Extra, Group, GroupRef, Identity, Payload};
+use crate::item::{self, Contact, Extra, Group, GroupRef, Identity, Payload};
 use crate::jid::{self, BareJid};
 use crate::xml::{self, Element};
 
@@ -64,6 +64,52 @@ pub enum Error {
     /// An `order` that is not an unsigned integer.
     #[error("entry {0} has an invalid order attribute")]
     InvalidOrder(usize),
+    /// An entry that would not make a valid XEP-0510 contact (a name too long…).
+    #[error("entry {index} ({jid}): {source}")]
+    InvalidEntry {
+        /// 1-based position among entries (the first entry of the contact).
+        index: usize,
+        /// Its JID.
+        jid: String,
+        /// Why.
+        source: item::Error,
+    },
+    /// A group name that would not make a valid XEP-0510 group.
+    #[error("group {name:?}: {source}")]
+    InvalidGroup {
+        /// The name (its first 64 characters).
+        name: String,
+        /// Why.
+        source: item::Error,
+    },
+}
+
+/// Checks that every contact (the first entry of each at `first[i]`) and every group
+/// would be a valid XEP-0510 item, as a reader would read it.
+fn check(contacts: &[Contact], first: &[usize], groups: &[String]) -> Result<(), Error> {
+    let valid = |p: Payload| Payload::parse(&p.to_xml()).map(drop);
+    for (c, index) in contacts.iter().zip(first) {
+        valid(Payload::Contact(c.clone())).map_err(|source| Error::InvalidEntry {
+            index: *index,
+            jid: c
+                .identities
+                .first()
+                .map_or_else(String::new, |i| i.value.clone()),
+            source,
+        })?;
+    }
+    for name in groups {
+        let group = Group {
+            id: "g-0".into(),
+            name: name.clone(),
+            ..Group::default()
+        };
+        valid(Payload::Group(group)).map_err(|source| Error::InvalidGroup {
+            name: name.chars().take(64).collect(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// The result of an import: contacts (group references by name) and group names.
@@ -149,6 +195,7 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
     let mut out = Imported::default();
     let mut groups = std::collections::BTreeSet::new();
     let mut by_jid: BTreeMap<BareJid, usize> = BTreeMap::new();
+    let mut first: Vec<usize> = Vec::new();
     for (i, item) in query
         .elements()
         .filter(|e| e.is(ROSTER_NS, "item"))
@@ -190,6 +237,7 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
             }
             None => {
                 by_jid.insert(jid.clone(), out.contacts.len());
+                first.push(index);
                 out.contacts.push(Contact {
                     name,
                     identities: vec![Identity::jid(&jid)],
@@ -200,6 +248,7 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
         }
     }
     out.groups = groups.into_iter().collect();
+    check(&out.contacts, &first, &out.groups)?;
     Ok(out)
 }
 
@@ -245,7 +294,11 @@ pub fn metacontacts(input: &str) -> Result<Imported, Error> {
     let mut metas: Vec<_> = tags.into_values().collect();
     // Contacts in the order their tag first appears.
     metas.sort_by_key(|(first, _)| *first);
-    let contacts = metas
+    let firsts: Vec<usize> = metas
+        .iter()
+        .map(|(_, members)| members.iter().map(|m| m.1).min().unwrap_or(0))
+        .collect();
+    let contacts: Vec<Contact> = metas
         .into_iter()
         .map(|(_, mut members)| {
             // Higher order first; unordered last; ties in document order.
@@ -269,6 +322,7 @@ pub fn metacontacts(input: &str) -> Result<Imported, Error> {
             }
         })
         .collect();
+    check(&contacts, &firsts, &[])?;
     Ok(Imported {
         contacts,
         groups: Vec::new(),

@@ -138,6 +138,17 @@ impl BareJid {
             if result.is_err() || unicode.is_empty() || unicode.len() > MAX_PART_BYTES {
                 return Err(Error::InvalidDomain(err_input()));
             }
+            // A domain name's labels (RFC 7622 §3.2, RFC 5890): none empty, none
+            // starting or ending with a hyphen, none over 63 bytes in ASCII form.
+            let label_ok = |label: &str| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && idna::domain_to_ascii(label).is_ok_and(|a| a.len() <= 63)
+            };
+            if !unicode.split('.').all(label_ok) {
+                return Err(Error::InvalidDomain(err_input()));
+            }
             unicode
         };
         Ok(Self { local, domain })
@@ -224,6 +235,28 @@ mod tests {
             Err(Error::InvalidDomain(_))
         ));
         assert!(matches!(BareJid::parse("a@"), Err(Error::NoDomain(_))));
+        // Empty labels and labels with a hyphen at either end are not domain names.
+        for bad in [
+            "x@.lit",
+            "a@x..lit",
+            "a@-.lit",
+            "a@x-.lit",
+            "a@-x.lit",
+            "a@x.lit..",
+            "a@.",
+            ".lit",
+            "a@ünï..lit",
+            &format!("a@{}.lit", "b".repeat(64)),
+        ] {
+            assert!(
+                matches!(
+                    BareJid::parse(bad),
+                    Err(Error::InvalidDomain(_) | Error::NoDomain(_))
+                ),
+                "{bad:?} is not a JID"
+            );
+        }
+        assert_eq!(n("a@x-y.lit"), "a@x-y.lit");
         let long = format!("{}@x.lit", "a".repeat(1024));
         assert!(matches!(BareJid::parse(&long), Err(Error::TooLong(_))));
     }

@@ -36,7 +36,7 @@ fn add_edit_remove_contact_and_groups() {
     );
     let view = f.books[0].view().clone();
     assert_eq!(
-        view.contacts().nth(0).unwrap().contact.name.as_deref(),
+        view.contacts().next().unwrap().contact.name.as_deref(),
         Some("Jules")
     );
     assert!(view.group_by_name("Close").is_some());
@@ -50,7 +50,7 @@ fn add_edit_remove_contact_and_groups() {
     let view = f.books[0].view().clone();
     assert!(view.groups().is_empty());
     assert!(
-        view.contacts().nth(0).unwrap().contact.groups.is_empty(),
+        view.contacts().next().unwrap().contact.groups.is_empty(),
         "removing a group removes its references"
     );
     f.exec(
@@ -148,10 +148,10 @@ fn concurrent_duplicates_merge_then_collapse_into_the_survivor() {
     f.sync_all(WallTime(T0.0 + 30));
     let v = f.books[0].view().clone();
     assert_eq!(v.contact_count(), 1);
-    assert_eq!(v.contacts().nth(0).unwrap().id, survivor);
-    assert_eq!(v.contacts().nth(0).unwrap().members.len(), 1);
+    assert_eq!(v.contacts().next().unwrap().id, survivor);
+    assert_eq!(v.contacts().next().unwrap().members.len(), 1);
     assert_eq!(
-        v.contacts().nth(0).unwrap().contact.groups.len(),
+        v.contacts().next().unwrap().contact.groups.len(),
         2,
         "nothing lost in the collapse"
     );
@@ -203,9 +203,9 @@ fn transitive_identities_make_one_contact() {
     f.sync_all(WallTime(T0.0 + 1));
     let v = f.books[0].view().clone();
     assert_eq!(v.contact_count(), 1, "a ~ ab ~ b is one contact");
-    assert_eq!(v.contacts().nth(0).unwrap().members.len(), 3);
+    assert_eq!(v.contacts().next().unwrap().members.len(), 3);
     assert_eq!(
-        v.contacts().nth(0).unwrap().contact.name.as_deref(),
+        v.contacts().next().unwrap().contact.name.as_deref(),
         Some("A")
     );
     assert_eq!(v, *f.books[2].view());
@@ -225,15 +225,15 @@ fn unknown_group_references_are_kept() {
         f.books[1].receive(r, &f.roster, T0).expect("trusted");
     }
     let v = f.books[1].view().clone();
-    assert_eq!(v.contacts().nth(0).unwrap().unknown_groups.len(), 1);
-    assert_eq!(v.contacts().nth(0).unwrap().contact.groups.len(), 1);
+    assert_eq!(v.contacts().next().unwrap().unknown_groups.len(), 1);
+    assert_eq!(v.contacts().next().unwrap().contact.groups.len(), 1);
     // Editing the contact there keeps the reference.
     f.exec(1, edit_name("juliet@capulet.lit", "J"), T0);
     assert_eq!(
         f.books[1]
             .view()
             .contacts()
-            .nth(0)
+            .next()
             .unwrap()
             .contact
             .groups

@@ -43,6 +43,31 @@ impl Lock {
     }
 }
 
+/// The files that make a data directory a device: finding any of them, `init` and
+/// `pair join` refuse the directory.
+pub const DEVICE_FILES: [&str; 3] = ["device.key", "openpgp.key", "secrets.xml"];
+
+/// The name a key file has while its device is being created.
+pub fn pending(name: &str) -> String {
+    format!(".{name}.pending")
+}
+
+/// Moves key files written under [`pending`] names into place; a file already in
+/// place is never replaced.
+pub fn finish_pending(dir: &Path) -> Result<()> {
+    for name in DEVICE_FILES {
+        let from = dir.join(pending(name));
+        let to = dir.join(name);
+        if from.exists() && !to.exists() {
+            fs::rename(&from, &to).map_err(|source| Error::Io { path: to, source })?;
+        }
+    }
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// Creates `dir` (mode 0700) if needed.
 pub fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|source| Error::Io {

@@ -17,6 +17,14 @@
 //! replaced, so that [`Store::load`] rebuilds the same replica the engine had:
 //! records are re-inserted in version order, set-aside records are set aside again
 //! by the engine's roster check, and collected tombstones are collected again.
+//!
+//! It never writes what it could not read back: every record is checked against the
+//! limits `Record::decode` enforces before it is written ([`Error::OverLimits`]). A
+//! row that does not decode anyway (written by an earlier version, or damaged) does
+//! not stop the device: [`Store::load`] moves it to the `quarantine` table with the
+//! reason, logs a warning, and goes on; what it held comes back from the other
+//! devices. Writes of one engine step (or one import) go in one transaction
+//! ([`Store::begin`], [`Store::commit`]): after a crash, all of it is there or none.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -28,7 +36,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 mod files;
 
-pub use files::{Lock, create_dir, keyring_from_xml, keyring_to_xml, read_file, write_private};
+pub use files::{
+    DEVICE_FILES, Lock, create_dir, finish_pending, keyring_from_xml, keyring_to_xml, pending,
+    read_file, write_private,
+};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +66,29 @@ pub enum Error {
     /// The data directory holds no device yet.
     #[error("no kith device in {0} (run `kith init --jid JID` or `kith pair join CODE` first)")]
     NotInitialised(PathBuf),
-    /// The data directory holds a device already.
-    #[error("{0} already holds a kith device")]
-    AlreadyInitialised(PathBuf),
+    /// The data directory holds a device already, whole or in part.
+    #[error(
+        "{dir} already holds a kith device ({what} is there); init and pair join never \
+         write over one: give another --data-dir"
+    )]
+    AlreadyInitialised {
+        /// The data directory.
+        dir: PathBuf,
+        /// The file found.
+        what: String,
+    },
+    /// This device holds keys but its store is missing or empty: it is not new, and
+    /// must not be initialised again over its keys.
+    #[error(
+        "{0} holds this device's keys but its store (kith.db) is missing or empty. \
+         Restore kith.db (with kith.db-wal, if any) from a backup of this directory; \
+         or move the whole directory aside and pair this machine again as a new device \
+         (`kith pair join CODE`, with a fresh --data-dir). Nothing here was changed."
+    )]
+    Damaged(PathBuf),
+    /// A record is over the limits a reader enforces: it is not written.
+    #[error("refusing to store a record that could not be read back: {0}")]
+    OverLimits(String),
     /// Something stored does not decode.
     #[error("the store in {path} is corrupt: {what}")]
     Corrupt {
@@ -111,6 +142,8 @@ pub struct Counts {
     pub rows: u64,
     /// Collected tombstones remembered.
     pub collected: u64,
+    /// Rows moved aside because they did not decode.
+    pub quarantined: u64,
 }
 
 /// A device this one has met.
@@ -144,7 +177,23 @@ CREATE TABLE IF NOT EXISTS invites (
     hash BLOB PRIMARY KEY, expires_ms INTEGER NOT NULL, used INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS peers (
     device BLOB PRIMARY KEY, addrs TEXT NOT NULL, last_sync_ms INTEGER);
+CREATE TABLE IF NOT EXISTS quarantine (
+    bytes BLOB NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);
 ";
+
+/// The schema this code writes. Version 1 (the first release) lacked the quarantine
+/// table and could hold records over the limits; opening adds the table, and
+/// [`Store::load`] moves such records aside.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// A row moved aside by [`Store::load`] because it does not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The table it came from.
+    pub table: &'static str,
+    /// Why it does not decode.
+    pub reason: String,
+}
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`. The caller holds the [`Lock`].
@@ -172,10 +221,52 @@ impl Store {
             });
         }
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
+            [SCHEMA_VERSION.to_be_bytes()],
+        )
+        .map_err(sql)?;
         Ok(Self {
             dir: dir.to_owned(),
             conn,
         })
+    }
+
+    /// Whether the store holds anything: an account or any record.
+    pub fn is_empty(&self) -> Result<bool> {
+        let rows: i64 = self
+            .conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM meta WHERE key = 'account')
+                      + (SELECT COUNT(*) FROM records)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(rows == 0)
+    }
+
+    /// Starts a transaction that the writes up to [`Store::commit`] join: all of
+    /// them reach the disk, or (after a crash or [`Store::rollback`]) none.
+    pub fn begin(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Commits what [`Store::begin`] started, durably.
+    pub fn commit(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))
+    }
+
+    /// Drops what [`Store::begin`] started.
+    pub fn rollback(&mut self) -> Result<()> {
+        self.conn.execute_batch("ROLLBACK").map_err(|e| self.sql(e))
+    }
+
+    /// Whether a transaction of [`Store::begin`] is open.
+    pub fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
     }
 
     fn sql(&self, source: rusqlite::Error) -> Error {
@@ -222,7 +313,7 @@ impl Store {
 
     /// Stores the account.
     pub fn set_account(&mut self, account: &Account) -> Result<()> {
-        let tx = self.conn.transaction().map_err(|e| Error::Sql {
+        let tx = self.conn.savepoint().map_err(|e| Error::Sql {
             path: self.dir.join("kith.db"),
             source: e,
         })?;
@@ -270,15 +361,23 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// Stores records durably (one transaction, synced before returning); for each
-    /// item, versions beyond the newest `1 + SHADOW_DEPTH` are dropped.
+    /// Stores records (durably when no [`Store::begin`] is open); for each item,
+    /// versions beyond the newest `1 + SHADOW_DEPTH` are dropped. Nothing is written
+    /// if any record is over the limits a reader enforces.
     pub fn persist(&mut self, records: &[Record]) -> Result<()> {
         let path = self.dir.join("kith.db");
         let sql = |source| Error::Sql {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let encoded = records
+            .iter()
+            .map(|r| {
+                r.encode_checked()
+                    .map_err(|e| Error::OverLimits(format!("{:?} {}: {e}", r.space, r.item)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tx = self.conn.savepoint().map_err(sql)?;
         {
             let mut insert = tx
                 .prepare_cached(
@@ -296,7 +395,7 @@ impl Store {
             let mut uncollect = tx
                 .prepare_cached("DELETE FROM collected WHERE space = ?1 AND item = ?2")
                 .map_err(sql)?;
-            for r in records {
+            for (r, bytes) in records.iter().zip(encoded) {
                 let space = r.space.code();
                 insert
                     .execute(params![
@@ -304,7 +403,7 @@ impl Store {
                         &r.item.0[..],
                         version_key(&r.version),
                         &r.signature[..],
-                        r.encode()
+                        bytes
                     ])
                     .map_err(sql)?;
                 prune
@@ -330,7 +429,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self.conn.savepoint().map_err(sql)?;
         for (space, item) in collect {
             let newest: Option<Vec<u8>> = tx
                 .query_row(
@@ -364,32 +463,93 @@ impl Store {
         tx.commit().map_err(sql)
     }
 
-    /// The records a query's single `bytes` column holds, in its order.
-    fn records(&self, query: &str, what: &str) -> Result<Vec<Record>> {
-        let mut stmt = self.conn.prepare(query).map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(|e| self.sql(e))?;
+    /// The records of `table` (`records` in version order, or `collected`); rows
+    /// that do not decode are moved to the quarantine table and reported.
+    fn read_table(
+        &mut self,
+        table: &'static str,
+        quarantined: &mut Vec<Quarantined>,
+    ) -> Result<Vec<Record>> {
+        // Each row with the columns of its primary key, to move it aside by.
+        let query = match table {
+            "records" => {
+                "SELECT bytes, space, item, version, signature FROM records ORDER BY version"
+            }
+            _ => "SELECT bytes, space, item, NULL, NULL FROM collected",
+        };
+        type Key = (i64, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
         let mut out = Vec::new();
-        for row in rows {
-            let bytes = row.map_err(|e| self.sql(e))?;
-            out.push(Record::decode(&bytes).map_err(|e| self.corrupt(format!("{what}: {e}")))?);
+        let mut bad: Vec<(Key, Vec<u8>, String)> = Vec::new();
+        {
+            let sql = |e| Error::Sql {
+                path: self.dir.join("kith.db"),
+                source: e,
+            };
+            let mut stmt = self.conn.prepare(query).map_err(sql)?;
+            let mut rows = stmt.query([]).map_err(sql)?;
+            while let Some(row) = rows.next().map_err(sql)? {
+                let bytes: Vec<u8> = row.get(0).map_err(sql)?;
+                match Record::decode(&bytes) {
+                    Ok(r) => out.push(r),
+                    Err(e) => {
+                        let key = (
+                            row.get(1).map_err(sql)?,
+                            row.get(2).map_err(sql)?,
+                            row.get(3).map_err(sql)?,
+                            row.get(4).map_err(sql)?,
+                        );
+                        bad.push((key, bytes, e.to_string()));
+                    }
+                }
+            }
+        }
+        if !bad.is_empty() {
+            let path = self.dir.join("kith.db");
+            let sql = |e| Error::Sql {
+                path: path.clone(),
+                source: e,
+            };
+            let now = crate::device::wall_now().0 as i64;
+            let tx = self.conn.savepoint().map_err(sql)?;
+            for ((space, item, version, signature), bytes, reason) in bad {
+                tx.execute(
+                    "INSERT INTO quarantine (bytes, reason, at_ms) VALUES (?1, ?2, ?3)",
+                    params![bytes, format!("{table}: {reason}"), now],
+                )
+                .map_err(sql)?;
+                match (version, signature) {
+                    (Some(v), Some(sig)) => tx.execute(
+                        "DELETE FROM records WHERE space = ?1 AND item = ?2
+                         AND version = ?3 AND signature = ?4",
+                        params![space, item, v, sig],
+                    ),
+                    _ => tx.execute(
+                        "DELETE FROM collected WHERE space = ?1 AND item = ?2",
+                        params![space, item],
+                    ),
+                }
+                .map_err(sql)?;
+                quarantined.push(Quarantined { table, reason });
+            }
+            tx.commit().map_err(sql)?;
         }
         Ok(out)
     }
 
-    /// Rebuilds the replica from what is stored.
-    pub fn load(&self) -> Result<Replica> {
+    /// Rebuilds the replica from what is stored. Rows that do not decode are moved
+    /// to the quarantine table (returned, to be reported), never refusing the device.
+    pub fn load(&mut self) -> Result<(Replica, Vec<Quarantined>)> {
+        let mut quarantined = Vec::new();
         let mut replica = Replica::new();
-        for record in self.records("SELECT bytes FROM records ORDER BY version", "a record")? {
+        for record in self.read_table("records", &mut quarantined)? {
             replica.insert(record);
         }
-        for record in self.records("SELECT bytes FROM collected", "a collected tombstone")? {
+        for record in self.read_table("collected", &mut quarantined)? {
             let (space, item) = (record.space, record.item);
             replica.insert(record);
             replica.collect(space, &item);
         }
-        Ok(replica)
+        Ok((replica, quarantined))
     }
 
     /// Row counts.
@@ -405,6 +565,7 @@ impl Store {
         Ok(Counts {
             rows: count("records")?,
             collected: count("collected")?,
+            quarantined: count("quarantine")?,
         })
     }
 
@@ -551,12 +712,109 @@ mod tests {
         }
         assert_eq!(store.counts().unwrap().rows, 1 + SHADOW_DEPTH as u64);
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
-        let replica = store.load().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let (replica, quarantined) = store.load().unwrap();
+        assert!(quarantined.is_empty());
         assert_eq!(
             replica.get(Space::Roster, &ItemId([1; 16])),
             versions.last()
         );
+    }
+
+    #[test]
+    fn a_record_over_the_limits_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut store = Store::open(dir.path()).unwrap();
+        let good = record(&key, 1, 1, false);
+        let big = Record::sign(
+            Space::Acks,
+            ItemId([2; 16]),
+            Hlc {
+                wall_ms: 1,
+                counter: 0,
+            },
+            Body::Data(vec![0; kith_protocol::record::MAX_RECORD_BYTES]),
+            &key,
+        );
+        let err = store.persist(&[good, big]).unwrap_err();
+        assert!(matches!(err, Error::OverLimits(_)), "{err}");
+        assert_eq!(store.counts().unwrap().rows, 0, "nothing of the batch");
+    }
+
+    /// What an earlier version could write (an acknowledgement over the record
+    /// limit) is moved aside with a warning; the store opens with everything else.
+    #[test]
+    fn a_stored_record_that_does_not_decode_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut store = Store::open(dir.path()).unwrap();
+        let good = record(&key, 1, 1, false);
+        store.persist(std::slice::from_ref(&good)).unwrap();
+        let big = Record::sign(
+            Space::Acks,
+            ItemId([2; 16]),
+            Hlc {
+                wall_ms: 1,
+                counter: 0,
+            },
+            Body::Data(vec![0; 37_000]),
+            &key,
+        );
+        store
+            .conn
+            .execute(
+                "INSERT INTO records (space, item, version, signature, bytes)
+                 VALUES (4, ?1, ?2, ?3, ?4)",
+                params![
+                    &big.item.0[..],
+                    version_key(&big.version),
+                    &big.signature[..],
+                    big.encode()
+                ],
+            )
+            .unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT INTO collected (space, item, bytes) VALUES (0, ?1, ?2)",
+                params![&[9u8; 16][..], b"not a record"],
+            )
+            .unwrap();
+        drop(store);
+        let mut store = Store::open(dir.path()).unwrap();
+        let (replica, quarantined) = store.load().unwrap();
+        assert_eq!(quarantined.len(), 2);
+        assert!(
+            quarantined[0].reason.contains("more than the limit"),
+            "{quarantined:?}"
+        );
+        assert_eq!(replica.records().collect::<Vec<_>>(), vec![&good]);
+        let counts = store.counts().unwrap();
+        assert_eq!(
+            (counts.rows, counts.collected, counts.quarantined),
+            (1, 0, 2)
+        );
+        // Moved for good: the next load finds nothing to move.
+        assert!(store.load().unwrap().1.is_empty());
+    }
+
+    #[test]
+    fn a_batch_lands_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut store = Store::open(dir.path()).unwrap();
+        store.begin().unwrap();
+        store.persist(&[record(&key, 1, 1, false)]).unwrap();
+        store.persist(&[record(&key, 2, 1, false)]).unwrap();
+        store.rollback().unwrap();
+        assert_eq!(store.counts().unwrap().rows, 0);
+        store.begin().unwrap();
+        store.persist(&[record(&key, 1, 1, false)]).unwrap();
+        store.persist(&[record(&key, 2, 1, false)]).unwrap();
+        drop(store); // a crash before the commit
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.counts().unwrap().rows, 0);
     }
 
     #[test]
@@ -583,11 +841,11 @@ mod tests {
             .unwrap();
         let k = (Space::Roster, ItemId([2; 16]));
         store.collect(&[k], &[]).unwrap();
-        let replica = store.load().unwrap();
+        let (replica, _) = store.load().unwrap();
         assert!(replica.get(k.0, &k.1).is_none());
         assert_eq!(replica.collected_version(k.0, &k.1), Some(tomb.version));
         store.collect(&[], &[k]).unwrap();
-        assert_eq!(store.load().unwrap().collected().count(), 0);
+        assert_eq!(store.load().unwrap().0.collected().count(), 0);
     }
 
     #[test]
@@ -651,7 +909,7 @@ mod tests {
                 memory.insert(r.clone());
                 store.persist(&[r]).unwrap();
             }
-            let loaded = store.load().unwrap();
+            let (loaded, _) = store.load().unwrap();
             proptest::prop_assert!(loaded.records().eq(memory.records()));
         }
     }

@@ -118,6 +118,17 @@ impl Book {
         Ok(records)
     }
 
+    /// Whether `command` would be carried out, without writing anything (see
+    /// [`Editor::check`]).
+    pub fn check<R: CryptoRng + ?Sized>(
+        &mut self,
+        command: Command,
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        self.view();
+        self.editor.check(&self.view, command, &self.keyring, rng)
+    }
+
     /// Signs a record authored here, stamped by this device's clock.
     pub fn sign(&mut self, space: Space, item: ItemId, body: Body, now: WallTime) -> Record {
         self.editor.sign(space, item, body, now)

@@ -129,6 +129,15 @@ pub enum Error {
     /// The result is not a valid item.
     #[error(transparent)]
     Item(#[from] item::Error),
+    /// The command would write an item that is not valid (a name too long, too many
+    /// identities…).
+    #[error("{item}: {source}")]
+    Invalid {
+        /// The contact (its first identity) or group concerned.
+        item: String,
+        /// Why.
+        source: item::Error,
+    },
 }
 
 enum Write {
@@ -195,6 +204,38 @@ impl Editor {
         now: WallTime,
         rng: &mut R,
     ) -> Result<Vec<Record>, Error> {
+        let plan = self.plan(view, command, keyring, rng)?;
+        self.seal_plan(plan, keyring, now, rng)
+    }
+
+    /// Whether `command` would be carried out against `view`, without writing
+    /// anything: every payload it would write is checked as a reader would.
+    pub fn check<R: CryptoRng + ?Sized>(
+        &self,
+        view: &View,
+        command: Command,
+        keyring: &Keyring,
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        let plan = self.plan(view, command, keyring, rng)?;
+        for ((node, _), write) in &plan.writes {
+            if keyring.current(*node).is_none() {
+                return Err(Error::NoSecret(*node));
+            }
+            if let Write::Payload(p) = write {
+                validate(p, *node)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn plan<'v, R: CryptoRng + ?Sized>(
+        &self,
+        view: &'v View,
+        command: Command,
+        keyring: &Keyring,
+        rng: &mut R,
+    ) -> Result<Plan<'v>, Error> {
         let mut plan = Plan::new(
             view,
             keyring
@@ -329,7 +370,7 @@ impl Editor {
             }
         }
         plan.pad(view, self.count_bucket, rng);
-        self.seal_plan(plan, keyring, now, rng)
+        Ok(plan)
     }
 
     fn plan_import<R: CryptoRng + ?Sized>(
@@ -427,9 +468,8 @@ impl Editor {
             let body = match write {
                 Write::Tombstone => Body::Tombstone,
                 Write::Payload(p) => {
-                    let xml = p.to_xml();
                     // Validate what we are about to publish, as a reader would.
-                    Payload::parse(&xml)?.check_node(node)?;
+                    let xml = validate(&p, node)?;
                     Body::Sealed(seal::seal(&xml, secrets[&node], self.pad_bucket, rng))
                 }
             };
@@ -438,6 +478,29 @@ impl Editor {
         }
         Ok(records)
     }
+}
+
+/// The XML of `payload`, checked as a reader on `node` would read it; an error names
+/// the contact (by its first identity) or the group.
+fn validate(payload: &Payload, node: NodeKind) -> Result<String, Error> {
+    let xml = payload.to_xml();
+    Payload::parse(&xml)
+        .and_then(|p| p.check_node(node))
+        .map_err(|source| {
+            let item = match payload {
+                Payload::Contact(c) => c
+                    .identities
+                    .first()
+                    .map_or_else(String::new, |i| i.value.clone()),
+                Payload::Group(g) => format!("group {:?}", g.name),
+                Payload::Reserved(_) => "a reserved item".to_owned(),
+            };
+            Error::Invalid {
+                item: item.chars().take(200).collect(),
+                source,
+            }
+        })?;
+    Ok(xml)
 }
 
 fn hex_id(bytes: &[u8]) -> String {

@@ -142,10 +142,14 @@ pub fn record<'a>(replica: &'a Replica, device: &DeviceId, shard: usize) -> Opti
         .filter(|r| r.author() == *device)
 }
 
+/// One device's acknowledgements of one shard, and the signature of the record
+/// they were decoded from.
+type Decoded = ([u8; 64], BTreeMap<Key, u8>);
+
 /// Decoded acknowledgements, kept by the signature of the record they came from.
 #[derive(Debug, Default)]
 pub struct Acks {
-    decoded: BTreeMap<(DeviceId, usize), ([u8; 64], BTreeMap<Key, u8>)>,
+    decoded: BTreeMap<(DeviceId, usize), Decoded>,
 }
 
 /// What a collection pass does.

@@ -162,9 +162,29 @@ impl Frame {
         crate::cbor::encode(&value)
     }
 
-    /// Decodes a frame of at most `max` bytes. Records inside are decoded but their
-    /// signatures are not checked here.
+    /// Decodes a frame of at most `max` bytes, strictly: a record inside that does
+    /// not decode fails the frame. Signatures are not checked here.
     pub fn decode(bytes: &[u8], max: usize) -> Result<Self, Error> {
+        match Self::decode_lenient(bytes, max)? {
+            (frame, skipped) if skipped.is_empty() => Ok(frame),
+            (_, mut skipped) => Err(Error::Record(skipped.remove(0))),
+        }
+    }
+
+    /// Decodes a frame of at most `max` bytes; records inside that do not decode are
+    /// left out and returned with why, so that one bad record does not cost the
+    /// others (each record stands on its own signature).
+    pub fn decode_lenient(bytes: &[u8], max: usize) -> Result<(Self, Vec<record::Error>), Error> {
+        let mut skipped = Vec::new();
+        let frame = Self::decode_into(bytes, max, &mut skipped)?;
+        Ok((frame, skipped))
+    }
+
+    fn decode_into(
+        bytes: &[u8],
+        max: usize,
+        skipped: &mut Vec<record::Error>,
+    ) -> Result<Self, Error> {
         let value = crate::cbor::decode(bytes, max, 8).map_err(|e| match e {
             crate::cbor::ReadError::TooLarge(len) => Error::TooLarge { len, max },
             crate::cbor::ReadError::Malformed(m) => Error::Cbor(m),
@@ -186,7 +206,7 @@ impl Frame {
         let kind = int(fields.next(), "kind")?;
         let frame = match kind {
             0 => Self::Gossip {
-                records: records(fields.next())?,
+                records: records(fields.next(), skipped)?,
             },
             1 => {
                 let salt = int(fields.next(), "salt")?;
@@ -194,7 +214,7 @@ impl Frame {
                 Self::Request {
                     salt,
                     msg,
-                    records: records(fields.next())?,
+                    records: records(fields.next(), skipped)?,
                     more: boolean(fields.next())?,
                 }
             }
@@ -202,7 +222,7 @@ impl Frame {
                 let msg = message(fields.next(), fields.next())?;
                 Self::Response {
                     msg,
-                    records: records(fields.next())?,
+                    records: records(fields.next(), skipped)?,
                     more: boolean(fields.next())?,
                 }
             }
@@ -229,17 +249,21 @@ fn boolean(v: Option<Value>) -> Result<bool, Error> {
     }
 }
 
-fn records(v: Option<Value>) -> Result<Vec<Record>, Error> {
+fn records(v: Option<Value>, skipped: &mut Vec<record::Error>) -> Result<Vec<Record>, Error> {
     let Some(Value::Array(items)) = v else {
         return Err(Error::BadField("records"));
     };
-    items
-        .into_iter()
-        .map(|i| match i {
-            Value::Bytes(b) => Record::decode(&b).map_err(Error::from),
-            _ => Err(Error::BadField("records")),
-        })
-        .collect()
+    let mut out = Vec::with_capacity(items.len());
+    for i in items {
+        let Value::Bytes(b) = i else {
+            return Err(Error::BadField("records"));
+        };
+        match Record::decode(&b) {
+            Ok(r) => out.push(r),
+            Err(e) => skipped.push(e),
+        }
+    }
+    Ok(out)
 }
 
 fn message(ranges: Option<Value>, need: Option<Value>) -> Result<recon::Message, Error> {

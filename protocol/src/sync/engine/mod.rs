@@ -20,6 +20,9 @@ use crate::record::{Body, DeviceId, ItemId, Record, Space};
 use crate::replica::{Outcome, Rejected};
 use crate::roster::{Entry, Roster};
 
+/// Most records waiting to be gossiped; a larger change goes by reconciliation.
+pub const MAX_GOSSIP_QUEUE: usize = 4_096;
+
 /// Timing and size settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -231,6 +234,9 @@ struct Peer {
     /// Keys whose records this peer still has to be sent in the current exchange.
     owed: BTreeSet<Key>,
     next_recon_ms: u64,
+    /// A bulk change was left to reconciliation: reconcile again as soon as the
+    /// current exchange ends.
+    catch_up: bool,
 }
 
 /// One device's sync engine.
@@ -388,8 +394,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 self.stats.refused_frames += 1;
             }
             Input::Gossip { from, bytes, .. } => {
-                match Frame::decode(&bytes, wire::MAX_GOSSIP_BYTES) {
-                    Ok(Frame::Gossip { records }) => self.apply(now, &from, records),
+                match Frame::decode_lenient(&bytes, wire::MAX_GOSSIP_BYTES) {
+                    Ok((Frame::Gossip { records }, skipped)) => {
+                        self.skipped(&from, skipped);
+                        self.apply(now, &from, records);
+                    }
                     Ok(_) => self.bad_frame(&from, wire::Error::BadField("kind")),
                     Err(e) => self.bad_frame(&from, e),
                 }
@@ -517,17 +526,33 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         Ok(())
     }
 
-    /// Persists and gossips records just written here.
+    /// Persists and gossips records just written here. A bulk change (an import, a
+    /// rotation of a large list) is not gossiped: past [`MAX_GOSSIP_QUEUE`] records
+    /// the queue is dropped and every peer reconciles at once, which carries the
+    /// records in large frames without holding a second copy of all of them.
     fn written(&mut self, now: Now, records: Vec<Record>) {
         if records.is_empty() {
             return;
         }
         self.set = None;
-        self.outputs.push_back(Output::Persist(records.clone()));
+        let bulk = self.gossip.len() + records.len() > MAX_GOSSIP_QUEUE;
+        if bulk {
+            self.gossip.clear();
+            self.gossip_due_ms = None;
+            for peer in self.peers.values_mut() {
+                peer.catch_up = true;
+                if peer.session.is_none() {
+                    peer.next_recon_ms = now.mono_ms;
+                }
+            }
+            self.outputs.push_back(Output::Persist(records));
+        } else {
+            self.outputs.push_back(Output::Persist(records.clone()));
+            self.gossip.extend(records);
+            self.gossip_due_ms
+                .get_or_insert(now.mono_ms + self.config.gossip_delay_ms);
+        }
         self.outputs.push_back(Output::Event(Event::Changed));
-        self.gossip.extend(records);
-        self.gossip_due_ms
-            .get_or_insert(now.mono_ms + self.config.gossip_delay_ms);
     }
 
     fn flush_gossip(&mut self) {
@@ -558,6 +583,13 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     fn count_out(&mut self, len: usize) {
         self.stats.frames_out += 1;
         self.stats.bytes_out += len as u64;
+    }
+
+    /// Reports records left out of a frame because they did not decode.
+    pub(super) fn skipped(&mut self, peer: &P, skipped: Vec<crate::record::Error>) {
+        for e in skipped {
+            self.bad_frame(peer, wire::Error::Record(e));
+        }
     }
 
     fn bad_frame(&mut self, peer: &P, reason: wire::Error) {

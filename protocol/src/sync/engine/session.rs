@@ -98,10 +98,16 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             self.stats.refused_frames += 1;
             return self.respond_empty(id);
         }
-        let (salt, msg, records) = match Frame::decode(bytes, wire::MAX_FRAME_BYTES) {
-            Ok(Frame::Request {
-                salt, msg, records, ..
-            }) => (salt, msg, records),
+        let (salt, msg, records) = match Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES) {
+            Ok((
+                Frame::Request {
+                    salt, msg, records, ..
+                },
+                skipped,
+            )) => {
+                self.skipped(&from, skipped);
+                (salt, msg, records)
+            }
             Ok(_) => {
                 self.bad_frame(&from, wire::Error::BadField("kind"));
                 return self.respond_empty(id);
@@ -161,8 +167,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         else {
             return;
         };
-        let (msg, records, more) = match Frame::decode(bytes, wire::MAX_FRAME_BYTES) {
-            Ok(Frame::Response { msg, records, more }) => (msg, records, more),
+        let (msg, records, more) = match Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES) {
+            Ok((Frame::Response { msg, records, more }, skipped)) => {
+                self.skipped(&p, skipped);
+                (msg, records, more)
+            }
             Ok(_) => {
                 return self.end_session(
                     now,
@@ -214,7 +223,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if let Some(peer) = self.peers.get_mut(p) {
             peer.session = None;
             peer.owed.clear();
-            peer.next_recon_ms = now.mono_ms + self.config.recon_interval_ms + jitter;
+            peer.next_recon_ms = if std::mem::take(&mut peer.catch_up) && ok {
+                now.mono_ms
+            } else {
+                now.mono_ms + self.config.recon_interval_ms + jitter
+            };
         }
         if ok {
             self.stats.reconciliations += 1;

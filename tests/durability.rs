@@ -1,0 +1,221 @@
+//! What must never happen to a user's data: a command that writes over a device, an
+//! import that lands in part, a store that cannot be opened again.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::nodes::Device;
+
+fn code_and_err(out: &std::process::Output) -> (Option<i32>, String) {
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A roster document of `n` entries; `tweak` may change entry `i` (0-based).
+fn roster(n: usize, tweak: impl Fn(usize, &mut String)) -> String {
+    let mut doc = String::from("<query xmlns='jabber:iq:roster'>");
+    for i in 0..n {
+        let mut name = format!("User {i}");
+        tweak(i, &mut name);
+        doc.push_str(&format!(
+            "<item jid='user{i}@example.org' name='{name}'><group>G{}</group></item>",
+            i % 7
+        ));
+    }
+    doc.push_str("</query>");
+    doc
+}
+
+#[test]
+fn init_never_writes_over_a_device() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    let keys: Vec<Vec<u8>> = ["device.key", "openpgp.key", "secrets.xml"]
+        .iter()
+        .map(|f| std::fs::read(d.dir.join(f)).expect("key file"))
+        .collect();
+    for damage in ["missing", "empty"] {
+        for f in ["kith.db", "kith.db-wal", "kith.db-shm"] {
+            let _ = std::fs::remove_file(d.dir.join(f));
+        }
+        if damage == "empty" {
+            std::fs::write(d.dir.join("kith.db"), b"").expect("write");
+        }
+        // The hint does not lead to `kith init`...
+        let (code, err) = code_and_err(&d.kith(&["status"]));
+        assert_eq!(code, Some(6), "{err}");
+        assert!(err.contains("holds this device's keys"), "{err}");
+        assert!(err.contains("backup"), "{err}");
+        assert!(!err.contains("kith init"), "{damage}: {err}");
+        // ...and `kith init` refuses, whatever JID it is given.
+        for jid in ["romeo@montague.lit", "someone@else.lit"] {
+            let (code, err) = code_and_err(&d.kith(&["init", "--jid", jid]));
+            assert_eq!(code, Some(6), "{err}");
+            assert!(err.contains("already holds a kith device"), "{err}");
+        }
+        let now: Vec<Vec<u8>> = ["device.key", "openpgp.key", "secrets.xml"]
+            .iter()
+            .map(|f| std::fs::read(d.dir.join(f)).expect("key file"))
+            .collect();
+        assert_eq!(now, keys, "{damage}: the keys are untouched");
+    }
+    // One key file alone is enough to refuse.
+    let other = Device::new();
+    std::fs::create_dir_all(&other.dir).expect("mkdir");
+    std::fs::write(other.dir.join("secrets.xml"), b"<secrets/>").expect("write");
+    let (code, err) = code_and_err(&other.kith(&["init", "--jid", "a@b.lit"]));
+    assert_eq!(code, Some(6), "{err}");
+    assert_eq!(
+        std::fs::read(other.dir.join("secrets.xml")).expect("read"),
+        b"<secrets/>"
+    );
+}
+
+#[test]
+fn a_bad_import_stores_nothing_and_names_the_entry() {
+    let mut d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    d.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
+    let doc = roster(20_000, |i, name| {
+        if i == 12_344 {
+            *name = "x".repeat(4_000);
+        }
+    });
+    let file = d.dir.join("roster.xml");
+    std::fs::write(&file, doc).expect("write");
+    let file = file.to_str().expect("utf-8");
+    for running in [false, true] {
+        if running {
+            d.start();
+        }
+        let (code, err) = code_and_err(&d.kith(&["import", "roster", file]));
+        assert_eq!(code, Some(3), "{err}");
+        assert!(err.contains("roster.xml"), "the file is named: {err}");
+        assert!(
+            err.contains("entry 12345") && err.contains("user12344@example.org"),
+            "the entry is named: {err}"
+        );
+        assert_eq!(d.jids(), ["juliet@capulet.lit"], "nothing was stored");
+    }
+    d.stop();
+    // Not UTF-8: bad input too (exit 3), not a file that cannot be read (4).
+    let latin1 = d.dir.join("latin1.xml");
+    std::fs::write(
+        &latin1,
+        b"<query xmlns='jabber:iq:roster'><item jid='a@b.lit' name='Jos\xe9'/></query>",
+    )
+    .expect("write");
+    let (code, err) = code_and_err(&d.kith(&["import", "roster", latin1.to_str().expect("utf-8")]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("not UTF-8"), "{err}");
+}
+
+/// kill -9 at any moment of an import leaves all of it or none of it.
+#[test]
+fn an_import_killed_at_any_moment_lands_whole_or_not_at_all() {
+    let mut d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    let n = 20_000;
+    let file = d.dir.join("roster.xml");
+    std::fs::write(&file, roster(n, |_, _| {})).expect("write");
+    // How long an import takes here, to kill the next ones part way through.
+    let mut timing = Device::new();
+    timing.ok(&["init", "--jid", "romeo@montague.lit"]);
+    timing.start();
+    let t0 = Instant::now();
+    timing.ok(&["import", "roster", file.to_str().expect("utf-8")]);
+    let full = t0.elapsed();
+    timing.stop();
+    let mut outcomes = Vec::new();
+    for fraction in [0.2, 0.5, 0.8] {
+        let delay_ms = (full.as_millis() as f64 * fraction) as u64;
+        d.start();
+        let mut import = Command::new(env!("CARGO_BIN_EXE_kith"))
+            .arg("--data-dir")
+            .arg(&d.dir)
+            .args(["import", "roster"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("import starts");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(delay_ms) {
+            if let Ok(Some(_)) = import.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        d.kill();
+        let _ = import.kill();
+        let _ = import.wait();
+        // The store opens, and holds the import whole or not at all.
+        let count = d.jids().len();
+        assert!(
+            count == 0 || count == n,
+            "{count} of {n} contacts after kill -9"
+        );
+        outcomes.push(count);
+        if count == n {
+            break;
+        }
+    }
+    eprintln!("an import takes {full:?} here; after kill -9: {outcomes:?}");
+    assert_eq!(outcomes[0], 0, "killed a fifth of the way, nothing landed");
+    // The interrupted import can simply be run again.
+    d.ok(&["import", "roster", file.to_str().expect("utf-8")]);
+    assert_eq!(d.jids().len(), n, "after {outcomes:?}");
+}
+
+#[test]
+fn jids_with_empty_or_hyphen_labels_are_refused() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    for bad in ["x@.lit", "a@x..lit", "a@-.lit", "a@x-.lit"] {
+        let (code, err) = code_and_err(&d.kith(&["contact", "add", bad]));
+        assert_eq!(code, Some(3), "{bad}: {err}");
+    }
+    assert!(d.jids().is_empty());
+}
+
+#[test]
+fn a_closed_pipe_ends_a_listing_quietly() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    // Enough output to fill a pipe's buffer.
+    let file = d.dir.join("roster.xml");
+    std::fs::write(&file, roster(3_000, |_, _| {})).expect("write");
+    d.ok(&["import", "roster", file.to_str().expect("utf-8")]);
+    for args in [
+        &["contact", "list"][..],
+        &["contact", "list", "--json"],
+        &["status", "--json"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
+            .arg("--data-dir")
+            .arg(&d.dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kith starts");
+        // Read a little, then close the pipe, as `| head -c 10` does.
+        let mut out = child.stdout.take().expect("piped");
+        let mut first = [0u8; 10];
+        let _ = out.read(&mut first);
+        drop(out);
+        let status = child.wait().expect("kith ends");
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .expect("piped")
+            .read_to_string(&mut err)
+            .expect("stderr");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+    }
+}
