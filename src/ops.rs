@@ -40,12 +40,20 @@ pub(crate) fn via_node(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Option<Value>> {
     let rt = runtime()?;
-    rt.block_on(socket::request(
-        &dir.join("control.sock"),
-        request,
-        progress,
-    ))
-    .map_err(|e| exit(e).into())
+    // A node answering as many commands as it takes says so: try again a little.
+    let start = std::time::Instant::now();
+    loop {
+        match rt.block_on(socket::request(
+            &dir.join("control.sock"),
+            request,
+            &mut *progress,
+        )) {
+            Err(e) if e.kind == ErrorKind::Busy && start.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other.map_err(|e| exit(e).into()),
+        }
+    }
 }
 
 /// Answers `request` through the node, or on the store when no node runs.

@@ -8,10 +8,10 @@ use std::process::Command;
 use crate::nodes::Device;
 
 /// Two namespaces joined by a veth pair; deleted on drop, also when the test fails.
-struct Net {
-    ns: [String; 2],
-    veth: [String; 2],
-    ip: [String; 2],
+pub(crate) struct Net {
+    pub(crate) ns: [String; 2],
+    pub(crate) veth: [String; 2],
+    pub(crate) ip: [String; 2],
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -31,8 +31,10 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 impl Net {
-    fn create() -> Result<Self, String> {
-        let id = std::process::id() % 100_000;
+    /// The namespaces, or why they cannot be made; `tag` tells apart those of
+    /// tests running at once.
+    pub(crate) fn create(tag: u32) -> Result<Self, String> {
+        let id = (std::process::id() * 7 + tag) % 100_000;
         let subnet = 20 + id % 200;
         let net = Self {
             ns: [format!("kith{id}a"), format!("kith{id}b")],
@@ -73,8 +75,24 @@ impl Net {
         Ok(net)
     }
 
-    fn prefix(&self, i: usize) -> Vec<&str> {
+    pub(crate) fn prefix(&self, i: usize) -> Vec<&str> {
         vec!["ip", "netns", "exec", &self.ns[i]]
+    }
+
+    /// The namespaces, or `None` (the test then passes, saying so) where they
+    /// cannot be made, unless `KITH_REQUIRE_NETNS=1` (CI) makes that a failure.
+    pub(crate) fn or_skip(tag: u32) -> Option<Self> {
+        match Self::create(tag) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                assert!(
+                    std::env::var("KITH_REQUIRE_NETNS").as_deref() != Ok("1"),
+                    "network namespaces are required (KITH_REQUIRE_NETNS=1) but: {e}"
+                );
+                eprintln!("SKIPPED: cannot create network namespaces (run as root): {e}");
+                None
+            }
+        }
     }
 }
 
@@ -88,17 +106,7 @@ impl Drop for Net {
 
 #[test]
 fn nodes_in_namespaces_find_each_other_by_mdns_on_veth() {
-    let net = match Net::create() {
-        Ok(n) => n,
-        Err(e) => {
-            assert!(
-                std::env::var("KITH_REQUIRE_NETNS").as_deref() != Ok("1"),
-                "network namespaces are required (KITH_REQUIRE_NETNS=1) but: {e}"
-            );
-            eprintln!("SKIPPED: cannot create network namespaces (run as root): {e}");
-            return;
-        }
-    };
+    let Some(net) = Net::or_skip(0) else { return };
     let listen = |i: usize| format!("/ip4/{}/tcp/0", net.ip[i]);
     let mut a = Device::new().with_prefix(&net.prefix(0));
     let mut b = Device::new().with_prefix(&net.prefix(1));

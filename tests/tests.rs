@@ -3,6 +3,7 @@
 mod cli;
 mod durability;
 mod errors;
+mod floods;
 mod gpg;
 mod loopback;
 mod netns;

@@ -122,6 +122,9 @@ pub enum ErrorKind {
     Store,
     /// The request needs a running node: exit 7.
     NotRunning,
+    /// The node is answering as many commands as it takes at once: exit 7 if it
+    /// stays so (the CLI tries again for a few seconds first).
+    Busy,
 }
 
 impl ErrorKind {
@@ -132,7 +135,7 @@ impl ErrorKind {
             Self::Input => 3,
             Self::Unreachable => 5,
             Self::Store => 6,
-            Self::NotRunning => 7,
+            Self::NotRunning | Self::Busy => 7,
         }
     }
 }

@@ -1,24 +1,80 @@
 //! The XEP-0223-style whitelist at the transport: a connection is refused right after
 //! the Noise handshake (before any other protocol runs on it) unless its peer is an
-//! active roster device, or a pairing is open. It also bounds connections: at most
-//! [`MAX_CONNECTIONS`] in all and [`MAX_PER_PEER`] to one peer.
+//! active roster device, or a pairing is open. It also bounds what anyone can hold:
+//!
+//! * connections still in their handshake: [`Limits::pending_per_ip`] from one
+//!   address and [`Limits::pending`] in all; more are refused at once;
+//! * established connections: [`Limits::per_ip`] from one address,
+//!   [`Limits::total`] in all, [`Limits::per_peer`] to one peer. At a cap, the
+//!   newcomer is let in and the oldest connection not yet *proven* (a roster device
+//!   is proven by being one; a pairing peer once it shows a valid invite secret,
+//!   [`Gate::prove`]) is closed in its place, from the newcomer's address when that
+//!   address is at its cap, else from the address holding the most. Only when every
+//!   connection in the way is proven is the newcomer refused;
+//! * unproven connections are closed after [`Limits::unproven_secs`].
+//!
+//! So strangers can keep at most a rolling set of unproven connections, each for a
+//! few seconds, and never the room a device that proves itself needs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
-use std::task::{Context, Poll};
+use std::net::IpAddr;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{
-    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm, dummy,
+    CloseConnection, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
 };
 use libp2p::{Multiaddr, PeerId};
 
-/// Most connections established at once.
+/// Most connections established at once (the main swarm's default).
 pub const MAX_CONNECTIONS: u32 = 128;
 /// Most connections to one peer.
 pub const MAX_PER_PEER: u32 = 4;
+
+/// What a gate lets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Established connections in all.
+    pub total: u32,
+    /// Established connections to one peer.
+    pub per_peer: u32,
+    /// Established connections from one remote address.
+    pub per_ip: u32,
+    /// Connections in their handshake, in all.
+    pub pending: u32,
+    /// Connections in their handshake from one remote address.
+    pub pending_per_ip: u32,
+    /// How long a connection may stay unproven.
+    pub unproven_secs: u64,
+}
+
+impl Limits {
+    /// The main swarm: roster devices only (strangers are refused right after the
+    /// handshake, so they never hold an established slot).
+    pub const MAIN: Self = Self {
+        total: MAX_CONNECTIONS,
+        per_peer: MAX_PER_PEER,
+        per_ip: 32,
+        pending: 64,
+        pending_per_ip: 8,
+        unproven_secs: 60,
+    };
+    /// The pairing listener: anyone while an invitation is open, so small caps and
+    /// a short time to show the invite secret.
+    pub const PAIRING: Self = Self {
+        total: 32,
+        per_peer: 2,
+        per_ip: 8,
+        pending: 64,
+        pending_per_ip: 16,
+        unproven_secs: 10,
+    };
+}
 
 /// Why a connection was refused.
 #[derive(Debug, thiserror::Error)]
@@ -31,16 +87,61 @@ pub enum Refused {
     Limit,
 }
 
+#[derive(Debug, Clone)]
+struct Conn {
+    peer: PeerId,
+    ip: Option<IpAddr>,
+    since: Instant,
+    proven: bool,
+}
+
 /// The gate.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Gate {
+    limits: Limits,
     allowed: BTreeSet<PeerId>,
     pairing_open: bool,
-    established: BTreeMap<PeerId, u32>,
-    total: u32,
+    /// Handshakes under way: connection → remote address.
+    pending: BTreeMap<ConnectionId, Option<IpAddr>>,
+    /// Established connections.
+    conns: BTreeMap<ConnectionId, Conn>,
+    /// Connections to close, not yet asked of the swarm.
+    close: VecDeque<(PeerId, ConnectionId)>,
+    /// Connections being closed (asked, or about to be).
+    closing: BTreeSet<ConnectionId>,
+    waker: Option<Waker>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new(Limits::MAIN)
+    }
+}
+
+/// The IP address of a multiaddr, if it has one.
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
 }
 
 impl Gate {
+    /// A gate with these limits, letting no one in until told who may come.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            allowed: BTreeSet::new(),
+            pairing_open: false,
+            pending: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            close: VecDeque::new(),
+            closing: BTreeSet::new(),
+            waker: None,
+        }
+    }
+
     /// Replaces the allowed peers.
     pub fn set_allowed(&mut self, allowed: BTreeSet<PeerId>) {
         self.allowed = allowed;
@@ -51,15 +152,100 @@ impl Gate {
         self.pairing_open = open;
     }
 
-    fn check(&self, peer: PeerId) -> Result<dummy::ConnectionHandler, ConnectionDenied> {
+    /// Marks `peer`'s connections proven (it showed a valid invite secret): they
+    /// are no longer closed to make room, nor for being slow.
+    pub fn prove(&mut self, peer: &PeerId) {
+        for c in self.conns.values_mut().filter(|c| c.peer == *peer) {
+            c.proven = true;
+        }
+    }
+
+    /// Established connections now.
+    pub fn established(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Closes unproven connections older than the limit allows; call now and then.
+    pub fn expire(&mut self, now: Instant) {
+        let limit = Duration::from_secs(self.limits.unproven_secs);
+        let late: Vec<(PeerId, ConnectionId)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.proven && now.duration_since(c.since) >= limit)
+            .map(|(id, c)| (c.peer, *id))
+            .collect();
+        self.close_later(late);
+    }
+
+    fn close_later(&mut self, conns: impl IntoIterator<Item = (PeerId, ConnectionId)>) {
+        let mut any = false;
+        for (peer, id) in conns {
+            if self.closing.insert(id) {
+                self.close.push_back((peer, id));
+                any = true;
+            }
+        }
+        if any && let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Established connections not on their way out.
+    fn live(&self) -> impl Iterator<Item = (&ConnectionId, &Conn)> {
+        self.conns
+            .iter()
+            .filter(|(id, _)| !self.closing.contains(id))
+    }
+
+    /// The oldest unproven connection among those `from` picks.
+    fn oldest_unproven(&self, from: impl Fn(&Conn) -> bool) -> Option<(PeerId, ConnectionId)> {
+        self.live()
+            .filter(|(_, c)| !c.proven && from(c))
+            .min_by_key(|(id, c)| (c.since, **id))
+            .map(|(id, c)| (c.peer, *id))
+    }
+
+    /// Makes room for a newcomer from `ip`, or refuses it.
+    fn admit(&mut self, peer: PeerId, ip: Option<IpAddr>) -> Result<(), ConnectionDenied> {
+        let to_peer = self.live().filter(|(_, c)| c.peer == peer).count() as u32;
+        if to_peer >= self.limits.per_peer {
+            return Err(ConnectionDenied::new(Refused::Limit));
+        }
+        let mut evict = Vec::new();
+        if self.live().filter(|(_, c)| c.ip == ip).count() as u32 >= self.limits.per_ip {
+            let victim = self
+                .oldest_unproven(|c| c.ip == ip)
+                .ok_or_else(|| ConnectionDenied::new(Refused::Limit))?;
+            evict.push(victim);
+        } else if self.live().count() as u32 >= self.limits.total {
+            // From the address holding the most connections.
+            let mut per_ip: BTreeMap<Option<IpAddr>, u32> = BTreeMap::new();
+            for (_, c) in self.live().filter(|(_, c)| !c.proven) {
+                *per_ip.entry(c.ip).or_default() += 1;
+            }
+            let busiest = per_ip
+                .into_iter()
+                .max_by_key(|(_, n)| *n)
+                .map(|(ip, _)| ip)
+                .ok_or_else(|| ConnectionDenied::new(Refused::Limit))?;
+            let victim = self
+                .oldest_unproven(|c| c.ip == busiest)
+                .ok_or_else(|| ConnectionDenied::new(Refused::Limit))?;
+            evict.push(victim);
+        }
+        self.close_later(evict);
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        peer: PeerId,
+        remote: &Multiaddr,
+    ) -> Result<dummy::ConnectionHandler, ConnectionDenied> {
         if !(self.pairing_open || self.allowed.contains(&peer)) {
             return Err(ConnectionDenied::new(Refused::NotInRoster(peer)));
         }
-        if self.total >= MAX_CONNECTIONS
-            || self.established.get(&peer).copied().unwrap_or(0) >= MAX_PER_PEER
-        {
-            return Err(ConnectionDenied::new(Refused::Limit));
-        }
+        self.admit(peer, ip_of(remote))?;
         Ok(dummy::ConnectionHandler)
     }
 }
@@ -68,41 +254,68 @@ impl NetworkBehaviour for Gate {
     type ConnectionHandler = dummy::ConnectionHandler;
     type ToSwarm = Infallible;
 
+    fn handle_pending_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        _: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        let ip = ip_of(remote);
+        let from_ip = self.pending.values().filter(|p| **p == ip).count() as u32;
+        if self.pending.len() as u32 >= self.limits.pending || from_ip >= self.limits.pending_per_ip
+        {
+            return Err(ConnectionDenied::new(Refused::Limit));
+        }
+        self.pending.insert(id, ip);
+        Ok(())
+    }
+
     fn handle_established_inbound_connection(
         &mut self,
         _: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
-        _: &Multiaddr,
+        remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.check(peer)
+        self.check(peer, remote)
     }
 
     fn handle_established_outbound_connection(
         &mut self,
         _: ConnectionId,
         peer: PeerId,
-        _: &Multiaddr,
+        addr: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.check(peer)
+        self.check(peer, addr)
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
             FromSwarm::ConnectionEstablished(e) => {
-                *self.established.entry(e.peer_id).or_default() += 1;
-                self.total += 1;
+                let ip = self
+                    .pending
+                    .remove(&e.connection_id)
+                    .flatten()
+                    .or_else(|| ip_of(e.endpoint.get_remote_address()));
+                self.conns.insert(
+                    e.connection_id,
+                    Conn {
+                        peer: e.peer_id,
+                        ip,
+                        since: Instant::now(),
+                        proven: self.allowed.contains(&e.peer_id),
+                    },
+                );
             }
             FromSwarm::ConnectionClosed(e) => {
-                if let Some(n) = self.established.get_mut(&e.peer_id) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.established.remove(&e.peer_id);
-                    }
-                }
-                self.total = self.total.saturating_sub(1);
+                self.conns.remove(&e.connection_id);
+                self.closing.remove(&e.connection_id);
+                self.close.retain(|(_, id)| *id != e.connection_id);
+            }
+            FromSwarm::ListenFailure(e) => {
+                self.pending.remove(&e.connection_id);
             }
             _ => {}
         }
@@ -117,7 +330,114 @@ impl NetworkBehaviour for Gate {
         match event {}
     }
 
-    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        if let Some((peer_id, id)) = self.close.pop_front() {
+            return Poll::Ready(ToSwarm::CloseConnection {
+                peer_id,
+                connection: CloseConnection::One(id),
+            });
+        }
+        self.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(ip: &str) -> Multiaddr {
+        format!("/ip4/{ip}/tcp/1").parse().expect("multiaddr")
+    }
+
+    fn establish(g: &mut Gate, ip: &str) -> Result<(PeerId, ConnectionId), ConnectionDenied> {
+        let peer = PeerId::random();
+        let id = ConnectionId::new_unchecked(rand::random::<u32>() as usize);
+        g.check(peer, &addr(ip))?;
+        g.conns.insert(
+            id,
+            Conn {
+                peer,
+                ip: ip_of(&addr(ip)),
+                since: Instant::now(),
+                proven: g.allowed.contains(&peer),
+            },
+        );
+        Ok((peer, id))
+    }
+
+    fn closed(g: &mut Gate) -> Vec<ConnectionId> {
+        let ids: Vec<ConnectionId> = g.close.drain(..).map(|(_, id)| id).collect();
+        for id in &ids {
+            g.conns.remove(id);
+            g.closing.remove(id);
+        }
+        ids
+    }
+
+    #[test]
+    fn strangers_never_take_the_room_of_a_device_that_proves_itself() {
+        let mut g = Gate::new(Limits::PAIRING);
+        g.set_pairing_open(true);
+        // A flood from one address: each newcomer past the cap replaces the oldest.
+        let flood: Vec<_> = (0..100)
+            .map(|_| establish(&mut g, "10.0.0.9").expect("let in"))
+            .collect();
+        closed(&mut g);
+        assert_eq!(g.conns.len() as u32, Limits::PAIRING.per_ip);
+        // The joiner from the same address gets in and proves itself.
+        let (joiner, jid) = establish(&mut g, "10.0.0.9").expect("the joiner gets in");
+        g.prove(&joiner);
+        let gone = closed(&mut g);
+        assert_eq!(gone.len(), 1);
+        assert!(gone[0] != jid);
+        // More flooding, from everywhere: the joiner stays.
+        for i in 0..200 {
+            establish(&mut g, &format!("10.0.1.{}", i % 50)).expect("let in");
+            closed(&mut g);
+        }
+        assert!(g.conns.contains_key(&jid), "the proven joiner stayed");
+        assert!(g.conns.len() as u32 <= Limits::PAIRING.total);
+        let from_flood = flood
+            .iter()
+            .filter(|(_, id)| g.conns.contains_key(id))
+            .count();
+        assert!(from_flood < Limits::PAIRING.per_ip as usize);
+        // Unproven connections expire; proven ones do not.
+        g.expire(Instant::now() + Duration::from_secs(Limits::PAIRING.unproven_secs));
+        closed(&mut g);
+        assert_eq!(g.conns.keys().collect::<Vec<_>>(), vec![&jid]);
+    }
+
+    #[test]
+    fn proven_connections_are_never_closed_to_make_room() {
+        let limits = Limits {
+            total: 3,
+            per_ip: 3,
+            ..Limits::PAIRING
+        };
+        let mut g = Gate::new(limits);
+        g.set_pairing_open(true);
+        for _ in 0..3 {
+            let (p, _) = establish(&mut g, "10.0.0.1").expect("let in");
+            g.prove(&p);
+        }
+        assert!(
+            establish(&mut g, "10.0.0.2").is_err(),
+            "refused, nobody evicted"
+        );
+        assert!(closed(&mut g).is_empty());
+    }
+
+    #[test]
+    fn strangers_are_refused_unless_pairing_is_open() {
+        let mut g = Gate::new(Limits::MAIN);
+        let friend = PeerId::random();
+        g.set_allowed([friend].into_iter().collect());
+        assert!(g.check(PeerId::random(), &addr("10.0.0.1")).is_err());
+        assert!(g.check(friend, &addr("10.0.0.1")).is_ok());
     }
 }

@@ -12,8 +12,9 @@ use kith_protocol::ox::{self, DeviceKey};
 use kith_protocol::record::{DeviceId, Record, Space};
 use kith_protocol::roster::{Entry, Role};
 use kith_protocol::sync::Input;
-use libp2p::swarm::SwarmEvent;
+use libp2p::TransportError;
 use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{PeerId, request_response};
 use rand::RngExt;
 
@@ -32,18 +33,19 @@ fn refusal(why: &str) -> Vec<u8> {
 }
 
 impl Device {
-    /// Answers a pairing request from `peer` (the inviting side).
-    /// `listen` is where this device's node listens, for the new device to dial.
+    /// Answers a pairing request from `peer` (the inviting side), and whether it
+    /// showed a valid invite secret. `listen` is where this device's node listens,
+    /// for the new device to dial.
     pub fn answer_pairing(
         &mut self,
         peer: &PeerId,
         bytes: &[u8],
         listen: &[libp2p::Multiaddr],
-    ) -> Vec<u8> {
+    ) -> (Vec<u8>, bool) {
         match self.try_pairing(peer, bytes, listen) {
             // Invariant: a plain enum of strings always serialises.
-            Ok(r) => serde_json::to_vec(&r).expect("JSON of a string enum"),
-            Err(why) => refusal(&why),
+            Ok(r) => (serde_json::to_vec(&r).expect("JSON of a string enum"), true),
+            Err(why) => (refusal(&why), false),
         }
     }
 
@@ -181,13 +183,19 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
     let mut swarm: PairSwarm = net::swarm(keypair, behaviour, JOIN_TIMEOUT)
         .map_err(|e| Error::new(ErrorKind::Unreachable, e))?;
     let unreachable = |what: String| Error::new(ErrorKind::Unreachable, what);
-    swarm
-        .dial(
-            DialOpts::peer_id(code.peer)
-                .addresses(code.addrs.clone())
-                .build(),
-        )
-        .map_err(|e| unreachable(format!("cannot dial the inviting device: {e}")))?;
+    let dial = |swarm: &mut PairSwarm| {
+        swarm
+            .dial(
+                DialOpts::peer_id(code.peer)
+                    .addresses(code.addrs.clone())
+                    .build(),
+            )
+            .map_err(|e| unreachable(format!("cannot dial the inviting device: {e}")))
+    };
+    dial(&mut swarm)?;
+    // A refused handshake may be the inviter shedding a flood of strangers: try again
+    // for a while, then report the last error.
+    let started = tokio::time::Instant::now();
     let connected = async {
         loop {
             match swarm.select_next_some().await {
@@ -199,9 +207,22 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
                     error,
                     ..
                 } if p == code.peer => {
-                    return Err(unreachable(format!(
-                        "cannot reach the inviting device: {error}"
-                    )));
+                    // Nobody listening there fails at once; a handshake cut short
+                    // is worth another try.
+                    let shed = match &error {
+                        DialError::Transport(errors) => errors.iter().all(|(_, e)| {
+                            !matches!(e, TransportError::Other(io)
+                                if io.kind() == std::io::ErrorKind::ConnectionRefused)
+                        }),
+                        _ => false,
+                    };
+                    if !shed || started.elapsed() > JOIN_TIMEOUT / 2 {
+                        return Err(unreachable(format!(
+                            "cannot reach the inviting device: {error}"
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    dial(&mut swarm)?;
                 }
                 _ => {}
             }

@@ -8,6 +8,7 @@
 //! * [`node::start`]: the node task around a `Device`, and its [`node::Handle`].
 //! * [`join::join`]: `kith pair join`.
 
+pub mod admission;
 pub mod control;
 pub mod device;
 pub mod discovery;

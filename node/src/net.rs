@@ -152,7 +152,7 @@ impl PairBehaviour {
     /// The behaviour, closed until an invitation opens it.
     pub fn new() -> Self {
         Self {
-            gate: crate::gate::Gate::default(),
+            gate: crate::gate::Gate::new(crate::gate::Limits::PAIRING),
             pair: request_response::Behaviour::new(
                 [(PAIR_PROTOCOL, request_response::ProtocolSupport::Inbound)],
                 request_response::Config::default()

@@ -5,36 +5,59 @@
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::admission::{Admission, Limits, Ticket};
 
 use crate::control::{Error, ErrorKind, MAX_REQUEST_BYTES, Reply, Request};
 use crate::node::{Call, Handle};
 
 /// Most CLI connections served at once.
 pub const MAX_CLIENTS: usize = 16;
+/// Seconds a client has to send its whole request line once connected.
+pub const REQUEST_SECS: u64 = 30;
+/// Seconds a reply line may take to be written (the client must read).
+pub const WRITE_SECS: u64 = 10;
 
 /// Listens on `path` (replacing a stale socket; the caller holds the data
-/// directory's lock) and forwards requests to the node.
+/// directory's lock) and forwards requests to the node. A client that has not sent
+/// its request yet gives its place to a newcomer when all are taken (see
+/// [`crate::admission`]), and is dropped after [`REQUEST_SECS`] anyway; clients whose
+/// requests are being answered keep theirs, and past [`MAX_CLIENTS`] of them a
+/// newcomer is told the node is busy.
 pub fn serve(path: &Path, handle: Handle) -> io::Result<tokio::task::JoinHandle<()>> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    let admission = Admission::new(Limits {
+        total: MAX_CLIENTS,
+        per_key: MAX_CLIENTS,
+    });
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                // Out of file descriptors, say: let the others finish first.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let Some(mut ticket) = admission.admit(()) else {
+                tokio::spawn(async move {
+                    let e = Error::new(ErrorKind::Busy, "the node is busy: try again");
+                    let _ = write_line(&mut stream, &Reply::Error(e)).await;
+                });
                 continue;
             };
             let calls = handle.sender();
             tokio::spawn(async move {
-                let _ = client(stream, calls).await;
-                drop(permit);
+                let evicted = std::mem::replace(&mut ticket.evicted, oneshot::channel().1);
+                tokio::select! {
+                    _ = client(stream, calls, &ticket) => {}
+                    _ = evicted => {}
+                }
             });
         }
     }))
@@ -43,14 +66,25 @@ pub fn serve(path: &Path, handle: Handle) -> io::Result<tokio::task::JoinHandle<
 async fn write_line(stream: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> io::Result<()> {
     let mut line = serde_json::to_vec(reply).map_err(io::Error::other)?;
     line.push(b'\n');
-    stream.write_all(&line).await
+    tokio::time::timeout(Duration::from_secs(WRITE_SECS), stream.write_all(&line))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
 
-async fn client(stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()> {
+async fn client(
+    stream: UnixStream,
+    calls: mpsc::Sender<Call>,
+    ticket: &Ticket<()>,
+) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
     let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line).await?;
+    tokio::time::timeout(
+        Duration::from_secs(REQUEST_SECS),
+        reader.read_until(b'\n', &mut line),
+    )
+    .await
+    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
     if line.len() > MAX_REQUEST_BYTES {
         let e = Error::new(ErrorKind::Input, "request too large");
         return write_line(&mut write, &Reply::Error(e)).await;
@@ -62,6 +96,8 @@ async fn client(stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()>
             return write_line(&mut write, &Reply::Error(e)).await;
         }
     };
+    // A whole request: this client keeps its place until it is answered.
+    ticket.prove();
     let (tx, mut rx) = mpsc::channel(64);
     if calls.send(Call { request, reply: tx }).await.is_err() {
         let e = Error::new(ErrorKind::NotRunning, "the node is stopping");

@@ -8,20 +8,33 @@
 //! devices, never over this unauthenticated, unencrypted stream. `</stream:stream>`
 //! is answered in kind and the connection closed.
 //!
-//! Limits: [`MAX_CONNECTIONS`] at once, [`MAX_PENDING_BYTES`] of unparsed input,
-//! [`IDLE_SECS`] without input, [`MAX_STANZA_DEPTH`] nesting.
+//! Limits: [`MAX_CONNECTIONS`] streams from the network and [`MAX_LOCAL_CONNECTIONS`]
+//! from this machine, at most [`MAX_PER_ADDRESS`] from one address, a newcomer at a
+//! cap taking the place of the oldest stream from the busiest address (see
+//! [`crate::admission`]); [`MAX_PENDING_BYTES`] of unparsed input, [`IDLE_SECS`]
+//! without input, [`WRITE_SECS`] for any write to complete (a client that does not
+//! read is dropped), [`MAX_STREAM_SECS`] for a whole stream, [`MAX_STANZA_DEPTH`]
+//! nesting.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kith_protocol::xml::{self, Element};
 use quick_xml::events::Event;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
-/// Most streams served at once.
+use crate::admission::{Admission, Limits};
+
+/// Most streams from other machines served at once.
 pub const MAX_CONNECTIONS: usize = 32;
+/// Most streams from this machine (loopback) served at once.
+pub const MAX_LOCAL_CONNECTIONS: usize = 16;
+/// Most streams from one network address.
+pub const MAX_PER_ADDRESS: usize = 4;
+/// Seconds a write may take (the client must read).
+pub const WRITE_SECS: u64 = 10;
+/// Seconds a stream may last in all.
+pub const MAX_STREAM_SECS: u64 = 3600;
 /// Most unparsed bytes kept per stream.
 pub const MAX_PENDING_BYTES: usize = 64 * 1024;
 /// Seconds a stream may stay silent.
@@ -75,21 +88,46 @@ fn escape(s: &str) -> String {
 /// Serves streams on `listener` as `instance` (`label@machine`) until the task is
 /// dropped.
 pub async fn serve(listener: TcpListener, instance: String) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let network = Admission::new(Limits {
+        total: MAX_CONNECTIONS,
+        per_key: MAX_PER_ADDRESS,
+    });
+    let local = Admission::new(Limits {
+        total: MAX_LOCAL_CONNECTIONS,
+        per_key: MAX_LOCAL_CONNECTIONS,
+    });
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) => {
+                // Out of file descriptors, say: let the others finish first.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let ip = peer.ip();
+        let pool = if ip.is_loopback() { &local } else { &network };
+        let Some(mut ticket) = pool.admit(ip) else {
             drop(stream);
             continue;
         };
         let instance = instance.clone();
         tokio::spawn(async move {
-            let _ = handle(stream, &instance).await;
-            drop(permit);
+            tokio::select! {
+                _ = handle(stream, &instance) => {}
+                _ = &mut ticket.evicted => {}
+                _ = tokio::time::sleep(Duration::from_secs(MAX_STREAM_SECS)) => {}
+            }
+            drop(ticket);
         });
     }
+}
+
+/// Writes all of `bytes` within [`WRITE_SECS`].
+async fn send(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    tokio::time::timeout(Duration::from_secs(WRITE_SECS), stream.write_all(bytes))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
 /// What the parser found at the front of the pending input.
@@ -208,7 +246,7 @@ async fn handle(mut stream: TcpStream, me: &str) -> std::io::Result<()> {
                     let e = format!(
                         "<stream:error><policy-violation xmlns='{STREAMS}'/></stream:error></stream:stream>"
                     );
-                    stream.write_all(e.as_bytes()).await?;
+                    send(&mut stream, e.as_bytes()).await?;
                     return Ok(());
                 }
                 let n =
@@ -229,7 +267,7 @@ async fn handle(mut stream: TcpStream, me: &str) -> std::io::Result<()> {
                 let e = format!(
                     "{head}<stream:error><not-well-formed xmlns='{STREAMS}'/></stream:error></stream:stream>"
                 );
-                stream.write_all(e.as_bytes()).await?;
+                send(&mut stream, e.as_bytes()).await?;
                 return Ok(());
             }
             Piece::Header(from, n) => {
@@ -239,21 +277,18 @@ async fn handle(mut stream: TcpStream, me: &str) -> std::io::Result<()> {
                     "<stream:features>{}</stream:features>",
                     disco_info().to_xml()
                 );
-                stream
-                    .write_all(
-                        format!("{}{features}", stream_header(me, from.as_deref())).as_bytes(),
-                    )
-                    .await?;
+                let head = format!("{}{features}", stream_header(me, from.as_deref()));
+                send(&mut stream, head.as_bytes()).await?;
             }
             Piece::Stanza(text, n) => {
                 buf.drain(..n);
                 if let Some(reply) = answer(&text, me) {
-                    stream.write_all(reply.as_bytes()).await?;
+                    send(&mut stream, reply.as_bytes()).await?;
                 }
             }
             Piece::Close(n) => {
                 buf.drain(..n);
-                stream.write_all(b"</stream:stream>").await?;
+                send(&mut stream, b"</stream:stream>").await?;
                 return stream.shutdown().await;
             }
             Piece::Skip(n) => {

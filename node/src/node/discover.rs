@@ -151,6 +151,8 @@ impl Node {
             self.pairing.remove(&p);
             let _ = self.pair_swarm.disconnect_peer_id(p);
         }
+        self.pair_swarm.behaviour_mut().gate.expire(now);
+        self.swarm.behaviour_mut().gate.expire(now);
         self.readvertise();
         if redial {
             self.redial_known()?;

@@ -208,7 +208,11 @@ impl Node {
                 ..
             })) => {
                 let listen = self.listen.clone();
-                let answer = self.device.answer_pairing(&peer, &request, &listen);
+                let (answer, valid) = self.device.answer_pairing(&peer, &request, &listen);
+                if valid {
+                    // It holds an invite: its connection is kept from now on.
+                    self.pair_swarm.behaviour_mut().gate.prove(&peer);
+                }
                 let _ = self
                     .pair_swarm
                     .behaviour_mut()
