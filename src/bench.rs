@@ -3,7 +3,9 @@
 //! 1. one edit on A until visible on B (both durable), median and worst of `--edits`;
 //! 2. `--contacts` imported on A until present on B and C, for each size;
 //! 3. a device paired afterwards until it holds the largest of those imports;
-//! 4. resident memory of a node holding `--rss-contacts` contacts.
+//! 4. at `--scale` contacts on one node: the import (time, peak memory), edits through
+//!    the control socket one after another (rate, median, 99th percentile), a command
+//!    on the stopped node, and the memory of a node restarted holding them.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -25,9 +27,12 @@ pub(crate) struct Args {
     /// Import sizes (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     contacts: Vec<usize>,
-    /// Contacts held when measuring resident memory (0 skips it).
+    /// Contacts of the scale measures (0 skips them).
     #[arg(long, default_value_t = 100_000)]
-    rss_contacts: usize,
+    scale: usize,
+    /// Edits timed at that scale.
+    #[arg(long, default_value_t = 2_000)]
+    scale_edits: usize,
 }
 
 const LIMIT: Duration = Duration::from_secs(900);
@@ -136,30 +141,89 @@ pub(crate) fn run(args: Args) -> Result<()> {
         ms(start.elapsed())
     );
     drop((a, b, c, d));
-    if args.rss_contacts > 0 {
-        rss(&root.join("m"), args.rss_contacts)?;
+    if args.scale > 0 {
+        scale(&root.join("m"), args.scale, args.scale_edits)?;
     }
     Ok(())
 }
 
-fn rss(dir: &Path, n: usize) -> Result<()> {
+/// The `p`-th percentile of sorted `times`.
+fn percentile(times: &[Duration], p: usize) -> Duration {
+    times[(times.len() * p / 100).min(times.len() - 1)]
+}
+
+fn scale(dir: &Path, n: usize, edits: usize) -> Result<()> {
     cluster::init(dir, "memory@example.org", "m")?;
-    let m = Node::start(dir, false)?;
+    let mut m = Node::start(dir, false)?;
     let idle = m.rss_kib().unwrap_or(0);
     let t = import(&m, n, "m")?;
     m.wait("the import", LIMIT, |x| Ok(x.count()? >= n))?;
-    let after = m.rss_kib().unwrap_or(0);
-    drop(m);
-    // Restarted: what a node holding them needs from the start.
-    let m = Node::start(dir, false)?;
-    m.wait("the contacts", LIMIT, |x| Ok(x.count()? >= n))?;
-    let restarted = m.rss_kib().unwrap_or(0);
+    let (after, peak) = (m.rss_kib().unwrap_or(0), m.peak_kib().unwrap_or(0));
     outln!(
-        "resident memory: {} MiB empty, {} MiB after importing {n} contacts ({}), {} MiB restarted holding them",
+        "{n} contacts imported on one node in {}: resident memory {} MiB empty, {} MiB after, {} MiB at the peak",
+        ms(t),
         idle / 1024,
         after / 1024,
-        ms(t),
-        restarted / 1024
+        peak / 1024
+    );
+    // Edits one after another through the control socket, as the CLI sends them.
+    let mut times = Vec::with_capacity(edits);
+    let all = Instant::now();
+    for i in 0..edits {
+        let start = Instant::now();
+        m.call(Request::EditContact {
+            jid: format!("c{}-m@example.org", (i * 7_919) % n),
+            name: Some(format!("Edited {i}")),
+            clear_name: false,
+            add_groups: vec![],
+            remove_groups: vec![],
+            add_jids: vec![],
+            remove_jids: vec![],
+        })?;
+        times.push(start.elapsed());
+    }
+    let elapsed = all.elapsed();
+    times.sort();
+    if !times.is_empty() {
+        outln!(
+            "{edits} edits through the control socket at {n} contacts: {:.0} edits/s, median {}, 99th percentile {}, worst {}",
+            edits as f64 / elapsed.as_secs_f64(),
+            ms(percentile(&times, 50)),
+            ms(percentile(&times, 99)),
+            ms(times[times.len() - 1])
+        );
+    }
+    m.stop();
+    // A command on the stopped node: the CLI opens the store itself.
+    let exe = std::env::current_exe()?;
+    let mut offline = Vec::new();
+    for args in [
+        &["contact", "show", "c1-m@example.org"][..],
+        &["contact", "add", "new-offline@example.org"],
+        &["status"],
+    ] {
+        let start = Instant::now();
+        let out = std::process::Command::new(&exe)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "kith {args:?} failed");
+        offline.push(format!(
+            "{} {}",
+            args[..2.min(args.len())].join(" "),
+            ms(start.elapsed())
+        ));
+    }
+    outln!(
+        "commands on the stopped node at {n} contacts: {}",
+        offline.join(", ")
+    );
+    let m = Node::start(dir, false)?;
+    m.wait("the contacts", LIMIT, |x| Ok(x.count()? >= n))?;
+    outln!(
+        "a node restarted holding {n} contacts: {} MiB resident",
+        m.rss_kib().unwrap_or(0) / 1024
     );
     Ok(())
 }

@@ -133,11 +133,20 @@ impl Node {
 
     /// Resident memory of the node process, in KiB (Linux).
     pub(crate) fn rss_kib(&self) -> Option<u64> {
+        self.proc_status("VmRSS:")
+    }
+
+    /// The most resident memory the node process has had, in KiB (Linux).
+    pub(crate) fn peak_kib(&self) -> Option<u64> {
+        self.proc_status("VmHWM:")
+    }
+
+    fn proc_status(&self, field: &str) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
+            .find(|l| l.starts_with(field))?
             .split_whitespace()
             .nth(1)?
             .parse()

@@ -207,6 +207,14 @@ impl Device {
         let _ = child.wait();
     }
 
+    /// The address the running node listens on (`/ip4/…/tcp/PORT`).
+    pub(crate) fn listen_addr(&self) -> String {
+        self.status()["node"]["listen"][0]
+            .as_str()
+            .expect("a listening node")
+            .to_owned()
+    }
+
     /// Kills the node at once (SIGKILL), as a power cut would.
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

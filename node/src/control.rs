@@ -5,8 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Largest request line accepted, bytes (an import carries its whole document).
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+/// Largest request line accepted, bytes (an import carries its whole document, up to
+/// `xml::Limits::IMPORT`, escaped in JSON).
+pub const MAX_REQUEST_BYTES: usize = 160 * 1024 * 1024;
 
 /// A request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

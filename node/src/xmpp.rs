@@ -235,67 +235,110 @@ fn answer(stanza: &str, me: &str) -> Option<String> {
     Some(reply.to_xml())
 }
 
-async fn handle(mut stream: TcpStream, me: &str) -> std::io::Result<()> {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut in_stream = false;
-    let mut chunk = [0u8; 4096];
-    loop {
-        match next_piece(&buf, in_stream) {
-            Piece::Incomplete => {
-                if buf.len() > MAX_PENDING_BYTES {
-                    let e = format!(
-                        "<stream:error><policy-violation xmlns='{STREAMS}'/></stream:error></stream:stream>"
+/// One stream's parser and answers, without I/O: bytes in, what to write out.
+#[derive(Debug)]
+pub struct Session {
+    me: String,
+    buf: Vec<u8>,
+    in_stream: bool,
+    done: bool,
+}
+
+impl Session {
+    /// A stream to `me` (`label@machine`), before its header.
+    pub fn new(me: &str) -> Self {
+        Self {
+            me: me.to_owned(),
+            buf: Vec::new(),
+            in_stream: false,
+            done: false,
+        }
+    }
+
+    /// Whether the stream is over (closed, or ended by a stream error): nothing more
+    /// is read from it.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Takes `bytes` and returns what to write, in order (empty when more input is
+    /// needed). Once [`Session::is_done`], the connection is to be closed.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        self.buf.extend_from_slice(bytes);
+        loop {
+            match next_piece(&self.buf, self.in_stream) {
+                Piece::Incomplete => {
+                    if self.buf.len() > MAX_PENDING_BYTES {
+                        out.push(format!(
+                            "<stream:error><policy-violation xmlns='{STREAMS}'/></stream:error></stream:stream>"
+                        ));
+                        self.done = true;
+                    }
+                    return out;
+                }
+                Piece::Malformed => {
+                    let head = if self.in_stream {
+                        String::new()
+                    } else {
+                        stream_header(&self.me, None)
+                    };
+                    out.push(format!(
+                        "{head}<stream:error><not-well-formed xmlns='{STREAMS}'/></stream:error></stream:stream>"
+                    ));
+                    self.done = true;
+                    return out;
+                }
+                Piece::Header(from, n) => {
+                    self.buf.drain(..n);
+                    self.in_stream = true;
+                    let features = format!(
+                        "<stream:features>{}</stream:features>",
+                        disco_info().to_xml()
                     );
-                    send(&mut stream, e.as_bytes()).await?;
-                    return Ok(());
+                    out.push(format!(
+                        "{}{features}",
+                        stream_header(&self.me, from.as_deref())
+                    ));
                 }
-                let n =
-                    tokio::time::timeout(Duration::from_secs(IDLE_SECS), stream.read(&mut chunk))
-                        .await
-                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-                if n == 0 {
-                    return Ok(());
+                Piece::Stanza(text, n) => {
+                    self.buf.drain(..n);
+                    if let Some(reply) = answer(&text, &self.me) {
+                        out.push(reply);
+                    }
                 }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Piece::Malformed => {
-                let head = if in_stream {
-                    String::new()
-                } else {
-                    stream_header(me, None)
-                };
-                let e = format!(
-                    "{head}<stream:error><not-well-formed xmlns='{STREAMS}'/></stream:error></stream:stream>"
-                );
-                send(&mut stream, e.as_bytes()).await?;
-                return Ok(());
-            }
-            Piece::Header(from, n) => {
-                buf.drain(..n);
-                in_stream = true;
-                let features = format!(
-                    "<stream:features>{}</stream:features>",
-                    disco_info().to_xml()
-                );
-                let head = format!("{}{features}", stream_header(me, from.as_deref()));
-                send(&mut stream, head.as_bytes()).await?;
-            }
-            Piece::Stanza(text, n) => {
-                buf.drain(..n);
-                if let Some(reply) = answer(&text, me) {
-                    send(&mut stream, reply.as_bytes()).await?;
+                Piece::Close(n) => {
+                    self.buf.drain(..n);
+                    out.push("</stream:stream>".to_owned());
+                    self.done = true;
+                    return out;
                 }
-            }
-            Piece::Close(n) => {
-                buf.drain(..n);
-                send(&mut stream, b"</stream:stream>").await?;
-                return stream.shutdown().await;
-            }
-            Piece::Skip(n) => {
-                buf.drain(..n);
+                Piece::Skip(n) => {
+                    self.buf.drain(..n);
+                }
             }
         }
     }
+}
+
+async fn handle(mut stream: TcpStream, me: &str) -> std::io::Result<()> {
+    let mut session = Session::new(me);
+    let mut chunk = [0u8; 4096];
+    while !session.is_done() {
+        let n = tokio::time::timeout(Duration::from_secs(IDLE_SECS), stream.read(&mut chunk))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        if n == 0 {
+            return Ok(());
+        }
+        for line in session.feed(&chunk[..n]) {
+            send(&mut stream, line.as_bytes()).await?;
+        }
+    }
+    stream.shutdown().await
 }
 
 fn stream_header(me: &str, to: Option<&str>) -> String {

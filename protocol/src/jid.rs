@@ -135,7 +135,15 @@ impl BareJid {
                 return Err(Error::InvalidDomain(err_input()));
             }
             let (unicode, result) = idna::domain_to_unicode(domain);
-            if result.is_err() || unicode.is_empty() || unicode.len() > MAX_PART_BYTES {
+            // The mapping may itself bring in what a domain cannot hold (U+0384
+            // becomes a space and a combining accent: found by the `jid` fuzz target).
+            if result.is_err()
+                || unicode.is_empty()
+                || unicode.len() > MAX_PART_BYTES
+                || unicode
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "@/[]".contains(c))
+            {
                 return Err(Error::InvalidDomain(err_input()));
             }
             // A domain name's labels (RFC 7622 §3.2, RFC 5890): none empty, none
@@ -257,6 +265,8 @@ mod tests {
             );
         }
         assert_eq!(n("a@x-y.lit"), "a@x-y.lit");
+        // Found by the `jid` fuzz target: IDNA maps U+0384 to a space and an accent.
+        assert!(BareJid::parse("2\u{3a3}MPLE.\u{29f}\u{3a6}\u{384}AM\u{359}P`0").is_err());
         let long = format!("{}@x.lit", "a".repeat(1024));
         assert!(matches!(BareJid::parse(&long), Err(Error::TooLong(_))));
     }

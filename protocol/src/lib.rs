@@ -25,6 +25,7 @@
 mod cbor;
 pub mod clock;
 pub mod contacts;
+mod contained;
 pub mod import;
 pub mod item;
 pub mod jid;

@@ -463,7 +463,7 @@ impl Store {
         tx.commit().map_err(sql)
     }
 
-    /// The records of `table` (`records` in version order, or `collected`); rows
+    /// The records of `table` (`records` in key order, or `collected`); rows
     /// that do not decode are moved to the quarantine table and reported.
     fn read_table(
         &mut self,
@@ -472,8 +472,11 @@ impl Store {
     ) -> Result<Vec<Record>> {
         // Each row with the columns of its primary key, to move it aside by.
         let query = match table {
+            // Key order: each item's versions oldest first (which is what the replica
+            // needs to keep the replaced ones), and no sort to run.
             "records" => {
-                "SELECT bytes, space, item, version, signature FROM records ORDER BY version"
+                "SELECT bytes, space, item, version, signature FROM records
+                 ORDER BY space, item, version, signature"
             }
             _ => "SELECT bytes, space, item, NULL, NULL FROM collected",
         };

@@ -20,7 +20,7 @@
 //! to what it touched, not to the size of the list; [`View::build`] is the same
 //! update over every item, so both give the same view.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::item;
 use crate::item::{Contact, Group, NodeKind, Payload};
@@ -91,8 +91,9 @@ struct Read {
     payload: Result<Payload, Unreadable>,
 }
 
-/// An identity as the merge compares them: type and normalised value.
-type IdentityKey = (String, String);
+/// Contact items by identity (type, then normalised value), looked up without
+/// building a key.
+type IdentityIndex = HashMap<String, HashMap<String, BTreeSet<ItemId>>>;
 
 /// The merged state of both nodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,7 +113,7 @@ pub struct View {
     /// Contact item → the survivor of the contact it is part of.
     contact_index: BTreeMap<ItemId, ItemId>,
     /// Identity → the contact items that list it.
-    by_identity: BTreeMap<IdentityKey, BTreeSet<ItemId>>,
+    by_identity: IdentityIndex,
     /// Group id → the items that define it.
     group_defs: BTreeMap<String, BTreeSet<ItemId>>,
     /// Group item (winner or duplicate) → group id.
@@ -163,10 +164,9 @@ fn read(
     })
 }
 
-fn identity_keys(c: &Contact) -> impl Iterator<Item = IdentityKey> + '_ {
-    c.identities
-        .iter()
-        .map(|i| (i.kind.clone(), i.value.clone()))
+/// The contact items listing the identity `kind`/`value`.
+fn linked<'a>(index: &'a IdentityIndex, kind: &str, value: &str) -> Option<&'a BTreeSet<ItemId>> {
+    index.get(kind)?.get(value)
 }
 
 impl View {
@@ -238,11 +238,16 @@ impl View {
         if let Some(old) = self.items.remove(&(node, item)) {
             match old.payload {
                 Ok(Payload::Contact(c)) => {
-                    for k in identity_keys(&c) {
-                        if let Some(set) = self.by_identity.get_mut(&k) {
-                            set.remove(&item);
-                            if set.is_empty() {
-                                self.by_identity.remove(&k);
+                    for i in &c.identities {
+                        if let Some(values) = self.by_identity.get_mut(&i.kind) {
+                            if let Some(set) = values.get_mut(&i.value) {
+                                set.remove(&item);
+                                if set.is_empty() {
+                                    values.remove(&i.value);
+                                }
+                            }
+                            if values.is_empty() {
+                                self.by_identity.remove(&i.kind);
                             }
                         }
                     }
@@ -274,8 +279,19 @@ impl View {
         let Some(new) = new else { return };
         match &new.payload {
             Ok(Payload::Contact(c)) => {
-                for k in identity_keys(c) {
-                    self.by_identity.entry(k).or_default().insert(item);
+                for i in &c.identities {
+                    let values = match self.by_identity.get_mut(&i.kind) {
+                        Some(v) => v,
+                        None => self.by_identity.entry(i.kind.clone()).or_default(),
+                    };
+                    match values.get_mut(&i.value) {
+                        Some(set) => {
+                            set.insert(item);
+                        }
+                        None => {
+                            values.insert(i.value.clone(), BTreeSet::from([item]));
+                        }
+                    }
                 }
                 dirty.contacts.insert(item);
             }
@@ -371,12 +387,14 @@ impl View {
                 else {
                     continue;
                 };
-                let linked: Vec<ItemId> = identity_keys(c)
-                    .filter_map(|k| self.by_identity.get(&k))
+                let links: Vec<ItemId> = c
+                    .identities
+                    .iter()
+                    .filter_map(|i| linked(&self.by_identity, &i.kind, &i.value))
                     .flatten()
                     .copied()
                     .collect();
-                for other in linked {
+                for other in links {
                     if done.insert(other) {
                         component.push(other);
                     }
@@ -507,8 +525,7 @@ impl View {
 
     /// The contact with an identity of this type and (normalised) value.
     pub fn contact_by_identity(&self, kind: &str, value: &str) -> Option<&MergedContact> {
-        self.by_identity
-            .get(&(kind.to_owned(), value.to_owned()))?
+        linked(&self.by_identity, kind, value)?
             .iter()
             .find_map(|item| self.contact(item))
     }

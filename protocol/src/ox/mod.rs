@@ -172,7 +172,10 @@ impl DeviceKey {
 
 /// Reads a public certificate (binary or armored).
 pub fn cert_from_bytes(bytes: &[u8]) -> Result<Cert, Error> {
-    Cert::from_bytes(bytes).map_err(pgp_err)
+    crate::contained::contained(
+        || Cert::from_bytes(bytes).map_err(pgp_err),
+        || Error::OpenPgp("a certificate sequoia cannot parse".into()),
+    )
 }
 
 /// Serialises a public certificate, binary.
@@ -464,6 +467,20 @@ impl DecryptionHelper for &Helper<'_> {
 /// Decrypts and verifies a signcrypted message for `me`, trusting only `trusted`
 /// certificates, for the account `account`, at local time `now`.
 pub fn open(
+    message: &[u8],
+    me: &DeviceKey,
+    trusted: &[Cert],
+    account: &BareJid,
+    now: WallTime,
+    window: Window,
+) -> Result<Opened, Error> {
+    crate::contained::contained(
+        || open_unguarded(message, me, trusted, account, now, window),
+        || Error::OpenPgp("a message sequoia cannot parse".into()),
+    )
+}
+
+fn open_unguarded(
     message: &[u8],
     me: &DeviceKey,
     trusted: &[Cert],

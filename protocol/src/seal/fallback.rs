@@ -71,7 +71,22 @@ impl DecryptionHelper for Helper<'_> {
 }
 
 /// Opens `data` with sequoia; `known` is a session key found by the fast path.
+///
+/// sequoia 2.4 panics on some malformed SEIPDv1 packets (an `unwrap` on a short
+/// read in `parse.rs`, found by the `openpgp` fuzz target): since items come from
+/// peers, a panic there is caught and reported as a malformed item.
 pub(super) fn open(
+    data: &[u8],
+    secret: &Secret,
+    known: Option<(u8, Zeroizing<Vec<u8>>)>,
+) -> Result<Vec<u8>, Error> {
+    crate::contained::contained(
+        || open_unguarded(data, secret, known),
+        || Error::Malformed("OpenPGP data that sequoia cannot parse".into()),
+    )
+}
+
+fn open_unguarded(
     data: &[u8],
     secret: &Secret,
     known: Option<(u8, Zeroizing<Vec<u8>>)>,
