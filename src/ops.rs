@@ -22,7 +22,7 @@ pub(crate) fn exit(e: control::Error) -> Exit {
 /// The error of opening or creating a device, as an exit.
 pub(crate) fn device_exit(e: device::Error) -> Exit {
     match e {
-        device::Error::Jid(m) => Exit::Input(m),
+        device::Error::Jid(m) | device::Error::Name(m) => Exit::Input(m),
         other => Exit::Code(ErrorKind::Store.exit_code(), other.to_string()),
     }
 }
@@ -67,7 +67,12 @@ pub(crate) fn call(
     {
         return Ok(v);
     }
-    let mut device = match Device::open(dir) {
+    // A command about a few items loads only those (see `Device::open_for`).
+    let opened = Device::open_for(dir, &request).and_then(|d| match d {
+        Some(d) => Ok(d),
+        None => Device::open(dir),
+    });
+    let mut device = match opened {
         Ok(d) => d,
         Err(device::Error::Store(store::Error::Locked(_))) => {
             // A node may be starting: its socket appears right after it takes the lock.
@@ -83,9 +88,16 @@ pub(crate) fn call(
         }
         Err(e) => return Err(device_exit(e).into()),
     };
-    device
+    let result = device
         .handle(request, &NetInfo::default(), progress)
-        .map_err(|e| exit(e).into())
+        .map_err(|e| exit(e).into());
+    if !device.is_partial() {
+        // The process ends next: freeing a whole list (a good part of a second at
+        // 100,000 contacts) is left to the OS. The store is committed and closes
+        // with the process; the lock goes with it.
+        std::mem::forget(device);
+    }
+    result
 }
 
 fn no_progress(_: u64, _: u64) {}

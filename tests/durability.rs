@@ -3,7 +3,6 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::nodes::Device;
 
@@ -113,61 +112,48 @@ fn a_bad_import_stores_nothing_and_names_the_entry() {
     assert!(err.contains("not UTF-8"), "{err}");
 }
 
-/// kill -9 at any moment of an import leaves all of it or none of it.
+/// kill -9 in the middle of an import (after some of its steps, told by its progress
+/// lines on the control socket) leaves none of it; after its answer, all of it.
 #[test]
 fn an_import_killed_at_any_moment_lands_whole_or_not_at_all() {
+    use std::io::{BufRead, BufReader, Write};
     let mut d = Device::new();
     d.ok(&["init", "--jid", "romeo@montague.lit"]);
     let n = 20_000;
-    let file = d.dir.join("roster.xml");
-    std::fs::write(&file, roster(n, |_, _| {})).expect("write");
-    // How long an import takes here, to kill the next ones part way through.
-    let mut timing = Device::new();
-    timing.ok(&["init", "--jid", "romeo@montague.lit"]);
-    timing.start();
-    let t0 = Instant::now();
-    timing.ok(&["import", "roster", file.to_str().expect("utf-8")]);
-    let full = t0.elapsed();
-    timing.stop();
-    let mut outcomes = Vec::new();
-    for fraction in [0.2, 0.5, 0.8] {
-        let delay_ms = (full.as_millis() as f64 * fraction) as u64;
+    let request = serde_json::json!({"import": {"format": "roster", "text": roster(n, |_, _| {})}});
+    let mut line = serde_json::to_vec(&request).expect("JSON");
+    line.push(b'\n');
+    // (kill after this many progress steps, or after the answer: `None`)
+    for kill_after in [Some(1), Some(10), None] {
         d.start();
-        let mut import = Command::new(env!("CARGO_BIN_EXE_kith"))
-            .arg("--data-dir")
-            .arg(&d.dir)
-            .args(["import", "roster"])
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("import starts");
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_millis(delay_ms) {
-            if let Ok(Some(_)) = import.try_wait() {
+        let mut s = std::os::unix::net::UnixStream::connect(d.dir.join("control.sock"))
+            .expect("the control socket");
+        s.write_all(&line).expect("request sent");
+        let mut replies = BufReader::new(s);
+        let mut steps = 0;
+        loop {
+            let mut reply = String::new();
+            replies.read_line(&mut reply).expect("a reply line");
+            let v: serde_json::Value = serde_json::from_str(&reply).expect("JSON reply");
+            if let Some(p) = v.get("progress") {
+                if p["done"].as_u64().unwrap_or(0) > 0 {
+                    steps += 1;
+                }
+                if Some(steps) == kill_after {
+                    break;
+                }
+            } else {
+                assert!(v.get("ok").is_some(), "{v}");
+                assert_eq!(kill_after, None, "answered before the kill");
                 break;
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
         d.kill();
-        let _ = import.kill();
-        let _ = import.wait();
         // The store opens, and holds the import whole or not at all.
         let count = d.jids().len();
-        assert!(
-            count == 0 || count == n,
-            "{count} of {n} contacts after kill -9"
-        );
-        outcomes.push(count);
-        if count == n {
-            break;
-        }
+        let want = if kill_after.is_some() { 0 } else { n };
+        assert_eq!(count, want, "after kill -9 at {kill_after:?} steps");
     }
-    eprintln!("an import takes {full:?} here; after kill -9: {outcomes:?}");
-    assert_eq!(outcomes[0], 0, "killed a fifth of the way, nothing landed");
-    // The interrupted import can simply be run again.
-    d.ok(&["import", "roster", file.to_str().expect("utf-8")]);
-    assert_eq!(d.jids().len(), n, "after {outcomes:?}");
 }
 
 #[test]

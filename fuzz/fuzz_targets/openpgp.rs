@@ -77,7 +77,8 @@ fuzz_target!(init: {
     // malformed packets) and reports them as malformed items: let those unwind to
     // where kith catches them. A panic kith does not catch still reaches
     // libfuzzer-sys, which aborts: a crash as before.
-    std::panic::set_hook(Box::new(|_| {}));
+    // Printed, so that an artifact says what failed (contained panics print too).
+    std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
 }, |data: &[u8]| {
     let Some((&which, message)) = data.split_first() else {
         return;

@@ -1,6 +1,6 @@
 //! CBOR records and sync frames, and what travels inside them: any bytes decode or
-//! are refused; a record that decodes encodes back to the same bytes (strict
-//! decoding: one encoding per record) and within the limits; a reconciliation
+//! are refused; a record that decodes encodes within the limits and decodes back to
+//! the same record; a frame that decodes encodes back to the same frame; a reconciliation
 //! message that decodes is answered without panic; roster entries, key deliveries
 //! and acknowledgements decode or are refused.
 #![no_main]

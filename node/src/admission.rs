@@ -6,8 +6,11 @@
 //! place: from the newcomer's own source when that source is at its cap, else from
 //! the source holding the most. Only when every connection in the way is proven is
 //! the newcomer refused. A stranger can thus never exhaust the room a legitimate
-//! client needs; together with the listeners' deadlines, what it holds it holds for
-//! seconds.
+//! client needs to get in; together with the listeners' deadlines, what it holds it
+//! holds for seconds. Where nothing proves a connection (the XEP-0174 port, whose
+//! streams are unauthenticated), a stranger from enough addresses can still cut
+//! a client's stream by connecting over and over: the client gets in again at once,
+//! but not to stay.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -63,6 +66,47 @@ pub struct Ticket<K: Ord + Clone> {
     pub evicted: oneshot::Receiver<()>,
 }
 
+/// One held connection, as [`make_room`] weighs it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held<'a, I, K> {
+    /// Its id.
+    pub(crate) id: I,
+    /// Its source.
+    pub(crate) key: &'a K,
+    /// Since when it is held.
+    pub(crate) since: Instant,
+    /// Whether it proved itself.
+    pub(crate) proven: bool,
+}
+
+/// The rule of this module, for any kind of connection: to let a newcomer from `key`
+/// in among `held`, `Ok(None)` when there is room, `Ok(Some(id))` when `id` is to be
+/// closed for it, `Err(())` when it is refused.
+pub(crate) fn make_room<I: Copy + Ord, K: Ord>(
+    held: &[Held<'_, I, K>],
+    key: &K,
+    limits: Limits,
+) -> Result<Option<I>, ()> {
+    let oldest_unproven = |from: &dyn Fn(&K) -> bool| {
+        held.iter()
+            .filter(|h| !h.proven && from(h.key))
+            .min_by_key(|h| (h.since, h.id))
+            .map(|h| h.id)
+    };
+    if held.iter().filter(|h| h.key == key).count() >= limits.per_key {
+        return oldest_unproven(&|k| k == key).map(Some).ok_or(());
+    }
+    if held.len() >= limits.total {
+        let mut counts: BTreeMap<&K, usize> = BTreeMap::new();
+        for h in held.iter().filter(|h| !h.proven) {
+            *counts.entry(h.key).or_default() += 1;
+        }
+        let busiest = counts.into_iter().max_by_key(|(_, n)| *n).ok_or(())?.0;
+        return oldest_unproven(&|k| k == busiest).map(Some).ok_or(());
+    }
+    Ok(None)
+}
+
 /// The state, also after a panic elsewhere poisoned the lock (it holds no invariant
 /// a half-done update could break beyond a stale entry).
 fn lock<K>(state: &Mutex<State<K>>) -> MutexGuard<'_, State<K>> {
@@ -85,27 +129,18 @@ impl<K: Ord + Clone> Admission<K> {
     /// `None` when every connection in the way is proven.
     pub fn admit(&self, key: K) -> Option<Ticket<K>> {
         let mut state = lock(&self.state);
-        let oldest_unproven = |state: &State<K>, from: &dyn Fn(&K) -> bool| {
-            state
-                .held
-                .iter()
-                .filter(|(_, e)| !e.proven && from(&e.key))
-                .min_by_key(|(id, e)| (e.since, **id))
-                .map(|(id, _)| *id)
-        };
-        let same = state.held.values().filter(|e| e.key == key).count();
-        let victim = if same >= self.limits.per_key {
-            Some(oldest_unproven(&state, &|k| *k == key)?)
-        } else if state.held.len() >= self.limits.total {
-            let mut counts: BTreeMap<&K, usize> = BTreeMap::new();
-            for e in state.held.values().filter(|e| !e.proven) {
-                *counts.entry(&e.key).or_default() += 1;
-            }
-            let busiest = counts.into_iter().max_by_key(|(_, n)| *n)?.0.clone();
-            Some(oldest_unproven(&state, &|k| *k == busiest)?)
-        } else {
-            None
-        };
+        let held: Vec<Held<'_, u64, K>> = state
+            .held
+            .iter()
+            .map(|(id, e)| Held {
+                id: *id,
+                key: &e.key,
+                since: e.since,
+                proven: e.proven,
+            })
+            .collect();
+        let victim = make_room(&held, &key, self.limits).ok()?;
+        drop(held);
         if let Some(v) = victim
             && let Some(mut e) = state.held.remove(&v)
             && let Some(tx) = e.evict.take()
@@ -138,6 +173,29 @@ impl<K: Ord + Clone> Admission<K> {
 }
 
 impl<K: Ord + Clone> Ticket<K> {
+    /// The connection showed it is legitimate: it is no longer closed to make room.
+    pub fn prove(&self) {
+        self.prover().prove();
+    }
+
+    /// A handle that proves this connection, to use while [`Ticket::evicted`] is
+    /// being waited on.
+    pub fn prover(&self) -> Prover<K> {
+        Prover {
+            id: self.id,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// Proves one admitted connection (see [`Ticket::prover`]).
+#[derive(Debug)]
+pub struct Prover<K> {
+    id: u64,
+    state: Arc<Mutex<State<K>>>,
+}
+
+impl<K> Prover<K> {
     /// The connection showed it is legitimate: it is no longer closed to make room.
     pub fn prove(&self) {
         if let Some(e) = lock(&self.state).held.get_mut(&self.id) {

@@ -5,9 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Largest request line accepted, bytes (an import carries its whole document, up to
-/// `xml::Limits::IMPORT`, escaped in JSON).
-pub const MAX_REQUEST_BYTES: usize = 160 * 1024 * 1024;
+/// Largest request line accepted, bytes: an import carries its whole document, up to
+/// `xml::Limits::IMPORT`, escaped in JSON (at most twice as long: a quote, a
+/// backslash, a tab or a newline becomes two characters).
+pub const MAX_REQUEST_BYTES: usize = 2 * kith_protocol::xml::Limits::IMPORT.max_bytes + 1024 * 1024;
 
 /// A request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

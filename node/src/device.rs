@@ -3,24 +3,28 @@
 //! depends on them leaves) and queues the network ones for the node. The CLI uses a
 //! `Device` directly when no node runs; the node owns one for its lifetime.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
-use kith_protocol::clock::WallTime;
-use kith_protocol::contacts::Book;
+use kith_protocol::clock::{Clock as Hlc, WallTime};
+use kith_protocol::contacts::{Book, ItemRead, Unreadable, View};
+use kith_protocol::item::{NodeKind, Payload};
 use kith_protocol::jid::BareJid;
 use kith_protocol::keys::{KeyWrap, OxWrap};
 use kith_protocol::ox::{self, DeviceKey};
 use kith_protocol::record::DeviceId;
+use kith_protocol::record::{ItemId, Space};
 use kith_protocol::roster::{Entry, Role};
+use kith_protocol::seal::Keyring;
 use kith_protocol::sync::{self, Engine, Event, Input, Now, Output};
 use libp2p::PeerId;
 use rand::RngExt;
 use tracing::warn;
 
-use crate::store::{self, Account, Lock, Store};
+use crate::control::Request;
+use crate::store::{self, Account, Lock, Store, index};
 
 /// Why a device cannot be created or opened.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,9 @@ pub enum Error {
     /// The JID given is not valid.
     #[error("{0}")]
     Jid(String),
+    /// The device name given is not valid.
+    #[error("{0}")]
+    Name(String),
 }
 
 /// The current time, as the engine wants it.
@@ -99,6 +106,80 @@ pub struct Device {
     /// Set when storing failed: the engine then holds what the store does not, so
     /// the node must stop without sending anything more.
     pub(crate) failed: Option<String>,
+    /// The keys of the item index.
+    index: index::Keys,
+    /// Opened for one command on some items only ([`Device::open_for`]).
+    pub(crate) partial: bool,
+    /// Entries of the item index that opening had to write or remove (it was not
+    /// current, or did not match the records).
+    repaired: usize,
+}
+
+/// Longest device name, in characters (what pairing accepts too).
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A device name must be short enough for every device to read its roster entry.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(Error::Name(format!(
+            "a device name is at most {MAX_NAME_CHARS} characters, without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// What every way of opening a data directory reads first.
+struct Base {
+    lock: Lock,
+    store: Store,
+    account: Account,
+    jid: BareJid,
+    secret: [u8; 32],
+    ox: DeviceKey,
+    keyring: Keyring,
+}
+
+/// An index entry for what the view says of an item.
+fn entry_of(read: ItemRead) -> index::Entry {
+    let (node, item, version, signature, payload) = read;
+    let (payload, waiting) = match payload {
+        Ok(p) => (Some(p), None),
+        Err(Unreadable::Waiting(w)) => (None, Some(w)),
+        Err(_) => (None, None),
+    };
+    index::Entry {
+        node,
+        item,
+        version,
+        signature,
+        payload,
+        waiting,
+    }
+}
+
+/// The requests [`Device::open_for`] answers from the items they touch: the JIDs
+/// whose contacts (with all they are linked to) must be loaded. `None`: the request
+/// needs everything.
+fn touched_jids(request: &Request) -> Option<Vec<&str>> {
+    match request {
+        Request::Contact { jid }
+        | Request::AddContact { jid, .. }
+        | Request::RemoveContact { jid } => Some(vec![jid]),
+        Request::EditContact {
+            jid,
+            add_jids,
+            remove_jids,
+            ..
+        } => Some(
+            std::iter::once(jid)
+                .chain(add_jids)
+                .chain(remove_jids)
+                .map(String::as_str)
+                .collect(),
+        ),
+        Request::AddGroup { .. } | Request::RenameGroup { .. } | Request::Status => Some(vec![]),
+        _ => None,
+    }
 }
 
 impl std::fmt::Debug for Device {
@@ -133,6 +214,7 @@ impl Device {
     /// genesis) and the first secrets.
     pub fn init(dir: &Path, jid: &str, name: &str) -> Result<Self, Error> {
         let jid = BareJid::parse(jid).map_err(|e| Error::Jid(format!("{jid:?}: {e}")))?;
+        check_name(name)?;
         let mut rng = rand::rng();
         let secret: [u8; 32] = rng.random();
         let me = DeviceId(SigningKey::from_bytes(&secret).verifying_key().to_bytes());
@@ -163,7 +245,7 @@ impl Device {
         }
         if dir.join("kith.db").exists() {
             let _lock = Lock::take(dir)?;
-            if !Store::open(dir)?.is_empty()? {
+            if Store::holds_anything(dir)? {
                 return Err(store::Error::AlreadyInitialised {
                     dir: dir.to_owned(),
                     what: "kith.db".to_owned(),
@@ -203,7 +285,6 @@ impl Device {
         };
         store::write_private(dir, &store::pending("device.key"), &secret)?;
         store::write_private(dir, &store::pending("openpgp.key"), &ox.to_bytes())?;
-        let genesis = account.genesis == SigningKey::from_bytes(&secret).verifying_key().to_bytes();
         store.begin()?;
         let written = store
             .persist(records)
@@ -218,24 +299,62 @@ impl Device {
         store::finish_pending(dir)?;
         drop(store);
         drop(lock);
-        let mut device = Self::open(dir)?;
-        if genesis {
-            let entry = Entry {
-                device: device.id(),
-                cert: ox::cert_to_bytes(&ox.cert()),
-                name: account.name.clone(),
-                role: Role::Full,
-                revoked: false,
-            };
-            device.input(Input::AddDevice(entry))?;
-            device.input(Input::RotateSecrets)?;
-        }
-        Ok(device)
+        // `open` finishes a genesis device: its roster entry and first secrets.
+        Self::open(dir)
     }
 
-    /// Opens the device in `dir`, taking its lock. A directory holding keys but no
-    /// store is reported as damaged (never as new, which `init` would write over).
-    pub fn open(dir: &Path) -> Result<Self, Error> {
+    /// A genesis device writes its own roster entry and the first secrets, in one
+    /// transaction; done at `init`, or at the next open if `init` was cut short.
+    fn finish_genesis(&mut self) -> Result<(), Error> {
+        let me = self.id();
+        if self.account.genesis != me.0 {
+            return Ok(());
+        }
+        let has_entry = self.engine.roster().get(&me).is_some();
+        let has_secrets = NodeKind::ALL
+            .iter()
+            .all(|n| self.engine.book().keyring().current(*n).is_some());
+        if has_entry && has_secrets {
+            return Ok(());
+        }
+        let cert = self.engine_cert()?;
+        self.store.begin()?;
+        let result = (|| {
+            if !has_entry {
+                self.input(Input::AddDevice(Entry {
+                    device: me,
+                    cert,
+                    name: self.account.name.clone(),
+                    role: Role::Full,
+                    revoked: false,
+                }))?;
+            }
+            self.input(Input::RotateSecrets)
+        })();
+        match result {
+            Ok(()) => Ok(self.store.commit()?),
+            Err(e) => {
+                let _ = self.store.rollback();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// This device's OpenPGP certificate, as its roster entry carries it.
+    fn engine_cert(&self) -> Result<Vec<u8>, Error> {
+        let key =
+            DeviceKey::from_bytes(&store::read_file(&self.dir, "openpgp.key")?).map_err(|e| {
+                Error::BadKey {
+                    path: self.dir.join("openpgp.key"),
+                    what: e.to_string(),
+                }
+            })?;
+        Ok(ox::cert_to_bytes(&key.cert()))
+    }
+
+    /// Reads the store, account, keys and secrets of `dir`, taking its lock; with
+    /// `check_all`, the database's structure is checked first (a read of all of it).
+    fn base(dir: &Path, check_all: bool) -> Result<Base, Error> {
         let has_keys = store::DEVICE_FILES.iter().any(|n| dir.join(n).exists());
         let missing = || -> Error {
             if has_keys {
@@ -248,7 +367,11 @@ impl Device {
             return Err(missing());
         }
         let lock = Lock::take(dir)?;
-        let mut store = Store::open(dir)?;
+        let store = if check_all {
+            Store::open(dir)?
+        } else {
+            Store::open_unchecked(dir)?
+        };
         let Some(account) = store.account()? else {
             return Err(missing());
         };
@@ -278,21 +401,33 @@ impl Device {
                 .into());
             }
         };
-        let saved_keyring = keyring.iter().map(|s| (s.id.clone(), s.revoked)).collect();
-        let (replica, quarantined) = store.load()?;
-        for q in &quarantined {
-            warn!(
-                "moved aside a stored record that does not decode ({}); the other devices \
-                 still hold what it carried",
-                q.reason
-            );
-        }
-        let book = Book::restore(
-            SigningKey::from_bytes(&secret),
+        Ok(Base {
+            lock,
+            store,
+            account,
+            jid,
+            secret,
+            ox,
             keyring,
-            replica,
-            Default::default(),
-        );
+        })
+    }
+
+    /// A device over `base` and `book`, with an engine of `config`.
+    fn assemble(base: Base, book: Book, config: sync::Config, partial: bool) -> Self {
+        let Base {
+            lock,
+            store,
+            account,
+            jid,
+            secret,
+            ox,
+            keyring: _,
+        } = base;
+        let saved_keyring = book
+            .keyring()
+            .iter()
+            .map(|s| (s.id.clone(), s.revoked))
+            .collect();
         let clock = Clock::default();
         let wrap: Box<dyn KeyWrap> = Box::new(OxWrap {
             key: ox,
@@ -300,15 +435,15 @@ impl Device {
         });
         let seed: [u8; 32] = rand::rng().random();
         let engine = Engine::new(
-            engine_config(),
+            config,
             book,
             DeviceId(account.genesis),
             wrap,
             seed,
             clock.now(),
         );
-        let mut device = Self {
-            dir: dir.to_owned(),
+        Self {
+            dir: store.dir().to_owned(),
             _lock: lock,
             store,
             account,
@@ -320,9 +455,232 @@ impl Device {
             events: VecDeque::new(),
             saved_keyring,
             failed: None,
+            index: index::Keys::new(&secret),
+            partial,
+            repaired: 0,
+        }
+    }
+
+    /// Opens the device in `dir`, taking its lock. A directory holding keys but no
+    /// store is reported as damaged (never as new, which `init` would write over).
+    /// The merged view is built at once, from the item index where it is current.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let mut base = Self::base(dir, true)?;
+        let (replica, quarantined) = base.store.load()?;
+        for q in &quarantined {
+            warn!(
+                "moved aside a stored record that does not decode ({}); the other devices \
+                 still hold what it carried",
+                q.reason
+            );
+        }
+        let keys = index::Keys::new(&base.secret);
+        let current = base.store.index_is_current()?;
+        let mut cached: std::collections::HashMap<(NodeKind, ItemId), index::Entry> = if current {
+            base.store
+                .index_entries(&keys)?
+                .into_iter()
+                .map(|e| ((e.node, e.item), e))
+                .collect()
+        } else {
+            Default::default()
         };
+        let mut book = Book::restore(
+            SigningKey::from_bytes(&base.secret),
+            std::mem::take(&mut base.keyring),
+            replica,
+            Default::default(),
+        );
+        let mut hits = std::collections::HashSet::new();
+        book.view_cached(&mut |node, record| {
+            let e = cached.remove(&(node, record.item))?;
+            if e.version != record.version || e.signature != record.signature {
+                return None;
+            }
+            hits.insert((node, record.item));
+            e.payload
+        });
+        // What the index lacked (or holds no more) is written now.
+        let changes: Vec<(NodeKind, ItemId)> = book
+            .take_view_changes()
+            .into_iter()
+            .filter(|k| !hits.contains(k))
+            .collect();
+        let gone: Vec<(NodeKind, ItemId)> = cached.into_keys().collect();
+        let mut device = Self::assemble(base, book, engine_config(), false);
+        device.repaired = changes.len() + gone.len();
+        device.finish_genesis()?;
+        device.store.begin()?;
+        let written = device.write_index(changes, gone, !current);
+        match written {
+            Ok(()) => device.store.commit()?,
+            Err(e) => {
+                let _ = device.store.rollback();
+                return Err(e.into());
+            }
+        }
         device.drain()?;
         Ok(device)
+    }
+
+    /// Opens the device for `request` alone, loading only the items it touches (the
+    /// contacts of the JIDs it names, with all they are linked to, and every group,
+    /// reserved and unreadable item) from the item index: a command on a stopped node
+    /// then costs the same whatever the size of the list. `None` when the request
+    /// needs the whole list, the index is not current, or opening would have more to
+    /// do than the request (a key rotation the audit asks for, say): then
+    /// [`Device::open`].
+    pub fn open_for(dir: &Path, request: &Request) -> Result<Option<Self>, Error> {
+        let Some(jids) = touched_jids(request) else {
+            return Ok(None);
+        };
+        let mut base = Self::base(dir, false)?;
+        if !base.store.index_is_current()? {
+            return Ok(None);
+        }
+        let keys = index::Keys::new(&base.secret);
+        let mut entries: BTreeMap<(NodeKind, ItemId), index::Entry> = base
+            .store
+            .index_shared(&keys)?
+            .into_iter()
+            .map(|e| ((e.node, e.item), e))
+            .collect();
+        // The contacts of the JIDs, and everything linked to them by an identity.
+        let mut todo: Vec<(String, String)> = jids
+            .iter()
+            .filter_map(|j| BareJid::parse(j).ok())
+            .map(|j| ("jid".to_owned(), j.to_string()))
+            .collect();
+        let mut seen = BTreeSet::new();
+        while let Some((kind, value)) = todo.pop() {
+            if !seen.insert((kind.clone(), value.clone())) {
+                continue;
+            }
+            for e in base.store.index_by_identity(&keys, &kind, &value)? {
+                if let Some(Payload::Contact(c)) = &e.payload {
+                    todo.extend(
+                        c.identities
+                            .iter()
+                            .map(|i| (i.kind.clone(), i.value.clone())),
+                    );
+                }
+                entries.insert((e.node, e.item), e);
+            }
+        }
+        let items: Vec<(Space, ItemId)> =
+            entries.keys().map(|(n, i)| (Space::from(*n), *i)).collect();
+        let records = base
+            .store
+            .records_of(&[Space::Roster, Space::Keys, Space::Acks], &items)?;
+        let mut replica = kith_protocol::replica::Replica::new();
+        for r in records {
+            replica.insert(r);
+        }
+        let (real, contacts) = base.store.index_counts()?;
+        let reads: Vec<ItemRead> = entries.into_values().map(index::as_read).collect();
+        let loaded = View::partial(reads.clone(), [0, 0], 0);
+        let unloaded = [
+            real[0].saturating_sub(
+                loaded.live_items(NodeKind::Contacts) - loaded.reserved_count(NodeKind::Contacts),
+            ),
+            real[1].saturating_sub(
+                loaded.live_items(NodeKind::Groups) - loaded.reserved_count(NodeKind::Groups),
+            ),
+        ];
+        let view = View::partial(
+            reads,
+            unloaded,
+            contacts.saturating_sub(loaded.contact_count()),
+        );
+        let newest = base.store.newest_stamp()?;
+        let clock = newest.map_or_else(Hlc::default, |v| Hlc::new(v.hlc));
+        let book = Book::restore_with_view(
+            SigningKey::from_bytes(&base.secret),
+            std::mem::take(&mut base.keyring),
+            replica,
+            clock,
+            view,
+        );
+        let config = sync::Config {
+            // Acknowledgements need every tombstone: not from a partial replica.
+            gc_max_devices: 0,
+            ..engine_config()
+        };
+        let mut device = Self::assemble(base, book, config, true);
+        // Opening must have nothing to write of its own (an audit's rotation would
+        // need the whole list): leave that to a full open.
+        let mut pending = Vec::new();
+        while let Some(out) = device.engine.poll_output() {
+            if matches!(out, Output::Persist(_) | Output::Collect { .. }) {
+                return Ok(None);
+            }
+            pending.push(out);
+        }
+        for out in pending {
+            match out {
+                Output::Event(e) => device.events.push_back(e),
+                other => device.net.push_back(other),
+            }
+        }
+        Ok(Some(device))
+    }
+
+    /// Writes to the item index what the view says of `changes` and that `gone` are
+    /// gone; with `rebuilt`, the index is replaced by these entries.
+    fn write_index(
+        &mut self,
+        changes: Vec<(NodeKind, ItemId)>,
+        mut gone: Vec<(NodeKind, ItemId)>,
+        rebuilt: bool,
+    ) -> Result<(), store::Error> {
+        let view = self.engine.book().view();
+        let mut entries = Vec::with_capacity(changes.len());
+        for (node, item) in changes {
+            match view.item(node, &item) {
+                Some(read) => entries.push(entry_of(read)),
+                None => gone.push((node, item)),
+            }
+        }
+        let contacts = view.contact_count() as u64;
+        self.store
+            .write_index(&self.index, &entries, &gone, contacts, rebuilt)
+    }
+
+    /// How many entries of the item index opening had to write or remove: 0 when the
+    /// index matched the records (for tests and diagnostics).
+    pub fn index_repairs(&self) -> usize {
+        self.repaired
+    }
+
+    /// Whether the item index holds exactly what a view built from the records alone
+    /// says of every item (a check for tests and diagnostics: it reads everything).
+    pub fn index_matches_records(&mut self) -> Result<bool, Error> {
+        let stored: BTreeMap<(NodeKind, ItemId), index::Entry> = self
+            .store
+            .index_entries(&self.index)?
+            .into_iter()
+            .map(|e| ((e.node, e.item), e))
+            .collect();
+        let book = self.engine.book();
+        let view = View::build(
+            book.replica(),
+            book.keyring(),
+            &mut kith_protocol::seal::Opener::new(),
+        );
+        let expected: BTreeMap<(NodeKind, ItemId), index::Entry> = book
+            .replica()
+            .records()
+            .filter_map(|r| r.space.node().map(|n| (n, r.item)))
+            .filter_map(|(n, i)| view.item(n, &i))
+            .map(|read| ((read.0, read.1), entry_of(read)))
+            .collect();
+        Ok(stored == expected && self.store.index_is_current()?)
+    }
+
+    /// Whether the device was opened for one command on some items only
+    /// ([`Device::open_for`]).
+    pub fn is_partial(&self) -> bool {
+        self.partial
     }
 
     /// The data directory.
@@ -388,6 +746,7 @@ impl Device {
     }
 
     fn drain_outputs(&mut self, began: &mut bool) -> Result<(), store::Error> {
+        let mut stored = false;
         while let Some(out) = self.engine.poll_output() {
             let storage = matches!(out, Output::Persist(_) | Output::Collect { .. });
             if storage && !self.store.in_transaction() {
@@ -397,13 +756,25 @@ impl Device {
             match out {
                 Output::Persist(records) => {
                     self.store.persist(&records)?;
+                    stored = true;
                 }
                 Output::Collect { collect, forget } => {
                     self.store.collect(&collect, &forget)?;
+                    stored = true;
                 }
                 Output::Event(e) => self.events.push_back(e),
                 other => self.net.push_back(other),
             }
+        }
+        // The item index follows the view, in the same transaction as the records.
+        self.engine.book().view();
+        let changes = self.engine.book().take_view_changes();
+        if stored || !changes.is_empty() {
+            if !self.store.in_transaction() {
+                self.store.begin()?;
+                *began = true;
+            }
+            self.write_index(changes.into_iter().collect(), Vec::new(), false)?;
         }
         Ok(())
     }

@@ -31,6 +31,8 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
+use crate::admission::{self, Held, make_room};
+
 /// Most connections established at once (the main swarm's default).
 pub const MAX_CONNECTIONS: u32 = 128;
 /// Most connections to one peer.
@@ -160,11 +162,6 @@ impl Gate {
         }
     }
 
-    /// Established connections now.
-    pub fn established(&self) -> usize {
-        self.conns.len()
-    }
-
     /// Closes unproven connections older than the limit allows; call now and then.
     pub fn expire(&mut self, now: Instant) {
         let limit = Duration::from_secs(self.limits.unproven_secs);
@@ -197,43 +194,34 @@ impl Gate {
             .filter(|(id, _)| !self.closing.contains(id))
     }
 
-    /// The oldest unproven connection among those `from` picks.
-    fn oldest_unproven(&self, from: impl Fn(&Conn) -> bool) -> Option<(PeerId, ConnectionId)> {
-        self.live()
-            .filter(|(_, c)| !c.proven && from(c))
-            .min_by_key(|(id, c)| (c.since, **id))
-            .map(|(id, c)| (c.peer, *id))
-    }
-
-    /// Makes room for a newcomer from `ip`, or refuses it.
+    /// Makes room for a newcomer from `ip`, or refuses it (see
+    /// [`crate::admission`]).
     fn admit(&mut self, peer: PeerId, ip: Option<IpAddr>) -> Result<(), ConnectionDenied> {
         let to_peer = self.live().filter(|(_, c)| c.peer == peer).count() as u32;
         if to_peer >= self.limits.per_peer {
             return Err(ConnectionDenied::new(Refused::Limit));
         }
-        let mut evict = Vec::new();
-        if self.live().filter(|(_, c)| c.ip == ip).count() as u32 >= self.limits.per_ip {
-            let victim = self
-                .oldest_unproven(|c| c.ip == ip)
-                .ok_or_else(|| ConnectionDenied::new(Refused::Limit))?;
-            evict.push(victim);
-        } else if self.live().count() as u32 >= self.limits.total {
-            // From the address holding the most connections.
-            let mut per_ip: BTreeMap<Option<IpAddr>, u32> = BTreeMap::new();
-            for (_, c) in self.live().filter(|(_, c)| !c.proven) {
-                *per_ip.entry(c.ip).or_default() += 1;
-            }
-            let busiest = per_ip
-                .into_iter()
-                .max_by_key(|(_, n)| *n)
-                .map(|(ip, _)| ip)
-                .ok_or_else(|| ConnectionDenied::new(Refused::Limit))?;
-            let victim = self
-                .oldest_unproven(|c| c.ip == busiest)
-                .ok_or_else(|| ConnectionDenied::new(Refused::Limit))?;
-            evict.push(victim);
+        let held: Vec<Held<'_, ConnectionId, Option<IpAddr>>> = self
+            .live()
+            .map(|(id, c)| Held {
+                id: *id,
+                key: &c.ip,
+                since: c.since,
+                proven: c.proven,
+            })
+            .collect();
+        let limits = admission::Limits {
+            total: self.limits.total as usize,
+            per_key: self.limits.per_ip as usize,
+        };
+        let victim =
+            make_room(&held, &ip, limits).map_err(|()| ConnectionDenied::new(Refused::Limit))?;
+        if let Some(id) = victim
+            && let Some(c) = self.conns.get(&id)
+        {
+            let peer = c.peer;
+            self.close_later([(peer, id)]);
         }
-        self.close_later(evict);
         Ok(())
     }
 

@@ -117,6 +117,15 @@ impl Device {
 
 type PairSwarm = libp2p::Swarm<request_response::Behaviour<Frames<MAX_PAIR_BYTES>>>;
 
+/// Whether a dial failed because nothing listens there (connection refused). libp2p
+/// wraps the socket's error in `Either`s whose `source` skips it, so the error kinds
+/// cannot be reached through `source()`; the kind shows in the debug form, which is
+/// what is looked at.
+fn refused(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::ConnectionRefused
+        || format!("{e:?}").contains("kind: ConnectionRefused")
+}
+
 async fn ask(
     swarm: &mut PairSwarm,
     peer: PeerId,
@@ -165,6 +174,7 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
         CodeError::Malformed(_) => Error::new(ErrorKind::Input, e.to_string()),
         CodeError::Expired => Error::new(ErrorKind::Refused, e.to_string()),
     })?;
+    crate::device::check_name(name).map_err(|e| Error::new(ErrorKind::Input, e.to_string()))?;
     // Before anything reaches the inviting device: this directory must be new.
     Device::check_new(dir).map_err(|e| match e {
         crate::device::Error::Store(e) => e.into(),
@@ -210,9 +220,9 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
                     // Nobody listening there fails at once; a handshake cut short
                     // is worth another try.
                     let shed = match &error {
-                        DialError::Transport(errors) => errors.iter().all(|(_, e)| {
-                            !matches!(e, TransportError::Other(io)
-                                if io.kind() == std::io::ErrorKind::ConnectionRefused)
+                        DialError::Transport(errors) => errors.iter().all(|(_, e)| match e {
+                            TransportError::Other(io) => !refused(io),
+                            TransportError::MultiaddrNotSupported(_) => false,
                         }),
                         _ => false,
                     };

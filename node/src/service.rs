@@ -364,20 +364,33 @@ impl Device {
         let devices = self.devices(net);
         let counts = self.store.counts()?;
         let stats = self.engine.stats().clone();
-        let book = self.engine.book();
-        let replica = book.replica();
+        let name = |space: Space| match space {
+            Space::Contacts => "contacts",
+            Space::Groups => "groups",
+            Space::Roster => "roster",
+            Space::Keys => "keys",
+            Space::Acks => "acks",
+        };
         let mut spaces = BTreeMap::new();
         let mut tombstones = 0;
-        for r in replica.records() {
-            let name = match r.space {
-                Space::Contacts => "contacts",
-                Space::Groups => "groups",
-                Space::Roster => "roster",
-                Space::Keys => "keys",
-                Space::Acks => "acks",
-            };
-            *spaces.entry(name).or_insert(0u64) += 1;
-            tombstones += u64::from(r.is_tombstone());
+        if self.partial {
+            // Only some records are loaded: the store counts them.
+            let (per_space, tombs) = self.store.winner_counts()?;
+            for (code, n) in per_space {
+                if let Some(space) = Space::from_code(u64::from(code)) {
+                    spaces.insert(name(space), n);
+                }
+            }
+            tombstones = tombs;
+        }
+        let partial = self.partial;
+        let book = self.engine.book();
+        let replica = book.replica();
+        if !partial {
+            for r in replica.records() {
+                *spaces.entry(name(r.space)).or_insert(0u64) += 1;
+                tombstones += u64::from(r.is_tombstone());
+            }
         }
         let held = replica.held().count();
         let set_aside = replica.quarantined().count();

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::admission::{Admission, Limits, Ticket};
+use crate::admission::{Admission, Limits, Prover};
 
 use crate::control::{Error, ErrorKind, MAX_REQUEST_BYTES, Reply, Request};
 use crate::node::{Call, Handle};
@@ -53,10 +53,10 @@ pub fn serve(path: &Path, handle: Handle) -> io::Result<tokio::task::JoinHandle<
             };
             let calls = handle.sender();
             tokio::spawn(async move {
-                let evicted = std::mem::replace(&mut ticket.evicted, oneshot::channel().1);
+                let prover = ticket.prover();
                 tokio::select! {
-                    _ = client(stream, calls, &ticket) => {}
-                    _ = evicted => {}
+                    _ = client(stream, calls, &prover) => {}
+                    _ = &mut ticket.evicted => {}
                 }
             });
         }
@@ -74,7 +74,7 @@ async fn write_line(stream: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) ->
 async fn client(
     stream: UnixStream,
     calls: mpsc::Sender<Call>,
-    ticket: &Ticket<()>,
+    ticket: &Prover<()>,
 ) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));

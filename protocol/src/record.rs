@@ -544,16 +544,34 @@ fn check_body(space: Space, body: &Body) -> Result<(), Error> {
 /// same bytes verify the same way everywhere, so a verification need not be done
 /// twice: a device meets the same record again in gossip and reconciliation, and the
 /// simulator shares one set among all its devices. Clones share the set.
-#[derive(Debug, Clone, Default)]
-pub struct Verified(Arc<Mutex<HashSet<[u8; 32]>>>);
+#[derive(Debug, Clone)]
+pub struct Verified {
+    set: Arc<Mutex<HashSet<[u8; 32]>>>,
+    capacity: usize,
+}
+
+impl Default for Verified {
+    fn default() -> Self {
+        Self::with_capacity(Self::CAPACITY)
+    }
+}
 
 impl Verified {
-    /// Most digests kept; the set starts again when full.
-    pub const CAPACITY: usize = 1 << 20;
+    /// Digests kept by default (about 4 MB); the set starts again when full.
+    pub const CAPACITY: usize = 1 << 16;
 
-    /// An empty set.
+    /// An empty set of the default capacity.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty set keeping at most `capacity` digests (the simulator shares a large
+    /// one among all its devices).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            set: Arc::default(),
+            capacity,
+        }
     }
 
     /// [`Record::verify`], remembering success.
@@ -565,12 +583,12 @@ impl Verified {
             .finalize()
             .into();
         // A poisoned lock only loses the shortcut: verify as if nothing was known.
-        if self.0.lock().is_ok_and(|set| set.contains(&digest)) {
+        if self.set.lock().is_ok_and(|set| set.contains(&digest)) {
             return Ok(());
         }
         record.verify_message(&msg)?;
-        if let Ok(mut set) = self.0.lock() {
-            if set.len() >= Self::CAPACITY {
+        if let Ok(mut set) = self.set.lock() {
+            if set.len() >= self.capacity {
                 set.clear();
             }
             set.insert(digest);

@@ -24,6 +24,8 @@ use crate::clock::Hlc;
 use crate::record::{Body, DeviceId, ItemId, Record, Space, Version};
 use crate::replica::{Authors, Replica};
 
+/// Longest device name, bytes.
+pub const MAX_NAME_BYTES: usize = 256;
 /// Largest roster entry accepted, in bytes (certificates are a few KiB).
 pub const MAX_ENTRY_BYTES: usize = 16 * 1024;
 
@@ -90,7 +92,7 @@ impl Entry {
                 Value::Text(name),
                 Value::Integer(role),
                 Value::Bool(revoked),
-            ) if name.len() <= 256 => {
+            ) if name.len() <= MAX_NAME_BYTES => {
                 let role = match u64::try_from(role) {
                     Ok(0) => Role::Full,
                     Ok(1) => Role::Relay,

@@ -247,7 +247,7 @@ fn items_wait_for_their_secret_and_then_appear() {
     let mut f = Fleet::new(2, 8);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(99);
     let newer = Secret::generate(NodeKind::Contacts, WallTime(T0.0 + 1), &mut rng);
-    f.books[0].keyring_mut().insert(newer.clone());
+    f.books[0].add_secrets([newer.clone()]);
     f.exec(0, add("juliet@capulet.lit", None, &[]), WallTime(T0.0 + 2));
     f.sync(0, 1, WallTime(T0.0 + 3));
     let v = f.books[1].view().clone();
@@ -257,7 +257,7 @@ fn items_wait_for_their_secret_and_then_appear() {
             .values()
             .any(|u| *u == Unreadable::Waiting(newer.id.clone()))
     );
-    f.books[1].keyring_mut().insert(newer);
+    f.books[1].add_secrets([newer]);
     let v = f.books[1].view().clone();
     assert_eq!(v.contact_count(), 1);
     assert!(v.unreadable().is_empty());

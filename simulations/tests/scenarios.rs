@@ -236,17 +236,54 @@ fn long_histories_under_each_fault() {
     }
 }
 
-/// A device comes back to more differences than one reconciliation message may
-/// carry: the replies are split to respect the limits its peer enforces.
+/// Two devices apart while each imports thousands of contacts: on their return each
+/// holds what the other lacks, the replies carry entry lists and records at once, and
+/// every frame must stay within the limit the peer enforces.
 #[test]
-fn a_divergence_larger_than_one_message() {
-    let r = check(&Scenario {
-        nodes: 3,
-        contacts: 20_000,
-        edits: 50,
-        offline: 1,
-        ..base(2)
-    });
-    assert_eq!(r.bad_frames, 0);
-    assert!(r.max_reconcile_round_trips > 1);
+fn a_two_sided_divergence_larger_than_one_message() {
+    use kith_protocol::contacts::Command;
+    use kith_protocol::item::{Contact, Identity};
+    use kith_protocol::jid::BareJid;
+    use kith_sim::world::{Faults, World};
+    let config = kith_protocol::sync::Config {
+        recon_interval_ms: 5_000,
+        recon_jitter_ms: 1_000,
+        gossip_delay_ms: 10,
+        ack_interval_ms: 5_000,
+        ..kith_protocol::sync::Config::default()
+    };
+    let mut w = World::new(2, 0, 0, Faults::default(), config, 9, false, 8);
+    w.partition(vec![0, 1]);
+    for (device, n) in [(0usize, 12_000u32), (1, 9_000)] {
+        let contacts = (0..n)
+            .map(|k| Contact {
+                identities: vec![Identity::jid(
+                    &BareJid::parse(&format!("d{device}-{k}@sim.lit")).expect("valid"),
+                )],
+                ..Contact::default()
+            })
+            .collect();
+        assert!(w.command(device, Command::Import { contacts }));
+    }
+    w.run_until(10_000);
+    w.partition(vec![0, 0]);
+    let healed = w.now_ms;
+    while !w.converged() && w.now_ms < healed + 300_000 {
+        w.run_until(w.now_ms + 1_000);
+    }
+    let totals = w.totals();
+    assert!(w.converged(), "the two sides converge");
+    assert_eq!(totals.bad_frames, 0, "every frame within the peer's limits");
+    eprintln!("largest frame: {} bytes", totals.largest_frame);
+    assert!(totals.largest_frame <= kith_protocol::sync::wire::MAX_FRAME_BYTES);
+    assert!(
+        totals.largest_frame > kith_protocol::sync::RECORD_BUDGET,
+        "a frame carried a full load of records beside its message"
+    );
+    assert!(
+        totals.max_round_trips > 2,
+        "{} round trips",
+        totals.max_round_trips
+    );
+    assert_eq!(w.lost_writes(), (0, 0));
 }

@@ -357,7 +357,17 @@ impl Node {
             let _ = reply.try_send(Reply::Progress { done, total });
         };
         let invite = matches!(call.request, Request::Invite { .. });
-        let result = self.device.handle(call.request, &net, &mut progress);
+        // A long call (an import) holds this task; other tasks (the control socket's
+        // clients sending its progress lines, XEP-0174 streams) go on elsewhere.
+        let multi = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let device = &mut self.device;
+        let call_it = || device.handle(call.request, &net, &mut progress);
+        let result = if multi {
+            tokio::task::block_in_place(call_it)
+        } else {
+            call_it()
+        };
         if invite && result.is_ok() {
             // An invite opens the pairing gate at once.
             let open = self

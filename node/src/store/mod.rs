@@ -15,7 +15,7 @@
 //!
 //! The store keeps, per item, the winning record and the [`SHADOW_DEPTH`] versions it
 //! replaced, so that [`Store::load`] rebuilds the same replica the engine had:
-//! records are re-inserted in version order, set-aside records are set aside again
+//! each item's records are re-inserted oldest first, set-aside records are set aside again
 //! by the engine's roster check, and collected tombstones are collected again.
 //!
 //! It never writes what it could not read back: every record is checked against the
@@ -35,6 +35,7 @@ use kith_protocol::replica::{Replica, SHADOW_DEPTH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod files;
+pub mod index;
 
 pub use files::{
     DEVICE_FILES, Lock, create_dir, finish_pending, keyring_from_xml, keyring_to_xml, pending,
@@ -86,6 +87,17 @@ pub enum Error {
          (`kith pair join CODE`, with a fresh --data-dir). Nothing here was changed."
     )]
     Damaged(PathBuf),
+    /// A later version of kith wrote this store.
+    #[error(
+        "the store in {path} was written by a later version of kith (schema {found}): \
+         run that version, or a newer one"
+    )]
+    Newer {
+        /// The data directory.
+        path: PathBuf,
+        /// The schema version found.
+        found: i64,
+    },
     /// A record is over the limits a reader enforces: it is not written.
     #[error("refusing to store a record that could not be read back: {0}")]
     OverLimits(String),
@@ -125,6 +137,9 @@ pub struct Invite {
     /// Whether a device joined with it.
     pub used: bool,
 }
+
+/// The primary key of a row of `records`: space, item, version, signature.
+type RowKey = (i64, Vec<u8>, Vec<u8>, Vec<u8>);
 
 /// Sortable bytes of a version: wall time, counter, device, big-endian.
 fn version_key(v: &Version) -> Vec<u8> {
@@ -179,12 +194,23 @@ CREATE TABLE IF NOT EXISTS peers (
     device BLOB PRIMARY KEY, addrs TEXT NOT NULL, last_sync_ms INTEGER);
 CREATE TABLE IF NOT EXISTS quarantine (
     bytes BLOB NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    node INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
+    signature BLOB NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (node, item)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_kind ON items (kind, node);
+CREATE TABLE IF NOT EXISTS identities (
+    hash BLOB NOT NULL, item BLOB NOT NULL,
+    PRIMARY KEY (hash, item)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS identities_item ON identities (item);
 ";
 
 /// The schema this code writes. Version 1 (the first release) lacked the quarantine
-/// table and could hold records over the limits; opening adds the table, and
-/// [`Store::load`] moves such records aside.
-pub const SCHEMA_VERSION: i64 = 2;
+/// table and could hold records over the limits (opening adds the table, and
+/// [`Store::load`] moves such records aside); version 2 lacked the item index and
+/// the `tombstone` column of records (opening adds both, fills the column, and the
+/// index is built at the next full open).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A row moved aside by [`Store::load`] because it does not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,8 +222,20 @@ pub struct Quarantined {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`. The caller holds the [`Lock`].
+    /// Opens (creating if needed) the store in `dir`, checking the database's
+    /// structure first (SQLite's quick check, a read of the whole file). The caller
+    /// holds the [`Lock`].
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, true)
+    }
+
+    /// [`Store::open`] without the whole-file check: for a command that reads a few
+    /// pages (SQLite still reports any page it finds damaged).
+    pub fn open_unchecked(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, check_all: bool) -> Result<Self> {
         let path = dir.join("kith.db");
         let sql = |source| Error::Sql {
             path: path.clone(),
@@ -211,9 +249,12 @@ impl Store {
             .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(sql)?;
+        let check: String = if check_all {
+            conn.query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(sql)?
+        } else {
+            "ok".to_owned()
+        };
         if check != "ok" {
             return Err(Error::Corrupt {
                 path: dir.to_owned(),
@@ -221,29 +262,128 @@ impl Store {
             });
         }
         conn.execute_batch(SCHEMA).map_err(sql)?;
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
-            [SCHEMA_VERSION.to_be_bytes()],
-        )
-        .map_err(sql)?;
-        Ok(Self {
+        let mut store = Self {
             dir: dir.to_owned(),
             conn,
-        })
+        };
+        store.migrate()?;
+        Ok(store)
     }
 
-    /// Whether the store holds anything: an account or any record.
-    pub fn is_empty(&self) -> Result<bool> {
-        let rows: i64 = self
+    /// Brings a store written by an earlier version to [`SCHEMA_VERSION`]; refuses
+    /// one written by a later version.
+    fn migrate(&mut self) -> Result<()> {
+        let found = self.schema()?;
+        if found > SCHEMA_VERSION {
+            return Err(Error::Newer {
+                path: self.dir.clone(),
+                found,
+            });
+        }
+        let has_tombstone: bool = self
             .conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('records') WHERE name = 'tombstone'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.sql(e))?;
+        if !has_tombstone {
+            self.add_tombstone_column()?;
+        }
+        if self.schema()? != SCHEMA_VERSION {
+            self.conn
+                .execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION.to_be_bytes()],
+                )
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(())
+    }
+
+    /// Schema 3: records say whether they are tombstones (so that counting them needs
+    /// no decoding); the rows already there are decoded once to fill it in.
+    fn add_tombstone_column(&mut self) -> Result<()> {
+        let path = self.dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute_batch("ALTER TABLE records ADD COLUMN tombstone INTEGER NOT NULL DEFAULT 0")
+            .map_err(sql)?;
+        let tombstones: Vec<RowKey> = {
+            let mut stmt = tx
+                .prepare("SELECT space, item, version, signature, bytes FROM records")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let key: RowKey = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                    Ok((key, r.get::<_, Vec<u8>>(4)?))
+                })
+                .map_err(sql)?;
+            rows.filter_map(|r| r.ok())
+                .filter(|(_, b): &(RowKey, Vec<u8>)| {
+                    Record::decode(b).is_ok_and(|r| r.is_tombstone())
+                })
+                .map(|(key, _)| key)
+                .collect()
+        };
+        for (space, item, version, signature) in tombstones {
+            tx.execute(
+                "UPDATE records SET tombstone = 1 WHERE space = ?1 AND item = ?2
+                 AND version = ?3 AND signature = ?4",
+                params![space, item, version, signature],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The schema version the store was last written with (1: before it was noted).
+    fn schema(&self) -> Result<i64> {
+        let v: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        Ok(v.and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(1, i64::from_be_bytes))
+    }
+
+    /// Whether the store file in `dir` holds anything (an account or a record),
+    /// read without writing to it.
+    pub fn holds_anything(dir: &Path) -> Result<bool> {
+        let path = dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sql)?;
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('meta', 'records')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if tables < 2 {
+            return Ok(false);
+        }
+        let rows: i64 = conn
             .query_row(
                 "SELECT (SELECT COUNT(*) FROM meta WHERE key = 'account')
                       + (SELECT COUNT(*) FROM records)",
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| self.sql(e))?;
-        Ok(rows == 0)
+            .map_err(sql)?;
+        Ok(rows > 0)
     }
 
     /// Starts a transaction that the writes up to [`Store::commit`] join: all of
@@ -381,8 +521,8 @@ impl Store {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO records (space, item, version, signature, bytes)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT OR IGNORE INTO records (space, item, version, signature, bytes,
+                     tombstone) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(sql)?;
             let mut prune = tx
@@ -403,7 +543,8 @@ impl Store {
                         &r.item.0[..],
                         version_key(&r.version),
                         &r.signature[..],
-                        bytes
+                        bytes,
+                        r.is_tombstone()
                     ])
                     .map_err(sql)?;
                 prune
@@ -414,7 +555,12 @@ impl Store {
                     .map_err(sql)?;
             }
         }
-        tx.commit().map_err(sql)
+        tx.commit().map_err(sql)?;
+        if let Some(newest) = records.iter().map(|r| r.version).max() {
+            self.raise_newest(&newest)?;
+            self.bump_generation()?;
+        }
+        Ok(())
     }
 
     /// Carries out an engine's `Output::Collect`: the tombstones of `collect` leave
@@ -460,7 +606,89 @@ impl Store {
             )
             .map_err(sql)?;
         }
-        tx.commit().map_err(sql)
+        tx.commit().map_err(sql)?;
+        self.bump_generation()
+    }
+
+    /// The stored versions of the given items (winners and the versions they
+    /// replaced), and every record of the spaces `whole`: what a command that
+    /// touches only these items needs (see [`crate::Device::open_for`]).
+    pub fn records_of(&self, whole: &[Space], items: &[(Space, ItemId)]) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        let decode = |bytes: Vec<u8>, out: &mut Vec<Record>| {
+            // A row that does not decode is left to the full open, which moves it
+            // aside; here it is simply not loaded.
+            if let Ok(r) = Record::decode(&bytes) {
+                out.push(r);
+            }
+        };
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT bytes FROM records WHERE space = ?1 ORDER BY item, version, signature",
+                )
+                .map_err(|e| self.sql(e))?;
+            for space in whole {
+                let rows = stmt
+                    .query_map([space.code()], |r| r.get::<_, Vec<u8>>(0))
+                    .map_err(|e| self.sql(e))?;
+                for b in rows {
+                    decode(b.map_err(|e| self.sql(e))?, &mut out);
+                }
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT bytes FROM records WHERE space = ?1 AND item = ?2
+                 ORDER BY version, signature",
+            )
+            .map_err(|e| self.sql(e))?;
+        for (space, item) in items {
+            let rows = stmt
+                .query_map(params![space.code(), &item.0[..]], |r| {
+                    r.get::<_, Vec<u8>>(0)
+                })
+                .map_err(|e| self.sql(e))?;
+            for b in rows {
+                decode(b.map_err(|e| self.sql(e))?, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Winning records per space, and how many of them are tombstones, counted in
+    /// the store (for `kith status` without loading the records).
+    pub fn winner_counts(&self) -> Result<(std::collections::BTreeMap<u8, u64>, u64)> {
+        let mut per_space = std::collections::BTreeMap::new();
+        let mut tombstones = 0;
+        // SQLite takes the bare `tombstone` from the row holding MAX(version).
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT space, tombstone, COUNT(*) FROM
+                   (SELECT space, tombstone, MAX(version) FROM records GROUP BY space, item)
+                 GROUP BY space, tombstone",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        for row in rows {
+            let (space, tomb, n) = row.map_err(|e| self.sql(e))?;
+            *per_space.entry(space as u8).or_insert(0) += n as u64;
+            if tomb == 1 {
+                tombstones += n as u64;
+            }
+        }
+        Ok((per_space, tombstones))
     }
 
     /// The records of `table` (`records` in key order, or `collected`); rows

@@ -1,12 +1,15 @@
 //! A device's contact book: its replica, its secrets, its editor, and the merged view,
 //! brought up to date with the items that changed each time it is asked for.
 
+use std::collections::BTreeSet;
+
 use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
 
 use super::edit::{Command, Editor, Error};
 use super::view::View;
 use crate::clock::{Clock, WallTime};
+use crate::item::NodeKind;
 use crate::record::{Body, DeviceId, ItemId, Record, Space};
 use crate::replica::{Authors, Outcome, Rejected, Replica};
 use crate::seal::{Keyring, Opener};
@@ -23,6 +26,8 @@ pub struct Book {
     stale: bool,
     /// The keyring gained secrets: items waiting for one are read again.
     keys_changed: bool,
+    /// Items of the view that may have changed since [`Book::take_view_changes`].
+    view_changes: BTreeSet<(NodeKind, ItemId)>,
 }
 
 impl Book {
@@ -45,7 +50,24 @@ impl Book {
             view: View::default(),
             stale: true,
             keys_changed: false,
+            view_changes: BTreeSet::new(),
         }
+    }
+
+    /// A book over records already stored whose view is given (built from a cache,
+    /// or [`View::partial`]) instead of built from the replica.
+    pub fn restore_with_view(
+        key: SigningKey,
+        keyring: Keyring,
+        replica: Replica,
+        clock: Clock,
+        view: View,
+    ) -> Self {
+        let mut book = Self::restore(key, keyring, replica, clock);
+        book.replica.take_touched();
+        book.view = view;
+        book.stale = false;
+        book
     }
 
     /// This device.
@@ -63,10 +85,27 @@ impl Book {
         &self.keyring
     }
 
-    /// The secrets, to add or revoke some; the view is rebuilt afterwards.
+    /// The secrets, to change in any way; the view is built anew afterwards. To
+    /// add or revoke secrets, [`Book::add_secrets`] and [`Book::revoke_secrets`]
+    /// cost less.
     pub fn keyring_mut(&mut self) -> &mut Keyring {
-        self.keys_changed = true;
+        self.stale = true;
         &mut self.keyring
+    }
+
+    /// Adds secrets; items waiting for them are read again.
+    pub fn add_secrets(&mut self, secrets: impl IntoIterator<Item = crate::seal::Secret>) {
+        for s in secrets {
+            self.keyring.insert(s);
+        }
+        self.keys_changed = true;
+    }
+
+    /// Marks secrets revoked: they still open what they sealed, so the view stays.
+    pub fn revoke_secrets<'a>(&mut self, ids: impl IntoIterator<Item = &'a String>) {
+        for id in ids {
+            self.keyring.revoke(id);
+        }
     }
 
     /// The editor (padding policy, clock).
@@ -76,28 +115,48 @@ impl Book {
 
     /// The merged view.
     pub fn view(&mut self) -> &View {
+        self.view_cached(&mut |_, _| None)
+    }
+
+    /// [`Book::view`], taking payloads from `cache` where it has the one of exactly
+    /// that record (the node's item index) instead of opening them.
+    pub fn view_cached(
+        &mut self,
+        cache: &mut dyn FnMut(NodeKind, &Record) -> Option<crate::item::Payload>,
+    ) -> &View {
         let touched = self.replica.take_touched();
         if self.stale {
-            self.view = View::build(&self.replica, &self.keyring, &mut self.opener);
+            self.view = View::build_cached(&self.replica, &self.keyring, &mut self.opener, cache);
             self.stale = false;
+            self.view_changes.extend(
+                self.replica
+                    .records()
+                    .filter(|r| !r.is_tombstone())
+                    .filter_map(|r| r.space.node().map(|n| (n, r.item))),
+            );
         } else {
             let waiting: Vec<_> = if self.keys_changed {
                 self.view.waiting().collect()
             } else {
                 Vec::new()
             };
-            let changed = touched
+            let changed: Vec<(NodeKind, ItemId)> = touched
                 .into_iter()
-                .filter_map(|(space, item)| space.node().map(|n| (n, item)));
-            self.view.update(
-                &self.replica,
-                &self.keyring,
-                &mut self.opener,
-                changed.chain(waiting),
-            );
+                .filter_map(|(space, item)| space.node().map(|n| (n, item)))
+                .chain(waiting)
+                .collect();
+            self.view_changes.extend(changed.iter().copied());
+            self.view
+                .update(&self.replica, &self.keyring, &mut self.opener, changed);
         }
         self.keys_changed = false;
         &self.view
+    }
+
+    /// The items whose part of the view may have changed since the last call (all of
+    /// them after the view was built from scratch), to keep an index of it.
+    pub fn take_view_changes(&mut self) -> BTreeSet<(NodeKind, ItemId)> {
+        std::mem::take(&mut self.view_changes)
     }
 
     /// Carries out a command; the new records are already applied here and are

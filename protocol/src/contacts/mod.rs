@@ -8,4 +8,4 @@ mod view;
 
 pub use book::Book;
 pub use edit::{Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error};
-pub use view::{GroupEntry, MergedContact, Unreadable, View};
+pub use view::{GroupEntry, ItemRead, MergedContact, Unreadable, View};

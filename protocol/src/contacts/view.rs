@@ -120,6 +120,26 @@ pub struct View {
     group_items: BTreeMap<ItemId, String>,
     /// Group id → survivors of the contacts that refer to it.
     group_refs: BTreeMap<String, BTreeSet<ItemId>>,
+    /// A partial view (see [`View::partial`]): real items per node that exist but
+    /// were not loaded, and the contacts they make.
+    unloaded: [usize; 2],
+    unloaded_contacts: usize,
+}
+
+/// An item as read from its record: the payload, or why it is not readable.
+pub type ItemRead = (
+    NodeKind,
+    ItemId,
+    Version,
+    [u8; 64],
+    Result<Payload, Unreadable>,
+);
+
+fn slot(node: NodeKind) -> usize {
+    match node {
+        NodeKind::Contacts => 0,
+        NodeKind::Groups => 1,
+    }
 }
 
 /// What an update found to merge again.
@@ -139,6 +159,7 @@ fn read(
     keyring: &Keyring,
     opener: &mut Opener,
     old: Option<&Read>,
+    cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload>,
 ) -> Option<Read> {
     let Body::Sealed(sealed) = &record.body else {
         return None;
@@ -149,6 +170,13 @@ fn read(
         && !matches!(&old.payload, Err(Unreadable::Waiting(id)) if keyring.get(id).is_some())
     {
         return None;
+    }
+    if let Some(p) = cache(node, record).filter(|p| p.check_node(node).is_ok()) {
+        return Some(Read {
+            version: record.version,
+            signature: record.signature,
+            payload: Ok(p),
+        });
     }
     let payload = match opener.open(sealed, keyring) {
         Err(seal::Error::UnknownKey(id)) => Err(Unreadable::Waiting(id)),
@@ -172,12 +200,59 @@ fn linked<'a>(index: &'a IdentityIndex, kind: &str, value: &str) -> Option<&'a B
 impl View {
     /// Builds the view of `replica`, opening items with `keyring`.
     pub fn build(replica: &Replica, keyring: &Keyring, opener: &mut Opener) -> Self {
+        Self::build_cached(replica, keyring, opener, &mut |_, _| None)
+    }
+
+    /// Builds the view of `replica`, taking the payload of a record from `cache`
+    /// when it has it (a payload read earlier from exactly that record), and
+    /// opening the others with `keyring`.
+    pub fn build_cached(
+        replica: &Replica,
+        keyring: &Keyring,
+        opener: &mut Opener,
+        cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload>,
+    ) -> Self {
         let mut view = Self::default();
         let all = replica
             .records()
             .filter_map(|r| r.space.node().map(|n| (n, r.item)));
-        view.update(replica, keyring, opener, all);
+        view.update_cached(replica, keyring, opener, all, cache);
         view
+    }
+
+    /// A view of some items only: `reads` are the items loaded, `unloaded` the real
+    /// (contact or group) items per node that exist but were not, and
+    /// `unloaded_contacts` the contacts those make. Such a view answers for the
+    /// loaded items and counts what it did not load, which is what a command needs
+    /// when every item it touches (a contact with all it is linked to, every group,
+    /// reserved and unreadable item) was loaded.
+    pub fn partial(
+        reads: impl IntoIterator<Item = ItemRead>,
+        unloaded: [usize; 2],
+        unloaded_contacts: usize,
+    ) -> Self {
+        let mut view = Self::default();
+        let mut dirty = Dirty::default();
+        for (node, item, version, signature, payload) in reads {
+            let read = Read {
+                version,
+                signature,
+                payload,
+            };
+            view.set_item(node, item, Some(read), &mut dirty);
+        }
+        view.remerge(dirty);
+        view.unloaded = unloaded;
+        view.unloaded_contacts = unloaded_contacts;
+        view
+    }
+
+    /// The item as last read: its version, signature, and payload or why it is
+    /// unreadable; `None` when the item is not live (or not loaded).
+    pub fn item(&self, node: NodeKind, item: &ItemId) -> Option<ItemRead> {
+        self.items
+            .get(&(node, *item))
+            .map(|r| (node, *item, r.version, r.signature, r.payload.clone()))
     }
 
     /// Brings the view up to date with `replica` for the `touched` items (those
@@ -190,11 +265,22 @@ impl View {
         opener: &mut Opener,
         touched: impl IntoIterator<Item = (NodeKind, ItemId)>,
     ) {
+        self.update_cached(replica, keyring, opener, touched, &mut |_, _| None);
+    }
+
+    fn update_cached(
+        &mut self,
+        replica: &Replica,
+        keyring: &Keyring,
+        opener: &mut Opener,
+        touched: impl IntoIterator<Item = (NodeKind, ItemId)>,
+        cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload>,
+    ) {
         let mut dirty = Dirty::default();
         for (node, item) in touched {
             let old = self.items.get(&(node, item));
             let new = match replica.get(Space::from(node), &item) {
-                Some(r) if !r.is_tombstone() => match read(r, node, keyring, opener, old) {
+                Some(r) if !r.is_tombstone() => match read(r, node, keyring, opener, old, cache) {
                     Some(new) => Some(new),
                     None => continue,
                 },
@@ -366,6 +452,10 @@ impl View {
             }
             let mut component = vec![start];
             done.insert(start);
+            // Identities already followed, by the address of their set of items in
+            // the index (which nothing changes during the merge): each is followed
+            // once, however many items share it.
+            let mut followed: std::collections::HashSet<usize> = Default::default();
             let mut next = 0;
             while next < component.len() {
                 let item = component[next];
@@ -387,13 +477,14 @@ impl View {
                 else {
                     continue;
                 };
-                let links: Vec<ItemId> = c
-                    .identities
-                    .iter()
-                    .filter_map(|i| linked(&self.by_identity, &i.kind, &i.value))
-                    .flatten()
-                    .copied()
-                    .collect();
+                let mut links: Vec<ItemId> = Vec::new();
+                for i in &c.identities {
+                    if let Some(set) = linked(&self.by_identity, &i.kind, &i.value)
+                        && followed.insert(std::ptr::from_ref(set) as usize)
+                    {
+                        links.extend(set);
+                    }
+                }
                 for other in links {
                     if done.insert(other) {
                         component.push(other);
@@ -508,7 +599,7 @@ impl View {
 
     /// How many contacts.
     pub fn contact_count(&self) -> usize {
-        self.contacts.len()
+        self.contacts.len() + self.unloaded_contacts
     }
 
     /// The contact a member item belongs to.
@@ -583,6 +674,11 @@ impl View {
             NodeKind::Contacts => self.contact_index.len(),
             NodeKind::Groups => self.group_items.len(),
         };
-        real + self.reserved_count(node)
+        real + self.unloaded[slot(node)] + self.reserved_count(node)
+    }
+
+    /// Whether this view holds every item (not [`View::partial`]).
+    pub fn is_whole(&self) -> bool {
+        self.unloaded == [0, 0] && self.unloaded_contacts == 0
     }
 }

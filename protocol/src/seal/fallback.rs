@@ -118,6 +118,11 @@ fn open_unguarded(
     if !decryptor.message_processed() {
         return Err(Error::Tampered);
     }
+    // sequoia reads a message that is not encrypted at all as its plain content (the
+    // `openpgp` fuzz target found it): an item is only what a secret opened.
+    if !decryptor.helper_ref().decrypted {
+        return Err(Error::Malformed("the item is not encrypted".into()));
+    }
     Ok(out)
 }
 

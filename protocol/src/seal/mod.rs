@@ -442,6 +442,25 @@ mod tests {
         assert!(Opener::new().open_with(&message, &secret).is_err());
     }
 
+    /// Found by the `openpgp` fuzz target: sequoia reads a bare literal data packet
+    /// (nothing encrypted) as its content; no item is opened without a secret.
+    #[test]
+    fn an_unencrypted_message_is_not_an_item() {
+        let secret = Secret {
+            id: "k1".into(),
+            value: Zeroizing::new("fuzzing-secret-0-0123456789abcdef0123".into()),
+            node: NodeKind::Contacts,
+            created: WallTime(1),
+            revoked: false,
+        };
+        // Old-format literal data packet, indeterminate length, binary, "<a/>".
+        let literal = [0xaf, b'b', 0, 0, 0, 0, 0, b'<', b'a', b'/', b'>'];
+        assert!(open_with_sequoia(&literal, &secret).is_err());
+        assert!(Opener::new().open_with(&literal, &secret).is_err());
+        let fuzzed = [0xaf, 0, 0, 0, 0xe3, 0xde, 0x09, 0x1c, 0x1c, 0x1c, 0x1c];
+        assert!(open_with_sequoia(&fuzzed, &secret).is_err());
+    }
+
     #[test]
     fn seal_open_round_trip_with_padding() {
         let mut rng = ChaCha20Rng::seed_from_u64(7);

@@ -25,4 +25,6 @@ pub mod gc;
 pub mod recon;
 pub mod wire;
 
-pub use engine::{Config, Engine, Event, Input, MAX_GOSSIP_QUEUE, Now, Output, RequestId, Stats};
+pub use engine::{
+    Config, Engine, Event, Input, MAX_GOSSIP_QUEUE, Now, Output, RECORD_BUDGET, RequestId, Stats,
+};

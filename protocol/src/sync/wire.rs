@@ -84,6 +84,14 @@ pub enum Error {
     /// Over the reconciliation limits.
     #[error(transparent)]
     Recon(#[from] recon::Error),
+    /// Records of the frame that did not decode were left out.
+    #[error("{count} records in the frame do not decode (the first: {first})")]
+    Skipped {
+        /// How many.
+        count: usize,
+        /// Why the first did not.
+        first: record::Error,
+    },
 }
 
 fn records_value(records: &[Record]) -> Value {

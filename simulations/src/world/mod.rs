@@ -91,6 +91,8 @@ pub struct Totals {
     pub bad_frames: u64,
     /// Records the node's store would refuse to write.
     pub unstorable: u64,
+    /// The largest frame any device sent, bytes.
+    pub largest_frame: usize,
     /// Most round trips one reconciliation took.
     pub max_round_trips: u32,
 }
@@ -124,6 +126,8 @@ pub struct Node {
     /// Records it was told to persist that the node's store would refuse (over the
     /// record limits): on a real device, a store it could not open again.
     pub unstorable: u64,
+    /// The largest frame it sent, bytes.
+    pub largest_frame: usize,
     timer_at: Option<u64>,
 }
 
@@ -225,6 +229,7 @@ impl World {
                     max_round_trips: 0,
                     bad_frames: 0,
                     unstorable: 0,
+                    largest_frame: 0,
                     timer_at: None,
                 }
             })
@@ -276,7 +281,7 @@ impl World {
             persisted: BTreeMap::new(),
             steps: 0,
             trace: 0xcbf2_9ce4_8422_2325,
-            verified: Verified::new(),
+            verified: Verified::with_capacity(1 << 22),
         };
         w.neighbours = if degree + 1 >= n {
             (0..n)
@@ -615,6 +620,7 @@ impl World {
     fn count(&mut self, i: usize, len: usize) {
         self.nodes[i].messages += 1;
         self.nodes[i].bytes += len as u64;
+        self.nodes[i].largest_frame = self.nodes[i].largest_frame.max(len);
     }
 
     /// Processes events until virtual time `until` (or the queue empties).
@@ -700,6 +706,7 @@ impl World {
             t.rejected += n.rejected;
             t.bad_frames += n.bad_frames;
             t.unstorable += n.unstorable;
+            t.largest_frame = t.largest_frame.max(n.largest_frame);
             t.max_round_trips = t.max_round_trips.max(n.max_round_trips);
             if let Some(e) = &n.engine {
                 t.rejected += e.stats().rejected_records;

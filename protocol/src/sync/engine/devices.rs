@@ -27,6 +27,10 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if !self.roster.is_active(&self.me()) {
             return self.refuse("this device is not in the roster");
         }
+        // What no device could read back is never signed.
+        if Entry::decode(&entry.encode()).is_err() {
+            return self.refuse("the roster entry is over its limits (a name too long?)");
+        }
         if self
             .roster
             .get(&entry.device)
@@ -237,10 +241,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if orphans.is_empty() && !leaked {
             return;
         }
-        let keyring = self.book.keyring_mut();
-        for id in &orphans {
-            keyring.revoke(id);
-        }
+        self.book.revoke_secrets(&orphans);
         if self.roster.is_active(&self.me()) {
             self.rotate(now);
         }
@@ -265,10 +266,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             Ok(secrets) => {
                 let ids = secrets.iter().map(|s| s.id.clone()).collect();
                 self.unwrapped.insert(record.item, (record.version, ids));
-                let keyring = self.book.keyring_mut();
-                for s in secrets {
-                    keyring.insert(s);
-                }
+                self.book.add_secrets(secrets);
                 self.outputs.push_back(Output::Event(Event::Changed));
             }
             Err(e) => self.outputs.push_back(Output::Event(Event::KeysRefused(e))),

@@ -20,6 +20,12 @@ use crate::record::{Body, DeviceId, ItemId, Record, Space};
 use crate::replica::{Outcome, Rejected};
 use crate::roster::{Entry, Roster};
 
+/// Record bytes a request or response frame carries at most: what the frame limit
+/// leaves beside the largest reconciliation message, with room for the framing.
+pub const RECORD_BUDGET: usize = wire::MAX_FRAME_BYTES - recon::MAX_MESSAGE_BYTES - 16 * 1024;
+const _: () =
+    assert!(RECORD_BUDGET + recon::MAX_MESSAGE_BYTES + 16 * 1024 <= wire::MAX_FRAME_BYTES);
+
 /// Most records waiting to be gossiped; a larger change goes by reconciliation.
 pub const MAX_GOSSIP_QUEUE: usize = 4_096;
 
@@ -34,7 +40,8 @@ pub struct Config {
     pub gossip_delay_ms: u64,
     /// How often held (future-stamped) records are re-examined.
     pub held_check_ms: u64,
-    /// Budget of record bytes in one request or response frame.
+    /// Budget of record bytes in one request or response frame (at most
+    /// [`RECORD_BUDGET`], so that a frame stays within the peer's limit).
     pub frame_record_bytes: usize,
     /// How often this device acknowledges its tombstones and collects those every
     /// device acknowledged.
@@ -52,7 +59,7 @@ impl Default for Config {
             recon_jitter_ms: 10_000,
             gossip_delay_ms: 50,
             held_check_ms: 1_000,
-            frame_record_bytes: wire::MAX_FRAME_BYTES - 64 * 1024,
+            frame_record_bytes: RECORD_BUDGET,
             ack_interval_ms: 60_000,
             gc_max_devices: 64,
         }
@@ -585,11 +592,15 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.stats.bytes_out += len as u64;
     }
 
-    /// Reports records left out of a frame because they did not decode.
-    pub(super) fn skipped(&mut self, peer: &P, skipped: Vec<crate::record::Error>) {
-        for e in skipped {
-            self.bad_frame(peer, wire::Error::Record(e));
+    /// Reports records left out of a frame because they did not decode (once per
+    /// frame, however many).
+    pub(super) fn skipped(&mut self, peer: &P, mut skipped: Vec<crate::record::Error>) {
+        if skipped.is_empty() {
+            return;
         }
+        let count = skipped.len();
+        let first = skipped.swap_remove(0);
+        self.bad_frame(peer, wire::Error::Skipped { count, first });
     }
 
     fn bad_frame(&mut self, peer: &P, reason: wire::Error) {

@@ -40,7 +40,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// Records for the keys `owed` to `peer`, within the frame budget; the rest stay
     /// owed.
     pub(super) fn take_owed(&mut self, p: &P) -> (Vec<Record>, bool) {
-        let budget = self.config.frame_record_bytes;
+        let budget = self.config.frame_record_bytes.min(super::RECORD_BUDGET);
         let Some(peer) = self.peers.get_mut(p) else {
             return (Vec::new(), false);
         };

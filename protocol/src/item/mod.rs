@@ -14,6 +14,8 @@
 use std::fmt;
 
 use crate::jid::{self, BareJid};
+
+mod binary;
 use crate::xml::{self, Attr, Element, Node};
 
 /// XEP-0510 payload namespace.
