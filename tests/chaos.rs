@@ -1,8 +1,9 @@
-//! Chaos with real processes: three `kith run` nodes of one account, imports and
-//! edits through the CLI on each, and kill -9 of a random node at a random moment
-//! during them (and during the syncs they cause). At the end every store must open,
-//! every acknowledged edit must be there, every import must be there whole or not
-//! at all, and all devices must agree.
+//! Chaos with real processes: three `kith run` nodes of one account, imports, edits
+//! and secret rotations through the CLI on each, and kill -9 of a random node at a
+//! random moment during them (and during the syncs they cause). At the end every
+//! store must open, every acknowledged edit must be there, every import must be there
+//! whole or not at all, every device must hold the secrets of every item, and all
+//! devices must agree.
 //!
 //! The short form runs with the tests; the long form is
 //! `KITH_CHAOS_ROUNDS=500 cargo test --release --test integration chaos -- --nocapture`
@@ -42,6 +43,7 @@ type Expected = BTreeMap<String, Vec<Option<String>>>;
 enum Action {
     Import(usize),
     Edit(String, Option<String>),
+    Rotate,
 }
 
 fn spawn(d: &Device, args: &[&str]) -> Child {
@@ -109,7 +111,11 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
         let victim = rng.below(3) as usize;
         let delay = Duration::from_millis(rng.below(400));
         // The action on device i, in the background.
-        let (child, action) = match rng.below(4) {
+        let (child, action) = match rng.below(5) {
+            4 => {
+                // A rotation: new secrets to every device, every item sealed again.
+                (spawn(&devices[i], &["secret", "rotate"]), Action::Rotate)
+            }
             0 => {
                 let size = 200 + rng.below(3_000);
                 let file = tmp.path().join(format!("r{round}.xml"));
@@ -159,6 +165,7 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
                 }
                 allowed.push(after);
             }
+            Action::Rotate => {}
         }
         devices[victim].start_with(&addrs[victim], &["--no-mdns"]);
     }
@@ -196,6 +203,12 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
             eprintln!("import {batch} on {owner}: {n} of {size} contacts (acknowledged: {ok})");
             partial += 1;
         }
+    }
+    // Whatever the rotations met, every device holds the secrets of every item.
+    for d in &devices {
+        d.wait("the secrets on every device", |d| {
+            d.status()["waiting_for_secret"] == 0
+        });
     }
     for d in &mut devices {
         d.stop();

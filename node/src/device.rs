@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use kith_protocol::clock::{Clock as Hlc, WallTime};
-use kith_protocol::contacts::{Book, ItemRead, Unreadable, View};
+use kith_protocol::contacts::{Book, ItemRead, View};
 use kith_protocol::item::{NodeKind, Payload};
 use kith_protocol::jid::BareJid;
 use kith_protocol::keys::{KeyWrap, OxWrap};
@@ -137,24 +137,6 @@ struct Base {
     secret: [u8; 32],
     ox: DeviceKey,
     keyring: Keyring,
-}
-
-/// An index entry for what the view says of an item.
-fn entry_of(read: ItemRead) -> index::Entry {
-    let (node, item, version, signature, payload) = read;
-    let (payload, waiting) = match payload {
-        Ok(p) => (Some(p), None),
-        Err(Unreadable::Waiting(w)) => (None, Some(w)),
-        Err(_) => (None, None),
-    };
-    index::Entry {
-        node,
-        item,
-        version,
-        signature,
-        payload,
-        waiting,
-    }
 }
 
 /// The requests [`Device::open_for`] answers from the items they touch: the JIDs
@@ -577,7 +559,7 @@ impl Device {
             replica.insert(r);
         }
         let (real, contacts) = base.store.index_counts()?;
-        let reads: Vec<ItemRead> = entries.into_values().map(index::as_read).collect();
+        let reads: Vec<ItemRead> = entries.into_values().map(index::Entry::into_read).collect();
         let loaded = View::partial(reads.clone(), [0, 0], 0);
         let unloaded = [
             real[0].saturating_sub(
@@ -637,7 +619,7 @@ impl Device {
         let mut entries = Vec::with_capacity(changes.len());
         for (node, item) in changes {
             match view.item(node, &item) {
-                Some(read) => entries.push(entry_of(read)),
+                Some(read) => entries.push(index::Entry::from(read)),
                 None => gone.push((node, item)),
             }
         }
@@ -672,7 +654,7 @@ impl Device {
             .records()
             .filter_map(|r| r.space.node().map(|n| (n, r.item)))
             .filter_map(|(n, i)| view.item(n, &i))
-            .map(|read| ((read.0, read.1), entry_of(read)))
+            .map(|read| ((read.0, read.1), index::Entry::from(read)))
             .collect();
         Ok(stored == expected && self.store.index_is_current()?)
     }

@@ -109,6 +109,13 @@ impl BareJid {
                 if norm.chars().any(|c| "\"&'/:<>@".contains(c)) {
                     return Err(Error::InvalidLocal(err_input()));
                 }
+                // The mapping must land on what the profile accepts as it is: case
+                // mapping (newer Unicode) can yield characters the profile's tables
+                // (older Unicode) refuse, such as Cherokee small letters (found by the
+                // `jid` fuzz target). Such a name would not read back.
+                if UsernameCaseMapped::enforce(&*norm).ok().as_deref() != Some(&*norm) {
+                    return Err(Error::InvalidLocal(err_input()));
+                }
                 Some(norm.into_owned())
             }
         };
@@ -265,6 +272,9 @@ mod tests {
             );
         }
         assert_eq!(n("a@x-y.lit"), "a@x-y.lit");
+        // Found by the `jid` fuzz target: a localpart whose lower case the PRECIS
+        // tables refuse (Cherokee capital letter U+13F4).
+        assert!(BareJid::parse("\u{63BF}p\u{3E63}\u{13F4}\u{3DB}eu@f").is_err());
         // Found by the `jid` fuzz target: IDNA maps U+0384 to a space and an accent.
         assert!(BareJid::parse("2\u{3a3}MPLE.\u{29f}\u{3a6}\u{384}AM\u{359}P`0").is_err());
         let long = format!("{}@x.lit", "a".repeat(1024));

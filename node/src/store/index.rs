@@ -16,7 +16,7 @@
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
-use kith_protocol::contacts::Unreadable;
+use kith_protocol::contacts::{ItemRead, Unreadable};
 use kith_protocol::item::{NodeKind, Payload};
 use kith_protocol::record::{ItemId, Version};
 use rusqlite::{OptionalExtension, params};
@@ -168,16 +168,37 @@ fn entry_of(
     })
 }
 
-/// An index entry as a read for [`kith_protocol::contacts::View::partial`].
-pub fn as_read(e: Entry) -> kith_protocol::contacts::ItemRead {
-    let payload = match (e.payload, e.waiting) {
-        (Some(p), _) => Ok(p),
-        (None, Some(w)) => Err(Unreadable::Waiting(w)),
-        (None, None) => Err(Unreadable::Sealing(kith_protocol::seal::Error::Malformed(
-            "unreadable (from the index)".into(),
-        ))),
-    };
-    (e.node, e.item, e.version, e.signature, payload)
+impl From<ItemRead> for Entry {
+    /// What the index keeps of what the view read.
+    fn from((node, item, version, signature, payload): ItemRead) -> Self {
+        let (payload, waiting) = match payload {
+            Ok(p) => (Some(p), None),
+            Err(Unreadable::Waiting(w)) => (None, Some(w)),
+            Err(_) => (None, None),
+        };
+        Self {
+            node,
+            item,
+            version,
+            signature,
+            payload,
+            waiting,
+        }
+    }
+}
+
+impl Entry {
+    /// The entry as a read for [`kith_protocol::contacts::View::partial`].
+    pub fn into_read(self) -> ItemRead {
+        let payload = match (self.payload, self.waiting) {
+            (Some(p), _) => Ok(p),
+            (None, Some(w)) => Err(Unreadable::Waiting(w)),
+            (None, None) => Err(Unreadable::Sealing(kith_protocol::seal::Error::Malformed(
+                "unreadable (from the index)".into(),
+            ))),
+        };
+        (self.node, self.item, self.version, self.signature, payload)
+    }
 }
 
 fn version_of(key: &[u8]) -> Option<Version> {

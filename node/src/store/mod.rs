@@ -952,22 +952,28 @@ mod tests {
         );
     }
 
+    /// An acknowledgement with a body of `len` bytes, as the first release could write.
+    fn oversize(key: &SigningKey, len: usize) -> Record {
+        let hlc = Hlc {
+            wall_ms: 1,
+            counter: 0,
+        };
+        Record::sign(
+            Space::Acks,
+            ItemId([2; 16]),
+            hlc,
+            Body::Data(vec![0; len]),
+            key,
+        )
+    }
+
     #[test]
     fn a_record_over_the_limits_is_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::from_bytes(&[7; 32]);
         let mut store = Store::open(dir.path()).unwrap();
         let good = record(&key, 1, 1, false);
-        let big = Record::sign(
-            Space::Acks,
-            ItemId([2; 16]),
-            Hlc {
-                wall_ms: 1,
-                counter: 0,
-            },
-            Body::Data(vec![0; kith_protocol::record::MAX_RECORD_BYTES]),
-            &key,
-        );
+        let big = oversize(&key, kith_protocol::record::MAX_RECORD_BYTES);
         let err = store.persist(&[good, big]).unwrap_err();
         assert!(matches!(err, Error::OverLimits(_)), "{err}");
         assert_eq!(store.counts().unwrap().rows, 0, "nothing of the batch");
@@ -982,16 +988,7 @@ mod tests {
         let mut store = Store::open(dir.path()).unwrap();
         let good = record(&key, 1, 1, false);
         store.persist(std::slice::from_ref(&good)).unwrap();
-        let big = Record::sign(
-            Space::Acks,
-            ItemId([2; 16]),
-            Hlc {
-                wall_ms: 1,
-                counter: 0,
-            },
-            Body::Data(vec![0; 37_000]),
-            &key,
-        );
+        let big = oversize(&key, 37_000);
         store
             .conn
             .execute(
