@@ -68,25 +68,28 @@ pub(crate) fn call(
         return Ok(v);
     }
     // A command about a few items loads only those (see `Device::open_for`).
-    let opened = Device::open_for(dir, &request).and_then(|d| match d {
-        Some(d) => Ok(d),
-        None => Device::open(dir),
-    });
-    let mut device = match opened {
-        Ok(d) => d,
-        Err(device::Error::Store(store::Error::Locked(_))) => {
-            // A node may be starting: its socket appears right after it takes the lock.
-            for _ in 0..50 {
+    let open = || {
+        Device::open_for(dir, &request).and_then(|d| match d {
+            Some(d) => Ok(d),
+            None => Device::open(dir),
+        })
+    };
+    // The lock may be held by another command for a moment, or by a node that is
+    // starting (its socket appears right after it takes the lock): wait a little.
+    let start = std::time::Instant::now();
+    let mut device = loop {
+        match open() {
+            Ok(d) => break d,
+            Err(device::Error::Store(store::Error::Locked(_)))
+                if start.elapsed() < Duration::from_secs(10) =>
+            {
                 if let Ok(Some(v)) = via_node(dir, &request, &mut *progress) {
                     return Ok(v);
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(20));
             }
-            return Err(
-                device_exit(device::Error::Store(store::Error::Locked(dir.to_owned()))).into(),
-            );
+            Err(e) => return Err(device_exit(e).into()),
         }
-        Err(e) => return Err(device_exit(e).into()),
     };
     let result = device
         .handle(request, &NetInfo::default(), progress)
@@ -133,8 +136,19 @@ fn print_json(v: &Value) -> Result<()> {
     Ok(())
 }
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
+/// A string of a reply, for a table: what came from another device or a file may
+/// hold tabs or line breaks (XML allows them), which would break the table's lines,
+/// so control characters show as spaces.
+fn s(v: &Value) -> std::borrow::Cow<'_, str> {
+    let text = v.as_str().unwrap_or("-");
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
 }
 
 fn list(v: &Value, key: &str) -> String {

@@ -42,6 +42,8 @@ fn init_never_writes_over_a_device() {
         }
         if damage == "empty" {
             std::fs::write(d.dir.join("kith.db"), b"").expect("write");
+            // A log left beside it must survive a look at the directory.
+            std::fs::write(d.dir.join("kith.db-wal"), b"a log to restore").expect("write");
         }
         // The hint does not lead to `kith init`...
         let (code, err) = code_and_err(&d.kith(&["status"]));
@@ -60,6 +62,13 @@ fn init_never_writes_over_a_device() {
             .map(|f| std::fs::read(d.dir.join(f)).expect("key file"))
             .collect();
         assert_eq!(now, keys, "{damage}: the keys are untouched");
+        if damage == "empty" {
+            assert_eq!(std::fs::read(d.dir.join("kith.db")).expect("read"), b"");
+            assert_eq!(
+                std::fs::read(d.dir.join("kith.db-wal")).expect("the log is still there"),
+                b"a log to restore"
+            );
+        }
     }
     // One key file alone is enough to refuse.
     let other = Device::new();
@@ -204,4 +213,89 @@ fn a_closed_pipe_ends_a_listing_quietly() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(status.code(), Some(0), "{args:?}: {err}");
     }
+}
+
+/// Commands started together on a stopped node wait for each other instead of one
+/// failing with "in use" (found by the attacker helper).
+#[test]
+fn commands_started_together_on_a_stopped_node_all_succeed() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_kith"))
+                .arg("--data-dir")
+                .arg(&d.dir)
+                .args(["contact", "add", &format!("together{i}@x.lit")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("kith starts")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().expect("kith ends");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(d.jids().len(), 8);
+}
+
+/// What a name or group may not be: empty, holding control characters (they would
+/// reach every device's terminal), over XEP-0510's limit, or too many: bad input,
+/// exit 3, nothing stored.
+#[test]
+fn names_are_checked_as_input() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    let long = "x".repeat(5_000);
+    let many: Vec<String> = (0..300).map(|i| format!("--group=g{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["contact", "add", "a@x.lit", "--name", &long],
+        vec!["contact", "add", "a@x.lit", "--name", "a\u{1b}[31mred"],
+        vec!["contact", "add", "a@x.lit", "--group", ""],
+        vec!["contact", "add", "a@x.lit", "--group", " "],
+        [vec!["contact", "add", "a@x.lit"], many].concat(),
+        vec!["group", "add", ""],
+        vec!["group", "add", "a\nb"],
+    ];
+    for args in cases {
+        let (code, err) = code_and_err(&d.kith(&args));
+        assert_eq!(code, Some(3), "{:?}: {err}", &args[..3]);
+    }
+    assert!(d.jids().is_empty());
+    let out = d.kith(&["import", "roster", "/dev/null"]);
+    assert_eq!(out.status.code(), Some(3), "an empty file is not a roster");
+    // A character reference to a control character is not XML.
+    let file = d.dir.join("esc.xml");
+    std::fs::write(
+        &file,
+        "<query xmlns='jabber:iq:roster'><item jid='a@b.lit' name='a&#x1b;[31mRED'/></query>",
+    )
+    .expect("write");
+    let (code, err) = code_and_err(&d.kith(&["import", "roster", file.to_str().expect("utf-8")]));
+    assert_eq!(code, Some(3), "{err}");
+}
+
+/// A data directory deep in the tree: its control socket's path is longer than a
+/// Unix socket address holds, and the node and the CLI still meet.
+#[test]
+fn a_data_directory_with_a_long_path_runs() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let deep = tmp
+        .path()
+        .join("d".repeat(60))
+        .join("e".repeat(60))
+        .join("kith");
+    let mut d = Device::at(deep);
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    d.start();
+    d.ok(&["contact", "add", "juliet@capulet.lit"]);
+    assert_eq!(d.status()["node"]["running"], true);
+    d.stop();
+    assert_eq!(d.jids(), ["juliet@capulet.lit"]);
 }

@@ -79,6 +79,15 @@ fn a_second_node_on_one_data_directory_is_refused() {
     assert_eq!(out.status.code(), Some(5), "an address not of this machine");
     let out = other.kith(&["run", "--listen", "not-an-address"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = other.kith(&[
+        "run",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--mdns-interface",
+        "nonexist0",
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nonexist0"));
     d.ok(&["contact", "add", "juliet@capulet.lit"]);
 }
 
@@ -196,6 +205,9 @@ fn a_full_disk_is_reported_and_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Reading still works on a full disk.
+    assert_eq!(d.jids(), ["juliet@capulet.lit"]);
+    d.ok(&["group", "list"]);
     std::fs::remove_file(&filler).expect("room again");
     assert_eq!(d.jids(), ["juliet@capulet.lit"]);
 

@@ -246,3 +246,35 @@ fn control_clients_that_never_finish_a_line_do_not_lock_the_cli_out() {
     assert_eq!(a.jids(), ["juliet@capulet.lit"]);
     drop(idle);
 }
+
+/// A loop connecting to the control socket and hanging up as fast as it can (found by
+/// the attacker helper: commands then failed with exit 7, some after being applied):
+/// every command succeeds, and is applied once.
+#[test]
+fn a_connection_storm_on_the_control_socket_fails_no_command() {
+    let mut a = Device::new();
+    a.ok(&["init", "--jid", "romeo@montague.lit"]);
+    a.start();
+    let path = a.dir.join("control.sock");
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(s) = UnixStream::connect(&path) {
+                    drop(s);
+                    n += 1;
+                }
+            }
+            n
+        })
+    };
+    for i in 0..20 {
+        a.ok(&["contact", "add", &format!("storm{i}@x.lit")]);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let connections = storm.join().expect("the storm thread");
+    assert!(connections > 100, "{connections} connections");
+    assert_eq!(a.jids().len(), 20);
+}

@@ -175,29 +175,6 @@ impl<K: Ord + Clone> Admission<K> {
 impl<K: Ord + Clone> Ticket<K> {
     /// The connection showed it is legitimate: it is no longer closed to make room.
     pub fn prove(&self) {
-        self.prover().prove();
-    }
-
-    /// A handle that proves this connection, to use while [`Ticket::evicted`] is
-    /// being waited on.
-    pub fn prover(&self) -> Prover<K> {
-        Prover {
-            id: self.id,
-            state: self.state.clone(),
-        }
-    }
-}
-
-/// Proves one admitted connection (see [`Ticket::prover`]).
-#[derive(Debug)]
-pub struct Prover<K> {
-    id: u64,
-    state: Arc<Mutex<State<K>>>,
-}
-
-impl<K> Prover<K> {
-    /// The connection showed it is legitimate: it is no longer closed to make room.
-    pub fn prove(&self) {
         if let Some(e) = lock(&self.state).held.get_mut(&self.id) {
             e.proven = true;
         }

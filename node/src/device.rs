@@ -225,7 +225,16 @@ impl Device {
             }
             .into());
         }
-        if dir.join("kith.db").exists() {
+        let db = dir.join("kith.db");
+        if db.symlink_metadata().is_ok() && !db.exists() {
+            // A link to nothing: creating the store would write wherever it points.
+            return Err(store::Error::AlreadyInitialised {
+                dir: dir.to_owned(),
+                what: "kith.db (a link to nothing)".to_owned(),
+            }
+            .into());
+        }
+        if db.exists() {
             let _lock = Lock::take(dir)?;
             if Store::holds_anything(dir)? {
                 return Err(store::Error::AlreadyInitialised {
@@ -345,7 +354,10 @@ impl Device {
                 store::Error::NotInitialised(dir.to_owned()).into()
             }
         };
-        if !dir.join("kith.db").exists() {
+        // A missing or empty store file is looked at without opening it: opening
+        // would write a schema into it (and SQLite would drop a WAL beside it).
+        let db = dir.join("kith.db");
+        if std::fs::metadata(&db).map_or(true, |m| m.len() == 0) {
             return Err(missing());
         }
         let lock = Lock::take(dir)?;
@@ -367,6 +379,14 @@ impl Device {
             path: dir.join(name),
             what,
         };
+        if !dir.join("device.key").exists() {
+            return Err(bad(
+                "device.key",
+                "missing: restore it from a backup of this directory (without it this \
+                 device cannot be used: pair the machine again, from a fresh --data-dir)"
+                    .into(),
+            ));
+        }
         let secret: [u8; 32] = store::read_file(dir, "device.key")?
             .try_into()
             .map_err(|_| bad("device.key", "not 32 bytes".into()))?;
@@ -492,13 +512,16 @@ impl Device {
         let mut device = Self::assemble(base, book, engine_config(), false);
         device.repaired = changes.len() + gone.len();
         device.finish_genesis()?;
-        device.store.begin()?;
-        let written = device.write_index(changes, gone, !current);
-        match written {
-            Ok(()) => device.store.commit()?,
-            Err(e) => {
-                let _ = device.store.rollback();
-                return Err(e.into());
+        // Nothing is written when the index was right (a full disk still reads).
+        if !current || device.repaired > 0 {
+            device.store.begin()?;
+            let written = device.write_index(changes, gone, !current);
+            match written {
+                Ok(()) => device.store.commit()?,
+                Err(e) => {
+                    let _ = device.store.rollback();
+                    return Err(e.into());
+                }
             }
         }
         device.drain()?;

@@ -116,6 +116,16 @@ impl Discovery {
     /// Starts the daemon on `interfaces` (every interface when empty) and browses;
     /// advertisements of others arrive on the returned channel.
     pub fn start(interfaces: &[String]) -> Result<(Self, mpsc::Receiver<Seen>), Error> {
+        // A name that is no interface here is a mistake to report, not a silence.
+        for name in interfaces {
+            let known = std::ffi::CString::new(name.as_str())
+                // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+                .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
+                .unwrap_or(false);
+            if !known {
+                return Err(Error(format!("no network interface is named {name:?}")));
+            }
+        }
         let daemon = ServiceDaemon::new().map_err(|e| Error(e.to_string()))?;
         let err = |e: mdns_sd::Error| Error(e.to_string());
         // Commands are handled in order: nothing is sent before the selection

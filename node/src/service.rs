@@ -7,7 +7,7 @@ use kith_protocol::contacts::{
     Command, ContactEdit, Error as ContactsError, MergedContact, Unreadable, View,
 };
 use kith_protocol::import;
-use kith_protocol::item::NodeKind;
+use kith_protocol::item::{self, NodeKind};
 use kith_protocol::jid::BareJid;
 use kith_protocol::record::{DeviceId, Space};
 use kith_protocol::roster::Role;
@@ -48,6 +48,36 @@ fn input_err(e: impl std::fmt::Display) -> Error {
 
 fn refused(e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Refused, e.to_string())
+}
+
+/// A name, group name or description given on the command line: not empty, no
+/// control characters, within XEP-0510's limit (exit 3 otherwise).
+fn text(what: &str, value: Option<&str>) -> Result<(), Error> {
+    let Some(v) = value else { return Ok(()) };
+    if v.trim().is_empty() {
+        return Err(input_err(format!("{what} cannot be empty")));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(input_err(format!("{what} cannot hold control characters")));
+    }
+    if v.len() > item::MAX_VALUE_BYTES {
+        return Err(input_err(format!(
+            "{what} is {} bytes, more than the limit of {}",
+            v.len(),
+            item::MAX_VALUE_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// Group names given on the command line: each as [`text`], at most `max` of them.
+fn names(what: &str, values: &[String], max: usize) -> Result<(), Error> {
+    if values.len() > max {
+        return Err(input_err(format!("at most {max} {what} at once")));
+    }
+    values
+        .iter()
+        .try_for_each(|v| text("a group name", Some(v)))
 }
 
 fn jid(text: &str) -> Result<BareJid, Error> {
@@ -123,11 +153,15 @@ impl Device {
                 jid: j,
                 name,
                 groups,
-            } => self.command(Command::AddContact {
-                jid: jid(&j)?,
-                name,
-                groups,
-            }),
+            } => {
+                text("a name", name.as_deref())?;
+                names("groups", &groups, item::MAX_GROUP_REFS)?;
+                self.command(Command::AddContact {
+                    jid: jid(&j)?,
+                    name,
+                    groups,
+                })
+            }
             Request::EditContact {
                 jid: j,
                 name,
@@ -137,6 +171,15 @@ impl Device {
                 add_jids,
                 remove_jids,
             } => {
+                text("a name", name.as_deref())?;
+                names("groups", &add_groups, item::MAX_GROUP_REFS)?;
+                names("groups", &remove_groups, item::MAX_GROUP_REFS)?;
+                if add_jids.len() + remove_jids.len() > item::MAX_IDENTITIES {
+                    return Err(input_err(format!(
+                        "a contact has at most {} addresses",
+                        item::MAX_IDENTITIES
+                    )));
+                }
                 let edit = ContactEdit {
                     name: if clear_name {
                         Some(None)
@@ -160,9 +203,12 @@ impl Device {
                 self.command(Command::RemoveContact { jid: jid(&j)? })
             }
             Request::AddGroup { name, description } => {
+                text("a group name", Some(&name))?;
+                text("a description", description.as_deref())?;
                 self.command(Command::AddGroup { name, description })
             }
             Request::RenameGroup { name, new_name } => {
+                text("a group name", Some(&new_name))?;
                 self.command(Command::RenameGroup { name, new_name })
             }
             Request::RemoveGroup { name } => self.command(Command::RemoveGroup { name }),
@@ -184,7 +230,11 @@ impl Device {
         let now = self.clock.now();
         let result = self.engine.execute(now, cmd);
         self.drain()?;
-        result.map_err(refused)?;
+        result.map_err(|e| match e {
+            // What the command would write is not a valid item: bad input.
+            ContactsError::Invalid { .. } | ContactsError::Item(_) => input_err(e),
+            other => refused(other),
+        })?;
         Ok(json!({ "done": true }))
     }
 
@@ -233,6 +283,8 @@ impl Device {
             }
             Ok(())
         })?;
+        // Best effort: a failed checkpoint leaves the log for SQLite to fold in later.
+        let _ = self.store.checkpoint();
         Ok(json!({ "contacts": total, "groups": groups }))
     }
 

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use crate::admission::{Admission, Limits, Prover};
+use crate::admission::{Admission, Limits, Ticket};
 
 use crate::control::{Error, ErrorKind, MAX_REQUEST_BYTES, Reply, Request};
 use crate::node::{Call, Handle};
@@ -26,12 +26,12 @@ pub const WRITE_SECS: u64 = 10;
 /// Listens on `path` (replacing a stale socket; the caller holds the data
 /// directory's lock) and forwards requests to the node. A client that has not sent
 /// its request yet gives its place to a newcomer when all are taken (see
-/// [`crate::admission`]), and is dropped after [`REQUEST_SECS`] anyway; clients whose
-/// requests are being answered keep theirs, and past [`MAX_CLIENTS`] of them a
-/// newcomer is told the node is busy.
+/// [`crate::admission`]; it is told the node is busy, so the CLI tries again), and is
+/// dropped after [`REQUEST_SECS`] anyway; clients whose requests are being answered
+/// keep theirs, and past [`MAX_CLIENTS`] of them a newcomer is told the node is busy.
 pub fn serve(path: &Path, handle: Handle) -> io::Result<tokio::task::JoinHandle<()>> {
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
+    let listener = short_path(path, |p| UnixListener::bind(p))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     let admission = Admission::new(Limits {
         total: MAX_CLIENTS,
@@ -44,7 +44,7 @@ pub fn serve(path: &Path, handle: Handle) -> io::Result<tokio::task::JoinHandle<
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let Some(mut ticket) = admission.admit(()) else {
+            let Some(ticket) = admission.admit(()) else {
                 tokio::spawn(async move {
                     let e = Error::new(ErrorKind::Busy, "the node is busy: try again");
                     let _ = write_line(&mut stream, &Reply::Error(e)).await;
@@ -53,14 +53,28 @@ pub fn serve(path: &Path, handle: Handle) -> io::Result<tokio::task::JoinHandle<
             };
             let calls = handle.sender();
             tokio::spawn(async move {
-                let prover = ticket.prover();
-                tokio::select! {
-                    _ = client(stream, calls, &prover) => {}
-                    _ = &mut ticket.evicted => {}
-                }
+                let _ = client(stream, calls, ticket).await;
             });
         }
     }))
+}
+
+/// Runs `f` with a path to `path` short enough for a Unix socket address (about 100
+/// bytes): `path` itself, or, for a data directory deep in the tree, the same file
+/// through `/proc/self/fd` of its directory, held open meanwhile.
+fn short_path<T>(path: &Path, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+    const MAX: usize = 100;
+    if path.as_os_str().len() < MAX {
+        return f(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return f(path);
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+        .join(name);
+    f(&short)
 }
 
 async fn write_line(stream: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> io::Result<()> {
@@ -71,20 +85,32 @@ async fn write_line(stream: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) ->
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
 
+/// Serves one client: reads its request line (giving its place up, with a `busy`
+/// answer, if a newcomer needs it first), then, the request read, holds its place
+/// until the answer is written: a request handed to the node is always answered.
 async fn client(
     stream: UnixStream,
     calls: mpsc::Sender<Call>,
-    ticket: &Prover<()>,
+    mut ticket: Ticket<()>,
 ) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
     let mut line = Vec::new();
-    tokio::time::timeout(
+    let reading = tokio::time::timeout(
         Duration::from_secs(REQUEST_SECS),
         reader.read_until(b'\n', &mut line),
-    )
-    .await
-    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    );
+    tokio::select! {
+        read = reading => {
+            read.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        }
+        _ = &mut ticket.evicted => {
+            let e = Error::new(ErrorKind::Busy, "the node is busy: try again");
+            return write_line(&mut write, &Reply::Error(e)).await;
+        }
+    }
+    // A whole request: this client keeps its place until it is answered.
+    ticket.prove();
     if line.len() > MAX_REQUEST_BYTES {
         let e = Error::new(ErrorKind::Input, "request too large");
         return write_line(&mut write, &Reply::Error(e)).await;
@@ -96,8 +122,6 @@ async fn client(
             return write_line(&mut write, &Reply::Error(e)).await;
         }
     };
-    // A whole request: this client keeps its place until it is answered.
-    ticket.prove();
     let (tx, mut rx) = mpsc::channel(64);
     if calls.send(Call { request, reply: tx }).await.is_err() {
         let e = Error::new(ErrorKind::NotRunning, "the node is stopping");
@@ -120,7 +144,14 @@ pub async fn request(
     request: &Request,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Option<serde_json::Value>, Error> {
-    let Ok(mut stream) = UnixStream::connect(path).await else {
+    let connecting = short_path(path, |p| {
+        // A blocking connect on a local socket: it does not wait for the peer.
+        std::os::unix::net::UnixStream::connect(p)
+    });
+    let Ok(mut stream) = connecting
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .and_then(UnixStream::from_std)
+    else {
         return Ok(None);
     };
     let mut line =

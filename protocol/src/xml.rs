@@ -361,6 +361,7 @@ fn parse(input: &str, limits: Limits) -> Result<Element, Error> {
                     let value = attr
                         .normalized_value(XmlVersion::Implicit1_0)
                         .map_err(malformed)?;
+                    xml_chars(&value)?;
                     el.attrs.push(Attr {
                         ns: ans,
                         name: intern(local.as_ref()),
@@ -411,7 +412,23 @@ fn parse(input: &str, limits: Limits) -> Result<Element, Error> {
     root.ok_or(Error::Empty)
 }
 
+/// Whether every character of `s` is an XML 1.0 `Char`: no control character but
+/// tab, newline and carriage return (quick-xml lets others through, and character
+/// references to them, such as `&#x1b;`).
+fn xml_chars(s: &str) -> Result<(), Error> {
+    match s.chars().find(|c| {
+        c.is_control() && !matches!(c, '\t' | '\n' | '\r') || matches!(*c as u32, 0xFFFE | 0xFFFF)
+    }) {
+        Some(c) => Err(malformed(format!(
+            "character U+{:04X} is not allowed in XML",
+            c as u32
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn push_text(stack: &mut [Element], root: &Option<Element>, text: &str) -> Result<(), Error> {
+    xml_chars(text)?;
     match stack.last_mut() {
         Some(parent) => {
             if let Some(Node::Text(prev)) = parent.children.last_mut() {
@@ -544,6 +561,21 @@ mod tests {
             Err(Error::Doctype)
         );
         assert_eq!(p("<a>&x;</a>"), Err(Error::UnknownEntity("x".into())));
+    }
+
+    /// XML 1.0 allows no control characters but tab, newline and carriage return, raw
+    /// or as references (an import could carry terminal escapes to every device).
+    #[test]
+    fn control_characters_are_refused() {
+        for bad in [
+            "<a>x&#x1b;[31m</a>",
+            "<a b='&#27;'/>",
+            "<a>\u{1}</a>",
+            "<a>&#0;</a>",
+        ] {
+            assert!(parse(bad, Limits::ITEM).is_err(), "{bad:?}");
+        }
+        assert!(parse("<a b='&#9;'>x&#10;y\ty</a>", Limits::ITEM).is_ok());
     }
 
     /// Found by the `xml_items` fuzz target: an element with an empty name was read,

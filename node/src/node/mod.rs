@@ -166,6 +166,25 @@ fn tcp_port(addr: &Multiaddr) -> Option<u16> {
     })
 }
 
+/// What went wrong, however deep libp2p wrapped it (its outer errors may say
+/// nothing, as "cannot listen: ADDR: " did).
+fn reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.contains(&text) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    if parts.is_empty() {
+        format!("{e:?}")
+    } else {
+        parts.join(": ")
+    }
+}
+
 /// Starts a node on `device`: listeners, discovery, control socket, and the task.
 pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let keypair = net::keypair(&device.secret);
@@ -207,7 +226,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
                     .with(Protocol::Tcp(0)),
             );
         }
-        bound.map_err(|e| Error::Listen(format!("{addr}: {e}")))?;
+        bound.map_err(|e| Error::Listen(format!("{addr}: {}", reason(&e))))?;
         // The pairing listener: same address, a port of its own.
         let pair_addr: Multiaddr = addr
             .iter()
@@ -218,7 +237,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
             .collect();
         pair_swarm
             .listen_on(pair_addr.clone())
-            .map_err(|e| Error::Listen(format!("{pair_addr}: {e}")))?;
+            .map_err(|e| Error::Listen(format!("{pair_addr}: {}", reason(&e))))?;
     }
     let topic = net::topic(&DeviceId(device.account.genesis));
     swarm

@@ -62,7 +62,10 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Another process (a running node, or another command) has the store open.
-    #[error("the data directory {0} is in use by another kith process (is `kith run` running?)")]
+    #[error(
+        "the data directory {0} is in use by another kith process (a `kith run` that is \
+         starting or stopping, or a command that takes long)"
+    )]
     Locked(PathBuf),
     /// The data directory holds no device yet.
     #[error("no kith device in {0} (run `kith init --jid JID` or `kith pair join CODE` first)")]
@@ -243,6 +246,11 @@ impl Store {
         };
         let conn = Connection::open(&path).map_err(sql)?;
         let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+        // One process at a time holds the directory's lock anyway: with SQLite's own
+        // lock exclusive, the log's index lives in memory, not in a `-shm` file that
+        // would have to be created (and could not be, on a full disk, for a read).
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -292,6 +300,13 @@ impl Store {
         if !has_tombstone {
             self.add_tombstone_column()?;
         }
+        // Counting winners and tombstones (status) reads this index, not the records.
+        self.conn
+            .execute_batch(
+                "CREATE INDEX IF NOT EXISTS records_winners
+                 ON records (space, item, version, tombstone)",
+            )
+            .map_err(|e| self.sql(e))?;
         if self.schema()? != SCHEMA_VERSION {
             self.conn
                 .execute(
@@ -384,6 +399,14 @@ impl Store {
             )
             .map_err(sql)?;
         Ok(rows > 0)
+    }
+
+    /// Moves what the write-ahead log holds into the database file and empties the
+    /// log (after a large write, so that the next open does not pay for it).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .map_err(|e| self.sql(e))
     }
 
     /// Starts a transaction that the writes up to [`Store::commit`] join: all of
