@@ -188,7 +188,11 @@ impl Replica {
                     Outcome::Stale
                 };
             }
+            // Newer than a collected tombstone: what that tombstone replaced can
+            // never win again (the tombstone is gone, and a fallback past it would
+            // undo a valid deletion).
             self.collected.remove(&key);
+            self.shadows.remove(&key);
         }
         let outcome = self.insert_winner(key, record);
         if outcome.changed() {
@@ -309,7 +313,8 @@ impl Replica {
             return false;
         };
         self.touched.insert(key);
-        self.shadows.remove(&key);
+        // The shadows stay until the tombstone is forgotten: if its author turns out
+        // revoked before stamping it, what it deleted comes back.
         self.collected.insert(key, (r.version, r.signature));
         self.drop_quarantined_below(key);
         true
@@ -317,7 +322,24 @@ impl Replica {
 
     /// Forgets a collected tombstone altogether (every device has collected it).
     pub fn drop_collected(&mut self, space: Space, item: &ItemId) -> bool {
-        self.collected.remove(&(space, *item)).is_some()
+        let key = (space, *item);
+        if self.collected.remove(&key).is_none() {
+            return false;
+        }
+        if !self.records.contains_key(&key) {
+            self.shadows.remove(&key);
+        }
+        true
+    }
+
+    /// The versions a collected tombstone replaced (its shadows), newest first: kept
+    /// with the tombstone's version until it is forgotten.
+    pub fn collected_shadows(&self, space: Space, item: &ItemId) -> &[Record] {
+        let key = (space, *item);
+        match self.shadows.get(&key) {
+            Some(s) if self.collected.contains_key(&key) && !self.records.contains_key(&key) => s,
+            _ => &[],
+        }
     }
 
     /// Collected tombstones: item → (version, signature).
@@ -346,21 +368,24 @@ impl Replica {
                 self.touched.insert(k);
                 self.quarantine.insert((r.space, r.item, r.signature), r);
                 moved += 1;
-                // The newest version it replaced whose author is allowed comes back.
-                if let Some(shadows) = self.shadows.get_mut(&k)
-                    && let Some(at) = shadows
-                        .iter()
-                        .position(|r| authors.may_author_in(r.space, &r.author(), &r.version))
-                {
-                    let shadow = shadows.remove(at);
-                    shadows.drain(..at);
-                    self.records.insert(k, shadow);
-                }
+                self.fall_back(k, authors);
             }
         }
-        // A collected tombstone whose author turns out disallowed refuses nothing.
-        self.collected
-            .retain(|(space, _), (v, _)| authors.may_author_in(*space, &v.device, v));
+        // A collected tombstone whose author turns out disallowed refuses nothing, and
+        // what it deleted comes back.
+        let disallowed: Vec<(Space, ItemId)> = self
+            .collected
+            .iter()
+            .filter(|((space, _), (v, _))| !authors.may_author_in(*space, &v.device, v))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in disallowed {
+            self.collected.remove(&k);
+            if !self.records.contains_key(&k) {
+                self.touched.insert(k);
+                self.fall_back(k, authors);
+            }
+        }
         let before = self.held.len();
         self.held
             .retain(|_, r| authors.may_author_in(r.space, &r.author(), &r.version));
@@ -369,6 +394,20 @@ impl Replica {
             self.quarantine.pop_first();
         }
         moved
+    }
+
+    /// Makes the newest shadow of `k` whose author is allowed the winner (the ones
+    /// newer than it go).
+    fn fall_back(&mut self, k: (Space, ItemId), authors: &dyn Authors) {
+        if let Some(shadows) = self.shadows.get_mut(&k)
+            && let Some(at) = shadows
+                .iter()
+                .position(|r| authors.may_author_in(r.space, &r.author(), &r.version))
+        {
+            let shadow = shadows.remove(at);
+            shadows.drain(..at);
+            self.records.insert(k, shadow);
+        }
     }
 
     /// Puts back quarantined records whose author is allowed again (by the usual
@@ -561,6 +600,80 @@ mod tests {
             r.get(NodeKind::Contacts, &ItemId([2; 16]))
                 .map(|x| x.version.hlc.wall_ms),
             Some(10)
+        );
+    }
+
+    fn tomb(key: &SigningKey, item: u8, wall: u64) -> Record {
+        Record::sign(
+            NodeKind::Contacts,
+            ItemId([item; 16]),
+            Hlc {
+                wall_ms: wall,
+                counter: 0,
+            },
+            Body::Tombstone,
+            key,
+        )
+    }
+
+    /// Found by `kith-sim soak` (seed 655): a deletion by a device revoked before
+    /// stamping it was collected by devices that had not heard of the revocation yet;
+    /// when it arrived, the deleted item was gone everywhere instead of coming back.
+    #[test]
+    fn a_collected_deletion_by_a_device_revoked_before_it_brings_the_item_back() {
+        let (a, b, _) = setup();
+        let (da, db) = (
+            DeviceId(a.verifying_key().to_bytes()),
+            DeviceId(b.verifying_key().to_bytes()),
+        );
+        let everyone = Until([(da, u64::MAX), (db, u64::MAX)].into_iter().collect());
+        let b_revoked = Until([(da, u64::MAX), (db, 15)].into_iter().collect());
+        let now = WallTime(1000);
+        let item = ItemId([1; 16]);
+        let mut r = Replica::new();
+        let valid = rec(&a, 1, 10, 1);
+        r.apply(valid.clone(), &everyone, now).expect("valid");
+        r.apply(tomb(&b, 1, 20), &everyone, now)
+            .expect("valid then");
+        assert!(r.collect(Space::Contacts, &item));
+        assert_eq!(r.get(NodeKind::Contacts, &item), None);
+        assert_eq!(r.collected_shadows(Space::Contacts, &item), std::slice::from_ref(&valid));
+        r.take_touched();
+        r.retain_authors(&b_revoked);
+        assert_eq!(r.get(NodeKind::Contacts, &item), Some(&valid));
+        assert_eq!(r.collected_version(Space::Contacts, &item), None);
+        assert!(r.take_touched().contains(&(Space::Contacts, item)));
+
+        // A valid deletion, collected, keeps its shadows only until it is forgotten,
+        // and a newer write drops them (they can never win again).
+        let mut r = Replica::new();
+        r.apply(valid.clone(), &everyone, now).expect("valid");
+        r.apply(tomb(&a, 1, 20), &everyone, now).expect("valid");
+        r.collect(Space::Contacts, &item);
+        r.retain_authors(&b_revoked);
+        assert_eq!(r.get(NodeKind::Contacts, &item), None);
+        assert_eq!(
+            r.collected_version(Space::Contacts, &item)
+                .map(|v| v.hlc.wall_ms),
+            Some(20)
+        );
+        assert!(r.drop_collected(Space::Contacts, &item));
+        assert!(r.collected_shadows(Space::Contacts, &item).is_empty());
+        let mut r2 = Replica::new();
+        r2.apply(valid.clone(), &everyone, now).expect("valid");
+        r2.apply(tomb(&b, 1, 12), &everyone, now).expect("valid");
+        r2.collect(Space::Contacts, &item);
+        let newer = rec(&a, 1, 30, 2);
+        assert_eq!(
+            r2.apply(newer.clone(), &everyone, now),
+            Ok(Outcome::Inserted)
+        );
+        assert!(r2.collected_shadows(Space::Contacts, &item).is_empty());
+        r2.retain_authors(&Until([(da, 25), (db, 15)].into_iter().collect()));
+        assert_eq!(
+            r2.get(NodeKind::Contacts, &item),
+            None,
+            "nothing older comes back"
         );
     }
 }

@@ -201,6 +201,34 @@ fn seeds_that_once_failed() {
     }
 }
 
+/// Seeds the long-haul soak (`docs/reliability.md`) once found failing: 655, 675: a
+/// deletion by a device revoked before stamping it, collected before the revocation
+/// arrived, took the item with it instead of letting it come back. (700 was the
+/// check's own mistake: a revoked device's last write that never left it counted as
+/// the item's newest version.)
+#[test]
+fn long_haul_seeds_that_once_failed() {
+    for seed in [655, 675, 700] {
+        check(&Scenario {
+            nodes: 5,
+            contacts: 2_000,
+            edits: 3_000,
+            fault_ms: 120_000,
+            offline: 1,
+            loss: 0.1,
+            dup: 0.05,
+            partitions: 3,
+            churn: 0.05,
+            crashes: 3,
+            skew_ms: 2_000,
+            relays: 1,
+            revocations: 2,
+            seed,
+            ..Scenario::default()
+        });
+    }
+}
+
 /// Real sizes and durations, as a user meets them: a long history of adds, edits and
 /// deletes with each fault, and with a device away throughout, so that tombstones
 /// pile up uncollected. Every record must stay within the node's limits (the store

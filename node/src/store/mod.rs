@@ -191,6 +191,10 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS collected (
     space INTEGER NOT NULL, item BLOB NOT NULL, bytes BLOB NOT NULL,
     PRIMARY KEY (space, item)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS collected_shadows (
+    space INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
+    signature BLOB NOT NULL, bytes BLOB NOT NULL,
+    PRIMARY KEY (space, item, version, signature)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS invites (
     hash BLOB PRIMARY KEY, expires_ms INTEGER NOT NULL, used INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS peers (
@@ -558,6 +562,9 @@ impl Store {
             let mut uncollect = tx
                 .prepare_cached("DELETE FROM collected WHERE space = ?1 AND item = ?2")
                 .map_err(sql)?;
+            let mut unshadow = tx
+                .prepare_cached("DELETE FROM collected_shadows WHERE space = ?1 AND item = ?2")
+                .map_err(sql)?;
             for (r, bytes) in records.iter().zip(encoded) {
                 let space = r.space.code();
                 insert
@@ -573,9 +580,15 @@ impl Store {
                 prune
                     .execute(params![space, &r.item.0[..], SHADOW_DEPTH as i64])
                     .map_err(sql)?;
-                uncollect
+                if uncollect
                     .execute(params![space, &r.item.0[..]])
-                    .map_err(sql)?;
+                    .map_err(sql)?
+                    > 0
+                {
+                    unshadow
+                        .execute(params![space, &r.item.0[..]])
+                        .map_err(sql)?;
+                }
             }
         }
         tx.commit().map_err(sql)?;
@@ -615,6 +628,16 @@ impl Store {
                     params![space.code(), &item.0[..], bytes],
                 )
                 .map_err(sql)?;
+                // The versions it replaced stay beside it until it is forgotten (the
+                // replica's shadows: they come back if its author turns out revoked).
+                tx.execute(
+                    "INSERT OR REPLACE INTO collected_shadows
+                     SELECT space, item, version, signature, bytes FROM records
+                     WHERE space = ?1 AND item = ?2 AND version <
+                     (SELECT MAX(version) FROM records WHERE space = ?1 AND item = ?2)",
+                    params![space.code(), &item.0[..]],
+                )
+                .map_err(sql)?;
                 tx.execute(
                     "DELETE FROM records WHERE space = ?1 AND item = ?2",
                     params![space.code(), &item.0[..]],
@@ -623,11 +646,13 @@ impl Store {
             }
         }
         for (space, item) in forget {
-            tx.execute(
-                "DELETE FROM collected WHERE space = ?1 AND item = ?2",
-                params![space.code(), &item.0[..]],
-            )
-            .map_err(sql)?;
+            for table in ["collected", "collected_shadows"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE space = ?1 AND item = ?2"),
+                    params![space.code(), &item.0[..]],
+                )
+                .map_err(sql)?;
+            }
         }
         tx.commit().map_err(sql)?;
         self.bump_generation()
@@ -729,6 +754,10 @@ impl Store {
                 "SELECT bytes, space, item, version, signature FROM records
                  ORDER BY space, item, version, signature"
             }
+            "collected_shadows" => {
+                "SELECT bytes, space, item, version, signature FROM collected_shadows
+                 ORDER BY space, item, version, signature"
+            }
             _ => "SELECT bytes, space, item, NULL, NULL FROM collected",
         };
         type Key = (i64, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
@@ -773,8 +802,10 @@ impl Store {
                 .map_err(sql)?;
                 match (version, signature) {
                     (Some(v), Some(sig)) => tx.execute(
-                        "DELETE FROM records WHERE space = ?1 AND item = ?2
-                         AND version = ?3 AND signature = ?4",
+                        &format!(
+                            "DELETE FROM {table} WHERE space = ?1 AND item = ?2
+                             AND version = ?3 AND signature = ?4"
+                        ),
                         params![space, item, v, sig],
                     ),
                     _ => tx.execute(
@@ -798,7 +829,17 @@ impl Store {
         for record in self.read_table("records", &mut quarantined)? {
             replica.insert(record);
         }
-        for record in self.read_table("collected", &mut quarantined)? {
+        // A collected tombstone's shadows (oldest first), then the tombstone over
+        // them, collected again.
+        let collected = self.read_table("collected", &mut quarantined)?;
+        let keys: std::collections::BTreeSet<(Space, ItemId)> =
+            collected.iter().map(|r| (r.space, r.item)).collect();
+        for record in self.read_table("collected_shadows", &mut quarantined)? {
+            if keys.contains(&(record.space, record.item)) {
+                replica.insert(record);
+            }
+        }
+        for record in collected {
             let (space, item) = (record.space, record.item);
             replica.insert(record);
             replica.collect(space, &item);
@@ -1097,6 +1138,33 @@ mod tests {
         assert_eq!(replica.collected_version(k.0, &k.1), Some(tomb.version));
         store.collect(&[], &[k]).unwrap();
         assert_eq!(store.load().unwrap().0.collected().count(), 0);
+    }
+
+    #[test]
+    fn a_collected_tombstone_keeps_what_it_replaced_until_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut store = Store::open(dir.path()).unwrap();
+        let older = record(&key, 2, 3, false);
+        let replaced = record(&key, 2, 4, false);
+        store
+            .persist(&[older.clone(), replaced.clone(), record(&key, 2, 5, true)])
+            .unwrap();
+        let k = (Space::Roster, ItemId([2; 16]));
+        store.collect(&[k], &[]).unwrap();
+        let (replica, _) = store.load().unwrap();
+        assert!(replica.get(k.0, &k.1).is_none());
+        assert_eq!(replica.collected_shadows(k.0, &k.1), [replaced, older]);
+        // Forgotten, nothing of the item is left.
+        store.collect(&[], &[k]).unwrap();
+        let (replica, _) = store.load().unwrap();
+        assert!(replica.collected_shadows(k.0, &k.1).is_empty());
+        assert!(replica.get(k.0, &k.1).is_none());
+        let rows: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM collected_shadows", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
     }
 
     #[test]

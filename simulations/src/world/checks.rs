@@ -159,16 +159,18 @@ impl World {
                     .get(a.space, &a.item)
                     .map(|r| r.version)
                     .or_else(|| replica.collected_version(a.space, &a.item));
-                // Gone altogether: every device collected a tombstone newer than it.
-                // Gone altogether: the newest valid version any device persisted is a
-                // tombstone, which every device collected and forgot.
+                // Gone altogether: the newest valid version that could reach the
+                // active devices is a tombstone, which every device collected and
+                // forgot. A version written before its author's revocation that never
+                // left it went with the device and does not count.
                 let newest_valid = self.persisted.get(&(a.space, a.item)).and_then(|all| {
-                    all.iter()
-                        .rev()
-                        .find(|(v, _)| roster.may_author(&v.device, v))
+                    all.iter().rev().find(|(v, (_, elsewhere))| {
+                        roster.may_author(&v.device, v)
+                            && (*elsewhere || roster.is_active(&v.device))
+                    })
                 });
                 let forgotten = current.is_none()
-                    && newest_valid.is_some_and(|(v, tomb)| *tomb && *v >= a.version);
+                    && newest_valid.is_some_and(|(v, (tomb, _))| *tomb && *v >= a.version);
                 if !forgotten && current.is_none_or(|v| v < a.version) {
                     lost += 1;
                     resurrected += usize::from(*deletion);

@@ -162,8 +162,9 @@ pub struct World {
     pub acknowledged: Vec<(Record, bool)>,
     /// Sim time of the last change to any replica.
     pub last_change_ms: u64,
-    /// Every version any device persisted, per item: (version, is a tombstone).
-    persisted: BTreeMap<(Space, ItemId), BTreeSet<(Version, bool)>>,
+    /// Every version any device persisted, per item: version → (is a tombstone,
+    /// reached a device other than its author).
+    persisted: BTreeMap<(Space, ItemId), BTreeMap<Version, (bool, bool)>>,
     /// Total steps run.
     pub steps: u64,
     /// FNV-1a hash of every event processed (time, kind, nodes, bytes): equal
@@ -527,10 +528,14 @@ impl World {
                         if r.encode_checked().is_err() {
                             self.nodes[i].unstorable += 1;
                         }
-                        self.persisted
+                        let elsewhere = self.device(i) != r.author();
+                        let seen = self
+                            .persisted
                             .entry((r.space, r.item))
                             .or_default()
-                            .insert((r.version, r.is_tombstone()));
+                            .entry(r.version)
+                            .or_insert((r.is_tombstone(), false));
+                        seen.1 |= elsewhere;
                         if let Some(deletion) = command {
                             self.acknowledged.push((r.clone(), deletion));
                         }
