@@ -299,3 +299,42 @@ fn a_data_directory_with_a_long_path_runs() {
     d.stop();
     assert_eq!(d.jids(), ["juliet@capulet.lit"]);
 }
+
+/// A data directory the first release wrote and then could not open (exit 6, "record
+/// is 37915 bytes, more than the limit of 33792"): 1,500 contacts added one by one with
+/// `kith contact add`, the acknowledgement timer, a clean stop. Made with that release's
+/// own binary (`tests/fixtures/README.md`). It opens, the oversize record is moved
+/// aside, nothing else is lost, and the node runs on it and stores new edits.
+#[test]
+fn a_store_the_first_release_could_not_open_opens_and_runs() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/first-release-bricked.tar.gz"
+    );
+    let mut d = Device::new();
+    std::fs::create_dir_all(&d.dir).expect("data dir");
+    let unpacked = Command::new("tar")
+        .arg("xzf")
+        .arg(fixture)
+        .arg("-C")
+        .arg(&d.dir)
+        .status()
+        .expect("tar runs");
+    assert!(unpacked.success());
+    let (code, err) = code_and_err(&d.kith(&["status"]));
+    assert_eq!(code, Some(0), "{err}");
+    let status = d.status();
+    assert_eq!(status["contacts"], 1500, "{status}");
+    assert_eq!(status["quarantined_records"], 1, "{status}");
+    let jids = d.jids();
+    assert_eq!(jids.len(), 1500);
+    assert!(jids.contains(&"c1@example.lit".to_owned()));
+    assert!(jids.contains(&"c1500@example.lit".to_owned()));
+    d.start();
+    d.ok(&["contact", "add", "nurse@capulet.lit", "--name", "Nurse"]);
+    d.stop();
+    let (code, err) = code_and_err(&d.kith(&["status"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(d.status()["contacts"], 1501);
+    assert!(d.jids().contains(&"nurse@capulet.lit".to_owned()));
+}
