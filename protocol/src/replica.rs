@@ -637,7 +637,10 @@ mod tests {
             .expect("valid then");
         assert!(r.collect(Space::Contacts, &item));
         assert_eq!(r.get(NodeKind::Contacts, &item), None);
-        assert_eq!(r.collected_shadows(Space::Contacts, &item), std::slice::from_ref(&valid));
+        assert_eq!(
+            r.collected_shadows(Space::Contacts, &item),
+            std::slice::from_ref(&valid)
+        );
         r.take_touched();
         r.retain_authors(&b_revoked);
         assert_eq!(r.get(NodeKind::Contacts, &item), Some(&valid));

@@ -154,6 +154,12 @@ impl Node {
         self.pair_swarm.behaviour_mut().gate.expire(now);
         self.swarm.behaviour_mut().gate.expire(now);
         self.readvertise();
+        // Between requests: a checkpoint inside an edit's commit would cost that edit.
+        // A failure (a full disk) leaves the log as it is: nothing is lost, and the
+        // next tick tries again.
+        if let Err(e) = self.device.store.checkpoint_if_written() {
+            warn!("checkpointing the store's log: {e}");
+        }
         if redial {
             self.redial_known()?;
         }
