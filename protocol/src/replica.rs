@@ -77,6 +77,9 @@ pub enum Outcome {
     Duplicate,
     /// A newer version was already there.
     Stale,
+    /// The item's tombstone, newer than the record, was collected (see
+    /// [`Replica::collected_record`]: the sender may not know it).
+    Collected,
     /// Stamped too far in the future: held until local time catches up.
     Held,
 }
@@ -185,7 +188,7 @@ impl Replica {
                 return if record.signature == *signature {
                     Outcome::Duplicate
                 } else {
-                    Outcome::Stale
+                    Outcome::Collected
                 };
             }
             // Newer than a collected tombstone: what that tombstone replaced can
@@ -371,21 +374,6 @@ impl Replica {
                 self.fall_back(k, authors);
             }
         }
-        // A collected tombstone whose author turns out disallowed refuses nothing, and
-        // what it deleted comes back.
-        let disallowed: Vec<(Space, ItemId)> = self
-            .collected
-            .iter()
-            .filter(|((space, _), (v, _))| !authors.may_author_in(*space, &v.device, v))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in disallowed {
-            self.collected.remove(&k);
-            if !self.records.contains_key(&k) {
-                self.touched.insert(k);
-                self.fall_back(k, authors);
-            }
-        }
         let before = self.held.len();
         self.held
             .retain(|_, r| authors.may_author_in(r.space, &r.author(), &r.version));
@@ -394,6 +382,48 @@ impl Replica {
             self.quarantine.pop_first();
         }
         moved
+    }
+
+    /// Forgets collected tombstones whose author turns out disallowed (they refuse
+    /// nothing), and makes the newest allowed version each replaced the winner again;
+    /// returns those versions (to be stored again). Unlike a winner set aside, this is
+    /// not undone by a later roster change: call it once the roster is settled.
+    pub fn uncollect_disallowed(&mut self, authors: &dyn Authors) -> Vec<Record> {
+        let disallowed: Vec<(Space, ItemId)> = self
+            .collected
+            .iter()
+            .filter(|((space, _), (v, _))| !authors.may_author_in(*space, &v.device, v))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut back = Vec::new();
+        for k in disallowed {
+            self.collected.remove(&k);
+            if self.records.contains_key(&k) {
+                continue;
+            }
+            self.fall_back(k, authors);
+            self.shadows.remove(&k);
+            if let Some(r) = self.records.get(&k) {
+                self.touched.insert(k);
+                back.push(r.clone());
+            }
+        }
+        back
+    }
+
+    /// The collected tombstone of an item, as it was signed (a tombstone carries
+    /// nothing but its key, version and signature): to answer a device that still
+    /// offers an older version.
+    pub fn collected_record(&self, space: Space, item: &ItemId) -> Option<Record> {
+        self.collected
+            .get(&(space, *item))
+            .map(|(version, signature)| Record {
+                space,
+                item: *item,
+                version: *version,
+                body: crate::record::Body::Tombstone,
+                signature: *signature,
+            })
     }
 
     /// Makes the newest shadow of `k` whose author is allowed the winner (the ones
@@ -643,6 +673,12 @@ mod tests {
         );
         r.take_touched();
         r.retain_authors(&b_revoked);
+        assert_eq!(
+            r.get(NodeKind::Contacts, &item),
+            None,
+            "not before the roster settles"
+        );
+        assert_eq!(r.uncollect_disallowed(&b_revoked), std::slice::from_ref(&valid));
         assert_eq!(r.get(NodeKind::Contacts, &item), Some(&valid));
         assert_eq!(r.collected_version(Space::Contacts, &item), None);
         assert!(r.take_touched().contains(&(Space::Contacts, item)));
@@ -653,8 +689,23 @@ mod tests {
         r.apply(valid.clone(), &everyone, now).expect("valid");
         r.apply(tomb(&a, 1, 20), &everyone, now).expect("valid");
         r.collect(Space::Contacts, &item);
-        r.retain_authors(&b_revoked);
+        assert!(r.uncollect_disallowed(&b_revoked).is_empty());
         assert_eq!(r.get(NodeKind::Contacts, &item), None);
+        // An older version offered later is answered with the collected tombstone.
+        assert_eq!(
+            r.apply(valid.clone(), &everyone, now),
+            Ok(Outcome::Collected)
+        );
+        let t = r
+            .collected_record(Space::Contacts, &item)
+            .expect("collected");
+        assert!(t.is_tombstone() && t.version.hlc.wall_ms == 20);
+        let mut fresh = Replica::new();
+        assert_eq!(
+            fresh.apply(t, &everyone, now),
+            Ok(Outcome::Inserted),
+            "signature holds"
+        );
         assert_eq!(
             r.collected_version(Space::Contacts, &item)
                 .map(|v| v.hlc.wall_ms),
@@ -672,7 +723,9 @@ mod tests {
             Ok(Outcome::Inserted)
         );
         assert!(r2.collected_shadows(Space::Contacts, &item).is_empty());
-        r2.retain_authors(&Until([(da, 25), (db, 15)].into_iter().collect()));
+        let both = Until([(da, 25), (db, 15)].into_iter().collect());
+        r2.retain_authors(&both);
+        assert!(r2.uncollect_disallowed(&both).is_empty());
         assert_eq!(
             r2.get(NodeKind::Contacts, &item),
             None,

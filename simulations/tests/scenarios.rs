@@ -203,12 +203,14 @@ fn seeds_that_once_failed() {
 
 /// Seeds the long-haul soak (`docs/reliability.md`) once found failing: 655, 675: a
 /// deletion by a device revoked before stamping it, collected before the revocation
-/// arrived, took the item with it instead of letting it come back. (700 was the
-/// check's own mistake: a revoked device's last write that never left it counted as
-/// the item's newest version.)
+/// arrived, took the item with it instead of letting it come back; 543: a relay that
+/// had never seen a later valid deletion fell back to a version older than it, which
+/// the others (having collected that deletion) refused for ever. (700 was the check's
+/// own mistake: a revoked device's last write that never left it counted as the
+/// item's newest version.)
 #[test]
 fn long_haul_seeds_that_once_failed() {
-    for seed in [655, 675, 700] {
+    for seed in [543, 655, 675, 700] {
         check(&Scenario {
             nodes: 5,
             contacts: 2_000,

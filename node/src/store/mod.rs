@@ -270,6 +270,9 @@ impl Store {
         // 10-15 ms at 100,000 contacts. This is only the bound on the log's size.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES_MAX)
             .map_err(sql)?;
+        // And the log file shrinks back to this after a checkpoint.
+        conn.pragma_update(None, "journal_size_limit", WAL_PAGES_MAX * 4096)
+            .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         let check: String = if check_all {
@@ -607,15 +610,12 @@ impl Store {
                 prune
                     .execute(params![space, &r.item.0[..], SHADOW_DEPTH as i64])
                     .map_err(sql)?;
-                if uncollect
+                uncollect
                     .execute(params![space, &r.item.0[..]])
-                    .map_err(sql)?
-                    > 0
-                {
-                    unshadow
-                        .execute(params![space, &r.item.0[..]])
-                        .map_err(sql)?;
-                }
+                    .map_err(sql)?;
+                unshadow
+                    .execute(params![space, &r.item.0[..]])
+                    .map_err(sql)?;
             }
         }
         tx.commit().map_err(sql)?;
@@ -835,10 +835,18 @@ impl Store {
                         ),
                         params![space, item, v, sig],
                     ),
-                    _ => tx.execute(
-                        "DELETE FROM collected WHERE space = ?1 AND item = ?2",
-                        params![space, item],
-                    ),
+                    // A collected tombstone goes with the versions it replaced.
+                    _ => tx
+                        .execute(
+                            "DELETE FROM collected WHERE space = ?1 AND item = ?2",
+                            params![space, item],
+                        )
+                        .and_then(|_| {
+                            tx.execute(
+                                "DELETE FROM collected_shadows WHERE space = ?1 AND item = ?2",
+                                params![space, item],
+                            )
+                        }),
                 }
                 .map_err(sql)?;
                 quarantined.push(Quarantined { table, reason });

@@ -221,6 +221,11 @@ impl Book {
         (dropped, restored)
     }
 
+    /// See [`Replica::uncollect_disallowed`].
+    pub fn uncollect_disallowed(&mut self, authors: &dyn Authors) -> Vec<Record> {
+        self.replica.uncollect_disallowed(authors)
+    }
+
     /// Checks and applies a record from elsewhere.
     pub fn receive(
         &mut self,

@@ -188,6 +188,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 break;
             }
         }
+        // With the roster settled: a collected deletion by a device revoked before it
+        // stamped it gives back what it deleted (stored again, as a winner).
+        let back = self.book.uncollect_disallowed(&self.roster);
+        if !back.is_empty() {
+            self.outputs.push_back(Output::Persist(back));
+        }
         self.stats.dropped_after_revocation += dropped as u64;
         self.set = None;
         dropped

@@ -617,9 +617,19 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     fn apply(&mut self, now: Now, peer: &P, mut records: Vec<Record>) {
         records.sort_by_key(|r| r.space != Space::Roster);
         let mut changed = Vec::new();
+        let mut answers: Vec<Record> = Vec::new();
         let mut audit = false;
         for r in records {
             match self.book.receive(r.clone(), &self.roster, now.wall) {
+                // The peer offers a version older than a tombstone collected here (it
+                // fell back to it when the roster changed): the tombstone goes back.
+                Ok(Outcome::Collected) => {
+                    if let Some(t) = self.book.replica().collected_record(r.space, &r.item)
+                        && !answers.contains(&t)
+                    {
+                        answers.push(t);
+                    }
+                }
                 Ok(o) if o.changed() => {
                     if r.space == Space::Roster {
                         self.after_roster_change();
@@ -656,6 +666,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         if audit {
             self.audit_keys(now);
+        }
+        if !answers.is_empty() && self.gossip.len() + answers.len() <= MAX_GOSSIP_QUEUE {
+            self.gossip.extend(answers);
+            self.gossip_due_ms
+                .get_or_insert(now.mono_ms + self.config.gossip_delay_ms);
         }
     }
 }
