@@ -169,8 +169,11 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
         }
         devices[victim].start_with(&addrs[victim], &["--no-mdns"]);
     }
-    // Everyone up: the stores opened (each node started), and they converge.
-    let lists = crate::nodes::converge(&devices.iter().collect::<Vec<_>>());
+    // Everyone up: the stores opened (each node started), and they converge. A long
+    // run ends with 100,000 contacts or more, sealed again by its last rotations:
+    // the deadline grows with the rounds.
+    let deadline = crate::nodes::DEADLINE + Duration::from_secs(2 * rounds);
+    let lists = crate::nodes::converge_within(&devices.iter().collect::<Vec<_>>(), deadline);
     let by_jid: BTreeMap<String, String> = devices[0]
         .json(&["contact", "list"])
         .as_array()
@@ -206,7 +209,7 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     }
     // Whatever the rotations met, every device holds the secrets of every item.
     for d in &devices {
-        d.wait("the secrets on every device", |d| {
+        d.wait_within("the secrets on every device", deadline, |d| {
             d.status()["waiting_for_secret"] == 0
         });
     }

@@ -173,11 +173,22 @@ impl Device {
 
     /// Polls `cond` until it holds; fails the test (with the node's log) after
     /// [`DEADLINE`].
-    pub(crate) fn wait(&self, what: &str, mut cond: impl FnMut(&Self) -> bool) {
+    pub(crate) fn wait(&self, what: &str, cond: impl FnMut(&Self) -> bool) {
+        self.wait_within(what, DEADLINE, cond);
+    }
+
+    /// [`Device::wait`] with another deadline (for runs whose size is chosen at
+    /// run time).
+    pub(crate) fn wait_within(
+        &self,
+        what: &str,
+        deadline: Duration,
+        mut cond: impl FnMut(&Self) -> bool,
+    ) {
         let start = Instant::now();
         while !cond(self) {
             assert!(
-                start.elapsed() < DEADLINE,
+                start.elapsed() < deadline,
                 "timed out waiting for {what} in {}; log:\n{}",
                 self.dir.display(),
                 tail(&self.log())
@@ -297,8 +308,16 @@ pub(crate) fn account(names: &[&str]) -> Vec<Device> {
 
 /// Waits until every device has the same contact list; returns it.
 pub(crate) fn converge(devices: &[&Device]) -> Vec<(String, String, String)> {
+    converge_within(devices, DEADLINE)
+}
+
+/// [`converge`] with another deadline.
+pub(crate) fn converge_within(
+    devices: &[&Device],
+    deadline: Duration,
+) -> Vec<(String, String, String)> {
     let first = devices[0];
-    first.wait("every device to agree", |_| {
+    first.wait_within("every device to agree", deadline, |_| {
         let lists: Vec<_> = devices.iter().map(|d| d.list()).collect();
         lists.windows(2).all(|w| w[0] == w[1])
     });

@@ -678,7 +678,10 @@ mod tests {
             None,
             "not before the roster settles"
         );
-        assert_eq!(r.uncollect_disallowed(&b_revoked), std::slice::from_ref(&valid));
+        assert_eq!(
+            r.uncollect_disallowed(&b_revoked),
+            std::slice::from_ref(&valid)
+        );
         assert_eq!(r.get(NodeKind::Contacts, &item), Some(&valid));
         assert_eq!(r.collected_version(Space::Contacts, &item), None);
         assert!(r.take_touched().contains(&(Space::Contacts, item)));
