@@ -36,7 +36,7 @@ impl fmt::Display for Hlc {
 
 impl Hlc {
     /// The next value after this one.
-    pub fn successor(self) -> Self {
+    fn successor(self) -> Self {
         match self.counter.checked_add(1) {
             Some(counter) => Self {
                 wall_ms: self.wall_ms,

@@ -168,16 +168,9 @@ impl Book {
         rng: &mut R,
     ) -> Result<Vec<Record>, Error> {
         self.view();
-        let records = if command == Command::Reseal {
-            let replica = &self.replica;
-            let base =
-                |node: NodeKind, item: &ItemId| replica.get(node, item).map(|r| r.version.hlc);
-            self.editor
-                .reseal(&self.view, &self.keyring, now, rng, &base)?
-        } else {
-            self.editor
-                .execute(&self.view, command, &self.keyring, now, rng)?
-        };
+        let records = self
+            .editor
+            .execute(&self.view, command, &self.keyring, now, rng)?;
         for r in &records {
             self.replica.insert(r.clone());
         }

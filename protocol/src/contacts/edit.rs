@@ -205,26 +205,7 @@ impl Editor {
         rng: &mut R,
     ) -> Result<Vec<Record>, Error> {
         let plan = self.plan(view, command, keyring, rng)?;
-        self.seal_plan(plan, keyring, now, rng, &|_, _| None)
-    }
-
-    /// [`Command::Reseal`]: every readable item sealed again with the current
-    /// secrets. Each record is stamped just after the version it seals again
-    /// (`base` gives it), not by the clock: sealing again changes no content, so it
-    /// must not win over a write made meanwhile on a device that had not heard of the
-    /// rotation (a rename or a removal would otherwise be undone by the old content,
-    /// sealed again; the chaos test found it). Items `base` knows nothing of (the
-    /// padding) are stamped by the clock.
-    pub fn reseal<R: CryptoRng + ?Sized>(
-        &mut self,
-        view: &View,
-        keyring: &Keyring,
-        now: WallTime,
-        rng: &mut R,
-        base: &dyn Fn(NodeKind, &ItemId) -> Option<Hlc>,
-    ) -> Result<Vec<Record>, Error> {
-        let plan = self.plan(view, Command::Reseal, keyring, rng)?;
-        self.seal_plan(plan, keyring, now, rng, base)
+        self.seal_plan(plan, keyring, now, rng)
     }
 
     /// Whether `command` would be carried out against `view`, without writing
@@ -475,7 +456,6 @@ impl Editor {
         keyring: &Keyring,
         now: WallTime,
         rng: &mut R,
-        base: &dyn Fn(NodeKind, &ItemId) -> Option<Hlc>,
     ) -> Result<Vec<Record>, Error> {
         let mut records = Vec::with_capacity(plan.writes.len());
         let mut secrets = BTreeMap::new();
@@ -493,16 +473,7 @@ impl Editor {
                     Body::Sealed(seal::seal(&xml, secrets[&node], self.pad_bucket, rng))
                 }
             };
-            let hlc = match base(node, &item) {
-                Some(hlc) => {
-                    let hlc = hlc.successor();
-                    // Later writes here stamp after it (a stamp too far ahead was held
-                    // before it was applied, so it is not).
-                    let _ = self.clock.observe(hlc, now);
-                    hlc
-                }
-                None => self.clock.tick(now),
-            };
+            let hlc = self.clock.tick(now);
             records.push(Record::sign(node, item, hlc, body, &self.key));
         }
         Ok(records)
