@@ -372,3 +372,103 @@ fn export_is_the_minimal_roster() {
             .all(|c| c.name.is_none() && c.groups.is_empty())
     );
 }
+
+/// An item sealed by an XMPP client is published as is: it opens under a secret of
+/// its node that is not revoked and holds a valid payload for that node, or nothing
+/// is written; a retract of a live item writes a tombstone every device applies.
+#[test]
+fn items_sealed_elsewhere_are_published_and_retracted_only_when_valid() {
+    use kith_protocol::contacts::Error;
+    use kith_protocol::record::{Body, ItemId};
+    use kith_protocol::seal::{self, DEFAULT_PAD_BUCKET};
+    let mut f = Fleet::new(2, 12);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+    let keyring = f.books[0].keyring().clone();
+    let contacts = keyring.current(NodeKind::Contacts).unwrap().clone();
+    let groups = keyring.current(NodeKind::Groups).unwrap().clone();
+    let contact = "<contact xmlns='urn:xmpp:contacts:0' name='Juliet'>\
+                   <identity type='jid'>juliet@capulet.lit</identity></contact>";
+    let item = ItemId::random(&mut rng);
+    let publish = |sealed| Command::Publish {
+        node: NodeKind::Contacts,
+        item,
+        sealed,
+    };
+    let good = seal::seal(contact, &contacts, DEFAULT_PAD_BUCKET, &mut rng);
+
+    // Refused: a groups secret, an unknown key, a revoked secret, bytes that do not
+    // open, a group on the contacts node.
+    let wrong_node = seal::seal(contact, &groups, DEFAULT_PAD_BUCKET, &mut rng);
+    let mut unknown = good.clone();
+    unknown.key = "no-such-key".into();
+    let mut garbage = good.clone();
+    garbage.data = vec![0xc3, 0x04, 0x01, 0x02];
+    let group = seal::seal(
+        "<group xmlns='urn:xmpp:contacts:0' id='g1' name='F'/>",
+        &contacts,
+        DEFAULT_PAD_BUCKET,
+        &mut rng,
+    );
+    let before = f.books[0].replica().len();
+    assert!(matches!(
+        f.books[0].execute(publish(wrong_node), T0, &mut rng),
+        Err(Error::UnknownSecret(_))
+    ));
+    assert!(matches!(
+        f.books[0].execute(publish(unknown), T0, &mut rng),
+        Err(Error::UnknownSecret(_))
+    ));
+    assert!(matches!(
+        f.books[0].execute(publish(garbage), T0, &mut rng),
+        Err(Error::Unopenable(_))
+    ));
+    assert!(matches!(
+        f.books[0].execute(publish(group), T0, &mut rng),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        f.books[0].execute(
+            Command::Retract {
+                node: NodeKind::Contacts,
+                item
+            },
+            T0,
+            &mut rng
+        ),
+        Err(Error::NoSuchItem { .. })
+    ));
+    assert_eq!(f.books[0].replica().len(), before, "nothing written");
+
+    // Accepted: stored as published (the same ciphertext), signed here, and read
+    // the same way on the other device.
+    let records = f.exec(0, publish(good.clone()), T0);
+    let mine = records.iter().find(|r| r.item == item).unwrap();
+    assert_eq!(mine.body, Body::Sealed(good));
+    assert_eq!(mine.version.device, f.books[0].device());
+    f.sync(0, 1, T0);
+    let view = f.books[1].view().clone();
+    let c = view
+        .contact(&item)
+        .expect("published contact is seen elsewhere");
+    assert_eq!(c.contact.name.as_deref(), Some("Juliet"));
+
+    // Retract: a tombstone, applied everywhere.
+    f.exec(
+        0,
+        Command::Retract {
+            node: NodeKind::Contacts,
+            item,
+        },
+        T0,
+    );
+    f.sync(0, 1, T0);
+    assert!(f.books[1].view().contact(&item).is_none());
+
+    // A revoked secret seals nothing new.
+    f.books[0].revoke_secrets([&contacts.id]);
+    let late = seal::seal(contact, &contacts, DEFAULT_PAD_BUCKET, &mut rng);
+    assert!(matches!(
+        f.books[0].execute(publish(late), T0, &mut rng),
+        Err(Error::RevokedSecret(_))
+    ));
+}

@@ -30,7 +30,7 @@ use crate::clock::{Clock, Hlc, WallTime};
 use crate::item::{self, Contact, Extra, Group, GroupRef, Identity, NodeKind, Payload};
 use crate::jid::BareJid;
 use crate::record::{Body, DeviceId, ItemId, Record};
-use crate::seal::{self, DEFAULT_PAD_BUCKET, Keyring};
+use crate::seal::{self, DEFAULT_PAD_BUCKET, Keyring, Opener, Sealed};
 
 /// Default number of items each node is padded to a multiple of.
 pub const DEFAULT_COUNT_BUCKET: usize = 32;
@@ -87,6 +87,24 @@ pub enum Command {
         /// Contacts; their group references are group names here.
         contacts: Vec<Contact>,
     },
+    /// Publishes an item sealed elsewhere (by an XMPP client, XEP-0473): it must
+    /// open under a secret of `node` that is not revoked and hold a valid XEP-0510
+    /// payload for that node. It is stored as sealed, signed by this device.
+    Publish {
+        /// Which node.
+        node: NodeKind,
+        /// Which item (a new id adds an item, a known one replaces it).
+        item: ItemId,
+        /// The `<encrypted/>` payload, as published.
+        sealed: Sealed,
+    },
+    /// Retracts a live item of `node` (XEP-0060 retract): it becomes a tombstone.
+    Retract {
+        /// Which node.
+        node: NodeKind,
+        /// Which item.
+        item: ItemId,
+    },
 }
 
 /// Changes to one contact; the default changes nothing.
@@ -129,6 +147,25 @@ pub enum Error {
     /// The result is not a valid item.
     #[error(transparent)]
     Item(#[from] item::Error),
+    /// No live item has this id on the node.
+    #[error("no item {item} on node {node}")]
+    NoSuchItem {
+        /// The node.
+        node: NodeKind,
+        /// The item id.
+        item: String,
+    },
+    /// A published payload is sealed with a secret this device does not hold, or
+    /// one of another node.
+    #[error("the item is sealed with key {0:?}, not a secret of this node")]
+    UnknownSecret(String),
+    /// A published payload is sealed with a revoked secret (XEP-0473: a revoked
+    /// secret must not seal new items).
+    #[error("the item is sealed with key {0:?}, which is revoked")]
+    RevokedSecret(String),
+    /// A published payload does not open under the secret it names.
+    #[error("the item does not open: {0}")]
+    Unopenable(String),
     /// The command would write an item that is not valid (a name too long, too many
     /// identities…).
     #[error("{item}: {source}")]
@@ -142,6 +179,9 @@ pub enum Error {
 
 enum Write {
     Payload(Payload),
+    /// Sealed already (published by a client), checked when planned; whether it
+    /// holds `<reserved/>`.
+    Sealed(Sealed, bool),
     Tombstone,
 }
 
@@ -222,8 +262,11 @@ impl Editor {
             if keyring.current(*node).is_none() {
                 return Err(Error::NoSecret(*node));
             }
-            if let Write::Payload(p) = write {
-                validate(p, *node)?;
+            match write {
+                Write::Payload(p) => {
+                    validate(p, *node)?;
+                }
+                Write::Sealed(..) | Write::Tombstone => {}
             }
         }
         Ok(())
@@ -368,6 +411,19 @@ impl Editor {
                     }
                 }
             }
+            Command::Publish { node, item, sealed } => {
+                let reserved = check_published(&sealed, node, keyring)?;
+                plan.write(node, item, Write::Sealed(sealed, reserved));
+            }
+            Command::Retract { node, item } => {
+                if !view.is_live(node, &item) {
+                    return Err(Error::NoSuchItem {
+                        node,
+                        item: item.to_string(),
+                    });
+                }
+                plan.write(node, item, Write::Tombstone);
+            }
         }
         plan.pad(view, self.count_bucket, rng);
         Ok(plan)
@@ -467,6 +523,7 @@ impl Editor {
         for ((node, item), write) in plan.writes {
             let body = match write {
                 Write::Tombstone => Body::Tombstone,
+                Write::Sealed(s, _) => Body::Sealed(s),
                 Write::Payload(p) => {
                     // Validate what we are about to publish, as a reader would.
                     let xml = validate(&p, node)?;
@@ -478,6 +535,29 @@ impl Editor {
         }
         Ok(records)
     }
+}
+
+/// Checks an item sealed by a client as every reader will: a secret of `node` that
+/// is not revoked, a payload that opens under it and is valid on `node`. Returns
+/// whether the payload is `<reserved/>`.
+fn check_published(sealed: &Sealed, node: NodeKind, keyring: &Keyring) -> Result<bool, Error> {
+    let secret = keyring
+        .get(&sealed.key)
+        .filter(|s| s.node == node)
+        .ok_or_else(|| Error::UnknownSecret(sealed.key.clone()))?;
+    if secret.revoked {
+        return Err(Error::RevokedSecret(sealed.key.clone()));
+    }
+    let xml = Opener::new()
+        .open(sealed, keyring)
+        .map_err(|e| Error::Unopenable(e.to_string()))?;
+    let payload = Payload::parse(&xml)
+        .and_then(|p| p.check_node(node).map(|()| p))
+        .map_err(|source| Error::Invalid {
+            item: format!("item on node {node}"),
+            source,
+        })?;
+    Ok(matches!(payload, Payload::Reserved(_)))
 }
 
 /// The XML of `payload`, checked as a reader on `node` would read it; an error names
@@ -668,8 +748,10 @@ impl<'v> Plan<'v> {
                 }
                 let before = self.kind_before(node, item, &reserved_before);
                 let after = match w {
-                    Write::Payload(Payload::Reserved(_)) => Some(Kind::Reserved),
-                    Write::Payload(_) => Some(Kind::Real),
+                    Write::Payload(Payload::Reserved(_)) | Write::Sealed(_, true) => {
+                        Some(Kind::Reserved)
+                    }
+                    Write::Payload(_) | Write::Sealed(_, false) => Some(Kind::Real),
                     Write::Tombstone => None,
                 };
                 match before {

@@ -668,6 +668,11 @@ impl View {
         known || self.unreadable.contains_key(&(node, *item))
     }
 
+    /// Whether `item` is live on `node` (not retracted), readable or not.
+    pub fn is_live(&self, node: NodeKind, item: &ItemId) -> bool {
+        self.items.contains_key(&(node, *item))
+    }
+
     /// Number of live contact and group items (reserved ones included) on `node`.
     pub fn live_items(&self, node: NodeKind) -> usize {
         let real = match node {
