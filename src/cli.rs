@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kith_node::control::{ImportFormat, Request};
 use kith_node::net::Multiaddr;
 
-use crate::{Exit, bench, demo, item_cmd, ops, run_cmd};
+use crate::{Exit, bench, client_cmd, demo, item_cmd, ops, run_cmd};
 
 /// kith keeps your XMPP contact list in sync across your own devices, with no server.
 #[derive(Debug, Parser)]
@@ -50,6 +50,9 @@ enum Command {
     /// The XEP-0473 secrets.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// XMPP clients approved to receive the secrets (see docs/xmpp.md).
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// This device, its roster, peers and counts.
     Status {
         /// JSON output.
@@ -94,6 +97,32 @@ pub(crate) struct RunArgs {
     /// TCP port of the XEP-0174 stream listener (default: any free port).
     #[arg(long)]
     pub(crate) xmpp_port: Option<u16>,
+    /// Serve pubsub on the stream port to other machines too (default: this
+    /// machine only; disco is always served).
+    #[arg(long)]
+    pub(crate) xmpp_lan: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Approves a client's OpenPGP certificate: it receives the node secrets
+    /// (XEP-0473) when it connects to the stream port.
+    Add {
+        /// The client's public certificate (binary or ASCII-armoured).
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+    },
+    /// The approved clients.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Removes a client; the secrets rotate, so it can read nothing new.
+    Rm {
+        /// Its fingerprint.
+        fingerprint: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -363,6 +392,9 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             ops::done(&dir, Request::Revoke { device })
         }
         Command::Secret(SecretCommand::Rotate) => ops::done(&dir, Request::Rotate),
+        Command::Client(ClientCommand::Add { cert }) => client_cmd::add(&dir, &cert),
+        Command::Client(ClientCommand::List { json }) => client_cmd::list(&dir, json),
+        Command::Client(ClientCommand::Rm { fingerprint }) => client_cmd::remove(&dir, fingerprint),
         Command::Status { json } => ops::status(&dir, json),
         Command::Import(ImportCommand::Roster { file, dry_run }) => {
             if dry_run {

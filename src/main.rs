@@ -9,6 +9,7 @@
 
 mod bench;
 mod cli;
+mod client_cmd;
 mod cluster;
 mod demo;
 mod item_cmd;

@@ -103,7 +103,7 @@ pub(crate) fn call(
     result
 }
 
-fn no_progress(_: u64, _: u64) {}
+pub(crate) fn no_progress(_: u64, _: u64) {}
 
 pub(crate) fn init(dir: &Path, jid: &str, name: Option<String>) -> Result<()> {
     let name = name.unwrap_or_else(host_name);
@@ -131,7 +131,7 @@ pub(crate) fn done(dir: &Path, request: Request) -> Result<()> {
     Ok(())
 }
 
-fn print_json(v: &Value) -> Result<()> {
+pub(crate) fn print_json(v: &Value) -> Result<()> {
     outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

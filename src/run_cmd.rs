@@ -40,6 +40,7 @@ pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
         mdns: !args.no_mdns,
         mdns_interfaces: args.mdns_interfaces,
         xmpp_port: args.xmpp_port,
+        xmpp_lan: args.xmpp_lan,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

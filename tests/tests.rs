@@ -11,3 +11,4 @@ mod netns;
 mod nodes;
 mod outsider;
 mod util;
+mod xmpp;

@@ -86,6 +86,11 @@ impl Gpg {
         Some(Self { home })
     }
 
+    /// Its home directory (`GNUPGHOME`).
+    pub(crate) fn home(&self) -> &Path {
+        self.home.path()
+    }
+
     pub(crate) fn run(&self, args: &[&str]) -> Output {
         Command::new("gpg")
             .env("GNUPGHOME", self.home.path())

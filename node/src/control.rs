@@ -98,6 +98,18 @@ pub enum Request {
     },
     /// New secrets for both nodes, every item re-sealed.
     Rotate,
+    /// Approves an XMPP client's OpenPGP certificate to receive the secrets.
+    AddClient {
+        /// The certificate (binary or ASCII-armoured), base64.
+        cert: String,
+    },
+    /// The approved XMPP clients.
+    Clients,
+    /// Removes an approved client; the secrets rotate.
+    RemoveClient {
+        /// Its fingerprint (hex, spaces and case ignored).
+        fingerprint: String,
+    },
 }
 
 /// Formats `kith import` reads.

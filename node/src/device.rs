@@ -113,6 +113,11 @@ pub struct Device {
     /// Entries of the item index that opening had to write or remove (it was not
     /// current, or did not match the records).
     repaired: usize,
+    /// Items of the view changed since the node last took them, when a node runs
+    /// and wants them (for XMPP notifications); `None` keeps nothing.
+    pub(crate) watch: Option<Vec<(NodeKind, ItemId)>>,
+    /// Set when the approved XMPP clients changed.
+    pub(crate) clients_changed: bool,
 }
 
 /// Longest device name, in characters (what pairing accepts too).
@@ -460,6 +465,8 @@ impl Device {
             index: index::Keys::new(&secret),
             partial,
             repaired: 0,
+            watch: None,
+            clients_changed: false,
         }
     }
 
@@ -774,6 +781,9 @@ impl Device {
         // The item index follows the view, in the same transaction as the records.
         self.engine.book().view();
         let changes = self.engine.book().take_view_changes();
+        if let Some(watch) = &mut self.watch {
+            watch.extend(changes.iter().copied());
+        }
         if stored || !changes.is_empty() {
             if !self.store.in_transaction() {
                 self.store.begin()?;
@@ -802,6 +812,11 @@ impl Device {
             self.failed = Some(e.to_string());
         }
         result
+    }
+
+    /// (id, revoked) of every secret, as last written to `secrets.xml`.
+    pub(crate) fn keyring_state(&self) -> &BTreeSet<(String, bool)> {
+        &self.saved_keyring
     }
 
     fn save_keyring(&mut self) -> Result<(), store::Error> {

@@ -4,8 +4,9 @@
 //! * Instance `<label>@<machine>`: the label is random per device, never the JID.
 //! * TXT: `txtvers=1` first, `status=avail`, `port.p2pj` equal to the SRV port (the
 //!   XEP-0174 XML stream port), then kith's keys: `kith.tag` (the rotating device
-//!   tag) and `kith.p2p` (the libp2p TCP port). `1st`, `last`, `jid` are never
-//!   published.
+//!   tag) and `kith.p2p` (the libp2p TCP port); XEP-0115 `hash`, `node` and `ver`
+//!   of the stream port's disco#info (XEP-0174 §6.2). `1st`, `last`, `jid` are
+//!   never published.
 //! * The tag is 16 hex digits of HMAC-SHA-256 keyed with a roster secret, over the
 //!   day number (UTC) and the device id. Own devices recognise it by trying the
 //!   secrets they hold for each roster device, for yesterday, today and tomorrow;
@@ -89,7 +90,7 @@ impl std::fmt::Debug for Discovery {
     }
 }
 
-fn machine_name() -> String {
+pub(crate) fn machine_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -196,11 +197,14 @@ impl Discovery {
         let instance = format!("{}@{}", advert.label, self.machine);
         let srv = advert.srv_port.to_string();
         let p2p = advert.p2p_port.to_string();
+        let ver = crate::xmpp::stanza::caps_ver();
         let txt: Vec<(&str, &str)> = vec![
             ("txtvers", "1"),
             ("status", "avail"),
             ("port.p2pj", &srv),
-            ("node", "https://kith.invalid/caps"),
+            ("hash", "sha-1"),
+            ("node", crate::xmpp::stanza::CAPS_NODE),
+            ("ver", &ver),
             ("kith.tag", &advert.tag),
             ("kith.p2p", &p2p),
         ];

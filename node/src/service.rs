@@ -40,13 +40,15 @@ pub struct NetInfo {
     pub connected: BTreeMap<DeviceId, String>,
     /// The XEP-0174 port, when serving.
     pub xmpp_port: Option<u16>,
+    /// The advertised instance (`label@machine`), the stream's address, when serving.
+    pub xmpp_instance: Option<String>,
 }
 
-fn input_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn input_err(e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Input, e.to_string())
 }
 
-fn refused(e: impl std::fmt::Display) -> Error {
+pub(crate) fn refused(e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Refused, e.to_string())
 }
 
@@ -84,7 +86,7 @@ fn jid(text: &str) -> Result<BareJid, Error> {
     BareJid::parse(text).map_err(|e| input_err(format!("{text:?} is not a JID: {e}")))
 }
 
-fn iso(ms: u64) -> String {
+pub(crate) fn iso(ms: u64) -> String {
     kith_protocol::clock::WallTime(ms).to_xep0082()
 }
 
@@ -223,6 +225,9 @@ impl Device {
                 self.input(Input::RotateSecrets)?;
                 Ok(json!({ "rotated": true }))
             }
+            Request::AddClient { cert } => self.add_client(&cert),
+            Request::Clients => self.clients_json(),
+            Request::RemoveClient { fingerprint } => self.remove_client(&fingerprint),
         }
     }
 
@@ -465,6 +470,7 @@ impl Device {
                 "running": net.online,
                 "listen": net.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 "xmpp_port": net.xmpp_port,
+                "xmpp_instance": net.xmpp_instance,
             },
             "roster": devices,
             "connected_peers": net.connected.len(),

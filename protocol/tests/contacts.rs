@@ -464,11 +464,18 @@ fn items_sealed_elsewhere_are_published_and_retracted_only_when_valid() {
     f.sync(0, 1, T0);
     assert!(f.books[1].view().contact(&item).is_none());
 
-    // A revoked secret seals nothing new.
-    f.books[0].revoke_secrets([&contacts.id]);
+    // A superseded secret seals nothing new, nor does a revoked one.
+    let newer = Secret::generate(NodeKind::Contacts, WallTime(T0.0 + 1), &mut rng);
+    f.books[0].add_secrets([newer.clone()]);
     let late = seal::seal(contact, &contacts, DEFAULT_PAD_BUCKET, &mut rng);
     assert!(matches!(
         f.books[0].execute(publish(late), T0, &mut rng),
-        Err(Error::RevokedSecret(_))
+        Err(Error::StaleSecret(_))
+    ));
+    f.books[0].revoke_secrets([&newer.id]);
+    let revoked = seal::seal(contact, &newer, DEFAULT_PAD_BUCKET, &mut rng);
+    assert!(matches!(
+        f.books[0].execute(publish(revoked), T0, &mut rng),
+        Err(Error::StaleSecret(_))
     ));
 }

@@ -6,6 +6,7 @@
 
 mod discover;
 mod events;
+mod pep;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -18,7 +19,9 @@ use kith_protocol::sync::{Input, Output, RequestId};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::control::{self, Reply, Request};
@@ -41,6 +44,9 @@ pub struct Options {
     pub mdns_interfaces: Vec<String>,
     /// XEP-0174 stream port (any free port when `None`).
     pub xmpp_port: Option<u16>,
+    /// Serve pubsub on the stream port to other machines too (loopback only when
+    /// false; disco is served to all).
+    pub xmpp_lan: bool,
 }
 
 /// Why the node stopped with an error.
@@ -119,6 +125,13 @@ pub struct Running {
 
 struct Node {
     device: Device,
+    /// This device's OpenPGP key, signing the secrets message for XMPP clients.
+    ox_key: kith_protocol::ox::DeviceKey,
+    /// Notices to the XEP-0174 streams.
+    pep_notices: broadcast::Sender<Arc<xmpp::Notice>>,
+    /// The secrets message for the approved clients, and the keyring it was made for.
+    pep_secrets: Option<Arc<kith_protocol::xml::Element>>,
+    pep_secrets_for: Option<BTreeSet<(String, bool)>>,
     swarm: Swarm<Behaviour>,
     /// The pairing listener: its own port, open only while an invitation is.
     pair_swarm: Swarm<PairBehaviour>,
@@ -140,6 +153,7 @@ struct Node {
     configured: Vec<(Multiaddr, Option<PeerId>)>,
     listen: Vec<Multiaddr>,
     xmpp_port: u16,
+    xmpp_instance: String,
     /// Whether to remember the listen port for the next run (default listening).
     remember_port: bool,
     discovery: Option<Discovery>,
@@ -259,8 +273,22 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     } else {
         (None, None)
     };
-    let instance = format!("{}@kith", device.account.label);
-    let xmpp_task = tokio::spawn(xmpp::serve(xmpp_listener, instance));
+    let instance = format!("{}@{}", device.account.label, discovery::machine_name());
+    let (xmpp_calls_tx, xmpp_calls_rx) = mpsc::channel(64);
+    let (pep_notices, _) = broadcast::channel(xmpp::NOTICE_QUEUE);
+    let xmpp_task = tokio::spawn(xmpp::serve(
+        xmpp_listener,
+        xmpp::Context {
+            instance: instance.clone(),
+            account: device.jid.to_string(),
+            lan: options.xmpp_lan,
+            calls: xmpp_calls_tx,
+            notices: pep_notices.clone(),
+        },
+    ));
+    let ox_key = device.ox_key().map_err(|e| Error::Failed(e.message))?;
+    let mut device = device;
+    device.watch = Some(Vec::new());
     let (calls_tx, calls_rx) = mpsc::channel(16);
     let handle = Handle { calls: calls_tx };
     let socket_path: PathBuf = device.dir().join("control.sock");
@@ -268,6 +296,10 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         .map_err(|e| Error::Listen(format!("{}: {e}", socket_path.display())))?;
     let mut node = Node {
         device,
+        ox_key,
+        pep_notices,
+        pep_secrets: None,
+        pep_secrets_for: None,
         swarm,
         pair_swarm,
         pair_listen: Vec::new(),
@@ -283,6 +315,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         configured: options.peers.iter().map(|a| (a.clone(), None)).collect(),
         listen: Vec::new(),
         xmpp_port,
+        xmpp_instance: instance.clone(),
         remember_port: options.listen.is_empty(),
         discovery,
         advert: None,
@@ -297,7 +330,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     node.redial_known()?;
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
-        let result = node.run(calls_rx, seen_rx, stop_rx).await;
+        let result = node.run(calls_rx, xmpp_calls_rx, seen_rx, stop_rx).await;
         xmpp_task.abort();
         socket_task.abort();
         let _ = std::fs::remove_file(&socket_path);
@@ -317,6 +350,7 @@ impl Node {
     async fn run(
         &mut self,
         mut calls: mpsc::Receiver<Call>,
+        mut xmpp_calls: mpsc::Receiver<xmpp::Call>,
         mut seen: Option<mpsc::Receiver<Seen>>,
         mut stop: oneshot::Receiver<()>,
     ) -> Result<(), Error> {
@@ -324,6 +358,7 @@ impl Node {
         let mut ticks: u64 = 0;
         loop {
             self.flush()?;
+            self.pep_notify()?;
             let due = self
                 .device
                 .engine
@@ -343,6 +378,12 @@ impl Node {
                     }
                     None => return Ok(()),
                 },
+                Some(call) = xmpp_calls.recv() => {
+                    self.on_xmpp(call);
+                    if let Some(e) = self.device.failed.take() {
+                        return Err(Error::Failed(e));
+                    }
+                }
                 Some(s) = async { match seen.as_mut() { Some(rx) => rx.recv().await, None => None } } => self.on_seen(s),
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {
                     self.device.input(Input::Timeout)?;
@@ -366,6 +407,7 @@ impl Node {
                 .filter_map(|(p, a)| Some((net::device_of(p)?, a.to_string())))
                 .collect(),
             xmpp_port: Some(self.xmpp_port),
+            xmpp_instance: Some(self.xmpp_instance.clone()),
         }
     }
 

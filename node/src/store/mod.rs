@@ -34,6 +34,7 @@ use kith_protocol::record::{ItemId, Record, Space, Version};
 use kith_protocol::replica::{Replica, SHADOW_DEPTH};
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub mod clients;
 mod files;
 pub mod index;
 
@@ -212,6 +213,8 @@ CREATE TABLE IF NOT EXISTS identities (
     hash BLOB NOT NULL, item BLOB NOT NULL,
     PRIMARY KEY (hash, item)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS identities_item ON identities (item);
+CREATE TABLE IF NOT EXISTS clients (
+    fingerprint TEXT PRIMARY KEY, cert BLOB NOT NULL, added_ms INTEGER NOT NULL);
 ";
 
 /// The schema this code writes. Version 1 (the first release) lacked the quarantine

@@ -88,7 +88,7 @@ pub enum Command {
         contacts: Vec<Contact>,
     },
     /// Publishes an item sealed elsewhere (by an XMPP client, XEP-0473): it must
-    /// open under a secret of `node` that is not revoked and hold a valid XEP-0510
+    /// open under the current secret of `node` and hold a valid XEP-0510
     /// payload for that node. It is stored as sealed, signed by this device.
     Publish {
         /// Which node.
@@ -159,10 +159,11 @@ pub enum Error {
     /// one of another node.
     #[error("the item is sealed with key {0:?}, not a secret of this node")]
     UnknownSecret(String),
-    /// A published payload is sealed with a revoked secret (XEP-0473: a revoked
-    /// secret must not seal new items).
-    #[error("the item is sealed with key {0:?}, which is revoked")]
-    RevokedSecret(String),
+    /// A published payload is sealed with a secret that is revoked or superseded by
+    /// a newer one (XEP-0473: new items are sealed with the most recent secret, and
+    /// a revoked secret must not seal new items).
+    #[error("the item is sealed with key {0:?}, which is revoked or superseded")]
+    StaleSecret(String),
     /// A published payload does not open under the secret it names.
     #[error("the item does not open: {0}")]
     Unopenable(String),
@@ -537,16 +538,16 @@ impl Editor {
     }
 }
 
-/// Checks an item sealed by a client as every reader will: a secret of `node` that
-/// is not revoked, a payload that opens under it and is valid on `node`. Returns
+/// Checks an item sealed by a client as every reader will: the current secret of
+/// `node`, a payload that opens under it and is valid on `node`. Returns
 /// whether the payload is `<reserved/>`.
 fn check_published(sealed: &Sealed, node: NodeKind, keyring: &Keyring) -> Result<bool, Error> {
     let secret = keyring
         .get(&sealed.key)
         .filter(|s| s.node == node)
         .ok_or_else(|| Error::UnknownSecret(sealed.key.clone()))?;
-    if secret.revoked {
-        return Err(Error::RevokedSecret(sealed.key.clone()));
+    if keyring.current(node).map(|c| &c.id) != Some(&secret.id) {
+        return Err(Error::StaleSecret(sealed.key.clone()));
     }
     let xml = Opener::new()
         .open(sealed, keyring)

@@ -1,0 +1,97 @@
+//! The XEP-0174 stream port and the PEP service on it.
+//!
+//! A link-local XMPP client that finds this device's `_presence._tcp` advertisement
+//! (or the device's own client, on loopback) opens a stream to the SRV port. The
+//! node answers with its stream header and `<stream:features/>` carrying its
+//! disco#info (XEP-0174 §5's shortcut), and then serves the two XEP-0510 nodes
+//! `urn:xmpp:contacts` and `urn:xmpp:contacts-groups` as a PEP service would:
+//! XEP-0060 retrieve (XEP-0059 paging), publish with XEP-0223 preconditions,
+//! retract, subscriptions and `+notify` (XEP-0115) notifications of every change,
+//! including changes made on other devices. Items are the XEP-0473 `<encrypted/>`
+//! payloads the devices replicate; a published item becomes a record signed by this
+//! device (see [`kith_protocol::contacts::Command::Publish`]). Approved clients get
+//! the node secrets in XEP-0373 `<signcrypt/>` messages when their stream opens and
+//! whenever they change.
+//!
+//! Parts: [`stream`] cuts bytes into frames, [`stanza`] reads and writes the stanzas
+//! (both without I/O), `server` runs the listener and one task per stream; the
+//! node's task answers what needs the device (`crate::node`'s `pep` part).
+
+pub mod stanza;
+pub mod stream;
+
+pub mod clients;
+mod server;
+
+use std::sync::Arc;
+
+use kith_protocol::item::NodeKind;
+use kith_protocol::seal::Sealed;
+use kith_protocol::xml::Element;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use server::{
+    IDLE_SECS, MAX_CONNECTIONS, MAX_LOCAL_CONNECTIONS, MAX_PER_ADDRESS, MAX_STREAM_SECS,
+    WRITE_SECS, serve,
+};
+
+/// Notifications queued per stream before a slow client is dropped.
+pub const NOTICE_QUEUE: usize = 4096;
+
+/// What a stream asks of the node's task.
+#[derive(Debug)]
+pub enum Ask {
+    /// A pubsub request that needs the device (items, publish, retract).
+    Query(stanza::Query),
+    /// The current secrets message for the approved clients, if any.
+    Secrets,
+}
+
+/// The node's answer.
+#[derive(Debug)]
+pub enum Answer {
+    /// The iq result payload, or the error.
+    Query(Result<Option<Element>, stanza::Refusal>),
+    /// The `<openpgp/>` element carrying the secrets, if any client is approved.
+    Secrets(Option<Arc<Element>>),
+}
+
+/// A request from a stream to the node's task.
+#[derive(Debug)]
+pub struct Call {
+    /// What.
+    pub ask: Ask,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Answer>,
+}
+
+/// What the node tells every stream.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// An item changed: published as `sealed`, or retracted (`None`).
+    Item {
+        /// Which node.
+        node: NodeKind,
+        /// Which item.
+        id: String,
+        /// The item as now published.
+        sealed: Option<Sealed>,
+    },
+    /// The secrets or the approved clients changed: the new secrets message.
+    Secrets(Option<Arc<Element>>),
+}
+
+/// What every stream task shares.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The advertised instance (`label@machine`): the stream's `from`.
+    pub instance: String,
+    /// The account's bare JID: the PEP service's address and notifications' `from`.
+    pub account: String,
+    /// Whether pubsub is served to other machines (disco always is).
+    pub lan: bool,
+    /// Requests to the node's task.
+    pub calls: mpsc::Sender<Call>,
+    /// Notifications from the node's task.
+    pub notices: broadcast::Sender<Arc<Notice>>,
+}

@@ -1,0 +1,318 @@
+//! The stream listener and one task per stream.
+//!
+//! Limits: [`MAX_CONNECTIONS`] streams from the network and [`MAX_LOCAL_CONNECTIONS`]
+//! from this machine, at most [`MAX_PER_ADDRESS`] from one address, a newcomer at a
+//! cap taking the place of the oldest stream from the busiest address (see
+//! [`crate::admission`]); the framing limits of [`super::stream`]; [`IDLE_SECS`]
+//! without input, [`WRITE_SECS`] for any write to complete (a client that does not
+//! read is dropped), [`MAX_STREAM_SECS`] for a whole stream; a stream that falls
+//! [`super::NOTICE_QUEUE`] notifications behind is closed with
+//! `resource-constraint` (it reconnects and retrieves the items again).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kith_protocol::item::NodeKind;
+use kith_protocol::xml::Element;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, oneshot};
+
+use super::stanza::{self, Incoming, Query, Refusal};
+use super::stream::{self, Frame, Framer, StreamError};
+use super::{Answer, Ask, Call, Context, Notice};
+use crate::admission::{Admission, Limits};
+
+/// Most streams from other machines served at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Most streams from this machine (loopback) served at once.
+pub const MAX_LOCAL_CONNECTIONS: usize = 16;
+/// Most streams from one network address.
+pub const MAX_PER_ADDRESS: usize = 4;
+/// Seconds a write may take (the client must read).
+pub const WRITE_SECS: u64 = 10;
+/// Seconds a stream may last in all.
+pub const MAX_STREAM_SECS: u64 = 24 * 3600;
+/// Seconds a stream may stay silent (a client keeps it open with whitespace).
+pub const IDLE_SECS: u64 = 300;
+/// Seconds the node's task may take to answer one request.
+const CALL_SECS: u64 = 60;
+
+/// Serves streams on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, ctx: Context) {
+    let ctx = Arc::new(ctx);
+    let network = Admission::new(Limits {
+        total: MAX_CONNECTIONS,
+        per_key: MAX_PER_ADDRESS,
+    });
+    let local = Admission::new(Limits {
+        total: MAX_LOCAL_CONNECTIONS,
+        per_key: MAX_LOCAL_CONNECTIONS,
+    });
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) => {
+                // Out of file descriptors, say: let the others finish first.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ip = peer.ip();
+        let pool = if ip.is_loopback() { &local } else { &network };
+        let Some(mut ticket) = pool.admit(ip) else {
+            drop(stream);
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = handle(stream, ip, &ctx) => {}
+                _ = &mut ticket.evicted => {}
+                _ = tokio::time::sleep(Duration::from_secs(MAX_STREAM_SECS)) => {}
+            }
+            drop(ticket);
+        });
+    }
+}
+
+/// Writes all of `text` within [`WRITE_SECS`].
+async fn send(w: &mut OwnedWriteHalf, text: &str) -> std::io::Result<()> {
+    tokio::time::timeout(
+        Duration::from_secs(WRITE_SECS),
+        w.write_all(text.as_bytes()),
+    )
+    .await
+    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+}
+
+async fn ask(ctx: &Context, ask: Ask) -> Option<Answer> {
+    let (tx, rx) = oneshot::channel();
+    ctx.calls.send(Call { ask, reply: tx }).await.ok()?;
+    tokio::time::timeout(Duration::from_secs(CALL_SECS), rx)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// One stream's state.
+struct Conn<'a> {
+    ctx: &'a Context,
+    /// Whether pubsub is served to this peer.
+    allowed: bool,
+    /// The client's address (the stream's `from`).
+    client: Option<String>,
+    /// Nodes subscribed to explicitly on this stream.
+    subscribed: BTreeSet<NodeKind>,
+    /// Nodes whose `+notify` the client's caps list.
+    notify: BTreeSet<NodeKind>,
+    /// The id of the caps query in flight.
+    caps_query: Option<String>,
+    next_id: u64,
+}
+
+impl Conn<'_> {
+    /// The answers to one stanza.
+    async fn on_stanza(&mut self, el: &Element) -> Vec<Element> {
+        let me = el.attr("to").unwrap_or(&self.ctx.instance).to_owned();
+        let to = el
+            .attr("from")
+            .map(str::to_owned)
+            .or_else(|| self.client.clone());
+        let to = to.as_deref();
+        match stanza::read(el) {
+            Incoming::Iq { id, query } => {
+                let reply = match query {
+                    Err(r) => Err(r),
+                    Ok(q) => self.query(q).await,
+                };
+                vec![match reply {
+                    Ok(payload) => stanza::result(&id, &me, to, payload),
+                    Err(r) => stanza::error("iq", Some(&id), &me, to, &r),
+                }]
+            }
+            Incoming::Response { id, features } => {
+                if self.caps_query.as_deref() == Some(id.as_str()) {
+                    self.caps_query = None;
+                    self.notify = NodeKind::ALL
+                        .into_iter()
+                        .filter(|n| features.contains(&format!("{}+notify", n.node_name())))
+                        .collect();
+                }
+                Vec::new()
+            }
+            Incoming::Presence(caps) => match caps {
+                Some(caps) if self.allowed => {
+                    self.next_id += 1;
+                    let id = format!("kith-caps-{}", self.next_id);
+                    self.caps_query = Some(id.clone());
+                    vec![stanza::caps_query(&id, &me, to, &caps)]
+                }
+                Some(_) => Vec::new(),
+                None => {
+                    self.notify.clear();
+                    Vec::new()
+                }
+            },
+            Incoming::Message => vec![stanza::error(
+                "message",
+                el.attr("id"),
+                &me,
+                to,
+                &Refusal::service_unavailable(),
+            )],
+            Incoming::Ignored => Vec::new(),
+        }
+    }
+
+    async fn query(&mut self, q: Query) -> Result<Option<Element>, Refusal> {
+        match q {
+            Query::DiscoInfo { node } => stanza::disco_info(node.as_deref()).map(Some),
+            Query::DiscoItems { node } => {
+                stanza::disco_items(node.as_deref(), &self.ctx.account).map(Some)
+            }
+            _ if !self.allowed => Err(Refusal::forbidden().with_text(
+                "pubsub is served to this machine only (kith run --xmpp-lan allows the LAN)",
+            )),
+            Query::Subscribe { node, jid } => {
+                self.subscribed.insert(node);
+                Ok(Some(stanza::subscription(node, &jid, true)))
+            }
+            Query::Unsubscribe { node, jid } => {
+                self.subscribed.remove(&node);
+                Ok(Some(stanza::subscription(node, &jid, false)))
+            }
+            Query::Publish { ref options, .. } => {
+                stanza::check_options(options)?;
+                self.forward(q).await
+            }
+            q => self.forward(q).await,
+        }
+    }
+
+    async fn forward(&self, q: Query) -> Result<Option<Element>, Refusal> {
+        match ask(self.ctx, Ask::Query(q)).await {
+            Some(Answer::Query(r)) => r,
+            _ => Err(Refusal::internal().with_text("the node did not answer")),
+        }
+    }
+
+    /// The message a notice makes for this stream, if it wants it.
+    fn on_notice(&self, notice: &Notice) -> Option<Element> {
+        match notice {
+            Notice::Item { node, id, sealed } => {
+                let wanted = self.subscribed.contains(node) || self.notify.contains(node);
+                wanted.then(|| {
+                    stanza::event(
+                        &self.ctx.account,
+                        self.client.as_deref(),
+                        *node,
+                        id,
+                        sealed.as_ref(),
+                    )
+                })
+            }
+            Notice::Secrets(Some(openpgp)) => Some(self.secrets_message(openpgp)),
+            Notice::Secrets(None) => None,
+        }
+    }
+
+    fn secrets_message(&self, openpgp: &Element) -> Element {
+        let mut m = Element::new("", "message").with_attr("from", self.ctx.account.clone());
+        if let Some(c) = &self.client {
+            m.set_attr("to", c.clone());
+        }
+        m.push(openpgp.clone());
+        m.push(Element::new(stanza::HINTS_NS, "store"));
+        m
+    }
+}
+
+async fn handle(stream: TcpStream, peer: IpAddr, ctx: &Context) -> std::io::Result<()> {
+    let allowed = ctx.lan || peer.is_loopback();
+    let mut notices = ctx.notices.subscribe();
+    let (mut rd, mut wr) = stream.into_split();
+    let mut framer = Framer::new();
+    let mut conn = Conn {
+        ctx,
+        allowed,
+        client: None,
+        subscribed: BTreeSet::new(),
+        notify: BTreeSet::new(),
+        caps_query: None,
+        next_id: 0,
+    };
+    let mut open = false;
+    let mut chunk = vec![0u8; 8192];
+    loop {
+        tokio::select! {
+            read = tokio::time::timeout(Duration::from_secs(IDLE_SECS), rd.read(&mut chunk)) => {
+                let n = read.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                if n == 0 {
+                    return Ok(());
+                }
+                framer.push(&chunk[..n]);
+                while let Some(frame) = framer.next() {
+                    match frame {
+                        Frame::Header { from, to } => {
+                            if open {
+                                send(&mut wr, &StreamError::NotWellFormed.to_xml()).await?;
+                                return wr.shutdown().await;
+                            }
+                            open = true;
+                            let head = stream::header(&ctx.instance, from.as_deref());
+                            let known = to.as_deref().is_none_or(|t| t == ctx.instance || t == ctx.account);
+                            if !known {
+                                send(&mut wr, &format!("{head}{}", StreamError::HostUnknown.to_xml())).await?;
+                                return wr.shutdown().await;
+                            }
+                            conn.client = from;
+                            let mut features = Element::new("", "stream:features");
+                            let mut info = stanza::disco_info(None).unwrap_or_else(|_| Element::new(stanza::DISCO_INFO_NS, "query"));
+                            info.set_attr("node", stanza::caps_node());
+                            features.push(info);
+                            send(&mut wr, &format!("{head}{}", features.to_xml())).await?;
+                            if allowed
+                                && let Some(Answer::Secrets(Some(openpgp))) = ask(ctx, Ask::Secrets).await
+                            {
+                                send(&mut wr, &conn.secrets_message(&openpgp).to_xml()).await?;
+                            }
+                        }
+                        Frame::Stanza(el) => {
+                            for out in conn.on_stanza(&el).await {
+                                send(&mut wr, &out.to_xml()).await?;
+                            }
+                        }
+                        Frame::Close => {
+                            send(&mut wr, "</stream:stream>").await?;
+                            return wr.shutdown().await;
+                        }
+                        Frame::Error(e) => {
+                            let head = if open { String::new() } else { stream::header(&ctx.instance, None) };
+                            send(&mut wr, &format!("{head}{}", e.to_xml())).await?;
+                            return wr.shutdown().await;
+                        }
+                    }
+                }
+            }
+            notice = notices.recv(), if open && allowed => match notice {
+                Ok(n) => {
+                    if let Some(el) = conn.on_notice(&n) {
+                        send(&mut wr, &el.to_xml()).await?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    send(&mut wr, &StreamError::ResourceConstraint.to_xml()).await?;
+                    return wr.shutdown().await;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    send(&mut wr, &StreamError::SystemShutdown.to_xml()).await?;
+                    return wr.shutdown().await;
+                }
+            },
+        }
+    }
+}

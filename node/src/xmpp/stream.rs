@@ -1,0 +1,310 @@
+//! XEP-0174 XML stream framing, without I/O: bytes in, the stream header, whole
+//! stanzas (parsed under [`STANZA_LIMITS`]), the closing tag, or a stream error out.
+//!
+//! Bounds: at most [`MAX_PENDING_BYTES`] of input that does not complete a stanza
+//! (`policy-violation` past it), [`STANZA_LIMITS`] on each stanza's nesting and size
+//! (`policy-violation`), and `not-well-formed` for anything that is not XML.
+
+use kith_protocol::xml::{self, Element};
+use quick_xml::events::Event;
+
+/// Most unparsed bytes kept per stream: the largest stanza accepted.
+pub const MAX_PENDING_BYTES: usize = 64 * 1024;
+/// Deepest element nesting accepted in a stanza.
+pub const MAX_STANZA_DEPTH: usize = 16;
+/// Limits one stanza is parsed under.
+pub const STANZA_LIMITS: xml::Limits = xml::Limits {
+    max_bytes: MAX_PENDING_BYTES,
+    max_depth: MAX_STANZA_DEPTH,
+    max_elements: 2048,
+};
+
+/// Namespace of stream errors (RFC 6120 §4.9).
+pub const STREAMS_NS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+
+/// A stream error condition (RFC 6120 §4.9.3); the stream ends after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamError {
+    /// Not XML, or not a stream.
+    NotWellFormed,
+    /// A stanza over the size or nesting limits.
+    PolicyViolation,
+    /// The stream header names another instance.
+    HostUnknown,
+    /// The client fell too far behind on notifications.
+    ResourceConstraint,
+    /// The node is stopping.
+    SystemShutdown,
+}
+
+impl StreamError {
+    /// The condition's element name.
+    pub fn condition(self) -> &'static str {
+        match self {
+            Self::NotWellFormed => "not-well-formed",
+            Self::PolicyViolation => "policy-violation",
+            Self::HostUnknown => "host-unknown",
+            Self::ResourceConstraint => "resource-constraint",
+            Self::SystemShutdown => "system-shutdown",
+        }
+    }
+
+    /// `<stream:error/>` followed by the closing tag.
+    pub fn to_xml(self) -> String {
+        format!(
+            "<stream:error><{} xmlns='{STREAMS_NS}'/></stream:error></stream:stream>",
+            self.condition()
+        )
+    }
+}
+
+/// What the framer found next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// The initiator's stream header, with its `from` and `to`.
+    Header {
+        /// `from`, as sent.
+        from: Option<String>,
+        /// `to`, as sent.
+        to: Option<String>,
+    },
+    /// One stanza.
+    Stanza(Element),
+    /// `</stream:stream>`: answer in kind and close.
+    Close,
+    /// The stream is broken: send this error and close.
+    Error(StreamError),
+}
+
+/// Cuts a byte stream into [`Frame`]s.
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+    in_stream: bool,
+    done: bool,
+}
+
+/// What the parser found at the front of the pending input.
+enum Piece {
+    Incomplete,
+    Malformed,
+    TooDeep,
+    Header(Option<String>, Option<String>, usize),
+    Stanza(usize, usize),
+    Close(usize),
+    Skip(usize),
+}
+
+fn attr(e: &quick_xml::events::BytesStart<'_>, name: &str) -> Option<String> {
+    e.try_get_attribute(name).ok().flatten().and_then(|a| {
+        a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .ok()
+            .map(|v| v.into_owned())
+    })
+}
+
+fn next_piece(buf: &[u8], in_stream: bool) -> Piece {
+    let mut reader = quick_xml::Reader::from_reader(buf);
+    let cfg = reader.config_mut();
+    cfg.check_end_names = false;
+    cfg.allow_unmatched_ends = true;
+    let mut depth = 0usize;
+    let mut start = None;
+    loop {
+        let before = reader.buffer_position() as usize;
+        let event = match reader.read_event() {
+            Ok(e) => e,
+            Err(_) if buf.last() != Some(&b'>') => return Piece::Incomplete,
+            Err(_) => return Piece::Malformed,
+        };
+        let end = reader.buffer_position() as usize;
+        match event {
+            Event::Eof => return Piece::Incomplete,
+            Event::Start(e) if !in_stream && depth == 0 => {
+                if e.name().into_inner() != "stream:stream" {
+                    return Piece::Malformed;
+                }
+                return Piece::Header(attr(&e, "from"), attr(&e, "to"), end);
+            }
+            Event::Start(_) => {
+                start.get_or_insert(before);
+                depth += 1;
+                if depth > MAX_STANZA_DEPTH {
+                    return Piece::TooDeep;
+                }
+            }
+            Event::Empty(_) if depth == 0 && in_stream => return Piece::Stanza(before, end),
+            Event::End(_) if depth == 0 && in_stream => return Piece::Close(end),
+            Event::Empty(_) | Event::End(_) if depth == 0 => return Piece::Malformed,
+            Event::End(_) => {
+                depth -= 1;
+                if depth == 0 {
+                    return Piece::Stanza(start.unwrap_or(0), end);
+                }
+            }
+            Event::Text(_) | Event::Decl(_) | Event::Comment(_) | Event::PI(_) if depth == 0 => {
+                return Piece::Skip(end);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Framer {
+    /// A framer before the stream header.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the stream ended (closed or broken): nothing more is read.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Takes more input; call [`Framer::next`] until it gives `None`.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if !self.done {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    /// The next complete frame, if any.
+    pub fn next(&mut self) -> Option<Frame> {
+        while !self.done {
+            let piece = next_piece(&self.buf, self.in_stream);
+            let (frame, used) = match piece {
+                Piece::Incomplete => {
+                    if self.buf.len() > MAX_PENDING_BYTES {
+                        return Some(self.end(StreamError::PolicyViolation));
+                    }
+                    return None;
+                }
+                Piece::Malformed => return Some(self.end(StreamError::NotWellFormed)),
+                Piece::TooDeep => return Some(self.end(StreamError::PolicyViolation)),
+                Piece::Header(from, to, n) => {
+                    self.in_stream = true;
+                    (Some(Frame::Header { from, to }), n)
+                }
+                Piece::Stanza(start, end) => {
+                    let text = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+                    match Element::parse(&text, STANZA_LIMITS) {
+                        Ok(el) => (Some(Frame::Stanza(el)), end),
+                        Err(
+                            xml::Error::TooLarge { .. }
+                            | xml::Error::TooDeep { .. }
+                            | xml::Error::TooManyElements { .. },
+                        ) => {
+                            return Some(self.end(StreamError::PolicyViolation));
+                        }
+                        Err(_) => return Some(self.end(StreamError::NotWellFormed)),
+                    }
+                }
+                Piece::Close(n) => {
+                    self.done = true;
+                    (Some(Frame::Close), n)
+                }
+                Piece::Skip(n) => (None, n),
+            };
+            self.buf.drain(..used);
+            if frame.is_some() {
+                return frame;
+            }
+        }
+        None
+    }
+
+    fn end(&mut self, e: StreamError) -> Frame {
+        self.done = true;
+        self.buf.clear();
+        Frame::Error(e)
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
+}
+
+/// The responder's stream header, from `me` (the advertised instance) to `to`.
+pub fn header(me: &str, to: Option<&str>) -> String {
+    let to = to
+        .map(|t| format!(" to='{}'", escape(t)))
+        .unwrap_or_default();
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+         xmlns:stream='http://etherx.jabber.org/streams' from='{}'{to} version='1.0'>",
+        escape(me)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(input: &[u8]) -> Vec<Frame> {
+        let mut f = Framer::new();
+        f.push(input);
+        std::iter::from_fn(|| f.next()).collect()
+    }
+
+    #[test]
+    fn a_stream_is_cut_into_header_stanzas_and_close() {
+        let got = frames(
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+              xmlns:stream='http://etherx.jabber.org/streams' from='a@b' to='kith-1@host'>\
+              <iq type='get' id='1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq> \
+              <presence/></stream:stream>",
+        );
+        assert_eq!(
+            got[0],
+            Frame::Header {
+                from: Some("a@b".into()),
+                to: Some("kith-1@host".into())
+            }
+        );
+        assert!(matches!(&got[1], Frame::Stanza(e) if e.name == "iq"));
+        assert!(matches!(&got[2], Frame::Stanza(e) if e.name == "presence"));
+        assert_eq!(got[3], Frame::Close);
+        assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn garbage_deep_nesting_and_floods_end_the_stream() {
+        assert_eq!(
+            frames(b"GET / HTTP/1.1\r\n\r\n<>"),
+            vec![Frame::Error(StreamError::NotWellFormed)]
+        );
+        let mut deep = b"<stream:stream>".to_vec();
+        deep.extend(std::iter::repeat_n(&b"<a>"[..], 40).flatten());
+        assert_eq!(
+            frames(&deep).last(),
+            Some(&Frame::Error(StreamError::PolicyViolation))
+        );
+        let mut big = b"<stream:stream><message><body>".to_vec();
+        big.resize(MAX_PENDING_BYTES + 10, b'x');
+        assert_eq!(
+            frames(&big).last(),
+            Some(&Frame::Error(StreamError::PolicyViolation))
+        );
+    }
+
+    proptest::proptest! {
+        /// Any bytes, in any two chunks: no panic, and nothing after the end.
+        #[test]
+        fn arbitrary_input_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), cut in 0usize..512) {
+            let mut f = Framer::new();
+            let at = cut.min(bytes.len());
+            for chunk in [&bytes[..at], &bytes[at..]] {
+                f.push(chunk);
+                while let Some(frame) = f.next() {
+                    if matches!(frame, Frame::Close | Frame::Error(_)) {
+                        proptest::prop_assert!(f.is_done());
+                    }
+                }
+            }
+        }
+    }
+}

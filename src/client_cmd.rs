@@ -1,0 +1,68 @@
+//! `kith client`: the XMPP clients approved to receive the node secrets.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use anyhow::Result;
+use base64::Engine as _;
+use kith_node::control::Request;
+use kith_node::xmpp::clients::MAX_CERT_BYTES;
+
+use crate::Exit;
+use crate::ops::{call, no_progress, print_json};
+use crate::output::outln;
+
+/// `kith client add --cert FILE`.
+pub(crate) fn add(dir: &Path, file: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_CERT_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| Exit::Io(format!("cannot read {}: {e}", file.display())))?;
+    let cert = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let v = call(dir, Request::AddClient { cert }, &mut no_progress).map_err(|e| {
+        match e.downcast::<Exit>() {
+            Ok(Exit::Code(3, m)) => Exit::Input(format!("{}: {m}", file.display())).into(),
+            Ok(other) => other.into(),
+            Err(e) => e,
+        }
+    })?;
+    outln!(
+        "Approved client {}: it receives the secrets when it connects",
+        v["fingerprint"].as_str().unwrap_or("-")
+    );
+    Ok(())
+}
+
+/// `kith client list`.
+pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
+    let v = call(dir, Request::Clients, &mut no_progress)?;
+    if json {
+        return print_json(&v);
+    }
+    outln!("{:<40} {:<20} USER IDS", "FINGERPRINT", "ADDED");
+    for c in v.as_array().into_iter().flatten() {
+        let uids: Vec<&str> = c["user_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str())
+            .collect();
+        outln!(
+            "{:<40} {:<20} {}",
+            c["fingerprint"].as_str().unwrap_or("-"),
+            c["added"].as_str().unwrap_or("-"),
+            uids.join(", ").replace(char::is_control, " ")
+        );
+    }
+    Ok(())
+}
+
+/// `kith client rm FINGERPRINT`.
+pub(crate) fn remove(dir: &Path, fingerprint: String) -> Result<()> {
+    let v = call(dir, Request::RemoveClient { fingerprint }, &mut no_progress)?;
+    outln!(
+        "Removed client {}; the secrets were rotated",
+        v["fingerprint"].as_str().unwrap_or("-")
+    );
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! kith's PEP service driven by slixmpp (an independent XMPP implementation) and
+//! GnuPG: two paired devices, one approved client on each, publish / events /
+//! retrieve / paging / retract / preconditions / bad payloads / a removed client
+//! (tests/xmpp/pep_client.py holds the checks). Needs a Python with slixmpp:
+//! `KITH_PYTHON` (set by `.ci/run`, which installs it in a venv); skipped without
+//! it unless `KITH_REQUIRE_SLIXMPP=1` (CI), which turns that into a failure.
+
+use std::process::Command;
+
+use crate::nodes::{Device, account};
+use crate::util::*;
+
+/// The Python to run the client with, if it has slixmpp.
+fn python() -> Option<String> {
+    let python = std::env::var("KITH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
+        .args(["-c", "import slixmpp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("KITH_REQUIRE_SLIXMPP").as_deref() != Ok("1"),
+            "slixmpp is required (KITH_REQUIRE_SLIXMPP=1) but {python} cannot import it"
+        );
+        eprintln!("SKIPPED: no Python with slixmpp (set KITH_PYTHON; see .ci/run)");
+        return None;
+    }
+    Some(python)
+}
+
+/// A GnuPG key for a client: its home and fingerprint; the certificate is exported
+/// to `cert`.
+fn client_key(gpg: &Gpg, uid: &str, cert: &std::path::Path) -> String {
+    let out = gpg.run(&[
+        "--passphrase",
+        "",
+        "--quick-generate-key",
+        uid,
+        "future-default",
+        "default",
+        "never",
+    ]);
+    assert!(out.status.success(), "gpg key: {}", stderr(&out));
+    let out = gpg.run(&["--with-colons", "--list-keys", uid]);
+    let listing = stdout(&out);
+    let fpr = listing
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .expect("a fingerprint")
+        .to_owned();
+    let out = gpg.run(&["--export", &fpr]);
+    assert!(out.status.success() && !out.stdout.is_empty());
+    std::fs::write(cert, &out.stdout).expect("write cert");
+    fpr
+}
+
+fn stream(d: &Device) -> (String, String) {
+    let s = d.status();
+    let port = s["node"]["xmpp_port"].as_u64().expect("xmpp port");
+    let instance = s["node"]["xmpp_instance"]
+        .as_str()
+        .expect("instance")
+        .to_owned();
+    (port.to_string(), instance)
+}
+
+#[test]
+fn a_slixmpp_client_publishes_retrieves_retracts_and_is_notified() {
+    let Some(python) = python() else { return };
+    let (Some(gpg_a), Some(gpg_b)) = (Gpg::new(), Gpg::new()) else {
+        return;
+    };
+    let devices = account(&["a", "b"]);
+    let (a, b) = (&devices[0], &devices[1]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cert_a = tmp.path().join("a.pgp");
+    let cert_b = tmp.path().join("b.pgp");
+    let fpr_a = client_key(&gpg_a, "xmpp:alice@client", &cert_a);
+    client_key(&gpg_b, "xmpp:bob@client", &cert_b);
+    a.ok(&["client", "add", "--cert", path(&cert_a)]);
+    b.ok(&["client", "add", "--cert", path(&cert_b)]);
+    let listed = a.json(&["client", "list"]);
+    assert_eq!(listed[0]["fingerprint"], fpr_a.as_str(), "{listed}");
+    let (port_a, instance_a) = stream(a);
+    let (port_b, instance_b) = stream(b);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp/pep_client.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--port-a", &port_a, "--instance-a", &instance_a])
+        .args(["--port-b", &port_b, "--instance-b", &instance_b])
+        .args([
+            "--gnupg-a",
+            path(gpg_a.home()),
+            "--gnupg-b",
+            path(gpg_b.home()),
+        ])
+        .args([
+            "--kith",
+            env!("CARGO_BIN_EXE_kith"),
+            "--dir-a",
+            path(&a.dir),
+        ])
+        .args(["--fpr-a", &fpr_a])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "the slixmpp client failed:\n{}\n{}\nnode A:\n{}",
+        stdout(&out),
+        stderr(&out),
+        a.log()
+    );
+    assert!(stdout(&out).contains("ok"));
+}

@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Drives kith's PEP service with slixmpp, as an XMPP client written for a server's
+PEP would, and checks every answer with slixmpp's and GnuPG's own code (never
+kith's). Run by tests/xmpp.rs; exits non-zero with a message on the first failure.
+
+Two kith devices of one account, A and B, each with one approved client (its own
+GnuPG key). Client A publishes on A; client B, subscribed on B, gets the event.
+"""
+
+import argparse
+import asyncio
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+import slixmpp
+from slixmpp.exceptions import IqError
+from slixmpp.plugins.xep_0059 import Set
+from slixmpp.plugins.xep_0060.stanza import Pubsub
+from slixmpp.xmlstream import register_stanza_plugin
+from slixmpp.stanza import StreamFeatures
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+OX = "urn:xmpp:openpgp:0"
+OXPS = "urn:xmpp:openpgp:pubsub:0"
+CONTACTS = "urn:xmpp:contacts"
+PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+DEADLINE = 60
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+class Gpg:
+    def __init__(self, home):
+        self.home = home
+
+    def run(self, args, data=None):
+        return subprocess.run(
+            ["gpg", "--homedir", self.home, "--batch", "--yes", "--pinentry-mode", "loopback"] + args,
+            input=data, capture_output=True)
+
+    def decrypt(self, data):
+        out = self.run(["--decrypt"], data)
+        check(out.stdout, f"gpg cannot decrypt: {out.stderr.decode(errors='replace')}")
+        return out.stdout
+
+    def seal(self, secret, plaintext):
+        """An XEP-0473 item, made by GnuPG: SKESK + SEIPD, no compression."""
+        with tempfile.NamedTemporaryFile("w", delete=False) as f:
+            f.write(secret)
+            pw = f.name
+        try:
+            out = self.run(["--passphrase-file", pw, "--symmetric", "--cipher-algo", "AES256",
+                            "--compress-algo", "none", "-o", "-"], plaintext.encode())
+        finally:
+            os.unlink(pw)
+        check(out.returncode == 0, f"gpg --symmetric: {out.stderr.decode(errors='replace')}")
+        return out.stdout
+
+
+def encrypted(key, data):
+    el = ET.Element(f"{{{OXPS}}}encrypted", {"key": key})
+    el.text = base64.b64encode(data).decode()
+    return el
+
+
+def contact(jid, name):
+    return (f"<contact xmlns='urn:xmpp:contacts:0' name='{name}'>"
+            f"<identity type='jid'>{jid}</identity></contact>")
+
+
+# XEP-0059 inside <pubsub/> (XEP-0060 §6.5.4): slixmpp's iterator needs this.
+register_stanza_plugin(Pubsub, Set)
+
+
+class Client(slixmpp.BaseXMPP):
+    """A link-local client: a stream to the node's instance, no SASL or binding
+    (XEP-0174)."""
+
+    def __init__(self, name, instance, gpg, notify):
+        super().__init__(f"{name}@client", "jabber:client")
+        self.instance = instance
+        self.gpg = gpg
+        self.stream_header = (
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+            f"from='{name}@client' to='{instance}' version='1.0'>")
+        self.stream_footer = "</stream:stream>"
+        # A plain TCP stream to the node (XEP-0174 has no TLS here).
+        self.enable_direct_tls = False
+        self.enable_starttls = False
+        self.enable_plaintext = True
+        self.register_stanza(StreamFeatures)
+        self.register_handler(Callback(
+            "features", MatchXPath(f"{{{self.stream_ns}}}features"), self._features))
+        for p in ["xep_0030", "xep_0004", "xep_0059", "xep_0060", "xep_0115", "xep_0163"]:
+            self.register_plugin(p)
+        if notify:
+            self.plugin["xep_0163"].add_interest(CONTACTS)
+        self.started = asyncio.get_event_loop().create_future()
+        self.secrets = []          # every <signcrypt/> payload received, decrypted
+        self.secrets_event = asyncio.Event()
+        self.events = []           # (kind, node, id, payload element or None)
+        self.events_changed = asyncio.Event()
+        self.register_handler(Callback(
+            "ox", MatchXPath(f"{{jabber:client}}message/{{{OX}}}openpgp"), self._message))
+        self.add_event_handler("pubsub_publish", self._publish)
+        self.add_event_handler("pubsub_retract", self._retract)
+        self.notify = notify
+
+    def register_feature(self, name, handler, restart=False, order=5000):
+        """Stream features (caps in features, SASL...) need no negotiation here."""
+
+    def _features(self, features):
+        self.event("session_start")
+        if not self.started.done():
+            self.started.set_result(features)
+        if self.notify:
+            self.send_presence()
+
+    def _message(self, msg):
+        openpgp = msg.xml.find(f"{{{OX}}}openpgp")
+        if openpgp is None:
+            return
+        out = self.gpg.run(["--decrypt"], base64.b64decode(openpgp.text))
+        if not out.stdout:
+            self.secrets.append(None)  # not for this client
+        else:
+            self.secrets.append(ET.fromstring(out.stdout))
+        self.secrets_event.set()
+
+    def _publish(self, msg):
+        item = msg["pubsub_event"]["items"]["item"]
+        payload = item.xml.find(f"{{{OXPS}}}encrypted")
+        self.events.append(("publish", msg["pubsub_event"]["items"]["node"], item["id"], payload))
+        self.events_changed.set()
+
+    def _retract(self, msg):
+        self.events.append(("retract", msg["pubsub_event"]["items"]["node"],
+                            msg["pubsub_event"]["items"]["retract"]["id"], None))
+        self.events_changed.set()
+
+    async def wait_event(self, kind, item_id):
+        async def find():
+            while True:
+                for e in self.events:
+                    if e[0] == kind and e[2] == item_id:
+                        return e
+                self.events_changed.clear()
+                await self.events_changed.wait()
+        return await asyncio.wait_for(find(), DEADLINE)
+
+    async def wait_secret(self, predicate):
+        async def find():
+            while True:
+                for s in self.secrets:
+                    if s is not None and predicate(s):
+                        return s
+                self.secrets_event.clear()
+                await self.secrets_event.wait()
+        return await asyncio.wait_for(find(), DEADLINE)
+
+
+def current_secret(signcrypt):
+    """The newest unrevoked contacts secret in a decrypted <signcrypt/>."""
+    check(signcrypt.tag == f"{{{OX}}}signcrypt", f"not a signcrypt: {signcrypt.tag}")
+    shares = [s for s in signcrypt.iter(f"{{{OXPS}}}shared-secret")
+              if s.get("node") == CONTACTS and s.get("revoked") != "true"]
+    check(shares, "no current secret for urn:xmpp:contacts")
+    newest = max(shares, key=lambda s: s.get("timestamp"))
+    check(len(newest.text) >= 32, "a secret of at least 32 characters")
+    return newest.get("id"), newest.text
+
+
+def pubsub_error(e):
+    cond = e.iq["error"]["condition"]
+    specific = [c.tag.split("}")[1] for c in e.iq.xml.iter() if c.tag.startswith(f"{{{PUBSUB_ERRORS}}}")]
+    return cond, (specific[0] if specific else None)
+
+
+async def refused(coro, want_cond, want_specific, what):
+    try:
+        await coro
+    except IqError as e:
+        got = pubsub_error(e)
+        check(got == (want_cond, want_specific), f"{what}: got {got}, want {(want_cond, want_specific)}")
+        return
+    fail(f"{what}: accepted")
+
+
+async def raw_publish(client, inner):
+    iq = client.make_iq_set(ito=client.instance)
+    iq.xml.append(ET.fromstring(
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:xmpp:contacts'>"
+        f"<item id='{os.urandom(16).hex()}'>{inner}</item></publish></pubsub>"))
+    return await iq.send(timeout=DEADLINE)
+
+
+def options(client, **fields):
+    form = client.plugin["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", ftype="hidden",
+                   value="http://jabber.org/protocol/pubsub#publish-options")
+    for k, v in fields.items():
+        form.add_field(var=f"pubsub#{k}", value=v)
+    return form
+
+
+async def main(args):
+    gpg_a, gpg_b = Gpg(args.gnupg_a), Gpg(args.gnupg_b)
+    a = Client("alice", args.instance_a, gpg_a, notify=True)
+    b = Client("bob", args.instance_b, gpg_b, notify=False)
+    a.connect("127.0.0.1", args.port_a)
+    b.connect("127.0.0.1", args.port_b)
+    features = await asyncio.wait_for(a.started, DEADLINE)
+    await asyncio.wait_for(b.started, DEADLINE)
+
+    # Disco: the service is a PEP service with exactly the pubsub features used here.
+    info = await a.plugin["xep_0030"].get_info(jid=args.instance_a, timeout=DEADLINE)
+    check(("pubsub", "pep", "kith", None) in [tuple(i) for i in info["disco_info"]["identities"]]
+          or any(i[0] == "pubsub" and i[1] == "pep" for i in info["disco_info"]["identities"]),
+          f"identity pubsub/pep: {info['disco_info']['identities']}")
+    feats = set(info["disco_info"]["features"])
+    for f in ["http://jabber.org/protocol/pubsub#publish", "http://jabber.org/protocol/pubsub#retract-items",
+              "http://jabber.org/protocol/pubsub#publish-options", "http://jabber.org/protocol/rsm", OXPS]:
+        check(f in feats, f"feature {f} advertised")
+    check("http://jabber.org/protocol/pubsub#purge-nodes" not in feats, "no purge advertised")
+    node_info = await a.plugin["xep_0030"].get_info(jid=args.instance_a, node=CONTACTS, timeout=DEADLINE)
+    form = node_info["disco_info"]["form"]["values"]
+    check(form.get("pubsub#access_model") == "whitelist", f"access_model: {form}")
+    check(form.get("pubsub#persist_items") in ("true", True, "1"), f"persist_items: {form}")
+    check(form.get("pubsub#max_items") == "max", f"max_items: {form}")
+    items = await a.plugin["xep_0030"].get_items(jid=args.instance_a, timeout=DEADLINE)
+    nodes = {i[1] for i in items["disco_items"]["items"]}
+    check(nodes == {"urn:xmpp:contacts", "urn:xmpp:contacts-groups"}, f"disco#items: {nodes}")
+
+    # Secrets: each client gets its device's secrets, encrypted to its GnuPG key.
+    secrets_a = await a.wait_secret(lambda s: True)
+    key_a, secret_a = current_secret(secrets_a)
+    secrets_b = await b.wait_secret(lambda s: True)
+    key_b, _ = current_secret(secrets_b)
+    check(key_a == key_b, "both devices hold the same current secret")
+
+    # B subscribes explicitly; A is notified through its +notify caps.
+    sub = await b.plugin["xep_0060"].subscribe(args.instance_b, CONTACTS, timeout=DEADLINE)
+    check(sub["pubsub"]["subscription"]["subscription"] == "subscribed", "subscribed")
+
+    # Publish on A, with the preconditions a XEP-0510 client sends.
+    item_id = os.urandom(16).hex()
+    sealed = gpg_a.seal(secret_a, contact("juliet@capulet.lit", "Juliet"))
+    opts = options(a, persist_items="true", access_model="whitelist", max_items="max")
+    res = await a.plugin["xep_0060"].publish(args.instance_a, CONTACTS, id=item_id,
+                                      payload=encrypted(key_a, sealed), options=opts, timeout=DEADLINE)
+    check(res["pubsub"]["publish"]["item"]["id"] == item_id, "publish answers the item id")
+
+    # B is notified with the same item; GnuPG opens it with the secret B holds.
+    _, node, _, payload = await b.wait_event("publish", item_id)
+    check(node == CONTACTS, f"event node {node}")
+    check(payload is not None and payload.get("key") == key_a, "the event carries the sealed item")
+    secret_b = current_secret(secrets_b)[1]
+    with tempfile.NamedTemporaryFile("w", delete=False) as f:
+        f.write(secret_b)
+    plain = gpg_b.run(["--passphrase-file", f.name, "--decrypt"], base64.b64decode(payload.text)).stdout
+    os.unlink(f.name)
+    check(b"juliet@capulet.lit" in plain and b"Juliet" in plain, f"B reads the contact: {plain[:200]}")
+    await a.wait_event("publish", item_id)
+
+    # Retrieve: all, by id, max_items, and XEP-0059 pages.
+    got = await a.plugin["xep_0060"].get_items(args.instance_a, CONTACTS, timeout=DEADLINE)
+    ids = [i["id"] for i in got["pubsub"]["items"]]
+    check(item_id in ids, "the item is listed")
+    one = await b.plugin["xep_0060"].get_item(args.instance_b, CONTACTS, item_id, timeout=DEADLINE)
+    check([i["id"] for i in one["pubsub"]["items"]] == [item_id], "retrieve by id")
+    newest = await a.plugin["xep_0060"].get_items(args.instance_a, CONTACTS, max_items=1, timeout=DEADLINE)
+    check(len(list(newest["pubsub"]["items"])) == 1, "max_items=1 gives one item")
+    paged = []
+    pages = 0
+    async for page in a.plugin["xep_0060"].get_items(args.instance_a, CONTACTS, iterator=True):
+        pages += 1
+        paged += [i["id"] for i in page["pubsub"]["items"]]
+        check(pages < 100, "paging ends")
+    check(sorted(paged) == sorted(ids) and len(set(paged)) == len(paged),
+          f"pages of 10 give every item once: {len(paged)} of {len(ids)}")
+    check(pages >= 2, f"more than one page ({len(ids)} items)")
+    await refused(a.plugin["xep_0060"].get_item(args.instance_a, CONTACTS, "f" * 32, timeout=DEADLINE),
+                  "item-not-found", None, "an unknown item")
+
+    # Preconditions that do not hold.
+    for field, value in [("access_model", "open"), ("max_items", "1"), ("persist_items", "false")]:
+        await refused(a.plugin["xep_0060"].publish(args.instance_a, CONTACTS, payload=encrypted(key_a, sealed),
+                                            options=options(a, **{field: value}), timeout=DEADLINE),
+                      "conflict", "precondition-not-met", f"{field}={value}")
+
+    # Bad payloads: nothing is stored.
+    unknown_key = encrypted("no-such-key", sealed)
+    wrong = encrypted(key_a, gpg_a.seal("x" * 40, contact("mallory@evil.lit", "M")))
+    not_0510 = encrypted(key_a, gpg_a.seal(secret_a, "<note xmlns='urn:example'>hi</note>"))
+    for what, inner in [
+        ("unencrypted", contact("mallory@evil.lit", "M")),
+        ("unknown key id", ET.tostring(unknown_key).decode()),
+        ("not decryptable", ET.tostring(wrong).decode()),
+        ("not XEP-0510", ET.tostring(not_0510).decode()),
+        ("two payloads", ET.tostring(encrypted(key_a, sealed)).decode() * 2),
+    ]:
+        await refused(raw_publish(a, inner), "bad-request", "invalid-payload", what)
+    big = encrypted(key_a, os.urandom(40 * 1024))
+    await refused(raw_publish(a, ET.tostring(big).decode()), "not-acceptable", "payload-too-big",
+                  "oversized")
+
+    # Retract with notify: B hears it; the item is gone.
+    await a.plugin["xep_0060"].retract(args.instance_a, CONTACTS, item_id, notify=True, timeout=DEADLINE)
+    await b.wait_event("retract", item_id)
+    await refused(b.plugin["xep_0060"].get_item(args.instance_b, CONTACTS, item_id, timeout=DEADLINE),
+                  "item-not-found", None, "a retracted item")
+
+    # A change made on device A by the CLI reaches client B as an event too.
+    subprocess.run([args.kith, "--data-dir", args.dir_a, "contact", "add", "mercutio@verona.lit"], check=True)
+    async def any_new_publish():
+        while not any(e[0] == "publish" and e[2] != item_id for e in b.events):
+            b.events_changed.clear()
+            await b.events_changed.wait()
+    await asyncio.wait_for(any_new_publish(), DEADLINE)
+
+    # Client A is removed on device A: the secrets rotate; B's client gets the new
+    # secret, A's client gets nothing it can read, and its old secret seals nothing.
+    before = len(a.secrets)
+    out = subprocess.run([args.kith, "--data-dir", args.dir_a, "client", "rm", args.fpr_a],
+                         capture_output=True)
+    check(out.returncode == 0, f"kith client rm: {out.stderr}")
+    rotated = await b.wait_secret(lambda s: current_secret(s)[0] != key_a)
+    revoked = [r for r in rotated.iter(f"{{{OXPS}}}revoke") if r.get("id") == key_a]
+    check(revoked, "the old secret is revoked")
+    check(all(s is None for s in a.secrets[before:]), "the removed client reads nothing new")
+    stale = gpg_a.seal(secret_a, contact("tybalt@capulet.lit", "T"))
+    await refused(a.plugin["xep_0060"].publish(args.instance_a, CONTACTS, payload=encrypted(key_a, stale),
+                                        timeout=DEADLINE),
+                  "bad-request", "invalid-payload", "publishing with a revoked secret")
+    a.disconnect()
+    b.disconnect()
+    print("ok")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    for k in ["instance-a", "instance-b", "gnupg-a", "gnupg-b", "kith", "dir-a", "fpr-a"]:
+        p.add_argument(f"--{k}", required=True)
+    p.add_argument("--port-a", type=int, required=True)
+    p.add_argument("--port-b", type=int, required=True)
+    asyncio.run(main(p.parse_args()))
