@@ -28,6 +28,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 OX = "urn:xmpp:openpgp:0"
 OXPS = "urn:xmpp:openpgp:pubsub:0"
 CONTACTS = "urn:xmpp:contacts"
+GROUPS = "urn:xmpp:contacts-groups"
 PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 DEADLINE = 60
@@ -173,12 +174,12 @@ class Client(slixmpp.BaseXMPP):
         return await asyncio.wait_for(find(), DEADLINE)
 
 
-def current_secret(signcrypt):
-    """The newest unrevoked contacts secret in a decrypted <signcrypt/>."""
+def current_secret(signcrypt, node=CONTACTS):
+    """The newest unrevoked secret of `node` in a decrypted <signcrypt/>."""
     check(signcrypt.tag == f"{{{OX}}}signcrypt", f"not a signcrypt: {signcrypt.tag}")
     shares = [s for s in signcrypt.iter(f"{{{OXPS}}}shared-secret")
-              if s.get("node") == CONTACTS and s.get("revoked") != "true"]
-    check(shares, "no current secret for urn:xmpp:contacts")
+              if s.get("node") == node and s.get("revoked") != "true"]
+    check(shares, f"no current secret for {node}")
     newest = max(shares, key=lambda s: s.get("timestamp"))
     check(len(newest.text) >= 32, "a secret of at least 32 characters")
     return newest.get("id"), newest.text
@@ -317,6 +318,19 @@ async def main(args):
     big = encrypted(key_a, os.urandom(40 * 1024))
     await refused(raw_publish(a, ET.tostring(big).decode()), "not-acceptable", "payload-too-big",
                   "oversized")
+
+    # An item id of the client's own choosing, as in XEP-0510's examples: kept on
+    # this device (retrieve, retract and events use it).
+    gkey, gsecret = current_secret(secrets_a, GROUPS)
+    group = gpg_a.seal(gsecret, "<group xmlns='urn:xmpp:contacts:0' id='grp-789' name='Friends'/>")
+    res = await a.plugin["xep_0060"].publish(args.instance_a, GROUPS, id="grp-789",
+                                             payload=encrypted(gkey, group), timeout=DEADLINE)
+    check(res["pubsub"]["publish"]["item"]["id"] == "grp-789", "publish answers the chosen id")
+    got = await a.plugin["xep_0060"].get_item(args.instance_a, GROUPS, "grp-789", timeout=DEADLINE)
+    check([i["id"] for i in got["pubsub"]["items"]] == ["grp-789"], "retrieve by the chosen id")
+    await a.plugin["xep_0060"].retract(args.instance_a, GROUPS, "grp-789", timeout=DEADLINE)
+    await refused(a.plugin["xep_0060"].get_item(args.instance_a, GROUPS, "grp-789", timeout=DEADLINE),
+                  "item-not-found", None, "a retracted group")
 
     # Retract with notify: B hears it; the item is gone.
     await a.plugin["xep_0060"].retract(args.instance_a, CONTACTS, item_id, notify=True, timeout=DEADLINE)

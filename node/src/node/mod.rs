@@ -132,6 +132,8 @@ struct Node {
     /// The secrets message for the approved clients, and the keyring it was made for.
     pep_secrets: Option<Arc<kith_protocol::xml::Element>>,
     pep_secrets_for: Option<BTreeSet<(String, bool)>>,
+    /// Item ids clients chose that are not kith's form (see `store::names`).
+    pep_names: BTreeMap<(kith_protocol::item::NodeKind, kith_protocol::record::ItemId), String>,
     swarm: Swarm<Behaviour>,
     /// The pairing listener: its own port, open only while an invitation is.
     pair_swarm: Swarm<PairBehaviour>,
@@ -287,6 +289,12 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         },
     ));
     let ox_key = device.ox_key().map_err(|e| Error::Failed(e.message))?;
+    let pep_names = device
+        .store
+        .item_names()?
+        .into_iter()
+        .map(|(node, item, name)| ((node, item), name))
+        .collect();
     let mut device = device;
     device.watch = Some(Vec::new());
     let (calls_tx, calls_rx) = mpsc::channel(16);
@@ -300,6 +308,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         pep_notices,
         pep_secrets: None,
         pep_secrets_for: None,
+        pep_names,
         swarm,
         pair_swarm,
         pair_listen: Vec::new(),

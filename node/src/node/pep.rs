@@ -11,6 +11,7 @@ use kith_protocol::xml::Element;
 use tracing::warn;
 
 use super::{Error, Node};
+use crate::store::names::{MAX_NAME_BYTES, item_for_name};
 use crate::xmpp::stanza::{self, MAX_PAGE, Page, PageInfo, Query, Refusal};
 use crate::xmpp::{Answer, Ask, Call, Notice};
 
@@ -27,18 +28,14 @@ fn refusal(e: ContactsError) -> Refusal {
     }
 }
 
-fn sealed(r: &Record) -> Option<(String, kith_protocol::seal::Sealed)> {
-    match &r.body {
-        Body::Sealed(s) => Some((r.item.to_string(), s.clone())),
-        _ => None,
+/// A client's item id: not empty, at most [`MAX_NAME_BYTES`], no control characters.
+fn check_name(name: &str) -> Result<(), Refusal> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(Refusal::bad_request(None).with_text(format!(
+            "an item id is 1 to {MAX_NAME_BYTES} bytes without control characters"
+        )));
     }
-}
-
-/// The item ids of a request, parsed; ids that cannot be kith's are skipped.
-fn parse_ids(ids: &[String]) -> Vec<ItemId> {
-    ids.iter()
-        .filter_map(|s| ItemId::parse(s).filter(|i| i.to_string() == *s))
-        .collect()
+    Ok(())
 }
 
 impl Node {
@@ -61,14 +58,12 @@ impl Node {
             Query::Publish {
                 node, id, sealed, ..
             } => {
-                let item = match id {
+                let item = match &id {
                     None => ItemId::random(&mut rand::rng()),
-                    Some(s) => ItemId::parse(&s)
-                        .filter(|i| i.to_string() == s)
-                        .ok_or_else(|| {
-                            Refusal::bad_request(None)
-                                .with_text("item ids here are 32 lower-case hex digits (or none)")
-                        })?,
+                    Some(name) => {
+                        check_name(name)?;
+                        item_for_name(node, name)
+                    }
                 };
                 let now = self.device.clock.now();
                 let result = self
@@ -79,12 +74,18 @@ impl Node {
                     .drain()
                     .map_err(|e| Refusal::internal().with_text(e.to_string()))?;
                 result.map_err(refusal)?;
-                Ok(Some(stanza::published(node, &item.to_string())))
+                if let Some(name) = id.filter(|n| *n != item.to_string()) {
+                    if let Err(e) = self.device.store.set_item_name(node, &item, &name) {
+                        warn!("cannot keep the item id {name:?}: {e}");
+                    }
+                    self.pep_names.insert((node, item), name);
+                }
+                Ok(Some(stanza::published(node, &self.item_name(node, &item))))
             }
             Query::Retract { node, ids } => {
-                let items = parse_ids(&ids);
+                let items: Vec<ItemId> = ids.iter().map(|n| item_for_name(node, n)).collect();
                 let view = self.device.engine.book().view();
-                if items.len() != ids.len() || !items.iter().all(|i| view.is_live(node, i)) {
+                if !items.iter().all(|i| view.is_live(node, i)) {
                     return Err(Refusal::item_not_found());
                 }
                 self.device
@@ -110,6 +111,15 @@ impl Node {
         }
     }
 
+    /// The id a client sees for `item`: the name it was published with here, or
+    /// kith's hex form.
+    fn item_name(&self, node: NodeKind, item: &ItemId) -> String {
+        self.pep_names
+            .get(&(node, *item))
+            .cloned()
+            .unwrap_or_else(|| item.to_string())
+    }
+
     fn items(
         &mut self,
         node: NodeKind,
@@ -117,17 +127,28 @@ impl Node {
         max_items: Option<usize>,
         page: Option<Page>,
     ) -> Result<Element, Refusal> {
+        let names = &self.pep_names;
+        let sealed = |r: &Record| match &r.body {
+            Body::Sealed(s) => Some((
+                names
+                    .get(&(node, r.item))
+                    .cloned()
+                    .unwrap_or_else(|| r.item.to_string()),
+                s.clone(),
+            )),
+            _ => None,
+        };
         let replica = self.device.engine.book().replica();
-        // Live items, by item id.
+        // Live items, by record id.
         let mut all: Vec<&Record> = if ids.is_empty() {
             replica
                 .space(node)
                 .filter(|r| matches!(r.body, Body::Sealed(_)))
                 .collect()
         } else {
-            let found: Vec<&Record> = parse_ids(ids)
+            let found: Vec<&Record> = ids
                 .iter()
-                .filter_map(|i| replica.get(node, i))
+                .filter_map(|n| replica.get(node, &item_for_name(node, n)))
                 .filter(|r| matches!(r.body, Body::Sealed(_)))
                 .collect();
             if found.is_empty() {
@@ -152,14 +173,16 @@ impl Node {
                 let max = p.max.unwrap_or(MAX_PAGE).min(MAX_PAGE);
                 match (&p.after, &p.before) {
                     (Some(after), _) => {
-                        let s = all.partition_point(|r| r.item.to_string() <= *after);
+                        let after = item_for_name(node, after);
+                        let s = all.partition_point(|r| r.item <= after);
                         (s, (s + max).min(count))
                     }
                     (None, Some(before)) => {
                         let e = if before.is_empty() {
                             count
                         } else {
-                            all.partition_point(|r| r.item.to_string() < *before)
+                            let before = item_for_name(node, before);
+                            all.partition_point(|r| r.item < before)
                         };
                         (e.saturating_sub(max), e)
                     }
@@ -207,11 +230,14 @@ impl Node {
                 Body::Sealed(s) => Some(s.clone()),
                 _ => None,
             });
-            let _ = self.pep_notices.send(Arc::new(Notice::Item {
-                node,
-                id: item.to_string(),
-                sealed,
-            }));
+            let id = self
+                .pep_names
+                .get(&(node, item))
+                .cloned()
+                .unwrap_or_else(|| item.to_string());
+            let _ = self
+                .pep_notices
+                .send(Arc::new(Notice::Item { node, id, sealed }));
         }
         Ok(())
     }

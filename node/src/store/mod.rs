@@ -37,6 +37,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub mod clients;
 mod files;
 pub mod index;
+pub mod names;
 
 pub use files::{
     DEVICE_FILES, Lock, create_dir, finish_pending, keyring_from_xml, keyring_to_xml, pending,
@@ -215,6 +216,9 @@ CREATE TABLE IF NOT EXISTS identities (
 CREATE INDEX IF NOT EXISTS identities_item ON identities (item);
 CREATE TABLE IF NOT EXISTS clients (
     fingerprint TEXT PRIMARY KEY, cert BLOB NOT NULL, added_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS item_names (
+    node INTEGER NOT NULL, item BLOB NOT NULL, name TEXT NOT NULL,
+    PRIMARY KEY (node, item)) WITHOUT ROWID;
 ";
 
 /// The schema this code writes. Version 1 (the first release) lacked the quarantine

@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use kith_protocol::item::NodeKind;
 use kith_protocol::xml::Element;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
 
 use super::stanza::{self, Incoming, Query, Refusal};
@@ -80,7 +79,7 @@ pub async fn serve(listener: TcpListener, ctx: Context) {
 }
 
 /// Writes all of `text` within [`WRITE_SECS`].
-async fn send(w: &mut OwnedWriteHalf, text: &str) -> std::io::Result<()> {
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, text: &str) -> std::io::Result<()> {
     tokio::time::timeout(
         Duration::from_secs(WRITE_SECS),
         w.write_all(text.as_bytes()),
@@ -231,10 +230,15 @@ impl Conn<'_> {
     }
 }
 
-async fn handle(stream: TcpStream, peer: IpAddr, ctx: &Context) -> std::io::Result<()> {
+/// Serves one stream from `peer` until it ends.
+async fn handle<S: AsyncRead + AsyncWrite>(
+    stream: S,
+    peer: IpAddr,
+    ctx: &Context,
+) -> std::io::Result<()> {
     let allowed = ctx.lan || peer.is_loopback();
     let mut notices = ctx.notices.subscribe();
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut framer = Framer::new();
     let mut conn = Conn {
         ctx,
@@ -314,5 +318,88 @@ async fn handle(stream: TcpStream, peer: IpAddr, ctx: &Context) -> std::io::Resu
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::DuplexStream;
+    use tokio::sync::mpsc;
+
+    const HEADER: &str = "<stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' from='c@client' to='kith-1@host' version='1.0'>";
+
+    /// A stream from `peer` to a service whose node answers every query with an
+    /// empty result; returns the client's end.
+    fn stream_from(peer: &str, lan: bool) -> DuplexStream {
+        let (calls, mut rx) = mpsc::channel::<Call>(4);
+        let (notices, _) = broadcast::channel(4);
+        tokio::spawn(async move {
+            while let Some(call) = rx.recv().await {
+                let answer = match call.ask {
+                    Ask::Query(_) => Answer::Query(Ok(None)),
+                    Ask::Secrets => Answer::Secrets(None),
+                };
+                let _ = call.reply.send(answer);
+            }
+        });
+        let ctx = Context {
+            instance: "kith-1@host".into(),
+            account: "romeo@montague.lit".into(),
+            lan,
+            calls,
+            notices,
+        };
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let peer: IpAddr = peer.parse().unwrap();
+        tokio::spawn(async move { handle(server, peer, &ctx).await });
+        client
+    }
+
+    async fn exchange(mut c: DuplexStream, input: &str) -> String {
+        c.write_all(input.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out))
+            .await
+            .expect("the stream ends")
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    const ITEMS: &str = "<iq type='get' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+        <items node='urn:xmpp:contacts'/></pubsub></iq>";
+    const DISCO: &str =
+        "<iq type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>";
+
+    #[tokio::test]
+    async fn the_lan_gets_disco_but_pubsub_is_forbidden() {
+        let input = format!("{HEADER}{DISCO}{ITEMS}</stream:stream>");
+        let refused = "type='error' id='p1'><error type='auth'><forbidden";
+        let out = exchange(stream_from("10.200.0.2", false), &input).await;
+        assert!(
+            out.contains("type='result' id='d1'><query"),
+            "disco is open: {out}"
+        );
+        assert!(out.contains(refused), "{out}");
+        assert!(out.ends_with("</stream:stream>"), "{out}");
+
+        let out = exchange(stream_from("127.0.0.1", false), &input).await;
+        assert!(out.contains("type='result' id='p1'"), "loopback: {out}");
+
+        let out = exchange(stream_from("10.200.0.2", true), &input).await;
+        assert!(out.contains("type='result' id='p1'"), "opted in: {out}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_to_another_instance_or_of_garbage_ends_with_a_stream_error() {
+        let other = HEADER.replace("kith-1@host", "kith-2@elsewhere");
+        let out = exchange(stream_from("127.0.0.1", false), &other).await;
+        assert!(out.contains("host-unknown"), "{out}");
+        let out = exchange(stream_from("127.0.0.1", false), "GET / HTTP/1.1\r\n\r\n<>").await;
+        assert!(out.contains("not-well-formed"), "{out}");
+        let deep = format!("{HEADER}{}", "<a>".repeat(64));
+        let out = exchange(stream_from("127.0.0.1", false), &deep).await;
+        assert!(out.contains("policy-violation"), "{out}");
     }
 }

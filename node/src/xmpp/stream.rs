@@ -284,7 +284,7 @@ mod tests {
             Some(&Frame::Error(StreamError::PolicyViolation))
         );
         let mut big = b"<stream:stream><message><body>".to_vec();
-        big.resize(MAX_PENDING_BYTES + 10, b'x');
+        big.resize(MAX_PENDING_BYTES + 100, b'x');
         assert_eq!(
             frames(&big).last(),
             Some(&Frame::Error(StreamError::PolicyViolation))
