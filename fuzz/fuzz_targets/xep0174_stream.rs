@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let at = usize::from(cut).min(rest.len());
     for chunk in [&rest[..at], &rest[at..]] {
         framer.push(chunk);
-        while let Some(frame) = framer.next() {
+        while let Some(frame) = framer.next_frame() {
             match frame {
                 Frame::Stanza(el) => {
                     if let Incoming::Iq { id, query: Err(r) } = stanza::read(&el) {

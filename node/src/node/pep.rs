@@ -158,7 +158,7 @@ impl Node {
         };
         if let Some(n) = max_items {
             // The newest n, newest first (XEP-0060 §6.5.7).
-            all.sort_by(|a, b| b.version.cmp(&a.version));
+            all.sort_by_key(|r| std::cmp::Reverse(r.version));
             all.truncate(n.min(MAX_PAGE));
             let items: Vec<_> = all.iter().filter_map(|r| sealed(r)).collect();
             let info = (items.len() < replica.space(node).count()).then_some(PageInfo {

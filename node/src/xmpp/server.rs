@@ -259,7 +259,7 @@ async fn handle<S: AsyncRead + AsyncWrite>(
                     return Ok(());
                 }
                 framer.push(&chunk[..n]);
-                while let Some(frame) = framer.next() {
+                while let Some(frame) = framer.next_frame() {
                     match frame {
                         Frame::Header { from, to } => {
                             if open {

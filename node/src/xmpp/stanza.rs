@@ -39,7 +39,7 @@ pub const HINTS_NS: &str = "urn:xmpp:hints";
 pub const CAPS_NODE: &str = "https://kith.invalid/pep";
 
 /// Most items one page holds when the client names no smaller `max`.
-pub const MAX_PAGE: usize = 512;
+pub const MAX_PAGE: usize = 128;
 /// Most item ids one request may name.
 pub const MAX_IDS: usize = 64;
 

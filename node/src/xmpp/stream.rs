@@ -161,7 +161,7 @@ impl Framer {
         self.done
     }
 
-    /// Takes more input; call [`Framer::next`] until it gives `None`.
+    /// Takes more input; call [`Framer::next_frame`] until it gives `None`.
     pub fn push(&mut self, bytes: &[u8]) {
         if !self.done {
             self.buf.extend_from_slice(bytes);
@@ -169,7 +169,7 @@ impl Framer {
     }
 
     /// The next complete frame, if any.
-    pub fn next(&mut self) -> Option<Frame> {
+    pub fn next_frame(&mut self) -> Option<Frame> {
         while !self.done {
             let piece = next_piece(&self.buf, self.in_stream);
             let (frame, used) = match piece {
@@ -247,7 +247,7 @@ mod tests {
     fn frames(input: &[u8]) -> Vec<Frame> {
         let mut f = Framer::new();
         f.push(input);
-        std::iter::from_fn(|| f.next()).collect()
+        std::iter::from_fn(|| f.next_frame()).collect()
     }
 
     #[test]
@@ -299,7 +299,7 @@ mod tests {
             let at = cut.min(bytes.len());
             for chunk in [&bytes[..at], &bytes[at..]] {
                 f.push(chunk);
-                while let Some(frame) = f.next() {
+                while let Some(frame) = f.next_frame() {
                     if matches!(frame, Frame::Close | Frame::Error(_)) {
                         proptest::prop_assert!(f.is_done());
                     }
