@@ -113,3 +113,36 @@ fn a_slixmpp_client_publishes_retrieves_retracts_and_is_notified() {
     );
     assert!(stdout(&out).contains("ok"));
 }
+
+/// A slixmpp client on another machine (a second network namespace joined by a
+/// veth pair): disco answers, pubsub is `forbidden`; with `--xmpp-lan` it is served.
+#[test]
+fn a_lan_client_gets_disco_but_pubsub_only_with_xmpp_lan() {
+    let Some(python) = python() else { return };
+    let Some(net) = crate::netns::Net::or_skip(2) else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp/pep_client.py");
+    let mut a = Device::new().with_prefix(&net.prefix(0));
+    a.ok(&["init", "--jid", "romeo@montague.lit"]);
+    for (extra, allowed) in [(&[][..], false), (&["--xmpp-lan"][..], true)] {
+        let mut args = vec!["--no-mdns"];
+        args.extend_from_slice(extra);
+        a.start_with(&format!("/ip4/{}/tcp/0", net.ip[0]), &args);
+        let (port, instance) = stream(&a);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &net.ns[1], &python, script, "lan"])
+            .args(["--host", &net.ip[0], "--port", &port, "--instance", &instance]);
+        if allowed {
+            cmd.arg("--allowed");
+        }
+        let out = cmd.output().expect("python runs");
+        assert!(
+            out.status.success() && stdout(&out).contains("ok"),
+            "LAN client (allowed: {allowed}):\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        a.stop();
+    }
+}

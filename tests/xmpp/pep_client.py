@@ -365,7 +365,36 @@ async def main(args):
     print("ok")
 
 
+async def lan(args):
+    """A client on another machine: disco is open; pubsub is forbidden unless the
+    node serves the LAN (--xmpp-lan)."""
+    c = Client("carol", args.instance, Gpg(tempfile.mkdtemp()), notify=False)
+    c.connect(args.host, args.port)
+    await asyncio.wait_for(c.started, DEADLINE)
+    info = await c.plugin["xep_0030"].get_info(jid=args.instance, timeout=DEADLINE)
+    check(any(i[0] == "pubsub" and i[1] == "pep" for i in info["disco_info"]["identities"]),
+          "disco answers a LAN client")
+    items = c.plugin["xep_0060"].get_items(args.instance, CONTACTS, timeout=DEADLINE)
+    if args.allowed:
+        await items
+    else:
+        await refused(items, "forbidden", None, "pubsub from the LAN")
+        await refused(c.plugin["xep_0060"].subscribe(args.instance, CONTACTS, timeout=DEADLINE),
+                      "forbidden", None, "a subscription from the LAN")
+    c.disconnect()
+    print("ok")
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "lan":
+        p = argparse.ArgumentParser()
+        p.add_argument("mode")
+        p.add_argument("--host", required=True)
+        p.add_argument("--port", type=int, required=True)
+        p.add_argument("--instance", required=True)
+        p.add_argument("--allowed", action="store_true")
+        asyncio.run(lan(p.parse_args()))
+        sys.exit(0)
     p = argparse.ArgumentParser()
     for k in ["instance-a", "instance-b", "gnupg-a", "gnupg-b", "kith", "dir-a", "fpr-a"]:
         p.add_argument(f"--{k}", required=True)
