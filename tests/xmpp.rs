@@ -14,7 +14,7 @@ use crate::util::*;
 fn python() -> Option<String> {
     let python = std::env::var("KITH_PYTHON").unwrap_or_else(|_| "python3".into());
     let ok = Command::new(&python)
-        .args(["-c", "import slixmpp"])
+        .args(["-c", "import slixmpp, zeroconf"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
@@ -132,7 +132,14 @@ fn a_lan_client_gets_disco_but_pubsub_only_with_xmpp_lan() {
         let (port, instance) = stream(&a);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &net.ns[1], &python, script, "lan"])
-            .args(["--host", &net.ip[0], "--port", &port, "--instance", &instance]);
+            .args([
+                "--host",
+                &net.ip[0],
+                "--port",
+                &port,
+                "--instance",
+                &instance,
+            ]);
         if allowed {
             cmd.arg("--allowed");
         }
@@ -145,4 +152,35 @@ fn a_lan_client_gets_disco_but_pubsub_only_with_xmpp_lan() {
         );
         a.stop();
     }
+}
+
+/// python-zeroconf in another network namespace finds the node's `_presence._tcp`
+/// advertisement on the veth pair; its TXT caps (`hash`, `node`, `ver`) are those of
+/// the disco#info the stream answers, as slixmpp computes them (XEP-0174 §6.2).
+#[test]
+fn the_txt_record_carries_the_caps_of_the_stream() {
+    let Some(python) = python() else { return };
+    let Some(net) = crate::netns::Net::or_skip(3) else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp/pep_client.py");
+    let mut a = Device::new().with_prefix(&net.prefix(0));
+    a.ok(&["init", "--jid", "romeo@montague.lit"]);
+    a.start_with(
+        &format!("/ip4/{}/tcp/0", net.ip[0]),
+        &["--mdns-interface", &net.veth[0]],
+    );
+    let (_, instance) = stream(&a);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.ns[1], &python, script, "mdns"])
+        .args(["--instance", &instance])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success() && stdout(&out).contains("ok"),
+        "zeroconf + slixmpp:\n{}\n{}\nnode:\n{}",
+        stdout(&out),
+        stderr(&out),
+        a.log()
+    );
 }

@@ -385,7 +385,64 @@ async def lan(args):
     print("ok")
 
 
+async def mdns(args):
+    """Finds the node's XEP-0174 advertisement with python-zeroconf (not kith's
+    mDNS code), connects to the SRV target it names, and checks that the TXT caps
+    (hash, node, ver) are those of the disco#info the stream answers, as computed
+    by slixmpp's XEP-0115 code."""
+    from zeroconf import ServiceBrowser, Zeroconf
+    service = "_presence._tcp.local."
+    name = f"{args.instance}.{service}"
+    zc = Zeroconf()
+    try:
+        found = asyncio.get_event_loop().create_future()
+
+        class Listener:
+            def add_service(self, zc_, type_, n):
+                if n == name and not found.done():
+                    found.get_loop().call_soon_threadsafe(found.set_result, n)
+
+            def update_service(self, *a):
+                pass
+
+            def remove_service(self, *a):
+                pass
+
+        ServiceBrowser(zc, service, Listener())
+        await asyncio.wait_for(found, DEADLINE)
+        info = None
+        for _ in range(DEADLINE):
+            info = await asyncio.get_event_loop().run_in_executor(
+                None, lambda: zc.get_service_info(service, name, 3000))
+            if info and info.parsed_addresses():
+                break
+        check(info is not None, f"{name} resolves")
+        txt = {k.decode(): (v.decode() if v is not None else None) for k, v in info.properties.items()}
+    finally:
+        zc.close()
+    check(txt.get("txtvers") == "1", f"txtvers: {txt}")
+    check(txt.get("port.p2pj") == str(info.port), f"port.p2pj is the SRV port: {txt}")
+    check(txt.get("hash") == "sha-1" and txt.get("node") and txt.get("ver"), f"caps in TXT: {txt}")
+    check("jid" not in txt and "1st" not in txt and "last" not in txt, f"no account data: {txt}")
+    host = [a for a in info.parsed_addresses() if ":" not in a][0]
+    c = Client("dave", args.instance, Gpg(tempfile.mkdtemp()), notify=False)
+    c.connect(host, info.port)
+    await asyncio.wait_for(c.started, DEADLINE)
+    got = await c.plugin["xep_0030"].get_info(jid=args.instance, node=f"{txt['node']}#{txt['ver']}",
+                                              timeout=DEADLINE)
+    ver = c.plugin["xep_0115"].generate_verstring(got["disco_info"], "sha-1")
+    check(ver == txt["ver"], f"TXT ver {txt['ver']} is the disco#info's ({ver})")
+    c.disconnect()
+    print("ok")
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "mdns":
+        p = argparse.ArgumentParser()
+        p.add_argument("mode")
+        p.add_argument("--instance", required=True)
+        asyncio.run(mdns(p.parse_args()))
+        sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "lan":
         p = argparse.ArgumentParser()
         p.add_argument("mode")
