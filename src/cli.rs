@@ -112,13 +112,20 @@ enum ClientCommand {
         #[arg(long, value_name = "FILE")]
         cert: PathBuf,
     },
-    /// The approved clients.
+    /// Approves a client that published its certificate on the stream
+    /// (XEP-0373); `kith client list` shows it as waiting.
+    Approve {
+        /// Its fingerprint.
+        fingerprint: String,
+    },
+    /// The clients, approved or waiting.
     List {
         /// JSON output.
         #[arg(long)]
         json: bool,
     },
-    /// Removes a client; the secrets rotate, so it can read nothing new.
+    /// Removes a client; if it was approved the secrets rotate, so it can read
+    /// nothing new.
     Rm {
         /// Its fingerprint.
         fingerprint: String,
@@ -393,6 +400,9 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         }
         Command::Secret(SecretCommand::Rotate) => ops::done(&dir, Request::Rotate),
         Command::Client(ClientCommand::Add { cert }) => client_cmd::add(&dir, &cert),
+        Command::Client(ClientCommand::Approve { fingerprint }) => {
+            client_cmd::approve(&dir, fingerprint)
+        }
         Command::Client(ClientCommand::List { json }) => client_cmd::list(&dir, json),
         Command::Client(ClientCommand::Rm { fingerprint }) => client_cmd::remove(&dir, fingerprint),
         Command::Status { json } => ops::status(&dir, json),

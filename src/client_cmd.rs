@@ -33,13 +33,32 @@ pub(crate) fn add(dir: &Path, file: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `kith client approve FINGERPRINT`.
+pub(crate) fn approve(dir: &Path, fingerprint: String) -> Result<()> {
+    let v = call(
+        dir,
+        Request::ApproveClient { fingerprint },
+        &mut no_progress,
+    )?;
+    outln!(
+        "Approved client {}: it receives the secrets when it connects",
+        v["fingerprint"].as_str().unwrap_or("-")
+    );
+    Ok(())
+}
+
 /// `kith client list`.
 pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
     let v = call(dir, Request::Clients, &mut no_progress)?;
     if json {
         return print_json(&v);
     }
-    outln!("{:<40} {:<20} USER IDS", "FINGERPRINT", "ADDED");
+    outln!(
+        "{:<40} {:<8} {:<24} USER IDS",
+        "FINGERPRINT",
+        "STATE",
+        "ADDED"
+    );
     for c in v.as_array().into_iter().flatten() {
         let uids: Vec<&str> = c["user_ids"]
             .as_array()
@@ -48,8 +67,9 @@ pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
             .filter_map(|u| u.as_str())
             .collect();
         outln!(
-            "{:<40} {:<20} {}",
+            "{:<40} {:<8} {:<24} {}",
             c["fingerprint"].as_str().unwrap_or("-"),
+            c["state"].as_str().unwrap_or("-"),
             c["added"].as_str().unwrap_or("-"),
             uids.join(", ").replace(char::is_control, " ")
         );
@@ -60,9 +80,16 @@ pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
 /// `kith client rm FINGERPRINT`.
 pub(crate) fn remove(dir: &Path, fingerprint: String) -> Result<()> {
     let v = call(dir, Request::RemoveClient { fingerprint }, &mut no_progress)?;
-    outln!(
-        "Removed client {}; the secrets were rotated",
-        v["fingerprint"].as_str().unwrap_or("-")
-    );
+    if v["rotated"].as_bool() == Some(true) {
+        outln!(
+            "Removed client {}; the secrets were rotated",
+            v["fingerprint"].as_str().unwrap_or("-")
+        );
+    } else {
+        outln!(
+            "Removed client {} (it was never approved)",
+            v["fingerprint"].as_str().unwrap_or("-")
+        );
+    }
     Ok(())
 }

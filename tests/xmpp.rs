@@ -77,9 +77,10 @@ fn a_slixmpp_client_publishes_retrieves_retracts_and_is_notified() {
     let cert_a = tmp.path().join("a.pgp");
     let cert_b = tmp.path().join("b.pgp");
     let fpr_a = client_key(&gpg_a, "xmpp:alice@client", &cert_a);
-    client_key(&gpg_b, "xmpp:bob@client", &cert_b);
+    let fpr_b = client_key(&gpg_b, "xmpp:bob@client", &cert_b);
+    // A's client is approved from its certificate file; B's offers its key on the
+    // stream and is approved by fingerprint (in the script).
     a.ok(&["client", "add", "--cert", path(&cert_a)]);
-    b.ok(&["client", "add", "--cert", path(&cert_b)]);
     let listed = a.json(&["client", "list"]);
     assert_eq!(listed[0]["fingerprint"], fpr_a.as_str(), "{listed}");
     let (port_a, instance_a) = stream(a);
@@ -101,7 +102,14 @@ fn a_slixmpp_client_publishes_retrieves_retracts_and_is_notified() {
             "--dir-a",
             path(&a.dir),
         ])
-        .args(["--fpr-a", &fpr_a])
+        .args([
+            "--dir-b",
+            path(&b.dir),
+            "--fpr-a",
+            &fpr_a,
+            "--fpr-b",
+            &fpr_b,
+        ])
         .output()
         .expect("python runs");
     assert!(

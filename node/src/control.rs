@@ -103,9 +103,14 @@ pub enum Request {
         /// The certificate (binary or ASCII-armoured), base64.
         cert: String,
     },
-    /// The approved XMPP clients.
+    /// The XMPP clients, approved or waiting.
     Clients,
-    /// Removes an approved client; the secrets rotate.
+    /// Approves a client that published its certificate on the stream.
+    ApproveClient {
+        /// Its fingerprint (hex, spaces and case ignored).
+        fingerprint: String,
+    },
+    /// Removes a client; if it was approved, the secrets rotate.
     RemoveClient {
         /// Its fingerprint (hex, spaces and case ignored).
         fingerprint: String,

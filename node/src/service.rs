@@ -227,6 +227,7 @@ impl Device {
             }
             Request::AddClient { cert } => self.add_client(&cert),
             Request::Clients => self.clients_json(),
+            Request::ApproveClient { fingerprint } => self.approve_client(&fingerprint),
             Request::RemoveClient { fingerprint } => self.remove_client(&fingerprint),
         }
     }

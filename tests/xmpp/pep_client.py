@@ -246,6 +246,24 @@ async def main(args):
     nodes = {i[1] for i in items["disco_items"]["items"]}
     check(nodes == {"urn:xmpp:contacts", "urn:xmpp:contacts-groups"}, f"disco#items: {nodes}")
 
+    # Client B offers its key the XEP-0373 way, on the stream; the user approves it
+    # by fingerprint (client A was approved with `kith client add --cert`).
+    cert_b = gpg_b.run(["--export", args.fpr_b]).stdout
+    check(cert_b, "gpg exports B's certificate")
+    iq = b.make_iq_set(ito=args.instance_b)
+    iq.xml.append(ET.fromstring(
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+        f"<publish node='urn:xmpp:openpgp:0:public-keys:{args.fpr_b}'>"
+        "<item id='2026-11-30T09:00:00Z'><pubkey xmlns='urn:xmpp:openpgp:0'>"
+        f"<data>{base64.b64encode(cert_b).decode()}</data></pubkey></item>"
+        "</publish></pubsub>"))
+    await iq.send(timeout=DEADLINE)
+    check(not b.secrets, "nothing before approval")
+    listed = subprocess.run([args.kith, "--data-dir", args.dir_b, "client", "list", "--json"],
+                            capture_output=True, check=True).stdout.decode()
+    check(args.fpr_b in listed and "waiting" in listed, f"B's key waits: {listed}")
+    subprocess.run([args.kith, "--data-dir", args.dir_b, "client", "approve", args.fpr_b], check=True)
+
     # Secrets: each client gets its device's secrets, encrypted to its GnuPG key.
     secrets_a = await a.wait_secret(lambda s: True)
     key_a, secret_a = current_secret(secrets_a)
@@ -453,7 +471,8 @@ if __name__ == "__main__":
         asyncio.run(lan(p.parse_args()))
         sys.exit(0)
     p = argparse.ArgumentParser()
-    for k in ["instance-a", "instance-b", "gnupg-a", "gnupg-b", "kith", "dir-a", "fpr-a"]:
+    for k in ["instance-a", "instance-b", "gnupg-a", "gnupg-b", "kith", "dir-a", "dir-b", "fpr-a",
+              "fpr-b"]:
         p.add_argument(f"--{k}", required=True)
     p.add_argument("--port-a", type=int, required=True)
     p.add_argument("--port-b", type=int, required=True)

@@ -28,6 +28,11 @@ fn refusal(e: ContactsError) -> Refusal {
     }
 }
 
+/// Now, as XEP-0082 (the item id XEP-0373 gives its key items).
+fn wall_stamp() -> String {
+    crate::device::wall_now().to_xep0082()
+}
+
 /// A client's item id: not empty, at most [`MAX_NAME_BYTES`], no control characters.
 fn check_name(name: &str) -> Result<(), Refusal> {
     if name.is_empty() || name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
@@ -80,31 +85,38 @@ impl Node {
                     }
                     self.pep_names.insert((node, item), name);
                 }
-                Ok(Some(stanza::published(node, &self.item_name(node, &item))))
+                Ok(Some(stanza::published(
+                    node.node_name(),
+                    &self.item_name(node, &item),
+                )))
             }
-            Query::Retract { node, ids } => {
-                let items: Vec<ItemId> = ids.iter().map(|n| item_for_name(node, n)).collect();
-                let view = self.device.engine.book().view();
-                if !items.iter().all(|i| view.is_live(node, i)) {
-                    return Err(Refusal::item_not_found());
-                }
+            Query::PublishKey {
+                id,
+                fingerprint,
+                cert,
+            } => {
                 self.device
-                    .atomically(|d| {
-                        for item in items {
-                            let now = d.clock.now();
-                            d.engine
-                                .execute(now, Command::Retract { node, item })
-                                .map_err(|e| {
-                                    crate::control::Error::new(
-                                        crate::control::ErrorKind::Refused,
-                                        e.to_string(),
-                                    )
-                                })?;
-                            d.drain()?;
-                        }
-                        Ok(())
-                    })
-                    .map_err(|e| Refusal::internal().with_text(e.message))?;
+                    .offer_client(&cert, &fingerprint)
+                    .map_err(|e| Refusal::invalid_payload().with_text(e.message))?;
+                Ok(Some(stanza::published(
+                    &format!("{}:{fingerprint}", stanza::OX_KEYS_NODE),
+                    &id.unwrap_or_else(wall_stamp),
+                )))
+            }
+            Query::PublishKeyList => {
+                Ok(Some(stanza::published(stanza::OX_KEYS_NODE, &wall_stamp())))
+            }
+            Query::Retract { node, id } => {
+                let item = item_for_name(node, &id);
+                let now = self.device.clock.now();
+                let result = self
+                    .device
+                    .engine
+                    .execute(now, Command::Retract { node, item });
+                self.device
+                    .drain()
+                    .map_err(|e| Refusal::internal().with_text(e.to_string()))?;
+                result.map_err(refusal)?;
                 Ok(None)
             }
             _ => Err(Refusal::internal()),

@@ -215,7 +215,8 @@ CREATE TABLE IF NOT EXISTS identities (
     PRIMARY KEY (hash, item)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS identities_item ON identities (item);
 CREATE TABLE IF NOT EXISTS clients (
-    fingerprint TEXT PRIMARY KEY, cert BLOB NOT NULL, added_ms INTEGER NOT NULL);
+    fingerprint TEXT PRIMARY KEY, cert BLOB NOT NULL, added_ms INTEGER NOT NULL,
+    approved INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS item_names (
     node INTEGER NOT NULL, item BLOB NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (node, item)) WITHOUT ROWID;

@@ -1,4 +1,5 @@
-//! Approving XMPP clients (the `kith client` requests) and the secrets message they
+//! Approving XMPP clients (the `kith client` requests, and certificates clients
+//! publish on the stream, kept until approved) and the secrets message they
 //! receive: every secret of both nodes as XEP-0473 `<shared-secret/>` (revoked ones
 //! marked and followed by `<revoke/>`), in one XEP-0373 `<signcrypt/>` signed by
 //! this device's OpenPGP key and encrypted to every approved certificate.
@@ -26,27 +27,28 @@ fn normalise(fingerprint: &str) -> String {
         .to_ascii_uppercase()
 }
 
+/// Why a certificate is not accepted.
+fn bad_cert(e: impl std::fmt::Display) -> Error {
+    input_err(e)
+}
+
 impl Device {
-    /// Approves the certificate `cert` (base64 of its bytes): it must be an OpenPGP
-    /// certificate with a valid encryption key.
-    pub(crate) fn add_client(&mut self, cert: &str) -> Result<Value, Error> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(cert.trim())
-            .map_err(|_| input_err("the certificate is not base64"))?;
+    /// Reads a client's certificate: an OpenPGP certificate (no secret key) that a
+    /// secrets message can be encrypted to now. Returns it and its fingerprint.
+    fn check_cert(&self, bytes: &[u8]) -> Result<(Vec<u8>, String), Error> {
         if bytes.len() > MAX_CERT_BYTES {
-            return Err(input_err(format!(
+            return Err(bad_cert(format!(
                 "the certificate is {} bytes, more than the limit of {MAX_CERT_BYTES}",
                 bytes.len()
             )));
         }
-        let parsed = ox::cert_from_bytes(&bytes)
-            .map_err(|e| input_err(format!("not an OpenPGP certificate: {e}")))?;
+        let parsed = ox::cert_from_bytes(bytes)
+            .map_err(|e| bad_cert(format!("not an OpenPGP certificate: {e}")))?;
         if parsed.is_tsk() {
-            return Err(input_err(
+            return Err(bad_cert(
                 "this file holds a secret key: give the client's public certificate",
             ));
         }
-        // The certificate must be one a secrets message can be encrypted to now.
         let probe = ox::Content {
             to: vec![self.jid.clone()],
             time: wall_now(),
@@ -60,24 +62,86 @@ impl Device {
             wall_now(),
             &mut rand::rng(),
         )
-        .map_err(|e| input_err(format!("cannot encrypt to this certificate: {e}")))?;
-        let fingerprint = parsed.fingerprint().to_hex();
-        let clients = self.store.clients()?;
-        if clients.len() >= MAX_CLIENTS && !clients.iter().any(|c| c.fingerprint == fingerprint) {
+        .map_err(|e| bad_cert(format!("cannot encrypt to this certificate: {e}")))?;
+        Ok((ox::cert_to_bytes(&parsed), parsed.fingerprint().to_hex()))
+    }
+
+    fn approved_count(&self, except: &str) -> Result<usize, Error> {
+        Ok(self
+            .store
+            .clients()?
+            .iter()
+            .filter(|c| c.approved && c.fingerprint != except)
+            .count())
+    }
+
+    /// Approves the certificate `cert` (base64 of its bytes).
+    pub(crate) fn add_client(&mut self, cert: &str) -> Result<Value, Error> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(cert.trim())
+            .map_err(|_| input_err("the certificate is not base64"))?;
+        let (cert, fingerprint) = self.check_cert(&bytes)?;
+        if self.approved_count(&fingerprint)? >= MAX_CLIENTS {
             return Err(refused(format!(
                 "{MAX_CLIENTS} clients are approved already: remove one first"
             )));
         }
-        self.store.add_client(&Client {
+        self.store.put_client(&Client {
             fingerprint: fingerprint.clone(),
-            cert: ox::cert_to_bytes(&parsed),
+            cert,
             added_ms: wall_now().0,
+            approved: true,
         })?;
         self.clients_changed = true;
         Ok(json!({ "fingerprint": fingerprint, "approved": true }))
     }
 
-    /// The approved clients as JSON.
+    /// Approves a client that offered its certificate on the stream.
+    pub(crate) fn approve_client(&mut self, fingerprint: &str) -> Result<Value, Error> {
+        let fingerprint = normalise(fingerprint);
+        let mut client = self
+            .store
+            .clients()?
+            .into_iter()
+            .find(|c| c.fingerprint == fingerprint)
+            .ok_or_else(|| {
+                refused(format!(
+                    "no client offered the fingerprint {fingerprint} (kith client list)"
+                ))
+            })?;
+        if !client.approved {
+            if self.approved_count(&fingerprint)? >= MAX_CLIENTS {
+                return Err(refused(format!(
+                    "{MAX_CLIENTS} clients are approved already: remove one first"
+                )));
+            }
+            client.approved = true;
+            client.added_ms = wall_now().0;
+            self.store.put_client(&client)?;
+            self.clients_changed = true;
+        }
+        Ok(json!({ "fingerprint": fingerprint, "approved": true }))
+    }
+
+    /// Keeps a certificate a client published on the stream (XEP-0373 §4.1) as
+    /// waiting for approval; `claimed` is the fingerprint its node names.
+    pub(crate) fn offer_client(&mut self, bytes: &[u8], claimed: &str) -> Result<(), Error> {
+        let (cert, fingerprint) = self.check_cert(bytes)?;
+        if fingerprint != normalise(claimed) {
+            return Err(bad_cert(format!(
+                "the certificate is {fingerprint}, not {claimed}"
+            )));
+        }
+        self.store.offer_client(&Client {
+            fingerprint,
+            cert,
+            added_ms: wall_now().0,
+            approved: false,
+        })?;
+        Ok(())
+    }
+
+    /// The clients as JSON.
     pub(crate) fn clients_json(&mut self) -> Result<Value, Error> {
         let clients = self.store.clients()?;
         Ok(Value::Array(
@@ -87,23 +151,30 @@ impl Device {
                     let uids: Vec<String> = ox::cert_from_bytes(&c.cert)
                         .map(|cert| cert.userids().map(|u| u.userid().to_string()).collect())
                         .unwrap_or_default();
-                    json!({ "fingerprint": c.fingerprint, "user_ids": uids, "added": iso(c.added_ms) })
+                    json!({
+                        "fingerprint": c.fingerprint,
+                        "state": if c.approved { "approved" } else { "waiting" },
+                        "user_ids": uids,
+                        "added": iso(c.added_ms),
+                    })
                 })
                 .collect(),
         ))
     }
 
-    /// Removes a client, then rotates the secrets: it receives nothing new.
+    /// Removes a client; an approved one also rotates the secrets, so it receives
+    /// nothing new.
     pub(crate) fn remove_client(&mut self, fingerprint: &str) -> Result<Value, Error> {
         let fingerprint = normalise(fingerprint);
-        if !self.store.remove_client(&fingerprint)? {
-            return Err(refused(format!(
-                "no approved client has the fingerprint {fingerprint}"
-            )));
+        let removed = self
+            .store
+            .remove_client(&fingerprint)?
+            .ok_or_else(|| refused(format!("no client has the fingerprint {fingerprint}")))?;
+        if removed.approved {
+            self.clients_changed = true;
+            self.input(Input::RotateSecrets)?;
         }
-        self.clients_changed = true;
-        self.input(Input::RotateSecrets)?;
-        Ok(json!({ "fingerprint": fingerprint, "removed": true, "rotated": true }))
+        Ok(json!({ "fingerprint": fingerprint, "removed": true, "rotated": removed.approved }))
     }
 
     /// This device's OpenPGP key (read from `openpgp.key`).
@@ -123,6 +194,7 @@ impl Device {
         let clients = self.store.clients().map_err(|e| e.to_string())?;
         let certs: Vec<_> = clients
             .iter()
+            .filter(|c| c.approved)
             .filter_map(|c| ox::cert_from_bytes(&c.cert).ok())
             .collect();
         if certs.is_empty() {

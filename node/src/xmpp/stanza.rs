@@ -5,6 +5,7 @@
 //! `<encrypted/>` elements.
 
 use kith_protocol::item::NodeKind;
+use kith_protocol::ox::NS as OX_NS;
 use kith_protocol::seal::{self, Sealed};
 use kith_protocol::xml::Element;
 
@@ -32,6 +33,8 @@ pub const DATA_NS: &str = "jabber:x:data";
 pub const CAPS_NS: &str = "http://jabber.org/protocol/caps";
 /// RFC 6120 stanza errors.
 pub const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// XEP-0373's public-key nodes: the list, and one node a key (`…:FINGERPRINT`).
+pub const OX_KEYS_NODE: &str = "urn:xmpp:openpgp:0:public-keys";
 /// XEP-0334 hints (`<store/>` on the secrets message).
 pub const HINTS_NS: &str = "urn:xmpp:hints";
 
@@ -125,12 +128,25 @@ pub enum Query {
         /// Publish-options fields (field, values), `FORM_TYPE` left out.
         options: Vec<(String, Vec<String>)>,
     },
-    /// Retract items (XEP-0060 §7.2).
+    /// A client publishes its OpenPGP certificate (XEP-0373 §4.1): kept until the
+    /// user approves it (`kith client approve`).
+    PublishKey {
+        /// The item id, if the client chose one (XEP-0373: the key's date).
+        id: Option<String>,
+        /// The fingerprint its node names.
+        fingerprint: String,
+        /// The certificate, binary.
+        cert: Vec<u8>,
+    },
+    /// A client publishes its public-keys list (XEP-0373 §4.2): acknowledged, not
+    /// kept (the certificate itself is what counts).
+    PublishKeyList,
+    /// Retract one item (XEP-0060 §7.2).
     Retract {
         /// Which node.
         node: NodeKind,
-        /// Which items.
-        ids: Vec<String>,
+        /// Which item.
+        id: String,
     },
     /// Subscribe this stream to a node's notifications.
     Subscribe {
@@ -366,7 +382,43 @@ fn form_fields(x: &Element) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// A publish to XEP-0373's key nodes.
+fn publish_key(publish: &Element, name: &str) -> Result<Query, Refusal> {
+    if name == OX_KEYS_NODE {
+        return Ok(Query::PublishKeyList);
+    }
+    let fingerprint = name
+        .strip_prefix(OX_KEYS_NODE)
+        .and_then(|f| f.strip_prefix(':'))
+        .filter(|f| f.len() == 40 && f.chars().all(|c| c.is_ascii_hexdigit()))
+        .ok_or_else(|| Refusal::item_not_found().with_text(format!("no node {name:?} here")))?;
+    let item = publish.elements().find(|c| c.is(PUBSUB_NS, "item"));
+    let data = item
+        .and_then(|i| i.elements().find(|p| p.is(OX_NS, "pubkey")))
+        .and_then(|p| p.elements().find(|d| d.is(OX_NS, "data")))
+        .ok_or_else(|| {
+            Refusal::invalid_payload().with_text("a <pubkey/> with its <data/> is expected")
+        })?;
+    let text: String = data
+        .text()
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    use base64::Engine as _;
+    let cert = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| Refusal::invalid_payload().with_text("the key is not base64"))?;
+    Ok(Query::PublishKey {
+        id: item.and_then(|i| i.attr("id")).map(str::to_owned),
+        fingerprint: fingerprint.to_ascii_uppercase(),
+        cert,
+    })
+}
+
 fn publish(pubsub: &Element, publish: &Element) -> Result<Query, Refusal> {
+    if let Some(name) = publish.attr("node").filter(|n| n.starts_with(OX_KEYS_NODE)) {
+        return publish_key(publish, name);
+    }
     let node = node_of(publish)?;
     let mut items = publish.elements().filter(|c| c.is(PUBSUB_NS, "item"));
     let item = items
@@ -427,11 +479,14 @@ fn pubsub_query(set: bool, pubsub: &Element) -> Result<Query, Refusal> {
         (true, "publish") => publish(pubsub, action),
         (true, "retract") => {
             let node = node_of(action)?;
-            let ids = item_ids(action)?;
-            if ids.is_empty() {
-                return Err(Refusal::bad_request(Some("item-required")));
+            let mut ids = item_ids(action)?.into_iter();
+            let id = ids
+                .next()
+                .ok_or_else(|| Refusal::bad_request(Some("item-required")))?;
+            if ids.next().is_some() {
+                return Err(Refusal::bad_request(None).with_text("one item per retract"));
             }
-            Ok(Query::Retract { node, ids })
+            Ok(Query::Retract { node, id })
         }
         (true, "subscribe" | "unsubscribe") => {
             let node = node_of(action)?;
@@ -706,8 +761,8 @@ pub fn items(node: NodeKind, items: &[(String, Sealed)], page: Option<&PageInfo>
 }
 
 /// `<pubsub><publish node><item id/></publish></pubsub>`.
-pub fn published(node: NodeKind, id: &str) -> Element {
-    let mut p = Element::new(PUBSUB_NS, "publish").with_attr("node", node.node_name());
+pub fn published(node: &str, id: &str) -> Element {
+    let mut p = Element::new(PUBSUB_NS, "publish").with_attr("node", node);
     p.push(item(PUBSUB_NS, id, None));
     let mut pubsub = Element::new(PUBSUB_NS, "pubsub");
     pubsub.push(p);
