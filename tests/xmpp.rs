@@ -192,3 +192,44 @@ fn the_txt_record_carries_the_caps_of_the_stream() {
         a.log()
     );
 }
+
+/// A slixmpp client on this machine but of another user (uid 65534): disco answers,
+/// pubsub is `forbidden` (the node's files are its user's alone, so is its PEP
+/// service). Needs root to change user; skipped without it unless CI requires it.
+#[test]
+fn another_user_on_this_machine_gets_disco_but_not_pubsub() {
+    let Some(python) = python() else { return };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("KITH_REQUIRE_NETNS").as_deref() != Ok("1"),
+            "root is required (KITH_REQUIRE_NETNS=1) to run a client as another user"
+        );
+        eprintln!("SKIPPED: run as root to try a client of another user");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp/pep_client.py");
+    let mut a = Device::new();
+    a.ok(&["init", "--jid", "romeo@montague.lit"]);
+    a.start();
+    let (port, instance) = stream(&a);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args([&python, script, "lan"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--instance",
+            &instance,
+        ])
+        .output()
+        .expect("setpriv runs");
+    assert!(
+        out.status.success() && stdout(&out).contains("ok"),
+        "a client of another user:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}

@@ -321,7 +321,13 @@ async def main(args):
                                             options=options(a, **{field: value}), timeout=DEADLINE),
                       "conflict", "precondition-not-met", f"{field}={value}")
 
-    # Bad payloads: nothing is stored.
+    # Bad payloads: refused, and nothing is stored.
+    async def count():
+        n = 0
+        async for page in a.plugin["xep_0060"].get_items(args.instance_a, CONTACTS, iterator=True):
+            n += len(list(page["pubsub"]["items"]))
+        return n
+    items_before = await count()
     unknown_key = encrypted("no-such-key", sealed)
     wrong = encrypted(key_a, gpg_a.seal("x" * 40, contact("mallory@evil.lit", "M")))
     not_0510 = encrypted(key_a, gpg_a.seal(secret_a, "<note xmlns='urn:example'>hi</note>"))
@@ -336,6 +342,12 @@ async def main(args):
     big = encrypted(key_a, os.urandom(40 * 1024))
     await refused(raw_publish(a, ET.tostring(big).decode()), "not-acceptable", "payload-too-big",
                   "oversized")
+    two = a.make_iq_set(ito=args.instance_a)
+    two.xml.append(ET.fromstring(
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='urn:xmpp:contacts'>"
+        f"<item id='{item_id}'/><item id='{item_id}'/></retract></pubsub>"))
+    await refused(two.send(timeout=DEADLINE), "bad-request", None, "two items in one retract")
+    check(await count() == items_before, "nothing stored by refused requests")
 
     # An item id of the client's own choosing, as in XEP-0510's examples: kept on
     # this device (retrieve, retract and events use it).

@@ -21,7 +21,7 @@ use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub};
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::control::{self, Reply, Request};
@@ -130,7 +130,7 @@ struct Node {
     /// Notices to the XEP-0174 streams.
     pep_notices: broadcast::Sender<Arc<xmpp::Notice>>,
     /// The secrets message for the approved clients, and the keyring it was made for.
-    pep_secrets: Option<Arc<kith_protocol::xml::Element>>,
+    pep_secrets: watch::Sender<Option<Arc<kith_protocol::xml::Element>>>,
     pep_secrets_for: Option<BTreeSet<(String, bool)>>,
     /// Item ids clients chose that are not kith's form (see `store::names`).
     pep_names: BTreeMap<(kith_protocol::item::NodeKind, kith_protocol::record::ItemId), String>,
@@ -276,26 +276,34 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         (None, None)
     };
     let instance = format!("{}@{}", device.account.label, discovery::machine_name());
+    let ox_key = device.ox_key().map_err(|e| Error::Failed(e.message))?;
+    let mut pep_names = BTreeMap::new();
+    let mut device = device;
+    for (node, item, name) in device.store.item_names()? {
+        // Names of items no longer live are forgotten (the table stays bounded).
+        let live = device
+            .engine
+            .book()
+            .replica()
+            .get(node, &item)
+            .is_some_and(|r| !r.is_tombstone());
+        if live {
+            pep_names.insert((node, item), name);
+        } else {
+            device.store.remove_item_name(node, &item)?;
+        }
+    }
     let (xmpp_calls_tx, xmpp_calls_rx) = mpsc::channel(64);
     let (pep_notices, _) = broadcast::channel(xmpp::NOTICE_QUEUE);
-    let xmpp_task = tokio::spawn(xmpp::serve(
-        xmpp_listener,
-        xmpp::Context {
-            instance: instance.clone(),
-            account: device.jid.to_string(),
-            lan: options.xmpp_lan,
-            calls: xmpp_calls_tx,
-            notices: pep_notices.clone(),
-        },
-    ));
-    let ox_key = device.ox_key().map_err(|e| Error::Failed(e.message))?;
-    let pep_names = device
-        .store
-        .item_names()?
-        .into_iter()
-        .map(|(node, item, name)| ((node, item), name))
-        .collect();
-    let mut device = device;
+    let (pep_secrets, secrets_rx) = watch::channel(None);
+    let xmpp_context = xmpp::Context {
+        instance: instance.clone(),
+        account: device.jid.to_string(),
+        lan: options.xmpp_lan,
+        calls: xmpp_calls_tx,
+        notices: pep_notices.clone(),
+        secrets: secrets_rx,
+    };
     device.watch = Some(Vec::new());
     let (calls_tx, calls_rx) = mpsc::channel(16);
     let handle = Handle { calls: calls_tx };
@@ -306,7 +314,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         device,
         ox_key,
         pep_notices,
-        pep_secrets: None,
+        pep_secrets,
         pep_secrets_for: None,
         pep_names,
         swarm,
@@ -337,6 +345,8 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         }
     }
     node.redial_known()?;
+    // Spawned last: nothing fallible follows, so it never outlives a failed start.
+    let xmpp_task = tokio::spawn(xmpp::serve(xmpp_listener, xmpp_context));
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
         let result = node.run(calls_rx, xmpp_calls_rx, seen_rx, stop_rx).await;

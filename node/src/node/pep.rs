@@ -1,19 +1,22 @@
-//! The node's side of the PEP service: answers what needs the device (items,
-//! publish, retract, the secrets message) and turns every change of the view, and
-//! of the secrets or approved clients, into notices for the XEP-0174 streams.
+//! The node's side of the PEP service: answers the requests that need the device
+//! (items, publish, retract, a client's key) and turns every change of the view into
+//! notices for the XEP-0174 streams, and every change of the secrets or of the
+//! approved clients into a new secrets message.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use kith_protocol::contacts::{Command, Error as ContactsError};
 use kith_protocol::item::NodeKind;
 use kith_protocol::record::{Body, ItemId, Record};
+use kith_protocol::seal::Sealed;
 use kith_protocol::xml::Element;
 use tracing::warn;
 
 use super::{Error, Node};
 use crate::store::names::{MAX_NAME_BYTES, item_for_name};
-use crate::xmpp::stanza::{self, MAX_PAGE, Page, PageInfo, Query, Refusal};
-use crate::xmpp::{Answer, Ask, Call, Notice};
+use crate::xmpp::stanza::{self, MAX_PAGE, MAX_PAGE_BYTES, Page, PageInfo, Query, Refusal};
+use crate::xmpp::{Call, Notice};
 
 fn refusal(e: ContactsError) -> Refusal {
     match e {
@@ -43,12 +46,22 @@ fn check_name(name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The record id of a client's item id, checked.
+fn item_of(node: NodeKind, name: &str) -> Result<ItemId, Refusal> {
+    check_name(name)?;
+    Ok(item_for_name(node, name))
+}
+
+fn sealed_of(r: &Record) -> Option<&Sealed> {
+    match &r.body {
+        Body::Sealed(s) => Some(s),
+        _ => None,
+    }
+}
+
 impl Node {
     pub(super) fn on_xmpp(&mut self, call: Call) {
-        let answer = match call.ask {
-            Ask::Query(q) => Answer::Query(self.pep(q)),
-            Ask::Secrets => Answer::Secrets(self.pep_secrets.clone()),
-        };
+        let answer = self.pep(call.query);
         let _ = call.reply.send(answer);
     }
 
@@ -62,33 +75,11 @@ impl Node {
             } => self.items(node, &ids, max_items, page).map(Some),
             Query::Publish {
                 node, id, sealed, ..
-            } => {
-                let item = match &id {
-                    None => ItemId::random(&mut rand::rng()),
-                    Some(name) => {
-                        check_name(name)?;
-                        item_for_name(node, name)
-                    }
-                };
-                let now = self.device.clock.now();
-                let result = self
-                    .device
-                    .engine
-                    .execute(now, Command::Publish { node, item, sealed });
-                self.device
-                    .drain()
-                    .map_err(|e| Refusal::internal().with_text(e.to_string()))?;
-                result.map_err(refusal)?;
-                if let Some(name) = id.filter(|n| *n != item.to_string()) {
-                    if let Err(e) = self.device.store.set_item_name(node, &item, &name) {
-                        warn!("cannot keep the item id {name:?}: {e}");
-                    }
-                    self.pep_names.insert((node, item), name);
-                }
-                Ok(Some(stanza::published(
-                    node.node_name(),
-                    &self.item_name(node, &item),
-                )))
+            } => self.publish(node, id, sealed),
+            Query::Retract { node, id } => {
+                let item = item_of(node, &id)?;
+                self.write(Command::Retract { node, item }, None)?;
+                Ok(None)
             }
             Query::PublishKey {
                 id,
@@ -106,30 +97,76 @@ impl Node {
             Query::PublishKeyList => {
                 Ok(Some(stanza::published(stanza::OX_KEYS_NODE, &wall_stamp())))
             }
-            Query::Retract { node, id } => {
-                let item = item_for_name(node, &id);
-                let now = self.device.clock.now();
-                let result = self
-                    .device
-                    .engine
-                    .execute(now, Command::Retract { node, item });
-                self.device
-                    .drain()
-                    .map_err(|e| Refusal::internal().with_text(e.to_string()))?;
-                result.map_err(refusal)?;
-                Ok(None)
+            Query::DiscoInfo { .. }
+            | Query::DiscoItems { .. }
+            | Query::Subscribe { .. }
+            | Query::Unsubscribe { .. } => {
+                Err(Refusal::internal().with_text("answered by the stream"))
             }
-            _ => Err(Refusal::internal()),
         }
     }
 
-    /// The id a client sees for `item`: the name it was published with here, or
-    /// kith's hex form.
-    fn item_name(&self, node: NodeKind, item: &ItemId) -> String {
-        self.pep_names
-            .get(&(node, *item))
-            .cloned()
-            .unwrap_or_else(|| item.to_string())
+    fn publish(
+        &mut self,
+        node: NodeKind,
+        id: Option<String>,
+        sealed: Sealed,
+    ) -> Result<Option<Element>, Refusal> {
+        let item = match &id {
+            None => ItemId::random(&mut rand::rng()),
+            Some(name) => item_of(node, name)?,
+        };
+        let name = id
+            .clone()
+            .filter(|n| *n != item.to_string())
+            .map(|n| (node, item, n));
+        self.write(Command::Publish { node, item, sealed }, name)?;
+        Ok(Some(stanza::published(
+            node.node_name(),
+            &id.unwrap_or_else(|| item.to_string()),
+        )))
+    }
+
+    /// Carries out a write: checked first without writing (a refusal changes
+    /// nothing), then carried out with the item's name, if any, in one transaction.
+    fn write(
+        &mut self,
+        cmd: Command,
+        name: Option<(NodeKind, ItemId, String)>,
+    ) -> Result<(), Refusal> {
+        let mut rng = rand::rng();
+        self.device
+            .engine
+            .book()
+            .check(cmd.clone(), &mut rng)
+            .map_err(refusal)?;
+        let retracted = match &cmd {
+            Command::Retract { node, item } => Some((*node, *item)),
+            _ => None,
+        };
+        self.device
+            .atomically(|d| {
+                let now = d.clock.now();
+                d.engine.execute(now, cmd).map_err(|e| {
+                    crate::control::Error::new(crate::control::ErrorKind::Refused, e.to_string())
+                })?;
+                d.drain()?;
+                if let Some((node, item, name)) = &name {
+                    d.store.set_item_name(*node, item, name)?;
+                }
+                if let Some((node, item)) = &retracted {
+                    d.store.remove_item_name(*node, item)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| Refusal::internal().with_text(e.message))?;
+        if let Some((node, item, name)) = name {
+            self.pep_names.insert((node, item), name);
+        }
+        if let Some(key) = retracted {
+            self.pep_names.remove(&key);
+        }
+        Ok(())
     }
 
     fn items(
@@ -139,72 +176,88 @@ impl Node {
         max_items: Option<usize>,
         page: Option<Page>,
     ) -> Result<Element, Refusal> {
+        let wanted: Vec<ItemId> = ids
+            .iter()
+            .map(|n| item_of(node, n))
+            .collect::<Result<_, _>>()?;
+        let anchor = |name: &Option<String>| -> Result<Option<ItemId>, Refusal> {
+            match name.as_deref() {
+                None | Some("") => Ok(None),
+                Some(n) => item_of(node, n).map(Some),
+            }
+        };
+        let (after, before) = match &page {
+            Some(p) => (anchor(&p.after)?, anchor(&p.before)?),
+            None => (None, None),
+        };
         let names = &self.pep_names;
-        let sealed = |r: &Record| match &r.body {
-            Body::Sealed(s) => Some((
-                names
-                    .get(&(node, r.item))
-                    .cloned()
-                    .unwrap_or_else(|| r.item.to_string()),
-                s.clone(),
-            )),
-            _ => None,
+        let name_of = |item: &ItemId| {
+            names
+                .get(&(node, *item))
+                .cloned()
+                .unwrap_or_else(|| item.to_string())
         };
         let replica = self.device.engine.book().replica();
-        // Live items, by record id.
-        let mut all: Vec<&Record> = if ids.is_empty() {
+        // Live items, in record-id order.
+        let mut all: Vec<&Record> = if wanted.is_empty() {
             replica
                 .space(node)
-                .filter(|r| matches!(r.body, Body::Sealed(_)))
+                .filter(|r| sealed_of(r).is_some())
                 .collect()
         } else {
-            let found: Vec<&Record> = ids
+            let set: BTreeSet<ItemId> = wanted.into_iter().collect();
+            let found: Vec<&Record> = set
                 .iter()
-                .filter_map(|n| replica.get(node, &item_for_name(node, n)))
-                .filter(|r| matches!(r.body, Body::Sealed(_)))
+                .filter_map(|i| replica.get(node, i))
+                .filter(|r| sealed_of(r).is_some())
                 .collect();
             if found.is_empty() {
                 return Err(Refusal::item_not_found());
             }
             found
         };
-        if let Some(n) = max_items {
+        let count = all.len();
+        // XEP-0059: an anchor that is not an item of the list is an error.
+        for a in [after, before].into_iter().flatten() {
+            if all.binary_search_by(|r| r.item.cmp(&a)).is_err() {
+                return Err(Refusal::item_not_found().with_text("no such item to page from"));
+            }
+        }
+        let (start, end) = if let Some(n) = max_items {
             // The newest n, newest first (XEP-0060 §6.5.7).
             all.sort_by_key(|r| std::cmp::Reverse(r.version));
-            all.truncate(n.min(MAX_PAGE));
-            let items: Vec<_> = all.iter().filter_map(|r| sealed(r)).collect();
-            let info = (items.len() < replica.space(node).count()).then_some(PageInfo {
-                count: items.len(),
-                first_index: 0,
-            });
-            return Ok(stanza::items(node, &items, info.as_ref()));
-        }
-        let count = all.len();
-        let (start, end) = match &page {
-            Some(p) => {
-                let max = p.max.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-                match (&p.after, &p.before) {
-                    (Some(after), _) => {
-                        let after = item_for_name(node, after);
-                        let s = all.partition_point(|r| r.item <= after);
-                        (s, (s + max).min(count))
+            (0, n.min(MAX_PAGE).min(count))
+        } else {
+            match &page {
+                Some(p) => {
+                    let max = p.max.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+                    match (after, &p.before) {
+                        (Some(a), _) => {
+                            let s = all.partition_point(|r| r.item <= a);
+                            (s, (s + max).min(count))
+                        }
+                        (None, Some(_)) => {
+                            let e = before.map_or(count, |b| all.partition_point(|r| r.item < b));
+                            (e.saturating_sub(max), e)
+                        }
+                        (None, None) => (0, max.min(count)),
                     }
-                    (None, Some(before)) => {
-                        let e = if before.is_empty() {
-                            count
-                        } else {
-                            let before = item_for_name(node, before);
-                            all.partition_point(|r| r.item < before)
-                        };
-                        (e.saturating_sub(max), e)
-                    }
-                    (None, None) => (0, max.min(count)),
                 }
+                None => (0, MAX_PAGE.min(count)),
             }
-            None => (0, MAX_PAGE.min(count)),
         };
-        let items: Vec<_> = all[start..end].iter().filter_map(|r| sealed(r)).collect();
-        let paged = page.is_some() || count > MAX_PAGE;
+        // A page also ends before it grows past MAX_PAGE_BYTES.
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        for r in &all[start..end] {
+            let Some(s) = sealed_of(r) else { continue };
+            bytes += s.data.len() * 4 / 3 + 128;
+            if !items.is_empty() && bytes > MAX_PAGE_BYTES {
+                break;
+            }
+            items.push((name_of(&r.item), s.clone()));
+        }
+        let paged = page.is_some() || items.len() < count;
         let info = paged.then_some(PageInfo {
             count,
             first_index: start,
@@ -212,23 +265,21 @@ impl Node {
         Ok(stanza::items(node, &items, info.as_ref()))
     }
 
-    /// Sends notices for what changed since the last call: items of the view, and the
-    /// secrets message when the secrets or the approved clients changed.
+    /// Sends notices for the items of the view changed since the last call, and a
+    /// new secrets message when the secrets or the approved clients changed.
     pub(super) fn pep_notify(&mut self) -> Result<(), Error> {
         let keyring = self.device.keyring_state().clone();
         if self.device.clients_changed || self.pep_secrets_for.as_ref() != Some(&keyring) {
             self.device.clients_changed = false;
             self.pep_secrets_for = Some(keyring);
-            self.pep_secrets = match self.device.secrets_element(&self.ox_key) {
+            let message = match self.device.secrets_element(&self.ox_key) {
                 Ok(el) => el.map(Arc::new),
                 Err(e) => {
                     warn!("cannot seal the secrets for the XMPP clients: {e}");
                     None
                 }
             };
-            let _ = self
-                .pep_notices
-                .send(Arc::new(Notice::Secrets(self.pep_secrets.clone())));
+            self.pep_secrets.send_replace(message);
         }
         let Some(changed) = self.device.watch.as_mut().map(std::mem::take) else {
             return Ok(());
@@ -238,18 +289,13 @@ impl Node {
         }
         let replica = self.device.engine.book().replica();
         for (node, item) in changed {
-            let sealed = replica.get(node, &item).and_then(|r| match &r.body {
-                Body::Sealed(s) => Some(s.clone()),
-                _ => None,
-            });
+            let sealed = replica.get(node, &item).and_then(sealed_of).cloned();
             let id = self
                 .pep_names
                 .get(&(node, item))
                 .cloned()
                 .unwrap_or_else(|| item.to_string());
-            let _ = self
-                .pep_notices
-                .send(Arc::new(Notice::Item { node, id, sealed }));
+            let _ = self.pep_notices.send(Arc::new(Notice { node, id, sealed }));
         }
         Ok(())
     }

@@ -69,6 +69,17 @@ impl Store {
         read().map_err(|e| self.sql(e))
     }
 
+    /// Forgets the name of an item (retracted, or no longer live).
+    pub fn remove_item_name(&mut self, node: NodeKind, item: &ItemId) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM item_names WHERE node = ?1 AND item = ?2",
+                params![node_code(node), &item.0[..]],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
     /// Remembers the name of an item.
     pub fn set_item_name(&mut self, node: NodeKind, item: &ItemId, name: &str) -> Result<()> {
         self.conn

@@ -15,6 +15,17 @@ use crate::device::{Device, wall_now};
 use crate::service::{input_err, iso, refused};
 use crate::store::clients::{Client, MAX_CLIENTS};
 
+/// Why the secrets message could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// The clients could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// Signing or encrypting failed.
+    #[error(transparent)]
+    OpenPgp(#[from] ox::Error),
+}
+
 /// Largest certificate accepted, bytes.
 pub const MAX_CERT_BYTES: usize = 64 * 1024;
 
@@ -148,12 +159,20 @@ impl Device {
             clients
                 .iter()
                 .map(|c| {
-                    let uids: Vec<String> = ox::cert_from_bytes(&c.cert)
+                    let cert = ox::cert_from_bytes(&c.cert).ok();
+                    let uids: Vec<String> = cert
+                        .as_ref()
                         .map(|cert| cert.userids().map(|u| u.userid().to_string()).collect())
                         .unwrap_or_default();
+                    let usable = cert.is_some_and(|c| ox::can_encrypt_to(&c, wall_now()));
+                    let state = match (c.approved, usable) {
+                        (_, false) => "unusable",
+                        (true, true) => "approved",
+                        (false, true) => "waiting",
+                    };
                     json!({
                         "fingerprint": c.fingerprint,
-                        "state": if c.approved { "approved" } else { "waiting" },
+                        "state": state,
                         "user_ids": uids,
                         "added": iso(c.added_ms),
                     })
@@ -190,12 +209,19 @@ impl Device {
 
     /// The `<openpgp/>` element carrying every secret to every approved client, or
     /// `None` when no client is approved.
-    pub(crate) fn secrets_element(&mut self, key: &DeviceKey) -> Result<Option<Element>, String> {
-        let clients = self.store.clients().map_err(|e| e.to_string())?;
+    pub(crate) fn secrets_element(
+        &mut self,
+        key: &DeviceKey,
+    ) -> Result<Option<Element>, SecretsError> {
+        let clients = self.store.clients()?;
+        let now = wall_now();
+        // A certificate that expired or was revoked since its approval is left out
+        // (and shown as such by `kith client list`); the others still get the secrets.
         let certs: Vec<_> = clients
             .iter()
             .filter(|c| c.approved)
             .filter_map(|c| ox::cert_from_bytes(&c.cert).ok())
+            .filter(|c| ox::can_encrypt_to(c, now))
             .collect();
         if certs.is_empty() {
             return Ok(None);
@@ -237,8 +263,7 @@ impl Device {
             time: now,
             payload,
         };
-        let message = ox::signcrypt(&content, key, &certs, now, &mut rand::rng())
-            .map_err(|e| e.to_string())?;
+        let message = ox::signcrypt(&content, key, &certs, now, &mut rand::rng())?;
         Ok(Some(ox::wrap(&message)))
     }
 }

@@ -21,6 +21,7 @@ pub mod stanza;
 pub mod stream;
 
 pub mod clients;
+pub mod peer;
 mod server;
 
 use std::sync::Arc;
@@ -28,57 +29,35 @@ use std::sync::Arc;
 use kith_protocol::item::NodeKind;
 use kith_protocol::seal::Sealed;
 use kith_protocol::xml::Element;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use server::{
     IDLE_SECS, MAX_CONNECTIONS, MAX_LOCAL_CONNECTIONS, MAX_PER_ADDRESS, MAX_STREAM_SECS,
     WRITE_SECS, serve,
 };
 
-/// Notifications queued per stream before a slow client is dropped.
+/// Notifications queued per interested stream before a slow client is dropped.
 pub const NOTICE_QUEUE: usize = 4096;
 
-/// What a stream asks of the node's task.
-#[derive(Debug)]
-pub enum Ask {
-    /// A pubsub request that needs the device (items, publish, retract).
-    Query(stanza::Query),
-    /// The current secrets message for the approved clients, if any.
-    Secrets,
-}
-
-/// The node's answer.
-#[derive(Debug)]
-pub enum Answer {
-    /// The iq result payload, or the error.
-    Query(Result<Option<Element>, stanza::Refusal>),
-    /// The `<openpgp/>` element carrying the secrets, if any client is approved.
-    Secrets(Option<Arc<Element>>),
-}
-
-/// A request from a stream to the node's task.
+/// A pubsub request from a stream that needs the device (items, publish, retract),
+/// with where the answer (the iq result payload, or the error) goes.
 #[derive(Debug)]
 pub struct Call {
     /// What.
-    pub ask: Ask,
+    pub query: stanza::Query,
     /// Where the answer goes.
-    pub reply: oneshot::Sender<Answer>,
+    pub reply: oneshot::Sender<Result<Option<Element>, stanza::Refusal>>,
 }
 
-/// What the node tells every stream.
+/// An item changed, as the node tells the streams that want to know.
 #[derive(Debug, Clone)]
-pub enum Notice {
-    /// An item changed: published as `sealed`, or retracted (`None`).
-    Item {
-        /// Which node.
-        node: NodeKind,
-        /// Which item.
-        id: String,
-        /// The item as now published.
-        sealed: Option<Sealed>,
-    },
-    /// The secrets or the approved clients changed: the new secrets message.
-    Secrets(Option<Arc<Element>>),
+pub struct Notice {
+    /// Which node.
+    pub node: NodeKind,
+    /// Which item (as clients on this device know it).
+    pub id: String,
+    /// The item as now published, or `None`: retracted.
+    pub sealed: Option<Sealed>,
 }
 
 /// What every stream task shares.
@@ -86,7 +65,8 @@ pub enum Notice {
 pub struct Context {
     /// The advertised instance (`label@machine`): the stream's `from`.
     pub instance: String,
-    /// The account's bare JID: the PEP service's address and notifications' `from`.
+    /// The account's bare JID: notifications' and the secrets message's `from`
+    /// (sent to allowed streams only).
     pub account: String,
     /// Whether pubsub is served to other machines (disco always is).
     pub lan: bool,
@@ -94,4 +74,7 @@ pub struct Context {
     pub calls: mpsc::Sender<Call>,
     /// Notifications from the node's task.
     pub notices: broadcast::Sender<Arc<Notice>>,
+    /// The current secrets message (the `<openpgp/>` element) for the approved
+    /// clients; `None` when no client is approved.
+    pub secrets: watch::Receiver<Option<Arc<Element>>>,
 }

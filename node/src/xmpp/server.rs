@@ -10,7 +10,6 @@
 //! `resource-constraint` (it reconnects and retrieves the items again).
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +19,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
 
+use super::peer::Peer;
 use super::stanza::{self, Incoming, Query, Refusal};
 use super::stream::{self, Frame, Framer, StreamError};
-use super::{Answer, Ask, Call, Context, Notice};
+use super::{Call, Context, Notice};
 use crate::admission::{Admission, Limits};
 
 /// Most streams from other machines served at once.
@@ -60,16 +60,19 @@ pub async fn serve(listener: TcpListener, ctx: Context) {
                 continue;
             }
         };
-        let ip = peer.ip();
-        let pool = if ip.is_loopback() { &local } else { &network };
-        let Some(mut ticket) = pool.admit(ip) else {
+        let who = match stream.local_addr() {
+            Ok(local) => Peer::of(peer, local),
+            Err(_) => continue,
+        };
+        let pool = if who.is_local() { &local } else { &network };
+        let Some(mut ticket) = pool.admit(peer.ip()) else {
             drop(stream);
             continue;
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
             tokio::select! {
-                _ = handle(stream, ip, &ctx) => {}
+                _ = handle(stream, who, &ctx) => {}
                 _ = &mut ticket.evicted => {}
                 _ = tokio::time::sleep(Duration::from_secs(MAX_STREAM_SECS)) => {}
             }
@@ -88,18 +91,28 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, text: &str) -> std::io::Result<(
     .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
-async fn ask(ctx: &Context, ask: Ask) -> Option<Answer> {
+/// Asks the node's task; `internal-server-error` if it does not answer in time (a
+/// write may then still land: the client retrieves to know).
+async fn ask(ctx: &Context, query: Query) -> Result<Option<Element>, Refusal> {
     let (tx, rx) = oneshot::channel();
-    ctx.calls.send(Call { ask, reply: tx }).await.ok()?;
-    tokio::time::timeout(Duration::from_secs(CALL_SECS), rx)
+    let gone = || Refusal::internal().with_text("the node is stopping");
+    ctx.calls
+        .send(Call { query, reply: tx })
         .await
-        .ok()?
-        .ok()
+        .map_err(|_| gone())?;
+    match tokio::time::timeout(Duration::from_secs(CALL_SECS), rx).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(gone()),
+        Err(_) => Err(Refusal::internal()
+            .with_text("the node did not answer in time; retrieve the item to know its state")),
+    }
 }
 
 /// One stream's state.
 struct Conn<'a> {
     ctx: &'a Context,
+    /// Who is at the other end.
+    who: Peer,
     /// Whether pubsub is served to this peer.
     allowed: bool,
     /// The client's address (the stream's `from`).
@@ -108,12 +121,22 @@ struct Conn<'a> {
     subscribed: BTreeSet<NodeKind>,
     /// Nodes whose `+notify` the client's caps list.
     notify: BTreeSet<NodeKind>,
+    /// Notifications, from the moment the stream first wants some.
+    notices: Option<broadcast::Receiver<Arc<Notice>>>,
     /// The id of the caps query in flight.
     caps_query: Option<String>,
     next_id: u64,
 }
 
 impl Conn<'_> {
+    /// Starts listening for notifications once the stream wants any.
+    fn follow(&mut self) {
+        let wants = !self.subscribed.is_empty() || !self.notify.is_empty();
+        if wants && self.notices.is_none() {
+            self.notices = Some(self.ctx.notices.subscribe());
+        }
+    }
+
     /// The answers to one stanza.
     async fn on_stanza(&mut self, el: &Element) -> Vec<Element> {
         let me = el.attr("to").unwrap_or(&self.ctx.instance).to_owned();
@@ -122,7 +145,7 @@ impl Conn<'_> {
             .map(str::to_owned)
             .or_else(|| self.client.clone());
         let to = to.as_deref();
-        match stanza::read(el) {
+        let out = match stanza::read(el) {
             Incoming::Iq { id, query } => {
                 let reply = match query {
                     Err(r) => Err(r),
@@ -164,18 +187,24 @@ impl Conn<'_> {
                 &Refusal::service_unavailable(),
             )],
             Incoming::Ignored => Vec::new(),
-        }
+        };
+        self.follow();
+        out
     }
 
     async fn query(&mut self, q: Query) -> Result<Option<Element>, Refusal> {
         match q {
             Query::DiscoInfo { node } => stanza::disco_info(node.as_deref()).map(Some),
             Query::DiscoItems { node } => {
-                stanza::disco_items(node.as_deref(), &self.ctx.account).map(Some)
+                stanza::disco_items(node.as_deref(), &self.ctx.instance).map(Some)
             }
-            _ if !self.allowed => Err(Refusal::forbidden().with_text(
-                "pubsub is served to this machine only (kith run --xmpp-lan allows the LAN)",
-            )),
+            _ if !self.allowed => Err(Refusal::forbidden().with_text(match self.who {
+                Peer::OtherUser => {
+                    "pubsub is served to the node's own user on this machine \
+                     (kith run --xmpp-lan serves everyone)"
+                }
+                _ => "pubsub is served to this machine only (kith run --xmpp-lan serves the LAN)",
+            })),
             Query::Subscribe { node, jid } => {
                 self.subscribed.insert(node);
                 Ok(Some(stanza::subscription(node, &jid, true)))
@@ -186,37 +215,29 @@ impl Conn<'_> {
             }
             Query::Publish { ref options, .. } => {
                 stanza::check_options(options)?;
-                self.forward(q).await
+                ask(self.ctx, q).await
             }
-            q => self.forward(q).await,
-        }
-    }
-
-    async fn forward(&self, q: Query) -> Result<Option<Element>, Refusal> {
-        match ask(self.ctx, Ask::Query(q)).await {
-            Some(Answer::Query(r)) => r,
-            _ => Err(Refusal::internal().with_text("the node did not answer")),
+            Query::Retract { .. } if self.who != Peer::Owner => Err(Refusal::forbidden()
+                .with_text(
+                    "retract is served to the node's own user on this machine; \
+                     publish a sealed <reserved/> item to delete instead",
+                )),
+            q => ask(self.ctx, q).await,
         }
     }
 
     /// The message a notice makes for this stream, if it wants it.
-    fn on_notice(&self, notice: &Notice) -> Option<Element> {
-        match notice {
-            Notice::Item { node, id, sealed } => {
-                let wanted = self.subscribed.contains(node) || self.notify.contains(node);
-                wanted.then(|| {
-                    stanza::event(
-                        &self.ctx.account,
-                        self.client.as_deref(),
-                        *node,
-                        id,
-                        sealed.as_ref(),
-                    )
-                })
-            }
-            Notice::Secrets(Some(openpgp)) => Some(self.secrets_message(openpgp)),
-            Notice::Secrets(None) => None,
-        }
+    fn on_notice(&self, n: &Notice) -> Option<Element> {
+        let wanted = self.subscribed.contains(&n.node) || self.notify.contains(&n.node);
+        wanted.then(|| {
+            stanza::event(
+                &self.ctx.account,
+                self.client.as_deref(),
+                n.node,
+                &n.id,
+                n.sealed.as_ref(),
+            )
+        })
     }
 
     fn secrets_message(&self, openpgp: &Element) -> Element {
@@ -230,34 +251,49 @@ impl Conn<'_> {
     }
 }
 
-/// Serves one stream from `peer` until it ends.
+/// The next notification, or never when the stream follows none.
+async fn next_notice(
+    rx: &mut Option<broadcast::Receiver<Arc<Notice>>>,
+) -> Result<Arc<Notice>, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one stream from `who` until it ends.
 async fn handle<S: AsyncRead + AsyncWrite>(
     stream: S,
-    peer: IpAddr,
+    who: Peer,
     ctx: &Context,
 ) -> std::io::Result<()> {
-    let allowed = ctx.lan || peer.is_loopback();
-    let mut notices = ctx.notices.subscribe();
+    let allowed = who == Peer::Owner || ctx.lan;
+    let mut secrets = ctx.secrets.clone();
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut framer = Framer::new();
     let mut conn = Conn {
         ctx,
+        who,
         allowed,
         client: None,
         subscribed: BTreeSet::new(),
         notify: BTreeSet::new(),
+        notices: None,
         caps_query: None,
         next_id: 0,
     };
     let mut open = false;
     let mut chunk = vec![0u8; 8192];
+    let idle = Duration::from_secs(IDLE_SECS);
+    let mut deadline = tokio::time::Instant::now() + idle;
     loop {
         tokio::select! {
-            read = tokio::time::timeout(Duration::from_secs(IDLE_SECS), rd.read(&mut chunk)) => {
-                let n = read.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            read = rd.read(&mut chunk) => {
+                let n = read?;
                 if n == 0 {
                     return Ok(());
                 }
+                deadline = tokio::time::Instant::now() + idle;
                 framer.push(&chunk[..n]);
                 while let Some(frame) = framer.next_frame() {
                     match frame {
@@ -268,21 +304,21 @@ async fn handle<S: AsyncRead + AsyncWrite>(
                             }
                             open = true;
                             let head = stream::header(&ctx.instance, from.as_deref());
-                            let known = to.as_deref().is_none_or(|t| t == ctx.instance || t == ctx.account);
-                            if !known {
+                            if to.as_deref().is_some_and(|t| t != ctx.instance) {
                                 send(&mut wr, &format!("{head}{}", StreamError::HostUnknown.to_xml())).await?;
                                 return wr.shutdown().await;
                             }
                             conn.client = from;
                             let mut features = Element::new("", "stream:features");
-                            let mut info = stanza::disco_info(None).unwrap_or_else(|_| Element::new(stanza::DISCO_INFO_NS, "query"));
+                            let mut info = stanza::service_info();
                             info.set_attr("node", stanza::caps_node());
                             features.push(info);
                             send(&mut wr, &format!("{head}{}", features.to_xml())).await?;
-                            if allowed
-                                && let Some(Answer::Secrets(Some(openpgp))) = ask(ctx, Ask::Secrets).await
-                            {
-                                send(&mut wr, &conn.secrets_message(&openpgp).to_xml()).await?;
+                            if allowed {
+                                let current = secrets.borrow_and_update().clone();
+                                if let Some(openpgp) = current {
+                                    send(&mut wr, &conn.secrets_message(&openpgp).to_xml()).await?;
+                                }
                             }
                         }
                         Frame::Stanza(el) => {
@@ -302,7 +338,20 @@ async fn handle<S: AsyncRead + AsyncWrite>(
                     }
                 }
             }
-            notice = notices.recv(), if open && allowed => match notice {
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+            }
+            changed = secrets.changed(), if open && allowed => {
+                if changed.is_err() {
+                    send(&mut wr, &StreamError::SystemShutdown.to_xml()).await?;
+                    return wr.shutdown().await;
+                }
+                let current = secrets.borrow_and_update().clone();
+                if let Some(openpgp) = current {
+                    send(&mut wr, &conn.secrets_message(&openpgp).to_xml()).await?;
+                }
+            }
+            notice = next_notice(&mut conn.notices) => match notice {
                 Ok(n) => {
                     if let Some(el) = conn.on_notice(&n) {
                         send(&mut wr, &el.to_xml()).await?;
@@ -332,16 +381,14 @@ mod tests {
 
     /// A stream from `peer` to a service whose node answers every query with an
     /// empty result; returns the client's end.
-    fn stream_from(peer: &str, lan: bool) -> DuplexStream {
+    fn stream_from(who: Peer, lan: bool) -> DuplexStream {
         let (calls, mut rx) = mpsc::channel::<Call>(4);
         let (notices, _) = broadcast::channel(4);
+        let (_secrets_tx, secrets) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
+            let _keep = _secrets_tx;
             while let Some(call) = rx.recv().await {
-                let answer = match call.ask {
-                    Ask::Query(_) => Answer::Query(Ok(None)),
-                    Ask::Secrets => Answer::Secrets(None),
-                };
-                let _ = call.reply.send(answer);
+                let _ = call.reply.send(Ok(None));
             }
         });
         let ctx = Context {
@@ -350,10 +397,10 @@ mod tests {
             lan,
             calls,
             notices,
+            secrets,
         };
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let peer: IpAddr = peer.parse().unwrap();
-        tokio::spawn(async move { handle(server, peer, &ctx).await });
+        tokio::spawn(async move { handle(server, who, &ctx).await });
         client
     }
 
@@ -376,30 +423,47 @@ mod tests {
     async fn the_lan_gets_disco_but_pubsub_is_forbidden() {
         let input = format!("{HEADER}{DISCO}{ITEMS}</stream:stream>");
         let refused = "type='error' id='p1'><error type='auth'><forbidden";
-        let out = exchange(stream_from("10.200.0.2", false), &input).await;
-        assert!(
-            out.contains("type='result' id='d1'><query"),
-            "disco is open: {out}"
-        );
-        assert!(out.contains(refused), "{out}");
-        assert!(out.ends_with("</stream:stream>"), "{out}");
+        for who in [Peer::Network, Peer::OtherUser] {
+            let out = exchange(stream_from(who, false), &input).await;
+            assert!(
+                out.contains("type='result' id='d1'><query"),
+                "disco is open: {out}"
+            );
+            assert!(out.contains(refused), "{who:?}: {out}");
+            assert!(out.ends_with("</stream:stream>"), "{out}");
+        }
+        let out = exchange(stream_from(Peer::Owner, false), &input).await;
+        assert!(out.contains("type='result' id='p1'"), "the owner: {out}");
 
-        let out = exchange(stream_from("127.0.0.1", false), &input).await;
-        assert!(out.contains("type='result' id='p1'"), "loopback: {out}");
-
-        let out = exchange(stream_from("10.200.0.2", true), &input).await;
+        let out = exchange(stream_from(Peer::Network, true), &input).await;
         assert!(out.contains("type='result' id='p1'"), "opted in: {out}");
+
+        // Retract: the owner only, --xmpp-lan or not.
+        let retract = format!(
+            "{HEADER}<iq type='set' id='r1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+             <retract node='urn:xmpp:contacts'><item id='a'/></retract></pubsub></iq></stream:stream>"
+        );
+        let out = exchange(stream_from(Peer::Network, true), &retract).await;
+        assert!(
+            out.contains("type='error' id='r1'><error type='auth'><forbidden"),
+            "{out}"
+        );
+        let out = exchange(stream_from(Peer::Owner, false), &retract).await;
+        assert!(out.contains("type='result' id='r1'"), "{out}");
     }
 
     #[tokio::test]
     async fn a_stream_to_another_instance_or_of_garbage_ends_with_a_stream_error() {
         let other = HEADER.replace("kith-1@host", "kith-2@elsewhere");
-        let out = exchange(stream_from("127.0.0.1", false), &other).await;
+        let out = exchange(stream_from(Peer::Owner, false), &other).await;
         assert!(out.contains("host-unknown"), "{out}");
-        let out = exchange(stream_from("127.0.0.1", false), "GET / HTTP/1.1\r\n\r\n<>").await;
+        let account = HEADER.replace("kith-1@host", "romeo@montague.lit");
+        let out = exchange(stream_from(Peer::Network, false), &account).await;
+        assert!(out.contains("host-unknown"), "no JID to probe: {out}");
+        let out = exchange(stream_from(Peer::Owner, false), "GET / HTTP/1.1\r\n\r\n<>").await;
         assert!(out.contains("not-well-formed"), "{out}");
         let deep = format!("{HEADER}{}", "<a>".repeat(64));
-        let out = exchange(stream_from("127.0.0.1", false), &deep).await;
+        let out = exchange(stream_from(Peer::Owner, false), &deep).await;
         assert!(out.contains("policy-violation"), "{out}");
     }
 }

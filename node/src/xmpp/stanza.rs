@@ -31,6 +31,8 @@ pub const RSM_NS: &str = "http://jabber.org/protocol/rsm";
 pub const DATA_NS: &str = "jabber:x:data";
 /// XEP-0115 entity capabilities.
 pub const CAPS_NS: &str = "http://jabber.org/protocol/caps";
+/// RFC 6120 client stanzas (the stream's default namespace).
+pub const CLIENT_NS: &str = "jabber:client";
 /// RFC 6120 stanza errors.
 pub const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 /// XEP-0373's public-key nodes: the list, and one node a key (`…:FINGERPRINT`).
@@ -43,6 +45,8 @@ pub const CAPS_NODE: &str = "https://kith.invalid/pep";
 
 /// Most items one page holds when the client names no smaller `max`.
 pub const MAX_PAGE: usize = 128;
+/// Most bytes of items one page holds (about; at least one item).
+pub const MAX_PAGE_BYTES: usize = 512 * 1024;
 /// Most item ids one request may name.
 pub const MAX_IDS: usize = 64;
 
@@ -63,7 +67,7 @@ pub const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#retrieve-items",
     "http://jabber.org/protocol/pubsub#subscribe",
     RSM_NS,
-    "urn:xmpp:contacts:0",
+    kith_protocol::item::NS,
     seal::NS,
 ];
 
@@ -560,7 +564,7 @@ fn iq(el: &Element) -> Incoming {
 /// Reads one stanza.
 pub fn read(el: &Element) -> Incoming {
     match el.name.as_ref() {
-        "iq" if el.ns.is_empty() || el.ns == "jabber:client" => iq(el),
+        "iq" if el.ns.is_empty() || el.ns == CLIENT_NS => iq(el),
         "presence" => {
             if el.attr("type").is_some_and(|t| t != "available") {
                 return Incoming::Presence(None);
@@ -626,28 +630,38 @@ fn form(form_type: &str, fields: &[(&str, &str)]) -> Element {
     x
 }
 
+/// disco#info of the service.
+pub fn service_info() -> Element {
+    let mut q = Element::new(DISCO_INFO_NS, "query");
+    let (category, kind, name) = IDENTITY;
+    q.push(
+        Element::new(DISCO_INFO_NS, "identity")
+            .with_attr("category", category)
+            .with_attr("type", kind)
+            .with_attr("name", name),
+    );
+    for f in FEATURES {
+        q.push(Element::new(DISCO_INFO_NS, "feature").with_attr("var", *f));
+    }
+    q
+}
+
 /// disco#info of the service (`node` `None`, or the caps node) or of one node.
 pub fn disco_info(node: Option<&str>) -> Result<Element, Refusal> {
-    let mut q = Element::new(DISCO_INFO_NS, "query");
-    if let Some(n) = node {
-        q.set_attr("node", n);
-    }
     let service = node.is_none_or(|n| n.starts_with(CAPS_NODE));
     if service {
         if node.is_some_and(|n| n != caps_node()) {
             return Err(Refusal::item_not_found());
         }
-        let (category, kind, name) = IDENTITY;
-        q.push(
-            Element::new(DISCO_INFO_NS, "identity")
-                .with_attr("category", category)
-                .with_attr("type", kind)
-                .with_attr("name", name),
-        );
-        for f in FEATURES {
-            q.push(Element::new(DISCO_INFO_NS, "feature").with_attr("var", *f));
+        let mut q = service_info();
+        if let Some(n) = node {
+            q.set_attr("node", n);
         }
         return Ok(q);
+    }
+    let mut q = Element::new(DISCO_INFO_NS, "query");
+    if let Some(n) = node {
+        q.set_attr("node", n);
     }
     let n = node
         .and_then(NodeKind::from_node_name)

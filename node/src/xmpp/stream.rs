@@ -82,6 +82,20 @@ pub struct Framer {
     buf: Vec<u8>,
     in_stream: bool,
     done: bool,
+    /// How far the pending input has been read: each byte is parsed once, however
+    /// the input is cut.
+    scan: Scan,
+}
+
+/// Where reading the pending input stopped.
+#[derive(Debug, Default, Clone, Copy)]
+struct Scan {
+    /// Offset after the last whole event read.
+    pos: usize,
+    /// Element depth there.
+    depth: usize,
+    /// Where the stanza being read starts.
+    start: Option<usize>,
 }
 
 /// What the parser found at the front of the pending input.
@@ -103,49 +117,77 @@ fn attr(e: &quick_xml::events::BytesStart<'_>, name: &str) -> Option<String> {
     })
 }
 
-fn next_piece(buf: &[u8], in_stream: bool) -> Piece {
-    let mut reader = quick_xml::Reader::from_reader(buf);
+/// Whether a parse error only says that the input ended early.
+fn ended_early(e: &quick_xml::Error) -> bool {
+    use quick_xml::errors::{IllFormedError, SyntaxError as S};
+    matches!(
+        e,
+        quick_xml::Error::IllFormed(IllFormedError::UnclosedReference)
+    ) || matches!(
+        e,
+        quick_xml::Error::Syntax(
+            S::InvalidBangMarkup
+                | S::UnclosedPI
+                | S::UnclosedXmlDecl
+                | S::UnclosedComment
+                | S::UnclosedDoctype
+                | S::UnclosedCData
+                | S::UnclosedTag
+                | S::UnclosedSingleQuotedAttributeValue
+                | S::UnclosedDoubleQuotedAttributeValue
+        )
+    )
+}
+
+/// Reads on from `scan` (updated as whole events are read).
+fn next_piece(buf: &[u8], in_stream: bool, scan: &mut Scan) -> Piece {
+    let base = scan.pos;
+    let mut reader = quick_xml::Reader::from_reader(&buf[base..]);
     let cfg = reader.config_mut();
     cfg.check_end_names = false;
     cfg.allow_unmatched_ends = true;
-    let mut depth = 0usize;
-    let mut start = None;
     loop {
-        let before = reader.buffer_position() as usize;
+        let before = base + reader.buffer_position() as usize;
         let event = match reader.read_event() {
             Ok(e) => e,
-            Err(_) if buf.last() != Some(&b'>') => return Piece::Incomplete,
+            Err(e) if ended_early(&e) => return Piece::Incomplete,
             Err(_) => return Piece::Malformed,
         };
-        let end = reader.buffer_position() as usize;
+        let end = base + reader.buffer_position() as usize;
         match event {
             Event::Eof => return Piece::Incomplete,
-            Event::Start(e) if !in_stream && depth == 0 => {
+            Event::Start(e) if !in_stream && scan.depth == 0 => {
                 if e.name().into_inner() != "stream:stream" {
                     return Piece::Malformed;
                 }
                 return Piece::Header(attr(&e, "from"), attr(&e, "to"), end);
             }
             Event::Start(_) => {
-                start.get_or_insert(before);
-                depth += 1;
-                if depth > MAX_STANZA_DEPTH {
+                scan.start.get_or_insert(before);
+                scan.depth += 1;
+                if scan.depth > MAX_STANZA_DEPTH {
                     return Piece::TooDeep;
                 }
             }
-            Event::Empty(_) if depth == 0 && in_stream => return Piece::Stanza(before, end),
-            Event::End(_) if depth == 0 && in_stream => return Piece::Close(end),
-            Event::Empty(_) | Event::End(_) if depth == 0 => return Piece::Malformed,
+            Event::Empty(_) if scan.depth == 0 && in_stream => return Piece::Stanza(before, end),
+            Event::End(_) if scan.depth == 0 && in_stream => return Piece::Close(end),
+            Event::Empty(_) | Event::End(_) if scan.depth == 0 => return Piece::Malformed,
             Event::End(_) => {
-                depth -= 1;
-                if depth == 0 {
-                    return Piece::Stanza(start.unwrap_or(0), end);
+                scan.depth -= 1;
+                if scan.depth == 0 {
+                    return Piece::Stanza(scan.start.unwrap_or(0), end);
                 }
             }
-            Event::Text(_) | Event::Decl(_) | Event::Comment(_) | Event::PI(_) if depth == 0 => {
+            Event::Text(_) | Event::Decl(_) | Event::Comment(_) | Event::PI(_)
+                if scan.depth == 0 =>
+            {
                 return Piece::Skip(end);
             }
             _ => {}
+        }
+        // A text event may end only because the input did: read it again later.
+        if !matches!(event, Event::Text(_)) {
+            scan.pos = end;
         }
     }
 }
@@ -171,7 +213,7 @@ impl Framer {
     /// The next complete frame, if any.
     pub fn next_frame(&mut self) -> Option<Frame> {
         while !self.done {
-            let piece = next_piece(&self.buf, self.in_stream);
+            let piece = next_piece(&self.buf, self.in_stream, &mut self.scan);
             let (frame, used) = match piece {
                 Piece::Incomplete => {
                     if self.buf.len() > MAX_PENDING_BYTES {
@@ -206,6 +248,7 @@ impl Framer {
                 Piece::Skip(n) => (None, n),
             };
             self.buf.drain(..used);
+            self.scan = Scan::default();
             if frame.is_some() {
                 return frame;
             }
@@ -289,6 +332,28 @@ mod tests {
             frames(&big).last(),
             Some(&Frame::Error(StreamError::PolicyViolation))
         );
+    }
+
+    #[test]
+    fn the_same_frames_whatever_the_cuts() {
+        let input: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+              xmlns:stream='http://etherx.jabber.org/streams'> <!-- a > b -->\
+              <iq type='get' id='1' a='x&gt;y'><query xmlns='urn:x'><![CDATA[ > ]]>t&gt;ext</query></iq>\
+              <presence/><message><body>&lt;&gt;</body></message></stream:stream>";
+        let whole = frames(input);
+        assert_eq!(whole.len(), 5, "{whole:?}");
+        let mut f = Framer::new();
+        let mut cut = Vec::new();
+        for (i, b) in input.iter().enumerate() {
+            f.push(std::slice::from_ref(b));
+            cut.extend(std::iter::from_fn(|| f.next_frame()));
+            assert!(
+                !cut.contains(&Frame::Error(StreamError::NotWellFormed)),
+                "after {:?}",
+                String::from_utf8_lossy(&input[..=i])
+            );
+        }
+        assert_eq!(cut, whole);
     }
 
     proptest::proptest! {

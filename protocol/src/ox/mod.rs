@@ -281,6 +281,24 @@ pub fn unwrap(el: &Element) -> Result<Vec<u8>, Error> {
     STANDARD.decode(text).map_err(|_| Error::BadBase64)
 }
 
+/// Whether a message can be encrypted to `cert` at `now`: it is valid under the
+/// standard policy and has a live, unrevoked encryption key.
+pub fn can_encrypt_to(cert: &Cert, now: WallTime) -> bool {
+    let policy = StandardPolicy::new();
+    cert.with_policy(&policy, system_time(now))
+        .map(|valid| {
+            valid
+                .keys()
+                .supported()
+                .alive()
+                .revoked(false)
+                .for_transport_encryption()
+                .next()
+                .is_some()
+        })
+        .unwrap_or(false)
+}
+
 /// Signs `content` with `signer` and encrypts it to `recipients` (include the
 /// signer's own certificate to be able to read it back). Returns the binary
 /// OpenPGP message.
