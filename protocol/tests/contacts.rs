@@ -409,7 +409,21 @@ fn items_sealed_elsewhere_are_published_and_retracted_only_when_valid() {
         DEFAULT_PAD_BUCKET,
         &mut rng,
     );
+    // Many costly key packets (each an S2K of GnuPG's largest count): refused before
+    // any key is derived.
+    let mut costly = good.clone();
+    let mut data = Vec::new();
+    for _ in 0..200 {
+        data.extend_from_slice(&[0xC3, 13, 4, 9, 3, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0xff]);
+    }
+    data.extend_from_slice(&good.data);
+    costly.data = data;
     let before = f.books[0].replica().len();
+    // (Refused by its shape, which is checked before any key is derived.)
+    assert!(matches!(
+        f.books[0].execute(publish(costly), T0, &mut rng),
+        Err(Error::Unopenable(m)) if m.contains("not publishable")
+    ));
     assert!(matches!(
         f.books[0].execute(publish(wrong_node), T0, &mut rng),
         Err(Error::UnknownSecret(_))

@@ -26,6 +26,10 @@ pub enum SecretsError {
     OpenPgp(#[from] ox::Error),
 }
 
+/// Retired secrets (no longer sealing any live item) whose `<revoke/>` the secrets
+/// message still carries, per node.
+pub const RETIRED_REVOKES: usize = 8;
+
 /// Largest certificate accepted, bytes.
 pub const MAX_CERT_BYTES: usize = 64 * 1024;
 
@@ -228,12 +232,53 @@ impl Device {
         }
         let jid = self.jid.clone();
         let mut payload = Vec::new();
+        // The secrets a client needs: the current ones, and older ones that still
+        // seal a live item (re-sealing after a rotation retires them): the message
+        // stays small however many rotations there were.
+        let replica = self.engine.book().replica();
+        let used: std::collections::BTreeSet<String> = kith_protocol::item::NodeKind::ALL
+            .into_iter()
+            .flat_map(|n| replica.space(n))
+            .filter_map(|r| match &r.body {
+                kith_protocol::record::Body::Sealed(s) => Some(s.key.clone()),
+                _ => None,
+            })
+            .collect();
         let keyring = self.engine.book().keyring();
         let current: Vec<&str> = kith_protocol::item::NodeKind::ALL
             .into_iter()
             .filter_map(|n| keyring.current(n).map(|s| s.id.as_str()))
             .collect();
-        for secret in keyring.iter() {
+        // Retired secrets no live item uses any more are only revoked: the newest
+        // RETIRED_REVOKES of each node, so that a client holding one learns it.
+        let mut retired: Vec<&kith_protocol::seal::Secret> = keyring
+            .iter()
+            .filter(|s| !current.contains(&s.id.as_str()) && !used.contains(&s.id))
+            .collect();
+        retired.sort_by_key(|s| std::cmp::Reverse(s.created));
+        let mut revoked_only: Vec<&kith_protocol::seal::Secret> = Vec::new();
+        for node in kith_protocol::item::NodeKind::ALL {
+            revoked_only.extend(
+                retired
+                    .iter()
+                    .filter(|s| s.node == node)
+                    .take(RETIRED_REVOKES)
+                    .copied(),
+            );
+        }
+        let revoke = |secret: &kith_protocol::seal::Secret| {
+            SecretMessage::Revoke {
+                jid: jid.clone(),
+                node: secret.node,
+                id: secret.id.clone(),
+                reasons: Vec::new(),
+            }
+            .to_element()
+        };
+        for secret in keyring
+            .iter()
+            .filter(|s| current.contains(&s.id.as_str()) || used.contains(&s.id))
+        {
             // Every secret but the current ones is revoked for the clients: they
             // read old items with it and seal nothing new.
             let mut secret = secret.clone();
@@ -246,16 +291,11 @@ impl Device {
                 .to_element(),
             );
             if secret.revoked {
-                payload.push(
-                    SecretMessage::Revoke {
-                        jid: jid.clone(),
-                        node: secret.node,
-                        id: secret.id.clone(),
-                        reasons: Vec::new(),
-                    }
-                    .to_element(),
-                );
+                payload.push(revoke(&secret));
             }
+        }
+        for secret in revoked_only {
+            payload.push(revoke(secret));
         }
         let now = wall_now();
         let content = ox::Content {
@@ -265,5 +305,68 @@ impl Device {
         };
         let message = ox::signcrypt(&content, key, &certs, now, &mut rand::rng())?;
         Ok(Some(ox::wrap(&message)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kith_protocol::jid::BareJid;
+    use kith_protocol::ox::SecretMessage;
+
+    /// The secrets message opens for an approved client, holds the current secret
+    /// of each node, and stays small however many rotations there were.
+    #[test]
+    fn the_secrets_message_holds_what_a_client_needs_and_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut device = Device::init(&dir.path().join("d"), "romeo@montague.lit", "a").unwrap();
+        let account = BareJid::parse("romeo@montague.lit").unwrap();
+        let client = DeviceKey::generate(&account, wall_now()).unwrap();
+        let cert =
+            base64::engine::general_purpose::STANDARD.encode(ox::cert_to_bytes(&client.cert()));
+        device.add_client(&cert).unwrap();
+        let key = device.ox_key().unwrap();
+        let read = |device: &mut Device| {
+            let el = device
+                .secrets_element(&key)
+                .unwrap()
+                .expect("a client is approved");
+            let bytes = ox::unwrap(&el).unwrap();
+            let opened = ox::open(
+                &bytes,
+                &client,
+                &[key.cert()],
+                &account,
+                wall_now(),
+                ox::Window {
+                    max_ahead_ms: 60_000,
+                    max_age_ms: 60_000,
+                },
+            )
+            .unwrap();
+            (bytes.len(), opened.content.payload)
+        };
+        let (first, _) = read(&mut device);
+        for _ in 0..40 {
+            device.input(Input::RotateSecrets).unwrap();
+        }
+        let (after, payload) = read(&mut device);
+        let current: Vec<_> = payload
+            .iter()
+            .filter_map(|e| match SecretMessage::from_element(e) {
+                Some(Ok(SecretMessage::Share { secret, .. })) if !secret.revoked => Some(secret),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(current.len(), 2, "one current secret a node");
+        let keyring = device.engine.book().keyring().clone();
+        assert!(keyring.iter().count() > 80, "the rotations happened");
+        for s in &current {
+            assert_eq!(keyring.current(s.node).map(|c| &c.id), Some(&s.id));
+        }
+        assert!(
+            after < first + 4 * 1024,
+            "{first} bytes before 40 rotations, {after} after"
+        );
     }
 }

@@ -123,6 +123,8 @@ struct Conn<'a> {
     notify: BTreeSet<NodeKind>,
     /// Notifications, from the moment the stream first wants some.
     notices: Option<broadcast::Receiver<Arc<Notice>>>,
+    /// The client's caps, as last announced.
+    caps: Option<stanza::Caps>,
     /// The id of the caps query in flight.
     caps_query: Option<String>,
     next_id: u64,
@@ -167,7 +169,10 @@ impl Conn<'_> {
                 Vec::new()
             }
             Incoming::Presence(caps) => match caps {
+                // The same caps again: what they mean is known already.
+                Some(caps) if self.caps.as_ref() == Some(&caps) => Vec::new(),
                 Some(caps) if self.allowed => {
+                    self.caps = Some(caps.clone());
                     self.next_id += 1;
                     let id = format!("kith-caps-{}", self.next_id);
                     self.caps_query = Some(id.clone());
@@ -175,6 +180,7 @@ impl Conn<'_> {
                 }
                 Some(_) => Vec::new(),
                 None => {
+                    self.caps = None;
                     self.notify.clear();
                     Vec::new()
                 }
@@ -279,6 +285,7 @@ async fn handle<S: AsyncRead + AsyncWrite>(
         subscribed: BTreeSet::new(),
         notify: BTreeSet::new(),
         notices: None,
+        caps: None,
         caps_query: None,
         next_id: 0,
     };

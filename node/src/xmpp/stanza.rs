@@ -461,9 +461,15 @@ fn publish(pubsub: &Element, publish: &Element) -> Result<Query, Refusal> {
 }
 
 fn pubsub_query(set: bool, pubsub: &Element) -> Result<Query, Refusal> {
-    let Some(action) = pubsub.elements().find(|c| c.ns == PUBSUB_NS) else {
+    let mut actions = pubsub
+        .elements()
+        .filter(|c| c.ns == PUBSUB_NS && c.name != "publish-options");
+    let Some(action) = actions.next() else {
         return Err(Refusal::bad_request(None).with_text("an empty <pubsub/>"));
     };
+    if actions.next().is_some() {
+        return Err(Refusal::bad_request(None).with_text("one request per <pubsub/>"));
+    }
     match (set, action.name.as_ref()) {
         (false, "items") => {
             let node = node_of(action)?;

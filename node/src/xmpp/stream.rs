@@ -178,9 +178,14 @@ fn next_piece(buf: &[u8], in_stream: bool, scan: &mut Scan) -> Piece {
                     return Piece::Stanza(scan.start.unwrap_or(0), end);
                 }
             }
-            Event::Text(_) | Event::Decl(_) | Event::Comment(_) | Event::PI(_)
-                if scan.depth == 0 =>
-            {
+            // Between stanzas only whitespace (keepalives) may come.
+            Event::Text(t) if scan.depth == 0 => {
+                if !t.as_ref().bytes().all(|b| b.is_ascii_whitespace()) {
+                    return Piece::Malformed;
+                }
+                return Piece::Skip(end);
+            }
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) if scan.depth == 0 => {
                 return Piece::Skip(end);
             }
             _ => {}

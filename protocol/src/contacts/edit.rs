@@ -549,6 +549,7 @@ fn check_published(sealed: &Sealed, node: NodeKind, keyring: &Keyring) -> Result
     if keyring.current(node).map(|c| &c.id) != Some(&secret.id) {
         return Err(Error::StaleSecret(sealed.key.clone()));
     }
+    seal::check_publishable(&sealed.data).map_err(|e| Error::Unopenable(e.to_string()))?;
     let xml = Opener::new()
         .open(sealed, keyring)
         .map_err(|e| Error::Unopenable(e.to_string()))?;

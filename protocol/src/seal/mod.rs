@@ -91,6 +91,10 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// An item sealed elsewhere is not of the shape kith accepts for publishing
+    /// (see [`check_publishable`]).
+    #[error("not publishable: {0}")]
+    NotPublishable(&'static str),
 }
 
 impl From<pgp::Error> for Error {
@@ -402,6 +406,25 @@ pub fn costly_to_open(data: &[u8]) -> bool {
         Err(pgp::Error::Unsupported(_)) => true,
         Err(_) => false,
     }
+}
+
+/// Whether an item sealed elsewhere (by an XMPP client) may be published: exactly
+/// one SKESK v4 (salted or iterated S2K, at most GnuPG's largest count) and one SEIPD
+/// v1 packet, as kith, GnuPG and OpenPGP.js write them. Checked before any key is
+/// derived, so a message of many costly key packets (or Argon2 with a huge memory
+/// setting) costs nothing to refuse, and every device opens what was published at
+/// the cost of at most one S2K.
+pub fn check_publishable(data: &[u8]) -> Result<(), Error> {
+    let msg = pgp::parse(data).map_err(|e| match e {
+        pgp::Error::Unsupported(what) => Error::NotPublishable(what),
+        other => other.into(),
+    })?;
+    if msg.skesks.len() != 1 {
+        return Err(Error::NotPublishable(
+            "one symmetric-key session key packet is expected",
+        ));
+    }
+    Ok(())
 }
 
 /// Opens a binary OpenPGP message with `secret` using sequoia alone, without the
