@@ -132,6 +132,10 @@ struct Node {
     /// The secrets message for the approved clients, and the keyring it was made for.
     pep_secrets: watch::Sender<Option<Arc<kith_protocol::xml::Element>>>,
     pep_secrets_for: Option<BTreeSet<(String, bool)>>,
+    /// The ids of the secrets the current message shares.
+    pep_secrets_keys: BTreeSet<String>,
+    /// Names of retracted items, forgotten once the retraction is notified.
+    pep_forget: Vec<(kith_protocol::item::NodeKind, kith_protocol::record::ItemId)>,
     /// Item ids clients chose that are not kith's form (see `store::names`).
     pep_names: BTreeMap<(kith_protocol::item::NodeKind, kith_protocol::record::ItemId), String>,
     swarm: Swarm<Behaviour>,
@@ -280,17 +284,17 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let mut pep_names = BTreeMap::new();
     let mut device = device;
     for (node, item, name) in device.store.item_names()? {
-        // Names of items no longer live are forgotten (the table stays bounded).
-        let live = device
+        // Names of retracted items are forgotten (the table stays bounded).
+        let retracted = device
             .engine
             .book()
             .replica()
             .get(node, &item)
-            .is_some_and(|r| !r.is_tombstone());
-        if live {
-            pep_names.insert((node, item), name);
-        } else {
+            .is_some_and(|r| r.is_tombstone());
+        if retracted {
             device.store.remove_item_name(node, &item)?;
+        } else {
+            pep_names.insert((node, item), name);
         }
     }
     let (xmpp_calls_tx, xmpp_calls_rx) = mpsc::channel(64);
@@ -316,6 +320,8 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         pep_notices,
         pep_secrets,
         pep_secrets_for: None,
+        pep_secrets_keys: BTreeSet::new(),
+        pep_forget: Vec::new(),
         pep_names,
         swarm,
         pair_swarm,

@@ -164,7 +164,8 @@ impl Node {
             self.pep_names.insert((node, item), name);
         }
         if let Some(key) = retracted {
-            self.pep_names.remove(&key);
+            // Forgotten once the retraction is notified under the name.
+            self.pep_forget.push(key);
         }
         Ok(())
     }
@@ -246,10 +247,20 @@ impl Node {
                 None => (0, MAX_PAGE.min(count)),
             }
         };
-        // A page also ends before it grows past MAX_PAGE_BYTES.
+        // A page also ends before it grows past MAX_PAGE_BYTES: cut at its far end
+        // (its start when paging backwards), so the next page goes on from there.
+        let backwards = max_items.is_none()
+            && page
+                .as_ref()
+                .is_some_and(|p| p.after.is_none() && p.before.is_some());
+        let window: Vec<&&Record> = if backwards {
+            all[start..end].iter().rev().collect()
+        } else {
+            all[start..end].iter().collect()
+        };
         let mut items = Vec::new();
         let mut bytes = 0;
-        for r in &all[start..end] {
+        for r in window {
             let Some(s) = sealed_of(r) else { continue };
             bytes += s.data.len() * 4 / 3 + 128;
             if !items.is_empty() && bytes > MAX_PAGE_BYTES {
@@ -257,11 +268,14 @@ impl Node {
             }
             items.push((name_of(&r.item), s.clone()));
         }
+        let first_index = if backwards {
+            items.reverse();
+            end - items.len()
+        } else {
+            start
+        };
         let paged = page.is_some() || items.len() < count;
-        let info = paged.then_some(PageInfo {
-            count,
-            first_index: start,
-        });
+        let info = paged.then_some(PageInfo { count, first_index });
         Ok(stanza::items(node, &items, info.as_ref()))
     }
 
@@ -273,7 +287,11 @@ impl Node {
             self.device.clients_changed = false;
             self.pep_secrets_for = Some(keyring);
             let message = match self.device.secrets_element(&self.ox_key) {
-                Ok(el) => el.map(Arc::new),
+                Ok(Some((el, keys))) => {
+                    self.pep_secrets_keys = keys;
+                    Some(Arc::new(el))
+                }
+                Ok(None) => None,
                 Err(e) => {
                     warn!("cannot seal the secrets for the XMPP clients: {e}");
                     None
@@ -284,10 +302,28 @@ impl Node {
         let Some(changed) = self.device.watch.as_mut().map(std::mem::take) else {
             return Ok(());
         };
-        if changed.is_empty() || self.pep_notices.receiver_count() == 0 {
-            return Ok(());
+        let forget = std::mem::take(&mut self.pep_forget);
+        // A live item sealed with a secret the message does not carry (a device that
+        // was away wrote it with an older one): the message is made again next time.
+        let book = self.device.engine.book();
+        let unshared: Vec<String> = changed
+            .iter()
+            .filter_map(|(node, item)| book.replica().get(*node, item).and_then(sealed_of))
+            .filter(|s| !self.pep_secrets_keys.contains(&s.key))
+            .map(|s| s.key.clone())
+            .collect();
+        let keyring = book.keyring();
+        if unshared.iter().any(|k| keyring.get(k).is_some()) && self.pep_secrets.borrow().is_some()
+        {
+            self.pep_secrets_for = None;
         }
         let replica = self.device.engine.book().replica();
+        if changed.is_empty() || self.pep_notices.receiver_count() == 0 {
+            for key in forget {
+                self.pep_names.remove(&key);
+            }
+            return Ok(());
+        }
         for (node, item) in changed {
             let sealed = replica.get(node, &item).and_then(sealed_of).cloned();
             let id = self
@@ -296,6 +332,9 @@ impl Node {
                 .cloned()
                 .unwrap_or_else(|| item.to_string());
             let _ = self.pep_notices.send(Arc::new(Notice { node, id, sealed }));
+        }
+        for key in forget {
+            self.pep_names.remove(&key);
         }
         Ok(())
     }

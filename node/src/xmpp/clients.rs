@@ -1,8 +1,12 @@
 //! Approving XMPP clients (the `kith client` requests, and certificates clients
 //! publish on the stream, kept until approved) and the secrets message they
-//! receive: every secret of both nodes as XEP-0473 `<shared-secret/>` (revoked ones
-//! marked and followed by `<revoke/>`), in one XEP-0373 `<signcrypt/>` signed by
-//! this device's OpenPGP key and encrypted to every approved certificate.
+//! receive: as XEP-0473 `<shared-secret/>`, the current secret of each node and the
+//! older ones that still seal a live item (marked revoked and followed by
+//! `<revoke/>`), plus `<revoke/>` for the newest retired ones, in one XEP-0373
+//! `<signcrypt/>` signed by this device's OpenPGP key and encrypted to every usable
+//! approved certificate.
+
+use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use kith_protocol::ox::{self, DeviceKey, SecretMessage};
@@ -211,12 +215,12 @@ impl Device {
         })
     }
 
-    /// The `<openpgp/>` element carrying every secret to every approved client, or
-    /// `None` when no client is approved.
+    /// The `<openpgp/>` element carrying the secrets to every approved client, with
+    /// the ids of the secrets it shares, or `None` when no client is approved.
     pub(crate) fn secrets_element(
         &mut self,
         key: &DeviceKey,
-    ) -> Result<Option<Element>, SecretsError> {
+    ) -> Result<Option<(Element, BTreeSet<String>)>, SecretsError> {
         let clients = self.store.clients()?;
         let now = wall_now();
         // A certificate that expired or was revoked since its approval is left out
@@ -236,7 +240,7 @@ impl Device {
         // seal a live item (re-sealing after a rotation retires them): the message
         // stays small however many rotations there were.
         let replica = self.engine.book().replica();
-        let used: std::collections::BTreeSet<String> = kith_protocol::item::NodeKind::ALL
+        let used: BTreeSet<String> = kith_protocol::item::NodeKind::ALL
             .into_iter()
             .flat_map(|n| replica.space(n))
             .filter_map(|r| match &r.body {
@@ -275,10 +279,12 @@ impl Device {
             }
             .to_element()
         };
+        let mut shared = BTreeSet::new();
         for secret in keyring
             .iter()
             .filter(|s| current.contains(&s.id.as_str()) || used.contains(&s.id))
         {
+            shared.insert(secret.id.clone());
             // Every secret but the current ones is revoked for the clients: they
             // read old items with it and seal nothing new.
             let mut secret = secret.clone();
@@ -304,7 +310,7 @@ impl Device {
             payload,
         };
         let message = ox::signcrypt(&content, key, &certs, now, &mut rand::rng())?;
-        Ok(Some(ox::wrap(&message)))
+        Ok(Some((ox::wrap(&message), shared)))
     }
 }
 
@@ -327,7 +333,7 @@ mod tests {
         device.add_client(&cert).unwrap();
         let key = device.ox_key().unwrap();
         let read = |device: &mut Device| {
-            let el = device
+            let (el, _) = device
                 .secrets_element(&key)
                 .unwrap()
                 .expect("a client is approved");

@@ -19,11 +19,20 @@ pub enum Peer {
 }
 
 impl Peer {
-    /// Classifies the connection from `peer` to `local`.
+    /// Whether the connection from `peer` to `local` comes from this machine.
+    pub fn is_here(peer: SocketAddr, local: SocketAddr) -> bool {
+        peer.ip().is_loopback() || peer.ip() == local.ip()
+    }
+
+    /// Classifies the connection from `peer` to `local` (reads `/proc/net/tcp`).
+    /// Where the system has no such table (not Linux), a local connection is taken
+    /// as the owner's, as it was before users were told apart.
     pub fn of(peer: SocketAddr, local: SocketAddr) -> Self {
-        let here = peer.ip().is_loopback() || peer.ip() == local.ip();
-        if !here {
+        if !Self::is_here(peer, local) {
             return Self::Network;
+        }
+        if !std::path::Path::new(TCP_TABLE).exists() {
+            return Self::Owner;
         }
         match socket_uid(peer, local) {
             Some(uid) if uid == own_uid() => Self::Owner,
@@ -37,6 +46,9 @@ impl Peer {
     }
 }
 
+/// Linux's table of IPv4 TCP sockets.
+const TCP_TABLE: &str = "/proc/net/tcp";
+
 fn own_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
@@ -47,7 +59,7 @@ fn socket_uid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
     let (SocketAddr::V4(p), SocketAddr::V4(l)) = (peer, local) else {
         return None;
     };
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let table = std::fs::read_to_string(TCP_TABLE).ok()?;
     uid_in(&table, (*p.ip(), p.port()), (*l.ip(), l.port()))
 }
 
@@ -63,8 +75,9 @@ fn parse_addr(field: &str) -> Option<(Ipv4Addr, u16)> {
 fn uid_in(table: &str, from: (Ipv4Addr, u16), to: (Ipv4Addr, u16)) -> Option<u32> {
     table.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let (local, remote, uid) = (f.get(1)?, f.get(2)?, f.get(7)?);
-        (parse_addr(local)? == from && parse_addr(remote)? == to)
+        let (local, remote, uid, inode) = (f.get(1)?, f.get(2)?, f.get(7)?, f.get(9)?);
+        // A socket in TIME_WAIT has no owner (uid 0, inode 0): it proves nothing.
+        (parse_addr(local)? == from && parse_addr(remote)? == to && *inode != "0")
             .then(|| uid.parse().ok())
             .flatten()
     })
@@ -78,7 +91,8 @@ mod tests {
     fn the_owner_of_a_socket_is_read_from_the_tcp_table() {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
    0: 0100007F:A3B2 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 12345 1 0\n\
-   1: 0100007F:1F90 0100007F:A3B2 01 00000000:00000000 00:00000000 00000000     0        0 12346 1 0\n";
+   1: 0100007F:1F90 0100007F:A3B2 01 00000000:00000000 00:00000000 00000000     0        0 12346 1 0\n\
+   2: 0100007F:A3B3 0100007F:1F90 06 00000000:00000000 03:00000000 00000000     0        0 0 3 0\n";
         let client = (Ipv4Addr::LOCALHOST, 0xA3B2);
         let server = (Ipv4Addr::LOCALHOST, 0x1F90);
         if cfg!(target_endian = "little") {
@@ -86,6 +100,11 @@ mod tests {
             assert_eq!(uid_in(table, server, client), Some(0));
         }
         assert_eq!(uid_in(table, (Ipv4Addr::LOCALHOST, 1), server), None);
+        assert_eq!(
+            uid_in(table, (Ipv4Addr::LOCALHOST, 0xA3B3), server),
+            None,
+            "TIME_WAIT proves nothing"
+        );
     }
 
     #[tokio::test]

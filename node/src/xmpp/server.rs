@@ -60,17 +60,34 @@ pub async fn serve(listener: TcpListener, ctx: Context) {
                 continue;
             }
         };
-        let who = match stream.local_addr() {
-            Ok(local) => Peer::of(peer, local),
-            Err(_) => continue,
+        let Ok(here) = stream.local_addr() else {
+            continue;
         };
-        let pool = if who.is_local() { &local } else { &network };
+        // The local pool is for this machine's addresses; whose process it is is
+        // read in the stream's own task (a file read), and another user's streams
+        // go to the network pool there, so they cannot crowd out the owner's.
+        let is_here = Peer::is_here(peer, here);
+        let pool = if is_here { &local } else { &network };
         let Some(mut ticket) = pool.admit(peer.ip()) else {
             drop(stream);
             continue;
         };
         let ctx = ctx.clone();
+        let network = network.clone();
         tokio::spawn(async move {
+            let who = if is_here {
+                tokio::task::spawn_blocking(move || Peer::of(peer, here))
+                    .await
+                    .unwrap_or(Peer::OtherUser)
+            } else {
+                Peer::Network
+            };
+            if who == Peer::OtherUser {
+                match network.admit(peer.ip()) {
+                    Some(t) => ticket = t,
+                    None => return,
+                }
+            }
             tokio::select! {
                 _ = handle(stream, who, &ctx) => {}
                 _ = &mut ticket.evicted => {}
@@ -133,7 +150,10 @@ struct Conn<'a> {
 impl Conn<'_> {
     /// Starts listening for notifications once the stream wants any.
     fn follow(&mut self) {
-        let wants = !self.subscribed.is_empty() || !self.notify.is_empty();
+        // From the caps presence on: changes made while its caps are asked about
+        // are kept too.
+        let wants =
+            !self.subscribed.is_empty() || !self.notify.is_empty() || self.caps_query.is_some();
         if wants && self.notices.is_none() {
             self.notices = Some(self.ctx.notices.subscribe());
         }
@@ -311,7 +331,7 @@ async fn handle<S: AsyncRead + AsyncWrite>(
                             }
                             open = true;
                             let head = stream::header(&ctx.instance, from.as_deref());
-                            if to.as_deref().is_some_and(|t| t != ctx.instance) {
+                            if to.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case(&ctx.instance)) {
                                 send(&mut wr, &format!("{head}{}", StreamError::HostUnknown.to_xml())).await?;
                                 return wr.shutdown().await;
                             }

@@ -82,8 +82,8 @@ pub struct Framer {
     buf: Vec<u8>,
     in_stream: bool,
     done: bool,
-    /// How far the pending input has been read: each byte is parsed once, however
-    /// the input is cut.
+    /// How far the pending input has been read: each whole event is parsed once,
+    /// however the input is cut (an event still arriving is scanned again).
     scan: Scan,
 }
 
@@ -117,26 +117,31 @@ fn attr(e: &quick_xml::events::BytesStart<'_>, name: &str) -> Option<String> {
     })
 }
 
-/// Whether a parse error only says that the input ended early.
-fn ended_early(e: &quick_xml::Error) -> bool {
+/// Whether a parse error at `at` (error position) only says that the input ended
+/// early: an unclosed construct, or a character cut in two at the end. A reference
+/// or `<!` that may still be completed counts only near the end of the input.
+fn ended_early(e: &quick_xml::Error, buf: &[u8], from: usize, at: usize) -> bool {
     use quick_xml::errors::{IllFormedError, SyntaxError as S};
-    matches!(
-        e,
-        quick_xml::Error::IllFormed(IllFormedError::UnclosedReference)
-    ) || matches!(
-        e,
+    match e {
         quick_xml::Error::Syntax(
-            S::InvalidBangMarkup
-                | S::UnclosedPI
-                | S::UnclosedXmlDecl
-                | S::UnclosedComment
-                | S::UnclosedDoctype
-                | S::UnclosedCData
-                | S::UnclosedTag
-                | S::UnclosedSingleQuotedAttributeValue
-                | S::UnclosedDoubleQuotedAttributeValue
-        )
-    )
+            S::UnclosedPI
+            | S::UnclosedXmlDecl
+            | S::UnclosedComment
+            | S::UnclosedDoctype
+            | S::UnclosedCData
+            | S::UnclosedTag
+            | S::UnclosedSingleQuotedAttributeValue
+            | S::UnclosedDoubleQuotedAttributeValue,
+        ) => true,
+        quick_xml::Error::Syntax(S::InvalidBangMarkup)
+        | quick_xml::Error::IllFormed(IllFormedError::UnclosedReference) => {
+            buf.len().saturating_sub(at) < 64
+        }
+        quick_xml::Error::Encoding(_) => std::str::from_utf8(&buf[from..])
+            .err()
+            .is_some_and(|e| e.error_len().is_none()),
+        _ => false,
+    }
 }
 
 /// Reads on from `scan` (updated as whole events are read).
@@ -150,8 +155,13 @@ fn next_piece(buf: &[u8], in_stream: bool, scan: &mut Scan) -> Piece {
         let before = base + reader.buffer_position() as usize;
         let event = match reader.read_event() {
             Ok(e) => e,
-            Err(e) if ended_early(&e) => return Piece::Incomplete,
-            Err(_) => return Piece::Malformed,
+            Err(e) => {
+                let at = base + reader.error_position() as usize;
+                if ended_early(&e, buf, before, at) {
+                    return Piece::Incomplete;
+                }
+                return Piece::Malformed;
+            }
         };
         let end = base + reader.buffer_position() as usize;
         match event {
@@ -188,12 +198,14 @@ fn next_piece(buf: &[u8], in_stream: bool, scan: &mut Scan) -> Piece {
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) if scan.depth == 0 => {
                 return Piece::Skip(end);
             }
+            Event::GeneralRef(_) | Event::CData(_) | Event::DocType(_) if scan.depth == 0 => {
+                return Piece::Malformed;
+            }
             _ => {}
         }
-        // A text event may end only because the input did: read it again later.
-        if !matches!(event, Event::Text(_)) {
-            scan.pos = end;
-        }
+        // Inside a stanza every event read is whole (text cut by the end of the
+        // input goes on in the next event): it is not read again.
+        scan.pos = end;
     }
 }
 
@@ -331,6 +343,20 @@ mod tests {
             frames(&deep).last(),
             Some(&Frame::Error(StreamError::PolicyViolation))
         );
+        for bad in [
+            "<stream:stream><![CDATA[x]]>".to_owned(),
+            "<stream:stream>&amp;".to_owned(),
+            format!(
+                "<stream:stream><message>&x<body/>{}</message>",
+                " ".repeat(100)
+            ),
+        ] {
+            assert_eq!(
+                frames(bad.as_bytes()).last(),
+                Some(&Frame::Error(StreamError::NotWellFormed)),
+                "{bad}"
+            );
+        }
         let mut big = b"<stream:stream><message><body>".to_vec();
         big.resize(MAX_PENDING_BYTES + 100, b'x');
         assert_eq!(
@@ -341,10 +367,11 @@ mod tests {
 
     #[test]
     fn the_same_frames_whatever_the_cuts() {
-        let input: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+        let input = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
               xmlns:stream='http://etherx.jabber.org/streams'> <!-- a > b -->\
               <iq type='get' id='1' a='x&gt;y'><query xmlns='urn:x'><![CDATA[ > ]]>t&gt;ext</query></iq>\
-              <presence/><message><body>&lt;&gt;</body></message></stream:stream>";
+              <presence/><message><body>&lt;&gt; Jüliet 💌 тест</body></message></stream:stream>"
+            .as_bytes();
         let whole = frames(input);
         assert_eq!(whole.len(), 5, "{whole:?}");
         let mut f = Framer::new();

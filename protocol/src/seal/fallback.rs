@@ -50,23 +50,32 @@ impl DecryptionHelper for Helper<'_> {
         _sym_algo: Option<SymmetricAlgorithm>,
         decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
     ) -> openpgp::Result<Option<Cert>> {
+        let refuse = |why: &str| Err(openpgp::Error::MissingSessionKey(why.into()).into());
+        // An item is one encryption layer: encrypted data nested in the content (each
+        // layer's key packets would be tried again, every one a costly S2K) is refused.
+        if self.decrypted {
+            return refuse("nested encryption");
+        }
         if let Some((algo, key)) = &self.known {
+            // The fast path found the key: nothing is derived again.
             let sk = SessionKey::from(key.as_slice());
             if decrypt(Some(SymmetricAlgorithm::from(*algo)), &sk) {
                 self.decrypted = true;
                 return Ok(None);
             }
+            return refuse("the session key does not fit");
         }
+        // One key derivation at most, whatever the message holds (kith and the XEP-0473
+        // implementations write one key packet).
         let password = Password::from(self.secret.value.as_str());
-        for skesk in skesks {
-            if let Ok((algo, sk)) = skesk.decrypt(&password)
-                && decrypt(algo, &sk)
-            {
-                self.decrypted = true;
-                return Ok(None);
-            }
+        if let Some(skesk) = skesks.first()
+            && let Ok((algo, sk)) = skesk.decrypt(&password)
+            && decrypt(algo, &sk)
+        {
+            self.decrypted = true;
+            return Ok(None);
         }
-        Err(openpgp::Error::MissingSessionKey("no secret fits".into()).into())
+        refuse("no secret fits")
     }
 }
 

@@ -350,8 +350,8 @@ impl Opener {
         Ok(text.trim_end().to_owned())
     }
 
-    /// Decrypts with the first session key any SKESK yields whose quick check
-    /// passes; `None` when no SKESK or content is of a kind the fast path reads.
+    /// Decrypts with the session key the first SKESK yields; `None` when the SKESK
+    /// or the content is of a kind the fast path does not read.
     #[allow(clippy::type_complexity)]
     fn decrypt_fast(
         &mut self,
@@ -360,7 +360,10 @@ impl Opener {
     ) -> Result<Option<(u8, Zeroizing<Vec<u8>>, pgp::Plain)>, Error> {
         let mut any_readable = false;
         let fingerprint: [u8; 32] = Sha256::digest(secret.value.as_bytes()).into();
-        for skesk in &msg.skesks {
+        // One key derivation at most, as in the fallback: kith, GnuPG and OpenPGP.js
+        // write one key packet for one secret, and a message of many costly ones must
+        // not cost many derivations.
+        for skesk in msg.skesks.iter().take(1) {
             let Ok(len) = skesk.kek_len() else { continue };
             let cache_key = (fingerprint, skesk.s2k.clone(), skesk.algo);
             let kek = match self.cache.get(&cache_key) {
@@ -409,11 +412,12 @@ pub fn costly_to_open(data: &[u8]) -> bool {
 }
 
 /// Whether an item sealed elsewhere (by an XMPP client) may be published: exactly
-/// one SKESK v4 (salted or iterated S2K, at most GnuPG's largest count) and one SEIPD
-/// v1 packet, as kith, GnuPG and OpenPGP.js write them. Checked before any key is
-/// derived, so a message of many costly key packets (or Argon2 with a huge memory
-/// setting) costs nothing to refuse, and every device opens what was published at
-/// the cost of at most one S2K.
+/// one SKESK v4 (simple, salted or iterated S2K, at most GnuPG's largest count) and
+/// one SEIPD v1 packet, as kith, GnuPG and OpenPGP.js write them. Checked before any
+/// key is derived, so a message of many costly key packets (or Argon2 with a huge
+/// memory setting) costs nothing to refuse; opening then derives one key at most
+/// (the first key packet only, and no nested encryption, on both the fast path and
+/// sequoia's).
 pub fn check_publishable(data: &[u8]) -> Result<(), Error> {
     let msg = pgp::parse(data).map_err(|e| match e {
         pgp::Error::Unsupported(what) => Error::NotPublishable(what),
@@ -574,6 +578,31 @@ mod tests {
         let mut wrong = secret(&mut rng);
         wrong.id = s.id.clone();
         assert_eq!(opener.open_with(&data, &wrong), Err(Error::WrongSecret));
+    }
+
+    /// An item whose content is itself encrypted (with key packets that would each
+    /// cost a derivation) is refused, not opened layer by layer.
+    #[test]
+    fn nested_encryption_is_refused() {
+        use sequoia_openpgp::serialize::stream::{Compressor, Encryptor, LiteralWriter, Message};
+        use std::io::Write;
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let s = secret(&mut rng);
+        let mut data = Vec::new();
+        let message = Message::new(&mut data);
+        let outer = Encryptor::with_passwords(message, Some(s.value.as_str()))
+            .build()
+            .expect("encryptor");
+        let compressed = Compressor::new(outer).build().expect("compressor");
+        let inner = Encryptor::with_passwords(compressed, [s.value.as_str(), "b", "c"])
+            .build()
+            .expect("inner encryptor");
+        let mut w = LiteralWriter::new(inner).build().expect("literal");
+        w.write_all(b"<reserved xmlns='urn:xmpp:contacts:0'/>")
+            .expect("write");
+        w.finalize().expect("finalize");
+        assert!(Opener::new().open_with(&data, &s).is_err());
+        assert!(open_with_sequoia(&data, &s).is_err());
     }
 
     #[test]
