@@ -168,9 +168,14 @@ impl Book {
         rng: &mut R,
     ) -> Result<Vec<Record>, Error> {
         self.view();
-        let records = self
-            .editor
-            .execute(&self.view, command, &self.keyring, now, rng)?;
+        let records = self.editor.execute(
+            &self.view,
+            command,
+            &self.keyring,
+            &mut self.opener,
+            now,
+            rng,
+        )?;
         for r in &records {
             self.replica.insert(r.clone());
         }
@@ -185,7 +190,8 @@ impl Book {
         rng: &mut R,
     ) -> Result<(), Error> {
         self.view();
-        self.editor.check(&self.view, command, &self.keyring, rng)
+        self.editor
+            .check(&self.view, command, &self.keyring, &mut self.opener, rng)
     }
 
     /// Signs a record authored here, stamped by this device's clock.

@@ -237,15 +237,17 @@ impl Editor {
     }
 
     /// Carries out `command` against `view`; returns the records to apply and send.
+    /// `opener` opens items sealed elsewhere (a publish), keeping what it derived.
     pub fn execute<R: CryptoRng + ?Sized>(
         &mut self,
         view: &View,
         command: Command,
         keyring: &Keyring,
+        opener: &mut Opener,
         now: WallTime,
         rng: &mut R,
     ) -> Result<Vec<Record>, Error> {
-        let plan = self.plan(view, command, keyring, rng)?;
+        let plan = self.plan(view, command, keyring, opener, rng)?;
         self.seal_plan(plan, keyring, now, rng)
     }
 
@@ -256,9 +258,10 @@ impl Editor {
         view: &View,
         command: Command,
         keyring: &Keyring,
+        opener: &mut Opener,
         rng: &mut R,
     ) -> Result<(), Error> {
-        let plan = self.plan(view, command, keyring, rng)?;
+        let plan = self.plan(view, command, keyring, opener, rng)?;
         for ((node, _), write) in &plan.writes {
             if keyring.current(*node).is_none() {
                 return Err(Error::NoSecret(*node));
@@ -278,6 +281,7 @@ impl Editor {
         view: &'v View,
         command: Command,
         keyring: &Keyring,
+        opener: &mut Opener,
         rng: &mut R,
     ) -> Result<Plan<'v>, Error> {
         let mut plan = Plan::new(
@@ -413,7 +417,7 @@ impl Editor {
                 }
             }
             Command::Publish { node, item, sealed } => {
-                let reserved = check_published(&sealed, node, keyring)?;
+                let reserved = check_published(&sealed, node, keyring, opener)?;
                 plan.write(node, item, Write::Sealed(sealed, reserved));
             }
             Command::Retract { node, item } => {
@@ -541,7 +545,12 @@ impl Editor {
 /// Checks an item sealed by a client as every reader will: the current secret of
 /// `node`, a payload that opens under it and is valid on `node`. Returns
 /// whether the payload is `<reserved/>`.
-fn check_published(sealed: &Sealed, node: NodeKind, keyring: &Keyring) -> Result<bool, Error> {
+fn check_published(
+    sealed: &Sealed,
+    node: NodeKind,
+    keyring: &Keyring,
+    opener: &mut Opener,
+) -> Result<bool, Error> {
     let secret = keyring
         .get(&sealed.key)
         .filter(|s| s.node == node)
@@ -550,7 +559,7 @@ fn check_published(sealed: &Sealed, node: NodeKind, keyring: &Keyring) -> Result
         return Err(Error::StaleSecret(sealed.key.clone()));
     }
     seal::check_publishable(&sealed.data).map_err(|e| Error::Unopenable(e.to_string()))?;
-    let xml = Opener::new()
+    let xml = opener
         .open(sealed, keyring)
         .map_err(|e| Error::Unopenable(e.to_string()))?;
     let payload = Payload::parse(&xml)
