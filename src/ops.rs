@@ -267,8 +267,9 @@ pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
             list(&v["node"], "listen")
         );
         outln!(
-            "xmpp     XEP-0174 streams on port {}",
-            v["node"]["xmpp_port"]
+            "xmpp     XEP-0174 streams and the PEP service on port {}, as {}",
+            v["node"]["xmpp_port"],
+            s(&v["node"]["xmpp_instance"])
         );
     } else {
         outln!("node     not running (edits are stored and sync at the next `kith run`)");
