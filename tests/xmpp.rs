@@ -233,3 +233,40 @@ fn another_user_on_this_machine_gets_disco_but_not_pubsub() {
         stderr(&out)
     );
 }
+
+/// Figures, not checks (ignored; run in release, see docs/performance.md): a
+/// slixmpp client publishes 50 GnuPG-sealed contacts on device A; how long each
+/// publish takes to be answered, and to reach a client subscribed on device B.
+#[test]
+#[ignore]
+fn pep_latency_figures() {
+    let Some(python) = python() else { return };
+    let (Some(gpg_a), Some(gpg_b)) = (Gpg::new(), Gpg::new()) else {
+        return;
+    };
+    let devices = account(&["a", "b"]);
+    let (a, b) = (&devices[0], &devices[1]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (cert_a, cert_b) = (tmp.path().join("a.pgp"), tmp.path().join("b.pgp"));
+    client_key(&gpg_a, "xmpp:alice@client", &cert_a);
+    client_key(&gpg_b, "xmpp:bob@client", &cert_b);
+    a.ok(&["client", "add", "--cert", path(&cert_a)]);
+    b.ok(&["client", "add", "--cert", path(&cert_b)]);
+    let (port_a, instance_a) = stream(a);
+    let (port_b, instance_b) = stream(b);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp/pep_client.py");
+    let out = Command::new(python)
+        .args([script, "latency"])
+        .args(["--port-a", &port_a, "--instance-a", &instance_a])
+        .args(["--port-b", &port_b, "--instance-b", &instance_b])
+        .args([
+            "--gnupg-a",
+            path(gpg_a.home()),
+            "--gnupg-b",
+            path(gpg_b.home()),
+        ])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    println!("{}", stdout(&out));
+}
