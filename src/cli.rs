@@ -97,8 +97,9 @@ pub(crate) struct RunArgs {
     /// TCP port of the XEP-0174 stream listener (default: any free port).
     #[arg(long)]
     pub(crate) xmpp_port: Option<u16>,
-    /// Serve pubsub on the stream port to other machines too (default: this
-    /// machine only; disco is always served).
+    /// Serve pubsub on the stream port to other users and machines too (default:
+    /// the node's own user on this machine; disco is always served; retract stays
+    /// the node's user's).
     #[arg(long)]
     pub(crate) xmpp_lan: bool,
 }

@@ -44,8 +44,9 @@ pub struct Options {
     pub mdns_interfaces: Vec<String>,
     /// XEP-0174 stream port (any free port when `None`).
     pub xmpp_port: Option<u16>,
-    /// Serve pubsub on the stream port to other machines too (loopback only when
-    /// false; disco is served to all).
+    /// Serve pubsub on the stream port to other users and machines too (the node's
+    /// own user on this machine only when false; disco is served to all; retract
+    /// stays the node's user's).
     pub xmpp_lan: bool,
 }
 
