@@ -65,51 +65,73 @@ fn stream(d: &Device) -> (String, String) {
     (port.to_string(), instance)
 }
 
+/// Two paired devices, each with a GnuPG key for its client (certificate exported,
+/// not yet approved).
+struct Pair {
+    devices: Vec<Device>,
+    gpg: [Gpg; 2],
+    certs: [std::path::PathBuf; 2],
+    fprs: [String; 2],
+    _tmp: tempfile::TempDir,
+}
+
+impl Pair {
+    /// `None` when GnuPG is missing (and not required).
+    fn new() -> Option<Self> {
+        let (Some(gpg_a), Some(gpg_b)) = (Gpg::new(), Gpg::new()) else {
+            return None;
+        };
+        let devices = account(&["a", "b"]);
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let certs = [tmp.path().join("a.pgp"), tmp.path().join("b.pgp")];
+        let fprs = [
+            client_key(&gpg_a, "xmpp:alice@client", &certs[0]),
+            client_key(&gpg_b, "xmpp:bob@client", &certs[1]),
+        ];
+        Some(Self {
+            devices,
+            gpg: [gpg_a, gpg_b],
+            certs,
+            fprs,
+            _tmp: tmp,
+        })
+    }
+
+    /// The script's options naming both streams and both GnuPG homes.
+    fn args(&self) -> Vec<String> {
+        let (port_a, instance_a) = stream(&self.devices[0]);
+        let (port_b, instance_b) = stream(&self.devices[1]);
+        [
+            ("--port-a", port_a),
+            ("--instance-a", instance_a),
+            ("--port-b", port_b),
+            ("--instance-b", instance_b),
+            ("--gnupg-a", path(self.gpg[0].home()).to_owned()),
+            ("--gnupg-b", path(self.gpg[1].home()).to_owned()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .collect()
+    }
+}
+
 #[test]
 fn a_slixmpp_client_publishes_retrieves_retracts_and_is_notified() {
     let Some(python) = python() else { return };
-    let (Some(gpg_a), Some(gpg_b)) = (Gpg::new(), Gpg::new()) else {
-        return;
-    };
-    let devices = account(&["a", "b"]);
-    let (a, b) = (&devices[0], &devices[1]);
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let cert_a = tmp.path().join("a.pgp");
-    let cert_b = tmp.path().join("b.pgp");
-    let fpr_a = client_key(&gpg_a, "xmpp:alice@client", &cert_a);
-    let fpr_b = client_key(&gpg_b, "xmpp:bob@client", &cert_b);
+    let Some(pair) = Pair::new() else { return };
+    let (a, b) = (&pair.devices[0], &pair.devices[1]);
     // A's client is approved from its certificate file; B's offers its key on the
     // stream and is approved by fingerprint (in the script).
-    a.ok(&["client", "add", "--cert", path(&cert_a)]);
+    a.ok(&["client", "add", "--cert", path(&pair.certs[0])]);
     let listed = a.json(&["client", "list"]);
-    assert_eq!(listed[0]["fingerprint"], fpr_a.as_str(), "{listed}");
-    let (port_a, instance_a) = stream(a);
-    let (port_b, instance_b) = stream(b);
+    assert_eq!(listed[0]["fingerprint"], pair.fprs[0].as_str(), "{listed}");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp/pep_client.py");
     let out = Command::new(python)
         .arg(script)
-        .args(["--port-a", &port_a, "--instance-a", &instance_a])
-        .args(["--port-b", &port_b, "--instance-b", &instance_b])
-        .args([
-            "--gnupg-a",
-            path(gpg_a.home()),
-            "--gnupg-b",
-            path(gpg_b.home()),
-        ])
-        .args([
-            "--kith",
-            env!("CARGO_BIN_EXE_kith"),
-            "--dir-a",
-            path(&a.dir),
-        ])
-        .args([
-            "--dir-b",
-            path(&b.dir),
-            "--fpr-a",
-            &fpr_a,
-            "--fpr-b",
-            &fpr_b,
-        ])
+        .args(pair.args())
+        .args(["--kith", env!("CARGO_BIN_EXE_kith")])
+        .args(["--dir-a", path(&a.dir), "--dir-b", path(&b.dir)])
+        .args(["--fpr-a", &pair.fprs[0], "--fpr-b", &pair.fprs[1]])
         .output()
         .expect("python runs");
     assert!(
@@ -241,30 +263,14 @@ fn another_user_on_this_machine_gets_disco_but_not_pubsub() {
 #[ignore]
 fn pep_latency_figures() {
     let Some(python) = python() else { return };
-    let (Some(gpg_a), Some(gpg_b)) = (Gpg::new(), Gpg::new()) else {
-        return;
-    };
-    let devices = account(&["a", "b"]);
-    let (a, b) = (&devices[0], &devices[1]);
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let (cert_a, cert_b) = (tmp.path().join("a.pgp"), tmp.path().join("b.pgp"));
-    client_key(&gpg_a, "xmpp:alice@client", &cert_a);
-    client_key(&gpg_b, "xmpp:bob@client", &cert_b);
-    a.ok(&["client", "add", "--cert", path(&cert_a)]);
-    b.ok(&["client", "add", "--cert", path(&cert_b)]);
-    let (port_a, instance_a) = stream(a);
-    let (port_b, instance_b) = stream(b);
+    let Some(pair) = Pair::new() else { return };
+    for (device, cert) in pair.devices.iter().zip(&pair.certs) {
+        device.ok(&["client", "add", "--cert", path(cert)]);
+    }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp/pep_client.py");
     let out = Command::new(python)
         .args([script, "latency"])
-        .args(["--port-a", &port_a, "--instance-a", &instance_a])
-        .args(["--port-b", &port_b, "--instance-b", &instance_b])
-        .args([
-            "--gnupg-a",
-            path(gpg_a.home()),
-            "--gnupg-b",
-            path(gpg_b.home()),
-        ])
+        .args(pair.args())
         .output()
         .expect("python runs");
     assert!(out.status.success(), "{}", stderr(&out));
