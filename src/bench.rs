@@ -179,6 +179,7 @@ fn scale(dir: &Path, n: usize, edits: usize) -> Result<()> {
             remove_groups: vec![],
             add_jids: vec![],
             remove_jids: vec![],
+            merge: false,
         })?;
         times.push(start.elapsed());
     }

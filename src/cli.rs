@@ -168,6 +168,10 @@ enum ContactCommand {
         /// Removes a JID (repeatable).
         #[arg(long = "remove-jid")]
         remove_jids: Vec<String>,
+        /// Lets `--add-jid` take another contact's address, merging the two contacts
+        /// into one (refused otherwise).
+        #[arg(long)]
+        merge: bool,
     },
     /// Deletes a contact.
     Rm {
@@ -367,6 +371,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 remove_groups,
                 add_jids,
                 remove_jids,
+                merge,
             } => ops::done(
                 &dir,
                 Request::EditContact {
@@ -377,9 +382,10 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                     remove_groups,
                     add_jids,
                     remove_jids,
+                    merge,
                 },
             ),
-            ContactCommand::Rm { jid } => ops::done(&dir, Request::RemoveContact { jid }),
+            ContactCommand::Rm { jid } => ops::remove_contact(&dir, jid),
             ContactCommand::List { json } => ops::contacts(&dir, json),
             ContactCommand::Show { jid, json } => ops::contact(&dir, jid, json),
         },

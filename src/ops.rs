@@ -126,6 +126,18 @@ pub(crate) fn host_name() -> String {
         .unwrap_or_else(|| "device".to_owned())
 }
 
+/// `kith contact rm JID`: says which contact went, with all its addresses.
+pub(crate) fn remove_contact(dir: &Path, jid: String) -> Result<()> {
+    let v = call(dir, Request::RemoveContact { jid }, &mut no_progress)?;
+    let c = &v["removed"];
+    let name = c["name"]
+        .as_str()
+        .map(|n| format!("{} ", s(&Value::from(n))))
+        .unwrap_or_default();
+    outln!("Removed {name}({})", list(c, "jids"));
+    Ok(())
+}
+
 pub(crate) fn done(dir: &Path, request: Request) -> Result<()> {
     call(dir, request, &mut no_progress)?;
     Ok(())

@@ -161,3 +161,60 @@ fn the_demo_tells_its_story_and_exits_0() {
         assert!(text.contains(step), "{step:?} missing from:\n{text}");
     }
 }
+
+/// `contact edit --add-jid` with another contact's address is refused, naming that
+/// contact, unless `--merge`; `contact rm` says what it removed.
+#[test]
+fn adding_another_contacts_address_needs_merge_and_rm_says_what_went() {
+    let d = crate::nodes::Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    d.ok(&[
+        "contact",
+        "add",
+        "benvolio@verona.lit",
+        "--name",
+        "Benvolio",
+    ]);
+    d.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
+    let out = d.kith(&[
+        "contact",
+        "edit",
+        "benvolio@verona.lit",
+        "--add-jid",
+        "juliet@capulet.lit",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Juliet") && stderr(&out).contains("--merge"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(d.jids().len(), 2, "nothing merged");
+
+    d.ok(&[
+        "contact",
+        "edit",
+        "juliet@capulet.lit",
+        "--add-jid",
+        "juliet@conversations.im",
+    ]);
+    let removed = d.ok(&["contact", "rm", "juliet@conversations.im"]);
+    assert!(
+        removed.contains("Juliet")
+            && removed.contains("juliet@capulet.lit")
+            && removed.contains("juliet@conversations.im"),
+        "{removed}"
+    );
+    assert_eq!(d.jids(), ["benvolio@verona.lit"]);
+
+    d.ok(&["contact", "add", "mercutio@verona.lit"]);
+    d.ok(&[
+        "contact",
+        "edit",
+        "benvolio@verona.lit",
+        "--add-jid",
+        "mercutio@verona.lit",
+        "--merge",
+    ]);
+    assert_eq!(d.list().len(), 1, "merged on request");
+}

@@ -52,6 +52,9 @@ pub enum Request {
         add_jids: Vec<String>,
         /// JIDs to remove.
         remove_jids: Vec<String>,
+        /// Whether an added JID may be another contact's (merging the two).
+        #[serde(default)]
+        merge: bool,
     },
     /// Deletes a contact.
     RemoveContact {

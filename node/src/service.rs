@@ -172,6 +172,7 @@ impl Device {
                 remove_groups,
                 add_jids,
                 remove_jids,
+                merge,
             } => {
                 text("a name", name.as_deref())?;
                 names("groups", &add_groups, item::MAX_GROUP_REFS)?;
@@ -195,6 +196,7 @@ impl Device {
                         .iter()
                         .map(|s| jid(s))
                         .collect::<Result<_, _>>()?,
+                    merge,
                 };
                 self.command(Command::EditContact {
                     jid: jid(&j)?,
@@ -202,7 +204,19 @@ impl Device {
                 })
             }
             Request::RemoveContact { jid: j } => {
-                self.command(Command::RemoveContact { jid: jid(&j)? })
+                let j = jid(&j)?;
+                // What is removed, said back: every address of the contact goes.
+                let removed = {
+                    let view = self.engine.book().view();
+                    view.contact_by_jid(&j).map(|c| {
+                        json!({
+                            "name": c.contact.name,
+                            "jids": c.contact.identities.iter().map(|i| &i.value).collect::<Vec<_>>(),
+                        })
+                    })
+                };
+                self.command(Command::RemoveContact { jid: j })?;
+                Ok(json!({ "done": true, "removed": removed }))
             }
             Request::AddGroup { name, description } => {
                 text("a group name", Some(&name))?;

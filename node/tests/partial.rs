@@ -36,6 +36,7 @@ fn request(rng: &mut ChaCha20Rng) -> Request {
             remove_groups: vec![],
             add_jids: vec![],
             remove_jids: vec![],
+            merge: false,
         },
         3 => Request::EditContact {
             // Links two contacts into one.
@@ -46,6 +47,7 @@ fn request(rng: &mut ChaCha20Rng) -> Request {
             remove_groups: vec![],
             add_jids: vec![pick(rng, &JIDS).to_owned()],
             remove_jids: vec![],
+            merge: true,
         },
         4 => Request::RemoveContact { jid },
         5 => Request::AddGroup {

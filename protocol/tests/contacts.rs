@@ -493,3 +493,34 @@ fn items_sealed_elsewhere_are_published_and_retracted_only_when_valid() {
         Err(Error::StaleSecret(_))
     ));
 }
+
+/// Adding another contact's address to a contact would merge the two: refused,
+/// naming the other contact, unless the edit asks to merge.
+#[test]
+fn adding_another_contacts_address_is_refused_unless_merging() {
+    use kith_protocol::contacts::{ContactEdit, Error};
+    let mut f = Fleet::new(1, 14);
+    f.exec(0, add("benvolio@verona.lit", Some("Benvolio"), &[]), T0);
+    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
+    let edit = |merge| Command::EditContact {
+        jid: jid("benvolio@verona.lit"),
+        edit: ContactEdit {
+            add_jids: vec![jid("juliet@capulet.lit")],
+            merge,
+            ..ContactEdit::default()
+        },
+    };
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(14);
+    match f.books[0].execute(edit(false), T0, &mut rng) {
+        Err(Error::JidOfAnother { jid, contact }) => {
+            assert_eq!(
+                (jid.as_str(), contact.as_str()),
+                ("juliet@capulet.lit", "Juliet")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.books[0].view().contact_count(), 2);
+    f.exec(0, edit(true), T0);
+    assert_eq!(f.books[0].view().contact_count(), 1);
+}

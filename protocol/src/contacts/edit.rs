@@ -120,6 +120,9 @@ pub struct ContactEdit {
     pub add_jids: Vec<BareJid>,
     /// JIDs to remove from the identities (not the last one).
     pub remove_jids: Vec<BareJid>,
+    /// Whether a JID to add may be one of another contact's, merging the two
+    /// contacts into one (refused otherwise).
+    pub merge: bool,
 }
 
 /// Why a command cannot be carried out. Nothing was written.
@@ -135,6 +138,16 @@ pub enum Error {
     /// A contact with this JID exists already.
     #[error("a contact with the address {0} exists already")]
     ContactExists(String),
+    /// A JID to add belongs to another contact (adding it would merge the two).
+    #[error(
+        "{jid} is an address of another contact ({contact}): add it with --merge to merge the two"
+    )]
+    JidOfAnother {
+        /// The JID.
+        jid: String,
+        /// That contact, by its name or first address.
+        contact: String,
+    },
     /// No group has this name.
     #[error("no group is named {0:?}")]
     NoSuchGroup(String),
@@ -313,10 +326,21 @@ impl Editor {
                     remove_groups,
                     add_jids,
                     remove_jids,
+                    merge,
                 } = edit;
                 let target = view
                     .contact_by_jid(&jid)
                     .ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
+                if !merge {
+                    for j in &add_jids {
+                        if let Some(other) = view.contact_by_jid(j).filter(|o| o.id != target.id) {
+                            return Err(Error::JidOfAnother {
+                                jid: j.to_string(),
+                                contact: other.display_name().to_owned(),
+                            });
+                        }
+                    }
+                }
                 let mut contact = target.contact.clone();
                 if let Some(n) = name {
                     contact.name = n;
