@@ -183,10 +183,16 @@ enum ContactCommand {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Only the contacts in this group (case ignored).
+        #[arg(long)]
+        group: Option<String>,
+        /// Only the contacts whose name or an address holds this text (case ignored).
+        #[arg(long)]
+        search: Option<String>,
     },
     /// Shows one contact.
     Show {
-        /// A JID of the contact.
+        /// A JID of the contact, or its name when no other contact has it.
         jid: String,
         /// JSON output.
         #[arg(long)]
@@ -386,7 +392,11 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 },
             ),
             ContactCommand::Rm { jid } => ops::remove_contact(&dir, jid),
-            ContactCommand::List { json } => ops::contacts(&dir, json),
+            ContactCommand::List {
+                json,
+                group,
+                search,
+            } => ops::contacts(&dir, json, group.as_deref(), search.as_deref()),
             ContactCommand::Show { jid, json } => ops::contact(&dir, jid, json),
         },
         Command::Group(g) => match g {

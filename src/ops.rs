@@ -171,12 +171,44 @@ fn list(v: &Value, key: &str) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-pub(crate) fn contacts(dir: &Path, json: bool) -> Result<()> {
+/// Whether a contact (as JSON) is in `group` and matches `search`, both ignoring case.
+fn matches(c: &Value, group: Option<&str>, search: Option<&str>) -> bool {
+    let strings = |key: &str| -> Vec<String> {
+        c[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_lowercase))
+            .collect()
+    };
+    let in_group = group.is_none_or(|g| strings("groups").contains(&g.to_lowercase()));
+    let found = search.is_none_or(|t| {
+        let t = t.to_lowercase();
+        c["name"]
+            .as_str()
+            .is_some_and(|n| n.to_lowercase().contains(&t))
+            || strings("jids").iter().any(|j| j.contains(&t))
+    });
+    in_group && found
+}
+
+pub(crate) fn contacts(
+    dir: &Path,
+    json: bool,
+    group: Option<&str>,
+    search: Option<&str>,
+) -> Result<()> {
     let v = call(dir, Request::Contacts, &mut no_progress)?;
+    let rows: Vec<Value> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| matches(c, group, search))
+        .cloned()
+        .collect();
     if json {
-        return print_json(&v);
+        return print_json(&Value::Array(rows));
     }
-    let rows = v.as_array().cloned().unwrap_or_default();
     outln!("{:<24} {:<36} GROUPS", "NAME", "JIDS");
     for c in &rows {
         outln!(
@@ -190,8 +222,41 @@ pub(crate) fn contacts(dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The contact with this address, or else the one contact with this name.
+fn find_contact(dir: &Path, text: String) -> Result<Value> {
+    let by_jid = call(
+        dir,
+        Request::Contact { jid: text.clone() },
+        &mut no_progress,
+    );
+    let err = match by_jid {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    let all = call(dir, Request::Contacts, &mut no_progress)?;
+    let named: Vec<&Value> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&text))
+        })
+        .collect();
+    match named.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(err),
+        many => Err(Exit::Failed(format!(
+            "{} contacts are named {text:?}: give one of their addresses",
+            many.len()
+        ))
+        .into()),
+    }
+}
+
 pub(crate) fn contact(dir: &Path, jid: String, json: bool) -> Result<()> {
-    let c = call(dir, Request::Contact { jid }, &mut no_progress)?;
+    let c = find_contact(dir, jid)?;
     if json {
         return print_json(&c);
     }

@@ -218,3 +218,53 @@ fn adding_another_contacts_address_needs_merge_and_rm_says_what_went() {
     ]);
     assert_eq!(d.list().len(), 1, "merged on request");
 }
+
+/// Input as people type it: `xmpp:` URIs, names for `show`; the account's own JID
+/// is no contact; `contact list` filters by group and text.
+#[test]
+fn addresses_names_and_filters_as_people_type_them() {
+    let d = crate::nodes::Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    d.ok(&[
+        "contact",
+        "add",
+        "xmpp:juliet@capulet.lit?message",
+        "--name",
+        "Juliet",
+    ]);
+    d.ok(&[
+        "contact",
+        "add",
+        "tybalt@capulet.lit",
+        "--name",
+        "Tybalt",
+        "--group",
+        "Capulets",
+    ]);
+    d.ok(&[
+        "contact",
+        "add",
+        "mercutio@verona.lit",
+        "--name",
+        "Mercutio",
+    ]);
+    assert!(
+        d.jids().contains(&"juliet@capulet.lit".to_owned()),
+        "{:?}",
+        d.jids()
+    );
+
+    let own = d.kith(&["contact", "add", "romeo@montague.lit"]);
+    assert_eq!(own.status.code(), Some(1), "{}", stderr(&own));
+    assert!(stderr(&own).contains("own address"), "{}", stderr(&own));
+
+    let shown = d.json(&["contact", "show", "juliet"]);
+    assert_eq!(shown["jids"][0], "juliet@capulet.lit", "{shown}");
+    let shown = d.json(&["contact", "show", "Tybalt"]);
+    assert_eq!(shown["jids"][0], "tybalt@capulet.lit", "by name: {shown}");
+
+    let in_group = d.json(&["contact", "list", "--group", "capulets"]);
+    assert_eq!(in_group.as_array().map(Vec::len), Some(1), "{in_group}");
+    let found = d.json(&["contact", "list", "--search", "CAPULET"]);
+    assert_eq!(found.as_array().map(Vec::len), Some(2), "{found}");
+}

@@ -82,8 +82,19 @@ fn names(what: &str, values: &[String], max: usize) -> Result<(), Error> {
         .try_for_each(|v| text("a group name", Some(v)))
 }
 
+/// A JID as typed: a bare JID, or an RFC 5122 `xmpp:` URI of one (its query and
+/// fragment left out).
 fn jid(text: &str) -> Result<BareJid, Error> {
-    BareJid::parse(text).map_err(|e| input_err(format!("{text:?} is not a JID: {e}")))
+    let bare = match text.strip_prefix("xmpp:") {
+        Some(rest) if rest.starts_with("//") => {
+            return Err(input_err(format!(
+                "{text:?}: an xmpp: URI with an authority is not a contact's address"
+            )));
+        }
+        Some(rest) => rest.split(['?', '#']).next().unwrap_or(rest),
+        None => text,
+    };
+    BareJid::parse(bare).map_err(|e| input_err(format!("{text:?} is not a JID: {e}")))
 }
 
 pub(crate) fn iso(ms: u64) -> String {
@@ -158,8 +169,10 @@ impl Device {
             } => {
                 text("a name", name.as_deref())?;
                 names("groups", &groups, item::MAX_GROUP_REFS)?;
+                let j = jid(&j)?;
+                self.not_own(&j)?;
                 self.command(Command::AddContact {
-                    jid: jid(&j)?,
+                    jid: j,
                     name,
                     groups,
                 })
@@ -191,7 +204,10 @@ impl Device {
                     },
                     add_groups,
                     remove_groups,
-                    add_jids: add_jids.iter().map(|s| jid(s)).collect::<Result<_, _>>()?,
+                    add_jids: add_jids
+                        .iter()
+                        .map(|s| jid(s).and_then(|j| self.not_own(&j).map(|()| j)))
+                        .collect::<Result<_, _>>()?,
                     remove_jids: remove_jids
                         .iter()
                         .map(|s| jid(s))
@@ -244,6 +260,16 @@ impl Device {
             Request::ApproveClient { fingerprint } => self.approve_client(&fingerprint),
             Request::RemoveClient { fingerprint } => self.remove_client(&fingerprint),
         }
+    }
+
+    /// The account's own JID is not a contact of it (exit 1).
+    fn not_own(&self, j: &BareJid) -> Result<(), Error> {
+        if *j == self.jid {
+            return Err(refused(format!(
+                "{j} is this account's own address, not a contact"
+            )));
+        }
+        Ok(())
     }
 
     fn command(&mut self, cmd: Command) -> Result<Value, Error> {
