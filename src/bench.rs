@@ -55,6 +55,7 @@ fn import(node: &Node, n: usize, tag: &str) -> Result<Duration> {
     node.call(Request::Import {
         format: ImportFormat::Roster,
         text: roster(n, tag),
+        replace: false,
     })?;
     Ok(start.elapsed())
 }

@@ -315,6 +315,10 @@ enum ImportCommand {
         /// Print the resulting group and contact payloads; store nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Names in the document replace names kept here (by default an import
+        /// only adds: new contacts, addresses and groups).
+        #[arg(long)]
+        replace: bool,
     },
     /// XEP-0209 metacontacts (<storage xmlns='storage:metacontacts'>).
     Metacontacts {
@@ -323,6 +327,9 @@ enum ImportCommand {
         /// Print the resulting contact payloads; store nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Names in the document replace names kept here.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -423,18 +430,26 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Client(ClientCommand::List { json }) => client_cmd::list(&dir, json),
         Command::Client(ClientCommand::Rm { fingerprint }) => client_cmd::remove(&dir, fingerprint),
         Command::Status { json } => ops::status(&dir, json),
-        Command::Import(ImportCommand::Roster { file, dry_run }) => {
+        Command::Import(ImportCommand::Roster {
+            file,
+            dry_run,
+            replace,
+        }) => {
             if dry_run {
                 item_cmd::import_dry_run(&file, item_cmd::Source::Roster)
             } else {
-                ops::import(&dir, &file, ImportFormat::Roster)
+                ops::import(&dir, &file, ImportFormat::Roster, replace)
             }
         }
-        Command::Import(ImportCommand::Metacontacts { file, dry_run }) => {
+        Command::Import(ImportCommand::Metacontacts {
+            file,
+            dry_run,
+            replace,
+        }) => {
             if dry_run {
                 item_cmd::import_dry_run(&file, item_cmd::Source::Metacontacts)
             } else {
-                ops::import(&dir, &file, ImportFormat::Metacontacts)
+                ops::import(&dir, &file, ImportFormat::Metacontacts, replace)
             }
         }
         Command::Export(ExportCommand::Roster) => ops::export(&dir),

@@ -396,7 +396,7 @@ pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat) -> Result<()> {
+pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat, replace: bool) -> Result<()> {
     let text = crate::item_cmd::read_text(Some(file))?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -407,7 +407,15 @@ pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat) -> Result<()
         bar.set_length(total);
         bar.set_position(done);
     };
-    let result = call(dir, Request::Import { format, text }, &mut progress);
+    let result = call(
+        dir,
+        Request::Import {
+            format,
+            text,
+            replace,
+        },
+        &mut progress,
+    );
     bar.finish_and_clear();
     let v = result.map_err(|e| match e.downcast::<Exit>() {
         Ok(Exit::Code(3, m)) => Exit::Input(format!("{}: {m}", file.display())).into(),
@@ -415,8 +423,11 @@ pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat) -> Result<()
         Err(e) => e,
     })?;
     outln!(
-        "Imported {} contacts, {} groups",
+        "Imported {} entries: {} contacts added, {} updated, {} unchanged; {} groups",
         v["contacts"],
+        v["added"],
+        v["updated"],
+        v["unchanged"],
         v["groups"]
     );
     Ok(())

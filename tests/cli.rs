@@ -268,3 +268,53 @@ fn addresses_names_and_filters_as_people_type_them() {
     let found = d.json(&["contact", "list", "--search", "CAPULET"]);
     assert_eq!(found.as_array().map(Vec::len), Some(2), "{found}");
 }
+
+/// An import is a merge: a second run changes nothing and says so; a name edited in
+/// kith is kept unless `--replace`; new addresses and groups are added.
+#[test]
+fn imports_merge_and_report_what_they_did() {
+    let d = crate::nodes::Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let roster = file(
+        dir.path(),
+        "roster.xml",
+        "<query xmlns='jabber:iq:roster'>\
+         <item jid='juliet@capulet.lit' name='Juliet'><group>Capulets</group></item>\
+         <item jid='tybalt@capulet.lit' name='Tybalt'/></query>",
+    );
+    let first = d.ok(&["import", "roster", path(&roster)]);
+    assert!(
+        first.contains("2 contacts added, 0 updated, 0 unchanged"),
+        "{first}"
+    );
+    let again = d.ok(&["import", "roster", path(&roster)]);
+    assert!(
+        again.contains("0 contacts added, 0 updated, 2 unchanged"),
+        "{again}"
+    );
+
+    d.ok(&["contact", "edit", "juliet@capulet.lit", "--name", "Jules"]);
+    let more = file(
+        dir.path(),
+        "more.xml",
+        "<query xmlns='jabber:iq:roster'>\
+         <item jid='juliet@capulet.lit' name='Juliet'><group>Verona</group></item></query>",
+    );
+    let merged = d.ok(&["import", "roster", path(&more)]);
+    assert!(merged.contains("0 contacts added, 1 updated"), "{merged}");
+    let juliet = d.json(&["contact", "show", "juliet@capulet.lit"]);
+    assert_eq!(
+        juliet["name"], "Jules",
+        "the name edited here stays: {juliet}"
+    );
+    assert_eq!(
+        juliet["groups"].as_array().map(Vec::len),
+        Some(2),
+        "{juliet}"
+    );
+
+    d.ok(&["import", "roster", path(&more), "--replace"]);
+    let juliet = d.json(&["contact", "show", "juliet@capulet.lit"]);
+    assert_eq!(juliet["name"], "Juliet", "--replace: {juliet}");
+}

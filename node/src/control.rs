@@ -86,6 +86,9 @@ pub enum Request {
         format: ImportFormat,
         /// The document.
         text: String,
+        /// Whether names in the document replace names kept here.
+        #[serde(default)]
+        replace: bool,
     },
     /// The minimal roster of XEP-0510 §5.
     Export,

@@ -244,7 +244,11 @@ impl Device {
                 self.command(Command::RenameGroup { name, new_name })
             }
             Request::RemoveGroup { name } => self.command(Command::RemoveGroup { name }),
-            Request::Import { format, text } => self.import(format, &text, progress),
+            Request::Import {
+                format,
+                text,
+                replace,
+            } => self.import(format, &text, replace, progress),
             Request::Export => {
                 let view = self.engine.book().view();
                 Ok(json!({ "roster": import::export_roster(view) }))
@@ -291,6 +295,7 @@ impl Device {
         &mut self,
         format: ImportFormat,
         text: &str,
+        replace: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Value, Error> {
         let imported = match format {
@@ -302,6 +307,7 @@ impl Device {
         let groups = imported.groups.len();
         let all = Command::Import {
             contacts: imported.contacts.clone(),
+            replace,
         };
         self.engine
             .book()
@@ -310,6 +316,10 @@ impl Device {
                 ContactsError::Invalid { .. } => input_err(e),
                 other => refused(other),
             })?;
+        let summary =
+            self.engine
+                .book()
+                .import_summary(imported.contacts.clone(), replace, &mut rand::rng());
         progress(0, total);
         let chunk_len = IMPORT_CHUNK.max(imported.contacts.len().div_ceil(20));
         let mut contacts = imported.contacts;
@@ -320,9 +330,13 @@ impl Device {
                 let chunk = std::mem::replace(&mut contacts, rest);
                 done += chunk.len() as u64;
                 let now = device.clock.now();
-                let result = device
-                    .engine
-                    .execute(now, Command::Import { contacts: chunk });
+                let result = device.engine.execute(
+                    now,
+                    Command::Import {
+                        contacts: chunk,
+                        replace,
+                    },
+                );
                 device.drain()?;
                 result.map_err(|e| Error::new(ErrorKind::Store, format!("import stopped: {e}")))?;
                 progress(done, total);
@@ -331,7 +345,13 @@ impl Device {
         })?;
         // Best effort: a failed checkpoint leaves the log for SQLite to fold in later.
         let _ = self.store.checkpoint();
-        Ok(json!({ "contacts": total, "groups": groups }))
+        Ok(json!({
+            "contacts": total,
+            "groups": groups,
+            "added": summary.added,
+            "updated": summary.updated,
+            "unchanged": summary.unchanged,
+        }))
     }
 
     fn find_device(&mut self, needle: &str) -> Result<DeviceId, Error> {

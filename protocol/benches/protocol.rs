@@ -96,8 +96,15 @@ fn view(c: &mut Criterion) {
             ..Contact::default()
         })
         .collect();
-    book.execute(Command::Import { contacts }, WallTime(1), &mut rng)
-        .expect("import");
+    book.execute(
+        Command::Import {
+            contacts,
+            replace: false,
+        },
+        WallTime(1),
+        &mut rng,
+    )
+    .expect("import");
     let mut other = Book::new(SigningKey::from_bytes(&[4; 32]), keyring.clone());
     let dups: Vec<Contact> = (0..1_000)
         .map(|i| Contact {
@@ -108,7 +115,14 @@ fn view(c: &mut Criterion) {
         })
         .collect();
     let extra = other
-        .execute(Command::Import { contacts: dups }, WallTime(2), &mut rng)
+        .execute(
+            Command::Import {
+                contacts: dups,
+                replace: false,
+            },
+            WallTime(2),
+            &mut rng,
+        )
         .expect("import");
     let roster: BTreeSet<_> = [book.device(), other.device()].into_iter().collect();
     for r in extra {

@@ -197,6 +197,7 @@ fn transitive_identities_make_one_contact() {
         2,
         Command::Import {
             contacts: vec![both],
+            replace: false,
         },
         T0,
     );

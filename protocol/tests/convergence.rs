@@ -160,6 +160,7 @@ fn command(op: &Op) -> Option<(usize, Command)> {
                     ],
                     ..Contact::default()
                 }],
+                replace: false,
             },
         ),
         Op::Sync { .. } => return None,

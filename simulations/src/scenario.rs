@@ -222,7 +222,13 @@ pub fn run(s: &Scenario) -> Report {
                 ..Contact::default()
             })
             .collect();
-        w.command(0, Command::Import { contacts });
+        w.command(
+            0,
+            Command::Import {
+                contacts,
+                replace: false,
+            },
+        );
     }
 
     // Schedule the fault phase.

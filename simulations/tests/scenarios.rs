@@ -293,7 +293,13 @@ fn a_two_sided_divergence_larger_than_one_message() {
                 ..Contact::default()
             })
             .collect();
-        assert!(w.command(device, Command::Import { contacts }));
+        assert!(w.command(
+            device,
+            Command::Import {
+                contacts,
+                replace: false,
+            }
+        ));
     }
     w.run_until(10_000);
     w.partition(vec![0, 0]);

@@ -194,6 +194,18 @@ impl Book {
             .check(&self.view, command, &self.keyring, &mut self.opener, rng)
     }
 
+    /// What an import of `contacts` would do, without writing anything.
+    pub fn import_summary<R: CryptoRng + ?Sized>(
+        &mut self,
+        contacts: Vec<crate::item::Contact>,
+        replace: bool,
+        rng: &mut R,
+    ) -> super::edit::ImportSummary {
+        self.view();
+        self.editor
+            .import_summary(&self.view, contacts, replace, &self.keyring, rng)
+    }
+
     /// Signs a record authored here, stamped by this device's clock.
     pub fn sign(&mut self, space: Space, item: ItemId, body: Body, now: WallTime) -> Record {
         self.editor.sign(space, item, body, now)

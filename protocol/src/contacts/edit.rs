@@ -81,11 +81,15 @@ pub enum Command {
     /// Writes every readable item again, sealed with the current secrets (after a
     /// rotation); duplicates collapse as in an edit.
     Reseal,
-    /// Adds or updates many contacts at once (an import): a contact sharing an
-    /// identity with an existing one is merged into it, its name winning when set.
+    /// Adds or updates many contacts at once (an import), as a merge: a contact
+    /// sharing an identity with an existing one is merged into it (new addresses and
+    /// groups added); the existing name is kept unless `replace` (or it has none).
+    /// Contacts the import would not change are not written.
     Import {
         /// Contacts; their group references are group names here.
         contacts: Vec<Contact>,
+        /// Whether names in the document replace names kept here.
+        replace: bool,
     },
     /// Publishes an item sealed elsewhere (by an XMPP client, XEP-0473): it must
     /// open under the current secret of `node` and hold a valid XEP-0510
@@ -105,6 +109,18 @@ pub enum Command {
         /// Which item.
         item: ItemId,
     },
+}
+
+/// What an import does: contacts added, existing ones it changes, and existing ones
+/// it leaves as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// New contacts.
+    pub added: usize,
+    /// Existing contacts that gain an address or a group (or a name).
+    pub updated: usize,
+    /// Existing contacts the document has nothing new for.
+    pub unchanged: usize,
 }
 
 /// Changes to one contact; the default changes nothing.
@@ -419,7 +435,9 @@ impl Editor {
                     plan.write_contact(Some(c), contact, rng);
                 }
             }
-            Command::Import { contacts } => self.plan_import(view, &mut plan, contacts, rng),
+            Command::Import { contacts, replace } => {
+                self.plan_import(view, &mut plan, contacts, replace, rng);
+            }
             Command::Reseal => {
                 for c in view.contacts() {
                     plan.write_contact(Some(c), c.contact.clone(), rng);
@@ -458,13 +476,32 @@ impl Editor {
         Ok(plan)
     }
 
+    /// What an import of `contacts` would do to `view`, without writing anything.
+    pub fn import_summary<R: CryptoRng + ?Sized>(
+        &self,
+        view: &View,
+        contacts: Vec<Contact>,
+        replace: bool,
+        keyring: &Keyring,
+        rng: &mut R,
+    ) -> ImportSummary {
+        let mut plan = Plan::new(
+            view,
+            keyring
+                .current(NodeKind::Groups)
+                .map(|s| s.value.to_string()),
+        );
+        self.plan_import(view, &mut plan, contacts, replace, rng)
+    }
+
     fn plan_import<R: CryptoRng + ?Sized>(
         &self,
         view: &View,
         plan: &mut Plan<'_>,
         contacts: Vec<Contact>,
+        replace: bool,
         rng: &mut R,
-    ) {
+    ) -> ImportSummary {
         // Where each identity seen so far goes: an existing contact (by survivor) or
         // a new one (by index); existing contacts are found through the view's index.
         #[derive(Clone, Copy)]
@@ -512,7 +549,8 @@ impl Editor {
                     (Target::New(i), &mut new[i])
                 }
             };
-            if incoming.name.is_some() {
+            let existing = matches!(target, Target::Existing(_));
+            if incoming.name.is_some() && (replace || !existing || contact.name.is_none()) {
                 contact.name = incoming.name;
             }
             for id in incoming.identities {
@@ -527,12 +565,23 @@ impl Editor {
                 by_identity.insert((id.kind.clone(), id.value.clone()), target);
             }
         }
+        let mut summary = ImportSummary {
+            added: new.len(),
+            ..ImportSummary::default()
+        };
         for (id, contact) in touched {
-            plan.write_contact(view.contact(&id), contact, rng);
+            let before = view.contact(&id);
+            if before.is_some_and(|b| b.contact == contact && b.members.len() == 1) {
+                summary.unchanged += 1;
+                continue;
+            }
+            summary.updated += 1;
+            plan.write_contact(before, contact, rng);
         }
         for contact in new {
             plan.write_contact(None, contact, rng);
         }
+        summary
     }
 
     fn seal_plan<R: CryptoRng + ?Sized>(

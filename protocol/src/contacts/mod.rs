@@ -7,5 +7,5 @@ mod edit;
 mod view;
 
 pub use book::Book;
-pub use edit::{Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error};
+pub use edit::{Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error, ImportSummary};
 pub use view::{GroupEntry, ItemRead, MergedContact, Unreadable, View};
