@@ -525,3 +525,31 @@ fn adding_another_contacts_address_is_refused_unless_merging() {
     f.exec(0, edit(true), T0);
     assert_eq!(f.books[0].view().contact_count(), 1);
 }
+
+/// Names are kept trimmed and in NFC; a group name that only looks different
+/// (case, spaces, NFD) is the existing group, never a second one.
+#[test]
+fn names_are_cleaned_and_lookalike_groups_are_one() {
+    let mut f = Fleet::new(1, 15);
+    f.exec(
+        0,
+        add(
+            "juliet@capulet.lit",
+            Some("  Ju\u{0308}liet "),
+            &["Friends"],
+        ),
+        T0,
+    );
+    f.exec(0, add("romeo@montague.lit", None, &[" friends"]), T0);
+    f.exec(0, add("nurse@capulet.lit", None, &["FRIENDS"]), T0);
+    let view = f.books[0].view().clone();
+    assert_eq!(view.groups().len(), 1, "{:?}", view.groups());
+    let juliet = view
+        .contact_by_jid(&jid("juliet@capulet.lit"))
+        .expect("juliet");
+    assert_eq!(juliet.contact.name.as_deref(), Some("J\u{fc}liet"));
+    assert_eq!(
+        view.contacts_in_group(&juliet.contact.groups[0].id).count(),
+        3
+    );
+}

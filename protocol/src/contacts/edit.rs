@@ -111,6 +111,57 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The names it carries as kith keeps them (see [`item::clean_name`]).
+    fn cleaned(self) -> Self {
+        let name = |n: String| item::clean_name(&n);
+        let names = |v: Vec<String>| v.into_iter().map(name).collect();
+        match self {
+            Self::AddContact {
+                jid,
+                name: n,
+                groups,
+            } => Self::AddContact {
+                jid,
+                name: n.map(name),
+                groups: names(groups),
+            },
+            Self::EditContact { jid, mut edit } => {
+                edit.name = edit.name.map(|n| n.map(name));
+                edit.add_groups = names(edit.add_groups);
+                edit.remove_groups = names(edit.remove_groups);
+                Self::EditContact { jid, edit }
+            }
+            Self::AddGroup {
+                name: n,
+                description,
+            } => Self::AddGroup {
+                name: name(n),
+                description,
+            },
+            Self::RenameGroup { name: n, new_name } => Self::RenameGroup {
+                name: name(n),
+                new_name: name(new_name),
+            },
+            Self::RemoveGroup { name: n } => Self::RemoveGroup { name: name(n) },
+            Self::Import { contacts, replace } => Self::Import {
+                contacts: contacts
+                    .into_iter()
+                    .map(|mut c| {
+                        c.name = c.name.map(name);
+                        for g in &mut c.groups {
+                            g.id = item::clean_name(&g.id);
+                        }
+                        c
+                    })
+                    .collect(),
+                replace,
+            },
+            other => other,
+        }
+    }
+}
+
 /// What an import does: contacts added, existing ones it changes, and existing ones
 /// it leaves as they are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -319,6 +370,7 @@ impl Editor {
                 .current(NodeKind::Groups)
                 .map(|s| s.value.to_string()),
         );
+        let command = command.cleaned();
         match command {
             Command::AddContact { jid, name, groups } => {
                 if view.contact_by_jid(&jid).is_some() {

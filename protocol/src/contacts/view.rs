@@ -639,8 +639,22 @@ impl View {
     }
 
     /// The group with this name (the first by id if several share it).
+    /// The group named `name`; failing that, the one group whose name looks the same
+    /// (the same after trimming, NFC and case folding: `Friends`, `friends `), so a
+    /// lookalike never makes a second group.
     pub fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
-        self.groups.values().find(|g| g.group.name == name)
+        if let Some(g) = self.groups.values().find(|g| g.group.name == name) {
+            return Some(g);
+        }
+        let key = item::lookalike(name);
+        let mut alike = self
+            .groups
+            .values()
+            .filter(|g| item::lookalike(&g.group.name) == key);
+        match (alike.next(), alike.next()) {
+            (Some(g), None) => Some(g),
+            _ => None,
+        }
     }
 
     /// The `<reserved/>` items of `node`, by item id.

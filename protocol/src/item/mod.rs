@@ -64,6 +64,18 @@ impl fmt::Display for NodeKind {
     }
 }
 
+/// A name as people mean it: trimmed, in Unicode NFC (how kith stores the names
+/// users type for contacts and groups).
+pub fn clean_name(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.trim().nfc().collect()
+}
+
+/// What two names that look the same have in common: [`clean_name`], case folded.
+pub fn lookalike(name: &str) -> String {
+    clean_name(name).to_lowercase()
+}
+
 /// Why a payload is not a valid XEP-0510 item.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
