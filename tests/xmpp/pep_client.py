@@ -503,36 +503,38 @@ async def latency(args):
     b.disconnect()
 
 
-if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "latency":
-        p = argparse.ArgumentParser()
-        p.add_argument("mode")
-        for k in ["instance-a", "instance-b", "gnupg-a", "gnupg-b"]:
-            p.add_argument(f"--{k}", required=True)
-        p.add_argument("--port-a", type=int, required=True)
-        p.add_argument("--port-b", type=int, required=True)
-        p.add_argument("--n", type=int, default=50)
-        asyncio.run(latency(p.parse_args()))
-        sys.exit(0)
-    if len(sys.argv) > 1 and sys.argv[1] == "mdns":
-        p = argparse.ArgumentParser()
-        p.add_argument("mode")
-        p.add_argument("--instance", required=True)
-        asyncio.run(mdns(p.parse_args()))
-        sys.exit(0)
-    if len(sys.argv) > 1 and sys.argv[1] == "lan":
-        p = argparse.ArgumentParser()
-        p.add_argument("mode")
-        p.add_argument("--host", required=True)
-        p.add_argument("--port", type=int, required=True)
-        p.add_argument("--instance", required=True)
-        p.add_argument("--allowed", action="store_true")
-        asyncio.run(lan(p.parse_args()))
-        sys.exit(0)
+def parser(mode, required=(), ints=(), flags=(), defaults=()):
+    """The options of one mode: `required` strings, `ints`, boolean `flags`, and
+    (name, value) int `defaults`."""
     p = argparse.ArgumentParser()
-    for k in ["instance-a", "instance-b", "gnupg-a", "gnupg-b", "kith", "dir-a", "dir-b", "fpr-a",
-              "fpr-b"]:
+    if mode:
+        p.add_argument("mode")
+    for k in required:
         p.add_argument(f"--{k}", required=True)
-    p.add_argument("--port-a", type=int, required=True)
-    p.add_argument("--port-b", type=int, required=True)
+    for k in ints:
+        p.add_argument(f"--{k}", type=int, required=True)
+    for k in flags:
+        p.add_argument(f"--{k}", action="store_true")
+    for k, v in defaults:
+        p.add_argument(f"--{k}", type=int, default=v)
+    return p
+
+
+TWO_STREAMS = ["instance-a", "instance-b", "gnupg-a", "gnupg-b"]
+MODES = {
+    "latency": (latency, parser("latency", TWO_STREAMS, ["port-a", "port-b"],
+                                defaults=[("n", 50)])),
+    "mdns": (mdns, parser("mdns", ["instance"])),
+    "lan": (lan, parser("lan", ["host", "instance"], ["port"], ["allowed"])),
+}
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else None
+    if mode in MODES:
+        run, p = MODES[mode]
+        asyncio.run(run(p.parse_args()))
+        sys.exit(0)
+    p = parser(None, TWO_STREAMS + ["kith", "dir-a", "dir-b", "fpr-a", "fpr-b"],
+               ["port-a", "port-b"])
     asyncio.run(main(p.parse_args()))
