@@ -9,7 +9,7 @@ use kith_node::control::Request;
 use kith_node::xmpp::clients::MAX_CERT_BYTES;
 
 use crate::Exit;
-use crate::ops::{call, no_progress, print_json};
+use crate::ops::{bad_input_in, call, no_progress, print_json};
 use crate::output::outln;
 
 /// `kith client add --cert FILE`.
@@ -19,13 +19,10 @@ pub(crate) fn add(dir: &Path, file: &Path) -> Result<()> {
         .and_then(|f| f.take(MAX_CERT_BYTES as u64 + 1).read_to_end(&mut bytes))
         .map_err(|e| Exit::Io(format!("cannot read {}: {e}", file.display())))?;
     let cert = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    let v = call(dir, Request::AddClient { cert }, &mut no_progress).map_err(|e| {
-        match e.downcast::<Exit>() {
-            Ok(Exit::Code(3, m)) => Exit::Input(format!("{}: {m}", file.display())).into(),
-            Ok(other) => other.into(),
-            Err(e) => e,
-        }
-    })?;
+    let v = bad_input_in(
+        file,
+        call(dir, Request::AddClient { cert }, &mut no_progress),
+    )?;
     outln!(
         "Approved client {}: it receives the secrets when it connects",
         v["fingerprint"].as_str().unwrap_or("-")

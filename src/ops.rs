@@ -417,11 +417,7 @@ pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat, replace: boo
         &mut progress,
     );
     bar.finish_and_clear();
-    let v = result.map_err(|e| match e.downcast::<Exit>() {
-        Ok(Exit::Code(3, m)) => Exit::Input(format!("{}: {m}", file.display())).into(),
-        Ok(other) => other.into(),
-        Err(e) => e,
-    })?;
+    let v = bad_input_in(file, result)?;
     outln!(
         "Imported {} entries: {} contacts added, {} updated, {} unchanged; {} groups",
         v["contacts"],
@@ -431,6 +427,15 @@ pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat, replace: boo
         v["groups"]
     );
     Ok(())
+}
+
+/// A request about the content of `file`: bad input (exit 3) names the file.
+pub(crate) fn bad_input_in(file: &Path, result: Result<Value>) -> Result<Value> {
+    result.map_err(|e| match e.downcast::<Exit>() {
+        Ok(Exit::Code(3, m)) => Exit::Input(format!("{}: {m}", file.display())).into(),
+        Ok(other) => other.into(),
+        Err(e) => e,
+    })
 }
 
 pub(crate) fn export(dir: &Path) -> Result<()> {

@@ -282,10 +282,12 @@ impl Node {
     /// Sends notices for the items of the view changed since the last call, and a
     /// new secrets message when the secrets or the approved clients changed.
     pub(super) fn pep_notify(&mut self) -> Result<(), Error> {
-        let keyring = self.device.keyring_state().clone();
-        if self.device.clients_changed || self.pep_secrets_for.as_ref() != Some(&keyring) {
+        // Compared in place: the keyring's state is cloned only when it changed.
+        if self.device.clients_changed
+            || self.pep_secrets_for.as_ref() != Some(self.device.keyring_state())
+        {
             self.device.clients_changed = false;
-            self.pep_secrets_for = Some(keyring);
+            self.pep_secrets_for = Some(self.device.keyring_state().clone());
             let message = match self.device.secrets_element(&self.ox_key) {
                 Ok(Some((el, keys))) => {
                     self.pep_secrets_keys = keys;
@@ -305,17 +307,21 @@ impl Node {
         let forget = std::mem::take(&mut self.pep_forget);
         // A live item sealed with a secret the message does not carry (a device that
         // was away wrote it with an older one): the message is made again next time.
-        let book = self.device.engine.book();
-        let unshared: Vec<String> = changed
-            .iter()
-            .filter_map(|(node, item)| book.replica().get(*node, item).and_then(sealed_of))
-            .filter(|s| !self.pep_secrets_keys.contains(&s.key))
-            .map(|s| s.key.clone())
-            .collect();
-        let keyring = book.keyring();
-        if unshared.iter().any(|k| keyring.get(k).is_some()) && self.pep_secrets.borrow().is_some()
-        {
-            self.pep_secrets_for = None;
+        // Only looked for while there is a message (a client is approved).
+        if self.pep_secrets.borrow().is_some() {
+            let book = self.device.engine.book();
+            let keyring = book.keyring();
+            let unshared = changed.iter().any(|(node, item)| {
+                book.replica()
+                    .get(*node, item)
+                    .and_then(sealed_of)
+                    .is_some_and(|s| {
+                        !self.pep_secrets_keys.contains(&s.key) && keyring.get(&s.key).is_some()
+                    })
+            });
+            if unshared {
+                self.pep_secrets_for = None;
+            }
         }
         let replica = self.device.engine.book().replica();
         if changed.is_empty() || self.pep_notices.receiver_count() == 0 {

@@ -3,7 +3,7 @@
 //! kept here so that this device answers with it. Other devices show the derived id.
 
 use kith_protocol::item::NodeKind;
-use kith_protocol::record::ItemId;
+use kith_protocol::record::{ItemId, Space};
 use rusqlite::params;
 use sha2::{Digest, Sha256};
 
@@ -30,13 +30,6 @@ pub fn item_for_name(node: NodeKind, name: &str) -> ItemId {
     ItemId(b)
 }
 
-fn node_code(node: NodeKind) -> i64 {
-    match node {
-        NodeKind::Contacts => 0,
-        NodeKind::Groups => 1,
-    }
-}
-
 impl Store {
     /// Every stored name.
     pub fn item_names(&self) -> Result<Vec<(NodeKind, ItemId, String)>> {
@@ -53,14 +46,13 @@ impl Store {
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (node, item, name) = row?;
-                let node = if node == 0 {
-                    NodeKind::Contacts
-                } else {
-                    NodeKind::Groups
-                };
-                // A row that is not 16 bytes cannot name a record: skip it.
-                if let Ok(b) = <[u8; 16]>::try_from(item.as_slice()) {
+                let (code, item, name) = row?;
+                // A row naming no node or not 16 bytes cannot name a record: skipped.
+                let node = u64::try_from(code)
+                    .ok()
+                    .and_then(Space::from_code)
+                    .and_then(Space::node);
+                if let (Some(node), Ok(b)) = (node, <[u8; 16]>::try_from(item.as_slice())) {
                     out.push((node, ItemId(b), name));
                 }
             }
@@ -74,7 +66,7 @@ impl Store {
         self.conn
             .execute(
                 "DELETE FROM item_names WHERE node = ?1 AND item = ?2",
-                params![node_code(node), &item.0[..]],
+                params![Space::from(node).code(), &item.0[..]],
             )
             .map(drop)
             .map_err(|e| self.sql(e))
@@ -85,7 +77,7 @@ impl Store {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO item_names (node, item, name) VALUES (?1, ?2, ?3)",
-                params![node_code(node), &item.0[..], name],
+                params![Space::from(node).code(), &item.0[..], name],
             )
             .map(drop)
             .map_err(|e| self.sql(e))

@@ -68,20 +68,11 @@ impl Device {
                 "this file holds a secret key: give the client's public certificate",
             ));
         }
-        let probe = ox::Content {
-            to: vec![self.jid.clone()],
-            time: wall_now(),
-            payload: Vec::new(),
-        };
-        let key = self.ox_key()?;
-        ox::signcrypt(
-            &probe,
-            &key,
-            std::slice::from_ref(&parsed),
-            wall_now(),
-            &mut rand::rng(),
-        )
-        .map_err(|e| bad_cert(format!("cannot encrypt to this certificate: {e}")))?;
+        if !ox::can_encrypt_to(&parsed, wall_now()) {
+            return Err(bad_cert(
+                "cannot encrypt to this certificate: it has no valid encryption key",
+            ));
+        }
         Ok((ox::cert_to_bytes(&parsed), parsed.fingerprint().to_hex()))
     }
 

@@ -39,11 +39,6 @@ impl Peer {
             _ => Self::OtherUser,
         }
     }
-
-    /// Whether the stream comes from this machine.
-    pub fn is_local(self) -> bool {
-        self != Self::Network
-    }
 }
 
 /// Linux's table of IPv4 TCP sockets.
