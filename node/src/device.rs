@@ -571,9 +571,8 @@ impl Device {
             for e in base.store.index_by_identity(&keys, &kind, &value)? {
                 if let Some(Payload::Contact(c)) = &e.payload {
                     todo.extend(
-                        c.identities
-                            .iter()
-                            .map(|i| (i.kind.clone(), i.value.clone())),
+                        kith_protocol::item::fields::links(c)
+                            .map(|(k, v)| (k.to_owned(), v.to_owned())),
                     );
                 }
                 entries.insert((e.node, e.item), e);

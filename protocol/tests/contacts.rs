@@ -133,13 +133,7 @@ fn concurrent_duplicates_merge_then_collapse_into_the_survivor() {
         .map(|g| v0.groups()[&g.id].group.name.as_str())
         .collect();
     assert_eq!(group_names.len(), 2, "groups are a union: {group_names:?}");
-    // An edit writes the whole contact into the smallest item id and reserves the rest.
-    let survivor = merged
-        .members
-        .iter()
-        .map(|m| m.0)
-        .min()
-        .expect("two members");
+    // An edit writes the whole merged contact as one new item and retracts the rest.
     let records = f.exec(
         1,
         edit_name("juliet@capulet.lit", "Juliet Capulet"),
@@ -148,30 +142,17 @@ fn concurrent_duplicates_merge_then_collapse_into_the_survivor() {
     f.sync_all(WallTime(T0.0 + 30));
     let v = f.books[0].view().clone();
     assert_eq!(v.contact_count(), 1);
-    assert_eq!(v.contacts().next().unwrap().id, survivor);
-    assert_eq!(v.contacts().next().unwrap().members.len(), 1);
-    assert_eq!(
-        v.contacts().next().unwrap().contact.groups.len(),
-        2,
-        "nothing lost in the collapse"
-    );
-    let other = merged
-        .members
-        .iter()
-        .map(|m| m.0)
-        .find(|i| *i != survivor)
-        .expect("second member");
-    assert!(
-        records.iter().any(|r| r.item == other),
-        "the other member was rewritten"
-    );
-    // It is now <reserved/>, or retracted if padding had a surplus.
-    let now_reserved = v.reserved(NodeKind::Contacts).any(|r| *r == other);
-    let retracted = f.books[0]
-        .replica()
-        .get(NodeKind::Contacts, &other)
-        .is_some_and(Record::is_tombstone);
-    assert!(now_reserved || retracted);
+    let now = v.contacts().next().unwrap();
+    assert_eq!(now.members.len(), 1);
+    assert!(merged.members.iter().all(|m| m.0 != now.id), "a new item");
+    assert_eq!(now.contact.name.as_deref(), Some("Juliet Capulet"));
+    assert_eq!(now.contact.groups.len(), 2, "nothing lost in the collapse");
+    for (old, _) in &merged.members {
+        assert!(
+            records.iter().any(|r| r.item == *old && r.is_tombstone()),
+            "the old member {old} was retracted"
+        );
+    }
     assert_eq!(
         v.live_items(NodeKind::Contacts),
         32,

@@ -97,6 +97,9 @@ pub struct Report {
     pub sim_time_to_converge_ms: u64,
     /// Acknowledged writes not reflected at the end (summed over devices).
     pub lost_writes: usize,
+    /// Field changes some device's final list does not reflect although no newer
+    /// change of the same field won (summed over devices).
+    pub lost_field_edits: usize,
     /// Deletions some device's final state does not reflect (a deleted item back).
     pub resurrections: usize,
     /// Records refused by replicas.
@@ -138,6 +141,7 @@ impl Report {
     pub fn ok(&self) -> bool {
         self.converged
             && self.lost_writes == 0
+            && self.lost_field_edits == 0
             && self.resurrections == 0
             && self.accepted_after_revocation == 0
             && self.secret_leaks == 0
@@ -149,10 +153,11 @@ impl Report {
     /// One JSON object.
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"collected\":{},\"bytes_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"bad_frames\":{},\"unstorable_records\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
+            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"lost_field_edits\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"collected\":{},\"bytes_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"bad_frames\":{},\"unstorable_records\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
             self.converged,
             self.sim_time_to_converge_ms,
             self.lost_writes,
+            self.lost_field_edits,
             self.resurrections,
             self.rejected_records,
             self.accepted_after_revocation,
@@ -340,6 +345,7 @@ pub fn run(s: &Scenario) -> Report {
         }
     }
     let (lost_writes, resurrections) = w.lost_writes();
+    let lost_field_edits = w.lost_field_edits();
     let accepted_after_revocation = w.accepted_after_revocation();
     let (secret_leaks, secret_gaps) = w.secret_leaks_and_gaps();
     let totals = w.totals();
@@ -347,6 +353,7 @@ pub fn run(s: &Scenario) -> Report {
         converged,
         sim_time_to_converge_ms: w.last_change_ms.saturating_sub(healed),
         lost_writes,
+        lost_field_edits,
         resurrections,
         rejected_records: totals.rejected,
         accepted_after_revocation,

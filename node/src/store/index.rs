@@ -314,8 +314,9 @@ impl Store {
                 if e.node == NodeKind::Contacts {
                     drop_ids.execute([&e.item.0[..]]).map_err(sql)?;
                     if let Some(Payload::Contact(c)) = &e.payload {
-                        for i in &c.identities {
-                            let h = keys.identity(&i.kind, &i.value);
+                        // Real identities and the contact id: what links items.
+                        for (kind, value) in kith_protocol::item::fields::links(c) {
+                            let h = keys.identity(kind, value);
                             put_id
                                 .execute(params![&h[..], &e.item.0[..]])
                                 .map_err(sql)?;

@@ -25,11 +25,12 @@ use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 
+use super::merge;
 use super::view::{MergedContact, View};
 use crate::clock::{Clock, Hlc, WallTime};
-use crate::item::{self, Contact, Extra, Group, GroupRef, Identity, NodeKind, Payload};
+use crate::item::{self, Contact, Extra, Group, GroupRef, Identity, NodeKind, Payload, fields};
 use crate::jid::BareJid;
-use crate::record::{Body, DeviceId, ItemId, Record};
+use crate::record::{Body, DeviceId, ItemId, Record, Version};
 use crate::seal::{self, DEFAULT_PAD_BUCKET, Keyring, Opener, Sealed};
 
 /// Default number of items each node is padded to a multiple of.
@@ -79,8 +80,13 @@ pub enum Command {
         name: String,
     },
     /// Writes every readable item again, sealed with the current secrets (after a
-    /// rotation); duplicates collapse as in an edit.
+    /// rotation); duplicates collapse as in an edit. No field changes: a concurrent
+    /// edit of any field wins over it.
     Reseal,
+    /// Writes once, as one item, every contact that is [`MergedContact::unsettled`]
+    /// whose newest item this device wrote: concurrent items collapse, and the
+    /// conflicts the merge decided are kept in the contact.
+    Settle,
     /// Adds or updates many contacts at once (an import), as a merge: a contact
     /// sharing an identity with an existing one is merged into it (new addresses and
     /// groups added); the existing name is kept unless `replace` (or it has none).
@@ -327,7 +333,11 @@ impl Editor {
         now: WallTime,
         rng: &mut R,
     ) -> Result<Vec<Record>, Error> {
-        let plan = self.plan(view, command, keyring, opener, rng)?;
+        let stamp = Version {
+            hlc: self.clock.tick(now),
+            device: self.device(),
+        };
+        let plan = self.plan(view, command, keyring, opener, stamp, rng)?;
         self.seal_plan(plan, keyring, now, rng)
     }
 
@@ -341,7 +351,11 @@ impl Editor {
         opener: &mut Opener,
         rng: &mut R,
     ) -> Result<(), Error> {
-        let plan = self.plan(view, command, keyring, opener, rng)?;
+        let stamp = Version {
+            hlc: self.clock.last(),
+            device: self.device(),
+        };
+        let plan = self.plan(view, command, keyring, opener, stamp, rng)?;
         for ((node, _), write) in &plan.writes {
             if keyring.current(*node).is_none() {
                 return Err(Error::NoSecret(*node));
@@ -362,6 +376,7 @@ impl Editor {
         command: Command,
         keyring: &Keyring,
         opener: &mut Opener,
+        stamp: Version,
         rng: &mut R,
     ) -> Result<Plan<'v>, Error> {
         let mut plan = Plan::new(
@@ -369,6 +384,7 @@ impl Editor {
             keyring
                 .current(NodeKind::Groups)
                 .map(|s| s.value.to_string()),
+            stamp,
         );
         let command = command.cleaned();
         match command {
@@ -442,8 +458,21 @@ impl Editor {
                 let target = view
                     .contact_by_jid(&jid)
                     .ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
+                // Each item says which contact it deleted, so an edit made
+                // concurrently (which keeps the contact) is reported as a conflict.
+                let mut mark = Extra::default();
+                if let Some(cid) = fields::contact_id(&target.contact) {
+                    mark.children.push(
+                        crate::xml::Element::new(fields::NS, "deleted")
+                            .with_attr("contact", cid.to_owned()),
+                    );
+                }
                 for (item, _) in &target.members {
-                    plan.reserve(NodeKind::Contacts, *item);
+                    plan.write(
+                        NodeKind::Contacts,
+                        *item,
+                        Write::Payload(Payload::Reserved(mark.clone())),
+                    );
                 }
             }
             Command::AddGroup { name, description } => {
@@ -510,6 +539,15 @@ impl Editor {
                     }
                 }
             }
+            Command::Settle => {
+                let mine: Vec<&MergedContact> = view
+                    .unsettled()
+                    .filter(|c| c.version.device == self.device())
+                    .collect();
+                for c in mine {
+                    plan.write_contact(Some(c), c.contact.clone(), rng);
+                }
+            }
             Command::Publish { node, item, sealed } => {
                 let reserved = check_published(&sealed, node, keyring, opener)?;
                 plan.write(node, item, Write::Sealed(sealed, reserved));
@@ -537,11 +575,16 @@ impl Editor {
         keyring: &Keyring,
         rng: &mut R,
     ) -> ImportSummary {
+        let stamp = Version {
+            hlc: self.clock.last(),
+            device: self.device(),
+        };
         let mut plan = Plan::new(
             view,
             keyring
                 .current(NodeKind::Groups)
                 .map(|s| s.value.to_string()),
+            stamp,
         );
         self.plan_import(view, &mut plan, contacts, replace, rng)
     }
@@ -751,15 +794,18 @@ struct Plan<'v> {
     new_groups: BTreeMap<String, String>,
     /// The groups node's current secret, keying derived group ids.
     group_key: Option<String>,
+    /// The version field changes of this command are stamped with.
+    stamp: Version,
 }
 
 impl<'v> Plan<'v> {
-    fn new(view: &'v View, group_key: Option<String>) -> Self {
+    fn new(view: &'v View, group_key: Option<String>, stamp: Version) -> Self {
         Self {
             view,
             writes: BTreeMap::new(),
             new_groups: BTreeMap::new(),
             group_key,
+            stamp,
         }
     }
 
@@ -775,34 +821,35 @@ impl<'v> Plan<'v> {
         );
     }
 
-    /// Writes `contact` into `target`'s survivor (its other members reserved), or
-    /// into a new item.
+    /// Writes `contact`, an edit of `target` (`None`: a new contact), as one new
+    /// item stamped with this command's version; `target`'s items are retracted.
+    /// Content never overwrites an existing item, so an edit made concurrently
+    /// elsewhere (which writes its own new item) is merged field by field, never lost.
     fn write_contact<R: CryptoRng + ?Sized>(
         &mut self,
         target: Option<&MergedContact>,
         contact: Contact,
         rng: &mut R,
     ) {
-        match target {
-            Some(t) => {
-                for (item, _) in &t.members[1..] {
-                    self.reserve(NodeKind::Contacts, *item);
-                }
-                self.write(
-                    NodeKind::Contacts,
-                    t.id,
-                    Write::Payload(Payload::Contact(contact)),
-                );
-            }
-            None => {
-                let item = ItemId::random(rng);
-                self.write(
-                    NodeKind::Contacts,
-                    item,
-                    Write::Payload(Payload::Contact(contact)),
-                );
+        // A contact without an id (written before kith merged by field, or by
+        // another client) gets one derived from its survivor, the same on every
+        // device; a new contact a random one.
+        let seed = match target {
+            Some(t) => t.id.0,
+            None => ItemId::random(rng).0,
+        };
+        let cid: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        let contact = merge::restamp(target.map(|t| &t.contact), contact, self.stamp, cid);
+        if let Some(t) = target {
+            for (item, _) in &t.members {
+                self.write(NodeKind::Contacts, *item, Write::Tombstone);
             }
         }
+        self.write(
+            NodeKind::Contacts,
+            ItemId::random(rng),
+            Write::Payload(Payload::Contact(contact)),
+        );
     }
 
     /// The id of the group named `name`, creating the group when there is none.

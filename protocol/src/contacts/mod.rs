@@ -4,6 +4,7 @@
 
 mod book;
 mod edit;
+pub mod merge;
 mod view;
 
 pub use book::Book;

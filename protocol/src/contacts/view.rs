@@ -22,7 +22,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::merge;
 use crate::item;
+use crate::item::fields::{self, CONTACT_ID_KIND, Lost};
 use crate::item::{Contact, Group, NodeKind, Payload};
 use crate::jid::BareJid;
 use crate::record::{Body, ItemId, Record, Space, Version};
@@ -53,6 +55,12 @@ pub struct MergedContact {
     pub version: Version,
     /// Group references no group item defines.
     pub unknown_groups: Vec<String>,
+    /// Conflicts decided for this contact, newest first: concurrent edits of one
+    /// field where a value lost, and deletions an edit overruled.
+    pub lost: Vec<Lost>,
+    /// Whether writing the merged contact once would change something (several
+    /// items, or conflicts not yet written into the newest item).
+    pub unsettled: bool,
 }
 
 impl MergedContact {
@@ -120,6 +128,10 @@ pub struct View {
     group_items: BTreeMap<ItemId, String>,
     /// Group id → survivors of the contacts that refer to it.
     group_refs: BTreeMap<String, BTreeSet<ItemId>>,
+    /// Contact id → the reserved items marking its deletion, with their versions.
+    deleted: BTreeMap<String, BTreeSet<(Version, ItemId)>>,
+    /// Survivors of the contacts that are [`MergedContact::unsettled`].
+    unsettled: BTreeSet<ItemId>,
     /// A partial view (see [`View::partial`]): real items per node that exist but
     /// were not loaded, and the contacts they make.
     unloaded: [usize; 2],
@@ -190,6 +202,15 @@ fn read(
         signature: record.signature,
         payload,
     })
+}
+
+/// The contact id whose deletion a `<reserved/>` item marks, if it marks one.
+fn deletion_mark(extra: &item::Extra) -> Option<&str> {
+    extra
+        .children
+        .iter()
+        .find(|c| c.is(fields::NS, "deleted"))
+        .and_then(|c| c.attr("contact"))
 }
 
 /// The contact items listing the identity `kind`/`value`.
@@ -324,16 +345,16 @@ impl View {
         if let Some(old) = self.items.remove(&(node, item)) {
             match old.payload {
                 Ok(Payload::Contact(c)) => {
-                    for i in &c.identities {
-                        if let Some(values) = self.by_identity.get_mut(&i.kind) {
-                            if let Some(set) = values.get_mut(&i.value) {
+                    for (kind, value) in fields::links(&c) {
+                        if let Some(values) = self.by_identity.get_mut(kind) {
+                            if let Some(set) = values.get_mut(value) {
                                 set.remove(&item);
                                 if set.is_empty() {
-                                    values.remove(&i.value);
+                                    values.remove(value);
                                 }
                             }
                             if values.is_empty() {
-                                self.by_identity.remove(&i.kind);
+                                self.by_identity.remove(kind);
                             }
                         }
                     }
@@ -349,12 +370,21 @@ impl View {
                     self.group_items.remove(&item);
                     dirty.groups.insert(g.id);
                 }
-                Ok(Payload::Reserved(_)) => {
+                Ok(Payload::Reserved(extra)) => {
                     if let Some(set) = self.reserved.get_mut(&node) {
                         set.remove(&item);
                         if set.is_empty() {
                             self.reserved.remove(&node);
                         }
+                    }
+                    if let Some(cid) = deletion_mark(&extra) {
+                        if let Some(set) = self.deleted.get_mut(cid) {
+                            set.remove(&(old.version, item));
+                            if set.is_empty() {
+                                self.deleted.remove(cid);
+                            }
+                        }
+                        self.dirty_contact_id(cid, dirty);
                     }
                 }
                 Err(_) => {
@@ -365,17 +395,17 @@ impl View {
         let Some(new) = new else { return };
         match &new.payload {
             Ok(Payload::Contact(c)) => {
-                for i in &c.identities {
-                    let values = match self.by_identity.get_mut(&i.kind) {
+                for (kind, value) in fields::links(c) {
+                    let values = match self.by_identity.get_mut(kind) {
                         Some(v) => v,
-                        None => self.by_identity.entry(i.kind.clone()).or_default(),
+                        None => self.by_identity.entry(kind.to_owned()).or_default(),
                     };
-                    match values.get_mut(&i.value) {
+                    match values.get_mut(value) {
                         Some(set) => {
                             set.insert(item);
                         }
                         None => {
-                            values.insert(i.value.clone(), BTreeSet::from([item]));
+                            values.insert(value.to_owned(), BTreeSet::from([item]));
                         }
                     }
                 }
@@ -389,8 +419,15 @@ impl View {
                 self.group_items.insert(item, g.id.clone());
                 dirty.groups.insert(g.id.clone());
             }
-            Ok(Payload::Reserved(_)) => {
+            Ok(Payload::Reserved(extra)) => {
                 self.reserved.entry(node).or_default().insert(item);
+                if let Some(cid) = deletion_mark(extra) {
+                    self.deleted
+                        .entry(cid.to_owned())
+                        .or_default()
+                        .insert((new.version, item));
+                    self.dirty_contact_id(cid, dirty);
+                }
             }
             Err(e) => {
                 self.unreadable.insert((node, item), e.clone());
@@ -478,8 +515,8 @@ impl View {
                     continue;
                 };
                 let mut links: Vec<ItemId> = Vec::new();
-                for i in &c.identities {
-                    if let Some(set) = linked(&self.by_identity, &i.kind, &i.value)
+                for (kind, value) in fields::links(c) {
+                    if let Some(set) = linked(&self.by_identity, kind, value)
                         && followed.insert(std::ptr::from_ref(set) as usize)
                     {
                         links.extend(set);
@@ -505,11 +542,19 @@ impl View {
         )
     }
 
+    /// Marks the items carrying contact id `cid` to be merged again.
+    fn dirty_contact_id(&self, cid: &str, dirty: &mut Dirty) {
+        if let Some(set) = linked(&self.by_identity, CONTACT_ID_KIND, cid) {
+            dirty.contacts.extend(set);
+        }
+    }
+
     /// Takes a merged contact out of the view; its members go to `members`.
     fn remove_contact(&mut self, survivor: ItemId, members: &mut BTreeSet<ItemId>) {
         let Some(c) = self.contacts.remove(&survivor) else {
             return;
         };
+        self.unsettled.remove(&survivor);
         self.order.remove(&c.sort_key());
         for (m, _) in &c.members {
             self.contact_index.remove(m);
@@ -543,27 +588,25 @@ impl View {
         }
         // Newest first.
         members.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let mut merged = members[0].2.clone();
-        for (_, _, c) in &members[1..] {
-            if merged.name.is_none() {
-                merged.name.clone_from(&c.name);
-            }
-            for id in &c.identities {
-                if !merged.identities.iter().any(|x| x.key() == id.key()) {
-                    merged.identities.push(id.clone());
-                }
-            }
-            for g in &c.groups {
-                if !merged.groups.iter().any(|x| x.id == g.id) {
-                    merged.groups.push(g.clone());
-                }
-            }
-            merged.extra.absorb(&c.extra);
-        }
+        // Deletions of this contact (by any of its contact ids) overruled by its items.
+        let deletions: Vec<Version> = members
+            .iter()
+            .filter_map(|m| fields::contact_id(m.2))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|cid| self.deleted.get(cid))
+            .flatten()
+            .map(|(v, _)| *v)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let by_version: Vec<(Version, &Contact)> = members.iter().map(|m| (m.1, m.2)).collect();
+        let merged = merge::merge(&by_version, &deletions);
         let version = members[0].1;
         let mut ids: Vec<(ItemId, Version)> = members.iter().map(|m| (m.0, m.1)).collect();
         ids.sort();
         let unknown_groups = merged
+            .contact
             .groups
             .iter()
             .filter(|g| !self.groups.contains_key(&g.id))
@@ -572,10 +615,15 @@ impl View {
         let contact = MergedContact {
             id: ids[0].0,
             members: ids,
-            contact: merged,
+            contact: merged.contact,
             version,
             unknown_groups,
+            lost: merged.lost,
+            unsettled: merged.unsettled,
         };
+        if contact.unsettled {
+            self.unsettled.insert(contact.id);
+        }
         let survivor = contact.id;
         for (m, _) in &contact.members {
             self.contact_index.insert(*m, survivor);
@@ -694,6 +742,11 @@ impl View {
             NodeKind::Groups => self.group_items.len(),
         };
         real + self.unloaded[slot(node)] + self.reserved_count(node)
+    }
+
+    /// The contacts that are [`MergedContact::unsettled`], by survivor.
+    pub fn unsettled(&self) -> impl Iterator<Item = &MergedContact> + '_ {
+        self.unsettled.iter().filter_map(|s| self.contacts.get(s))
     }
 
     /// Whether this view holds every item (not [`View::partial`]).

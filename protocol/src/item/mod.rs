@@ -16,6 +16,7 @@ use std::fmt;
 use crate::jid::{self, BareJid};
 
 mod binary;
+pub mod fields;
 use crate::xml::{self, Attr, Element, Node};
 
 /// XEP-0510 payload namespace.
@@ -127,6 +128,9 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A kith field-stamps element (see [`fields`]) that does not read.
+    #[error("the contact's field stamps are invalid: {0}")]
+    BadFields(&'static str),
     /// A `<group/>` (definition or reference) with no `id`.
     #[error("group has no id")]
     GroupWithoutId,
@@ -428,6 +432,17 @@ fn parse_contact(el: &Element) -> Result<Contact, Error> {
     }
     if contact.identities.is_empty() {
         return Err(Error::NoIdentity);
+    }
+    if fields::element(&contact).is_some() {
+        // Any version will do: only whether the stamps read is asked.
+        let version = crate::record::Version {
+            hlc: crate::clock::Hlc {
+                wall_ms: 0,
+                counter: 0,
+            },
+            device: crate::record::DeviceId([0; 32]),
+        };
+        fields::State::of(&contact, version)?;
     }
     Ok(contact)
 }

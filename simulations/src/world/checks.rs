@@ -180,4 +180,53 @@ impl World {
         self.acknowledged = acked;
         (lost, resurrected)
     }
+
+    /// Field changes some active full device's final list does not reflect: the
+    /// contact (by contact id) is there, but the field's mark is older than a change
+    /// a command made to it (by a device still trusted). A change may lose only to a
+    /// newer one; a deleted contact takes its fields with it.
+    pub fn lost_field_edits(&mut self) -> usize {
+        let edits = std::mem::take(&mut self.field_edits);
+        let mut lost = 0;
+        for i in self.active() {
+            let Some(e) = self.nodes[i].engine.as_mut() else {
+                continue;
+            };
+            let roster = e.roster().clone();
+            let view = e.book().view();
+            if !view.is_whole() {
+                continue;
+            }
+            let mut finals: std::collections::BTreeMap<String, kith_protocol::item::fields::State> =
+                Default::default();
+            for c in view.contacts() {
+                if let Ok(state) = kith_protocol::item::fields::State::of(
+                    &c.contact,
+                    kith_protocol::contacts::merge::ORIGIN,
+                ) && let Some(cid) = state.contact_id.clone()
+                {
+                    finals.insert(cid, state);
+                }
+            }
+            for edit in &edits {
+                if !roster.is_active(&edit.at.device)
+                    || !roster.may_author(&edit.at.device, &edit.at)
+                {
+                    continue;
+                }
+                let Some(state) = finals.get(&edit.contact_id) else {
+                    continue;
+                };
+                if state
+                    .fields
+                    .get(&edit.key)
+                    .is_none_or(|(m, _)| m.at < edit.at)
+                {
+                    lost += 1;
+                }
+            }
+        }
+        self.field_edits = edits;
+        lost
+    }
 }

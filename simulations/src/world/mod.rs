@@ -7,8 +7,11 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use ed25519_dalek::SigningKey;
 use kith_protocol::clock::{Clock, WallTime};
+use kith_protocol::contacts::merge::ORIGIN;
 use kith_protocol::contacts::{Book, Command};
 use kith_protocol::item::NodeKind;
+use kith_protocol::item::fields::{Key, State};
+use kith_protocol::jid::BareJid;
 use kith_protocol::keys::{KeyWrap, OxWrap};
 use kith_protocol::ox::DeviceKey;
 use kith_protocol::record::{DeviceId, ItemId, Record, Space, Verified, Version};
@@ -145,7 +148,7 @@ pub struct World {
     seq: u64,
     rng: ChaCha20Rng,
     genesis: DeviceId,
-    account: kith_protocol::jid::BareJid,
+    account: BareJid,
     /// Partition group of each node; nodes talk only within a group.
     pub group: Vec<u32>,
     /// Pairs that connect directly when both are up (the overlay): a ring plus
@@ -162,6 +165,8 @@ pub struct World {
     pub acknowledged: Vec<(Record, bool)>,
     /// Sim time of the last change to any replica.
     pub last_change_ms: u64,
+    /// Every field change a command made: (contact id, field, stamp) → author.
+    pub field_edits: Vec<FieldEdit>,
     /// Every version any device persisted, per item: version → (is a tombstone,
     /// reached a device other than its author).
     persisted: BTreeMap<(Space, ItemId), BTreeMap<Version, (bool, bool)>>,
@@ -193,7 +198,7 @@ impl World {
         real_crypto: bool,
         degree: usize,
     ) -> Self {
-        let account = kith_protocol::jid::BareJid::parse("sim@kith.invalid").expect("valid JID");
+        let account = BareJid::parse("sim@kith.invalid").expect("valid JID");
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut keyring = Keyring::new();
         for node in NodeKind::ALL {
@@ -278,6 +283,7 @@ impl World {
             next_inbound: 1,
             pending: BTreeSet::new(),
             acknowledged: Vec::new(),
+            field_edits: Vec::new(),
             last_change_ms: 0,
             persisted: BTreeMap::new(),
             steps: 0,
@@ -467,6 +473,7 @@ impl World {
     /// Runs a user command on node `i`; returns whether it was carried out.
     pub fn command(&mut self, i: usize, cmd: Command) -> bool {
         let now = self.now(i);
+        let me = self.device(i);
         let Some(engine) = self.nodes[i].engine.as_mut() else {
             return false;
         };
@@ -474,7 +481,29 @@ impl World {
             cmd,
             Command::RemoveContact { .. } | Command::RemoveGroup { .. }
         );
+        let edited = match &cmd {
+            Command::EditContact { jid, .. } | Command::AddContact { jid, .. } => Some(jid.clone()),
+            _ => None,
+        };
+        let before = edited.as_ref().and_then(|j| marks(engine, j));
         let ok = engine.execute(now, cmd).is_ok();
+        if ok && let Some(j) = &edited {
+            let after = marks(engine, j);
+            if let Some(after) = after
+                && let Some(contact_id) = after.contact_id.clone()
+            {
+                for (key, (mark, _)) in &after.fields {
+                    let old = before.as_ref().and_then(|b| b.fields.get(key)).map(|f| f.0);
+                    if old != Some(*mark) && mark.at.device == me {
+                        self.field_edits.push(FieldEdit {
+                            contact_id: contact_id.clone(),
+                            key: key.clone(),
+                            at: mark.at,
+                        });
+                    }
+                }
+            }
+        }
         self.drain(i, Some(deletion));
         ok
     }
@@ -721,4 +750,21 @@ impl World {
         }
         t
     }
+}
+
+/// One field change a command made.
+#[derive(Debug, Clone)]
+pub struct FieldEdit {
+    /// The contact's id.
+    pub contact_id: String,
+    /// Which field.
+    pub key: Key,
+    /// The edit's stamp (its author is `at.device`).
+    pub at: Version,
+}
+
+/// The field marks of the contact with `jid` in `engine`'s view.
+fn marks(engine: &mut Engine<usize>, jid: &BareJid) -> Option<State> {
+    let c = engine.book().view().contact_by_jid(jid)?;
+    State::of(&c.contact, ORIGIN).ok()
 }

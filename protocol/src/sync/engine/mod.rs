@@ -533,6 +533,18 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         Ok(())
     }
 
+    /// Writes once the contacts whose items were written concurrently (or whose
+    /// merge decided a conflict not yet kept) when this device wrote the newest of
+    /// their items: one device collapses them, the others receive the result.
+    fn settle(&mut self, now: Now) {
+        let me = self.book.device();
+        if self.book.view().unsettled().any(|c| c.version.device == me) {
+            // A settle only rewrites what the view already holds; it fails only
+            // without a current secret, and then the contact stays merged in view.
+            let _ = self.execute(now, Command::Settle);
+        }
+    }
+
     /// Persists and gossips records just written here. A bulk change (an import, a
     /// rotation of a large list) is not gossiped: past [`MAX_GOSSIP_QUEUE`] records
     /// the queue is dropped and every peer reconciles at once, which carries the
@@ -651,6 +663,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 }
             }
         }
+        let contacts_changed = changed.iter().any(|r| r.space == Space::Contacts);
         if !changed.is_empty() {
             self.set = None;
             let keys: Vec<Record> = changed
@@ -666,6 +679,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         if audit {
             self.audit_keys(now);
+        }
+        if contacts_changed {
+            self.settle(now);
         }
         if !answers.is_empty() && self.gossip.len() + answers.len() <= MAX_GOSSIP_QUEUE {
             self.gossip.extend(answers);

@@ -1,0 +1,327 @@
+//! Field-level merge of concurrent edits (issue 10): the stories users hit, and the
+//! property that no field change is lost unless a concurrent change of the same
+//! field won, in any delivery order.
+
+mod common;
+
+use common::*;
+use kith_protocol::clock::WallTime;
+use kith_protocol::contacts::merge::ORIGIN;
+use kith_protocol::contacts::{Command, ContactEdit, MergedContact};
+use kith_protocol::item::fields::{Key, State, Value};
+use kith_protocol::record::Version;
+use proptest::prelude::*;
+
+fn join(jid_: &str, group: &str) -> Command {
+    Command::EditContact {
+        jid: jid(jid_),
+        edit: ContactEdit {
+            add_groups: vec![group.to_owned()],
+            ..ContactEdit::default()
+        },
+    }
+}
+
+fn leave(jid_: &str, group: &str) -> Command {
+    Command::EditContact {
+        jid: jid(jid_),
+        edit: ContactEdit {
+            remove_groups: vec![group.to_owned()],
+            ..ContactEdit::default()
+        },
+    }
+}
+
+fn only(f: &mut Fleet, device: usize) -> MergedContact {
+    let v = f.books[device].view();
+    assert_eq!(v.contact_count(), 1, "one contact");
+    v.contacts().next().expect("one contact").clone()
+}
+
+fn group_names(f: &mut Fleet, device: usize, c: &MergedContact) -> Vec<String> {
+    let v = f.books[device].view();
+    let mut names: Vec<String> = c
+        .contact
+        .groups
+        .iter()
+        .map(|g| v.groups()[&g.id].group.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A set up: Juliet on both devices, in sync.
+fn juliet() -> Fleet {
+    let mut f = Fleet::new(2, 7);
+    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
+    f.sync_all(T0);
+    f
+}
+
+#[test]
+fn a_rename_and_a_concurrent_group_join_are_both_kept() {
+    let mut f = juliet();
+    // The desktop, offline, renames her; the laptop, later, adds her to a group.
+    f.exec(
+        0,
+        edit_name("juliet@capulet.lit", "Juliet Capulet"),
+        WallTime(T0.0 + 10),
+    );
+    f.exec(1, join("juliet@capulet.lit", "Verona"), WallTime(T0.0 + 20));
+    f.sync_all(WallTime(T0.0 + 30));
+    for d in 0..2 {
+        let c = only(&mut f, d);
+        assert_eq!(
+            c.contact.name.as_deref(),
+            Some("Juliet Capulet"),
+            "device {d}"
+        );
+        assert_eq!(group_names(&mut f, d, &c), ["Verona"], "device {d}");
+        assert!(c.lost.is_empty(), "no conflict: different fields");
+        assert!(c.unsettled, "two items until one device settles them");
+    }
+    // The device that wrote the newest item settles; the result is the same.
+    let records = f.exec(1, Command::Settle, WallTime(T0.0 + 40));
+    assert!(!records.is_empty());
+    assert!(
+        f.books[0].view().contacts().next().unwrap().unsettled,
+        "not yet received"
+    );
+    f.sync_all(WallTime(T0.0 + 50));
+    for d in 0..2 {
+        let c = only(&mut f, d);
+        assert_eq!(c.members.len(), 1);
+        assert!(!c.unsettled);
+        assert_eq!(c.contact.name.as_deref(), Some("Juliet Capulet"));
+        assert_eq!(group_names(&mut f, d, &c), ["Verona"]);
+    }
+    assert!(
+        f.exec(0, Command::Settle, WallTime(T0.0 + 60)).is_empty(),
+        "nothing left to settle"
+    );
+}
+
+#[test]
+fn concurrent_renames_keep_one_and_list_the_other() {
+    let mut f = juliet();
+    f.exec(
+        0,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 10),
+    );
+    f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Julia"),
+        WallTime(T0.0 + 20),
+    );
+    f.sync_all(WallTime(T0.0 + 30));
+    let c = only(&mut f, 0);
+    assert_eq!(
+        c.contact.name.as_deref(),
+        Some("Julia"),
+        "the later edit wins"
+    );
+    assert_eq!(c.lost.len(), 1, "{:?}", c.lost);
+    assert_eq!(c.lost[0].key, Key::Name);
+    assert_eq!(c.lost[0].value, Value::Name("Jules".into()));
+    assert_eq!(only(&mut f, 1), c, "the same on both devices");
+    // Settled, the conflict stays listed: it is kept inside the contact.
+    f.exec(1, Command::Settle, WallTime(T0.0 + 40));
+    f.sync_all(WallTime(T0.0 + 50));
+    let settled = only(&mut f, 0);
+    assert_eq!(settled.members.len(), 1);
+    assert_eq!(settled.lost, c.lost);
+    // A later rename that saw both is no conflict.
+    f.exec(
+        0,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 60),
+    );
+    f.sync_all(WallTime(T0.0 + 70));
+    let after = only(&mut f, 1);
+    assert_eq!(after.contact.name.as_deref(), Some("Jules"));
+    assert_eq!(after.lost, c.lost, "no new conflict");
+}
+
+#[test]
+fn an_edit_made_without_knowing_of_a_deletion_keeps_the_contact_and_says_so() {
+    let mut f = juliet();
+    f.exec(
+        0,
+        Command::RemoveContact {
+            jid: jid("juliet@capulet.lit"),
+        },
+        WallTime(T0.0 + 10),
+    );
+    f.exec(1, join("juliet@capulet.lit", "Verona"), WallTime(T0.0 + 5));
+    f.sync_all(WallTime(T0.0 + 30));
+    for d in 0..2 {
+        let c = only(&mut f, d);
+        assert_eq!(group_names(&mut f, d, &c), ["Verona"]);
+        assert!(
+            c.lost
+                .iter()
+                .any(|l| l.key == Key::Contact && l.value == Value::Gone),
+            "the deletion is listed as lost on device {d}: {:?}",
+            c.lost
+        );
+    }
+}
+
+#[test]
+fn a_removed_identity_does_not_come_back_and_the_contact_stays_one() {
+    let mut f = juliet();
+    let add_jid = Command::EditContact {
+        jid: jid("juliet@capulet.lit"),
+        edit: ContactEdit {
+            add_jids: vec![jid("jc@capulet.lit")],
+            remove_jids: vec![jid("juliet@capulet.lit")],
+            ..ContactEdit::default()
+        },
+    };
+    f.exec(0, add_jid, WallTime(T0.0 + 10));
+    f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 20),
+    );
+    f.sync_all(WallTime(T0.0 + 30));
+    let c = only(&mut f, 1);
+    let ids: Vec<&str> = c
+        .contact
+        .identities
+        .iter()
+        .map(|i| i.value.as_str())
+        .collect();
+    assert_eq!(ids, ["jc@capulet.lit"], "the removal holds");
+    assert_eq!(c.contact.name.as_deref(), Some("Jules"), "the rename holds");
+}
+
+#[test]
+fn a_rotation_rewrite_never_beats_an_edit() {
+    let mut f = juliet();
+    f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 10),
+    );
+    // Later by the clock, without the rename: a rewrite of everything.
+    f.exec(0, Command::Reseal, WallTime(T0.0 + 20));
+    f.sync_all(WallTime(T0.0 + 30));
+    assert_eq!(only(&mut f, 0).contact.name.as_deref(), Some("Jules"));
+    assert!(only(&mut f, 0).lost.is_empty());
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Rename { dev: usize, k: usize, name: usize },
+    Join { dev: usize, k: usize, g: usize },
+    Leave { dev: usize, k: usize, g: usize },
+    Settle { dev: usize },
+    Sync { from: usize, to: usize },
+}
+
+const DEVICES: usize = 3;
+const CONTACTS: [&str; 2] = ["a@x.lit", "b@x.lit"];
+const NAMES: [&str; 3] = ["Ann", "Bob", "Cy"];
+const GROUPS: [&str; 2] = ["Family", "Work"];
+
+fn op() -> impl Strategy<Value = Op> {
+    let dev = 0..DEVICES;
+    prop_oneof![
+        (dev.clone(), 0..CONTACTS.len(), 0..NAMES.len()).prop_map(|(dev, k, name)| Op::Rename {
+            dev,
+            k,
+            name
+        }),
+        (dev.clone(), 0..CONTACTS.len(), 0..GROUPS.len()).prop_map(|(dev, k, g)| Op::Join {
+            dev,
+            k,
+            g
+        }),
+        (dev.clone(), 0..CONTACTS.len(), 0..GROUPS.len()).prop_map(|(dev, k, g)| Op::Leave {
+            dev,
+            k,
+            g
+        }),
+        dev.clone().prop_map(|dev| Op::Settle { dev }),
+        (dev.clone(), dev).prop_map(|(from, to)| Op::Sync { from, to }),
+    ]
+}
+
+/// The marks of the contact with `jid` on `device`.
+fn marks(f: &mut Fleet, device: usize, jid_: &str) -> State {
+    let v = f.books[device].view();
+    let c = v
+        .contact_by_jid(&jid(jid_))
+        .expect("contacts are never deleted here");
+    State::of(&c.contact, ORIGIN).expect("stamps kith wrote read back")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn no_field_change_is_lost_unless_a_concurrent_one_won(
+        ops in proptest::collection::vec(op(), 1..40),
+    ) {
+        let mut f = Fleet::new(DEVICES, 11);
+        for (k, j) in CONTACTS.iter().enumerate() {
+            f.exec(0, add(j, Some(NAMES[k]), &[]), T0);
+        }
+        f.exec(0, Command::AddGroup { name: GROUPS[0].into(), description: None }, T0);
+        f.exec(0, Command::AddGroup { name: GROUPS[1].into(), description: None }, T0);
+        f.sync_all(T0);
+        // Every field change made: (contact, field) → (stamp, value).
+        let mut made: Vec<(usize, Key, Version, Value)> = Vec::new();
+        for (step, op) in ops.into_iter().enumerate() {
+            let now = WallTime(T0.0 + 10 * (step as u64 + 1));
+            let (dev, k, cmd) = match op {
+                Op::Rename { dev, k, name } => (dev, k, edit_name(CONTACTS[k], NAMES[name])),
+                Op::Join { dev, k, g } => (dev, k, join(CONTACTS[k], GROUPS[g])),
+                Op::Leave { dev, k, g } => (dev, k, leave(CONTACTS[k], GROUPS[g])),
+                Op::Settle { dev } => {
+                    let _ = f.books[dev].execute(Command::Settle, now, &mut f.rngs[dev]);
+                    continue;
+                }
+                Op::Sync { from, to } => {
+                    if from != to {
+                        f.sync(from, to, now);
+                    }
+                    continue;
+                }
+            };
+            let before = marks(&mut f, dev, CONTACTS[k]);
+            if f.books[dev].execute(cmd, now, &mut f.rngs[dev]).is_err() {
+                continue;
+            }
+            let after = marks(&mut f, dev, CONTACTS[k]);
+            for (key, (mark, value)) in &after.fields {
+                if before.fields.get(key).map(|b| b.0) != Some(*mark) {
+                    made.push((k, key.clone(), mark.at, value.clone()));
+                }
+            }
+        }
+        f.sync_all(WallTime(T0.0 + 100_000));
+        let view = f.books[0].view().clone();
+        for d in 1..DEVICES {
+            prop_assert_eq!(f.books[d].view(), &view, "device {} differs", d);
+        }
+        for (k, j) in CONTACTS.iter().enumerate() {
+            let state = marks(&mut f, 0, j);
+            let mut latest: std::collections::BTreeMap<&Key, (Version, &Value)> = Default::default();
+            for (mk, key, at, value) in &made {
+                if *mk == k && latest.get(key).is_none_or(|(v, _)| at > v) {
+                    latest.insert(key, (*at, value));
+                }
+            }
+            for (key, (at, value)) in latest {
+                let got = state.fields.get(key);
+                prop_assert!(
+                    got.is_some_and(|(m, v)| m.at == at && v == value),
+                    "{}: field {:?} should be {:?} (set at {:?}), is {:?}", j, key, value, at, got
+                );
+            }
+        }
+    }
+}
