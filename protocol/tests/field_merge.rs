@@ -325,3 +325,127 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_old_item_a_deletion_knew_of_stays_deleted_whatever_arrives_first() {
+    use kith_protocol::item::NodeKind;
+    use kith_protocol::record::Space;
+    let mut f = Fleet::new(3, 9);
+    f.exec(0, add("juliet@capulet.lit", None, &[]), T0);
+    f.sync_all(T0);
+    let first = only(&mut f, 0).id;
+    // Device 1 renames her (a new item, the first retracted); device 2 learns of it
+    // and deletes her.
+    f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 10),
+    );
+    f.sync(1, 2, WallTime(T0.0 + 11));
+    let renamed = only(&mut f, 2).id;
+    assert_ne!(renamed, first);
+    f.exec(
+        2,
+        Command::RemoveContact {
+            jid: jid("juliet@capulet.lit"),
+        },
+        WallTime(T0.0 + 20),
+    );
+    // Device 0 gets the deletion before the rename and the retraction of its item.
+    let deletion = f.books[2]
+        .replica()
+        .get(Space::Contacts, &renamed)
+        .expect("the deletion's reserved item")
+        .clone();
+    f.books[0]
+        .receive(deletion, &f.roster, WallTime(T0.0 + 30))
+        .expect("trusted");
+    assert!(
+        f.books[0].view().is_live(NodeKind::Contacts, &first),
+        "its old item is still there"
+    );
+    assert_eq!(
+        f.books[0].view().contact_count(),
+        0,
+        "the deletion knew of it: she is gone, not back with the old data"
+    );
+    assert!(
+        f.exec(0, Command::Settle, WallTime(T0.0 + 40)).is_empty(),
+        "nothing to settle"
+    );
+    f.sync_all(WallTime(T0.0 + 50));
+    for d in 0..3 {
+        assert_eq!(f.books[d].view().contact_count(), 0, "device {d}");
+    }
+}
+
+#[test]
+fn a_lost_value_is_restored_as_a_new_edit() {
+    let mut f = juliet();
+    f.exec(
+        0,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 10),
+    );
+    f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Julia"),
+        WallTime(T0.0 + 20),
+    );
+    f.sync_all(WallTime(T0.0 + 30));
+    assert_eq!(only(&mut f, 0).lost.len(), 1);
+    let restore = |n| Command::Restore {
+        jid: jid("juliet@capulet.lit"),
+        n,
+    };
+    assert!(
+        f.books[0]
+            .execute(restore(2), WallTime(T0.0 + 35), &mut f.rngs[0])
+            .is_err(),
+        "there is one conflict"
+    );
+    f.exec(0, restore(1), WallTime(T0.0 + 40));
+    f.sync_all(WallTime(T0.0 + 50));
+    for d in 0..2 {
+        let c = only(&mut f, d);
+        assert_eq!(c.contact.name.as_deref(), Some("Jules"), "device {d}");
+        assert!(c.lost.is_empty(), "resolved on device {d}: {:?}", c.lost);
+    }
+}
+
+#[test]
+fn restoring_an_overruled_deletion_deletes() {
+    let mut f = juliet();
+    f.exec(
+        0,
+        Command::RemoveContact {
+            jid: jid("juliet@capulet.lit"),
+        },
+        WallTime(T0.0 + 10),
+    );
+    f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 5),
+    );
+    f.sync_all(WallTime(T0.0 + 30));
+    let c = only(&mut f, 0);
+    let n = c
+        .lost
+        .iter()
+        .position(|l| l.key == Key::Contact)
+        .expect("listed")
+        + 1;
+    f.exec(
+        0,
+        Command::Restore {
+            jid: jid("juliet@capulet.lit"),
+            n,
+        },
+        WallTime(T0.0 + 40),
+    );
+    f.sync_all(WallTime(T0.0 + 50));
+    for d in 0..2 {
+        assert_eq!(f.books[d].view().contact_count(), 0, "device {d}");
+    }
+}

@@ -83,6 +83,16 @@ pub enum Command {
     /// rotation); duplicates collapse as in an edit. No field changes: a concurrent
     /// edit of any field wins over it.
     Reseal,
+    /// Brings back the value that lost in conflict `n` (from 1, newest first, as
+    /// [`MergedContact::lost`] lists them) of the contact with `jid`, as a new edit;
+    /// the conflict is then no longer listed. For a deletion that lost to an edit,
+    /// restoring it deletes the contact.
+    Restore {
+        /// Which contact.
+        jid: BareJid,
+        /// Which conflict, from 1.
+        n: usize,
+    },
     /// Writes once, as one item, every contact that is [`MergedContact::unsettled`]
     /// whose newest item this device wrote: concurrent items collapse, and the
     /// conflicts the merge decided are kept in the contact.
@@ -99,7 +109,10 @@ pub enum Command {
     },
     /// Publishes an item sealed elsewhere (by an XMPP client, XEP-0473): it must
     /// open under the current secret of `node` and hold a valid XEP-0510
-    /// payload for that node. It is stored as sealed, signed by this device.
+    /// payload for that node. A contact is stamped against what the item held (its
+    /// changed fields marked with this edit, see `merge::restamp`) and sealed
+    /// again here; other payloads are stored as sealed. Either is signed by this
+    /// device.
     Publish {
         /// Which node.
         node: NodeKind,
@@ -230,6 +243,20 @@ pub enum Error {
     /// The edit would leave a contact without identity.
     #[error("a contact must keep at least one address")]
     LastIdentity,
+    /// `Restore` of a conflict the contact does not list.
+    #[error("{contact} lists {count} conflict(s); there is no conflict {n}")]
+    NoSuchConflict {
+        /// The contact's name.
+        contact: String,
+        /// The number asked for (from 1).
+        n: usize,
+        /// How many it lists.
+        count: usize,
+    },
+    /// `Restore` of a value kith does not keep (unknown children: only that they
+    /// changed is kept).
+    #[error("conflict {0} is about data kith does not keep a copy of; nothing to restore")]
+    NotRestorable(usize),
     /// The result is not a valid item.
     #[error(transparent)]
     Item(#[from] item::Error),
@@ -461,11 +488,11 @@ impl Editor {
                 // Each item says which contact it deleted, so an edit made
                 // concurrently (which keeps the contact) is reported as a conflict.
                 let mut mark = Extra::default();
-                if let Some(cid) = fields::contact_id(&target.contact) {
-                    mark.children.push(
-                        crate::xml::Element::new(fields::NS, "deleted")
-                            .with_attr("contact", cid.to_owned()),
-                    );
+                if let Ok(state) = fields::State::of(&target.contact, merge::ORIGIN)
+                    && let Some(cid) = &state.contact_id
+                {
+                    mark.children
+                        .push(fields::deletion_element(cid, &state.seen));
                 }
                 for (item, _) in &target.members {
                     plan.write(
@@ -539,6 +566,56 @@ impl Editor {
                     }
                 }
             }
+            Command::Restore { jid, n } => {
+                let target = view
+                    .contact_by_jid(&jid)
+                    .ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
+                let lost = n
+                    .checked_sub(1)
+                    .and_then(|i| target.lost.get(i))
+                    .ok_or_else(|| Error::NoSuchConflict {
+                        contact: target.display_name().to_owned(),
+                        n,
+                        count: target.lost.len(),
+                    })?;
+                if lost.key == fields::Key::Contact {
+                    return self.plan(
+                        view,
+                        Command::RemoveContact { jid },
+                        keyring,
+                        opener,
+                        stamp,
+                        rng,
+                    );
+                }
+                let mut contact = target.contact.clone();
+                match (&lost.key, &lost.value) {
+                    (fields::Key::Name, fields::Value::Name(name)) => {
+                        contact.name = Some(name.clone())
+                    }
+                    (fields::Key::Name, _) => contact.name = None,
+                    (fields::Key::Identity(..), fields::Value::Identity(i)) => {
+                        if !contact.identities.iter().any(|x| x.key() == i.key()) {
+                            contact.identities.push(i.clone());
+                        }
+                    }
+                    (fields::Key::Identity(kind, value), _) => {
+                        contact
+                            .identities
+                            .retain(|x| x.key() != (kind.as_str(), value.as_str()));
+                        if contact.identities.is_empty() {
+                            return Err(Error::LastIdentity);
+                        }
+                    }
+                    (fields::Key::Group(id), fields::Value::Group(_)) => {
+                        push_group(&mut contact, id.clone())
+                    }
+                    (fields::Key::Group(id), _) => contact.groups.retain(|g| g.id != *id),
+                    _ => return Err(Error::NotRestorable(n)),
+                }
+                let resolved = (lost.key.clone(), lost.at);
+                plan.write_contact_resolving(Some(target), contact, Some(resolved), rng);
+            }
             Command::Settle => {
                 let mine: Vec<&MergedContact> = view
                     .unsettled()
@@ -549,8 +626,36 @@ impl Editor {
                 }
             }
             Command::Publish { node, item, sealed } => {
-                let reserved = check_published(&sealed, node, keyring, opener)?;
-                plan.write(node, item, Write::Sealed(sealed, reserved));
+                match check_published(&sealed, node, keyring, opener)? {
+                    // A contact is stamped here against what the item held: the
+                    // client's copy of kith's stamps (if any) says nothing of its
+                    // own changes.
+                    Payload::Contact(c) => {
+                        let before = match view.item(node, &item) {
+                            Some((.., Ok(Payload::Contact(old)))) => Some(old),
+                            _ => None,
+                        };
+                        let linked = before.is_none().then(|| {
+                            c.identities
+                                .iter()
+                                .find_map(|i| view.contact_by_identity(&i.kind, &i.value))
+                        });
+                        let cid = match linked
+                            .flatten()
+                            .and_then(|t| fields::contact_id(&t.contact))
+                        {
+                            Some(cid) => cid.to_owned(),
+                            None => item.0.iter().map(|b| format!("{b:02x}")).collect(),
+                        };
+                        let data = merge::data(&c);
+                        let stamped = merge::restamp(before.as_ref(), data, stamp, cid);
+                        plan.write(node, item, Write::Payload(Payload::Contact(stamped)));
+                    }
+                    p => {
+                        let reserved = matches!(p, Payload::Reserved(_));
+                        plan.write(node, item, Write::Sealed(sealed, reserved));
+                    }
+                }
             }
             Command::Retract { node, item } => {
                 if !view.is_live(node, &item) {
@@ -711,14 +816,14 @@ impl Editor {
 }
 
 /// Checks an item sealed by a client as every reader will: the current secret of
-/// `node`, a payload that opens under it and is valid on `node`. Returns
-/// whether the payload is `<reserved/>`.
+/// `node`, a payload that opens under it and is valid on `node`. Returns the
+/// payload.
 fn check_published(
     sealed: &Sealed,
     node: NodeKind,
     keyring: &Keyring,
     opener: &mut Opener,
-) -> Result<bool, Error> {
+) -> Result<Payload, Error> {
     let secret = keyring
         .get(&sealed.key)
         .filter(|s| s.node == node)
@@ -730,13 +835,22 @@ fn check_published(
     let xml = opener
         .open(sealed, keyring)
         .map_err(|e| Error::Unopenable(e.to_string()))?;
-    let payload = Payload::parse(&xml)
+    // The client's copy of kith's field stamps, however it left them, is replaced
+    // when the item is stamped here: it is not read.
+    let payload = crate::xml::Element::parse(&xml, crate::xml::Limits::ITEM)
+        .map_err(item::Error::from)
+        .and_then(|mut el| {
+            el.children.retain(
+                |c| !matches!(c, crate::xml::Node::Element(e) if e.is(fields::NS, "fields")),
+            );
+            Payload::from_element(&el)
+        })
         .and_then(|p| p.check_node(node).map(|()| p))
         .map_err(|source| Error::Invalid {
             item: format!("item on node {node}"),
             source,
         })?;
-    Ok(matches!(payload, Payload::Reserved(_)))
+    Ok(payload)
 }
 
 /// The XML of `payload`, checked as a reader on `node` would read it; an error names
@@ -831,6 +945,18 @@ impl<'v> Plan<'v> {
         contact: Contact,
         rng: &mut R,
     ) {
+        self.write_contact_resolving(target, contact, None, rng);
+    }
+
+    /// [`Plan::write_contact`], no longer listing the conflict `resolved` (its field
+    /// and losing version).
+    fn write_contact_resolving<R: CryptoRng + ?Sized>(
+        &mut self,
+        target: Option<&MergedContact>,
+        contact: Contact,
+        resolved: Option<(fields::Key, Version)>,
+        rng: &mut R,
+    ) {
         // A contact without an id (written before kith merged by field, or by
         // another client) gets one derived from its survivor, the same on every
         // device; a new contact a random one.
@@ -839,7 +965,10 @@ impl<'v> Plan<'v> {
             None => ItemId::random(rng).0,
         };
         let cid: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-        let contact = merge::restamp(target.map(|t| &t.contact), contact, self.stamp, cid);
+        let mut contact = merge::restamp(target.map(|t| &t.contact), contact, self.stamp, cid);
+        if let Some((key, at)) = resolved {
+            merge::forget_conflict(&mut contact, &key, at);
+        }
         if let Some(t) = target {
             for (item, _) in &t.members {
                 self.write(NodeKind::Contacts, *item, Write::Tombstone);

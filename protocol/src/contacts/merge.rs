@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::clock::Hlc;
-use crate::item::fields::{self, Key, Lost, MAX_LOST, Mark, State, Value};
+use crate::item::fields::{self, Key, Lost, MAX_LOST, Mark, Seen, State, Value};
 use crate::item::{Contact, Extra};
 use crate::record::{DeviceId, Version};
 
@@ -25,6 +25,8 @@ pub struct Merged {
     /// Whether writing the merged contact once would change anything: several items,
     /// or conflicts the newest item does not carry yet.
     pub unsettled: bool,
+    /// The newest item that counts (not made obsolete by a deletion).
+    pub newest: Version,
 }
 
 /// The smallest version: what a stamp-less item's fields are read at when no
@@ -64,9 +66,18 @@ fn summary(value: &Value) -> Value {
 }
 
 /// Merges the items of one contact, given newest first as (version, contact), with
-/// the deletions of it (by contact id) that the items did not know of.
-pub fn merge(members: &[(Version, &Contact)], deletions: &[Version]) -> Merged {
-    let states: Vec<State> = members.iter().map(|(v, c)| state_of(c, *v)).collect();
+/// the deletions of it (by contact id: the deletion's version and what it knew).
+/// An item a deletion knew all of is obsolete; the contact is gone (`None`) when
+/// every item is. A deletion that did not know an item that is left lost to it: it
+/// is listed as a conflict.
+pub fn merge(members: &[(Version, &Contact)], deletions: &[(Version, &Seen)]) -> Option<Merged> {
+    let items = members.len();
+    let (members, states): (Vec<(Version, &Contact)>, Vec<State>) = members
+        .iter()
+        .map(|(v, c)| ((*v, *c), state_of(c, *v)))
+        .filter(|(_, s)| !deletions.iter().any(|(_, d)| fields::covers(d, &s.seen)))
+        .unzip();
+    let (newest, _) = *members.first()?;
     let mut candidates: BTreeMap<&Key, Vec<&(Mark, Value)>> = BTreeMap::new();
     for s in &states {
         for (k, f) in &s.fields {
@@ -77,6 +88,9 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[Version]) -> Merged {
         contact_id: states.iter().filter_map(|s| s.contact_id.clone()).min(),
         ..State::default()
     };
+    for s in &states {
+        fields::join(&mut merged.seen, &s.seen);
+    }
     let mut new_lost: Vec<Lost> = Vec::new();
     for (key, cands) in candidates {
         let Some(&winner) = cands
@@ -97,15 +111,13 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[Version]) -> Merged {
         }
         merged.fields.insert(key.clone(), winner.clone());
     }
-    if let Some((newest, _)) = members.first() {
-        for d in deletions {
-            new_lost.push(Lost {
-                key: Key::Contact,
-                value: Value::Gone,
-                at: *d,
-                winner: *newest,
-            });
-        }
+    for (d, _) in deletions {
+        new_lost.push(Lost {
+            key: Key::Contact,
+            value: Value::Gone,
+            at: *d,
+            winner: newest,
+        });
     }
     // Conflicts: those carried by any item, and the new ones, once each.
     let mut lost: Vec<Lost> = states.iter().flat_map(|s| s.lost.iter().cloned()).collect();
@@ -117,19 +129,19 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[Version]) -> Merged {
     lost.sort_by(|a, b| b.winner.cmp(&a.winner).then(b.at.cmp(&a.at)).then(a.cmp(b)));
     lost.dedup_by(|a, b| a.key == b.key && a.at == b.at);
     lost.truncate(MAX_LOST);
-    let unsettled = members.len() > 1
+    let unsettled = items > 1
         || lost
             .iter()
             .any(|l| !carried_by_newest.contains(&(l.key.clone(), l.at)));
     merged.lost = lost.clone();
-    let mut contact = assemble(members, &merged);
-    let fallback = members.first().map_or(ORIGIN, |m| m.0);
-    merged.attach(&mut contact, fallback);
-    Merged {
+    let mut contact = assemble(&members, &merged);
+    merged.attach(&mut contact, newest);
+    Some(Merged {
         contact,
         lost,
         unsettled,
-    }
+        newest,
+    })
 }
 
 /// The merged data: each present winner, in the order the newest item that has the
@@ -192,10 +204,15 @@ pub fn restamp(
     contact_id: String,
 ) -> Contact {
     let base_state = base.map(|b| state_of(b, ORIGIN)).unwrap_or_default();
+    let mut seen = base_state.seen.clone();
+    // The base's own entry for ORIGIN is no edit.
+    seen.remove(&ORIGIN.device);
+    seen.insert(at.device, at);
     let mut state = State {
         contact_id: base_state.contact_id.clone().or(Some(contact_id)),
         fields: BTreeMap::new(),
         lost: base_state.lost.clone(),
+        seen,
     };
     let present: BTreeMap<Key, Value> = fields::present_fields(&new).into_iter().collect();
     for (key, value) in &present {
@@ -231,4 +248,12 @@ pub fn data(contact: &Contact) -> Contact {
     let mut c = contact.clone();
     c.extra.children.retain(|e| !e.is(fields::NS, "fields"));
     c
+}
+
+/// Removes the conflict on `key` lost at `at` from `contact`'s stamps (it was
+/// restored, or dealt with).
+pub fn forget_conflict(contact: &mut Contact, key: &Key, at: Version) {
+    let mut state = state_of(contact, ORIGIN);
+    state.lost.retain(|l| !(l.key == *key && l.at == at));
+    state.attach(contact, ORIGIN);
 }

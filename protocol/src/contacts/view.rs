@@ -128,8 +128,9 @@ pub struct View {
     group_items: BTreeMap<ItemId, String>,
     /// Group id → survivors of the contacts that refer to it.
     group_refs: BTreeMap<String, BTreeSet<ItemId>>,
-    /// Contact id → the reserved items marking its deletion, with their versions.
-    deleted: BTreeMap<String, BTreeSet<(Version, ItemId)>>,
+    /// Contact id → the reserved items marking its deletion (by version and item),
+    /// with what each deletion knew of the contact.
+    deleted: BTreeMap<String, BTreeMap<(Version, ItemId), fields::Seen>>,
     /// Survivors of the contacts that are [`MergedContact::unsettled`].
     unsettled: BTreeSet<ItemId>,
     /// A partial view (see [`View::partial`]): real items per node that exist but
@@ -204,13 +205,10 @@ fn read(
     })
 }
 
-/// The contact id whose deletion a `<reserved/>` item marks, if it marks one.
-fn deletion_mark(extra: &item::Extra) -> Option<&str> {
-    extra
-        .children
-        .iter()
-        .find(|c| c.is(fields::NS, "deleted"))
-        .and_then(|c| c.attr("contact"))
+/// The contact id whose deletion a `<reserved/>` item marks, and what the deletion
+/// knew, if it marks one.
+fn deletion_mark(extra: &item::Extra) -> Option<(&str, fields::Seen)> {
+    extra.children.iter().find_map(fields::read_deletion)
 }
 
 /// The contact items listing the identity `kind`/`value`.
@@ -377,7 +375,7 @@ impl View {
                             self.reserved.remove(&node);
                         }
                     }
-                    if let Some(cid) = deletion_mark(&extra) {
+                    if let Some((cid, _)) = deletion_mark(&extra) {
                         if let Some(set) = self.deleted.get_mut(cid) {
                             set.remove(&(old.version, item));
                             if set.is_empty() {
@@ -421,11 +419,11 @@ impl View {
             }
             Ok(Payload::Reserved(extra)) => {
                 self.reserved.entry(node).or_default().insert(item);
-                if let Some(cid) = deletion_mark(extra) {
+                if let Some((cid, seen)) = deletion_mark(extra) {
                     self.deleted
                         .entry(cid.to_owned())
                         .or_default()
-                        .insert((new.version, item));
+                        .insert((new.version, item), seen);
                     self.dirty_contact_id(cid, dirty);
                 }
             }
@@ -588,21 +586,25 @@ impl View {
         }
         // Newest first.
         members.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        // Deletions of this contact (by any of its contact ids) overruled by its items.
-        let deletions: Vec<Version> = members
+        // Deletions of this contact (by any of its contact ids).
+        let cids: BTreeSet<&str> = members
             .iter()
             .filter_map(|m| fields::contact_id(m.2))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .filter_map(|cid| self.deleted.get(cid))
-            .flatten()
-            .map(|(v, _)| *v)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
+        let mut deletions: Vec<(Version, &fields::Seen)> = Vec::new();
+        for cid in cids {
+            for ((v, _), seen) in self.deleted.get(cid).into_iter().flatten() {
+                if !deletions.iter().any(|(d, _)| d == v) {
+                    deletions.push((*v, seen));
+                }
+            }
+        }
         let by_version: Vec<(Version, &Contact)> = members.iter().map(|m| (m.1, m.2)).collect();
-        let merged = merge::merge(&by_version, &deletions);
-        let version = members[0].1;
+        // Every item made obsolete by a deletion: the contact is gone.
+        let Some(merged) = merge::merge(&by_version, &deletions) else {
+            return;
+        };
+        let version = merged.newest;
         let mut ids: Vec<(ItemId, Version)> = members.iter().map(|m| (m.0, m.1)).collect();
         ids.sort();
         let unknown_groups = merged

@@ -116,6 +116,87 @@ pub struct State {
     pub fields: BTreeMap<Key, (Mark, Value)>,
     /// Conflicts decided so far, newest first.
     pub lost: Vec<Lost>,
+    /// What this version knows of the contact's history: per device, its newest
+    /// edit merged in (see [`Seen`]).
+    pub seen: Seen,
+}
+
+/// A version vector over one contact's edits: per device, the newest of its edits
+/// known. A device's edits of one contact each know the one before, so an edit is
+/// known exactly when its stamp is at most the entry of its device.
+pub type Seen = BTreeMap<DeviceId, Version>;
+
+/// Whether `a` knows every edit `b` knows.
+pub fn covers(a: &Seen, b: &Seen) -> bool {
+    b.iter()
+        .all(|(d, v)| a.get(d).is_some_and(|mine| mine >= v))
+}
+
+/// Adds what `b` knows to `a`.
+pub fn join(a: &mut Seen, b: &Seen) {
+    for (d, v) in b {
+        let e = a.entry(*d).or_insert(*v);
+        if *v > *e {
+            *e = *v;
+        }
+    }
+}
+
+/// The element a `<reserved/>` item carries when it was a deleted contact's item:
+/// the contact id and what the deletion knew of the contact.
+pub fn deletion_element(contact_id: &str, seen: &Seen) -> Element {
+    let tokens: Vec<String> = seen
+        .values()
+        .map(|v| format!("{}:{}.{}", hex(&v.device.0), v.hlc.wall_ms, v.hlc.counter))
+        .collect();
+    Element::new(NS, "deleted")
+        .with_attr("contact", contact_id.to_owned())
+        .with_attr("seen", tokens.join(" "))
+}
+
+/// Reads a deletion element: the contact id and what the deletion knew; `None` when
+/// it does not read (it is then not a deletion mark).
+pub fn read_deletion(el: &Element) -> Option<(&str, Seen)> {
+    if !el.is(NS, "deleted") {
+        return None;
+    }
+    let cid = el.attr("contact").filter(|c| valid_id(c))?;
+    let mut seen = Seen::new();
+    for t in el
+        .attr("seen")?
+        .split_ascii_whitespace()
+        .take(MAX_DEVICES + 1)
+    {
+        let (d, stamp) = t.split_once(':')?;
+        let device = parse_hex32(d)?;
+        let (ms, c) = stamp.split_once('.')?;
+        let v = Version {
+            hlc: Hlc {
+                wall_ms: ms.parse().ok()?,
+                counter: c.parse().ok()?,
+            },
+            device,
+        };
+        if seen.insert(device, v).is_some() {
+            return None;
+        }
+    }
+    (seen.len() <= MAX_DEVICES).then_some((cid, seen))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse_hex32(t: &str) -> Option<DeviceId> {
+    if t.len() != 64 {
+        return None;
+    }
+    let mut b = [0u8; 32];
+    for (i, out) in b.iter_mut().enumerate() {
+        *out = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(DeviceId(b))
 }
 
 fn bad(what: &'static str) -> Error {
@@ -206,15 +287,7 @@ fn parse_mark(s: &str, stamps: &[Version]) -> Option<Mark> {
 }
 
 fn parse_device(el: &Element) -> Option<DeviceId> {
-    let t = el.text();
-    if t.len() != 64 {
-        return None;
-    }
-    let mut b = [0u8; 32];
-    for (i, out) in b.iter_mut().enumerate() {
-        *out = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(DeviceId(b))
+    parse_hex32(&el.text())
 }
 
 /// Reads the key a `<gone/>` or `<lost/>` element names.
@@ -247,12 +320,23 @@ impl State {
             parent: None,
         };
         let present = present_fields(contact);
+        state.seen.insert(version.device, version);
         let Some(el) = element(contact) else {
             for (key, value) in present {
                 state.fields.insert(key, (implicit, value));
             }
             return Ok(state);
         };
+        if contact
+            .extra
+            .children
+            .iter()
+            .filter(|c| c.is(NS, "fields"))
+            .count()
+            > 1
+        {
+            return Err(bad("more than one stamps element"));
+        }
         if let Some(id) = el.attr("contact") {
             if !valid_id(id) {
                 return Err(bad("a contact id that is not 32 lowercase hex digits"));
@@ -276,6 +360,22 @@ impl State {
             .collect::<Result<_, _>>()?;
         if stamps.len() > MAX_STAMPS {
             return Err(bad("too many stamps"));
+        }
+        if let Some(seen) = el.attr("seen") {
+            state.seen.clear();
+            for t in seen.split_ascii_whitespace().take(MAX_DEVICES + 1) {
+                let v = t
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| stamps.get(i).copied())
+                    .ok_or(bad("a seen entry that does not read"))?;
+                if state.seen.insert(v.device, v).is_some() {
+                    return Err(bad("a device seen twice"));
+                }
+            }
+            if state.seen.len() > MAX_DEVICES {
+                return Err(bad("too many devices"));
+            }
         }
         let tokens: Vec<&str> = el
             .attr("marks")
@@ -416,6 +516,11 @@ impl State {
             }
             children.push(e);
         }
+        let seen: Vec<String> = self
+            .seen
+            .values()
+            .map(|v| stamp_index(*v, &mut stamps, &mut devices).to_string())
+            .collect();
         let mut el = Element::new(NS, "fields");
         if let Some(id) = &self.contact_id {
             el.set_attr("contact", id.clone());
@@ -432,9 +537,10 @@ impl State {
                 .join(" "),
         );
         el.set_attr("marks", marks.join(" "));
+        el.set_attr("seen", seen.join(" "));
         for d in &devices {
             let mut de = Element::new(NS, "device");
-            de.push_text(d.0.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            de.push_text(hex(&d.0));
             el.push(de);
         }
         for c in children {

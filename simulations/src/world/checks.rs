@@ -217,11 +217,37 @@ impl World {
                 let Some(state) = finals.get(&edit.contact_id) else {
                     continue;
                 };
+                // A deletion that knew of the change took it away; what keeps the
+                // contact is an edit the deletion did not know of.
+                let deleted = self.deletions.iter().any(|(cid, seen)| {
+                    *cid == edit.contact_id
+                        && seen.get(&edit.at.device).is_some_and(|v| *v >= edit.at)
+                });
+                if deleted {
+                    continue;
+                }
                 if state
                     .fields
                     .get(&edit.key)
                     .is_none_or(|(m, _)| m.at < edit.at)
                 {
+                    if std::env::var_os("KITH_SIM_DEBUG").is_some() {
+                        eprintln!(
+                            "device {i}: lost field edit {edit:?}; final {:?}",
+                            state.fields.get(&edit.key)
+                        );
+                        if let Some(c) = view.contacts().find(|c| {
+                            kith_protocol::item::fields::contact_id(&c.contact)
+                                == Some(edit.contact_id.as_str())
+                        }) {
+                            eprintln!("  contact {:?}", c.contact);
+                            for (m, v) in &c.members {
+                                if let Some(read) = view.item(NodeKind::Contacts, m) {
+                                    eprintln!("  member {m} {v:?}: {:?}", read.4);
+                                }
+                            }
+                        }
+                    }
                     lost += 1;
                 }
             }

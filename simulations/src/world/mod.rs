@@ -10,7 +10,7 @@ use kith_protocol::clock::{Clock, WallTime};
 use kith_protocol::contacts::merge::ORIGIN;
 use kith_protocol::contacts::{Book, Command};
 use kith_protocol::item::NodeKind;
-use kith_protocol::item::fields::{Key, State};
+use kith_protocol::item::fields::{Key, Seen, State};
 use kith_protocol::jid::BareJid;
 use kith_protocol::keys::{KeyWrap, OxWrap};
 use kith_protocol::ox::DeviceKey;
@@ -165,8 +165,10 @@ pub struct World {
     pub acknowledged: Vec<(Record, bool)>,
     /// Sim time of the last change to any replica.
     pub last_change_ms: u64,
-    /// Every field change a command made: (contact id, field, stamp) → author.
+    /// Every field change a command made.
     pub field_edits: Vec<FieldEdit>,
+    /// Every contact deletion a command made: the contact id and what it knew.
+    pub deletions: Vec<(String, Seen)>,
     /// Every version any device persisted, per item: version → (is a tombstone,
     /// reached a device other than its author).
     persisted: BTreeMap<(Space, ItemId), BTreeMap<Version, (bool, bool)>>,
@@ -284,6 +286,7 @@ impl World {
             pending: BTreeSet::new(),
             acknowledged: Vec::new(),
             field_edits: Vec::new(),
+            deletions: Vec::new(),
             last_change_ms: 0,
             persisted: BTreeMap::new(),
             steps: 0,
@@ -482,12 +485,21 @@ impl World {
             Command::RemoveContact { .. } | Command::RemoveGroup { .. }
         );
         let edited = match &cmd {
-            Command::EditContact { jid, .. } | Command::AddContact { jid, .. } => Some(jid.clone()),
+            Command::EditContact { jid, .. }
+            | Command::AddContact { jid, .. }
+            | Command::RemoveContact { jid } => Some(jid.clone()),
             _ => None,
         };
+        let removal = matches!(cmd, Command::RemoveContact { .. });
         let before = edited.as_ref().and_then(|j| marks(engine, j));
         let ok = engine.execute(now, cmd).is_ok();
-        if ok && let Some(j) = &edited {
+        if ok
+            && removal
+            && let Some(b) = &before
+            && let Some(cid) = &b.contact_id
+        {
+            self.deletions.push((cid.clone(), b.seen.clone()));
+        } else if ok && let Some(j) = &edited {
             let after = marks(engine, j);
             if let Some(after) = after
                 && let Some(contact_id) = after.contact_id.clone()
