@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kith_node::control::{ImportFormat, Request};
 use kith_node::net::Multiaddr;
 
-use crate::{Exit, bench, client_cmd, demo, item_cmd, ops, run_cmd};
+use crate::{Exit, bench, client_cmd, demo, history_cmd, item_cmd, ops, run_cmd};
 
 /// kith keeps your XMPP contact list in sync across your own devices, with no server.
 #[derive(Debug, Parser)]
@@ -53,6 +53,25 @@ enum Command {
     /// XMPP clients approved to receive the secrets (see docs/xmpp.md).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Recent changes of the contacts (all, or one contact's), newest first, with
+    /// the device that made each and when.
+    Log {
+        /// Only the changes of the contact with this JID.
+        jid: Option<String>,
+        /// At most this many (default 50).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Edits that lost to a concurrent edit of the same field (or deletions an edit
+    /// overruled), per contact; `kith contact restore` brings one back.
+    Conflicts {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// This device, its roster, peers and counts.
     Status {
         /// JSON output.
@@ -177,6 +196,16 @@ enum ContactCommand {
     Rm {
         /// A JID of the contact.
         jid: String,
+    },
+    /// Brings back the value that lost in a conflict of this contact (as `kith
+    /// conflicts` numbers them), as a new edit; restoring an overruled deletion
+    /// deletes the contact.
+    Restore {
+        /// A JID of the contact.
+        jid: String,
+        /// Which conflict (default 1, the newest).
+        #[arg(default_value_t = 1)]
+        n: usize,
     },
     /// Lists contacts.
     List {
@@ -399,6 +428,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 },
             ),
             ContactCommand::Rm { jid } => ops::remove_contact(&dir, jid),
+            ContactCommand::Restore { jid, n } => history_cmd::restore(&dir, jid, n),
             ContactCommand::List {
                 json,
                 group,
@@ -430,6 +460,8 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Client(ClientCommand::List { json }) => client_cmd::list(&dir, json),
         Command::Client(ClientCommand::Rm { fingerprint }) => client_cmd::remove(&dir, fingerprint),
         Command::Status { json } => ops::status(&dir, json),
+        Command::Log { jid, limit, json } => history_cmd::log(&dir, jid, limit, json),
+        Command::Conflicts { json } => history_cmd::conflicts(&dir, json),
         Command::Import(ImportCommand::Roster {
             file,
             dry_run,

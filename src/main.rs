@@ -12,6 +12,7 @@ mod cli;
 mod client_cmd;
 mod cluster;
 mod demo;
+mod history_cmd;
 mod item_cmd;
 mod ops;
 mod output;

@@ -151,7 +151,7 @@ pub(crate) fn print_json(v: &Value) -> Result<()> {
 /// A string of a reply, for a table: what came from another device or a file may
 /// hold tabs or line breaks (XML allows them), which would break the table's lines,
 /// so control characters show as spaces.
-fn s(v: &Value) -> std::borrow::Cow<'_, str> {
+pub(crate) fn s(v: &Value) -> std::borrow::Cow<'_, str> {
     let text = v.as_str().unwrap_or("-");
     if text.chars().any(char::is_control) {
         text.chars()
@@ -163,7 +163,7 @@ fn s(v: &Value) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn list(v: &Value, key: &str) -> String {
+pub(crate) fn list(v: &Value, key: &str) -> String {
     v[key]
         .as_array()
         .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))

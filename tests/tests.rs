@@ -10,5 +10,6 @@ mod loopback;
 mod netns;
 mod nodes;
 mod outsider;
+mod stories;
 mod util;
 mod xmpp;

@@ -90,6 +90,22 @@ pub enum Request {
         #[serde(default)]
         replace: bool,
     },
+    /// The conflicts the merge decided, per contact.
+    Conflicts,
+    /// Brings back the value that lost in a conflict of a contact, as a new edit.
+    RestoreContact {
+        /// A JID of the contact.
+        jid: String,
+        /// Which of its conflicts, from 1 (as `Conflicts` numbers them).
+        n: usize,
+    },
+    /// The changes this device stored, newest first.
+    Log {
+        /// Only those of the contact with this JID.
+        jid: Option<String>,
+        /// At most this many.
+        limit: usize,
+    },
     /// The minimal roster of XEP-0510 §5.
     Export,
     /// Opens a pairing invitation (needs a running node).

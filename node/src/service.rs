@@ -116,6 +116,7 @@ pub fn contact_json(view: &View, c: &MergedContact) -> Value {
         "jids": c.contact.identities.iter().map(|i| &i.value).collect::<Vec<_>>(),
         "groups": groups,
         "items": c.members.len(),
+        "conflicts": c.lost.len(),
         "updated": iso(c.version.hlc.wall_ms),
     })
 }
@@ -249,6 +250,32 @@ impl Device {
                 text,
                 replace,
             } => self.import(format, &text, replace, progress),
+            Request::Conflicts => Ok(self.conflicts()),
+            Request::RestoreContact { jid: j, n } => {
+                self.command(Command::Restore { jid: jid(&j)?, n })
+            }
+            Request::Log { jid: j, limit } => {
+                let j = j.as_deref().map(jid).transpose()?;
+                let names = self.device_names();
+                let entries = self.history(
+                    j.as_ref(),
+                    limit.min(crate::store::history::MAX_ROWS as usize),
+                )?;
+                Ok(Value::Array(
+                    entries
+                        .into_iter()
+                        .map(|e| {
+                            json!({
+                                "at": iso(e.at_ms),
+                                "device": names.get(&e.device).cloned().unwrap_or_else(|| e.device.clone()),
+                                "name": e.name,
+                                "jids": e.jids,
+                                "changes": e.changes,
+                            })
+                        })
+                        .collect(),
+                ))
+            }
             Request::Export => {
                 let view = self.engine.book().view();
                 Ok(json!({ "roster": import::export_roster(view) }))
@@ -264,6 +291,46 @@ impl Device {
             Request::ApproveClient { fingerprint } => self.approve_client(&fingerprint),
             Request::RemoveClient { fingerprint } => self.remove_client(&fingerprint),
         }
+    }
+
+    /// Device id (16 hex digits, as `DeviceId` prints) → its name in the roster.
+    fn device_names(&mut self) -> BTreeMap<String, String> {
+        self.engine
+            .roster()
+            .members()
+            .map(|m| (m.entry.device.to_string(), m.entry.name.clone()))
+            .collect()
+    }
+
+    /// Every contact with conflicts, and each conflict: the field, the value that
+    /// lost, and which edit (device, time) won over which.
+    fn conflicts(&mut self) -> Value {
+        let names = self.device_names();
+        let device = |d: DeviceId| {
+            let id = d.to_string();
+            names.get(&id).cloned().unwrap_or(id)
+        };
+        let view = self.engine.book().view();
+        let group_name = |id: &str| view.groups().get(id).map(|g| g.group.name.clone());
+        Value::Array(
+            view.contacts()
+                .filter(|c| !c.lost.is_empty())
+                .map(|c| {
+                    json!({
+                        "name": c.contact.name,
+                        "jids": c.contact.identities.iter().map(|i| &i.value).collect::<Vec<_>>(),
+                        "conflicts": c.lost.iter().enumerate().map(|(i, l)| json!({
+                            "n": i + 1,
+                            "lost": kith_protocol::contacts::history::describe(&l.key, &l.value, &group_name),
+                            "lost_by": device(l.at.device),
+                            "lost_at": iso(l.at.hlc.wall_ms),
+                            "won_by": device(l.winner.device),
+                            "won_at": iso(l.winner.hlc.wall_ms),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        )
     }
 
     /// The account's own JID is not a contact of it (exit 1).

@@ -109,7 +109,8 @@ impl Keys {
         out
     }
 
-    fn seal(&self, plain: &[u8]) -> Vec<u8> {
+    /// Seals `plain` (AES-256-GCM, random nonce first).
+    pub(crate) fn seal(&self, plain: &[u8]) -> Vec<u8> {
         let nonce: [u8; 12] = rand::RngExt::random(&mut rand::rng());
         let mut out = nonce.to_vec();
         // Invariant: AES-GCM encryption of a buffer in memory cannot fail.
@@ -121,7 +122,8 @@ impl Keys {
         out
     }
 
-    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+    /// Opens what [`Keys::seal`] sealed; `None` when it does not open.
+    pub(crate) fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
         let (nonce, data) = sealed.split_at_checked(12)?;
         self.seal.decrypt(Nonce::from_slice(nonce), data).ok()
     }

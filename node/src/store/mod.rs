@@ -36,6 +36,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub mod clients;
 mod files;
+pub mod history;
 pub mod index;
 pub mod names;
 
@@ -217,6 +218,10 @@ CREATE INDEX IF NOT EXISTS identities_item ON identities (item);
 CREATE TABLE IF NOT EXISTS clients (
     fingerprint TEXT PRIMARY KEY, cert BLOB NOT NULL, added_ms INTEGER NOT NULL,
     approved INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB NOT NULL UNIQUE, at INTEGER NOT NULL,
+    data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS history_at ON history (at);
 CREATE TABLE IF NOT EXISTS item_names (
     node INTEGER NOT NULL, item BLOB NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (node, item)) WITHOUT ROWID;

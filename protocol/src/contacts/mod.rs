@@ -4,6 +4,7 @@
 
 mod book;
 mod edit;
+pub mod history;
 pub mod merge;
 mod view;
 

@@ -1,0 +1,102 @@
+//! The device's history of contact changes, for `kith log`: one row per change this
+//! device stored (its own edits and those of other devices), newest kept, at most
+//! [`MAX_ROWS`]. Rows are sealed like the item index (AES-256-GCM under a key
+//! derived from the device key), so the history tells a reader of the disk nothing
+//! the sealed records do not.
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use super::index::Keys;
+use super::{Error, Result, Store};
+
+/// Most changes remembered; older ones are forgotten.
+pub const MAX_ROWS: i64 = 10_000;
+
+/// One change, as `kith log` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// When, by the changing device's clock (Unix ms).
+    pub at_ms: u64,
+    /// The device that made it (its id, 16 hex digits).
+    pub device: String,
+    /// The contact's id.
+    pub contact_id: String,
+    /// The contact's name after the change (before it, for a deletion).
+    pub name: Option<String>,
+    /// The contact's addresses after the change (before it, for a deletion).
+    pub jids: Vec<String>,
+    /// What changed, in words (`name "Jules"`, `+group Verona`, `deleted`).
+    pub changes: Vec<String>,
+}
+
+impl Store {
+    fn sql_err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        move |source| Error::Sql {
+            path: self.dir.join("kith.db"),
+            source,
+        }
+    }
+
+    /// Adds changes (each under a key naming it, so a change stored twice is kept
+    /// once), then forgets the oldest past [`MAX_ROWS`].
+    pub fn add_history(&mut self, keys: &Keys, entries: &[(Vec<u8>, Entry)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.savepoint().map_err(sql)?;
+        {
+            let mut put = tx
+                .prepare_cached("INSERT OR IGNORE INTO history (key, at, data) VALUES (?1, ?2, ?3)")
+                .map_err(sql)?;
+            for (key, e) in entries {
+                // Invariant: an Entry is plain data, always serialisable.
+                let json = serde_json::to_vec(e).expect("history entry serialises");
+                let at = i64::try_from(e.at_ms).unwrap_or(i64::MAX);
+                put.execute(params![key, at, keys.seal(&json)])
+                    .map_err(sql)?;
+            }
+            tx.execute(
+                "DELETE FROM history WHERE seq IN
+                     (SELECT seq FROM history ORDER BY at DESC, seq DESC LIMIT -1 OFFSET ?1)",
+                [MAX_ROWS],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The remembered changes, newest first, at most `limit`, that `keep` keeps.
+    pub fn history(
+        &self,
+        keys: &Keys,
+        limit: usize,
+        keep: &dyn Fn(&Entry) -> bool,
+    ) -> Result<Vec<Entry>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM history ORDER BY at DESC, seq DESC")
+            .map_err(self.sql_err())?;
+        let mut rows = stmt.query([]).map_err(self.sql_err())?;
+        let mut out = Vec::new();
+        while out.len() < limit
+            && let Some(row) = rows.next().map_err(self.sql_err())?
+        {
+            let data: Vec<u8> = row.get(0).map_err(self.sql_err())?;
+            // A row that does not open or read (another key, damage) is skipped.
+            if let Some(e) = keys
+                .open(&data)
+                .and_then(|plain| serde_json::from_slice::<Entry>(&plain).ok())
+                && keep(&e)
+            {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,168 @@
+//! Issue 10's stories, replayed on real `kith run` processes: a desktop and a laptop
+//! of one account, the desktop editing while its node is stopped. Every story ends
+//! with no edit lost in silence: either both edits are kept, or the one that lost
+//! is listed by `kith conflicts` and can be brought back.
+
+use serde_json::Value;
+
+use crate::nodes::{Device, account, converge};
+
+const JULIET: &str = "juliet@capulet.lit";
+
+/// The desktop and the laptop, both running, both showing Juliet.
+fn two_with_juliet() -> (Device, Device) {
+    let mut devices = account(&["desktop", "laptop"]);
+    let laptop = devices.pop().expect("two devices");
+    let desktop = devices.pop().expect("two devices");
+    desktop.ok(&["contact", "add", JULIET, "--name", "Juliet"]);
+    converge(&[&desktop, &laptop]);
+    (desktop, laptop)
+}
+
+fn show(d: &Device) -> Value {
+    d.json(&["contact", "show", JULIET])
+}
+
+fn conflicts(d: &Device) -> Vec<Value> {
+    d.json(&["conflicts"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until both devices hold Juliet as one settled item with `name`.
+fn settled(desktop: &Device, laptop: &Device, name: &str) {
+    for d in [desktop, laptop] {
+        d.wait("Juliet settled into one item", |d| {
+            let c = show(d);
+            c["name"] == name && c["items"] == 1
+        });
+    }
+    converge(&[desktop, laptop]);
+}
+
+#[test]
+fn an_offline_rename_and_a_group_join_elsewhere_are_both_kept() {
+    let (mut desktop, laptop) = two_with_juliet();
+    desktop.stop();
+    desktop.ok(&["contact", "edit", JULIET, "--name", "Juliet Capulet"]);
+    laptop.ok(&["contact", "edit", JULIET, "--add-group", "Verona"]);
+    desktop.start();
+    settled(&desktop, &laptop, "Juliet Capulet");
+    for d in [&desktop, &laptop] {
+        let c = show(d);
+        assert_eq!(c["groups"], serde_json::json!(["Verona"]), "{c}");
+        assert_eq!(c["conflicts"], 0);
+        assert!(conflicts(d).is_empty(), "different fields: no conflict");
+    }
+    // Both edits are in the laptop's history, each with the device that made it.
+    let log = laptop.json(&["log", JULIET]);
+    let entries = log.as_array().expect("a list");
+    let made = |device: &str, change: &str| {
+        entries.iter().any(|e| {
+            e["device"] == device
+                && e["changes"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|x| x == change))
+        })
+    };
+    assert!(made("desktop", "name \"Juliet Capulet\""), "{log}");
+    assert!(made("laptop", "+group Verona"), "{log}");
+}
+
+#[test]
+fn concurrent_renames_keep_one_list_the_other_and_restore_it() {
+    let (mut desktop, laptop) = two_with_juliet();
+    desktop.stop();
+    desktop.ok(&["contact", "edit", JULIET, "--name", "Jules"]);
+    laptop.ok(&["contact", "edit", JULIET, "--name", "Julia"]);
+    desktop.start();
+    for d in [&desktop, &laptop] {
+        d.wait("the conflict listed", |d| show(d)["conflicts"] == 1);
+    }
+    converge(&[&desktop, &laptop]);
+    let won = show(&laptop)["name"].as_str().expect("a name").to_owned();
+    let lost = if won == "Jules" { "Julia" } else { "Jules" };
+    for d in [&desktop, &laptop] {
+        let listed = conflicts(d);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        let c = &listed[0]["conflicts"][0];
+        assert_eq!(c["lost"], format!("name {lost:?}"), "{c}");
+    }
+    let text = desktop.ok(&["conflicts"]);
+    assert!(text.contains(&format!("lost: name {lost:?}")), "{text}");
+    // Brought back as a new edit, on every device, and no longer listed.
+    laptop.ok(&["contact", "restore", JULIET, "1"]);
+    settled(&desktop, &laptop, lost);
+    for d in [&desktop, &laptop] {
+        assert!(conflicts(d).is_empty());
+    }
+}
+
+#[test]
+fn a_deletion_and_an_offline_edit_keep_the_contact_and_say_so() {
+    let (mut desktop, laptop) = two_with_juliet();
+    desktop.stop();
+    desktop.ok(&["contact", "edit", JULIET, "--add-group", "Verona"]);
+    let removed = laptop.ok(&["contact", "rm", JULIET]);
+    assert!(removed.contains("Removed"), "{removed}");
+    desktop.start();
+    for d in [&desktop, &laptop] {
+        d.wait("Juliet back, with the deletion listed", |d| {
+            d.jids().contains(&JULIET.to_owned()) && !conflicts(d).is_empty()
+        });
+    }
+    converge(&[&desktop, &laptop]);
+    for d in [&desktop, &laptop] {
+        assert_eq!(show(d)["groups"], serde_json::json!(["Verona"]));
+        let c = &conflicts(d)[0]["conflicts"][0];
+        assert_eq!(c["lost"], "deleted", "{c}");
+        assert_eq!(c["lost_by"], "laptop", "{c}");
+    }
+    // Restoring the deletion deletes her everywhere.
+    desktop.ok(&["contact", "restore", JULIET, "1"]);
+    for d in [&desktop, &laptop] {
+        d.wait("Juliet deleted", |d| !d.jids().contains(&JULIET.to_owned()));
+    }
+}
+
+#[test]
+fn a_cli_that_cannot_hurt_on_running_nodes() {
+    let (desktop, laptop) = two_with_juliet();
+    desktop.ok(&[
+        "contact",
+        "add",
+        "benvolio@verona.lit",
+        "--name",
+        "Benvolio",
+    ]);
+    // Another contact's address is refused, naming that contact.
+    let out = desktop.kith(&[
+        "contact",
+        "edit",
+        "benvolio@verona.lit",
+        "--add-jid",
+        JULIET,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Juliet"));
+    // An import that brings nothing new changes nothing, and says so.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let roster = crate::util::file(
+        dir.path(),
+        "roster.xml",
+        format!(
+            "<query xmlns='jabber:iq:roster'><item jid='{JULIET}' name='Jules'/>\
+             <item jid='benvolio@verona.lit'/></query>"
+        ),
+    );
+    let roster = crate::util::path(&roster);
+    converge(&[&desktop, &laptop]);
+    let text = laptop.ok(&["import", "roster", roster]);
+    assert!(
+        text.contains("0 contacts added, 0 updated, 2 unchanged"),
+        "{text}"
+    );
+    converge(&[&desktop, &laptop]);
+    assert_eq!(show(&desktop)["name"], "Juliet", "a name set here is kept");
+}
