@@ -311,29 +311,32 @@ impl Device {
         let has_entry = self.engine.roster().get(&me).is_some();
         let has_secrets = NodeKind::ALL
             .iter()
-            .all(|n| self.engine.book().keyring().current(*n).is_some());
+            .all(|n| self.engine.keyring().current(*n).is_some());
         if has_entry && has_secrets {
             return Ok(());
         }
         let cert = self.engine_cert()?;
         self.store.begin()?;
         let result = (|| {
+            let refused =
+                |e: sync::Error| Error::Name(format!("this device cannot start its account: {e}"));
             if !has_entry {
-                self.input(Input::AddDevice(Entry {
+                self.execute(sync::Command::AddDevice(Entry {
                     device: me,
                     cert,
                     name: self.account.name.clone(),
                     role: Role::Full,
                     revoked: false,
-                }))?;
+                }))?
+                .map_err(refused)?;
             }
-            self.input(Input::RotateSecrets)
+            self.execute(sync::Command::RotateSecrets)?.map_err(refused)
         })();
         match result {
             Ok(()) => Ok(self.store.commit()?),
             Err(e) => {
                 let _ = self.store.rollback();
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -646,7 +649,7 @@ impl Device {
         mut gone: Vec<(NodeKind, ItemId)>,
         rebuilt: bool,
     ) -> Result<(), store::Error> {
-        let view = self.engine.book().view();
+        let view = self.engine.view();
         let mut entries = Vec::with_capacity(changes.len());
         for (node, item) in changes {
             match view.item(node, &item) {
@@ -727,13 +730,13 @@ impl Device {
             .into_iter()
             .map(|e| ((e.node, e.item), e))
             .collect();
-        let book = self.engine.book();
+        let engine = &self.engine;
         let view = View::build(
-            book.replica(),
-            book.keyring(),
+            engine.replica(),
+            engine.keyring(),
             &mut kith_protocol::seal::Opener::new(),
         );
-        let expected: BTreeMap<(NodeKind, ItemId), index::Entry> = book
+        let expected: BTreeMap<(NodeKind, ItemId), index::Entry> = engine
             .replica()
             .records()
             .filter_map(|r| r.space.node().map(|n| (n, r.item)))
@@ -774,6 +777,20 @@ impl Device {
     }
 
     /// Feeds the engine one input and carries out its storage outputs.
+    /// Carries out `command` (contacts, devices, rotation) and stores what it wrote.
+    /// The outer error is the store's; the inner one says why the engine refused
+    /// (then nothing was written).
+    pub fn execute(
+        &mut self,
+        command: impl Into<sync::Command>,
+    ) -> Result<Result<(), sync::Error>, store::Error> {
+        let now = self.clock.now();
+        let result = self.engine.execute(now, command);
+        self.drain()?;
+        Ok(result)
+    }
+
+    /// Feeds one network or timer input and stores what it wrote.
     pub fn input(&mut self, input: Input<PeerId>) -> Result<(), store::Error> {
         let now = self.clock.now();
         self.engine.handle_input(now, input);
@@ -798,7 +815,8 @@ impl Device {
     /// before anything that depends on them can leave.
     fn try_drain(&mut self) -> Result<(), store::Error> {
         let mut began = false;
-        let result = self.drain_outputs(&mut began);
+        let mut secrets = None;
+        let result = self.drain_outputs(&mut began, &mut secrets);
         if began {
             match &result {
                 Ok(()) => self.store.commit()?,
@@ -808,10 +826,20 @@ impl Device {
             }
         }
         result?;
-        self.save_keyring()
+        // The keyring file follows the records that deliver its secrets: a crash in
+        // between leaves the secrets in those records, which the engine unwraps
+        // again at the next start.
+        match secrets {
+            Some(keyring) => self.save_keyring(&keyring),
+            None => Ok(()),
+        }
     }
 
-    fn drain_outputs(&mut self, began: &mut bool) -> Result<(), store::Error> {
+    fn drain_outputs(
+        &mut self,
+        began: &mut bool,
+        secrets: &mut Option<Keyring>,
+    ) -> Result<(), store::Error> {
         let mut stored = false;
         while let Some(out) = self.engine.poll_output() {
             let storage = matches!(out, Output::Persist(_) | Output::Collect { .. });
@@ -828,13 +856,14 @@ impl Device {
                     self.store.collect(&collect, &forget)?;
                     stored = true;
                 }
+                Output::Secrets(keyring) => *secrets = Some(keyring),
                 Output::Event(e) => self.events.push_back(e),
                 other => self.net.push_back(other),
             }
         }
         // The item index follows the view, in the same transaction as the records.
-        self.engine.book().view();
-        let changes = self.engine.book().take_view_changes();
+        self.engine.view();
+        let changes = self.engine.book_mut().take_view_changes();
         if let Some(watch) = &mut self.watch {
             watch.extend(changes.iter().copied());
         }
@@ -873,15 +902,12 @@ impl Device {
         &self.saved_keyring
     }
 
-    fn save_keyring(&mut self) -> Result<(), store::Error> {
-        let book = self.engine.book();
-        let now: BTreeSet<(String, bool)> = book
-            .keyring()
-            .iter()
-            .map(|s| (s.id.clone(), s.revoked))
-            .collect();
+    /// Writes `keyring` to `secrets.xml` (the engine hands it out when it changed).
+    fn save_keyring(&mut self, keyring: &Keyring) -> Result<(), store::Error> {
+        let now: BTreeSet<(String, bool)> =
+            keyring.iter().map(|s| (s.id.clone(), s.revoked)).collect();
         if now != self.saved_keyring {
-            let xml = store::keyring_to_xml(book.keyring(), &self.jid);
+            let xml = store::keyring_to_xml(keyring, &self.jid);
             store::write_private(&self.dir, "secrets.xml", xml.as_bytes())?;
             self.saved_keyring = now;
         }

@@ -11,7 +11,6 @@ use kith_protocol::jid::BareJid;
 use kith_protocol::ox::{self, DeviceKey};
 use kith_protocol::record::{DeviceId, Record, Space};
 use kith_protocol::roster::{Entry, Role};
-use kith_protocol::sync::Input;
 use libp2p::TransportError;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, SwarmEvent};
@@ -95,12 +94,12 @@ impl Device {
                 ox::cert_from_bytes(&entry.cert).map_err(|e| format!("bad certificate: {e}"))?;
                 let device = entry.device;
                 self.store.use_invite(&hash).map_err(|e| e.to_string())?;
-                self.input(Input::AddDevice(entry))
+                self.execute(kith_protocol::sync::Command::AddDevice(entry))
+                    .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
                 if self.engine.roster().is_active(&device) {
                     let roster = self
                         .engine
-                        .book()
                         .replica()
                         .space(Space::Roster)
                         .map(|r| pair::b64(&r.encode()))

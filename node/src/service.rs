@@ -11,7 +11,7 @@ use kith_protocol::item::{self, NodeKind};
 use kith_protocol::jid::BareJid;
 use kith_protocol::record::{DeviceId, Space};
 use kith_protocol::roster::Role;
-use kith_protocol::sync::Input;
+use kith_protocol::sync;
 use libp2p::Multiaddr;
 use serde_json::{Value, json};
 
@@ -132,21 +132,21 @@ impl Device {
         match request {
             Request::Status => self.status(net),
             Request::Contacts => {
-                let view = self.engine.book().view();
+                let view = self.engine.view();
                 Ok(Value::Array(
                     view.contacts().map(|c| contact_json(view, c)).collect(),
                 ))
             }
             Request::Contact { jid: j } => {
                 let j = jid(&j)?;
-                let view = self.engine.book().view();
+                let view = self.engine.view();
                 let c = view
                     .contact_by_jid(&j)
                     .ok_or_else(|| refused(format!("no contact has the address {j}")))?;
                 Ok(contact_json(view, c))
             }
             Request::Groups => {
-                let view = self.engine.book().view();
+                let view = self.engine.view();
                 let mut groups: Vec<Value> = view
                     .groups()
                     .values()
@@ -224,7 +224,7 @@ impl Device {
                 let j = jid(&j)?;
                 // What is removed, said back: every address of the contact goes.
                 let removed = {
-                    let view = self.engine.book().view();
+                    let view = self.engine.view();
                     view.contact_by_jid(&j).map(|c| {
                         json!({
                             "name": c.contact.name,
@@ -277,13 +277,14 @@ impl Device {
                 ))
             }
             Request::Export => {
-                let view = self.engine.book().view();
+                let view = self.engine.view();
                 Ok(json!({ "roster": import::export_roster(view) }))
             }
             Request::Invite { ttl_secs } => self.invite(net, ttl_secs),
             Request::Revoke { device } => self.revoke(&device),
             Request::Rotate => {
-                self.input(Input::RotateSecrets)?;
+                self.execute(sync::Command::RotateSecrets)?
+                    .map_err(refused)?;
                 Ok(json!({ "rotated": true }))
             }
             Request::AddClient { cert } => self.add_client(&cert),
@@ -310,7 +311,7 @@ impl Device {
             let id = d.to_string();
             names.get(&id).cloned().unwrap_or(id)
         };
-        let view = self.engine.book().view();
+        let view = self.engine.view();
         let group_name = |id: &str| view.groups().get(id).map(|g| g.group.name.clone());
         Value::Array(
             view.contacts()
@@ -344,12 +345,11 @@ impl Device {
     }
 
     fn command(&mut self, cmd: Command) -> Result<Value, Error> {
-        let now = self.clock.now();
-        let result = self.engine.execute(now, cmd);
-        self.drain()?;
-        result.map_err(|e| match e {
+        self.execute(cmd)?.map_err(|e| match e {
             // What the command would write is not a valid item: bad input.
-            ContactsError::Invalid { .. } | ContactsError::Item(_) => input_err(e),
+            sync::Error::Contacts(ContactsError::Invalid { .. } | ContactsError::Item(_)) => {
+                input_err(e)
+            }
             other => refused(other),
         })?;
         Ok(json!({ "done": true }))
@@ -377,16 +377,17 @@ impl Device {
             replace,
         };
         self.engine
-            .book()
+            .book_mut()
             .check(all, &mut rand::rng())
             .map_err(|e| match e {
                 ContactsError::Invalid { .. } => input_err(e),
                 other => refused(other),
             })?;
-        let summary =
-            self.engine
-                .book()
-                .import_summary(imported.contacts.clone(), replace, &mut rand::rng());
+        let summary = self.engine.book_mut().import_summary(
+            imported.contacts.clone(),
+            replace,
+            &mut rand::rng(),
+        );
         progress(0, total);
         let chunk_len = IMPORT_CHUNK.max(imported.contacts.len().div_ceil(20));
         let mut contacts = imported.contacts;
@@ -458,7 +459,8 @@ impl Device {
         {
             return Err(refused(format!("device {device} is revoked already")));
         }
-        self.input(Input::RevokeDevice(device))?;
+        self.execute(sync::Command::RevokeDevice(device))?
+            .map_err(refused)?;
         let revoked = self
             .engine
             .roster()
@@ -569,8 +571,7 @@ impl Device {
             tombstones = tombs;
         }
         let partial = self.partial;
-        let book = self.engine.book();
-        let replica = book.replica();
+        let replica = self.engine.replica();
         if !partial {
             for r in replica.records() {
                 *spaces.entry(name(r.space)).or_insert(0u64) += 1;
@@ -579,7 +580,7 @@ impl Device {
         }
         let held = replica.held().count();
         let set_aside = replica.quarantined().count();
-        let view = book.view();
+        let view = self.engine.view();
         let waiting = view
             .unreadable()
             .values()

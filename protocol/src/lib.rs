@@ -23,6 +23,8 @@
 #![forbid(unsafe_code)]
 
 mod cbor;
+#[cfg(any(test, feature = "clear-wrap"))]
+pub mod clear_wrap;
 pub mod clock;
 pub mod contacts;
 mod contained;

@@ -9,4 +9,3 @@
 pub mod plot;
 pub mod scenario;
 pub mod world;
-pub mod wrap;

@@ -24,7 +24,6 @@ impl Node {
         let mut keys: Vec<Vec<u8>> = self
             .device
             .engine
-            .book()
             .keyring()
             .iter()
             .map(|s| s.value.as_bytes().to_vec())
@@ -67,13 +66,7 @@ impl Node {
     /// genesis key before it has one.
     pub(super) fn own_tag(&mut self) -> String {
         let me = self.device.id();
-        let key = match self
-            .device
-            .engine
-            .book()
-            .keyring()
-            .current(NodeKind::Contacts)
-        {
+        let key = match self.device.engine.keyring().current(NodeKind::Contacts) {
             Some(s) => s.value.as_bytes().to_vec(),
             None => self.device.account.genesis.to_vec(),
         };

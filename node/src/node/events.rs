@@ -24,8 +24,6 @@ impl Node {
             }
             Event::Rejected { peer, reason } => warn!(%peer, "record refused: {reason}"),
             Event::BadFrame { peer, reason } => warn!(%peer, "bad frame: {reason}"),
-            Event::CommandRefused(e) => warn!("command refused: {e}"),
-            Event::RosterRefused(e) => warn!("roster change refused: {e}"),
             Event::KeysRefused(e) => warn!("secrets refused: {e}"),
             Event::Changed => debug!("contact list changed"),
         }

@@ -288,7 +288,6 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         // Names of retracted items are forgotten (the table stays bounded).
         let retracted = device
             .engine
-            .book()
             .replica()
             .get(node, &item)
             .is_some_and(|r| r.is_tombstone());
@@ -504,7 +503,10 @@ impl Node {
                             let _ = self.swarm.behaviour_mut().sync.send_response(ch, bytes);
                         }
                     }
-                    Output::Persist(_) | Output::Collect { .. } | Output::Event(_) => {}
+                    Output::Persist(_)
+                    | Output::Secrets(_)
+                    | Output::Collect { .. }
+                    | Output::Event(_) => {}
                 }
             }
             while let Some(event) = self.device.events.pop_front() {

@@ -137,7 +137,7 @@ impl Node {
         let mut rng = rand::rng();
         self.device
             .engine
-            .book()
+            .book_mut()
             .check(cmd.clone(), &mut rng)
             .map_err(refusal)?;
         let retracted = match &cmd {
@@ -198,7 +198,7 @@ impl Node {
                 .cloned()
                 .unwrap_or_else(|| item.to_string())
         };
-        let replica = self.device.engine.book().replica();
+        let replica = self.device.engine.replica();
         // Live items, in record-id order.
         let mut all: Vec<&Record> = if wanted.is_empty() {
             replica
@@ -309,10 +309,11 @@ impl Node {
         // was away wrote it with an older one): the message is made again next time.
         // Only looked for while there is a message (a client is approved).
         if self.pep_secrets.borrow().is_some() {
-            let book = self.device.engine.book();
-            let keyring = book.keyring();
+            let engine = &self.device.engine;
+            let keyring = engine.keyring();
             let unshared = changed.iter().any(|(node, item)| {
-                book.replica()
+                engine
+                    .replica()
                     .get(*node, item)
                     .and_then(sealed_of)
                     .is_some_and(|s| {
@@ -323,7 +324,7 @@ impl Node {
                 self.pep_secrets_for = None;
             }
         }
-        let replica = self.device.engine.book().replica();
+        let replica = self.device.engine.replica();
         if changed.is_empty() || self.pep_notices.receiver_count() == 0 {
             for key in forget {
                 self.pep_names.remove(&key);

@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use kith_protocol::ox::{self, DeviceKey, SecretMessage};
-use kith_protocol::sync::Input;
 use kith_protocol::xml::Element;
 use serde_json::{Value, json};
 
@@ -190,7 +189,8 @@ impl Device {
             .ok_or_else(|| refused(format!("no client has the fingerprint {fingerprint}")))?;
         if removed.approved {
             self.clients_changed = true;
-            self.input(Input::RotateSecrets)?;
+            self.execute(kith_protocol::sync::Command::RotateSecrets)?
+                .map_err(refused)?;
         }
         Ok(json!({ "fingerprint": fingerprint, "removed": true, "rotated": removed.approved }))
     }
@@ -230,7 +230,7 @@ impl Device {
         // The secrets a client needs: the current ones, and older ones that still
         // seal a live item (re-sealing after a rotation retires them): the message
         // stays small however many rotations there were.
-        let replica = self.engine.book().replica();
+        let replica = self.engine.replica();
         let used: BTreeSet<String> = kith_protocol::item::NodeKind::ALL
             .into_iter()
             .flat_map(|n| replica.space(n))
@@ -239,7 +239,7 @@ impl Device {
                 _ => None,
             })
             .collect();
-        let keyring = self.engine.book().keyring();
+        let keyring = self.engine.keyring();
         let current: Vec<&str> = kith_protocol::item::NodeKind::ALL
             .into_iter()
             .filter_map(|n| keyring.current(n).map(|s| s.id.as_str()))
@@ -345,7 +345,10 @@ mod tests {
         };
         let (first, _) = read(&mut device);
         for _ in 0..40 {
-            device.input(Input::RotateSecrets).unwrap();
+            device
+                .execute(kith_protocol::sync::Command::RotateSecrets)
+                .unwrap()
+                .unwrap();
         }
         let (after, payload) = read(&mut device);
         let current: Vec<_> = payload
@@ -356,7 +359,7 @@ mod tests {
             })
             .collect();
         assert_eq!(current.len(), 2, "one current secret a node");
-        let keyring = device.engine.book().keyring().clone();
+        let keyring = device.engine.keyring().clone();
         assert!(keyring.iter().count() > 80, "the rotations happened");
         for s in &current {
             assert_eq!(keyring.current(s.node).map(|c| &c.id), Some(&s.id));

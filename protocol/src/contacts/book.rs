@@ -153,6 +153,12 @@ impl Book {
         &self.view
     }
 
+    /// The merged view as last brought up to date by [`Book::view`] (the engine does
+    /// so at the end of every step).
+    pub fn current_view(&self) -> &View {
+        &self.view
+    }
+
     /// The items whose part of the view may have changed since the last call (all of
     /// them after the view was built from scratch), to keep an index of it.
     pub fn take_view_changes(&mut self) -> BTreeSet<(NodeKind, ItemId)> {

@@ -151,7 +151,7 @@ impl Secret {
 }
 
 /// The secrets a device holds, by id.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keyring {
     secrets: BTreeMap<String, Secret>,
 }

@@ -3,12 +3,19 @@
 //!
 //! Driving contract (quinn/str0m style):
 //!
-//! 1. call [`Engine::handle_input`] with the current [`Now`] and one [`Input`];
+//! 1. call [`Engine::handle_input`] with the current [`Now`] and one [`Input`]
+//!    (network, timers), or [`Engine::execute`] with one [`Command`] (what a user
+//!    asks: contacts, devices, rotation), which returns a typed [`Error`];
 //! 2. drain [`Engine::poll_output`] until it returns `None`, carrying out each
-//!    [`Output`] in order (an [`Output::Persist`] must be durable before the outputs
-//!    after it are carried out);
+//!    [`Output`] in order (an [`Output::Persist`] or [`Output::Secrets`] must be
+//!    durable before the outputs after it are carried out): what the engine
+//!    persists leaves only this way, so a device restarted from what it stored is
+//!    the device it was;
 //! 3. read [`Engine::poll_timeout`] and call `handle_input(now, Input::Timeout)` at or
 //!    after that time.
+//!
+//! Reads go through `&self` getters ([`Engine::view`], [`Engine::replica`],
+//! [`Engine::keyring`], [`Engine::roster`]), up to date after every step.
 //!
 //! Time and randomness come in (`Now`, the seed); nothing inside reads a clock, a
 //! socket, a file or the OS RNG. The engine is generic over the peer id type: the
@@ -26,5 +33,6 @@ pub mod recon;
 pub mod wire;
 
 pub use engine::{
-    Config, Engine, Event, Input, MAX_GOSSIP_QUEUE, Now, Output, RECORD_BUDGET, RequestId, Stats,
+    Command, Config, Engine, Error, Event, Input, MAX_GOSSIP_QUEUE, Now, Output, RECORD_BUDGET,
+    RequestId, Stats,
 };

@@ -24,16 +24,15 @@ impl World {
                 Some(_) => "+".into(),
             })
             .collect();
-        let n = e.book().replica().len();
-        let held = e.book().replica().held().count();
+        let n = e.replica().len();
+        let held = e.replica().held().count();
         let peers = e.peers().count();
         let keys: Vec<String> = e
-            .book()
             .keyring()
             .iter()
             .map(|s| format!("{}{}", &s.id[..4], if s.revoked { "r" } else { "" }))
             .collect();
-        let view = e.book().view();
+        let view = e.view();
         format!(
             "online {online} peers {peers} records {n} held {held} roster {} keys {:?} contacts {} unreadable {}",
             roster.join(""),
@@ -64,7 +63,7 @@ impl World {
                 continue;
             }
             if let Some(e) = self.nodes[i].engine.as_mut() {
-                views.push(e.book().view().clone());
+                views.push(e.view().clone());
             }
         }
         views.windows(2).all(|w| w[0] == w[1])
@@ -73,7 +72,6 @@ impl World {
     fn signature(&mut self, i: usize) -> Vec<(Space, ItemId, Version, [u8; 64])> {
         match self.nodes[i].engine.as_mut() {
             Some(e) => e
-                .book()
                 .replica()
                 .records()
                 .map(|r| (r.space, r.item, r.version, r.signature))
@@ -92,7 +90,6 @@ impl World {
             };
             let roster: Roster = e.roster().clone();
             bad += e
-                .book()
                 .replica()
                 .records()
                 .filter(|r| {
@@ -109,7 +106,7 @@ impl World {
         let Some(current) = self.nodes[0].engine.as_mut().map(|e| {
             NodeKind::ALL
                 .iter()
-                .filter_map(|n| e.book().keyring().current(*n).map(|s| s.id.clone()))
+                .filter_map(|n| e.keyring().current(*n).map(|s| s.id.clone()))
                 .collect::<Vec<_>>()
         }) else {
             return (0, 0);
@@ -123,7 +120,7 @@ impl World {
             };
             let holds = current
                 .iter()
-                .filter(|id| e.book().keyring().get(id).is_some())
+                .filter(|id| e.keyring().get(id).is_some())
                 .count();
             if (revoked || relay) && holds > 0 {
                 leaks += 1;
@@ -147,7 +144,7 @@ impl World {
                 continue;
             };
             let roster = e.roster().clone();
-            let replica = e.book().replica();
+            let replica = e.replica();
             for (a, deletion) in &acked {
                 // A device revoked by the end is shut out: what it wrote and had not
                 // passed on is lost with it, by design.
@@ -193,7 +190,7 @@ impl World {
                 continue;
             };
             let roster = e.roster().clone();
-            let view = e.book().view();
+            let view = e.view();
             if !view.is_whole() {
                 continue;
             }

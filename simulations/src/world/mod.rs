@@ -20,7 +20,7 @@ use kith_protocol::roster::{Entry, Role};
 use kith_protocol::seal::{Keyring, Secret};
 use kith_protocol::sync::{self, Engine, Input, Now, Output};
 
-use crate::wrap::PlainWrap;
+use kith_protocol::clear_wrap::PlainWrap;
 
 mod checks;
 use rand_chacha::ChaCha20Rng;
@@ -531,9 +531,11 @@ impl World {
         if !engine.roster().is_active(&me) || !engine.roster().is_active(&device) {
             return false;
         }
-        engine.handle_input(now, Input::RevokeDevice(device));
+        let ok = engine
+            .execute(now, sync::Command::RevokeDevice(device))
+            .is_ok();
         self.drain(i, Some(true));
-        true
+        ok
     }
 
     /// The device id of node `i`.
@@ -583,6 +585,10 @@ impl World {
                         self.nodes[i].store.insert(r);
                     }
                     self.last_change_ms = self.now_ms;
+                }
+                Output::Secrets(keyring) => {
+                    // Restarts begin from it, as a node's from its secrets file.
+                    self.nodes[i].keyring = keyring;
                 }
                 Output::Collect { collect, forget } => {
                     for (space, item) in collect {
@@ -777,6 +783,6 @@ pub struct FieldEdit {
 
 /// The field marks of the contact with `jid` in `engine`'s view.
 fn marks(engine: &mut Engine<usize>, jid: &BareJid) -> Option<State> {
-    let c = engine.book().view().contact_by_jid(jid)?;
+    let c = engine.view().contact_by_jid(jid)?;
     State::of(&c.contact, ORIGIN).ok()
 }

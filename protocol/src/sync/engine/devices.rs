@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
-use super::{Engine, Event, Now, Output};
+use super::{Engine, Error, Event, Now, Output};
 use crate::clock::WallTime;
 use crate::contacts::Command;
 use crate::item::NodeKind;
@@ -18,25 +18,20 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.book.device()
     }
 
-    pub(super) fn refuse(&mut self, why: &str) {
-        self.outputs
-            .push_back(Output::Event(Event::RosterRefused(why.to_owned())));
-    }
-
-    pub(super) fn add_device(&mut self, now: Now, entry: Entry) {
+    pub(super) fn add_device(&mut self, now: Now, entry: Entry) -> Result<(), Error> {
         if !self.roster.is_active(&self.me()) {
-            return self.refuse("this device is not in the roster");
+            return Err(Error::NotInRoster);
         }
         // What no device could read back is never signed.
         if Entry::decode(&entry.encode()).is_err() {
-            return self.refuse("the roster entry is over its limits (a name too long?)");
+            return Err(Error::EntryTooLarge);
         }
         if self
             .roster
             .get(&entry.device)
             .is_some_and(|m| m.revoked_at.is_some())
         {
-            return self.refuse("a revoked device cannot come back");
+            return Err(Error::Revoked(entry.device));
         }
         let body = Body::Data(entry.encode());
         let record = self
@@ -63,18 +58,19 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             records.extend(self.deliver(now, &[entry.device], &secrets));
         }
         self.written(now, records);
+        Ok(())
     }
 
-    pub(super) fn revoke_device(&mut self, now: Now, device: DeviceId) {
+    pub(super) fn revoke_device(&mut self, now: Now, device: DeviceId) -> Result<(), Error> {
         let Some(member) = self.roster.get(&device) else {
-            return self.refuse("no such device");
+            return Err(Error::NoSuchDevice(device));
         };
         let entry = Entry {
             revoked: true,
             ..member.entry.clone()
         };
         if !self.roster.is_active(&self.me()) {
-            return self.refuse("this device is not in the roster");
+            return Err(Error::NotInRoster);
         }
         let record = self.book.sign(
             Space::Roster,
@@ -85,16 +81,16 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.book.insert_local(record.clone());
         self.after_roster_change();
         self.written(now, vec![record]);
-        self.rotate(now);
+        self.rotate(now)
     }
 
-    pub(super) fn rotate(&mut self, now: Now) {
+    pub(super) fn rotate(&mut self, now: Now) -> Result<(), Error> {
         if self
             .roster
             .get(&self.me())
             .is_some_and(|m| m.entry.role != Role::Full)
         {
-            return;
+            return Err(Error::Relay);
         }
         // New secrets must be the newest whatever this device's clock says (a clock
         // behind would otherwise leave the old secrets current).
@@ -134,6 +130,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         self.rng = rng;
         self.written(now, records);
+        Ok(())
     }
 
     /// Key records carrying `secrets` to each device in `to`: one record per device
@@ -249,7 +246,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         self.book.revoke_secrets(&orphans);
         if self.roster.is_active(&self.me()) {
-            self.rotate(now);
+            // A relay holds no secrets to rotate: nothing to do there.
+            let _ = self.rotate(now);
         }
     }
 

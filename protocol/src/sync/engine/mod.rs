@@ -1,8 +1,13 @@
 //! [`Engine`]: gossip, reconciliation sessions, persistence outputs and timers around
 //! a device's [`Book`]. Sessions are in `session`, roster and secrets in `devices`.
 
+mod command;
 mod devices;
 mod session;
+#[cfg(test)]
+mod tests;
+
+pub use command::{Command, Error};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
@@ -14,11 +19,13 @@ use super::gc;
 use super::recon::{self, Key};
 use super::wire::{self, Frame};
 use crate::clock::WallTime;
-use crate::contacts::{self, Book, Command};
+use crate::contacts::{self, Book, View};
 use crate::keys::KeyWrap;
 use crate::record::{Body, DeviceId, ItemId, Record, Space};
+use crate::replica::Replica;
 use crate::replica::{Outcome, Rejected};
-use crate::roster::{Entry, Roster};
+use crate::roster::Roster;
+use crate::seal::Keyring;
 
 /// Record bytes a request or response frame carries at most: what the frame limit
 /// leaves beside the largest reconciliation message, with room for the framing.
@@ -83,15 +90,6 @@ pub type RequestId = u64;
 pub enum Input<P> {
     /// A timer the engine asked for came due (or any later time).
     Timeout,
-    /// A user command on the contact list.
-    Command(Command),
-    /// Adds a device to the roster and gives it every secret (older ones marked
-    /// revoked), if it is a full device.
-    AddDevice(Entry),
-    /// Revokes a device: it may author nothing after now, and the secrets rotate.
-    RevokeDevice(DeviceId),
-    /// New secrets for both nodes, sent to every full device, every item re-sealed.
-    RotateSecrets,
     /// A peer is connected; `device` is the device its transport authenticated
     /// (the Ed25519 key behind a libp2p `PeerId`).
     Connected {
@@ -139,6 +137,9 @@ pub enum Input<P> {
 pub enum Output<P> {
     /// Store these records durably before carrying out the outputs that follow.
     Persist(Vec<Record>),
+    /// The keyring changed (secrets received, rotated, revoked): store it durably,
+    /// replacing the one stored, before carrying out the outputs that follow.
+    Secrets(Keyring),
     /// Tombstones every device acknowledged: delete `collect` from the store but
     /// remember their versions; forget the memory of `forget` altogether.
     Collect {
@@ -188,10 +189,6 @@ pub enum Event<P> {
         /// Why.
         reason: Rejected,
     },
-    /// A command given as [`Input::Command`] could not be carried out.
-    CommandRefused(contacts::Error),
-    /// A roster change was refused (unknown device, or this device may not).
-    RosterRefused(String),
     /// Secrets addressed here could not be unwrapped.
     KeysRefused(String),
     /// A frame could not be decoded.
@@ -272,6 +269,8 @@ pub struct Engine<P> {
     next_held_check_ms: Option<u64>,
     set: Option<recon::Set>,
     stats: Stats,
+    /// The keyring as last handed out to persist.
+    saved_keyring: command::KeyringState,
 }
 
 impl<P: Ord + Clone + Debug> Engine<P> {
@@ -289,6 +288,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     ) -> Self {
         let roster = Roster::build(genesis, book.replica());
         let base_secrets = book.keyring().iter().map(|s| s.id.clone()).collect();
+        let saved_keyring = book
+            .keyring()
+            .iter()
+            .map(|s| (s.id.clone(), s.revoked))
+            .collect();
         let mut engine = Self {
             config,
             book,
@@ -309,6 +313,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             next_held_check_ms: None,
             set: None,
             stats: Stats::default(),
+            saved_keyring,
         };
         // What was persisted is checked again: records dropped after a revocation
         // may still be in the store.
@@ -319,6 +324,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             engine.receive_keys(r, now);
         }
         engine.audit_keys(now);
+        engine.finish_step();
         engine
     }
 
@@ -327,8 +333,32 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         &self.roster
     }
 
-    /// The device's contact book.
-    pub fn book(&mut self) -> &mut Book {
+    /// The merged contact list, as of the last step (kept up to date by every
+    /// input and command).
+    pub fn view(&self) -> &View {
+        self.book.current_view()
+    }
+
+    /// The records.
+    pub fn replica(&self) -> &Replica {
+        self.book.replica()
+    }
+
+    /// The secrets.
+    pub fn keyring(&self) -> &Keyring {
+        self.book.keyring()
+    }
+
+    /// This device.
+    pub fn device(&self) -> DeviceId {
+        self.book.device()
+    }
+
+    /// The device's contact book, for a driver that reads it in ways the getters do
+    /// not (a view built from a cache, its changes for an index, a check of a
+    /// command without writing). Changes made through it are not persisted: commands
+    /// go through [`Engine::execute`].
+    pub fn book_mut(&mut self) -> &mut Book {
         &mut self.book
     }
 
@@ -370,15 +400,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     pub fn handle_input(&mut self, now: Now, input: Input<P>) {
         match input {
             Input::Timeout => {}
-            Input::Command(cmd) => {
-                if let Err(e) = self.execute(now, cmd) {
-                    self.outputs
-                        .push_back(Output::Event(Event::CommandRefused(e)));
-                }
-            }
-            Input::AddDevice(entry) => self.add_device(now, entry),
-            Input::RevokeDevice(device) => self.revoke_device(now, device),
-            Input::RotateSecrets => self.rotate(now),
             Input::Connected { peer, device } => {
                 self.peers.insert(
                     peer,
@@ -423,6 +444,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             }
         }
         self.timers(now);
+        self.finish_step();
     }
 
     /// Acknowledges the tombstones held and collected here (when that changed), and
@@ -522,17 +544,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
     }
 
-    /// Carries out a command and returns its result; on success the records are
-    /// persisted and gossiped like [`Input::Command`] does.
-    pub fn execute(&mut self, now: Now, cmd: Command) -> Result<(), contacts::Error> {
-        let mut rng = self.rng.clone();
-        let records = self.book.execute(cmd, now.wall, &mut rng)?;
-        self.rng = rng;
-        self.written(now, records);
-        self.timers(now);
-        Ok(())
-    }
-
     /// Writes once the contacts whose items were written concurrently (or whose
     /// merge decided a conflict not yet kept) when this device wrote the newest of
     /// their items: one device collapses them, the others receive the result.
@@ -541,7 +552,14 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if self.book.view().unsettled().any(|c| c.version.device == me) {
             // A settle only rewrites what the view already holds; it fails only
             // without a current secret, and then the contact stays merged in view.
-            let _ = self.execute(now, Command::Settle);
+            let mut rng = self.rng.clone();
+            if let Ok(records) = self
+                .book
+                .execute(contacts::Command::Settle, now.wall, &mut rng)
+            {
+                self.rng = rng;
+                self.written(now, records);
+            }
         }
     }
 

@@ -1,15 +1,15 @@
-//! A key wrap for simulations only: secrets travel in clear, tagged with the
-//! addressee. Deterministic and cheap, so that large runs stay fast and a seed replays
-//! the same trace; one scenario runs the real XEP-0373 wrap instead. Never used
-//! outside `kith-sim`.
+//! A key wrap for simulations and tests only (feature `clear-wrap`): secrets travel
+//! in clear, tagged with the addressee. Deterministic and cheap, so that large runs
+//! stay fast and a seed replays the same trace; `kith-sim` runs one scenario with the
+//! real XEP-0373 wrap instead. Never built into the node.
 
-use kith_protocol::clock::WallTime;
-use kith_protocol::keys::KeyWrap;
-use kith_protocol::ox::SecretMessage;
-use kith_protocol::record::DeviceId;
-use kith_protocol::roster::{Member, Roster};
-use kith_protocol::seal::Secret;
-use kith_protocol::xml::{self, Element};
+use crate::clock::WallTime;
+use crate::keys::KeyWrap;
+use crate::ox::SecretMessage;
+use crate::record::DeviceId;
+use crate::roster::{Member, Roster};
+use crate::seal::Secret;
+use crate::xml::{self, Element};
 use rand_chacha::ChaCha20Rng;
 
 /// Plaintext wrapping: `to` (32 bytes) then `<payload>` of `<shared-secret/>`s.
@@ -27,8 +27,7 @@ impl KeyWrap for PlainWrap {
         _now: WallTime,
         _rng: &mut ChaCha20Rng,
     ) -> Result<Vec<u8>, String> {
-        let jid =
-            kith_protocol::jid::BareJid::parse("sim@kith.invalid").map_err(|e| e.to_string())?;
+        let jid = crate::jid::BareJid::parse("sim@kith.invalid").map_err(|e| e.to_string())?;
         let mut payload = Element::new("urn:xmpp:openpgp:0", "payload");
         for s in secrets {
             payload.push(

@@ -1,0 +1,349 @@
+//! Two engines wired to each other in memory: commands, typed refusals, gossip and
+//! reconciliation, and a restart from exactly what an engine persisted.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use super::*;
+use crate::clear_wrap::PlainWrap;
+use crate::clock::{Clock, Hlc};
+use crate::contacts::{Command as Edit, ContactEdit};
+use crate::item::NodeKind;
+use crate::jid::BareJid;
+use crate::roster::{Entry, Role};
+use crate::seal::Secret;
+
+const T0: u64 = 1_780_000_000_000;
+
+/// One side: its engine and what it persisted.
+struct Side {
+    key: SigningKey,
+    engine: Engine<u8>,
+    records: Replica,
+    keyring: Keyring,
+}
+
+/// Two devices of one account; device 0 is the genesis.
+struct Harness {
+    sides: Vec<Side>,
+    mono: u64,
+    connected: bool,
+    /// Requests in flight: responder's handle → (requester, its request id).
+    inbound: BTreeMap<u64, (usize, RequestId)>,
+    next_inbound: u64,
+}
+
+fn now(mono: u64) -> Now {
+    Now {
+        mono_ms: mono,
+        wall: WallTime(T0 + mono),
+    }
+}
+
+fn jid(s: &str) -> BareJid {
+    BareJid::parse(s).expect("a test JID")
+}
+
+impl Harness {
+    fn new() -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut keyring = Keyring::new();
+        for node in NodeKind::ALL {
+            keyring.insert(Secret::generate(node, WallTime(T0), &mut rng));
+        }
+        let keys: Vec<SigningKey> = (1..=2u8)
+            .map(|i| SigningKey::from_bytes(&[i; 32]))
+            .collect();
+        let mut clock = Clock::default();
+        let roster: Vec<Record> = keys
+            .iter()
+            .map(|k| {
+                Entry {
+                    device: DeviceId(k.verifying_key().to_bytes()),
+                    cert: Vec::new(),
+                    name: String::new(),
+                    role: Role::Full,
+                    revoked: false,
+                }
+                .record(clock.tick(WallTime(T0)), &keys[0])
+            })
+            .collect();
+        let mut records = Replica::new();
+        for r in roster {
+            records.insert(r);
+        }
+        let mut h = Self {
+            sides: Vec::new(),
+            mono: 0,
+            connected: false,
+            inbound: BTreeMap::new(),
+            next_inbound: 1,
+        };
+        for key in keys {
+            let engine = h.start(&key, records.clone(), keyring.clone());
+            h.sides.push(Side {
+                key,
+                engine,
+                records: records.clone(),
+                keyring: keyring.clone(),
+            });
+        }
+        h.pump();
+        h
+    }
+
+    fn genesis(&self) -> DeviceId {
+        DeviceId(self.sides[0].key.verifying_key().to_bytes())
+    }
+
+    fn start(&self, key: &SigningKey, records: Replica, keyring: Keyring) -> Engine<u8> {
+        let me = DeviceId(key.verifying_key().to_bytes());
+        let genesis = self
+            .sides
+            .first()
+            .map_or(me, |s| DeviceId(s.key.verifying_key().to_bytes()));
+        let book = Book::restore(key.clone(), keyring, records, Clock::new(Hlc::default()));
+        Engine::new(
+            Config::default(),
+            book,
+            genesis,
+            Box::new(PlainWrap { me }),
+            [7; 32],
+            now(self.mono),
+        )
+    }
+
+    /// Restarts side `i` from what it persisted.
+    fn restart(&mut self, i: usize) {
+        let s = &self.sides[i];
+        let engine = self.start(&s.key, s.records.clone(), s.keyring.clone());
+        self.sides[i].engine = engine;
+        self.pump();
+    }
+
+    fn connect(&mut self, up: bool) {
+        self.connected = up;
+        for i in 0..2 {
+            let other = 1 - i;
+            let device = DeviceId(self.sides[other].key.verifying_key().to_bytes());
+            let input = if up {
+                Input::Connected {
+                    peer: other as u8,
+                    device,
+                }
+            } else {
+                Input::Disconnected(other as u8)
+            };
+            self.sides[i].engine.handle_input(now(self.mono), input);
+        }
+        self.pump();
+    }
+
+    fn execute(&mut self, i: usize, command: impl Into<Command>) -> Result<(), Error> {
+        let r = self.sides[i].engine.execute(now(self.mono), command);
+        self.pump();
+        r
+    }
+
+    /// Carries out every output, advancing time through the timers, until quiet.
+    fn pump(&mut self) {
+        for _ in 0..200 {
+            let mut moved = false;
+            for i in 0..self.sides.len() {
+                while let Some(out) = self.sides[i].engine.poll_output() {
+                    moved = true;
+                    self.carry(i, out);
+                }
+            }
+            if !moved {
+                let next = self
+                    .sides
+                    .iter()
+                    .filter_map(|s| s.engine.poll_timeout())
+                    .min();
+                match next {
+                    Some(t) if t <= self.mono + 120_000 => {
+                        self.mono = self.mono.max(t);
+                        for s in &mut self.sides {
+                            s.engine.handle_input(now(self.mono), Input::Timeout);
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        }
+    }
+
+    fn carry(&mut self, i: usize, out: Output<u8>) {
+        let other = 1 - i;
+        let t = now(self.mono);
+        match out {
+            Output::Persist(records) => {
+                for r in records {
+                    self.sides[i].records.insert(r);
+                }
+            }
+            Output::Secrets(k) => self.sides[i].keyring = k,
+            Output::Collect { collect, .. } => {
+                for (space, item) in collect {
+                    self.sides[i].records.collect(space, &item);
+                }
+            }
+            Output::Publish(bytes) if self.connected => {
+                let source = DeviceId(self.sides[i].key.verifying_key().to_bytes());
+                self.sides[other].engine.handle_input(
+                    t,
+                    Input::Gossip {
+                        from: i as u8,
+                        source,
+                        bytes,
+                    },
+                );
+            }
+            Output::Request { id, bytes, .. } if self.connected => {
+                let handle = self.next_inbound;
+                self.next_inbound += 1;
+                self.inbound.insert(handle, (i, id));
+                self.sides[other].engine.handle_input(
+                    t,
+                    Input::Request {
+                        from: i as u8,
+                        id: handle,
+                        bytes,
+                    },
+                );
+            }
+            Output::Request { id, .. } => {
+                self.sides[i]
+                    .engine
+                    .handle_input(t, Input::RequestFailed { id });
+            }
+            Output::Respond { id, bytes } => {
+                if let Some((to, rid)) = self.inbound.remove(&id) {
+                    self.sides[to]
+                        .engine
+                        .handle_input(t, Input::Response { id: rid, bytes });
+                }
+            }
+            Output::Publish(_) | Output::Event(_) => {}
+        }
+    }
+}
+
+fn rename(j: &str, name: &str) -> Edit {
+    Edit::EditContact {
+        jid: jid(j),
+        edit: ContactEdit {
+            name: Some(Some(name.into())),
+            ..ContactEdit::default()
+        },
+    }
+}
+
+#[test]
+fn commands_are_refused_with_a_typed_error_and_write_nothing() {
+    let mut h = Harness::new();
+    let before = h.sides[0].records.len();
+    let stranger = DeviceId([9; 32]);
+    assert_eq!(
+        h.execute(0, Command::RevokeDevice(stranger)),
+        Err(Error::NoSuchDevice(stranger))
+    );
+    assert!(matches!(
+        h.execute(0, rename("nobody@x.lit", "N")),
+        Err(Error::Contacts(contacts::Error::NoSuchContact(_)))
+    ));
+    assert_eq!(h.sides[0].records.len(), before, "nothing persisted");
+    let device = h.sides[1].engine.device();
+    h.execute(0, Command::RevokeDevice(device))
+        .expect("a revocation");
+    assert_eq!(
+        h.execute(
+            0,
+            Command::AddDevice(Entry {
+                device,
+                cert: Vec::new(),
+                name: String::new(),
+                role: Role::Full,
+                revoked: false,
+            })
+        ),
+        Err(Error::Revoked(device))
+    );
+}
+
+#[test]
+fn concurrent_edits_of_different_fields_meet_and_settle() {
+    let mut h = Harness::new();
+    h.connect(true);
+    h.execute(
+        0,
+        Edit::AddContact {
+            jid: jid("juliet@capulet.lit"),
+            name: Some("Juliet".into()),
+            groups: vec![],
+        },
+    )
+    .expect("added");
+    assert_eq!(h.sides[1].engine.view().contact_count(), 1, "gossiped");
+    h.connect(false);
+    h.execute(0, rename("juliet@capulet.lit", "Juliet Capulet"))
+        .expect("renamed");
+    h.mono += 10;
+    let join = Edit::EditContact {
+        jid: jid("juliet@capulet.lit"),
+        edit: ContactEdit {
+            add_groups: vec!["Verona".into()],
+            ..ContactEdit::default()
+        },
+    };
+    h.execute(1, join).expect("joined");
+    h.connect(true);
+    for s in &h.sides {
+        let v = s.engine.view();
+        let c = v.contacts().next().expect("Juliet");
+        assert_eq!(c.contact.name.as_deref(), Some("Juliet Capulet"));
+        assert_eq!(c.contact.groups.len(), 1);
+        assert_eq!(
+            c.members.len(),
+            1,
+            "settled by the device of the newest item"
+        );
+        assert!(c.lost.is_empty());
+    }
+    assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+}
+
+#[test]
+fn a_rotation_hands_out_the_keyring_and_a_restart_is_the_same_device() {
+    let mut h = Harness::new();
+    h.connect(true);
+    h.execute(
+        0,
+        Edit::AddContact {
+            jid: jid("romeo@montague.lit"),
+            name: None,
+            groups: vec![],
+        },
+    )
+    .expect("added");
+    let before = h.sides[1].keyring.clone();
+    h.execute(0, Command::RotateSecrets).expect("rotated");
+    assert_ne!(h.sides[0].keyring, before, "the new keyring was handed out");
+    assert_eq!(
+        h.sides[1].keyring,
+        *h.sides[1].engine.keyring(),
+        "and the other device's too, as it received the secrets"
+    );
+    for i in 0..2 {
+        let view = h.sides[i].engine.view().clone();
+        let keyring = h.sides[i].engine.keyring().clone();
+        h.restart(i);
+        assert_eq!(*h.sides[i].engine.keyring(), keyring, "device {i}");
+        assert_eq!(*h.sides[i].engine.view(), view, "device {i}");
+    }
+    assert_eq!(h.genesis(), h.sides[0].engine.device());
+}
