@@ -8,7 +8,7 @@ use common::*;
 use kith_protocol::clock::WallTime;
 use kith_protocol::contacts::merge::ORIGIN;
 use kith_protocol::contacts::{Command, ContactEdit, MergedContact};
-use kith_protocol::item::fields::{Key, State, Value};
+use kith_protocol::item::fields::{Key, Seen, State, Value};
 use kith_protocol::record::Version;
 use proptest::prelude::*;
 
@@ -259,7 +259,7 @@ fn marks(f: &mut Fleet, device: usize, jid_: &str) -> State {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn no_field_change_is_lost_unless_a_concurrent_one_won(
@@ -272,8 +272,9 @@ proptest! {
         f.exec(0, Command::AddGroup { name: GROUPS[0].into(), description: None }, T0);
         f.exec(0, Command::AddGroup { name: GROUPS[1].into(), description: None }, T0);
         f.sync_all(T0);
-        // Every field change made: (contact, field) → (stamp, value).
-        let mut made: Vec<(usize, Key, Version, Value)> = Vec::new();
+        // Every field change made: (contact, field, stamp, value, what its device
+        // knew of the contact's edits when it made it).
+        let mut made: Vec<(usize, Key, Version, Value, Seen)> = Vec::new();
         for (step, op) in ops.into_iter().enumerate() {
             let now = WallTime(T0.0 + 10 * (step as u64 + 1));
             let (dev, k, cmd) = match op {
@@ -298,7 +299,7 @@ proptest! {
             let after = marks(&mut f, dev, CONTACTS[k]);
             for (key, (mark, value)) in &after.fields {
                 if before.fields.get(key).map(|b| b.0) != Some(*mark) {
-                    made.push((k, key.clone(), mark.at, value.clone()));
+                    made.push((k, key.clone(), mark.at, value.clone(), before.seen.clone()));
                 }
             }
         }
@@ -310,7 +311,7 @@ proptest! {
         for (k, j) in CONTACTS.iter().enumerate() {
             let state = marks(&mut f, 0, j);
             let mut latest: std::collections::BTreeMap<&Key, (Version, &Value)> = Default::default();
-            for (mk, key, at, value) in &made {
+            for (mk, key, at, value, _) in &made {
                 if *mk == k && latest.get(key).is_none_or(|(v, _)| at > v) {
                     latest.insert(key, (*at, value));
                 }
@@ -322,6 +323,39 @@ proptest! {
                     "{}: field {:?} should be {:?} (set at {:?}), is {:?}", j, key, value, at, got
                 );
             }
+            // Every change that lost did so to a change made knowing of it, or is
+            // listed as a conflict.
+            if state.lost.len() < kith_protocol::item::fields::MAX_LOST {
+                for (mk, key, at, value, _) in made.iter().filter(|m| m.0 == k) {
+                    let Some((m, v)) = state.fields.get(key) else { continue };
+                    if m.at == *at || v == value {
+                        continue;
+                    }
+                    // Overwritten knowingly: a later edit of the field was made by a
+                    // device that knew of this value (set by this edit or another).
+                    let same_value: Vec<Version> = made
+                        .iter()
+                        .filter(|(k2, key2, _, v2, _)| k2 == mk && key2 == key && v2 == value)
+                        .map(|m| m.2)
+                        .collect();
+                    let overwritten_knowingly = made.iter().any(|(k2, key2, at2, _, knew)| {
+                        k2 == mk && key2 == key && at2 > at
+                            && same_value
+                                .iter()
+                                .any(|e| knew.get(&e.device).is_some_and(|s| s >= e))
+                    });
+                    // Listed: this edit, or the same value set again by another
+                    // (the two were one value to the merge).
+                    let listed = state
+                        .lost
+                        .iter()
+                        .any(|l| l.key == *key && (l.at == *at || l.value == *value));
+                    prop_assert!(
+                        overwritten_knowingly || listed,
+                        "{}: {:?} = {:?} at {:?} lost in silence; lost: {:?}", j, key, value, at, state.lost
+                    );
+                }
+            }
         }
     }
 }
@@ -329,7 +363,6 @@ proptest! {
 #[test]
 fn an_old_item_a_deletion_knew_of_stays_deleted_whatever_arrives_first() {
     use kith_protocol::item::NodeKind;
-    use kith_protocol::record::Space;
     let mut f = Fleet::new(3, 9);
     f.exec(0, add("juliet@capulet.lit", None, &[]), T0);
     f.sync_all(T0);
@@ -344,7 +377,7 @@ fn an_old_item_a_deletion_knew_of_stays_deleted_whatever_arrives_first() {
     f.sync(1, 2, WallTime(T0.0 + 11));
     let renamed = only(&mut f, 2).id;
     assert_ne!(renamed, first);
-    f.exec(
+    let deletion = f.exec(
         2,
         Command::RemoveContact {
             jid: jid("juliet@capulet.lit"),
@@ -352,14 +385,11 @@ fn an_old_item_a_deletion_knew_of_stays_deleted_whatever_arrives_first() {
         WallTime(T0.0 + 20),
     );
     // Device 0 gets the deletion before the rename and the retraction of its item.
-    let deletion = f.books[2]
-        .replica()
-        .get(Space::Contacts, &renamed)
-        .expect("the deletion's reserved item")
-        .clone();
-    f.books[0]
-        .receive(deletion, &f.roster, WallTime(T0.0 + 30))
-        .expect("trusted");
+    for r in deletion {
+        f.books[0]
+            .receive(r, &f.roster, WallTime(T0.0 + 30))
+            .expect("trusted");
+    }
     assert!(
         f.books[0].view().is_live(NodeKind::Contacts, &first),
         "its old item is still there"
@@ -446,6 +476,100 @@ fn restoring_an_overruled_deletion_deletes() {
     );
     f.sync_all(WallTime(T0.0 + 50));
     for d in 0..2 {
+        assert_eq!(f.books[d].view().contact_count(), 0, "device {d}");
+    }
+}
+
+#[test]
+fn an_edit_lost_to_a_later_edit_of_a_device_that_never_saw_it_is_listed() {
+    let mut f = juliet();
+    // The desktop renames her while the laptop renames her twice, the second
+    // rename retracting the first item: the desktop's value loses to an edit
+    // whose parent is newer than it, yet that edit never knew of it.
+    f.exec(
+        0,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 10),
+    );
+    f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Julia"),
+        WallTime(T0.0 + 15),
+    );
+    f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Juliet"),
+        WallTime(T0.0 + 20),
+    );
+    f.sync_all(WallTime(T0.0 + 30));
+    for d in 0..2 {
+        let c = only(&mut f, d);
+        assert_eq!(c.contact.name.as_deref(), Some("Juliet"));
+        assert!(
+            c.lost
+                .iter()
+                .any(|l| l.key == Key::Name && l.value == Value::Name("Jules".into())),
+            "device {d}: {:?}",
+            c.lost
+        );
+    }
+}
+
+#[test]
+fn a_deletion_earlier_by_the_clock_than_a_concurrent_edit_is_listed_too() {
+    let mut f = juliet();
+    f.exec(
+        0,
+        Command::RemoveContact {
+            jid: jid("juliet@capulet.lit"),
+        },
+        WallTime(T0.0 + 5),
+    );
+    f.exec(1, join("juliet@capulet.lit", "Verona"), WallTime(T0.0 + 10));
+    f.sync_all(WallTime(T0.0 + 30));
+    for d in 0..2 {
+        let c = only(&mut f, d);
+        assert_eq!(group_names(&mut f, d, &c), ["Verona"]);
+        assert!(
+            c.lost.iter().any(|l| l.key == Key::Contact),
+            "device {d}: {:?}",
+            c.lost
+        );
+    }
+    // A rotation rewrites everything: the deletion is still listed.
+    f.exec(0, Command::Reseal, WallTime(T0.0 + 40));
+    f.sync_all(WallTime(T0.0 + 50));
+    for d in 0..2 {
+        assert!(only(&mut f, d).lost.iter().any(|l| l.key == Key::Contact));
+    }
+}
+
+#[test]
+fn a_collapse_does_not_escape_a_deletion_that_knew_what_it_collapsed() {
+    let mut f = Fleet::new(3, 13);
+    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
+    f.sync_all(T0);
+    f.exec(
+        0,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 10),
+    );
+    f.exec(1, join("juliet@capulet.lit", "Verona"), WallTime(T0.0 + 20));
+    // Device 2 sees both edits and deletes her; device 1 (the newest item) settles
+    // the two edits before it hears of the deletion.
+    f.sync(0, 2, WallTime(T0.0 + 21));
+    f.sync(1, 2, WallTime(T0.0 + 21));
+    f.exec(
+        2,
+        Command::RemoveContact {
+            jid: jid("juliet@capulet.lit"),
+        },
+        WallTime(T0.0 + 30),
+    );
+    f.sync(0, 1, WallTime(T0.0 + 31));
+    assert!(!f.exec(1, Command::Settle, WallTime(T0.0 + 40)).is_empty());
+    f.sync_all(WallTime(T0.0 + 50));
+    for d in 0..3 {
         assert_eq!(f.books[d].view().contact_count(), 0, "device {d}");
     }
 }

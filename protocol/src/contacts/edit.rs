@@ -485,8 +485,14 @@ impl Editor {
                 let target = view
                     .contact_by_jid(&jid)
                     .ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
-                // Each item says which contact it deleted, so an edit made
-                // concurrently (which keeps the contact) is reported as a conflict.
+                // Its items are retracted, and one new `<reserved/>` item says
+                // which contact was deleted and what the deletion knew of it, so
+                // an edit made concurrently (which keeps the contact) is reported
+                // as a conflict. The mark is on an item of its own: no other
+                // write can land on it (padding keeps it while the contact lives).
+                for (item, _) in &target.members {
+                    plan.write(NodeKind::Contacts, *item, Write::Tombstone);
+                }
                 let mut mark = Extra::default();
                 if let Ok(state) = fields::State::of(&target.contact, merge::ORIGIN)
                     && let Some(cid) = &state.contact_id
@@ -494,13 +500,11 @@ impl Editor {
                     mark.children
                         .push(fields::deletion_element(cid, &state.seen));
                 }
-                for (item, _) in &target.members {
-                    plan.write(
-                        NodeKind::Contacts,
-                        *item,
-                        Write::Payload(Payload::Reserved(mark.clone())),
-                    );
-                }
+                plan.write(
+                    NodeKind::Contacts,
+                    ItemId::random(rng),
+                    Write::Payload(Payload::Reserved(mark)),
+                );
             }
             Command::AddGroup { name, description } => {
                 if view.group_by_name(&name).is_some() {
@@ -560,9 +564,14 @@ impl Editor {
                         plan.reserve(NodeKind::Groups, *dup);
                     }
                 }
+                // Reserved items keep what they carry (a deletion's mark).
                 for node in NodeKind::ALL {
                     for item in view.reserved(node) {
-                        plan.reserve(node, *item);
+                        let extra = match view.item(node, item) {
+                            Some((.., Ok(Payload::Reserved(extra)))) => extra,
+                            _ => Extra::default(),
+                        };
+                        plan.write(node, *item, Write::Payload(Payload::Reserved(extra)));
                     }
                 }
             }
@@ -595,6 +604,15 @@ impl Editor {
                     }
                     (fields::Key::Name, _) => contact.name = None,
                     (fields::Key::Identity(..), fields::Value::Identity(i)) => {
+                        if let Some(other) = view
+                            .contact_by_identity(&i.kind, &i.value)
+                            .filter(|o| o.id != target.id)
+                        {
+                            return Err(Error::JidOfAnother {
+                                jid: i.value.clone(),
+                                contact: other.display_name().to_owned(),
+                            });
+                        }
                         if !contact.identities.iter().any(|x| x.key() == i.key()) {
                             contact.identities.push(i.clone());
                         }
@@ -631,25 +649,29 @@ impl Editor {
                     // client's copy of kith's stamps (if any) says nothing of its
                     // own changes.
                     Payload::Contact(c) => {
-                        let before = match view.item(node, &item) {
-                            Some((.., Ok(Payload::Contact(old)))) => Some(old),
-                            _ => None,
-                        };
-                        let linked = before.is_none().then(|| {
-                            c.identities
+                        let data = merge::data(&c);
+                        // Against what the item held; a new item (or one retracted
+                        // since) against the contact it joins, without removing
+                        // what it lacks; else it is a new contact.
+                        let stamped = match view.item(node, &item) {
+                            Some((_, _, version, _, Ok(Payload::Contact(old)))) => {
+                                merge::restamp_item(&old, version, data, stamp)
+                            }
+                            _ => match c
+                                .identities
                                 .iter()
                                 .find_map(|i| view.contact_by_identity(&i.kind, &i.value))
-                        });
-                        let cid = match linked
-                            .flatten()
-                            .and_then(|t| fields::contact_id(&t.contact))
-                        {
-                            Some(cid) => cid.to_owned(),
-                            None => item.0.iter().map(|b| format!("{b:02x}")).collect(),
+                            {
+                                Some(joined) => merge::stamp_joining(&joined.contact, data, stamp),
+                                None => merge::restamp(None, data, stamp, hex(&item.0)),
+                            },
                         };
-                        let data = merge::data(&c);
-                        let stamped = merge::restamp(before.as_ref(), data, stamp, cid);
                         plan.write(node, item, Write::Payload(Payload::Contact(stamped)));
+                    }
+                    // A reserved item that carried kith's elements is written without
+                    // them; any other is stored as the client sealed it.
+                    Payload::Reserved(extra) if carries_kith(&sealed, keyring, opener) => {
+                        plan.write(node, item, Write::Payload(Payload::Reserved(extra)));
                     }
                     p => {
                         let reserved = matches!(p, Payload::Reserved(_));
@@ -835,14 +857,13 @@ fn check_published(
     let xml = opener
         .open(sealed, keyring)
         .map_err(|e| Error::Unopenable(e.to_string()))?;
-    // The client's copy of kith's field stamps, however it left them, is replaced
-    // when the item is stamped here: it is not read.
+    // kith's own elements (field stamps, deletion marks) are kith's to write: a
+    // client's copy, however it left it, is not read, and the item is stamped here.
     let payload = crate::xml::Element::parse(&xml, crate::xml::Limits::ITEM)
         .map_err(item::Error::from)
         .and_then(|mut el| {
-            el.children.retain(
-                |c| !matches!(c, crate::xml::Node::Element(e) if e.is(fields::NS, "fields")),
-            );
+            el.children
+                .retain(|c| !matches!(c, crate::xml::Node::Element(e) if e.ns == fields::NS));
             Payload::from_element(&el)
         })
         .and_then(|p| p.check_node(node).map(|()| p))
@@ -851,6 +872,15 @@ fn check_published(
             source,
         })?;
     Ok(payload)
+}
+
+/// Whether the item a client sealed holds an element in kith's namespace.
+fn carries_kith(sealed: &Sealed, keyring: &Keyring, opener: &mut Opener) -> bool {
+    opener
+        .open(sealed, keyring)
+        .ok()
+        .and_then(|xml| crate::xml::Element::parse(&xml, crate::xml::Limits::ITEM).ok())
+        .is_some_and(|el| el.elements().any(|c| c.ns == fields::NS))
 }
 
 /// The XML of `payload`, checked as a reader on `node` would read it; an error names
@@ -874,6 +904,11 @@ fn validate(payload: &Payload, node: NodeKind) -> Result<String, Error> {
             }
         })?;
     Ok(xml)
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex_id(bytes: &[u8]) -> String {
@@ -964,7 +999,7 @@ impl<'v> Plan<'v> {
             Some(t) => t.id.0,
             None => ItemId::random(rng).0,
         };
-        let cid: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        let cid = hex(&seed);
         let mut contact = merge::restamp(target.map(|t| &t.contact), contact, self.stamp, cid);
         if let Some((key, at)) = resolved {
             merge::forget_conflict(&mut contact, &key, at);
@@ -1040,6 +1075,27 @@ impl<'v> Plan<'v> {
         }
     }
 
+    /// Whether the reserved `item` marks the deletion of a contact that is still
+    /// shown (an edit overruled it): padding keeps it.
+    fn keeps_mark(&self, view: &View, node: NodeKind, item: &ItemId) -> bool {
+        let extra = match self.writes.get(&(node, *item)) {
+            Some(Write::Payload(Payload::Reserved(extra))) => Some(extra.clone()),
+            Some(_) => None,
+            None => match view.item(node, item) {
+                Some((.., Ok(Payload::Reserved(extra)))) => Some(extra),
+                _ => None,
+            },
+        };
+        extra
+            .iter()
+            .flat_map(|e| e.children.iter())
+            .filter_map(fields::read_deletion)
+            .any(|(cid, _)| {
+                view.contact_by_identity(fields::CONTACT_ID_KIND, cid)
+                    .is_some()
+            })
+    }
+
     /// Adds or retracts `<reserved/>` items on each node this plan touches.
     fn pad<R: CryptoRng + ?Sized>(&mut self, view: &View, bucket: usize, rng: &mut R) {
         if bucket == 0 {
@@ -1090,9 +1146,18 @@ impl<'v> Plan<'v> {
                     self.reserve(node, ItemId::random(rng));
                 }
             } else if total > target {
+                // Largest ids first, never a deletion's mark while its contact
+                // lives (the conflict it reports would go with it).
                 reserved_now.sort();
-                for item in reserved_now.iter().rev().take(total - target) {
-                    self.write(node, *item, Write::Tombstone);
+                let surplus: Vec<ItemId> = reserved_now
+                    .iter()
+                    .rev()
+                    .filter(|item| !self.keeps_mark(view, node, item))
+                    .take(total - target)
+                    .copied()
+                    .collect();
+                for item in surplus {
+                    self.write(node, item, Write::Tombstone);
                 }
             }
         }

@@ -42,10 +42,10 @@ pub fn changes_of(payload: &Payload, version: Version) -> Vec<Change> {
             .children
             .iter()
             .find_map(fields::read_deletion)
-            .map(|(cid, seen)| Change {
+            .map(|(cid, _)| Change {
                 contact_id: cid.to_owned(),
                 device: version.device,
-                at: seen.get(&version.device).copied().unwrap_or(version),
+                at: version,
                 what: What::Delete,
             })
             .into_iter()

@@ -39,15 +39,24 @@ pub const ORIGIN: Version = Version {
     device: DeviceId([0; 32]),
 };
 
-/// The state of one item's contact; stamps that do not read count as absent (the
-/// item was checked when read, so this only happens to data kith wrote itself).
+/// The state of one item's contact written at `version`. Stamps that do not read,
+/// or that claim edits later than the item itself (no writer knows the future),
+/// count as absent: every present field is then read as set by `version`.
 fn state_of(contact: &Contact, version: Version) -> State {
-    State::of(contact, version).unwrap_or_else(|_| {
-        let mut bare = contact.clone();
-        bare.extra.children.retain(|c| !c.is(fields::NS, "fields"));
-        State::of(&bare, version).unwrap_or_default()
-    })
+    match State::of(contact, version) {
+        // ORIGIN: a merged contact read back (no item version to hold it to).
+        Ok(s) if version == ORIGIN || s.not_after(version) => s,
+        _ => {
+            let mut bare = contact.clone();
+            bare.extra.children.retain(|c| !c.is(fields::NS, "fields"));
+            // Invariant: without a stamps element, reading has nothing to refuse.
+            State::of(&bare, version).unwrap_or_default()
+        }
+    }
 }
+
+/// Per field, each item's (mark, value) and the index of the item it came from.
+type Candidates<'a> = BTreeMap<&'a Key, Vec<(&'a (Mark, Value), usize)>>;
 
 /// What a losing value is remembered as: names in full, other fields by presence.
 fn summary(value: &Value) -> Value {
@@ -78,10 +87,11 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[(Version, &Seen)]) ->
         .filter(|(_, s)| !deletions.iter().any(|(_, d)| fields::covers(d, &s.seen)))
         .unzip();
     let (newest, _) = *members.first()?;
-    let mut candidates: BTreeMap<&Key, Vec<&(Mark, Value)>> = BTreeMap::new();
-    for s in &states {
+    // Per field, each item's (mark, value), with the item it came from.
+    let mut candidates: Candidates<'_> = BTreeMap::new();
+    for (i, s) in states.iter().enumerate() {
         for (k, f) in &s.fields {
-            candidates.entry(k).or_default().push(f);
+            candidates.entry(k).or_default().push((f, i));
         }
     }
     let mut merged = State {
@@ -93,14 +103,32 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[(Version, &Seen)]) ->
     }
     let mut new_lost: Vec<Lost> = Vec::new();
     for (key, cands) in candidates {
-        let Some(&winner) = cands
+        let Some(&(winner, _)) = cands
             .iter()
-            .max_by(|a, b| (a.0.at, &a.1).cmp(&(b.0.at, &b.1)))
+            .max_by(|a, b| (a.0.0.at, &a.0.1).cmp(&(b.0.0.at, &b.0.1)))
         else {
             continue;
         };
-        for c in &cands {
-            if c.1 != winner.1 && c.0.at != winner.0.at && Some(c.0.at) > winner.0.parent {
+        // A losing value is a conflict unless an item carrying the winning value
+        // knew of it: then it was overwritten knowingly (or its conflict decided,
+        // and carried, where that item was written).
+        let known = |loser: &Mark| {
+            cands.iter().any(|(f, i)| {
+                f.0 == winner.0
+                    && states[*i]
+                        .seen
+                        .get(&loser.at.device)
+                        .is_some_and(|v| *v >= loser.at)
+            })
+        };
+        let mut decided: Vec<Version> = Vec::new();
+        for (c, _) in &cands {
+            if c.1 != winner.1
+                && c.0.at != winner.0.at
+                && !decided.contains(&c.0.at)
+                && !known(&c.0)
+            {
+                decided.push(c.0.at);
                 new_lost.push(Lost {
                     key: key.clone(),
                     value: summary(&c.1),
@@ -127,7 +155,9 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[(Version, &Seen)]) ->
         .unwrap_or_default();
     lost.extend(new_lost);
     lost.sort_by(|a, b| b.winner.cmp(&a.winner).then(b.at.cmp(&a.at)).then(a.cmp(b)));
-    lost.dedup_by(|a, b| a.key == b.key && a.at == b.at);
+    // Once each (field, losing edit), wherever it came from.
+    let mut once = std::collections::BTreeSet::new();
+    lost.retain(|l| once.insert((l.key.clone(), l.at)));
     lost.truncate(MAX_LOST);
     let unsettled = items > 1
         || lost
@@ -196,20 +226,43 @@ fn assemble(members: &[(Version, &Contact)], merged: &State) -> Contact {
 
 /// Stamps `new`, an edit of `base` (the merged contact, `None` for a new contact)
 /// made at `at`: every field whose value differs from `base` gets mark `at` over
-/// the mark it replaces; the others keep theirs. A new contact gets `contact_id`.
-pub fn restamp(
-    base: Option<&Contact>,
+/// the mark it replaces; the others keep theirs. A field of `base` that `new` lacks
+/// is marked removed. A new contact gets `contact_id`.
+pub fn restamp(base: Option<&Contact>, new: Contact, at: Version, contact_id: String) -> Contact {
+    stamp(base.map(|b| (b, ORIGIN)), new, at, contact_id, true)
+}
+
+/// [`restamp`] against one item as it was written (at `version`): a field it held
+/// without a mark counts as set by `version`.
+pub fn restamp_item(base: &Contact, version: Version, new: Contact, at: Version) -> Contact {
+    let cid = fields::contact_id(base).unwrap_or_default().to_owned();
+    stamp(Some((base, version)), new, at, cid, true)
+}
+
+/// [`restamp`] for a new item joining `base` (an item published by a client under
+/// an id of its own): the fields it has are stamped against `base`, the fields it
+/// lacks are left to the other items (XEP-0510 merges the items of one contact).
+pub fn stamp_joining(base: &Contact, new: Contact, at: Version) -> Contact {
+    let cid = fields::contact_id(base).unwrap_or_default().to_owned();
+    stamp(Some((base, ORIGIN)), new, at, cid, false)
+}
+
+fn stamp(
+    base: Option<(&Contact, Version)>,
     mut new: Contact,
     at: Version,
     contact_id: String,
+    removals: bool,
 ) -> Contact {
-    let base_state = base.map(|b| state_of(b, ORIGIN)).unwrap_or_default();
+    let base_state = base.map(|(b, v)| state_of(b, v)).unwrap_or_default();
     let mut seen = base_state.seen.clone();
     // The base's own entry for ORIGIN is no edit.
     seen.remove(&ORIGIN.device);
-    seen.insert(at.device, at);
     let mut state = State {
-        contact_id: base_state.contact_id.clone().or(Some(contact_id)),
+        contact_id: base_state
+            .contact_id
+            .clone()
+            .or_else(|| (!contact_id.is_empty()).then_some(contact_id)),
         fields: BTreeMap::new(),
         lost: base_state.lost.clone(),
         seen,
@@ -226,7 +279,7 @@ pub fn restamp(
         state.fields.insert(key.clone(), (mark, value.clone()));
     }
     for (key, (m, v)) in &base_state.fields {
-        if present.contains_key(key) {
+        if present.contains_key(key) || (!removals && *v != Value::Gone) {
             continue;
         }
         let mark = if *v == Value::Gone {
@@ -238,6 +291,11 @@ pub fn restamp(
             }
         };
         state.fields.insert(key.clone(), (mark, Value::Gone));
+    }
+    // Only a write that changes a field is an edit others may not know of: a
+    // collapse or a rewrite after a rotation knows no more than what it merged.
+    if state.fields.values().any(|(m, _)| m.at == at) || state.seen.is_empty() {
+        state.seen.insert(at.device, at);
     }
     state.attach(&mut new, at);
     new

@@ -419,7 +419,9 @@ impl View {
             }
             Ok(Payload::Reserved(extra)) => {
                 self.reserved.entry(node).or_default().insert(item);
-                if let Some((cid, seen)) = deletion_mark(extra) {
+                if let Some((cid, mut seen)) = deletion_mark(extra) {
+                    // A deletion knows nothing later than itself.
+                    seen.retain(|_, v| *v <= new.version);
                     self.deleted
                         .entry(cid.to_owned())
                         .or_default()

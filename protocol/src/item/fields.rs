@@ -42,7 +42,7 @@ use crate::xml::Element;
 /// Namespace of the field-stamps element.
 pub const NS: &str = "urn:kith:fields:0";
 /// Most devices one contact's stamps name.
-pub const MAX_DEVICES: usize = 32;
+pub const MAX_DEVICES: usize = 64;
 /// Most distinct stamps in one contact.
 pub const MAX_STAMPS: usize = 512;
 /// Most removed fields remembered per contact (the newest are kept).
@@ -376,6 +376,9 @@ impl State {
             if state.seen.len() > MAX_DEVICES {
                 return Err(bad("too many devices"));
             }
+            if state.seen.is_empty() {
+                state.seen.insert(version.device, version);
+            }
         }
         let tokens: Vec<&str> = el
             .attr("marks")
@@ -386,27 +389,38 @@ impl State {
         // The name slot, then one token per other present field.
         let has_name = contact.name.is_some();
         let others = present.len() - usize::from(has_name);
-        if tokens.len() != others + 1 {
-            return Err(bad("marks that do not match the fields"));
-        }
+        let name_slot_fits = match tokens.first() {
+            Some(&"-") => !has_name,
+            Some(t) if t.starts_with('!') => !has_name,
+            Some(_) => has_name,
+            None => false,
+        };
+        let fits = tokens.len() == others + 1 && name_slot_fits;
         let mark = |t: &str| parse_mark(t, &stamps).ok_or(bad("a mark that does not read"));
-        let mut present = present.into_iter();
-        match (tokens[0], has_name) {
-            ("-", false) => {}
-            (t, false) if t.starts_with('!') => {
-                state
-                    .fields
-                    .insert(Key::Name, (mark(&t[1..])?, Value::Gone));
-            }
-            (t, true) if t != "-" && !t.starts_with('!') => {
+        if fits {
+            let mut present = present.into_iter();
+            let t = tokens[0];
+            if let Some(m) = t.strip_prefix('!') {
+                state.fields.insert(Key::Name, (mark(m)?, Value::Gone));
+            } else if has_name {
                 // The name is the first present field when there is one.
                 let (key, value) = present.next().ok_or(bad("marks that do not match"))?;
                 state.fields.insert(key, (mark(t)?, value));
             }
-            _ => return Err(bad("a name mark that does not match the name")),
-        }
-        for (t, (key, value)) in tokens[1..].iter().zip(present) {
-            state.fields.insert(key, (mark(t)?, value));
+            for (t, (key, value)) in tokens[1..].iter().zip(present) {
+                state.fields.insert(key, (mark(t)?, value));
+            }
+        } else {
+            // The data was changed by a writer that kept kith's element as it was
+            // (another client, as XEP-0510 asks it to keep unknown children): the
+            // marks say nothing of the fields now, which read as set by this item.
+            for (key, value) in present {
+                state.fields.insert(key, (implicit, value));
+            }
+            let e = state.seen.entry(version.device).or_insert(version);
+            if *e < version {
+                *e = version;
+            }
         }
         let (mut gone, mut lost) = (0, 0);
         for c in el.elements() {
@@ -416,8 +430,15 @@ impl State {
                     return Err(bad("too many removed fields"));
                 }
                 let key = parse_key(c)?;
-                if matches!(key, Key::Contact | Key::Name) || state.fields.contains_key(&key) {
-                    return Err(bad("a removed field that is also present"));
+                if matches!(key, Key::Contact | Key::Name) {
+                    return Err(bad("a removed field of a kind that is never removed"));
+                }
+                if state.fields.contains_key(&key) {
+                    if fits {
+                        return Err(bad("a removed field that is also present"));
+                    }
+                    // Added back by the writer that did not stamp.
+                    continue;
                 }
                 let m = mark(
                     c.attr("mark")
@@ -460,6 +481,19 @@ impl State {
             }
         }
         Ok(state)
+    }
+
+    /// Whether no stamp here is later than `version` (the version of the item that
+    /// carries it: no writer knows of edits made after its own).
+    pub fn not_after(&self, version: Version) -> bool {
+        self.fields
+            .values()
+            .all(|(m, _)| m.at <= version && m.parent.is_none_or(|p| p <= version))
+            && self.seen.values().all(|v| *v <= version)
+            && self
+                .lost
+                .iter()
+                .all(|l| l.at <= version && l.winner <= version)
     }
 
     /// Writes this state into `contact`: its data (name, identities, groups, unknown

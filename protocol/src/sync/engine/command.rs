@@ -76,7 +76,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             Command::RotateSecrets => self.rotate(now),
         };
         self.timers(now);
-        self.finish_step();
+        self.finish_step(now);
         result
     }
 
@@ -89,9 +89,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             .collect()
     }
 
-    /// Ends a step: a keyring that changed is handed out to persist, and the view
-    /// is brought up to date for the `&self` getters.
-    pub(super) fn finish_step(&mut self) {
+    /// Ends a step: contacts this device must settle are written, a keyring that
+    /// changed is handed out to persist, and the view is brought up to date for the
+    /// `&self` getters.
+    pub(super) fn finish_step(&mut self, now: Now) {
+        self.settle(now);
         let now = self.keyring_state();
         if now != self.saved_keyring {
             self.saved_keyring = now;

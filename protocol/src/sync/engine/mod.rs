@@ -324,7 +324,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             engine.receive_keys(r, now);
         }
         engine.audit_keys(now);
-        engine.finish_step();
+        engine.finish_step(now);
         engine
     }
 
@@ -444,7 +444,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             }
         }
         self.timers(now);
-        self.finish_step();
+        self.finish_step(now);
     }
 
     /// Acknowledges the tombstones held and collected here (when that changed), and
@@ -546,12 +546,15 @@ impl<P: Ord + Clone + Debug> Engine<P> {
 
     /// Writes once the contacts whose items were written concurrently (or whose
     /// merge decided a conflict not yet kept) when this device wrote the newest of
-    /// their items: one device collapses them, the others receive the result.
-    fn settle(&mut self, now: Now) {
+    /// their items: one device collapses them, the others receive the result. Run
+    /// at the end of every step, so that records applied, released from the hold or
+    /// opened by a secret that arrived all count.
+    pub(super) fn settle(&mut self, now: Now) {
         let me = self.book.device();
         if self.book.view().unsettled().any(|c| c.version.device == me) {
-            // A settle only rewrites what the view already holds; it fails only
-            // without a current secret, and then the contact stays merged in view.
+            // A settle only rewrites what the view already holds; it fails without a
+            // current secret, or when a contact's stamps would outgrow their bounds
+            // (64 devices): the contact then stays merged in the view, unwritten.
             let mut rng = self.rng.clone();
             if let Ok(records) = self
                 .book
@@ -681,7 +684,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 }
             }
         }
-        let contacts_changed = changed.iter().any(|r| r.space == Space::Contacts);
         if !changed.is_empty() {
             self.set = None;
             let keys: Vec<Record> = changed
@@ -697,9 +699,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         if audit {
             self.audit_keys(now);
-        }
-        if contacts_changed {
-            self.settle(now);
         }
         if !answers.is_empty() && self.gossip.len() + answers.len() <= MAX_GOSSIP_QUEUE {
             self.gossip.extend(answers);
