@@ -301,7 +301,8 @@ fn stamp(
     new
 }
 
-/// The data of `contact` without its stamps: what a user and an export see.
+/// The data of `contact` without kith's stamps element (what a client published,
+/// before it is stamped here).
 pub fn data(contact: &Contact) -> Contact {
     let mut c = contact.clone();
     c.extra.children.retain(|e| !e.is(fields::NS, "fields"));

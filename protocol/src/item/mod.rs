@@ -17,7 +17,10 @@ use crate::jid::{self, BareJid};
 
 mod binary;
 pub mod fields;
+mod parse;
+
 use crate::xml::{self, Attr, Element, Node};
+use parse::{parse_contact, parse_group, split_extra, truncate};
 
 /// XEP-0510 payload namespace.
 pub const NS: &str = "urn:xmpp:contacts:0";
@@ -130,7 +133,7 @@ pub enum Error {
     },
     /// A kith field-stamps element (see [`fields`]) that does not read.
     #[error("the contact's field stamps are invalid: {0}")]
-    BadFields(&'static str),
+    BadFields(fields::Problem),
     /// A `<group/>` (definition or reference) with no `id`.
     #[error("group has no id")]
     GroupWithoutId,
@@ -362,110 +365,6 @@ impl Payload {
     pub fn to_xml(&self) -> String {
         self.to_element().to_xml()
     }
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
-}
-
-fn check_len(s: &str) -> Result<(), Error> {
-    if s.len() > MAX_VALUE_BYTES {
-        return Err(Error::ValueTooLong {
-            max: MAX_VALUE_BYTES,
-        });
-    }
-    Ok(())
-}
-
-/// Splits `el`'s attributes and children into known ones (left for the caller) and
-/// unknown ones (returned). Attributes named in `known` (unqualified) and children
-/// for which `known_child` holds are known; text directly inside is dropped.
-fn split_extra(el: &Element, known: &[&str], known_child: impl Fn(&Element) -> bool) -> Extra {
-    Extra {
-        attrs: el
-            .attrs
-            .iter()
-            .filter(|a| !(a.ns.is_empty() && known.contains(&a.name.as_ref())))
-            .cloned()
-            .collect(),
-        children: el.elements().filter(|c| !known_child(c)).cloned().collect(),
-    }
-}
-
-fn parse_contact(el: &Element) -> Result<Contact, Error> {
-    let mut contact = Contact {
-        name: el.attr("name").map(str::to_owned),
-        extra: split_extra(el, &["name"], |c| c.is(NS, "identity") || c.is(NS, "group")),
-        ..Contact::default()
-    };
-    if let Some(n) = &contact.name {
-        check_len(n)?;
-    }
-    for child in el.elements() {
-        if child.is(NS, "identity") {
-            if contact.identities.len() == MAX_IDENTITIES {
-                return Err(Error::TooManyIdentities {
-                    max: MAX_IDENTITIES,
-                });
-            }
-            let kind = child.attr("type").ok_or(Error::IdentityWithoutType)?;
-            let mut id = Identity::new(kind, &child.text())?;
-            id.extra = split_extra(child, &["type"], |_| false);
-            if !contact.identities.iter().any(|i| i.key() == id.key()) {
-                contact.identities.push(id);
-            }
-        } else if child.is(NS, "group") {
-            if contact.groups.len() == MAX_GROUP_REFS {
-                return Err(Error::TooManyGroups {
-                    max: MAX_GROUP_REFS,
-                });
-            }
-            let id = child.attr("id").ok_or(Error::GroupWithoutId)?;
-            check_len(id)?;
-            if !contact.groups.iter().any(|g| g.id == id) {
-                contact.groups.push(GroupRef {
-                    id: id.to_owned(),
-                    extra: split_extra(child, &["id"], |_| false),
-                });
-            }
-        }
-    }
-    if contact.identities.is_empty() {
-        return Err(Error::NoIdentity);
-    }
-    if fields::element(&contact).is_some() {
-        // Any version will do: only whether the stamps read is asked.
-        let version = crate::record::Version {
-            hlc: crate::clock::Hlc {
-                wall_ms: 0,
-                counter: 0,
-            },
-            device: crate::record::DeviceId([0; 32]),
-        };
-        fields::State::of(&contact, version)?;
-    }
-    Ok(contact)
-}
-
-fn parse_group(el: &Element) -> Result<Group, Error> {
-    let id = el.attr("id").ok_or(Error::GroupWithoutId)?;
-    let name = el
-        .attr("name")
-        .ok_or_else(|| Error::GroupWithoutName(truncate(id)))?;
-    check_len(id)?;
-    check_len(name)?;
-    // A <description/> with attributes of its own is kept whole, as an unknown child.
-    let plain_description = |c: &Element| c.is(NS, "description") && c.attrs.is_empty();
-    let description = el
-        .elements()
-        .find(|c| plain_description(c))
-        .map(Element::text);
-    Ok(Group {
-        id: id.to_owned(),
-        name: name.to_owned(),
-        description,
-        extra: split_extra(el, &["id", "name"], plain_description),
-    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod command;
 mod devices;
+mod records;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -19,11 +20,11 @@ use super::gc;
 use super::recon::{self, Key};
 use super::wire::{self, Frame};
 use crate::clock::WallTime;
-use crate::contacts::{self, Book, View};
+use crate::contacts::{Book, View};
 use crate::keys::KeyWrap;
 use crate::record::{Body, DeviceId, ItemId, Record, Space};
+use crate::replica::Rejected;
 use crate::replica::Replica;
-use crate::replica::{Outcome, Rejected};
 use crate::roster::Roster;
 use crate::seal::Keyring;
 
@@ -541,169 +542,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             .collect();
         for p in due {
             self.start_session(p);
-        }
-    }
-
-    /// Writes once the contacts whose items were written concurrently (or whose
-    /// merge decided a conflict not yet kept) when this device wrote the newest of
-    /// their items: one device collapses them, the others receive the result. Run
-    /// at the end of every step, so that records applied, released from the hold or
-    /// opened by a secret that arrived all count.
-    pub(super) fn settle(&mut self, now: Now) {
-        let me = self.book.device();
-        if self.book.view().unsettled().any(|c| c.version.device == me) {
-            // A settle only rewrites what the view already holds; it fails without a
-            // current secret, or when a contact's stamps would outgrow their bounds
-            // (64 devices): the contact then stays merged in the view, unwritten.
-            let mut rng = self.rng.clone();
-            if let Ok(records) = self
-                .book
-                .execute(contacts::Command::Settle, now.wall, &mut rng)
-            {
-                self.rng = rng;
-                self.written(now, records);
-            }
-        }
-    }
-
-    /// Persists and gossips records just written here. A bulk change (an import, a
-    /// rotation of a large list) is not gossiped: past [`MAX_GOSSIP_QUEUE`] records
-    /// the queue is dropped and every peer reconciles at once, which carries the
-    /// records in large frames without holding a second copy of all of them.
-    fn written(&mut self, now: Now, records: Vec<Record>) {
-        if records.is_empty() {
-            return;
-        }
-        self.set = None;
-        let bulk = self.gossip.len() + records.len() > MAX_GOSSIP_QUEUE;
-        if bulk {
-            self.gossip.clear();
-            self.gossip_due_ms = None;
-            for peer in self.peers.values_mut() {
-                peer.catch_up = true;
-                if peer.session.is_none() {
-                    peer.next_recon_ms = now.mono_ms;
-                }
-            }
-            self.outputs.push_back(Output::Persist(records));
-        } else {
-            self.outputs.push_back(Output::Persist(records.clone()));
-            self.gossip.extend(records);
-            self.gossip_due_ms
-                .get_or_insert(now.mono_ms + self.config.gossip_delay_ms);
-        }
-        self.outputs.push_back(Output::Event(Event::Changed));
-    }
-
-    fn flush_gossip(&mut self) {
-        self.gossip_due_ms = None;
-        let records = std::mem::take(&mut self.gossip);
-        let mut batch = Vec::new();
-        let mut size = 0;
-        for r in records {
-            let len = r.encode().len() + 8;
-            if size + len > wire::MAX_GOSSIP_BYTES - 64 && !batch.is_empty() {
-                self.publish(std::mem::take(&mut batch));
-                size = 0;
-            }
-            size += len;
-            batch.push(r);
-        }
-        if !batch.is_empty() {
-            self.publish(batch);
-        }
-    }
-
-    fn publish(&mut self, records: Vec<Record>) {
-        let bytes = Frame::Gossip { records }.encode();
-        self.count_out(bytes.len());
-        self.outputs.push_back(Output::Publish(bytes));
-    }
-
-    fn count_out(&mut self, len: usize) {
-        self.stats.frames_out += 1;
-        self.stats.bytes_out += len as u64;
-    }
-
-    /// Reports records left out of a frame because they did not decode (once per
-    /// frame, however many).
-    pub(super) fn skipped(&mut self, peer: &P, mut skipped: Vec<crate::record::Error>) {
-        if skipped.is_empty() {
-            return;
-        }
-        let count = skipped.len();
-        let first = skipped.swap_remove(0);
-        self.bad_frame(peer, wire::Error::Skipped { count, first });
-    }
-
-    fn bad_frame(&mut self, peer: &P, reason: wire::Error) {
-        self.stats.bad_frames += 1;
-        self.outputs.push_back(Output::Event(Event::BadFrame {
-            peer: peer.clone(),
-            reason,
-        }));
-    }
-
-    /// Applies records from `peer`; persists those that changed the replica. Roster
-    /// records go first, so that records by a device added in the same batch are
-    /// accepted.
-    fn apply(&mut self, now: Now, peer: &P, mut records: Vec<Record>) {
-        records.sort_by_key(|r| r.space != Space::Roster);
-        let mut changed = Vec::new();
-        let mut answers: Vec<Record> = Vec::new();
-        let mut audit = false;
-        for r in records {
-            match self.book.receive(r.clone(), &self.roster, now.wall) {
-                // The peer offers a version older than a tombstone collected here (it
-                // fell back to it when the roster changed): the tombstone goes back.
-                Ok(Outcome::Collected) => {
-                    if let Some(t) = self.book.replica().collected_record(r.space, &r.item)
-                        && !answers.contains(&t)
-                    {
-                        answers.push(t);
-                    }
-                }
-                Ok(o) if o.changed() => {
-                    if r.space == Space::Roster {
-                        self.after_roster_change();
-                        audit = true;
-                    }
-                    changed.push(r);
-                }
-                Ok(Outcome::Held) => {
-                    self.next_held_check_ms
-                        .get_or_insert(now.mono_ms + self.config.held_check_ms);
-                }
-                Ok(_) => {}
-                Err(reason) => {
-                    self.stats.rejected_records += 1;
-                    self.outputs.push_back(Output::Event(Event::Rejected {
-                        peer: peer.clone(),
-                        reason,
-                    }));
-                }
-            }
-        }
-        if !changed.is_empty() {
-            self.set = None;
-            let keys: Vec<Record> = changed
-                .iter()
-                .filter(|r| r.space == Space::Keys)
-                .cloned()
-                .collect();
-            self.outputs.push_back(Output::Persist(changed));
-            self.outputs.push_back(Output::Event(Event::Changed));
-            for r in &keys {
-                self.receive_keys(r, now);
-            }
-        }
-        if audit {
-            self.audit_keys(now);
-        }
-        if !answers.is_empty() && self.gossip.len() + answers.len() <= MAX_GOSSIP_QUEUE {
-            self.gossip.extend(answers);
-            self.gossip_due_ms
-                .get_or_insert(now.mono_ms + self.config.gossip_delay_ms);
         }
     }
 }

@@ -254,7 +254,7 @@ fn commands_are_refused_with_a_typed_error_and_write_nothing() {
     );
     assert!(matches!(
         h.execute(0, rename("nobody@x.lit", "N")),
-        Err(Error::Contacts(contacts::Error::NoSuchContact(_)))
+        Err(Error::Contacts(crate::contacts::Error::NoSuchContact(_)))
     ));
     assert_eq!(h.sides[0].records.len(), before, "nothing persisted");
     let device = h.sides[1].engine.device();

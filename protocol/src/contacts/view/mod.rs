@@ -1,12 +1,13 @@
 //! The merged contact list: what a user sees, computed from the records alone, the
 //! same on every device whatever order the records arrived in.
 //!
-//! * Contact items that share an identity (type and normalised value) are one
-//!   contact, transitively.
-//! * Within a contact, members are read newest version first: `name` comes from the
-//!   newest member that has one; identities, groups and unknown extensions are
-//!   unions, in that order.
-//! * The contact's id is its survivor: the member with the smallest item id.
+//! * Contact items that share an identity (type and normalised value) or a kith
+//!   contact id are one contact, transitively.
+//! * Within a contact, items merge field by field by their marks (`merge`); items
+//!   a deletion knew all of are obsolete, and a contact all of whose items are is
+//!   not shown.
+//! * The contact's id is its survivor: the member with the smallest item id (it
+//!   changes with every edit, as an edit writes a new item).
 //! * Groups are keyed by their `id` attribute; if several items define one group id,
 //!   the newest version wins and the others are listed as duplicates.
 //! * A group reference to an id no group item defines is kept and reported in
@@ -26,10 +27,12 @@ use super::merge;
 use crate::item;
 use crate::item::fields::{self, CONTACT_ID_KIND, Lost};
 use crate::item::{Contact, Group, NodeKind, Payload};
-use crate::jid::BareJid;
 use crate::record::{Body, ItemId, Record, Space, Version};
 use crate::replica::Replica;
 use crate::seal::{self, Keyring, Opener};
+
+mod items;
+mod queries;
 
 /// Why an item's payload is not part of the view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,13 +48,15 @@ pub enum Unreadable {
 /// One contact of the merged view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergedContact {
-    /// The survivor: the member item with the smallest id. This is the contact's id.
+    /// The survivor: the member item with the smallest id. This is the contact's id
+    /// until the next edit, which writes the contact as a new item.
     pub id: ItemId,
     /// Every item that is part of this contact, by item id, with its version.
     pub members: Vec<(ItemId, Version)>,
     /// The merged payload.
     pub contact: Contact,
-    /// The newest member's version.
+    /// The version of the newest member that counts (not made obsolete by a
+    /// deletion): its author is the device that settles the contact.
     pub version: Version,
     /// Group references no group item defines.
     pub unknown_groups: Vec<String>,
@@ -337,105 +342,6 @@ impl View {
             .map(|(k, _)| *k)
     }
 
-    /// Replaces what is known of one item, unindexing the old read and indexing the
-    /// new one; what must be merged again goes to `dirty`.
-    fn set_item(&mut self, node: NodeKind, item: ItemId, new: Option<Read>, dirty: &mut Dirty) {
-        if let Some(old) = self.items.remove(&(node, item)) {
-            match old.payload {
-                Ok(Payload::Contact(c)) => {
-                    for (kind, value) in fields::links(&c) {
-                        if let Some(values) = self.by_identity.get_mut(kind) {
-                            if let Some(set) = values.get_mut(value) {
-                                set.remove(&item);
-                                if set.is_empty() {
-                                    values.remove(value);
-                                }
-                            }
-                            if values.is_empty() {
-                                self.by_identity.remove(kind);
-                            }
-                        }
-                    }
-                    dirty.contacts.insert(item);
-                }
-                Ok(Payload::Group(g)) => {
-                    if let Some(set) = self.group_defs.get_mut(&g.id) {
-                        set.remove(&item);
-                        if set.is_empty() {
-                            self.group_defs.remove(&g.id);
-                        }
-                    }
-                    self.group_items.remove(&item);
-                    dirty.groups.insert(g.id);
-                }
-                Ok(Payload::Reserved(extra)) => {
-                    if let Some(set) = self.reserved.get_mut(&node) {
-                        set.remove(&item);
-                        if set.is_empty() {
-                            self.reserved.remove(&node);
-                        }
-                    }
-                    if let Some((cid, _)) = deletion_mark(&extra) {
-                        if let Some(set) = self.deleted.get_mut(cid) {
-                            set.remove(&(old.version, item));
-                            if set.is_empty() {
-                                self.deleted.remove(cid);
-                            }
-                        }
-                        self.dirty_contact_id(cid, dirty);
-                    }
-                }
-                Err(_) => {
-                    self.unreadable.remove(&(node, item));
-                }
-            }
-        }
-        let Some(new) = new else { return };
-        match &new.payload {
-            Ok(Payload::Contact(c)) => {
-                for (kind, value) in fields::links(c) {
-                    let values = match self.by_identity.get_mut(kind) {
-                        Some(v) => v,
-                        None => self.by_identity.entry(kind.to_owned()).or_default(),
-                    };
-                    match values.get_mut(value) {
-                        Some(set) => {
-                            set.insert(item);
-                        }
-                        None => {
-                            values.insert(value.to_owned(), BTreeSet::from([item]));
-                        }
-                    }
-                }
-                dirty.contacts.insert(item);
-            }
-            Ok(Payload::Group(g)) => {
-                self.group_defs
-                    .entry(g.id.clone())
-                    .or_default()
-                    .insert(item);
-                self.group_items.insert(item, g.id.clone());
-                dirty.groups.insert(g.id.clone());
-            }
-            Ok(Payload::Reserved(extra)) => {
-                self.reserved.entry(node).or_default().insert(item);
-                if let Some((cid, mut seen)) = deletion_mark(extra) {
-                    // A deletion knows nothing later than itself.
-                    seen.retain(|_, v| *v <= new.version);
-                    self.deleted
-                        .entry(cid.to_owned())
-                        .or_default()
-                        .insert((new.version, item), seen);
-                    self.dirty_contact_id(cid, dirty);
-                }
-            }
-            Err(e) => {
-                self.unreadable.insert((node, item), e.clone());
-            }
-        }
-        self.items.insert((node, item), new);
-    }
-
     /// Chooses the definitions of dirty groups again, then merges dirty contacts
     /// (and those whose groups appeared or went) again.
     fn remerge(&mut self, mut dirty: Dirty) {
@@ -640,121 +546,5 @@ impl View {
         }
         self.order.insert(contact.sort_key());
         self.contacts.insert(survivor, contact);
-    }
-
-    /// The contacts, sorted by display name (case-folded), then id.
-    pub fn contacts(&self) -> impl DoubleEndedIterator<Item = &MergedContact> + '_ {
-        self.order
-            .iter()
-            .filter_map(|(_, id)| self.contacts.get(id))
-    }
-
-    /// How many contacts.
-    pub fn contact_count(&self) -> usize {
-        self.contacts.len() + self.unloaded_contacts
-    }
-
-    /// The contact a member item belongs to.
-    pub fn contact(&self, item: &ItemId) -> Option<&MergedContact> {
-        self.contact_index
-            .get(item)
-            .and_then(|s| self.contacts.get(s))
-    }
-
-    /// The contact with this JID among its identities.
-    pub fn contact_by_jid(&self, jid: &BareJid) -> Option<&MergedContact> {
-        self.contact_by_identity("jid", &jid.to_string())
-    }
-
-    /// The contact with an identity of this type and (normalised) value.
-    pub fn contact_by_identity(&self, kind: &str, value: &str) -> Option<&MergedContact> {
-        linked(&self.by_identity, kind, value)?
-            .iter()
-            .find_map(|item| self.contact(item))
-    }
-
-    /// The contacts that refer to group `id`.
-    pub fn contacts_in_group<'a>(
-        &'a self,
-        id: &str,
-    ) -> impl Iterator<Item = &'a MergedContact> + 'a {
-        self.group_refs
-            .get(id)
-            .into_iter()
-            .flatten()
-            .filter_map(|s| self.contacts.get(s))
-    }
-
-    /// Groups by group id.
-    pub fn groups(&self) -> &BTreeMap<String, GroupEntry> {
-        &self.groups
-    }
-
-    /// The group with this name (the first by id if several share it).
-    /// The group named `name`; failing that, the one group whose name looks the same
-    /// (the same after trimming, NFC and case folding: `Friends`, `friends `), so a
-    /// lookalike never makes a second group.
-    pub fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
-        if let Some(g) = self.groups.values().find(|g| g.group.name == name) {
-            return Some(g);
-        }
-        let key = item::lookalike(name);
-        let mut alike = self
-            .groups
-            .values()
-            .filter(|g| item::lookalike(&g.group.name) == key);
-        match (alike.next(), alike.next()) {
-            (Some(g), None) => Some(g),
-            _ => None,
-        }
-    }
-
-    /// The `<reserved/>` items of `node`, by item id.
-    pub fn reserved(&self, node: NodeKind) -> impl Iterator<Item = &ItemId> + '_ {
-        self.reserved.get(&node).into_iter().flatten()
-    }
-
-    /// How many `<reserved/>` items `node` holds.
-    pub fn reserved_count(&self, node: NodeKind) -> usize {
-        self.reserved.get(&node).map_or(0, BTreeSet::len)
-    }
-
-    /// Items that could not be read, per node and item.
-    pub fn unreadable(&self) -> &BTreeMap<(NodeKind, ItemId), Unreadable> {
-        &self.unreadable
-    }
-
-    /// Whether `item` is a live item of `node` that is not `<reserved/>`: a
-    /// contact member, a group definition, or an item that cannot be read.
-    pub fn is_real_item(&self, node: NodeKind, item: &ItemId) -> bool {
-        let known = match node {
-            NodeKind::Contacts => self.contact_index.contains_key(item),
-            NodeKind::Groups => self.group_items.contains_key(item),
-        };
-        known || self.unreadable.contains_key(&(node, *item))
-    }
-
-    /// Whether `item` is live on `node` (not retracted), readable or not.
-    pub fn is_live(&self, node: NodeKind, item: &ItemId) -> bool {
-        self.items.contains_key(&(node, *item))
-    }
-
-    /// Number of live contact and group items (reserved ones included) on `node`.
-    pub fn live_items(&self, node: NodeKind) -> usize {
-        let real = match node {
-            NodeKind::Contacts => self.contact_index.len(),
-            NodeKind::Groups => self.group_items.len(),
-        };
-        real + self.unloaded[slot(node)] + self.reserved_count(node)
-    }
-
-    /// The contacts that are [`MergedContact::unsettled`], by survivor.
-    pub fn unsettled(&self) -> impl Iterator<Item = &MergedContact> + '_ {
-        self.unsettled.iter().filter_map(|s| self.contacts.get(s))
-    }
-
-    /// Whether this view holds every item (not [`View::partial`]).
-    pub fn is_whole(&self) -> bool {
-        self.unloaded == [0, 0] && self.unloaded_contacts == 0
     }
 }

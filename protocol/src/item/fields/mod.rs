@@ -39,6 +39,13 @@ use crate::clock::Hlc;
 use crate::record::{DeviceId, Version};
 use crate::xml::Element;
 
+mod problem;
+mod seen;
+
+pub use problem::Problem;
+pub use seen::{Seen, covers, deletion_element, join, read_deletion};
+use seen::{hex, parse_hex32};
+
 /// Namespace of the field-stamps element.
 pub const NS: &str = "urn:kith:fields:0";
 /// Most devices one contact's stamps name.
@@ -121,85 +128,7 @@ pub struct State {
     pub seen: Seen,
 }
 
-/// A version vector over one contact's edits: per device, the newest of its edits
-/// known. A device's edits of one contact each know the one before, so an edit is
-/// known exactly when its stamp is at most the entry of its device.
-pub type Seen = BTreeMap<DeviceId, Version>;
-
-/// Whether `a` knows every edit `b` knows.
-pub fn covers(a: &Seen, b: &Seen) -> bool {
-    b.iter()
-        .all(|(d, v)| a.get(d).is_some_and(|mine| mine >= v))
-}
-
-/// Adds what `b` knows to `a`.
-pub fn join(a: &mut Seen, b: &Seen) {
-    for (d, v) in b {
-        let e = a.entry(*d).or_insert(*v);
-        if *v > *e {
-            *e = *v;
-        }
-    }
-}
-
-/// The element a `<reserved/>` item carries when it was a deleted contact's item:
-/// the contact id and what the deletion knew of the contact.
-pub fn deletion_element(contact_id: &str, seen: &Seen) -> Element {
-    let tokens: Vec<String> = seen
-        .values()
-        .map(|v| format!("{}:{}.{}", hex(&v.device.0), v.hlc.wall_ms, v.hlc.counter))
-        .collect();
-    Element::new(NS, "deleted")
-        .with_attr("contact", contact_id.to_owned())
-        .with_attr("seen", tokens.join(" "))
-}
-
-/// Reads a deletion element: the contact id and what the deletion knew; `None` when
-/// it does not read (it is then not a deletion mark).
-pub fn read_deletion(el: &Element) -> Option<(&str, Seen)> {
-    if !el.is(NS, "deleted") {
-        return None;
-    }
-    let cid = el.attr("contact").filter(|c| valid_id(c))?;
-    let mut seen = Seen::new();
-    for t in el
-        .attr("seen")?
-        .split_ascii_whitespace()
-        .take(MAX_DEVICES + 1)
-    {
-        let (d, stamp) = t.split_once(':')?;
-        let device = parse_hex32(d)?;
-        let (ms, c) = stamp.split_once('.')?;
-        let v = Version {
-            hlc: Hlc {
-                wall_ms: ms.parse().ok()?,
-                counter: c.parse().ok()?,
-            },
-            device,
-        };
-        if seen.insert(device, v).is_some() {
-            return None;
-        }
-    }
-    (seen.len() <= MAX_DEVICES).then_some((cid, seen))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn parse_hex32(t: &str) -> Option<DeviceId> {
-    if t.len() != 64 {
-        return None;
-    }
-    let mut b = [0u8; 32];
-    for (i, out) in b.iter_mut().enumerate() {
-        *out = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(DeviceId(b))
-}
-
-fn bad(what: &'static str) -> Error {
+fn bad(what: Problem) -> Error {
     Error::BadFields(what)
 }
 
@@ -295,7 +224,7 @@ fn parse_key(el: &Element) -> Result<Key, Error> {
     let attr = |n: &str| {
         el.attr(n)
             .map(str::to_owned)
-            .ok_or(bad("a field without its key"))
+            .ok_or(bad(Problem::FieldWithoutKey))
     };
     Ok(match el.attr("kind") {
         Some("name") => Key::Name,
@@ -306,7 +235,7 @@ fn parse_key(el: &Element) -> Result<Key, Error> {
         Some("group") => Key::Group(attr("id")?),
         Some("extension") => Key::Extension(attr("ns")?, attr("name")?),
         Some("contact") => Key::Contact,
-        _ => return Err(bad("a field of unknown kind")),
+        _ => return Err(bad(Problem::UnknownKind)),
     })
 }
 
@@ -335,31 +264,31 @@ impl State {
             .count()
             > 1
         {
-            return Err(bad("more than one stamps element"));
+            return Err(bad(Problem::TwoElements));
         }
         if let Some(id) = el.attr("contact") {
             if !valid_id(id) {
-                return Err(bad("a contact id that is not 32 lowercase hex digits"));
+                return Err(bad(Problem::BadContactId));
             }
             state.contact_id = Some(id.to_owned());
         }
         let devices: Vec<DeviceId> = el
             .elements()
             .filter(|c| c.is(NS, "device"))
-            .map(|d| parse_device(d).ok_or(bad("a device that is not 64 hex digits")))
+            .map(|d| parse_device(d).ok_or(bad(Problem::BadDevice)))
             .collect::<Result<_, _>>()?;
         if devices.len() > MAX_DEVICES {
-            return Err(bad("too many devices"));
+            return Err(bad(Problem::TooManyDevices));
         }
         let stamps: Vec<Version> = el
             .attr("stamps")
             .unwrap_or("")
             .split_ascii_whitespace()
             .take(MAX_STAMPS + 1)
-            .map(|s| parse_stamp(s, &devices).ok_or(bad("a stamp that does not read")))
+            .map(|s| parse_stamp(s, &devices).ok_or(bad(Problem::BadStamp)))
             .collect::<Result<_, _>>()?;
         if stamps.len() > MAX_STAMPS {
-            return Err(bad("too many stamps"));
+            return Err(bad(Problem::TooManyStamps));
         }
         if let Some(seen) = el.attr("seen") {
             state.seen.clear();
@@ -368,13 +297,13 @@ impl State {
                     .parse::<usize>()
                     .ok()
                     .and_then(|i| stamps.get(i).copied())
-                    .ok_or(bad("a seen entry that does not read"))?;
+                    .ok_or(bad(Problem::BadSeen))?;
                 if state.seen.insert(v.device, v).is_some() {
-                    return Err(bad("a device seen twice"));
+                    return Err(bad(Problem::DeviceSeenTwice));
                 }
             }
             if state.seen.len() > MAX_DEVICES {
-                return Err(bad("too many devices"));
+                return Err(bad(Problem::TooManyDevices));
             }
             if state.seen.is_empty() {
                 state.seen.insert(version.device, version);
@@ -396,7 +325,7 @@ impl State {
             None => false,
         };
         let fits = tokens.len() == others + 1 && name_slot_fits;
-        let mark = |t: &str| parse_mark(t, &stamps).ok_or(bad("a mark that does not read"));
+        let mark = |t: &str| parse_mark(t, &stamps).ok_or(bad(Problem::BadMark));
         if fits {
             let mut present = present.into_iter();
             let t = tokens[0];
@@ -404,7 +333,7 @@ impl State {
                 state.fields.insert(Key::Name, (mark(m)?, Value::Gone));
             } else if has_name {
                 // The name is the first present field when there is one.
-                let (key, value) = present.next().ok_or(bad("marks that do not match"))?;
+                let (key, value) = present.next().ok_or(bad(Problem::MarksDoNotMatch))?;
                 state.fields.insert(key, (mark(t)?, value));
             }
             for (t, (key, value)) in tokens[1..].iter().zip(present) {
@@ -427,34 +356,31 @@ impl State {
             if c.is(NS, "gone") {
                 gone += 1;
                 if gone > MAX_GONE {
-                    return Err(bad("too many removed fields"));
+                    return Err(bad(Problem::TooManyRemoved));
                 }
                 let key = parse_key(c)?;
                 if matches!(key, Key::Contact | Key::Name) {
-                    return Err(bad("a removed field of a kind that is never removed"));
+                    return Err(bad(Problem::RemovedKindNeverRemoved));
                 }
                 if state.fields.contains_key(&key) {
                     if fits {
-                        return Err(bad("a removed field that is also present"));
+                        return Err(bad(Problem::RemovedAndPresent));
                     }
                     // Added back by the writer that did not stamp.
                     continue;
                 }
-                let m = mark(
-                    c.attr("mark")
-                        .ok_or(bad("a removed field without its mark"))?,
-                )?;
+                let m = mark(c.attr("mark").ok_or(bad(Problem::RemovedWithoutMark))?)?;
                 state.fields.insert(key, (m, Value::Gone));
             } else if c.is(NS, "lost") {
                 lost += 1;
                 if lost > MAX_LOST {
-                    return Err(bad("too many conflicts"));
+                    return Err(bad(Problem::TooManyConflicts));
                 }
                 let key = parse_key(c)?;
                 let stamp = |n: &str| {
                     c.attr(n)
                         .and_then(|i| stamps.get(i.parse::<usize>().ok()?).copied())
-                        .ok_or(bad("a conflict without its stamps"))
+                        .ok_or(bad(Problem::ConflictWithoutStamps))
                 };
                 let gone = c.attr("gone") == Some("true");
                 let value = match (&key, gone) {
@@ -467,7 +393,7 @@ impl State {
                     }),
                     (Key::Extension(..), false) => Value::Extension(Vec::new()),
                     (Key::Contact, false) => {
-                        return Err(bad("a contact conflict that is not a deletion"));
+                        return Err(bad(Problem::ContactConflictNotDeletion));
                     }
                 };
                 state.lost.push(Lost {
@@ -477,7 +403,7 @@ impl State {
                     winner: stamp("winner")?,
                 });
             } else if !c.is(NS, "device") {
-                return Err(bad("an unknown element"));
+                return Err(bad(Problem::UnknownElement));
             }
         }
         Ok(state)

@@ -1,0 +1,389 @@
+//! [`Device`]: one data directory opened: keys, store, and the sync engine over them.
+//! It carries out the engine's storage outputs itself (durably, before anything that
+//! depends on them leaves) and queues the network ones for the node. The CLI uses a
+//! `Device` directly when no node runs; the node owns one for its lifetime.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use kith_protocol::clock::{Clock as Hlc, WallTime};
+use kith_protocol::contacts::{Book, ItemRead, View};
+use kith_protocol::item::{NodeKind, Payload};
+use kith_protocol::jid::BareJid;
+use kith_protocol::keys::{KeyWrap, OxWrap};
+use kith_protocol::ox::{self, DeviceKey};
+use kith_protocol::record::DeviceId;
+use kith_protocol::record::{ItemId, Space};
+use kith_protocol::roster::{Entry, Role};
+use kith_protocol::seal::Keyring;
+use kith_protocol::sync::{self, Engine, Event, Input, Now, Output};
+use libp2p::PeerId;
+use rand::RngExt;
+use tracing::warn;
+
+use crate::control::Request;
+
+mod changes;
+mod open;
+
+use crate::store::{self, Account, Lock, Store, history, index};
+use changes::history_of;
+
+/// Why a device cannot be created or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store or a file of the data directory.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A key file does not decode.
+    #[error("{path}: {what}")]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// The JID given is not valid.
+    #[error("{0}")]
+    Jid(String),
+    /// The device name given is not valid.
+    #[error("{0}")]
+    Name(String),
+}
+
+/// The current time, as the engine wants it.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Clock {
+    /// The instant of a monotonic time in milliseconds.
+    pub fn instant_of(&self, mono_ms: u64) -> Instant {
+        self.start + std::time::Duration::from_millis(mono_ms)
+    }
+
+    /// Monotonic and wall time now.
+    pub fn now(&self) -> Now {
+        Now {
+            mono_ms: self.start.elapsed().as_millis() as u64,
+            wall: wall_now(),
+        }
+    }
+}
+
+/// Wall-clock time now.
+pub fn wall_now() -> WallTime {
+    WallTime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
+}
+
+/// One opened data directory.
+pub struct Device {
+    dir: PathBuf,
+    _lock: Lock,
+    pub(crate) store: Store,
+    pub(crate) account: Account,
+    pub(crate) jid: BareJid,
+    pub(crate) secret: [u8; 32],
+    pub(crate) engine: Engine<PeerId>,
+    pub(crate) clock: Clock,
+    /// Network outputs waiting for the node (dropped when no node runs: the records
+    /// reach the peers by reconciliation later).
+    pub(crate) net: VecDeque<Output<PeerId>>,
+    /// Events for the node (reconciliations done, records refused…).
+    pub(crate) events: VecDeque<Event<PeerId>>,
+    /// (id, revoked) of every secret, as last written to `secrets.xml`.
+    saved_keyring: BTreeSet<(String, bool)>,
+    /// Set when storing failed: the engine then holds what the store does not, so
+    /// the node must stop without sending anything more.
+    pub(crate) failed: Option<String>,
+    /// The keys of the item index.
+    index: index::Keys,
+    /// Opened for one command on some items only ([`Device::open_for`]).
+    pub(crate) partial: bool,
+    /// Entries of the item index that opening had to write or remove (it was not
+    /// current, or did not match the records).
+    repaired: usize,
+    /// Items of the view changed since the node last took them, when a node runs
+    /// and wants them (for XMPP notifications); `None` keeps nothing.
+    pub(crate) watch: Option<Vec<(NodeKind, ItemId)>>,
+    /// Set when the approved XMPP clients changed.
+    pub(crate) clients_changed: bool,
+}
+
+/// Longest device name, in characters (what pairing accepts too).
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A device name must be short enough for every device to read its roster entry.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(Error::Name(format!(
+            "a device name is at most {MAX_NAME_CHARS} characters, without control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("dir", &self.dir)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine settings the node uses: reconciliation every 30 s (plus jitter) as a
+/// safety net under gossip; new records wait 10 ms to be batched into one gossip
+/// frame (a command's records are written at once anyway).
+pub fn engine_config() -> sync::Config {
+    sync::Config {
+        recon_interval_ms: 30_000,
+        recon_jitter_ms: 5_000,
+        gossip_delay_ms: 10,
+        ..sync::Config::default()
+    }
+}
+
+impl Device {
+    /// Writes to the item index what the view says of `changes` and that `gone` are
+    /// gone; with `rebuilt`, the index is replaced by these entries.
+    fn write_index(
+        &mut self,
+        changes: Vec<(NodeKind, ItemId)>,
+        mut gone: Vec<(NodeKind, ItemId)>,
+        rebuilt: bool,
+    ) -> Result<(), store::Error> {
+        let view = self.engine.view();
+        let mut entries = Vec::with_capacity(changes.len());
+        for (node, item) in changes {
+            match view.item(node, &item) {
+                Some(read) => entries.push(index::Entry::from(read)),
+                None => gone.push((node, item)),
+            }
+        }
+        let contacts = view.contact_count() as u64;
+        let history = if rebuilt {
+            // A rebuilt index is no change: history starts from here.
+            Vec::new()
+        } else {
+            history_of(view, &entries)
+        };
+        self.store
+            .write_index(&self.index, &entries, &gone, contacts, rebuilt)?;
+        self.record_history(history)
+    }
+
+    /// How many entries of the item index opening had to write or remove: 0 when the
+    /// index matched the records (for tests and diagnostics).
+    pub fn index_repairs(&self) -> usize {
+        self.repaired
+    }
+
+    /// Whether the item index holds exactly what a view built from the records alone
+    /// says of every item (a check for tests and diagnostics: it reads everything).
+    pub fn index_matches_records(&mut self) -> Result<bool, Error> {
+        let stored: BTreeMap<(NodeKind, ItemId), index::Entry> = self
+            .store
+            .index_entries(&self.index)?
+            .into_iter()
+            .map(|e| ((e.node, e.item), e))
+            .collect();
+        let engine = &self.engine;
+        let view = View::build(
+            engine.replica(),
+            engine.keyring(),
+            &mut kith_protocol::seal::Opener::new(),
+        );
+        let expected: BTreeMap<(NodeKind, ItemId), index::Entry> = engine
+            .replica()
+            .records()
+            .filter_map(|r| r.space.node().map(|n| (n, r.item)))
+            .filter_map(|(n, i)| view.item(n, &i))
+            .map(|read| ((read.0, read.1), index::Entry::from(read)))
+            .collect();
+        Ok(stored == expected && self.store.index_is_current()?)
+    }
+
+    /// Whether the device was opened for one command on some items only
+    /// ([`Device::open_for`]).
+    pub fn is_partial(&self) -> bool {
+        self.partial
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This device.
+    pub fn id(&self) -> DeviceId {
+        DeviceId(
+            SigningKey::from_bytes(&self.secret)
+                .verifying_key()
+                .to_bytes(),
+        )
+    }
+
+    /// The account.
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+
+    /// The engine.
+    pub fn engine(&mut self) -> &mut Engine<PeerId> {
+        &mut self.engine
+    }
+
+    /// Feeds the engine one input and carries out its storage outputs.
+    /// Carries out `command` (contacts, devices, rotation) and stores what it wrote.
+    /// The outer error is the store's; the inner one says why the engine refused
+    /// (then nothing was written).
+    pub fn execute(
+        &mut self,
+        command: impl Into<sync::Command>,
+    ) -> Result<Result<(), sync::Error>, store::Error> {
+        let now = self.clock.now();
+        let result = self.engine.execute(now, command);
+        self.drain()?;
+        Ok(result)
+    }
+
+    /// Feeds one network or timer input and stores what it wrote.
+    pub fn input(&mut self, input: Input<PeerId>) -> Result<(), store::Error> {
+        let now = self.clock.now();
+        self.engine.handle_input(now, input);
+        self.drain()
+    }
+
+    /// Carries out the engine's outputs: storage here, durably and in order; network
+    /// outputs and events are queued after the storage that precedes them. The
+    /// keyring file is rewritten when the secrets changed.
+    pub fn drain(&mut self) -> Result<(), store::Error> {
+        let result = self.try_drain();
+        if let Err(e) = &result {
+            // Nothing that may depend on what was not stored leaves.
+            self.net.clear();
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    /// Carries out the outputs of one engine step; its storage outputs go in one
+    /// transaction (unless the caller holds one open, as an import does), committed
+    /// before anything that depends on them can leave.
+    fn try_drain(&mut self) -> Result<(), store::Error> {
+        let mut began = false;
+        let mut secrets = None;
+        let result = self.drain_outputs(&mut began, &mut secrets);
+        if began {
+            match &result {
+                Ok(()) => self.store.commit()?,
+                Err(_) => {
+                    let _ = self.store.rollback();
+                }
+            }
+        }
+        result?;
+        // The keyring file follows the records that deliver its secrets: a crash in
+        // between leaves the secrets in those records, which the engine unwraps
+        // again at the next start.
+        match secrets {
+            Some(keyring) => self.save_keyring(&keyring),
+            None => Ok(()),
+        }
+    }
+
+    fn drain_outputs(
+        &mut self,
+        began: &mut bool,
+        secrets: &mut Option<Keyring>,
+    ) -> Result<(), store::Error> {
+        let mut stored = false;
+        while let Some(out) = self.engine.poll_output() {
+            let storage = matches!(out, Output::Persist(_) | Output::Collect { .. });
+            if storage && !self.store.in_transaction() {
+                self.store.begin()?;
+                *began = true;
+            }
+            match out {
+                Output::Persist(records) => {
+                    self.store.persist(&records)?;
+                    stored = true;
+                }
+                Output::Collect { collect, forget } => {
+                    self.store.collect(&collect, &forget)?;
+                    stored = true;
+                }
+                Output::Secrets(keyring) => *secrets = Some(keyring),
+                Output::Event(e) => self.events.push_back(e),
+                other => self.net.push_back(other),
+            }
+        }
+        // The item index follows the view, in the same transaction as the records.
+        self.engine.view();
+        let changes = self.engine.book_mut().take_view_changes();
+        if let Some(watch) = &mut self.watch {
+            watch.extend(changes.iter().copied());
+        }
+        if stored || !changes.is_empty() {
+            if !self.store.in_transaction() {
+                self.store.begin()?;
+                *began = true;
+            }
+            self.write_index(changes.into_iter().collect(), Vec::new(), false)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with every write it causes in one transaction: all of it is stored,
+    /// or none (also after a crash). If `f` or the commit fails after something was
+    /// written, the engine holds what the store does not: the device is marked
+    /// failed, and the node stops without sending.
+    pub fn atomically<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, crate::control::Error>,
+    ) -> Result<T, crate::control::Error> {
+        self.store.begin()?;
+        let result = f(self).and_then(|v| self.store.commit().map(|()| v).map_err(Into::into));
+        if let Err(e) = &result {
+            if self.store.in_transaction() {
+                let _ = self.store.rollback();
+            }
+            self.net.clear();
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    /// (id, revoked) of every secret, as last written to `secrets.xml`.
+    pub(crate) fn keyring_state(&self) -> &BTreeSet<(String, bool)> {
+        &self.saved_keyring
+    }
+
+    /// Writes `keyring` to `secrets.xml` (the engine hands it out when it changed).
+    fn save_keyring(&mut self, keyring: &Keyring) -> Result<(), store::Error> {
+        let now: BTreeSet<(String, bool)> =
+            keyring.iter().map(|s| (s.id.clone(), s.revoked)).collect();
+        if now != self.saved_keyring {
+            let xml = store::keyring_to_xml(keyring, &self.jid);
+            store::write_private(&self.dir, "secrets.xml", xml.as_bytes())?;
+            self.saved_keyring = now;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,449 @@
+//! Turning a user's command into records.
+//!
+//! An [`Editor`] holds the device's signing key and hybrid logical clock. Given the
+//! current [`View`], a [`Command`] becomes a plan (item → new payload or tombstone),
+//! the plan is padded, and every planned write is sealed with the node's current
+//! secret and signed. Rules (see `docs/merge-rules.md`):
+//!
+//! * a new contact or group gets a fresh random item id, never a reused one;
+//! * an edit writes the whole merged contact, its changed fields marked with the
+//!   edit's version, as one new item, and retracts the items it merged, so
+//!   duplicates collapse and no content is ever written over an item another device
+//!   may be writing (see `merge`);
+//! * deleting a contact retracts its items and writes one new `<reserved/>` item
+//!   marking the deletion (what it knew of the contact), so that an edit made
+//!   concurrently is reported; deleting a group turns its items into `<reserved/>`;
+//! * deleting a group also removes references to it from the contacts that had it;
+//! * a new group's id is derived from its name under the groups node's secret
+//!   (`g-` + 16 hex digits of SHA-256), so two devices that each create "Friends"
+//!   while apart create the same group; if that id is already taken by a group that
+//!   was renamed since, a random id is used instead;
+//! * padding: after the command, each node it touched holds a multiple of
+//!   `count_bucket` live items (default 32, at least one bucket): `<reserved/>`
+//!   items are added, or surplus ones (largest ids first) retracted.
+
+mod plan;
+mod writes;
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+use rand_core::CryptoRng;
+
+use super::view::View;
+use crate::clock::{Clock, Hlc, WallTime};
+use crate::item::{self, Contact, NodeKind};
+use crate::jid::BareJid;
+use crate::record::{Body, DeviceId, ItemId, Record, Version};
+use crate::seal::{self, DEFAULT_PAD_BUCKET, Keyring, Opener, Sealed};
+use writes::{Plan, Write, validate};
+
+/// Default number of items each node is padded to a multiple of.
+pub const DEFAULT_COUNT_BUCKET: usize = 32;
+
+/// A change a user asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Adds a contact; groups are named, and created when missing.
+    AddContact {
+        /// The contact's JID.
+        jid: BareJid,
+        /// Name to show.
+        name: Option<String>,
+        /// Group names.
+        groups: Vec<String>,
+    },
+    /// Changes the contact that has `jid`.
+    EditContact {
+        /// Which contact.
+        jid: BareJid,
+        /// What to change.
+        edit: ContactEdit,
+    },
+    /// Deletes the contact that has `jid`.
+    RemoveContact {
+        /// Which contact.
+        jid: BareJid,
+    },
+    /// Creates a group.
+    AddGroup {
+        /// Its name (must be new).
+        name: String,
+        /// Optional description.
+        description: Option<String>,
+    },
+    /// Renames a group.
+    RenameGroup {
+        /// Current name.
+        name: String,
+        /// New name.
+        new_name: String,
+    },
+    /// Deletes a group and removes it from its contacts.
+    RemoveGroup {
+        /// Its name.
+        name: String,
+    },
+    /// Writes every readable item again, sealed with the current secrets (after a
+    /// rotation); duplicates collapse as in an edit. No field changes: a concurrent
+    /// edit of any field wins over it.
+    Reseal,
+    /// Brings back the value that lost in conflict `n` (from 1, newest first, as
+    /// [`MergedContact::lost`](super::MergedContact::lost) lists them) of the contact with `jid`, as a new edit;
+    /// the conflict is then no longer listed. For a deletion that lost to an edit,
+    /// restoring it deletes the contact.
+    Restore {
+        /// Which contact.
+        jid: BareJid,
+        /// Which conflict, from 1.
+        n: usize,
+    },
+    /// Writes once, as one item, every contact that is [`MergedContact::unsettled`](super::MergedContact::unsettled)
+    /// whose newest item this device wrote: concurrent items collapse, and the
+    /// conflicts the merge decided are kept in the contact.
+    Settle,
+    /// Adds or updates many contacts at once (an import), as a merge: a contact
+    /// sharing an identity with an existing one is merged into it (new addresses and
+    /// groups added); the existing name is kept unless `replace` (or it has none).
+    /// Contacts the import would not change are not written.
+    Import {
+        /// Contacts; their group references are group names here.
+        contacts: Vec<Contact>,
+        /// Whether names in the document replace names kept here.
+        replace: bool,
+    },
+    /// Publishes an item sealed elsewhere (by an XMPP client, XEP-0473): it must
+    /// open under the current secret of `node` and hold a valid XEP-0510
+    /// payload for that node. A contact is stamped against what the item held (its
+    /// changed fields marked with this edit, see `merge::restamp`) and sealed
+    /// again here; other payloads are stored as sealed. Either is signed by this
+    /// device.
+    Publish {
+        /// Which node.
+        node: NodeKind,
+        /// Which item (a new id adds an item, a known one replaces it).
+        item: ItemId,
+        /// The `<encrypted/>` payload, as published.
+        sealed: Sealed,
+    },
+    /// Retracts a live item of `node` (XEP-0060 retract): it becomes a tombstone.
+    Retract {
+        /// Which node.
+        node: NodeKind,
+        /// Which item.
+        item: ItemId,
+    },
+}
+
+impl Command {
+    /// The names it carries as kith keeps them (see [`item::clean_name`]).
+    fn cleaned(self) -> Self {
+        let name = |n: String| item::clean_name(&n);
+        let names = |v: Vec<String>| v.into_iter().map(name).collect();
+        match self {
+            Self::AddContact {
+                jid,
+                name: n,
+                groups,
+            } => Self::AddContact {
+                jid,
+                name: n.map(name),
+                groups: names(groups),
+            },
+            Self::EditContact { jid, mut edit } => {
+                edit.name = edit.name.map(|n| n.map(name));
+                edit.add_groups = names(edit.add_groups);
+                edit.remove_groups = names(edit.remove_groups);
+                Self::EditContact { jid, edit }
+            }
+            Self::AddGroup {
+                name: n,
+                description,
+            } => Self::AddGroup {
+                name: name(n),
+                description,
+            },
+            Self::RenameGroup { name: n, new_name } => Self::RenameGroup {
+                name: name(n),
+                new_name: name(new_name),
+            },
+            Self::RemoveGroup { name: n } => Self::RemoveGroup { name: name(n) },
+            Self::Import { contacts, replace } => Self::Import {
+                contacts: contacts
+                    .into_iter()
+                    .map(|mut c| {
+                        c.name = c.name.map(name);
+                        for g in &mut c.groups {
+                            g.id = item::clean_name(&g.id);
+                        }
+                        c
+                    })
+                    .collect(),
+                replace,
+            },
+            other => other,
+        }
+    }
+}
+
+/// What an import does: contacts added, existing ones it changes, and existing ones
+/// it leaves as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// New contacts.
+    pub added: usize,
+    /// Existing contacts that gain an address or a group (or a name).
+    pub updated: usize,
+    /// Existing contacts the document has nothing new for.
+    pub unchanged: usize,
+}
+
+/// Changes to one contact; the default changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactEdit {
+    /// `Some(None)` removes the name.
+    pub name: Option<Option<String>>,
+    /// Group names to add (created when missing).
+    pub add_groups: Vec<String>,
+    /// Group names to remove.
+    pub remove_groups: Vec<String>,
+    /// JIDs to add as identities.
+    pub add_jids: Vec<BareJid>,
+    /// JIDs to remove from the identities (not the last one).
+    pub remove_jids: Vec<BareJid>,
+    /// Whether a JID to add may be one of another contact's, merging the two
+    /// contacts into one (refused otherwise).
+    pub merge: bool,
+}
+
+/// Why a command cannot be carried out. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No current secret for a node.
+    #[error("no secret for node {0}: this device cannot seal items yet")]
+    NoSecret(NodeKind),
+    /// No contact has this JID.
+    #[error("no contact has the address {0}")]
+    NoSuchContact(String),
+    /// A contact with this JID exists already.
+    #[error("a contact with the address {0} exists already")]
+    ContactExists(String),
+    /// A JID to add belongs to another contact (adding it would merge the two).
+    #[error(
+        "{jid} is an address of another contact ({contact}): add it with --merge to merge the two"
+    )]
+    JidOfAnother {
+        /// The JID.
+        jid: String,
+        /// That contact, by its name or first address.
+        contact: String,
+    },
+    /// No group has this name.
+    #[error("no group is named {0:?}")]
+    NoSuchGroup(String),
+    /// A group with this name exists already.
+    #[error("a group named {0:?} exists already")]
+    GroupExists(String),
+    /// The edit would leave a contact without identity.
+    #[error("a contact must keep at least one address")]
+    LastIdentity,
+    /// `Restore` of a conflict the contact does not list.
+    #[error("{contact} lists {count} conflict(s); there is no conflict {n}")]
+    NoSuchConflict {
+        /// The contact's name.
+        contact: String,
+        /// The number asked for (from 1).
+        n: usize,
+        /// How many it lists.
+        count: usize,
+    },
+    /// `Restore` of a value kith does not keep (unknown children: only that they
+    /// changed is kept).
+    #[error("conflict {0} is about data kith does not keep a copy of; nothing to restore")]
+    NotRestorable(usize),
+    /// The result is not a valid item.
+    #[error(transparent)]
+    Item(#[from] item::Error),
+    /// No live item has this id on the node.
+    #[error("no item {item} on node {node}")]
+    NoSuchItem {
+        /// The node.
+        node: NodeKind,
+        /// The item id.
+        item: String,
+    },
+    /// A published payload is sealed with a secret this device does not hold, or
+    /// one of another node.
+    #[error("the item is sealed with key {0:?}, not a secret of this node")]
+    UnknownSecret(String),
+    /// A published payload is sealed with a secret that is revoked or superseded by
+    /// a newer one (XEP-0473: new items are sealed with the most recent secret, and
+    /// a revoked secret must not seal new items).
+    #[error("the item is sealed with key {0:?}, which is revoked or superseded")]
+    StaleSecret(String),
+    /// A published payload does not open under the secret it names.
+    #[error("the item does not open: {0}")]
+    Unopenable(String),
+    /// The command would write an item that is not valid (a name too long, too many
+    /// identities…).
+    #[error("{item}: {source}")]
+    Invalid {
+        /// The contact (its first identity) or group concerned.
+        item: String,
+        /// Why.
+        source: item::Error,
+    },
+}
+
+/// A device's authoring state: signing key, clock and padding policy.
+#[derive(Debug)]
+pub struct Editor {
+    key: SigningKey,
+    clock: Clock,
+    /// Plaintext size bucket, bytes.
+    pub pad_bucket: usize,
+    /// Item count bucket per node.
+    pub count_bucket: usize,
+}
+
+impl Editor {
+    /// An editor signing with `key`, its clock having seen `clock`.
+    pub fn new(key: SigningKey, clock: Clock) -> Self {
+        Self {
+            key,
+            clock,
+            pad_bucket: DEFAULT_PAD_BUCKET,
+            count_bucket: DEFAULT_COUNT_BUCKET,
+        }
+    }
+
+    /// This device.
+    pub fn device(&self) -> DeviceId {
+        DeviceId(self.key.verifying_key().to_bytes())
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Signs a record stamped by this device's clock.
+    pub fn sign(
+        &mut self,
+        space: crate::record::Space,
+        item: ItemId,
+        body: Body,
+        now: WallTime,
+    ) -> Record {
+        let hlc = self.clock.tick(now);
+        Record::sign(space, item, hlc, body, &self.key)
+    }
+
+    /// Takes a received record's stamp into account.
+    pub fn observe(&mut self, hlc: Hlc, now: WallTime) {
+        // A stamp too far ahead was held by the replica and is observed when released.
+        let _ = self.clock.observe(hlc, now);
+    }
+
+    /// Carries out `command` against `view`; returns the records to apply and send.
+    /// `opener` opens items sealed elsewhere (a publish), keeping what it derived.
+    pub fn execute<R: CryptoRng + ?Sized>(
+        &mut self,
+        view: &View,
+        command: Command,
+        keyring: &Keyring,
+        opener: &mut Opener,
+        now: WallTime,
+        rng: &mut R,
+    ) -> Result<Vec<Record>, Error> {
+        let stamp = Version {
+            hlc: self.clock.tick(now),
+            device: self.device(),
+        };
+        let plan = self.plan(view, command, keyring, opener, stamp, rng)?;
+        self.seal_plan(plan, keyring, now, rng)
+    }
+
+    /// Whether `command` would be carried out against `view`, without writing
+    /// anything: every payload it would write is checked as a reader would.
+    pub fn check<R: CryptoRng + ?Sized>(
+        &self,
+        view: &View,
+        command: Command,
+        keyring: &Keyring,
+        opener: &mut Opener,
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        let stamp = Version {
+            hlc: self.clock.last(),
+            device: self.device(),
+        };
+        let plan = self.plan(view, command, keyring, opener, stamp, rng)?;
+        for ((node, _), write) in &plan.writes {
+            if keyring.current(*node).is_none() {
+                return Err(Error::NoSecret(*node));
+            }
+            match write {
+                Write::Payload(p) => {
+                    validate(p, *node)?;
+                }
+                Write::Sealed(..) | Write::Tombstone => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// What an import of `contacts` would do to `view`, without writing anything.
+    pub fn import_summary<R: CryptoRng + ?Sized>(
+        &self,
+        view: &View,
+        contacts: Vec<Contact>,
+        replace: bool,
+        keyring: &Keyring,
+        rng: &mut R,
+    ) -> ImportSummary {
+        let stamp = Version {
+            hlc: self.clock.last(),
+            device: self.device(),
+        };
+        let mut plan = Plan::new(
+            view,
+            keyring
+                .current(NodeKind::Groups)
+                .map(|s| s.value.to_string()),
+            stamp,
+        );
+        self.plan_import(view, &mut plan, contacts, replace, rng)
+    }
+
+    fn seal_plan<R: CryptoRng + ?Sized>(
+        &mut self,
+        plan: Plan<'_>,
+        keyring: &Keyring,
+        now: WallTime,
+        rng: &mut R,
+    ) -> Result<Vec<Record>, Error> {
+        let mut records = Vec::with_capacity(plan.writes.len());
+        let mut secrets = BTreeMap::new();
+        for node in NodeKind::ALL {
+            if plan.writes.keys().any(|(n, _)| *n == node) {
+                secrets.insert(node, keyring.current(node).ok_or(Error::NoSecret(node))?);
+            }
+        }
+        for ((node, item), write) in plan.writes {
+            let body = match write {
+                Write::Tombstone => Body::Tombstone,
+                Write::Sealed(s, _) => Body::Sealed(s),
+                Write::Payload(p) => {
+                    // Validate what we are about to publish, as a reader would.
+                    let xml = validate(&p, node)?;
+                    Body::Sealed(seal::seal(&xml, secrets[&node], self.pad_bucket, rng))
+                }
+            };
+            let hlc = self.clock.tick(now);
+            records.push(Record::sign(node, item, hlc, body, &self.key));
+        }
+        Ok(records)
+    }
+}

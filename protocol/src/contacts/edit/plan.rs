@@ -1,0 +1,401 @@
+//! From a command to a plan: what each command writes, against the current view.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand_core::CryptoRng;
+
+use super::writes::{Plan, Write, carries_kith, check_published, hex, push_group};
+use super::{Command, ContactEdit, Editor, Error, ImportSummary};
+use crate::contacts::merge;
+use crate::contacts::view::{MergedContact, View};
+use crate::item::{Contact, Extra, GroupRef, Identity, NodeKind, Payload, fields};
+use crate::record::{ItemId, Version};
+use crate::seal::{Keyring, Opener};
+
+impl Editor {
+    pub(super) fn plan<'v, R: CryptoRng + ?Sized>(
+        &self,
+        view: &'v View,
+        command: Command,
+        keyring: &Keyring,
+        opener: &mut Opener,
+        stamp: Version,
+        rng: &mut R,
+    ) -> Result<Plan<'v>, Error> {
+        let mut plan = Plan::new(
+            view,
+            keyring
+                .current(NodeKind::Groups)
+                .map(|s| s.value.to_string()),
+            stamp,
+        );
+        let command = command.cleaned();
+        match command {
+            Command::AddContact { jid, name, groups } => {
+                if view.contact_by_jid(&jid).is_some() {
+                    return Err(Error::ContactExists(jid.to_string()));
+                }
+                let mut contact = Contact {
+                    name,
+                    identities: vec![Identity::jid(&jid)],
+                    ..Contact::default()
+                };
+                for g in groups {
+                    let id = plan.group_id(&g, rng);
+                    push_group(&mut contact, id);
+                }
+                plan.write_contact(None, contact, rng);
+            }
+            Command::EditContact { jid, edit } => {
+                let ContactEdit {
+                    name,
+                    add_groups,
+                    remove_groups,
+                    add_jids,
+                    remove_jids,
+                    merge,
+                } = edit;
+                let target = view
+                    .contact_by_jid(&jid)
+                    .ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
+                if !merge {
+                    for j in &add_jids {
+                        if let Some(other) = view.contact_by_jid(j).filter(|o| o.id != target.id) {
+                            return Err(Error::JidOfAnother {
+                                jid: j.to_string(),
+                                contact: other.display_name().to_owned(),
+                            });
+                        }
+                    }
+                }
+                let mut contact = target.contact.clone();
+                if let Some(n) = name {
+                    contact.name = n;
+                }
+                for g in add_groups {
+                    let id = plan.group_id(&g, rng);
+                    push_group(&mut contact, id);
+                }
+                for g in remove_groups {
+                    let entry = view
+                        .group_by_name(&g)
+                        .ok_or_else(|| Error::NoSuchGroup(g.clone()))?;
+                    contact.groups.retain(|r| r.id != entry.group.id);
+                }
+                for j in add_jids {
+                    let id = Identity::jid(&j);
+                    if !contact.identities.iter().any(|i| i.key() == id.key()) {
+                        contact.identities.push(id);
+                    }
+                }
+                for j in remove_jids {
+                    let id = Identity::jid(&j);
+                    contact.identities.retain(|i| i.key() != id.key());
+                }
+                if contact.identities.is_empty() {
+                    return Err(Error::LastIdentity);
+                }
+                plan.write_contact(Some(target), contact, rng);
+            }
+            Command::RemoveContact { jid } => {
+                let target = view
+                    .contact_by_jid(&jid)
+                    .ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
+                // Its items are retracted, and one new `<reserved/>` item says
+                // which contact was deleted and what the deletion knew of it, so
+                // an edit made concurrently (which keeps the contact) is reported
+                // as a conflict. The mark is on an item of its own: no other
+                // write can land on it (padding keeps it while the contact lives).
+                for (item, _) in &target.members {
+                    plan.write(NodeKind::Contacts, *item, Write::Tombstone);
+                }
+                let mut mark = Extra::default();
+                if let Ok(state) = fields::State::of(&target.contact, merge::ORIGIN)
+                    && let Some(cid) = &state.contact_id
+                {
+                    mark.children
+                        .push(fields::deletion_element(cid, &state.seen));
+                }
+                plan.write(
+                    NodeKind::Contacts,
+                    ItemId::random(rng),
+                    Write::Payload(Payload::Reserved(mark)),
+                );
+            }
+            Command::AddGroup { name, description } => {
+                if view.group_by_name(&name).is_some() {
+                    return Err(Error::GroupExists(name));
+                }
+                let id = plan.group_id(&name, rng);
+                if let Some(d) = description {
+                    plan.set_group_description(&id, d);
+                }
+            }
+            Command::RenameGroup { name, new_name } => {
+                let entry = view
+                    .group_by_name(&name)
+                    .ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
+                if name != new_name && view.group_by_name(&new_name).is_some() {
+                    return Err(Error::GroupExists(new_name));
+                }
+                let mut group = entry.group.clone();
+                group.name = new_name;
+                plan.write(
+                    NodeKind::Groups,
+                    entry.item,
+                    Write::Payload(Payload::Group(group)),
+                );
+                for dup in &entry.duplicates {
+                    plan.reserve(NodeKind::Groups, *dup);
+                }
+            }
+            Command::RemoveGroup { name } => {
+                let entry = view
+                    .group_by_name(&name)
+                    .ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
+                plan.reserve(NodeKind::Groups, entry.item);
+                for dup in &entry.duplicates {
+                    plan.reserve(NodeKind::Groups, *dup);
+                }
+                for c in view.contacts_in_group(&entry.group.id) {
+                    let mut contact = c.contact.clone();
+                    contact.groups.retain(|g| g.id != entry.group.id);
+                    plan.write_contact(Some(c), contact, rng);
+                }
+            }
+            Command::Import { contacts, replace } => {
+                self.plan_import(view, &mut plan, contacts, replace, rng);
+            }
+            Command::Reseal => {
+                for c in view.contacts() {
+                    plan.write_contact(Some(c), c.contact.clone(), rng);
+                }
+                for entry in view.groups().values() {
+                    plan.write(
+                        NodeKind::Groups,
+                        entry.item,
+                        Write::Payload(Payload::Group(entry.group.clone())),
+                    );
+                    for dup in &entry.duplicates {
+                        plan.reserve(NodeKind::Groups, *dup);
+                    }
+                }
+                // Reserved items keep what they carry (a deletion's mark).
+                for node in NodeKind::ALL {
+                    for item in view.reserved(node) {
+                        let extra = match view.item(node, item) {
+                            Some((.., Ok(Payload::Reserved(extra)))) => extra,
+                            _ => Extra::default(),
+                        };
+                        plan.write(node, *item, Write::Payload(Payload::Reserved(extra)));
+                    }
+                }
+            }
+            Command::Restore { jid, n } => {
+                let target = view
+                    .contact_by_jid(&jid)
+                    .ok_or_else(|| Error::NoSuchContact(jid.to_string()))?;
+                let lost = n
+                    .checked_sub(1)
+                    .and_then(|i| target.lost.get(i))
+                    .ok_or_else(|| Error::NoSuchConflict {
+                        contact: target.display_name().to_owned(),
+                        n,
+                        count: target.lost.len(),
+                    })?;
+                if lost.key == fields::Key::Contact {
+                    return self.plan(
+                        view,
+                        Command::RemoveContact { jid },
+                        keyring,
+                        opener,
+                        stamp,
+                        rng,
+                    );
+                }
+                let mut contact = target.contact.clone();
+                match (&lost.key, &lost.value) {
+                    (fields::Key::Name, fields::Value::Name(name)) => {
+                        contact.name = Some(name.clone())
+                    }
+                    (fields::Key::Name, _) => contact.name = None,
+                    (fields::Key::Identity(..), fields::Value::Identity(i)) => {
+                        if let Some(other) = view
+                            .contact_by_identity(&i.kind, &i.value)
+                            .filter(|o| o.id != target.id)
+                        {
+                            return Err(Error::JidOfAnother {
+                                jid: i.value.clone(),
+                                contact: other.display_name().to_owned(),
+                            });
+                        }
+                        if !contact.identities.iter().any(|x| x.key() == i.key()) {
+                            contact.identities.push(i.clone());
+                        }
+                    }
+                    (fields::Key::Identity(kind, value), _) => {
+                        contact
+                            .identities
+                            .retain(|x| x.key() != (kind.as_str(), value.as_str()));
+                        if contact.identities.is_empty() {
+                            return Err(Error::LastIdentity);
+                        }
+                    }
+                    (fields::Key::Group(id), fields::Value::Group(_)) => {
+                        push_group(&mut contact, id.clone())
+                    }
+                    (fields::Key::Group(id), _) => contact.groups.retain(|g| g.id != *id),
+                    _ => return Err(Error::NotRestorable(n)),
+                }
+                let resolved = (lost.key.clone(), lost.at);
+                plan.write_contact_resolving(Some(target), contact, Some(resolved), rng);
+            }
+            Command::Settle => {
+                let mine: Vec<&MergedContact> = view
+                    .unsettled()
+                    .filter(|c| c.version.device == self.device())
+                    .collect();
+                for c in mine {
+                    plan.write_contact(Some(c), c.contact.clone(), rng);
+                }
+            }
+            Command::Publish { node, item, sealed } => {
+                match check_published(&sealed, node, keyring, opener)? {
+                    // A contact is stamped here against what the item held: the
+                    // client's copy of kith's stamps (if any) says nothing of its
+                    // own changes.
+                    Payload::Contact(c) => {
+                        let data = merge::data(&c);
+                        // Against what the item held; a new item (or one retracted
+                        // since) against the contact it joins, without removing
+                        // what it lacks; else it is a new contact.
+                        let stamped = match view.item(node, &item) {
+                            Some((_, _, version, _, Ok(Payload::Contact(old)))) => {
+                                merge::restamp_item(&old, version, data, stamp)
+                            }
+                            _ => match c
+                                .identities
+                                .iter()
+                                .find_map(|i| view.contact_by_identity(&i.kind, &i.value))
+                            {
+                                Some(joined) => merge::stamp_joining(&joined.contact, data, stamp),
+                                None => merge::restamp(None, data, stamp, hex(&item.0)),
+                            },
+                        };
+                        plan.write(node, item, Write::Payload(Payload::Contact(stamped)));
+                    }
+                    // A reserved item that carried kith's elements is written without
+                    // them; any other is stored as the client sealed it.
+                    Payload::Reserved(extra) if carries_kith(&sealed, keyring, opener) => {
+                        plan.write(node, item, Write::Payload(Payload::Reserved(extra)));
+                    }
+                    p => {
+                        let reserved = matches!(p, Payload::Reserved(_));
+                        plan.write(node, item, Write::Sealed(sealed, reserved));
+                    }
+                }
+            }
+            Command::Retract { node, item } => {
+                if !view.is_live(node, &item) {
+                    return Err(Error::NoSuchItem {
+                        node,
+                        item: item.to_string(),
+                    });
+                }
+                plan.write(node, item, Write::Tombstone);
+            }
+        }
+        plan.pad(view, self.count_bucket, rng);
+        Ok(plan)
+    }
+
+    pub(super) fn plan_import<R: CryptoRng + ?Sized>(
+        &self,
+        view: &View,
+        plan: &mut Plan<'_>,
+        contacts: Vec<Contact>,
+        replace: bool,
+        rng: &mut R,
+    ) -> ImportSummary {
+        // Where each identity seen so far goes: an existing contact (by survivor) or
+        // a new one (by index); existing contacts are found through the view's index.
+        #[derive(Clone, Copy)]
+        enum Target {
+            Existing(ItemId),
+            New(usize),
+        }
+        let mut by_identity: HashMap<(String, String), Target> = HashMap::new();
+        let mut touched: BTreeMap<ItemId, Contact> = BTreeMap::new();
+        let mut new: Vec<Contact> = Vec::new();
+        for mut incoming in contacts {
+            let groups = std::mem::take(&mut incoming.groups);
+            incoming.groups = groups
+                .iter()
+                .map(|g| GroupRef {
+                    id: plan.group_id(&g.id, rng),
+                    extra: Extra::default(),
+                })
+                .collect();
+            let hit = incoming.identities.iter().find_map(|i| {
+                by_identity
+                    .get(&(i.kind.clone(), i.value.clone()))
+                    .copied()
+                    .or_else(|| {
+                        view.contact_by_identity(&i.kind, &i.value)
+                            .map(|c| Target::Existing(c.id))
+                    })
+            });
+            let (target, contact) = match hit {
+                Some(Target::Existing(id)) => {
+                    let base = || view.contact(&id).map(|c| c.contact.clone());
+                    let Some(c) = touched.get(&id).cloned().or_else(base) else {
+                        continue;
+                    };
+                    (Target::Existing(id), touched.entry(id).or_insert(c))
+                }
+                Some(Target::New(i)) => (Target::New(i), &mut new[i]),
+                None => {
+                    new.push(Contact {
+                        identities: Vec::new(),
+                        groups: Vec::new(),
+                        ..incoming.clone()
+                    });
+                    let i = new.len() - 1;
+                    (Target::New(i), &mut new[i])
+                }
+            };
+            let existing = matches!(target, Target::Existing(_));
+            if incoming.name.is_some() && (replace || !existing || contact.name.is_none()) {
+                contact.name = incoming.name;
+            }
+            for id in incoming.identities {
+                if !contact.identities.iter().any(|x| x.key() == id.key()) {
+                    contact.identities.push(id);
+                }
+            }
+            for g in incoming.groups {
+                push_group(contact, g.id);
+            }
+            for id in &contact.identities {
+                by_identity.insert((id.kind.clone(), id.value.clone()), target);
+            }
+        }
+        let mut summary = ImportSummary {
+            added: new.len(),
+            ..ImportSummary::default()
+        };
+        for (id, contact) in touched {
+            let before = view.contact(&id);
+            if before.is_some_and(|b| b.contact == contact && b.members.len() == 1) {
+                summary.unchanged += 1;
+                continue;
+            }
+            summary.updated += 1;
+            plan.write_contact(before, contact, rng);
+        }
+        for contact in new {
+            plan.write_contact(None, contact, rng);
+        }
+        summary
+    }
+}

@@ -1,0 +1,350 @@
+//! The writes a command makes: a [`Plan`] of item writes, contacts written as new
+//! stamped items, groups created, padding; and the checks of what a client sealed.
+
+use std::collections::BTreeMap;
+
+use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
+
+use super::Error;
+use crate::contacts::merge;
+use crate::contacts::view::{MergedContact, View};
+use crate::item::{self, Contact, Extra, Group, GroupRef, NodeKind, Payload, fields};
+use crate::record::{ItemId, Version};
+use crate::seal::{self, Keyring, Opener, Sealed};
+
+/// One planned write.
+pub(super) enum Write {
+    Payload(Payload),
+    /// Sealed already (published by a client), checked when planned; whether it
+    /// holds `<reserved/>`.
+    Sealed(Sealed, bool),
+    Tombstone,
+}
+
+/// Checks an item sealed by a client as every reader will: the current secret of
+/// `node`, a payload that opens under it and is valid on `node`. Returns the
+/// payload.
+pub(super) fn check_published(
+    sealed: &Sealed,
+    node: NodeKind,
+    keyring: &Keyring,
+    opener: &mut Opener,
+) -> Result<Payload, Error> {
+    let secret = keyring
+        .get(&sealed.key)
+        .filter(|s| s.node == node)
+        .ok_or_else(|| Error::UnknownSecret(sealed.key.clone()))?;
+    if keyring.current(node).map(|c| &c.id) != Some(&secret.id) {
+        return Err(Error::StaleSecret(sealed.key.clone()));
+    }
+    seal::check_publishable(&sealed.data).map_err(|e| Error::Unopenable(e.to_string()))?;
+    let xml = opener
+        .open(sealed, keyring)
+        .map_err(|e| Error::Unopenable(e.to_string()))?;
+    // kith's own elements (field stamps, deletion marks) are kith's to write: a
+    // client's copy, however it left it, is not read, and the item is stamped here.
+    let payload = crate::xml::Element::parse(&xml, crate::xml::Limits::ITEM)
+        .map_err(item::Error::from)
+        .and_then(|mut el| {
+            el.children
+                .retain(|c| !matches!(c, crate::xml::Node::Element(e) if e.ns == fields::NS));
+            Payload::from_element(&el)
+        })
+        .and_then(|p| p.check_node(node).map(|()| p))
+        .map_err(|source| Error::Invalid {
+            item: format!("item on node {node}"),
+            source,
+        })?;
+    Ok(payload)
+}
+
+/// Whether the item a client sealed holds an element in kith's namespace.
+pub(super) fn carries_kith(sealed: &Sealed, keyring: &Keyring, opener: &mut Opener) -> bool {
+    opener
+        .open(sealed, keyring)
+        .ok()
+        .and_then(|xml| crate::xml::Element::parse(&xml, crate::xml::Limits::ITEM).ok())
+        .is_some_and(|el| el.elements().any(|c| c.ns == fields::NS))
+}
+
+/// The XML of `payload`, checked as a reader on `node` would read it; an error names
+/// the contact (by its first identity) or the group.
+pub(super) fn validate(payload: &Payload, node: NodeKind) -> Result<String, Error> {
+    let xml = payload.to_xml();
+    Payload::parse(&xml)
+        .and_then(|p| p.check_node(node))
+        .map_err(|source| {
+            let item = match payload {
+                Payload::Contact(c) => c
+                    .identities
+                    .first()
+                    .map_or_else(String::new, |i| i.value.clone()),
+                Payload::Group(g) => format!("group {:?}", g.name),
+                Payload::Reserved(_) => "a reserved item".to_owned(),
+            };
+            Error::Invalid {
+                item: item.chars().take(200).collect(),
+                source,
+            }
+        })?;
+    Ok(xml)
+}
+
+/// Lowercase hex of `bytes`.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_id(bytes: &[u8]) -> String {
+    let mut id = String::from("g-");
+    for b in bytes {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
+pub(super) fn push_group(contact: &mut Contact, id: String) {
+    if !contact.groups.iter().any(|g| g.id == id) {
+        contact.groups.push(GroupRef {
+            id,
+            extra: Extra::default(),
+        });
+    }
+}
+
+/// What kind of item an item is, for counting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Real,
+    Reserved,
+}
+
+/// The writes a command makes, keyed by item.
+pub(super) struct Plan<'v> {
+    pub(super) view: &'v View,
+    pub(super) writes: BTreeMap<(NodeKind, ItemId), Write>,
+    /// Groups created by this command, by name → id.
+    pub(super) new_groups: BTreeMap<String, String>,
+    /// The groups node's current secret, keying derived group ids.
+    pub(super) group_key: Option<String>,
+    /// The version field changes of this command are stamped with.
+    pub(super) stamp: Version,
+}
+
+impl<'v> Plan<'v> {
+    pub(super) fn new(view: &'v View, group_key: Option<String>, stamp: Version) -> Self {
+        Self {
+            view,
+            writes: BTreeMap::new(),
+            new_groups: BTreeMap::new(),
+            group_key,
+            stamp,
+        }
+    }
+
+    pub(super) fn write(&mut self, node: NodeKind, item: ItemId, w: Write) {
+        self.writes.insert((node, item), w);
+    }
+
+    pub(super) fn reserve(&mut self, node: NodeKind, item: ItemId) {
+        self.write(
+            node,
+            item,
+            Write::Payload(Payload::Reserved(Extra::default())),
+        );
+    }
+
+    /// Writes `contact`, an edit of `target` (`None`: a new contact), as one new
+    /// item stamped with this command's version; `target`'s items are retracted.
+    /// Content never overwrites an existing item, so an edit made concurrently
+    /// elsewhere (which writes its own new item) is merged field by field, never lost.
+    pub(super) fn write_contact<R: CryptoRng + ?Sized>(
+        &mut self,
+        target: Option<&MergedContact>,
+        contact: Contact,
+        rng: &mut R,
+    ) {
+        self.write_contact_resolving(target, contact, None, rng);
+    }
+
+    /// [`Plan::write_contact`], no longer listing the conflict `resolved` (its field
+    /// and losing version).
+    pub(super) fn write_contact_resolving<R: CryptoRng + ?Sized>(
+        &mut self,
+        target: Option<&MergedContact>,
+        contact: Contact,
+        resolved: Option<(fields::Key, Version)>,
+        rng: &mut R,
+    ) {
+        // A contact without an id (written before kith merged by field, or by
+        // another client) gets one derived from its survivor, the same on every
+        // device; a new contact a random one.
+        let seed = match target {
+            Some(t) => t.id.0,
+            None => ItemId::random(rng).0,
+        };
+        let cid = hex(&seed);
+        let mut contact = merge::restamp(target.map(|t| &t.contact), contact, self.stamp, cid);
+        if let Some((key, at)) = resolved {
+            merge::forget_conflict(&mut contact, &key, at);
+        }
+        if let Some(t) = target {
+            for (item, _) in &t.members {
+                self.write(NodeKind::Contacts, *item, Write::Tombstone);
+            }
+        }
+        self.write(
+            NodeKind::Contacts,
+            ItemId::random(rng),
+            Write::Payload(Payload::Contact(contact)),
+        );
+    }
+
+    /// The id of the group named `name`, creating the group when there is none.
+    pub(super) fn group_id<R: CryptoRng + ?Sized>(&mut self, name: &str, rng: &mut R) -> String {
+        if let Some(g) = self.view.group_by_name(name) {
+            return g.group.id.clone();
+        }
+        if let Some(id) = self.new_groups.get(name) {
+            return id.clone();
+        }
+        let derived = self.group_key.as_ref().map(|key| {
+            let digest = Sha256::new()
+                .chain_update(b"kith group id\0")
+                .chain_update(key.as_bytes())
+                .chain_update(b"\0")
+                .chain_update(name.as_bytes())
+                .finalize();
+            hex_id(&digest[..8])
+        });
+        let id = match derived {
+            Some(id) if !self.view.groups().contains_key(&id) => id,
+            _ => {
+                let mut raw = [0u8; 8];
+                rng.fill_bytes(&mut raw);
+                hex_id(&raw)
+            }
+        };
+        let group = Group {
+            id: id.clone(),
+            name: name.to_owned(),
+            ..Group::default()
+        };
+        self.write(
+            NodeKind::Groups,
+            ItemId::random(rng),
+            Write::Payload(Payload::Group(group)),
+        );
+        self.new_groups.insert(name.to_owned(), id.clone());
+        id
+    }
+
+    pub(super) fn set_group_description(&mut self, id: &str, description: String) {
+        for w in self.writes.values_mut() {
+            if let Write::Payload(Payload::Group(g)) = w
+                && g.id == id
+            {
+                g.description = Some(description.clone());
+            }
+        }
+    }
+
+    fn kind_before(&self, node: NodeKind, item: &ItemId, reserved: &[ItemId]) -> Option<Kind> {
+        if reserved.binary_search(item).is_ok() {
+            Some(Kind::Reserved)
+        } else if self.view.is_real_item(node, item) {
+            Some(Kind::Real)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the reserved `item` marks the deletion of a contact that is still
+    /// shown (an edit overruled it): padding keeps it.
+    fn keeps_mark(&self, view: &View, node: NodeKind, item: &ItemId) -> bool {
+        let extra = match self.writes.get(&(node, *item)) {
+            Some(Write::Payload(Payload::Reserved(extra))) => Some(extra.clone()),
+            Some(_) => None,
+            None => match view.item(node, item) {
+                Some((.., Ok(Payload::Reserved(extra)))) => Some(extra),
+                _ => None,
+            },
+        };
+        extra
+            .iter()
+            .flat_map(|e| e.children.iter())
+            .filter_map(fields::read_deletion)
+            .any(|(cid, _)| {
+                view.contact_by_identity(fields::CONTACT_ID_KIND, cid)
+                    .is_some()
+            })
+    }
+
+    /// Adds or retracts `<reserved/>` items on each node this plan touches.
+    pub(super) fn pad<R: CryptoRng + ?Sized>(&mut self, view: &View, bucket: usize, rng: &mut R) {
+        if bucket == 0 {
+            return;
+        }
+        for node in NodeKind::ALL {
+            if !self.writes.keys().any(|(n, _)| *n == node) {
+                continue;
+            }
+            let unreadable = view.unreadable().keys().filter(|(n, _)| *n == node).count();
+            let mut reserved = view.reserved_count(node);
+            let mut real = view.live_items(node) - reserved + unreadable;
+            let reserved_before: Vec<ItemId> = view.reserved(node).copied().collect();
+            let mut reserved_now = reserved_before.clone();
+            for ((n, item), w) in &self.writes {
+                if *n != node {
+                    continue;
+                }
+                let before = self.kind_before(node, item, &reserved_before);
+                let after = match w {
+                    Write::Payload(Payload::Reserved(_)) | Write::Sealed(_, true) => {
+                        Some(Kind::Reserved)
+                    }
+                    Write::Payload(_) | Write::Sealed(_, false) => Some(Kind::Real),
+                    Write::Tombstone => None,
+                };
+                match before {
+                    Some(Kind::Real) => real -= 1,
+                    Some(Kind::Reserved) => {
+                        reserved -= 1;
+                        reserved_now.retain(|r| r != item);
+                    }
+                    None => {}
+                }
+                match after {
+                    Some(Kind::Real) => real += 1,
+                    Some(Kind::Reserved) => {
+                        reserved += 1;
+                        reserved_now.push(*item);
+                    }
+                    None => {}
+                }
+            }
+            let target = real.div_ceil(bucket).max(1) * bucket;
+            let total = real + reserved;
+            if total < target {
+                for _ in total..target {
+                    self.reserve(node, ItemId::random(rng));
+                }
+            } else if total > target {
+                // Largest ids first, never a deletion's mark while its contact
+                // lives (the conflict it reports would go with it).
+                reserved_now.sort();
+                let surplus: Vec<ItemId> = reserved_now
+                    .iter()
+                    .rev()
+                    .filter(|item| !self.keeps_mark(view, node, item))
+                    .take(total - target)
+                    .copied()
+                    .collect();
+                for item in surplus {
+                    self.write(node, item, Write::Tombstone);
+                }
+            }
+        }
+    }
+}

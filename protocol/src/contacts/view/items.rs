@@ -1,0 +1,115 @@
+//! Keeping the view's indexes of items: by identity and contact id, group
+//! definitions, reserved items and the deletions they mark, unreadable items.
+
+use std::collections::BTreeSet;
+
+use super::{Dirty, Read, View, deletion_mark};
+use crate::item::{NodeKind, Payload, fields};
+use crate::record::ItemId;
+
+impl View {
+    /// Replaces what is known of one item, unindexing the old read and indexing the
+    /// new one; what must be merged again goes to `dirty`.
+    pub(super) fn set_item(
+        &mut self,
+        node: NodeKind,
+        item: ItemId,
+        new: Option<Read>,
+        dirty: &mut Dirty,
+    ) {
+        if let Some(old) = self.items.remove(&(node, item)) {
+            match old.payload {
+                Ok(Payload::Contact(c)) => {
+                    for (kind, value) in fields::links(&c) {
+                        if let Some(values) = self.by_identity.get_mut(kind) {
+                            if let Some(set) = values.get_mut(value) {
+                                set.remove(&item);
+                                if set.is_empty() {
+                                    values.remove(value);
+                                }
+                            }
+                            if values.is_empty() {
+                                self.by_identity.remove(kind);
+                            }
+                        }
+                    }
+                    dirty.contacts.insert(item);
+                }
+                Ok(Payload::Group(g)) => {
+                    if let Some(set) = self.group_defs.get_mut(&g.id) {
+                        set.remove(&item);
+                        if set.is_empty() {
+                            self.group_defs.remove(&g.id);
+                        }
+                    }
+                    self.group_items.remove(&item);
+                    dirty.groups.insert(g.id);
+                }
+                Ok(Payload::Reserved(extra)) => {
+                    if let Some(set) = self.reserved.get_mut(&node) {
+                        set.remove(&item);
+                        if set.is_empty() {
+                            self.reserved.remove(&node);
+                        }
+                    }
+                    if let Some((cid, _)) = deletion_mark(&extra) {
+                        if let Some(set) = self.deleted.get_mut(cid) {
+                            set.remove(&(old.version, item));
+                            if set.is_empty() {
+                                self.deleted.remove(cid);
+                            }
+                        }
+                        self.dirty_contact_id(cid, dirty);
+                    }
+                }
+                Err(_) => {
+                    self.unreadable.remove(&(node, item));
+                }
+            }
+        }
+        let Some(new) = new else { return };
+        match &new.payload {
+            Ok(Payload::Contact(c)) => {
+                for (kind, value) in fields::links(c) {
+                    let values = match self.by_identity.get_mut(kind) {
+                        Some(v) => v,
+                        None => self.by_identity.entry(kind.to_owned()).or_default(),
+                    };
+                    match values.get_mut(value) {
+                        Some(set) => {
+                            set.insert(item);
+                        }
+                        None => {
+                            values.insert(value.to_owned(), BTreeSet::from([item]));
+                        }
+                    }
+                }
+                dirty.contacts.insert(item);
+            }
+            Ok(Payload::Group(g)) => {
+                self.group_defs
+                    .entry(g.id.clone())
+                    .or_default()
+                    .insert(item);
+                self.group_items.insert(item, g.id.clone());
+                dirty.groups.insert(g.id.clone());
+            }
+            Ok(Payload::Reserved(extra)) => {
+                self.reserved.entry(node).or_default().insert(item);
+                if let Some((cid, mut seen)) = deletion_mark(extra) {
+                    // A deletion knows nothing later than itself.
+                    seen.retain(|_, v| *v <= new.version);
+                    self.deleted
+                        .entry(cid.to_owned())
+                        .or_default()
+                        .insert((new.version, item), seen);
+                    self.dirty_contact_id(cid, dirty);
+                }
+            }
+            Err(e) => {
+                self.unreadable.insert((node, item), e.clone());
+            }
+        }
+        self.items.insert((node, item), new);
+    }
+}

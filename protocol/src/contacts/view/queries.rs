@@ -1,0 +1,127 @@
+//! Reading the merged view: contacts by name, address, group; groups; reserved,
+//! unreadable and unsettled items; counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{GroupEntry, MergedContact, Unreadable, View, linked, slot};
+use crate::item::{self, NodeKind};
+use crate::jid::BareJid;
+use crate::record::ItemId;
+
+impl View {
+    /// The contacts, sorted by display name (case-folded), then id.
+    pub fn contacts(&self) -> impl DoubleEndedIterator<Item = &MergedContact> + '_ {
+        self.order
+            .iter()
+            .filter_map(|(_, id)| self.contacts.get(id))
+    }
+
+    /// How many contacts.
+    pub fn contact_count(&self) -> usize {
+        self.contacts.len() + self.unloaded_contacts
+    }
+
+    /// The contact a member item belongs to.
+    pub fn contact(&self, item: &ItemId) -> Option<&MergedContact> {
+        self.contact_index
+            .get(item)
+            .and_then(|s| self.contacts.get(s))
+    }
+
+    /// The contact with this JID among its identities.
+    pub fn contact_by_jid(&self, jid: &BareJid) -> Option<&MergedContact> {
+        self.contact_by_identity("jid", &jid.to_string())
+    }
+
+    /// The contact with an identity of this type and (normalised) value.
+    pub fn contact_by_identity(&self, kind: &str, value: &str) -> Option<&MergedContact> {
+        linked(&self.by_identity, kind, value)?
+            .iter()
+            .find_map(|item| self.contact(item))
+    }
+
+    /// The contacts that refer to group `id`.
+    pub fn contacts_in_group<'a>(
+        &'a self,
+        id: &str,
+    ) -> impl Iterator<Item = &'a MergedContact> + 'a {
+        self.group_refs
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| self.contacts.get(s))
+    }
+
+    /// Groups by group id.
+    pub fn groups(&self) -> &BTreeMap<String, GroupEntry> {
+        &self.groups
+    }
+
+    /// The group with this name (the first by id if several share it).
+    /// The group named `name`; failing that, the one group whose name looks the same
+    /// (the same after trimming, NFC and case folding: `Friends`, `friends `), so a
+    /// lookalike never makes a second group.
+    pub fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
+        if let Some(g) = self.groups.values().find(|g| g.group.name == name) {
+            return Some(g);
+        }
+        let key = item::lookalike(name);
+        let mut alike = self
+            .groups
+            .values()
+            .filter(|g| item::lookalike(&g.group.name) == key);
+        match (alike.next(), alike.next()) {
+            (Some(g), None) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The `<reserved/>` items of `node`, by item id.
+    pub fn reserved(&self, node: NodeKind) -> impl Iterator<Item = &ItemId> + '_ {
+        self.reserved.get(&node).into_iter().flatten()
+    }
+
+    /// How many `<reserved/>` items `node` holds.
+    pub fn reserved_count(&self, node: NodeKind) -> usize {
+        self.reserved.get(&node).map_or(0, BTreeSet::len)
+    }
+
+    /// Items that could not be read, per node and item.
+    pub fn unreadable(&self) -> &BTreeMap<(NodeKind, ItemId), Unreadable> {
+        &self.unreadable
+    }
+
+    /// Whether `item` is a live item of `node` that is not `<reserved/>`: a
+    /// contact member, a group definition, or an item that cannot be read.
+    pub fn is_real_item(&self, node: NodeKind, item: &ItemId) -> bool {
+        let known = match node {
+            NodeKind::Contacts => self.contact_index.contains_key(item),
+            NodeKind::Groups => self.group_items.contains_key(item),
+        };
+        known || self.unreadable.contains_key(&(node, *item))
+    }
+
+    /// Whether `item` is live on `node` (not retracted), readable or not.
+    pub fn is_live(&self, node: NodeKind, item: &ItemId) -> bool {
+        self.items.contains_key(&(node, *item))
+    }
+
+    /// Number of live contact and group items (reserved ones included) on `node`.
+    pub fn live_items(&self, node: NodeKind) -> usize {
+        let real = match node {
+            NodeKind::Contacts => self.contact_index.len(),
+            NodeKind::Groups => self.group_items.len(),
+        };
+        real + self.unloaded[slot(node)] + self.reserved_count(node)
+    }
+
+    /// The contacts that are [`MergedContact::unsettled`], by survivor.
+    pub fn unsettled(&self) -> impl Iterator<Item = &MergedContact> + '_ {
+        self.unsettled.iter().filter_map(|s| self.contacts.get(s))
+    }
+
+    /// Whether this view holds every item (not [`View::partial`]).
+    pub fn is_whole(&self) -> bool {
+        self.unloaded == [0, 0] && self.unloaded_contacts == 0
+    }
+}
