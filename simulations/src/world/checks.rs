@@ -33,8 +33,27 @@ impl World {
             .map(|s| format!("{}{}", &s.id[..4], if s.revoked { "r" } else { "" }))
             .collect();
         let view = e.view();
+        let unreadable: Vec<String> = view
+            .unreadable()
+            .iter()
+            .take(3)
+            .map(|((node, item), why)| {
+                let r = e.replica().get(*node, item);
+                format!(
+                    "{item} by {:?} {:?}: {why:?}",
+                    r.map(|r| r.author()),
+                    r.map(|r| r.version.hlc)
+                )
+            })
+            .collect();
+        let me = e.device();
+        let quarantined_keys = e
+            .replica()
+            .quarantined()
+            .filter(|r| r.space == Space::Keys)
+            .count();
         format!(
-            "online {online} peers {peers} records {n} held {held} roster {} keys {:?} contacts {} unreadable {}",
+            "{me} q-keys {quarantined_keys} online {online} peers {peers} records {n} held {held} roster {} keys {:?} contacts {} unreadable {} {unreadable:?}",
             roster.join(""),
             keys,
             view.contact_count(),

@@ -203,6 +203,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// rotates, so that what was sealed with it is sealed again with a secret every
     /// device receives.
     pub(super) fn audit_keys(&mut self, now: Now) {
+        // A secret held since the start (from pairing, or from the stored keyring
+        // after a restart) that a delivery set aside since carried was never vouched
+        // for by being held: it was stored because of that delivery.
+        let disavowed = self.secrets_set_aside(now);
+        self.base_secrets.retain(|id| !disavowed.contains(id));
         let replica = self.book.replica();
         let vouched: BTreeSet<&String> = self
             .unwrapped
@@ -241,7 +246,38 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                         .is_some()
                 })
             });
-        if orphans.is_empty() && !leaked {
+        // A current secret that some active full device will never receive: its
+        // delivery to that device was set aside (its author was revoked between
+        // delivering it here and there). Sealing with it would leave that device
+        // unable to read: it is replaced too.
+        let set_aside: BTreeSet<_> = replica
+            .quarantined()
+            .filter(|r| r.space == Space::Keys)
+            .map(|r| r.item)
+            .collect();
+        let stranded = !set_aside.is_empty()
+            && NodeKind::ALL
+                .iter()
+                .filter_map(|n| self.book.keyring().current(*n))
+                .any(|s| {
+                    // The delivery that brought it here names the batch it came in.
+                    let first = self
+                        .unwrapped
+                        .values()
+                        .find(|(_, ids)| ids.contains(&s.id))
+                        .and_then(|(_, ids)| ids.first());
+                    first.is_some_and(|first| {
+                        self.roster
+                            .active()
+                            .filter(|m| m.entry.role == Role::Full)
+                            .any(|m| {
+                                let item = Delivery::item(&m.entry.device, first);
+                                set_aside.contains(&item)
+                                    && replica.get(Space::Keys, &item).is_none()
+                            })
+                    })
+                });
+        if orphans.is_empty() && !leaked && !stranded {
             return;
         }
         self.book.revoke_secrets(&orphans);
@@ -249,6 +285,47 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             // A relay holds no secrets to rotate: nothing to do there.
             let _ = self.rotate(now);
         }
+    }
+
+    /// The ids of the secrets that deliveries addressed here, set aside because their
+    /// author was revoked before sending them, carried, and that no delivery still
+    /// present carries.
+    pub(super) fn secrets_set_aside(&mut self, now: Now) -> BTreeSet<String> {
+        let me = self.me();
+        let set_aside: Vec<Record> = self
+            .book
+            .replica()
+            .quarantined()
+            .filter(|r| r.space == Space::Keys)
+            .cloned()
+            .collect();
+        let mut ids = BTreeSet::new();
+        for record in set_aside {
+            let Body::Data(d) = &record.body else {
+                continue;
+            };
+            let Ok(delivery) = Delivery::decode(d) else {
+                continue;
+            };
+            if delivery.to != me {
+                continue;
+            }
+            let Some(author) = self.roster.get(&record.author()).cloned() else {
+                continue;
+            };
+            if let Ok(secrets) =
+                self.wrap
+                    .unwrap(&delivery.wrapped, &author, &self.roster, now.wall)
+            {
+                ids.extend(secrets.into_iter().map(|s| s.id));
+            }
+        }
+        for (_, carried) in self.unwrapped.values() {
+            for id in carried {
+                ids.remove(id);
+            }
+        }
+        ids
     }
 
     /// Unwraps a key record if it is addressed here.

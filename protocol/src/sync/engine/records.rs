@@ -162,6 +162,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             for r in &keys {
                 self.receive_keys(r, now);
             }
+            // A secret received may be one a revocation stranded (see `audit_keys`).
+            audit |= !keys.is_empty();
         }
         if audit {
             self.audit_keys(now);
