@@ -58,7 +58,7 @@ enum Command {
     Log {
         /// Only the changes of the contact with this JID.
         jid: Option<String>,
-        /// At most this many (default 50).
+        /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// JSON output.
@@ -203,7 +203,7 @@ enum ContactCommand {
     Restore {
         /// A JID of the contact.
         jid: String,
-        /// Which conflict (default 1, the newest).
+        /// Which conflict, numbered from 1 (the newest) as `kith conflicts` lists them.
         #[arg(default_value_t = 1)]
         n: usize,
     },

@@ -102,20 +102,39 @@ fn concurrent_renames_keep_one_list_the_other_and_restore_it() {
 #[test]
 fn a_deletion_and_an_offline_edit_keep_the_contact_and_say_so() {
     let (mut desktop, laptop) = two_with_juliet();
+    const TYBALT: &str = "tybalt@capulet.lit";
+    desktop.ok(&["contact", "add", TYBALT]);
+    converge(&[&desktop, &laptop]);
     desktop.stop();
+    // Tybalt: deleted first, then edited offline; Juliet the other way round.
+    laptop.ok(&["contact", "rm", TYBALT]);
+    desktop.ok(&["contact", "edit", TYBALT, "--name", "Prince of Cats"]);
     desktop.ok(&["contact", "edit", JULIET, "--add-group", "Verona"]);
     let removed = laptop.ok(&["contact", "rm", JULIET]);
     assert!(removed.contains("Removed"), "{removed}");
     desktop.start();
     for d in [&desktop, &laptop] {
-        d.wait("Juliet back, with the deletion listed", |d| {
-            d.jids().contains(&JULIET.to_owned()) && !conflicts(d).is_empty()
+        d.wait("both back, each with its deletion listed", |d| {
+            d.jids().contains(&JULIET.to_owned())
+                && d.jids().contains(&TYBALT.to_owned())
+                && conflicts(d).len() == 2
         });
     }
     converge(&[&desktop, &laptop]);
     for d in [&desktop, &laptop] {
+        assert_eq!(
+            d.json(&["contact", "show", TYBALT])["name"],
+            "Prince of Cats"
+        );
+    }
+    for d in [&desktop, &laptop] {
         assert_eq!(show(d)["groups"], serde_json::json!(["Verona"]));
-        let c = &conflicts(d)[0]["conflicts"][0];
+        let all = conflicts(d);
+        let juliet = all
+            .iter()
+            .find(|c| c["jids"][0] == JULIET)
+            .expect("Juliet's conflicts");
+        let c = &juliet["conflicts"][0];
         assert_eq!(c["lost"], "deleted", "{c}");
         assert_eq!(c["lost_by"], "laptop", "{c}");
     }
@@ -165,4 +184,43 @@ fn a_cli_that_cannot_hurt_on_running_nodes() {
     );
     converge(&[&desktop, &laptop]);
     assert_eq!(show(&desktop)["name"], "Juliet", "a name set here is kept");
+}
+
+#[test]
+fn the_log_of_an_address_follows_its_contact() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit", "--name", "desktop"]);
+    d.ok(&["contact", "add", JULIET, "--name", "Juliet"]);
+    d.ok(&[
+        "contact",
+        "edit",
+        JULIET,
+        "--add-jid",
+        "jc@capulet.lit",
+        "--remove-jid",
+        JULIET,
+    ]);
+    d.ok(&["contact", "edit", "jc@capulet.lit", "--name", "Jules"]);
+    d.ok(&["contact", "rm", "jc@capulet.lit"]);
+    let log = d.json(&["log", "jc@capulet.lit"]);
+    let changes: Vec<String> = log
+        .as_array()
+        .expect("a list")
+        .iter()
+        .flat_map(|e| e["changes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    for expected in [
+        "name \"Juliet\"",
+        "+jid jc@capulet.lit",
+        "-jid juliet@capulet.lit",
+        "name \"Jules\"",
+        "deleted",
+    ] {
+        assert!(
+            changes.iter().any(|c| c == expected),
+            "{expected} missing from {log}"
+        );
+    }
+    assert_eq!(log[0]["changes"][0], "deleted", "newest first: {log}");
 }

@@ -261,6 +261,19 @@ impl Device {
                     j.as_ref(),
                     limit.min(crate::store::history::MAX_ROWS as usize),
                 )?;
+                // A group that had not arrived when the change was stored is named
+                // now, if it has since.
+                let view = self.engine.view();
+                let named = |change: String| {
+                    let group = change
+                        .strip_prefix("+group ")
+                        .map(|id| ('+', id))
+                        .or_else(|| change.strip_prefix("-group ").map(|id| ('-', id)));
+                    match group.and_then(|(sign, id)| Some((sign, view.groups().get(id)?))) {
+                        Some((sign, g)) => format!("{sign}group {}", g.group.name),
+                        None => change,
+                    }
+                };
                 Ok(Value::Array(
                     entries
                         .into_iter()
@@ -270,7 +283,7 @@ impl Device {
                                 "device": names.get(&e.device).cloned().unwrap_or_else(|| e.device.clone()),
                                 "name": e.name,
                                 "jids": e.jids,
-                                "changes": e.changes,
+                                "changes": e.changes.into_iter().map(named).collect::<Vec<_>>(),
                             })
                         })
                         .collect(),

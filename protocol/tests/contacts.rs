@@ -96,9 +96,20 @@ fn every_node_is_padded_to_the_count_bucket() {
     }
     assert_eq!(
         f.books[0].view().live_items(NodeKind::Contacts),
-        32,
-        "surplus padding is retracted"
+        40,
+        "surplus padding is retracted, the deletions' marks kept"
     );
+    // Past the time a deletion's mark is kept, padding retracts it too.
+    let later = WallTime(T0.0 + kith_protocol::contacts::MARK_KEPT_MS + 1);
+    f.exec(0, add("late@x.lit", None, &[]), later);
+    f.exec(
+        0,
+        Command::RemoveContact {
+            jid: jid("late@x.lit"),
+        },
+        later,
+    );
+    assert_eq!(f.books[0].view().live_items(NodeKind::Contacts), 32);
 }
 
 #[test]

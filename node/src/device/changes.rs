@@ -44,10 +44,28 @@ impl Device {
         jid: Option<&BareJid>,
         limit: usize,
     ) -> Result<Vec<history::Entry>, store::Error> {
-        let jid = jid.map(ToString::to_string);
-        self.store.history(&self.index, limit, &|e| {
-            jid.as_ref().is_none_or(|j| e.jids.contains(j))
-        })
+        let Some(jid) = jid else {
+            return self.store.history(&self.index, limit, &|_| true);
+        };
+        // The contact's ids: the one it has now, and those of the changes that named
+        // the address; then every change of those contacts, whatever it named.
+        let address = jid.to_string();
+        let mut ids: BTreeSet<String> = self
+            .store
+            .history(&self.index, usize::MAX, &|e| e.jids.contains(&address))?
+            .into_iter()
+            .map(|e| e.contact_id)
+            .collect();
+        if let Some(id) = self
+            .engine
+            .view()
+            .contact_by_jid(jid)
+            .and_then(|c| kith_protocol::item::fields::contact_id(&c.contact))
+        {
+            ids.insert(id.to_owned());
+        }
+        self.store
+            .history(&self.index, limit, &|e| ids.contains(&e.contact_id))
     }
 }
 

@@ -23,7 +23,7 @@ fn touched_jids(request: &Request) -> Option<Vec<&str>> {
         | Request::AddContact { jid, .. }
         | Request::RemoveContact { jid }
         | Request::RestoreContact { jid, .. } => Some(vec![jid]),
-        Request::Log { .. } => Some(vec![]),
+        Request::Log { jid, .. } => Some(jid.as_deref().into_iter().collect()),
         Request::EditContact {
             jid,
             add_jids,

@@ -9,5 +9,7 @@ pub mod merge;
 mod view;
 
 pub use book::Book;
-pub use edit::{Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error, ImportSummary};
+pub use edit::{
+    Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error, ImportSummary, MARK_KEPT_MS,
+};
 pub use view::{GroupEntry, ItemRead, MergedContact, Unreadable, View};

@@ -25,6 +25,8 @@
 mod plan;
 mod writes;
 
+pub use writes::MARK_KEPT_MS;
+
 use std::collections::BTreeMap;
 
 use ed25519_dalek::SigningKey;

@@ -13,6 +13,11 @@ use crate::item::{self, Contact, Extra, Group, GroupRef, NodeKind, Payload, fiel
 use crate::record::{ItemId, Version};
 use crate::seal::{self, Keyring, Opener, Sealed};
 
+/// How long padding keeps a deletion's mark after the contact is gone, so that a
+/// device returning with an edit made without knowing of the deletion is told of it:
+/// 90 days. While an edit keeps the contact shown, the mark is kept whatever its age.
+pub const MARK_KEPT_MS: u64 = 90 * 24 * 3600 * 1000;
+
 /// One planned write.
 pub(super) enum Write {
     Payload(Payload),
@@ -263,21 +268,29 @@ impl<'v> Plan<'v> {
     /// Whether the reserved `item` marks the deletion of a contact that is still
     /// shown (an edit overruled it): padding keeps it.
     fn keeps_mark(&self, view: &View, node: NodeKind, item: &ItemId) -> bool {
-        let extra = match self.writes.get(&(node, *item)) {
-            Some(Write::Payload(Payload::Reserved(extra))) => Some(extra.clone()),
-            Some(_) => None,
+        // (what the item carries, when it was written)
+        let (extra, written_ms) = match self.writes.get(&(node, *item)) {
+            Some(Write::Payload(Payload::Reserved(extra))) => {
+                (Some(extra.clone()), self.stamp.hlc.wall_ms)
+            }
+            Some(_) => (None, 0),
             None => match view.item(node, item) {
-                Some((.., Ok(Payload::Reserved(extra)))) => Some(extra),
-                _ => None,
+                Some((_, _, version, _, Ok(Payload::Reserved(extra)))) => {
+                    (Some(extra), version.hlc.wall_ms)
+                }
+                _ => (None, 0),
             },
         };
+        let recent = self.stamp.hlc.wall_ms.saturating_sub(written_ms) < MARK_KEPT_MS;
         extra
             .iter()
             .flat_map(|e| e.children.iter())
             .filter_map(fields::read_deletion)
             .any(|(cid, _)| {
-                view.contact_by_identity(fields::CONTACT_ID_KIND, cid)
-                    .is_some()
+                recent
+                    || view
+                        .contact_by_identity(fields::CONTACT_ID_KIND, cid)
+                        .is_some()
             })
     }
 
