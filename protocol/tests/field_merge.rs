@@ -50,6 +50,22 @@ fn group_names(f: &mut Fleet, device: usize, c: &MergedContact) -> Vec<String> {
     names
 }
 
+/// The desktop renames Juliet "Jules", the laptop later "Julia", apart; then they
+/// meet.
+fn renamed_apart(f: &mut Fleet) {
+    f.exec(
+        0,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 10),
+    );
+    f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Julia"),
+        WallTime(T0.0 + 20),
+    );
+    f.sync_all(WallTime(T0.0 + 30));
+}
+
 /// A set up: Juliet on both devices, in sync.
 fn juliet() -> Fleet {
     let mut f = Fleet::new(2, 7);
@@ -104,17 +120,7 @@ fn a_rename_and_a_concurrent_group_join_are_both_kept() {
 #[test]
 fn concurrent_renames_keep_one_and_list_the_other() {
     let mut f = juliet();
-    f.exec(
-        0,
-        edit_name("juliet@capulet.lit", "Jules"),
-        WallTime(T0.0 + 10),
-    );
-    f.exec(
-        1,
-        edit_name("juliet@capulet.lit", "Julia"),
-        WallTime(T0.0 + 20),
-    );
-    f.sync_all(WallTime(T0.0 + 30));
+    renamed_apart(&mut f);
     let c = only(&mut f, 0);
     assert_eq!(
         c.contact.name.as_deref(),
@@ -412,17 +418,7 @@ fn an_old_item_a_deletion_knew_of_stays_deleted_whatever_arrives_first() {
 #[test]
 fn a_lost_value_is_restored_as_a_new_edit() {
     let mut f = juliet();
-    f.exec(
-        0,
-        edit_name("juliet@capulet.lit", "Jules"),
-        WallTime(T0.0 + 10),
-    );
-    f.exec(
-        1,
-        edit_name("juliet@capulet.lit", "Julia"),
-        WallTime(T0.0 + 20),
-    );
-    f.sync_all(WallTime(T0.0 + 30));
+    renamed_apart(&mut f);
     assert_eq!(only(&mut f, 0).lost.len(), 1);
     let restore = |n| Command::Restore {
         jid: jid("juliet@capulet.lit"),

@@ -342,6 +342,14 @@ impl Editor {
         Record::sign(space, item, hlc, body, &self.key)
     }
 
+    /// The stamp a check (nothing written) plans with: the clock's last value.
+    fn provisional_stamp(&self) -> Version {
+        Version {
+            hlc: self.clock.last(),
+            device: self.device(),
+        }
+    }
+
     /// Takes a received record's stamp into account.
     pub fn observe(&mut self, hlc: Hlc, now: WallTime) {
         // A stamp too far ahead was held by the replica and is observed when released.
@@ -377,10 +385,7 @@ impl Editor {
         opener: &mut Opener,
         rng: &mut R,
     ) -> Result<(), Error> {
-        let stamp = Version {
-            hlc: self.clock.last(),
-            device: self.device(),
-        };
+        let stamp = self.provisional_stamp();
         let plan = self.plan(view, command, keyring, opener, stamp, rng)?;
         for ((node, _), write) in &plan.writes {
             if keyring.current(*node).is_none() {
@@ -405,17 +410,8 @@ impl Editor {
         keyring: &Keyring,
         rng: &mut R,
     ) -> ImportSummary {
-        let stamp = Version {
-            hlc: self.clock.last(),
-            device: self.device(),
-        };
-        let mut plan = Plan::new(
-            view,
-            keyring
-                .current(NodeKind::Groups)
-                .map(|s| s.value.to_string()),
-            stamp,
-        );
+        let stamp = self.provisional_stamp();
+        let mut plan = Plan::new(view, keyring, stamp);
         self.plan_import(view, &mut plan, contacts, replace, rng)
     }
 

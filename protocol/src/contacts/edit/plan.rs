@@ -22,13 +22,7 @@ impl Editor {
         stamp: Version,
         rng: &mut R,
     ) -> Result<Plan<'v>, Error> {
-        let mut plan = Plan::new(
-            view,
-            keyring
-                .current(NodeKind::Groups)
-                .map(|s| s.value.to_string()),
-            stamp,
-        );
+        let mut plan = Plan::new(view, keyring, stamp);
         let command = command.cleaned();
         match command {
             Command::AddContact { jid, name, groups } => {

@@ -138,12 +138,16 @@ pub(super) struct Plan<'v> {
 }
 
 impl<'v> Plan<'v> {
-    pub(super) fn new(view: &'v View, group_key: Option<String>, stamp: Version) -> Self {
+    /// A plan against `view`, deriving group ids under `keyring`'s current groups
+    /// secret, stamping field changes with `stamp`.
+    pub(super) fn new(view: &'v View, keyring: &Keyring, stamp: Version) -> Self {
         Self {
             view,
             writes: BTreeMap::new(),
             new_groups: BTreeMap::new(),
-            group_key,
+            group_key: keyring
+                .current(NodeKind::Groups)
+                .map(|s| s.value.to_string()),
             stamp,
         }
     }
