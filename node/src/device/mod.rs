@@ -108,6 +108,9 @@ pub struct Device {
     pub(crate) events: VecDeque<Event<PeerId>>,
     /// (id, revoked) of every secret, as last written to `secrets.xml`.
     saved_keyring: BTreeSet<(String, bool)>,
+    /// A keyring the engine handed out, to write once the transaction holding the
+    /// records that deliver its secrets is committed.
+    pending_secrets: Option<Keyring>,
     /// Set when storing failed: the engine then holds what the store does not, so
     /// the node must stop without sending anything more.
     pub(crate) failed: Option<String>,
@@ -299,10 +302,21 @@ impl Device {
             }
         }
         result?;
-        // The keyring file follows the records that deliver its secrets: a crash in
-        // between leaves the secrets in those records, which the engine unwraps
-        // again at the next start.
-        match secrets {
+        if secrets.is_some() {
+            self.pending_secrets = secrets;
+        }
+        if self.store.in_transaction() {
+            // The caller's transaction (an import, a publish) commits later.
+            return Ok(());
+        }
+        self.flush_secrets()
+    }
+
+    /// Writes the keyring the engine last handed out, if not written yet. The file
+    /// follows the records that deliver its secrets: a crash in between leaves the
+    /// secrets in those records, which the engine unwraps again at the next start.
+    pub(crate) fn flush_secrets(&mut self) -> Result<(), store::Error> {
+        match self.pending_secrets.take() {
             Some(keyring) => self.save_keyring(&keyring),
             None => Ok(()),
         }
@@ -359,11 +373,14 @@ impl Device {
         f: impl FnOnce(&mut Self) -> Result<T, crate::control::Error>,
     ) -> Result<T, crate::control::Error> {
         self.store.begin()?;
-        let result = f(self).and_then(|v| self.store.commit().map(|()| v).map_err(Into::into));
+        let result = f(self)
+            .and_then(|v| self.store.commit().map(|()| v).map_err(Into::into))
+            .and_then(|v| self.flush_secrets().map(|()| v).map_err(Into::into));
         if let Err(e) = &result {
             if self.store.in_transaction() {
                 let _ = self.store.rollback();
             }
+            self.pending_secrets = None;
             self.net.clear();
             self.failed = Some(e.to_string());
         }

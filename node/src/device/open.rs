@@ -182,7 +182,10 @@ impl Device {
             self.execute(sync::Command::RotateSecrets)?.map_err(refused)
         })();
         match result {
-            Ok(()) => Ok(self.store.commit()?),
+            Ok(()) => {
+                self.store.commit()?;
+                Ok(self.flush_secrets()?)
+            }
             Err(e) => {
                 let _ = self.store.rollback();
                 Err(e)
@@ -315,6 +318,7 @@ impl Device {
             net: VecDeque::new(),
             events: VecDeque::new(),
             saved_keyring,
+            pending_secrets: None,
             failed: None,
             index: index::Keys::new(&secret),
             partial,
@@ -476,7 +480,10 @@ impl Device {
         // need the whole list): leave that to a full open.
         let mut pending = Vec::new();
         while let Some(out) = device.engine.poll_output() {
-            if matches!(out, Output::Persist(_) | Output::Collect { .. }) {
+            if matches!(
+                out,
+                Output::Persist(_) | Output::Secrets(_) | Output::Collect { .. }
+            ) {
                 return Ok(None);
             }
             pending.push(out);

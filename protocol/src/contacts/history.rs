@@ -42,11 +42,14 @@ pub fn changes_of(payload: &Payload, version: Version) -> Vec<Change> {
             .children
             .iter()
             .find_map(fields::read_deletion)
-            .map(|(cid, _)| Change {
-                contact_id: cid.to_owned(),
-                device: version.device,
-                at: version,
-                what: What::Delete,
+            .map(|d| {
+                let at = d.at.filter(|a| *a <= version).unwrap_or(version);
+                Change {
+                    contact_id: d.contact_id.to_owned(),
+                    device: at.device,
+                    at,
+                    what: What::Delete,
+                }
             })
             .into_iter()
             .collect(),

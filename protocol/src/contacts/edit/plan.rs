@@ -108,7 +108,7 @@ impl Editor {
                     && let Some(cid) = &state.contact_id
                 {
                     mark.children
-                        .push(fields::deletion_element(cid, &state.seen));
+                        .push(fields::deletion_element(cid, &state.seen, stamp));
                 }
                 plan.write(
                     NodeKind::Contacts,
@@ -251,6 +251,11 @@ impl Editor {
                     .collect();
                 for c in mine {
                     plan.write_contact(Some(c), c.contact.clone(), rng);
+                }
+                // Items a deletion made obsolete, that this device's deletion did.
+                let me = self.device();
+                for (item, _) in view.obsolete().filter(|(_, by)| **by == me) {
+                    plan.write(NodeKind::Contacts, *item, Write::Tombstone);
                 }
             }
             Command::Publish { node, item, sealed } => {

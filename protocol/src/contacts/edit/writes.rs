@@ -286,16 +286,13 @@ impl<'v> Plan<'v> {
             },
         };
         let recent = self.stamp.hlc.wall_ms.saturating_sub(written_ms) < MARK_KEPT_MS;
+        // A view of some items only cannot tell whether an item still carries the
+        // contact: it keeps every mark.
         extra
             .iter()
             .flat_map(|e| e.children.iter())
             .filter_map(fields::read_deletion)
-            .any(|(cid, _)| {
-                recent
-                    || view
-                        .contact_by_identity(fields::CONTACT_ID_KIND, cid)
-                        .is_some()
-            })
+            .any(|d| recent || !view.is_whole() || view.carries_contact_id(d.contact_id))
     }
 
     /// Adds or retracts `<reserved/>` items on each node this plan touches.

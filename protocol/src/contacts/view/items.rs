@@ -52,7 +52,8 @@ impl View {
                             self.reserved.remove(&node);
                         }
                     }
-                    if let Some((cid, _)) = deletion_mark(&extra) {
+                    if let Some(d) = deletion_mark(&extra) {
+                        let cid = d.contact_id;
                         if let Some(set) = self.deleted.get_mut(cid) {
                             set.remove(&(old.version, item));
                             if set.is_empty() {
@@ -96,14 +97,17 @@ impl View {
             }
             Ok(Payload::Reserved(extra)) => {
                 self.reserved.entry(node).or_default().insert(item);
-                if let Some((cid, mut seen)) = deletion_mark(extra) {
-                    // A deletion knows nothing later than itself.
-                    seen.retain(|_, v| *v <= new.version);
+                if let Some(d) = deletion_mark(extra) {
+                    // The deletion is as old as it says (a rewrite keeps that), and
+                    // knows nothing later than itself.
+                    let at = d.at.filter(|a| *a <= new.version).unwrap_or(new.version);
+                    let mut seen = d.seen;
+                    seen.retain(|_, v| *v <= at);
                     self.deleted
-                        .entry(cid.to_owned())
+                        .entry(d.contact_id.to_owned())
                         .or_default()
-                        .insert((new.version, item), seen);
-                    self.dirty_contact_id(cid, dirty);
+                        .insert((new.version, item), (at, seen));
+                    self.dirty_contact_id(d.contact_id, dirty);
                 }
             }
             Err(e) => {

@@ -27,7 +27,7 @@ use super::merge;
 use crate::item;
 use crate::item::fields::{self, CONTACT_ID_KIND, Lost};
 use crate::item::{Contact, Group, NodeKind, Payload};
-use crate::record::{Body, ItemId, Record, Space, Version};
+use crate::record::{Body, DeviceId, ItemId, Record, Space, Version};
 use crate::replica::Replica;
 use crate::seal::{self, Keyring, Opener};
 
@@ -104,6 +104,10 @@ struct Read {
     payload: Result<Payload, Unreadable>,
 }
 
+/// The deletion marks of one contact id: by the marking item's (version, id), the
+/// deletion's own version and what it knew.
+type Marks = BTreeMap<(Version, ItemId), (Version, fields::Seen)>;
+
 /// Contact items by identity (type, then normalised value), looked up without
 /// building a key.
 type IdentityIndex = HashMap<String, HashMap<String, BTreeSet<ItemId>>>;
@@ -134,8 +138,11 @@ pub struct View {
     /// Group id → survivors of the contacts that refer to it.
     group_refs: BTreeMap<String, BTreeSet<ItemId>>,
     /// Contact id → the reserved items marking its deletion (by version and item),
-    /// with what each deletion knew of the contact.
-    deleted: BTreeMap<String, BTreeMap<(Version, ItemId), fields::Seen>>,
+    /// with the deletion's own version and what it knew of the contact.
+    deleted: BTreeMap<String, Marks>,
+    /// Items every one of whose contact's items a deletion knew of (not shown), with
+    /// the device of the newest such deletion, which retracts them.
+    obsolete: BTreeMap<ItemId, DeviceId>,
     /// Survivors of the contacts that are [`MergedContact::unsettled`].
     unsettled: BTreeSet<ItemId>,
     /// A partial view (see [`View::partial`]): real items per node that exist but
@@ -212,7 +219,7 @@ fn read(
 
 /// The contact id whose deletion a `<reserved/>` item marks, and what the deletion
 /// knew, if it marks one.
-fn deletion_mark(extra: &item::Extra) -> Option<(&str, fields::Seen)> {
+fn deletion_mark(extra: &item::Extra) -> Option<fields::Deletion<'_>> {
     extra.children.iter().find_map(fields::read_deletion)
 }
 
@@ -385,6 +392,7 @@ impl View {
             if let Some(survivor) = self.contact_index.get(item).copied() {
                 self.remove_contact(survivor, &mut region);
             }
+            self.obsolete.remove(item);
             region.insert(*item);
         }
         // ...is merged again, with whatever it is connected to now.
@@ -478,6 +486,9 @@ impl View {
 
     /// Merges contact items that share identities (transitively) into one contact.
     fn insert_contact(&mut self, component: &[ItemId]) {
+        for item in component {
+            self.obsolete.remove(item);
+        }
         let mut members: Vec<(ItemId, Version, &Contact)> = component
             .iter()
             .filter_map(|item| match self.items.get(&(NodeKind::Contacts, *item)) {
@@ -501,15 +512,23 @@ impl View {
             .collect();
         let mut deletions: Vec<(Version, &fields::Seen)> = Vec::new();
         for cid in cids {
-            for ((v, _), seen) in self.deleted.get(cid).into_iter().flatten() {
-                if !deletions.iter().any(|(d, _)| d == v) {
-                    deletions.push((*v, seen));
+            for (at, seen) in self.deleted.get(cid).into_iter().flatten().map(|(_, d)| d) {
+                if !deletions.iter().any(|(d, _)| d == at) {
+                    deletions.push((*at, seen));
                 }
             }
         }
         let by_version: Vec<(Version, &Contact)> = members.iter().map(|m| (m.1, m.2)).collect();
-        // Every item made obsolete by a deletion: the contact is gone.
+        // Every item made obsolete by a deletion: the contact is gone, and its items
+        // are left for the device of the newest deletion to retract.
         let Some(merged) = merge::merge(&by_version, &deletions) else {
+            let cleaner = deletions.iter().map(|(d, _)| *d).max().map(|d| d.device);
+            let items: Vec<ItemId> = members.iter().map(|m| m.0).collect();
+            if let Some(cleaner) = cleaner {
+                for item in items {
+                    self.obsolete.insert(item, cleaner);
+                }
+            }
             return;
         };
         let version = merged.newest;

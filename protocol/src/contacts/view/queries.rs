@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{GroupEntry, MergedContact, Unreadable, View, linked, slot};
-use crate::item::{self, NodeKind};
+use crate::item::{self, NodeKind, fields};
 use crate::jid::BareJid;
-use crate::record::ItemId;
+use crate::record::{DeviceId, ItemId};
 
 impl View {
     /// The contacts, sorted by display name (case-folded), then id.
@@ -98,7 +98,9 @@ impl View {
             NodeKind::Contacts => self.contact_index.contains_key(item),
             NodeKind::Groups => self.group_items.contains_key(item),
         };
-        known || self.unreadable.contains_key(&(node, *item))
+        known
+            || self.unreadable.contains_key(&(node, *item))
+            || (node == NodeKind::Contacts && self.obsolete.contains_key(item))
     }
 
     /// Whether `item` is live on `node` (not retracted), readable or not.
@@ -109,10 +111,22 @@ impl View {
     /// Number of live contact and group items (reserved ones included) on `node`.
     pub fn live_items(&self, node: NodeKind) -> usize {
         let real = match node {
-            NodeKind::Contacts => self.contact_index.len(),
+            NodeKind::Contacts => self.contact_index.len() + self.obsolete.len(),
             NodeKind::Groups => self.group_items.len(),
         };
         real + self.unloaded[slot(node)] + self.reserved_count(node)
+    }
+
+    /// Whether a live item (shown, or made obsolete by a deletion and not yet
+    /// retracted) carries the contact id `cid`.
+    pub fn carries_contact_id(&self, cid: &str) -> bool {
+        linked(&self.by_identity, fields::CONTACT_ID_KIND, cid).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Items a deletion made obsolete (not shown), with the device that retracts
+    /// them: the author of the newest deletion.
+    pub fn obsolete(&self) -> impl Iterator<Item = (&ItemId, &DeviceId)> + '_ {
+        self.obsolete.iter()
     }
 
     /// The contacts that are [`MergedContact::unsettled`], by survivor.

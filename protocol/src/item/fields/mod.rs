@@ -43,7 +43,7 @@ mod problem;
 mod seen;
 
 pub use problem::Problem;
-pub use seen::{Seen, covers, deletion_element, join, read_deletion};
+pub use seen::{Deletion, Seen, covers, deletion_element, join, read_deletion};
 use seen::{hex, parse_hex32};
 
 /// Namespace of the field-stamps element.

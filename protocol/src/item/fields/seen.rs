@@ -29,46 +29,73 @@ pub fn join(a: &mut Seen, b: &Seen) {
     }
 }
 
-/// The element a `<reserved/>` item carries when it was a deleted contact's item:
-/// the contact id and what the deletion knew of the contact.
-pub fn deletion_element(contact_id: &str, seen: &Seen) -> Element {
-    let tokens: Vec<String> = seen
-        .values()
-        .map(|v| format!("{}:{}.{}", hex(&v.device.0), v.hlc.wall_ms, v.hlc.counter))
-        .collect();
+/// `device-hex:wall_ms.counter`.
+fn version_token(v: &Version) -> String {
+    format!("{}:{}.{}", hex(&v.device.0), v.hlc.wall_ms, v.hlc.counter)
+}
+
+fn parse_version_token(t: &str) -> Option<Version> {
+    let (d, stamp) = t.split_once(':')?;
+    let device = parse_hex32(d)?;
+    let (ms, c) = stamp.split_once('.')?;
+    Some(Version {
+        hlc: Hlc {
+            wall_ms: ms.parse().ok()?,
+            counter: c.parse().ok()?,
+        },
+        device,
+    })
+}
+
+/// A deletion of a contact, as the `<reserved/>` item that marks it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion<'a> {
+    /// The contact id.
+    pub contact_id: &'a str,
+    /// What the deletion knew of the contact.
+    pub seen: Seen,
+    /// The deletion itself (which device, when), if the mark says; a rewrite of the
+    /// mark (after a rotation) keeps it, so it names the deletion, not the rewrite.
+    pub at: Option<Version>,
+}
+
+/// The element a `<reserved/>` item carries when it marks a contact's deletion: the
+/// contact id, what the deletion knew of the contact, and the deletion's stamp.
+pub fn deletion_element(contact_id: &str, seen: &Seen, at: Version) -> Element {
+    let tokens: Vec<String> = seen.values().map(version_token).collect();
     Element::new(NS, "deleted")
         .with_attr("contact", contact_id.to_owned())
         .with_attr("seen", tokens.join(" "))
+        .with_attr("at", version_token(&at))
 }
 
-/// Reads a deletion element: the contact id and what the deletion knew; `None` when
-/// it does not read (it is then not a deletion mark).
-pub fn read_deletion(el: &Element) -> Option<(&str, Seen)> {
+/// Reads a deletion element; `None` when it does not read (it is then not a
+/// deletion mark).
+pub fn read_deletion(el: &Element) -> Option<Deletion<'_>> {
     if !el.is(NS, "deleted") {
         return None;
     }
-    let cid = el.attr("contact").filter(|c| valid_id(c))?;
+    let contact_id = el.attr("contact").filter(|c| valid_id(c))?;
     let mut seen = Seen::new();
     for t in el
         .attr("seen")?
         .split_ascii_whitespace()
         .take(MAX_DEVICES + 1)
     {
-        let (d, stamp) = t.split_once(':')?;
-        let device = parse_hex32(d)?;
-        let (ms, c) = stamp.split_once('.')?;
-        let v = Version {
-            hlc: Hlc {
-                wall_ms: ms.parse().ok()?,
-                counter: c.parse().ok()?,
-            },
-            device,
-        };
-        if seen.insert(device, v).is_some() {
+        let v = parse_version_token(t)?;
+        if seen.insert(v.device, v).is_some() {
             return None;
         }
     }
-    (seen.len() <= MAX_DEVICES).then_some((cid, seen))
+    let at = match el.attr("at") {
+        Some(t) => Some(parse_version_token(t)?),
+        None => None,
+    };
+    (seen.len() <= MAX_DEVICES).then_some(Deletion {
+        contact_id,
+        seen,
+        at,
+    })
 }
 
 pub(super) fn hex(b: &[u8]) -> String {

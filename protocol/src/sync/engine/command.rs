@@ -93,7 +93,15 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// changed is handed out to persist, and the view is brought up to date for the
     /// `&self` getters.
     pub(super) fn finish_step(&mut self, now: Now) {
-        self.settle(now);
+        self.finish(now, true);
+    }
+
+    /// [`Engine::finish_step`]; without `settle` (at construction: opening a device
+    /// writes nothing of its own accord) contacts are left as they are.
+    pub(super) fn finish(&mut self, now: Now, settle: bool) {
+        if settle {
+            self.settle(now);
+        }
         let now = self.keyring_state();
         if now != self.saved_keyring {
             self.saved_keyring = now;

@@ -206,8 +206,18 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         // A secret held since the start (from pairing, or from the stored keyring
         // after a restart) that a delivery set aside since carried was never vouched
         // for by being held: it was stored because of that delivery.
-        let disavowed = self.secrets_set_aside(now);
-        self.base_secrets.retain(|id| !disavowed.contains(id));
+        // (Unwrapping is costly: done again only when the set-aside records changed.)
+        let set_aside = self
+            .book
+            .replica()
+            .quarantined()
+            .filter(|r| r.space == Space::Keys)
+            .count();
+        if set_aside != self.set_aside_keys {
+            self.set_aside_keys = set_aside;
+            let disavowed = self.secrets_set_aside(now);
+            self.base_secrets.retain(|id| !disavowed.contains(id));
+        }
         let replica = self.book.replica();
         let vouched: BTreeSet<&String> = self
             .unwrapped

@@ -272,6 +272,8 @@ pub struct Engine<P> {
     stats: Stats,
     /// The keyring as last handed out to persist.
     saved_keyring: command::KeyringState,
+    /// How many set-aside key records the last audit looked at.
+    set_aside_keys: usize,
 }
 
 impl<P: Ord + Clone + Debug> Engine<P> {
@@ -315,6 +317,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             set: None,
             stats: Stats::default(),
             saved_keyring,
+            set_aside_keys: 0,
         };
         // What was persisted is checked again: records dropped after a revocation
         // may still be in the store.
@@ -325,7 +328,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             engine.receive_keys(r, now);
         }
         engine.audit_keys(now);
-        engine.finish_step(now);
+        engine.finish(now, false);
         engine
     }
 

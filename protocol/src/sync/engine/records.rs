@@ -17,7 +17,10 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// opened by a secret that arrived all count.
     pub(super) fn settle(&mut self, now: Now) {
         let me = self.book.device();
-        if self.book.view().unsettled().any(|c| c.version.device == me) {
+        let view = self.book.view();
+        if view.unsettled().any(|c| c.version.device == me)
+            || view.obsolete().any(|(_, by)| *by == me)
+        {
             // A settle only rewrites what the view already holds; it fails without a
             // current secret, or when a contact's stamps would outgrow their bounds
             // (64 devices): the contact then stays merged in the view, unwritten.
