@@ -1,7 +1,14 @@
 //! The device's history of contact changes (`kith log`): what each stored item of
 //! the contacts node tells of, written next to the item index.
 
-use super::*;
+use std::collections::BTreeSet;
+
+use kith_protocol::contacts::View;
+use kith_protocol::item::{NodeKind, Payload};
+use kith_protocol::jid::BareJid;
+
+use super::Device;
+use crate::store::{self, history, index};
 
 impl Device {
     /// Stores the changes of `history`, naming a deleted contact as the history last

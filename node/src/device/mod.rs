@@ -8,27 +8,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
-use kith_protocol::clock::{Clock as Hlc, WallTime};
-use kith_protocol::contacts::{Book, ItemRead, View};
-use kith_protocol::item::{NodeKind, Payload};
+use kith_protocol::clock::WallTime;
+use kith_protocol::contacts::View;
+use kith_protocol::item::NodeKind;
 use kith_protocol::jid::BareJid;
-use kith_protocol::keys::{KeyWrap, OxWrap};
-use kith_protocol::ox::{self, DeviceKey};
-use kith_protocol::record::DeviceId;
-use kith_protocol::record::{ItemId, Space};
-use kith_protocol::roster::{Entry, Role};
+use kith_protocol::record::{DeviceId, ItemId};
 use kith_protocol::seal::Keyring;
 use kith_protocol::sync::{self, Engine, Event, Input, Now, Output};
 use libp2p::PeerId;
-use rand::RngExt;
-use tracing::warn;
-
-use crate::control::Request;
 
 mod changes;
 mod open;
 
-use crate::store::{self, Account, Lock, Store, history, index};
+use crate::store::{self, Account, Lock, Store, index};
 use changes::history_of;
 
 /// Why a device cannot be created or opened.

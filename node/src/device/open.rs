@@ -1,7 +1,26 @@
 //! Opening a data directory: creating a device, reading what it stored, and the
 //! partial open that loads only the items one command touches.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use kith_protocol::clock::Clock as Hlc;
+use kith_protocol::contacts::{Book, ItemRead, View};
+use kith_protocol::item::{NodeKind, Payload};
+use kith_protocol::jid::BareJid;
+use kith_protocol::keys::{KeyWrap, OxWrap};
+use kith_protocol::ox::{self, DeviceKey};
+use kith_protocol::record::{DeviceId, ItemId, Space};
+use kith_protocol::roster::{Entry, Role};
+use kith_protocol::seal::Keyring;
+use kith_protocol::sync::{self, Engine, Output};
+use rand::RngExt;
+use tracing::warn;
+
+use super::{Clock, Device, Error, check_name, engine_config, wall_now};
+use crate::control::Request;
+use crate::store::{self, Account, Lock, Store, index};
 
 /// What every way of opening a data directory reads first.
 struct Base {
