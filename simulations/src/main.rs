@@ -26,7 +26,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Runs seeds 1..=K and prints the failing ones.
+    /// Runs seeds 1..=K and prints the failing ones (progress every 100 seeds on stderr).
     Soak {
         #[command(flatten)]
         opts: Opts,
@@ -165,6 +165,9 @@ fn main() -> ExitCode {
                 if !r.ok() {
                     failing += 1;
                     println!("FAIL seed {seed}: {}", r.to_json());
+                }
+                if seed % 100 == 0 && seed < seeds {
+                    eprintln!("{seed} of {seeds} seeds run, {failing} failing so far");
                 }
             }
             println!("{seeds} seeds, {failing} failing");
