@@ -101,7 +101,8 @@ enum Command {
 /// Options of `kith run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// libp2p listen address (repeatable; default /ip4/0.0.0.0/tcp/0).
+    /// libp2p listen address (repeatable; default /ip4/0.0.0.0/tcp/0). Port 0: a port
+    /// that changes daily and with every rotation of the secrets; another port stays.
     #[arg(long = "listen", value_name = "MULTIADDR")]
     pub(crate) listen: Vec<Multiaddr>,
     /// A peer to dial whatever discovery finds (repeatable).
@@ -113,7 +114,8 @@ pub(crate) struct RunArgs {
     /// Interface mDNS uses (repeatable; default all). Use `lo` to stay on this machine.
     #[arg(long = "mdns-interface", value_name = "IF")]
     pub(crate) mdns_interfaces: Vec<String>,
-    /// TCP port of the XEP-0174 stream listener (default: any free port).
+    /// TCP port of the XEP-0174 stream listener (default: one that changes with the
+    /// libp2p port).
     #[arg(long)]
     pub(crate) xmpp_port: Option<u16>,
     /// Serve pubsub on the stream port to other users and machines too (default:

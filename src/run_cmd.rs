@@ -41,6 +41,7 @@ pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
         mdns_interfaces: args.mdns_interfaces,
         xmpp_port: args.xmpp_port,
         xmpp_lan: args.xmpp_lan,
+        calendar: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -158,3 +158,21 @@ fn configured_peers_work_without_mdns_and_the_srv_port_serves_disco() {
         "no contact data on the stream"
     );
 }
+
+#[test]
+fn devices_restarted_on_any_free_port_find_each_other_again_without_mdns() {
+    let [mut a, mut b]: [Device; 2] = account(&["laptop", "phone"])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("two devices"));
+    // Both restart asking for no port in particular, and nobody tells them where the
+    // other is: each listens on its guise's port of the day, which the other works
+    // out from the secrets and the address it remembers.
+    a.stop();
+    b.stop();
+    a.start();
+    b.start();
+    a.ok(&["contact", "add", "juliet@capulet.lit"]);
+    b.wait("the contact, through the remembered address", |b| {
+        b.jids() == ["juliet@capulet.lit"]
+    });
+}

@@ -119,12 +119,15 @@ fn nodes_in_namespaces_find_each_other_by_mdns_on_veth() {
         s["waiting_for_secret"] == 0 && s["records"]["keys"].as_u64().unwrap_or(0) > 0
     });
 
-    // Both restart on new ports: the addresses they remember are stale, so only
-    // mDNS on the veth pair can bring them together again.
+    // Both restart on ports of their own choosing (not the guise's ports, which own
+    // devices work out): the addresses they remember are stale, so only mDNS on the
+    // veth pair can bring them together again. The namespaces are this test's own,
+    // so the ports are free.
     a.stop();
     b.stop();
-    a.start_with(&listen(0), &["--mdns-interface", &net.veth[0]]);
-    b.start_with(&listen(1), &["--mdns-interface", &net.veth[1]]);
+    let fixed = |i: usize| format!("/ip4/{}/tcp/{}", net.ip[i], 40_001 + i);
+    a.start_with(&fixed(0), &["--mdns-interface", &net.veth[0]]);
+    b.start_with(&fixed(1), &["--mdns-interface", &net.veth[1]]);
     a.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
     b.wait("the contact over mDNS-found connection", |b| {
         b.jids() == ["juliet@capulet.lit"]

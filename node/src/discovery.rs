@@ -1,17 +1,20 @@
 //! XEP-0174 link-local discovery with mdns-sd: this device's `_presence._tcp`
 //! advertisement, and browsing for the advertisements of its own devices.
 //!
-//! * Instance `<label>@<machine>`: the label is random per device, never the JID.
+//! * Everything an advertisement shows that could name the device is its *guise*
+//!   ([`Guise`]): the instance `<label>@<host>`, the host name of the SRV target and
+//!   the A records, `kith.tag`, and (by default) both ports. All are HMAC-SHA-256
+//!   values keyed with a roster secret over the day number (UTC) and the device id,
+//!   so they change together every day and with every rotation of the secrets, and
+//!   to anyone without the secret the guises of two days are unrelated random
+//!   values. The machine's own host name and the JID are never published.
 //! * TXT: `txtvers=1` first, `status=avail`, `port.p2pj` equal to the SRV port (the
-//!   XEP-0174 XML stream port), then kith's keys: `kith.tag` (the rotating device
-//!   tag) and `kith.p2p` (the libp2p TCP port); XEP-0115 `hash`, `node` and `ver`
-//!   of the stream port's disco#info (XEP-0174 §6.2). `1st`, `last`, `jid` are
-//!   never published.
-//! * The tag is 16 hex digits of HMAC-SHA-256 keyed with a roster secret, over the
-//!   day number (UTC) and the device id. Own devices recognise it by trying the
-//!   secrets they hold for each roster device, for yesterday, today and tomorrow;
-//!   to anyone else it is a random value that changes every day and with every
-//!   rotation of the secrets.
+//!   XEP-0174 XML stream port), then kith's keys: `kith.tag` and `kith.p2p` (the
+//!   libp2p TCP port); XEP-0115 `hash`, `node` and `ver` of the stream port's
+//!   disco#info (XEP-0174 §6.2). `1st`, `last`, `jid` are never published.
+//! * Own devices recognise a tag by trying the secrets they hold for each roster
+//!   device, for yesterday, today and tomorrow, and can compute the ports a device
+//!   listens on that day (to dial an address they remember).
 //! * Only the interfaces asked for are used (all of them when none is named). IPv6
 //!   is not used: link-local IPv6 addresses need a scope id that TCP multiaddrs
 //!   cannot carry portably, and every LAN this serves has IPv4; resolved IPv6
@@ -19,6 +22,8 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hmac::{Hmac, Mac};
 use kith_protocol::record::DeviceId;
@@ -37,18 +42,96 @@ pub struct Error(String);
 
 /// One device's tag for day `day` under `key`.
 pub fn tag(key: &[u8], day: u64, device: &DeviceId) -> String {
+    hex(&mac(key, b"kith mdns tag\0", day, device)[..8])
+}
+
+fn mac(key: &[u8], domain: &[u8], day: u64, device: &DeviceId) -> [u8; 32] {
     // Invariant: HMAC accepts keys of any length.
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(b"kith mdns tag\0");
+    mac.update(domain);
     mac.update(&day.to_be_bytes());
     mac.update(&device.0);
-    let d = mac.finalize().into_bytes();
-    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize().into_bytes().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first port a guise may choose: the IANA dynamic range.
+pub const FIRST_PORT: u16 = 49_152;
+
+/// What a device shows on the LAN during one day under one key. Every field is
+/// derived from the same key, day and device, so they all change together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guise {
+    /// The instance label (before `@`): 8 hex digits.
+    pub label: String,
+    /// The advertised host name (without `.local.`): `h` and 10 hex digits.
+    pub host: String,
+    /// The `kith.tag` ([`tag`]).
+    pub tag: String,
+    /// The libp2p port it listens on when no address is configured.
+    pub p2p_port: u16,
+    /// The XEP-0174 stream port it listens on when none is configured.
+    pub stream_port: u16,
+}
+
+impl Guise {
+    /// The guise of `device` for day `day` under `key`.
+    pub fn of(key: &[u8], day: u64, device: &DeviceId) -> Self {
+        let m = mac(key, b"kith mdns guise\0", day, device);
+        let port = |a: u8, b: u8| FIRST_PORT + u16::from_be_bytes([a, b]) % (u16::MAX - FIRST_PORT);
+        let mut stream_port = port(m[13], m[14]);
+        let p2p_port = port(m[11], m[12]);
+        if stream_port == p2p_port {
+            stream_port = FIRST_PORT + (stream_port - FIRST_PORT + 1) % (u16::MAX - FIRST_PORT);
+        }
+        Self {
+            label: hex(&m[..4]),
+            host: format!("h{}", hex(&m[4..9])),
+            tag: tag(key, day, device),
+            p2p_port,
+            stream_port,
+        }
+    }
+
+    /// The instance name: `label@host`.
+    pub fn instance(&self) -> String {
+        format!("{}@{}", self.label, self.host)
+    }
 }
 
 /// The day number of a Unix time in milliseconds.
 pub fn day(unix_ms: u64) -> u64 {
     unix_ms / 86_400_000
+}
+
+/// Where discovery reads the day from: the system clock, or a time set by hand (for
+/// tests: a day passes without waiting one). Clones share the time set.
+#[derive(Debug, Clone, Default)]
+pub struct Calendar(Option<Arc<AtomicU64>>);
+
+impl Calendar {
+    /// A calendar that reads `unix_ms` until [`Calendar::set`] moves it.
+    pub fn manual(unix_ms: u64) -> Self {
+        Self(Some(Arc::new(AtomicU64::new(unix_ms))))
+    }
+
+    /// Moves a manual calendar (and its clones) to `unix_ms`; a system one ignores it.
+    pub fn set(&self, unix_ms: u64) {
+        if let Some(t) = &self.0 {
+            t.store(unix_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// The day number now.
+    pub fn today(&self) -> u64 {
+        day(match &self.0 {
+            Some(t) => t.load(Ordering::Relaxed),
+            None => crate::device::wall_now().0,
+        })
+    }
 }
 
 /// An advertisement of another kith device, seen by browsing.
@@ -63,10 +146,12 @@ pub struct Seen {
 }
 
 /// What this device advertises.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advert {
     /// Instance label (before `@`).
     pub label: String,
+    /// Host name of the SRV target and the address records (without `.local.`).
+    pub host: String,
     /// XEP-0174 stream port (the SRV port).
     pub srv_port: u16,
     /// libp2p TCP port.
@@ -79,7 +164,6 @@ pub struct Advert {
 pub struct Discovery {
     daemon: ServiceDaemon,
     fullname: Option<String>,
-    machine: String,
 }
 
 impl std::fmt::Debug for Discovery {
@@ -87,29 +171,6 @@ impl std::fmt::Debug for Discovery {
         f.debug_struct("Discovery")
             .field("fullname", &self.fullname)
             .finish_non_exhaustive()
-    }
-}
-
-pub(crate) fn machine_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let name = if rc == 0 {
-        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
-    // The machine part must be US-ASCII (XEP-0174 §3).
-    let clean: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(63)
-        .collect();
-    if clean.is_empty() {
-        "kith".into()
-    } else {
-        clean
     }
 }
 
@@ -181,7 +242,6 @@ impl Discovery {
             Self {
                 daemon,
                 fullname: None,
-                machine: machine_name(),
             },
             rx,
         ))
@@ -192,9 +252,10 @@ impl Discovery {
         self.fullname.as_deref()
     }
 
-    /// Advertises (or re-advertises with a new tag).
+    /// Advertises (or re-advertises with a new guise: the previous instance is
+    /// withdrawn first, with an mDNS goodbye).
     pub fn advertise(&mut self, advert: &Advert) -> Result<(), Error> {
-        let instance = format!("{}@{}", advert.label, self.machine);
+        let instance = format!("{}@{}", advert.label, advert.host);
         let srv = advert.srv_port.to_string();
         let p2p = advert.p2p_port.to_string();
         let ver = crate::xmpp::stanza::caps_ver();
@@ -211,14 +272,21 @@ impl Discovery {
         let info = ServiceInfo::new(
             SERVICE,
             &instance,
-            &format!("{}.local.", self.machine),
+            &format!("{}.local.", advert.host),
             "",
             advert.srv_port,
             &txt[..],
         )
         .map_err(|e| Error(e.to_string()))?
         .enable_addr_auto();
-        self.fullname = Some(info.get_fullname().to_owned());
+        let fullname = info.get_fullname().to_owned();
+        if let Some(old) = self.fullname.take()
+            && old != fullname
+        {
+            // The goodbye is sent by the daemon's own thread; no need to wait.
+            let _ = self.daemon.unregister(&old);
+        }
+        self.fullname = Some(fullname);
         self.daemon.register(info).map_err(|e| Error(e.to_string()))
     }
 
@@ -248,5 +316,49 @@ mod tests {
         assert_ne!(t, tag(b"secret", 20_001, &d));
         assert_ne!(t, tag(b"other", 20_000, &d));
         assert_ne!(t, tag(b"secret", 20_000, &DeviceId([2; 32])));
+    }
+
+    /// Every value of one guise, as an observer would write them down.
+    fn shown(g: &Guise) -> Vec<String> {
+        vec![
+            g.label.clone(),
+            g.host.clone(),
+            g.tag.clone(),
+            g.instance(),
+            g.p2p_port.to_string(),
+            g.stream_port.to_string(),
+        ]
+    }
+
+    #[test]
+    fn a_guise_is_stable_for_a_day_and_shares_nothing_with_the_next_or_another_key() {
+        let d = DeviceId([1; 32]);
+        let today = Guise::of(b"secret", 20_000, &d);
+        assert_eq!(today, Guise::of(b"secret", 20_000, &d));
+        assert_eq!(today.tag, tag(b"secret", 20_000, &d));
+        for other in [
+            Guise::of(b"secret", 20_001, &d),
+            Guise::of(b"rotated", 20_000, &d),
+            Guise::of(b"secret", 20_000, &DeviceId([2; 32])),
+        ] {
+            for value in shown(&today) {
+                assert!(
+                    !shown(&other).contains(&value),
+                    "{value} is shown by both {today:?} and {other:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn guise_names_are_valid_dns_labels_and_ports_are_dynamic_and_distinct() {
+        for n in 0..2_000u64 {
+            let g = Guise::of(&n.to_be_bytes(), n, &DeviceId([n as u8; 32]));
+            assert_eq!(g.label.len(), 8);
+            assert!(g.host.len() == 11 && g.host.starts_with('h'));
+            assert!(g.host.chars().all(|c| c.is_ascii_alphanumeric()));
+            assert!(g.p2p_port >= FIRST_PORT && g.stream_port >= FIRST_PORT);
+            assert_ne!(g.p2p_port, g.stream_port);
+        }
     }
 }

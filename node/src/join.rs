@@ -296,14 +296,12 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
         .filter_map(|b| Record::decode(&b).ok())
         .filter(|r| r.space == Space::Roster && r.verify().is_ok())
         .collect();
-    let label = format!("kith-{:08x}", rand::rng().random::<u32>());
     let mut device = Device::create(
         dir,
         Account {
             jid: account_jid.to_string(),
             genesis,
             name: name.to_owned(),
-            label,
         },
         secret,
         Some(ox),

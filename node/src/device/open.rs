@@ -60,12 +60,6 @@ fn touched_jids(request: &Request) -> Option<Vec<&str>> {
     }
 }
 
-fn random_label() -> String {
-    let mut rng = rand::rng();
-    let n: u32 = rng.random();
-    format!("kith-{n:08x}")
-}
-
 impl Device {
     /// Creates a device in `dir`: keys, the roster's first entry (this device, as
     /// genesis) and the first secrets.
@@ -81,7 +75,6 @@ impl Device {
                 jid: jid.to_string(),
                 genesis: me.0,
                 name: name.to_owned(),
-                label: random_label(),
             },
             secret,
             None,

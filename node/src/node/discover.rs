@@ -1,18 +1,35 @@
-//! Finding roster devices: mDNS sightings, the advertisement, re-dialling known
-//! addresses, and the periodic housekeeping.
+//! Finding roster devices: mDNS sightings, the advertisement and the guise it
+//! shows (rotated with the listeners it names), re-dialling known addresses, and the
+//! periodic housekeeping.
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use kith_protocol::item::NodeKind;
 use kith_protocol::record::DeviceId;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId};
 use tracing::{debug, info, warn};
 
-use super::{Error, Node, tcp_port};
-use crate::device::wall_now;
-use crate::discovery::{self, Advert, Seen};
+use super::{Error, Node, bind_stream, listen_moving};
+use crate::device::{Device, wall_now};
+use crate::discovery::{self, Advert, Calendar, Guise, Seen};
 use crate::{net, store};
+
+/// How many remembered IP addresses of one device are tried with its guise's ports.
+const MAX_REDIAL_IPS: usize = 4;
+
+/// The guise `device` wears today: from its current contacts secret, or the genesis
+/// key before it has one (what its own devices try when they see a tag).
+pub(super) fn guise(device: &Device, calendar: &Calendar) -> Guise {
+    let key = match device.engine.keyring().current(NodeKind::Contacts) {
+        Some(s) => s.value.as_bytes().to_vec(),
+        None => device.account.genesis.to_vec(),
+    };
+    Guise::of(&key, calendar.today(), &device.id())
+}
 
 impl Node {
     /// Matches an advertisement against the roster's tags and dials the device.
@@ -20,7 +37,7 @@ impl Node {
         if self.discovery.as_ref().and_then(|d| d.fullname()) == Some(seen.fullname.as_str()) {
             return;
         }
-        let today = discovery::day(wall_now().0);
+        let today = self.calendar.today();
         let mut keys: Vec<Vec<u8>> = self
             .device
             .engine
@@ -62,31 +79,28 @@ impl Node {
         }
     }
 
-    /// The tag this device advertises: from the current contacts secret, or the
-    /// genesis key before it has one.
-    pub(super) fn own_tag(&mut self) -> String {
-        let me = self.device.id();
-        let key = match self.device.engine.keyring().current(NodeKind::Contacts) {
-            Some(s) => s.value.as_bytes().to_vec(),
-            None => self.device.account.genesis.to_vec(),
-        };
-        discovery::tag(&key, discovery::day(wall_now().0), &me)
-    }
-
+    /// Puts on the guise of the day (after a day change or a rotation of the secrets)
+    /// and advertises it: the instance and the stream's address change, and the
+    /// listeners on default ports move to the guise's ports (connections stay).
     pub(super) fn readvertise(&mut self) {
+        let guise = guise(&self.device, &self.calendar);
+        if guise != self.guise {
+            self.put_on(guise);
+        }
         if self.discovery.is_none() {
             return;
         }
-        let Some(p2p_port) = self.listen.iter().find_map(tcp_port) else {
+        let Some(p2p_port) = self.p2p_port else {
             return;
         };
         let advert = Advert {
-            label: self.device.account.label.clone(),
+            label: self.guise.label.clone(),
+            host: self.guise.host.clone(),
             srv_port: self.xmpp_port,
             p2p_port,
-            tag: self.own_tag(),
+            tag: self.guise.tag.clone(),
         };
-        if self.advert.as_ref().is_some_and(|a| a.tag == advert.tag) {
+        if self.advert.as_ref() == Some(&advert) {
             return;
         }
         if let Some(d) = self.discovery.as_mut() {
@@ -98,6 +112,75 @@ impl Node {
         self.advert = Some(advert);
     }
 
+    fn put_on(&mut self, guise: Guise) {
+        debug!("new guise {}", guise.instance());
+        let mut moved = false;
+        for (old, addr) in std::mem::take(&mut self.moving) {
+            match listen_moving(&mut self.swarm, &addr, guise.p2p_port) {
+                Ok(id) => {
+                    self.swarm.remove_listener(old);
+                    self.moving.push((id, addr));
+                    moved = true;
+                }
+                Err(e) => {
+                    warn!("cannot move the libp2p listener: {e}");
+                    self.moving.push((old, addr));
+                }
+            }
+        }
+        if moved {
+            // Advertised once the swarm reports the port it listens on.
+            self.p2p_port = None;
+        }
+        if let Some((tx, ip)) = &self.stream_rebind {
+            let bound = bind_stream(*ip, guise.stream_port).or_else(|_| bind_stream(*ip, 0));
+            match bound.and_then(|l| Ok((l.local_addr()?.port(), l))) {
+                Ok((port, listener)) => {
+                    if tx.try_send(listener).is_ok() {
+                        self.xmpp_port = port;
+                    }
+                }
+                Err(e) => warn!("cannot move the XEP-0174 listener: {e}"),
+            }
+        }
+        self.xmpp_instance = guise.instance();
+        self.instance_tx.send_replace(self.xmpp_instance.clone());
+        self.guise = guise;
+    }
+
+    /// Where a roster device may listen: the addresses remembered for it, and on
+    /// each of their IP addresses the ports of its guises of yesterday and today (it
+    /// moved them unless its addresses are configured).
+    fn likely_addrs(&self, device: &DeviceId, remembered: Vec<Multiaddr>) -> Vec<Multiaddr> {
+        let today = self.calendar.today();
+        let mut keys = vec![self.device.account.genesis.to_vec()];
+        if let Some(s) = self.device.engine.keyring().current(NodeKind::Contacts) {
+            keys.push(s.value.as_bytes().to_vec());
+        }
+        let ips: BTreeSet<Ipv4Addr> = remembered
+            .iter()
+            .flat_map(|a| a.iter())
+            .filter_map(|p| match p {
+                Protocol::Ip4(ip) if !ip.is_unspecified() => Some(ip),
+                _ => None,
+            })
+            .take(MAX_REDIAL_IPS)
+            .collect();
+        let mut addrs = remembered;
+        for ip in ips {
+            for key in &keys {
+                for day in today.saturating_sub(1)..=today {
+                    let port = Guise::of(key, day, device).p2p_port;
+                    let addr = Multiaddr::from(ip).with(Protocol::Tcp(port));
+                    if !addrs.contains(&addr) {
+                        addrs.push(addr);
+                    }
+                }
+            }
+        }
+        addrs
+    }
+
     pub(super) fn redial_known(&mut self) -> Result<(), Error> {
         let known = self.device.store.peers()?;
         for store::KnownPeer { device, addrs, .. } in known {
@@ -107,10 +190,11 @@ impl Node {
             if !self.allowed.contains(&peer) || self.connected.contains_key(&peer) {
                 continue;
             }
-            let mut addrs: Vec<Multiaddr> = addrs
+            let remembered: Vec<Multiaddr> = addrs
                 .split_whitespace()
                 .filter_map(|a| a.parse().ok())
                 .collect();
+            let mut addrs = self.likely_addrs(&DeviceId(device), remembered);
             if let Some((_, seen)) = self.seen.get(&peer) {
                 addrs.extend(seen.iter().cloned());
             }

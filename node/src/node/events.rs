@@ -32,15 +32,22 @@ impl Node {
 
     pub(super) fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<(), Error> {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
                 info!("listening on {address}/p2p/{}", self.me);
-                if self.remember_port
-                    && let Some(port) = tcp_port(&address)
-                {
-                    self.device.store.set_listen_port(port)?;
+                if self.moving.is_empty() || self.moving.iter().any(|(id, _)| *id == listener_id) {
+                    self.p2p_port = self.p2p_port.or_else(|| tcp_port(&address));
                 }
                 self.listen.push(address);
                 self.readvertise();
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen.retain(|a| *a != address);
+            }
+            SwarmEvent::ListenerClosed { addresses, .. } => {
+                self.listen.retain(|a| !addresses.contains(a));
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kith_protocol::record::DeviceId;
 use kith_protocol::sync::{Input, Output, RequestId};
+use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub};
@@ -26,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::control::{self, Reply, Request};
 use crate::device::{Device, wall_now};
-use crate::discovery::{self, Advert, Discovery, Seen};
+use crate::discovery::{self, Advert, Discovery, Guise, Seen};
 use crate::net::{self, Behaviour, PairBehaviour};
 use crate::service::NetInfo;
 use crate::{socket, store, xmpp};
@@ -48,6 +49,9 @@ pub struct Options {
     /// own user on this machine only when false; disco is served to all; retract
     /// stays the node's user's).
     pub xmpp_lan: bool,
+    /// Where discovery reads the day its guise changes with (the system clock by
+    /// default).
+    pub calendar: discovery::Calendar,
 }
 
 /// Why the node stopped with an error.
@@ -159,10 +163,19 @@ struct Node {
     /// Configured addresses, and the peer found there.
     configured: Vec<(Multiaddr, Option<PeerId>)>,
     listen: Vec<Multiaddr>,
+    /// The libp2p listeners that move with the guise (those asked for on port 0), with
+    /// the address asked for; the port advertised, once known.
+    moving: Vec<(ListenerId, Multiaddr)>,
+    p2p_port: Option<u16>,
     xmpp_port: u16,
+    /// New XEP-0174 stream listeners for the server task (none when the port is
+    /// configured), and the address they bind.
+    stream_rebind: Option<(mpsc::Sender<tokio::net::TcpListener>, IpAddr)>,
     xmpp_instance: String,
-    /// Whether to remember the listen port for the next run (default listening).
-    remember_port: bool,
+    instance_tx: watch::Sender<String>,
+    calendar: discovery::Calendar,
+    /// What this device shows on the LAN now.
+    guise: Guise,
     discovery: Option<Discovery>,
     advert: Option<Advert>,
     /// mDNS sightings of roster devices: when first seen, and where.
@@ -178,6 +191,44 @@ fn bind_ip(listen: &[Multiaddr]) -> IpAddr {
             _ => None,
         })
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// `/ip4/0.0.0.0/tcp/PORT`.
+fn any_ip(port: u16) -> Multiaddr {
+    Multiaddr::empty()
+        .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
+        .with(Protocol::Tcp(port))
+}
+
+/// Listens on `addr` (asked for on port 0) at `port`, or any free port if that one
+/// is taken.
+fn listen_moving(
+    swarm: &mut Swarm<Behaviour>,
+    addr: &Multiaddr,
+    port: u16,
+) -> Result<ListenerId, Error> {
+    let at = |port: u16| -> Multiaddr {
+        addr.iter()
+            .map(|p| match p {
+                Protocol::Tcp(_) => Protocol::Tcp(port),
+                other => other,
+            })
+            .collect()
+    };
+    swarm.listen_on(at(port)).or_else(|_| {
+        debug!("port {port} is taken; listening on another");
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| Error::Listen(format!("{addr}: {}", reason(&e))))
+    })
+}
+
+/// A listener for XEP-0174 streams, bound at once (no await: also from the node's
+/// synchronous handlers, inside its runtime).
+fn bind_stream(ip: IpAddr, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::bind((ip, port))?;
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
 }
 
 fn tcp_port(addr: &Multiaddr) -> Option<u16> {
@@ -219,35 +270,26 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     .map_err(Error::Network)?;
     let mut swarm =
         net::swarm(keypair, behaviour, Duration::from_secs(24 * 3600)).map_err(Error::Network)?;
-    // By default the port of the last run, so that the addresses other devices
-    // remember stay right; any free port if it is taken.
-    let remembered = device
-        .store
-        .listen_port()?
-        .filter(|_| options.listen.is_empty());
+    // Where no port is asked for (port 0, the default), the ports of the day's guise:
+    // own devices that remember an address work out where to dial, and an observer
+    // cannot follow the device by them; any free port if one is taken.
+    let calendar = options.calendar.clone();
+    let guise = discover::guise(&device, &calendar);
     let listen = if options.listen.is_empty() {
-        vec![
-            Multiaddr::empty()
-                .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
-                .with(Protocol::Tcp(remembered.unwrap_or(0))),
-        ]
+        vec![any_ip(0)]
     } else {
         options.listen.clone()
     };
+    let mut moving = Vec::new();
     for addr in &listen {
-        let mut bound = swarm.listen_on(addr.clone());
-        if bound.is_err() && remembered.is_some() {
-            warn!(
-                "port {} is taken; listening on another",
-                remembered.unwrap_or(0)
-            );
-            bound = swarm.listen_on(
-                Multiaddr::empty()
-                    .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
-                    .with(Protocol::Tcp(0)),
-            );
+        if tcp_port(addr) == Some(0) {
+            let id = listen_moving(&mut swarm, addr, guise.p2p_port)?;
+            moving.push((id, addr.clone()));
+        } else {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| Error::Listen(format!("{addr}: {}", reason(&e))))?;
         }
-        bound.map_err(|e| Error::Listen(format!("{addr}: {}", reason(&e))))?;
         // The pairing listener: same address, a port of its own.
         let pair_addr: Multiaddr = addr
             .iter()
@@ -266,10 +308,14 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         .gossipsub
         .subscribe(&topic)
         .map_err(|e| Error::Network(e.to_string()))?;
-    let xmpp_listener =
-        tokio::net::TcpListener::bind((bind_ip(&listen), options.xmpp_port.unwrap_or(0)))
-            .await
-            .map_err(|e| Error::Listen(format!("XEP-0174 port: {e}")))?;
+    let stream_ip = bind_ip(&listen);
+    let stream_moves = options.xmpp_port.is_none_or(|p| p == 0);
+    let xmpp_listener = if stream_moves {
+        bind_stream(stream_ip, guise.stream_port).or_else(|_| bind_stream(stream_ip, 0))
+    } else {
+        bind_stream(stream_ip, options.xmpp_port.unwrap_or(0))
+    }
+    .map_err(|e| Error::Listen(format!("XEP-0174 port: {e}")))?;
     let xmpp_port = xmpp_listener
         .local_addr()
         .map_err(|e| Error::Listen(e.to_string()))?
@@ -280,7 +326,9 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     } else {
         (None, None)
     };
-    let instance = format!("{}@{}", device.account.label, discovery::machine_name());
+    let instance = guise.instance();
+    let (instance_tx, instance_rx) = watch::channel(instance.clone());
+    let (stream_tx, stream_rx) = mpsc::channel(1);
     let ox_key = device.ox_key().map_err(|e| Error::Failed(e.message))?;
     let mut pep_names = BTreeMap::new();
     let mut device = device;
@@ -301,7 +349,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let (pep_notices, _) = broadcast::channel(xmpp::NOTICE_QUEUE);
     let (pep_secrets, secrets_rx) = watch::channel(None);
     let xmpp_context = xmpp::Context {
-        instance: instance.clone(),
+        instance: instance_rx,
         account: device.jid.to_string(),
         lan: options.xmpp_lan,
         calls: xmpp_calls_tx,
@@ -337,9 +385,14 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         pairing: BTreeMap::new(),
         configured: options.peers.iter().map(|a| (a.clone(), None)).collect(),
         listen: Vec::new(),
+        moving,
+        p2p_port: None,
         xmpp_port,
-        xmpp_instance: instance.clone(),
-        remember_port: options.listen.is_empty(),
+        stream_rebind: stream_moves.then_some((stream_tx, stream_ip)),
+        xmpp_instance: instance,
+        instance_tx,
+        calendar,
+        guise,
         discovery,
         advert: None,
         seen: BTreeMap::new(),
@@ -352,7 +405,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     }
     node.redial_known()?;
     // Spawned last: nothing fallible follows, so it never outlives a failed start.
-    let xmpp_task = tokio::spawn(xmpp::serve(xmpp_listener, xmpp_context));
+    let xmpp_task = tokio::spawn(xmpp::serve(xmpp_listener, stream_rx, xmpp_context));
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
         let result = node.run(calls_rx, xmpp_calls_rx, seen_rx, stop_rx).await;

@@ -129,8 +129,6 @@ pub struct Account {
     pub genesis: [u8; 32],
     /// This device's name.
     pub name: String,
-    /// The mDNS instance label (not the JID).
-    pub label: String,
 }
 
 /// An open invitation, as stored.
@@ -339,6 +337,11 @@ impl Store {
                  ON records (space, item, version, tombstone)",
             )
             .map_err(|e| self.sql(e))?;
+        // Earlier versions kept an mDNS label and the libp2p port across runs: values
+        // that named the device on the LAN for good (discovery's guise replaced them).
+        self.conn
+            .execute("DELETE FROM meta WHERE key IN ('label', 'listen_port')", [])
+            .map_err(|e| self.sql(e))?;
         if self.schema()? != SCHEMA_VERSION {
             self.conn
                 .execute(
@@ -517,7 +520,6 @@ impl Store {
             jid: text(Some(jid)).ok_or_else(|| self.corrupt("account is not UTF-8"))?,
             genesis,
             name: text(get("name")?).unwrap_or_default(),
-            label: text(get("label")?).unwrap_or_default(),
         }))
     }
 
@@ -531,7 +533,6 @@ impl Store {
             ("account", account.jid.as_bytes()),
             ("genesis", &account.genesis[..]),
             ("name", account.name.as_bytes()),
-            ("label", account.label.as_bytes()),
         ] {
             tx.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
@@ -543,32 +544,6 @@ impl Store {
             })?;
         }
         tx.commit().map_err(|e| self.sql(e))
-    }
-
-    /// The libp2p port of the last run with default listening.
-    pub fn listen_port(&self) -> Result<Option<u16>> {
-        let v: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'listen_port'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.sql(e))?;
-        Ok(v.and_then(|b| <[u8; 2]>::try_from(b).ok())
-            .map(u16::from_be_bytes))
-    }
-
-    /// Remembers the libp2p port.
-    pub fn set_listen_port(&mut self, port: u16) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('listen_port', ?1)",
-                [&port.to_be_bytes()[..]],
-            )
-            .map(drop)
-            .map_err(|e| self.sql(e))
     }
 
     /// Stores records (durably when no [`Store::begin`] is open); for each item,
@@ -1184,16 +1159,28 @@ mod tests {
     }
 
     #[test]
-    fn the_listen_port_is_remembered() {
+    fn values_that_named_the_device_on_the_lan_are_erased_when_opened() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.listen_port().unwrap(), None);
-        store.set_listen_port(22_067).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // As an earlier version left them.
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('label', X'6B6974682D3132'),
+                 ('listen_port', X'5633')",
+            )
+            .unwrap();
         drop(store);
-        assert_eq!(
-            Store::open(dir.path()).unwrap().listen_port().unwrap(),
-            Some(22_067)
-        );
+        let store = Store::open(dir.path()).unwrap();
+        let left: i64 = store
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM meta WHERE key IN ('label', 'listen_port')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]

@@ -63,8 +63,9 @@ pub struct Notice {
 /// What every stream task shares.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The advertised instance (`label@machine`): the stream's `from`.
-    pub instance: String,
+    /// The advertised instance (`label@host` of the guise): the stream's `from`. It
+    /// changes with the guise; streams open stay valid.
+    pub instance: watch::Receiver<String>,
     /// The account's bare JID: notifications' and the secrets message's `from`
     /// (sent to allowed streams only).
     pub account: String,
@@ -77,4 +78,11 @@ pub struct Context {
     /// The current secrets message (the `<openpgp/>` element) for the approved
     /// clients; `None` when no client is approved.
     pub secrets: watch::Receiver<Option<Arc<Element>>>,
+}
+
+impl Context {
+    /// The instance now.
+    pub fn instance(&self) -> String {
+        self.instance.borrow().clone()
+    }
 }

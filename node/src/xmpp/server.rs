@@ -17,7 +17,7 @@ use kith_protocol::item::NodeKind;
 use kith_protocol::xml::Element;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::peer::Peer;
 use super::stanza::{self, Incoming, Query, Refusal};
@@ -40,8 +40,13 @@ pub const IDLE_SECS: u64 = 300;
 /// Seconds the node's task may take to answer one request.
 const CALL_SECS: u64 = 60;
 
-/// Serves streams on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, ctx: Context) {
+/// Serves streams on `listener`, and on each listener `moves` brings in its place
+/// (streams already open stay), until the task is dropped.
+pub async fn serve(
+    mut listener: TcpListener,
+    mut moves: mpsc::Receiver<TcpListener>,
+    ctx: Context,
+) {
     let ctx = Arc::new(ctx);
     let network = Admission::new(Limits {
         total: MAX_CONNECTIONS,
@@ -52,7 +57,14 @@ pub async fn serve(listener: TcpListener, ctx: Context) {
         per_key: MAX_LOCAL_CONNECTIONS,
     });
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(next) = moves.recv() => {
+                listener = next;
+                continue;
+            }
+        };
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(_) => {
                 // Out of file descriptors, say: let the others finish first.
@@ -161,7 +173,8 @@ impl Conn<'_> {
 
     /// The answers to one stanza.
     async fn on_stanza(&mut self, el: &Element) -> Vec<Element> {
-        let me = el.attr("to").unwrap_or(&self.ctx.instance).to_owned();
+        let instance = self.ctx.instance();
+        let me = el.attr("to").unwrap_or(&instance).to_owned();
         let to = el
             .attr("from")
             .map(str::to_owned)
@@ -222,7 +235,7 @@ impl Conn<'_> {
         match q {
             Query::DiscoInfo { node } => stanza::disco_info(node.as_deref()).map(Some),
             Query::DiscoItems { node } => {
-                stanza::disco_items(node.as_deref(), &self.ctx.instance).map(Some)
+                stanza::disco_items(node.as_deref(), &self.ctx.instance()).map(Some)
             }
             _ if !self.allowed => Err(Refusal::forbidden().with_text(match self.who {
                 Peer::OtherUser => {
@@ -330,8 +343,9 @@ async fn handle<S: AsyncRead + AsyncWrite>(
                                 return wr.shutdown().await;
                             }
                             open = true;
-                            let head = stream::header(&ctx.instance, from.as_deref());
-                            if to.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case(&ctx.instance)) {
+                            let instance = ctx.instance();
+                            let head = stream::header(&instance, from.as_deref());
+                            if to.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case(&instance)) {
                                 send(&mut wr, &format!("{head}{}", StreamError::HostUnknown.to_xml())).await?;
                                 return wr.shutdown().await;
                             }
@@ -358,7 +372,7 @@ async fn handle<S: AsyncRead + AsyncWrite>(
                             return wr.shutdown().await;
                         }
                         Frame::Error(e) => {
-                            let head = if open { String::new() } else { stream::header(&ctx.instance, None) };
+                            let head = if open { String::new() } else { stream::header(&ctx.instance(), None) };
                             send(&mut wr, &format!("{head}{}", e.to_xml())).await?;
                             return wr.shutdown().await;
                         }
@@ -419,7 +433,7 @@ mod tests {
             }
         });
         let ctx = Context {
-            instance: "kith-1@host".into(),
+            instance: tokio::sync::watch::channel("kith-1@host".to_owned()).1,
             account: "romeo@montague.lit".into(),
             lan,
             calls,
