@@ -1,7 +1,10 @@
 //! Frames the sync engine sends: gossip pushes and reconciliation requests and
-//! responses, encoded as CBOR (ciborium) with a version tag, decoded strictly.
+//! responses, encoded as CBOR (ciborium) with a version tag, decoded strictly, and
+//! padded to a few sizes so that what a frame carries does not show in its length.
 //!
 //! ```text
+//! padded frame: u32 BE length of the CBOR frame ‖ CBOR frame ‖ zero bytes
+//!               (in all, [`bucket`] of the unpadded length: a power of two, ≥ 2 KiB)
 //! tag(0x6B697501, [0, [record-bytes…]])                                  gossip
 //! tag(0x6B697501, [1, salt, ranges, need, [record-bytes…], more])       request
 //! tag(0x6B697501, [2, ranges, need, [record-bytes…], more])             response
@@ -23,6 +26,53 @@ pub const FRAME_VERSION: u8 = 1;
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 /// Largest request or response frame, in bytes.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+/// The smallest size a frame is padded to: one-item operations (an add, an edit, a
+/// deletion, a group change, an acknowledgement) all fit, and look the same.
+pub const MIN_PADDED_BYTES: usize = 2 * 1024;
+/// Bytes of the length in front of a padded frame.
+const LENGTH_BYTES: usize = 4;
+/// The first byte of an unpadded frame (the CBOR head of its 4-byte tag); a padded
+/// frame starts with a zero byte (its length is under 16 MiB).
+const UNPADDED_FIRST_BYTE: u8 = 0xDA;
+
+/// The size a frame whose length and CBOR take `len` bytes is padded to: the next
+/// power of two, at least [`MIN_PADDED_BYTES`]. Both limits are powers of two, so a
+/// frame within its limit stays within it padded.
+pub fn bucket(len: usize) -> usize {
+    len.max(MIN_PADDED_BYTES).next_power_of_two()
+}
+
+fn pad(cbor: Vec<u8>) -> Vec<u8> {
+    // A frame longer than u32 cannot be built within the limits; were it, its
+    // length would read as wrong and the frame be refused, not misread.
+    let len = u32::try_from(cbor.len()).unwrap_or(u32::MAX);
+    let size = bucket(LENGTH_BYTES + cbor.len());
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&cbor);
+    out.resize(size, 0);
+    out
+}
+
+/// The CBOR frame inside `bytes` (an unpadded frame of an earlier version is read
+/// as it is).
+fn unpad(bytes: &[u8]) -> Result<&[u8], Error> {
+    if bytes.first() == Some(&UNPADDED_FIRST_BYTE) {
+        return Ok(bytes);
+    }
+    let (len, rest) = bytes
+        .split_first_chunk::<LENGTH_BYTES>()
+        .ok_or(Error::BadField("length"))?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| Error::BadField("length"))?;
+    if len > rest.len() {
+        return Err(Error::BadField("length"));
+    }
+    let (frame, padding) = rest.split_at(len);
+    if padding.iter().any(|b| *b != 0) {
+        return Err(Error::BadField("padding"));
+    }
+    Ok(frame)
+}
 
 /// A frame between two engines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +182,7 @@ fn msg_values(msg: &recon::Message) -> (Value, Value) {
 }
 
 impl Frame {
-    /// Encodes the frame.
+    /// Encodes the frame, padded ([`bucket`]).
     pub fn encode(&self) -> Vec<u8> {
         let body = match self {
             Self::Gossip { records } => vec![Value::Integer(0.into()), records_value(records)],
@@ -167,7 +217,7 @@ impl Frame {
             FRAME_TAG_BASE + u64::from(FRAME_VERSION),
             Box::new(Value::Array(body)),
         );
-        crate::cbor::encode(&value)
+        pad(crate::cbor::encode(&value))
     }
 
     /// Decodes a frame of at most `max` bytes, strictly: a record inside that does
@@ -193,7 +243,13 @@ impl Frame {
         max: usize,
         skipped: &mut Vec<record::Error>,
     ) -> Result<Self, Error> {
-        let value = crate::cbor::decode(bytes, max, 8).map_err(|e| match e {
+        if bytes.len() > max {
+            return Err(Error::TooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        let value = crate::cbor::decode(unpad(bytes)?, max, 8).map_err(|e| match e {
             crate::cbor::ReadError::TooLarge(len) => Error::TooLarge { len, max },
             crate::cbor::ReadError::Malformed(m) => Error::Cbor(m),
             crate::cbor::ReadError::Trailing(_) => Error::Cbor("trailing bytes".into()),
@@ -365,6 +421,28 @@ mod tests {
         fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
             let _ = Frame::decode(&bytes, MAX_FRAME_BYTES);
         }
+    }
+
+    #[test]
+    fn frames_are_padded_to_powers_of_two_within_their_limits() {
+        let empty = Frame::Gossip { records: vec![] }.encode();
+        assert_eq!(empty.len(), MIN_PADDED_BYTES);
+        assert_eq!(Frame::decode(&empty, MAX_GOSSIP_BYTES), Ok(Frame::Gossip { records: vec![] }));
+        for (len, padded) in [(0, 2048), (2048, 2048), (2049, 4096), (65_536, 65_536), (MAX_FRAME_BYTES, MAX_FRAME_BYTES)] {
+            assert_eq!(bucket(len), padded, "{len}");
+        }
+        // Padding is zeros; the length inside must fit.
+        let mut bad = empty.clone();
+        *bad.last_mut().expect("padded") = 1;
+        assert_eq!(Frame::decode(&bad, MAX_FRAME_BYTES), Err(Error::BadField("padding")));
+        let mut bad = empty.clone();
+        bad[..4].copy_from_slice(&4096u32.to_be_bytes());
+        assert_eq!(Frame::decode(&bad, MAX_FRAME_BYTES), Err(Error::BadField("length")));
+        assert_eq!(Frame::decode(&[0, 0], MAX_FRAME_BYTES), Err(Error::BadField("length")));
+        // An unpadded frame (an earlier version's) is still read.
+        let unpadded = &empty[4..4 + u32::from_be_bytes(empty[..4].try_into().expect("4")) as usize];
+        assert_eq!(unpadded[0], UNPADDED_FIRST_BYTE);
+        assert_eq!(Frame::decode(unpadded, MAX_FRAME_BYTES), Ok(Frame::Gossip { records: vec![] }));
     }
 
     #[test]
