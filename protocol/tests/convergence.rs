@@ -303,3 +303,56 @@ proptest! {
         prop_assert_eq!(view.groups(), rebuilt.groups());
     }
 }
+
+/// Found by the property above: two devices add the same JID apart; one merges the
+/// two items into one under the smaller contact id, the other rewrites its own item
+/// (an edit that changes nothing), and the first deletes the contact. The rewrite
+/// carries an id only the merged item remembered (as an alias): the deletion names
+/// it, so every replica, whatever it saw first, agrees that the contact is gone.
+#[test]
+fn a_rewrite_of_an_item_merged_under_another_id_stays_deleted() {
+    let ops = vec![
+        Op::Add {
+            dev: 2,
+            j: 3,
+            name: None,
+            group: None,
+        },
+        Op::Add {
+            dev: 0,
+            j: 3,
+            name: None,
+            group: Some(1),
+        },
+        Op::Sync { from: 0, to: 2 },
+        Op::RemoveGroup { dev: 2, g: 1 },
+        Op::Add {
+            dev: 0,
+            j: 0,
+            name: None,
+            group: Some(2),
+        },
+        Op::Leave {
+            dev: 0,
+            j: 3,
+            group: 2,
+        },
+        Op::Remove { dev: 2, j: 3 },
+    ];
+    let mut f = small_fleet(342);
+    let pool = run(&mut f, &ops);
+    let keyring = f.books[0].keyring().clone();
+    let mut fresh = Book::new(ed25519_dalek::SigningKey::from_bytes(&[100; 32]), keyring);
+    deliver(&mut fresh, &pool, &f.roster, 0);
+    let expected = snapshot(&mut fresh);
+    let jid = kith_protocol::jid::BareJid::parse(JIDS[3]).expect("a JID");
+    assert!(
+        expected.1.contact_by_jid(&jid).is_none(),
+        "the deleted contact is back"
+    );
+    for d in 0..DEVICES {
+        let roster = f.roster.clone();
+        deliver(&mut f.books[d], &pool, &roster, d as u64);
+        assert_eq!(expected, snapshot(&mut f.books[d]), "device {d}");
+    }
+}

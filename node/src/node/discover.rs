@@ -13,7 +13,8 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId};
 use tracing::{debug, info, warn};
 
-use super::{Error, Node, bind_stream, listen_moving};
+use super::listen::{bind_stream, listen_moving};
+use super::{Error, Node};
 use crate::device::{Device, wall_now};
 use crate::discovery::{self, Advert, Calendar, Guise, Seen};
 use crate::{net, store};

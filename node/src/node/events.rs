@@ -8,7 +8,8 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, gossipsub, identify};
 use tracing::{debug, info, warn};
 
-use super::{Error, Node, tcp_port};
+use super::listen::tcp_port;
+use super::{Error, Node};
 use crate::device::wall_now;
 use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
 use libp2p::multiaddr::Protocol;

@@ -94,8 +94,20 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[(Version, &Seen)]) ->
             candidates.entry(k).or_default().push((f, i));
         }
     }
+    let contact_id = states.iter().filter_map(|s| s.contact_id.clone()).min();
+    // Every other id the items carry or were merged from; the smallest are kept.
+    let aliases = states
+        .iter()
+        .flat_map(|s| s.contact_id.iter().chain(&s.aliases))
+        .filter(|id| Some(*id) != contact_id.as_ref())
+        .cloned()
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
+        .take(fields::MAX_ALIASES)
+        .collect();
     let mut merged = State {
-        contact_id: states.iter().filter_map(|s| s.contact_id.clone()).min(),
+        contact_id,
+        aliases,
         ..State::default()
     };
     for s in &states {
@@ -263,6 +275,7 @@ fn stamp(
             .contact_id
             .clone()
             .or_else(|| (!contact_id.is_empty()).then_some(contact_id)),
+        aliases: base_state.aliases.clone(),
         fields: BTreeMap::new(),
         lost: base_state.lost.clone(),
         seen,

@@ -427,22 +427,44 @@ mod tests {
     fn frames_are_padded_to_powers_of_two_within_their_limits() {
         let empty = Frame::Gossip { records: vec![] }.encode();
         assert_eq!(empty.len(), MIN_PADDED_BYTES);
-        assert_eq!(Frame::decode(&empty, MAX_GOSSIP_BYTES), Ok(Frame::Gossip { records: vec![] }));
-        for (len, padded) in [(0, 2048), (2048, 2048), (2049, 4096), (65_536, 65_536), (MAX_FRAME_BYTES, MAX_FRAME_BYTES)] {
+        assert_eq!(
+            Frame::decode(&empty, MAX_GOSSIP_BYTES),
+            Ok(Frame::Gossip { records: vec![] })
+        );
+        for (len, padded) in [
+            (0, 2048),
+            (2048, 2048),
+            (2049, 4096),
+            (65_536, 65_536),
+            (MAX_FRAME_BYTES, MAX_FRAME_BYTES),
+        ] {
             assert_eq!(bucket(len), padded, "{len}");
         }
         // Padding is zeros; the length inside must fit.
         let mut bad = empty.clone();
         *bad.last_mut().expect("padded") = 1;
-        assert_eq!(Frame::decode(&bad, MAX_FRAME_BYTES), Err(Error::BadField("padding")));
+        assert_eq!(
+            Frame::decode(&bad, MAX_FRAME_BYTES),
+            Err(Error::BadField("padding"))
+        );
         let mut bad = empty.clone();
         bad[..4].copy_from_slice(&4096u32.to_be_bytes());
-        assert_eq!(Frame::decode(&bad, MAX_FRAME_BYTES), Err(Error::BadField("length")));
-        assert_eq!(Frame::decode(&[0, 0], MAX_FRAME_BYTES), Err(Error::BadField("length")));
+        assert_eq!(
+            Frame::decode(&bad, MAX_FRAME_BYTES),
+            Err(Error::BadField("length"))
+        );
+        assert_eq!(
+            Frame::decode(&[0, 0], MAX_FRAME_BYTES),
+            Err(Error::BadField("length"))
+        );
         // An unpadded frame (an earlier version's) is still read.
-        let unpadded = &empty[4..4 + u32::from_be_bytes(empty[..4].try_into().expect("4")) as usize];
+        let unpadded =
+            &empty[4..4 + u32::from_be_bytes(empty[..4].try_into().expect("4")) as usize];
         assert_eq!(unpadded[0], UNPADDED_FIRST_BYTE);
-        assert_eq!(Frame::decode(unpadded, MAX_FRAME_BYTES), Ok(Frame::Gossip { records: vec![] }));
+        assert_eq!(
+            Frame::decode(unpadded, MAX_FRAME_BYTES),
+            Ok(Frame::Gossip { records: vec![] })
+        );
     }
 
     #[test]

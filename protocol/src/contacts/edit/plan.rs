@@ -103,12 +103,19 @@ impl Editor {
                 for (item, _) in &target.members {
                     plan.write(NodeKind::Contacts, *item, Write::Tombstone);
                 }
+                // Marked with the contact's id and the ids of the items merged
+                // into it: a copy of any of them that comes late (or a rewrite of
+                // one) is known as part of what was deleted.
                 let mut mark = Extra::default();
                 if let Ok(state) = fields::State::of(&target.contact, merge::ORIGIN)
                     && let Some(cid) = &state.contact_id
                 {
-                    mark.children
-                        .push(fields::deletion_element(cid, &state.seen, stamp));
+                    mark.children.push(fields::deletion_element(
+                        cid,
+                        &state.aliases,
+                        &state.seen,
+                        stamp,
+                    ));
                 }
                 plan.write(
                     NodeKind::Contacts,

@@ -292,7 +292,7 @@ impl<'v> Plan<'v> {
             .iter()
             .flat_map(|e| e.children.iter())
             .filter_map(fields::read_deletion)
-            .any(|d| recent || !view.is_whole() || view.carries_contact_id(d.contact_id))
+            .any(|d| recent || !view.is_whole() || d.ids().any(|id| view.carries_contact_id(id)))
     }
 
     /// Adds or retracts `<reserved/>` items on each node this plan touches.

@@ -33,6 +33,13 @@ impl View {
                             }
                         }
                     }
+                    // The items it linked are merged again, also those a deletion
+                    // made obsolete (they are in no contact to take apart).
+                    for (kind, value) in fields::links(&c) {
+                        if let Some(set) = super::linked(&self.by_identity, kind, value) {
+                            dirty.contacts.extend(set);
+                        }
+                    }
                     dirty.contacts.insert(item);
                 }
                 Ok(Payload::Group(g)) => {
@@ -53,14 +60,15 @@ impl View {
                         }
                     }
                     if let Some(d) = deletion_mark(&extra) {
-                        let cid = d.contact_id;
-                        if let Some(set) = self.deleted.get_mut(cid) {
-                            set.remove(&(old.version, item));
-                            if set.is_empty() {
-                                self.deleted.remove(cid);
+                        for cid in d.ids() {
+                            if let Some(set) = self.deleted.get_mut(cid) {
+                                set.remove(&(old.version, item));
+                                if set.is_empty() {
+                                    self.deleted.remove(cid);
+                                }
                             }
+                            self.dirty_contact_id(cid, dirty);
                         }
-                        self.dirty_contact_id(cid, dirty);
                     }
                 }
                 Err(_) => {
@@ -101,13 +109,15 @@ impl View {
                     // The deletion is as old as it says (a rewrite keeps that), and
                     // knows nothing later than itself.
                     let at = d.at.filter(|a| *a <= new.version).unwrap_or(new.version);
-                    let mut seen = d.seen;
+                    let mut seen = d.seen.clone();
                     seen.retain(|_, v| *v <= at);
-                    self.deleted
-                        .entry(d.contact_id.to_owned())
-                        .or_default()
-                        .insert((new.version, item), (at, seen));
-                    self.dirty_contact_id(d.contact_id, dirty);
+                    for cid in d.ids() {
+                        self.deleted
+                            .entry(cid.to_owned())
+                            .or_default()
+                            .insert((new.version, item), (at, seen.clone()));
+                        self.dirty_contact_id(cid, dirty);
+                    }
                 }
             }
             Err(e) => {

@@ -32,16 +32,19 @@
 //! Reading is strict and bounded ([`MAX_DEVICES`], [`MAX_STAMPS`], [`MAX_GONE`],
 //! [`MAX_LOST`]); an element that does not read makes the item invalid.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Contact, Error, GroupRef, Identity};
 use crate::clock::Hlc;
 use crate::record::{DeviceId, Version};
 use crate::xml::Element;
 
+mod ids;
 mod problem;
 mod seen;
 
+use ids::valid_id;
+pub use ids::{CONTACT_ID_KIND, MAX_ALIASES, aliases, contact_id, links};
 pub use problem::Problem;
 pub use seen::{Deletion, Seen, covers, deletion_element, join, read_deletion};
 use seen::{hex, parse_hex32};
@@ -56,9 +59,6 @@ pub const MAX_STAMPS: usize = 512;
 pub const MAX_GONE: usize = 48;
 /// Most decided conflicts remembered per contact (the newest are kept).
 pub const MAX_LOST: usize = 16;
-/// The identity kind under which a contact id is indexed next to real identities (a
-/// kind no XML attribute can hold).
-pub const CONTACT_ID_KIND: &str = "\0contact";
 
 /// Which field.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -119,6 +119,10 @@ pub struct Lost {
 pub struct State {
     /// The stable contact id (32 hex digits), if the contact has one.
     pub contact_id: Option<String>,
+    /// The contact ids of items merged into this contact under ids of their own
+    /// (created apart on two devices, say): a deletion names them too, so that a
+    /// late copy of such an item is known as part of the contact it deleted.
+    pub aliases: BTreeSet<String>,
     /// Every field with a mark, present or gone.
     pub fields: BTreeMap<Key, (Mark, Value)>,
     /// Conflicts decided so far, newest first.
@@ -135,28 +139,6 @@ fn bad(what: Problem) -> Error {
 /// The stamps element of `contact`, if it has one.
 pub fn element(contact: &Contact) -> Option<&Element> {
     contact.extra.children.iter().find(|c| c.is(NS, "fields"))
-}
-
-/// The contact id `contact` carries, read without reading the rest of the stamps.
-pub fn contact_id(contact: &Contact) -> Option<&str> {
-    element(contact)?.attr("contact").filter(|c| valid_id(c))
-}
-
-fn valid_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
-
-/// The identities that link `contact` to other items of the same contact: its real
-/// identities and its contact id (under [`CONTACT_ID_KIND`]).
-pub fn links(contact: &Contact) -> impl Iterator<Item = (&str, &str)> {
-    contact
-        .identities
-        .iter()
-        .map(|i| (i.kind.as_str(), i.value.as_str()))
-        .chain(contact_id(contact).map(|c| (CONTACT_ID_KIND, c)))
 }
 
 /// The kinds of unknown children of `contact` (namespace, name), in order of first
@@ -271,6 +253,20 @@ impl State {
                 return Err(bad(Problem::BadContactId));
             }
             state.contact_id = Some(id.to_owned());
+        }
+        for id in el
+            .attr("aliases")
+            .unwrap_or("")
+            .split_ascii_whitespace()
+            .take(MAX_ALIASES + 1)
+        {
+            if !valid_id(id) {
+                return Err(bad(Problem::BadContactId));
+            }
+            state.aliases.insert(id.to_owned());
+        }
+        if state.aliases.len() > MAX_ALIASES {
+            return Err(bad(Problem::TooManyAliases));
         }
         let devices: Vec<DeviceId> = el
             .elements()
@@ -484,6 +480,15 @@ impl State {
         let mut el = Element::new(NS, "fields");
         if let Some(id) = &self.contact_id {
             el.set_attr("contact", id.clone());
+        }
+        if !self.aliases.is_empty() {
+            let aliases: Vec<&str> = self
+                .aliases
+                .iter()
+                .take(MAX_ALIASES)
+                .map(String::as_str)
+                .collect();
+            el.set_attr("aliases", aliases.join(" "));
         }
         el.set_attr(
             "stamps",

@@ -7,6 +7,9 @@ pub enum Problem {
     /// A contact id that is not 32 lowercase hex digits.
     #[error("a contact id that is not 32 lowercase hex digits")]
     BadContactId,
+    /// More aliases than [`super::MAX_ALIASES`].
+    #[error("more than {} aliases", super::MAX_ALIASES)]
+    TooManyAliases,
     /// A device that is not 64 hex digits.
     #[error("a device that is not 64 hex digits")]
     BadDevice,

@@ -1,9 +1,9 @@
 //! What an item knows of its contact's history ([`Seen`], a version vector), and the
 //! mark a deleted contact's `<reserved/>` item carries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{MAX_DEVICES, NS, valid_id};
+use super::{MAX_ALIASES, MAX_DEVICES, NS, valid_id};
 use crate::clock::Hlc;
 use crate::record::{DeviceId, Version};
 use crate::xml::Element;
@@ -52,6 +52,8 @@ fn parse_version_token(t: &str) -> Option<Version> {
 pub struct Deletion<'a> {
     /// The contact id.
     pub contact_id: &'a str,
+    /// The deleted contact's other ids ([`super::State::aliases`]).
+    pub aliases: Vec<&'a str>,
     /// What the deletion knew of the contact.
     pub seen: Seen,
     /// The deletion itself (which device, when), if the mark says; a rewrite of the
@@ -59,13 +61,33 @@ pub struct Deletion<'a> {
     pub at: Option<Version>,
 }
 
+impl Deletion<'_> {
+    /// Every contact id the deletion names: its own, then the aliases.
+    pub fn ids(&self) -> impl Iterator<Item = &str> + '_ {
+        std::iter::once(self.contact_id).chain(self.aliases.iter().copied())
+    }
+}
+
 /// The element a `<reserved/>` item carries when it marks a contact's deletion: the
-/// contact id, what the deletion knew of the contact, and the deletion's stamp.
-pub fn deletion_element(contact_id: &str, seen: &Seen, at: Version) -> Element {
+/// contact id and its aliases, what the deletion knew of the contact, and the
+/// deletion's stamp.
+pub fn deletion_element(
+    contact_id: &str,
+    aliases: &BTreeSet<String>,
+    seen: &Seen,
+    at: Version,
+) -> Element {
     let tokens: Vec<String> = seen.values().map(version_token).collect();
-    Element::new(NS, "deleted")
-        .with_attr("contact", contact_id.to_owned())
-        .with_attr("seen", tokens.join(" "))
+    let mut el = Element::new(NS, "deleted").with_attr("contact", contact_id.to_owned());
+    if !aliases.is_empty() {
+        let aliases: Vec<&str> = aliases
+            .iter()
+            .take(MAX_ALIASES)
+            .map(String::as_str)
+            .collect();
+        el.set_attr("aliases", aliases.join(" "));
+    }
+    el.with_attr("seen", tokens.join(" "))
         .with_attr("at", version_token(&at))
 }
 
@@ -76,6 +98,14 @@ pub fn read_deletion(el: &Element) -> Option<Deletion<'_>> {
         return None;
     }
     let contact_id = el.attr("contact").filter(|c| valid_id(c))?;
+    // Ids that do not read are skipped: the deletion still holds for the others.
+    let aliases = el
+        .attr("aliases")
+        .unwrap_or("")
+        .split_ascii_whitespace()
+        .filter(|c| valid_id(c) && *c != contact_id)
+        .take(MAX_ALIASES)
+        .collect();
     let mut seen = Seen::new();
     for t in el
         .attr("seen")?
@@ -93,6 +123,7 @@ pub fn read_deletion(el: &Element) -> Option<Deletion<'_>> {
     };
     (seen.len() <= MAX_DEVICES).then_some(Deletion {
         contact_id,
+        aliases,
         seen,
         at,
     })

@@ -384,7 +384,10 @@ fn one_item_operations_and_their_acknowledgements_look_the_same_on_the_wire() {
     h.pump();
     let operations: Vec<(&str, Edit)> = vec![
         ("add", add("juliet@capulet.lit", "Juliet")),
-        ("add with a long name", add("nurse@capulet.lit", &"Angelica ".repeat(40))),
+        (
+            "add with a long name",
+            add("nurse@capulet.lit", &"Angelica ".repeat(40)),
+        ),
         ("rename", rename("juliet@capulet.lit", "Juliet Capulet")),
         (
             "join a group",
@@ -410,7 +413,12 @@ fn one_item_operations_and_their_acknowledgements_look_the_same_on_the_wire() {
                 description: Some("close ones".into()),
             },
         ),
-        ("remove", Edit::RemoveContact { jid: jid("juliet@capulet.lit") }),
+        (
+            "remove",
+            Edit::RemoveContact {
+                jid: jid("juliet@capulet.lit"),
+            },
+        ),
     ];
     for (what, edit) in operations {
         h.published.clear();

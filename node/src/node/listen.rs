@@ -1,0 +1,87 @@
+//! Where the node listens: addresses, the libp2p listeners that move with the
+//! guise, the XEP-0174 stream listener, and what a failed listen says.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, Swarm};
+use tracing::debug;
+
+use super::Error;
+use crate::net::Behaviour;
+
+pub(super) fn bind_ip(listen: &[Multiaddr]) -> IpAddr {
+    listen
+        .iter()
+        .flat_map(|a| a.iter())
+        .find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+            _ => None,
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// `/ip4/0.0.0.0/tcp/PORT`.
+pub(super) fn any_ip(port: u16) -> Multiaddr {
+    Multiaddr::empty()
+        .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
+        .with(Protocol::Tcp(port))
+}
+
+/// Listens on `addr` (asked for on port 0) at `port`, or any free port if that one
+/// is taken.
+pub(super) fn listen_moving(
+    swarm: &mut Swarm<Behaviour>,
+    addr: &Multiaddr,
+    port: u16,
+) -> Result<ListenerId, Error> {
+    let at = |port: u16| -> Multiaddr {
+        addr.iter()
+            .map(|p| match p {
+                Protocol::Tcp(_) => Protocol::Tcp(port),
+                other => other,
+            })
+            .collect()
+    };
+    swarm.listen_on(at(port)).or_else(|_| {
+        debug!("port {port} is taken; listening on another");
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| Error::Listen(format!("{addr}: {}", reason(&e))))
+    })
+}
+
+/// A listener for XEP-0174 streams, bound at once (no await: also from the node's
+/// synchronous handlers, inside its runtime).
+pub(super) fn bind_stream(ip: IpAddr, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::bind((ip, port))?;
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
+
+pub(super) fn tcp_port(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Tcp(port) => Some(port),
+        _ => None,
+    })
+}
+
+/// What went wrong, however deep libp2p wrapped it (its outer errors may say
+/// nothing, as "cannot listen: ADDR: " did).
+pub(super) fn reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.contains(&text) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    if parts.is_empty() {
+        format!("{e:?}")
+    } else {
+        parts.join(": ")
+    }
+}
