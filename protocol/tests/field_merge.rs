@@ -582,3 +582,47 @@ fn a_collapse_does_not_escape_a_deletion_that_knew_what_it_collapsed() {
         assert_eq!(f.books[d].view().obsolete().count(), 0, "device {d}");
     }
 }
+
+/// Two devices add Juliet apart (two items, two contact ids); the laptop, having
+/// seen both, renames her (one item, the smaller id, the other kept as an alias); a
+/// third device that knew only one of the two items deletes her, without knowing of
+/// the rename. The rename keeps her, and every device lists the deletion as
+/// overruled, whichever id the deletion named.
+#[test]
+fn a_deletion_of_one_item_merged_apart_into_a_renamed_contact_is_listed_everywhere() {
+    for seed in 0..6 {
+        let mut f = Fleet::new(3, seed);
+        f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
+        f.exec(1, add("juliet@capulet.lit", None, &[]), WallTime(T0.0 + 1));
+        f.sync(1, 2, WallTime(T0.0 + 2));
+        f.sync(0, 1, WallTime(T0.0 + 3));
+        f.exec(
+            1,
+            edit_name("juliet@capulet.lit", "Jules"),
+            WallTime(T0.0 + 10),
+        );
+        f.exec(
+            2,
+            Command::RemoveContact {
+                jid: jid("juliet@capulet.lit"),
+            },
+            WallTime(T0.0 + 20),
+        );
+        f.sync_all(WallTime(T0.0 + 30));
+        for d in 0..3 {
+            let c = only(&mut f, d);
+            assert_eq!(
+                c.contact.name.as_deref(),
+                Some("Jules"),
+                "seed {seed}, device {d}"
+            );
+            assert!(
+                c.lost
+                    .iter()
+                    .any(|l| l.key == Key::Contact && l.value == Value::Gone),
+                "seed {seed}: the deletion is listed as lost on device {d}: {:?}",
+                c.lost
+            );
+        }
+    }
+}

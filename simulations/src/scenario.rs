@@ -117,6 +117,8 @@ pub struct Report {
     pub collected: u64,
     /// Bytes sent by all devices.
     pub bytes_total: u64,
+    /// Of those, padding (frames are padded to a few sizes, `sync::wire::bucket`).
+    pub padding_total: u64,
     /// Frames sent by all devices.
     pub messages_total: u64,
     /// Most round trips any reconciliation took.
@@ -153,7 +155,7 @@ impl Report {
     /// One JSON object.
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"lost_field_edits\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"collected\":{},\"bytes_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"bad_frames\":{},\"unstorable_records\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
+            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"lost_field_edits\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"collected\":{},\"bytes_total\":{},\"padding_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"bad_frames\":{},\"unstorable_records\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
             self.converged,
             self.sim_time_to_converge_ms,
             self.lost_writes,
@@ -166,6 +168,7 @@ impl Report {
             self.revoked,
             self.collected,
             self.bytes_total,
+            self.padding_total,
             self.messages_total,
             self.bytes_total / self.nodes.max(1) as u64,
             self.messages_total / self.nodes.max(1) as u64,
@@ -362,6 +365,7 @@ pub fn run(s: &Scenario) -> Report {
         revoked: s.nodes - w.active().len(),
         collected: w.collected(),
         bytes_total: totals.bytes,
+        padding_total: totals.padding,
         messages_total: totals.messages,
         max_reconcile_round_trips: totals.max_round_trips,
         bad_frames: totals.bad_frames,

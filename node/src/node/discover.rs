@@ -17,10 +17,12 @@ use super::listen::{bind_stream, listen_moving};
 use super::{Error, Node};
 use crate::device::{Device, wall_now};
 use crate::discovery::{self, Advert, Calendar, Guise, Seen};
-use crate::{net, store};
+use crate::{net, store, xmpp};
 
 /// How many remembered IP addresses of one device are tried with its guise's ports.
 const MAX_REDIAL_IPS: usize = 4;
+/// How many of the newest contacts secrets its guise's ports are worked out under.
+const REDIAL_SECRETS: usize = 3;
 
 /// The guise `device` wears today: from its current contacts secret, or the genesis
 /// key before it has one (what its own devices try when they see a tag).
@@ -144,20 +146,35 @@ impl Node {
                 Err(e) => warn!("cannot move the XEP-0174 listener: {e}"),
             }
         }
-        self.xmpp_instance = guise.instance();
-        self.instance_tx.send_replace(self.xmpp_instance.clone());
+        let before = std::mem::replace(&mut self.xmpp_instance, guise.instance());
+        self.instance_tx.send_replace(xmpp::Names {
+            now: self.xmpp_instance.clone(),
+            before: Some(before),
+        });
         self.guise = guise;
     }
 
     /// Where a roster device may listen: the addresses remembered for it, and on
-    /// each of their IP addresses the ports of its guises of yesterday and today (it
-    /// moved them unless its addresses are configured).
+    /// each of their IP addresses the ports of its guises of yesterday, today and
+    /// tomorrow under the newest contacts secrets and the genesis key (it moved them
+    /// unless its addresses are configured; it may have missed a rotation, or its
+    /// clock be a little off).
     fn likely_addrs(&self, device: &DeviceId, remembered: Vec<Multiaddr>) -> Vec<Multiaddr> {
         let today = self.calendar.today();
-        let mut keys = vec![self.device.account.genesis.to_vec()];
-        if let Some(s) = self.device.engine.keyring().current(NodeKind::Contacts) {
-            keys.push(s.value.as_bytes().to_vec());
-        }
+        let mut secrets: Vec<_> = self
+            .device
+            .engine
+            .keyring()
+            .iter()
+            .filter(|s| s.node == NodeKind::Contacts)
+            .collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.created));
+        let mut keys: Vec<Vec<u8>> = secrets
+            .iter()
+            .take(REDIAL_SECRETS)
+            .map(|s| s.value.as_bytes().to_vec())
+            .collect();
+        keys.push(self.device.account.genesis.to_vec());
         let ips: BTreeSet<Ipv4Addr> = remembered
             .iter()
             .flat_map(|a| a.iter())
@@ -165,12 +182,11 @@ impl Node {
                 Protocol::Ip4(ip) if !ip.is_unspecified() => Some(ip),
                 _ => None,
             })
-            .take(MAX_REDIAL_IPS)
             .collect();
         let mut addrs = remembered;
-        for ip in ips {
+        for ip in ips.into_iter().take(MAX_REDIAL_IPS) {
             for key in &keys {
-                for day in today.saturating_sub(1)..=today {
+                for day in today.saturating_sub(1)..=today + 1 {
                     let port = Guise::of(key, day, device).p2p_port;
                     let addr = Multiaddr::from(ip).with(Protocol::Tcp(port));
                     if !addrs.contains(&addr) {

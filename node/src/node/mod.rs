@@ -174,7 +174,7 @@ struct Node {
     /// configured), and the address they bind.
     stream_rebind: Option<(mpsc::Sender<tokio::net::TcpListener>, IpAddr)>,
     xmpp_instance: String,
-    instance_tx: watch::Sender<String>,
+    instance_tx: watch::Sender<xmpp::Names>,
     calendar: discovery::Calendar,
     /// What this device shows on the LAN now.
     guise: Guise,
@@ -254,7 +254,10 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         (None, None)
     };
     let instance = guise.instance();
-    let (instance_tx, instance_rx) = watch::channel(instance.clone());
+    let (instance_tx, instance_rx) = watch::channel(xmpp::Names {
+        now: instance.clone(),
+        before: None,
+    });
     let (stream_tx, stream_rx) = mpsc::channel(1);
     let ox_key = device.ox_key().map_err(|e| Error::Failed(e.message))?;
     let mut pep_names = BTreeMap::new();

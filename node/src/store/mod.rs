@@ -339,9 +339,20 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         // Earlier versions kept an mDNS label and the libp2p port across runs: values
         // that named the device on the LAN for good (discovery's guise replaced them).
-        self.conn
-            .execute("DELETE FROM meta WHERE key IN ('label', 'listen_port')", [])
+        // Erased once (a read-only open writes nothing when there is nothing to erase).
+        let stale: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM meta WHERE key IN ('label', 'listen_port')",
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| self.sql(e))?;
+        if stale > 0 {
+            self.conn
+                .execute("DELETE FROM meta WHERE key IN ('label', 'listen_port')", [])
+                .map_err(|e| self.sql(e))?;
+        }
         if self.schema()? != SCHEMA_VERSION {
             self.conn
                 .execute(

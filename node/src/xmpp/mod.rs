@@ -63,9 +63,9 @@ pub struct Notice {
 /// What every stream task shares.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The advertised instance (`label@host` of the guise): the stream's `from`. It
-    /// changes with the guise; streams open stay valid.
-    pub instance: watch::Receiver<String>,
+    /// The advertised instance (`label@host` of the guise): the stream's `from`, and
+    /// the one before it. It changes with the guise; streams open stay valid.
+    pub instance: watch::Receiver<Names>,
     /// The account's bare JID: notifications' and the secrets message's `from`
     /// (sent to allowed streams only).
     pub account: String,
@@ -80,9 +80,29 @@ pub struct Context {
     pub secrets: watch::Receiver<Option<Arc<Element>>>,
 }
 
+/// The names of the node's instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    /// The instance now.
+    pub now: String,
+    /// The one before the last change of the guise: a stream opened to it (by a
+    /// client that resolved it just before) is still served.
+    pub before: Option<String>,
+}
+
 impl Context {
     /// The instance now.
     pub fn instance(&self) -> String {
-        self.instance.borrow().clone()
+        self.instance.borrow().now.clone()
+    }
+
+    /// Whether a stream addressed `to` is for this node.
+    pub fn answers_to(&self, to: &str) -> bool {
+        let names = self.instance.borrow();
+        to.eq_ignore_ascii_case(&names.now)
+            || names
+                .before
+                .as_deref()
+                .is_some_and(|b| to.eq_ignore_ascii_case(b))
     }
 }

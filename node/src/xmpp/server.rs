@@ -345,7 +345,7 @@ async fn handle<S: AsyncRead + AsyncWrite>(
                             open = true;
                             let instance = ctx.instance();
                             let head = stream::header(&instance, from.as_deref());
-                            if to.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case(&instance)) {
+                            if to.as_deref().is_some_and(|t| !ctx.answers_to(t)) {
                                 send(&mut wr, &format!("{head}{}", StreamError::HostUnknown.to_xml())).await?;
                                 return wr.shutdown().await;
                             }
@@ -433,7 +433,11 @@ mod tests {
             }
         });
         let ctx = Context {
-            instance: tokio::sync::watch::channel("kith-1@host".to_owned()).1,
+            instance: tokio::sync::watch::channel(crate::xmpp::Names {
+                now: "kith-1@host".to_owned(),
+                before: None,
+            })
+            .1,
             account: "romeo@montague.lit".into(),
             lan,
             calls,

@@ -74,17 +74,41 @@ fn summary(value: &Value) -> Value {
     }
 }
 
+/// A deletion of (some of) the items of one contact, as the merge sees it.
+#[derive(Debug, Clone)]
+pub struct Deletion<'a> {
+    /// The deletion's own version.
+    pub at: Version,
+    /// What it knew of the contact.
+    pub seen: &'a Seen,
+    /// The contact ids (or aliases) of the items at hand it names.
+    pub ids: Vec<&'a str>,
+}
+
+impl Deletion<'_> {
+    /// Whether the deletion names an id or alias `contact` carries.
+    fn names(&self, contact: &Contact) -> bool {
+        fields::contact_id(contact)
+            .into_iter()
+            .chain(fields::aliases(contact))
+            .any(|id| self.ids.contains(&id))
+    }
+}
+
 /// Merges the items of one contact, given newest first as (version, contact), with
-/// the deletions of it (by contact id: the deletion's version and what it knew).
-/// An item a deletion knew all of is obsolete; the contact is gone (`None`) when
-/// every item is. A deletion that did not know an item that is left lost to it: it
-/// is listed as a conflict.
-pub fn merge(members: &[(Version, &Contact)], deletions: &[(Version, &Seen)]) -> Option<Merged> {
+/// the deletions of it. An item that a deletion naming its id (or an alias of it)
+/// knew all of is obsolete; the contact is gone (`None`) when every item is. A
+/// deletion naming an item that is left lost to it: it is listed as a conflict.
+pub fn merge(members: &[(Version, &Contact)], deletions: &[Deletion<'_>]) -> Option<Merged> {
     let items = members.len();
     let (members, states): (Vec<(Version, &Contact)>, Vec<State>) = members
         .iter()
         .map(|(v, c)| ((*v, *c), state_of(c, *v)))
-        .filter(|(_, s)| !deletions.iter().any(|(_, d)| fields::covers(d, &s.seen)))
+        .filter(|((_, c), s)| {
+            !deletions
+                .iter()
+                .any(|d| d.names(c) && fields::covers(d.seen, &s.seen))
+        })
         .unzip();
     let (newest, _) = *members.first()?;
     // Per field, each item's (mark, value), with the item it came from.
@@ -151,11 +175,14 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[(Version, &Seen)]) ->
         }
         merged.fields.insert(key.clone(), winner.clone());
     }
-    for (d, _) in deletions {
+    for d in deletions
+        .iter()
+        .filter(|d| members.iter().any(|(_, c)| d.names(c)))
+    {
         new_lost.push(Lost {
             key: Key::Contact,
             value: Value::Gone,
-            at: *d,
+            at: d.at,
             winner: newest,
         });
     }

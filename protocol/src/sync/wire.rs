@@ -54,6 +54,17 @@ fn pad(cbor: Vec<u8>) -> Vec<u8> {
     out
 }
 
+/// How many bytes of `frame` (as sent) are padding; 0 for an unpadded frame or bytes
+/// that are no padded frame.
+pub fn padding_of(frame: &[u8]) -> usize {
+    match frame.split_first_chunk::<LENGTH_BYTES>() {
+        Some((len, rest)) if frame[0] != UNPADDED_FIRST_BYTE => {
+            rest.len().saturating_sub(u32::from_be_bytes(*len) as usize)
+        }
+        _ => 0,
+    }
+}
+
 /// The CBOR frame inside `bytes` (an unpadded frame of an earlier version is read
 /// as it is).
 fn unpad(bytes: &[u8]) -> Result<&[u8], Error> {
@@ -427,6 +438,8 @@ mod tests {
     fn frames_are_padded_to_powers_of_two_within_their_limits() {
         let empty = Frame::Gossip { records: vec![] }.encode();
         assert_eq!(empty.len(), MIN_PADDED_BYTES);
+        let cbor = u32::from_be_bytes(empty[..4].try_into().expect("4")) as usize;
+        assert_eq!(padding_of(&empty), MIN_PADDED_BYTES - 4 - cbor);
         assert_eq!(
             Frame::decode(&empty, MAX_GOSSIP_BYTES),
             Ok(Frame::Gossip { records: vec![] })
@@ -461,6 +474,7 @@ mod tests {
         let unpadded =
             &empty[4..4 + u32::from_be_bytes(empty[..4].try_into().expect("4")) as usize];
         assert_eq!(unpadded[0], UNPADDED_FIRST_BYTE);
+        assert_eq!(padding_of(unpadded), 0);
         assert_eq!(
             Frame::decode(unpadded, MAX_FRAME_BYTES),
             Ok(Frame::Gossip { records: vec![] })

@@ -88,6 +88,8 @@ pub struct Totals {
     pub messages: u64,
     /// Bytes sent.
     pub bytes: u64,
+    /// Of those, padding.
+    pub padding: u64,
     /// Records refused by replicas.
     pub rejected: u64,
     /// Frames refused as malformed or over their limits.
@@ -120,6 +122,8 @@ pub struct Node {
     pub messages: u64,
     /// Bytes sent.
     pub bytes: u64,
+    /// Of those, padding.
+    pub padding: u64,
     /// Records refused, summed over restarts.
     pub rejected: u64,
     /// Most reconciliation round trips, over restarts.
@@ -233,6 +237,7 @@ impl World {
                     online: true,
                     messages: 0,
                     bytes: 0,
+                    padding: 0,
                     rejected: 0,
                     max_round_trips: 0,
                     bad_frames: 0,
@@ -600,7 +605,7 @@ impl World {
                     self.last_change_ms = self.now_ms;
                 }
                 Output::Publish(bytes) => {
-                    self.count(i, bytes.len());
+                    self.count(i, &bytes);
                     let peers: Vec<usize> = (0..self.nodes.len())
                         .filter(|&p| p != i && self.reachable(i, p))
                         .collect();
@@ -613,7 +618,7 @@ impl World {
                     }
                 }
                 Output::Request { to, id, bytes } => {
-                    self.count(i, bytes.len());
+                    self.count(i, &bytes);
                     self.pending.insert((i, id));
                     let timeout = self.now_ms + self.faults.request_timeout_ms;
                     self.push(timeout, Event::Timeout { to: i, rid: id });
@@ -627,7 +632,7 @@ impl World {
                     }
                 }
                 Output::Respond { id, bytes } => {
-                    self.count(i, bytes.len());
+                    self.count(i, &bytes);
                     if let Some((to, rid)) = self.inbound.remove(&id)
                         && self.connected(i, to)
                     {
@@ -669,9 +674,11 @@ impl World {
         self.trace = h;
     }
 
-    fn count(&mut self, i: usize, len: usize) {
+    fn count(&mut self, i: usize, frame: &[u8]) {
+        let len = frame.len();
         self.nodes[i].messages += 1;
         self.nodes[i].bytes += len as u64;
+        self.nodes[i].padding += sync::wire::padding_of(frame) as u64;
         self.nodes[i].largest_frame = self.nodes[i].largest_frame.max(len);
     }
 
@@ -755,6 +762,7 @@ impl World {
         for n in &self.nodes {
             t.messages += n.messages;
             t.bytes += n.bytes;
+            t.padding += n.padding;
             t.rejected += n.rejected;
             t.bad_frames += n.bad_frames;
             t.unstorable += n.unstorable;

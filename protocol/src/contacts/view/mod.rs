@@ -505,16 +505,26 @@ impl View {
         }
         // Newest first.
         members.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        // Deletions of this contact (by any of its contact ids).
+        // Deletions of this contact (by any id or alias of its items), each with the
+        // ids of these items it names.
         let cids: BTreeSet<&str> = members
             .iter()
-            .filter_map(|m| fields::contact_id(m.2))
+            .flat_map(|m| {
+                fields::contact_id(m.2)
+                    .into_iter()
+                    .chain(fields::aliases(m.2))
+            })
             .collect();
-        let mut deletions: Vec<(Version, &fields::Seen)> = Vec::new();
+        let mut deletions: Vec<merge::Deletion<'_>> = Vec::new();
         for cid in cids {
             for (at, seen) in self.deleted.get(cid).into_iter().flatten().map(|(_, d)| d) {
-                if !deletions.iter().any(|(d, _)| d == at) {
-                    deletions.push((*at, seen));
+                match deletions.iter_mut().find(|d| d.at == *at) {
+                    Some(d) => d.ids.push(cid),
+                    None => deletions.push(merge::Deletion {
+                        at: *at,
+                        seen,
+                        ids: vec![cid],
+                    }),
                 }
             }
         }
@@ -522,7 +532,7 @@ impl View {
         // Every item made obsolete by a deletion: the contact is gone, and its items
         // are left for the device of the newest deletion to retract.
         let Some(merged) = merge::merge(&by_version, &deletions) else {
-            let cleaner = deletions.iter().map(|(d, _)| *d).max().map(|d| d.device);
+            let cleaner = deletions.iter().map(|d| d.at).max().map(|d| d.device);
             let items: Vec<ItemId> = members.iter().map(|m| m.0).collect();
             if let Some(cleaner) = cleaner {
                 for item in items {
