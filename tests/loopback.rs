@@ -7,6 +7,13 @@ fn has(d: &Device, jid: &str) -> bool {
     d.jids().iter().any(|j| j == jid)
 }
 
+/// Two paired devices of one account, running.
+fn laptop_and_phone() -> [Device; 2] {
+    account(&["laptop", "phone"])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("two devices"))
+}
+
 #[test]
 fn three_nodes_pair_edit_restart_and_revoke() {
     let [mut a, mut b, mut c]: [Device; 3] = account(&["laptop", "phone", "desktop"])
@@ -110,9 +117,7 @@ fn three_nodes_pair_edit_restart_and_revoke() {
 fn configured_peers_work_without_mdns_and_the_srv_port_serves_disco() {
     use std::io::{Read, Write};
 
-    let [mut a, mut b]: [Device; 2] = account(&["laptop", "phone"])
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("two devices"));
+    let [mut a, mut b] = laptop_and_phone();
     // Both restart on new ports: what they remember is stale; B is told where A is.
     a.stop();
     b.stop();
@@ -161,9 +166,7 @@ fn configured_peers_work_without_mdns_and_the_srv_port_serves_disco() {
 
 #[test]
 fn devices_restarted_on_any_free_port_find_each_other_again_without_mdns() {
-    let [mut a, mut b]: [Device; 2] = account(&["laptop", "phone"])
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("two devices"));
+    let [mut a, mut b] = laptop_and_phone();
     // Both restart asking for no port in particular, and nobody tells them where the
     // other is: each listens on its guise's port of the day, which the other works
     // out from the secrets and the address it remembers.

@@ -71,6 +71,25 @@ async fn next_advert(
     }
 }
 
+/// Asserts that the instance and stream port the node reports are those `shown`.
+async fn status_shows(running: &node::Running, shown: &Shown) {
+    let v = running
+        .handle
+        .request(Request::Status, |_, _| {})
+        .await
+        .unwrap();
+    let instance = v["node"]["xmpp_instance"].as_str().unwrap_or_default();
+    let port = v["node"]["xmpp_port"].as_u64().unwrap_or_default();
+    assert!(
+        shown.values.contains(instance),
+        "{instance} not in {shown:?}"
+    );
+    assert!(
+        shown.values.contains(&port.to_string()),
+        "{port} not in {shown:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_later_and_after_a_rotation_the_advertisement_shares_nothing_with_before() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,26 +110,8 @@ async fn a_day_later_and_after_a_rotation_the_advertisement_shares_nothing_with_
     )
     .await
     .unwrap();
-    let status = |v: serde_json::Value| {
-        let net = &v["node"];
-        (
-            net["xmpp_instance"].as_str().unwrap_or_default().to_owned(),
-            net["xmpp_port"].as_u64().unwrap_or_default(),
-        )
-    };
     let first = next_advert(&events, &[], Duration::from_secs(30)).await;
-    let (instance, port) = status(
-        running
-            .handle
-            .request(Request::Status, |_, _| {})
-            .await
-            .unwrap(),
-    );
-    assert!(
-        first.values.contains(&instance),
-        "{instance} not in {first:?}"
-    );
-    assert!(first.values.contains(&port.to_string()));
+    status_shows(&running, &first).await;
 
     calendar.set(20_001 * DAY_MS + 3_600_000);
     let second = next_advert(
@@ -121,18 +122,7 @@ async fn a_day_later_and_after_a_rotation_the_advertisement_shares_nothing_with_
     .await;
     let shared: Vec<_> = first.values.intersection(&second.values).collect();
     assert!(shared.is_empty(), "a day apart, both show {shared:?}");
-    let (instance, port) = status(
-        running
-            .handle
-            .request(Request::Status, |_, _| {})
-            .await
-            .unwrap(),
-    );
-    assert!(
-        second.values.contains(&instance),
-        "{instance} not in {second:?}"
-    );
-    assert!(second.values.contains(&port.to_string()));
+    status_shows(&running, &second).await;
 
     running
         .handle

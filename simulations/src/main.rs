@@ -26,16 +26,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Runs seeds 1..=K and prints the failing ones (progress every 100 seeds on stderr).
+    /// Runs seeds FIRST..=K and prints the failing ones (progress every 100 seeds on
+    /// stderr).
     Soak {
         #[command(flatten)]
         opts: Opts,
         /// Devices.
         #[arg(long, default_value_t = 5)]
         nodes: usize,
-        /// How many seeds.
+        /// The last seed.
         #[arg(long, default_value_t = 100)]
         seeds: u64,
+        /// The first seed (to split a soak between processes: `--first 501
+        /// --seeds 1000` runs the second half).
+        #[arg(long, default_value_t = 1)]
+        first: u64,
     },
     /// Runs a series of device counts and plots convergence time and bytes per device.
     Sweep {
@@ -158,9 +163,14 @@ fn main() -> ExitCode {
             }
             r.ok()
         }),
-        Cmd::Soak { opts, nodes, seeds } => opts.scenario(nodes).map(|base| {
+        Cmd::Soak {
+            opts,
+            nodes,
+            seeds,
+            first,
+        } => opts.scenario(nodes).map(|base| {
             let mut failing = 0;
-            for seed in 1..=seeds {
+            for seed in first..=seeds {
                 let r = scenario::run(&Scenario { seed, ..base.clone() });
                 if !r.ok() {
                     failing += 1;
@@ -170,7 +180,10 @@ fn main() -> ExitCode {
                     eprintln!("{seed} of {seeds} seeds run, {failing} failing so far");
                 }
             }
-            println!("{seeds} seeds, {failing} failing");
+            println!(
+                "{} seeds ({first} to {seeds}), {failing} failing",
+                (seeds + 1).saturating_sub(first)
+            );
             failing == 0
         }),
         Cmd::Sweep { opts, nodes, plot } => nodes.iter().map(|n| opts.scenario(*n)).collect::<Result<Vec<_>, _>>().map(|all| {
