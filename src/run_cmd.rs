@@ -20,15 +20,40 @@ fn logging() {
         .try_init();
 }
 
+/// How long `kith run` waits for a command that holds the data directory.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether a node answers on the directory's control socket.
+fn node_answers(dir: &Path) -> bool {
+    matches!(
+        crate::ops::via_node(
+            dir,
+            &kith_node::control::Request::Status,
+            &mut crate::ops::no_progress
+        ),
+        Ok(Some(_))
+    )
+}
+
 pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
     logging();
-    // A CLI command may hold the store for a moment: wait a little for it.
+    // A CLI command may hold the store for a while (the first open of a large store
+    // after a crash checks every row): wait for it, up to a minute. A node holding
+    // it (its control socket answers) is refused at once.
     let start = std::time::Instant::now();
+    let mut told = false;
     let device = loop {
         match Device::open(dir) {
             Err(kith_node::device::Error::Store(kith_node::store::Error::Locked(_)))
-                if start.elapsed() < std::time::Duration::from_secs(3) =>
+                if start.elapsed() < LOCK_WAIT && !node_answers(dir) =>
             {
+                if !told {
+                    tracing::info!(
+                        "waiting for another kith command to finish with {}",
+                        dir.display()
+                    );
+                    told = true;
+                }
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             other => break other.map_err(device_exit)?,

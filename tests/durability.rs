@@ -338,3 +338,34 @@ fn a_store_the_first_release_could_not_open_opens_and_runs() {
     assert_eq!(d.status()["contacts"], 1501);
     assert!(d.jids().contains(&"nurse@capulet.lit".to_owned()));
 }
+
+/// A node started while a long command holds its stopped directory waits for the
+/// command instead of failing with "in use" (the chaos harness hit this: a status
+/// read of a large store after a kill -9 outlasted the node's old 3 s wait).
+#[test]
+fn a_node_started_while_a_command_holds_the_directory_waits_for_it() {
+    let mut d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    let file = d.dir.join("roster.xml");
+    std::fs::write(&file, roster(10_000, |_, _| {})).expect("write");
+    let import = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--data-dir")
+        .arg(&d.dir)
+        .args(["import", "roster"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kith starts");
+    // The node starts, whoever takes the directory first (waits for the node to
+    // listen, and fails the test if it exits).
+    d.start();
+    let out = import.wait_with_output().expect("the import ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.running(), "the node runs: {}", d.log());
+    assert_eq!(d.status()["contacts"], 10_000, "{}", d.status());
+}
