@@ -123,6 +123,10 @@ pub(crate) struct RunArgs {
     /// the node's user's).
     #[arg(long)]
     pub(crate) xmpp_lan: bool,
+    /// How often tombstones are acknowledged and, once every device has, collected
+    /// and erased from the disk (e.g. 30s, 5m; default 1m, at least 1s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) ack_interval: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -59,6 +59,10 @@ pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
             other => break other.map_err(device_exit)?,
         }
     };
+    let mut device = device;
+    if let Some(every) = args.ack_interval {
+        device.set_ack_interval(every);
+    }
     let options = Options {
         listen: args.listen,
         peers: args.peers,

@@ -2,6 +2,7 @@
 
 mod chaos;
 mod cli;
+mod disk;
 mod durability;
 mod errors;
 mod floods;

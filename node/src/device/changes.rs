@@ -1,7 +1,7 @@
 //! The device's history of contact changes (`kith log`): what each stored item of
 //! the contacts node tells of, written next to the item index.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kith_protocol::contacts::View;
 use kith_protocol::item::{NodeKind, Payload};
@@ -11,37 +11,31 @@ use super::Device;
 use crate::store::{self, history, index};
 
 impl Device {
-    /// Stores the changes of `history`, naming a deleted contact as the history last
-    /// named it.
+    /// Stores the changes of `history`. A deletion erases what the history held of
+    /// the contact (its earlier changes, with the names and addresses they named)
+    /// and is kept without a name: after a deletion, nothing in the history says
+    /// what the contact was called (docs/privacy.md, a stolen disk).
     pub(super) fn record_history(
         &mut self,
         history: Vec<(Vec<u8>, history::Entry)>,
     ) -> Result<(), store::Error> {
-        let mut rows: Vec<(Vec<u8>, history::Entry)> = Vec::with_capacity(history.len());
-        for (key, mut e) in history {
-            if e.name.is_none() && e.jids.is_empty() {
-                let earlier = rows
-                    .iter()
-                    .rev()
-                    .map(|(_, r)| r.clone())
-                    .find(|r| r.contact_id == e.contact_id && !r.jids.is_empty());
-                let earlier = match earlier {
-                    Some(r) => Some(r),
-                    None => self
-                        .store
-                        .history(&self.index, 1, &|r| {
-                            r.contact_id == e.contact_id && !r.jids.is_empty()
-                        })?
-                        .pop(),
-                };
-                if let Some(r) = earlier {
-                    e.name = r.name;
-                    e.jids = r.jids;
-                }
+        // A deletion's key is the only one with the mark after the stamp and device.
+        let is_deletion = |key: &[u8], e: &history::Entry| key.len() == e.contact_id.len() + 45;
+        let mut deleted: BTreeMap<String, u64> = BTreeMap::new();
+        for (key, e) in &history {
+            if is_deletion(key, e) {
+                let at = deleted.entry(e.contact_id.clone()).or_default();
+                *at = (*at).max(e.at_ms);
             }
-            rows.push((key, e));
         }
-        self.store.add_history(&self.index, &rows)
+        let rows: Vec<(Vec<u8>, history::Entry)> = history
+            .into_iter()
+            .filter(|(key, e)| {
+                is_deletion(key, e) || deleted.get(&e.contact_id).is_none_or(|at| e.at_ms > *at)
+            })
+            .collect();
+        let erase: Vec<(String, u64)> = deleted.into_iter().collect();
+        self.store.add_history(&self.index, &rows, &erase)
     }
 
     /// The changes this device stored, newest first (at most `limit`), of the

@@ -244,6 +244,14 @@ impl Device {
         &mut self.engine
     }
 
+    /// Changes how often the device acknowledges its tombstones and collects (then
+    /// erases) what every device acknowledged: 60 s unless set (at least 1 s).
+    pub fn set_ack_interval(&mut self, every: std::time::Duration) {
+        let now = self.clock.now();
+        let ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        self.engine.set_ack_interval(now, ms);
+    }
+
     /// Feeds the engine one input and carries out its storage outputs.
     /// Carries out `command` (contacts, devices, rotation) and stores what it wrote.
     /// The outer error is the store's; the inner one says why the engine refused

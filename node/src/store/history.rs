@@ -39,9 +39,16 @@ impl Store {
     }
 
     /// Adds changes (each under a key naming it, so a change stored twice is kept
-    /// once), then forgets the oldest past [`MAX_ROWS`].
-    pub fn add_history(&mut self, keys: &Keys, entries: &[(Vec<u8>, Entry)]) -> Result<()> {
-        if entries.is_empty() {
+    /// once), then forgets the oldest past [`MAX_ROWS`]. The stored changes of each
+    /// contact of `erase` made no later than the time beside it are erased first
+    /// (their names and addresses go with them: what a deletion leaves).
+    pub fn add_history(
+        &mut self,
+        keys: &Keys,
+        entries: &[(Vec<u8>, Entry)],
+        erase: &[(String, u64)],
+    ) -> Result<()> {
+        if entries.is_empty() && erase.is_empty() {
             return Ok(());
         }
         let path = self.dir.join("kith.db");
@@ -49,8 +56,24 @@ impl Store {
             path: path.clone(),
             source,
         };
+        let mut erased = 0;
         let tx = self.conn.savepoint().map_err(sql)?;
         {
+            // A row's key starts with its contact's id and has a fixed length after
+            // it (stamp, device, and a mark for a deletion): see `history_of`.
+            let mut drop_contact = tx
+                .prepare_cached(
+                    "DELETE FROM history WHERE substr(key, 1, ?2) = ?1
+                     AND length(key) IN (?2 + 44, ?2 + 45) AND at <= ?3",
+                )
+                .map_err(sql)?;
+            for (id, at) in erase {
+                let id = id.as_bytes();
+                let at = i64::try_from(*at).unwrap_or(i64::MAX);
+                erased += drop_contact
+                    .execute(params![id, id.len() as i64, at])
+                    .map_err(sql)?;
+            }
             let mut put = tx
                 .prepare_cached("INSERT OR IGNORE INTO history (key, at, data) VALUES (?1, ?2, ?3)")
                 .map_err(sql)?;
@@ -68,7 +91,9 @@ impl Store {
             )
             .map_err(sql)?;
         }
-        tx.commit().map_err(sql)
+        tx.commit().map_err(sql)?;
+        self.erased |= erased > 0;
+        Ok(())
     }
 
     /// The remembered changes, newest first, at most `limit`, that `keep` keeps.

@@ -273,6 +273,7 @@ impl Store {
             path: path.clone(),
             source,
         };
+        let mut erased_any = false;
         let tx = self.conn.savepoint().map_err(sql)?;
         {
             if rebuilt {
@@ -295,6 +296,7 @@ impl Store {
                 .prepare_cached("INSERT OR IGNORE INTO identities (hash, item) VALUES (?1, ?2)")
                 .map_err(sql)?;
             for (node, item) in gone {
+                erased_any = true;
                 drop_item
                     .execute(params![node_code(*node), &item.0[..]])
                     .map_err(sql)?;
@@ -328,6 +330,7 @@ impl Store {
             }
         }
         tx.commit().map_err(sql)?;
+        self.erased |= erased_any;
         self.set_meta_u64("contacts", contacts)?;
         self.set_meta_u64("index_built", 1)?;
         self.set_meta_u64("index_generation", self.meta_u64("generation")?)

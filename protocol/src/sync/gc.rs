@@ -11,8 +11,17 @@
 //!
 //! A device collects a tombstone once every active roster member acknowledges it in
 //! phase 1 or 2: no active device can then hold an older version of the item. It
-//! forgets the memory once every active member acknowledges phase 2: no active device
-//! holds the tombstone any more, so none can offer it again. A device that stays away
+//! forgets the memory once no active member acknowledges it in phase 1 any more:
+//! each has collected it (phase 2) or, having collected and forgotten it already,
+//! lists it no more. No active device holds the tombstone then, so none can offer it
+//! again. (Waiting instead for every member to list phase 2 at one moment could wait
+//! for ever: the first member to forget stops listing it, and a member whose pass
+//! ran a moment later never saw the others all in phase 2. The nodes showed it: two
+//! devices each kept two collected tombstones, and the versions they replaced, for
+//! good.) A member that once listed a tombstone and lists it no more has either
+//! forgotten it or, past [`MAX_ACKED`], left it out; in the second case it may offer
+//! the tombstone again, which is only the tombstone coming back, to be collected
+//! again: never a version it replaced, since no active device holds one. A device that stays away
 //! holds everything up until it comes back or is revoked. Frames from revoked devices
 //! are refused by the engine, so what they still hold cannot come back.
 //!
@@ -23,7 +32,7 @@
 //! intersection is ever collected, so listing less delays collection and never makes
 //! it unsafe. A member with no record for a shard acknowledges nothing in it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
@@ -206,10 +215,27 @@ impl Acks {
         agreed
     }
 
+    /// The tombstones some active member of `roster` still acknowledges as held
+    /// (phase 1), per shard.
+    fn held(&mut self, replica: &Replica, roster: &Roster) -> [BTreeSet<Key>; SHARDS] {
+        let mut held: [BTreeSet<Key>; SHARDS] = Default::default();
+        for (shard, held) in held.iter_mut().enumerate() {
+            for m in roster.active() {
+                held.extend(
+                    self.of(replica, &m.entry.device, shard)
+                        .into_iter()
+                        .filter(|(_, phase)| *phase == HOLDS)
+                        .map(|(k, _)| k),
+                );
+            }
+        }
+        held
+    }
+
     /// What may be collected and forgotten now.
     pub fn pass(&mut self, replica: &Replica, roster: &Roster) -> Pass {
         let agreed = self.agreed(replica, roster);
-        if agreed.iter().all(BTreeMap::is_empty) {
+        if agreed.iter().all(BTreeMap::is_empty) && replica.collected().next().is_none() {
             return Pass::default();
         }
         let collect = replica
@@ -220,10 +246,11 @@ impl Acks {
             })
             .map(|r| (r.space, r.item))
             .collect();
+        let held = self.held(replica, roster);
         let forget = replica
             .collected()
             .filter(|((space, item), (_, sig))| {
-                agreed[shard_of(item)].get(&key(*space, item, sig)) == Some(&COLLECTED)
+                !held[shard_of(item)].contains(&key(*space, item, sig))
             })
             .map(|(k, _)| *k)
             .collect();
@@ -319,5 +346,75 @@ mod tests {
         assert_eq!(shard.len(), MAX_ACKED);
         assert_eq!(shard[0].0.1, last.0);
         assert_eq!(shard[0].1, COLLECTED);
+    }
+
+    fn acks(device: &SigningKey, entries: &[(Key, u8)], wall_ms: u64) -> Record {
+        let me = DeviceId(device.verifying_key().to_bytes());
+        Record::sign(
+            Space::Acks,
+            item(&me, 0),
+            Hlc {
+                wall_ms,
+                counter: 0,
+            },
+            Body::Data(encode(entries)),
+            device,
+        )
+    }
+
+    #[test]
+    fn a_tombstone_is_forgotten_once_no_device_lists_it_as_held() {
+        use crate::roster::{Entry, Role};
+        let keys = [
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        ];
+        let ids = keys
+            .each_ref()
+            .map(|k| DeviceId(k.verifying_key().to_bytes()));
+        let mut replica = Replica::new();
+        for (n, id) in ids.iter().enumerate() {
+            let entry = Entry {
+                device: *id,
+                cert: Vec::new(),
+                name: String::new(),
+                role: Role::Full,
+                revoked: false,
+            };
+            replica.insert(entry.record(
+                Hlc {
+                    wall_ms: 1,
+                    counter: n as u32,
+                },
+                &keys[0],
+            ));
+        }
+        let roster = Roster::build(ids[0], &replica);
+        let gone = ItemId([0; 16]);
+        let tombstone = Record::sign(
+            Space::Contacts,
+            gone,
+            Hlc {
+                wall_ms: 2,
+                counter: 0,
+            },
+            Body::Tombstone,
+            &keys[0],
+        );
+        let k = key(Space::Contacts, &gone, &tombstone.signature);
+        replica.insert(tombstone);
+        assert!(replica.collect(Space::Contacts, &gone));
+        let mut acks_ = Acks::default();
+        // This device collected it; the other still holds it: it is remembered.
+        replica.insert(acks(&keys[0], &[(k, COLLECTED)], 3));
+        replica.insert(acks(&keys[1], &[(k, HOLDS)], 3));
+        assert_eq!(acks_.pass(&replica, &roster).forget, vec![]);
+        // The other collected it and forgot it before this device's pass saw it in
+        // phase 2: it lists it no more, and this device forgets it too.
+        replica.insert(acks(&keys[1], &[], 5));
+        assert_eq!(
+            acks_.pass(&replica, &roster).forget,
+            vec![(Space::Contacts, gone)]
+        );
     }
 }

@@ -381,6 +381,16 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.outputs.pop_front()
     }
 
+    /// Changes how often this device acknowledges tombstones and collects what
+    /// every device acknowledged (at least every second); the next round is due at
+    /// most that long after `now`.
+    pub fn set_ack_interval(&mut self, now: Now, ms: u64) {
+        self.config.ack_interval_ms = ms.max(1_000);
+        self.next_ack_ms = self
+            .next_ack_ms
+            .min(now.mono_ms.saturating_add(self.config.ack_interval_ms));
+    }
+
     /// When the engine next needs `Input::Timeout`, in monotonic milliseconds.
     pub fn poll_timeout(&self) -> Option<u64> {
         let recon = self

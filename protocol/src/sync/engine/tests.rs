@@ -441,3 +441,39 @@ fn one_item_operations_and_their_acknowledgements_look_the_same_on_the_wire() {
     );
     assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
 }
+
+#[test]
+fn a_deletion_is_collected_then_forgotten_by_every_device() {
+    let mut h = Harness::new();
+    h.connect(true);
+    h.execute(
+        0,
+        Edit::AddContact {
+            jid: jid("otter@river.lit"),
+            name: Some("Otter".into()),
+            groups: vec![],
+        },
+    )
+    .expect("added");
+    h.execute(
+        0,
+        Edit::RemoveContact {
+            jid: jid("otter@river.lit"),
+        },
+    )
+    .expect("removed");
+    // Acknowledgement rounds every minute: collected after the first ones, then
+    // forgotten once each device says it collected.
+    for _ in 0..10 {
+        h.mono += 61_000;
+        for s in &mut h.sides {
+            s.engine.handle_input(now(h.mono), Input::Timeout);
+        }
+        h.pump();
+    }
+    for s in &h.sides {
+        let r = s.engine.replica();
+        assert_eq!(r.records().filter(|r| r.is_tombstone()).count(), 0);
+        assert_eq!(r.collected().count(), 0, "forgotten");
+    }
+}

@@ -1,0 +1,198 @@
+//! What a stolen data directory gives away (issue 11, "less on disk"): once every
+//! device has collected a deletion, nothing of the deleted contact is left in the
+//! directory, not even sealed under keys the directory itself holds.
+
+use std::path::Path;
+
+use crate::nodes::Device;
+
+/// The devices run with acknowledgement rounds every second, so that a deletion is
+/// collected and erased within seconds rather than minutes.
+const FAST_ACKS: [&str; 3] = ["--no-mdns", "--ack-interval", "1s"];
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// Every file under `dir`, read whole.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("data directory").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path.display().to_string(), bytes));
+        }
+    }
+    out
+}
+
+/// Where in the directories one of `needles` appears: (file, which needle).
+fn found(dirs: &[&Path], needles: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    let mut hits = Vec::new();
+    for dir in dirs {
+        for (path, bytes) in files(dir) {
+            for (what, needle) in needles {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                    hits.push((path.clone(), what.clone()));
+                }
+            }
+        }
+    }
+    hits
+}
+
+/// Sealed bytes the store of the stopped device in `dir` holds of the item `item`
+/// (32 hex digits) of the contacts node: its stored versions, its row of the item
+/// index, the history's rows (all of them: the contact is the only one). Three 32-byte windows of each, far
+/// enough into it to be past any common header.
+fn sealed_fragments(dir: &Path, label: &str, item: &str) -> Vec<(String, Vec<u8>)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        dir.join("kith.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("the store opens");
+    let id: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&item[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let mut out = Vec::new();
+    for (table, query, arg) in [
+        (
+            "records",
+            "SELECT bytes FROM records WHERE space = 0 AND item = ?1",
+            id.clone(),
+        ),
+        (
+            "items",
+            "SELECT data FROM items WHERE node = 0 AND item = ?1",
+            id.clone(),
+        ),
+        // The contact is the only one the history ever held.
+        (
+            "history",
+            "SELECT data FROM history WHERE ?1 IS NOT NULL",
+            Vec::new(),
+        ),
+    ] {
+        let mut stmt = conn.prepare(query).expect("query");
+        let rows: Vec<Vec<u8>> = stmt
+            .query_map([arg], |r| r.get(0))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect();
+        assert!(!rows.is_empty(), "{label}: no {table} rows of the contact");
+        for (i, bytes) in rows.iter().enumerate() {
+            for at in [bytes.len() / 4, bytes.len() / 2, bytes.len() * 3 / 4] {
+                if at + 32 <= bytes.len() {
+                    out.push((
+                        format!("{label} {table} row {i} at {at}"),
+                        bytes[at..at + 32].to_vec(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn start(d: &mut Device) {
+    d.start_with(LOOPBACK, &FAST_ACKS);
+}
+
+#[test]
+fn a_deleted_contact_leaves_nothing_on_disk_that_the_directory_can_open() {
+    let mut laptop = Device::new();
+    laptop.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    start(&mut laptop);
+    let mut phone = Device::new();
+    phone.join(&laptop, "phone");
+    start(&mut phone);
+    phone.wait("the secrets", |d| {
+        let s = d.status();
+        s["waiting_for_secret"] == 0 && s["records"]["keys"].as_u64().unwrap_or(0) > 0
+    });
+
+    // Added under one name, renamed: both names are in sealed versions everywhere.
+    laptop.ok(&[
+        "contact",
+        "add",
+        "otter@river.lit",
+        "--name",
+        "DeletedOtter",
+    ]);
+    phone.wait("the contact", |d| {
+        d.list().iter().any(|(_, n, _)| n.contains("DeletedOtter"))
+    });
+    laptop.ok(&[
+        "contact",
+        "edit",
+        "otter@river.lit",
+        "--name",
+        "RenamedOtter",
+    ]);
+    phone.wait("the new name", |d| {
+        d.list().iter().any(|(_, n, _)| n.contains("RenamedOtter"))
+    });
+    assert!(laptop.ok(&["log"]).contains("DeletedOtter"));
+
+    // What a thief could look for: the names and address in clear, and the sealed
+    // bytes that held them (read from each store while stopped).
+    let mut needles: Vec<(String, Vec<u8>)> = ["DeletedOtter", "RenamedOtter", "otter@river.lit"]
+        .iter()
+        .map(|s| ((*s).to_owned(), s.as_bytes().to_vec()))
+        .collect();
+    let item = laptop.json(&["contact", "list"])[0]["id"]
+        .as_str()
+        .expect("the contact's id")
+        .to_owned();
+    assert_eq!(item.len(), 32, "an item id: {item}");
+    for (d, label) in [(&mut laptop, "laptop"), (&mut phone, "phone")] {
+        d.stop();
+        needles.extend(sealed_fragments(&d.dir, label, &item));
+        start(d);
+    }
+    assert!(
+        !found(&[&laptop.dir, &phone.dir], &needles).is_empty(),
+        "the fragments are found while the contact exists"
+    );
+
+    laptop.ok(&["contact", "rm", "otter@river.lit"]);
+    // Every device collects the deletion, then forgets it; the store erases what
+    // it held and empties the log of SQLite that still has the pages.
+    for d in [&laptop, &phone] {
+        d.wait("the deletion to be collected and forgotten", |d| {
+            let s = d.status();
+            s["contacts"] == 0 && s["tombstones"] == 0 && s["collected_tombstones"] == 0
+        });
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let hits = found(&[&laptop.dir, &phone.dir], &needles);
+        if hits.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < crate::nodes::DEADLINE,
+            "still on disk after {:?}: {hits:?}",
+            crate::nodes::DEADLINE
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // The power goes: what is on the disks stays as it is.
+    laptop.kill();
+    phone.kill();
+    let hits = found(&[&laptop.dir, &phone.dir], &needles);
+    assert!(hits.is_empty(), "left on disk: {hits:?}");
+    // A thief with the whole directory (keys and secrets included) runs kith on it.
+    for d in [&laptop, &phone] {
+        for args in [
+            &["log", "--json"][..],
+            &["contact", "list", "--json"],
+            &["conflicts", "--json"],
+        ] {
+            let out = d.ok(args);
+            for name in ["DeletedOtter", "RenamedOtter", "otter@river.lit"] {
+                assert!(!out.contains(name), "kith {args:?} shows {name}: {out}");
+            }
+        }
+    }
+}
