@@ -32,6 +32,11 @@ enum Command {
         /// A name for this device (default: the host name).
         #[arg(long)]
         name: Option<String>,
+        /// Seal the keys and secrets under a passphrase (Argon2id), asked on the
+        /// terminal or read from the file named by KITH_PASSPHRASE_FILE; every command
+        /// that opens the device then needs it.
+        #[arg(long)]
+        passphrase: bool,
     },
     /// Runs the node in the foreground (logs through RUST_LOG).
     Run(RunArgs),
@@ -280,6 +285,10 @@ enum PairCommand {
         /// A name for this device (default: the host name).
         #[arg(long)]
         name: Option<String>,
+        /// Seal this device's keys and secrets under a passphrase (as `init
+        /// --passphrase`).
+        #[arg(long)]
+        passphrase: bool,
     },
 }
 
@@ -405,7 +414,11 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         None => default_data_dir()?,
     };
     match cli.command {
-        Command::Init { jid, name } => ops::init(&dir, &jid, name),
+        Command::Init {
+            jid,
+            name,
+            passphrase,
+        } => ops::init(&dir, &jid, name, passphrase),
         Command::Run(args) => run_cmd::run(&dir, args),
         Command::Contact(c) => match c {
             ContactCommand::Add { jid, name, groups } => {
@@ -453,7 +466,11 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             GroupCommand::List { json } => ops::groups(&dir, json),
         },
         Command::Pair(PairCommand::Invite { ttl }) => ops::invite(&dir, ttl),
-        Command::Pair(PairCommand::Join { code, name }) => ops::join(&dir, &code, name),
+        Command::Pair(PairCommand::Join {
+            code,
+            name,
+            passphrase,
+        }) => ops::join(&dir, &code, name, passphrase),
         Command::Device(DeviceCommand::List { json }) => ops::devices(&dir, json),
         Command::Device(DeviceCommand::Revoke { device }) => {
             ops::done(&dir, Request::Revoke { device })

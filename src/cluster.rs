@@ -175,7 +175,12 @@ pub(crate) fn pair(inviter: &Node, dir: &Path, name: &str) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(kith_node::join::join(dir, &code, name))
-        .map_err(ops::exit)?;
+    rt.block_on(kith_node::join::join(
+        dir,
+        &code,
+        name,
+        kith_node::store::KeyFiles::clear(),
+    ))
+    .map_err(ops::exit)?;
     Ok(())
 }

@@ -16,6 +16,7 @@ mod history_cmd;
 mod item_cmd;
 mod ops;
 mod output;
+mod passphrase;
 mod run_cmd;
 
 use std::io::Write;

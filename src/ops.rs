@@ -23,6 +23,13 @@ pub(crate) fn exit(e: control::Error) -> Exit {
 pub(crate) fn device_exit(e: device::Error) -> Exit {
     match e {
         device::Error::Jid(m) | device::Error::Name(m) => Exit::Input(m),
+        device::Error::Store(e @ store::Error::NeedsPassphrase(_)) => Exit::Usage(e.to_string()),
+        device::Error::Store(
+            e @ store::Error::Vault {
+                source: store::vault::Error::Wrong,
+                ..
+            },
+        ) => Exit::Failed(e.to_string()),
         other => Exit::Code(ErrorKind::Store.exit_code(), other.to_string()),
     }
 }
@@ -68,10 +75,11 @@ pub(crate) fn call(
         return Ok(v);
     }
     // A command about a few items loads only those (see `Device::open_for`).
+    let key_files = crate::passphrase::key_files(dir)?;
     let open = || {
-        Device::open_for(dir, &request).and_then(|d| match d {
+        Device::open_for(dir, &request, key_files.clone()).and_then(|d| match d {
             Some(d) => Ok(d),
-            None => Device::open(dir),
+            None => Device::open_with(dir, key_files.clone()),
         })
     };
     // The lock may be held by another command for a moment, or by a node that is
@@ -105,15 +113,24 @@ pub(crate) fn call(
 
 pub(crate) fn no_progress(_: u64, _: u64) {}
 
-pub(crate) fn init(dir: &Path, jid: &str, name: Option<String>) -> Result<()> {
+pub(crate) fn init(dir: &Path, jid: &str, name: Option<String>, passphrase: bool) -> Result<()> {
     let name = name.unwrap_or_else(host_name);
-    let device = Device::init(dir, jid, &name).map_err(device_exit)?;
+    // Checked before a passphrase is asked for (and its key derived).
+    Device::check_new(dir).map_err(device_exit)?;
+    let key_files = crate::passphrase::new_key_files(passphrase)?;
+    let sealed = key_files.seals();
+    let device = Device::init_with(dir, jid, &name, key_files).map_err(device_exit)?;
     outln!(
         "Created device {} ({name}) of {} in {}",
         device.id(),
         device.account().jid,
         dir.display()
     );
+    if sealed {
+        outln!(
+            "Its keys and secrets are sealed under the passphrase: every command that opens it asks for it (or reads it from the file named by KITH_PASSPHRASE_FILE)."
+        );
+    }
     outln!("Next: `kith run`, then `kith pair invite` to add your other devices.");
     Ok(())
 }
@@ -461,11 +478,13 @@ pub(crate) fn invite(dir: &Path, ttl: Duration) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn join(dir: &Path, code: &str, name: Option<String>) -> Result<()> {
+pub(crate) fn join(dir: &Path, code: &str, name: Option<String>, passphrase: bool) -> Result<()> {
     let name = name.unwrap_or_else(host_name);
+    Device::check_new(dir).map_err(device_exit)?;
+    let key_files = crate::passphrase::new_key_files(passphrase)?;
     let rt = runtime()?;
     let device = rt
-        .block_on(kith_node::join::join(dir, code, &name))
+        .block_on(kith_node::join::join(dir, code, &name, key_files))
         .map_err(exit)?;
     outln!(
         "Joined {} as device {} ({name}). Start it with `kith run`: it fetches the contacts from the inviting device.",

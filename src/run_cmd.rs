@@ -42,8 +42,9 @@ pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
     // it (its control socket answers) is refused at once.
     let start = std::time::Instant::now();
     let mut told = false;
+    let key_files = crate::passphrase::key_files(dir)?;
     let device = loop {
-        match Device::open(dir) {
+        match Device::open_with(dir, key_files.clone()) {
             Err(kith_node::device::Error::Store(kith_node::store::Error::Locked(_)))
                 if start.elapsed() < LOCK_WAIT && !node_answers(dir) =>
             {

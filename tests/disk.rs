@@ -182,6 +182,12 @@ fn a_deleted_contact_leaves_nothing_on_disk_that_the_directory_can_open() {
     phone.kill();
     let hits = found(&[&laptop.dir, &phone.dir], &needles);
     assert!(hits.is_empty(), "left on disk: {hits:?}");
+    // The addresses the devices reached each other at are sealed too.
+    let addrs = found(
+        &[&laptop.dir, &phone.dir],
+        &[("a multiaddr".to_owned(), b"/ip4/".to_vec())],
+    );
+    assert!(addrs.is_empty(), "addresses in clear: {addrs:?}");
     // A thief with the whole directory (keys and secrets included) runs kith on it.
     for d in [&laptop, &phone] {
         for args in [
@@ -195,4 +201,71 @@ fn a_deleted_contact_leaves_nothing_on_disk_that_the_directory_can_open() {
             }
         }
     }
+}
+
+/// The key files, which a passphrase seals.
+const KEY_FILES: [&str; 3] = ["device.key", "openpgp.key", "secrets.xml"];
+
+#[test]
+fn a_passphrase_seals_the_keys_and_secrets_and_every_command_needs_it() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let right = crate::util::file(tmp.path(), "right", "correct horse battery\n");
+    let wrong = crate::util::file(tmp.path(), "wrong", "incorrect horse\n");
+    let mut d = Device::new().with_env("KITH_PASSPHRASE_FILE", crate::util::path(&right));
+    let out = d.ok(&[
+        "init",
+        "--jid",
+        "romeo@montague.lit",
+        "--name",
+        "laptop",
+        "--passphrase",
+    ]);
+    assert!(out.contains("sealed under the passphrase"), "{out}");
+    d.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
+    let sealed = |d: &Device| {
+        for name in KEY_FILES {
+            let bytes = std::fs::read(d.dir.join(name)).expect("key file");
+            assert!(bytes.starts_with(b"KITHVLT1"), "{name} is not sealed");
+            for clear in [&b"romeo@montague.lit"[..], b"shared-secret", b"secrets"] {
+                assert!(
+                    !bytes.windows(clear.len()).any(|w| w == clear),
+                    "{name} shows {:?}",
+                    String::from_utf8_lossy(clear)
+                );
+            }
+        }
+    };
+    sealed(&d);
+
+    // Without the passphrase (no terminal either), or with a wrong one, nothing opens.
+    let mut bare = Device::at(d.dir.clone());
+    let out = bare.kith(&["contact", "list"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KITH_PASSPHRASE_FILE"));
+    let out = bare.kith(&["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let mut wrong_one =
+        Device::at(d.dir.clone()).with_env("KITH_PASSPHRASE_FILE", crate::util::path(&wrong));
+    let out = wrong_one.kith(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"),
+        "{out:?}"
+    );
+    let missing = Device::at(d.dir.clone()).with_env("KITH_PASSPHRASE_FILE", "/nonexistent/pass");
+    assert_eq!(missing.kith(&["status"]).status.code(), Some(4));
+    bare.stop();
+    wrong_one.stop();
+
+    // With it, the node runs, and a rotation of the secrets writes them sealed.
+    d.start();
+    let before = std::fs::read(d.dir.join("secrets.xml")).expect("secrets");
+    d.ok(&["secret", "rotate"]);
+    d.wait("the new secrets on disk", |d| {
+        std::fs::read(d.dir.join("secrets.xml")).is_ok_and(|now| now != before)
+    });
+    d.stop();
+    sealed(&d);
+    let list = d.ok(&["contact", "list"]);
+    assert!(list.contains("Juliet"), "{list}");
 }

@@ -15,6 +15,8 @@ pub(crate) struct Device {
     pub(crate) dir: PathBuf,
     /// Commands run through this prefix (e.g. `ip netns exec NS`).
     prefix: Vec<String>,
+    /// Environment variables every command of this device gets.
+    envs: Vec<(String, String)>,
     child: Option<Child>,
     tmp: tempfile::TempDir,
 }
@@ -27,6 +29,7 @@ impl Device {
         Self {
             dir,
             prefix: Vec::new(),
+            envs: Vec::new(),
             child: None,
             tmp,
         }
@@ -38,6 +41,12 @@ impl Device {
         let mut d = Self::new();
         d.dir = dir;
         d
+    }
+
+    /// Gives every command of this device the variable `key`.
+    pub(crate) fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Runs the node's commands (`run`, `pair join`) under `prefix`.
@@ -56,6 +65,7 @@ impl Device {
             Command::new(bin)
         };
         cmd.arg("--data-dir").arg(&self.dir);
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

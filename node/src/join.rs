@@ -168,7 +168,12 @@ async fn ask(
 
 /// Joins the roster of the device that printed `code`, creating the device in `dir`
 /// (which must not hold one). Returns the new device.
-pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
+pub async fn join(
+    dir: &Path,
+    code: &str,
+    name: &str,
+    key_files: crate::store::KeyFiles,
+) -> Result<Device, Error> {
     let code = Code::decode(code, wall_now().0).map_err(|e| match e {
         CodeError::Malformed(_) => Error::new(ErrorKind::Input, e.to_string()),
         CodeError::Expired => Error::new(ErrorKind::Refused, e.to_string()),
@@ -306,6 +311,7 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
         secret,
         Some(ox),
         &records,
+        key_files,
     )
     .map_err(|e| Error::new(ErrorKind::Store, e.to_string()))?;
     if let Some(inviter) = net::device_of(&code.peer) {
@@ -315,7 +321,7 @@ pub async fn join(dir: &Path, code: &str, name: &str) -> Result<Device, Error> {
             .take(8)
             .cloned()
             .collect();
-        device.store.set_peer_addrs(&inviter.0, &addrs.join(" "))?;
+        device.remember_addrs(&inviter.0, &addrs.join(" "))?;
     }
     Ok(device)
 }

@@ -531,8 +531,7 @@ impl Device {
     fn devices(&mut self, net: &NetInfo) -> Value {
         let me = self.id();
         let peers: BTreeMap<[u8; 32], Option<u64>> = self
-            .store
-            .peers()
+            .known_peers()
             .unwrap_or_default()
             .into_iter()
             .map(|p| (p.device, p.last_sync_ms))

@@ -114,7 +114,13 @@ fn commands_on_a_stopped_node_load_only_what_they_touch_and_agree_with_a_full_lo
         let mut partial_used = 0;
         for step in 0..60 {
             let req = request(&mut rng);
-            let mut lean = match Device::open_for(a.path(), &req).unwrap() {
+            let mut lean = match Device::open_for(
+                a.path(),
+                &req,
+                kith_node::store::KeyFiles::clear(),
+            )
+            .unwrap()
+            {
                 Some(d) => {
                     partial_used += 1;
                     d

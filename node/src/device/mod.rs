@@ -98,6 +98,8 @@ pub struct Device {
     pub(crate) net: VecDeque<Output<PeerId>>,
     /// Events for the node (reconciliations done, records refused…).
     pub(crate) events: VecDeque<Event<PeerId>>,
+    /// How the key files are read and written (sealed under a passphrase or not).
+    pub(crate) key_files: store::KeyFiles,
     /// (id, revoked) of every secret, as last written to `secrets.xml`.
     saved_keyring: BTreeSet<(String, bool)>,
     /// A keyring the engine handed out, to write once the transaction holding the
@@ -242,6 +244,16 @@ impl Device {
     /// The engine.
     pub fn engine(&mut self) -> &mut Engine<PeerId> {
         &mut self.engine
+    }
+
+    /// Remembers addresses `device` was reached at (sealed in the store).
+    pub fn remember_addrs(&mut self, device: &[u8; 32], addrs: &str) -> Result<(), store::Error> {
+        self.store.set_peer_addrs(&self.index, device, addrs)
+    }
+
+    /// The devices met, with the addresses they were reached at.
+    pub fn known_peers(&self) -> Result<Vec<store::KnownPeer>, store::Error> {
+        self.store.peers(&self.index)
     }
 
     /// Changes how often the device acknowledges its tombstones and collects (then
@@ -398,7 +410,8 @@ impl Device {
             keyring.iter().map(|s| (s.id.clone(), s.revoked)).collect();
         if now != self.saved_keyring {
             let xml = store::keyring_to_xml(keyring, &self.jid);
-            store::write_private(&self.dir, "secrets.xml", xml.as_bytes())?;
+            self.key_files
+                .write(&self.dir, "secrets.xml", xml.as_bytes())?;
             self.saved_keyring = now;
         }
         Ok(())

@@ -31,6 +31,7 @@ struct Base {
     secret: [u8; 32],
     ox: DeviceKey,
     keyring: Keyring,
+    key_files: store::KeyFiles,
 }
 
 /// The requests [`Device::open_for`] answers from the items they touch: the JIDs
@@ -64,6 +65,17 @@ impl Device {
     /// Creates a device in `dir`: keys, the roster's first entry (this device, as
     /// genesis) and the first secrets.
     pub fn init(dir: &Path, jid: &str, name: &str) -> Result<Self, Error> {
+        Self::init_with(dir, jid, name, store::KeyFiles::clear())
+    }
+
+    /// [`Device::init`], writing the key files as `key_files` says (sealed under a
+    /// passphrase, or in clear).
+    pub fn init_with(
+        dir: &Path,
+        jid: &str,
+        name: &str,
+        key_files: store::KeyFiles,
+    ) -> Result<Self, Error> {
         let jid = BareJid::parse(jid).map_err(|e| Error::Jid(format!("{jid:?}: {e}")))?;
         check_name(name)?;
         let mut rng = rand::rng();
@@ -79,6 +91,7 @@ impl Device {
             secret,
             None,
             &[],
+            key_files,
         )
     }
 
@@ -129,6 +142,7 @@ impl Device {
         secret: [u8; 32],
         ox: Option<DeviceKey>,
         records: &[kith_protocol::record::Record],
+        key_files: store::KeyFiles,
     ) -> Result<Self, Error> {
         store::create_dir(dir)?;
         Self::check_new(dir)?;
@@ -142,8 +156,8 @@ impl Device {
                 what: e.to_string(),
             })?,
         };
-        store::write_private(dir, &store::pending("device.key"), &secret)?;
-        store::write_private(dir, &store::pending("openpgp.key"), &ox.to_bytes())?;
+        key_files.write(dir, &store::pending("device.key"), &secret)?;
+        key_files.write(dir, &store::pending("openpgp.key"), &ox.to_bytes())?;
         store.begin()?;
         let written = store
             .persist(records)
@@ -159,7 +173,7 @@ impl Device {
         drop(store);
         drop(lock);
         // `open` finishes a genesis device: its roster entry and first secrets.
-        Self::open(dir)
+        Self::open_with(dir, key_files)
     }
 
     /// A genesis device writes its own roster entry and the first secrets, in one
@@ -207,19 +221,17 @@ impl Device {
 
     /// This device's OpenPGP certificate, as its roster entry carries it.
     pub(super) fn engine_cert(&self) -> Result<Vec<u8>, Error> {
-        let key =
-            DeviceKey::from_bytes(&store::read_file(&self.dir, "openpgp.key")?).map_err(|e| {
-                Error::BadKey {
-                    path: self.dir.join("openpgp.key"),
-                    what: e.to_string(),
-                }
+        let key = DeviceKey::from_bytes(&self.key_files.read_again(&self.dir, "openpgp.key")?)
+            .map_err(|e| Error::BadKey {
+                path: self.dir.join("openpgp.key"),
+                what: e.to_string(),
             })?;
         Ok(ox::cert_to_bytes(&key.cert()))
     }
 
     /// Reads the store, account, keys and secrets of `dir`, taking its lock; with
     /// `check_all`, the database's structure is checked first (a read of all of it).
-    fn base(dir: &Path, check_all: bool) -> Result<Base, Error> {
+    fn base(dir: &Path, check_all: bool, mut key_files: store::KeyFiles) -> Result<Base, Error> {
         let has_keys = store::DEVICE_FILES.iter().any(|n| dir.join(n).exists());
         let missing = || -> Error {
             if has_keys {
@@ -261,21 +273,22 @@ impl Device {
                     .into(),
             ));
         }
-        let secret: [u8; 32] = store::read_file(dir, "device.key")?
+        let secret: [u8; 32] = key_files
+            .read(dir, "device.key")?
+            .as_slice()
             .try_into()
             .map_err(|_| bad("device.key", "not 32 bytes".into()))?;
-        let ox = DeviceKey::from_bytes(&store::read_file(dir, "openpgp.key")?)
+        let ox = DeviceKey::from_bytes(&key_files.read(dir, "openpgp.key")?)
             .map_err(|e| bad("openpgp.key", e.to_string()))?;
-        let keyring = match std::fs::read_to_string(dir.join("secrets.xml")) {
-            Ok(text) => store::keyring_from_xml(dir, &text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
-            Err(source) => {
-                return Err(store::Error::Io {
-                    path: dir.join("secrets.xml"),
-                    source,
-                }
-                .into());
-            }
+        let keyring = if dir.join("secrets.xml").exists() {
+            let bytes = key_files.read(dir, "secrets.xml")?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| store::Error::Corrupt {
+                path: dir.to_owned(),
+                what: "secrets.xml: not UTF-8".into(),
+            })?;
+            store::keyring_from_xml(dir, text)?
+        } else {
+            Default::default()
         };
         Ok(Base {
             lock,
@@ -285,6 +298,7 @@ impl Device {
             secret,
             ox,
             keyring,
+            key_files,
         })
     }
 
@@ -298,6 +312,7 @@ impl Device {
             secret,
             ox,
             keyring: _,
+            key_files,
         } = base;
         let saved_keyring = book
             .keyring()
@@ -329,6 +344,7 @@ impl Device {
             clock,
             net: VecDeque::new(),
             events: VecDeque::new(),
+            key_files,
             saved_keyring,
             pending_secrets: None,
             failed: None,
@@ -344,7 +360,13 @@ impl Device {
     /// store is reported as damaged (never as new, which `init` would write over).
     /// The merged view is built at once, from the item index where it is current.
     pub fn open(dir: &Path) -> Result<Self, Error> {
-        let mut base = Self::base(dir, true)?;
+        Self::open_with(dir, store::KeyFiles::clear())
+    }
+
+    /// [`Device::open`], reading the key files as `key_files` says (with the
+    /// passphrase they are sealed under).
+    pub fn open_with(dir: &Path, key_files: store::KeyFiles) -> Result<Self, Error> {
+        let mut base = Self::base(dir, true, key_files)?;
         let (replica, quarantined) = base.store.load()?;
         for q in &quarantined {
             warn!(
@@ -387,6 +409,8 @@ impl Device {
             .collect();
         let gone: Vec<(NodeKind, ItemId)> = cached.into_keys().collect();
         let mut device = Self::assemble(base, book, engine_config(), false);
+        // Peer addresses an earlier version kept in clear are sealed.
+        device.store.seal_peer_addrs(&device.index)?;
         device.repaired = changes.len() + gone.len();
         device.finish_genesis()?;
         // Nothing is written when the index was right (a full disk still reads).
@@ -412,11 +436,15 @@ impl Device {
     /// needs the whole list, the index is not current, or opening would have more to
     /// do than the request (a key rotation the audit asks for, say): then
     /// [`Device::open`].
-    pub fn open_for(dir: &Path, request: &Request) -> Result<Option<Self>, Error> {
+    pub fn open_for(
+        dir: &Path,
+        request: &Request,
+        key_files: store::KeyFiles,
+    ) -> Result<Option<Self>, Error> {
         let Some(jids) = touched_jids(request) else {
             return Ok(None);
         };
-        let mut base = Self::base(dir, false)?;
+        let mut base = Self::base(dir, false, key_files)?;
         if !base.store.index_is_current()? {
             return Ok(None);
         }

@@ -199,7 +199,7 @@ impl Node {
     }
 
     pub(super) fn redial_known(&mut self) -> Result<(), Error> {
-        let known = self.device.store.peers()?;
+        let known = self.device.known_peers()?;
         for store::KnownPeer { device, addrs, .. } in known {
             let Some(peer) = net::peer_of(&DeviceId(device)) else {
                 continue;

@@ -76,9 +76,7 @@ impl Node {
                         })?;
                     }
                     if endpoint.is_dialer() {
-                        self.device
-                            .store
-                            .set_peer_addrs(&device.0, &remote.to_string())?;
+                        self.device.remember_addrs(&device.0, &remote.to_string())?;
                     }
                 } else {
                     // The gate let in a device the roster has just dropped.
@@ -178,7 +176,7 @@ impl Node {
                         .map(|a| a.to_string())
                         .collect();
                     if !addrs.is_empty() {
-                        self.device.store.set_peer_addrs(&d.0, &addrs.join(" "))?;
+                        self.device.remember_addrs(&d.0, &addrs.join(" "))?;
                     }
                 }
             }

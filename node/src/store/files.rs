@@ -1,17 +1,21 @@
 //! The owner-only files of a data directory: the lock, private key files written
-//! atomically, and the keyring's XML form.
+//! atomically (in clear, or sealed under a passphrase: [`KeyFiles`]), and the
+//! keyring's XML form.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kith_protocol::jid::BareJid;
 use kith_protocol::ox::SecretMessage;
 use kith_protocol::seal::Keyring;
 use kith_protocol::xml::{self, Element};
 
+use zeroize::Zeroizing;
+
+use super::vault::{self, Passphrase, Vault};
 use super::{Error, Result};
 
 /// The exclusive lock on a data directory, released on drop.
@@ -143,4 +147,100 @@ pub fn keyring_from_xml(dir: &Path, text: &str) -> Result<Keyring> {
         }
     }
     Ok(keyring)
+}
+
+/// How the key files of a directory are read and written: in clear (mode 0600), or
+/// sealed under a passphrase ([`super::vault`]). Holds the passphrase given and,
+/// once a file was opened or a lock made, the key it gives (derived once).
+#[derive(Debug, Clone, Default)]
+pub struct KeyFiles {
+    passphrase: Option<Passphrase>,
+    vault: Option<Vault>,
+}
+
+/// Whether the key files of `dir` are sealed under a passphrase.
+pub fn locked(dir: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    File::open(dir.join("device.key"))
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && magic == *vault::MAGIC
+}
+
+impl KeyFiles {
+    /// Files in clear; a sealed one is refused ([`Error::NeedsPassphrase`]).
+    pub fn clear() -> Self {
+        Self::default()
+    }
+
+    /// Files sealed under `passphrase` are opened with it (files in clear are read
+    /// as they are).
+    pub fn with_passphrase(passphrase: Passphrase) -> Self {
+        Self {
+            passphrase: Some(passphrase),
+            vault: None,
+        }
+    }
+
+    /// A new lock for a device being created: every file it writes is sealed under
+    /// `passphrase` (Argon2id with [`vault::COSTS`], or `costs`).
+    pub fn seal_new(passphrase: Passphrase, costs: Option<vault::Costs>) -> Result<Self> {
+        let vault = Vault::create(&passphrase, costs).map_err(|source| Error::Vault {
+            path: PathBuf::from("(new passphrase)"),
+            source,
+        })?;
+        Ok(Self {
+            passphrase: Some(passphrase),
+            vault: Some(vault),
+        })
+    }
+
+    /// Whether the files this writes are sealed.
+    pub fn seals(&self) -> bool {
+        self.vault.is_some()
+    }
+
+    /// Reads `dir/name`, opening it if it is sealed (deriving the key the first
+    /// time, and keeping it).
+    pub fn read(&mut self, dir: &Path, name: &str) -> Result<Zeroizing<Vec<u8>>> {
+        let bytes = Zeroizing::new(read_file(dir, name)?);
+        if !vault::is_sealed(&bytes) {
+            return Ok(bytes);
+        }
+        let path = dir.join(name);
+        let failed = |source| Error::Vault {
+            path: path.clone(),
+            source,
+        };
+        if let Some(v) = self.vault.as_ref().filter(|v| v.made(&bytes)) {
+            return v.open(name, &bytes).map_err(failed);
+        }
+        let Some(passphrase) = &self.passphrase else {
+            return Err(Error::NeedsPassphrase(dir.to_owned()));
+        };
+        let v = Vault::unlock(passphrase, name, &bytes).map_err(failed)?;
+        let plain = v.open(name, &bytes).map_err(failed)?;
+        self.vault = Some(v);
+        Ok(plain)
+    }
+
+    /// Reads `dir/name` with the key already derived (see [`KeyFiles::read`]).
+    pub fn read_again(&self, dir: &Path, name: &str) -> Result<Zeroizing<Vec<u8>>> {
+        self.clone().read(dir, name)
+    }
+
+    /// Writes `bytes` to `dir/name` atomically, sealed when this seals.
+    pub fn write(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+        match &self.vault {
+            Some(v) => {
+                // The file's name as it will be read: a pending file becomes it.
+                let target = name
+                    .strip_prefix('.')
+                    .and_then(|n| n.strip_suffix(".pending"))
+                    .unwrap_or(name);
+                write_private(dir, name, &v.seal(target, bytes))
+            }
+            None => write_private(dir, name, bytes),
+        }
+    }
 }

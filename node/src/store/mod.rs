@@ -39,15 +39,30 @@ mod files;
 pub mod history;
 pub mod index;
 pub mod names;
+pub mod vault;
 
 pub use files::{
-    DEVICE_FILES, Lock, create_dir, finish_pending, keyring_from_xml, keyring_to_xml, pending,
-    read_file, write_private,
+    DEVICE_FILES, KeyFiles, Lock, create_dir, finish_pending, keyring_from_xml, keyring_to_xml,
+    locked, pending, read_file, write_private,
 };
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The key files are sealed under a passphrase and none was given.
+    #[error(
+        "the keys in {0} are locked with a passphrase: give it in the file named by \
+         KITH_PASSPHRASE_FILE, or run the command on a terminal"
+    )]
+    NeedsPassphrase(PathBuf),
+    /// A key file sealed under a passphrase does not open.
+    #[error("{path}: {source}")]
+    Vault {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: vault::Error,
+    },
     /// SQLite failed (disk full, corrupt file, …).
     #[error("store {path}: {source}")]
     Sql {
@@ -152,6 +167,33 @@ fn version_key(v: &Version) -> Vec<u8> {
     k.extend_from_slice(&v.hlc.counter.to_be_bytes());
     k.extend_from_slice(&v.device.0);
     k
+}
+
+/// How sealed peer addresses start (earlier versions stored them in clear).
+const SEALED_ADDRS: &str = "sealed:";
+
+fn seal_addrs(keys: &index::Keys, addrs: &str) -> String {
+    use base64::Engine as _;
+    if addrs.is_empty() {
+        return String::new();
+    }
+    format!(
+        "{SEALED_ADDRS}{}",
+        base64::engine::general_purpose::STANDARD.encode(keys.seal(addrs.as_bytes()))
+    )
+}
+
+fn open_addrs(keys: &index::Keys, stored: &str) -> String {
+    use base64::Engine as _;
+    let Some(b64) = stored.strip_prefix(SEALED_ADDRS) else {
+        return stored.to_owned();
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|sealed| keys.open(&sealed))
+        .and_then(|plain| String::from_utf8(plain).ok())
+        .unwrap_or_default()
 }
 
 /// Record counts, for `kith status`.
@@ -969,16 +1011,55 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// Remembers addresses a device was reached at (multiaddrs, space-separated).
-    pub fn set_peer_addrs(&mut self, device: &[u8; 32], addrs: &str) -> Result<()> {
+    /// Remembers addresses a device was reached at (multiaddrs, space-separated),
+    /// sealed like the item index (`sealed:` and base64).
+    pub fn set_peer_addrs(
+        &mut self,
+        keys: &index::Keys,
+        device: &[u8; 32],
+        addrs: &str,
+    ) -> Result<()> {
         self.conn
             .execute(
                 "INSERT INTO peers (device, addrs) VALUES (?1, ?2)
                  ON CONFLICT(device) DO UPDATE SET addrs = ?2",
-                params![&device[..], addrs],
+                params![&device[..], seal_addrs(keys, addrs)],
             )
             .map(drop)
             .map_err(|e| self.sql(e))
+    }
+
+    /// Seals the peer addresses an earlier version stored in clear; returns how many.
+    pub fn seal_peer_addrs(&mut self, keys: &index::Keys) -> Result<usize> {
+        let clear: Vec<KnownPeer> = self
+            .peers(keys)?
+            .into_iter()
+            .filter(|p| !p.addrs.is_empty())
+            .collect();
+        let stored: Vec<(Vec<u8>, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT device, addrs FROM peers")
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| self.sql(e))?;
+            rows.filter_map(std::result::Result::ok).collect()
+        };
+        let mut n = 0;
+        for p in clear {
+            let in_clear = stored
+                .iter()
+                .any(|(d, a)| d[..] == p.device[..] && !a.starts_with(SEALED_ADDRS));
+            if in_clear {
+                self.set_peer_addrs(keys, &p.device, &p.addrs)?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.erased = true;
+        }
+        Ok(n)
     }
 
     /// Remembers when this device last completed a reconciliation with `device`.
@@ -993,8 +1074,8 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// Known peers, by device.
-    pub fn peers(&self) -> Result<Vec<KnownPeer>> {
+    /// Known peers, by device (addresses that do not open are left out).
+    pub fn peers(&self, keys: &index::Keys) -> Result<Vec<KnownPeer>> {
         let mut stmt = self
             .conn
             .prepare("SELECT device, addrs, last_sync_ms FROM peers ORDER BY device")
@@ -1014,7 +1095,7 @@ impl Store {
             if let Ok(device) = <[u8; 32]>::try_from(d) {
                 out.push(KnownPeer {
                     device,
-                    addrs: a,
+                    addrs: open_addrs(keys, &a),
                     last_sync_ms: t.map(|t| t as u64),
                 });
             }

@@ -197,7 +197,7 @@ impl Device {
 
     /// This device's OpenPGP key (read from `openpgp.key`).
     pub(crate) fn ox_key(&self) -> Result<DeviceKey, Error> {
-        let bytes = crate::store::read_file(self.dir(), "openpgp.key")?;
+        let bytes = self.key_files.read_again(self.dir(), "openpgp.key")?;
         DeviceKey::from_bytes(&bytes).map_err(|e| {
             Error::new(
                 crate::control::ErrorKind::Store,

@@ -1,0 +1,60 @@
+//! Where the CLI gets the passphrase that seals a device's key files: the file named
+//! by `KITH_PASSPHRASE_FILE` (for unattended runs), or the terminal.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Result;
+use kith_node::store::{self, KeyFiles, vault::Passphrase};
+
+use crate::Exit;
+
+/// The variable naming a file whose contents (one line) are the passphrase.
+pub(crate) const ENV: &str = "KITH_PASSPHRASE_FILE";
+
+/// The key files of `dir` as a command opens them: with the passphrase when they
+/// are sealed under one (asked for only then).
+pub(crate) fn key_files(dir: &Path) -> Result<KeyFiles> {
+    if !store::locked(dir) {
+        return Ok(KeyFiles::clear());
+    }
+    Ok(KeyFiles::with_passphrase(read(false)?))
+}
+
+/// The key files of a device being created: sealed under a new passphrase when
+/// `wanted` (asked twice on a terminal), in clear otherwise.
+pub(crate) fn new_key_files(wanted: bool) -> Result<KeyFiles> {
+    if !wanted {
+        return Ok(KeyFiles::clear());
+    }
+    let passphrase = read(true)?;
+    Ok(KeyFiles::seal_new(passphrase, None)
+        .map_err(|e| Exit::Code(6, format!("making the passphrase lock: {e}")))?)
+}
+
+fn read(confirm: bool) -> Result<Passphrase> {
+    let bad = |e: store::vault::Error| Exit::Input(format!("the passphrase: {e}"));
+    if let Some(path) = std::env::var_os(ENV) {
+        let text = std::fs::read(&path)
+            .map_err(|e| Exit::Io(format!("{ENV}={}: {e}", Path::new(&path).display())))?;
+        let text = String::from_utf8(text)
+            .map_err(|_| Exit::Input(format!("{ENV}={}: not UTF-8", Path::new(&path).display())))?;
+        return Ok(Passphrase::new(text).map_err(bad)?);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Exit::Usage(format!(
+            "a passphrase is needed: set {ENV} to a file holding it, or run on a terminal"
+        ))
+        .into());
+    }
+    let first = rpassword::prompt_password("Passphrase: ")
+        .map_err(|e| Exit::Io(format!("reading the passphrase: {e}")))?;
+    if confirm {
+        let again = rpassword::prompt_password("The same passphrase again: ")
+            .map_err(|e| Exit::Io(format!("reading the passphrase: {e}")))?;
+        if again != first {
+            return Err(Exit::Input("the two passphrases differ".into()).into());
+        }
+    }
+    Ok(Passphrase::new(first).map_err(bad)?)
+}
