@@ -1,5 +1,6 @@
 //! Integration tests of the `kith` binary: one test target, split into modules.
 
+mod capture;
 mod chaos;
 mod cli;
 mod disk;
