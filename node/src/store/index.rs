@@ -23,7 +23,8 @@ use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{Error, Result, Store, version_key};
+use super::records::version_key;
+use super::{Error, Result, Store};
 
 /// What the index holds of one item.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,176 @@
+//! The devices this one has met (their addresses, sealed, and the last
+//! reconciliation with each) and the invitations it handed out.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Invite, KnownPeer, Result, Store, index};
+
+/// How sealed peer addresses start (earlier versions stored them in clear).
+const SEALED_ADDRS: &str = "sealed:";
+
+fn seal_addrs(keys: &index::Keys, addrs: &str) -> String {
+    use base64::Engine as _;
+    if addrs.is_empty() {
+        return String::new();
+    }
+    format!(
+        "{SEALED_ADDRS}{}",
+        base64::engine::general_purpose::STANDARD.encode(keys.seal(addrs.as_bytes()))
+    )
+}
+
+fn open_addrs(keys: &index::Keys, stored: &str) -> String {
+    use base64::Engine as _;
+    let Some(b64) = stored.strip_prefix(SEALED_ADDRS) else {
+        return stored.to_owned();
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|sealed| keys.open(&sealed))
+        .and_then(|plain| String::from_utf8(plain).ok())
+        .unwrap_or_default()
+}
+
+impl Store {
+    /// Stores an open invitation.
+    pub fn add_invite(&mut self, invite: &Invite) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO invites (hash, expires_ms, used) VALUES (?1, ?2, ?3)",
+                params![&invite.hash[..], invite.expires_ms as i64, invite.used],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The invitation whose secret hashes to `hash`.
+    pub fn invite(&self, hash: &[u8; 32]) -> Result<Option<Invite>> {
+        self.conn
+            .query_row(
+                "SELECT expires_ms, used FROM invites WHERE hash = ?1",
+                [&hash[..]],
+                |r| {
+                    Ok(Invite {
+                        hash: *hash,
+                        expires_ms: r.get::<_, i64>(0)? as u64,
+                        used: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Whether an invitation is open (unused, not expired) at `now_ms`.
+    pub fn has_open_invite(&self, now_ms: u64) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM invites WHERE used = 0 AND expires_ms > ?1",
+                [now_ms as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Marks an invitation used.
+    pub fn use_invite(&mut self, hash: &[u8; 32]) -> Result<()> {
+        self.conn
+            .execute("UPDATE invites SET used = 1 WHERE hash = ?1", [&hash[..]])
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Remembers addresses a device was reached at (multiaddrs, space-separated),
+    /// sealed like the item index (`sealed:` and base64).
+    pub fn set_peer_addrs(
+        &mut self,
+        keys: &index::Keys,
+        device: &[u8; 32],
+        addrs: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO peers (device, addrs) VALUES (?1, ?2)
+                 ON CONFLICT(device) DO UPDATE SET addrs = ?2",
+                params![&device[..], seal_addrs(keys, addrs)],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Seals the peer addresses an earlier version stored in clear; returns how many.
+    pub fn seal_peer_addrs(&mut self, keys: &index::Keys) -> Result<usize> {
+        let clear: Vec<KnownPeer> = self
+            .peers(keys)?
+            .into_iter()
+            .filter(|p| !p.addrs.is_empty())
+            .collect();
+        let stored: Vec<(Vec<u8>, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT device, addrs FROM peers")
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| self.sql(e))?;
+            rows.filter_map(std::result::Result::ok).collect()
+        };
+        let mut n = 0;
+        for p in clear {
+            let in_clear = stored
+                .iter()
+                .any(|(d, a)| d[..] == p.device[..] && !a.starts_with(SEALED_ADDRS));
+            if in_clear {
+                self.set_peer_addrs(keys, &p.device, &p.addrs)?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.erased = true;
+        }
+        Ok(n)
+    }
+
+    /// Remembers when this device last completed a reconciliation with `device`.
+    pub fn set_last_sync(&mut self, device: &[u8; 32], unix_ms: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO peers (device, addrs, last_sync_ms) VALUES (?1, '', ?2)
+                 ON CONFLICT(device) DO UPDATE SET last_sync_ms = ?2",
+                params![&device[..], unix_ms as i64],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Known peers, by device (addresses that do not open are left out).
+    pub fn peers(&self, keys: &index::Keys) -> Result<Vec<KnownPeer>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT device, addrs, last_sync_ms FROM peers ORDER BY device")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (d, a, t) = row.map_err(|e| self.sql(e))?;
+            if let Ok(device) = <[u8; 32]>::try_from(d) {
+                out.push(KnownPeer {
+                    device,
+                    addrs: open_addrs(keys, &a),
+                    last_sync_ms: t.map(|t| t as u64),
+                });
+            }
+        }
+        Ok(out)
+    }
+}

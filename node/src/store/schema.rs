@@ -1,0 +1,198 @@
+//! The tables of a store, and bringing a store an earlier version wrote up to
+//! date (or refusing one a later version wrote).
+
+use kith_protocol::record::Record;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use std::path::Path;
+
+use super::records::RowKey;
+use super::{Error, Result, Store};
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    space INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
+    signature BLOB NOT NULL, bytes BLOB NOT NULL,
+    PRIMARY KEY (space, item, version, signature)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS collected (
+    space INTEGER NOT NULL, item BLOB NOT NULL, bytes BLOB NOT NULL,
+    PRIMARY KEY (space, item)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS collected_shadows (
+    space INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
+    signature BLOB NOT NULL, bytes BLOB NOT NULL,
+    PRIMARY KEY (space, item, version, signature)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS invites (
+    hash BLOB PRIMARY KEY, expires_ms INTEGER NOT NULL, used INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS peers (
+    device BLOB PRIMARY KEY, addrs TEXT NOT NULL, last_sync_ms INTEGER);
+CREATE TABLE IF NOT EXISTS quarantine (
+    bytes BLOB NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    node INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
+    signature BLOB NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (node, item)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_kind ON items (kind, node);
+CREATE TABLE IF NOT EXISTS identities (
+    hash BLOB NOT NULL, item BLOB NOT NULL,
+    PRIMARY KEY (hash, item)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS identities_item ON identities (item);
+CREATE TABLE IF NOT EXISTS clients (
+    fingerprint TEXT PRIMARY KEY, cert BLOB NOT NULL, added_ms INTEGER NOT NULL,
+    approved INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB NOT NULL UNIQUE, at INTEGER NOT NULL,
+    data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS history_at ON history (at);
+CREATE TABLE IF NOT EXISTS item_names (
+    node INTEGER NOT NULL, item BLOB NOT NULL, name TEXT NOT NULL,
+    PRIMARY KEY (node, item)) WITHOUT ROWID;
+";
+
+/// The schema this code writes. Version 1 (the first release) lacked the quarantine
+/// table and could hold records over the limits (opening adds the table, and
+/// [`Store::load`] moves such records aside); version 2 lacked the item index and
+/// the `tombstone` column of records (opening adds both, fills the column, and the
+/// index is built at the next full open).
+pub const SCHEMA_VERSION: i64 = 3;
+
+impl Store {
+    /// Brings a store written by an earlier version to [`SCHEMA_VERSION`]; refuses
+    /// one written by a later version.
+    pub(super) fn migrate(&mut self) -> Result<()> {
+        let found = self.schema()?;
+        if found > SCHEMA_VERSION {
+            return Err(Error::Newer {
+                path: self.dir.clone(),
+                found,
+            });
+        }
+        let has_tombstone: bool = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('records') WHERE name = 'tombstone'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.sql(e))?;
+        if !has_tombstone {
+            self.add_tombstone_column()?;
+        }
+        // Counting winners and tombstones (status) reads this index, not the records.
+        self.conn
+            .execute_batch(
+                "CREATE INDEX IF NOT EXISTS records_winners
+                 ON records (space, item, version, tombstone)",
+            )
+            .map_err(|e| self.sql(e))?;
+        // Earlier versions kept an mDNS label and the libp2p port across runs: values
+        // that named the device on the LAN for good (discovery's guise replaced them).
+        // Erased once (a read-only open writes nothing when there is nothing to erase).
+        let stale: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM meta WHERE key IN ('label', 'listen_port')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))?;
+        if stale > 0 {
+            self.conn
+                .execute("DELETE FROM meta WHERE key IN ('label', 'listen_port')", [])
+                .map_err(|e| self.sql(e))?;
+        }
+        if self.schema()? != SCHEMA_VERSION {
+            self.conn
+                .execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION.to_be_bytes()],
+                )
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(())
+    }
+
+    /// Schema 3: records say whether they are tombstones (so that counting them needs
+    /// no decoding); the rows already there are decoded once to fill it in.
+    fn add_tombstone_column(&mut self) -> Result<()> {
+        let path = self.dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute_batch("ALTER TABLE records ADD COLUMN tombstone INTEGER NOT NULL DEFAULT 0")
+            .map_err(sql)?;
+        let tombstones: Vec<RowKey> = {
+            let mut stmt = tx
+                .prepare("SELECT space, item, version, signature, bytes FROM records")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let key: RowKey = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                    Ok((key, r.get::<_, Vec<u8>>(4)?))
+                })
+                .map_err(sql)?;
+            rows.filter_map(|r| r.ok())
+                .filter(|(_, b): &(RowKey, Vec<u8>)| {
+                    Record::decode(b).is_ok_and(|r| r.is_tombstone())
+                })
+                .map(|(key, _)| key)
+                .collect()
+        };
+        for (space, item, version, signature) in tombstones {
+            tx.execute(
+                "UPDATE records SET tombstone = 1 WHERE space = ?1 AND item = ?2
+                 AND version = ?3 AND signature = ?4",
+                params![space, item, version, signature],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The schema version the store was last written with (1: before it was noted).
+    fn schema(&self) -> Result<i64> {
+        let v: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        Ok(v.and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(1, i64::from_be_bytes))
+    }
+
+    /// Whether the store file in `dir` holds anything (an account or a record),
+    /// read without writing to it.
+    pub fn holds_anything(dir: &Path) -> Result<bool> {
+        let path = dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sql)?;
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('meta', 'records')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if tables < 2 {
+            return Ok(false);
+        }
+        let rows: i64 = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM meta WHERE key = 'account')
+                      + (SELECT COUNT(*) FROM records)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        Ok(rows > 0)
+    }
+}

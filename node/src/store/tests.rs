@@ -1,0 +1,307 @@
+//! Tests of the store: records, collection, checkpoints, locks and files.
+
+use ed25519_dalek::SigningKey;
+use kith_protocol::clock::Hlc;
+use kith_protocol::jid::BareJid;
+use kith_protocol::record::Body;
+use kith_protocol::seal::{Keyring, Secret};
+use rand_core::SeedableRng;
+
+use kith_protocol::record::{ItemId, Record, Space};
+use kith_protocol::replica::{Replica, SHADOW_DEPTH};
+
+use super::records::version_key;
+use super::*;
+
+fn record(key: &SigningKey, item: u8, wall_ms: u64, tomb: bool) -> Record {
+    Record::sign(
+        Space::Roster,
+        ItemId([item; 16]),
+        Hlc {
+            wall_ms,
+            counter: 0,
+        },
+        if tomb {
+            Body::Tombstone
+        } else {
+            Body::Data(vec![item])
+        },
+        key,
+    )
+}
+
+#[test]
+fn records_survive_reopening_with_their_replaced_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let versions: Vec<Record> = (1..=8).map(|t| record(&key, 1, t, false)).collect();
+    // Newest first, as records may arrive in any order.
+    for r in versions.iter().rev() {
+        store.persist(std::slice::from_ref(r)).unwrap();
+    }
+    assert_eq!(store.counts().unwrap().rows, 1 + SHADOW_DEPTH as u64);
+    drop(store);
+    let mut store = Store::open(dir.path()).unwrap();
+    let (replica, quarantined) = store.load().unwrap();
+    assert!(quarantined.is_empty());
+    assert_eq!(
+        replica.get(Space::Roster, &ItemId([1; 16])),
+        versions.last()
+    );
+}
+
+/// An acknowledgement with a body of `len` bytes, as the first release could write.
+fn oversize(key: &SigningKey, len: usize) -> Record {
+    let hlc = Hlc {
+        wall_ms: 1,
+        counter: 0,
+    };
+    Record::sign(
+        Space::Acks,
+        ItemId([2; 16]),
+        hlc,
+        Body::Data(vec![0; len]),
+        key,
+    )
+}
+
+#[test]
+fn the_log_is_checkpointed_only_after_writes_and_never_inside_a_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    store.checkpoint_if_written().unwrap();
+    assert!(
+        !store.checkpoint_if_written().unwrap(),
+        "nothing written since"
+    );
+    store.persist(&[record(&key, 2, 4, false)]).unwrap();
+    store.begin().unwrap();
+    assert!(
+        !store.checkpoint_if_written().unwrap(),
+        "inside a transaction"
+    );
+    store.commit().unwrap();
+    assert!(store.checkpoint_if_written().unwrap());
+    assert!(!store.checkpoint_if_written().unwrap());
+    let wal: i64 = store
+        .conn
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(wal, WAL_PAGES_MAX);
+}
+
+#[test]
+fn a_record_over_the_limits_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let good = record(&key, 1, 1, false);
+    let big = oversize(&key, kith_protocol::record::MAX_RECORD_BYTES);
+    let err = store.persist(&[good, big]).unwrap_err();
+    assert!(matches!(err, Error::OverLimits(_)), "{err}");
+    assert_eq!(store.counts().unwrap().rows, 0, "nothing of the batch");
+}
+
+/// What an earlier version could write (an acknowledgement over the record
+/// limit) is moved aside with a warning; the store opens with everything else.
+#[test]
+fn a_stored_record_that_does_not_decode_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let good = record(&key, 1, 1, false);
+    store.persist(std::slice::from_ref(&good)).unwrap();
+    let big = oversize(&key, 37_000);
+    store
+        .conn
+        .execute(
+            "INSERT INTO records (space, item, version, signature, bytes)
+             VALUES (4, ?1, ?2, ?3, ?4)",
+            params![
+                &big.item.0[..],
+                version_key(&big.version),
+                &big.signature[..],
+                big.encode()
+            ],
+        )
+        .unwrap();
+    store
+        .conn
+        .execute(
+            "INSERT INTO collected (space, item, bytes) VALUES (0, ?1, ?2)",
+            params![&[9u8; 16][..], b"not a record"],
+        )
+        .unwrap();
+    drop(store);
+    let mut store = Store::open(dir.path()).unwrap();
+    let (replica, quarantined) = store.load().unwrap();
+    assert_eq!(quarantined.len(), 2);
+    assert!(
+        quarantined[0].reason.contains("more than the limit"),
+        "{quarantined:?}"
+    );
+    assert_eq!(replica.records().collect::<Vec<_>>(), vec![&good]);
+    let counts = store.counts().unwrap();
+    assert_eq!(
+        (counts.rows, counts.collected, counts.quarantined),
+        (1, 0, 2)
+    );
+    // Moved for good: the next load finds nothing to move.
+    assert!(store.load().unwrap().1.is_empty());
+}
+
+#[test]
+fn a_batch_lands_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    store.begin().unwrap();
+    store.persist(&[record(&key, 1, 1, false)]).unwrap();
+    store.persist(&[record(&key, 2, 1, false)]).unwrap();
+    store.rollback().unwrap();
+    assert_eq!(store.counts().unwrap().rows, 0);
+    store.begin().unwrap();
+    store.persist(&[record(&key, 1, 1, false)]).unwrap();
+    store.persist(&[record(&key, 2, 1, false)]).unwrap();
+    drop(store); // a crash before the commit
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.counts().unwrap().rows, 0);
+}
+
+#[test]
+fn values_that_named_the_device_on_the_lan_are_erased_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // As an earlier version left them.
+    store
+        .conn
+        .execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('label', X'6B6974682D3132'),
+             ('listen_port', X'5633')",
+        )
+        .unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let left: i64 = store
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM meta WHERE key IN ('label', 'listen_port')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn collected_tombstones_are_remembered_then_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let tomb = record(&key, 2, 5, true);
+    store
+        .persist(&[record(&key, 2, 4, false), tomb.clone()])
+        .unwrap();
+    let k = (Space::Roster, ItemId([2; 16]));
+    store.collect(&[k], &[]).unwrap();
+    let (replica, _) = store.load().unwrap();
+    assert!(replica.get(k.0, &k.1).is_none());
+    assert_eq!(replica.collected_version(k.0, &k.1), Some(tomb.version));
+    store.collect(&[], &[k]).unwrap();
+    assert_eq!(store.load().unwrap().0.collected().count(), 0);
+}
+
+#[test]
+fn a_collected_tombstone_keeps_what_it_replaced_until_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let older = record(&key, 2, 3, false);
+    let replaced = record(&key, 2, 4, false);
+    store
+        .persist(&[older.clone(), replaced.clone(), record(&key, 2, 5, true)])
+        .unwrap();
+    let k = (Space::Roster, ItemId([2; 16]));
+    store.collect(&[k], &[]).unwrap();
+    let (replica, _) = store.load().unwrap();
+    assert!(replica.get(k.0, &k.1).is_none());
+    assert_eq!(replica.collected_shadows(k.0, &k.1), [replaced, older]);
+    // Forgotten, nothing of the item is left.
+    store.collect(&[], &[k]).unwrap();
+    let (replica, _) = store.load().unwrap();
+    assert!(replica.collected_shadows(k.0, &k.1).is_empty());
+    assert!(replica.get(k.0, &k.1).is_none());
+    let rows: i64 = store
+        .conn
+        .query_row("SELECT COUNT(*) FROM collected_shadows", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[test]
+fn a_second_lock_is_refused_and_a_corrupt_file_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let _lock = Lock::take(dir.path()).unwrap();
+    assert!(matches!(Lock::take(dir.path()), Err(Error::Locked(_))));
+    fs::write(
+        dir.path().join("kith.db"),
+        b"this is not a database, not at all....",
+    )
+    .unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, Error::Sql { .. } | Error::Corrupt { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_keyring_round_trips_through_its_file() {
+    let mut keyring = Keyring::new();
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
+    for node in kith_protocol::item::NodeKind::ALL {
+        keyring.insert(Secret::generate(
+            node,
+            kith_protocol::clock::WallTime(5),
+            &mut rng,
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let jid = BareJid::parse("a@b.c").unwrap();
+    let back = keyring_from_xml(dir.path(), &keyring_to_xml(&keyring, &jid)).unwrap();
+    let ids = |k: &Keyring| {
+        k.iter()
+            .map(|s| (s.id.clone(), s.value.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&back), ids(&keyring));
+}
+
+proptest::proptest! {
+    /// Whatever order versions arrive in, what the store loads has the same
+    /// winners as a replica that saw the same records.
+    #[test]
+    fn the_store_rebuilds_the_replica(
+        ops in proptest::collection::vec((0u8..4, 1u64..30, proptest::bool::ANY, 0usize..2), 1..40)
+    ) {
+        let keys = [SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32])];
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut memory = Replica::new();
+        for (item, wall_ms, tomb, author) in ops {
+            let r = Record::sign(
+                Space::Keys,
+                ItemId([item; 16]),
+                Hlc { wall_ms, counter: 0 },
+                if tomb { Body::Tombstone } else { Body::Data(vec![item, wall_ms as u8]) },
+                &keys[author],
+            );
+            memory.insert(r.clone());
+            store.persist(&[r]).unwrap();
+        }
+        let (loaded, _) = store.load().unwrap();
+        proptest::prop_assert!(loaded.records().eq(memory.records()));
+    }
+}
