@@ -206,6 +206,21 @@ fn a_deleted_contact_leaves_nothing_on_disk_that_the_directory_can_open() {
 /// The key files, which a passphrase seals.
 const KEY_FILES: [&str; 3] = ["device.key", "openpgp.key", "secrets.xml"];
 
+/// Asserts that the key files of `d` are sealed and show nothing in clear.
+fn sealed_keys(d: &Device) {
+    for name in KEY_FILES {
+        let bytes = std::fs::read(d.dir.join(name)).expect("key file");
+        assert!(bytes.starts_with(b"KITHVLT1"), "{name} is not sealed");
+        for clear in [&b"romeo@montague.lit"[..], b"shared-secret", b"secrets"] {
+            assert!(
+                !bytes.windows(clear.len()).any(|w| w == clear),
+                "{name} shows {:?}",
+                String::from_utf8_lossy(clear)
+            );
+        }
+    }
+}
+
 #[test]
 fn a_passphrase_seals_the_keys_and_secrets_and_every_command_needs_it() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -222,20 +237,7 @@ fn a_passphrase_seals_the_keys_and_secrets_and_every_command_needs_it() {
     ]);
     assert!(out.contains("sealed under the passphrase"), "{out}");
     d.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
-    let sealed = |d: &Device| {
-        for name in KEY_FILES {
-            let bytes = std::fs::read(d.dir.join(name)).expect("key file");
-            assert!(bytes.starts_with(b"KITHVLT1"), "{name} is not sealed");
-            for clear in [&b"romeo@montague.lit"[..], b"shared-secret", b"secrets"] {
-                assert!(
-                    !bytes.windows(clear.len()).any(|w| w == clear),
-                    "{name} shows {:?}",
-                    String::from_utf8_lossy(clear)
-                );
-            }
-        }
-    };
-    sealed(&d);
+    sealed_keys(&d);
 
     // Without the passphrase (no terminal either), or with a wrong one, nothing opens.
     let mut bare = Device::at(d.dir.clone());
@@ -259,13 +261,24 @@ fn a_passphrase_seals_the_keys_and_secrets_and_every_command_needs_it() {
 
     // With it, the node runs, and a rotation of the secrets writes them sealed.
     d.start();
+    // A device paired with --passphrase is sealed from its first byte.
+    let mut phone = Device::new().with_env("KITH_PASSPHRASE_FILE", crate::util::path(&right));
+    let code = d.invite();
+    phone.ok(&["pair", "join", &code, "--name", "phone", "--passphrase"]);
+    phone.start();
+    phone.wait("the secrets, sealed", |p| {
+        p.status()["waiting_for_secret"] == 0
+            && std::fs::read(p.dir.join("secrets.xml")).is_ok_and(|b| b.starts_with(b"KITHVLT1"))
+    });
+    phone.stop();
+    sealed_keys(&phone);
     let before = std::fs::read(d.dir.join("secrets.xml")).expect("secrets");
     d.ok(&["secret", "rotate"]);
     d.wait("the new secrets on disk", |d| {
         std::fs::read(d.dir.join("secrets.xml")).is_ok_and(|now| now != before)
     });
     d.stop();
-    sealed(&d);
+    sealed_keys(&d);
     let list = d.ok(&["contact", "list"]);
     assert!(list.contains("Juliet"), "{list}");
 }
