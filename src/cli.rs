@@ -58,6 +58,9 @@ enum Command {
     /// XMPP clients approved to receive the secrets (see docs/xmpp.md).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// The passphrase sealing this device's keys and secrets (with the node stopped).
+    #[command(subcommand)]
+    Passphrase(PassphraseCommand),
     /// Recent changes of the contacts (all, or one contact's), newest first, with
     /// the device that made each and when.
     Log {
@@ -132,6 +135,16 @@ pub(crate) struct RunArgs {
     /// and erased from the disk (e.g. 30s, 5m; default 1m, at least 1s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) ack_interval: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PassphraseCommand {
+    /// Seals the keys and secrets under a new passphrase (asked twice on the
+    /// terminal, or read from the file KITH_NEW_PASSPHRASE_FILE names); the current
+    /// one is needed if there is one.
+    Set,
+    /// Writes the keys and secrets in clear again.
+    Remove,
 }
 
 #[derive(Debug, Subcommand)]
@@ -420,6 +433,8 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             passphrase,
         } => ops::init(&dir, &jid, name, passphrase),
         Command::Run(args) => run_cmd::run(&dir, args),
+        Command::Passphrase(PassphraseCommand::Set) => crate::passphrase::change(&dir, true),
+        Command::Passphrase(PassphraseCommand::Remove) => crate::passphrase::change(&dir, false),
         Command::Contact(c) => match c {
             ContactCommand::Add { jid, name, groups } => {
                 ops::done(&dir, Request::AddContact { jid, name, groups })

@@ -8,9 +8,12 @@ use anyhow::Result;
 use kith_node::store::{self, KeyFiles, vault::Passphrase};
 
 use crate::Exit;
+use crate::output::outln;
 
 /// The variable naming a file whose contents (one line) are the passphrase.
 pub(crate) const ENV: &str = "KITH_PASSPHRASE_FILE";
+/// The variable naming a file holding the new passphrase, for `kith passphrase set`.
+pub(crate) const NEW_ENV: &str = "KITH_NEW_PASSPHRASE_FILE";
 
 /// The key files of `dir` as a command opens them: with the passphrase when they
 /// are sealed under one (asked for only then).
@@ -32,9 +35,40 @@ pub(crate) fn new_key_files(wanted: bool) -> Result<KeyFiles> {
         .map_err(|e| Exit::Code(6, format!("making the passphrase lock: {e}")))?)
 }
 
+/// Seals the key files of the stopped device in `dir` under a new passphrase
+/// (`set`), or writes them in clear (`!set`); the current passphrase is needed when
+/// they are sealed.
+pub(crate) fn change(dir: &Path, set: bool) -> Result<()> {
+    let fail = |e: store::Error| crate::ops::device_exit(e.into());
+    let _lock = store::Lock::take(dir).map_err(fail)?;
+    if !dir.join("device.key").exists() {
+        return Err(fail(store::Error::NotInitialised(dir.to_owned())).into());
+    }
+    let mut from = key_files(dir)?;
+    let to = if set {
+        KeyFiles::seal_new(read_from(NEW_ENV, true)?, None).map_err(fail)?
+    } else {
+        KeyFiles::clear()
+    };
+    store::rekey(dir, &mut from, &to).map_err(fail)?;
+    outln!(
+        "{}",
+        if set {
+            "The keys and secrets are sealed under the new passphrase."
+        } else {
+            "The keys and secrets are in clear now (readable by whoever reads this directory)."
+        }
+    );
+    Ok(())
+}
+
 fn read(confirm: bool) -> Result<Passphrase> {
+    read_from(ENV, confirm)
+}
+
+fn read_from(var: &str, confirm: bool) -> Result<Passphrase> {
     let bad = |e: store::vault::Error| Exit::Input(format!("the passphrase: {e}"));
-    if let Some(path) = std::env::var_os(ENV) {
+    if let Some(path) = std::env::var_os(var) {
         let text = std::fs::read(&path)
             .map_err(|e| Exit::Io(format!("{ENV}={}: {e}", Path::new(&path).display())))?;
         let text = String::from_utf8(text)
@@ -43,11 +77,16 @@ fn read(confirm: bool) -> Result<Passphrase> {
     }
     if !std::io::stdin().is_terminal() {
         return Err(Exit::Usage(format!(
-            "a passphrase is needed: set {ENV} to a file holding it, or run on a terminal"
+            "a passphrase is needed: set {var} to a file holding it, or run on a terminal"
         ))
         .into());
     }
-    let first = rpassword::prompt_password("Passphrase: ")
+    let prompt = if var == NEW_ENV {
+        "New passphrase: "
+    } else {
+        "Passphrase: "
+    };
+    let first = rpassword::prompt_password(prompt)
         .map_err(|e| Exit::Io(format!("reading the passphrase: {e}")))?;
     if confirm {
         let again = rpassword::prompt_password("The same passphrase again: ")

@@ -282,3 +282,59 @@ fn a_passphrase_seals_the_keys_and_secrets_and_every_command_needs_it() {
     let list = d.ok(&["contact", "list"]);
     assert!(list.contains("Juliet"), "{list}");
 }
+
+#[test]
+fn a_passphrase_can_be_added_changed_and_removed_on_a_stopped_device() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let first = crate::util::file(tmp.path(), "first", "first passphrase\n");
+    let second = crate::util::file(tmp.path(), "second", "second passphrase\n");
+    let mut d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    d.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
+    let dir = d.dir.clone();
+    let as_is = |pass: Option<&Path>, new: Option<&Path>| {
+        let mut dev = Device::at(dir.clone());
+        if let Some(p) = pass {
+            dev = dev.with_env("KITH_PASSPHRASE_FILE", crate::util::path(p));
+        }
+        if let Some(p) = new {
+            dev = dev.with_env("KITH_NEW_PASSPHRASE_FILE", crate::util::path(p));
+        }
+        dev
+    };
+    let lists = |dev: &Device| dev.kith(&["contact", "list"]).status.code();
+
+    // A running node holds the directory: stop it first.
+    d.start();
+    let out = as_is(None, Some(&first)).kith(&["passphrase", "set"]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    d.stop();
+
+    as_is(None, Some(&first)).ok(&["passphrase", "set"]);
+    sealed_keys(&d);
+    assert_eq!(lists(&as_is(None, None)), Some(2));
+    assert_eq!(lists(&as_is(Some(&first), None)), Some(0));
+
+    // Changing it needs the current one.
+    let out = as_is(Some(&second), Some(&second)).kith(&["passphrase", "set"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    as_is(Some(&first), Some(&second)).ok(&["passphrase", "set"]);
+    assert_eq!(lists(&as_is(Some(&first), None)), Some(1));
+    assert_eq!(lists(&as_is(Some(&second), None)), Some(0));
+
+    as_is(Some(&second), None).ok(&["passphrase", "remove"]);
+    assert!(
+        !std::fs::read(d.dir.join("device.key"))
+            .expect("key")
+            .starts_with(b"KITHVLT1")
+    );
+    let list = as_is(None, None).ok(&["contact", "list"]);
+    assert!(list.contains("Juliet"), "{list}");
+    let leftovers: Vec<_> = std::fs::read_dir(&d.dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("rekey"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

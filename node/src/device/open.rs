@@ -255,8 +255,10 @@ impl Device {
         let Some(account) = store.account()? else {
             return Err(missing());
         };
-        // An init that committed its account but stopped before renaming its keys.
+        // An init that committed its account but stopped before renaming its keys,
+        // or a passphrase change cut short.
         store::finish_pending(dir)?;
+        store::finish_rekey(dir)?;
         let jid = BareJid::parse(&account.jid).map_err(|e| store::Error::Corrupt {
             path: dir.to_owned(),
             what: format!("account: {e}"),

@@ -158,10 +158,17 @@ pub struct KeyFiles {
     vault: Option<Vault>,
 }
 
-/// Whether the key files of `dir` are sealed under a passphrase.
+/// Whether the key files of `dir` are sealed under a passphrase (those of a
+/// passphrase change that the next open finishes, if one was cut short).
 pub fn locked(dir: &Path) -> bool {
     let mut magic = [0u8; 8];
-    File::open(dir.join("device.key"))
+    let changed = dir.join(rekeyed("device.key"));
+    let file = if dir.join(REKEY_DONE).exists() && changed.exists() {
+        changed
+    } else {
+        dir.join("device.key")
+    };
+    File::open(file)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .is_ok()
         && magic == *vault::MAGIC
@@ -231,16 +238,74 @@ impl KeyFiles {
 
     /// Writes `bytes` to `dir/name` atomically, sealed when this seals.
     pub fn write(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+        // The file's name as it will be read: a pending file becomes it.
+        let target = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".pending"))
+            .unwrap_or(name);
+        self.write_as(dir, name, target, bytes)
+    }
+
+    /// Writes `bytes` to `dir/name`, sealed (when this seals) for the name `target`
+    /// it will be read under once renamed.
+    fn write_as(&self, dir: &Path, name: &str, target: &str, bytes: &[u8]) -> Result<()> {
         match &self.vault {
-            Some(v) => {
-                // The file's name as it will be read: a pending file becomes it.
-                let target = name
-                    .strip_prefix('.')
-                    .and_then(|n| n.strip_suffix(".pending"))
-                    .unwrap_or(name);
-                write_private(dir, name, &v.seal(target, bytes))
-            }
+            Some(v) => write_private(dir, name, &v.seal(target, bytes)),
             None => write_private(dir, name, bytes),
         }
     }
+}
+
+/// The mark that every key file of a passphrase change was written (see
+/// [`rekey`]): from then on the change is finished, never undone.
+const REKEY_DONE: &str = ".rekey.done";
+
+fn rekeyed(name: &str) -> String {
+    format!(".{name}.rekey")
+}
+
+/// Seals the key files of `dir` anew: read as `from` reads them, written as `to`
+/// writes them (another passphrase, or in clear). Crash-safe: the new files are
+/// written beside the old ones, then a mark, then they are renamed into place; a
+/// crash before the mark leaves the old files (the new ones are dropped at the next
+/// open), after it the change is finished at the next open ([`finish_rekey`]). The
+/// caller holds the directory's [`Lock`].
+pub fn rekey(dir: &Path, from: &mut KeyFiles, to: &KeyFiles) -> Result<()> {
+    finish_rekey(dir)?;
+    let names: Vec<&str> = DEVICE_FILES
+        .into_iter()
+        .filter(|n| dir.join(n).exists())
+        .collect();
+    for name in &names {
+        let plain = from.read(dir, name)?;
+        to.write_as(dir, &rekeyed(name), name, &plain)?;
+    }
+    write_private(dir, REKEY_DONE, b"")?;
+    finish_rekey(dir)
+}
+
+/// Finishes a passphrase change a crash interrupted after its mark, or drops one
+/// interrupted before it (the old files are then whole and in place).
+pub fn finish_rekey(dir: &Path) -> Result<()> {
+    let done = dir.join(REKEY_DONE);
+    let finished = done.exists();
+    for name in DEVICE_FILES {
+        let from = dir.join(rekeyed(name));
+        if !from.exists() {
+            continue;
+        }
+        let result = if finished {
+            fs::rename(&from, dir.join(name))
+        } else {
+            fs::remove_file(&from)
+        };
+        result.map_err(|source| Error::Io { path: from, source })?;
+    }
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    if finished {
+        fs::remove_file(&done).map_err(|source| Error::Io { path: done, source })?;
+    }
+    Ok(())
 }

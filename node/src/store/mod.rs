@@ -45,8 +45,8 @@ pub mod vault;
 pub use schema::SCHEMA_VERSION;
 
 pub use files::{
-    DEVICE_FILES, KeyFiles, Lock, create_dir, finish_pending, keyring_from_xml, keyring_to_xml,
-    locked, pending, read_file, write_private,
+    DEVICE_FILES, KeyFiles, Lock, create_dir, finish_pending, finish_rekey, keyring_from_xml,
+    keyring_to_xml, locked, pending, read_file, rekey, write_private,
 };
 
 /// Why the store failed.

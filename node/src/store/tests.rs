@@ -305,3 +305,54 @@ proptest::proptest! {
         proptest::prop_assert!(loaded.records().eq(memory.records()));
     }
 }
+
+#[test]
+fn a_passphrase_change_cut_short_is_finished_after_its_mark_and_dropped_before() {
+    use super::vault::{Costs, Passphrase};
+    let cheap = Some(Costs {
+        memory_kib: 8 * 1024,
+        passes: 1,
+        lanes: 1,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let clear = KeyFiles::clear();
+    for name in DEVICE_FILES {
+        clear.write(dir.path(), name, name.as_bytes()).unwrap();
+    }
+    let sealed = KeyFiles::seal_new(Passphrase::new("p").unwrap(), cheap).unwrap();
+    rekey(dir.path(), &mut KeyFiles::clear(), &sealed).unwrap();
+    assert!(locked(dir.path()));
+    let mut reader = KeyFiles::with_passphrase(Passphrase::new("p").unwrap());
+    for name in DEVICE_FILES {
+        assert_eq!(
+            reader.read(dir.path(), name).unwrap().as_slice(),
+            name.as_bytes()
+        );
+    }
+    // Cut short before the mark: the new files are dropped, the old ones stay.
+    sealed
+        .write(dir.path(), ".device.key.rekey", b"half")
+        .unwrap();
+    finish_rekey(dir.path()).unwrap();
+    assert!(!dir.path().join(".device.key.rekey").exists());
+    assert_eq!(
+        reader.read(dir.path(), "device.key").unwrap().as_slice(),
+        b"device.key"
+    );
+    // Cut short after the mark: the change is finished (here back to clear).
+    for name in DEVICE_FILES {
+        clear
+            .write(dir.path(), &format!(".{name}.rekey"), b"new")
+            .unwrap();
+    }
+    write_private(dir.path(), ".rekey.done", b"").unwrap();
+    assert!(!locked(dir.path()), "the finished change decides");
+    finish_rekey(dir.path()).unwrap();
+    for name in DEVICE_FILES {
+        assert_eq!(
+            KeyFiles::clear().read(dir.path(), name).unwrap().as_slice(),
+            b"new"
+        );
+    }
+    assert!(!dir.path().join(".rekey.done").exists());
+}
