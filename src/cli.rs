@@ -132,7 +132,7 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) xmpp_lan: bool,
     /// How often tombstones are acknowledged and, once every device has, collected
-    /// and erased from the disk (e.g. 30s, 5m; default 1m, at least 1s).
+    /// and erased from the disk (e.g. 30s, 5m; default 1m, from 1s to 1d).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) ack_interval: Option<Duration>,
 }

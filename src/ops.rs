@@ -102,6 +102,10 @@ pub(crate) fn call(
     let result = device
         .handle(request, &NetInfo::default(), progress)
         .map_err(|e| exit(e).into());
+    // What the command erased leaves the log too (the store is not closed below).
+    if let Err(e) = device.fold_log_if_erased() {
+        tracing::warn!("emptying the store's log: {e}");
+    }
     if !device.is_partial() {
         // The process ends next: freeing a whole list (a good part of a second at
         // 100,000 contacts) is left to the OS. The store is committed and closes

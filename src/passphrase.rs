@@ -21,7 +21,14 @@ pub(crate) fn key_files(dir: &Path) -> Result<KeyFiles> {
     if !store::locked(dir) {
         return Ok(KeyFiles::clear());
     }
-    Ok(KeyFiles::with_passphrase(read(false)?))
+    let mut files = KeyFiles::with_passphrase(read(false)?);
+    // The key is derived here, once: every open of the directory reuses it.
+    if dir.join("device.key").exists() {
+        files
+            .read(dir, "device.key")
+            .map_err(|e| crate::ops::device_exit(e.into()))?;
+    }
+    Ok(files)
 }
 
 /// The key files of a device being created: sealed under a new passphrase when
@@ -86,14 +93,18 @@ fn read_from(var: &str, confirm: bool) -> Result<Passphrase> {
     } else {
         "Passphrase: "
     };
-    let first = rpassword::prompt_password(prompt)
-        .map_err(|e| Exit::Io(format!("reading the passphrase: {e}")))?;
+    let first = zeroize::Zeroizing::new(
+        rpassword::prompt_password(prompt)
+            .map_err(|e| Exit::Io(format!("reading the passphrase: {e}")))?,
+    );
     if confirm {
-        let again = rpassword::prompt_password("The same passphrase again: ")
-            .map_err(|e| Exit::Io(format!("reading the passphrase: {e}")))?;
-        if again != first {
+        let again = zeroize::Zeroizing::new(
+            rpassword::prompt_password("The same passphrase again: ")
+                .map_err(|e| Exit::Io(format!("reading the passphrase: {e}")))?,
+        );
+        if *again != *first {
             return Err(Exit::Input("the two passphrases differ".into()).into());
         }
     }
-    Ok(Passphrase::new(first).map_err(bad)?)
+    Ok(Passphrase::new(first.as_str()).map_err(bad)?)
 }

@@ -121,6 +121,17 @@ fn a_deleted_contact_leaves_nothing_on_disk_that_the_directory_can_open() {
     phone.wait("the contact", |d| {
         d.list().iter().any(|(_, n, _)| n.contains("DeletedOtter"))
     });
+    // An edit writes a new item: the sealed bytes of this first one are taken now.
+    let first_item = laptop.json(&["contact", "list"])[0]["id"]
+        .as_str()
+        .expect("the contact's id")
+        .to_owned();
+    let mut first_fragments = Vec::new();
+    for (d, label) in [(&mut laptop, "laptop"), (&mut phone, "phone")] {
+        d.stop();
+        first_fragments.extend(sealed_fragments(&d.dir, label, &first_item));
+        start(d);
+    }
     laptop.ok(&[
         "contact",
         "edit",
@@ -144,6 +155,8 @@ fn a_deleted_contact_leaves_nothing_on_disk_that_the_directory_can_open() {
         .expect("the contact's id")
         .to_owned();
     assert_eq!(item.len(), 32, "an item id: {item}");
+    assert_ne!(item, first_item, "an edit writes a new item");
+    needles.extend(first_fragments);
     for (d, label) in [(&mut laptop, "laptop"), (&mut phone, "phone")] {
         d.stop();
         needles.extend(sealed_fragments(&d.dir, label, &item));
@@ -337,4 +350,28 @@ fn a_passphrase_can_be_added_changed_and_removed_on_a_stopped_device() {
         .filter(|n| n.contains("rekey"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn deleting_a_merged_contact_erases_the_history_of_every_item_merged_into_it() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    d.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
+    d.ok(&["contact", "add", "jc@capulet.lit", "--name", "Jay Cee"]);
+    d.ok(&[
+        "contact",
+        "edit",
+        "juliet@capulet.lit",
+        "--add-jid",
+        "jc@capulet.lit",
+        "--merge",
+    ]);
+    let before = d.ok(&["log", "--json"]);
+    assert!(before.contains("Jay Cee"), "{before}");
+    d.ok(&["contact", "rm", "juliet@capulet.lit"]);
+    let after = d.ok(&["log", "--json"]);
+    for gone in ["Juliet", "Jay Cee", "capulet"] {
+        assert!(!after.contains(gone), "{gone} still in the log: {after}");
+    }
+    assert!(after.contains("deleted"), "{after}");
 }

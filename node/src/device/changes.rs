@@ -12,22 +12,23 @@ use crate::store::{self, history, index};
 
 impl Device {
     /// Stores the changes of `history`. A deletion erases what the history held of
-    /// the contact (its earlier changes, with the names and addresses they named)
-    /// and is kept without a name: after a deletion, nothing in the history says
-    /// what the contact was called (docs/privacy.md, a stolen disk).
+    /// the contact: every change stored under its id or the ids of the items merged
+    /// into it (`erase`: id, and the deletion's time), with the names and addresses
+    /// they named; the deletion is kept without a name, so that after a deletion
+    /// nothing in the history says what the contact was called (docs/privacy.md, a
+    /// stolen disk).
     pub(super) fn record_history(
         &mut self,
         history: Vec<(Vec<u8>, history::Entry)>,
+        erase: Vec<(String, u64)>,
     ) -> Result<(), store::Error> {
+        let mut deleted: BTreeMap<String, u64> = BTreeMap::new();
+        for (id, at) in erase {
+            let t = deleted.entry(id).or_default();
+            *t = (*t).max(at);
+        }
         // A deletion's key is the only one with the mark after the stamp and device.
         let is_deletion = |key: &[u8], e: &history::Entry| key.len() == e.contact_id.len() + 45;
-        let mut deleted: BTreeMap<String, u64> = BTreeMap::new();
-        for (key, e) in &history {
-            if is_deletion(key, e) {
-                let at = deleted.entry(e.contact_id.clone()).or_default();
-                *at = (*at).max(e.at_ms);
-            }
-        }
         let rows: Vec<(Vec<u8>, history::Entry)> = history
             .into_iter()
             .filter(|(key, e)| {
@@ -72,10 +73,14 @@ impl Device {
 
 /// The history rows of the index entries just written: one per edit a contact item
 /// carries (keyed by contact id and edit, so each is kept once), one per deletion.
-pub(super) fn history_of(view: &View, entries: &[index::Entry]) -> Vec<(Vec<u8>, history::Entry)> {
+/// Also the ids whose stored history a deletion erases, with the deletion's time.
+pub(super) type Rows = (Vec<(Vec<u8>, history::Entry)>, Vec<(String, u64)>);
+
+pub(super) fn history_of(view: &View, entries: &[index::Entry]) -> Rows {
     use kith_protocol::contacts::history::{What, changes_of, describe};
     let group_name = |id: &str| view.groups().get(id).map(|g| g.group.name.clone());
     let mut out = Vec::new();
+    let mut erase = Vec::new();
     for e in entries {
         let Some(payload) = e.payload.as_ref().filter(|_| e.node == NodeKind::Contacts) else {
             continue;
@@ -98,10 +103,15 @@ pub(super) fn history_of(view: &View, entries: &[index::Entry]) -> Vec<(Vec<u8>,
                         .map(|(k, v)| describe(k, v, &group_name))
                         .collect(),
                 ),
-                _ => {
+                (What::Delete(aliases), _) => {
                     key.push(b'd');
+                    let at = change.at.hlc.wall_ms;
+                    erase.push((change.contact_id.clone(), at));
+                    erase.extend(aliases.iter().map(|a| (a.clone(), at)));
                     (None, Vec::new(), vec!["deleted".to_owned()])
                 }
+                // An edit's marks in anything but a contact: nothing to show.
+                (What::Edit(_), _) => continue,
             };
             out.push((
                 key,
@@ -116,5 +126,5 @@ pub(super) fn history_of(view: &View, entries: &[index::Entry]) -> Vec<(Vec<u8>,
             ));
         }
     }
-    out
+    (out, erase)
 }

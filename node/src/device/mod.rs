@@ -174,15 +174,15 @@ impl Device {
             }
         }
         let contacts = view.contact_count() as u64;
-        let history = if rebuilt {
+        let (history, erase) = if rebuilt {
             // A rebuilt index is no change: history starts from here.
-            Vec::new()
+            Default::default()
         } else {
             history_of(view, &entries)
         };
         self.store
             .write_index(&self.index, &entries, &gone, contacts, rebuilt)?;
-        self.record_history(history)
+        self.record_history(history, erase)
     }
 
     /// How many entries of the item index opening had to write or remove: 0 when the
@@ -244,6 +244,15 @@ impl Device {
     /// The engine.
     pub fn engine(&mut self) -> &mut Engine<PeerId> {
         &mut self.engine
+    }
+
+    /// Empties SQLite's log if something was erased since the last checkpoint (for
+    /// a command that ends its process without closing the store).
+    pub fn fold_log_if_erased(&mut self) -> Result<(), store::Error> {
+        if self.store.erased() && !self.store.in_transaction() {
+            self.store.checkpoint()?;
+        }
+        Ok(())
     }
 
     /// Remembers addresses `device` was reached at (sealed in the store).

@@ -263,12 +263,14 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let mut pep_names = BTreeMap::new();
     let mut device = device;
     for (node, item, name) in device.store.item_names()? {
-        // Names of retracted items are forgotten (the table stays bounded).
+        // Names of retracted items are forgotten, also once their tombstone was
+        // collected (the table stays bounded, and a name a client chose, maybe a
+        // JID, does not outlive its item on the disk).
         let retracted = device
             .engine
             .replica()
             .get(node, &item)
-            .is_some_and(|r| r.is_tombstone());
+            .is_none_or(|r| r.is_tombstone());
         if retracted {
             device.store.remove_item_name(node, &item)?;
         } else {

@@ -158,13 +158,16 @@ pub struct KeyFiles {
     vault: Option<Vault>,
 }
 
-/// Whether the key files of `dir` are sealed under a passphrase (those of a
-/// passphrase change that the next open finishes, if one was cut short).
+/// Whether the key files of `dir` are sealed under a passphrase (those that the
+/// next open puts in place, if a creation or a passphrase change was cut short).
 pub fn locked(dir: &Path) -> bool {
     let mut magic = [0u8; 8];
     let changed = dir.join(rekeyed("device.key"));
+    let created = dir.join(pending("device.key"));
     let file = if dir.join(REKEY_DONE).exists() && changed.exists() {
         changed
+    } else if !dir.join("device.key").exists() && created.exists() {
+        created
     } else {
         dir.join("device.key")
     };

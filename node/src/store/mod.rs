@@ -228,6 +228,9 @@ impl Store {
             path: path.clone(),
             source,
         };
+        // A log left by a process that did not close the store (a kill -9) may hold
+        // pages of something erased since: the first checkpoint empties it.
+        let left_log = fs::metadata(dir.join("kith.db-wal")).is_ok_and(|m| m.len() > 0);
         let conn = Connection::open(&path).map_err(sql)?;
         let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
         // One process at a time holds the directory's lock anyway: with SQLite's own
@@ -270,7 +273,7 @@ impl Store {
             dir: dir.to_owned(),
             conn,
             checkpointed_at: 0,
-            erased: false,
+            erased: left_log,
         };
         store.migrate()?;
         Ok(store)
@@ -281,7 +284,10 @@ impl Store {
     pub fn checkpoint(&mut self) -> Result<()> {
         self.conn
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-            .map_err(|e| self.sql(e))
+            .map_err(|e| self.sql(e))?;
+        self.erased = false;
+        self.checkpointed_at = self.conn.total_changes();
+        Ok(())
     }
 
     /// Checkpoints the write-ahead log if anything was written since the last call;

@@ -68,7 +68,7 @@ impl Store {
                 "DELETE FROM item_names WHERE node = ?1 AND item = ?2",
                 params![Space::from(node).code(), &item.0[..]],
             )
-            .map(drop)
+            .map(|n| self.erased |= n > 0)
             .map_err(|e| self.sql(e))
     }
 

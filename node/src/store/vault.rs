@@ -60,11 +60,11 @@ pub struct Costs {
 }
 
 impl Costs {
-    /// Costs a reader accepts: at least 8 MiB and at most 4 GiB, 1 to 16 passes and
+    /// Costs a reader accepts: at least 8 MiB and at most 1 GiB, 1 to 16 passes and
     /// lanes (so that a crafted header can neither make the lock weak nor make
     /// opening exhaust the machine).
     fn check(self) -> Result<Self, Error> {
-        if !(8 * 1024..=4 * 1024 * 1024).contains(&self.memory_kib)
+        if !(8 * 1024..=1024 * 1024).contains(&self.memory_kib)
             || !(1..=16).contains(&self.passes)
             || !(1..=16).contains(&self.lanes)
         {

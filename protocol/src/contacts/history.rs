@@ -26,8 +26,9 @@ pub struct Change {
 pub enum What {
     /// Fields set (to a value, or [`Value::Gone`] when removed).
     Edit(Vec<(Key, Value)>),
-    /// The contact was deleted.
-    Delete,
+    /// The contact was deleted; with the ids of the items merged into it (its
+    /// aliases), which name the same contact in earlier changes.
+    Delete(Vec<String>),
 }
 
 /// The changes the item with `payload`, written in a record of `version`, carries:
@@ -48,7 +49,7 @@ pub fn changes_of(payload: &Payload, version: Version) -> Vec<Change> {
                     contact_id: d.contact_id.to_owned(),
                     device: at.device,
                     at,
-                    what: What::Delete,
+                    what: What::Delete(d.aliases.iter().map(|a| (*a).to_owned()).collect()),
                 }
             })
             .into_iter()

@@ -382,10 +382,10 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     }
 
     /// Changes how often this device acknowledges tombstones and collects what
-    /// every device acknowledged (at least every second); the next round is due at
-    /// most that long after `now`.
+    /// every device acknowledged (between every second and once a day); the next
+    /// round is due at most that long after `now`.
     pub fn set_ack_interval(&mut self, now: Now, ms: u64) {
-        self.config.ack_interval_ms = ms.max(1_000);
+        self.config.ack_interval_ms = ms.clamp(1_000, 86_400_000);
         self.next_ack_ms = self
             .next_ack_ms
             .min(now.mono_ms.saturating_add(self.config.ack_interval_ms));
@@ -464,7 +464,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// Acknowledges the tombstones held and collected here (when that changed), and
     /// collects and forgets what every active device acknowledged (see `sync::gc`).
     fn ack_and_collect(&mut self, now: Now) {
-        self.next_ack_ms = now.mono_ms + self.config.ack_interval_ms;
+        self.next_ack_ms = now.mono_ms.saturating_add(self.config.ack_interval_ms);
         let me = self.me();
         if !self.roster.is_active(&me) || self.roster.active().count() > self.config.gc_max_devices
         {

@@ -472,6 +472,9 @@ fn a_deletion_is_collected_then_forgotten_by_every_device() {
         h.pump();
     }
     for s in &h.sides {
+        assert!(s.engine.stats().collected > 0, "collected, not just gone");
+    }
+    for s in &h.sides {
         let r = s.engine.replica();
         assert_eq!(r.records().filter(|r| r.is_tombstone()).count(), 0);
         assert_eq!(r.collected().count(), 0, "forgotten");
