@@ -1,4 +1,4 @@
-//! Tombstone collection by acknowledgement, in two phases.
+//! Tombstone collection by acknowledgement, in three phases.
 //!
 //! Each device (relays too) acknowledges the tombstones it knows in records of
 //! [`Space::Acks`], one per shard ([`SHARDS`] of them, by the tombstone's item id),
@@ -7,30 +7,37 @@
 //!
 //! 1. *holds*: the tombstone is in its replica;
 //! 2. *collected*: it removed the tombstone and only remembers its version, refusing
-//!    any record no newer (`Replica::collect`).
+//!    any record no newer (`Replica::collect`);
+//! 3. *forgot*: it forgot that memory too, and holds nothing of the item.
 //!
 //! A device collects a tombstone once every active roster member acknowledges it in
-//! phase 1 or 2: no active device can then hold an older version of the item. It
-//! forgets the memory once no active member acknowledges it in phase 1 any more:
-//! each has collected it (phase 2) or, having collected and forgotten it already,
-//! lists it no more. No active device holds the tombstone then, so none can offer it
-//! again. (Waiting instead for every member to list phase 2 at one moment could wait
-//! for ever: the first member to forget stops listing it, and a member whose pass
-//! ran a moment later never saw the others all in phase 2. The nodes showed it: two
-//! devices each kept two collected tombstones, and the versions they replaced, for
-//! good.) A member that once listed a tombstone and lists it no more has either
-//! forgotten it or, past [`MAX_ACKED`], left it out; in the second case it may offer
-//! the tombstone again, which is only the tombstone coming back, to be collected
-//! again: never a version it replaced, since no active device holds one. A device that stays away
-//! holds everything up until it comes back or is revoked. Frames from revoked devices
-//! are refused by the engine, so what they still hold cannot come back.
+//! phase 1, 2 or 3: no active device can then hold an older version of the item. It
+//! forgets the memory once every active member acknowledges phase 2 or 3: no active
+//! device holds the tombstone any more, so none can offer it again. A member that
+//! lists nothing for a tombstone blocks both: it may hold an older version (a device
+//! restored from a backup, a device that has not heard of the deletion).
+//!
+//! Phase 3 is what makes forgetting happen at all: with phases 1 and 2 only, every
+//! member had to list phase 2 at the same moment, and the first to forget stopped
+//! listing it before the others' passes saw it there (two nodes kept their collected
+//! tombstones, and the versions they replaced, for good: `tests/disk.rs` found it). A
+//! device lists a tombstone in phase 3 while its own previous acknowledgement listed
+//! it in phase 2 or 3, it holds nothing of the item (no version, no memory, nothing
+//! set aside), and some other active member still lists it in phase 1 or 2; so it
+//! keeps saying so, across restarts (its acknowledgement is a stored record), until
+//! every other member has forgotten too, and then lists it no more.
+//!
+//! A device that stays away holds everything up until it comes back or is revoked.
+//! Frames from revoked devices are refused by the engine, so what they still hold
+//! cannot come back. Versions before this one read phase 3 as a malformed record
+//! (acknowledging nothing): in an account that mixes them, collection stops, safely.
 //!
 //! Bounds, whatever the number of tombstones: a shard's record lists at most
 //! [`MAX_ACKED`] entries, so that it always fits in a record. Entries in phase 2 come
-//! first (their memory is forgotten sooner), then phase 1, each in key order; what
-//! does not fit is acknowledged once earlier entries are forgotten. Only the agreed
-//! intersection is ever collected, so listing less delays collection and never makes
-//! it unsafe. A member with no record for a shard acknowledges nothing in it.
+//! first, then phase 3, then phase 1, each in key order; what does not fit is
+//! acknowledged once earlier entries are forgotten. Only the agreed intersection is
+//! ever collected or forgotten, so listing less delays both and never makes them
+//! unsafe. A member with no record for a shard acknowledges nothing in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,6 +58,8 @@ pub const MAX_ACKED: usize = MAX_SEALED_BYTES / ENTRY;
 pub const HOLDS: u8 = 1;
 /// Phase 2: the tombstone was collected.
 pub const COLLECTED: u8 = 2;
+/// Phase 3: the tombstone was collected and forgotten; nothing of its item is held.
+pub const FORGOT: u8 = 3;
 
 /// What names one tombstone: space code, item id, signature prefix.
 pub type Key = (u8, [u8; 16], [u8; 8]);
@@ -93,24 +102,16 @@ fn key(space: Space, item: &ItemId, signature: &[u8; 64]) -> Key {
     (space.code(), item.0, sig)
 }
 
-/// What this replica acknowledges, per shard: its collected tombstones (phase 2),
-/// then those it holds (phase 1), each in key order, at most [`MAX_ACKED`] a shard.
-pub fn entries(replica: &Replica) -> [Vec<(Key, u8)>; SHARDS] {
-    let mut collected: [Vec<(Key, u8)>; SHARDS] = Default::default();
-    let mut holds: [Vec<(Key, u8)>; SHARDS] = Default::default();
-    for ((space, item), (_, sig)) in replica.collected() {
-        collected[shard_of(item)].push((key(*space, item, sig), COLLECTED));
-    }
-    for r in replica.records().filter(|r| r.is_tombstone()) {
-        holds[shard_of(&r.item)].push((key(r.space, &r.item, &r.signature), HOLDS));
-    }
-    let mut out: [Vec<(Key, u8)>; SHARDS] = Default::default();
-    for (s, out) in out.iter_mut().enumerate() {
-        collected[s].sort_unstable();
-        holds[s].sort_unstable();
-        out.extend(collected[s].iter().chain(&holds[s]).take(MAX_ACKED));
-    }
-    out
+/// Whether `replica` holds nothing of the item `k` names: no version, no collected
+/// memory, nothing set aside (`aside`: space code and item of every set-aside record).
+fn holds_nothing_of(replica: &Replica, aside: &BTreeSet<(u8, [u8; 16])>, k: &Key) -> bool {
+    let Some(space) = Space::from_code(u64::from(k.0)) else {
+        return false;
+    };
+    let item = ItemId(k.1);
+    replica.get(space, &item).is_none()
+        && replica.collected_version(space, &item).is_none()
+        && !aside.contains(&(k.0, k.1))
 }
 
 /// The body of an acknowledgement.
@@ -136,7 +137,7 @@ pub fn decode(body: &[u8]) -> Option<BTreeMap<Key, u8>> {
         item.copy_from_slice(&c[1..17]);
         let mut sig = [0u8; 8];
         sig.copy_from_slice(&c[17..25]);
-        if !(HOLDS..=COLLECTED).contains(&c[25]) {
+        if !(HOLDS..=FORGOT).contains(&c[25]) {
             return None;
         }
         out.insert((c[0], item, sig), c[25]);
@@ -215,27 +216,67 @@ impl Acks {
         agreed
     }
 
-    /// The tombstones some active member of `roster` still acknowledges as held
-    /// (phase 1), per shard.
-    fn held(&mut self, replica: &Replica, roster: &Roster) -> [BTreeSet<Key>; SHARDS] {
-        let mut held: [BTreeSet<Key>; SHARDS] = Default::default();
-        for (shard, held) in held.iter_mut().enumerate() {
-            for m in roster.active() {
-                held.extend(
-                    self.of(replica, &m.entry.device, shard)
+    /// What `me` acknowledges, per shard: its collected tombstones (phase 2), those
+    /// it forgot while another active member of `roster` still holds or remembers
+    /// them (phase 3), then those it holds (phase 1), each in key order, at most
+    /// [`MAX_ACKED`] a shard.
+    pub fn entries(
+        &mut self,
+        replica: &Replica,
+        roster: &Roster,
+        me: &DeviceId,
+    ) -> [Vec<(Key, u8)>; SHARDS] {
+        let mut collected: [Vec<(Key, u8)>; SHARDS] = Default::default();
+        let mut holds: [Vec<(Key, u8)>; SHARDS] = Default::default();
+        for ((space, item), (_, sig)) in replica.collected() {
+            collected[shard_of(item)].push((key(*space, item, sig), COLLECTED));
+        }
+        for r in replica.records().filter(|r| r.is_tombstone()) {
+            holds[shard_of(&r.item)].push((key(r.space, &r.item, &r.signature), HOLDS));
+        }
+        let aside: BTreeSet<(u8, [u8; 16])> = replica
+            .quarantined()
+            .map(|r| (r.space.code(), r.item.0))
+            .collect();
+        let mut out: [Vec<(Key, u8)>; SHARDS] = Default::default();
+        for (s, out) in out.iter_mut().enumerate() {
+            let mine = self.of(replica, me, s);
+            let mut pending: BTreeSet<Key> = BTreeSet::new();
+            for m in roster.active().filter(|m| m.entry.device != *me) {
+                pending.extend(
+                    self.of(replica, &m.entry.device, s)
                         .into_iter()
-                        .filter(|(_, phase)| *phase == HOLDS)
+                        .filter(|(_, phase)| *phase == HOLDS || *phase == COLLECTED)
                         .map(|(k, _)| k),
                 );
             }
+            let forgot: Vec<(Key, u8)> = mine
+                .into_iter()
+                .filter(|(k, phase)| {
+                    *phase >= COLLECTED
+                        && pending.contains(k)
+                        && holds_nothing_of(replica, &aside, k)
+                })
+                .map(|(k, _)| (k, FORGOT))
+                .collect();
+            collected[s].sort_unstable();
+            holds[s].sort_unstable();
+            out.extend(
+                collected[s]
+                    .iter()
+                    .chain(&forgot)
+                    .chain(&holds[s])
+                    .copied()
+                    .take(MAX_ACKED),
+            );
         }
-        held
+        out
     }
 
     /// What may be collected and forgotten now.
     pub fn pass(&mut self, replica: &Replica, roster: &Roster) -> Pass {
         let agreed = self.agreed(replica, roster);
-        if agreed.iter().all(BTreeMap::is_empty) && replica.collected().next().is_none() {
+        if agreed.iter().all(BTreeMap::is_empty) {
             return Pass::default();
         }
         let collect = replica
@@ -246,11 +287,12 @@ impl Acks {
             })
             .map(|r| (r.space, r.item))
             .collect();
-        let held = self.held(replica, roster);
         let forget = replica
             .collected()
             .filter(|((space, item), (_, sig))| {
-                !held[shard_of(item)].contains(&key(*space, item, sig))
+                agreed[shard_of(item)]
+                    .get(&key(*space, item, sig))
+                    .is_some_and(|phase| *phase >= COLLECTED)
             })
             .map(|(k, _)| *k)
             .collect();
@@ -273,6 +315,9 @@ mod tests {
         assert_eq!(decode(&encode(&e)), Some(e.into_iter().collect()));
         assert_eq!(decode(&[0; 25]), None);
         assert_eq!(decode(&[0; 26]), None, "phase 0 does not exist");
+        let mut four = [0u8; 26];
+        four[25] = 4;
+        assert_eq!(decode(&four), None, "nor phase 4");
     }
 
     #[test]
@@ -295,7 +340,11 @@ mod tests {
                 &key,
             ));
         }
-        let all = entries(&replica);
+        let all = Acks::default().entries(
+            &replica,
+            &Roster::build(DeviceId([1; 32]), &replica),
+            &DeviceId([1; 32]),
+        );
         for shard in &all {
             assert_eq!(shard.len(), MAX_ACKED, "every shard is full");
             let body = encode(shard);
@@ -342,7 +391,8 @@ mod tests {
         // The largest key is collected: it must still be listed, ahead of the rest.
         let last = *ids.last().expect("not empty");
         assert!(replica.collect(Space::Contacts, &last));
-        let shard = &entries(&replica)[0];
+        let none = DeviceId([1; 32]);
+        let shard = &Acks::default().entries(&replica, &Roster::build(none, &replica), &none)[0];
         assert_eq!(shard.len(), MAX_ACKED);
         assert_eq!(shard[0].0.1, last.0);
         assert_eq!(shard[0].1, COLLECTED);
@@ -363,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tombstone_is_forgotten_once_no_device_lists_it_as_held() {
+    fn a_tombstone_is_forgotten_once_every_device_collected_it_whenever_each_forgets() {
         use crate::roster::{Entry, Role};
         let keys = [
             SigningKey::from_bytes(&[1; 32]),
@@ -404,17 +454,74 @@ mod tests {
         let k = key(Space::Contacts, &gone, &tombstone.signature);
         replica.insert(tombstone);
         assert!(replica.collect(Space::Contacts, &gone));
-        let mut acks_ = Acks::default();
+        let mut gc = Acks::default();
+        let forget = |gc: &mut Acks, replica: &Replica| gc.pass(replica, &roster).forget;
         // This device collected it; the other still holds it: it is remembered.
         replica.insert(acks(&keys[0], &[(k, COLLECTED)], 3));
         replica.insert(acks(&keys[1], &[(k, HOLDS)], 3));
-        assert_eq!(acks_.pass(&replica, &roster).forget, vec![]);
-        // The other collected it and forgot it before this device's pass saw it in
-        // phase 2: it lists it no more, and this device forgets it too.
-        replica.insert(acks(&keys[1], &[], 5));
+        assert_eq!(forget(&mut gc, &replica), vec![]);
+        // The other lists nothing of it (restored from a backup, say: it may hold an
+        // older version): remembered still.
+        replica.insert(acks(&keys[1], &[], 4));
+        assert_eq!(forget(&mut gc, &replica), vec![]);
+        // The other collected it: both in phase 2, forgotten.
+        replica.insert(acks(&keys[1], &[(k, COLLECTED)], 5));
+        assert_eq!(forget(&mut gc, &replica), vec![(Space::Contacts, gone)]);
+        assert!(replica.drop_collected(Space::Contacts, &gone));
+        // Having forgotten it, this device says so (phase 3) while the other still
+        // remembers it, so that the other can forget it too...
+        let mine =
+            |gc: &mut Acks, replica: &Replica| gc.entries(replica, &roster, &ids[0])[0].clone();
+        assert_eq!(mine(&mut gc, &replica), vec![(k, FORGOT)]);
+        replica.insert(acks(&keys[0], &[(k, FORGOT)], 6));
+        assert_eq!(mine(&mut gc, &replica), vec![(k, FORGOT)], "across passes");
+        // ...which it does on seeing phase 3 where it waited for phase 2 (the other
+        // side of this pair of records).
+        let mut theirs = Replica::new();
+        for r in replica.records() {
+            theirs.insert(r.clone());
+        }
+        let other_tomb = Record::sign(
+            Space::Contacts,
+            gone,
+            Hlc {
+                wall_ms: 2,
+                counter: 0,
+            },
+            Body::Tombstone,
+            &keys[0],
+        );
+        theirs.insert(other_tomb);
+        assert!(theirs.collect(Space::Contacts, &gone));
         assert_eq!(
-            acks_.pass(&replica, &roster).forget,
+            Acks::default().pass(&theirs, &roster).forget,
             vec![(Space::Contacts, gone)]
         );
+        // Once the other forgot it too (lists it no more), this device stops.
+        replica.insert(acks(&keys[1], &[], 7));
+        assert_eq!(mine(&mut gc, &replica), vec![]);
+        // Phase 3 only from a device holding nothing of the item: one that holds a
+        // version of it (a backup restored over it) never says so.
+        replica.insert(acks(&keys[1], &[(k, COLLECTED)], 8));
+        let mut other = Replica::new();
+        for r in replica.records() {
+            other.insert(r.clone());
+        }
+        let mut fresh = Acks::default();
+        assert_eq!(
+            fresh.entries(&other, &roster, &ids[0])[0],
+            vec![(k, FORGOT)]
+        );
+        other.insert(Record::sign(
+            Space::Contacts,
+            gone,
+            Hlc {
+                wall_ms: 1,
+                counter: 0,
+            },
+            Body::Data(vec![1]),
+            &keys[0],
+        ));
+        assert_eq!(fresh.entries(&other, &roster, &ids[0])[0], vec![]);
     }
 }

@@ -486,7 +486,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             });
         }
         let mut records = Vec::new();
-        for (shard, entries) in gc::entries(self.book.replica()).into_iter().enumerate() {
+        let entries = self.acks.entries(self.book.replica(), &self.roster, &me);
+        for (shard, entries) in entries.into_iter().enumerate() {
             let body = gc::encode(&entries);
             let written = gc::record(self.book.replica(), &me, shard).map(|r| &r.body);
             let unchanged = match written {
