@@ -452,7 +452,7 @@ mod tests {
             &keys[0],
         );
         let k = key(Space::Contacts, &gone, &tombstone.signature);
-        replica.insert(tombstone);
+        replica.insert(tombstone.clone());
         assert!(replica.collect(Space::Contacts, &gone));
         let mut gc = Acks::default();
         let forget = |gc: &mut Acks, replica: &Replica| gc.pass(replica, &roster).forget;
@@ -481,17 +481,7 @@ mod tests {
         for r in replica.records() {
             theirs.insert(r.clone());
         }
-        let other_tomb = Record::sign(
-            Space::Contacts,
-            gone,
-            Hlc {
-                wall_ms: 2,
-                counter: 0,
-            },
-            Body::Tombstone,
-            &keys[0],
-        );
-        theirs.insert(other_tomb);
+        theirs.insert(tombstone);
         assert!(theirs.collect(Space::Contacts, &gone));
         assert_eq!(
             Acks::default().pass(&theirs, &roster).forget,
