@@ -21,14 +21,9 @@ pub(crate) fn key_files(dir: &Path) -> Result<KeyFiles> {
     if !store::locked(dir) {
         return Ok(KeyFiles::clear());
     }
-    let mut files = KeyFiles::with_passphrase(read(false)?);
-    // The key is derived here, once: every open of the directory reuses it.
-    if dir.join("device.key").exists() {
-        files
-            .read(dir, "device.key")
-            .map_err(|e| crate::ops::device_exit(e.into()))?;
-    }
-    Ok(files)
+    // The key is derived when the directory is opened (under its lock, once a
+    // change of passphrase cut short is finished), once: the clones share it.
+    Ok(KeyFiles::with_passphrase(read(false)?))
 }
 
 /// The key files of a device being created: sealed under a new passphrase when
@@ -47,10 +42,13 @@ pub(crate) fn new_key_files(wanted: bool) -> Result<KeyFiles> {
 /// they are sealed.
 pub(crate) fn change(dir: &Path, set: bool) -> Result<()> {
     let fail = |e: store::Error| crate::ops::device_exit(e.into());
-    let _lock = store::Lock::take(dir).map_err(fail)?;
-    if !dir.join("device.key").exists() {
+    let holds_keys = |dir: &Path| {
+        dir.join("device.key").exists() || dir.join(store::pending("device.key")).exists()
+    };
+    if !holds_keys(dir) {
         return Err(fail(store::Error::NotInitialised(dir.to_owned())).into());
     }
+    let _lock = store::Lock::take(dir).map_err(fail)?;
     let mut from = key_files(dir)?;
     let to = if set {
         KeyFiles::seal_new(read_from(NEW_ENV, true)?, None).map_err(fail)?
@@ -74,12 +72,13 @@ fn read(confirm: bool) -> Result<Passphrase> {
 }
 
 fn read_from(var: &str, confirm: bool) -> Result<Passphrase> {
-    let bad = |e: store::vault::Error| Exit::Input(format!("the passphrase: {e}"));
+    let bad = |e: store::vault::Error| Exit::Input(format!("the passphrase ({var}): {e}"));
     if let Some(path) = std::env::var_os(var) {
-        let text = std::fs::read(&path)
-            .map_err(|e| Exit::Io(format!("{ENV}={}: {e}", Path::new(&path).display())))?;
+        let shown = Path::new(&path).display();
+        let text =
+            read_bounded(Path::new(&path)).map_err(|e| Exit::Io(format!("{var}={shown}: {e}")))?;
         let text = String::from_utf8(text)
-            .map_err(|_| Exit::Input(format!("{ENV}={}: not UTF-8", Path::new(&path).display())))?;
+            .map_err(|_| Exit::Input(format!("{var}={shown}: not UTF-8")))?;
         return Ok(Passphrase::new(text).map_err(bad)?);
     }
     if !std::io::stdin().is_terminal() {
@@ -107,4 +106,22 @@ fn read_from(var: &str, confirm: bool) -> Result<Passphrase> {
         }
     }
     Ok(Passphrase::new(first.as_str()).map_err(bad)?)
+}
+
+/// Reads a passphrase file, at most a little more than the longest passphrase and
+/// its line breaks: a larger file is refused without reading all of it.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let limit = store::vault::MAX_PASSPHRASE as u64 + 64;
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut out)?;
+    if out.len() as u64 == limit {
+        return Err(std::io::Error::other(format!(
+            "longer than a passphrase ({} bytes at most)",
+            store::vault::MAX_PASSPHRASE
+        )));
+    }
+    Ok(out)
 }

@@ -375,3 +375,80 @@ fn deleting_a_merged_contact_erases_the_history_of_every_item_merged_into_it() {
     }
     assert!(after.contains("deleted"), "{after}");
 }
+
+/// Copies the files of `from` into `to` (flat).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("dir");
+    for e in std::fs::read_dir(from).expect("dir").flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn a_passphrase_change_cut_short_opens_with_the_new_one_and_leaves_no_clear_copy() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let old = crate::util::file(tmp.path(), "old", "old passphrase\n");
+    let new = crate::util::file(tmp.path(), "new", "new passphrase\n");
+    let with = |dir: &Path, pass: &Path| {
+        Device::at(dir.to_owned()).with_env("KITH_PASSPHRASE_FILE", crate::util::path(pass))
+    };
+    let d = with(&tmp.path().join("d"), &old);
+    d.ok(&[
+        "init",
+        "--jid",
+        "romeo@montague.lit",
+        "--name",
+        "laptop",
+        "--passphrase",
+    ]);
+    d.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
+    // The state a crash right after the mark leaves: the files sealed under the new
+    // passphrase beside the old ones, and the mark.
+    let done = tmp.path().join("done");
+    copy_dir(&d.dir, &done);
+    with(&done, &old)
+        .with_env("KITH_NEW_PASSPHRASE_FILE", crate::util::path(&new))
+        .ok(&["passphrase", "set"]);
+    for name in KEY_FILES {
+        std::fs::copy(done.join(name), d.dir.join(format!(".{name}.rekey"))).expect("copy");
+    }
+    std::fs::write(d.dir.join(".rekey.done"), b"").expect("mark");
+    // Temporary files a crash left, one of them in clear.
+    std::fs::write(d.dir.join("..secrets.xml.rekey.tmp"), b"<secrets/>").expect("tmp");
+    std::fs::write(d.dir.join(".openpgp.key.tmp"), b"half").expect("tmp");
+    let list = with(&d.dir, &new).ok(&["contact", "list"]);
+    assert!(list.contains("Juliet"), "{list}");
+    assert_eq!(with(&d.dir, &old).kith(&["status"]).status.code(), Some(1));
+    let left: Vec<String> = std::fs::read_dir(&d.dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("rekey") || n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A key file of another device under the same passphrase is refused, not used.
+    let other = with(&tmp.path().join("other"), &new);
+    other.ok(&[
+        "init",
+        "--jid",
+        "romeo@montague.lit",
+        "--name",
+        "other",
+        "--passphrase",
+    ]);
+    std::fs::copy(other.dir.join("secrets.xml"), d.dir.join("secrets.xml")).expect("copy");
+    let out = with(&d.dir, &new).kith(&["contact", "list"]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another lock"),
+        "{out:?}"
+    );
+    // A passphrase file that never ends is refused without reading it all.
+    let out = Device::at(d.dir.clone())
+        .with_env("KITH_PASSPHRASE_FILE", "/dev/zero")
+        .kith(&["status"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+}

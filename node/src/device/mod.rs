@@ -182,6 +182,16 @@ impl Device {
         };
         self.store
             .write_index(&self.index, &entries, &gone, contacts, rebuilt)?;
+        // An item id a client chose (maybe a JID) goes with its item's content: once
+        // the item is gone or only a `<reserved/>` placeholder.
+        let emptied = entries
+            .iter()
+            .filter(|e| matches!(e.payload, Some(kith_protocol::item::Payload::Reserved(_))))
+            .map(|e| (e.node, e.item))
+            .chain(gone.iter().copied());
+        for (node, item) in emptied {
+            self.store.remove_item_name(node, &item)?;
+        }
         self.record_history(history, erase)
     }
 

@@ -151,10 +151,19 @@ pub fn keyring_from_xml(dir: &Path, text: &str) -> Result<Keyring> {
 
 /// How the key files of a directory are read and written: in clear (mode 0600), or
 /// sealed under a passphrase ([`super::vault`]). Holds the passphrase given and,
-/// once a file was opened or a lock made, the key it gives (derived once).
+/// once a file was opened or a lock made, the key it gives: derived once, and shared
+/// by the clones of this value. The files of one directory are all in clear or all
+/// sealed under the same lock (salt and costs); one that is not is refused.
 #[derive(Debug, Clone, Default)]
 pub struct KeyFiles {
     passphrase: Option<Passphrase>,
+    state: std::sync::Arc<std::sync::Mutex<Known>>,
+}
+
+/// What reading the files taught: whether they are sealed, and under which key.
+#[derive(Debug, Default)]
+struct Known {
+    sealed: Option<bool>,
     vault: Option<Vault>,
 }
 
@@ -188,7 +197,7 @@ impl KeyFiles {
     pub fn with_passphrase(passphrase: Passphrase) -> Self {
         Self {
             passphrase: Some(passphrase),
-            vault: None,
+            state: Default::default(),
         }
     }
 
@@ -201,42 +210,77 @@ impl KeyFiles {
         })?;
         Ok(Self {
             passphrase: Some(passphrase),
-            vault: Some(vault),
+            state: std::sync::Arc::new(std::sync::Mutex::new(Known {
+                sealed: Some(true),
+                vault: Some(vault),
+            })),
         })
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        // A panic elsewhere while holding it leaves plain data: still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether the files this writes are sealed.
     pub fn seals(&self) -> bool {
-        self.vault.is_some()
+        self.known().vault.is_some()
     }
 
     /// Reads `dir/name`, opening it if it is sealed (deriving the key the first
     /// time, and keeping it).
     pub fn read(&mut self, dir: &Path, name: &str) -> Result<Zeroizing<Vec<u8>>> {
+        self.read_again(dir, name)
+    }
+
+    /// [`KeyFiles::read`] through a shared reference (the key is shared anyway).
+    pub fn read_again(&self, dir: &Path, name: &str) -> Result<Zeroizing<Vec<u8>>> {
         let bytes = Zeroizing::new(read_file(dir, name)?);
-        if !vault::is_sealed(&bytes) {
+        let path = dir.join(name);
+        let sealed = vault::is_sealed(&bytes);
+        let mut known = self.known();
+        if known.sealed.is_some_and(|s| s != sealed) {
+            return Err(Error::Corrupt {
+                path: dir.to_owned(),
+                what: format!(
+                    "{name} is {} while the other key files are not: a file from another \
+                     device or a damaged one; restore this directory from a backup",
+                    if sealed { "sealed" } else { "in clear" }
+                ),
+            });
+        }
+        if !sealed {
+            known.sealed = Some(false);
             return Ok(bytes);
         }
-        let path = dir.join(name);
-        let failed = |source| Error::Vault {
-            path: path.clone(),
-            source,
-        };
-        if let Some(v) = self.vault.as_ref().filter(|v| v.made(&bytes)) {
-            return v.open(name, &bytes).map_err(failed);
+        if let Some(v) = &known.vault {
+            if !v.made(&bytes) {
+                return Err(Error::Corrupt {
+                    path: dir.to_owned(),
+                    what: format!(
+                        "{name} is sealed under another lock than the other key files: a \
+                         file from another device?"
+                    ),
+                });
+            }
+            // The key opened the other files: a file that does not open is damaged.
+            return v.open(name, &bytes).map_err(|e| Error::Corrupt {
+                path: dir.to_owned(),
+                what: format!("{name}: {e}; the key opens the other files, so it is damaged"),
+            });
         }
         let Some(passphrase) = &self.passphrase else {
             return Err(Error::NeedsPassphrase(dir.to_owned()));
         };
+        let failed = |source| Error::Vault {
+            path: path.clone(),
+            source,
+        };
         let v = Vault::unlock(passphrase, name, &bytes).map_err(failed)?;
         let plain = v.open(name, &bytes).map_err(failed)?;
-        self.vault = Some(v);
+        known.sealed = Some(true);
+        known.vault = Some(v);
         Ok(plain)
-    }
-
-    /// Reads `dir/name` with the key already derived (see [`KeyFiles::read`]).
-    pub fn read_again(&self, dir: &Path, name: &str) -> Result<Zeroizing<Vec<u8>>> {
-        self.clone().read(dir, name)
     }
 
     /// Writes `bytes` to `dir/name` atomically, sealed when this seals.
@@ -252,8 +296,9 @@ impl KeyFiles {
     /// Writes `bytes` to `dir/name`, sealed (when this seals) for the name `target`
     /// it will be read under once renamed.
     fn write_as(&self, dir: &Path, name: &str, target: &str, bytes: &[u8]) -> Result<()> {
-        match &self.vault {
-            Some(v) => write_private(dir, name, &v.seal(target, bytes)),
+        let sealed = self.known().vault.as_ref().map(|v| v.seal(target, bytes));
+        match sealed {
+            Some(sealed) => write_private(dir, name, &sealed),
             None => write_private(dir, name, bytes),
         }
     }
@@ -303,6 +348,20 @@ pub fn finish_rekey(dir: &Path) -> Result<()> {
             fs::remove_file(&from)
         };
         result.map_err(|source| Error::Io { path: from, source })?;
+    }
+    // Temporary files a crash left while a key file was being written (in clear,
+    // when the new files were): never read, erased.
+    for name in DEVICE_FILES {
+        for tmp in [
+            format!(".{name}.tmp"),
+            format!(".{}.tmp", rekeyed(name)),
+            format!(".{}.tmp", pending(name)),
+        ] {
+            let path = dir.join(tmp);
+            if path.exists() {
+                fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
+            }
+        }
     }
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
