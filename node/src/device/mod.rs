@@ -189,9 +189,7 @@ impl Device {
             .filter(|e| matches!(e.payload, Some(kith_protocol::item::Payload::Reserved(_))))
             .map(|e| (e.node, e.item))
             .chain(gone.iter().copied());
-        for (node, item) in emptied {
-            self.store.remove_item_name(node, &item)?;
-        }
+        self.store.remove_item_names(emptied)?;
         self.record_history(history, erase)
     }
 
@@ -371,6 +369,16 @@ impl Device {
                     stored = true;
                 }
                 Output::Collect { collect, forget } => {
+                    // Stored at the version the engine collected, never another row.
+                    let replica = self.engine.replica();
+                    let collect: Vec<_> = collect
+                        .into_iter()
+                        .filter_map(|(space, item)| {
+                            replica
+                                .collected_version(space, &item)
+                                .map(|v| (space, item, v))
+                        })
+                        .collect();
                     self.store.collect(&collect, &forget)?;
                     stored = true;
                 }

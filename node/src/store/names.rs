@@ -72,6 +72,29 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Forgets the names of `items` (gone, or placeholders): one cheap query when no
+    /// client named any item, as on most devices.
+    pub fn remove_item_names(
+        &mut self,
+        items: impl IntoIterator<Item = (NodeKind, ItemId)>,
+    ) -> Result<()> {
+        let mut items = items.into_iter().peekable();
+        if items.peek().is_none() {
+            return Ok(());
+        }
+        let any: bool = self
+            .conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM item_names)", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        if !any {
+            return Ok(());
+        }
+        for (node, item) in items {
+            self.remove_item_name(node, &item)?;
+        }
+        Ok(())
+    }
+
     /// Remembers the name of an item.
     pub fn set_item_name(&mut self, node: NodeKind, item: &ItemId, name: &str) -> Result<()> {
         self.conn

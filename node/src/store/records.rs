@@ -92,11 +92,14 @@ impl Store {
         Ok(())
     }
 
-    /// Carries out an engine's `Output::Collect`: the tombstones of `collect` leave
-    /// the records table and are remembered; `forget` is forgotten.
+    /// Carries out an engine's `Output::Collect`: each tombstone of `collect`, at
+    /// the version the engine collected (its winner), leaves the records table and
+    /// is remembered with the versions it replaced; `forget` is forgotten. Stored
+    /// versions above the collected one (a record held for its future stamp, or one
+    /// of a revoked author) stay where they are.
     pub fn collect(
         &mut self,
-        collect: &[(Space, ItemId)],
+        collect: &[(Space, ItemId, Version)],
         forget: &[(Space, ItemId)],
     ) -> Result<()> {
         let path = self.dir.join("kith.db");
@@ -105,17 +108,17 @@ impl Store {
             source,
         };
         let tx = self.conn.savepoint().map_err(sql)?;
-        for (space, item) in collect {
-            let newest: Option<Vec<u8>> = tx
+        for (space, item, version) in collect {
+            let at = version_key(version);
+            let winner: Option<Vec<u8>> = tx
                 .query_row(
-                    "SELECT bytes FROM records WHERE space = ?1 AND item = ?2
-                     ORDER BY version DESC LIMIT 1",
-                    params![space.code(), &item.0[..]],
+                    "SELECT bytes FROM records WHERE space = ?1 AND item = ?2 AND version = ?3",
+                    params![space.code(), &item.0[..], &at],
                     |r| r.get(0),
                 )
                 .optional()
                 .map_err(sql)?;
-            if let Some(bytes) = newest {
+            if let Some(bytes) = winner {
                 tx.execute(
                     "INSERT OR REPLACE INTO collected (space, item, bytes) VALUES (?1, ?2, ?3)",
                     params![space.code(), &item.0[..], bytes],
@@ -126,14 +129,13 @@ impl Store {
                 tx.execute(
                     "INSERT OR REPLACE INTO collected_shadows
                      SELECT space, item, version, signature, bytes FROM records
-                     WHERE space = ?1 AND item = ?2 AND version <
-                     (SELECT MAX(version) FROM records WHERE space = ?1 AND item = ?2)",
-                    params![space.code(), &item.0[..]],
+                     WHERE space = ?1 AND item = ?2 AND version < ?3",
+                    params![space.code(), &item.0[..], &at],
                 )
                 .map_err(sql)?;
                 tx.execute(
-                    "DELETE FROM records WHERE space = ?1 AND item = ?2",
-                    params![space.code(), &item.0[..]],
+                    "DELETE FROM records WHERE space = ?1 AND item = ?2 AND version <= ?3",
+                    params![space.code(), &item.0[..], &at],
                 )
                 .map_err(sql)?;
             }

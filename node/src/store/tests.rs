@@ -205,7 +205,7 @@ fn collected_tombstones_are_remembered_then_forgotten() {
         .persist(&[record(&key, 2, 4, false), tomb.clone()])
         .unwrap();
     let k = (Space::Roster, ItemId([2; 16]));
-    store.collect(&[k], &[]).unwrap();
+    store.collect(&[(k.0, k.1, tomb.version)], &[]).unwrap();
     let (replica, _) = store.load().unwrap();
     assert!(replica.get(k.0, &k.1).is_none());
     assert_eq!(replica.collected_version(k.0, &k.1), Some(tomb.version));
@@ -220,11 +220,12 @@ fn a_collected_tombstone_keeps_what_it_replaced_until_forgotten() {
     let mut store = Store::open(dir.path()).unwrap();
     let older = record(&key, 2, 3, false);
     let replaced = record(&key, 2, 4, false);
+    let tomb = record(&key, 2, 5, true);
     store
-        .persist(&[older.clone(), replaced.clone(), record(&key, 2, 5, true)])
+        .persist(&[older.clone(), replaced.clone(), tomb.clone()])
         .unwrap();
     let k = (Space::Roster, ItemId([2; 16]));
-    store.collect(&[k], &[]).unwrap();
+    store.collect(&[(k.0, k.1, tomb.version)], &[]).unwrap();
     let (replica, _) = store.load().unwrap();
     assert!(replica.get(k.0, &k.1).is_none());
     assert_eq!(replica.collected_shadows(k.0, &k.1), [replaced, older]);
@@ -238,6 +239,49 @@ fn a_collected_tombstone_keeps_what_it_replaced_until_forgotten() {
         .query_row("SELECT COUNT(*) FROM collected_shadows", [], |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 0);
+}
+
+#[test]
+fn a_tombstone_is_collected_at_the_engines_version_and_a_newer_row_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let replaced = record(&key, 2, 4, false);
+    let tomb = record(&key, 2, 5, true);
+    // Stored but not the engine's winner (held for its stamp, or of a revoked
+    // author): it must neither be remembered as the tombstone nor erased.
+    let newer = record(&key, 2, 6, false);
+    store
+        .persist(&[replaced.clone(), tomb.clone(), newer.clone()])
+        .unwrap();
+    let k = (Space::Roster, ItemId([2; 16]));
+    store.collect(&[(k.0, k.1, tomb.version)], &[]).unwrap();
+    let stored: Vec<Vec<u8>> = store
+        .conn
+        .prepare("SELECT bytes FROM collected")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<std::result::Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored, [tomb.encode()]);
+    let left: Vec<Vec<u8>> = store
+        .conn
+        .prepare("SELECT bytes FROM records")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<std::result::Result<_, _>>()
+        .unwrap();
+    assert_eq!(left, [newer.encode()]);
+    // A version the store does not hold is not collected at all.
+    let other = record(&key, 3, 5, true);
+    store.persist(&[other.clone()]).unwrap();
+    store
+        .collect(&[(other.space, other.item, newer.version)], &[])
+        .unwrap();
+    let (replica, _) = store.load().unwrap();
+    assert_eq!(replica.get(other.space, &other.item), Some(&other));
 }
 
 #[test]

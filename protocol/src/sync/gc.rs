@@ -173,23 +173,25 @@ pub struct Pass {
 
 impl Acks {
     /// What `device` acknowledges in `shard` (nothing when it wrote no record, or
-    /// one that does not decode).
-    fn of(&mut self, replica: &Replica, device: &DeviceId, shard: usize) -> BTreeMap<Key, u8> {
+    /// one that does not decode), decoded once per record.
+    fn of(&mut self, replica: &Replica, device: &DeviceId, shard: usize) -> &BTreeMap<Key, u8> {
+        static NONE: BTreeMap<Key, u8> = BTreeMap::new();
         let Some(record) = record(replica, device, shard) else {
-            return BTreeMap::new();
+            return &NONE;
         };
         let Body::Data(body) = &record.body else {
-            return BTreeMap::new();
+            return &NONE;
         };
-        if let Some((sig, acks)) = self.decoded.get(&(*device, shard))
-            && *sig == record.signature
-        {
-            return acks.clone();
-        }
-        let acks = decode(body).unwrap_or_default();
-        self.decoded
-            .insert((*device, shard), (record.signature, acks.clone()));
-        acks
+        let slot = self
+            .decoded
+            .entry((*device, shard))
+            .and_modify(|slot| {
+                if slot.0 != record.signature {
+                    *slot = (record.signature, decode(body).unwrap_or_default());
+                }
+            })
+            .or_insert_with(|| (record.signature, decode(body).unwrap_or_default()));
+        &slot.1
     }
 
     /// The lowest phase every active member of `roster` acknowledges for each key.
@@ -200,7 +202,7 @@ impl Acks {
             for m in roster.active() {
                 let acks = self.of(replica, &m.entry.device, shard);
                 *agreed = if first {
-                    acks
+                    acks.clone()
                 } else {
                     std::mem::take(agreed)
                         .into_iter()
@@ -240,24 +242,24 @@ impl Acks {
             .collect();
         let mut out: [Vec<(Key, u8)>; SHARDS] = Default::default();
         for (s, out) in out.iter_mut().enumerate() {
-            let mine = self.of(replica, me, s);
             let mut pending: BTreeSet<Key> = BTreeSet::new();
             for m in roster.active().filter(|m| m.entry.device != *me) {
                 pending.extend(
                     self.of(replica, &m.entry.device, s)
-                        .into_iter()
-                        .filter(|(_, phase)| *phase == HOLDS || *phase == COLLECTED)
-                        .map(|(k, _)| k),
+                        .iter()
+                        .filter(|(_, phase)| **phase == HOLDS || **phase == COLLECTED)
+                        .map(|(k, _)| *k),
                 );
             }
-            let forgot: Vec<(Key, u8)> = mine
-                .into_iter()
+            let forgot: Vec<(Key, u8)> = self
+                .of(replica, me, s)
+                .iter()
                 .filter(|(k, phase)| {
-                    *phase >= COLLECTED
-                        && pending.contains(k)
+                    **phase >= COLLECTED
+                        && pending.contains(*k)
                         && holds_nothing_of(replica, &aside, k)
                 })
-                .map(|(k, _)| (k, FORGOT))
+                .map(|(k, _)| (*k, FORGOT))
                 .collect();
             collected[s].sort_unstable();
             holds[s].sort_unstable();
