@@ -88,6 +88,42 @@ impl Node {
         }
     }
 
+    /// How many times the node stored something since it started.
+    pub(crate) fn changes(&self) -> Result<u64> {
+        self.call(Request::Status)?["changes"]
+            .as_u64()
+            .context("the node's change count")
+    }
+
+    /// Waits until `ready` holds, checking it each time the node stored something
+    /// after `seen` (a count from [`Node::changes`]): no polling interval.
+    pub(crate) fn wait_from(
+        &self,
+        mut seen: u64,
+        what: &str,
+        limit: Duration,
+        mut ready: impl FnMut(&Self) -> Result<bool>,
+    ) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            if ready(self).unwrap_or(false) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "timed out after {limit:?} waiting for {what} ({})",
+                    self.dir.display()
+                );
+            }
+            seen = self.call(Request::Wait {
+                after: seen,
+                timeout_ms: 1_000,
+            })?["changes"]
+                .as_u64()
+                .context("the node's change count")?;
+        }
+    }
+
     /// JIDs of the merged contact list, sorted.
     pub(crate) fn jids(&self) -> Result<Vec<String>> {
         let v = self.call(Request::Contacts)?;

@@ -179,3 +179,98 @@ fn devices_restarted_on_any_free_port_find_each_other_again_without_mdns() {
         b.jids() == ["juliet@capulet.lit"]
     });
 }
+
+/// Sends one request to the node of `dir` through its control socket.
+fn control(
+    dir: &std::path::Path,
+    request: &kith_node::control::Request,
+) -> Result<serde_json::Value, kith_node::control::Error> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(kith_node::socket::request(
+        &dir.join("control.sock"),
+        request,
+        |_, _| {},
+    ))
+    .map(|v| v.expect("the node listens"))
+}
+
+#[test]
+fn a_wait_answers_as_soon_as_the_device_stores_something() {
+    use kith_node::control::{ErrorKind, MAX_WAITERS, Request};
+    let [a, b] = laptop_and_phone();
+    let seen = b.status()["changes"].as_u64().expect("a change count");
+    // Nothing happens: the wait ends at its timeout, with the same count.
+    let quiet = control(
+        &b.dir,
+        &Request::Wait {
+            after: seen,
+            timeout_ms: 50,
+        },
+    )
+    .expect("a wait");
+    assert_eq!(quiet["changes"].as_u64(), Some(seen));
+    // A wait as long as the test's deadline ends when the edit made on the other
+    // device is stored here, and the contact is there by then.
+    let waiting = {
+        let dir = b.dir.clone();
+        std::thread::spawn(move || {
+            control(
+                &dir,
+                &Request::Wait {
+                    after: seen,
+                    timeout_ms: 60_000,
+                },
+            )
+        })
+    };
+    a.ok(&["contact", "add", "juliet@capulet.lit"]);
+    let started = std::time::Instant::now();
+    let answer = waiting.join().expect("the waiting thread").expect("a wait");
+    assert!(answer["changes"].as_u64() > Some(seen), "{answer}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "answered by the change, not the timeout"
+    );
+    b.wait("the contact", |b| b.jids() == ["juliet@capulet.lit"]);
+    // Waits are bounded: past MAX_WAITERS the node says it is busy (a wait of no
+    // time is answered at once while there is room).
+    let now = answer["changes"].as_u64().expect("a count");
+    let held: Vec<_> = (0..MAX_WAITERS)
+        .map(|_| {
+            let dir = b.dir.clone();
+            std::thread::spawn(move || {
+                control(
+                    &dir,
+                    &Request::Wait {
+                        after: now + 1_000,
+                        timeout_ms: 5_000,
+                    },
+                )
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let busy = loop {
+        let r = control(
+            &b.dir,
+            &Request::Wait {
+                after: now + 1_000,
+                timeout_ms: 0,
+            },
+        );
+        match r {
+            Err(e) if e.kind == ErrorKind::Busy => break Some(e),
+            _ if std::time::Instant::now() > deadline => break None,
+            _ => {}
+        }
+    };
+    assert!(busy.is_some(), "a wait past the bound is refused");
+    // The held waits end at their timeout, with the count they found.
+    for h in held {
+        let answer = h.join().expect("a waiting thread").expect("a wait ends");
+        assert!(answer["changes"].as_u64() >= Some(now), "{answer}");
+    }
+}

@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 /// backslash, a tab or a newline becomes two characters).
 pub const MAX_REQUEST_BYTES: usize = 2 * kith_protocol::xml::Limits::IMPORT.max_bytes + 1024 * 1024;
 
+/// Longest a [`Request::Wait`] waits, in milliseconds.
+pub const MAX_WAIT_MS: u64 = 60_000;
+
+/// Most [`Request::Wait`]s a node holds at once (each holds a control client).
+pub const MAX_WAITERS: usize = 8;
+
 /// A request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,6 +126,16 @@ pub enum Request {
     },
     /// New secrets for both nodes, every item re-sealed.
     Rotate,
+    /// Answers `{"changes": n}` once this device has stored more than `after`
+    /// changes (the `changes` count of `status`: anything stored since the node
+    /// started, its own edits and what peers sent), or when `timeout_ms` (at most
+    /// [`MAX_WAIT_MS`]) has passed. Without a node it answers at once.
+    Wait {
+        /// The count last seen.
+        after: u64,
+        /// How long to wait at most.
+        timeout_ms: u64,
+    },
     /// Approves an XMPP client's OpenPGP certificate to receive the secrets.
     AddClient {
         /// The certificate (binary or ASCII-armoured), base64.

@@ -131,6 +131,8 @@ impl Device {
     ) -> Result<Value, Error> {
         match request {
             Request::Status => self.status(net),
+            // Nothing changes a device no node runs but the commands given to it.
+            Request::Wait { .. } => Ok(json!({ "changes": self.changes })),
             Request::Contacts => {
                 let view = self.engine.view();
                 Ok(Value::Array(
@@ -629,6 +631,7 @@ impl Device {
             },
             "waiting_for_secret": waiting,
             "unreadable": unreadable,
+            "changes": self.changes,
             "held_future_records": held,
             "set_aside_records": set_aside,
             "sync": {

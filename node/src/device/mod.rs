@@ -120,6 +120,9 @@ pub struct Device {
     pub(crate) watch: Option<Vec<(NodeKind, ItemId)>>,
     /// Set when the approved XMPP clients changed.
     pub(crate) clients_changed: bool,
+    /// How many times this device stored something since it was opened (what
+    /// `Request::Wait` waits on).
+    pub(crate) changes: u64,
 }
 
 /// Longest device name, in characters (what pairing accepts too).
@@ -394,6 +397,7 @@ impl Device {
             watch.extend(changes.iter().copied());
         }
         if stored || !changes.is_empty() {
+            self.changes += 1;
             if !self.store.in_transaction() {
                 self.store.begin()?;
                 *began = true;

@@ -56,7 +56,10 @@ fn touched_jids(request: &Request) -> Option<Vec<&str>> {
                 .map(String::as_str)
                 .collect(),
         ),
-        Request::AddGroup { .. } | Request::RenameGroup { .. } | Request::Status => Some(vec![]),
+        Request::AddGroup { .. }
+        | Request::RenameGroup { .. }
+        | Request::Status
+        | Request::Wait { .. } => Some(vec![]),
         _ => None,
     }
 }
@@ -355,6 +358,7 @@ impl Device {
             repaired: 0,
             watch: None,
             clients_changed: false,
+            changes: 0,
         }
     }
 

@@ -182,6 +182,8 @@ struct Node {
     advert: Option<Advert>,
     /// mDNS sightings of roster devices: when first seen, and where.
     seen: BTreeMap<PeerId, (Instant, Vec<Multiaddr>)>,
+    /// `Request::Wait`s held: the count each waits past, its deadline, its reply.
+    waiters: Vec<(u64, Instant, mpsc::Sender<Reply>)>,
 }
 
 /// Starts a node on `device`: listeners, discovery, control socket, and the task.
@@ -295,6 +297,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let socket_task = socket::serve(&socket_path, handle.clone())
         .map_err(|e| Error::Listen(format!("{}: {e}", socket_path.display())))?;
     let mut node = Node {
+        waiters: Vec::new(),
         device,
         ox_key,
         pep_notices,
@@ -369,6 +372,8 @@ impl Node {
         loop {
             self.flush()?;
             self.pep_notify()?;
+            self.answer_waiters();
+            let wait_due = self.waiters.iter().map(|w| w.1).min();
             let due = self
                 .device
                 .engine
@@ -398,6 +403,12 @@ impl Node {
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {
                     self.device.input(Input::Timeout)?;
                 }
+                _ = async {
+                    match wait_due {
+                        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
                 _ = tick.tick() => {
                     ticks += 1;
                     self.housekeeping(ticks.is_multiple_of(5))?;
@@ -421,7 +432,44 @@ impl Node {
         }
     }
 
+    /// Answers the waits whose count was passed or whose deadline came.
+    fn answer_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let (changes, now) = (self.device.changes, Instant::now());
+        self.waiters.retain(|(after, deadline, reply)| {
+            if changes <= *after && now < *deadline {
+                return true;
+            }
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let _ = reply
+                    .send(Reply::Ok(serde_json::json!({ "changes": changes })))
+                    .await;
+            });
+            false
+        });
+    }
+
     fn on_call(&mut self, call: Call) {
+        if let Request::Wait { after, timeout_ms } = call.request {
+            if self.waiters.len() >= control::MAX_WAITERS {
+                let reply = call.reply;
+                tokio::spawn(async move {
+                    let error = control::Error::new(
+                        control::ErrorKind::Busy,
+                        "as many waits as the node holds are waiting",
+                    );
+                    let _ = reply.send(Reply::Error(error)).await;
+                });
+                return;
+            }
+            let timeout = Duration::from_millis(timeout_ms.min(control::MAX_WAIT_MS));
+            self.waiters
+                .push((after, Instant::now() + timeout, call.reply));
+            return;
+        }
         let net = self.net_info();
         let reply = call.reply.clone();
         let mut progress = |done, total| {

@@ -276,7 +276,7 @@ fn a_tombstone_is_collected_at_the_engines_version_and_a_newer_row_stays() {
     assert_eq!(left, [newer.encode()]);
     // A version the store does not hold is not collected at all.
     let other = record(&key, 3, 5, true);
-    store.persist(&[other.clone()]).unwrap();
+    store.persist(std::slice::from_ref(&other)).unwrap();
     store
         .collect(&[(other.space, other.item, newer.version)], &[])
         .unwrap();

@@ -44,7 +44,9 @@ pub struct Config {
     pub recon_interval_ms: u64,
     /// Random extra pause, up to this many milliseconds, so peers do not align.
     pub recon_jitter_ms: u64,
-    /// How long new records wait to be batched into one gossip frame.
+    /// Coalescing of gossip: a write after this long without a gossip frame is
+    /// published at once; writes within this long of the last frame wait for its end
+    /// and go together (batching only under load).
     pub gossip_delay_ms: u64,
     /// How often held (future-stamped) records are re-examined.
     pub held_check_ms: u64,
@@ -267,6 +269,9 @@ pub struct Engine<P> {
     outputs: VecDeque<Output<P>>,
     gossip: Vec<Record>,
     gossip_due_ms: Option<u64>,
+    /// When the last gossip frame went out: writes within `gossip_delay_ms` of it
+    /// wait and go together; a write after a quiet spell goes at once.
+    last_gossip_ms: Option<u64>,
     next_held_check_ms: Option<u64>,
     set: Option<recon::Set>,
     stats: Stats,
@@ -313,6 +318,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             outputs: VecDeque::new(),
             gossip: Vec::new(),
             gossip_due_ms: None,
+            last_gossip_ms: None,
             next_held_check_ms: None,
             set: None,
             stats: Stats::default(),
@@ -526,7 +532,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             self.ack_and_collect(now);
         }
         if self.gossip_due_ms.is_some_and(|t| t <= now.mono_ms) {
-            self.flush_gossip();
+            self.flush_gossip(now);
         }
         if self.next_held_check_ms.is_some_and(|t| t <= now.mono_ms) {
             let released = self.book.release(&self.roster, now.wall);

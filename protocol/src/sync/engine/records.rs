@@ -58,14 +58,32 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         } else {
             self.outputs.push_back(Output::Persist(records.clone()));
             self.gossip.extend(records);
-            self.gossip_due_ms
-                .get_or_insert(now.mono_ms + self.config.gossip_delay_ms);
+            self.gossip_soon(now);
         }
         self.outputs.push_back(Output::Event(Event::Changed));
     }
 
-    pub(super) fn flush_gossip(&mut self) {
+    /// Schedules the queued gossip: at once after a quiet spell, else at the end
+    /// of `gossip_delay_ms` after the last frame (what arrives meanwhile joins it).
+    pub(super) fn gossip_soon(&mut self, now: Now) {
+        let due = self
+            .last_gossip_ms
+            .map_or(now.mono_ms, |t| {
+                t.saturating_add(self.config.gossip_delay_ms)
+            })
+            .max(now.mono_ms);
+        let due = *self.gossip_due_ms.get_or_insert(due);
+        if due <= now.mono_ms {
+            self.flush_gossip(now);
+        }
+    }
+
+    pub(super) fn flush_gossip(&mut self, now: Now) {
         self.gossip_due_ms = None;
+        if self.gossip.is_empty() {
+            return;
+        }
+        self.last_gossip_ms = Some(now.mono_ms);
         let records = std::mem::take(&mut self.gossip);
         let mut batch = Vec::new();
         let mut size = 0;
@@ -173,8 +191,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         if !answers.is_empty() && self.gossip.len() + answers.len() <= MAX_GOSSIP_QUEUE {
             self.gossip.extend(answers);
-            self.gossip_due_ms
-                .get_or_insert(now.mono_ms + self.config.gossip_delay_ms);
+            self.gossip_soon(now);
         }
     }
 }

@@ -480,3 +480,41 @@ fn a_deletion_is_collected_then_forgotten_by_every_device() {
         assert_eq!(r.collected().count(), 0, "forgotten");
     }
 }
+
+/// Gossip frames `side` published since its last poll.
+fn publishes(side: &mut Side) -> usize {
+    let mut n = 0;
+    while let Some(out) = side.engine.poll_output() {
+        n += usize::from(matches!(out, Output::Publish(_)));
+    }
+    n
+}
+
+#[test]
+fn a_lone_write_is_gossiped_at_once_and_a_burst_is_coalesced() {
+    let mut h = Harness::new();
+    h.connect(true);
+    let delay = Config::default().gossip_delay_ms;
+    let add = |j: &str| Edit::AddContact {
+        jid: jid(j),
+        name: None,
+        groups: vec![],
+    };
+    // Quiet for longer than the delay: the first write goes out with its command.
+    let t = h.mono + 10 * delay;
+    let side = &mut h.sides[0];
+    side.engine.execute(now(t), add("a@x.lit")).unwrap();
+    assert_eq!(publishes(side), 1, "a lone write waits for nothing");
+    // Writes within the delay of that frame wait for its end, and go together.
+    side.engine.execute(now(t + 1), add("b@x.lit")).unwrap();
+    side.engine.execute(now(t + 2), add("c@x.lit")).unwrap();
+    assert_eq!(publishes(side), 0, "a burst waits");
+    assert_eq!(side.engine.poll_timeout(), Some(t + delay));
+    side.engine.handle_input(now(t + delay), Input::Timeout);
+    assert_eq!(publishes(side), 1, "and goes in one frame");
+    // After another quiet spell, at once again.
+    side.engine
+        .execute(now(t + 3 * delay), add("d@x.lit"))
+        .unwrap();
+    assert_eq!(publishes(side), 1);
+}

@@ -1,0 +1,353 @@
+//! `kith bench`: figures of real nodes on loopback (run it from a release build),
+//! each beside the floors measured in the same run ([`floors`]).
+//!
+//! 1. one edit on A until visible on B (both durable), median and worst of `--edits`;
+//! 2. `--contacts` imported on A until present on B and C, for each size;
+//! 3. a device paired afterwards until it holds the largest of those imports;
+//! 4. at `--scale` contacts on one node: the import (time, peak memory), edits through
+//!    the control socket one after another (rate, median, 99th percentile), a command
+//!    on the stopped node, and the memory of a node restarted holding them.
+//!
+//! Every wait is on the node's own word ([`Request::Wait`] answers when it stored
+//! something), never a polling interval.
+
+mod floors;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use kith_node::control::{ImportFormat, Request};
+use serde::Serialize;
+
+use crate::cluster::{self, Node};
+use crate::output::outln;
+
+/// Options of `kith bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Single edits to time.
+    #[arg(long, default_value_t = 50)]
+    edits: usize,
+    /// Import sizes (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    contacts: Vec<usize>,
+    /// Contacts of the scale measures (0 skips them).
+    #[arg(long, default_value_t = 100_000)]
+    scale: usize,
+    /// Edits timed at that scale.
+    #[arg(long, default_value_t = 2_000)]
+    scale_edits: usize,
+    /// Prints the figures as one JSON document (with the floors) instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+const LIMIT: Duration = Duration::from_secs(900);
+
+/// Everything one run measured.
+#[derive(Debug, Default, Serialize)]
+struct Figures {
+    floors: Option<floors::Floors>,
+    /// One edit on A until visible on B, durable on both.
+    edit: Option<Edit>,
+    imports: Vec<Import>,
+    new_device: Option<NewDevice>,
+    scale: Option<Scale>,
+}
+
+#[derive(Debug, Serialize)]
+struct Edit {
+    edits: usize,
+    median_ms: f64,
+    worst_ms: f64,
+    /// The median over two durable commits (one on each device) and one round trip.
+    median_over_floor: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Import {
+    contacts: usize,
+    /// The import on A alone.
+    import_ms: f64,
+    /// From the start of the import until B and C hold every contact.
+    present_on_b_and_c_ms: f64,
+    /// Per contact, over one signature check (what B and C do for each).
+    per_contact_over_verify: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct NewDevice {
+    contacts: usize,
+    /// Pairing, starting and the first sync, until it holds every contact.
+    ms: f64,
+    per_contact_over_verify: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Scale {
+    contacts: usize,
+    import_ms: f64,
+    rss_empty_kib: u64,
+    rss_after_kib: u64,
+    rss_peak_kib: u64,
+    /// Resident memory per contact above the empty node, bytes.
+    bytes_per_contact: f64,
+    edits: usize,
+    edits_per_s: f64,
+    edit_median_ms: f64,
+    edit_p99_ms: f64,
+    edit_worst_ms: f64,
+    /// `contact show`, `contact add`, `status` on the stopped node.
+    offline_ms: Vec<(String, f64)>,
+    rss_restarted_kib: u64,
+}
+
+fn roster(n: usize, tag: &str) -> String {
+    let mut s = String::from("<query xmlns='jabber:iq:roster'>");
+    for i in 0..n {
+        let _ = write!(
+            s,
+            "<item jid='c{i}-{tag}@example.org' name='Contact {i}'><group>G{}</group></item>",
+            i % 20
+        );
+    }
+    s.push_str("</query>");
+    s
+}
+
+fn import(node: &Node, n: usize, tag: &str) -> Result<Duration> {
+    let start = Instant::now();
+    node.call(Request::Import {
+        format: ImportFormat::Roster,
+        text: roster(n, tag),
+        replace: false,
+    })?;
+    Ok(start.elapsed())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; figures mean little (use cargo run --release -- bench)");
+    }
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let dir = |n: &str| root.join(n);
+    let mut fig = Figures::default();
+    let floors = floors::measure(&dir("floor"))?;
+    fig.floors = Some(floors);
+    let json = args.json;
+    let say = |line: String| -> Result<()> {
+        if !json {
+            outln!("{line}");
+        }
+        Ok(())
+    };
+    say(format!(
+        "kith bench: nodes on 127.0.0.1, SQLite synchronous=FULL\nfloors: durable commit {:.0} µs, Ed25519 verification {:.1} µs, loopback round trip {:.0} µs",
+        floors.durable_commit_us, floors.verify_us, floors.loopback_round_trip_us
+    ))?;
+    cluster::init(&dir("a"), "bench@example.org", "a")?;
+    let a = Node::start(&dir("a"), false)?;
+    cluster::pair(&a, &dir("b"), "b")?;
+    let b = Node::start(&dir("b"), false)?;
+    cluster::pair(&a, &dir("c"), "c")?;
+    let c = Node::start(&dir("c"), false)?;
+    for n in [&b, &c] {
+        n.wait("pairing", LIMIT, |n| {
+            let s = n.call(Request::Status)?;
+            Ok(s["waiting_for_secret"] == 0 && s["records"]["keys"].as_u64().unwrap_or(0) > 0)
+        })?;
+    }
+    // Connected both ways before timing.
+    a.wait("connections", LIMIT, |n| {
+        Ok(n.call(Request::Status)?["connected_peers"] == 2)
+    })?;
+
+    let mut times = Vec::new();
+    for i in 0..args.edits {
+        let jid = format!("edit{i}@example.org");
+        let seen = b.changes()?;
+        let start = Instant::now();
+        a.call(Request::AddContact {
+            jid: jid.clone(),
+            name: None,
+            groups: vec![],
+        })?;
+        b.wait_from(seen, "an edit", LIMIT, |n| {
+            Ok(n.call(Request::Contact { jid: jid.clone() }).is_ok())
+        })?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    if let (Some(median), Some(worst)) = (times.get(times.len() / 2), times.last()) {
+        let floor = 2.0 * floors.durable_commit_us + floors.loopback_round_trip_us;
+        let edit = Edit {
+            edits: times.len(),
+            median_ms: ms(*median),
+            worst_ms: ms(*worst),
+            median_over_floor: ms(*median) * 1000.0 / floor,
+        };
+        say(format!(
+            "one edit on A until visible on B (durable on both): median {:.2} ms, worst {:.2} ms ({} edits); {:.1}× two durable commits and a round trip",
+            edit.median_ms, edit.worst_ms, edit.edits, edit.median_over_floor
+        ))?;
+        fig.edit = Some(edit);
+    }
+    let base = a.count()?;
+    let mut total = base;
+    for (k, n) in args.contacts.iter().enumerate() {
+        let seen = [b.changes()?, c.changes()?];
+        let start = Instant::now();
+        let t_import = import(&a, *n, &format!("s{k}"))?;
+        total += n;
+        for (node, seen) in [&b, &c].into_iter().zip(seen) {
+            node.wait_from(seen, "the import", LIMIT, |x| Ok(x.count()? >= total))?;
+        }
+        let all = start.elapsed();
+        let i = Import {
+            contacts: *n,
+            import_ms: ms(t_import),
+            present_on_b_and_c_ms: ms(all),
+            per_contact_over_verify: ms(all) * 1000.0 / *n as f64 / floors.verify_us,
+        };
+        say(format!(
+            "{n} contacts imported on A ({:.1} ms) until present on B and C: {:.1} ms",
+            i.import_ms, i.present_on_b_and_c_ms
+        ))?;
+        fig.imports.push(i);
+    }
+    let start = Instant::now();
+    cluster::pair(&a, &dir("d"), "d")?;
+    let d = Node::start(&dir("d"), false)?;
+    d.wait_from(0, "the new device's contacts", LIMIT, |x| {
+        Ok(x.count()? >= total)
+    })?;
+    let t = start.elapsed();
+    let nd = NewDevice {
+        contacts: total,
+        ms: ms(t),
+        per_contact_over_verify: ms(t) * 1000.0 / total.max(1) as f64 / floors.verify_us,
+    };
+    say(format!(
+        "a newly paired device receiving {total} contacts (pair, start, sync): {:.1} ms",
+        nd.ms
+    ))?;
+    fig.new_device = Some(nd);
+    drop((a, b, c, d));
+    if args.scale > 0 {
+        let s = scale(&root.join("m"), args.scale, args.scale_edits)?;
+        say(format!(
+            "{} contacts imported on one node in {:.1} ms: resident memory {} MiB empty, {} MiB after ({:.0} bytes a contact above empty), {} MiB at the peak",
+            s.contacts,
+            s.import_ms,
+            s.rss_empty_kib / 1024,
+            s.rss_after_kib / 1024,
+            s.bytes_per_contact,
+            s.rss_peak_kib / 1024
+        ))?;
+        say(format!(
+            "{} edits through the control socket at {} contacts: {:.0} edits/s, median {:.2} ms, 99th percentile {:.2} ms, worst {:.2} ms",
+            s.edits, s.contacts, s.edits_per_s, s.edit_median_ms, s.edit_p99_ms, s.edit_worst_ms
+        ))?;
+        say(format!(
+            "commands on the stopped node at {} contacts: {}",
+            s.contacts,
+            s.offline_ms
+                .iter()
+                .map(|(c, t)| format!("{c} {t:.1} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))?;
+        say(format!(
+            "a node restarted holding {} contacts: {} MiB resident",
+            s.contacts,
+            s.rss_restarted_kib / 1024
+        ))?;
+        fig.scale = Some(s);
+    }
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&fig)?);
+    }
+    Ok(())
+}
+
+/// The `p`-th percentile of sorted `times`.
+fn percentile(times: &[Duration], p: usize) -> Duration {
+    times[(times.len() * p / 100).min(times.len() - 1)]
+}
+
+fn scale(dir: &Path, n: usize, edits: usize) -> Result<Scale> {
+    cluster::init(dir, "memory@example.org", "m")?;
+    let mut m = Node::start(dir, false)?;
+    let idle = m.rss_kib().unwrap_or(0);
+    let t = import(&m, n, "m")?;
+    m.wait_from(0, "the import", LIMIT, |x| Ok(x.count()? >= n))?;
+    let (after, peak) = (m.rss_kib().unwrap_or(0), m.peak_kib().unwrap_or(0));
+    // Edits one after another through the control socket, as the CLI sends them.
+    let mut times = Vec::with_capacity(edits);
+    let all = Instant::now();
+    for i in 0..edits {
+        let start = Instant::now();
+        m.call(Request::EditContact {
+            jid: format!("c{}-m@example.org", (i * 7_919) % n),
+            name: Some(format!("Edited {i}")),
+            clear_name: false,
+            add_groups: vec![],
+            remove_groups: vec![],
+            add_jids: vec![],
+            remove_jids: vec![],
+            merge: false,
+        })?;
+        times.push(start.elapsed());
+    }
+    let elapsed = all.elapsed();
+    times.sort();
+    m.stop();
+    // A command on the stopped node: the CLI opens the store itself.
+    let exe = std::env::current_exe()?;
+    let mut offline = Vec::new();
+    for args in [
+        &["contact", "show", "c1-m@example.org"][..],
+        &["contact", "add", "new-offline@example.org"],
+        &["status"],
+    ] {
+        let start = Instant::now();
+        let out = std::process::Command::new(&exe)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "kith {args:?} failed");
+        offline.push((args[..2.min(args.len())].join(" "), ms(start.elapsed())));
+    }
+    let m = Node::start(dir, false)?;
+    m.wait_from(0, "the contacts", LIMIT, |x| Ok(x.count()? >= n))?;
+    let pct = |p| {
+        if times.is_empty() {
+            0.0
+        } else {
+            ms(percentile(&times, p))
+        }
+    };
+    Ok(Scale {
+        contacts: n,
+        import_ms: ms(t),
+        rss_empty_kib: idle,
+        rss_after_kib: after,
+        rss_peak_kib: peak,
+        bytes_per_contact: (after.saturating_sub(idle) * 1024) as f64 / n.max(1) as f64,
+        edits,
+        edits_per_s: edits as f64 / elapsed.as_secs_f64(),
+        edit_median_ms: pct(50),
+        edit_p99_ms: pct(99),
+        edit_worst_ms: times.last().map_or(0.0, |t| ms(*t)),
+        offline_ms: offline,
+        rss_restarted_kib: m.rss_kib().unwrap_or(0),
+    })
+}
