@@ -15,7 +15,7 @@
 //! strict: the input is at most [`MAX_RECORD_BYTES`], nesting is bounded, every field
 //! has its exact type and size, and nothing may follow the record.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -310,6 +310,10 @@ impl Record {
     fn verify_message(&self, msg: &[u8]) -> Result<(), Error> {
         let key =
             VerifyingKey::from_bytes(&self.version.device.0).map_err(|_| Error::BadSignature)?;
+        self.verify_with(&key, msg)
+    }
+
+    fn verify_with(&self, key: &VerifyingKey, msg: &[u8]) -> Result<(), Error> {
         key.verify_strict(msg, &Signature::from_bytes(&self.signature))
             .map_err(|_| Error::BadSignature)
     }
@@ -548,6 +552,9 @@ fn check_body(space: Space, body: &Body) -> Result<(), Error> {
 pub struct Verified {
     set: Arc<Mutex<HashSet<[u8; 32]>>>,
     capacity: usize,
+    /// Authors' keys, decompressed once (a point decompression is a tenth of a
+    /// verification): the few devices of an account sign everything.
+    keys: Arc<Mutex<HashMap<[u8; 32], VerifyingKey>>>,
 }
 
 impl Default for Verified {
@@ -571,7 +578,40 @@ impl Verified {
         Self {
             set: Arc::default(),
             capacity,
+            keys: Arc::default(),
         }
+    }
+
+    /// How many verified signatures are remembered.
+    pub fn len(&self) -> usize {
+        self.set.lock().map_or(0, |s| s.len())
+    }
+
+    /// Whether no verified signature is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Authors' keys kept decompressed at most (the set starts again when full).
+    const KEYS: usize = 4_096;
+
+    fn key(&self, device: &DeviceId) -> Result<VerifyingKey, Error> {
+        if let Some(k) = self
+            .keys
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&device.0).copied())
+        {
+            return Ok(k);
+        }
+        let key = VerifyingKey::from_bytes(&device.0).map_err(|_| Error::BadSignature)?;
+        if let Ok(mut keys) = self.keys.lock() {
+            if keys.len() >= Self::KEYS {
+                keys.clear();
+            }
+            keys.insert(device.0, key);
+        }
+        Ok(key)
     }
 
     /// [`Record::verify`], remembering success.
@@ -586,7 +626,7 @@ impl Verified {
         if self.set.lock().is_ok_and(|set| set.contains(&digest)) {
             return Ok(());
         }
-        record.verify_message(&msg)?;
+        record.verify_with(&self.key(&record.version.device)?, &msg)?;
         if let Ok(mut set) = self.set.lock() {
             if set.len() >= self.capacity {
                 set.clear();

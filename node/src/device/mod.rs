@@ -19,6 +19,7 @@ use libp2p::PeerId;
 
 mod changes;
 mod open;
+mod verify;
 
 use crate::store::{self, Account, Lock, Store, index};
 use changes::history_of;
@@ -123,6 +124,9 @@ pub struct Device {
     /// How many times this device stored something since it was opened (what
     /// `Request::Wait` waits on).
     pub(crate) changes: u64,
+    /// The signatures that verified, shared with the engine's replica: frames of many
+    /// records are checked on every core before the engine applies them.
+    verified: kith_protocol::record::Verified,
 }
 
 /// Longest device name, in characters (what pairing accepts too).
@@ -300,6 +304,12 @@ impl Device {
 
     /// Feeds one network or timer input and stores what it wrote.
     pub fn input(&mut self, input: Input<PeerId>) -> Result<(), store::Error> {
+        if let Input::Gossip { bytes, .. }
+        | Input::Request { bytes, .. }
+        | Input::Response { bytes, .. } = &input
+        {
+            verify::in_parallel(bytes, &self.verified);
+        }
         let now = self.clock.now();
         self.engine.handle_input(now, input);
         self.drain()

@@ -330,6 +330,9 @@ impl Device {
             account: jid.clone(),
         });
         let seed: [u8; 32] = rand::rng().random();
+        let mut book = book;
+        let verified = kith_protocol::record::Verified::new();
+        book.share_verified(verified.clone());
         let engine = Engine::new(
             config,
             book,
@@ -359,6 +362,7 @@ impl Device {
             watch: None,
             clients_changed: false,
             changes: 0,
+            verified,
         }
     }
 
