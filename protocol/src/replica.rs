@@ -472,6 +472,27 @@ impl Replica {
         std::mem::take(&mut self.touched)
     }
 
+    /// Puts back a stored record of an item whose tombstone was collected (for a
+    /// store rebuilding the replica): one newer than the collected tombstone can only
+    /// have been set aside when the tombstone was collected (its author disallowed),
+    /// so it is set aside again, for [`Replica::restore`] to bring back if its author
+    /// is allowed again; any other is inserted as usual.
+    pub fn insert_beside_collected(&mut self, record: Record) {
+        let key = (record.space, record.item);
+        match self.collected.get(&key) {
+            Some(newest) if (record.version, record.signature) > *newest => {
+                self.quarantine
+                    .insert((record.space, record.item, record.signature), record);
+                while self.quarantine.len() > MAX_QUARANTINED {
+                    self.quarantine.pop_first();
+                }
+            }
+            _ => {
+                self.insert(record);
+            }
+        }
+    }
+
     /// Records set aside by [`Replica::retain_authors`].
     pub fn quarantined(&self) -> impl Iterator<Item = &Record> {
         self.quarantine.values()

@@ -8,12 +8,14 @@
 //!    the control socket one after another (rate, median, 99th percentile), a command
 //!    on the stopped node, and the memory of a node restarted holding them.
 //!
-//! Every wait is on the node's own word ([`Request::Wait`] answers when it stored
-//! something), never a polling interval.
+//! Every timed wait is on the node's own word ([`Request::Wait`] answers when it
+//! stored something), never a polling interval (setting up, pairing and the
+//! connections are waited for by polling, untimed).
 
 mod floors;
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -133,7 +135,10 @@ fn ms(d: Duration) -> f64 {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     if cfg!(debug_assertions) {
-        eprintln!("warning: a debug build; figures mean little (use cargo run --release -- bench)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: a debug build; figures mean little (use cargo run --release -- bench)"
+        );
     }
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();

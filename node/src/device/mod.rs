@@ -152,8 +152,8 @@ impl std::fmt::Debug for Device {
 }
 
 /// The engine settings the node uses: reconciliation every 30 s (plus jitter) as a
-/// safety net under gossip; new records wait 10 ms to be batched into one gossip
-/// frame (a command's records are written at once anyway).
+/// safety net under gossip; a write after 10 ms without gossip goes out at once,
+/// writes within 10 ms of the last frame go together at the end of those 10 ms.
 pub fn engine_config() -> sync::Config {
     sync::Config {
         recon_interval_ms: 30_000,
@@ -304,11 +304,14 @@ impl Device {
 
     /// Feeds one network or timer input and stores what it wrote.
     pub fn input(&mut self, input: Input<PeerId>) -> Result<(), store::Error> {
-        if let Input::Gossip { bytes, .. }
-        | Input::Request { bytes, .. }
-        | Input::Response { bytes, .. } = &input
-        {
-            verify::in_parallel(bytes, &self.verified);
+        match &input {
+            Input::Gossip { source, bytes, .. } if self.engine.roster().is_active(source) => {
+                verify::in_parallel(bytes, true, self.engine.roster(), &self.verified);
+            }
+            Input::Request { bytes, .. } | Input::Response { bytes, .. } => {
+                verify::in_parallel(bytes, false, self.engine.roster(), &self.verified);
+            }
+            _ => {}
         }
         let now = self.clock.now();
         self.engine.handle_input(now, input);
@@ -382,14 +385,15 @@ impl Device {
                     stored = true;
                 }
                 Output::Collect { collect, forget } => {
-                    // Stored at the version the engine collected, never another row.
+                    // Stored as the exact record the engine collected, never another
+                    // row of the item.
                     let replica = self.engine.replica();
                     let collect: Vec<_> = collect
                         .into_iter()
                         .filter_map(|(space, item)| {
                             replica
-                                .collected_version(space, &item)
-                                .map(|v| (space, item, v))
+                                .collected_record(space, &item)
+                                .map(|r| (space, item, r.version, r.signature))
                         })
                         .collect();
                     self.store.collect(&collect, &forget)?;

@@ -92,14 +92,14 @@ impl Store {
         Ok(())
     }
 
-    /// Carries out an engine's `Output::Collect`: each tombstone of `collect`, at
-    /// the version the engine collected (its winner), leaves the records table and
-    /// is remembered with the versions it replaced; `forget` is forgotten. Stored
-    /// versions above the collected one (a record held for its future stamp, or one
-    /// of a revoked author) stay where they are.
+    /// Carries out an engine's `Output::Collect`: each tombstone of `collect`, the
+    /// exact record the engine collected (its winner: version and signature), leaves
+    /// the records table and is remembered with the versions it replaced; `forget` is
+    /// forgotten. Stored versions above the collected one (records of an author
+    /// set aside by a revocation) stay; [`Store::load`] sets them aside again.
     pub fn collect(
         &mut self,
-        collect: &[(Space, ItemId, Version)],
+        collect: &[(Space, ItemId, Version, [u8; 64])],
         forget: &[(Space, ItemId)],
     ) -> Result<()> {
         let path = self.dir.join("kith.db");
@@ -108,12 +108,13 @@ impl Store {
             source,
         };
         let tx = self.conn.savepoint().map_err(sql)?;
-        for (space, item, version) in collect {
+        for (space, item, version, signature) in collect {
             let at = version_key(version);
             let winner: Option<Vec<u8>> = tx
                 .query_row(
-                    "SELECT bytes FROM records WHERE space = ?1 AND item = ?2 AND version = ?3",
-                    params![space.code(), &item.0[..], &at],
+                    "SELECT bytes FROM records WHERE space = ?1 AND item = ?2 AND version = ?3
+                     AND signature = ?4",
+                    params![space.code(), &item.0[..], &at, &signature[..]],
                     |r| r.get(0),
                 )
                 .optional()
@@ -330,14 +331,22 @@ impl Store {
     pub fn load(&mut self) -> Result<(Replica, Vec<Quarantined>)> {
         let mut quarantined = Vec::new();
         let mut replica = Replica::new();
-        for record in self.read_table("records", &mut quarantined)? {
-            replica.insert(record);
-        }
-        // A collected tombstone's shadows (oldest first), then the tombstone over
-        // them, collected again.
+        let records = self.read_table("records", &mut quarantined)?;
         let collected = self.read_table("collected", &mut quarantined)?;
         let keys: std::collections::BTreeSet<(Space, ItemId)> =
             collected.iter().map(|r| (r.space, r.item)).collect();
+        // Rows of a collected item left beside its tombstone (newer ones, set aside
+        // when it was collected) wait until the tombstone is back.
+        let mut beside = Vec::new();
+        for record in records {
+            if keys.contains(&(record.space, record.item)) {
+                beside.push(record);
+            } else {
+                replica.insert(record);
+            }
+        }
+        // A collected tombstone's shadows (oldest first), then the tombstone over
+        // them, collected again.
         for record in self.read_table("collected_shadows", &mut quarantined)? {
             if keys.contains(&(record.space, record.item)) {
                 replica.insert(record);
@@ -347,6 +356,9 @@ impl Store {
             let (space, item) = (record.space, record.item);
             replica.insert(record);
             replica.collect(space, &item);
+        }
+        for record in beside {
+            replica.insert_beside_collected(record);
         }
         Ok((replica, quarantined))
     }

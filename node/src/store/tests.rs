@@ -205,7 +205,9 @@ fn collected_tombstones_are_remembered_then_forgotten() {
         .persist(&[record(&key, 2, 4, false), tomb.clone()])
         .unwrap();
     let k = (Space::Roster, ItemId([2; 16]));
-    store.collect(&[(k.0, k.1, tomb.version)], &[]).unwrap();
+    store
+        .collect(&[(k.0, k.1, tomb.version, tomb.signature)], &[])
+        .unwrap();
     let (replica, _) = store.load().unwrap();
     assert!(replica.get(k.0, &k.1).is_none());
     assert_eq!(replica.collected_version(k.0, &k.1), Some(tomb.version));
@@ -225,7 +227,9 @@ fn a_collected_tombstone_keeps_what_it_replaced_until_forgotten() {
         .persist(&[older.clone(), replaced.clone(), tomb.clone()])
         .unwrap();
     let k = (Space::Roster, ItemId([2; 16]));
-    store.collect(&[(k.0, k.1, tomb.version)], &[]).unwrap();
+    store
+        .collect(&[(k.0, k.1, tomb.version, tomb.signature)], &[])
+        .unwrap();
     let (replica, _) = store.load().unwrap();
     assert!(replica.get(k.0, &k.1).is_none());
     assert_eq!(replica.collected_shadows(k.0, &k.1), [replaced, older]);
@@ -248,14 +252,16 @@ fn a_tombstone_is_collected_at_the_engines_version_and_a_newer_row_stays() {
     let mut store = Store::open(dir.path()).unwrap();
     let replaced = record(&key, 2, 4, false);
     let tomb = record(&key, 2, 5, true);
-    // Stored but not the engine's winner (held for its stamp, or of a revoked
-    // author): it must neither be remembered as the tombstone nor erased.
+    // Stored but not the engine's winner (of an author a revocation set aside): it
+    // must neither be remembered as the tombstone nor erased.
     let newer = record(&key, 2, 6, false);
     store
         .persist(&[replaced.clone(), tomb.clone(), newer.clone()])
         .unwrap();
     let k = (Space::Roster, ItemId([2; 16]));
-    store.collect(&[(k.0, k.1, tomb.version)], &[]).unwrap();
+    store
+        .collect(&[(k.0, k.1, tomb.version, tomb.signature)], &[])
+        .unwrap();
     let stored: Vec<Vec<u8>> = store
         .conn
         .prepare("SELECT bytes FROM collected")
@@ -274,11 +280,19 @@ fn a_tombstone_is_collected_at_the_engines_version_and_a_newer_row_stays() {
         .collect::<std::result::Result<_, _>>()
         .unwrap();
     assert_eq!(left, [newer.encode()]);
-    // A version the store does not hold is not collected at all.
+    // Loaded, the tombstone is collected again with what it replaced, and the newer
+    // row is set aside again (for the roster check to bring back if allowed).
+    let (replica, _) = store.load().unwrap();
+    assert_eq!(replica.collected_version(k.0, &k.1), Some(tomb.version));
+    assert!(replica.get(k.0, &k.1).is_none());
+    assert_eq!(replica.collected_shadows(k.0, &k.1), [replaced]);
+    assert_eq!(replica.quarantined().collect::<Vec<_>>(), [&newer]);
+    // A record the store does not hold (same version, another signature) is not
+    // collected at all.
     let other = record(&key, 3, 5, true);
     store.persist(std::slice::from_ref(&other)).unwrap();
     store
-        .collect(&[(other.space, other.item, newer.version)], &[])
+        .collect(&[(other.space, other.item, other.version, [0; 64])], &[])
         .unwrap();
     let (replica, _) = store.load().unwrap();
     assert_eq!(replica.get(other.space, &other.item), Some(&other));

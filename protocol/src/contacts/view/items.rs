@@ -1,8 +1,6 @@
 //! Keeping the view's indexes of items: by identity and contact id, group
 //! definitions, reserved items and the deletions they mark, unreadable items.
 
-use std::collections::BTreeSet;
-
 use super::{Dirty, Read, View, deletion_mark};
 use crate::item::{NodeKind, Payload, fields};
 use crate::record::ItemId;
@@ -89,7 +87,7 @@ impl View {
                             set.insert(item);
                         }
                         None => {
-                            values.insert(value.to_owned(), BTreeSet::from([item]));
+                            values.insert(value.to_owned(), super::ItemSet::one(item));
                         }
                     }
                 }

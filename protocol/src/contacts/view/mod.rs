@@ -31,8 +31,11 @@ use crate::record::{Body, DeviceId, ItemId, Record, Space, Version};
 use crate::replica::Replica;
 use crate::seal::{self, Keyring, Opener};
 
+mod item_set;
 mod items;
 mod queries;
+
+use item_set::ItemSet;
 
 /// Why an item's payload is not part of the view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +113,7 @@ type Marks = BTreeMap<(Version, ItemId), (Version, fields::Seen)>;
 
 /// Contact items by identity (type, then normalised value), looked up without
 /// building a key.
-type IdentityIndex = HashMap<String, HashMap<String, BTreeSet<ItemId>>>;
+type IdentityIndex = HashMap<String, HashMap<String, ItemSet>>;
 
 /// The merged state of both nodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -224,7 +227,7 @@ fn deletion_mark(extra: &item::Extra) -> Option<fields::Deletion<'_>> {
 }
 
 /// The contact items listing the identity `kind`/`value`.
-fn linked<'a>(index: &'a IdentityIndex, kind: &str, value: &str) -> Option<&'a BTreeSet<ItemId>> {
+fn linked<'a>(index: &'a IdentityIndex, kind: &str, value: &str) -> Option<&'a ItemSet> {
     index.get(kind)?.get(value)
 }
 
