@@ -152,8 +152,8 @@ impl std::fmt::Debug for Device {
 }
 
 /// The engine settings the node uses: reconciliation every 30 s (plus jitter) as a
-/// safety net under gossip; a write after 10 ms without gossip goes out at once,
-/// writes within 10 ms of the last frame go together at the end of those 10 ms.
+/// safety net under gossip; the first `sync::GOSSIP_BURST` writes in 10 ms go out at
+/// once, later ones in those 10 ms go together at their end.
 pub fn engine_config() -> sync::Config {
     sync::Config {
         recon_interval_ms: 30_000,

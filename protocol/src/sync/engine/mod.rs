@@ -34,6 +34,10 @@ pub const RECORD_BUDGET: usize = wire::MAX_FRAME_BYTES - recon::MAX_MESSAGE_BYTE
 const _: () =
     assert!(RECORD_BUDGET + recon::MAX_MESSAGE_BYTES + 16 * 1024 <= wire::MAX_FRAME_BYTES);
 
+/// Gossip flushes that go out at once in one `gossip_delay_ms` window; past them,
+/// writes are coalesced until the window ends (batching only under load).
+pub const GOSSIP_BURST: usize = 8;
+
 /// Most records waiting to be gossiped; a larger change goes by reconciliation.
 pub const MAX_GOSSIP_QUEUE: usize = 4_096;
 
@@ -44,9 +48,9 @@ pub struct Config {
     pub recon_interval_ms: u64,
     /// Random extra pause, up to this many milliseconds, so peers do not align.
     pub recon_jitter_ms: u64,
-    /// Coalescing of gossip: a write after this long without a gossip frame is
-    /// published at once; writes within this long of the last frame wait for its end
-    /// and go together (batching only under load).
+    /// Coalescing of gossip: the first [`GOSSIP_BURST`] writes in a window this long
+    /// are published at once; later ones wait for the window's end and go together
+    /// (batching only under load).
     pub gossip_delay_ms: u64,
     /// How often held (future-stamped) records are re-examined.
     pub held_check_ms: u64,
@@ -269,9 +273,10 @@ pub struct Engine<P> {
     outputs: VecDeque<Output<P>>,
     gossip: Vec<Record>,
     gossip_due_ms: Option<u64>,
-    /// When the last gossip frame went out: writes within `gossip_delay_ms` of it
-    /// wait and go together; a write after a quiet spell goes at once.
-    last_gossip_ms: Option<u64>,
+    /// The current gossip window (`gossip_delay_ms` long): when it began, and how
+    /// many flushes went out in it. The first [`GOSSIP_BURST`] writes of a window go
+    /// at once; later ones wait for its end and go together.
+    gossip_window: (u64, usize),
     next_held_check_ms: Option<u64>,
     set: Option<recon::Set>,
     stats: Stats,
@@ -318,7 +323,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             outputs: VecDeque::new(),
             gossip: Vec::new(),
             gossip_due_ms: None,
-            last_gossip_ms: None,
+            gossip_window: (0, 0),
             next_held_check_ms: None,
             set: None,
             stats: Stats::default(),

@@ -3,7 +3,7 @@
 
 use std::fmt::Debug;
 
-use super::{Engine, Event, MAX_GOSSIP_QUEUE, Now, Output};
+use super::{Engine, Event, GOSSIP_BURST, MAX_GOSSIP_QUEUE, Now, Output};
 use crate::contacts;
 use crate::record::{Record, Space};
 use crate::replica::Outcome;
@@ -63,15 +63,20 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.outputs.push_back(Output::Event(Event::Changed));
     }
 
-    /// Schedules the queued gossip: at once after a quiet spell, else at the end
-    /// of `gossip_delay_ms` after the last frame (what arrives meanwhile joins it).
+    /// Schedules the queued gossip: at once while the current window has sent
+    /// fewer than [`GOSSIP_BURST`] flushes, else at the window's end (what arrives
+    /// meanwhile joins it).
     pub(super) fn gossip_soon(&mut self, now: Now) {
-        let due = self
-            .last_gossip_ms
-            .map_or(now.mono_ms, |t| {
-                t.saturating_add(self.config.gossip_delay_ms)
-            })
-            .max(now.mono_ms);
+        let delay = self.config.gossip_delay_ms;
+        let (start, sent) = &mut self.gossip_window;
+        if now.mono_ms >= start.saturating_add(delay) {
+            (*start, *sent) = (now.mono_ms, 0);
+        }
+        let due = if *sent < GOSSIP_BURST {
+            now.mono_ms
+        } else {
+            start.saturating_add(delay)
+        };
         let due = *self.gossip_due_ms.get_or_insert(due);
         if due <= now.mono_ms {
             self.flush_gossip(now);
@@ -83,7 +88,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if self.gossip.is_empty() {
             return;
         }
-        self.last_gossip_ms = Some(now.mono_ms);
+        let delay = self.config.gossip_delay_ms;
+        let (start, sent) = &mut self.gossip_window;
+        if now.mono_ms >= start.saturating_add(delay) {
+            (*start, *sent) = (now.mono_ms, 0);
+        }
+        *sent += 1;
         let records = std::mem::take(&mut self.gossip);
         let mut batch = Vec::new();
         let mut size = 0;

@@ -495,26 +495,26 @@ fn a_lone_write_is_gossiped_at_once_and_a_burst_is_coalesced() {
     let mut h = Harness::new();
     h.connect(true);
     let delay = Config::default().gossip_delay_ms;
-    let add = |j: &str| Edit::AddContact {
-        jid: jid(j),
+    let add = |i: usize| Edit::AddContact {
+        jid: jid(&format!("c{i}@x.lit")),
         name: None,
         groups: vec![],
     };
-    // Quiet for longer than the delay: the first write goes out with its command.
     let t = h.mono + 10 * delay;
     let side = &mut h.sides[0];
-    side.engine.execute(now(t), add("a@x.lit")).unwrap();
-    assert_eq!(publishes(side), 1, "a lone write waits for nothing");
-    // Writes within the delay of that frame wait for its end, and go together.
-    side.engine.execute(now(t + 1), add("b@x.lit")).unwrap();
-    side.engine.execute(now(t + 2), add("c@x.lit")).unwrap();
+    // The first GOSSIP_BURST writes of a window go out with their commands.
+    for i in 0..GOSSIP_BURST {
+        side.engine.execute(now(t + i as u64), add(i)).unwrap();
+        assert_eq!(publishes(side), 1, "write {i} waits for nothing");
+    }
+    // Later ones in the same window wait for its end, and go together.
+    side.engine.execute(now(t + 9), add(100)).unwrap();
+    side.engine.execute(now(t + 10), add(101)).unwrap();
     assert_eq!(publishes(side), 0, "a burst waits");
     assert_eq!(side.engine.poll_timeout(), Some(t + delay));
     side.engine.handle_input(now(t + delay), Input::Timeout);
     assert_eq!(publishes(side), 1, "and goes in one frame");
-    // After another quiet spell, at once again.
-    side.engine
-        .execute(now(t + 3 * delay), add("d@x.lit"))
-        .unwrap();
+    // After the window, at once again.
+    side.engine.execute(now(t + 3 * delay), add(102)).unwrap();
     assert_eq!(publishes(side), 1);
 }
