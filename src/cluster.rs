@@ -71,7 +71,22 @@ impl Node {
         &self,
         what: &str,
         limit: Duration,
+        ready: impl FnMut(&Self) -> Result<bool>,
+    ) -> Result<Duration> {
+        self.until(what, limit, ready, |_| {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(())
+        })
+    }
+
+    /// Checks `ready` until it holds or `limit` passes, doing `between` between
+    /// two checks.
+    fn until(
+        &self,
+        what: &str,
+        limit: Duration,
         mut ready: impl FnMut(&Self) -> Result<bool>,
+        mut between: impl FnMut(&Self) -> Result<()>,
     ) -> Result<Duration> {
         let start = Instant::now();
         loop {
@@ -84,7 +99,7 @@ impl Node {
                     self.dir.display()
                 );
             }
-            std::thread::sleep(Duration::from_millis(5));
+            between(self)?;
         }
     }
 
@@ -102,26 +117,17 @@ impl Node {
         mut seen: u64,
         what: &str,
         limit: Duration,
-        mut ready: impl FnMut(&Self) -> Result<bool>,
+        ready: impl FnMut(&Self) -> Result<bool>,
     ) -> Result<Duration> {
-        let start = Instant::now();
-        loop {
-            if ready(self).unwrap_or(false) {
-                return Ok(start.elapsed());
-            }
-            if start.elapsed() > limit {
-                bail!(
-                    "timed out after {limit:?} waiting for {what} ({})",
-                    self.dir.display()
-                );
-            }
-            seen = self.call(Request::Wait {
+        self.until(what, limit, ready, |n| {
+            seen = n.call(Request::Wait {
                 after: seen,
                 timeout_ms: 1_000,
             })?["changes"]
                 .as_u64()
                 .context("the node's change count")?;
-        }
+            Ok(())
+        })
     }
 
     /// JIDs of the merged contact list, sorted.
