@@ -106,6 +106,7 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     let mut imports: Vec<(usize, u64, u64, bool)> = Vec::new();
     let (mut kills, mut acknowledged, mut refused) = (0u32, 0u32, 0u32);
     let tmp = tempfile::tempdir().expect("temp dir");
+    let restart_deadline = crate::nodes::DEADLINE + Duration::from_secs(rounds / 2);
     for round in 0..rounds {
         let i = rng.below(3) as usize;
         let victim = rng.below(3) as usize;
@@ -167,7 +168,9 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
             }
             Action::Rotate => {}
         }
-        devices[victim].start_with(&addrs[victim], &["--no-mdns"]);
+        // The stores grow with the rounds (2 GB each after 450 of them), and the first
+        // open after a kill -9 checks every row: the wait grows too.
+        devices[victim].start_within(&addrs[victim], &["--no-mdns"], restart_deadline);
     }
     // Everyone up: the stores opened (each node started), and they converge. A long
     // run ends with 100,000 contacts or more, sealed again by its last rotations:

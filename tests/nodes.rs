@@ -138,6 +138,12 @@ impl Device {
     /// Starts `kith run` (listening on `listen`, plus `extra` options) and waits
     /// until it answers with a listen address.
     pub(crate) fn start_with(&mut self, listen: &str, extra: &[&str]) {
+        self.start_within(listen, extra, DEADLINE);
+    }
+
+    /// [`Device::start_with`], waiting up to `deadline` (a large store opens slowly
+    /// after a kill -9: every row is checked).
+    pub(crate) fn start_within(&mut self, listen: &str, extra: &[&str], deadline: Duration) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let child = self
@@ -151,7 +157,7 @@ impl Device {
             .spawn()
             .expect("kith run starts");
         self.child = Some(child);
-        self.wait("the node to listen", |d| {
+        self.wait_within("the node to listen", deadline, |d| {
             d.status()["node"]["listen"]
                 .as_array()
                 .is_some_and(|a| !a.is_empty())
