@@ -158,7 +158,15 @@ pub async fn request(
         serde_json::to_vec(request).map_err(|e| Error::new(ErrorKind::Input, e.to_string()))?;
     line.push(b'\n');
     let broken = |e: io::Error| Error::new(ErrorKind::NotRunning, format!("control socket: {e}"));
-    stream.write_all(&line).await.map_err(broken)?;
+    stream.write_all(&line).await.map_err(|e| match e.kind() {
+        // The node hung up before reading the whole request: it gave this client's
+        // place to another (see `serve`), so nothing of it was done: try again.
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::new(
+            ErrorKind::Busy,
+            format!("the node is busy (control socket: {e}): try again"),
+        ),
+        _ => broken(e),
+    })?;
     let mut lines = BufReader::new(stream).lines();
     while let Some(line) = lines.next_line().await.map_err(broken)? {
         match serde_json::from_str::<Reply>(&line) {
