@@ -97,6 +97,19 @@ fn start(d: &mut Device) {
     d.start_with(LOOPBACK, &FAST_ACKS);
 }
 
+/// `kith init --passphrase` of a device named `name` of romeo's account (the
+/// passphrase comes from the device's `KITH_PASSPHRASE_FILE`); what it printed.
+fn init_sealed(d: &Device, name: &str) -> String {
+    d.ok(&[
+        "init",
+        "--jid",
+        "romeo@montague.lit",
+        "--name",
+        name,
+        "--passphrase",
+    ])
+}
+
 #[test]
 fn a_deleted_contact_leaves_nothing_on_disk_that_the_directory_can_open() {
     let mut laptop = Device::new();
@@ -240,14 +253,7 @@ fn a_passphrase_seals_the_keys_and_secrets_and_every_command_needs_it() {
     let right = crate::util::file(tmp.path(), "right", "correct horse battery\n");
     let wrong = crate::util::file(tmp.path(), "wrong", "incorrect horse\n");
     let mut d = Device::new().with_env("KITH_PASSPHRASE_FILE", crate::util::path(&right));
-    let out = d.ok(&[
-        "init",
-        "--jid",
-        "romeo@montague.lit",
-        "--name",
-        "laptop",
-        "--passphrase",
-    ]);
+    let out = init_sealed(&d, "laptop");
     assert!(out.contains("sealed under the passphrase"), "{out}");
     d.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
     sealed_keys(&d);
@@ -395,14 +401,7 @@ fn a_passphrase_change_cut_short_opens_with_the_new_one_and_leaves_no_clear_copy
         Device::at(dir.to_owned()).with_env("KITH_PASSPHRASE_FILE", crate::util::path(pass))
     };
     let d = with(&tmp.path().join("d"), &old);
-    d.ok(&[
-        "init",
-        "--jid",
-        "romeo@montague.lit",
-        "--name",
-        "laptop",
-        "--passphrase",
-    ]);
+    init_sealed(&d, "laptop");
     d.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
     // The state a crash right after the mark leaves: the files sealed under the new
     // passphrase beside the old ones, and the mark.
@@ -431,14 +430,7 @@ fn a_passphrase_change_cut_short_opens_with_the_new_one_and_leaves_no_clear_copy
 
     // A key file of another device under the same passphrase is refused, not used.
     let other = with(&tmp.path().join("other"), &new);
-    other.ok(&[
-        "init",
-        "--jid",
-        "romeo@montague.lit",
-        "--name",
-        "other",
-        "--passphrase",
-    ]);
+    init_sealed(&other, "other");
     std::fs::copy(other.dir.join("secrets.xml"), d.dir.join("secrets.xml")).expect("copy");
     let out = with(&d.dir, &new).kith(&["contact", "list"]);
     assert_eq!(out.status.code(), Some(6), "{out:?}");

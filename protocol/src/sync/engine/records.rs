@@ -67,15 +67,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// fewer than [`GOSSIP_BURST`] flushes, else at the window's end (what arrives
     /// meanwhile joins it).
     pub(super) fn gossip_soon(&mut self, now: Now) {
-        let delay = self.config.gossip_delay_ms;
-        let (start, sent) = &mut self.gossip_window;
-        if now.mono_ms >= start.saturating_add(delay) {
-            (*start, *sent) = (now.mono_ms, 0);
-        }
-        let due = if *sent < GOSSIP_BURST {
+        let (start, sent) = *self.gossip_window(now);
+        let due = if sent < GOSSIP_BURST {
             now.mono_ms
         } else {
-            start.saturating_add(delay)
+            start.saturating_add(self.config.gossip_delay_ms)
         };
         let due = *self.gossip_due_ms.get_or_insert(due);
         if due <= now.mono_ms {
@@ -83,17 +79,22 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
     }
 
+    /// The gossip window `now` falls in (a new one once `gossip_delay_ms` passed
+    /// since the current one began): when it began, and the flushes sent in it.
+    fn gossip_window(&mut self, now: Now) -> &mut (u64, usize) {
+        let window = &mut self.gossip_window;
+        if now.mono_ms >= window.0.saturating_add(self.config.gossip_delay_ms) {
+            *window = (now.mono_ms, 0);
+        }
+        window
+    }
+
     pub(super) fn flush_gossip(&mut self, now: Now) {
         self.gossip_due_ms = None;
         if self.gossip.is_empty() {
             return;
         }
-        let delay = self.config.gossip_delay_ms;
-        let (start, sent) = &mut self.gossip_window;
-        if now.mono_ms >= start.saturating_add(delay) {
-            (*start, *sent) = (now.mono_ms, 0);
-        }
-        *sent += 1;
+        self.gossip_window(now).1 += 1;
         let records = std::mem::take(&mut self.gossip);
         let mut batch = Vec::new();
         let mut size = 0;
