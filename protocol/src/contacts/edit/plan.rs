@@ -62,7 +62,7 @@ impl Editor {
                         }
                     }
                 }
-                let mut contact = target.contact.clone();
+                let mut contact = Contact::clone(&target.contact);
                 if let Some(n) = name {
                     contact.name = n;
                 }
@@ -159,7 +159,7 @@ impl Editor {
                     plan.reserve(NodeKind::Groups, *dup);
                 }
                 for c in view.contacts_in_group(&entry.group.id) {
-                    let mut contact = c.contact.clone();
+                    let mut contact = Contact::clone(&c.contact);
                     contact.groups.retain(|g| g.id != entry.group.id);
                     plan.write_contact(Some(c), contact, rng);
                 }
@@ -169,7 +169,7 @@ impl Editor {
             }
             Command::Reseal => {
                 for c in view.contacts() {
-                    plan.write_contact(Some(c), c.contact.clone(), rng);
+                    plan.write_contact(Some(c), Contact::clone(&c.contact), rng);
                 }
                 for entry in view.groups().values() {
                     plan.write(
@@ -214,7 +214,7 @@ impl Editor {
                         rng,
                     );
                 }
-                let mut contact = target.contact.clone();
+                let mut contact = Contact::clone(&target.contact);
                 match (&lost.key, &lost.value) {
                     (fields::Key::Name, fields::Value::Name(name)) => {
                         contact.name = Some(name.clone())
@@ -257,7 +257,7 @@ impl Editor {
                     .filter(|c| c.version.device == self.device())
                     .collect();
                 for c in mine {
-                    plan.write_contact(Some(c), c.contact.clone(), rng);
+                    plan.write_contact(Some(c), Contact::clone(&c.contact), rng);
                 }
                 // Items a deletion made obsolete, that this device's deletion did.
                 let me = self.device();
@@ -353,7 +353,7 @@ impl Editor {
             });
             let (target, contact) = match hit {
                 Some(Target::Existing(id)) => {
-                    let base = || view.contact(&id).map(|c| c.contact.clone());
+                    let base = || view.contact(&id).map(|c| Contact::clone(&c.contact));
                     let Some(c) = touched.get(&id).cloned().or_else(base) else {
                         continue;
                     };
@@ -392,7 +392,7 @@ impl Editor {
         };
         for (id, contact) in touched {
             let before = view.contact(&id);
-            if before.is_some_and(|b| b.contact == contact && b.members.len() == 1) {
+            if before.is_some_and(|b| *b.contact == contact && b.members.len() == 1) {
                 summary.unchanged += 1;
                 continue;
             }

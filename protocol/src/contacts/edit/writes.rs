@@ -194,7 +194,7 @@ impl<'v> Plan<'v> {
             None => ItemId::random(rng).0,
         };
         let cid = hex(&seed);
-        let mut contact = merge::restamp(target.map(|t| &t.contact), contact, self.stamp, cid);
+        let mut contact = merge::restamp(target.map(|t| &*t.contact), contact, self.stamp, cid);
         if let Some((key, at)) = resolved {
             merge::forget_conflict(&mut contact, &key, at);
         }

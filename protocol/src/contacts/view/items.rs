@@ -1,8 +1,8 @@
 //! Keeping the view's indexes of items: by identity and contact id, group
 //! definitions, reserved items and the deletions they mark, unreadable items.
 
-use super::{Dirty, Read, View, deletion_mark};
-use crate::item::{NodeKind, Payload, fields};
+use super::{Dirty, Held, Read, View, deletion_mark};
+use crate::item::{NodeKind, fields};
 use crate::record::ItemId;
 
 impl View {
@@ -17,7 +17,7 @@ impl View {
     ) {
         if let Some(old) = self.items.remove(&(node, item)) {
             match old.payload {
-                Ok(Payload::Contact(c)) => {
+                Ok(Held::Contact(c)) => {
                     for (kind, value) in fields::links(&c) {
                         if let Some(values) = self.by_identity.get_mut(kind) {
                             if let Some(set) = values.get_mut(value) {
@@ -40,7 +40,7 @@ impl View {
                     }
                     dirty.contacts.insert(item);
                 }
-                Ok(Payload::Group(g)) => {
+                Ok(Held::Group(g)) => {
                     if let Some(set) = self.group_defs.get_mut(&g.id) {
                         set.remove(&item);
                         if set.is_empty() {
@@ -50,7 +50,7 @@ impl View {
                     self.group_items.remove(&item);
                     dirty.groups.insert(g.id);
                 }
-                Ok(Payload::Reserved(extra)) => {
+                Ok(Held::Reserved(extra)) => {
                     if let Some(set) = self.reserved.get_mut(&node) {
                         set.remove(&item);
                         if set.is_empty() {
@@ -76,7 +76,7 @@ impl View {
         }
         let Some(new) = new else { return };
         match &new.payload {
-            Ok(Payload::Contact(c)) => {
+            Ok(Held::Contact(c)) => {
                 for (kind, value) in fields::links(c) {
                     let values = match self.by_identity.get_mut(kind) {
                         Some(v) => v,
@@ -93,7 +93,7 @@ impl View {
                 }
                 dirty.contacts.insert(item);
             }
-            Ok(Payload::Group(g)) => {
+            Ok(Held::Group(g)) => {
                 self.group_defs
                     .entry(g.id.clone())
                     .or_default()
@@ -101,7 +101,7 @@ impl View {
                 self.group_items.insert(item, g.id.clone());
                 dirty.groups.insert(g.id.clone());
             }
-            Ok(Payload::Reserved(extra)) => {
+            Ok(Held::Reserved(extra)) => {
                 self.reserved.entry(node).or_default().insert(item);
                 if let Some(d) = deletion_mark(extra) {
                     // The deletion is as old as it says (a rewrite keeps that), and

@@ -22,6 +22,7 @@
 //! update over every item, so both give the same view.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::merge;
 use crate::item;
@@ -56,8 +57,9 @@ pub struct MergedContact {
     pub id: ItemId,
     /// Every item that is part of this contact, by item id, with its version.
     pub members: Vec<(ItemId, Version)>,
-    /// The merged payload.
-    pub contact: Contact,
+    /// The merged payload. A contact of one item whose merge changes nothing (most
+    /// contacts) shares it with the view's read of that item: it is held once.
+    pub contact: Arc<Contact>,
     /// The version of the newest member that counts (not made obsolete by a
     /// deletion): its author is the device that settles the contact.
     pub version: Version,
@@ -104,7 +106,38 @@ pub struct GroupEntry {
 struct Read {
     version: Version,
     signature: [u8; 64],
-    payload: Result<Payload, Unreadable>,
+    payload: Result<Held, Unreadable>,
+}
+
+/// A payload as the view holds it: a contact behind an [`Arc`], so that the merged
+/// contact it settles alone can share it instead of holding a copy; the rarer kinds
+/// boxed, so that every read is small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Held {
+    Contact(Arc<Contact>),
+    Group(Box<Group>),
+    Reserved(Box<item::Extra>),
+}
+
+impl From<Payload> for Held {
+    fn from(p: Payload) -> Self {
+        match p {
+            Payload::Contact(c) => Self::Contact(Arc::new(c)),
+            Payload::Group(g) => Self::Group(Box::new(g)),
+            Payload::Reserved(e) => Self::Reserved(Box::new(e)),
+        }
+    }
+}
+
+impl Held {
+    /// The payload, as a copy.
+    fn payload(&self) -> Payload {
+        match self {
+            Self::Contact(c) => Payload::Contact(Contact::clone(c)),
+            Self::Group(g) => Payload::Group(Group::clone(g)),
+            Self::Reserved(e) => Payload::Reserved(item::Extra::clone(e)),
+        }
+    }
 }
 
 /// The deletion marks of one contact id: by the marking item's (version, id), the
@@ -203,7 +236,7 @@ fn read(
         return Some(Read {
             version: record.version,
             signature: record.signature,
-            payload: Ok(p),
+            payload: Ok(p.into()),
         });
     }
     let payload = match opener.open(sealed, keyring) {
@@ -216,7 +249,7 @@ fn read(
     Some(Read {
         version: record.version,
         signature: record.signature,
-        payload,
+        payload: payload.map(Held::from),
     })
 }
 
@@ -271,7 +304,7 @@ impl View {
             let read = Read {
                 version,
                 signature,
-                payload,
+                payload: payload.map(Held::from),
             };
             view.set_item(node, item, Some(read), &mut dirty);
         }
@@ -286,7 +319,13 @@ impl View {
     pub fn item(&self, node: NodeKind, item: &ItemId) -> Option<ItemRead> {
         self.items
             .get(&(node, *item))
-            .map(|r| (node, *item, r.version, r.signature, r.payload.clone()))
+            .map(|r| {
+                let payload = match &r.payload {
+                    Ok(held) => Ok(held.payload()),
+                    Err(e) => Err(e.clone()),
+                };
+                (node, *item, r.version, r.signature, payload)
+            })
     }
 
     /// Brings the view up to date with `replica` for the `touched` items (those
@@ -336,7 +375,7 @@ impl View {
             let read = Read {
                 version,
                 signature: [0; 64],
-                payload: Ok(payload),
+                payload: Ok(payload.into()),
             };
             view.set_item(node, item, Some(read), &mut dirty);
         }
@@ -365,9 +404,9 @@ impl View {
                 .filter_map(|item| match self.items.get(&(NodeKind::Groups, *item)) {
                     Some(Read {
                         version,
-                        payload: Ok(Payload::Group(g)),
+                        payload: Ok(Held::Group(g)),
                         ..
-                    }) => Some((*version, *item, g)),
+                    }) => Some((*version, *item, g.as_ref())),
                     _ => None,
                 })
                 .collect();
@@ -425,7 +464,7 @@ impl View {
                     }
                 }
                 let Some(Read {
-                    payload: Ok(Payload::Contact(c)),
+                    payload: Ok(Held::Contact(c)),
                     ..
                 }) = self.items.get(&(NodeKind::Contacts, item))
                 else {
@@ -453,7 +492,7 @@ impl View {
         matches!(
             self.items.get(&(NodeKind::Contacts, *item)),
             Some(Read {
-                payload: Ok(Payload::Contact(_)),
+                payload: Ok(Held::Contact(_)),
                 ..
             })
         )
@@ -492,12 +531,12 @@ impl View {
         for item in component {
             self.obsolete.remove(item);
         }
-        let mut members: Vec<(ItemId, Version, &Contact)> = component
+        let mut members: Vec<(ItemId, Version, &Arc<Contact>)> = component
             .iter()
             .filter_map(|item| match self.items.get(&(NodeKind::Contacts, *item)) {
                 Some(Read {
                     version,
-                    payload: Ok(Payload::Contact(c)),
+                    payload: Ok(Held::Contact(c)),
                     ..
                 }) => Some((*item, *version, c)),
                 _ => None,
@@ -531,7 +570,8 @@ impl View {
                 }
             }
         }
-        let by_version: Vec<(Version, &Contact)> = members.iter().map(|m| (m.1, m.2)).collect();
+        let by_version: Vec<(Version, &Contact)> =
+            members.iter().map(|m| (m.1, m.2.as_ref())).collect();
         // Every item made obsolete by a deletion: the contact is gone, and its items
         // are left for the device of the newest deletion to retract.
         let Some(merged) = merge::merge(&by_version, &deletions) else {
@@ -554,10 +594,15 @@ impl View {
             .filter(|g| !self.groups.contains_key(&g.id))
             .map(|g| g.id.clone())
             .collect();
+        // One item that the merge leaves as it is: the view holds it once.
+        let shared = match members.as_slice() {
+            [(_, _, only)] if ***only == merged.contact => Arc::clone(only),
+            _ => Arc::new(merged.contact),
+        };
         let contact = MergedContact {
             id: ids[0].0,
             members: ids,
-            contact: merged.contact,
+            contact: shared,
             version,
             unknown_groups,
             lost: merged.lost,
@@ -580,3 +625,6 @@ impl View {
         self.contacts.insert(survivor, contact);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! What the view holds: a contact of one item is held once, shared by the item's
+//! read and the merged contact; a merge that changes something holds its own.
+
+use std::sync::Arc;
+
+use super::{Held, View};
+use crate::clock::Hlc;
+use crate::contacts::merge;
+use crate::item::{Contact, Identity, NodeKind, Payload};
+use crate::record::{DeviceId, ItemId, Version};
+
+fn at(wall_ms: u64, device: u8) -> Version {
+    Version {
+        hlc: Hlc {
+            wall_ms,
+            counter: 0,
+        },
+        device: DeviceId([device; 32]),
+    }
+}
+
+fn contact(name: &str, jid: &str) -> Contact {
+    Contact {
+        name: Some(name.into()),
+        identities: vec![Identity {
+            kind: "jid".into(),
+            value: jid.into(),
+            extra: Default::default(),
+        }],
+        ..Contact::default()
+    }
+}
+
+/// The view's read of `item`, as the view holds it.
+fn held(view: &View, item: ItemId) -> Arc<Contact> {
+    match &view.items[&(NodeKind::Contacts, item)].payload {
+        Ok(Held::Contact(c)) => Arc::clone(c),
+        other => panic!("not a contact: {other:?}"),
+    }
+}
+
+#[test]
+fn a_contact_of_one_stamped_item_is_held_once() {
+    let v = at(1_764_490_000_000, 1);
+    let stamped = merge::restamp(None, contact("Juliet", "juliet@capulet.lit"), v, "ab".repeat(16));
+    let item = ItemId([7; 16]);
+    let view = View::from_payloads([(NodeKind::Contacts, item, v, Payload::Contact(stamped))]);
+    let merged = view.contacts().next().expect("one contact");
+    assert!(
+        Arc::ptr_eq(&merged.contact, &held(&view, item)),
+        "the merged contact is the item's payload, not a copy"
+    );
+}
+
+#[test]
+fn a_merge_that_changes_something_holds_its_own_contact() {
+    // A client's item without stamps: the merged contact carries stamps it lacks.
+    let v = at(1_764_490_000_000, 1);
+    let item = ItemId([7; 16]);
+    let plain = contact("Juliet", "juliet@capulet.lit");
+    let view = View::from_payloads([(NodeKind::Contacts, item, v, Payload::Contact(plain.clone()))]);
+    let merged = view.contacts().next().expect("one contact");
+    assert!(!Arc::ptr_eq(&merged.contact, &held(&view, item)));
+    assert_eq!(*held(&view, item), plain, "the item's read is what it said");
+    assert_eq!(merge::data(&merged.contact), plain);
+
+    // Two items of one contact: the merge is neither of them.
+    let w = at(1_764_490_000_001, 2);
+    let other = ItemId([8; 16]);
+    let renamed = merge::restamp(None, contact("Jules", "juliet@capulet.lit"), w, "cd".repeat(16));
+    let view = View::from_payloads([
+        (NodeKind::Contacts, item, v, Payload::Contact(plain)),
+        (NodeKind::Contacts, other, w, Payload::Contact(renamed)),
+    ]);
+    let merged = view.contacts().next().expect("one contact");
+    assert_eq!(merged.members.len(), 2);
+    assert!(!Arc::ptr_eq(&merged.contact, &held(&view, item)));
+    assert!(!Arc::ptr_eq(&merged.contact, &held(&view, other)));
+}
