@@ -28,7 +28,7 @@ pub(super) fn split_extra(
     known: &[&str],
     known_child: impl Fn(&Element) -> bool,
 ) -> Extra {
-    Extra {
+    let mut extra = Extra {
         attrs: el
             .attrs
             .iter()
@@ -36,7 +36,12 @@ pub(super) fn split_extra(
             .cloned()
             .collect(),
         children: el.elements().filter(|c| !known_child(c)).cloned().collect(),
-    }
+    };
+    // Collected from a filter, they have room for more; a device holds what it
+    // reads for as long as the item lives.
+    extra.attrs.shrink_to_fit();
+    extra.children.shrink_to_fit();
+    extra
 }
 
 pub(super) fn parse_contact(el: &Element) -> Result<Contact, Error> {
@@ -80,6 +85,9 @@ pub(super) fn parse_contact(el: &Element) -> Result<Contact, Error> {
     if contact.identities.is_empty() {
         return Err(Error::NoIdentity);
     }
+    // A device holds every contact it reads: no room for more.
+    contact.identities.shrink_to_fit();
+    contact.groups.shrink_to_fit();
     if fields::element(&contact).is_some() {
         // Any version will do: only whether the stamps read is asked.
         let version = crate::record::Version {
