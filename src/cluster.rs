@@ -73,22 +73,32 @@ impl Node {
         limit: Duration,
         ready: impl FnMut(&Self) -> Result<bool>,
     ) -> Result<Duration> {
-        self.until(what, limit, ready, |_| {
-            std::thread::sleep(Duration::from_millis(5));
-            Ok(())
-        })
+        self.until(
+            what,
+            limit,
+            ready,
+            |_| {
+                std::thread::sleep(Duration::from_millis(5));
+                Ok(())
+            },
+            false,
+        )
     }
 
     /// Checks `ready` until it holds or `limit` passes, doing `between` between
-    /// two checks.
+    /// two checks (and once before the first, with `between_first`).
     fn until(
         &self,
         what: &str,
         limit: Duration,
         mut ready: impl FnMut(&Self) -> Result<bool>,
         mut between: impl FnMut(&Self) -> Result<()>,
+        between_first: bool,
     ) -> Result<Duration> {
         let start = Instant::now();
+        if between_first {
+            between(self)?;
+        }
         loop {
             if ready(self).unwrap_or(false) {
                 return Ok(start.elapsed());
@@ -111,7 +121,9 @@ impl Node {
     }
 
     /// Waits until `ready` holds, checking it each time the node stored something
-    /// after `seen` (a count from [`Node::changes`]): no polling interval.
+    /// after `seen` (a count from [`Node::changes`]): no polling interval. It waits
+    /// first (a wait for a count already passed answers at once), so a check is
+    /// never spent before anything was stored.
     pub(crate) fn wait_from(
         &self,
         mut seen: u64,
@@ -119,15 +131,21 @@ impl Node {
         limit: Duration,
         ready: impl FnMut(&Self) -> Result<bool>,
     ) -> Result<Duration> {
-        self.until(what, limit, ready, |n| {
-            seen = n.call(Request::Wait {
-                after: seen,
-                timeout_ms: 1_000,
-            })?["changes"]
-                .as_u64()
-                .context("the node's change count")?;
-            Ok(())
-        })
+        self.until(
+            what,
+            limit,
+            ready,
+            |n| {
+                seen = n.call(Request::Wait {
+                    after: seen,
+                    timeout_ms: 1_000,
+                })?["changes"]
+                    .as_u64()
+                    .context("the node's change count")?;
+                Ok(())
+            },
+            true,
+        )
     }
 
     /// JIDs of the merged contact list, sorted.

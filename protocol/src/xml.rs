@@ -117,6 +117,19 @@ const INTERNED: &[&str] = &[
     "key",
     "tag",
     "order",
+    // kith's field stamps, in every contact it writes (`item::fields`).
+    "urn:kith:fields:0",
+    "fields",
+    "device",
+    "stamps",
+    "marks",
+    "seen",
+    "gone",
+    "lost",
+    "at",
+    "winner",
+    "mark",
+    "kind",
     "",
 ];
 
@@ -527,6 +540,21 @@ mod tests {
 
     fn p(s: &str) -> Result<Element, Error> {
         Element::parse(s, Limits::ITEM)
+    }
+
+    #[test]
+    fn the_names_of_field_stamps_are_shared_not_copied() {
+        let el = p(&format!(
+            "<fields xmlns='{}' stamps='1.0.0' marks='0'><device>ab</device></fields>",
+            crate::item::fields::NS
+        ))
+        .unwrap();
+        assert!(matches!(el.ns, Cow::Borrowed(_)));
+        assert!(matches!(el.name, Cow::Borrowed(_)));
+        assert!(el.attrs.iter().all(|a| matches!(a.name, Cow::Borrowed(_))));
+        let device = el.elements().next().unwrap();
+        assert!(matches!(device.ns, Cow::Borrowed(_)));
+        assert!(matches!(device.name, Cow::Borrowed(_)));
     }
 
     #[test]

@@ -210,7 +210,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
         };
         say(format!(
             "one edit on A until visible on B (durable on both): median {:.2} ms (the command on A {:.2} ms), worst {:.2} ms ({} edits); {:.1}× two durable commits and a round trip",
-            edit.median_ms, edit.command_median_ms, edit.worst_ms, edit.edits, edit.median_over_floor
+            edit.median_ms,
+            edit.command_median_ms,
+            edit.worst_ms,
+            edit.edits,
+            edit.median_over_floor
         ))?;
         fig.edit = Some(edit);
     }

@@ -84,12 +84,20 @@ impl Store {
                 put.execute(params![key, at, keys.seal(&json)])
                     .map_err(sql)?;
             }
-            tx.execute(
-                "DELETE FROM history WHERE seq IN
-                     (SELECT seq FROM history ORDER BY at DESC, seq DESC LIMIT -1 OFFSET ?1)",
-                [MAX_ROWS],
-            )
-            .map_err(sql)?;
+            // The oldest rows past the limit go. Counting walks the index's pages;
+            // skipping the newest MAX_ROWS instead stepped through every row, on
+            // every change.
+            let rows: i64 = tx
+                .query_row("SELECT count(*) FROM history", [], |r| r.get(0))
+                .map_err(sql)?;
+            if rows > MAX_ROWS {
+                tx.execute(
+                    "DELETE FROM history WHERE seq IN
+                         (SELECT seq FROM history ORDER BY at ASC, seq ASC LIMIT ?1)",
+                    [rows - MAX_ROWS],
+                )
+                .map_err(sql)?;
+            }
         }
         tx.commit().map_err(sql)?;
         self.erased |= erased > 0;
@@ -123,5 +131,58 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(at_ms: u64, n: usize) -> (Vec<u8>, Entry) {
+        let e = Entry {
+            at_ms,
+            device: "0123456789abcdef".into(),
+            contact_id: format!("c{n}"),
+            name: None,
+            jids: vec![format!("u{n}@example.org")],
+            changes: vec!["added".into()],
+        };
+        (format!("key {n}").into_bytes(), e)
+    }
+
+    #[test]
+    fn the_newest_rows_are_kept_and_the_oldest_past_the_limit_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let keys = Keys::new(&[9; 32]);
+        let limit = usize::try_from(MAX_ROWS).unwrap();
+        // Two rows share each time, so the order of insertion decides among them.
+        let first: Vec<_> = (0..limit).map(|n| entry(1_000 + n as u64 / 2, n)).collect();
+        store.add_history(&keys, &first, &[]).unwrap();
+        let all = store.history(&keys, limit + 10, &|_| true).unwrap();
+        assert_eq!(all.len(), limit, "nothing goes below the limit");
+        // Three more, one of them older than everything.
+        let more = vec![
+            entry(10, limit),
+            entry(99_999, limit + 1),
+            entry(99_999, limit + 2),
+        ];
+        store.add_history(&keys, &more, &[]).unwrap();
+        let kept = store.history(&keys, limit + 10, &|_| true).unwrap();
+        assert_eq!(kept.len(), limit);
+        let ids: Vec<&str> = kept.iter().map(|e| e.contact_id.as_str()).collect();
+        assert_eq!(
+            ids[..2],
+            [format!("c{}", limit + 2), format!("c{}", limit + 1)]
+        );
+        // Gone: the older one added now, and the two oldest before (c0, then c1,
+        // which shares c0's time but was written after it).
+        for gone in [limit, 0, 1] {
+            assert!(
+                !ids.contains(&format!("c{gone}").as_str()),
+                "c{gone} stayed"
+            );
+        }
+        assert!(ids.contains(&"c2"));
     }
 }

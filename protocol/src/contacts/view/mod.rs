@@ -317,15 +317,13 @@ impl View {
     /// The item as last read: its version, signature, and payload or why it is
     /// unreadable; `None` when the item is not live (or not loaded).
     pub fn item(&self, node: NodeKind, item: &ItemId) -> Option<ItemRead> {
-        self.items
-            .get(&(node, *item))
-            .map(|r| {
-                let payload = match &r.payload {
-                    Ok(held) => Ok(held.payload()),
-                    Err(e) => Err(e.clone()),
-                };
-                (node, *item, r.version, r.signature, payload)
-            })
+        self.items.get(&(node, *item)).map(|r| {
+            let payload = match &r.payload {
+                Ok(held) => Ok(held.payload()),
+                Err(e) => Err(e.clone()),
+            };
+            (node, *item, r.version, r.signature, payload)
+        })
     }
 
     /// Brings the view up to date with `replica` for the `touched` items (those

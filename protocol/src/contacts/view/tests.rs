@@ -42,7 +42,12 @@ fn held(view: &View, item: ItemId) -> Arc<Contact> {
 #[test]
 fn a_contact_of_one_stamped_item_is_held_once() {
     let v = at(1_764_490_000_000, 1);
-    let stamped = merge::restamp(None, contact("Juliet", "juliet@capulet.lit"), v, "ab".repeat(16));
+    let stamped = merge::restamp(
+        None,
+        contact("Juliet", "juliet@capulet.lit"),
+        v,
+        "ab".repeat(16),
+    );
     let item = ItemId([7; 16]);
     let view = View::from_payloads([(NodeKind::Contacts, item, v, Payload::Contact(stamped))]);
     let merged = view.contacts().next().expect("one contact");
@@ -58,7 +63,8 @@ fn a_merge_that_changes_something_holds_its_own_contact() {
     let v = at(1_764_490_000_000, 1);
     let item = ItemId([7; 16]);
     let plain = contact("Juliet", "juliet@capulet.lit");
-    let view = View::from_payloads([(NodeKind::Contacts, item, v, Payload::Contact(plain.clone()))]);
+    let view =
+        View::from_payloads([(NodeKind::Contacts, item, v, Payload::Contact(plain.clone()))]);
     let merged = view.contacts().next().expect("one contact");
     assert!(!Arc::ptr_eq(&merged.contact, &held(&view, item)));
     assert_eq!(*held(&view, item), plain, "the item's read is what it said");
@@ -67,7 +73,12 @@ fn a_merge_that_changes_something_holds_its_own_contact() {
     // Two items of one contact: the merge is neither of them.
     let w = at(1_764_490_000_001, 2);
     let other = ItemId([8; 16]);
-    let renamed = merge::restamp(None, contact("Jules", "juliet@capulet.lit"), w, "cd".repeat(16));
+    let renamed = merge::restamp(
+        None,
+        contact("Jules", "juliet@capulet.lit"),
+        w,
+        "cd".repeat(16),
+    );
     let view = View::from_payloads([
         (NodeKind::Contacts, item, v, Payload::Contact(plain)),
         (NodeKind::Contacts, other, w, Payload::Contact(renamed)),
