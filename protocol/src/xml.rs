@@ -463,6 +463,10 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, mut el: Element) {
         el.children
             .retain(|n| !matches!(n, Node::Text(t) if t.trim().is_empty()));
     }
+    // Pushed one by one, they have room for more: a parsed element may be held for
+    // as long as its item lives (the stamps of every contact a device holds).
+    el.attrs.shrink_to_fit();
+    el.children.shrink_to_fit();
     match stack.last_mut() {
         Some(parent) => parent.children.push(Node::Element(el)),
         None => *root = Some(el),
