@@ -1,15 +1,18 @@
 //! A set of item ids, small first: what the view's identity index keeps per
-//! identity. Nearly every identity is listed by one item; a `BTreeSet` would
-//! allocate a whole B-tree leaf (about 200 bytes) for it, a sorted `Vec` 16 bytes.
+//! identity. Nearly every identity is listed by one item, held in place; a
+//! `BTreeSet` would allocate a whole B-tree leaf (about 200 bytes) for it.
 
 use std::collections::BTreeSet;
 
 use crate::record::ItemId;
 
-/// Item ids in ascending order, without repeats: a sorted `Vec` while small, a
-/// `BTreeSet` once many items list one identity (so that inserting stays cheap).
+/// Item ids in ascending order, without repeats: one in place, a sorted `Vec` while
+/// small, a `BTreeSet` once many items list one identity (so that inserting stays
+/// cheap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ItemSet {
+    /// Exactly one id.
+    One(ItemId),
     /// At most [`ItemSet::SMALL`] ids, sorted.
     Small(Vec<ItemId>),
     /// More.
@@ -28,12 +31,22 @@ impl ItemSet {
 
     /// The set holding `item` alone.
     pub(super) fn one(item: ItemId) -> Self {
-        Self::Small(vec![item])
+        Self::One(item)
     }
 
     /// Adds `item`; whether it was new.
     pub(super) fn insert(&mut self, item: ItemId) -> bool {
         match self {
+            Self::One(only) if *only == item => false,
+            Self::One(only) => {
+                let (a, b) = if *only < item {
+                    (*only, item)
+                } else {
+                    (item, *only)
+                };
+                *self = Self::Small(vec![a, b]);
+                true
+            }
             Self::Small(v) => match v.binary_search(&item) {
                 Ok(_) => false,
                 Err(at) if v.len() < Self::SMALL => {
@@ -54,6 +67,11 @@ impl ItemSet {
     /// Removes `item`; whether it was there.
     pub(super) fn remove(&mut self, item: &ItemId) -> bool {
         match self {
+            Self::One(only) if only == item => {
+                *self = Self::Small(Vec::new());
+                true
+            }
+            Self::One(_) => false,
             Self::Small(v) => match v.binary_search(item) {
                 Ok(at) => {
                     v.remove(at);
@@ -68,6 +86,7 @@ impl ItemSet {
     /// Whether it holds nothing.
     pub(super) fn is_empty(&self) -> bool {
         match self {
+            Self::One(_) => false,
             Self::Small(v) => v.is_empty(),
             Self::Large(set) => set.is_empty(),
         }
@@ -76,6 +95,7 @@ impl ItemSet {
     /// The ids in ascending order.
     pub(super) fn iter(&self) -> Iter<'_> {
         match self {
+            Self::One(only) => Iter::Small(std::slice::from_ref(only).iter()),
             Self::Small(v) => Iter::Small(v.iter()),
             Self::Large(set) => Iter::Large(set.iter()),
         }
@@ -117,9 +137,16 @@ mod tests {
     proptest! {
         /// The same contents and order as a `BTreeSet` after any inserts and removes.
         #[test]
-        fn behaves_as_a_btreeset(ops in prop::collection::vec((any::<bool>(), 0u8..40), 0..200)) {
-            let mut set = ItemSet::default();
-            let mut model = BTreeSet::new();
+        fn behaves_as_a_btreeset(
+            first in prop::option::of(0u8..40),
+            ops in prop::collection::vec((any::<bool>(), 0u8..40), 0..200),
+        ) {
+            // Empty, or one id in place (how the index starts a set).
+            let (mut set, mut model) = match first {
+                Some(b) => (ItemSet::one(ItemId([b; 16])), BTreeSet::from([ItemId([b; 16])])),
+                None => (ItemSet::default(), BTreeSet::new()),
+            };
+            prop_assert!(set.iter().eq(model.iter()));
             for (add, b) in ops {
                 let id = ItemId([b; 16]);
                 if add {
