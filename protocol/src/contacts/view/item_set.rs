@@ -9,7 +9,7 @@ use crate::record::ItemId;
 /// Item ids in ascending order, without repeats: one in place, a sorted `Vec` while
 /// small, a `BTreeSet` once many items list one identity (so that inserting stays
 /// cheap).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(super) enum ItemSet {
     /// Exactly one id.
     One(ItemId),
@@ -18,6 +18,16 @@ pub(super) enum ItemSet {
     /// More.
     Large(BTreeSet<ItemId>),
 }
+
+/// Equal when they hold the same ids, however they hold them (the view is compared
+/// whole: built at once and kept up edit by edit, it must come out equal).
+impl PartialEq for ItemSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ItemSet {}
 
 impl Default for ItemSet {
     fn default() -> Self {
@@ -45,6 +55,10 @@ impl ItemSet {
                     (item, *only)
                 };
                 *self = Self::Small(vec![a, b]);
+                true
+            }
+            Self::Small(v) if v.is_empty() => {
+                *self = Self::One(item);
                 true
             }
             Self::Small(v) => match v.binary_search(&item) {
@@ -75,6 +89,9 @@ impl ItemSet {
             Self::Small(v) => match v.binary_search(item) {
                 Ok(at) => {
                     v.remove(at);
+                    if let [only] = v.as_slice() {
+                        *self = Self::One(*only);
+                    }
                     true
                 }
                 Err(_) => false,
@@ -156,6 +173,10 @@ mod tests {
                 }
                 prop_assert_eq!(set.is_empty(), model.is_empty());
                 prop_assert!(set.iter().eq(model.iter()));
+                prop_assert_eq!(&set, &model.iter().fold(ItemSet::default(), |mut s, i| {
+                    s.insert(*i);
+                    s
+                }));
             }
         }
     }
