@@ -1,7 +1,7 @@
 //! A device's contact book: its replica, its secrets, its editor, and the merged view,
 //! brought up to date with the items that changed each time it is asked for.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
@@ -9,8 +9,8 @@ use rand_core::CryptoRng;
 use super::edit::{Command, Editor, Error};
 use super::view::View;
 use crate::clock::{Clock, WallTime};
-use crate::item::NodeKind;
-use crate::record::{Body, DeviceId, ItemId, Record, Space};
+use crate::item::{NodeKind, Payload};
+use crate::record::{Body, DeviceId, ItemId, Record, Space, Version};
 use crate::replica::{Authors, Outcome, Rejected, Replica};
 use crate::seal::{Keyring, Opener};
 
@@ -28,6 +28,10 @@ pub struct Book {
     keys_changed: bool,
     /// Items of the view that may have changed since [`Book::take_view_changes`].
     view_changes: BTreeSet<(NodeKind, ItemId)>,
+    /// Payloads of the records this device sealed since the view was last brought
+    /// up to date, as a reader reads them (by item, version and signature): the view
+    /// takes them instead of opening and parsing what was just written.
+    written: HashMap<(ItemId, Version), ([u8; 64], Payload)>,
 }
 
 impl Book {
@@ -51,6 +55,7 @@ impl Book {
             stale: true,
             keys_changed: false,
             view_changes: BTreeSet::new(),
+            written: HashMap::new(),
         }
     }
 
@@ -122,9 +127,16 @@ impl Book {
     /// that record (the node's item index) instead of opening them.
     pub fn view_cached(
         &mut self,
-        cache: &mut dyn FnMut(NodeKind, &Record) -> Option<crate::item::Payload>,
+        cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload>,
     ) -> &View {
         let touched = self.replica.take_touched();
+        let mut written = std::mem::take(&mut self.written);
+        let mut or_written = |node: NodeKind, r: &Record| match written.remove(&(r.item, r.version))
+        {
+            Some((signature, p)) if signature == r.signature => Some(p),
+            _ => cache(node, r),
+        };
+        let cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload> = &mut or_written;
         if self.stale {
             self.view = View::build_cached(&self.replica, &self.keyring, &mut self.opener, cache);
             self.stale = false;
@@ -146,8 +158,13 @@ impl Book {
                 .chain(waiting)
                 .collect();
             self.view_changes.extend(changed.iter().copied());
-            self.view
-                .update(&self.replica, &self.keyring, &mut self.opener, changed);
+            self.view.update_cached(
+                &self.replica,
+                &self.keyring,
+                &mut self.opener,
+                changed,
+                cache,
+            );
         }
         self.keys_changed = false;
         &self.view
@@ -174,7 +191,7 @@ impl Book {
         rng: &mut R,
     ) -> Result<Vec<Record>, Error> {
         self.view();
-        let records = self.editor.execute(
+        let (records, reads) = self.editor.execute_read(
             &self.view,
             command,
             &self.keyring,
@@ -182,6 +199,12 @@ impl Book {
             now,
             rng,
         )?;
+        for (i, payload) in reads {
+            if let Some(r) = records.get(i) {
+                self.written
+                    .insert((r.item, r.version), (r.signature, payload));
+            }
+        }
         for r in &records {
             self.replica.insert(r.clone());
         }

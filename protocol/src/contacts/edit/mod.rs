@@ -34,7 +34,7 @@ use rand_core::CryptoRng;
 
 use super::view::View;
 use crate::clock::{Clock, Hlc, WallTime};
-use crate::item::{self, Contact, NodeKind};
+use crate::item::{self, Contact, NodeKind, Payload};
 use crate::jid::BareJid;
 use crate::record::{Body, DeviceId, ItemId, Record, Version};
 use crate::seal::{self, DEFAULT_PAD_BUCKET, Keyring, Opener, Sealed};
@@ -368,6 +368,22 @@ impl Editor {
         now: WallTime,
         rng: &mut R,
     ) -> Result<Vec<Record>, Error> {
+        self.execute_read(view, command, keyring, opener, now, rng)
+            .map(|(records, _)| records)
+    }
+
+    /// [`Editor::execute`], also returning the payload of each record it sealed
+    /// here (by its index in the records) as a reader of the record reads it: the
+    /// view need not open what this device just wrote.
+    pub fn execute_read<R: CryptoRng + ?Sized>(
+        &mut self,
+        view: &View,
+        command: Command,
+        keyring: &Keyring,
+        opener: &mut Opener,
+        now: WallTime,
+        rng: &mut R,
+    ) -> Result<(Vec<Record>, Vec<(usize, Payload)>), Error> {
         let stamp = Version {
             hlc: self.clock.tick(now),
             device: self.device(),
@@ -422,8 +438,9 @@ impl Editor {
         keyring: &Keyring,
         now: WallTime,
         rng: &mut R,
-    ) -> Result<Vec<Record>, Error> {
+    ) -> Result<(Vec<Record>, Vec<(usize, Payload)>), Error> {
         let mut records = Vec::with_capacity(plan.writes.len());
+        let mut reads = Vec::with_capacity(plan.writes.len());
         let mut secrets = BTreeMap::new();
         for node in NodeKind::ALL {
             if plan.writes.keys().any(|(n, _)| *n == node) {
@@ -436,13 +453,14 @@ impl Editor {
                 Write::Sealed(s, _) => Body::Sealed(s),
                 Write::Payload(p) => {
                     // Validate what we are about to publish, as a reader would.
-                    let xml = validate(&p, node)?;
+                    let (xml, read) = validate(&p, node)?;
+                    reads.push((records.len(), read));
                     Body::Sealed(seal::seal(&xml, secrets[&node], self.pad_bucket, rng))
                 }
             };
             let hlc = self.clock.tick(now);
             records.push(Record::sign(node, item, hlc, body, &self.key));
         }
-        Ok(records)
+        Ok((records, reads))
     }
 }

@@ -73,12 +73,13 @@ pub(super) fn carries_kith(sealed: &Sealed, keyring: &Keyring, opener: &mut Open
         .is_some_and(|el| el.elements().any(|c| c.ns == fields::NS))
 }
 
-/// The XML of `payload`, checked as a reader on `node` would read it; an error names
-/// the contact (by its first identity) or the group.
-pub(super) fn validate(payload: &Payload, node: NodeKind) -> Result<String, Error> {
+/// The XML of `payload`, checked as a reader on `node` would read it, and the payload
+/// as that reader reads it; an error names the contact (by its first identity) or
+/// the group.
+pub(super) fn validate(payload: &Payload, node: NodeKind) -> Result<(String, Payload), Error> {
     let xml = payload.to_xml();
-    Payload::parse(&xml)
-        .and_then(|p| p.check_node(node))
+    let read = Payload::parse(&xml)
+        .and_then(|p| p.check_node(node).map(|()| p))
         .map_err(|source| {
             let item = match payload {
                 Payload::Contact(c) => c
@@ -93,7 +94,7 @@ pub(super) fn validate(payload: &Payload, node: NodeKind) -> Result<String, Erro
                 source,
             }
         })?;
-    Ok(xml)
+    Ok((xml, read))
 }
 
 /// Lowercase hex of `bytes`.

@@ -339,7 +339,9 @@ impl View {
         self.update_cached(replica, keyring, opener, touched, &mut |_, _| None);
     }
 
-    fn update_cached(
+    /// [`View::update`], taking the payload of a record from `cache` when it has
+    /// it (a payload read earlier from exactly that record).
+    pub(crate) fn update_cached(
         &mut self,
         replica: &Replica,
         keyring: &Keyring,
