@@ -294,6 +294,17 @@ impl Device {
 impl Drop for Device {
     fn drop(&mut self) {
         self.stop();
+        // A failed test deletes the directory with the log: say what the node said
+        // last (its warnings and errors: a long run's debug lines bury them).
+        if std::thread::panicking() {
+            let log = self.log();
+            let said: Vec<&str> = log.lines().filter(|l| !l.contains("DEBUG")).collect();
+            eprintln!(
+                "--- the node in {} said last:\n{}",
+                self.dir.display(),
+                said[said.len().saturating_sub(20)..].join("\n")
+            );
+        }
     }
 }
 
