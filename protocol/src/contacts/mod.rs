@@ -10,6 +10,6 @@ mod view;
 
 pub use book::Book;
 pub use edit::{
-    Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error, ImportSummary, MARK_KEPT_MS,
+    Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error, ImportSummary, MARK_KEPT_MS, Written,
 };
 pub use view::{GroupEntry, ItemRead, MergedContact, Unreadable, View};

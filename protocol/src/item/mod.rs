@@ -214,7 +214,10 @@ impl Identity {
             });
         }
         let value = if kind == "jid" {
-            BareJid::parse(value)?.to_string()
+            // Formatting leaves room to grow; an identity is held as long as its item.
+            let mut v = BareJid::parse(value)?.to_string();
+            v.shrink_to_fit();
+            v
         } else {
             value.to_owned()
         };

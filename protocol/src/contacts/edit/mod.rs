@@ -40,6 +40,10 @@ use crate::record::{Body, DeviceId, ItemId, Record, Version};
 use crate::seal::{self, DEFAULT_PAD_BUCKET, Keyring, Opener, Sealed};
 use writes::{Plan, Write, validate};
 
+/// The records a command wrote, with the payload of each record it sealed here (by
+/// its index in the records) as a reader of that record reads it.
+pub type Written = (Vec<Record>, Vec<(usize, Payload)>);
+
 /// Default number of items each node is padded to a multiple of.
 pub const DEFAULT_COUNT_BUCKET: usize = 32;
 
@@ -383,7 +387,7 @@ impl Editor {
         opener: &mut Opener,
         now: WallTime,
         rng: &mut R,
-    ) -> Result<(Vec<Record>, Vec<(usize, Payload)>), Error> {
+    ) -> Result<Written, Error> {
         let stamp = Version {
             hlc: self.clock.tick(now),
             device: self.device(),
@@ -438,7 +442,7 @@ impl Editor {
         keyring: &Keyring,
         now: WallTime,
         rng: &mut R,
-    ) -> Result<(Vec<Record>, Vec<(usize, Payload)>), Error> {
+    ) -> Result<Written, Error> {
         let mut records = Vec::with_capacity(plan.writes.len());
         let mut reads = Vec::with_capacity(plan.writes.len());
         let mut secrets = BTreeMap::new();
