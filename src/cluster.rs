@@ -121,9 +121,9 @@ impl Node {
     }
 
     /// Waits until `ready` holds, checking it each time the node stored something
-    /// after `seen` (a count from [`Node::changes`]): no polling interval. It waits
-    /// first (a wait for a count already passed answers at once), so a check is
-    /// never spent before anything was stored.
+    /// after `seen` (a count from [`Node::changes`]): no polling interval. After a
+    /// count (`seen` > 0) it waits first, as what it waits for comes after that count
+    /// (a wait for a count already passed answers at once); from 0 it checks first.
     pub(crate) fn wait_from(
         &self,
         mut seen: u64,
@@ -131,6 +131,7 @@ impl Node {
         limit: Duration,
         ready: impl FnMut(&Self) -> Result<bool>,
     ) -> Result<Duration> {
+        let wait_first = seen > 0;
         self.until(
             what,
             limit,
@@ -144,7 +145,7 @@ impl Node {
                     .context("the node's change count")?;
                 Ok(())
             },
-            true,
+            wait_first,
         )
     }
 

@@ -295,7 +295,7 @@ impl Drop for Device {
     fn drop(&mut self) {
         self.stop();
         // A failed test deletes the directory with the log: say what the node said
-        // last (its warnings and errors: a long run's debug lines bury them).
+        // last (without its debug lines, which bury the rest in a long run).
         if std::thread::panicking() {
             let log = self.log();
             let said: Vec<&str> = log.lines().filter(|l| !l.contains("DEBUG")).collect();

@@ -97,6 +97,8 @@ pub enum Error {
 /// Namespaces and names kith reads often, shared instead of copied for every
 /// element (parsing a contact allocates about half as much).
 const INTERNED: &[&str] = &[
+    // First: the namespace of every unqualified attribute.
+    "",
     "urn:xmpp:contacts:0",
     "urn:xmpp:openpgp:pubsub:0",
     "urn:xmpp:openpgp:0",
@@ -130,7 +132,6 @@ const INTERNED: &[&str] = &[
     "winner",
     "mark",
     "kind",
-    "",
 ];
 
 /// A shared copy of `s` when it is one of the [`INTERNED`] strings.

@@ -545,3 +545,31 @@ fn names_are_cleaned_and_lookalike_groups_are_one() {
         3
     );
 }
+
+#[test]
+fn what_a_device_just_sealed_is_read_as_the_keyring_reads_it() {
+    // The view takes the payloads of its own new records instead of opening them,
+    // but only as the keyring would: written, then the secrets gone before the view
+    // is brought up to date, they wait like any item sealed with an unknown secret.
+    let mut f = Fleet::new(1, 12);
+    f.exec(0, add("juliet@capulet.lit", Some("J"), &[]), T0);
+    *f.books[0].keyring_mut() = Keyring::new();
+    let view = f.books[0].view().clone();
+    assert_eq!(view.contact_count(), 0);
+    assert!(!view.unreadable().is_empty());
+    assert!(
+        view.unreadable()
+            .values()
+            .all(|u| matches!(u, Unreadable::Waiting(_)))
+    );
+    // With the secrets, the same view as one built from the records.
+    let mut g = Fleet::new(1, 12);
+    g.exec(0, add("juliet@capulet.lit", Some("J"), &[]), T0);
+    let kept = g.books[0].view().clone();
+    let built = kith_protocol::contacts::View::build(
+        g.books[0].replica(),
+        g.books[0].keyring(),
+        &mut kith_protocol::seal::Opener::new(),
+    );
+    assert_eq!(kept, built);
+}

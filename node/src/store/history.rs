@@ -77,19 +77,25 @@ impl Store {
             let mut put = tx
                 .prepare_cached("INSERT OR IGNORE INTO history (key, at, data) VALUES (?1, ?2, ?3)")
                 .map_err(sql)?;
+            let mut added = 0;
             for (key, e) in entries {
                 // Invariant: an Entry is plain data, always serialisable.
                 let json = serde_json::to_vec(e).expect("history entry serialises");
                 let at = i64::try_from(e.at_ms).unwrap_or(i64::MAX);
-                put.execute(params![key, at, keys.seal(&json)])
+                added += put
+                    .execute(params![key, at, keys.seal(&json)])
                     .map_err(sql)?;
             }
             // The oldest rows past the limit go. Counting walks the index's pages;
             // skipping the newest MAX_ROWS instead stepped through every row, on
             // every change.
-            let rows: i64 = tx
-                .query_row("SELECT count(*) FROM history", [], |r| r.get(0))
-                .map_err(sql)?;
+            // Only inserts add rows.
+            let rows: i64 = if added == 0 {
+                0
+            } else {
+                tx.query_row("SELECT count(*) FROM history", [], |r| r.get(0))
+                    .map_err(sql)?
+            };
             if rows > MAX_ROWS {
                 tx.execute(
                     "DELETE FROM history WHERE seq IN

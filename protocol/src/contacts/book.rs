@@ -95,6 +95,8 @@ impl Book {
     /// cost less.
     pub fn keyring_mut(&mut self) -> &mut Keyring {
         self.stale = true;
+        // What was sealed may no longer open with what the keyring will hold.
+        self.written.clear();
         &mut self.keyring
     }
 
@@ -131,9 +133,16 @@ impl Book {
     ) -> &View {
         let touched = self.replica.take_touched();
         let mut written = std::mem::take(&mut self.written);
+        let keyring = &self.keyring;
+        // Only what the keyring opens: the view would read anything else as waiting.
         let mut or_written = |node: NodeKind, r: &Record| match written.remove(&(r.item, r.version))
         {
-            Some((signature, p)) if signature == r.signature => Some(p),
+            Some((signature, p))
+                if signature == r.signature
+                    && matches!(&r.body, Body::Sealed(s) if keyring.get(&s.key).is_some()) =>
+            {
+                Some(p)
+            }
             _ => cache(node, r),
         };
         let cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload> = &mut or_written;

@@ -271,11 +271,20 @@ impl Sealed {
 pub fn pad(payload: &str, bucket: usize) -> String {
     let mut out = String::with_capacity(payload.len() + bucket);
     out.push_str(payload);
-    if bucket > 1 {
-        let target = payload.len().div_ceil(bucket).max(1) * bucket;
-        out.extend(std::iter::repeat_n(' ', target - payload.len()));
-    }
+    out.extend(std::iter::repeat_n(
+        ' ',
+        padded_len(payload.len(), bucket) - payload.len(),
+    ));
     out
+}
+
+/// The length [`pad`] brings `len` bytes to.
+pub fn padded_len(len: usize, bucket: usize) -> usize {
+    if bucket > 1 {
+        len.div_ceil(bucket).max(1) * bucket
+    } else {
+        len
+    }
 }
 
 /// Seals `payload` (already serialised XML) with `secret`, padding it to `bucket`.

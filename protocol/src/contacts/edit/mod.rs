@@ -458,8 +458,15 @@ impl Editor {
                 Write::Payload(p) => {
                     // Validate what we are about to publish, as a reader would.
                     let (xml, read) = validate(&p, node)?;
-                    reads.push((records.len(), read));
-                    Body::Sealed(seal::seal(&xml, secrets[&node], self.pad_bucket, rng))
+                    let sealed = seal::seal(&xml, secrets[&node], self.pad_bucket, rng);
+                    // What a reader opens: within the limits (a large padding
+                    // bucket can pass them; such an item reads as unopenable).
+                    if seal::padded_len(xml.len(), self.pad_bucket) <= seal::MAX_PLAINTEXT_BYTES
+                        && sealed.data.len() <= seal::MAX_SEALED_BYTES
+                    {
+                        reads.push((records.len(), read));
+                    }
+                    Body::Sealed(sealed)
                 }
             };
             let hlc = self.clock.tick(now);

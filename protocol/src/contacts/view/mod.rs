@@ -596,7 +596,7 @@ impl View {
             .collect();
         // One item that the merge leaves as it is: the view holds it once.
         let shared = match members.as_slice() {
-            [(_, _, only)] if ***only == merged.contact => Arc::clone(only),
+            [(_, _, only)] if only.as_ref() == &merged.contact => Arc::clone(only),
             _ => Arc::new(merged.contact),
         };
         let contact = MergedContact {
