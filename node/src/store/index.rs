@@ -229,9 +229,12 @@ impl Store {
     }
 
     pub(super) fn set_meta_u64(&self, key: &str, value: u64) -> Result<()> {
+        // An upsert keeps the row (and its entry in the key's index) in place: a
+        // replace would delete and insert it, writing the index's page at every edit.
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = ?2",
                 params![key, &value.to_be_bytes()[..]],
             )
             .map(drop)
@@ -434,7 +437,8 @@ impl Store {
         }
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('newest', ?1)",
+                "INSERT INTO meta (key, value) VALUES ('newest', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = ?1",
                 [version_key(v)],
             )
             .map(drop)
