@@ -86,23 +86,21 @@ impl Store {
                     .execute(params![key, at, keys.seal(&json)])
                     .map_err(sql)?;
             }
-            // The oldest rows past the limit go. Counting walks the index's pages;
-            // skipping the newest MAX_ROWS instead stepped through every row, on
-            // every change.
-            // Only inserts add rows.
-            let rows: i64 = if added == 0 {
-                0
-            } else {
-                tx.query_row("SELECT count(*) FROM history", [], |r| r.get(0))
-                    .map_err(sql)?
-            };
-            if rows > MAX_ROWS {
-                tx.execute(
-                    "DELETE FROM history WHERE seq IN
-                         (SELECT seq FROM history ORDER BY at ASC, seq ASC LIMIT ?1)",
-                    [rows - MAX_ROWS],
-                )
-                .map_err(sql)?;
+            // Past the limit (only inserts add rows), the oldest rows go. Counting
+            // walks the index's pages; skipping the newest MAX_ROWS instead stepped
+            // through every row, on every change.
+            if added > 0 {
+                let rows: i64 = tx
+                    .query_row("SELECT count(*) FROM history", [], |r| r.get(0))
+                    .map_err(sql)?;
+                if rows > MAX_ROWS {
+                    tx.execute(
+                        "DELETE FROM history WHERE seq IN
+                             (SELECT seq FROM history ORDER BY at ASC, seq ASC LIMIT ?1)",
+                        [rows - MAX_ROWS],
+                    )
+                    .map_err(sql)?;
+                }
             }
         }
         tx.commit().map_err(sql)?;

@@ -200,7 +200,7 @@ impl Book {
         rng: &mut R,
     ) -> Result<Vec<Record>, Error> {
         self.view();
-        let (records, reads) = self.editor.execute_read(
+        let (records, reads) = self.editor.execute(
             &self.view,
             command,
             &self.keyring,

@@ -361,25 +361,12 @@ impl Editor {
         let _ = self.clock.observe(hlc, now);
     }
 
-    /// Carries out `command` against `view`; returns the records to apply and send.
-    /// `opener` opens items sealed elsewhere (a publish), keeping what it derived.
+    /// Carries out `command` against `view`; returns the records to apply and send,
+    /// with the payload of each record it sealed here (by its index in the records)
+    /// as a reader of the record reads it: the view need not open what this device
+    /// just wrote. `opener` opens items sealed elsewhere (a publish), keeping what it
+    /// derived.
     pub fn execute<R: CryptoRng + ?Sized>(
-        &mut self,
-        view: &View,
-        command: Command,
-        keyring: &Keyring,
-        opener: &mut Opener,
-        now: WallTime,
-        rng: &mut R,
-    ) -> Result<Vec<Record>, Error> {
-        self.execute_read(view, command, keyring, opener, now, rng)
-            .map(|(records, _)| records)
-    }
-
-    /// [`Editor::execute`], also returning the payload of each record it sealed
-    /// here (by its index in the records) as a reader of the record reads it: the
-    /// view need not open what this device just wrote.
-    pub fn execute_read<R: CryptoRng + ?Sized>(
         &mut self,
         view: &View,
         command: Command,
