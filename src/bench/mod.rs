@@ -68,6 +68,9 @@ struct Edit {
     median_over_floor: f64,
     /// Of it, the median of the command on A alone (answered when durable on A).
     command_median_ms: f64,
+    /// The median of one control-socket call that does nothing (a wait that is due
+    /// at once): what each of the three calls timed per edit costs at least.
+    control_call_median_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -195,10 +198,21 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
     times.sort();
     commands.sort();
-    if let (Some(median), Some(worst), Some(command)) = (
+    let mut calls = Vec::new();
+    for _ in 0..args.edits {
+        let start = Instant::now();
+        b.call(Request::Wait {
+            after: u64::MAX,
+            timeout_ms: 0,
+        })?;
+        calls.push(start.elapsed());
+    }
+    calls.sort();
+    if let (Some(median), Some(worst), Some(command), Some(call)) = (
         times.get(times.len() / 2),
         times.last(),
         commands.get(commands.len() / 2),
+        calls.get(calls.len() / 2),
     ) {
         let floor = 2.0 * floors.durable_commit_us + floors.loopback_round_trip_us;
         let edit = Edit {
@@ -207,11 +221,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
             worst_ms: ms(*worst),
             median_over_floor: ms(*median) * 1000.0 / floor,
             command_median_ms: ms(*command),
+            control_call_median_ms: ms(*call),
         };
         say(format!(
-            "one edit on A until visible on B (durable on both): median {:.2} ms (the command on A {:.2} ms), worst {:.2} ms ({} edits); {:.1}× two durable commits and a round trip",
+            "one edit on A until visible on B (durable on both): median {:.2} ms (the command on A {:.2} ms; a control call doing nothing {:.2} ms), worst {:.2} ms ({} edits); {:.1}× two durable commits and a round trip",
             edit.median_ms,
             edit.command_median_ms,
+            edit.control_call_median_ms,
             edit.worst_ms,
             edit.edits,
             edit.median_over_floor

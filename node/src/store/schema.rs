@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS clients (
     fingerprint TEXT PRIMARY KEY, cert BLOB NOT NULL, added_ms INTEGER NOT NULL,
     approved INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS history (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB NOT NULL UNIQUE, at INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, at INTEGER NOT NULL,
     data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS history_at ON history (at);
 CREATE TABLE IF NOT EXISTS item_names (
@@ -53,8 +53,10 @@ CREATE TABLE IF NOT EXISTS item_names (
 /// table and could hold records over the limits (opening adds the table, and
 /// [`Store::load`] moves such records aside); version 2 lacked the item index and
 /// the `tombstone` column of records (opening adds both, fills the column, and the
-/// index is built at the next full open).
-pub const SCHEMA_VERSION: i64 = 3;
+/// index is built at the next full open); version 3 numbered history rows with
+/// `AUTOINCREMENT`, which wrote `sqlite_sequence` at every change (opening rebuilds
+/// the table without it, rows and order kept).
+pub const SCHEMA_VERSION: i64 = 4;
 
 impl Store {
     /// Brings a store written by an earlier version to [`SCHEMA_VERSION`]; refuses
@@ -78,6 +80,18 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         if !has_tombstone {
             self.add_tombstone_column()?;
+        }
+        let autoincrement: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'history'
+                 AND sql LIKE '%AUTOINCREMENT%'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))?;
+        if autoincrement > 0 {
+            self.renumber_history()?;
         }
         // Counting winners and tombstones (status) reads this index, not the records.
         self.conn
@@ -152,8 +166,33 @@ impl Store {
         tx.commit().map_err(sql)
     }
 
+    /// Schema 4: the history table without `AUTOINCREMENT`. A row's number only
+    /// orders rows of the same time (insertion order); SQLite's own next rowid (one
+    /// past the largest) keeps that order, without the `sqlite_sequence` row that
+    /// `AUTOINCREMENT` writes at every insert (a page of the log per edit). The
+    /// rows are copied, numbers included, in one transaction.
+    fn renumber_history(&mut self) -> Result<()> {
+        let path = self.dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute_batch(
+            "CREATE TABLE history_v4 (
+                 seq INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, at INTEGER NOT NULL,
+                 data BLOB NOT NULL);
+             INSERT INTO history_v4 (seq, key, at, data) SELECT seq, key, at, data FROM history;
+             DROP TABLE history;
+             ALTER TABLE history_v4 RENAME TO history;
+             CREATE INDEX IF NOT EXISTS history_at ON history (at);",
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
     /// The schema version the store was last written with (1: before it was noted).
-    fn schema(&self) -> Result<i64> {
+    pub(super) fn schema(&self) -> Result<i64> {
         let v: Option<Vec<u8>> = self
             .conn
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {

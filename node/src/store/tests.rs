@@ -414,3 +414,68 @@ fn a_passphrase_change_cut_short_is_finished_after_its_mark_and_dropped_before()
     }
     assert!(!dir.path().join(".rekey.done").exists());
 }
+
+/// A store of schema 3 (history rows numbered with `AUTOINCREMENT`) opens as schema
+/// 4 with its history whole and in order, and new rows go after the old ones.
+#[test]
+fn a_schema_3_history_is_renumbered_without_autoincrement_and_kept_whole() {
+    use super::history::Entry;
+    use super::index::Keys;
+    let entry = |at_ms: u64, n: usize| {
+        let e = Entry {
+            at_ms,
+            device: "0123456789abcdef".into(),
+            contact_id: format!("c{n}"),
+            name: Some(format!("Contact {n}")),
+            jids: vec![format!("u{n}@example.org")],
+            changes: vec!["added".into()],
+        };
+        (format!("key {n}").into_bytes(), e)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&[3; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    // What schema 3 wrote.
+    store
+        .conn
+        .execute_batch(
+            "DROP TABLE history;
+             CREATE TABLE history (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB NOT NULL UNIQUE,
+                 at INTEGER NOT NULL, data BLOB NOT NULL);
+             CREATE INDEX history_at ON history (at);
+             UPDATE meta SET value = X'0000000000000003' WHERE key = 'schema';",
+        )
+        .unwrap();
+    // Rows of one time, so only their numbers order them.
+    let old: Vec<_> = (0..5).map(|n| entry(1_000, n)).collect();
+    store.add_history(&keys, &old, &[]).unwrap();
+    let before = store.history(&keys, 100, &|_| true).unwrap();
+    drop(store);
+
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.schema().unwrap(), SCHEMA_VERSION);
+    let sql: String = store
+        .conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'history'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+    assert_eq!(store.history(&keys, 100, &|_| true).unwrap(), before);
+    store.add_history(&keys, &[entry(1_000, 5)], &[]).unwrap();
+    let after = store.history(&keys, 100, &|_| true).unwrap();
+    let ids: Vec<&str> = after.iter().map(|e| e.contact_id.as_str()).collect();
+    assert_eq!(ids, ["c5", "c4", "c3", "c2", "c1", "c0"]);
+    let indexed: i64 = store
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'history_at'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1);
+}
