@@ -155,6 +155,26 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Whether answering it touches one item or a few (an edit or a lookup): the
+    /// node answers those on its own task. The others (an import, a rotation, a
+    /// list of every contact) may take long, and run where the rest of the node's
+    /// tasks go on meanwhile.
+    pub fn is_quick(&self) -> bool {
+        matches!(
+            self,
+            Request::Contact { .. }
+                | Request::AddContact { .. }
+                | Request::EditContact { .. }
+                | Request::RemoveContact { .. }
+                | Request::AddGroup { .. }
+                | Request::RenameGroup { .. }
+                | Request::RemoveGroup { .. }
+                | Request::RestoreContact { .. }
+        )
+    }
+}
+
 /// Formats `kith import` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -91,7 +91,8 @@ impl Store {
             // through every row, on every change.
             if added > 0 {
                 let rows: i64 = tx
-                    .query_row("SELECT count(*) FROM history", [], |r| r.get(0))
+                    .prepare_cached("SELECT count(*) FROM history")
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)))
                     .map_err(sql)?;
                 if rows > MAX_ROWS {
                     tx.execute(

@@ -221,8 +221,8 @@ impl Store {
     fn meta_u64(&self, key: &str) -> Result<u64> {
         let v: Option<Vec<u8>> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
             .map_err(|e| self.sql(e))?;
         Ok(v.and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map_or(0, u64::from_be_bytes))
@@ -232,23 +232,24 @@ impl Store {
         // An upsert keeps the row (and its entry in the key's index) in place: a
         // replace would delete and insert it, writing the index's page at every edit.
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = ?2",
-                params![key, &value.to_be_bytes()[..]],
             )
+            .and_then(|mut s| s.execute(params![key, &value.to_be_bytes()[..]]))
             .map(drop)
             .map_err(|e| self.sql(e))
     }
 
     /// Marks a write of records: the index no longer matches until written again.
     pub(super) fn bump_generation(&self) -> Result<()> {
+        let next = self.meta_u64("generation")? + 1;
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO meta (key, value) VALUES ('generation', ?1)
                  ON CONFLICT(key) DO UPDATE SET value = ?1",
-                [&(self.meta_u64("generation")? + 1).to_be_bytes()[..]],
             )
+            .and_then(|mut s| s.execute([&next.to_be_bytes()[..]]))
             .map(drop)
             .map_err(|e| self.sql(e))
     }
@@ -422,10 +423,8 @@ impl Store {
     pub fn newest_stamp(&self) -> Result<Option<Version>> {
         let v: Option<Vec<u8>> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'newest'", [], |r| {
-                r.get(0)
-            })
-            .optional()
+            .prepare_cached("SELECT value FROM meta WHERE key = 'newest'")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
             .map_err(|e| self.sql(e))?;
         Ok(v.and_then(|k| version_of(&k)))
     }
@@ -436,11 +435,11 @@ impl Store {
             return Ok(());
         }
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO meta (key, value) VALUES ('newest', ?1)
                  ON CONFLICT(key) DO UPDATE SET value = ?1",
-                [version_key(v)],
             )
+            .and_then(|mut s| s.execute([version_key(v)]))
             .map(drop)
             .map_err(|e| self.sql(e))
     }

@@ -195,6 +195,9 @@ pub struct Store {
     erased: bool,
 }
 
+/// Prepared statements kept per connection.
+const STATEMENTS_CACHED: usize = 64;
+
 /// Pages the write-ahead log may grow to before SQLite checkpoints inside a commit
 /// (32 MiB of 4 KiB pages): the node checkpoints well before, between requests.
 const WAL_PAGES_MAX: i64 = 8192;
@@ -256,6 +259,9 @@ impl Store {
             .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
+        // Room for every statement a write or a read prepares again and again (the
+        // default, 16, is fewer than one edit uses: they would be parsed anew).
+        conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
         let check: String = if check_all {
             conn.query_row("PRAGMA quick_check", [], |r| r.get(0))
                 .map_err(sql)?

@@ -84,7 +84,8 @@ impl Store {
         }
         let any: bool = self
             .conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM item_names)", [], |r| r.get(0))
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM item_names)")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(|e| self.sql(e))?;
         if !any {
             return Ok(());

@@ -111,42 +111,46 @@ impl Store {
         for (space, item, version, signature) in collect {
             let at = version_key(version);
             let winner: Option<Vec<u8>> = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT bytes FROM records WHERE space = ?1 AND item = ?2 AND version = ?3
                      AND signature = ?4",
-                    params![space.code(), &item.0[..], &at, &signature[..]],
-                    |r| r.get(0),
                 )
-                .optional()
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![space.code(), &item.0[..], &at, &signature[..]],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })
                 .map_err(sql)?;
             if let Some(bytes) = winner {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR REPLACE INTO collected (space, item, bytes) VALUES (?1, ?2, ?3)",
-                    params![space.code(), &item.0[..], bytes],
                 )
+                .and_then(|mut s| s.execute(params![space.code(), &item.0[..], bytes]))
                 .map_err(sql)?;
                 // The versions it replaced stay beside it until it is forgotten (the
                 // replica's shadows: they come back if its author turns out revoked).
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR REPLACE INTO collected_shadows
                      SELECT space, item, version, signature, bytes FROM records
                      WHERE space = ?1 AND item = ?2 AND version < ?3",
-                    params![space.code(), &item.0[..], &at],
                 )
+                .and_then(|mut s| s.execute(params![space.code(), &item.0[..], &at]))
                 .map_err(sql)?;
-                tx.execute(
+                tx.prepare_cached(
                     "DELETE FROM records WHERE space = ?1 AND item = ?2 AND version <= ?3",
-                    params![space.code(), &item.0[..], &at],
                 )
+                .and_then(|mut s| s.execute(params![space.code(), &item.0[..], &at]))
                 .map_err(sql)?;
             }
         }
         for (space, item) in forget {
             for table in ["collected", "collected_shadows"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE space = ?1 AND item = ?2"),
-                    params![space.code(), &item.0[..]],
-                )
+                tx.prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE space = ?1 AND item = ?2"
+                ))
+                .and_then(|mut s| s.execute(params![space.code(), &item.0[..]]))
                 .map_err(sql)?;
             }
         }
