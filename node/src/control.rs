@@ -157,7 +157,8 @@ pub enum Request {
 
 impl Request {
     /// Whether answering it touches one item or a few (an edit or a lookup): the
-    /// node answers those on its own task. The others (an import, a rotation, a
+    /// node answers those on its own task. Not a group's removal, which rewrites
+    /// every contact in the group. The others (an import, a rotation, a
     /// list of every contact) may take long, and run where the rest of the node's
     /// tasks go on meanwhile.
     pub fn is_quick(&self) -> bool {
@@ -169,7 +170,6 @@ impl Request {
                 | Request::RemoveContact { .. }
                 | Request::AddGroup { .. }
                 | Request::RenameGroup { .. }
-                | Request::RemoveGroup { .. }
                 | Request::RestoreContact { .. }
         )
     }

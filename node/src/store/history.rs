@@ -95,11 +95,11 @@ impl Store {
                     .and_then(|mut s| s.query_row([], |r| r.get(0)))
                     .map_err(sql)?;
                 if rows > MAX_ROWS {
-                    tx.execute(
+                    tx.prepare_cached(
                         "DELETE FROM history WHERE seq IN
                              (SELECT seq FROM history ORDER BY at ASC, seq ASC LIMIT ?1)",
-                        [rows - MAX_ROWS],
                     )
+                    .and_then(|mut s| s.execute([rows - MAX_ROWS]))
                     .map_err(sql)?;
                 }
             }

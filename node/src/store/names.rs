@@ -99,10 +99,10 @@ impl Store {
     /// Remembers the name of an item.
     pub fn set_item_name(&mut self, node: NodeKind, item: &ItemId, name: &str) -> Result<()> {
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT OR REPLACE INTO item_names (node, item, name) VALUES (?1, ?2, ?3)",
-                params![Space::from(node).code(), &item.0[..], name],
             )
+            .and_then(|mut s| s.execute(params![Space::from(node).code(), &item.0[..], name]))
             .map(drop)
             .map_err(|e| self.sql(e))
     }
