@@ -218,40 +218,42 @@ fn version_of(key: &[u8]) -> Option<Version> {
 }
 
 impl Store {
-    fn meta_u64(&self, key: &str) -> Result<u64> {
-        let v: Option<Vec<u8>> = self
-            .conn
+    /// A value of the `meta` table.
+    pub(super) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.conn
             .prepare_cached("SELECT value FROM meta WHERE key = ?1")
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
-            .map_err(|e| self.sql(e))?;
-        Ok(v.and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map_or(0, u64::from_be_bytes))
+            .map_err(|e| self.sql(e))
     }
 
-    pub(super) fn set_meta_u64(&self, key: &str, value: u64) -> Result<()> {
-        // An upsert keeps the row (and its entry in the key's index) in place: a
-        // replace would delete and insert it, writing the index's page at every edit.
+    /// Writes a value of the `meta` table. An upsert keeps the row (and its entry in
+    /// the key's index) in place: a replace would delete and insert it, writing the
+    /// index's page at every edit.
+    fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = ?2",
             )
-            .and_then(|mut s| s.execute(params![key, &value.to_be_bytes()[..]]))
+            .and_then(|mut s| s.execute(params![key, value]))
             .map(drop)
             .map_err(|e| self.sql(e))
     }
 
+    fn meta_u64(&self, key: &str) -> Result<u64> {
+        Ok(self
+            .meta(key)?
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    pub(super) fn set_meta_u64(&self, key: &str, value: u64) -> Result<()> {
+        self.set_meta(key, &value.to_be_bytes())
+    }
+
     /// Marks a write of records: the index no longer matches until written again.
     pub(super) fn bump_generation(&self) -> Result<()> {
-        let next = self.meta_u64("generation")? + 1;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO meta (key, value) VALUES ('generation', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = ?1",
-            )
-            .and_then(|mut s| s.execute([&next.to_be_bytes()[..]]))
-            .map(drop)
-            .map_err(|e| self.sql(e))
+        self.set_meta_u64("generation", self.meta_u64("generation")? + 1)
     }
 
     /// Whether the index reflects exactly the records stored.
@@ -421,12 +423,7 @@ impl Store {
     /// The highest stamp of any record written here (a new record must be stamped
     /// later).
     pub fn newest_stamp(&self) -> Result<Option<Version>> {
-        let v: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached("SELECT value FROM meta WHERE key = 'newest'")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-            .map_err(|e| self.sql(e))?;
-        Ok(v.and_then(|k| version_of(&k)))
+        Ok(self.meta("newest")?.and_then(|k| version_of(&k)))
     }
 
     /// Raises the highest stamp written to `v`, if higher.
@@ -434,13 +431,6 @@ impl Store {
         if self.newest_stamp()?.is_some_and(|n| n >= *v) {
             return Ok(());
         }
-        self.conn
-            .prepare_cached(
-                "INSERT INTO meta (key, value) VALUES ('newest', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = ?1",
-            )
-            .and_then(|mut s| s.execute([version_key(v)]))
-            .map(drop)
-            .map_err(|e| self.sql(e))
+        self.set_meta("newest", &version_key(v))
     }
 }

@@ -30,7 +30,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 pub mod clients;
 mod files;
@@ -365,12 +365,7 @@ impl Store {
 
     /// The account, if the device was initialised.
     pub fn account(&self) -> Result<Option<Account>> {
-        let get = |key: &str| -> Result<Option<Vec<u8>>> {
-            self.conn
-                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                .optional()
-                .map_err(|e| self.sql(e))
-        };
+        let get = |key: &str| self.meta(key);
         let Some(jid) = get("account")? else {
             return Ok(None);
         };

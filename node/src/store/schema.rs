@@ -2,7 +2,7 @@
 //! date (or refusing one a later version wrote).
 
 use kith_protocol::record::Record;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use std::path::Path;
 
@@ -194,14 +194,9 @@ impl Store {
 
     /// The schema version the store was last written with (1: before it was noted).
     pub(super) fn schema(&self) -> Result<i64> {
-        let v: Option<Vec<u8>> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| self.sql(e))?;
-        Ok(v.and_then(|b| <[u8; 8]>::try_from(b).ok())
+        Ok(self
+            .meta("schema")?
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map_or(1, i64::from_be_bytes))
     }
 
