@@ -90,8 +90,13 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|e| self.sql(e))?;
-        if autoincrement > 0 {
-            self.renumber_history()?;
+        if autoincrement > 0
+            && let Err(e) = self.renumber_history()
+        {
+            // The copy needs room for a second history table (a full disk, a
+            // read-only file): the old table works the same, so the store opens
+            // with it, and the next open tries again.
+            tracing::warn!("{}: history kept as it is for now: {e}", self.dir.display());
         }
         // Counting winners and tombstones (status) reads this index, not the records.
         self.conn

@@ -436,17 +436,7 @@ fn a_schema_3_history_is_renumbered_without_autoincrement_and_kept_whole() {
     let keys = Keys::new(&[3; 32]);
     let mut store = Store::open(dir.path()).unwrap();
     // What schema 3 wrote.
-    store
-        .conn
-        .execute_batch(
-            "DROP TABLE history;
-             CREATE TABLE history (
-                 seq INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB NOT NULL UNIQUE,
-                 at INTEGER NOT NULL, data BLOB NOT NULL);
-             CREATE INDEX history_at ON history (at);
-             UPDATE meta SET value = X'0000000000000003' WHERE key = 'schema';",
-        )
-        .unwrap();
+    store.conn.execute_batch(SCHEMA_3_HISTORY).unwrap();
     // Rows of one time, so only their numbers order them.
     let old: Vec<_> = (0..5).map(|n| entry(1_000, n)).collect();
     store.add_history(&keys, &old, &[]).unwrap();
@@ -455,14 +445,7 @@ fn a_schema_3_history_is_renumbered_without_autoincrement_and_kept_whole() {
 
     let mut store = Store::open(dir.path()).unwrap();
     assert_eq!(store.schema().unwrap(), SCHEMA_VERSION);
-    let sql: String = store
-        .conn
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'history'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let sql = history_table_sql(&store);
     assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
     assert_eq!(store.history(&keys, 100, &|_| true).unwrap(), before);
     store.add_history(&keys, &[entry(1_000, 5)], &[]).unwrap();
@@ -479,3 +462,61 @@ fn a_schema_3_history_is_renumbered_without_autoincrement_and_kept_whole() {
         .unwrap();
     assert_eq!(indexed, 1);
 }
+
+#[test]
+fn a_schema_3_store_whose_history_cannot_be_copied_opens_with_the_old_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = index::Keys::new(&[3; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    store.conn.execute_batch(SCHEMA_3_HISTORY).unwrap();
+    // The copy's table name is taken: the copy fails as on a full disk.
+    store
+        .conn
+        .execute_batch("CREATE TABLE history_v4 (x)")
+        .unwrap();
+    let entry = history::Entry {
+        at_ms: 1_000,
+        device: "0123456789abcdef".into(),
+        contact_id: "c0".into(),
+        name: None,
+        jids: vec!["u0@example.org".into()],
+        changes: vec!["added".into()],
+    };
+    store
+        .add_history(&keys, &[(b"key 0".to_vec(), entry)], &[])
+        .unwrap();
+    let before = store.history(&keys, 100, &|_| true).unwrap();
+    drop(store);
+
+    let store = Store::open(dir.path()).expect("opens with the old history table");
+    assert_eq!(store.history(&keys, 100, &|_| true).unwrap(), before);
+    let sql = history_table_sql(&store);
+    assert!(sql.contains("AUTOINCREMENT"), "{sql}");
+    // Once the copy can be made, the next open makes it.
+    store.conn.execute_batch("DROP TABLE history_v4").unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let sql = history_table_sql(&store);
+    assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+    assert_eq!(store.history(&keys, 100, &|_| true).unwrap(), before);
+}
+
+/// How the store's `history` table is declared.
+fn history_table_sql(store: &Store) -> String {
+    store
+        .conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'history'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// What schema 3 wrote: `history` numbered with `AUTOINCREMENT`.
+const SCHEMA_3_HISTORY: &str = "DROP TABLE history;
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB NOT NULL UNIQUE,
+        at INTEGER NOT NULL, data BLOB NOT NULL);
+    CREATE INDEX history_at ON history (at);
+    UPDATE meta SET value = X'0000000000000003' WHERE key = 'schema';";
