@@ -108,7 +108,9 @@ impl Node {
                 message,
                 ..
             }) => {
-                let source = message.source.as_ref().and_then(net::device_of);
+                // Messages are anonymous (see `net::Behaviour::new`): the frame comes
+                // from the device whose gated connection delivered it.
+                let source = net::device_of(&propagation_source);
                 if let (true, Some(source)) = (self.allowed.contains(&propagation_source), source) {
                     self.device.input(Input::Gossip {
                         from: propagation_source,

@@ -111,7 +111,9 @@ pub enum Input<P> {
     Gossip {
         /// Who relayed it.
         from: P,
-        /// The device that published it (gossipsub's signed message source).
+        /// The device that delivered it: the one behind the authenticated connection
+        /// it arrived on (frames carry no publisher of their own; every record in
+        /// one is signed by its author).
         source: DeviceId,
         /// The frame.
         bytes: Vec<u8>,
