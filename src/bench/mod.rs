@@ -19,6 +19,7 @@ mod floors;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -188,15 +189,19 @@ pub(crate) fn run(args: Args) -> Result<()> {
         let seen = b.changes()?;
         // B is watched from a second thread while A is asked, the way a second
         // device sees an edit: B's answer does not wait for A's to reach the bench.
+        // Set when A refused the edit: the watcher stops within one wait (1 s)
+        // instead of waiting for an edit that will not come.
+        let refused = AtomicBool::new(false);
         let (command, visible) = std::thread::scope(|s| -> Result<_> {
             let start = Instant::now();
-            let (watched, jid_on_b) = (&b, &jid);
+            let (watched, jid_on_b, refused_on_a) = (&b, &jid, &refused);
             let watcher = s.spawn(move || -> Result<Duration> {
                 watched.wait_from(seen, "an edit", LIMIT, |n| {
-                    Ok(n.call(Request::Contact {
-                        jid: jid_on_b.clone(),
-                    })
-                    .is_ok())
+                    Ok(refused_on_a.load(Ordering::Relaxed)
+                        || n.call(Request::Contact {
+                            jid: jid_on_b.clone(),
+                        })
+                        .is_ok())
                 })?;
                 Ok(start.elapsed())
             });
@@ -206,6 +211,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 groups: vec![],
             });
             let command = start.elapsed();
+            if sent.is_err() {
+                refused.store(true, Ordering::Relaxed);
+            }
             let visible = watcher
                 .join()
                 .map_err(|_| anyhow::anyhow!("the thread watching B panicked"))?;

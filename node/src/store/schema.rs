@@ -90,13 +90,26 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|e| self.sql(e))?;
-        if autoincrement > 0
-            && let Err(e) = self.renumber_history()
-        {
-            // The copy needs room for a second history table (a full disk, a
-            // read-only file): the old table works the same, so the store opens
-            // with it, and the next open tries again.
-            tracing::warn!("{}: history kept as it is for now: {e}", self.dir.display());
+        // Schema 4 is noted only once the history was copied.
+        let mut copied = true;
+        if autoincrement > 0 {
+            match self.renumber_history() {
+                Ok(()) => {}
+                // The copy needs room for a second history table: on a full disk the
+                // old table, which works the same, stays, the store opens with it
+                // (noted as schema 3), and the next open tries again. Any other
+                // failure is the store's and stops the open, as before.
+                Err(Error::Sql { source, .. })
+                    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
+                {
+                    tracing::warn!(
+                        "{}: no room to copy the history table; kept as it is for now",
+                        self.dir.display()
+                    );
+                    copied = false;
+                }
+                Err(e) => return Err(e),
+            }
         }
         // Counting winners and tombstones (status) reads this index, not the records.
         self.conn
@@ -121,7 +134,7 @@ impl Store {
                 .execute("DELETE FROM meta WHERE key IN ('label', 'listen_port')", [])
                 .map_err(|e| self.sql(e))?;
         }
-        if self.schema()? != SCHEMA_VERSION {
+        if copied && self.schema()? != SCHEMA_VERSION {
             self.conn
                 .execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",

@@ -445,7 +445,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 }
             }
             Input::Gossip { source, .. } if !self.roster.is_active(&source) => {
-                // A revoked device (or a stranger) gets nothing in.
+                // A revoked device (or a stranger) delivers nothing; what an active
+                // device relays is checked record by record.
                 self.stats.refused_frames += 1;
             }
             Input::Gossip { from, bytes, .. } => {
