@@ -189,19 +189,15 @@ pub(crate) fn run(args: Args) -> Result<()> {
         let seen = b.changes()?;
         // B is watched from a second thread while A is asked, the way a second
         // device sees an edit: B's answer does not wait for A's to reach the bench.
-        // Set when A refused the edit: the watcher stops within one wait (1 s)
-        // instead of waiting for an edit that will not come.
+        // `refused` is set when A refused the edit: the watcher then stops within
+        // one wait (1 s) instead of waiting for an edit that will not come.
         let refused = AtomicBool::new(false);
+        let start = Instant::now();
         let (command, visible) = std::thread::scope(|s| -> Result<_> {
-            let start = Instant::now();
-            let (watched, jid_on_b, refused_on_a) = (&b, &jid, &refused);
-            let watcher = s.spawn(move || -> Result<Duration> {
-                watched.wait_from(seen, "an edit", LIMIT, |n| {
-                    Ok(refused_on_a.load(Ordering::Relaxed)
-                        || n.call(Request::Contact {
-                            jid: jid_on_b.clone(),
-                        })
-                        .is_ok())
+            let watcher = s.spawn(|| -> Result<Duration> {
+                b.wait_from(seen, "an edit", LIMIT, |n| {
+                    Ok(refused.load(Ordering::Relaxed)
+                        || n.call(Request::Contact { jid: jid.clone() }).is_ok())
                 })?;
                 Ok(start.elapsed())
             });
