@@ -430,7 +430,25 @@ impl Device {
         f: impl FnOnce(&mut Self) -> Result<T, crate::control::Error>,
     ) -> Result<T, crate::control::Error> {
         self.store.begin()?;
-        let result = f(self)
+        let result = f(self);
+        self.end_batch(result)
+    }
+
+    /// Opens a transaction that every input fed until [`Device::end_batch`] writes
+    /// into: under load, one durable commit covers many frames.
+    pub fn begin_batch(&mut self) -> Result<(), store::Error> {
+        self.store.begin()
+    }
+
+    /// Commits what was written since [`Device::begin_batch`] when `result` (what
+    /// the inputs came to) is a success; otherwise, or if the commit fails, as
+    /// [`Device::atomically`] does: rolled back, the device marked failed and
+    /// nothing sent.
+    pub fn end_batch<T, E>(&mut self, result: Result<T, E>) -> Result<T, E>
+    where
+        E: From<store::Error> + std::fmt::Display,
+    {
+        let result = result
             .and_then(|v| self.store.commit().map(|()| v).map_err(Into::into))
             .and_then(|v| self.flush_secrets().map(|()| v).map_err(Into::into));
         if let Err(e) = &result {

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::{FutureExt, StreamExt};
 use kith_protocol::sync::{Event, Input};
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
@@ -10,6 +11,13 @@ use tracing::{debug, info, warn};
 
 use super::listen::tcp_port;
 use super::{Error, Node};
+
+/// Swarm events handled in one transaction at most ([`Node::on_swarm_batch`]).
+const BATCH_EVENTS: usize = 256;
+
+/// How long one transaction goes on taking events that are waiting: a call queued
+/// behind a large sync waits at most about this long.
+const BATCH_TIME: Duration = Duration::from_millis(50);
 use crate::device::wall_now;
 use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
 use libp2p::multiaddr::Protocol;
@@ -29,6 +37,30 @@ impl Node {
             Event::Changed => debug!("contact list changed"),
         }
         Ok(())
+    }
+
+    /// Handles `first` and the swarm events already waiting behind it (up to
+    /// [`BATCH_EVENTS`], for up to [`BATCH_TIME`]) in one transaction: under load,
+    /// one durable commit covers many frames. A lone event commits alone, at once;
+    /// nothing waits for company. What the events send leaves after the commit.
+    pub(super) fn on_swarm_batch(
+        &mut self,
+        first: SwarmEvent<BehaviourEvent>,
+    ) -> Result<(), Error> {
+        self.device.begin_batch()?;
+        let start = Instant::now();
+        let mut result = self.on_swarm(first);
+        let mut handled = 1;
+        while result.is_ok() && handled < BATCH_EVENTS && start.elapsed() < BATCH_TIME {
+            match self.swarm.next().now_or_never() {
+                Some(Some(event)) => {
+                    result = self.on_swarm(event);
+                    handled += 1;
+                }
+                _ => break,
+            }
+        }
+        self.device.end_batch(result)
     }
 
     pub(super) fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<(), Error> {
@@ -117,6 +149,17 @@ impl Node {
                         source,
                         bytes: message.data,
                     })?;
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            }) => {
+                // Frames to it were dropped (its queue was full, or they waited too
+                // long): what it missed goes by reconciliation now.
+                debug!(peer = %peer_id, ?failed_messages, "gossip to it was dropped");
+                if self.connected.contains_key(&peer_id) {
+                    self.device.input(Input::GossipLost(peer_id))?;
                 }
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {

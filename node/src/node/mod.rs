@@ -382,7 +382,7 @@ impl Node {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = &mut stop => return Ok(()),
-                event = self.swarm.select_next_some() => self.on_swarm(event)?,
+                event = self.swarm.select_next_some() => self.on_swarm_batch(event)?,
                 event = self.pair_swarm.select_next_some() => self.on_pair_swarm(event),
                 call = calls.recv() => match call {
                     Some(call) => {

@@ -80,6 +80,18 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         result
     }
 
+    /// [`Engine::execute`] for one part of a bulk change that the caller carries
+    /// out in parts (a large import, for its progress): what it writes reaches peers
+    /// the way any write past [`super::MAX_GOSSIP_QUEUE`] records does, by a
+    /// reconciliation started at once (records in frames of up to a megabyte), not
+    /// by gossip frames of 64 KiB each that a slow peer's queue may drop.
+    pub fn execute_bulk(&mut self, now: Now, command: impl Into<Command>) -> Result<(), Error> {
+        self.bulk = true;
+        let result = self.execute(now, command);
+        self.bulk = false;
+        result
+    }
+
     /// The keyring as a set of (id, revoked).
     pub(super) fn keyring_state(&self) -> KeyringState {
         self.book

@@ -139,6 +139,10 @@ pub enum Input<P> {
         /// Our request id.
         id: RequestId,
     },
+    /// Gossip to this peer was dropped on the way (the transport's queue to it was
+    /// full, or a frame waited too long): what it missed goes by reconciliation, at
+    /// once rather than at the next periodic one.
+    GossipLost(P),
 }
 
 /// Something the driver must do.
@@ -275,6 +279,9 @@ pub struct Engine<P> {
     outputs: VecDeque<Output<P>>,
     gossip: Vec<Record>,
     gossip_due_ms: Option<u64>,
+    /// Set while [`Engine::execute_bulk`] runs: what is written goes by
+    /// reconciliation, not gossip.
+    bulk: bool,
     /// The current gossip window (`gossip_delay_ms` long): when it began, and how
     /// many flushes went out in it. The first [`GOSSIP_BURST`] writes of a window go
     /// at once; later ones wait for its end and go together.
@@ -325,6 +332,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             outputs: VecDeque::new(),
             gossip: Vec::new(),
             gossip_due_ms: None,
+            bulk: false,
             gossip_window: (0, 0),
             next_held_check_ms: None,
             set: None,
@@ -468,6 +476,16 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                     peer.session = None;
                     peer.owed.clear();
                     peer.next_recon_ms = now.mono_ms + self.config.recon_interval_ms;
+                }
+            }
+            Input::GossipLost(p) => {
+                if let Some(peer) = self.peers.get_mut(&p) {
+                    if peer.session.is_some() {
+                        // The session may have passed what was lost: another follows.
+                        peer.catch_up = true;
+                    } else {
+                        peer.next_recon_ms = now.mono_ms;
+                    }
                 }
             }
         }

@@ -37,14 +37,15 @@ impl<P: Ord + Clone + Debug> Engine<P> {
 
     /// Persists and gossips records just written here. A bulk change (an import, a
     /// rotation of a large list) is not gossiped: past [`MAX_GOSSIP_QUEUE`] records
-    /// the queue is dropped and every peer reconciles at once, which carries the
-    /// records in large frames without holding a second copy of all of them.
+    /// (or in [`Engine::execute_bulk`]) the queue is dropped and every peer
+    /// reconciles at once, which carries the records in large frames without
+    /// holding a second copy of all of them.
     pub(super) fn written(&mut self, now: Now, records: Vec<Record>) {
         if records.is_empty() {
             return;
         }
         self.set = None;
-        let bulk = self.gossip.len() + records.len() > MAX_GOSSIP_QUEUE;
+        let bulk = self.bulk || self.gossip.len() + records.len() > MAX_GOSSIP_QUEUE;
         if bulk {
             self.gossip.clear();
             self.gossip_due_ms = None;

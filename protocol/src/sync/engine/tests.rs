@@ -518,3 +518,89 @@ fn a_lone_write_is_gossiped_at_once_and_a_burst_is_coalesced() {
     side.engine.execute(now(t + 3 * delay), add(102)).unwrap();
     assert_eq!(publishes(side), 1);
 }
+
+#[test]
+fn gossip_lost_on_the_way_goes_by_reconciliation_at_once() {
+    let mut h = Harness::new();
+    h.connect(true);
+    let t = h.mono;
+    h.sides[0]
+        .engine
+        .execute(
+            now(t),
+            Edit::AddContact {
+                jid: jid("lost@x.lit"),
+                name: None,
+                groups: vec![],
+            },
+        )
+        .expect("added");
+    // The frame is dropped on the way; the rest is carried out.
+    let mut dropped = 0;
+    while let Some(out) = h.sides[0].engine.poll_output() {
+        if matches!(out, Output::Publish(_)) {
+            dropped += 1;
+        } else {
+            h.carry(0, out);
+        }
+    }
+    assert_eq!(dropped, 1, "the edit was gossiped");
+    assert_eq!(h.sides[1].engine.view().contact_count(), 0);
+    let periodic = h.sides[0].engine.poll_timeout().expect("a timer");
+    assert!(
+        periodic > t + 1_000,
+        "without word of the loss, nothing is due soon"
+    );
+    // The transport says the peer missed gossip: a reconciliation starts at once.
+    h.sides[0].engine.handle_input(now(t), Input::GossipLost(1));
+    let mut asked = false;
+    while let Some(out) = h.sides[0].engine.poll_output() {
+        asked |= matches!(out, Output::Request { to: 1, .. });
+        h.carry(0, out);
+    }
+    assert!(asked, "a reconciliation with the peer that missed it");
+    h.pump();
+    assert_eq!(h.sides[1].engine.view().contact_count(), 1, "delivered");
+    // Word about a peer that is not connected asks nothing of anyone.
+    while let Some(out) = h.sides[0].engine.poll_output() {
+        h.carry(0, out);
+    }
+    h.sides[0]
+        .engine
+        .handle_input(now(h.mono), Input::GossipLost(9));
+    while let Some(out) = h.sides[0].engine.poll_output() {
+        assert!(!matches!(out, Output::Request { .. }), "{out:?}");
+    }
+}
+
+#[test]
+fn a_bulk_part_goes_by_reconciliation_not_gossip() {
+    let mut h = Harness::new();
+    h.connect(true);
+    let t = h.mono;
+    let add = |j: &str| Edit::AddContact {
+        jid: jid(j),
+        name: None,
+        groups: vec![],
+    };
+    h.sides[0]
+        .engine
+        .execute_bulk(now(t), add("bulk@x.lit"))
+        .expect("added");
+    let (mut published, mut asked) = (0, false);
+    while let Some(out) = h.sides[0].engine.poll_output() {
+        published += usize::from(matches!(out, Output::Publish(_)));
+        asked |= matches!(out, Output::Request { to: 1, .. });
+        h.carry(0, out);
+    }
+    assert_eq!(published, 0, "not gossiped");
+    assert!(asked, "a reconciliation starts at once");
+    h.pump();
+    assert_eq!(h.sides[1].engine.view().contact_count(), 1, "delivered");
+    // The next command is gossiped again.
+    h.sides[0]
+        .engine
+        .execute(now(h.mono), add("lone@x.lit"))
+        .expect("added");
+    assert_eq!(publishes(&mut h.sides[0]), 1);
+}
