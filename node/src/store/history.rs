@@ -57,7 +57,7 @@ impl Store {
             source,
         };
         let mut erased = 0;
-        let tx = self.conn.savepoint().map_err(sql)?;
+        let tx = self.atomic().map_err(sql)?;
         {
             // A row's key starts with its contact's id and has a fixed length after
             // it (stamp, device, and a mark for a deletion): see `history_of`.

@@ -281,7 +281,7 @@ impl Store {
             source,
         };
         let mut erased_any = false;
-        let tx = self.conn.savepoint().map_err(sql)?;
+        let tx = self.atomic().map_err(sql)?;
         {
             if rebuilt {
                 tx.execute_batch("DELETE FROM items; DELETE FROM identities;")

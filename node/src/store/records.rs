@@ -21,6 +21,19 @@ pub(super) fn version_key(v: &Version) -> Vec<u8> {
     k
 }
 
+/// A record's place in the order of the records table's key columns (space, item,
+/// [`version_key`], signature).
+fn row_order(r: &Record) -> (u8, &[u8; 16], u64, u32, &[u8; 32], &[u8; 64]) {
+    (
+        r.space.code(),
+        &r.item.0,
+        r.version.hlc.wall_ms,
+        r.version.hlc.counter,
+        &r.version.device.0,
+        &r.signature,
+    )
+}
+
 impl Store {
     /// Stores records (durably when no [`Store::begin`] is open); for each item,
     /// versions beyond the newest `1 + SHADOW_DEPTH` are dropped. Nothing is written
@@ -39,7 +52,7 @@ impl Store {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut pruned = 0;
-        let tx = self.conn.savepoint().map_err(sql)?;
+        let tx = self.atomic().map_err(sql)?;
         {
             let mut insert = tx
                 .prepare_cached(
@@ -107,7 +120,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.savepoint().map_err(sql)?;
+        let tx = self.atomic().map_err(sql)?;
         for (space, item, version, signature) in collect {
             let at = version_key(version);
             let winner: Option<Vec<u8>> = tx
@@ -249,12 +262,8 @@ impl Store {
     ) -> Result<Vec<Record>> {
         // Each row with the columns of its primary key, to move it aside by.
         let query = match table {
-            // Key order: each item's versions oldest first (which is what the replica
-            // needs to keep the replaced ones), and no sort to run.
-            "records" => {
-                "SELECT bytes, space, item, version, signature FROM records
-                 ORDER BY space, item, version, signature"
-            }
+            // Read in the table's order (a walk of its pages) and sorted below.
+            "records" => "SELECT bytes, space, item, version, signature FROM records",
             "collected_shadows" => {
                 "SELECT bytes, space, item, version, signature FROM collected_shadows
                  ORDER BY space, item, version, signature"
@@ -294,7 +303,7 @@ impl Store {
                 source: e,
             };
             let now = crate::device::wall_now().0 as i64;
-            let tx = self.conn.savepoint().map_err(sql)?;
+            let tx = self.atomic().map_err(sql)?;
             for ((space, item, version, signature), bytes, reason) in bad {
                 tx.execute(
                     "INSERT INTO quarantine (bytes, reason, at_ms) VALUES (?1, ?2, ?3)",
@@ -326,6 +335,11 @@ impl Store {
                 quarantined.push(Quarantined { table, reason });
             }
             tx.commit().map_err(sql)?;
+        }
+        if table == "records" {
+            // Key order, as the replica needs it: each item's versions oldest first
+            // (it keeps the replaced ones). The same order as the key's columns.
+            out.sort_unstable_by(|a, b| row_order(a).cmp(&row_order(b)));
         }
         Ok(out)
     }

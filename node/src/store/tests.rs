@@ -521,3 +521,141 @@ const SCHEMA_3_HISTORY: &str = "DROP TABLE history;
         at INTEGER NOT NULL, data BLOB NOT NULL);
     CREATE INDEX history_at ON history (at);
     UPDATE meta SET value = X'0000000000000003' WHERE key = 'schema';";
+
+/// A store of schema 4 (`records` and `items` in `WITHOUT ROWID` tables) opens as
+/// schema 5 with both in rowid tables, every row kept, the replica the same.
+#[test]
+fn a_schema_4_store_gets_rowid_tables_with_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let records: Vec<Record> = (1..=40u8)
+        .flat_map(|item| (1..=3u8).map(move |t| (item, t)))
+        .map(|(item, t)| record(&key, item, u64::from(t), item % 7 == 0 && t == 3))
+        .collect();
+    store.persist(&records).unwrap();
+    for n in 0..20u8 {
+        store
+            .conn
+            .execute(
+                "INSERT INTO items (node, item, version, signature, kind, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![i64::from(n % 2), [n; 16], [n; 44], [n; 64], 1, vec![n; 300]],
+            )
+            .unwrap();
+    }
+    store.conn.execute_batch(SCHEMA_4_TABLES).unwrap();
+    assert!(table_sql(&store, "records").contains("WITHOUT ROWID"));
+    let (before, _) = store.load().unwrap();
+    let items_before = all_items(&store);
+    drop(store);
+
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.schema().unwrap(), SCHEMA_VERSION);
+    for table in ["records", "items"] {
+        let sql = table_sql(&store, table);
+        assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+    }
+    let (after, quarantined) = store.load().unwrap();
+    assert!(quarantined.is_empty());
+    assert_eq!(
+        after.records().collect::<Vec<_>>(),
+        before.records().collect::<Vec<_>>()
+    );
+    assert_eq!(all_items(&store), items_before);
+    // The keys stay unique: a record stored again is still one row.
+    let rows = store.counts().unwrap().rows;
+    store.persist(&records[..3]).unwrap();
+    assert_eq!(store.counts().unwrap().rows, rows);
+    let indexes: i64 = store
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index'
+             AND name IN ('records_key', 'records_winners', 'items_key', 'items_kind')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 4);
+}
+
+/// Every row of the item index, in key order.
+fn all_items(store: &Store) -> Vec<(i64, Vec<u8>, Vec<u8>, Vec<u8>, i64, Vec<u8>)> {
+    let mut stmt = store
+        .conn
+        .prepare("SELECT node, item, version, signature, kind, data FROM items ORDER BY node, item")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+/// How the store's table `name` is declared.
+fn table_sql(store: &Store, name: &str) -> String {
+    store
+        .conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// What schema 4 wrote: `records` and `items` in `WITHOUT ROWID` tables.
+const SCHEMA_4_TABLES: &str = "CREATE TABLE records_v4 (
+        space INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
+        signature BLOB NOT NULL, bytes BLOB NOT NULL, tombstone INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (space, item, version, signature)) WITHOUT ROWID;
+    INSERT INTO records_v4 SELECT space, item, version, signature, bytes, tombstone FROM records;
+    DROP TABLE records;
+    ALTER TABLE records_v4 RENAME TO records;
+    CREATE INDEX records_winners ON records (space, item, version, tombstone);
+    CREATE TABLE items_v4 (
+        node INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
+        signature BLOB NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL,
+        PRIMARY KEY (node, item)) WITHOUT ROWID;
+    INSERT INTO items_v4 SELECT node, item, version, signature, kind, data FROM items;
+    DROP TABLE items;
+    ALTER TABLE items_v4 RENAME TO items;
+    CREATE INDEX items_kind ON items (kind, node);
+    UPDATE meta SET value = X'0000000000000004' WHERE key = 'schema';";
+
+#[test]
+fn a_schema_4_store_without_room_to_copy_opens_with_the_old_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let records: Vec<Record> = (1..=40u8).map(|i| record(&key, i, 1, false)).collect();
+    store.persist(&records).unwrap();
+    store.conn.execute_batch(SCHEMA_4_TABLES).unwrap();
+    // A full disk: no free page left in the file, and it may not grow by one.
+    store.conn.execute_batch("VACUUM").unwrap();
+    let pages: i64 = store
+        .conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    store
+        .conn
+        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+        .unwrap();
+    store.migrate().expect("opens with the old tables");
+    assert!(table_sql(&store, "records").contains("WITHOUT ROWID"));
+    assert_eq!(store.schema().unwrap(), 4);
+    assert_eq!(store.load().unwrap().0.records().count(), 40);
+    drop(store);
+    let mut store = Store::open(dir.path()).unwrap();
+    assert!(!table_sql(&store, "records").contains("WITHOUT ROWID"));
+    assert_eq!(store.schema().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.load().unwrap().0.records().count(), 40);
+}
