@@ -13,6 +13,8 @@
 //! store's generation (bumped by every write of records): when the two differ (an
 //! index from an earlier version, or none), it is not used and is rebuilt.
 
+use std::collections::BTreeSet;
+
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
@@ -289,8 +291,11 @@ impl Store {
             }
             let mut put = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO items (node, item, version, signature, kind, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    // In place: the row keeps its number and its key's index entry.
+                    "INSERT INTO items (node, item, version, signature, kind, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (node, item) DO UPDATE SET version = excluded.version,
+                     signature = excluded.signature, kind = excluded.kind, data = excluded.data",
                 )
                 .map_err(sql)?;
             let mut drop_item = tx
@@ -301,6 +306,12 @@ impl Store {
                 .map_err(sql)?;
             let mut put_id = tx
                 .prepare_cached("INSERT OR IGNORE INTO identities (hash, item) VALUES (?1, ?2)")
+                .map_err(sql)?;
+            let mut drop_id = tx
+                .prepare_cached("DELETE FROM identities WHERE hash = ?1 AND item = ?2")
+                .map_err(sql)?;
+            let mut ids_of = tx
+                .prepare_cached("SELECT hash FROM identities WHERE item = ?1")
                 .map_err(sql)?;
             for (node, item) in gone {
                 erased_any = true;
@@ -323,15 +334,23 @@ impl Store {
                 ])
                 .map_err(sql)?;
                 if e.node == NodeKind::Contacts {
-                    drop_ids.execute([&e.item.0[..]]).map_err(sql)?;
-                    if let Some(Payload::Contact(c)) = &e.payload {
-                        // Real identities and the contact id: what links items.
-                        for (kind, value) in kith_protocol::item::fields::links(c) {
-                            let h = keys.identity(kind, value);
-                            put_id
-                                .execute(params![&h[..], &e.item.0[..]])
-                                .map_err(sql)?;
-                        }
+                    // Real identities and the contact id: what links items. Only what
+                    // changed is written (a rename writes none of them).
+                    let new: BTreeSet<Vec<u8>> = match &e.payload {
+                        Some(Payload::Contact(c)) => kith_protocol::item::fields::links(c)
+                            .map(|(kind, value)| keys.identity(kind, value).to_vec())
+                            .collect(),
+                        _ => BTreeSet::new(),
+                    };
+                    let old: BTreeSet<Vec<u8>> = ids_of
+                        .query_map([&e.item.0[..]], |r| r.get(0))
+                        .and_then(|rows| rows.collect())
+                        .map_err(sql)?;
+                    for h in old.difference(&new) {
+                        drop_id.execute(params![h, &e.item.0[..]]).map_err(sql)?;
+                    }
+                    for h in new.difference(&old) {
+                        put_id.execute(params![h, &e.item.0[..]]).map_err(sql)?;
                     }
                 }
             }
