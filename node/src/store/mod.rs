@@ -202,9 +202,6 @@ const STATEMENTS_CACHED: usize = 64;
 /// (32 MiB of 4 KiB pages): the node checkpoints well before, between requests.
 const WAL_PAGES_MAX: i64 = 8192;
 
-/// SQLite's page cache, in KiB.
-const CACHE_KIB: i64 = 16 * 1024;
-
 /// What [`Store::atomic`] opened: the connection, inside a savepoint of its own or
 /// inside the caller's transaction.
 pub(super) struct Atomic<'a> {
@@ -293,10 +290,6 @@ impl Store {
         // node's housekeeping): one inside an edit's commit would cost that edit
         // 10-15 ms at 100,000 contacts. This is only the bound on the log's size.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES_MAX)
-            .map_err(sql)?;
-        // Room for the pages a large sync touches in one transaction (the default,
-        // 2 MiB, spills them to the log mid-transaction and reads them back).
-        conn.pragma_update(None, "cache_size", -CACHE_KIB)
             .map_err(sql)?;
         // And the log file shrinks back to this after a checkpoint.
         conn.pragma_update(None, "journal_size_limit", WAL_PAGES_MAX * 4096)
