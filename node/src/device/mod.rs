@@ -436,7 +436,8 @@ impl Device {
 
     /// Opens a transaction that every input fed until [`Device::end_batch`] writes
     /// into: under load, one durable commit covers many frames.
-    pub fn begin_batch(&mut self) -> Result<(), store::Error> {
+    pub(crate) fn begin_batch(&mut self) -> Result<(), store::Error> {
+        debug_assert!(!self.store.in_transaction(), "a batch inside a transaction");
         self.store.begin()
     }
 
@@ -444,7 +445,7 @@ impl Device {
     /// the inputs came to) is a success; otherwise, or if the commit fails, as
     /// [`Device::atomically`] does: rolled back, the device marked failed and
     /// nothing sent.
-    pub fn end_batch<T, E>(&mut self, result: Result<T, E>) -> Result<T, E>
+    pub(crate) fn end_batch<T, E>(&mut self, result: Result<T, E>) -> Result<T, E>
     where
         E: From<store::Error> + std::fmt::Display,
     {
@@ -478,5 +479,55 @@ impl Device {
             self.saved_keyring = now;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kith_protocol::contacts::Command;
+    use kith_protocol::jid::BareJid;
+
+    use super::*;
+
+    fn add(jid: &str) -> Command {
+        Command::AddContact {
+            jid: BareJid::parse(jid).expect("a test JID"),
+            name: None,
+            groups: vec![],
+        }
+    }
+
+    /// What several inputs of one batch wrote is committed together, or, when one of
+    /// them fails, rolled back together, with nothing left to send.
+    #[test]
+    fn a_batch_commits_whole_or_rolls_back_whole_and_sends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
+        device.begin_batch().unwrap();
+        device.execute(add("a@x.lit")).unwrap().unwrap();
+        device.execute(add("b@x.lit")).unwrap().unwrap();
+        assert!(device.store.in_transaction(), "nothing committed yet");
+        device.end_batch(Ok::<(), store::Error>(())).unwrap();
+        assert!(!device.store.in_transaction());
+
+        device.begin_batch().unwrap();
+        device.execute(add("c@x.lit")).unwrap().unwrap();
+        device.net.push_back(Output::Publish(vec![1]));
+        let failed: Result<(), store::Error> = Err(store::Error::OverLimits("a test".into()));
+        assert!(device.end_batch(failed).is_err());
+        assert!(device.net.is_empty(), "nothing may leave");
+        assert!(device.failed.is_some(), "the node stops");
+        assert!(!device.store.in_transaction());
+        drop(device);
+
+        let mut device = Device::open(dir.path()).unwrap();
+        let view = device.engine().view();
+        let jids: Vec<String> = view
+            .contacts()
+            .flat_map(|c| c.contact.identities.iter().map(|i| i.value.clone()))
+            .collect();
+        assert!(jids.iter().any(|j| j.contains("a@x.lit")), "{jids:?}");
+        assert!(jids.iter().any(|j| j.contains("b@x.lit")), "{jids:?}");
+        assert!(!jids.iter().any(|j| j.contains("c@x.lit")), "{jids:?}");
     }
 }

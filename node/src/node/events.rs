@@ -11,16 +11,16 @@ use tracing::{debug, info, warn};
 
 use super::listen::tcp_port;
 use super::{Error, Node};
+use crate::device::wall_now;
+use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
+use libp2p::multiaddr::Protocol;
 
 /// Swarm events handled in one transaction at most ([`Node::on_swarm_batch`]).
 const BATCH_EVENTS: usize = 256;
 
-/// How long one transaction goes on taking events that are waiting: a call queued
-/// behind a large sync waits at most about this long.
+/// How long one transaction goes on taking more of the events that are waiting
+/// (checked between events: one large frame, and the commit, may take longer).
 const BATCH_TIME: Duration = Duration::from_millis(50);
-use crate::device::wall_now;
-use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
-use libp2p::multiaddr::Protocol;
 
 impl Node {
     pub(super) fn on_engine_event(&mut self, event: Event<PeerId>) -> Result<(), Error> {
@@ -74,7 +74,9 @@ impl Node {
                     self.p2p_port = self.p2p_port.or_else(|| tcp_port(&address));
                 }
                 self.listen.push(address);
-                self.readvertise();
+                // After the batch's commit (`Node::flush`): the guise comes from the
+                // keyring, which may hold a secret not committed yet.
+                self.readvertise_due = true;
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen.retain(|a| *a != address);
@@ -155,8 +157,9 @@ impl Node {
                 peer_id,
                 failed_messages,
             }) => {
-                // Frames to it were dropped (its queue was full, or they waited too
-                // long): what it missed goes by reconciliation now.
+                // gossipsub gave up on messages to it (its queue was full, or they
+                // waited too long; perhaps our frames): a reconciliation brings it
+                // what it may have missed, at most once per GOSSIP_LOST_GAP_MS.
                 debug!(peer = %peer_id, ?failed_messages, "gossip to it was dropped");
                 if self.connected.contains_key(&peer_id) {
                     self.device.input(Input::GossipLost(peer_id))?;

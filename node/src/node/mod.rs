@@ -168,6 +168,8 @@ struct Node {
     /// The libp2p listeners that move with the guise (those asked for on port 0), with
     /// the address asked for; the port advertised, once known.
     moving: Vec<(ListenerId, Multiaddr)>,
+    /// A listen address appeared: the mDNS advert follows at the next flush.
+    readvertise_due: bool,
     p2p_port: Option<u16>,
     xmpp_port: u16,
     /// New XEP-0174 stream listeners for the server task (none when the port is
@@ -321,6 +323,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         configured: options.peers.iter().map(|a| (a.clone(), None)).collect(),
         listen: Vec::new(),
         moving,
+        readvertise_due: false,
         p2p_port: None,
         xmpp_port,
         stream_rebind: stream_moves.then_some((stream_tx, stream_ip)),
@@ -558,6 +561,9 @@ impl Node {
                 self.on_engine_event(event)?;
             }
             self.update_roster();
+            if std::mem::take(&mut self.readvertise_due) {
+                self.readvertise();
+            }
             if failed.is_empty() {
                 return Ok(());
             }

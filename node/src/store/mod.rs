@@ -213,8 +213,10 @@ impl Atomic<'_> {
     /// Keeps what was written (in the caller's transaction, it commits with that).
     pub(super) fn commit(mut self) -> rusqlite::Result<()> {
         if self.own {
-            self.own = false;
+            // Marked done only once released: a failed release (SQLite may keep the
+            // transaction after a full disk) is rolled back by `drop`.
             self.conn.execute_batch("RELEASE kith_atomic")?;
+            self.own = false;
         }
         Ok(())
     }

@@ -125,7 +125,7 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         if without_rowid > 0 {
             match self.rowid_tables() {
-                Ok(()) => {}
+                Ok(()) => self.compact(),
                 // As for the history: on a full disk the old tables, which answer the
                 // same statements, stay until the next open.
                 Err(Error::Sql { source, .. })
@@ -140,7 +140,8 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        // Counting winners and tombstones (status) reads this index, not the records.
+        // Counting winners and tombstones (status) reads this index, not the records
+        // (made with the rowid table; here for a schema 4 store left as it was).
         self.conn
             .execute_batch(
                 "CREATE INDEX IF NOT EXISTS records_winners
@@ -265,6 +266,7 @@ impl Store {
              DROP TABLE records;
              ALTER TABLE records_v5 RENAME TO records;
              CREATE UNIQUE INDEX records_key ON records (space, item, version, signature);
+             CREATE INDEX records_winners ON records (space, item, version, tombstone);
              CREATE TABLE items_v5 (
                  node INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
                  signature BLOB NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL);
@@ -278,6 +280,26 @@ impl Store {
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)
+    }
+
+    /// Rewrites the file without the pages the old tables freed, which would
+    /// otherwise keep the store at about twice its size on disk. Best effort: a
+    /// store that cannot be compacted (a full disk: it needs room for a copy) works
+    /// the same, only larger. (A copied or compacted table has full pages, so the
+    /// first edits after it split pages more often than on a store grown edit by
+    /// edit: 24-47 pages of log an edit on a converted store of 2,000 contacts
+    /// against 18-25 on a new one, until the pages have room again.)
+    fn compact(&mut self) {
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap_or(0);
+        if free == 0 {
+            return;
+        }
+        if let Err(e) = self.conn.execute_batch("VACUUM") {
+            tracing::warn!("{}: could not compact the store: {e}", self.dir.display());
+        }
     }
 
     /// The schema version the store was last written with (1: before it was noted).

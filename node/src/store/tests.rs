@@ -556,6 +556,11 @@ fn a_schema_4_store_gets_rowid_tables_with_every_row() {
         let sql = table_sql(&store, table);
         assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
     }
+    let free: i64 = store
+        .conn
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(free, 0, "the old tables' pages are given back");
     let (after, quarantined) = store.load().unwrap();
     assert!(quarantined.is_empty());
     assert_eq!(

@@ -33,6 +33,6 @@ pub mod recon;
 pub mod wire;
 
 pub use engine::{
-    Command, Config, Engine, Error, Event, GOSSIP_BURST, Input, MAX_GOSSIP_QUEUE, Now, Output,
-    RECORD_BUDGET, RequestId, Stats,
+    Command, Config, Engine, Error, Event, GOSSIP_BURST, GOSSIP_LOST_GAP_MS, Input,
+    MAX_GOSSIP_QUEUE, Now, Output, RECORD_BUDGET, RequestId, Stats,
 };

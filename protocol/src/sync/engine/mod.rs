@@ -41,6 +41,11 @@ pub const GOSSIP_BURST: usize = 8;
 /// Most records waiting to be gossiped; a larger change goes by reconciliation.
 pub const MAX_GOSSIP_QUEUE: usize = 4_096;
 
+/// After word of gossip lost to a peer ([`Input::GossipLost`]) brought a
+/// reconciliation with it forward, further word within this many milliseconds
+/// changes nothing.
+pub const GOSSIP_LOST_GAP_MS: u64 = 5_000;
+
 /// Timing and size settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -254,6 +259,8 @@ struct Peer {
     /// A bulk change was left to reconciliation: reconcile again as soon as the
     /// current exchange ends.
     catch_up: bool,
+    /// When word of gossip lost to this peer last brought a reconciliation forward.
+    lost_at_ms: Option<u64>,
 }
 
 /// One device's sync engine.
@@ -479,7 +486,15 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 }
             }
             Input::GossipLost(p) => {
-                if let Some(peer) = self.peers.get_mut(&p) {
+                // A peer that stays slow is reported again and again (every
+                // heartbeat of the transport): at most one reconciliation brought
+                // forward per GOSSIP_LOST_GAP_MS, so it is not loaded further.
+                if let Some(peer) = self.peers.get_mut(&p)
+                    && peer
+                        .lost_at_ms
+                        .is_none_or(|t| now.mono_ms >= t.saturating_add(GOSSIP_LOST_GAP_MS))
+                {
+                    peer.lost_at_ms = Some(now.mono_ms);
                     if peer.session.is_some() {
                         // The session may have passed what was lost: another follows.
                         peer.catch_up = true;

@@ -604,3 +604,43 @@ fn a_bulk_part_goes_by_reconciliation_not_gossip() {
         .expect("added");
     assert_eq!(publishes(&mut h.sides[0]), 1);
 }
+
+/// Carries every output at the current time (no timers) until both sides are quiet;
+/// returns how many requests side 0 sent.
+fn quiet(h: &mut Harness) -> usize {
+    let mut asked = 0;
+    loop {
+        let mut moved = false;
+        for i in 0..2 {
+            while let Some(out) = h.sides[i].engine.poll_output() {
+                moved = true;
+                asked += usize::from(i == 0 && matches!(out, Output::Request { .. }));
+                h.carry(i, out);
+            }
+        }
+        if !moved {
+            return asked;
+        }
+    }
+}
+
+#[test]
+fn word_of_lost_gossip_brings_a_reconciliation_forward_once_per_gap() {
+    let mut h = Harness::new();
+    h.connect(true);
+    let t = h.mono;
+    quiet(&mut h);
+    h.sides[0].engine.handle_input(now(t), Input::GossipLost(1));
+    assert!(quiet(&mut h) > 0, "brought forward");
+    // A peer that stays slow is reported at every heartbeat of the transport.
+    for dt in [1, 700, GOSSIP_LOST_GAP_MS - 1] {
+        h.sides[0]
+            .engine
+            .handle_input(now(t + dt), Input::GossipLost(1));
+        assert_eq!(quiet(&mut h), 0, "not again {dt} ms later");
+    }
+    h.sides[0]
+        .engine
+        .handle_input(now(t + GOSSIP_LOST_GAP_MS), Input::GossipLost(1));
+    assert!(quiet(&mut h) > 0, "again after the gap");
+}
