@@ -584,8 +584,11 @@ fn a_schema_4_store_gets_rowid_tables_with_every_row() {
     assert_eq!(indexes, 4);
 }
 
+/// A row of the item index: node, item, version, signature, kind, data.
+type ItemRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>, i64, Vec<u8>);
+
 /// Every row of the item index, in key order.
-fn all_items(store: &Store) -> Vec<(i64, Vec<u8>, Vec<u8>, Vec<u8>, i64, Vec<u8>)> {
+fn all_items(store: &Store) -> Vec<ItemRow> {
     let mut stmt = store
         .conn
         .prepare("SELECT node, item, version, signature, kind, data FROM items ORDER BY node, item")
