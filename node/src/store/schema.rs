@@ -96,23 +96,8 @@ impl Store {
         // Schema 4 is noted only once the history was copied.
         let mut copied = true;
         if autoincrement > 0 {
-            match self.renumber_history() {
-                Ok(()) => {}
-                // The copy needs room for a second history table: on a full disk the
-                // old table, which works the same, stays, the store opens with it
-                // (noted as schema 3), and the next open tries again. Any other
-                // failure is the store's and stops the open, as before.
-                Err(Error::Sql { source, .. })
-                    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
-                {
-                    tracing::warn!(
-                        "{}: no room to copy the history table; kept as it is for now",
-                        self.dir.display()
-                    );
-                    copied = false;
-                }
-                Err(e) => return Err(e),
-            }
+            let result = self.renumber_history();
+            copied &= self.copied("history", result)?;
         }
         let without_rowid: i64 = self
             .conn
@@ -124,20 +109,11 @@ impl Store {
             )
             .map_err(|e| self.sql(e))?;
         if without_rowid > 0 {
-            match self.rowid_tables() {
-                Ok(()) => self.compact(),
-                // As for the history: on a full disk the old tables, which answer the
-                // same statements, stay until the next open.
-                Err(Error::Sql { source, .. })
-                    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
-                {
-                    tracing::warn!(
-                        "{}: no room to copy the records table; kept as it is for now",
-                        self.dir.display()
-                    );
-                    copied = false;
-                }
-                Err(e) => return Err(e),
+            let result = self.rowid_tables();
+            if self.copied("records and items", result)? {
+                self.compact();
+            } else {
+                copied = false;
             }
         }
         // Counting winners and tombstones (status) reads this index, not the records
@@ -173,6 +149,27 @@ impl Store {
                 .map_err(|e| self.sql(e))?;
         }
         Ok(())
+    }
+
+    /// Whether a table copy of [`Store::migrate`] was made (`result`). A copy needs
+    /// room for a second table: on a full disk the old table, which answers the same
+    /// statements, stays, the store opens with it (noted as the earlier schema), and
+    /// the next open tries again (`false`). Any other failure is the store's and
+    /// stops the open.
+    fn copied(&self, tables: &str, result: Result<()>) -> Result<bool> {
+        match result {
+            Ok(()) => Ok(true),
+            Err(Error::Sql { source, .. })
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
+            {
+                tracing::warn!(
+                    "{}: no room to copy the {tables} table; kept as it is for now",
+                    self.dir.display()
+                );
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Schema 3: records say whether they are tombstones (so that counting them needs

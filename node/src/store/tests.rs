@@ -481,15 +481,7 @@ fn a_schema_3_store_whose_history_cannot_be_copied_opens_with_the_old_table() {
         .add_history(&keys, &[(b"key 0".to_vec(), entry)], &[])
         .unwrap();
     let before = store.history(&keys, 100, &|_| true).unwrap();
-    // A full disk: the file may not grow by a page.
-    let pages: i64 = store
-        .conn
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .unwrap();
-    store
-        .conn
-        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
-        .unwrap();
+    full_disk(&store);
     store.migrate().expect("opens with the old history table");
     assert_eq!(store.history(&keys, 100, &|_| true).unwrap(), before);
     assert!(history_table_sql(&store).contains("AUTOINCREMENT"));
@@ -500,6 +492,18 @@ fn a_schema_3_store_whose_history_cannot_be_copied_opens_with_the_old_table() {
     assert!(!history_table_sql(&store).contains("AUTOINCREMENT"));
     assert_eq!(store.schema().unwrap(), SCHEMA_VERSION);
     assert_eq!(store.history(&keys, 100, &|_| true).unwrap(), before);
+}
+
+/// A full disk, for this connection: the file may not grow by a page.
+fn full_disk(store: &Store) {
+    let pages: i64 = store
+        .conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    store
+        .conn
+        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+        .unwrap();
 }
 
 /// How the store's `history` table is declared.
@@ -647,16 +651,9 @@ fn a_schema_4_store_without_room_to_copy_opens_with_the_old_tables() {
     let records: Vec<Record> = (1..=40u8).map(|i| record(&key, i, 1, false)).collect();
     store.persist(&records).unwrap();
     store.conn.execute_batch(SCHEMA_4_TABLES).unwrap();
-    // A full disk: no free page left in the file, and it may not grow by one.
+    // No free page left in the file either.
     store.conn.execute_batch("VACUUM").unwrap();
-    let pages: i64 = store
-        .conn
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .unwrap();
-    store
-        .conn
-        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
-        .unwrap();
+    full_disk(&store);
     store.migrate().expect("opens with the old tables");
     assert!(table_sql(&store, "records").contains("WITHOUT ROWID"));
     assert_eq!(store.schema().unwrap(), 4);
