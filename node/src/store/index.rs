@@ -342,10 +342,15 @@ impl Store {
                             .collect(),
                         _ => BTreeSet::new(),
                     };
-                    let old: BTreeSet<Vec<u8>> = ids_of
-                        .query_map([&e.item.0[..]], |r| r.get(0))
-                        .and_then(|rows| rows.collect())
-                        .map_err(sql)?;
+                    // A rebuilt index started empty: nothing to read back.
+                    let old: BTreeSet<Vec<u8>> = if rebuilt {
+                        BTreeSet::new()
+                    } else {
+                        ids_of
+                            .query_map([&e.item.0[..]], |r| r.get(0))
+                            .and_then(|rows| rows.collect())
+                            .map_err(sql)?
+                    };
                     for h in old.difference(&new) {
                         drop_id.execute(params![h, &e.item.0[..]]).map_err(sql)?;
                     }

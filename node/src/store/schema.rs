@@ -218,13 +218,7 @@ impl Store {
     /// measured: 0.1-0.9 pages fewer, `docs/performance.md`). The
     /// rows are copied, numbers included, in one transaction.
     fn renumber_history(&mut self) -> Result<()> {
-        let path = self.dir.join("kith.db");
-        let sql = |source| Error::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sql)?;
-        tx.execute_batch(
+        self.in_one_transaction(
             "CREATE TABLE history_v4 (
                  seq INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, at INTEGER NOT NULL,
                  data BLOB NOT NULL);
@@ -233,8 +227,6 @@ impl Store {
              ALTER TABLE history_v4 RENAME TO history;
              CREATE INDEX IF NOT EXISTS history_at ON history (at);",
         )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)
     }
 
     /// Schema 5: `records` and `items` in rowid tables, each with a unique index on
@@ -246,13 +238,7 @@ impl Store {
     /// log a record (`docs/performance.md`). Rows are copied in key order, in one
     /// transaction.
     fn rowid_tables(&mut self) -> Result<()> {
-        let path = self.dir.join("kith.db");
-        let sql = |source| Error::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sql)?;
-        tx.execute_batch(
+        self.in_one_transaction(
             "CREATE TABLE records_v5 (
                  space INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
                  signature BLOB NOT NULL, bytes BLOB NOT NULL,
@@ -275,7 +261,17 @@ impl Store {
              CREATE UNIQUE INDEX items_key ON items (node, item);
              CREATE INDEX items_kind ON items (kind, node);",
         )
-        .map_err(sql)?;
+    }
+
+    /// Runs `batch` (a migration's statements) in one transaction: all or nothing.
+    fn in_one_transaction(&mut self, batch: &str) -> Result<()> {
+        let path = self.dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute_batch(batch).map_err(sql)?;
         tx.commit().map_err(sql)
     }
 
