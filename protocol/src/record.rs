@@ -212,9 +212,51 @@ pub enum Body {
     Data(Vec<u8>),
 }
 
-/// A signed, versioned statement about one item of one space.
+/// A signed, versioned statement about one item of one space: its [`Parts`] behind
+/// an [`Arc`], so that a record is held once however many places keep it (the
+/// replica, the store's queue, frames being built, and in the simulator every device
+/// that holds it, see [`Verified::interning`]). Read the parts through `Deref`
+/// (`record.version`); a record is built with [`Record::sign`] or decoded.
+#[derive(Clone, Eq)]
+pub struct Record(Arc<Parts>);
+
+/// Equal parts, found at once when both share them.
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+/// The parts' hash, consistent with equality (equal parts, equal hashes).
+impl std::hash::Hash for Record {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::ops::Deref for Record {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+impl From<Parts> for Record {
+    fn from(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+/// What a [`Record`] is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Record {
+pub struct Parts {
     /// Which space (pubsub node, roster, keys).
     pub space: Space,
     /// Which item.
@@ -278,13 +320,25 @@ impl Record {
         let signature = key
             .sign(&signed_bytes(space, &item, &version, &body))
             .to_bytes();
-        Self {
+        Parts {
             space,
             item,
             version,
             body,
             signature,
         }
+        .into()
+    }
+
+    /// The parts, to change (a copy is made if the record is shared). Changing them
+    /// breaks the signature: for tests of what a forged record does.
+    pub fn parts_mut(&mut self) -> &mut Parts {
+        Arc::make_mut(&mut self.0)
+    }
+
+    /// Whether both are the same allocation (not only equal).
+    pub fn shares(&self, other: &Record) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// The author.
@@ -318,8 +372,23 @@ impl Record {
             .map_err(|_| Error::BadSignature)
     }
 
-    /// Encodes the record as CBOR.
+    /// Encodes the record as CBOR, in the shortest form (what [`Record::decode`]
+    /// reads fastest), written directly.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        fast::encode(self, &mut out);
+        out
+    }
+
+    /// The length of [`Record::encode`]'s output, without encoding.
+    pub fn encoded_len(&self) -> usize {
+        fast::encoded_len(self)
+    }
+
+    /// [`Record::encode`] through a CBOR value tree: the reference the direct
+    /// encoder is tested against.
+    #[cfg(test)]
+    fn encode_value(&self) -> Vec<u8> {
         let body = match &self.body {
             Body::Tombstone => Value::Null,
             Body::Sealed(s) => Value::Array(vec![
@@ -416,13 +485,14 @@ impl Record {
         };
         check_body(space, &body)?;
         let signature = bytes_n(sig, "signature")?;
-        Ok(Self {
+        Ok(Parts {
             space,
             item,
             version: Version { hlc, device },
             body,
             signature,
-        })
+        }
+        .into())
     }
 }
 
@@ -431,7 +501,7 @@ impl Record {
 /// else (another valid encoding, or garbage) is left to the general decoder, so the
 /// two accept exactly the same records.
 mod fast {
-    use super::{Body, DeviceId, Hlc, ItemId, Record, Sealed, Space, Version, check_body};
+    use super::{Body, DeviceId, Hlc, ItemId, Parts, Record, Sealed, Space, Version, check_body};
 
     struct Reader<'a>(&'a [u8]);
 
@@ -482,6 +552,82 @@ mod fast {
         }
     }
 
+    /// The length of the head of a CBOR item whose argument is `n`.
+    fn head_len(n: u64) -> usize {
+        match n {
+            0..=23 => 1,
+            24..=0xff => 2,
+            0x100..=0xffff => 3,
+            0x1_0000..=0xffff_ffff => 5,
+            _ => 9,
+        }
+    }
+
+    /// Writes the head of a CBOR item of `major` type with argument `n`, shortest.
+    fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+        let m = major << 5;
+        match n {
+            // Each arm's range makes the cast exact.
+            0..=23 => out.push(m | n as u8),
+            24..=0xff => out.extend_from_slice(&[m | 24, n as u8]),
+            0x100..=0xffff => {
+                out.push(m | 25);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            0x1_0000..=0xffff_ffff => {
+                out.push(m | 26);
+                out.extend_from_slice(&(n as u32).to_be_bytes());
+            }
+            _ => {
+                out.push(m | 27);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+    }
+
+    fn bytes_len(b: &[u8]) -> usize {
+        head_len(b.len() as u64) + b.len()
+    }
+
+    fn put_bytes(out: &mut Vec<u8>, major: u8, b: &[u8]) {
+        head(out, major, b.len() as u64);
+        out.extend_from_slice(b);
+    }
+
+    pub(super) fn encoded_len(r: &Record) -> usize {
+        let body = match &r.body {
+            Body::Tombstone => 1,
+            Body::Sealed(s) => 1 + bytes_len(s.key.as_bytes()) + bytes_len(&s.data),
+            Body::Data(d) => bytes_len(d),
+        };
+        6 + head_len(u64::from(r.space.code()))
+            + bytes_len(&r.item.0)
+            + head_len(r.version.hlc.wall_ms)
+            + head_len(u64::from(r.version.hlc.counter))
+            + bytes_len(&r.version.device.0)
+            + body
+            + bytes_len(&r.signature)
+    }
+
+    pub(super) fn encode(r: &Record, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[0xda, 0x6b, 0x69, 0x74, super::RECORD_VERSION, 0x87]);
+        head(out, 0, u64::from(r.space.code()));
+        put_bytes(out, 2, &r.item.0);
+        head(out, 0, r.version.hlc.wall_ms);
+        head(out, 0, u64::from(r.version.hlc.counter));
+        put_bytes(out, 2, &r.version.device.0);
+        match &r.body {
+            Body::Tombstone => out.push(0xf6),
+            Body::Sealed(s) => {
+                out.push(0x82);
+                put_bytes(out, 3, s.key.as_bytes());
+                put_bytes(out, 2, &s.data);
+            }
+            Body::Data(d) => put_bytes(out, 2, d),
+        }
+        put_bytes(out, 2, &r.signature);
+    }
+
     pub(super) fn decode(bytes: &[u8]) -> Option<Record> {
         let mut r = Reader(bytes);
         let tag = [0xda, 0x6b, 0x69, 0x74, super::RECORD_VERSION];
@@ -511,16 +657,19 @@ mod fast {
         if !r.0.is_empty() || check_body(space, &body).is_err() {
             return None;
         }
-        Some(Record {
-            space,
-            item,
-            version: Version {
-                hlc: Hlc { wall_ms, counter },
-                device,
-            },
-            body,
-            signature,
-        })
+        Some(
+            Parts {
+                space,
+                item,
+                version: Version {
+                    hlc: Hlc { wall_ms, counter },
+                    device,
+                },
+                body,
+                signature,
+            }
+            .into(),
+        )
     }
 }
 
@@ -544,6 +693,9 @@ fn check_body(space: Space, body: &Body) -> Result<(), Error> {
     }
 }
 
+/// Records kept by [`Verified::interning`], by signature.
+type Interned = Arc<Mutex<HashMap<[u8; 64], Record>>>;
+
 /// Signatures that verified, by a digest of the signed bytes and the signature. The
 /// same bytes verify the same way everywhere, so a verification need not be done
 /// twice: a device meets the same record again in gossip and reconciliation, and the
@@ -555,6 +707,9 @@ pub struct Verified {
     /// Authors' keys, decompressed once (a point decompression is a tenth of a
     /// verification): the few devices of an account sign everything.
     keys: Arc<Mutex<HashMap<[u8; 32], VerifyingKey>>>,
+    /// With [`Verified::interning`]: every record that verified, by signature, so
+    /// that equal records received by different holders become one allocation.
+    records: Option<Interned>,
 }
 
 impl Default for Verified {
@@ -579,6 +734,18 @@ impl Verified {
             set: Arc::default(),
             capacity,
             keys: Arc::default(),
+            records: None,
+        }
+    }
+
+    /// A set that also keeps every record that verified, at most `capacity` of
+    /// them, and hands the kept one back for an equal record
+    /// ([`Verified::check`]): the simulator's devices then hold each record once
+    /// between them.
+    pub fn interning(capacity: usize) -> Self {
+        Self {
+            records: Some(Arc::default()),
+            ..Self::with_capacity(capacity)
         }
     }
 
@@ -616,6 +783,36 @@ impl Verified {
 
     /// [`Record::verify`], remembering success.
     pub fn verify(&self, record: &Record) -> Result<(), Error> {
+        self.verified(record).map(|_| ())
+    }
+
+    /// [`Verified::verify`], returning the record to keep: with
+    /// [`Verified::interning`], the one kept for an equal record if there is one.
+    pub fn check(&self, record: Record) -> Result<Record, Error> {
+        let Some(records) = &self.records else {
+            self.verified(&record)?;
+            return Ok(record);
+        };
+        // A record equal to one kept verified when it was kept. A poisoned lock only
+        // loses the sharing.
+        if let Ok(records) = records.lock()
+            && let Some(kept) = records.get(&record.signature)
+            && *kept == record
+        {
+            return Ok(kept.clone());
+        }
+        self.verified(&record)?;
+        if let Ok(mut records) = records.lock() {
+            if records.len() >= self.capacity {
+                records.clear();
+            }
+            records.insert(record.signature, record.clone());
+        }
+        Ok(record)
+    }
+
+    /// Verifies `record` unless a record of the same digest did; returns the digest.
+    fn verified(&self, record: &Record) -> Result<[u8; 32], Error> {
         let msg = signed_bytes(record.space, &record.item, &record.version, &record.body);
         let digest: [u8; 32] = Sha256::new()
             .chain_update(&msg)
@@ -624,7 +821,7 @@ impl Verified {
             .into();
         // A poisoned lock only loses the shortcut: verify as if nothing was known.
         if self.set.lock().is_ok_and(|set| set.contains(&digest)) {
-            return Ok(());
+            return Ok(digest);
         }
         record.verify_with(&self.key(&record.version.device)?, &msg)?;
         if let Ok(mut set) = self.set.lock() {
@@ -633,7 +830,7 @@ impl Verified {
             }
             set.insert(digest);
         }
-        Ok(())
+        Ok(digest)
     }
 }
 
@@ -701,16 +898,16 @@ mod tests {
     fn any_change_breaks_the_signature() {
         let r = sample(sealed());
         let mut m = r.clone();
-        m.version.hlc.counter += 1;
+        m.parts_mut().version.hlc.counter += 1;
         assert_eq!(m.verify(), Err(Error::BadSignature));
         let mut m = r.clone();
-        m.body = Body::Tombstone;
+        m.parts_mut().body = Body::Tombstone;
         assert_eq!(m.verify(), Err(Error::BadSignature));
         let mut m = r.clone();
-        m.version.device = DeviceId(key(2).verifying_key().to_bytes());
+        m.parts_mut().version.device = DeviceId(key(2).verifying_key().to_bytes());
         assert_eq!(m.verify(), Err(Error::BadSignature));
         let mut m = r;
-        m.signature = [0; 64];
+        m.parts_mut().signature = [0; 64];
         assert_eq!(m.verify(), Err(Error::BadSignature));
     }
 
@@ -765,6 +962,27 @@ mod tests {
             let back = Record::decode(&r.encode()).expect("round trip");
             prop_assert!(back.verify().is_ok());
             prop_assert_eq!(back, r);
+        }
+
+        /// The direct encoder writes exactly what the CBOR value tree does, and
+        /// says its length beforehand.
+        #[test]
+        fn the_direct_encoder_agrees_with_the_value_tree(
+            wall in any::<u64>(), counter in any::<u32>(),
+            data in prop::collection::vec(any::<u8>(), 0..70_000),
+            key_id in "[a-zA-Z0-9_-]{0,300}",
+            kind in 0u8..3, space in 0usize..5,
+        ) {
+            let body = match kind {
+                0 => Body::Tombstone,
+                1 => Body::Sealed(Sealed { key: key_id, data }),
+                _ => Body::Data(data),
+            };
+            let space = Space::ALL[space];
+            let r = Record::sign(space, ItemId([5; 16]), Hlc { wall_ms: wall, counter }, body, &key(3));
+            let bytes = r.encode();
+            prop_assert_eq!(r.encoded_len(), bytes.len());
+            prop_assert_eq!(bytes, r.encode_value());
         }
 
         #[test]

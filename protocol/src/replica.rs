@@ -111,6 +111,9 @@ pub struct Replica {
     pub max_ahead_ms: u64,
     /// Items whose winning record changed since [`Replica::take_touched`].
     touched: BTreeSet<(Space, ItemId)>,
+    /// The same since [`Replica::take_set_changes`] (a second reader: the sync
+    /// engine's reconciliation set).
+    set_changes: BTreeSet<(Space, ItemId)>,
     /// Signatures already checked.
     verified: Verified,
 }
@@ -143,6 +146,7 @@ impl Replica {
             collected: BTreeMap::new(),
             max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
             touched: BTreeSet::new(),
+            set_changes: BTreeSet::new(),
             verified: Verified::new(),
         }
     }
@@ -157,8 +161,9 @@ impl Replica {
         if !authors.may_author_in(record.space, &record.author(), &record.version) {
             return Err(Rejected::UnknownAuthor(record.author()));
         }
-        self.verified
-            .verify(&record)
+        let record = self
+            .verified
+            .check(record)
             .map_err(|_| Rejected::BadSignature)?;
         if record.version.hlc.wall_ms > now.0.saturating_add(self.max_ahead_ms) {
             let key = (
@@ -227,7 +232,7 @@ impl Replica {
     fn insert_winner(&mut self, key: (Space, ItemId), record: Record) -> Outcome {
         let outcome = self.replace_winner(key, record);
         if outcome.changed() {
-            self.touched.insert(key);
+            self.touch(key);
         }
         outcome
     }
@@ -315,7 +320,7 @@ impl Replica {
         let Some(r) = self.records.remove(&key) else {
             return false;
         };
-        self.touched.insert(key);
+        self.touch(key);
         // The shadows stay until the tombstone is forgotten: if its author turns out
         // revoked before stamping it, what it deleted comes back.
         self.collected.insert(key, (r.version, r.signature));
@@ -368,7 +373,7 @@ impl Replica {
             .collect();
         for k in disallowed {
             if let Some(r) = self.records.remove(&k) {
-                self.touched.insert(k);
+                self.touch(k);
                 self.quarantine.insert((r.space, r.item, r.signature), r);
                 moved += 1;
                 self.fall_back(k, authors);
@@ -403,9 +408,9 @@ impl Replica {
             }
             self.fall_back(k, authors);
             self.shadows.remove(&k);
-            if let Some(r) = self.records.get(&k) {
-                self.touched.insert(k);
-                back.push(r.clone());
+            if let Some(r) = self.records.get(&k).cloned() {
+                self.touch(k);
+                back.push(r);
             }
         }
         back
@@ -417,12 +422,15 @@ impl Replica {
     pub fn collected_record(&self, space: Space, item: &ItemId) -> Option<Record> {
         self.collected
             .get(&(space, *item))
-            .map(|(version, signature)| Record {
-                space,
-                item: *item,
-                version: *version,
-                body: crate::record::Body::Tombstone,
-                signature: *signature,
+            .map(|(version, signature)| {
+                crate::record::Parts {
+                    space,
+                    item: *item,
+                    version: *version,
+                    body: crate::record::Body::Tombstone,
+                    signature: *signature,
+                }
+                .into()
             })
     }
 
@@ -470,6 +478,17 @@ impl Replica {
     /// the last call, and forgets them.
     pub fn take_touched(&mut self) -> BTreeSet<(Space, ItemId)> {
         std::mem::take(&mut self.touched)
+    }
+
+    /// [`Replica::take_touched`] for a second reader, kept apart from the first.
+    pub fn take_set_changes(&mut self) -> BTreeSet<(Space, ItemId)> {
+        std::mem::take(&mut self.set_changes)
+    }
+
+    /// Notes that the winner of `key` changed, for both readers.
+    fn touch(&mut self, key: (Space, ItemId)) {
+        self.touched.insert(key);
+        self.set_changes.insert(key);
     }
 
     /// Puts back a stored record of an item whose tombstone was collected (for a
@@ -581,7 +600,7 @@ mod tests {
             Err(Rejected::UnknownAuthor(_))
         ));
         let mut forged = rec(&a, 1, 10, 1);
-        forged.body = Body::Tombstone;
+        forged.parts_mut().body = Body::Tombstone;
         assert_eq!(r.apply(forged, &roster, now), Err(Rejected::BadSignature));
         assert!(r.is_empty());
     }

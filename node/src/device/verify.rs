@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn a_large_frame_is_checked_ahead_and_a_forged_record_is_left_out() {
         let mut records = records(200);
-        records[17].signature[5] ^= 1;
+        records[17].parts_mut().signature[5] ^= 1;
         let bytes = Frame::Gossip { records }.encode();
         let verified = Verified::new();
         in_parallel(&bytes, false, &Anyone, &verified);

@@ -7,7 +7,7 @@ use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
 
 use super::edit::{Command, Editor, Error};
-use super::view::View;
+use super::view::{Reads, View};
 use crate::clock::{Clock, WallTime};
 use crate::item::{NodeKind, Payload};
 use crate::record::{Body, DeviceId, ItemId, Record, Space, Version};
@@ -32,6 +32,8 @@ pub struct Book {
     /// up to date, as a reader reads them (by item, version and signature): the view
     /// takes them instead of opening and parsing what was just written.
     written: HashMap<(ItemId, Version), ([u8; 64], Payload)>,
+    /// Reads shared with other books (see [`Book::share_reads`]).
+    reads: Option<Reads>,
 }
 
 impl Book {
@@ -56,6 +58,7 @@ impl Book {
             keys_changed: false,
             view_changes: BTreeSet::new(),
             written: HashMap::new(),
+            reads: None,
         }
     }
 
@@ -83,6 +86,11 @@ impl Book {
     /// The records.
     pub fn replica(&self) -> &Replica {
         &self.replica
+    }
+
+    /// See [`Replica::take_set_changes`].
+    pub fn take_set_changes(&mut self) -> BTreeSet<(Space, ItemId)> {
+        self.replica.take_set_changes()
     }
 
     /// The secrets.
@@ -147,7 +155,13 @@ impl Book {
         };
         let cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload> = &mut or_written;
         if self.stale {
-            self.view = View::build_cached(&self.replica, &self.keyring, &mut self.opener, cache);
+            self.view = View::build_cached(
+                &self.replica,
+                &self.keyring,
+                &mut self.opener,
+                cache,
+                self.reads.as_ref(),
+            );
             self.stale = false;
             self.view_changes.extend(
                 self.replica
@@ -173,6 +187,7 @@ impl Book {
                 &mut self.opener,
                 changed,
                 cache,
+                self.reads.as_ref(),
             );
         }
         self.keys_changed = false;
@@ -257,6 +272,12 @@ impl Book {
     /// Checks signatures against `verified` (see [`Replica::share_verified`]).
     pub fn share_verified(&mut self, verified: crate::record::Verified) {
         self.replica.share_verified(verified);
+    }
+
+    /// Takes payloads from, and gives them to, `reads`, shared with other books
+    /// whose keyrings agree on every key id (the simulator's devices).
+    pub fn share_reads(&mut self, reads: Reads) {
+        self.reads = Some(reads);
     }
 
     /// Collects a tombstone (see `sync::gc`).

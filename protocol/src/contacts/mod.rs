@@ -12,4 +12,4 @@ pub use book::Book;
 pub use edit::{
     Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error, ImportSummary, MARK_KEPT_MS, Written,
 };
-pub use view::{GroupEntry, ItemRead, MergedContact, Unreadable, View};
+pub use view::{GroupEntry, ItemRead, MergedContact, Reads, Unreadable, View};

@@ -22,7 +22,7 @@
 //! update over every item, so both give the same view.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::merge;
 use crate::item;
@@ -212,6 +212,62 @@ struct Dirty {
     groups: BTreeSet<String>,
 }
 
+/// Payloads read from records, by the record's signature, shared between the views
+/// of holders whose keyrings agree on every key id (the simulator's devices): the
+/// same sealed bytes open to the same payload with the same secret, so each record
+/// is opened and parsed once between them, and its contact held once. Clones share
+/// the map; it starts again when it holds [`Reads::CAPACITY`] payloads.
+/// The merge of a contact item alone (no other item, no deletion) depends on that
+/// item only, so it is shared the same way.
+#[derive(Debug, Clone, Default)]
+pub struct Reads(Arc<Mutex<SharedReads>>);
+
+#[derive(Debug, Default)]
+struct SharedReads {
+    payloads: HashMap<[u8; 64], Held>,
+    alone: HashMap<[u8; 64], Alone>,
+}
+
+/// What the merge of one contact item alone gives.
+#[derive(Debug, Clone)]
+struct Alone {
+    contact: Arc<Contact>,
+    lost: Vec<Lost>,
+    unsettled: bool,
+}
+
+impl Reads {
+    /// Payloads kept at most.
+    pub const CAPACITY: usize = 1 << 22;
+
+    fn get(&self, signature: &[u8; 64]) -> Option<Held> {
+        // A poisoned lock only loses the sharing.
+        self.0.lock().ok()?.payloads.get(signature).cloned()
+    }
+
+    fn put(&self, signature: [u8; 64], held: &Held) {
+        if let Ok(mut shared) = self.0.lock() {
+            if shared.payloads.len() >= Self::CAPACITY {
+                shared.payloads.clear();
+            }
+            shared.payloads.insert(signature, held.clone());
+        }
+    }
+
+    fn alone(&self, signature: &[u8; 64]) -> Option<Alone> {
+        self.0.lock().ok()?.alone.get(signature).cloned()
+    }
+
+    fn put_alone(&self, signature: [u8; 64], alone: &Alone) {
+        if let Ok(mut shared) = self.0.lock() {
+            if shared.alone.len() >= Self::CAPACITY {
+                shared.alone.clear();
+            }
+            shared.alone.insert(signature, alone.clone());
+        }
+    }
+}
+
 /// Reads `record` (a live record of `node`), unless `old` was read from the same
 /// record and is still right; `None` then.
 fn read(
@@ -221,6 +277,7 @@ fn read(
     opener: &mut Opener,
     old: Option<&Read>,
     cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload>,
+    shared: Option<&Reads>,
 ) -> Option<Read> {
     let Body::Sealed(sealed) = &record.body else {
         return None;
@@ -239,17 +296,31 @@ fn read(
             payload: Ok(p.into()),
         });
     }
+    // Only with the secret at hand: without it the read is "waiting", whatever
+    // another holder read.
+    let shared = shared.filter(|_| keyring.get(&sealed.key).is_some());
+    if let Some(held) = shared.and_then(|s| s.get(&record.signature)) {
+        return Some(Read {
+            version: record.version,
+            signature: record.signature,
+            payload: Ok(held),
+        });
+    }
     let payload = match opener.open(sealed, keyring) {
         Err(seal::Error::UnknownKey(id)) => Err(Unreadable::Waiting(id)),
         Err(e) => Err(Unreadable::Sealing(e)),
         Ok(text) => Payload::parse(&text)
             .and_then(|p| p.check_node(node).map(|()| p))
             .map_err(Unreadable::Payload),
-    };
+    }
+    .map(Held::from);
+    if let (Some(shared), Ok(held)) = (shared, &payload) {
+        shared.put(record.signature, held);
+    }
     Some(Read {
         version: record.version,
         signature: record.signature,
-        payload: payload.map(Held::from),
+        payload,
     })
 }
 
@@ -267,23 +338,24 @@ fn linked<'a>(index: &'a IdentityIndex, kind: &str, value: &str) -> Option<&'a I
 impl View {
     /// Builds the view of `replica`, opening items with `keyring`.
     pub fn build(replica: &Replica, keyring: &Keyring, opener: &mut Opener) -> Self {
-        Self::build_cached(replica, keyring, opener, &mut |_, _| None)
+        Self::build_cached(replica, keyring, opener, &mut |_, _| None, None)
     }
 
     /// Builds the view of `replica`, taking the payload of a record from `cache`
     /// when it has it (a payload read earlier from exactly that record), and
-    /// opening the others with `keyring`.
-    pub fn build_cached(
+    /// opening the others with `keyring` (or taking them from `shared`).
+    pub(crate) fn build_cached(
         replica: &Replica,
         keyring: &Keyring,
         opener: &mut Opener,
         cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload>,
+        shared: Option<&Reads>,
     ) -> Self {
         let mut view = Self::default();
         let all = replica
             .records()
             .filter_map(|r| r.space.node().map(|n| (n, r.item)));
-        view.update_cached(replica, keyring, opener, all, cache);
+        view.update_cached(replica, keyring, opener, all, cache, shared);
         view
     }
 
@@ -308,7 +380,7 @@ impl View {
             };
             view.set_item(node, item, Some(read), &mut dirty);
         }
-        view.remerge(dirty);
+        view.remerge(dirty, None);
         view.unloaded = unloaded;
         view.unloaded_contacts = unloaded_contacts;
         view
@@ -336,11 +408,11 @@ impl View {
         opener: &mut Opener,
         touched: impl IntoIterator<Item = (NodeKind, ItemId)>,
     ) {
-        self.update_cached(replica, keyring, opener, touched, &mut |_, _| None);
+        self.update_cached(replica, keyring, opener, touched, &mut |_, _| None, None);
     }
 
     /// [`View::update`], taking the payload of a record from `cache` when it has
-    /// it (a payload read earlier from exactly that record).
+    /// it (a payload read earlier from exactly that record), else from `shared`.
     pub(crate) fn update_cached(
         &mut self,
         replica: &Replica,
@@ -348,21 +420,24 @@ impl View {
         opener: &mut Opener,
         touched: impl IntoIterator<Item = (NodeKind, ItemId)>,
         cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload>,
+        shared: Option<&Reads>,
     ) {
         let mut dirty = Dirty::default();
         for (node, item) in touched {
             let old = self.items.get(&(node, item));
             let new = match replica.get(Space::from(node), &item) {
-                Some(r) if !r.is_tombstone() => match read(r, node, keyring, opener, old, cache) {
-                    Some(new) => Some(new),
-                    None => continue,
-                },
+                Some(r) if !r.is_tombstone() => {
+                    match read(r, node, keyring, opener, old, cache, shared) {
+                        Some(new) => Some(new),
+                        None => continue,
+                    }
+                }
                 _ if old.is_none() => continue,
                 _ => None,
             };
             self.set_item(node, item, new, &mut dirty);
         }
-        self.remerge(dirty);
+        self.remerge(dirty, shared);
     }
 
     /// Builds the view from payloads already opened (any order).
@@ -379,7 +454,7 @@ impl View {
             };
             view.set_item(node, item, Some(read), &mut dirty);
         }
-        view.remerge(dirty);
+        view.remerge(dirty, None);
         view
     }
 
@@ -393,7 +468,7 @@ impl View {
 
     /// Chooses the definitions of dirty groups again, then merges dirty contacts
     /// (and those whose groups appeared or went) again.
-    fn remerge(&mut self, mut dirty: Dirty) {
+    fn remerge(&mut self, mut dirty: Dirty, shared: Option<&Reads>) {
         for id in dirty.groups {
             let existed = self.groups.remove(&id).is_some();
             let mut defs: Vec<(Version, ItemId, &Group)> = self
@@ -484,7 +559,7 @@ impl View {
                     }
                 }
             }
-            self.insert_contact(&component);
+            self.insert_contact(&component, shared);
         }
     }
 
@@ -527,21 +602,23 @@ impl View {
     }
 
     /// Merges contact items that share identities (transitively) into one contact.
-    fn insert_contact(&mut self, component: &[ItemId]) {
+    fn insert_contact(&mut self, component: &[ItemId], shared: Option<&Reads>) {
         for item in component {
             self.obsolete.remove(item);
         }
-        let mut members: Vec<(ItemId, Version, &Arc<Contact>)> = component
-            .iter()
-            .filter_map(|item| match self.items.get(&(NodeKind::Contacts, *item)) {
-                Some(Read {
-                    version,
-                    payload: Ok(Held::Contact(c)),
-                    ..
-                }) => Some((*item, *version, c)),
-                _ => None,
-            })
-            .collect();
+        let mut members: Vec<(ItemId, Version, &Arc<Contact>)> = Vec::new();
+        let mut signature = None;
+        for item in component {
+            if let Some(Read {
+                version,
+                signature: s,
+                payload: Ok(Held::Contact(c)),
+            }) = self.items.get(&(NodeKind::Contacts, *item))
+            {
+                members.push((*item, *version, c));
+                signature = Some(*s);
+            }
+        }
         if members.is_empty() {
             return;
         }
@@ -570,21 +647,45 @@ impl View {
                 }
             }
         }
-        let by_version: Vec<(Version, &Contact)> =
-            members.iter().map(|m| (m.1, m.2.as_ref())).collect();
-        // Every item made obsolete by a deletion: the contact is gone, and its items
-        // are left for the device of the newest deletion to retract.
-        let Some(merged) = merge::merge(&by_version, &deletions) else {
-            let cleaner = deletions.iter().map(|d| d.at).max().map(|d| d.device);
-            let items: Vec<ItemId> = members.iter().map(|m| m.0).collect();
-            if let Some(cleaner) = cleaner {
-                for item in items {
-                    self.obsolete.insert(item, cleaner);
-                }
-            }
-            return;
+        // An item alone, merged before by a holder sharing `shared`.
+        let alone = match (members.as_slice(), signature) {
+            ([_], Some(s)) if deletions.is_empty() => Some(s),
+            _ => None,
         };
-        let version = merged.newest;
+        let known = alone.and_then(|s| shared?.alone(&s));
+        let (merged, version) = match known {
+            Some(known) => (known, members[0].1),
+            None => {
+                let by_version: Vec<(Version, &Contact)> =
+                    members.iter().map(|m| (m.1, m.2.as_ref())).collect();
+                // Every item made obsolete by a deletion: the contact is gone, and its
+                // items are left for the device of the newest deletion to retract.
+                let Some(merged) = merge::merge(&by_version, &deletions) else {
+                    let cleaner = deletions.iter().map(|d| d.at).max().map(|d| d.device);
+                    let items: Vec<ItemId> = members.iter().map(|m| m.0).collect();
+                    if let Some(cleaner) = cleaner {
+                        for item in items {
+                            self.obsolete.insert(item, cleaner);
+                        }
+                    }
+                    return;
+                };
+                // One item that the merge leaves as it is: the view holds it once.
+                let contact = match members.as_slice() {
+                    [(_, _, only)] if only.as_ref() == &merged.contact => Arc::clone(only),
+                    _ => Arc::new(merged.contact),
+                };
+                let merged_alone = Alone {
+                    contact,
+                    lost: merged.lost,
+                    unsettled: merged.unsettled,
+                };
+                if let (Some(shared), Some(s)) = (shared, alone) {
+                    shared.put_alone(s, &merged_alone);
+                }
+                (merged_alone, merged.newest)
+            }
+        };
         let mut ids: Vec<(ItemId, Version)> = members.iter().map(|m| (m.0, m.1)).collect();
         ids.sort();
         let unknown_groups = merged
@@ -594,15 +695,10 @@ impl View {
             .filter(|g| !self.groups.contains_key(&g.id))
             .map(|g| g.id.clone())
             .collect();
-        // One item that the merge leaves as it is: the view holds it once.
-        let shared = match members.as_slice() {
-            [(_, _, only)] if only.as_ref() == &merged.contact => Arc::clone(only),
-            _ => Arc::new(merged.contact),
-        };
         let contact = MergedContact {
             id: ids[0].0,
             members: ids,
-            contact: shared,
+            contact: merged.contact,
             version,
             unknown_groups,
             lost: merged.lost,

@@ -526,7 +526,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 self.book.drop_collected(*space, item);
             }
             self.stats.collected += pass.collect.len() as u64;
-            self.set = None;
             self.outputs.push_back(Output::Collect {
                 collect: pass.collect,
                 forget: pass.forget,
@@ -582,7 +581,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 self.audit_keys(now);
             }
             if !released.is_empty() {
-                self.set = None;
                 self.outputs.push_back(Output::Persist(released));
                 self.outputs.push_back(Output::Event(Event::Changed));
             }

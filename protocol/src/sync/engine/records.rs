@@ -44,7 +44,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if records.is_empty() {
             return;
         }
-        self.set = None;
         let bulk = self.bulk || self.gossip.len() + records.len() > MAX_GOSSIP_QUEUE;
         if bulk {
             self.gossip.clear();
@@ -100,7 +99,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         let mut batch = Vec::new();
         let mut size = 0;
         for r in records {
-            let len = r.encode().len() + 8;
+            let len = r.encoded_len() + 8;
             if size + len > wire::MAX_GOSSIP_BYTES - 64 && !batch.is_empty() {
                 self.publish(std::mem::take(&mut batch));
                 size = 0;
@@ -167,7 +166,10 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                         self.after_roster_change();
                         audit = true;
                     }
-                    changed.push(r);
+                    // The replica's copy: it may be one shared with other holders
+                    // (`Verified::interning`), which the store then keeps too.
+                    let kept = self.book.replica().get(r.space, &r.item);
+                    changed.push(kept.filter(|k| **k == r).cloned().unwrap_or(r));
                 }
                 Ok(Outcome::Held) => {
                     self.next_held_check_ms
@@ -184,7 +186,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             }
         }
         if !changed.is_empty() {
-            self.set = None;
             let keys: Vec<Record> = changed
                 .iter()
                 .filter(|r| r.space == Space::Keys)

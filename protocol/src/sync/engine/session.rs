@@ -19,22 +19,36 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             .is_none_or(|d| self.roster.is_active(&d))
     }
 
+    /// The reconciliation set of the replica: kept from one call to the next and
+    /// brought up to date with the records that changed since, or built again when
+    /// it was dropped or most of it changed.
     pub(super) fn set(&mut self) -> &recon::Set {
-        if self.set.is_none() {
-            let entries = self.book.replica().records().map(|r| {
-                let mut h = [0u8; 16];
-                h.copy_from_slice(&r.signature[..16]);
-                (
-                    Key {
-                        space: r.space.code(),
-                        item: r.item.0,
-                    },
-                    u128::from_le_bytes(h),
-                )
-            });
-            self.set = Some(recon::Set::new(entries));
+        fn entry(r: &Record) -> (Key, u128) {
+            let mut h = [0u8; 16];
+            h.copy_from_slice(&r.signature[..16]);
+            (
+                Key {
+                    space: r.space.code(),
+                    item: r.item.0,
+                },
+                u128::from_le_bytes(h),
+            )
         }
-        self.set.as_ref().expect("just built")
+        let changes = self.book.take_set_changes();
+        let replica = self.book.replica();
+        match &mut self.set {
+            Some(set) if changes.len() <= set.len() / 8 + 64 => {
+                set.update(changes.into_iter().map(|(space, item)| {
+                    let key = Key {
+                        space: space.code(),
+                        item: item.0,
+                    };
+                    (key, replica.get(space, &item).map(|r| entry(r).1))
+                }));
+            }
+            _ => self.set = Some(recon::Set::new(replica.records().map(entry))),
+        }
+        self.set.as_ref().expect("just built or updated")
     }
 
     /// Records for the keys `owed` to `peer`, within the frame budget; the rest stay
@@ -52,7 +66,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 peer.owed.remove(&key);
                 continue;
             };
-            let len = r.encode().len() + 8;
+            let len = r.encoded_len() + 8;
             if size + len > budget && !out.is_empty() {
                 break;
             }
