@@ -332,6 +332,7 @@ impl Record {
 
     /// The parts, to change (a copy is made if the record is shared). Changing them
     /// breaks the signature: for tests of what a forged record does.
+    #[doc(hidden)]
     pub fn parts_mut(&mut self) -> &mut Parts {
         Arc::make_mut(&mut self.0)
     }
@@ -804,7 +805,11 @@ impl Verified {
         self.verified(&record)?;
         if let Ok(mut records) = records.lock() {
             if records.len() >= self.capacity {
-                records.clear();
+                // Those no holder keeps any more go first (superseded versions).
+                records.retain(|_, r| Arc::strong_count(&r.0) > 1);
+                if records.len() >= self.capacity {
+                    records.clear();
+                }
             }
             records.insert(record.signature, record.clone());
         }

@@ -106,6 +106,9 @@ struct Opts {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Handle every event on one core (the trace is the same as on all cores).
+    #[arg(long)]
+    sequential: bool,
 }
 
 impl Opts {
@@ -143,6 +146,7 @@ impl Opts {
             offline: self.offline,
             fault_ms: self.fault_secs.saturating_mul(1_000),
             seed: self.seed,
+            sequential: self.sequential,
         })
     }
 }

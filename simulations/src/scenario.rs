@@ -62,6 +62,8 @@ pub struct Scenario {
     pub fault_ms: u64,
     /// Seed of everything random.
     pub seed: u64,
+    /// Handle every event on one core (the trace is the same as on all cores).
+    pub sequential: bool,
 }
 
 impl Default for Scenario {
@@ -84,6 +86,7 @@ impl Default for Scenario {
             offline: 0,
             fault_ms: 60_000,
             seed: 1,
+            sequential: false,
         }
     }
 }
@@ -220,6 +223,7 @@ pub fn run(s: &Scenario) -> Report {
         s.real_crypto,
         s.degree,
     );
+    w.parallel = !s.sequential;
     let full = s.nodes - s.relays.min(s.nodes.saturating_sub(1));
     // Devices away throughout miss everything, the import included.
     for i in 1..=s.offline.min(s.nodes.saturating_sub(1)) {

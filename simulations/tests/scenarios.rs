@@ -174,6 +174,34 @@ fn the_same_seed_gives_the_same_trace() {
     );
 }
 
+/// Events due at one moment for several devices go to their engines on all cores;
+/// the trace must be the one a single core gives.
+#[test]
+fn all_cores_give_the_trace_of_one() {
+    let s = Scenario {
+        nodes: 40,
+        contacts: 200,
+        edits: 60,
+        loss: 0.02,
+        partitions: 1,
+        churn: 0.05,
+        crashes: 2,
+        fault_ms: 20_000,
+        ..base(11)
+    };
+    let parallel = run(&s);
+    let sequential = run(&Scenario {
+        sequential: true,
+        ..s
+    });
+    assert!(parallel.ok(), "{}", parallel.to_json());
+    assert_eq!(parallel.trace, sequential.trace);
+    assert_eq!(
+        parallel.to_json().split("\"wall_ms\"").next(),
+        sequential.to_json().split("\"wall_ms\"").next()
+    );
+}
+
 /// Seeds `kith-sim soak` once found failing, with the fault mix they failed under.
 /// 22, 24, 29: secrets from a concurrently revoked device stayed in use; 12: a rotation
 /// crossed a revocation; 131, 292: writes lost when a revoked device's later writes

@@ -70,7 +70,8 @@ enum Event {
     Gossip {
         to: usize,
         from: usize,
-        bytes: Vec<u8>,
+        /// One copy for every receiver of a publication.
+        bytes: std::sync::Arc<[u8]>,
     },
     Request {
         to: usize,
@@ -209,6 +210,9 @@ pub struct World {
     verified: Verified,
     /// Payloads read, shared by every device the same way.
     reads: Reads,
+    /// Whether events due at one moment for several devices are handled on all
+    /// cores (the trace is the same either way).
+    pub parallel: bool,
 }
 
 impl World {
@@ -322,8 +326,11 @@ impl World {
             persisted: BTreeMap::new(),
             steps: 0,
             trace: 0xcbf2_9ce4_8422_2325,
-            verified: Verified::interning(1 << 22),
+            // Far more than the distinct records of a run; those no device holds any more
+            // go when it is full.
+            verified: Verified::interning(1 << 18),
             reads: Reads::default(),
+            parallel: true,
         };
         w.neighbours = if degree + 1 >= n {
             (0..n)
@@ -649,6 +656,7 @@ impl World {
                 }
                 Output::Publish(bytes) => {
                     self.count(i, &bytes);
+                    let bytes: std::sync::Arc<[u8]> = bytes.into();
                     let peers: Vec<usize> = (0..self.nodes.len())
                         .filter(|&p| p != i && self.reachable(i, p))
                         .collect();
@@ -656,7 +664,7 @@ impl World {
                         self.send(Event::Gossip {
                             to: p,
                             from: i,
-                            bytes: bytes.clone(),
+                            bytes: std::sync::Arc::clone(&bytes),
                         });
                     }
                 }
@@ -790,7 +798,7 @@ impl World {
                         Input::Gossip {
                             from,
                             source,
-                            bytes,
+                            bytes: bytes.to_vec(),
                         },
                     ));
                 }
@@ -826,7 +834,7 @@ impl World {
     /// their outputs in the inputs' order.
     fn handle(&mut self, batch: Vec<(usize, Input<usize>)>) {
         // Handing a few inputs to other threads costs more than it saves.
-        if batch.len() < PARALLEL_BATCH {
+        if !self.parallel || batch.len() < PARALLEL_BATCH {
             for (i, input) in batch {
                 self.input(i, input);
             }

@@ -237,8 +237,9 @@ struct Alone {
 }
 
 impl Reads {
-    /// Payloads kept at most.
-    pub const CAPACITY: usize = 1 << 22;
+    /// Payloads (and lone merges) kept at most; when full, those no view holds
+    /// any more are dropped.
+    pub const CAPACITY: usize = 1 << 18;
 
     fn get(&self, signature: &[u8; 64]) -> Option<Held> {
         // A poisoned lock only loses the sharing.
@@ -248,7 +249,13 @@ impl Reads {
     fn put(&self, signature: [u8; 64], held: &Held) {
         if let Ok(mut shared) = self.0.lock() {
             if shared.payloads.len() >= Self::CAPACITY {
-                shared.payloads.clear();
+                // Those no view holds any more go first.
+                shared
+                    .payloads
+                    .retain(|_, h| matches!(h, Held::Contact(c) if Arc::strong_count(c) > 1));
+                if shared.payloads.len() >= Self::CAPACITY {
+                    shared.payloads.clear();
+                }
             }
             shared.payloads.insert(signature, held.clone());
         }
@@ -261,7 +268,12 @@ impl Reads {
     fn put_alone(&self, signature: [u8; 64], alone: &Alone) {
         if let Ok(mut shared) = self.0.lock() {
             if shared.alone.len() >= Self::CAPACITY {
-                shared.alone.clear();
+                shared
+                    .alone
+                    .retain(|_, a| Arc::strong_count(&a.contact) > 1);
+                if shared.alone.len() >= Self::CAPACITY {
+                    shared.alone.clear();
+                }
             }
             shared.alone.insert(signature, alone.clone());
         }
