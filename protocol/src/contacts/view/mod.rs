@@ -22,21 +22,26 @@
 //! update over every item, so both give the same view.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::merge;
 use crate::item;
 use crate::item::fields::{self, CONTACT_ID_KIND, Lost};
 use crate::item::{Contact, Group, NodeKind, Payload};
-use crate::record::{Body, DeviceId, ItemId, Record, Space, Version};
+use crate::record::{DeviceId, ItemId, Record, Space, Version};
 use crate::replica::Replica;
 use crate::seal::{self, Keyring, Opener};
 
 mod item_set;
 mod items;
 mod queries;
+mod reading;
+mod shared;
 
 use item_set::ItemSet;
+use reading::read;
+use shared::Alone;
+pub use shared::Reads;
 
 /// Why an item's payload is not part of the view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,130 +215,6 @@ struct Dirty {
     contacts: BTreeSet<ItemId>,
     /// Group ids whose definition must be chosen again.
     groups: BTreeSet<String>,
-}
-
-/// Payloads read from records, by the record's signature, shared between the views
-/// of holders whose keyrings agree on every key id (the simulator's devices): the
-/// same sealed bytes open to the same payload with the same secret, so each record
-/// is opened and parsed once between them, and its contact held once. Clones share
-/// the map; it starts again when it holds [`Reads::CAPACITY`] payloads.
-/// The merge of a contact item alone (no other item, no deletion) depends on that
-/// item only, so it is shared the same way.
-#[derive(Debug, Clone, Default)]
-pub struct Reads(Arc<Mutex<SharedReads>>);
-
-#[derive(Debug, Default)]
-struct SharedReads {
-    payloads: HashMap<[u8; 64], Held>,
-    alone: HashMap<[u8; 64], Alone>,
-}
-
-/// What the merge of one contact item alone gives.
-#[derive(Debug, Clone)]
-struct Alone {
-    contact: Arc<Contact>,
-    lost: Vec<Lost>,
-    unsettled: bool,
-}
-
-impl Reads {
-    /// Payloads (and lone merges) kept at most; when full, those no view holds
-    /// any more are dropped.
-    pub const CAPACITY: usize = 1 << 18;
-
-    fn get(&self, signature: &[u8; 64]) -> Option<Held> {
-        // A poisoned lock only loses the sharing.
-        self.0.lock().ok()?.payloads.get(signature).cloned()
-    }
-
-    fn put(&self, signature: [u8; 64], held: &Held) {
-        if let Ok(mut shared) = self.0.lock() {
-            if shared.payloads.len() >= Self::CAPACITY {
-                // Those no view holds any more go first.
-                shared
-                    .payloads
-                    .retain(|_, h| matches!(h, Held::Contact(c) if Arc::strong_count(c) > 1));
-                if shared.payloads.len() >= Self::CAPACITY {
-                    shared.payloads.clear();
-                }
-            }
-            shared.payloads.insert(signature, held.clone());
-        }
-    }
-
-    fn alone(&self, signature: &[u8; 64]) -> Option<Alone> {
-        self.0.lock().ok()?.alone.get(signature).cloned()
-    }
-
-    fn put_alone(&self, signature: [u8; 64], alone: &Alone) {
-        if let Ok(mut shared) = self.0.lock() {
-            if shared.alone.len() >= Self::CAPACITY {
-                shared
-                    .alone
-                    .retain(|_, a| Arc::strong_count(&a.contact) > 1);
-                if shared.alone.len() >= Self::CAPACITY {
-                    shared.alone.clear();
-                }
-            }
-            shared.alone.insert(signature, alone.clone());
-        }
-    }
-}
-
-/// Reads `record` (a live record of `node`), unless `old` was read from the same
-/// record and is still right; `None` then.
-fn read(
-    record: &Record,
-    node: NodeKind,
-    keyring: &Keyring,
-    opener: &mut Opener,
-    old: Option<&Read>,
-    cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload>,
-    shared: Option<&Reads>,
-) -> Option<Read> {
-    let Body::Sealed(sealed) = &record.body else {
-        return None;
-    };
-    if let Some(old) = old
-        && old.version == record.version
-        && old.signature == record.signature
-        && !matches!(&old.payload, Err(Unreadable::Waiting(id)) if keyring.get(id).is_some())
-    {
-        return None;
-    }
-    if let Some(p) = cache(node, record).filter(|p| p.check_node(node).is_ok()) {
-        return Some(Read {
-            version: record.version,
-            signature: record.signature,
-            payload: Ok(p.into()),
-        });
-    }
-    // Only with the secret at hand: without it the read is "waiting", whatever
-    // another holder read.
-    let shared = shared.filter(|_| keyring.get(&sealed.key).is_some());
-    if let Some(held) = shared.and_then(|s| s.get(&record.signature)) {
-        return Some(Read {
-            version: record.version,
-            signature: record.signature,
-            payload: Ok(held),
-        });
-    }
-    let payload = match opener.open(sealed, keyring) {
-        Err(seal::Error::UnknownKey(id)) => Err(Unreadable::Waiting(id)),
-        Err(e) => Err(Unreadable::Sealing(e)),
-        Ok(text) => Payload::parse(&text)
-            .and_then(|p| p.check_node(node).map(|()| p))
-            .map_err(Unreadable::Payload),
-    }
-    .map(Held::from);
-    if let (Some(shared), Ok(held)) = (shared, &payload) {
-        shared.put(record.signature, held);
-    }
-    Some(Read {
-        version: record.version,
-        signature: record.signature,
-        payload,
-    })
 }
 
 /// The contact id whose deletion a `<reserved/>` item marks, and what the deletion

@@ -1,0 +1,63 @@
+//! Reading one item's record for the view: from the node's cache of payloads, from
+//! what another holder read ([`Reads`]), or by opening and parsing it.
+
+use super::{Held, Read, Reads, Unreadable};
+use crate::item::{NodeKind, Payload};
+use crate::record::{Body, Record};
+use crate::seal::{self, Keyring, Opener};
+
+/// Reads `record` (a live record of `node`), unless `old` was read from the same
+/// record and is still right; `None` then.
+pub(super) fn read(
+    record: &Record,
+    node: NodeKind,
+    keyring: &Keyring,
+    opener: &mut Opener,
+    old: Option<&Read>,
+    cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload>,
+    shared: Option<&Reads>,
+) -> Option<Read> {
+    let Body::Sealed(sealed) = &record.body else {
+        return None;
+    };
+    if let Some(old) = old
+        && old.version == record.version
+        && old.signature == record.signature
+        && !matches!(&old.payload, Err(Unreadable::Waiting(id)) if keyring.get(id).is_some())
+    {
+        return None;
+    }
+    if let Some(p) = cache(node, record).filter(|p| p.check_node(node).is_ok()) {
+        return Some(Read {
+            version: record.version,
+            signature: record.signature,
+            payload: Ok(p.into()),
+        });
+    }
+    // Only with the secret at hand: without it the read is "waiting", whatever
+    // another holder read.
+    let shared = shared.filter(|_| keyring.get(&sealed.key).is_some());
+    if let Some(held) = shared.and_then(|s| s.get(&record.signature)) {
+        return Some(Read {
+            version: record.version,
+            signature: record.signature,
+            payload: Ok(held),
+        });
+    }
+    let payload = match opener.open(sealed, keyring) {
+        Err(seal::Error::UnknownKey(id)) => Err(Unreadable::Waiting(id)),
+        Err(e) => Err(Unreadable::Sealing(e)),
+        Ok(text) => Payload::parse(&text)
+            .and_then(|p| p.check_node(node).map(|()| p))
+            .map_err(Unreadable::Payload),
+    }
+    .map(Held::from);
+    if let (Some(shared), Ok(held)) = (shared, &payload) {
+        shared.put(record.signature, held);
+    }
+    Some(Read {
+        version: record.version,
+        signature: record.signature,
+        payload,
+    })
+}

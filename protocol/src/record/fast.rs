@@ -1,0 +1,175 @@
+//! Reading the shortest CBOR form of a record without building a value tree: the
+//! form every kith encoder writes, so nearly every record is read here. Anything
+//! else (another valid encoding, or garbage) is left to the general decoder, so the
+//! two accept exactly the same records.
+
+use super::{Body, DeviceId, Hlc, ItemId, Parts, Record, Sealed, Space, Version, check_body};
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (a, b) = self.0.split_at_checked(n)?;
+        self.0 = b;
+        Some(a)
+    }
+
+    /// The argument of an item of `major` type, in its shortest form.
+    fn arg(&mut self, major: u8) -> Option<u64> {
+        let b = self.byte()?;
+        if b >> 5 != major {
+            return None;
+        }
+        // The value, and the least value that needs this length.
+        let (v, least) = match b & 0x1f {
+            n @ 0..=23 => (u64::from(n), 0),
+            24 => (u64::from(self.byte()?), 24),
+            25 => (
+                u64::from(u16::from_be_bytes(self.take(2)?.try_into().ok()?)),
+                256,
+            ),
+            26 => (
+                u64::from(u32::from_be_bytes(self.take(4)?.try_into().ok()?)),
+                65_536,
+            ),
+            27 => (u64::from_be_bytes(self.take(8)?.try_into().ok()?), 1 << 32),
+            _ => return None,
+        };
+        (v >= least).then_some(v)
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.arg(2)?).ok()?;
+        self.take(n)
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.bytes()?.try_into().ok()
+    }
+}
+
+/// The length of the head of a CBOR item whose argument is `n`.
+fn head_len(n: u64) -> usize {
+    match n {
+        0..=23 => 1,
+        24..=0xff => 2,
+        0x100..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+/// Writes the head of a CBOR item of `major` type with argument `n`, shortest.
+fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    match n {
+        // Each arm's range makes the cast exact.
+        0..=23 => out.push(m | n as u8),
+        24..=0xff => out.extend_from_slice(&[m | 24, n as u8]),
+        0x100..=0xffff => {
+            out.push(m | 25);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(m | 26);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(m | 27);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
+fn bytes_len(b: &[u8]) -> usize {
+    head_len(b.len() as u64) + b.len()
+}
+
+fn put_bytes(out: &mut Vec<u8>, major: u8, b: &[u8]) {
+    head(out, major, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+pub(super) fn encoded_len(r: &Record) -> usize {
+    let body = match &r.body {
+        Body::Tombstone => 1,
+        Body::Sealed(s) => 1 + bytes_len(s.key.as_bytes()) + bytes_len(&s.data),
+        Body::Data(d) => bytes_len(d),
+    };
+    6 + head_len(u64::from(r.space.code()))
+        + bytes_len(&r.item.0)
+        + head_len(r.version.hlc.wall_ms)
+        + head_len(u64::from(r.version.hlc.counter))
+        + bytes_len(&r.version.device.0)
+        + body
+        + bytes_len(&r.signature)
+}
+
+pub(super) fn encode(r: &Record, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0xda, 0x6b, 0x69, 0x74, super::RECORD_VERSION, 0x87]);
+    head(out, 0, u64::from(r.space.code()));
+    put_bytes(out, 2, &r.item.0);
+    head(out, 0, r.version.hlc.wall_ms);
+    head(out, 0, u64::from(r.version.hlc.counter));
+    put_bytes(out, 2, &r.version.device.0);
+    match &r.body {
+        Body::Tombstone => out.push(0xf6),
+        Body::Sealed(s) => {
+            out.push(0x82);
+            put_bytes(out, 3, s.key.as_bytes());
+            put_bytes(out, 2, &s.data);
+        }
+        Body::Data(d) => put_bytes(out, 2, d),
+    }
+    put_bytes(out, 2, &r.signature);
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Option<Record> {
+    let mut r = Reader(bytes);
+    let tag = [0xda, 0x6b, 0x69, 0x74, super::RECORD_VERSION];
+    if r.take(5)? != tag || r.byte()? != 0x87 {
+        return None;
+    }
+    let space = Space::from_code(r.arg(0)?)?;
+    let item = ItemId(r.fixed()?);
+    let wall_ms = r.arg(0)?;
+    let counter = u32::try_from(r.arg(0)?).ok()?;
+    let device = DeviceId(r.fixed()?);
+    let body = match r.0.first()? {
+        0xf6 => {
+            r.byte()?;
+            Body::Tombstone
+        }
+        0x82 => {
+            r.byte()?;
+            let n = usize::try_from(r.arg(3)?).ok()?;
+            let key = std::str::from_utf8(r.take(n)?).ok()?.to_owned();
+            let data = r.bytes()?.to_vec();
+            Body::Sealed(Sealed { key, data })
+        }
+        _ => Body::Data(r.bytes()?.to_vec()),
+    };
+    let signature = r.fixed()?;
+    if !r.0.is_empty() || check_body(space, &body).is_err() {
+        return None;
+    }
+    Some(
+        Parts {
+            space,
+            item,
+            version: Version {
+                hlc: Hlc { wall_ms, counter },
+                device,
+            },
+            body,
+            signature,
+        }
+        .into(),
+    )
+}
