@@ -44,16 +44,15 @@ impl Reads {
 
     pub(super) fn put(&self, signature: [u8; 64], held: &Held) {
         if let Ok(mut shared) = self.0.lock() {
-            if shared.payloads.len() >= Self::CAPACITY {
-                // Those no view holds any more go first.
-                shared
-                    .payloads
-                    .retain(|_, h| matches!(h, Held::Contact(c) if Arc::strong_count(c) > 1));
-                if shared.payloads.len() >= Self::CAPACITY {
-                    shared.payloads.clear();
-                }
-            }
-            shared.payloads.insert(signature, held.clone());
+            // Those no view holds any more go first.
+            let held_elsewhere =
+                |h: &Held| matches!(h, Held::Contact(c) if Arc::strong_count(c) > 1);
+            put_bounded(
+                &mut shared.payloads,
+                signature,
+                held.clone(),
+                held_elsewhere,
+            );
         }
     }
 
@@ -63,15 +62,25 @@ impl Reads {
 
     pub(super) fn put_alone(&self, signature: [u8; 64], alone: &Alone) {
         if let Ok(mut shared) = self.0.lock() {
-            if shared.alone.len() >= Self::CAPACITY {
-                shared
-                    .alone
-                    .retain(|_, a| Arc::strong_count(&a.contact) > 1);
-                if shared.alone.len() >= Self::CAPACITY {
-                    shared.alone.clear();
-                }
-            }
-            shared.alone.insert(signature, alone.clone());
+            let held_elsewhere = |a: &Alone| Arc::strong_count(&a.contact) > 1;
+            put_bounded(&mut shared.alone, signature, alone.clone(), held_elsewhere);
         }
     }
+}
+
+/// Inserts into a table of at most [`Reads::CAPACITY`] entries: when it is full,
+/// the entries `keep` refuses go, and if that is not enough, all of them.
+fn put_bounded<V>(
+    table: &mut HashMap<[u8; 64], V>,
+    key: [u8; 64],
+    value: V,
+    keep: impl Fn(&V) -> bool,
+) {
+    if table.len() >= Reads::CAPACITY {
+        table.retain(|_, v| keep(v));
+        if table.len() >= Reads::CAPACITY {
+            table.clear();
+        }
+    }
+    table.insert(key, value);
 }
