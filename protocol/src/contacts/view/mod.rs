@@ -499,19 +499,17 @@ impl View {
         for item in component {
             self.obsolete.remove(item);
         }
-        let mut members: Vec<(ItemId, Version, &Arc<Contact>)> = Vec::new();
-        let mut signature = None;
-        for item in component {
-            if let Some(Read {
-                version,
-                signature: s,
-                payload: Ok(Held::Contact(c)),
-            }) = self.items.get(&(NodeKind::Contacts, *item))
-            {
-                members.push((*item, *version, c));
-                signature = Some(*s);
-            }
-        }
+        let mut members: Vec<(ItemId, Version, &Arc<Contact>)> = component
+            .iter()
+            .filter_map(|item| match self.items.get(&(NodeKind::Contacts, *item)) {
+                Some(Read {
+                    version,
+                    payload: Ok(Held::Contact(c)),
+                    ..
+                }) => Some((*item, *version, c)),
+                _ => None,
+            })
+            .collect();
         if members.is_empty() {
             return;
         }
@@ -540,12 +538,16 @@ impl View {
                 }
             }
         }
-        // An item alone, merged before by a holder sharing `shared`.
-        let alone = match (members.as_slice(), signature) {
-            ([_], Some(s)) if deletions.is_empty() => Some(s),
+        // A contact of one item and no deletion merges the same way for every
+        // holder: its merge is shared, by the item's signature.
+        let alone = match (shared, members.as_slice()) {
+            (Some(shared), [(item, ..)]) if deletions.is_empty() => self
+                .items
+                .get(&(NodeKind::Contacts, *item))
+                .map(|r| (shared, r.signature)),
             _ => None,
         };
-        let known = alone.and_then(|s| shared?.alone(&s));
+        let known = alone.and_then(|(shared, s)| shared.alone(&s));
         let (merged, version) = match known {
             Some(known) => (known, members[0].1),
             None => {
@@ -573,7 +575,7 @@ impl View {
                     lost: merged.lost,
                     unsettled: merged.unsettled,
                 };
-                if let (Some(shared), Some(s)) = (shared, alone) {
+                if let Some((shared, s)) = alone {
                     shared.put_alone(s, &merged_alone);
                 }
                 (merged_alone, merged.newest)

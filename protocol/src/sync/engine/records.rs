@@ -166,10 +166,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                         self.after_roster_change();
                         audit = true;
                     }
-                    // The replica's copy: it may be one shared with other holders
-                    // (`Verified::interning`), which the store then keeps too.
-                    let kept = self.book.replica().get(r.space, &r.item);
-                    changed.push(kept.filter(|k| **k == r).cloned().unwrap_or(r));
+                    // Changed: the replica's winner is this record, as the replica
+                    // keeps it (maybe shared with other holders, see
+                    // `Verified::interning`), which the store then keeps too.
+                    let kept = self.book.replica().get(r.space, &r.item).cloned();
+                    changed.push(kept.unwrap_or(r));
                 }
                 Ok(Outcome::Held) => {
                     self.next_held_check_ms
