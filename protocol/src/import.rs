@@ -243,6 +243,7 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
                     identities: vec![Identity::jid(&jid)],
                     groups: refs,
                     extra: Extra::default(),
+                    stamps: None,
                 });
             }
         }

@@ -48,7 +48,7 @@ fn state_of(contact: &Contact, version: Version) -> State {
         Ok(s) if version == ORIGIN || s.not_after(version) => s,
         _ => {
             let mut bare = contact.clone();
-            bare.extra.children.retain(|c| !c.is(fields::NS, "fields"));
+            bare.stamps = None;
             // Invariant: without a stamps element, reading has nothing to refuse.
             State::of(&bare, version).unwrap_or_default()
         }
@@ -345,7 +345,7 @@ fn stamp(
 /// before it is stamped here).
 pub fn data(contact: &Contact) -> Contact {
     let mut c = contact.clone();
-    c.extra.children.retain(|e| !e.is(fields::NS, "fields"));
+    c.stamps = None;
     c
 }
 

@@ -41,14 +41,24 @@ fn put_count(out: &mut Vec<u8>, n: usize) {
 }
 
 fn put_extra(out: &mut Vec<u8>, e: &Extra) {
+    put_extra_and(out, e, None);
+}
+
+/// `e`, with `last` written as one more child (a contact's stamps: the format keeps
+/// them among the unknown children, as they are in the XML).
+fn put_extra_and(out: &mut Vec<u8>, e: &Extra, last: Option<&Element>) {
     put_count(out, e.attrs.len());
     for a in e.attrs.iter().take(usize::from(u16::MAX)) {
         put_str(out, &a.ns);
         put_str(out, &a.name);
         put_str(out, &a.value);
     }
-    put_count(out, e.children.len());
-    for c in e.children.iter().take(usize::from(u16::MAX)) {
+    let max = usize::from(u16::MAX) - usize::from(last.is_some());
+    put_count(out, e.children.len().min(max) + usize::from(last.is_some()));
+    for c in e.children.iter().take(max) {
+        put_str(out, &c.to_xml());
+    }
+    if let Some(c) = last {
         put_str(out, &c.to_xml());
     }
 }
@@ -124,7 +134,8 @@ impl Payload {
                     put_str(&mut out, &g.id);
                     put_extra(&mut out, &g.extra);
                 }
-                put_extra(&mut out, &c.extra);
+                let stamps = c.stamps.as_ref().and_then(|s| s.element().ok());
+                put_extra_and(&mut out, &c.extra, stamps.as_ref());
             }
             Payload::Group(g) => {
                 out.push(1);
@@ -176,11 +187,14 @@ impl Payload {
                         extra: r.extra()?,
                     });
                 }
+                let mut extra = r.extra()?;
+                let stamps = super::parse::take_stamps(&mut extra.children).ok()?;
                 Payload::Contact(Contact {
                     name,
                     identities,
                     groups,
-                    extra: r.extra()?,
+                    extra,
+                    stamps,
                 })
             }
             1 => Payload::Group(Group {

@@ -254,6 +254,8 @@ pub struct Contact {
     pub groups: Vec<GroupRef>,
     /// Unknown attributes and children.
     pub extra: Extra,
+    /// kith's field stamps ([`fields`]), written after the unknown children.
+    pub stamps: Option<fields::Stamps>,
 }
 
 /// A `<group/>` item of the groups node.
@@ -342,6 +344,12 @@ impl Payload {
                     el.push(r);
                 }
                 c.extra.apply_to(&mut el);
+                // Our own stamps read back: `Stamps` holds the XML of an element that
+                // parsed within the item limits. Should that ever fail, the item is
+                // written without them and reads as if no edit had stamped it.
+                if let Some(Ok(s)) = c.stamps.as_ref().map(fields::Stamps::element) {
+                    el.push(s);
+                }
                 el
             }
             Self::Group(g) => {
@@ -546,38 +554,58 @@ mod tests {
                 prop::collection::vec(("[a-z]{1,6}", "[a-z]{1,6}"), 1..4),
                 prop::collection::btree_set("[a-z0-9-]{1,8}", 0..4),
                 prop::collection::vec(("[a-z]{1,5}", text()), 0..3),
+                any::<Option<(u64, u8)>>(),
             )
-                .prop_map(|(name, ids, groups, extra)| Contact {
-                    name,
-                    identities: ids
-                        .into_iter()
-                        .map(|(l, d)| {
-                            Identity::new("jid", &format!("{l}@{d}.lit")).expect("valid JID")
-                        })
-                        .fold(Vec::new(), |mut v, i| {
-                            if !v.iter().any(|x: &Identity| x.key() == i.key()) {
-                                v.push(i);
-                            }
-                            v
-                        }),
-                    groups: groups
-                        .into_iter()
-                        .map(|id| GroupRef {
-                            id,
-                            extra: Extra::default(),
-                        })
-                        .collect(),
-                    extra: Extra {
-                        attrs: Vec::new(),
-                        children: extra
+                .prop_map(|(name, ids, groups, extra, stamped)| {
+                    let mut c = Contact {
+                        name,
+                        identities: ids
                             .into_iter()
-                            .map(|(n, t)| {
-                                let mut e = Element::new("urn:example:ext", &n);
-                                e.push_text(t);
-                                e
+                            .map(|(l, d)| {
+                                Identity::new("jid", &format!("{l}@{d}.lit")).expect("valid JID")
+                            })
+                            .fold(Vec::new(), |mut v, i| {
+                                if !v.iter().any(|x: &Identity| x.key() == i.key()) {
+                                    v.push(i);
+                                }
+                                v
+                            }),
+                        groups: groups
+                            .into_iter()
+                            .map(|id| GroupRef {
+                                id,
+                                extra: Extra::default(),
                             })
                             .collect(),
-                    },
+                        extra: Extra {
+                            attrs: Vec::new(),
+                            children: extra
+                                .into_iter()
+                                .map(|(n, t)| {
+                                    let mut e = Element::new("urn:example:ext", &n);
+                                    e.push_text(t);
+                                    e
+                                })
+                                .collect(),
+                        },
+                        stamps: None,
+                    };
+                    if let Some((ms, d)) = stamped {
+                        // Stamped as kith's own edit would stamp it.
+                        let v = crate::record::Version {
+                            hlc: crate::clock::Hlc {
+                                wall_ms: ms,
+                                counter: 0,
+                            },
+                            device: crate::record::DeviceId([d; 32]),
+                        };
+                        let mut state =
+                            fields::State::of(&c, v).expect("an unstamped contact reads");
+                        state.contact_id =
+                            Some(format!("{:032x}", u128::from(ms) << 8 | u128::from(d)));
+                        state.attach(&mut c, v);
+                    }
+                    c
                 })
         }
 

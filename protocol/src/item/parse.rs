@@ -6,6 +6,7 @@ use super::{
     MAX_VALUE_BYTES, NS, fields,
 };
 use crate::xml::Element;
+use fields::Stamps;
 
 pub(super) fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
@@ -44,10 +45,29 @@ pub(super) fn split_extra(
     extra
 }
 
+/// Takes kith's stamps element out of a contact's unknown children, held compactly;
+/// a contact may carry one.
+pub(super) fn take_stamps(children: &mut Vec<Element>) -> Result<Option<Stamps>, Error> {
+    let mut found = children.iter().filter(|c| c.is(fields::NS, "fields"));
+    let Some(first) = found.next() else {
+        return Ok(None);
+    };
+    if found.next().is_some() {
+        return Err(Error::BadFields(fields::Problem::TwoElements));
+    }
+    let stamps = Stamps::from_element(first);
+    children.retain(|c| !c.is(fields::NS, "fields"));
+    children.shrink_to_fit();
+    Ok(Some(stamps))
+}
+
 pub(super) fn parse_contact(el: &Element) -> Result<Contact, Error> {
+    let mut extra = split_extra(el, &["name"], |c| c.is(NS, "identity") || c.is(NS, "group"));
+    let stamps = take_stamps(&mut extra.children)?;
     let mut contact = Contact {
         name: el.attr("name").map(str::to_owned),
-        extra: split_extra(el, &["name"], |c| c.is(NS, "identity") || c.is(NS, "group")),
+        extra,
+        stamps,
         ..Contact::default()
     };
     if let Some(n) = &contact.name {
@@ -88,7 +108,7 @@ pub(super) fn parse_contact(el: &Element) -> Result<Contact, Error> {
     // A device holds every contact it reads: no room for more.
     contact.identities.shrink_to_fit();
     contact.groups.shrink_to_fit();
-    if fields::element(&contact).is_some() {
+    if contact.stamps.is_some() {
         // Any version will do: only whether the stamps read is asked.
         let version = crate::record::Version {
             hlc: crate::clock::Hlc {

@@ -2,7 +2,7 @@
 //! merged into it (aliases), and the links (identities and ids) by which the items
 //! of one contact find each other.
 
-use super::{Contact, element};
+use super::Contact;
 
 /// Most contact ids remembered besides a contact's own (of the items merged into
 /// it); the smallest are kept.
@@ -13,10 +13,10 @@ pub const CONTACT_ID_KIND: &str = "\0contact";
 
 /// The contact id `contact` carries, read without reading the rest of the stamps.
 pub fn contact_id(contact: &Contact) -> Option<&str> {
-    element(contact)?.attr("contact").filter(|c| valid_id(c))
+    contact.stamps.as_ref()?.contact_id()
 }
 
-pub(super) fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     id.len() == 32
         && id
             .bytes()
@@ -26,12 +26,7 @@ pub(super) fn valid_id(id: &str) -> bool {
 /// The other contact ids `contact` was merged from ([`super::State::aliases`]), read
 /// without reading the rest of the stamps; those that are not ids are skipped.
 pub fn aliases(contact: &Contact) -> impl Iterator<Item = &str> {
-    element(contact)
-        .and_then(|e| e.attr("aliases"))
-        .unwrap_or("")
-        .split_ascii_whitespace()
-        .filter(|c| valid_id(c))
-        .take(MAX_ALIASES)
+    contact.stamps.iter().flat_map(|s| s.aliases())
 }
 
 /// The identities that link `contact` to other items of the same contact: its real

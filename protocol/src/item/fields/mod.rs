@@ -42,12 +42,14 @@ use crate::xml::Element;
 mod ids;
 mod problem;
 mod seen;
+mod stamps;
 
 use ids::valid_id;
 pub use ids::{CONTACT_ID_KIND, MAX_ALIASES, aliases, contact_id, links};
 pub use problem::Problem;
 pub use seen::{Deletion, Seen, covers, deletion_element, join, read_deletion};
 use seen::{hex, parse_hex32};
+pub use stamps::{HexId, Stamps};
 
 /// Namespace of the field-stamps element.
 pub const NS: &str = "urn:kith:fields:0";
@@ -137,18 +139,18 @@ fn bad(what: Problem) -> Error {
 }
 
 /// The stamps element of `contact`, if it has one.
-pub fn element(contact: &Contact) -> Option<&Element> {
-    contact.extra.children.iter().find(|c| c.is(NS, "fields"))
+pub fn element(contact: &Contact) -> Option<Result<Element, Error>> {
+    contact
+        .stamps
+        .as_ref()
+        .map(|s| s.element().map_err(Error::from))
 }
 
 /// The kinds of unknown children of `contact` (namespace, name), in order of first
-/// appearance, without the stamps element.
+/// appearance.
 pub fn extension_keys(contact: &Contact) -> Vec<(String, String)> {
     let mut keys: Vec<(String, String)> = Vec::new();
     for c in &contact.extra.children {
-        if c.is(NS, "fields") {
-            continue;
-        }
         let k = (c.ns.to_string(), c.name.to_string());
         if !keys.contains(&k) {
             keys.push(k);
@@ -232,22 +234,15 @@ impl State {
         };
         let present = present_fields(contact);
         state.seen.insert(version.device, version);
-        let Some(el) = element(contact) else {
-            for (key, value) in present {
-                state.fields.insert(key, (implicit, value));
+        let el = match element(contact) {
+            Some(el) => el?,
+            None => {
+                for (key, value) in present {
+                    state.fields.insert(key, (implicit, value));
+                }
+                return Ok(state);
             }
-            return Ok(state);
         };
-        if contact
-            .extra
-            .children
-            .iter()
-            .filter(|c| c.is(NS, "fields"))
-            .count()
-            > 1
-        {
-            return Err(bad(Problem::TwoElements));
-        }
         if let Some(id) = el.attr("contact") {
             if !valid_id(id) {
                 return Err(bad(Problem::BadContactId));
@@ -422,7 +417,7 @@ impl State {
     /// children) is left as it is, and its stamps element replaced by this state's.
     /// Fields of `contact` without a mark here are stamped `fallback`.
     pub fn attach(&self, contact: &mut Contact, fallback: Version) {
-        contact.extra.children.retain(|c| !c.is(NS, "fields"));
+        contact.stamps = None;
         let mut devices: Vec<DeviceId> = Vec::new();
         let mut stamps: Vec<Version> = Vec::new();
         let fallback_mark = Mark {
@@ -511,7 +506,7 @@ impl State {
         for c in children {
             el.push(c);
         }
-        contact.extra.children.push(el);
+        contact.stamps = Some(Stamps::from_element(&el));
     }
 }
 
