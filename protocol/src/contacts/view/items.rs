@@ -16,25 +16,16 @@ impl View {
         dirty: &mut Dirty,
     ) {
         if let Some(old) = self.items.remove(&(node, item)) {
+            let old_version = old.version();
             match old.payload {
                 Ok(Held::Contact(c)) => {
                     for (kind, value) in fields::links(&c) {
-                        if let Some(values) = self.by_identity.get_mut(kind) {
-                            if let Some(set) = values.get_mut(value) {
-                                set.remove(&item);
-                                if set.is_empty() {
-                                    values.remove(value);
-                                }
-                            }
-                            if values.is_empty() {
-                                self.by_identity.remove(kind);
-                            }
-                        }
+                        self.by_identity.remove(kind, value, &item);
                     }
                     // The items it linked are merged again, also those a deletion
                     // made obsolete (they are in no contact to take apart).
                     for (kind, value) in fields::links(&c) {
-                        if let Some(set) = super::linked(&self.by_identity, kind, value) {
+                        if let Some(set) = self.by_identity.get(kind, value) {
                             dirty.contacts.extend(set);
                         }
                     }
@@ -60,7 +51,7 @@ impl View {
                     if let Some(d) = deletion_mark(&extra) {
                         for cid in d.ids() {
                             if let Some(set) = self.deleted.get_mut(cid) {
-                                set.remove(&(old.version, item));
+                                set.remove(&(old_version, item));
                                 if set.is_empty() {
                                     self.deleted.remove(cid);
                                 }
@@ -78,18 +69,7 @@ impl View {
         match &new.payload {
             Ok(Held::Contact(c)) => {
                 for (kind, value) in fields::links(c) {
-                    let values = match self.by_identity.get_mut(kind) {
-                        Some(v) => v,
-                        None => self.by_identity.entry(kind.to_owned()).or_default(),
-                    };
-                    match values.get_mut(value) {
-                        Some(set) => {
-                            set.insert(item);
-                        }
-                        None => {
-                            values.insert(value.to_owned(), super::ItemSet::one(item));
-                        }
-                    }
+                    self.by_identity.insert(kind, value, item);
                 }
                 dirty.contacts.insert(item);
             }
@@ -106,14 +86,16 @@ impl View {
                 if let Some(d) = deletion_mark(extra) {
                     // The deletion is as old as it says (a rewrite keeps that), and
                     // knows nothing later than itself.
-                    let at = d.at.filter(|a| *a <= new.version).unwrap_or(new.version);
+                    let at =
+                        d.at.filter(|a| *a <= new.version())
+                            .unwrap_or(new.version());
                     let mut seen = d.seen.clone();
                     seen.retain(|_, v| *v <= at);
                     for cid in d.ids() {
                         self.deleted
                             .entry(cid.to_owned())
                             .or_default()
-                            .insert((new.version, item), (at, seen.clone()));
+                            .insert((new.version(), item), (at, seen.clone()));
                         self.dirty_contact_id(cid, dirty);
                     }
                 }

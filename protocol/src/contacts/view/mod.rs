@@ -21,7 +21,7 @@
 //! to what it touched, not to the size of the list; [`View::build`] is the same
 //! update over every item, so both give the same view.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::merge;
@@ -32,13 +32,14 @@ use crate::record::{DeviceId, ItemId, Record, Space, Version};
 use crate::replica::Replica;
 use crate::seal::{self, Keyring, Opener};
 
+mod identities;
 mod item_set;
 mod items;
 mod queries;
 mod reading;
 mod shared;
 
-use item_set::ItemSet;
+use identities::Identities;
 use reading::read;
 use shared::Alone;
 pub use shared::Reads;
@@ -88,8 +89,8 @@ impl MergedContact {
             .unwrap_or("")
     }
 
-    fn sort_key(&self) -> (String, ItemId) {
-        (self.display_name().to_lowercase(), self.id)
+    fn sort_key(&self) -> (Box<str>, ItemId) {
+        (self.display_name().to_lowercase().into_boxed_str(), self.id)
     }
 }
 
@@ -109,10 +110,58 @@ pub struct GroupEntry {
 /// An item's payload as last read, and the record it was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Read {
-    version: Version,
-    signature: [u8; 64],
+    origin: Origin,
     payload: Result<Held, Unreadable>,
 }
+
+impl Read {
+    fn version(&self) -> Version {
+        self.origin.version()
+    }
+
+    fn signature(&self) -> &[u8; 64] {
+        self.origin.signature()
+    }
+}
+
+/// The record a read came from: the record itself, shared with the replica (a
+/// pointer, where a version and signature would be 112 bytes in every read), or,
+/// for a view built from payloads read elsewhere (the node's item index), the
+/// record's version and signature.
+#[derive(Debug, Clone)]
+enum Origin {
+    Record(Record),
+    Detached(Box<(Version, [u8; 64])>),
+}
+
+impl Origin {
+    fn detached(version: Version, signature: [u8; 64]) -> Self {
+        Self::Detached(Box::new((version, signature)))
+    }
+
+    fn version(&self) -> Version {
+        match self {
+            Self::Record(r) => r.version,
+            Self::Detached(d) => d.0,
+        }
+    }
+
+    fn signature(&self) -> &[u8; 64] {
+        match self {
+            Self::Record(r) => &r.signature,
+            Self::Detached(d) => &d.1,
+        }
+    }
+}
+
+/// Reads from the same record are equal, however they hold it.
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        self.version() == other.version() && self.signature() == other.signature()
+    }
+}
+
+impl Eq for Origin {}
 
 /// A payload as the view holds it: a contact behind an [`Arc`], so that the merged
 /// contact it settles alone can share it instead of holding a copy; the rarer kinds
@@ -149,17 +198,13 @@ impl Held {
 /// deletion's own version and what it knew.
 type Marks = BTreeMap<(Version, ItemId), (Version, fields::Seen)>;
 
-/// Contact items by identity (type, then normalised value), looked up without
-/// building a key.
-type IdentityIndex = HashMap<String, HashMap<String, ItemSet>>;
-
 /// The merged state of both nodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct View {
     /// Contacts by survivor.
     contacts: BTreeMap<ItemId, MergedContact>,
     /// Display order: case-folded display name, then survivor.
-    order: BTreeSet<(String, ItemId)>,
+    order: BTreeSet<(Box<str>, ItemId)>,
     /// Groups by group id.
     groups: BTreeMap<String, GroupEntry>,
     /// `<reserved/>` items per node.
@@ -171,7 +216,7 @@ pub struct View {
     /// Contact item → the survivor of the contact it is part of.
     contact_index: BTreeMap<ItemId, ItemId>,
     /// Identity → the contact items that list it.
-    by_identity: IdentityIndex,
+    by_identity: Identities,
     /// Group id → the items that define it.
     group_defs: BTreeMap<String, BTreeSet<ItemId>>,
     /// Group item (winner or duplicate) → group id.
@@ -223,11 +268,6 @@ fn deletion_mark(extra: &item::Extra) -> Option<fields::Deletion<'_>> {
     extra.children.iter().find_map(fields::read_deletion)
 }
 
-/// The contact items listing the identity `kind`/`value`.
-fn linked<'a>(index: &'a IdentityIndex, kind: &str, value: &str) -> Option<&'a ItemSet> {
-    index.get(kind)?.get(value)
-}
-
 impl View {
     /// Builds the view of `replica`, opening items with `keyring`.
     pub fn build(replica: &Replica, keyring: &Keyring, opener: &mut Opener) -> Self {
@@ -267,8 +307,7 @@ impl View {
         let mut dirty = Dirty::default();
         for (node, item, version, signature, payload) in reads {
             let read = Read {
-                version,
-                signature,
+                origin: Origin::detached(version, signature),
                 payload: payload.map(Held::from),
             };
             view.set_item(node, item, Some(read), &mut dirty);
@@ -287,7 +326,7 @@ impl View {
                 Ok(held) => Ok(held.payload()),
                 Err(e) => Err(e.clone()),
             };
-            (node, *item, r.version, r.signature, payload)
+            (node, *item, r.version(), *r.signature(), payload)
         })
     }
 
@@ -341,8 +380,7 @@ impl View {
         let mut dirty = Dirty::default();
         for (node, item, version, payload) in payloads {
             let read = Read {
-                version,
-                signature: [0; 64],
+                origin: Origin::detached(version, [0; 64]),
                 payload: Ok(payload.into()),
             };
             view.set_item(node, item, Some(read), &mut dirty);
@@ -370,11 +408,12 @@ impl View {
                 .into_iter()
                 .flatten()
                 .filter_map(|item| match self.items.get(&(NodeKind::Groups, *item)) {
-                    Some(Read {
-                        version,
-                        payload: Ok(Held::Group(g)),
-                        ..
-                    }) => Some((*version, *item, g.as_ref())),
+                    Some(
+                        r @ Read {
+                            payload: Ok(Held::Group(g)),
+                            ..
+                        },
+                    ) => Some((r.version(), *item, g.as_ref())),
                     _ => None,
                 })
                 .collect();
@@ -440,7 +479,7 @@ impl View {
                 };
                 let mut links: Vec<ItemId> = Vec::new();
                 for (kind, value) in fields::links(c) {
-                    if let Some(set) = linked(&self.by_identity, kind, value)
+                    if let Some(set) = self.by_identity.get(kind, value)
                         && followed.insert(std::ptr::from_ref(set) as usize)
                     {
                         links.extend(set);
@@ -468,7 +507,7 @@ impl View {
 
     /// Marks the items carrying contact id `cid` to be merged again.
     fn dirty_contact_id(&self, cid: &str, dirty: &mut Dirty) {
-        if let Some(set) = linked(&self.by_identity, CONTACT_ID_KIND, cid) {
+        if let Some(set) = self.by_identity.get(CONTACT_ID_KIND, cid) {
             dirty.contacts.extend(set);
         }
     }
@@ -502,11 +541,12 @@ impl View {
         let mut members: Vec<(ItemId, Version, &Arc<Contact>)> = component
             .iter()
             .filter_map(|item| match self.items.get(&(NodeKind::Contacts, *item)) {
-                Some(Read {
-                    version,
-                    payload: Ok(Held::Contact(c)),
-                    ..
-                }) => Some((*item, *version, c)),
+                Some(
+                    r @ Read {
+                        payload: Ok(Held::Contact(c)),
+                        ..
+                    },
+                ) => Some((*item, r.version(), c)),
                 _ => None,
             })
             .collect();
@@ -544,7 +584,7 @@ impl View {
             (Some(shared), [(item, ..)]) if deletions.is_empty() => self
                 .items
                 .get(&(NodeKind::Contacts, *item))
-                .map(|r| (shared, r.signature)),
+                .map(|r| (shared, *r.signature())),
             _ => None,
         };
         let known = alone.and_then(|(shared, s)| shared.alone(&s));

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{GroupEntry, MergedContact, Unreadable, View, linked, slot};
+use super::{GroupEntry, MergedContact, Unreadable, View, slot};
 use crate::item::{self, NodeKind, fields};
 use crate::jid::BareJid;
 use crate::record::{DeviceId, ItemId};
@@ -35,7 +35,8 @@ impl View {
 
     /// The contact with an identity of this type and (normalised) value.
     pub fn contact_by_identity(&self, kind: &str, value: &str) -> Option<&MergedContact> {
-        linked(&self.by_identity, kind, value)?
+        self.by_identity
+            .get(kind, value)?
             .iter()
             .find_map(|item| self.contact(item))
     }
@@ -120,7 +121,9 @@ impl View {
     /// Whether a live item (shown, or made obsolete by a deletion and not yet
     /// retracted) carries the contact id `cid`.
     pub fn carries_contact_id(&self, cid: &str) -> bool {
-        linked(&self.by_identity, fields::CONTACT_ID_KIND, cid).is_some_and(|s| !s.is_empty())
+        self.by_identity
+            .get(fields::CONTACT_ID_KIND, cid)
+            .is_some_and(|s| !s.is_empty())
     }
 
     /// Items a deletion made obsolete (not shown), with the device that retracts

@@ -1,7 +1,7 @@
 //! Reading one item's record for the view: from the node's cache of payloads, from
 //! what another holder read ([`Reads`]), or by opening and parsing it.
 
-use super::{Held, Read, Reads, Unreadable};
+use super::{Held, Origin, Read, Reads, Unreadable};
 use crate::item::{NodeKind, Payload};
 use crate::record::{Body, Record};
 use crate::seal::{self, Keyring, Opener};
@@ -21,16 +21,15 @@ pub(super) fn read(
         return None;
     };
     if let Some(old) = old
-        && old.version == record.version
-        && old.signature == record.signature
+        && old.version() == record.version
+        && *old.signature() == record.signature
         && !matches!(&old.payload, Err(Unreadable::Waiting(id)) if keyring.get(id).is_some())
     {
         return None;
     }
     if let Some(p) = cache(node, record).filter(|p| p.check_node(node).is_ok()) {
         return Some(Read {
-            version: record.version,
-            signature: record.signature,
+            origin: Origin::Record(record.clone()),
             payload: Ok(p.into()),
         });
     }
@@ -39,8 +38,7 @@ pub(super) fn read(
     let shared = shared.filter(|_| keyring.get(&sealed.key).is_some());
     if let Some(held) = shared.and_then(|s| s.get(&record.signature)) {
         return Some(Read {
-            version: record.version,
-            signature: record.signature,
+            origin: Origin::Record(record.clone()),
             payload: Ok(held),
         });
     }
@@ -56,8 +54,7 @@ pub(super) fn read(
         shared.put(record.signature, held);
     }
     Some(Read {
-        version: record.version,
-        signature: record.signature,
+        origin: Origin::Record(record.clone()),
         payload,
     })
 }
