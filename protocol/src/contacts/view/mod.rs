@@ -202,7 +202,7 @@ type Marks = BTreeMap<(Version, ItemId), (Version, fields::Seen)>;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct View {
     /// Contacts by survivor.
-    contacts: BTreeMap<ItemId, MergedContact>,
+    contacts: BTreeMap<ItemId, Arc<MergedContact>>,
     /// Display order: case-folded display name, then survivor.
     order: BTreeSet<(Box<str>, ItemId)>,
     /// Groups by group id.
@@ -213,7 +213,10 @@ pub struct View {
     unreadable: BTreeMap<(NodeKind, ItemId), Unreadable>,
     /// Every live item as last read.
     items: BTreeMap<(NodeKind, ItemId), Read>,
-    /// Contact item → the survivor of the contact it is part of.
+    /// Contact item → the survivor of the contact it is part of, for the members
+    /// that are not survivors themselves (a survivor is its contact's key in
+    /// `contacts`): most contacts have one item, and need no entry. See
+    /// [`View::survivor`].
     contact_index: BTreeMap<ItemId, ItemId>,
     /// Identity → the contact items that list it.
     by_identity: Identities,
@@ -438,7 +441,7 @@ impl View {
         // Every item of the contacts the dirty items belonged to...
         let mut region: BTreeSet<ItemId> = BTreeSet::new();
         for item in &dirty.contacts {
-            if let Some(survivor) = self.contact_index.get(item).copied() {
+            if let Some(survivor) = self.survivor(item) {
                 self.remove_contact(survivor, &mut region);
             }
             self.obsolete.remove(item);
@@ -461,7 +464,7 @@ impl View {
                 let item = component[next];
                 next += 1;
                 // A contact outside the region that this one now links to joins whole.
-                if let Some(survivor) = self.contact_index.get(&item).copied() {
+                if let Some(survivor) = self.survivor(&item) {
                     let mut more = BTreeSet::new();
                     self.remove_contact(survivor, &mut more);
                     for m in more {
@@ -492,6 +495,14 @@ impl View {
                 }
             }
             self.insert_contact(&component, shared);
+        }
+    }
+
+    /// The survivor of the contact `item` is a member of.
+    fn survivor(&self, item: &ItemId) -> Option<ItemId> {
+        match self.contact_index.get(item) {
+            Some(s) => Some(*s),
+            None => self.contacts.contains_key(item).then_some(*item),
         }
     }
 
@@ -588,8 +599,27 @@ impl View {
             _ => None,
         };
         let known = alone.and_then(|(shared, s)| shared.alone(&s));
-        let (merged, version) = match known {
-            Some(known) => (known, members[0].1),
+        let unknown_groups = |c: &Contact| -> Vec<String> {
+            c.groups
+                .iter()
+                .filter(|g| !self.groups.contains_key(&g.id))
+                .map(|g| g.id.clone())
+                .collect()
+        };
+        let contact = match known {
+            // The same item, so the same member and version: only the groups this
+            // holder knows may differ.
+            Some(Alone(known)) => {
+                let unknown = unknown_groups(&known.contact);
+                if unknown == known.unknown_groups {
+                    known
+                } else {
+                    Arc::new(MergedContact {
+                        unknown_groups: unknown,
+                        ..MergedContact::clone(&known)
+                    })
+                }
+            }
             None => {
                 let by_version: Vec<(Version, &Contact)> =
                     members.iter().map(|m| (m.1, m.2.as_ref())).collect();
@@ -610,41 +640,31 @@ impl View {
                     [(_, _, only)] if only.as_ref() == &merged.contact => Arc::clone(only),
                     _ => Arc::new(merged.contact),
                 };
-                let merged_alone = Alone {
+                let mut ids: Vec<(ItemId, Version)> = members.iter().map(|m| (m.0, m.1)).collect();
+                ids.sort();
+                let merged = Arc::new(MergedContact {
+                    id: ids[0].0,
+                    members: ids,
+                    unknown_groups: unknown_groups(&contact),
                     contact,
+                    version: merged.newest,
                     lost: merged.lost,
                     unsettled: merged.unsettled,
-                };
+                });
                 if let Some((shared, s)) = alone {
-                    shared.put_alone(s, &merged_alone);
+                    shared.put_alone(s, &Alone(Arc::clone(&merged)));
                 }
-                (merged_alone, merged.newest)
+                merged
             }
-        };
-        let mut ids: Vec<(ItemId, Version)> = members.iter().map(|m| (m.0, m.1)).collect();
-        ids.sort();
-        let unknown_groups = merged
-            .contact
-            .groups
-            .iter()
-            .filter(|g| !self.groups.contains_key(&g.id))
-            .map(|g| g.id.clone())
-            .collect();
-        let contact = MergedContact {
-            id: ids[0].0,
-            members: ids,
-            contact: merged.contact,
-            version,
-            unknown_groups,
-            lost: merged.lost,
-            unsettled: merged.unsettled,
         };
         if contact.unsettled {
             self.unsettled.insert(contact.id);
         }
         let survivor = contact.id;
         for (m, _) in &contact.members {
-            self.contact_index.insert(*m, survivor);
+            if *m != survivor {
+                self.contact_index.insert(*m, survivor);
+            }
         }
         for g in &contact.contact.groups {
             self.group_refs

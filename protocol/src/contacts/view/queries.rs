@@ -2,6 +2,7 @@
 //! unreadable and unsettled items; counts.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::{GroupEntry, MergedContact, Unreadable, View, slot};
 use crate::item::{self, NodeKind, fields};
@@ -13,7 +14,7 @@ impl View {
     pub fn contacts(&self) -> impl DoubleEndedIterator<Item = &MergedContact> + '_ {
         self.order
             .iter()
-            .filter_map(|(_, id)| self.contacts.get(id))
+            .filter_map(|(_, id)| self.contacts.get(id).map(Arc::as_ref))
     }
 
     /// How many contacts.
@@ -23,9 +24,7 @@ impl View {
 
     /// The contact a member item belongs to.
     pub fn contact(&self, item: &ItemId) -> Option<&MergedContact> {
-        self.contact_index
-            .get(item)
-            .and_then(|s| self.contacts.get(s))
+        self.contacts.get(&self.survivor(item)?).map(Arc::as_ref)
     }
 
     /// The contact with this JID among its identities.
@@ -50,7 +49,7 @@ impl View {
             .get(id)
             .into_iter()
             .flatten()
-            .filter_map(|s| self.contacts.get(s))
+            .filter_map(|s| self.contacts.get(s).map(Arc::as_ref))
     }
 
     /// Groups by group id.
@@ -96,7 +95,7 @@ impl View {
     /// contact member, a group definition, or an item that cannot be read.
     pub fn is_real_item(&self, node: NodeKind, item: &ItemId) -> bool {
         let known = match node {
-            NodeKind::Contacts => self.contact_index.contains_key(item),
+            NodeKind::Contacts => self.survivor(item).is_some(),
             NodeKind::Groups => self.group_items.contains_key(item),
         };
         known
@@ -112,7 +111,10 @@ impl View {
     /// Number of live contact and group items (reserved ones included) on `node`.
     pub fn live_items(&self, node: NodeKind) -> usize {
         let real = match node {
-            NodeKind::Contacts => self.contact_index.len() + self.obsolete.len(),
+            // Every contact's survivor, and the other members.
+            NodeKind::Contacts => {
+                self.contacts.len() + self.contact_index.len() + self.obsolete.len()
+            }
             NodeKind::Groups => self.group_items.len(),
         };
         real + self.unloaded[slot(node)] + self.reserved_count(node)
@@ -134,7 +136,9 @@ impl View {
 
     /// The contacts that are [`MergedContact::unsettled`], by survivor.
     pub fn unsettled(&self) -> impl Iterator<Item = &MergedContact> + '_ {
-        self.unsettled.iter().filter_map(|s| self.contacts.get(s))
+        self.unsettled
+            .iter()
+            .filter_map(|s| self.contacts.get(s).map(Arc::as_ref))
     }
 
     /// Whether this view holds every item (not [`View::partial`]).

@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::Held;
-use crate::item::Contact;
-use crate::item::fields::Lost;
+use super::{Held, MergedContact};
 
 /// Payloads read from records, by the record's signature, shared between the views
 /// of holders whose keyrings agree on every key id (the simulator's devices): the
@@ -24,13 +22,10 @@ struct SharedReads {
     alone: HashMap<[u8; 64], Alone>,
 }
 
-/// What the merge of one contact item alone gives.
+/// What the merge of one contact item alone gives: the merged contact, as the first
+/// holder to merge it saw it (its unknown groups are that holder's).
 #[derive(Debug, Clone)]
-pub(super) struct Alone {
-    pub(super) contact: Arc<Contact>,
-    pub(super) lost: Vec<Lost>,
-    pub(super) unsettled: bool,
-}
+pub(super) struct Alone(pub(super) Arc<MergedContact>);
 
 impl Reads {
     /// Payloads (and lone merges) kept at most; when full, those no view holds
@@ -62,7 +57,7 @@ impl Reads {
 
     pub(super) fn put_alone(&self, signature: [u8; 64], alone: &Alone) {
         if let Ok(mut shared) = self.0.lock() {
-            let held_elsewhere = |a: &Alone| Arc::strong_count(&a.contact) > 1;
+            let held_elsewhere = |a: &Alone| Arc::strong_count(&a.0) > 1;
             put_bounded(&mut shared.alone, signature, alone.clone(), held_elsewhere);
         }
     }
