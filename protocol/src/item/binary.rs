@@ -134,7 +134,7 @@ impl Payload {
                     put_str(&mut out, &g.id);
                     put_extra(&mut out, &g.extra);
                 }
-                let stamps = c.stamps.as_ref().and_then(|s| s.element().ok());
+                let stamps = c.stamps.as_ref().map(super::fields::Stamps::element);
                 put_extra_and(&mut out, &c.extra, stamps.as_ref());
             }
             Payload::Group(g) => {

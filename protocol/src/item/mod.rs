@@ -344,11 +344,8 @@ impl Payload {
                     el.push(r);
                 }
                 c.extra.apply_to(&mut el);
-                // Our own stamps read back: `Stamps` holds the XML of an element that
-                // parsed within the item limits. Should that ever fail, the item is
-                // written without them and reads as if no edit had stamped it.
-                if let Some(Ok(s)) = c.stamps.as_ref().map(fields::Stamps::element) {
-                    el.push(s);
+                if let Some(s) = &c.stamps {
+                    el.push(s.element());
                 }
                 el
             }

@@ -47,8 +47,8 @@ mod stamps;
 use ids::valid_id;
 pub use ids::{CONTACT_ID_KIND, MAX_ALIASES, aliases, contact_id, links};
 pub use problem::Problem;
+use seen::hex;
 pub use seen::{Deletion, Seen, covers, deletion_element, join, read_deletion};
-use seen::{hex, parse_hex32};
 pub use stamps::{HexId, Stamps};
 
 /// Namespace of the field-stamps element.
@@ -139,11 +139,8 @@ fn bad(what: Problem) -> Error {
 }
 
 /// The stamps element of `contact`, if it has one.
-pub fn element(contact: &Contact) -> Option<Result<Element, Error>> {
-    contact
-        .stamps
-        .as_ref()
-        .map(|s| s.element().map_err(Error::from))
+pub fn element(contact: &Contact) -> Option<Element> {
+    contact.stamps.as_ref().map(Stamps::element)
 }
 
 /// The kinds of unknown children of `contact` (namespace, name), in order of first
@@ -199,10 +196,6 @@ fn parse_mark(s: &str, stamps: &[Version]) -> Option<Mark> {
     Some(Mark { at, parent })
 }
 
-fn parse_device(el: &Element) -> Option<DeviceId> {
-    parse_hex32(&el.text())
-}
-
 /// Reads the key a `<gone/>` or `<lost/>` element names.
 fn parse_key(el: &Element) -> Result<Key, Error> {
     let attr = |n: &str| {
@@ -234,8 +227,8 @@ impl State {
         };
         let present = present_fields(contact);
         state.seen.insert(version.device, version);
-        let el = match element(contact) {
-            Some(el) => el?,
+        let el = match &contact.stamps {
+            Some(stamps) => stamps.parts()?,
             None => {
                 for (key, value) in present {
                     state.fields.insert(key, (implicit, value));
@@ -243,14 +236,14 @@ impl State {
                 return Ok(state);
             }
         };
-        if let Some(id) = el.attr("contact") {
+        if let Some(id) = el.contact {
             if !valid_id(id) {
                 return Err(bad(Problem::BadContactId));
             }
             state.contact_id = Some(id.to_owned());
         }
         for id in el
-            .attr("aliases")
+            .aliases
             .unwrap_or("")
             .split_ascii_whitespace()
             .take(MAX_ALIASES + 1)
@@ -263,25 +256,21 @@ impl State {
         if state.aliases.len() > MAX_ALIASES {
             return Err(bad(Problem::TooManyAliases));
         }
-        let devices: Vec<DeviceId> = el
-            .elements()
-            .filter(|c| c.is(NS, "device"))
-            .map(|d| parse_device(d).ok_or(bad(Problem::BadDevice)))
-            .collect::<Result<_, _>>()?;
+        let devices = &el.devices;
         if devices.len() > MAX_DEVICES {
             return Err(bad(Problem::TooManyDevices));
         }
         let stamps: Vec<Version> = el
-            .attr("stamps")
+            .stamps
             .unwrap_or("")
             .split_ascii_whitespace()
             .take(MAX_STAMPS + 1)
-            .map(|s| parse_stamp(s, &devices).ok_or(bad(Problem::BadStamp)))
+            .map(|s| parse_stamp(s, devices).ok_or(bad(Problem::BadStamp)))
             .collect::<Result<_, _>>()?;
         if stamps.len() > MAX_STAMPS {
             return Err(bad(Problem::TooManyStamps));
         }
-        if let Some(seen) = el.attr("seen") {
+        if let Some(seen) = el.seen {
             state.seen.clear();
             for t in seen.split_ascii_whitespace().take(MAX_DEVICES + 1) {
                 let v = t
@@ -301,7 +290,7 @@ impl State {
             }
         }
         let tokens: Vec<&str> = el
-            .attr("marks")
+            .marks
             .unwrap_or("")
             .split_ascii_whitespace()
             .take(present.len() + 2)
@@ -343,7 +332,7 @@ impl State {
             }
         }
         let (mut gone, mut lost) = (0, 0);
-        for c in el.elements() {
+        for c in el.children {
             if c.is(NS, "gone") {
                 gone += 1;
                 if gone > MAX_GONE {
@@ -393,7 +382,7 @@ impl State {
                     at: stamp("at")?,
                     winner: stamp("winner")?,
                 });
-            } else if !c.is(NS, "device") {
+            } else {
                 return Err(bad(Problem::UnknownElement));
             }
         }

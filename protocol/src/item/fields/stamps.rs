@@ -1,17 +1,22 @@
 //! The stamps element as a contact holds it ([`Stamps`]): compact, because every
-//! device keeps every contact it reads for as long as the item lives.
+//! device keeps every contact it reads for as long as the item lives, and read
+//! without an XML parser, because every merge reads it.
 //!
 //! A parsed XML element is a tree of a dozen allocations (its attributes, the
 //! `<device/>` children and their text); held in every contact it was two thirds of
-//! a contact's memory. [`Stamps`] keeps the element as its XML text, in one
-//! allocation, and the contact id and aliases beside it, already checked, since the
-//! view reads them for every item it indexes ([`super::links`]). The merge reads
-//! the element back ([`Stamps::element`]) only when it needs the marks.
+//! a contact's memory. An element as kith writes it (its attributes in kith's
+//! order, its `<device/>` children first, each one key in lowercase hex) is held as
+//! its parts: the contact id inline, the other attributes as one string, the device
+//! keys as bytes, and any `<gone/>` and `<lost/>` children as elements. Anything
+//! else (another writer's element) is held whole, and reads exactly as before.
 
 use std::fmt;
 
 use super::ids::{MAX_ALIASES, valid_id};
-use crate::xml::{self, Element};
+use super::seen::{hex, parse_hex32};
+use super::{Error, NS, Problem};
+use crate::record::DeviceId;
+use crate::xml::{Attr, Element, Node};
 
 /// A contact id: 32 lowercase hex digits, held inline.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,130 +47,326 @@ impl fmt::Debug for HexId {
     }
 }
 
-/// A contact's stamps element (`<fields xmlns='urn:kith:fields:0'/>`), held compactly:
-/// its contact id and aliases checked and inline, the rest of it as XML text.
+/// The attributes held as text, in the order kith writes them after `contact`.
+const TEXT_ATTRS: [&str; 4] = ["aliases", "stamps", "marks", "seen"];
+
+/// A contact's stamps element (`<fields xmlns='urn:kith:fields:0'/>`), held compactly.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Stamps {
-    /// The `contact` attribute, when it is a contact id (else it stays in `rest`, and
-    /// reading the stamps refuses it).
-    contact: Option<HexId>,
-    /// The contact ids of the `aliases` attribute, in order, at most [`MAX_ALIASES`].
-    aliases: Box<[HexId]>,
-    /// The element without the attributes held above, as XML. When the `aliases`
-    /// attribute holds anything but up to [`MAX_ALIASES`] contact ids, it is kept
-    /// here as it was, so that reading the stamps refuses it as before.
-    rest: Box<str>,
+pub struct Stamps(Repr);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    /// An element as kith writes it.
+    Parts {
+        /// The `contact` attribute (a valid contact id).
+        contact: Option<HexId>,
+        /// The values of [`TEXT_ATTRS`], each followed by a NUL (which XML cannot
+        /// hold); `present` says which the element has.
+        text: Box<str>,
+        /// Bit `i`: the element has `TEXT_ATTRS[i]`.
+        present: u8,
+        /// The keys of the `<device/>` children, in order.
+        devices: Box<[DeviceId]>,
+        /// The children after them.
+        children: Box<[Element]>,
+    },
+    /// Any other element, whole.
+    Whole(Box<Element>),
+}
+
+/// The parts of a stamps element that reading it needs, however it is held.
+pub(super) struct Parts<'a> {
+    /// The `contact` attribute.
+    pub contact: Option<&'a str>,
+    /// The `aliases`, `stamps`, `marks` and `seen` attributes.
+    pub aliases: Option<&'a str>,
+    pub stamps: Option<&'a str>,
+    pub marks: Option<&'a str>,
+    pub seen: Option<&'a str>,
+    /// The device keys, in order.
+    pub devices: std::borrow::Cow<'a, [DeviceId]>,
+    /// The children other than `<device/>`, in order.
+    pub children: Vec<&'a Element>,
+}
+
+/// `el` as [`Repr::Parts`], when it is written as kith writes it.
+fn parts_of(el: &Element) -> Option<Repr> {
+    let mut contact = None;
+    let mut values = [""; 4];
+    let mut present = 0u8;
+    let mut next = 0; // attributes must come in kith's order
+    for a in &el.attrs {
+        if !a.ns.is_empty() {
+            return None;
+        }
+        if a.name == "contact" && next == 0 {
+            contact = Some(HexId::new(&a.value)?);
+            next = 1;
+            continue;
+        }
+        let i = TEXT_ATTRS.iter().position(|n| *n == a.name)?;
+        if i + 1 < next || a.value.contains('\0') {
+            return None;
+        }
+        if i == 0 {
+            let ids: Vec<&str> = a.value.split_ascii_whitespace().collect();
+            // Only what reads: the ids as `aliases` returns them, nothing refused.
+            if ids.len() > MAX_ALIASES
+                || !ids.iter().all(|id| valid_id(id))
+                || ids.join(" ") != a.value
+            {
+                return None;
+            }
+        }
+        values[i] = &a.value;
+        present |= 1 << i;
+        next = i + 2;
+    }
+    let mut devices = Vec::new();
+    let mut children = Vec::new();
+    for n in &el.children {
+        let Node::Element(c) = n else { return None };
+        if c.is(NS, "device") {
+            if !children.is_empty() || !c.attrs.is_empty() {
+                return None;
+            }
+            let [Node::Text(t)] = c.children.as_slice() else {
+                return None;
+            };
+            let d = parse_hex32(t)?;
+            if hex(&d.0) != *t {
+                return None;
+            }
+            devices.push(d);
+        } else {
+            children.push(c.clone());
+        }
+    }
+    let mut text = String::new();
+    for v in values {
+        text.push_str(v);
+        text.push('\0');
+    }
+    Some(Repr::Parts {
+        contact,
+        text: text.into_boxed_str(),
+        present,
+        devices: devices.into_boxed_slice(),
+        children: children.into_boxed_slice(),
+    })
 }
 
 impl Stamps {
     /// Holds `el` (a stamps element) compactly.
     pub fn from_element(el: &Element) -> Self {
-        let mut rest = el.clone();
-        let contact = el.attr("contact").and_then(HexId::new);
-        if contact.is_some() {
-            rest.attrs
-                .retain(|a| !(a.ns.is_empty() && a.name == "contact"));
-        }
-        let mut aliases = Vec::new();
-        if let Some(list) = el.attr("aliases") {
-            let mut clean = true;
-            for id in list.split_ascii_whitespace() {
-                match HexId::new(id) {
-                    Some(h) if aliases.len() < MAX_ALIASES => aliases.push(h),
-                    Some(_) => clean = false,
-                    None => clean = false,
+        Self(parts_of(el).unwrap_or_else(|| Repr::Whole(Box::new(el.clone()))))
+    }
+
+    /// The element, as it was read.
+    pub fn element(&self) -> Element {
+        match &self.0 {
+            Repr::Whole(el) => Element::clone(el),
+            Repr::Parts {
+                contact,
+                text,
+                present,
+                devices,
+                children,
+            } => {
+                let mut el = Element::new(NS, "fields");
+                if let Some(c) = contact {
+                    el.set_attr("contact", c.as_str());
                 }
+                for (i, v) in text.split('\0').take(TEXT_ATTRS.len()).enumerate() {
+                    if present & (1 << i) != 0 {
+                        el.attrs.push(Attr {
+                            ns: "".into(),
+                            name: TEXT_ATTRS[i].into(),
+                            value: v.to_owned(),
+                        });
+                    }
+                }
+                for d in devices.iter() {
+                    let mut de = Element::new(NS, "device");
+                    de.push_text(hex(&d.0));
+                    el.push(de);
+                }
+                for c in children.iter() {
+                    el.push(c.clone());
+                }
+                el
             }
-            if clean {
-                rest.attrs
-                    .retain(|a| !(a.ns.is_empty() && a.name == "aliases"));
-            }
-        }
-        Self {
-            contact,
-            aliases: aliases.into_boxed_slice(),
-            rest: rest.to_xml().into_boxed_str(),
         }
     }
 
-    /// The element as it was read (the attributes held apart come first).
-    pub fn element(&self) -> Result<Element, xml::Error> {
-        let mut el = Element::parse(&self.rest, xml::Limits::ITEM)?;
-        let mut front = Vec::new();
-        if let Some(c) = &self.contact {
-            front.push(("contact", c.as_str().to_owned()));
-        }
-        if !self.aliases.is_empty() && el.attr("aliases").is_none() {
-            let list: Vec<&str> = self.aliases.iter().map(HexId::as_str).collect();
-            front.push(("aliases", list.join(" ")));
-        }
-        if !front.is_empty() {
-            let mut attrs = Vec::with_capacity(front.len() + el.attrs.len());
-            for (name, value) in front {
-                attrs.push(xml::Attr {
-                    ns: "".into(),
-                    name: name.into(),
-                    value,
-                });
+    /// What reading the stamps needs; an element held whole whose `<device/>`
+    /// children do not read is refused here.
+    pub(super) fn parts(&self) -> Result<Parts<'_>, Error> {
+        match &self.0 {
+            Repr::Whole(el) => {
+                let devices = el
+                    .elements()
+                    .filter(|c| c.is(NS, "device"))
+                    .map(|d| parse_hex32(&d.text()).ok_or(Error::BadFields(Problem::BadDevice)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Parts {
+                    contact: el.attr("contact"),
+                    aliases: el.attr("aliases"),
+                    stamps: el.attr("stamps"),
+                    marks: el.attr("marks"),
+                    seen: el.attr("seen"),
+                    devices: devices.into(),
+                    children: el.elements().filter(|c| !c.is(NS, "device")).collect(),
+                })
             }
-            attrs.append(&mut el.attrs);
-            el.attrs = attrs;
+            Repr::Parts {
+                contact,
+                text,
+                present,
+                devices,
+                children,
+            } => {
+                let mut values = [None; 4];
+                for (i, v) in text.split('\0').take(TEXT_ATTRS.len()).enumerate() {
+                    values[i] = (present & (1 << i) != 0).then_some(v);
+                }
+                let [aliases, stamps, marks, seen] = values;
+                Ok(Parts {
+                    contact: contact.as_ref().map(HexId::as_str),
+                    aliases,
+                    stamps,
+                    marks,
+                    seen,
+                    devices: std::borrow::Cow::Borrowed(devices),
+                    children: children.iter().collect(),
+                })
+            }
         }
-        Ok(el)
     }
 
     /// The contact id, when the element carries a valid one.
     pub fn contact_id(&self) -> Option<&str> {
-        self.contact.as_ref().map(HexId::as_str)
+        match &self.0 {
+            Repr::Parts { contact, .. } => contact.as_ref().map(HexId::as_str),
+            Repr::Whole(el) => el.attr("contact").filter(|c| valid_id(c)),
+        }
     }
 
     /// The valid contact ids of the `aliases` attribute, in order, at most
     /// [`MAX_ALIASES`].
     pub fn aliases(&self) -> impl Iterator<Item = &str> {
-        self.aliases.iter().map(HexId::as_str)
+        let list = match &self.0 {
+            Repr::Parts { text, present, .. } if present & 1 != 0 => {
+                text.split('\0').next().unwrap_or("")
+            }
+            Repr::Parts { .. } => "",
+            Repr::Whole(el) => el.attr("aliases").unwrap_or(""),
+        };
+        list.split_ascii_whitespace()
+            .filter(|c| valid_id(c))
+            .take(MAX_ALIASES)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::fields::NS;
 
-    fn el(attrs: &str) -> Element {
+    use crate::xml;
+
+    fn el(attrs: &str, children: &str) -> Element {
         Element::parse(
-            &format!(
-                "<fields xmlns='{NS}' {attrs} stamps='1.0.0' marks='0'><device>ab</device></fields>"
-            ),
+            &format!("<fields xmlns='{NS}' {attrs}>{children}</fields>"),
             xml::Limits::ITEM,
         )
         .expect("parses")
     }
 
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+    const ALIAS: &str = "fedcba9876543210fedcba9876543210";
+
+    fn device(c: char) -> String {
+        format!("<device>{}</device>", c.to_string().repeat(64))
+    }
+
     #[test]
     fn the_element_reads_back_as_it_was() {
-        let id = "0123456789abcdef0123456789abcdef";
-        let alias = "fedcba9876543210fedcba9876543210";
-        for attrs in [
-            String::new(),
-            format!("contact='{id}'"),
-            format!("contact='{id}' aliases='{alias} {id}'"),
-            format!("contact='NOT-AN-ID' aliases='{alias} junk'"),
-            format!("aliases='{}'", vec![alias; MAX_ALIASES + 1].join(" ")),
+        let devices = format!("{}{}", device('a'), device('b'));
+        let gone = "<gone kind='group' id='g' mark='0'/>";
+        for (attrs, children, parts) in [
+            (String::new(), String::new(), true),
+            (
+                format!("contact='{ID}' stamps='1.0.0' marks='0' seen='0'"),
+                devices.clone(),
+                true,
+            ),
+            (
+                format!("contact='{ID}' aliases='{ALIAS} {ID}' marks=''"),
+                format!("{devices}{gone}"),
+                true,
+            ),
+            (
+                format!("stamps='1.0.0' contact='{ID}'"),
+                devices.clone(),
+                false,
+            ),
+            (
+                format!("contact='NOT-AN-ID' aliases='{ALIAS} junk'"),
+                String::new(),
+                false,
+            ),
+            (
+                format!("aliases='{}'", vec![ALIAS; MAX_ALIASES + 1].join(" ")),
+                String::new(),
+                false,
+            ),
+            (String::new(), format!("{gone}{}", device('c')), false),
+            (String::new(), device('C'), false),
+            (String::new(), "<device>12</device>".into(), false),
+            (String::new(), format!("{}x", device('d')), false),
         ] {
-            let e = el(&attrs);
+            let e = el(&attrs, &children);
             let s = Stamps::from_element(&e);
-            assert_eq!(s.element().expect("reads"), e, "{attrs}");
+            assert_eq!(
+                matches!(s.0, Repr::Parts { .. }),
+                parts,
+                "{attrs} {children}"
+            );
+            assert_eq!(s.element(), e, "{attrs} {children}");
         }
     }
 
     #[test]
-    fn only_valid_ids_are_held_apart() {
-        let id = "0123456789abcdef0123456789abcdef";
-        let s = Stamps::from_element(&el(&format!("contact='{id}' aliases='{id} x'")));
-        assert_eq!(s.contact_id(), Some(id));
-        assert_eq!(s.aliases().collect::<Vec<_>>(), vec![id]);
-        let s = Stamps::from_element(&el("contact='0123'"));
-        assert_eq!(s.contact_id(), None);
-        assert!(s.rest.contains("contact='0123'"));
+    fn both_forms_read_the_same_parts() {
+        let e = el(
+            &format!("contact='{ID}' aliases='{ALIAS}' stamps='1.0.0' marks='0' seen='0'"),
+            &format!("{}<gone kind='group' id='g' mark='0'/>", device('a')),
+        );
+        let parts = Stamps::from_element(&e);
+        let whole = Stamps(Repr::Whole(Box::new(e)));
+        let (a, b) = (parts.parts().expect("reads"), whole.parts().expect("reads"));
+        assert_eq!(
+            (
+                a.contact,
+                a.aliases,
+                a.stamps,
+                a.marks,
+                a.seen,
+                &a.devices,
+                &a.children
+            ),
+            (
+                b.contact,
+                b.aliases,
+                b.stamps,
+                b.marks,
+                b.seen,
+                &b.devices,
+                &b.children
+            )
+        );
+        assert_eq!(parts.contact_id(), Some(ID));
+        assert_eq!(parts.aliases().collect::<Vec<_>>(), vec![ALIAS]);
+        assert_eq!(whole.aliases().collect::<Vec<_>>(), vec![ALIAS]);
     }
 }
