@@ -9,6 +9,8 @@
 //! group:    id:str name:str description:opt-str extra
 //! reserved: extra
 //! extra:    n:u16 (ns:str name:str value:str)*n  n:u16 (xml:str)*n
+//!           (a contact's stamps element is written as the last child of its extra;
+//!           reading finds it wherever it is, and two of them read as `None`)
 //! str:      len:u32 utf-8;  opt-str: 0 | 1 str
 //! ```
 
@@ -45,7 +47,7 @@ fn put_extra(out: &mut Vec<u8>, e: &Extra) {
 }
 
 /// `e`, with `last` written as one more child (a contact's stamps: the format keeps
-/// them among the unknown children, as they are in the XML).
+/// them among the unknown children, last, where the XML has them when written).
 fn put_extra_and(out: &mut Vec<u8>, e: &Extra, last: Option<&Element>) {
     put_count(out, e.attrs.len());
     for a in e.attrs.iter().take(usize::from(u16::MAX)) {

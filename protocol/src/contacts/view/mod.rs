@@ -590,11 +590,13 @@ impl View {
             }
         }
         // A contact of one item and no deletion merges the same way for every
-        // holder: its merge is shared, by the item's signature.
+        // holder: its merge is shared, by the item's signature (of a record at
+        // hand: a read built from payloads alone may not carry one).
         let alone = match (shared, members.as_slice()) {
             (Some(shared), [(item, ..)]) if deletions.is_empty() => self
                 .items
                 .get(&(NodeKind::Contacts, *item))
+                .filter(|r| matches!(r.origin, Origin::Record(_)))
                 .map(|r| (shared, *r.signature())),
             _ => None,
         };

@@ -138,11 +138,6 @@ fn bad(what: Problem) -> Error {
     Error::BadFields(what)
 }
 
-/// The stamps element of `contact`, if it has one.
-pub fn element(contact: &Contact) -> Option<Element> {
-    contact.stamps.as_ref().map(Stamps::element)
-}
-
 /// The kinds of unknown children of `contact` (namespace, name), in order of first
 /// appearance.
 pub fn extension_keys(contact: &Contact) -> Vec<(String, String)> {
@@ -228,7 +223,7 @@ impl State {
         let present = present_fields(contact);
         state.seen.insert(version.device, version);
         let el = match &contact.stamps {
-            Some(stamps) => stamps.parts()?,
+            Some(stamps) => stamps.parts(),
             None => {
                 for (key, value) in present {
                     state.fields.insert(key, (implicit, value));
@@ -256,7 +251,8 @@ impl State {
         if state.aliases.len() > MAX_ALIASES {
             return Err(bad(Problem::TooManyAliases));
         }
-        let devices = &el.devices;
+        let devices = el.devices?;
+        let devices = devices.as_ref();
         if devices.len() > MAX_DEVICES {
             return Err(bad(Problem::TooManyDevices));
         }

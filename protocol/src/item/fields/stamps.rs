@@ -4,11 +4,15 @@
 //!
 //! A parsed XML element is a tree of a dozen allocations (its attributes, the
 //! `<device/>` children and their text); held in every contact it was two thirds of
-//! a contact's memory. An element as kith writes it (its attributes in kith's
-//! order, its `<device/>` children first, each one key in lowercase hex) is held as
-//! its parts: the contact id inline, the other attributes as one string, the device
-//! keys as bytes, and any `<gone/>` and `<lost/>` children as elements. Anything
-//! else (another writer's element) is held whole, and reads exactly as before.
+//! a contact's memory. An element as kith writes it is held as its parts: the
+//! contact id inline, the other attributes as one string, the device keys as bytes,
+//! and the children after the devices (`<gone/>`, `<lost/>`, rare) as elements. "As
+//! kith writes it": only kith's attributes, unqualified, in kith's order, the contact
+//! id and aliases valid (at most [`MAX_ALIASES`], one space apart), the `<device/>`
+//! children first, without attributes, each one key in lowercase hex, and no text.
+//! Any other element (another writer's) is held whole. Both read the same way
+//! ([`super::State::of`]); the element as a contact holds it is written back as the
+//! contact's last child.
 
 use std::fmt;
 
@@ -83,14 +87,17 @@ pub(super) struct Parts<'a> {
     pub stamps: Option<&'a str>,
     pub marks: Option<&'a str>,
     pub seen: Option<&'a str>,
-    /// The device keys, in order.
-    pub devices: std::borrow::Cow<'a, [DeviceId]>,
+    /// The device keys, in order, or why a `<device/>` child does not read.
+    pub devices: Result<std::borrow::Cow<'a, [DeviceId]>, Error>,
     /// The children other than `<device/>`, in order.
     pub children: Vec<&'a Element>,
 }
 
 /// `el` as [`Repr::Parts`], when it is written as kith writes it.
 fn parts_of(el: &Element) -> Option<Repr> {
+    if !el.is(NS, "fields") {
+        return None;
+    }
     let mut contact = None;
     let mut values = [""; 4];
     let mut present = 0u8;
@@ -199,25 +206,24 @@ impl Stamps {
         }
     }
 
-    /// What reading the stamps needs; an element held whole whose `<device/>`
-    /// children do not read is refused here.
-    pub(super) fn parts(&self) -> Result<Parts<'_>, Error> {
+    /// What reading the stamps needs.
+    pub(super) fn parts(&self) -> Parts<'_> {
         match &self.0 {
             Repr::Whole(el) => {
                 let devices = el
                     .elements()
                     .filter(|c| c.is(NS, "device"))
                     .map(|d| parse_hex32(&d.text()).ok_or(Error::BadFields(Problem::BadDevice)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Parts {
+                    .collect::<Result<Vec<_>, _>>();
+                Parts {
                     contact: el.attr("contact"),
                     aliases: el.attr("aliases"),
                     stamps: el.attr("stamps"),
                     marks: el.attr("marks"),
                     seen: el.attr("seen"),
-                    devices: devices.into(),
+                    devices: devices.map(Into::into),
                     children: el.elements().filter(|c| !c.is(NS, "device")).collect(),
-                })
+                }
             }
             Repr::Parts {
                 contact,
@@ -231,15 +237,15 @@ impl Stamps {
                     values[i] = (present & (1 << i) != 0).then_some(v);
                 }
                 let [aliases, stamps, marks, seen] = values;
-                Ok(Parts {
+                Parts {
                     contact: contact.as_ref().map(HexId::as_str),
                     aliases,
                     stamps,
                     marks,
                     seen,
-                    devices: std::borrow::Cow::Borrowed(devices),
+                    devices: Ok(std::borrow::Cow::Borrowed(devices)),
                     children: children.iter().collect(),
-                })
+                }
             }
         }
     }
@@ -323,6 +329,7 @@ mod tests {
             (String::new(), format!("{gone}{}", device('c')), false),
             (String::new(), device('C'), false),
             (String::new(), "<device>12</device>".into(), false),
+            (String::new(), "<other/>".into(), true),
             (String::new(), format!("{}x", device('d')), false),
         ] {
             let e = el(&attrs, &children);
@@ -334,6 +341,9 @@ mod tests {
             );
             assert_eq!(s.element(), e, "{attrs} {children}");
         }
+        // Only a stamps element is taken apart.
+        let other = Element::new("urn:example", "fields");
+        assert_eq!(Stamps::from_element(&other).element(), other);
     }
 
     #[test]
@@ -344,7 +354,7 @@ mod tests {
         );
         let parts = Stamps::from_element(&e);
         let whole = Stamps(Repr::Whole(Box::new(e)));
-        let (a, b) = (parts.parts().expect("reads"), whole.parts().expect("reads"));
+        let (a, b) = (parts.parts(), whole.parts());
         assert_eq!(
             (
                 a.contact,
