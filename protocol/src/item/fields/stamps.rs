@@ -171,39 +171,36 @@ impl Stamps {
 
     /// The element, as it was read.
     pub fn element(&self) -> Element {
-        match &self.0 {
-            Repr::Whole(el) => Element::clone(el),
-            Repr::Parts {
-                contact,
-                text,
-                present,
-                devices,
-                children,
-            } => {
-                let mut el = Element::new(NS, "fields");
-                if let Some(c) = contact {
-                    el.set_attr("contact", c.as_str());
-                }
-                for (i, v) in text.split('\0').take(TEXT_ATTRS.len()).enumerate() {
-                    if present & (1 << i) != 0 {
-                        el.attrs.push(Attr {
-                            ns: "".into(),
-                            name: TEXT_ATTRS[i].into(),
-                            value: v.to_owned(),
-                        });
-                    }
-                }
-                for d in devices.iter() {
-                    let mut de = Element::new(NS, "device");
-                    de.push_text(hex(&d.0));
-                    el.push(de);
-                }
-                for c in children.iter() {
-                    el.push(c.clone());
-                }
-                el
+        if let Repr::Whole(el) = &self.0 {
+            return Element::clone(el);
+        }
+        let parts = self.parts();
+        let mut el = Element::new(NS, "fields");
+        if let Some(c) = parts.contact {
+            el.set_attr("contact", c);
+        }
+        let values = [parts.aliases, parts.stamps, parts.marks, parts.seen];
+        for (name, value) in TEXT_ATTRS.iter().zip(values) {
+            if let Some(v) = value {
+                el.attrs.push(Attr {
+                    ns: "".into(),
+                    name: (*name).into(),
+                    value: v.to_owned(),
+                });
             }
         }
+        // Held as parts, the keys are bytes: they always read.
+        if let Ok(devices) = &parts.devices {
+            for d in devices.iter() {
+                let mut de = Element::new(NS, "device");
+                de.push_text(hex(&d.0));
+                el.push(de);
+            }
+        }
+        for c in parts.children {
+            el.push(c.clone());
+        }
+        el
     }
 
     /// What reading the stamps needs.
