@@ -55,7 +55,7 @@ fn mac(key: &[u8], domain: &[u8], day: u64, device: &DeviceId) -> [u8; 32] {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    kith_protocol::hex::encode(bytes)
 }
 
 /// The first port a guise may choose: the IANA dynamic range.

@@ -144,7 +144,7 @@ pub fn topic(genesis: &DeviceId) -> gossipsub::IdentTopic {
         .chain_update(b"kith gossip topic\0")
         .chain_update(genesis.0)
         .finalize();
-    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = kith_protocol::hex::encode(&d[..16]);
     gossipsub::IdentTopic::new(format!("kith/{hex}"))
 }
 

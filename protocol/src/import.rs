@@ -132,9 +132,8 @@ impl Imported {
             .map(|name| {
                 let mut raw = [0u8; 6];
                 rng.fill_bytes(&mut raw);
-                let id: String = std::iter::once("g-".to_owned())
-                    .chain(raw.iter().map(|b| format!("{b:02x}")))
-                    .collect();
+                let mut id = String::from("g-");
+                crate::hex::push(&mut id, &raw);
                 ids.insert(name.clone(), id.clone());
                 Payload::Group(Group {
                     id,

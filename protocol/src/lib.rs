@@ -28,6 +28,7 @@ pub mod clear_wrap;
 pub mod clock;
 pub mod contacts;
 mod contained;
+pub mod hex;
 pub mod import;
 pub mod item;
 pub mod jid;

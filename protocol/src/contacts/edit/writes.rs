@@ -99,14 +99,12 @@ pub(super) fn validate(payload: &Payload, node: NodeKind) -> Result<(String, Pay
 
 /// Lowercase hex of `bytes`.
 pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(bytes)
 }
 
 fn hex_id(bytes: &[u8]) -> String {
     let mut id = String::from("g-");
-    for b in bytes {
-        id.push_str(&format!("{b:02x}"));
-    }
+    crate::hex::push(&mut id, bytes);
     id
 }
 

@@ -130,7 +130,7 @@ pub fn read_deletion(el: &Element) -> Option<Deletion<'_>> {
 }
 
 pub(super) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::hex::encode(b)
 }
 
 pub(super) fn parse_hex32(t: &str) -> Option<DeviceId> {

@@ -140,10 +140,11 @@ fn parts_of(el: &Element) -> Option<Repr> {
             let [Node::Text(t)] = c.children.as_slice() else {
                 return None;
             };
-            let d = parse_hex32(t)?;
-            if hex(&d.0) != *t {
+            // Written back as lowercase hex: only that is taken apart.
+            if !t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
                 return None;
             }
+            let d = parse_hex32(t)?;
             devices.push(d);
         } else {
             children.push(c.clone());
@@ -325,6 +326,11 @@ mod tests {
             ),
             (String::new(), format!("{gone}{}", device('c')), false),
             (String::new(), device('C'), false),
+            (
+                String::new(),
+                format!("<device>{}</device>", "+f".repeat(32)),
+                false,
+            ),
             (String::new(), "<device>12</device>".into(), false),
             (String::new(), "<other/>".into(), true),
             (String::new(), format!("{}x", device('d')), false),
