@@ -47,7 +47,6 @@ mod stamps;
 use ids::valid_id;
 pub use ids::{CONTACT_ID_KIND, MAX_ALIASES, aliases, contact_id, links};
 pub use problem::Problem;
-use seen::hex;
 pub use seen::{Deletion, Seen, covers, deletion_element, join, read_deletion};
 pub use stamps::{HexId, Stamps};
 
@@ -457,41 +456,35 @@ impl State {
             .values()
             .map(|v| stamp_index(*v, &mut stamps, &mut devices).to_string())
             .collect();
-        let mut el = Element::new(NS, "fields");
-        if let Some(id) = &self.contact_id {
-            el.set_attr("contact", id.clone());
-        }
-        if !self.aliases.is_empty() {
+        let aliases = (!self.aliases.is_empty()).then(|| {
             let aliases: Vec<&str> = self
                 .aliases
                 .iter()
                 .take(MAX_ALIASES)
                 .map(String::as_str)
                 .collect();
-            el.set_attr("aliases", aliases.join(" "));
-        }
-        el.set_attr(
-            "stamps",
-            stamps
-                .iter()
-                .map(|s| {
-                    let d = devices.iter().position(|d| *d == s.device).unwrap_or(0);
-                    format!("{}.{}.{d}", s.hlc.wall_ms, s.hlc.counter)
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
-        el.set_attr("marks", marks.join(" "));
-        el.set_attr("seen", seen.join(" "));
-        for d in &devices {
-            let mut de = Element::new(NS, "device");
-            de.push_text(hex(&d.0));
-            el.push(de);
-        }
-        for c in children {
-            el.push(c);
-        }
-        contact.stamps = Some(Stamps::from_element(&el));
+            aliases.join(" ")
+        });
+        let stamps = stamps
+            .iter()
+            .map(|s| {
+                let d = devices.iter().position(|d| *d == s.device).unwrap_or(0);
+                format!("{}.{}.{d}", s.hlc.wall_ms, s.hlc.counter)
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let values = [
+            aliases,
+            Some(stamps),
+            Some(marks.join(" ")),
+            Some(seen.join(" ")),
+        ];
+        contact.stamps = Some(Stamps::written(
+            self.contact_id.as_deref(),
+            values,
+            devices,
+            children,
+        ));
     }
 }
 

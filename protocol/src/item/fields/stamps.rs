@@ -93,6 +93,13 @@ pub(super) struct Parts<'a> {
     pub children: Vec<&'a Element>,
 }
 
+/// Whether an `aliases` value reads as it is: the ids `aliases` returns, one space
+/// apart, none refused.
+fn clean_aliases(value: &str) -> bool {
+    let ids: Vec<&str> = value.split_ascii_whitespace().collect();
+    ids.len() <= MAX_ALIASES && ids.iter().all(|id| valid_id(id)) && ids.join(" ") == value
+}
+
 /// `el` as [`Repr::Parts`], when it is written as kith writes it.
 fn parts_of(el: &Element) -> Option<Repr> {
     if !el.is(NS, "fields") {
@@ -115,15 +122,8 @@ fn parts_of(el: &Element) -> Option<Repr> {
         if i + 1 < next || a.value.contains('\0') {
             return None;
         }
-        if i == 0 {
-            let ids: Vec<&str> = a.value.split_ascii_whitespace().collect();
-            // Only what reads: the ids as `aliases` returns them, nothing refused.
-            if ids.len() > MAX_ALIASES
-                || !ids.iter().all(|id| valid_id(id))
-                || ids.join(" ") != a.value
-            {
-                return None;
-            }
+        if i == 0 && !clean_aliases(&a.value) {
+            return None;
         }
         values[i] = &a.value;
         present |= 1 << i;
@@ -168,6 +168,55 @@ impl Stamps {
     /// Holds `el` (a stamps element) compactly.
     pub fn from_element(el: &Element) -> Self {
         Self(parts_of(el).unwrap_or_else(|| Repr::Whole(Box::new(el.clone()))))
+    }
+
+    /// The stamps [`super::State::attach`] writes, held as parts without building
+    /// the element: the contact id, the values of `aliases`, `stamps`, `marks` and
+    /// `seen` (each when present), the device keys and the other children. Should a
+    /// value not be one kith writes, the element is built and held as
+    /// [`Stamps::from_element`] holds it.
+    pub(super) fn written(
+        contact: Option<&str>,
+        values: [Option<String>; 4],
+        devices: Vec<DeviceId>,
+        children: Vec<Element>,
+    ) -> Self {
+        let id = contact.map(HexId::new);
+        let clean = !matches!(id, Some(None))
+            && values[0].as_deref().is_none_or(clean_aliases)
+            && values.iter().flatten().all(|v| !v.contains('\0'))
+            && !children.iter().any(|c| c.is(NS, "device"));
+        let mut text = String::new();
+        let mut present = 0u8;
+        for (i, v) in values.iter().enumerate() {
+            if let Some(v) = v {
+                text.push_str(v);
+                present |= 1 << i;
+            }
+            text.push('\0');
+        }
+        let parts = Self(Repr::Parts {
+            contact: id.flatten(),
+            text: text.into_boxed_str(),
+            present,
+            devices: devices.into_boxed_slice(),
+            children: children.into_boxed_slice(),
+        });
+        if clean {
+            return parts;
+        }
+        let mut el = parts.element();
+        if let Some(c) = contact.filter(|_| matches!(id, Some(None))) {
+            el.attrs.insert(
+                0,
+                Attr {
+                    ns: "".into(),
+                    name: "contact".into(),
+                    value: c.to_owned(),
+                },
+            );
+        }
+        Self::from_element(&el)
     }
 
     /// The element, as it was read.
@@ -347,6 +396,36 @@ mod tests {
         // Only a stamps element is taken apart.
         let other = Element::new("urn:example", "fields");
         assert_eq!(Stamps::from_element(&other).element(), other);
+    }
+
+    #[test]
+    fn written_stamps_are_held_as_the_element_would_be() {
+        let key = DeviceId([0xab; 32]);
+        let too_many = vec![ALIAS; MAX_ALIASES + 1].join(" ");
+        for (contact, aliases, parts) in [
+            (Some(ID), Some(ALIAS.to_owned()), true),
+            (None, None, true),
+            (Some("NOT-AN-ID"), None, false),
+            (Some(ID), Some(too_many), false),
+        ] {
+            let values = [
+                aliases,
+                Some("1.0.0".into()),
+                Some("0".into()),
+                Some("0".into()),
+            ];
+            let gone = el("", "<gone kind='group' id='g' mark='0'/>").children;
+            let gone: Vec<Element> = gone
+                .into_iter()
+                .filter_map(|n| match n {
+                    Node::Element(e) => Some(e),
+                    Node::Text(_) => None,
+                })
+                .collect();
+            let s = Stamps::written(contact, values, vec![key], gone);
+            assert_eq!(matches!(s.0, Repr::Parts { .. }), parts, "{contact:?}");
+            assert_eq!(Stamps::from_element(&s.element()), s, "{contact:?}");
+        }
     }
 
     #[test]
