@@ -14,6 +14,7 @@ pub mod device;
 pub mod discovery;
 pub mod gate;
 pub mod join;
+pub mod memory;
 pub mod net;
 pub mod node;
 pub mod pair;

@@ -434,6 +434,7 @@ impl Device {
         })?;
         // Best effort: a failed checkpoint leaves the log for SQLite to fold in later.
         let _ = self.store.checkpoint();
+        crate::memory::give_back();
         Ok(json!({
             "contacts": total,
             "groups": groups,

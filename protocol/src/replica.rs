@@ -17,6 +17,8 @@
 //! the property tests in `tests/convergence.rs` check this.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
 
 use crate::clock::{DEFAULT_MAX_AHEAD_MS, Hlc, WallTime};
 use crate::record::{DeviceId, ItemId, Record, Space, Verified, Version};
@@ -45,6 +47,33 @@ pub trait Authors {
 impl Authors for BTreeSet<DeviceId> {
     fn may_author(&self, device: &DeviceId, _version: &Version) -> bool {
         self.contains(device)
+    }
+}
+
+/// Where a device keeps the records it stored, for the replica to read back the
+/// bodies it shelved (see [`Replica::shelve`]): a node keeps a sealed record's body
+/// (most of its size) in its store rather than in memory, and reads it back when a
+/// peer or a client asks for it. Implemented outside this crate (the node's store);
+/// the replica only calls it.
+pub trait Shelf: Send + Sync {
+    /// The stored record of `space`/`item` with this version and signature, or
+    /// `None` if the store does not have it (or cannot read it).
+    fn load(
+        &self,
+        space: Space,
+        item: &ItemId,
+        version: &Version,
+        signature: &[u8; 64],
+    ) -> Option<Record>;
+}
+
+/// The replica's shelf, if it has one.
+#[derive(Clone, Default)]
+struct Shelving(Option<Arc<dyn Shelf>>);
+
+impl fmt::Debug for Shelving {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Shelf" } else { "NoShelf" })
     }
 }
 
@@ -116,6 +145,8 @@ pub struct Replica {
     set_changes: BTreeSet<(Space, ItemId)>,
     /// Signatures already checked.
     verified: Verified,
+    /// Where shelved bodies are read back from.
+    shelf: Shelving,
 }
 
 impl Default for Replica {
@@ -148,7 +179,57 @@ impl Replica {
             touched: BTreeSet::new(),
             set_changes: BTreeSet::new(),
             verified: Verified::new(),
+            shelf: Shelving::default(),
         }
+    }
+
+    /// Gives the replica a shelf: from now on [`Replica::shelve`] leaves sealed
+    /// bodies in it.
+    pub fn set_shelf(&mut self, shelf: Arc<dyn Shelf>) {
+        self.shelf = Shelving(Some(shelf));
+    }
+
+    /// Drops from memory the sealed bodies of the winning records of `keys` (the
+    /// caller has just stored them durably), when the replica has a shelf; returns
+    /// the records as now held, shelved, for other holders (the view) to hold the
+    /// same. Records without a sealed body, or already shelved, stay as they are.
+    pub fn shelve(&mut self, keys: impl IntoIterator<Item = (Space, ItemId)>) -> Vec<Record> {
+        if self.shelf.0.is_none() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for key in keys {
+            if let Some(r) = self.records.get_mut(&key)
+                && let Some(shelved) = r.to_shelved()
+            {
+                *r = shelved.clone();
+                out.push(shelved);
+            }
+        }
+        out
+    }
+
+    /// The record with its body: `record` itself unless it is shelved, then the
+    /// record read back from the shelf (checked to be the same record); `None` if
+    /// it cannot be read back.
+    pub fn unshelved(&self, record: &Record) -> Option<Record> {
+        if !record.is_shelved() {
+            return Some(record.clone());
+        }
+        let shelf = self.shelf.0.as_ref()?;
+        shelf
+            .load(
+                record.space,
+                &record.item,
+                &record.version,
+                &record.signature,
+            )
+            .filter(|full| !full.is_shelved() && record.same_as(full))
+    }
+
+    /// The winning record for an item, with its body (see [`Replica::unshelved`]).
+    pub fn get_unshelved(&self, space: impl Into<Space>, item: &ItemId) -> Option<Record> {
+        self.unshelved(self.get(space, item)?)
     }
 
     /// Checks and applies one record received at local wall time `now`.
@@ -243,7 +324,7 @@ impl Replica {
                 self.records.insert(key, record);
                 Outcome::Inserted
             }
-            Some(old) if *old == record => Outcome::Duplicate,
+            Some(old) if old.same_as(&record) => Outcome::Duplicate,
             Some(old) if wins(&record, old) => {
                 let previous = std::mem::replace(old, record);
                 let shadows = self.shadows.entry(key).or_default();

@@ -53,6 +53,21 @@ fn held<T>(f: impl FnOnce() -> T) -> (T, usize) {
     (value, after.saturating_sub(before))
 }
 
+/// A shelf that reads nothing back: only what shelving frees is measured here.
+struct Nowhere;
+
+impl kith_protocol::replica::Shelf for Nowhere {
+    fn load(
+        &self,
+        _space: kith_protocol::record::Space,
+        _item: &kith_protocol::record::ItemId,
+        _version: &kith_protocol::record::Version,
+        _signature: &[u8; 64],
+    ) -> Option<kith_protocol::record::Record> {
+        None
+    }
+}
+
 // One test in this file: the counter is shared by everything the binary runs.
 #[test]
 fn bytes_held_per_contact() {
@@ -90,6 +105,27 @@ fn bytes_held_per_contact() {
         "per contact: records {} B, merged view {} B",
         replica_bytes / n,
         view_bytes / n
+    );
+
+    // Shelved (the node leaves sealed bodies in its store once stored), the
+    // records' bodies are freed: the replica and the view hold records without them.
+    drop(replica);
+    drop(view);
+    let book = &mut f.books[0];
+    let before = HELD.load(Ordering::Relaxed);
+    book.set_shelf(std::sync::Arc::new(Nowhere));
+    let keys: Vec<_> = book
+        .replica()
+        .records()
+        .map(|r| (r.space, r.item))
+        .collect();
+    let count = book.shelve(keys);
+    let freed = before.saturating_sub(HELD.load(Ordering::Relaxed));
+    eprintln!("shelving {count} records freed {} B a contact", freed / n);
+    assert!(count >= n, "every sealed record is shelved");
+    assert!(
+        freed / n >= 512,
+        "shelving frees at least the padded payload of each contact"
     );
 
     let (copy, exact) = held(|| contact.clone());

@@ -127,6 +127,9 @@ pub struct Device {
     /// The signatures that verified, shared with the engine's replica: frames of many
     /// records are checked on every core before the engine applies them.
     verified: kith_protocol::record::Verified,
+    /// Items whose sealed records this step stored: shelved at its end
+    /// ([`Device::shelve_stored`]).
+    stored: Vec<(kith_protocol::record::Space, ItemId)>,
 }
 
 /// Longest device name, in characters (what pairing accepts too).
@@ -346,6 +349,9 @@ impl Device {
                 }
             }
         }
+        if result.is_err() {
+            self.stored.clear();
+        }
         result?;
         if secrets.is_some() {
             self.pending_secrets = secrets;
@@ -382,6 +388,12 @@ impl Device {
             match out {
                 Output::Persist(records) => {
                     self.store.persist(&records)?;
+                    self.stored.extend(
+                        records
+                            .iter()
+                            .filter(|r| r.body.sealed_key().is_some())
+                            .map(|r| (r.space, r.item)),
+                    );
                     stored = true;
                 }
                 Output::Collect { collect, forget } => {
@@ -418,6 +430,7 @@ impl Device {
             }
             self.write_index(changes.into_iter().collect(), Vec::new(), false)?;
         }
+        self.shelve_stored();
         Ok(())
     }
 
@@ -453,6 +466,7 @@ impl Device {
             .and_then(|v| self.store.commit().map(|()| v).map_err(Into::into))
             .and_then(|v| self.flush_secrets().map(|()| v).map_err(Into::into));
         if let Err(e) = &result {
+            self.stored.clear();
             if self.store.in_transaction() {
                 let _ = self.store.rollback();
             }
@@ -461,6 +475,20 @@ impl Device {
             self.failed = Some(e.to_string());
         }
         result
+    }
+
+    /// Leaves the sealed bodies of what was just written to the store, and only
+    /// there (see [`kith_protocol::replica::Shelf`]): the replica and the view hold
+    /// the records without them, and read them back from the store when needed.
+    /// Called once the view has read them, inside the transaction that stores them
+    /// (the shelf reads through the same connection, so it finds them): if that
+    /// transaction rolls back, the device is failed and stops, as for any failed
+    /// write (what the engine holds is no longer what the store does).
+    fn shelve_stored(&mut self) {
+        if !self.stored.is_empty() {
+            let keys = std::mem::take(&mut self.stored);
+            self.engine.book_mut().shelve(keys);
+        }
     }
 
     /// (id, revoked) of every secret, as last written to `secrets.xml`.

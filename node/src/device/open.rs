@@ -331,6 +331,8 @@ impl Device {
         });
         let seed: [u8; 32] = rand::rng().random();
         let mut book = book;
+        // Sealed bodies live in the store once stored (see `Device::shelve_stored`).
+        book.set_shelf(std::sync::Arc::new(store.shelf()));
         let verified = kith_protocol::record::Verified::new();
         book.share_verified(verified.clone());
         let engine = Engine::new(
@@ -363,6 +365,7 @@ impl Device {
             clients_changed: false,
             changes: 0,
             verified,
+            stored: Vec::new(),
         }
     }
 
@@ -377,7 +380,8 @@ impl Device {
     /// passphrase they are sealed under).
     pub fn open_with(dir: &Path, key_files: store::KeyFiles) -> Result<Self, Error> {
         let mut base = Self::base(dir, true, key_files)?;
-        let (replica, quarantined) = base.store.load()?;
+        // Sealed bodies stay in the store (see `Device::shelve_stored`).
+        let (replica, quarantined) = base.store.load_shelved()?;
         for q in &quarantined {
             warn!(
                 "moved aside a stored record that does not decode ({}); the other devices \

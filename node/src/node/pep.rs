@@ -203,14 +203,14 @@ impl Node {
         let mut all: Vec<&Record> = if wanted.is_empty() {
             replica
                 .space(node)
-                .filter(|r| sealed_of(r).is_some())
+                .filter(|r| r.body.sealed_key().is_some())
                 .collect()
         } else {
             let set: BTreeSet<ItemId> = wanted.into_iter().collect();
             let found: Vec<&Record> = set
                 .iter()
                 .filter_map(|i| replica.get(node, i))
-                .filter(|r| sealed_of(r).is_some())
+                .filter(|r| r.body.sealed_key().is_some())
                 .collect();
             if found.is_empty() {
                 return Err(Refusal::item_not_found());
@@ -261,7 +261,11 @@ impl Node {
         let mut items = Vec::new();
         let mut bytes = 0;
         for r in window {
-            let Some(s) = sealed_of(r) else { continue };
+            // Read back from the store when shelved (see `Device::shelve_stored`).
+            let Some(full) = replica.unshelved(r) else {
+                continue;
+            };
+            let Some(s) = sealed_of(&full) else { continue };
             bytes += s.data.len() * 4 / 3 + 128;
             if !items.is_empty() && bytes > MAX_PAGE_BYTES {
                 break;
@@ -315,10 +319,8 @@ impl Node {
                 engine
                     .replica()
                     .get(*node, item)
-                    .and_then(sealed_of)
-                    .is_some_and(|s| {
-                        !self.pep_secrets_keys.contains(&s.key) && keyring.get(&s.key).is_some()
-                    })
+                    .and_then(|r| r.body.sealed_key())
+                    .is_some_and(|k| !self.pep_secrets_keys.contains(k) && keyring.get(k).is_some())
             });
             if unshared {
                 self.pep_secrets_for = None;
@@ -332,7 +334,20 @@ impl Node {
             return Ok(());
         }
         for (node, item) in changed {
-            let sealed = replica.get(node, &item).and_then(sealed_of).cloned();
+            let sealed = match replica.get(node, &item) {
+                Some(r) if r.body.sealed_key().is_some() => {
+                    // Read back from the store when shelved; an item that cannot be
+                    // is not announced (as retracted, least of all).
+                    match replica.unshelved(r).and_then(|f| sealed_of(&f).cloned()) {
+                        Some(s) => Some(s),
+                        None => {
+                            warn!("item {item} could not be read back from the store");
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
             let id = self
                 .pep_names
                 .get(&(node, item))

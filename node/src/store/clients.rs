@@ -29,7 +29,8 @@ impl Store {
     /// Every client, approved or waiting, by fingerprint.
     pub fn clients(&self) -> Result<Vec<Client>> {
         let read = || -> rusqlite::Result<Vec<Client>> {
-            let mut stmt = self.conn.prepare(
+            let conn = self.shared.lock();
+            let mut stmt = conn.prepare(
                 "SELECT fingerprint, cert, added_ms, approved FROM clients ORDER BY fingerprint",
             )?;
             stmt.query_map([], |r| {
@@ -47,7 +48,8 @@ impl Store {
 
     /// Stores a client (again: its certificate and state are replaced).
     pub fn put_client(&mut self, client: &Client) -> Result<()> {
-        self.conn
+        self.shared
+            .lock()
             .execute(
                 "INSERT OR REPLACE INTO clients (fingerprint, cert, added_ms, approved)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -94,7 +96,8 @@ impl Store {
             .into_iter()
             .find(|c| c.fingerprint == fingerprint);
         if found.is_some() {
-            self.conn
+            self.shared
+                .lock()
                 .execute("DELETE FROM clients WHERE fingerprint = ?1", [fingerprint])
                 .map_err(|e| self.sql(e))?;
         }

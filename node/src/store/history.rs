@@ -116,8 +116,8 @@ impl Store {
         limit: usize,
         keep: &dyn Fn(&Entry) -> bool,
     ) -> Result<Vec<Entry>> {
-        let mut stmt = self
-            .conn
+        let conn = self.shared.lock();
+        let mut stmt = conn
             .prepare_cached("SELECT data FROM history ORDER BY at DESC, seq DESC")
             .map_err(self.sql_err())?;
         let mut rows = stmt.query([]).map_err(self.sql_err())?;

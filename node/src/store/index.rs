@@ -222,7 +222,8 @@ fn version_of(key: &[u8]) -> Option<Version> {
 impl Store {
     /// A value of the `meta` table.
     pub(super) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.conn
+        self.shared
+            .lock()
             .prepare_cached("SELECT value FROM meta WHERE key = ?1")
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
             .map_err(|e| self.sql(e))
@@ -232,7 +233,8 @@ impl Store {
     /// the key's index) in place: a replace would delete and insert it, writing the
     /// index's page at every edit.
     fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.conn
+        self.shared
+            .lock()
             .prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = ?2",
@@ -368,7 +370,8 @@ impl Store {
     }
 
     fn entries(&self, keys: &Keys, query: &str, args: impl rusqlite::Params) -> Result<Vec<Entry>> {
-        let mut stmt = self.conn.prepare_cached(query).map_err(|e| self.sql(e))?;
+        let conn = self.shared.lock();
+        let mut stmt = conn.prepare_cached(query).map_err(|e| self.sql(e))?;
         let mut rows = stmt.query(args).map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(|e| self.sql(e))? {
@@ -429,7 +432,8 @@ impl Store {
     /// index last counted them.
     pub fn index_counts(&self) -> Result<([usize; 2], usize)> {
         let count = |node: i64, kind: i64| -> Result<usize> {
-            self.conn
+            self.shared
+                .lock()
                 .query_row(
                     "SELECT COUNT(*) FROM items WHERE kind = ?2 AND node = ?1",
                     [node, kind],

@@ -29,7 +29,9 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 use rusqlite::{Connection, params};
 
 pub mod clients;
@@ -40,9 +42,11 @@ pub mod names;
 mod peers;
 mod records;
 mod schema;
+mod shelf;
 pub mod vault;
 
 pub use schema::SCHEMA_VERSION;
+pub use shelf::Shelf;
 
 pub use files::{
     DEVICE_FILES, KeyFiles, Lock, create_dir, finish_pending, finish_rekey, keyring_from_xml,
@@ -186,7 +190,12 @@ pub struct KnownPeer {
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
-    conn: Connection,
+    /// The connection, shared with the replica's shelf ([`Shelf`]): one connection
+    /// (SQLite's lock is exclusive), used by one thread at a time, re-entrant so
+    /// that a shelf read inside a store call cannot deadlock.
+    shared: Arc<ReentrantMutex<Connection>>,
+    /// Whether [`Store::load_shelved`] is reading: records are shelved as read.
+    shelving: bool,
     /// SQLite's count of changed rows at the last checkpoint.
     checkpointed_at: u64,
     /// Whether rows holding something erased (replaced versions, collected
@@ -194,6 +203,9 @@ pub struct Store {
     /// then empties the log, where their old pages still are.
     erased: bool,
 }
+
+/// The store's connection, held for a while.
+type Conn<'a> = ReentrantMutexGuard<'a, Connection>;
 
 /// Prepared statements kept per connection.
 const STATEMENTS_CACHED: usize = 64;
@@ -205,7 +217,7 @@ const WAL_PAGES_MAX: i64 = 8192;
 /// What [`Store::atomic`] opened: the connection, inside a savepoint of its own or
 /// inside the caller's transaction.
 pub(super) struct Atomic<'a> {
-    conn: &'a Connection,
+    conn: Conn<'a>,
     own: bool,
 }
 
@@ -226,7 +238,7 @@ impl std::ops::Deref for Atomic<'_> {
     type Target = Connection;
 
     fn deref(&self) -> &Connection {
-        self.conn
+        &self.conn
     }
 }
 
@@ -316,7 +328,8 @@ impl Store {
         conn.execute_batch(schema::SCHEMA).map_err(sql)?;
         let mut store = Self {
             dir: dir.to_owned(),
-            conn,
+            shared: Arc::new(ReentrantMutex::new(conn)),
+            shelving: false,
             checkpointed_at: 0,
             erased: left_log,
         };
@@ -327,11 +340,12 @@ impl Store {
     /// Moves what the write-ahead log holds into the database file and empties the
     /// log (after a large write, so that the next open does not pay for it).
     pub fn checkpoint(&mut self) -> Result<()> {
-        self.conn
+        self.shared
+            .lock()
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
             .map_err(|e| self.sql(e))?;
         self.erased = false;
-        self.checkpointed_at = self.conn.total_changes();
+        self.checkpointed_at = self.shared.lock().total_changes();
         Ok(())
     }
 
@@ -341,12 +355,14 @@ impl Store {
     /// log's file as it is); after an erasure ([`Store::erased`]) the log is emptied
     /// too, since the pages it holds still carry what was erased.
     pub fn checkpoint_if_written(&mut self) -> Result<bool> {
-        let changes = self.conn.total_changes();
+        let conn = self.shared.lock();
+        let changes = conn.total_changes();
         if changes == self.checkpointed_at || self.in_transaction() {
             return Ok(false);
         }
         let mode = if self.erased { "TRUNCATE" } else { "PASSIVE" };
-        self.conn
+        self.shared
+            .lock()
             .execute_batch(&format!("PRAGMA wal_checkpoint({mode})"))
             .map_err(|e| self.sql(e))?;
         self.checkpointed_at = changes;
@@ -363,19 +379,26 @@ impl Store {
     /// Starts a transaction that the writes up to [`Store::commit`] join: all of
     /// them reach the disk, or (after a crash or [`Store::rollback`]) none.
     pub fn begin(&mut self) -> Result<()> {
-        self.conn
+        self.shared
+            .lock()
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.sql(e))
     }
 
     /// Commits what [`Store::begin`] started, durably.
     pub fn commit(&mut self) -> Result<()> {
-        self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))
+        self.shared
+            .lock()
+            .execute_batch("COMMIT")
+            .map_err(|e| self.sql(e))
     }
 
     /// Drops what [`Store::begin`] started.
     pub fn rollback(&mut self) -> Result<()> {
-        self.conn.execute_batch("ROLLBACK").map_err(|e| self.sql(e))
+        self.shared
+            .lock()
+            .execute_batch("ROLLBACK")
+            .map_err(|e| self.sql(e))
     }
 
     /// Makes what follows atomic until [`Atomic::commit`]. In a transaction the
@@ -387,17 +410,23 @@ impl Store {
     pub(super) fn atomic(&self) -> rusqlite::Result<Atomic<'_>> {
         let own = !self.in_transaction();
         if own {
-            self.conn.execute_batch("SAVEPOINT kith_atomic")?;
+            self.shared.lock().execute_batch("SAVEPOINT kith_atomic")?;
         }
         Ok(Atomic {
-            conn: &self.conn,
+            conn: self.shared.lock(),
             own,
         })
     }
 
+    /// The connection, for tests that look into the file.
+    #[cfg(test)]
+    fn conn(&self) -> Conn<'_> {
+        self.shared.lock()
+    }
+
     /// Whether a transaction of [`Store::begin`] is open.
     pub fn in_transaction(&self) -> bool {
-        !self.conn.is_autocommit()
+        !self.shared.lock().is_autocommit()
     }
 
     fn sql(&self, source: rusqlite::Error) -> Error {
@@ -438,7 +467,7 @@ impl Store {
 
     /// Stores the account.
     pub fn set_account(&mut self, account: &Account) -> Result<()> {
-        let tx = self.conn.savepoint().map_err(|e| Error::Sql {
+        let tx = self.atomic().map_err(|e| Error::Sql {
             path: self.dir.join("kith.db"),
             source: e,
         })?;

@@ -34,9 +34,8 @@ impl Store {
     /// Every stored name.
     pub fn item_names(&self) -> Result<Vec<(NodeKind, ItemId, String)>> {
         let read = || -> rusqlite::Result<Vec<(NodeKind, ItemId, String)>> {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT node, item, name FROM item_names")?;
+            let conn = self.shared.lock();
+            let mut stmt = conn.prepare("SELECT node, item, name FROM item_names")?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -63,7 +62,8 @@ impl Store {
 
     /// Forgets the name of an item (retracted, or no longer live).
     pub fn remove_item_name(&mut self, node: NodeKind, item: &ItemId) -> Result<()> {
-        self.conn
+        self.shared
+            .lock()
             .execute(
                 "DELETE FROM item_names WHERE node = ?1 AND item = ?2",
                 params![Space::from(node).code(), &item.0[..]],
@@ -83,7 +83,8 @@ impl Store {
             return Ok(());
         }
         let any: bool = self
-            .conn
+            .shared
+            .lock()
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM item_names)")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(|e| self.sql(e))?;
@@ -98,7 +99,8 @@ impl Store {
 
     /// Remembers the name of an item.
     pub fn set_item_name(&mut self, node: NodeKind, item: &ItemId, name: &str) -> Result<()> {
-        self.conn
+        self.shared
+            .lock()
             .prepare_cached(
                 "INSERT OR REPLACE INTO item_names (node, item, name) VALUES (?1, ?2, ?3)",
             )

@@ -35,7 +35,8 @@ fn open_addrs(keys: &index::Keys, stored: &str) -> String {
 impl Store {
     /// Stores an open invitation.
     pub fn add_invite(&mut self, invite: &Invite) -> Result<()> {
-        self.conn
+        self.shared
+            .lock()
             .execute(
                 "INSERT OR REPLACE INTO invites (hash, expires_ms, used) VALUES (?1, ?2, ?3)",
                 params![&invite.hash[..], invite.expires_ms as i64, invite.used],
@@ -46,7 +47,8 @@ impl Store {
 
     /// The invitation whose secret hashes to `hash`.
     pub fn invite(&self, hash: &[u8; 32]) -> Result<Option<Invite>> {
-        self.conn
+        self.shared
+            .lock()
             .query_row(
                 "SELECT expires_ms, used FROM invites WHERE hash = ?1",
                 [&hash[..]],
@@ -64,7 +66,8 @@ impl Store {
 
     /// Whether an invitation is open (unused, not expired) at `now_ms`.
     pub fn has_open_invite(&self, now_ms: u64) -> Result<bool> {
-        self.conn
+        self.shared
+            .lock()
             .query_row(
                 "SELECT COUNT(*) FROM invites WHERE used = 0 AND expires_ms > ?1",
                 [now_ms as i64],
@@ -76,7 +79,8 @@ impl Store {
 
     /// Marks an invitation used.
     pub fn use_invite(&mut self, hash: &[u8; 32]) -> Result<()> {
-        self.conn
+        self.shared
+            .lock()
             .execute("UPDATE invites SET used = 1 WHERE hash = ?1", [&hash[..]])
             .map(drop)
             .map_err(|e| self.sql(e))
@@ -90,7 +94,8 @@ impl Store {
         device: &[u8; 32],
         addrs: &str,
     ) -> Result<()> {
-        self.conn
+        self.shared
+            .lock()
             .execute(
                 "INSERT INTO peers (device, addrs) VALUES (?1, ?2)
                  ON CONFLICT(device) DO UPDATE SET addrs = ?2",
@@ -108,8 +113,8 @@ impl Store {
             .filter(|p| !p.addrs.is_empty())
             .collect();
         let stored: Vec<(Vec<u8>, String)> = {
-            let mut stmt = self
-                .conn
+            let conn = self.shared.lock();
+            let mut stmt = conn
                 .prepare("SELECT device, addrs FROM peers")
                 .map_err(|e| self.sql(e))?;
             let rows = stmt
@@ -135,7 +140,8 @@ impl Store {
 
     /// Remembers when this device last completed a reconciliation with `device`.
     pub fn set_last_sync(&mut self, device: &[u8; 32], unix_ms: u64) -> Result<()> {
-        self.conn
+        self.shared
+            .lock()
             .execute(
                 "INSERT INTO peers (device, addrs, last_sync_ms) VALUES (?1, '', ?2)
                  ON CONFLICT(device) DO UPDATE SET last_sync_ms = ?2",
@@ -147,8 +153,8 @@ impl Store {
 
     /// Known peers, by device (addresses that do not open are left out).
     pub fn peers(&self, keys: &index::Keys) -> Result<Vec<KnownPeer>> {
-        let mut stmt = self
-            .conn
+        let conn = self.shared.lock();
+        let mut stmt = conn
             .prepare("SELECT device, addrs, last_sync_ms FROM peers ORDER BY device")
             .map_err(|e| self.sql(e))?;
         let rows = stmt

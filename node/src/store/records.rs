@@ -185,8 +185,8 @@ impl Store {
             }
         };
         {
-            let mut stmt = self
-                .conn
+            let conn = self.shared.lock();
+            let mut stmt = conn
                 .prepare_cached(
                     "SELECT bytes FROM records WHERE space = ?1 ORDER BY item, version, signature",
                 )
@@ -200,8 +200,8 @@ impl Store {
                 }
             }
         }
-        let mut stmt = self
-            .conn
+        let conn = self.shared.lock();
+        let mut stmt = conn
             .prepare_cached(
                 "SELECT bytes FROM records WHERE space = ?1 AND item = ?2
                  ORDER BY version, signature",
@@ -226,8 +226,8 @@ impl Store {
         let mut per_space = std::collections::BTreeMap::new();
         let mut tombstones = 0;
         // SQLite takes the bare `tombstone` from the row holding MAX(version).
-        let mut stmt = self
-            .conn
+        let conn = self.shared.lock();
+        let mut stmt = conn
             .prepare(
                 "SELECT space, tombstone, COUNT(*) FROM
                    (SELECT space, tombstone, MAX(version) FROM records GROUP BY space, item)
@@ -278,11 +278,13 @@ impl Store {
                 path: self.dir.join("kith.db"),
                 source: e,
             };
-            let mut stmt = self.conn.prepare(query).map_err(sql)?;
+            let conn = self.shared.lock();
+            let mut stmt = conn.prepare(query).map_err(sql)?;
             let mut rows = stmt.query([]).map_err(sql)?;
             while let Some(row) = rows.next().map_err(sql)? {
                 let bytes: Vec<u8> = row.get(0).map_err(sql)?;
                 match Record::decode(&bytes) {
+                    Ok(r) if self.shelving => out.push(r.to_shelved().unwrap_or(r)),
                     Ok(r) => out.push(r),
                     Err(e) => {
                         let key = (
@@ -347,9 +349,27 @@ impl Store {
     /// Rebuilds the replica from what is stored. Rows that do not decode are moved
     /// to the quarantine table (returned, to be reported), never refusing the device.
     pub fn load(&mut self) -> Result<(Replica, Vec<Quarantined>)> {
+        self.load_with(false)
+    }
+
+    /// [`Store::load`], each sealed record shelved as it is read (its body left in
+    /// the store, see [`super::Shelf`]), into a replica whose shelf is this store:
+    /// the body of a record is never held for long, so loading needs little more
+    /// memory than what it loads.
+    pub fn load_shelved(&mut self) -> Result<(Replica, Vec<Quarantined>)> {
+        self.load_with(true)
+    }
+
+    fn load_with(&mut self, shelve: bool) -> Result<(Replica, Vec<Quarantined>)> {
         let mut quarantined = Vec::new();
         let mut replica = Replica::new();
-        let records = self.read_table("records", &mut quarantined)?;
+        if shelve {
+            replica.set_shelf(std::sync::Arc::new(self.shelf()));
+        }
+        self.shelving = shelve;
+        let records = self.read_table("records", &mut quarantined);
+        self.shelving = false;
+        let records = records?;
         let collected = self.read_table("collected", &mut quarantined)?;
         let keys: std::collections::BTreeSet<(Space, ItemId)> =
             collected.iter().map(|r| (r.space, r.item)).collect();
@@ -365,7 +385,10 @@ impl Store {
         }
         // A collected tombstone's shadows (oldest first), then the tombstone over
         // them, collected again.
-        for record in self.read_table("collected_shadows", &mut quarantined)? {
+        self.shelving = shelve;
+        let shadows = self.read_table("collected_shadows", &mut quarantined);
+        self.shelving = false;
+        for record in shadows? {
             if keys.contains(&(record.space, record.item)) {
                 replica.insert(record);
             }
@@ -384,7 +407,8 @@ impl Store {
     /// Row counts.
     pub fn counts(&self) -> Result<Counts> {
         let count = |table: &str| -> Result<u64> {
-            self.conn
+            self.shared
+                .lock()
                 .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
                     r.get::<_, i64>(0)
                 })

@@ -73,7 +73,8 @@ impl Store {
             });
         }
         let has_tombstone: bool = self
-            .conn
+            .shared
+            .lock()
             .query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('records') WHERE name = 'tombstone'",
                 [],
@@ -85,7 +86,8 @@ impl Store {
             self.add_tombstone_column()?;
         }
         let autoincrement: i64 = self
-            .conn
+            .shared
+            .lock()
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'history'
                  AND sql LIKE '%AUTOINCREMENT%'",
@@ -100,7 +102,8 @@ impl Store {
             copied &= self.copied("history", result)?;
         }
         let without_rowid: i64 = self
-            .conn
+            .shared
+            .lock()
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'
                  AND name IN ('records', 'items') AND sql LIKE '%WITHOUT ROWID%'",
@@ -118,7 +121,8 @@ impl Store {
         }
         // Counting winners and tombstones (status) reads this index, not the records
         // (made with the rowid table; here for a schema 4 store left as it was).
-        self.conn
+        self.shared
+            .lock()
             .execute_batch(
                 "CREATE INDEX IF NOT EXISTS records_winners
                  ON records (space, item, version, tombstone)",
@@ -128,7 +132,8 @@ impl Store {
         // that named the device on the LAN for good (discovery's guise replaced them).
         // Erased once (a read-only open writes nothing when there is nothing to erase).
         let stale: i64 = self
-            .conn
+            .shared
+            .lock()
             .query_row(
                 "SELECT COUNT(*) FROM meta WHERE key IN ('label', 'listen_port')",
                 [],
@@ -136,12 +141,14 @@ impl Store {
             )
             .map_err(|e| self.sql(e))?;
         if stale > 0 {
-            self.conn
+            self.shared
+                .lock()
                 .execute("DELETE FROM meta WHERE key IN ('label', 'listen_port')", [])
                 .map_err(|e| self.sql(e))?;
         }
         if copied && self.schema()? != SCHEMA_VERSION {
-            self.conn
+            self.shared
+                .lock()
                 .execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
                     [SCHEMA_VERSION.to_be_bytes()],
@@ -180,7 +187,8 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let conn = self.shared.lock();
+        let tx = conn.unchecked_transaction().map_err(sql)?;
         tx.execute_batch("ALTER TABLE records ADD COLUMN tombstone INTEGER NOT NULL DEFAULT 0")
             .map_err(sql)?;
         let tombstones: Vec<RowKey> = {
@@ -270,7 +278,8 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let conn = self.shared.lock();
+        let tx = conn.unchecked_transaction().map_err(sql)?;
         tx.execute_batch(batch).map_err(sql)?;
         tx.commit().map_err(sql)
     }
@@ -284,13 +293,14 @@ impl Store {
     /// against 18-25 on a new one, until the pages have room again.)
     fn compact(&mut self) {
         let free: i64 = self
-            .conn
+            .shared
+            .lock()
             .query_row("PRAGMA freelist_count", [], |r| r.get(0))
             .unwrap_or(0);
         if free == 0 {
             return;
         }
-        if let Err(e) = self.conn.execute_batch("VACUUM") {
+        if let Err(e) = self.shared.lock().execute_batch("VACUUM") {
             tracing::warn!("{}: could not compact the store: {e}", self.dir.display());
         }
     }

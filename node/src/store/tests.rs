@@ -86,7 +86,7 @@ fn the_log_is_checkpointed_only_after_writes_and_never_inside_a_transaction() {
     assert!(store.checkpoint_if_written().unwrap());
     assert!(!store.checkpoint_if_written().unwrap());
     let wal: i64 = store
-        .conn
+        .conn()
         .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
         .unwrap();
     assert_eq!(wal, WAL_PAGES_MAX);
@@ -115,7 +115,7 @@ fn a_stored_record_that_does_not_decode_is_moved_aside() {
     store.persist(std::slice::from_ref(&good)).unwrap();
     let big = oversize(&key, 37_000);
     store
-        .conn
+        .conn()
         .execute(
             "INSERT INTO records (space, item, version, signature, bytes)
              VALUES (4, ?1, ?2, ?3, ?4)",
@@ -128,7 +128,7 @@ fn a_stored_record_that_does_not_decode_is_moved_aside() {
         )
         .unwrap();
     store
-        .conn
+        .conn()
         .execute(
             "INSERT INTO collected (space, item, bytes) VALUES (0, ?1, ?2)",
             params![&[9u8; 16][..], b"not a record"],
@@ -176,7 +176,7 @@ fn values_that_named_the_device_on_the_lan_are_erased_when_opened() {
     let store = Store::open(dir.path()).unwrap();
     // As an earlier version left them.
     store
-        .conn
+        .conn()
         .execute_batch(
             "INSERT INTO meta (key, value) VALUES ('label', X'6B6974682D3132'),
              ('listen_port', X'5633')",
@@ -185,7 +185,7 @@ fn values_that_named_the_device_on_the_lan_are_erased_when_opened() {
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     let left: i64 = store
-        .conn
+        .conn()
         .query_row(
             "SELECT COUNT(*) FROM meta WHERE key IN ('label', 'listen_port')",
             [],
@@ -239,7 +239,7 @@ fn a_collected_tombstone_keeps_what_it_replaced_until_forgotten() {
     assert!(replica.collected_shadows(k.0, &k.1).is_empty());
     assert!(replica.get(k.0, &k.1).is_none());
     let rows: i64 = store
-        .conn
+        .conn()
         .query_row("SELECT COUNT(*) FROM collected_shadows", [], |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 0);
@@ -263,7 +263,7 @@ fn a_tombstone_is_collected_at_the_engines_version_and_a_newer_row_stays() {
         .collect(&[(k.0, k.1, tomb.version, tomb.signature)], &[])
         .unwrap();
     let stored: Vec<Vec<u8>> = store
-        .conn
+        .conn()
         .prepare("SELECT bytes FROM collected")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -272,7 +272,7 @@ fn a_tombstone_is_collected_at_the_engines_version_and_a_newer_row_stays() {
         .unwrap();
     assert_eq!(stored, [tomb.encode()]);
     let left: Vec<Vec<u8>> = store
-        .conn
+        .conn()
         .prepare("SELECT bytes FROM records")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -436,7 +436,7 @@ fn a_schema_3_history_is_renumbered_without_autoincrement_and_kept_whole() {
     let keys = Keys::new(&[3; 32]);
     let mut store = Store::open(dir.path()).unwrap();
     // What schema 3 wrote.
-    store.conn.execute_batch(SCHEMA_3_HISTORY).unwrap();
+    store.conn().execute_batch(SCHEMA_3_HISTORY).unwrap();
     // Rows of one time, so only their numbers order them.
     let old: Vec<_> = (0..5).map(|n| entry(1_000, n)).collect();
     store.add_history(&keys, &old, &[]).unwrap();
@@ -453,7 +453,7 @@ fn a_schema_3_history_is_renumbered_without_autoincrement_and_kept_whole() {
     let ids: Vec<&str> = after.iter().map(|e| e.contact_id.as_str()).collect();
     assert_eq!(ids, ["c5", "c4", "c3", "c2", "c1", "c0"]);
     let indexed: i64 = store
-        .conn
+        .conn()
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'history_at'",
             [],
@@ -468,7 +468,7 @@ fn a_schema_3_store_whose_history_cannot_be_copied_opens_with_the_old_table() {
     let dir = tempfile::tempdir().unwrap();
     let keys = index::Keys::new(&[3; 32]);
     let mut store = Store::open(dir.path()).unwrap();
-    store.conn.execute_batch(SCHEMA_3_HISTORY).unwrap();
+    store.conn().execute_batch(SCHEMA_3_HISTORY).unwrap();
     let entry = history::Entry {
         at_ms: 1_000,
         device: "0123456789abcdef".into(),
@@ -497,11 +497,11 @@ fn a_schema_3_store_whose_history_cannot_be_copied_opens_with_the_old_table() {
 /// A full disk, for this connection: the file may not grow by a page.
 fn full_disk(store: &Store) {
     let pages: i64 = store
-        .conn
+        .conn()
         .query_row("PRAGMA page_count", [], |r| r.get(0))
         .unwrap();
     store
-        .conn
+        .conn()
         .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
         .unwrap();
 }
@@ -509,7 +509,7 @@ fn full_disk(store: &Store) {
 /// How the store's `history` table is declared.
 fn history_table_sql(store: &Store) -> String {
     store
-        .conn
+        .conn()
         .query_row(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'history'",
             [],
@@ -540,7 +540,7 @@ fn a_schema_4_store_gets_rowid_tables_with_every_row() {
     store.persist(&records).unwrap();
     for n in 0..20u8 {
         store
-            .conn
+            .conn()
             .execute(
                 "INSERT INTO items (node, item, version, signature, kind, data)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -548,7 +548,7 @@ fn a_schema_4_store_gets_rowid_tables_with_every_row() {
             )
             .unwrap();
     }
-    store.conn.execute_batch(SCHEMA_4_TABLES).unwrap();
+    store.conn().execute_batch(SCHEMA_4_TABLES).unwrap();
     assert!(table_sql(&store, "records").contains("WITHOUT ROWID"));
     let (before, _) = store.load().unwrap();
     let items_before = all_items(&store);
@@ -561,7 +561,7 @@ fn a_schema_4_store_gets_rowid_tables_with_every_row() {
         assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
     }
     let free: i64 = store
-        .conn
+        .conn()
         .query_row("PRAGMA freelist_count", [], |r| r.get(0))
         .unwrap();
     assert_eq!(free, 0, "the old tables' pages are given back");
@@ -577,7 +577,7 @@ fn a_schema_4_store_gets_rowid_tables_with_every_row() {
     store.persist(&records[..3]).unwrap();
     assert_eq!(store.counts().unwrap().rows, rows);
     let indexes: i64 = store
-        .conn
+        .conn()
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index'
              AND name IN ('records_key', 'records_winners', 'items_key', 'items_kind')",
@@ -593,8 +593,8 @@ type ItemRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>, i64, Vec<u8>);
 
 /// Every row of the item index, in key order.
 fn all_items(store: &Store) -> Vec<ItemRow> {
-    let mut stmt = store
-        .conn
+    let conn = store.conn();
+    let mut stmt = conn
         .prepare("SELECT node, item, version, signature, kind, data FROM items ORDER BY node, item")
         .unwrap();
     stmt.query_map([], |r| {
@@ -615,7 +615,7 @@ fn all_items(store: &Store) -> Vec<ItemRow> {
 /// How the store's table `name` is declared.
 fn table_sql(store: &Store, name: &str) -> String {
     store
-        .conn
+        .conn()
         .query_row(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
             [name],
@@ -650,9 +650,9 @@ fn a_schema_4_store_without_room_to_copy_opens_with_the_old_tables() {
     let mut store = Store::open(dir.path()).unwrap();
     let records: Vec<Record> = (1..=40u8).map(|i| record(&key, i, 1, false)).collect();
     store.persist(&records).unwrap();
-    store.conn.execute_batch(SCHEMA_4_TABLES).unwrap();
+    store.conn().execute_batch(SCHEMA_4_TABLES).unwrap();
     // No free page left in the file either.
-    store.conn.execute_batch("VACUUM").unwrap();
+    store.conn().execute_batch("VACUUM").unwrap();
     full_disk(&store);
     store.migrate().expect("opens with the old tables");
     assert!(table_sql(&store, "records").contains("WITHOUT ROWID"));
@@ -663,4 +663,85 @@ fn a_schema_4_store_without_room_to_copy_opens_with_the_old_tables() {
     assert!(!table_sql(&store, "records").contains("WITHOUT ROWID"));
     assert_eq!(store.schema().unwrap(), SCHEMA_VERSION);
     assert_eq!(store.load().unwrap().0.records().count(), 40);
+}
+
+fn sealed(key: &SigningKey, item: u8, wall_ms: u64, tomb: bool) -> Record {
+    Record::sign(
+        Space::Contacts,
+        ItemId([item; 16]),
+        Hlc {
+            wall_ms,
+            counter: 0,
+        },
+        if tomb {
+            Body::Tombstone
+        } else {
+            Body::Sealed(kith_protocol::seal::Sealed {
+                key: "k1".into(),
+                data: vec![item; 300 + wall_ms as usize],
+            })
+        },
+        key,
+    )
+}
+
+#[test]
+fn a_shelved_load_holds_no_sealed_body_and_reads_each_back_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let live = sealed(&key, 1, 1, false);
+    let (older, replaced, tomb) = (
+        sealed(&key, 2, 3, false),
+        sealed(&key, 2, 4, false),
+        sealed(&key, 2, 5, true),
+    );
+    let roster = record(&key, 3, 1, false);
+    store
+        .persist(&[
+            live.clone(),
+            older.clone(),
+            replaced.clone(),
+            tomb.clone(),
+            roster.clone(),
+        ])
+        .unwrap();
+    let k = (Space::Contacts, ItemId([2; 16]));
+    store
+        .collect(&[(k.0, k.1, tomb.version, tomb.signature)], &[])
+        .unwrap();
+    let (replica, quarantined) = store.load_shelved().unwrap();
+    assert!(quarantined.is_empty());
+    let held = replica.get(Space::Contacts, &live.item).unwrap();
+    assert!(
+        held.is_shelved(),
+        "a sealed record is held without its body"
+    );
+    assert!(held.same_as(&live));
+    assert_eq!(held.encoded_len(), live.encoded_len());
+    // Read back: the stored record itself, from `records`...
+    assert_eq!(replica.unshelved(held).as_ref(), Some(&live));
+    assert_eq!(
+        replica.get_unshelved(Space::Contacts, &live.item),
+        Some(live.clone())
+    );
+    // ... and from `collected_shadows`.
+    let shadows = replica.collected_shadows(k.0, &k.1);
+    assert_eq!(shadows.len(), 2);
+    assert!(shadows.iter().all(Record::is_shelved));
+    let back: Vec<Record> = shadows
+        .iter()
+        .filter_map(|r| replica.unshelved(r))
+        .collect();
+    assert_eq!(back, [replaced, older]);
+    // Data bodies stay held.
+    assert_eq!(replica.get(Space::Roster, &roster.item), Some(&roster));
+    // What the store no longer has is not read back (the caller decides what then).
+    store
+        .conn()
+        .execute("DELETE FROM records WHERE space = 0", [])
+        .unwrap();
+    assert_eq!(replica.unshelved(held), None);
+    // A shelved record never goes to the store.
+    assert!(store.persist(std::slice::from_ref(held)).is_err());
 }

@@ -234,10 +234,7 @@ impl Device {
         let used: BTreeSet<String> = kith_protocol::item::NodeKind::ALL
             .into_iter()
             .flat_map(|n| replica.space(n))
-            .filter_map(|r| match &r.body {
-                kith_protocol::record::Body::Sealed(s) => Some(s.key.clone()),
-                _ => None,
-            })
+            .filter_map(|r| r.body.sealed_key().map(str::to_owned))
             .collect();
         let keyring = self.engine.keyring();
         let current: Vec<&str> = kith_protocol::item::NodeKind::ALL

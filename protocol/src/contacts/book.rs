@@ -88,6 +88,21 @@ impl Book {
         &self.replica
     }
 
+    /// Gives the replica a shelf (see [`Replica::set_shelf`]).
+    pub fn set_shelf(&mut self, shelf: std::sync::Arc<dyn crate::replica::Shelf>) {
+        self.replica.set_shelf(shelf);
+    }
+
+    /// Leaves the sealed bodies of the winning records of `keys` in the shelf (the
+    /// caller has stored them durably): the replica and the view then hold the
+    /// shelved record, and the body's memory is freed. Nothing changes without a
+    /// shelf. Returns how many records were shelved.
+    pub fn shelve(&mut self, keys: impl IntoIterator<Item = (Space, ItemId)>) -> usize {
+        let shelved = self.replica.shelve(keys);
+        self.view.hold_shelved(&shelved);
+        shelved.len()
+    }
+
     /// See [`Replica::take_set_changes`].
     pub fn take_set_changes(&mut self) -> BTreeSet<(Space, ItemId)> {
         self.replica.take_set_changes()
@@ -147,7 +162,9 @@ impl Book {
         {
             Some((signature, p))
                 if signature == r.signature
-                    && matches!(&r.body, Body::Sealed(s) if keyring.get(&s.key).is_some()) =>
+                    && r.body
+                        .sealed_key()
+                        .is_some_and(|k| keyring.get(k).is_some()) =>
             {
                 Some(p)
             }

@@ -208,6 +208,33 @@ pub enum Body {
     Tombstone,
     /// Roster entry or addressed secret (roster and keys spaces), CBOR.
     Data(Vec<u8>),
+    /// A sealed payload left in the device's store instead of memory (see
+    /// [`crate::replica::Shelf`]): the replica reads it back when it is needed. A
+    /// shelved record is never encoded, stored or verified; only what the replica
+    /// holds is shelved.
+    Shelved(Shelved),
+}
+
+impl Body {
+    /// The id of the secret a sealed body (held or shelved) was sealed with.
+    pub fn sealed_key(&self) -> Option<&str> {
+        match self {
+            Self::Sealed(s) => Some(&s.key),
+            Self::Shelved(s) => Some(&s.key),
+            Self::Tombstone | Self::Data(_) => None,
+        }
+    }
+}
+
+/// What a shelved record keeps of its sealed body: the secret id (to know whether a
+/// secret for it is at hand) and the length of the OpenPGP message (to know its
+/// encoded size).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Shelved {
+    /// The id of the secret it was sealed with.
+    pub key: String,
+    /// The length of the OpenPGP message, in bytes.
+    pub len: usize,
 }
 
 /// A signed, versioned statement about one item of one space: its [`Parts`] behind
@@ -289,6 +316,8 @@ fn signed_bytes(space: Space, item: &ItemId, version: &Version, body: &Body) -> 
             m.extend_from_slice(&(d.len() as u64).to_be_bytes());
             m.extend_from_slice(d);
         }
+        // Not the bytes any author signed: a shelved record never verifies.
+        Body::Shelved(_) => m.push(3),
     }
     m
 }
@@ -298,6 +327,7 @@ fn body_len(body: &Body) -> usize {
         Body::Tombstone => 0,
         Body::Sealed(s) => s.key.len() + s.data.len(),
         Body::Data(d) => d.len(),
+        Body::Shelved(s) => s.key.len() + s.len,
     }
 }
 
@@ -350,6 +380,52 @@ impl Record {
         matches!(self.body, Body::Tombstone)
     }
 
+    /// Whether the record's sealed body was left in the store (see
+    /// [`crate::replica::Shelf`]).
+    pub fn is_shelved(&self) -> bool {
+        matches!(self.body, Body::Shelved(_))
+    }
+
+    /// The record with its sealed body left out (see [`Body::Shelved`]); `None` for
+    /// a record without a sealed body.
+    pub fn to_shelved(&self) -> Option<Record> {
+        let Body::Sealed(s) = &self.body else {
+            return None;
+        };
+        Some(
+            Parts {
+                space: self.space,
+                item: self.item,
+                version: self.version,
+                body: Body::Shelved(Shelved {
+                    key: s.key.clone(),
+                    len: s.data.len(),
+                }),
+                signature: self.signature,
+            }
+            .into(),
+        )
+    }
+
+    /// Whether `full` is this record, with the body this one may have shelved: the
+    /// same item, version and signature, and a body that agrees with a shelved one
+    /// (the signature covers the body, so for verified records this is equality).
+    pub fn same_as(&self, full: &Record) -> bool {
+        if self.shares(full) {
+            return true;
+        }
+        let head = self.space == full.space
+            && self.item == full.item
+            && self.version == full.version
+            && self.signature == full.signature;
+        head && match (&self.body, &full.body) {
+            (Body::Shelved(a), Body::Sealed(b)) | (Body::Sealed(b), Body::Shelved(a)) => {
+                a.key == b.key && a.len == b.data.len()
+            }
+            (a, b) => a == b,
+        }
+    }
+
     /// Checks the signature against the author's key.
     pub fn verify(&self) -> Result<(), Error> {
         self.verify_message(&signed_bytes(
@@ -395,6 +471,7 @@ impl Record {
                 Value::Bytes(s.data.clone()),
             ]),
             Body::Data(d) => Value::Bytes(d.clone()),
+            Body::Shelved(_) => Value::Null,
         };
         let value = Value::Tag(
             RECORD_TAG_BASE + u64::from(RECORD_VERSION),
@@ -512,6 +589,8 @@ fn check_body(space: Space, body: &Body) -> Result<(), Error> {
                 && s.data.len() <= MAX_SEALED_BYTES
         }
         Body::Data(d) => space.node().is_none() && d.len() <= MAX_SEALED_BYTES,
+        // Only the replica holds a shelved record: it is never stored or sent.
+        Body::Shelved(_) => false,
     };
     if fits {
         Ok(())

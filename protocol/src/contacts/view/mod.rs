@@ -53,6 +53,9 @@ pub enum Unreadable {
     Sealing(seal::Error),
     /// It opens, but is not a valid XEP-0510 payload for its node.
     Payload(item::Error),
+    /// Its sealed body was left in the store ([`crate::replica::Shelf`]) and could
+    /// not be read back from it.
+    Shelved,
 }
 
 /// One contact of the merged view.
@@ -362,7 +365,7 @@ impl View {
             let old = self.items.get(&(node, item));
             let new = match replica.get(Space::from(node), &item) {
                 Some(r) if !r.is_tombstone() => {
-                    match read(r, node, keyring, opener, old, cache, shared) {
+                    match read(r, replica, node, keyring, opener, old, cache, shared) {
                         Some(new) => Some(new),
                         None => continue,
                     }
@@ -373,6 +376,21 @@ impl View {
             self.set_item(node, item, new, &mut dirty);
         }
         self.remerge(dirty, shared);
+    }
+
+    /// Holds `shelved` (each the shelved form of a record, see
+    /// [`Record::to_shelved`]) instead of the record it was read from, where that is
+    /// the record a read holds: the full record's memory can then be freed.
+    pub(crate) fn hold_shelved(&mut self, shelved: &[Record]) {
+        for r in shelved {
+            let Some(node) = r.space.node() else { continue };
+            if let Some(read) = self.items.get_mut(&(node, r.item))
+                && let Origin::Record(held) = &read.origin
+                && r.same_as(held)
+            {
+                read.origin = Origin::Record(r.clone());
+            }
+        }
     }
 
     /// Builds the view from payloads already opened (any order).

@@ -4,12 +4,16 @@
 use super::{Held, Origin, Read, Reads, Unreadable};
 use crate::item::{NodeKind, Payload};
 use crate::record::{Body, Record};
+use crate::replica::Replica;
 use crate::seal::{self, Keyring, Opener};
 
-/// Reads `record` (a live record of `node`), unless `old` was read from the same
-/// record and is still right; `None` then.
+/// Reads `record` (a live record of `node`, maybe shelved: its body is then read
+/// back from `replica`'s shelf only if it must be opened), unless `old` was read
+/// from the same record and is still right; `None` then.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn read(
     record: &Record,
+    replica: &Replica,
     node: NodeKind,
     keyring: &Keyring,
     opener: &mut Opener,
@@ -17,9 +21,7 @@ pub(super) fn read(
     cache: &mut dyn FnMut(NodeKind, &Record) -> Option<Payload>,
     shared: Option<&Reads>,
 ) -> Option<Read> {
-    let Body::Sealed(sealed) = &record.body else {
-        return None;
-    };
+    let key = record.body.sealed_key()?;
     if let Some(old) = old
         && old.version() == record.version
         && *old.signature() == record.signature
@@ -35,19 +37,25 @@ pub(super) fn read(
     }
     // Only with the secret at hand: without it the read is "waiting", whatever
     // another holder read.
-    let shared = shared.filter(|_| keyring.get(&sealed.key).is_some());
+    let shared = shared.filter(|_| keyring.get(key).is_some());
     if let Some(held) = shared.and_then(|s| s.get(&record.signature)) {
         return Some(Read {
             origin: Origin::Record(record.clone()),
             payload: Ok(held),
         });
     }
-    let payload = match opener.open(sealed, keyring) {
-        Err(seal::Error::UnknownKey(id)) => Err(Unreadable::Waiting(id)),
-        Err(e) => Err(Unreadable::Sealing(e)),
-        Ok(text) => Payload::parse(&text)
-            .and_then(|p| p.check_node(node).map(|()| p))
-            .map_err(Unreadable::Payload),
+    let full = replica.unshelved(record);
+    let payload = match full.as_ref().map(|r| &r.body) {
+        Some(Body::Sealed(sealed)) => match opener.open(sealed, keyring) {
+            Err(seal::Error::UnknownKey(id)) => Err(Unreadable::Waiting(id)),
+            Err(e) => Err(Unreadable::Sealing(e)),
+            Ok(text) => Payload::parse(&text)
+                .and_then(|p| p.check_node(node).map(|()| p))
+                .map_err(Unreadable::Payload),
+        },
+        // Read back, a shelved record has its sealed body; without it, it is not
+        // readable until it is.
+        _ => Err(Unreadable::Shelved),
     }
     .map(Held::from);
     if let (Some(shared), Ok(held)) = (shared, &payload) {

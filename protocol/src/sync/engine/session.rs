@@ -69,7 +69,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         let mut size = 0;
         while let Some(key) = peer.owed.first().copied() {
             let space = Space::from_code(u64::from(key.space)).unwrap_or(Space::Contacts);
-            let Some(r) = self.book.replica().get(space, &ItemId(key.item)) else {
+            // A shelved record is read back from the store; one that cannot be is
+            // left out of this session (the next reconciliation offers it again).
+            let Some(r) = self.book.replica().get_unshelved(space, &ItemId(key.item)) else {
                 peer.owed.remove(&key);
                 continue;
             };
@@ -78,7 +80,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 break;
             }
             size += len;
-            out.push(r.clone());
+            out.push(r);
             peer.owed.remove(&key);
         }
         (out, !peer.owed.is_empty())
