@@ -190,7 +190,9 @@ impl Replica {
     }
 
     /// Drops from memory the sealed bodies of the winning records of `keys` (the
-    /// caller has just stored them durably), when the replica has a shelf; returns
+    /// caller has stored them where its shelf reads them back: durably, or in the
+    /// transaction at hand, the device failing if that rolls back), when the
+    /// replica has a shelf; returns
     /// the records as now held, shelved, for other holders (the view) to hold the
     /// same. Records without a sealed body, or already shelved, stay as they are.
     pub fn shelve(&mut self, keys: impl IntoIterator<Item = (Space, ItemId)>) -> Vec<Record> {

@@ -12,7 +12,7 @@ use kith_protocol::clock::WallTime;
 use kith_protocol::contacts::View;
 use kith_protocol::item::NodeKind;
 use kith_protocol::jid::BareJid;
-use kith_protocol::record::{DeviceId, ItemId};
+use kith_protocol::record::{DeviceId, ItemId, Record};
 use kith_protocol::seal::Keyring;
 use kith_protocol::sync::{self, Engine, Event, Input, Now, Output};
 use libp2p::PeerId;
@@ -87,7 +87,6 @@ pub fn wall_now() -> WallTime {
 /// One opened data directory.
 pub struct Device {
     dir: PathBuf,
-    _lock: Lock,
     pub(crate) store: Store,
     pub(crate) account: Account,
     pub(crate) jid: BareJid,
@@ -130,6 +129,9 @@ pub struct Device {
     /// Items whose sealed records this step stored: shelved at its end
     /// ([`Device::shelve_stored`]).
     stored: Vec<(kith_protocol::record::Space, ItemId)>,
+    /// The directory's lock, declared last so that it goes last: after the engine,
+    /// whose replica's shelf shares the store's connection.
+    _lock: Lock,
 }
 
 /// Longest device name, in characters (what pairing accepts too).
@@ -387,6 +389,14 @@ impl Device {
             }
             match out {
                 Output::Persist(records) => {
+                    // A record the engine hands back to be stored again (one a
+                    // roster change brought back from the set-aside ones or from the
+                    // shadows of a collected tombstone) may be held shelved: it is
+                    // read back whole first, before storing moves its rows.
+                    let records = records
+                        .into_iter()
+                        .map(|r| self.whole(r))
+                        .collect::<Result<Vec<_>, _>>()?;
                     self.store.persist(&records)?;
                     self.stored.extend(
                         records
@@ -475,6 +485,24 @@ impl Device {
             self.failed = Some(e.to_string());
         }
         result
+    }
+
+    /// `record` with its body, read back from the store if it is shelved; a store
+    /// that no longer has it is damaged.
+    fn whole(&self, record: Record) -> Result<Record, store::Error> {
+        if !record.is_shelved() {
+            return Ok(record);
+        }
+        self.engine
+            .replica()
+            .unshelved(&record)
+            .ok_or_else(|| store::Error::Corrupt {
+                path: self.dir.clone(),
+                what: format!(
+                    "the stored record of item {} could not be read back",
+                    record.item
+                ),
+            })
     }
 
     /// Leaves the sealed bodies of what was just written to the store, and only

@@ -262,8 +262,11 @@ impl Node {
         let mut bytes = 0;
         for r in window {
             // Read back from the store when shelved (see `Device::shelve_stored`).
+            // One that cannot be read back fails the request: a page without it
+            // would miscount (the store is damaged under the node).
             let Some(full) = replica.unshelved(r) else {
-                continue;
+                warn!("item {} could not be read back from the store", r.item);
+                return Err(Refusal::internal());
             };
             let Some(s) = sealed_of(&full) else { continue };
             bytes += s.data.len() * 4 / 3 + 128;

@@ -94,7 +94,8 @@ impl Book {
     }
 
     /// Leaves the sealed bodies of the winning records of `keys` in the shelf (the
-    /// caller has stored them durably): the replica and the view then hold the
+    /// caller has stored them where the shelf reads them back, see
+    /// [`Replica::shelve`]): the replica and the view then hold the
     /// shelved record, and the body's memory is freed. Nothing changes without a
     /// shelf. Returns how many records were shelved.
     pub fn shelve(&mut self, keys: impl IntoIterator<Item = (Space, ItemId)>) -> usize {

@@ -26,6 +26,7 @@ pub(super) fn read(
         && old.version() == record.version
         && *old.signature() == record.signature
         && !matches!(&old.payload, Err(Unreadable::Waiting(id)) if keyring.get(id).is_some())
+        && !matches!(&old.payload, Err(Unreadable::Shelved))
     {
         return None;
     }
@@ -44,7 +45,12 @@ pub(super) fn read(
             payload: Ok(held),
         });
     }
-    let full = replica.unshelved(record);
+    // Without its secret the item waits, whatever its body: none is read back.
+    let full = if keyring.get(key).is_some() {
+        replica.unshelved(record)
+    } else {
+        None
+    };
     let payload = match full.as_ref().map(|r| &r.body) {
         Some(Body::Sealed(sealed)) => match opener.open(sealed, keyring) {
             Err(seal::Error::UnknownKey(id)) => Err(Unreadable::Waiting(id)),
@@ -53,8 +59,9 @@ pub(super) fn read(
                 .and_then(|p| p.check_node(node).map(|()| p))
                 .map_err(Unreadable::Payload),
         },
+        _ if keyring.get(key).is_none() => Err(Unreadable::Waiting(key.to_owned())),
         // Read back, a shelved record has its sealed body; without it, it is not
-        // readable until it is.
+        // readable until it is (tried again at the next update of the item).
         _ => Err(Unreadable::Shelved),
     }
     .map(Held::from);
