@@ -493,7 +493,8 @@ impl Replica {
             self.shadows.remove(&k);
             if let Some(r) = self.records.get(&k).cloned() {
                 self.touch(k);
-                back.push(r);
+                // To be stored again: whole, read back if it was shelved.
+                back.push(self.unshelved(&r).unwrap_or(r));
             }
         }
         back
@@ -545,7 +546,8 @@ impl Replica {
             if let Some(r) = self.quarantine.remove(&k)
                 && self.insert(r.clone()).changed()
             {
-                changed.push(r);
+                // To be stored again: whole, read back if it was shelved.
+                changed.push(self.unshelved(&r).unwrap_or(r));
             }
         }
         changed
@@ -769,11 +771,8 @@ mod tests {
         )
     }
 
-    /// Found by `kith-sim soak` (seed 655): a deletion by a device revoked before
-    /// stamping it was collected by devices that had not heard of the revocation yet;
-    /// when it arrived, the deleted item was gone everywhere instead of coming back.
-    #[test]
-    fn a_collected_deletion_by_a_device_revoked_before_it_brings_the_item_back() {
+    /// Devices a and b, a roster allowing both, and one where b was revoked at 15.
+    fn revocation() -> (SigningKey, SigningKey, Until, Until) {
         let (a, b, _) = setup();
         let (da, db) = (
             DeviceId(a.verifying_key().to_bytes()),
@@ -781,6 +780,78 @@ mod tests {
         );
         let everyone = Until([(da, u64::MAX), (db, u64::MAX)].into_iter().collect());
         let b_revoked = Until([(da, u64::MAX), (db, 15)].into_iter().collect());
+        (a, b, everyone, b_revoked)
+    }
+
+    /// A shelf over every record a test applied (a stand-in for the node's store).
+    struct Kept(std::collections::HashMap<[u8; 64], Record>);
+
+    impl Shelf for Kept {
+        fn load(
+            &self,
+            _space: Space,
+            _item: &ItemId,
+            _version: &Version,
+            signature: &[u8; 64],
+        ) -> Option<Record> {
+            self.0.get(signature).cloned()
+        }
+    }
+
+    /// Applies `records` one by one into a replica over a shelf holding them all,
+    /// shelving each as it wins (as a node does once it stored it).
+    fn shelved_replica(records: &[Record], authors: &dyn Authors) -> Replica {
+        let mut r = Replica::new();
+        r.set_shelf(Arc::new(Kept(
+            records.iter().map(|x| (x.signature, x.clone())).collect(),
+        )));
+        for x in records {
+            r.apply(x.clone(), authors, WallTime(1000)).expect("valid");
+            r.shelve([(x.space, x.item)]);
+        }
+        r
+    }
+
+    /// What a roster change hands back to be stored again (a set-aside winner
+    /// restored, a collected deletion's shadow) comes whole, read back from the
+    /// shelf: a shelved record cannot be stored.
+    #[test]
+    fn records_a_roster_change_hands_back_are_read_back_whole() {
+        let (a, b, everyone, b_revoked) = revocation();
+        let item = ItemId([1; 16]);
+        let (valid, late) = (rec(&a, 1, 10, 1), rec(&b, 1, 30, 3));
+        let mut r = shelved_replica(&[valid.clone(), rec(&b, 1, 20, 2), late.clone()], &everyone);
+        assert!(
+            r.get(Space::Contacts, &item)
+                .is_some_and(Record::is_shelved)
+        );
+        r.retain_authors(&b_revoked);
+        assert!(
+            r.get(Space::Contacts, &item)
+                .is_some_and(|x| x.same_as(&valid))
+        );
+        let restored = r.restore(&everyone);
+        assert_eq!(restored, std::slice::from_ref(&late));
+        assert!(!restored[0].is_shelved());
+
+        let mut r = shelved_replica(&[valid.clone(), tomb(&b, 1, 20)], &everyone);
+        assert!(r.collect(Space::Contacts, &item));
+        r.retain_authors(&b_revoked);
+        let back = r.uncollect_disallowed(&b_revoked);
+        assert_eq!(back, std::slice::from_ref(&valid));
+        assert!(!back[0].is_shelved());
+        assert!(
+            r.get(Space::Contacts, &item)
+                .is_some_and(Record::is_shelved)
+        );
+    }
+
+    /// Found by `kith-sim soak` (seed 655): a deletion by a device revoked before
+    /// stamping it was collected by devices that had not heard of the revocation yet;
+    /// when it arrived, the deleted item was gone everywhere instead of coming back.
+    #[test]
+    fn a_collected_deletion_by_a_device_revoked_before_it_brings_the_item_back() {
+        let (a, b, everyone, b_revoked) = revocation();
         let now = WallTime(1000);
         let item = ItemId([1; 16]);
         let mut r = Replica::new();
@@ -849,6 +920,10 @@ mod tests {
             Ok(Outcome::Inserted)
         );
         assert!(r2.collected_shadows(Space::Contacts, &item).is_empty());
+        let (da, db) = (
+            DeviceId(a.verifying_key().to_bytes()),
+            DeviceId(b.verifying_key().to_bytes()),
+        );
         let both = Until([(da, 25), (db, 15)].into_iter().collect());
         r2.retain_authors(&both);
         assert!(r2.uncollect_disallowed(&both).is_empty());

@@ -14,18 +14,25 @@ use super::records::version_key;
 use super::*;
 
 fn record(key: &SigningKey, item: u8, wall_ms: u64, tomb: bool) -> Record {
-    Record::sign(
+    signed(
+        key,
         Space::Roster,
+        item,
+        wall_ms,
+        (!tomb).then_some(Body::Data(vec![item])),
+    )
+}
+
+/// A record of `space` signed by `key`: a tombstone when `body` is `None`.
+fn signed(key: &SigningKey, space: Space, item: u8, wall_ms: u64, body: Option<Body>) -> Record {
+    Record::sign(
+        space,
         ItemId([item; 16]),
         Hlc {
             wall_ms,
             counter: 0,
         },
-        if tomb {
-            Body::Tombstone
-        } else {
-            Body::Data(vec![item])
-        },
+        body.unwrap_or(Body::Tombstone),
         key,
     )
 }
@@ -666,23 +673,11 @@ fn a_schema_4_store_without_room_to_copy_opens_with_the_old_tables() {
 }
 
 fn sealed(key: &SigningKey, item: u8, wall_ms: u64, tomb: bool) -> Record {
-    Record::sign(
-        Space::Contacts,
-        ItemId([item; 16]),
-        Hlc {
-            wall_ms,
-            counter: 0,
-        },
-        if tomb {
-            Body::Tombstone
-        } else {
-            Body::Sealed(kith_protocol::seal::Sealed {
-                key: "k1".into(),
-                data: vec![item; 300 + wall_ms as usize],
-            })
-        },
-        key,
-    )
+    let body = Body::Sealed(kith_protocol::seal::Sealed {
+        key: "k1".into(),
+        data: vec![item; 300 + wall_ms as usize],
+    });
+    signed(key, Space::Contacts, item, wall_ms, (!tomb).then_some(body))
 }
 
 #[test]
