@@ -380,29 +380,29 @@ impl Device {
         replace: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Value, Error> {
-        let imported = match format {
-            ImportFormat::Roster => import::roster(text),
-            ImportFormat::Metacontacts => import::metacontacts(text),
-        }
-        .map_err(input_err)?;
-        let total = imported.contacts.len() as u64;
-        let groups = imported.groups.len();
-        let all = Command::Import {
-            contacts: imported.contacts.clone(),
-            replace,
+        let parse = || {
+            match format {
+                ImportFormat::Roster => import::roster(text),
+                ImportFormat::Metacontacts => import::metacontacts(text),
+            }
+            .map_err(input_err)
         };
-        self.engine
+        // Checked whole before anything is written, on a parse of its own that the
+        // check consumes; the document is parsed again to be written. Parsing costs
+        // less than a copy of every contact held beside the check's plan (the
+        // import's peak memory, docs/performance.md).
+        let checked = parse()?;
+        let total = checked.contacts.len() as u64;
+        let groups = checked.groups.len();
+        let summary = self
+            .engine
             .book_mut()
-            .check(all, &mut rand::rng())
+            .check_import(checked.contacts, replace, &mut rand::rng())
             .map_err(|e| match e {
                 ContactsError::Invalid { .. } => input_err(e),
                 other => refused(other),
             })?;
-        let summary = self.engine.book_mut().import_summary(
-            imported.contacts.clone(),
-            replace,
-            &mut rand::rng(),
-        );
+        let imported = parse()?;
         progress(0, total);
         let chunk_len = IMPORT_CHUNK.max(imported.contacts.len().div_ceil(20));
         // A large import goes to the other devices by reconciliation, in frames of a

@@ -573,3 +573,40 @@ fn what_a_device_just_sealed_is_read_as_the_keyring_reads_it() {
     );
     assert_eq!(kept, built);
 }
+
+/// Checking an import and summing it up in one plan gives what the check and the
+/// summary give apart, and writes nothing.
+#[test]
+fn an_import_checked_and_summed_up_at_once_agrees_with_both_apart() {
+    use kith_protocol::item::{Contact, Identity};
+    let mut f = Fleet::new(1, 7);
+    f.exec(0, add("a@x.lit", Some("A"), &["Friends"]), T0);
+    let contact = |jid: &str, name: Option<&str>| Contact {
+        name: name.map(str::to_owned),
+        identities: vec![Identity::new("jid", jid).expect("valid")],
+        ..Contact::default()
+    };
+    let contacts = vec![
+        contact("a@x.lit", Some("A again")),
+        contact("b@x.lit", Some("B")),
+        contact("c@x.lit", None),
+    ];
+    let book = &mut f.books[0];
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let before = book.replica().len();
+    let apart = book.import_summary(contacts.clone(), false, &mut rng);
+    book.check(
+        Command::Import {
+            contacts: contacts.clone(),
+            replace: false,
+        },
+        &mut rng,
+    )
+    .expect("a valid import");
+    let at_once = book
+        .check_import(contacts, false, &mut rng)
+        .expect("a valid import");
+    assert_eq!(at_once, apart);
+    assert_eq!((at_once.added, at_once.updated + at_once.unchanged), (2, 1));
+    assert_eq!(book.replica().len(), before, "nothing written");
+}

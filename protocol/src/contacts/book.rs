@@ -265,6 +265,19 @@ impl Book {
             .check(&self.view, command, &self.keyring, &mut self.opener, rng)
     }
 
+    /// [`Book::check`] of an import of `contacts`, and what it would do
+    /// ([`Book::import_summary`]), planned once.
+    pub fn check_import<R: CryptoRng + ?Sized>(
+        &mut self,
+        contacts: Vec<crate::item::Contact>,
+        replace: bool,
+        rng: &mut R,
+    ) -> Result<super::edit::ImportSummary, Error> {
+        self.view();
+        self.editor
+            .check_import(&self.view, contacts, replace, &self.keyring, rng)
+    }
+
     /// What an import of `contacts` would do, without writing anything.
     pub fn import_summary<R: CryptoRng + ?Sized>(
         &mut self,
