@@ -476,6 +476,7 @@ impl Replica {
     /// nothing), and makes the newest allowed version each replaced the winner again;
     /// returns those versions (to be stored again). Unlike a winner set aside, this is
     /// not undone by a later roster change: call it once the roster is settled.
+    /// The versions come whole (read back from the shelf if they were shelved).
     pub fn uncollect_disallowed(&mut self, authors: &dyn Authors) -> Vec<Record> {
         let disallowed: Vec<(Space, ItemId)> = self
             .collected
@@ -533,7 +534,8 @@ impl Replica {
     }
 
     /// Puts back quarantined records whose author is allowed again (by the usual
-    /// last-writer-wins); returns those that changed the replica.
+    /// last-writer-wins); returns those that changed the replica, whole (read back
+    /// from the shelf if they were shelved), to be stored again.
     pub fn restore(&mut self, authors: &dyn Authors) -> Vec<Record> {
         let allowed: Vec<(Space, ItemId, [u8; 64])> = self
             .quarantine

@@ -389,10 +389,9 @@ impl Device {
             }
             match out {
                 Output::Persist(records) => {
-                    // A record the engine hands back to be stored again (one a
-                    // roster change brought back from the set-aside ones or from the
-                    // shadows of a collected tombstone) may be held shelved: it is
-                    // read back whole first, before storing moves its rows.
+                    // The engine hands back whole what it stores again (see
+                    // `Replica::restore`); should one still be shelved (its read-back
+                    // failed there), it is read back here or the store is damaged.
                     let records = records
                         .into_iter()
                         .map(|r| self.whole(r))

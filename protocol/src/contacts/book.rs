@@ -265,8 +265,8 @@ impl Book {
             .check(&self.view, command, &self.keyring, &mut self.opener, rng)
     }
 
-    /// [`Book::check`] of an import of `contacts`, and what it would do
-    /// ([`Book::import_summary`]), planned once.
+    /// [`Book::check`] of an import of `contacts`, and what it would do, without
+    /// writing anything (see [`super::edit::Editor::check_import`]).
     pub fn check_import<R: CryptoRng + ?Sized>(
         &mut self,
         contacts: Vec<crate::item::Contact>,
@@ -276,18 +276,6 @@ impl Book {
         self.view();
         self.editor
             .check_import(&self.view, contacts, replace, &self.keyring, rng)
-    }
-
-    /// What an import of `contacts` would do, without writing anything.
-    pub fn import_summary<R: CryptoRng + ?Sized>(
-        &mut self,
-        contacts: Vec<crate::item::Contact>,
-        replace: bool,
-        rng: &mut R,
-    ) -> super::edit::ImportSummary {
-        self.view();
-        self.editor
-            .import_summary(&self.view, contacts, replace, &self.keyring, rng)
     }
 
     /// Signs a record authored here, stamped by this device's clock.

@@ -420,9 +420,11 @@ impl Editor {
         check_writes(&plan, keyring)
     }
 
-    /// [`Editor::check`] of an import of `contacts`, and what it would do (the
-    /// [`Editor::import_summary`]): planned once for both, the contacts taken
-    /// rather than copied (an import of 100,000 contacts holds them once less).
+    /// [`Editor::check`] of an import of `contacts`, and what it would do (an
+    /// [`ImportSummary`]): the contacts are cleaned and planned as
+    /// [`Command::Import`] plans them, once for both, taken rather than copied (an
+    /// import of 100,000 contacts holds them once less). The padding a write adds
+    /// is left out: it changes neither the summary nor what the check refuses.
     pub fn check_import<R: CryptoRng + ?Sized>(
         &self,
         view: &View,
@@ -436,20 +438,6 @@ impl Editor {
         let summary = self.plan_import(view, &mut plan, cleaned_contacts(contacts), replace, rng);
         check_writes(&plan, keyring)?;
         Ok(summary)
-    }
-
-    /// What an import of `contacts` would do to `view`, without writing anything.
-    pub fn import_summary<R: CryptoRng + ?Sized>(
-        &self,
-        view: &View,
-        contacts: Vec<Contact>,
-        replace: bool,
-        keyring: &Keyring,
-        rng: &mut R,
-    ) -> ImportSummary {
-        let stamp = self.provisional_stamp();
-        let mut plan = Plan::new(view, keyring, stamp);
-        self.plan_import(view, &mut plan, contacts, replace, rng)
     }
 
     fn seal_plan<R: CryptoRng + ?Sized>(

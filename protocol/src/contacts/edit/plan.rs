@@ -164,6 +164,7 @@ impl Editor {
                     plan.write_contact(Some(c), contact, rng);
                 }
             }
+            // `Editor::check_import` plans an import the same way: keep them alike.
             Command::Import { contacts, replace } => {
                 self.plan_import(view, &mut plan, contacts, replace, rng);
             }
