@@ -619,3 +619,48 @@ fn an_import_is_checked_and_summed_up_in_one_plan() {
     );
     assert_eq!(book.replica().len(), before, "nothing written");
 }
+
+/// A payload opened elsewhere from exactly a record (the node's verifying threads)
+/// is what the view takes for that record; one offered for another signature is not.
+#[test]
+fn the_view_takes_a_payload_offered_for_exactly_its_record() {
+    use kith_protocol::contacts::Opened;
+    let mut f = Fleet::new(3, 8);
+    let records = f.exec(0, add("a@x.lit", Some("A"), &[]), T0);
+    let contact = records
+        .iter()
+        .find(|r| {
+            r.space == kith_protocol::record::Space::Contacts
+                && matches!(
+                    f.books[0].view().item(NodeKind::Contacts, &r.item),
+                    Some((.., Ok(Payload::Contact(_))))
+                )
+        })
+        .expect("the contact's record")
+        .clone();
+    let mut offered = match f.books[0].view().item(NodeKind::Contacts, &contact.item) {
+        Some((.., Ok(Payload::Contact(c)))) => c,
+        _ => unreachable!("found above"),
+    };
+    offered.name = Some("Offered".into());
+    let offer = |signature| Opened {
+        item: contact.item,
+        version: contact.version,
+        signature,
+        payload: Payload::Contact(offered.clone()),
+    };
+    f.books[1].offer(vec![offer(contact.signature)]);
+    let mut wrong = contact.signature;
+    wrong[0] ^= 1;
+    f.books[2].offer(vec![offer(wrong)]);
+    f.sync(0, 1, T0);
+    f.sync(0, 2, T0);
+    let name = |b: &mut kith_protocol::contacts::Book| {
+        b.view()
+            .contacts()
+            .next()
+            .and_then(|c| c.contact.name.clone())
+    };
+    assert_eq!(name(&mut f.books[1]).as_deref(), Some("Offered"));
+    assert_eq!(name(&mut f.books[2]).as_deref(), Some("A"));
+}

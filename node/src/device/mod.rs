@@ -309,15 +309,17 @@ impl Device {
 
     /// Feeds one network or timer input and stores what it wrote.
     pub fn input(&mut self, input: Input<PeerId>) -> Result<(), store::Error> {
-        match &input {
-            Input::Gossip { source, bytes, .. } if self.engine.roster().is_active(source) => {
-                verify::in_parallel(bytes, true, self.engine.roster(), &self.verified);
+        let (roster, keyring) = (self.engine.roster(), self.engine.keyring());
+        let opened = match &input {
+            Input::Gossip { source, bytes, .. } if roster.is_active(source) => {
+                verify::in_parallel(bytes, true, roster, &self.verified, keyring)
             }
             Input::Request { bytes, .. } | Input::Response { bytes, .. } => {
-                verify::in_parallel(bytes, false, self.engine.roster(), &self.verified);
+                verify::in_parallel(bytes, false, roster, &self.verified, keyring)
             }
-            _ => {}
-        }
+            _ => Vec::new(),
+        };
+        self.engine.book_mut().offer(opened);
         let now = self.clock.now();
         self.engine.handle_input(now, input);
         self.drain()

@@ -5,8 +5,11 @@
 
 use std::sync::OnceLock;
 
-use kith_protocol::record::{Record, Verified};
+use kith_protocol::contacts::Opened;
+use kith_protocol::item::Payload;
+use kith_protocol::record::{Body, Record, Verified};
 use kith_protocol::replica::Authors;
+use kith_protocol::seal::{Keyring, Opener};
 use kith_protocol::sync::wire::{Frame, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES};
 
 /// Records below this many are left to the engine: threads would cost more.
@@ -26,9 +29,21 @@ fn cores() -> usize {
 /// engine checks no others. Anything that does not decode or verify is left for
 /// the engine to refuse, with its reasons, exactly as it would without this step;
 /// so is everything when threads cannot be had.
-pub(crate) fn in_parallel(bytes: &[u8], gossip: bool, authors: &dyn Authors, verified: &Verified) {
+///
+/// The same threads open and parse the sealed records that verified, with
+/// `keyring`: the payloads are returned for the view to take instead of opening
+/// them on the engine's thread ([`kith_protocol::contacts::Book::offer`]), where
+/// they were a fifth of a new device's time. One that does not open or parse is
+/// left to the view, which finds why.
+pub(crate) fn in_parallel(
+    bytes: &[u8],
+    gossip: bool,
+    authors: &dyn Authors,
+    verified: &Verified,
+    keyring: &Keyring,
+) -> Vec<Opened> {
     if cores() < 2 {
-        return;
+        return Vec::new();
     }
     let max = if gossip {
         MAX_GOSSIP_BYTES
@@ -36,7 +51,7 @@ pub(crate) fn in_parallel(bytes: &[u8], gossip: bool, authors: &dyn Authors, ver
         MAX_FRAME_BYTES
     };
     let Ok((frame, _)) = Frame::decode_lenient(bytes, max) else {
-        return;
+        return Vec::new();
     };
     let (Frame::Gossip { records }
     | Frame::Request { records, .. }
@@ -46,27 +61,53 @@ pub(crate) fn in_parallel(bytes: &[u8], gossip: bool, authors: &dyn Authors, ver
         .filter(|r| authors.may_author_in(r.space, &r.author(), &r.version))
         .collect();
     if records.len() < MIN_RECORDS {
-        return;
+        return Vec::new();
     }
     let chunk = records.len().div_ceil(cores()).max(MIN_CHUNK);
     std::thread::scope(|s| {
+        let mut threads = Vec::new();
         for part in records.chunks(chunk) {
             let spawned = std::thread::Builder::new()
                 .name("kith-verify".into())
-                .spawn_scoped(s, move || check(part, verified));
-            if spawned.is_err() {
+                .spawn_scoped(s, move || check(part, verified, keyring));
+            match spawned {
+                Ok(t) => threads.push(t),
                 // No thread: the engine checks the rest itself.
-                break;
+                Err(_) => break,
             }
         }
-    });
+        threads
+            .into_iter()
+            // A thread that panicked opened nothing for the view: it opens it.
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect()
+    })
 }
 
-fn check(records: &[Record], verified: &Verified) {
+fn check(records: &[Record], verified: &Verified, keyring: &Keyring) -> Vec<Opened> {
+    let mut opener = Opener::new();
+    let mut opened = Vec::new();
     for r in records {
         // A failure is the engine's to report.
-        let _ = verified.verify(r);
+        if verified.verify(r).is_err() {
+            continue;
+        }
+        let (Some(node), Body::Sealed(sealed)) = (r.space.node(), &r.body) else {
+            continue;
+        };
+        if let Ok(text) = opener.open(sealed, keyring)
+            && let Ok(payload) = Payload::parse(&text)
+            && payload.check_node(node).is_ok()
+        {
+            opened.push(Opened {
+                item: r.item,
+                version: r.version,
+                signature: r.signature,
+                payload,
+            });
+        }
     }
+    opened
 }
 
 #[cfg(test)]
@@ -117,7 +158,7 @@ mod tests {
         records[17].parts_mut().signature[5] ^= 1;
         let bytes = Frame::Gossip { records }.encode();
         let verified = Verified::new();
-        in_parallel(&bytes, false, &Anyone, &verified);
+        in_parallel(&bytes, false, &Anyone, &verified, &Keyring::new());
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         assert_eq!(verified.len(), if cores > 1 { 199 } else { 0 });
     }
@@ -133,14 +174,15 @@ mod tests {
             true,
             &Anyone,
             &verified,
+            &Keyring::new(),
         );
-        in_parallel(b"not a frame", true, &Anyone, &verified);
+        in_parallel(b"not a frame", true, &Anyone, &verified, &Keyring::new());
         // Records of authors the roster does not allow are the engine's to refuse.
         let bytes = Frame::Gossip {
             records: records(200),
         }
         .encode();
-        in_parallel(&bytes, false, &Nobody, &verified);
+        in_parallel(&bytes, false, &Nobody, &verified, &Keyring::new());
         assert!(verified.is_empty());
     }
 }

@@ -14,6 +14,19 @@ use crate::record::{Body, DeviceId, ItemId, Record, Space, Version};
 use crate::replica::{Authors, Outcome, Rejected, Replica};
 use crate::seal::{Keyring, Opener};
 
+/// A payload opened and parsed from a record elsewhere (see [`Book::offer`]).
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The record's item.
+    pub item: ItemId,
+    /// The record's version.
+    pub version: Version,
+    /// The record's signature.
+    pub signature: [u8; 64],
+    /// What its sealed body opens and parses to.
+    pub payload: Payload,
+}
+
 /// One device's local state.
 #[derive(Debug)]
 pub struct Book {
@@ -86,6 +99,18 @@ impl Book {
     /// The records.
     pub fn replica(&self) -> &Replica {
         &self.replica
+    }
+
+    /// Payloads opened and parsed elsewhere (another thread) from exactly these
+    /// records: the view takes each instead of opening its record again, at its next
+    /// update, when the record is the one the view reads then (same item, version
+    /// and signature) and its secret is at hand; those it does not take are dropped
+    /// then.
+    pub fn offer(&mut self, opened: Vec<Opened>) {
+        for o in opened {
+            self.written
+                .insert((o.item, o.version), (o.signature, o.payload));
+        }
     }
 
     /// Gives the replica a shelf (see [`Replica::set_shelf`]).

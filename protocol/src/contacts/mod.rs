@@ -8,7 +8,7 @@ pub mod history;
 pub mod merge;
 mod view;
 
-pub use book::Book;
+pub use book::{Book, Opened};
 pub use edit::{
     Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error, ImportSummary, MARK_KEPT_MS, Written,
 };
