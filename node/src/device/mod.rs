@@ -310,12 +310,13 @@ impl Device {
     /// Feeds one network or timer input and stores what it wrote.
     pub fn input(&mut self, input: Input<PeerId>) -> Result<(), store::Error> {
         let (roster, keyring) = (self.engine.roster(), self.engine.keyring());
+        let replica = self.engine.replica();
         let opened = match &input {
             Input::Gossip { source, bytes, .. } if roster.is_active(source) => {
-                verify::in_parallel(bytes, true, roster, &self.verified, keyring)
+                verify::in_parallel(bytes, true, roster, &self.verified, keyring, replica)
             }
             Input::Request { bytes, .. } | Input::Response { bytes, .. } => {
-                verify::in_parallel(bytes, false, roster, &self.verified, keyring)
+                verify::in_parallel(bytes, false, roster, &self.verified, keyring, replica)
             }
             _ => Vec::new(),
         };

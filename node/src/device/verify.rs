@@ -8,12 +8,15 @@ use std::sync::OnceLock;
 use kith_protocol::contacts::Opened;
 use kith_protocol::item::Payload;
 use kith_protocol::record::{Body, Record, Verified};
-use kith_protocol::replica::Authors;
+use kith_protocol::replica::{Authors, Replica};
 use kith_protocol::seal::{Keyring, Opener};
 use kith_protocol::sync::wire::{Frame, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES};
 
 /// Records below this many are left to the engine: threads would cost more.
 const MIN_RECORDS: usize = 64;
+
+/// Bytes of opened text the threads hand the view per byte of the frame, at most.
+const OPENED_PER_FRAME_BYTE: usize = 4;
 
 /// Fewest records one thread is given.
 const MIN_CHUNK: usize = 32;
@@ -41,6 +44,7 @@ pub(crate) fn in_parallel(
     authors: &dyn Authors,
     verified: &Verified,
     keyring: &Keyring,
+    replica: &Replica,
 ) -> Vec<Opened> {
     if cores() < 2 {
         return Vec::new();
@@ -63,13 +67,26 @@ pub(crate) fn in_parallel(
     if records.len() < MIN_RECORDS {
         return Vec::new();
     }
+    // Only records newer than what the replica holds of their item are opened: a
+    // duplicate, a stale version or a replayed frame costs a lookup, as before.
+    let fresh: Vec<bool> = records
+        .iter()
+        .map(|r| {
+            replica
+                .get(r.space, &r.item)
+                .is_none_or(|held| held.version < r.version)
+        })
+        .collect();
     let chunk = records.len().div_ceil(cores()).max(MIN_CHUNK);
+    // What is opened is held until the view's next update: at most a few times
+    // the frame's own size, shared between the threads; the rest the view opens.
+    let budget = bytes.len() * OPENED_PER_FRAME_BYTE / records.len().div_ceil(chunk);
     std::thread::scope(|s| {
         let mut threads = Vec::new();
-        for part in records.chunks(chunk) {
+        for (part, fresh) in records.chunks(chunk).zip(fresh.chunks(chunk)) {
             let spawned = std::thread::Builder::new()
                 .name("kith-verify".into())
-                .spawn_scoped(s, move || check(part, verified, keyring));
+                .spawn_scoped(s, move || check(part, fresh, verified, keyring, budget));
             match spawned {
                 Ok(t) => threads.push(t),
                 // No thread: the engine checks the rest itself.
@@ -78,27 +95,35 @@ pub(crate) fn in_parallel(
         }
         threads
             .into_iter()
-            // A thread that panicked opened nothing for the view: it opens it.
+            // What a thread that stopped did not hand over, the view opens itself.
             .flat_map(|t| t.join().unwrap_or_default())
             .collect()
     })
 }
 
-fn check(records: &[Record], verified: &Verified, keyring: &Keyring) -> Vec<Opened> {
+fn check(
+    records: &[Record],
+    fresh: &[bool],
+    verified: &Verified,
+    keyring: &Keyring,
+    mut budget: usize,
+) -> Vec<Opened> {
     let mut opener = Opener::new();
     let mut opened = Vec::new();
-    for r in records {
+    for (r, &fresh) in records.iter().zip(fresh) {
         // A failure is the engine's to report.
-        if verified.verify(r).is_err() {
+        if verified.verify(r).is_err() || !fresh {
             continue;
         }
         let (Some(node), Body::Sealed(sealed)) = (r.space.node(), &r.body) else {
             continue;
         };
         if let Ok(text) = opener.open(sealed, keyring)
+            && let Some(left) = budget.checked_sub(text.len())
             && let Ok(payload) = Payload::parse(&text)
             && payload.check_node(node).is_ok()
         {
+            budget = left;
             opened.push(Opened {
                 item: r.item,
                 version: r.version,
@@ -158,7 +183,14 @@ mod tests {
         records[17].parts_mut().signature[5] ^= 1;
         let bytes = Frame::Gossip { records }.encode();
         let verified = Verified::new();
-        in_parallel(&bytes, false, &Anyone, &verified, &Keyring::new());
+        in_parallel(
+            &bytes,
+            false,
+            &Anyone,
+            &verified,
+            &Keyring::new(),
+            &Replica::new(),
+        );
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         assert_eq!(verified.len(), if cores > 1 { 199 } else { 0 });
     }
@@ -175,14 +207,87 @@ mod tests {
             &Anyone,
             &verified,
             &Keyring::new(),
+            &Replica::new(),
         );
-        in_parallel(b"not a frame", true, &Anyone, &verified, &Keyring::new());
+        in_parallel(
+            b"not a frame",
+            true,
+            &Anyone,
+            &verified,
+            &Keyring::new(),
+            &Replica::new(),
+        );
         // Records of authors the roster does not allow are the engine's to refuse.
         let bytes = Frame::Gossip {
             records: records(200),
         }
         .encode();
-        in_parallel(&bytes, false, &Nobody, &verified, &Keyring::new());
+        in_parallel(
+            &bytes,
+            false,
+            &Nobody,
+            &verified,
+            &Keyring::new(),
+            &Replica::new(),
+        );
         assert!(verified.is_empty());
+    }
+
+    /// Sealed contacts of a large frame are opened on the threads that check them:
+    /// each as the view would read it, none for a forged record, a record the
+    /// replica already holds, or one sealed with a secret this device lacks.
+    #[test]
+    fn sealed_records_that_verify_are_opened_on_the_threads() {
+        use kith_protocol::clock::WallTime;
+        use kith_protocol::item::{Contact, Identity, NodeKind};
+        use kith_protocol::seal::{Secret, seal};
+        use rand_core::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let secret = Secret::generate(NodeKind::Contacts, WallTime(1), &mut rng);
+        let other = Secret::generate(NodeKind::Contacts, WallTime(1), &mut rng);
+        let mut keyring = Keyring::new();
+        keyring.insert(secret.clone());
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let mut records: Vec<Record> = (0..100u8)
+            .map(|i| {
+                let contact = Payload::Contact(Contact {
+                    name: Some(format!("Contact {i}")),
+                    identities: vec![Identity::new("jid", &format!("c{i}@x.lit")).unwrap()],
+                    ..Contact::default()
+                });
+                let with = if i == 7 { &other } else { &secret };
+                let sealed = seal(&contact.to_xml(), with, 256, &mut rng);
+                Record::sign(
+                    Space::Contacts,
+                    ItemId([i; 16]),
+                    Hlc {
+                        wall_ms: 1,
+                        counter: 0,
+                    },
+                    Body::Sealed(sealed),
+                    &key,
+                )
+            })
+            .collect();
+        records[17].parts_mut().signature[5] ^= 1;
+        let mut replica = Replica::new();
+        replica.insert(records[23].clone());
+        let bytes = Frame::Gossip {
+            records: records.clone(),
+        }
+        .encode();
+        let opened = in_parallel(&bytes, false, &Anyone, &Verified::new(), &keyring, &replica);
+        let items: Vec<u8> = opened.iter().map(|o| o.item.0[0]).collect();
+        let expected: Vec<u8> = (0..100).filter(|i| ![7, 17, 23].contains(i)).collect();
+        assert_eq!(items, expected);
+        for o in &opened {
+            let r = &records[usize::from(o.item.0[0])];
+            assert_eq!((o.version, o.signature), (r.version, r.signature));
+            let Body::Sealed(s) = &r.body else {
+                unreachable!("sealed above")
+            };
+            let text = Opener::new().open(s, &keyring).unwrap();
+            assert_eq!(o.payload, Payload::parse(&text).unwrap());
+        }
     }
 }

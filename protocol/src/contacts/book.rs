@@ -42,8 +42,10 @@ pub struct Book {
     /// Items of the view that may have changed since [`Book::take_view_changes`].
     view_changes: BTreeSet<(NodeKind, ItemId)>,
     /// Payloads of the records this device sealed since the view was last brought
-    /// up to date, as a reader reads them (by item, version and signature): the view
-    /// takes them instead of opening and parsing what was just written.
+    /// up to date, as a reader reads them, and those offered ([`Book::offer`]) for
+    /// the records of the input at hand (by item, version and signature): the view
+    /// takes them instead of opening and parsing the record, and drops the rest at
+    /// its next update.
     written: HashMap<(ItemId, Version), ([u8; 64], Payload)>,
     /// Reads shared with other books (see [`Book::share_reads`]).
     reads: Option<Reads>,
@@ -107,6 +109,7 @@ impl Book {
     /// and signature) and its secret is at hand; those it does not take are dropped
     /// then.
     pub fn offer(&mut self, opened: Vec<Opened>) {
+        self.written.reserve(opened.len());
         for o in opened {
             self.written
                 .insert((o.item, o.version), (o.signature, o.payload));
