@@ -27,20 +27,27 @@ impl Store {
     }
 }
 
+/// Where a stored version of an item is, by table: a replaced version of an item
+/// whose tombstone was collected is kept in `collected_shadows`, every other in
+/// `records`. Written out whole, so that each read finds its prepared statement.
+const QUERIES: [&str; 2] = [
+    "SELECT bytes FROM records WHERE space = ?1 AND item = ?2 AND version = ?3
+     AND signature = ?4",
+    "SELECT bytes FROM collected_shadows WHERE space = ?1 AND item = ?2 AND version = ?3
+     AND signature = ?4",
+];
+
 impl Shelf {
     fn read(
         &self,
-        table: &str,
+        query: &str,
         space: Space,
         item: &ItemId,
         version: &Version,
         signature: &[u8; 64],
     ) -> rusqlite::Result<Option<Vec<u8>>> {
         let conn = self.shared.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT bytes FROM {table} WHERE space = ?1 AND item = ?2 AND version = ?3
-             AND signature = ?4"
-        ))?;
+        let mut stmt = conn.prepare_cached(query)?;
         stmt.query_row(
             params![
                 space.code(),
@@ -62,10 +69,8 @@ impl kith_protocol::replica::Shelf for Shelf {
         version: &Version,
         signature: &[u8; 64],
     ) -> Option<Record> {
-        // A replaced version of an item whose tombstone was collected is kept in
-        // `collected_shadows`; every other in `records`.
-        for table in ["records", "collected_shadows"] {
-            match self.read(table, space, item, version, signature) {
+        for query in QUERIES {
+            match self.read(query, space, item, version, signature) {
                 Ok(Some(bytes)) => match Record::decode(&bytes) {
                     Ok(r) => return Some(r),
                     Err(e) => {
