@@ -29,7 +29,7 @@ pub const WRITE_SECS: u64 = 10;
 /// [`crate::admission`]; it is told the node is busy, so the CLI tries again), and is
 /// dropped after [`REQUEST_SECS`] anyway; clients whose requests are being answered
 /// keep theirs, and past [`MAX_CLIENTS`] of them a newcomer is told the node is busy.
-pub fn serve(path: &Path, handle: Handle) -> io::Result<tokio::task::JoinHandle<()>> {
+pub fn serve(path: &Path, handle: Handle) -> io::Result<Server> {
     let _ = std::fs::remove_file(path);
     let listener = short_path(path, |p| UnixListener::bind(p))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
@@ -37,7 +37,8 @@ pub fn serve(path: &Path, handle: Handle) -> io::Result<tokio::task::JoinHandle<
         total: MAX_CLIENTS,
         per_key: MAX_CLIENTS,
     });
-    Ok(tokio::spawn(async move {
+    let (answering, answered) = mpsc::channel(1);
+    let accepting = tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 // Out of file descriptors, say: let the others finish first.
@@ -52,11 +53,39 @@ pub fn serve(path: &Path, handle: Handle) -> io::Result<tokio::task::JoinHandle<
                 continue;
             };
             let calls = handle.sender();
+            // Held (upgraded) only once the request is read: a client that never
+            // sends one does not hold a stopping node up.
+            let answering = answering.downgrade();
             tokio::spawn(async move {
-                let _ = client(stream, calls, ticket).await;
+                let _ = client(stream, calls, ticket, answering).await;
             });
         }
-    }))
+    });
+    Ok(Server {
+        accepting,
+        answered,
+    })
+}
+
+/// The running control socket: its accepting task, and how to know when every
+/// client whose request was read has had its answer written.
+#[derive(Debug)]
+pub struct Server {
+    accepting: tokio::task::JoinHandle<()>,
+    /// Ends (yields `None`) once every client holding a clone of its sender is done.
+    answered: mpsc::Receiver<()>,
+}
+
+impl Server {
+    /// Stops accepting, then waits (at most [`WRITE_SECS`]) until every client whose
+    /// request was read has been written its answer: a node stopping on an error
+    /// still tells the CLI that asked why, before the process exits.
+    pub async fn close(mut self) {
+        self.accepting.abort();
+        // The aborted task drops its sender; the clients still answering hold theirs.
+        let _ = (&mut self.accepting).await;
+        let _ = tokio::time::timeout(Duration::from_secs(WRITE_SECS), self.answered.recv()).await;
+    }
 }
 
 /// Runs `f` with a path to `path` short enough for a Unix socket address (about 100
@@ -92,6 +121,7 @@ async fn client(
     stream: UnixStream,
     calls: mpsc::Sender<Call>,
     mut ticket: Ticket<()>,
+    answering: mpsc::WeakSender<()>,
 ) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
@@ -109,8 +139,10 @@ async fn client(
             return write_line(&mut write, &Reply::Error(e)).await;
         }
     }
-    // A whole request: this client keeps its place until it is answered.
+    // A whole request: this client keeps its place until it is answered, and a
+    // stopping node waits for its answer to be written (see `Server::close`).
     ticket.prove();
+    let _answering = answering.upgrade();
     if line.len() > MAX_REQUEST_BYTES {
         let e = Error::new(ErrorKind::Input, "request too large");
         return write_line(&mut write, &Reply::Error(e)).await;

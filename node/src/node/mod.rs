@@ -296,7 +296,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let (calls_tx, calls_rx) = mpsc::channel(16);
     let handle = Handle { calls: calls_tx };
     let socket_path: PathBuf = device.dir().join("control.sock");
-    let socket_task = socket::serve(&socket_path, handle.clone())
+    let socket = socket::serve(&socket_path, handle.clone())
         .map_err(|e| Error::Listen(format!("{}: {e}", socket_path.display())))?;
     let mut node = Node {
         waiters: Vec::new(),
@@ -348,7 +348,8 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let task = tokio::spawn(async move {
         let result = node.run(calls_rx, xmpp_calls_rx, seen_rx, stop_rx).await;
         xmpp_task.abort();
-        socket_task.abort();
+        // Answers already handed over (a store failure's, say) are written first.
+        socket.close().await;
         let _ = std::fs::remove_file(&socket_path);
         if let Some(d) = node.discovery.take() {
             d.stop();
