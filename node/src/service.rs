@@ -644,6 +644,9 @@ impl Device {
             "sync": {
                 "reconciliations": stats.reconciliations,
                 "rejected_records": stats.rejected_records,
+                "duplicate_records": stats.duplicate_records,
+                "frames_out": stats.frames_out,
+                "bytes_out": stats.bytes_out,
                 "refused_frames": stats.refused_frames,
                 "bad_frames": stats.bad_frames,
             },

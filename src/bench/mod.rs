@@ -93,6 +93,8 @@ struct NewDevice {
     /// Pairing, starting and the first sync, until it holds every contact.
     ms: f64,
     per_contact_over_verify: f64,
+    /// Records it was sent that it already had: work done twice.
+    duplicates_received: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -288,13 +290,17 @@ pub(crate) fn run(args: Args) -> Result<()> {
         Ok(x.count()? >= total)
     })?;
     let t = start.elapsed();
+    let duplicates_received = d.call(Request::Status)?["sync"]["duplicate_records"]
+        .as_u64()
+        .unwrap_or(0);
     let nd = NewDevice {
         contacts: total,
         ms: ms(t),
         per_contact_over_verify: ms(t) * 1000.0 / total.max(1) as f64 / floors.verify_us,
+        duplicates_received,
     };
     say(format!(
-        "a newly paired device receiving {total} contacts (pair, start, sync): {:.1} ms",
+        "a newly paired device receiving {total} contacts (pair, start, sync): {:.1} ms ({duplicates_received} records received twice)",
         nd.ms
     ))?;
     fig.new_device = Some(nd);

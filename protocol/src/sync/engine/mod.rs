@@ -46,6 +46,18 @@ pub const MAX_GOSSIP_QUEUE: usize = 4_096;
 /// changes nothing.
 pub const GOSSIP_LOST_GAP_MS: u64 = 5_000;
 
+/// A record sent to a peer is not sent to it again within this many milliseconds
+/// by another exchange that finds the peer lacks it: the two reconciliations that
+/// run at once with a peer (each side starts one on connecting) would otherwise
+/// both send it, and a new device would receive and check much of its first sync
+/// twice. Past it (a frame lost on the way, say) the record goes again.
+pub const RESEND_AFTER_MS: u64 = 10_000;
+
+/// Most records remembered as sent to one peer (see [`RESEND_AFTER_MS`]); past
+/// it, nothing more is remembered until older entries expire: a record may then be
+/// sent twice, never left out.
+pub const MAX_SENT_REMEMBERED: usize = 1 << 17;
+
 /// Timing and size settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -223,6 +235,8 @@ pub enum Event<P> {
 pub struct Stats {
     /// Records refused (bad signature, unknown author, hold full).
     pub rejected_records: u64,
+    /// Records received that were already here, exactly: sent for nothing.
+    pub duplicate_records: u64,
     /// Records dropped because their author was revoked before stamping them.
     pub dropped_after_revocation: u64,
     /// Frames that did not decode.
@@ -255,6 +269,9 @@ struct Peer {
     session: Option<Session>,
     /// Keys whose records this peer still has to be sent in the current exchange.
     owed: BTreeSet<Key>,
+    /// Records sent to this peer lately: key → (the record's signature prefix,
+    /// when it was sent). See [`RESEND_AFTER_MS`].
+    sent: BTreeMap<Key, (u128, u64)>,
     next_recon_ms: u64,
     /// A bulk change was left to reconciliation: reconcile again as soon as the
     /// current exchange ends.
@@ -482,6 +499,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 {
                     peer.session = None;
                     peer.owed.clear();
+                    // What that request carried may not have arrived.
+                    peer.sent.clear();
                     peer.next_recon_ms = now.mono_ms + self.config.recon_interval_ms;
                 }
             }
@@ -600,7 +619,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             .map(|(k, _)| k.clone())
             .collect();
         for p in due {
-            self.start_session(p);
+            self.start_session(now, p);
         }
     }
 }

@@ -172,6 +172,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                     let kept = self.book.replica().get(r.space, &r.item).cloned();
                     changed.push(kept.unwrap_or(r));
                 }
+                Ok(Outcome::Duplicate) => self.stats.duplicate_records += 1,
                 Ok(Outcome::Held) => {
                     self.next_held_check_ms
                         .get_or_insert(now.mono_ms + self.config.held_check_ms);

@@ -1,6 +1,7 @@
 //! Reconciliation sessions: the set snapshot, requests and responses, and what is
 //! owed to each peer.
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use rand_core::Rng;
@@ -24,14 +25,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// it was dropped or most of it changed.
     pub(super) fn set(&mut self) -> &recon::Set {
         fn entry(r: &Record) -> (Key, u128) {
-            let mut h = [0u8; 16];
-            h.copy_from_slice(&r.signature[..16]);
             (
                 Key {
                     space: r.space.code(),
                     item: r.item.0,
                 },
-                u128::from_le_bytes(h),
+                prefix(r),
             )
         }
         let changes = self.book.take_set_changes();
@@ -60,14 +59,14 @@ impl<P: Ord + Clone + Debug> Engine<P> {
 
     /// Records for the keys `owed` to `peer`, within the frame budget; the rest stay
     /// owed.
-    pub(super) fn take_owed(&mut self, p: &P) -> (Vec<Record>, bool) {
+    pub(super) fn take_owed(&mut self, now: Now, p: &P) -> (Vec<Record>, bool) {
         let budget = self.config.frame_record_bytes.min(super::RECORD_BUDGET);
         let Some(peer) = self.peers.get_mut(p) else {
             return (Vec::new(), false);
         };
         let mut out = Vec::new();
         let mut size = 0;
-        while let Some(key) = peer.owed.first().copied() {
+        while let Some(key) = first_owed(&peer.owed) {
             let space = Space::from_code(u64::from(key.space)).unwrap_or(Space::Contacts);
             // A shelved record is read back from the store; one that cannot be is
             // left out of this session (the next reconciliation offers it again).
@@ -80,20 +79,55 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 break;
             }
             size += len;
+            if peer.sent.len() >= super::MAX_SENT_REMEMBERED {
+                peer.sent
+                    .retain(|_, (_, at)| now.mono_ms < at.saturating_add(super::RESEND_AFTER_MS));
+            }
+            if peer.sent.len() < super::MAX_SENT_REMEMBERED {
+                peer.sent.insert(key, (prefix(&r), now.mono_ms));
+            }
             out.push(r);
             peer.owed.remove(&key);
         }
         (out, !peer.owed.is_empty())
     }
 
-    pub(super) fn start_session(&mut self, p: P) {
-        let salt = self.rng.next_u64();
-        let msg = self.set().initiate();
-        self.send_request(p, salt, msg, 0);
+    /// Adds `send` (keys the peer lacks, as a reconciliation found) to what `p` is
+    /// owed, leaving out records sent to it less than [`super::RESEND_AFTER_MS`] ago
+    /// in exactly the version held now.
+    fn owe(&mut self, now: Now, p: &P, send: Vec<Key>) {
+        let Some(peer) = self.peers.get_mut(p) else {
+            return;
+        };
+        let replica = self.book.replica();
+        for key in send {
+            let lately = peer.sent.get(&key).is_some_and(|(sig, at)| {
+                now.mono_ms < at.saturating_add(super::RESEND_AFTER_MS)
+                    && Space::from_code(u64::from(key.space))
+                        .and_then(|space| replica.get(space, &ItemId(key.item)))
+                        .is_some_and(|r| prefix(r) == *sig)
+            });
+            if !lately {
+                peer.owed.insert(key);
+            }
+        }
     }
 
-    pub(super) fn send_request(&mut self, p: P, salt: u64, msg: recon::Message, round_trips: u32) {
-        let (records, more) = self.take_owed(&p);
+    pub(super) fn start_session(&mut self, now: Now, p: P) {
+        let salt = self.rng.next_u64();
+        let msg = self.set().initiate();
+        self.send_request(now, p, salt, msg, 0);
+    }
+
+    pub(super) fn send_request(
+        &mut self,
+        now: Now,
+        p: P,
+        salt: u64,
+        msg: recon::Message,
+        round_trips: u32,
+    ) {
+        let (records, more) = self.take_owed(now, &p);
         let id = self.next_request;
         self.next_request += 1;
         let bytes = Frame::Request {
@@ -148,15 +182,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 return self.respond_empty(id);
             }
         };
-        self.peers
-            .entry(from.clone())
-            .or_insert_with(|| Peer {
-                next_recon_ms: now.mono_ms,
-                ..Peer::default()
-            })
-            .owed
-            .extend(send);
-        let (records, more) = self.take_owed(&from);
+        self.peers.entry(from.clone()).or_insert_with(|| Peer {
+            next_recon_ms: now.mono_ms,
+            ..Peer::default()
+        });
+        self.owe(now, &from, send);
+        let (records, more) = self.take_owed(now, &from);
         let bytes = Frame::Response {
             msg: reply,
             records,
@@ -213,15 +244,13 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 return self.end_session(now, &p, round_trips, false, Some(wire::Error::Recon(e)));
             }
         };
-        let owed_more = match self.peers.get_mut(&p) {
-            Some(peer) => {
-                peer.owed.extend(send);
-                !peer.owed.is_empty()
-            }
+        self.owe(now, &p, send);
+        let owed_more = match self.peers.get(&p) {
+            Some(peer) => !peer.owed.is_empty(),
             None => return,
         };
         if reply.wants_answer() || more || owed_more {
-            self.send_request(p, salt, reply, round_trips);
+            self.send_request(now, p, salt, reply, round_trips);
         } else {
             self.end_session(now, &p, round_trips, true, None);
         }
@@ -246,6 +275,10 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if let Some(peer) = self.peers.get_mut(p) {
             peer.session = None;
             peer.owed.clear();
+            if !ok {
+                // What this exchange sent may not have arrived.
+                peer.sent.clear();
+            }
             peer.next_recon_ms = if std::mem::take(&mut peer.catch_up) && ok {
                 now.mono_ms
             } else {
@@ -261,4 +294,45 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             }));
         }
     }
+}
+
+/// The part of a record's signature the reconciliation set keys it by.
+fn prefix(r: &Record) -> u128 {
+    let mut h = [0u8; 16];
+    h.copy_from_slice(&r.signature[..16]);
+    u128::from_le_bytes(h)
+}
+
+/// The order owed records are sent in, by space: the device roster first (it says
+/// who may author the rest), then the secrets (a new device can then open each
+/// contact as it arrives, instead of setting every one aside until its key comes
+/// and opening them all again at the end), then the two XEP-0510 nodes, then acks.
+pub(super) const SEND_ORDER: [Space; 5] = [
+    Space::Roster,
+    Space::Keys,
+    Space::Contacts,
+    Space::Groups,
+    Space::Acks,
+];
+
+/// The next owed key to send, in [`SEND_ORDER`]; a key of no known space (which
+/// the caller drops, as nothing is stored under it) last.
+fn first_owed(owed: &BTreeSet<Key>) -> Option<Key> {
+    SEND_ORDER
+        .iter()
+        .find_map(|space| {
+            let code = space.code();
+            owed.range(
+                Key {
+                    space: code,
+                    item: [0; 16],
+                }..=Key {
+                    space: code,
+                    item: [0xff; 16],
+                },
+            )
+            .next()
+            .copied()
+        })
+        .or_else(|| owed.first().copied())
 }

@@ -37,6 +37,12 @@ struct Harness {
     /// The length of every gossip frame published, and every request and response.
     published: Vec<usize>,
     exchanged: Vec<usize>,
+    /// The spaces of the records of every request and response, in frame order,
+    /// with the side that sent it.
+    carried: Vec<(usize, Vec<(Space, ItemId)>)>,
+    /// Requests or responses carrying records still to be lost on the way (the
+    /// requester's transport then reports its request failed).
+    lose_frames: usize,
 }
 
 fn now(mono: u64) -> Now {
@@ -86,6 +92,8 @@ impl Harness {
             next_inbound: 1,
             published: Vec::new(),
             exchanged: Vec::new(),
+            carried: Vec::new(),
+            lose_frames: 0,
         };
         for key in keys {
             let engine = h.start(&key, records.clone(), keyring.clone());
@@ -189,10 +197,34 @@ impl Harness {
             Output::Publish(bytes) => self.published.push(bytes.len()),
             Output::Request { bytes, .. } | Output::Respond { bytes, .. } => {
                 self.exchanged.push(bytes.len());
+                let (frame, _) =
+                    Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES).expect("a frame");
+                let (Frame::Request { records, .. }
+                | Frame::Response { records, .. }
+                | Frame::Gossip { records }) = frame;
+                self.carried
+                    .push((i, records.iter().map(|r| (r.space, r.item)).collect()));
             }
             _ => {}
         }
         match out {
+            Output::Request { id, .. } | Output::Respond { id, .. }
+                if self.lose_frames > 0
+                    && self.carried.last().is_some_and(|(_, r)| !r.is_empty()) =>
+            {
+                self.lose_frames -= 1;
+                if matches!(out, Output::Request { .. }) {
+                    self.sides[i]
+                        .engine
+                        .handle_input(t, Input::RequestFailed { id });
+                    return;
+                }
+                if let Some((to, rid)) = self.inbound.remove(&id) {
+                    self.sides[to]
+                        .engine
+                        .handle_input(t, Input::RequestFailed { id: rid });
+                }
+            }
             Output::Persist(records) => {
                 for r in records {
                     self.sides[i].records.insert(r);
@@ -358,6 +390,73 @@ fn a_rotation_hands_out_the_keyring_and_a_restart_is_the_same_device() {
         assert_eq!(*h.sides[i].engine.view(), view, "device {i}");
     }
     assert_eq!(h.genesis(), h.sides[0].engine.device());
+}
+
+#[test]
+fn the_roster_and_secrets_go_first_and_each_record_once() {
+    let mut h = Harness::new();
+    for j in ["a@x.lit", "b@x.lit", "c@x.lit"] {
+        h.execute(
+            0,
+            Edit::AddContact {
+                jid: jid(j),
+                name: None,
+                groups: vec!["G".into()],
+            },
+        )
+        .expect("added");
+    }
+    // New secrets, sealed to each device, and the contacts sealed under them.
+    h.execute(0, Command::RotateSecrets).expect("rotated");
+    h.carried.clear();
+    h.connect(true);
+    let frames: Vec<Vec<Space>> = h
+        .carried
+        .iter()
+        .filter(|(from, records)| *from == 0 && !records.is_empty())
+        .map(|(_, records)| records.iter().map(|(space, _)| *space).collect())
+        .collect();
+    let first = frames.first().expect("records were sent");
+    assert!(first.contains(&Space::Keys), "{first:?}");
+    let rank = |s: &Space| session::SEND_ORDER.iter().position(|o| o == s);
+    for spaces in &frames {
+        assert!(
+            spaces.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])),
+            "roster, then secrets, then the nodes: {spaces:?}"
+        );
+    }
+    // Both sides start a reconciliation on connecting; each record went once.
+    let sent: Vec<&(Space, ItemId)> = h
+        .carried
+        .iter()
+        .filter(|(from, _)| *from == 0)
+        .flat_map(|(_, records)| records)
+        .collect();
+    let distinct: BTreeSet<_> = sent.iter().collect();
+    assert_eq!(sent.len(), distinct.len(), "sent twice");
+    assert_eq!(h.sides[1].engine.view().contact_count(), 3);
+    assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+}
+
+#[test]
+fn records_lost_on_the_way_are_sent_again_though_sent_lately() {
+    let mut h = Harness::new();
+    for j in ["a@x.lit", "b@x.lit"] {
+        h.execute(
+            0,
+            Edit::AddContact {
+                jid: jid(j),
+                name: None,
+                groups: vec![],
+            },
+        )
+        .expect("added");
+    }
+    h.lose_frames = 1;
+    h.connect(true);
+    assert_eq!(h.lose_frames, 0, "a frame carrying records was lost");
+    assert_eq!(h.sides[1].engine.view().contact_count(), 2);
+    assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
 }
 
 #[test]
