@@ -434,6 +434,7 @@ fn the_roster_and_secrets_go_first_and_each_record_once() {
         .collect();
     let distinct: BTreeSet<_> = sent.iter().collect();
     assert_eq!(sent.len(), distinct.len(), "sent twice");
+    assert_eq!(h.sides[1].engine.stats().duplicate_records, 0);
     assert_eq!(h.sides[1].engine.view().contact_count(), 3);
     assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
 }
