@@ -230,3 +230,30 @@ fn a_full_disk_is_reported_and_loses_nothing() {
     assert_eq!(d.jids(), ["juliet@capulet.lit", "tybalt@capulet.lit"]);
     d.stop();
 }
+
+/// A node that stops tells every client still waiting on its control socket why
+/// (a wait held by the node), rather than hanging up on it.
+#[test]
+fn a_stopping_node_answers_the_clients_it_holds() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit"]);
+    d.start();
+    let changes = d.status()["changes"].as_u64().expect("a change count");
+    let mut s = std::os::unix::net::UnixStream::connect(d.dir.join("control.sock"))
+        .expect("the control socket");
+    let wait = serde_json::json!({"wait": {"after": changes + 1_000, "timeout_ms": 600_000}});
+    let mut line = serde_json::to_vec(&wait).expect("JSON");
+    line.push(b'\n');
+    s.write_all(&line).expect("request sent");
+    // Two commands answered after it: the node has read the wait by then.
+    d.ok(&["status"]);
+    d.ok(&["status"]);
+    d.stop();
+    let mut reply = String::new();
+    BufReader::new(s)
+        .read_line(&mut reply)
+        .expect("a reply line");
+    let v: serde_json::Value = serde_json::from_str(&reply).expect("a JSON reply, not a hang-up");
+    assert_eq!(v["error"]["kind"], "not_running", "{v}");
+}

@@ -205,9 +205,15 @@ impl Node {
                 }
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure {
-                request_id, ..
+                peer,
+                request_id,
+                ..
             }) => {
                 debug!(?request_id, "inbound sync request failed");
+                // The records our response carried may not have arrived.
+                if self.connected.contains_key(&peer) {
+                    self.device.input(Input::ResponseLost(peer))?;
+                }
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if let (true, Some(d)) = (self.allowed.contains(&peer_id), net::device_of(&peer_id))

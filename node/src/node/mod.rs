@@ -346,11 +346,30 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let xmpp_task = tokio::spawn(xmpp::serve(xmpp_listener, stream_rx, xmpp_context));
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
-        let result = node.run(calls_rx, xmpp_calls_rx, seen_rx, stop_rx).await;
+        let mut calls_rx = calls_rx;
+        let result = node
+            .run(&mut calls_rx, xmpp_calls_rx, seen_rx, stop_rx)
+            .await;
         xmpp_task.abort();
+        let _ = std::fs::remove_file(&socket_path);
+        // Every CLI still waiting is told why the node stopped: calls not taken
+        // yet, and waits.
+        let why = match &result {
+            Ok(()) => control::Error::new(control::ErrorKind::NotRunning, "the node stopped"),
+            Err(e @ (Error::Store(_) | Error::Failed(_))) => {
+                control::Error::new(control::ErrorKind::Store, e.to_string())
+            }
+            Err(e) => control::Error::new(control::ErrorKind::NotRunning, e.to_string()),
+        };
+        calls_rx.close();
+        while let Ok(call) = calls_rx.try_recv() {
+            let _ = call.reply.try_send(Reply::Error(why.clone()));
+        }
+        for (_, _, reply) in node.waiters.drain(..) {
+            let _ = reply.try_send(Reply::Error(why.clone()));
+        }
         // Answers already handed over (a store failure's, say) are written first.
         socket.close().await;
-        let _ = std::fs::remove_file(&socket_path);
         if let Some(d) = node.discovery.take() {
             d.stop();
         }
@@ -366,7 +385,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
 impl Node {
     async fn run(
         &mut self,
-        mut calls: mpsc::Receiver<Call>,
+        calls: &mut mpsc::Receiver<Call>,
         mut xmpp_calls: mpsc::Receiver<xmpp::Call>,
         mut seen: Option<mpsc::Receiver<Seen>>,
         mut stop: oneshot::Receiver<()>,

@@ -4,6 +4,7 @@
 mod command;
 mod devices;
 mod records;
+mod sent;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -41,9 +42,9 @@ pub const GOSSIP_BURST: usize = 8;
 /// Most records waiting to be gossiped; a larger change goes by reconciliation.
 pub const MAX_GOSSIP_QUEUE: usize = 4_096;
 
-/// After word of gossip lost to a peer ([`Input::GossipLost`]) brought a
-/// reconciliation with it forward, further word within this many milliseconds
-/// changes nothing.
+/// After word of gossip or a response lost to a peer ([`Input::GossipLost`],
+/// [`Input::ResponseLost`]) brought a reconciliation with it forward, further word
+/// within this many milliseconds brings none forward.
 pub const GOSSIP_LOST_GAP_MS: u64 = 5_000;
 
 /// A record sent to a peer is not sent to it again within this many milliseconds
@@ -160,6 +161,10 @@ pub enum Input<P> {
     /// full, or a frame waited too long): what it missed goes by reconciliation, at
     /// once rather than at the next periodic one.
     GossipLost(P),
+    /// A response to this peer's request did not reach it (the transport says so):
+    /// the records it carried are no longer counted as sent lately, and a
+    /// reconciliation with the peer follows at once.
+    ResponseLost(P),
 }
 
 /// Something the driver must do.
@@ -269,15 +274,36 @@ struct Peer {
     session: Option<Session>,
     /// Keys whose records this peer still has to be sent in the current exchange.
     owed: BTreeSet<Key>,
-    /// Records sent to this peer lately: key → (the record's signature prefix,
-    /// when it was sent). See [`RESEND_AFTER_MS`].
-    sent: BTreeMap<Key, (u128, u64)>,
+    /// Records sent to this peer lately (see [`RESEND_AFTER_MS`]).
+    sent: sent::Sent,
     next_recon_ms: u64,
     /// A bulk change was left to reconciliation: reconcile again as soon as the
     /// current exchange ends.
     catch_up: bool,
     /// When word of gossip lost to this peer last brought a reconciliation forward.
     lost_at_ms: Option<u64>,
+}
+
+impl Peer {
+    /// Brings a reconciliation with the peer forward, as something sent to it was
+    /// lost: at once, or right after the one under way. A peer that stays slow is
+    /// reported again and again (every heartbeat of the transport): at most once per
+    /// [`GOSSIP_LOST_GAP_MS`], so it is not loaded further.
+    fn bring_forward(&mut self, now: Now) {
+        if self
+            .lost_at_ms
+            .is_some_and(|t| now.mono_ms < t.saturating_add(GOSSIP_LOST_GAP_MS))
+        {
+            return;
+        }
+        self.lost_at_ms = Some(now.mono_ms);
+        if self.session.is_some() {
+            // The session may have passed what was lost: another follows.
+            self.catch_up = true;
+        } else {
+            self.next_recon_ms = now.mono_ms;
+        }
+    }
 }
 
 /// One device's sync engine.
@@ -504,22 +530,15 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                     peer.next_recon_ms = now.mono_ms + self.config.recon_interval_ms;
                 }
             }
+            Input::ResponseLost(p) => {
+                if let Some(peer) = self.peers.get_mut(&p) {
+                    peer.sent.clear();
+                    peer.bring_forward(now);
+                }
+            }
             Input::GossipLost(p) => {
-                // A peer that stays slow is reported again and again (every
-                // heartbeat of the transport): at most one reconciliation brought
-                // forward per GOSSIP_LOST_GAP_MS, so it is not loaded further.
-                if let Some(peer) = self.peers.get_mut(&p)
-                    && peer
-                        .lost_at_ms
-                        .is_none_or(|t| now.mono_ms >= t.saturating_add(GOSSIP_LOST_GAP_MS))
-                {
-                    peer.lost_at_ms = Some(now.mono_ms);
-                    if peer.session.is_some() {
-                        // The session may have passed what was lost: another follows.
-                        peer.catch_up = true;
-                    } else {
-                        peer.next_recon_ms = now.mono_ms;
-                    }
+                if let Some(peer) = self.peers.get_mut(&p) {
+                    peer.bring_forward(now);
                 }
             }
         }

@@ -79,13 +79,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 break;
             }
             size += len;
-            if peer.sent.len() >= super::MAX_SENT_REMEMBERED {
-                peer.sent
-                    .retain(|_, (_, at)| now.mono_ms < at.saturating_add(super::RESEND_AFTER_MS));
-            }
-            if peer.sent.len() < super::MAX_SENT_REMEMBERED {
-                peer.sent.insert(key, (prefix(&r), now.mono_ms));
-            }
+            peer.sent.note(key, prefix(&r), now.mono_ms);
             out.push(r);
             peer.owed.remove(&key);
         }
@@ -101,12 +95,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         };
         let replica = self.book.replica();
         for key in send {
-            let lately = peer.sent.get(&key).is_some_and(|(sig, at)| {
-                now.mono_ms < at.saturating_add(super::RESEND_AFTER_MS)
-                    && Space::from_code(u64::from(key.space))
-                        .and_then(|space| replica.get(space, &ItemId(key.item)))
-                        .is_some_and(|r| prefix(r) == *sig)
-            });
+            let lately = Space::from_code(u64::from(key.space))
+                .and_then(|space| replica.get(space, &ItemId(key.item)))
+                .is_some_and(|r| peer.sent.lately(&key, prefix(r), now.mono_ms));
             if !lately {
                 peer.owed.insert(key);
             }
@@ -275,7 +266,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if let Some(peer) = self.peers.get_mut(p) {
             peer.session = None;
             peer.owed.clear();
-            if !ok {
+            if ok {
+                peer.sent.age(now.mono_ms);
+            } else {
                 // What this exchange sent may not have arrived.
                 peer.sent.clear();
             }

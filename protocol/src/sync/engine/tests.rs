@@ -40,9 +40,14 @@ struct Harness {
     /// The spaces of the records of every request and response, in frame order,
     /// with the side that sent it.
     carried: Vec<(usize, Vec<(Space, ItemId)>)>,
-    /// Requests or responses carrying records still to be lost on the way (the
-    /// requester's transport then reports its request failed).
-    lose_frames: usize,
+    /// Requests, then responses, carrying records still to be lost on the way (the
+    /// requester's transport then reports its request failed; the responder's, that
+    /// its response was lost).
+    lose_requests: usize,
+    lose_responses: usize,
+    /// (side, contacts): `reached_at` is when that side first held that many.
+    watch: Option<(usize, usize)>,
+    reached_at: Option<u64>,
 }
 
 fn now(mono: u64) -> Now {
@@ -93,7 +98,10 @@ impl Harness {
             published: Vec::new(),
             exchanged: Vec::new(),
             carried: Vec::new(),
-            lose_frames: 0,
+            lose_requests: 0,
+            lose_responses: 0,
+            watch: None,
+            reached_at: None,
         };
         for key in keys {
             let engine = h.start(&key, records.clone(), keyring.clone());
@@ -138,8 +146,14 @@ impl Harness {
     }
 
     fn connect(&mut self, up: bool) {
+        self.connect_seen_by(up, &[0, 1]);
+    }
+
+    /// Connects (or not) the two sides, only `sides` hearing of it (the other
+    /// learns of the peer from its first request).
+    fn connect_seen_by(&mut self, up: bool, sides: &[usize]) {
         self.connected = up;
-        for i in 0..2 {
+        for &i in sides {
             let other = 1 - i;
             let device = DeviceId(self.sides[other].key.verifying_key().to_bytes());
             let input = if up {
@@ -164,6 +178,11 @@ impl Harness {
     /// Carries out every output, advancing time through the timers, until quiet.
     fn pump(&mut self) {
         for _ in 0..200 {
+            if self.watch.is_some_and(|(side, n)| {
+                self.reached_at.is_none() && self.sides[side].engine.view().contact_count() >= n
+            }) {
+                self.reached_at = Some(self.mono);
+            }
             let mut moved = false;
             for i in 0..self.sides.len() {
                 while let Some(out) = self.sides[i].engine.poll_output() {
@@ -208,18 +227,24 @@ impl Harness {
             _ => {}
         }
         match out {
-            Output::Request { id, .. } | Output::Respond { id, .. }
-                if self.lose_frames > 0
+            Output::Request { id, .. }
+                if self.lose_requests > 0
                     && self.carried.last().is_some_and(|(_, r)| !r.is_empty()) =>
             {
-                self.lose_frames -= 1;
-                if matches!(out, Output::Request { .. }) {
+                self.lose_requests -= 1;
+                self.sides[i]
+                    .engine
+                    .handle_input(t, Input::RequestFailed { id });
+            }
+            Output::Respond { id, .. }
+                if self.lose_responses > 0
+                    && self.carried.last().is_some_and(|(_, r)| !r.is_empty()) =>
+            {
+                self.lose_responses -= 1;
+                if let Some((to, rid)) = self.inbound.remove(&id) {
                     self.sides[i]
                         .engine
-                        .handle_input(t, Input::RequestFailed { id });
-                    return;
-                }
-                if let Some((to, rid)) = self.inbound.remove(&id) {
+                        .handle_input(t, Input::ResponseLost(to as u8));
                     self.sides[to]
                         .engine
                         .handle_input(t, Input::RequestFailed { id: rid });
@@ -439,8 +464,10 @@ fn the_roster_and_secrets_go_first_and_each_record_once() {
     assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
 }
 
-#[test]
-fn records_lost_on_the_way_are_sent_again_though_sent_lately() {
+/// Side 0 holds two contacts side 1 lacks; a request or a response from side 0
+/// carrying them is lost on the way: they arrive all the same, at once (not after
+/// `RESEND_AFTER_MS` or a periodic reconciliation), and none twice.
+fn lose_one_frame_of_records(requests: usize, responses: usize) {
     let mut h = Harness::new();
     for j in ["a@x.lit", "b@x.lit"] {
         h.execute(
@@ -453,11 +480,47 @@ fn records_lost_on_the_way_are_sent_again_though_sent_lately() {
         )
         .expect("added");
     }
-    h.lose_frames = 1;
-    h.connect(true);
-    assert_eq!(h.lose_frames, 0, "a frame carrying records was lost");
-    assert_eq!(h.sides[1].engine.view().contact_count(), 2);
+    let start = h.mono;
+    h.lose_requests = requests;
+    h.lose_responses = responses;
+    h.watch = Some((1, 2));
+    if responses > 0 {
+        // Side 1 asks first: side 0 answers with the records, in a response.
+        h.connect_seen_by(true, &[1]);
+    } else {
+        h.connect(true);
+    }
+    assert_eq!(
+        (h.lose_requests, h.lose_responses),
+        (0, 0),
+        "a frame carrying records was lost"
+    );
     assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+    let at = h.reached_at.expect("delivered") - start;
+    assert!(
+        at < RESEND_AFTER_MS,
+        "delivered within the burst, at {at} ms"
+    );
+    assert_eq!(h.sides[1].engine.stats().duplicate_records, 0);
+}
+
+#[test]
+fn records_in_a_lost_request_are_sent_again_at_once() {
+    lose_one_frame_of_records(1, 0);
+}
+
+#[test]
+fn records_in_a_lost_response_are_sent_again_at_once() {
+    lose_one_frame_of_records(0, 1);
+}
+
+#[test]
+fn every_space_is_sent_in_some_order() {
+    let mut order = session::SEND_ORDER.to_vec();
+    order.sort();
+    let mut all = Space::ALL.to_vec();
+    all.sort();
+    assert_eq!(order, all);
 }
 
 #[test]
