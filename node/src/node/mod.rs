@@ -362,7 +362,8 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
             Err(e) => control::Error::new(control::ErrorKind::NotRunning, e.to_string()),
         };
         calls_rx.close();
-        while let Ok(call) = calls_rx.try_recv() {
+        // Closed, `recv` ends once the queue is empty and no sender holds a place.
+        while let Some(call) = calls_rx.recv().await {
             let _ = call.reply.try_send(Reply::Error(why.clone()));
         }
         for (_, _, reply) in node.waiters.drain(..) {

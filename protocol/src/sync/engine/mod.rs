@@ -287,13 +287,19 @@ struct Peer {
 impl Peer {
     /// Brings a reconciliation with the peer forward, as something sent to it was
     /// lost: at once, or right after the one under way. A peer that stays slow is
-    /// reported again and again (every heartbeat of the transport): at most once per
-    /// [`GOSSIP_LOST_GAP_MS`], so it is not loaded further.
+    /// reported again and again (every heartbeat of the transport): at most one
+    /// starts per [`GOSSIP_LOST_GAP_MS`], so it is not loaded further; a report
+    /// within the gap brings one to the gap's end.
     fn bring_forward(&mut self, now: Now) {
-        if self
-            .lost_at_ms
-            .is_some_and(|t| now.mono_ms < t.saturating_add(GOSSIP_LOST_GAP_MS))
+        if let Some(t) = self.lost_at_ms
+            && now.mono_ms < t.saturating_add(GOSSIP_LOST_GAP_MS)
         {
+            // Within the gap: postponed to its end, not dropped.
+            if self.session.is_some() {
+                self.catch_up = true;
+            } else {
+                self.next_recon_ms = self.next_recon_ms.min(t.saturating_add(GOSSIP_LOST_GAP_MS));
+            }
             return;
         }
         self.lost_at_ms = Some(now.mono_ms);

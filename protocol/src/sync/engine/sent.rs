@@ -28,12 +28,15 @@ impl Sent {
             return;
         }
         if now_ms < self.since_ms.saturating_add(2 * RESEND_AFTER_MS) {
+            // On a fixed grid: the retired generation is gone at most one more
+            // window after its own ended, whenever this is called.
             self.previous = std::mem::take(&mut self.current);
+            self.since_ms = self.since_ms.saturating_add(RESEND_AFTER_MS);
         } else {
             self.previous.clear();
             self.current.clear();
+            self.since_ms = now_ms;
         }
-        self.since_ms = now_ms;
     }
 
     /// Notes that the record of `key` with signature prefix `sig` was sent at
@@ -96,6 +99,14 @@ mod tests {
             "all retired after a lull"
         );
         assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn an_entry_is_never_held_twice_the_window_whenever_it_is_looked_at() {
+        let mut s = Sent::default();
+        s.note(key(1), 7, 0);
+        assert!(s.lately(&key(1), 7, 2 * RESEND_AFTER_MS - 1));
+        assert!(!s.lately(&key(1), 7, 2 * RESEND_AFTER_MS + 1));
     }
 
     #[test]
