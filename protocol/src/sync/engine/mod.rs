@@ -291,23 +291,21 @@ impl Peer {
     /// starts per [`GOSSIP_LOST_GAP_MS`], so it is not loaded further; a report
     /// within the gap brings one to the gap's end.
     fn bring_forward(&mut self, now: Now) {
-        if let Some(t) = self.lost_at_ms
-            && now.mono_ms < t.saturating_add(GOSSIP_LOST_GAP_MS)
-        {
+        let at = match self.lost_at_ms {
             // Within the gap: postponed to its end, not dropped.
-            if self.session.is_some() {
-                self.catch_up = true;
-            } else {
-                self.next_recon_ms = self.next_recon_ms.min(t.saturating_add(GOSSIP_LOST_GAP_MS));
+            Some(t) if now.mono_ms < t.saturating_add(GOSSIP_LOST_GAP_MS) => {
+                t.saturating_add(GOSSIP_LOST_GAP_MS)
             }
-            return;
-        }
-        self.lost_at_ms = Some(now.mono_ms);
+            _ => {
+                self.lost_at_ms = Some(now.mono_ms);
+                now.mono_ms
+            }
+        };
         if self.session.is_some() {
             // The session may have passed what was lost: another follows.
             self.catch_up = true;
         } else {
-            self.next_recon_ms = now.mono_ms;
+            self.next_recon_ms = self.next_recon_ms.min(at);
         }
     }
 }
