@@ -113,6 +113,39 @@ fn every_node_is_padded_to_the_count_bucket() {
 }
 
 #[test]
+fn padding_retracts_old_marks_oldest_first_and_keeps_recent_ones() {
+    let mut f = Fleet::new(1, 4);
+    let day = 24 * 3600 * 1000;
+    for i in 0..40 {
+        f.exec(0, add(&format!("u{i}@x.lit"), None, &[]), T0);
+    }
+    for i in 0..40 {
+        // Half deleted at T0, half a day later.
+        let at = WallTime(T0.0 + if i < 20 { 0 } else { day });
+        let jid_ = jid(&format!("u{i}@x.lit"));
+        f.exec(0, Command::RemoveContact { jid: jid_ }, at);
+    }
+    let marks: Vec<_> = f.books[0]
+        .view()
+        .marks(NodeKind::Contacts)
+        .copied()
+        .collect();
+    assert_eq!(marks.len(), 40, "every deletion's mark is kept");
+    assert_eq!(
+        f.books[0].view().plain_reserved(NodeKind::Contacts).count(),
+        0
+    );
+    // Past the first half's time: one more contact leaves 9 items of surplus, taken
+    // from the oldest marks; the recent ones stay.
+    let later = WallTime(T0.0 + kith_protocol::contacts::MARK_KEPT_MS + day / 2);
+    f.exec(0, add("late@x.lit", None, &[]), later);
+    let view = f.books[0].view().clone();
+    assert_eq!(view.live_items(NodeKind::Contacts), 32);
+    let left: Vec<_> = view.marks(NodeKind::Contacts).copied().collect();
+    assert_eq!(left[..], marks[9..], "the nine oldest marks went, in order");
+}
+
+#[test]
 fn concurrent_duplicates_merge_then_collapse_into_the_survivor() {
     let mut f = Fleet::new(2, 3);
     // Both devices add Juliet while apart: two items for one contact.

@@ -1,7 +1,7 @@
 //! The writes a command makes: a [`Plan`] of item writes, contacts written as new
 //! stamped items, groups created, padding; and the checks of what a client sealed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
@@ -258,8 +258,8 @@ impl<'v> Plan<'v> {
         }
     }
 
-    fn kind_before(&self, node: NodeKind, item: &ItemId, reserved: &[ItemId]) -> Option<Kind> {
-        if reserved.binary_search(item).is_ok() {
+    fn kind_before(&self, node: NodeKind, item: &ItemId) -> Option<Kind> {
+        if self.view.is_reserved(node, item) {
             Some(Kind::Reserved)
         } else if self.view.is_real_item(node, item) {
             Some(Kind::Real)
@@ -268,30 +268,10 @@ impl<'v> Plan<'v> {
         }
     }
 
-    /// Whether the reserved `item` marks the deletion of a contact that is still
-    /// shown (an edit overruled it): padding keeps it.
-    fn keeps_mark(&self, view: &View, node: NodeKind, item: &ItemId) -> bool {
-        // (what the item carries, when it was written)
-        let (extra, written_ms) = match self.writes.get(&(node, *item)) {
-            Some(Write::Payload(Payload::Reserved(extra))) => {
-                (Some(extra.clone()), self.stamp.hlc.wall_ms)
-            }
-            Some(_) => (None, 0),
-            None => match view.item(node, item) {
-                Some((_, _, version, _, Ok(Payload::Reserved(extra)))) => {
-                    (Some(extra), version.hlc.wall_ms)
-                }
-                _ => (None, 0),
-            },
-        };
-        let recent = self.stamp.hlc.wall_ms.saturating_sub(written_ms) < MARK_KEPT_MS;
-        // A view of some items only cannot tell whether an item still carries the
-        // contact: it keeps every mark.
-        extra
-            .iter()
-            .flat_map(|e| e.children.iter())
-            .filter_map(fields::read_deletion)
-            .any(|d| recent || !view.is_whole() || d.ids().any(|id| view.carries_contact_id(id)))
+    /// Whether a deletion mark written in `version` is within [`MARK_KEPT_MS`] of
+    /// this plan's stamp (padding keeps it whatever else holds).
+    fn mark_is_recent(&self, version: &Version) -> bool {
+        self.stamp.hlc.wall_ms.saturating_sub(version.hlc.wall_ms) < MARK_KEPT_MS
     }
 
     /// Adds or retracts `<reserved/>` items on each node this plan touches.
@@ -306,13 +286,16 @@ impl<'v> Plan<'v> {
             let unreadable = view.unreadable().keys().filter(|(n, _)| *n == node).count();
             let mut reserved = view.reserved_count(node);
             let mut real = view.live_items(node) - reserved + unreadable;
-            let reserved_before: Vec<ItemId> = view.reserved(node).copied().collect();
-            let mut reserved_now = reserved_before.clone();
+            // What this plan changes of the reserved items: those it writes over
+            // (no longer the view's), and the plain ones it writes (a mark it
+            // writes is new, so kept).
+            let mut rewritten: BTreeSet<ItemId> = BTreeSet::new();
+            let mut plain_written: BTreeSet<ItemId> = BTreeSet::new();
             for ((n, item), w) in &self.writes {
                 if *n != node {
                     continue;
                 }
-                let before = self.kind_before(node, item, &reserved_before);
+                let before = self.kind_before(node, item);
                 let after = match w {
                     Write::Payload(Payload::Reserved(_)) | Write::Sealed(_, true) => {
                         Some(Kind::Reserved)
@@ -324,7 +307,7 @@ impl<'v> Plan<'v> {
                     Some(Kind::Real) => real -= 1,
                     Some(Kind::Reserved) => {
                         reserved -= 1;
-                        reserved_now.retain(|r| r != item);
+                        rewritten.insert(*item);
                     }
                     None => {}
                 }
@@ -332,7 +315,11 @@ impl<'v> Plan<'v> {
                     Some(Kind::Real) => real += 1,
                     Some(Kind::Reserved) => {
                         reserved += 1;
-                        reserved_now.push(*item);
+                        let marks = matches!(w, Write::Payload(Payload::Reserved(e))
+                            if e.children.iter().any(|c| fields::read_deletion(c).is_some()));
+                        if !marks {
+                            plain_written.insert(*item);
+                        }
                     }
                     None => {}
                 }
@@ -344,20 +331,47 @@ impl<'v> Plan<'v> {
                     self.reserve(node, ItemId::random(rng));
                 }
             } else if total > target {
-                // Largest ids first, never a deletion's mark while its contact
-                // lives (the conflict it reports would go with it).
-                reserved_now.sort();
-                let surplus: Vec<ItemId> = reserved_now
-                    .iter()
-                    .rev()
-                    .filter(|item| !self.keeps_mark(view, node, item))
-                    .take(total - target)
-                    .copied()
-                    .collect();
+                // Plain reserved items first, largest ids first; then deletion
+                // marks past their time, oldest first. Never a mark while kept
+                // (the conflict it reports would go with it). Each is found without
+                // reading every reserved item: a long history of deletions leaves
+                // many marks, all kept for 90 days.
+                let plain = descending_union(
+                    view.plain_reserved(node)
+                        .rev()
+                        .filter(|item| !rewritten.contains(item)),
+                    plain_written.iter().rev(),
+                );
+                // A mark is kept for MARK_KEPT_MS, and after that while a live item
+                // still carries its contact (an edit overruled the deletion); a view
+                // of some items only cannot tell that, and keeps every mark.
+                let old_marks = view
+                    .marks(node)
+                    .take_while(|(version, _)| view.is_whole() && !self.mark_is_recent(version))
+                    .filter(|(_, item)| {
+                        !rewritten.contains(item) && !view.mark_still_carried(node, item)
+                    })
+                    .map(|(_, item)| *item);
+                let surplus: Vec<ItemId> = plain.chain(old_marks).take(total - target).collect();
                 for item in surplus {
                     self.write(node, item, Write::Tombstone);
                 }
             }
         }
     }
+}
+
+/// The items of two iterators, each in descending order and without repeats
+/// between them, merged in descending order.
+fn descending_union<'a>(
+    a: impl Iterator<Item = &'a ItemId>,
+    b: impl Iterator<Item = &'a ItemId>,
+) -> impl Iterator<Item = ItemId> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x >= y => a.next().copied(),
+        (Some(_), Some(_)) | (None, Some(_)) => b.next().copied(),
+        (Some(_), None) => a.next().copied(),
+        (None, None) => None,
+    })
 }

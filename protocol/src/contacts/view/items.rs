@@ -1,9 +1,21 @@
 //! Keeping the view's indexes of items: by identity and contact id, group
 //! definitions, reserved items and the deletions they mark, unreadable items.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use super::{Dirty, Held, Read, View, deletion_mark};
 use crate::item::{NodeKind, fields};
 use crate::record::ItemId;
+
+/// Removes `key` from the set of `node`, and the set when it is left empty.
+fn remove_from<K: Ord>(sets: &mut BTreeMap<NodeKind, BTreeSet<K>>, node: NodeKind, key: &K) {
+    if let Some(set) = sets.get_mut(&node) {
+        set.remove(key);
+        if set.is_empty() {
+            sets.remove(&node);
+        }
+    }
+}
 
 impl View {
     /// Replaces what is known of one item, unindexing the old read and indexing the
@@ -42,12 +54,9 @@ impl View {
                     dirty.groups.insert(g.id);
                 }
                 Ok(Held::Reserved(extra)) => {
-                    if let Some(set) = self.reserved.get_mut(&node) {
-                        set.remove(&item);
-                        if set.is_empty() {
-                            self.reserved.remove(&node);
-                        }
-                    }
+                    remove_from(&mut self.reserved, node, &item);
+                    remove_from(&mut self.plain_reserved, node, &item);
+                    remove_from(&mut self.marks, node, &(old_version, item));
                     if let Some(d) = deletion_mark(&extra) {
                         for cid in d.ids() {
                             if let Some(set) = self.deleted.get_mut(cid) {
@@ -83,6 +92,14 @@ impl View {
             }
             Ok(Held::Reserved(extra)) => {
                 self.reserved.entry(node).or_default().insert(item);
+                if deletion_mark(extra).is_some() {
+                    self.marks
+                        .entry(node)
+                        .or_default()
+                        .insert((new.version(), item));
+                } else {
+                    self.plain_reserved.entry(node).or_default().insert(item);
+                }
                 if let Some(d) = deletion_mark(extra) {
                     // The deletion is as old as it says (a rewrite keeps that), and
                     // knows nothing later than itself.

@@ -212,6 +212,12 @@ pub struct View {
     groups: BTreeMap<String, GroupEntry>,
     /// `<reserved/>` items per node.
     reserved: BTreeMap<NodeKind, BTreeSet<ItemId>>,
+    /// Those of them that mark no deletion, which padding may retract at any time.
+    plain_reserved: BTreeMap<NodeKind, BTreeSet<ItemId>>,
+    /// Those that mark a deletion, by the version they were written in (oldest
+    /// first: padding keeps them for `MARK_KEPT_MS`, so it looks only at the old
+    /// end).
+    marks: BTreeMap<NodeKind, BTreeSet<(Version, ItemId)>>,
     /// Items that could not be read, per node and item.
     unreadable: BTreeMap<(NodeKind, ItemId), Unreadable>,
     /// Every live item as last read.

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{GroupEntry, MergedContact, Unreadable, View, slot};
+use super::{GroupEntry, Held, MergedContact, Unreadable, View, slot};
 use crate::item::{self, NodeKind, fields};
 use crate::jid::BareJid;
-use crate::record::{DeviceId, ItemId};
+use crate::record::{DeviceId, ItemId, Version};
 
 impl View {
     /// The contacts, sorted by display name (case-folded), then id.
@@ -79,6 +79,36 @@ impl View {
     /// The `<reserved/>` items of `node`, by item id.
     pub fn reserved(&self, node: NodeKind) -> impl Iterator<Item = &ItemId> + '_ {
         self.reserved.get(&node).into_iter().flatten()
+    }
+
+    /// Whether `item` is a `<reserved/>` item of `node`.
+    pub fn is_reserved(&self, node: NodeKind, item: &ItemId) -> bool {
+        self.reserved.get(&node).is_some_and(|s| s.contains(item))
+    }
+
+    /// The `<reserved/>` items of `node` that mark no deletion, by item id.
+    pub fn plain_reserved(&self, node: NodeKind) -> impl DoubleEndedIterator<Item = &ItemId> + '_ {
+        self.plain_reserved.get(&node).into_iter().flatten()
+    }
+
+    /// The `<reserved/>` items of `node` that mark a deletion, oldest first: the
+    /// version each was written in, and the item.
+    pub fn marks(&self, node: NodeKind) -> impl Iterator<Item = &(Version, ItemId)> + '_ {
+        self.marks.get(&node).into_iter().flatten()
+    }
+
+    /// Whether a live item still carries a contact whose deletion the reserved
+    /// `item` marks (an edit overruled the deletion, or an obsolete item is not
+    /// retracted yet).
+    pub fn mark_still_carried(&self, node: NodeKind, item: &ItemId) -> bool {
+        match self.items.get(&(node, *item)).map(|r| &r.payload) {
+            Some(Ok(Held::Reserved(extra))) => extra
+                .children
+                .iter()
+                .filter_map(fields::read_deletion)
+                .any(|d| d.ids().any(|id| self.carries_contact_id(id))),
+            _ => false,
+        }
     }
 
     /// How many `<reserved/>` items `node` holds.
