@@ -120,8 +120,8 @@ fn padding_retracts_old_marks_oldest_first_and_keeps_recent_ones() {
         f.exec(0, add(&format!("u{i}@x.lit"), None, &[]), T0);
     }
     for i in 0..40 {
-        // Half deleted at T0, half a day later.
-        let at = WallTime(T0.0 + if i < 20 { 0 } else { day });
+        // Five deleted at T0, the others a day later.
+        let at = WallTime(T0.0 + if i < 5 { 0 } else { day });
         let jid_ = jid(&format!("u{i}@x.lit"));
         f.exec(0, Command::RemoveContact { jid: jid_ }, at);
     }
@@ -133,16 +133,68 @@ fn padding_retracts_old_marks_oldest_first_and_keeps_recent_ones() {
     assert_eq!(marks.len(), 40, "every deletion's mark is kept");
     assert_eq!(
         f.books[0].view().plain_reserved(NodeKind::Contacts).count(),
-        0
+        0,
+        "plain padding goes first"
     );
-    // Past the first half's time: one more contact leaves 9 items of surplus, taken
-    // from the oldest marks; the recent ones stay.
+    // Past the five's time: one more contact leaves 9 items of surplus; the five
+    // old marks go, oldest first, and the recent ones stay although surplus is left.
     let later = WallTime(T0.0 + kith_protocol::contacts::MARK_KEPT_MS + day / 2);
     f.exec(0, add("late@x.lit", None, &[]), later);
     let view = f.books[0].view().clone();
-    assert_eq!(view.live_items(NodeKind::Contacts), 32);
     let left: Vec<_> = view.marks(NodeKind::Contacts).copied().collect();
-    assert_eq!(left[..], marks[9..], "the nine oldest marks went, in order");
+    assert_eq!(
+        left[..],
+        marks[5..],
+        "the five old marks went, no recent one"
+    );
+    assert_eq!(view.live_items(NodeKind::Contacts), 36);
+}
+
+#[test]
+fn padding_keeps_an_old_mark_while_an_edit_carries_its_contact() {
+    let mut f = Fleet::new(2, 5);
+    let day = 24 * 3600 * 1000;
+    for i in 0..40 {
+        f.exec(0, add(&format!("u{i}@x.lit"), None, &[]), T0);
+    }
+    f.sync_all(WallTime(T0.0 + 1));
+    // u0 deleted on one device while the other, not knowing, renames it: the
+    // rename brings the contact back and the deletion's mark stays with it.
+    f.exec(
+        0,
+        Command::RemoveContact {
+            jid: jid("u0@x.lit"),
+        },
+        WallTime(T0.0 + 2),
+    );
+    f.exec(1, edit_name("u0@x.lit", "Still here"), WallTime(T0.0 + 3));
+    for i in 1..40 {
+        let at = WallTime(T0.0 + if i < 5 { 4 } else { day });
+        let jid_ = jid(&format!("u{i}@x.lit"));
+        f.exec(0, Command::RemoveContact { jid: jid_ }, at);
+    }
+    f.sync_all(WallTime(T0.0 + day + 1));
+    let view = f.books[0].view().clone();
+    assert!(
+        view.contact_by_jid(&jid("u0@x.lit")).is_some(),
+        "the rename won"
+    );
+    let marks: Vec<_> = view.marks(NodeKind::Contacts).copied().collect();
+    assert_eq!(marks.len(), 40);
+    assert!(view.mark_still_carried(NodeKind::Contacts, &marks[0].1));
+    // Past 90 days: the four old marks of contacts that are gone go; the older one
+    // of u0, whose contact an item still carries, stays.
+    let later = WallTime(T0.0 + kith_protocol::contacts::MARK_KEPT_MS + day / 2);
+    f.exec(0, add("late@x.lit", None, &[]), later);
+    let left: Vec<_> = f.books[0]
+        .view()
+        .marks(NodeKind::Contacts)
+        .copied()
+        .collect();
+    let expected: Vec<_> = std::iter::once(marks[0])
+        .chain(marks[5..].iter().copied())
+        .collect();
+    assert_eq!(left, expected);
 }
 
 #[test]

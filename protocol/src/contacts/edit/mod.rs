@@ -20,7 +20,9 @@
 //!   was renamed since, a random id is used instead;
 //! * padding: after the command, each node it touched holds a multiple of
 //!   `count_bucket` live items (default 32, at least one bucket): `<reserved/>`
-//!   items are added, or surplus ones (largest ids first) retracted.
+//!   items are added, or surplus ones retracted: those that mark no deletion,
+//!   largest ids first, then deletion marks past [`MARK_KEPT_MS`] whose contact no
+//!   live item carries, oldest first.
 
 mod plan;
 mod writes;
