@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::Error;
 use crate::contacts::merge;
-use crate::contacts::view::{MergedContact, View};
+use crate::contacts::view::{MergedContact, View, deletion_mark};
 use crate::item::{self, Contact, Extra, Group, GroupRef, NodeKind, Payload, fields};
 use crate::record::{ItemId, Version};
 use crate::seal::{self, Keyring, Opener, Sealed};
@@ -316,7 +316,7 @@ impl<'v> Plan<'v> {
                     Some(Kind::Reserved) => {
                         reserved += 1;
                         let marks = matches!(w, Write::Payload(Payload::Reserved(e))
-                            if e.children.iter().any(|c| fields::read_deletion(c).is_some()));
+                            if deletion_mark(e).is_some());
                         if !marks {
                             plain_written.insert(*item);
                         }

@@ -54,7 +54,6 @@ impl View {
                     dirty.groups.insert(g.id);
                 }
                 Ok(Held::Reserved(extra)) => {
-                    remove_from(&mut self.reserved, node, &item);
                     remove_from(&mut self.plain_reserved, node, &item);
                     remove_from(&mut self.marks, node, &(old_version, item));
                     if let Some(d) = deletion_mark(&extra) {
@@ -91,29 +90,29 @@ impl View {
                 dirty.groups.insert(g.id.clone());
             }
             Ok(Held::Reserved(extra)) => {
-                self.reserved.entry(node).or_default().insert(item);
-                if deletion_mark(extra).is_some() {
-                    self.marks
-                        .entry(node)
-                        .or_default()
-                        .insert((new.version(), item));
-                } else {
-                    self.plain_reserved.entry(node).or_default().insert(item);
-                }
-                if let Some(d) = deletion_mark(extra) {
-                    // The deletion is as old as it says (a rewrite keeps that), and
-                    // knows nothing later than itself.
-                    let at =
-                        d.at.filter(|a| *a <= new.version())
-                            .unwrap_or(new.version());
-                    let mut seen = d.seen.clone();
-                    seen.retain(|_, v| *v <= at);
-                    for cid in d.ids() {
-                        self.deleted
-                            .entry(cid.to_owned())
+                match deletion_mark(extra) {
+                    None => {
+                        self.plain_reserved.entry(node).or_default().insert(item);
+                    }
+                    Some(d) => {
+                        self.marks
+                            .entry(node)
                             .or_default()
-                            .insert((new.version(), item), (at, seen.clone()));
-                        self.dirty_contact_id(cid, dirty);
+                            .insert((new.version(), item));
+                        // The deletion is as old as it says (a rewrite keeps that), and
+                        // knows nothing later than itself.
+                        let at =
+                            d.at.filter(|a| *a <= new.version())
+                                .unwrap_or(new.version());
+                        let mut seen = d.seen.clone();
+                        seen.retain(|_, v| *v <= at);
+                        for cid in d.ids() {
+                            self.deleted
+                                .entry(cid.to_owned())
+                                .or_default()
+                                .insert((new.version(), item), (at, seen.clone()));
+                            self.dirty_contact_id(cid, dirty);
+                        }
                     }
                 }
             }

@@ -210,13 +210,12 @@ pub struct View {
     order: BTreeSet<(Box<str>, ItemId)>,
     /// Groups by group id.
     groups: BTreeMap<String, GroupEntry>,
-    /// `<reserved/>` items per node.
-    reserved: BTreeMap<NodeKind, BTreeSet<ItemId>>,
-    /// Those of them that mark no deletion, which padding may retract at any time.
+    /// `<reserved/>` items per node that mark no deletion, which padding may
+    /// retract at any time.
     plain_reserved: BTreeMap<NodeKind, BTreeSet<ItemId>>,
-    /// Those that mark a deletion, by the version they were written in (oldest
-    /// first: padding keeps them for `MARK_KEPT_MS`, so it looks only at the old
-    /// end).
+    /// `<reserved/>` items per node that mark a deletion, by the version they were
+    /// written in (oldest first: padding keeps them for `MARK_KEPT_MS`, so it looks
+    /// only at the old end). With `plain_reserved`, every reserved item.
     marks: BTreeMap<NodeKind, BTreeSet<(Version, ItemId)>>,
     /// Items that could not be read, per node and item.
     unreadable: BTreeMap<(NodeKind, ItemId), Unreadable>,
@@ -276,7 +275,7 @@ struct Dirty {
 
 /// The contact id whose deletion a `<reserved/>` item marks, and what the deletion
 /// knew, if it marks one.
-fn deletion_mark(extra: &item::Extra) -> Option<fields::Deletion<'_>> {
+pub(crate) fn deletion_mark(extra: &item::Extra) -> Option<fields::Deletion<'_>> {
     extra.children.iter().find_map(fields::read_deletion)
 }
 

@@ -76,14 +76,19 @@ impl View {
         }
     }
 
-    /// The `<reserved/>` items of `node`, by item id.
+    /// The `<reserved/>` items of `node`: those that mark no deletion by item id,
+    /// then the deletion marks oldest first.
     pub fn reserved(&self, node: NodeKind) -> impl Iterator<Item = &ItemId> + '_ {
-        self.reserved.get(&node).into_iter().flatten()
+        self.plain_reserved(node)
+            .chain(self.marks(node).map(|(_, item)| item))
     }
 
     /// Whether `item` is a `<reserved/>` item of `node`.
     pub fn is_reserved(&self, node: NodeKind, item: &ItemId) -> bool {
-        self.reserved.get(&node).is_some_and(|s| s.contains(item))
+        matches!(
+            self.items.get(&(node, *item)).map(|r| &r.payload),
+            Some(Ok(Held::Reserved(_)))
+        )
     }
 
     /// The `<reserved/>` items of `node` that mark no deletion, by item id.
@@ -113,7 +118,8 @@ impl View {
 
     /// How many `<reserved/>` items `node` holds.
     pub fn reserved_count(&self, node: NodeKind) -> usize {
-        self.reserved.get(&node).map_or(0, BTreeSet::len)
+        self.plain_reserved.get(&node).map_or(0, BTreeSet::len)
+            + self.marks.get(&node).map_or(0, BTreeSet::len)
     }
 
     /// Items that could not be read, per node and item.
