@@ -218,6 +218,57 @@ fn a_rotation_rewrite_never_beats_an_edit() {
     assert!(only(&mut f, 0).lost.is_empty());
 }
 
+/// Copies of one contact written at once on several devices (a rotation resealed
+/// on each, say) say the same thing: settling retracts all but the newest and
+/// writes nothing new. Settles that cross (each device retracting what it knows)
+/// then end in that one item, instead of each writing a new item for the others
+/// to settle again (the storm once seen after two revocations on six devices).
+#[test]
+fn copies_of_a_contact_written_at_once_settle_by_retraction() {
+    let mut f = Fleet::new(3, 7);
+    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
+    f.sync_all(T0);
+    f.exec(0, Command::Reseal, WallTime(T0.0 + 10));
+    f.exec(1, Command::Reseal, WallTime(T0.0 + 20));
+    // Device 2 reseals too, later by the clock, before it hears of the others.
+    f.exec(2, Command::Reseal, WallTime(T0.0 + 30));
+    let newest = only(&mut f, 2).id;
+    f.sync(0, 1, WallTime(T0.0 + 40));
+    f.sync(1, 0, WallTime(T0.0 + 40));
+    let held = only(&mut f, 1);
+    assert!(held.unsettled, "two copies: {held:?}");
+    let holder = held.holder.expect("the newest copy holds the merge");
+    assert_eq!(
+        holder,
+        held.members.iter().max_by_key(|m| m.1).expect("members").0
+    );
+    // Device 1 wrote the newest copy it knows of: it retracts the other.
+    f.exec(1, Command::Settle, WallTime(T0.0 + 50));
+    let settled = only(&mut f, 1);
+    assert_eq!(settled.members.len(), 1, "{settled:?}");
+    assert_eq!(settled.members[0].0, holder, "no new item");
+    assert!(!settled.unsettled);
+    // Device 2 hears of both only now: its own copy is newest, so it retracts the
+    // others in turn, again without a new item; device 1's retraction crosses it.
+    f.sync(0, 2, WallTime(T0.0 + 60));
+    f.exec(2, Command::Settle, WallTime(T0.0 + 70));
+    f.sync_all(WallTime(T0.0 + 80));
+    for d in 0..3 {
+        let c = only(&mut f, d);
+        assert_eq!(c.members.len(), 1, "device {d}: {c:?}");
+        assert_eq!(c.id, newest, "device {d} keeps device 2's copy");
+        assert!(!c.unsettled, "device {d}");
+        assert_eq!(c.contact.name.as_deref(), Some("Juliet"));
+        // Nothing is left for anyone to settle.
+        let written = f.exec(d, Command::Settle, WallTime(T0.0 + 90));
+        assert!(
+            written.is_empty(),
+            "device {d} wrote {} records",
+            written.len()
+        );
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Rename { dev: usize, k: usize, name: usize },

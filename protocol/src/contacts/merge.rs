@@ -27,6 +27,10 @@ pub struct Merged {
     pub unsettled: bool,
     /// The newest item that counts (not made obsolete by a deletion).
     pub newest: Version,
+    /// Whether that newest item already is the merged contact, but for the edits
+    /// its stamps have seen: settling then retracts the other items and writes
+    /// nothing new (see `docs/merge-rules.md` §3).
+    pub newest_holds: bool,
 }
 
 /// The smallest version: what a stamp-less item's fields are read at when no
@@ -204,12 +208,22 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[Deletion<'_>]) -> Opt
             .any(|l| !carried_by_newest.contains(&(l.key.clone(), l.at)));
     merged.lost = lost.clone();
     let mut contact = assemble(&members, &merged);
+    // The newest item holds the merge when the merged contact, stamped as having
+    // seen what that item saw, is that item: the others add nothing to it.
+    let newest_holds = states.first().is_some_and(|first| {
+        let seen = std::mem::replace(&mut merged.seen, first.seen.clone());
+        let mut alike = contact.clone();
+        merged.attach(&mut alike, newest);
+        merged.seen = seen;
+        members.first().is_some_and(|(_, c)| alike == **c)
+    });
     merged.attach(&mut contact, newest);
     Some(Merged {
         contact,
         lost,
         unsettled,
         newest,
+        newest_holds,
     })
 }
 

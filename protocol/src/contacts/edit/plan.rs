@@ -258,7 +258,18 @@ impl Editor {
                     .filter(|c| c.version.device == self.device())
                     .collect();
                 for c in mine {
-                    plan.write_contact(Some(c), Contact::clone(&c.contact), rng);
+                    match c.holder {
+                        // Concurrent copies of what one item already says (a
+                        // rotation resealed on several devices, say): retracting
+                        // them settles the contact, and writes that cross retract
+                        // alike instead of making new items to settle again.
+                        Some(holder) => {
+                            for (item, _) in c.members.iter().filter(|(i, _)| *i != holder) {
+                                plan.write(NodeKind::Contacts, *item, Write::Tombstone);
+                            }
+                        }
+                        None => plan.write_contact(Some(c), Contact::clone(&c.contact), rng),
+                    }
                 }
                 // Items a deletion made obsolete, that this device's deletion did.
                 let me = self.device();

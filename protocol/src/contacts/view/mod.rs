@@ -80,6 +80,10 @@ pub struct MergedContact {
     /// Whether writing the merged contact once would change something (several
     /// items, or conflicts not yet written into the newest item).
     pub unsettled: bool,
+    /// The member that already is the merged contact, but for the edits its stamps
+    /// have seen (the newest that counts, when the others add nothing to it):
+    /// settling an unsettled contact then retracts the other members only.
+    pub holder: Option<ItemId>,
 }
 
 impl MergedContact {
@@ -665,6 +669,10 @@ impl View {
                     [(_, _, only)] if only.as_ref() == &merged.contact => Arc::clone(only),
                     _ => Arc::new(merged.contact),
                 };
+                let holder = members
+                    .iter()
+                    .find(|m| merged.newest_holds && m.1 == merged.newest)
+                    .map(|m| m.0);
                 let mut ids: Vec<(ItemId, Version)> = members.iter().map(|m| (m.0, m.1)).collect();
                 ids.sort();
                 let merged = Arc::new(MergedContact {
@@ -675,6 +683,7 @@ impl View {
                     version: merged.newest,
                     lost: merged.lost,
                     unsettled: merged.unsettled,
+                    holder,
                 });
                 if let Some((shared, s)) = alone {
                     shared.put_alone(s, &Alone(Arc::clone(&merged)));
