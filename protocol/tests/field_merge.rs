@@ -269,6 +269,87 @@ fn copies_of_a_contact_written_at_once_settle_by_retraction() {
     }
 }
 
+/// Two devices rename Juliet to the same name apart; a third deletes her having
+/// seen only the later rename. The earlier rename is an edit the deletion did not
+/// see, so she stays (listed as a conflict), whether the deletion arrives before
+/// or after the settle: the settle keeps what both renames saw, it does not just
+/// retract the earlier copy.
+#[test]
+fn a_settle_keeps_what_each_item_saw_for_a_later_deletion() {
+    let mut f = Fleet::new(3, 7);
+    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
+    f.sync_all(T0);
+    f.exec(
+        0,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 10),
+    );
+    f.exec(
+        1,
+        edit_name("juliet@capulet.lit", "Jules"),
+        WallTime(T0.0 + 20),
+    );
+    f.sync(1, 2, WallTime(T0.0 + 25));
+    f.exec(
+        2,
+        Command::RemoveContact {
+            jid: jid("juliet@capulet.lit"),
+        },
+        WallTime(T0.0 + 30),
+    );
+    f.sync(0, 1, WallTime(T0.0 + 40));
+    let both = only(&mut f, 1);
+    assert!(both.unsettled);
+    assert_eq!(both.holder, None, "the newest rename did not see the other");
+    f.exec(1, Command::Settle, WallTime(T0.0 + 50));
+    f.sync_all(WallTime(T0.0 + 60));
+    for d in 0..3 {
+        let c = only(&mut f, d);
+        assert_eq!(c.contact.name.as_deref(), Some("Jules"), "device {d}");
+        assert!(
+            c.lost.iter().any(|l| l.key == Key::Contact),
+            "device {d} lists the deletion: {:?}",
+            c.lost
+        );
+    }
+}
+
+/// A contact whose deletion an edit overruled carries that conflict; copies of it
+/// written at once still settle by retraction (the conflict's winner, the newest
+/// item, is the one thing no copy can carry).
+#[test]
+fn copies_of_a_contact_with_an_overruled_deletion_settle_by_retraction() {
+    let mut f = Fleet::new(3, 7);
+    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
+    f.sync_all(T0);
+    f.exec(
+        0,
+        Command::RemoveContact {
+            jid: jid("juliet@capulet.lit"),
+        },
+        WallTime(T0.0 + 10),
+    );
+    f.exec(1, join("juliet@capulet.lit", "Verona"), WallTime(T0.0 + 20));
+    f.sync_all(WallTime(T0.0 + 30));
+    f.exec(1, Command::Settle, WallTime(T0.0 + 40));
+    f.sync_all(WallTime(T0.0 + 50));
+    assert!(!only(&mut f, 0).unsettled);
+    f.exec(0, Command::Reseal, WallTime(T0.0 + 60));
+    f.exec(2, Command::Reseal, WallTime(T0.0 + 70));
+    f.sync(0, 2, WallTime(T0.0 + 80));
+    let copies = only(&mut f, 2);
+    assert!(copies.unsettled, "{copies:?}");
+    let holder = copies.holder.expect("the newest copy holds the merge");
+    f.exec(2, Command::Settle, WallTime(T0.0 + 90));
+    f.sync_all(WallTime(T0.0 + 100));
+    for d in 0..3 {
+        let c = only(&mut f, d);
+        assert_eq!(c.id, holder, "device {d}: no new item");
+        assert!(!c.unsettled, "device {d}");
+        assert!(c.lost.iter().any(|l| l.key == Key::Contact), "device {d}");
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Rename { dev: usize, k: usize, name: usize },

@@ -125,6 +125,8 @@ fn revocations_rotate_secrets_and_shut_the_device_out() {
 /// devices. Settling them once wrote a new item per settle, and settles crossing on
 /// the links never ended (seeds 2, 3 and 5 never finished); copies now settle by
 /// retraction. The bound on messages catches a storm that would end only slowly.
+/// (These seeds crossed rotations when the storm was found; the field-merge tests
+/// in `protocol/tests/field_merge.rs` pin the settle itself.)
 #[test]
 fn rotations_on_several_devices_at_once_settle() {
     for seed in [2, 3, 5] {

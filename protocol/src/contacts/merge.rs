@@ -27,9 +27,10 @@ pub struct Merged {
     pub unsettled: bool,
     /// The newest item that counts (not made obsolete by a deletion).
     pub newest: Version,
-    /// Whether that newest item already is the merged contact, but for the edits
-    /// its stamps have seen: settling then retracts the other items and writes
-    /// nothing new (see `docs/merge-rules.md` §3).
+    /// Whether that newest item already is the merged contact (what its stamps have
+    /// seen included; of a conflict, which version won may differ), one of several
+    /// items: settling then retracts the other items and writes nothing new (see
+    /// `docs/merge-rules.md` §3).
     pub newest_holds: bool,
 }
 
@@ -208,15 +209,21 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[Deletion<'_>]) -> Opt
             .any(|l| !carried_by_newest.contains(&(l.key.clone(), l.at)));
     merged.lost = lost.clone();
     let mut contact = assemble(&members, &merged);
-    // The newest item holds the merge when the merged contact, stamped as having
-    // seen what that item saw, is that item: the others add nothing to it.
-    let newest_holds = states.first().is_some_and(|first| {
-        let seen = std::mem::replace(&mut merged.seen, first.seen.clone());
-        let mut alike = contact.clone();
-        merged.attach(&mut alike, newest);
-        merged.seen = seen;
-        members.first().is_some_and(|(_, c)| alike == **c)
-    });
+    // The newest item holds the merge when it is the merged contact, what it has
+    // seen included (a deletion judges items by what they saw, §4 of the merge
+    // rules), and conflicts compared by field and losing edit: a deletion an edit
+    // overruled lists the newest item as its winner, which no item can carry. The
+    // other items then add nothing to it. Only a contact of several items asks.
+    let newest_holds = items > 1
+        && states.first().is_some_and(|first| {
+            conflicts(&lost) == conflicts(&first.lost) && {
+                let decided = std::mem::replace(&mut merged.lost, first.lost.clone());
+                let mut alike = contact.clone();
+                merged.attach(&mut alike, newest);
+                merged.lost = decided;
+                members.first().is_some_and(|(_, c)| alike == **c)
+            }
+        });
     merged.attach(&mut contact, newest);
     Some(Merged {
         contact,
@@ -225,6 +232,11 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[Deletion<'_>]) -> Opt
         newest,
         newest_holds,
     })
+}
+
+/// Conflicts by field and losing edit (which version won aside).
+fn conflicts(lost: &[Lost]) -> std::collections::BTreeSet<(&Key, Version)> {
+    lost.iter().map(|l| (&l.key, l.at)).collect()
 }
 
 /// The merged data: each present winner, in the order the newest item that has the

@@ -80,9 +80,10 @@ pub struct MergedContact {
     /// Whether writing the merged contact once would change something (several
     /// items, or conflicts not yet written into the newest item).
     pub unsettled: bool,
-    /// The member that already is the merged contact, but for the edits its stamps
-    /// have seen (the newest that counts, when the others add nothing to it):
-    /// settling an unsettled contact then retracts the other members only.
+    /// The member that already is the merged contact, what its stamps have seen
+    /// included (the newest that counts, when the others add nothing to it, see
+    /// [`merge::Merged::newest_holds`]): settling then retracts the other members
+    /// only.
     pub holder: Option<ItemId>,
 }
 
