@@ -66,7 +66,7 @@ fn an_outsider_gets_nothing_in_or_out() {
                 libp2p::yamux::Config::default,
             )
             .expect("tcp")
-            .with_behaviour(|k| Behaviour::new(k).expect("behaviour"))
+            .with_behaviour(|k| Behaviour::new(k, None).expect("behaviour"))
             .expect("behaviour")
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
             .build()
@@ -98,8 +98,8 @@ fn an_outsider_gets_nothing_in_or_out() {
                         );
                         let frame = Frame::Gossip { records: vec![record] }.encode();
                         let _ = swarm.behaviour_mut().gossipsub.publish(topic.clone(), frame.clone());
-                        swarm.behaviour_mut().sync.send_request(&peer, frame);
-                        swarm.behaviour_mut().sync.send_request(&peer, vec![0xFF; 64]);
+                        swarm.behaviour_mut().sync.send_request(&peer, frame.into());
+                        swarm.behaviour_mut().sync.send_request(&peer, vec![0xFF; 64].into());
                     }
                     _ => return,
                 },

@@ -3,12 +3,15 @@
 //! mapping between libp2p peer ids and kith device ids.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kith_protocol::record::DeviceId;
 use kith_protocol::sync::wire;
 pub use libp2p::Multiaddr;
+
+use crate::device::Ahead;
 use libp2p::identity::{self, Keypair, PeerId};
 use libp2p::{StreamProtocol, gossipsub, identify, request_response};
 use sha2::{Digest, Sha256};
@@ -101,6 +104,88 @@ impl<const MAX: usize> request_response::Codec for Frames<MAX> {
     }
 }
 
+/// A sync frame crossing the swarm: its bytes and, once read, what checking it
+/// ahead of the device opened ([`crate::device::Ahead`]); `None` when it was not.
+#[derive(Debug, Default)]
+pub struct SyncFrame {
+    /// The frame as sent.
+    pub bytes: Vec<u8>,
+    /// What the reading side opened checking it ahead, if it did.
+    pub opened: Option<Vec<kith_protocol::contacts::Opened>>,
+}
+
+impl From<Vec<u8>> for SyncFrame {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            opened: None,
+        }
+    }
+}
+
+/// The codec of sync frames: [`Frames`] of at most [`wire::MAX_FRAME_BYTES`], each
+/// received one checked ahead of the device on the connection's task when there is
+/// a checker (see [`crate::device::Ahead`]).
+#[derive(Debug, Clone, Default)]
+pub struct SyncFrames {
+    ahead: Option<Arc<Ahead>>,
+}
+
+impl SyncFrames {
+    async fn read<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<SyncFrame> {
+        let bytes = read_frame(io, wire::MAX_FRAME_BYTES).await?;
+        let (bytes, opened) = match &self.ahead {
+            Some(ahead) => ahead.check(bytes).await,
+            None => (bytes, None),
+        };
+        Ok(SyncFrame { bytes, opened })
+    }
+}
+
+impl request_response::Codec for SyncFrames {
+    type Protocol = StreamProtocol;
+    type Request = SyncFrame;
+    type Response = SyncFrame;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncFrame>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        self.read(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncFrame>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        self.read(io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: SyncFrame,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, req.bytes, wire::MAX_FRAME_BYTES).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: SyncFrame,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, res.bytes, wire::MAX_FRAME_BYTES).await
+    }
+}
+
 pub use behaviour::{Behaviour, BehaviourEvent, PairBehaviour, PairBehaviourEvent};
 
 mod behaviour {
@@ -110,7 +195,6 @@ mod behaviour {
     use libp2p::{gossipsub, identify, request_response};
 
     use super::{Frames, MAX_PAIR_BYTES};
-    use kith_protocol::sync::wire;
 
     /// The node's libp2p behaviour.
     #[derive(NetworkBehaviour)]
@@ -121,7 +205,7 @@ mod behaviour {
         /// Live pushes of new records.
         pub gossipsub: gossipsub::Behaviour,
         /// Reconciliation frames.
-        pub sync: request_response::Behaviour<Frames<{ wire::MAX_FRAME_BYTES }>>,
+        pub sync: request_response::Behaviour<super::SyncFrames>,
         /// Listen addresses and agent, exchanged on connect.
         pub identify: identify::Behaviour,
     }
@@ -170,8 +254,9 @@ impl Default for PairBehaviour {
 }
 
 impl Behaviour {
-    /// The behaviour for `key`, with settings for a small mesh of own devices.
-    pub fn new(key: &Keypair) -> Result<Self, String> {
+    /// The behaviour for `key`, with settings for a small mesh of own devices; sync
+    /// frames are checked ahead of the device by `ahead`, if given.
+    pub fn new(key: &Keypair, ahead: Option<Arc<Ahead>>) -> Result<Self, String> {
         let config = gossipsub::ConfigBuilder::default()
             // Messages carry no author, sequence number or signature: every record
             // in a frame is signed by its author and checked by the engine, and the
@@ -203,7 +288,8 @@ impl Behaviour {
         Ok(Self {
             gate: crate::gate::Gate::default(),
             gossipsub,
-            sync: request_response::Behaviour::new(
+            sync: request_response::Behaviour::with_codec(
+                SyncFrames { ahead },
                 [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
                 rr,
             ),

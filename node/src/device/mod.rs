@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
@@ -17,9 +18,12 @@ use kith_protocol::seal::Keyring;
 use kith_protocol::sync::{self, Engine, Event, Input, Now, Output};
 use libp2p::PeerId;
 
+mod ahead;
 mod changes;
 mod open;
 mod verify;
+
+pub use ahead::{Ahead, Checked};
 
 use crate::store::{self, Account, Lock, Store, index};
 use changes::history_of;
@@ -126,6 +130,9 @@ pub struct Device {
     /// The signatures that verified, shared with the engine's replica: frames of many
     /// records are checked on every core before the engine applies them.
     verified: kith_protocol::record::Verified,
+    /// Checks sync frames as they arrive, with the roster and keyring made known
+    /// after every step (shares `verified`).
+    ahead: Arc<Ahead>,
     /// Items whose sealed records this step stored: shelved at its end
     /// ([`Device::shelve_stored`]).
     stored: Vec<(kith_protocol::record::Space, ItemId)>,
@@ -307,16 +314,32 @@ impl Device {
         Ok(result)
     }
 
+    /// The checker of sync frames ahead of this device (for the swarm's codec).
+    pub fn ahead(&self) -> Arc<Ahead> {
+        Arc::clone(&self.ahead)
+    }
+
     /// Feeds one network or timer input and stores what it wrote.
     pub fn input(&mut self, input: Input<PeerId>) -> Result<(), store::Error> {
+        self.input_checked(input, None)
+    }
+
+    /// [`Device::input`] of a sync frame that [`Ahead::check`] may have checked:
+    /// what it opened (`Some`) is taken instead of checking the frame here.
+    pub fn input_checked(
+        &mut self,
+        input: Input<PeerId>,
+        ahead: Option<Vec<kith_protocol::contacts::Opened>>,
+    ) -> Result<(), store::Error> {
         let (roster, keyring) = (self.engine.roster(), self.engine.keyring());
         let replica = self.engine.replica();
-        let opened = match &input {
-            Input::Gossip { source, bytes, .. } if roster.is_active(source) => {
-                verify::in_parallel(bytes, true, roster, &self.verified, keyring, replica)
+        let opened = match (ahead, &input) {
+            (Some(opened), _) => opened,
+            (None, Input::Gossip { source, bytes, .. }) if roster.is_active(source) => {
+                verify::in_parallel(bytes, true, roster, &self.verified, keyring, Some(replica))
             }
-            Input::Request { bytes, .. } | Input::Response { bytes, .. } => {
-                verify::in_parallel(bytes, false, roster, &self.verified, keyring, replica)
+            (None, Input::Request { bytes, .. } | Input::Response { bytes, .. }) => {
+                verify::in_parallel(bytes, false, roster, &self.verified, keyring, Some(replica))
             }
             _ => Vec::new(),
         };
@@ -331,6 +354,8 @@ impl Device {
     /// keyring file is rewritten when the secrets changed.
     pub fn drain(&mut self) -> Result<(), store::Error> {
         let result = self.try_drain();
+        self.ahead
+            .make_known(self.engine.roster(), self.engine.keyring());
         if let Err(e) = &result {
             // Nothing that may depend on what was not stored leaves.
             self.net.clear();

@@ -18,7 +18,7 @@ use kith_protocol::sync::{self, Engine, Output};
 use rand::RngExt;
 use tracing::warn;
 
-use super::{Clock, Device, Error, check_name, engine_config, wall_now};
+use super::{Ahead, Clock, Device, Error, check_name, engine_config, wall_now};
 use crate::control::Request;
 use crate::store::{self, Account, Lock, Store, index};
 
@@ -343,6 +343,7 @@ impl Device {
             seed,
             clock.now(),
         );
+        let (roster, keyring) = (engine.roster().clone(), engine.keyring().clone());
         Self {
             dir: store.dir().to_owned(),
             _lock: lock,
@@ -364,6 +365,7 @@ impl Device {
             watch: None,
             clients_changed: false,
             changes: 0,
+            ahead: std::sync::Arc::new(Ahead::new(verified.clone(), roster, keyring)),
             verified,
             stored: Vec::new(),
         }

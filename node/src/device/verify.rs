@@ -34,7 +34,7 @@ fn cores() -> usize {
 /// so is everything when threads cannot be had.
 ///
 /// The same threads open and parse the sealed records that verified, with
-/// `keyring`: the payloads are returned for the view to take instead of opening
+/// `keyring` (those newer than what `replica` holds, when there is one): the payloads are returned for the view to take instead of opening
 /// them on the engine's thread ([`kith_protocol::contacts::Book::offer`]), where
 /// they were a fifth of a new device's time. One that does not open or parse is
 /// left to the view, which finds why.
@@ -44,7 +44,7 @@ pub(crate) fn in_parallel(
     authors: &dyn Authors,
     verified: &Verified,
     keyring: &Keyring,
-    replica: &Replica,
+    replica: Option<&Replica>,
 ) -> Vec<Opened> {
     if cores() < 2 {
         return Vec::new();
@@ -72,9 +72,11 @@ pub(crate) fn in_parallel(
     let fresh: Vec<bool> = records
         .iter()
         .map(|r| {
-            replica
-                .get(r.space, &r.item)
-                .is_none_or(|held| held.version < r.version)
+            replica.is_none_or(|replica| {
+                replica
+                    .get(r.space, &r.item)
+                    .is_none_or(|held| held.version < r.version)
+            })
         })
         .collect();
     let chunk = records.len().div_ceil(cores()).max(MIN_CHUNK);
@@ -189,7 +191,7 @@ mod tests {
             &Anyone,
             &verified,
             &Keyring::new(),
-            &Replica::new(),
+            Some(&Replica::new()),
         );
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         assert_eq!(verified.len(), if cores > 1 { 199 } else { 0 });
@@ -207,7 +209,7 @@ mod tests {
             &Anyone,
             &verified,
             &Keyring::new(),
-            &Replica::new(),
+            Some(&Replica::new()),
         );
         in_parallel(
             b"not a frame",
@@ -215,7 +217,7 @@ mod tests {
             &Anyone,
             &verified,
             &Keyring::new(),
-            &Replica::new(),
+            Some(&Replica::new()),
         );
         // Records of authors the roster does not allow are the engine's to refuse.
         let bytes = Frame::Gossip {
@@ -228,7 +230,7 @@ mod tests {
             &Nobody,
             &verified,
             &Keyring::new(),
-            &Replica::new(),
+            Some(&Replica::new()),
         );
         assert!(verified.is_empty());
     }
@@ -276,7 +278,14 @@ mod tests {
             records: records.clone(),
         }
         .encode();
-        let opened = in_parallel(&bytes, false, &Anyone, &Verified::new(), &keyring, &replica);
+        let opened = in_parallel(
+            &bytes,
+            false,
+            &Anyone,
+            &Verified::new(),
+            &keyring,
+            Some(&replica),
+        );
         let items: Vec<u8> = opened.iter().map(|o| o.item.0[0]).collect();
         let expected: Vec<u8> = (0..100).filter(|i| ![7, 17, 23].contains(i)).collect();
         assert_eq!(items, expected);

@@ -174,11 +174,14 @@ impl Node {
                             let id = self.next_inbound;
                             self.next_inbound += 1;
                             self.inbound.insert(id, channel);
-                            self.device.input(Input::Request {
-                                from: peer,
-                                id,
-                                bytes: request,
-                            })?;
+                            self.device.input_checked(
+                                Input::Request {
+                                    from: peer,
+                                    id,
+                                    bytes: request.bytes,
+                                },
+                                request.opened,
+                            )?;
                         }
                     }
                     request_response::Message::Response {
@@ -186,10 +189,13 @@ impl Node {
                         response,
                     } => {
                         if let Some(id) = self.out_requests.remove(&request_id) {
-                            self.device.input(Input::Response {
-                                id,
-                                bytes: response,
-                            })?;
+                            self.device.input_checked(
+                                Input::Response {
+                                    id,
+                                    bytes: response.bytes,
+                                },
+                                response.opened,
+                            )?;
                         }
                     }
                 }

@@ -152,7 +152,7 @@ struct Node {
     topic: gossipsub::IdentTopic,
     me: PeerId,
     out_requests: HashMap<OutboundRequestId, RequestId>,
-    inbound: HashMap<u64, ResponseChannel<Vec<u8>>>,
+    inbound: HashMap<u64, ResponseChannel<net::SyncFrame>>,
     next_inbound: u64,
     /// Roster peers connected, with the remote address of their first connection.
     connected: BTreeMap<PeerId, Multiaddr>,
@@ -192,7 +192,7 @@ struct Node {
 pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let keypair = net::keypair(&device.secret);
     let me = keypair.public().to_peer_id();
-    let behaviour = Behaviour::new(&keypair).map_err(Error::Network)?;
+    let behaviour = Behaviour::new(&keypair, Some(device.ahead())).map_err(Error::Network)?;
     let mut pair_swarm = net::swarm(
         keypair.clone(),
         PairBehaviour::new(),
@@ -561,7 +561,11 @@ impl Node {
                     }
                     Output::Request { to, id, bytes } => {
                         if self.connected.contains_key(&to) {
-                            let rid = self.swarm.behaviour_mut().sync.send_request(&to, bytes);
+                            let rid = self
+                                .swarm
+                                .behaviour_mut()
+                                .sync
+                                .send_request(&to, bytes.into());
                             self.out_requests.insert(rid, id);
                         } else {
                             failed.push(id);
@@ -569,7 +573,11 @@ impl Node {
                     }
                     Output::Respond { id, bytes } => {
                         if let Some(ch) = self.inbound.remove(&id) {
-                            let _ = self.swarm.behaviour_mut().sync.send_response(ch, bytes);
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .sync
+                                .send_response(ch, bytes.into());
                         }
                     }
                     Output::Persist(_)

@@ -49,9 +49,21 @@ impl Sent {
     }
 
     /// Whether the record of `key` with signature prefix `sig` was sent lately.
-    pub(super) fn lately(&mut self, key: &Key, sig: u128, now_ms: u64) -> bool {
+    /// `sig` is asked only when something was sent under `key`: finding the record
+    /// held now costs a lookup and a read of its signature, for every key a
+    /// reconciliation finds the peer lacking, which mostly were never sent.
+    pub(super) fn lately(
+        &mut self,
+        key: &Key,
+        sig: impl FnOnce() -> Option<u128>,
+        now_ms: u64,
+    ) -> bool {
         self.age(now_ms);
-        self.current.get(key) == Some(&sig) || self.previous.get(key) == Some(&sig)
+        let sent = [self.current.get(key), self.previous.get(key)];
+        if sent == [None, None] {
+            return false;
+        }
+        sig().is_some_and(|sig| sent.contains(&Some(&sig)))
     }
 
     /// Forgets everything (what was sent may not have arrived).
@@ -82,20 +94,27 @@ mod tests {
     fn an_entry_lasts_at_least_the_window_and_at_most_twice_it() {
         let mut s = Sent::default();
         s.note(key(1), 7, 0);
-        assert!(s.lately(&key(1), 7, RESEND_AFTER_MS - 1));
+        assert!(s.lately(&key(1), || Some(7), RESEND_AFTER_MS - 1));
+        let unasked =
+            || -> Option<u128> { panic!("the record of a key never sent is not looked up") };
+        assert!(!s.lately(&key(3), unasked, 1));
+        assert!(!s.lately(&key(1), || None, 1), "a record no longer held");
         assert!(
-            !s.lately(&key(1), 8, 1),
+            !s.lately(&key(1), || Some(8), 1),
             "another version is not the one sent"
         );
         s.note(key(2), 9, RESEND_AFTER_MS + 5);
         assert!(
-            s.lately(&key(1), 7, RESEND_AFTER_MS + 5),
+            s.lately(&key(1), || Some(7), RESEND_AFTER_MS + 5),
             "in the previous one"
         );
-        assert!(!s.lately(&key(1), 7, 2 * RESEND_AFTER_MS + 5), "retired");
-        assert!(s.lately(&key(2), 9, 2 * RESEND_AFTER_MS + 6));
         assert!(
-            !s.lately(&key(2), 9, 4 * RESEND_AFTER_MS),
+            !s.lately(&key(1), || Some(7), 2 * RESEND_AFTER_MS + 5),
+            "retired"
+        );
+        assert!(s.lately(&key(2), || Some(9), 2 * RESEND_AFTER_MS + 6));
+        assert!(
+            !s.lately(&key(2), || Some(9), 4 * RESEND_AFTER_MS),
             "all retired after a lull"
         );
         assert_eq!(s.len(), 0);
@@ -105,8 +124,8 @@ mod tests {
     fn an_entry_is_never_held_twice_the_window_whenever_it_is_looked_at() {
         let mut s = Sent::default();
         s.note(key(1), 7, 0);
-        assert!(s.lately(&key(1), 7, 2 * RESEND_AFTER_MS - 1));
-        assert!(!s.lately(&key(1), 7, 2 * RESEND_AFTER_MS + 1));
+        assert!(s.lately(&key(1), || Some(7), 2 * RESEND_AFTER_MS - 1));
+        assert!(!s.lately(&key(1), || Some(7), 2 * RESEND_AFTER_MS + 1));
     }
 
     #[test]

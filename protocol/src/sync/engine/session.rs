@@ -95,9 +95,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         };
         let replica = self.book.replica();
         for key in send {
-            let lately = Space::from_code(u64::from(key.space))
-                .and_then(|space| replica.get(space, &ItemId(key.item)))
-                .is_some_and(|r| peer.sent.lately(&key, prefix(r), now.mono_ms));
+            let held = || {
+                Space::from_code(u64::from(key.space))
+                    .and_then(|space| replica.get(space, &ItemId(key.item)))
+                    .map(prefix)
+            };
+            let lately = peer.sent.lately(&key, held, now.mono_ms);
             if !lately {
                 peer.owed.insert(key);
             }
