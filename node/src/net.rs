@@ -111,7 +111,7 @@ pub struct SyncFrame {
     /// The frame as sent.
     pub bytes: Vec<u8>,
     /// What the reading side opened checking it ahead, if it did.
-    pub opened: Option<Vec<kith_protocol::contacts::Opened>>,
+    pub opened: Option<crate::device::Prechecked>,
 }
 
 impl From<Vec<u8>> for SyncFrame {

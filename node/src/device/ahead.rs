@@ -3,9 +3,10 @@
 //! frame's records go into the shared [`Verified`] set and its sealed records are
 //! opened (see [`verify::in_parallel`]), with the roster and keyring the device last
 //! made known here. The device's thread then finds that work done instead of
-//! waiting on it. Whatever is not checked ahead (no permit free, a small frame, a
-//! record by a device the roster known here lacks) the device checks as before,
-//! so what is applied never depends on this step: only when the work is done.
+//! waiting on it. A frame not checked ahead (no permit free, a small frame, or a
+//! record by a device the roster known here does not allow, which the device's own
+//! roster may) the device checks itself as before, so what is applied never
+//! depends on this step: only when the work is done.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -13,12 +14,13 @@ use kith_protocol::contacts::Opened;
 use kith_protocol::record::Verified;
 use kith_protocol::roster::Roster;
 use kith_protocol::seal::Keyring;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::verify;
 
-/// Frames checked ahead at once, at most: each holds its frame and what it opened
-/// (a few times the frame), so a peer's flood of frames is bounded here.
+/// Frames checked ahead and not yet taken by the device, at most: each holds what
+/// it opened (a few times the frame) until then, so what a peer's flood of frames
+/// makes this step hold is bounded here; frames past it wait as bytes, as before.
 const PERMITS: usize = 2;
 
 /// Frames smaller than this are left to the device's thread: too few records to
@@ -41,9 +43,25 @@ pub struct Ahead {
     permits: Arc<Semaphore>,
 }
 
+/// What checking a frame ahead opened, holding its permit until the device takes
+/// it ([`Prechecked::take`]) or it is dropped.
+#[derive(Debug)]
+pub struct Prechecked {
+    opened: Vec<Opened>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Prechecked {
+    /// The payloads opened, and the permit: the caller keeps it until it has
+    /// handed them over.
+    pub fn take(self) -> (Vec<Opened>, OwnedSemaphorePermit) {
+        (self.opened, self.permit)
+    }
+}
+
 /// A frame as read, and what checking it ahead opened: `None` when it was not
 /// checked ahead (the device checks it itself).
-pub type Checked = (Vec<u8>, Option<Vec<Opened>>);
+pub type Checked = (Vec<u8>, Option<Prechecked>);
 
 impl Ahead {
     pub(super) fn new(verified: Verified, roster: Roster, keyring: Keyring) -> Self {
@@ -85,22 +103,30 @@ impl Ahead {
         let verified = self.verified.clone();
         let shared = Arc::new(bytes);
         let frame = Arc::clone(&shared);
+        // The permit goes with the work: a check whose reader went away (a closed
+        // stream) still holds it until the blocking thread is done.
         let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            verify::in_parallel(
+            let checked = verify::check_frame(
                 &frame,
                 false,
                 &known.roster,
                 &verified,
                 &known.keyring,
                 None,
-            )
+            );
+            (checked, permit)
         });
-        let opened = task.await.ok();
+        let done = task.await.ok();
         // The task is over (done or unwound): its copy of the frame is dropped, so
         // the bytes come back without a copy; should one remain, they are copied.
         let bytes = Arc::try_unwrap(shared).unwrap_or_else(|shared| shared.to_vec());
-        (bytes, opened)
+        let prechecked = match done {
+            Some(((opened, true), permit)) => Some(Prechecked { opened, permit }),
+            // Some author was not allowed by the roster known here: the device
+            // checks the frame with its own (the permit is freed here).
+            _ => None,
+        };
+        (bytes, prechecked)
     }
 }
 
@@ -157,16 +183,20 @@ mod tests {
         assert!(opened.is_some(), "checked ahead");
         let expected = if cores() > 1 { 400 } else { 0 };
         assert_eq!(checker.verified.len(), expected, "every record verified");
-        // Under a roster that does not know the author, nothing is verified ahead:
-        // the device's engine refuses or checks those records itself.
+        // Under a roster that does not allow the author, nothing is verified ahead
+        // and the frame is handed over unchecked: the device checks it with its
+        // own roster, which may allow more.
         let stranger = ahead(DeviceId([9; 32]));
         let (_, opened) = stranger.check(bytes.clone()).await;
-        assert!(opened.is_some());
+        if cores() > 1 {
+            assert!(opened.is_none(), "left to the device");
+        }
         assert!(stranger.verified.is_empty());
         // Made known later, the author's records are checked.
         let roster = Roster::build(me, &Replica::new());
         stranger.make_known(&roster, &Keyring::new());
-        stranger.check(bytes).await;
+        let (_, opened) = stranger.check(bytes).await;
+        assert!(opened.is_some());
         assert_eq!(stranger.verified.len(), expected);
     }
 
@@ -184,6 +214,20 @@ mod tests {
         assert!(opened.is_none(), "no permit free");
         assert!(checker.verified.is_empty());
         drop(held);
+        // What was checked ahead holds its permit until the device takes it and
+        // lets it go: no more than the permits wait for the device at once.
+        let mut waiting = Vec::new();
+        for _ in 0..PERMITS {
+            let (_, opened) = checker.check(frame(400)).await;
+            waiting.push(opened.expect("a permit free"));
+        }
+        let (_, opened) = checker.check(frame(400)).await;
+        assert!(
+            opened.is_none(),
+            "every permit held by a frame not taken yet"
+        );
+        let (_, permit) = waiting.pop().expect("checked").take();
+        drop(permit);
         let (_, opened) = checker.check(frame(400)).await;
         assert!(opened.is_some(), "a permit free again");
     }

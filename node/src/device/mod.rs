@@ -23,7 +23,7 @@ mod changes;
 mod open;
 mod verify;
 
-pub use ahead::{Ahead, Checked};
+pub use ahead::{Ahead, Checked, Prechecked};
 
 use crate::store::{self, Account, Lock, Store, index};
 use changes::history_of;
@@ -329,10 +329,13 @@ impl Device {
     pub fn input_checked(
         &mut self,
         input: Input<PeerId>,
-        ahead: Option<Vec<kith_protocol::contacts::Opened>>,
+        ahead: Option<Prechecked>,
     ) -> Result<(), store::Error> {
         let (roster, keyring) = (self.engine.roster(), self.engine.keyring());
         let replica = self.engine.replica();
+        // The permit of a frame checked ahead is held until its payloads are
+        // handed over (the end of this step).
+        let (ahead, _permit) = ahead.map(Prechecked::take).unzip();
         let opened = match (ahead, &input) {
             (Some(opened), _) => opened,
             (None, Input::Gossip { source, bytes, .. }) if roster.is_active(source) => {

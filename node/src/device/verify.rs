@@ -46,8 +46,22 @@ pub(crate) fn in_parallel(
     keyring: &Keyring,
     replica: Option<&Replica>,
 ) -> Vec<Opened> {
+    check_frame(bytes, gossip, authors, verified, keyring, replica).0
+}
+
+/// [`in_parallel`], and whether `authors` allowed every record the frame holds
+/// (when not, a roster that changed since may allow more: the caller may check the
+/// frame again with it).
+pub(crate) fn check_frame(
+    bytes: &[u8],
+    gossip: bool,
+    authors: &dyn Authors,
+    verified: &Verified,
+    keyring: &Keyring,
+    replica: Option<&Replica>,
+) -> (Vec<Opened>, bool) {
     if cores() < 2 {
-        return Vec::new();
+        return (Vec::new(), true);
     }
     let max = if gossip {
         MAX_GOSSIP_BYTES
@@ -55,17 +69,19 @@ pub(crate) fn in_parallel(
         MAX_FRAME_BYTES
     };
     let Ok((frame, _)) = Frame::decode_lenient(bytes, max) else {
-        return Vec::new();
+        return (Vec::new(), true);
     };
     let (Frame::Gossip { records }
     | Frame::Request { records, .. }
     | Frame::Response { records, .. }) = frame;
+    let held = records.len();
     let records: Vec<Record> = records
         .into_iter()
         .filter(|r| authors.may_author_in(r.space, &r.author(), &r.version))
         .collect();
+    let every_author = records.len() == held;
     if records.len() < MIN_RECORDS {
-        return Vec::new();
+        return (Vec::new(), every_author);
     }
     // Only records newer than what the replica holds of their item are opened: a
     // duplicate, a stale version or a replayed frame costs a lookup, as before.
@@ -83,7 +99,7 @@ pub(crate) fn in_parallel(
     // What is opened is held until the view's next update: at most a few times
     // the frame's own size, shared between the threads; the rest the view opens.
     let budget = bytes.len() * OPENED_PER_FRAME_BYTE / records.len().div_ceil(chunk);
-    std::thread::scope(|s| {
+    let opened = std::thread::scope(|s| {
         let mut threads = Vec::new();
         for (part, fresh) in records.chunks(chunk).zip(fresh.chunks(chunk)) {
             let spawned = std::thread::Builder::new()
@@ -100,7 +116,8 @@ pub(crate) fn in_parallel(
             // What a thread that stopped did not hand over, the view opens itself.
             .flat_map(|t| t.join().unwrap_or_default())
             .collect()
-    })
+    });
+    (opened, every_author)
 }
 
 fn check(
