@@ -68,7 +68,12 @@ fn renamed_apart(f: &mut Fleet) {
 
 /// A set up: Juliet on both devices, in sync.
 fn juliet() -> Fleet {
-    let mut f = Fleet::new(2, 7);
+    juliet_on(2, 7)
+}
+
+/// Juliet on `devices` devices (keys from `seed`), in sync.
+fn juliet_on(devices: usize, seed: u64) -> Fleet {
+    let mut f = Fleet::new(devices, seed);
     f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
     f.sync_all(T0);
     f
@@ -225,9 +230,7 @@ fn a_rotation_rewrite_never_beats_an_edit() {
 /// to settle again (the storm once seen after two revocations on six devices).
 #[test]
 fn copies_of_a_contact_written_at_once_settle_by_retraction() {
-    let mut f = Fleet::new(3, 7);
-    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
-    f.sync_all(T0);
+    let mut f = juliet_on(3, 7);
     f.exec(0, Command::Reseal, WallTime(T0.0 + 10));
     f.exec(1, Command::Reseal, WallTime(T0.0 + 20));
     // Device 2 reseals too, later by the clock, before it hears of the others.
@@ -276,9 +279,7 @@ fn copies_of_a_contact_written_at_once_settle_by_retraction() {
 /// retract the earlier copy.
 #[test]
 fn a_settle_keeps_what_each_item_saw_for_a_later_deletion() {
-    let mut f = Fleet::new(3, 7);
-    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
-    f.sync_all(T0);
+    let mut f = juliet_on(3, 7);
     f.exec(
         0,
         edit_name("juliet@capulet.lit", "Jules"),
@@ -319,9 +320,7 @@ fn a_settle_keeps_what_each_item_saw_for_a_later_deletion() {
 /// item, is the one thing no copy can carry).
 #[test]
 fn copies_of_a_contact_with_an_overruled_deletion_settle_by_retraction() {
-    let mut f = Fleet::new(3, 7);
-    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
-    f.sync_all(T0);
+    let mut f = juliet_on(3, 7);
     f.exec(
         0,
         Command::RemoveContact {
@@ -679,9 +678,7 @@ fn a_deletion_earlier_by_the_clock_than_a_concurrent_edit_is_listed_too() {
 
 #[test]
 fn a_collapse_does_not_escape_a_deletion_that_knew_what_it_collapsed() {
-    let mut f = Fleet::new(3, 13);
-    f.exec(0, add("juliet@capulet.lit", Some("Juliet"), &[]), T0);
-    f.sync_all(T0);
+    let mut f = juliet_on(3, 13);
     f.exec(
         0,
         edit_name("juliet@capulet.lit", "Jules"),

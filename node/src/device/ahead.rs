@@ -106,7 +106,7 @@ impl Ahead {
         // The permit goes with the work: a check whose reader went away (a closed
         // stream) still holds it until the blocking thread is done.
         let task = tokio::task::spawn_blocking(move || {
-            let checked = verify::check_frame(
+            let checked = verify::in_parallel(
                 &frame,
                 false,
                 &known.roster,
@@ -133,8 +133,7 @@ impl Ahead {
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::SigningKey;
-    use kith_protocol::clock::Hlc;
-    use kith_protocol::record::{Body, DeviceId, ItemId, Record, Space};
+    use kith_protocol::record::DeviceId;
     use kith_protocol::replica::Replica;
     use kith_protocol::sync::wire::Frame;
 
@@ -146,21 +145,10 @@ mod tests {
 
     /// A frame of `n` roster records, each signed by [`key`].
     fn frame(n: usize) -> Vec<u8> {
-        let records = (0..n)
-            .map(|i| {
-                Record::sign(
-                    Space::Roster,
-                    ItemId([(i % 251) as u8; 16]),
-                    Hlc {
-                        wall_ms: i as u64 + 1,
-                        counter: 0,
-                    },
-                    Body::Data(vec![1; 40]),
-                    &key(),
-                )
-            })
-            .collect();
-        Frame::Gossip { records }.encode()
+        Frame::Gossip {
+            records: verify::tests::records(n),
+        }
+        .encode()
     }
 
     fn ahead(author: DeviceId) -> Ahead {

@@ -34,25 +34,16 @@ fn cores() -> usize {
 /// so is everything when threads cannot be had.
 ///
 /// The same threads open and parse the sealed records that verified, with
-/// `keyring` (those newer than what `replica` holds, when there is one): the payloads are returned for the view to take instead of opening
-/// them on the engine's thread ([`kith_protocol::contacts::Book::offer`]), where
+/// `keyring` (those newer than what `replica` holds, when there is one): the
+/// payloads are returned for the view to take instead of opening them on the
+/// engine's thread ([`kith_protocol::contacts::Book::offer`]), where
 /// they were a fifth of a new device's time. One that does not open or parse is
 /// left to the view, which finds why.
+///
+/// Also says whether `authors` allowed every record the frame holds (when not, a
+/// roster that changed since may allow more: the caller may check the frame again
+/// with it).
 pub(crate) fn in_parallel(
-    bytes: &[u8],
-    gossip: bool,
-    authors: &dyn Authors,
-    verified: &Verified,
-    keyring: &Keyring,
-    replica: Option<&Replica>,
-) -> Vec<Opened> {
-    check_frame(bytes, gossip, authors, verified, keyring, replica).0
-}
-
-/// [`in_parallel`], and whether `authors` allowed every record the frame holds
-/// (when not, a roster that changed since may allow more: the caller may check the
-/// frame again with it).
-pub(crate) fn check_frame(
     bytes: &[u8],
     gossip: bool,
     authors: &dyn Authors,
@@ -155,7 +146,7 @@ fn check(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use ed25519_dalek::SigningKey;
     use kith_protocol::clock::Hlc;
     use kith_protocol::record::{Body, ItemId, Space};
@@ -178,7 +169,8 @@ mod tests {
         }
     }
 
-    fn records(n: usize) -> Vec<Record> {
+    /// `n` roster records signed by the key of bytes `[3; 32]`.
+    pub(crate) fn records(n: usize) -> Vec<Record> {
         let key = SigningKey::from_bytes(&[3; 32]);
         (0..n)
             .map(|i| {
@@ -295,7 +287,7 @@ mod tests {
             records: records.clone(),
         }
         .encode();
-        let opened = in_parallel(
+        let (opened, _) = in_parallel(
             &bytes,
             false,
             &Anyone,
