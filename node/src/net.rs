@@ -10,11 +10,11 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kith_protocol::record::DeviceId;
 use kith_protocol::sync::wire;
 pub use libp2p::Multiaddr;
-
-use crate::device::Ahead;
 use libp2p::identity::{self, Keypair, PeerId};
 use libp2p::{StreamProtocol, gossipsub, identify, request_response};
 use sha2::{Digest, Sha256};
+
+use crate::device::Ahead;
 
 /// Protocol of reconciliation frames.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/sync/1");

@@ -61,7 +61,7 @@ impl Prechecked {
 
 /// A frame as read, and what checking it ahead opened: `None` when it was not
 /// checked ahead (the device checks it itself).
-pub type Checked = (Vec<u8>, Option<Prechecked>);
+pub(crate) type Checked = (Vec<u8>, Option<Prechecked>);
 
 impl Ahead {
     pub(super) fn new(verified: Verified, roster: Roster, keyring: Keyring) -> Self {

@@ -23,7 +23,7 @@ mod changes;
 mod open;
 mod verify;
 
-pub use ahead::{Ahead, Checked, Prechecked};
+pub use ahead::{Ahead, Prechecked};
 
 use crate::store::{self, Account, Lock, Store, index};
 use changes::history_of;

@@ -193,9 +193,9 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[Deletion<'_>]) -> Opt
     }
     // Conflicts: those carried by any item, and the new ones, once each.
     let mut lost: Vec<Lost> = states.iter().flat_map(|s| s.lost.iter().cloned()).collect();
-    let carried_by_newest: Vec<(Key, Version)> = states
+    let carried_by_newest = states
         .first()
-        .map(|s| s.lost.iter().map(|l| (l.key.clone(), l.at)).collect())
+        .map(|s| conflicts(&s.lost))
         .unwrap_or_default();
     lost.extend(new_lost);
     lost.sort_by(|a, b| b.winner.cmp(&a.winner).then(b.at.cmp(&a.at)).then(a.cmp(b)));
@@ -206,7 +206,7 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[Deletion<'_>]) -> Opt
     let unsettled = items > 1
         || lost
             .iter()
-            .any(|l| !carried_by_newest.contains(&(l.key.clone(), l.at)));
+            .any(|l| !carried_by_newest.contains(&(&l.key, l.at)));
     merged.lost = lost.clone();
     let mut contact = assemble(&members, &merged);
     // The newest item holds the merge when it is the merged contact, what it has
@@ -216,7 +216,7 @@ pub fn merge(members: &[(Version, &Contact)], deletions: &[Deletion<'_>]) -> Opt
     // other items then add nothing to it. Only a contact of several items asks.
     let newest_holds = items > 1
         && states.first().is_some_and(|first| {
-            conflicts(&lost) == conflicts(&first.lost) && {
+            conflicts(&lost) == carried_by_newest && {
                 let decided = std::mem::replace(&mut merged.lost, first.lost.clone());
                 let mut alike = contact.clone();
                 merged.attach(&mut alike, newest);
