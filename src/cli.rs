@@ -392,8 +392,19 @@ enum ImportCommand {
 
 #[derive(Debug, Subcommand)]
 enum ExportCommand {
-    /// The minimal RFC 6121 roster XEP-0510 §5 keeps on the server (JIDs only).
-    Roster,
+    /// An RFC 6121 roster: by default the minimal one XEP-0510 §5 keeps on the
+    /// server (addresses only, one item each).
+    Roster {
+        /// Each item with its contact's name and groups, for a server or client
+        /// that does not read XEP-0510.
+        #[arg(long)]
+        full: bool,
+        /// Inside a XEP-0227 document for this account's user, as Prosody
+        /// (prosody-migrator) and ejabberd (ejabberdctl import_piefxis) import it;
+        /// every item with subscription='none'.
+        #[arg(long)]
+        xep0227: bool,
+    },
 }
 
 /// Reads `90s`, `10m`, `2h`, `1d` (a bare number is seconds).
@@ -522,7 +533,9 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 ops::import(&dir, &file, ImportFormat::Metacontacts, replace)
             }
         }
-        Command::Export(ExportCommand::Roster) => ops::export(&dir),
+        Command::Export(ExportCommand::Roster { full, xep0227 }) => {
+            ops::export(&dir, full, xep0227)
+        }
         Command::Demo { keep } => demo::run(keep),
         Command::Bench(args) => bench::run(args),
         Command::Item(ItemCommand::Seal {

@@ -459,8 +459,8 @@ pub(crate) fn bad_input_in(file: &Path, result: Result<Value>) -> Result<Value> 
     })
 }
 
-pub(crate) fn export(dir: &Path) -> Result<()> {
-    let v = call(dir, Request::Export, &mut no_progress)?;
+pub(crate) fn export(dir: &Path, full: bool, xep0227: bool) -> Result<()> {
+    let v = call(dir, Request::Export { full, xep0227 }, &mut no_progress)?;
     outln!("{}", s(&v["roster"]));
     Ok(())
 }

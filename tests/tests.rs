@@ -12,6 +12,7 @@ mod loopback;
 mod netns;
 mod nodes;
 mod outsider;
+mod roster_export;
 mod stories;
 mod util;
 mod xmpp;

@@ -11,7 +11,7 @@ use crate::nodes::{Device, account};
 use crate::util::*;
 
 /// The Python to run the client with, if it has slixmpp.
-fn python() -> Option<String> {
+pub(crate) fn python() -> Option<String> {
     let python = std::env::var("KITH_PYTHON").unwrap_or_else(|_| "python3".into());
     let ok = Command::new(&python)
         .args(["-c", "import slixmpp, zeroconf"])

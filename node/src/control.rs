@@ -112,8 +112,15 @@ pub enum Request {
         /// At most this many.
         limit: usize,
     },
-    /// The minimal roster of XEP-0510 §5.
-    Export,
+    /// The roster, as an RFC 6121 `<query/>` (or a XEP-0227 document).
+    Export {
+        /// With names and group names (otherwise the minimal roster of XEP-0510 §5).
+        #[serde(default)]
+        full: bool,
+        /// Inside a XEP-0227 document for the account's user, for a server's import.
+        #[serde(default)]
+        xep0227: bool,
+    },
     /// Opens a pairing invitation (needs a running node).
     Invite {
         /// Seconds it stays valid.

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use kith_protocol::contacts::{
     Command, ContactEdit, Error as ContactsError, MergedContact, Unreadable, View,
 };
-use kith_protocol::import;
 use kith_protocol::item::{self, NodeKind};
 use kith_protocol::jid::BareJid;
 use kith_protocol::record::{DeviceId, Space};
 use kith_protocol::roster::Role;
 use kith_protocol::sync;
+use kith_protocol::{export, import};
 use libp2p::Multiaddr;
 use serde_json::{Value, json};
 
@@ -291,9 +291,20 @@ impl Device {
                         .collect(),
                 ))
             }
-            Request::Export => {
-                let view = self.engine.view();
-                Ok(json!({ "roster": import::export_roster(view) }))
+            Request::Export { full, xep0227 } => {
+                let detail = if full {
+                    export::Detail::Full
+                } else {
+                    export::Detail::Minimal
+                };
+                let roster = export::roster(self.engine.view(), detail);
+                let doc = if xep0227 {
+                    let account = BareJid::parse(&self.account().jid).map_err(refused)?;
+                    export::for_server(&account, roster).map_err(refused)?
+                } else {
+                    roster
+                };
+                Ok(json!({ "roster": doc.to_xml() }))
             }
             Request::Invite { ttl_secs } => self.invite(net, ttl_secs),
             Request::Revoke { device } => self.revoke(&device),

@@ -1,4 +1,4 @@
-//! Import and export as pure functions.
+//! Import as pure functions (the way out is [`crate::export`]).
 //!
 //! * [`roster`]: an RFC 6121 roster (`<query xmlns='jabber:iq:roster'>`, alone or in
 //!   an `<iq/>`) → contacts with names and group names. Items with
@@ -7,8 +7,6 @@
 //!   inside `jabber:iq:private` / an `<iq/>`) → members sharing a `tag` become one
 //!   contact with several identities, higher `order` first, unordered members last,
 //!   ties in document order.
-//! * [`export_roster`]: the minimal roster XEP-0510 §5 asks to keep on the server:
-//!   JIDs only, no names, no groups.
 //!
 //! Imported contacts carry group *names* in [`crate::item::GroupRef::id`];
 //! [`Imported::to_payloads`] assigns random group ids, and
@@ -20,7 +18,6 @@ use std::collections::BTreeMap;
 
 use rand_core::CryptoRng;
 
-use crate::contacts::View;
 use crate::item::{self, Contact, Extra, Group, GroupRef, Identity, Payload};
 use crate::jid::{self, BareJid};
 use crate::xml::{self, Element};
@@ -327,22 +324,6 @@ pub fn metacontacts(input: &str) -> Result<Imported, Error> {
         contacts,
         groups: Vec::new(),
     })
-}
-
-/// The minimal RFC 6121 roster for `view`: every JID identity once, sorted, with no
-/// name and no group.
-pub fn export_roster(view: &View) -> String {
-    let jids: std::collections::BTreeSet<&str> = view
-        .contacts()
-        .flat_map(|c| c.contact.identities.iter())
-        .filter(|i| i.kind == "jid")
-        .map(|i| i.value.as_str())
-        .collect();
-    let mut query = Element::new(ROSTER_NS, "query");
-    for j in jids {
-        query.push(Element::new(ROSTER_NS, "item").with_attr("jid", j));
-    }
-    query.to_xml()
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //!   and secrets addressed to devices, all replicated as records;
 //! * [`contacts`]: the merged view, the commands that change it, one device's book;
 //! * [`sync`]: the engine (gossip, reconciliation, rotation, tombstone collection);
-//! * [`import`]: rosters and metacontacts in, the minimal roster out.
+//! * [`import`], [`export`]: rosters and metacontacts in; rosters out (RFC 6121,
+//!   minimal or full, alone or in a XEP-0227 document).
 //!
 //! Nothing here reads a clock, opens a socket or a file, or draws from the OS RNG:
 //! time and randomness are arguments, so the same code runs under tokio (`kith-node`)
@@ -28,6 +29,7 @@ pub mod clear_wrap;
 pub mod clock;
 pub mod contacts;
 mod contained;
+pub mod export;
 pub mod hex;
 pub mod import;
 pub mod item;

@@ -427,30 +427,6 @@ fn a_group_created_on_two_devices_while_apart_is_one_group() {
     assert!(v.group_by_name("House Capulet").is_some() && v.group_by_name("Capulets").is_some());
 }
 
-#[test]
-fn export_is_the_minimal_roster() {
-    let mut f = Fleet::new(1, 12);
-    f.exec(
-        0,
-        add("juliet@capulet.lit", Some("Juliet"), &["Friends"]),
-        T0,
-    );
-    f.exec(0, add("nurse@capulet.lit", Some("Nurse"), &[]), T0);
-    let roster = kith_protocol::import::export_roster(f.books[0].view());
-    assert_eq!(
-        roster,
-        "<query xmlns='jabber:iq:roster'><item jid='juliet@capulet.lit'/><item jid='nurse@capulet.lit'/></query>"
-    );
-    // And it reads back as a roster of two contacts without names or groups.
-    let back = kith_protocol::import::roster(&roster).expect("valid roster");
-    assert_eq!(back.contacts.len(), 2);
-    assert!(
-        back.contacts
-            .iter()
-            .all(|c| c.name.is_none() && c.groups.is_empty())
-    );
-}
-
 /// An item sealed by an XMPP client is published as is: it opens under a secret of
 /// its node that is not revoked and holds a valid payload for that node, or nothing
 /// is written; a retract of a live item writes a tombstone every device applies.
