@@ -9,8 +9,9 @@ use kith_node::control::Request;
 use kith_node::xmpp::clients::MAX_CERT_BYTES;
 
 use crate::Exit;
-use crate::ops::{bad_input_in, call, no_progress, print_json};
+use crate::ops::{bad_input_in, call, no_progress, print_json, print_table};
 use crate::output::outln;
+use crate::table::{Table, ago_iso, now_ms};
 
 /// `kith client add --cert FILE`.
 pub(crate) fn add(dir: &Path, file: &Path) -> Result<()> {
@@ -50,12 +51,8 @@ pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
     if json {
         return print_json(&v);
     }
-    outln!(
-        "{:<40} {:<8} {:<24} USER IDS",
-        "FINGERPRINT",
-        "STATE",
-        "ADDED"
-    );
+    let now = now_ms();
+    let mut table = Table::new(&["FINGERPRINT", "STATE", "ADDED", "USER IDS"]);
     for c in v.as_array().into_iter().flatten() {
         let uids: Vec<&str> = c["user_ids"]
             .as_array()
@@ -63,15 +60,14 @@ pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
             .flatten()
             .filter_map(|u| u.as_str())
             .collect();
-        outln!(
-            "{:<40} {:<8} {:<24} {}",
-            c["fingerprint"].as_str().unwrap_or("-"),
-            c["state"].as_str().unwrap_or("-"),
-            c["added"].as_str().unwrap_or("-"),
-            uids.join(", ").replace(char::is_control, " ")
-        );
+        table.row(vec![
+            c["fingerprint"].as_str().unwrap_or("-").to_owned(),
+            c["state"].as_str().unwrap_or("-").to_owned(),
+            ago_iso(&c["added"], now),
+            uids.join(", ").replace(char::is_control, " "),
+        ]);
     }
-    Ok(())
+    print_table(&table)
 }
 
 /// `kith client rm FINGERPRINT`.

@@ -7,8 +7,9 @@ use anyhow::Result;
 use kith_node::control::Request;
 use serde_json::Value;
 
-use crate::ops::{call, list, no_progress, print_json, s};
+use crate::ops::{call, list, no_progress, print_json, print_table, s};
 use crate::output::outln;
+use crate::table::{Table, ago_iso, now_ms};
 
 /// A contact as one line: its name and addresses.
 fn who(v: &Value) -> String {
@@ -28,14 +29,18 @@ pub(crate) fn log(dir: &Path, jid: Option<String>, limit: usize, json: bool) -> 
     if entries.is_empty() {
         outln!("No changes recorded.");
     }
+    let now = now_ms();
+    let mut table = Table::new(&["WHEN", "DEVICE", "CONTACT", "CHANGES"]);
     for e in &entries {
-        outln!(
-            "{}  {:<12} {}: {}",
-            s(&e["at"]),
-            s(&e["device"]),
+        table.row(vec![
+            ago_iso(&e["at"], now),
+            s(&e["device"]).into_owned(),
             who(e),
-            list(e, "changes")
-        );
+            list(e, "changes"),
+        ]);
+    }
+    if !entries.is_empty() {
+        print_table(&table)?;
     }
     Ok(())
 }

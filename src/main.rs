@@ -12,12 +12,14 @@ mod cli;
 mod client_cmd;
 mod cluster;
 mod demo;
+mod done;
 mod history_cmd;
 mod item_cmd;
 mod ops;
 mod output;
 mod passphrase;
 mod run_cmd;
+mod table;
 
 use std::io::Write;
 use std::process::ExitCode;

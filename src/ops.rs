@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::Exit;
 use crate::output::outln;
+use crate::table::{Table, ago_iso, now_ms, output_width};
 
 /// A control error as an exit.
 pub(crate) fn exit(e: control::Error) -> Exit {
@@ -159,8 +160,21 @@ pub(crate) fn remove_contact(dir: &Path, jid: String) -> Result<()> {
     Ok(())
 }
 
+/// A command that changes something: carried out, then said in one line.
 pub(crate) fn done(dir: &Path, request: Request) -> Result<()> {
-    call(dir, request, &mut no_progress)?;
+    let said = request.clone();
+    let reply = call(dir, request, &mut no_progress)?;
+    if let Some(line) = crate::done::said(&said, &reply) {
+        outln!("{line}");
+    }
+    Ok(())
+}
+
+/// Prints `table` fitted to the output's width ([`crate::table::output_width`]).
+pub(crate) fn print_table(table: &Table) -> Result<()> {
+    for line in table.lines(output_width()) {
+        outln!("{line}");
+    }
     Ok(())
 }
 
@@ -230,15 +244,15 @@ pub(crate) fn contacts(
     if json {
         return print_json(&Value::Array(rows));
     }
-    outln!("{:<24} {:<36} GROUPS", "NAME", "JIDS");
+    let mut table = Table::new(&["NAME", "JIDS", "GROUPS"]);
     for c in &rows {
-        outln!(
-            "{:<24} {:<36} {}",
-            s(&c["name"]),
+        table.row(vec![
+            s(&c["name"]).into_owned(),
             list(c, "jids"),
-            list(c, "groups")
-        );
+            list(c, "groups"),
+        ]);
     }
+    print_table(&table)?;
     outln!("({} contacts)", rows.len());
     Ok(())
 }
@@ -286,7 +300,11 @@ pub(crate) fn contact(dir: &Path, jid: String, json: bool) -> Result<()> {
     outln!("groups:  {}", list(&c, "groups"));
     outln!("id:      {}", s(&c["id"]));
     outln!("items:   {}", c["items"]);
-    outln!("updated: {}", s(&c["updated"]));
+    outln!(
+        "updated: {} ({})",
+        ago_iso(&c["updated"], now_ms()),
+        s(&c["updated"])
+    );
     Ok(())
 }
 
@@ -295,16 +313,15 @@ pub(crate) fn groups(dir: &Path, json: bool) -> Result<()> {
     if json {
         return print_json(&v);
     }
-    outln!("{:<24} {:>8}  DESCRIPTION", "NAME", "CONTACTS");
+    let mut table = Table::new(&["NAME", "CONTACTS", "DESCRIPTION"]).right(1);
     for g in v.as_array().into_iter().flatten() {
-        outln!(
-            "{:<24} {:>8}  {}",
-            s(&g["name"]),
-            g["contacts"].as_u64().unwrap_or(0),
-            s(&g["description"])
-        );
+        table.row(vec![
+            s(&g["name"]).into_owned(),
+            g["contacts"].as_u64().unwrap_or(0).to_string(),
+            s(&g["description"]).into_owned(),
+        ]);
     }
-    Ok(())
+    print_table(&table)
 }
 
 /// How a roster entry of `device list --json` stands, in a word.
@@ -325,25 +342,18 @@ pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
     if json {
         return print_json(&v);
     }
-    outln!(
-        "{:<17} {:<16} {:<6} {:<10} LAST SYNC",
-        "ID",
-        "NAME",
-        "ROLE",
-        "STATE"
-    );
+    let now = now_ms();
+    let mut table = Table::new(&["ID", "NAME", "ROLE", "STATE", "LAST SYNC"]);
     for d in v.as_array().into_iter().flatten() {
-        let state = device_state(d);
-        outln!(
-            "{:<17} {:<16} {:<6} {:<10} {}",
-            s(&d["id"]),
-            s(&d["name"]),
-            s(&d["role"]),
-            state,
-            s(&d["last_sync"])
-        );
+        table.row(vec![
+            s(&d["id"]).into_owned(),
+            s(&d["name"]).into_owned(),
+            s(&d["role"]).into_owned(),
+            device_state(d).to_owned(),
+            ago_iso(&d["last_sync"], now),
+        ]);
     }
-    Ok(())
+    print_table(&table)
 }
 
 pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
@@ -404,15 +414,20 @@ pub(crate) fn status(dir: &Path, json: bool) -> Result<()> {
         );
     }
     outln!("roster   ({} connected)", v["connected_peers"]);
+    let now = now_ms();
+    let mut table = Table::new(&["", "ID", "NAME", "STATE", "LAST SYNC"]);
     for r in v["roster"].as_array().into_iter().flatten() {
-        let mark = device_state(r);
-        outln!(
-            "         {} {:<16} {:<12} last sync {}",
-            s(&r["id"]),
-            s(&r["name"]),
-            mark,
-            s(&r["last_sync"])
-        );
+        table.row(vec![
+            String::new(),
+            s(&r["id"]).into_owned(),
+            s(&r["name"]).into_owned(),
+            device_state(r).to_owned(),
+            ago_iso(&r["last_sync"], now),
+        ]);
+    }
+    // Under the other lines' labels: indented, without the header.
+    for line in table.lines(output_width().map(|w| w + 5)).iter().skip(1) {
+        outln!("       {line}");
     }
     Ok(())
 }

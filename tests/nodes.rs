@@ -65,6 +65,8 @@ impl Device {
             Command::new(bin)
         };
         cmd.arg("--data-dir").arg(&self.dir);
+        // Tables are never narrowed to a width the test runner's shell has.
+        cmd.env_remove("COLUMNS");
         cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         cmd
     }

@@ -11,6 +11,7 @@ mod gpg;
 mod loopback;
 mod netns;
 mod nodes;
+mod output;
 mod outsider;
 mod roster_export;
 mod stories;

@@ -8,6 +8,7 @@ pub(crate) fn kith(args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kith"));
     // Never the real data directory: tests that need one pass --data-dir.
     cmd.env("KITH_DATA_DIR", "/nonexistent/kith-test-data");
+    cmd.env_remove("COLUMNS");
     cmd.args(args).stdin(if stdin.is_some() {
         Stdio::piped()
     } else {

@@ -504,7 +504,12 @@ impl Device {
                 "the revocation was refused (is this device in the roster?)",
             ));
         }
-        Ok(json!({ "revoked": device.to_string() }))
+        let name = self
+            .engine
+            .roster()
+            .get(&device)
+            .map(|m| m.entry.name.clone());
+        Ok(json!({ "revoked": device.to_string(), "name": name }))
     }
 
     fn invite(&mut self, net: &NetInfo, ttl_secs: u64) -> Result<Value, Error> {

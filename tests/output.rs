@@ -1,0 +1,172 @@
+//! What commands print for people: one line for every change, tables aligned by
+//! display width and fitted to the width asked for, times in words.
+
+use unicode_width::UnicodeWidthStr;
+
+use crate::nodes::{Device, account};
+
+/// Where each column after the first starts, in terminal cells, on `line`: found
+/// from the cells of the first line of `table` (its header).
+fn column_starts(line: &str, header: &str) -> Vec<usize> {
+    let titles: Vec<&str> = header.split_whitespace().collect();
+    let mut starts = Vec::new();
+    let mut at = 0;
+    for t in &titles[1..] {
+        at = header[at..].find(t).expect("a title") + at;
+        starts.push(header[..at].width());
+    }
+    // The same cells on `line`: the text at each start must follow a gap.
+    starts
+        .iter()
+        .map(|&cells| {
+            let mut width = 0;
+            let mut byte = line.len();
+            for (i, c) in line.char_indices() {
+                if width >= cells {
+                    byte = i;
+                    break;
+                }
+                width += unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+            }
+            assert!(
+                line[..byte].ends_with("  ") && !line[byte..].starts_with(' '),
+                "a column of {line:?} does not start at cell {cells} (header {header:?})"
+            );
+            cells
+        })
+        .collect()
+}
+
+/// `kith args` on `d` with `COLUMNS=width`; its standard output.
+fn at_width(d: &Device, width: usize, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--data-dir")
+        .arg(&d.dir)
+        .args(args)
+        .env("COLUMNS", width.to_string())
+        .output()
+        .expect("kith runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn every_change_is_said_in_one_line() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    let said = |args: &[&str]| d.ok(args).trim_end().to_owned();
+    assert_eq!(
+        said(&[
+            "contact",
+            "add",
+            "Juliet@Capulet.lit",
+            "--name",
+            "Juliet",
+            "--group",
+            "Friends"
+        ]),
+        r#"Added juliet@capulet.lit "Juliet" in "Friends""#
+    );
+    assert_eq!(
+        said(&[
+            "contact",
+            "edit",
+            "juliet@capulet.lit",
+            "--name",
+            "Jules",
+            "--add-jid",
+            "jc@verona.lit",
+            "--remove-group",
+            "Friends",
+        ]),
+        r#"Changed juliet@capulet.lit: name "Jules", -group "Friends", +jid jc@verona.lit"#
+    );
+    assert_eq!(said(&["group", "add", "Verona"]), r#"Added group "Verona""#);
+    assert_eq!(
+        said(&["group", "rename", "Verona", "Fair Verona"]),
+        r#"Renamed group "Verona" to "Fair Verona""#
+    );
+    assert_eq!(
+        said(&["group", "rm", "Fair Verona"]),
+        r#"Removed group "Fair Verona" (its contacts stay, without it)"#
+    );
+    assert_eq!(
+        said(&["secret", "rotate"]),
+        "Rotated the secrets of both nodes: every item is sealed again under the new ones"
+    );
+    assert_eq!(
+        said(&["contact", "rm", "jc@verona.lit"]),
+        "Removed Jules (juliet@capulet.lit, jc@verona.lit)"
+    );
+}
+
+#[test]
+fn a_revocation_is_said_and_the_last_sync_is_in_words() {
+    let devices = account(&["laptop", "phone"]);
+    let phone_id = devices[1].status()["device"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    devices[0].wait("a sync with the phone", |d| {
+        d.json(&["device", "list"])
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["name"] == "phone" && m["last_sync"].is_string())
+    });
+    let list = devices[0].ok(&["device", "list"]);
+    let phone = list
+        .lines()
+        .find(|l| l.contains("phone"))
+        .expect("the phone");
+    assert!(
+        phone.ends_with("just now") || phone.ends_with("min ago"),
+        "{list}"
+    );
+    assert_eq!(
+        devices[0].ok(&["device", "revoke", "phone"]).trim_end(),
+        format!(
+            r#"Revoked "phone" ({phone_id}): the secrets were rotated, and the other devices no longer sync with it"#
+        )
+    );
+}
+
+#[test]
+fn tables_line_up_by_display_width_and_fit_the_width_asked_for() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    for (jid, name, group) in [
+        ("juliet@capulet.lit", "Juliet", "Friends"),
+        ("zhu@capulet.lit", "朱丽叶", "恋人"),
+        ("mercutio@verona.lit", "😀 Mercutio", "Friends"),
+        ("nurse-with-a-long-address@capulet.lit", "Nurse", "Capulets"),
+    ] {
+        d.ok(&["contact", "add", jid, "--name", name, "--group", group]);
+    }
+    let list = d.ok(&["contact", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    let header = lines[0];
+    let starts = column_starts(header, header);
+    for line in &lines[1..lines.len() - 1] {
+        assert_eq!(column_starts(line, header), starts, "{list}");
+    }
+    // Piped and without COLUMNS: nothing is cut.
+    assert!(
+        list.contains("nurse-with-a-long-address@capulet.lit"),
+        "{list}"
+    );
+    assert!(lines.iter().all(|l| !l.ends_with(' ')), "{list}");
+
+    let narrow = at_width(&d, 40, &["contact", "list"]);
+    assert!(
+        narrow.lines().all(|l| l.width() <= 40),
+        "lines over 40 cells:\n{narrow}"
+    );
+    assert!(narrow.contains('…'), "{narrow}");
+    let groups = at_width(&d, 40, &["group", "list"]);
+    assert!(groups.lines().all(|l| l.width() <= 40), "{groups}");
+}
