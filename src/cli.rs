@@ -135,6 +135,19 @@ pub(crate) struct RunArgs {
     /// and erased from the disk (e.g. 30s, 5m; default 1m, from 1s to 1d).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) ack_interval: Option<Duration>,
+    /// How the log on standard error is written: `text` for people (colours only on
+    /// a terminal) or `json`, one object a line, for journald and log collectors.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub(crate) log_format: LogFormat,
+}
+
+/// The log's format (`kith run --log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,16 +8,24 @@ use kith_node::node::{self, Options};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::Exit;
-use crate::cli::RunArgs;
+use crate::cli::{LogFormat, RunArgs};
 use crate::ops::device_exit;
 
-fn logging() {
+/// The node's log on standard error: `RUST_LOG` chooses what (default: kith at
+/// info, libp2p and mDNS at warn); colours only when standard error is a terminal.
+fn logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn,mdns_sd=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// How long `kith run` waits for a command that holds the data directory.
@@ -36,7 +44,7 @@ fn node_answers(dir: &Path) -> bool {
 }
 
 pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
-    logging();
+    logging(args.log_format);
     // A CLI command may hold the store for a while (the first open of a large store
     // after a crash checks every row): wait for it, up to a minute. A node holding
     // it (its control socket answers) is refused at once.

@@ -170,3 +170,75 @@ fn tables_line_up_by_display_width_and_fit_the_width_asked_for() {
     let groups = at_width(&d, 40, &["group", "list"]);
     assert!(groups.lines().all(|l| l.width() <= 40), "{groups}");
 }
+
+/// The start of a device's id as the log shows it (`phone (57b6…)`).
+fn short_id(d: &Device) -> String {
+    let id = d.status()["device"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    id[..4].to_owned()
+}
+
+#[test]
+fn the_log_names_devices_and_says_what_happened() {
+    let devices = account(&["laptop", "phone", "tablet"]);
+    let (laptop, phone, tablet) = (&devices[0], &devices[1], &devices[2]);
+    let phone_is = format!("phone ({}…)", short_id(phone));
+    let tablet_is = format!("tablet ({}…)", short_id(tablet));
+    let laptop_is = format!("laptop ({}…)", short_id(laptop));
+    laptop.wait("the phone named in the log", |d| {
+        let log = d.log();
+        log.contains(&format!("{phone_is} joined"))
+            && log.contains(&format!("{phone_is} connected"))
+    });
+    phone.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
+    laptop.wait("the phone's change in the log", |d| {
+        d.log().contains(&format!("1 contact change by {phone_is}"))
+    });
+    laptop.ok(&["device", "revoke", "tablet"]);
+    phone.wait("the revocation in the phone's log", |d| {
+        d.log()
+            .contains(&format!("{laptop_is} revoked {tablet_is}"))
+    });
+    for d in &devices {
+        let log = d.log();
+        assert!(
+            !log.contains('\u{1b}'),
+            "colour codes in a log to a file:\n{log}"
+        );
+        // What kith says at info names devices, not libp2p peer ids (only its own
+        // listen addresses carry one).
+        for line in log.lines().filter(|l| {
+            l.contains(" INFO ") && l.contains("kith_node") && !l.contains("listening on")
+        }) {
+            assert!(!line.contains("12D3KooW"), "a peer id in {line:?}");
+        }
+    }
+}
+
+#[test]
+fn the_log_can_be_json_for_collectors() {
+    let mut d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    d.start_with(
+        "/ip4/127.0.0.1/tcp/0",
+        &["--no-mdns", "--log-format", "json"],
+    );
+    d.wait("a line saying where it listens", |d| {
+        d.log().contains("listening on")
+    });
+    let log = d.log();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(
+        log.contains(r#""message":"listening on"#),
+        "kith's own lines carry their message:\n{log}"
+    );
+    d.stop();
+    let out = d.kith(&["run", "--log-format", "xml"]);
+    assert_eq!(out.status.code(), Some(2));
+}

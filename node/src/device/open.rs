@@ -365,6 +365,7 @@ impl Device {
             watch: None,
             clients_changed: false,
             changes: 0,
+            authored: BTreeMap::new(),
             ahead: std::sync::Arc::new(Ahead::new(verified.clone(), roster, keyring)),
             verified,
             stored: Vec::new(),

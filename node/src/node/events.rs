@@ -26,13 +26,17 @@ impl Node {
     pub(super) fn on_engine_event(&mut self, event: Event<PeerId>) -> Result<(), Error> {
         match event {
             Event::Synced { peer, round_trips } => {
-                debug!(%peer, round_trips, "reconciled");
+                debug!(%peer, round_trips, "reconciled with {}", self.who(&peer));
                 if let Some(d) = net::device_of(&peer) {
                     self.device.store.set_last_sync(&d.0, wall_now().0)?;
                 }
             }
-            Event::Rejected { peer, reason } => warn!(%peer, "record refused: {reason}"),
-            Event::BadFrame { peer, reason } => warn!(%peer, "bad frame: {reason}"),
+            Event::Rejected { peer, reason } => {
+                warn!("a record from {} refused: {reason}", self.who(&peer));
+            }
+            Event::BadFrame { peer, reason } => {
+                warn!("a bad frame from {}: {reason}", self.who(&peer));
+            }
             Event::KeysRefused(e) => warn!("secrets refused: {e}"),
             Event::Changed => debug!("contact list changed"),
         }
@@ -102,7 +106,12 @@ impl Node {
                     (self.allowed.contains(&peer_id), net::device_of(&peer_id))
                 {
                     if num_established.get() == 1 {
-                        info!(peer = %peer_id, "connected to {remote}");
+                        // The address without the peer id the name stands for.
+                        let at: libp2p::Multiaddr = remote
+                            .iter()
+                            .filter(|p| !matches!(p, Protocol::P2p(_)))
+                            .collect();
+                        info!("{} connected ({at})", self.who(&peer_id));
                         self.connected.insert(peer_id, remote.clone());
                         self.device.input(Input::Connected {
                             peer: peer_id,
@@ -126,7 +135,7 @@ impl Node {
                 num_established: 0,
                 ..
             } if self.connected.remove(&peer_id).is_some() => {
-                info!(peer = %peer_id, "disconnected");
+                info!("{} disconnected", self.who(&peer_id));
                 self.device.input(Input::Disconnected(peer_id))?;
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event)?,
@@ -252,7 +261,7 @@ impl Node {
                 self.pair_listen.push(address);
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                info!(peer = %peer_id, "a device connected to pair");
+                debug!(peer = %peer_id, "a device connected to pair");
                 self.pairing
                     .insert(peer_id, Instant::now() + Duration::from_secs(60));
             }
@@ -282,7 +291,11 @@ impl Node {
                     .behaviour_mut()
                     .pair
                     .send_response(channel, answer);
-                info!(%peer, "answered a pairing request");
+                if valid {
+                    info!("a new device brought a valid invite: it joins the roster");
+                } else {
+                    info!("refused a pairing request without a valid invite");
+                }
             }
             _ => {}
         }

@@ -7,6 +7,7 @@
 mod discover;
 mod events;
 mod listen;
+mod names;
 mod pep;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,7 +25,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, gossipsub};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use self::listen::{any_ip, bind_ip, bind_stream, listen_moving, reason, tcp_port};
 use crate::control::{self, Reply, Request};
@@ -589,6 +590,7 @@ impl Node {
             while let Some(event) = self.device.events.pop_front() {
                 self.on_engine_event(event)?;
             }
+            self.tell_changes();
             self.update_roster();
             if std::mem::take(&mut self.readvertise_due) {
                 self.readvertise();
@@ -617,6 +619,7 @@ impl Node {
         if devices == self.allowed_devices {
             return;
         }
+        self.tell_roster(&self.allowed_devices, &devices);
         let me = self.me;
         let allowed: BTreeSet<PeerId> = devices
             .iter()
@@ -631,7 +634,7 @@ impl Node {
         }
         let gone: Vec<PeerId> = self.allowed.difference(&allowed).copied().collect();
         for p in gone {
-            info!(peer = %p, "device left the roster: disconnecting");
+            debug!(peer = %p, "no longer in the roster: disconnecting");
             self.swarm.behaviour_mut().gossipsub.blacklist_peer(&p);
             let _ = self.swarm.disconnect_peer_id(p);
         }
