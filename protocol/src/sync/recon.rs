@@ -42,6 +42,16 @@ pub const MAX_NEED: usize = 16_384;
 /// again: every message stays within what the peer accepts, at any divergence.
 pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
 
+/// A set in brief ([`Set::summary`]): devices with equal summaries hold the same
+/// records (up to a 64-bit fingerprint collision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Summary {
+    /// How many records (winning versions, one per key).
+    pub count: u64,
+    /// The fingerprint of all of them.
+    pub fp: u64,
+}
+
 /// Upper bound of the wire size of one range (CBOR: array, bound, part).
 fn range_bytes(part: &Part) -> usize {
     12 + match part {
@@ -259,6 +269,15 @@ impl Set {
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// The whole set in brief: its count and fingerprint (unsalted, so two devices
+    /// holding the same records give the same summary).
+    pub fn summary(&self) -> Summary {
+        Summary {
+            count: self.keys.len() as u64,
+            fp: self.fingerprint(0..self.keys.len()),
+        }
     }
 
     /// Whether the set is empty.

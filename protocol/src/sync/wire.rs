@@ -103,6 +103,9 @@ pub enum Frame {
         records: Vec<Record>,
         /// The sender has more records to send in this exchange.
         more: bool,
+        /// What the sender holds, in brief, as it sends the frame (absent from
+        /// frames of earlier versions).
+        have: Option<recon::Summary>,
     },
     /// The responder's answer.
     Response {
@@ -112,6 +115,9 @@ pub enum Frame {
         records: Vec<Record>,
         /// The sender has more records to send in this exchange.
         more: bool,
+        /// What the sender holds, in brief, as it sends the frame (absent from
+        /// frames of earlier versions).
+        have: Option<recon::Summary>,
     },
 }
 
@@ -202,26 +208,36 @@ impl Frame {
                 msg,
                 records,
                 more,
+                have,
             } => {
                 let (ranges, need) = msg_values(msg);
-                vec![
+                let mut body = vec![
                     Value::Integer(1.into()),
                     Value::Integer((*salt).into()),
                     ranges,
                     need,
                     records_value(records),
                     Value::Bool(*more),
-                ]
+                ];
+                body.extend(have.map(summary_value));
+                body
             }
-            Self::Response { msg, records, more } => {
+            Self::Response {
+                msg,
+                records,
+                more,
+                have,
+            } => {
                 let (ranges, need) = msg_values(msg);
-                vec![
+                let mut body = vec![
                     Value::Integer(2.into()),
                     ranges,
                     need,
                     records_value(records),
                     Value::Bool(*more),
-                ]
+                ];
+                body.extend(have.map(summary_value));
+                body
             }
         };
         let value = Value::Tag(
@@ -291,6 +307,7 @@ impl Frame {
                     msg,
                     records: records(fields.next(), skipped)?,
                     more: boolean(fields.next())?,
+                    have: summary(fields.next())?,
                 }
             }
             2 => {
@@ -299,6 +316,7 @@ impl Frame {
                     msg,
                     records: records(fields.next(), skipped)?,
                     more: boolean(fields.next())?,
+                    have: summary(fields.next())?,
                 }
             }
             _ => return Err(Error::BadField("kind")),
@@ -307,6 +325,30 @@ impl Frame {
             return Err(Error::BadField("frame"));
         }
         Ok(frame)
+    }
+}
+
+fn summary_value(s: recon::Summary) -> Value {
+    Value::Array(vec![
+        Value::Integer(s.count.into()),
+        Value::Integer(s.fp.into()),
+    ])
+}
+
+/// The optional last field of a request or response: `[count, fingerprint]`.
+fn summary(v: Option<Value>) -> Result<Option<recon::Summary>, Error> {
+    match v {
+        None => Ok(None),
+        Some(Value::Array(pair)) => {
+            let mut pair = pair.into_iter();
+            let count = int(pair.next(), "have")?;
+            let fp = int(pair.next(), "have")?;
+            if pair.next().is_some() {
+                return Err(Error::BadField("have"));
+            }
+            Ok(Some(recon::Summary { count, fp }))
+        }
+        Some(_) => Err(Error::BadField("have")),
     }
 }
 
@@ -414,14 +456,16 @@ mod tests {
             parts in prop::collection::vec(part(), 10),
             need in prop::collection::vec(0u32..1 << 24, 0..10),
             more in any::<bool>(),
+            have in prop::option::of((any::<u64>(), any::<u64>())),
         ) {
+            let have = have.map(|(count, fp)| recon::Summary { count, fp });
             let msg = recon::Message {
                 ranges: bounds.into_iter().zip(parts).map(|(b, p)| (b.map_or(Bound::End, Bound::Key), p)).collect(),
                 need,
             };
             for f in [
-                Frame::Request { salt, msg: msg.clone(), records: vec![], more },
-                Frame::Response { msg: msg.clone(), records: vec![], more },
+                Frame::Request { salt, msg: msg.clone(), records: vec![], more, have },
+                Frame::Response { msg: msg.clone(), records: vec![], more, have },
                 Frame::Gossip { records: vec![] },
             ] {
                 prop_assert_eq!(Frame::decode(&f.encode(), MAX_FRAME_BYTES), Ok(f));

@@ -6,10 +6,14 @@ mod devices;
 mod records;
 mod sent;
 mod session;
+mod state;
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
 pub use command::{Command, Error};
+pub use state::{Relation, SyncState};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
@@ -161,6 +165,10 @@ pub enum Input<P> {
     /// full, or a frame waited too long): what it missed goes by reconciliation, at
     /// once rather than at the next periodic one.
     GossipLost(P),
+    /// Someone wants to know where the devices stand now (`kith status`): every
+    /// connected peer not in an exchange is reconciled with at once, refreshing
+    /// [`Engine::sync_state`].
+    CheckNow,
     /// A response to this peer's request did not reach it (the transport says so):
     /// the records it carried are no longer counted as sent lately, and a
     /// reconciliation with the peer follows at once.
@@ -342,6 +350,8 @@ pub struct Engine<P> {
     gossip_window: (u64, usize),
     next_held_check_ms: Option<u64>,
     set: Option<recon::Set>,
+    /// Where each device stood when this one last heard from it ([`state`]).
+    sync_states: BTreeMap<DeviceId, SyncState>,
     stats: Stats,
     /// The keyring as last handed out to persist.
     saved_keyring: command::KeyringState,
@@ -390,6 +400,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             gossip_window: (0, 0),
             next_held_check_ms: None,
             set: None,
+            sync_states: BTreeMap::new(),
             stats: Stats::default(),
             saved_keyring,
             set_aside_keys: 0,
@@ -545,6 +556,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                     peer.bring_forward(now);
                 }
             }
+            Input::CheckNow => self.check_now(now),
         }
         self.timers(now);
         self.finish_step(now);

@@ -124,11 +124,13 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         let (records, more) = self.take_owed(now, &p);
         let id = self.next_request;
         self.next_request += 1;
+        let have = Some(self.summary());
         let bytes = Frame::Request {
             salt,
             msg,
             records,
             more,
+            have,
         }
         .encode();
         self.count_out(bytes.len());
@@ -149,15 +151,19 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             self.stats.refused_frames += 1;
             return self.respond_empty(id);
         }
-        let (salt, msg, records) = match Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES) {
+        let (salt, msg, records, have) = match Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES) {
             Ok((
                 Frame::Request {
-                    salt, msg, records, ..
+                    salt,
+                    msg,
+                    records,
+                    have,
+                    ..
                 },
                 skipped,
             )) => {
                 self.skipped(&from, skipped);
-                (salt, msg, records)
+                (salt, msg, records, have)
             }
             Ok(_) => {
                 self.bad_frame(&from, wire::Error::BadField("kind"));
@@ -180,12 +186,15 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             next_recon_ms: now.mono_ms,
             ..Peer::default()
         });
+        self.heard(now, &from, have);
         self.owe(now, &from, send);
         let (records, more) = self.take_owed(now, &from);
+        let have = Some(self.summary());
         let bytes = Frame::Response {
             msg: reply,
             records,
             more,
+            have,
         }
         .encode();
         self.count_out(bytes.len());
@@ -193,10 +202,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     }
 
     pub(super) fn respond_empty(&mut self, id: u64) {
+        let have = Some(self.summary());
         let bytes = Frame::Response {
             msg: recon::Message::default(),
             records: Vec::new(),
             more: false,
+            have,
         }
         .encode();
         self.count_out(bytes.len());
@@ -215,10 +226,18 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         else {
             return;
         };
-        let (msg, records, more) = match Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES) {
-            Ok((Frame::Response { msg, records, more }, skipped)) => {
+        let (msg, records, more, have) = match Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES) {
+            Ok((
+                Frame::Response {
+                    msg,
+                    records,
+                    more,
+                    have,
+                },
+                skipped,
+            )) => {
                 self.skipped(&p, skipped);
-                (msg, records, more)
+                (msg, records, more, have)
             }
             Ok(_) => {
                 return self.end_session(
@@ -232,6 +251,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             Err(e) => return self.end_session(now, &p, round_trips, false, Some(e)),
         };
         self.apply(now, &p, records);
+        self.heard(now, &p, have);
         let (reply, send) = match self.set().respond(&msg, salt) {
             Ok(r) => r,
             Err(e) => {
@@ -282,6 +302,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             };
         }
         if ok {
+            self.synced_with(now, p);
             self.stats.reconciliations += 1;
             self.stats.max_round_trips = self.stats.max_round_trips.max(round_trips);
             self.outputs.push_back(Output::Event(Event::Synced {

@@ -19,17 +19,17 @@ use crate::seal::Secret;
 const T0: u64 = 1_780_000_000_000;
 
 /// One side: its engine and what it persisted.
-struct Side {
-    key: SigningKey,
-    engine: Engine<u8>,
+pub(super) struct Side {
+    pub(super) key: SigningKey,
+    pub(super) engine: Engine<u8>,
     records: Replica,
     keyring: Keyring,
 }
 
 /// Two devices of one account; device 0 is the genesis.
-struct Harness {
-    sides: Vec<Side>,
-    mono: u64,
+pub(super) struct Harness {
+    pub(super) sides: Vec<Side>,
+    pub(super) mono: u64,
     connected: bool,
     /// Requests in flight: responder's handle → (requester, its request id).
     inbound: BTreeMap<u64, (usize, RequestId)>,
@@ -50,19 +50,19 @@ struct Harness {
     reached_at: Option<u64>,
 }
 
-fn now(mono: u64) -> Now {
+pub(super) fn now(mono: u64) -> Now {
     Now {
         mono_ms: mono,
         wall: WallTime(T0 + mono),
     }
 }
 
-fn jid(s: &str) -> BareJid {
+pub(super) fn jid(s: &str) -> BareJid {
     BareJid::parse(s).expect("a test JID")
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
         let mut keyring = Keyring::new();
         for node in NodeKind::ALL {
@@ -145,7 +145,7 @@ impl Harness {
         self.pump();
     }
 
-    fn connect(&mut self, up: bool) {
+    pub(super) fn connect(&mut self, up: bool) {
         self.connect_seen_by(up, &[0, 1]);
     }
 
@@ -169,14 +169,14 @@ impl Harness {
         self.pump();
     }
 
-    fn execute(&mut self, i: usize, command: impl Into<Command>) -> Result<(), Error> {
+    pub(super) fn execute(&mut self, i: usize, command: impl Into<Command>) -> Result<(), Error> {
         let r = self.sides[i].engine.execute(now(self.mono), command);
         self.pump();
         r
     }
 
     /// Carries out every output, advancing time through the timers, until quiet.
-    fn pump(&mut self) {
+    pub(super) fn pump(&mut self) {
         for _ in 0..200 {
             if self.watch.is_some_and(|(side, n)| {
                 self.reached_at.is_none() && self.sides[side].engine.view().contact_count() >= n

@@ -1,0 +1,112 @@
+//! Where each device stands ([`super::state`]): the summary every reconciliation
+//! frame carries, read against this device's own, and refreshed by `CheckNow`.
+
+use super::tests::{Harness, jid, now};
+use super::*;
+use crate::contacts::Command as Edit;
+
+fn device(h: &Harness, i: usize) -> DeviceId {
+    DeviceId(h.sides[i].key.verifying_key().to_bytes())
+}
+
+fn relation(h: &Harness, at: usize, of: usize) -> Option<Relation> {
+    h.sides[at]
+        .engine
+        .sync_state(&device(h, of))
+        .map(|s| s.relation())
+}
+
+fn add(j: &str) -> Edit {
+    Edit::AddContact {
+        jid: jid(j),
+        name: None,
+        groups: Vec::new(),
+    }
+}
+
+#[test]
+fn each_side_knows_where_the_other_stands_and_a_check_refreshes_it() {
+    let mut h = Harness::new();
+    h.connect(true);
+    assert_eq!(relation(&h, 0, 1), Some(Relation::UpToDate));
+    assert_eq!(relation(&h, 1, 0), Some(Relation::UpToDate));
+
+    // Apart, the first device adds contacts; what each knew stays, as of then.
+    h.connect(false);
+    let before = h.sides[0].engine.sync_state(&device(&h, 1)).expect("a state");
+    h.execute(0, add("juliet@capulet.lit")).expect("added");
+    h.execute(0, add("nurse@capulet.lit")).expect("added");
+    assert_eq!(
+        h.sides[0].engine.sync_state(&device(&h, 1)),
+        Some(before),
+        "kept across a disconnection"
+    );
+
+    // The second comes back and asks first: its request tells the first device
+    // that it lacks what was just added.
+    let (a, b) = (device(&h, 0), device(&h, 1));
+    let t = now(h.mono);
+    h.sides[1]
+        .engine
+        .handle_input(t, Input::Connected { peer: 0, device: a });
+    let request = std::iter::from_fn(|| h.sides[1].engine.poll_output())
+        .find_map(|o| match o {
+            Output::Request { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .expect("a reconciliation request");
+    h.sides[0]
+        .engine
+        .handle_input(t, Input::Connected { peer: 1, device: b });
+    h.sides[0].engine.handle_input(
+        t,
+        Input::Request {
+            from: 1,
+            id: 1_000,
+            bytes: request,
+        },
+    );
+    assert!(
+        matches!(relation(&h, 0, 1), Some(Relation::Behind(n)) if n > 0),
+        "{:?}",
+        relation(&h, 0, 1)
+    );
+
+    // Once they have met (the harness carries everything), a check from either
+    // side finds them alike, as of now.
+    h.connect(true);
+    for i in 0..2 {
+        h.sides[i]
+            .engine
+            .handle_input(now(h.mono), Input::CheckNow);
+        h.pump();
+        let other = 1 - i;
+        let state = h.sides[i]
+            .engine
+            .sync_state(&device(&h, other))
+            .expect("a state");
+        assert_eq!(state.relation(), Relation::UpToDate);
+        assert_eq!(state.theirs, h.sides[i].engine.summary());
+    }
+}
+
+#[test]
+fn relations_read_counts_and_fingerprints() {
+    use crate::sync::recon::Summary;
+    let at = now(0);
+    let state = |theirs: (u64, u64), ours: (u64, u64)| SyncState {
+        theirs: Summary {
+            count: theirs.0,
+            fp: theirs.1,
+        },
+        ours: Summary {
+            count: ours.0,
+            fp: ours.1,
+        },
+        at,
+    };
+    assert_eq!(state((5, 1), (5, 1)).relation(), Relation::UpToDate);
+    assert_eq!(state((3, 1), (5, 2)).relation(), Relation::Behind(2));
+    assert_eq!(state((7, 1), (5, 2)).relation(), Relation::Ahead(2));
+    assert_eq!(state((5, 1), (5, 2)).relation(), Relation::Differs);
+}
