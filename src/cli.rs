@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kith_node::control::{ImportFormat, Request};
 use kith_node::net::Multiaddr;
 
-use crate::{Exit, bench, client_cmd, demo, history_cmd, item_cmd, ops, run_cmd};
+use crate::{Exit, bench, client_cmd, demo, history_cmd, item_cmd, ops, run_cmd, status_cmd};
 
 /// kith keeps your XMPP contact list in sync across your own devices, with no server.
 #[derive(Debug, Parser)]
@@ -85,6 +85,10 @@ enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// The engine's counts too (records per space, tombstones, held and set
+        /// aside records).
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Reads contacts from a roster or metacontacts document into this device.
     #[command(subcommand)]
@@ -510,7 +514,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             name,
             passphrase,
         }) => ops::join(&dir, &code, name, passphrase),
-        Command::Device(DeviceCommand::List { json }) => ops::devices(&dir, json),
+        Command::Device(DeviceCommand::List { json }) => status_cmd::devices(&dir, json),
         Command::Device(DeviceCommand::Revoke { device }) => {
             ops::done(&dir, Request::Revoke { device })
         }
@@ -521,7 +525,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         }
         Command::Client(ClientCommand::List { json }) => client_cmd::list(&dir, json),
         Command::Client(ClientCommand::Rm { fingerprint }) => client_cmd::remove(&dir, fingerprint),
-        Command::Status { json } => ops::status(&dir, json),
+        Command::Status { json, verbose } => status_cmd::status(&dir, json, verbose),
         Command::Log { jid, limit, json } => history_cmd::log(&dir, jid, limit, json),
         Command::Conflicts { json } => history_cmd::conflicts(&dir, json),
         Command::Import(ImportCommand::Roster {

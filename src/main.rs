@@ -19,6 +19,7 @@ mod ops;
 mod output;
 mod passphrase;
 mod run_cmd;
+mod status_cmd;
 mod table;
 
 use std::io::Write;

@@ -14,6 +14,7 @@ mod nodes;
 mod output;
 mod outsider;
 mod roster_export;
+mod standing;
 mod stories;
 mod util;
 mod xmpp;

@@ -31,8 +31,12 @@ pub enum Request {
     },
     /// The groups.
     Groups,
-    /// The roster.
+    /// The roster, with where each device stands against this one.
     Devices,
+    /// Reconciles with every connected device at once, so that the next `Status` or
+    /// `Devices` says where each stands now (`{"checking": n}`, the number of
+    /// connected devices; 0 without a node).
+    CheckSync,
     /// Adds a contact.
     AddContact {
         /// Its JID.

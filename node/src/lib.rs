@@ -20,6 +20,7 @@ pub mod node;
 pub mod pair;
 pub mod service;
 pub mod socket;
+mod standing;
 pub mod store;
 pub mod xmpp;
 

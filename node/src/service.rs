@@ -9,7 +9,6 @@ use kith_protocol::contacts::{
 use kith_protocol::item::{self, NodeKind};
 use kith_protocol::jid::BareJid;
 use kith_protocol::record::{DeviceId, Space};
-use kith_protocol::roster::Role;
 use kith_protocol::sync;
 use kith_protocol::{export, import};
 use libp2p::Multiaddr;
@@ -165,6 +164,10 @@ impl Device {
                 Ok(Value::Array(groups))
             }
             Request::Devices => Ok(self.devices(net)),
+            Request::CheckSync => {
+                self.input(sync::Input::CheckNow)?;
+                Ok(json!({ "checking": net.connected.len() }))
+            }
             Request::AddContact {
                 jid: j,
                 name,
@@ -551,35 +554,6 @@ impl Device {
             addrs,
         };
         Ok(json!({ "code": code.encode(), "expires": iso(expires_ms) }))
-    }
-
-    fn devices(&mut self, net: &NetInfo) -> Value {
-        let me = self.id();
-        let peers: BTreeMap<[u8; 32], Option<u64>> = self
-            .known_peers()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| (p.device, p.last_sync_ms))
-            .collect();
-        let roster = self.engine.roster();
-        Value::Array(
-            roster
-                .members()
-                .map(|m| {
-                    let d = m.entry.device;
-                    json!({
-                        "id": d.to_string(),
-                        "name": m.entry.name,
-                        "role": if m.entry.role == Role::Full { "full" } else { "relay" },
-                        "revoked": m.revoked_at.is_some(),
-                        "genesis": d == roster.genesis(),
-                        "this_device": d == me,
-                        "connected": net.connected.get(&d),
-                        "last_sync": peers.get(&d.0).copied().flatten().map(iso),
-                    })
-                })
-                .collect(),
-        )
     }
 
     fn status(&mut self, net: &NetInfo) -> Result<Value, Error> {

@@ -33,7 +33,10 @@ fn each_side_knows_where_the_other_stands_and_a_check_refreshes_it() {
 
     // Apart, the first device adds contacts; what each knew stays, as of then.
     h.connect(false);
-    let before = h.sides[0].engine.sync_state(&device(&h, 1)).expect("a state");
+    let before = h.sides[0]
+        .engine
+        .sync_state(&device(&h, 1))
+        .expect("a state");
     h.execute(0, add("juliet@capulet.lit")).expect("added");
     h.execute(0, add("nurse@capulet.lit")).expect("added");
     assert_eq!(
@@ -76,9 +79,7 @@ fn each_side_knows_where_the_other_stands_and_a_check_refreshes_it() {
     // side finds them alike, as of now.
     h.connect(true);
     for i in 0..2 {
-        h.sides[i]
-            .engine
-            .handle_input(now(h.mono), Input::CheckNow);
+        h.sides[i].engine.handle_input(now(h.mono), Input::CheckNow);
         h.pump();
         let other = 1 - i;
         let state = h.sides[i]

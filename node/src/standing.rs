@@ -1,0 +1,82 @@
+//! Where each device of the roster stands, for `kith status` and `kith device list`:
+//! up to date with this one, behind or ahead (from the summaries reconciliation
+//! frames carry, see [`kith_protocol::sync::SyncState`]), and when it was last seen.
+
+use std::collections::BTreeMap;
+
+use kith_protocol::roster::Role;
+use kith_protocol::sync::Relation;
+use serde_json::{Value, json};
+
+use crate::device::{Device, wall_now};
+use crate::service::{NetInfo, iso};
+
+impl Device {
+    /// The roster as JSON: each device with its role and state, and, for the others,
+    /// `sync` (where it stood when last heard from: `state` `up_to_date`, `behind`,
+    /// `ahead` or `differs`, `by` how many records, `as_of`; and against what this
+    /// device holds now, `up_to_date_now` and `behind_now`, how many records more
+    /// this device holds; `null` when not heard from since the node started) and
+    /// `last_seen` (now when connected).
+    pub(crate) fn devices(&mut self, net: &NetInfo) -> Value {
+        let me = self.id();
+        let now = wall_now().0;
+        let peers: BTreeMap<[u8; 32], Option<u64>> = self
+            .known_peers()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.device, p.last_sync_ms))
+            .collect();
+        let roster = self.engine.roster().clone();
+        let ours_now = self.engine.summary();
+        Value::Array(
+            roster
+                .members()
+                .map(|m| {
+                    let d = m.entry.device;
+                    let state = (d != me).then(|| self.engine.sync_state(&d)).flatten();
+                    let sync = state.map(|s| {
+                        let (word, by) = match s.relation() {
+                            Relation::UpToDate => ("up_to_date", 0),
+                            Relation::Behind(n) => ("behind", n),
+                            Relation::Ahead(n) => ("ahead", n),
+                            Relation::Differs => ("differs", 0),
+                        };
+                        // Against what this device holds now: an away device lacks
+                        // at least what was added here since.
+                        let behind_now = if s.theirs == ours_now {
+                            0
+                        } else {
+                            ours_now.count.saturating_sub(s.theirs.count)
+                        };
+                        json!({
+                            "state": word,
+                            "by": by,
+                            "as_of": iso(s.at.wall.0),
+                            "up_to_date_now": s.theirs == ours_now,
+                            "behind_now": behind_now,
+                        })
+                    });
+                    let last_sync = peers.get(&d.0).copied().flatten();
+                    let last_seen = if net.connected.contains_key(&d) {
+                        Some(now)
+                    } else {
+                        last_sync.max(state.map(|s| s.at.wall.0))
+                    };
+                    json!({
+                        "id": d.to_string(),
+                        "name": m.entry.name,
+                        "role": if m.entry.role == Role::Full { "full" } else { "relay" },
+                        "revoked": m.revoked_at.is_some(),
+                        "genesis": d == roster.genesis(),
+                        "this_device": d == me,
+                        "connected": net.connected.get(&d),
+                        "last_sync": last_sync.map(iso),
+                        "last_seen": (d != me).then_some(last_seen).flatten().map(iso),
+                        "sync": sync,
+                    })
+                })
+                .collect(),
+        )
+    }
+}

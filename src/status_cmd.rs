@@ -1,0 +1,251 @@
+//! `kith status` and `kith device list`: this device, and where every other device
+//! of the account stands against it. With a node running, both first reconcile
+//! with every connected device (an in-sync check is one round trip) and wait up to
+//! [`CHECK_WAIT`] for the answers, so "up to date" means now, not a minute ago.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use kith_node::control::Request;
+use serde_json::Value;
+
+use crate::ops::{call, list, no_progress, print_json, print_table, s, via_node};
+use crate::output::outln;
+use crate::table::{Table, ago, ago_iso, now_ms, output_width};
+
+/// Longest `status` and `device list` wait for connected devices to answer a check.
+const CHECK_WAIT: Duration = Duration::from_secs(3);
+
+/// The devices of a `Devices` reply, or of the roster of a `Status` reply.
+fn roster(v: &Value) -> &[Value] {
+    v.as_array()
+        .or_else(|| v["roster"].as_array())
+        .map_or(&[], Vec::as_slice)
+}
+
+/// When `v["sync"]["as_of"]` was, in Unix ms.
+fn as_of(d: &Value) -> Option<u64> {
+    d["sync"]["as_of"]
+        .as_str()
+        .and_then(|t| kith_protocol::clock::WallTime::parse_xep0082(t).ok())
+        .map(|t| t.0)
+}
+
+/// `request` answered after a check of every connected device, when a node runs.
+fn checked(dir: &Path, request: Request) -> Result<Value> {
+    let started = now_ms();
+    let checking = dir.join("control.sock").exists()
+        && via_node(dir, &Request::CheckSync, &mut no_progress)?
+            .is_some_and(|c| c["checking"].as_u64().unwrap_or(0) > 0);
+    let deadline = Instant::now() + CHECK_WAIT;
+    loop {
+        let v = call(dir, request.clone(), &mut no_progress)?;
+        let answered = |d: &Value| !d["connected"].is_string() || as_of(d) >= Some(started);
+        if !checking || roster(&v).iter().all(answered) || Instant::now() >= deadline {
+            return Ok(v);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How a roster entry stands, in a word.
+fn presence(d: &Value) -> &'static str {
+    if d["revoked"] == true {
+        "revoked"
+    } else if d["this_device"] == true {
+        "this"
+    } else if d["connected"].is_string() {
+        "connected"
+    } else {
+        "away"
+    }
+}
+
+/// Where a device stood when last heard from, in words (`-` when not heard from).
+fn sync_words(d: &Value) -> String {
+    let by = d["sync"]["by"].as_u64().unwrap_or(0);
+    match d["sync"]["state"].as_str() {
+        Some("up_to_date") => "up to date".into(),
+        Some("behind") => format!("{by} behind"),
+        Some("ahead") => format!("{by} ahead"),
+        Some("differs") => "differs".into(),
+        _ => "-".into(),
+    }
+}
+
+/// The one line `kith status` leads with: every other device in sync, or which
+/// are not and how.
+pub(crate) fn lead(devices: &[Value], now: u64) -> String {
+    let others: Vec<&Value> = devices
+        .iter()
+        .filter(|d| d["this_device"] != true && d["revoked"] != true)
+        .collect();
+    if others.is_empty() {
+        return "This is the account's only device: pair another with `kith pair invite`.".into();
+    }
+    let name = |d: &Value| s(&d["name"]).into_owned();
+    let mut in_sync = Vec::new();
+    let mut not = Vec::new();
+    for d in &others {
+        let state = d["sync"]["state"].as_str();
+        let by = d["sync"]["by"].as_u64().unwrap_or(0);
+        let records = |n: u64| if n == 1 { "record" } else { "records" };
+        if d["connected"].is_string() {
+            match state {
+                Some("up_to_date") => in_sync.push(name(d)),
+                Some("behind") => not.push(format!("{} lacks {by} {}", name(d), records(by))),
+                Some("ahead") => not.push(format!(
+                    "{} holds {by} {} this device lacks",
+                    name(d),
+                    records(by)
+                )),
+                Some("differs") => not.push(format!("{} has changes still crossing", name(d))),
+                _ => not.push(format!("{} is connected, not checked yet", name(d))),
+            }
+        } else {
+            let seen = d["last_seen"]
+                .as_str()
+                .and_then(|t| kith_protocol::clock::WallTime::parse_xep0082(t).ok())
+                .map_or_else(
+                    || "never seen".to_owned(),
+                    |t| format!("last seen {}", ago(t.0, now)),
+                );
+            let behind_now = d["sync"]["behind_now"].as_u64().unwrap_or(0);
+            let then = if d["sync"]["up_to_date_now"] == true {
+                ", it had everything then".to_owned()
+            } else if behind_now > 0 {
+                format!(", it lacks at least {behind_now} {}", records(behind_now))
+            } else if state.is_some() {
+                ", not up to date then".to_owned()
+            } else {
+                String::new()
+            };
+            not.push(format!("{} is away ({seen}{then})", name(d)));
+        }
+    }
+    if !not.is_empty() {
+        let mut line = format!("Not all in sync: {}", not.join("; "));
+        if !in_sync.is_empty() {
+            line.push_str(&format!("; in sync with {}", in_sync.join(", ")));
+        }
+        line
+    } else if others.len() == 1 {
+        format!("In sync with {}.", in_sync.join(""))
+    } else {
+        format!("All {} devices in sync.", others.len() + 1)
+    }
+}
+
+/// `kith device list`.
+pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
+    let v = checked(dir, Request::Devices)?;
+    if json {
+        return print_json(&v);
+    }
+    let now = now_ms();
+    let mut table = Table::new(&["ID", "NAME", "ROLE", "STATE", "SYNC", "LAST SEEN"]);
+    for d in roster(&v) {
+        table.row(vec![
+            s(&d["id"]).into_owned(),
+            s(&d["name"]).into_owned(),
+            s(&d["role"]).into_owned(),
+            presence(d).to_owned(),
+            sync_words(d),
+            if d["connected"].is_string() {
+                "now".to_owned()
+            } else {
+                ago_iso(&d["last_seen"], now)
+            },
+        ]);
+    }
+    print_table(&table)
+}
+
+/// `kith status`: the lead line, this device, its node, its contacts and the
+/// roster; with `verbose`, the engine's counts too.
+pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
+    let v = checked(dir, Request::Status)?;
+    if json {
+        return print_json(&v);
+    }
+    let now = now_ms();
+    outln!("{}", lead(roster(&v["roster"]), now));
+    let d = &v["device"];
+    outln!(
+        "device   {} ({}) of {}",
+        s(&d["id"]),
+        s(&d["name"]),
+        s(&d["account"])
+    );
+    outln!("data     {}", s(&d["data_dir"]));
+    if v["node"]["running"] == true {
+        outln!(
+            "node     running, listening on {}",
+            list(&v["node"], "listen")
+        );
+        outln!(
+            "xmpp     XEP-0174 streams and the PEP service on port {}, as {}",
+            v["node"]["xmpp_port"],
+            s(&v["node"]["xmpp_instance"])
+        );
+    } else {
+        outln!("node     not running (edits are stored and sync at the next `kith run`)");
+    }
+    outln!("contacts {} in {} groups", v["contacts"], v["groups"]);
+    if v["waiting_for_secret"].as_u64().unwrap_or(0) > 0 {
+        outln!(
+            "waiting  {} items wait for a secret this device does not have yet",
+            v["waiting_for_secret"]
+        );
+    }
+    if v["quarantined_records"].as_u64().unwrap_or(0) > 0 {
+        outln!(
+            "moved aside {} stored records that did not decode (kept in the quarantine table; \
+             the other devices hold what they carried)",
+            v["quarantined_records"]
+        );
+    }
+    if verbose {
+        outln!(
+            "items    {} contact items with padding; {} held future records, {} set aside",
+            v["live_items"]["contacts"],
+            v["held_future_records"],
+            v["set_aside_records"]
+        );
+        let records: Vec<String> = v["records"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        outln!(
+            "records  {} ({} tombstones, {} stored rows)",
+            records.join(", "),
+            v["tombstones"],
+            v["stored_rows"]
+        );
+    }
+    outln!("roster   ({} connected)", v["connected_peers"]);
+    let mut table = Table::new(&["ID", "NAME", "STATE", "SYNC", "LAST SEEN"]);
+    for r in roster(&v["roster"]) {
+        table.row(vec![
+            s(&r["id"]).into_owned(),
+            s(&r["name"]).into_owned(),
+            presence(r).to_owned(),
+            sync_words(r),
+            if r["connected"].is_string() || r["this_device"] == true {
+                "now".to_owned()
+            } else {
+                ago_iso(&r["last_seen"], now)
+            },
+        ]);
+    }
+    // Under the other lines' labels (nine cells in), without the header.
+    const INDENT: &str = "         ";
+    let width = output_width().map(|w| w.saturating_sub(INDENT.len()));
+    for line in table.lines(width).iter().skip(1) {
+        outln!("{INDENT}{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! "Are my devices in sync?" at a glance: `kith status` leads with one line, and
+//! `status` and `device list` say per device whether it is up to date, behind or
+//! ahead, and when it was last seen (every reconciliation frame carries what its
+//! sender holds in brief; both commands first check with every connected device).
+
+use crate::nodes::{Device, account};
+
+fn lead(d: &Device) -> String {
+    d.ok(&["status"])
+        .lines()
+        .next()
+        .expect("a first line")
+        .to_owned()
+}
+
+/// The `device list` row of the device named `name`.
+fn row(d: &Device, name: &str) -> String {
+    d.ok(&["device", "list"])
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in the device list"))
+        .to_owned()
+}
+
+#[test]
+fn status_says_at_a_glance_whether_every_device_has_everything() {
+    let mut devices = account(&["laptop", "phone"]);
+    devices[0].wait("the phone in sync", |d| lead(d) == "In sync with phone.");
+    let phone = row(&devices[0], "phone");
+    assert!(
+        phone.contains("up to date") && phone.ends_with("now"),
+        "{phone}"
+    );
+    // Engine words only with --verbose.
+    let status = devices[0].ok(&["status"]);
+    assert!(!status.contains("held future records"), "{status}");
+    assert!(
+        devices[0]
+            .ok(&["status", "--verbose"])
+            .contains("held future records")
+    );
+
+    // The phone goes away; the laptop gets three contacts it lacks.
+    devices[1].stop();
+    devices[0].wait("the phone away", |d| lead(d).contains("phone is away"));
+    for j in ["a@x.lit", "b@x.lit", "c@x.lit"] {
+        devices[0].ok(&["contact", "add", j]);
+    }
+    let line = lead(&devices[0]);
+    assert!(
+        line.starts_with("Not all in sync: phone is away (last seen ")
+            && line.contains("it lacks at least"),
+        "{line}"
+    );
+    let json = devices[0].json(&["device", "list"]);
+    let phone = json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["name"] == "phone")
+        .expect("the phone");
+    assert!(
+        phone["sync"]["behind_now"].as_u64().unwrap_or(0) >= 3,
+        "{phone}"
+    );
+    assert!(phone["last_seen"].is_string(), "{phone}");
+
+    // Back, it catches up, and both say so.
+    devices[1].start();
+    for (d, other) in [(0, "phone"), (1, "laptop")] {
+        devices[d].wait("in sync again", |dev| {
+            lead(dev) == format!("In sync with {other}.")
+        });
+    }
+    assert_eq!(devices[1].jids(), devices[0].jids());
+}
+
+#[test]
+fn three_devices_in_sync_say_so_in_one_line() {
+    // The phone and the tablet each paired with the laptop, which they dial; the
+    // laptop is connected to both.
+    let devices = account(&["laptop", "phone", "tablet"]);
+    devices[2].ok(&["contact", "add", "juliet@capulet.lit"]);
+    devices[0].wait("all in sync", |d| lead(d) == "All 3 devices in sync.");
+    assert_eq!(devices[1].jids(), ["juliet@capulet.lit"]);
+}
+
+#[test]
+fn a_lone_device_says_so() {
+    let d = Device::new();
+    d.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    assert_eq!(
+        lead(&d),
+        "This is the account's only device: pair another with `kith pair invite`."
+    );
+}
