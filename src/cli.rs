@@ -416,9 +416,9 @@ enum ExportCommand {
         /// that does not read XEP-0510.
         #[arg(long)]
         full: bool,
-        /// Inside a XEP-0227 document for this account's user, as Prosody
-        /// (prosody-migrator) and ejabberd (ejabberdctl import_piefxis) import it;
-        /// every item with subscription='none'.
+        /// Inside a XEP-0227 document for this account's user, for a server's
+        /// import (Prosody loads it in kith's tests; see docs/rosters.md); every
+        /// item with subscription='none'.
         #[arg(long)]
         xep0227: bool,
     },

@@ -52,7 +52,7 @@ pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
         return print_json(&v);
     }
     let now = now_ms();
-    let mut table = Table::new(&["FINGERPRINT", "STATE", "ADDED", "USER IDS"]);
+    let mut table = Table::new(&["FINGERPRINT", "STATE", "ADDED", "USER IDS"]).keep(0);
     for c in v.as_array().into_iter().flatten() {
         let uids: Vec<&str> = c["user_ids"]
             .as_array()

@@ -1,5 +1,7 @@
 //! What a command that changes something says it did: one line, from the request
-//! and the node's reply, so that a person (or a log of a script) sees what happened.
+//! and the node's reply (the contact or group as stored: names trimmed and in NFC,
+//! a look-alike group name as the existing group), so that a person (or the log of
+//! a script) sees what happened.
 
 use kith_node::control::Request;
 use kith_protocol::jid::BareJid;
@@ -11,17 +13,58 @@ fn shown(jid: &str) -> String {
     BareJid::parse(jid).map_or_else(|_| jid.to_owned(), |j| j.to_string())
 }
 
+/// `text` in double quotes, as people write it: only a quote, a backslash and
+/// control characters (which could break the line) are escaped; every letter, mark
+/// and emoji stays as it is.
+pub(crate) fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() || crate::ops::is_bidi_control(c) => {
+                out.push_str(&c.escape_unicode().to_string());
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The stored group name among `stored` that `typed` names (the same, or the same
+/// once trimmed and case-folded), else `typed`.
+fn stored_group<'a>(typed: &'a str, stored: &'a [Value]) -> &'a str {
+    let fold = |s: &str| s.trim().to_lowercase();
+    stored
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|g| *g == typed)
+        .or_else(|| {
+            stored
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|g| fold(g) == fold(typed))
+        })
+        .unwrap_or(typed)
+}
+
 /// The line for `request`, answered with `reply`; `None` for requests that print
 /// something of their own.
 pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
+    let contact = &reply["contact"];
+    let groups: &[Value] = contact["groups"].as_array().map_or(&[], Vec::as_slice);
     Some(match request {
-        Request::AddContact { jid, name, groups } => {
+        Request::AddContact { jid, .. } => {
             let mut line = format!("Added {}", shown(jid));
-            if let Some(n) = name {
-                line.push_str(&format!(" {n:?}"));
+            if let Some(n) = contact["name"].as_str() {
+                line.push_str(&format!(" {}", quote(n)));
             }
             if !groups.is_empty() {
-                line.push_str(&format!(" in {}", quoted(groups)));
+                let names: Vec<String> =
+                    groups.iter().filter_map(Value::as_str).map(quote).collect();
+                line.push_str(&format!(" in {}", names.join(", ")));
             }
             line
         }
@@ -36,18 +79,27 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
             merge,
         } => {
             let mut changes: Vec<String> = Vec::new();
-            if let Some(n) = name {
-                changes.push(format!("name {n:?}"));
+            if name.is_some() {
+                let stored = contact["name"].as_str().or(name.as_deref()).unwrap_or("");
+                changes.push(format!("name {}", quote(stored)));
             }
             if *clear_name {
                 changes.push("no name".into());
             }
-            changes.extend(add_groups.iter().map(|g| format!("+group {g:?}")));
-            changes.extend(remove_groups.iter().map(|g| format!("-group {g:?}")));
+            changes.extend(
+                add_groups
+                    .iter()
+                    .map(|g| format!("+group {}", quote(stored_group(g, groups)))),
+            );
+            changes.extend(
+                remove_groups
+                    .iter()
+                    .map(|g| format!("-group {}", quote(g.trim()))),
+            );
             changes.extend(add_jids.iter().map(|j| format!("+jid {}", shown(j))));
             changes.extend(remove_jids.iter().map(|j| format!("-jid {}", shown(j))));
             if *merge && !add_jids.is_empty() {
-                changes.push("merged with the contacts of the added addresses".into());
+                changes.push("merging any contact that had them".into());
             }
             if changes.is_empty() {
                 format!("Nothing to change in {}", shown(jid))
@@ -55,18 +107,31 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
                 format!("Changed {}: {}", shown(jid), changes.join(", "))
             }
         }
-        Request::AddGroup { name, .. } => format!("Added group {name:?}"),
-        Request::RenameGroup { name, new_name } => {
-            format!("Renamed group {name:?} to {new_name:?}")
+        Request::AddGroup { name, .. } => {
+            format!(
+                "Added group {}",
+                quote(reply["group"].as_str().unwrap_or(name))
+            )
         }
+        Request::RenameGroup { name, new_name } => format!(
+            "Renamed group {} to {}",
+            quote(name.trim()),
+            quote(reply["group"].as_str().unwrap_or(new_name))
+        ),
         Request::RemoveGroup { name } => {
-            format!("Removed group {name:?} (its contacts stay, without it)")
+            format!(
+                "Removed group {} (its contacts stay, without it)",
+                quote(name.trim())
+            )
         }
         Request::Revoke { device } => {
             let id = reply["revoked"].as_str().unwrap_or(device);
-            let name = reply["name"].as_str().unwrap_or("-");
+            let who = match reply["name"].as_str().filter(|n| !n.is_empty()) {
+                Some(name) => format!("{} ({id})", quote(name)),
+                None => format!("device {id}"),
+            };
             format!(
-                "Revoked {name:?} ({id}): the secrets were rotated, and the other devices no longer sync with it"
+                "Revoked {who}: the secrets were rotated, and the other devices no longer sync with it"
             )
         }
         Request::Rotate => {
@@ -77,11 +142,25 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
     })
 }
 
-/// Names in quotes, separated by commas.
-fn quoted(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_keep_what_people_write_and_escape_what_breaks_a_line() {
+        assert_eq!(
+            quote("❤\u{fe0f} हिंदी 👨\u{200d}👩"),
+            "\"❤\u{fe0f} हिंदी 👨\u{200d}👩\""
+        );
+        assert_eq!(quote("a \"b\" \\"), "\"a \\\"b\\\" \\\\\"");
+        assert_eq!(quote("a\nb\u{202e}c"), "\"a\\u{a}b\\u{202e}c\"");
+    }
+
+    #[test]
+    fn a_look_alike_group_is_said_as_stored() {
+        let stored = [Value::from("Friends"), Value::from("Verona")];
+        assert_eq!(stored_group("friends ", &stored), "Friends");
+        assert_eq!(stored_group("Verona", &stored), "Verona");
+        assert_eq!(stored_group("Other", &stored), "Other");
+    }
 }

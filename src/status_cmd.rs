@@ -144,7 +144,7 @@ pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
         return print_json(&v);
     }
     let now = now_ms();
-    let mut table = Table::new(&["ID", "NAME", "ROLE", "STATE", "SYNC", "LAST SEEN"]);
+    let mut table = Table::new(&["ID", "NAME", "ROLE", "STATE", "SYNC", "LAST SEEN"]).keep(0);
     for d in roster(&v) {
         table.row(vec![
             s(&d["id"]).into_owned(),
@@ -227,7 +227,8 @@ pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
         );
     }
     outln!("roster   ({} connected)", v["connected_peers"]);
-    let mut table = Table::new(&["ID", "NAME", "STATE", "SYNC", "LAST SEEN"]);
+    // Without titles: the rows stand under the lines' labels.
+    let mut table = Table::new(&["", "", "", "", ""]).keep(0);
     for r in roster(&v["roster"]) {
         table.row(vec![
             s(&r["id"]).into_owned(),

@@ -6,7 +6,7 @@
 //! otherwise the terminal's when standard output is one; output to a pipe or a file
 //! is never cut.
 
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+use unicode_width::UnicodeWidthStr;
 
 /// Columns are separated by this many spaces.
 const GAP: usize = 2;
@@ -19,6 +19,8 @@ pub(crate) struct Table {
     rows: Vec<Vec<String>>,
     /// Columns aligned right (numbers).
     right: Vec<bool>,
+    /// Columns never narrowed (ids and fingerprints, which people copy whole).
+    keep: Vec<bool>,
 }
 
 impl Table {
@@ -28,7 +30,16 @@ impl Table {
             header: header.iter().map(|h| (*h).to_owned()).collect(),
             rows: Vec::new(),
             right: vec![false; header.len()],
+            keep: vec![false; header.len()],
         }
+    }
+
+    /// Never narrows column `i` (an id a person copies must stay whole).
+    pub(crate) fn keep(mut self, i: usize) -> Self {
+        if let Some(k) = self.keep.get_mut(i) {
+            *k = true;
+        }
+        self
     }
 
     /// Aligns column `i` right.
@@ -61,7 +72,11 @@ impl Table {
             })
             .collect();
         if let Some(limit) = width {
-            let floor: Vec<usize> = widths.iter().map(|w| (*w).min(MIN_COLUMN)).collect();
+            let floor: Vec<usize> = widths
+                .iter()
+                .zip(&self.keep)
+                .map(|(w, keep)| if *keep { *w } else { (*w).min(MIN_COLUMN) })
+                .collect();
             let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * n.saturating_sub(1);
             while total(&widths) > limit {
                 // The widest column that can still give way.
@@ -99,24 +114,26 @@ impl Table {
     }
 }
 
-/// `text` cut to at most `width` cells, ending with "…" when cut.
+/// `text` cut to at most `width` cells, ending with "…" when cut. Widths are those
+/// of the text as a whole (an emoji with its variation selector is two cells, not
+/// the sum of its characters'); a mark that takes no cell stays with its letter.
 fn fit(text: &str, width: usize) -> String {
     if text.width() <= width {
         return text.to_owned();
     }
+    if width == 0 {
+        return String::new();
+    }
     let mut out = String::new();
-    let mut used = 0;
     for c in text.chars() {
-        let w = c.width().unwrap_or(0);
-        if used + w + 1 > width {
+        let mut longer = out.clone();
+        longer.push(c);
+        if longer.width() + 1 > width {
             break;
         }
-        out.push(c);
-        used += w;
+        out = longer;
     }
-    if width > 0 {
-        out.push('…');
-    }
+    out.push('…');
     out
 }
 
@@ -137,24 +154,28 @@ pub(crate) fn output_width() -> Option<usize> {
 }
 
 /// A moment (Unix ms) as a person says it, seen at `now_ms`: "just now", "5 min
-/// ago", "3 h ago", "2 days ago", then the date; a moment ahead of `now_ms` by more
-/// than a minute (another device's clock) is given as its date and time.
+/// ago", "3 h ago", "1 day ago", "2 days ago", then the date (in UTC, and said so);
+/// a moment ahead of `now_ms` by more than a minute (another device's clock) is
+/// given as its date and time in UTC.
 pub(crate) fn ago(at_ms: u64, now_ms: u64) -> String {
     const MIN: u64 = 60_000;
     const HOUR: u64 = 60 * MIN;
     const DAY: u64 = 24 * HOUR;
     let iso = kith_protocol::clock::WallTime(at_ms).to_xep0082();
     if at_ms > now_ms.saturating_add(MIN) {
-        // 2026-12-02T04:55:38.123Z → 2026-12-02 04:55
-        return iso.get(..16).unwrap_or(&iso).replacen('T', " ", 1);
+        // 2026-12-02T04:55:38.123Z → 2026-12-02 04:55 UTC
+        return format!(
+            "{} UTC",
+            iso.get(..16).unwrap_or(&iso).replacen('T', " ", 1)
+        );
     }
     match now_ms.saturating_sub(at_ms) {
         d if d < MIN => "just now".to_owned(),
         d if d < HOUR => format!("{} min ago", d / MIN),
         d if d < DAY => format!("{} h ago", d / HOUR),
-        d if d < 2 * DAY => "yesterday".to_owned(),
+        d if d < 2 * DAY => "1 day ago".to_owned(),
         d if d < 7 * DAY => format!("{} days ago", d / DAY),
-        _ => iso.get(..10).unwrap_or(&iso).to_owned(),
+        _ => format!("{} UTC", iso.get(..10).unwrap_or(&iso)),
     }
 }
 
@@ -224,6 +245,25 @@ mod tests {
         assert_eq!(fit("朱丽叶", 4), "朱…");
         assert_eq!(fit("朱丽叶", 6), "朱丽叶");
         assert_eq!(fit("abc", 0), "");
+        // An emoji with its variation selector is two cells: four of them are eight.
+        let hearts = "❤\u{fe0f}".repeat(4);
+        for w in 1..10 {
+            assert!(fit(&hearts, w).width() <= w, "{w}: {:?}", fit(&hearts, w));
+        }
+    }
+
+    #[test]
+    fn a_kept_column_is_never_narrowed() {
+        let mut t = Table::new(&["FINGERPRINT", "NAME"]).keep(0);
+        t.row(vec![
+            "0123456789ABCDEF0123456789ABCDEF01234567".into(),
+            "a long name here".into(),
+        ]);
+        let lines = t.lines(Some(30));
+        assert!(
+            lines[1].starts_with("0123456789ABCDEF0123456789ABCDEF01234567  "),
+            "{lines:#?}"
+        );
     }
 
     #[test]
@@ -233,9 +273,9 @@ mod tests {
         assert_eq!(ago(now + 5_000, now), "just now");
         assert_eq!(ago(now - 3 * 60_000, now), "3 min ago");
         assert_eq!(ago(now - 5 * 3_600_000, now), "5 h ago");
-        assert_eq!(ago(now - 30 * 3_600_000, now), "yesterday");
+        assert_eq!(ago(now - 30 * 3_600_000, now), "1 day ago");
         assert_eq!(ago(now - 3 * 86_400_000, now), "3 days ago");
-        assert_eq!(ago(now - 30 * 86_400_000, now), "2026-04-28");
-        assert_eq!(ago(now + 3_600_000, now), "2026-05-28 21:26");
+        assert_eq!(ago(now - 30 * 86_400_000, now), "2026-04-28 UTC");
+        assert_eq!(ago(now + 3_600_000, now), "2026-05-28 21:26 UTC");
     }
 }

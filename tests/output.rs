@@ -85,6 +85,19 @@ fn every_change_is_said_in_one_line() {
         ]),
         r#"Changed juliet@capulet.lit: name "Jules", -group "Friends", +jid jc@verona.lit"#
     );
+    // Said as stored: the name trimmed, the look-alike group as the existing one.
+    assert_eq!(
+        said(&[
+            "contact",
+            "add",
+            "nurse@capulet.lit",
+            "--name",
+            "  Nurse ❤\u{fe0f} ",
+            "--group",
+            "friends "
+        ]),
+        "Added nurse@capulet.lit \"Nurse ❤\u{fe0f}\" in \"Friends\""
+    );
     assert_eq!(said(&["group", "add", "Verona"]), r#"Added group "Verona""#);
     assert_eq!(
         said(&["group", "rename", "Verona", "Fair Verona"]),
@@ -105,7 +118,7 @@ fn every_change_is_said_in_one_line() {
 }
 
 #[test]
-fn a_revocation_is_said_and_the_last_sync_is_in_words() {
+fn a_revocation_is_said_and_a_connected_device_is_seen_now() {
     let devices = account(&["laptop", "phone"]);
     let phone_id = devices[1].status()["device"]["id"]
         .as_str()
@@ -124,7 +137,7 @@ fn a_revocation_is_said_and_the_last_sync_is_in_words() {
         .find(|l| l.contains("phone"))
         .expect("the phone");
     assert!(
-        phone.ends_with("just now") || phone.ends_with("min ago"),
+        phone.contains("up to date") && phone.ends_with("now"),
         "{list}"
     );
     assert_eq!(
@@ -169,6 +182,24 @@ fn tables_line_up_by_display_width_and_fit_the_width_asked_for() {
     assert!(narrow.contains('…'), "{narrow}");
     let groups = at_width(&d, 40, &["group", "list"]);
     assert!(groups.lines().all(|l| l.width() <= 40), "{groups}");
+    // The roster lines of `status` fit too, ids whole.
+    let d = Device::new();
+    let long = "a-rather-long-device-name-here";
+    d.ok(&["init", "--jid", "romeo@montague.lit", "--name", long]);
+    let id = d.status()["device"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let status = at_width(&d, 50, &["status"]);
+    let roster: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("         ") && l.contains(&id[..8]))
+        .collect();
+    assert!(!roster.is_empty(), "{status}");
+    for line in roster {
+        assert!(line.width() <= 50 && line.contains(&id), "{line:?}");
+        assert!(line.contains('…'), "{line:?}");
+    }
 }
 
 /// The start of a device's id as the log shows it (`phone (57b6…)`).

@@ -149,7 +149,7 @@ fn prosody_loads_the_exported_roster_with_names_and_groups() {
 
     let _prosody = Prosody(
         Command::new("prosody")
-            .args(["--config", path(&cfg)])
+            .args(["-F", "--config", path(&cfg)])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -178,10 +178,11 @@ impl Device {
                 let j = jid(&j)?;
                 self.not_own(&j)?;
                 self.command(Command::AddContact {
-                    jid: j,
+                    jid: j.clone(),
                     name,
                     groups,
-                })
+                })?;
+                Ok(self.changed_contact(&[j]))
             }
             Request::EditContact {
                 jid: j,
@@ -220,10 +221,12 @@ impl Device {
                         .collect::<Result<_, _>>()?,
                     merge,
                 };
-                self.command(Command::EditContact {
-                    jid: jid(&j)?,
-                    edit,
-                })
+                let j = jid(&j)?;
+                // The contact as stored, found by an address it still has.
+                let mut find = vec![j.clone()];
+                find.extend(edit.add_jids.iter().cloned());
+                self.command(Command::EditContact { jid: j, edit })?;
+                Ok(self.changed_contact(&find))
             }
             Request::RemoveContact { jid: j } => {
                 let j = jid(&j)?;
@@ -243,11 +246,19 @@ impl Device {
             Request::AddGroup { name, description } => {
                 text("a group name", Some(&name))?;
                 text("a description", description.as_deref())?;
-                self.command(Command::AddGroup { name, description })
+                self.command(Command::AddGroup {
+                    name: name.clone(),
+                    description,
+                })?;
+                Ok(self.changed_group(&name))
             }
             Request::RenameGroup { name, new_name } => {
                 text("a group name", Some(&new_name))?;
-                self.command(Command::RenameGroup { name, new_name })
+                self.command(Command::RenameGroup {
+                    name,
+                    new_name: new_name.clone(),
+                })?;
+                Ok(self.changed_group(&new_name))
             }
             Request::RemoveGroup { name } => self.command(Command::RemoveGroup { name }),
             Request::Import {
@@ -382,6 +393,26 @@ impl Device {
             other => refused(other),
         })?;
         Ok(json!({ "done": true }))
+    }
+
+    /// `{"done": true, "contact": …}`: the contact a command changed, as stored
+    /// (names trimmed and in NFC, groups as the existing group a look-alike name
+    /// matched), found by the first of `jids` it has.
+    fn changed_contact(&mut self, jids: &[BareJid]) -> Value {
+        let view = self.engine.view();
+        let contact = jids
+            .iter()
+            .find_map(|j| view.contact_by_jid(j))
+            .map(|c| contact_json(view, c));
+        json!({ "done": true, "contact": contact })
+    }
+
+    /// `{"done": true, "group": name}`: the group a command made or renamed, as
+    /// stored (the name given, trimmed and in NFC, or the look-alike it matched).
+    fn changed_group(&mut self, name: &str) -> Value {
+        let view = self.engine.view();
+        let group = view.group_by_name(name).map(|g| g.group.name.clone());
+        json!({ "done": true, "group": group })
     }
 
     /// Imports a document whole or not at all: every entry is checked first (a bad

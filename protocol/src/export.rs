@@ -13,7 +13,9 @@
 //! A contact with several addresses gives one item per address, each with the same
 //! name and groups; a contact with no address (only other identities) gives none.
 //! Items are sorted by address, group names within an item too, so the same contact
-//! list always gives the same document.
+//! list always gives the same document. A name or group name that is empty or only
+//! spaces (another device or a client may have written one) is left out: a roster
+//! import reads it as none.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -64,14 +66,14 @@ pub fn roster(view: &View, detail: Detail) -> Element {
             if detail == Detail::Full {
                 entry.name = entry
                     .name
-                    .or(contact.name.as_deref().filter(|n| !n.is_empty()));
+                    .or(contact.name.as_deref().filter(|n| !n.trim().is_empty()));
                 entry.groups.extend(
                     contact
                         .groups
                         .iter()
                         .filter_map(|g| view.groups().get(&g.id))
                         .map(|g| g.group.name.as_str())
-                        .filter(|n| !n.is_empty()),
+                        .filter(|n| !n.trim().is_empty()),
                 );
             }
         }

@@ -127,7 +127,7 @@ proptest! {
             "[a-z]{1,8}",
             (
                 proptest::option::of("[A-Za-z0-9 &<>\"'é漢😀]{0,12}[A-Za-z&<>é漢😀]"),
-                proptest::collection::btree_set("[A-Za-z&<>é漢][a-z ]{0,6}", 0..3),
+                proptest::collection::btree_set("[A-Za-z &<>é漢][a-z ]{0,6}", 0..3),
             ),
             1..8,
         )
@@ -150,9 +150,11 @@ proptest! {
             prop_assert_eq!(kept.is_some(), name.as_deref().is_some_and(|n| !n.trim().is_empty()));
             let mut names: Vec<String> = c.groups.iter().map(|g| g.id.clone()).collect();
             names.sort();
+            // A group whose name is only spaces is left out of the roster.
             let mut want: Vec<String> = groups
                 .iter()
                 .map(|g| view.group_by_name(g).expect("the group").group.name.clone())
+                .filter(|n| !n.trim().is_empty())
                 .collect();
             want.sort();
             want.dedup();

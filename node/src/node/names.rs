@@ -11,6 +11,12 @@ use tracing::info;
 use super::Node;
 use crate::net;
 
+/// A control character, or one that changes the direction of the text after it.
+fn odd(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 impl Node {
     /// A device as a person knows it: its name in the roster and the start of its
     /// id, `phone (57b6…)`; one outside the roster by its id alone.
@@ -18,8 +24,9 @@ impl Node {
         let id = device.to_string();
         let short = id.get(..4).unwrap_or(&id);
         match self.device.engine.roster().get(device) {
-            // A name is the device's own choice: no control characters in the log.
-            Some(m) => format!("{} ({short}…)", m.entry.name.replace(char::is_control, " ")),
+            // A name is the device's own choice: no control characters in the log,
+            // and nothing that turns the direction of the rest of the line.
+            Some(m) => format!("{} ({short}…)", m.entry.name.replace(odd, " ")),
             None => format!("device {short}…"),
         }
     }
@@ -58,7 +65,7 @@ impl Node {
     }
 
     /// Logs the contact changes stored since the last call, by the device that made
-    /// them (this device's own are its commands', said by the CLI).
+    /// them (this device's own, its commands' and its XMPP clients', are not).
     pub(super) fn tell_changes(&mut self) {
         let authored = std::mem::take(&mut self.device.authored);
         if authored.is_empty() {
