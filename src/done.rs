@@ -96,13 +96,28 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
                     .iter()
                     .map(|g| format!("-group {}", quote(g.trim()))),
             );
-            changes.extend(add_jids.iter().map(|j| format!("+jid {}", shown(j))));
-            changes.extend(remove_jids.iter().map(|j| format!("-jid {}", shown(j))));
+            let mut once = std::collections::BTreeSet::new();
+            changes.extend(
+                add_jids
+                    .iter()
+                    .map(|j| shown(j))
+                    .filter(|j| once.insert(format!("+{j}")))
+                    .map(|j| format!("+jid {j}")),
+            );
+            changes.extend(
+                remove_jids
+                    .iter()
+                    .map(|j| shown(j))
+                    .filter(|j| once.insert(format!("-{j}")))
+                    .map(|j| format!("-jid {j}")),
+            );
             if *merge && !add_jids.is_empty() {
                 changes.push("merging any contact that had them".into());
             }
             if changes.is_empty() {
                 format!("Nothing to change in {}", shown(jid))
+            } else if reply["changed"] == false {
+                format!("Nothing changed in {}: it already had that", shown(jid))
             } else {
                 format!("Changed {}: {}", shown(jid), changes.join(", "))
             }

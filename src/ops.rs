@@ -152,11 +152,10 @@ pub(crate) fn host_name() -> String {
 pub(crate) fn remove_contact(dir: &Path, jid: String) -> Result<()> {
     let v = call(dir, Request::RemoveContact { jid }, &mut no_progress)?;
     let c = &v["removed"];
-    let name = c["name"]
-        .as_str()
-        .map(|n| format!("{} ", s(&Value::from(n))))
-        .unwrap_or_default();
-    outln!("Removed {name}({})", list(c, "jids"));
+    match c["name"].as_str() {
+        Some(n) => outln!("Removed {} ({})", s(&Value::from(n)), list(c, "jids")),
+        None => outln!("Removed {}", list(c, "jids")),
+    }
     Ok(())
 }
 
@@ -261,7 +260,11 @@ pub(crate) fn contacts(
         ]);
     }
     print_table(&table)?;
-    outln!("({} contacts)", rows.len());
+    outln!(
+        "({} contact{})",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
     Ok(())
 }
 

@@ -62,15 +62,55 @@ fn presence(d: &Value) -> &'static str {
     }
 }
 
-/// Where a device stood when last heard from, in words (`-` when not heard from).
+/// Where a device stands against what this device holds now, as far as is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stand {
+    /// It held what this device holds now.
+    UpToDate,
+    /// It lacks this many records (at least, for a device away).
+    Behind(u64),
+    /// It held this many records this device lacked.
+    Ahead(u64),
+    /// As many records, not the same (changes still crossing).
+    Differs,
+    /// Not heard from since the node started.
+    Unknown,
+}
+
+/// The one reading of a roster entry's `sync` that `status` and `device list` share.
+fn stand(d: &Value) -> Stand {
+    let sync = &d["sync"];
+    if !sync.is_object() {
+        return Stand::Unknown;
+    }
+    let by = sync["by"].as_u64().unwrap_or(0);
+    let behind_now = sync["behind_now"].as_u64().unwrap_or(0);
+    if sync["up_to_date_now"] == true {
+        Stand::UpToDate
+    } else if behind_now > 0 {
+        Stand::Behind(behind_now)
+    } else {
+        match sync["state"].as_str() {
+            Some("ahead") => Stand::Ahead(by),
+            Some("behind") => Stand::Behind(by),
+            _ => Stand::Differs,
+        }
+    }
+}
+
+/// "record" or "records".
+fn records(n: u64) -> String {
+    format!("{n} record{}", if n == 1 { "" } else { "s" })
+}
+
+/// [`stand`] for the SYNC column (`-` when not heard from).
 fn sync_words(d: &Value) -> String {
-    let by = d["sync"]["by"].as_u64().unwrap_or(0);
-    match d["sync"]["state"].as_str() {
-        Some("up_to_date") => "up to date".into(),
-        Some("behind") => format!("{by} behind"),
-        Some("ahead") => format!("{by} ahead"),
-        Some("differs") => "differs".into(),
-        _ => "-".into(),
+    match stand(d) {
+        Stand::UpToDate => "up to date".into(),
+        Stand::Behind(n) => format!("{n} behind"),
+        Stand::Ahead(n) => format!("{n} ahead"),
+        Stand::Differs => "differs".into(),
+        Stand::Unknown => "-".into(),
     }
 }
 
@@ -88,20 +128,17 @@ pub(crate) fn lead(devices: &[Value], now: u64) -> String {
     let mut in_sync = Vec::new();
     let mut not = Vec::new();
     for d in &others {
-        let state = d["sync"]["state"].as_str();
-        let by = d["sync"]["by"].as_u64().unwrap_or(0);
-        let records = |n: u64| if n == 1 { "record" } else { "records" };
         if d["connected"].is_string() {
-            match state {
-                Some("up_to_date") => in_sync.push(name(d)),
-                Some("behind") => not.push(format!("{} lacks {by} {}", name(d), records(by))),
-                Some("ahead") => not.push(format!(
-                    "{} holds {by} {} this device lacks",
+            match stand(d) {
+                Stand::UpToDate => in_sync.push(name(d)),
+                Stand::Behind(n) => not.push(format!("{} lacks {}", name(d), records(n))),
+                Stand::Ahead(n) => not.push(format!(
+                    "{} holds {} this device lacks",
                     name(d),
-                    records(by)
+                    records(n)
                 )),
-                Some("differs") => not.push(format!("{} has changes still crossing", name(d))),
-                _ => not.push(format!("{} is connected, not checked yet", name(d))),
+                Stand::Differs => not.push(format!("{} has changes still crossing", name(d))),
+                Stand::Unknown => not.push(format!("{} is connected, not checked yet", name(d))),
             }
         } else {
             let seen = d["last_seen"]
@@ -111,15 +148,12 @@ pub(crate) fn lead(devices: &[Value], now: u64) -> String {
                     || "never seen".to_owned(),
                     |t| format!("last seen {}", ago(t.0, now)),
                 );
-            let behind_now = d["sync"]["behind_now"].as_u64().unwrap_or(0);
-            let then = if d["sync"]["up_to_date_now"] == true {
-                ", it had everything then".to_owned()
-            } else if behind_now > 0 {
-                format!(", it lacks at least {behind_now} {}", records(behind_now))
-            } else if state.is_some() {
-                ", not up to date then".to_owned()
-            } else {
-                String::new()
+            let then = match stand(d) {
+                Stand::UpToDate => ", it has everything".to_owned(),
+                Stand::Behind(n) => format!(", it lacks at least {}", records(n)),
+                Stand::Ahead(n) => format!(", it held {} this device lacks", records(n)),
+                Stand::Differs => ", it held changes this device lacks".to_owned(),
+                Stand::Unknown => String::new(),
             };
             not.push(format!("{} is away ({seen}{then})", name(d)));
         }
@@ -192,7 +226,12 @@ pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
     } else {
         outln!("node     not running (edits are stored and sync at the next `kith run`)");
     }
-    outln!("contacts {} in {} groups", v["contacts"], v["groups"]);
+    let groups = v["groups"].as_u64().unwrap_or(0);
+    outln!(
+        "contacts {} in {groups} group{}",
+        v["contacts"],
+        if groups == 1 { "" } else { "s" }
+    );
     if v["waiting_for_secret"].as_u64().unwrap_or(0) > 0 {
         outln!(
             "waiting  {} items wait for a secret this device does not have yet",

@@ -98,6 +98,17 @@ fn every_change_is_said_in_one_line() {
         ]),
         "Added nurse@capulet.lit \"Nurse ❤\u{fe0f}\" in \"Friends\""
     );
+    // Asked again, the edit changes nothing and says so.
+    assert_eq!(
+        said(&[
+            "contact",
+            "edit",
+            "nurse@capulet.lit",
+            "--add-group",
+            "Friends"
+        ]),
+        "Nothing changed in nurse@capulet.lit: it already had that"
+    );
     assert_eq!(said(&["group", "add", "Verona"]), r#"Added group "Verona""#);
     assert_eq!(
         said(&["group", "rename", "Verona", "Fair Verona"]),
@@ -225,7 +236,8 @@ fn the_log_names_devices_and_says_what_happened() {
     });
     phone.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
     laptop.wait("the phone's change in the log", |d| {
-        d.log().contains(&format!("1 contact change by {phone_is}"))
+        d.log()
+            .contains(&format!("1 contact changed by {phone_is}"))
     });
     laptop.ok(&["device", "revoke", "tablet"]);
     phone.wait("the revocation in the phone's log", |d| {

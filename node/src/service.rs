@@ -225,8 +225,17 @@ impl Device {
                 // The contact as stored, found by an address it still has.
                 let mut find = vec![j.clone()];
                 find.extend(edit.add_jids.iter().cloned());
+                let before = self.changed_contact(&find);
                 self.command(Command::EditContact { jid: j, edit })?;
-                Ok(self.changed_contact(&find))
+                let mut after = self.changed_contact(&find);
+                // An edit that asked for what the contact already had changes none
+                // of what a person sees (it may still write the contact again).
+                let seen = |v: &Value| {
+                    let c = &v["contact"];
+                    (c["name"].clone(), c["jids"].clone(), c["groups"].clone())
+                };
+                after["changed"] = json!(seen(&after) != seen(&before));
+                Ok(after)
             }
             Request::RemoveContact { jid: j } => {
                 let j = jid(&j)?;

@@ -98,6 +98,13 @@ fn answer(v: &Result<Value, kith_node::control::Error>) -> String {
         Ok(v) if v.get("jids").is_some() => {
             format!("{:?}", summary(&Value::Array(vec![v.clone()])))
         }
+        // A changed contact, said back: its content, not its item id or time.
+        Ok(v) if v.get("contact").is_some_and(Value::is_object) => {
+            format!(
+                "done {:?}",
+                summary(&Value::Array(vec![v["contact"].clone()]))
+            )
+        }
         Ok(v) => v.to_string(),
         Err(e) => format!("{:?} {}", e.kind, e.message),
     }

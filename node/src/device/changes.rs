@@ -36,7 +36,18 @@ impl Device {
             })
             .collect();
         let erase: Vec<(String, u64)> = deleted.into_iter().collect();
-        self.store.add_history(&self.index, &rows, &erase)
+        let new = self.store.add_history(&self.index, &rows, &erase)?;
+        // What the node's log counts: contacts changed, by the device that changed
+        // them, once each however many fields (a change stored again is not new).
+        for i in new {
+            if let Some((_, e)) = rows.get(i) {
+                self.authored
+                    .entry(e.device.clone())
+                    .or_default()
+                    .insert(e.contact_id.clone());
+            }
+        }
+        Ok(())
     }
 
     /// The changes this device stored, newest first (at most `limit`), of the

@@ -127,10 +127,10 @@ pub struct Device {
     /// How many times this device stored something since it was opened (what
     /// `Request::Wait` waits on).
     pub(crate) changes: u64,
-    /// Contact changes stored since the node last took them, by the id (16 hex
-    /// digits) of the device that made them: the node logs "3 contact changes by
-    /// phone".
-    pub(crate) authored: BTreeMap<String, u64>,
+    /// Contacts changed since the node last took them (their ids), by the id (16
+    /// hex digits) of the device that changed them: the node logs "3 contacts
+    /// changed by phone".
+    pub(crate) authored: BTreeMap<String, BTreeSet<String>>,
     /// The signatures that verified, shared with the engine's replica: frames of many
     /// records are checked on every core before the engine applies them.
     verified: kith_protocol::record::Verified,
@@ -203,9 +203,6 @@ impl Device {
         } else {
             history_of(view, &entries)
         };
-        for (_, e) in &history {
-            *self.authored.entry(e.device.clone()).or_default() += 1;
-        }
         self.store
             .write_index(&self.index, &entries, &gone, contacts, rebuilt)?;
         // An item id a client chose (maybe a JID) goes with its item's content: once

@@ -64,8 +64,9 @@ impl Node {
         }
     }
 
-    /// Logs the contact changes stored since the last call, by the device that made
-    /// them (this device's own, its commands' and its XMPP clients', are not).
+    /// Logs how many contacts were changed since the last call, by the device that
+    /// changed them, each contact once (this device's own changes, its commands'
+    /// and its XMPP clients', are not logged).
     pub(super) fn tell_changes(&mut self) {
         let authored = std::mem::take(&mut self.device.authored);
         if authored.is_empty() {
@@ -73,17 +74,18 @@ impl Node {
         }
         let me = self.device.id().to_string();
         let roster = self.device.engine.roster();
-        for (author, n) in authored {
+        for (author, contacts) in authored {
             if author == me {
                 continue;
             }
+            let n = contacts.len();
             let by = roster
                 .members()
                 .find(|m| m.entry.device.to_string() == author)
                 .map(|m| m.entry.device);
             let by = by.map_or_else(|| format!("device {author}"), |d| self.device_name(&d));
             let s = if n == 1 { "" } else { "s" };
-            info!("{n} contact change{s} by {by}");
+            info!("{n} contact{s} changed by {by}");
         }
     }
 }

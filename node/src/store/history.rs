@@ -41,16 +41,18 @@ impl Store {
     /// Adds changes (each under a key naming it, so a change stored twice is kept
     /// once), then forgets the oldest past [`MAX_ROWS`]. The stored changes of each
     /// contact of `erase` made no later than the time beside it are erased first
-    /// (their names and addresses go with them: what a deletion leaves).
+    /// (their names and addresses go with them: what a deletion leaves). Returns
+    /// the entries that were new, by index into `entries`.
     pub fn add_history(
         &mut self,
         keys: &Keys,
         entries: &[(Vec<u8>, Entry)],
         erase: &[(String, u64)],
-    ) -> Result<()> {
+    ) -> Result<Vec<usize>> {
         if entries.is_empty() && erase.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut new = Vec::new();
         let path = self.dir.join("kith.db");
         let sql = |source| Error::Sql {
             path: path.clone(),
@@ -78,13 +80,17 @@ impl Store {
                 .prepare_cached("INSERT OR IGNORE INTO history (key, at, data) VALUES (?1, ?2, ?3)")
                 .map_err(sql)?;
             let mut added = 0;
-            for (key, e) in entries {
+            for (i, (key, e)) in entries.iter().enumerate() {
                 // Invariant: an Entry is plain data, always serialisable.
                 let json = serde_json::to_vec(e).expect("history entry serialises");
                 let at = i64::try_from(e.at_ms).unwrap_or(i64::MAX);
-                added += put
+                let inserted = put
                     .execute(params![key, at, keys.seal(&json)])
                     .map_err(sql)?;
+                if inserted > 0 {
+                    new.push(i);
+                }
+                added += inserted;
             }
             // Past the limit (only inserts add rows), the oldest rows go. Counting
             // walks the index's pages; skipping the newest MAX_ROWS instead stepped
@@ -106,7 +112,7 @@ impl Store {
         }
         tx.commit().map_err(sql)?;
         self.erased |= erased > 0;
-        Ok(())
+        Ok(new)
     }
 
     /// The remembered changes, newest first, at most `limit`, that `keep` keeps.
