@@ -204,7 +204,19 @@ pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
         return print_json(&v);
     }
     let now = now_ms();
-    outln!("{}", lead(roster(&v["roster"]), now));
+    let revoked = &v["device"]["revoked_by"];
+    if revoked.is_object() {
+        let by = match revoked["name"].as_str().filter(|n| !n.is_empty()) {
+            Some(name) => format!("{} ({})", s(&Value::from(name)), s(&revoked["id"])),
+            None => format!("device {}", s(&revoked["id"])),
+        };
+        outln!(
+            "This device was revoked by {by} {}: it no longer syncs with the account and takes no changes.",
+            ago_iso(&revoked["at"], now)
+        );
+    } else {
+        outln!("{}", lead(roster(&v["roster"]), now));
+    }
     let d = &v["device"];
     outln!(
         "device   {} ({}) of {}",

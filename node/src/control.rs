@@ -167,6 +167,28 @@ pub enum Request {
 }
 
 impl Request {
+    /// Whether the request changes the contact list, the roster, the secrets or
+    /// the approved clients, or invites a device: what a revoked device refuses.
+    pub fn changes_something(&self) -> bool {
+        matches!(
+            self,
+            Request::AddContact { .. }
+                | Request::EditContact { .. }
+                | Request::RemoveContact { .. }
+                | Request::AddGroup { .. }
+                | Request::RenameGroup { .. }
+                | Request::RemoveGroup { .. }
+                | Request::Import { .. }
+                | Request::RestoreContact { .. }
+                | Request::Invite { .. }
+                | Request::Revoke { .. }
+                | Request::Rotate
+                | Request::AddClient { .. }
+                | Request::ApproveClient { .. }
+                | Request::RemoveClient { .. }
+        )
+    }
+
     /// Whether answering it touches one item or a few (an edit or a lookup): the
     /// node answers those on its own task. Not a group's removal, which rewrites
     /// every contact in the group. The others (an import, a rotation, a

@@ -232,6 +232,7 @@ impl Node {
     }
 
     pub(super) fn housekeeping(&mut self, redial: bool) -> Result<(), Error> {
+        self.cut_off(None);
         let open = self.device.store.has_open_invite(wall_now().0)?;
         self.pair_swarm.behaviour_mut().gate.set_pairing_open(open);
         let now = Instant::now();

@@ -137,6 +137,7 @@ impl Node {
             } if self.connected.remove(&peer_id).is_some() => {
                 info!("{} disconnected", self.who(&peer_id));
                 self.device.input(Input::Disconnected(peer_id))?;
+                self.cut_off(Some(&peer_id));
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event)?,
             _ => {}
@@ -205,6 +206,8 @@ impl Node {
                                 },
                                 response.opened,
                             )?;
+                        } else {
+                            self.notice_done(&request_id);
                         }
                     }
                 }
@@ -217,6 +220,8 @@ impl Node {
                 if let Some(id) = self.out_requests.remove(&request_id) {
                     debug!("sync request failed: {error}");
                     self.device.input(Input::RequestFailed { id })?;
+                } else {
+                    self.notice_done(&request_id);
                 }
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure {

@@ -8,7 +8,9 @@ mod discover;
 mod events;
 mod listen;
 mod names;
+mod outputs;
 mod pep;
+mod revoked;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kith_protocol::record::DeviceId;
-use kith_protocol::sync::{Input, Output, RequestId};
+use kith_protocol::sync::{Input, RequestId};
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
@@ -25,7 +27,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, gossipsub};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tracing::{debug, warn};
+use tracing::warn;
 
 use self::listen::{any_ip, bind_ip, bind_stream, listen_moving, reason, tcp_port};
 use crate::control::{self, Reply, Request};
@@ -153,6 +155,15 @@ struct Node {
     topic: gossipsub::IdentTopic,
     me: PeerId,
     out_requests: HashMap<OutboundRequestId, RequestId>,
+    /// Revocation notices in flight ([`Node::tell_revoked`]): the peer is cut off
+    /// when its answer comes, or the request fails.
+    notices: HashMap<OutboundRequestId, PeerId>,
+    /// This device was revoked and has stopped syncing ([`Node::follow_own_revocation`]).
+    revoked_here: bool,
+    /// Devices just revoked that are being cut off, until when at most: while any
+    /// is, gossip waits in `held` (gossipsub would still send it to them).
+    cutting: BTreeMap<PeerId, Instant>,
+    held: Vec<Vec<u8>>,
     inbound: HashMap<u64, ResponseChannel<net::SyncFrame>>,
     next_inbound: u64,
     /// Roster peers connected, with the remote address of their first connection.
@@ -315,6 +326,10 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         topic,
         me,
         out_requests: HashMap::new(),
+        notices: HashMap::new(),
+        revoked_here: false,
+        cutting: BTreeMap::new(),
+        held: Vec::new(),
         inbound: HashMap::new(),
         next_inbound: 1,
         connected: BTreeMap::new(),
@@ -337,6 +352,10 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         seen: BTreeMap::new(),
     };
     node.update_roster();
+    if node.device.engine.revoked_by().is_some() {
+        // Revoked already: nobody to dial.
+        node.follow_own_revocation();
+    }
     for (addr, _) in &node.configured {
         if let Err(e) = node.swarm.dial(addr.clone()) {
             warn!("cannot dial {addr}: {e}");
@@ -541,103 +560,5 @@ impl Node {
         tokio::spawn(async move {
             let _ = reply.send(line).await;
         });
-    }
-
-    /// Carries out what the engine queued, and follows roster changes.
-    fn flush(&mut self) -> Result<(), Error> {
-        loop {
-            let mut failed = Vec::new();
-            while let Some(out) = self.device.net.pop_front() {
-                match out {
-                    Output::Publish(bytes) => {
-                        if let Err(e) = self
-                            .swarm
-                            .behaviour_mut()
-                            .gossipsub
-                            .publish(self.topic.clone(), bytes)
-                        {
-                            // Reconciliation delivers what gossip could not.
-                            debug!("gossip not sent: {e}");
-                        }
-                    }
-                    Output::Request { to, id, bytes } => {
-                        if self.connected.contains_key(&to) {
-                            let rid = self
-                                .swarm
-                                .behaviour_mut()
-                                .sync
-                                .send_request(&to, bytes.into());
-                            self.out_requests.insert(rid, id);
-                        } else {
-                            failed.push(id);
-                        }
-                    }
-                    Output::Respond { id, bytes } => {
-                        if let Some(ch) = self.inbound.remove(&id) {
-                            let _ = self
-                                .swarm
-                                .behaviour_mut()
-                                .sync
-                                .send_response(ch, bytes.into());
-                        }
-                    }
-                    Output::Persist(_)
-                    | Output::Secrets(_)
-                    | Output::Collect { .. }
-                    | Output::Event(_) => {}
-                }
-            }
-            while let Some(event) = self.device.events.pop_front() {
-                self.on_engine_event(event)?;
-            }
-            self.tell_changes();
-            self.update_roster();
-            if std::mem::take(&mut self.readvertise_due) {
-                self.readvertise();
-            }
-            if failed.is_empty() {
-                return Ok(());
-            }
-            for id in failed {
-                self.device.input(Input::RequestFailed { id })?;
-            }
-        }
-    }
-
-    /// Keeps the gate, gossipsub's blacklist and connections in step with the roster.
-    fn update_roster(&mut self) {
-        let roster = self.device.engine.roster();
-        let genesis = roster.genesis();
-        let devices: BTreeSet<DeviceId> = roster
-            .active()
-            .map(|m| m.entry.device)
-            // The genesis device is a member before its entry arrives.
-            .chain(roster.is_active(&genesis).then_some(genesis))
-            .collect();
-        // Runs after every event: the peer ids (a key decompression each) are
-        // derived only when the devices changed.
-        if devices == self.allowed_devices {
-            return;
-        }
-        self.tell_roster(&self.allowed_devices, &devices);
-        let me = self.me;
-        let allowed: BTreeSet<PeerId> = devices
-            .iter()
-            .filter_map(net::peer_of)
-            .filter(|p| *p != me)
-            .collect();
-        self.allowed_devices = devices;
-        let behaviour = self.swarm.behaviour_mut();
-        behaviour.gate.set_allowed(allowed.clone());
-        for p in allowed.difference(&self.allowed) {
-            behaviour.gossipsub.remove_blacklisted_peer(p);
-        }
-        let gone: Vec<PeerId> = self.allowed.difference(&allowed).copied().collect();
-        for p in gone {
-            debug!(peer = %p, "no longer in the roster: disconnecting");
-            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&p);
-            let _ = self.swarm.disconnect_peer_id(p);
-        }
-        self.allowed = allowed;
     }
 }

@@ -4,18 +4,45 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
+use rand_core::Rng;
+
 use super::{Engine, Error, Event, Now, Output};
 use crate::clock::WallTime;
 use crate::contacts::Command;
 use crate::item::NodeKind;
 use crate::keys::{Delivery, SECRETS_PER_DELIVERY};
-use crate::record::{Body, DeviceId, Record, Space};
+use crate::record::{Body, DeviceId, Record, Space, Version};
 use crate::roster::{Entry, Role, Roster};
 use crate::seal::Secret;
+use crate::sync::recon;
+use crate::sync::wire::Frame;
 
 impl<P: Ord + Clone + Debug> Engine<P> {
     pub(super) fn me(&self) -> DeviceId {
         self.book.device()
+    }
+
+    /// The version of the roster record that revoked this device, if one did (its
+    /// `device` is the device that revoked it, its stamp when).
+    pub fn revoked_by(&self) -> Option<Version> {
+        self.roster.get(&self.me()).and_then(|m| m.revoked_at)
+    }
+
+    /// A request frame that tells a device it was revoked, for a driver to send it
+    /// before cutting it off: every roster record, the revocation among them, each
+    /// signed by its author. The revoked device's engine applies them as it applies
+    /// any request's records (their authors are active devices of its roster), so
+    /// its roster, too, says it was revoked ([`Engine::revoked_by`]).
+    pub fn revocation_notice(&mut self) -> Vec<u8> {
+        let records: Vec<Record> = self.book.replica().space(Space::Roster).cloned().collect();
+        Frame::Request {
+            salt: self.rng.next_u64(),
+            msg: recon::Message::default(),
+            records,
+            more: false,
+            have: None,
+        }
+        .encode()
     }
 
     pub(super) fn add_device(&mut self, now: Now, entry: Entry) -> Result<(), Error> {

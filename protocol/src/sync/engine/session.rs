@@ -226,6 +226,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         else {
             return;
         };
+        if !self.peer_allowed(&p) {
+            // Revoked while the exchange went on: it ends here, and nothing more
+            // (records sealed under the new secrets among them) goes to it.
+            self.stats.refused_frames += 1;
+            return self.end_session(now, &p, round_trips, false, None);
+        }
         let (msg, records, more, have) = match Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES) {
             Ok((
                 Frame::Response {

@@ -1,5 +1,6 @@
 //! Where each device stands ([`super::state`]): the summary every reconciliation
-//! frame carries, read against this device's own, and refreshed by `CheckNow`.
+//! frame carries, read against this device's own, and refreshed by `CheckNow`; and
+//! a revoked device learning where it stands from a revocation notice.
 
 use super::tests::{Harness, jid, now};
 use super::*;
@@ -110,4 +111,30 @@ fn relations_read_counts_and_fingerprints() {
     assert_eq!(state((3, 1), (5, 2)).relation(), Relation::Behind(2));
     assert_eq!(state((7, 1), (5, 2)).relation(), Relation::Ahead(2));
     assert_eq!(state((5, 1), (5, 2)).relation(), Relation::Differs);
+}
+
+#[test]
+fn a_revocation_notice_tells_the_revoked_device() {
+    let mut h = Harness::new();
+    h.connect(true);
+    h.connect(false);
+    let (a, b) = (device(&h, 0), device(&h, 1));
+    h.execute(0, Command::RevokeDevice(b)).expect("revoked");
+    assert_eq!(h.sides[1].engine.revoked_by(), None);
+    let notice = h.sides[0].engine.revocation_notice();
+    let t = now(h.mono);
+    h.sides[1]
+        .engine
+        .handle_input(t, Input::Connected { peer: 0, device: a });
+    h.sides[1].engine.handle_input(
+        t,
+        Input::Request {
+            from: 0,
+            id: 7,
+            bytes: notice,
+        },
+    );
+    let by = h.sides[1].engine.revoked_by().expect("told");
+    assert_eq!(by.device, a);
+    assert_eq!(h.sides[0].engine.revoked_by(), None);
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+mod roster;
+
 use kith_protocol::contacts::{
     Command, ContactEdit, Error as ContactsError, MergedContact, Unreadable, View,
 };
@@ -15,10 +17,8 @@ use libp2p::Multiaddr;
 use serde_json::{Value, json};
 
 use crate::control::{Error, ErrorKind, ImportFormat, Request};
-use crate::device::{Device, wall_now};
+use crate::device::Device;
 use crate::net;
-use crate::pair;
-use crate::store::Invite;
 
 /// Fewest contacts imported per engine command (one progress step). Each command
 /// rebuilds the merged view, so a large import goes in about 20 steps instead.
@@ -128,6 +128,11 @@ impl Device {
         net: &NetInfo,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Value, Error> {
+        if request.changes_something()
+            && let Some(why) = self.revoked_here()
+        {
+            return Err(refused(why));
+        }
         match request {
             Request::Status => self.status(net),
             // Nothing changes a device no node runs but the commands given to it.
@@ -498,106 +503,16 @@ impl Device {
         }))
     }
 
-    fn find_device(&mut self, needle: &str) -> Result<DeviceId, Error> {
-        let matches: Vec<DeviceId> = self
-            .engine
-            .roster()
-            .members()
-            .filter(|m| {
-                m.entry.name == needle
-                    || (needle.len() >= 4 && m.entry.device.to_string().starts_with(needle))
-            })
-            .map(|m| m.entry.device)
-            .collect();
-        match matches.as_slice() {
-            [one] => Ok(*one),
-            [] => Err(refused(format!(
-                "no device is named {needle:?} or has an id starting so"
-            ))),
-            _ => Err(input_err(format!(
-                "{needle:?} names several devices; give more of the id"
-            ))),
-        }
-    }
-
-    fn revoke(&mut self, needle: &str) -> Result<Value, Error> {
-        let device = self.find_device(needle)?;
-        if device == self.id() {
-            return Err(refused(
-                "a device cannot revoke itself; revoke it from another device",
-            ));
-        }
-        if self
-            .engine
-            .roster()
-            .get(&device)
-            .is_some_and(|m| m.revoked_at.is_some())
-        {
-            return Err(refused(format!("device {device} is revoked already")));
-        }
-        self.execute(sync::Command::RevokeDevice(device))?
-            .map_err(refused)?;
-        let revoked = self
-            .engine
-            .roster()
-            .get(&device)
-            .is_some_and(|m| m.revoked_at.is_some());
-        if !revoked {
-            return Err(refused(
-                "the revocation was refused (is this device in the roster?)",
-            ));
-        }
-        let name = self
-            .engine
-            .roster()
-            .get(&device)
-            .map(|m| m.entry.name.clone());
-        Ok(json!({ "revoked": device.to_string(), "name": name }))
-    }
-
-    fn invite(&mut self, net: &NetInfo, ttl_secs: u64) -> Result<Value, Error> {
-        if !net.online {
-            return Err(Error::new(
-                ErrorKind::NotRunning,
-                "pairing needs this device's node running: start `kith run` first",
-            ));
-        }
-        if ttl_secs == 0 || ttl_secs > MAX_INVITE_TTL_SECS {
-            return Err(input_err(format!(
-                "the invite lifetime must be between 1 s and {} days",
-                MAX_INVITE_TTL_SECS / 86_400
-            )));
-        }
-        let addrs: Vec<Multiaddr> = net
-            .pair_listen
-            .iter()
-            .filter(|a| !a.to_string().starts_with("/ip4/0.0.0.0"))
-            .take(pair::MAX_ADDRS)
-            .cloned()
-            .collect();
-        if addrs.is_empty() {
-            return Err(refused("the node listens on no address a peer could dial"));
-        }
-        let secret: [u8; 16] = rand::RngExt::random(&mut rand::rng());
-        let expires_ms = wall_now().0 + ttl_secs * 1000;
-        self.store.add_invite(&Invite {
-            hash: pair::secret_hash(&secret),
-            expires_ms,
-            used: false,
-        })?;
-        let peer = net::peer_of(&self.id())
-            .ok_or_else(|| refused("this device's key is not a libp2p key"))?;
-        let code = pair::Code {
-            secret,
-            expires_ms,
-            peer,
-            addrs,
-        };
-        Ok(json!({ "code": code.encode(), "expires": iso(expires_ms) }))
-    }
-
     fn status(&mut self, net: &NetInfo) -> Result<Value, Error> {
         let me = self.id();
+        let revoked_by = self.engine.revoked_by().map(|v| {
+            let name = self
+                .engine
+                .roster()
+                .get(&v.device)
+                .map(|m| m.entry.name.clone());
+            json!({ "id": v.device.to_string(), "name": name, "at": iso(v.hlc.wall_ms) })
+        });
         let data_dir = self.dir().display().to_string();
         let devices = self.devices(net);
         let counts = self.store.counts()?;
@@ -645,6 +560,7 @@ impl Device {
                 "name": self.account.name,
                 "account": self.account.jid,
                 "data_dir": data_dir,
+                "revoked_by": revoked_by,
             },
             "node": {
                 "running": net.online,

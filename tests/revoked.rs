@@ -1,0 +1,70 @@
+//! A revoked device is told: the revoking device sends it the roster records before
+//! cutting it off; it says so in `status`, disconnects and dials nobody, and
+//! refuses changes and invitations with exit 1 (its contacts stay readable).
+
+use crate::nodes::account;
+use crate::util::stderr;
+
+#[test]
+fn a_revoked_device_is_told_stops_syncing_and_refuses_changes() {
+    let devices = account(&["laptop", "phone"]);
+    let (laptop, phone) = (&devices[0], &devices[1]);
+    phone.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
+    laptop.wait("the phone's contact", |d| {
+        d.jids() == ["juliet@capulet.lit"]
+    });
+    let laptop_id = laptop.status()["device"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+
+    laptop.ok(&["device", "revoke", "phone"]);
+    phone.wait("told it was revoked", |d| {
+        d.ok(&["status"])
+            .starts_with(&format!("This device was revoked by laptop ({laptop_id}) "))
+    });
+    assert_eq!(
+        phone.status()["device"]["revoked_by"]["id"],
+        laptop_id.as_str()
+    );
+    phone.wait("cut off from every device", |d| {
+        d.status()["connected_peers"] == 0
+    });
+    assert!(
+        phone.log().contains("this device was revoked by laptop ("),
+        "{}",
+        phone.log()
+    );
+
+    // Changes and invitations are refused, with the reason; reading still works.
+    for args in [
+        &["contact", "add", "nurse@capulet.lit"][..],
+        &["contact", "edit", "juliet@capulet.lit", "--name", "J"][..],
+        &["group", "add", "Verona"][..],
+        &["pair", "invite"][..],
+        &["secret", "rotate"][..],
+    ] {
+        let out = phone.kith(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("this device was revoked by laptop"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        phone.jids(),
+        ["juliet@capulet.lit"],
+        "{}\n{}\n{}",
+        phone.ok(&["contact", "list"]),
+        phone.ok(&["status", "--verbose"]),
+        phone.log()
+    );
+
+    // The laptop says the phone is revoked, not away.
+    let lead = laptop.ok(&["status"]);
+    assert!(
+        lead.starts_with("This is the account's only device"),
+        "{lead}"
+    );
+}
