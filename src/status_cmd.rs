@@ -32,8 +32,9 @@ fn as_of(d: &Value) -> Option<u64> {
         .map(|t| t.0)
 }
 
-/// `request` answered after a check of every connected device, when a node runs.
-fn checked(dir: &Path, request: Request) -> Result<Value> {
+/// `request` answered after a check of every connected device, when a node runs,
+/// and when that check began (`None` without one).
+fn checked(dir: &Path, request: Request) -> Result<(Value, Option<u64>)> {
     let started = now_ms();
     let checking = dir.join("control.sock").exists()
         && via_node(dir, &Request::CheckSync, &mut no_progress)?
@@ -43,9 +44,27 @@ fn checked(dir: &Path, request: Request) -> Result<Value> {
         let v = call(dir, request.clone(), &mut no_progress)?;
         let answered = |d: &Value| !d["connected"].is_string() || as_of(d) >= Some(started);
         if !checking || roster(&v).iter().all(answered) || Instant::now() >= deadline {
-            return Ok(v);
+            return Ok((v, checking.then_some(started)));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// For people: a connected device that did not answer the check (`started`) is
+/// shown as not checked, not as it stood when last heard from.
+fn forget_stale(v: &mut Value, started: Option<u64>) {
+    let Some(started) = started else { return };
+    let entries = match v.as_array_mut() {
+        Some(a) => a,
+        None => match v["roster"].as_array_mut() {
+            Some(a) => a,
+            None => return,
+        },
+    };
+    for d in entries {
+        if d["connected"].is_string() && as_of(d) < Some(started) {
+            d["sync"] = Value::Null;
+        }
     }
 }
 
@@ -138,7 +157,7 @@ pub(crate) fn lead(devices: &[Value], now: u64) -> String {
                     records(n)
                 )),
                 Stand::Differs => not.push(format!("{} has changes still crossing", name(d))),
-                Stand::Unknown => not.push(format!("{} is connected, not checked yet", name(d))),
+                Stand::Unknown => not.push(format!("{} is connected, not checked", name(d))),
             }
         } else {
             let seen = d["last_seen"]
@@ -173,10 +192,11 @@ pub(crate) fn lead(devices: &[Value], now: u64) -> String {
 
 /// `kith device list`.
 pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
-    let v = checked(dir, Request::Devices)?;
+    let (mut v, started) = checked(dir, Request::Devices)?;
     if json {
         return print_json(&v);
     }
+    forget_stale(&mut v, started);
     let now = now_ms();
     let mut table = Table::new(&["ID", "NAME", "ROLE", "STATE", "SYNC", "LAST SEEN"]).keep(0);
     for d in roster(&v) {
@@ -199,10 +219,11 @@ pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
 /// `kith status`: the lead line, this device, its node, its contacts and the
 /// roster; with `verbose`, the engine's counts too.
 pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
-    let v = checked(dir, Request::Status)?;
+    let (mut v, started) = checked(dir, Request::Status)?;
     if json {
         return print_json(&v);
     }
+    forget_stale(&mut v, started);
     let now = now_ms();
     let revoked = &v["device"]["revoked_by"];
     if revoked.is_object() {

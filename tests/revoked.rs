@@ -61,7 +61,9 @@ fn a_revoked_device_is_told_stops_syncing_and_refuses_changes() {
         phone.log()
     );
 
-    // The laptop says the phone is revoked, not away.
+    // What the revocation resealed under the new secrets never reached it.
+    assert_eq!(phone.status()["waiting_for_secret"], 0);
+    // The laptop no longer counts the phone among the devices to sync with.
     let lead = laptop.ok(&["status"]);
     assert!(
         lead.starts_with("This is the account's only device"),

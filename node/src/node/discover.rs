@@ -37,7 +37,9 @@ pub(super) fn guise(device: &Device, calendar: &Calendar) -> Guise {
 impl Node {
     /// Matches an advertisement against the roster's tags and dials the device.
     pub(super) fn on_seen(&mut self, seen: Seen) {
-        if self.discovery.as_ref().and_then(|d| d.fullname()) == Some(seen.fullname.as_str()) {
+        if !self.dials()
+            || self.discovery.as_ref().and_then(|d| d.fullname()) == Some(seen.fullname.as_str())
+        {
             return;
         }
         let today = self.calendar.today();
@@ -199,6 +201,9 @@ impl Node {
     }
 
     pub(super) fn redial_known(&mut self) -> Result<(), Error> {
+        if !self.dials() {
+            return Ok(());
+        }
         let known = self.device.known_peers()?;
         for store::KnownPeer { device, addrs, .. } in known {
             let Some(peer) = net::peer_of(&DeviceId(device)) else {

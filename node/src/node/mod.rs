@@ -163,6 +163,7 @@ struct Node {
     /// Devices just revoked that are being cut off, until when at most: while any
     /// is, gossip waits in `held` (gossipsub would still send it to them).
     cutting: BTreeMap<PeerId, Instant>,
+    /// Gossip frames waiting for the devices in `cutting` to be gone.
     held: Vec<Vec<u8>>,
     inbound: HashMap<u64, ResponseChannel<net::SyncFrame>>,
     next_inbound: u64,
@@ -352,11 +353,9 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         seen: BTreeMap::new(),
     };
     node.update_roster();
-    if node.device.engine.revoked_by().is_some() {
-        // Revoked already: nobody to dial.
-        node.follow_own_revocation();
-    }
-    for (addr, _) in &node.configured {
+    // Revoked already (`update_roster` found it): nobody to dial.
+    let dials = node.dials();
+    for (addr, _) in node.configured.iter().filter(|_| dials) {
         if let Err(e) = node.swarm.dial(addr.clone()) {
             warn!("cannot dial {addr}: {e}");
         }

@@ -73,6 +73,9 @@ impl Node {
         if self.device.engine.revoked_by().is_some() {
             return self.follow_own_revocation();
         }
+        if std::mem::take(&mut self.revoked_here) {
+            tracing::info!("this device is in the roster again (its revocation was set aside)");
+        }
         let roster = self.device.engine.roster();
         let genesis = roster.genesis();
         let devices: BTreeSet<DeviceId> = roster

@@ -134,6 +134,11 @@ impl Node {
         cmd: Command,
         name: Option<(NodeKind, ItemId, String)>,
     ) -> Result<(), Refusal> {
+        if self.device.engine.revoked_by().is_some() {
+            // A revoked device syncs no more: a write here would reach nobody.
+            return Err(Refusal::forbidden()
+                .with_text("this device was revoked: it no longer syncs with the account"));
+        }
         let mut rng = rand::rng();
         self.device
             .engine

@@ -3,7 +3,6 @@
 //! revoked stops syncing: it disconnects, dials nobody, and (see
 //! [`crate::service`]) takes no more changes.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -12,7 +11,8 @@ use tracing::{debug, info};
 use super::Node;
 use crate::net;
 
-/// Longest gossip waits for a revoked device to be cut off.
+/// How long gossip waits for a revoked device to be cut off, at least (the deadline
+/// is looked at on the node's 2 s tick, so about 7 s at most).
 const CUT_OFF_WITHIN: Duration = Duration::from_secs(5);
 
 impl Node {
@@ -23,11 +23,17 @@ impl Node {
         if !self.connected.contains_key(&peer) {
             return false;
         }
+        // Only a device the roster says was revoked (one whose entry was set aside
+        // with its author's is simply cut off: it was never told it was in).
+        let Some(bytes) =
+            net::device_of(&peer).and_then(|d| self.device.engine.revocation_notice(&d))
+        else {
+            return false;
+        };
         // Gossip waits until it is gone: what the revocation reseals under the new
         // secrets is not for it (it could not open it, and would show its contacts
         // as waiting for a secret).
         self.cutting.insert(peer, Instant::now() + CUT_OFF_WITHIN);
-        let bytes = self.device.engine.revocation_notice();
         let rid = self
             .swarm
             .behaviour_mut()
@@ -95,32 +101,30 @@ impl Node {
     }
 
     /// This device's roster says it was revoked: it says so once, disconnects from
-    /// every device and dials none again (its configured and remembered addresses
-    /// are left alone; mDNS finds nobody it would dial).
+    /// every device, and dials none again ([`Node::dials`]). The gate stays as the
+    /// roster says: should the revocation be set aside (its author was revoked
+    /// before it), a device that still counts this one active can reach it, and
+    /// the next roster change finds it in again.
     pub(super) fn follow_own_revocation(&mut self) {
-        if !self.revoked_here {
-            if let Some(v) = self.device.engine.revoked_by() {
-                info!(
-                    "this device was revoked by {} at {}: it no longer syncs with the account",
-                    self.device_name(&v.device),
-                    crate::service::iso(v.hlc.wall_ms)
-                );
-            }
-            self.revoked_here = true;
-        }
-        if self.allowed.is_empty() && self.configured.is_empty() {
+        if self.revoked_here {
             return;
         }
-        self.configured.clear();
-        let peers: Vec<PeerId> = self.connected.keys().copied().collect();
-        let behaviour = self.swarm.behaviour_mut();
-        behaviour.gate.set_allowed(BTreeSet::new());
-        for p in &peers {
-            behaviour.gossipsub.blacklist_peer(p);
+        if let Some(v) = self.device.engine.revoked_by() {
+            info!(
+                "this device was revoked by {} at {}: it no longer syncs with the account",
+                self.device_name(&v.device),
+                crate::service::iso(v.hlc.wall_ms)
+            );
         }
+        self.revoked_here = true;
+        let peers: Vec<PeerId> = self.connected.keys().copied().collect();
         for p in peers {
             let _ = self.swarm.disconnect_peer_id(p);
         }
-        self.allowed.clear();
+    }
+
+    /// Whether this node dials other devices: not once it was revoked.
+    pub(super) fn dials(&self) -> bool {
+        !self.revoked_here
     }
 }

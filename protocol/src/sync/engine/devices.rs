@@ -4,8 +4,6 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
-use rand_core::Rng;
-
 use super::{Engine, Error, Event, Now, Output};
 use crate::clock::WallTime;
 use crate::contacts::Command;
@@ -28,21 +26,38 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.roster.get(&self.me()).and_then(|m| m.revoked_at)
     }
 
-    /// A request frame that tells a device it was revoked, for a driver to send it
-    /// before cutting it off: every roster record, the revocation among them, each
-    /// signed by its author. The revoked device's engine applies them as it applies
-    /// any request's records (their authors are active devices of its roster), so
-    /// its roster, too, says it was revoked ([`Engine::revoked_by`]).
-    pub fn revocation_notice(&mut self) -> Vec<u8> {
-        let records: Vec<Record> = self.book.replica().space(Space::Roster).cloned().collect();
-        Frame::Request {
-            salt: self.rng.next_u64(),
-            msg: recon::Message::default(),
-            records,
-            more: false,
-            have: None,
+    /// A request frame that tells `device` it was revoked, for a driver to send it
+    /// before cutting it off: the roster record revoking it first, then the other
+    /// roster records (each signed by its author) as far as one frame's record
+    /// budget goes. The revoked device's engine applies them as it applies any
+    /// request's records (their authors are active devices of its roster), so its
+    /// roster, too, says it was revoked ([`Engine::revoked_by`]). `None` when the
+    /// roster does not say `device` was revoked.
+    pub fn revocation_notice(&self, device: &DeviceId) -> Option<Vec<u8>> {
+        self.roster.get(device)?.revoked_at?;
+        let replica = self.book.replica();
+        let item = Entry::item(device);
+        let first = replica.get(Space::Roster, &item)?.clone();
+        let mut size = first.encoded_len();
+        let mut records = vec![first];
+        for r in replica.space(Space::Roster).filter(|r| r.item != item) {
+            size += r.encoded_len();
+            if size > self.config.frame_record_bytes {
+                break;
+            }
+            records.push(r.clone());
         }
-        .encode()
+        // An empty message compares nothing: its salt means nothing either.
+        Some(
+            Frame::Request {
+                salt: 0,
+                msg: recon::Message::default(),
+                records,
+                more: false,
+                have: None,
+            }
+            .encode(),
+        )
     }
 
     pub(super) fn add_device(&mut self, now: Now, entry: Entry) -> Result<(), Error> {

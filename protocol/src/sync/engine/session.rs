@@ -175,6 +175,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             }
         };
         self.apply(now, &from, records);
+        if !self.peer_allowed(&from) {
+            // The frame itself revoked its sender here: nothing goes back.
+            self.stats.refused_frames += 1;
+            return self.respond_empty(id);
+        }
         let (reply, send) = match self.set().respond(&msg, salt) {
             Ok(r) => r,
             Err(e) => {
@@ -202,12 +207,13 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     }
 
     pub(super) fn respond_empty(&mut self, id: u64) {
-        let have = Some(self.summary());
+        // Nothing compared, nothing said: a refused or unreadable request is
+        // answered without what this device holds.
         let bytes = Frame::Response {
             msg: recon::Message::default(),
             records: Vec::new(),
             more: false,
-            have,
+            have: None,
         }
         .encode();
         self.count_out(bytes.len());
@@ -257,6 +263,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             Err(e) => return self.end_session(now, &p, round_trips, false, Some(e)),
         };
         self.apply(now, &p, records);
+        if !self.peer_allowed(&p) {
+            // The response itself revoked its sender here: the exchange ends.
+            self.stats.refused_frames += 1;
+            return self.end_session(now, &p, round_trips, false, None);
+        }
         self.heard(now, &p, have);
         let (reply, send) = match self.set().respond(&msg, salt) {
             Ok(r) => r,
@@ -308,7 +319,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             };
         }
         if ok {
-            self.synced_with(now, p);
             self.stats.reconciliations += 1;
             self.stats.max_round_trips = self.stats.max_round_trips.max(round_trips);
             self.outputs.push_back(Output::Event(Event::Synced {

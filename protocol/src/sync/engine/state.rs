@@ -1,7 +1,10 @@
 //! Where each device stands against this one: the summary of its records it last
-//! made known (every reconciliation frame carries the sender's, see
-//! [`crate::sync::wire::Frame`]) beside this device's own at that moment, so that
-//! `kith status` can say "up to date", "5 behind" or "ahead by 2", and as of when.
+//! made known (every reconciliation frame that compared something carries the
+//! sender's, see [`crate::sync::wire::Frame`]) beside this device's own at that
+//! moment, after applying the frame's records, so that `kith status` can say "up to
+//! date", "5 behind" or "ahead by 2", and as of when. Nothing is assumed: an
+//! exchange that ends without a summary (a peer of an earlier version, a refused
+//! request) leaves the state as it was.
 
 use std::fmt::Debug;
 
@@ -79,25 +82,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         );
     }
 
-    /// An exchange this device began with `p` ended well: each side has sent the
-    /// other all it lacked, so they held the same records as it ended.
-    pub(super) fn synced_with(&mut self, now: Now, p: &P) {
-        let Some(device) = self.peers.get(p).and_then(|peer| peer.device) else {
-            return;
-        };
-        let ours = self.summary();
-        self.sync_states.insert(
-            device,
-            SyncState {
-                theirs: ours,
-                ours,
-                at: now,
-            },
-        );
-    }
-
     /// [`super::Input::CheckNow`]: every connected peer not in an exchange is reconciled
-    /// with at once (an in-sync check is one round trip of well under a kilobyte).
+    /// with at once (an in-sync check is one round trip, a padded 2 KiB frame each way).
     pub(super) fn check_now(&mut self, now: Now) {
         for peer in self.peers.values_mut() {
             if peer.session.is_none() {

@@ -80,6 +80,7 @@ fn each_side_knows_where_the_other_stands_and_a_check_refreshes_it() {
     // side finds them alike, as of now.
     h.connect(true);
     for i in 0..2 {
+        let asked = h.mono;
         h.sides[i].engine.handle_input(now(h.mono), Input::CheckNow);
         h.pump();
         let other = 1 - i;
@@ -87,6 +88,7 @@ fn each_side_knows_where_the_other_stands_and_a_check_refreshes_it() {
             .engine
             .sync_state(&device(&h, other))
             .expect("a state");
+        assert!(state.at.mono_ms >= asked, "the check answered");
         assert_eq!(state.relation(), Relation::UpToDate);
         assert_eq!(state.theirs, h.sides[i].engine.summary());
     }
@@ -121,7 +123,8 @@ fn a_revocation_notice_tells_the_revoked_device() {
     let (a, b) = (device(&h, 0), device(&h, 1));
     h.execute(0, Command::RevokeDevice(b)).expect("revoked");
     assert_eq!(h.sides[1].engine.revoked_by(), None);
-    let notice = h.sides[0].engine.revocation_notice();
+    assert_eq!(h.sides[0].engine.revocation_notice(&a), None, "not revoked");
+    let notice = h.sides[0].engine.revocation_notice(&b).expect("revoked");
     let t = now(h.mono);
     h.sides[1]
         .engine
