@@ -29,6 +29,17 @@ pub const METACONTACTS_NS: &str = "storage:metacontacts";
 /// XEP-0049 private storage namespace (where metacontacts live).
 pub const PRIVATE_NS: &str = "jabber:iq:private";
 
+/// `text` trimmed, with each control character (a tab or line break a document
+/// may hold as `&#9;` or `&#10;`) as a space: names and group names are one line,
+/// as `kith contact` and `kith group` take them.
+fn spaced(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
 /// Why a document cannot be imported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -202,14 +213,10 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
         if item.attr("subscription") == Some("remove") {
             continue;
         }
-        let name = item
-            .attr("name")
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned);
+        let name = item.attr("name").map(spaced).filter(|n| !n.is_empty());
         let mut refs: Vec<GroupRef> = Vec::new();
         for g in item.elements().filter(|g| g.is(ROSTER_NS, "group")) {
-            let g = g.text().trim().to_owned();
+            let g = spaced(&g.text());
             if !g.is_empty() && !refs.iter().any(|r| r.id == g) {
                 groups.insert(g.clone());
                 refs.push(GroupRef {
@@ -360,6 +367,15 @@ mod tests {
             <meta jid='a@x' tag='t'/><meta jid='b@x' tag='t' order='1'/><meta jid='c@x' tag='t' order='5'/></storage>";
         let imp = metacontacts(unordered).expect("valid");
         assert_eq!(jids(&imp.contacts[0]), ["c@x", "b@x", "a@x"]);
+    }
+
+    #[test]
+    fn control_characters_in_names_and_groups_become_spaces() {
+        let doc = "<query xmlns='jabber:iq:roster'>\
+            <item jid='a@x.lit' name='Jules&#9;C&#10;'><group>g&#13;1</group></item></query>";
+        let imp = roster(doc).expect("valid");
+        assert_eq!(imp.contacts[0].name.as_deref(), Some("Jules C"));
+        assert_eq!(imp.groups, ["g 1"]);
     }
 
     #[test]
