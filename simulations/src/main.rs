@@ -160,9 +160,9 @@ fn main() -> ExitCode {
                 println!("{}", r.to_json());
             } else {
                 println!(
-                    "{} devices, seed {}: converged {} in {} ms of simulated time; lost writes {}, lost field edits {}, resurrections {}, rejected {}, bad frames {}, unstorable records {}; {} messages, {} bytes ({} of them padding); at most {} round trips; {} ms wall",
+                    "{} devices, seed {}: converged {} in {} ms of simulated time; lost writes {}, lost field edits {}, resurrections {}, rejected {}, bad frames {}, unstorable records {}, wrong sync states {}; {} messages, {} bytes ({} of them padding); at most {} round trips; {} ms wall",
                     r.nodes, r.seed, r.converged, r.sim_time_to_converge_ms, r.lost_writes, r.lost_field_edits, r.resurrections,
-                    r.rejected_records, r.bad_frames, r.unstorable_records, r.messages_total, r.bytes_total, r.padding_total, r.max_reconcile_round_trips, r.wall_ms
+                    r.rejected_records, r.bad_frames, r.unstorable_records, r.wrong_sync_states, r.messages_total, r.bytes_total, r.padding_total, r.max_reconcile_round_trips, r.wall_ms
                 );
             }
             r.ok()

@@ -137,8 +137,11 @@ pub struct Report {
     pub nodes: usize,
     /// The seed, to replay with `run --seed`.
     pub seed: u64,
-    /// Hash of the whole event trace (same seed, same hash).
+    /// Hash of the whole event trace (same seed, same hash), up to convergence.
     pub trace: u64,
+    /// After convergence, summaries heard in a check of every pair that said two
+    /// devices differ (must be 0: `World::wrong_sync_states`).
+    pub wrong_sync_states: usize,
 }
 
 impl Report {
@@ -153,12 +156,13 @@ impl Report {
             && self.secret_gaps == 0
             && self.bad_frames == 0
             && self.unstorable_records == 0
+            && self.wrong_sync_states == 0
     }
 
     /// One JSON object.
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"lost_field_edits\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"collected\":{},\"bytes_total\":{},\"padding_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"bad_frames\":{},\"unstorable_records\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\"}}",
+            "{{\"converged\":{},\"sim_time_to_converge_ms\":{},\"lost_writes\":{},\"lost_field_edits\":{},\"resurrections\":{},\"rejected_records\":{},\"accepted_after_revocation\":{},\"secret_leaks\":{},\"secret_gaps\":{},\"revoked\":{},\"collected\":{},\"bytes_total\":{},\"padding_total\":{},\"messages_total\":{},\"bytes_per_device\":{},\"messages_per_device\":{},\"max_reconcile_round_trips\":{},\"bad_frames\":{},\"unstorable_records\":{},\"wall_ms\":{},\"nodes\":{},\"seed\":{},\"trace\":\"{:016x}\",\"wrong_sync_states\":{}}}",
             self.converged,
             self.sim_time_to_converge_ms,
             self.lost_writes,
@@ -181,7 +185,8 @@ impl Report {
             self.wall_ms,
             self.nodes,
             self.seed,
-            self.trace
+            self.trace,
+            self.wrong_sync_states
         )
     }
 }
@@ -359,6 +364,9 @@ pub fn run(s: &Scenario) -> Report {
     let accepted_after_revocation = w.accepted_after_revocation();
     let (secret_leaks, secret_gaps) = w.secret_leaks_and_gaps();
     let totals = w.totals();
+    let trace = w.trace;
+    // Last: its messages are neither counted nor traced.
+    let wrong_sync_states = if converged { w.wrong_sync_states() } else { 0 };
     Report {
         converged,
         sim_time_to_converge_ms: w.last_change_ms.saturating_sub(healed),
@@ -380,7 +388,8 @@ pub fn run(s: &Scenario) -> Report {
         wall_ms: started.elapsed().as_millis(),
         nodes: s.nodes,
         seed: s.seed,
-        trace: w.trace,
+        trace,
+        wrong_sync_states,
     }
 }
 

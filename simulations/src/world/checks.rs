@@ -95,6 +95,50 @@ impl World {
         views.windows(2).all(|w| w[0] == w[1])
     }
 
+    /// After convergence: every active node checks with every peer it reaches
+    /// (`Input::CheckNow`), the world runs 3 s more, and, when nothing was stored
+    /// anywhere meanwhile, every summary heard during that time must say the two
+    /// hold the same records. Returns how many said otherwise.
+    pub fn wrong_sync_states(&mut self) -> usize {
+        let active = self.active();
+        let started = self.now_ms;
+        for &i in &active {
+            let now = self.now(i);
+            if let Some(e) = self.nodes[i].engine.as_mut() {
+                e.handle_input(now, kith_protocol::sync::Input::CheckNow);
+            }
+            self.drain(i, None);
+        }
+        self.run_until(started + 3_000);
+        // Something was stored meanwhile (an acknowledgement, a collection): then
+        // two devices may rightly have differed for a moment; nothing to judge.
+        if self.last_change_ms >= started {
+            if std::env::var_os("KITH_SIM_DEBUG").is_some() {
+                eprintln!(
+                    "sync states not judged: a change at {}",
+                    self.last_change_ms
+                );
+            }
+            return 0;
+        }
+        let mut wrong = 0;
+        for &i in &active {
+            let Some(e) = self.nodes[i].engine.as_ref() else {
+                continue;
+            };
+            for &j in active.iter().filter(|&&j| j != i) {
+                let device = self.device(j);
+                if let Some(state) = e.sync_state(&device)
+                    && state.at.mono_ms >= started
+                    && state.relation() != kith_protocol::sync::Relation::UpToDate
+                {
+                    wrong += 1;
+                }
+            }
+        }
+        wrong
+    }
+
     /// Records an active node holds although their author was revoked before
     /// stamping them (by that node's own roster).
     pub fn accepted_after_revocation(&mut self) -> usize {
