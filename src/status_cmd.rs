@@ -42,7 +42,10 @@ fn checked(dir: &Path, request: Request) -> Result<(Value, Option<u64>)> {
     let deadline = Instant::now() + CHECK_WAIT;
     loop {
         let v = call(dir, request.clone(), &mut no_progress)?;
-        let answered = |d: &Value| !d["connected"].is_string() || as_of(d) >= Some(started);
+        // Heard from since the check began, and not in the middle of an exchange.
+        let answered = |d: &Value| {
+            !d["connected"].is_string() || (as_of(d) >= Some(started) && d["exchanging"] != true)
+        };
         if !checking || roster(&v).iter().all(answered) || Instant::now() >= deadline {
             return Ok((v, checking.then_some(started)));
         }

@@ -16,8 +16,9 @@ impl Device {
     /// `sync` (where it stood when last heard from: `state` `up_to_date`, `behind`,
     /// `ahead` or `differs`, `by` how many records, `as_of`; and against what this
     /// device holds now, `up_to_date_now` and `behind_now`, how many records more
-    /// this device holds; `null` when not heard from since the node started) and
-    /// `last_seen` (now when connected).
+    /// this device holds; `null` when not heard from since the node started),
+    /// `last_seen` (now when connected) and `exchanging` (an exchange this device
+    /// began with it is under way).
     pub(crate) fn devices(&mut self, net: &NetInfo) -> Value {
         let me = self.id();
         let now = wall_now().0;
@@ -73,6 +74,7 @@ impl Device {
                         "connected": net.connected.get(&d),
                         "last_sync": last_sync.map(iso),
                         "last_seen": (d != me).then_some(last_seen).flatten().map(iso),
+                        "exchanging": self.engine.exchanging(&d),
                         "sync": sync,
                     })
                 })

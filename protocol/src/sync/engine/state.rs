@@ -64,6 +64,14 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.sync_states.get(device).copied()
     }
 
+    /// Whether an exchange this device began with `device` is under way: what was
+    /// heard from it may be from the middle of one.
+    pub fn exchanging(&self, device: &DeviceId) -> bool {
+        self.peers
+            .values()
+            .any(|p| p.device == Some(*device) && p.session.is_some())
+    }
+
     /// Notes what the peer `p` holds (`theirs`, from a frame it sent, after this
     /// device applied that frame's records).
     pub(super) fn heard(&mut self, now: Now, p: &P, theirs: Option<Summary>) {

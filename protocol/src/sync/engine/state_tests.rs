@@ -141,3 +141,20 @@ fn a_revocation_notice_tells_the_revoked_device() {
     assert_eq!(by.device, a);
     assert_eq!(h.sides[0].engine.revoked_by(), None);
 }
+
+#[test]
+fn an_exchange_under_way_is_known_until_it_ends() {
+    let mut h = Harness::new();
+    let a = device(&h, 0);
+    let t = now(h.mono);
+    h.sides[1]
+        .engine
+        .handle_input(t, Input::Connected { peer: 0, device: a });
+    assert!(
+        h.sides[1].engine.exchanging(&a),
+        "a session began on connecting"
+    );
+    h.connect(true);
+    assert!(!h.sides[1].engine.exchanging(&a), "every exchange ended");
+    assert_eq!(relation(&h, 1, 0), Some(Relation::UpToDate));
+}
