@@ -5,32 +5,13 @@
 
 use kith_node::control::Request;
 use kith_protocol::jid::BareJid;
+use kith_protocol::text::quoted as quote;
 use serde_json::Value;
 
 /// A JID as kith keeps it (lower-cased domain and local part, no resource), or as
 /// typed when it does not read as one (an `xmpp:` URI, which the node reads).
 fn shown(jid: &str) -> String {
     BareJid::parse(jid).map_or_else(|_| jid.to_owned(), |j| j.to_string())
-}
-
-/// `text` in double quotes, as people write it: only a quote, a backslash and
-/// control characters (which could break the line) are escaped; every letter, mark
-/// and emoji stays as it is.
-pub(crate) fn quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() || crate::ops::is_bidi_control(c) => {
-                out.push_str(&c.escape_unicode().to_string());
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The stored group name among `stored` that `typed` names (the same, or the same
@@ -160,16 +141,6 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_keep_what_people_write_and_escape_what_breaks_a_line() {
-        assert_eq!(
-            quote("❤\u{fe0f} हिंदी 👨\u{200d}👩"),
-            "\"❤\u{fe0f} हिंदी 👨\u{200d}👩\""
-        );
-        assert_eq!(quote("a \"b\" \\"), "\"a \\\"b\\\" \\\\\"");
-        assert_eq!(quote("a\nb\u{202e}c"), "\"a\\u{a}b\\u{202e}c\"");
-    }
 
     #[test]
     fn a_look_alike_group_is_said_as_stored() {

@@ -187,7 +187,7 @@ pub(crate) fn print_json(v: &Value) -> Result<()> {
 /// so control characters show as spaces.
 pub(crate) fn s(v: &Value) -> std::borrow::Cow<'_, str> {
     let text = v.as_str().unwrap_or("-");
-    let odd = |c: char| c.is_control() || is_bidi_control(c);
+    let odd = kith_protocol::text::breaks_line;
     if text.chars().any(odd) {
         text.chars()
             .map(|c| if odd(c) { ' ' } else { c })
@@ -196,13 +196,6 @@ pub(crate) fn s(v: &Value) -> std::borrow::Cow<'_, str> {
     } else {
         text.into()
     }
-}
-
-/// Whether `c` changes the direction of the text after it (an embedding, override
-/// or isolate, or a direction mark): in a name from another device, one could make
-/// a line of a table or log read in another order than it is written.
-pub(crate) fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 pub(crate) fn list(v: &Value, key: &str) -> String {

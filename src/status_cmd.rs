@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::ops::{call, list, no_progress, print_json, print_table, s, via_node};
 use crate::output::outln;
-use crate::table::{Table, ago, ago_iso, now_ms, output_width};
+use crate::table::{Table, ago, ago_iso, ms_of, now_ms, output_width};
 
 /// Longest `status` and `device list` wait for connected devices to answer a check.
 const CHECK_WAIT: Duration = Duration::from_secs(3);
@@ -26,10 +26,7 @@ fn roster(v: &Value) -> &[Value] {
 
 /// When `v["sync"]["as_of"]` was, in Unix ms.
 fn as_of(d: &Value) -> Option<u64> {
-    d["sync"]["as_of"]
-        .as_str()
-        .and_then(|t| kith_protocol::clock::WallTime::parse_xep0082(t).ok())
-        .map(|t| t.0)
+    ms_of(&d["sync"]["as_of"])
 }
 
 /// `request` answered after a check of every connected device, when a node runs,
@@ -57,12 +54,9 @@ fn checked(dir: &Path, request: Request) -> Result<(Value, Option<u64>)> {
 /// shown as not checked, not as it stood when last heard from.
 fn forget_stale(v: &mut Value, started: Option<u64>) {
     let Some(started) = started else { return };
-    let entries = match v.as_array_mut() {
-        Some(a) => a,
-        None => match v["roster"].as_array_mut() {
-            Some(a) => a,
-            None => return,
-        },
+    let entries = if v.is_array() { v } else { &mut v["roster"] };
+    let Some(entries) = entries.as_array_mut() else {
+        return;
     };
     for d in entries {
         if d["connected"].is_string() && as_of(d) < Some(started) {
@@ -163,13 +157,10 @@ pub(crate) fn lead(devices: &[Value], now: u64) -> String {
                 Stand::Unknown => not.push(format!("{} is connected, not checked", name(d))),
             }
         } else {
-            let seen = d["last_seen"]
-                .as_str()
-                .and_then(|t| kith_protocol::clock::WallTime::parse_xep0082(t).ok())
-                .map_or_else(
-                    || "never seen".to_owned(),
-                    |t| format!("last seen {}", ago(t.0, now)),
-                );
+            let seen = ms_of(&d["last_seen"]).map_or_else(
+                || "never seen".to_owned(),
+                |t| format!("last seen {}", ago(t, now)),
+            );
             let then = match stand(d) {
                 Stand::UpToDate => ", it has everything".to_owned(),
                 Stand::Behind(n) => format!(", it lacks at least {}", records(n)),

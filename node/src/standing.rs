@@ -28,8 +28,8 @@ impl Device {
             .into_iter()
             .map(|p| (p.device, p.last_sync_ms))
             .collect();
-        let roster = self.engine.roster().clone();
         let ours_now = self.engine.summary();
+        let roster = self.engine.roster();
         Value::Array(
             roster
                 .members()

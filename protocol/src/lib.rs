@@ -41,4 +41,5 @@ pub mod replica;
 pub mod roster;
 pub mod seal;
 pub mod sync;
+pub mod text;
 pub mod xml;

@@ -11,12 +11,6 @@ use tracing::info;
 use super::Node;
 use crate::net;
 
-/// A control character, or one that changes the direction of the text after it.
-fn odd(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
 impl Node {
     /// A device as a person knows it: its name in the roster and the start of its
     /// id, `phone (57b6…)`; one outside the roster by its id alone.
@@ -26,7 +20,10 @@ impl Node {
         match self.device.engine.roster().get(device) {
             // A name is the device's own choice: no control characters in the log,
             // and nothing that turns the direction of the rest of the line.
-            Some(m) => format!("{} ({short}…)", m.entry.name.replace(odd, " ")),
+            Some(m) => format!(
+                "{} ({short}…)",
+                m.entry.name.replace(kith_protocol::text::breaks_line, " ")
+            ),
             None => format!("device {short}…"),
         }
     }

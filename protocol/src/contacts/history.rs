@@ -83,24 +83,6 @@ fn edits_of(contact: &Contact, version: Version) -> Vec<Change> {
         .collect()
 }
 
-/// `text` in double quotes as people write it: only a quote, a backslash and control
-/// characters are escaped (a name's accents, marks and emoji stay as they are).
-fn quoted(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A change in words: `name "Jules"`, `+jid juliet@capulet.lit`, `-group g-…`; group
 /// ids are named by `group_name` when it knows them.
 pub fn describe(key: &Key, value: &Value, group_name: &dyn Fn(&str) -> Option<String>) -> String {
@@ -108,7 +90,7 @@ pub fn describe(key: &Key, value: &Value, group_name: &dyn Fn(&str) -> Option<St
     let sign = if gone { '-' } else { '+' };
     match key {
         Key::Name => match value {
-            Value::Name(n) => format!("name {}", quoted(n)),
+            Value::Name(n) => format!("name {}", crate::text::quoted(n)),
             _ => "name removed".to_owned(),
         },
         Key::Identity(kind, v) => format!("{sign}{kind} {v}"),
