@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kith_node::control::{ImportFormat, Request};
 use kith_node::net::Multiaddr;
 
-use crate::{Exit, bench, client_cmd, demo, history_cmd, item_cmd, ops, run_cmd, status_cmd};
+use crate::{
+    Exit, bench, client_cmd, demo, history_cmd, item_cmd, ops, pair_cmd, run_cmd, status_cmd,
+};
 
 /// kith keeps your XMPP contact list in sync across your own devices, with no server.
 #[derive(Debug, Parser)]
@@ -302,15 +304,23 @@ enum GroupCommand {
 
 #[derive(Debug, Subcommand)]
 enum PairCommand {
-    /// Prints a one-time code for a new device (needs `kith run`).
+    /// Prints a one-time code for a new device and waits until it joins (needs
+    /// `kith run`).
     Invite {
         /// How long the code stays valid: 90s, 10m, 2h, 1d.
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         ttl: Duration,
+        /// Print the code and return, without waiting for the device to join.
+        #[arg(long)]
+        no_wait: bool,
+        /// Also print the code (with its addresses) as a QR code, for a phone.
+        #[arg(long)]
+        qr: bool,
     },
     /// Joins the account of the device that printed CODE; creates this device.
     Join {
-        /// The code `kith pair invite` printed.
+        /// The code `kith pair invite` printed: K7QX2-M9PDA (found by mDNS), or with
+        /// addresses after @ (from another network).
         code: String,
         /// A name for this device (default: the host name).
         #[arg(long)]
@@ -319,6 +329,28 @@ enum PairCommand {
         /// --passphrase`).
         #[arg(long)]
         passphrase: bool,
+        /// Do not look for the inviting device on mDNS (the code must carry
+        /// addresses).
+        #[arg(long)]
+        no_mdns: bool,
+        /// Look on mDNS on this interface only (repeatable; default: all).
+        #[arg(long = "mdns-interface", value_name = "IF")]
+        mdns_interfaces: Vec<String>,
+    },
+    /// Lists the invitations: open ones, and those that ended within the hour.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancels an open invitation (by its code or its first two symbols), or all.
+    Cancel {
+        /// The code, or its first two symbols.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        code: Option<String>,
+        /// Every open invitation.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -334,6 +366,13 @@ enum DeviceCommand {
     Revoke {
         /// Name or id prefix.
         device: String,
+    },
+    /// Gives a device (by name or id prefix) a new name, on every device.
+    Rename {
+        /// Name or id prefix.
+        device: String,
+        /// The new name.
+        name: String,
     },
 }
 
@@ -508,13 +547,33 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             GroupCommand::Rm { name } => ops::done(&dir, Request::RemoveGroup { name }),
             GroupCommand::List { json } => ops::groups(&dir, json),
         },
-        Command::Pair(PairCommand::Invite { ttl }) => ops::invite(&dir, ttl),
+        Command::Pair(PairCommand::Invite { ttl, no_wait, qr }) => {
+            pair_cmd::invite(&dir, ttl, !no_wait, qr)
+        }
         Command::Pair(PairCommand::Join {
             code,
             name,
             passphrase,
-        }) => ops::join(&dir, &code, name, passphrase),
+            no_mdns,
+            mdns_interfaces,
+        }) => pair_cmd::join(
+            &dir,
+            &code,
+            name,
+            passphrase,
+            kith_node::join::Find {
+                mdns: !no_mdns,
+                interfaces: mdns_interfaces,
+            },
+        ),
+        Command::Pair(PairCommand::List { json }) => pair_cmd::list(&dir, json),
+        Command::Pair(PairCommand::Cancel { code, .. }) => {
+            ops::done(&dir, Request::CancelInvites { code })
+        }
         Command::Device(DeviceCommand::List { json }) => status_cmd::devices(&dir, json),
+        Command::Device(DeviceCommand::Rename { device, name }) => {
+            ops::done(&dir, Request::RenameDevice { device, name })
+        }
         Command::Device(DeviceCommand::Revoke { device }) => {
             ops::done(&dir, Request::Revoke { device })
         }

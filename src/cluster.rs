@@ -234,7 +234,7 @@ pub(crate) fn init(dir: &Path, jid: &str, name: &str) -> Result<()> {
 
 /// Pairs a new device in `dir` with the running `inviter`.
 pub(crate) fn pair(inviter: &Node, dir: &Path, name: &str) -> Result<()> {
-    let code = inviter.call(Request::Invite { ttl_secs: 600 })?["code"]
+    let code = inviter.call(Request::Invite { ttl_secs: 600 })?["long_code"]
         .as_str()
         .context("invite code")?
         .to_owned();
@@ -246,6 +246,7 @@ pub(crate) fn pair(inviter: &Node, dir: &Path, name: &str) -> Result<()> {
         &code,
         name,
         kith_node::store::KeyFiles::clear(),
+        &kith_node::join::Find::default(),
     ))
     .map_err(ops::exit)?;
     Ok(())

@@ -130,6 +130,40 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
                 "Revoked {who}: the secrets were rotated, and the other devices no longer sync with it"
             )
         }
+        Request::RenameDevice { device, name } => {
+            let id = reply["renamed"].as_str().unwrap_or(device);
+            let old = reply["old"].as_str().unwrap_or_default();
+            let was = if old.is_empty() {
+                format!("device {id}")
+            } else {
+                format!("{} ({id})", quote(old))
+            };
+            if reply["changed"] == false {
+                format!("Nothing changed: {was} already has that name")
+            } else {
+                format!("Renamed {was} to {}", quote(name))
+            }
+        }
+        Request::CancelInvites { .. } => {
+            let plates: Vec<String> = reply["cancelled"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(|p| format!("{p}…"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            match plates.len() {
+                0 => "No invitation was open".to_owned(),
+                1 => format!("Cancelled the invitation {}", plates[0]),
+                _ => format!(
+                    "Cancelled {} invitations: {}",
+                    plates.len(),
+                    plates.join(", ")
+                ),
+            }
+        }
         Request::Rotate => {
             "Rotated the secrets of both nodes: every item is sealed again under the new ones"
                 .to_owned()

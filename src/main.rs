@@ -17,6 +17,7 @@ mod history_cmd;
 mod item_cmd;
 mod ops;
 mod output;
+mod pair_cmd;
 mod passphrase;
 mod run_cmd;
 mod status_cmd;

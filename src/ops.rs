@@ -1,7 +1,6 @@
 //! Commands on a device: through the running node's control socket when one runs,
 //! otherwise on the store directly (edits then sync when the node next runs).
 
-use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -374,38 +373,5 @@ pub(crate) fn bad_input_in(file: &Path, result: Result<Value>) -> Result<Value> 
 pub(crate) fn export(dir: &Path, full: bool, xep0227: bool) -> Result<()> {
     let v = call(dir, Request::Export { full, xep0227 }, &mut no_progress)?;
     outln!("{}", v["roster"].as_str().unwrap_or_default());
-    Ok(())
-}
-
-pub(crate) fn invite(dir: &Path, ttl: Duration) -> Result<()> {
-    let v = call(
-        dir,
-        Request::Invite {
-            ttl_secs: ttl.as_secs(),
-        },
-        &mut no_progress,
-    )?;
-    outln!("{}", s(&v["code"]));
-    let _ = writeln!(
-        std::io::stderr(),
-        "One-time code, valid until {}. On the new device: kith pair join CODE",
-        s(&v["expires"])
-    );
-    Ok(())
-}
-
-pub(crate) fn join(dir: &Path, code: &str, name: Option<String>, passphrase: bool) -> Result<()> {
-    let name = name.unwrap_or_else(host_name);
-    Device::check_new(dir).map_err(device_exit)?;
-    let key_files = crate::passphrase::new_key_files(passphrase)?;
-    let rt = runtime()?;
-    let device = rt
-        .block_on(kith_node::join::join(dir, code, &name, key_files))
-        .map_err(exit)?;
-    outln!(
-        "Joined {} as device {} ({name}). Start it with `kith run`: it fetches the contacts from the inviting device.",
-        device.account().jid,
-        device.id()
-    );
     Ok(())
 }

@@ -163,11 +163,7 @@ pub(crate) fn ago(at_ms: u64, now_ms: u64) -> String {
     const DAY: u64 = 24 * HOUR;
     let iso = kith_protocol::clock::WallTime(at_ms).to_xep0082();
     if at_ms > now_ms.saturating_add(MIN) {
-        // 2026-12-02T04:55:38.123Z → 2026-12-02 04:55 UTC
-        return format!(
-            "{} UTC",
-            iso.get(..16).unwrap_or(&iso).replacen('T', " ", 1)
-        );
+        return utc(at_ms);
     }
     match now_ms.saturating_sub(at_ms) {
         d if d < MIN => "just now".to_owned(),
@@ -177,6 +173,16 @@ pub(crate) fn ago(at_ms: u64, now_ms: u64) -> String {
         d if d < 7 * DAY => format!("{} days ago", d / DAY),
         _ => format!("{} UTC", iso.get(..10).unwrap_or(&iso)),
     }
+}
+
+/// A moment (Unix ms) as its date and time in UTC, to the minute:
+/// `2026-12-02 04:55 UTC`.
+pub(crate) fn utc(at_ms: u64) -> String {
+    let iso = kith_protocol::clock::WallTime(at_ms).to_xep0082();
+    format!(
+        "{} UTC",
+        iso.get(..16).unwrap_or(&iso).replacen('T', " ", 1)
+    )
 }
 
 /// An XEP-0082 time as the control replies give it, in Unix ms (`None` for

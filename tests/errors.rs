@@ -104,41 +104,6 @@ fn a_corrupt_store_is_reported_and_left_alone() {
     assert_eq!(std::fs::read(&db).expect("read"), garbage, "left as it was");
 }
 
-#[test]
-fn bad_invite_codes_are_refused() {
-    let mut a = Device::new();
-    a.ok(&["init", "--jid", "romeo@montague.lit"]);
-    a.start();
-    let b = Device::new();
-    fails(
-        &b.kith(&["pair", "join", "kith1-AAAA"]),
-        3,
-        "malformed invite code",
-    );
-    fails(
-        &b.kith(&["pair", "join", "hello"]),
-        3,
-        "malformed invite code",
-    );
-    // Used once, then refused.
-    let code = a.invite();
-    b.ok(&["pair", "join", &code, "--name", "phone"]);
-    let c = Device::new();
-    fails(&c.kith(&["pair", "join", &code]), 1, "used already");
-    // Expired.
-    let issued = std::time::Instant::now();
-    let short = a.ok(&["pair", "invite", "--ttl", "1s"]).trim().to_owned();
-    c.wait("the code's second to pass", |_| {
-        issued.elapsed() > std::time::Duration::from_millis(1100)
-    });
-    fails(&c.kith(&["pair", "join", &short]), 1, "expired");
-    // The inviting node is gone: unreachable.
-    let code = a.invite();
-    a.stop();
-    fails(&c.kith(&["pair", "join", &code]), 5, "inviting device");
-    assert!(!c.dir.join("kith.db").exists(), "no half-made device");
-}
-
 /// A small tmpfs, unmounted on drop (also when the test fails).
 struct SmallDisk {
     dir: tempfile::TempDir,

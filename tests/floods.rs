@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kith_node::net::{self, Multiaddr};
 use libp2p::swarm::SwarmEvent;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::dial_opts::DialOpts;
 
 use crate::nodes::Device;
 
@@ -41,7 +41,6 @@ impl PairingFlood {
     /// again whenever a connection closes (a storm), else holding what it got.
     fn start(
         target: Multiaddr,
-        peer: libp2p::PeerId,
         identities: usize,
         per_identity: usize,
         ns: Option<String>,
@@ -74,10 +73,7 @@ impl PairingFlood {
                     return;
                 };
                 let dial = |swarm: &mut libp2p::Swarm<libp2p::swarm::dummy::Behaviour>| {
-                    let opts = DialOpts::peer_id(peer)
-                        .addresses(vec![target.clone()])
-                        .condition(PeerCondition::Always)
-                        .build();
+                    let opts = DialOpts::unknown_peer_id().address(target.clone()).build();
                     let _ = swarm.dial(opts);
                 };
                 for _ in 0..per_identity {
@@ -158,8 +154,8 @@ fn a_pairing_flood_from_the_same_address_does_not_keep_a_device_out() {
     a.start();
     a.ok(&["contact", "add", "juliet@capulet.lit"]);
     let code = a.invite();
-    let parsed = kith_node::pair::Code::decode(&code, 0).expect("a code");
-    let flood = PairingFlood::start(parsed.addrs[0].clone(), parsed.peer, 40, 4, None, false);
+    let parsed = kith_node::pair::Code::parse(&code).expect("a code");
+    let flood = PairingFlood::start(parsed.addrs[0].clone(), 40, 4, None, false);
     let mut b = Device::new();
     join_under(&a, &mut b, &code, flood, "/ip4/127.0.0.1/tcp/0");
 }
@@ -177,11 +173,10 @@ fn a_pairing_storm_from_another_address_does_not_keep_a_device_out() {
     a.start_with(&listen(0), &["--no-mdns"]);
     a.ok(&["contact", "add", "juliet@capulet.lit"]);
     let code = a.invite();
-    let parsed = kith_node::pair::Code::decode(&code, 0).expect("a code");
+    let parsed = kith_node::pair::Code::parse(&code).expect("a code");
     // The storm comes from A's own namespace (its own address), the joiner from B's.
     let flood = PairingFlood::start(
         parsed.addrs[0].clone(),
-        parsed.peer,
         40,
         4,
         Some(net.ns[0].clone()),

@@ -85,6 +85,20 @@ impl Device {
             .expect("kith runs")
     }
 
+    /// Starts `kith --data-dir DIR args…` in the background, its stdout piped; it is
+    /// killed (by pid) when the handle drops, also when the test fails.
+    pub(crate) fn spawn(&self, args: &[&str]) -> Background {
+        let child = self
+            .command(false)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kith starts");
+        Background(Some(child))
+    }
+
     /// Runs a command that must succeed; returns its stdout.
     pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.kith(args);
@@ -274,11 +288,10 @@ impl Device {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Prints an invite code from this (running) device.
+    /// An invite code from this (running) device, with its addresses (what works
+    /// without mDNS).
     pub(crate) fn invite(&self) -> String {
-        self.ok(&["pair", "invite", "--ttl", "5m"])
-            .trim()
-            .to_owned()
+        long_code(&self.ok(&["pair", "invite", "--ttl", "5m", "--no-wait"]))
     }
 
     /// Joins the account of `inviter` as `name`, and starts.
@@ -291,6 +304,83 @@ impl Device {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A `kith` command running in the background ([`Device::spawn`]).
+pub(crate) struct Background(Option<Child>);
+
+impl Background {
+    /// Its first `n` lines of stdout (blocks until they come or it exits).
+    pub(crate) fn lines(&mut self, n: usize) -> String {
+        use std::io::BufRead as _;
+        let out = self
+            .0
+            .as_mut()
+            .and_then(|c| c.stdout.as_mut())
+            .expect("stdout piped");
+        let mut reader = std::io::BufReader::new(out);
+        let mut text = String::new();
+        for _ in 0..n {
+            if reader.read_line(&mut text).unwrap_or(0) == 0 {
+                break;
+            }
+        }
+        text
+    }
+
+    /// Waits for it to exit (within [`DEADLINE`], else kills it and fails): its exit
+    /// code, the rest of its stdout, its stderr.
+    pub(crate) fn finish(mut self) -> (Option<i32>, String, String) {
+        let mut child = self.0.take().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("a background kith did not exit in time");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("its output");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The code with addresses in what `kith pair invite` printed: the last word of its
+/// line for another network.
+pub(crate) fn long_code(printed: &str) -> String {
+    printed
+        .lines()
+        .find(|l| l.starts_with("From another network"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no code with addresses in {printed:?}"))
+        .to_owned()
+}
+
+/// The code alone (`K7QX2-M9PDA`) in what `kith pair invite` printed.
+pub(crate) fn short_code(printed: &str) -> String {
+    printed
+        .lines()
+        .find(|l| l.starts_with("On the new device"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no code in {printed:?}"))
+        .to_owned()
 }
 
 impl Drop for Device {

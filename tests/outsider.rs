@@ -131,7 +131,7 @@ fn an_outsider_gets_nothing_in_or_out() {
     // 2. A pairing is open: the node's own port still refuses the stranger; the
     // pairing listener lets it in, and it gets nothing there either.
     let code = a.invite();
-    let code = kith_node::pair::Code::decode(&code, 0).expect("a code");
+    let code = kith_node::pair::Code::parse(&code).expect("a code");
     let before = {
         let s = seen.lock().expect("lock");
         s.dial_errors + s.closed

@@ -13,6 +13,7 @@ mod netns;
 mod nodes;
 mod output;
 mod outsider;
+mod pairing;
 mod revoked;
 mod roster_export;
 mod standing;

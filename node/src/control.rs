@@ -125,10 +125,26 @@ pub enum Request {
         #[serde(default)]
         xep0227: bool,
     },
-    /// Opens a pairing invitation (needs a running node).
+    /// Opens a pairing invitation (needs a running node): `{"code", "long_code",
+    /// "nameplate", "expires", "expires_ms"}`.
     Invite {
         /// Seconds it stays valid.
         ttl_secs: u64,
+    },
+    /// The invitations the node remembers: open ones, and those ended within the
+    /// last hour, with how each stands.
+    Invitations,
+    /// Cancels the open invitation with this code or nameplate, or every open one.
+    CancelInvites {
+        /// The code (or its first two symbols); `None` for all.
+        code: Option<String>,
+    },
+    /// Gives a device of the roster a new name.
+    RenameDevice {
+        /// Name or id prefix of the device.
+        device: String,
+        /// Its new name.
+        name: String,
     },
     /// Revokes a device, by name or id prefix.
     Revoke {
@@ -182,6 +198,7 @@ impl Request {
                 | Request::RestoreContact { .. }
                 | Request::Invite { .. }
                 | Request::Revoke { .. }
+                | Request::RenameDevice { .. }
                 | Request::Rotate
                 | Request::AddClient { .. }
                 | Request::ApproveClient { .. }

@@ -11,7 +11,11 @@
 //! * TXT: `txtvers=1` first, `status=avail`, `port.p2pj` equal to the SRV port (the
 //!   XEP-0174 XML stream port), then kith's keys: `kith.tag` and `kith.p2p` (the
 //!   libp2p TCP port); XEP-0115 `hash`, `node` and `ver` of the stream port's
-//!   disco#info (XEP-0174 §6.2). `1st`, `last`, `jid` are never published.
+//!   disco#info (XEP-0174 §6.2). `1st`, `last`, `jid` are never published. While
+//!   an invitation is open (and an hour after it ended), `kith.pair` (the pairing
+//!   listener's port) and `kith.invite` (the nameplates: two random symbols each, the
+//!   only part of a code that is public) too, so a joining device finds its inviter;
+//!   [`find_invitation`] is that search.
 //! * Own devices recognise a tag by trying the secrets they hold for each roster
 //!   device, for yesterday, today and tomorrow, and can compute the ports a device
 //!   listens on that day (to dial an address they remember).
@@ -134,6 +138,81 @@ impl Calendar {
     }
 }
 
+/// An mDNS daemon on `interfaces` only (every interface when empty), IPv4 only.
+fn daemon(interfaces: &[String]) -> Result<ServiceDaemon, Error> {
+    // A name that is no interface here is a mistake to report, not a silence.
+    for name in interfaces {
+        let known = std::ffi::CString::new(name.as_str())
+            // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+            .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
+            .unwrap_or(false);
+        if !known {
+            return Err(Error(format!("no network interface is named {name:?}")));
+        }
+    }
+    let daemon = ServiceDaemon::new().map_err(|e| Error(e.to_string()))?;
+    let err = |e: mdns_sd::Error| Error(e.to_string());
+    // Commands are handled in order: nothing is sent before the selection
+    // applies.
+    if !interfaces.is_empty() {
+        daemon.disable_interface(IfKind::All).map_err(err)?;
+        for name in interfaces {
+            daemon
+                .enable_interface(IfKind::Name(name.clone()))
+                .map_err(err)?;
+        }
+    }
+    daemon.disable_interface(IfKind::IPv6).map_err(err)?;
+    Ok(daemon)
+}
+
+/// Looks on mDNS for a device advertising an open invitation with `nameplate`
+/// (`kith.invite`), for at most `wait`; returns its pairing listener's addresses
+/// (IPv4 and `kith.pair`), or none.
+pub async fn find_invitation(
+    interfaces: &[String],
+    nameplate: &str,
+    wait: std::time::Duration,
+) -> Result<Vec<Multiaddr>, Error> {
+    let daemon = daemon(interfaces)?;
+    let events = daemon.browse(SERVICE).map_err(|e| Error(e.to_string()))?;
+    let search = async {
+        while let Ok(event) = events.recv_async().await {
+            let ServiceEvent::ServiceResolved(info) = event else {
+                continue;
+            };
+            let txt = &info.txt_properties;
+            let inviting = txt
+                .get_property_val_str("kith.invite")
+                .is_some_and(|list| list.split(',').any(|n| n == nameplate));
+            let port = txt
+                .get_property_val_str("kith.pair")
+                .and_then(|p| p.parse::<u16>().ok());
+            if let (true, Some(port)) = (inviting, port) {
+                let ips: BTreeSet<IpAddr> = info
+                    .addresses
+                    .iter()
+                    .map(|a| a.to_ip_addr())
+                    .filter(IpAddr::is_ipv4)
+                    .collect();
+                let addrs: Vec<Multiaddr> = ips
+                    .into_iter()
+                    .map(|ip| Multiaddr::from(ip).with(libp2p::multiaddr::Protocol::Tcp(port)))
+                    .collect();
+                if !addrs.is_empty() {
+                    return addrs;
+                }
+            }
+        }
+        Vec::new()
+    };
+    let found = tokio::time::timeout(wait, search).await.unwrap_or_default();
+    if let Ok(done) = daemon.shutdown() {
+        let _ = done.recv_async().await;
+    }
+    Ok(found)
+}
+
 /// An advertisement of another kith device, seen by browsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
@@ -158,6 +237,9 @@ pub struct Advert {
     pub p2p_port: u16,
     /// The rotating tag.
     pub tag: String,
+    /// The pairing listener's TCP port and the nameplates of the open invitations
+    /// (`kith.pair`, `kith.invite`), while there are any.
+    pub pairing: Option<(u16, Vec<String>)>,
 }
 
 /// The running mDNS daemon.
@@ -178,29 +260,8 @@ impl Discovery {
     /// Starts the daemon on `interfaces` (every interface when empty) and browses;
     /// advertisements of others arrive on the returned channel.
     pub fn start(interfaces: &[String]) -> Result<(Self, mpsc::Receiver<Seen>), Error> {
-        // A name that is no interface here is a mistake to report, not a silence.
-        for name in interfaces {
-            let known = std::ffi::CString::new(name.as_str())
-                // SAFETY: if_nametoindex reads a NUL-terminated string we own.
-                .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
-                .unwrap_or(false);
-            if !known {
-                return Err(Error(format!("no network interface is named {name:?}")));
-            }
-        }
-        let daemon = ServiceDaemon::new().map_err(|e| Error(e.to_string()))?;
+        let daemon = daemon(interfaces)?;
         let err = |e: mdns_sd::Error| Error(e.to_string());
-        // Commands are handled in order: nothing is sent before the selection
-        // applies.
-        if !interfaces.is_empty() {
-            daemon.disable_interface(IfKind::All).map_err(err)?;
-            for name in interfaces {
-                daemon
-                    .enable_interface(IfKind::Name(name.clone()))
-                    .map_err(err)?;
-            }
-        }
-        daemon.disable_interface(IfKind::IPv6).map_err(err)?;
         let events = daemon.browse(SERVICE).map_err(err)?;
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
@@ -259,7 +320,11 @@ impl Discovery {
         let srv = advert.srv_port.to_string();
         let p2p = advert.p2p_port.to_string();
         let ver = crate::xmpp::stanza::caps_ver();
-        let txt: Vec<(&str, &str)> = vec![
+        let pairing = advert
+            .pairing
+            .as_ref()
+            .map(|(port, plates)| (port.to_string(), plates.join(",")));
+        let mut txt: Vec<(&str, &str)> = vec![
             ("txtvers", "1"),
             ("status", "avail"),
             ("port.p2pj", &srv),
@@ -269,6 +334,10 @@ impl Discovery {
             ("kith.tag", &advert.tag),
             ("kith.p2p", &p2p),
         ];
+        if let Some((port, plates)) = &pairing {
+            txt.push(("kith.pair", port));
+            txt.push(("kith.invite", plates));
+        }
         let info = ServiceInfo::new(
             SERVICE,
             &instance,

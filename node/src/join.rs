@@ -1,6 +1,7 @@
-//! Both ends of pairing: the inviting device answering `/kith/pair/1` requests, and
-//! `kith pair join`, which dials the inviter, joins its roster and creates the new
-//! device's data directory. See [`crate::pair`] for the code and the messages.
+//! `kith pair join`: finds the inviting device (by mDNS or at the addresses the code
+//! carries), runs SPAKE2 with the code, joins its roster and creates the new device's
+//! data directory. See [`crate::pair`] for the code and the messages; the inviting
+//! side is [`crate::pair::answer`].
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,107 +12,30 @@ use kith_protocol::jid::BareJid;
 use kith_protocol::ox::{self, DeviceKey};
 use kith_protocol::record::{DeviceId, Record, Space};
 use kith_protocol::roster::{Entry, Role};
-use libp2p::TransportError;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{PeerId, request_response};
+use libp2p::{Multiaddr, PeerId, TransportError, request_response};
 use rand::RngExt;
+use spake2::{Ed25519Group, Identity, Password, Spake2};
 
 use crate::control::{Error, ErrorKind};
 use crate::device::{Device, wall_now};
 use crate::net::{self, Frames, MAX_PAIR_BYTES};
-use crate::pair::{self, Code, CodeError};
+use crate::pair::{self, Code, Refusal};
 use crate::store::Account;
 
 /// How long `pair join` waits for the inviter at each step.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long `pair join` looks for the inviter on mDNS.
+pub const FIND_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn refusal(why: &str) -> Vec<u8> {
-    // Invariant: serialising a plain enum of strings to JSON cannot fail.
-    serde_json::to_vec(&pair::Response::Refused(why.into())).expect("JSON of a string enum")
-}
-
-impl Device {
-    /// Answers a pairing request from `peer` (the inviting side), and whether it
-    /// showed a valid invite secret. `listen` is where this device's node listens,
-    /// for the new device to dial.
-    pub fn answer_pairing(
-        &mut self,
-        peer: &PeerId,
-        bytes: &[u8],
-        listen: &[libp2p::Multiaddr],
-    ) -> (Vec<u8>, bool) {
-        match self.try_pairing(peer, bytes, listen) {
-            // Invariant: a plain enum of strings always serialises.
-            Ok(r) => (serde_json::to_vec(&r).expect("JSON of a string enum"), true),
-            Err(why) => (refusal(&why), false),
-        }
-    }
-
-    fn try_pairing(
-        &mut self,
-        peer: &PeerId,
-        bytes: &[u8],
-        listen: &[libp2p::Multiaddr],
-    ) -> Result<pair::Response, String> {
-        let request: pair::Request =
-            serde_json::from_slice(bytes).map_err(|_| "malformed pairing request".to_owned())?;
-        let secret = match &request {
-            pair::Request::Hello { secret } | pair::Request::Join { secret, .. } => secret,
-        };
-        let secret: [u8; 16] = pair::unb64(secret, 16)
-            .and_then(|s| s.try_into().ok())
-            .ok_or("malformed invite secret")?;
-        let hash = pair::secret_hash(&secret);
-        let invite = self
-            .store
-            .invite(&hash)
-            .map_err(|e| e.to_string())?
-            .ok_or("unknown invite code")?;
-        if invite.used {
-            return Err("this invite code was used already".into());
-        }
-        if invite.expires_ms <= wall_now().0 {
-            return Err("this invite code expired".into());
-        }
-        match request {
-            pair::Request::Hello { .. } => Ok(pair::Response::Account {
-                jid: self.account.jid.clone(),
-                genesis: pair::b64(&self.account.genesis),
-            }),
-            pair::Request::Join { entry, .. } => {
-                let entry = pair::unb64(&entry, MAX_PAIR_BYTES)
-                    .and_then(|b| Entry::decode(&b).ok())
-                    .ok_or("malformed roster entry")?;
-                if Some(entry.device) != net::device_of(peer) {
-                    return Err("the entry is not for the connected device".into());
-                }
-                if entry.role != Role::Full || entry.revoked || entry.name.chars().count() > 64 {
-                    return Err(
-                        "the entry must be a full, unrevoked device with a short name".into(),
-                    );
-                }
-                ox::cert_from_bytes(&entry.cert).map_err(|e| format!("bad certificate: {e}"))?;
-                let device = entry.device;
-                self.store.use_invite(&hash).map_err(|e| e.to_string())?;
-                self.execute(kith_protocol::sync::Command::AddDevice(entry))
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-                if self.engine.roster().is_active(&device) {
-                    let roster = self
-                        .engine
-                        .replica()
-                        .space(Space::Roster)
-                        .map(|r| pair::b64(&r.encode()))
-                        .collect();
-                    let addrs = listen.iter().map(|a| a.to_string()).collect();
-                    Ok(pair::Response::Welcome { roster, addrs })
-                } else {
-                    Err("the roster refused the device (revoked before?)".into())
-                }
-            }
-        }
-    }
+/// How `pair join` looks for the inviting device when the code carries no address.
+#[derive(Debug, Clone, Default)]
+pub struct Find {
+    /// Whether to look on mDNS at all.
+    pub mdns: bool,
+    /// The interfaces to look on (every one when empty).
+    pub interfaces: Vec<String>,
 }
 
 type PairSwarm = libp2p::Swarm<request_response::Behaviour<Frames<MAX_PAIR_BYTES>>>;
@@ -125,15 +49,42 @@ fn refused(e: &std::io::Error) -> bool {
         || format!("{e:?}").contains("kind: ConnectionRefused")
 }
 
+/// What one attempt at one address came to, when it did not join.
+enum Failed {
+    /// That device has no invitation with this nameplate: try the next one.
+    NoSuchCode,
+    /// Anything else: report it.
+    Error(Error),
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Self::Error(e)
+    }
+}
+
+fn unreachable(what: String) -> Error {
+    Error::new(ErrorKind::Unreachable, what)
+}
+
+fn refused_by(why: &Refusal) -> Failed {
+    match why {
+        Refusal::NoSuchCode => Failed::NoSuchCode,
+        why => Failed::Error(Error::new(
+            ErrorKind::Refused,
+            format!("the inviting device refused: {why}"),
+        )),
+    }
+}
+
 async fn ask(
     swarm: &mut PairSwarm,
     peer: PeerId,
     request: &pair::Request,
-) -> Result<pair::Response, Error> {
+) -> Result<pair::Response, Failed> {
     // Invariant: a plain enum of strings always serialises.
     let bytes = serde_json::to_vec(request).expect("JSON of a string enum");
     let id = swarm.behaviour_mut().send_request(&peer, bytes);
-    let unreachable = |what: String| Error::new(ErrorKind::Unreachable, what);
     let wait = async {
         loop {
             match swarm.select_next_some().await {
@@ -145,17 +96,34 @@ async fn ask(
                         },
                     ..
                 }) if request_id == id => {
-                    return serde_json::from_slice::<pair::Response>(&response)
-                        .map_err(|_| unreachable("the inviting device answered nonsense".into()));
+                    return match serde_json::from_slice::<pair::Response>(&response) {
+                        Ok(pair::Response::Refused(why)) => Err(refused_by(&why)),
+                        Ok(r) => Ok(r),
+                        Err(_) => {
+                            Err(unreachable("the inviting device answered nonsense".into()).into())
+                        }
+                    };
                 }
                 SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
                     request_id,
                     error,
                     ..
                 }) if request_id == id => {
+                    // Its gate turned the connection down after the handshake: it is
+                    // there, and has no invitation open (nor one ended lately).
+                    if matches!(error, request_response::OutboundFailure::ConnectionClosed) {
+                        return Err(Error::new(
+                            ErrorKind::Refused,
+                            "the inviting device turned the connection down: it has no \
+                             invitation open (used or cancelled over an hour ago, expired, \
+                             or its node restarted since). Ask for a new code",
+                        )
+                        .into());
+                    }
                     return Err(unreachable(format!(
                         "the inviting device did not answer: {error}"
-                    )));
+                    ))
+                    .into());
                 }
                 _ => {}
             }
@@ -166,27 +134,34 @@ async fn ask(
         .map_err(|_| unreachable("the inviting device did not answer in time".into()))?
 }
 
-/// Joins the roster of the device that printed `code`, creating the device in `dir`
-/// (which must not hold one). Returns the new device.
-pub async fn join(
-    dir: &Path,
-    code: &str,
+fn unexpected() -> Failed {
+    unreachable("the inviting device answered out of order".into()).into()
+}
+
+/// A joining device's keys, made once for every attempt.
+struct Joiner {
+    secret: [u8; 32],
+    device: DeviceId,
+}
+
+/// What the inviting device gave, once the device joined.
+struct Joined {
+    inviter: PeerId,
+    jid: BareJid,
+    genesis: [u8; 32],
+    ox: DeviceKey,
+    roster: Vec<String>,
+    addrs: Vec<String>,
+}
+
+/// Connects to `addr` (whoever listens there: SPAKE2 tells whether it holds the
+/// code), and runs the exchange.
+async fn attempt(
+    joiner: &Joiner,
+    addr: &Multiaddr,
+    code: &Code,
     name: &str,
-    key_files: crate::store::KeyFiles,
-) -> Result<Device, Error> {
-    let code = Code::decode(code, wall_now().0).map_err(|e| match e {
-        CodeError::Malformed(_) => Error::new(ErrorKind::Input, e.to_string()),
-        CodeError::Expired => Error::new(ErrorKind::Refused, e.to_string()),
-    })?;
-    crate::device::check_name(name).map_err(|e| Error::new(ErrorKind::Input, e.to_string()))?;
-    // Before anything reaches the inviting device: this directory must be new.
-    Device::check_new(dir).map_err(|e| match e {
-        crate::device::Error::Store(e) => e.into(),
-        other => Error::new(ErrorKind::Store, other.to_string()),
-    })?;
-    let secret: [u8; 32] = rand::rng().random();
-    let keypair = net::keypair(&secret);
-    let device = DeviceId(SigningKey::from_bytes(&secret).verifying_key().to_bytes());
+) -> Result<Joined, Failed> {
     let behaviour = request_response::Behaviour::new(
         [(
             net::PAIR_PROTOCOL,
@@ -194,17 +169,12 @@ pub async fn join(
         )],
         request_response::Config::default().with_request_timeout(JOIN_TIMEOUT),
     );
-    let mut swarm: PairSwarm = net::swarm(keypair, behaviour, JOIN_TIMEOUT)
-        .map_err(|e| Error::new(ErrorKind::Unreachable, e))?;
-    let unreachable = |what: String| Error::new(ErrorKind::Unreachable, what);
+    let mut swarm: PairSwarm =
+        net::swarm(net::keypair(&joiner.secret), behaviour, JOIN_TIMEOUT).map_err(unreachable)?;
     let dial = |swarm: &mut PairSwarm| {
         swarm
-            .dial(
-                DialOpts::peer_id(code.peer)
-                    .addresses(code.addrs.clone())
-                    .build(),
-            )
-            .map_err(|e| unreachable(format!("cannot dial the inviting device: {e}")))
+            .dial(DialOpts::unknown_peer_id().address(addr.clone()).build())
+            .map_err(|e| unreachable(format!("cannot dial the inviting device at {addr}: {e}")))
     };
     dial(&mut swarm)?;
     // A refused handshake may be the inviter shedding a flood of strangers: try again
@@ -213,14 +183,8 @@ pub async fn join(
     let connected = async {
         loop {
             match swarm.select_next_some().await {
-                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == code.peer => {
-                    return Ok(());
-                }
-                SwarmEvent::OutgoingConnectionError {
-                    peer_id: Some(p),
-                    error,
-                    ..
-                } if p == code.peer => {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => return Ok(peer_id),
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
                     // Nobody listening there fails at once; a handshake cut short
                     // is worth another try.
                     let shed = match &error {
@@ -232,7 +196,7 @@ pub async fn join(
                     };
                     if !shed || started.elapsed() > JOIN_TIMEOUT / 2 {
                         return Err(unreachable(format!(
-                            "cannot reach the inviting device: {error}"
+                            "cannot reach the inviting device at {addr}: {error}"
                         )));
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -242,60 +206,138 @@ pub async fn join(
             }
         }
     };
-    tokio::time::timeout(JOIN_TIMEOUT, connected)
+    let inviter = tokio::time::timeout(JOIN_TIMEOUT, connected)
         .await
-        .map_err(|_| unreachable("the inviting device did not answer in time".into()))??;
-    let secret_text = pair::b64(&code.secret);
-    let refused = |why: String| {
-        Error::new(
+        .map_err(|_| {
+            unreachable(format!(
+                "the inviting device at {addr} did not answer in time"
+            ))
+        })??;
+    let me = *swarm.local_peer_id();
+    let (spake, message) = Spake2::<Ed25519Group>::start_a(
+        &Password::new(code.password()),
+        &Identity::new(&me.to_bytes()),
+        &Identity::new(&inviter.to_bytes()),
+    );
+    let start = pair::Request::Start {
+        nameplate: code.nameplate(),
+        spake: pair::b64(&message),
+    };
+    let pair::Response::Spake { spake: theirs } = ask(&mut swarm, inviter, &start).await? else {
+        return Err(unexpected());
+    };
+    let key = pair::unb64(&theirs, 64)
+        .and_then(|t| spake.finish(&t).ok())
+        .ok_or_else(|| unreachable("the inviting device sent a malformed SPAKE2 message".into()))?;
+    let key = zeroize::Zeroizing::new(key);
+    let confirm = pair::Request::Confirm {
+        mac: pair::b64(&pair::proof(&key, pair::JOINER)),
+    };
+    let pair::Response::Account { jid, genesis, mac } = ask(&mut swarm, inviter, &confirm).await?
+    else {
+        return Err(unexpected());
+    };
+    if !pair::unb64(&mac, 32).is_some_and(|m| pair::proves(&key, pair::INVITER, &m)) {
+        return Err(Error::new(
             ErrorKind::Refused,
-            format!("the inviting device refused: {why}"),
+            "the device that answered could not prove it holds the code: not joining it",
         )
-    };
-    let (jid, genesis) = match ask(
-        &mut swarm,
-        code.peer,
-        &pair::Request::Hello {
-            secret: secret_text.clone(),
-        },
-    )
-    .await?
-    {
-        pair::Response::Account { jid, genesis } => (jid, genesis),
-        pair::Response::Refused(why) => return Err(refused(why)),
-        pair::Response::Welcome { .. } => return Err(unreachable("unexpected answer".into())),
-    };
-    let account_jid = BareJid::parse(&jid)
+        .into());
+    }
+    let jid = BareJid::parse(&jid)
         .map_err(|_| unreachable("the inviting device sent an invalid account".into()))?;
     let genesis: [u8; 32] = pair::unb64(&genesis, 32)
         .and_then(|g| g.try_into().ok())
         .ok_or_else(|| unreachable("the inviting device sent an invalid genesis".into()))?;
-    let ox = DeviceKey::generate(&account_jid, wall_now())
+    let ox = DeviceKey::generate(&jid, wall_now())
         .map_err(|e| Error::new(ErrorKind::Store, e.to_string()))?;
     let entry = Entry {
-        device,
+        device: joiner.device,
         cert: ox::cert_to_bytes(&ox.cert()),
         name: name.to_owned(),
         role: Role::Full,
         revoked: false,
     };
-    let (roster, inviter_addrs) = match ask(
-        &mut swarm,
-        code.peer,
-        &pair::Request::Join {
-            secret: secret_text,
-            entry: pair::b64(&entry.encode()),
-        },
-    )
-    .await?
-    {
-        pair::Response::Welcome { roster, addrs } => (roster, addrs),
-        pair::Response::Refused(why) => return Err(refused(why)),
-        pair::Response::Account { .. } => return Err(unreachable("unexpected answer".into())),
+    let join = pair::Request::Join {
+        entry: pair::b64(&entry.encode()),
     };
-    drop(swarm);
+    let pair::Response::Welcome { roster, addrs } = ask(&mut swarm, inviter, &join).await? else {
+        return Err(unexpected());
+    };
+    Ok(Joined {
+        inviter,
+        jid,
+        genesis,
+        ox,
+        roster,
+        addrs,
+    })
+}
+
+/// Joins the roster of the device that printed `code`, creating the device in `dir`
+/// (which must not hold one). Without addresses in the code, the inviter is looked
+/// for as `find` says. Returns the new device.
+pub async fn join(
+    dir: &Path,
+    code: &str,
+    name: &str,
+    key_files: crate::store::KeyFiles,
+    find: &Find,
+) -> Result<Device, Error> {
+    let code = Code::parse(code).map_err(|e| Error::new(ErrorKind::Input, e.to_string()))?;
+    crate::device::check_name(name).map_err(|e| Error::new(ErrorKind::Input, e.to_string()))?;
+    // Before anything reaches the inviting device: this directory must be new.
+    Device::check_new(dir).map_err(|e| match e {
+        crate::device::Error::Store(e) => e.into(),
+        other => Error::new(ErrorKind::Store, other.to_string()),
+    })?;
+    let candidates = if !code.addrs.is_empty() {
+        code.addrs.clone()
+    } else if find.mdns {
+        crate::discovery::find_invitation(&find.interfaces, &code.nameplate(), FIND_TIMEOUT)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+    } else {
+        return Err(Error::new(
+            ErrorKind::Input,
+            "with mDNS off, give the code with the addresses `kith pair invite` printed \
+             after its @",
+        ));
+    };
+    if candidates.is_empty() {
+        return Err(unreachable(format!(
+            "no device on this network is inviting with the code {} (looked on mDNS for {} s). \
+             Is the inviting device's node running, on this network? From another network, \
+             give the code with the addresses `kith pair invite` printed after its @",
+            code.short(),
+            FIND_TIMEOUT.as_secs()
+        )));
+    }
+    let secret: [u8; 32] = rand::rng().random();
+    let joiner = Joiner {
+        secret,
+        device: DeviceId(SigningKey::from_bytes(&secret).verifying_key().to_bytes()),
+    };
+    let mut joined = None;
+    for addr in &candidates {
+        match attempt(&joiner, addr, &code, name).await {
+            Ok(j) => {
+                joined = Some(j);
+                break;
+            }
+            Err(Failed::NoSuchCode) => continue,
+            Err(Failed::Error(e)) => return Err(e),
+        }
+    }
+    let Some(joined) = joined else {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("the inviting device refused: {}", Refusal::NoSuchCode),
+        ));
+    };
     // Signed roster records only; the engine checks their authors when it starts.
-    let records: Vec<Record> = roster
+    let records: Vec<Record> = joined
+        .roster
         .iter()
         .filter_map(|r| pair::unb64(r, MAX_PAIR_BYTES))
         .filter_map(|b| Record::decode(&b).ok())
@@ -304,20 +346,21 @@ pub async fn join(
     let mut device = Device::create(
         dir,
         Account {
-            jid: account_jid.to_string(),
-            genesis,
+            jid: joined.jid.to_string(),
+            genesis: joined.genesis,
             name: name.to_owned(),
         },
-        secret,
-        Some(ox),
+        joiner.secret,
+        Some(joined.ox),
         &records,
         key_files,
     )
     .map_err(|e| Error::new(ErrorKind::Store, e.to_string()))?;
-    if let Some(inviter) = net::device_of(&code.peer) {
-        let addrs: Vec<String> = inviter_addrs
+    if let Some(inviter) = net::device_of(&joined.inviter) {
+        let addrs: Vec<String> = joined
+            .addrs
             .iter()
-            .filter(|a| a.parse::<libp2p::Multiaddr>().is_ok())
+            .filter(|a| a.parse::<Multiaddr>().is_ok())
             .take(8)
             .cloned()
             .collect();

@@ -19,7 +19,7 @@ use crate::device::Ahead;
 /// Protocol of reconciliation frames.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/sync/1");
 /// Protocol of pairing messages.
-pub const PAIR_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/pair/1");
+pub const PAIR_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/pair/2");
 /// Largest pairing message, bytes (the welcome carries the roster, a few KiB per
 /// device).
 pub const MAX_PAIR_BYTES: usize = 1024 * 1024;

@@ -140,6 +140,8 @@ pub struct Device {
     /// Items whose sealed records this step stored: shelved at its end
     /// ([`Device::shelve_stored`]).
     stored: Vec<(kith_protocol::record::Space, ItemId)>,
+    /// Open pairing invitations (in memory only: a code is a password).
+    pub(crate) invitations: crate::pair::invitations::Invitations,
     /// The directory's lock, declared last so that it goes last: after the engine,
     /// whose replica's shelf shares the store's connection.
     _lock: Lock,

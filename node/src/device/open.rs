@@ -369,6 +369,7 @@ impl Device {
             ahead: std::sync::Arc::new(Ahead::new(verified.clone(), roster, keyring)),
             verified,
             stored: Vec::new(),
+            invitations: Default::default(),
         }
     }
 

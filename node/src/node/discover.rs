@@ -13,7 +13,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId};
 use tracing::{debug, info, warn};
 
-use super::listen::{bind_stream, listen_moving};
+use super::listen::{bind_stream, listen_moving, tcp_port};
 use super::{Error, Node};
 use crate::device::{Device, wall_now};
 use crate::discovery::{self, Advert, Calendar, Guise, Seen};
@@ -87,6 +87,16 @@ impl Node {
     /// Puts on the guise of the day (after a day change or a rotation of the secrets)
     /// and advertises it: the instance and the stream's address change, and the
     /// listeners on default ports move to the guise's ports (connections stay).
+    /// Opens the pairing gate while an invitation is open (or ended lately, to be
+    /// told so), closes it otherwise, and advertises the nameplates.
+    pub(super) fn update_pairing(&mut self) {
+        let now = wall_now().0;
+        self.device.invitations.prune(now);
+        let open = !self.device.invitations.nameplates(now).is_empty();
+        self.pair_swarm.behaviour_mut().gate.set_pairing_open(open);
+        self.readvertise();
+    }
+
     pub(super) fn readvertise(&mut self) {
         let guise = guise(&self.device, &self.calendar);
         if guise != self.guise {
@@ -104,6 +114,7 @@ impl Node {
             srv_port: self.xmpp_port,
             p2p_port,
             tag: self.guise.tag.clone(),
+            pairing: self.pairing_advert(),
         };
         if self.advert.as_ref() == Some(&advert) {
             return;
@@ -115,6 +126,13 @@ impl Node {
             }
         }
         self.advert = Some(advert);
+    }
+
+    /// The pairing port and the nameplates to advertise, while there are any.
+    fn pairing_advert(&self) -> Option<(u16, Vec<String>)> {
+        let plates = self.device.invitations.nameplates(wall_now().0);
+        let port = self.pair_listen.iter().find_map(tcp_port)?;
+        (!plates.is_empty()).then_some((port, plates))
     }
 
     fn put_on(&mut self, guise: Guise) {
@@ -238,8 +256,7 @@ impl Node {
 
     pub(super) fn housekeeping(&mut self, redial: bool) -> Result<(), Error> {
         self.cut_off(None);
-        let open = self.device.store.has_open_invite(wall_now().0)?;
-        self.pair_swarm.behaviour_mut().gate.set_pairing_open(open);
+        self.update_pairing();
         let now = Instant::now();
         let late: Vec<PeerId> = self
             .pairing

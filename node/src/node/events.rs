@@ -13,6 +13,7 @@ use super::listen::tcp_port;
 use super::{Error, Node};
 use crate::device::wall_now;
 use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
+use crate::pair;
 use libp2p::multiaddr::Protocol;
 
 /// Swarm events handled in one transaction at most ([`Node::on_swarm_batch`]).
@@ -286,9 +287,10 @@ impl Node {
                 ..
             })) => {
                 let listen = self.listen.clone();
-                let (answer, valid) = self.device.answer_pairing(&peer, &request, &listen);
-                if valid {
-                    // It holds an invite: its connection is kept from now on.
+                let me = *self.pair_swarm.local_peer_id();
+                let (answer, outcome) = self.device.answer_pairing(&peer, &me, &request, &listen);
+                if matches!(outcome, pair::Outcome::Proven) {
+                    // It proved it holds a code: its connection is kept from now on.
                     self.pair_swarm.behaviour_mut().gate.prove(&peer);
                 }
                 let _ = self
@@ -296,10 +298,19 @@ impl Node {
                     .behaviour_mut()
                     .pair
                     .send_response(channel, answer);
-                if valid {
-                    info!("a new device brought a valid invite: it joins the roster");
-                } else {
-                    info!("refused a pairing request without a valid invite");
+                match outcome {
+                    pair::Outcome::Step | pair::Outcome::Proven => {}
+                    pair::Outcome::Joined { device, .. } => {
+                        // The roster's change logs "phone (57b6…) joined".
+                        debug!("{} paired with an invite code", self.device_name(&device));
+                        self.readvertise();
+                    }
+                    pair::Outcome::Refused(why) => {
+                        info!("refused a device that asked to pair: {why}");
+                        if matches!(why, pair::Refusal::Closed) {
+                            warn!("an invitation closed after too many wrong codes");
+                        }
+                    }
                 }
             }
             _ => {}

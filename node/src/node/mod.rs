@@ -31,7 +31,7 @@ use tracing::warn;
 
 use self::listen::{any_ip, bind_ip, bind_stream, listen_moving, reason, tcp_port};
 use crate::control::{self, Reply, Request};
-use crate::device::{Device, wall_now};
+use crate::device::Device;
 use crate::discovery::{self, Advert, Discovery, Guise, Seen};
 use crate::net::{self, Behaviour, PairBehaviour};
 use crate::service::NetInfo;
@@ -520,7 +520,10 @@ impl Node {
         let mut progress = |done, total| {
             let _ = reply.try_send(Reply::Progress { done, total });
         };
-        let invite = matches!(call.request, Request::Invite { .. });
+        let pairing = matches!(
+            call.request,
+            Request::Invite { .. } | Request::CancelInvites { .. }
+        );
         // A long call (an import) holds this task; other tasks (the control socket's
         // clients sending its progress lines, XEP-0174 streams) go on elsewhere. A
         // quick one (an edit) runs here: handing the worker over costs it two
@@ -535,14 +538,9 @@ impl Node {
         } else {
             call_it()
         };
-        if invite && result.is_ok() {
-            // An invite opens the pairing gate at once.
-            let open = self
-                .device
-                .store
-                .has_open_invite(wall_now().0)
-                .unwrap_or(false);
-            self.pair_swarm.behaviour_mut().gate.set_pairing_open(open);
+        if pairing {
+            // An invitation opens the pairing gate and shows on mDNS at once.
+            self.update_pairing();
         }
         let line = match result {
             Ok(v) => Reply::Ok(v),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+mod pairing;
 mod roster;
 
 use kith_protocol::contacts::{
@@ -335,7 +336,10 @@ impl Device {
                 Ok(json!({ "roster": doc.to_xml() }))
             }
             Request::Invite { ttl_secs } => self.invite(net, ttl_secs),
+            Request::Invitations => self.invitations_json(net),
+            Request::CancelInvites { code } => self.cancel_invites(net, code.as_deref()),
             Request::Revoke { device } => self.revoke(&device),
+            Request::RenameDevice { device, name } => self.rename_device(&device, &name),
             Request::Rotate => {
                 self.execute(sync::Command::RotateSecrets)?
                     .map_err(refused)?;

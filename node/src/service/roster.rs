@@ -1,17 +1,13 @@
-//! The roster's requests: invitations (`kith pair invite`), revocations (`kith
-//! device revoke`), and why a revoked device takes no more changes.
+//! The roster's requests: revocations (`kith device revoke`), renames (`kith
+//! device rename`), and why a revoked device takes no more changes.
 
 use kith_protocol::record::DeviceId;
 use kith_protocol::sync;
-use libp2p::Multiaddr;
 use serde_json::{Value, json};
 
-use super::{MAX_INVITE_TTL_SECS, NetInfo, input_err, iso, refused};
-use crate::control::{Error, ErrorKind};
-use crate::device::{Device, wall_now};
-use crate::net;
-use crate::pair;
-use crate::store::Invite;
+use super::{input_err, iso, refused};
+use crate::control::Error;
+use crate::device::Device;
 
 impl Device {
     /// Why this device takes no more changes, when it was revoked.
@@ -85,44 +81,25 @@ impl Device {
         Ok(json!({ "revoked": device.to_string(), "name": name }))
     }
 
-    pub(super) fn invite(&mut self, net: &NetInfo, ttl_secs: u64) -> Result<Value, Error> {
-        if !net.online {
-            return Err(Error::new(
-                ErrorKind::NotRunning,
-                "pairing needs this device's node running: start `kith run` first",
-            ));
+    pub(super) fn rename_device(&mut self, needle: &str, name: &str) -> Result<Value, Error> {
+        if name.trim().is_empty() {
+            return Err(input_err("a device name cannot be empty"));
         }
-        if ttl_secs == 0 || ttl_secs > MAX_INVITE_TTL_SECS {
-            return Err(input_err(format!(
-                "the invite lifetime must be between 1 s and {} days",
-                MAX_INVITE_TTL_SECS / 86_400
-            )));
+        crate::device::check_name(name).map_err(input_err)?;
+        let device = self.find_device(needle)?;
+        let old = self
+            .engine
+            .roster()
+            .get(&device)
+            .map(|m| m.entry.name.clone())
+            .unwrap_or_default();
+        if old == name {
+            return Ok(
+                json!({ "renamed": device.to_string(), "old": old, "name": name, "changed": false }),
+            );
         }
-        let addrs: Vec<Multiaddr> = net
-            .pair_listen
-            .iter()
-            .filter(|a| !a.to_string().starts_with("/ip4/0.0.0.0"))
-            .take(pair::MAX_ADDRS)
-            .cloned()
-            .collect();
-        if addrs.is_empty() {
-            return Err(refused("the node listens on no address a peer could dial"));
-        }
-        let secret: [u8; 16] = rand::RngExt::random(&mut rand::rng());
-        let expires_ms = wall_now().0 + ttl_secs * 1000;
-        self.store.add_invite(&Invite {
-            hash: pair::secret_hash(&secret),
-            expires_ms,
-            used: false,
-        })?;
-        let peer = net::peer_of(&self.id())
-            .ok_or_else(|| refused("this device's key is not a libp2p key"))?;
-        let code = pair::Code {
-            secret,
-            expires_ms,
-            peer,
-            addrs,
-        };
-        Ok(json!({ "code": code.encode(), "expires": iso(expires_ms) }))
+        self.execute(sync::Command::RenameDevice(device, name.to_owned()))?
+            .map_err(refused)?;
+        Ok(json!({ "renamed": device.to_string(), "old": old, "name": name, "changed": true }))
     }
 }

@@ -1,12 +1,12 @@
 //! The data directory: the SQLite store (WAL) of records, collected tombstones,
-//! invites and peers, and the owner-only files holding this device's private keys and
+//! peers, and the owner-only files holding this device's private keys and
 //! secrets.
 //!
 //! Layout of a data directory (mode 0700):
 //!
 //! | file | what |
 //! |---|---|
-//! | `kith.db` (+ `-wal`, `-shm`) | records, collected tombstones, account, invites, known peers |
+//! | `kith.db` (+ `-wal`, `-shm`) | records, collected tombstones, account, known peers |
 //! | `device.key` | Ed25519 secret key (32 bytes), mode 0600 |
 //! | `openpgp.key` | OpenPGP transferable secret key, mode 0600 |
 //! | `secrets.xml` | the keyring: XEP-0473 `<shared-secret/>` elements, mode 0600 |
@@ -151,17 +151,6 @@ pub struct Account {
     pub genesis: [u8; 32],
     /// This device's name.
     pub name: String,
-}
-
-/// An open invitation, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invite {
-    /// SHA-256 of the invite's secret.
-    pub hash: [u8; 32],
-    /// Unix milliseconds after which it is refused.
-    pub expires_ms: u64,
-    /// Whether a device joined with it.
-    pub used: bool,
 }
 
 /// Record counts, for `kith status`.

@@ -1,9 +1,9 @@
 //! The devices this one has met (their addresses, sealed, and the last
 //! reconciliation with each) and the invitations it handed out.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
-use super::{Invite, KnownPeer, Result, Store, index};
+use super::{KnownPeer, Result, Store, index};
 
 /// How sealed peer addresses start (earlier versions stored them in clear).
 const SEALED_ADDRS: &str = "sealed:";
@@ -33,59 +33,6 @@ fn open_addrs(keys: &index::Keys, stored: &str) -> String {
 }
 
 impl Store {
-    /// Stores an open invitation.
-    pub fn add_invite(&mut self, invite: &Invite) -> Result<()> {
-        self.shared
-            .lock()
-            .execute(
-                "INSERT OR REPLACE INTO invites (hash, expires_ms, used) VALUES (?1, ?2, ?3)",
-                params![&invite.hash[..], invite.expires_ms as i64, invite.used],
-            )
-            .map(drop)
-            .map_err(|e| self.sql(e))
-    }
-
-    /// The invitation whose secret hashes to `hash`.
-    pub fn invite(&self, hash: &[u8; 32]) -> Result<Option<Invite>> {
-        self.shared
-            .lock()
-            .query_row(
-                "SELECT expires_ms, used FROM invites WHERE hash = ?1",
-                [&hash[..]],
-                |r| {
-                    Ok(Invite {
-                        hash: *hash,
-                        expires_ms: r.get::<_, i64>(0)? as u64,
-                        used: r.get(1)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(|e| self.sql(e))
-    }
-
-    /// Whether an invitation is open (unused, not expired) at `now_ms`.
-    pub fn has_open_invite(&self, now_ms: u64) -> Result<bool> {
-        self.shared
-            .lock()
-            .query_row(
-                "SELECT COUNT(*) FROM invites WHERE used = 0 AND expires_ms > ?1",
-                [now_ms as i64],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)
-            .map_err(|e| self.sql(e))
-    }
-
-    /// Marks an invitation used.
-    pub fn use_invite(&mut self, hash: &[u8; 32]) -> Result<()> {
-        self.shared
-            .lock()
-            .execute("UPDATE invites SET used = 1 WHERE hash = ?1", [&hash[..]])
-            .map(drop)
-            .map_err(|e| self.sql(e))
-    }
-
     /// Remembers addresses a device was reached at (multiaddrs, space-separated),
     /// sealed like the item index (`sealed:` and base64).
     pub fn set_peer_addrs(

@@ -22,8 +22,7 @@ CREATE TABLE IF NOT EXISTS collected_shadows (
     space INTEGER NOT NULL, item BLOB NOT NULL, version BLOB NOT NULL,
     signature BLOB NOT NULL, bytes BLOB NOT NULL,
     PRIMARY KEY (space, item, version, signature)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS invites (
-    hash BLOB PRIMARY KEY, expires_ms INTEGER NOT NULL, used INTEGER NOT NULL);
+DROP TABLE IF EXISTS invites;
 CREATE TABLE IF NOT EXISTS peers (
     device BLOB PRIMARY KEY, addrs TEXT NOT NULL, last_sync_ms INTEGER);
 CREATE TABLE IF NOT EXISTS quarantine (

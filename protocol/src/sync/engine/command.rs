@@ -21,6 +21,9 @@ pub enum Command {
     AddDevice(Entry),
     /// Revokes a device: it may author nothing after now, and the secrets rotate.
     RevokeDevice(DeviceId),
+    /// Gives a device of the roster a new name (a revoked one keeps its last: a
+    /// revocation outranks any later entry of its device).
+    RenameDevice(DeviceId, String),
     /// New secrets for both nodes, sent to every full device, every item re-sealed.
     RotateSecrets,
 }
@@ -73,6 +76,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             }
             Command::AddDevice(entry) => self.add_device(now, entry),
             Command::RevokeDevice(device) => self.revoke_device(now, device),
+            Command::RenameDevice(device, name) => self.rename_device(now, device, name),
             Command::RotateSecrets => self.rotate(now),
         };
         self.timers(now);

@@ -126,6 +126,41 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.rotate(now)
     }
 
+    pub(super) fn rename_device(
+        &mut self,
+        now: Now,
+        device: DeviceId,
+        name: String,
+    ) -> Result<(), Error> {
+        if !self.roster.is_active(&self.me()) {
+            return Err(Error::NotInRoster);
+        }
+        let Some(member) = self.roster.get(&device) else {
+            return Err(Error::NoSuchDevice(device));
+        };
+        if member.revoked_at.is_some() {
+            return Err(Error::Revoked(device));
+        }
+        let entry = Entry {
+            name,
+            ..member.entry.clone()
+        };
+        // What no device could read back is never signed.
+        if Entry::decode(&entry.encode()).is_err() {
+            return Err(Error::EntryTooLarge);
+        }
+        let record = self.book.sign(
+            Space::Roster,
+            Entry::item(&device),
+            Body::Data(entry.encode()),
+            now.wall,
+        );
+        self.book.insert_local(record.clone());
+        self.after_roster_change();
+        self.written(now, vec![record]);
+        Ok(())
+    }
+
     pub(super) fn rotate(&mut self, now: Now) -> Result<(), Error> {
         if self
             .roster

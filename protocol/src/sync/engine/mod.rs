@@ -5,6 +5,8 @@ mod command;
 mod devices;
 mod io;
 mod records;
+#[cfg(test)]
+mod roster_tests;
 mod sent;
 mod session;
 mod state;

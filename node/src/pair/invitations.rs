@@ -1,0 +1,488 @@
+//! The inviting device's invitations: which are open, how each ended, and the SPAKE2
+//! exchanges under way with joining devices. Kept in the node's memory only: the
+//! code is the password, and a password at rest on the disk is one a copy of the
+//! disk could use.
+//!
+//! Limits: [`MAX_OPEN`] open invitations, [`MAX_SESSIONS`] exchanges at once (the
+//! oldest is dropped), [`MAX_WRONG`] wrong proofs before an invitation closes. An
+//! ended invitation is remembered for [`REUSE_WINDOW_MS`], so a code used twice is
+//! told apart from a code never given.
+
+use std::collections::BTreeMap;
+
+use kith_protocol::record::DeviceId;
+use libp2p::PeerId;
+use spake2::{Ed25519Group, Identity, Password, Spake2};
+use zeroize::Zeroizing;
+
+use super::{Code, INVITER, JOINER, Refusal, proof, proves};
+
+/// Most invitations open at once.
+pub const MAX_OPEN: usize = 32;
+/// Most SPAKE2 exchanges under way at once.
+pub const MAX_SESSIONS: usize = 16;
+/// Wrong proofs an invitation takes before it closes.
+pub const MAX_WRONG: u8 = 3;
+/// How long an ended or expired invitation is remembered, ms.
+pub const REUSE_WINDOW_MS: u64 = 3_600_000;
+/// How long an exchange may take from start to join, ms.
+const SESSION_MS: u64 = 60_000;
+
+/// How an invitation stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// A device may still join with it.
+    Open,
+    /// Its time ran out.
+    Expired,
+    /// A device joined with it.
+    Joined {
+        /// The device.
+        device: DeviceId,
+        /// Its name.
+        name: String,
+    },
+    /// It was cancelled.
+    Cancelled,
+    /// It closed after [`MAX_WRONG`] wrong codes.
+    Closed,
+}
+
+/// One invitation.
+#[derive(Clone)]
+pub struct Invitation {
+    code: Code,
+    /// When it was opened, Unix ms.
+    pub created_ms: u64,
+    /// When it expires, Unix ms.
+    pub expires_ms: u64,
+    /// Wrong proofs so far.
+    pub wrong: u8,
+    ended: Option<(State, u64)>,
+}
+
+impl Invitation {
+    /// Its nameplate.
+    pub fn nameplate(&self) -> String {
+        self.code.nameplate()
+    }
+
+    /// How it stands at `now_ms`.
+    pub fn state(&self, now_ms: u64) -> State {
+        match &self.ended {
+            Some((s, _)) => s.clone(),
+            None if self.expires_ms <= now_ms => State::Expired,
+            None => State::Open,
+        }
+    }
+
+    /// When it stopped being open, Unix ms (for an expired one, its expiry).
+    fn ended_ms(&self, now_ms: u64) -> Option<u64> {
+        match &self.ended {
+            Some((_, at)) => Some(*at),
+            None => (self.expires_ms <= now_ms).then_some(self.expires_ms),
+        }
+    }
+
+    fn refusal(&self, now_ms: u64) -> Option<Refusal> {
+        match self.state(now_ms) {
+            State::Open => None,
+            State::Expired => Some(Refusal::Expired),
+            State::Joined { name, device } => Some(Refusal::Used(format!(
+                "{name} ({})",
+                &device.to_string()[..8]
+            ))),
+            State::Cancelled => Some(Refusal::Cancelled),
+            State::Closed => Some(Refusal::Closed),
+        }
+    }
+}
+
+struct Session {
+    nameplate: String,
+    key: Zeroizing<Vec<u8>>,
+    confirmed: bool,
+    started_ms: u64,
+}
+
+/// Why an invitation could not be opened or cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// [`MAX_OPEN`] are open.
+    #[error("{MAX_OPEN} invitations are open already: cancel some (`kith pair cancel`)")]
+    TooMany,
+    /// Nothing matches.
+    #[error("no open invitation has the code {0}")]
+    NoSuch(String),
+}
+
+/// The invitations of one device.
+#[derive(Default)]
+pub struct Invitations {
+    list: BTreeMap<String, Invitation>,
+    sessions: BTreeMap<PeerId, Session>,
+}
+
+impl std::fmt::Debug for Invitations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invitations")
+            .field("nameplates", &self.list.keys().collect::<Vec<_>>())
+            .field("sessions", &self.sessions.len())
+            .finish()
+    }
+}
+
+impl Invitations {
+    /// Forgets what ended more than [`REUSE_WINDOW_MS`] ago, and exchanges that
+    /// took too long.
+    pub fn prune(&mut self, now_ms: u64) {
+        self.list.retain(|_, i| {
+            i.ended_ms(now_ms)
+                .is_none_or(|at| now_ms < at.saturating_add(REUSE_WINDOW_MS))
+        });
+        self.sessions
+            .retain(|_, s| now_ms < s.started_ms.saturating_add(SESSION_MS));
+    }
+
+    /// Opens an invitation valid until `expires_ms`; returns its code.
+    pub fn open(
+        &mut self,
+        now_ms: u64,
+        expires_ms: u64,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Code, Error> {
+        self.prune(now_ms);
+        let open = self
+            .list
+            .values()
+            .filter(|i| i.state(now_ms) == State::Open)
+            .count();
+        if open >= MAX_OPEN {
+            return Err(Error::TooMany);
+        }
+        // A nameplate no remembered invitation has (at most 32 open and a few ended
+        // among 1024: a handful of draws at most).
+        let code = loop {
+            let code = Code::random(rng);
+            if !self.list.contains_key(&code.nameplate()) {
+                break code;
+            }
+        };
+        self.list.insert(
+            code.nameplate(),
+            Invitation {
+                code: code.clone(),
+                created_ms: now_ms,
+                expires_ms,
+                wrong: 0,
+                ended: None,
+            },
+        );
+        Ok(code)
+    }
+
+    /// Every remembered invitation, by nameplate.
+    pub fn list(&self) -> impl Iterator<Item = &Invitation> {
+        self.list.values()
+    }
+
+    /// Nameplates to advertise and answer for: open ones, and those ended less than
+    /// [`REUSE_WINDOW_MS`] ago (so a second use is told it was used).
+    pub fn nameplates(&self, now_ms: u64) -> Vec<String> {
+        self.list
+            .values()
+            .filter(|i| {
+                i.ended_ms(now_ms)
+                    .is_none_or(|at| now_ms < at.saturating_add(REUSE_WINDOW_MS))
+            })
+            .map(Invitation::nameplate)
+            .collect()
+    }
+
+    /// Cancels the open invitation whose code (or nameplate) is `which`, or every
+    /// open one when `which` is `None`. Returns the nameplates cancelled.
+    pub fn cancel(&mut self, which: Option<&str>, now_ms: u64) -> Result<Vec<String>, Error> {
+        let wanted = which.map(|w| {
+            let w = w.trim().to_ascii_uppercase();
+            Code::parse(&w).map(|c| c.nameplate()).unwrap_or_else(|_| {
+                w.chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(super::code::NAMEPLATE_LEN)
+                    .collect()
+            })
+        });
+        let mut done = Vec::new();
+        for (plate, i) in &mut self.list {
+            if wanted.as_ref().is_none_or(|w| w == plate) && i.state(now_ms) == State::Open {
+                i.ended = Some((State::Cancelled, now_ms));
+                done.push(plate.clone());
+            }
+        }
+        self.sessions.retain(|_, s| !done.contains(&s.nameplate));
+        if done.is_empty()
+            && let Some(w) = which
+        {
+            return Err(Error::NoSuch(w.trim().to_owned()));
+        }
+        Ok(done)
+    }
+
+    /// Step 1: the joiner `peer` starts SPAKE2 for `nameplate` with its message;
+    /// `me` is this device's peer id. Returns this side's message.
+    pub fn start(
+        &mut self,
+        peer: PeerId,
+        me: PeerId,
+        nameplate: &str,
+        message: &[u8],
+        now_ms: u64,
+    ) -> Result<Vec<u8>, Refusal> {
+        self.prune(now_ms);
+        let invitation = self.list.get(nameplate).ok_or(Refusal::NoSuchCode)?;
+        if let Some(no) = invitation.refusal(now_ms) {
+            return Err(no);
+        }
+        let (state, ours) = Spake2::<Ed25519Group>::start_b(
+            &Password::new(invitation.code.password()),
+            &Identity::new(&peer.to_bytes()),
+            &Identity::new(&me.to_bytes()),
+        );
+        let key = state.finish(message).map_err(|_| Refusal::Malformed)?;
+        if !self.sessions.contains_key(&peer) && self.sessions.len() >= MAX_SESSIONS {
+            return Err(Refusal::Busy);
+        }
+        self.sessions.insert(
+            peer,
+            Session {
+                nameplate: nameplate.to_owned(),
+                key: Zeroizing::new(key),
+                confirmed: false,
+                started_ms: now_ms,
+            },
+        );
+        Ok(ours)
+    }
+
+    /// Step 2: the joiner's proof. A wrong one costs a try; the last try closes the
+    /// invitation. Returns this side's proof.
+    pub fn confirm(&mut self, peer: &PeerId, mac: &[u8], now_ms: u64) -> Result<[u8; 32], Refusal> {
+        let session = self.sessions.get(peer).ok_or(Refusal::Malformed)?;
+        if session.confirmed {
+            return Err(Refusal::Malformed);
+        }
+        let invitation = self
+            .list
+            .get_mut(&session.nameplate)
+            .ok_or(Refusal::NoSuchCode)?;
+        if let Some(no) = invitation.refusal(now_ms) {
+            self.sessions.remove(peer);
+            return Err(no);
+        }
+        if !proves(&session.key, JOINER, mac) {
+            self.sessions.remove(peer);
+            invitation.wrong = invitation.wrong.saturating_add(1);
+            if invitation.wrong >= MAX_WRONG {
+                invitation.ended = Some((State::Closed, now_ms));
+                return Err(Refusal::Closed);
+            }
+            return Err(Refusal::WrongCode(MAX_WRONG - invitation.wrong));
+        }
+        let ours = proof(&session.key, INVITER);
+        if let Some(s) = self.sessions.get_mut(peer) {
+            s.confirmed = true;
+        }
+        Ok(ours)
+    }
+
+    /// Step 3, before the roster changes: the nameplate of `peer`'s confirmed
+    /// exchange, if its invitation is still open.
+    pub fn may_join(&self, peer: &PeerId, now_ms: u64) -> Result<String, Refusal> {
+        let session = self
+            .sessions
+            .get(peer)
+            .filter(|s| s.confirmed)
+            .ok_or(Refusal::Malformed)?;
+        let invitation = self
+            .list
+            .get(&session.nameplate)
+            .ok_or(Refusal::NoSuchCode)?;
+        match invitation.refusal(now_ms) {
+            Some(no) => Err(no),
+            None => Ok(session.nameplate.clone()),
+        }
+    }
+
+    /// Step 3, once the roster took the device: the invitation ends.
+    pub fn joined(&mut self, peer: &PeerId, device: DeviceId, name: &str, now_ms: u64) {
+        if let Some(s) = self.sessions.remove(peer)
+            && let Some(i) = self.list.get_mut(&s.nameplate)
+        {
+            i.ended = Some((
+                State::Joined {
+                    device,
+                    name: name.to_owned(),
+                },
+                now_ms,
+            ));
+        }
+        let done: Vec<String> = self
+            .list
+            .iter()
+            .filter(|(_, i)| i.ended.is_some())
+            .map(|(p, _)| p.clone())
+            .collect();
+        self.sessions.retain(|_, s| !done.contains(&s.nameplate));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    struct Joiner {
+        peer: PeerId,
+        state: Option<Spake2<Ed25519Group>>,
+        message: Vec<u8>,
+    }
+
+    fn joiner(code: &Code, inviter: PeerId) -> Joiner {
+        let peer = PeerId::random();
+        let (state, message) = Spake2::<Ed25519Group>::start_a(
+            &Password::new(code.password()),
+            &Identity::new(&peer.to_bytes()),
+            &Identity::new(&inviter.to_bytes()),
+        );
+        Joiner {
+            peer,
+            state: Some(state),
+            message,
+        }
+    }
+
+    fn setup() -> (Invitations, Code, PeerId) {
+        let mut inv = Invitations::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let code = inv.open(1_000, 100_000, &mut rng).unwrap();
+        (inv, code, PeerId::random())
+    }
+
+    #[test]
+    fn the_right_code_joins_once() {
+        let (mut inv, code, me) = setup();
+        let mut j = joiner(&code, me);
+        let theirs = inv
+            .start(j.peer, me, &code.nameplate(), &j.message, 2_000)
+            .unwrap();
+        let key = j.state.take().unwrap().finish(&theirs).unwrap();
+        let mac = inv.confirm(&j.peer, &proof(&key, JOINER), 2_000).unwrap();
+        assert!(
+            proves(&key, INVITER, &mac),
+            "the joiner can check the inviter"
+        );
+        assert_eq!(inv.may_join(&j.peer, 2_000), Ok(code.nameplate()));
+        let device = DeviceId([9; 32]);
+        inv.joined(&j.peer, device, "phone", 2_500);
+        assert!(matches!(
+            inv.list().next().unwrap().state(3_000),
+            State::Joined { .. }
+        ));
+        // A second device with the same code is told it was used.
+        let k = joiner(&code, me);
+        assert!(matches!(
+            inv.start(k.peer, me, &code.nameplate(), &k.message, 3_000),
+            Err(Refusal::Used(_))
+        ));
+        // Still told so for the reuse window, then forgotten.
+        assert_eq!(inv.nameplates(2_500 + REUSE_WINDOW_MS - 1).len(), 1);
+        inv.prune(2_500 + REUSE_WINDOW_MS);
+        assert!(inv.nameplates(2_500 + REUSE_WINDOW_MS).is_empty());
+    }
+
+    #[test]
+    fn wrong_codes_cost_tries_then_close_the_invitation() {
+        let (mut inv, code, me) = setup();
+        let wrong = Code::random(&mut rand_chacha::ChaCha8Rng::seed_from_u64(99));
+        for left in (0..MAX_WRONG).rev() {
+            let mut j = joiner(&wrong, me);
+            let theirs = inv
+                .start(j.peer, me, &code.nameplate(), &j.message, 2_000)
+                .unwrap();
+            let key = j.state.take().unwrap().finish(&theirs).unwrap();
+            let got = inv.confirm(&j.peer, &proof(&key, JOINER), 2_000);
+            if left == 0 {
+                assert_eq!(got, Err(Refusal::Closed));
+            } else {
+                assert_eq!(got, Err(Refusal::WrongCode(left)));
+            }
+            assert_eq!(inv.may_join(&j.peer, 2_000), Err(Refusal::Malformed));
+        }
+        // Now even the right code is refused.
+        let j = joiner(&code, me);
+        assert_eq!(
+            inv.start(j.peer, me, &code.nameplate(), &j.message, 2_000),
+            Err(Refusal::Closed)
+        );
+    }
+
+    #[test]
+    fn a_device_in_the_middle_gets_another_key() {
+        // The joiner ran SPAKE2 naming the inviter it thinks it talks to; the
+        // inviter sees another peer id (the one in the middle): the proofs differ.
+        let (mut inv, code, me) = setup();
+        let mut j = joiner(&code, me);
+        let middle = PeerId::random();
+        let theirs = inv
+            .start(middle, me, &code.nameplate(), &j.message, 2_000)
+            .unwrap();
+        let key = j.state.take().unwrap().finish(&theirs).unwrap();
+        assert_eq!(
+            inv.confirm(&middle, &proof(&key, JOINER), 2_000),
+            Err(Refusal::WrongCode(MAX_WRONG - 1))
+        );
+    }
+
+    #[test]
+    fn out_of_order_steps_expiry_and_cancel_are_refused() {
+        let (mut inv, code, me) = setup();
+        let j = joiner(&code, me);
+        assert_eq!(
+            inv.confirm(&j.peer, &[0; 32], 2_000),
+            Err(Refusal::Malformed)
+        );
+        assert_eq!(inv.may_join(&j.peer, 2_000), Err(Refusal::Malformed));
+        assert_eq!(
+            inv.start(j.peer, me, "ZZ", &j.message, 2_000),
+            Err(Refusal::NoSuchCode)
+        );
+        assert_eq!(
+            inv.start(j.peer, me, &code.nameplate(), b"junk", 2_000),
+            Err(Refusal::Malformed)
+        );
+        assert_eq!(
+            inv.start(j.peer, me, &code.nameplate(), &j.message, 100_000),
+            Err(Refusal::Expired)
+        );
+        assert_eq!(inv.cancel(Some("Q"), 2_000), Err(Error::NoSuch("Q".into())));
+        assert_eq!(
+            inv.cancel(Some(&code.short()), 2_000),
+            Ok(vec![code.nameplate()])
+        );
+        assert_eq!(
+            inv.start(j.peer, me, &code.nameplate(), &j.message, 2_000),
+            Err(Refusal::Cancelled)
+        );
+    }
+
+    #[test]
+    fn open_invitations_are_bounded() {
+        let mut inv = Invitations::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..MAX_OPEN {
+            inv.open(0, 10, &mut rng).unwrap();
+        }
+        assert_eq!(inv.open(0, 10, &mut rng).map(|_| ()), Err(Error::TooMany));
+        assert_eq!(inv.cancel(None, 1).unwrap().len(), MAX_OPEN);
+        assert!(inv.open(1, 10, &mut rng).is_ok());
+    }
+}

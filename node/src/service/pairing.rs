@@ -1,0 +1,114 @@
+//! Pairing's requests: opening an invitation (`kith pair invite`), listing
+//! (`kith pair list`) and cancelling (`kith pair cancel`) them. The invitations live
+//! in the running node's memory ([`crate::pair::invitations`]).
+
+use libp2p::Multiaddr;
+use serde_json::{Value, json};
+
+use super::{MAX_INVITE_TTL_SECS, NetInfo, input_err, iso, refused};
+use crate::control::{Error, ErrorKind};
+use crate::device::{Device, wall_now};
+use crate::pair::code::{MAX_ADDRS, socket_of};
+use crate::pair::invitations::State;
+
+fn needs_node() -> Error {
+    Error::new(
+        ErrorKind::NotRunning,
+        "pairing needs this device's node running: start `kith run` first",
+    )
+}
+
+/// The addresses a long code carries: the pairing listener's, loopback last (a
+/// device on the same machine is the rare case), none of the unspecified ones.
+fn code_addrs(listen: &[Multiaddr]) -> Vec<Multiaddr> {
+    let mut addrs: Vec<Multiaddr> = listen
+        .iter()
+        .filter(|a| socket_of(a).is_some_and(|s| !s.ip().is_unspecified()))
+        .cloned()
+        .collect();
+    addrs.sort_by_key(|a| socket_of(a).is_some_and(|s| s.ip().is_loopback()));
+    addrs.truncate(MAX_ADDRS);
+    addrs
+}
+
+impl Device {
+    pub(super) fn invite(&mut self, net: &NetInfo, ttl_secs: u64) -> Result<Value, Error> {
+        if !net.online {
+            return Err(needs_node());
+        }
+        if ttl_secs == 0 || ttl_secs > MAX_INVITE_TTL_SECS {
+            return Err(input_err(format!(
+                "the invite lifetime must be between 1 s and {} days",
+                MAX_INVITE_TTL_SECS / 86_400
+            )));
+        }
+        let addrs = code_addrs(&net.pair_listen);
+        if addrs.is_empty() {
+            return Err(refused("the node listens on no address a peer could dial"));
+        }
+        let now = wall_now().0;
+        let expires_ms = now + ttl_secs * 1000;
+        let code = self
+            .invitations
+            .open(now, expires_ms, &mut rand::rng())
+            .map_err(refused)?
+            .with_addrs(addrs);
+        Ok(json!({
+            "code": code.short(),
+            "long_code": code.long(),
+            "nameplate": code.nameplate(),
+            "expires": iso(expires_ms),
+            "expires_ms": expires_ms,
+        }))
+    }
+
+    pub(super) fn invitations_json(&mut self, net: &NetInfo) -> Result<Value, Error> {
+        if !net.online {
+            return Err(needs_node());
+        }
+        let now = wall_now().0;
+        self.invitations.prune(now);
+        let list: Vec<Value> = self
+            .invitations
+            .list()
+            .map(|i| {
+                let (state, device, name) = match i.state(now) {
+                    State::Open => ("open", None, None),
+                    State::Expired => ("expired", None, None),
+                    State::Joined { device, name } => {
+                        ("joined", Some(device.to_string()), Some(name))
+                    }
+                    State::Cancelled => ("cancelled", None, None),
+                    State::Closed => ("closed", None, None),
+                };
+                json!({
+                    "nameplate": i.nameplate(),
+                    "state": state,
+                    "device": device,
+                    "name": name,
+                    "wrong_codes": i.wrong,
+                    "created": iso(i.created_ms),
+                    "created_ms": i.created_ms,
+                    "expires": iso(i.expires_ms),
+                    "expires_ms": i.expires_ms,
+                })
+            })
+            .collect();
+        Ok(json!({ "invitations": list }))
+    }
+
+    pub(super) fn cancel_invites(
+        &mut self,
+        net: &NetInfo,
+        code: Option<&str>,
+    ) -> Result<Value, Error> {
+        if !net.online {
+            return Err(needs_node());
+        }
+        let done = self
+            .invitations
+            .cancel(code, wall_now().0)
+            .map_err(refused)?;
+        Ok(json!({ "cancelled": done }))
+    }
+}
