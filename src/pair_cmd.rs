@@ -20,14 +20,26 @@ use crate::table::{Table, ago, now_ms, utc};
 const POLL: Duration = Duration::from_millis(250);
 
 /// A moment ahead (Unix ms) as people say it: "in 9 min", "in 2 h", "in 3 days".
+/// Rounded to the nearest unit (a fresh 10-minute code reads "in 10 min").
 fn until(at_ms: u64, now_ms: u64) -> String {
     const MIN: u64 = 60_000;
+    let round = |d: u64, unit: u64| (d + unit / 2) / unit;
     match at_ms.saturating_sub(now_ms) {
         d if d < MIN => "in under a minute".to_owned(),
-        d if d < 60 * MIN => format!("in {} min", d / MIN),
-        d if d < 48 * 60 * MIN => format!("in {} h", d / (60 * MIN)),
-        d => format!("in {} days", d / (24 * 60 * MIN)),
+        d if d < 60 * MIN => format!("in {} min", round(d, MIN)),
+        d if d < 48 * 60 * MIN => format!("in {} h", round(d, 60 * MIN)),
+        d => format!("in {} days", round(d, 24 * 60 * MIN)),
     }
+}
+
+/// A device as people are shown it: `phone (57b6…)`.
+fn who(name: &Value, id: &Value) -> String {
+    let id = s(id);
+    format!(
+        "{} ({}…)",
+        kith_protocol::text::quoted(&s(name)).trim_matches('"'),
+        id.get(..4).unwrap_or(&id)
+    )
 }
 
 /// `text` as a QR code of Unicode half blocks, light modules drawn (so that it
@@ -67,19 +79,33 @@ pub(crate) fn invite(dir: &Path, ttl: Duration, wait: bool, show_qr: bool) -> Re
         return Ok(());
     }
     let nameplate = v["nameplate"].as_str().unwrap_or_default().to_owned();
+    // Only the node is asked: opening the store meanwhile would take the directory
+    // from a node restarting.
+    let ask = || -> Result<Option<Value>> {
+        crate::ops::via_node(dir, &Request::Invitations, &mut no_progress)
+    };
     // On stderr: what a script reads from stdout is the code and the outcome.
     eprintln!("Waiting for the new device to join (Ctrl-C stops waiting; the code stays valid)…");
     loop {
-        let list = call(dir, Request::Invitations, &mut no_progress)?;
+        let Some(list) = ask().ok().flatten() else {
+            return Err(Exit::Failed(
+                "The node stopped, and the invitation with it; nobody joined.".into(),
+            )
+            .into());
+        };
         let mine = list["invitations"]
             .as_array()
-            .and_then(|a| a.iter().find(|i| i["nameplate"] == nameplate.as_str()))
+            .and_then(|a| {
+                a.iter().find(|i| {
+                    i["nameplate"] == nameplate.as_str() && i["expires_ms"] == v["expires_ms"]
+                })
+            })
             .cloned()
             .unwrap_or(Value::Null);
         match mine["state"].as_str() {
             Some("open") => std::thread::sleep(POLL),
             Some("joined") => {
-                outln!("{} ({}) joined.", s(&mine["name"]), s(&mine["device"]));
+                outln!("{} joined.", who(&mine["name"], &mine["device"]));
                 return Ok(());
             }
             Some("cancelled") => {
@@ -149,17 +175,17 @@ pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
     for i in &list {
         let expires = i["expires_ms"].as_u64().unwrap_or(0);
         let state = match i["state"].as_str() {
-            Some("joined") => format!("joined: {} ({})", s(&i["name"]), s(&i["device"])),
+            Some("joined") => format!("joined: {}", who(&i["name"], &i["device"])),
             Some("closed") => "closed after 3 wrong codes".to_owned(),
             Some("open") if i["wrong_codes"].as_u64().unwrap_or(0) > 0 => {
                 format!("open ({} wrong codes)", i["wrong_codes"])
             }
             other => other.unwrap_or("-").to_owned(),
         };
-        let expiry = if expires > now {
-            until(expires, now)
-        } else {
-            ago(expires, now)
+        let expiry = match i["state"].as_str() {
+            Some("open") => until(expires, now),
+            Some("expired") => ago(expires, now),
+            _ => "-".to_owned(),
         };
         table.row(vec![
             format!("{}…", s(&i["nameplate"])),

@@ -82,6 +82,9 @@ fn an_outsider_gets_nothing_in_or_out() {
     let s2 = seen.clone();
     let target = listen.clone().with(libp2p::multiaddr::Protocol::P2p(peer));
     let task = rt.spawn(async move {
+        // Requests go to A's device and to whatever the outsider connected to last
+        // (the pairing listener, whose identity is its own).
+        let mut last: Option<PeerId> = None;
         loop {
             tokio::select! {
                 cmd = cmd_rx.recv() => match cmd {
@@ -98,8 +101,9 @@ fn an_outsider_gets_nothing_in_or_out() {
                         );
                         let frame = Frame::Gossip { records: vec![record] }.encode();
                         let _ = swarm.behaviour_mut().gossipsub.publish(topic.clone(), frame.clone());
-                        swarm.behaviour_mut().sync.send_request(&peer, frame.into());
-                        swarm.behaviour_mut().sync.send_request(&peer, vec![0xFF; 64].into());
+                        let to = last.unwrap_or(peer);
+                        swarm.behaviour_mut().sync.send_request(&to, frame.into());
+                        swarm.behaviour_mut().sync.send_request(&to, vec![0xFF; 64].into());
                     }
                     _ => return,
                 },
@@ -107,7 +111,10 @@ fn an_outsider_gets_nothing_in_or_out() {
                     let mut s = s2.lock().expect("lock");
                     s.log.push(format!("{event:?}").chars().take(200).collect());
                     match event {
-                        SwarmEvent::ConnectionEstablished { .. } => s.connected += 1,
+                        SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                            s.connected += 1;
+                            last = Some(peer_id);
+                        }
                         SwarmEvent::ConnectionClosed { .. } => s.closed += 1,
                         SwarmEvent::OutgoingConnectionError { .. } => s.dial_errors += 1,
                         SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { .. })) => s.gossip += 1,
@@ -140,9 +147,8 @@ fn an_outsider_gets_nothing_in_or_out() {
     a.wait("the stranger to be refused again", |_| {
         snapshot(&refused(before + 1))
     });
-    let pairing = code.addrs[0]
-        .clone()
-        .with(libp2p::multiaddr::Protocol::P2p(peer));
+    // The pairing listener's identity is its own (not A's device's).
+    let pairing = code.addrs[0].clone();
     cmd_tx.send(("dial", Some(pairing))).expect("task");
     a.wait("the stranger to connect to the pairing listener", |_| {
         snapshot(&|s| s.connected > s.closed)

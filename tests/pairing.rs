@@ -16,7 +16,7 @@ fn fails(out: &std::process::Output, code: i32, says: &str) {
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// `code` (short) with its third symbol changed and the check made right again, as
-/// docs/pairing.md gives it: the same nameplate, another password.
+/// docs/node.md § Pairing gives it: the same nameplate, another password.
 fn another_password(code: &str) -> String {
     let v: Vec<u32> = code
         .chars()
@@ -90,7 +90,7 @@ fn a_short_code_found_on_mdns_joins_and_the_inviter_says_who() {
     fails(
         &c.kith(&["pair", "join", &code, "--mdns-interface", "lo"]),
         1,
-        "used already (by phone",
+        "used already",
     );
 }
 
@@ -122,7 +122,7 @@ fn typos_wrong_codes_reuse_cancel_and_expiry_each_say_what_happened() {
     // then the invitation closes, and the right code no longer joins.
     let wrong = format!("{}@{addrs}", another_password(code));
     fails(&c.kith(&["pair", "join", &wrong]), 1, "2 more tries");
-    fails(&c.kith(&["pair", "join", &wrong]), 1, "1 more tries");
+    fails(&c.kith(&["pair", "join", &wrong]), 1, "1 more try ");
     fails(&c.kith(&["pair", "join", &wrong]), 1, "closed");
     fails(&c.kith(&["pair", "join", &long]), 1, "closed");
     assert!(!c.dir.join("kith.db").exists(), "no half-made device");
@@ -205,12 +205,38 @@ fn a_device_renamed_on_one_device_is_renamed_on_the_other() {
     });
     let said = b.ok(&["device", "rename", "phone", "phone"]);
     assert!(said.starts_with("Nothing changed"), "{said}");
+    // A name another device has is refused; a device joining with one gets a
+    // number added.
+    fails(
+        &b.kith(&["device", "rename", "phone", "laptop"]),
+        1,
+        "another device",
+    );
+    let mut c = Device::new();
+    c.join(&a, "Phone");
+    assert_eq!(c.status()["device"]["name"], "Phone 2");
+    c.start();
+    a.wait("the third device", |d| {
+        d.json(&["device", "list"])
+            .as_array()
+            .is_some_and(|l| l.iter().any(|m| m["name"] == "Phone 2"))
+    });
     fails(
         &b.kith(&["device", "rename", "nobody", "x"]),
         1,
         "no device",
     );
     fails(&b.kith(&["device", "rename", "phone", ""]), 3, "empty");
+    fails(
+        &b.kith(&["device", "rename", "phone", "a\u{202e}b"]),
+        3,
+        "direction",
+    );
+    fails(
+        &Device::new().kith(&["init", "--jid", "x@y.lit", "--name", "  "]),
+        3,
+        "empty",
+    );
     fails(
         &b.kith(&["device", "rename", "phone", "a\u{7}b"]),
         3,

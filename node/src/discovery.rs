@@ -166,8 +166,9 @@ fn daemon(interfaces: &[String]) -> Result<ServiceDaemon, Error> {
     Ok(daemon)
 }
 
-/// Looks on mDNS for a device advertising an open invitation with `nameplate`
-/// (`kith.invite`), for at most `wait`; returns its pairing listener's addresses
+/// Looks on mDNS for devices advertising an open invitation with `nameplate`
+/// (`kith.invite`), for at most `wait`, and a second more once one is found (two
+/// inviters may share a nameplate); returns their pairing listeners' addresses
 /// (IPv4 and `kith.pair`), or none.
 pub async fn find_invitation(
     interfaces: &[String],
@@ -176,37 +177,39 @@ pub async fn find_invitation(
 ) -> Result<Vec<Multiaddr>, Error> {
     let daemon = daemon(interfaces)?;
     let events = daemon.browse(SERVICE).map_err(|e| Error(e.to_string()))?;
-    let search = async {
-        while let Ok(event) = events.recv_async().await {
-            let ServiceEvent::ServiceResolved(info) = event else {
-                continue;
-            };
-            let txt = &info.txt_properties;
-            let inviting = txt
-                .get_property_val_str("kith.invite")
-                .is_some_and(|list| list.split(',').any(|n| n == nameplate));
-            let port = txt
-                .get_property_val_str("kith.pair")
-                .and_then(|p| p.parse::<u16>().ok());
-            if let (true, Some(port)) = (inviting, port) {
-                let ips: BTreeSet<IpAddr> = info
-                    .addresses
-                    .iter()
-                    .map(|a| a.to_ip_addr())
-                    .filter(IpAddr::is_ipv4)
-                    .collect();
-                let addrs: Vec<Multiaddr> = ips
-                    .into_iter()
-                    .map(|ip| Multiaddr::from(ip).with(libp2p::multiaddr::Protocol::Tcp(port)))
-                    .collect();
-                if !addrs.is_empty() {
-                    return addrs;
+    let mut deadline = tokio::time::Instant::now() + wait;
+    let mut found: Vec<Multiaddr> = Vec::new();
+    while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, events.recv_async()).await {
+        let ServiceEvent::ServiceResolved(info) = event else {
+            continue;
+        };
+        let txt = &info.txt_properties;
+        let inviting = txt
+            .get_property_val_str("kith.invite")
+            .is_some_and(|list| list.split(',').any(|n| n == nameplate));
+        let port = txt
+            .get_property_val_str("kith.pair")
+            .and_then(|p| p.parse::<u16>().ok());
+        let (true, Some(port)) = (inviting, port) else {
+            continue;
+        };
+        let ips: BTreeSet<IpAddr> = info
+            .addresses
+            .iter()
+            .map(|a| a.to_ip_addr())
+            .filter(IpAddr::is_ipv4)
+            .collect();
+        for ip in ips {
+            let addr = Multiaddr::from(ip).with(libp2p::multiaddr::Protocol::Tcp(port));
+            if !found.contains(&addr) && found.len() < 16 {
+                if found.is_empty() {
+                    deadline = deadline
+                        .min(tokio::time::Instant::now() + std::time::Duration::from_secs(1));
                 }
+                found.push(addr);
             }
         }
-        Vec::new()
-    };
-    let found = tokio::time::timeout(wait, search).await.unwrap_or_default();
+    }
     if let Ok(done) = daemon.shutdown() {
         let _ = done.recv_async().await;
     }

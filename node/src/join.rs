@@ -3,6 +3,7 @@
 //! data directory. See [`crate::pair`] for the code and the messages; the inviting
 //! side is [`crate::pair::answer`].
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -146,7 +147,8 @@ struct Joiner {
 
 /// What the inviting device gave, once the device joined.
 struct Joined {
-    inviter: PeerId,
+    inviter: String,
+    name: String,
     jid: BareJid,
     genesis: [u8; 32],
     ox: DeviceKey,
@@ -261,17 +263,42 @@ async fn attempt(
     let join = pair::Request::Join {
         entry: pair::b64(&entry.encode()),
     };
-    let pair::Response::Welcome { roster, addrs } = ask(&mut swarm, inviter, &join).await? else {
+    let pair::Response::Welcome {
+        roster,
+        addrs,
+        device,
+        name,
+    } = ask(&mut swarm, inviter, &join).await?
+    else {
         return Err(unexpected());
     };
     Ok(Joined {
-        inviter,
+        inviter: device,
+        name,
         jid,
         genesis,
         ox,
         roster,
         addrs,
     })
+}
+
+/// Makes `dir` (mode 0700) if it is missing, and checks a file can be written in it.
+fn writable(dir: &Path) -> Result<(), Error> {
+    let cannot = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Store,
+            format!("cannot write in {}: {e}", dir.display()),
+        )
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(cannot)?;
+    let probe = dir.join(".kith-join-probe");
+    std::fs::write(&probe, b"").map_err(cannot)?;
+    std::fs::remove_file(&probe).map_err(cannot)
 }
 
 /// Joins the roster of the device that printed `code`, creating the device in `dir`
@@ -291,12 +318,16 @@ pub async fn join(
         crate::device::Error::Store(e) => e.into(),
         other => Error::new(ErrorKind::Store, other.to_string()),
     })?;
+    // Before anything reaches the inviting device: the directory can be made (a
+    // join the inviter took, then not stored here, would leave a device nobody
+    // holds in its roster).
+    writable(dir)?;
     let candidates = if !code.addrs.is_empty() {
         code.addrs.clone()
     } else if find.mdns {
         crate::discovery::find_invitation(&find.interfaces, &code.nameplate(), FIND_TIMEOUT)
             .await
-            .map_err(|e| unreachable(e.to_string()))?
+            .map_err(|e| Error::new(ErrorKind::Input, e.to_string()))?
     } else {
         return Err(Error::new(
             ErrorKind::Input,
@@ -318,22 +349,35 @@ pub async fn join(
         secret,
         device: DeviceId(SigningKey::from_bytes(&secret).verifying_key().to_bytes()),
     };
+    // Every address in turn (the code's, or every device advertising the
+    // nameplate: two inviters may share one). What one refused is said over what
+    // could not be reached.
     let mut joined = None;
+    let mut failure: Option<Error> = None;
     for addr in &candidates {
         match attempt(&joiner, addr, &code, name).await {
             Ok(j) => {
                 joined = Some(j);
                 break;
             }
-            Err(Failed::NoSuchCode) => continue,
-            Err(Failed::Error(e)) => return Err(e),
+            Err(Failed::NoSuchCode) => {}
+            Err(Failed::Error(e)) => {
+                if failure
+                    .as_ref()
+                    .is_none_or(|f| f.kind == ErrorKind::Unreachable)
+                {
+                    failure = Some(e);
+                }
+            }
         }
     }
     let Some(joined) = joined else {
-        return Err(Error::new(
-            ErrorKind::Refused,
-            format!("the inviting device refused: {}", Refusal::NoSuchCode),
-        ));
+        return Err(failure.unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::Refused,
+                format!("the inviting device refused: {}", Refusal::NoSuchCode),
+            )
+        }));
     };
     // Signed roster records only; the engine checks their authors when it starts.
     let records: Vec<Record> = joined
@@ -348,7 +392,7 @@ pub async fn join(
         Account {
             jid: joined.jid.to_string(),
             genesis: joined.genesis,
-            name: name.to_owned(),
+            name: joined.name.clone(),
         },
         joiner.secret,
         Some(joined.ox),
@@ -356,7 +400,9 @@ pub async fn join(
         key_files,
     )
     .map_err(|e| Error::new(ErrorKind::Store, e.to_string()))?;
-    if let Some(inviter) = net::device_of(&joined.inviter) {
+    if let Some(inviter) =
+        pair::unb64(&joined.inviter, 32).and_then(|d| <[u8; 32]>::try_from(d).ok())
+    {
         let addrs: Vec<String> = joined
             .addrs
             .iter()
@@ -364,7 +410,7 @@ pub async fn join(
             .take(8)
             .cloned()
             .collect();
-        device.remember_addrs(&inviter.0, &addrs.join(" "))?;
+        device.remember_addrs(&inviter, &addrs.join(" "))?;
     }
     Ok(device)
 }

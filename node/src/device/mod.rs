@@ -150,11 +150,16 @@ pub struct Device {
 /// Longest device name, in characters (what pairing accepts too).
 pub const MAX_NAME_CHARS: usize = 64;
 
-/// A device name must be short enough for every device to read its roster entry.
+/// A device name must be short enough for every device to read its roster entry,
+/// not blank, and without what would break or reorder a line where it is shown.
 pub fn check_name(name: &str) -> Result<(), Error> {
-    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+    if name.trim().is_empty() {
+        return Err(Error::Name("a device name cannot be empty".into()));
+    }
+    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(kith_protocol::text::breaks_line) {
         return Err(Error::Name(format!(
-            "a device name is at most {MAX_NAME_CHARS} characters, without control characters"
+            "a device name is at most {MAX_NAME_CHARS} characters, without control characters \
+             or direction overrides"
         )));
     }
     Ok(())

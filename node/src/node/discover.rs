@@ -84,19 +84,18 @@ impl Node {
         }
     }
 
-    /// Puts on the guise of the day (after a day change or a rotation of the secrets)
-    /// and advertises it: the instance and the stream's address change, and the
-    /// listeners on default ports move to the guise's ports (connections stay).
     /// Opens the pairing gate while an invitation is open (or ended lately, to be
-    /// told so), closes it otherwise, and advertises the nameplates.
+    /// told so), closes it otherwise. The caller re-advertises (the nameplates).
     pub(super) fn update_pairing(&mut self) {
         let now = wall_now().0;
         self.device.invitations.prune(now);
         let open = !self.device.invitations.nameplates(now).is_empty();
         self.pair_swarm.behaviour_mut().gate.set_pairing_open(open);
-        self.readvertise();
     }
 
+    /// Puts on the guise of the day (after a day change or a rotation of the secrets)
+    /// and advertises it: the instance and the stream's address change, and the
+    /// listeners on default ports move to the guise's ports (connections stay).
     pub(super) fn readvertise(&mut self) {
         let guise = guise(&self.device, &self.calendar);
         if guise != self.guise {
@@ -122,7 +121,11 @@ impl Node {
         if let Some(d) = self.discovery.as_mut() {
             match d.advertise(&advert) {
                 Ok(()) => info!("advertised {} on mDNS", d.fullname().unwrap_or("")),
-                Err(e) => warn!("{e}"),
+                Err(e) => {
+                    // Not remembered as advertised: the next tick tries again.
+                    warn!("{e}");
+                    return;
+                }
             }
         }
         self.advert = Some(advert);

@@ -277,6 +277,7 @@ impl Node {
                 ..
             } => {
                 self.pairing.remove(&peer_id);
+                self.device.invitations.forget(&peer_id);
             }
             SwarmEvent::Behaviour(PairBehaviourEvent::Pair(request_response::Event::Message {
                 peer,

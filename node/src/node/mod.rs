@@ -206,8 +206,12 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let keypair = net::keypair(&device.secret);
     let me = keypair.public().to_peer_id();
     let behaviour = Behaviour::new(&keypair, Some(device.ahead())).map_err(Error::Network)?;
+    // The pairing listener has an identity of its own, new at every start: its port
+    // is advertised beside the day's guise while an invitation is open, and the
+    // device's own PeerId there would name the device for good. SPAKE2 proves the
+    // inviter to the joiner; `Welcome` names the device.
     let mut pair_swarm = net::swarm(
-        keypair.clone(),
+        libp2p::identity::Keypair::generate_ed25519(),
         PairBehaviour::new(),
         Duration::from_secs(60),
     )
@@ -541,6 +545,7 @@ impl Node {
         if pairing {
             // An invitation opens the pairing gate and shows on mDNS at once.
             self.update_pairing();
+            self.readvertise();
         }
         let line = match result {
             Ok(v) => Reply::Ok(v),

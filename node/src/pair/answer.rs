@@ -29,6 +29,28 @@ pub enum Outcome {
 }
 
 impl Device {
+    /// `name`, or with a number added (`vm 2`) when another active device of the
+    /// roster than `device` has it (case and surrounding spaces ignored): two
+    /// devices both named after the host "vm" would be told apart by id only.
+    pub(crate) fn unique_name(&self, name: &str, device: &DeviceId) -> String {
+        let key = |n: &str| n.trim().to_lowercase();
+        let taken: std::collections::BTreeSet<String> = self
+            .engine
+            .roster()
+            .active()
+            .filter(|m| m.entry.device != *device)
+            .map(|m| key(&m.entry.name))
+            .collect();
+        if !taken.contains(&key(name)) {
+            return name.to_owned();
+        }
+        (2..)
+            .map(|n| format!("{} {n}", name.trim()))
+            .find(|candidate| !taken.contains(&key(candidate)))
+            // Invariant: `taken` is finite, so some number is free.
+            .expect("a free number")
+    }
+
     /// Answers a pairing request from `peer`; `me` is this node's peer id, `listen`
     /// where its node listens (for the new device to dial).
     pub fn answer_pairing(
@@ -76,7 +98,7 @@ impl Device {
             }
             Request::Join { entry } => {
                 self.invitations.may_join(peer, now)?;
-                let entry = unb64(&entry, MAX_PAIR_BYTES)
+                let mut entry = unb64(&entry, MAX_PAIR_BYTES)
                     .and_then(|b| Entry::decode(&b).ok())
                     .ok_or(Refusal::Malformed)?;
                 if Some(entry.device) != net::device_of(peer) {
@@ -94,6 +116,7 @@ impl Device {
                 }
                 ox::cert_from_bytes(&entry.cert)
                     .map_err(|e| Refusal::Roster(format!("bad certificate: {e}")))?;
+                entry.name = self.unique_name(&entry.name, &entry.device);
                 let (device, name) = (entry.device, entry.name.clone());
                 self.execute(kith_protocol::sync::Command::AddDevice(entry))
                     .map_err(|e| Refusal::Roster(e.to_string()))?
@@ -111,10 +134,13 @@ impl Device {
                     .map(|r| b64(&r.encode()))
                     .collect();
                 let addrs = listen.iter().map(|a| a.to_string()).collect();
-                Ok((
-                    Response::Welcome { roster, addrs },
-                    Outcome::Joined { device, name },
-                ))
+                let welcome = Response::Welcome {
+                    roster,
+                    addrs,
+                    device: b64(&self.id().0),
+                    name: name.clone(),
+                };
+                Ok((welcome, Outcome::Joined { device, name }))
             }
         }
     }

@@ -3,10 +3,13 @@
 //! code is the password, and a password at rest on the disk is one a copy of the
 //! disk could use.
 //!
-//! Limits: [`MAX_OPEN`] open invitations, [`MAX_SESSIONS`] exchanges at once (the
-//! oldest is dropped), [`MAX_WRONG`] wrong proofs before an invitation closes. An
-//! ended invitation is remembered for [`REUSE_WINDOW_MS`], so a code used twice is
-//! told apart from a code never given.
+//! Limits: [`MAX_OPEN`] open invitations; [`MAX_SESSIONS`] exchanges at once, an
+//! unproven one dropped when its connection closes, after [`UNPROVEN_MS`], or for a
+//! newcomer when all are taken (the oldest unproven one goes); [`MAX_WRONG`] wrong
+//! proofs before an invitation closes, and none taken for an invitation while a
+//! device that proved its code is joining with it. An ended invitation is remembered
+//! for [`REUSE_WINDOW_MS`] ([`MAX_ENDED`] at most), so a code used twice is told
+//! apart from a code never given.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +24,10 @@ use super::{Code, INVITER, JOINER, Refusal, proof, proves};
 pub const MAX_OPEN: usize = 32;
 /// Most SPAKE2 exchanges under way at once.
 pub const MAX_SESSIONS: usize = 16;
+/// Most ended invitations remembered (the oldest is forgotten first).
+pub const MAX_ENDED: usize = 32;
+/// How long an exchange may stay unproven, ms.
+pub const UNPROVEN_MS: u64 = 10_000;
 /// Wrong proofs an invitation takes before it closes.
 pub const MAX_WRONG: u8 = 3;
 /// How long an ended or expired invitation is remembered, ms.
@@ -88,10 +95,7 @@ impl Invitation {
         match self.state(now_ms) {
             State::Open => None,
             State::Expired => Some(Refusal::Expired),
-            State::Joined { name, device } => Some(Refusal::Used(format!(
-                "{name} ({})",
-                &device.to_string()[..8]
-            ))),
+            State::Joined { .. } => Some(Refusal::Used),
             State::Cancelled => Some(Refusal::Cancelled),
             State::Closed => Some(Refusal::Closed),
         }
@@ -114,6 +118,9 @@ pub enum Error {
     /// Nothing matches.
     #[error("no open invitation has the code {0}")]
     NoSuch(String),
+    /// What names the invitation is not a code.
+    #[error(transparent)]
+    Code(#[from] super::code::Error),
 }
 
 /// The invitations of one device.
@@ -133,15 +140,33 @@ impl std::fmt::Debug for Invitations {
 }
 
 impl Invitations {
-    /// Forgets what ended more than [`REUSE_WINDOW_MS`] ago, and exchanges that
-    /// took too long.
+    /// Forgets what ended more than [`REUSE_WINDOW_MS`] ago (and the oldest ended
+    /// beyond [`MAX_ENDED`]), and exchanges that took too long.
     pub fn prune(&mut self, now_ms: u64) {
         self.list.retain(|_, i| {
             i.ended_ms(now_ms)
                 .is_none_or(|at| now_ms < at.saturating_add(REUSE_WINDOW_MS))
         });
-        self.sessions
-            .retain(|_, s| now_ms < s.started_ms.saturating_add(SESSION_MS));
+        let mut ended: Vec<(u64, String)> = self
+            .list
+            .iter()
+            .filter_map(|(p, i)| i.ended_ms(now_ms).map(|at| (at, p.clone())))
+            .collect();
+        if ended.len() > MAX_ENDED {
+            ended.sort();
+            for (_, plate) in &ended[..ended.len() - MAX_ENDED] {
+                self.list.remove(plate);
+            }
+        }
+        self.sessions.retain(|_, s| {
+            let limit = if s.confirmed { SESSION_MS } else { UNPROVEN_MS };
+            now_ms < s.started_ms.saturating_add(limit)
+        });
+    }
+
+    /// Forgets `peer`'s exchange (its connection closed).
+    pub fn forget(&mut self, peer: &PeerId) {
+        self.sessions.remove(peer);
     }
 
     /// Opens an invitation valid until `expires_ms`; returns its code.
@@ -160,14 +185,12 @@ impl Invitations {
         if open >= MAX_OPEN {
             return Err(Error::TooMany);
         }
-        // A nameplate no remembered invitation has (at most 32 open and a few ended
-        // among 1024: a handful of draws at most).
-        let code = loop {
-            let code = Code::random(rng);
-            if !self.list.contains_key(&code.nameplate()) {
-                break code;
-            }
-        };
+        // A nameplate no remembered invitation has: at most 64 of 1024 are taken,
+        // so a few draws; bounded all the same.
+        let code = (0..1024)
+            .map(|_| Code::random(rng))
+            .find(|c| !self.list.contains_key(&c.nameplate()))
+            .ok_or(Error::TooMany)?;
         self.list.insert(
             code.nameplate(),
             Invitation {
@@ -202,15 +225,9 @@ impl Invitations {
     /// Cancels the open invitation whose code (or nameplate) is `which`, or every
     /// open one when `which` is `None`. Returns the nameplates cancelled.
     pub fn cancel(&mut self, which: Option<&str>, now_ms: u64) -> Result<Vec<String>, Error> {
-        let wanted = which.map(|w| {
-            let w = w.trim().to_ascii_uppercase();
-            Code::parse(&w).map(|c| c.nameplate()).unwrap_or_else(|_| {
-                w.chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .take(super::code::NAMEPLATE_LEN)
-                    .collect()
-            })
-        });
+        let wanted = which
+            .map(|w| super::code::nameplate_of(w).map_err(Error::Code))
+            .transpose()?;
         let mut done = Vec::new();
         for (plate, i) in &mut self.list {
             if wanted.as_ref().is_none_or(|w| w == plate) && i.state(now_ms) == State::Open {
@@ -218,7 +235,6 @@ impl Invitations {
                 done.push(plate.clone());
             }
         }
-        self.sessions.retain(|_, s| !done.contains(&s.nameplate));
         if done.is_empty()
             && let Some(w) = which
         {
@@ -242,6 +258,15 @@ impl Invitations {
         if let Some(no) = invitation.refusal(now_ms) {
             return Err(no);
         }
+        // A device that proved the code is joining: nobody else may try (and burn
+        // the invitation's tries under it) meanwhile.
+        if self
+            .sessions
+            .iter()
+            .any(|(p, s)| p != &peer && s.confirmed && s.nameplate == nameplate)
+        {
+            return Err(Refusal::Joining);
+        }
         let (state, ours) = Spake2::<Ed25519Group>::start_b(
             &Password::new(invitation.code.password()),
             &Identity::new(&peer.to_bytes()),
@@ -249,7 +274,16 @@ impl Invitations {
         );
         let key = state.finish(message).map_err(|_| Refusal::Malformed)?;
         if !self.sessions.contains_key(&peer) && self.sessions.len() >= MAX_SESSIONS {
-            return Err(Refusal::Busy);
+            // The oldest unproven exchange makes room: a stranger holding slots
+            // loses them to whoever comes next.
+            let oldest = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| !s.confirmed)
+                .min_by_key(|(_, s)| s.started_ms)
+                .map(|(p, _)| *p)
+                .ok_or(Refusal::Busy)?;
+            self.sessions.remove(&oldest);
         }
         self.sessions.insert(
             peer,
@@ -312,7 +346,9 @@ impl Invitations {
         }
     }
 
-    /// Step 3, once the roster took the device: the invitation ends.
+    /// Step 3, once the roster took the device: the invitation ends. Other
+    /// exchanges for it stay until they end, each told at its next step that the
+    /// code was used.
     pub fn joined(&mut self, peer: &PeerId, device: DeviceId, name: &str, now_ms: u64) {
         if let Some(s) = self.sessions.remove(peer)
             && let Some(i) = self.list.get_mut(&s.nameplate)
@@ -325,13 +361,6 @@ impl Invitations {
                 now_ms,
             ));
         }
-        let done: Vec<String> = self
-            .list
-            .iter()
-            .filter(|(_, i)| i.ended.is_some())
-            .map(|(p, _)| p.clone())
-            .collect();
-        self.sessions.retain(|_, s| !done.contains(&s.nameplate));
     }
 }
 
@@ -389,10 +418,10 @@ mod tests {
         ));
         // A second device with the same code is told it was used.
         let k = joiner(&code, me);
-        assert!(matches!(
+        assert_eq!(
             inv.start(k.peer, me, &code.nameplate(), &k.message, 3_000),
-            Err(Refusal::Used(_))
-        ));
+            Err(Refusal::Used)
+        );
         // Still told so for the reuse window, then forgotten.
         assert_eq!(inv.nameplates(2_500 + REUSE_WINDOW_MS - 1).len(), 1);
         inv.prune(2_500 + REUSE_WINDOW_MS);
@@ -463,7 +492,12 @@ mod tests {
             inv.start(j.peer, me, &code.nameplate(), &j.message, 100_000),
             Err(Refusal::Expired)
         );
-        assert_eq!(inv.cancel(Some("Q"), 2_000), Err(Error::NoSuch("Q".into())));
+        let other = if code.nameplate() == "QQ" { "ZZ" } else { "QQ" };
+        assert_eq!(
+            inv.cancel(Some(other), 2_000),
+            Err(Error::NoSuch(other.into()))
+        );
+        assert!(matches!(inv.cancel(Some("Q"), 2_000), Err(Error::Code(_))));
         assert_eq!(
             inv.cancel(Some(&code.short()), 2_000),
             Ok(vec![code.nameplate()])
@@ -472,6 +506,63 @@ mod tests {
             inv.start(j.peer, me, &code.nameplate(), &j.message, 2_000),
             Err(Refusal::Cancelled)
         );
+    }
+
+    #[test]
+    fn a_proven_joiner_is_not_raced_and_strangers_make_room() {
+        let (mut inv, code, me) = setup();
+        let mut j = joiner(&code, me);
+        let theirs = inv
+            .start(j.peer, me, &code.nameplate(), &j.message, 2_000)
+            .unwrap();
+        let key = j.state.take().unwrap().finish(&theirs).unwrap();
+        inv.confirm(&j.peer, &proof(&key, JOINER), 2_000).unwrap();
+        // Another device cannot start (nor burn tries) while the proven one joins.
+        let k = joiner(&code, me);
+        assert_eq!(
+            inv.start(k.peer, me, &code.nameplate(), &k.message, 2_000),
+            Err(Refusal::Joining)
+        );
+        // Strangers filling every slot lose the oldest unproven one to a newcomer;
+        // the proven exchange stays.
+        let (mut inv2, code2, _) = setup();
+        let mut first = None;
+        for n in 0..MAX_SESSIONS as u64 + 4 {
+            let s = joiner(&code2, me);
+            first.get_or_insert(s.peer);
+            assert!(
+                inv2.start(s.peer, me, &code2.nameplate(), &s.message, 2_000 + n)
+                    .is_ok()
+            );
+        }
+        assert_eq!(
+            inv2.confirm(&first.unwrap(), &[0; 32], 2_100),
+            Err(Refusal::Malformed),
+            "the oldest stranger was dropped"
+        );
+        // Unproven exchanges end after UNPROVEN_MS; a closed connection ends one.
+        inv.prune(2_000 + UNPROVEN_MS + 1);
+        assert_eq!(
+            inv.may_join(&j.peer, 2_000 + UNPROVEN_MS + 1),
+            Ok(code.nameplate())
+        );
+        inv.forget(&j.peer);
+        assert_eq!(inv.may_join(&j.peer, 2_000), Err(Refusal::Malformed));
+    }
+
+    #[test]
+    fn remembered_invitations_are_bounded() {
+        let mut inv = Invitations::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for round in 0..5u64 {
+            for _ in 0..MAX_OPEN {
+                inv.open(round, 1_000_000, &mut rng).unwrap();
+            }
+            inv.cancel(None, round).unwrap();
+        }
+        inv.prune(10);
+        assert_eq!(inv.list().count(), MAX_ENDED);
+        assert!(inv.nameplates(10).len() <= MAX_ENDED + MAX_OPEN);
     }
 
     #[test]

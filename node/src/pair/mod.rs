@@ -19,11 +19,15 @@
 //!    the same key (HMAC-SHA-256 of a role label). The inviter checks first, and a
 //!    wrong proof costs one of the invitation's tries; only then does it name the
 //!    account, and the joiner checks the inviter's proof before trusting it;
-//! 3. `Join { entry }` → `Welcome { roster, addrs }`: its roster entry (device key,
-//!    certificate, name). The inviter checks the entry's device is the connected
-//!    peer, ends the invitation, adds the device to the roster, signcrypts every
-//!    secret to it, and answers with the roster's signed records, which the new
-//!    device checks and stores before it first runs.
+//! 3. `Join { entry }` → `Welcome { roster, addrs, device, name }`: its roster entry
+//!    (device key, certificate, name). The inviter checks the entry's device is the
+//!    connected peer, ends the invitation, adds the device to the roster (its name
+//!    numbered if another device has it), signcrypts every secret to it, and answers
+//!    with the roster's signed records, which the new device checks and stores before
+//!    it first runs, and with its own device id.
+//!
+//! The pairing listener's libp2p identity is not the device's: it is new at every
+//! start of the node, so the advertised pairing port does not name the device.
 //!
 //! The code's password never travels; an attacker gets one guess per try and an
 //! invitation takes three wrong ones before it closes. Every refusal is a typed
@@ -91,6 +95,12 @@ pub enum Response {
         roster: Vec<String>,
         /// Where the inviting device's node listens (multiaddrs).
         addrs: Vec<String>,
+        /// The inviting device (base64url of its 32-byte key): the pairing
+        /// listener's PeerId is not the device's.
+        device: String,
+        /// The name the roster gives the new device: the one it asked for, with a
+        /// number added when another device of the account has it.
+        name: String,
     },
     /// The request was refused.
     Refused(Refusal),
@@ -104,17 +114,22 @@ pub enum Refusal {
     #[error("it has no invitation with this code (check the code, or ask for a new one)")]
     NoSuchCode,
     /// A device joined with it already.
-    #[error("this invite code was used already (by {0}): ask for a new one")]
-    Used(String),
+    #[error("this invite code was used already: ask for a new one")]
+    Used,
+    /// Another device that proved the code is joining with it right now.
+    #[error("another device is joining with this code right now")]
+    Joining,
     /// Its time is over.
     #[error("this invite code expired: ask for a new one")]
     Expired,
     /// The inviter cancelled it.
     #[error("this invitation was cancelled on the inviting device")]
     Cancelled,
-    /// The proof did not hold: the code differs from the invitation's.
+    /// The proof did not hold: the code differs from the invitation's (the number
+    /// of tries left).
     #[error(
-        "the code is not the one the inviting device shows ({0} more tries before the invitation closes)"
+        "the code is not the one the inviting device shows ({} before the invitation closes)",
+        tries(*.0)
     )]
     WrongCode(u8),
     /// Too many wrong codes: the invitation closed.
@@ -129,6 +144,14 @@ pub enum Refusal {
     /// The roster refused the device (a name too long, a revoked key…).
     #[error("{0}")]
     Roster(String),
+}
+
+fn tries(n: u8) -> String {
+    if n == 1 {
+        "1 more try".to_owned()
+    } else {
+        format!("{n} more tries")
+    }
 }
 
 /// What the joiner's proof is an HMAC of.

@@ -31,7 +31,11 @@ impl Device {
             .members()
             .filter(|m| {
                 m.entry.name == needle
-                    || (needle.len() >= 4 && m.entry.device.to_string().starts_with(needle))
+                    || (needle.len() >= 4
+                        && m.entry
+                            .device
+                            .to_string()
+                            .starts_with(&needle.to_lowercase()))
             })
             .map(|m| m.entry.device)
             .collect();
@@ -82,11 +86,14 @@ impl Device {
     }
 
     pub(super) fn rename_device(&mut self, needle: &str, name: &str) -> Result<Value, Error> {
-        if name.trim().is_empty() {
-            return Err(input_err("a device name cannot be empty"));
-        }
         crate::device::check_name(name).map_err(input_err)?;
         let device = self.find_device(needle)?;
+        if self.unique_name(name, &device) != name {
+            return Err(refused(format!(
+                "another device of this account is named {}",
+                kith_protocol::text::quoted(name)
+            )));
+        }
         let old = self
             .engine
             .roster()

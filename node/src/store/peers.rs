@@ -1,5 +1,5 @@
 //! The devices this one has met (their addresses, sealed, and the last
-//! reconciliation with each) and the invitations it handed out.
+//! reconciliation with each).
 
 use rusqlite::params;
 
