@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kith_node::control::{ImportFormat, Request};
+use kith_node::api::{ImportFormat, Request};
 use kith_node::net::Multiaddr;
 
 use crate::{

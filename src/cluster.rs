@@ -6,8 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use kith_node::control::Request;
-use serde_json::Value;
+use kith_node::api::Request;
+use kith_node::api::answer::{Changes, ContactList, Invited};
+use kith_node::api::status::Status;
+use kith_node::api::{Answer, Unexpected};
 
 use crate::ops;
 
@@ -46,24 +48,29 @@ impl Node {
             child: Some(child),
         };
         node.wait("the node to listen", Duration::from_secs(30), |n| {
-            let s = n.call(Request::Status)?;
-            Ok(s["node"]["listen"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty()))
+            let s: Status = n.call(Request::Status)?;
+            Ok(!s.node.listen.is_empty())
         })?;
         Ok(node)
     }
 
     /// Answers a request through the node's control socket only (opening the store
     /// here would race with a node that is starting).
-    pub(crate) fn call(&self, request: Request) -> Result<Value> {
-        ops::via_node(&self.dir, &request, &mut |_, _| {})?
-            .context("the node's control socket is not there")
+    pub(crate) fn call<T: TryFrom<Answer, Error = Unexpected>>(
+        &self,
+        request: Request,
+    ) -> Result<T> {
+        let answer = ops::via_node(&self.dir, &request, &mut |_, _| {})?
+            .context("the node's control socket is not there")?;
+        Ok(T::try_from(answer)?)
     }
 
     /// Answers a request on the store of a stopped node.
-    pub(crate) fn call_offline(&self, request: Request) -> Result<Value> {
-        ops::call(&self.dir, request, &mut |_, _| {})
+    pub(crate) fn call_offline<T: TryFrom<Answer, Error = Unexpected>>(
+        &self,
+        request: Request,
+    ) -> Result<T> {
+        Ok(T::try_from(ops::call(&self.dir, request, &mut |_, _| {})?)?)
     }
 
     /// Polls `ready` every 5 ms until it holds or `limit` passes.
@@ -117,12 +124,11 @@ impl Node {
     pub(crate) fn changes(&self) -> Result<u64> {
         // A wait that is due at once answers with the count, and costs the node
         // nothing (a status counts the store's rows).
-        self.call(Request::Wait {
+        let c: Changes = self.call(Request::Wait {
             after: u64::MAX,
             timeout_ms: 0,
-        })?["changes"]
-            .as_u64()
-            .context("the node's change count")
+        })?;
+        Ok(c.changes)
     }
 
     /// Waits until `ready` holds, checking it each time the node stored something
@@ -142,12 +148,11 @@ impl Node {
             limit,
             ready,
             |n| {
-                seen = n.call(Request::Wait {
+                let c: Changes = n.call(Request::Wait {
                     after: seen,
                     timeout_ms: 1_000,
-                })?["changes"]
-                    .as_u64()
-                    .context("the node's change count")?;
+                })?;
+                seen = c.changes;
                 Ok(())
             },
             wait_first,
@@ -156,23 +161,16 @@ impl Node {
 
     /// JIDs of the merged contact list, sorted.
     pub(crate) fn jids(&self) -> Result<Vec<String>> {
-        let v = self.call(Request::Contacts)?;
-        let mut out: Vec<String> = v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|c| c["jids"].as_array().cloned().unwrap_or_default())
-            .filter_map(|j| j.as_str().map(str::to_owned))
-            .collect();
+        let ContactList(contacts) = self.call(Request::Contacts)?;
+        let mut out: Vec<String> = contacts.into_iter().flat_map(|c| c.jids).collect();
         out.sort();
         Ok(out)
     }
 
     /// Number of contacts.
     pub(crate) fn count(&self) -> Result<usize> {
-        Ok(self.call(Request::Status)?["contacts"]
-            .as_u64()
-            .unwrap_or(0) as usize)
+        let s: Status = self.call(Request::Status)?;
+        Ok(s.contacts)
     }
 
     /// Stops the node (SIGTERM, waiting up to 10 s, then SIGKILL).
@@ -228,16 +226,14 @@ impl Drop for Node {
 
 /// Creates the first device of an account in `dir`.
 pub(crate) fn init(dir: &Path, jid: &str, name: &str) -> Result<()> {
-    kith_node::Device::init(dir, jid, name).map_err(ops::device_exit)?;
+    kith_node::Device::init(dir, jid, name).map_err(crate::Exit::from)?;
     Ok(())
 }
 
 /// Pairs a new device in `dir` with the running `inviter`.
 pub(crate) fn pair(inviter: &Node, dir: &Path, name: &str) -> Result<()> {
-    let code = inviter.call(Request::Invite { ttl_secs: 600 })?["long_code"]
-        .as_str()
-        .context("invite code")?
-        .to_owned();
+    let invited: Invited = inviter.call(Request::Invite { ttl_secs: 600 })?;
+    let code = invited.long_code;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -248,6 +244,6 @@ pub(crate) fn pair(inviter: &Node, dir: &Path, name: &str) -> Result<()> {
         kith_node::store::KeyFiles::clear(),
         &kith_node::join::Find::default(),
     ))
-    .map_err(ops::exit)?;
+    .map_err(crate::Exit::from)?;
     Ok(())
 }

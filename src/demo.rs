@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use kith_node::control::Request;
+use kith_node::api::Request;
+use kith_node::api::answer::{Contact, ContactChanged, ContactList, DeviceList, Revoked};
+use kith_node::api::status::Status;
 
 use crate::Exit;
 use crate::cluster::{self, Node};
@@ -25,34 +27,22 @@ fn add(jid: &str, name: Option<&str>, groups: &[&str]) -> Request {
 }
 
 fn show(node: &Node, who: &str) -> Result<()> {
-    let v = node.call(Request::Contacts)?;
+    let ContactList(contacts) = node.call(Request::Contacts)?;
     outln!("      {who}:");
-    for c in v.as_array().into_iter().flatten() {
-        let jids: Vec<&str> = c["jids"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|j| j.as_str())
-            .collect();
-        let groups: Vec<&str> = c["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|g| g.as_str())
-            .collect();
-        let merged = if c["items"].as_u64().unwrap_or(1) > 1 {
-            format!("  [{} items merged]", c["items"])
+    for c in &contacts {
+        let merged = if c.items > 1 {
+            format!("  [{} items merged]", c.items)
         } else {
             String::new()
         };
         outln!(
             "        {:<14} {:<26} {}{merged}",
-            c["name"].as_str().unwrap_or("-"),
-            jids.join(", "),
-            if groups.is_empty() {
+            c.name.as_deref().unwrap_or("-"),
+            c.jids.join(", "),
+            if c.groups.is_empty() {
                 "-".into()
             } else {
-                groups.join(", ")
+                c.groups.join(", ")
             },
         );
     }
@@ -88,11 +78,11 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     outln!("1. The laptop creates the account: its keys, the roster, the first secrets.");
     cluster::init(&dirs[0], ACCOUNT, "laptop")?;
     let laptop = Node::start(&dirs[0], true)?;
-    let s = laptop.call(Request::Status)?;
+    let s: Status = laptop.call(Request::Status)?;
     outln!(
         "      laptop   device {}  listening on {}",
-        s["device"]["id"].as_str().unwrap_or("?"),
-        s["node"]["listen"][0].as_str().unwrap_or("?")
+        s.device.id,
+        s.node.listen.first().map_or("?", String::as_str)
     );
 
     outln!("\n2. The phone and the desktop join with one-time invite codes from the laptop.");
@@ -102,8 +92,8 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
         cluster::pair(&laptop, dir, name)?;
         let node = Node::start(dir, true)?;
         node.wait("the secrets", LIMIT, |n| {
-            let s = n.call(Request::Status)?;
-            Ok(s["waiting_for_secret"] == 0 && s["records"]["keys"].as_u64().unwrap_or(0) > 0)
+            let s: Status = n.call(Request::Status)?;
+            Ok(s.waiting_for_secret == 0 && s.records.get("keys").is_some_and(|k| *k > 0))
         })?;
         outln!(
             "      {name:<8} paired, started and holding the secrets after {} ms",
@@ -114,13 +104,13 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     let mut desktop = joined.pop().context("the desktop")?;
     let phone = joined.pop().context("the phone")?;
     laptop.wait("the roster", LIMIT, |n| {
-        Ok(n.call(Request::Status)?["connected_peers"] == 2)
+        Ok(n.call::<Status>(Request::Status)?.connected_peers == 2)
     })?;
     outln!("      laptop   connected to both; roster of 3 devices");
 
     outln!("\n3. Edits on the laptop arrive on the others (gossip, then reconciliation).");
-    laptop.call(add("juliet@capulet.lit", Some("Juliet"), &["Verona"]))?;
-    laptop.call(add("benvolio@montague.lit", Some("Benvolio"), &["Family"]))?;
+    laptop.call::<ContactChanged>(add("juliet@capulet.lit", Some("Juliet"), &["Verona"]))?;
+    laptop.call::<ContactChanged>(add("benvolio@montague.lit", Some("Benvolio"), &["Family"]))?;
     for (node, name) in [(&phone, "phone"), (&desktop, "desktop")] {
         let t = node.wait("the laptop's edits", LIMIT, |n| {
             Ok(has(n, "juliet@capulet.lit")? && has(n, "benvolio@montague.lit")?)
@@ -134,19 +124,16 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     outln!("\n4. A concurrent edit: the desktop is switched off and edits offline, while the");
     outln!("   phone edits the same person; the desktop comes back and every device merges.");
     desktop.stop();
-    desktop.call_offline(add("mercutio@verona.lit", None, &["Friends"]))?;
+    desktop.call_offline::<ContactChanged>(add("mercutio@verona.lit", None, &["Friends"]))?;
     outln!("      desktop (off)  adds mercutio@verona.lit to Friends, stored until it runs");
-    phone.call(add("mercutio@verona.lit", Some("Mercutio"), &[]))?;
+    phone.call::<ContactChanged>(add("mercutio@verona.lit", Some("Mercutio"), &[]))?;
     outln!("      phone          adds mercutio@verona.lit as \"Mercutio\"");
     let desktop = Node::start(&dirs[2], true)?;
     let merged = |n: &Node| -> Result<bool> {
-        let v = n.call(Request::Contact {
+        let c: Contact = n.call(Request::Contact {
             jid: "mercutio@verona.lit".into(),
         })?;
-        Ok(v["name"] == "Mercutio"
-            && v["groups"]
-                .as_array()
-                .is_some_and(|g| g.iter().any(|x| x == "Friends")))
+        Ok(c.name.as_deref() == Some("Mercutio") && c.groups.iter().any(|g| g == "Friends"))
     };
     for (node, name) in [
         (&laptop, "laptop"),
@@ -164,20 +151,19 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     outln!(
         "\n5. The laptop revokes the desktop: the secrets rotate, the desktop gets nothing new."
     );
-    laptop.call(Request::Revoke {
+    laptop.call::<Revoked>(Request::Revoke {
         device: "desktop".into(),
     })?;
-    laptop.call(add("tybalt@capulet.lit", Some("Tybalt"), &["Verona"]))?;
+    laptop.call::<ContactChanged>(add("tybalt@capulet.lit", Some("Tybalt"), &["Verona"]))?;
     let t = phone.wait("the contact added after the revocation", LIMIT, |n| {
         has(n, "tybalt@capulet.lit")
     })?;
     outln!("      phone    has Tybalt after {} ms", t.as_millis());
     let revoked = |n: &Node| -> Result<bool> {
-        let d = n.call(Request::Devices)?;
-        Ok(d.as_array()
-            .into_iter()
-            .flatten()
-            .any(|x| x["name"] == "desktop" && x["revoked"] == true && x["connected"].is_null()))
+        let DeviceList(devices) = n.call(Request::Devices)?;
+        Ok(devices
+            .iter()
+            .any(|x| x.name == "desktop" && x.revoked && x.connected.is_none()))
     };
     for (node, name) in [(&laptop, "laptop"), (&phone, "phone")] {
         let t = node.wait("the revocation", LIMIT, |n| revoked(n))?;
@@ -189,18 +175,18 @@ pub(crate) fn run(keep: Option<PathBuf>) -> Result<()> {
     // The phone has Tybalt, so the laptop has published it; the desktop, cut off and
     // without the new secret, must not show it.
     if has(&desktop, "tybalt@capulet.lit")? {
-        bail!(Exit::Failed(
+        bail!(Exit::Refused(
             "the revoked desktop received a new contact".into()
         ));
     }
-    let n = desktop.call(Request::Status)?["connected_peers"].clone();
+    let n = desktop.call::<Status>(Request::Status)?.connected_peers;
     outln!("      desktop  does not have Tybalt; connected peers: {n}");
 
     outln!("\n6. The final lists.");
     let lists = [laptop.jids()?, phone.jids()?];
     show(&phone, "phone")?;
     if lists[0] != lists[1] {
-        bail!(Exit::Failed("the laptop and the phone disagree".into()));
+        bail!(Exit::Refused("the laptop and the phone disagree".into()));
     }
     outln!(
         "\nThe laptop and the phone agree on {} contacts. Done.",

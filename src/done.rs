@@ -1,12 +1,14 @@
-//! What a command that changes something says it did: one line, from the request
-//! and the node's reply (the contact or group as stored: names trimmed and in NFC,
-//! a look-alike group name as the existing group), so that a person (or the log of
-//! a script) sees what happened.
+//! What a command that changes something says it did: one line, [`Said`], shown
+//! through `Display` from the request and the node's typed answer (the contact or
+//! group as stored: names trimmed and in NFC, a look-alike group name as the
+//! existing group), so that a person (or the log of a script) sees what happened.
 
-use kith_node::control::Request;
+use std::fmt;
+
+use kith_node::api::answer::{Cancelled, GroupChanged, Renamed, Revoked};
+use kith_node::api::{Answer, Request};
 use kith_protocol::jid::BareJid;
 use kith_protocol::text::quoted as quote;
-use serde_json::Value;
 
 /// A JID as kith keeps it (lower-cased domain and local part, no resource), or as
 /// typed when it does not read as one (an `xmpp:` URI, which the node reads).
@@ -16,35 +18,58 @@ fn shown(jid: &str) -> String {
 
 /// The stored group name among `stored` that `typed` names (the same, or the same
 /// once trimmed and case-folded), else `typed`.
-fn stored_group<'a>(typed: &'a str, stored: &'a [Value]) -> &'a str {
+fn stored_group<'a>(typed: &'a str, stored: &'a [String]) -> &'a str {
     let fold = |s: &str| s.trim().to_lowercase();
     stored
         .iter()
-        .filter_map(Value::as_str)
         .find(|g| *g == typed)
-        .or_else(|| {
-            stored
-                .iter()
-                .filter_map(Value::as_str)
-                .find(|g| fold(g) == fold(typed))
-        })
-        .unwrap_or(typed)
+        .or_else(|| stored.iter().find(|g| fold(g) == fold(typed)))
+        .map_or(typed, String::as_str)
 }
 
-/// The line for `request`, answered with `reply`; `None` for requests that print
-/// something of their own.
-pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
-    let contact = &reply["contact"];
-    let groups: &[Value] = contact["groups"].as_array().map_or(&[], Vec::as_slice);
-    Some(match request {
+/// A request and the node's answer to it, shown as the one line that says what
+/// was done.
+pub(crate) struct Said<'a> {
+    request: &'a Request,
+    answer: &'a Answer,
+}
+
+impl<'a> Said<'a> {
+    /// What `request` did, as `answer` tells.
+    pub(crate) fn new(request: &'a Request, answer: &'a Answer) -> Self {
+        Self { request, answer }
+    }
+}
+
+impl fmt::Display for Said<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&line(self.request, self.answer))
+    }
+}
+
+/// The line for `request`, answered with `answer`.
+fn line(request: &Request, answer: &Answer) -> String {
+    let contact = match answer {
+        Answer::ContactChanged(c) => c.contact.as_ref(),
+        _ => None,
+    };
+    let changed = match answer {
+        Answer::ContactChanged(c) => c.changed,
+        _ => None,
+    };
+    let groups: &[String] = contact.map_or(&[], |c| c.groups.as_slice());
+    let group = match answer {
+        Answer::GroupChanged(GroupChanged { group, .. }) => group.as_deref(),
+        _ => None,
+    };
+    match request {
         Request::AddContact { jid, .. } => {
             let mut line = format!("Added {}", shown(jid));
-            if let Some(n) = contact["name"].as_str() {
+            if let Some(n) = contact.and_then(|c| c.name.as_deref()) {
                 line.push_str(&format!(" {}", quote(n)));
             }
             if !groups.is_empty() {
-                let names: Vec<String> =
-                    groups.iter().filter_map(Value::as_str).map(quote).collect();
+                let names: Vec<String> = groups.iter().map(|g| quote(g)).collect();
                 line.push_str(&format!(" in {}", names.join(", ")));
             }
             line
@@ -61,7 +86,10 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
         } => {
             let mut changes: Vec<String> = Vec::new();
             if name.is_some() {
-                let stored = contact["name"].as_str().or(name.as_deref()).unwrap_or("");
+                let stored = contact
+                    .and_then(|c| c.name.as_deref())
+                    .or(name.as_deref())
+                    .unwrap_or("");
                 changes.push(format!("name {}", quote(stored)));
             }
             if *clear_name {
@@ -97,22 +125,19 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
             }
             if changes.is_empty() {
                 format!("Nothing to change in {}", shown(jid))
-            } else if reply["changed"] == false {
+            } else if changed == Some(false) {
                 format!("Nothing changed in {}: it already had that", shown(jid))
             } else {
                 format!("Changed {}: {}", shown(jid), changes.join(", "))
             }
         }
         Request::AddGroup { name, .. } => {
-            format!(
-                "Added group {}",
-                quote(reply["group"].as_str().unwrap_or(name))
-            )
+            format!("Added group {}", quote(group.unwrap_or(name)))
         }
         Request::RenameGroup { name, new_name } => format!(
             "Renamed group {} to {}",
             quote(name.trim()),
-            quote(reply["group"].as_str().unwrap_or(new_name))
+            quote(group.unwrap_or(new_name))
         ),
         Request::RemoveGroup { name } => {
             format!(
@@ -121,8 +146,11 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
             )
         }
         Request::Revoke { device } => {
-            let id = reply["revoked"].as_str().unwrap_or(device);
-            let who = match reply["name"].as_str().filter(|n| !n.is_empty()) {
+            let (id, name) = match answer {
+                Answer::Revoked(Revoked { revoked, name }) => (revoked.as_str(), name.as_deref()),
+                _ => (device.as_str(), None),
+            };
+            let who = match name.filter(|n| !n.is_empty()) {
                 Some(name) => format!("{} ({id})", quote(name)),
                 None => format!("device {id}"),
             };
@@ -131,29 +159,33 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
             )
         }
         Request::RenameDevice { device, name } => {
-            let id = reply["renamed"].as_str().unwrap_or(device);
-            let old = reply["old"].as_str().unwrap_or_default();
+            let (id, old, changed) = match answer {
+                Answer::Renamed(Renamed {
+                    renamed,
+                    old,
+                    changed,
+                    ..
+                }) => (renamed.as_str(), old.as_str(), *changed),
+                _ => (device.as_str(), "", true),
+            };
             let was = if old.is_empty() {
                 format!("device {id}")
             } else {
                 format!("{} ({id})", quote(old))
             };
-            if reply["changed"] == false {
+            if !changed {
                 format!("Nothing changed: {was} already has that name")
             } else {
                 format!("Renamed {was} to {}", quote(name))
             }
         }
         Request::CancelInvites { .. } => {
-            let plates: Vec<String> = reply["cancelled"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(|p| format!("{p}…"))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let plates: Vec<String> = match answer {
+                Answer::Cancelled(Cancelled { cancelled }) => {
+                    cancelled.iter().map(|p| format!("{p}…")).collect()
+                }
+                _ => Vec::new(),
+            };
             match plates.len() {
                 0 => "No invitation was open".to_owned(),
                 1 => format!("Cancelled the invitation {}", plates[0]),
@@ -168,8 +200,13 @@ pub(crate) fn said(request: &Request, reply: &Value) -> Option<String> {
             "Rotated the secrets of both nodes: every item is sealed again under the new ones"
                 .to_owned()
         }
-        _ => return None,
-    })
+        Request::RemoveContact { jid } => format!("Removed {}", shown(jid)),
+        Request::RestoreContact { jid, n } => {
+            format!("Restored conflict {n} of {} as a new edit", shown(jid))
+        }
+        // Every request `ops::done` is given is named above.
+        _ => format!("Done ({})", answer.kind()),
+    }
 }
 
 #[cfg(test)]
@@ -178,7 +215,7 @@ mod tests {
 
     #[test]
     fn a_look_alike_group_is_said_as_stored() {
-        let stored = [Value::from("Friends"), Value::from("Verona")];
+        let stored = ["Friends".to_owned(), "Verona".to_owned()];
         assert_eq!(stored_group("friends ", &stored), "Friends");
         assert_eq!(stored_group("Verona", &stored), "Verona");
         assert_eq!(stored_group("Other", &stored), "Other");

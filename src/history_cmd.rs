@@ -4,86 +4,81 @@
 use std::path::Path;
 
 use anyhow::Result;
-use kith_node::control::Request;
-use serde_json::Value;
+use kith_node::api::Request;
+use kith_node::api::answer::{ChangeLog, ConflictList, Done};
 
-use crate::ops::{call, list, no_progress, print_json, print_table, s};
+use crate::ops::{ago_of, ask, joined, opt, print_json, print_table, text};
 use crate::output::outln;
-use crate::table::{Table, ago_iso, now_ms};
+use crate::table::{Table, now_ms};
 
 /// A contact as one line: its name and addresses.
-fn who(v: &Value) -> String {
-    match v["name"].as_str() {
-        Some(_) => format!("{} ({})", s(&v["name"]), list(v, "jids")),
-        None => list(v, "jids"),
+fn who(name: Option<&str>, jids: &[String]) -> String {
+    match name {
+        Some(_) => format!("{} ({})", opt(name), joined(jids)),
+        None => joined(jids),
     }
 }
 
 /// `kith log [JID]`.
 pub(crate) fn log(dir: &Path, jid: Option<String>, limit: usize, json: bool) -> Result<()> {
-    let v = call(dir, Request::Log { jid, limit }, &mut no_progress)?;
+    let log: ChangeLog = ask(dir, Request::Log { jid, limit })?;
     if json {
-        return print_json(&v);
+        return print_json(&log);
     }
-    let entries = v.as_array().cloned().unwrap_or_default();
+    let entries = log.0;
     if entries.is_empty() {
         outln!("No changes recorded.");
+        return Ok(());
     }
     let now = now_ms();
     let mut table = Table::new(&["WHEN", "DEVICE", "CONTACT", "CHANGES"]);
     for e in &entries {
         table.row(vec![
-            ago_iso(&e["at"], now),
-            s(&e["device"]).into_owned(),
-            who(e),
-            list(e, "changes"),
+            ago_of(Some(&e.at), now),
+            text(&e.device).into_owned(),
+            who(e.name.as_deref(), &e.jids),
+            joined(&e.changes),
         ]);
     }
-    if !entries.is_empty() {
-        print_table(&table)?;
-    }
-    Ok(())
+    print_table(&table)
 }
 
 /// `kith conflicts`.
 pub(crate) fn conflicts(dir: &Path, json: bool) -> Result<()> {
-    let v = call(dir, Request::Conflicts, &mut no_progress)?;
+    let list: ConflictList = ask(dir, Request::Conflicts)?;
     if json {
-        return print_json(&v);
+        return print_json(&list);
     }
-    let contacts = v.as_array().cloned().unwrap_or_default();
-    if contacts.is_empty() {
+    if list.0.is_empty() {
         outln!("No conflicts.");
+        return Ok(());
     }
-    for c in &contacts {
-        outln!("{}", who(c));
-        for l in c["conflicts"].as_array().into_iter().flatten() {
+    for c in &list.0 {
+        outln!("{}", who(c.name.as_deref(), &c.jids));
+        for l in &c.conflicts {
             outln!(
                 "  {}. lost: {} (by {} at {}), to an edit by {} at {}",
-                l["n"],
-                s(&l["lost"]),
-                s(&l["lost_by"]),
-                s(&l["lost_at"]),
-                s(&l["won_by"]),
-                s(&l["won_at"])
+                l.n,
+                text(&l.lost),
+                text(&l.lost_by),
+                text(&l.lost_at),
+                text(&l.won_by),
+                text(&l.won_at)
             );
         }
     }
-    if !contacts.is_empty() {
-        outln!("Bring one back with: kith contact restore JID N");
-    }
+    outln!("Bring one back with: kith contact restore JID N");
     Ok(())
 }
 
 /// `kith contact restore JID [N]`.
 pub(crate) fn restore(dir: &Path, jid: String, n: usize) -> Result<()> {
-    call(
+    let _: Done = ask(
         dir,
         Request::RestoreContact {
             jid: jid.clone(),
             n,
         },
-        &mut no_progress,
     )?;
     outln!("Restored conflict {n} of {jid}");
     Ok(())

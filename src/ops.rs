@@ -1,38 +1,21 @@
 //! Commands on a device: through the running node's control socket when one runs,
 //! otherwise on the store directly (edits then sync when the node next runs).
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use kith_node::control::{self, ErrorKind, ImportFormat, Request};
+use kith_node::api::answer::{Contact, ContactList, ContactRemoved, Exported, GroupList, Imported};
+use kith_node::api::socket;
+use kith_node::api::{Answer, ErrorKind, ImportFormat, Request, Unexpected};
 use kith_node::service::NetInfo;
-use kith_node::{Device, device, socket, store};
-use serde_json::Value;
+use kith_node::{Device, device, store};
+use serde::Serialize;
 
 use crate::Exit;
 use crate::output::outln;
-use crate::table::{Table, ago_iso, now_ms, output_width};
-
-/// A control error as an exit.
-pub(crate) fn exit(e: control::Error) -> Exit {
-    Exit::Code(e.kind.exit_code(), e.message)
-}
-
-/// The error of opening or creating a device, as an exit.
-pub(crate) fn device_exit(e: device::Error) -> Exit {
-    match e {
-        device::Error::Jid(m) | device::Error::Name(m) => Exit::Input(m),
-        device::Error::Store(e @ store::Error::NeedsPassphrase(_)) => Exit::Usage(e.to_string()),
-        device::Error::Store(
-            e @ store::Error::Vault {
-                source: store::vault::Error::Wrong,
-                ..
-            },
-        ) => Exit::Failed(e.to_string()),
-        other => Exit::Code(ErrorKind::Store.exit_code(), other.to_string()),
-    }
-}
+use crate::table::{Table, ago, ms_of, now_ms, output_width};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -45,7 +28,7 @@ pub(crate) fn via_node(
     dir: &Path,
     request: &Request,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Option<Value>> {
+) -> Result<Option<Answer>> {
     let rt = runtime()?;
     // A node answering as many commands as it takes says so: try again a little.
     let start = std::time::Instant::now();
@@ -58,7 +41,7 @@ pub(crate) fn via_node(
             Err(e) if e.kind == ErrorKind::Busy && start.elapsed() < Duration::from_secs(10) => {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            other => return other.map_err(|e| exit(e).into()),
+            other => return other.map_err(|e| Exit::from(e).into()),
         }
     }
 }
@@ -68,7 +51,7 @@ pub(crate) fn call(
     dir: &Path,
     request: Request,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Value> {
+) -> Result<Answer> {
     if dir.join("control.sock").exists()
         && let Some(v) = via_node(dir, &request, &mut *progress)?
     {
@@ -96,12 +79,12 @@ pub(crate) fn call(
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(e) => return Err(device_exit(e).into()),
+            Err(e) => return Err(Exit::from(e).into()),
         }
     };
     let result = device
         .handle(request, &NetInfo::default(), progress)
-        .map_err(|e| exit(e).into());
+        .map_err(|e| Exit::from(e).into());
     // What the command erased leaves the log too (the store is not closed below).
     if let Err(e) = device.fold_log_if_erased() {
         tracing::warn!("emptying the store's log: {e}");
@@ -115,15 +98,24 @@ pub(crate) fn call(
     result
 }
 
+/// [`call`] for an answer of type `T` (another kind is a node of another version:
+/// exit 7).
+pub(crate) fn ask<T: TryFrom<Answer, Error = Unexpected>>(
+    dir: &Path,
+    request: Request,
+) -> Result<T> {
+    Ok(T::try_from(call(dir, request, &mut no_progress)?).map_err(Exit::from)?)
+}
+
 pub(crate) fn no_progress(_: u64, _: u64) {}
 
 pub(crate) fn init(dir: &Path, jid: &str, name: Option<String>, passphrase: bool) -> Result<()> {
     let name = name.unwrap_or_else(host_name);
     // Checked before a passphrase is asked for (and its key derived).
-    Device::check_new(dir).map_err(device_exit)?;
+    Device::check_new(dir).map_err(Exit::from)?;
     let key_files = crate::passphrase::new_key_files(passphrase)?;
     let sealed = key_files.seals();
-    let device = Device::init_with(dir, jid, &name, key_files).map_err(device_exit)?;
+    let device = Device::init_with(dir, jid, &name, key_files).map_err(Exit::from)?;
     outln!(
         "Created device {} ({name}) of {} in {}",
         device.id(),
@@ -149,11 +141,11 @@ pub(crate) fn host_name() -> String {
 
 /// `kith contact rm JID`: says which contact went, with all its addresses.
 pub(crate) fn remove_contact(dir: &Path, jid: String) -> Result<()> {
-    let v = call(dir, Request::RemoveContact { jid }, &mut no_progress)?;
-    let c = &v["removed"];
-    match c["name"].as_str() {
-        Some(n) => outln!("Removed {} ({})", s(&Value::from(n)), list(c, "jids")),
-        None => outln!("Removed {}", list(c, "jids")),
+    let v: ContactRemoved = ask(dir, Request::RemoveContact { jid })?;
+    let (name, jids) = v.removed.map(|r| (r.name, r.jids)).unwrap_or_default();
+    match name {
+        Some(n) => outln!("Removed {} ({})", text(&n), joined(&jids)),
+        None => outln!("Removed {}", joined(&jids)),
     }
     Ok(())
 }
@@ -161,10 +153,8 @@ pub(crate) fn remove_contact(dir: &Path, jid: String) -> Result<()> {
 /// A command that changes something: carried out, then said in one line.
 pub(crate) fn done(dir: &Path, request: Request) -> Result<()> {
     let said = request.clone();
-    let reply = call(dir, request, &mut no_progress)?;
-    if let Some(line) = crate::done::said(&said, &reply) {
-        outln!("{line}");
-    }
+    let answer = call(dir, request, &mut no_progress)?;
+    outln!("{}", crate::done::Said::new(&said, &answer));
     Ok(())
 }
 
@@ -176,52 +166,63 @@ pub(crate) fn print_table(table: &Table) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn print_json(v: &Value) -> Result<()> {
+/// Prints an answer as `--json` does.
+pub(crate) fn print_json(v: &impl Serialize) -> Result<()> {
     outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-/// A string of a reply, for a table: what came from another device or a file may
+/// Text of an answer, for a table: what came from another device or a file may
 /// hold tabs or line breaks (XML allows them), which would break the table's lines,
 /// so control characters show as spaces.
-pub(crate) fn s(v: &Value) -> std::borrow::Cow<'_, str> {
-    let text = v.as_str().unwrap_or("-");
+pub(crate) fn text(t: &str) -> Cow<'_, str> {
     let odd = kith_protocol::text::breaks_line;
-    if text.chars().any(odd) {
-        text.chars()
+    if t.chars().any(odd) {
+        t.chars()
             .map(|c| if odd(c) { ' ' } else { c })
             .collect::<String>()
             .into()
     } else {
-        text.into()
+        t.into()
     }
 }
 
-pub(crate) fn list(v: &Value, key: &str) -> String {
-    v[key]
-        .as_array()
-        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| "-".into())
+/// [`text`] of what may be missing: "-" then.
+pub(crate) fn opt(t: Option<&str>) -> Cow<'_, str> {
+    t.map_or(Cow::Borrowed("-"), text)
 }
 
-/// Whether a contact (as JSON) is in `group` and matches `search`, both ignoring case.
-fn matches(c: &Value, group: Option<&str>, search: Option<&str>) -> bool {
-    let strings = |key: &str| -> Vec<String> {
-        c[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_lowercase))
-            .collect()
-    };
-    let in_group = group.is_none_or(|g| strings("groups").contains(&g.to_lowercase()));
+/// Values joined with commas, each as [`text`]; "-" for none.
+pub(crate) fn joined(values: &[String]) -> String {
+    if values.is_empty() {
+        return "-".into();
+    }
+    values
+        .iter()
+        .map(|v| text(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An XEP-0082 time of an answer as people say it ("-" when it is none).
+pub(crate) fn ago_of(t: Option<&str>, now_ms: u64) -> String {
+    t.and_then(ms_of)
+        .map_or_else(|| "-".to_owned(), |t| ago(t, now_ms))
+}
+
+/// Whether a contact is in `group` and matches `search`, both ignoring case.
+fn matches(c: &Contact, group: Option<&str>, search: Option<&str>) -> bool {
+    let in_group = group.is_none_or(|g| {
+        c.groups
+            .iter()
+            .any(|x| x.to_lowercase() == g.to_lowercase())
+    });
     let found = search.is_none_or(|t| {
         let t = t.to_lowercase();
-        c["name"]
-            .as_str()
+        c.name
+            .as_deref()
             .is_some_and(|n| n.to_lowercase().contains(&t))
-            || strings("jids").iter().any(|j| j.contains(&t))
+            || c.jids.iter().any(|j| j.to_lowercase().contains(&t))
     });
     in_group && found
 }
@@ -232,23 +233,20 @@ pub(crate) fn contacts(
     group: Option<&str>,
     search: Option<&str>,
 ) -> Result<()> {
-    let v = call(dir, Request::Contacts, &mut no_progress)?;
-    let rows: Vec<Value> = v
-        .as_array()
+    let ContactList(all) = ask(dir, Request::Contacts)?;
+    let rows: Vec<Contact> = all
         .into_iter()
-        .flatten()
         .filter(|c| matches(c, group, search))
-        .cloned()
         .collect();
     if json {
-        return print_json(&Value::Array(rows));
+        return print_json(&rows);
     }
     let mut table = Table::new(&["NAME", "JIDS", "GROUPS"]);
     for c in &rows {
         table.row(vec![
-            s(&c["name"]).into_owned(),
-            list(c, "jids"),
-            list(c, "groups"),
+            opt(c.name.as_deref()).into_owned(),
+            joined(&c.jids),
+            joined(&c.groups),
         ]);
     }
     print_table(&table)?;
@@ -261,33 +259,25 @@ pub(crate) fn contacts(
 }
 
 /// The contact with this address, or else the one contact with this name.
-fn find_contact(dir: &Path, text: String) -> Result<Value> {
-    let by_jid = call(
-        dir,
-        Request::Contact { jid: text.clone() },
-        &mut no_progress,
-    );
-    let err = match by_jid {
+fn find_contact(dir: &Path, name: String) -> Result<Contact> {
+    let err = match ask::<Contact>(dir, Request::Contact { jid: name.clone() }) {
         Ok(c) => return Ok(c),
         Err(e) => e,
     };
-    let all = call(dir, Request::Contacts, &mut no_progress)?;
-    let named: Vec<&Value> = all
-        .as_array()
+    let ContactList(all) = ask(dir, Request::Contacts)?;
+    let mut named: Vec<Contact> = all
         .into_iter()
-        .flatten()
         .filter(|c| {
-            c["name"]
-                .as_str()
-                .is_some_and(|n| n.eq_ignore_ascii_case(&text))
+            c.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
         })
         .collect();
-    match named.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(err),
-        many => Err(Exit::Failed(format!(
-            "{} contacts are named {text:?}: give one of their addresses",
-            many.len()
+    match named.len() {
+        1 => Ok(named.remove(0)),
+        0 => Err(err),
+        many => Err(Exit::Refused(format!(
+            "{many} contacts are named {name:?}: give one of their addresses"
         ))
         .into()),
     }
@@ -298,30 +288,30 @@ pub(crate) fn contact(dir: &Path, jid: String, json: bool) -> Result<()> {
     if json {
         return print_json(&c);
     }
-    outln!("name:    {}", s(&c["name"]));
-    outln!("jids:    {}", list(&c, "jids"));
-    outln!("groups:  {}", list(&c, "groups"));
-    outln!("id:      {}", s(&c["id"]));
-    outln!("items:   {}", c["items"]);
+    outln!("name:    {}", opt(c.name.as_deref()));
+    outln!("jids:    {}", joined(&c.jids));
+    outln!("groups:  {}", joined(&c.groups));
+    outln!("id:      {}", text(&c.id));
+    outln!("items:   {}", c.items);
     outln!(
         "updated: {} ({})",
-        ago_iso(&c["updated"], now_ms()),
-        s(&c["updated"])
+        ago_of(Some(&c.updated), now_ms()),
+        text(&c.updated)
     );
     Ok(())
 }
 
 pub(crate) fn groups(dir: &Path, json: bool) -> Result<()> {
-    let v = call(dir, Request::Groups, &mut no_progress)?;
+    let list: GroupList = ask(dir, Request::Groups)?;
     if json {
-        return print_json(&v);
+        return print_json(&list);
     }
     let mut table = Table::new(&["NAME", "CONTACTS", "DESCRIPTION"]).right(1);
-    for g in v.as_array().into_iter().flatten() {
+    for g in &list.0 {
         table.row(vec![
-            s(&g["name"]).into_owned(),
-            g["contacts"].as_u64().unwrap_or(0).to_string(),
-            s(&g["description"]).into_owned(),
+            text(&g.name).into_owned(),
+            g.contacts.to_string(),
+            opt(g.description.as_deref()).into_owned(),
         ]);
     }
     print_table(&table)
@@ -348,22 +338,22 @@ pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat, replace: boo
         &mut progress,
     );
     bar.finish_and_clear();
-    let v = bad_input_in(file, result)?;
+    let v: Imported = bad_input_in(file, result)?.try_into().map_err(Exit::from)?;
     outln!(
         "Imported {} entries: {} contacts added, {} updated, {} unchanged; {} groups",
-        v["contacts"],
-        v["added"],
-        v["updated"],
-        v["unchanged"],
-        v["groups"]
+        v.contacts,
+        v.added,
+        v.updated,
+        v.unchanged,
+        v.groups
     );
     Ok(())
 }
 
 /// A request about the content of `file`: bad input (exit 3) names the file.
-pub(crate) fn bad_input_in(file: &Path, result: Result<Value>) -> Result<Value> {
+pub(crate) fn bad_input_in<T>(file: &Path, result: Result<T>) -> Result<T> {
     result.map_err(|e| match e.downcast::<Exit>() {
-        Ok(Exit::Code(3, m)) => Exit::Input(format!("{}: {m}", file.display())).into(),
+        Ok(Exit::Input(m)) => Exit::Input(format!("{}: {m}", file.display())).into(),
         Ok(other) => other.into(),
         Err(e) => e,
     })
@@ -371,7 +361,7 @@ pub(crate) fn bad_input_in(file: &Path, result: Result<Value>) -> Result<Value> 
 
 /// `kith export roster`: the document exactly as the node wrote it.
 pub(crate) fn export(dir: &Path, full: bool, xep0227: bool) -> Result<()> {
-    let v = call(dir, Request::Export { full, xep0227 }, &mut no_progress)?;
-    outln!("{}", v["roster"].as_str().unwrap_or_default());
+    let v: Exported = ask(dir, Request::Export { full, xep0227 })?;
+    outln!("{}", v.roster);
     Ok(())
 }

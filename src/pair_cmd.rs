@@ -5,14 +5,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use kith_node::control::Request;
+use kith_node::api::Request;
+use kith_node::api::answer::{InvitationList, InvitationState, Invited};
 use kith_node::{Device, join};
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
-use serde_json::Value;
 
 use crate::Exit;
-use crate::ops::{call, device_exit, exit, host_name, no_progress, print_json, print_table, s};
+use crate::ops::{ask, host_name, no_progress, print_json, print_table, text};
 use crate::output::outln;
 use crate::table::{Table, ago, now_ms, utc};
 
@@ -33,12 +33,12 @@ fn until(at_ms: u64, now_ms: u64) -> String {
 }
 
 /// A device as people are shown it: `phone (57b6…)`.
-fn who(name: &Value, id: &Value) -> String {
-    let id = s(id);
+fn who(name: Option<&str>, id: Option<&str>) -> String {
+    let id = id.unwrap_or("-");
     format!(
         "{} ({}…)",
-        kith_protocol::text::quoted(&s(name)).trim_matches('"'),
-        id.get(..4).unwrap_or(&id)
+        text(name.unwrap_or("-")),
+        id.get(..4).unwrap_or(id)
     )
 }
 
@@ -56,80 +56,68 @@ pub(crate) fn qr(text: &str) -> Result<String> {
 /// `kith pair invite`: prints the code; unless `!wait`, waits until the device
 /// joins (exit 0) or the invitation ends otherwise (exit 1).
 pub(crate) fn invite(dir: &Path, ttl: Duration, wait: bool, show_qr: bool) -> Result<()> {
-    let v = call(
+    let v: Invited = ask(
         dir,
         Request::Invite {
             ttl_secs: ttl.as_secs(),
         },
-        &mut no_progress,
     )?;
-    let (code, long) = (s(&v["code"]), s(&v["long_code"]));
-    let expires = v["expires_ms"].as_u64().unwrap_or(0);
     outln!(
-        "Invite code: {code} (valid until {}, {})",
-        utc(expires),
-        until(expires, now_ms())
+        "Invite code: {} (valid until {}, {})",
+        v.code,
+        utc(v.expires_ms),
+        until(v.expires_ms, now_ms())
     );
-    outln!("On the new device, on this network:  kith pair join {code}");
-    outln!("From another network, or without mDNS: kith pair join {long}");
+    outln!(
+        "On the new device, on this network:  kith pair join {}",
+        v.code
+    );
+    outln!(
+        "From another network, or without mDNS: kith pair join {}",
+        v.long_code
+    );
     if show_qr {
-        outln!("{}", qr(&long)?);
+        outln!("{}", qr(&v.long_code)?);
     }
     if !wait {
         return Ok(());
     }
-    let nameplate = v["nameplate"].as_str().unwrap_or_default().to_owned();
     // Only the node is asked: opening the store meanwhile would take the directory
     // from a node restarting.
-    let ask = || -> Result<Option<Value>> {
+    let list = || -> Option<InvitationList> {
         crate::ops::via_node(dir, &Request::Invitations, &mut no_progress)
+            .ok()
+            .flatten()
+            .and_then(|a| a.try_into().ok())
     };
     // On stderr: what a script reads from stdout is the code and the outcome.
     eprintln!("Waiting for the new device to join (Ctrl-C stops waiting; the code stays valid)…");
+    let ended = |why: &str| Err(Exit::Refused(format!("{why}; nobody joined.")).into());
     loop {
-        let Some(list) = ask().ok().flatten() else {
-            return Err(Exit::Failed(
-                "The node stopped, and the invitation with it; nobody joined.".into(),
-            )
-            .into());
+        let Some(list) = list() else {
+            return ended("The node stopped, and the invitation with it");
         };
-        let mine = list["invitations"]
-            .as_array()
-            .and_then(|a| {
-                a.iter().find(|i| {
-                    i["nameplate"] == nameplate.as_str() && i["expires_ms"] == v["expires_ms"]
-                })
-            })
-            .cloned()
-            .unwrap_or(Value::Null);
-        match mine["state"].as_str() {
-            Some("open") => std::thread::sleep(POLL),
-            Some("joined") => {
-                outln!("{} joined.", who(&mine["name"], &mine["device"]));
+        let mine = list
+            .invitations
+            .into_iter()
+            .find(|i| i.nameplate == v.nameplate && i.expires_ms == v.expires_ms);
+        let Some(mine) = mine else {
+            return ended("The node no longer knows the invitation (did it restart?)");
+        };
+        match mine.state {
+            InvitationState::Open => std::thread::sleep(POLL),
+            InvitationState::Joined => {
+                outln!(
+                    "{} joined.",
+                    who(mine.name.as_deref(), mine.device.as_deref())
+                );
                 return Ok(());
             }
-            Some("cancelled") => {
-                return Err(
-                    Exit::Failed("The invitation was cancelled; nobody joined.".into()).into(),
-                );
+            InvitationState::Cancelled => return ended("The invitation was cancelled"),
+            InvitationState::Closed => {
+                return ended("The invitation closed after three wrong codes (make a new one)");
             }
-            Some("closed") => {
-                return Err(Exit::Failed(
-                    "The invitation closed after three wrong codes; nobody joined. Make a new one."
-                        .into(),
-                )
-                .into());
-            }
-            Some("expired") => {
-                return Err(Exit::Failed("The code expired; nobody joined.".into()).into());
-            }
-            _ => {
-                return Err(Exit::Failed(
-                    "The node no longer knows the invitation (did it restart?); nobody joined."
-                        .into(),
-                )
-                .into());
-            }
+            InvitationState::Expired => return ended("The code expired"),
         }
     }
 }
@@ -143,14 +131,14 @@ pub(crate) fn join(
     find: join::Find,
 ) -> Result<()> {
     let name = name.unwrap_or_else(host_name);
-    Device::check_new(dir).map_err(device_exit)?;
+    Device::check_new(dir).map_err(Exit::from)?;
     let key_files = crate::passphrase::new_key_files(passphrase)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let device = rt
         .block_on(join::join(dir, code, &name, key_files, &find))
-        .map_err(exit)?;
+        .map_err(Exit::from)?;
     outln!(
         "Joined {} as device {} ({name}). Start it with `kith run`: it fetches the contacts from the inviting device.",
         device.account().jid,
@@ -161,36 +149,38 @@ pub(crate) fn join(
 
 /// `kith pair list`.
 pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
-    let v = call(dir, Request::Invitations, &mut no_progress)?;
+    let v: InvitationList = ask(dir, Request::Invitations)?;
     if json {
         return print_json(&v);
     }
-    let list = v["invitations"].as_array().cloned().unwrap_or_default();
-    if list.is_empty() {
+    if v.invitations.is_empty() {
         outln!("No invitations (open, or ended within the hour).");
         return Ok(());
     }
     let now = now_ms();
     let mut table = Table::new(&["CODE", "STATE", "OPENED", "EXPIRES"]);
-    for i in &list {
-        let expires = i["expires_ms"].as_u64().unwrap_or(0);
-        let state = match i["state"].as_str() {
-            Some("joined") => format!("joined: {}", who(&i["name"], &i["device"])),
-            Some("closed") => "closed after 3 wrong codes".to_owned(),
-            Some("open") if i["wrong_codes"].as_u64().unwrap_or(0) > 0 => {
-                format!("open ({} wrong codes)", i["wrong_codes"])
+    for i in &v.invitations {
+        let state = match i.state {
+            InvitationState::Joined => {
+                format!("joined: {}", who(i.name.as_deref(), i.device.as_deref()))
             }
-            other => other.unwrap_or("-").to_owned(),
+            InvitationState::Closed => "closed after 3 wrong codes".to_owned(),
+            InvitationState::Open if i.wrong_codes > 0 => {
+                format!("open ({} wrong codes)", i.wrong_codes)
+            }
+            InvitationState::Open => "open".to_owned(),
+            InvitationState::Expired => "expired".to_owned(),
+            InvitationState::Cancelled => "cancelled".to_owned(),
         };
-        let expiry = match i["state"].as_str() {
-            Some("open") => until(expires, now),
-            Some("expired") => ago(expires, now),
+        let expiry = match i.state {
+            InvitationState::Open => until(i.expires_ms, now),
+            InvitationState::Expired => ago(i.expires_ms, now),
             _ => "-".to_owned(),
         };
         table.row(vec![
-            format!("{}…", s(&i["nameplate"])),
+            format!("{}…", text(&i.nameplate)),
             state,
-            ago(i["created_ms"].as_u64().unwrap_or(0), now),
+            ago(i.created_ms, now),
             expiry,
         ]);
     }

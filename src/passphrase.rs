@@ -34,14 +34,14 @@ pub(crate) fn new_key_files(wanted: bool) -> Result<KeyFiles> {
     }
     let passphrase = read(true)?;
     Ok(KeyFiles::seal_new(passphrase, None)
-        .map_err(|e| Exit::Code(6, format!("making the passphrase lock: {e}")))?)
+        .map_err(|e| Exit::Store(format!("making the passphrase lock: {e}")))?)
 }
 
 /// Seals the key files of the stopped device in `dir` under a new passphrase
 /// (`set`), or writes them in clear (`!set`); the current passphrase is needed when
 /// they are sealed.
 pub(crate) fn change(dir: &Path, set: bool) -> Result<()> {
-    let fail = |e: store::Error| crate::ops::device_exit(e.into());
+    let fail = |e: store::Error| Exit::from(kith_node::device::Error::from(e));
     let holds_keys = |dir: &Path| {
         dir.join("device.key").exists() || dir.join(store::pending("device.key")).exists()
     };

@@ -9,7 +9,6 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::Exit;
 use crate::cli::{LogFormat, RunArgs};
-use crate::ops::device_exit;
 
 /// The node's log on standard error: `RUST_LOG` chooses what (default: kith at
 /// info, libp2p and mDNS at warn); colours only when standard error is a terminal.
@@ -36,7 +35,7 @@ fn node_answers(dir: &Path) -> bool {
     matches!(
         crate::ops::via_node(
             dir,
-            &kith_node::control::Request::Status,
+            &kith_node::api::Request::Status,
             &mut crate::ops::no_progress
         ),
         Ok(Some(_))
@@ -65,7 +64,7 @@ pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
-            other => break other.map_err(device_exit)?,
+            other => break other.map_err(Exit::from)?,
         }
     };
     let mut device = device;
@@ -88,7 +87,7 @@ pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
     rt.block_on(async move {
         let running = node::start(device, options)
             .await
-            .map_err(|e| Exit::Code(crate::node_exit(&e), e.to_string()))?;
+            .map_err(|e| Exit::from(&e))?;
         tracing::info!(
             "node running; control socket {}",
             dir.join("control.sock").display()
@@ -111,7 +110,7 @@ pub(crate) fn run(dir: &Path, args: RunArgs) -> Result<()> {
         };
         match result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Exit::Code(crate::node_exit(&e), e.to_string()).into()),
+            Ok(Err(e)) => Err(Exit::from(&e).into()),
             Err(e) => Err(anyhow::anyhow!("the node task failed: {e}")),
         }
     })

@@ -7,43 +7,62 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use kith_node::control::Request;
-use serde_json::Value;
+use kith_node::api::answer::{Checking, DeviceList};
+use kith_node::api::status::{Member, Role, Status, SyncWord};
+use kith_node::api::{Answer, Request};
 
-use crate::ops::{call, list, no_progress, print_json, print_table, s, via_node};
+use crate::Exit;
+use crate::ops::{ago_of, call, joined, no_progress, opt, print_json, print_table, text, via_node};
 use crate::output::outln;
-use crate::table::{Table, ago, ago_iso, ms_of, now_ms, output_width};
+use crate::table::{Table, ago, ms_of, now_ms, output_width};
 
 /// Longest `status` and `device list` wait for connected devices to answer a check.
 const CHECK_WAIT: Duration = Duration::from_secs(3);
 
-/// The devices of a `Devices` reply, or of the roster of a `Status` reply.
-fn roster(v: &Value) -> &[Value] {
-    v.as_array()
-        .or_else(|| v["roster"].as_array())
-        .map_or(&[], Vec::as_slice)
+/// When a device was last heard from by a reconciliation, in Unix ms.
+fn as_of(d: &Member) -> Option<u64> {
+    d.sync.as_ref().and_then(|s| ms_of(&s.as_of))
 }
 
-/// When `v["sync"]["as_of"]` was, in Unix ms.
-fn as_of(d: &Value) -> Option<u64> {
-    ms_of(&d["sync"]["as_of"])
+/// A request whose answer holds the roster: `Status` or `Devices`.
+trait WithRoster: TryFrom<Answer, Error = kith_node::api::Unexpected> + serde::Serialize {
+    fn roster(&self) -> &[Member];
+    fn roster_mut(&mut self) -> &mut Vec<Member>;
+}
+
+impl WithRoster for Status {
+    fn roster(&self) -> &[Member] {
+        &self.roster
+    }
+    fn roster_mut(&mut self) -> &mut Vec<Member> {
+        &mut self.roster
+    }
+}
+
+impl WithRoster for DeviceList {
+    fn roster(&self) -> &[Member] {
+        &self.0
+    }
+    fn roster_mut(&mut self) -> &mut Vec<Member> {
+        &mut self.0
+    }
 }
 
 /// `request` answered after a check of every connected device, when a node runs,
 /// and when that check began (`None` without one).
-fn checked(dir: &Path, request: Request) -> Result<(Value, Option<u64>)> {
+fn checked<T: WithRoster>(dir: &Path, request: Request) -> Result<(T, Option<u64>)> {
     let started = now_ms();
     let checking = dir.join("control.sock").exists()
         && via_node(dir, &Request::CheckSync, &mut no_progress)?
-            .is_some_and(|c| c["checking"].as_u64().unwrap_or(0) > 0);
+            .and_then(|a| Checking::try_from(a).ok())
+            .is_some_and(|c| c.checking > 0);
     let deadline = Instant::now() + CHECK_WAIT;
     loop {
-        let v = call(dir, request.clone(), &mut no_progress)?;
+        let v = T::try_from(call(dir, request.clone(), &mut no_progress)?).map_err(Exit::from)?;
         // Heard from since the check began, and not in the middle of an exchange.
-        let answered = |d: &Value| {
-            !d["connected"].is_string() || (as_of(d) >= Some(started) && d["exchanging"] != true)
-        };
-        if !checking || roster(&v).iter().all(answered) || Instant::now() >= deadline {
+        let answered =
+            |d: &Member| d.connected.is_none() || (as_of(d) >= Some(started) && !d.exchanging);
+        if !checking || v.roster().iter().all(answered) || Instant::now() >= deadline {
             return Ok((v, checking.then_some(started)));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -52,26 +71,22 @@ fn checked(dir: &Path, request: Request) -> Result<(Value, Option<u64>)> {
 
 /// For people: a connected device that did not answer the check (`started`) is
 /// shown as not checked, not as it stood when last heard from.
-fn forget_stale(v: &mut Value, started: Option<u64>) {
+fn forget_stale(roster: &mut [Member], started: Option<u64>) {
     let Some(started) = started else { return };
-    let entries = if v.is_array() { v } else { &mut v["roster"] };
-    let Some(entries) = entries.as_array_mut() else {
-        return;
-    };
-    for d in entries {
-        if d["connected"].is_string() && as_of(d) < Some(started) {
-            d["sync"] = Value::Null;
+    for d in roster {
+        if d.connected.is_some() && as_of(d) < Some(started) {
+            d.sync = None;
         }
     }
 }
 
 /// How a roster entry stands, in a word.
-fn presence(d: &Value) -> &'static str {
-    if d["revoked"] == true {
+fn presence(d: &Member) -> &'static str {
+    if d.revoked {
         "revoked"
-    } else if d["this_device"] == true {
+    } else if d.this_device {
         "this"
-    } else if d["connected"].is_string() {
+    } else if d.connected.is_some() {
         "connected"
     } else {
         "away"
@@ -94,22 +109,19 @@ enum Stand {
 }
 
 /// The one reading of a roster entry's `sync` that `status` and `device list` share.
-fn stand(d: &Value) -> Stand {
-    let sync = &d["sync"];
-    if !sync.is_object() {
+fn stand(d: &Member) -> Stand {
+    let Some(sync) = &d.sync else {
         return Stand::Unknown;
-    }
-    let by = sync["by"].as_u64().unwrap_or(0);
-    let behind_now = sync["behind_now"].as_u64().unwrap_or(0);
-    if sync["up_to_date_now"] == true {
+    };
+    if sync.up_to_date_now {
         Stand::UpToDate
-    } else if behind_now > 0 {
-        Stand::Behind(behind_now)
+    } else if sync.behind_now > 0 {
+        Stand::Behind(sync.behind_now)
     } else {
-        match sync["state"].as_str() {
-            Some("ahead") => Stand::Ahead(by),
-            Some("behind") => Stand::Behind(by),
-            _ => Stand::Differs,
+        match sync.state {
+            SyncWord::Ahead => Stand::Ahead(sync.by),
+            SyncWord::Behind => Stand::Behind(sync.by),
+            SyncWord::UpToDate | SyncWord::Differs => Stand::Differs,
         }
     }
 }
@@ -120,7 +132,7 @@ fn records(n: u64) -> String {
 }
 
 /// [`stand`] for the SYNC column (`-` when not heard from).
-fn sync_words(d: &Value) -> String {
+fn sync_words(d: &Member) -> String {
     match stand(d) {
         Stand::UpToDate => "up to date".into(),
         Stand::Behind(n) => format!("{n} behind"),
@@ -132,19 +144,19 @@ fn sync_words(d: &Value) -> String {
 
 /// The one line `kith status` leads with: every other device in sync, or which
 /// are not and how.
-pub(crate) fn lead(devices: &[Value], now: u64) -> String {
-    let others: Vec<&Value> = devices
+pub(crate) fn lead(devices: &[Member], now: u64) -> String {
+    let others: Vec<&Member> = devices
         .iter()
-        .filter(|d| d["this_device"] != true && d["revoked"] != true)
+        .filter(|d| !d.this_device && !d.revoked)
         .collect();
     if others.is_empty() {
         return "This is the account's only device: pair another with `kith pair invite`.".into();
     }
-    let name = |d: &Value| s(&d["name"]).into_owned();
+    let name = |d: &Member| text(&d.name).into_owned();
     let mut in_sync = Vec::new();
     let mut not = Vec::new();
     for d in &others {
-        if d["connected"].is_string() {
+        if d.connected.is_some() {
             match stand(d) {
                 Stand::UpToDate => in_sync.push(name(d)),
                 Stand::Behind(n) => not.push(format!("{} lacks {}", name(d), records(n))),
@@ -157,7 +169,7 @@ pub(crate) fn lead(devices: &[Value], now: u64) -> String {
                 Stand::Unknown => not.push(format!("{} is connected, not checked", name(d))),
             }
         } else {
-            let seen = ms_of(&d["last_seen"]).map_or_else(
+            let seen = d.last_seen.as_deref().and_then(ms_of).map_or_else(
                 || "never seen".to_owned(),
                 |t| format!("last seen {}", ago(t, now)),
             );
@@ -186,125 +198,125 @@ pub(crate) fn lead(devices: &[Value], now: u64) -> String {
 
 /// `kith device list`.
 pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
-    let (mut v, started) = checked(dir, Request::Devices)?;
+    let (mut v, started) = checked::<DeviceList>(dir, Request::Devices)?;
     if json {
         return print_json(&v);
     }
-    forget_stale(&mut v, started);
+    forget_stale(&mut v.0, started);
     let now = now_ms();
     let mut table = Table::new(&["ID", "NAME", "ROLE", "STATE", "SYNC", "LAST SEEN"]).keep(0);
-    for d in roster(&v) {
+    for d in &v.0 {
         table.row(vec![
-            s(&d["id"]).into_owned(),
-            s(&d["name"]).into_owned(),
-            s(&d["role"]).into_owned(),
+            text(&d.id).into_owned(),
+            text(&d.name).into_owned(),
+            role(d.role).to_owned(),
             presence(d).to_owned(),
             sync_words(d),
-            if d["connected"].is_string() {
+            if d.connected.is_some() {
                 "now".to_owned()
             } else {
-                ago_iso(&d["last_seen"], now)
+                ago_of(d.last_seen.as_deref(), now)
             },
         ]);
     }
     print_table(&table)
 }
 
+fn role(r: Role) -> &'static str {
+    match r {
+        Role::Full => "full",
+        Role::Relay => "relay",
+    }
+}
+
 /// `kith status`: the lead line, this device, its node, its contacts and the
 /// roster; with `verbose`, the engine's counts too.
 pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
-    let (mut v, started) = checked(dir, Request::Status)?;
+    let (mut v, started) = checked::<Status>(dir, Request::Status)?;
     if json {
         return print_json(&v);
     }
-    forget_stale(&mut v, started);
+    forget_stale(v.roster_mut(), started);
     let now = now_ms();
-    let revoked = &v["device"]["revoked_by"];
-    if revoked.is_object() {
-        let by = match revoked["name"].as_str().filter(|n| !n.is_empty()) {
-            Some(name) => format!("{} ({})", s(&Value::from(name)), s(&revoked["id"])),
-            None => format!("device {}", s(&revoked["id"])),
+    if let Some(revoked) = &v.device.revoked_by {
+        let by = match revoked.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => format!("{} ({})", text(name), text(&revoked.id)),
+            None => format!("device {}", text(&revoked.id)),
         };
         outln!(
             "This device was revoked by {by} {}: it no longer syncs with the account and takes no changes.",
-            ago_iso(&revoked["at"], now)
+            ago_of(Some(&revoked.at), now)
         );
     } else {
-        outln!("{}", lead(roster(&v["roster"]), now));
+        outln!("{}", lead(&v.roster, now));
     }
-    let d = &v["device"];
+    let d = &v.device;
     outln!(
         "device   {} ({}) of {}",
-        s(&d["id"]),
-        s(&d["name"]),
-        s(&d["account"])
+        text(&d.id),
+        text(&d.name),
+        text(&d.account)
     );
-    outln!("data     {}", s(&d["data_dir"]));
-    if v["node"]["running"] == true {
-        outln!(
-            "node     running, listening on {}",
-            list(&v["node"], "listen")
-        );
+    outln!("data     {}", text(&d.data_dir));
+    if v.node.running {
+        outln!("node     running, listening on {}", joined(&v.node.listen));
         outln!(
             "xmpp     XEP-0174 streams and the PEP service on port {}, as {}",
-            v["node"]["xmpp_port"],
-            s(&v["node"]["xmpp_instance"])
+            v.node
+                .xmpp_port
+                .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            opt(v.node.xmpp_instance.as_deref())
         );
     } else {
         outln!("node     not running (edits are stored and sync at the next `kith run`)");
     }
-    let groups = v["groups"].as_u64().unwrap_or(0);
     outln!(
-        "contacts {} in {groups} group{}",
-        v["contacts"],
-        if groups == 1 { "" } else { "s" }
+        "contacts {} in {} group{}",
+        v.contacts,
+        v.groups,
+        if v.groups == 1 { "" } else { "s" }
     );
-    if v["waiting_for_secret"].as_u64().unwrap_or(0) > 0 {
+    if v.waiting_for_secret > 0 {
         outln!(
             "waiting  {} items wait for a secret this device does not have yet",
-            v["waiting_for_secret"]
+            v.waiting_for_secret
         );
     }
-    if v["quarantined_records"].as_u64().unwrap_or(0) > 0 {
+    if v.quarantined_records > 0 {
         outln!(
             "moved aside {} stored records that did not decode (kept in the quarantine table; \
              the other devices hold what they carried)",
-            v["quarantined_records"]
+            v.quarantined_records
         );
     }
     if verbose {
         outln!(
             "items    {} contact items with padding; {} held future records, {} set aside",
-            v["live_items"]["contacts"],
-            v["held_future_records"],
-            v["set_aside_records"]
+            v.live_items.contacts,
+            v.held_future_records,
+            v.set_aside_records
         );
-        let records: Vec<String> = v["records"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
+        let records: Vec<String> = v.records.iter().map(|(k, n)| format!("{k} {n}")).collect();
         outln!(
             "records  {} ({} tombstones, {} stored rows)",
             records.join(", "),
-            v["tombstones"],
-            v["stored_rows"]
+            v.tombstones,
+            v.stored_rows
         );
     }
-    outln!("roster   ({} connected)", v["connected_peers"]);
+    outln!("roster   ({} connected)", v.connected_peers);
     // Without titles: the rows stand under the lines' labels.
     let mut table = Table::new(&["", "", "", "", ""]).keep(0);
-    for r in roster(&v["roster"]) {
+    for r in &v.roster {
         table.row(vec![
-            s(&r["id"]).into_owned(),
-            s(&r["name"]).into_owned(),
+            text(&r.id).into_owned(),
+            text(&r.name).into_owned(),
             presence(r).to_owned(),
             sync_words(r),
-            if r["connected"].is_string() || r["this_device"] == true {
+            if r.connected.is_some() || r.this_device {
                 "now".to_owned()
             } else {
-                ago_iso(&r["last_seen"], now)
+                ago_of(r.last_seen.as_deref(), now)
             },
         ]);
     }

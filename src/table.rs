@@ -185,18 +185,11 @@ pub(crate) fn utc(at_ms: u64) -> String {
     )
 }
 
-/// An XEP-0082 time as the control replies give it, in Unix ms (`None` for
-/// anything else: no time).
-pub(crate) fn ms_of(v: &serde_json::Value) -> Option<u64> {
-    v.as_str()
-        .and_then(|t| kith_protocol::clock::WallTime::parse_xep0082(t).ok())
+/// An XEP-0082 time as the answers give it, in Unix ms (`None` for anything else).
+pub(crate) fn ms_of(t: &str) -> Option<u64> {
+    kith_protocol::clock::WallTime::parse_xep0082(t)
+        .ok()
         .map(|t| t.0)
-}
-
-/// [`ago`] for an XEP-0082 time as the control replies give it; "-" for anything
-/// else (no time: never).
-pub(crate) fn ago_iso(v: &serde_json::Value, now_ms: u64) -> String {
-    ms_of(v).map_or_else(|| "-".to_owned(), |t| ago(t, now_ms))
 }
 
 /// Now, in Unix ms.

@@ -183,23 +183,30 @@ fn devices_restarted_on_any_free_port_find_each_other_again_without_mdns() {
 /// Sends one request to the node of `dir` through its control socket.
 fn control(
     dir: &std::path::Path,
-    request: &kith_node::control::Request,
-) -> Result<serde_json::Value, kith_node::control::Error> {
+    request: &kith_node::api::Request,
+) -> Result<serde_json::Value, kith_node::api::Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    rt.block_on(kith_node::socket::request(
+    rt.block_on(kith_node::api::socket::request(
         &dir.join("control.sock"),
         request,
         |_, _| {},
     ))
-    .map(|v| v.expect("the node listens"))
+    .map(|v| {
+        // The payload, as `--json` prints it.
+        let tagged = serde_json::to_value(v.expect("the node listens")).expect("JSON");
+        tagged
+            .as_object()
+            .and_then(|o| o.values().next().cloned())
+            .unwrap_or_default()
+    })
 }
 
 #[test]
 fn a_wait_answers_as_soon_as_the_device_stores_something() {
-    use kith_node::control::{ErrorKind, MAX_WAITERS, Request};
+    use kith_node::api::{ErrorKind, MAX_WAITERS, Request};
     let [a, b] = laptop_and_phone();
     let seen = b.status()["changes"].as_u64().expect("a change count");
     // A short wait ends with its timeout (or an earlier change), never before.

@@ -2,7 +2,7 @@
 //! replies survive a JSON round trip.
 #![no_main]
 
-use kith_node::control::{Reply, Request};
+use kith_node::api::{Reply, Request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -19,7 +19,7 @@ use libp2p::{Multiaddr, PeerId, TransportError, request_response};
 use rand::RngExt;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
-use crate::control::{Error, ErrorKind};
+use crate::api::{Error, ErrorKind};
 use crate::device::{Device, wall_now};
 use crate::net::{self, Frames, MAX_PAIR_BYTES};
 use crate::pair::{self, Code, Refusal};

@@ -9,7 +9,7 @@
 //! * [`join::join`]: `kith pair join`.
 
 pub mod admission;
-pub mod control;
+pub mod api;
 pub mod device;
 pub mod discovery;
 pub mod gate;
@@ -19,7 +19,6 @@ pub mod net;
 pub mod node;
 pub mod pair;
 pub mod service;
-pub mod socket;
 mod standing;
 pub mod store;
 pub mod xmpp;

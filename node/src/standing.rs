@@ -6,20 +6,21 @@ use std::collections::BTreeMap;
 
 use kith_protocol::roster::Role;
 use kith_protocol::sync::Relation;
-use serde_json::{Value, json};
 
+use crate::api::answer::DeviceList;
+use crate::api::status::{Member, MemberSync, Role as ApiRole, SyncWord};
 use crate::device::{Device, wall_now};
 use crate::service::{NetInfo, iso};
 
 impl Device {
-    /// The roster as JSON: each device with its role and state, and, for the others,
+    /// The roster: each device with its role and state, and, for the others,
     /// `sync` (where it stood when last heard from: `state` `up_to_date`, `behind`,
     /// `ahead` or `differs`, `by` how many records, `as_of`; and against what this
     /// device holds now, `up_to_date_now` and `behind_now`, how many records more
     /// this device holds; `null` when not heard from since the node started),
     /// `last_seen` (now when connected) and `exchanging` (an exchange this device
     /// began with it is under way).
-    pub(crate) fn devices(&mut self, net: &NetInfo) -> Value {
+    pub(crate) fn devices(&mut self, net: &NetInfo) -> DeviceList {
         let me = self.id();
         let now = wall_now().0;
         let peers: BTreeMap<[u8; 32], Option<u64>> = self
@@ -30,7 +31,7 @@ impl Device {
             .collect();
         let ours_now = self.engine.summary();
         let roster = self.engine.roster();
-        Value::Array(
+        DeviceList(
             roster
                 .members()
                 .map(|m| {
@@ -38,10 +39,10 @@ impl Device {
                     let state = (d != me).then(|| self.engine.sync_state(&d)).flatten();
                     let sync = state.map(|s| {
                         let (word, by) = match s.relation() {
-                            Relation::UpToDate => ("up_to_date", 0),
-                            Relation::Behind(n) => ("behind", n),
-                            Relation::Ahead(n) => ("ahead", n),
-                            Relation::Differs => ("differs", 0),
+                            Relation::UpToDate => (SyncWord::UpToDate, 0),
+                            Relation::Behind(n) => (SyncWord::Behind, n),
+                            Relation::Ahead(n) => (SyncWord::Ahead, n),
+                            Relation::Differs => (SyncWord::Differs, 0),
                         };
                         // Against what this device holds now: an away device lacks
                         // at least what was added here since.
@@ -50,13 +51,13 @@ impl Device {
                         } else {
                             ours_now.count.saturating_sub(s.theirs.count)
                         };
-                        json!({
-                            "state": word,
-                            "by": by,
-                            "as_of": iso(s.at.wall.0),
-                            "up_to_date_now": s.theirs == ours_now,
-                            "behind_now": behind_now,
-                        })
+                        MemberSync {
+                            state: word,
+                            by,
+                            as_of: iso(s.at.wall.0),
+                            up_to_date_now: s.theirs == ours_now,
+                            behind_now,
+                        }
                     });
                     let last_sync = peers.get(&d.0).copied().flatten();
                     let last_seen = if net.connected.contains_key(&d) {
@@ -64,19 +65,23 @@ impl Device {
                     } else {
                         last_sync.max(state.map(|s| s.at.wall.0))
                     };
-                    json!({
-                        "id": d.to_string(),
-                        "name": m.entry.name,
-                        "role": if m.entry.role == Role::Full { "full" } else { "relay" },
-                        "revoked": m.revoked_at.is_some(),
-                        "genesis": d == roster.genesis(),
-                        "this_device": d == me,
-                        "connected": net.connected.get(&d),
-                        "last_sync": last_sync.map(iso),
-                        "last_seen": (d != me).then_some(last_seen).flatten().map(iso),
-                        "exchanging": self.engine.exchanging(&d),
-                        "sync": sync,
-                    })
+                    Member {
+                        id: d.to_string(),
+                        name: m.entry.name.clone(),
+                        role: if m.entry.role == Role::Full {
+                            ApiRole::Full
+                        } else {
+                            ApiRole::Relay
+                        },
+                        revoked: m.revoked_at.is_some(),
+                        genesis: d == roster.genesis(),
+                        this_device: d == me,
+                        connected: net.connected.get(&d).cloned(),
+                        last_sync: last_sync.map(iso),
+                        last_seen: (d != me).then_some(last_seen).flatten().map(iso),
+                        exchanging: self.engine.exchanging(&d),
+                        sync,
+                    }
                 })
                 .collect(),
         )

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kith_node::Device;
-use kith_node::control::Request;
+use kith_node::api::Request;
 use kith_node::discovery::{Calendar, SERVICE};
 use kith_node::node::{self, Options};
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
@@ -73,13 +73,9 @@ async fn next_advert(
 
 /// Asserts that the instance and stream port the node reports are those `shown`.
 async fn status_shows(running: &node::Running, shown: &Shown) {
-    let v = running
-        .handle
-        .request(Request::Status, |_, _| {})
-        .await
-        .unwrap();
-    let instance = v["node"]["xmpp_instance"].as_str().unwrap_or_default();
-    let port = v["node"]["xmpp_port"].as_u64().unwrap_or_default();
+    let v: kith_node::api::status::Status = running.handle.ask(Request::Status).await.unwrap();
+    let instance = v.node.xmpp_instance.as_deref().unwrap_or_default();
+    let port = v.node.xmpp_port.unwrap_or_default();
     assert!(
         shown.values.contains(instance),
         "{instance} not in {shown:?}"

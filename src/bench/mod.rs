@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use kith_node::control::{ImportFormat, Request};
+use kith_node::api::answer::{Changes, Contact, ContactChanged, Imported};
+use kith_node::api::status::Status;
+use kith_node::api::{ImportFormat, Request};
 use serde::Serialize;
 
 use crate::cluster::{self, Node};
@@ -131,7 +133,7 @@ fn roster(n: usize, tag: &str) -> String {
 
 fn import(node: &Node, n: usize, tag: &str) -> Result<Duration> {
     let start = Instant::now();
-    node.call(Request::Import {
+    node.call::<Imported>(Request::Import {
         format: ImportFormat::Roster,
         text: roster(n, tag),
         replace: false,
@@ -175,13 +177,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let c = Node::start(&dir("c"), false)?;
     for n in [&b, &c] {
         n.wait("pairing", LIMIT, |n| {
-            let s = n.call(Request::Status)?;
-            Ok(s["waiting_for_secret"] == 0 && s["records"]["keys"].as_u64().unwrap_or(0) > 0)
+            let s: Status = n.call(Request::Status)?;
+            Ok(s.waiting_for_secret == 0 && s.records.get("keys").is_some_and(|k| *k > 0))
         })?;
     }
     // Connected both ways before timing.
     a.wait("connections", LIMIT, |n| {
-        Ok(n.call(Request::Status)?["connected_peers"] == 2)
+        Ok(n.call::<Status>(Request::Status)?.connected_peers == 2)
     })?;
 
     let mut times = Vec::new();
@@ -199,11 +201,12 @@ pub(crate) fn run(args: Args) -> Result<()> {
             let watcher = s.spawn(|| -> Result<Duration> {
                 b.wait_from(seen, "an edit", LIMIT, |n| {
                     Ok(refused.load(Ordering::Relaxed)
-                        || n.call(Request::Contact { jid: jid.clone() }).is_ok())
+                        || n.call::<Contact>(Request::Contact { jid: jid.clone() })
+                            .is_ok())
                 })?;
                 Ok(start.elapsed())
             });
-            let sent = a.call(Request::AddContact {
+            let sent = a.call::<ContactChanged>(Request::AddContact {
                 jid: jid.clone(),
                 name: None,
                 groups: vec![],
@@ -227,7 +230,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mut calls = Vec::new();
     for _ in 0..args.edits {
         let start = Instant::now();
-        b.call(Request::Wait {
+        b.call::<Changes>(Request::Wait {
             after: u64::MAX,
             timeout_ms: 0,
         })?;
@@ -290,9 +293,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         Ok(x.count()? >= total)
     })?;
     let t = start.elapsed();
-    let duplicates_received = d.call(Request::Status)?["sync"]["duplicate_records"]
-        .as_u64()
-        .unwrap_or(0);
+    let duplicates_received = d.call::<Status>(Request::Status)?.sync.duplicate_records;
     let nd = NewDevice {
         contacts: total,
         ms: ms(t),
@@ -359,7 +360,7 @@ fn scale(dir: &Path, n: usize, edits: usize) -> Result<Scale> {
     let all = Instant::now();
     for i in 0..edits {
         let start = Instant::now();
-        m.call(Request::EditContact {
+        m.call::<ContactChanged>(Request::EditContact {
             jid: format!("c{}-m@example.org", (i * 7_919) % n),
             name: Some(format!("Edited {i}")),
             clear_name: false,

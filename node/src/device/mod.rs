@@ -491,8 +491,8 @@ impl Device {
     /// failed, and the node stops without sending.
     pub fn atomically<T>(
         &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, crate::control::Error>,
-    ) -> Result<T, crate::control::Error> {
+        f: impl FnOnce(&mut Self) -> Result<T, crate::api::Error>,
+    ) -> Result<T, crate::api::Error> {
         self.store.begin()?;
         let result = f(self);
         self.end_batch(result)

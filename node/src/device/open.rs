@@ -19,7 +19,7 @@ use rand::RngExt;
 use tracing::warn;
 
 use super::{Ahead, Clock, Device, Error, check_name, engine_config, wall_now};
-use crate::control::Request;
+use crate::api::Request;
 use crate::store::{self, Account, Lock, Store, index};
 
 /// What every way of opening a data directory reads first.

@@ -30,12 +30,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::warn;
 
 use self::listen::{any_ip, bind_ip, bind_stream, listen_moving, reason, tcp_port};
-use crate::control::{self, Reply, Request};
+use crate::api::{self, Call, Handle, Reply, Request};
 use crate::device::Device;
 use crate::discovery::{self, Advert, Discovery, Guise, Seen};
 use crate::net::{self, Behaviour, PairBehaviour};
 use crate::service::NetInfo;
-use crate::{socket, store, xmpp};
+use crate::{store, xmpp};
 
 /// How a node runs.
 #[derive(Debug, Clone, Default)]
@@ -77,49 +77,6 @@ pub enum Error {
     /// Storing failed while answering a request; the node stopped.
     #[error("the store failed: {0}")]
     Failed(String),
-}
-
-/// A request to the node task, with where to send the replies.
-#[derive(Debug)]
-pub struct Call {
-    /// The request.
-    pub request: Request,
-    /// Progress lines, then exactly one final line.
-    pub reply: mpsc::Sender<Reply>,
-}
-
-/// Talks to a running node. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Handle {
-    calls: mpsc::Sender<Call>,
-}
-
-impl Handle {
-    /// Sends a request; progress lines go to `progress`; returns the result.
-    pub async fn request(
-        &self,
-        request: Request,
-        mut progress: impl FnMut(u64, u64),
-    ) -> Result<serde_json::Value, control::Error> {
-        let (tx, mut rx) = mpsc::channel(64);
-        let gone = || control::Error::new(control::ErrorKind::NotRunning, "the node stopped");
-        self.calls
-            .send(Call { request, reply: tx })
-            .await
-            .map_err(|_| gone())?;
-        while let Some(reply) = rx.recv().await {
-            match reply {
-                Reply::Progress { done, total } => progress(done, total),
-                Reply::Ok(v) => return Ok(v),
-                Reply::Error(e) => return Err(e),
-            }
-        }
-        Err(gone())
-    }
-
-    pub(crate) fn sender(&self) -> mpsc::Sender<Call> {
-        self.calls.clone()
-    }
 }
 
 /// A node started by [`start`].
@@ -311,9 +268,9 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     };
     device.watch = Some(Vec::new());
     let (calls_tx, calls_rx) = mpsc::channel(16);
-    let handle = Handle { calls: calls_tx };
+    let handle = Handle::new(calls_tx);
     let socket_path: PathBuf = device.dir().join("control.sock");
-    let socket = socket::serve(&socket_path, handle.clone())
+    let socket = api::socket::serve(&socket_path, handle.clone())
         .map_err(|e| Error::Listen(format!("{}: {e}", socket_path.display())))?;
     let mut node = Node {
         waiters: Vec::new(),
@@ -378,11 +335,11 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         // Every CLI still waiting is told why the node stopped: calls not taken
         // yet, and waits.
         let why = match &result {
-            Ok(()) => control::Error::new(control::ErrorKind::NotRunning, "the node stopped"),
+            Ok(()) => api::Error::new(api::ErrorKind::NotRunning, "the node stopped"),
             Err(e @ (Error::Store(_) | Error::Failed(_))) => {
-                control::Error::new(control::ErrorKind::Store, e.to_string())
+                api::Error::new(api::ErrorKind::Store, e.to_string())
             }
-            Err(e) => control::Error::new(control::ErrorKind::NotRunning, e.to_string()),
+            Err(e) => api::Error::new(api::ErrorKind::NotRunning, e.to_string()),
         };
         calls_rx.close();
         // Closed, `recv` ends once the queue is empty and no sender holds a place.
@@ -489,7 +446,7 @@ impl Node {
             if changes <= *after && now < *deadline {
                 return true;
             }
-            let answer = Reply::Ok(serde_json::json!({ "changes": changes }));
+            let answer = Reply::Ok(api::answer::Changes { changes }.into());
             // A wait's channel carries nothing else: it has room.
             if let Err(mpsc::error::TrySendError::Full(answer)) = reply.try_send(answer) {
                 let reply = reply.clone();
@@ -503,18 +460,18 @@ impl Node {
 
     fn on_call(&mut self, call: Call) {
         if let Request::Wait { after, timeout_ms } = call.request {
-            if self.waiters.len() >= control::MAX_WAITERS {
+            if self.waiters.len() >= api::MAX_WAITERS {
                 let reply = call.reply;
                 tokio::spawn(async move {
-                    let error = control::Error::new(
-                        control::ErrorKind::Busy,
+                    let error = api::Error::new(
+                        api::ErrorKind::Busy,
                         "as many waits as the node holds are waiting",
                     );
                     let _ = reply.send(Reply::Error(error)).await;
                 });
                 return;
             }
-            let timeout = Duration::from_millis(timeout_ms.min(control::MAX_WAIT_MS));
+            let timeout = Duration::from_millis(timeout_ms.min(api::MAX_WAIT_MS));
             self.waiters
                 .push((after, Instant::now() + timeout, call.reply));
             return;

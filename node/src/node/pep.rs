@@ -153,7 +153,7 @@ impl Node {
             .atomically(|d| {
                 let now = d.clock.now();
                 d.engine.execute(now, cmd).map_err(|e| {
-                    crate::control::Error::new(crate::control::ErrorKind::Refused, e.to_string())
+                    crate::api::Error::new(crate::api::ErrorKind::Refused, e.to_string())
                 })?;
                 d.drain()?;
                 if let Some((node, item, name)) = &name {

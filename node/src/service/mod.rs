@@ -6,6 +6,13 @@ use std::collections::BTreeMap;
 mod pairing;
 mod roster;
 
+use crate::api::Answer;
+use crate::api::answer::{Change, ChangeLog};
+use crate::api::answer::{
+    Changes, Checking, Conflict, ConflictList, Conflicted, Contact, ContactChanged, ContactList,
+    ContactRemoved, Done, Exported, Group, GroupChanged, GroupList, Imported, Removed, Rotated,
+};
+use crate::api::status::{LiveItems, NodeInfo, RevokedBy, Status, SyncStats, ThisDevice};
 use kith_protocol::contacts::{
     Command, ContactEdit, Error as ContactsError, MergedContact, Unreadable, View,
 };
@@ -15,9 +22,8 @@ use kith_protocol::record::{DeviceId, Space};
 use kith_protocol::sync;
 use kith_protocol::{export, import};
 use libp2p::Multiaddr;
-use serde_json::{Value, json};
 
-use crate::control::{Error, ErrorKind, ImportFormat, Request};
+use crate::api::{Error, ErrorKind, ImportFormat, Request};
 use crate::device::Device;
 use crate::net;
 
@@ -101,24 +107,33 @@ pub(crate) fn iso(ms: u64) -> String {
     kith_protocol::clock::WallTime(ms).to_xep0082()
 }
 
-/// A contact as JSON.
-pub fn contact_json(view: &View, c: &MergedContact) -> Value {
-    let mut groups: Vec<&str> = c
+/// A contact as the API gives it.
+pub fn contact_of(view: &View, c: &MergedContact) -> Contact {
+    let mut groups: Vec<String> = c
         .contact
         .groups
         .iter()
-        .filter_map(|g| view.groups().get(&g.id).map(|e| e.group.name.as_str()))
+        .filter_map(|g| view.groups().get(&g.id).map(|e| e.group.name.clone()))
         .collect();
     groups.sort_unstable();
-    json!({
-        "id": c.id.to_string(),
-        "name": c.contact.name,
-        "jids": c.contact.identities.iter().map(|i| &i.value).collect::<Vec<_>>(),
-        "groups": groups,
-        "items": c.members.len(),
-        "conflicts": c.lost.len(),
-        "updated": iso(c.version.hlc.wall_ms),
-    })
+    Contact {
+        id: c.id.to_string(),
+        name: c.contact.name.clone(),
+        jids: jids_of(c),
+        groups,
+        items: c.members.len(),
+        conflicts: c.lost.len(),
+        updated: iso(c.version.hlc.wall_ms),
+    }
+}
+
+/// A contact's addresses, as text.
+fn jids_of(c: &MergedContact) -> Vec<String> {
+    c.contact
+        .identities
+        .iter()
+        .map(|i| i.value.clone())
+        .collect()
 }
 
 impl Device {
@@ -128,21 +143,22 @@ impl Device {
         request: Request,
         net: &NetInfo,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<Value, Error> {
+    ) -> Result<Answer, Error> {
         if request.changes_something()
             && let Some(why) = self.revoked_here()
         {
             return Err(refused(why));
         }
         match request {
-            Request::Status => self.status(net),
+            Request::Status => Ok(self.status(net)?.into()),
             // Nothing changes a device no node runs but the commands given to it.
-            Request::Wait { .. } => Ok(json!({ "changes": self.changes })),
+            Request::Wait { .. } => Ok(Changes {
+                changes: self.changes,
+            }
+            .into()),
             Request::Contacts => {
                 let view = self.engine.view();
-                Ok(Value::Array(
-                    view.contacts().map(|c| contact_json(view, c)).collect(),
-                ))
+                Ok(ContactList(view.contacts().map(|c| contact_of(view, c)).collect()).into())
             }
             Request::Contact { jid: j } => {
                 let j = jid(&j)?;
@@ -150,29 +166,30 @@ impl Device {
                 let c = view
                     .contact_by_jid(&j)
                     .ok_or_else(|| refused(format!("no contact has the address {j}")))?;
-                Ok(contact_json(view, c))
+                Ok(contact_of(view, c).into())
             }
             Request::Groups => {
                 let view = self.engine.view();
-                let mut groups: Vec<Value> = view
+                let mut groups: Vec<Group> = view
                     .groups()
                     .values()
-                    .map(|g| {
-                        json!({
-                            "id": g.group.id,
-                            "name": g.group.name,
-                            "description": g.group.description,
-                            "contacts": view.contacts_in_group(&g.group.id).count(),
-                        })
+                    .map(|g| Group {
+                        id: g.group.id.clone(),
+                        name: g.group.name.clone(),
+                        description: g.group.description.clone(),
+                        contacts: view.contacts_in_group(&g.group.id).count(),
                     })
                     .collect();
-                groups.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-                Ok(Value::Array(groups))
+                groups.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(GroupList(groups).into())
             }
-            Request::Devices => Ok(self.devices(net)),
+            Request::Devices => Ok(self.devices(net).into()),
             Request::CheckSync => {
                 self.input(sync::Input::CheckNow)?;
-                Ok(json!({ "checking": net.connected.len() }))
+                Ok(Checking {
+                    checking: net.connected.len(),
+                }
+                .into())
             }
             Request::AddContact {
                 jid: j,
@@ -188,7 +205,7 @@ impl Device {
                     name,
                     groups,
                 })?;
-                Ok(self.changed_contact(&[j]))
+                Ok(self.changed_contact(&[j]).into())
             }
             Request::EditContact {
                 jid: j,
@@ -236,27 +253,30 @@ impl Device {
                 let mut after = self.changed_contact(&find);
                 // An edit that asked for what the contact already had changes none
                 // of what a person sees (it may still write the contact again).
-                let seen = |v: &Value| {
-                    let c = &v["contact"];
-                    (c["name"].clone(), c["jids"].clone(), c["groups"].clone())
+                let seen = |v: &ContactChanged| {
+                    v.contact
+                        .as_ref()
+                        .map(|c| (c.name.clone(), c.jids.clone(), c.groups.clone()))
                 };
-                after["changed"] = json!(seen(&after) != seen(&before));
-                Ok(after)
+                after.changed = Some(seen(&after) != seen(&before));
+                Ok(after.into())
             }
             Request::RemoveContact { jid: j } => {
                 let j = jid(&j)?;
                 // What is removed, said back: every address of the contact goes.
                 let removed = {
                     let view = self.engine.view();
-                    view.contact_by_jid(&j).map(|c| {
-                        json!({
-                            "name": c.contact.name,
-                            "jids": c.contact.identities.iter().map(|i| &i.value).collect::<Vec<_>>(),
-                        })
+                    view.contact_by_jid(&j).map(|c| Removed {
+                        name: c.contact.name.clone(),
+                        jids: jids_of(c),
                     })
                 };
                 self.command(Command::RemoveContact { jid: j })?;
-                Ok(json!({ "done": true, "removed": removed }))
+                Ok(ContactRemoved {
+                    done: true,
+                    removed,
+                }
+                .into())
             }
             Request::AddGroup { name, description } => {
                 text("a group name", Some(&name))?;
@@ -265,7 +285,7 @@ impl Device {
                     name: name.clone(),
                     description,
                 })?;
-                Ok(self.changed_group(&name))
+                Ok(self.changed_group(&name).into())
             }
             Request::RenameGroup { name, new_name } => {
                 text("a group name", Some(&new_name))?;
@@ -273,17 +293,19 @@ impl Device {
                     name,
                     new_name: new_name.clone(),
                 })?;
-                Ok(self.changed_group(&new_name))
+                Ok(self.changed_group(&new_name).into())
             }
-            Request::RemoveGroup { name } => self.command(Command::RemoveGroup { name }),
+            Request::RemoveGroup { name } => {
+                Ok(self.command(Command::RemoveGroup { name })?.into())
+            }
             Request::Import {
                 format,
                 text,
                 replace,
-            } => self.import(format, &text, replace, progress),
-            Request::Conflicts => Ok(self.conflicts()),
+            } => Ok(self.import(format, &text, replace, progress)?.into()),
+            Request::Conflicts => Ok(self.conflicts().into()),
             Request::RestoreContact { jid: j, n } => {
-                self.command(Command::Restore { jid: jid(&j)?, n })
+                Ok(self.command(Command::Restore { jid: jid(&j)?, n })?.into())
             }
             Request::Log { jid: j, limit } => {
                 let j = j.as_deref().map(jid).transpose()?;
@@ -305,20 +327,22 @@ impl Device {
                         None => change,
                     }
                 };
-                Ok(Value::Array(
+                Ok(ChangeLog(
                     entries
                         .into_iter()
-                        .map(|e| {
-                            json!({
-                                "at": iso(e.at_ms),
-                                "device": names.get(&e.device).cloned().unwrap_or_else(|| e.device.clone()),
-                                "name": e.name,
-                                "jids": e.jids,
-                                "changes": e.changes.into_iter().map(named).collect::<Vec<_>>(),
-                            })
+                        .map(|e| Change {
+                            at: iso(e.at_ms),
+                            device: names
+                                .get(&e.device)
+                                .cloned()
+                                .unwrap_or_else(|| e.device.clone()),
+                            name: e.name,
+                            jids: e.jids,
+                            changes: e.changes.into_iter().map(named).collect(),
                         })
                         .collect(),
-                ))
+                )
+                .into())
             }
             Request::Export { full, xep0227 } => {
                 let detail = if full {
@@ -333,22 +357,29 @@ impl Device {
                 } else {
                     roster
                 };
-                Ok(json!({ "roster": doc.to_xml() }))
+                Ok(Exported {
+                    roster: doc.to_xml(),
+                }
+                .into())
             }
-            Request::Invite { ttl_secs } => self.invite(net, ttl_secs),
-            Request::Invitations => self.invitations_json(net),
-            Request::CancelInvites { code } => self.cancel_invites(net, code.as_deref()),
-            Request::Revoke { device } => self.revoke(&device),
-            Request::RenameDevice { device, name } => self.rename_device(&device, &name),
+            Request::Invite { ttl_secs } => Ok(self.invite(net, ttl_secs)?.into()),
+            Request::Invitations => Ok(self.invitations(net)?.into()),
+            Request::CancelInvites { code } => {
+                Ok(self.cancel_invites(net, code.as_deref())?.into())
+            }
+            Request::Revoke { device } => Ok(self.revoke(&device)?.into()),
+            Request::RenameDevice { device, name } => {
+                Ok(self.rename_device(&device, &name)?.into())
+            }
             Request::Rotate => {
                 self.execute(sync::Command::RotateSecrets)?
                     .map_err(refused)?;
-                Ok(json!({ "rotated": true }))
+                Ok(Rotated { rotated: true }.into())
             }
-            Request::AddClient { cert } => self.add_client(&cert),
-            Request::Clients => self.clients_json(),
-            Request::ApproveClient { fingerprint } => self.approve_client(&fingerprint),
-            Request::RemoveClient { fingerprint } => self.remove_client(&fingerprint),
+            Request::AddClient { cert } => Ok(self.add_client(&cert)?.into()),
+            Request::Clients => Ok(self.clients()?.into()),
+            Request::ApproveClient { fingerprint } => Ok(self.approve_client(&fingerprint)?.into()),
+            Request::RemoveClient { fingerprint } => Ok(self.remove_client(&fingerprint)?.into()),
         }
     }
 
@@ -363,7 +394,7 @@ impl Device {
 
     /// Every contact with conflicts, and each conflict: the field, the value that
     /// lost, and which edit (device, time) won over which.
-    fn conflicts(&mut self) -> Value {
+    fn conflicts(&mut self) -> ConflictList {
         let names = self.device_names();
         let device = |d: DeviceId| {
             let id = d.to_string();
@@ -371,22 +402,29 @@ impl Device {
         };
         let view = self.engine.view();
         let group_name = |id: &str| view.groups().get(id).map(|g| g.group.name.clone());
-        Value::Array(
+        ConflictList(
             view.contacts()
                 .filter(|c| !c.lost.is_empty())
-                .map(|c| {
-                    json!({
-                        "name": c.contact.name,
-                        "jids": c.contact.identities.iter().map(|i| &i.value).collect::<Vec<_>>(),
-                        "conflicts": c.lost.iter().enumerate().map(|(i, l)| json!({
-                            "n": i + 1,
-                            "lost": kith_protocol::contacts::history::describe(&l.key, &l.value, &group_name),
-                            "lost_by": device(l.at.device),
-                            "lost_at": iso(l.at.hlc.wall_ms),
-                            "won_by": device(l.winner.device),
-                            "won_at": iso(l.winner.hlc.wall_ms),
-                        })).collect::<Vec<_>>(),
-                    })
+                .map(|c| Conflicted {
+                    name: c.contact.name.clone(),
+                    jids: jids_of(c),
+                    conflicts: c
+                        .lost
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| Conflict {
+                            n: i + 1,
+                            lost: kith_protocol::contacts::history::describe(
+                                &l.key,
+                                &l.value,
+                                &group_name,
+                            ),
+                            lost_by: device(l.at.device),
+                            lost_at: iso(l.at.hlc.wall_ms),
+                            won_by: device(l.winner.device),
+                            won_at: iso(l.winner.hlc.wall_ms),
+                        })
+                        .collect(),
                 })
                 .collect(),
         )
@@ -402,7 +440,7 @@ impl Device {
         Ok(())
     }
 
-    fn command(&mut self, cmd: Command) -> Result<Value, Error> {
+    fn command(&mut self, cmd: Command) -> Result<Done, Error> {
         self.execute(cmd)?.map_err(|e| match e {
             // What the command would write is not a valid item: bad input.
             sync::Error::Contacts(ContactsError::Invalid { .. } | ContactsError::Item(_)) => {
@@ -410,27 +448,31 @@ impl Device {
             }
             other => refused(other),
         })?;
-        Ok(json!({ "done": true }))
+        Ok(Done { done: true })
     }
 
-    /// `{"done": true, "contact": …}`: the contact a command changed, as stored
-    /// (names trimmed and in NFC, groups as the existing group a look-alike name
-    /// matched), found by the first of `jids` it has.
-    fn changed_contact(&mut self, jids: &[BareJid]) -> Value {
+    /// The contact a command changed, as stored (names trimmed and in NFC, groups
+    /// as the existing group a look-alike name matched), found by the first of
+    /// `jids` it has.
+    fn changed_contact(&mut self, jids: &[BareJid]) -> ContactChanged {
         let view = self.engine.view();
         let contact = jids
             .iter()
             .find_map(|j| view.contact_by_jid(j))
-            .map(|c| contact_json(view, c));
-        json!({ "done": true, "contact": contact })
+            .map(|c| contact_of(view, c));
+        ContactChanged {
+            done: true,
+            contact,
+            changed: None,
+        }
     }
 
-    /// `{"done": true, "group": name}`: the group a command made or renamed, as
-    /// stored (the name given, trimmed and in NFC, or the look-alike it matched).
-    fn changed_group(&mut self, name: &str) -> Value {
+    /// The group a command made or renamed, as stored (the name given, trimmed and
+    /// in NFC, or the look-alike it matched).
+    fn changed_group(&mut self, name: &str) -> GroupChanged {
         let view = self.engine.view();
         let group = view.group_by_name(name).map(|g| g.group.name.clone());
-        json!({ "done": true, "group": group })
+        GroupChanged { done: true, group }
     }
 
     /// Imports a document whole or not at all: every entry is checked first (a bad
@@ -442,7 +484,7 @@ impl Device {
         text: &str,
         replace: bool,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<Value, Error> {
+    ) -> Result<Imported, Error> {
         let parse = || {
             match format {
                 ImportFormat::Roster => import::roster(text),
@@ -498,16 +540,16 @@ impl Device {
         // Best effort: a failed checkpoint leaves the log for SQLite to fold in later.
         let _ = self.store.checkpoint();
         crate::memory::give_back();
-        Ok(json!({
-            "contacts": total,
-            "groups": groups,
-            "added": summary.added,
-            "updated": summary.updated,
-            "unchanged": summary.unchanged,
-        }))
+        Ok(Imported {
+            contacts: total,
+            groups,
+            added: summary.added,
+            updated: summary.updated,
+            unchanged: summary.unchanged,
+        })
     }
 
-    fn status(&mut self, net: &NetInfo) -> Result<Value, Error> {
+    fn status(&mut self, net: &NetInfo) -> Result<Status, Error> {
         let me = self.id();
         let revoked_by = self.engine.revoked_by().map(|v| {
             let name = self
@@ -515,7 +557,11 @@ impl Device {
                 .roster()
                 .get(&v.device)
                 .map(|m| m.entry.name.clone());
-            json!({ "id": v.device.to_string(), "name": name, "at": iso(v.hlc.wall_ms) })
+            RevokedBy {
+                id: v.device.to_string(),
+                name,
+                at: iso(v.hlc.wall_ms),
+            }
         });
         let data_dir = self.dir().display().to_string();
         let devices = self.devices(net);
@@ -535,7 +581,7 @@ impl Device {
             let (per_space, tombs) = self.store.winner_counts()?;
             for (code, n) in per_space {
                 if let Some(space) = Space::from_code(u64::from(code)) {
-                    spaces.insert(name(space), n);
+                    spaces.insert(name(space).to_owned(), n);
                 }
             }
             tombstones = tombs;
@@ -544,7 +590,7 @@ impl Device {
         let replica = self.engine.replica();
         if !partial {
             for r in replica.records() {
-                *spaces.entry(name(r.space)).or_insert(0u64) += 1;
+                *spaces.entry(name(r.space).to_owned()).or_insert(0u64) += 1;
                 tombstones += u64::from(r.is_tombstone());
             }
         }
@@ -557,49 +603,49 @@ impl Device {
             .filter(|u| matches!(u, Unreadable::Waiting(_)))
             .count();
         let unreadable = view.unreadable().len() - waiting;
-        Ok(json!({
-            "device": {
-                "id": me.to_string(),
-                "peer_id": net::peer_of(&me).map(|p| p.to_string()),
-                "name": self.account.name,
-                "account": self.account.jid,
-                "data_dir": data_dir,
-                "revoked_by": revoked_by,
+        Ok(Status {
+            device: ThisDevice {
+                id: me.to_string(),
+                peer_id: net::peer_of(&me).map(|p| p.to_string()),
+                name: self.account.name.clone(),
+                account: self.account.jid.clone(),
+                data_dir,
+                revoked_by,
             },
-            "node": {
-                "running": net.online,
-                "listen": net.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                "xmpp_port": net.xmpp_port,
-                "xmpp_instance": net.xmpp_instance,
+            node: NodeInfo {
+                running: net.online,
+                listen: net.listen.iter().map(|a| a.to_string()).collect(),
+                xmpp_port: net.xmpp_port,
+                xmpp_instance: net.xmpp_instance.clone(),
             },
-            "roster": devices,
-            "connected_peers": net.connected.len(),
-            "records": spaces,
-            "tombstones": tombstones,
-            "stored_rows": counts.rows,
-            "collected_tombstones": counts.collected,
-            "quarantined_records": counts.quarantined,
-            "contacts": view.contact_count(),
-            "groups": view.groups().len(),
-            "reserved_items": NodeKind::ALL.iter().map(|n| view.reserved_count(*n)).sum::<usize>(),
-            "live_items": {
-                "contacts": view.live_items(NodeKind::Contacts),
-                "groups": view.live_items(NodeKind::Groups),
+            roster: devices.0,
+            connected_peers: net.connected.len(),
+            records: spaces,
+            tombstones,
+            stored_rows: counts.rows,
+            collected_tombstones: counts.collected,
+            quarantined_records: counts.quarantined,
+            contacts: view.contact_count(),
+            groups: view.groups().len(),
+            reserved_items: NodeKind::ALL.iter().map(|n| view.reserved_count(*n)).sum(),
+            live_items: LiveItems {
+                contacts: view.live_items(NodeKind::Contacts),
+                groups: view.live_items(NodeKind::Groups),
             },
-            "waiting_for_secret": waiting,
-            "unreadable": unreadable,
-            "changes": self.changes,
-            "held_future_records": held,
-            "set_aside_records": set_aside,
-            "sync": {
-                "reconciliations": stats.reconciliations,
-                "rejected_records": stats.rejected_records,
-                "duplicate_records": stats.duplicate_records,
-                "frames_out": stats.frames_out,
-                "bytes_out": stats.bytes_out,
-                "refused_frames": stats.refused_frames,
-                "bad_frames": stats.bad_frames,
+            waiting_for_secret: waiting,
+            unreadable,
+            changes: self.changes,
+            held_future_records: held,
+            set_aside_records: set_aside,
+            sync: SyncStats {
+                reconciliations: stats.reconciliations,
+                rejected_records: stats.rejected_records,
+                duplicate_records: stats.duplicate_records,
+                frames_out: stats.frames_out,
+                bytes_out: stats.bytes_out,
+                refused_frames: stats.refused_frames,
+                bad_frames: stats.bad_frames,
             },
-        }))
+        })
     }
 }

@@ -3,10 +3,10 @@
 //! in the running node's memory ([`crate::pair::invitations`]).
 
 use libp2p::Multiaddr;
-use serde_json::{Value, json};
 
 use super::{MAX_INVITE_TTL_SECS, NetInfo, input_err, iso, refused};
-use crate::control::{Error, ErrorKind};
+use crate::api::answer::{Cancelled, Invitation, InvitationList, InvitationState, Invited};
+use crate::api::{Error, ErrorKind};
 use crate::device::{Device, wall_now};
 use crate::pair::code::{MAX_ADDRS, socket_of};
 use crate::pair::invitations::State;
@@ -32,7 +32,7 @@ fn code_addrs(listen: &[Multiaddr]) -> Vec<Multiaddr> {
 }
 
 impl Device {
-    pub(super) fn invite(&mut self, net: &NetInfo, ttl_secs: u64) -> Result<Value, Error> {
+    pub(super) fn invite(&mut self, net: &NetInfo, ttl_secs: u64) -> Result<Invited, Error> {
         if !net.online {
             return Err(needs_node());
         }
@@ -53,62 +53,64 @@ impl Device {
             .open(now, expires_ms, &mut rand::rng())
             .map_err(refused)?
             .with_addrs(addrs);
-        Ok(json!({
-            "code": code.short(),
-            "long_code": code.long(),
-            "nameplate": code.nameplate(),
-            "expires": iso(expires_ms),
-            "expires_ms": expires_ms,
-        }))
+        Ok(Invited {
+            code: code.short(),
+            long_code: code.long(),
+            nameplate: code.nameplate(),
+            expires: iso(expires_ms),
+            expires_ms,
+        })
     }
 
-    pub(super) fn invitations_json(&mut self, net: &NetInfo) -> Result<Value, Error> {
+    pub(super) fn invitations(&mut self, net: &NetInfo) -> Result<InvitationList, Error> {
         if !net.online {
             return Err(needs_node());
         }
         let now = wall_now().0;
         self.invitations.prune(now);
-        let list: Vec<Value> = self
+        let invitations = self
             .invitations
             .list()
             .map(|i| {
                 let (state, device, name) = match i.state(now) {
-                    State::Open => ("open", None, None),
-                    State::Expired => ("expired", None, None),
-                    State::Joined { device, name } => {
-                        ("joined", Some(device.to_string()), Some(name))
-                    }
-                    State::Cancelled => ("cancelled", None, None),
-                    State::Closed => ("closed", None, None),
+                    State::Open => (InvitationState::Open, None, None),
+                    State::Expired => (InvitationState::Expired, None, None),
+                    State::Joined { device, name } => (
+                        InvitationState::Joined,
+                        Some(device.to_string()),
+                        Some(name),
+                    ),
+                    State::Cancelled => (InvitationState::Cancelled, None, None),
+                    State::Closed => (InvitationState::Closed, None, None),
                 };
-                json!({
-                    "nameplate": i.nameplate(),
-                    "state": state,
-                    "device": device,
-                    "name": name,
-                    "wrong_codes": i.wrong,
-                    "created": iso(i.created_ms),
-                    "created_ms": i.created_ms,
-                    "expires": iso(i.expires_ms),
-                    "expires_ms": i.expires_ms,
-                })
+                Invitation {
+                    nameplate: i.nameplate(),
+                    state,
+                    device,
+                    name,
+                    wrong_codes: i.wrong,
+                    created: iso(i.created_ms),
+                    created_ms: i.created_ms,
+                    expires: iso(i.expires_ms),
+                    expires_ms: i.expires_ms,
+                }
             })
             .collect();
-        Ok(json!({ "invitations": list }))
+        Ok(InvitationList { invitations })
     }
 
     pub(super) fn cancel_invites(
         &mut self,
         net: &NetInfo,
         code: Option<&str>,
-    ) -> Result<Value, Error> {
+    ) -> Result<Cancelled, Error> {
         if !net.online {
             return Err(needs_node());
         }
-        let done = self
+        let cancelled = self
             .invitations
             .cancel(code, wall_now().0)
             .map_err(refused)?;
-        Ok(json!({ "cancelled": done }))
+        Ok(Cancelled { cancelled })
     }
 }

@@ -3,10 +3,10 @@
 
 use kith_protocol::record::DeviceId;
 use kith_protocol::sync;
-use serde_json::{Value, json};
 
 use super::{input_err, iso, refused};
-use crate::control::Error;
+use crate::api::Error;
+use crate::api::answer::{Renamed, Revoked};
 use crate::device::Device;
 
 impl Device {
@@ -50,7 +50,7 @@ impl Device {
         }
     }
 
-    pub(super) fn revoke(&mut self, needle: &str) -> Result<Value, Error> {
+    pub(super) fn revoke(&mut self, needle: &str) -> Result<Revoked, Error> {
         let device = self.find_device(needle)?;
         if device == self.id() {
             return Err(refused(
@@ -82,10 +82,13 @@ impl Device {
             .roster()
             .get(&device)
             .map(|m| m.entry.name.clone());
-        Ok(json!({ "revoked": device.to_string(), "name": name }))
+        Ok(Revoked {
+            revoked: device.to_string(),
+            name,
+        })
     }
 
-    pub(super) fn rename_device(&mut self, needle: &str, name: &str) -> Result<Value, Error> {
+    pub(super) fn rename_device(&mut self, needle: &str, name: &str) -> Result<Renamed, Error> {
         crate::device::check_name(name).map_err(input_err)?;
         let device = self.find_device(needle)?;
         if self.unique_name(name, &device) != name {
@@ -101,12 +104,20 @@ impl Device {
             .map(|m| m.entry.name.clone())
             .unwrap_or_default();
         if old == name {
-            return Ok(
-                json!({ "renamed": device.to_string(), "old": old, "name": name, "changed": false }),
-            );
+            return Ok(Renamed {
+                renamed: device.to_string(),
+                old,
+                name: name.to_owned(),
+                changed: false,
+            });
         }
         self.execute(sync::Command::RenameDevice(device, name.to_owned()))?
             .map_err(refused)?;
-        Ok(json!({ "renamed": device.to_string(), "old": old, "name": name, "changed": true }))
+        Ok(Renamed {
+            renamed: device.to_string(),
+            old,
+            name: name.to_owned(),
+            changed: true,
+        })
     }
 }

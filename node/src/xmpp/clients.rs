@@ -11,9 +11,11 @@ use std::collections::BTreeSet;
 use base64::Engine as _;
 use kith_protocol::ox::{self, DeviceKey, SecretMessage};
 use kith_protocol::xml::Element;
-use serde_json::{Value, json};
 
-use crate::control::Error;
+use crate::api::Error;
+use crate::api::answer::{
+    Client as ApiClient, ClientApproved, ClientList, ClientRemoved, ClientState,
+};
 use crate::device::{Device, wall_now};
 use crate::service::{input_err, iso, refused};
 use crate::store::clients::{Client, MAX_CLIENTS};
@@ -85,7 +87,7 @@ impl Device {
     }
 
     /// Approves the certificate `cert` (base64 of its bytes).
-    pub(crate) fn add_client(&mut self, cert: &str) -> Result<Value, Error> {
+    pub(crate) fn add_client(&mut self, cert: &str) -> Result<ClientApproved, Error> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(cert.trim())
             .map_err(|_| input_err("the certificate is not base64"))?;
@@ -102,11 +104,14 @@ impl Device {
             approved: true,
         })?;
         self.clients_changed = true;
-        Ok(json!({ "fingerprint": fingerprint, "approved": true }))
+        Ok(ClientApproved {
+            fingerprint,
+            approved: true,
+        })
     }
 
     /// Approves a client that offered its certificate on the stream.
-    pub(crate) fn approve_client(&mut self, fingerprint: &str) -> Result<Value, Error> {
+    pub(crate) fn approve_client(&mut self, fingerprint: &str) -> Result<ClientApproved, Error> {
         let fingerprint = normalise(fingerprint);
         let mut client = self
             .store
@@ -129,7 +134,10 @@ impl Device {
             self.store.put_client(&client)?;
             self.clients_changed = true;
         }
-        Ok(json!({ "fingerprint": fingerprint, "approved": true }))
+        Ok(ClientApproved {
+            fingerprint,
+            approved: true,
+        })
     }
 
     /// Keeps a certificate a client published on the stream (XEP-0373 §4.1) as
@@ -150,10 +158,10 @@ impl Device {
         Ok(())
     }
 
-    /// The clients as JSON.
-    pub(crate) fn clients_json(&mut self) -> Result<Value, Error> {
+    /// The clients, approved or waiting.
+    pub(crate) fn clients(&mut self) -> Result<ClientList, Error> {
         let clients = self.store.clients()?;
-        Ok(Value::Array(
+        Ok(ClientList(
             clients
                 .iter()
                 .map(|c| {
@@ -164,16 +172,16 @@ impl Device {
                         .unwrap_or_default();
                     let usable = cert.is_some_and(|c| ox::can_encrypt_to(&c, wall_now()));
                     let state = match (c.approved, usable) {
-                        (_, false) => "unusable",
-                        (true, true) => "approved",
-                        (false, true) => "waiting",
+                        (_, false) => ClientState::Unusable,
+                        (true, true) => ClientState::Approved,
+                        (false, true) => ClientState::Waiting,
                     };
-                    json!({
-                        "fingerprint": c.fingerprint,
-                        "state": state,
-                        "user_ids": uids,
-                        "added": iso(c.added_ms),
-                    })
+                    ApiClient {
+                        fingerprint: c.fingerprint.clone(),
+                        state,
+                        user_ids: uids,
+                        added: iso(c.added_ms),
+                    }
                 })
                 .collect(),
         ))
@@ -181,7 +189,7 @@ impl Device {
 
     /// Removes a client; an approved one also rotates the secrets, so it receives
     /// nothing new.
-    pub(crate) fn remove_client(&mut self, fingerprint: &str) -> Result<Value, Error> {
+    pub(crate) fn remove_client(&mut self, fingerprint: &str) -> Result<ClientRemoved, Error> {
         let fingerprint = normalise(fingerprint);
         let removed = self
             .store
@@ -192,7 +200,11 @@ impl Device {
             self.execute(kith_protocol::sync::Command::RotateSecrets)?
                 .map_err(refused)?;
         }
-        Ok(json!({ "fingerprint": fingerprint, "removed": true, "rotated": removed.approved }))
+        Ok(ClientRemoved {
+            fingerprint,
+            removed: true,
+            rotated: removed.approved,
+        })
     }
 
     /// This device's OpenPGP key (read from `openpgp.key`).
@@ -200,7 +212,7 @@ impl Device {
         let bytes = self.key_files.read_again(self.dir(), "openpgp.key")?;
         DeviceKey::from_bytes(&bytes).map_err(|e| {
             Error::new(
-                crate::control::ErrorKind::Store,
+                crate::api::ErrorKind::Store,
                 format!("openpgp.key does not hold a key: {e}"),
             )
         })

@@ -1,5 +1,5 @@
 //! The control socket: a Unix domain socket (mode 0600) in the data directory that
-//! carries [`crate::control`] JSON lines between the CLI and the node, and the
+//! carries [`super`] JSON lines between the CLI and the node, and the
 //! client side the CLI uses.
 
 use std::io;
@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 
 use crate::admission::{Admission, Limits, Ticket};
 
-use crate::control::{Error, ErrorKind, MAX_REQUEST_BYTES, Reply, Request};
-use crate::node::{Call, Handle};
+use super::{Call, Handle};
+use super::{Error, ErrorKind, MAX_REQUEST_BYTES, Reply, Request};
 
 /// Most CLI connections served at once.
 pub const MAX_CLIENTS: usize = 16;
@@ -175,7 +175,7 @@ pub async fn request(
     path: &Path,
     request: &Request,
     mut progress: impl FnMut(u64, u64),
-) -> Result<Option<serde_json::Value>, Error> {
+) -> Result<Option<super::Answer>, Error> {
     let connecting = short_path(path, |p| {
         // A blocking connect on a local socket: it does not wait for the peer.
         std::os::unix::net::UnixStream::connect(p)

@@ -1,7 +1,5 @@
-//! The control protocol between the `kith` CLI and a device: one JSON request per
-//! line on the node's Unix socket (`control.sock` in the data directory, mode 0600),
-//! answered by zero or more `progress` lines and one `ok` or `error` line. When no
-//! node runs, the CLI hands the same requests to [`crate::Device::handle`] directly.
+//! What the `kith` CLI asks of a device: [`Request`], one JSON line on the control
+//! socket, and the limits on it.
 
 use serde::{Deserialize, Serialize};
 
@@ -233,79 +231,4 @@ pub enum ImportFormat {
     Roster,
     /// XEP-0209 metacontacts.
     Metacontacts,
-}
-
-/// What kind of failure, which chooses the CLI's exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The request ran and was refused (no such contact, invite used…): exit 1.
-    Refused,
-    /// Malformed input (a JID, a document, a code): exit 3.
-    Input,
-    /// A peer could not be reached: exit 5.
-    Unreachable,
-    /// The data directory or store failed (locked, corrupt, disk full): exit 6.
-    Store,
-    /// The request needs a running node: exit 7.
-    NotRunning,
-    /// The node is answering as many commands as it takes at once: exit 7 if it
-    /// stays so (the CLI tries again for a few seconds first).
-    Busy,
-}
-
-impl ErrorKind {
-    /// The CLI exit code of this kind.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Self::Refused => 1,
-            Self::Input => 3,
-            Self::Unreachable => 5,
-            Self::Store => 6,
-            Self::NotRunning | Self::Busy => 7,
-        }
-    }
-}
-
-/// A failed request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{message}")]
-pub struct Error {
-    /// What kind.
-    pub kind: ErrorKind,
-    /// One line for people.
-    pub message: String,
-}
-
-impl Error {
-    /// An error of `kind`.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<crate::store::Error> for Error {
-    fn from(e: crate::store::Error) -> Self {
-        Self::new(ErrorKind::Store, e.to_string())
-    }
-}
-
-/// One line of a reply.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reply {
-    /// Work done so far (imports).
-    Progress {
-        /// Done.
-        done: u64,
-        /// Total.
-        total: u64,
-    },
-    /// Success, with the result.
-    Ok(serde_json::Value),
-    /// Failure.
-    Error(Error),
 }
