@@ -308,9 +308,6 @@ impl Node {
                     }
                     pair::Outcome::Refused(why) => {
                         info!("refused a device that asked to pair: {why}");
-                        if matches!(why, pair::Refusal::Closed) {
-                            warn!("an invitation closed after too many wrong codes");
-                        }
                     }
                 }
             }
