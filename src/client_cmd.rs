@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use base64::Engine as _;
 use kith_node::api::Request;
-use kith_node::api::answer::{ClientApproved, ClientList, ClientRemoved, ClientState};
+use kith_node::api::answer::{ClientApproved, ClientList, ClientRemoved};
 use kith_node::xmpp::clients::MAX_CERT_BYTES;
 
 use crate::Exit;
@@ -53,14 +53,9 @@ pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
     let now = now_ms();
     let mut table = Table::new(&["FINGERPRINT", "STATE", "ADDED", "USER IDS"]).keep(0);
     for c in &list.0 {
-        let state = match c.state {
-            ClientState::Approved => "approved",
-            ClientState::Waiting => "waiting",
-            ClientState::Unusable => "unusable",
-        };
         table.row(vec![
             c.fingerprint.clone(),
-            state.to_owned(),
+            c.state.as_str().to_owned(),
             ago_of(Some(&c.added), now),
             text(&c.user_ids.join(", ")).into_owned(),
         ]);

@@ -6,10 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use kith_node::api::Payload;
 use kith_node::api::Request;
 use kith_node::api::answer::{Changes, ContactList, Invited};
 use kith_node::api::status::Status;
-use kith_node::api::{Answer, Unexpected};
 
 use crate::ops;
 
@@ -56,21 +56,16 @@ impl Node {
 
     /// Answers a request through the node's control socket only (opening the store
     /// here would race with a node that is starting).
-    pub(crate) fn call<T: TryFrom<Answer, Error = Unexpected>>(
-        &self,
-        request: Request,
-    ) -> Result<T> {
+    pub(crate) fn call<T: Payload>(&self, request: Request) -> Result<T> {
         let answer = ops::via_node(&self.dir, &request, &mut |_, _| {})?
             .context("the node's control socket is not there")?;
-        Ok(T::try_from(answer)?)
+        Ok(T::try_from(answer).map_err(crate::Exit::from)?)
     }
 
     /// Answers a request on the store of a stopped node.
-    pub(crate) fn call_offline<T: TryFrom<Answer, Error = Unexpected>>(
-        &self,
-        request: Request,
-    ) -> Result<T> {
-        Ok(T::try_from(ops::call(&self.dir, request, &mut |_, _| {})?)?)
+    pub(crate) fn call_offline<T: Payload>(&self, request: Request) -> Result<T> {
+        let answer = ops::call(&self.dir, request, &mut |_, _| {})?;
+        Ok(T::try_from(answer).map_err(crate::Exit::from)?)
     }
 
     /// Polls `ready` every 5 ms until it holds or `limit` passes.

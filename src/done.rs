@@ -200,11 +200,8 @@ fn line(request: &Request, answer: &Answer) -> String {
             "Rotated the secrets of both nodes: every item is sealed again under the new ones"
                 .to_owned()
         }
-        Request::RemoveContact { jid } => format!("Removed {}", shown(jid)),
-        Request::RestoreContact { jid, n } => {
-            format!("Restored conflict {n} of {} as a new edit", shown(jid))
-        }
-        // Every request `ops::done` is given is named above.
+        // Every request `ops::done` is given is named above (and `ops::call` checked
+        // its answer is of the kind the request is answered with).
         _ => format!("Done ({})", answer.kind()),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use kith_node::api::answer::{Contact, ContactList, ContactRemoved, Exported, GroupList, Imported};
 use kith_node::api::socket;
-use kith_node::api::{Answer, ErrorKind, ImportFormat, Request, Unexpected};
+use kith_node::api::{Answer, ErrorKind, ImportFormat, Payload, Request};
 use kith_node::service::NetInfo;
 use kith_node::{Device, device, store};
 use serde::Serialize;
@@ -52,6 +52,12 @@ pub(crate) fn call(
     request: Request,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Answer> {
+    let wanted = request.clone();
+    let answer = answer(dir, request, progress)?;
+    Ok(answer.for_request(&wanted).map_err(Exit::from)?)
+}
+
+fn answer(dir: &Path, request: Request, progress: &mut dyn FnMut(u64, u64)) -> Result<Answer> {
     if dir.join("control.sock").exists()
         && let Some(v) = via_node(dir, &request, &mut *progress)?
     {
@@ -100,10 +106,7 @@ pub(crate) fn call(
 
 /// [`call`] for an answer of type `T` (another kind is a node of another version:
 /// exit 7).
-pub(crate) fn ask<T: TryFrom<Answer, Error = Unexpected>>(
-    dir: &Path,
-    request: Request,
-) -> Result<T> {
+pub(crate) fn ask<T: Payload>(dir: &Path, request: Request) -> Result<T> {
     Ok(T::try_from(call(dir, request, &mut no_progress)?).map_err(Exit::from)?)
 }
 

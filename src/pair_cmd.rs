@@ -84,17 +84,20 @@ pub(crate) fn invite(dir: &Path, ttl: Duration, wait: bool, show_qr: bool) -> Re
     }
     // Only the node is asked: opening the store meanwhile would take the directory
     // from a node restarting.
-    let list = || -> Option<InvitationList> {
-        crate::ops::via_node(dir, &Request::Invitations, &mut no_progress)
-            .ok()
-            .flatten()
-            .and_then(|a| a.try_into().ok())
+    let list = || -> Result<Option<InvitationList>> {
+        let Ok(answer) = crate::ops::via_node(dir, &Request::Invitations, &mut no_progress) else {
+            return Ok(None);
+        };
+        Ok(answer
+            .map(InvitationList::try_from)
+            .transpose()
+            .map_err(Exit::from)?)
     };
     // On stderr: what a script reads from stdout is the code and the outcome.
     eprintln!("Waiting for the new device to join (Ctrl-C stops waiting; the code stays valid)…");
     let ended = |why: &str| Err(Exit::Refused(format!("{why}; nobody joined.")).into());
     loop {
-        let Some(list) = list() else {
+        let Some(list) = list()? else {
             return ended("The node stopped, and the invitation with it");
         };
         let mine = list

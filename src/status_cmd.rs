@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use kith_node::api::answer::{Checking, DeviceList};
-use kith_node::api::status::{Member, Role, Status, SyncWord};
-use kith_node::api::{Answer, Request};
+use kith_node::api::status::{Member, Status, SyncWord};
+use kith_node::api::{Payload, Request};
 
 use crate::Exit;
 use crate::ops::{ago_of, call, joined, no_progress, opt, print_json, print_table, text, via_node};
@@ -25,7 +25,7 @@ fn as_of(d: &Member) -> Option<u64> {
 }
 
 /// A request whose answer holds the roster: `Status` or `Devices`.
-trait WithRoster: TryFrom<Answer, Error = kith_node::api::Unexpected> + serde::Serialize {
+trait WithRoster: Payload + serde::Serialize {
     fn roster(&self) -> &[Member];
     fn roster_mut(&mut self) -> &mut Vec<Member>;
 }
@@ -54,7 +54,9 @@ fn checked<T: WithRoster>(dir: &Path, request: Request) -> Result<(T, Option<u64
     let started = now_ms();
     let checking = dir.join("control.sock").exists()
         && via_node(dir, &Request::CheckSync, &mut no_progress)?
-            .and_then(|a| Checking::try_from(a).ok())
+            .map(Checking::try_from)
+            .transpose()
+            .map_err(Exit::from)?
             .is_some_and(|c| c.checking > 0);
     let deadline = Instant::now() + CHECK_WAIT;
     loop {
@@ -209,7 +211,7 @@ pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
         table.row(vec![
             text(&d.id).into_owned(),
             text(&d.name).into_owned(),
-            role(d.role).to_owned(),
+            d.role.as_str().to_owned(),
             presence(d).to_owned(),
             sync_words(d),
             if d.connected.is_some() {
@@ -220,13 +222,6 @@ pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
         ]);
     }
     print_table(&table)
-}
-
-fn role(r: Role) -> &'static str {
-    match r {
-        Role::Full => "full",
-        Role::Relay => "relay",
-    }
 }
 
 /// `kith status`: the lead line, this device, its node, its contacts and the

@@ -194,14 +194,7 @@ fn control(
         request,
         |_, _| {},
     ))
-    .map(|v| {
-        // The payload, as `--json` prints it.
-        let tagged = serde_json::to_value(v.expect("the node listens")).expect("JSON");
-        tagged
-            .as_object()
-            .and_then(|o| o.values().next().cloned())
-            .unwrap_or_default()
-    })
+    .map(|v| v.expect("the node listens").payload_json())
 }
 
 #[test]

@@ -70,3 +70,35 @@ fn a_revoked_device_is_told_stops_syncing_and_refuses_changes() {
         "{lead}"
     );
 }
+
+#[test]
+fn a_device_revoked_while_away_is_told_when_it_comes_back() {
+    let mut devices = account(&["laptop", "phone"]);
+    devices[0].wait("the phone connected", |d| {
+        d.status()["connected_peers"] == 1
+    });
+    devices[1].stop();
+    let laptop = &devices[0];
+    laptop.ok(&["device", "revoke", "phone"]);
+    let laptop_id = laptop.status()["device"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    // Back on, it dials the laptop it remembers: let in to be told, then cut off.
+    devices[1].start();
+    let phone = &devices[1];
+    phone.wait("told it was revoked on coming back", |d| {
+        d.status()["device"]["revoked_by"]["id"] == laptop_id.as_str()
+    });
+    phone.wait("cut off", |d| d.status()["connected_peers"] == 0);
+    assert!(
+        devices[0].log().contains("phone (")
+            && devices[0].log().contains("came back: told it was revoked"),
+        "{}",
+        devices[0].log()
+    );
+    let out = phone.kith(&["contact", "add", "nurse@capulet.lit"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // The laptop never counts it among its peers.
+    assert_eq!(devices[0].status()["connected_peers"], 0);
+}

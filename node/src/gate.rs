@@ -1,6 +1,7 @@
 //! The XEP-0223-style whitelist at the transport: a connection is refused right after
 //! the Noise handshake (before any other protocol runs on it) unless its peer is an
-//! active roster device, or a pairing is open. It also bounds what anyone can hold:
+//! active roster device, a revoked one still to be told so ([`Gate::set_to_tell`]),
+//! or a pairing is open. It also bounds what anyone can hold:
 //!
 //! * connections still in their handshake: [`Limits::pending_per_ip`] from one
 //!   address and [`Limits::pending`] in all; more are refused at once;
@@ -102,6 +103,7 @@ struct Conn {
 pub struct Gate {
     limits: Limits,
     allowed: BTreeSet<PeerId>,
+    to_tell: BTreeSet<PeerId>,
     pairing_open: bool,
     /// Handshakes under way: connection → remote address.
     pending: BTreeMap<ConnectionId, Option<IpAddr>>,
@@ -135,6 +137,7 @@ impl Gate {
         Self {
             limits,
             allowed: BTreeSet::new(),
+            to_tell: BTreeSet::new(),
             pairing_open: false,
             pending: BTreeMap::new(),
             conns: BTreeMap::new(),
@@ -147,6 +150,13 @@ impl Gate {
     /// Replaces the allowed peers.
     pub fn set_allowed(&mut self, allowed: BTreeSet<PeerId>) {
         self.allowed = allowed;
+    }
+
+    /// Replaces the revoked devices let in to be told they were revoked (their
+    /// connections are never proven: they are closed after the notice, or for
+    /// being slow).
+    pub fn set_to_tell(&mut self, to_tell: BTreeSet<PeerId>) {
+        self.to_tell = to_tell;
     }
 
     /// Lets unknown peers connect (to pair) while `open`.
@@ -230,7 +240,7 @@ impl Gate {
         peer: PeerId,
         remote: &Multiaddr,
     ) -> Result<dummy::ConnectionHandler, ConnectionDenied> {
-        if !(self.pairing_open || self.allowed.contains(&peer)) {
+        if !(self.pairing_open || self.allowed.contains(&peer) || self.to_tell.contains(&peer)) {
             return Err(ConnectionDenied::new(Refused::NotInRoster(peer)));
         }
         self.admit(peer, ip_of(remote))?;

@@ -91,15 +91,11 @@ fn summary(list: &Value) -> Vec<(Vec<String>, String, Vec<String>)> {
     out
 }
 
-/// An answer without what differs between two devices.
-/// The payload of an answer as JSON (what `--json` prints).
 fn inner(a: &kith_node::api::Answer) -> Value {
-    serde_json::to_value(a)
-        .ok()
-        .and_then(|v| v.as_object().and_then(|o| o.values().next().cloned()))
-        .unwrap_or(Value::Null)
+    a.payload_json()
 }
 
+/// An answer without what differs between two devices.
 fn answer(v: &Result<kith_node::api::Answer, kith_node::api::Error>) -> String {
     let v = v.as_ref().map(inner);
     match &v {

@@ -6,8 +6,6 @@
 //! (`TryFrom`, failing with the answer that came instead), so a caller asks for the
 //! type it expects: `let contacts: ContactList = answer.try_into()?`.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::status::{Member, Status};
@@ -313,6 +311,17 @@ pub enum ClientState {
     Unusable,
 }
 
+impl ClientState {
+    /// The word `--json` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Approved => "approved",
+            ClientState::Waiting => "waiting",
+            ClientState::Unusable => "unusable",
+        }
+    }
+}
+
 /// An XMPP client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
@@ -342,9 +351,6 @@ pub struct ClientRemoved {
     pub rotated: bool,
 }
 
-/// Record counts by space name.
-pub type Counts = BTreeMap<String, u64>;
-
 macro_rules! answers {
     ($($variant:ident($ty:ty)),* $(,)?) => {
         /// A successful answer: one variant per kind.
@@ -361,13 +367,40 @@ macro_rules! answers {
         }
 
         impl Answer {
-            /// The kind of answer, for messages.
+            /// The kind of answer (its variant's name).
             pub fn kind(&self) -> &'static str {
                 match self {
                     $(Self::$variant(_) => stringify!($variant),)*
                 }
             }
+
+            /// This answer, if it is what `request` is answered with; a typed
+            /// error otherwise (a node of another version).
+            pub fn for_request(self, request: &super::Request) -> Result<Self, Unexpected> {
+                let wanted = request.answer_kind();
+                if self.kind() == wanted {
+                    Ok(self)
+                } else {
+                    Err(Unexpected {
+                        wanted,
+                        got: self.kind(),
+                    })
+                }
+            }
+
+            /// The payload alone as JSON: what `--json` prints.
+            pub fn payload_json(&self) -> serde_json::Value {
+                match self {
+                    $(Self::$variant(v) => serde_json::to_value(v)
+                        // Invariant: every payload is plain data that JSON holds.
+                        .expect("an answer's payload is JSON"),)*
+                }
+            }
         }
+
+        /// A type an [`Answer`] may hold, asked for by callers.
+        pub trait Payload: TryFrom<Answer, Error = Unexpected> {}
+        $(impl Payload for $ty {})*
 
         $(
             impl From<$ty> for Answer {

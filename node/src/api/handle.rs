@@ -50,10 +50,7 @@ impl Handle {
     }
 
     /// [`Handle::request`] for an answer of type `T`.
-    pub async fn ask<T: TryFrom<Answer, Error = super::answer::Unexpected>>(
-        &self,
-        request: Request,
-    ) -> Result<T, Error> {
+    pub async fn ask<T: super::Payload>(&self, request: Request) -> Result<T, Error> {
         Ok(T::try_from(self.request(request, |_, _| {}).await?)?)
     }
 

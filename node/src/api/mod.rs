@@ -13,7 +13,7 @@ pub mod request;
 pub mod socket;
 pub mod status;
 
-pub use answer::{Answer, Unexpected};
+pub use answer::{Answer, Payload, Unexpected};
 pub use error::{Error, ErrorKind};
 pub use handle::{Call, Handle};
 pub use reply::Reply;

@@ -181,6 +181,37 @@ pub enum Request {
 }
 
 impl Request {
+    /// The kind of [`super::Answer`] this request is answered with (its variant's
+    /// name): what a caller checks an answer against.
+    pub fn answer_kind(&self) -> &'static str {
+        match self {
+            Request::Status => "Status",
+            Request::Contacts => "Contacts",
+            Request::Contact { .. } => "Contact",
+            Request::Groups => "Groups",
+            Request::Devices => "Devices",
+            Request::CheckSync => "Checking",
+            Request::AddContact { .. } | Request::EditContact { .. } => "ContactChanged",
+            Request::RemoveContact { .. } => "ContactRemoved",
+            Request::AddGroup { .. } | Request::RenameGroup { .. } => "GroupChanged",
+            Request::RemoveGroup { .. } | Request::RestoreContact { .. } => "Done",
+            Request::Import { .. } => "Imported",
+            Request::Conflicts => "Conflicts",
+            Request::Log { .. } => "Log",
+            Request::Export { .. } => "Exported",
+            Request::Invite { .. } => "Invited",
+            Request::Invitations => "Invitations",
+            Request::CancelInvites { .. } => "Cancelled",
+            Request::Revoke { .. } => "Revoked",
+            Request::RenameDevice { .. } => "Renamed",
+            Request::Rotate => "Rotated",
+            Request::Wait { .. } => "Changes",
+            Request::AddClient { .. } | Request::ApproveClient { .. } => "ClientApproved",
+            Request::Clients => "Clients",
+            Request::RemoveClient { .. } => "ClientRemoved",
+        }
+    }
+
     /// Whether the request changes the contact list, the roster, the secrets or
     /// the approved clients, or invites a device: what a revoked device refuses.
     pub fn changes_something(&self) -> bool {

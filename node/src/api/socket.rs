@@ -205,7 +205,15 @@ pub async fn request(
             Ok(Reply::Progress { done, total }) => progress(done, total),
             Ok(Reply::Ok(v)) => return Ok(Some(v)),
             Ok(Reply::Error(e)) => return Err(e),
-            Err(e) => return Err(Error::new(ErrorKind::NotRunning, format!("bad reply: {e}"))),
+            // A line this version cannot read: a node of another version.
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Mismatch,
+                    format!(
+                        "the node answered what this kith cannot read (a node of another version?): {e}"
+                    ),
+                ));
+            }
         }
     }
     Err(Error::new(

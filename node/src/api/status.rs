@@ -85,6 +85,16 @@ pub enum Role {
     Relay,
 }
 
+impl Role {
+    /// The word `--json` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Full => "full",
+            Role::Relay => "relay",
+        }
+    }
+}
+
 /// A device of the roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

@@ -260,6 +260,8 @@ impl Node {
     pub(super) fn housekeeping(&mut self, redial: bool) -> Result<(), Error> {
         self.cut_off(None);
         self.update_pairing();
+        // A revoked device told a while ago may be told again.
+        self.update_revoked();
         let now = Instant::now();
         let late: Vec<PeerId> = self
             .pairing

@@ -122,7 +122,7 @@ impl Node {
                     if endpoint.is_dialer() {
                         self.device.remember_addrs(&device.0, &remote.to_string())?;
                     }
-                } else {
+                } else if !self.tell_returning(peer_id) {
                     // The gate let in a device the roster has just dropped.
                     self.swarm
                         .behaviour_mut()

@@ -112,6 +112,9 @@ struct Node {
     topic: gossipsub::IdentTopic,
     me: PeerId,
     out_requests: HashMap<OutboundRequestId, RequestId>,
+    /// Devices the roster says were revoked (their peer ids), and when each was
+    /// last told so on coming back ([`Node::tell_returning`]).
+    revoked_peers: BTreeMap<PeerId, Option<Instant>>,
     /// Revocation notices in flight ([`Node::tell_revoked`]): the peer is cut off
     /// when its answer comes, or the request fails.
     notices: HashMap<OutboundRequestId, PeerId>,
@@ -289,6 +292,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         me,
         out_requests: HashMap::new(),
         notices: HashMap::new(),
+        revoked_peers: BTreeMap::new(),
         revoked_here: false,
         cutting: BTreeMap::new(),
         held: Vec::new(),

@@ -89,6 +89,7 @@ impl Node {
         if devices == self.allowed_devices {
             return;
         }
+        self.update_revoked();
         self.tell_roster(&self.allowed_devices, &devices);
         let me = self.me;
         let allowed: BTreeSet<PeerId> = devices

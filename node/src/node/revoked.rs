@@ -1,7 +1,8 @@
 //! Revocation, told: a device the roster drops is sent the roster records (the
-//! revocation among them) before it is cut off, and a device that learns it was
-//! revoked stops syncing: it disconnects, dials nobody, and (see
-//! [`crate::service`]) takes no more changes.
+//! revocation among them) before it is cut off; one that was away is let in when
+//! it comes back, told the same way, and cut off (at most once per
+//! [`TELL_AGAIN_AFTER`]). A device that learns it was revoked stops syncing: it
+//! disconnects, dials nobody, and (see [`crate::service`]) takes no more changes.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,9 @@ use crate::net;
 /// How long gossip waits for a revoked device to be cut off, at least (the deadline
 /// is looked at on the node's 2 s tick, so about 7 s at most).
 const CUT_OFF_WITHIN: Duration = Duration::from_secs(5);
+/// How long a revoked device that came back and was told waits before the gate
+/// lets it in to be told again (it may not have stored the notice: a crash).
+pub(super) const TELL_AGAIN_AFTER: Duration = Duration::from_secs(600);
 
 impl Node {
     /// Sends `peer`, just dropped from the roster, a revocation notice when it is
@@ -40,7 +44,66 @@ impl Node {
             .sync
             .send_request(&peer, net::SyncFrame::from(bytes));
         self.notices.insert(rid, peer);
+        if let Some(told) = self.revoked_peers.get_mut(&peer) {
+            // Told now: not again the moment it reconnects.
+            *told = Some(Instant::now());
+        }
         debug!(%peer, "told it was revoked");
+        true
+    }
+
+    /// The revoked devices of the roster, kept out of gossipsub (blacklisted before
+    /// any connects: gossipsub exchanges subscriptions as soon as a connection is
+    /// up), and let in by the gate to be told, unless told lately.
+    pub(super) fn update_revoked(&mut self) {
+        let me = self.me;
+        let roster = self.device.engine.roster();
+        let now: std::collections::BTreeSet<PeerId> = roster
+            .members()
+            .filter(|m| m.revoked_at.is_some())
+            .filter_map(|m| net::peer_of(&m.entry.device))
+            .filter(|p| *p != me)
+            .collect();
+        for p in &now {
+            if !self.revoked_peers.contains_key(p) {
+                self.swarm.behaviour_mut().gossipsub.blacklist_peer(p);
+                self.revoked_peers.insert(*p, None);
+            }
+        }
+        self.revoked_peers.retain(|p, _| now.contains(p));
+        let due: std::collections::BTreeSet<PeerId> = self
+            .revoked_peers
+            .iter()
+            .filter(|(_, told)| told.is_none_or(|t| t.elapsed() >= TELL_AGAIN_AFTER))
+            .map(|(p, _)| *p)
+            .collect();
+        self.swarm.behaviour_mut().gate.set_to_tell(due);
+    }
+
+    /// A revoked device came back (the gate let it in to be told): it is sent the
+    /// revocation notice, then cut off when the notice is answered or fails.
+    /// Whether it was one.
+    pub(super) fn tell_returning(&mut self, peer: PeerId) -> bool {
+        let Some(told) = self.revoked_peers.get_mut(&peer) else {
+            return false;
+        };
+        if told.is_some_and(|t| t.elapsed() < TELL_AGAIN_AFTER) {
+            return false;
+        }
+        let Some(bytes) =
+            net::device_of(&peer).and_then(|d| self.device.engine.revocation_notice(&d))
+        else {
+            return false;
+        };
+        *told = Some(Instant::now());
+        let rid = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, net::SyncFrame::from(bytes));
+        self.notices.insert(rid, peer);
+        info!("{} came back: told it was revoked", self.who(&peer));
+        self.update_revoked();
         true
     }
 
