@@ -166,6 +166,15 @@ fn daemon(interfaces: &[String]) -> Result<ServiceDaemon, Error> {
     Ok(daemon)
 }
 
+/// The IPv4 addresses an advertisement resolved to (IPv6 is not used, see above).
+fn ipv4_of(info: &mdns_sd::ResolvedService) -> BTreeSet<IpAddr> {
+    info.addresses
+        .iter()
+        .map(|a| a.to_ip_addr())
+        .filter(IpAddr::is_ipv4)
+        .collect()
+}
+
 /// Looks on mDNS for devices advertising an open invitation with `nameplate`
 /// (`kith.invite`), for at most `wait`, and a second more once one is found (two
 /// inviters may share a nameplate); returns their pairing listeners' addresses
@@ -193,13 +202,7 @@ pub async fn find_invitation(
         let (true, Some(port)) = (inviting, port) else {
             continue;
         };
-        let ips: BTreeSet<IpAddr> = info
-            .addresses
-            .iter()
-            .map(|a| a.to_ip_addr())
-            .filter(IpAddr::is_ipv4)
-            .collect();
-        for ip in ips {
+        for ip in ipv4_of(&info) {
             let addr = Multiaddr::from(ip).with(libp2p::multiaddr::Protocol::Tcp(port));
             if !found.contains(&addr) && found.len() < 16 {
                 if found.is_empty() {
@@ -282,13 +285,7 @@ impl Discovery {
                 else {
                     continue;
                 };
-                let ips: BTreeSet<IpAddr> = info
-                    .addresses
-                    .iter()
-                    .map(|a| a.to_ip_addr())
-                    .filter(IpAddr::is_ipv4)
-                    .collect();
-                let addrs = ips
+                let addrs = ipv4_of(&info)
                     .into_iter()
                     .map(|ip| Multiaddr::from(ip).with(libp2p::multiaddr::Protocol::Tcp(port)))
                     .collect();

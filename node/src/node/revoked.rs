@@ -38,16 +38,7 @@ impl Node {
         // secrets is not for it (it could not open it, and would show its contacts
         // as waiting for a secret).
         self.cutting.insert(peer, Instant::now() + CUT_OFF_WITHIN);
-        let rid = self
-            .swarm
-            .behaviour_mut()
-            .sync
-            .send_request(&peer, net::SyncFrame::from(bytes));
-        self.notices.insert(rid, peer);
-        if let Some(told) = self.revoked_peers.get_mut(&peer) {
-            // Told now: not again the moment it reconnects.
-            *told = Some(Instant::now());
-        }
+        self.send_notice(peer, bytes);
         debug!(%peer, "told it was revoked");
         true
     }
@@ -84,7 +75,7 @@ impl Node {
     /// revocation notice, then cut off when the notice is answered or fails.
     /// Whether it was one.
     pub(super) fn tell_returning(&mut self, peer: PeerId) -> bool {
-        let Some(told) = self.revoked_peers.get_mut(&peer) else {
+        let Some(told) = self.revoked_peers.get(&peer) else {
             return false;
         };
         if told.is_some_and(|t| t.elapsed() < TELL_AGAIN_AFTER) {
@@ -95,16 +86,25 @@ impl Node {
         else {
             return false;
         };
-        *told = Some(Instant::now());
+        self.send_notice(peer, bytes);
+        info!("{} came back: told it was revoked", self.who(&peer));
+        self.update_revoked();
+        true
+    }
+
+    /// Sends `peer` a revocation notice (its connection closes when it is answered
+    /// or fails, [`Node::notice_done`]), and notes when it was told.
+    fn send_notice(&mut self, peer: PeerId, bytes: Vec<u8>) {
         let rid = self
             .swarm
             .behaviour_mut()
             .sync
             .send_request(&peer, net::SyncFrame::from(bytes));
         self.notices.insert(rid, peer);
-        info!("{} came back: told it was revoked", self.who(&peer));
-        self.update_revoked();
-        true
+        if let Some(told) = self.revoked_peers.get_mut(&peer) {
+            // Told now: not again the moment it reconnects.
+            *told = Some(Instant::now());
+        }
     }
 
     /// Publishes a gossip frame, or holds it while a revoked device is being cut off.

@@ -114,16 +114,21 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if !self.roster.is_active(&self.me()) {
             return Err(Error::NotInRoster);
         }
+        self.write_entry(now, &entry);
+        self.rotate(now)
+    }
+
+    /// Signs `entry` as this device's roster record of its device, and writes it.
+    fn write_entry(&mut self, now: Now, entry: &Entry) {
         let record = self.book.sign(
             Space::Roster,
-            Entry::item(&device),
+            Entry::item(&entry.device),
             Body::Data(entry.encode()),
             now.wall,
         );
         self.book.insert_local(record.clone());
         self.after_roster_change();
         self.written(now, vec![record]);
-        self.rotate(now)
     }
 
     pub(super) fn rename_device(
@@ -149,15 +154,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if Entry::decode(&entry.encode()).is_err() {
             return Err(Error::EntryTooLarge);
         }
-        let record = self.book.sign(
-            Space::Roster,
-            Entry::item(&device),
-            Body::Data(entry.encode()),
-            now.wall,
-        );
-        self.book.insert_local(record.clone());
-        self.after_roster_change();
-        self.written(now, vec![record]);
+        self.write_entry(now, &entry);
         Ok(())
     }
 
