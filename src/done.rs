@@ -10,10 +10,15 @@ use kith_node::api::{Answer, Request};
 use kith_protocol::jid::BareJid;
 use kith_protocol::text::quoted as quote;
 
-/// A JID as kith keeps it (lower-cased domain and local part, no resource), or as
-/// typed when it does not read as one (an `xmpp:` URI, which the node reads).
+/// A JID as kith keeps it (lower-cased domain and local part, no resource; an
+/// `xmpp:` URI as the JID it names), or as typed when it does not read as one.
 fn shown(jid: &str) -> String {
-    BareJid::parse(jid).map_or_else(|_| jid.to_owned(), |j| j.to_string())
+    // An `xmpp:` URI names the JID before its query or fragment (as the node reads it).
+    let bare = jid
+        .strip_prefix("xmpp:")
+        .filter(|rest| !rest.starts_with("//"))
+        .map_or(jid, |rest| rest.split(['?', '#']).next().unwrap_or(rest));
+    BareJid::parse(bare).map_or_else(|_| jid.to_owned(), |j| j.to_string())
 }
 
 /// The stored group name among `stored` that `typed` names (the same, or the same
@@ -216,5 +221,11 @@ mod tests {
         assert_eq!(stored_group("friends ", &stored), "Friends");
         assert_eq!(stored_group("Verona", &stored), "Verona");
         assert_eq!(stored_group("Other", &stored), "Other");
+    }
+
+    #[test]
+    fn addresses_are_said_as_stored() {
+        assert_eq!(shown("xmpp:Nurse@Capulet.lit?roster"), "nurse@capulet.lit");
+        assert_eq!(shown("Paris@Verona.LIT"), "paris@verona.lit");
     }
 }

@@ -135,6 +135,10 @@ fn records(n: u64) -> String {
 
 /// [`stand`] for the SYNC column (`-` when not heard from).
 fn sync_words(d: &Member) -> String {
+    if d.revoked {
+        // It syncs no more: what it held then says nothing now.
+        return "-".into();
+    }
     match stand(d) {
         Stand::UpToDate => "up to date".into(),
         Stand::Behind(n) => format!("{n} behind"),

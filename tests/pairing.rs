@@ -144,6 +144,11 @@ fn typos_wrong_codes_reuse_cancel_and_expiry_each_say_what_happened() {
     assert!(said.starts_with("Cancelled the invitation "), "{said}");
     fails(&c.kith(&["pair", "join", &long]), 1, "cancelled");
     fails(&a.kith(&["pair", "cancel", &code]), 1, "no open invitation");
+    fails(
+        &a.kith(&["pair", "cancel", "ZZZZZ"]),
+        3,
+        "10 letters and digits",
+    );
 
     // Expired.
     let issued = Instant::now();

@@ -79,12 +79,20 @@ fn a_device_revoked_while_away_is_told_when_it_comes_back() {
     });
     devices[1].stop();
     let laptop = &devices[0];
+    let listening = laptop.status()["node"]["listen"].clone();
     laptop.ok(&["device", "revoke", "phone"]);
     let laptop_id = laptop.status()["device"]["id"]
         .as_str()
         .expect("an id")
         .to_owned();
-    // Back on, it dials the laptop it remembers: let in to be told, then cut off.
+    // The revocation rotated the secrets: the laptop moved to the new guise's port,
+    // which the phone (without the new secrets) cannot work out.
+    laptop.wait("the laptop to move its port", |d| {
+        let now = d.status()["node"]["listen"].clone();
+        now.as_array().is_some_and(|a| !a.is_empty()) && now != listening
+    });
+    // Back on, the phone is reached by the laptop (which dials a revoked device it
+    // has not told yet), told, and cut off.
     devices[1].start();
     let phone = &devices[1];
     phone.wait("told it was revoked on coming back", |d| {

@@ -230,7 +230,11 @@ impl Node {
             let Some(peer) = net::peer_of(&DeviceId(device)) else {
                 continue;
             };
-            if !self.allowed.contains(&peer) || self.connected.contains_key(&peer) {
+            // A device revoked while away and not told yet is dialled too: it
+            // cannot find this one (the revocation rotated the secrets, and with
+            // them this device's port and advertisement), and is told when reached.
+            let untold = self.revoked_peers.get(&peer).is_some_and(Option::is_none);
+            if !(self.allowed.contains(&peer) || untold) || self.connected.contains_key(&peer) {
                 continue;
             }
             let remembered: Vec<Multiaddr> = addrs

@@ -110,7 +110,10 @@ impl Device {
         let cancelled = self
             .invitations
             .cancel(code, wall_now().0)
-            .map_err(refused)?;
+            .map_err(|e| match e {
+                crate::pair::invitations::Error::Code(_) => input_err(e),
+                other => refused(other),
+            })?;
         Ok(Cancelled { cancelled })
     }
 }
