@@ -1,6 +1,6 @@
 //! "Are my devices in sync?" at a glance: `kith status` leads with one line, and
 //! `status` and `device list` say per device whether it is up to date, behind or
-//! ahead, and when it was last seen (every reconciliation frame carries what its
+//! ahead, and when it was last seen, also after a restart (every reconciliation frame carries what its
 //! sender holds in brief; both commands first check with every connected device).
 
 use crate::nodes::{Device, account};
@@ -64,6 +64,15 @@ fn status_says_at_a_glance_whether_every_device_has_everything() {
         "{phone}"
     );
     assert!(phone["last_seen"].is_string(), "{phone}");
+    // Where the phone stood is kept across a restart of the laptop.
+    devices[0].stop();
+    devices[0].start();
+    let line = lead(&devices[0]);
+    assert!(
+        line.starts_with("Not all in sync: phone is away (last seen ")
+            && line.contains("it lacks at least"),
+        "{line}"
+    );
 
     // Back, it catches up, and both say so.
     devices[1].start();

@@ -335,7 +335,7 @@ impl Device {
         book.set_shelf(std::sync::Arc::new(store.shelf()));
         let verified = kith_protocol::record::Verified::new();
         book.share_verified(verified.clone());
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             config,
             book,
             DeviceId(account.genesis),
@@ -343,6 +343,14 @@ impl Device {
             seed,
             clock.now(),
         );
+        // Where each device stood when last heard from, in an earlier run (a store
+        // that cannot say is no reason not to open: status then shows none).
+        let index_keys = index::Keys::new(&secret);
+        for (device, bytes) in store.sync_states(&index_keys).unwrap_or_default() {
+            if let Some(state) = sync::SyncState::from_bytes(&bytes) {
+                engine.restore_sync_state(DeviceId(device), state);
+            }
+        }
         let (roster, keyring) = (engine.roster().clone(), engine.keyring().clone());
         Self {
             dir: store.dir().to_owned(),
@@ -359,7 +367,7 @@ impl Device {
             saved_keyring,
             pending_secrets: None,
             failed: None,
-            index: index::Keys::new(&secret),
+            index: index_keys,
             partial,
             repaired: 0,
             watch: None,

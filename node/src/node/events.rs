@@ -30,6 +30,7 @@ impl Node {
                 debug!(%peer, round_trips, "reconciled with {}", self.who(&peer));
                 if let Some(d) = net::device_of(&peer) {
                     self.device.store.set_last_sync(&d.0, wall_now().0)?;
+                    self.device.keep_sync_state(&d)?;
                 }
             }
             Event::Rejected { peer, reason } => {

@@ -232,7 +232,7 @@ impl Store {
     /// Writes a value of the `meta` table. An upsert keeps the row (and its entry in
     /// the key's index) in place: a replace would delete and insert it, writing the
     /// index's page at every edit.
-    fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+    pub(super) fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
         self.shared
             .lock()
             .prepare_cached(

@@ -1,9 +1,12 @@
-//! The devices this one has met (their addresses, sealed, and the last
-//! reconciliation with each).
+//! The devices this one has met (their addresses, sealed, the last reconciliation
+//! with each, and where each stood then, sealed).
 
 use rusqlite::params;
 
 use super::{KnownPeer, Result, Store, index};
+
+/// The `meta` key of a device's sync state, before its id in hex.
+const SYNC_STATE: &str = "sync:";
 
 /// How sealed peer addresses start (earlier versions stored them in clear).
 const SEALED_ADDRS: &str = "sealed:";
@@ -122,6 +125,42 @@ impl Store {
                     addrs: open_addrs(keys, &a),
                     last_sync_ms: t.map(|t| t as u64),
                 });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps where `device` stood when last heard from (`sync::SyncState::to_bytes`),
+    /// sealed like the addresses, for the next run's `kith status`.
+    pub fn set_sync_state(
+        &mut self,
+        keys: &index::Keys,
+        device: &[u8; 32],
+        state: &[u8],
+    ) -> Result<()> {
+        let key = format!("{SYNC_STATE}{}", kith_protocol::hex::encode(device));
+        let mut plain = device.to_vec();
+        plain.extend_from_slice(state);
+        self.set_meta(&key, &keys.seal(&plain))
+    }
+
+    /// Every kept sync state, by device (those that do not open are left out).
+    pub fn sync_states(&self, keys: &index::Keys) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+        let conn = self.shared.lock();
+        let mut stmt = conn
+            .prepare("SELECT value FROM meta WHERE key LIKE 'sync:%' ORDER BY key")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            // Sealed: the device id, then the state.
+            let Some(plain) = keys.open(&row.map_err(|e| self.sql(e))?) else {
+                continue;
+            };
+            if let Some((device, state)) = plain.split_first_chunk::<32>() {
+                out.push((*device, state.to_vec()));
             }
         }
         Ok(out)

@@ -37,6 +37,52 @@ pub enum Relation {
 }
 
 impl SyncState {
+    /// Bytes of [`SyncState::to_bytes`].
+    pub const BYTES: usize = 40;
+
+    /// The state to keep across runs: both summaries and the wall time, big-endian
+    /// (the monotonic time means nothing in another run).
+    pub fn to_bytes(&self) -> [u8; Self::BYTES] {
+        let mut b = [0u8; Self::BYTES];
+        for (i, v) in [
+            self.theirs.count,
+            self.theirs.fp,
+            self.ours.count,
+            self.ours.fp,
+            self.at.wall.0,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
+        }
+        b
+    }
+
+    /// Reads [`SyncState::to_bytes`] (monotonic time 0); `None` for other bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let b: &[u8; Self::BYTES] = bytes.try_into().ok()?;
+        let at = |i: usize| {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(v)
+        };
+        Some(Self {
+            theirs: Summary {
+                count: at(0),
+                fp: at(1),
+            },
+            ours: Summary {
+                count: at(2),
+                fp: at(3),
+            },
+            at: Now {
+                mono_ms: 0,
+                wall: crate::clock::WallTime(at(4)),
+            },
+        })
+    }
+
     /// How the two stood.
     pub fn relation(&self) -> Relation {
         let (t, o) = (self.theirs, self.ours);
@@ -62,6 +108,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// disconnections for as long as the engine runs.
     pub fn sync_state(&self, device: &DeviceId) -> Option<SyncState> {
         self.sync_states.get(device).copied()
+    }
+
+    /// Where `device` stood when it was last heard from in an earlier run (kept by
+    /// the application, [`SyncState::to_bytes`]); what this run heard wins.
+    pub fn restore_sync_state(&mut self, device: DeviceId, state: SyncState) {
+        self.sync_states.entry(device).or_insert(state);
     }
 
     /// Whether an exchange this device began with `device` is under way: what was

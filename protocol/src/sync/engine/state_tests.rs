@@ -5,6 +5,7 @@
 use super::tests::{Harness, jid, now};
 use super::*;
 use crate::contacts::Command as Edit;
+use crate::sync::recon::Summary;
 
 fn device(h: &Harness, i: usize) -> DeviceId {
     DeviceId(h.sides[i].key.verifying_key().to_bytes())
@@ -96,7 +97,6 @@ fn each_side_knows_where_the_other_stands_and_a_check_refreshes_it() {
 
 #[test]
 fn relations_read_counts_and_fingerprints() {
-    use crate::sync::recon::Summary;
     let at = now(0);
     let state = |theirs: (u64, u64), ours: (u64, u64)| SyncState {
         theirs: Summary {
@@ -157,4 +157,33 @@ fn an_exchange_under_way_is_known_until_it_ends() {
     h.connect(true);
     assert!(!h.sides[1].engine.exchanging(&a), "every exchange ended");
     assert_eq!(relation(&h, 1, 0), Some(Relation::UpToDate));
+}
+
+#[test]
+fn a_sync_state_is_kept_across_runs_and_what_is_heard_wins() {
+    let state = SyncState {
+        theirs: Summary { count: 3, fp: 7 },
+        ours: Summary {
+            count: 5,
+            fp: u64::MAX,
+        },
+        at: Now {
+            mono_ms: 99,
+            wall: WallTime(1_700_000_000_000),
+        },
+    };
+    let back = SyncState::from_bytes(&state.to_bytes()).expect("reads back");
+    assert_eq!(back.theirs, state.theirs);
+    assert_eq!(back.ours, state.ours);
+    assert_eq!(back.at.wall, state.at.wall);
+    assert_eq!(back.relation(), Relation::Behind(2));
+    assert_eq!(SyncState::from_bytes(&[0; 39]), None);
+    let mut h = Harness::new();
+    let b = device(&h, 1);
+    h.sides[0].engine.restore_sync_state(b, back);
+    assert_eq!(relation(&h, 0, 1), Some(Relation::Behind(2)));
+    // Once they meet, what is heard replaces it.
+    h.connect(true);
+    h.pump();
+    assert_eq!(relation(&h, 0, 1), Some(Relation::UpToDate));
 }
