@@ -106,7 +106,7 @@ enum Stand {
     Ahead(u64),
     /// As many records, not the same (changes still crossing).
     Differs,
-    /// Not heard from since the node started.
+    /// Never heard from (or a connected device that did not answer the check).
     Unknown,
 }
 

@@ -8,7 +8,7 @@
 //! * established connections: [`Limits::per_ip`] from one address,
 //!   [`Limits::total`] in all, [`Limits::per_peer`] to one peer. At a cap, the
 //!   newcomer is let in and the oldest connection not yet *proven* (a roster device
-//!   is proven by being one; a pairing peer once it shows a valid invite secret,
+//!   is proven by being one; a pairing peer once it proves it holds the code (SPAKE2),
 //!   [`Gate::prove`]) is closed in its place, from the newcomer's address when that
 //!   address is at its cap, else from the address holding the most. Only when every
 //!   connection in the way is proven is the newcomer refused;
@@ -68,7 +68,7 @@ impl Limits {
         unproven_secs: 60,
     };
     /// The pairing listener: anyone while an invitation is open, so small caps and
-    /// a short time to show the invite secret.
+    /// a short time to prove it holds the code.
     pub const PAIRING: Self = Self {
         total: 32,
         per_peer: 2,
@@ -164,7 +164,7 @@ impl Gate {
         self.pairing_open = open;
     }
 
-    /// Marks `peer`'s connections proven (it showed a valid invite secret): they
+    /// Marks `peer`'s connections proven (it proved it holds the invite code): they
     /// are no longer closed to make room, nor for being slow.
     pub fn prove(&mut self, peer: &PeerId) {
         for c in self.conns.values_mut().filter(|c| c.peer == *peer) {

@@ -253,6 +253,25 @@ impl Default for PairBehaviour {
     }
 }
 
+/// The application score of a revoked device let in to be told: far below
+/// gossipsub's graylist threshold, so it is sent nothing (no publish, no gossip,
+/// no answer to IWANT) and what it sends is ignored.
+pub const REVOKED_SCORE: f64 = -1_000_000.0;
+
+/// Peer scoring with the application's score alone: every roster device scores 0,
+/// a revoked one [`REVOKED_SCORE`]. The rest of gossipsub's scoring stays off: own
+/// devices often share an address (loopback, one host), and its penalties are for an
+/// open network of strangers the gate never lets in.
+fn score_params() -> gossipsub::PeerScoreParams {
+    gossipsub::PeerScoreParams {
+        app_specific_weight: 1.0,
+        ip_colocation_factor_weight: 0.0,
+        behaviour_penalty_weight: 0.0,
+        slow_peer_weight: 0.0,
+        ..Default::default()
+    }
+}
+
 impl Behaviour {
     /// The behaviour for `key`, with settings for a small mesh of own devices; sync
     /// frames are checked ahead of the device by `ahead`, if given.
@@ -280,8 +299,9 @@ impl Behaviour {
             .heartbeat_initial_delay(Duration::from_millis(100))
             .build()
             .map_err(|e| e.to_string())?;
-        let gossipsub =
+        let mut gossipsub =
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)?;
+        gossipsub.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())?;
         let rr = request_response::Config::default()
             .with_request_timeout(Duration::from_secs(30))
             .with_max_concurrent_streams(16);

@@ -17,7 +17,7 @@ impl Device {
     /// `sync` (where it stood when last heard from: `state` `up_to_date`, `behind`,
     /// `ahead` or `differs`, `by` how many records, `as_of`; and against what this
     /// device holds now, `up_to_date_now` and `behind_now`, how many records more
-    /// this device holds; `null` when not heard from since the node started),
+    /// this device holds; `null` when never heard from, kept across restarts),
     /// `last_seen` (now when connected) and `exchanging` (an exchange this device
     /// began with it is under way).
     pub(crate) fn devices(&mut self, net: &NetInfo) -> DeviceList {

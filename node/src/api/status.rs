@@ -118,7 +118,7 @@ pub struct Member {
     pub last_seen: Option<String>,
     /// Whether an exchange this device began with it is under way.
     pub exchanging: bool,
-    /// Where it stood when last heard from since the node started.
+    /// Where it stood when last heard from (kept across restarts).
     pub sync: Option<MemberSync>,
 }
 

@@ -21,6 +21,7 @@ use libp2p::PeerId;
 mod ahead;
 mod changes;
 mod open;
+mod peers;
 mod verify;
 
 pub use ahead::{Ahead, Prechecked};
@@ -291,27 +292,6 @@ impl Device {
             self.store.checkpoint()?;
         }
         Ok(())
-    }
-
-    /// Keeps where `device` stands now for the next run (see
-    /// [`kith_protocol::sync::Engine::restore_sync_state`]).
-    pub fn keep_sync_state(&mut self, device: &DeviceId) -> Result<(), store::Error> {
-        match self.engine.sync_state(device) {
-            Some(state) => self
-                .store
-                .set_sync_state(&self.index, &device.0, &state.to_bytes()),
-            None => Ok(()),
-        }
-    }
-
-    /// Remembers addresses `device` was reached at (sealed in the store).
-    pub fn remember_addrs(&mut self, device: &[u8; 32], addrs: &str) -> Result<(), store::Error> {
-        self.store.set_peer_addrs(&self.index, device, addrs)
-    }
-
-    /// The devices met, with the addresses they were reached at.
-    pub fn known_peers(&self) -> Result<Vec<store::KnownPeer>, store::Error> {
-        self.store.peers(&self.index)
     }
 
     /// Changes how often the device acknowledges its tombstones and collects (then

@@ -233,7 +233,7 @@ impl Node {
             // A device revoked while away and not told yet is dialled too: it
             // cannot find this one (the revocation rotated the secrets, and with
             // them this device's port and advertisement), and is told when reached.
-            let untold = self.revoked_peers.get(&peer).is_some_and(Option::is_none);
+            let untold = self.untold(&peer);
             if !(self.allowed.contains(&peer) || untold) || self.connected.contains_key(&peer) {
                 continue;
             }

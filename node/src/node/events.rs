@@ -92,6 +92,7 @@ impl Node {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
@@ -123,6 +124,10 @@ impl Node {
                     if endpoint.is_dialer() {
                         self.device.remember_addrs(&device.0, &remote.to_string())?;
                     }
+                } else if self.telling(&peer_id) {
+                    // A second connection of a revoked device being told: this one
+                    // goes, the one carrying the notice stays.
+                    self.swarm.close_connection(connection_id);
                 } else if !self.tell_returning(peer_id) {
                     // The gate let in a device the roster has just dropped.
                     self.swarm
@@ -138,6 +143,11 @@ impl Node {
                 ..
             } if self.connected.remove(&peer_id).is_some() => {
                 info!("{} disconnected", self.who(&peer_id));
+                // Where it stood when last heard from, for the next run (what it
+                // said as the one asking is heard too, not only at `Synced`).
+                if let Some(d) = net::device_of(&peer_id) {
+                    self.device.keep_sync_state(&d)?;
+                }
                 self.device.input(Input::Disconnected(peer_id))?;
                 self.cut_off(Some(&peer_id));
             }
@@ -209,7 +219,7 @@ impl Node {
                                 response.opened,
                             )?;
                         } else {
-                            self.notice_done(&request_id);
+                            self.notice_done(&request_id, true);
                         }
                     }
                 }
@@ -223,7 +233,7 @@ impl Node {
                     debug!("sync request failed: {error}");
                     self.device.input(Input::RequestFailed { id })?;
                 } else {
-                    self.notice_done(&request_id);
+                    self.notice_done(&request_id, false);
                 }
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure {

@@ -114,7 +114,7 @@ struct Node {
     out_requests: HashMap<OutboundRequestId, RequestId>,
     /// Devices the roster says were revoked (their peer ids), and when each was
     /// last told so on coming back ([`Node::tell_returning`]).
-    revoked_peers: BTreeMap<PeerId, Option<Instant>>,
+    revoked_peers: BTreeMap<PeerId, revoked::Revoked>,
     /// Revocation notices in flight ([`Node::tell_revoked`]): the peer is cut off
     /// when its answer comes, or the request fails.
     notices: HashMap<OutboundRequestId, PeerId>,
@@ -389,7 +389,13 @@ impl Node {
                 .map(|ms| self.device.clock.instant_of(ms))
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                _ = &mut stop => return Ok(()),
+                _ = &mut stop => {
+                    // Where the connected devices stand, for the next run.
+                    for d in self.connected.keys().filter_map(net::device_of) {
+                        self.device.keep_sync_state(&d)?;
+                    }
+                    return Ok(());
+                }
                 event = self.swarm.select_next_some() => self.on_swarm_batch(event)?,
                 event = self.pair_swarm.select_next_some() => self.on_pair_swarm(event),
                 call = calls.recv() => match call {

@@ -102,6 +102,8 @@ impl Node {
         behaviour.gate.set_allowed(allowed.clone());
         for p in allowed.difference(&self.allowed) {
             behaviour.gossipsub.remove_blacklisted_peer(p);
+            // A revocation set aside: it scores as any device again.
+            behaviour.gossipsub.set_application_score(p, 0.0);
         }
         let gone: Vec<PeerId> = self.allowed.difference(&allowed).copied().collect();
         for p in gone {

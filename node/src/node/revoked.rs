@@ -4,6 +4,7 @@
 //! [`TELL_AGAIN_AFTER`]). A device that learns it was revoked stops syncing: it
 //! disconnects, dials nobody, and (see [`crate::service`]) takes no more changes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -18,6 +19,24 @@ const CUT_OFF_WITHIN: Duration = Duration::from_secs(5);
 /// How long a revoked device that came back and was told waits before the gate
 /// lets it in to be told again (it may not have stored the notice: a crash).
 pub(super) const TELL_AGAIN_AFTER: Duration = Duration::from_secs(600);
+/// How long after its revocation a revoked device not told yet is dialled.
+pub(super) const DIAL_REVOKED_FOR: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// A revoked device of the roster, as this node tells it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Revoked {
+    /// When it was revoked (Unix ms, the revocation's stamp).
+    at_ms: u64,
+    /// When it was last sent a notice in this run.
+    told: Option<Instant>,
+}
+
+impl Revoked {
+    /// Whether it may be let in (or told) now.
+    fn due(&self) -> bool {
+        self.told.is_none_or(|t| t.elapsed() >= TELL_AGAIN_AFTER)
+    }
+}
 
 impl Node {
     /// Sends `peer`, just dropped from the roster, a revocation notice when it is
@@ -45,40 +64,57 @@ impl Node {
 
     /// The revoked devices of the roster, kept out of gossipsub (blacklisted before
     /// any connects: gossipsub exchanges subscriptions as soon as a connection is
-    /// up), and let in by the gate to be told, unless told lately.
+    /// up; scored far below its graylist once one does, [`net::REVOKED_SCORE`]),
+    /// and let in by the gate to be told, unless told lately.
     pub(super) fn update_revoked(&mut self) {
+        if self.device.engine.revoked_by().is_some() {
+            // This device was revoked itself: it tells nobody anything.
+            return;
+        }
         let me = self.me;
         let roster = self.device.engine.roster();
-        let now: std::collections::BTreeSet<PeerId> = roster
+        let now: BTreeMap<PeerId, u64> = roster
             .members()
-            .filter(|m| m.revoked_at.is_some())
-            .filter_map(|m| net::peer_of(&m.entry.device))
-            .filter(|p| *p != me)
+            .filter_map(|m| Some((net::peer_of(&m.entry.device)?, m.revoked_at?.hlc.wall_ms)))
+            .filter(|(p, _)| *p != me)
             .collect();
-        for p in &now {
+        for (p, at_ms) in &now {
             if !self.revoked_peers.contains_key(p) {
                 self.swarm.behaviour_mut().gossipsub.blacklist_peer(p);
-                self.revoked_peers.insert(*p, None);
+                self.revoked_peers.insert(
+                    *p,
+                    Revoked {
+                        at_ms: *at_ms,
+                        told: None,
+                    },
+                );
             }
         }
-        self.revoked_peers.retain(|p, _| now.contains(p));
-        let due: std::collections::BTreeSet<PeerId> = self
+        self.revoked_peers.retain(|p, _| now.contains_key(p));
+        let due: BTreeSet<PeerId> = self
             .revoked_peers
             .iter()
-            .filter(|(_, told)| told.is_none_or(|t| t.elapsed() >= TELL_AGAIN_AFTER))
+            .filter(|(_, r)| r.due())
             .map(|(p, _)| *p)
             .collect();
         self.swarm.behaviour_mut().gate.set_to_tell(due);
+    }
+
+    /// Revoked devices not told yet and revoked less than [`DIAL_REVOKED_FOR`] ago:
+    /// dialled with the roster's devices (a lost phone is not dialled for ever).
+    pub(super) fn untold(&self, peer: &PeerId) -> bool {
+        self.revoked_peers.get(peer).is_some_and(|r| {
+            r.told.is_none()
+                && crate::device::wall_now().0
+                    < r.at_ms.saturating_add(DIAL_REVOKED_FOR.as_millis() as u64)
+        })
     }
 
     /// A revoked device came back (the gate let it in to be told): it is sent the
     /// revocation notice, then cut off when the notice is answered or fails.
     /// Whether it was one.
     pub(super) fn tell_returning(&mut self, peer: PeerId) -> bool {
-        let Some(told) = self.revoked_peers.get(&peer) else {
-            return false;
-        };
-        if told.is_some_and(|t| t.elapsed() < TELL_AGAIN_AFTER) {
+        if !self.revoked_peers.get(&peer).is_some_and(Revoked::due) {
             return false;
         }
         let Some(bytes) =
@@ -92,18 +128,28 @@ impl Node {
         true
     }
 
+    /// Whether a revocation notice to `peer` is in flight.
+    pub(super) fn telling(&self, peer: &PeerId) -> bool {
+        self.notices.values().any(|p| p == peer)
+    }
+
     /// Sends `peer` a revocation notice (its connection closes when it is answered
-    /// or fails, [`Node::notice_done`]), and notes when it was told.
+    /// or fails, [`Node::notice_done`]), and notes when it was told. Gossipsub sends
+    /// it nothing meanwhile and ignores what it sends.
     fn send_notice(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, net::REVOKED_SCORE);
         let rid = self
             .swarm
             .behaviour_mut()
             .sync
             .send_request(&peer, net::SyncFrame::from(bytes));
         self.notices.insert(rid, peer);
-        if let Some(told) = self.revoked_peers.get_mut(&peer) {
+        if let Some(r) = self.revoked_peers.get_mut(&peer) {
             // Told now: not again the moment it reconnects.
-            *told = Some(Instant::now());
+            r.told = Some(Instant::now());
         }
     }
 
@@ -153,10 +199,15 @@ impl Node {
     pub(super) fn notice_done(
         &mut self,
         rid: &libp2p::request_response::OutboundRequestId,
+        answered: bool,
     ) -> bool {
         match self.notices.remove(rid) {
             Some(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
+                if !answered && let Some(r) = self.revoked_peers.get_mut(&peer) {
+                    // Not told after all: it may be reached (or come back) again.
+                    r.told = None;
+                }
                 true
             }
             None => false,

@@ -7,6 +7,8 @@ use super::{KnownPeer, Result, Store, index};
 
 /// The `meta` key of a device's sync state, before its id in hex.
 const SYNC_STATE: &str = "sync:";
+/// What a sealed sync state starts with, so that no other sealed value reads as one.
+const SYNC_TAG: &[u8] = b"kith sync state\0";
 
 /// How sealed peer addresses start (earlier versions stored them in clear).
 const SEALED_ADDRS: &str = "sealed:";
@@ -139,7 +141,8 @@ impl Store {
         state: &[u8],
     ) -> Result<()> {
         let key = format!("{SYNC_STATE}{}", kith_protocol::hex::encode(device));
-        let mut plain = device.to_vec();
+        let mut plain = SYNC_TAG.to_vec();
+        plain.extend_from_slice(device);
         plain.extend_from_slice(state);
         self.set_meta(&key, &keys.seal(&plain))
     }
@@ -155,11 +158,14 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
-            // Sealed: the device id, then the state.
+            // Sealed: the tag, the device id, then the state.
             let Some(plain) = keys.open(&row.map_err(|e| self.sql(e))?) else {
                 continue;
             };
-            if let Some((device, state)) = plain.split_first_chunk::<32>() {
+            if let Some((device, state)) = plain
+                .strip_prefix(SYNC_TAG)
+                .and_then(<[u8]>::split_first_chunk::<32>)
+            {
                 out.push((*device, state.to_vec()));
             }
         }

@@ -740,3 +740,32 @@ fn a_shelved_load_holds_no_sealed_body_and_reads_each_back_as_stored() {
     // A shelved record never goes to the store.
     assert!(store.persist(std::slice::from_ref(held)).is_err());
 }
+
+#[test]
+fn sync_states_read_back_sealed_and_what_does_not_open_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = index::Keys::new(&[3; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    store.set_sync_state(&keys, &[1; 32], &[9; 40]).unwrap();
+    store.set_sync_state(&keys, &[2; 32], &[8; 40]).unwrap();
+    // Written again: one row a device.
+    store.set_sync_state(&keys, &[1; 32], &[7; 40]).unwrap();
+    // A row that does not open, and a sealed value without the tag, are skipped.
+    store.set_meta("sync:junk", b"not sealed").unwrap();
+    store.set_meta("sync:other", &keys.seal(&[0; 72])).unwrap();
+    let states = store.sync_states(&keys).unwrap();
+    assert_eq!(states, vec![([1; 32], vec![7; 40]), ([2; 32], vec![8; 40])]);
+    // Under another device's keys nothing opens.
+    assert!(
+        store
+            .sync_states(&index::Keys::new(&[4; 32]))
+            .unwrap()
+            .is_empty()
+    );
+    // Nothing of it is in clear on disk.
+    drop(store);
+    for file in ["kith.db", "kith.db-wal"] {
+        let bytes = fs::read(dir.path().join(file)).unwrap_or_default();
+        assert!(!bytes.windows(40).any(|w| w == [7; 40]), "{file}");
+    }
+}

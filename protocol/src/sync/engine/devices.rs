@@ -27,25 +27,37 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     }
 
     /// A request frame that tells `device` it was revoked, for a driver to send it
-    /// before cutting it off: the roster record revoking it first, then the other
-    /// roster records (each signed by its author) as far as one frame's record
-    /// budget goes. The revoked device's engine applies them as it applies any
-    /// request's records (their authors are active devices of its roster), so its
-    /// roster, too, says it was revoked ([`Engine::revoked_by`]). `None` when the
-    /// roster does not say `device` was revoked.
+    /// before cutting it off: the roster record revoking it first, then the roster
+    /// entries that make its author a member, author by author up to the genesis
+    /// device (nothing else of the roster: not the devices paired since), within one
+    /// frame's record budget. The revoked device's engine applies them as it applies
+    /// any request's records, so its roster, too, says it was revoked
+    /// ([`Engine::revoked_by`]). `None` when the roster does not say `device` was
+    /// revoked.
     pub fn revocation_notice(&self, device: &DeviceId) -> Option<Vec<u8>> {
         self.roster.get(device)?.revoked_at?;
         let replica = self.book.replica();
         let item = Entry::item(device);
         let first = replica.get(Space::Roster, &item)?.clone();
         let mut size = first.encoded_len();
+        // The revocation, then the entries that make its author a member, up to the
+        // genesis device (a member by definition): what the revoked device needs to
+        // accept it, and nothing of the roster since (devices paired after it left,
+        // their names).
+        let mut author = first.version.device;
         let mut records = vec![first];
-        for r in replica.space(Space::Roster).filter(|r| r.item != item) {
-            size += r.encoded_len();
+        let genesis = self.roster.genesis();
+        let mut seen = BTreeSet::new();
+        while author != genesis && seen.insert(author) {
+            let Some(entry) = replica.get(Space::Roster, &Entry::item(&author)) else {
+                break;
+            };
+            size += entry.encoded_len();
             if size > self.config.frame_record_bytes {
                 break;
             }
-            records.push(r.clone());
+            author = entry.version.device;
+            records.push(entry.clone());
         }
         // An empty message compares nothing: its salt means nothing either.
         Some(

@@ -125,6 +125,14 @@ fn a_revocation_notice_tells_the_revoked_device() {
     assert_eq!(h.sides[1].engine.revoked_by(), None);
     assert_eq!(h.sides[0].engine.revocation_notice(&a), None, "not revoked");
     let notice = h.sides[0].engine.revocation_notice(&b).expect("revoked");
+    // The genesis revoked it: the revocation alone, nothing else of the roster.
+    match Frame::decode(&notice, usize::MAX).expect("a frame") {
+        Frame::Request { records, .. } => {
+            assert_eq!(records.len(), 1);
+            assert_eq!(records[0].item, crate::roster::Entry::item(&b));
+        }
+        other => panic!("{other:?}"),
+    }
     let t = now(h.mono);
     h.sides[1]
         .engine
