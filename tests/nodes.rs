@@ -362,25 +362,25 @@ impl Drop for Background {
     }
 }
 
-/// The code with addresses in what `kith pair invite` printed: the last word of its
-/// line for another network.
-pub(crate) fn long_code(printed: &str) -> String {
+/// The last word of the line of what `kith pair invite` printed that starts so.
+fn last_word_of(printed: &str, line: &str) -> String {
     printed
         .lines()
-        .find(|l| l.starts_with("From another network"))
+        .find(|l| l.starts_with(line))
         .and_then(|l| l.split_whitespace().last())
-        .unwrap_or_else(|| panic!("no code with addresses in {printed:?}"))
+        .unwrap_or_else(|| panic!("no {line:?} line in {printed:?}"))
         .to_owned()
+}
+
+/// The code with addresses in what `kith pair invite` printed (its line for another
+/// network).
+pub(crate) fn long_code(printed: &str) -> String {
+    last_word_of(printed, "From another network")
 }
 
 /// The code alone (`K7QX2-M9PDA`) in what `kith pair invite` printed.
 pub(crate) fn short_code(printed: &str) -> String {
-    printed
-        .lines()
-        .find(|l| l.starts_with("On the new device"))
-        .and_then(|l| l.split_whitespace().last())
-        .unwrap_or_else(|| panic!("no code in {printed:?}"))
-        .to_owned()
+    last_word_of(printed, "On the new device")
 }
 
 impl Drop for Device {
