@@ -307,7 +307,7 @@ enum PairCommand {
     /// Prints a one-time code for a new device and waits until it joins (needs
     /// `kith run`).
     Invite {
-        /// How long the code stays valid: 90s, 10m, 2h, 1d.
+        /// How long the code stays valid: 90s, 10m, 2h, 1d (at most 7 days).
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         ttl: Duration,
         /// Print the code and return, without waiting for the device to join.

@@ -63,6 +63,12 @@ fn answer(dir: &Path, request: Request, progress: &mut dyn FnMut(u64, u64)) -> R
     {
         return Ok(v);
     }
+    if request.needs_node() {
+        return Err(Exit::Node(
+            "pairing needs this device's node running: start `kith run` first".into(),
+        )
+        .into());
+    }
     // A command about a few items loads only those (see `Device::open_for`).
     let key_files = crate::passphrase::key_files(dir)?;
     let open = || {

@@ -220,6 +220,15 @@ fn a_device_renamed_on_one_device_is_renamed_on_the_other() {
     let mut c = Device::new();
     c.join(&a, "Phone");
     assert_eq!(c.status()["device"]["name"], "Phone 2");
+    // A number added to a name at the length limit keeps it within the limit.
+    let long = "L".repeat(64);
+    a.ok(&["device", "rename", "laptop", &long]);
+    let mut e = Device::new();
+    e.join(&a, &long);
+    assert_eq!(
+        e.status()["device"]["name"],
+        format!("{} 2", "L".repeat(62)).as_str()
+    );
     c.start();
     a.wait("the third device", |d| {
         d.json(&["device", "list"])

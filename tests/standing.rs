@@ -64,8 +64,11 @@ fn status_says_at_a_glance_whether_every_device_has_everything() {
         "{phone}"
     );
     assert!(phone["last_seen"].is_string(), "{phone}");
-    // Where the phone stood is kept across a restart of the laptop.
+    // Where the phone stood is kept across a restart of the laptop, and read with
+    // its node stopped too.
     devices[0].stop();
+    let line = lead(&devices[0]);
+    assert!(line.contains("it lacks at least"), "node stopped: {line}");
     devices[0].start();
     let line = lead(&devices[0]);
     assert!(

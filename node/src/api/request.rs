@@ -181,6 +181,15 @@ pub enum Request {
 }
 
 impl Request {
+    /// Whether only a running node can answer it (the invitations live in its
+    /// memory): without one the CLI says so at once, opening nothing.
+    pub fn needs_node(&self) -> bool {
+        matches!(
+            self,
+            Request::Invite { .. } | Request::Invitations | Request::CancelInvites { .. }
+        )
+    }
+
     /// The kind of [`super::Answer`] this request is answered with (its variant's
     /// name): what a caller checks an answer against.
     pub fn answer_kind(&self) -> &'static str {

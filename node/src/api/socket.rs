@@ -150,7 +150,12 @@ async fn client(
     let request: Request = match serde_json::from_slice(&line) {
         Ok(r) => r,
         Err(e) => {
-            let e = Error::new(ErrorKind::Input, format!("bad request: {e}"));
+            // The CLI of this version writes only requests that read back: one that
+            // does not is from a kith of another version.
+            let e = Error::new(
+                ErrorKind::Mismatch,
+                format!("the node cannot read this request (a kith of another version?): {e}"),
+            );
             return write_line(&mut write, &Reply::Error(e)).await;
         }
     };

@@ -344,20 +344,18 @@ impl Device {
             clock.now(),
         );
         // Where each device stood when last heard from, in an earlier run (a store
-        // that cannot say is no reason not to open: status then shows none). A
-        // command on a few items (`open_for`) shows none of it.
+        // that cannot say is no reason not to open: status then shows none). A few
+        // rows: partial opens (`status` with the node stopped) read them too.
         let index_keys = index::Keys::new(&secret);
-        if !partial {
-            match store.sync_states(&index_keys) {
-                Ok(states) => {
-                    for (device, bytes) in states {
-                        if let Some(state) = sync::SyncState::from_bytes(&bytes) {
-                            engine.restore_sync_state(DeviceId(device), state);
-                        }
+        match store.sync_states(&index_keys) {
+            Ok(states) => {
+                for (device, bytes) in states {
+                    if let Some(state) = sync::SyncState::from_bytes(&bytes) {
+                        engine.restore_sync_state(DeviceId(device), state);
                     }
                 }
-                Err(e) => tracing::warn!("reading where the devices stood: {e}"),
             }
+            Err(e) => tracing::warn!("reading where the devices stood: {e}"),
         }
         let (roster, keyring) = (engine.roster().clone(), engine.keyring().clone());
         Self {

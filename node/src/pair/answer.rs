@@ -44,8 +44,14 @@ impl Device {
         if !taken.contains(&key(name)) {
             return name.to_owned();
         }
-        (2..)
-            .map(|n| format!("{} {n}", name.trim()))
+        (2u32..)
+            .map(|n| {
+                // Within the name's limit: the base is shortened to make room.
+                let suffix = format!(" {n}");
+                let room = crate::device::MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
+                let base: String = name.trim().chars().take(room).collect();
+                format!("{}{suffix}", base.trim_end())
+            })
             .find(|candidate| !taken.contains(&key(candidate)))
             // Invariant: `taken` is finite, so some number is free.
             .expect("a free number")

@@ -1,8 +1,8 @@
 //! Pairing: the invite code, the inviting device's open invitations, and the
 //! messages a joining device exchanges with it.
 //!
-//! Pairing has a listener of its own (a second libp2p swarm with the same identity on
-//! another port, which lets strangers in only while an invitation is open or ended
+//! Pairing has a listener of its own (a second libp2p swarm, with an identity of its
+//! own new at every start, on another port, which lets strangers in only while an invitation is open or ended
 //! less than [`invitations::REUSE_WINDOW_MS`] ago), so a stranger let in to pair
 //! never shares a connection with gossip or reconciliation.
 //!
