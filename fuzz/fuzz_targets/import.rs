@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
     for read in [import::roster(text), import::metacontacts(text)] {
         if let Ok(imported) = read {
             for c in imported.contacts {
-                Payload::parse(&Payload::Contact(c).to_xml()).expect("an imported contact is valid");
+                Payload::parse(&Payload::Contact(c).to_xml())
+                    .expect("an imported contact is valid");
             }
         }
     }

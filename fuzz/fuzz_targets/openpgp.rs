@@ -32,9 +32,11 @@ fn costly_skesk(mut b: &[u8]) -> bool {
             let tag = ctb & 0x3f;
             match rest {
                 [l, r @ ..] if *l < 192 => (tag, usize::from(*l), r),
-                [l, m, r @ ..] if *l < 224 => {
-                    (tag, ((usize::from(*l) - 192) << 8) + usize::from(*m) + 192, r)
-                }
+                [l, m, r @ ..] if *l < 224 => (
+                    tag,
+                    ((usize::from(*l) - 192) << 8) + usize::from(*m) + 192,
+                    r,
+                ),
                 [255, a, b2, c, d, r @ ..] => {
                     (tag, u32::from_be_bytes([*a, *b2, *c, *d]) as usize, r)
                 }
@@ -47,7 +49,9 @@ fn costly_skesk(mut b: &[u8]) -> bool {
             match (ctb & 3, rest) {
                 (0, [l, r @ ..]) => (tag, usize::from(*l), r),
                 (1, [a, c, r @ ..]) => (tag, usize::from(u16::from_be_bytes([*a, *c])), r),
-                (2, [a, c, d, e, r @ ..]) => (tag, u32::from_be_bytes([*a, *c, *d, *e]) as usize, r),
+                (2, [a, c, d, e, r @ ..]) => {
+                    (tag, u32::from_be_bytes([*a, *c, *d, *e]) as usize, r)
+                }
                 (_, r) => (tag, r.len(), r),
             }
         };

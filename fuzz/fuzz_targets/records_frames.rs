@@ -13,7 +13,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = Record::decode(data) {
-        let back = r.encode_checked().expect("a decoded record is within the limits");
+        let back = r
+            .encode_checked()
+            .expect("a decoded record is within the limits");
         assert_eq!(Record::decode(&back), Ok(r));
     }
     if let Ok((frame, _)) = Frame::decode_lenient(data, wire::MAX_FRAME_BYTES) {
