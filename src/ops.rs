@@ -52,9 +52,10 @@ pub(crate) fn call(
     request: Request,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Answer> {
-    let wanted = request.clone();
+    // The kind, not a copy of the request: an import carries its whole document.
+    let wanted = request.answer_kind();
     let answer = answer(dir, request, progress)?;
-    Ok(answer.for_request(&wanted).map_err(Exit::from)?)
+    Ok(answer.of_kind(wanted).map_err(Exit::from)?)
 }
 
 fn answer(dir: &Path, request: Request, progress: &mut dyn FnMut(u64, u64)) -> Result<Answer> {

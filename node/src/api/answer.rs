@@ -374,10 +374,10 @@ macro_rules! answers {
                 }
             }
 
-            /// This answer, if it is what `request` is answered with; a typed
-            /// error otherwise (a node of another version).
-            pub fn for_request(self, request: &super::Request) -> Result<Self, Unexpected> {
-                let wanted = request.answer_kind();
+            /// This answer, if it is of the kind `wanted` (what a request is
+            /// answered with, [`super::Request::answer_kind`]); a typed error
+            /// otherwise (a node of another version).
+            pub fn of_kind(self, wanted: &'static str) -> Result<Self, Unexpected> {
                 if self.kind() == wanted {
                     Ok(self)
                 } else {

@@ -91,6 +91,12 @@ impl Invitation {
         }
     }
 
+    /// Whether it is open, or ended less than [`REUSE_WINDOW_MS`] ago.
+    fn remembered(&self, now_ms: u64) -> bool {
+        self.ended_ms(now_ms)
+            .is_none_or(|at| now_ms < at.saturating_add(REUSE_WINDOW_MS))
+    }
+
     fn refusal(&self, now_ms: u64) -> Option<Refusal> {
         match self.state(now_ms) {
             State::Open => None,
@@ -143,10 +149,7 @@ impl Invitations {
     /// Forgets what ended more than [`REUSE_WINDOW_MS`] ago (and the oldest ended
     /// beyond [`MAX_ENDED`]), and exchanges that took too long.
     pub fn prune(&mut self, now_ms: u64) {
-        self.list.retain(|_, i| {
-            i.ended_ms(now_ms)
-                .is_none_or(|at| now_ms < at.saturating_add(REUSE_WINDOW_MS))
-        });
+        self.list.retain(|_, i| i.remembered(now_ms));
         let mut ended: Vec<(u64, String)> = self
             .list
             .iter()
@@ -214,10 +217,7 @@ impl Invitations {
     pub fn nameplates(&self, now_ms: u64) -> Vec<String> {
         self.list
             .values()
-            .filter(|i| {
-                i.ended_ms(now_ms)
-                    .is_none_or(|at| now_ms < at.saturating_add(REUSE_WINDOW_MS))
-            })
+            .filter(|i| i.remembered(now_ms))
             .map(Invitation::nameplate)
             .collect()
     }
