@@ -325,6 +325,11 @@ enum PairCommand {
         /// A name for this device (default: the host name).
         #[arg(long)]
         name: Option<String>,
+        /// Join as a relay: an always-on device (a home server, a VPS) that keeps
+        /// and forwards the account's sealed records and is never sent a secret,
+        /// so it cannot read a contact.
+        #[arg(long)]
+        relay: bool,
         /// Seal this device's keys and secrets under a passphrase (as `init
         /// --passphrase`).
         #[arg(long)]
@@ -553,6 +558,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Pair(PairCommand::Join {
             code,
             name,
+            relay,
             passphrase,
             no_mdns,
             mdns_interfaces,
@@ -560,6 +566,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             &dir,
             &code,
             name,
+            relay,
             passphrase,
             kith_node::join::Find {
                 mdns: !no_mdns,

@@ -236,6 +236,7 @@ pub(crate) fn pair(inviter: &Node, dir: &Path, name: &str) -> Result<()> {
         dir,
         &code,
         name,
+        kith_protocol::roster::Role::Full,
         kith_node::store::KeyFiles::clear(),
         &kith_node::join::Find::default(),
     ))

@@ -130,18 +130,33 @@ pub(crate) fn join(
     dir: &Path,
     code: &str,
     name: Option<String>,
+    relay: bool,
     passphrase: bool,
     find: join::Find,
 ) -> Result<()> {
     let name = name.unwrap_or_else(host_name);
+    let role = if relay {
+        kith_protocol::roster::Role::Relay
+    } else {
+        kith_protocol::roster::Role::Full
+    };
     Device::check_new(dir).map_err(Exit::from)?;
     let key_files = crate::passphrase::new_key_files(passphrase)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let device = rt
-        .block_on(join::join(dir, code, &name, key_files, &find))
+        .block_on(join::join(dir, code, &name, role, key_files, &find))
         .map_err(Exit::from)?;
+    if relay {
+        outln!(
+            "Joined {} as relay device {} ({name}): it will keep the account's sealed records \
+             for the other devices, and can read none of them. Start it with `kith run`.",
+            device.account().jid,
+            device.id()
+        );
+        return Ok(());
+    }
     outln!(
         "Joined {} as device {} ({name}). Start it with `kith run`: it fetches the contacts from the inviting device.",
         device.account().jid,

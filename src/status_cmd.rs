@@ -257,8 +257,13 @@ pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
         text(&d.account)
     );
     outln!("data     {}", text(&d.data_dir));
+    let relay = d.role == kith_node::api::status::Role::Relay;
     if v.node.running {
         outln!("node     running, listening on {}", joined(&v.node.listen));
+    }
+    if v.node.running && relay {
+        outln!("xmpp     none: a relay has no contacts to serve XMPP clients");
+    } else if v.node.running {
         outln!(
             "xmpp     XEP-0174 streams and the PEP service on port {}, as {}",
             v.node
@@ -269,13 +274,21 @@ pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
     } else {
         outln!("node     not running (edits are stored and sync at the next `kith run`)");
     }
-    outln!(
-        "contacts {} in {} group{}",
-        v.contacts,
-        v.groups,
-        if v.groups == 1 { "" } else { "s" }
-    );
-    if v.waiting_for_secret > 0 {
+    if relay {
+        outln!(
+            "relay    this device is a relay: it keeps {} sealed records for the account's \
+             devices and holds no secret, so it cannot read any of them",
+            v.records.values().sum::<u64>()
+        );
+    } else {
+        outln!(
+            "contacts {} in {} group{}",
+            v.contacts,
+            v.groups,
+            if v.groups == 1 { "" } else { "s" }
+        );
+    }
+    if v.waiting_for_secret > 0 && !relay {
         outln!(
             "waiting  {} items wait for a secret this device does not have yet",
             v.waiting_for_secret

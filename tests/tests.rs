@@ -14,6 +14,7 @@ mod nodes;
 mod output;
 mod outsider;
 mod pairing;
+mod relay;
 mod revoked;
 mod roster_export;
 mod standing;

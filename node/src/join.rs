@@ -163,6 +163,7 @@ async fn attempt(
     addr: &Multiaddr,
     code: &Code,
     name: &str,
+    role: Role,
 ) -> Result<Joined, Failed> {
     let behaviour = request_response::Behaviour::new(
         [(
@@ -257,7 +258,7 @@ async fn attempt(
         device: joiner.device,
         cert: ox::cert_to_bytes(&ox.cert()),
         name: name.to_owned(),
-        role: Role::Full,
+        role,
         revoked: false,
     };
     let join = pair::Request::Join {
@@ -301,13 +302,14 @@ fn writable(dir: &Path) -> Result<(), Error> {
     std::fs::remove_file(&probe).map_err(cannot)
 }
 
-/// Joins the roster of the device that printed `code`, creating the device in `dir`
-/// (which must not hold one). Without addresses in the code, the inviter is looked
-/// for as `find` says. Returns the new device.
+/// Joins the roster of the device that printed `code` as a device of `role`,
+/// creating the device in `dir` (which must not hold one). Without addresses in the
+/// code, the inviter is looked for as `find` says. Returns the new device.
 pub async fn join(
     dir: &Path,
     code: &str,
     name: &str,
+    role: Role,
     key_files: crate::store::KeyFiles,
     find: &Find,
 ) -> Result<Device, Error> {
@@ -355,7 +357,7 @@ pub async fn join(
     let mut joined = None;
     let mut failure: Option<Error> = None;
     for addr in &candidates {
-        match attempt(&joiner, addr, &code, name).await {
+        match attempt(&joiner, addr, &code, name, role).await {
             Ok(j) => {
                 joined = Some(j);
                 break;

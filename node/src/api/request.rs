@@ -244,6 +244,20 @@ impl Request {
         )
     }
 
+    /// Whether a relay device answers it: what reads no contact and changes
+    /// nothing (a relay holds no secret and authors no record).
+    pub fn relay_answers(&self) -> bool {
+        matches!(
+            self,
+            Request::Status
+                | Request::Wait { .. }
+                | Request::Devices
+                | Request::CheckSync
+                | Request::Invitations
+                | Request::CancelInvites { .. }
+        )
+    }
+
     /// Whether answering it touches one item or a few (an edit or a lookup): the
     /// node answers those on its own task. Not a group's removal, which rewrites
     /// every contact in the group. The others (an import, a rotation, a

@@ -31,6 +31,8 @@ pub struct ThisDevice {
     pub data_dir: String,
     /// Who revoked it, if someone did.
     pub revoked_by: Option<RevokedBy>,
+    /// Its role: a relay holds sealed records it cannot read.
+    pub role: Role,
 }
 
 /// The node, when one runs.

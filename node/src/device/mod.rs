@@ -275,6 +275,15 @@ impl Device {
         )
     }
 
+    /// Whether the roster makes this device a relay: it stores and forwards the
+    /// account's sealed records and is never sent a secret, so it reads no contact.
+    pub fn is_relay(&self) -> bool {
+        self.engine
+            .roster()
+            .get(&self.id())
+            .is_some_and(|m| m.entry.role == kith_protocol::roster::Role::Relay)
+    }
+
     /// The account.
     pub fn account(&self) -> &Account {
         &self.account

@@ -43,7 +43,14 @@ impl Node {
             return;
         }
         for d in after.difference(before) {
-            info!("{} joined", self.device_name(d));
+            let relay = self
+                .device
+                .engine
+                .roster()
+                .get(d)
+                .is_some_and(|m| m.entry.role == kith_protocol::roster::Role::Relay);
+            let as_relay = if relay { " as a relay" } else { "" };
+            info!("{} joined{as_relay}", self.device_name(d));
         }
         for d in before.difference(after) {
             let gone = self.device_name(d);

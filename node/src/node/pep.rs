@@ -139,6 +139,9 @@ impl Node {
             return Err(Refusal::forbidden()
                 .with_text("this device was revoked: it no longer syncs with the account"));
         }
+        if self.device.is_relay() {
+            return Err(Refusal::forbidden().with_text(crate::service::RELAY_REFUSES));
+        }
         let mut rng = rand::rng();
         self.device
             .engine

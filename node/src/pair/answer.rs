@@ -3,7 +3,7 @@
 
 use kith_protocol::ox;
 use kith_protocol::record::{DeviceId, Space};
-use kith_protocol::roster::{Entry, Role};
+use kith_protocol::roster::Entry;
 use libp2p::{Multiaddr, PeerId};
 
 use super::{Refusal, Request, Response, b64, unb64};
@@ -112,12 +112,11 @@ impl Device {
                         "the entry is not for the connected device".into(),
                     ));
                 }
-                if entry.role != Role::Full
-                    || entry.revoked
-                    || crate::device::check_name(&entry.name).is_err()
-                {
+                // A full device or a relay (which is never sent a secret): the
+                // joiner chooses, the code is what lets it join at all.
+                if entry.revoked || crate::device::check_name(&entry.name).is_err() {
                     return Err(Refusal::Roster(
-                        "the entry must be a full, unrevoked device with a short name".into(),
+                        "the entry must be an unrevoked device with a short name".into(),
                     ));
                 }
                 ox::cert_from_bytes(&entry.cert)

@@ -133,6 +133,12 @@ fn jids_of(c: &MergedContact) -> Vec<String> {
         .collect()
 }
 
+/// Why a relay device refuses a request about contacts, groups, secrets, clients
+/// or devices.
+pub const RELAY_REFUSES: &str = "this device is a relay: it keeps the account's sealed \
+     records for the other devices and holds no secret, so it cannot read or change \
+     contacts, groups, devices or clients (use a full device)";
+
 impl Device {
     /// Answers one request. `progress` hears how far an import got.
     pub fn handle(
@@ -145,6 +151,9 @@ impl Device {
             && let Some(why) = self.revoked_here()
         {
             return Err(refused(why));
+        }
+        if !request.relay_answers() && self.is_relay() {
+            return Err(refused(RELAY_REFUSES));
         }
         match request {
             Request::Status => Ok(self.status(net)?.into()),

@@ -75,6 +75,11 @@ impl Device {
                 account: self.account.jid.clone(),
                 data_dir,
                 revoked_by,
+                role: if self.is_relay() {
+                    crate::api::status::Role::Relay
+                } else {
+                    crate::api::status::Role::Full
+                },
             },
             node: NodeInfo {
                 running: net.online,

@@ -1,0 +1,117 @@
+//! Relay devices: a device that joins with `pair join --relay` keeps and forwards
+//! the account's sealed records, is never sent a secret, reads no contact, refuses
+//! every request about contacts, and is enough for a device that was away to
+//! catch up when no full device is up.
+
+use crate::nodes::{Device, account};
+use crate::util::stderr;
+
+/// How many contact records a device holds (sealed or not).
+fn contact_records(d: &Device) -> u64 {
+    d.status()["records"]["contacts"].as_u64().unwrap_or(0)
+}
+
+/// Elements in a device's `secrets.xml` (the root counts as one).
+fn secret_elements(d: &Device) -> usize {
+    std::fs::read_to_string(d.dir.join("secrets.xml"))
+        .map(|t| t.matches('<').count() - t.matches("</").count() - t.matches("<?").count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_relay_keeps_what_it_cannot_read_and_a_device_catches_up_from_it_alone() {
+    let mut devices = account(&["laptop", "phone"]);
+    let mut relay = Device::new();
+    let code = devices[0].invite();
+    let out = relay.kith(&["pair", "join", &code, "--name", "server", "--relay"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("as relay device"), "{said}");
+    relay.start();
+    devices[0].wait("the relay joined", |d| {
+        d.log().contains("server (") && d.status()["connected_peers"] == 2
+    });
+    assert!(
+        devices[0].log().contains("joined as a relay"),
+        "{}",
+        devices[0].log()
+    );
+
+    devices[0].ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
+    devices[1].wait("the contact", |d| d.jids() == ["juliet@capulet.lit"]);
+    let held = contact_records(&devices[0]);
+    relay.wait("the sealed contact records", |r| contact_records(r) >= held);
+
+    // It holds the records and no secret: it opens nothing.
+    let s = relay.status();
+    assert_eq!(s["device"]["role"], "relay", "{s}");
+    assert_eq!(s["contacts"], 0, "{s}");
+    assert_eq!(s["groups"], 0, "{s}");
+    assert!(
+        secret_elements(&relay) <= 1,
+        "{:?}",
+        std::fs::read_to_string(relay.dir.join("secrets.xml"))
+    );
+    assert!(secret_elements(&devices[0]) > 1, "the full devices hold secrets");
+    let text = relay.ok(&["status"]);
+    assert!(text.contains("this device is a relay"), "{text}");
+    // The full devices list it as a relay.
+    let list = devices[0].json(&["device", "list"]);
+    let roles: Vec<&str> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|d| d["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "relay").count(),
+        1,
+        "{list}"
+    );
+
+    // Every request about contacts, groups, secrets, clients or devices is
+    // refused with the reason (exit 1), with the node running and stopped (where
+    // `pair invite` says first that it needs the node).
+    let refused = |relay: &Device, running: bool| {
+        for args in [
+            &["contact", "list"][..],
+            &["contact", "show", "juliet@capulet.lit"][..],
+            &["contact", "add", "nurse@capulet.lit"][..],
+            &["group", "list"][..],
+            &["export", "roster"][..],
+            &["pair", "invite"][..],
+            &["secret", "rotate"][..],
+            &["device", "revoke", "phone"][..],
+        ] {
+            if !running && args[0] == "pair" {
+                continue;
+            }
+            let out = relay.kith(args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("this device is a relay"),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+        }
+    };
+    refused(&relay, true);
+
+    // The phone is away; the laptop edits, the relay keeps it, the laptop goes.
+    devices[1].stop();
+    devices[0].ok(&["contact", "add", "nurse@capulet.lit", "--name", "Nurse"]);
+    let held = contact_records(&devices[0]);
+    relay.wait("the new sealed records", |r| contact_records(r) >= held);
+    devices[0].stop();
+
+    // Back, the phone reaches the relay alone and gets what it missed.
+    let at = relay.listen_addr();
+    devices[1].start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns", "--peer", &at]);
+    devices[1].wait("the contact the laptop added while the phone was away", |d| {
+        d.jids() == ["juliet@capulet.lit", "nurse@capulet.lit"]
+    });
+    assert_eq!(devices[1].status()["connected_peers"], 1);
+
+    relay.stop();
+    refused(&relay, false);
+}
