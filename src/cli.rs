@@ -115,8 +115,10 @@ enum Command {
 /// Options of `kith run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// libp2p listen address (repeatable; default /ip4/0.0.0.0/tcp/0). Port 0: a port
-    /// that changes daily and with every rotation of the secrets; another port stays.
+    /// libp2p listen address, TCP (/ip4/IP/tcp/PORT) or QUIC (/ip4/IP/udp/PORT/quic-v1),
+    /// IPv4 or IPv6 (repeatable; default: both transports on every IPv4 and IPv6
+    /// address). Port 0: a port that changes daily and with every rotation of the
+    /// secrets; another port stays.
     #[arg(long = "listen", value_name = "MULTIADDR")]
     pub(crate) listen: Vec<Multiaddr>,
     /// A peer to dial whatever discovery finds (repeatable).

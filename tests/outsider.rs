@@ -58,18 +58,13 @@ fn an_outsider_gets_nothing_in_or_out() {
     let key = net::keypair(&secret);
     let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
     let mut swarm = rt.block_on(async {
-        libp2p::SwarmBuilder::with_existing_identity(key.clone())
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .expect("tcp")
-            .with_behaviour(|k| Behaviour::new(k, None).expect("behaviour"))
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-            .build()
+        let k = key.clone();
+        net::node_swarm(
+            key.clone(),
+            |relay_client| Behaviour::new(&k, None, relay_client, false),
+            Duration::from_secs(300),
+        )
+        .expect("swarm")
     });
     // The outsider's own gate lets anyone in: only A's gate is under test.
     swarm.behaviour_mut().gate.set_pairing_open(true);

@@ -1,6 +1,7 @@
 //! The libp2p side: the swarm's behaviour (gossipsub, request-response for sync and
-//! pairing, identify), the length-prefixed frame codec, the gossip topic, and the
-//! mapping between libp2p peer ids and kith device ids.
+//! pairing, identify; circuit relay v2, DCUtR and AutoNAT beyond one LAN), its
+//! transports (TCP and QUIC), the length-prefixed frame codec, the gossip topic,
+//! and the mapping between libp2p peer ids and kith device ids.
 
 use std::io;
 use std::sync::Arc;
@@ -192,7 +193,8 @@ mod behaviour {
     // The derive generates `BehaviourEvent` with undocumented variants, one per field.
     #![allow(missing_docs)]
     use libp2p::swarm::NetworkBehaviour;
-    use libp2p::{gossipsub, identify, request_response};
+    use libp2p::swarm::behaviour::toggle::Toggle;
+    use libp2p::{autonat, dcutr, gossipsub, identify, relay, request_response};
 
     use super::{Frames, MAX_PAIR_BYTES};
 
@@ -208,6 +210,17 @@ mod behaviour {
         pub sync: request_response::Behaviour<super::SyncFrames>,
         /// Listen addresses and agent, exchanged on connect.
         pub identify: identify::Behaviour,
+        /// Circuit relay v2, serving: on relay devices only. The gate lets only the
+        /// account's devices connect, so only they reserve or are relayed to.
+        pub relay: Toggle<relay::Behaviour>,
+        /// Circuit relay v2, as a client: reservations on the account's relay
+        /// devices, and connections through them.
+        pub relay_client: relay::client::Behaviour,
+        /// Hole punching: a relayed connection is upgraded to a direct one when
+        /// both sides' NATs let it.
+        pub dcutr: dcutr::Behaviour,
+        /// Whether the other devices can dial this one (probes by connected devices).
+        pub autonat: autonat::Behaviour,
     }
 
     /// The pairing listener's behaviour: a separate swarm on its own port, so that
@@ -272,10 +285,45 @@ fn score_params() -> gossipsub::PeerScoreParams {
     }
 }
 
+/// The relay service a relay device gives its account's devices: room for a
+/// household's devices, and circuits large and long enough for a whole
+/// reconciliation (libp2p's defaults, 2 minutes and 128 KiB a circuit, are for
+/// strangers on a public relay). The gate bounds who may use it at all.
+fn relay_config() -> libp2p::relay::Config {
+    libp2p::relay::Config {
+        max_reservations: 64,
+        max_reservations_per_peer: 4,
+        reservation_duration: Duration::from_secs(3600),
+        max_circuits: 64,
+        max_circuits_per_peer: 8,
+        max_circuit_duration: Duration::from_secs(3600),
+        max_circuit_bytes: 256 * 1024 * 1024,
+        ..Default::default()
+    }
+}
+
+/// AutoNAT probes among own devices: private addresses count (a LAN, a VPN), and
+/// the first probe comes soon after start.
+fn autonat_config() -> libp2p::autonat::Config {
+    libp2p::autonat::Config {
+        boot_delay: Duration::from_secs(5),
+        retry_interval: Duration::from_secs(60),
+        throttle_server_period: Duration::from_secs(30),
+        only_global_ips: false,
+        ..Default::default()
+    }
+}
+
 impl Behaviour {
     /// The behaviour for `key`, with settings for a small mesh of own devices; sync
-    /// frames are checked ahead of the device by `ahead`, if given.
-    pub fn new(key: &Keypair, ahead: Option<Arc<Ahead>>) -> Result<Self, String> {
+    /// frames are checked ahead of the device by `ahead`, if given; `relay_client`
+    /// comes from the transport; `serve_relay` on relay devices.
+    pub fn new(
+        key: &Keypair,
+        ahead: Option<Arc<Ahead>>,
+        relay_client: libp2p::relay::client::Behaviour,
+        serve_relay: bool,
+    ) -> Result<Self, String> {
         let config = gossipsub::ConfigBuilder::default()
             // Messages carry no author, sequence number or signature: every record
             // in a frame is signed by its author and checked by the engine, and the
@@ -317,6 +365,19 @@ impl Behaviour {
                 "/kith/1".into(),
                 key.public(),
             )),
+            relay: serve_relay
+                .then(|| {
+                    let mut relay =
+                        libp2p::relay::Behaviour::new(key.public().to_peer_id(), relay_config());
+                    // Serving whatever AutoNAT concludes: the account's devices
+                    // decide to reserve, not the relay's idea of its reachability.
+                    relay.set_status(Some(libp2p::relay::Status::Enable));
+                    relay
+                })
+                .into(),
+            relay_client,
+            dcutr: libp2p::dcutr::Behaviour::new(key.public().to_peer_id()),
+            autonat: libp2p::autonat::Behaviour::new(key.public().to_peer_id(), autonat_config()),
         })
     }
 }
@@ -354,6 +415,33 @@ pub fn swarm<B: libp2p::swarm::NetworkBehaviour>(
         )
         .map_err(|e| e.to_string())?
         .with_behaviour(|_| behaviour)
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build())
+}
+
+/// The node's swarm: TCP and QUIC, and circuits through relay devices, each with
+/// Noise and yamux (QUIC has its own TLS 1.3); `make` builds the behaviour around
+/// the relay client the transport made. Connections idle for `idle` close.
+pub fn node_swarm(
+    key: Keypair,
+    make: impl FnOnce(libp2p::relay::client::Behaviour) -> Result<Behaviour, String>,
+    idle: Duration,
+) -> Result<libp2p::Swarm<Behaviour>, String> {
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .map_err(|e| e.to_string())?
+        .with_quic()
+        .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|_, relay_client| {
+            make(relay_client).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build())

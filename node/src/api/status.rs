@@ -46,6 +46,14 @@ pub struct NodeInfo {
     pub xmpp_port: Option<u16>,
     /// The advertised XEP-0174 instance.
     pub xmpp_instance: Option<String>,
+    /// Whether the other devices can dial this one, as AutoNAT found: `public`,
+    /// `private` or `unknown`; `None` until a probe ended.
+    #[serde(default)]
+    pub reachable: Option<String>,
+    /// The relay devices (ids) holding a reservation for this device: the others
+    /// reach it through them.
+    #[serde(default)]
+    pub relayed_by: Vec<String>,
 }
 
 /// Where another device stood when it was last heard from.

@@ -289,6 +289,7 @@ impl Node {
         if redial {
             self.redial_known()?;
         }
+        self.dial_through_relays();
         Ok(())
     }
 }

@@ -9,8 +9,8 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, gossipsub, identify};
 use tracing::{debug, info, warn};
 
-use super::listen::tcp_port;
-use super::{Error, Node};
+use super::listen::{port_of, tcp_port};
+use super::{Error, Node, relayed};
 use crate::device::wall_now;
 use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
 use crate::pair;
@@ -87,8 +87,13 @@ impl Node {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen.retain(|a| *a != address);
             }
-            SwarmEvent::ListenerClosed { addresses, .. } => {
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                ..
+            } => {
                 self.listen.retain(|a| !addresses.contains(a));
+                self.listener_closed(listener_id);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -120,6 +125,18 @@ impl Node {
                             peer: peer_id,
                             device,
                         })?;
+                    } else if !relayed::is_relayed(&remote)
+                        && self
+                            .connected
+                            .get(&peer_id)
+                            .is_some_and(relayed::is_relayed)
+                    {
+                        // Hole punching (or a dial) gave a direct connection beside
+                        // the relayed one: status shows the direct one.
+                        self.connected.insert(peer_id, remote.clone());
+                    }
+                    if endpoint.is_dialer() {
+                        self.relay_connected(peer_id, &remote);
                     }
                     if endpoint.is_dialer() {
                         self.device.remember_addrs(&device.0, &remote.to_string())?;
@@ -143,6 +160,7 @@ impl Node {
                 ..
             } if self.connected.remove(&peer_id).is_some() => {
                 info!("{} disconnected", self.who(&peer_id));
+                self.relay_gone(&peer_id);
                 // Where it stood when last heard from, for the next run (what it
                 // said as the one asking is heard too, not only at `Synced`).
                 if let Some(d) = net::device_of(&peer_id) {
@@ -253,10 +271,12 @@ impl Node {
                     let addrs: Vec<String> = info
                         .listen_addrs
                         .iter()
-                        .filter(|a| tcp_port(a).is_some())
+                        .filter(|a| port_of(a).is_some() && !relayed::is_relayed(a))
                         .filter(|a| {
-                            !a.iter()
-                                .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified()))
+                            !a.iter().any(|p| {
+                                matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+                                    || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+                            })
                         })
                         .take(8)
                         .map(|a| a.to_string())
@@ -264,8 +284,17 @@ impl Node {
                     if !addrs.is_empty() {
                         self.device.remember_addrs(&d.0, &addrs.join(" "))?;
                     }
+                    // A relay that dialled this device: reserve at an address it
+                    // listens on.
+                    if let Some(at) = info.listen_addrs.first() {
+                        self.relay_connected(peer_id, at);
+                    }
                 }
             }
+            BehaviourEvent::RelayClient(e) => self.on_relay_client(e),
+            BehaviourEvent::Relay(e) => self.on_relay_server(e),
+            BehaviourEvent::Dcutr(e) => self.on_dcutr(e),
+            BehaviourEvent::Autonat(e) => self.on_autonat(e),
             _ => {}
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! Where the node listens: addresses, the libp2p listeners that move with the
 //! guise, the XEP-0174 stream listener, and what a failed listen says.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
@@ -22,15 +22,28 @@ pub(super) fn bind_ip(listen: &[Multiaddr]) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
-/// `/ip4/0.0.0.0/tcp/PORT`.
-pub(super) fn any_ip(port: u16) -> Multiaddr {
-    Multiaddr::empty()
-        .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
-        .with(Protocol::Tcp(port))
+/// Where a node listens when no address is given: TCP and QUIC, on every IPv4
+/// and IPv6 address, on the guise's ports.
+pub(super) fn default_listen() -> Vec<Multiaddr> {
+    let mut addrs = Vec::new();
+    for ip in [
+        Protocol::Ip4(Ipv4Addr::UNSPECIFIED),
+        Protocol::Ip6(Ipv6Addr::UNSPECIFIED),
+    ] {
+        let at = Multiaddr::empty().with(ip);
+        addrs.push(at.clone().with(Protocol::Tcp(0)));
+        addrs.push(at.with(Protocol::Udp(0)).with(Protocol::QuicV1));
+    }
+    addrs
 }
 
-/// Listens on `addr` (asked for on port 0) at `port`, or any free port if that one
-/// is taken.
+/// Whether `addr` is an IPv6 address.
+pub(super) fn is_ip6(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::Ip6(_)))
+}
+
+/// Listens on `addr` (asked for on port 0) at `port` (TCP or UDP, for QUIC), or
+/// any free port if that one is taken.
 pub(super) fn listen_moving(
     swarm: &mut Swarm<Behaviour>,
     addr: &Multiaddr,
@@ -40,6 +53,7 @@ pub(super) fn listen_moving(
         addr.iter()
             .map(|p| match p {
                 Protocol::Tcp(_) => Protocol::Tcp(port),
+                Protocol::Udp(_) => Protocol::Udp(port),
                 other => other,
             })
             .collect()
@@ -60,6 +74,15 @@ pub(super) fn bind_stream(ip: IpAddr, port: u16) -> std::io::Result<tokio::net::
     tokio::net::TcpListener::from_std(listener)
 }
 
+/// The TCP or UDP port of `addr`.
+pub(super) fn port_of(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),
+        _ => None,
+    })
+}
+
+/// The TCP port of `addr`.
 pub(super) fn tcp_port(addr: &Multiaddr) -> Option<u16> {
     addr.iter().find_map(|p| match p {
         Protocol::Tcp(port) => Some(port),

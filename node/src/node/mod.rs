@@ -10,6 +10,7 @@ mod listen;
 mod names;
 mod outputs;
 mod pep;
+mod relayed;
 mod revoked;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -29,7 +30,9 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::warn;
 
-use self::listen::{any_ip, bind_ip, bind_stream, listen_moving, reason, tcp_port};
+use self::listen::{
+    bind_ip, bind_stream, default_listen, is_ip6, listen_moving, port_of, reason, tcp_port,
+};
 use crate::api::{self, Call, Handle, Reply, Request};
 use crate::device::Device;
 use crate::discovery::{self, Advert, Discovery, Guise, Seen};
@@ -159,13 +162,18 @@ struct Node {
     seen: BTreeMap<PeerId, (Instant, Vec<Multiaddr>)>,
     /// `Request::Wait`s held: the count each waits past, its deadline, its reply.
     waiters: Vec<(u64, Instant, mpsc::Sender<Reply>)>,
+    /// The roster's relay devices connected, and this device's reservations there.
+    relays: BTreeMap<PeerId, relayed::Relay>,
+    /// What AutoNAT and the relays say about reaching this device.
+    reach: relayed::Reach,
 }
 
 /// Starts a node on `device`: listeners, discovery, control socket, and the task.
 pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let keypair = net::keypair(&device.secret);
     let me = keypair.public().to_peer_id();
-    let behaviour = Behaviour::new(&keypair, Some(device.ahead())).map_err(Error::Network)?;
+    let ahead = device.ahead();
+    let serve_relay = device.is_relay();
     // The pairing listener has an identity of its own, new at every start: its port
     // is advertised beside the day's guise while an invitation is open, and the
     // device's own PeerId there would name the device for good. SPAKE2 proves the
@@ -176,29 +184,53 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         Duration::from_secs(60),
     )
     .map_err(Error::Network)?;
-    let mut swarm =
-        net::swarm(keypair, behaviour, Duration::from_secs(24 * 3600)).map_err(Error::Network)?;
+    let behaviour_key = keypair.clone();
+    let mut swarm = net::node_swarm(
+        keypair,
+        |relay_client| Behaviour::new(&behaviour_key, Some(ahead), relay_client, serve_relay),
+        Duration::from_secs(24 * 3600),
+    )
+    .map_err(Error::Network)?;
     // Where no port is asked for (port 0, the default), the ports of the day's guise:
     // own devices that remember an address work out where to dial, and an observer
     // cannot follow the device by them; any free port if one is taken.
     let calendar = options.calendar.clone();
     let guise = discover::guise(&device, &calendar);
-    let listen = if options.listen.is_empty() {
-        vec![any_ip(0)]
+    let defaults = options.listen.is_empty();
+    let listen = if defaults {
+        default_listen()
     } else {
         options.listen.clone()
     };
     let mut moving = Vec::new();
     for addr in &listen {
-        if tcp_port(addr) == Some(0) {
-            let id = listen_moving(&mut swarm, addr, guise.p2p_port)?;
-            moving.push((id, addr.clone()));
+        // Without IPv6 on this host the default IPv6 listeners are left out; an
+        // address asked for must work.
+        let tolerated = |e: &Error| {
+            if defaults && is_ip6(addr) {
+                warn!("not listening on {addr}: {e}");
+                true
+            } else {
+                false
+            }
+        };
+        let opened = if port_of(addr) == Some(0) {
+            listen_moving(&mut swarm, addr, guise.p2p_port).map(|id| moving.push((id, addr.clone())))
         } else {
             swarm
                 .listen_on(addr.clone())
-                .map_err(|e| Error::Listen(format!("{addr}: {}", reason(&e))))?;
+                .map(|_| ())
+                .map_err(|e| Error::Listen(format!("{addr}: {}", reason(&e))))
+        };
+        match opened {
+            Err(e) if tolerated(&e) => continue,
+            Err(e) => return Err(e),
+            Ok(()) => {}
         }
-        // The pairing listener: same address, a port of its own.
+        // The pairing listener (TCP only): same address, a port of its own.
+        if tcp_port(addr).is_none() {
+            continue;
+        }
         let pair_addr: Multiaddr = addr
             .iter()
             .map(|p| match p {
@@ -206,9 +238,12 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
                 other => other,
             })
             .collect();
-        pair_swarm
-            .listen_on(pair_addr.clone())
-            .map_err(|e| Error::Listen(format!("{pair_addr}: {}", reason(&e))))?;
+        if let Err(e) = pair_swarm.listen_on(pair_addr.clone()) {
+            let e = Error::Listen(format!("{pair_addr}: {}", reason(&e)));
+            if !tolerated(&e) {
+                return Err(e);
+            }
+        }
     }
     let topic = net::topic(&DeviceId(device.account.genesis));
     swarm
@@ -316,6 +351,8 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         discovery,
         advert: None,
         seen: BTreeMap::new(),
+        relays: BTreeMap::new(),
+        reach: relayed::Reach::default(),
     };
     node.update_roster();
     // Revoked already (`update_roster` found it): nobody to dial.
@@ -443,6 +480,13 @@ impl Node {
                 .collect(),
             xmpp_port: Some(self.xmpp_port),
             xmpp_instance: Some(self.xmpp_instance.clone()),
+            reachable: self.reachability(),
+            relayed_by: self
+                .relays
+                .iter()
+                .filter(|(_, r)| r.reserved)
+                .filter_map(|(p, _)| net::device_of(p))
+                .collect(),
         }
     }
 

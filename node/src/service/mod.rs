@@ -45,6 +45,10 @@ pub struct NetInfo {
     pub xmpp_port: Option<u16>,
     /// The advertised instance (`label@machine`), the stream's address, when serving.
     pub xmpp_instance: Option<String>,
+    /// What AutoNAT concluded (`public`, `private`, `unknown`), once a probe ended.
+    pub reachable: Option<String>,
+    /// The relay devices holding a reservation for this device.
+    pub relayed_by: Vec<DeviceId>,
 }
 
 pub(crate) fn input_err(e: impl std::fmt::Display) -> Error {

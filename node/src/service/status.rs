@@ -86,6 +86,8 @@ impl Device {
                 listen: net.listen.iter().map(|a| a.to_string()).collect(),
                 xmpp_port: net.xmpp_port,
                 xmpp_instance: net.xmpp_instance.clone(),
+                reachable: net.reachable.clone(),
+                relayed_by: net.relayed_by.iter().map(|d| d.to_string()).collect(),
             },
             roster: devices.0,
             connected_peers: net.connected.len(),

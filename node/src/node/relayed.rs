@@ -1,0 +1,253 @@
+//! Beyond one LAN: reservations on the account's relay devices, dialling other
+//! devices through them, and what circuit relay, DCUtR (hole punching) and AutoNAT
+//! report.
+//!
+//! A full device connected to a relay device of its roster asks it for a
+//! reservation (it then listens at `RELAY/p2p/R/p2p-circuit`), and every
+//! [`REDIAL`] tries each roster device it is not connected to through each relay
+//! device it is connected to. Once a relayed connection stands, DCUtR on both
+//! sides tries a direct one (hole punching); the relayed connection stays as well
+//! until its circuit ends. Relay devices serve circuits to the account's devices
+//! only: the gate refuses every other peer before any protocol runs.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use kith_protocol::roster::Role;
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, autonat, dcutr, relay};
+use tracing::{debug, info};
+
+use super::Node;
+use crate::net;
+
+/// How often a device not connected is tried through the relay devices.
+pub(super) const REDIAL: Duration = Duration::from_secs(10);
+
+/// A relay device this device is connected to.
+#[derive(Debug, Clone)]
+pub(super) struct Relay {
+    /// Where it is reached (without `/p2p`).
+    pub(super) addr: Multiaddr,
+    /// The reservation's listener, while one is asked for or held.
+    pub(super) listener: Option<ListenerId>,
+    /// Whether the relay accepted the reservation.
+    pub(super) reserved: bool,
+}
+
+/// What this device learnt about reaching the others, for `status`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Reach {
+    /// What AutoNAT concluded: `None` until a probe ended.
+    pub(super) nat: Option<autonat::NatStatus>,
+    /// When devices were last tried through the relays.
+    pub(super) last_tried: Option<Instant>,
+}
+
+/// Whether `addr` goes through a relay.
+pub(super) fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// `addr` without its `/p2p` parts.
+fn bare(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
+}
+
+impl Node {
+    /// The roster's active relay devices other than this one.
+    pub(super) fn relay_devices(&self) -> BTreeSet<PeerId> {
+        self.device
+            .engine
+            .roster()
+            .active()
+            .filter(|m| m.entry.role == Role::Relay && m.entry.device != self.device.id())
+            .filter_map(|m| net::peer_of(&m.entry.device))
+            .collect()
+    }
+
+    /// A roster relay device connected at `addr` (where this device dialled it, or
+    /// one of its listen addresses): this device asks it for a reservation, unless
+    /// it is a relay itself or has one there already.
+    pub(super) fn relay_connected(&mut self, peer: PeerId, addr: &Multiaddr) {
+        if self.device.is_relay() || !self.relay_devices().contains(&peer) || is_relayed(addr) {
+            return;
+        }
+        let addr = bare(addr);
+        if addr.iter().any(
+            |p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+                || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified()),
+        ) {
+            return;
+        }
+        let relay = self.relays.entry(peer).or_insert_with(|| Relay {
+            addr: addr.clone(),
+            listener: None,
+            reserved: false,
+        });
+        if relay.listener.is_some() {
+            return;
+        }
+        relay.addr = addr.clone();
+        let circuit = addr.with(Protocol::P2p(peer)).with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(id) => {
+                debug!("asking {} for a relay reservation", self.who(&peer));
+                if let Some(r) = self.relays.get_mut(&peer) {
+                    r.listener = Some(id);
+                }
+            }
+            Err(e) => debug!("cannot listen at {circuit}: {e}"),
+        }
+    }
+
+    /// A relay device disconnected: its reservation went with it.
+    pub(super) fn relay_gone(&mut self, peer: &PeerId) {
+        if let Some(r) = self.relays.remove(peer)
+            && let Some(id) = r.listener
+        {
+            self.swarm.remove_listener(id);
+        }
+    }
+
+    /// A listener closed: if it was a reservation, the next connection (or
+    /// identify) to that relay asks again.
+    pub(super) fn listener_closed(&mut self, id: ListenerId) {
+        for r in self.relays.values_mut() {
+            if r.listener == Some(id) {
+                r.listener = None;
+                r.reserved = false;
+            }
+        }
+    }
+
+    /// Tries every roster device this one is not connected to through every relay
+    /// device it is connected to (at most every [`REDIAL`]).
+    pub(super) fn dial_through_relays(&mut self) {
+        if !self.dials() || self.relays.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if self.reach.last_tried.is_some_and(|t| now < t + REDIAL) {
+            return;
+        }
+        self.reach.last_tried = Some(now);
+        let relays: Vec<(PeerId, Multiaddr)> = self
+            .relays
+            .iter()
+            .map(|(p, r)| (*p, r.addr.clone()))
+            .collect();
+        let relay_devices = self.relay_devices();
+        let wanted: Vec<PeerId> = self
+            .allowed
+            .iter()
+            .filter(|p| !self.connected.contains_key(p) && !relay_devices.contains(p))
+            .copied()
+            .collect();
+        for peer in wanted {
+            let addrs: Vec<Multiaddr> = relays
+                .iter()
+                .map(|(r, addr)| {
+                    addr.clone()
+                        .with(Protocol::P2p(*r))
+                        .with(Protocol::P2pCircuit)
+                        .with(Protocol::P2p(peer))
+                })
+                .collect();
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(%peer, "dial through a relay: {e}");
+            }
+        }
+    }
+
+    pub(super) fn on_relay_client(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } => {
+                let first = self
+                    .relays
+                    .get_mut(&relay_peer_id)
+                    .is_some_and(|r| !std::mem::replace(&mut r.reserved, true));
+                if first {
+                    info!(
+                        "{} relays for this device: the others can reach it through it",
+                        self.who(&relay_peer_id)
+                    );
+                }
+            }
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                debug!("a circuit through {}", self.who(&relay_peer_id));
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                debug!("{} came in through a relay", self.who(&src_peer_id));
+            }
+        }
+    }
+
+    pub(super) fn on_relay_server(&mut self, event: relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                info!("relaying for {}", self.who(&src_peer_id));
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => {
+                debug!(
+                    "a circuit from {} to {}",
+                    self.who(&src_peer_id),
+                    self.who(&dst_peer_id)
+                );
+            }
+            other => debug!("relay: {other:?}"),
+        }
+    }
+
+    pub(super) fn on_dcutr(&mut self, event: dcutr::Event) {
+        match event.result {
+            Ok(_) => info!(
+                "{}: hole punched, connected directly",
+                self.who(&event.remote_peer_id)
+            ),
+            Err(e) => debug!(
+                "{}: hole punching failed, staying relayed: {e}",
+                self.who(&event.remote_peer_id)
+            ),
+        }
+    }
+
+    pub(super) fn on_autonat(&mut self, event: autonat::Event) {
+        if let autonat::Event::StatusChanged { new, .. } = event {
+            match &new {
+                autonat::NatStatus::Public(addr) => {
+                    info!("the other devices can dial this one (at {addr})")
+                }
+                autonat::NatStatus::Private => {
+                    info!("the other devices cannot dial this one: it is reached through relays")
+                }
+                autonat::NatStatus::Unknown => {}
+            }
+            self.reach.nat = Some(new);
+        }
+    }
+
+    /// What `status` says of reaching this device: `public`, `private` or
+    /// `unknown` (AutoNAT), `None` before any probe ended.
+    pub(super) fn reachability(&self) -> Option<String> {
+        self.reach.nat.as_ref().map(|n| {
+            match n {
+                autonat::NatStatus::Public(_) => "public",
+                autonat::NatStatus::Private => "private",
+                autonat::NatStatus::Unknown => "unknown",
+            }
+            .to_owned()
+        })
+    }
+}
