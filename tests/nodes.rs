@@ -55,6 +55,12 @@ impl Device {
         self
     }
 
+    /// From now on, runs the node's commands under `prefix` (a device paired in
+    /// one network, then run in another).
+    pub(crate) fn set_prefix(&mut self, prefix: &[&str]) {
+        self.prefix = prefix.iter().map(|s| (*s).to_owned()).collect();
+    }
+
     fn command(&self, prefixed: bool) -> Command {
         let bin = env!("CARGO_BIN_EXE_kith");
         let mut cmd = if prefixed && !self.prefix.is_empty() {

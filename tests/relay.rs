@@ -52,7 +52,10 @@ fn a_relay_keeps_what_it_cannot_read_and_a_device_catches_up_from_it_alone() {
         "{:?}",
         std::fs::read_to_string(relay.dir.join("secrets.xml"))
     );
-    assert!(secret_elements(&devices[0]) > 1, "the full devices hold secrets");
+    assert!(
+        secret_elements(&devices[0]) > 1,
+        "the full devices hold secrets"
+    );
     let text = relay.ok(&["status"]);
     assert!(text.contains("this device is a relay"), "{text}");
     // The full devices list it as a relay.
@@ -63,11 +66,7 @@ fn a_relay_keeps_what_it_cannot_read_and_a_device_catches_up_from_it_alone() {
         .iter()
         .filter_map(|d| d["role"].as_str())
         .collect();
-    assert_eq!(
-        roles.iter().filter(|r| **r == "relay").count(),
-        1,
-        "{list}"
-    );
+    assert_eq!(roles.iter().filter(|r| **r == "relay").count(), 1, "{list}");
 
     // Every request about contacts, groups, secrets, clients or devices is
     // refused with the reason (exit 1), with the node running and stopped (where
@@ -107,11 +106,81 @@ fn a_relay_keeps_what_it_cannot_read_and_a_device_catches_up_from_it_alone() {
     // Back, the phone reaches the relay alone and gets what it missed.
     let at = relay.listen_addr();
     devices[1].start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns", "--peer", &at]);
-    devices[1].wait("the contact the laptop added while the phone was away", |d| {
-        d.jids() == ["juliet@capulet.lit", "nurse@capulet.lit"]
-    });
+    devices[1].wait(
+        "the contact the laptop added while the phone was away",
+        |d| d.jids() == ["juliet@capulet.lit", "nurse@capulet.lit"],
+    );
     assert_eq!(devices[1].status()["connected_peers"], 1);
 
     relay.stop();
     refused(&relay, false);
+}
+
+/// A peer outside the roster asks a relay device for a reservation: the gate
+/// refuses its connection before the relay protocol runs, so it never gets one.
+#[test]
+fn an_outsider_is_refused_a_relay_reservation() {
+    use futures::StreamExt;
+    use kith_node::net::{self, Behaviour, BehaviourEvent};
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{Multiaddr, PeerId, relay};
+    use std::time::{Duration, Instant};
+
+    let devices = account(&["laptop"]);
+    let mut server = Device::new();
+    let code = devices[0].invite();
+    let out = server.kith(&["pair", "join", &code, "--name", "server", "--relay"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.start();
+    let status = server.status();
+    let peer: PeerId = status["device"]["peer_id"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .expect("peer id");
+    let at: Multiaddr = server.listen_addr().parse().expect("an address");
+    let circuit = at.with(Protocol::P2p(peer)).with(Protocol::P2pCircuit);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (refused, reserved) = rt.block_on(async {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let k = key.clone();
+        let mut swarm = net::node_swarm(
+            key,
+            |relay_client| Behaviour::new(&k, None, relay_client, false),
+            Duration::from_secs(60),
+        )
+        .expect("swarm");
+        swarm
+            .listen_on(circuit.clone())
+            .expect("a circuit listener");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut refused, mut reserved) = (false, false);
+        while Instant::now() < deadline && !refused {
+            let next = tokio::time::timeout(Duration::from_secs(1), swarm.select_next_some());
+            match next.await {
+                Ok(SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                    relay::client::Event::ReservationReqAccepted { .. },
+                ))) => reserved = true,
+                Ok(SwarmEvent::ListenerClosed { .. }) | Ok(SwarmEvent::ListenerError { .. }) => {
+                    refused = true
+                }
+                _ => {}
+            }
+        }
+        (refused, reserved)
+    });
+    assert!(!reserved, "an outsider got a reservation");
+    assert!(refused, "the outsider's reservation attempt never ended");
+    // It relays for the account's laptop, and for nobody else.
+    let log = server.log();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("relaying for"))
+            .all(|l| l.contains("relaying for laptop (")),
+        "{log}"
+    );
 }

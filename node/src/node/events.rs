@@ -79,6 +79,7 @@ impl Node {
                 if self.moving.is_empty() || self.moving.iter().any(|(id, _)| *id == listener_id) {
                     self.p2p_port = self.p2p_port.or_else(|| tcp_port(&address));
                 }
+                self.relay_listens_at(&address);
                 self.listen.push(address);
                 // After the batch's commit (`Node::flush`): the guise comes from the
                 // keyring, which may hold a secret not committed yet.
@@ -103,6 +104,16 @@ impl Node {
                 ..
             } => {
                 let remote = endpoint.get_remote_address().clone();
+                // A connection relayed to this device shows the relay's circuit
+                // address it came in at (its remote address names only the peer).
+                let shown = match &endpoint {
+                    libp2p::core::ConnectedPoint::Listener { local_addr, .. }
+                        if endpoint.is_relayed() =>
+                    {
+                        local_addr.clone()
+                    }
+                    _ => remote.clone(),
+                };
                 if endpoint.is_dialer() {
                     for (addr, peer) in &mut self.configured {
                         if *addr == remote {
@@ -115,17 +126,27 @@ impl Node {
                 {
                     if num_established.get() == 1 {
                         // The address without the peer id the name stands for.
-                        let at: libp2p::Multiaddr = remote
+                        let at: libp2p::Multiaddr = shown
                             .iter()
                             .filter(|p| !matches!(p, Protocol::P2p(_)))
                             .collect();
-                        info!("{} connected ({at})", self.who(&peer_id));
-                        self.connected.insert(peer_id, remote.clone());
+                        match relayed::relay_of(&shown) {
+                            Some(relay) => info!(
+                                "{} connected through {}",
+                                self.who(&peer_id),
+                                self.who(&relay)
+                            ),
+                            None if relayed::is_relayed(&at) => {
+                                info!("{} connected through a relay ({at})", self.who(&peer_id))
+                            }
+                            None => info!("{} connected ({at})", self.who(&peer_id)),
+                        }
+                        self.connected.insert(peer_id, shown.clone());
                         self.device.input(Input::Connected {
                             peer: peer_id,
                             device,
                         })?;
-                    } else if !relayed::is_relayed(&remote)
+                    } else if !relayed::is_relayed(&shown)
                         && self
                             .connected
                             .get(&peer_id)
@@ -133,7 +154,7 @@ impl Node {
                     {
                         // Hole punching (or a dial) gave a direct connection beside
                         // the relayed one: status shows the direct one.
-                        self.connected.insert(peer_id, remote.clone());
+                        self.connected.insert(peer_id, shown.clone());
                     }
                     if endpoint.is_dialer() {
                         self.relay_connected(peer_id, &remote);

@@ -215,7 +215,8 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
             }
         };
         let opened = if port_of(addr) == Some(0) {
-            listen_moving(&mut swarm, addr, guise.p2p_port).map(|id| moving.push((id, addr.clone())))
+            listen_moving(&mut swarm, addr, guise.p2p_port)
+                .map(|id| moving.push((id, addr.clone())))
         } else {
             swarm
                 .listen_on(addr.clone())

@@ -51,6 +51,19 @@ pub(super) fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
+/// The relay a relayed address goes through (the `/p2p` before `/p2p-circuit`).
+pub(super) fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// `addr` without its `/p2p` parts.
 fn bare(addr: &Multiaddr) -> Multiaddr {
     addr.iter()
@@ -78,10 +91,10 @@ impl Node {
             return;
         }
         let addr = bare(addr);
-        if addr.iter().any(
-            |p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
-                || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified()),
-        ) {
+        if addr.iter().any(|p| {
+            matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+                || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+        }) {
             return;
         }
         let relay = self.relays.entry(peer).or_insert_with(|| Relay {
@@ -136,6 +149,7 @@ impl Node {
             return;
         }
         self.reach.last_tried = Some(now);
+        self.reserve_again();
         let relays: Vec<(PeerId, Multiaddr)> = self
             .relays
             .iter()
@@ -176,6 +190,8 @@ impl Node {
                     .get_mut(&relay_peer_id)
                     .is_some_and(|r| !std::mem::replace(&mut r.reserved, true));
                 if first {
+                    // The others may hold reservations there too: try them now.
+                    self.reach.last_tried = None;
                     info!(
                         "{} relays for this device: the others can reach it through it",
                         self.who(&relay_peer_id)
@@ -216,10 +232,38 @@ impl Node {
                 "{}: hole punched, connected directly",
                 self.who(&event.remote_peer_id)
             ),
-            Err(e) => debug!(
+            Err(e) => info!(
                 "{}: hole punching failed, staying relayed: {e}",
                 self.who(&event.remote_peer_id)
             ),
+        }
+    }
+
+    /// A relay device's own listen address: it serves as the address of its
+    /// reservations (a relay answers a reservation with its external addresses,
+    /// and a reservation without any is refused by the client). A relay device is
+    /// meant to be reached where it listens (a server, a VPS).
+    pub(super) fn relay_listens_at(&mut self, addr: &Multiaddr) {
+        let unspecified = addr.iter().any(|p| {
+            matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+                || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+        });
+        if self.device.is_relay() && !unspecified && !is_relayed(addr) {
+            self.swarm.add_external_address(addr.clone());
+        }
+    }
+
+    /// Asks again, for a reservation lost or refused, at the relay devices still
+    /// connected.
+    pub(super) fn reserve_again(&mut self) {
+        let lost: Vec<(PeerId, Multiaddr)> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| r.listener.is_none())
+            .map(|(p, r)| (*p, r.addr.clone()))
+            .collect();
+        for (peer, addr) in lost {
+            self.relay_connected(peer, &addr);
         }
     }
 

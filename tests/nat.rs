@@ -1,0 +1,361 @@
+//! Two devices behind two separate NATs and a relay device on the "internet": they
+//! sync through the relay, then directly once DCUtR punched a hole through both
+//! NATs. All of it in network namespaces this test makes (and deletes, also when it
+//! fails): an "internet" bridge, a relay host on it, and two routers that
+//! masquerade (iptables) a private network each, with one device behind each.
+//! Needs root; where namespaces cannot be made the test says so and passes, unless
+//! `KITH_REQUIRE_NETNS=1` (set by `.ci/run`).
+
+use std::process::Command;
+
+use crate::nodes::{Device, account};
+use crate::util::stderr;
+
+fn run(prog: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{prog} {args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{prog} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    run("ip", args)
+}
+
+/// In namespace `ns`: `prog args…`.
+fn inside(ns: &str, prog: &str, args: &[&str]) -> Result<(), String> {
+    let mut all = vec!["netns", "exec", ns, prog];
+    all.extend_from_slice(args);
+    ip(&all)
+}
+
+/// The namespaces: `inet` (a bridge), `relay`, and for each side `router` and
+/// `host`. Deleted on drop.
+struct Topology {
+    names: Vec<String>,
+    /// The relay's address on the internet.
+    relay_ip: String,
+    /// The devices' addresses on their private networks.
+    host_ip: [String; 2],
+    /// The routers' addresses on the internet (what the NATs map to).
+    wan_ip: [String; 2],
+    /// The routers' addresses on the private networks.
+    gateway: [String; 2],
+}
+
+impl Topology {
+    fn ns(&self, which: &str) -> String {
+        format!("{}{which}", self.names[0].trim_end_matches("inet"))
+    }
+
+    fn prefix(&self, which: &str) -> Vec<String> {
+        vec!["ip".into(), "netns".into(), "exec".into(), self.ns(which)]
+    }
+
+    fn create() -> Result<Self, String> {
+        let id = (std::process::id() * 13 + 5) % 100_000;
+        let net = 20 + (id % 60) * 3;
+        let tag = format!("kn{id}");
+        let t = Self {
+            names: ["inet", "relay", "ra", "rb", "ha", "hb"]
+                .iter()
+                .map(|n| format!("{tag}{n}"))
+                .collect(),
+            relay_ip: format!("10.200.{net}.1"),
+            wan_ip: [format!("10.200.{net}.2"), format!("10.200.{net}.3")],
+            host_ip: [
+                format!("10.200.{}.2", net + 1),
+                format!("10.200.{}.2", net + 2),
+            ],
+            gateway: [
+                format!("10.200.{}.1", net + 1),
+                format!("10.200.{}.1", net + 2),
+            ],
+        };
+        // Made before anything else: dropping it deletes what was made, also when
+        // a step below fails.
+        t.setup(&tag)?;
+        Ok(t)
+    }
+
+    fn setup(&self, tag: &str) -> Result<(), String> {
+        let t = self;
+        for n in &t.names {
+            ip(&["netns", "add", n])?;
+        }
+        for n in &t.names {
+            ip(&["-n", n, "link", "set", "lo", "up"])?;
+        }
+        let inet = t.ns("inet");
+        ip(&["-n", &inet, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &inet, "link", "set", "br0", "up"])?;
+        // A veth from `ns` (named `inner`, with `addr`) to the bridge.
+        let to_bridge = |ns: &str, inner: &str, outer: &str, addr: &str| -> Result<(), String> {
+            ip(&[
+                "link", "add", inner, "netns", ns, "type", "veth", "peer", "name", outer, "netns",
+                &inet,
+            ])?;
+            ip(&["-n", &inet, "link", "set", outer, "master", "br0", "up"])?;
+            ip(&["-n", ns, "addr", "add", addr, "dev", inner])?;
+            ip(&["-n", ns, "link", "set", inner, "up"])
+        };
+        to_bridge(
+            &t.ns("relay"),
+            &format!("{tag}r"),
+            &format!("{tag}R"),
+            &format!("{}/24", t.relay_ip),
+        )?;
+        for (i, side) in ["a", "b"].iter().enumerate() {
+            let router = t.ns(&format!("r{side}"));
+            let host = t.ns(&format!("h{side}"));
+            let wan = format!("{tag}w{side}");
+            to_bridge(
+                &router,
+                &wan,
+                &format!("{tag}W{side}"),
+                &format!("{}/24", t.wan_ip[i]),
+            )?;
+            let lan = format!("{tag}l{side}");
+            let inner = format!("{tag}h{side}");
+            ip(&[
+                "link", "add", &lan, "netns", &router, "type", "veth", "peer", "name", &inner,
+                "netns", &host,
+            ])?;
+            let gateway = &t.gateway[i];
+            ip(&[
+                "-n",
+                &router,
+                "addr",
+                "add",
+                &format!("{gateway}/24"),
+                "dev",
+                &lan,
+            ])?;
+            ip(&["-n", &router, "link", "set", &lan, "up"])?;
+            ip(&[
+                "-n",
+                &host,
+                "addr",
+                "add",
+                &format!("{}/24", t.host_ip[i]),
+                "dev",
+                &inner,
+            ])?;
+            ip(&["-n", &host, "link", "set", &inner, "up"])?;
+            ip(&["-n", &host, "route", "add", "default", "via", gateway])?;
+            inside(&router, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+            // A home router: the private network goes out under the router's
+            // address; nothing comes in that did not go out first.
+            inside(
+                &router,
+                "iptables",
+                &[
+                    "-t",
+                    "nat",
+                    "-A",
+                    "POSTROUTING",
+                    "-o",
+                    &wan,
+                    "-j",
+                    "MASQUERADE",
+                ],
+            )?;
+            inside(
+                &router,
+                "iptables",
+                &[
+                    "-A",
+                    "FORWARD",
+                    "-i",
+                    &wan,
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "ESTABLISHED,RELATED",
+                    "-j",
+                    "ACCEPT",
+                ],
+            )?;
+            inside(
+                &router,
+                "iptables",
+                &["-A", "FORWARD", "-i", &wan, "-j", "DROP"],
+            )?;
+            // Like most home routers, it drops what comes unasked to itself, too,
+            // rather than refuse it (a reset would end a hole punch's first try).
+            inside(
+                &router,
+                "iptables",
+                &[
+                    "-A",
+                    "INPUT",
+                    "-i",
+                    &wan,
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "ESTABLISHED,RELATED",
+                    "-j",
+                    "ACCEPT",
+                ],
+            )?;
+            inside(
+                &router,
+                "iptables",
+                &["-A", "INPUT", "-i", &wan, "-j", "DROP"],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn or_skip() -> Option<Self> {
+        match Self::create() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                assert!(
+                    std::env::var("KITH_REQUIRE_NETNS").as_deref() != Ok("1"),
+                    "network namespaces and iptables are required (KITH_REQUIRE_NETNS=1) but: {e}"
+                );
+                eprintln!(
+                    "SKIPPED: cannot make the NAT namespaces (run as root, with iptables): {e}"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = ip(&["netns", "del", n]);
+        }
+    }
+}
+
+/// Whether a TCP connection from namespace `ns` to `ip:port` opens (within 2 s).
+fn reaches(ns: &str, ip: &str, port: u16) -> bool {
+    inside(
+        ns,
+        "timeout",
+        &["2", "bash", "-c", &format!("exec 3<>/dev/tcp/{ip}/{port}")],
+    )
+    .is_ok()
+}
+
+/// The address of `device`'s connection to the device named `name`, as `status`
+/// shows it.
+fn connection_to(device: &Device, name: &str) -> Option<String> {
+    device.status()["roster"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["connected"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn devices_behind_two_nats_sync_through_a_relay_then_directly() {
+    // Paired on loopback first (pairing needs a reachable inviter), then each
+    // device moves to its own network.
+    let mut devices = account(&["laptop", "phone"]);
+    let mut relay = Device::new();
+    let code = devices[0].invite();
+    let out = relay.kith(&["pair", "join", &code, "--name", "server", "--relay"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for d in devices.iter_mut() {
+        d.stop();
+    }
+    let Some(t) = Topology::or_skip() else { return };
+    let on = |ip: &str, port: u16| {
+        [
+            format!("/ip4/{ip}/tcp/{port}"),
+            format!("/ip4/{ip}/udp/{port}/quic-v1"),
+        ]
+    };
+    relay.set_prefix(
+        &t.prefix("relay")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let [tcp, quic] = on(&t.relay_ip, 41_000);
+    relay.start_with(&tcp, &["--listen", &quic, "--no-mdns"]);
+    let relay_at = tcp.clone();
+    for (i, side) in ["a", "b"].iter().enumerate() {
+        let prefix = t.prefix(&format!("h{side}"));
+        devices[i].set_prefix(&prefix.iter().map(String::as_str).collect::<Vec<_>>());
+        let [tcp, quic] = on(&t.host_ip[i], 41_001 + i as u16);
+        devices[i].start_with(&tcp, &["--listen", &quic, "--no-mdns", "--peer", &relay_at]);
+    }
+    let (laptop, phone) = (&devices[0], &devices[1]);
+    // The topology is what it should be: the relay is reached through each NAT,
+    // and neither device can open a connection to the other.
+    assert!(
+        reaches(&t.ns("ha"), &t.relay_ip, 41_000),
+        "the relay must be reachable"
+    );
+    assert!(
+        reaches(&t.ns("hb"), &t.relay_ip, 41_000),
+        "the relay must be reachable"
+    );
+    assert!(
+        !reaches(&t.ns("ha"), &t.host_ip[1], 41_002),
+        "B's network is private"
+    );
+    assert!(
+        !reaches(&t.ns("ha"), &t.wan_ip[1], 41_002),
+        "B's NAT lets nothing in"
+    );
+    assert!(
+        !reaches(&t.ns("hb"), &t.wan_ip[0], 41_001),
+        "A's NAT lets nothing in"
+    );
+    for d in [laptop, phone] {
+        d.wait("a reservation on the relay", |d| {
+            d.status()["node"]["relayed_by"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        });
+    }
+
+    laptop.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
+    phone.wait("the laptop's contact, across both NATs", |d| {
+        d.jids() == ["juliet@capulet.lit"]
+    });
+    // The relay device forwards what it keeps (the contact may have come that
+    // way); the two also connect through it, then punch through both NATs.
+    phone.wait("a connection to the laptop", |d| {
+        connection_to(d, "laptop").is_some()
+    });
+    let logs = format!("{}{}", laptop.log(), phone.log());
+    assert!(
+        logs.contains("connected through server ("),
+        "no relayed connection:\n{logs}"
+    );
+    phone.wait("a direct connection to the laptop", |d| {
+        connection_to(d, "laptop").is_some_and(|a| !a.contains("p2p-circuit"))
+    });
+    let logs = format!("{}{}", laptop.log(), phone.log());
+    assert!(logs.contains("hole punched"), "{logs}");
+    let direct = connection_to(phone, "laptop").expect("connected");
+    assert!(direct.contains(&t.wan_ip[0]), "{direct}");
+
+    // Now direct: an edit on the phone reaches the laptop with the relay gone.
+    relay.stop();
+    phone.ok(&["contact", "add", "nurse@capulet.lit", "--name", "Nurse"]);
+    laptop.wait("the phone's contact, directly", |d| {
+        d.jids() == ["juliet@capulet.lit", "nurse@capulet.lit"]
+    });
+    drop(devices);
+    drop(relay);
+    drop(t);
+}
