@@ -228,6 +228,33 @@ pub(crate) fn devices(dir: &Path, json: bool) -> Result<()> {
     print_table(&table)
 }
 
+/// How this device is reached beyond its LAN: what AutoNAT found, and the relay
+/// devices holding a reservation for it; `None` when neither is known yet.
+fn reach_line(v: &Status) -> Option<String> {
+    let relays: Vec<String> = v
+        .node
+        .relayed_by
+        .iter()
+        .map(|id| match v.roster.iter().find(|m| &m.id == id) {
+            Some(m) if !m.name.is_empty() => format!("{} ({})", text(&m.name), text(id)),
+            _ => format!("device {}", text(id)),
+        })
+        .collect();
+    let nat = match v.node.reachable.as_deref() {
+        Some("public") => Some("the other devices can dial this one"),
+        Some("private") => {
+            Some("the other devices cannot dial this one (behind a NAT or firewall)")
+        }
+        _ => None,
+    };
+    match (nat, relays.is_empty()) {
+        (None, true) => None,
+        (Some(nat), true) => Some(nat.to_owned()),
+        (None, false) => Some(format!("through {}", relays.join(", "))),
+        (Some(nat), false) => Some(format!("{nat}; through {}", relays.join(", "))),
+    }
+}
+
 /// `kith status`: the lead line, this device, its node, its contacts and the
 /// roster; with `verbose`, the engine's counts too.
 pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
@@ -260,6 +287,11 @@ pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
     let relay = d.role == kith_node::api::status::Role::Relay;
     if v.node.running {
         outln!("node     running, listening on {}", joined(&v.node.listen));
+    }
+    if v.node.running {
+        if let Some(reach) = reach_line(&v) {
+            outln!("reach    {reach}");
+        }
     }
     if v.node.running && relay {
         outln!("xmpp     none: a relay has no contacts to serve XMPP clients");

@@ -327,6 +327,11 @@ fn devices_behind_two_nats_sync_through_a_relay_then_directly() {
         });
     }
 
+    let said = phone.ok(&["status"]);
+    assert!(
+        said.contains("\nreach    ") && said.contains("through server ("),
+        "{said}"
+    );
     laptop.ok(&["contact", "add", "juliet@capulet.lit", "--name", "Juliet"]);
     phone.wait("the laptop's contact, across both NATs", |d| {
         d.jids() == ["juliet@capulet.lit"]

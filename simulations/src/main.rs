@@ -53,6 +53,29 @@ enum Cmd {
         #[arg(long)]
         plot: Option<std::path::PathBuf>,
     },
+    /// Offline-first meshes: full devices online a share of the time, with and
+    /// without one always-on relay device; how long an edit takes to reach every
+    /// device. Exits 1 if an edit did not reach every device with the relay on.
+    Meet {
+        /// Full devices.
+        #[arg(long, default_value_t = 6)]
+        nodes: usize,
+        /// Shares of the time each device is online, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0.02,0.05,0.1,0.2,0.5")]
+        online: Vec<f64>,
+        /// One session online, virtual seconds.
+        #[arg(long, default_value_t = 60)]
+        session_secs: u64,
+        /// Edits, one after another.
+        #[arg(long, default_value_t = 20)]
+        edits: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write the SVG plot.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +174,62 @@ impl Opts {
     }
 }
 
+/// `kith-sim meet`: each share online with and without a relay; prints one JSON
+/// line per run and plots the median time for an edit to reach every device.
+fn meet(
+    nodes: usize,
+    online: &[f64],
+    session_secs: u64,
+    edits: usize,
+    seed: u64,
+    plot: Option<&std::path::Path>,
+) -> bool {
+    use kith_sim::meet::{self, Meetings};
+    let mut ok = true;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for &share in online {
+        for relay in [true, false] {
+            let r = meet::run(&Meetings {
+                nodes,
+                relay,
+                online: share,
+                session_ms: session_secs * 1_000,
+                edits,
+                seed,
+                ..Meetings::default()
+            });
+            println!("{}", r.to_json());
+            ok &= !relay || r.unfinished == 0;
+            let minutes = r.median_ms() as f64 / 60_000.0;
+            // Percent on the x axis; an edit that never arrived is left out.
+            if !r.spread_ms.is_empty() {
+                let point = (share * 100.0, minutes);
+                if relay {
+                    with.push(point);
+                } else {
+                    without.push(point);
+                }
+            }
+        }
+    }
+    if let Some(path) = plot {
+        let svg = kith_sim::plot::svg_shared(
+            "kith-sim meet: median time for an edit to reach every device",
+            "% of the time each device is online",
+            "minutes",
+            &[
+                ("with one relay device always on", with),
+                ("devices alone", without),
+            ],
+        );
+        if let Err(e) = std::fs::write(path, svg) {
+            eprintln!("kith-sim: cannot write {}: {e}", path.display());
+            ok = false;
+        }
+    }
+    ok
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -190,6 +269,14 @@ fn main() -> ExitCode {
             );
             failing == 0
         }),
+        Cmd::Meet {
+            nodes,
+            online,
+            session_secs,
+            edits,
+            seed,
+            plot,
+        } => Ok(meet(nodes, &online, session_secs, edits, seed, plot.as_deref())),
         Cmd::Sweep { opts, nodes, plot } => nodes.iter().map(|n| opts.scenario(*n)).collect::<Result<Vec<_>, _>>().map(|all| {
             let mut ok = true;
             let (mut time, mut bytes) = (Vec::new(), Vec::new());

@@ -61,6 +61,14 @@ impl World {
         )
     }
 
+    /// Whether node `i`'s list shows a contact with address `jid`.
+    pub fn shows(&self, i: usize, jid: &kith_protocol::jid::BareJid) -> bool {
+        self.nodes[i]
+            .engine
+            .as_ref()
+            .is_some_and(|e| e.view().contact_by_jid(jid).is_some())
+    }
+
     /// Nodes not revoked (as node 0, the genesis, sees the roster).
     pub fn active(&self) -> Vec<usize> {
         (0..self.nodes.len())
