@@ -294,7 +294,12 @@ pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
         }
     }
     if v.node.running && relay {
-        outln!("xmpp     none: a relay has no contacts to serve XMPP clients");
+        outln!(
+            "xmpp     port {}: the sealed items only (a relay has no secret to give a client)",
+            v.node
+                .xmpp_port
+                .map_or_else(|| "-".to_owned(), |p| p.to_string())
+        );
     } else if v.node.running {
         outln!(
             "xmpp     XEP-0174 streams and the PEP service on port {}, as {}",

@@ -68,6 +68,25 @@ fn a_relay_keeps_what_it_cannot_read_and_a_device_catches_up_from_it_alone() {
         .collect();
     assert_eq!(roles.iter().filter(|r| **r == "relay").count(), 1, "{list}");
 
+    // Its XMPP service serves the sealed items and refuses writes (slixmpp).
+    if let Some(python) = crate::xmpp::python() {
+        let s = relay.status();
+        let port = s["node"]["xmpp_port"].as_u64().expect("a port").to_string();
+        let instance = s["node"]["xmpp_instance"].as_str().expect("an instance");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp/pep_client.py");
+        let out = std::process::Command::new(python)
+            .args([script, "relay", "--port", &port, "--instance", instance])
+            .args(["--at-least", "1"])
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    }
+
     // Every request about contacts, groups, secrets, clients or devices is
     // refused with the reason (exit 1), with the node running and stopped (where
     // `pair invite` says first that it needs the node).

@@ -415,6 +415,25 @@ async def lan(args):
     print("ok")
 
 
+async def relay(args):
+    """A client of a relay device: it serves the sealed items, as an XMPP server
+    does under XEP-0510 (only a client given the secrets by a full device opens
+    them), and refuses writes (it holds no secret)."""
+    c = Client("dave", args.instance, Gpg(tempfile.mkdtemp()), notify=False)
+    c.connect("127.0.0.1", args.port)
+    await asyncio.wait_for(c.started, DEADLINE)
+    items = await c.plugin["xep_0060"].get_items(args.instance, CONTACTS, timeout=DEADLINE)
+    payloads = [list(i.xml)[0] for i in items["pubsub"]["items"]]
+    check(len(payloads) >= args.at_least, f"a relay serves the sealed items ({len(payloads)})")
+    check(all(p.tag == f"{{{OXPS}}}encrypted" for p in payloads),
+          f"every item is sealed: {[p.tag for p in payloads]}")
+    await refused(c.plugin["xep_0060"].retract(args.instance, CONTACTS, os.urandom(16).hex(),
+                                               timeout=DEADLINE),
+                  "forbidden", None, "a retraction on a relay")
+    c.disconnect()
+    print("ok")
+
+
 async def mdns(args):
     """Finds the node's XEP-0174 advertisement with python-zeroconf (not kith's
     mDNS code), connects to the SRV target it names, and checks that the TXT caps
@@ -526,6 +545,7 @@ MODES = {
                                 defaults=[("n", 50)])),
     "mdns": (mdns, parser("mdns", ["instance"])),
     "lan": (lan, parser("lan", ["host", "instance"], ["port"], ["allowed"])),
+    "relay": (relay, parser("relay", ["instance"], ["port", "at-least"])),
 }
 
 

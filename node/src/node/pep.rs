@@ -66,6 +66,15 @@ impl Node {
     }
 
     fn pep(&mut self, q: Query) -> Result<Option<Element>, Refusal> {
+        let writes = matches!(
+            q,
+            Query::Publish { .. } | Query::Retract { .. } | Query::PublishKey { .. }
+        );
+        if writes && self.device.is_relay() {
+            // A relay holds no secret: no item it could seal, no client it could
+            // give one to.
+            return Err(Refusal::forbidden().with_text(crate::service::RELAY_REFUSES));
+        }
         match q {
             Query::Items {
                 node,
@@ -138,9 +147,6 @@ impl Node {
             // A revoked device syncs no more: a write here would reach nobody.
             return Err(Refusal::forbidden()
                 .with_text("this device was revoked: it no longer syncs with the account"));
-        }
-        if self.device.is_relay() {
-            return Err(Refusal::forbidden().with_text(crate::service::RELAY_REFUSES));
         }
         let mut rng = rand::rng();
         self.device
