@@ -354,6 +354,17 @@ fn devices_behind_two_nats_sync_through_a_relay_then_directly() {
     let direct = connection_to(phone, "laptop").expect("connected");
     assert!(direct.contains(&t.wan_ip[0]), "{direct}");
 
+    // AutoNAT: the devices behind the NATs learn that the others cannot dial them
+    // (the relay's dial-back is dropped by their routers); the relay, that they can.
+    for d in [laptop, phone] {
+        d.wait("AutoNAT to say it is behind a NAT", |d| {
+            d.status()["node"]["reachable"] == "private"
+        });
+    }
+    relay.wait("AutoNAT to say it can be dialled", |d| {
+        d.status()["node"]["reachable"] == "public"
+    });
+
     // Now direct: an edit on the phone reaches the laptop with the relay gone.
     relay.stop();
     phone.ok(&["contact", "add", "nurse@capulet.lit", "--name", "Nurse"]);
