@@ -288,10 +288,10 @@ pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
     if v.node.running {
         outln!("node     running, listening on {}", joined(&v.node.listen));
     }
-    if v.node.running {
-        if let Some(reach) = reach_line(&v) {
-            outln!("reach    {reach}");
-        }
+    if v.node.running
+        && let Some(reach) = reach_line(&v)
+    {
+        outln!("reach    {reach}");
     }
     if v.node.running && relay {
         outln!(
