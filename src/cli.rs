@@ -318,6 +318,11 @@ enum PairCommand {
         /// Also print the code (with its addresses) as a QR code, for a phone.
         #[arg(long)]
         qr: bool,
+        /// For a relay device (`pair join --relay`): it keeps and forwards the
+        /// sealed records and is never sent a secret. A device joining with this
+        /// code must be a relay, and one joining with another code cannot be.
+        #[arg(long)]
+        relay: bool,
     },
     /// Joins the account of the device that printed CODE; creates this device.
     Join {
@@ -327,9 +332,9 @@ enum PairCommand {
         /// A name for this device (default: the host name).
         #[arg(long)]
         name: Option<String>,
-        /// Join as a relay: an always-on device (a home server, a VPS) that keeps
-        /// and forwards the account's sealed records and is never sent a secret,
-        /// so it cannot read a contact.
+        /// Join as a relay (with a code from `pair invite --relay`): an always-on
+        /// device (a home server, a VPS) that keeps and forwards the account's
+        /// sealed records and is never sent a secret, so it cannot read a contact.
         #[arg(long)]
         relay: bool,
         /// Seal this device's keys and secrets under a passphrase (as `init
@@ -554,9 +559,12 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             GroupCommand::Rm { name } => ops::done(&dir, Request::RemoveGroup { name }),
             GroupCommand::List { json } => ops::groups(&dir, json),
         },
-        Command::Pair(PairCommand::Invite { ttl, no_wait, qr }) => {
-            pair_cmd::invite(&dir, ttl, !no_wait, qr)
-        }
+        Command::Pair(PairCommand::Invite {
+            ttl,
+            no_wait,
+            qr,
+            relay,
+        }) => pair_cmd::invite(&dir, ttl, relay, !no_wait, qr),
         Command::Pair(PairCommand::Join {
             code,
             name,

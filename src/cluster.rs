@@ -227,7 +227,10 @@ pub(crate) fn init(dir: &Path, jid: &str, name: &str) -> Result<()> {
 
 /// Pairs a new device in `dir` with the running `inviter`.
 pub(crate) fn pair(inviter: &Node, dir: &Path, name: &str) -> Result<()> {
-    let invited: Invited = inviter.call(Request::Invite { ttl_secs: 600 })?;
+    let invited: Invited = inviter.call(Request::Invite {
+        ttl_secs: 600,
+        relay: false,
+    })?;
     let code = invited.long_code;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

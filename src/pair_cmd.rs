@@ -55,13 +55,21 @@ pub(crate) fn qr(text: &str) -> Result<String> {
 
 /// `kith pair invite`: prints the code; unless `!wait`, waits until the device
 /// joins (exit 0) or the invitation ends otherwise (exit 1).
-pub(crate) fn invite(dir: &Path, ttl: Duration, wait: bool, show_qr: bool) -> Result<()> {
+pub(crate) fn invite(
+    dir: &Path,
+    ttl: Duration,
+    relay: bool,
+    wait: bool,
+    show_qr: bool,
+) -> Result<()> {
     let v: Invited = ask(
         dir,
         Request::Invite {
             ttl_secs: ttl.as_secs(),
+            relay,
         },
     )?;
+    let join = if v.relay { "join --relay" } else { "join" };
     outln!(
         "Invite code: {} (valid until {}, {})",
         v.code,
@@ -69,11 +77,11 @@ pub(crate) fn invite(dir: &Path, ttl: Duration, wait: bool, show_qr: bool) -> Re
         until(v.expires_ms, now_ms())
     );
     outln!(
-        "On the new device, on this network:  kith pair join {}",
+        "On the new device, on this network:  kith pair {join} {}",
         v.code
     );
     outln!(
-        "From another network, or without mDNS: kith pair join {}",
+        "From another network, or without mDNS: kith pair {join} {}",
         v.long_code
     );
     if show_qr {
@@ -111,8 +119,9 @@ pub(crate) fn invite(dir: &Path, ttl: Duration, wait: bool, show_qr: bool) -> Re
             InvitationState::Open => std::thread::sleep(POLL),
             InvitationState::Joined => {
                 outln!(
-                    "{} joined.",
-                    who(mine.name.as_deref(), mine.device.as_deref())
+                    "{} joined{}.",
+                    who(mine.name.as_deref(), mine.device.as_deref()),
+                    if mine.relay { " as a relay" } else { "" }
                 );
                 return Ok(());
             }

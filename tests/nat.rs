@@ -42,6 +42,8 @@ fn inside(ns: &str, prog: &str, args: &[&str]) -> Result<(), String> {
 /// `host`. Deleted on drop.
 struct Topology {
     names: Vec<String>,
+    /// The namespaces this run made (and deletes): never another run's.
+    made: std::cell::RefCell<Vec<String>>,
     /// The relay's address on the internet.
     relay_ip: String,
     /// The devices' addresses on their private networks.
@@ -70,6 +72,7 @@ impl Topology {
                 .iter()
                 .map(|n| format!("{tag}{n}"))
                 .collect(),
+            made: std::cell::RefCell::new(Vec::new()),
             relay_ip: format!("10.200.{net}.1"),
             wan_ip: [format!("10.200.{net}.2"), format!("10.200.{net}.3")],
             host_ip: [
@@ -91,6 +94,7 @@ impl Topology {
         let t = self;
         for n in &t.names {
             ip(&["netns", "add", n])?;
+            t.made.borrow_mut().push(n.clone());
         }
         for n in &t.names {
             ip(&["-n", n, "link", "set", "lo", "up"])?;
@@ -236,7 +240,7 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        for n in &self.names {
+        for n in self.made.borrow().iter() {
             let _ = ip(&["netns", "del", n]);
         }
     }
@@ -268,7 +272,7 @@ fn devices_behind_two_nats_sync_through_a_relay_then_directly() {
     // device moves to its own network.
     let mut devices = account(&["laptop", "phone"]);
     let mut relay = Device::new();
-    let code = devices[0].invite();
+    let code = devices[0].invite_relay();
     let out = relay.kith(&["pair", "join", &code, "--name", "server", "--relay"]);
     assert!(out.status.success(), "{}", stderr(&out));
     for d in devices.iter_mut() {

@@ -300,6 +300,11 @@ impl Device {
         long_code(&self.ok(&["pair", "invite", "--ttl", "5m", "--no-wait"]))
     }
 
+    /// An invite code for a relay device (`pair invite --relay`), with addresses.
+    pub(crate) fn invite_relay(&self) -> String {
+        long_code(&self.ok(&["pair", "invite", "--relay", "--ttl", "5m", "--no-wait"]))
+    }
+
     /// Joins the account of `inviter` as `name`, and starts.
     pub(crate) fn join(&mut self, inviter: &Device, name: &str) {
         let code = inviter.invite();

@@ -22,7 +22,26 @@ fn secret_elements(d: &Device) -> usize {
 fn a_relay_keeps_what_it_cannot_read_and_a_device_catches_up_from_it_alone() {
     let mut devices = account(&["laptop", "phone"]);
     let mut relay = Device::new();
+    // The inviting person chooses the role: a code for a full device takes no
+    // relay, and a code for a relay takes no full device (which would get the
+    // secrets); neither refusal uses the code up.
     let code = devices[0].invite();
+    let out = relay.kith(&["pair", "join", &code, "--name", "server", "--relay"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("for a full device"),
+        "{}",
+        stderr(&out)
+    );
+    let code = devices[0].invite_relay();
+    let sneaky = Device::new();
+    let out = sneaky.kith(&["pair", "join", &code, "--name", "sneaky"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("for a relay device"),
+        "{}",
+        stderr(&out)
+    );
     let out = relay.kith(&["pair", "join", &code, "--name", "server", "--relay"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout);
@@ -148,7 +167,7 @@ fn an_outsider_is_refused_a_relay_reservation() {
 
     let devices = account(&["laptop"]);
     let mut server = Device::new();
-    let code = devices[0].invite();
+    let code = devices[0].invite_relay();
     let out = server.kith(&["pair", "join", &code, "--name", "server", "--relay"]);
     assert!(out.status.success(), "{}", stderr(&out));
     server.start();
@@ -169,10 +188,12 @@ fn an_outsider_is_refused_a_relay_reservation() {
         let k = key.clone();
         let mut swarm = net::node_swarm(
             key,
-            |relay_client| Behaviour::new(&k, None, relay_client, false),
+            |relay_client| Behaviour::new(&k, None, relay_client, false, false),
             Duration::from_secs(60),
         )
         .expect("swarm");
+        // Its own gate lets anyone in: only the relay device's gate is under test.
+        swarm.behaviour_mut().gate.set_pairing_open(true);
         swarm
             .listen_on(circuit.clone())
             .expect("a circuit listener");
@@ -195,6 +216,9 @@ fn an_outsider_is_refused_a_relay_reservation() {
     assert!(!reserved, "an outsider got a reservation");
     assert!(refused, "the outsider's reservation attempt never ended");
     // It relays for the account's laptop, and for nobody else.
+    server.wait("a reservation for the laptop", |s| {
+        s.log().contains("relaying for laptop (")
+    });
     let log = server.log();
     assert!(
         log.lines()

@@ -219,8 +219,9 @@ mod behaviour {
         /// Hole punching: a relayed connection is upgraded to a direct one when
         /// both sides' NATs let it.
         pub dcutr: dcutr::Behaviour,
-        /// Whether the other devices can dial this one (probes by connected devices).
-        pub autonat: autonat::Behaviour,
+        /// Whether the devices connected could dial this one back: on accounts with
+        /// a relay device only (a LAN needs no probes, and sends none).
+        pub autonat: Toggle<autonat::Behaviour>,
     }
 
     /// The pairing listener's behaviour: a separate swarm on its own port, so that
@@ -298,7 +299,12 @@ fn relay_config() -> libp2p::relay::Config {
         max_circuits_per_peer: 8,
         max_circuit_duration: Duration::from_secs(3600),
         max_circuit_bytes: 256 * 1024 * 1024,
-        ..Default::default()
+        // No rate limits: libp2p's (30 requests, then one every 2 minutes per peer)
+        // are spent by devices trying an absent device through the relay every
+        // 10 s, and would then refuse the circuit a device needs when it comes
+        // back. The gate (own devices only) and the caps above bound the relay.
+        reservation_rate_limiters: Vec::new(),
+        circuit_src_rate_limiters: Vec::new(),
     }
 }
 
@@ -307,7 +313,8 @@ fn relay_config() -> libp2p::relay::Config {
 fn autonat_config() -> libp2p::autonat::Config {
     libp2p::autonat::Config {
         boot_delay: Duration::from_secs(5),
-        retry_interval: Duration::from_secs(60),
+        retry_interval: Duration::from_secs(120),
+        refresh_interval: Duration::from_secs(30 * 60),
         throttle_server_period: Duration::from_secs(30),
         only_global_ips: false,
         ..Default::default()
@@ -317,12 +324,14 @@ fn autonat_config() -> libp2p::autonat::Config {
 impl Behaviour {
     /// The behaviour for `key`, with settings for a small mesh of own devices; sync
     /// frames are checked ahead of the device by `ahead`, if given; `relay_client`
-    /// comes from the transport; `serve_relay` on relay devices.
+    /// comes from the transport; `serve_relay` on relay devices; `probe_nat` where
+    /// the account has a relay device.
     pub fn new(
         key: &Keypair,
         ahead: Option<Arc<Ahead>>,
         relay_client: libp2p::relay::client::Behaviour,
         serve_relay: bool,
+        probe_nat: bool,
     ) -> Result<Self, String> {
         let config = gossipsub::ConfigBuilder::default()
             // Messages carry no author, sequence number or signature: every record
@@ -377,7 +386,11 @@ impl Behaviour {
                 .into(),
             relay_client,
             dcutr: libp2p::dcutr::Behaviour::new(key.public().to_peer_id()),
-            autonat: libp2p::autonat::Behaviour::new(key.public().to_peer_id(), autonat_config()),
+            autonat: probe_nat
+                .then(|| {
+                    libp2p::autonat::Behaviour::new(key.public().to_peer_id(), autonat_config())
+                })
+                .into(),
         })
     }
 }

@@ -199,6 +199,9 @@ pub struct Invited {
     pub expires: String,
     /// The same, Unix ms.
     pub expires_ms: u64,
+    /// Whether it is for a relay device.
+    #[serde(default)]
+    pub relay: bool,
 }
 
 /// How an invitation stands.
@@ -238,6 +241,9 @@ pub struct Invitation {
     pub expires: String,
     /// The same, Unix ms.
     pub expires_ms: u64,
+    /// Whether it is for a relay device.
+    #[serde(default)]
+    pub relay: bool,
 }
 
 /// The invitations open or ended within the hour.

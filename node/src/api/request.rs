@@ -128,6 +128,9 @@ pub enum Request {
     Invite {
         /// Seconds it stays valid.
         ttl_secs: u64,
+        /// For a relay device (which is never sent a secret).
+        #[serde(default)]
+        relay: bool,
     },
     /// The invitations the node remembers: open ones, and those ended within the
     /// last hour, with how each stands.

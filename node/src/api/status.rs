@@ -32,6 +32,7 @@ pub struct ThisDevice {
     /// Who revoked it, if someone did.
     pub revoked_by: Option<RevokedBy>,
     /// Its role: a relay holds sealed records it cannot read.
+    #[serde(default)]
     pub role: Role,
 }
 
@@ -86,10 +87,11 @@ pub struct MemberSync {
 }
 
 /// A device's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads and writes contacts.
+    #[default]
     Full,
     /// Stores and forwards, holds no secret.
     Relay,

@@ -75,6 +75,11 @@ impl Node {
     }
 
     pub(super) fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        // Through the relay devices too, in the same dial: a direct address that
+        // a router silently drops would otherwise hold the relayed way back until
+        // it times out.
+        let mut addrs = addrs;
+        addrs.extend(self.circuit_addrs(&peer));
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -134,7 +139,12 @@ impl Node {
     /// The pairing port and the nameplates to advertise, while there are any.
     fn pairing_advert(&self) -> Option<(u16, Vec<String>)> {
         let plates = self.device.invitations.nameplates(wall_now().0);
-        let port = self.pair_listen.iter().find_map(tcp_port)?;
+        // The IPv4 listener's: joiners dial the advertised IPv4 addresses.
+        let port = self
+            .pair_listen
+            .iter()
+            .filter(|a| a.iter().any(|p| matches!(p, Protocol::Ip4(_))))
+            .find_map(tcp_port)?;
         (!plates.is_empty()).then_some((port, plates))
     }
 

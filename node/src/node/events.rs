@@ -9,7 +9,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, gossipsub, identify};
 use tracing::{debug, info, warn};
 
-use super::listen::{port_of, tcp_port};
+use super::listen::{self, port_of, tcp_port};
 use super::{Error, Node, relayed};
 use crate::device::wall_now;
 use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
@@ -76,7 +76,13 @@ impl Node {
                 address,
             } => {
                 info!("listening on {address}/p2p/{}", self.me);
-                if self.moving.is_empty() || self.moving.iter().any(|(id, _)| *id == listener_id) {
+                // A reservation's circuit address carries the relay's port: never
+                // the one advertised.
+                let own = !relayed::is_relayed(&address);
+                if own
+                    && (self.moving.is_empty()
+                        || self.moving.iter().any(|(id, _)| *id == listener_id))
+                {
                     self.p2p_port = self.p2p_port.or_else(|| tcp_port(&address));
                 }
                 self.relay_listens_at(&address);
@@ -87,6 +93,7 @@ impl Node {
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen.retain(|a| *a != address);
+                self.relay_stops_listening_at(&address);
             }
             SwarmEvent::ListenerClosed {
                 listener_id,
@@ -94,6 +101,9 @@ impl Node {
                 ..
             } => {
                 self.listen.retain(|a| !addresses.contains(a));
+                for a in &addresses {
+                    self.relay_stops_listening_at(a);
+                }
                 self.listener_closed(listener_id);
             }
             SwarmEvent::ConnectionEstablished {
@@ -141,21 +151,19 @@ impl Node {
                             }
                             None => info!("{} connected ({at})", self.who(&peer_id)),
                         }
-                        self.connected.insert(peer_id, shown.clone());
                         self.device.input(Input::Connected {
                             peer: peer_id,
                             device,
                         })?;
-                    } else if !relayed::is_relayed(&shown)
-                        && self
-                            .connected
-                            .get(&peer_id)
-                            .is_some_and(relayed::is_relayed)
-                    {
-                        // Hole punching (or a dial) gave a direct connection beside
-                        // the relayed one: status shows the direct one.
-                        self.connected.insert(peer_id, shown.clone());
                     }
+                    // Status shows a direct connection when there is one (hole
+                    // punching, or a dial, gave one beside the relayed one).
+                    let links = self.links.entry(peer_id).or_default();
+                    links.insert(connection_id, shown.clone());
+                    if let Some(best) = relayed::shown(links) {
+                        self.connected.insert(peer_id, best);
+                    }
+                    self.reach.backoff.remove(&peer_id);
                     if endpoint.is_dialer() {
                         self.relay_connected(peer_id, &remote);
                     }
@@ -177,9 +185,26 @@ impl Node {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => {
+                // Another connection stays: status shows the best of those left.
+                if let Some(links) = self.links.get_mut(&peer_id) {
+                    links.remove(&connection_id);
+                    if let (Some(best), true) =
+                        (relayed::shown(links), self.connected.contains_key(&peer_id))
+                    {
+                        self.connected.insert(peer_id, best);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
                 num_established: 0,
                 ..
             } if self.connected.remove(&peer_id).is_some() => {
+                self.links.remove(&peer_id);
                 info!("{} disconnected", self.who(&peer_id));
                 self.relay_gone(&peer_id);
                 // Where it stood when last heard from, for the next run (what it
@@ -289,25 +314,30 @@ impl Node {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if let (true, Some(d)) = (self.allowed.contains(&peer_id), net::device_of(&peer_id))
                 {
-                    let addrs: Vec<String> = info
+                    // In a stable order (identify's comes from a hash set): IPv4
+                    // before IPv6, TCP before QUIC; never unspecified, relayed or
+                    // IPv6 link-local addresses.
+                    let mut usable: Vec<&libp2p::Multiaddr> = info
                         .listen_addrs
                         .iter()
                         .filter(|a| port_of(a).is_some() && !relayed::is_relayed(a))
+                        .filter(|a| !relayed::is_link_local(a))
                         .filter(|a| {
                             !a.iter().any(|p| {
                                 matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
                                     || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
                             })
                         })
-                        .take(8)
-                        .map(|a| a.to_string())
                         .collect();
+                    usable
+                        .sort_by_key(|a| (listen::is_ip6(a), tcp_port(a).is_none(), a.to_string()));
+                    let addrs: Vec<String> = usable.iter().take(8).map(|a| a.to_string()).collect();
                     if !addrs.is_empty() {
                         self.device.remember_addrs(&d.0, &addrs.join(" "))?;
                     }
                     // A relay that dialled this device: reserve at an address it
                     // listens on.
-                    if let Some(at) = info.listen_addrs.first() {
+                    if let Some(at) = usable.first() {
                         self.relay_connected(peer_id, at);
                     }
                 }

@@ -10,12 +10,13 @@
 //! until its circuit ends. Relay devices serve circuits to the account's devices
 //! only: the gate refuses every other peer before any protocol runs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use kith_protocol::roster::Role;
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, relay};
 use tracing::{debug, info};
@@ -37,6 +38,9 @@ pub(super) struct Relay {
     pub(super) reserved: bool,
 }
 
+/// Longest wait between two tries of one absent device through the relays.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
 /// What this device learnt about reaching the others, for `status`.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Reach {
@@ -44,6 +48,29 @@ pub(super) struct Reach {
     pub(super) nat: Option<autonat::NatStatus>,
     /// When devices were last tried through the relays.
     pub(super) last_tried: Option<Instant>,
+    /// Devices tried through the relays and not reached: when to try each next,
+    /// and the wait after that (doubling to [`MAX_BACKOFF`]; forgotten once it
+    /// connects).
+    pub(super) backoff: BTreeMap<PeerId, (Instant, Duration)>,
+}
+
+/// Every connection to one peer, with the address `status` would show for each.
+pub(super) type Links = BTreeMap<ConnectionId, Multiaddr>;
+
+/// The address to show for a peer's connections: a direct one if there is one.
+pub(super) fn shown(links: &Links) -> Option<Multiaddr> {
+    links
+        .values()
+        .find(|a| !is_relayed(a))
+        .or_else(|| links.values().next())
+        .cloned()
+}
+
+/// Whether `addr` is an IPv6 link-local address (`fe80::/10`): meaningless
+/// without an interface, which multiaddrs do not carry.
+pub(super) fn is_link_local(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, Protocol::Ip6(ip) if ip.segments()[0] & 0xffc0 == 0xfe80))
 }
 
 /// Whether `addr` goes through a relay.
@@ -150,28 +177,28 @@ impl Node {
         }
         self.reach.last_tried = Some(now);
         self.reserve_again();
-        let relays: Vec<(PeerId, Multiaddr)> = self
-            .relays
-            .iter()
-            .map(|(p, r)| (*p, r.addr.clone()))
-            .collect();
         let relay_devices = self.relay_devices();
         let wanted: Vec<PeerId> = self
             .allowed
             .iter()
             .filter(|p| !self.connected.contains_key(p) && !relay_devices.contains(p))
+            .filter(|p| {
+                self.reach
+                    .backoff
+                    .get(p)
+                    .is_none_or(|(next, _)| *next <= now)
+            })
             .copied()
             .collect();
         for peer in wanted {
-            let addrs: Vec<Multiaddr> = relays
-                .iter()
-                .map(|(r, addr)| {
-                    addr.clone()
-                        .with(Protocol::P2p(*r))
-                        .with(Protocol::P2pCircuit)
-                        .with(Protocol::P2p(peer))
-                })
-                .collect();
+            // Tried again after 10 s, 20 s, 40 s… up to 5 min while it stays away.
+            let wait = self
+                .reach
+                .backoff
+                .get(&peer)
+                .map_or(REDIAL, |(_, w)| (*w * 2).min(MAX_BACKOFF));
+            self.reach.backoff.insert(peer, (now + wait, wait));
+            let addrs = self.circuit_addrs(&peer);
             let opts = DialOpts::peer_id(peer)
                 .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -182,6 +209,24 @@ impl Node {
         }
     }
 
+    /// Where `peer` may be reached through each relay device this one is
+    /// connected to.
+    pub(super) fn circuit_addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.relays
+            .iter()
+            .filter(|(r, _)| *r != peer)
+            .map(|(r, relay)| {
+                relay
+                    .addr
+                    .clone()
+                    .with(Protocol::P2p(*r))
+                    .with(Protocol::P2pCircuit)
+                    .with(Protocol::P2p(*peer))
+            })
+            .collect()
+    }
+
+    /// Logs what the relay client reports, and notes accepted reservations.
     pub(super) fn on_relay_client(&mut self, event: relay::client::Event) {
         match event {
             relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } => {
@@ -207,6 +252,7 @@ impl Node {
         }
     }
 
+    /// Logs what the relay service (on a relay device) reports.
     pub(super) fn on_relay_server(&mut self, event: relay::Event) {
         match event {
             relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
@@ -226,6 +272,7 @@ impl Node {
         }
     }
 
+    /// Logs how hole punching went.
     pub(super) fn on_dcutr(&mut self, event: dcutr::Event) {
         match event.result {
             Ok(_) => info!(
@@ -248,8 +295,15 @@ impl Node {
             matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
                 || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
         });
-        if self.device.is_relay() && !unspecified && !is_relayed(addr) {
+        if self.device.is_relay() && !unspecified && !is_relayed(addr) && !is_link_local(addr) {
             self.swarm.add_external_address(addr.clone());
+        }
+    }
+
+    /// A listen address went away: a relay device no longer hands it out.
+    pub(super) fn relay_stops_listening_at(&mut self, addr: &Multiaddr) {
+        if self.device.is_relay() {
+            self.swarm.remove_external_address(addr);
         }
     }
 
@@ -267,6 +321,7 @@ impl Node {
         }
     }
 
+    /// Notes and logs what AutoNAT concluded.
     pub(super) fn on_autonat(&mut self, event: autonat::Event) {
         if let autonat::Event::StatusChanged { new, .. } = event {
             match &new {

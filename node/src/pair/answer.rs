@@ -3,7 +3,7 @@
 
 use kith_protocol::ox;
 use kith_protocol::record::{DeviceId, Space};
-use kith_protocol::roster::Entry;
+use kith_protocol::roster::{Entry, Role};
 use libp2p::{Multiaddr, PeerId};
 
 use super::{Refusal, Request, Response, b64, unb64};
@@ -112,12 +112,33 @@ impl Device {
                         "the entry is not for the connected device".into(),
                     ));
                 }
-                // A full device or a relay (which is never sent a secret): the
-                // joiner chooses, the code is what lets it join at all.
                 if entry.revoked || crate::device::check_name(&entry.name).is_err() {
                     return Err(Refusal::Roster(
                         "the entry must be an unrevoked device with a short name".into(),
                     ));
+                }
+                // The inviting person chose the role: a device that holds a code
+                // for a relay never gets the secrets by asking to be a full one.
+                let relay = entry.role == Role::Relay;
+                let wanted = self.invitations.for_relay(peer);
+                if wanted != relay {
+                    // The exchange ends: the device the code is for may join now.
+                    self.invitations.forget(peer);
+                }
+                match (wanted, relay) {
+                    (true, false) => {
+                        return Err(Refusal::Roster(
+                            "this invitation is for a relay device: join with `--relay`".into(),
+                        ));
+                    }
+                    (false, true) => {
+                        return Err(Refusal::Roster(
+                            "this invitation is for a full device: join without `--relay`, \
+                             or ask for `kith pair invite --relay`"
+                                .into(),
+                        ));
+                    }
+                    _ => {}
                 }
                 ox::cert_from_bytes(&entry.cert)
                     .map_err(|e| Refusal::Roster(format!("bad certificate: {e}")))?;

@@ -65,6 +65,9 @@ pub struct Invitation {
     pub expires_ms: u64,
     /// Wrong proofs so far.
     pub wrong: u8,
+    /// Whether it is for a relay device (a device joining with it must ask to be
+    /// one), or for a full device.
+    pub relay: bool,
     ended: Option<(State, u64)>,
 }
 
@@ -179,6 +182,17 @@ impl Invitations {
         expires_ms: u64,
         rng: &mut impl rand::Rng,
     ) -> Result<Code, Error> {
+        self.open_for(now_ms, expires_ms, false, rng)
+    }
+
+    /// [`Invitations::open`], for a relay device when `relay`.
+    pub fn open_for(
+        &mut self,
+        now_ms: u64,
+        expires_ms: u64,
+        relay: bool,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Code, Error> {
         self.prune(now_ms);
         let open = self
             .list
@@ -201,6 +215,7 @@ impl Invitations {
                 created_ms: now_ms,
                 expires_ms,
                 wrong: 0,
+                relay,
                 ended: None,
             },
         );
@@ -326,6 +341,14 @@ impl Invitations {
             s.confirmed = true;
         }
         Ok(ours)
+    }
+
+    /// Whether the invitation `peer` proved it holds is for a relay device.
+    pub fn for_relay(&self, peer: &PeerId) -> bool {
+        self.sessions
+            .get(peer)
+            .and_then(|s| self.list.get(&s.nameplate))
+            .is_some_and(|i| i.relay)
     }
 
     /// Step 3, before the roster changes: the nameplate of `peer`'s confirmed

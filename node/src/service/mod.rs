@@ -137,11 +137,12 @@ fn jids_of(c: &MergedContact) -> Vec<String> {
         .collect()
 }
 
-/// Why a relay device refuses a request about contacts, groups, secrets, clients
-/// or devices.
+/// Why a relay device refuses a request about contacts, groups, secrets or
+/// clients, or a change to the roster.
 pub const RELAY_REFUSES: &str = "this device is a relay: it keeps the account's sealed \
      records for the other devices and holds no secret, so it cannot read or change \
-     contacts, groups, devices or clients (use a full device)";
+     contacts or groups, nor invite, rename or revoke devices, rotate secrets or \
+     approve clients (use a full device)";
 
 impl Device {
     /// Answers one request. `progress` hears how far an import got.
@@ -372,7 +373,7 @@ impl Device {
                 }
                 .into())
             }
-            Request::Invite { ttl_secs } => Ok(self.invite(net, ttl_secs)?.into()),
+            Request::Invite { ttl_secs, relay } => Ok(self.invite(net, ttl_secs, relay)?.into()),
             Request::Invitations => Ok(self.invitations(net)?.into()),
             Request::CancelInvites { code } => {
                 Ok(self.cancel_invites(net, code.as_deref())?.into())

@@ -23,7 +23,12 @@ fn needs_node() -> Error {
 fn code_addrs(listen: &[Multiaddr]) -> Vec<Multiaddr> {
     let mut addrs: Vec<Multiaddr> = listen
         .iter()
-        .filter(|a| socket_of(a).is_some_and(|s| !s.ip().is_unspecified()))
+        .filter(|a| {
+            socket_of(a).is_some_and(|s| {
+                let link_local = matches!(s.ip(), std::net::IpAddr::V6(ip) if ip.segments()[0] & 0xffc0 == 0xfe80);
+                !s.ip().is_unspecified() && !link_local
+            })
+        })
         .cloned()
         .collect();
     addrs.sort_by_key(|a| socket_of(a).is_some_and(|s| s.ip().is_loopback()));
@@ -32,7 +37,12 @@ fn code_addrs(listen: &[Multiaddr]) -> Vec<Multiaddr> {
 }
 
 impl Device {
-    pub(super) fn invite(&mut self, net: &NetInfo, ttl_secs: u64) -> Result<Invited, Error> {
+    pub(super) fn invite(
+        &mut self,
+        net: &NetInfo,
+        ttl_secs: u64,
+        relay: bool,
+    ) -> Result<Invited, Error> {
         if !net.online {
             return Err(needs_node());
         }
@@ -50,7 +60,7 @@ impl Device {
         let expires_ms = now + ttl_secs * 1000;
         let code = self
             .invitations
-            .open(now, expires_ms, &mut rand::rng())
+            .open_for(now, expires_ms, relay, &mut rand::rng())
             .map_err(refused)?
             .with_addrs(addrs);
         Ok(Invited {
@@ -59,6 +69,7 @@ impl Device {
             nameplate: code.nameplate(),
             expires: iso(expires_ms),
             expires_ms,
+            relay,
         })
     }
 
@@ -93,6 +104,7 @@ impl Device {
                     created_ms: i.created_ms,
                     expires: iso(i.expires_ms),
                     expires_ms: i.expires_ms,
+                    relay: i.relay,
                 }
             })
             .collect();
