@@ -16,6 +16,9 @@ use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
 use crate::pair;
 use libp2p::multiaddr::Protocol;
 
+/// Direct connections kept to one device (more are closed, the oldest first).
+const MAX_DIRECT: usize = 2;
+
 /// Swarm events handled in one transaction at most ([`Node::on_swarm_batch`]).
 const BATCH_EVENTS: usize = 256;
 
@@ -162,6 +165,13 @@ impl Node {
                     links.insert(connection_id, shown.clone());
                     if let Some(best) = relayed::shown(links) {
                         self.connected.insert(peer_id, best);
+                    }
+                    // Two direct connections to one device are plenty (one each
+                    // way); more come from AutoNAT's dial-backs and crossed dials,
+                    // and would fill the gate's room for it: the oldest go.
+                    let surplus = relayed::surplus(links, MAX_DIRECT);
+                    for id in surplus {
+                        self.swarm.close_connection(id);
                     }
                     self.reach.backoff.remove(&peer_id);
                     if endpoint.is_dialer() {

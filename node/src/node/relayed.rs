@@ -66,6 +66,18 @@ pub(super) fn shown(links: &Links) -> Option<Multiaddr> {
         .cloned()
 }
 
+/// The connections beyond the newest `keep` direct ones, oldest first (connection
+/// ids grow with time); relayed ones are left alone (their circuits end by
+/// themselves).
+pub(super) fn surplus(links: &Links, keep: usize) -> Vec<ConnectionId> {
+    let direct: Vec<ConnectionId> = links
+        .iter()
+        .filter(|(_, a)| !is_relayed(a))
+        .map(|(id, _)| *id)
+        .collect();
+    direct[..direct.len().saturating_sub(keep)].to_vec()
+}
+
 /// Whether `addr` is an IPv6 link-local address (`fe80::/10`): meaningless
 /// without an interface, which multiaddrs do not carry.
 pub(super) fn is_link_local(addr: &Multiaddr) -> bool {
