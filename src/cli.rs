@@ -112,6 +112,41 @@ enum Command {
     Item(ItemCommand),
 }
 
+/// A `--peer` address the node can dial: an IPv4 or IPv6 address with a TCP port,
+/// or a UDP port and `quic-v1` (optionally ending in `/p2p/ID`); no DNS names.
+fn dialable(text: &str) -> Result<Multiaddr, String> {
+    use kith_node::net::Protocol;
+    let addr: Multiaddr = text.parse().map_err(|e| format!("{e}"))?;
+    let parts: Vec<Protocol> = addr.iter().collect();
+    let ok = match parts.as_slice() {
+        [
+            Protocol::Ip4(_) | Protocol::Ip6(_),
+            Protocol::Tcp(_),
+            rest @ ..,
+        ] => {
+            matches!(rest, [] | [Protocol::P2p(_)])
+        }
+        [
+            Protocol::Ip4(_) | Protocol::Ip6(_),
+            Protocol::Udp(_),
+            Protocol::QuicV1,
+            rest @ ..,
+        ] => {
+            matches!(rest, [] | [Protocol::P2p(_)])
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(addr)
+    } else {
+        Err(
+            "give /ip4/ADDR/tcp/PORT, /ip6/ADDR/tcp/PORT or /ip4/ADDR/udp/PORT/quic-v1 \
+             (no DNS names)"
+                .to_owned(),
+        )
+    }
+}
+
 /// Options of `kith run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -121,8 +156,9 @@ pub(crate) struct RunArgs {
     /// secrets; another port stays.
     #[arg(long = "listen", value_name = "MULTIADDR")]
     pub(crate) listen: Vec<Multiaddr>,
-    /// A peer to dial whatever discovery finds (repeatable).
-    #[arg(long = "peer", value_name = "MULTIADDR")]
+    /// A peer to dial whatever discovery finds (repeatable): /ip4/ADDR/tcp/PORT,
+    /// /ip6/ADDR/tcp/PORT or /ip4/ADDR/udp/PORT/quic-v1 (no DNS names).
+    #[arg(long = "peer", value_name = "MULTIADDR", value_parser = dialable)]
     pub(crate) peers: Vec<Multiaddr>,
     /// No mDNS: configured and remembered peers only.
     #[arg(long)]

@@ -241,9 +241,9 @@ fn reach_line(v: &Status) -> Option<String> {
         })
         .collect();
     let nat = match v.node.reachable.as_deref() {
-        Some("public") => Some("the other devices can dial this one"),
+        Some("public") => Some("the devices connected could dial this one back"),
         Some("private") => {
-            Some("the other devices cannot dial this one (behind a NAT or firewall)")
+            Some("the devices connected could not dial this one back (behind a NAT or firewall?)")
         }
         _ => None,
     };
@@ -308,6 +308,8 @@ pub(crate) fn status(dir: &Path, json: bool, verbose: bool) -> Result<()> {
                 .map_or_else(|| "-".to_owned(), |p| p.to_string()),
             opt(v.node.xmpp_instance.as_deref())
         );
+    } else if relay {
+        outln!("node     not running");
     } else {
         outln!("node     not running (edits are stored and sync at the next `kith run`)");
     }

@@ -1,12 +1,13 @@
 //! Transports beyond TCP over IPv4: two devices sync over QUIC alone, and over TCP
 //! on IPv6 (loopback `::1`).
 
-use crate::nodes::account;
+use crate::nodes::{Device, account};
+use crate::util::stderr;
 
 /// Restarts both devices listening on `listen` (an address with port 0), the
 /// second dialling the first where it now listens, and checks an edit on each
 /// reaches the other over that transport.
-fn sync_over(listen: &str, transport: &str) {
+fn sync_over(listen: &str, transport: &str) -> Device {
     let mut devices = account(&["laptop", "phone"]);
     for d in devices.iter_mut() {
         d.stop();
@@ -34,11 +35,54 @@ fn sync_over(listen: &str, transport: &str) {
         .collect();
     assert!(!conns.is_empty(), "{status}");
     assert!(conns.iter().all(|c| c.contains(transport)), "{conns:?}");
+    devices.remove(0)
 }
 
 #[test]
 fn devices_sync_over_quic_alone() {
-    sync_over("/ip4/127.0.0.1/udp/0/quic-v1", "/quic-v1");
+    let laptop = sync_over("/ip4/127.0.0.1/udp/0/quic-v1", "/quic-v1");
+    // Pairing has a TCP listener only: said so.
+    let out = laptop.kith(&["pair", "invite", "--no-wait"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pairing needs a TCP listen address"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A fixed TCP port another node holds is refused (exit 5), though libp2p's
+/// listeners share ports among themselves (`SO_REUSEPORT`); a `--peer` the node
+/// could never dial is refused at once (exit 2).
+#[test]
+fn a_taken_port_and_an_undialable_peer_are_refused() {
+    let mut first = account(&["laptop"]).remove(0);
+    first.stop();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("its address").port()
+    };
+    let at = format!("/ip4/127.0.0.1/tcp/{port}");
+    first.start_with(&at, &["--no-mdns"]);
+    let other = Device::new();
+    other.ok(&["init", "--jid", "juliet@capulet.lit", "--name", "other"]);
+    let (code, _, err) = other.spawn(&["run", "--listen", &at, "--no-mdns"]).finish();
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("Address already in use"), "{err}");
+    for peer in [
+        "/dns4/example.org/tcp/4001",
+        "/ip4/127.0.0.1/tcp/1/ws",
+        "/ip4/127.0.0.1/udp/1/quic",
+        "/ip4/127.0.0.1",
+    ] {
+        let out = other.kith(&["run", "--no-mdns", "--peer", peer]);
+        assert_eq!(out.status.code(), Some(2), "{peer}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no DNS names"),
+            "{peer}: {}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

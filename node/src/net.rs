@@ -12,6 +12,7 @@ use kith_protocol::record::DeviceId;
 use kith_protocol::sync::wire;
 pub use libp2p::Multiaddr;
 use libp2p::identity::{self, Keypair, PeerId};
+pub use libp2p::multiaddr::Protocol;
 use libp2p::{StreamProtocol, gossipsub, identify, request_response};
 use sha2::{Digest, Sha256};
 

@@ -37,6 +37,43 @@ pub(super) fn default_listen() -> Vec<Multiaddr> {
     addrs
 }
 
+/// Whether the TCP port of `addr` is free. libp2p's TCP listeners set
+/// `SO_REUSEPORT` (for hole punching, dials leave from the listening port), so a
+/// second node asked for the same port would bind it too and the kernel would
+/// share the connections between the two: a plain socket's bind tells first.
+pub(super) fn tcp_port_free(addr: &Multiaddr) -> bool {
+    let (Some(port), Some(ip)) = (tcp_port(addr), ip_of(addr)) else {
+        return true;
+    };
+    if port == 0 {
+        return true;
+    }
+    // As libp2p makes its own (IPv6 sockets v6-only, address reuse), without
+    // `SO_REUSEPORT`: the bind fails while anyone listens there.
+    let at = std::net::SocketAddr::new(ip, port);
+    let probe = || -> std::io::Result<()> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(at),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        if at.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.bind(&at.into())
+    };
+    probe().is_ok()
+}
+
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
 /// Whether `addr` is an IPv6 address.
 pub(super) fn is_ip6(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::Ip6(_)))
@@ -58,7 +95,14 @@ pub(super) fn listen_moving(
             })
             .collect()
     };
-    swarm.listen_on(at(port)).or_else(|_| {
+    let wanted = at(port);
+    let free = tcp_port_free(&wanted);
+    let listened = if free {
+        swarm.listen_on(wanted).map_err(|_| ())
+    } else {
+        Err(())
+    };
+    listened.or_else(|_| {
         debug!("port {port} is taken; listening on another");
         swarm
             .listen_on(addr.clone())

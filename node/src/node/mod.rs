@@ -32,6 +32,7 @@ use tracing::warn;
 
 use self::listen::{
     bind_ip, bind_stream, default_listen, is_ip6, listen_moving, port_of, reason, tcp_port,
+    tcp_port_free,
 };
 use crate::api::{self, Call, Handle, Reply, Request};
 use crate::device::Device;
@@ -166,6 +167,9 @@ struct Node {
     relays: BTreeMap<PeerId, relayed::Relay>,
     /// Every connection to each roster device, with its address.
     links: BTreeMap<PeerId, relayed::Links>,
+    /// Whether a listen address is unspecified (`0.0.0.0`, `::`): the node then
+    /// listens on every interface, loopback among them.
+    listen_any: bool,
     /// What AutoNAT and the relays say about reaching this device.
     reach: relayed::Reach,
 }
@@ -235,6 +239,8 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         let opened = if port_of(addr) == Some(0) {
             listen_moving(&mut swarm, addr, guise.p2p_port)
                 .map(|id| moving.push((id, addr.clone())))
+        } else if !tcp_port_free(addr) {
+            Err(Error::Listen(format!("{addr}: Address already in use")))
         } else {
             swarm
                 .listen_on(addr.clone())
@@ -372,6 +378,12 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         seen: BTreeMap::new(),
         relays: BTreeMap::new(),
         links: BTreeMap::new(),
+        listen_any: listen.iter().any(|a| {
+            a.iter().any(|p| {
+                matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+                    || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+            })
+        }),
         reach: relayed::Reach::default(),
     };
     node.update_roster();

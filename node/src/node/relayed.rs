@@ -307,7 +307,18 @@ impl Node {
             matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
                 || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
         });
-        if self.device.is_relay() && !unspecified && !is_relayed(addr) && !is_link_local(addr) {
+        // Listening on every address, the loopback ones mean nothing elsewhere;
+        // listening on loopback alone (a test, one machine), they are all it has.
+        let loopback = addr.iter().any(|p| {
+            matches!(p, Protocol::Ip4(ip) if ip.is_loopback())
+                || matches!(p, Protocol::Ip6(ip) if ip.is_loopback())
+        });
+        if self.device.is_relay()
+            && !unspecified
+            && !is_relayed(addr)
+            && !is_link_local(addr)
+            && !(loopback && self.listen_any)
+        {
             self.swarm.add_external_address(addr.clone());
         }
     }
@@ -338,11 +349,12 @@ impl Node {
         if let autonat::Event::StatusChanged { new, .. } = event {
             match &new {
                 autonat::NatStatus::Public(addr) => {
-                    info!("the other devices can dial this one (at {addr})")
+                    info!("the devices connected could dial this one back (at {addr})")
                 }
-                autonat::NatStatus::Private => {
-                    info!("the other devices cannot dial this one: it is reached through relays")
-                }
+                autonat::NatStatus::Private => info!(
+                    "the devices connected could not dial this one back (behind a NAT or a \
+                     firewall?): the others reach it through a relay device, if any"
+                ),
                 autonat::NatStatus::Unknown => {}
             }
             self.reach.nat = Some(new);

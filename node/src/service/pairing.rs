@@ -52,6 +52,12 @@ impl Device {
                 MAX_INVITE_TTL_SECS / 86_400
             )));
         }
+        if net.pair_listen.is_empty() {
+            return Err(refused(
+                "pairing needs a TCP listen address (the node listens on QUIC only): \
+                 run it with a --listen /ip4/ADDR/tcp/PORT too",
+            ));
+        }
         let addrs = code_addrs(&net.pair_listen);
         if addrs.is_empty() {
             return Err(refused("the node listens on no address a peer could dial"));

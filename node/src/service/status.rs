@@ -71,7 +71,14 @@ impl Device {
             device: ThisDevice {
                 id: me.to_string(),
                 peer_id: net::peer_of(&me).map(|p| p.to_string()),
-                name: self.account.name.clone(),
+                // As the roster has it now (another device may have renamed it).
+                name: self
+                    .engine
+                    .roster()
+                    .get(&me)
+                    .map(|m| m.entry.name.clone())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| self.account.name.clone()),
                 account: self.account.jid.clone(),
                 data_dir,
                 revoked_by,
