@@ -317,7 +317,7 @@ impl Node {
             && !unspecified
             && !is_relayed(addr)
             && !is_link_local(addr)
-            && !(loopback && self.listen_any)
+            && (!loopback || !self.listen_any)
         {
             self.swarm.add_external_address(addr.clone());
         }
