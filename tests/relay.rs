@@ -154,6 +154,31 @@ fn a_relay_keeps_what_it_cannot_read_and_a_device_catches_up_from_it_alone() {
     refused(&relay, false);
 }
 
+/// A relay device is revoked like any device: told so, it is cut off, and the
+/// full devices no longer count it.
+#[test]
+fn a_relay_is_revoked_like_any_device() {
+    let devices = account(&["laptop"]);
+    let mut relay = Device::new();
+    let code = devices[0].invite_relay();
+    let out = relay.kith(&["pair", "join", &code, "--name", "server", "--relay"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    relay.start();
+    devices[0].wait("the relay connected", |d| {
+        d.status()["connected_peers"] == 1
+    });
+    devices[0].ok(&["device", "revoke", "server"]);
+    relay.wait("told it was revoked", |r| {
+        !r.status()["device"]["revoked_by"].is_null()
+    });
+    relay.wait("cut off", |r| r.status()["connected_peers"] == 0);
+    let lead = devices[0].ok(&["status"]);
+    assert!(
+        lead.starts_with("This is the account's only device"),
+        "{lead}"
+    );
+}
+
 /// A peer outside the roster asks a relay device for a reservation: the gate
 /// refuses its connection before the relay protocol runs, so it never gets one.
 #[test]
