@@ -158,7 +158,7 @@ impl Topology {
             ip(&["-n", &host, "route", "add", "default", "via", gateway])?;
             inside(&router, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
             // A home router: the private network goes out under the router's
-            // address; nothing comes in that did not go out first.
+            // address.
             inside(
                 &router,
                 "iptables",
@@ -173,50 +173,32 @@ impl Topology {
                     "MASQUERADE",
                 ],
             )?;
-            inside(
-                &router,
-                "iptables",
-                &[
-                    "-A",
-                    "FORWARD",
-                    "-i",
-                    &wan,
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "ESTABLISHED,RELATED",
-                    "-j",
-                    "ACCEPT",
-                ],
-            )?;
-            inside(
-                &router,
-                "iptables",
-                &["-A", "FORWARD", "-i", &wan, "-j", "DROP"],
-            )?;
-            // Like most home routers, it drops what comes unasked to itself, too,
-            // rather than refuse it (a reset would end a hole punch's first try).
-            inside(
-                &router,
-                "iptables",
-                &[
-                    "-A",
-                    "INPUT",
-                    "-i",
-                    &wan,
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "ESTABLISHED,RELATED",
-                    "-j",
-                    "ACCEPT",
-                ],
-            )?;
-            inside(
-                &router,
-                "iptables",
-                &["-A", "INPUT", "-i", &wan, "-j", "DROP"],
-            )?;
+            // Nothing comes in that did not go out first; like most home routers,
+            // it drops what comes unasked to itself too, rather than refuse it (a
+            // reset would end a hole punch's first try).
+            for chain in ["FORWARD", "INPUT"] {
+                inside(
+                    &router,
+                    "iptables",
+                    &[
+                        "-A",
+                        chain,
+                        "-i",
+                        &wan,
+                        "-m",
+                        "conntrack",
+                        "--ctstate",
+                        "ESTABLISHED,RELATED",
+                        "-j",
+                        "ACCEPT",
+                    ],
+                )?;
+                inside(
+                    &router,
+                    "iptables",
+                    &["-A", chain, "-i", &wan, "-j", "DROP"],
+                )?;
+            }
         }
         Ok(())
     }

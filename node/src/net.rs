@@ -413,6 +413,11 @@ pub fn peer_of(device: &DeviceId) -> Option<PeerId> {
     Some(identity::PublicKey::from(key).to_peer_id())
 }
 
+/// TCP as every swarm of the node uses it: no Nagle delay.
+fn tcp() -> libp2p::tcp::Config {
+    libp2p::tcp::Config::default().nodelay(true)
+}
+
 /// A swarm over TCP + Noise + yamux with `behaviour`, closing connections idle for
 /// `idle`.
 pub fn swarm<B: libp2p::swarm::NetworkBehaviour>(
@@ -423,7 +428,7 @@ pub fn swarm<B: libp2p::swarm::NetworkBehaviour>(
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
+            tcp(),
             libp2p::noise::Config::new,
             libp2p::yamux::Config::default,
         )
@@ -445,7 +450,7 @@ pub fn node_swarm(
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
+            tcp(),
             libp2p::noise::Config::new,
             libp2p::yamux::Config::default,
         )

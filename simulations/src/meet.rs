@@ -13,9 +13,8 @@
 
 use kith_protocol::contacts::Command;
 use kith_protocol::jid::BareJid;
-use kith_protocol::sync;
 
-use crate::world::{Faults, World};
+use crate::world::World;
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,20 +102,8 @@ pub fn run(m: &Meetings) -> Report {
     let online = m.online.clamp(0.001, 1.0);
     let full = m.nodes.max(2);
     let n = full + usize::from(m.relay);
-    let faults = Faults {
-        latency_ms: m.latency_ms,
-        jitter_ms: (m.latency_ms / 2).max(1),
-        loss: 0.0,
-        dup: 0.0,
-        request_timeout_ms: 10 * m.latency_ms + 1_000,
-    };
-    let config = sync::Config {
-        recon_interval_ms: 5_000,
-        recon_jitter_ms: 1_000,
-        gossip_delay_ms: 10,
-        ack_interval_ms: 5_000,
-        ..sync::Config::default()
-    };
+    let faults = crate::scenario::faults(m.latency_ms, 0.0, 0.0);
+    let config = crate::scenario::engine_config();
     let mut w = World::new(n, usize::from(m.relay), 0, faults, config, m.seed, false, n);
     // Everyone starts together (a household pairing its devices), then goes its way.
     w.run_until(10_000);

@@ -201,23 +201,35 @@ fn jid(k: usize) -> BareJid {
     BareJid::parse(&format!("c{k}@sim.lit")).expect("simulated JIDs are valid")
 }
 
-/// Plays `s`.
-pub fn run(s: &Scenario) -> Report {
-    let started = Instant::now();
-    let faults = Faults {
-        latency_ms: s.latency_ms,
-        jitter_ms: (s.latency_ms / 2).max(1),
-        loss: s.loss,
-        dup: s.dup,
-        request_timeout_ms: 10 * s.latency_ms + 1_000,
-    };
-    let config = sync::Config {
+/// Links with `latency_ms` one way (jitter up to half of it), losing and
+/// duplicating messages with these probabilities.
+pub(crate) fn faults(latency_ms: u64, loss: f64, dup: f64) -> Faults {
+    Faults {
+        latency_ms,
+        jitter_ms: (latency_ms / 2).max(1),
+        loss,
+        dup,
+        request_timeout_ms: 10 * latency_ms + 1_000,
+    }
+}
+
+/// The engines' settings in simulations: the node's, with reconciliation and
+/// acknowledgements every 5 s.
+pub(crate) fn engine_config() -> sync::Config {
+    sync::Config {
         recon_interval_ms: 5_000,
         recon_jitter_ms: 1_000,
         gossip_delay_ms: 10,
         ack_interval_ms: 5_000,
         ..sync::Config::default()
-    };
+    }
+}
+
+/// Plays `s`.
+pub fn run(s: &Scenario) -> Report {
+    let started = Instant::now();
+    let faults = faults(s.latency_ms, s.loss, s.dup);
+    let config = engine_config();
     let mut w = World::new(
         s.nodes,
         s.relays.min(s.nodes.saturating_sub(1)),

@@ -16,7 +16,7 @@ use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
 use crate::pair;
 use libp2p::multiaddr::Protocol;
 
-/// Direct connections kept to one device (more are closed, the oldest first).
+/// Direct connections kept to one device (more are closed, the newest).
 const MAX_DIRECT: usize = 2;
 
 /// Swarm events handled in one transaction at most ([`Node::on_swarm_batch`]).
@@ -168,7 +168,8 @@ impl Node {
                     }
                     // Two direct connections to one device are plenty (one each
                     // way); more come from AutoNAT's dial-backs and crossed dials,
-                    // and would fill the gate's room for it: the oldest go.
+                    // and would fill the gate's room for it: the newest go (once
+                    // made, a dial-back has done its job).
                     let surplus = relayed::surplus(links, MAX_DIRECT);
                     for id in surplus {
                         self.swarm.close_connection(id);

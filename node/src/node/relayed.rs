@@ -66,16 +66,17 @@ pub(super) fn shown(links: &Links) -> Option<Multiaddr> {
         .cloned()
 }
 
-/// The connections beyond the newest `keep` direct ones, oldest first (connection
-/// ids grow with time); relayed ones are left alone (their circuits end by
-/// themselves).
+/// The direct connections beyond the oldest `keep` (connection ids grow with
+/// time): the new ones go, and what the old ones carry (a request under way, an
+/// AutoNAT probe waiting for its dial-back) goes on. Relayed ones are left alone
+/// (their circuits end by themselves).
 pub(super) fn surplus(links: &Links, keep: usize) -> Vec<ConnectionId> {
-    let direct: Vec<ConnectionId> = links
+    links
         .iter()
         .filter(|(_, a)| !is_relayed(a))
         .map(|(id, _)| *id)
-        .collect();
-    direct[..direct.len().saturating_sub(keep)].to_vec()
+        .skip(keep)
+        .collect()
 }
 
 /// Whether `addr` is an IPv6 link-local address (`fe80::/10`): meaningless
