@@ -140,7 +140,7 @@ fn dialable(text: &str) -> Result<Multiaddr, String> {
         Ok(addr)
     } else {
         Err(
-            "give /ip4/ADDR/tcp/PORT, /ip6/ADDR/tcp/PORT or /ip4/ADDR/udp/PORT/quic-v1 \
+            "give /ip4/ADDR/tcp/PORT, /ip6/ADDR/tcp/PORT or /ip4|ip6/ADDR/udp/PORT/quic-v1 \
              (no DNS names)"
                 .to_owned(),
         )
@@ -157,7 +157,8 @@ pub(crate) struct RunArgs {
     #[arg(long = "listen", value_name = "MULTIADDR")]
     pub(crate) listen: Vec<Multiaddr>,
     /// A peer to dial whatever discovery finds (repeatable): /ip4/ADDR/tcp/PORT,
-    /// /ip6/ADDR/tcp/PORT or /ip4/ADDR/udp/PORT/quic-v1 (no DNS names).
+    /// /ip6/ADDR/tcp/PORT, /ip4/ADDR/udp/PORT/quic-v1 or /ip6/ADDR/udp/PORT/quic-v1
+    /// (no DNS names).
     #[arg(long = "peer", value_name = "MULTIADDR", value_parser = dialable)]
     pub(crate) peers: Vec<Multiaddr>,
     /// No mDNS: configured and remembered peers only.

@@ -185,7 +185,7 @@ pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     let now = now_ms();
-    let mut table = Table::new(&["CODE", "STATE", "OPENED", "EXPIRES"]);
+    let mut table = Table::new(&["CODE", "FOR", "STATE", "OPENED", "EXPIRES"]);
     for i in &v.invitations {
         let state = match i.state {
             InvitationState::Joined => {
@@ -206,6 +206,7 @@ pub(crate) fn list(dir: &Path, json: bool) -> Result<()> {
         };
         table.row(vec![
             format!("{}…", text(&i.nameplate)),
+            if i.relay { "relay" } else { "full device" }.to_owned(),
             state,
             ago(i.created_ms, now),
             expiry,

@@ -195,7 +195,7 @@ mod behaviour {
     #![allow(missing_docs)]
     use libp2p::swarm::NetworkBehaviour;
     use libp2p::swarm::behaviour::toggle::Toggle;
-    use libp2p::{autonat, dcutr, gossipsub, identify, relay, request_response};
+    use libp2p::{autonat, dcutr, gossipsub, identify, ping, relay, request_response};
 
     use super::{Frames, MAX_PAIR_BYTES};
 
@@ -220,6 +220,10 @@ mod behaviour {
         /// Hole punching: a relayed connection is upgraded to a direct one when
         /// both sides' NATs let it.
         pub dcutr: dcutr::Behaviour,
+        /// Checks every connection every 15 s: a dead one (a laptop that slept, a
+        /// NAT that forgot its mapping) is closed within a minute, and the pings
+        /// keep NAT mappings open meanwhile.
+        pub ping: ping::Behaviour,
         /// Whether the devices connected could dial this one back: on accounts with
         /// a relay device only (a LAN needs no probes, and sends none).
         pub autonat: Toggle<autonat::Behaviour>,
@@ -387,6 +391,11 @@ impl Behaviour {
                 .into(),
             relay_client,
             dcutr: libp2p::dcutr::Behaviour::new(key.public().to_peer_id()),
+            ping: libp2p::ping::Behaviour::new(
+                libp2p::ping::Config::new()
+                    .with_interval(Duration::from_secs(15))
+                    .with_timeout(Duration::from_secs(20)),
+            ),
             autonat: probe_nat
                 .then(|| {
                     libp2p::autonat::Behaviour::new(key.public().to_peer_id(), autonat_config())

@@ -75,11 +75,14 @@ impl Node {
     }
 
     pub(super) fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        // Through the relay devices too, in the same dial: a direct address that
-        // a router silently drops would otherwise hold the relayed way back until
-        // it times out.
+        // Through the relay devices too, in the same dial and among the first
+        // addresses tried (libp2p dials 8 at once): a direct address that a router
+        // silently drops would otherwise hold the relayed way back until it times
+        // out. Under the same backoff as `dial_through_relays`.
         let mut addrs = addrs;
-        addrs.extend(self.circuit_addrs(&peer));
+        let circuits = self.circuits_due(&peer);
+        let at = addrs.len().min(6);
+        addrs.splice(at..at, circuits);
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)

@@ -169,10 +169,20 @@ impl Node {
                     // Two direct connections to one device are plenty (one each
                     // way); more come from AutoNAT's dial-backs and crossed dials,
                     // and would fill the gate's room for it: the newest go (once
-                    // made, a dial-back has done its job).
-                    let surplus = relayed::surplus(links, MAX_DIRECT);
+                    // made, a dial-back has done its job; a dead old one is found
+                    // by ping within a minute). One side decides (the smaller
+                    // peer id), so the two never close more between them.
+                    let surplus = if self.me < peer_id {
+                        relayed::surplus(links, MAX_DIRECT)
+                    } else {
+                        Vec::new()
+                    };
+                    let closing = surplus.contains(&connection_id);
                     for id in surplus {
                         self.swarm.close_connection(id);
+                    }
+                    if closing {
+                        return Ok(());
                     }
                     self.reach.backoff.remove(&peer_id);
                     if endpoint.is_dialer() {
@@ -352,6 +362,14 @@ impl Node {
                         self.relay_connected(peer_id, at);
                     }
                 }
+            }
+            BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            }) => {
+                debug!("a connection to {} failed its ping: {e}", self.who(&peer));
+                self.swarm.close_connection(connection);
             }
             BehaviourEvent::RelayClient(e) => self.on_relay_client(e),
             BehaviourEvent::Relay(e) => self.on_relay_server(e),

@@ -63,7 +63,9 @@ pub(super) fn tcp_port_free(addr: &Multiaddr) -> bool {
         socket.set_reuse_address(true)?;
         socket.bind(&at.into())
     };
-    probe().is_ok()
+    // Only "in use" says taken: another error (an address not on this host, a
+    // privileged port) is libp2p's to report, with its own reason.
+    !matches!(probe(), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
 }
 
 fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {

@@ -195,23 +195,13 @@ impl Node {
             .allowed
             .iter()
             .filter(|p| !self.connected.contains_key(p) && !relay_devices.contains(p))
-            .filter(|p| {
-                self.reach
-                    .backoff
-                    .get(p)
-                    .is_none_or(|(next, _)| *next <= now)
-            })
             .copied()
             .collect();
         for peer in wanted {
-            // Tried again after 10 s, 20 s, 40 s… up to 5 min while it stays away.
-            let wait = self
-                .reach
-                .backoff
-                .get(&peer)
-                .map_or(REDIAL, |(_, w)| (*w * 2).min(MAX_BACKOFF));
-            self.reach.backoff.insert(peer, (now + wait, wait));
-            let addrs = self.circuit_addrs(&peer);
+            let addrs = self.circuits_due(&peer);
+            if addrs.is_empty() {
+                continue;
+            }
             let opts = DialOpts::peer_id(peer)
                 .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -220,6 +210,36 @@ impl Node {
                 debug!(%peer, "dial through a relay: {e}");
             }
         }
+    }
+
+    /// [`Node::circuit_addrs`] for `peer` if it is due a try through the relays
+    /// (an active full device this one is not connected to, and its backoff
+    /// allows), advancing the backoff: tried again after 10 s, 20 s, 40 s… up to
+    /// 5 min while it stays away. Empty otherwise.
+    pub(super) fn circuits_due(&mut self, peer: &PeerId) -> Vec<Multiaddr> {
+        let now = Instant::now();
+        let due = self.allowed.contains(peer)
+            && !self.connected.contains_key(peer)
+            && !self.relay_devices().contains(peer)
+            && self
+                .reach
+                .backoff
+                .get(peer)
+                .is_none_or(|(next, _)| *next <= now);
+        let addrs = if due {
+            self.circuit_addrs(peer)
+        } else {
+            Vec::new()
+        };
+        if !addrs.is_empty() {
+            let wait = self
+                .reach
+                .backoff
+                .get(peer)
+                .map_or(REDIAL, |(_, w)| (*w * 2).min(MAX_BACKOFF));
+            self.reach.backoff.insert(*peer, (now + wait, wait));
+        }
+        addrs
     }
 
     /// Where `peer` may be reached through each relay device this one is
