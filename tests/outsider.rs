@@ -61,7 +61,7 @@ fn an_outsider_gets_nothing_in_or_out() {
         let k = key.clone();
         net::node_swarm(
             key.clone(),
-            |relay_client| Behaviour::new(&k, None, relay_client, false, false),
+            |relay_client| Behaviour::new(&k, None, relay_client, false),
             Duration::from_secs(300),
         )
         .expect("swarm")

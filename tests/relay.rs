@@ -213,7 +213,7 @@ fn an_outsider_is_refused_a_relay_reservation() {
         let k = key.clone();
         let mut swarm = net::node_swarm(
             key,
-            |relay_client| Behaviour::new(&k, None, relay_client, false, false),
+            |relay_client| Behaviour::new(&k, None, relay_client, false),
             Duration::from_secs(60),
         )
         .expect("swarm");

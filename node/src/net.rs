@@ -224,9 +224,10 @@ mod behaviour {
         /// NAT that forgot its mapping) is closed within a minute, and the pings
         /// keep NAT mappings open meanwhile.
         pub ping: ping::Behaviour,
-        /// Whether the devices connected could dial this one back: on accounts with
-        /// a relay device only (a LAN needs no probes, and sends none).
-        pub autonat: Toggle<autonat::Behaviour>,
+        /// Whether the devices connected could dial this one back. It answers
+        /// every device's probes, and probes only with the servers the node names
+        /// (on accounts with a relay device: a LAN needs no probes, and sends none).
+        pub autonat: autonat::Behaviour,
     }
 
     /// The pairing listener's behaviour: a separate swarm on its own port, so that
@@ -322,6 +323,8 @@ fn autonat_config() -> libp2p::autonat::Config {
         refresh_interval: Duration::from_secs(30 * 60),
         throttle_server_period: Duration::from_secs(30),
         only_global_ips: false,
+        // The node names the devices to probe with (`add_server`).
+        use_connected: false,
         ..Default::default()
     }
 }
@@ -329,14 +332,12 @@ fn autonat_config() -> libp2p::autonat::Config {
 impl Behaviour {
     /// The behaviour for `key`, with settings for a small mesh of own devices; sync
     /// frames are checked ahead of the device by `ahead`, if given; `relay_client`
-    /// comes from the transport; `serve_relay` on relay devices; `probe_nat` where
-    /// the account has a relay device.
+    /// comes from the transport; `serve_relay` on relay devices.
     pub fn new(
         key: &Keypair,
         ahead: Option<Arc<Ahead>>,
         relay_client: libp2p::relay::client::Behaviour,
         serve_relay: bool,
-        probe_nat: bool,
     ) -> Result<Self, String> {
         let config = gossipsub::ConfigBuilder::default()
             // Messages carry no author, sequence number or signature: every record
@@ -396,11 +397,7 @@ impl Behaviour {
                     .with_interval(Duration::from_secs(15))
                     .with_timeout(Duration::from_secs(20)),
             ),
-            autonat: probe_nat
-                .then(|| {
-                    libp2p::autonat::Behaviour::new(key.public().to_peer_id(), autonat_config())
-                })
-                .into(),
+            autonat: libp2p::autonat::Behaviour::new(key.public().to_peer_id(), autonat_config()),
         })
     }
 }

@@ -303,6 +303,7 @@ impl Node {
             self.redial_known()?;
         }
         self.dial_through_relays();
+        self.update_nat_servers();
         Ok(())
     }
 }

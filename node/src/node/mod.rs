@@ -180,14 +180,6 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let me = keypair.public().to_peer_id();
     let ahead = device.ahead();
     let serve_relay = device.is_relay();
-    // Reachability matters only where a relay device can connect what a LAN
-    // cannot: on a LAN-only account no probe is sent.
-    let probe_nat = serve_relay
-        || device
-            .engine
-            .roster()
-            .active()
-            .any(|m| m.entry.role == kith_protocol::roster::Role::Relay);
     // The pairing listener has an identity of its own, new at every start: its port
     // is advertised beside the day's guise while an invitation is open, and the
     // device's own PeerId there would name the device for good. SPAKE2 proves the
@@ -201,15 +193,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     let behaviour_key = keypair.clone();
     let mut swarm = net::node_swarm(
         keypair,
-        |relay_client| {
-            Behaviour::new(
-                &behaviour_key,
-                Some(ahead),
-                relay_client,
-                serve_relay,
-                probe_nat,
-            )
-        },
+        |relay_client| Behaviour::new(&behaviour_key, Some(ahead), relay_client, serve_relay),
         Duration::from_secs(24 * 3600),
     )
     .map_err(Error::Network)?;

@@ -48,6 +48,8 @@ pub(super) struct Reach {
     pub(super) nat: Option<autonat::NatStatus>,
     /// When devices were last tried through the relays.
     pub(super) last_tried: Option<Instant>,
+    /// The devices AutoNAT probes with (see [`Node::update_nat_servers`]).
+    pub(super) nat_servers: BTreeSet<PeerId>,
     /// Devices tried through the relays and not reached: when to try each next,
     /// and the wait after that (doubling to [`MAX_BACKOFF`]; forgotten once it
     /// connects).
@@ -257,6 +259,31 @@ impl Node {
                     .with(Protocol::P2p(*peer))
             })
             .collect()
+    }
+
+    /// Names the devices AutoNAT probes with: every roster device connected, on
+    /// accounts with a relay device (or on a relay); none on a LAN-only account,
+    /// which then sends no probe (it still answers the others'). Follows the
+    /// roster: a relay paired or revoked counts at once.
+    pub(super) fn update_nat_servers(&mut self) {
+        let beyond_lan = self.device.is_relay() || !self.relay_devices().is_empty();
+        let wanted: BTreeSet<PeerId> = if beyond_lan {
+            self.connected
+                .keys()
+                .filter(|p| self.allowed.contains(p))
+                .copied()
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let autonat = &mut self.swarm.behaviour_mut().autonat;
+        for gone in self.reach.nat_servers.difference(&wanted) {
+            autonat.remove_server(gone);
+        }
+        for new in wanted.difference(&self.reach.nat_servers) {
+            autonat.add_server(*new, None);
+        }
+        self.reach.nat_servers = wanted;
     }
 
     /// Logs what the relay client reports, and notes accepted reservations.
