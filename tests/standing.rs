@@ -106,3 +106,36 @@ fn a_lone_device_says_so() {
         "This is the account's only device: pair another with `kith pair invite`."
     );
 }
+
+/// What an away device wrote itself, come here through a third device, is not
+/// counted as what it lacks.
+#[test]
+fn an_away_device_is_not_said_to_lack_what_it_wrote() {
+    let mut devices = account(&["laptop", "phone", "tablet"]);
+    devices[0].wait("every device in sync", |d| {
+        lead(d) == "All 3 devices in sync."
+    });
+    devices[1].wait("the phone in sync with the laptop", |d| {
+        lead(d).contains("in sync with laptop") || lead(d) == "All 3 devices in sync."
+    });
+    // The phone goes away; the laptop writes three contacts, which reach the
+    // tablet; the laptop goes; the phone comes back and gets them from the tablet.
+    devices[1].stop();
+    for j in ["a@x.lit", "b@x.lit", "c@x.lit"] {
+        devices[0].ok(&["contact", "add", j]);
+    }
+    devices[2].wait("the laptop's contacts", |d| d.jids().len() == 3);
+    devices[0].stop();
+    let tablet = devices[2].listen_addr();
+    devices[1].start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns", "--peer", &tablet]);
+    devices[1].wait("the laptop's contacts, from the tablet", |d| {
+        d.jids().len() == 3
+    });
+    let line = lead(&devices[1]);
+    assert!(
+        line.starts_with("Not all in sync: laptop is away (last seen ")
+            && !line.contains("lacks")
+            && line.contains("it has everything"),
+        "{line}"
+    );
+}

@@ -12,6 +12,10 @@ use crate::api::status::{Member, MemberSync, Role as ApiRole, SyncWord};
 use crate::device::{Device, wall_now};
 use crate::service::{NetInfo, iso};
 
+/// How far before a device was last heard from its own records are taken to be
+/// ones it holds that this device did not count then (its clock may run ahead).
+const OWN_RECORDS_SKEW_MS: u64 = 60 * 1000;
+
 impl Device {
     /// The roster: each device with its role and state, and, for the others,
     /// `sync` (where it stood when last heard from: `state` `up_to_date`, `behind`,
@@ -45,17 +49,34 @@ impl Device {
                             Relation::Differs => (SyncWord::Differs, 0),
                         };
                         // Against what this device holds now: an away device lacks
-                        // at least what was added here since.
+                        // at least what was added here since, but for what it
+                        // wrote itself (it holds that; it may have come here
+                        // through another device). Its records from a little
+                        // before it was heard count too, for clock skew: taking
+                        // off too many only lowers a lower bound.
+                        let own = {
+                            let since = s.at.wall.0.saturating_sub(OWN_RECORDS_SKEW_MS);
+                            self.engine
+                                .replica()
+                                .records()
+                                .filter(|r| r.version.device == d && r.version.hlc.wall_ms >= since)
+                                .count() as u64
+                        };
+                        let added = ours_now.count.saturating_sub(s.theirs.count);
                         let behind_now = if s.theirs == ours_now {
                             0
                         } else {
-                            ours_now.count.saturating_sub(s.theirs.count)
+                            added.saturating_sub(own)
                         };
+                        // Everything added here since it was heard (up to date
+                        // then) can be its own: as far as this device knows, it
+                        // has all of it.
+                        let all_its_own = word == SyncWord::UpToDate && added > 0 && added <= own;
                         MemberSync {
                             state: word,
                             by,
                             as_of: iso(s.at.wall.0),
-                            up_to_date_now: s.theirs == ours_now,
+                            up_to_date_now: s.theirs == ours_now || all_its_own,
                             behind_now,
                         }
                     });
