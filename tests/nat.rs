@@ -6,30 +6,9 @@
 //! Needs root; where namespaces cannot be made the test says so and passes, unless
 //! `KITH_REQUIRE_NETNS=1` (set by `.ci/run`).
 
-use std::process::Command;
-
+use crate::netns::ip;
 use crate::nodes::{Device, account};
 use crate::util::stderr;
-
-fn run(prog: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(prog)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{prog} {args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{prog} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    run("ip", args)
-}
 
 /// In namespace `ns`: `prog args…`.
 fn inside(ns: &str, prog: &str, args: &[&str]) -> Result<(), String> {

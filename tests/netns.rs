@@ -14,7 +14,8 @@ pub(crate) struct Net {
     pub(crate) ip: [String; 2],
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
+/// Runs `ip args…`; what it printed on stderr when it fails.
+pub(crate) fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .output()

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use kith_protocol::record::DeviceId;
 use kith_protocol::roster::Role;
 use kith_protocol::sync::Relation;
 
@@ -17,6 +18,37 @@ use crate::service::{NetInfo, iso};
 const OWN_RECORDS_SKEW_MS: u64 = 60 * 1000;
 
 impl Device {
+    /// For each other device heard from, how many records it wrote from a little
+    /// before it was last heard: it holds those, though they may have come here
+    /// through another device. A little before, for clock skew: taking off too
+    /// many only lowers a lower bound. One pass over the replica.
+    fn own_records_since_heard(&self, me: &DeviceId) -> BTreeMap<DeviceId, u64> {
+        let since: BTreeMap<DeviceId, u64> = self
+            .engine
+            .roster()
+            .members()
+            .map(|m| m.entry.device)
+            .filter(|d| d != me)
+            .filter_map(|d| {
+                let s = self.engine.sync_state(&d)?;
+                Some((d, s.at.wall.0.saturating_sub(OWN_RECORDS_SKEW_MS)))
+            })
+            .collect();
+        let mut own = BTreeMap::new();
+        if since.is_empty() {
+            return own;
+        }
+        for r in self.engine.replica().records() {
+            if since
+                .get(&r.version.device)
+                .is_some_and(|t| r.version.hlc.wall_ms >= *t)
+            {
+                *own.entry(r.version.device).or_insert(0u64) += 1;
+            }
+        }
+        own
+    }
+
     /// The roster: each device with its role and state, and, for the others,
     /// `sync` (where it stood when last heard from: `state` `up_to_date`, `behind`,
     /// `ahead` or `differs`, `by` how many records, `as_of`; and against what this
@@ -34,6 +66,7 @@ impl Device {
             .map(|p| (p.device, p.last_sync_ms))
             .collect();
         let ours_now = self.engine.summary();
+        let own = self.own_records_since_heard(&me);
         let roster = self.engine.roster();
         DeviceList(
             roster
@@ -50,18 +83,8 @@ impl Device {
                         };
                         // Against what this device holds now: an away device lacks
                         // at least what was added here since, but for what it
-                        // wrote itself (it holds that; it may have come here
-                        // through another device). Its records from a little
-                        // before it was heard count too, for clock skew: taking
-                        // off too many only lowers a lower bound.
-                        let own = {
-                            let since = s.at.wall.0.saturating_sub(OWN_RECORDS_SKEW_MS);
-                            self.engine
-                                .replica()
-                                .records()
-                                .filter(|r| r.version.device == d && r.version.hlc.wall_ms >= since)
-                                .count() as u64
-                        };
+                        // wrote itself (`own_records_since_heard`).
+                        let own = own.get(&d).copied().unwrap_or(0);
                         let added = ours_now.count.saturating_sub(s.theirs.count);
                         let behind_now = if s.theirs == ours_now {
                             0

@@ -83,6 +83,9 @@ impl Node {
         let circuits = self.circuits_due(&peer);
         let at = addrs.len().min(6);
         addrs.splice(at..at, circuits);
+        if addrs.is_empty() {
+            return;
+        }
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)

@@ -187,8 +187,6 @@ impl Node {
                     self.reach.backoff.remove(&peer_id);
                     if endpoint.is_dialer() {
                         self.relay_connected(peer_id, &remote);
-                    }
-                    if endpoint.is_dialer() {
                         self.device.remember_addrs(&device.0, &remote.to_string())?;
                     }
                 } else if self.telling(&peer_id) {
@@ -342,13 +340,7 @@ impl Node {
                         .listen_addrs
                         .iter()
                         .filter(|a| port_of(a).is_some() && !relayed::is_relayed(a))
-                        .filter(|a| !relayed::is_link_local(a))
-                        .filter(|a| {
-                            !a.iter().any(|p| {
-                                matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
-                                    || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
-                            })
-                        })
+                        .filter(|a| !relayed::is_link_local(a) && !relayed::is_unspecified(a))
                         .collect();
                     usable
                         .sort_by_key(|a| (listen::is_ip6(a), tcp_port(a).is_none(), a.to_string()));

@@ -362,12 +362,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         seen: BTreeMap::new(),
         relays: BTreeMap::new(),
         links: BTreeMap::new(),
-        listen_any: listen.iter().any(|a| {
-            a.iter().any(|p| {
-                matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
-                    || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
-            })
-        }),
+        listen_any: listen.iter().any(relayed::is_unspecified),
         reach: relayed::Reach::default(),
     };
     node.update_roster();

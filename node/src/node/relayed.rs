@@ -17,7 +17,6 @@ use kith_protocol::roster::Role;
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, relay};
 use tracing::{debug, info};
 
@@ -81,6 +80,15 @@ pub(super) fn surplus(links: &Links, keep: usize) -> Vec<ConnectionId> {
         .collect()
 }
 
+/// Whether `addr` is on the unspecified address (`0.0.0.0`, `::`): every address
+/// of the host, nowhere to dial.
+pub(super) fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| {
+        matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+            || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+    })
+}
+
 /// Whether `addr` is an IPv6 link-local address (`fe80::/10`): meaningless
 /// without an interface, which multiaddrs do not carry.
 pub(super) fn is_link_local(addr: &Multiaddr) -> bool {
@@ -133,10 +141,7 @@ impl Node {
             return;
         }
         let addr = bare(addr);
-        if addr.iter().any(|p| {
-            matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
-                || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
-        }) {
+        if is_unspecified(&addr) {
             return;
         }
         let relay = self.relays.entry(peer).or_insert_with(|| Relay {
@@ -192,25 +197,10 @@ impl Node {
         }
         self.reach.last_tried = Some(now);
         self.reserve_again();
-        let relay_devices = self.relay_devices();
-        let wanted: Vec<PeerId> = self
-            .allowed
-            .iter()
-            .filter(|p| !self.connected.contains_key(p) && !relay_devices.contains(p))
-            .copied()
-            .collect();
-        for peer in wanted {
-            let addrs = self.circuits_due(&peer);
-            if addrs.is_empty() {
-                continue;
-            }
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                debug!(%peer, "dial through a relay: {e}");
-            }
+        // `dial` adds the circuit addresses of those due a try (`circuits_due`).
+        let peers: Vec<PeerId> = self.allowed.iter().copied().collect();
+        for peer in peers {
+            self.dial(peer, Vec::new());
         }
     }
 
@@ -351,10 +341,6 @@ impl Node {
     /// and a reservation without any is refused by the client). A relay device is
     /// meant to be reached where it listens (a server, a VPS).
     pub(super) fn relay_listens_at(&mut self, addr: &Multiaddr) {
-        let unspecified = addr.iter().any(|p| {
-            matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
-                || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
-        });
         // Listening on every address, the loopback ones mean nothing elsewhere;
         // listening on loopback alone (a test, one machine), they are all it has.
         let loopback = addr.iter().any(|p| {
@@ -362,7 +348,7 @@ impl Node {
                 || matches!(p, Protocol::Ip6(ip) if ip.is_loopback())
         });
         if self.device.is_relay()
-            && !unspecified
+            && !is_unspecified(addr)
             && !is_relayed(addr)
             && !is_link_local(addr)
             && (!loopback || !self.listen_any)
