@@ -162,6 +162,46 @@ fn the_demo_tells_its_story_and_exits_0() {
     }
 }
 
+/// `kith bench` at its smallest: every figure it promises is there and plausible
+/// (the timings themselves are the benchmark's business, not a test's).
+#[test]
+fn the_bench_measures_every_figure_it_names() {
+    let out = kith(
+        &[
+            "bench",
+            "--edits",
+            "2",
+            "--paced",
+            "1",
+            "--contacts",
+            "5",
+            "--scale",
+            "0",
+            "--json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let fig: serde_json::Value = serde_json::from_str(&text).expect("one JSON document");
+    let edit = &fig["edit"];
+    assert_eq!(edit["edits"], 2, "{text}");
+    assert_eq!(edit["paced"], 1, "{text}");
+    for key in ["median_ms", "paced_median_ms", "paced_command_median_ms"] {
+        let v = edit[key].as_f64().unwrap_or(0.0);
+        assert!(v > 0.0, "{key} = {v} in {text}");
+    }
+    assert!(
+        edit["paced_floor_commit_us"].as_f64().unwrap_or(0.0) > 0.0,
+        "{text}"
+    );
+    assert_eq!(fig["imports"][0]["contacts"], 5, "{text}");
+    assert!(
+        fig["new_device"]["contacts"].as_u64().unwrap_or(0) >= 5,
+        "{text}"
+    );
+}
+
 /// `contact edit --add-jid` with another contact's address is refused, naming that
 /// contact, unless `--merge`; `contact rm` says what it removed.
 #[test]

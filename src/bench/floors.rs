@@ -26,7 +26,7 @@ pub(crate) struct Floors {
     pub(crate) loopback_round_trip_us: f64,
 }
 
-fn median(mut times: Vec<Duration>) -> f64 {
+pub(crate) fn median(mut times: Vec<Duration>) -> f64 {
     times.sort();
     times
         .get(times.len() / 2)
@@ -43,19 +43,50 @@ pub(crate) fn measure(dir: &Path) -> Result<Floors> {
 }
 
 fn durable_commit(dir: &Path, n: usize) -> Result<f64> {
-    std::fs::create_dir_all(dir)?;
-    let conn = rusqlite::Connection::open(dir.join("floor.db"))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")?;
-    let row = vec![7u8; 600];
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n {
-        let start = Instant::now();
-        conn.execute("INSERT INTO t (k, v) VALUES (?1, ?2)", (i as i64, &row))?;
-        times.push(start.elapsed());
-    }
+    let mut commits = Commits::open(dir)?;
+    let times = (0..n).map(|_| commits.one()).collect::<Result<Vec<_>>>()?;
     Ok(median(times))
+}
+
+/// A scratch database committed to one row at a time, as [`Floors`] measures a
+/// durable commit (also after a pause: `kith bench`'s paced edits).
+pub(crate) struct Commits {
+    conn: rusqlite::Connection,
+    row: Vec<u8>,
+    next: i64,
+}
+
+impl Commits {
+    /// Creates the database in `dir` (a second open takes the next file).
+    pub(crate) fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut path = dir.join("floor.db");
+        let mut n = 0;
+        while path.exists() {
+            n += 1;
+            path = dir.join(format!("floor{n}.db"));
+        }
+        let conn = rusqlite::Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")?;
+        Ok(Self {
+            conn,
+            row: vec![7u8; 600],
+            next: 0,
+        })
+    }
+
+    /// One row inserted and committed: how long it took.
+    pub(crate) fn one(&mut self) -> Result<Duration> {
+        let start = Instant::now();
+        self.conn.execute(
+            "INSERT INTO t (k, v) VALUES (?1, ?2)",
+            (self.next, &self.row),
+        )?;
+        self.next += 1;
+        Ok(start.elapsed())
+    }
 }
 
 fn verify(n: usize) -> Result<f64> {

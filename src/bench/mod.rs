@@ -34,9 +34,14 @@ use crate::output::outln;
 /// Options of `kith bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Single edits to time.
+    /// Single edits to time, one right after another.
     #[arg(long, default_value_t = 50)]
     edits: usize,
+    /// Single edits to time at a person's pace: each after a pause of 2.5 s, in
+    /// which the nodes' housekeeping (the store's checkpoint) runs; each beside a
+    /// durable commit after the same pause (5 s a pair).
+    #[arg(long, default_value_t = 5)]
+    paced: usize,
     /// Import sizes (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     contacts: Vec<usize>,
@@ -76,7 +81,19 @@ struct Edit {
     /// The median of one control-socket call that does nothing (a wait that is due
     /// at once): what each of the three calls timed per edit costs at least.
     control_call_median_ms: f64,
+    /// Edits made after a pause ([`PACE`]), as a person makes them.
+    paced: usize,
+    /// Their median and worst, and the median of the command on A alone.
+    paced_median_ms: f64,
+    paced_worst_ms: f64,
+    paced_command_median_ms: f64,
+    /// The median durable commit (as in the floors) after the same pause.
+    paced_floor_commit_us: f64,
 }
+
+/// The pause before each paced edit: longer than the nodes' 2-s housekeeping, so
+/// each edit comes after the store's log was checkpointed, as at a person's pace.
+const PACE: Duration = Duration::from_millis(2_500);
 
 #[derive(Debug, Serialize)]
 struct Import {
@@ -141,6 +158,45 @@ fn import(node: &Node, n: usize, tag: &str) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// One contact added on A until visible on B: (A's answer, the later of it and
+/// B's), each from the start of the command.
+fn one_edit(a: &Node, b: &Node, jid: &str) -> Result<(Duration, Duration)> {
+    let seen = b.changes()?;
+    // B is watched from a second thread while A is asked, the way a second device
+    // sees an edit: B's answer does not wait for A's to reach the bench. `refused`
+    // is set when A refused the edit: the watcher then stops within one wait (1 s)
+    // instead of waiting for an edit that will not come.
+    let refused = AtomicBool::new(false);
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<_> {
+        let watcher = s.spawn(|| -> Result<Duration> {
+            b.wait_from(seen, "an edit", LIMIT, |n| {
+                Ok(refused.load(Ordering::Relaxed)
+                    || n.call::<Contact>(Request::Contact {
+                        jid: jid.to_owned(),
+                    })
+                    .is_ok())
+            })?;
+            Ok(start.elapsed())
+        });
+        let sent = a.call::<ContactChanged>(Request::AddContact {
+            jid: jid.to_owned(),
+            name: None,
+            groups: vec![],
+        });
+        let command = start.elapsed();
+        if sent.is_err() {
+            refused.store(true, Ordering::Relaxed);
+        }
+        let visible = watcher
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread watching B panicked"))?;
+        sent?;
+        // Durable on both: A answered (durable on A), and B answers once stored.
+        Ok((command, visible?.max(command)))
+    })
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -189,44 +245,28 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mut times = Vec::new();
     let mut commands = Vec::new();
     for i in 0..args.edits {
-        let jid = format!("edit{i}@example.org");
-        let seen = b.changes()?;
-        // B is watched from a second thread while A is asked, the way a second
-        // device sees an edit: B's answer does not wait for A's to reach the bench.
-        // `refused` is set when A refused the edit: the watcher then stops within
-        // one wait (1 s) instead of waiting for an edit that will not come.
-        let refused = AtomicBool::new(false);
-        let start = Instant::now();
-        let (command, visible) = std::thread::scope(|s| -> Result<_> {
-            let watcher = s.spawn(|| -> Result<Duration> {
-                b.wait_from(seen, "an edit", LIMIT, |n| {
-                    Ok(refused.load(Ordering::Relaxed)
-                        || n.call::<Contact>(Request::Contact { jid: jid.clone() })
-                            .is_ok())
-                })?;
-                Ok(start.elapsed())
-            });
-            let sent = a.call::<ContactChanged>(Request::AddContact {
-                jid: jid.clone(),
-                name: None,
-                groups: vec![],
-            });
-            let command = start.elapsed();
-            if sent.is_err() {
-                refused.store(true, Ordering::Relaxed);
-            }
-            let visible = watcher
-                .join()
-                .map_err(|_| anyhow::anyhow!("the thread watching B panicked"))?;
-            sent?;
-            // Durable on both: A answered (durable on A), and B answers once stored.
-            Ok((command, visible?.max(command)))
-        })?;
+        let (command, visible) = one_edit(&a, &b, &format!("edit{i}@example.org"))?;
         commands.push(command);
         times.push(visible);
     }
     times.sort();
     commands.sort();
+    let (mut paced, mut paced_commands, mut paced_floor) = (Vec::new(), Vec::new(), Vec::new());
+    let mut commits = floors::Commits::open(&dir("floor"))?;
+    for i in 0..args.paced {
+        // Not a synchronisation: the pause is the workload (a person's pace). The
+        // floor after the same pause, on its own: this machine's disk answers a
+        // sync after a pause several times slower than one in a stream.
+        std::thread::sleep(PACE);
+        paced_floor.push(commits.one()?);
+        std::thread::sleep(PACE);
+        let (command, visible) = one_edit(&a, &b, &format!("paced{i}@example.org"))?;
+        paced_commands.push(command);
+        paced.push(visible);
+    }
+    paced.sort();
+    paced_commands.sort();
+    let median_of = |v: &[Duration]| v.get(v.len() / 2).map_or(0.0, |d| ms(*d));
     let mut calls = Vec::new();
     for _ in 0..args.edits {
         let start = Instant::now();
@@ -251,6 +291,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
             median_over_floor: ms(*median) * 1000.0 / floor,
             command_median_ms: ms(*command),
             control_call_median_ms: ms(*call),
+            paced: paced.len(),
+            paced_median_ms: median_of(&paced),
+            paced_worst_ms: paced.last().map_or(0.0, |d| ms(*d)),
+            paced_command_median_ms: median_of(&paced_commands),
+            paced_floor_commit_us: floors::median(paced_floor),
         };
         say(format!(
             "one edit on A until visible on B (durable on both): median {:.2} ms (the command on A {:.2} ms; a control call doing nothing {:.2} ms), worst {:.2} ms ({} edits); {:.1}× two durable commits and a round trip",
@@ -261,6 +306,17 @@ pub(crate) fn run(args: Args) -> Result<()> {
             edit.edits,
             edit.median_over_floor
         ))?;
+        if edit.paced > 0 {
+            say(format!(
+                "one edit after a pause of {:.1} s (a person's pace): median {:.2} ms (the command on A {:.2} ms), worst {:.2} ms ({} edits); a durable commit after the same pause {:.0} µs",
+                PACE.as_secs_f64(),
+                edit.paced_median_ms,
+                edit.paced_command_median_ms,
+                edit.paced_worst_ms,
+                edit.paced,
+                edit.paced_floor_commit_us
+            ))?;
+        }
         fig.edit = Some(edit);
     }
     let base = a.count()?;

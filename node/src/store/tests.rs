@@ -99,6 +99,51 @@ fn the_log_is_checkpointed_only_after_writes_and_never_inside_a_transaction() {
     assert_eq!(wal, WAL_PAGES_MAX);
 }
 
+/// After a checkpoint the log is started over at once (one frame of page 1, the
+/// user version written as it was), so that the next commit, an edit made seconds
+/// later, syncs once and not twice (the new log's header first).
+#[test]
+fn a_checkpoint_starts_the_log_over_before_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let frames = |store: &Store| -> (i64, i64) {
+        store
+            .conn()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })
+            .unwrap()
+    };
+    for n in 0..3 {
+        store.persist(&[record(&key, n + 1, 4, false)]).unwrap();
+    }
+    let (written, _) = frames(&store);
+    assert!(written > 3, "three commits wrote {written} frames");
+    store.persist(&[record(&key, 9, 4, false)]).unwrap();
+    assert!(store.checkpoint_if_written().unwrap());
+    assert_eq!(
+        frames(&store),
+        (1, 1),
+        "started over: the restart's frame alone"
+    );
+    let version: i64 = store
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 0, "the user version is written as it was");
+    assert!(
+        !store.checkpoint_if_written().unwrap(),
+        "no change of its own"
+    );
+    // After a checkpoint of a large write (or an open), the next call starts it over.
+    store.persist(&[record(&key, 10, 4, false)]).unwrap();
+    store.checkpoint().unwrap();
+    assert_eq!(frames(&store), (0, 0), "emptied");
+    assert!(!store.checkpoint_if_written().unwrap());
+    assert_eq!(frames(&store), (1, 1));
+}
+
 #[test]
 fn a_record_over_the_limits_is_never_written() {
     let dir = tempfile::tempdir().unwrap();
