@@ -182,6 +182,41 @@ impl Topology {
         Ok(())
     }
 
+    /// Forwards TCP `port` of router `side`'s internet address to the same port of
+    /// the host behind it (a port forward, as for a server at home).
+    fn forward(&self, side: usize, port: u16) -> Result<(), String> {
+        let router = self.ns(["ra", "rb"][side]);
+        let (wan, host, port) = (&self.wan_ip[side], &self.host_ip[side], port.to_string());
+        let to = format!("{host}:{port}");
+        inside(
+            &router,
+            "iptables",
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-d",
+                wan,
+                "-p",
+                "tcp",
+                "--dport",
+                &port,
+                "-j",
+                "DNAT",
+                "--to-destination",
+                &to,
+            ],
+        )?;
+        inside(
+            &router,
+            "iptables",
+            &[
+                "-I", "FORWARD", "1", "-d", host, "-p", "tcp", "--dport", &port, "-j", "ACCEPT",
+            ],
+        )
+    }
+
     fn or_skip() -> Option<Self> {
         match Self::create() {
             Ok(t) => Some(t),
@@ -336,6 +371,68 @@ fn devices_behind_two_nats_sync_through_a_relay_then_directly() {
     laptop.wait("the phone's contact, directly", |d| {
         d.jids() == ["juliet@capulet.lit", "nurse@capulet.lit"]
     });
+    drop(devices);
+    drop(relay);
+    drop(t);
+}
+
+/// A relay device at home behind a port forward announces its private address,
+/// which does not reach it from elsewhere; a device that reached it at the
+/// forwarded address remembers that one first, and finds it again after a restart
+/// without `--peer`.
+#[test]
+fn a_relay_behind_a_port_forward_is_found_again_without_peer() {
+    let mut devices = account(&["phone"]);
+    let mut relay = Device::new();
+    let code = devices[0].invite_relay();
+    let out = relay.kith(&["pair", "join", &code, "--name", "server", "--relay"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    devices[0].stop();
+    let Some(t) = Topology::or_skip() else { return };
+    let port = 41_010;
+    t.forward(0, port).expect("the port forward");
+    relay.set_prefix(
+        &t.prefix("ha")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    relay.start_with(&format!("/ip4/{}/tcp/{port}", t.host_ip[0]), &["--no-mdns"]);
+    let phone = &mut devices[0];
+    phone.set_prefix(
+        &t.prefix("hb")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let forwarded = format!("/ip4/{}/tcp/{port}", t.wan_ip[0]);
+    let listen = format!("/ip4/{}/tcp/41011", t.host_ip[1]);
+    // The topology: the forwarded address reaches the relay, its own does not.
+    assert!(
+        reaches(&t.ns("hb"), &t.wan_ip[0], port),
+        "the port forward must work"
+    );
+    assert!(
+        !reaches(&t.ns("hb"), &t.host_ip[0], port),
+        "the relay's private address must not reach it from the phone"
+    );
+    phone.start_with(&listen, &["--no-mdns", "--peer", &forwarded]);
+    phone.wait("a connection to the relay", |d| {
+        connection_to(d, "server").is_some()
+    });
+    // Identify has told the phone the relay's own (private) address by now: the
+    // reservation is made at an address the relay listens on, after identify.
+    phone.wait("a reservation on the relay", |d| {
+        d.status()["node"]["relayed_by"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    phone.stop();
+    phone.start_with(&listen, &["--no-mdns"]);
+    phone.wait(
+        "the relay found again at the address that reached it",
+        |d| connection_to(d, "server").is_some_and(|a| a.contains(&t.wan_ip[0])),
+    );
     drop(devices);
     drop(relay);
     drop(t);

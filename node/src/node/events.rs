@@ -188,6 +188,13 @@ impl Node {
                     if endpoint.is_dialer() {
                         self.relay_connected(peer_id, &remote);
                         self.device.remember_addrs(&device.0, &remote.to_string())?;
+                        if !relayed::is_relayed(&remote) {
+                            let at = remote
+                                .iter()
+                                .filter(|p| !matches!(p, Protocol::P2p(_)))
+                                .collect();
+                            self.reached_at.insert(peer_id, at);
+                        }
                     }
                 } else if self.telling(&peer_id) {
                     // A second connection of a revoked device being told: this one
@@ -344,7 +351,15 @@ impl Node {
                         .collect();
                     usable
                         .sort_by_key(|a| (listen::is_ip6(a), tcp_port(a).is_none(), a.to_string()));
-                    let addrs: Vec<String> = usable.iter().take(8).map(|a| a.to_string()).collect();
+                    // Where this device reached it first: what it announces may not
+                    // reach it from here (a private address behind a port forward).
+                    let reached = self.reached_at.get(&peer_id);
+                    let addrs: Vec<String> = reached
+                        .into_iter()
+                        .chain(usable.iter().copied().filter(|a| Some(*a) != reached))
+                        .take(8)
+                        .map(|a| a.to_string())
+                        .collect();
                     if !addrs.is_empty() {
                         self.device.remember_addrs(&d.0, &addrs.join(" "))?;
                     }

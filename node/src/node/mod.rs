@@ -167,6 +167,11 @@ struct Node {
     relays: BTreeMap<PeerId, relayed::Relay>,
     /// Every connection to each roster device, with its address.
     links: BTreeMap<PeerId, relayed::Links>,
+    /// The direct address this device last reached each roster device at by
+    /// dialling: remembered first, before the addresses the device announces
+    /// (behind a port forward it announces its private address, which does not
+    /// reach it from here).
+    reached_at: BTreeMap<PeerId, Multiaddr>,
     /// Whether a listen address is unspecified (`0.0.0.0`, `::`): the node then
     /// listens on every interface, loopback among them.
     listen_any: bool,
@@ -362,6 +367,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         seen: BTreeMap::new(),
         relays: BTreeMap::new(),
         links: BTreeMap::new(),
+        reached_at: BTreeMap::new(),
         listen_any: listen.iter().any(relayed::is_unspecified),
         reach: relayed::Reach::default(),
     };

@@ -107,6 +107,7 @@ impl Node {
         }
         let gone: Vec<PeerId> = self.allowed.difference(&allowed).copied().collect();
         for p in gone {
+            self.reached_at.remove(&p);
             debug!(peer = %p, "no longer in the roster: disconnecting");
             self.swarm.behaviour_mut().gossipsub.blacklist_peer(&p);
             // A connected one is told first, then cut off.
