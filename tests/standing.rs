@@ -139,3 +139,41 @@ fn an_away_device_is_not_said_to_lack_what_it_wrote() {
         "{line}"
     );
 }
+
+/// A tombstone another device has already erased (collected once every device
+/// acknowledged it) while this one still holds it until its own next pass is not
+/// something that device lacks.
+#[test]
+fn a_tombstone_erased_elsewhere_is_not_counted_as_lacking() {
+    let mut devices = account(&["laptop", "phone"]);
+    for d in devices.iter_mut() {
+        d.stop();
+    }
+    // The laptop acknowledges and collects every 20 s (its first pass at start), the
+    // phone every second: the phone collects right after the laptop's second pass
+    // acknowledges the deletion, the laptop only at its third.
+    devices[0].start_with(
+        "/ip4/127.0.0.1/tcp/0",
+        &["--no-mdns", "--ack-interval", "20s"],
+    );
+    let laptop_at = devices[0].listen_addr();
+    devices[1].start_with(
+        "/ip4/127.0.0.1/tcp/0",
+        &["--no-mdns", "--ack-interval", "1s", "--peer", &laptop_at],
+    );
+    let (laptop, phone) = (&devices[0], &devices[1]);
+    laptop.ok(&["contact", "add", "tybalt@capulet.lit"]);
+    phone.wait("the contact", |d| d.jids() == ["tybalt@capulet.lit"]);
+    laptop.ok(&["contact", "rm", "tybalt@capulet.lit"]);
+    phone.wait("the deletion", |d| d.jids().is_empty());
+    phone.wait("the tombstone collected on the phone", |d| {
+        d.status()["collected_tombstones"].as_u64().unwrap_or(0) >= 1
+    });
+    let s = laptop.status();
+    assert!(
+        s["tombstones"].as_u64().unwrap_or(0) >= 1,
+        "the laptop still holds its tombstone (else this test shows nothing): {s}"
+    );
+    let line = lead(laptop);
+    assert_eq!(line, "In sync with phone.", "{}", laptop.ok(&["status"]));
+}

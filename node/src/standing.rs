@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use kith_protocol::record::DeviceId;
+use kith_protocol::record::{Body, DeviceId, ItemId, Space};
 use kith_protocol::roster::Role;
 use kith_protocol::sync::Relation;
+use kith_protocol::sync::gc;
 
 use crate::api::answer::DeviceList;
 use crate::api::status::{Member, MemberSync, Role as ApiRole, SyncWord};
@@ -49,6 +50,41 @@ impl Device {
         own
     }
 
+    /// For each other device, how many tombstones this device still holds that the
+    /// device acknowledged as collected (or forgotten) in its latest acknowledgement
+    /// records here: it no longer counts them, and lacks nothing by them. Taken off
+    /// what it is said to lack, as [`Device::own_records_since_heard`] is (its
+    /// acknowledgement may be newer than its summary: that only lowers a lower
+    /// bound). At most [`gc::SHARDS`] records a device, each bounded.
+    fn tombstones_collected_there(&self, me: &DeviceId) -> BTreeMap<DeviceId, u64> {
+        let replica = self.engine.replica();
+        let mut out = BTreeMap::new();
+        for m in self.engine.roster().members() {
+            let d = m.entry.device;
+            if d == *me || self.engine.sync_state(&d).is_none() {
+                continue;
+            }
+            let mut n = 0u64;
+            for shard in 0..gc::SHARDS {
+                let Some(Body::Data(body)) = gc::record(replica, &d, shard).map(|r| &r.body) else {
+                    continue;
+                };
+                for ((space, item, sig), phase) in gc::decode(body).unwrap_or_default() {
+                    let held = Space::from_code(u64::from(space))
+                        .and_then(|space| replica.get(space, &ItemId(item)))
+                        .is_some_and(|t| t.is_tombstone() && t.signature[..8] == sig);
+                    if held && phase >= gc::COLLECTED {
+                        n += 1;
+                    }
+                }
+            }
+            if n > 0 {
+                out.insert(d, n);
+            }
+        }
+        out
+    }
+
     /// The roster: each device with its role and state, and, for the others,
     /// `sync` (where it stood when last heard from: `state` `up_to_date`, `behind`,
     /// `ahead` or `differs`, `by` how many records, `as_of`; and against what this
@@ -67,6 +103,7 @@ impl Device {
             .collect();
         let ours_now = self.engine.summary();
         let own = self.own_records_since_heard(&me);
+        let collected = self.tombstones_collected_there(&me);
         let roster = self.engine.roster();
         DeviceList(
             roster
@@ -83,18 +120,23 @@ impl Device {
                         };
                         // Against what this device holds now: an away device lacks
                         // at least what was added here since, but for what it
-                        // wrote itself (`own_records_since_heard`).
+                        // wrote itself (`own_records_since_heard`) and the
+                        // tombstones it collected (`tombstones_collected_there`).
                         let own = own.get(&d).copied().unwrap_or(0);
+                        let collected = collected.get(&d).copied().unwrap_or(0);
                         let added = ours_now.count.saturating_sub(s.theirs.count);
                         let behind_now = if s.theirs == ours_now {
                             0
                         } else {
-                            added.saturating_sub(own)
+                            added.saturating_sub(own + collected)
                         };
                         // Everything added here since it was heard (up to date
-                        // then) can be its own: as far as this device knows, it
-                        // has all of it.
-                        let all_its_own = word == SyncWord::UpToDate && added > 0 && added <= own;
+                        // then) can be its own, and all this device holds more than
+                        // it (up to date or behind then) can be tombstones it
+                        // erased: as far as this device knows, it has everything.
+                        let all_its_own = added > 0
+                            && ((word == SyncWord::UpToDate && added <= own + collected)
+                                || (word == SyncWord::Behind && added <= collected));
                         MemberSync {
                             state: word,
                             by,
