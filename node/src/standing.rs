@@ -95,11 +95,11 @@ impl Device {
     pub(crate) fn devices(&mut self, net: &NetInfo) -> DeviceList {
         let me = self.id();
         let now = wall_now().0;
-        let peers: BTreeMap<[u8; 32], Option<u64>> = self
+        let peers: BTreeMap<[u8; 32], (Option<u64>, String)> = self
             .known_peers()
             .unwrap_or_default()
             .into_iter()
-            .map(|p| (p.device, p.last_sync_ms))
+            .map(|p| (p.device, (p.last_sync_ms, p.addrs)))
             .collect();
         let ours_now = self.engine.summary();
         let own = self.own_records_since_heard(&me);
@@ -145,7 +145,10 @@ impl Device {
                             behind_now,
                         }
                     });
-                    let last_sync = peers.get(&d.0).copied().flatten();
+                    let (last_sync, remembered) = peers
+                        .get(&d.0)
+                        .map(|(t, a)| (*t, a.split_whitespace().map(str::to_owned).collect()))
+                        .unwrap_or_default();
                     let last_seen = if net.connected.contains_key(&d) {
                         Some(now)
                     } else {
@@ -167,6 +170,7 @@ impl Device {
                         last_seen: (d != me).then_some(last_seen).flatten().map(iso),
                         exchanging: self.engine.exchanging(&d),
                         sync,
+                        remembered,
                     }
                 })
                 .collect(),

@@ -4,6 +4,9 @@
 //! 1. one edit on A until visible on B (both durable), median and worst of `--edits`
 //!    (B watched from a second thread while A is asked; the figure is the later of
 //!    A's answer and B's);
+//!    then `--paced` more, each after a pause of 2.5 s (a person's pace: the nodes
+//!    checkpoint their stores meanwhile), beside a durable commit after the same
+//!    pause;
 //! 2. `--contacts` imported on A until present on B and C, for each size;
 //! 3. a device paired afterwards until it holds the largest of those imports;
 //! 4. at `--scale` contacts on one node: the import (time, peak memory), edits through
@@ -64,6 +67,8 @@ struct Figures {
     floors: Option<floors::Floors>,
     /// One edit on A until visible on B, durable on both.
     edit: Option<Edit>,
+    /// The same at a person's pace.
+    paced: Option<Paced>,
     imports: Vec<Import>,
     new_device: Option<NewDevice>,
     scale: Option<Scale>,
@@ -81,14 +86,20 @@ struct Edit {
     /// The median of one control-socket call that does nothing (a wait that is due
     /// at once): what each of the three calls timed per edit costs at least.
     control_call_median_ms: f64,
-    /// Edits made after a pause ([`PACE`]), as a person makes them.
-    paced: usize,
-    /// Their median and worst, and the median of the command on A alone.
-    paced_median_ms: f64,
-    paced_worst_ms: f64,
-    paced_command_median_ms: f64,
+}
+
+/// Edits made after a pause ([`PACE`]), as a person makes them.
+#[derive(Debug, Serialize)]
+struct Paced {
+    edits: usize,
+    /// Their median, as [`Edit::median_ms`].
+    median_ms: f64,
+    /// Their worst.
+    worst_ms: f64,
+    /// The median of the command on A alone.
+    command_median_ms: f64,
     /// The median durable commit (as in the floors) after the same pause.
-    paced_floor_commit_us: f64,
+    floor_commit_us: f64,
 }
 
 /// The pause before each paced edit: longer than the nodes' 2-s housekeeping, so
@@ -291,11 +302,6 @@ pub(crate) fn run(args: Args) -> Result<()> {
             median_over_floor: ms(*median) * 1000.0 / floor,
             command_median_ms: ms(*command),
             control_call_median_ms: ms(*call),
-            paced: paced.len(),
-            paced_median_ms: median_of(&paced),
-            paced_worst_ms: paced.last().map_or(0.0, |d| ms(*d)),
-            paced_command_median_ms: median_of(&paced_commands),
-            paced_floor_commit_us: floors::median(paced_floor),
         };
         say(format!(
             "one edit on A until visible on B (durable on both): median {:.2} ms (the command on A {:.2} ms; a control call doing nothing {:.2} ms), worst {:.2} ms ({} edits); {:.1}× two durable commits and a round trip",
@@ -306,18 +312,26 @@ pub(crate) fn run(args: Args) -> Result<()> {
             edit.edits,
             edit.median_over_floor
         ))?;
-        if edit.paced > 0 {
-            say(format!(
-                "one edit after a pause of {:.1} s (a person's pace): median {:.2} ms (the command on A {:.2} ms), worst {:.2} ms ({} edits); a durable commit after the same pause {:.0} µs",
-                PACE.as_secs_f64(),
-                edit.paced_median_ms,
-                edit.paced_command_median_ms,
-                edit.paced_worst_ms,
-                edit.paced,
-                edit.paced_floor_commit_us
-            ))?;
-        }
         fig.edit = Some(edit);
+    }
+    if !paced.is_empty() {
+        let p = Paced {
+            edits: paced.len(),
+            median_ms: median_of(&paced),
+            worst_ms: paced.last().map_or(0.0, |d| ms(*d)),
+            command_median_ms: median_of(&paced_commands),
+            floor_commit_us: floors::median(paced_floor),
+        };
+        say(format!(
+            "one edit after a pause of {:.1} s (a person's pace): median {:.2} ms (the command on A {:.2} ms), worst {:.2} ms ({} edits); a durable commit after the same pause {:.0} µs",
+            PACE.as_secs_f64(),
+            p.median_ms,
+            p.command_median_ms,
+            p.worst_ms,
+            p.edits,
+            p.floor_commit_us
+        ))?;
+        fig.paced = Some(p);
     }
     let base = a.count()?;
     let mut total = base;

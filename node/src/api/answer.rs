@@ -492,6 +492,7 @@ mod tests {
             last_seen: Some("2026-12-02T08:00:00.000Z".into()),
             exchanging: false,
             sync: None,
+            remembered: vec!["/ip4/192.0.2.4/tcp/4001".into()],
         }
     }
 

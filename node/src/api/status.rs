@@ -132,6 +132,10 @@ pub struct Member {
     pub exchanging: bool,
     /// Where it stood when last heard from (kept across restarts).
     pub sync: Option<MemberSync>,
+    /// The addresses this device remembers it at, tried first when dialling it
+    /// (most useful first: where dials reached it, then what it announced).
+    #[serde(default)]
+    pub remembered: Vec<String>,
 }
 
 /// Live items per node.

@@ -23,6 +23,24 @@ impl Device {
         self.store.set_peer_addrs(&self.index, device, addrs)
     }
 
+    /// The addresses remembered for `device` (the ones that parse), in order.
+    pub fn remembered_addrs(
+        &self,
+        device: &[u8; 32],
+    ) -> Result<Vec<libp2p::Multiaddr>, store::Error> {
+        Ok(self
+            .known_peers()?
+            .into_iter()
+            .find(|p| p.device == *device)
+            .map(|p| {
+                p.addrs
+                    .split_whitespace()
+                    .filter_map(|a| a.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// The devices met, with the addresses they were reached at.
     pub fn known_peers(&self) -> Result<Vec<store::KnownPeer>, store::Error> {
         self.store.peers(&self.index)

@@ -23,6 +23,41 @@ use crate::{net, store, xmpp};
 const MAX_REDIAL_IPS: usize = 4;
 /// How many of the newest contacts secrets its guise's ports are worked out under.
 const REDIAL_SECRETS: usize = 3;
+/// Most addresses remembered for one device.
+pub(super) const MAX_REMEMBERED: usize = 8;
+/// Most addresses of one device that dials reached this run, kept to be
+/// remembered first.
+pub(super) const MAX_REACHED: usize = 3;
+
+/// What to remember of where a device listens, most useful first: the addresses
+/// this device's dials reached it at in this run (most recent first), then the
+/// first [`MAX_REACHED`] remembered before (the runs before put theirs there), then
+/// what the device announces, then the rest remembered before; each once, at most
+/// [`MAX_REMEMBERED`]. What a device announces may not reach it from here (behind a
+/// port forward it announces its private address), and what a dial reached it at
+/// stays until fresher addresses push it out.
+pub(super) fn remembered(
+    reached: &[Multiaddr],
+    announced: &[&Multiaddr],
+    before: &[Multiaddr],
+) -> Vec<Multiaddr> {
+    let mut out: Vec<Multiaddr> = Vec::with_capacity(MAX_REMEMBERED);
+    let (first, rest) = before.split_at(before.len().min(MAX_REACHED));
+    for a in reached
+        .iter()
+        .chain(first)
+        .chain(announced.iter().copied())
+        .chain(rest)
+    {
+        if out.len() == MAX_REMEMBERED {
+            break;
+        }
+        if !out.contains(a) {
+            out.push(a.clone());
+        }
+    }
+    out
+}
 
 /// The guise `device` wears today: from its current contacts secret, or the genesis
 /// key before it has one (what its own devices try when they see a tag).
@@ -308,5 +343,48 @@ impl Node {
         self.dial_through_relays();
         self.update_nat_servers();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Multiaddr {
+        s.parse().expect("a test address")
+    }
+
+    #[test]
+    fn what_a_dial_reached_is_remembered_first_and_kept_across_runs() {
+        let public = a("/ip4/203.0.113.7/tcp/4001");
+        let private = a("/ip4/192.168.1.5/tcp/4001");
+        let quic = a("/ip4/192.168.1.5/udp/4001/quic-v1");
+        // Reached at the forwarded address; the device announces its private ones.
+        let first = remembered(std::slice::from_ref(&public), &[&private, &quic], &[]);
+        assert_eq!(first, [public.clone(), private.clone(), quic.clone()]);
+        // A later run reaches it on the LAN: the forwarded address stays, second.
+        let second = remembered(std::slice::from_ref(&private), &[&private, &quic], &first);
+        assert_eq!(second, [private.clone(), public.clone(), quic.clone()]);
+        // A run that only heard from it (it dialled here) keeps both first.
+        let third = remembered(&[], &[&quic], &second);
+        assert_eq!(third, [private, public, quic]);
+    }
+
+    #[test]
+    fn remembered_addresses_are_bounded_and_each_once() {
+        let many: Vec<Multiaddr> = (0..20)
+            .map(|i| a(&format!("/ip4/10.0.0.{i}/tcp/4001")))
+            .collect();
+        let announced: Vec<&Multiaddr> = many[5..15].iter().collect();
+        let out = remembered(&many[..2], &announced, &many[10..20]);
+        assert_eq!(out.len(), MAX_REMEMBERED);
+        let mut seen = out.clone();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), out.len(), "{out:?}");
+        assert_eq!(out[..2], many[..2]);
+        // Then the first remembered before, then the announced ones.
+        assert_eq!(out[2..5], many[10..13]);
+        assert_eq!(out[5], many[5]);
     }
 }

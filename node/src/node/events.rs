@@ -10,7 +10,7 @@ use libp2p::{PeerId, gossipsub, identify};
 use tracing::{debug, info, warn};
 
 use super::listen::{self, port_of, tcp_port};
-use super::{Error, Node, relayed};
+use super::{Error, Node, discover, relayed};
 use crate::device::wall_now;
 use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
 use crate::pair;
@@ -187,13 +187,17 @@ impl Node {
                     self.reach.backoff.remove(&peer_id);
                     if endpoint.is_dialer() {
                         self.relay_connected(peer_id, &remote);
-                        self.device.remember_addrs(&device.0, &remote.to_string())?;
+                        // Remembered when its identify arrives (after a hole
+                        // punch's word, which takes that connection off).
                         if !relayed::is_relayed(&remote) {
-                            let at = remote
+                            let at: libp2p::Multiaddr = remote
                                 .iter()
                                 .filter(|p| !matches!(p, Protocol::P2p(_)))
                                 .collect();
-                            self.reached_at.insert(peer_id, at);
+                            let reached = self.reached_at.entry(peer_id).or_default();
+                            reached.retain(|(_, a)| *a != at);
+                            reached.insert(0, (connection_id, at));
+                            reached.truncate(discover::MAX_REACHED);
                         }
                     }
                 } else if self.telling(&peer_id) {
@@ -351,17 +355,19 @@ impl Node {
                         .collect();
                     usable
                         .sort_by_key(|a| (listen::is_ip6(a), tcp_port(a).is_none(), a.to_string()));
-                    // Where this device reached it first: what it announces may not
-                    // reach it from here (a private address behind a port forward).
-                    let reached = self.reached_at.get(&peer_id);
-                    let addrs: Vec<String> = reached
-                        .into_iter()
-                        .chain(usable.iter().copied().filter(|a| Some(*a) != reached))
-                        .take(8)
-                        .map(|a| a.to_string())
-                        .collect();
-                    if !addrs.is_empty() {
-                        self.device.remember_addrs(&d.0, &addrs.join(" "))?;
+                    // Where this device's dials reached it first: what it announces
+                    // may not reach it from here (a private address behind a port
+                    // forward).
+                    let reached: Vec<libp2p::Multiaddr> = self
+                        .reached_at
+                        .get(&peer_id)
+                        .map(|r| r.iter().map(|(_, a)| a.clone()).collect())
+                        .unwrap_or_default();
+                    let before = self.device.remembered_addrs(&d.0)?;
+                    let addrs = discover::remembered(&reached, &usable, &before);
+                    if !addrs.is_empty() && addrs != before {
+                        let line: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                        self.device.remember_addrs(&d.0, &line.join(" "))?;
                     }
                     // A relay that dialled this device: reserve at an address it
                     // listens on.

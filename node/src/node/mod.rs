@@ -167,11 +167,11 @@ struct Node {
     relays: BTreeMap<PeerId, relayed::Relay>,
     /// Every connection to each roster device, with its address.
     links: BTreeMap<PeerId, relayed::Links>,
-    /// The direct address this device last reached each roster device at by
-    /// dialling: remembered first, before the addresses the device announces
-    /// (behind a port forward it announces its private address, which does not
-    /// reach it from here).
-    reached_at: BTreeMap<PeerId, Multiaddr>,
+    /// The direct addresses this run's dials reached each roster device at (most
+    /// recent first, at most `discover::MAX_REACHED`), with their connections:
+    /// remembered first when its identify arrives (`discover::remembered`). A hole
+    /// punch's connection is taken off: its address is a NAT's passing mapping.
+    reached_at: BTreeMap<PeerId, Vec<(libp2p::swarm::ConnectionId, Multiaddr)>>,
     /// Whether a listen address is unspecified (`0.0.0.0`, `::`): the node then
     /// listens on every interface, loopback among them.
     listen_any: bool,
