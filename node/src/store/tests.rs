@@ -157,6 +157,37 @@ fn a_checkpoint_starts_the_log_over_before_the_next_commit() {
     assert_eq!(salts(), restarted);
 }
 
+/// A log left by a process that did not close the store (a kill -9) may hold
+/// pages of something erased since: the first housekeeping empties it, also when
+/// nothing was written since the open.
+#[test]
+fn a_log_left_behind_is_emptied_at_the_first_housekeeping() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    for n in 0..3 {
+        store.persist(&[record(&key, n + 1, 4, false)]).unwrap();
+    }
+    // The files as a kill -9 leaves them: the log not folded in.
+    for f in ["kith.db", "kith.db-wal"] {
+        fs::copy(dir.path().join(f), copy.path().join(f)).unwrap();
+    }
+    drop(store);
+    let left = fs::metadata(copy.path().join("kith.db-wal")).unwrap().len();
+    assert!(left > 4_152, "a log of {left} bytes was left");
+    let mut store = Store::open(copy.path()).unwrap();
+    assert!(store.erased(), "a left log counts as holding erased pages");
+    assert!(
+        store.checkpoint_if_written().unwrap(),
+        "emptied with nothing written"
+    );
+    // Emptied, then started over: its header and the one frame of the restart.
+    let now = fs::metadata(copy.path().join("kith.db-wal")).unwrap().len();
+    assert_eq!(now, 32 + 24 + 4096);
+    assert!(!store.erased());
+}
+
 #[test]
 fn a_record_over_the_limits_is_never_written() {
     let dir = tempfile::tempdir().unwrap();
