@@ -1,6 +1,8 @@
 //! Nodes on loopback for `kith demo` and `kith bench`: each is a `kith run` child
-//! process (listening on 127.0.0.1, mDNS on `lo` only) stopped by pid when dropped.
+//! process (listening on 127.0.0.1, mDNS on `lo` only) stopped by pid when dropped,
+//! and by the kernel when this process ends without dropping it.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +44,20 @@ impl Node {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
+        // Stopped with this process however it ends (a kill of the demo or the
+        // bench alone would leave its nodes running): the kernel sends the child
+        // SIGTERM when the thread that started it ends, and every node is started
+        // from the main thread.
+        // SAFETY: the closure runs in the child between fork and exec and only
+        // calls prctl, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn().context("starting kith run")?;
         let node = Self {
             dir: dir.to_owned(),

@@ -202,6 +202,95 @@ fn the_bench_measures_every_figure_it_names() {
     );
 }
 
+/// The processes whose parent is `parent` and whose command line has `kith` and
+/// `run`.
+fn nodes_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid …`: the fields after the command's closing paren.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let mut fields = after.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if ppid == Some(parent.to_string().as_str())
+            && state != Some("Z")
+            && cmdline.contains("run")
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+fn ended(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty()
+        || stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+}
+
+/// A bench killed outright (SIGKILL: no chance to stop its nodes) does not leave
+/// them running: the kernel stops them with it.
+#[test]
+fn the_nodes_of_a_killed_bench_stop_with_it() {
+    let mut bench = std::process::Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args([
+            "bench",
+            "--edits",
+            "100000",
+            "--paced",
+            "0",
+            "--contacts",
+            "5",
+            "--scale",
+            "0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kith bench starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut nodes = Vec::new();
+    while nodes.len() < 3 && std::time::Instant::now() < deadline {
+        nodes = nodes_of(bench.id());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The bench's scratch directory (the parent of each node's data directory),
+    // removed below: a killed bench cannot.
+    let scratch: Option<std::path::PathBuf> = nodes.first().and_then(|p| {
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let dir = args.iter().skip_while(|a| *a != "--data-dir").nth(1)?;
+        std::path::Path::new(dir).parent().map(|d| d.to_path_buf())
+    });
+    let _ = bench.kill();
+    let _ = bench.wait();
+    let stop_by = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !nodes.iter().all(|p| ended(*p)) && std::time::Instant::now() < stop_by {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let left: Vec<u32> = nodes.iter().copied().filter(|p| !ended(*p)).collect();
+    for p in &left {
+        // SAFETY: signalling a process this test's child started, by pid.
+        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+    }
+    if let Some(dir) = scratch.filter(|d| d.starts_with(std::env::temp_dir())) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    assert_eq!(nodes.len(), 3, "the bench started three nodes");
+    assert!(left.is_empty(), "nodes left running: {left:?}");
+}
+
 /// `contact edit --add-jid` with another contact's address is refused, naming that
 /// contact, unless `--merge`; `contact rm` says what it removed.
 #[test]
