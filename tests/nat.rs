@@ -17,6 +17,11 @@ fn inside(ns: &str, prog: &str, args: &[&str]) -> Result<(), String> {
     ip(&all)
 }
 
+/// In namespace `ns`: `iptables` with the words of `rule`.
+fn iptables(ns: &str, rule: &str) -> Result<(), String> {
+    inside(ns, "iptables", &rule.split_whitespace().collect::<Vec<_>>())
+}
+
 /// The namespaces: `inet` (a bridge), `relay`, and for each side `router` and
 /// `host`. Deleted on drop.
 struct Topology {
@@ -141,45 +146,21 @@ impl Topology {
             inside(&router, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
             // A home router: the private network goes out under the router's
             // address.
-            inside(
+            iptables(
                 &router,
-                "iptables",
-                &[
-                    "-t",
-                    "nat",
-                    "-A",
-                    "POSTROUTING",
-                    "-o",
-                    &wan,
-                    "-j",
-                    "MASQUERADE",
-                ],
+                &format!("-t nat -A POSTROUTING -o {wan} -j MASQUERADE"),
             )?;
             // Nothing comes in that did not go out first; like most home routers,
             // it drops what comes unasked to itself too, rather than refuse it (a
             // reset would end a hole punch's first try).
             for chain in ["FORWARD", "INPUT"] {
-                inside(
+                iptables(
                     &router,
-                    "iptables",
-                    &[
-                        "-A",
-                        chain,
-                        "-i",
-                        &wan,
-                        "-m",
-                        "conntrack",
-                        "--ctstate",
-                        "ESTABLISHED,RELATED",
-                        "-j",
-                        "ACCEPT",
-                    ],
+                    &format!(
+                        "-A {chain} -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+                    ),
                 )?;
-                inside(
-                    &router,
-                    "iptables",
-                    &["-A", chain, "-i", &wan, "-j", "DROP"],
-                )?;
+                iptables(&router, &format!("-A {chain} -i {wan} -j DROP"))?;
             }
         }
         Ok(())
@@ -189,34 +170,16 @@ impl Topology {
     /// the host behind it (a port forward, as for a server at home).
     fn forward(&self, side: usize, port: u16) -> Result<(), String> {
         let router = self.ns(["ra", "rb"][side]);
-        let (wan, host, port) = (&self.wan_ip[side], &self.host_ip[side], port.to_string());
-        let to = format!("{host}:{port}");
-        inside(
+        let (wan, host) = (&self.wan_ip[side], &self.host_ip[side]);
+        iptables(
             &router,
-            "iptables",
-            &[
-                "-t",
-                "nat",
-                "-A",
-                "PREROUTING",
-                "-d",
-                wan,
-                "-p",
-                "tcp",
-                "--dport",
-                &port,
-                "-j",
-                "DNAT",
-                "--to-destination",
-                &to,
-            ],
+            &format!(
+                "-t nat -A PREROUTING -d {wan} -p tcp --dport {port} -j DNAT --to-destination {host}:{port}"
+            ),
         )?;
-        inside(
+        iptables(
             &router,
-            "iptables",
-            &[
-                "-I", "FORWARD", "1", "-d", host, "-p", "tcp", "--dport", &port, "-j", "ACCEPT",
-            ],
+            &format!("-I FORWARD 1 -d {host} -p tcp --dport {port} -j ACCEPT"),
         )
     }
 
