@@ -50,13 +50,14 @@ impl Device {
         own
     }
 
-    /// For each other device, how many tombstones this device still holds that the
+    /// For each other device, the tombstones this device still holds that the
     /// device acknowledged as collected (or forgotten) in its latest acknowledgement
-    /// records here: it no longer counts them, and lacks nothing by them. Taken off
-    /// what it is said to lack, as [`Device::own_records_since_heard`] is (its
-    /// acknowledgement may be newer than its summary: that only lowers a lower
-    /// bound). At most [`gc::SHARDS`] records a device, each bounded.
-    fn tombstones_collected_there(&self, me: &DeviceId) -> BTreeMap<DeviceId, u64> {
+    /// records here: it no longer holds them, and lacks nothing by them. At most
+    /// [`gc::SHARDS`] records a device, each bounded.
+    fn tombstones_collected_there(
+        &self,
+        me: &DeviceId,
+    ) -> BTreeMap<DeviceId, Vec<(Space, ItemId)>> {
         let replica = self.engine.replica();
         let mut out = BTreeMap::new();
         for m in self.engine.roster().members() {
@@ -64,22 +65,25 @@ impl Device {
             if d == *me || self.engine.sync_state(&d).is_none() {
                 continue;
             }
-            let mut n = 0u64;
+            let mut keys = Vec::new();
             for shard in 0..gc::SHARDS {
                 let Some(Body::Data(body)) = gc::record(replica, &d, shard).map(|r| &r.body) else {
                     continue;
                 };
                 for ((space, item, sig), phase) in gc::decode(body).unwrap_or_default() {
-                    let held = Space::from_code(u64::from(space))
-                        .and_then(|space| replica.get(space, &ItemId(item)))
+                    let Some(space) = Space::from_code(u64::from(space)) else {
+                        continue;
+                    };
+                    let held = replica
+                        .get(space, &ItemId(item))
                         .is_some_and(|t| t.is_tombstone() && t.signature[..8] == sig);
                     if held && phase >= gc::COLLECTED {
-                        n += 1;
+                        keys.push((space, ItemId(item)));
                     }
                 }
             }
-            if n > 0 {
-                out.insert(d, n);
+            if !keys.is_empty() {
+                out.insert(d, keys);
             }
         }
         out
@@ -104,6 +108,18 @@ impl Device {
         let ours_now = self.engine.summary();
         let own = self.own_records_since_heard(&me);
         let collected = self.tombstones_collected_there(&me);
+        // The devices that, when last heard from, held exactly what this device
+        // holds now but for tombstones they have collected since (or before).
+        let all_but_collected: BTreeMap<DeviceId, bool> = collected
+            .iter()
+            .map(|(d, keys)| {
+                let theirs = self.engine.sync_state(d).map(|s| s.theirs);
+                (
+                    *d,
+                    theirs == Some(self.engine.summary_without(keys.iter().copied())),
+                )
+            })
+            .collect();
         let roster = self.engine.roster();
         DeviceList(
             roster
@@ -123,25 +139,25 @@ impl Device {
                         // wrote itself (`own_records_since_heard`) and the
                         // tombstones it collected (`tombstones_collected_there`).
                         let own = own.get(&d).copied().unwrap_or(0);
-                        let collected = collected.get(&d).copied().unwrap_or(0);
+                        let collected = collected.get(&d).map_or(0, |k| k.len() as u64);
                         let added = ours_now.count.saturating_sub(s.theirs.count);
-                        let behind_now = if s.theirs == ours_now {
+                        // It held exactly this device's records but tombstones it
+                        // erased (summaries compared, not counts).
+                        let exact = all_but_collected.get(&d).copied().unwrap_or(false);
+                        let behind_now = if s.theirs == ours_now || exact {
                             0
                         } else {
                             added.saturating_sub(own + collected)
                         };
                         // Everything added here since it was heard (up to date
-                        // then) can be its own, and all this device holds more than
-                        // it (up to date or behind then) can be tombstones it
-                        // erased: as far as this device knows, it has everything.
-                        let all_its_own = added > 0
-                            && ((word == SyncWord::UpToDate && added <= own + collected)
-                                || (word == SyncWord::Behind && added <= collected));
+                        // then) can be its own: as far as this device knows, it
+                        // has all of it.
+                        let all_its_own = word == SyncWord::UpToDate && added > 0 && added <= own;
                         MemberSync {
                             state: word,
                             by,
                             as_of: iso(s.at.wall.0),
-                            up_to_date_now: s.theirs == ours_now || all_its_own,
+                            up_to_date_now: s.theirs == ours_now || exact || all_its_own,
                             behind_now,
                         }
                     });

@@ -163,6 +163,12 @@ impl Message {
     }
 }
 
+/// The fingerprint of `count` entries whose hashes sum (wrapping) to `sum`.
+fn mix(sum: u128, count: usize) -> u64 {
+    let mixed = sum ^ (count as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+    (mixed as u64) ^ ((mixed >> 64) as u64)
+}
+
 /// A sorted snapshot of entries, with prefix sums for O(1) range fingerprints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Set {
@@ -280,6 +286,25 @@ impl Set {
         }
     }
 
+    /// The summary of the set without the entries of `keys` (each counted once;
+    /// keys it lacks change nothing): what a device that holds exactly these
+    /// records but those would say.
+    pub fn summary_without(&self, keys: impl IntoIterator<Item = Key>) -> Summary {
+        let keys: std::collections::BTreeSet<Key> = keys.into_iter().collect();
+        let mut sum = self.prefix[self.keys.len()];
+        let mut count = self.keys.len();
+        for k in keys {
+            if let Ok(i) = self.keys.binary_search(&k) {
+                sum = sum.wrapping_sub(self.hashes[i]);
+                count -= 1;
+            }
+        }
+        Summary {
+            count: count as u64,
+            fp: mix(sum, count),
+        }
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
@@ -293,10 +318,10 @@ impl Set {
     }
 
     fn fingerprint(&self, r: Range<usize>) -> u64 {
-        let sum = self.prefix[r.end].wrapping_sub(self.prefix[r.start]);
-        let count = (r.end - r.start) as u128;
-        let mixed = sum ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
-        (mixed as u64) ^ ((mixed >> 64) as u64)
+        mix(
+            self.prefix[r.end].wrapping_sub(self.prefix[r.start]),
+            r.end - r.start,
+        )
     }
 
     /// A 24-bit digest of entry `i`'s version, salted per exchange so that a chance
@@ -514,6 +539,24 @@ mod tests {
             prop_assert_eq!(&set.keys, &built.keys);
             prop_assert_eq!(&set.hashes, &built.hashes);
             prop_assert_eq!(&set.prefix, &built.prefix);
+        }
+
+        /// A set's summary without some keys is the summary of the set built
+        /// without them (keys it lacks, or named twice, change nothing).
+        #[test]
+        fn a_summary_without_keys_is_the_summary_of_the_set_without_them(
+            entries in prop::collection::btree_map((0u8..3, any::<u8>()), any::<u128>(), 0..100),
+            without in prop::collection::vec((0u8..3, any::<u8>()), 0..40),
+        ) {
+            let set = Set::new(entries.iter().map(|(&(s, i), &h)| (skey(s, i), h)));
+            let rest = Set::new(
+                entries
+                    .iter()
+                    .filter(|(k, _)| !without.contains(k))
+                    .map(|(&(s, i), &h)| (skey(s, i), h)),
+            );
+            let keys = without.iter().map(|&(s, i)| skey(s, i));
+            prop_assert_eq!(set.summary_without(keys), rest.summary());
         }
     }
 

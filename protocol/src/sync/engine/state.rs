@@ -9,8 +9,8 @@
 use std::fmt::Debug;
 
 use super::{Engine, Now};
-use crate::record::DeviceId;
-use crate::sync::recon::Summary;
+use crate::record::{DeviceId, ItemId, Space};
+use crate::sync::recon::{self, Summary};
 
 /// A device's records against this device's, as of one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,16 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// What this device holds, in brief.
     pub fn summary(&mut self) -> Summary {
         self.set().summary()
+    }
+
+    /// What this device holds, in brief, but for the records of `keys` (space and
+    /// item): what a device holding all the rest, and none of those, would say.
+    pub fn summary_without(&mut self, keys: impl IntoIterator<Item = (Space, ItemId)>) -> Summary {
+        self.set()
+            .summary_without(keys.into_iter().map(|(space, item)| recon::Key {
+                space: space.code(),
+                item: item.0,
+            }))
     }
 
     /// Where `device` stood when this device last heard from it: kept across
