@@ -48,12 +48,18 @@ impl Node {
         // bench alone would leave its nodes running): the kernel sends the child
         // SIGTERM when the thread that started it ends, and every node is started
         // from the main thread.
-        // SAFETY: the closure runs in the child between fork and exec and only
-        // calls prctl, which is async-signal-safe.
+        // Should this process end between the fork and the prctl, the child is
+        // not started (it would miss the signal).
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the child between fork and exec: raw system
+        // calls (prctl, getppid) and errno only, no allocation and no lock.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 Ok(())
             });

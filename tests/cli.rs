@@ -215,16 +215,23 @@ fn nodes_of(parent: u32) -> Vec<u32> {
         let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
         let mut fields = after.split_whitespace();
         let (state, ppid) = (fields.next(), fields.next());
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
         if ppid == Some(parent.to_string().as_str())
             && state != Some("Z")
-            && cmdline.contains("run")
+            && args_of(pid).iter().any(|a| a == "run")
         {
             out.push(pid);
         }
     }
     out
+}
+
+/// The command line of process `pid`, one element per argument.
+fn args_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
 }
 
 /// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
@@ -259,20 +266,20 @@ fn the_nodes_of_a_killed_bench_stop_with_it() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut nodes = Vec::new();
     while nodes.len() < 3 && std::time::Instant::now() < deadline {
+        if bench.try_wait().ok().flatten().is_some() {
+            break;
+        }
         nodes = nodes_of(bench.id());
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // The bench's scratch directory (the parent of each node's data directory),
     // removed below: a killed bench cannot.
     let scratch: Option<std::path::PathBuf> = nodes.first().and_then(|p| {
-        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+        let args = args_of(*p);
         let dir = args.iter().skip_while(|a| *a != "--data-dir").nth(1)?;
         std::path::Path::new(dir).parent().map(|d| d.to_path_buf())
     });
+    let node_args: Vec<Vec<String>> = nodes.iter().map(|p| args_of(*p)).collect();
     let _ = bench.kill();
     let _ = bench.wait();
     let stop_by = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -280,11 +287,21 @@ fn the_nodes_of_a_killed_bench_stop_with_it() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let left: Vec<u32> = nodes.iter().copied().filter(|p| !ended(*p)).collect();
-    for p in &left {
-        // SAFETY: signalling a process this test's child started, by pid.
-        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+    for (p, args) in nodes.iter().zip(&node_args) {
+        // The same process still (its pid not taken by another since).
+        if !ended(*p) && args_of(*p) == *args {
+            // SAFETY: signalling a process this test's child started, by pid.
+            unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+        }
     }
-    if let Some(dir) = scratch.filter(|d| d.starts_with(std::env::temp_dir())) {
+    // Only a scratch directory of the bench's own (`/tmp/.tmpXXXX`).
+    let temp = std::env::temp_dir();
+    let own = |d: &std::path::PathBuf| {
+        d.parent() == Some(temp.as_path())
+            && d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
+    };
+    if let Some(dir) = scratch.filter(own) {
         let _ = std::fs::remove_dir_all(dir);
     }
     assert_eq!(nodes.len(), 3, "the bench started three nodes");

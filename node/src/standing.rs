@@ -163,7 +163,10 @@ impl Device {
                     });
                     let (last_sync, remembered) = peers
                         .get(&d.0)
-                        .map(|(t, a)| (*t, a.split_whitespace().map(str::to_owned).collect()))
+                        .map(|(t, a)| {
+                            let r = crate::device::Remembered::parse(a);
+                            (*t, r.all().map(|a| a.to_string()).collect())
+                        })
                         .unwrap_or_default();
                     let last_seen = if net.connected.contains_key(&d) {
                         Some(now)

@@ -132,8 +132,9 @@ pub struct Member {
     pub exchanging: bool,
     /// Where it stood when last heard from (kept across restarts).
     pub sync: Option<MemberSync>,
-    /// The addresses this device remembers it at, tried first when dialling it
-    /// (most useful first: where dials reached it, then what it announced).
+    /// The addresses this device remembers it at, tried in this order when
+    /// dialling it: where this device's own dials reached it, then what it
+    /// announces, then what it announced before.
     #[serde(default)]
     pub remembered: Vec<String>,
 }

@@ -25,6 +25,7 @@ mod peers;
 mod verify;
 
 pub use ahead::{Ahead, Prechecked};
+pub use peers::Remembered;
 
 use crate::store::{self, Account, Lock, Store, index};
 use changes::history_of;

@@ -2,7 +2,6 @@
 //! shows (rotated with the listeners it names), re-dialling known addresses, and the
 //! periodic housekeeping.
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::listen::{bind_stream, listen_moving, tcp_port};
 use super::{Error, Node};
-use crate::device::{Device, wall_now};
+use crate::device::{Device, Remembered, wall_now};
 use crate::discovery::{self, Advert, Calendar, Guise, Seen};
 use crate::{net, store, xmpp};
 
@@ -23,6 +22,9 @@ use crate::{net, store, xmpp};
 const MAX_REDIAL_IPS: usize = 4;
 /// How many of the newest contacts secrets its guise's ports are worked out under.
 const REDIAL_SECRETS: usize = 3;
+/// Most dials of this device's own under way at once (a bound: each is taken off
+/// when it ends).
+const MAX_OWN_DIALS: usize = 1024;
 /// Most addresses remembered for one device.
 pub(super) const MAX_REMEMBERED: usize = 8;
 /// Most addresses of one device that dials reached this run, kept to be
@@ -30,30 +32,32 @@ pub(super) const MAX_REMEMBERED: usize = 8;
 pub(super) const MAX_REACHED: usize = 3;
 
 /// What to remember of where a device listens, most useful first: the addresses
-/// this device's dials reached it at in this run (most recent first), then the
-/// first [`MAX_REACHED`] remembered before (the runs before put theirs there), then
-/// what the device announces, then the rest remembered before; each once, at most
-/// [`MAX_REMEMBERED`]. What a device announces may not reach it from here (behind a
-/// port forward it announces its private address), and what a dial reached it at
-/// stays until fresher addresses push it out.
+/// this device's own dials reached it at (this run's, most recent first, then
+/// earlier runs'; at most [`MAX_REACHED`]), then what it announces now, then what
+/// it announced before; each once, at most [`MAX_REMEMBERED`]. What a device
+/// announces may not reach it from here (behind a port forward it announces its
+/// private address); an address that reached it stays until fresher ones that
+/// reached it push it out, and nothing else stays ahead of what it announces.
 pub(super) fn remembered(
     reached: &[Multiaddr],
     announced: &[&Multiaddr],
-    before: &[Multiaddr],
-) -> Vec<Multiaddr> {
-    let mut out: Vec<Multiaddr> = Vec::with_capacity(MAX_REMEMBERED);
-    let (first, rest) = before.split_at(before.len().min(MAX_REACHED));
-    for a in reached
-        .iter()
-        .chain(first)
-        .chain(announced.iter().copied())
-        .chain(rest)
-    {
-        if out.len() == MAX_REMEMBERED {
+    before: &Remembered,
+) -> Remembered {
+    let mut out = Remembered::default();
+    for a in reached.iter().chain(&before.reached) {
+        if out.reached.len() == MAX_REACHED {
             break;
         }
-        if !out.contains(a) {
-            out.push(a.clone());
+        if !out.reached.contains(a) {
+            out.reached.push(a.clone());
+        }
+    }
+    for a in announced.iter().copied().chain(&before.rest) {
+        if out.reached.len() + out.rest.len() == MAX_REMEMBERED {
+            break;
+        }
+        if !out.reached.contains(a) && !out.rest.contains(a) {
+            out.rest.push(a.clone());
         }
     }
     out
@@ -125,9 +129,23 @@ impl Node {
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
-        if let Err(e) = self.swarm.dial(opts) {
+        if let Err(e) = self.dial_own(opts) {
             debug!(%peer, "dial: {e}");
         }
+    }
+
+    /// Dials, noting the connection as this device's own dial: only those tell
+    /// where a device can be reached (not a hole punch's, nor an AutoNAT
+    /// dial-back's, both through a NAT's passing mapping).
+    pub(super) fn dial_own(&mut self, opts: DialOpts) -> Result<(), libp2p::swarm::DialError> {
+        let id = opts.connection_id();
+        self.swarm.dial(opts)?;
+        // Each is taken off when the dial ends; a bound in case one never does.
+        if self.own_dials.len() >= MAX_OWN_DIALS {
+            self.own_dials.clear();
+        }
+        self.own_dials.insert(id);
+        Ok(())
     }
 
     /// Opens the pairing gate while an invitation is open (or ended lately, to be
@@ -249,14 +267,20 @@ impl Node {
             .map(|s| s.value.as_bytes().to_vec())
             .collect();
         keys.push(self.device.account.genesis.to_vec());
-        let ips: BTreeSet<Ipv4Addr> = remembered
+        // In the order remembered (most useful first), each once.
+        let mut ips: Vec<Ipv4Addr> = Vec::new();
+        for ip in remembered
             .iter()
             .flat_map(|a| a.iter())
             .filter_map(|p| match p {
                 Protocol::Ip4(ip) if !ip.is_unspecified() => Some(ip),
                 _ => None,
             })
-            .collect();
+        {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
         let mut addrs = remembered;
         for ip in ips.into_iter().take(MAX_REDIAL_IPS) {
             for key in &keys {
@@ -307,7 +331,7 @@ impl Node {
             .map(|(a, _)| a.clone())
             .collect();
         for addr in configured {
-            let _ = self.swarm.dial(addr);
+            let _ = self.dial_own(DialOpts::from(addr));
         }
         Ok(())
     }
@@ -360,14 +384,36 @@ mod tests {
         let private = a("/ip4/192.168.1.5/tcp/4001");
         let quic = a("/ip4/192.168.1.5/udp/4001/quic-v1");
         // Reached at the forwarded address; the device announces its private ones.
-        let first = remembered(std::slice::from_ref(&public), &[&private, &quic], &[]);
-        assert_eq!(first, [public.clone(), private.clone(), quic.clone()]);
+        let first = remembered(
+            std::slice::from_ref(&public),
+            &[&private, &quic],
+            &Remembered::default(),
+        );
+        assert_eq!(first.reached, std::slice::from_ref(&public));
+        assert_eq!(first.rest, [private.clone(), quic.clone()]);
         // A later run reaches it on the LAN: the forwarded address stays, second.
         let second = remembered(std::slice::from_ref(&private), &[&private, &quic], &first);
-        assert_eq!(second, [private.clone(), public.clone(), quic.clone()]);
+        assert_eq!(second.reached, [private.clone(), public.clone()]);
+        assert_eq!(second.rest, std::slice::from_ref(&quic));
         // A run that only heard from it (it dialled here) keeps both first.
         let third = remembered(&[], &[&quic], &second);
-        assert_eq!(third, [private, public, quic]);
+        assert_eq!(third.reached, [private, public]);
+        // Stored and read back as it was.
+        assert_eq!(Remembered::parse(&third.line()), third);
+    }
+
+    #[test]
+    fn what_was_only_announced_does_not_stay_ahead_of_what_is_announced_now() {
+        let old = a("/ip4/10.0.0.1/tcp/4001");
+        let new = a("/ip4/10.0.9.9/tcp/4001");
+        let before = remembered(&[], &[&old], &Remembered::default());
+        let now = remembered(&[], &[&new], &before);
+        assert_eq!(now.rest, [new, old]);
+        assert!(now.reached.is_empty());
+        // A line earlier versions wrote is all announced.
+        let line = "/ip4/10.0.0.1/tcp/4001 /ip4/10.0.0.2/tcp/4001";
+        assert_eq!(Remembered::parse(line).rest.len(), 2);
+        assert!(Remembered::parse(line).reached.is_empty());
     }
 
     #[test]
@@ -376,15 +422,17 @@ mod tests {
             .map(|i| a(&format!("/ip4/10.0.0.{i}/tcp/4001")))
             .collect();
         let announced: Vec<&Multiaddr> = many[5..15].iter().collect();
-        let out = remembered(&many[..2], &announced, &many[10..20]);
-        assert_eq!(out.len(), MAX_REMEMBERED);
-        let mut seen = out.clone();
-        seen.sort();
-        seen.dedup();
-        assert_eq!(seen.len(), out.len(), "{out:?}");
-        assert_eq!(out[..2], many[..2]);
-        // Then the first remembered before, then the announced ones.
-        assert_eq!(out[2..5], many[10..13]);
-        assert_eq!(out[5], many[5]);
+        let before = Remembered {
+            reached: many[10..14].to_vec(),
+            rest: many[14..20].to_vec(),
+        };
+        let out = remembered(&many[..2], &announced, &before);
+        assert_eq!(out.reached, [&many[..2], &many[10..11]].concat());
+        assert_eq!(out.reached.len() + out.rest.len(), MAX_REMEMBERED);
+        let mut all: Vec<_> = out.all().collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), MAX_REMEMBERED, "{out:?}");
+        assert_eq!(out.rest[0], many[5]);
     }
 }

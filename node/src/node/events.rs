@@ -116,6 +116,7 @@ impl Node {
                 num_established,
                 ..
             } => {
+                let own_dial = self.own_dials.remove(&connection_id);
                 let remote = endpoint.get_remote_address().clone();
                 // A connection relayed to this device shows the relay's circuit
                 // address it came in at (its remote address names only the peer).
@@ -187,18 +188,18 @@ impl Node {
                     self.reach.backoff.remove(&peer_id);
                     if endpoint.is_dialer() {
                         self.relay_connected(peer_id, &remote);
-                        // Remembered when its identify arrives (after a hole
-                        // punch's word, which takes that connection off).
-                        if !relayed::is_relayed(&remote) {
-                            let at: libp2p::Multiaddr = remote
-                                .iter()
-                                .filter(|p| !matches!(p, Protocol::P2p(_)))
-                                .collect();
-                            let reached = self.reached_at.entry(peer_id).or_default();
-                            reached.retain(|(_, a)| *a != at);
-                            reached.insert(0, (connection_id, at));
-                            reached.truncate(discover::MAX_REACHED);
-                        }
+                    }
+                    // Remembered when its identify arrives: where this device's
+                    // own dial reached it.
+                    if own_dial && !relayed::is_relayed(&remote) {
+                        let at: libp2p::Multiaddr = remote
+                            .iter()
+                            .filter(|p| !matches!(p, Protocol::P2p(_)))
+                            .collect();
+                        let reached = self.reached_at.entry(peer_id).or_default();
+                        reached.retain(|a| *a != at);
+                        reached.insert(0, at);
+                        reached.truncate(discover::MAX_REACHED);
                     }
                 } else if self.telling(&peer_id) {
                     // A second connection of a revoked device being told: this one
@@ -246,6 +247,9 @@ impl Node {
                 self.cut_off(Some(&peer_id));
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event)?,
+            SwarmEvent::OutgoingConnectionError { connection_id, .. } => {
+                self.own_dials.remove(&connection_id);
+            }
             _ => {}
         }
         Ok(())
@@ -358,16 +362,19 @@ impl Node {
                     // Where this device's dials reached it first: what it announces
                     // may not reach it from here (a private address behind a port
                     // forward).
-                    let reached: Vec<libp2p::Multiaddr> = self
-                        .reached_at
-                        .get(&peer_id)
-                        .map(|r| r.iter().map(|(_, a)| a.clone()).collect())
-                        .unwrap_or_default();
-                    let before = self.device.remembered_addrs(&d.0)?;
-                    let addrs = discover::remembered(&reached, &usable, &before);
-                    if !addrs.is_empty() && addrs != before {
-                        let line: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-                        self.device.remember_addrs(&d.0, &line.join(" "))?;
+                    // Best effort: what is remembered only helps find it again.
+                    let reached = self.reached_at.get(&peer_id).cloned().unwrap_or_default();
+                    match self.device.remembered_addrs(&d.0) {
+                        Ok(before) => {
+                            let now = discover::remembered(&reached, &usable, &before);
+                            if now.all().next().is_some()
+                                && now != before
+                                && let Err(e) = self.device.remember_addrs(&d.0, &now.line())
+                            {
+                                warn!("remembering where {} listens: {e}", self.who(&peer_id));
+                            }
+                        }
+                        Err(e) => warn!("reading where {} listens: {e}", self.who(&peer_id)),
                     }
                     // A relay that dialled this device: reserve at an address it
                     // listens on.

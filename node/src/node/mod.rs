@@ -167,11 +167,12 @@ struct Node {
     relays: BTreeMap<PeerId, relayed::Relay>,
     /// Every connection to each roster device, with its address.
     links: BTreeMap<PeerId, relayed::Links>,
-    /// The direct addresses this run's dials reached each roster device at (most
-    /// recent first, at most `discover::MAX_REACHED`), with their connections:
-    /// remembered first when its identify arrives (`discover::remembered`). A hole
-    /// punch's connection is taken off: its address is a NAT's passing mapping.
-    reached_at: BTreeMap<PeerId, Vec<(libp2p::swarm::ConnectionId, Multiaddr)>>,
+    /// The direct addresses this run's own dials reached each roster device at
+    /// (most recent first, at most `discover::MAX_REACHED`): remembered first when
+    /// its identify arrives (`discover::remembered`).
+    reached_at: BTreeMap<PeerId, Vec<Multiaddr>>,
+    /// The connections of this device's own dials under way (`Node::dial_own`).
+    own_dials: BTreeSet<libp2p::swarm::ConnectionId>,
     /// Whether a listen address is unspecified (`0.0.0.0`, `::`): the node then
     /// listens on every interface, loopback among them.
     listen_any: bool,
@@ -368,14 +369,21 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         relays: BTreeMap::new(),
         links: BTreeMap::new(),
         reached_at: BTreeMap::new(),
+        own_dials: BTreeSet::new(),
         listen_any: listen.iter().any(relayed::is_unspecified),
         reach: relayed::Reach::default(),
     };
     node.update_roster();
     // Revoked already (`update_roster` found it): nobody to dial.
     let dials = node.dials();
-    for (addr, _) in node.configured.iter().filter(|_| dials) {
-        if let Err(e) = node.swarm.dial(addr.clone()) {
+    let configured: Vec<Multiaddr> = node
+        .configured
+        .iter()
+        .filter(|_| dials)
+        .map(|(a, _)| a.clone())
+        .collect();
+    for addr in configured {
+        if let Err(e) = node.dial_own(libp2p::swarm::dial_opts::DialOpts::from(addr.clone())) {
             warn!("cannot dial {addr}: {e}");
         }
     }

@@ -322,20 +322,13 @@ impl Node {
         }
     }
 
-    /// Logs how hole punching went; a punched connection's address is not one
-    /// to remember.
+    /// Logs how hole punching went.
     pub(super) fn on_dcutr(&mut self, event: dcutr::Event) {
         match event.result {
-            Ok(connection) => {
-                // Not an address to dial again: a NAT's mapping for this punch.
-                if let Some(reached) = self.reached_at.get_mut(&event.remote_peer_id) {
-                    reached.retain(|(c, _)| *c != connection);
-                }
-                info!(
-                    "{}: hole punched, connected directly",
-                    self.who(&event.remote_peer_id)
-                );
-            }
+            Ok(_) => info!(
+                "{}: hole punched, connected directly",
+                self.who(&event.remote_peer_id)
+            ),
             Err(e) => info!(
                 "{}: hole punching failed, staying relayed: {e}",
                 self.who(&event.remote_peer_id)

@@ -139,7 +139,8 @@ fn a_checkpoint_starts_the_log_over_before_the_next_commit() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, 7, "the user version is written as it was");
-    // The restart is no change of its own: no checkpoint follows it.
+    // Record 9's commit brings one more checkpoint; the restart after it is no
+    // change of its own, so none follows.
     assert!(store.checkpoint_if_written().unwrap());
     assert!(
         !store.checkpoint_if_written().unwrap(),
