@@ -183,6 +183,32 @@ impl Topology {
         )
     }
 
+    /// Router `side` routes its private network as it is, without a NAT: its host
+    /// is reached at its own address (the other router routes to it), through a
+    /// firewall that drops what comes unasked.
+    fn route_without_nat(&self, side: usize) -> Result<(), String> {
+        let router = self.ns(["ra", "rb"][side]);
+        let wan = format!(
+            "{}w{}",
+            self.names[0].trim_end_matches("inet"),
+            ["a", "b"][side]
+        );
+        iptables(
+            &router,
+            &format!("-t nat -D POSTROUTING -o {wan} -j MASQUERADE"),
+        )?;
+        let net = self.host_ip[side].rsplit_once('.').map_or("", |(n, _)| n);
+        ip(&[
+            "-n",
+            &self.ns(["ra", "rb"][1 - side]),
+            "route",
+            "add",
+            &format!("{net}.0/24"),
+            "via",
+            &self.wan_ip[side],
+        ])
+    }
+
     fn or_skip() -> Option<Self> {
         match Self::create() {
             Ok(t) => Some(t),
@@ -384,20 +410,10 @@ fn a_device_behind_a_port_forward_is_found_again_without_peer() {
         "the server's private address must not reach it from the phone"
     );
     phone.start_with(&listen, &["--no-mdns", "--peer", &forwarded]);
-    let remembered = |d: &Device| -> Vec<String> {
-        d.status()["roster"]
-            .as_array()
-            .and_then(|r| r.iter().find(|m| m["name"] == "server"))
-            .and_then(|m| m["remembered"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|a| a.as_str().map(str::to_owned))
-            .collect()
-    };
     // Its identify came (the private address it announces is remembered), and
     // the address that reached it is first.
     phone.wait("the server's addresses remembered", |d| {
-        let r = remembered(d);
+        let r = remembered(d, "server");
         r.first() == Some(&forwarded) && r.contains(&private)
     });
     phone.stop();
@@ -406,7 +422,77 @@ fn a_device_behind_a_port_forward_is_found_again_without_peer() {
         "the server found again at the address that reached it",
         |d| connection_to(d, "server").is_some_and(|a| a.contains(&t.wan_ip[0])),
     );
-    assert_eq!(remembered(phone).first(), Some(&forwarded));
+    assert_eq!(remembered(phone, "server").first(), Some(&forwarded));
+    drop(devices);
+    drop(t);
+}
+
+/// The roster entry of `name` as `device`'s status shows it: the addresses it
+/// remembers for it.
+fn remembered(device: &Device, name: &str) -> Vec<String> {
+    device.status()["roster"]
+        .as_array()
+        .and_then(|r| r.iter().find(|m| m["name"] == name))
+        .and_then(|m| m["remembered"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A home server behind a port forward and a device behind a firewall that drops
+/// what comes unasked, both restarted at once, redial each other's remembered
+/// addresses. Were both dials from their listen ports, the server's (dropped, so
+/// pending) and the device's (through the forward) would meet as one TCP
+/// simultaneous open, which Noise cannot take, at every try: they never met again.
+#[test]
+fn devices_restarted_together_meet_again_through_a_port_forward_and_a_dropping_firewall() {
+    let mut devices = account(&["phone", "server"]);
+    for d in devices.iter_mut() {
+        d.stop();
+    }
+    let Some(t) = Topology::or_skip() else { return };
+    let port = 41_020;
+    t.forward(0, port).expect("the port forward");
+    t.route_without_nat(1).expect("the phone's network routed");
+    let (phone, server) = devices.split_at_mut(1);
+    let (phone, server) = (&mut phone[0], &mut server[0]);
+    server.set_prefix(
+        &t.prefix("ha")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    phone.set_prefix(
+        &t.prefix("hb")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let server_listen = format!("/ip4/{}/tcp/{port}", t.host_ip[0]);
+    let phone_listen = format!("/ip4/{}/tcp/41021", t.host_ip[1]);
+    let forwarded = format!("/ip4/{}/tcp/{port}", t.wan_ip[0]);
+    server.start_with(&server_listen, &["--no-mdns"]);
+    assert!(
+        reaches(&t.ns("hb"), &t.wan_ip[0], port),
+        "the port forward must work"
+    );
+    phone.start_with(&phone_listen, &["--no-mdns", "--peer", &forwarded]);
+    phone.wait("the server remembered where its dial reached it", |d| {
+        remembered(d, "server").first() == Some(&forwarded)
+    });
+    server.wait("the phone's address remembered", |d| {
+        remembered(d, "phone").contains(&phone_listen)
+    });
+    phone.stop();
+    server.stop();
+    server.start_with(&server_listen, &["--no-mdns"]);
+    phone.start_with(&phone_listen, &["--no-mdns"]);
+    phone.wait("the server found again", |d| {
+        connection_to(d, "server").is_some_and(|a| a.contains(&t.wan_ip[0]))
+    });
+    // Shown as the address alone, as an inbound connection's is.
+    assert_eq!(connection_to(phone, "server"), Some(forwarded));
     drop(devices);
     drop(t);
 }

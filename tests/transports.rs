@@ -53,7 +53,8 @@ fn devices_sync_over_quic_alone() {
 
 /// A fixed TCP port another node holds is refused (exit 5), though libp2p's
 /// listeners share ports among themselves (`SO_REUSEPORT`); a `--peer` the node
-/// could never dial is refused at once (exit 2).
+/// could never dial (a DNS name, another transport, or nowhere: `0.0.0.0`, port 0)
+/// is refused at once (exit 2).
 #[test]
 fn a_taken_port_and_an_undialable_peer_are_refused() {
     let mut first = account(&["laptop"]).remove(0);
@@ -79,6 +80,21 @@ fn a_taken_port_and_an_undialable_peer_are_refused() {
         assert_eq!(out.status.code(), Some(2), "{peer}: {}", stderr(&out));
         assert!(
             stderr(&out).contains("no DNS names"),
+            "{peer}: {}",
+            stderr(&out)
+        );
+    }
+    for peer in [
+        "/ip4/0.0.0.0/tcp/4001",
+        "/ip6/::/tcp/4001",
+        "/ip4/224.0.0.251/udp/5353/quic-v1",
+        "/ip4/255.255.255.255/tcp/4001",
+        "/ip4/127.0.0.1/tcp/0",
+    ] {
+        let out = other.kith(&["run", "--no-mdns", "--peer", peer]);
+        assert_eq!(out.status.code(), Some(2), "{peer}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("an address a dial can reach"),
             "{peer}: {}",
             stderr(&out)
         );

@@ -2,7 +2,7 @@
 //! shows (rotated with the listeners it names), re-dialling known addresses, and the
 //! periodic housekeeping.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use kith_protocol::item::NodeKind;
@@ -12,7 +12,8 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId};
 use tracing::{debug, info, warn};
 
-use super::listen::{bind_stream, listen_moving, tcp_port};
+use super::listen::{bind_stream, is_ip6, listen_moving, port_of, tcp_port};
+use super::relayed;
 use super::{Error, Node};
 use crate::device::{Device, Remembered, wall_now};
 use crate::discovery::{self, Advert, Calendar, Guise, Seen};
@@ -33,26 +34,32 @@ pub(super) const MAX_REACHED: usize = 3;
 
 /// What to remember of where a device listens, most useful first: the addresses
 /// this device's own dials reached it at (this run's, most recent first, then
-/// earlier runs'; at most [`MAX_REACHED`]), then what it announces now, then what
-/// it announced before; each once, at most [`MAX_REMEMBERED`]. What a device
-/// announces may not reach it from here (behind a port forward it announces its
-/// private address); an address that reached it stays until fresher ones that
-/// reached it push it out, and nothing else stays ahead of what it announces.
+/// earlier runs'; at most [`MAX_REACHED`]), then what it announces now, then
+/// addresses that reached it and were pushed out of the first part by fresher
+/// ones, then what it announced before; each once, at most [`MAX_REMEMBERED`].
+/// What a device announces may not reach it from here (behind a port forward it
+/// announces its private address); an address that reached it stays first until
+/// fresher ones that reached it push it down, and nothing else stays ahead of
+/// what it announces.
 pub(super) fn remembered(
     reached: &[Multiaddr],
     announced: &[&Multiaddr],
     before: &Remembered,
 ) -> Remembered {
     let mut out = Remembered::default();
+    let mut pushed_down = Vec::new();
     for a in reached.iter().chain(&before.reached) {
-        if out.reached.len() == MAX_REACHED {
-            break;
+        if out.reached.contains(a) || pushed_down.contains(&a) {
+            continue;
         }
-        if !out.reached.contains(a) {
+        if out.reached.len() < MAX_REACHED {
             out.reached.push(a.clone());
+        } else {
+            pushed_down.push(a);
         }
     }
-    for a in announced.iter().copied().chain(&before.rest) {
+    let announced = announced.iter().copied();
+    for a in announced.chain(pushed_down).chain(&before.rest) {
         if out.reached.len() + out.rest.len() == MAX_REMEMBERED {
             break;
         }
@@ -61,6 +68,57 @@ pub(super) fn remembered(
         }
     }
     out
+}
+
+/// The IP address of `addr`.
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
+/// How many leading bits `a` and `b` share (none across families).
+fn common_bits(a: IpAddr, b: IpAddr) -> u32 {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (a.to_bits() ^ b.to_bits()).leading_zeros(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits() ^ b.to_bits()).leading_zeros(),
+        _ => 0,
+    }
+}
+
+/// What of the addresses a device announces (`listen`) is worth remembering, most
+/// like the address of the connection it announced them on (`at`) first: on a LAN
+/// its LAN address, not a container bridge's. Without unspecified, relayed, IPv6
+/// link-local or portless addresses, each once without a trailing `/p2p`; its
+/// loopback addresses only when `at` is one too (the device is on this machine),
+/// since elsewhere they name the machine doing the dialling. Then IPv4 before
+/// IPv6 and TCP before QUIC, in a stable order (identify's is a hash set's).
+pub(super) fn announced(listen: &[Multiaddr], at: Option<&Multiaddr>) -> Vec<Multiaddr> {
+    let at_ip = at.and_then(ip_of);
+    let here = at_ip.is_some_and(|ip| ip.is_loopback());
+    let mut usable: Vec<Multiaddr> = listen
+        .iter()
+        .filter(|a| port_of(a).is_some() && !relayed::is_relayed(a))
+        .filter(|a| !relayed::is_link_local(a) && !relayed::is_unspecified(a))
+        .filter(|a| here || !ip_of(a).is_some_and(|ip| ip.is_loopback()))
+        .map(relayed::without_peer)
+        .collect();
+    usable.sort_by_key(|a| {
+        let like = match (ip_of(a), at_ip) {
+            (Some(ip), Some(at)) => common_bits(ip, at),
+            _ => 0,
+        };
+        (
+            std::cmp::Reverse(like),
+            is_ip6(a),
+            tcp_port(a).is_none(),
+            a.to_string(),
+        )
+    });
+    usable.dedup();
+    usable
 }
 
 /// The guise `device` wears today: from its current contacts secret, or the genesis
@@ -127,11 +185,41 @@ impl Node {
         }
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
+            .condition(PeerCondition::DisconnectedAndNotDialing);
+        let opts = if self.reuses_port(Some(&peer)) {
+            opts.build()
+        } else {
+            opts.allocate_new_port().build()
+        };
         if let Err(e) = self.dial_own(opts) {
             debug!(%peer, "dial: {e}");
         }
+    }
+
+    /// A dial of `peer` (`None`: not known yet) from this device's own listen port,
+    /// rather than a new one: only for relays and unknown peers, whose view of where
+    /// this device is (identify's observed address, the NAT's mapping of the listen
+    /// port) is what a hole punch starts from. Not for other devices: two that redial
+    /// each other from their listen ports at once (after both restarted) can make a
+    /// TCP simultaneous open, which Noise cannot take; where a firewall drops one
+    /// side's dial, the other side's then always meets it and they never connect.
+    pub(super) fn reuses_port(&self, peer: Option<&PeerId>) -> bool {
+        peer.is_none_or(|p| self.relay_devices().contains(p))
+    }
+
+    /// Dials configured address `addr`, known to reach `peer` when `Some`.
+    pub(super) fn dial_configured(
+        &mut self,
+        addr: Multiaddr,
+        peer: Option<PeerId>,
+    ) -> Result<(), libp2p::swarm::DialError> {
+        let opts = DialOpts::unknown_peer_id().address(addr);
+        let opts = if self.reuses_port(peer.as_ref()) {
+            opts.build()
+        } else {
+            opts.allocate_new_port().build()
+        };
+        self.dial_own(opts)
     }
 
     /// Dials, noting the connection as this device's own dial: only those tell
@@ -324,14 +412,14 @@ impl Node {
                 self.dial(peer, addrs);
             }
         }
-        let configured: Vec<Multiaddr> = self
+        let configured: Vec<(Multiaddr, Option<PeerId>)> = self
             .configured
             .iter()
             .filter(|(_, p)| p.is_none_or(|p| !self.connected.contains_key(&p)))
-            .map(|(a, _)| a.clone())
+            .cloned()
             .collect();
-        for addr in configured {
-            let _ = self.dial_own(DialOpts::from(addr));
+        for (addr, peer) in configured {
+            let _ = self.dial_configured(addr, peer);
         }
         Ok(())
     }
@@ -434,5 +522,59 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), MAX_REMEMBERED, "{out:?}");
         assert_eq!(out.rest[0], many[5]);
+    }
+
+    #[test]
+    fn an_address_that_reached_a_device_moves_down_rather_than_out() {
+        let old = a("/ip4/203.0.113.7/tcp/4001");
+        let announced = a("/ip4/192.168.1.5/tcp/4001");
+        let mut now = remembered(
+            std::slice::from_ref(&old),
+            &[&announced],
+            &Remembered::default(),
+        );
+        for i in 0..MAX_REACHED {
+            let fresh = a(&format!("/ip4/198.51.100.{i}/tcp/4001"));
+            now = remembered(std::slice::from_ref(&fresh), &[&announced], &now);
+        }
+        assert!(!now.reached.contains(&old), "{now:?}");
+        assert_eq!(now.rest, [announced, old], "after what is announced");
+        assert_eq!(Remembered::parse(&now.line()), now);
+    }
+
+    #[test]
+    fn announced_addresses_most_like_the_connection_come_first() {
+        let listen = [
+            a("/ip4/127.0.0.1/tcp/4001"),
+            a("/ip4/172.17.0.1/tcp/4001"),
+            a("/ip4/172.18.0.1/tcp/4001"),
+            a("/ip4/192.168.1.5/udp/4001/quic-v1"),
+            a("/ip4/192.168.1.5/tcp/4001"),
+            a("/ip6/2001:db8::5/tcp/4001"),
+            a("/ip6/fe80::1/tcp/4001"),
+            a("/ip4/0.0.0.0/tcp/4001"),
+            a("/ip4/192.168.1.5/tcp/4001/p2p/12D3KooWGBfKqTqgA6SPZ6N3NWmeLmtzDDx8d8dvVjzMsERo6Dvr"),
+        ];
+        let on_lan = announced(&listen, Some(&a("/ip4/192.168.1.9/tcp/5000")));
+        assert_eq!(
+            on_lan,
+            [
+                a("/ip4/192.168.1.5/tcp/4001"),
+                a("/ip4/192.168.1.5/udp/4001/quic-v1"),
+                a("/ip4/172.17.0.1/tcp/4001"),
+                a("/ip4/172.18.0.1/tcp/4001"),
+                a("/ip6/2001:db8::5/tcp/4001"),
+            ],
+            "no loopback, link-local, unspecified or /p2p; each once"
+        );
+        let over_ip6 = announced(&listen, Some(&a("/ip6/2001:db8::9/tcp/5000")));
+        assert_eq!(over_ip6[0], a("/ip6/2001:db8::5/tcp/4001"));
+        // On this machine its loopback address is where it is.
+        let here = announced(&listen, Some(&a("/ip4/127.0.0.1/tcp/5000")));
+        assert_eq!(here[0], a("/ip4/127.0.0.1/tcp/4001"));
+        // Through a relay: nothing is like a circuit; still no loopback.
+        let relayed = announced(&listen, None);
+        assert_eq!(relayed[0], a("/ip4/172.17.0.1/tcp/4001"));
+        assert!(!relayed.contains(&a("/ip4/127.0.0.1/tcp/4001")));
     }
 }

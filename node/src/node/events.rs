@@ -9,12 +9,11 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, gossipsub, identify};
 use tracing::{debug, info, warn};
 
-use super::listen::{self, port_of, tcp_port};
+use super::listen::tcp_port;
 use super::{Error, Node, discover, relayed};
 use crate::device::wall_now;
 use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
 use crate::pair;
-use libp2p::multiaddr::Protocol;
 
 /// Direct connections kept to one device (more are closed, the newest).
 const MAX_DIRECT: usize = 2;
@@ -140,10 +139,7 @@ impl Node {
                 {
                     if num_established.get() == 1 {
                         // The address without the peer id the name stands for.
-                        let at: libp2p::Multiaddr = shown
-                            .iter()
-                            .filter(|p| !matches!(p, Protocol::P2p(_)))
-                            .collect();
+                        let at = relayed::without_peer(&shown);
                         match relayed::relay_of(&shown) {
                             Some(relay) => info!(
                                 "{} connected through {}",
@@ -163,7 +159,7 @@ impl Node {
                     // Status shows a direct connection when there is one (hole
                     // punching, or a dial, gave one beside the relayed one).
                     let links = self.links.entry(peer_id).or_default();
-                    links.insert(connection_id, shown.clone());
+                    links.insert(connection_id, relayed::without_peer(&shown));
                     if let Some(best) = relayed::shown(links) {
                         self.connected.insert(peer_id, best);
                     }
@@ -192,10 +188,7 @@ impl Node {
                     // Remembered when its identify arrives: where this device's
                     // own dial reached it.
                     if own_dial && !relayed::is_relayed(&remote) {
-                        let at: libp2p::Multiaddr = remote
-                            .iter()
-                            .filter(|p| !matches!(p, Protocol::P2p(_)))
-                            .collect();
+                        let at = relayed::without_peer(&remote);
                         let reached = self.reached_at.entry(peer_id).or_default();
                         reached.retain(|a| *a != at);
                         reached.insert(0, at);
@@ -345,20 +338,16 @@ impl Node {
                     self.device.input(Input::ResponseLost(peer))?;
                 }
             }
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            BehaviourEvent::Identify(identify::Event::Received {
+                connection_id,
+                peer_id,
+                info,
+            }) => {
                 if let (true, Some(d)) = (self.allowed.contains(&peer_id), net::device_of(&peer_id))
                 {
-                    // In a stable order (identify's comes from a hash set): IPv4
-                    // before IPv6, TCP before QUIC; never unspecified, relayed or
-                    // IPv6 link-local addresses.
-                    let mut usable: Vec<&libp2p::Multiaddr> = info
-                        .listen_addrs
-                        .iter()
-                        .filter(|a| port_of(a).is_some() && !relayed::is_relayed(a))
-                        .filter(|a| !relayed::is_link_local(a) && !relayed::is_unspecified(a))
-                        .collect();
-                    usable
-                        .sort_by_key(|a| (listen::is_ip6(a), tcp_port(a).is_none(), a.to_string()));
+                    let at = self.links.get(&peer_id).and_then(|l| l.get(&connection_id));
+                    let usable = discover::announced(&info.listen_addrs, at);
+                    let usable: Vec<&libp2p::Multiaddr> = usable.iter().collect();
                     // Where this device's dials reached it first: what it announces
                     // may not reach it from here (a private address behind a port
                     // forward).

@@ -376,14 +376,10 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     node.update_roster();
     // Revoked already (`update_roster` found it): nobody to dial.
     let dials = node.dials();
-    let configured: Vec<Multiaddr> = node
-        .configured
-        .iter()
-        .filter(|_| dials)
-        .map(|(a, _)| a.clone())
-        .collect();
-    for addr in configured {
-        if let Err(e) = node.dial_own(libp2p::swarm::dial_opts::DialOpts::from(addr.clone())) {
+    let configured: Vec<(Multiaddr, Option<PeerId>)> =
+        node.configured.iter().filter(|_| dials).cloned().collect();
+    for (addr, peer) in configured {
+        if let Err(e) = node.dial_configured(addr.clone(), peer) {
             warn!("cannot dial {addr}: {e}");
         }
     }

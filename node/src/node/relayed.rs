@@ -114,11 +114,14 @@ pub(super) fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
     None
 }
 
-/// `addr` without its `/p2p` parts.
-fn bare(addr: &Multiaddr) -> Multiaddr {
-    addr.iter()
-        .filter(|p| !matches!(p, Protocol::P2p(_)))
-        .collect()
+/// `addr` without the `/p2p` that ends it (the peer it names; a relayed address
+/// keeps its relay's): one address, written one way whoever wrote it.
+pub(super) fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    let mut addr = addr.clone();
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.pop();
+    }
+    addr
 }
 
 impl Node {
@@ -140,7 +143,7 @@ impl Node {
         if self.device.is_relay() || !self.relay_devices().contains(&peer) || is_relayed(addr) {
             return;
         }
-        let addr = bare(addr);
+        let addr = without_peer(addr);
         if is_unspecified(&addr) {
             return;
         }
