@@ -478,6 +478,10 @@ fn devices_restarted_together_meet_again_through_a_port_forward_and_a_dropping_f
         "the port forward must work"
     );
     phone.start_with(&phone_listen, &["--no-mdns", "--peer", &forwarded]);
+    assert!(
+        !reaches(&t.ns("ha"), &t.host_ip[1], 41_021),
+        "the phone's firewall must drop the server's dials"
+    );
     phone.wait("the server remembered where its dial reached it", |d| {
         remembered(d, "server").first() == Some(&forwarded)
     });

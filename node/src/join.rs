@@ -359,7 +359,7 @@ pub async fn join(
     for addr in &candidates {
         match attempt(&joiner, addr, &code, name, role).await {
             Ok(j) => {
-                joined = Some(j);
+                joined = Some((j, addr));
                 break;
             }
             Err(Failed::NoSuchCode) => {}
@@ -373,7 +373,7 @@ pub async fn join(
             }
         }
     }
-    let Some(joined) = joined else {
+    let Some((joined, reached_at)) = joined else {
         return Err(failure.unwrap_or_else(|| {
             Error::new(
                 ErrorKind::Refused,
@@ -405,14 +405,17 @@ pub async fn join(
     if let Some(inviter) =
         pair::unb64(&joined.inviter, 32).and_then(|d| <[u8; 32]>::try_from(d).ok())
     {
-        let addrs: Vec<String> = joined
+        // As identify's would be, reached for the invitation at `reached_at`
+        // (the pairing port: only its IP address counts).
+        let listen: Vec<Multiaddr> = joined
             .addrs
             .iter()
-            .filter(|a| a.parse::<Multiaddr>().is_ok())
-            .take(8)
-            .cloned()
+            .filter_map(|a| a.parse::<Multiaddr>().ok())
             .collect();
-        device.remember_addrs(&inviter, &addrs.join(" "))?;
+        let remembered = crate::node::invited(&listen, reached_at);
+        if remembered.all().next().is_some() {
+            device.remember_addrs(&inviter, &remembered.line())?;
+        }
     }
     Ok(device)
 }

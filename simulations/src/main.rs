@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use kith_sim::scenario::{self, Scenario};
 
+/// mimalloc: the simulator allocates and frees small blocks on both cores all the
+/// time (docs/performance.md, thirteenth round).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Simulates many kith devices in virtual time.
 #[derive(Debug, Parser)]
 #[command(name = "kith-sim", version, about)]

@@ -2,7 +2,7 @@
 //! shows (rotated with the listeners it names), re-dialling known addresses, and the
 //! periodic housekeeping.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use kith_protocol::item::NodeKind;
@@ -12,10 +12,9 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId};
 use tracing::{debug, info, warn};
 
-use super::listen::{bind_stream, is_ip6, listen_moving, port_of, tcp_port};
-use super::relayed;
+use super::listen::{bind_stream, listen_moving, tcp_port};
 use super::{Error, Node};
-use crate::device::{Device, Remembered, wall_now};
+use crate::device::{Device, wall_now};
 use crate::discovery::{self, Advert, Calendar, Guise, Seen};
 use crate::{net, store, xmpp};
 
@@ -26,101 +25,6 @@ const REDIAL_SECRETS: usize = 3;
 /// Most dials of this device's own under way at once (a bound: each is taken off
 /// when it ends).
 const MAX_OWN_DIALS: usize = 1024;
-/// Most addresses remembered for one device.
-pub(super) const MAX_REMEMBERED: usize = 8;
-/// Most addresses of one device that dials reached this run, kept to be
-/// remembered first.
-pub(super) const MAX_REACHED: usize = 3;
-
-/// What to remember of where a device listens, most useful first: the addresses
-/// this device's own dials reached it at (this run's, most recent first, then
-/// earlier runs'; at most [`MAX_REACHED`]), then what it announces now, then
-/// addresses that reached it and were pushed out of the first part by fresher
-/// ones, then what it announced before; each once, at most [`MAX_REMEMBERED`].
-/// What a device announces may not reach it from here (behind a port forward it
-/// announces its private address); an address that reached it stays first until
-/// fresher ones that reached it push it down, and nothing else stays ahead of
-/// what it announces.
-pub(super) fn remembered(
-    reached: &[Multiaddr],
-    announced: &[&Multiaddr],
-    before: &Remembered,
-) -> Remembered {
-    let mut out = Remembered::default();
-    let mut pushed_down = Vec::new();
-    for a in reached.iter().chain(&before.reached) {
-        if out.reached.contains(a) || pushed_down.contains(&a) {
-            continue;
-        }
-        if out.reached.len() < MAX_REACHED {
-            out.reached.push(a.clone());
-        } else {
-            pushed_down.push(a);
-        }
-    }
-    let announced = announced.iter().copied();
-    for a in announced.chain(pushed_down).chain(&before.rest) {
-        if out.reached.len() + out.rest.len() == MAX_REMEMBERED {
-            break;
-        }
-        if !out.reached.contains(a) && !out.rest.contains(a) {
-            out.rest.push(a.clone());
-        }
-    }
-    out
-}
-
-/// The IP address of `addr`.
-fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
-    addr.iter().find_map(|p| match p {
-        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
-        _ => None,
-    })
-}
-
-/// How many leading bits `a` and `b` share (none across families).
-fn common_bits(a: IpAddr, b: IpAddr) -> u32 {
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (a.to_bits() ^ b.to_bits()).leading_zeros(),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits() ^ b.to_bits()).leading_zeros(),
-        _ => 0,
-    }
-}
-
-/// What of the addresses a device announces (`listen`) is worth remembering, most
-/// like the address of the connection it announced them on (`at`) first: on a LAN
-/// its LAN address, not a container bridge's. Without unspecified, relayed, IPv6
-/// link-local or portless addresses, each once without a trailing `/p2p`; its
-/// loopback addresses only when `at` is one too (the device is on this machine),
-/// since elsewhere they name the machine doing the dialling. Then IPv4 before
-/// IPv6 and TCP before QUIC, in a stable order (identify's is a hash set's).
-pub(super) fn announced(listen: &[Multiaddr], at: Option<&Multiaddr>) -> Vec<Multiaddr> {
-    let at_ip = at.and_then(ip_of);
-    let here = at_ip.is_some_and(|ip| ip.is_loopback());
-    let mut usable: Vec<Multiaddr> = listen
-        .iter()
-        .filter(|a| port_of(a).is_some() && !relayed::is_relayed(a))
-        .filter(|a| !relayed::is_link_local(a) && !relayed::is_unspecified(a))
-        .filter(|a| here || !ip_of(a).is_some_and(|ip| ip.is_loopback()))
-        .map(relayed::without_peer)
-        .collect();
-    usable.sort_by_key(|a| {
-        let like = match (ip_of(a), at_ip) {
-            (Some(ip), Some(at)) => common_bits(ip, at),
-            _ => 0,
-        };
-        (
-            std::cmp::Reverse(like),
-            is_ip6(a),
-            tcp_port(a).is_none(),
-            a.to_string(),
-        )
-    });
-    usable.dedup();
-    usable
-}
-
 /// The guise `device` wears today: from its current contacts secret, or the genesis
 /// key before it has one (what its own devices try when they see a tag).
 pub(super) fn guise(device: &Device, calendar: &Calendar) -> Guise {
@@ -455,126 +359,5 @@ impl Node {
         self.dial_through_relays();
         self.update_nat_servers();
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn a(s: &str) -> Multiaddr {
-        s.parse().expect("a test address")
-    }
-
-    #[test]
-    fn what_a_dial_reached_is_remembered_first_and_kept_across_runs() {
-        let public = a("/ip4/203.0.113.7/tcp/4001");
-        let private = a("/ip4/192.168.1.5/tcp/4001");
-        let quic = a("/ip4/192.168.1.5/udp/4001/quic-v1");
-        // Reached at the forwarded address; the device announces its private ones.
-        let first = remembered(
-            std::slice::from_ref(&public),
-            &[&private, &quic],
-            &Remembered::default(),
-        );
-        assert_eq!(first.reached, std::slice::from_ref(&public));
-        assert_eq!(first.rest, [private.clone(), quic.clone()]);
-        // A later run reaches it on the LAN: the forwarded address stays, second.
-        let second = remembered(std::slice::from_ref(&private), &[&private, &quic], &first);
-        assert_eq!(second.reached, [private.clone(), public.clone()]);
-        assert_eq!(second.rest, std::slice::from_ref(&quic));
-        // A run that only heard from it (it dialled here) keeps both first.
-        let third = remembered(&[], &[&quic], &second);
-        assert_eq!(third.reached, [private, public]);
-        // Stored and read back as it was.
-        assert_eq!(Remembered::parse(&third.line()), third);
-    }
-
-    #[test]
-    fn what_was_only_announced_does_not_stay_ahead_of_what_is_announced_now() {
-        let old = a("/ip4/10.0.0.1/tcp/4001");
-        let new = a("/ip4/10.0.9.9/tcp/4001");
-        let before = remembered(&[], &[&old], &Remembered::default());
-        let now = remembered(&[], &[&new], &before);
-        assert_eq!(now.rest, [new, old]);
-        assert!(now.reached.is_empty());
-        // A line earlier versions wrote is all announced.
-        let line = "/ip4/10.0.0.1/tcp/4001 /ip4/10.0.0.2/tcp/4001";
-        assert_eq!(Remembered::parse(line).rest.len(), 2);
-        assert!(Remembered::parse(line).reached.is_empty());
-    }
-
-    #[test]
-    fn remembered_addresses_are_bounded_and_each_once() {
-        let many: Vec<Multiaddr> = (0..20)
-            .map(|i| a(&format!("/ip4/10.0.0.{i}/tcp/4001")))
-            .collect();
-        let announced: Vec<&Multiaddr> = many[5..15].iter().collect();
-        let before = Remembered {
-            reached: many[10..14].to_vec(),
-            rest: many[14..20].to_vec(),
-        };
-        let out = remembered(&many[..2], &announced, &before);
-        assert_eq!(out.reached, [&many[..2], &many[10..11]].concat());
-        assert_eq!(out.reached.len() + out.rest.len(), MAX_REMEMBERED);
-        let mut all: Vec<_> = out.all().collect();
-        all.sort();
-        all.dedup();
-        assert_eq!(all.len(), MAX_REMEMBERED, "{out:?}");
-        assert_eq!(out.rest[0], many[5]);
-    }
-
-    #[test]
-    fn an_address_that_reached_a_device_moves_down_rather_than_out() {
-        let old = a("/ip4/203.0.113.7/tcp/4001");
-        let announced = a("/ip4/192.168.1.5/tcp/4001");
-        let mut now = remembered(
-            std::slice::from_ref(&old),
-            &[&announced],
-            &Remembered::default(),
-        );
-        for i in 0..MAX_REACHED {
-            let fresh = a(&format!("/ip4/198.51.100.{i}/tcp/4001"));
-            now = remembered(std::slice::from_ref(&fresh), &[&announced], &now);
-        }
-        assert!(!now.reached.contains(&old), "{now:?}");
-        assert_eq!(now.rest, [announced, old], "after what is announced");
-        assert_eq!(Remembered::parse(&now.line()), now);
-    }
-
-    #[test]
-    fn announced_addresses_most_like_the_connection_come_first() {
-        let listen = [
-            a("/ip4/127.0.0.1/tcp/4001"),
-            a("/ip4/172.17.0.1/tcp/4001"),
-            a("/ip4/172.18.0.1/tcp/4001"),
-            a("/ip4/192.168.1.5/udp/4001/quic-v1"),
-            a("/ip4/192.168.1.5/tcp/4001"),
-            a("/ip6/2001:db8::5/tcp/4001"),
-            a("/ip6/fe80::1/tcp/4001"),
-            a("/ip4/0.0.0.0/tcp/4001"),
-            a("/ip4/192.168.1.5/tcp/4001/p2p/12D3KooWGBfKqTqgA6SPZ6N3NWmeLmtzDDx8d8dvVjzMsERo6Dvr"),
-        ];
-        let on_lan = announced(&listen, Some(&a("/ip4/192.168.1.9/tcp/5000")));
-        assert_eq!(
-            on_lan,
-            [
-                a("/ip4/192.168.1.5/tcp/4001"),
-                a("/ip4/192.168.1.5/udp/4001/quic-v1"),
-                a("/ip4/172.17.0.1/tcp/4001"),
-                a("/ip4/172.18.0.1/tcp/4001"),
-                a("/ip6/2001:db8::5/tcp/4001"),
-            ],
-            "no loopback, link-local, unspecified or /p2p; each once"
-        );
-        let over_ip6 = announced(&listen, Some(&a("/ip6/2001:db8::9/tcp/5000")));
-        assert_eq!(over_ip6[0], a("/ip6/2001:db8::5/tcp/4001"));
-        // On this machine its loopback address is where it is.
-        let here = announced(&listen, Some(&a("/ip4/127.0.0.1/tcp/5000")));
-        assert_eq!(here[0], a("/ip4/127.0.0.1/tcp/4001"));
-        // Through a relay: nothing is like a circuit; still no loopback.
-        let relayed = announced(&listen, None);
-        assert_eq!(relayed[0], a("/ip4/172.17.0.1/tcp/4001"));
-        assert!(!relayed.contains(&a("/ip4/127.0.0.1/tcp/4001")));
     }
 }

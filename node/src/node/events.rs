@@ -10,7 +10,7 @@ use libp2p::{PeerId, gossipsub, identify};
 use tracing::{debug, info, warn};
 
 use super::listen::tcp_port;
-use super::{Error, Node, discover, relayed};
+use super::{Error, Node, addrs, relayed};
 use crate::device::wall_now;
 use crate::net::{self, BehaviourEvent, PairBehaviourEvent};
 use crate::pair;
@@ -192,7 +192,7 @@ impl Node {
                         let reached = self.reached_at.entry(peer_id).or_default();
                         reached.retain(|a| *a != at);
                         reached.insert(0, at);
-                        reached.truncate(discover::MAX_REACHED);
+                        reached.truncate(addrs::MAX_REACHED);
                     }
                 } else if self.telling(&peer_id) {
                     // A second connection of a revoked device being told: this one
@@ -345,9 +345,11 @@ impl Node {
             }) => {
                 if let (true, Some(d)) = (self.allowed.contains(&peer_id), net::device_of(&peer_id))
                 {
-                    let at = self.links.get(&peer_id).and_then(|l| l.get(&connection_id));
-                    let usable = discover::announced(&info.listen_addrs, at);
-                    let usable: Vec<&libp2p::Multiaddr> = usable.iter().collect();
+                    let at = self
+                        .links
+                        .get(&peer_id)
+                        .and_then(|l| l.get(&connection_id))
+                        .cloned();
                     // Where this device's dials reached it first: what it announces
                     // may not reach it from here (a private address behind a port
                     // forward).
@@ -355,7 +357,12 @@ impl Node {
                     let reached = self.reached_at.get(&peer_id).cloned().unwrap_or_default();
                     match self.device.remembered_addrs(&d.0) {
                         Ok(before) => {
-                            let now = discover::remembered(&reached, &usable, &before);
+                            let now = addrs::remembered(
+                                &reached,
+                                &info.listen_addrs,
+                                at.as_ref(),
+                                &before,
+                            );
                             if now.all().next().is_some()
                                 && now != before
                                 && let Err(e) = self.device.remember_addrs(&d.0, &now.line())
@@ -367,8 +374,9 @@ impl Node {
                     }
                     // A relay that dialled this device: reserve at an address it
                     // listens on.
-                    if let Some(at) = usable.first() {
-                        self.relay_connected(peer_id, at);
+                    if let Some(listens) = addrs::announced(&info.listen_addrs, at.as_ref()).first()
+                    {
+                        self.relay_connected(peer_id, listens);
                     }
                 }
             }

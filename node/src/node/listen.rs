@@ -68,7 +68,7 @@ pub(super) fn tcp_port_free(addr: &Multiaddr) -> bool {
     !matches!(probe(), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
 }
 
-fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+pub(super) fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     addr.iter().find_map(|p| match p {
         Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
         Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),

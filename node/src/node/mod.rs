@@ -4,6 +4,8 @@
 //! through such a handle. Swarm and engine events are handled in `events`,
 //! discovery and re-dialling in `discover`.
 
+mod addrs;
+pub(crate) use addrs::invited;
 mod discover;
 mod events;
 mod listen;
@@ -168,8 +170,8 @@ struct Node {
     /// Every connection to each roster device, with its address.
     links: BTreeMap<PeerId, relayed::Links>,
     /// The direct addresses this run's own dials reached each roster device at
-    /// (most recent first, at most `discover::MAX_REACHED`): remembered first when
-    /// its identify arrives (`discover::remembered`).
+    /// (most recent first, at most `addrs::MAX_REACHED`): remembered first when
+    /// its identify arrives (`addrs::remembered`).
     reached_at: BTreeMap<PeerId, Vec<Multiaddr>>,
     /// The connections of this device's own dials under way (`Node::dial_own`).
     own_dials: BTreeSet<libp2p::swarm::ConnectionId>,
@@ -352,7 +354,18 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         allowed: BTreeSet::new(),
         allowed_devices: BTreeSet::new(),
         pairing: BTreeMap::new(),
-        configured: options.peers.iter().map(|a| (a.clone(), None)).collect(),
+        // The peer a `/p2p` at the end names is known before any dial.
+        configured: options
+            .peers
+            .iter()
+            .map(|a| {
+                let named = match a.iter().last() {
+                    Some(Protocol::P2p(peer)) => Some(peer),
+                    _ => None,
+                };
+                (a.clone(), named)
+            })
+            .collect(),
         listen: Vec::new(),
         moving,
         readvertise_due: false,
