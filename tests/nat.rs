@@ -447,7 +447,38 @@ fn remembered(device: &Device, name: &str) -> Vec<String> {
 /// simultaneous open, which Noise cannot take, at every try: they never met again.
 #[test]
 fn devices_restarted_together_meet_again_through_a_port_forward_and_a_dropping_firewall() {
-    let mut devices = account(&["phone", "server"]);
+    restarted_together(account(&["phone", "server"]));
+}
+
+/// The same with two relay devices (relays dialled each other from their listen
+/// ports, as full devices dial relays).
+#[test]
+fn relays_restarted_together_meet_again_through_a_port_forward_and_a_dropping_firewall() {
+    let mut first = account(&["laptop"]).remove(0);
+    let mut relays = Vec::new();
+    for name in ["phone", "server"] {
+        let mut d = Device::new();
+        let code = first.invite_relay();
+        let out = d.kith(&["pair", "join", &code, "--name", name, "--relay"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        d.start();
+        relays.push(d);
+    }
+    // Each knows the other (the first learns of the second from the laptop).
+    for (d, other) in relays.iter().zip(["server", "phone"]) {
+        d.wait("the other relay in the roster", |d| {
+            d.status()["roster"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|m| m["name"] == other))
+        });
+    }
+    first.stop();
+    restarted_together(relays);
+}
+
+/// Devices `phone` and `server` (running or not) meet on each side of the
+/// topology, then are stopped and started again at once.
+fn restarted_together(mut devices: Vec<Device>) {
     for d in devices.iter_mut() {
         d.stop();
     }

@@ -90,6 +90,9 @@ fn a_taken_port_and_an_undialable_peer_are_refused() {
         "/ip4/224.0.0.251/udp/5353/quic-v1",
         "/ip4/255.255.255.255/tcp/4001",
         "/ip4/127.0.0.1/tcp/0",
+        "/ip4/0.1.2.3/tcp/4001",
+        "/ip6/::ffff:0.0.0.0/tcp/4001",
+        "/ip6/::ffff:224.0.0.1/tcp/4001",
     ] {
         let out = other.kith(&["run", "--no-mdns", "--peer", peer]);
         assert_eq!(out.status.code(), Some(2), "{peer}: {}", stderr(&out));

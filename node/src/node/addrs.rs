@@ -44,7 +44,7 @@ pub(super) fn remembered(
     let here = on_this_machine(at);
     let mut out = Remembered::default();
     let mut pushed_down = Vec::new();
-    let earlier = before.reached.iter().filter_map(|a| usable(a, true));
+    let earlier = before.reached.iter().filter_map(|a| usable(a, here));
     for a in reached.iter().cloned().chain(earlier) {
         if out.reached.contains(&a) || pushed_down.contains(&a) {
             continue;

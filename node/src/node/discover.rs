@@ -76,6 +76,11 @@ impl Node {
     }
 
     pub(super) fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        self.dial_when(peer, addrs, PeerCondition::DisconnectedAndNotDialing);
+    }
+
+    /// Dials `peer` at `addrs` (and through relays) under `condition`.
+    fn dial_when(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, condition: PeerCondition) {
         // Through the relay devices too, in the same dial and among the first
         // addresses tried (libp2p dials 8 at once): a direct address that a router
         // silently drops would otherwise hold the relayed way back until it times
@@ -89,7 +94,7 @@ impl Node {
         }
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing);
+            .condition(condition);
         let opts = if self.reuses_port(Some(&peer)) {
             opts.build()
         } else {
@@ -101,14 +106,22 @@ impl Node {
     }
 
     /// A dial of `peer` (`None`: not known yet) from this device's own listen port,
-    /// rather than a new one: only for relays and unknown peers, whose view of where
+    /// rather than a new one: only by a full device, of relays, whose view of where
     /// this device is (identify's observed address, the NAT's mapping of the listen
-    /// port) is what a hole punch starts from. Not for other devices: two that redial
+    /// port) is what a hole punch starts from; and of unknown peers every other
+    /// round of redials (one may be a relay). Not for other devices: two that redial
     /// each other from their listen ports at once (after both restarted) can make a
     /// TCP simultaneous open, which Noise cannot take; where a firewall drops one
     /// side's dial, the other side's then always meets it and they never connect.
+    /// Two devices that both dial unknown peers meet so at most every other round;
+    /// a relay never dials from its listen port (it holds no reservations, so two
+    /// relays would be such a pair).
     pub(super) fn reuses_port(&self, peer: Option<&PeerId>) -> bool {
-        peer.is_none_or(|p| self.relay_devices().contains(p))
+        !self.device.is_relay()
+            && match peer {
+                Some(p) => self.relay_devices().contains(p),
+                None => self.redial_rounds.is_multiple_of(2),
+            }
     }
 
     /// Dials configured address `addr`, known to reach `peer` when `Some`.
@@ -312,8 +325,11 @@ impl Node {
             if let Some((_, seen)) = self.seen.get(&peer) {
                 addrs.extend(seen.iter().cloned());
             }
+            // Even while an earlier dial is under way: one held up by addresses a
+            // router drops (for its whole timeout) would otherwise keep this round
+            // from trying the ones that may answer now.
             if !addrs.is_empty() {
-                self.dial(peer, addrs);
+                self.dial_when(peer, addrs, PeerCondition::Disconnected);
             }
         }
         let configured: Vec<(Multiaddr, Option<PeerId>)> = self
@@ -325,6 +341,7 @@ impl Node {
         for (addr, peer) in configured {
             let _ = self.dial_configured(addr, peer);
         }
+        self.redial_rounds += 1;
         Ok(())
     }
 

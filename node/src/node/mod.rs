@@ -175,6 +175,8 @@ struct Node {
     reached_at: BTreeMap<PeerId, Vec<Multiaddr>>,
     /// The connections of this device's own dials under way (`Node::dial_own`).
     own_dials: BTreeSet<libp2p::swarm::ConnectionId>,
+    /// Rounds of redials so far (`Node::reuses_port` alternates by it).
+    redial_rounds: u64,
     /// Whether a listen address is unspecified (`0.0.0.0`, `::`): the node then
     /// listens on every interface, loopback among them.
     listen_any: bool,
@@ -383,6 +385,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         links: BTreeMap::new(),
         reached_at: BTreeMap::new(),
         own_dials: BTreeSet::new(),
+        redial_rounds: 0,
         listen_any: listen.iter().any(relayed::is_unspecified),
         reach: relayed::Reach::default(),
     };
