@@ -14,6 +14,46 @@ pub(crate) enum ReadError {
     Trailing(usize),
 }
 
+/// The length of the head of a CBOR item whose argument is `n`.
+pub(crate) fn head_len(n: u64) -> usize {
+    match n {
+        0..=23 => 1,
+        24..=0xff => 2,
+        0x100..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+/// Writes the head of a CBOR item of `major` type with argument `n`, shortest (as
+/// ciborium writes it).
+pub(crate) fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    match n {
+        // Each arm's range makes the cast exact.
+        0..=23 => out.push(m | n as u8),
+        24..=0xff => out.extend_from_slice(&[m | 24, n as u8]),
+        0x100..=0xffff => {
+            out.push(m | 25);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(m | 26);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(m | 27);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
+/// Writes a byte (`major` 2) or text (`major` 3) string.
+pub(crate) fn put_bytes(out: &mut Vec<u8>, major: u8, b: &[u8]) {
+    head(out, major, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
 /// Encodes `value`.
 pub(crate) fn encode(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();

@@ -4,6 +4,7 @@
 //! two accept exactly the same records.
 
 use super::{Body, DeviceId, Hlc, ItemId, Parts, Record, Sealed, Space, Version, check_body};
+use crate::cbor::{head, head_len, put_bytes};
 
 struct Reader<'a>(&'a [u8]);
 
@@ -54,46 +55,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The length of the head of a CBOR item whose argument is `n`.
-fn head_len(n: u64) -> usize {
-    match n {
-        0..=23 => 1,
-        24..=0xff => 2,
-        0x100..=0xffff => 3,
-        0x1_0000..=0xffff_ffff => 5,
-        _ => 9,
-    }
-}
-
-/// Writes the head of a CBOR item of `major` type with argument `n`, shortest.
-fn head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    match n {
-        // Each arm's range makes the cast exact.
-        0..=23 => out.push(m | n as u8),
-        24..=0xff => out.extend_from_slice(&[m | 24, n as u8]),
-        0x100..=0xffff => {
-            out.push(m | 25);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(m | 26);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(m | 27);
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-    }
-}
-
 fn bytes_len(b: &[u8]) -> usize {
     head_len(b.len() as u64) + b.len()
-}
-
-fn put_bytes(out: &mut Vec<u8>, major: u8, b: &[u8]) {
-    head(out, major, b.len() as u64);
-    out.extend_from_slice(b);
 }
 
 pub(super) fn encoded_len(r: &Record) -> usize {

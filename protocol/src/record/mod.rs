@@ -455,6 +455,11 @@ impl Record {
         out
     }
 
+    /// Appends [`Record::encode`]'s bytes to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        fast::encode(self, out);
+    }
+
     /// The length of [`Record::encode`]'s output, without encoding.
     pub fn encoded_len(&self) -> usize {
         fast::encoded_len(self)

@@ -42,6 +42,7 @@ pub fn bucket(len: usize) -> usize {
     len.max(MIN_PADDED_BYTES).next_power_of_two()
 }
 
+#[cfg(test)]
 fn pad(cbor: Vec<u8>) -> Vec<u8> {
     // A frame longer than u32 cannot be built within the limits; were it, its
     // length would read as wrong and the frame be refused, not misread.
@@ -161,10 +162,65 @@ pub enum Error {
     },
 }
 
+fn write_records(out: &mut Vec<u8>, records: &[Record]) {
+    crate::cbor::head(out, 4, records.len() as u64);
+    for r in records {
+        crate::cbor::head(out, 2, r.encoded_len() as u64);
+        r.encode_into(out);
+    }
+}
+
+fn write_msg(out: &mut Vec<u8>, msg: &recon::Message) {
+    use crate::cbor::{head, put_bytes};
+    head(out, 4, msg.ranges.len() as u64);
+    for (b, p) in &msg.ranges {
+        head(out, 4, 2);
+        match b {
+            Bound::End => out.push(NULL),
+            Bound::Key(k) => put_bytes(out, 2, k),
+        }
+        match p {
+            Part::Skip => head(out, 0, 0),
+            Part::Fingerprint { count, fp } => {
+                head(out, 4, 2);
+                head(out, 0, u64::from(*count));
+                head(out, 0, *fp);
+            }
+            Part::Ids(ids) => {
+                head(out, 2, 6 * ids.len() as u64);
+                for i in ids {
+                    out.extend_from_slice(&i.to_be_bytes()[2..]);
+                }
+            }
+        }
+    }
+    head(out, 2, 3 * msg.need.len() as u64);
+    for n in &msg.need {
+        out.extend_from_slice(&n.to_be_bytes()[1..]);
+    }
+}
+
+/// `more`, then the summary if there is one.
+fn write_end(out: &mut Vec<u8>, more: bool, have: Option<recon::Summary>) {
+    out.push(if more { TRUE } else { FALSE });
+    if let Some(s) = have {
+        crate::cbor::head(out, 4, 2);
+        crate::cbor::head(out, 0, s.count);
+        crate::cbor::head(out, 0, s.fp);
+    }
+}
+
+/// CBOR's simple values.
+const FALSE: u8 = 0xf4;
+const TRUE: u8 = 0xf5;
+const NULL: u8 = 0xf6;
+
+#[cfg(test)]
 fn records_value(records: &[Record]) -> Value {
     Value::Array(records.iter().map(|r| Value::Bytes(r.encode())).collect())
 }
 
+#[cfg(test)]
 fn msg_values(msg: &recon::Message) -> (Value, Value) {
     let ranges = msg
         .ranges
@@ -199,8 +255,92 @@ fn msg_values(msg: &recon::Message) -> (Value, Value) {
 }
 
 impl Frame {
-    /// Encodes the frame, padded ([`bucket`]).
+    /// Encodes the frame, padded ([`bucket`]), written directly into one buffer of
+    /// about its padded size: the records' bytes are copied once.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bucket(LENGTH_BYTES + self.estimated_len()));
+        out.extend_from_slice(&[0; LENGTH_BYTES]);
+        self.write(&mut out);
+        // A frame longer than u32 cannot be built within the limits; were it, its
+        // length would read as wrong and the frame be refused, not misread.
+        let len = u32::try_from(out.len() - LENGTH_BYTES).unwrap_or(u32::MAX);
+        out[..LENGTH_BYTES].copy_from_slice(&len.to_be_bytes());
+        out.resize(bucket(out.len()), 0);
+        out
+    }
+
+    /// About the length of the CBOR frame (exact for its records).
+    fn estimated_len(&self) -> usize {
+        let (msg, records) = match self {
+            Self::Gossip { records } => (None, records),
+            Self::Request { msg, records, .. } | Self::Response { msg, records, .. } => {
+                (Some(msg), records)
+            }
+        };
+        let msg = msg.map_or(0, |m| {
+            let ids: usize = m
+                .ranges
+                .iter()
+                .map(|(_, p)| match p {
+                    Part::Ids(ids) => 6 * ids.len(),
+                    _ => 0,
+                })
+                .sum();
+            32 * m.ranges.len() + ids + 3 * m.need.len() + 18
+        });
+        let records: usize = records
+            .iter()
+            .map(|r| {
+                let n = r.encoded_len();
+                crate::cbor::head_len(n as u64) + n
+            })
+            .sum();
+        64 + msg + records
+    }
+
+    /// Writes the CBOR frame, as [`Frame::encode_value`] would.
+    fn write(&self, out: &mut Vec<u8>) {
+        use crate::cbor::head;
+        head(out, 6, FRAME_TAG_BASE + u64::from(FRAME_VERSION));
+        match self {
+            Self::Gossip { records } => {
+                head(out, 4, 2);
+                head(out, 0, 0);
+                write_records(out, records);
+            }
+            Self::Request {
+                salt,
+                msg,
+                records,
+                more,
+                have,
+            } => {
+                head(out, 4, 6 + u64::from(have.is_some()));
+                head(out, 0, 1);
+                head(out, 0, *salt);
+                write_msg(out, msg);
+                write_records(out, records);
+                write_end(out, *more, *have);
+            }
+            Self::Response {
+                msg,
+                records,
+                more,
+                have,
+            } => {
+                head(out, 4, 5 + u64::from(have.is_some()));
+                head(out, 0, 2);
+                write_msg(out, msg);
+                write_records(out, records);
+                write_end(out, *more, *have);
+            }
+        }
+    }
+
+    /// [`Frame::encode`] through a CBOR value tree: the reference the direct
+    /// encoder is tested against.
+    #[cfg(test)]
+    fn encode_value(&self) -> Vec<u8> {
         let body = match self {
             Self::Gossip { records } => vec![Value::Integer(0.into()), records_value(records)],
             Self::Request {
@@ -328,6 +468,7 @@ impl Frame {
     }
 }
 
+#[cfg(test)]
 fn summary_value(s: recon::Summary) -> Value {
     Value::Array(vec![
         Value::Integer(s.count.into()),
@@ -469,6 +610,50 @@ mod tests {
                 Frame::Gossip { records: vec![] },
             ] {
                 prop_assert_eq!(Frame::decode(&f.encode(), MAX_FRAME_BYTES), Ok(f));
+            }
+        }
+
+        /// The direct encoder writes exactly what the CBOR value tree does.
+        #[test]
+        fn the_direct_encoder_agrees_with_the_value_tree(
+            salt in any::<u64>(),
+            bounds in prop::collection::vec(prop::option::of(prop::array::uniform9(any::<u8>())), 0..30),
+            parts in prop::collection::vec(part(), 30),
+            need in prop::collection::vec(0u32..1 << 24, 0..300),
+            more in any::<bool>(),
+            have in prop::option::of((any::<u64>(), any::<u64>())),
+            bodies in prop::collection::vec(
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..3000)),
+                0..30,
+            ),
+            wall in any::<u64>(),
+        ) {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+            let records: Vec<Record> = bodies
+                .into_iter()
+                .enumerate()
+                .map(|(i, data)| {
+                    let body = match data {
+                        None => record::Body::Tombstone,
+                        Some(data) => record::Body::Sealed(crate::seal::Sealed { key: format!("k{i}"), data }),
+                    };
+                    let hlc = crate::clock::Hlc { wall_ms: wall.wrapping_add(i as u64), counter: i as u32 };
+                    Record::sign(crate::item::NodeKind::Contacts, record::ItemId([i as u8; 16]), hlc, body, &key)
+                })
+                .collect();
+            let have = have.map(|(count, fp)| recon::Summary { count, fp });
+            let msg = recon::Message {
+                ranges: bounds.into_iter().zip(parts).map(|(b, p)| (b.map_or(Bound::End, Bound::Key), p)).collect(),
+                need,
+            };
+            for f in [
+                Frame::Request { salt, msg: msg.clone(), records: records.clone(), more, have },
+                Frame::Response { msg: msg.clone(), records: records.clone(), more, have },
+                Frame::Gossip { records: records.clone() },
+            ] {
+                let direct = f.encode();
+                prop_assert_eq!(&direct, &f.encode_value());
+                prop_assert_eq!(Frame::decode(&direct, usize::MAX), Ok(f));
             }
         }
 
