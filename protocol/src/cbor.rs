@@ -54,6 +54,61 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, major: u8, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// Reads CBOR items in their shortest form, straight from the bytes (`None` for
+/// anything else: the caller leaves it to the general decoder).
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Reader<'a> {
+    /// The next byte.
+    pub(crate) fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    /// The next `n` bytes.
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (a, b) = self.0.split_at_checked(n)?;
+        self.0 = b;
+        Some(a)
+    }
+
+    /// The argument of an item of `major` type, in its shortest form.
+    pub(crate) fn arg(&mut self, major: u8) -> Option<u64> {
+        let b = self.byte()?;
+        if b >> 5 != major {
+            return None;
+        }
+        // The value, and the least value that needs this length.
+        let (v, least) = match b & 0x1f {
+            n @ 0..=23 => (u64::from(n), 0),
+            24 => (u64::from(self.byte()?), 24),
+            25 => (
+                u64::from(u16::from_be_bytes(self.take(2)?.try_into().ok()?)),
+                256,
+            ),
+            26 => (
+                u64::from(u32::from_be_bytes(self.take(4)?.try_into().ok()?)),
+                65_536,
+            ),
+            27 => (u64::from_be_bytes(self.take(8)?.try_into().ok()?), 1 << 32),
+            _ => return None,
+        };
+        (v >= least).then_some(v)
+    }
+
+    /// A byte string.
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.arg(2)?).ok()?;
+        self.take(n)
+    }
+
+    /// A byte string of exactly `N` bytes.
+    pub(crate) fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.bytes()?.try_into().ok()
+    }
+}
+
 /// Encodes `value`.
 pub(crate) fn encode(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();

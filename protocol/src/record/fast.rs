@@ -4,56 +4,7 @@
 //! two accept exactly the same records.
 
 use super::{Body, DeviceId, Hlc, ItemId, Parts, Record, Sealed, Space, Version, check_body};
-use crate::cbor::{head, head_len, put_bytes};
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (a, b) = self.0.split_at_checked(n)?;
-        self.0 = b;
-        Some(a)
-    }
-
-    /// The argument of an item of `major` type, in its shortest form.
-    fn arg(&mut self, major: u8) -> Option<u64> {
-        let b = self.byte()?;
-        if b >> 5 != major {
-            return None;
-        }
-        // The value, and the least value that needs this length.
-        let (v, least) = match b & 0x1f {
-            n @ 0..=23 => (u64::from(n), 0),
-            24 => (u64::from(self.byte()?), 24),
-            25 => (
-                u64::from(u16::from_be_bytes(self.take(2)?.try_into().ok()?)),
-                256,
-            ),
-            26 => (
-                u64::from(u32::from_be_bytes(self.take(4)?.try_into().ok()?)),
-                65_536,
-            ),
-            27 => (u64::from_be_bytes(self.take(8)?.try_into().ok()?), 1 << 32),
-            _ => return None,
-        };
-        (v >= least).then_some(v)
-    }
-
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = usize::try_from(self.arg(2)?).ok()?;
-        self.take(n)
-    }
-
-    fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.bytes()?.try_into().ok()
-    }
-}
+use crate::cbor::{Reader, head, head_len, put_bytes};
 
 fn bytes_len(b: &[u8]) -> usize {
     head_len(b.len() as u64) + b.len()

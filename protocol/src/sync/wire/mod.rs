@@ -1,6 +1,8 @@
 //! Frames the sync engine sends: gossip pushes and reconciliation requests and
-//! responses, encoded as CBOR (ciborium) with a version tag, decoded strictly, and
-//! padded to a few sizes so that what a frame carries does not show in its length.
+//! responses, encoded as CBOR with a version tag, decoded strictly, and padded to a
+//! few sizes so that what a frame carries does not show in its length. Frames are
+//! written and, in the shortest form kith writes, read directly (`direct`); any
+//! other encoding goes through a ciborium value tree.
 //!
 //! ```text
 //! padded frame: u32 BE length of the CBOR frame ‖ CBOR frame ‖ zero bytes
@@ -162,59 +164,6 @@ pub enum Error {
     },
 }
 
-fn write_records(out: &mut Vec<u8>, records: &[Record]) {
-    crate::cbor::head(out, 4, records.len() as u64);
-    for r in records {
-        crate::cbor::head(out, 2, r.encoded_len() as u64);
-        r.encode_into(out);
-    }
-}
-
-fn write_msg(out: &mut Vec<u8>, msg: &recon::Message) {
-    use crate::cbor::{head, put_bytes};
-    head(out, 4, msg.ranges.len() as u64);
-    for (b, p) in &msg.ranges {
-        head(out, 4, 2);
-        match b {
-            Bound::End => out.push(NULL),
-            Bound::Key(k) => put_bytes(out, 2, k),
-        }
-        match p {
-            Part::Skip => head(out, 0, 0),
-            Part::Fingerprint { count, fp } => {
-                head(out, 4, 2);
-                head(out, 0, u64::from(*count));
-                head(out, 0, *fp);
-            }
-            Part::Ids(ids) => {
-                head(out, 2, 6 * ids.len() as u64);
-                for i in ids {
-                    out.extend_from_slice(&i.to_be_bytes()[2..]);
-                }
-            }
-        }
-    }
-    head(out, 2, 3 * msg.need.len() as u64);
-    for n in &msg.need {
-        out.extend_from_slice(&n.to_be_bytes()[1..]);
-    }
-}
-
-/// `more`, then the summary if there is one.
-fn write_end(out: &mut Vec<u8>, more: bool, have: Option<recon::Summary>) {
-    out.push(if more { TRUE } else { FALSE });
-    if let Some(s) = have {
-        crate::cbor::head(out, 4, 2);
-        crate::cbor::head(out, 0, s.count);
-        crate::cbor::head(out, 0, s.fp);
-    }
-}
-
-/// CBOR's simple values.
-const FALSE: u8 = 0xf4;
-const TRUE: u8 = 0xf5;
-const NULL: u8 = 0xf6;
-
 #[cfg(test)]
 fn records_value(records: &[Record]) -> Value {
     Value::Array(records.iter().map(|r| Value::Bytes(r.encode())).collect())
@@ -267,74 +216,6 @@ impl Frame {
         out[..LENGTH_BYTES].copy_from_slice(&len.to_be_bytes());
         out.resize(bucket(out.len()), 0);
         out
-    }
-
-    /// About the length of the CBOR frame (exact for its records).
-    fn estimated_len(&self) -> usize {
-        let (msg, records) = match self {
-            Self::Gossip { records } => (None, records),
-            Self::Request { msg, records, .. } | Self::Response { msg, records, .. } => {
-                (Some(msg), records)
-            }
-        };
-        let msg = msg.map_or(0, |m| {
-            let ids: usize = m
-                .ranges
-                .iter()
-                .map(|(_, p)| match p {
-                    Part::Ids(ids) => 6 * ids.len(),
-                    _ => 0,
-                })
-                .sum();
-            32 * m.ranges.len() + ids + 3 * m.need.len() + 18
-        });
-        let records: usize = records
-            .iter()
-            .map(|r| {
-                let n = r.encoded_len();
-                crate::cbor::head_len(n as u64) + n
-            })
-            .sum();
-        64 + msg + records
-    }
-
-    /// Writes the CBOR frame, as [`Frame::encode_value`] would.
-    fn write(&self, out: &mut Vec<u8>) {
-        use crate::cbor::head;
-        head(out, 6, FRAME_TAG_BASE + u64::from(FRAME_VERSION));
-        match self {
-            Self::Gossip { records } => {
-                head(out, 4, 2);
-                head(out, 0, 0);
-                write_records(out, records);
-            }
-            Self::Request {
-                salt,
-                msg,
-                records,
-                more,
-                have,
-            } => {
-                head(out, 4, 6 + u64::from(have.is_some()));
-                head(out, 0, 1);
-                head(out, 0, *salt);
-                write_msg(out, msg);
-                write_records(out, records);
-                write_end(out, *more, *have);
-            }
-            Self::Response {
-                msg,
-                records,
-                more,
-                have,
-            } => {
-                head(out, 4, 5 + u64::from(have.is_some()));
-                head(out, 0, 2);
-                write_msg(out, msg);
-                write_records(out, records);
-                write_end(out, *more, *have);
-            }
-        }
     }
 
     /// [`Frame::encode`] through a CBOR value tree: the reference the direct
@@ -416,7 +297,21 @@ impl Frame {
                 max,
             });
         }
-        let value = crate::cbor::decode(unpad(bytes)?, max, 8).map_err(|e| match e {
+        let cbor = unpad(bytes)?;
+        match Self::read(cbor, skipped) {
+            Some(frame) => Ok(frame),
+            None => Self::decode_tree(cbor, max, skipped),
+        }
+    }
+
+    /// Decodes the CBOR frame `cbor` through a value tree: any valid encoding, and
+    /// the reason a bad frame is bad.
+    fn decode_tree(
+        cbor: &[u8],
+        max: usize,
+        skipped: &mut Vec<record::Error>,
+    ) -> Result<Self, Error> {
+        let value = crate::cbor::decode(cbor, max, 8).map_err(|e| match e {
             crate::cbor::ReadError::TooLarge(len) => Error::TooLarge { len, max },
             crate::cbor::ReadError::Malformed(m) => Error::Cbor(m),
             crate::cbor::ReadError::Trailing(_) => Error::Cbor("trailing bytes".into()),
@@ -576,153 +471,6 @@ fn message(ranges: Option<Value>, need: Option<Value>) -> Result<recon::Message,
     Ok(out)
 }
 
+mod direct;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn part() -> impl Strategy<Value = Part> {
-        prop_oneof![
-            Just(Part::Skip),
-            (any::<u32>(), any::<u64>()).prop_map(|(count, fp)| Part::Fingerprint { count, fp }),
-            prop::collection::vec(0u64..1 << 48, 0..20).prop_map(Part::Ids),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn frames_round_trip(
-            salt in any::<u64>(),
-            bounds in prop::collection::vec(prop::option::of(prop::array::uniform9(any::<u8>())), 0..10),
-            parts in prop::collection::vec(part(), 10),
-            need in prop::collection::vec(0u32..1 << 24, 0..10),
-            more in any::<bool>(),
-            have in prop::option::of((any::<u64>(), any::<u64>())),
-        ) {
-            let have = have.map(|(count, fp)| recon::Summary { count, fp });
-            let msg = recon::Message {
-                ranges: bounds.into_iter().zip(parts).map(|(b, p)| (b.map_or(Bound::End, Bound::Key), p)).collect(),
-                need,
-            };
-            for f in [
-                Frame::Request { salt, msg: msg.clone(), records: vec![], more, have },
-                Frame::Response { msg: msg.clone(), records: vec![], more, have },
-                Frame::Gossip { records: vec![] },
-            ] {
-                prop_assert_eq!(Frame::decode(&f.encode(), MAX_FRAME_BYTES), Ok(f));
-            }
-        }
-
-        /// The direct encoder writes exactly what the CBOR value tree does.
-        #[test]
-        fn the_direct_encoder_agrees_with_the_value_tree(
-            salt in any::<u64>(),
-            bounds in prop::collection::vec(prop::option::of(prop::array::uniform9(any::<u8>())), 0..30),
-            parts in prop::collection::vec(part(), 30),
-            need in prop::collection::vec(0u32..1 << 24, 0..300),
-            more in any::<bool>(),
-            have in prop::option::of((any::<u64>(), any::<u64>())),
-            bodies in prop::collection::vec(
-                prop::option::of(prop::collection::vec(any::<u8>(), 0..3000)),
-                0..30,
-            ),
-            wall in any::<u64>(),
-        ) {
-            let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-            let records: Vec<Record> = bodies
-                .into_iter()
-                .enumerate()
-                .map(|(i, data)| {
-                    let body = match data {
-                        None => record::Body::Tombstone,
-                        Some(data) => record::Body::Sealed(crate::seal::Sealed { key: format!("k{i}"), data }),
-                    };
-                    let hlc = crate::clock::Hlc { wall_ms: wall.wrapping_add(i as u64), counter: i as u32 };
-                    Record::sign(crate::item::NodeKind::Contacts, record::ItemId([i as u8; 16]), hlc, body, &key)
-                })
-                .collect();
-            let have = have.map(|(count, fp)| recon::Summary { count, fp });
-            let msg = recon::Message {
-                ranges: bounds.into_iter().zip(parts).map(|(b, p)| (b.map_or(Bound::End, Bound::Key), p)).collect(),
-                need,
-            };
-            for f in [
-                Frame::Request { salt, msg: msg.clone(), records: records.clone(), more, have },
-                Frame::Response { msg: msg.clone(), records: records.clone(), more, have },
-                Frame::Gossip { records: records.clone() },
-            ] {
-                let direct = f.encode();
-                prop_assert_eq!(&direct, &f.encode_value());
-                prop_assert_eq!(Frame::decode(&direct, usize::MAX), Ok(f));
-            }
-        }
-
-        #[test]
-        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-            let _ = Frame::decode(&bytes, MAX_FRAME_BYTES);
-        }
-    }
-
-    #[test]
-    fn frames_are_padded_to_powers_of_two_within_their_limits() {
-        let empty = Frame::Gossip { records: vec![] }.encode();
-        assert_eq!(empty.len(), MIN_PADDED_BYTES);
-        let cbor = u32::from_be_bytes(empty[..4].try_into().expect("4")) as usize;
-        assert_eq!(padding_of(&empty), MIN_PADDED_BYTES - 4 - cbor);
-        assert_eq!(
-            Frame::decode(&empty, MAX_GOSSIP_BYTES),
-            Ok(Frame::Gossip { records: vec![] })
-        );
-        for (len, padded) in [
-            (0, 2048),
-            (2048, 2048),
-            (2049, 4096),
-            (65_536, 65_536),
-            (MAX_FRAME_BYTES, MAX_FRAME_BYTES),
-        ] {
-            assert_eq!(bucket(len), padded, "{len}");
-        }
-        // Padding is zeros; the length inside must fit.
-        let mut bad = empty.clone();
-        *bad.last_mut().expect("padded") = 1;
-        assert_eq!(
-            Frame::decode(&bad, MAX_FRAME_BYTES),
-            Err(Error::BadField("padding"))
-        );
-        let mut bad = empty.clone();
-        bad[..4].copy_from_slice(&4096u32.to_be_bytes());
-        assert_eq!(
-            Frame::decode(&bad, MAX_FRAME_BYTES),
-            Err(Error::BadField("length"))
-        );
-        assert_eq!(
-            Frame::decode(&[0, 0], MAX_FRAME_BYTES),
-            Err(Error::BadField("length"))
-        );
-        // An unpadded frame (an earlier version's) is still read.
-        let unpadded =
-            &empty[4..4 + u32::from_be_bytes(empty[..4].try_into().expect("4")) as usize];
-        assert_eq!(unpadded[0], UNPADDED_FIRST_BYTE);
-        assert_eq!(padding_of(unpadded), 0);
-        assert_eq!(
-            Frame::decode(unpadded, MAX_FRAME_BYTES),
-            Ok(Frame::Gossip { records: vec![] })
-        );
-    }
-
-    #[test]
-    fn limits_and_versions() {
-        let f = Frame::Gossip { records: vec![] }.encode();
-        assert!(matches!(Frame::decode(&f, 2), Err(Error::TooLarge { .. })));
-        let mut v2 = Vec::new();
-        ciborium::ser::into_writer(
-            &Value::Tag(FRAME_TAG_BASE + 2, Box::new(Value::Null)),
-            &mut v2,
-        )
-        .expect("write");
-        assert_eq!(
-            Frame::decode(&v2, MAX_FRAME_BYTES),
-            Err(Error::UnknownVersion(2))
-        );
-    }
-}
+mod tests;
