@@ -3,7 +3,7 @@
 //! out (lost, delayed, duplicated) as the links' faults say.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use kith_protocol::sync::{self, Engine, Input, Now, Output};
 use rand_chacha::ChaCha20Rng;
@@ -318,19 +318,34 @@ impl World {
             return;
         }
         let order: Vec<usize> = batch.iter().map(|(i, _)| *i).collect();
-        let mut inputs: BTreeMap<usize, (Now, Input<usize>)> = batch
+        let mut inputs: Vec<(usize, Now, Input<usize>)> = batch
             .into_iter()
-            .map(|(i, input)| (i, (self.now(i), input)))
+            .map(|(i, input)| (i, self.now(i), input))
             .collect();
-        let mut work: Vec<Work<'_>> = self
-            .nodes
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, n)| {
-                let (now, input) = inputs.remove(&i)?;
-                Some((n.engine.as_mut()?, now, Some(input)))
-            })
-            .collect();
+        inputs.sort_unstable_by_key(|(i, ..)| *i);
+        // Each device's engine, taken off the front of what is left (the devices
+        // are distinct, in increasing order): as many steps as inputs, not devices.
+        let mut work: Vec<Work<'_>> = Vec::with_capacity(inputs.len());
+        let mut rest = &mut self.nodes[..];
+        let mut first = 0;
+        for (i, now, input) in inputs {
+            // The batch's devices are distinct and exist (see `batch`); one that
+            // were not would get no input rather than another's.
+            let left = std::mem::take(&mut rest);
+            let Some((node, tail)) = i
+                .checked_sub(first)
+                .and_then(|at| left.get_mut(at..))
+                .and_then(|t| t.split_first_mut())
+            else {
+                debug_assert!(false, "device {i} twice in a batch, or unknown");
+                continue;
+            };
+            first = i + 1;
+            rest = tail;
+            if let Some(e) = node.engine.as_mut() {
+                work.push((e, now, Some(input)));
+            }
+        }
         work.par_iter_mut().for_each(|(e, now, input)| {
             if let Some(input) = input.take() {
                 e.handle_input(*now, input);
