@@ -25,6 +25,9 @@ const REDIAL_SECRETS: usize = 3;
 /// Most dials of this device's own under way at once (a bound: each is taken off
 /// when it ends).
 const MAX_OWN_DIALS: usize = 1024;
+/// Most of this device's own dials of one device under way at once, by rounds of
+/// redials.
+const MAX_DIALS_OF_ONE: usize = 2;
 /// The guise `device` wears today: from its current contacts secret, or the genesis
 /// key before it has one (what its own devices try when they see a tag).
 pub(super) fn guise(device: &Device, calendar: &Calendar) -> Guise {
@@ -144,13 +147,22 @@ impl Node {
     /// dial-back's, both through a NAT's passing mapping).
     pub(super) fn dial_own(&mut self, opts: DialOpts) -> Result<(), libp2p::swarm::DialError> {
         let id = opts.connection_id();
+        let peer = opts.get_peer_id();
         self.swarm.dial(opts)?;
         // Each is taken off when the dial ends; a bound in case one never does.
         if self.own_dials.len() >= MAX_OWN_DIALS {
             self.own_dials.clear();
         }
-        self.own_dials.insert(id);
+        self.own_dials.insert(id, peer);
         Ok(())
+    }
+
+    /// How many of this device's own dials of `peer` are under way.
+    fn dialing(&self, peer: &PeerId) -> usize {
+        self.own_dials
+            .values()
+            .filter(|p| p.as_ref() == Some(peer))
+            .count()
     }
 
     /// Opens the pairing gate while an invitation is open (or ended lately, to be
@@ -326,9 +338,10 @@ impl Node {
                 addrs.extend(seen.iter().cloned());
             }
             // Even while an earlier dial is under way: one held up by addresses a
-            // router drops (for its whole timeout) would otherwise keep this round
-            // from trying the ones that may answer now.
-            if !addrs.is_empty() {
+            // router drops (10 s each, eight at a time) would otherwise keep this
+            // round from trying the ones that may answer now. At most
+            // `MAX_DIALS_OF_ONE` at once (each holds up to eight sockets).
+            if !addrs.is_empty() && self.dialing(&peer) < MAX_DIALS_OF_ONE {
                 self.dial_when(peer, addrs, PeerCondition::Disconnected);
             }
         }

@@ -115,7 +115,7 @@ impl Node {
                 num_established,
                 ..
             } => {
-                let own_dial = self.own_dials.remove(&connection_id);
+                let own_dial = self.own_dials.remove(&connection_id).is_some();
                 let remote = endpoint.get_remote_address().clone();
                 // A connection relayed to this device shows the relay's circuit
                 // address it came in at (its remote address names only the peer).

@@ -173,8 +173,9 @@ struct Node {
     /// (most recent first, at most `addrs::MAX_REACHED`): remembered first when
     /// its identify arrives (`addrs::remembered`).
     reached_at: BTreeMap<PeerId, Vec<Multiaddr>>,
-    /// The connections of this device's own dials under way (`Node::dial_own`).
-    own_dials: BTreeSet<libp2p::swarm::ConnectionId>,
+    /// The connections of this device's own dials under way (`Node::dial_own`),
+    /// with the peer each dials when known.
+    own_dials: BTreeMap<libp2p::swarm::ConnectionId, Option<PeerId>>,
     /// Rounds of redials so far (`Node::reuses_port` alternates by it).
     redial_rounds: u64,
     /// Whether a listen address is unspecified (`0.0.0.0`, `::`): the node then
@@ -384,7 +385,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         relays: BTreeMap::new(),
         links: BTreeMap::new(),
         reached_at: BTreeMap::new(),
-        own_dials: BTreeSet::new(),
+        own_dials: BTreeMap::new(),
         redial_rounds: 0,
         listen_any: listen.iter().any(relayed::is_unspecified),
         reach: relayed::Reach::default(),
