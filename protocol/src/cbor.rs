@@ -1,5 +1,7 @@
 //! CBOR helpers shared by the record, roster, key and frame codecs: encoding a
-//! value, and strict decoding (size bound, nesting bound, nothing after the value).
+//! value, strict decoding (size bound, nesting bound, nothing after the value), and
+//! for the direct codecs the shortest-form heads written and read without a value
+//! tree ([`head`], [`put_bytes`], [`Reader`]).
 
 use ciborium::value::Value;
 

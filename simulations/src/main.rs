@@ -248,11 +248,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // On one of the pool's threads: the runs' parallel steps then share work with
     // the other threads without handing it over from outside the pool (a wake-up
-    // and a wait each time). With the main thread's stack size, 8 MiB. Should the
-    // pool be made already, the default one does the same work.
-    let _ = rayon::ThreadPoolBuilder::new()
+    // and a wait each time). With the main thread's stack size, 8 MiB.
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
         .stack_size(8 << 20)
-        .build_global();
+        .build_global()
+    {
+        eprintln!("kith-sim: {e}");
+        return ExitCode::from(2);
+    }
     rayon::scope(|_| command(cli))
 }
 

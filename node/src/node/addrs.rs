@@ -293,9 +293,13 @@ mod tests {
     #[test]
     fn what_was_remembered_before_is_filtered_as_what_is_announced() {
         let before = Remembered {
-            reached: vec![a(
-                "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWGBfKqTqgA6SPZ6N3NWmeLmtzDDx8d8dvVjzMsERo6Dvr",
-            )],
+            reached: vec![
+                a(
+                    "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWGBfKqTqgA6SPZ6N3NWmeLmtzDDx8d8dvVjzMsERo6Dvr",
+                ),
+                // Reached when the device was on this machine; it is not now.
+                a("/ip4/127.0.0.1/tcp/4001"),
+            ],
             rest: vec![
                 a("/ip4/127.0.0.1/tcp/4001"),
                 a(

@@ -400,6 +400,10 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
             warn!("cannot dial {addr}: {e}");
         }
     }
+    // The first round of redials comes at once: it dials the configured addresses
+    // again, from another port than these dials (a second dial from the same one
+    // to the same address could not connect).
+    node.redial_rounds += 1;
     node.redial_known()?;
     // Spawned last: nothing fallible follows, so it never outlives a failed start.
     let xmpp_task = tokio::spawn(xmpp::serve(xmpp_listener, stream_rx, xmpp_context));

@@ -331,13 +331,11 @@ impl World {
         for (i, now, input) in inputs {
             // The batch's devices are distinct and exist (see `batch`); one that
             // were not would get no input rather than another's.
-            let left = std::mem::take(&mut rest);
-            let Some((node, tail)) = i
-                .checked_sub(first)
-                .and_then(|at| left.get_mut(at..))
-                .and_then(|t| t.split_first_mut())
-            else {
+            let Some(at) = i.checked_sub(first).filter(|at| *at < rest.len()) else {
                 debug_assert!(false, "device {i} twice in a batch, or unknown");
+                continue;
+            };
+            let Some((node, tail)) = std::mem::take(&mut rest)[at..].split_first_mut() else {
                 continue;
             };
             first = i + 1;

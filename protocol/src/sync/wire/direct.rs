@@ -44,9 +44,8 @@ impl Frame {
         64 + msg + records
     }
 
-    /// Writes the CBOR frame, as [`Frame::encode_value`] would.
+    /// Writes the CBOR frame, as the value tree would (tested against it).
     pub(super) fn write(&self, out: &mut Vec<u8>) {
-        use crate::cbor::head;
         head(out, 6, FRAME_TAG_BASE + u64::from(FRAME_VERSION));
         match self {
             Self::Gossip { records } => {
@@ -170,8 +169,8 @@ fn write_end(out: &mut Vec<u8>, more: bool, have: Option<recon::Summary>) {
 
 fn read_records(r: &mut Reader<'_>, skipped: &mut Vec<record::Error>) -> Option<Vec<Record>> {
     let n = usize::try_from(r.arg(4)?).ok()?;
-    // Each takes at least a byte: a count beyond what is left is a lie.
-    let mut out = Vec::with_capacity(n.min(r.0.len()));
+    // A record that decodes takes well over 64 bytes: room for what can be there.
+    let mut out = Vec::with_capacity(n.min(r.0.len() / 64));
     for _ in 0..n {
         match Record::decode(r.bytes()?) {
             Ok(rec) => out.push(rec),

@@ -8,8 +8,9 @@
 //! padded frame: u32 BE length of the CBOR frame ‖ CBOR frame ‖ zero bytes
 //!               (in all, [`bucket`] of the unpadded length: a power of two, ≥ 2 KiB)
 //! tag(0x6B697501, [0, [record-bytes…]])                                  gossip
-//! tag(0x6B697501, [1, salt, ranges, need, [record-bytes…], more])       request
-//! tag(0x6B697501, [2, ranges, need, [record-bytes…], more])             response
+//! tag(0x6B697501, [1, salt, ranges, need, [record-bytes…], more, have?]) request
+//! tag(0x6B697501, [2, ranges, need, [record-bytes…], more, have?])       response
+//! have:   [count, fp] (optional: the sender's whole set in brief)
 //! ranges: [[bound, part]…]   bound: null (end) | bstr(9)
 //! part:   0 (skip) | [count, fp] | bstr(6·n) (entries: 3-byte prefix, 3-byte digest)
 //! need:   bstr(3·n) (3-byte prefixes)

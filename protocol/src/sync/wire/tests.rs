@@ -197,3 +197,45 @@ fn limits_and_versions() {
         Err(Error::UnknownVersion(2))
     );
 }
+
+/// The direct reader keeps the limits the value tree keeps: a frame at a limit is
+/// read directly, one past it is refused as before.
+#[test]
+fn the_direct_reader_keeps_the_limits() {
+    let msg = |ranges: usize, need: usize| recon::Message {
+        ranges: vec![(Bound::End, Part::Skip); ranges],
+        need: vec![7; need],
+    };
+    let response = |msg| Frame::Response {
+        msg,
+        records: vec![],
+        more: false,
+        have: None,
+    };
+    for at_limit in [
+        response(msg(recon::MAX_RANGES, 0)),
+        response(msg(1, recon::MAX_NEED)),
+    ] {
+        let bytes = at_limit.encode();
+        let cbor = unpad(&bytes).expect("padded");
+        assert_eq!(Frame::read(cbor, &mut Vec::new()).as_ref(), Some(&at_limit));
+    }
+    let bytes = response(msg(recon::MAX_RANGES + 1, 0)).encode();
+    assert_eq!(
+        Frame::read(unpad(&bytes).expect("padded"), &mut Vec::new()),
+        None
+    );
+    assert_eq!(
+        Frame::decode(&bytes, MAX_FRAME_BYTES),
+        Err(Error::Recon(recon::Error::TooLarge))
+    );
+    let bytes = response(msg(1, recon::MAX_NEED + 1)).encode();
+    assert_eq!(
+        Frame::read(unpad(&bytes).expect("padded"), &mut Vec::new()),
+        None
+    );
+    assert_eq!(
+        Frame::decode(&bytes, MAX_FRAME_BYTES),
+        Err(Error::BadField("need"))
+    );
+}
