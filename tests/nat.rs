@@ -47,6 +47,17 @@ impl Topology {
         vec!["ip".into(), "netns".into(), "exec".into(), self.ns(which)]
     }
 
+    /// Runs `device`'s commands in namespace `which`.
+    fn put_in(&self, device: &mut Device, which: &str) {
+        device.set_prefix(
+            &self
+                .prefix(which)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+    }
+
     fn create() -> Result<Self, String> {
         // Unique per topology: the tests of one run make theirs at the same time.
         static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -273,18 +284,12 @@ fn devices_behind_two_nats_sync_through_a_relay_then_directly() {
             format!("/ip4/{ip}/udp/{port}/quic-v1"),
         ]
     };
-    relay.set_prefix(
-        &t.prefix("relay")
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    t.put_in(&mut relay, "relay");
     let [tcp, quic] = on(&t.relay_ip, 41_000);
     relay.start_with(&tcp, &["--listen", &quic, "--no-mdns"]);
     let relay_at = tcp.clone();
     for (i, side) in ["a", "b"].iter().enumerate() {
-        let prefix = t.prefix(&format!("h{side}"));
-        devices[i].set_prefix(&prefix.iter().map(String::as_str).collect::<Vec<_>>());
+        t.put_in(&mut devices[i], &format!("h{side}"));
         let [tcp, quic] = on(&t.host_ip[i], 41_001 + i as u16);
         devices[i].start_with(&tcp, &["--listen", &quic, "--no-mdns", "--peer", &relay_at]);
     }
@@ -384,19 +389,9 @@ fn a_device_behind_a_port_forward_is_found_again_without_peer() {
     t.forward(0, port).expect("the port forward");
     let (phone, server) = devices.split_at_mut(1);
     let (phone, server) = (&mut phone[0], &mut server[0]);
-    server.set_prefix(
-        &t.prefix("ha")
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    t.put_in(server, "ha");
     server.start_with(&format!("/ip4/{}/tcp/{port}", t.host_ip[0]), &["--no-mdns"]);
-    phone.set_prefix(
-        &t.prefix("hb")
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    t.put_in(phone, "hb");
     let forwarded = format!("/ip4/{}/tcp/{port}", t.wan_ip[0]);
     let private = format!("/ip4/{}/tcp/{port}", t.host_ip[0]);
     let listen = format!("/ip4/{}/tcp/41011", t.host_ip[1]);
@@ -488,18 +483,8 @@ fn restarted_together(mut devices: Vec<Device>) {
     t.route_without_nat(1).expect("the phone's network routed");
     let (phone, server) = devices.split_at_mut(1);
     let (phone, server) = (&mut phone[0], &mut server[0]);
-    server.set_prefix(
-        &t.prefix("ha")
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    phone.set_prefix(
-        &t.prefix("hb")
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    t.put_in(server, "ha");
+    t.put_in(phone, "hb");
     let server_listen = format!("/ip4/{}/tcp/{port}", t.host_ip[0]);
     let phone_listen = format!("/ip4/{}/tcp/41021", t.host_ip[1]);
     let forwarded = format!("/ip4/{}/tcp/{port}", t.wan_ip[0]);
