@@ -90,11 +90,20 @@ impl Node {
         // out. Under the same backoff as `dial_through_relays`.
         let mut addrs = addrs;
         let circuits = self.circuits_due(&peer);
+        let relayed = !circuits.is_empty();
         let at = addrs.len().min(6);
         addrs.splice(at..at, circuits);
         if addrs.is_empty() {
             return;
         }
+        // A try through the relays goes even while a direct dial is under way (one
+        // held up by dropped addresses would otherwise keep the relayed way back,
+        // try after try); the backoff advances only once it is under way.
+        let condition = if relayed {
+            PeerCondition::Disconnected
+        } else {
+            condition
+        };
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
             .condition(condition);
@@ -103,8 +112,10 @@ impl Node {
         } else {
             opts.allocate_new_port().build()
         };
-        if let Err(e) = self.dial_own(opts) {
-            debug!(%peer, "dial: {e}");
+        match self.dial_own(opts) {
+            Ok(()) if relayed => self.tried_through_relays(&peer),
+            Ok(()) => {}
+            Err(e) => debug!(%peer, "dial: {e}"),
         }
     }
 

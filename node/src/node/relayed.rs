@@ -209,9 +209,9 @@ impl Node {
 
     /// [`Node::circuit_addrs`] for `peer` if it is due a try through the relays
     /// (an active full device this one is not connected to, and its backoff
-    /// allows), advancing the backoff: tried again after 10 s, 20 s, 40 s… up to
-    /// 5 min while it stays away. Empty otherwise.
-    pub(super) fn circuits_due(&mut self, peer: &PeerId) -> Vec<Multiaddr> {
+    /// allows). Empty otherwise. The caller advances the backoff
+    /// ([`Node::tried_through_relays`]) once a dial carrying them is under way.
+    pub(super) fn circuits_due(&self, peer: &PeerId) -> Vec<Multiaddr> {
         let now = Instant::now();
         let due = self.allowed.contains(peer)
             && !self.connected.contains_key(peer)
@@ -221,20 +221,24 @@ impl Node {
                 .backoff
                 .get(peer)
                 .is_none_or(|(next, _)| *next <= now);
-        let addrs = if due {
+        if due {
             self.circuit_addrs(peer)
         } else {
             Vec::new()
-        };
-        if !addrs.is_empty() {
-            let wait = self
-                .reach
-                .backoff
-                .get(peer)
-                .map_or(REDIAL, |(_, w)| (*w * 2).min(MAX_BACKOFF));
-            self.reach.backoff.insert(*peer, (now + wait, wait));
         }
-        addrs
+    }
+
+    /// Advances `peer`'s backoff through the relays: tried again after 10 s, 20 s,
+    /// 40 s… up to 5 min while it stays away.
+    pub(super) fn tried_through_relays(&mut self, peer: &PeerId) {
+        let wait = self
+            .reach
+            .backoff
+            .get(peer)
+            .map_or(REDIAL, |(_, w)| (*w * 2).min(MAX_BACKOFF));
+        self.reach
+            .backoff
+            .insert(*peer, (Instant::now() + wait, wait));
     }
 
     /// Where `peer` may be reached through each relay device this one is
