@@ -114,8 +114,8 @@ enum Command {
 
 /// A `--peer` address the node can dial: an IPv4 or IPv6 address with a TCP port,
 /// or a UDP port and `quic-v1` (optionally ending in `/p2p/ID`); no DNS names, and
-/// not an address no dial can go to (`0.0.0.0/8`, `::`, multicast, broadcast, port
-/// 0, also as IPv4-mapped IPv6).
+/// not an address no dial can go to (`0.0.0.0/8`, `::`, multicast, broadcast, IPv6
+/// link-local, port 0, also as IPv4-mapped IPv6).
 fn dialable(text: &str) -> Result<Multiaddr, String> {
     use kith_node::net::Protocol;
     let addr: Multiaddr = text.parse().map_err(|e| format!("{e}"))?;
@@ -124,15 +124,21 @@ fn dialable(text: &str) -> Result<Multiaddr, String> {
         |ip: std::net::Ipv4Addr| ip.octets()[0] == 0 || ip.is_multicast() || ip.is_broadcast();
     let nowhere = parts.iter().any(|p| match p {
         Protocol::Ip4(ip) => nowhere_v4(*ip),
+        // An IPv6 link-local address means nothing without an interface, which a
+        // multiaddr does not name.
         Protocol::Ip6(ip) => {
-            ip.is_unspecified() || ip.is_multicast() || ip.to_ipv4_mapped().is_some_and(nowhere_v4)
+            ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.segments()[0] & 0xffc0 == 0xfe80
+                || ip.to_ipv4_mapped().is_some_and(nowhere_v4)
         }
         Protocol::Tcp(port) | Protocol::Udp(port) => *port == 0,
         _ => false,
     });
     if nowhere {
         return Err(
-            "an address a dial can reach: not 0.x.x.x, ::, multicast, broadcast or port 0"
+            "an address a dial can reach: not 0.x.x.x, ::, multicast, broadcast, IPv6 \
+             link-local (fe80::) or port 0"
                 .to_owned(),
         );
     }

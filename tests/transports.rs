@@ -93,6 +93,7 @@ fn a_taken_port_and_an_undialable_peer_are_refused() {
         "/ip4/0.1.2.3/tcp/4001",
         "/ip6/::ffff:0.0.0.0/tcp/4001",
         "/ip6/::ffff:224.0.0.1/tcp/4001",
+        "/ip6/fe80::1/tcp/4001",
     ] {
         let out = other.kith(&["run", "--no-mdns", "--peer", peer]);
         assert_eq!(out.status.code(), Some(2), "{peer}: {}", stderr(&out));
