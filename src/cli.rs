@@ -129,7 +129,7 @@ fn dialable(text: &str) -> Result<Multiaddr, String> {
         Protocol::Ip6(ip) => {
             ip.is_unspecified()
                 || ip.is_multicast()
-                || ip.segments()[0] & 0xffc0 == 0xfe80
+                || ip.is_unicast_link_local()
                 || ip.to_ipv4_mapped().is_some_and(nowhere_v4)
         }
         Protocol::Tcp(port) | Protocol::Udp(port) => *port == 0,

@@ -93,7 +93,7 @@ pub(super) fn is_unspecified(addr: &Multiaddr) -> bool {
 /// without an interface, which multiaddrs do not carry.
 pub(super) fn is_link_local(addr: &Multiaddr) -> bool {
     addr.iter()
-        .any(|p| matches!(p, Protocol::Ip6(ip) if ip.segments()[0] & 0xffc0 == 0xfe80))
+        .any(|p| matches!(p, Protocol::Ip6(ip) if ip.is_unicast_link_local()))
 }
 
 /// Whether `addr` goes through a relay.

@@ -4,6 +4,36 @@
 use super::*;
 use proptest::prelude::*;
 
+/// Records signed by one key, one for each body (`None`: a tombstone), the
+/// `i`-th at `wall + i`.
+fn signed(bodies: impl IntoIterator<Item = Option<Vec<u8>>>, wall: u64) -> Vec<Record> {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, data)| {
+            let body = match data {
+                None => record::Body::Tombstone,
+                Some(data) => record::Body::Sealed(crate::seal::Sealed {
+                    key: format!("k{i}"),
+                    data,
+                }),
+            };
+            let hlc = crate::clock::Hlc {
+                wall_ms: wall.wrapping_add(i as u64),
+                counter: i as u32,
+            };
+            Record::sign(
+                crate::item::NodeKind::Contacts,
+                record::ItemId([i as u8; 16]),
+                hlc,
+                body,
+                &key,
+            )
+        })
+        .collect()
+}
+
 fn part() -> impl Strategy<Value = Part> {
     prop_oneof![
         Just(Part::Skip),
@@ -51,19 +81,7 @@ proptest! {
         ),
         wall in any::<u64>(),
     ) {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let records: Vec<Record> = bodies
-            .into_iter()
-            .enumerate()
-            .map(|(i, data)| {
-                let body = match data {
-                    None => record::Body::Tombstone,
-                    Some(data) => record::Body::Sealed(crate::seal::Sealed { key: format!("k{i}"), data }),
-                };
-                let hlc = crate::clock::Hlc { wall_ms: wall.wrapping_add(i as u64), counter: i as u32 };
-                Record::sign(crate::item::NodeKind::Contacts, record::ItemId([i as u8; 16]), hlc, body, &key)
-            })
-            .collect();
+        let records = signed(bodies, wall);
         let have = have.map(|(count, fp)| recon::Summary { count, fp });
         let msg = recon::Message {
             ranges: bounds.into_iter().zip(parts).map(|(b, p)| (b.map_or(Bound::End, Bound::Key), p)).collect(),
@@ -93,14 +111,7 @@ proptest! {
         kind in 0u8..3,
         flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
     ) {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
-        let records: Vec<Record> = (0..n)
-            .map(|i| {
-                let hlc = crate::clock::Hlc { wall_ms: 1_000 + i as u64, counter: 0 };
-                let body = record::Body::Sealed(crate::seal::Sealed { key: "k".into(), data: vec![i as u8; i * 40] });
-                Record::sign(crate::item::NodeKind::Contacts, record::ItemId([i as u8; 16]), hlc, body, &key)
-            })
-            .collect();
+        let records = signed((0..n).map(|i| Some(vec![i as u8; i * 40])), 1_000);
         let msg = recon::Message {
             ranges: parts.into_iter().enumerate().map(|(i, p)| (if i % 3 == 0 { Bound::End } else { Bound::Key([i as u8; 9]) }, p)).collect(),
             need,
