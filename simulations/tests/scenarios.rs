@@ -197,8 +197,8 @@ fn the_same_seed_gives_the_same_trace() {
     );
 }
 
-/// Events due at one moment for several devices go to their engines on all cores;
-/// the trace must be the one a single core gives.
+/// Events due within a link's latency for several devices go to their engines on
+/// all cores; the trace must be the one a single core gives.
 #[test]
 fn all_cores_give_the_trace_of_one() {
     let s = Scenario {
@@ -219,6 +219,14 @@ fn all_cores_give_the_trace_of_one() {
     });
     assert!(parallel.ok(), "{}", parallel.to_json());
     assert_eq!(parallel.trace, sequential.trace);
+    // Both kinds of step were taken: windows on all cores, and timers set within
+    // a window handled in their place in it.
+    assert!(parallel.parallel_windows > 0, "{}", parallel.to_json());
+    assert!(parallel.timers_in_windows > 0, "{}", parallel.to_json());
+    assert_eq!(
+        (sequential.parallel_windows, sequential.timers_in_windows),
+        (0, 0)
+    );
     assert_eq!(
         parallel.to_json().split("\"wall_ms\"").next(),
         sequential.to_json().split("\"wall_ms\"").next()

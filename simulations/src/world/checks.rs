@@ -1,14 +1,44 @@
 //! The end-of-run checks: convergence and the invariants of `scenario::run`.
 
-use kith_protocol::item::NodeKind;
-use kith_protocol::record::{DeviceId, ItemId, Space, Version};
-use kith_protocol::replica::Authors;
-use kith_protocol::roster::Roster;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::World;
+use kith_protocol::contacts::View;
+use kith_protocol::item::NodeKind;
+use kith_protocol::item::fields::Seen;
+use kith_protocol::record::{DeviceId, ItemId, Record, Space, Version};
+use kith_protocol::replica::{Authors, Replica};
+use kith_protocol::roster::Roster;
+use kith_protocol::sync::Engine;
+use rayon::prelude::*;
+
+use super::{FieldEdit, Persisted, World};
+
+/// What the checks read of one device.
+struct Parts<'a> {
+    device: usize,
+    roster: &'a Roster,
+    replica: &'a Replica,
+    view: &'a View,
+}
 
 impl World {
-    /// Debug summary of node `i`.
+    /// The parts the checks read of each active device with an engine (an engine
+    /// itself is not shared between threads: its key wrapping need not be).
+    fn parts(&self) -> Vec<Parts<'_>> {
+        self.active()
+            .into_iter()
+            .filter_map(|i| {
+                let e = self.nodes[i].engine.as_ref()?;
+                Some(Parts {
+                    device: i,
+                    roster: e.roster(),
+                    replica: e.replica(),
+                    view: e.view(),
+                })
+            })
+            .collect()
+    }
+
     /// A one-line summary of device `i`, for debugging a failing seed.
     pub fn debug(&mut self, i: usize) -> String {
         let devices: Vec<DeviceId> = (0..self.nodes.len()).map(|j| self.device(j)).collect();
@@ -81,26 +111,30 @@ impl World {
     /// be the size of the whole simulation again).
     pub fn converged(&mut self) -> bool {
         let active = self.active();
-        let engines: Vec<Option<&kith_protocol::sync::Engine<usize>>> = active
+        let replicas: Vec<Option<&Replica>> = active
             .iter()
-            .map(|&i| self.nodes[i].engine.as_ref())
+            .map(|&i| self.nodes[i].engine.as_ref().map(Engine::replica))
             .collect();
         fn records<'a>(
-            e: Option<&'a kith_protocol::sync::Engine<usize>>,
+            r: Option<&'a Replica>,
         ) -> impl Iterator<Item = (Space, ItemId, Version, [u8; 64])> + 'a {
-            e.into_iter()
-                .flat_map(|e| e.replica().records())
+            r.into_iter()
+                .flat_map(Replica::records)
                 .map(|r| (r.space, r.item, r.version, r.signature))
         }
-        if !engines.windows(2).all(|w| records(w[0]).eq(records(w[1]))) {
+        // Each pair of neighbours on its own core: equal in pairs, equal all.
+        if !replicas
+            .par_windows(2)
+            .all(|w| records(w[0]).eq(records(w[1])))
+        {
             return false;
         }
-        let views: Vec<&kith_protocol::contacts::View> = active
+        let views: Vec<&View> = active
             .iter()
             .filter(|&&i| !self.nodes[i].relay)
             .filter_map(|&i| self.nodes[i].engine.as_ref().map(|e| e.view()))
             .collect();
-        views.windows(2).all(|w| w[0] == w[1])
+        views.par_windows(2).all(|w| w[0] == w[1])
     }
 
     /// After convergence: every active node checks with every peer it reaches
@@ -149,23 +183,21 @@ impl World {
 
     /// Records an active node holds although their author was revoked before
     /// stamping them (by that node's own roster).
-    pub fn accepted_after_revocation(&mut self) -> usize {
-        let mut bad = 0;
-        for i in self.active() {
-            let Some(e) = self.nodes[i].engine.as_mut() else {
-                continue;
-            };
-            let roster: Roster = e.roster().clone();
-            bad += e
-                .replica()
-                .records()
-                .filter(|r| {
-                    r.space != Space::Roster
-                        && !roster.may_author_in(r.space, &r.author(), &r.version)
-                })
-                .count();
-        }
-        bad
+    pub fn accepted_after_revocation(&self) -> usize {
+        // Each device on its own core.
+        self.parts()
+            .par_iter()
+            .map(|p| {
+                let roster = p.roster;
+                p.replica
+                    .records()
+                    .filter(|r| {
+                        r.space != Space::Roster
+                            && !roster.may_author_in(r.space, &r.author(), &r.version)
+                    })
+                    .count()
+            })
+            .sum()
     }
 
     /// (revoked or relay nodes holding a current secret, active full nodes lacking one).
@@ -203,127 +235,142 @@ impl World {
     /// (its record for the item is older), as (writes lost, deletions undone): a
     /// deletion undone is a deleted item that came back. Writes a device stamped
     /// after its own revocation are refused by design and not counted.
-    pub fn lost_writes(&mut self) -> (usize, usize) {
-        let (mut lost, mut resurrected) = (0, 0);
-        let acked = std::mem::take(&mut self.acknowledged);
-        for i in self.active() {
-            let Some(e) = self.nodes[i].engine.as_mut() else {
-                continue;
-            };
-            let roster = e.roster().clone();
-            let replica = e.replica();
-            for (a, deletion) in &acked {
-                // A device revoked by the end is shut out: what it wrote and had not
-                // passed on is lost with it, by design.
-                if !roster.is_active(&a.author()) || !roster.may_author(&a.author(), &a.version) {
-                    continue;
-                }
-                // A collected tombstone counts at the version it was collected at.
-                let current = replica
-                    .get(a.space, &a.item)
-                    .map(|r| r.version)
-                    .or_else(|| replica.collected_version(a.space, &a.item));
-                // Gone altogether: the newest valid version that could reach the
-                // active devices is a tombstone, which every device collected and
-                // forgot. A version written before its author's revocation that never
-                // left it went with the device and does not count.
-                let newest_valid = self.persisted.get(&(a.space, a.item)).and_then(|all| {
-                    all.iter().rev().find(|(v, (_, elsewhere))| {
-                        roster.may_author(&v.device, v)
-                            && (*elsewhere || roster.is_active(&v.device))
-                    })
-                });
-                let forgotten = current.is_none()
-                    && newest_valid.is_some_and(|(v, (tomb, _))| *tomb && *v >= a.version);
-                if !forgotten && current.is_none_or(|v| v < a.version) {
-                    lost += 1;
-                    resurrected += usize::from(*deletion);
-                }
-            }
-        }
-        self.acknowledged = acked;
-        (lost, resurrected)
+    pub fn lost_writes(&self) -> (usize, usize) {
+        // Each device on its own core (the world itself is not shared between
+        // threads: an engine's key wrapping need not be).
+        let (acked, persisted) = (&self.acknowledged, &self.persisted);
+        self.parts()
+            .par_iter()
+            .map(|p| lost_writes_on(p, acked, persisted))
+            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
     /// Field changes some active full device's final list does not reflect: the
     /// contact (by contact id) is there, but the field's mark is older than a change
     /// a command made to it (by a device still trusted). A change may lose only to a
     /// newer one; a deleted contact takes its fields with it.
-    pub fn lost_field_edits(&mut self) -> usize {
-        let edits = std::mem::take(&mut self.field_edits);
-        let edited: std::collections::BTreeSet<&str> =
-            edits.iter().map(|e| e.contact_id.as_str()).collect();
-        let mut lost = 0;
-        for i in self.active() {
-            let Some(e) = self.nodes[i].engine.as_mut() else {
-                continue;
-            };
-            let roster = e.roster().clone();
-            let view = e.view();
-            if !view.is_whole() {
-                continue;
-            }
-            // The final marks of the contacts edited (not of every contact: that is
-            // most of a large run's checking time).
-            let mut finals: std::collections::BTreeMap<String, kith_protocol::item::fields::State> =
-                Default::default();
-            for c in view.contacts() {
-                if kith_protocol::item::fields::contact_id(&c.contact)
-                    .is_some_and(|cid| edited.contains(cid))
-                    && let Ok(state) = kith_protocol::item::fields::State::of(
-                        &c.contact,
-                        kith_protocol::contacts::merge::ORIGIN,
-                    )
-                    && let Some(cid) = state.contact_id.clone()
-                {
-                    finals.insert(cid, state);
-                }
-            }
-            for edit in &edits {
-                if !roster.is_active(&edit.at.device)
-                    || !roster.may_author(&edit.at.device, &edit.at)
-                {
-                    continue;
-                }
-                let Some(state) = finals.get(&edit.contact_id) else {
-                    continue;
-                };
-                // A deletion that knew of the change took it away; what keeps the
-                // contact is an edit the deletion did not know of.
-                let deleted = self.deletions.iter().any(|(cid, seen)| {
-                    *cid == edit.contact_id
-                        && seen.get(&edit.at.device).is_some_and(|v| *v >= edit.at)
-                });
-                if deleted {
-                    continue;
-                }
-                if state
-                    .fields
-                    .get(&edit.key)
-                    .is_none_or(|(m, _)| m.at < edit.at)
-                {
-                    if std::env::var_os("KITH_SIM_DEBUG").is_some() {
-                        eprintln!(
-                            "device {i}: lost field edit {edit:?}; final {:?}",
-                            state.fields.get(&edit.key)
-                        );
-                        if let Some(c) = view.contacts().find(|c| {
-                            kith_protocol::item::fields::contact_id(&c.contact)
-                                == Some(edit.contact_id.as_str())
-                        }) {
-                            eprintln!("  contact {:?}", c.contact);
-                            for (m, v) in &c.members {
-                                if let Some(read) = view.item(NodeKind::Contacts, m) {
-                                    eprintln!("  member {m} {v:?}: {:?}", read.4);
-                                }
-                            }
+    pub fn lost_field_edits(&self) -> usize {
+        let edited: BTreeSet<&str> = self
+            .field_edits
+            .iter()
+            .map(|e| e.contact_id.as_str())
+            .collect();
+        // Each device on its own core.
+        let (edits, deletions) = (&self.field_edits, &self.deletions);
+        self.parts()
+            .par_iter()
+            .map(|p| lost_field_edits_on(p, &edited, edits, deletions))
+            .sum()
+    }
+}
+
+/// [`World::lost_writes`] on one device: `acked` are the writes acknowledged,
+/// `persisted` every version some device stored (see `World::persisted`).
+fn lost_writes_on(
+    p: &Parts<'_>,
+    acked: &[(Record, bool)],
+    persisted: &Persisted,
+) -> (usize, usize) {
+    let (mut lost, mut resurrected) = (0, 0);
+    let (roster, replica) = (p.roster, p.replica);
+    for (a, deletion) in acked {
+        // A device revoked by the end is shut out: what it wrote and had not
+        // passed on is lost with it, by design.
+        if !roster.is_active(&a.author()) || !roster.may_author(&a.author(), &a.version) {
+            continue;
+        }
+        // A collected tombstone counts at the version it was collected at.
+        let current = replica
+            .get(a.space, &a.item)
+            .map(|r| r.version)
+            .or_else(|| replica.collected_version(a.space, &a.item));
+        // Gone altogether: the newest valid version that could reach the
+        // active devices is a tombstone, which every device collected and
+        // forgot. A version written before its author's revocation that never
+        // left it went with the device and does not count.
+        let newest_valid = persisted.get(&(a.space, a.item)).and_then(|all| {
+            all.iter().rev().find(|(v, (_, elsewhere))| {
+                roster.may_author(&v.device, v) && (*elsewhere || roster.is_active(&v.device))
+            })
+        });
+        let forgotten = current.is_none()
+            && newest_valid.is_some_and(|(v, (tomb, _))| *tomb && *v >= a.version);
+        if !forgotten && current.is_none_or(|v| v < a.version) {
+            lost += 1;
+            resurrected += usize::from(*deletion);
+        }
+    }
+    (lost, resurrected)
+}
+
+/// [`World::lost_field_edits`] on one device; `edited` are the contact ids the
+/// commands changed, `edits` the changes and `deletions` the contacts deleted
+/// (see `World::deletions`).
+fn lost_field_edits_on(
+    p: &Parts<'_>,
+    edited: &BTreeSet<&str>,
+    edits: &[FieldEdit],
+    deletions: &[(String, Seen)],
+) -> usize {
+    let (i, roster, view) = (p.device, p.roster, p.view);
+    if !view.is_whole() {
+        return 0;
+    }
+    // The final marks of the contacts edited (not of every contact: that is
+    // most of a large run's checking time).
+    let mut finals: BTreeMap<String, kith_protocol::item::fields::State> = BTreeMap::new();
+    for c in view.contacts() {
+        if kith_protocol::item::fields::contact_id(&c.contact)
+            .is_some_and(|cid| edited.contains(cid))
+            && let Ok(state) = kith_protocol::item::fields::State::of(
+                &c.contact,
+                kith_protocol::contacts::merge::ORIGIN,
+            )
+            && let Some(cid) = state.contact_id.clone()
+        {
+            finals.insert(cid, state);
+        }
+    }
+    let mut lost = 0;
+    for edit in edits {
+        if !roster.is_active(&edit.at.device) || !roster.may_author(&edit.at.device, &edit.at) {
+            continue;
+        }
+        let Some(state) = finals.get(&edit.contact_id) else {
+            continue;
+        };
+        // A deletion that knew of the change took it away; what keeps the
+        // contact is an edit the deletion did not know of.
+        let deleted = deletions.iter().any(|(cid, seen)| {
+            *cid == edit.contact_id && seen.get(&edit.at.device).is_some_and(|v| *v >= edit.at)
+        });
+        if deleted {
+            continue;
+        }
+        if state
+            .fields
+            .get(&edit.key)
+            .is_none_or(|(m, _)| m.at < edit.at)
+        {
+            if std::env::var_os("KITH_SIM_DEBUG").is_some() {
+                eprintln!(
+                    "device {i}: lost field edit {edit:?}; final {:?}",
+                    state.fields.get(&edit.key)
+                );
+                if let Some(c) = view.contacts().find(|c| {
+                    kith_protocol::item::fields::contact_id(&c.contact)
+                        == Some(edit.contact_id.as_str())
+                }) {
+                    eprintln!("  contact {:?}", c.contact);
+                    for (m, v) in &c.members {
+                        if let Some(read) = view.item(NodeKind::Contacts, m) {
+                            eprintln!("  member {m} {v:?}: {:?}", read.4);
                         }
                     }
-                    lost += 1;
                 }
             }
+            lost += 1;
         }
-        self.field_edits = edits;
-        lost
     }
+    lost
 }

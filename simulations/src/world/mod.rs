@@ -155,7 +155,7 @@ pub struct World {
     pub deletions: Vec<(String, Seen)>,
     /// Every version any device persisted, per item: version → (is a tombstone,
     /// reached a device other than its author).
-    persisted: BTreeMap<(Space, ItemId), BTreeMap<Version, (bool, bool)>>,
+    persisted: Persisted,
     /// Total steps run.
     pub steps: u64,
     /// Hash (FNV-1a over words) of every event processed (time, kind, nodes,
@@ -166,10 +166,19 @@ pub struct World {
     verified: Verified,
     /// Payloads read, shared by every device the same way.
     reads: Reads,
-    /// Whether events due at one moment for several devices are handled on all
-    /// cores (the trace is the same either way).
+    /// Whether events due within a link's latency for several devices are
+    /// handled on all cores (the trace is the same either way).
     pub parallel: bool,
+    /// Windows whose events were handed to the engines on all cores.
+    pub parallel_windows: u64,
+    /// Timers handled in their place within a window, set by an earlier event's
+    /// outputs there.
+    pub timers_in_windows: u64,
 }
+
+/// Every version some device persisted, by item: (a tombstone, stored by a device
+/// other than its author).
+type Persisted = BTreeMap<(Space, ItemId), BTreeMap<Version, (bool, bool)>>;
 
 impl World {
     /// A world of `n` devices, the last `relays` of them relays, sharing one secret
@@ -287,6 +296,8 @@ impl World {
             verified: Verified::interning(1 << 18),
             reads: Reads::default(),
             parallel: true,
+            parallel_windows: 0,
+            timers_in_windows: 0,
         };
         w.neighbours = if degree + 1 >= n {
             (0..n)
