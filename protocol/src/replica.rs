@@ -147,6 +147,8 @@ pub struct Replica {
     verified: Verified,
     /// Where shelved bodies are read back from.
     shelf: Shelving,
+    /// The secret ids of shelved records.
+    key_ids: crate::record::KeyIds,
 }
 
 impl Default for Replica {
@@ -180,6 +182,7 @@ impl Replica {
             set_changes: BTreeSet::new(),
             verified: Verified::new(),
             shelf: Shelving::default(),
+            key_ids: Default::default(),
         }
     }
 
@@ -202,7 +205,7 @@ impl Replica {
         let mut out = Vec::new();
         for key in keys {
             if let Some(r) = self.records.get_mut(&key)
-                && let Some(shelved) = r.to_shelved()
+                && let Some(shelved) = r.to_shelved(&mut self.key_ids)
             {
                 *r = shelved.clone();
                 out.push(shelved);
@@ -812,6 +815,19 @@ mod tests {
             r.shelve([(x.space, x.item)]);
         }
         r
+    }
+
+    /// Shelved records sealed with one secret hold its id once between them.
+    #[test]
+    fn shelved_records_share_their_secret_id() {
+        let (a, _, everyone) = setup();
+        let r = shelved_replica(&[rec(&a, 1, 10, 1), rec(&a, 2, 10, 2)], &everyone);
+        let key = |item: u8| match r.get(Space::Contacts, &ItemId([item; 16])).map(|x| &x.body) {
+            Some(Body::Shelved(s)) => Arc::clone(&s.key),
+            other => panic!("not shelved: {other:?}"),
+        };
+        assert_eq!(&*key(1), "k");
+        assert!(Arc::ptr_eq(&key(1), &key(2)));
     }
 
     /// What a roster change hands back to be stored again (a set-aside winner

@@ -272,6 +272,7 @@ impl Store {
         };
         type Key = (i64, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
         let mut out = Vec::new();
+        let mut key_ids = kith_protocol::record::KeyIds::default();
         let mut bad: Vec<(Key, Vec<u8>, String)> = Vec::new();
         {
             let sql = |e| Error::Sql {
@@ -284,7 +285,7 @@ impl Store {
             while let Some(row) = rows.next().map_err(sql)? {
                 let bytes: Vec<u8> = row.get(0).map_err(sql)?;
                 match Record::decode(&bytes) {
-                    Ok(r) if self.shelving => out.push(r.to_shelved().unwrap_or(r)),
+                    Ok(r) if self.shelving => out.push(r.to_shelved(&mut key_ids).unwrap_or(r)),
                     Ok(r) => out.push(r),
                     Err(e) => {
                         let key = (

@@ -40,7 +40,7 @@ pub fn changes_of(payload: &Payload, version: Version) -> Vec<Change> {
     match payload {
         Payload::Contact(c) => edits_of(c, version),
         Payload::Reserved(extra) => extra
-            .children
+            .children()
             .iter()
             .find_map(fields::read_deletion)
             .map(|d| {

@@ -250,7 +250,7 @@ fn assemble(members: &[(Version, &Contact)], merged: &State) -> Contact {
         for i in &c.identities {
             if let Some((_, Value::Identity(w))) = merged
                 .fields
-                .get(&Key::Identity(i.kind.clone(), i.value.clone()))
+                .get(&Key::Identity(i.kind.to_string(), i.value.clone()))
                 && !out.identities.iter().any(|x| x.key() == w.key())
             {
                 out.identities.push(w.clone());
@@ -263,14 +263,14 @@ fn assemble(members: &[(Version, &Contact)], merged: &State) -> Contact {
                 out.groups.push(w.clone());
             }
         }
-        for a in &c.extra.attrs {
+        for a in c.extra.attrs() {
             if !out
                 .extra
-                .attrs
+                .attrs()
                 .iter()
                 .any(|b| b.ns == a.ns && b.name == a.name)
             {
-                out.extra.attrs.push(a.clone());
+                out.extra.edit(|attrs, _| attrs.push(a.clone()));
             }
         }
         for (ns, name) in fields::extension_keys(c) {
@@ -278,11 +278,12 @@ fn assemble(members: &[(Version, &Contact)], merged: &State) -> Contact {
             if let Some((_, Value::Extension(w))) = merged.fields.get(&key)
                 && !out
                     .extra
-                    .children
+                    .children()
                     .iter()
                     .any(|x| x.ns == ns && x.name == name)
             {
-                out.extra.children.extend(w.iter().cloned());
+                out.extra
+                    .edit(|_, children| children.extend(w.iter().cloned()));
             }
         }
     }

@@ -49,15 +49,18 @@ fn put_extra(out: &mut Vec<u8>, e: &Extra) {
 /// `e`, with `last` written as one more child (a contact's stamps: the format keeps
 /// them among the unknown children, last, where the XML has them when written).
 fn put_extra_and(out: &mut Vec<u8>, e: &Extra, last: Option<&Element>) {
-    put_count(out, e.attrs.len());
-    for a in e.attrs.iter().take(usize::from(u16::MAX)) {
+    put_count(out, e.attrs().len());
+    for a in e.attrs().iter().take(usize::from(u16::MAX)) {
         put_str(out, &a.ns);
         put_str(out, &a.name);
         put_str(out, &a.value);
     }
     let max = usize::from(u16::MAX) - usize::from(last.is_some());
-    put_count(out, e.children.len().min(max) + usize::from(last.is_some()));
-    for c in e.children.iter().take(max) {
+    put_count(
+        out,
+        e.children().len().min(max) + usize::from(last.is_some()),
+    );
+    for c in e.children().iter().take(max) {
         put_str(out, &c.to_xml());
     }
     if let Some(c) = last {
@@ -112,7 +115,7 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             children.push(Element::parse(&self.str()?, xml::Limits::ITEM).ok()?);
         }
-        Some(Extra { attrs, children })
+        Some(Extra::new(attrs, children))
     }
 }
 
@@ -173,7 +176,7 @@ impl Payload {
                 let mut identities = Vec::with_capacity(n);
                 for _ in 0..n {
                     identities.push(Identity {
-                        kind: r.str()?,
+                        kind: Identity::held_kind(&r.str()?),
                         value: r.str()?,
                         extra: r.extra()?,
                     });
@@ -190,7 +193,9 @@ impl Payload {
                     });
                 }
                 let mut extra = r.extra()?;
-                let stamps = super::parse::take_stamps(&mut extra.children).ok()?;
+                let stamps = extra
+                    .edit(|_, children| super::parse::take_stamps(children))
+                    .ok()?;
                 Payload::Contact(Contact {
                     name,
                     identities,

@@ -11,6 +11,7 @@
 //! [`MAX_IDENTITIES`] identities and [`MAX_GROUP_REFS`] group references; an identity
 //! value is at most [`MAX_VALUE_BYTES`] bytes.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::jid::{self, BareJid};
@@ -143,46 +144,134 @@ pub enum Error {
 }
 
 /// Attributes and children kith does not interpret, kept for the round trip.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Extra {
-    /// Unknown attributes, in document order.
-    pub attrs: Vec<Attr>,
-    /// Unknown child elements, in document order.
-    pub children: Vec<Element>,
+///
+/// Nearly every item has none, and a device holds every item it reads (a contact
+/// has three of these: its own, its identity's and its group reference's), so an
+/// empty one is a single null pointer: what there is lives behind one box, made
+/// when the first attribute or child is added.
+#[derive(Debug, Clone, Default)]
+pub struct Extra(Option<Box<Unknown>>);
+
+/// What an [`Extra`] holds when it holds something.
+#[derive(Debug, Clone, Default)]
+struct Unknown {
+    attrs: Vec<Attr>,
+    children: Vec<Element>,
 }
 
 impl Extra {
+    /// Holding `attrs` and `children` (nothing allocated when both are empty).
+    pub fn new(attrs: Vec<Attr>, children: Vec<Element>) -> Self {
+        let mut e = Self(None);
+        e.edit(|a, c| (*a, *c) = (attrs, children));
+        e
+    }
+
+    /// Unknown attributes, in document order.
+    pub fn attrs(&self) -> &[Attr] {
+        self.0.as_ref().map_or(&[], |u| &u.attrs)
+    }
+
+    /// Unknown child elements, in document order.
+    pub fn children(&self) -> &[Element] {
+        self.0.as_ref().map_or(&[], |u| &u.children)
+    }
+
+    /// Changes the attributes and children through `f`; nothing stays allocated if
+    /// they end up empty, and what stays has no spare room.
+    pub fn edit<T>(&mut self, f: impl FnOnce(&mut Vec<Attr>, &mut Vec<Element>) -> T) -> T {
+        let out = match &mut self.0 {
+            Some(u) => f(&mut u.attrs, &mut u.children),
+            // Boxed only if `f` leaves something (empty vectors allocate nothing).
+            None => {
+                let (mut attrs, mut children) = (Vec::new(), Vec::new());
+                let out = f(&mut attrs, &mut children);
+                if !(attrs.is_empty() && children.is_empty()) {
+                    self.0 = Some(Box::new(Unknown { attrs, children }));
+                }
+                out
+            }
+        };
+        self.settle();
+        out
+    }
+
+    /// Drops an empty box, and spare room in a full one.
+    fn settle(&mut self) {
+        match &mut self.0 {
+            Some(u) if u.attrs.is_empty() && u.children.is_empty() => self.0 = None,
+            Some(u) => {
+                u.attrs.shrink_to_fit();
+                u.children.shrink_to_fit();
+            }
+            None => {}
+        }
+    }
+
     /// True when nothing unknown was found.
     pub fn is_empty(&self) -> bool {
-        self.attrs.is_empty() && self.children.is_empty()
+        self.attrs().is_empty() && self.children().is_empty()
     }
 
     fn apply_to(&self, el: &mut Element) {
-        el.attrs.extend(self.attrs.iter().cloned());
+        el.attrs.extend(self.attrs().iter().cloned());
         el.children
-            .extend(self.children.iter().cloned().map(Node::Element));
+            .extend(self.children().iter().cloned().map(Node::Element));
     }
 
     /// Adds what `other` has and `self` lacks.
     pub fn absorb(&mut self, other: &Self) {
-        for a in &other.attrs {
-            if !self.attrs.iter().any(|b| b.ns == a.ns && b.name == a.name) {
-                self.attrs.push(a.clone());
-            }
+        if other.is_empty() {
+            return;
         }
-        for c in &other.children {
-            if !self.children.contains(c) {
-                self.children.push(c.clone());
+        self.edit(|attrs, children| {
+            for a in other.attrs() {
+                if !attrs.iter().any(|b| b.ns == a.ns && b.name == a.name) {
+                    attrs.push(a.clone());
+                }
             }
-        }
+            for c in other.children() {
+                if !children.contains(c) {
+                    children.push(c.clone());
+                }
+            }
+        });
+    }
+}
+
+/// Equal, ordered and hashed by what they hold, however they hold it.
+impl PartialEq for Extra {
+    fn eq(&self, other: &Self) -> bool {
+        (self.attrs(), self.children()) == (other.attrs(), other.children())
+    }
+}
+
+impl Eq for Extra {}
+
+impl std::hash::Hash for Extra {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.attrs(), self.children()).hash(state);
+    }
+}
+
+impl PartialOrd for Extra {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Extra {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.attrs(), self.children()).cmp(&(other.attrs(), other.children()))
     }
 }
 
 /// One way to identify a contact: `<identity type='jid'>romeo@montague.lit</identity>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Identity {
-    /// The `type` attribute (`jid` is the one XEP-0510 defines).
-    pub kind: String,
+    /// The `type` attribute (`jid` is the one XEP-0510 defines). Nearly every
+    /// identity is a JID: that one is held without an allocation of its own.
+    pub kind: Cow<'static, str>,
     /// The value; a normalised bare JID when `kind` is `jid`.
     pub value: String,
     /// Unknown attributes and children of the `<identity/>` element.
@@ -196,6 +285,15 @@ impl Identity {
             kind: "jid".into(),
             value: jid.to_string(),
             extra: Extra::default(),
+        }
+    }
+
+    /// `kind` as an identity holds it: `jid` without an allocation.
+    pub(crate) fn held_kind(kind: &str) -> Cow<'static, str> {
+        if kind == "jid" {
+            Cow::Borrowed("jid")
+        } else {
+            Cow::Owned(kind.to_owned())
         }
     }
 
@@ -222,7 +320,7 @@ impl Identity {
             value.to_owned()
         };
         Ok(Self {
-            kind: kind.into(),
+            kind: Self::held_kind(kind),
             value,
             extra: Extra::default(),
         })
@@ -379,6 +477,29 @@ impl Payload {
 mod tests {
     use super::*;
 
+    #[test]
+    fn extra_empty_is_one_pointer_and_equal_however_held() {
+        assert_eq!(size_of::<Extra>(), size_of::<usize>());
+        let mut e = Extra::new(Vec::new(), vec![Element::new("urn:example:ext", "x")]);
+        assert!(e.0.is_some() && !e.is_empty());
+        // Emptied through `edit`: nothing stays allocated, and it equals (orders and
+        // hashes as) an extra that never held anything.
+        e.edit(|_, children| children.clear());
+        assert!(e.0.is_none());
+        let held_empty = Extra(Some(Box::default()));
+        assert_eq!(held_empty, Extra::default());
+        assert_eq!(held_empty.cmp(&Extra::default()), std::cmp::Ordering::Equal);
+        let hash = |e: &Extra| {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(e)
+        };
+        assert_eq!(hash(&held_empty), hash(&Extra::default()));
+        // `absorb` of nothing allocates nothing.
+        let mut f = Extra::default();
+        f.absorb(&held_empty);
+        assert!(f.0.is_none());
+    }
+
     // Listings 1-3 of XEP-0510 (seeds/000), as printed there.
     const LISTING_1: &str = "<publish node='urn:xmpp:contacts'>
   <item id='a1b2c3d4'>
@@ -449,10 +570,10 @@ mod tests {
         assert_eq!(p, again);
         let Payload::Contact(c) = &p else { panic!() };
         assert_eq!(c.identities[0].value, "a@example.org");
-        assert_eq!(c.extra.attrs[0].name, "mood");
-        assert_eq!(c.extra.children[0].name, "note");
-        assert_eq!(c.identities[0].extra.attrs[0].name, "verified");
-        assert_eq!(c.groups[0].extra.attrs[0].name, "pos");
+        assert_eq!(c.extra.attrs()[0].name, "mood");
+        assert_eq!(c.extra.children()[0].name, "note");
+        assert_eq!(c.identities[0].extra.attrs()[0].name, "verified");
+        assert_eq!(c.groups[0].extra.attrs()[0].name, "pos");
         let group = "<group xmlns='urn:xmpp:contacts:0' id='g' name='n' color='red'>\
             <description xml:lang='de'>Freunde</description><icon xmlns='urn:i'/></group>";
         let g = Payload::parse(group).expect("valid");
@@ -574,9 +695,9 @@ mod tests {
                                 extra: Extra::default(),
                             })
                             .collect(),
-                        extra: Extra {
-                            attrs: Vec::new(),
-                            children: extra
+                        extra: Extra::new(
+                            Vec::new(),
+                            extra
                                 .into_iter()
                                 .map(|(n, t)| {
                                     let mut e = Element::new("urn:example:ext", &n);
@@ -584,7 +705,7 @@ mod tests {
                                     e
                                 })
                                 .collect(),
-                        },
+                        ),
                         stamps: None,
                     };
                     if let Some((ms, d)) = stamped {

@@ -29,20 +29,16 @@ pub(super) fn split_extra(
     known: &[&str],
     known_child: impl Fn(&Element) -> bool,
 ) -> Extra {
-    let mut extra = Extra {
-        attrs: el
-            .attrs
+    // Collected from a filter, they have room for more; `Extra::new` keeps none (a
+    // device holds what it reads for as long as the item lives).
+    Extra::new(
+        el.attrs
             .iter()
             .filter(|a| !(a.ns.is_empty() && known.contains(&a.name.as_ref())))
             .cloned()
             .collect(),
-        children: el.elements().filter(|c| !known_child(c)).cloned().collect(),
-    };
-    // Collected from a filter, they have room for more; a device holds what it
-    // reads for as long as the item lives.
-    extra.attrs.shrink_to_fit();
-    extra.children.shrink_to_fit();
-    extra
+        el.elements().filter(|c| !known_child(c)).cloned().collect(),
+    )
 }
 
 /// Takes kith's stamps element out of a contact's unknown children, held compactly;
@@ -63,7 +59,7 @@ pub(super) fn take_stamps(children: &mut Vec<Element>) -> Result<Option<Stamps>,
 
 pub(super) fn parse_contact(el: &Element) -> Result<Contact, Error> {
     let mut extra = split_extra(el, &["name"], |c| c.is(NS, "identity") || c.is(NS, "group"));
-    let stamps = take_stamps(&mut extra.children)?;
+    let stamps = extra.edit(|_, children| take_stamps(children))?;
     let mut contact = Contact {
         name: el.attr("name").map(str::to_owned),
         extra,

@@ -231,10 +231,28 @@ impl Body {
 /// encoded size).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Shelved {
-    /// The id of the secret it was sealed with.
-    pub key: String,
+    /// The id of the secret it was sealed with, held once for all the records
+    /// shelved through one [`KeyIds`].
+    pub key: Arc<str>,
     /// The length of the OpenPGP message, in bytes.
     pub len: usize,
+}
+
+/// Secret ids, each held once however many shelved records name it: a device
+/// shelves every sealed record it holds, nearly all sealed with one or two secrets.
+#[derive(Debug, Clone, Default)]
+pub struct KeyIds(std::collections::BTreeSet<Arc<str>>);
+
+impl KeyIds {
+    /// The held copy of `id`, made on first use.
+    pub fn get(&mut self, id: &str) -> Arc<str> {
+        if let Some(held) = self.0.get(id) {
+            return Arc::clone(held);
+        }
+        let held: Arc<str> = id.into();
+        self.0.insert(Arc::clone(&held));
+        held
+    }
 }
 
 /// A signed, versioned statement about one item of one space: its [`Parts`] behind
@@ -386,9 +404,9 @@ impl Record {
         matches!(self.body, Body::Shelved(_))
     }
 
-    /// The record with its sealed body left out (see [`Body::Shelved`]); `None` for
-    /// a record without a sealed body.
-    pub fn to_shelved(&self) -> Option<Record> {
+    /// The record with its sealed body left out (see [`Body::Shelved`]), its secret
+    /// id taken from `ids`; `None` for a record without a sealed body.
+    pub fn to_shelved(&self, ids: &mut KeyIds) -> Option<Record> {
         let Body::Sealed(s) = &self.body else {
             return None;
         };
@@ -398,7 +416,7 @@ impl Record {
                 item: self.item,
                 version: self.version,
                 body: Body::Shelved(Shelved {
-                    key: s.key.clone(),
+                    key: ids.get(&s.key),
                     len: s.data.len(),
                 }),
                 signature: self.signature,
@@ -420,7 +438,7 @@ impl Record {
             && self.signature == full.signature;
         head && match (&self.body, &full.body) {
             (Body::Shelved(a), Body::Sealed(b)) | (Body::Sealed(b), Body::Shelved(a)) => {
-                a.key == b.key && a.len == b.data.len()
+                *a.key == *b.key && a.len == b.data.len()
             }
             (a, b) => a == b,
         }

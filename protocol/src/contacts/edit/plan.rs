@@ -110,12 +110,9 @@ impl Editor {
                 if let Ok(state) = fields::State::of(&target.contact, merge::ORIGIN)
                     && let Some(cid) = &state.contact_id
                 {
-                    mark.children.push(fields::deletion_element(
-                        cid,
-                        &state.aliases,
-                        &state.seen,
-                        stamp,
-                    ));
+                    let deletion =
+                        fields::deletion_element(cid, &state.aliases, &state.seen, stamp);
+                    mark.edit(|_, children| children.push(deletion));
                 }
                 plan.write(
                     NodeKind::Contacts,
@@ -356,7 +353,7 @@ impl Editor {
                 .collect();
             let hit = incoming.identities.iter().find_map(|i| {
                 by_identity
-                    .get(&(i.kind.clone(), i.value.clone()))
+                    .get(&(i.kind.to_string(), i.value.clone()))
                     .copied()
                     .or_else(|| {
                         view.contact_by_identity(&i.kind, &i.value)
@@ -395,7 +392,7 @@ impl Editor {
                 push_group(contact, g.id);
             }
             for id in &contact.identities {
-                by_identity.insert((id.kind.clone(), id.value.clone()), target);
+                by_identity.insert((id.kind.to_string(), id.value.clone()), target);
             }
         }
         let mut summary = ImportSummary {

@@ -281,7 +281,7 @@ struct Dirty {
 /// The contact id whose deletion a `<reserved/>` item marks, and what the deletion
 /// knew, if it marks one.
 pub(crate) fn deletion_mark(extra: &item::Extra) -> Option<fields::Deletion<'_>> {
-    extra.children.iter().find_map(fields::read_deletion)
+    extra.children().iter().find_map(fields::read_deletion)
 }
 
 impl View {

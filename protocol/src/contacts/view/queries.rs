@@ -108,7 +108,7 @@ impl View {
     pub fn mark_still_carried(&self, node: NodeKind, item: &ItemId) -> bool {
         match self.items.get(&(node, *item)).map(|r| &r.payload) {
             Some(Ok(Held::Reserved(extra))) => extra
-                .children
+                .children()
                 .iter()
                 .filter_map(fields::read_deletion)
                 .any(|d| d.ids().any(|id| self.carries_contact_id(id))),

@@ -35,7 +35,7 @@ pub fn links(contact: &Contact) -> impl Iterator<Item = (&str, &str)> {
     contact
         .identities
         .iter()
-        .map(|i| (i.kind.as_str(), i.value.as_str()))
+        .map(|i| (&*i.kind, i.value.as_str()))
         .chain(contact_id(contact).map(|c| (CONTACT_ID_KIND, c)))
         .chain(aliases(contact).map(|c| (CONTACT_ID_KIND, c)))
 }

@@ -141,7 +141,7 @@ fn bad(what: Problem) -> Error {
 /// appearance.
 pub fn extension_keys(contact: &Contact) -> Vec<(String, String)> {
     let mut keys: Vec<(String, String)> = Vec::new();
-    for c in &contact.extra.children {
+    for c in contact.extra.children() {
         let k = (c.ns.to_string(), c.name.to_string());
         if !keys.contains(&k) {
             keys.push(k);
@@ -154,7 +154,7 @@ pub fn extension_keys(contact: &Contact) -> Vec<(String, String)> {
 pub fn extension(contact: &Contact, ns: &str, name: &str) -> Vec<Element> {
     contact
         .extra
-        .children
+        .children()
         .iter()
         .filter(|c| c.ns == ns && c.name == name)
         .cloned()
@@ -201,7 +201,7 @@ fn parse_key(el: &Element) -> Result<Key, Error> {
         Some("name") => Key::Name,
         Some("identity") => {
             let id = Identity::new(&attr("type")?, &el.text())?;
-            Key::Identity(id.kind, id.value)
+            Key::Identity(id.kind.into_owned(), id.value)
         }
         Some("group") => Key::Group(attr("id")?),
         Some("extension") => Key::Extension(attr("ns")?, attr("name")?),
@@ -537,7 +537,7 @@ pub fn present_fields(contact: &Contact) -> Vec<(Key, Value)> {
     }
     for i in &contact.identities {
         out.push((
-            Key::Identity(i.kind.clone(), i.value.clone()),
+            Key::Identity(i.kind.to_string(), i.value.clone()),
             Value::Identity(i.clone()),
         ));
     }
