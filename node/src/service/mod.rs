@@ -122,7 +122,7 @@ pub fn contact_of(view: &View, c: &MergedContact) -> Contact {
         name: c.contact.name.clone(),
         jids: jids_of(c),
         groups,
-        items: c.members.len(),
+        items: c.member_count(),
         conflicts: c.lost.len(),
         updated: iso(c.version.hlc.wall_ms),
     }

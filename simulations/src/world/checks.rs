@@ -362,8 +362,8 @@ fn lost_field_edits_on(
                         == Some(edit.contact_id.as_str())
                 }) {
                     eprintln!("  contact {:?}", c.contact);
-                    for (m, v) in &c.members {
-                        if let Some(read) = view.item(NodeKind::Contacts, m) {
+                    for (m, v) in c.members() {
+                        if let Some(read) = view.item(NodeKind::Contacts, &m) {
                             eprintln!("  member {m} {v:?}: {:?}", read.4);
                         }
                     }

@@ -100,8 +100,8 @@ impl Editor {
                 // an edit made concurrently (which keeps the contact) is reported
                 // as a conflict. The mark is on an item of its own: no other
                 // write can land on it (padding keeps it while the contact lives).
-                for (item, _) in &target.members {
-                    plan.write(NodeKind::Contacts, *item, Write::Tombstone);
+                for (item, _) in target.members() {
+                    plan.write(NodeKind::Contacts, item, Write::Tombstone);
                 }
                 // Marked with the contact's id and the ids of the items merged
                 // into it: a copy of any of them that comes late (or a rewrite of
@@ -261,8 +261,8 @@ impl Editor {
                         // them settles the contact, and writes that cross retract
                         // alike instead of making new items to settle again.
                         Some(holder) => {
-                            for (item, _) in c.members.iter().filter(|(i, _)| *i != holder) {
-                                plan.write(NodeKind::Contacts, *item, Write::Tombstone);
+                            for (item, _) in c.members().filter(|(i, _)| *i != holder) {
+                                plan.write(NodeKind::Contacts, item, Write::Tombstone);
                             }
                         }
                         None => plan.write_contact(Some(c), Contact::clone(&c.contact), rng),
@@ -401,7 +401,7 @@ impl Editor {
         };
         for (id, contact) in touched {
             let before = view.contact(&id);
-            if before.is_some_and(|b| *b.contact == contact && b.members.len() == 1) {
+            if before.is_some_and(|b| *b.contact == contact && b.member_count() == 1) {
                 summary.unchanged += 1;
                 continue;
             }

@@ -198,8 +198,8 @@ impl<'v> Plan<'v> {
             merge::forget_conflict(&mut contact, &key, at);
         }
         if let Some(t) = target {
-            for (item, _) in &t.members {
-                self.write(NodeKind::Contacts, *item, Write::Tombstone);
+            for (item, _) in t.members() {
+                self.write(NodeKind::Contacts, item, Write::Tombstone);
             }
         }
         self.write(

@@ -64,8 +64,9 @@ pub struct MergedContact {
     /// The survivor: the member item with the smallest id. This is the contact's id
     /// until the next edit, which writes the contact as a new item.
     pub id: ItemId,
-    /// Every item that is part of this contact, by item id, with its version.
-    pub members: Vec<(ItemId, Version)>,
+    /// Every item that is part of this contact, by item id, with its version (see
+    /// [`MergedContact::members`]).
+    members: Members,
     /// The merged payload. A contact of one item whose merge changes nothing (most
     /// contacts) shares it with the view's read of that item: it is held once.
     pub contact: Arc<Contact>,
@@ -87,7 +88,36 @@ pub struct MergedContact {
     pub holder: Option<ItemId>,
 }
 
+/// The items of a merged contact. Nearly every contact is one item, the survivor,
+/// at the contact's version: that one is held as nothing (a list of one would be a
+/// heap block of 80 bytes for each contact a device holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Members {
+    /// The survivor alone, at the contact's version.
+    Survivor,
+    /// Any other set, sorted by item id.
+    Listed(Vec<(ItemId, Version)>),
+}
+
 impl MergedContact {
+    /// Every item that is part of this contact, by item id, with its version,
+    /// sorted by item id.
+    pub fn members(&self) -> impl Iterator<Item = (ItemId, Version)> + '_ {
+        let (survivor, listed) = match &self.members {
+            Members::Survivor => (Some((self.id, self.version)), &[][..]),
+            Members::Listed(v) => (None, v.as_slice()),
+        };
+        survivor.into_iter().chain(listed.iter().copied())
+    }
+
+    /// How many items are part of this contact.
+    pub fn member_count(&self) -> usize {
+        match &self.members {
+            Members::Survivor => 1,
+            Members::Listed(v) => v.len(),
+        }
+    }
+
     /// The name to show: the contact's name, or its first identity.
     pub fn display_name(&self) -> &str {
         self.contact
@@ -558,9 +588,9 @@ impl View {
         };
         self.unsettled.remove(&survivor);
         self.order.remove(&c.sort_key());
-        for (m, _) in &c.members {
-            self.contact_index.remove(m);
-            members.insert(*m);
+        for (m, _) in c.members() {
+            self.contact_index.remove(&m);
+            members.insert(m);
         }
         for g in &c.contact.groups {
             if let Some(set) = self.group_refs.get_mut(&g.id) {
@@ -676,9 +706,14 @@ impl View {
                     .map(|m| m.0);
                 let mut ids: Vec<(ItemId, Version)> = members.iter().map(|m| (m.0, m.1)).collect();
                 ids.sort();
+                let id = ids[0].0;
+                let members = match ids.as_slice() {
+                    [(_, v)] if *v == merged.newest => Members::Survivor,
+                    _ => Members::Listed(ids),
+                };
                 let merged = Arc::new(MergedContact {
-                    id: ids[0].0,
-                    members: ids,
+                    id,
+                    members,
                     unknown_groups: unknown_groups(&contact),
                     contact,
                     version: merged.newest,
@@ -696,9 +731,9 @@ impl View {
             self.unsettled.insert(contact.id);
         }
         let survivor = contact.id;
-        for (m, _) in &contact.members {
-            if *m != survivor {
-                self.contact_index.insert(*m, survivor);
+        for (m, _) in contact.members() {
+            if m != survivor {
+                self.contact_index.insert(m, survivor);
             }
         }
         for g in &contact.contact.groups {

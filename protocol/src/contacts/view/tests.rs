@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Held, View};
+use super::{Held, Members, View};
 use crate::clock::Hlc;
 use crate::contacts::merge;
 use crate::item::{Contact, Identity, NodeKind, Payload};
@@ -84,7 +84,46 @@ fn a_merge_that_changes_something_holds_its_own_contact() {
         (NodeKind::Contacts, other, w, Payload::Contact(renamed)),
     ]);
     let merged = view.contacts().next().expect("one contact");
-    assert_eq!(merged.members.len(), 2);
+    assert_eq!(merged.member_count(), 2);
     assert!(!Arc::ptr_eq(&merged.contact, &held(&view, item)));
     assert!(!Arc::ptr_eq(&merged.contact, &held(&view, other)));
+}
+
+#[test]
+fn a_contact_of_one_item_lists_it_without_a_list() {
+    let v = at(1_764_490_000_000, 1);
+    let item = ItemId([7; 16]);
+    let view = View::from_payloads([(
+        NodeKind::Contacts,
+        item,
+        v,
+        Payload::Contact(contact("Juliet", "juliet@capulet.lit")),
+    )]);
+    let merged = view.contacts().next().expect("one contact");
+    assert_eq!(merged.members, Members::Survivor);
+    assert_eq!(merged.members().collect::<Vec<_>>(), [(item, v)]);
+    assert_eq!(merged.member_count(), 1);
+
+    // Two items: both listed, by item id.
+    let w = at(1_764_490_000_001, 2);
+    let view = View::from_payloads([
+        (
+            NodeKind::Contacts,
+            ItemId([9; 16]),
+            v,
+            Payload::Contact(contact("Juliet", "juliet@capulet.lit")),
+        ),
+        (
+            NodeKind::Contacts,
+            ItemId([8; 16]),
+            w,
+            Payload::Contact(contact("Jules", "juliet@capulet.lit")),
+        ),
+    ]);
+    let merged = view.contacts().next().expect("one contact");
+    assert_eq!(
+        merged.members().collect::<Vec<_>>(),
+        [(ItemId([8; 16]), w), (ItemId([9; 16]), v)]
+    );
+    assert_eq!(merged.member_count(), 2);
 }

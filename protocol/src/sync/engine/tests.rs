@@ -377,7 +377,7 @@ fn concurrent_edits_of_different_fields_meet_and_settle() {
         assert_eq!(c.contact.name.as_deref(), Some("Juliet Capulet"));
         assert_eq!(c.contact.groups.len(), 1);
         assert_eq!(
-            c.members.len(),
+            c.member_count(),
             1,
             "settled by the device of the newest item"
         );
