@@ -263,15 +263,20 @@ fn assemble(members: &[(Version, &Contact)], merged: &State) -> Contact {
                 out.groups.push(w.clone());
             }
         }
-        for a in c.extra.attrs() {
-            if !out
-                .extra
-                .attrs()
-                .iter()
-                .any(|b| b.ns == a.ns && b.name == a.name)
-            {
-                out.extra.edit(|attrs, _| attrs.push(a.clone()));
-            }
+        let missing: Vec<_> = c
+            .extra
+            .attrs()
+            .iter()
+            .filter(|a| {
+                !out.extra
+                    .attrs()
+                    .iter()
+                    .any(|b| b.ns == a.ns && b.name == a.name)
+            })
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            out.extra.edit(|attrs, _| attrs.extend(missing));
         }
         for (ns, name) in fields::extension_keys(c) {
             let key = Key::Extension(ns.clone(), name.clone());

@@ -101,6 +101,12 @@ impl<'a> Reader<'a> {
     }
 
     fn extra(&mut self) -> Option<Extra> {
+        let (attrs, children) = self.unknown()?;
+        Some(Extra::new(attrs, children))
+    }
+
+    /// [`Self::extra`]'s attributes and children, not yet an [`Extra`].
+    fn unknown(&mut self) -> Option<(Vec<Attr>, Vec<Element>)> {
         let n = self.count()?;
         let mut attrs = Vec::with_capacity(n.min(64));
         for _ in 0..n {
@@ -115,7 +121,7 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             children.push(Element::parse(&self.str()?, xml::Limits::ITEM).ok()?);
         }
-        Some(Extra::new(attrs, children))
+        Some((attrs, children))
     }
 }
 
@@ -176,7 +182,7 @@ impl Payload {
                 let mut identities = Vec::with_capacity(n);
                 for _ in 0..n {
                     identities.push(Identity {
-                        kind: Identity::held_kind(&r.str()?),
+                        kind: Identity::held_kind(r.str()?),
                         value: r.str()?,
                         extra: r.extra()?,
                     });
@@ -192,10 +198,11 @@ impl Payload {
                         extra: r.extra()?,
                     });
                 }
-                let mut extra = r.extra()?;
-                let stamps = extra
-                    .edit(|_, children| super::parse::take_stamps(children))
-                    .ok()?;
+                // The stamps are taken out first: most contacts then have no
+                // unknown child.
+                let (attrs, mut children) = r.unknown()?;
+                let stamps = super::parse::take_stamps(&mut children).ok()?;
+                let extra = Extra::new(attrs, children);
                 Payload::Contact(Contact {
                     name,
                     identities,

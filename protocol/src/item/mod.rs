@@ -178,7 +178,8 @@ impl Extra {
     }
 
     /// Changes the attributes and children through `f`; nothing stays allocated if
-    /// they end up empty, and what stays has no spare room.
+    /// they end up empty, and what stays has no spare room (should `f` panic, an
+    /// empty box may stay: it still equals, orders and hashes as an empty `Extra`).
     pub fn edit<T>(&mut self, f: impl FnOnce(&mut Vec<Attr>, &mut Vec<Element>) -> T) -> T {
         let out = match &mut self.0 {
             Some(u) => f(&mut u.attrs, &mut u.children),
@@ -289,11 +290,11 @@ impl Identity {
     }
 
     /// `kind` as an identity holds it: `jid` without an allocation.
-    pub(crate) fn held_kind(kind: &str) -> Cow<'static, str> {
-        if kind == "jid" {
+    pub(crate) fn held_kind(kind: impl AsRef<str> + Into<String>) -> Cow<'static, str> {
+        if kind.as_ref() == "jid" {
             Cow::Borrowed("jid")
         } else {
-            Cow::Owned(kind.to_owned())
+            Cow::Owned(kind.into())
         }
     }
 

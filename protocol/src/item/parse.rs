@@ -5,7 +5,7 @@ use super::{
     Contact, Error, Extra, Group, GroupRef, Identity, MAX_GROUP_REFS, MAX_IDENTITIES,
     MAX_VALUE_BYTES, NS, fields,
 };
-use crate::xml::Element;
+use crate::xml::{Attr, Element};
 use fields::Stamps;
 
 pub(super) fn truncate(s: &str) -> String {
@@ -29,9 +29,19 @@ pub(super) fn split_extra(
     known: &[&str],
     known_child: impl Fn(&Element) -> bool,
 ) -> Extra {
+    let (attrs, children) = split_unknown(el, known, known_child);
     // Collected from a filter, they have room for more; `Extra::new` keeps none (a
     // device holds what it reads for as long as the item lives).
-    Extra::new(
+    Extra::new(attrs, children)
+}
+
+/// [`split_extra`]'s unknown attributes and children, not yet an [`Extra`].
+fn split_unknown(
+    el: &Element,
+    known: &[&str],
+    known_child: impl Fn(&Element) -> bool,
+) -> (Vec<Attr>, Vec<Element>) {
+    (
         el.attrs
             .iter()
             .filter(|a| !(a.ns.is_empty() && known.contains(&a.name.as_ref())))
@@ -58,11 +68,13 @@ pub(super) fn take_stamps(children: &mut Vec<Element>) -> Result<Option<Stamps>,
 }
 
 pub(super) fn parse_contact(el: &Element) -> Result<Contact, Error> {
-    let mut extra = split_extra(el, &["name"], |c| c.is(NS, "identity") || c.is(NS, "group"));
-    let stamps = extra.edit(|_, children| take_stamps(children))?;
+    // The stamps are taken out first: most contacts then have no unknown child.
+    let (attrs, mut children) =
+        split_unknown(el, &["name"], |c| c.is(NS, "identity") || c.is(NS, "group"));
+    let stamps = take_stamps(&mut children)?;
     let mut contact = Contact {
         name: el.attr("name").map(str::to_owned),
-        extra,
+        extra: Extra::new(attrs, children),
         stamps,
         ..Contact::default()
     };

@@ -353,21 +353,24 @@ fn lost_field_edits_on(
             .is_none_or(|(m, _)| m.at < edit.at)
         {
             if std::env::var_os("KITH_SIM_DEBUG").is_some() {
-                eprintln!(
-                    "device {i}: lost field edit {edit:?}; final {:?}",
+                // One print per finding: devices are checked on several threads.
+                use std::fmt::Write as _;
+                let mut text = format!(
+                    "device {i}: lost field edit {edit:?}; final {:?}\n",
                     state.fields.get(&edit.key)
                 );
                 if let Some(c) = view.contacts().find(|c| {
                     kith_protocol::item::fields::contact_id(&c.contact)
                         == Some(edit.contact_id.as_str())
                 }) {
-                    eprintln!("  contact {:?}", c.contact);
+                    let _ = writeln!(text, "  contact {:?}", c.contact);
                     for (m, v) in c.members() {
                         if let Some(read) = view.item(NodeKind::Contacts, &m) {
-                            eprintln!("  member {m} {v:?}: {:?}", read.4);
+                            let _ = writeln!(text, "  member {m} {v:?}: {:?}", read.4);
                         }
                     }
                 }
+                eprint!("{text}");
             }
             lost += 1;
         }

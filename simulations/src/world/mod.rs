@@ -158,8 +158,9 @@ pub struct World {
     persisted: Persisted,
     /// Total steps run.
     pub steps: u64,
-    /// Hash (FNV-1a over words) of every event processed (time, kind, nodes,
-    /// bytes): equal traces give equal hashes.
+    /// Hash (FNV-1a over words) of every event processed (time, kind, nodes, a
+    /// digest of its bytes): equal traces give equal hashes. Traces of builds
+    /// before be711403 hashed the bytes themselves and are not comparable.
     pub trace: u64,
     /// Signatures verified, shared by every device: the same bytes verify the same
     /// way everywhere, so the simulation's cost follows the protocol's work.
