@@ -263,21 +263,7 @@ fn assemble(members: &[(Version, &Contact)], merged: &State) -> Contact {
                 out.groups.push(w.clone());
             }
         }
-        let missing: Vec<_> = c
-            .extra
-            .attrs()
-            .iter()
-            .filter(|a| {
-                !out.extra
-                    .attrs()
-                    .iter()
-                    .any(|b| b.ns == a.ns && b.name == a.name)
-            })
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            out.extra.edit(|attrs, _| attrs.extend(missing));
-        }
+        out.extra.absorb_attrs(&c.extra);
         for (ns, name) in fields::extension_keys(c) {
             let key = Key::Extension(ns.clone(), name.clone());
             if let Some((_, Value::Extension(w))) = merged.fields.get(&key)

@@ -198,11 +198,8 @@ impl Payload {
                         extra: r.extra()?,
                     });
                 }
-                // The stamps are taken out first: most contacts then have no
-                // unknown child.
-                let (attrs, mut children) = r.unknown()?;
-                let stamps = super::parse::take_stamps(&mut children).ok()?;
-                let extra = Extra::new(attrs, children);
+                let (attrs, children) = r.unknown()?;
+                let (extra, stamps) = super::parse::extra_and_stamps(attrs, children).ok()?;
                 Payload::Contact(Contact {
                     name,
                     identities,

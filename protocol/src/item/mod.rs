@@ -222,18 +222,28 @@ impl Extra {
 
     /// Adds what `other` has and `self` lacks.
     pub fn absorb(&mut self, other: &Self) {
-        if other.is_empty() {
+        self.absorb_attrs(other);
+        if other.children().is_empty() {
             return;
         }
-        self.edit(|attrs, children| {
-            for a in other.attrs() {
-                if !attrs.iter().any(|b| b.ns == a.ns && b.name == a.name) {
-                    attrs.push(a.clone());
-                }
-            }
+        self.edit(|_, children| {
             for c in other.children() {
                 if !children.contains(c) {
                     children.push(c.clone());
+                }
+            }
+        });
+    }
+
+    /// Adds the attributes of `other` that `self` lacks (by namespace and name).
+    pub fn absorb_attrs(&mut self, other: &Self) {
+        if other.attrs().is_empty() {
+            return;
+        }
+        self.edit(|attrs, _| {
+            for a in other.attrs() {
+                if !attrs.iter().any(|b| b.ns == a.ns && b.name == a.name) {
+                    attrs.push(a.clone());
                 }
             }
         });

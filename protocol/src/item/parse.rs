@@ -53,7 +53,7 @@ fn split_unknown(
 
 /// Takes kith's stamps element out of a contact's unknown children, held compactly;
 /// a contact may carry one.
-pub(super) fn take_stamps(children: &mut Vec<Element>) -> Result<Option<Stamps>, Error> {
+fn take_stamps(children: &mut Vec<Element>) -> Result<Option<Stamps>, Error> {
     let mut found = children.iter().filter(|c| c.is(fields::NS, "fields"));
     let Some(first) = found.next() else {
         return Ok(None);
@@ -67,14 +67,23 @@ pub(super) fn take_stamps(children: &mut Vec<Element>) -> Result<Option<Stamps>,
     Ok(Some(stamps))
 }
 
-pub(super) fn parse_contact(el: &Element) -> Result<Contact, Error> {
-    // The stamps are taken out first: most contacts then have no unknown child.
-    let (attrs, mut children) =
-        split_unknown(el, &["name"], |c| c.is(NS, "identity") || c.is(NS, "group"));
+/// A contact's unknown attributes and children, with its stamps taken out of them
+/// before they are boxed (most contacts then have no unknown child).
+pub(super) fn extra_and_stamps(
+    attrs: Vec<Attr>,
+    mut children: Vec<Element>,
+) -> Result<(Extra, Option<Stamps>), Error> {
     let stamps = take_stamps(&mut children)?;
+    Ok((Extra::new(attrs, children), stamps))
+}
+
+pub(super) fn parse_contact(el: &Element) -> Result<Contact, Error> {
+    let (attrs, children) =
+        split_unknown(el, &["name"], |c| c.is(NS, "identity") || c.is(NS, "group"));
+    let (extra, stamps) = extra_and_stamps(attrs, children)?;
     let mut contact = Contact {
         name: el.attr("name").map(str::to_owned),
-        extra: Extra::new(attrs, children),
+        extra,
         stamps,
         ..Contact::default()
     };
