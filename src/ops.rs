@@ -197,9 +197,9 @@ pub(crate) fn text(t: &str) -> Cow<'_, str> {
     }
 }
 
-/// [`text`] of what may be missing: "-" then.
+/// [`text`] of what may be missing or empty: "-" then.
 pub(crate) fn opt(t: Option<&str>) -> Cow<'_, str> {
-    t.map_or(Cow::Borrowed("-"), text)
+    t.filter(|t| !t.is_empty()).map_or(Cow::Borrowed("-"), text)
 }
 
 /// Values joined with commas, each as [`text`]; "-" for none.
@@ -233,6 +233,9 @@ fn matches(c: &Contact, group: Option<&str>, search: Option<&str>) -> bool {
             .as_deref()
             .is_some_and(|n| n.to_lowercase().contains(&t))
             || c.jids.iter().any(|j| j.to_lowercase().contains(&t))
+            || c.other_identities
+                .iter()
+                .any(|i| i.value.to_lowercase().contains(&t))
     });
     in_group && found
 }
@@ -300,6 +303,9 @@ pub(crate) fn contact(dir: &Path, jid: String, json: bool) -> Result<()> {
     }
     outln!("name:    {}", opt(c.name.as_deref()));
     outln!("jids:    {}", joined(&c.jids));
+    for i in &c.other_identities {
+        outln!("other:   {}: {}", text(&i.kind), text(&i.value));
+    }
     outln!("groups:  {}", joined(&c.groups));
     outln!("id:      {}", text(&c.id));
     outln!("items:   {}", c.items);
@@ -374,4 +380,19 @@ pub(crate) fn export(dir: &Path, full: bool, xep0227: bool) -> Result<()> {
     let v: Exported = ask(dir, Request::Export { full, xep0227 })?;
     outln!("{}", v.roster);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{joined, opt};
+
+    /// A name that is missing and one that is empty look the same: "-".
+    #[test]
+    fn a_missing_or_empty_value_shows_a_hyphen() {
+        assert_eq!(opt(None), "-");
+        assert_eq!(opt(Some("")), "-");
+        assert_eq!(opt(Some("Jules")), "Jules");
+        assert_eq!(opt(Some("a\nb")), "a b");
+        assert_eq!(joined(&[]), "-");
+    }
 }

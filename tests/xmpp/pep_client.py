@@ -10,6 +10,7 @@ GnuPG key). Client A publishes on A; client B, subscribed on B, gets the event.
 import argparse
 import asyncio
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -78,9 +79,9 @@ def encrypted(key, data):
     return el
 
 
-def contact(jid, name):
+def contact(jid, name, more=""):
     return (f"<contact xmlns='urn:xmpp:contacts:0' name='{name}'>"
-            f"<identity type='jid'>{jid}</identity></contact>")
+            f"<identity type='jid'>{jid}</identity>{more}</contact>")
 
 
 # XEP-0059 inside <pubsub/> (XEP-0060 §6.5.4): slixmpp's iterator needs this.
@@ -277,7 +278,9 @@ async def main(args):
 
     # Publish on A, with the preconditions a XEP-0510 client sends.
     item_id = os.urandom(16).hex()
-    sealed = gpg_a.seal(secret_a, contact("juliet@capulet.lit", "Juliet"))
+    # With an identity of another type (XEP-0510 allows any): kept, shown apart.
+    sealed = gpg_a.seal(secret_a, contact("juliet@capulet.lit", "Juliet",
+                                          "<identity type='tel'>+1 555 0100</identity>"))
     opts = options(a, persist_items="true", access_model="whitelist", max_items="max")
     res = await a.plugin["xep_0060"].publish(args.instance_a, CONTACTS, id=item_id,
                                       payload=encrypted(key_a, sealed), options=opts, timeout=DEADLINE)
@@ -293,6 +296,19 @@ async def main(args):
     plain = gpg_b.run(["--passphrase-file", f.name, "--decrypt"], base64.b64decode(payload.text)).stdout
     os.unlink(f.name)
     check(b"juliet@capulet.lit" in plain and b"Juliet" in plain, f"B reads the contact: {plain[:200]}")
+    check(b"+1 555 0100" in plain, f"the tel identity travels: {plain[:300]}")
+
+    # kith on B lists the JID as the contact's address and the tel identity apart.
+    def kith_b(*cmd):
+        return subprocess.run([args.kith, "--data-dir", args.dir_b, *cmd],
+                              capture_output=True, check=True).stdout.decode()
+    shown = json.loads(kith_b("contact", "show", "juliet@capulet.lit", "--json"))
+    check(shown["jids"] == ["juliet@capulet.lit"], f"only the JID is an address: {shown}")
+    check(shown["other_identities"] == [{"type": "tel", "value": "+1 555 0100"}],
+          f"the tel identity is shown apart: {shown}")
+    check("other:   tel: +1 555 0100" in kith_b("contact", "show", "Juliet"), "show prints it")
+    found = json.loads(kith_b("contact", "list", "--search", "555 0100", "--json"))
+    check([c["jids"] for c in found] == [["juliet@capulet.lit"]], f"search finds it: {found}")
     await a.wait_event("publish", item_id)
 
     # Retrieve: all, by id, max_items, and XEP-0059 pages.

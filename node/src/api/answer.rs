@@ -17,8 +17,12 @@ pub struct Contact {
     pub id: String,
     /// The name to show.
     pub name: Option<String>,
-    /// Its addresses.
+    /// Its XMPP addresses (its identities of type `jid`).
     pub jids: Vec<String>,
+    /// Its identities of other types (XEP-0510 allows any, such as `tel`), in the
+    /// contact's order; left out of the JSON when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_identities: Vec<OtherIdentity>,
     /// Its groups' names, sorted.
     pub groups: Vec<String>,
     /// How many items it was merged from.
@@ -27,6 +31,16 @@ pub struct Contact {
     pub conflicts: usize,
     /// When it last changed.
     pub updated: String,
+}
+
+/// An identity of a type other than `jid`: `<identity type='tel'>+1 555 0100</identity>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherIdentity {
+    /// Its `type` attribute.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its value.
+    pub value: String,
 }
 
 /// Every contact.
@@ -82,7 +96,7 @@ pub struct ContactChanged {
 pub struct Removed {
     /// Its name.
     pub name: Option<String>,
-    /// Every address it had.
+    /// Every XMPP address it had.
     pub jids: Vec<String>,
 }
 

@@ -11,7 +11,8 @@ use crate::api::Answer;
 use crate::api::answer::{Change, ChangeLog};
 use crate::api::answer::{
     Changes, Checking, Conflict, ConflictList, Conflicted, Contact, ContactChanged, ContactList,
-    ContactRemoved, Done, Exported, Group, GroupChanged, GroupList, Imported, Removed, Rotated,
+    ContactRemoved, Done, Exported, Group, GroupChanged, GroupList, Imported, OtherIdentity,
+    Removed, Rotated,
 };
 use kith_protocol::contacts::{Command, ContactEdit, Error as ContactsError, MergedContact, View};
 use kith_protocol::item;
@@ -121,6 +122,16 @@ pub fn contact_of(view: &View, c: &MergedContact) -> Contact {
         id: c.id.to_string(),
         name: c.contact.name.clone(),
         jids: jids_of(c),
+        other_identities: c
+            .contact
+            .identities
+            .iter()
+            .filter(|i| i.kind != "jid")
+            .map(|i| OtherIdentity {
+                kind: i.kind.to_string(),
+                value: i.value.clone(),
+            })
+            .collect(),
         groups,
         items: c.member_count(),
         conflicts: c.lost.len(),
@@ -128,11 +139,12 @@ pub fn contact_of(view: &View, c: &MergedContact) -> Contact {
     }
 }
 
-/// A contact's addresses, as text.
+/// A contact's XMPP addresses (its identities of type `jid`), as text.
 fn jids_of(c: &MergedContact) -> Vec<String> {
     c.contact
         .identities
         .iter()
+        .filter(|i| i.kind == "jid")
         .map(|i| i.value.clone())
         .collect()
 }
