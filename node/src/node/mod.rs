@@ -458,6 +458,11 @@ impl Node {
         let mut ticks: u64 = 0;
         loop {
             self.flush()?;
+            // A sync frame whose answer just left is applied now, while the peer
+            // builds the next one (and what applying it sends leaves in turn).
+            if self.device.apply_deferred()? {
+                self.flush()?;
+            }
             self.pep_notify()?;
             self.answer_waiters();
             let wait_due = self.waiters.iter().map(|w| w.1).min();

@@ -66,6 +66,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// (and a changed keyring persisted) through the output queue; on error nothing
     /// was written.
     pub fn execute(&mut self, now: Now, command: impl Into<Command>) -> Result<(), Error> {
+        self.apply_deferred(now);
         let result = match command.into() {
             Command::Contacts(cmd) => {
                 let mut rng = self.rng.clone();
