@@ -13,8 +13,8 @@ use crate::table::{Table, now_ms};
 
 /// A contact as one line: its name and addresses.
 fn who(name: Option<&str>, jids: &[String]) -> String {
-    match name {
-        Some(_) => format!("{} ({})", opt(name), joined(jids)),
+    match name.filter(|n| !n.is_empty()) {
+        Some(n) => format!("{} ({})", opt(Some(n)), joined(jids)),
         None => joined(jids),
     }
 }
@@ -82,4 +82,18 @@ pub(crate) fn restore(dir: &Path, jid: String, n: usize) -> Result<()> {
     )?;
     outln!("Restored conflict {n} of {jid}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::who;
+
+    /// An empty name is no name: the addresses alone.
+    #[test]
+    fn a_contact_without_a_name_is_its_addresses() {
+        let jids = ["a@x.lit".to_owned()];
+        assert_eq!(who(Some("Jules"), &jids), "Jules (a@x.lit)");
+        assert_eq!(who(Some(""), &jids), "a@x.lit");
+        assert_eq!(who(None, &jids), "a@x.lit");
+    }
 }

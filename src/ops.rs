@@ -153,7 +153,7 @@ pub(crate) fn host_name() -> String {
 pub(crate) fn remove_contact(dir: &Path, jid: String) -> Result<()> {
     let v: ContactRemoved = ask(dir, Request::RemoveContact { jid })?;
     let (name, jids) = v.removed.map(|r| (r.name, r.jids)).unwrap_or_default();
-    match name {
+    match name.filter(|n| !n.is_empty()) {
         Some(n) => outln!("Removed {} ({})", text(&n), joined(&jids)),
         None => outln!("Removed {}", joined(&jids)),
     }

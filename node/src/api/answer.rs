@@ -162,7 +162,7 @@ pub struct Conflict {
 pub struct Conflicted {
     /// Its name.
     pub name: Option<String>,
-    /// Its addresses.
+    /// Its XMPP addresses.
     pub jids: Vec<String>,
     /// Its conflicts, newest first.
     pub conflicts: Vec<Conflict>,
@@ -182,7 +182,7 @@ pub struct Change {
     pub device: String,
     /// The contact's name then.
     pub name: Option<String>,
-    /// Its addresses then.
+    /// Its XMPP addresses then.
     pub jids: Vec<String>,
     /// What changed (`name "Jules"`, `+group Verona`, `deleted`).
     pub changes: Vec<String>,

@@ -345,6 +345,9 @@ impl Device {
         input: Input<PeerId>,
         ahead: Option<Prechecked>,
     ) -> Result<(), store::Error> {
+        // A frame still waiting is applied before this input is checked and its
+        // payloads offered (the step applying it would drop them).
+        self.apply_deferred()?;
         let (roster, keyring) = (self.engine.roster(), self.engine.keyring());
         let replica = self.engine.replica();
         // The permit of a frame checked ahead is held until its payloads are

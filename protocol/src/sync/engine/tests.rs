@@ -53,6 +53,11 @@ pub(super) struct Harness {
     /// Requests and responses that left while their sender had a frame waiting
     /// ([`Config::defer_frames`]).
     answered_ahead: usize,
+    /// A frame answered first is left waiting (the next input applies it) instead
+    /// of applied once its answer is carried out; with `stop_when_deferred` too,
+    /// `pump` returns as soon as one waits (a crash would find it so).
+    hold_deferred: bool,
+    stop_when_deferred: bool,
 }
 
 pub(super) fn now(mono: u64) -> Now {
@@ -114,6 +119,8 @@ impl Harness {
             reached_at: None,
             config,
             answered_ahead: 0,
+            hold_deferred: false,
+            stop_when_deferred: false,
         };
         for key in keys {
             let engine = h.start(&key, records.clone(), keyring.clone());
@@ -204,8 +211,13 @@ impl Harness {
                 // As a node does: a frame answered first is applied once its answer
                 // has been carried out.
                 if self.sides[i].engine.has_deferred() {
-                    moved = true;
-                    self.sides[i].engine.apply_deferred(now(self.mono));
+                    if self.stop_when_deferred {
+                        return;
+                    }
+                    if !self.hold_deferred {
+                        moved = true;
+                        self.sides[i].engine.apply_deferred(now(self.mono));
+                    }
                 }
             }
             if !moved {
@@ -566,6 +578,104 @@ fn frames_that_ask_nothing_are_answered_first_and_applied_after() {
     assert!(deferred >= 3, "frames deferred: {deferred}");
     assert!(ahead >= 3, "answers sent ahead of their frame: {ahead}");
     assert_eq!(run(false), (0, 0), "only when the driver asks for it");
+}
+
+fn deferring(records: usize) -> Harness {
+    let mut h = Harness::with_config(Config {
+        defer_frames: true,
+        frame_record_bytes: 2_000,
+        ..Config::default()
+    });
+    for i in 0..records {
+        h.execute(
+            0,
+            Edit::AddContact {
+                jid: jid(&format!("c{i}@x.lit")),
+                name: Some(format!("C{i}")),
+                groups: vec![],
+            },
+        )
+        .expect("added");
+    }
+    h
+}
+
+/// A frame left waiting is applied by whatever input or command comes next, first
+/// and once: the frames of an exchange then each wait for the next one.
+#[test]
+fn a_waiting_frame_is_applied_first_by_the_next_input() {
+    let mut h = deferring(30);
+    h.hold_deferred = true;
+    h.connect(true);
+    assert_eq!(h.sides[1].engine.view().contact_count(), 30);
+    assert!(h.sides[1].engine.stats().deferred_frames >= 3);
+    assert_eq!(h.sides[1].engine.stats().duplicate_records, 0);
+    assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+    // One waits: an edit of a contact it carries applies it first.
+    let mut h = deferring(30);
+    h.stop_when_deferred = true;
+    h.connect(true);
+    assert!(h.sides[1].engine.has_deferred());
+    let before = h.sides[1].engine.view().contact_count();
+    let waiting = h.sides[1]
+        .engine
+        .deferred
+        .as_ref()
+        .map_or(0, |(_, r)| r.len());
+    assert!(
+        waiting > 0 && before < 30,
+        "{before} contacts, {waiting} waiting"
+    );
+    let t = now(h.mono);
+    h.sides[1].engine.handle_input(t, Input::Timeout);
+    assert!(!h.sides[1].engine.has_deferred());
+    assert!(h.sides[1].engine.view().contact_count() > before);
+    h.stop_when_deferred = false;
+    h.pump();
+    assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+    assert_eq!(h.sides[1].engine.stats().duplicate_records, 0);
+}
+
+/// A device that stops (a crash) with a frame waiting has not stored it: started
+/// again from what it persisted, it is brought every record at the next connection.
+#[test]
+fn a_frame_waiting_at_a_crash_is_brought_again() {
+    let mut h = deferring(30);
+    h.stop_when_deferred = true;
+    h.connect(true);
+    assert!(h.sides[1].engine.has_deferred());
+    h.stop_when_deferred = false;
+    // The link goes with the crash: what was under way fails.
+    h.connected = false;
+    h.restart(1);
+    assert!(h.sides[1].engine.view().contact_count() < 30);
+    h.connect(false);
+    h.connect(true);
+    assert_eq!(h.sides[1].engine.view().contact_count(), 30);
+    assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+}
+
+/// Where the sender stands is noted when its frame comes; once a frame answered
+/// first is applied, it is noted against what this device then holds.
+#[test]
+fn where_a_peer_stands_counts_a_frame_applied_after_its_answer() {
+    let mut h = deferring(30);
+    h.stop_when_deferred = true;
+    h.connect(true);
+    let genesis = h.genesis();
+    let side = &mut h.sides[1].engine;
+    assert!(side.has_deferred());
+    side.apply_deferred(now(h.mono));
+    let state = side.sync_state(&genesis).expect("heard");
+    assert_eq!(
+        state.ours,
+        side.summary(),
+        "noted against what it holds now"
+    );
+    h.stop_when_deferred = false;
+    h.pump();
+    let state = h.sides[1].engine.sync_state(&genesis).expect("heard");
+    assert_eq!(state.relation(), Relation::UpToDate, "{state:?}");
 }
 
 /// What may wait: only when the driver allows it, for a frame that asks nothing,
