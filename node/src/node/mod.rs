@@ -458,25 +458,6 @@ impl Node {
         let mut ticks: u64 = 0;
         loop {
             self.flush()?;
-            if self.device.engine.has_deferred() {
-                // A sync frame was answered before it is applied. A response has
-                // left; a request waits in the behaviour until the swarm is polled:
-                // polled once here, it is handed to its connection (any event
-                // that comes of it is handled, applying the frame first).
-                tokio::select! {
-                    biased;
-                    event = self.swarm.select_next_some() => {
-                        self.on_swarm_batch(event)?;
-                        continue;
-                    }
-                    () = std::future::ready(()) => {}
-                }
-                // Applied while the peer builds the next frame; what applying it
-                // sends leaves in turn.
-                if self.device.apply_deferred()? {
-                    self.flush()?;
-                }
-            }
             self.pep_notify()?;
             self.answer_waiters();
             let wait_due = self.waiters.iter().map(|w| w.1).min();

@@ -2,7 +2,6 @@
 //! a device's [`Book`]. Sessions are in `session`, roster and secrets in `devices`.
 
 mod command;
-mod deferred;
 mod devices;
 mod io;
 mod records;
@@ -90,10 +89,6 @@ pub struct Config {
     /// device's acknowledgement reaches every other device, so the cost grows with
     /// the square of the roster; above this, tombstones are simply kept.
     pub gc_max_devices: usize,
-    /// Whether a frame that asks nothing of this device, with more to come, may be
-    /// applied after its answer has left (see [`Engine::apply_deferred`]): the
-    /// driver then calls `apply_deferred` once it has carried out the outputs.
-    pub defer_frames: bool,
 }
 
 impl Default for Config {
@@ -106,7 +101,6 @@ impl Default for Config {
             frame_record_bytes: RECORD_BUDGET,
             ack_interval_ms: 60_000,
             gc_max_devices: 64,
-            defer_frames: false,
         }
     }
 }
@@ -146,8 +140,6 @@ pub struct Stats {
     pub reconciliations: u64,
     /// Most round trips one reconciliation took.
     pub max_round_trips: u32,
-    /// Frames applied after their answer had left ([`Config::defer_frames`]).
-    pub deferred_frames: u64,
 }
 
 #[derive(Debug)]
@@ -239,9 +231,6 @@ pub struct Engine<P> {
     saved_keyring: command::KeyringState,
     /// How many set-aside key records the last audit looked at.
     set_aside_keys: usize,
-    /// A frame's records waiting to be applied, and the peer that sent them
-    /// ([`Engine::apply_deferred`]).
-    deferred: Option<(P, Vec<Record>)>,
 }
 
 impl<P: Ord + Clone + Debug> Engine<P> {
@@ -289,7 +278,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             stats: Stats::default(),
             saved_keyring,
             set_aside_keys: 0,
-            deferred: None,
         };
         // What was persisted is checked again: records dropped after a revocation
         // may still be in the store.
@@ -384,7 +372,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
 
     /// Feeds one input.
     pub fn handle_input(&mut self, now: Now, input: Input<P>) {
-        self.apply_deferred(now);
         match input {
             Input::Timeout => {}
             Input::Connected { peer, device } => {
