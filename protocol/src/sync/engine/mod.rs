@@ -156,6 +156,9 @@ struct Peer {
     session: Option<Session>,
     /// Keys whose records this peer still has to be sent in the current exchange.
     owed: BTreeSet<Key>,
+    /// Owed keys whose records are tombstones of an XEP-0510 node, sent once
+    /// nothing else is owed (see `session::take_owed`).
+    owed_last: BTreeSet<Key>,
     /// Records sent to this peer lately (see [`RESEND_AFTER_MS`]).
     sent: sent::Sent,
     next_recon_ms: u64,
@@ -414,6 +417,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 {
                     peer.session = None;
                     peer.owed.clear();
+                    peer.owed_last.clear();
                     // What that request carried may not have arrived.
                     peer.sent.clear();
                     peer.next_recon_ms = now.mono_ms + self.config.recon_interval_ms;

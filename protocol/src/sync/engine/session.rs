@@ -58,7 +58,10 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     }
 
     /// Records for the keys `owed` to `peer`, within the frame budget; the rest stay
-    /// owed.
+    /// owed. Tombstones of the XEP-0510 nodes go after everything else: an edit,
+    /// a rotation's reseal or a settle writes a contact as a new item and retracts
+    /// the old one, and a peer given the retraction first (keys are in random
+    /// order) would not show the contact until the frame with the new item came.
     pub(super) fn take_owed(&mut self, now: Now, p: &P) -> (Vec<Record>, bool) {
         let budget = self.config.frame_record_bytes.min(super::RECORD_BUDGET);
         let Some(peer) = self.peers.get_mut(p) else {
@@ -66,14 +69,27 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         };
         let mut out = Vec::new();
         let mut size = 0;
-        while let Some(key) = first_owed(&peer.owed) {
+        loop {
+            let (key, last) = match first_owed(&peer.owed) {
+                Some(key) => (key, false),
+                None => match peer.owed_last.first() {
+                    Some(key) => (*key, true),
+                    None => break,
+                },
+            };
             let space = Space::from_code(u64::from(key.space)).unwrap_or(Space::Contacts);
             // A shelved record is read back from the store; one that cannot be is
             // left out of this session (the next reconciliation offers it again).
             let Some(r) = self.book.replica().get_unshelved(space, &ItemId(key.item)) else {
                 peer.owed.remove(&key);
+                peer.owed_last.remove(&key);
                 continue;
             };
+            if !last && r.is_tombstone() && space.node().is_some() {
+                peer.owed.remove(&key);
+                peer.owed_last.insert(key);
+                continue;
+            }
             let len = r.encoded_len() + 8;
             if size + len > budget && !out.is_empty() {
                 break;
@@ -82,8 +98,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             peer.sent.note(key, prefix(&r), now.mono_ms);
             out.push(r);
             peer.owed.remove(&key);
+            peer.owed_last.remove(&key);
         }
-        (out, !peer.owed.is_empty())
+        (out, !peer.owed.is_empty() || !peer.owed_last.is_empty())
     }
 
     /// Adds `send` (keys the peer lacks, as a reconciliation found) to what `p` is
@@ -277,7 +294,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         };
         self.owe(now, &p, send);
         let owed_more = match self.peers.get(&p) {
-            Some(peer) => !peer.owed.is_empty(),
+            Some(peer) => !peer.owed.is_empty() || !peer.owed_last.is_empty(),
             None => return,
         };
         if reply.wants_answer() || more || owed_more {
@@ -306,6 +323,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if let Some(peer) = self.peers.get_mut(p) {
             peer.session = None;
             peer.owed.clear();
+            peer.owed_last.clear();
             if ok {
                 peer.sent.age(now.mono_ms);
             } else {

@@ -48,6 +48,10 @@ pub(super) struct Harness {
     /// (side, contacts): `reached_at` is when that side first held that many.
     watch: Option<(usize, usize)>,
     reached_at: Option<u64>,
+    /// The fewest contacts side 1 showed after any frame it was given, when set.
+    low_water: Option<usize>,
+    /// Every side's settings.
+    config: Config,
 }
 
 pub(super) fn now(mono: u64) -> Now {
@@ -63,6 +67,11 @@ pub(super) fn jid(s: &str) -> BareJid {
 
 impl Harness {
     pub(super) fn new() -> Self {
+        Self::with_config(Config::default())
+    }
+
+    /// Two sides with `config`.
+    pub(super) fn with_config(config: Config) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
         let mut keyring = Keyring::new();
         for node in NodeKind::ALL {
@@ -102,6 +111,8 @@ impl Harness {
             lose_responses: 0,
             watch: None,
             reached_at: None,
+            low_water: None,
+            config,
         };
         for key in keys {
             let engine = h.start(&key, records.clone(), keyring.clone());
@@ -128,7 +139,7 @@ impl Harness {
             .map_or(me, |s| DeviceId(s.key.verifying_key().to_bytes()));
         let book = Book::restore(key.clone(), keyring, records, Clock::new(Hlc::default()));
         Engine::new(
-            Config::default(),
+            self.config.clone(),
             book,
             genesis,
             Box::new(PlainWrap { me }),
@@ -210,6 +221,17 @@ impl Harness {
     }
 
     fn carry(&mut self, i: usize, out: Output<u8>) {
+        let other = 1 - i;
+        self.carry_to(i, out);
+        if let Some(low) = self.low_water
+            && other == 1
+        {
+            let shown = self.sides[1].engine.view().contact_count();
+            self.low_water = Some(low.min(shown));
+        }
+    }
+
+    fn carry_to(&mut self, i: usize, out: Output<u8>) {
         let other = 1 - i;
         let t = now(self.mono);
         match &out {
@@ -435,11 +457,37 @@ fn the_roster_and_secrets_go_first_and_each_record_once() {
     h.execute(0, Command::RotateSecrets).expect("rotated");
     h.carried.clear();
     h.connect(true);
+    // Tombstones of the nodes go last (`take_owed`); the rest by space.
+    let replica = h.sides[0].engine.replica();
+    // (A tombstone collected since is no longer among the winners.)
+    let dead = |(space, item): &(Space, ItemId)| {
+        space.node().is_some() && replica.get(*space, item).is_none_or(|r| r.is_tombstone())
+    };
+    let sent_in_order: Vec<&(Space, ItemId)> = h
+        .carried
+        .iter()
+        .filter(|(from, _)| *from == 0)
+        .flat_map(|(_, records)| records)
+        .collect();
+    let first_dead = sent_in_order.iter().position(|k| dead(k));
+    if let Some(at) = first_dead {
+        assert!(
+            sent_in_order[at..].iter().all(|k| dead(k)),
+            "tombstones last"
+        );
+    }
     let frames: Vec<Vec<Space>> = h
         .carried
         .iter()
         .filter(|(from, records)| *from == 0 && !records.is_empty())
-        .map(|(_, records)| records.iter().map(|(space, _)| *space).collect())
+        .map(|(_, records)| {
+            records
+                .iter()
+                .filter(|k| !dead(k))
+                .map(|(space, _)| *space)
+                .collect()
+        })
+        .filter(|spaces: &Vec<Space>| !spaces.is_empty())
         .collect();
     let first = frames.first().expect("records were sent");
     assert!(first.contains(&Space::Keys), "{first:?}");
@@ -502,6 +550,44 @@ fn lose_one_frame_of_records(requests: usize, responses: usize) {
         "delivered within the burst, at {at} ms"
     );
     assert_eq!(h.sides[1].engine.stats().duplicate_records, 0);
+}
+
+/// A rotation writes every contact as a new item and retracts the old one. A
+/// device that gets them by reconciliation, in many frames, is sent the new items
+/// before the retractions: no contact disappears from its list on the way.
+#[test]
+fn a_reseal_by_reconciliation_hides_no_contact_on_the_way() {
+    let mut h = Harness::with_config(Config {
+        frame_record_bytes: 2_000,
+        ..Config::default()
+    });
+    for i in 0..40 {
+        h.execute(
+            0,
+            Edit::AddContact {
+                jid: jid(&format!("c{i}@x.lit")),
+                name: Some(format!("C{i}")),
+                groups: vec![],
+            },
+        )
+        .expect("added");
+    }
+    h.connect(true);
+    assert_eq!(h.sides[1].engine.view().contact_count(), 40);
+    h.connect(false);
+    h.execute(0, Command::RotateSecrets).expect("rotated");
+    h.carried.clear();
+    h.low_water = Some(40);
+    h.connect(true);
+    let frames = h
+        .carried
+        .iter()
+        .filter(|(from, records)| *from == 0 && !records.is_empty())
+        .count();
+    assert!(frames >= 4, "the reseal came in {frames} frames");
+    assert_eq!(h.sides[1].engine.view().contact_count(), 40);
+    assert_eq!(h.low_water, Some(40), "a contact disappeared on the way");
+    assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
 }
 
 #[test]
