@@ -4,6 +4,7 @@
 mod command;
 mod devices;
 mod io;
+mod owed;
 mod records;
 #[cfg(test)]
 mod roster_tests;
@@ -26,7 +27,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use super::gc;
-use super::recon::{self, Key};
+use super::recon;
 use super::wire::{self, Frame};
 use crate::clock::WallTime;
 use crate::contacts::{Book, View};
@@ -155,10 +156,7 @@ struct Peer {
     device: Option<DeviceId>,
     session: Option<Session>,
     /// Keys whose records this peer still has to be sent in the current exchange.
-    owed: BTreeSet<Key>,
-    /// Owed keys whose records are tombstones of an XEP-0510 node, sent once
-    /// nothing else is owed (see `session::take_owed`).
-    owed_last: BTreeSet<Key>,
+    owed: owed::Owed,
     /// Records sent to this peer lately (see [`RESEND_AFTER_MS`]).
     sent: sent::Sent,
     next_recon_ms: u64,
@@ -417,7 +415,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 {
                     peer.session = None;
                     peer.owed.clear();
-                    peer.owed_last.clear();
                     // What that request carried may not have arrived.
                     peer.sent.clear();
                     peer.next_recon_ms = now.mono_ms + self.config.recon_interval_ms;

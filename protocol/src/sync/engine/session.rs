@@ -1,7 +1,6 @@
 //! Reconciliation sessions: the set snapshot, requests and responses, and what is
 //! owed to each peer.
 
-use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use rand_core::Rng;
@@ -57,11 +56,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         self.set.as_ref().expect("just built or updated")
     }
 
-    /// Records for the keys `owed` to `peer`, within the frame budget; the rest stay
-    /// owed. Tombstones of the XEP-0510 nodes go after everything else: an edit,
-    /// a rotation's reseal or a settle writes a contact as a new item and retracts
-    /// the old one, and a peer given the retraction first (keys are in random
-    /// order) would not show the contact until the frame with the new item came.
+    /// Records for the keys `owed` to `peer`, within the frame budget, in the
+    /// order [`super::owed::Owed`] gives; the rest stay owed.
     pub(super) fn take_owed(&mut self, now: Now, p: &P) -> (Vec<Record>, bool) {
         let budget = self.config.frame_record_bytes.min(super::RECORD_BUDGET);
         let Some(peer) = self.peers.get_mut(p) else {
@@ -69,25 +65,16 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         };
         let mut out = Vec::new();
         let mut size = 0;
-        loop {
-            let (key, last) = match first_owed(&peer.owed) {
-                Some(key) => (key, false),
-                None => match peer.owed_last.first() {
-                    Some(key) => (*key, true),
-                    None => break,
-                },
-            };
+        while let Some((key, last)) = peer.owed.next() {
             let space = Space::from_code(u64::from(key.space)).unwrap_or(Space::Contacts);
             // A shelved record is read back from the store; one that cannot be is
             // left out of this session (the next reconciliation offers it again).
             let Some(r) = self.book.replica().get_unshelved(space, &ItemId(key.item)) else {
                 peer.owed.remove(&key);
-                peer.owed_last.remove(&key);
                 continue;
             };
             if !last && r.is_tombstone() && space.node().is_some() {
-                peer.owed.remove(&key);
-                peer.owed_last.insert(key);
+                peer.owed.put_last(key);
                 continue;
             }
             let len = r.encoded_len() + 8;
@@ -98,9 +85,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             peer.sent.note(key, prefix(&r), now.mono_ms);
             out.push(r);
             peer.owed.remove(&key);
-            peer.owed_last.remove(&key);
         }
-        (out, !peer.owed.is_empty() || !peer.owed_last.is_empty())
+        (out, !peer.owed.is_empty())
     }
 
     /// Adds `send` (keys the peer lacks, as a reconciliation found) to what `p` is
@@ -294,7 +280,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         };
         self.owe(now, &p, send);
         let owed_more = match self.peers.get(&p) {
-            Some(peer) => !peer.owed.is_empty() || !peer.owed_last.is_empty(),
+            Some(peer) => !peer.owed.is_empty(),
             None => return,
         };
         if reply.wants_answer() || more || owed_more {
@@ -323,7 +309,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if let Some(peer) = self.peers.get_mut(p) {
             peer.session = None;
             peer.owed.clear();
-            peer.owed_last.clear();
             if ok {
                 peer.sent.age(now.mono_ms);
             } else {
@@ -365,25 +350,3 @@ pub(super) const SEND_ORDER: [Space; 5] = [
     Space::Groups,
     Space::Acks,
 ];
-
-/// The next owed key to send, in [`SEND_ORDER`]; a key of no known space (which
-/// the caller drops, as nothing is stored under it) last.
-fn first_owed(owed: &BTreeSet<Key>) -> Option<Key> {
-    SEND_ORDER
-        .iter()
-        .find_map(|space| {
-            let code = space.code();
-            owed.range(
-                Key {
-                    space: code,
-                    item: [0; 16],
-                }..=Key {
-                    space: code,
-                    item: [0xff; 16],
-                },
-            )
-            .next()
-            .copied()
-        })
-        .or_else(|| owed.first().copied())
-}

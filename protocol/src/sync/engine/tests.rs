@@ -180,6 +180,21 @@ impl Harness {
         self.pump();
     }
 
+    /// Adds contacts `c0@example.org` … (named `Contact 0` …) on side `i`.
+    fn add_contacts(&mut self, i: usize, n: usize) {
+        for k in 0..n {
+            self.execute(
+                i,
+                Edit::AddContact {
+                    jid: jid(&format!("c{k}@example.org")),
+                    name: Some(format!("Contact {k}")),
+                    groups: vec![],
+                },
+            )
+            .expect("added");
+        }
+    }
+
     pub(super) fn execute(&mut self, i: usize, command: impl Into<Command>) -> Result<(), Error> {
         let r = self.sides[i].engine.execute(now(self.mono), command);
         self.pump();
@@ -499,14 +514,8 @@ fn the_roster_and_secrets_go_first_and_each_record_once() {
         );
     }
     // Both sides start a reconciliation on connecting; each record went once.
-    let sent: Vec<&(Space, ItemId)> = h
-        .carried
-        .iter()
-        .filter(|(from, _)| *from == 0)
-        .flat_map(|(_, records)| records)
-        .collect();
-    let distinct: BTreeSet<_> = sent.iter().collect();
-    assert_eq!(sent.len(), distinct.len(), "sent twice");
+    let distinct: BTreeSet<_> = sent_in_order.iter().collect();
+    assert_eq!(sent_in_order.len(), distinct.len(), "sent twice");
     assert_eq!(h.sides[1].engine.stats().duplicate_records, 0);
     assert_eq!(h.sides[1].engine.view().contact_count(), 3);
     assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
@@ -561,17 +570,7 @@ fn a_reseal_by_reconciliation_hides_no_contact_on_the_way() {
         frame_record_bytes: 2_000,
         ..Config::default()
     });
-    for i in 0..40 {
-        h.execute(
-            0,
-            Edit::AddContact {
-                jid: jid(&format!("c{i}@x.lit")),
-                name: Some(format!("C{i}")),
-                groups: vec![],
-            },
-        )
-        .expect("added");
-    }
+    h.add_contacts(0, 40);
     h.connect(true);
     assert_eq!(h.sides[1].engine.view().contact_count(), 40);
     h.connect(false);
@@ -917,17 +916,7 @@ impl crate::replica::Shelf for Persisted {
 #[test]
 fn a_device_holding_its_records_shelved_still_sends_reads_and_reseals_them() {
     let mut h = Harness::new();
-    for i in 0..20 {
-        h.execute(
-            0,
-            Edit::AddContact {
-                jid: jid(&format!("c{i}@example.org")),
-                name: Some(format!("Contact {i}")),
-                groups: vec![],
-            },
-        )
-        .expect("added");
-    }
+    h.add_contacts(0, 20);
     let stored = Persisted(
         h.sides[0]
             .records
