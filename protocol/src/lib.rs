@@ -40,6 +40,7 @@ pub mod record;
 pub mod replica;
 pub mod roster;
 pub mod seal;
+pub mod spread;
 pub mod sync;
 pub mod text;
 pub mod xml;

@@ -725,3 +725,88 @@ fn the_view_takes_a_payload_offered_for_exactly_its_record() {
     assert_eq!(name(&mut f.books[1]).as_deref(), Some("Offered"));
     assert_eq!(name(&mut f.books[2]).as_deref(), Some("A"));
 }
+
+/// Runs each job on a thread of its own, as the node's spread does.
+#[derive(Debug)]
+struct Threads;
+
+impl kith_protocol::spread::Spread for Threads {
+    fn width(&self) -> usize {
+        3
+    }
+
+    fn run(&self, n: usize, job: &(dyn Fn(usize) + Sync)) {
+        std::thread::scope(|s| {
+            for i in 0..n {
+                s.spawn(move || job(i));
+            }
+        });
+    }
+}
+
+/// Checking and signing a large command's writes on several threads changes
+/// nothing: the same records, byte for byte, the same view, the same refusal.
+#[test]
+fn writes_spread_over_threads_are_the_records_written_in_order() {
+    use kith_protocol::item::{Contact, Identity, MAX_VALUE_BYTES};
+    let contact = |i: usize, name: String| Contact {
+        name: Some(name),
+        identities: vec![Identity::new("jid", &format!("c{i}@x.lit")).expect("valid")],
+        ..Contact::default()
+    };
+    let import = |n: usize| Command::Import {
+        contacts: (0..n).map(|i| contact(i, format!("C {i}"))).collect(),
+        replace: false,
+    };
+    let mut in_order = Fleet::new(1, 9);
+    let mut spread = Fleet::new(1, 9);
+    spread.books[0]
+        .editor_mut()
+        .set_spread(std::sync::Arc::new(Threads));
+    // More writes than one batch of sealing, and an edit, a rotation's reseal.
+    for (cmd, least) in [
+        (import(5000), 5000),
+        (edit_name("c7@x.lit", "Seven"), 1),
+        (Command::Reseal, 5000),
+    ] {
+        let a = in_order.exec(0, cmd.clone(), T0);
+        let b = spread.exec(0, cmd, T0);
+        assert!(a.len() >= least, "{} records", a.len());
+        assert_eq!(a, b);
+    }
+    assert_eq!(in_order.books[0].view(), spread.books[0].view());
+    // A contact over the limits far into a large import: the same error from the
+    // check and from the command, and nothing written.
+    let mut bad: Vec<Contact> = (5000..6000).map(|i| contact(i, format!("C {i}"))).collect();
+    bad[900] = contact(5900, "n".repeat(MAX_VALUE_BYTES + 1));
+    let held = spread.books[0].replica().len();
+    let mut rngs = (in_order.rngs[0].clone(), spread.rngs[0].clone());
+    let refused = (
+        in_order.books[0].check(
+            Command::Import {
+                contacts: bad.clone(),
+                replace: false,
+            },
+            &mut rngs.0,
+        ),
+        spread.books[0].check(
+            Command::Import {
+                contacts: bad.clone(),
+                replace: false,
+            },
+            &mut rngs.1,
+        ),
+    );
+    assert!(refused.0.is_err());
+    assert_eq!(refused.0, refused.1);
+    let written = spread.books[0].execute(
+        Command::Import {
+            contacts: bad,
+            replace: false,
+        },
+        T0,
+        &mut rngs.1,
+    );
+    assert_eq!(written.map(|_| ()), refused.1);
+    assert_eq!(spread.books[0].replica().len(), held, "nothing written");
+}

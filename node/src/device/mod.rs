@@ -22,6 +22,7 @@ mod ahead;
 mod changes;
 mod open;
 mod peers;
+mod spread;
 mod verify;
 
 pub use ahead::{Ahead, Prechecked};

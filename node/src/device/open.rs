@@ -333,6 +333,9 @@ impl Device {
         let mut book = book;
         // Sealed bodies live in the store once stored (see `Device::shelve_stored`).
         book.set_shelf(std::sync::Arc::new(store.shelf()));
+        // The writes of an import or a reseal are checked and signed on every core.
+        book.editor_mut()
+            .set_spread(std::sync::Arc::new(super::spread::Cores));
         let verified = kith_protocol::record::Verified::new();
         book.share_verified(verified.clone());
         let mut engine = Engine::new(

@@ -3,14 +3,14 @@
 //! [`Verified`] set instead of checking it again. Checking is the costliest step of
 //! receiving records (about 50 µs each); a frame carries up to a few thousand.
 
-use std::sync::OnceLock;
-
 use kith_protocol::contacts::Opened;
 use kith_protocol::item::Payload;
 use kith_protocol::record::{Body, Record, Verified};
 use kith_protocol::replica::{Authors, Replica};
 use kith_protocol::seal::{Keyring, Opener};
 use kith_protocol::sync::wire::{Frame, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES};
+
+use super::spread::cores;
 
 /// Records below this many are left to the engine: threads would cost more.
 const MIN_RECORDS: usize = 64;
@@ -20,11 +20,6 @@ const OPENED_PER_FRAME_BYTE: usize = 4;
 
 /// Fewest records one thread is given.
 const MIN_CHUNK: usize = 32;
-
-fn cores() -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
-}
 
 /// Checks the signatures of the records in `bytes` (a sync frame, a gossip frame
 /// when `gossip`) on up to as many threads as there are cores, remembering in

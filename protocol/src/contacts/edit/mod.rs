@@ -30,6 +30,7 @@ mod writes;
 pub use writes::MARK_KEPT_MS;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
@@ -40,6 +41,7 @@ use crate::item::{self, Contact, NodeKind, Payload};
 use crate::jid::BareJid;
 use crate::record::{Body, DeviceId, ItemId, Record, Version};
 use crate::seal::{self, DEFAULT_PAD_BUCKET, Keyring, Opener, Sealed};
+use crate::spread::{self, InOrder, Spread};
 use writes::{Plan, Write, validate};
 
 /// The records a command wrote, with the payload of each record it sealed here (by
@@ -187,21 +189,32 @@ impl Command {
 }
 
 /// Whether every write of `plan` can be carried out: a current secret for its node,
-/// and a payload a reader accepts.
-fn check_writes(plan: &Plan<'_>, keyring: &Keyring) -> Result<(), Error> {
-    for ((node, _), write) in &plan.writes {
+/// and a payload a reader accepts. The payloads are checked on `spread`'s threads;
+/// the error is that of the first write in order that fails, as one after another.
+fn check_writes(plan: &Plan<'_>, keyring: &Keyring, spread: &dyn Spread) -> Result<(), Error> {
+    let writes: Vec<_> = plan.writes.iter().collect();
+    let checked = spread::map(spread, writes, |((node, _), write)| {
         if keyring.current(*node).is_none() {
             return Err(Error::NoSecret(*node));
         }
         match write {
-            Write::Payload(p) => {
-                validate(p, *node)?;
-            }
-            Write::Sealed(..) | Write::Tombstone => {}
+            Write::Payload(p) => validate(p, *node).map(drop),
+            Write::Sealed(..) | Write::Tombstone => Ok(()),
         }
-    }
-    Ok(())
+    });
+    checked.into_iter().collect()
 }
+
+/// A planned write, checked: a body already made, or a payload's XML to seal with
+/// the payload as a reader of it reads it.
+enum Checked {
+    Body(Body),
+    Payload(String, Payload),
+}
+
+/// Writes sealed and signed together at most: what a command holds at once beside
+/// its records (each write's XML and its reading) stays bounded however large it is.
+const SEAL_BATCH: usize = 4096;
 
 /// Imported contacts with their names and group names as kith keeps them.
 fn cleaned_contacts(contacts: Vec<Contact>) -> Vec<Contact> {
@@ -336,6 +349,8 @@ pub struct Editor {
     pub pad_bucket: usize,
     /// Item count bucket per node.
     pub count_bucket: usize,
+    /// Where the writes of a large command are checked and signed.
+    spread: Arc<dyn Spread>,
 }
 
 impl Editor {
@@ -346,7 +361,15 @@ impl Editor {
             clock,
             pad_bucket: DEFAULT_PAD_BUCKET,
             count_bucket: DEFAULT_COUNT_BUCKET,
+            spread: Arc::new(InOrder),
         }
+    }
+
+    /// Checks and signs the writes of large commands (an import, a reseal) with
+    /// `spread`: the same records, sooner on several cores. One after another on
+    /// the caller's thread unless this is called.
+    pub fn set_spread(&mut self, spread: Arc<dyn Spread>) {
+        self.spread = spread;
     }
 
     /// This device.
@@ -419,7 +442,7 @@ impl Editor {
     ) -> Result<(), Error> {
         let stamp = self.provisional_stamp();
         let plan = self.plan(view, command, keyring, opener, stamp, rng)?;
-        check_writes(&plan, keyring)
+        check_writes(&plan, keyring, &*self.spread)
     }
 
     /// [`Editor::check`] of an import of `contacts`, and what it would do (an
@@ -438,7 +461,7 @@ impl Editor {
         let stamp = self.provisional_stamp();
         let mut plan = Plan::new(view, keyring, stamp);
         let summary = self.plan_import(view, &mut plan, cleaned_contacts(contacts), replace, rng);
-        check_writes(&plan, keyring)?;
+        check_writes(&plan, keyring, &*self.spread)?;
         Ok(summary)
     }
 
@@ -457,26 +480,49 @@ impl Editor {
                 secrets.insert(node, keyring.current(node).ok_or(Error::NoSecret(node))?);
             }
         }
-        for ((node, item), write) in plan.writes {
-            let body = match write {
-                Write::Tombstone => Body::Tombstone,
-                Write::Sealed(s, _) => Body::Sealed(s),
-                Write::Payload(p) => {
-                    // Validate what we are about to publish, as a reader would.
-                    let (xml, read) = validate(&p, node)?;
-                    let sealed = seal::seal(&xml, secrets[&node], self.pad_bucket, rng);
-                    // What a reader opens: within the limits (a large padding
-                    // bucket can pass them; such an item reads as unopenable).
-                    if seal::padded_len(xml.len(), self.pad_bucket) <= seal::MAX_PLAINTEXT_BYTES
-                        && sealed.data.len() <= seal::MAX_SEALED_BYTES
-                    {
-                        reads.push((records.len(), read));
+        // Each batch: its payloads written out and checked as a reader would check
+        // them (on the spread's threads), then sealed and stamped in order (the
+        // random numbers and the clock are drawn as one after another), then signed
+        // on the spread's threads. Signatures are deterministic: the same records
+        // however many threads ran.
+        let spread = &*self.spread;
+        let mut writes = plan.writes.into_iter().peekable();
+        while writes.peek().is_some() {
+            let batch: Vec<_> = writes.by_ref().take(SEAL_BATCH).collect();
+            let checked = spread::map(spread, batch, |((node, item), write)| {
+                let checked = match write {
+                    Write::Tombstone => Checked::Body(Body::Tombstone),
+                    Write::Sealed(s, _) => Checked::Body(Body::Sealed(s)),
+                    Write::Payload(p) => {
+                        let (xml, read) = validate(&p, node)?;
+                        Checked::Payload(xml, read)
                     }
-                    Body::Sealed(sealed)
-                }
-            };
-            let hlc = self.clock.tick(now);
-            records.push(Record::sign(node, item, hlc, body, &self.key));
+                };
+                Ok::<_, Error>((node, item, checked))
+            });
+            let mut unsigned = Vec::with_capacity(checked.len());
+            for write in checked {
+                let (node, item, checked) = write?;
+                let body = match checked {
+                    Checked::Body(body) => body,
+                    Checked::Payload(xml, read) => {
+                        let sealed = seal::seal(&xml, secrets[&node], self.pad_bucket, rng);
+                        // What a reader opens: within the limits (a large padding
+                        // bucket can pass them; such an item reads as unopenable).
+                        if seal::padded_len(xml.len(), self.pad_bucket) <= seal::MAX_PLAINTEXT_BYTES
+                            && sealed.data.len() <= seal::MAX_SEALED_BYTES
+                        {
+                            reads.push((records.len() + unsigned.len(), read));
+                        }
+                        Body::Sealed(sealed)
+                    }
+                };
+                unsigned.push((node, item, self.clock.tick(now), body));
+            }
+            let key = &self.key;
+            records.extend(spread::map(spread, unsigned, |(node, item, hlc, body)| {
+                Record::sign(node, item, hlc, body, key)
+            }));
         }
         Ok((records, reads))
     }
