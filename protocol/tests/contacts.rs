@@ -779,34 +779,19 @@ fn writes_spread_over_threads_are_the_records_written_in_order() {
     // check and from the command, and nothing written.
     let mut bad: Vec<Contact> = (5000..6000).map(|i| contact(i, format!("C {i}"))).collect();
     bad[900] = contact(5900, "n".repeat(MAX_VALUE_BYTES + 1));
+    let bad_import = || Command::Import {
+        contacts: bad.clone(),
+        replace: false,
+    };
     let held = spread.books[0].replica().len();
     let mut rngs = (in_order.rngs[0].clone(), spread.rngs[0].clone());
     let refused = (
-        in_order.books[0].check(
-            Command::Import {
-                contacts: bad.clone(),
-                replace: false,
-            },
-            &mut rngs.0,
-        ),
-        spread.books[0].check(
-            Command::Import {
-                contacts: bad.clone(),
-                replace: false,
-            },
-            &mut rngs.1,
-        ),
+        in_order.books[0].check(bad_import(), &mut rngs.0),
+        spread.books[0].check(bad_import(), &mut rngs.1),
     );
     assert!(refused.0.is_err());
     assert_eq!(refused.0, refused.1);
-    let written = spread.books[0].execute(
-        Command::Import {
-            contacts: bad,
-            replace: false,
-        },
-        T0,
-        &mut rngs.1,
-    );
+    let written = spread.books[0].execute(bad_import(), T0, &mut rngs.1);
     assert_eq!(written.map(|_| ()), refused.1);
     assert_eq!(spread.books[0].replica().len(), held, "nothing written");
 }
