@@ -191,10 +191,19 @@ fn the_bench_measures_every_figure_it_names() {
         ("paced", "median_ms"),
         ("paced", "command_median_ms"),
         ("paced", "floor_commit_us"),
+        ("floors", "sign_us"),
+        ("floors", "stored_record_us"),
+        ("new_device", "floor_ms"),
+        ("new_device", "over_floor"),
     ] {
         let v = fig[figure][key].as_f64().unwrap_or(0.0);
         assert!(v > 0.0, "{figure}.{key} = {v} in {text}");
     }
+    for key in ["floor_ms", "over_floor"] {
+        let v = fig["imports"][0][key].as_f64().unwrap_or(0.0);
+        assert!(v > 0.0, "imports[0].{key} = {v} in {text}");
+    }
+    assert!(fig["floors"]["cores"].as_u64().unwrap_or(0) >= 1, "{text}");
     assert_eq!(fig["imports"][0]["contacts"], 5, "{text}");
     assert!(
         fig["new_device"]["contacts"].as_u64().unwrap_or(0) >= 5,

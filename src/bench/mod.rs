@@ -115,6 +115,11 @@ struct Import {
     present_on_b_and_c_ms: f64,
     /// Per contact, over one signature check (what B and C do for each).
     per_contact_over_verify: f64,
+    /// The least time these contacts can take on this machine
+    /// ([`floors::Floors::chain`]).
+    floor_ms: f64,
+    /// [`Import::present_on_b_and_c_ms`] over [`Import::floor_ms`].
+    over_floor: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +128,11 @@ struct NewDevice {
     /// Pairing, starting and the first sync, until it holds every contact.
     ms: f64,
     per_contact_over_verify: f64,
+    /// The least time these contacts can take on this machine
+    /// ([`floors::Floors::new_device`]).
+    floor_ms: f64,
+    /// [`NewDevice::ms`] over [`NewDevice::floor_ms`].
+    over_floor: f64,
     /// Records it was sent that it already had: work done twice.
     duplicates_received: u64,
 }
@@ -233,8 +243,14 @@ pub(crate) fn run(args: Args) -> Result<()> {
         Ok(())
     };
     say(format!(
-        "kith bench: nodes on 127.0.0.1, SQLite synchronous=FULL\nfloors: durable commit {:.0} µs, Ed25519 verification {:.1} µs, loopback round trip {:.0} µs",
-        floors.durable_commit_us, floors.verify_us, floors.loopback_round_trip_us
+        "kith bench: nodes on 127.0.0.1, SQLite synchronous=FULL\nfloors: durable commit {:.0} µs, Ed25519 verification {:.1} µs, signature {:.1} µs, a record stored among {} {:.1} µs, loopback round trip {:.0} µs, {} cores",
+        floors.durable_commit_us,
+        floors.verify_us,
+        floors.sign_us,
+        floors::BULK,
+        floors.stored_record_us,
+        floors.loopback_round_trip_us,
+        floors.cores
     ))?;
     cluster::init(&dir("a"), "bench@example.org", "a")?;
     let a = Node::start(&dir("a"), false)?;
@@ -344,15 +360,18 @@ pub(crate) fn run(args: Args) -> Result<()> {
             node.wait_from(seen, "the import", LIMIT, |x| Ok(x.count()? >= total))?;
         }
         let all = start.elapsed();
+        let floor_ms = floors.chain(*n);
         let i = Import {
             contacts: *n,
             import_ms: ms(t_import),
             present_on_b_and_c_ms: ms(all),
             per_contact_over_verify: ms(all) * 1000.0 / *n as f64 / floors.verify_us,
+            floor_ms,
+            over_floor: ms(all) / floor_ms,
         };
         say(format!(
-            "{n} contacts imported on A ({:.1} ms) until present on B and C: {:.1} ms",
-            i.import_ms, i.present_on_b_and_c_ms
+            "{n} contacts imported on A ({:.1} ms) until present on B and C: {:.1} ms; {:.1}× the floor of {:.1} ms (each signed once, checked twice, stored three times, on {} cores)",
+            i.import_ms, i.present_on_b_and_c_ms, i.over_floor, i.floor_ms, floors.cores
         ))?;
         fig.imports.push(i);
     }
@@ -364,15 +383,18 @@ pub(crate) fn run(args: Args) -> Result<()> {
     })?;
     let t = start.elapsed();
     let duplicates_received = d.call::<Status>(Request::Status)?.sync.duplicate_records;
+    let floor_ms = floors.new_device(total);
     let nd = NewDevice {
         contacts: total,
         ms: ms(t),
         per_contact_over_verify: ms(t) * 1000.0 / total.max(1) as f64 / floors.verify_us,
+        floor_ms,
+        over_floor: ms(t) / floor_ms,
         duplicates_received,
     };
     say(format!(
-        "a newly paired device receiving {total} contacts (pair, start, sync): {:.1} ms ({duplicates_received} records received twice)",
-        nd.ms
+        "a newly paired device receiving {total} contacts (pair, start, sync): {:.1} ms ({duplicates_received} records received twice); {:.1}× the floor of {:.1} ms (each checked and stored, on {} cores)",
+        nd.ms, nd.over_floor, nd.floor_ms, floors.cores
     ))?;
     fig.new_device = Some(nd);
     drop((a, b, c, d));
