@@ -193,6 +193,8 @@ fn the_bench_measures_every_figure_it_names() {
         ("paced", "floor_commit_us"),
         ("floors", "sign_us"),
         ("floors", "stored_record_us"),
+        ("floors_before", "verify_us"),
+        ("floors_after", "verify_us"),
         ("new_device", "floor_ms"),
         ("new_device", "over_floor"),
     ] {
@@ -204,6 +206,17 @@ fn the_bench_measures_every_figure_it_names() {
         assert!(v > 0.0, "imports[0].{key} = {v} in {text}");
     }
     assert!(fig["floors"]["cores"].as_u64().unwrap_or(0) >= 1, "{text}");
+    // The floors the ratios use are the lower of the two measures.
+    let (low, before, after) = (
+        fig["floors"]["verify_us"].as_f64().unwrap_or(f64::NAN),
+        fig["floors_before"]["verify_us"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        fig["floors_after"]["verify_us"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+    );
+    assert_eq!(low, before.min(after), "{text}");
     assert_eq!(fig["imports"][0]["contacts"], 5, "{text}");
     assert!(
         fig["new_device"]["contacts"].as_u64().unwrap_or(0) >= 5,

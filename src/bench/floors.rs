@@ -42,6 +42,21 @@ pub(crate) struct Floors {
 pub(crate) const BULK: usize = 2_000;
 
 impl Floors {
+    /// The lower of each floor in `self` and `other` (two measures of the same
+    /// machine: what it can do at best, when nothing else slowed it).
+    pub(crate) fn lower(self, other: Floors) -> Floors {
+        Floors {
+            durable_commit_us: self.durable_commit_us.min(other.durable_commit_us),
+            verify_us: self.verify_us.min(other.verify_us),
+            loopback_round_trip_us: self
+                .loopback_round_trip_us
+                .min(other.loopback_round_trip_us),
+            sign_us: self.sign_us.min(other.sign_us),
+            stored_record_us: self.stored_record_us.min(other.stored_record_us),
+            cores: self.cores,
+        }
+    }
+
     /// The least time, in ms, in which `n` contacts written on one device can reach
     /// two others on these cores: each signed once and stored on all three, checked
     /// on both receivers, all of it spread perfectly over the cores (sealing,
