@@ -8,6 +8,7 @@ mod durability;
 mod errors;
 mod floods;
 mod gpg;
+mod lan;
 mod loopback;
 mod nat;
 mod netns;

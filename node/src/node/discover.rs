@@ -1,6 +1,7 @@
-//! Finding roster devices: mDNS sightings, the advertisement and the guise it
-//! shows (rotated with the listeners it names), re-dialling known addresses, and the
-//! periodic housekeeping.
+//! Finding roster devices: mDNS sightings (recognised, or kept until they can be,
+//! and dialled again when the other side did not dial), the advertisement and the
+//! guise it shows (rotated with the listeners it names), re-dialling known
+//! addresses, and the periodic housekeeping.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -22,6 +23,23 @@ use crate::{net, store, xmpp};
 const MAX_REDIAL_IPS: usize = 4;
 /// How many of the newest contacts secrets its guise's ports are worked out under.
 const REDIAL_SECRETS: usize = 3;
+/// How long the side with the larger peer id leaves a device it saw on mDNS to
+/// dial first.
+const DIAL_AFTER: Duration = Duration::from_secs(8);
+/// Most advertisements kept unrecognised (other accounts' devices on the LAN among
+/// them), the oldest dropped first.
+pub(super) const MAX_UNRECOGNISED: usize = 64;
+/// How long an advertisement is kept unrecognised.
+const UNRECOGNISED_FOR: Duration = Duration::from_secs(600);
+
+/// What recognising advertisements was last tried with: the roster devices, the
+/// secrets held and the day. The same again recognises nothing new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Recognition {
+    devices: usize,
+    secrets: usize,
+    day: u64,
+}
 /// Most dials of this device's own under way at once (a bound: each is taken off
 /// when it ends).
 const MAX_OWN_DIALS: usize = 1024;
@@ -39,13 +57,31 @@ pub(super) fn guise(device: &Device, calendar: &Calendar) -> Guise {
 }
 
 impl Node {
-    /// Matches an advertisement against the roster's tags and dials the device.
+    /// Matches an advertisement against the roster's tags and dials the device; one
+    /// not recognised is kept, to be tried again when this device can recognise
+    /// more ([`Node::retry_sightings`]).
     pub(super) fn on_seen(&mut self, seen: Seen) {
         if !self.dials()
             || self.discovery.as_ref().and_then(|d| d.fullname()) == Some(seen.fullname.as_str())
         {
             return;
         }
+        match self.recognise(&seen) {
+            Some(peer) => self.sighted(peer, seen.addrs),
+            None => {
+                self.unrecognised
+                    .retain(|(_, s)| s.fullname != seen.fullname);
+                if self.unrecognised.len() >= MAX_UNRECOGNISED {
+                    self.unrecognised.remove(0);
+                }
+                self.unrecognised.push((Instant::now(), seen));
+            }
+        }
+    }
+
+    /// The roster device whose tag `seen` shows, under a secret this device holds
+    /// or the genesis key, for yesterday, today or tomorrow.
+    fn recognise(&self, seen: &Seen) -> Option<PeerId> {
         let today = self.calendar.today();
         let mut keys: Vec<Vec<u8>> = self
             .device
@@ -55,7 +91,7 @@ impl Node {
             .map(|s| s.value.as_bytes().to_vec())
             .collect();
         keys.push(self.device.account.genesis.to_vec());
-        let found = self.allowed.iter().copied().find(|p| {
+        self.allowed.iter().copied().find(|p| {
             let Some(d) = net::device_of(p) else {
                 return false;
             };
@@ -63,18 +99,67 @@ impl Node {
                 (today.saturating_sub(1)..=today + 1)
                     .any(|day| discovery::tag(k, day, &d) == seen.tag)
             })
-        });
-        let Some(peer) = found else {
-            return;
-        };
-        debug!(%peer, "seen on mDNS at {:?}", seen.addrs);
+        })
+    }
+
+    /// `peer` was seen on mDNS at `addrs`: dialled at once by the side with the
+    /// smaller peer id, by the other once it has known for [`DIAL_AFTER`] (both
+    /// sides see each other at once, and two dials crossing make two connections).
+    fn sighted(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        debug!(%peer, "seen on mDNS at {:?}", addrs);
         let first = self.seen.get(&peer).map_or_else(Instant::now, |s| s.0);
-        self.seen.insert(peer, (first, seen.addrs.clone()));
-        // Both sides see each other at once: the smaller peer id dials first.
-        if !self.connected.contains_key(&peer)
-            && (self.me < peer || first.elapsed() > Duration::from_secs(8))
-        {
-            self.dial(peer, seen.addrs);
+        self.seen.insert(peer, (first, addrs.clone()));
+        if !self.connected.contains_key(&peer) && (self.me < peer || first.elapsed() > DIAL_AFTER) {
+            self.dial(peer, addrs);
+        }
+    }
+
+    /// Tries again what mDNS showed and did not lead to a connection, since mdns-sd
+    /// tells of an advertisement once (again only when it changes):
+    ///
+    /// * advertisements not recognised when seen, once this device holds more
+    ///   secrets or roster devices than when it last tried (a device that has just
+    ///   joined sees the others' advertisements before it holds the secret their
+    ///   tags are made with); those older than [`UNRECOGNISED_FOR`] are dropped;
+    /// * on a round of redials (`redial`), the roster devices seen at least
+    ///   [`DIAL_AFTER`] ago and not connected: the side that waits for the other to
+    ///   dial first dials itself, even when the other never saw it.
+    pub(super) fn retry_sightings(&mut self, redial: bool) {
+        self.unrecognised
+            .retain(|(at, _)| at.elapsed() < UNRECOGNISED_FOR);
+        let now = Recognition {
+            devices: self.allowed.len(),
+            secrets: self.device.engine.keyring().iter().count(),
+            day: self.calendar.today(),
+        };
+        if !self.unrecognised.is_empty() && self.recognition != Some(now) {
+            let mut kept = Vec::new();
+            for (at, seen) in std::mem::take(&mut self.unrecognised) {
+                match self.recognise(&seen) {
+                    Some(peer) => self.sighted(peer, seen.addrs),
+                    None => kept.push((at, seen)),
+                }
+            }
+            self.unrecognised = kept;
+        }
+        self.recognition = Some(now);
+        if !redial || !self.dials() {
+            return;
+        }
+        let due: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .seen
+            .iter()
+            .filter(|(p, (first, _))| {
+                first.elapsed() > DIAL_AFTER
+                    && self.allowed.contains(p)
+                    && !self.connected.contains_key(p)
+            })
+            .map(|(p, (_, addrs))| (*p, addrs.clone()))
+            .collect();
+        for (peer, addrs) in due {
+            // Not while a dial of it is under way (a round of `redial_known` may
+            // have begun one).
+            self.dial(peer, addrs);
         }
     }
 
@@ -394,6 +479,7 @@ impl Node {
         if let Err(e) = self.device.store.checkpoint_if_written() {
             warn!("checkpointing the store's log: {e}");
         }
+        self.retry_sightings(redial);
         if redial {
             self.redial_known()?;
         }

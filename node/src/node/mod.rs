@@ -163,6 +163,12 @@ struct Node {
     advert: Option<Advert>,
     /// mDNS sightings of roster devices: when first seen, and where.
     seen: BTreeMap<PeerId, (Instant, Vec<Multiaddr>)>,
+    /// Advertisements of kith devices not recognised when seen (a device may learn
+    /// the secret or the roster entry that names one later), newest last; at most
+    /// `discover::MAX_UNRECOGNISED`.
+    unrecognised: Vec<(Instant, Seen)>,
+    /// What recognising them was last tried with (`discover::Recognition`).
+    recognition: Option<discover::Recognition>,
     /// `Request::Wait`s held: the count each waits past, its deadline, its reply.
     waiters: Vec<(u64, Instant, mpsc::Sender<Reply>)>,
     /// The roster's relay devices connected, and this device's reservations there.
@@ -382,6 +388,8 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         discovery,
         advert: None,
         seen: BTreeMap::new(),
+        unrecognised: Vec::new(),
+        recognition: None,
         relays: BTreeMap::new(),
         links: BTreeMap::new(),
         reached_at: BTreeMap::new(),
