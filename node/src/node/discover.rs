@@ -3,6 +3,7 @@
 //! guise it shows (rotated with the listeners it names), re-dialling known
 //! addresses, and the periodic housekeeping.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -31,21 +32,23 @@ const DIAL_AFTER: Duration = Duration::from_secs(8);
 pub(super) const MAX_UNRECOGNISED: usize = 64;
 /// How long an advertisement is kept unrecognised.
 const UNRECOGNISED_FOR: Duration = Duration::from_secs(600);
-
-/// What recognising advertisements was last tried with: the roster devices, the
-/// secrets held and the day. The same again recognises nothing new.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Recognition {
-    devices: usize,
-    secrets: usize,
-    day: u64,
-}
 /// Most dials of this device's own under way at once (a bound: each is taken off
 /// when it ends).
 const MAX_OWN_DIALS: usize = 1024;
 /// Most of this device's own dials of one device under way at once, by rounds of
 /// redials.
 const MAX_DIALS_OF_ONE: usize = 2;
+
+/// What recognising advertisements was last tried with: the roster devices
+/// allowed, how many secrets were held (a keyring only grows: a rotation adds one)
+/// and the day. The same again recognises nothing new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Recognition {
+    devices: BTreeSet<PeerId>,
+    secrets: usize,
+    day: u64,
+}
+
 /// The guise `device` wears today: from its current contacts secret, or the genesis
 /// key before it has one (what its own devices try when they see a tag).
 pub(super) fn guise(device: &Device, calendar: &Calendar) -> Guise {
@@ -128,11 +131,11 @@ impl Node {
         self.unrecognised
             .retain(|(at, _)| at.elapsed() < UNRECOGNISED_FOR);
         let now = Recognition {
-            devices: self.allowed.len(),
+            devices: self.allowed.clone(),
             secrets: self.device.engine.keyring().iter().count(),
             day: self.calendar.today(),
         };
-        if !self.unrecognised.is_empty() && self.recognition != Some(now) {
+        if !self.unrecognised.is_empty() && self.recognition.as_ref() != Some(&now) {
             let mut kept = Vec::new();
             for (at, seen) in std::mem::take(&mut self.unrecognised) {
                 match self.recognise(&seen) {
