@@ -218,6 +218,30 @@ fn the_bench_measures_every_figure_it_names() {
     );
     assert_eq!(low, before.min(after), "{text}");
     assert_eq!(fig["imports"][0]["contacts"], 5, "{text}");
+    // The processor time of the large rows, by the nodes in them: A, B and C in an
+    // import, and D too for the new device.
+    for (row, nodes) in [
+        (&fig["imports"][0]["cpu"], &["a", "b", "c"][..]),
+        (&fig["new_device"]["cpu"], &["a", "b", "c", "d"][..]),
+    ] {
+        let names: Vec<&str> = row["nodes_ms"]
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(names, nodes, "{text}");
+        for v in row["nodes_ms"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            assert!(v.as_f64().is_some_and(|v| v >= 0.0), "{text}");
+        }
+        assert!(row["busy"].as_f64().is_some_and(f64::is_finite), "{text}");
+    }
+    for key in ["pair_ms", "start_ms"] {
+        let v = fig["new_device"][key].as_f64().unwrap_or(0.0);
+        assert!(v > 0.0, "new_device.{key} = {v} in {text}");
+    }
     assert!(
         fig["new_device"]["contacts"].as_u64().unwrap_or(0) >= 5,
         "{text}"

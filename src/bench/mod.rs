@@ -17,6 +17,7 @@
 //! stored something), never a polling interval (setting up, pairing and the
 //! connections are waited for by polling, untimed).
 
+mod cpu;
 mod floors;
 
 use std::fmt::Write as _;
@@ -32,6 +33,7 @@ use kith_node::api::{ImportFormat, Request};
 use serde::Serialize;
 
 use crate::cluster::{self, Node};
+
 use crate::output::outln;
 
 /// Options of `kith bench`.
@@ -126,6 +128,8 @@ struct Import {
     floor_ms: f64,
     /// [`Import::present_on_b_and_c_ms`] over [`Import::floor_ms`].
     over_floor: f64,
+    /// Processor time spent in it.
+    cpu: cpu::Spent,
 }
 
 #[derive(Debug, Serialize)]
@@ -141,6 +145,12 @@ struct NewDevice {
     over_floor: f64,
     /// Records it was sent that it already had: work done twice.
     duplicates_received: u64,
+    /// Of [`NewDevice::ms`], the pairing (in this process).
+    pair_ms: f64,
+    /// Of it, starting the node after the pairing, until it listens.
+    start_ms: f64,
+    /// Processor time spent in it.
+    cpu: cpu::Spent,
 }
 
 #[derive(Debug, Serialize)]
@@ -359,6 +369,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mut total = base;
     for (k, n) in args.contacts.iter().enumerate() {
         let seen = [b.changes()?, c.changes()?];
+        let abc = [("a", &a), ("b", &b), ("c", &c)];
+        let mark = cpu::Mark::now(&abc);
         let start = Instant::now();
         let t_import = import(&a, *n, &format!("s{k}"))?;
         total += n;
@@ -366,6 +378,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             node.wait_from(seen, "the import", LIMIT, |x| Ok(x.count()? >= total))?;
         }
         let all = start.elapsed();
+        let cpu = mark.until(&cpu::Mark::now(&abc), all, floors.cores);
         let i = Import {
             contacts: *n,
             import_ms: ms(t_import),
@@ -374,20 +387,31 @@ pub(crate) fn run(args: Args) -> Result<()> {
             // Set once the floors were measured again, below.
             floor_ms: 0.0,
             over_floor: 0.0,
+            cpu,
         };
         say(format!(
-            "{n} contacts imported on A ({:.1} ms) until present on B and C: {:.1} ms",
-            i.import_ms, i.present_on_b_and_c_ms
+            "{n} contacts imported on A ({:.1} ms) until present on B and C: {:.1} ms ({})",
+            i.import_ms,
+            i.present_on_b_and_c_ms,
+            cpu::words(&i.cpu)
         ))?;
         fig.imports.push(i);
     }
+    let mark = cpu::Mark::now(&[("a", &a), ("b", &b), ("c", &c)]);
     let start = Instant::now();
     cluster::pair(&a, &dir("d"), "d")?;
+    let paired = start.elapsed();
     let d = Node::start(&dir("d"), false)?;
+    let started = start.elapsed();
     d.wait_from(0, "the new device's contacts", LIMIT, |x| {
         Ok(x.count()? >= total)
     })?;
     let t = start.elapsed();
+    let cpu = mark.until(
+        &cpu::Mark::now(&[("a", &a), ("b", &b), ("c", &c), ("d", &d)]),
+        t,
+        floors.cores,
+    );
     let duplicates_received = d.call::<Status>(Request::Status)?.sync.duplicate_records;
     let mut nd = NewDevice {
         contacts: total,
@@ -397,10 +421,16 @@ pub(crate) fn run(args: Args) -> Result<()> {
         floor_ms: 0.0,
         over_floor: 0.0,
         duplicates_received,
+        pair_ms: ms(paired),
+        start_ms: ms(started - paired),
+        cpu,
     };
     say(format!(
-        "a newly paired device receiving {total} contacts (pair, start, sync): {:.1} ms ({duplicates_received} records received twice)",
-        nd.ms
+        "a newly paired device receiving {total} contacts (pair {:.0} ms, start {:.0} ms, sync): {:.1} ms ({duplicates_received} records received twice; {})",
+        nd.pair_ms,
+        nd.start_ms,
+        nd.ms,
+        cpu::words(&nd.cpu)
     ))?;
     drop((a, b, c, d));
     // This machine's floors move by half from one minute to the next (other work
