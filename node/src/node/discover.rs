@@ -49,6 +49,17 @@ pub(super) struct Recognition {
     day: u64,
 }
 
+/// Where mDNS last showed a roster device, and when.
+#[derive(Debug, Clone)]
+pub(super) struct Sighting {
+    /// When it was first seen.
+    first: Instant,
+    /// When the advertisement these addresses are from was received.
+    at: Instant,
+    /// The addresses it advertised.
+    addrs: Vec<Multiaddr>,
+}
+
 /// The guise `device` wears today: from its current contacts secret, or the genesis
 /// key before it has one (what its own devices try when they see a tag).
 pub(super) fn guise(device: &Device, calendar: &Calendar) -> Guise {
@@ -70,7 +81,7 @@ impl Node {
             return;
         }
         match self.recognise(&seen) {
-            Some(peer) => self.sighted(peer, seen.addrs),
+            Some(peer) => self.sighted(peer, seen.addrs, Instant::now()),
             None => {
                 self.unrecognised
                     .retain(|(_, s)| s.fullname != seen.fullname);
@@ -105,13 +116,27 @@ impl Node {
         })
     }
 
-    /// `peer` was seen on mDNS at `addrs`: dialled at once by the side with the
-    /// smaller peer id, by the other once it has known for [`DIAL_AFTER`] (both
-    /// sides see each other at once, and two dials crossing make two connections).
-    fn sighted(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+    /// `peer` was seen on mDNS at `addrs` in an advertisement received `at`:
+    /// dialled at once by the side with the smaller peer id, by the other once it
+    /// has known for [`DIAL_AFTER`] (both sides see each other at once, and two
+    /// dials crossing make two connections). An advertisement older than the one
+    /// its addresses are from (one kept unrecognised, from before the device's
+    /// guise moved) changes nothing.
+    fn sighted(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, at: Instant) {
+        if self.seen.get(&peer).is_some_and(|s| s.at > at) {
+            debug!(%peer, "an older advertisement, at {:?}, left", addrs);
+            return;
+        }
         debug!(%peer, "seen on mDNS at {:?}", addrs);
-        let first = self.seen.get(&peer).map_or_else(Instant::now, |s| s.0);
-        self.seen.insert(peer, (first, addrs.clone()));
+        let first = self.seen.get(&peer).map_or(at, |s| s.first);
+        self.seen.insert(
+            peer,
+            Sighting {
+                first,
+                at,
+                addrs: addrs.clone(),
+            },
+        );
         if !self.connected.contains_key(&peer) && (self.me < peer || first.elapsed() > DIAL_AFTER) {
             self.dial(peer, addrs);
         }
@@ -121,13 +146,21 @@ impl Node {
     /// tells of an advertisement once (again only when it changes):
     ///
     /// * advertisements not recognised when seen, once this device holds more
-    ///   secrets or roster devices than when it last tried (a device that has just
-    ///   joined sees the others' advertisements before it holds the secret their
-    ///   tags are made with); those older than [`UNRECOGNISED_FOR`] are dropped;
+    ///   secrets, another set of allowed roster devices or another day than when
+    ///   it last tried (a device that has just joined sees the others'
+    ///   advertisements before it holds the secret their tags are made with);
+    ///   those older than [`UNRECOGNISED_FOR`] are dropped;
     /// * on a round of redials (`redial`), the roster devices seen at least
-    ///   [`DIAL_AFTER`] ago and not connected: the side that waits for the other to
-    ///   dial first dials itself, even when the other never saw it.
+    ///   [`DIAL_AFTER`] ago and not connected, and not being dialled already (by
+    ///   [`Node::redial_known`], which runs first): the side that waits for the
+    ///   other to dial first dials itself, even when the other never saw it.
+    ///
+    /// A device that no longer dials (it was revoked) forgets what it kept.
     pub(super) fn retry_sightings(&mut self, redial: bool) {
+        if !self.dials() {
+            self.unrecognised.clear();
+            return;
+        }
         self.unrecognised
             .retain(|(at, _)| at.elapsed() < UNRECOGNISED_FOR);
         let now = Recognition {
@@ -139,29 +172,29 @@ impl Node {
             let mut kept = Vec::new();
             for (at, seen) in std::mem::take(&mut self.unrecognised) {
                 match self.recognise(&seen) {
-                    Some(peer) => self.sighted(peer, seen.addrs),
+                    Some(peer) => self.sighted(peer, seen.addrs, at),
                     None => kept.push((at, seen)),
                 }
             }
             self.unrecognised = kept;
         }
         self.recognition = Some(now);
-        if !redial || !self.dials() {
+        if !redial {
             return;
         }
         let due: Vec<(PeerId, Vec<Multiaddr>)> = self
             .seen
             .iter()
-            .filter(|(p, (first, _))| {
-                first.elapsed() > DIAL_AFTER
+            .filter(|(p, s)| {
+                s.first.elapsed() > DIAL_AFTER
                     && self.allowed.contains(p)
                     && !self.connected.contains_key(p)
+                    && self.dialing(p) == 0
             })
-            .map(|(p, (_, addrs))| (*p, addrs.clone()))
+            .map(|(p, s)| (*p, s.addrs.clone()))
             .collect();
         for (peer, addrs) in due {
-            // Not while a dial of it is under way (a round of `redial_known` may
-            // have begun one).
+            // Not while a dial of it is under way (libp2p's condition, as well).
             self.dial(peer, addrs);
         }
     }
@@ -433,8 +466,8 @@ impl Node {
                 .filter_map(|a| a.parse().ok())
                 .collect();
             let mut addrs = self.likely_addrs(&DeviceId(device), remembered);
-            if let Some((_, seen)) = self.seen.get(&peer) {
-                addrs.extend(seen.iter().cloned());
+            if let Some(seen) = self.seen.get(&peer) {
+                addrs.extend(seen.addrs.iter().cloned());
             }
             // Even while an earlier dial is under way: one held up by addresses a
             // router drops (10 s each, eight at a time) would otherwise keep this
@@ -482,10 +515,10 @@ impl Node {
         if let Err(e) = self.device.store.checkpoint_if_written() {
             warn!("checkpointing the store's log: {e}");
         }
+        // Known devices first: the sightings' round then leaves those dialled.
+        let redialled = if redial { self.redial_known() } else { Ok(()) };
         self.retry_sightings(redial);
-        if redial {
-            self.redial_known()?;
-        }
+        redialled?;
         self.dial_through_relays();
         self.update_nat_servers();
         Ok(())

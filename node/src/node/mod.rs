@@ -161,8 +161,8 @@ struct Node {
     guise: Guise,
     discovery: Option<Discovery>,
     advert: Option<Advert>,
-    /// mDNS sightings of roster devices: when first seen, and where.
-    seen: BTreeMap<PeerId, (Instant, Vec<Multiaddr>)>,
+    /// mDNS sightings of roster devices.
+    seen: BTreeMap<PeerId, discover::Sighting>,
     /// Advertisements of kith devices not recognised when seen (a device may learn
     /// the secret or the roster entry that names one later), newest last; at most
     /// `discover::MAX_UNRECOGNISED`.
