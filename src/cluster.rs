@@ -222,17 +222,10 @@ impl Node {
         self.proc_status("VmHWM:")
     }
 
-    /// Processor time the node process has used so far, over all its threads
-    /// (user and system; Linux, in the kernel's clock ticks of 10 ms).
+    /// Processor time the node process has used so far ([`process_cpu`]); `None`
+    /// when it is not running or its `/proc` entry does not read.
     pub(crate) fn cpu(&self) -> Option<Duration> {
-        let pid = self.child.as_ref()?.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // SAFETY: sysconf reads a constant of the system; no memory is passed.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
-        Some(Duration::from_nanos(
-            cpu_ticks(&stat)?.saturating_mul(1_000_000_000 / hz),
-        ))
+        process_cpu(self.child.as_ref()?.id())
     }
 
     fn proc_status(&self, field: &str) -> Option<u64> {
@@ -246,6 +239,19 @@ impl Node {
             .parse()
             .ok()
     }
+}
+
+/// Processor time process `pid` has used so far, over all its threads, ended ones
+/// included (user and system; Linux, `/proc/PID/stat`, in the kernel's clock
+/// ticks, 10 ms here: each reading is up to one tick short).
+pub(crate) fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    Some(Duration::from_nanos(
+        cpu_ticks(&stat)?.saturating_mul(1_000_000_000 / hz),
+    ))
 }
 
 /// The processor time (user and system, in clock ticks) a `/proc/PID/stat` line

@@ -229,6 +229,7 @@ fn the_bench_measures_every_figure_it_names() {
             .map(|m| m.keys().map(String::as_str).collect())
             .unwrap_or_default();
         assert_eq!(names, nodes, "{text}");
+        // Each node's /proc entry read (null when it did not).
         for v in row["nodes_ms"]
             .as_object()
             .into_iter()
