@@ -1,7 +1,8 @@
 //! Devices of one account on one LAN (mDNS on `lo` only): each connects to each
 //! other directly, a device that joins later too, though it sees the others'
 //! advertisements before it holds the secret their tags are made with, and
-//! mdns-sd tells of an advertisement once.
+//! mdns-sd tells of an advertisement once; an advertisement withdrawn is
+//! forgotten.
 
 use crate::nodes::Device;
 
@@ -69,5 +70,35 @@ fn every_device_connects_to_every_other_also_one_that_joins_later() {
     // Connected, then checked: the status says so once the first syncs are done.
     d.wait("the tablet in sync with all five devices", |d| {
         d.ok(&["status"]).starts_with("All 5 devices in sync")
+    });
+}
+
+#[test]
+fn an_advertisement_withdrawn_is_forgotten() {
+    let mut a = Device::new();
+    a.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    start(&mut a);
+    let mut b = Device::new();
+    b.join(&a, "phone");
+    start(&mut b);
+    all_connected(&[&a, &b]);
+    let peer = b.status()["device"]["peer_id"]
+        .as_str()
+        .expect("the phone's peer id")
+        .to_owned();
+    let lines = |a: &Device, what: &str| {
+        a.log()
+            .lines()
+            .filter(|l| l.contains(what) && l.contains(&peer))
+            .count()
+    };
+    a.wait("the phone seen on mDNS", |a| lines(a, "seen on mDNS") > 0);
+    let forgotten = |a: &Device| lines(a, "its advertisement withdrawn");
+    let before = forgotten(&a);
+    // Stopped, the phone withdraws its advertisement (an mDNS goodbye): the laptop
+    // no longer holds its advertised addresses to dial it at for having seen it.
+    b.stop();
+    a.wait("the phone's advertisement forgotten", |a| {
+        forgotten(a) > before
     });
 }

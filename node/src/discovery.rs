@@ -230,6 +230,16 @@ pub struct Seen {
     pub addrs: Vec<Multiaddr>,
 }
 
+/// What browsing tells of other kith advertisements.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An advertisement seen, new or changed.
+    Seen(Seen),
+    /// An advertisement withdrawn or expired, by its full name: the device left,
+    /// or moved to another guise (then seen again under it).
+    Gone(String),
+}
+
 /// What this device advertises.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advert {
@@ -265,15 +275,22 @@ impl std::fmt::Debug for Discovery {
 impl Discovery {
     /// Starts the daemon on `interfaces` (every interface when empty) and browses;
     /// advertisements of others arrive on the returned channel.
-    pub fn start(interfaces: &[String]) -> Result<(Self, mpsc::Receiver<Seen>), Error> {
+    pub fn start(interfaces: &[String]) -> Result<(Self, mpsc::Receiver<Event>), Error> {
         let daemon = daemon(interfaces)?;
         let err = |e: mdns_sd::Error| Error(e.to_string());
         let events = daemon.browse(SERVICE).map_err(err)?;
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             while let Ok(event) = events.recv_async().await {
-                let ServiceEvent::ServiceResolved(info) = event else {
-                    continue;
+                let info = match event {
+                    ServiceEvent::ServiceResolved(info) => info,
+                    ServiceEvent::ServiceRemoved(_, fullname) => {
+                        if tx.send(Event::Gone(fullname)).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ => continue,
                 };
                 let Some(tag) = info.txt_properties.get_property_val_str("kith.tag") else {
                     continue;
@@ -294,7 +311,7 @@ impl Discovery {
                     tag: tag.chars().take(64).collect(),
                     addrs,
                 };
-                if tx.send(seen).await.is_err() {
+                if tx.send(Event::Seen(seen)).await.is_err() {
                     break;
                 }
             }

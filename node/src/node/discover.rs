@@ -58,6 +58,8 @@ pub(super) struct Sighting {
     at: Instant,
     /// The addresses it advertised.
     addrs: Vec<Multiaddr>,
+    /// The full name of the advertisement they are from.
+    fullname: String,
 }
 
 /// The guise `device` wears today: from its current contacts secret, or the genesis
@@ -81,7 +83,7 @@ impl Node {
             return;
         }
         match self.recognise(&seen) {
-            Some(peer) => self.sighted(peer, seen.addrs, Instant::now()),
+            Some(peer) => self.sighted(peer, seen, Instant::now()),
             None => {
                 self.unrecognised
                     .retain(|(_, s)| s.fullname != seen.fullname);
@@ -122,7 +124,10 @@ impl Node {
     /// dials crossing make two connections). An advertisement older than the one
     /// its addresses are from (one kept unrecognised, from before the device's
     /// guise moved) changes nothing.
-    fn sighted(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, at: Instant) {
+    fn sighted(&mut self, peer: PeerId, seen: Seen, at: Instant) {
+        let Seen {
+            fullname, addrs, ..
+        } = seen;
         if self.seen.get(&peer).is_some_and(|s| s.at > at) {
             debug!(%peer, "an older advertisement, at {:?}, left", addrs);
             return;
@@ -135,11 +140,26 @@ impl Node {
                 first,
                 at,
                 addrs: addrs.clone(),
+                fullname,
             },
         );
         if !self.connected.contains_key(&peer) && (self.me < peer || first.elapsed() > DIAL_AFTER) {
             self.dial(peer, addrs);
         }
+    }
+
+    /// An advertisement was withdrawn or expired: it is no longer kept, and the
+    /// device it showed is no longer dialled at its addresses for having been seen
+    /// (only as a known device, [`Node::redial_known`]), until seen again.
+    pub(super) fn on_gone(&mut self, fullname: &str) {
+        self.unrecognised.retain(|(_, s)| s.fullname != fullname);
+        self.seen.retain(|peer, s| {
+            let stays = s.fullname != fullname;
+            if !stays {
+                debug!(%peer, "its advertisement withdrawn");
+            }
+            stays
+        });
     }
 
     /// Tries again what mDNS showed and did not lead to a connection, since mdns-sd
@@ -172,7 +192,7 @@ impl Node {
             let mut kept = Vec::new();
             for (at, seen) in std::mem::take(&mut self.unrecognised) {
                 match self.recognise(&seen) {
-                    Some(peer) => self.sighted(peer, seen.addrs, at),
+                    Some(peer) => self.sighted(peer, seen, at),
                     None => kept.push((at, seen)),
                 }
             }

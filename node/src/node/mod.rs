@@ -459,7 +459,7 @@ impl Node {
         &mut self,
         calls: &mut mpsc::Receiver<Call>,
         mut xmpp_calls: mpsc::Receiver<xmpp::Call>,
-        mut seen: Option<mpsc::Receiver<Seen>>,
+        mut seen: Option<mpsc::Receiver<discovery::Event>>,
         mut stop: oneshot::Receiver<()>,
     ) -> Result<(), Error> {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
@@ -500,7 +500,10 @@ impl Node {
                         return Err(Error::Failed(e));
                     }
                 }
-                Some(s) = async { match seen.as_mut() { Some(rx) => rx.recv().await, None => None } } => self.on_seen(s),
+                Some(s) = async { match seen.as_mut() { Some(rx) => rx.recv().await, None => None } } => match s {
+                    discovery::Event::Seen(s) => self.on_seen(s),
+                    discovery::Event::Gone(fullname) => self.on_gone(&fullname),
+                },
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {
                     self.device.input(Input::Timeout)?;
                 }
