@@ -17,6 +17,22 @@ fn start(d: &mut Device) {
     });
 }
 
+/// The account's first device, started.
+fn laptop() -> Device {
+    let mut a = Device::new();
+    a.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
+    start(&mut a);
+    a
+}
+
+/// A device paired with `a` as `name`, started.
+fn joined(a: &Device, name: &str) -> Device {
+    let mut d = Device::new();
+    d.join(a, name);
+    start(&mut d);
+    d
+}
+
 /// Waits until each of `devices` is connected to all the others.
 fn all_connected(devices: &[&Device]) {
     let others = devices.len() as u64 - 1;
@@ -29,14 +45,10 @@ fn all_connected(devices: &[&Device]) {
 
 #[test]
 fn every_device_connects_to_every_other_also_one_that_joins_later() {
-    let mut a = Device::new();
-    a.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
-    start(&mut a);
+    let a = laptop();
     let mut others = Vec::new();
     for name in ["phone", "desktop", "watch"] {
-        let mut d = Device::new();
-        d.join(&a, name);
-        start(&mut d);
+        let mut d = joined(&a, name);
         // Started again holding the secret: from the start it advertises under it,
         // as a device that has run for a while does.
         d.stop();
@@ -75,12 +87,8 @@ fn every_device_connects_to_every_other_also_one_that_joins_later() {
 
 #[test]
 fn an_advertisement_withdrawn_is_forgotten() {
-    let mut a = Device::new();
-    a.ok(&["init", "--jid", "romeo@montague.lit", "--name", "laptop"]);
-    start(&mut a);
-    let mut b = Device::new();
-    b.join(&a, "phone");
-    start(&mut b);
+    let a = laptop();
+    let mut b = joined(&a, "phone");
     all_connected(&[&a, &b]);
     let peer = b.status()["device"]["peer_id"]
         .as_str()

@@ -82,11 +82,12 @@ impl Node {
         {
             return;
         }
+        // What was kept of this advertisement before it changed is stale either way.
+        self.unrecognised
+            .retain(|(_, s)| s.fullname != seen.fullname);
         match self.recognise(&seen) {
             Some(peer) => self.sighted(peer, seen, Instant::now()),
             None => {
-                self.unrecognised
-                    .retain(|(_, s)| s.fullname != seen.fullname);
                 if self.unrecognised.len() >= MAX_UNRECOGNISED {
                     self.unrecognised.remove(0);
                 }
@@ -128,12 +129,13 @@ impl Node {
         let Seen {
             fullname, addrs, ..
         } = seen;
-        if self.seen.get(&peer).is_some_and(|s| s.at > at) {
+        let before = self.seen.get(&peer);
+        if before.is_some_and(|s| s.at > at) {
             debug!(%peer, "an older advertisement, at {:?}, left", addrs);
             return;
         }
+        let first = before.map_or(at, |s| s.first);
         debug!(%peer, "seen on mDNS at {:?}", addrs);
-        let first = self.seen.get(&peer).map_or(at, |s| s.first);
         self.seen.insert(
             peer,
             Sighting {
@@ -214,7 +216,8 @@ impl Node {
             .map(|(p, s)| (*p, s.addrs.clone()))
             .collect();
         for (peer, addrs) in due {
-            // Not while a dial of it is under way (libp2p's condition, as well).
+            // Checked above, not left to libp2p's condition: a dial that goes
+            // through relays too is made under a weaker one.
             self.dial(peer, addrs);
         }
     }
