@@ -193,6 +193,8 @@ fn the_bench_measures_every_figure_it_names() {
         ("paced", "floor_commit_us"),
         ("floors", "sign_us"),
         ("floors", "stored_record_us"),
+        ("floors", "seal_us"),
+        ("floors", "open_us"),
         ("floors_before", "verify_us"),
         ("floors_after", "verify_us"),
         ("new_device", "floor_ms"),
@@ -238,6 +240,14 @@ fn the_bench_measures_every_figure_it_names() {
             assert!(v.as_f64().is_some_and(|v| v >= 0.0), "{text}");
         }
         assert!(row["busy"].as_f64().is_some_and(f64::is_finite), "{text}");
+    }
+    // What the nodes spent a contact beyond the floor's work: a number whenever
+    // their processor time read (above).
+    for row in [&fig["imports"][0], &fig["new_device"]] {
+        assert!(
+            row["beyond_floor_us"].as_f64().is_some_and(f64::is_finite),
+            "{text}"
+        );
     }
     for key in ["pair_ms", "start_ms"] {
         let v = fig["new_device"][key].as_f64().unwrap_or(0.0);

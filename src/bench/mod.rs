@@ -130,6 +130,10 @@ struct Import {
     over_floor: f64,
     /// Processor time spent in it.
     cpu: cpu::Spent,
+    /// The processor time A, B and C spent per contact beyond the floor's work
+    /// for it ([`floors::Floors::chain_us`]), µs: what the design adds to sealing,
+    /// signing, checking, opening and storing (null when a node's did not read).
+    beyond_floor_us: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +155,10 @@ struct NewDevice {
     start_ms: f64,
     /// Processor time spent in it.
     cpu: cpu::Spent,
+    /// The processor time the new device spent per contact beyond the floor's
+    /// work for it ([`floors::Floors::new_device_us`]), µs (null when it did not
+    /// read).
+    beyond_floor_us: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -259,10 +267,12 @@ pub(crate) fn run(args: Args) -> Result<()> {
         Ok(())
     };
     say(format!(
-        "kith bench: nodes on 127.0.0.1, SQLite synchronous=FULL\nfloors: durable commit {:.0} µs, Ed25519 verification {:.1} µs, signature {:.1} µs, a record stored among {} {:.1} µs, loopback round trip {:.0} µs, {} cores",
+        "kith bench: nodes on 127.0.0.1, SQLite synchronous=FULL\nfloors: durable commit {:.0} µs, Ed25519 verification {:.1} µs, signature {:.1} µs, a contact sealed {:.1} µs, opened and read {:.1} µs, a record stored among {} {:.1} µs, loopback round trip {:.0} µs, {} cores",
         floors.durable_commit_us,
         floors.verify_us,
         floors.sign_us,
+        floors.seal_us,
+        floors.open_us,
         floors::BULK,
         floors.stored_record_us,
         floors.loopback_round_trip_us,
@@ -388,6 +398,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             floor_ms: 0.0,
             over_floor: 0.0,
             cpu,
+            beyond_floor_us: None,
         };
         say(format!(
             "{n} contacts imported on A ({:.1} ms) until present on B and C: {:.1} ms ({})",
@@ -424,6 +435,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         pair_ms: ms(paired),
         start_ms: ms(started - paired),
         cpu,
+        beyond_floor_us: None,
     };
     say(format!(
         "a newly paired device receiving {total} contacts (pair {:.0} ms, start {:.0} ms, sync): {:.1} ms ({duplicates_received} records received twice; {})",
@@ -444,21 +456,32 @@ pub(crate) fn run(args: Args) -> Result<()> {
     for i in &mut fig.imports {
         i.floor_ms = low.chain(i.contacts);
         i.over_floor = i.present_on_b_and_c_ms / i.floor_ms;
+        i.beyond_floor_us =
+            per_contact(&i.cpu, &["a", "b", "c"], i.contacts).map(|us| us - low.chain_us());
         against.push(format!(
-            "{} contacts until on B and C {:.1}× the floor of {:.1} ms",
-            i.contacts, i.over_floor, i.floor_ms
+            "{} contacts until on B and C {:.1}× the floor of {:.1} ms{}",
+            i.contacts,
+            i.over_floor,
+            i.floor_ms,
+            beyond_words(i.beyond_floor_us, low.chain_us(), "A, B and C")
         ));
     }
     nd.floor_ms = low.new_device(nd.contacts);
     nd.over_floor = nd.ms / nd.floor_ms;
+    nd.beyond_floor_us =
+        per_contact(&nd.cpu, &["d"], nd.contacts).map(|us| us - low.new_device_us());
     against.push(format!(
-        "the new device {:.1}× the floor of {:.1} ms",
-        nd.over_floor, nd.floor_ms
+        "the new device {:.1}× the floor of {:.1} ms{}",
+        nd.over_floor,
+        nd.floor_ms,
+        beyond_words(nd.beyond_floor_us, low.new_device_us(), "it")
     ));
     say(format!(
-        "floors again: Ed25519 verification {:.1} µs, signature {:.1} µs, a record stored among {} {:.1} µs\nagainst the lower of each (a contact signed once, checked twice and stored three times, or checked and stored on the new device, on {} cores): {}",
+        "floors again: Ed25519 verification {:.1} µs, signature {:.1} µs, a contact sealed {:.1} µs, opened and read {:.1} µs, a record stored among {} {:.1} µs\nagainst the lower of each (a contact sealed and signed once, checked and opened twice and stored three times, or checked, opened and stored on the new device, on {} cores): {}",
         after.verify_us,
         after.sign_us,
+        after.seal_us,
+        after.open_us,
         floors::BULK,
         after.stored_record_us,
         low.cores,
@@ -500,6 +523,25 @@ pub(crate) fn run(args: Args) -> Result<()> {
         outln!("{}", serde_json::to_string_pretty(&fig)?);
     }
     Ok(())
+}
+
+/// The processor time `nodes` spent in a row, per one of its `n` contacts, µs
+/// (`None` when one of them did not read).
+fn per_contact(spent: &cpu::Spent, nodes: &[&str], n: usize) -> Option<f64> {
+    let mut sum = 0.0;
+    for node in nodes {
+        sum += (*spent.nodes_ms.get(node)?)?;
+    }
+    Some(sum * 1000.0 / n.max(1) as f64)
+}
+
+/// "; `who` spent X µs a contact beyond the floor's Y µs", or nothing.
+fn beyond_words(beyond: Option<f64>, floor_us: f64, who: &str) -> String {
+    beyond.map_or_else(String::new, |b| {
+        format!(
+            " ({who} spent {b:.0} µs of processor a contact beyond the floor's {floor_us:.0} µs)"
+        )
+    })
 }
 
 /// The `p`-th percentile of sorted `times`.
