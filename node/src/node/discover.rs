@@ -3,7 +3,6 @@
 //! guise it shows (rotated with the listeners it names), re-dialling known
 //! addresses, and the periodic housekeeping.
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use libp2p::{Multiaddr, PeerId};
 use tracing::{debug, info, warn};
 
 use super::listen::{bind_stream, listen_moving, tcp_port};
+use super::sightings::{Recognition, Sighted};
 use super::{Error, Node};
 use crate::device::{Device, wall_now};
 use crate::discovery::{self, Advert, Calendar, Guise, Seen};
@@ -27,40 +27,12 @@ const REDIAL_SECRETS: usize = 3;
 /// How long the side with the larger peer id leaves a device it saw on mDNS to
 /// dial first.
 const DIAL_AFTER: Duration = Duration::from_secs(8);
-/// Most advertisements kept unrecognised (other accounts' devices on the LAN among
-/// them), the oldest dropped first.
-pub(super) const MAX_UNRECOGNISED: usize = 64;
-/// How long an advertisement is kept unrecognised.
-const UNRECOGNISED_FOR: Duration = Duration::from_secs(600);
 /// Most dials of this device's own under way at once (a bound: each is taken off
 /// when it ends).
 const MAX_OWN_DIALS: usize = 1024;
 /// Most of this device's own dials of one device under way at once, by rounds of
 /// redials.
 const MAX_DIALS_OF_ONE: usize = 2;
-
-/// What recognising advertisements was last tried with: the roster devices
-/// allowed, how many secrets were held (a keyring only grows: a rotation adds one)
-/// and the day. The same again recognises nothing new.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Recognition {
-    devices: BTreeSet<PeerId>,
-    secrets: usize,
-    day: u64,
-}
-
-/// Where mDNS last showed a roster device, and when.
-#[derive(Debug, Clone)]
-pub(super) struct Sighting {
-    /// When it was first seen.
-    first: Instant,
-    /// When the advertisement these addresses are from was received.
-    at: Instant,
-    /// The addresses it advertised.
-    addrs: Vec<Multiaddr>,
-    /// The full name of the advertisement they are from.
-    fullname: String,
-}
 
 /// The guise `device` wears today: from its current contacts secret, or the genesis
 /// key before it has one (what its own devices try when they see a tag).
@@ -82,17 +54,12 @@ impl Node {
         {
             return;
         }
-        // What was kept of this advertisement before it changed is stale either way.
-        self.unrecognised
-            .retain(|(_, s)| s.fullname != seen.fullname);
-        match self.recognise(&seen) {
-            Some(peer) => self.sighted(peer, seen, Instant::now()),
-            None => {
-                if self.unrecognised.len() >= MAX_UNRECOGNISED {
-                    self.unrecognised.remove(0);
-                }
-                self.unrecognised.push((Instant::now(), seen));
-            }
+        // Taken out while `recognise` reads the rest of the node.
+        let mut sightings = std::mem::take(&mut self.sightings);
+        let sighted = sightings.advertised(seen, Instant::now(), |s| self.recognise(s));
+        self.sightings = sightings;
+        if let Some(s) = sighted {
+            self.sighted(s);
         }
     }
 
@@ -119,34 +86,16 @@ impl Node {
         })
     }
 
-    /// `peer` was seen on mDNS at `addrs` in an advertisement received `at`:
-    /// dialled at once by the side with the smaller peer id, by the other once it
-    /// has known for [`DIAL_AFTER`] (both sides see each other at once, and two
-    /// dials crossing make two connections). An advertisement older than the one
-    /// its addresses are from (one kept unrecognised, from before the device's
-    /// guise moved) changes nothing.
-    fn sighted(&mut self, peer: PeerId, seen: Seen, at: Instant) {
-        let Seen {
-            fullname, addrs, ..
-        } = seen;
-        let before = self.seen.get(&peer);
-        if before.is_some_and(|s| s.at > at) {
-            debug!(%peer, "an older advertisement, at {:?}, left", addrs);
-            return;
-        }
-        let first = before.map_or(at, |s| s.first);
-        debug!(%peer, "seen on mDNS at {:?}", addrs);
-        self.seen.insert(
-            peer,
-            Sighting {
-                first,
-                at,
-                addrs: addrs.clone(),
-                fullname,
-            },
-        );
-        if !self.connected.contains_key(&peer) && (self.me < peer || first.elapsed() > DIAL_AFTER) {
-            self.dial(peer, addrs);
+    /// A roster device sighted anew (`sightings::Sightings::sight`): dialled at
+    /// once by the side with the smaller peer id, by the other once it has known
+    /// for [`DIAL_AFTER`] (both sides see each other at once, and two dials
+    /// crossing make two connections).
+    fn sighted(&mut self, s: Sighted) {
+        debug!(peer = %s.peer, "seen on mDNS at {:?}", s.addrs);
+        if !self.connected.contains_key(&s.peer)
+            && (self.me < s.peer || s.first.elapsed() > DIAL_AFTER)
+        {
+            self.dial(s.peer, s.addrs);
         }
     }
 
@@ -154,14 +103,9 @@ impl Node {
     /// device it showed is no longer dialled at its addresses for having been seen
     /// (only as a known device, [`Node::redial_known`]), until seen again.
     pub(super) fn on_gone(&mut self, fullname: &str) {
-        self.unrecognised.retain(|(_, s)| s.fullname != fullname);
-        self.seen.retain(|peer, s| {
-            let stays = s.fullname != fullname;
-            if !stays {
-                debug!(%peer, "its advertisement withdrawn");
-            }
-            stays
-        });
+        for peer in self.sightings.gone(fullname) {
+            debug!(%peer, "its advertisement withdrawn");
+        }
     }
 
     /// Tries again what mDNS showed and did not lead to a connection, since mdns-sd
@@ -171,7 +115,7 @@ impl Node {
     ///   secrets, another set of allowed roster devices or another day than when
     ///   it last tried (a device that has just joined sees the others'
     ///   advertisements before it holds the secret their tags are made with);
-    ///   those older than [`UNRECOGNISED_FOR`] are dropped;
+    ///   those older than [`super::sightings::UNRECOGNISED_FOR`] are dropped;
     /// * on a round of redials (`redial`), the roster devices seen at least
     ///   [`DIAL_AFTER`] ago and not connected, and not being dialled already (by
     ///   [`Node::redial_known`], which runs first): the side that waits for the
@@ -180,41 +124,27 @@ impl Node {
     /// A device that no longer dials (it was revoked) forgets what it kept.
     pub(super) fn retry_sightings(&mut self, redial: bool) {
         if !self.dials() {
-            self.unrecognised.clear();
+            self.sightings.forget_kept();
             return;
         }
-        self.unrecognised
-            .retain(|(at, _)| at.elapsed() < UNRECOGNISED_FOR);
-        let now = Recognition {
+        let recognition = Recognition {
             devices: self.allowed.clone(),
             secrets: self.device.engine.keyring().iter().count(),
             day: self.calendar.today(),
         };
-        if !self.unrecognised.is_empty() && self.recognition.as_ref() != Some(&now) {
-            let mut kept = Vec::new();
-            for (at, seen) in std::mem::take(&mut self.unrecognised) {
-                match self.recognise(&seen) {
-                    Some(peer) => self.sighted(peer, seen, at),
-                    None => kept.push((at, seen)),
-                }
-            }
-            self.unrecognised = kept;
+        // Taken out while `recognise` reads the rest of the node.
+        let mut sightings = std::mem::take(&mut self.sightings);
+        let sighted = sightings.retry(Instant::now(), recognition, |s| self.recognise(s));
+        self.sightings = sightings;
+        for s in sighted {
+            self.sighted(s);
         }
-        self.recognition = Some(now);
         if !redial {
             return;
         }
-        let due: Vec<(PeerId, Vec<Multiaddr>)> = self
-            .seen
-            .iter()
-            .filter(|(p, s)| {
-                s.first.elapsed() > DIAL_AFTER
-                    && self.allowed.contains(p)
-                    && !self.connected.contains_key(p)
-                    && self.dialing(p) == 0
-            })
-            .map(|(p, s)| (*p, s.addrs.clone()))
-            .collect();
+        let due = self.sightings.due(Instant::now(), DIAL_AFTER, |p| {
+            self.allowed.contains(p) && !self.connected.contains_key(p) && self.dialing(p) == 0
+        });
         for (peer, addrs) in due {
             // Checked above, not left to libp2p's condition: a dial that goes
             // through relays too is made under a weaker one.
@@ -489,7 +419,7 @@ impl Node {
                 .filter_map(|a| a.parse().ok())
                 .collect();
             let mut addrs = self.likely_addrs(&DeviceId(device), remembered);
-            if let Some(seen) = self.seen.get(&peer) {
+            if let Some(seen) = self.sightings.get(&peer) {
                 addrs.extend(seen.addrs.iter().cloned());
             }
             // Even while an earlier dial is under way: one held up by addresses a

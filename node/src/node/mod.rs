@@ -14,6 +14,7 @@ mod outputs;
 mod pep;
 mod relayed;
 mod revoked;
+mod sightings;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -38,7 +39,7 @@ use self::listen::{
 };
 use crate::api::{self, Call, Handle, Reply, Request};
 use crate::device::Device;
-use crate::discovery::{self, Advert, Discovery, Guise, Seen};
+use crate::discovery::{self, Advert, Discovery, Guise};
 use crate::net::{self, Behaviour, PairBehaviour};
 use crate::service::NetInfo;
 use crate::{store, xmpp};
@@ -161,14 +162,8 @@ struct Node {
     guise: Guise,
     discovery: Option<Discovery>,
     advert: Option<Advert>,
-    /// mDNS sightings of roster devices.
-    seen: BTreeMap<PeerId, discover::Sighting>,
-    /// Advertisements of kith devices not recognised when seen (a device may learn
-    /// the secret or the roster entry that names one later), newest last; at most
-    /// `discover::MAX_UNRECOGNISED`.
-    unrecognised: Vec<(Instant, Seen)>,
-    /// What recognising them was last tried with (`discover::Recognition`).
-    recognition: Option<discover::Recognition>,
+    /// mDNS sightings of roster devices, and advertisements kept unrecognised.
+    sightings: sightings::Sightings,
     /// `Request::Wait`s held: the count each waits past, its deadline, its reply.
     waiters: Vec<(u64, Instant, mpsc::Sender<Reply>)>,
     /// The roster's relay devices connected, and this device's reservations there.
@@ -387,9 +382,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         guise,
         discovery,
         advert: None,
-        seen: BTreeMap::new(),
-        unrecognised: Vec::new(),
-        recognition: None,
+        sightings: sightings::Sightings::default(),
         relays: BTreeMap::new(),
         links: BTreeMap::new(),
         reached_at: BTreeMap::new(),
