@@ -220,14 +220,16 @@ pub(crate) fn faults(latency_ms: u64, loss: f64, dup: f64) -> Faults {
     }
 }
 
-/// The engines' settings in simulations: the node's, with reconciliation and
-/// acknowledgements every 5 s.
+/// The engines' settings in simulations: the node's (frames that ask nothing
+/// answered before they are applied), with reconciliation and acknowledgements
+/// every 5 s.
 pub(crate) fn engine_config() -> sync::Config {
     sync::Config {
         recon_interval_ms: 5_000,
         recon_jitter_ms: 1_000,
         gossip_delay_ms: 10,
         ack_interval_ms: 5_000,
+        defer_frames: true,
         ..sync::Config::default()
     }
 }

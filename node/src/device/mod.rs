@@ -179,12 +179,14 @@ impl std::fmt::Debug for Device {
 
 /// The engine settings the node uses: reconciliation every 30 s (plus jitter) as a
 /// safety net under gossip; the first `sync::GOSSIP_BURST` writes in 10 ms go out at
-/// once, later ones in those 10 ms go together at their end.
+/// once, later ones in those 10 ms go together at their end; a sync frame that asks
+/// nothing is answered before it is applied ([`Device::apply_deferred`]).
 pub fn engine_config() -> sync::Config {
     sync::Config {
         recon_interval_ms: 30_000,
         recon_jitter_ms: 5_000,
         gossip_delay_ms: 10,
+        defer_frames: true,
         ..sync::Config::default()
     }
 }
@@ -344,6 +346,9 @@ impl Device {
         input: Input<PeerId>,
         ahead: Option<Prechecked>,
     ) -> Result<(), store::Error> {
+        // A frame still waiting is applied before this input is checked and its
+        // payloads offered (the step applying it would drop them).
+        self.apply_deferred()?;
         let (roster, keyring) = (self.engine.roster(), self.engine.keyring());
         let replica = self.engine.replica();
         // The permit of a frame checked ahead is held until its payloads are
@@ -363,6 +368,21 @@ impl Device {
         let now = self.clock.now();
         self.engine.handle_input(now, input);
         self.drain()
+    }
+
+    /// Applies the sync frame the engine answered before applying it, if one waits
+    /// (`sync::Engine::apply_deferred`), and stores what it wrote, in a transaction
+    /// of its own. The node calls this once the answer has left, so that the peer
+    /// builds, and this device checks ahead, the next frame meanwhile. True when a
+    /// frame was applied.
+    pub fn apply_deferred(&mut self) -> Result<bool, store::Error> {
+        if !self.engine.has_deferred() {
+            return Ok(false);
+        }
+        let now = self.clock.now();
+        self.engine.apply_deferred(now);
+        self.drain()?;
+        Ok(true)
     }
 
     /// Carries out the engine's outputs: storage here, durably and in order; network

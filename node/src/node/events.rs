@@ -59,7 +59,13 @@ impl Node {
         let start = Instant::now();
         let mut result = self.on_swarm(first);
         let mut handled = 1;
-        while result.is_ok() && handled < BATCH_EVENTS && start.elapsed() < BATCH_TIME {
+        // A frame answered before it is applied ends the batch: its answer leaves
+        // at once (after the commit), and the frame is applied after it (`run`).
+        while result.is_ok()
+            && handled < BATCH_EVENTS
+            && start.elapsed() < BATCH_TIME
+            && !self.device.engine.has_deferred()
+        {
             match self.swarm.next().now_or_never() {
                 Some(Some(event)) => {
                     result = self.on_swarm(event);

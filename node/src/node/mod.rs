@@ -459,6 +459,31 @@ impl Node {
         let mut ticks: u64 = 0;
         loop {
             self.flush()?;
+            if self.device.engine.has_deferred() {
+                // A sync frame was answered before it is applied. The answer is in
+                // the behaviour until the swarm is polled: polled once here, it is
+                // handed to its connection (any event that comes of it is handled,
+                // applying the frame first). Then this task yields before the
+                // frame's work: tokio runs a task woken from a worker next on that
+                // same worker, and other workers do not take it, so without the
+                // yield the connection's task wrote the answer only once the frame
+                // was applied (measured: docs/performance.md, twenty-sixth session).
+                tokio::select! {
+                    biased;
+                    event = self.swarm.select_next_some() => {
+                        tokio::task::yield_now().await;
+                        self.on_swarm_batch(event)?;
+                        continue;
+                    }
+                    () = std::future::ready(()) => {}
+                }
+                tokio::task::yield_now().await;
+                // Applied while the peer builds the next frame and this device
+                // checks it ahead; what applying it sends leaves in turn.
+                if self.device.apply_deferred()? {
+                    self.flush()?;
+                }
+            }
             self.pep_notify()?;
             self.answer_waiters();
             let wait_due = self.waiters.iter().map(|w| w.1).min();

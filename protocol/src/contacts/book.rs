@@ -47,6 +47,10 @@ pub struct Book {
     /// takes them instead of opening and parsing the record, and drops the rest at
     /// its next update.
     written: HashMap<(ItemId, Version), ([u8; 64], Payload)>,
+    /// Set while records whose payloads were offered wait to be applied (a frame
+    /// applied after its answer, see `sync::Engine::apply_deferred`): an update of
+    /// the view keeps the payloads it did not take instead of dropping them.
+    hold_offers: bool,
     /// Reads shared with other books (see [`Book::share_reads`]).
     reads: Option<Reads>,
 }
@@ -73,6 +77,7 @@ impl Book {
             keys_changed: false,
             view_changes: BTreeSet::new(),
             written: HashMap::new(),
+            hold_offers: false,
             reads: None,
         }
     }
@@ -114,6 +119,13 @@ impl Book {
             self.written
                 .insert((o.item, o.version), (o.signature, o.payload));
         }
+    }
+
+    /// Keeps the payloads offered ([`Book::offer`]) across updates of the view
+    /// while `hold` (their records wait to be applied); the first update after
+    /// `hold` is false again drops those it does not take.
+    pub fn hold_offers(&mut self, hold: bool) {
+        self.hold_offers = hold;
     }
 
     /// Gives the replica a shelf (see [`Replica::set_shelf`]).
@@ -237,6 +249,9 @@ impl Book {
             );
         }
         self.keys_changed = false;
+        if self.hold_offers {
+            self.written = written;
+        }
         &self.view
     }
 

@@ -11,11 +11,15 @@
 //!    durable before the outputs after it are carried out): what the engine
 //!    persists leaves only this way, so a device restarted from what it stored is
 //!    the device it was;
-//! 3. read [`Engine::poll_timeout`] and call `handle_input(now, Input::Timeout)` at or
+//! 3. with [`Config::defer_frames`], when [`Engine::has_deferred`], call
+//!    [`Engine::apply_deferred`] once those outputs are carried out (a sync frame
+//!    answered before it is applied), and drain again;
+//! 4. read [`Engine::poll_timeout`] and call `handle_input(now, Input::Timeout)` at or
 //!    after that time.
 //!
 //! Reads go through `&self` getters ([`Engine::view`], [`Engine::replica`],
-//! [`Engine::keyring`], [`Engine::roster`]), up to date after every step.
+//! [`Engine::keyring`], [`Engine::roster`]), up to date after every step (and, while
+//! a frame waits, up to date but for it).
 //!
 //! Time and randomness come in (`Now`, the seed); nothing inside reads a clock, a
 //! socket, a file or the OS RNG. The engine is generic over the peer id type: the

@@ -68,7 +68,21 @@ struct Summary {
 /// (its store, its secrets, its counters), in their order; what they do beyond it
 /// is left to [`World::carry_out`]. Nothing here touches another device, so the
 /// devices of a window do this on all cores.
-fn keep(node: &mut Node) -> Vec<Output<usize>> {
+fn keep(node: &mut Node, now: Now) -> Vec<Output<usize>> {
+    let mut outputs = keep_step(node);
+    // As a node does: a frame answered before it was applied is applied once its
+    // answer has been carried out (queued here ahead of what applying it sends).
+    if let Some(engine) = node.engine.as_mut()
+        && engine.has_deferred()
+    {
+        engine.apply_deferred(now);
+        outputs.extend(keep_step(node));
+    }
+    outputs
+}
+
+/// [`keep`] of the outputs of one engine step.
+fn keep_step(node: &mut Node) -> Vec<Output<usize>> {
     let mut outputs = Vec::new();
     let Node {
         engine: Some(engine),
@@ -235,7 +249,8 @@ impl World {
     /// Carries out node `i`'s outputs; `command` is `Some(is_deletion)` when they
     /// come from a user command.
     pub(super) fn drain(&mut self, i: usize, command: Option<bool>) {
-        let outputs = keep(&mut self.nodes[i]);
+        let now = self.now(i);
+        let outputs = keep(&mut self.nodes[i], now);
         self.carry_out(i, outputs, command);
     }
 
@@ -515,7 +530,7 @@ impl World {
                 {
                     e.handle_input(*now, input);
                 }
-                *outputs = keep(node);
+                *outputs = keep(node, *now);
             });
         for (k, _, _, _, outputs) in work {
             events[k].outputs = Some(outputs);

@@ -63,9 +63,11 @@ pub(super) type KeyringState = BTreeSet<(String, bool)>;
 
 impl<P: Ord + Clone + Debug> Engine<P> {
     /// Carries out `command`. On success its records are persisted and gossiped
-    /// (and a changed keyring persisted) through the output queue; on error nothing
-    /// was written.
+    /// (and a changed keyring persisted) through the output queue; on error the
+    /// command wrote nothing (a frame waiting to be applied, see
+    /// [`Engine::apply_deferred`], is applied first either way).
     pub fn execute(&mut self, now: Now, command: impl Into<Command>) -> Result<(), Error> {
+        self.apply_deferred(now);
         let result = match command.into() {
             Command::Contacts(cmd) => {
                 let mut rng = self.rng.clone();
@@ -90,6 +92,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// reconciliation started at once (records in frames of up to a megabyte), not
     /// by gossip frames of 64 KiB each that a slow peer's queue may drop.
     pub fn execute_bulk(&mut self, now: Now, command: impl Into<Command>) -> Result<(), Error> {
+        // A waiting frame is applied as it would be, not as part of the bulk change.
+        self.apply_deferred(now);
         self.bulk = true;
         let result = self.execute(now, command);
         self.bulk = false;

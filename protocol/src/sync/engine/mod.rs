@@ -2,6 +2,7 @@
 //! a device's [`Book`]. Sessions are in `session`, roster and secrets in `devices`.
 
 mod command;
+mod deferred;
 mod devices;
 mod io;
 mod owed;
@@ -90,6 +91,10 @@ pub struct Config {
     /// device's acknowledgement reaches every other device, so the cost grows with
     /// the square of the roster; above this, tombstones are simply kept.
     pub gc_max_devices: usize,
+    /// Whether a frame that asks nothing of this device, with more to come, may be
+    /// applied after its answer has left (see [`Engine::apply_deferred`]): the
+    /// driver then calls `apply_deferred` once it has carried out the outputs.
+    pub defer_frames: bool,
 }
 
 impl Default for Config {
@@ -102,6 +107,7 @@ impl Default for Config {
             frame_record_bytes: RECORD_BUDGET,
             ack_interval_ms: 60_000,
             gc_max_devices: 64,
+            defer_frames: false,
         }
     }
 }
@@ -141,6 +147,8 @@ pub struct Stats {
     pub reconciliations: u64,
     /// Most round trips one reconciliation took.
     pub max_round_trips: u32,
+    /// Frames applied after their answer had left ([`Config::defer_frames`]).
+    pub deferred_frames: u64,
 }
 
 #[derive(Debug)]
@@ -232,6 +240,9 @@ pub struct Engine<P> {
     saved_keyring: command::KeyringState,
     /// How many set-aside key records the last audit looked at.
     set_aside_keys: usize,
+    /// A frame's records waiting to be applied, and the peer that sent them
+    /// ([`Engine::apply_deferred`]).
+    deferred: Option<(P, Vec<Record>)>,
 }
 
 impl<P: Ord + Clone + Debug> Engine<P> {
@@ -279,6 +290,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             stats: Stats::default(),
             saved_keyring,
             set_aside_keys: 0,
+            deferred: None,
         };
         // What was persisted is checked again: records dropped after a revocation
         // may still be in the store.
@@ -373,6 +385,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
 
     /// Feeds one input.
     pub fn handle_input(&mut self, now: Now, input: Input<P>) {
+        self.apply_deferred(now);
         match input {
             Input::Timeout => {}
             Input::Connected { peer, device } => {

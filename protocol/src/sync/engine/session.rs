@@ -154,30 +154,36 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             self.stats.refused_frames += 1;
             return self.respond_empty(id);
         }
-        let (salt, msg, records, have) = match Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES) {
-            Ok((
-                Frame::Request {
-                    salt,
-                    msg,
-                    records,
-                    have,
-                    ..
-                },
-                skipped,
-            )) => {
-                self.skipped(&from, skipped);
-                (salt, msg, records, have)
-            }
-            Ok(_) => {
-                self.bad_frame(&from, wire::Error::BadField("kind"));
-                return self.respond_empty(id);
-            }
-            Err(e) => {
-                self.bad_frame(&from, e);
-                return self.respond_empty(id);
-            }
-        };
-        self.apply(now, &from, records);
+        let (salt, msg, records, more, have) =
+            match Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES) {
+                Ok((
+                    Frame::Request {
+                        salt,
+                        msg,
+                        records,
+                        more,
+                        have,
+                    },
+                    skipped,
+                )) => {
+                    self.skipped(&from, skipped);
+                    (salt, msg, records, more, have)
+                }
+                Ok(_) => {
+                    self.bad_frame(&from, wire::Error::BadField("kind"));
+                    return self.respond_empty(id);
+                }
+                Err(e) => {
+                    self.bad_frame(&from, e);
+                    return self.respond_empty(id);
+                }
+            };
+        // A frame that asks nothing is answered first and applied after (`deferred`).
+        if self.may_defer(&msg, more, &records) {
+            self.defer(now, from.clone(), records);
+        } else {
+            self.apply(now, &from, records);
+        }
         if !self.peer_allowed(&from) {
             // The frame itself revoked its sender here: nothing goes back.
             self.stats.refused_frames += 1;
@@ -265,7 +271,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             }
             Err(e) => return self.end_session(now, &p, round_trips, false, Some(e)),
         };
-        self.apply(now, &p, records);
+        // A frame that asks nothing is answered first and applied after (`deferred`).
+        if self.may_defer(&msg, more, &records) {
+            self.defer(now, p.clone(), records);
+        } else {
+            self.apply(now, &p, records);
+        }
         if !self.peer_allowed(&p) {
             // The response itself revoked its sender here: the exchange ends.
             self.stats.refused_frames += 1;

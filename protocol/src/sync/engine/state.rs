@@ -135,7 +135,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     }
 
     /// Notes what the peer `p` holds (`theirs`, from a frame it sent, after this
-    /// device applied that frame's records).
+    /// device applied that frame's records; for a frame answered before it is
+    /// applied, before, and `ours` is noted again once it is, `deferred`).
     pub(super) fn heard(&mut self, now: Now, p: &P, theirs: Option<Summary>) {
         let Some(theirs) = theirs else { return };
         let Some(device) = self.peers.get(p).and_then(|peer| peer.device) else {

@@ -52,6 +52,14 @@ pub(super) struct Harness {
     low_water: Option<usize>,
     /// Every side's settings.
     config: Config,
+    /// Requests and responses that left while their sender had a frame waiting
+    /// ([`Config::defer_frames`]).
+    answered_ahead: usize,
+    /// A frame answered first is left waiting (the next input applies it) instead
+    /// of applied once its answer is carried out; with `stop_when_deferred` too,
+    /// `pump` returns as soon as one waits (a crash would find it so).
+    hold_deferred: bool,
+    stop_when_deferred: bool,
 }
 
 pub(super) fn now(mono: u64) -> Now {
@@ -113,6 +121,9 @@ impl Harness {
             reached_at: None,
             low_water: None,
             config,
+            answered_ahead: 0,
+            hold_deferred: false,
+            stop_when_deferred: false,
         };
         for key in keys {
             let engine = h.start(&key, records.clone(), keyring.clone());
@@ -215,6 +226,17 @@ impl Harness {
                     moved = true;
                     self.carry(i, out);
                 }
+                // As a node does: a frame answered first is applied once its answer
+                // has been carried out.
+                if self.sides[i].engine.has_deferred() {
+                    if self.stop_when_deferred {
+                        return;
+                    }
+                    if !self.hold_deferred {
+                        moved = true;
+                        self.sides[i].engine.apply_deferred(now(self.mono));
+                    }
+                }
             }
             if !moved {
                 let next = self
@@ -253,6 +275,9 @@ impl Harness {
             Output::Publish(bytes) => self.published.push(bytes.len()),
             Output::Request { bytes, .. } | Output::Respond { bytes, .. } => {
                 self.exchanged.push(bytes.len());
+                if self.sides[i].engine.has_deferred() {
+                    self.answered_ahead += 1;
+                }
                 let (frame, _) =
                     Frame::decode_lenient(bytes, wire::MAX_FRAME_BYTES).expect("a frame");
                 let (Frame::Request { records, .. }
@@ -587,6 +612,188 @@ fn a_reseal_by_reconciliation_hides_no_contact_on_the_way() {
     assert_eq!(h.sides[1].engine.view().contact_count(), 40);
     assert_eq!(h.low_water, Some(40), "a contact disappeared on the way");
     assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+}
+
+/// With `defer_frames`, a frame of records that asks nothing, more to come, is
+/// answered before it is applied: the answer leaves while the frame waits, every
+/// record arrives once, and both sides end as without deferring, also after a
+/// restart from what was persisted.
+#[test]
+fn frames_that_ask_nothing_are_answered_first_and_applied_after() {
+    let run = |defer: bool| {
+        let mut h = Harness::with_config(Config {
+            defer_frames: defer,
+            frame_record_bytes: 2_000,
+            ..Config::default()
+        });
+        for i in 0..40 {
+            h.execute(
+                0,
+                Edit::AddContact {
+                    jid: jid(&format!("c{i}@x.lit")),
+                    name: Some(format!("C{i}")),
+                    groups: vec!["G".into()],
+                },
+            )
+            .expect("added");
+        }
+        h.connect(true);
+        assert_eq!(h.sides[1].engine.view().contact_count(), 40);
+        assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+        assert_eq!(h.sides[1].engine.stats().duplicate_records, 0);
+        assert!(!h.sides[1].engine.has_deferred(), "nothing left waiting");
+        let deferred = h.sides[1].engine.stats().deferred_frames;
+        h.restart(1);
+        assert_eq!(
+            h.sides[0].engine.view(),
+            h.sides[1].engine.view(),
+            "what was persisted is the same list"
+        );
+        (h.answered_ahead, deferred)
+    };
+    let (ahead, deferred) = run(true);
+    assert!(deferred >= 3, "frames deferred: {deferred}");
+    assert!(ahead >= 3, "answers sent ahead of their frame: {ahead}");
+    assert_eq!(run(false), (0, 0), "only when the driver asks for it");
+}
+
+fn deferring(records: usize) -> Harness {
+    let mut h = Harness::with_config(Config {
+        defer_frames: true,
+        frame_record_bytes: 2_000,
+        ..Config::default()
+    });
+    for i in 0..records {
+        h.execute(
+            0,
+            Edit::AddContact {
+                jid: jid(&format!("c{i}@x.lit")),
+                name: Some(format!("C{i}")),
+                groups: vec![],
+            },
+        )
+        .expect("added");
+    }
+    h
+}
+
+/// A frame left waiting is applied by whatever input or command comes next, first
+/// and once: the frames of an exchange then each wait for the next one.
+#[test]
+fn a_waiting_frame_is_applied_first_by_the_next_input() {
+    let mut h = deferring(30);
+    h.hold_deferred = true;
+    h.connect(true);
+    assert_eq!(h.sides[1].engine.view().contact_count(), 30);
+    assert!(h.sides[1].engine.stats().deferred_frames >= 3);
+    assert_eq!(h.sides[1].engine.stats().duplicate_records, 0);
+    assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+    // One waits: an edit of a contact it carries applies it first.
+    let mut h = deferring(30);
+    h.stop_when_deferred = true;
+    h.connect(true);
+    assert!(h.sides[1].engine.has_deferred());
+    let before = h.sides[1].engine.view().contact_count();
+    let waiting = h.sides[1]
+        .engine
+        .deferred
+        .as_ref()
+        .map_or(0, |(_, r)| r.len());
+    assert!(
+        waiting > 0 && before < 30,
+        "{before} contacts, {waiting} waiting"
+    );
+    let t = now(h.mono);
+    h.sides[1].engine.handle_input(t, Input::Timeout);
+    assert!(!h.sides[1].engine.has_deferred());
+    assert!(h.sides[1].engine.view().contact_count() > before);
+    h.stop_when_deferred = false;
+    h.pump();
+    assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+    assert_eq!(h.sides[1].engine.stats().duplicate_records, 0);
+}
+
+/// A device that stops (a crash) with a frame waiting has not stored it: started
+/// again from what it persisted, it is brought every record at the next connection.
+#[test]
+fn a_frame_waiting_at_a_crash_is_brought_again() {
+    let mut h = deferring(30);
+    h.stop_when_deferred = true;
+    h.connect(true);
+    assert!(h.sides[1].engine.has_deferred());
+    h.stop_when_deferred = false;
+    // The link goes with the crash: what was under way fails.
+    h.connected = false;
+    h.restart(1);
+    assert!(h.sides[1].engine.view().contact_count() < 30);
+    h.connect(false);
+    h.connect(true);
+    assert_eq!(h.sides[1].engine.view().contact_count(), 30);
+    assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+}
+
+/// Where the sender stands is noted when its frame comes; once a frame answered
+/// first is applied, it is noted against what this device then holds.
+#[test]
+fn where_a_peer_stands_counts_a_frame_applied_after_its_answer() {
+    let mut h = deferring(30);
+    h.stop_when_deferred = true;
+    h.connect(true);
+    let genesis = h.genesis();
+    let side = &mut h.sides[1].engine;
+    assert!(side.has_deferred());
+    side.apply_deferred(now(h.mono));
+    let state = side.sync_state(&genesis).expect("heard");
+    assert_eq!(
+        state.ours,
+        side.summary(),
+        "noted against what it holds now"
+    );
+    h.stop_when_deferred = false;
+    h.pump();
+    let state = h.sides[1].engine.sync_state(&genesis).expect("heard");
+    assert_eq!(state.relation(), Relation::UpToDate, "{state:?}");
+}
+
+/// What may wait: only when the driver allows it, for a frame that asks nothing,
+/// has more to come and carries no roster record.
+#[test]
+fn only_frames_that_ask_nothing_and_change_no_roster_wait() {
+    let mut h = Harness::with_config(Config {
+        defer_frames: true,
+        ..Config::default()
+    });
+    h.execute(
+        0,
+        Edit::AddContact {
+            jid: jid("a@x.lit"),
+            name: None,
+            groups: vec![],
+        },
+    )
+    .expect("added");
+    let engine = &h.sides[0].engine;
+    let contacts: Vec<Record> = engine.replica().space(Space::Contacts).cloned().collect();
+    let roster: Vec<Record> = engine.replica().space(Space::Roster).cloned().collect();
+    assert!(!contacts.is_empty() && !roster.is_empty());
+    let quiet = recon::Message::default();
+    let asking = recon::Message {
+        ranges: Vec::new(),
+        need: vec![7],
+    };
+    assert!(engine.may_defer(&quiet, true, &contacts));
+    assert!(
+        !engine.may_defer(&quiet, false, &contacts),
+        "nothing follows"
+    );
+    assert!(
+        !engine.may_defer(&asking, true, &contacts),
+        "the answer depends"
+    );
+    assert!(!engine.may_defer(&quiet, true, &roster), "the roster");
+    assert!(!engine.may_defer(&quiet, true, &[]), "no records");
+    let off = Harness::new();
+    assert!(!off.sides[0].engine.may_defer(&quiet, true, &contacts));
 }
 
 #[test]
