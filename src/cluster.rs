@@ -246,12 +246,15 @@ impl Node {
 /// ticks, 10 ms here: each reading is up to one tick short).
 pub(crate) fn process_cpu(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(cpu_tick()?.saturating_mul(u32::try_from(cpu_ticks(&stat)?).ok()?))
+}
+
+/// The kernel's clock tick, the unit of [`process_cpu`] (10 ms here).
+pub(crate) fn cpu_tick() -> Option<Duration> {
     // SAFETY: sysconf reads a constant of the system; no memory is passed.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
-    Some(Duration::from_nanos(
-        cpu_ticks(&stat)?.saturating_mul(1_000_000_000 / hz),
-    ))
+    Some(Duration::from_nanos(1_000_000_000 / hz))
 }
 
 /// The processor time (user and system, in clock ticks) a `/proc/PID/stat` line

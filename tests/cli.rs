@@ -243,9 +243,18 @@ fn the_bench_measures_every_figure_it_names() {
     }
     // What the nodes spent a contact beyond the floor's work: a number whenever
     // their processor time read (above).
-    for row in [&fig["imports"][0], &fig["new_device"]] {
+    // How far off that may be: a clock tick of each node's, per contact (5 here).
+    for (row, nodes) in [(&fig["imports"][0], 3.0), (&fig["new_device"], 1.0)] {
         assert!(
             row["beyond_floor_us"].as_f64().is_some_and(f64::is_finite),
+            "{text}"
+        );
+        let contacts = row["contacts"].as_f64().unwrap_or(f64::NAN);
+        let resolution = row["beyond_floor_resolution_us"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        assert!(
+            (resolution - 10_000.0 * nodes / contacts).abs() < 1e-6,
             "{text}"
         );
     }

@@ -3,8 +3,9 @@
 //! commit, one Ed25519 signature and one verification of a record, a contact's
 //! payload sealed and opened (XEP-0473: every item is sealed, and read to be
 //! merged), a record stored durably among many, a loopback TCP round trip; and,
-//! from them, the least processor time a large sync can take on this machine's
-//! cores ([`Floors::chain`], [`Floors::new_device`]).
+//! from them, the least processor time a contact of a large sync takes
+//! ([`Floors::chain_us`], [`Floors::new_device_us`]) and the least time the sync can
+//! take on this machine's cores ([`Floors::chain`], [`Floors::new_device`]).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -132,8 +132,12 @@ struct Import {
     cpu: cpu::Spent,
     /// The processor time A, B and C spent per contact beyond the floor's work
     /// for it ([`floors::Floors::chain_us`]), µs: what the design adds to sealing,
-    /// signing, checking, opening and storing (null when a node's did not read).
+    /// signing, checking, opening and storing, with the row's other work (the
+    /// bench's calls, the padding items); null when a node's did not read.
     beyond_floor_us: Option<f64>,
+    /// How far off [`Import::beyond_floor_us`] may be, µs: a clock tick of each
+    /// node's processor time, per contact.
+    beyond_floor_resolution_us: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -156,9 +160,13 @@ struct NewDevice {
     /// Processor time spent in it.
     cpu: cpu::Spent,
     /// The processor time the new device spent per contact beyond the floor's
-    /// work for it ([`floors::Floors::new_device_us`]), µs (null when it did not
-    /// read).
+    /// work for it ([`floors::Floors::new_device_us`]), µs, with the row's other
+    /// work (its start, the bench's calls); null when it did not read. The senders'
+    /// work is not in it.
     beyond_floor_us: Option<f64>,
+    /// How far off [`NewDevice::beyond_floor_us`] may be, µs (a clock tick per
+    /// contact).
+    beyond_floor_resolution_us: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -399,6 +407,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             over_floor: 0.0,
             cpu,
             beyond_floor_us: None,
+            beyond_floor_resolution_us: 0.0,
         };
         say(format!(
             "{n} contacts imported on A ({:.1} ms) until present on B and C: {:.1} ms ({})",
@@ -436,6 +445,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         start_ms: ms(started - paired),
         cpu,
         beyond_floor_us: None,
+        beyond_floor_resolution_us: 0.0,
     };
     say(format!(
         "a newly paired device receiving {total} contacts (pair {:.0} ms, start {:.0} ms, sync): {:.1} ms ({duplicates_received} records received twice; {})",
@@ -456,25 +466,37 @@ pub(crate) fn run(args: Args) -> Result<()> {
     for i in &mut fig.imports {
         i.floor_ms = low.chain(i.contacts);
         i.over_floor = i.present_on_b_and_c_ms / i.floor_ms;
-        i.beyond_floor_us =
-            per_contact(&i.cpu, &["a", "b", "c"], i.contacts).map(|us| us - low.chain_us());
+        let abc = ["a", "b", "c"];
+        i.beyond_floor_us = per_contact(&i.cpu, &abc, i.contacts).map(|us| us - low.chain_us());
+        i.beyond_floor_resolution_us = resolution(&abc, i.contacts);
         against.push(format!(
             "{} contacts until on B and C {:.1}× the floor of {:.1} ms{}",
             i.contacts,
             i.over_floor,
             i.floor_ms,
-            beyond_words(i.beyond_floor_us, low.chain_us(), "A, B and C")
+            beyond_words(
+                i.beyond_floor_us,
+                i.beyond_floor_resolution_us,
+                low.chain_us(),
+                "A, B and C"
+            )
         ));
     }
     nd.floor_ms = low.new_device(nd.contacts);
     nd.over_floor = nd.ms / nd.floor_ms;
     nd.beyond_floor_us =
         per_contact(&nd.cpu, &["d"], nd.contacts).map(|us| us - low.new_device_us());
+    nd.beyond_floor_resolution_us = resolution(&["d"], nd.contacts);
     against.push(format!(
         "the new device {:.1}× the floor of {:.1} ms{}",
         nd.over_floor,
         nd.floor_ms,
-        beyond_words(nd.beyond_floor_us, low.new_device_us(), "it")
+        beyond_words(
+            nd.beyond_floor_us,
+            nd.beyond_floor_resolution_us,
+            low.new_device_us(),
+            "it"
+        )
     ));
     say(format!(
         "floors again: Ed25519 verification {:.1} µs, signature {:.1} µs, a contact sealed {:.1} µs, opened and read {:.1} µs, a record stored among {} {:.1} µs\nagainst the lower of each (a contact sealed and signed once, checked and opened twice and stored three times, or checked, opened and stored on the new device, on {} cores): {}",
@@ -535,13 +557,22 @@ fn per_contact(spent: &cpu::Spent, nodes: &[&str], n: usize) -> Option<f64> {
     Some(sum * 1000.0 / n.max(1) as f64)
 }
 
-/// "; `who` spent X µs a contact beyond the floor's Y µs", or nothing.
-fn beyond_words(beyond: Option<f64>, floor_us: f64, who: &str) -> String {
-    beyond.map_or_else(String::new, |b| {
-        format!(
-            " ({who} spent {b:.0} µs of processor a contact beyond the floor's {floor_us:.0} µs)"
-        )
-    })
+/// How far the processor time of `nodes` per one of `n` contacts may be off, µs:
+/// each node's is read in whole clock ticks.
+fn resolution(nodes: &[&str], n: usize) -> f64 {
+    let tick_ms = cluster::cpu_tick().map_or(10.0, ms);
+    tick_ms * nodes.len() as f64 * 1000.0 / n.max(1) as f64
+}
+
+/// " (`who` spent X ± E µs a contact beyond the floor's Y µs)", or nothing when
+/// it did not read or the ticks make it say nothing (E above the floor itself).
+fn beyond_words(beyond: Option<f64>, resolution_us: f64, floor_us: f64, who: &str) -> String {
+    match beyond {
+        Some(b) if resolution_us <= floor_us => format!(
+            " ({who} spent {b:.0} ± {resolution_us:.0} µs of processor a contact beyond the floor's {floor_us:.0} µs)"
+        ),
+        _ => String::new(),
+    }
 }
 
 /// The `p`-th percentile of sorted `times`.

@@ -107,6 +107,7 @@ impl Ahead {
         // stream) still holds it until the blocking thread is done.
         let task = tokio::task::spawn_blocking(move || {
             let checked = verify::in_parallel(
+                verify::Threads::Niced,
                 &frame,
                 false,
                 &known.roster,

@@ -357,10 +357,28 @@ impl Device {
         let opened = match (ahead, &input) {
             (Some(opened), _) => opened,
             (None, Input::Gossip { source, bytes, .. }) if roster.is_active(source) => {
-                verify::in_parallel(bytes, true, roster, &self.verified, keyring, Some(replica)).0
+                verify::in_parallel(
+                    verify::Threads::AsTheDevice,
+                    bytes,
+                    true,
+                    roster,
+                    &self.verified,
+                    keyring,
+                    Some(replica),
+                )
+                .0
             }
             (None, Input::Request { bytes, .. } | Input::Response { bytes, .. }) => {
-                verify::in_parallel(bytes, false, roster, &self.verified, keyring, Some(replica)).0
+                verify::in_parallel(
+                    verify::Threads::AsTheDevice,
+                    bytes,
+                    false,
+                    roster,
+                    &self.verified,
+                    keyring,
+                    Some(replica),
+                )
+                .0
             }
             _ => Vec::new(),
         };

@@ -9,8 +9,10 @@ use crate::store;
 
 impl Device {
     /// Keeps where `device` stands now for the next run (see
-    /// [`kith_protocol::sync::Engine::restore_sync_state`]).
+    /// [`kith_protocol::sync::Engine::restore_sync_state`]); a frame waiting to be
+    /// applied is applied first, so that what is kept counts it.
     pub fn keep_sync_state(&mut self, device: &DeviceId) -> Result<(), store::Error> {
+        self.apply_deferred()?;
         match self.engine.sync_state(device) {
             Some(state) => self
                 .store

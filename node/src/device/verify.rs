@@ -37,8 +37,9 @@ const MIN_CHUNK: usize = 32;
 ///
 /// Also says whether `authors` allowed every record the frame holds (when not, a
 /// roster that changed since may allow more: the caller may check the frame again
-/// with it).
+/// with it). The threads run at `priority`.
 pub(crate) fn in_parallel(
+    priority: Threads,
     bytes: &[u8],
     gossip: bool,
     authors: &dyn Authors,
@@ -91,7 +92,9 @@ pub(crate) fn in_parallel(
             let spawned = std::thread::Builder::new()
                 .name("kith-verify".into())
                 .spawn_scoped(s, move || {
-                    yield_to_device();
+                    if priority == Threads::Niced {
+                        yield_to_device();
+                    }
                     check(part, fresh, verified, keyring, budget)
                 });
             match spawned {
@@ -109,21 +112,35 @@ pub(crate) fn in_parallel(
     (opened, every_author)
 }
 
+/// At what priority the checking threads run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// As the caller's: the device's thread waits for them.
+    AsTheDevice,
+    /// Lowered by [`CHECK_NICE`]: they check a frame ahead while the device's
+    /// thread applies the one before.
+    Niced,
+}
+
 /// How much less of a core a checking thread gets than the device's own (a nice
 /// value). A frame checked ahead is verified while the device's thread applies the
 /// one before, and that thread is the longer of the two: at the same priority, two
 /// checking threads on two cores take a third of its core; niced, they take what it
-/// leaves. Checked on the device's thread (not ahead), they run as fast as before
-/// when nothing else on the machine wants the cores.
+/// leaves. A frame the device's thread waits for (not checked ahead) is checked at
+/// its priority ([`Threads::AsTheDevice`]).
 const CHECK_NICE: libc::c_int = 10;
 
-/// Lowers the calling thread's priority by [`CHECK_NICE`] (on Linux the nice value
-/// is a thread's own). A thread may always lower its own priority; where it cannot,
-/// it runs as it was.
+/// Lowers the calling thread's priority by [`CHECK_NICE`], to 19 at most (on Linux
+/// the nice value is a thread's own). A thread may always lower its own priority;
+/// where it cannot, it runs as it was.
 fn yield_to_device() {
-    // SAFETY: setpriority reads and writes no memory of this process; `who` 0 is
-    // the calling thread.
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, CHECK_NICE) };
+    // SAFETY: getpriority and setpriority read and write no memory of this
+    // process; `who` 0 is the calling thread. (getpriority's -1 may be an error:
+    // the nice value set is then 9, still lower than the device's thread's.)
+    unsafe {
+        let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+        libc::setpriority(libc::PRIO_PROCESS, 0, (now + CHECK_NICE).min(19));
+    }
 }
 
 fn check(
@@ -224,6 +241,7 @@ pub(super) mod tests {
         let bytes = Frame::Gossip { records }.encode();
         let verified = Verified::new();
         in_parallel(
+            Threads::AsTheDevice,
             &bytes,
             false,
             &Anyone,
@@ -239,6 +257,7 @@ pub(super) mod tests {
     fn small_frames_and_garbage_are_left_to_the_engine() {
         let verified = Verified::new();
         in_parallel(
+            Threads::AsTheDevice,
             &Frame::Gossip {
                 records: records(5),
             }
@@ -250,6 +269,7 @@ pub(super) mod tests {
             Some(&Replica::new()),
         );
         in_parallel(
+            Threads::AsTheDevice,
             b"not a frame",
             true,
             &Anyone,
@@ -263,6 +283,7 @@ pub(super) mod tests {
         }
         .encode();
         in_parallel(
+            Threads::AsTheDevice,
             &bytes,
             false,
             &Nobody,
@@ -317,6 +338,7 @@ pub(super) mod tests {
         }
         .encode();
         let (opened, _) = in_parallel(
+            Threads::AsTheDevice,
             &bytes,
             false,
             &Anyone,

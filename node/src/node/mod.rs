@@ -44,6 +44,11 @@ use crate::net::{self, Behaviour, PairBehaviour};
 use crate::service::NetInfo;
 use crate::{store, xmpp};
 
+/// Most network events the node handles in a row while a sync frame waits to be
+/// applied (each may leave another waiting) before it applies the frame and takes
+/// its other work: a bound on how long a stream of frames holds that work back.
+const DEFERRED_PASSES: u32 = 16;
+
 /// How a node runs.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -457,6 +462,8 @@ impl Node {
     ) -> Result<(), Error> {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         let mut ticks: u64 = 0;
+        // Network events handled in a row while a frame waited to be applied.
+        let mut deferred_passes = 0;
         loop {
             self.flush()?;
             if self.device.engine.has_deferred() {
@@ -468,14 +475,19 @@ impl Node {
                 // same worker, and other workers do not take it, so without the
                 // yield the connection's task wrote the answer only once the frame
                 // was applied (measured: docs/performance.md, twenty-sixth session).
-                tokio::select! {
-                    biased;
-                    event = self.swarm.select_next_some() => {
-                        tokio::task::yield_now().await;
-                        self.on_swarm_batch(event)?;
-                        continue;
+                // At most `DEFERRED_PASSES` events so: then the frame is applied
+                // at once, and stopping, calls and timers have their turn.
+                if deferred_passes < DEFERRED_PASSES {
+                    deferred_passes += 1;
+                    tokio::select! {
+                        biased;
+                        event = self.swarm.select_next_some() => {
+                            tokio::task::yield_now().await;
+                            self.on_swarm_batch(event)?;
+                            continue;
+                        }
+                        () = std::future::ready(()) => {}
                     }
-                    () = std::future::ready(()) => {}
                 }
                 tokio::task::yield_now().await;
                 // Applied while the peer builds the next frame and this device
@@ -484,6 +496,7 @@ impl Node {
                     self.flush()?;
                 }
             }
+            deferred_passes = 0;
             self.pep_notify()?;
             self.answer_waiters();
             let wait_due = self.waiters.iter().map(|w| w.1).min();

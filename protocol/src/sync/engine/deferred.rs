@@ -41,13 +41,15 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         // Every input and command applies a waiting frame first, so none waits
         // here; were one to, it is applied now rather than dropped.
         debug_assert!(self.deferred.is_none(), "a frame already waits");
-        if let Some((earlier, waiting)) = self.take_deferred() {
+        if let Some((earlier, waiting, noted)) = self.take_deferred() {
             self.apply(now, &earlier, waiting);
-            self.applied_from(&earlier);
+            if noted {
+                self.applied_from(&earlier);
+            }
         }
         self.stats.deferred_frames += 1;
         self.book.hold_offers(true);
-        self.deferred = Some((peer, records));
+        self.deferred = Some((peer, records, false));
     }
 
     /// Whether a frame waits to be applied.
@@ -59,16 +61,19 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// (its outputs follow). The driver calls this after carrying out the outputs
     /// queued with the answer; it does nothing when no frame waits.
     pub fn apply_deferred(&mut self, now: Now) {
-        if let Some((peer, records)) = self.take_deferred() {
+        if let Some((peer, records, noted)) = self.take_deferred() {
             self.apply(now, &peer, records);
-            self.applied_from(&peer);
+            if noted {
+                self.applied_from(&peer);
+            }
             self.timers(now);
             self.finish_step(now);
         }
     }
 
     /// After a frame from `peer` was applied: where it stands against this device
-    /// was noted when the frame came, before its records were here.
+    /// was noted when the frame came (it carried a summary), before its records
+    /// were here. A frame that noted nothing leaves the state as it was.
     fn applied_from(&mut self, peer: &P) {
         let Some(device) = self.peers.get(peer).and_then(|p| p.device) else {
             return;
@@ -81,7 +86,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
     }
 
-    fn take_deferred(&mut self) -> Option<(P, Vec<Record>)> {
+    fn take_deferred(&mut self) -> Option<(P, Vec<Record>, bool)> {
         let waiting = self.deferred.take();
         if waiting.is_some() {
             self.book.hold_offers(false);

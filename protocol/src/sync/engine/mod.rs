@@ -240,9 +240,9 @@ pub struct Engine<P> {
     saved_keyring: command::KeyringState,
     /// How many set-aside key records the last audit looked at.
     set_aside_keys: usize,
-    /// A frame's records waiting to be applied, and the peer that sent them
-    /// ([`Engine::apply_deferred`]).
-    deferred: Option<(P, Vec<Record>)>,
+    /// A frame's records waiting to be applied, the peer that sent them, and
+    /// whether where that peer stands was noted with the frame ([`Engine::apply_deferred`]).
+    deferred: Option<(P, Vec<Record>, bool)>,
 }
 
 impl<P: Ord + Clone + Debug> Engine<P> {

@@ -151,6 +151,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 at: now,
             },
         );
+        // A frame of `p` waiting to be applied: noted with it, noted again after.
+        if let Some((q, _, noted)) = self.deferred.as_mut()
+            && q == p
+        {
+            *noted = true;
+        }
     }
 
     /// [`super::Input::CheckNow`]: every connected peer not in an exchange is reconciled

@@ -235,6 +235,9 @@ impl Harness {
                     if !self.hold_deferred {
                         moved = true;
                         self.sides[i].engine.apply_deferred(now(self.mono));
+                        if i == 1 {
+                            self.sample_low_water();
+                        }
                     }
                 }
             }
@@ -260,9 +263,14 @@ impl Harness {
     fn carry(&mut self, i: usize, out: Output<u8>) {
         let other = 1 - i;
         self.carry_to(i, out);
-        if let Some(low) = self.low_water
-            && other == 1
-        {
+        if other == 1 {
+            self.sample_low_water();
+        }
+    }
+
+    /// Notes side 1's contact count, when the fewest it showed is watched.
+    fn sample_low_water(&mut self) {
+        if let Some(low) = self.low_water {
             let shown = self.sides[1].engine.view().contact_count();
             self.low_water = Some(low.min(shown));
         }
@@ -591,8 +599,17 @@ fn lose_one_frame_of_records(requests: usize, responses: usize) {
 /// before the retractions: no contact disappears from its list on the way.
 #[test]
 fn a_reseal_by_reconciliation_hides_no_contact_on_the_way() {
+    for defer_frames in [false, true] {
+        reseal_by_reconciliation(defer_frames);
+    }
+}
+
+/// [`a_reseal_by_reconciliation_hides_no_contact_on_the_way`], with frames that
+/// ask nothing answered before they are applied or not.
+fn reseal_by_reconciliation(defer_frames: bool) {
     let mut h = Harness::with_config(Config {
         frame_record_bytes: 2_000,
+        defer_frames,
         ..Config::default()
     });
     h.add_contacts(0, 40);
@@ -612,6 +629,9 @@ fn a_reseal_by_reconciliation_hides_no_contact_on_the_way() {
     assert_eq!(h.sides[1].engine.view().contact_count(), 40);
     assert_eq!(h.low_water, Some(40), "a contact disappeared on the way");
     assert_eq!(h.sides[0].engine.view(), h.sides[1].engine.view());
+    // With deferring asked for, frames did wait (the count is since the start).
+    let deferred = h.sides[1].engine.stats().deferred_frames;
+    assert_eq!(deferred > 0, defer_frames, "{deferred} frames deferred");
 }
 
 /// With `defer_frames`, a frame of records that asks nothing, more to come, is
@@ -698,7 +718,7 @@ fn a_waiting_frame_is_applied_first_by_the_next_input() {
         .engine
         .deferred
         .as_ref()
-        .map_or(0, |(_, r)| r.len());
+        .map_or(0, |(_, r, _)| r.len());
     assert!(
         waiting > 0 && before < 30,
         "{before} contacts, {waiting} waiting"
