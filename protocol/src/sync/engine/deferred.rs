@@ -35,9 +35,27 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             && records.iter().all(|r| r.space != Space::Roster)
     }
 
+    /// Applies the records of a frame from `peer` (reconciliation message `msg`,
+    /// `more` to come), or, when the frame asks nothing, keeps them to apply after
+    /// its answer ([`Engine::may_defer`]).
+    pub(super) fn apply_or_defer(
+        &mut self,
+        now: Now,
+        peer: &P,
+        msg: &recon::Message,
+        more: bool,
+        records: Vec<Record>,
+    ) {
+        if self.may_defer(msg, more, &records) {
+            self.defer(now, peer.clone(), records);
+        } else {
+            self.apply(now, peer, records);
+        }
+    }
+
     /// Keeps `records` from `peer` to apply in [`Engine::apply_deferred`]; the
     /// payloads offered for them are kept until then.
-    pub(super) fn defer(&mut self, now: Now, peer: P, records: Vec<Record>) {
+    fn defer(&mut self, now: Now, peer: P, records: Vec<Record>) {
         // Every input and command applies a waiting frame first, so none waits
         // here; were one to, it is applied now rather than dropped.
         debug_assert!(self.deferred.is_none(), "a frame already waits");

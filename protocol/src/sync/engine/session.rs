@@ -178,12 +178,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                     return self.respond_empty(id);
                 }
             };
-        // A frame that asks nothing is answered first and applied after (`deferred`).
-        if self.may_defer(&msg, more, &records) {
-            self.defer(now, from.clone(), records);
-        } else {
-            self.apply(now, &from, records);
-        }
+        self.apply_or_defer(now, &from, &msg, more, records);
         if !self.peer_allowed(&from) {
             // The frame itself revoked its sender here: nothing goes back.
             self.stats.refused_frames += 1;
@@ -271,12 +266,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             }
             Err(e) => return self.end_session(now, &p, round_trips, false, Some(e)),
         };
-        // A frame that asks nothing is answered first and applied after (`deferred`).
-        if self.may_defer(&msg, more, &records) {
-            self.defer(now, p.clone(), records);
-        } else {
-            self.apply(now, &p, records);
-        }
+        self.apply_or_defer(now, &p, &msg, more, records);
         if !self.peer_allowed(&p) {
             // The response itself revoked its sender here: the exchange ends.
             self.stats.refused_frames += 1;

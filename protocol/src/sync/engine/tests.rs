@@ -683,17 +683,7 @@ fn deferring(records: usize) -> Harness {
         frame_record_bytes: 2_000,
         ..Config::default()
     });
-    for i in 0..records {
-        h.execute(
-            0,
-            Edit::AddContact {
-                jid: jid(&format!("c{i}@x.lit")),
-                name: Some(format!("C{i}")),
-                groups: vec![],
-            },
-        )
-        .expect("added");
-    }
+    h.add_contacts(0, records);
     h
 }
 
