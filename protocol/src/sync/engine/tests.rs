@@ -765,6 +765,70 @@ fn where_a_peer_stands_counts_a_frame_applied_after_its_answer() {
     assert_eq!(state.relation(), Relation::UpToDate, "{state:?}");
 }
 
+/// A waiting frame that said nothing of where its sender stands (no summary) noted
+/// nothing: once it is applied, the standing kept is the one from before.
+#[test]
+fn a_waiting_frame_without_a_summary_leaves_where_its_peer_stands() {
+    let mut h = deferring(5);
+    h.connect(true);
+    let genesis = h.genesis();
+    let before = h.sides[1].engine.sync_state(&genesis).expect("heard");
+    // Side 0 writes more, and side 1 is not told by gossip.
+    h.sides[0]
+        .engine
+        .execute(
+            now(h.mono),
+            Edit::AddContact {
+                jid: jid("late@x.lit"),
+                name: None,
+                groups: vec![],
+            },
+        )
+        .expect("added");
+    while h.sides[0].engine.poll_output().is_some() {}
+    let records: Vec<Record> = h.sides[0]
+        .engine
+        .replica()
+        .space(Space::Contacts)
+        .filter(|r| {
+            h.sides[1]
+                .engine
+                .replica()
+                .get(r.space, &r.item)
+                .is_none_or(|held| held.version < r.version)
+        })
+        .cloned()
+        .collect();
+    assert!(!records.is_empty());
+    // Those records in a frame that asks nothing, more to come, and no summary.
+    let bytes = Frame::Request {
+        salt: 0,
+        msg: recon::Message::default(),
+        records,
+        more: true,
+        have: None,
+    }
+    .encode();
+    let side = &mut h.sides[1].engine;
+    side.handle_input(
+        now(h.mono),
+        Input::Request {
+            from: 0,
+            id: 9_999,
+            bytes,
+        },
+    );
+    assert!(side.has_deferred(), "it waits");
+    side.apply_deferred(now(h.mono));
+    let after = side.sync_state(&genesis).expect("still known");
+    assert_ne!(
+        side.summary(),
+        before.ours,
+        "the frame changed what it holds"
+    );
+    assert_eq!(after.ours, before.ours, "noted again without being heard");
+}
+
 /// What may wait: only when the driver allows it, for a frame that asks nothing,
 /// has more to come and carries no roster record.
 #[test]
