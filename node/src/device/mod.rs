@@ -354,13 +354,19 @@ impl Device {
         // The permit of a frame checked ahead is held until its payloads are
         // handed over (the end of this step).
         let (ahead, _permit) = ahead.map(Prechecked::take).unzip();
-        let opened = match (ahead, &input) {
+        // A frame not checked ahead: its bytes, and whether it is gossip.
+        let frame = match &input {
+            Input::Gossip { source, bytes, .. } if roster.is_active(source) => Some((bytes, true)),
+            Input::Request { bytes, .. } | Input::Response { bytes, .. } => Some((bytes, false)),
+            _ => None,
+        };
+        let opened = match (ahead, frame) {
             (Some(opened), _) => opened,
-            (None, Input::Gossip { source, bytes, .. }) if roster.is_active(source) => {
+            (None, Some((bytes, gossip))) => {
                 verify::in_parallel(
                     verify::Threads::AsTheDevice,
                     bytes,
-                    true,
+                    gossip,
                     roster,
                     &self.verified,
                     keyring,
@@ -368,19 +374,7 @@ impl Device {
                 )
                 .0
             }
-            (None, Input::Request { bytes, .. } | Input::Response { bytes, .. }) => {
-                verify::in_parallel(
-                    verify::Threads::AsTheDevice,
-                    bytes,
-                    false,
-                    roster,
-                    &self.verified,
-                    keyring,
-                    Some(replica),
-                )
-                .0
-            }
-            _ => Vec::new(),
+            (None, None) => Vec::new(),
         };
         self.engine.book_mut().offer(opened);
         let now = self.clock.now();
@@ -389,8 +383,9 @@ impl Device {
     }
 
     /// Applies the sync frame the engine answered before applying it, if one waits
-    /// (`sync::Engine::apply_deferred`), and stores what it wrote, in a transaction
-    /// of its own. The node calls this once the answer has left, so that the peer
+    /// (`sync::Engine::apply_deferred`), and stores what it wrote (in the caller's
+    /// transaction if one is open, else in one of its own). The node calls this
+    /// once the answer has left, so that the peer
     /// builds, and this device checks ahead, the next frame meanwhile. True when a
     /// frame was applied.
     pub fn apply_deferred(&mut self) -> Result<bool, store::Error> {

@@ -12,7 +12,7 @@ use crate::discovery::Seen;
 
 /// Most advertisements kept unrecognised (other accounts' devices on the LAN among
 /// them), the oldest dropped first.
-pub(super) const MAX_UNRECOGNISED: usize = 64;
+const MAX_UNRECOGNISED: usize = 64;
 /// How long an advertisement is kept unrecognised.
 pub(super) const UNRECOGNISED_FOR: Duration = Duration::from_secs(600);
 
@@ -30,9 +30,9 @@ pub(super) struct Recognition {
 #[derive(Debug, Clone)]
 pub(super) struct Sighting {
     /// When it was first seen.
-    pub(super) first: Instant,
+    first: Instant,
     /// When the advertisement these addresses are from was received.
-    pub(super) at: Instant,
+    at: Instant,
     /// The addresses it advertised.
     pub(super) addrs: Vec<Multiaddr>,
     /// The full name of the advertisement they are from.
@@ -84,7 +84,7 @@ impl Sightings {
     /// `peer` shown at `seen`'s addresses by an advertisement received `at`. One
     /// older than the advertisement its present addresses are from (kept
     /// unrecognised, from before the device's guise moved) changes nothing: `None`.
-    pub(super) fn sight(&mut self, peer: PeerId, seen: Seen, at: Instant) -> Option<Sighted> {
+    fn sight(&mut self, peer: PeerId, seen: Seen, at: Instant) -> Option<Sighted> {
         let before = self.seen.get(&peer);
         if before.is_some_and(|s| s.at > at) {
             return None;
