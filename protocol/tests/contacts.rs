@@ -795,3 +795,74 @@ fn writes_spread_over_threads_are_the_records_written_in_order() {
     assert_eq!(written.map(|_| ()), refused.1);
     assert_eq!(spread.books[0].replica().len(), held, "nothing written");
 }
+
+/// A group that comes into being, or goes, after the contacts that refer to it
+/// changes only what they show as unknown groups: the view kept up step by step is
+/// the one built from scratch at each step.
+#[test]
+fn a_group_arriving_or_going_after_its_contacts_updates_their_unknown_groups() {
+    let mut f = Fleet::new(2, 13);
+    f.exec(0, add("juliet@capulet.lit", None, &["Friends"]), T0);
+    f.exec(
+        0,
+        add("romeo@montague.lit", None, &["Friends", "Verona"]),
+        T0,
+    );
+    let space = |f: &Fleet, node: NodeKind| -> Vec<Record> {
+        f.books[0].replica().space(node).cloned().collect()
+    };
+    let deliver = |f: &mut Fleet, records: Vec<Record>| {
+        for r in records {
+            f.books[1].receive(r, &f.roster, T0).expect("trusted");
+        }
+    };
+    // How many groups each contact (Juliet, Romeo) names that no group defines.
+    let unknown = |f: &mut Fleet| -> Vec<usize> {
+        let book = &mut f.books[1];
+        let kept = book.view().clone();
+        let built = kith_protocol::contacts::View::build(
+            book.replica(),
+            book.keyring(),
+            &mut kith_protocol::seal::Opener::new(),
+        );
+        assert_eq!(
+            kept, built,
+            "the view kept up is the one built from scratch"
+        );
+        let mut by_jid: Vec<(String, usize)> = kept
+            .contacts()
+            .map(|c| {
+                (
+                    c.contact.identities[0].value.clone(),
+                    c.unknown_groups.len(),
+                )
+            })
+            .collect();
+        by_jid.sort();
+        by_jid.into_iter().map(|(_, u)| u).collect()
+    };
+    // The contacts first: every group they name is unknown.
+    let records = space(&f, NodeKind::Contacts);
+    deliver(&mut f, records);
+    assert_eq!(unknown(&mut f), [1, 2]);
+    // Then the groups: none is.
+    let records = space(&f, NodeKind::Groups);
+    deliver(&mut f, records);
+    assert_eq!(unknown(&mut f), [0, 0]);
+    // A group removed on the other device, heard of before the contacts' edits:
+    // the contacts that still name it show it as unknown, the others do not change.
+    f.exec(
+        0,
+        Command::RemoveGroup {
+            name: "Verona".into(),
+        },
+        WallTime(T0.0 + 1),
+    );
+    let records = space(&f, NodeKind::Groups);
+    deliver(&mut f, records);
+    assert_eq!(unknown(&mut f), [0, 1]);
+    // And with the contacts' edits, none again.
+    let records = space(&f, NodeKind::Contacts);
+    deliver(&mut f, records);
+    assert_eq!(unknown(&mut f), [0, 0]);
+}

@@ -459,8 +459,11 @@ impl View {
     }
 
     /// Chooses the definitions of dirty groups again, then merges dirty contacts
-    /// (and those whose groups appeared or went) again.
-    fn remerge(&mut self, mut dirty: Dirty, shared: Option<&Reads>) {
+    /// again; contacts that refer to a group that appeared or went have their
+    /// unknown groups brought up to date, without a merge.
+    fn remerge(&mut self, dirty: Dirty, shared: Option<&Reads>) {
+        // Merged contacts whose unknown groups may have changed, by survivor.
+        let mut regroup: BTreeSet<ItemId> = BTreeSet::new();
         for id in dirty.groups {
             let existed = self.groups.remove(&id).is_some();
             let mut defs: Vec<(Version, ItemId, &Group)> = self
@@ -490,10 +493,9 @@ impl View {
                 self.groups.insert(id.clone(), entry);
             }
             if existed != exists {
-                // Contacts referring to it gain or lose an unknown group.
-                dirty
-                    .contacts
-                    .extend(self.group_refs.get(&id).into_iter().flatten());
+                // Contacts referring to it gain or lose an unknown group: nothing
+                // else of their merge depends on which groups exist.
+                regroup.extend(self.group_refs.get(&id).into_iter().flatten());
             }
         }
         // Every item of the contacts the dirty items belonged to...
@@ -554,6 +556,37 @@ impl View {
             }
             self.insert_contact(&component, shared);
         }
+        // Those merged again above already count the groups as they now are.
+        for survivor in regroup {
+            self.regroup(survivor);
+        }
+    }
+
+    /// Brings the unknown groups of the merged contact whose survivor is `survivor`
+    /// (if it still is one) up to date with the groups the view defines: all that a
+    /// group appearing or going changes in a contact that refers to it.
+    fn regroup(&mut self, survivor: ItemId) {
+        let Some(merged) = self.contacts.get(&survivor) else {
+            return;
+        };
+        let unknown = self.unknown_groups(&merged.contact);
+        if unknown != merged.unknown_groups {
+            let merged = Arc::new(MergedContact {
+                unknown_groups: unknown,
+                ..MergedContact::clone(merged)
+            });
+            self.contacts.insert(survivor, merged);
+        }
+    }
+
+    /// The group references of `contact` that no group of the view defines.
+    fn unknown_groups(&self, contact: &Contact) -> Vec<String> {
+        contact
+            .groups
+            .iter()
+            .filter(|g| !self.groups.contains_key(&g.id))
+            .map(|g| g.id.clone())
+            .collect()
     }
 
     /// The survivor of the contact `item` is a member of.
@@ -659,13 +692,7 @@ impl View {
             _ => None,
         };
         let known = alone.and_then(|(shared, s)| shared.alone(&s));
-        let unknown_groups = |c: &Contact| -> Vec<String> {
-            c.groups
-                .iter()
-                .filter(|g| !self.groups.contains_key(&g.id))
-                .map(|g| g.id.clone())
-                .collect()
-        };
+        let unknown_groups = |c: &Contact| self.unknown_groups(c);
         let contact = match known {
             // The same item, so the same member and version: only the groups this
             // holder knows may differ.
