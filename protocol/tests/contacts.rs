@@ -605,6 +605,21 @@ fn names_are_cleaned_and_lookalike_groups_are_one() {
         view.contacts_in_group(&juliet.contact.groups[0].id).count(),
         3
     );
+    // Lookalikes named in one command, neither of them held yet: one group too
+    // (a property test of the export found two).
+    f.exec(0, add("tybalt@capulet.lit", None, &[" kin", "Kin"]), T0);
+    let view = f.books[0].view().clone();
+    assert_eq!(view.groups().len(), 2, "{:?}", view.groups());
+    let tybalt = view
+        .contact_by_jid(&jid("tybalt@capulet.lit"))
+        .expect("tybalt");
+    assert_eq!(
+        tybalt.contact.groups.len(),
+        1,
+        "{:?}",
+        tybalt.contact.groups
+    );
+    assert!(view.group_by_name("kin").is_some());
 }
 
 #[test]

@@ -128,7 +128,7 @@ enum Kind {
 pub(super) struct Plan<'v> {
     pub(super) view: &'v View,
     pub(super) writes: BTreeMap<(NodeKind, ItemId), Write>,
-    /// Groups created by this command, by name → id.
+    /// Groups created by this command, by the lookalike of their name ([`crate::item::lookalike`]) → id.
     pub(super) new_groups: BTreeMap<String, String>,
     /// The groups node's current secret, keying derived group ids.
     pub(super) group_key: Option<String>,
@@ -214,7 +214,10 @@ impl<'v> Plan<'v> {
         if let Some(g) = self.view.group_by_name(name) {
             return g.group.id.clone();
         }
-        if let Some(id) = self.new_groups.get(name) {
+        // A lookalike of a group this command creates is that group, as it is of
+        // one the view holds.
+        let alike = crate::item::lookalike(name);
+        if let Some(id) = self.new_groups.get(&alike) {
             return id.clone();
         }
         let derived = self.group_key.as_ref().map(|key| {
@@ -244,7 +247,7 @@ impl<'v> Plan<'v> {
             ItemId::random(rng),
             Write::Payload(Payload::Group(group)),
         );
-        self.new_groups.insert(name.to_owned(), id.clone());
+        self.new_groups.insert(alike, id.clone());
         id
     }
 
