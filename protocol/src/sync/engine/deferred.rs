@@ -23,7 +23,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// answer has left: the driver allows it, the message is empty (so the answer
     /// does not depend on the records), more frames follow (otherwise there is
     /// nothing to overlap), and no record is of the roster (one could revoke the
-    /// peer the answer goes to, or change who may author what).
+    /// peer the answer goes to, or change who may author what) or a secret (the
+    /// frames that follow would be checked ahead with the keyring as it was, and
+    /// what the secret opens left for the device to open itself).
     pub(super) fn may_defer(&self, msg: &recon::Message, more: bool, records: &[Record]) -> bool {
         // Empty, not merely asking nothing: a reply to ranges past its budget ends
         // with a fingerprint of this device's set (`recon::Set::respond`).
@@ -32,7 +34,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             && !records.is_empty()
             && msg.ranges.is_empty()
             && msg.need.is_empty()
-            && records.iter().all(|r| r.space != Space::Roster)
+            && records
+                .iter()
+                .all(|r| !matches!(r.space, Space::Roster | Space::Keys))
     }
 
     /// Applies the records of a frame from `peer` (reconciliation message `msg`,

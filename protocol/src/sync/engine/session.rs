@@ -81,6 +81,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             if size + len > budget && !out.is_empty() {
                 break;
             }
+            // The roster and the secrets go in a frame of their own, applied before
+            // the next is checked: what they open is then opened as it arrives.
+            if out.last().is_some_and(opens_others) && !opens_others(&r) {
+                break;
+            }
             size += len;
             peer.sent.note(key, prefix(&r), now.mono_ms);
             out.push(r);
@@ -333,6 +338,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     }
 }
 
+/// Whether `r` says who may author, or what opens, other records: a roster entry or
+/// a secret ([`Engine::take_owed`] ends a frame after them).
+fn opens_others(r: &Record) -> bool {
+    matches!(r.space, Space::Roster | Space::Keys)
+}
+
 /// The part of a record's signature the reconciliation set keys it by.
 fn prefix(r: &Record) -> u128 {
     let mut h = [0u8; 16];
@@ -344,6 +355,8 @@ fn prefix(r: &Record) -> u128 {
 /// who may author the rest), then the secrets (a new device can then open each
 /// contact as it arrives, instead of setting every one aside until its key comes
 /// and opening them all again at the end), then the two XEP-0510 nodes, then acks.
+/// The roster and the secrets end their frame: the receiver applies it before it
+/// answers, so it checks the frames that follow with them.
 pub(super) const SEND_ORDER: [Space; 5] = [
     Space::Roster,
     Space::Keys,

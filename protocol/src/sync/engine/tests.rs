@@ -539,6 +539,15 @@ fn the_roster_and_secrets_go_first_and_each_record_once() {
         .collect();
     let first = frames.first().expect("records were sent");
     assert!(first.contains(&Space::Keys), "{first:?}");
+    // The roster and the secrets in frames of their own: the receiver applies them
+    // before it checks the next frame.
+    let opens_others = |s: &Space| matches!(s, Space::Roster | Space::Keys);
+    for spaces in &frames {
+        assert!(
+            spaces.iter().all(opens_others) || !spaces.iter().any(opens_others),
+            "the roster and the secrets alone: {spaces:?}"
+        );
+    }
     let rank = |s: &Space| session::SEND_ORDER.iter().position(|o| o == s);
     for spaces in &frames {
         assert!(
@@ -830,9 +839,9 @@ fn a_waiting_frame_without_a_summary_leaves_where_its_peer_stands() {
 }
 
 /// What may wait: only when the driver allows it, for a frame that asks nothing,
-/// has more to come and carries no roster record.
+/// has more to come and carries no roster record and no secret.
 #[test]
-fn only_frames_that_ask_nothing_and_change_no_roster_wait() {
+fn only_frames_that_ask_nothing_and_change_no_roster_or_secret_wait() {
     let mut h = Harness::with_config(Config {
         defer_frames: true,
         ..Config::default()
@@ -846,10 +855,13 @@ fn only_frames_that_ask_nothing_and_change_no_roster_wait() {
         },
     )
     .expect("added");
+    // New secrets, sealed to each device: records of their own.
+    h.execute(0, Command::RotateSecrets).expect("rotated");
     let engine = &h.sides[0].engine;
     let contacts: Vec<Record> = engine.replica().space(Space::Contacts).cloned().collect();
     let roster: Vec<Record> = engine.replica().space(Space::Roster).cloned().collect();
-    assert!(!contacts.is_empty() && !roster.is_empty());
+    let secrets: Vec<Record> = engine.replica().space(Space::Keys).cloned().collect();
+    assert!(!contacts.is_empty() && !roster.is_empty() && !secrets.is_empty());
     let quiet = recon::Message::default();
     let asking = recon::Message {
         ranges: Vec::new(),
@@ -865,6 +877,12 @@ fn only_frames_that_ask_nothing_and_change_no_roster_wait() {
         "the answer depends"
     );
     assert!(!engine.may_defer(&quiet, true, &roster), "the roster");
+    assert!(!engine.may_defer(&quiet, true, &secrets), "a secret");
+    let mixed: Vec<Record> = contacts.iter().chain(&secrets).cloned().collect();
+    assert!(
+        !engine.may_defer(&quiet, true, &mixed),
+        "a secret among contacts"
+    );
     assert!(!engine.may_defer(&quiet, true, &[]), "no records");
     let off = Harness::new();
     assert!(!off.sides[0].engine.may_defer(&quiet, true, &contacts));
