@@ -216,7 +216,7 @@ impl<'v> Plan<'v> {
         }
         // A lookalike of a group this command creates is that group, as it is of
         // one the view holds.
-        let alike = crate::item::lookalike(name);
+        let alike = item::lookalike(name);
         if let Some(id) = self.new_groups.get(&alike) {
             return id.clone();
         }
