@@ -128,7 +128,8 @@ enum Kind {
 pub(super) struct Plan<'v> {
     pub(super) view: &'v View,
     pub(super) writes: BTreeMap<(NodeKind, ItemId), Write>,
-    /// Groups created by this command, by the lookalike of their name ([`crate::item::lookalike`]) → id.
+    /// Groups created by this command, by the lookalike of their name
+    /// ([`item::lookalike`]) → id.
     pub(super) new_groups: BTreeMap<String, String>,
     /// The groups node's current secret, keying derived group ids.
     pub(super) group_key: Option<String>,
