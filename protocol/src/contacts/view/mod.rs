@@ -637,6 +637,8 @@ impl View {
 
     /// Merges contact items that share identities (transitively) into one contact.
     fn insert_contact(&mut self, component: &[ItemId], shared: Option<&Reads>) {
+        #[cfg(test)]
+        tests::MERGES.with(|m| m.set(m.get() + 1));
         for item in component {
             self.obsolete.remove(item);
         }

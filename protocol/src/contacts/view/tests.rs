@@ -1,13 +1,20 @@
 //! What the view holds: a contact of one item is held once, shared by the item's
 //! read and the merged contact; a merge that changes something holds its own.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
-use super::{Held, Members, View};
+use super::{Dirty, Held, Members, Origin, Read, View};
 use crate::clock::Hlc;
 use crate::contacts::merge;
-use crate::item::{Contact, Identity, NodeKind, Payload};
+use crate::item::{Contact, Group, GroupRef, Identity, NodeKind, Payload};
 use crate::record::{DeviceId, ItemId, Version};
+
+thread_local! {
+    /// Contacts merged on this thread (`View::insert_contact`), for the tests to
+    /// count.
+    pub(super) static MERGES: Cell<usize> = const { Cell::new(0) };
+}
 
 fn at(wall_ms: u64, device: u8) -> Version {
     Version {
@@ -126,4 +133,52 @@ fn a_contact_of_one_item_lists_it_without_a_list() {
         [(ItemId([8; 16]), w), (ItemId([9; 16]), v)]
     );
     assert_eq!(merged.member_count(), 2);
+}
+
+/// A group coming into being after the contacts that name it changes only their
+/// unknown groups: none of them is merged again (each was, twice over a large sync,
+/// when the groups came after their members).
+#[test]
+fn a_group_arriving_after_its_contacts_merges_none_of_them_again() {
+    let v = at(1_764_490_000_000, 1);
+    let read = |payload: Payload| Read {
+        origin: Origin::detached(v, [0; 64]),
+        payload: Ok(payload.into()),
+    };
+    let mut view = View::default();
+    let mut dirty = Dirty::default();
+    for i in 0..3u8 {
+        let mut c = contact("C", &format!("c{i}@x.lit"));
+        c.groups.push(GroupRef {
+            id: "g-1".into(),
+            extra: Default::default(),
+        });
+        let item = ItemId([i; 16]);
+        view.set_item(
+            NodeKind::Contacts,
+            item,
+            Some(read(Payload::Contact(c))),
+            &mut dirty,
+        );
+    }
+    MERGES.with(|m| m.set(0));
+    view.remerge(dirty, None);
+    assert_eq!(MERGES.with(Cell::get), 3);
+    assert!(view.contacts().all(|c| c.unknown_groups == ["g-1"]));
+    let group = Group {
+        id: "g-1".into(),
+        name: "G".into(),
+        ..Group::default()
+    };
+    let mut dirty = Dirty::default();
+    view.set_item(
+        NodeKind::Groups,
+        ItemId([9; 16]),
+        Some(read(Payload::Group(group))),
+        &mut dirty,
+    );
+    view.remerge(dirty, None);
+    assert_eq!(MERGES.with(Cell::get), 3, "no contact merged again");
+    assert!(view.contacts().all(|c| c.unknown_groups.is_empty()));
+    assert_eq!(view.contacts().count(), 3);
 }
