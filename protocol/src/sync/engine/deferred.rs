@@ -15,8 +15,8 @@
 
 use std::fmt::Debug;
 
-use super::{Engine, Now, recon};
-use crate::record::{Record, Space};
+use super::{Engine, Now, recon, session};
+use crate::record::Record;
 
 impl<P: Ord + Clone + Debug> Engine<P> {
     /// Whether a frame with `msg` and `records`, `more` to come, may wait until its
@@ -34,9 +34,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             && !records.is_empty()
             && msg.ranges.is_empty()
             && msg.need.is_empty()
-            && records
-                .iter()
-                .all(|r| !matches!(r.space, Space::Roster | Space::Keys))
+            && !records.iter().any(session::opens_others)
     }
 
     /// Applies the records of a frame from `peer` (reconciliation message `msg`,

@@ -339,8 +339,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
 }
 
 /// Whether `r` says who may author, or what opens, other records: a roster entry or
-/// a secret ([`Engine::take_owed`] ends a frame after them).
-fn opens_others(r: &Record) -> bool {
+/// a secret ([`Engine::take_owed`] ends a frame after them, and
+/// [`Engine::may_defer`] applies a frame holding one before answering it).
+pub(super) fn opens_others(r: &Record) -> bool {
     matches!(r.space, Space::Roster | Space::Keys)
 }
 
