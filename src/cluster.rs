@@ -176,6 +176,42 @@ impl Node {
         )
     }
 
+    /// Waits until the node holds at least `n` contacts, reading the count from each
+    /// wait's answer: no `status` (which counts every stored row, and at 100,000
+    /// contacts slowed the very sync being timed) and no polling interval. `seen`
+    /// as for [`Node::wait_from`]: after a count it waits for a change first; from 0
+    /// it checks first.
+    pub(crate) fn wait_contacts(
+        &self,
+        mut seen: u64,
+        what: &str,
+        limit: Duration,
+        n: usize,
+    ) -> Result<Duration> {
+        let start = Instant::now();
+        // A wait past every count, of no time, answers at once with the counts.
+        let (mut after, mut timeout_ms) = if seen > 0 {
+            (seen, 1_000)
+        } else {
+            (u64::MAX, 0)
+        };
+        loop {
+            let c: Changes = self.call(Request::Wait { after, timeout_ms })?;
+            if c.contacts >= n as u64 {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "timed out after {limit:?} waiting for {what}: {} of {n} contacts ({})",
+                    c.contacts,
+                    self.dir.display()
+                );
+            }
+            seen = seen.max(c.changes);
+            (after, timeout_ms) = (seen, 1_000);
+        }
+    }
+
     /// JIDs of the merged contact list, sorted.
     pub(crate) fn jids(&self) -> Result<Vec<String>> {
         let ContactList(contacts) = self.call(Request::Contacts)?;

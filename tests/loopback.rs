@@ -248,6 +248,19 @@ fn a_wait_answers_as_soon_as_the_device_stores_something() {
         );
         seen = count;
     }
+    // Each answer carries the contacts held then, as `status` counts them: none
+    // before the edit, the one added after it.
+    assert_eq!(quiet["contacts"].as_u64(), Some(0), "{quiet}");
+    let now = control(
+        &b.dir,
+        &Request::Wait {
+            after: u64::MAX,
+            timeout_ms: 0,
+        },
+    )
+    .expect("a wait");
+    assert_eq!(now["contacts"].as_u64(), Some(1), "{now}");
+    assert_eq!(now["contacts"], b.status()["contacts"], "{now}");
     // Waits are bounded: past MAX_WAITERS the node says it is busy (a wait of no
     // time is answered at once while there is room).
     let now = seen;

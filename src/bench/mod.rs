@@ -393,7 +393,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         let t_import = import(&a, *n, &format!("s{k}"))?;
         total += n;
         for (node, seen) in [&b, &c].into_iter().zip(seen) {
-            node.wait_from(seen, "the import", LIMIT, |x| Ok(x.count()? >= total))?;
+            node.wait_contacts(seen, "the import", LIMIT, total)?;
         }
         let all = start.elapsed();
         let cpu = mark.until(&cpu::Mark::now(&abc), all, floors.cores);
@@ -423,9 +423,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let paired = start.elapsed();
     let d = Node::start(&dir("d"), false)?;
     let started = start.elapsed();
-    d.wait_from(0, "the new device's contacts", LIMIT, |x| {
-        Ok(x.count()? >= total)
-    })?;
+    d.wait_contacts(0, "the new device's contacts", LIMIT, total)?;
     let t = start.elapsed();
     let cpu = mark.until(
         &cpu::Mark::now(&[("a", &a), ("b", &b), ("c", &c), ("d", &d)]),
@@ -585,7 +583,7 @@ fn scale(dir: &Path, n: usize, edits: usize) -> Result<Scale> {
     let mut m = Node::start(dir, false)?;
     let idle = m.rss_kib().unwrap_or(0);
     let t = import(&m, n, "m")?;
-    m.wait_from(0, "the import", LIMIT, |x| Ok(x.count()? >= n))?;
+    m.wait_contacts(0, "the import", LIMIT, n)?;
     let (after, peak) = (m.rss_kib().unwrap_or(0), m.peak_kib().unwrap_or(0));
     // Edits one after another through the control socket, as the CLI sends them.
     let mut times = Vec::with_capacity(edits);
@@ -625,7 +623,7 @@ fn scale(dir: &Path, n: usize, edits: usize) -> Result<Scale> {
         offline.push((args[..2.min(args.len())].join(" "), ms(start.elapsed())));
     }
     let m = Node::start(dir, false)?;
-    m.wait_from(0, "the contacts", LIMIT, |x| Ok(x.count()? >= n))?;
+    m.wait_contacts(0, "the contacts", LIMIT, n)?;
     let pct = |p| {
         if times.is_empty() {
             0.0

@@ -303,11 +303,16 @@ pub struct Rotated {
     pub rotated: bool,
 }
 
-/// How many times the device stored something since its node started.
+/// How many times the device stored something since its node started, and how many
+/// contacts it then held: a waiting script learns both without a `status`, which
+/// counts every stored row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
     /// The count.
     pub changes: u64,
+    /// The merged contacts at that moment (as `status` counts them in `contacts`).
+    #[serde(default)]
+    pub contacts: u64,
 }
 
 /// An XMPP client approved.

@@ -580,11 +580,12 @@ impl Node {
             return;
         }
         let (changes, now) = (self.device.changes, Instant::now());
+        let contacts = self.device.engine.view().contact_count() as u64;
         self.waiters.retain(|(after, deadline, reply)| {
             if changes <= *after && now < *deadline {
                 return true;
             }
-            let answer = Reply::Ok(api::answer::Changes { changes }.into());
+            let answer = Reply::Ok(api::answer::Changes { changes, contacts }.into());
             // A wait's channel carries nothing else: it has room.
             if let Err(mpsc::error::TrySendError::Full(answer)) = reply.try_send(answer) {
                 let reply = reply.clone();

@@ -177,6 +177,7 @@ impl Device {
             // Nothing changes a device no node runs but the commands given to it.
             Request::Wait { .. } => Ok(Changes {
                 changes: self.changes,
+                contacts: self.engine.view().contact_count() as u64,
             }
             .into()),
             Request::Contacts => {
