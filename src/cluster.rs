@@ -139,54 +139,42 @@ impl Node {
 
     /// How many times the node stored something since it started.
     pub(crate) fn changes(&self) -> Result<u64> {
-        // A wait that is due at once answers with the count, and costs the node
+        Ok(self.counts()?.changes)
+    }
+
+    /// How many times the node stored something since it started, and the contacts
+    /// it holds.
+    pub(crate) fn counts(&self) -> Result<Changes> {
+        // A wait that is due at once answers with the counts, and costs the node
         // nothing (a status counts the store's rows).
-        let c: Changes = self.call(Request::Wait {
+        self.call(Request::Wait {
             after: u64::MAX,
             timeout_ms: 0,
-        })?;
-        Ok(c.changes)
+        })
     }
 
-    /// Waits until `ready` holds, checking it each time the node stored something
-    /// after `seen` (a count from [`Node::changes`]): no polling interval. After a
-    /// count (`seen` > 0) it waits first, as what it waits for comes after that count
-    /// (a wait for a count already passed answers at once); from 0 it checks first.
-    pub(crate) fn wait_from(
-        &self,
-        mut seen: u64,
-        what: &str,
-        limit: Duration,
-        ready: impl FnMut(&Self) -> Result<bool>,
-    ) -> Result<Duration> {
-        let wait_first = seen > 0;
-        self.until(
-            what,
-            limit,
-            ready,
-            |n| {
-                let c: Changes = n.call(Request::Wait {
-                    after: seen,
-                    timeout_ms: 1_000,
-                })?;
-                seen = c.changes;
-                Ok(())
-            },
-            wait_first,
-        )
-    }
-
-    /// Waits until the node holds at least `n` contacts, reading the count from each
-    /// wait's answer: no `status` (which counts every stored row, and at 100,000
-    /// contacts slowed the very sync being timed) and no polling interval. `seen`
-    /// as for [`Node::wait_from`]: after a count it waits for a change first; from 0
-    /// it checks first.
+    /// Waits until the node holds at least `n` contacts ([`Node::wait_counts`]).
     pub(crate) fn wait_contacts(
         &self,
-        mut seen: u64,
+        seen: u64,
         what: &str,
         limit: Duration,
         n: usize,
+    ) -> Result<Duration> {
+        self.wait_counts(seen, what, limit, |c| c.contacts >= n as u64)
+    }
+
+    /// Waits until `ready` holds of the counts a wait answers with, reading them
+    /// from each wait's answer: no further call (a `status` counts every stored
+    /// row, and at 100,000 contacts slowed the very sync being timed) and no
+    /// polling interval. After a count (`seen` > 0, from [`Node::changes`]) it waits
+    /// first, as what it waits for comes after that count; from 0 it checks first.
+    pub(crate) fn wait_counts(
+        &self,
+        mut seen: u64,
+        what: &str,
+        limit: Duration,
+        mut ready: impl FnMut(&Changes) -> bool,
     ) -> Result<Duration> {
         let start = Instant::now();
         // A wait past every count, of no time, answers at once with the counts.
@@ -197,12 +185,12 @@ impl Node {
         };
         loop {
             let c: Changes = self.call(Request::Wait { after, timeout_ms })?;
-            if c.contacts >= n as u64 {
+            if ready(&c) {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > limit {
                 bail!(
-                    "timed out after {limit:?} waiting for {what}: {} of {n} contacts ({})",
+                    "timed out after {limit:?} waiting for {what}: {} contacts ({})",
                     c.contacts,
                     self.dir.display()
                 );

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use kith_node::api::answer::{Changes, Contact, ContactChanged, Imported};
+use kith_node::api::answer::{Changes, ContactChanged, Imported};
 use kith_node::api::status::Status;
 use kith_node::api::{ImportFormat, Request};
 use serde::Serialize;
@@ -214,21 +214,19 @@ fn import(node: &Node, n: usize, tag: &str) -> Result<Duration> {
 /// One contact added on A until visible on B: (A's answer, the later of it and
 /// B's), each from the start of the command.
 fn one_edit(a: &Node, b: &Node, jid: &str) -> Result<(Duration, Duration)> {
-    let seen = b.changes()?;
+    let before = b.counts()?;
     // B is watched from a second thread while A is asked, the way a second device
-    // sees an edit: B's answer does not wait for A's to reach the bench. `refused`
-    // is set when A refused the edit: the watcher then stops within one wait (1 s)
-    // instead of waiting for an edit that will not come.
+    // sees an edit: B's answer does not wait for A's to reach the bench. The edit
+    // adds a contact no device holds, so it is visible on B when B holds one more
+    // (the wait's answer says so: no call to look the contact up after it).
+    // `refused` is set when A refused the edit: the watcher then stops within one
+    // wait (1 s) instead of waiting for an edit that will not come.
     let refused = AtomicBool::new(false);
     let start = Instant::now();
     std::thread::scope(|s| -> Result<_> {
         let watcher = s.spawn(|| -> Result<Duration> {
-            b.wait_from(seen, "an edit", LIMIT, |n| {
-                Ok(refused.load(Ordering::Relaxed)
-                    || n.call::<Contact>(Request::Contact {
-                        jid: jid.to_owned(),
-                    })
-                    .is_ok())
+            b.wait_counts(before.changes, "an edit", LIMIT, |c| {
+                refused.load(Ordering::Relaxed) || c.contacts > before.contacts
             })?;
             Ok(start.elapsed())
         });
