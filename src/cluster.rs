@@ -95,34 +95,9 @@ impl Node {
         &self,
         what: &str,
         limit: Duration,
-        ready: impl FnMut(&Self) -> Result<bool>,
-    ) -> Result<Duration> {
-        self.until(
-            what,
-            limit,
-            ready,
-            |_| {
-                std::thread::sleep(Duration::from_millis(5));
-                Ok(())
-            },
-            false,
-        )
-    }
-
-    /// Checks `ready` until it holds or `limit` passes, doing `between` between
-    /// two checks (and once before the first, with `between_first`).
-    fn until(
-        &self,
-        what: &str,
-        limit: Duration,
         mut ready: impl FnMut(&Self) -> Result<bool>,
-        mut between: impl FnMut(&Self) -> Result<()>,
-        between_first: bool,
     ) -> Result<Duration> {
         let start = Instant::now();
-        if between_first {
-            between(self)?;
-        }
         loop {
             if ready(self).unwrap_or(false) {
                 return Ok(start.elapsed());
@@ -133,7 +108,7 @@ impl Node {
                     self.dir.display()
                 );
             }
-            between(self)?;
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

@@ -174,5 +174,35 @@ fn commands_on_a_stopped_node_load_only_what_they_touch_and_agree_with_a_full_lo
         let mut d = Device::open(a.path()).unwrap();
         assert_eq!(d.index_repairs(), 0, "seed {seed}: the index was right");
         assert!(d.index_matches_records().unwrap(), "seed {seed}");
+        drop(d);
+        // A wait on the stopped node loads no contact, and still says how many
+        // contacts the device holds, as a full load's status counts them.
+        let wait = Request::Wait {
+            after: 0,
+            timeout_ms: 0,
+        };
+        let mut lean = Device::open_for(a.path(), &wait, kith_node::store::KeyFiles::clear())
+            .unwrap()
+            .expect("a wait loads only what it touches");
+        let waited = inner(
+            &lean
+                .handle(wait, &NetInfo::default(), &mut |_, _| {})
+                .unwrap(),
+        );
+        drop(lean);
+        let mut full = Device::open(a.path()).unwrap();
+        let status = inner(
+            &full
+                .handle(Request::Status, &NetInfo::default(), &mut |_, _| {})
+                .unwrap(),
+        );
+        assert!(
+            status["contacts"].as_u64() > Some(0),
+            "seed {seed}: {status}"
+        );
+        assert_eq!(
+            waited["contacts"], status["contacts"],
+            "seed {seed}: {waited}"
+        );
     }
 }
