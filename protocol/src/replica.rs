@@ -558,6 +558,24 @@ impl Replica {
         changed
     }
 
+    /// Checks in one batch the signatures of those of `records` that `authors` let
+    /// their authors write (`Verified::verify_all`), so that applying them one by
+    /// one ([`Replica::apply`]) finds them checked. Gives the same answers as
+    /// applying them alone; only faster for several records by one author. When the
+    /// first of them is already known checked, they were checked ahead together (as
+    /// the node does for a frame, on its other threads) and nothing is done: their
+    /// digests are not computed twice on this thread.
+    pub fn verify_ahead(&self, records: &[Record], authors: &dyn Authors) {
+        let mine: Vec<Record> = records
+            .iter()
+            .filter(|r| authors.may_author_in(r.space, &r.author(), &r.version))
+            .cloned()
+            .collect();
+        if mine.len() > 1 && !mine.first().is_some_and(|r| self.verified.knows(r)) {
+            self.verified.verify_all(&mine);
+        }
+    }
+
     /// Checks signatures against `verified`, shared with other replicas (the
     /// simulator's devices share one: the same bytes verify the same way).
     pub fn share_verified(&mut self, verified: Verified) {

@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use ciborium::value::Value;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use rand_core::CryptoRng;
 
 use crate::clock::Hlc;
@@ -455,14 +455,7 @@ impl Record {
     }
 
     fn verify_message(&self, msg: &[u8]) -> Result<(), Error> {
-        let key =
-            VerifyingKey::from_bytes(&self.version.device.0).map_err(|_| Error::BadSignature)?;
-        self.verify_with(&key, msg)
-    }
-
-    fn verify_with(&self, key: &VerifyingKey, msg: &[u8]) -> Result<(), Error> {
-        key.verify_strict(msg, &Signature::from_bytes(&self.signature))
-            .map_err(|_| Error::BadSignature)
+        signature::Key::new(&self.version.device.0)?.verify(msg, &self.signature)
     }
 
     /// Encodes the record as CBOR, in the shortest form (what [`Record::decode`]
@@ -596,6 +589,7 @@ impl Record {
 }
 
 mod fast;
+mod signature;
 mod verified;
 
 pub use verified::Verified;

@@ -147,6 +147,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// accepted.
     pub(super) fn apply(&mut self, now: Now, peer: &P, mut records: Vec<Record>) {
         records.sort_by_key(|r| r.space != Space::Roster);
+        self.book.replica().verify_ahead(&records, &self.roster);
         let mut changed = Vec::new();
         let mut answers: Vec<Record> = Vec::new();
         let mut audit = false;
