@@ -3,7 +3,8 @@
 //! A signature `(R, s)` by the key `A` over a message verifies when:
 //!
 //! * `A` and `R` are canonical encodings of points not of small order (RFC 8032's
-//!   encoding, and what `verify_strict` refused as weak);
+//!   encoding; `verify_strict` refused the same small-order points, and a key no
+//!   one can sign for, a non-canonical `A`, is now refused as well);
 //! * `s` is less than the group's order ℓ;
 //! * the *cofactored* equation `[8][s]B = [8]R + [8][k]A` holds, with `k` the
 //!   SHA-512 of `R ‖ A ‖ message` (ZIP-215's equation, as `ed25519-zebra` checks it).
@@ -17,7 +18,10 @@
 //! same record alone (gossip) and in a batch (a frame) could disagree about it, and
 //! the merge is only deterministic if all of them accept the same records. Only the
 //! holder of a key can make a signature the two equations judge differently (its `k`
-//! covers `R`), so the cofactored rule admits no forgery the other refuses.
+//! covers `R`), so the cofactored rule admits no forgery the other refuses. A device
+//! of a build before this rule refuses such signatures: in a mesh of mixed builds a
+//! paired device that made them on purpose could leave the old builds without
+//! records the new ones hold, until all are updated (`docs/wire-format.md` §4).
 //!
 //! A batch of signatures by one author costs about a quarter of checking them one
 //! by one (`docs/performance.md`, twenty-ninth session): the author's key terms
@@ -26,6 +30,7 @@
 use std::sync::OnceLock;
 
 use curve25519_dalek::constants::EIGHT_TORSION;
+use curve25519_dalek::scalar::Scalar;
 use ed25519_zebra::{Signature, VerificationKey, VerificationKeyBytes, batch};
 use rand_chacha_03::ChaCha20Rng;
 use rand_chacha_03::rand_core::SeedableRng;
@@ -63,31 +68,59 @@ impl Key {
 pub(crate) type Queued<'a> = (&'a Key, &'a [u8], &'a [u8; 64]);
 
 /// Checks every signature of `queued`, answering for each whether it verifies (the
-/// same answers [`Key::verify`] gives one by one). They are checked in one batch;
-/// only if the batch fails is each checked alone. The batch's weights come from a
-/// generator seeded with `seed`, which must be a digest of every key, message and
-/// signature queued (so that whoever chose them could not choose the weights).
+/// same answers [`Key::verify`] gives one by one). Those whose encodings already
+/// refuse them (an unacceptable `R`, an `s` not below ℓ) are refused without
+/// more; the others are checked in one batch ([`batch_holds`]), and only if the
+/// batch fails is each of them checked alone: a batch holding a bad signature
+/// costs its own check and then each alone, about 1.25× checking them alone from
+/// the start. The batch's weights come from a generator seeded with `seed`, which
+/// must be a digest of every key, message and signature queued, so that whoever
+/// chose them could not choose the weights apart from them.
 pub(crate) fn verify_all(queued: &[Queued<'_>], seed: [u8; 32]) -> Vec<bool> {
-    let mut batch = batch::Verifier::new();
-    let mut all = true;
-    for (key, msg, signature) in queued {
-        if acceptable_r(signature) {
-            batch.queue((
-                VerificationKeyBytes::from(key.0),
-                Signature::from_bytes(signature),
-                *msg,
-            ));
-        } else {
-            all = false;
+    let mut answers = vec![false; queued.len()];
+    let (batch, held): (Vec<usize>, Vec<Queued<'_>>) = queued
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, signature))| acceptable_r(signature) && canonical_s(signature))
+        .map(|(i, q)| (i, *q))
+        .unzip();
+    if batch_holds(&held, seed) {
+        for i in batch {
+            answers[i] = true;
+        }
+    } else {
+        for (i, (key, msg, signature)) in batch.into_iter().zip(held) {
+            answers[i] = key.verify(msg, signature).is_ok();
         }
     }
-    if all && batch.verify(ChaCha20Rng::from_seed(seed)).is_ok() {
-        return vec![true; queued.len()];
+    answers
+}
+
+/// Whether every signature of `queued` holds, checked together: the cofactored
+/// equation summed over them, each weighted by a 128-bit scalar drawn from a
+/// ChaCha20 generator seeded with `seed`. True when each holds alone; false, except
+/// with probability at most 2⁻¹²⁸, when one does not. The weights follow from the
+/// inputs, so someone choosing signatures could try again and again offline: q tries
+/// succeed with probability at most q · 2⁻¹²⁸. (Which weight goes to which signature
+/// also depends on the order of ed25519-zebra's map of keys, not only on `seed`;
+/// the answer does not.) An empty batch holds.
+fn batch_holds(queued: &[Queued<'_>], seed: [u8; 32]) -> bool {
+    let mut batch = batch::Verifier::new();
+    for (key, msg, signature) in queued {
+        batch.queue((
+            VerificationKeyBytes::from(key.0),
+            Signature::from_bytes(signature),
+            *msg,
+        ));
     }
-    queued
-        .iter()
-        .map(|(key, msg, signature)| key.verify(msg, signature).is_ok())
-        .collect()
+    batch.verify(ChaCha20Rng::from_seed(seed)).is_ok()
+}
+
+/// Whether the signature's `s` is below the group's order ℓ.
+fn canonical_s(signature: &[u8; 64]) -> bool {
+    let mut s = [0u8; 32];
+    s.copy_from_slice(&signature[32..]);
+    bool::from(Scalar::from_canonical_bytes(s).is_some())
 }
 
 /// Whether the signature's `R` is acceptable ([`acceptable`]).

@@ -166,3 +166,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn verify_all_answers_each_record_as_verify_does_and_remembers_the_good() {
+    let signed = |n: u8| {
+        Record::sign(
+            NodeKind::Contacts,
+            ItemId([n; 16]),
+            Hlc {
+                wall_ms: u64::from(n),
+                counter: 0,
+            },
+            sealed(),
+            &key(1),
+        )
+    };
+    let verified = Verified::new();
+    let known = signed(1);
+    verified.verify(&known).expect("signed by its author");
+    let fresh = signed(2);
+    let mut parts = (*signed(3)).clone();
+    parts.signature[40] ^= 1;
+    let bad: Record = parts.into();
+    let mut parts = (*signed(4)).clone();
+    // The identity point: a key of small order.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    parts.version.device = DeviceId(identity);
+    let weak: Record = parts.into();
+    let all = [known.clone(), fresh.clone(), bad.clone(), weak.clone()];
+    assert!(!verified.knows(&fresh));
+    assert_eq!(
+        verified.verify_all(&all),
+        vec![
+            Ok(()),
+            Ok(()),
+            Err(Error::BadSignature),
+            Err(Error::BadSignature)
+        ]
+    );
+    for r in &all {
+        assert_eq!(verified.knows(r), r.verify().is_ok(), "{r:?}");
+    }
+    assert!(verified.knows(&fresh));
+}

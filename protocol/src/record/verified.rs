@@ -143,19 +143,21 @@ impl Verified {
     /// them), and each answer is the one checking it alone gives.
     pub fn verify_all(&self, records: &[Record]) -> Vec<Result<(), Error>> {
         let mut answers: Vec<Result<(), Error>> = vec![Ok(()); records.len()];
-        let mut pending = Vec::new();
-        {
+        // Digests outside the lock: the node's checking threads share the set.
+        let digests: Vec<(Vec<u8>, [u8; 32])> = records.iter().map(digest).collect();
+        let known: Vec<bool> = match self.set.lock() {
+            Ok(set) => digests.iter().map(|(_, d)| set.contains(d)).collect(),
             // A poisoned lock only loses the shortcut: verify as if nothing was known.
-            let set = self.set.lock().ok();
-            for (i, record) in records.iter().enumerate() {
-                let (msg, digest) = digest(record);
-                if set.as_ref().is_some_and(|set| set.contains(&digest)) {
-                    continue;
-                }
-                match self.key(&record.version.device) {
-                    Ok(key) => pending.push((i, key, msg, digest)),
-                    Err(e) => answers[i] = Err(e),
-                }
+            Err(_) => vec![false; records.len()],
+        };
+        let mut pending = Vec::new();
+        for ((i, (msg, digest)), known) in digests.into_iter().enumerate().zip(known) {
+            if known {
+                continue;
+            }
+            match self.key(&records[i].version.device) {
+                Ok(key) => pending.push((i, key, msg, digest)),
+                Err(e) => answers[i] = Err(e),
             }
         }
         if pending.is_empty() {

@@ -1,5 +1,5 @@
 use curve25519_dalek::constants::EIGHT_TORSION;
-use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::Signature as DalekSignature;
 use proptest::prelude::*;
@@ -111,10 +111,81 @@ fn a_key_of_small_order_or_badly_encoded_is_refused() {
     for p in EIGHT_TORSION {
         assert!(Key::new(&p.compress().to_bytes()).is_err());
     }
-    // y = 2 is no point's y; and 2 + p encodes it again, not canonically.
-    let mut two = [0u8; 32];
-    two[0] = 2;
-    assert!(Key::new(&two).is_err());
+}
+
+/// A point not of small order whose y is below 19, so that y + p also encodes it (not
+/// canonically), with that second encoding.
+fn twice_encoded() -> ([u8; 32], [u8; 32]) {
+    for y in 2u8..19 {
+        let mut canonical = [0u8; 32];
+        canonical[0] = y;
+        let Some(point) = CompressedEdwardsY(canonical).decompress() else {
+            continue;
+        };
+        if point.is_small_order() {
+            continue;
+        }
+        // y + p, little-endian: p is 0xed, thirty 0xff, 0x7f.
+        let mut other = [0xff; 32];
+        other[0] = 0xed + y;
+        other[31] = 0x7f;
+        return (canonical, other);
+    }
+    unreachable!("some y below 19 is a point's, not of small order")
+}
+
+#[test]
+fn a_point_encoded_not_canonically_is_refused_as_key_and_as_nonce() {
+    let (canonical, other) = twice_encoded();
+    // ed25519-zebra would take either encoding; the rule takes only the first.
+    assert!(CompressedEdwardsY(other).decompress().is_some());
+    assert!(Key::new(&canonical).is_ok());
+    assert!(Key::new(&other).is_err());
+    let (key, mut sig) = signed(scalar(8), scalar(9), 0, b"m");
+    sig[..32].copy_from_slice(&other);
+    let k = Key::new(&key).expect("a key of prime order");
+    assert_eq!(k.verify(b"m", &sig), Err(Error::BadSignature));
+    assert_eq!(verify_all(&[(&k, b"m", &sig)], [1; 32]), vec![false]);
+}
+
+#[test]
+fn a_key_with_a_small_order_part_verifies_alone_and_in_a_batch_alike() {
+    // A = [a]B + T: `verify_strict` refuses what it signs (unless k·T vanishes);
+    // the cofactored rule accepts it both ways.
+    let a = scalar(10);
+    for (torsion, part) in EIGHT_TORSION.iter().enumerate().skip(1) {
+        let key_point = EdwardsPoint::mul_base(&a) + part;
+        let key = key_point.compress().to_bytes();
+        let r = scalar(11);
+        let big_r = EdwardsPoint::mul_base(&r).compress().to_bytes();
+        let k = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new()
+                .chain_update(big_r)
+                .chain_update(key)
+                .chain_update(b"m")
+                .finalize()
+                .into(),
+        );
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&big_r);
+        sig[32..].copy_from_slice(&(r + k * a).to_bytes());
+        let held = Key::new(&key).expect("not of small order");
+        assert_eq!(held.verify(b"m", &sig), Ok(()), "torsion {torsion}");
+        assert!(batch_holds(&[(&held, b"m", &sig)], [2; 32]));
+        assert_eq!(verify_all(&[(&held, b"m", &sig)], [2; 32]), vec![true]);
+    }
+}
+
+#[test]
+fn refused_encodings_do_not_keep_the_others_from_a_batch() {
+    let (key, good) = signed(scalar(12), scalar(13), 0, b"m");
+    let (_, small_nonce) = signed(scalar(12), Scalar::ZERO, 3, b"m");
+    let k = Key::new(&key).expect("a key of prime order");
+    let answers = verify_all(&[(&k, b"m", &good), (&k, b"m", &small_nonce)], [3; 32]);
+    assert_eq!(answers, vec![true, false]);
+    assert!(!acceptable_r(&small_nonce));
+    assert!(batch_holds(&[(&k, b"m", &good)], [3; 32]));
+    assert!(!batch_holds(&[(&k, b"n", &good)], [3; 32]));
 }
 
 #[test]
@@ -189,6 +260,19 @@ proptest! {
         let queued: Vec<Queued<'_>> = made.iter().map(|(k, m, s, _)| (k, &m[..], s)).collect();
         let alone: Vec<bool> = made.iter().map(|(k, m, s, _)| k.verify(m, s).is_ok()).collect();
         prop_assert_eq!(verify_all(&queued, seed), alone.clone());
+        // The batch itself, not only its fallback: it holds exactly when each of
+        // its signatures does (those with encodings already refused left out, as
+        // `verify_all` leaves them out).
+        let kept: Vec<(Queued<'_>, bool)> = queued
+            .iter()
+            .zip(&alone)
+            .filter(|((_, _, sig), _)| acceptable_r(sig) && canonical_s(sig))
+            .map(|(q, ok)| (*q, *ok))
+            .collect();
+        let held: Vec<Queued<'_>> = kept.iter().map(|(q, _)| *q).collect();
+        prop_assert_eq!(batch_holds(&held, seed), kept.iter().all(|(_, ok)| *ok));
+        let good: Vec<Queued<'_>> = kept.iter().filter(|(_, ok)| *ok).map(|(q, _)| *q).collect();
+        prop_assert!(batch_holds(&good, seed));
         // A flipped bit breaks a signature but with negligible probability.
         let expected: Vec<bool> = made.iter().map(|(.., ok)| *ok).collect();
         prop_assert_eq!(alone, expected);
