@@ -180,11 +180,17 @@ impl Commits {
 
 /// A contact-sized record, signed.
 fn record(key: &SigningKey) -> Record {
+    record_at(key, 1)
+}
+
+/// A contact-sized record by `key`, stamped `wall_ms` (records of distinct stamps
+/// are distinct records).
+fn record_at(key: &SigningKey, wall_ms: u64) -> Record {
     Record::sign(
         Space::Contacts,
         ItemId([1; 16]),
         Hlc {
-            wall_ms: 1,
+            wall_ms,
             counter: 0,
         },
         Body::Data(vec![5; 300]),
@@ -341,20 +347,7 @@ pub(crate) const BATCH: usize = 512;
 /// together, per record.
 fn verify_batched(rounds: usize) -> Result<f64> {
     let key = SigningKey::from_bytes(&[9; 32]);
-    let records: Vec<Record> = (0..BATCH)
-        .map(|i| {
-            Record::sign(
-                Space::Contacts,
-                ItemId([1; 16]),
-                Hlc {
-                    wall_ms: 1 + i as u64,
-                    counter: 0,
-                },
-                Body::Data(vec![5; 300]),
-                &key,
-            )
-        })
-        .collect();
+    let records: Vec<Record> = (0..BATCH as u64).map(|i| record_at(&key, 1 + i)).collect();
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         // A new set each round: a remembered signature is not checked again.
