@@ -36,6 +36,12 @@ use crate::cluster::{self, Node};
 
 use crate::output::outln;
 
+/// Waits until `node` has written its item index and history (on the node's word:
+/// the write counts as a change, which a wait answers).
+fn index_written(node: &Node) -> Result<Duration> {
+    node.wait_counts(0, "the item index", LIMIT, |c| c.index_behind.is_none())
+}
+
 /// Options of `kith bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -121,6 +127,9 @@ struct Import {
     import_ms: f64,
     /// From the start of the import until B and C hold every contact.
     present_on_b_and_c_ms: f64,
+    /// From the start of the import until A, B and C have also written their item
+    /// index and history (a running node writes them behind the records).
+    index_written_ms: f64,
     /// Per contact, over one signature check (what B and C do for each).
     per_contact_over_verify: f64,
     /// The least time these contacts can take on this machine
@@ -128,7 +137,7 @@ struct Import {
     floor_ms: f64,
     /// [`Import::present_on_b_and_c_ms`] over [`Import::floor_ms`].
     over_floor: f64,
-    /// Processor time spent in it.
+    /// Processor time spent in it, until [`Import::index_written_ms`].
     cpu: cpu::Spent,
     /// The processor time A, B and C spent per contact beyond the floor's work
     /// for it ([`floors::Floors::chain_us`]), µs: what the design adds to sealing,
@@ -145,6 +154,8 @@ struct NewDevice {
     contacts: usize,
     /// Pairing, starting and the first sync, until it holds every contact.
     ms: f64,
+    /// Until it has also written its item index and history.
+    index_written_ms: f64,
     per_contact_over_verify: f64,
     /// The least time these contacts can take on this machine
     /// ([`floors::Floors::new_device`] of [`Figures::floors`]).
@@ -157,7 +168,7 @@ struct NewDevice {
     pair_ms: f64,
     /// Of it, starting the node after the pairing, until it listens.
     start_ms: f64,
-    /// Processor time spent in it.
+    /// Processor time spent in it, until [`NewDevice::index_written_ms`].
     cpu: cpu::Spent,
     /// The processor time the new device spent per contact beyond the floor's
     /// work for it ([`floors::Floors::new_device_us`]), µs, with the row's other
@@ -396,11 +407,16 @@ pub(crate) fn run(args: Args) -> Result<()> {
             node.wait_contacts(seen, "the import", LIMIT, total)?;
         }
         let all = start.elapsed();
-        let cpu = mark.until(&cpu::Mark::now(&abc), all, floors.cores);
+        for node in [&a, &b, &c] {
+            index_written(node)?;
+        }
+        let written = start.elapsed();
+        let cpu = mark.until(&cpu::Mark::now(&abc), written, floors.cores);
         let i = Import {
             contacts: *n,
             import_ms: ms(t_import),
             present_on_b_and_c_ms: ms(all),
+            index_written_ms: ms(written),
             per_contact_over_verify: ms(all) * 1000.0 / *n as f64 / floors.verify_us,
             // Set once the floors were measured again, below.
             floor_ms: 0.0,
@@ -410,9 +426,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
             beyond_floor_resolution_us: 0.0,
         };
         say(format!(
-            "{n} contacts imported on A ({:.1} ms) until present on B and C: {:.1} ms ({})",
+            "{n} contacts imported on A ({:.1} ms) until present on B and C: {:.1} ms (item index and history written on all three after {:.1} ms; {})",
             i.import_ms,
             i.present_on_b_and_c_ms,
+            i.index_written_ms,
             cpu::words(&i.cpu)
         ))?;
         fig.imports.push(i);
@@ -425,15 +442,18 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let started = start.elapsed();
     d.wait_contacts(0, "the new device's contacts", LIMIT, total)?;
     let t = start.elapsed();
+    index_written(&d)?;
+    let written = start.elapsed();
     let cpu = mark.until(
         &cpu::Mark::now(&[("a", &a), ("b", &b), ("c", &c), ("d", &d)]),
-        t,
+        written,
         floors.cores,
     );
     let duplicates_received = d.call::<Status>(Request::Status)?.sync.duplicate_records;
     let mut nd = NewDevice {
         contacts: total,
         ms: ms(t),
+        index_written_ms: ms(written),
         per_contact_over_verify: ms(t) * 1000.0 / total.max(1) as f64 / floors.verify_us,
         // Set once the floors were measured again, below.
         floor_ms: 0.0,
@@ -446,10 +466,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
         beyond_floor_resolution_us: 0.0,
     };
     say(format!(
-        "a newly paired device receiving {total} contacts (pair {:.0} ms, start {:.0} ms, sync): {:.1} ms ({duplicates_received} records received twice; {})",
+        "a newly paired device receiving {total} contacts (pair {:.0} ms, start {:.0} ms, sync): {:.1} ms (item index and history written after {:.1} ms; {duplicates_received} records received twice; {})",
         nd.pair_ms,
         nd.start_ms,
         nd.ms,
+        nd.index_written_ms,
         cpu::words(&nd.cpu)
     ))?;
     drop((a, b, c, d));
@@ -585,6 +606,8 @@ fn scale(dir: &Path, n: usize, edits: usize) -> Result<Scale> {
     let idle = m.rss_kib().unwrap_or(0);
     let t = import(&m, n, "m")?;
     m.wait_contacts(0, "the import", LIMIT, n)?;
+    // Memory once the item index is written too (its writing is in the peak).
+    index_written(&m)?;
     let (after, peak) = (m.rss_kib().unwrap_or(0), m.peak_kib().unwrap_or(0));
     // Edits one after another through the control socket, as the CLI sends them.
     let mut times = Vec::with_capacity(edits);

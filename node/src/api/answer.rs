@@ -303,9 +303,9 @@ pub struct Rotated {
     pub rotated: bool,
 }
 
-/// How many times the device stored something since its node started, and how many
-/// contacts it then held: a waiting script learns both without a `status`, which
-/// counts every stored row.
+/// How many times the device stored something since its node started, how many
+/// contacts it then held, and whether its item index waited to be written: a
+/// waiting script learns them without a `status`, which counts every stored row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
     /// The count.
@@ -313,6 +313,10 @@ pub struct Changes {
     /// The merged contacts at that moment (as `status` counts them in `contacts`).
     #[serde(default)]
     pub contacts: u64,
+    /// Items whose item index entries and history rows then waited to be written
+    /// (as `status` says in `index_behind`); `None` when nothing waited.
+    #[serde(default)]
+    pub index_behind: Option<usize>,
 }
 
 /// An XMPP client approved.

@@ -208,4 +208,9 @@ pub struct Status {
     pub set_aside_records: usize,
     /// Reconciliation counters.
     pub sync: SyncStats,
+    /// Items whose entries in the item index and rows in the history wait to be
+    /// written (a running node writes them a moment behind the records, once it is
+    /// quiet); `None` when nothing waits.
+    #[serde(default)]
+    pub index_behind: Option<usize>,
 }

@@ -29,12 +29,19 @@ impl Device {
         }
         // A deletion's key is the only one with the mark after the stamp and device.
         let is_deletion = |key: &[u8], e: &history::Entry| key.len() == e.contact_id.len() + 45;
-        let rows: Vec<(Vec<u8>, history::Entry)> = history
+        let mut rows: Vec<(Vec<u8>, history::Entry)> = history
             .into_iter()
             .filter(|(key, e)| {
                 is_deletion(key, e) || deleted.get(&e.contact_id).is_none_or(|at| e.at_ms > *at)
             })
             .collect();
+        // The history keeps the newest `MAX_ROWS`: of more rows than that (a sync, a
+        // rebuilt index), the older ones would be forgotten as soon as written.
+        let max = usize::try_from(history::MAX_ROWS).unwrap_or(usize::MAX);
+        if rows.len() > max {
+            rows.sort_by_key(|(_, e)| std::cmp::Reverse(e.at_ms));
+            rows.truncate(max);
+        }
         let erase: Vec<(String, u64)> = deleted.into_iter().collect();
         let new = self.store.add_history(&self.index, &rows, &erase)?;
         // What the node's log counts: contacts changed, by the device that changed
@@ -51,12 +58,13 @@ impl Device {
     }
 
     /// The changes this device stored, newest first (at most `limit`), of the
-    /// contact with `jid` if given.
+    /// contact with `jid` if given (after making the writes that wait).
     pub fn history(
-        &self,
+        &mut self,
         jid: Option<&BareJid>,
         limit: usize,
     ) -> Result<Vec<history::Entry>, store::Error> {
+        self.catch_up_index()?;
         let Some(jid) = jid else {
             return self.store.history(&self.index, limit, &|_| true);
         };

@@ -10,7 +10,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use kith_protocol::clock::WallTime;
-use kith_protocol::contacts::View;
 use kith_protocol::item::NodeKind;
 use kith_protocol::jid::BareJid;
 use kith_protocol::record::{DeviceId, ItemId, Record};
@@ -19,6 +18,7 @@ use kith_protocol::sync::{self, Engine, Event, Input, Now, Output};
 use libp2p::PeerId;
 
 mod ahead;
+mod behind;
 mod changes;
 mod open;
 mod peers;
@@ -29,7 +29,6 @@ pub use ahead::{Ahead, Prechecked};
 pub use peers::Remembered;
 
 use crate::store::{self, Account, Lock, Store, index};
-use changes::history_of;
 
 /// Why a device cannot be created or opened.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +118,11 @@ pub struct Device {
     index: index::Keys,
     /// Opened for one command on some items only ([`Device::open_for`]).
     pub(crate) partial: bool,
+    /// Whether the item index and the history may be written behind the records
+    /// (on a running node: [`Device::write_index_behind`]).
+    may_lag: bool,
+    /// The index and history writes that wait, when they may.
+    behind: Option<behind::Behind>,
     /// Entries of the item index that opening had to write or remove (it was not
     /// current, or did not match the records).
     repaired: usize,
@@ -192,73 +196,6 @@ pub fn engine_config() -> sync::Config {
 }
 
 impl Device {
-    /// Writes to the item index what the view says of `changes` and that `gone` are
-    /// gone; with `rebuilt`, the index is replaced by these entries.
-    fn write_index(
-        &mut self,
-        changes: Vec<(NodeKind, ItemId)>,
-        mut gone: Vec<(NodeKind, ItemId)>,
-        rebuilt: bool,
-    ) -> Result<(), store::Error> {
-        let view = self.engine.view();
-        let mut entries = Vec::with_capacity(changes.len());
-        for (node, item) in changes {
-            match view.item(node, &item) {
-                Some(read) => entries.push(index::Entry::from(read)),
-                None => gone.push((node, item)),
-            }
-        }
-        let contacts = view.contact_count() as u64;
-        let (history, erase) = if rebuilt {
-            // A rebuilt index is no change: history starts from here.
-            Default::default()
-        } else {
-            history_of(view, &entries)
-        };
-        self.store
-            .write_index(&self.index, &entries, &gone, contacts, rebuilt)?;
-        // An item id a client chose (maybe a JID) goes with its item's content: once
-        // the item is gone or only a `<reserved/>` placeholder.
-        let emptied = entries
-            .iter()
-            .filter(|e| matches!(e.payload, Some(kith_protocol::item::Payload::Reserved(_))))
-            .map(|e| (e.node, e.item))
-            .chain(gone.iter().copied());
-        self.store.remove_item_names(emptied)?;
-        self.record_history(history, erase)
-    }
-
-    /// How many entries of the item index opening had to write or remove: 0 when the
-    /// index matched the records (for tests and diagnostics).
-    pub fn index_repairs(&self) -> usize {
-        self.repaired
-    }
-
-    /// Whether the item index holds exactly what a view built from the records alone
-    /// says of every item (a check for tests and diagnostics: it reads everything).
-    pub fn index_matches_records(&mut self) -> Result<bool, Error> {
-        let stored: BTreeMap<(NodeKind, ItemId), index::Entry> = self
-            .store
-            .index_entries(&self.index)?
-            .into_iter()
-            .map(|e| ((e.node, e.item), e))
-            .collect();
-        let engine = &self.engine;
-        let view = View::build(
-            engine.replica(),
-            engine.keyring(),
-            &mut kith_protocol::seal::Opener::new(),
-        );
-        let expected: BTreeMap<(NodeKind, ItemId), index::Entry> = engine
-            .replica()
-            .records()
-            .filter_map(|r| r.space.node().map(|n| (n, r.item)))
-            .filter_map(|(n, i)| view.item(n, &i))
-            .map(|read| ((read.0, read.1), index::Entry::from(read)))
-            .collect();
-        Ok(stored == expected && self.store.index_is_current()?)
-    }
-
     /// Whether the device was opened for one command on some items only
     /// ([`Device::open_for`]).
     pub fn is_partial(&self) -> bool {
@@ -502,7 +439,8 @@ impl Device {
                 other => self.net.push_back(other),
             }
         }
-        // The item index follows the view, in the same transaction as the records.
+        // The item index follows the view, in the same transaction as the records
+        // or a moment behind them (`behind`).
         self.engine.view();
         let changes = self.engine.book_mut().take_view_changes();
         if let Some(watch) = &mut self.watch {
@@ -510,11 +448,13 @@ impl Device {
         }
         if stored || !changes.is_empty() {
             self.changes += 1;
-            if !self.store.in_transaction() {
-                self.store.begin()?;
-                *began = true;
+            if let Some(items) = self.index_now(changes) {
+                if !self.store.in_transaction() {
+                    self.store.begin()?;
+                    *began = true;
+                }
+                self.write_index(items, Vec::new(), false)?;
             }
-            self.write_index(changes.into_iter().collect(), Vec::new(), false)?;
         }
         self.shelve_stored();
         Ok(())

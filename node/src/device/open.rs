@@ -378,6 +378,8 @@ impl Device {
             failed: None,
             index: index_keys,
             partial,
+            may_lag: false,
+            behind: None,
             repaired: 0,
             watch: None,
             clients_changed: false,
@@ -458,6 +460,10 @@ impl Device {
                     let _ = device.store.rollback();
                     return Err(e.into());
                 }
+            }
+            if !current {
+                // What a rebuilt index adds to the history is no news to log.
+                device.authored.clear();
             }
         }
         device.drain()?;

@@ -331,6 +331,7 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
         secrets: secrets_rx,
     };
     device.watch = Some(Vec::new());
+    device.write_index_behind();
     let (calls_tx, calls_rx) = mpsc::channel(16);
     let handle = Handle::new(calls_tx);
     let socket_path: PathBuf = device.dir().join("control.sock");
@@ -500,6 +501,7 @@ impl Node {
             self.pep_notify()?;
             self.answer_waiters();
             let wait_due = self.waiters.iter().map(|w| w.1).min();
+            let index_due = self.device.index_due();
             let due = self
                 .device
                 .engine
@@ -512,6 +514,7 @@ impl Node {
                     for d in self.connected.keys().filter_map(net::device_of) {
                         self.device.keep_sync_state(&d)?;
                     }
+                    self.catch_up_index();
                     return Ok(());
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_batch(event)?,
@@ -523,7 +526,10 @@ impl Node {
                             return Err(Error::Failed(e));
                         }
                     }
-                    None => return Ok(()),
+                    None => {
+                        self.catch_up_index();
+                        return Ok(());
+                    }
                 },
                 Some(call) = xmpp_calls.recv() => {
                     self.on_xmpp(call);
@@ -544,6 +550,12 @@ impl Node {
                         None => std::future::pending().await,
                     }
                 } => {}
+                _ = async {
+                    match index_due {
+                        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.catch_up_index(),
                 _ = tick.tick() => {
                     ticks += 1;
                     self.housekeeping(ticks.is_multiple_of(5))?;
@@ -574,18 +586,35 @@ impl Node {
         }
     }
 
+    /// Writes the item index and history entries that wait (`Device::catch_up_index`).
+    /// A failure (a full disk) is logged: the records are stored, the writes are
+    /// tried again later, and the next open rebuilds the index if they never are.
+    fn catch_up_index(&mut self) {
+        if let Err(e) = self.device.catch_up_index() {
+            warn!("writing the item index and the history: {e}");
+        }
+    }
+
     /// Answers the waits whose count was passed or whose deadline came.
     fn answer_waiters(&mut self) {
         if self.waiters.is_empty() {
             return;
         }
         let (changes, now) = (self.device.changes, Instant::now());
+        let index_behind = self.device.index_behind();
         let contacts = self.device.engine.view().contact_count() as u64;
         self.waiters.retain(|(after, deadline, reply)| {
             if changes <= *after && now < *deadline {
                 return true;
             }
-            let answer = Reply::Ok(api::answer::Changes { changes, contacts }.into());
+            let answer = Reply::Ok(
+                api::answer::Changes {
+                    changes,
+                    contacts,
+                    index_behind,
+                }
+                .into(),
+            );
             // A wait's channel carries nothing else: it has room.
             if let Err(mpsc::error::TrySendError::Full(answer)) = reply.try_send(answer) {
                 let reply = reply.clone();

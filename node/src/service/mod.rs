@@ -178,6 +178,7 @@ impl Device {
             Request::Wait { .. } => Ok(Changes {
                 changes: self.changes,
                 contacts: self.engine.view().contact_count() as u64,
+                index_behind: self.index_behind(),
             }
             .into()),
             Request::Contacts => {

@@ -60,6 +60,7 @@ impl Device {
         }
         let held = replica.held().count();
         let set_aside = replica.quarantined().count();
+        let index_behind = self.index_behind();
         let view = self.engine.view();
         let waiting = view
             .unreadable()
@@ -124,6 +125,7 @@ impl Device {
                 refused_frames: stats.refused_frames,
                 bad_frames: stats.bad_frames,
             },
+            index_behind,
         })
     }
 }

@@ -269,8 +269,9 @@ impl Store {
     }
 
     /// Writes what the view now says of `entries`, removes the items of `gone`,
-    /// records the number of merged contacts, and marks the index current. With
-    /// `rebuilt`, the index is first emptied (the entries are all there is).
+    /// records the number of merged contacts, and, when `complete` (no other entry
+    /// waits to be written), marks the index current. With `rebuilt`, the index is
+    /// first emptied (the entries are all there is).
     pub fn write_index(
         &mut self,
         keys: &Keys,
@@ -278,6 +279,7 @@ impl Store {
         gone: &[(NodeKind, ItemId)],
         contacts: u64,
         rebuilt: bool,
+        complete: bool,
     ) -> Result<()> {
         let path = self.dir.join("kith.db");
         let sql = |source| Error::Sql {
@@ -365,6 +367,9 @@ impl Store {
         tx.commit().map_err(sql)?;
         self.erased |= erased_any;
         self.set_meta_u64("contacts", contacts)?;
+        if !complete {
+            return Ok(());
+        }
         self.set_meta_u64("index_built", 1)?;
         self.set_meta_u64("index_generation", self.meta_u64("generation")?)
     }

@@ -376,6 +376,24 @@ impl View {
         })
     }
 
+    /// Whether the item is not live (or not loaded): [`View::item`] is `None`.
+    pub fn item_is_gone(&self, node: NodeKind, item: &ItemId) -> bool {
+        !self.items.contains_key(&(node, *item))
+    }
+
+    /// Whether the item is a `<reserved/>` placeholder marking a deletion.
+    pub fn marks_deletion(&self, node: NodeKind, item: &ItemId) -> bool {
+        self.items
+            .get(&(node, *item))
+            .is_some_and(|r| match &r.payload {
+                Ok(Held::Reserved(extra)) => extra
+                    .children()
+                    .iter()
+                    .any(|c| fields::read_deletion(c).is_some()),
+                _ => false,
+            })
+    }
+
     /// Brings the view up to date with `replica` for the `touched` items (those
     /// whose record changed, and those waiting for a secret the keyring now holds);
     /// items not named are assumed unchanged.
