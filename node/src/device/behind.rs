@@ -5,8 +5,9 @@
 //! Both are derived from the records: the index is a cache of what the view read
 //! (rebuilt when its generation is not the store's), the history what the stored
 //! items tell of their edits. On a running node they wait until the device has been
-//! quiet for [`QUIET`] (at most [`MAX_LAG`] after the first change that waits, and
-//! at most [`MAX_ITEMS`] items), and are then written in one transaction: a sync or
+//! quiet for [`QUIET`] with no exchange it began under way (at most [`MAX_LAG`]
+//! after the first change that waits, and at most [`MAX_ITEMS`] items), and are
+//! then written in one transaction: a sync or
 //! an import of many frames writes them once, off the path of the frames, and a
 //! lone edit is durable and sent without them. A change that empties an item (a
 //! deletion, an item gone) writes them at once, in the transaction of its records:
@@ -52,8 +53,16 @@ pub(crate) struct Behind {
 }
 
 impl Behind {
-    fn due(&self) -> Instant {
-        let due = (self.last + QUIET).min(self.first + MAX_LAG);
+    /// When the writes are due: [`QUIET`] after the last change, unless an exchange
+    /// is under way (a frame being checked ahead or on its way leaves the device's
+    /// thread quiet without being done), and at most [`MAX_LAG`] after the first.
+    fn due(&self, exchanging: bool) -> Instant {
+        let most = self.first + MAX_LAG;
+        let due = if exchanging {
+            most
+        } else {
+            (self.last + QUIET).min(most)
+        };
         self.retry.map_or(due, |r| r.max(due))
     }
 }
@@ -74,7 +83,8 @@ impl Device {
 
     /// When the writes that wait are due; `None` when nothing waits.
     pub fn index_due(&self) -> Option<Instant> {
-        self.behind.as_ref().map(Behind::due)
+        let exchanging = self.engine.is_exchanging();
+        self.behind.as_ref().map(|b| b.due(exchanging))
     }
 
     /// Makes the index and history writes that wait, in a transaction of their own
@@ -333,6 +343,31 @@ mod tests {
         drop(device);
         let device = Device::open(dir.path()).unwrap();
         assert_eq!(device.index_repairs(), 0, "current since");
+    }
+
+    /// Due after `QUIET` without a change, at most `MAX_LAG` after the first, never
+    /// before a retry's time; while an exchange is under way, only at `MAX_LAG`.
+    #[test]
+    fn writes_are_due_when_quiet_or_late() {
+        let first = Instant::now();
+        let mut behind = Behind {
+            items: BTreeSet::new(),
+            first,
+            last: first + Duration::from_millis(10),
+            retry: None,
+        };
+        assert_eq!(behind.due(false), first + Duration::from_millis(10) + QUIET);
+        assert_eq!(behind.due(true), first + MAX_LAG);
+        behind.last = first + MAX_LAG;
+        assert_eq!(
+            behind.due(false),
+            first + MAX_LAG,
+            "never later than MAX_LAG"
+        );
+        let retry = first + MAX_LAG + RETRY;
+        behind.retry = Some(retry);
+        assert_eq!(behind.due(false), retry);
+        assert_eq!(behind.due(true), retry);
     }
 
     /// Without `write_index_behind` (a command on a stopped node), nothing waits.

@@ -134,6 +134,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             .any(|p| p.device == Some(*device) && p.session.is_some())
     }
 
+    /// Whether an exchange this device began with any peer is under way: more of
+    /// it is on its way.
+    pub fn is_exchanging(&self) -> bool {
+        self.peers.values().any(|p| p.session.is_some())
+    }
+
     /// Notes what the peer `p` holds (`theirs`, from a frame it sent, after this
     /// device applied that frame's records; for a frame answered before it is
     /// applied, before, and `ours` is noted again once it is, `deferred`).
