@@ -4,17 +4,20 @@
 //!
 //! Both are derived from the records: the index is a cache of what the view read
 //! (rebuilt when its generation is not the store's), the history what the stored
-//! items tell of their edits. On a running node they wait until the device has been
-//! quiet for [`QUIET`] with no exchange it began under way (at most [`MAX_LAG`]
-//! after the first change that waits, and at most [`MAX_ITEMS`] items), and are
-//! then written in one transaction: a sync or
-//! an import of many frames writes them once, off the path of the frames, and a
-//! lone edit is durable and sent without them. A change that empties an item (a
-//! deletion, an item gone) writes them at once, in the transaction of its records:
-//! what a deletion erases from the history and the index must not outlive it on
-//! disk. A crash while writes wait leaves the index's generation behind the store's:
-//! the next open rebuilds it, and the history with it (a change is kept once,
-//! whatever writes it again).
+//! items tell of their edits, read from the view at each step (an edit replaces its
+//! contact's item: the item it replaced must be read while it lives). On a running
+//! node, the index entries of the items a step changed, and their history rows, wait
+//! until the device has been quiet for [`QUIET`] with no exchange it began under way
+//! (at most [`MAX_LAG`] after the first change that waits, and at most [`MAX_ITEMS`]
+//! items), and are then written in one transaction: a sync or an import of many
+//! frames writes them once, off the path of the frames, and a lone edit is durable
+//! and sent without them. Items gone from the view and `<reserved/>` placeholders
+//! are written at once, in the transaction of their records (what they held must
+//! not outlive it on disk), and a deletion writes everything that waits with it
+//! (what it erases from the history goes with it). The index is marked current only
+//! when nothing waits: a crash while writes wait leaves its generation behind the
+//! store's, and the next open rebuilds it, and the history with it (a change is kept
+//! once, whatever writes it again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -23,9 +26,9 @@ use kith_protocol::contacts::View;
 use kith_protocol::item::NodeKind;
 use kith_protocol::record::ItemId;
 
-use super::changes::history_of;
+use super::changes::{Rows, history_of};
 use super::{Device, Error};
-use crate::store::{self, index};
+use crate::store::{self, history, index};
 
 /// How long the device must have been quiet before the writes that wait are made.
 pub(crate) const QUIET: Duration = Duration::from_millis(50);
@@ -36,14 +39,22 @@ pub(crate) const MAX_LAG: Duration = Duration::from_secs(2);
 /// How many items may wait at most: past it they are written with the records.
 pub(crate) const MAX_ITEMS: usize = 50_000;
 
+/// An item of one of the two nodes.
+type Key = (NodeKind, ItemId);
+
 /// After a failed write (a full disk), how long until the next try.
 const RETRY: Duration = Duration::from_secs(2);
 
 /// The index and history writes that wait.
 #[derive(Debug)]
 pub(crate) struct Behind {
-    /// The items whose index entries and history rows wait.
+    /// The items whose index entries wait.
     items: BTreeSet<(NodeKind, ItemId)>,
+    /// The history rows their changes made, read from the view when each step
+    /// stored them (an item an edit replaces is gone by the time the writes are
+    /// made: its rows must be read while it lives), and the contact ids their
+    /// deletions erase.
+    history: Rows,
     /// When the first of them changed.
     first: Instant,
     /// When the last did.
@@ -76,7 +87,7 @@ impl Device {
     }
 
     /// How many items wait to be written to the index and the history; `None` when
-    /// nothing waits (the index matches the records as stored).
+    /// nothing waits.
     pub fn index_behind(&self) -> Option<usize> {
         self.behind.as_ref().map(|b| b.items.len())
     }
@@ -87,25 +98,25 @@ impl Device {
         self.behind.as_ref().map(|b| b.due(exchanging))
     }
 
-    /// Makes the index and history writes that wait, in a transaction of their own
-    /// (or the caller's). On failure they wait again, tried anew after a pause: the
-    /// records are stored, and the next open rebuilds the index if it never is.
+    /// Makes the index and history writes that wait, in a transaction of its own.
+    /// Nothing is done inside another transaction (it could still roll back), nor
+    /// on a failed device (its engine holds what the store does not: the index
+    /// stays behind, and the next open rebuilds it). On failure the writes wait
+    /// again, tried anew after a pause; the records are stored whatever becomes of
+    /// them.
     pub fn catch_up_index(&mut self) -> Result<(), store::Error> {
-        let Some(mut behind) = self.behind.take() else {
+        if self.behind.is_none() || self.failed.is_some() || self.store.in_transaction() {
             return Ok(());
-        };
-        let own = !self.store.in_transaction();
-        let items: Vec<_> = behind.items.iter().copied().collect();
-        let mut result = if own { self.store.begin() } else { Ok(()) };
-        result = result.and_then(|()| self.write_index(items, Vec::new(), false));
-        if own {
-            result = match result {
-                Ok(()) => self.store.commit(),
-                Err(e) => {
-                    let _ = self.store.rollback();
-                    Err(e)
-                }
-            };
+        }
+        let behind = self.behind.take();
+        let mut result = self.store.begin();
+        if result.is_ok() {
+            result = self.write_index(Vec::new(), behind.as_ref(), Vec::new(), false);
+            result = result.and_then(|()| self.store.commit());
+            if result.is_err() && self.store.in_transaction() {
+                // A failed commit may leave the transaction open (a full disk).
+                let _ = self.store.rollback();
+            }
         }
         match result {
             Ok(()) => {
@@ -113,58 +124,89 @@ impl Device {
                 Ok(())
             }
             Err(e) => {
-                behind.retry = Some(Instant::now() + RETRY);
-                self.behind = Some(behind);
+                self.behind = behind.map(|b| Behind {
+                    retry: Some(Instant::now() + RETRY),
+                    ..b
+                });
                 Err(e)
             }
         }
     }
 
-    /// What of the view's `changes` (and what waited) to write to the index now:
-    /// all of it, unless the index may lag. Then the items gone from the view are
-    /// removed at once (a few deletions: their entries and the ids clients chose
-    /// for them go with them), and the others wait, unless one of them marks a
-    /// deletion (whose erasing of the history must not wait) or too many wait.
+    /// What of the view's `changes` to write now, and what waited that goes with
+    /// it; `None` when it all waits. Without lag: all of it. With: the items gone
+    /// from the view and the `<reserved/>` placeholders go at once (their entries,
+    /// and the ids clients chose for them, must not outlive what they held), the
+    /// others wait with their history rows; everything goes at once when one of
+    /// them marks a deletion (whose erasing of the history must not wait) or when
+    /// too many wait.
     pub(super) fn index_now(
         &mut self,
         changes: BTreeSet<(NodeKind, ItemId)>,
-    ) -> Option<Vec<(NodeKind, ItemId)>> {
+    ) -> Option<(Vec<Key>, Option<Behind>)> {
         if !self.may_lag {
-            return Some(changes.into_iter().collect());
+            return Some((changes.into_iter().collect(), None));
         }
         let view = self.engine.view();
-        let (gone, live): (Vec<_>, Vec<_>) = changes
-            .into_iter()
-            .partition(|(node, item)| view.item_is_gone(*node, item));
-        let deletes = live
+        let (now, live): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(node, item)| {
+            view.item_is_gone(*node, item) || view.is_reserved(*node, item)
+        });
+        let deletes = now
             .iter()
             .any(|(node, item)| view.marks_deletion(*node, item));
-        let now = Instant::now();
-        let behind = self.behind.get_or_insert_with(|| Behind {
-            items: BTreeSet::new(),
-            first: now,
-            last: now,
-            retry: None,
-        });
-        behind.items.extend(live);
-        behind.last = now;
-        if deletes || behind.items.len() >= MAX_ITEMS {
-            let mut all: Vec<_> = self
-                .behind
-                .take()
-                .map_or_else(Vec::new, |b| b.items.into_iter().collect());
-            all.extend(gone);
-            return Some(all);
+        if !live.is_empty() {
+            // The history of what waits is read now, while its items live.
+            let entries: Vec<index::Entry> = live
+                .iter()
+                .filter(|(node, _)| *node == NodeKind::Contacts)
+                .filter_map(|(node, item)| view.item(*node, item))
+                .map(index::Entry::from)
+                .collect();
+            let (rows, erase) = history_of(view, &entries);
+            let at = Instant::now();
+            let behind = self.behind.get_or_insert_with(|| Behind {
+                items: BTreeSet::new(),
+                history: Rows::default(),
+                first: at,
+                last: at,
+                retry: None,
+            });
+            behind.items.extend(live);
+            behind.history.0.extend(rows);
+            behind.history.1.extend(erase);
+            behind.last = at;
+            // Only the newest `MAX_ROWS` of them can stay in the history.
+            let max = usize::try_from(history::MAX_ROWS).unwrap_or(usize::MAX);
+            if behind.history.0.len() > 2 * max {
+                behind
+                    .history
+                    .0
+                    .sort_by_key(|(_, e)| std::cmp::Reverse(e.at_ms));
+                behind.history.0.truncate(max);
+            }
         }
-        (!gone.is_empty()).then_some(gone)
+        let many = self
+            .behind
+            .as_ref()
+            .is_some_and(|b| b.items.len() >= MAX_ITEMS);
+        if deletes || many {
+            return Some((now, self.behind.take()));
+        }
+        if now.is_empty() && self.behind.is_some() {
+            return None;
+        }
+        Some((now, None))
     }
 
     /// Writes to the item index what the view says of `changes` and that `gone` are
-    /// gone, and to the history what their items tell; with `rebuilt`, the index is
+    /// gone, and to the history what the items of `changes` tell; then the same of
+    /// what `waited` (its items' rows were read when they changed). The index is
+    /// marked current when nothing waits any more. With `rebuilt`, the index is
     /// replaced by these entries.
     pub(super) fn write_index(
         &mut self,
         changes: Vec<(NodeKind, ItemId)>,
+        waited: Option<&Behind>,
         mut gone: Vec<(NodeKind, ItemId)>,
         rebuilt: bool,
     ) -> Result<(), store::Error> {
@@ -176,12 +218,22 @@ impl Device {
                 None => gone.push((node, item)),
             }
         }
-        let contacts = view.contact_count() as u64;
-        // The index is current once nothing waits any more.
-        let complete = self.behind.is_none();
         // Also for a rebuilt index: what the items tell that the history lacks (a
         // crash while writes waited) is added, what it holds is kept once.
-        let (history, erase) = history_of(view, &entries);
+        let (mut history, mut erase) = history_of(view, &entries);
+        if let Some(waited) = waited {
+            for &(node, item) in &waited.items {
+                match view.item(node, &item) {
+                    Some(read) => entries.push(index::Entry::from(read)),
+                    None => gone.push((node, item)),
+                }
+            }
+            history.extend(waited.history.0.iter().cloned());
+            erase.extend(waited.history.1.iter().cloned());
+        }
+        let contacts = view.contact_count() as u64;
+        // Current once nothing waits, and never on a failed device.
+        let complete = self.behind.is_none() && self.failed.is_none();
         self.store
             .write_index(&self.index, &entries, &gone, contacts, rebuilt, complete)?;
         // An item id a client chose (maybe a JID) goes with its item's content: once
@@ -345,6 +397,63 @@ mod tests {
         assert_eq!(device.index_repairs(), 0, "current since");
     }
 
+    /// Each edit's history is read when it is stored: two renames in one wait (the
+    /// first one's item replaced by the second's before anything is written) both
+    /// reach the history.
+    #[test]
+    fn edits_replaced_while_waiting_keep_their_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
+        device.write_index_behind();
+        add(&mut device, "a@x.lit");
+        for name in ["First", "Second"] {
+            let edit = kith_protocol::contacts::ContactEdit {
+                name: Some(Some(name.to_owned())),
+                ..Default::default()
+            };
+            device
+                .execute(Command::EditContact {
+                    jid: jid("a@x.lit"),
+                    edit,
+                })
+                .unwrap()
+                .unwrap();
+        }
+        assert!(device.index_behind().is_some(), "nothing written yet");
+        device.catch_up_index().unwrap();
+        let changes: Vec<String> = device
+            .history(None, 100)
+            .unwrap()
+            .into_iter()
+            .flat_map(|e| e.changes)
+            .collect();
+        for name in ["name \"First\"", "name \"Second\""] {
+            assert!(changes.iter().any(|c| c == name), "{name} in {changes:?}");
+        }
+        assert!(device.index_matches_records().unwrap());
+    }
+
+    /// Nothing is written inside another transaction (it could still roll back),
+    /// nor on a failed device.
+    #[test]
+    fn no_catch_up_inside_a_transaction_or_on_a_failed_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
+        device.write_index_behind();
+        add(&mut device, "a@x.lit");
+        device.begin_batch().unwrap();
+        device.catch_up_index().unwrap();
+        assert!(device.index_behind().is_some(), "still waiting");
+        device.end_batch(Ok::<(), store::Error>(())).unwrap();
+        device.failed = Some("a test".into());
+        device.catch_up_index().unwrap();
+        assert!(
+            device.index_behind().is_some(),
+            "a failed device writes nothing"
+        );
+        assert!(!device.store.index_is_current().unwrap());
+    }
+
     /// Due after `QUIET` without a change, at most `MAX_LAG` after the first, never
     /// before a retry's time; while an exchange is under way, only at `MAX_LAG`.
     #[test]
@@ -352,6 +461,7 @@ mod tests {
         let first = Instant::now();
         let mut behind = Behind {
             items: BTreeSet::new(),
+            history: Rows::default(),
             first,
             last: first + Duration::from_millis(10),
             retry: None,

@@ -40,7 +40,13 @@ impl Device {
         let max = usize::try_from(history::MAX_ROWS).unwrap_or(usize::MAX);
         if rows.len() > max {
             rows.sort_by_key(|(_, e)| std::cmp::Reverse(e.at_ms));
-            rows.truncate(max);
+            // Not kept, but stored here all the same: the node's log counts them.
+            for (_, e) in rows.drain(max..) {
+                self.authored
+                    .entry(e.device)
+                    .or_default()
+                    .insert(e.contact_id);
+            }
         }
         let erase: Vec<(String, u64)> = deleted.into_iter().collect();
         let new = self.store.add_history(&self.index, &rows, &erase)?;
@@ -64,7 +70,11 @@ impl Device {
         jid: Option<&BareJid>,
         limit: usize,
     ) -> Result<Vec<history::Entry>, store::Error> {
-        self.catch_up_index()?;
+        // What waits is written first; if it cannot be (a full disk), the history
+        // is read as it stands.
+        if let Err(e) = self.catch_up_index() {
+            tracing::warn!("writing the item index and the history: {e}");
+        }
         let Some(jid) = jid else {
             return self.store.history(&self.index, limit, &|_| true);
         };

@@ -359,7 +359,16 @@ impl Device {
         let result = self.drain_outputs(&mut began, &mut secrets);
         if began {
             match &result {
-                Ok(()) => self.store.commit()?,
+                Ok(()) => {
+                    if let Err(e) = self.store.commit() {
+                        // A failed commit may leave the transaction open (a full
+                        // disk): nothing may be written into it after.
+                        if self.store.in_transaction() {
+                            let _ = self.store.rollback();
+                        }
+                        return Err(e);
+                    }
+                }
                 Err(_) => {
                     let _ = self.store.rollback();
                 }
@@ -448,12 +457,12 @@ impl Device {
         }
         if stored || !changes.is_empty() {
             self.changes += 1;
-            if let Some(items) = self.index_now(changes) {
+            if let Some((items, waited)) = self.index_now(changes) {
                 if !self.store.in_transaction() {
                     self.store.begin()?;
                     *began = true;
                 }
-                self.write_index(items, Vec::new(), false)?;
+                self.write_index(items, waited.as_ref(), Vec::new(), false)?;
             }
         }
         self.shelve_stored();

@@ -453,7 +453,7 @@ impl Device {
         // Nothing is written when the index was right (a full disk still reads).
         if !current || device.repaired > 0 {
             device.store.begin()?;
-            let written = device.write_index(changes, gone, !current);
+            let written = device.write_index(changes, None, gone, !current);
             match written {
                 Ok(()) => device.store.commit()?,
                 Err(e) => {

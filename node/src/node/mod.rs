@@ -511,14 +511,21 @@ impl Node {
             tokio::select! {
                 _ = &mut stop => {
                     // Where the connected devices stand, for the next run.
+                    self.catch_up_index();
                     for d in self.connected.keys().filter_map(net::device_of) {
                         self.device.keep_sync_state(&d)?;
                     }
-                    self.catch_up_index();
                     return Ok(());
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_batch(event)?,
-                event = self.pair_swarm.select_next_some() => self.on_pair_swarm(event),
+                event = self.pair_swarm.select_next_some() => {
+                    self.on_pair_swarm(event);
+                    // Pairing answers a store failure with a refusal: the device
+                    // is failed all the same.
+                    if let Some(e) = self.device.failed.take() {
+                        return Err(Error::Failed(e));
+                    }
+                }
                 call = calls.recv() => match call {
                     Some(call) => {
                         self.on_call(call);
