@@ -292,6 +292,14 @@ mod tests {
         BareJid::parse(s).expect("a test JID")
     }
 
+    /// A new device whose index and history may lag, as a running node's do.
+    fn lagging() -> (tempfile::TempDir, Device) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
+        device.write_index_behind();
+        (dir, device)
+    }
+
     fn add(device: &mut Device, j: &str) {
         let command = Command::AddContact {
             jid: jid(j),
@@ -316,9 +324,7 @@ mod tests {
     /// then it matches the records and the history tells of every change.
     #[test]
     fn the_index_waits_until_caught_up_and_then_matches() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
-        device.write_index_behind();
+        let (_dir, mut device) = lagging();
         add(&mut device, "a@x.lit");
         add(&mut device, "b@x.lit");
         assert!(device.index_behind().is_some_and(|n| n >= 2));
@@ -335,9 +341,7 @@ mod tests {
     /// The log's answer makes the writes that wait first.
     #[test]
     fn the_log_catches_up_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
-        device.write_index_behind();
+        let (_dir, mut device) = lagging();
         add(&mut device, "a@x.lit");
         assert!(device.index_behind().is_some());
         assert_eq!(logged(&mut device), ["a@x.lit"]);
@@ -348,9 +352,7 @@ mod tests {
     /// in the transaction of its records, with everything that waited.
     #[test]
     fn a_deletion_writes_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
-        device.write_index_behind();
+        let (_dir, mut device) = lagging();
         add(&mut device, "a@x.lit");
         add(&mut device, "b@x.lit");
         assert!(device.index_behind().is_some());
@@ -377,9 +379,7 @@ mod tests {
     /// records: the next open rebuilds it, and the history lacks nothing.
     #[test]
     fn writes_lost_with_the_process_are_made_again_at_the_next_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
-        device.write_index_behind();
+        let (dir, mut device) = lagging();
         add(&mut device, "a@x.lit");
         device.catch_up_index().unwrap();
         add(&mut device, "b@x.lit");
@@ -402,9 +402,7 @@ mod tests {
     /// reach the history.
     #[test]
     fn edits_replaced_while_waiting_keep_their_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
-        device.write_index_behind();
+        let (_dir, mut device) = lagging();
         add(&mut device, "a@x.lit");
         for name in ["First", "Second"] {
             let edit = kith_protocol::contacts::ContactEdit {
@@ -437,9 +435,7 @@ mod tests {
     /// nor on a failed device.
     #[test]
     fn no_catch_up_inside_a_transaction_or_on_a_failed_device() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
-        device.write_index_behind();
+        let (_dir, mut device) = lagging();
         add(&mut device, "a@x.lit");
         device.begin_batch().unwrap();
         device.catch_up_index().unwrap();
