@@ -26,9 +26,9 @@ use kith_protocol::contacts::View;
 use kith_protocol::item::NodeKind;
 use kith_protocol::record::ItemId;
 
-use super::changes::{Rows, history_of};
+use super::changes::{Rows, history_of, keep_newest};
 use super::{Device, Error};
-use crate::store::{self, history, index};
+use crate::store::{self, index};
 
 /// How long the device must have been quiet before the writes that wait are made.
 pub(crate) const QUIET: Duration = Duration::from_millis(50);
@@ -49,7 +49,7 @@ const RETRY: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) struct Behind {
     /// The items whose index entries wait.
-    items: BTreeSet<(NodeKind, ItemId)>,
+    items: BTreeSet<Key>,
     /// The history rows their changes made, read from the view when each step
     /// stored them (an item an edit replaces is gone by the time the writes are
     /// made: its rows must be read while it lives), and the contact ids their
@@ -105,32 +105,41 @@ impl Device {
     /// again, tried anew after a pause; the records are stored whatever becomes of
     /// them.
     pub fn catch_up_index(&mut self) -> Result<(), store::Error> {
-        if self.behind.is_none() || self.failed.is_some() || self.store.in_transaction() {
+        if self.failed.is_some() || self.store.in_transaction() {
             return Ok(());
         }
-        let behind = self.behind.take();
-        let mut result = self.store.begin();
-        if result.is_ok() {
-            result = self.write_index(Vec::new(), behind.as_ref(), Vec::new(), false);
-            result = result.and_then(|()| self.store.commit());
-            if result.is_err() && self.store.in_transaction() {
-                // A failed commit may leave the transaction open (a full disk).
-                let _ = self.store.rollback();
-            }
-        }
-        match result {
+        let Some(behind) = self.behind.take() else {
+            return Ok(());
+        };
+        match self
+            .in_own_transaction(|d| d.write_index(Vec::new(), Some(&behind), Vec::new(), false))
+        {
             Ok(()) => {
                 self.changes += 1;
                 Ok(())
             }
             Err(e) => {
-                self.behind = behind.map(|b| Behind {
+                self.behind = Some(Behind {
                     retry: Some(Instant::now() + RETRY),
-                    ..b
+                    ..behind
                 });
                 Err(e)
             }
         }
+    }
+
+    /// Runs `f` in a transaction of its own: committed when it succeeds, rolled
+    /// back otherwise, also when the commit fails (a full disk may leave it open).
+    pub(super) fn in_own_transaction(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<(), store::Error>,
+    ) -> Result<(), store::Error> {
+        self.store.begin()?;
+        let result = f(self).and_then(|()| self.store.commit());
+        if result.is_err() && self.store.in_transaction() {
+            let _ = self.store.rollback();
+        }
+        result
     }
 
     /// What of the view's `changes` to write now, and what waited that goes with
@@ -142,7 +151,7 @@ impl Device {
     /// too many wait.
     pub(super) fn index_now(
         &mut self,
-        changes: BTreeSet<(NodeKind, ItemId)>,
+        changes: BTreeSet<Key>,
     ) -> Option<(Vec<Key>, Option<Behind>)> {
         if !self.may_lag {
             return Some((changes.into_iter().collect(), None));
@@ -176,14 +185,7 @@ impl Device {
             behind.history.1.extend(erase);
             behind.last = at;
             // Only the newest `MAX_ROWS` of them can stay in the history.
-            let max = usize::try_from(history::MAX_ROWS).unwrap_or(usize::MAX);
-            if behind.history.0.len() > 2 * max {
-                behind
-                    .history
-                    .0
-                    .sort_by_key(|(_, e)| std::cmp::Reverse(e.at_ms));
-                behind.history.0.truncate(max);
-            }
+            keep_newest(&mut behind.history.0, 2, &mut self.authored);
         }
         let many = self
             .behind
@@ -205,29 +207,20 @@ impl Device {
     /// replaced by these entries.
     pub(super) fn write_index(
         &mut self,
-        changes: Vec<(NodeKind, ItemId)>,
+        changes: Vec<Key>,
         waited: Option<&Behind>,
-        mut gone: Vec<(NodeKind, ItemId)>,
+        mut gone: Vec<Key>,
         rebuilt: bool,
     ) -> Result<(), store::Error> {
         let view = self.engine.view();
         let mut entries = Vec::with_capacity(changes.len());
-        for (node, item) in changes {
-            match view.item(node, &item) {
-                Some(read) => entries.push(index::Entry::from(read)),
-                None => gone.push((node, item)),
-            }
-        }
+        read_items(view, changes, &mut entries, &mut gone);
         // Also for a rebuilt index: what the items tell that the history lacks (a
         // crash while writes waited) is added, what it holds is kept once.
         let (mut history, mut erase) = history_of(view, &entries);
         if let Some(waited) = waited {
-            for &(node, item) in &waited.items {
-                match view.item(node, &item) {
-                    Some(read) => entries.push(index::Entry::from(read)),
-                    None => gone.push((node, item)),
-                }
-            }
+            // Their history was read when they changed.
+            read_items(view, waited.items.iter().copied(), &mut entries, &mut gone);
             history.extend(waited.history.0.iter().cloned());
             erase.extend(waited.history.1.iter().cloned());
         }
@@ -278,6 +271,21 @@ impl Device {
             .map(|read| ((read.0, read.1), index::Entry::from(read)))
             .collect();
         Ok(stored == expected && self.store.index_is_current()?)
+    }
+}
+
+/// What the view says of `items`: an entry for each it holds, the others `gone`.
+fn read_items(
+    view: &View,
+    items: impl IntoIterator<Item = Key>,
+    entries: &mut Vec<index::Entry>,
+    gone: &mut Vec<Key>,
+) {
+    for (node, item) in items {
+        match view.item(node, &item) {
+            Some(read) => entries.push(index::Entry::from(read)),
+            None => gone.push((node, item)),
+        }
     }
 }
 

@@ -35,19 +35,7 @@ impl Device {
                 is_deletion(key, e) || deleted.get(&e.contact_id).is_none_or(|at| e.at_ms > *at)
             })
             .collect();
-        // The history keeps the newest `MAX_ROWS`: of more rows than that (a sync, a
-        // rebuilt index), the older ones would be forgotten as soon as written.
-        let max = usize::try_from(history::MAX_ROWS).unwrap_or(usize::MAX);
-        if rows.len() > max {
-            rows.sort_by_key(|(_, e)| std::cmp::Reverse(e.at_ms));
-            // Not kept, but stored here all the same: the node's log counts them.
-            for (_, e) in rows.drain(max..) {
-                self.authored
-                    .entry(e.device)
-                    .or_default()
-                    .insert(e.contact_id);
-            }
-        }
+        keep_newest(&mut rows, 1, &mut self.authored);
         let erase: Vec<(String, u64)> = deleted.into_iter().collect();
         let new = self.store.add_history(&self.index, &rows, &erase)?;
         // What the node's log counts: contacts changed, by the device that changed
@@ -97,6 +85,24 @@ impl Device {
         }
         self.store
             .history(&self.index, limit, &|e| ids.contains(&e.contact_id))
+    }
+}
+
+/// Keeps the newest `MAX_ROWS` of `rows` once they are more than `slack` times
+/// that: the history keeps no more, and older rows would be forgotten as soon as
+/// written (a sync, a rebuilt index). The rows cut were stored here all the same:
+/// the node's log counts them (`authored`).
+pub(super) fn keep_newest(
+    rows: &mut Vec<(Vec<u8>, history::Entry)>,
+    slack: usize,
+    authored: &mut BTreeMap<String, BTreeSet<String>>,
+) {
+    let max = usize::try_from(history::MAX_ROWS).unwrap_or(usize::MAX);
+    if rows.len() > max.saturating_mul(slack) {
+        rows.sort_by_key(|(_, e)| std::cmp::Reverse(e.at_ms));
+        for (_, e) in rows.drain(max..) {
+            authored.entry(e.device).or_default().insert(e.contact_id);
+        }
     }
 }
 

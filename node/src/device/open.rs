@@ -452,15 +452,7 @@ impl Device {
         device.finish_genesis()?;
         // Nothing is written when the index was right (a full disk still reads).
         if !current || device.repaired > 0 {
-            device.store.begin()?;
-            let written = device.write_index(changes, None, gone, !current);
-            match written {
-                Ok(()) => device.store.commit()?,
-                Err(e) => {
-                    let _ = device.store.rollback();
-                    return Err(e.into());
-                }
-            }
+            device.in_own_transaction(|d| d.write_index(changes, None, gone, !current))?;
             if !current {
                 // What a rebuilt index adds to the history is no news to log.
                 device.authored.clear();

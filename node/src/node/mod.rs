@@ -453,6 +453,14 @@ pub async fn start(device: Device, options: Options) -> Result<Running, Error> {
     })
 }
 
+/// Sleeps until `t`; never ends without one.
+async fn until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Node {
     async fn run(
         &mut self,
@@ -551,18 +559,8 @@ impl Node {
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {
                     self.device.input(Input::Timeout)?;
                 }
-                _ = async {
-                    match wait_due {
-                        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
-                _ = async {
-                    match index_due {
-                        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-                        None => std::future::pending().await,
-                    }
-                } => self.catch_up_index(),
+                () = until(wait_due) => {}
+                () = until(index_due) => self.catch_up_index(),
                 _ = tick.tick() => {
                     ticks += 1;
                     self.housekeeping(ticks.is_multiple_of(5))?;
