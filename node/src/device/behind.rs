@@ -4,12 +4,13 @@
 //!
 //! Both are derived from the records: the index is a cache of what the view read
 //! (rebuilt when its generation is not the store's), the history what the stored
-//! items tell of their edits, read from the view at each step (an edit replaces its
-//! contact's item: the item it replaced must be read while it lives). On a running
-//! node, the index entries of the items a step changed, and their history rows, wait
+//! items tell of their edits. An edit replaces its contact's item, so the contact
+//! each step stored is kept as it was read (shared with the view, not copied) and
+//! its history rows are made from it when they are written. On a running
+//! node, the index entries of the items a step changed, and their history, wait
 //! until the device has been quiet for [`QUIET`] with no exchange it began under way
 //! (at most [`MAX_LAG`] after the first change that waits, and at most [`MAX_ITEMS`]
-//! items), and are then written in one transaction: a sync or an import of many
+//! items or contacts read), and are then written in one transaction: a sync or an import of many
 //! frames writes them once, off the path of the frames, and a lone edit is durable
 //! and sent without them. Items gone from the view and `<reserved/>` placeholders
 //! are written at once, in the transaction of their records (what they held must
@@ -22,11 +23,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kith_protocol::contacts::View;
-use kith_protocol::item::NodeKind;
-use kith_protocol::record::ItemId;
+use std::sync::Arc;
 
-use super::changes::{Rows, history_of, keep_newest};
+use kith_protocol::contacts::View;
+use kith_protocol::item::{Contact, NodeKind};
+use kith_protocol::record::{ItemId, Version};
+
+use super::changes::{history_of, history_of_contacts};
 use super::{Device, Error};
 use crate::store::{self, index};
 
@@ -36,7 +39,8 @@ pub(crate) const QUIET: Duration = Duration::from_millis(50);
 /// How long writes may wait at most, however busy the device is.
 pub(crate) const MAX_LAG: Duration = Duration::from_secs(2);
 
-/// How many items may wait at most: past it they are written with the records.
+/// How many items (and contacts read for the history) may wait at most: past it
+/// they are written with the records.
 pub(crate) const MAX_ITEMS: usize = 50_000;
 
 /// An item of one of the two nodes.
@@ -50,11 +54,11 @@ const RETRY: Duration = Duration::from_secs(2);
 pub(crate) struct Behind {
     /// The items whose index entries wait.
     items: BTreeSet<Key>,
-    /// The history rows their changes made, read from the view when each step
-    /// stored them (an item an edit replaces is gone by the time the writes are
-    /// made: its rows must be read while it lives), and the contact ids their
-    /// deletions erase.
-    history: Rows,
+    /// The contacts their changes stored, as each step read them from the view
+    /// (an item an edit replaces is gone by the time the writes are made), with
+    /// the version of each one's record: the history is made from them. Deletions
+    /// never wait, so nothing here erases.
+    contacts: Vec<(Version, Arc<Contact>)>,
     /// When the first of them changed.
     first: Instant,
     /// When the last did.
@@ -146,7 +150,7 @@ impl Device {
     /// it; `None` when it all waits. Without lag: all of it. With: the items gone
     /// from the view and the `<reserved/>` placeholders go at once (their entries,
     /// and the ids clients chose for them, must not outlive what they held), the
-    /// others wait with their history rows; everything goes at once when one of
+    /// others wait with the contacts they hold; everything goes at once when one of
     /// them marks a deletion (whose erasing of the history must not wait) or when
     /// too many wait.
     pub(super) fn index_now(
@@ -164,33 +168,27 @@ impl Device {
             .iter()
             .any(|(node, item)| view.marks_deletion(*node, item));
         if !live.is_empty() {
-            // The history of what waits is read now, while its items live.
-            let entries: Vec<index::Entry> = live
+            // What the history is made of is kept now, while its items live.
+            let contacts = live
                 .iter()
                 .filter(|(node, _)| *node == NodeKind::Contacts)
-                .filter_map(|(node, item)| view.item(*node, item))
-                .map(index::Entry::from)
-                .collect();
-            let (rows, erase) = history_of(view, &entries);
+                .filter_map(|(_, item)| view.contact_item(item));
             let at = Instant::now();
             let behind = self.behind.get_or_insert_with(|| Behind {
                 items: BTreeSet::new(),
-                history: Rows::default(),
+                contacts: Vec::new(),
                 first: at,
                 last: at,
                 retry: None,
             });
+            behind.contacts.extend(contacts);
             behind.items.extend(live);
-            behind.history.0.extend(rows);
-            behind.history.1.extend(erase);
             behind.last = at;
-            // Only the newest `MAX_ROWS` of them can stay in the history.
-            keep_newest(&mut behind.history.0, 2, &mut self.authored);
         }
         let many = self
             .behind
             .as_ref()
-            .is_some_and(|b| b.items.len() >= MAX_ITEMS);
+            .is_some_and(|b| b.items.len().max(b.contacts.len()) >= MAX_ITEMS);
         if deletes || many {
             return Some((now, self.behind.take()));
         }
@@ -202,7 +200,7 @@ impl Device {
 
     /// Writes to the item index what the view says of `changes` and that `gone` are
     /// gone, and to the history what the items of `changes` tell; then the same of
-    /// what `waited` (its items' rows were read when they changed). The index is
+    /// what `waited` (its history made from the contacts it kept). The index is
     /// marked current when nothing waits any more. With `rebuilt`, the index is
     /// replaced by these entries.
     pub(super) fn write_index(
@@ -219,10 +217,11 @@ impl Device {
         // crash while writes waited) is added, what it holds is kept once.
         let (mut history, mut erase) = history_of(view, &entries);
         if let Some(waited) = waited {
-            // Their history was read when they changed.
+            // Their history is made of the contacts as they were when they changed.
             read_items(view, waited.items.iter().copied(), &mut entries, &mut gone);
-            history.extend(waited.history.0.iter().cloned());
-            erase.extend(waited.history.1.iter().cloned());
+            let (rows, erased) = history_of_contacts(view, &waited.contacts);
+            history.extend(rows);
+            erase.extend(erased);
         }
         let contacts = view.contact_count() as u64;
         // Current once nothing waits, and never on a failed device.
@@ -465,7 +464,7 @@ mod tests {
         let first = Instant::now();
         let mut behind = Behind {
             items: BTreeSet::new(),
-            history: Rows::default(),
+            contacts: Vec::new(),
             first,
             last: first + Duration::from_millis(10),
             retry: None,

@@ -4,8 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kith_protocol::contacts::View;
-use kith_protocol::item::{NodeKind, Payload};
+use std::sync::Arc;
+
+use kith_protocol::item::{Contact, NodeKind, Payload};
 use kith_protocol::jid::BareJid;
+use kith_protocol::record::Version;
 
 use super::Device;
 use crate::store::{self, history, index};
@@ -35,7 +38,7 @@ impl Device {
                 is_deletion(key, e) || deleted.get(&e.contact_id).is_none_or(|at| e.at_ms > *at)
             })
             .collect();
-        keep_newest(&mut rows, 1, &mut self.authored);
+        keep_newest(&mut rows, &mut self.authored);
         let erase: Vec<(String, u64)> = deleted.into_iter().collect();
         let new = self.store.add_history(&self.index, &rows, &erase)?;
         // What the node's log counts: contacts changed, by the device that changed
@@ -88,17 +91,15 @@ impl Device {
     }
 }
 
-/// Keeps the newest `MAX_ROWS` of `rows` once they are more than `slack` times
-/// that: the history keeps no more, and older rows would be forgotten as soon as
+/// Keeps the newest `MAX_ROWS` of `rows`: the history keeps no more, and older rows would be forgotten as soon as
 /// written (a sync, a rebuilt index). The rows cut were stored here all the same:
 /// the node's log counts them (`authored`).
-pub(super) fn keep_newest(
+fn keep_newest(
     rows: &mut Vec<(Vec<u8>, history::Entry)>,
-    slack: usize,
     authored: &mut BTreeMap<String, BTreeSet<String>>,
 ) {
     let max = usize::try_from(history::MAX_ROWS).unwrap_or(usize::MAX);
-    if rows.len() > max.saturating_mul(slack) {
+    if rows.len() > max {
         rows.sort_by_key(|(_, e)| std::cmp::Reverse(e.at_ms));
         for (_, e) in rows.drain(max..) {
             authored.entry(e.device).or_default().insert(e.contact_id);
@@ -112,54 +113,81 @@ pub(super) fn keep_newest(
 pub(super) type Rows = (Vec<(Vec<u8>, history::Entry)>, Vec<(String, u64)>);
 
 pub(super) fn history_of(view: &View, entries: &[index::Entry]) -> Rows {
-    use kith_protocol::contacts::history::{What, changes_of, describe};
-    let group_name = |id: &str| view.groups().get(id).map(|g| g.group.name.clone());
-    let mut out = Vec::new();
-    let mut erase = Vec::new();
+    use kith_protocol::contacts::history::changes_of;
+    let mut rows = Rows::default();
     for e in entries {
         let Some(payload) = e.payload.as_ref().filter(|_| e.node == NodeKind::Contacts) else {
             continue;
         };
-        for change in changes_of(payload, e.version) {
-            let mut key = change.contact_id.as_bytes().to_vec();
-            key.extend_from_slice(&change.at.hlc.wall_ms.to_be_bytes());
-            key.extend_from_slice(&change.at.hlc.counter.to_be_bytes());
-            key.extend_from_slice(&change.at.device.0);
-            let (name, jids, changes) = match (&change.what, payload) {
-                (What::Edit(fields), Payload::Contact(c)) => (
-                    c.name.clone(),
-                    c.identities
-                        .iter()
-                        .filter(|i| i.kind == "jid")
-                        .map(|i| i.value.clone())
-                        .collect(),
-                    fields
-                        .iter()
-                        .map(|(k, v)| describe(k, v, &group_name))
-                        .collect(),
-                ),
-                (What::Delete(aliases), _) => {
-                    key.push(b'd');
-                    let at = change.at.hlc.wall_ms;
-                    erase.push((change.contact_id.clone(), at));
-                    erase.extend(aliases.iter().map(|a| (a.clone(), at)));
-                    (None, Vec::new(), vec!["deleted".to_owned()])
-                }
-                // An edit's marks in anything but a contact: nothing to show.
-                (What::Edit(_), _) => continue,
-            };
-            out.push((
-                key,
-                history::Entry {
-                    at_ms: change.at.hlc.wall_ms,
-                    device: change.device.to_string(),
-                    contact_id: change.contact_id,
-                    name,
-                    jids,
-                    changes,
-                },
-            ));
-        }
+        let contact = match payload {
+            Payload::Contact(c) => Some(c),
+            _ => None,
+        };
+        add_rows(view, changes_of(payload, e.version), contact, &mut rows);
     }
-    (out, erase)
+    rows
+}
+
+/// The history rows of contact items as they were read (the version of each one's
+/// record, and what it held): one per edit each carries. Group ids are named as
+/// `view` names them now.
+pub(super) fn history_of_contacts(view: &View, contacts: &[(Version, Arc<Contact>)]) -> Rows {
+    use kith_protocol::contacts::history::edits_of;
+    let mut rows = Rows::default();
+    for (version, contact) in contacts {
+        add_rows(view, edits_of(contact, *version), Some(contact), &mut rows);
+    }
+    rows
+}
+
+/// Adds to `rows` those of `changes`, the changes of one item (holding `contact`
+/// when it is a contact).
+fn add_rows(
+    view: &View,
+    changes: Vec<kith_protocol::contacts::history::Change>,
+    contact: Option<&Contact>,
+    (out, erase): &mut Rows,
+) {
+    use kith_protocol::contacts::history::{What, describe};
+    let group_name = |id: &str| view.groups().get(id).map(|g| g.group.name.clone());
+    for change in changes {
+        let mut key = change.contact_id.as_bytes().to_vec();
+        key.extend_from_slice(&change.at.hlc.wall_ms.to_be_bytes());
+        key.extend_from_slice(&change.at.hlc.counter.to_be_bytes());
+        key.extend_from_slice(&change.at.device.0);
+        let (name, jids, changes) = match (&change.what, contact) {
+            (What::Edit(fields), Some(c)) => (
+                c.name.clone(),
+                c.identities
+                    .iter()
+                    .filter(|i| i.kind == "jid")
+                    .map(|i| i.value.clone())
+                    .collect(),
+                fields
+                    .iter()
+                    .map(|(k, v)| describe(k, v, &group_name))
+                    .collect(),
+            ),
+            (What::Delete(aliases), _) => {
+                key.push(b'd');
+                let at = change.at.hlc.wall_ms;
+                erase.push((change.contact_id.clone(), at));
+                erase.extend(aliases.iter().map(|a| (a.clone(), at)));
+                (None, Vec::new(), vec!["deleted".to_owned()])
+            }
+            // An edit's marks in anything but a contact: nothing to show.
+            (What::Edit(_), _) => continue,
+        };
+        out.push((
+            key,
+            history::Entry {
+                at_ms: change.at.hlc.wall_ms,
+                device: change.device.to_string(),
+                contact_id: change.contact_id,
+                name,
+                jids,
+                changes,
+            },
+        ));
+    }
 }

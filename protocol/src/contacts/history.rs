@@ -58,7 +58,9 @@ pub fn changes_of(payload: &Payload, version: Version) -> Vec<Change> {
     }
 }
 
-fn edits_of(contact: &Contact, version: Version) -> Vec<Change> {
+/// The changes a contact item written in a record of `version` carries: one per
+/// edit whose marks it holds ([`changes_of`] of a contact).
+pub fn edits_of(contact: &Contact, version: Version) -> Vec<Change> {
     let Ok(state) = State::of(contact, version) else {
         return Vec::new();
     };

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{GroupEntry, Held, MergedContact, Unreadable, View, slot};
-use crate::item::{self, NodeKind, fields};
+use super::{GroupEntry, Held, MergedContact, Read, Unreadable, View, slot};
+use crate::item::{self, Contact, NodeKind, fields};
 use crate::jid::BareJid;
 use crate::record::{DeviceId, ItemId, Version};
 
@@ -81,6 +81,21 @@ impl View {
     pub fn reserved(&self, node: NodeKind) -> impl Iterator<Item = &ItemId> + '_ {
         self.plain_reserved(node)
             .chain(self.marks(node).map(|(_, item)| item))
+    }
+
+    /// The contact the contacts node's `item` holds, with the version of its
+    /// record; `None` when that item is not a readable contact. Shared, not copied:
+    /// it stays as it was read, whatever the view later holds.
+    pub fn contact_item(&self, item: &ItemId) -> Option<(Version, Arc<Contact>)> {
+        match self.items.get(&(NodeKind::Contacts, *item)) {
+            Some(
+                r @ Read {
+                    payload: Ok(Held::Contact(c)),
+                    ..
+                },
+            ) => Some((r.version(), Arc::clone(c))),
+            _ => None,
+        }
     }
 
     /// Whether `item` is a `<reserved/>` item of `node`.
