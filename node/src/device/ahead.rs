@@ -14,7 +14,7 @@ use kith_protocol::contacts::Opened;
 use kith_protocol::record::Verified;
 use kith_protocol::roster::Roster;
 use kith_protocol::seal::Keyring;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::verify;
 
@@ -41,6 +41,10 @@ pub struct Ahead {
     verified: Verified,
     known: RwLock<Arc<Known>>,
     permits: Arc<Semaphore>,
+    /// Frames are checked one after the other, in the order they came: each is
+    /// checked on every core, so two at once would only finish both late, while
+    /// the device's thread waits for the first.
+    turn: Mutex<()>,
 }
 
 /// What checking a frame ahead opened, holding its permit until the device takes
@@ -69,6 +73,7 @@ impl Ahead {
             verified,
             known: RwLock::new(Arc::new(Known { roster, keyring })),
             permits: Arc::new(Semaphore::new(PERMITS)),
+            turn: Mutex::new(()),
         }
     }
 
@@ -90,8 +95,9 @@ impl Ahead {
         Arc::clone(&self.known.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Checks the sync frame `bytes` on a blocking thread if a permit is free;
-    /// hands back the bytes with what it opened.
+    /// Checks the sync frame `bytes` on a blocking thread if a permit is free, once
+    /// the frames that came before it are checked; hands back the bytes with what
+    /// it opened.
     pub async fn check(&self, bytes: Vec<u8>) -> Checked {
         if bytes.len() < MIN_FRAME_BYTES {
             return (bytes, None);
@@ -99,6 +105,9 @@ impl Ahead {
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
             return (bytes, None);
         };
+        // In turn (tokio's lock is first come, first served); the roster and keyring
+        // are read once it is this frame's, so as late as can be.
+        let _turn = self.turn.lock().await;
         let known = self.known();
         let verified = self.verified.clone();
         let shared = Arc::new(bytes);
