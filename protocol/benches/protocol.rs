@@ -10,7 +10,7 @@ use ed25519_dalek::SigningKey;
 use kith_protocol::clock::WallTime;
 use kith_protocol::contacts::{Book, Command, ContactEdit, View};
 use kith_protocol::item::{Contact, Identity, NodeKind, Payload};
-use kith_protocol::record::Record;
+use kith_protocol::record::{Record, Space};
 use kith_protocol::seal::{self, Keyring, Opener, Secret};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -141,6 +141,62 @@ fn view(c: &mut Criterion) {
     });
     let view = View::build(&replica, &keyring, &mut Opener::new());
     assert_eq!(view.contact_count(), 9_000);
+    // A new device receiving them as the node does: in frames of 1,256 records,
+    // checked and opened beforehand (on other threads there), the view brought up
+    // to date after each frame. What is left is the device thread's apply and merge.
+    let mut records: Vec<Record> = replica.records().cloned().collect();
+    // In the order a peer sends them: the roster, the secrets, the groups, then the
+    // contacts (`sync::engine`'s send order).
+    let rank = |s: Space| {
+        [Space::Roster, Space::Keys, Space::Groups, Space::Contacts]
+            .iter()
+            .position(|o| *o == s)
+    };
+    records.sort_by_key(|r| rank(r.space));
+    let verified = kith_protocol::record::Verified::new();
+    assert!(verified.verify_all(&records).iter().all(Result::is_ok));
+    let mut opener = Opener::new();
+    // Each record's payload (for those with one), in the records' order.
+    let opened: Vec<Option<kith_protocol::contacts::Opened>> = records
+        .iter()
+        .map(|r| {
+            let (Some(node), kith_protocol::record::Body::Sealed(sealed)) =
+                (r.space.node(), &r.body)
+            else {
+                return None;
+            };
+            let payload = Payload::parse(&opener.open(sealed, &keyring).ok()?).ok()?;
+            payload.check_node(node).ok()?;
+            Some(kith_protocol::contacts::Opened {
+                item: r.item,
+                version: r.version,
+                signature: r.signature,
+                payload,
+            })
+        })
+        .collect();
+    group.bench_function(
+        "10k records received in frames, checked and opened before",
+        |b| {
+            b.iter_batched(
+                || (records.clone(), opened.clone()),
+                |(records, opened)| {
+                    let mut new = Book::new(SigningKey::from_bytes(&[5; 32]), keyring.clone());
+                    new.share_verified(verified.clone());
+                    let (mut records, mut opened) = (records.into_iter(), opened.into_iter());
+                    while records.len() > 0 {
+                        new.offer(opened.by_ref().take(1_256).flatten().collect());
+                        for r in records.by_ref().take(1_256) {
+                            new.receive(r, &roster, WallTime(4)).expect("trusted");
+                        }
+                        black_box(new.view().contact_count());
+                    }
+                    assert_eq!(new.view().contact_count(), 9_000);
+                },
+                criterion::BatchSize::LargeInput,
+            )
+        },
+    );
     // One edit on a list of 9,000 contacts: the command, then the view kept up.
     book.view();
     let jid = kith_protocol::jid::BareJid::parse("user18@example.org").expect("valid");

@@ -3,6 +3,7 @@
 
 use std::fmt::Debug;
 
+use super::session::SEND_ORDER;
 use super::{Engine, Event, GOSSIP_BURST, MAX_GOSSIP_QUEUE, Now, Output};
 use crate::contacts;
 use crate::record::{Record, Space};
@@ -95,7 +96,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             return;
         }
         self.gossip_window(now).1 += 1;
-        let records = std::mem::take(&mut self.gossip);
+        let mut records = std::mem::take(&mut self.gossip);
+        // By space in the order a reconciliation sends them (the roster and the
+        // secrets first, groups before contacts: see `SEND_ORDER`), each space's in
+        // the order they were written.
+        records.sort_by_key(|r| SEND_ORDER.iter().position(|s| *s == r.space));
         let mut batch = Vec::new();
         let mut size = 0;
         for r in records {

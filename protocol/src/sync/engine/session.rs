@@ -355,13 +355,17 @@ fn prefix(r: &Record) -> u128 {
 /// The order owed records are sent in, by space: the device roster first (it says
 /// who may author the rest), then the secrets (a new device can then open each
 /// contact as it arrives, instead of setting every one aside until its key comes
-/// and opening them all again at the end), then the two XEP-0510 nodes, then acks.
+/// and opening them all again at the end), then the two XEP-0510 nodes, groups
+/// before contacts (a contact that comes after its groups is merged once, with
+/// them; before them, every contact of a group was taken up again when the group
+/// came, a tenth of a new device's merging, and showed its groups as unknown
+/// until then), then acks.
 /// The roster and the secrets end their frame: the receiver applies it before it
 /// answers, so it checks the frames that follow with them.
 pub(super) const SEND_ORDER: [Space; 5] = [
     Space::Roster,
     Space::Keys,
-    Space::Contacts,
     Space::Groups,
+    Space::Contacts,
     Space::Acks,
 ];

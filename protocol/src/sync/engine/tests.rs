@@ -555,6 +555,19 @@ fn the_roster_and_secrets_go_first_and_each_record_once() {
             "roster, then secrets, then the nodes: {spaces:?}"
         );
     }
+    // The groups before the contacts in them: each contact is merged once, with
+    // its groups known.
+    let live: Vec<Space> = sent_in_order
+        .iter()
+        .filter(|k| !dead(k))
+        .map(|(space, _)| *space)
+        .collect();
+    let last_group = live.iter().rposition(|s| *s == Space::Groups);
+    let first_contact = live.iter().position(|s| *s == Space::Contacts);
+    assert!(
+        matches!((last_group, first_contact), (Some(g), Some(c)) if g < c),
+        "groups, then contacts: {live:?}"
+    );
     // Both sides start a reconciliation on connecting; each record went once.
     let distinct: BTreeSet<_> = sent_in_order.iter().collect();
     assert_eq!(sent_in_order.len(), distinct.len(), "sent twice");
@@ -1026,6 +1039,57 @@ fn a_deletion_is_collected_then_forgotten_by_every_device() {
         assert_eq!(r.records().filter(|r| r.is_tombstone()).count(), 0);
         assert_eq!(r.collected().count(), 0, "forgotten");
     }
+}
+
+/// A write too large for one gossip frame goes out by space in the order a
+/// reconciliation sends them: the groups before the contacts in them.
+#[test]
+fn gossip_sends_the_groups_before_the_contacts_in_them() {
+    let mut h = Harness::new();
+    h.connect(true);
+    let contacts: Vec<crate::item::Contact> = (0..300)
+        .map(|i| crate::item::Contact {
+            identities: vec![
+                crate::item::Identity::new("jid", &format!("c{i}@x.lit")).expect("a JID"),
+            ],
+            groups: vec![crate::item::GroupRef {
+                id: format!("G{}", i % 3),
+                extra: Default::default(),
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let t = h.mono + 10 * Config::default().gossip_delay_ms;
+    let side = &mut h.sides[0];
+    side.engine
+        .execute(
+            now(t),
+            Edit::Import {
+                contacts,
+                replace: false,
+            },
+        )
+        .expect("imported");
+    let mut frames = 0;
+    let mut spaces = Vec::new();
+    while let Some(out) = side.engine.poll_output() {
+        if let Output::Publish(bytes) = out {
+            frames += 1;
+            let (Frame::Gossip { records }, _) =
+                Frame::decode_lenient(&bytes, wire::MAX_GOSSIP_BYTES).expect("a frame")
+            else {
+                panic!("a gossip frame");
+            };
+            spaces.extend(records.iter().map(|r| r.space));
+        }
+    }
+    assert!(frames > 1, "several frames: {frames}");
+    let last_group = spaces.iter().rposition(|s| *s == Space::Groups);
+    let first_contact = spaces.iter().position(|s| *s == Space::Contacts);
+    assert!(
+        matches!((last_group, first_contact), (Some(g), Some(c)) if g < c),
+        "groups, then contacts: {spaces:?}"
+    );
 }
 
 /// Gossip frames `side` published since its last poll.
