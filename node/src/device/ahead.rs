@@ -18,9 +18,10 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::verify;
 
-/// Frames checked ahead and not yet taken by the device, at most: each holds what
-/// it opened (a few times the frame) until then, so what a peer's flood of frames
-/// makes this step hold is bounded here; frames past it wait as bytes, as before.
+/// Frames checked ahead (or waiting their turn to be) and not yet taken by the
+/// device, at most: each holds what it opened (a few times the frame) until then,
+/// so what a peer's flood of frames makes this step hold is bounded here; frames
+/// past it wait as bytes, as before.
 const PERMITS: usize = 2;
 
 /// Frames smaller than this are left to the device's thread: too few records to
@@ -44,7 +45,7 @@ pub struct Ahead {
     /// Frames are checked one after the other, in the order they came: each is
     /// checked on every core, so two at once would only finish both late, while
     /// the device's thread waits for the first.
-    turn: Mutex<()>,
+    turn: Arc<Mutex<()>>,
 }
 
 /// What checking a frame ahead opened, holding its permit until the device takes
@@ -73,7 +74,7 @@ impl Ahead {
             verified,
             known: RwLock::new(Arc::new(Known { roster, keyring })),
             permits: Arc::new(Semaphore::new(PERMITS)),
-            turn: Mutex::new(()),
+            turn: Arc::new(Mutex::new(())),
         }
     }
 
@@ -106,8 +107,10 @@ impl Ahead {
             return (bytes, None);
         };
         // In turn (tokio's lock is first come, first served); the roster and keyring
-        // are read once it is this frame's, so as late as can be.
-        let _turn = self.turn.lock().await;
+        // are read once it is this frame's, so as late as can be. The turn goes
+        // with the work, as the permit does: a check whose reader went away ends
+        // before the next begins.
+        let turn = Arc::clone(&self.turn).lock_owned().await;
         let known = self.known();
         let verified = self.verified.clone();
         let shared = Arc::new(bytes);
@@ -124,6 +127,7 @@ impl Ahead {
                 &known.keyring,
                 None,
             );
+            drop(turn);
             (checked, permit)
         });
         let done = task.await.ok();
@@ -196,6 +200,36 @@ mod tests {
         let (_, opened) = stranger.check(bytes).await;
         assert!(opened.is_some());
         assert_eq!(stranger.verified.len(), expected);
+    }
+
+    /// A frame waits for the one before it to be checked: nothing of it is checked
+    /// while that one holds the turn, and it is checked once the turn is free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_are_checked_one_after_the_other() {
+        let me = DeviceId(key().verifying_key().to_bytes());
+        let checker = Arc::new(ahead(me));
+        // The turn of a frame being checked.
+        let turn = Arc::clone(&checker.turn).lock_owned().await;
+        let next = tokio::spawn({
+            let checker = Arc::clone(&checker);
+            async move { checker.check(frame(400)).await }
+        });
+        // Until the permit is taken, the next frame has not reached its turn.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while checker.permits.available_permits() == PERMITS {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the check never began"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(checker.verified.is_empty(), "checked out of turn");
+        assert!(!next.is_finished());
+        drop(turn);
+        let (_, opened) = next.await.expect("the check ends");
+        assert!(opened.is_some(), "checked in its turn");
+        let expected = if cores() > 1 { 400 } else { 0 };
+        assert_eq!(checker.verified.len(), expected);
     }
 
     #[tokio::test]
