@@ -4,6 +4,8 @@
 mod command;
 mod deferred;
 mod devices;
+#[cfg(test)]
+mod gossip_tests;
 mod io;
 mod owed;
 mod records;

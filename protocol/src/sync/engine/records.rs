@@ -3,7 +3,7 @@
 
 use std::fmt::Debug;
 
-use super::session::SEND_ORDER;
+use super::session::gossip_rank;
 use super::{Engine, Event, GOSSIP_BURST, MAX_GOSSIP_QUEUE, Now, Output};
 use crate::contacts;
 use crate::record::{Record, Space};
@@ -97,10 +97,13 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         self.gossip_window(now).1 += 1;
         let mut records = std::mem::take(&mut self.gossip);
-        // By space in the order a reconciliation sends them (the roster and the
-        // secrets first, groups before contacts: see `SEND_ORDER`), each space's in
-        // the order they were written.
-        records.sort_by_key(|r| SEND_ORDER.iter().position(|s| *s == r.space));
+        // By space as `SEND_ORDER` ranks them (the roster, the secrets, groups
+        // before contacts, a removed group after them; see `gossip_rank`), each
+        // space's in the order they were written. Unlike a reconciliation, the
+        // nodes' tombstones are not put last. (The view is brought up to date
+        // first: a command's writes are gossiped before its step ends.)
+        let view = self.book.view();
+        records.sort_by_key(|r| gossip_rank(view, r));
         let mut batch = Vec::new();
         let mut size = 0;
         for r in records {
