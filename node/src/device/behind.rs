@@ -5,14 +5,14 @@
 //! Both are derived from the records: the index is a cache of what the view read
 //! (rebuilt when its generation is not the store's), the history what the stored
 //! items tell of their edits. An edit replaces its contact's item, so the contact
-//! each step stored is kept as it was read (shared with the view, not copied) and
-//! its history rows are made from it when they are written. On a running
+//! each step stored is taken from the view while it lives (shared, not copied) and
+//! kept; its history rows are made from it when they are written. On a running
 //! node, the index entries of the items a step changed, and their history, wait
-//! until the device has been quiet for [`QUIET`] with no exchange it began under way
-//! (at most [`MAX_LAG`] after the first change that waits, and at most [`MAX_ITEMS`]
-//! items or contacts read), and are then written in one transaction: a sync or an import of many
-//! frames writes them once, off the path of the frames, and a lone edit is durable
-//! and sent without them. Items gone from the view and `<reserved/>` placeholders
+//! until the device has been quiet for [`QUIET`] with no exchange it began under
+//! way (at most [`MAX_LAG`] after the first change that waits, and at most
+//! [`MAX_ITEMS`] items or contact versions), and are then written in one
+//! transaction: a sync or an import of many frames writes them once, off the path
+//! of the frames, and a lone edit is durable and sent without them. Items gone from the view and `<reserved/>` placeholders
 //! are written at once, in the transaction of their records (what they held must
 //! not outlive it on disk), and a deletion writes everything that waits with it
 //! (what it erases from the history goes with it). The index is marked current only
@@ -21,17 +21,16 @@
 //! once, whatever writes it again).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
-
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kith_protocol::contacts::View;
 use kith_protocol::item::{Contact, NodeKind};
 use kith_protocol::record::{ItemId, Version};
 
-use super::changes::{history_of, history_of_contacts};
+use super::changes::{history_of, history_of_contacts, keep_newest};
 use super::{Device, Error};
-use crate::store::{self, index};
+use crate::store::{self, history, index};
 
 /// How long the device must have been quiet before the writes that wait are made.
 pub(crate) const QUIET: Duration = Duration::from_millis(50);
@@ -39,8 +38,8 @@ pub(crate) const QUIET: Duration = Duration::from_millis(50);
 /// How long writes may wait at most, however busy the device is.
 pub(crate) const MAX_LAG: Duration = Duration::from_secs(2);
 
-/// How many items (and contacts read for the history) may wait at most: past it
-/// they are written with the records.
+/// How many items (and contact versions kept for the history) may wait at most:
+/// past it they are written with the records.
 pub(crate) const MAX_ITEMS: usize = 50_000;
 
 /// An item of one of the two nodes.
@@ -56,9 +55,10 @@ pub(crate) struct Behind {
     items: BTreeSet<Key>,
     /// The contacts their changes stored, as each step read them from the view
     /// (an item an edit replaces is gone by the time the writes are made), with
-    /// the version of each one's record: the history is made from them. Deletions
-    /// never wait, so nothing here erases.
-    contacts: Vec<(Version, Arc<Contact>)>,
+    /// the version of each one's record: the history is made from them. Each
+    /// version once, however often a step reports it. Deletions never wait, so
+    /// nothing here erases.
+    contacts: BTreeMap<(ItemId, Version), Arc<Contact>>,
     /// When the first of them changed.
     first: Instant,
     /// When the last did.
@@ -172,11 +172,14 @@ impl Device {
             let contacts = live
                 .iter()
                 .filter(|(node, _)| *node == NodeKind::Contacts)
-                .filter_map(|(_, item)| view.contact_item(item));
+                .filter_map(|(_, item)| {
+                    let (version, contact) = view.contact_item(item)?;
+                    Some(((*item, version), contact))
+                });
             let at = Instant::now();
             let behind = self.behind.get_or_insert_with(|| Behind {
                 items: BTreeSet::new(),
-                contacts: Vec::new(),
+                contacts: BTreeMap::new(),
                 first: at,
                 last: at,
                 retry: None,
@@ -215,13 +218,25 @@ impl Device {
         read_items(view, changes, &mut entries, &mut gone);
         // Also for a rebuilt index: what the items tell that the history lacks (a
         // crash while writes waited) is added, what it holds is kept once.
-        let (mut history, mut erase) = history_of(view, &entries);
+        let (mut history, erase) = history_of(view, &entries);
         if let Some(waited) = waited {
-            // Their history is made of the contacts as they were when they changed.
+            // Their history is made of the contacts as they were when they changed
+            // (a deletion never waits: nothing there erases). The history keeps
+            // only its newest rows: those past them are let go as they are made,
+            // so no more than twice them are held at once.
             read_items(view, waited.items.iter().copied(), &mut entries, &mut gone);
-            let (rows, erased) = history_of_contacts(view, &waited.contacts);
-            history.extend(rows);
-            erase.extend(erased);
+            let max = usize::try_from(history::MAX_ROWS).unwrap_or(usize::MAX);
+            let kept: Vec<(Version, &Contact)> = waited
+                .contacts
+                .iter()
+                .map(|((_, version), contact)| (*version, contact.as_ref()))
+                .collect();
+            for part in kept.chunks(max) {
+                history.extend(history_of_contacts(view, part));
+                if history.len() > max.saturating_mul(2) {
+                    keep_newest(&mut history, &mut self.authored);
+                }
+            }
         }
         let contacts = view.contact_count() as u64;
         // Current once nothing waits, and never on a failed device.
@@ -464,7 +479,7 @@ mod tests {
         let first = Instant::now();
         let mut behind = Behind {
             items: BTreeSet::new(),
-            contacts: Vec::new(),
+            contacts: BTreeMap::new(),
             first,
             last: first + Duration::from_millis(10),
             retry: None,

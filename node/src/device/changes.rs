@@ -4,8 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kith_protocol::contacts::View;
-use std::sync::Arc;
-
 use kith_protocol::item::{Contact, NodeKind, Payload};
 use kith_protocol::jid::BareJid;
 use kith_protocol::record::Version;
@@ -91,10 +89,10 @@ impl Device {
     }
 }
 
-/// Keeps the newest `MAX_ROWS` of `rows`: the history keeps no more, and older rows would be forgotten as soon as
-/// written (a sync, a rebuilt index). The rows cut were stored here all the same:
-/// the node's log counts them (`authored`).
-fn keep_newest(
+/// Keeps the newest `MAX_ROWS` of `rows`: the history keeps no more, and older rows
+/// would be forgotten as soon as written (a sync, a rebuilt index). The rows cut
+/// were stored here all the same: the node's log counts them (`authored`).
+pub(super) fn keep_newest(
     rows: &mut Vec<(Vec<u8>, history::Entry)>,
     authored: &mut BTreeMap<String, BTreeSet<String>>,
 ) {
@@ -107,11 +105,12 @@ fn keep_newest(
     }
 }
 
-/// The history rows of the index entries just written: one per edit a contact item
-/// carries (keyed by contact id and edit, so each is kept once), one per deletion.
-/// Also the ids whose stored history a deletion erases, with the deletion's time.
+/// History rows (each keyed by contact id and edit, so each is kept once), and the
+/// ids whose stored history a deletion erases, with the deletion's time.
 pub(super) type Rows = (Vec<(Vec<u8>, history::Entry)>, Vec<(String, u64)>);
 
+/// The history rows of the index entries just written: one per edit a contact item
+/// carries, one per deletion; with the ids the deletions erase.
 pub(super) fn history_of(view: &View, entries: &[index::Entry]) -> Rows {
     use kith_protocol::contacts::history::changes_of;
     let mut rows = Rows::default();
@@ -131,13 +130,17 @@ pub(super) fn history_of(view: &View, entries: &[index::Entry]) -> Rows {
 /// The history rows of contact items as they were read (the version of each one's
 /// record, and what it held): one per edit each carries. Group ids are named as
 /// `view` names them now.
-pub(super) fn history_of_contacts(view: &View, contacts: &[(Version, Arc<Contact>)]) -> Rows {
+pub(super) fn history_of_contacts(
+    view: &View,
+    contacts: &[(Version, &Contact)],
+) -> Vec<(Vec<u8>, history::Entry)> {
     use kith_protocol::contacts::history::edits_of;
     let mut rows = Rows::default();
     for (version, contact) in contacts {
         add_rows(view, edits_of(contact, *version), Some(contact), &mut rows);
     }
-    rows
+    // An edit's changes erase nothing.
+    rows.0
 }
 
 /// Adds to `rows` those of `changes`, the changes of one item (holding `contact`

@@ -182,3 +182,45 @@ fn a_group_arriving_after_its_contacts_merges_none_of_them_again() {
     assert!(view.contacts().all(|c| c.unknown_groups.is_empty()));
     assert_eq!(view.contacts().count(), 3);
 }
+
+/// `View::contact_item`: the contact an item of the contacts node holds, with its
+/// version, shared with the view's read; nothing for a group or a placeholder.
+#[test]
+fn a_contact_item_is_handed_out_shared() {
+    let v = at(1_764_490_000_000, 1);
+    let (person, group, reserved) = (ItemId([1; 16]), ItemId([2; 16]), ItemId([3; 16]));
+    let view = View::from_payloads([
+        (
+            NodeKind::Contacts,
+            person,
+            v,
+            Payload::Contact(contact("Juliet", "juliet@capulet.lit")),
+        ),
+        (
+            NodeKind::Groups,
+            group,
+            v,
+            Payload::Group(Group {
+                id: "g-1".into(),
+                name: "Friends".into(),
+                description: None,
+                extra: Default::default(),
+            }),
+        ),
+        (
+            NodeKind::Contacts,
+            reserved,
+            v,
+            Payload::Reserved(Default::default()),
+        ),
+    ]);
+    let (version, shared) = view.contact_item(&person).expect("a contact");
+    assert_eq!(version, v);
+    assert!(
+        Arc::ptr_eq(&shared, &held(&view, person)),
+        "shared, not copied"
+    );
+    assert_eq!(view.contact_item(&group), None, "a group's item id");
+    assert_eq!(view.contact_item(&reserved), None, "a placeholder");
+    assert_eq!(view.contact_item(&ItemId([9; 16])), None, "no such item");
+}
