@@ -498,6 +498,38 @@ mod tests {
         assert_eq!(behind.due(true), retry);
     }
 
+    /// The newest rows kept are as many changes: a change carried by several
+    /// versions of a contact takes one place, not several (a new device kept fewer
+    /// than 10,000 when the cut came first).
+    #[test]
+    fn the_newest_rows_kept_are_distinct_changes() {
+        let row = |at_ms: u64| {
+            let entry = history::Entry {
+                at_ms,
+                device: "d".into(),
+                contact_id: format!("c{at_ms}"),
+                name: None,
+                jids: Vec::new(),
+                changes: Vec::new(),
+            };
+            (at_ms.to_be_bytes().to_vec(), entry)
+        };
+        let max = u64::try_from(history::MAX_ROWS).unwrap();
+        let mut rows: Vec<_> = (0..max + 10).map(row).collect();
+        // The newest hundred twice, as two versions of each contact carry them.
+        rows.extend((max - 90..max + 10).map(row));
+        let mut authored = BTreeMap::new();
+        keep_newest(&mut rows, &mut authored);
+        let kept: BTreeSet<u64> = rows.iter().map(|(_, e)| e.at_ms).collect();
+        assert_eq!(rows.len(), kept.len(), "each once");
+        assert_eq!(
+            kept,
+            (10..max + 10).collect::<BTreeSet<u64>>(),
+            "the newest"
+        );
+        assert_eq!(authored["d"].len(), 10, "those cut are counted");
+    }
+
     /// Without `write_index_behind` (a command on a stopped node), nothing waits.
     #[test]
     fn a_device_without_a_node_writes_at_once() {

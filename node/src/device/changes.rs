@@ -98,7 +98,12 @@ pub(super) fn keep_newest(
 ) {
     let max = usize::try_from(history::MAX_ROWS).unwrap_or(usize::MAX);
     if rows.len() > max {
-        rows.sort_by_key(|(_, e)| std::cmp::Reverse(e.at_ms));
+        // A change is kept once (several versions of a contact carry the same
+        // edit): the same key twice must not take a place among the newest.
+        rows.sort_by(|(a, x), (b, y)| y.at_ms.cmp(&x.at_ms).then_with(|| a.cmp(b)));
+        rows.dedup_by(|(a, _), (b, _)| a == b);
+    }
+    if rows.len() > max {
         for (_, e) in rows.drain(max..) {
             authored.entry(e.device).or_default().insert(e.contact_id);
         }
