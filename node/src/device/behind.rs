@@ -12,13 +12,13 @@
 //! way (at most [`MAX_LAG`] after the first change that waits, and at most
 //! [`MAX_ITEMS`] items or contact versions), and are then written in one
 //! transaction: a sync or an import of many frames writes them once, off the path
-//! of the frames, and a lone edit is durable and sent without them. Items gone from the view and `<reserved/>` placeholders
-//! are written at once, in the transaction of their records (what they held must
-//! not outlive it on disk), and a deletion writes everything that waits with it
-//! (what it erases from the history goes with it). The index is marked current only
-//! when nothing waits: a crash while writes wait leaves its generation behind the
-//! store's, and the next open rebuilds it, and the history with it (a change is kept
-//! once, whatever writes it again).
+//! of the frames, and a lone edit is durable and sent without them. Items gone from
+//! the view and `<reserved/>` placeholders are written at once, in the transaction
+//! of their records (what they held must not outlive it on disk), and a deletion
+//! writes everything that waits with it (what it erases from the history goes with
+//! it). The index is marked current only when nothing waits: a crash while writes
+//! wait leaves its generation behind the store's, and the next open rebuilds it, and
+//! the history with it (a change is kept once, whatever writes it again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -419,9 +419,9 @@ mod tests {
         assert_eq!(device.index_repairs(), 0, "current since");
     }
 
-    /// Each edit's history is read when it is stored: two renames in one wait (the
-    /// first one's item replaced by the second's before anything is written) both
-    /// reach the history.
+    /// What each edit's history is made of is kept when it is stored: two renames
+    /// in one wait (the first one's item replaced by the second's before anything
+    /// is written) both reach the history.
     #[test]
     fn edits_replaced_while_waiting_keep_their_history() {
         let (_dir, mut device) = lagging();

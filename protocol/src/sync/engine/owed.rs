@@ -1,6 +1,7 @@
 //! What an exchange still owes a peer, and in which order it goes: by space in
 //! [`SEND_ORDER`](super::session::SEND_ORDER), and tombstones of the XEP-0510
-//! nodes after everything else (an edit, a settle or a rotation's reseal writes a
+//! nodes (and `<reserved/>` groups, which `take_owed` puts there too) after
+//! everything else (an edit, a settle or a rotation's reseal writes a
 //! contact as a new item and retracts the old one; a peer given the retraction
 //! first, keys being in random order, would not show the contact until the frame
 //! with the new item came).

@@ -76,7 +76,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 peer.owed.remove(&key);
                 continue;
             };
-            if !last && (r.is_tombstone() && space.node().is_some() || removed_group(view, &r)) {
+            let node_tombstone = r.is_tombstone() && space.node().is_some();
+            if !last && (node_tombstone || reserved_group(view, &r)) {
                 peer.owed.put_last(key);
                 continue;
             }
@@ -365,31 +366,6 @@ fn prefix(r: &Record) -> u128 {
 /// until then), then acks.
 /// The roster and the secrets end their frame: the receiver applies it before it
 /// answers, so it checks the frames that follow with them.
-/// Where `record` goes among those gossiped: by space in [`SEND_ORDER`] (a space
-/// not in it last), except a group `view` holds as `<reserved/>` (removed), which
-/// goes after the contacts: the command that removes a group edits its contacts
-/// out of it, and sent before them the removal would show the group as unknown in
-/// each until its edit came. (A reconciliation puts such a group last, with the
-/// nodes' tombstones.)
-pub(super) fn gossip_rank(view: &View, record: &Record) -> (usize, bool) {
-    let rank = |space: Space| {
-        SEND_ORDER
-            .iter()
-            .position(|s| *s == space)
-            .unwrap_or(SEND_ORDER.len())
-    };
-    if removed_group(view, record) {
-        (rank(Space::Contacts), true)
-    } else {
-        (rank(record.space), false)
-    }
-}
-
-/// Whether `record` is a group `view` holds as a `<reserved/>` item.
-fn removed_group(view: &View, record: &Record) -> bool {
-    record.space == Space::Groups && view.is_reserved(NodeKind::Groups, &record.item)
-}
-
 pub(super) const SEND_ORDER: [Space; 5] = [
     Space::Roster,
     Space::Keys,
@@ -397,3 +373,28 @@ pub(super) const SEND_ORDER: [Space; 5] = [
     Space::Contacts,
     Space::Acks,
 ];
+
+/// Where `record` goes among those gossiped: by space in [`SEND_ORDER`] (a space
+/// not in it last), except a group `view` holds as `<reserved/>` (removed, or a
+/// placeholder), which goes after the contacts: the command that removes a group
+/// edits its contacts out of it, and sent before them the removal would show the
+/// group as unknown in each until its edit came. (A reconciliation puts such a
+/// group last, with the nodes' tombstones.)
+pub(super) fn gossip_rank(view: &View, record: &Record) -> (usize, bool) {
+    let rank = |space: Space| {
+        SEND_ORDER
+            .iter()
+            .position(|s| *s == space)
+            .unwrap_or(SEND_ORDER.len())
+    };
+    if reserved_group(view, record) {
+        (rank(Space::Contacts), true)
+    } else {
+        (rank(record.space), false)
+    }
+}
+
+/// Whether `record` is a group `view` holds as a `<reserved/>` item.
+fn reserved_group(view: &View, record: &Record) -> bool {
+    record.space == Space::Groups && view.is_reserved(NodeKind::Groups, &record.item)
+}
