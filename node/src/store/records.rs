@@ -53,6 +53,16 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         let mut pruned = 0;
         let tx = self.atomic().map_err(sql)?;
+        // A record stored takes its item out of the collected tables, which are
+        // nearly always empty: then there is nothing to take, a statement a record
+        // fewer.
+        let collected: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM collected)
+                     OR EXISTS (SELECT 1 FROM collected_shadows)",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sql)?;
         {
             let mut insert = tx
                 .prepare_cached(
@@ -88,6 +98,9 @@ impl Store {
                 pruned += prune
                     .execute(params![space, &r.item.0[..], SHADOW_DEPTH as i64])
                     .map_err(sql)?;
+                if !collected {
+                    continue;
+                }
                 uncollect
                     .execute(params![space, &r.item.0[..]])
                     .map_err(sql)?;

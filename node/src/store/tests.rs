@@ -312,6 +312,42 @@ fn collected_tombstones_are_remembered_then_forgotten() {
     assert_eq!(store.load().unwrap().0.collected().count(), 0);
 }
 
+/// A version newer than a collected tombstone takes its item out of the collected
+/// tables (tombstone and shadows); another item collected stays collected.
+#[test]
+fn a_record_newer_than_a_collected_tombstone_takes_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let mut collect = Vec::new();
+    for item in [2, 3] {
+        let tomb = record(&key, item, 5, true);
+        store
+            .persist(&[record(&key, item, 4, false), tomb.clone()])
+            .unwrap();
+        collect.push((
+            Space::Roster,
+            ItemId([item; 16]),
+            tomb.version,
+            tomb.signature,
+        ));
+    }
+    store.collect(&collect, &[]).unwrap();
+    let back = record(&key, 2, 6, false);
+    store.persist(std::slice::from_ref(&back)).unwrap();
+    let (replica, _) = store.load().unwrap();
+    let two = ItemId([2; 16]);
+    let three = ItemId([3; 16]);
+    assert_eq!(replica.get(Space::Roster, &two), Some(&back));
+    assert_eq!(replica.collected_version(Space::Roster, &two), None);
+    assert!(replica.collected_shadows(Space::Roster, &two).is_empty());
+    assert_eq!(
+        replica.collected_version(Space::Roster, &three),
+        Some(collect[1].2)
+    );
+    assert_eq!(replica.collected_shadows(Space::Roster, &three).len(), 1);
+}
+
 #[test]
 fn a_collected_tombstone_keeps_what_it_replaced_until_forgotten() {
     let dir = tempfile::tempdir().unwrap();
@@ -623,8 +659,8 @@ const SCHEMA_3_HISTORY: &str = "DROP TABLE history;
     CREATE INDEX history_at ON history (at);
     UPDATE meta SET value = X'0000000000000003' WHERE key = 'schema';";
 
-/// A store of schema 4 (`records` and `items` in `WITHOUT ROWID` tables) opens as
-/// schema 5 with both in rowid tables, every row kept, the replica the same.
+/// A store of schema 4 (`records` and `items` in `WITHOUT ROWID` tables) opens
+/// with both in rowid tables, every row kept, the replica the same.
 #[test]
 fn a_schema_4_store_gets_rowid_tables_with_every_row() {
     let dir = tempfile::tempdir().unwrap();
@@ -682,7 +718,98 @@ fn a_schema_4_store_gets_rowid_tables_with_every_row() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(indexes, 4);
+    assert_eq!(indexes, 3, "records_key, items_key and items_kind");
+}
+
+/// What schema 5 wrote: two indexes on `records`.
+const SCHEMA_5_INDEXES: &str = "DROP INDEX records_key;
+    CREATE UNIQUE INDEX records_key ON records (space, item, version, signature);
+    CREATE INDEX records_winners ON records (space, item, version, tombstone);
+    UPDATE meta SET value = X'0000000000000005' WHERE key = 'schema';";
+
+/// The indexes of the records table, by name, with how each is declared.
+fn records_indexes(store: &Store) -> Vec<(String, String)> {
+    let conn = store.conn();
+    let mut stmt = conn
+        .prepare(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records'
+             ORDER BY name",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+/// A store of schema 5 (two indexes on `records`) opens with one, its key with
+/// `tombstone` last: the same records, the same counts, keys as unique as before.
+#[test]
+fn a_schema_5_store_gets_one_records_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let records: Vec<Record> = (1..=40u8)
+        .flat_map(|item| (1..=3u8).map(move |t| (item, t)))
+        .map(|(item, t)| record(&key, item, u64::from(t), item % 7 == 0 && t == 3))
+        .collect();
+    store.persist(&records).unwrap();
+    store.conn().execute_batch(SCHEMA_5_INDEXES).unwrap();
+    assert_eq!(records_indexes(&store).len(), 2);
+    let (before, _) = store.load().unwrap();
+    let counts = store.winner_counts().unwrap();
+    assert_eq!(counts.1, 5, "items 7, 14, 21, 28 and 35 end in a tombstone");
+    drop(store);
+
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.schema().unwrap(), SCHEMA_VERSION);
+    let indexes = records_indexes(&store);
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert_eq!(indexes[0].0, "records_key");
+    assert!(
+        indexes[0].1.contains("signature, tombstone)"),
+        "{indexes:?}"
+    );
+    assert_eq!(store.winner_counts().unwrap(), counts);
+    let (after, quarantined) = store.load().unwrap();
+    assert!(quarantined.is_empty());
+    assert_eq!(
+        after.records().collect::<Vec<_>>(),
+        before.records().collect::<Vec<_>>()
+    );
+    let rows = store.counts().unwrap().rows;
+    store.persist(&records[..3]).unwrap();
+    assert_eq!(
+        store.counts().unwrap().rows,
+        rows,
+        "stored again, still one row"
+    );
+}
+
+/// The one index takes no more room than the two it replaces: a schema 5 store on
+/// a full disk gets it too, the file no larger.
+#[test]
+fn a_schema_5_store_on_a_full_disk_gets_one_records_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let records: Vec<Record> = (1..=200u8).map(|i| record(&key, i, 1, false)).collect();
+    store.persist(&records).unwrap();
+    store.conn().execute_batch(SCHEMA_5_INDEXES).unwrap();
+    store.conn().execute_batch("VACUUM").unwrap();
+    let pages = |store: &Store| -> i64 {
+        store
+            .conn()
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = pages(&store);
+    full_disk(&store);
+    store.migrate().unwrap();
+    assert!(pages(&store) <= before);
+    assert_eq!(store.schema().unwrap(), SCHEMA_VERSION);
+    assert_eq!(records_indexes(&store).len(), 1);
+    assert_eq!(store.load().unwrap().0.records().count(), 200);
 }
 
 /// A row of the item index: node, item, version, signature, kind, data.
