@@ -642,8 +642,6 @@ mod tests {
         assert!(parse("<a b='&#9;'>x&#10;y\ty</a>", Limits::ITEM).is_ok());
     }
 
-    /// Found by the `xml_items` fuzz target: an element with an empty name was read,
-    /// and written as `</>`.
     proptest::proptest! {
         /// The byte table for ASCII names says what the character test says.
         #[test]
@@ -652,6 +650,8 @@ mod tests {
         }
     }
 
+    /// Found by the `xml_items` fuzz target: an element with an empty name was read,
+    /// and written as `</>`.
     #[test]
     fn elements_need_names() {
         for bad in ["<\t/>", "< a/>", "<a\t=''/>"] {
