@@ -101,7 +101,7 @@ impl Store {
         let mut copied = true;
         if autoincrement > 0 {
             let result = self.renumber_history();
-            copied &= self.copied("history", result)?;
+            copied &= self.copied("copy the history table", result)?;
         }
         let without_rowid: i64 = self
             .shared
@@ -115,7 +115,7 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         if without_rowid > 0 {
             let result = self.rowid_tables();
-            if self.copied("records and items", result)? {
+            if self.copied("copy the records and items tables", result)? {
                 self.compact();
             } else {
                 copied = false;
@@ -132,8 +132,11 @@ impl Store {
                 )
                 .map_err(|e| self.sql(e))?;
         } else if index_exists(self, "records_winners")? {
-            let result = self.one_records_index();
-            copied &= self.copied("records index", result)?;
+            // Noted as the current schema in the same transaction when nothing
+            // before it is left to do: no open finds the new index under an older
+            // schema, which a full disk could then keep from being noted.
+            let result = self.one_records_index(copied);
+            copied &= self.copied("make the one records index", result)?;
         }
         // Earlier versions kept an mDNS label and the libp2p port across runs: values
         // that named the device on the LAN for good (discovery's guise replaced them).
@@ -154,30 +157,32 @@ impl Store {
                 .map_err(|e| self.sql(e))?;
         }
         if copied && self.schema()? != SCHEMA_VERSION {
-            self.shared
+            let noted = self
+                .shared
                 .lock()
-                .execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
-                    [SCHEMA_VERSION.to_be_bytes()],
-                )
-                .map_err(|e| self.sql(e))?;
+                .execute(NOTE_SCHEMA, [SCHEMA_VERSION.to_be_bytes()])
+                .map(|_| ())
+                .map_err(|e| self.sql(e));
+            // The layout is the current one whether or not it is noted: on a full
+            // disk the store opens all the same, and the next open notes it.
+            self.copied("note the schema version", noted)?;
         }
         Ok(())
     }
 
-    /// Whether a table copy of [`Store::migrate`] was made (`result`). A copy needs
+    /// Whether a step of [`Store::migrate`] was done (`result`). A table copy needs
     /// room for a second table: on a full disk the old table, which answers the same
     /// statements, stays, the store opens with it (noted as the earlier schema), and
-    /// the next open tries again (`false`). Any other failure is the store's and
-    /// stops the open.
-    fn copied(&self, tables: &str, result: Result<()>) -> Result<bool> {
+    /// the next open tries again (`false`); so with the other steps (`what` was not
+    /// done). Any other failure is the store's and stops the open.
+    fn copied(&self, what: &str, result: Result<()>) -> Result<bool> {
         match result {
             Ok(()) => Ok(true),
             Err(Error::Sql { source, .. })
                 if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
             {
                 tracing::warn!(
-                    "{}: no room to copy the {tables} table; kept as it is for now",
+                    "{}: no room to {what}; left as it is for now",
                     self.dir.display()
                 );
                 Ok(false)
@@ -284,13 +289,28 @@ impl Store {
     /// without reading the records, which a second index on (space, item, version,
     /// tombstone) did: each stored record wrote both. Measured: a record stored in
     /// a new device's sync cost about 2 µs less (`docs/performance.md`).
-    fn one_records_index(&mut self) -> Result<()> {
-        self.in_one_transaction(
+    /// With `note`, the store is noted as of [`SCHEMA_VERSION`] in the same
+    /// transaction.
+    pub(super) fn one_records_index(&mut self, note: bool) -> Result<()> {
+        let path = self.dir.join("kith.db");
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let conn = self.shared.lock();
+        let tx = conn.unchecked_transaction().map_err(sql)?;
+        tx.execute_batch(
             "DROP INDEX IF EXISTS records_winners;
              DROP INDEX IF EXISTS records_key;
              CREATE UNIQUE INDEX records_key
                  ON records (space, item, version, signature, tombstone);",
         )
+        .map_err(sql)?;
+        if note {
+            tx.execute(NOTE_SCHEMA, [SCHEMA_VERSION.to_be_bytes()])
+                .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
     }
 
     /// Runs `batch` (a migration's statements) in one transaction: all or nothing.
@@ -366,6 +386,9 @@ impl Store {
         Ok(rows > 0)
     }
 }
+
+/// Notes the schema version the store is written in (`?1`, big-endian).
+const NOTE_SCHEMA: &str = "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)";
 
 /// How the store's table `name` is declared (empty when there is no such table).
 fn table_sql(store: &Store, name: &str) -> Result<String> {
