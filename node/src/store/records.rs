@@ -327,12 +327,14 @@ impl Store {
                 )
                 .map_err(sql)?;
                 match (version, signature) {
+                    // The row itself (its bytes too): a valid row may share its key,
+                    // one flagged a tombstone where this one was not.
                     (Some(v), Some(sig)) => tx.execute(
                         &format!(
                             "DELETE FROM {table} WHERE space = ?1 AND item = ?2
-                             AND version = ?3 AND signature = ?4"
+                             AND version = ?3 AND signature = ?4 AND bytes = ?5"
                         ),
-                        params![space, item, v, sig],
+                        params![space, item, v, sig, bytes],
                     ),
                     // A collected tombstone goes with the versions it replaced.
                     _ => tx

@@ -131,10 +131,12 @@ impl Store {
                      ON records (space, item, version, tombstone)",
                 )
                 .map_err(|e| self.sql(e))?;
-        } else if index_exists(self, "records_winners")? {
+        } else if index_exists(self, "records_winners")?
+            || !index_sql(self, "records_key")?.contains("tombstone")
+        {
             // Noted as the current schema in the same transaction when nothing
-            // before it is left to do: no open finds the new index under an older
-            // schema, which a full disk could then keep from being noted.
+            // before it is left to do: a schema 5 store so converted is never found
+            // with the new index under the old note.
             let result = self.one_records_index(copied);
             copied &= self.copied("make the one records index", result)?;
         }
@@ -250,7 +252,8 @@ impl Store {
     }
 
     /// Schema 5: `records` and `items` in rowid tables, each with a unique index on
-    /// what was its primary key. A `WITHOUT ROWID` table keeps whole rows in its
+    /// what was its primary key (for `records`, now with `tombstone` last: schema
+    /// 6, [`Store::one_records_index`]). A `WITHOUT ROWID` table keeps whole rows in its
     /// interior pages too, so rows of 300-900 bytes gave it a fan-out of about four
     /// and a depth of seven at 10,000 contacts: an insert rewrote a path of pages
     /// and split them often. A rowid table appends rows and keeps only numbers
@@ -397,6 +400,21 @@ fn table_sql(store: &Store, name: &str) -> Result<String> {
         .lock()
         .query_row(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()
+        .map(Option::unwrap_or_default)
+        .map_err(|e| store.sql(e))
+}
+
+/// How the store's index `name` is declared (empty when there is no such index).
+fn index_sql(store: &Store, name: &str) -> Result<String> {
+    store
+        .shared
+        .lock()
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1",
             [name],
             |r| r.get(0),
         )
