@@ -295,29 +295,30 @@ impl Store {
     /// With `note`, the store is noted as of [`SCHEMA_VERSION`] in the same
     /// transaction.
     pub(super) fn one_records_index(&mut self, note: bool) -> Result<()> {
-        let path = self.dir.join("kith.db");
-        let sql = |source| Error::Sql {
-            path: path.clone(),
-            source,
-        };
-        let conn = self.shared.lock();
-        let tx = conn.unchecked_transaction().map_err(sql)?;
-        tx.execute_batch(
-            "DROP INDEX IF EXISTS records_winners;
-             DROP INDEX IF EXISTS records_key;
-             CREATE UNIQUE INDEX records_key
-                 ON records (space, item, version, signature, tombstone);",
-        )
-        .map_err(sql)?;
-        if note {
-            tx.execute(NOTE_SCHEMA, [SCHEMA_VERSION.to_be_bytes()])
-                .map_err(sql)?;
-        }
-        tx.commit().map_err(sql)
+        self.migration(|tx| {
+            tx.execute_batch(
+                "DROP INDEX IF EXISTS records_winners;
+                 DROP INDEX IF EXISTS records_key;
+                 CREATE UNIQUE INDEX records_key
+                     ON records (space, item, version, signature, tombstone);",
+            )?;
+            if note {
+                tx.execute(NOTE_SCHEMA, [SCHEMA_VERSION.to_be_bytes()])?;
+            }
+            Ok(())
+        })
     }
 
     /// Runs `batch` (a migration's statements) in one transaction: all or nothing.
     fn in_one_transaction(&mut self, batch: &str) -> Result<()> {
+        self.migration(|tx| tx.execute_batch(batch))
+    }
+
+    /// Runs `steps` (a migration's) in one transaction: all or nothing.
+    fn migration(
+        &mut self,
+        steps: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+    ) -> Result<()> {
         let path = self.dir.join("kith.db");
         let sql = |source| Error::Sql {
             path: path.clone(),
@@ -325,7 +326,7 @@ impl Store {
         };
         let conn = self.shared.lock();
         let tx = conn.unchecked_transaction().map_err(sql)?;
-        tx.execute_batch(batch).map_err(sql)?;
+        steps(&tx).map_err(sql)?;
         tx.commit().map_err(sql)
     }
 
@@ -393,46 +394,32 @@ impl Store {
 /// Notes the schema version the store is written in (`?1`, big-endian).
 const NOTE_SCHEMA: &str = "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)";
 
-/// How the store's table `name` is declared (empty when there is no such table).
-fn table_sql(store: &Store, name: &str) -> Result<String> {
+/// How the store declares its `kind` (`table` or `index`) named `name`, if it has
+/// one.
+fn declared(store: &Store, kind: &str, name: &str) -> Result<Option<String>> {
     store
         .shared
         .lock()
         .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [name],
+            "SELECT sql FROM sqlite_master WHERE type = ?1 AND name = ?2",
+            [kind, name],
             |r| r.get(0),
         )
         .optional()
-        .map(Option::unwrap_or_default)
         .map_err(|e| store.sql(e))
+}
+
+/// How the store's table `name` is declared (empty when there is no such table).
+fn table_sql(store: &Store, name: &str) -> Result<String> {
+    Ok(declared(store, "table", name)?.unwrap_or_default())
 }
 
 /// How the store's index `name` is declared (empty when there is no such index).
 fn index_sql(store: &Store, name: &str) -> Result<String> {
-    store
-        .shared
-        .lock()
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()
-        .map(Option::unwrap_or_default)
-        .map_err(|e| store.sql(e))
+    Ok(declared(store, "index", name)?.unwrap_or_default())
 }
 
 /// Whether the store has an index named `name`.
 fn index_exists(store: &Store, name: &str) -> Result<bool> {
-    store
-        .shared
-        .lock()
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?1",
-            [name],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|n| n > 0)
-        .map_err(|e| store.sql(e))
+    Ok(declared(store, "index", name)?.is_some())
 }

@@ -692,18 +692,25 @@ const SCHEMA_3_HISTORY: &str = "DROP TABLE history;
     CREATE INDEX history_at ON history (at);
     UPDATE meta SET value = X'0000000000000003' WHERE key = 'schema';";
 
-/// A store of schema 4 (`records` and `items` in `WITHOUT ROWID` tables) opens
-/// with both in rowid tables, every row kept, the replica the same.
-#[test]
-fn a_schema_4_store_gets_rowid_tables_with_every_row() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store in `dir` holding three versions of each of 40 items (every seventh
+/// ending in a tombstone), and those records.
+fn forty_items(dir: &Path) -> (Store, Vec<Record>) {
     let key = SigningKey::from_bytes(&[7; 32]);
-    let mut store = Store::open(dir.path()).unwrap();
+    let mut store = Store::open(dir).unwrap();
     let records: Vec<Record> = (1..=40u8)
         .flat_map(|item| (1..=3u8).map(move |t| (item, t)))
         .map(|(item, t)| record(&key, item, u64::from(t), item % 7 == 0 && t == 3))
         .collect();
     store.persist(&records).unwrap();
+    (store, records)
+}
+
+/// A store of schema 4 (`records` and `items` in `WITHOUT ROWID` tables) opens
+/// with both in rowid tables, every row kept, the replica the same.
+#[test]
+fn a_schema_4_store_gets_rowid_tables_with_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, records) = forty_items(dir.path());
     for n in 0..20u8 {
         store
             .conn()
@@ -786,13 +793,7 @@ fn records_indexes(store: &Store) -> Vec<(String, String)> {
 #[test]
 fn a_schema_5_store_gets_one_records_index() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let mut store = Store::open(dir.path()).unwrap();
-    let records: Vec<Record> = (1..=40u8)
-        .flat_map(|item| (1..=3u8).map(move |t| (item, t)))
-        .map(|(item, t)| record(&key, item, u64::from(t), item % 7 == 0 && t == 3))
-        .collect();
-    store.persist(&records).unwrap();
+    let (mut store, records) = forty_items(dir.path());
     store.conn().execute_batch(SCHEMA_5_INDEXES).unwrap();
     assert_eq!(records_indexes(&store).len(), 2);
     let (before, _) = store.load().unwrap();
@@ -825,20 +826,21 @@ fn a_schema_5_store_gets_one_records_index() {
     );
 }
 
+/// A store in `dir` holding one record of each of `n` items.
+fn store_holding(dir: &Path, n: u8) -> Store {
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir).unwrap();
+    let records: Vec<Record> = (1..=n).map(|i| record(&key, i, 1, false)).collect();
+    store.persist(&records).unwrap();
+    store
+}
+
 /// A store with the one index but noted as schema 5 (what a kill between the
 /// index and the note left, when they were two commits) opens as schema 6.
 #[test]
 fn a_store_with_the_one_index_noted_as_schema_5_opens_as_schema_6() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let mut store = Store::open(dir.path()).unwrap();
-    store
-        .persist(
-            &(1..=20u8)
-                .map(|i| record(&key, i, 1, false))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
+    let store = store_holding(dir.path(), 20);
     store
         .conn()
         .execute_batch("UPDATE meta SET value = X'0000000000000005' WHERE key = 'schema'")
@@ -859,15 +861,7 @@ fn a_store_with_the_one_index_noted_as_schema_5_opens_as_schema_6() {
 #[test]
 fn a_schema_note_a_full_disk_refuses_does_not_stop_the_open() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let mut store = Store::open(dir.path()).unwrap();
-    store
-        .persist(
-            &(1..=20u8)
-                .map(|i| record(&key, i, 1, false))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
+    let mut store = store_holding(dir.path(), 20);
     // No note (read as schema 1: every step finds nothing left to do), and a disk
     // with no room for a row of its size.
     store
@@ -904,10 +898,7 @@ fn a_schema_note_a_full_disk_refuses_does_not_stop_the_open() {
 #[test]
 fn a_schema_5_store_on_a_full_disk_gets_one_records_index() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let mut store = Store::open(dir.path()).unwrap();
-    let records: Vec<Record> = (1..=200u8).map(|i| record(&key, i, 1, false)).collect();
-    store.persist(&records).unwrap();
+    let mut store = store_holding(dir.path(), 200);
     store.conn().execute_batch(SCHEMA_5_INDEXES).unwrap();
     store.conn().execute_batch("VACUUM").unwrap();
     let pages = |store: &Store| -> i64 {
@@ -983,10 +974,7 @@ const SCHEMA_4_TABLES: &str = "CREATE TABLE records_v4 (
 #[test]
 fn a_schema_4_store_without_room_to_copy_opens_with_the_old_tables() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let mut store = Store::open(dir.path()).unwrap();
-    let records: Vec<Record> = (1..=40u8).map(|i| record(&key, i, 1, false)).collect();
-    store.persist(&records).unwrap();
+    let mut store = store_holding(dir.path(), 40);
     store.conn().execute_batch(SCHEMA_4_TABLES).unwrap();
     // No free page left in the file either.
     store.conn().execute_batch("VACUUM").unwrap();
