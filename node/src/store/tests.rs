@@ -942,14 +942,7 @@ fn all_items(store: &Store) -> Vec<ItemRow> {
 
 /// How the store's table `name` is declared.
 fn table_sql(store: &Store, name: &str) -> String {
-    store
-        .conn()
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .unwrap()
+    schema::table_sql(store, name).unwrap()
 }
 
 /// What schema 4 wrote: `records` and `items` in `WITHOUT ROWID` tables.
