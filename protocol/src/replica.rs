@@ -426,6 +426,16 @@ impl Replica {
         true
     }
 
+    /// Whether `space`/`item` keeps a replaced version (a shadow) beside its winner.
+    /// A store that keeps what the replica keeps holds, for an item without one,
+    /// only its winner and records set aside by a roster change (see
+    /// [`Replica::quarantined`]): no more versions than it may keep.
+    pub fn shadowed(&self, space: Space, item: &ItemId) -> bool {
+        self.shadows
+            .get(&(space, *item))
+            .is_some_and(|s| !s.is_empty())
+    }
+
     /// The versions a collected tombstone replaced (its shadows), newest first: kept
     /// with the tombstone's version until it is forgotten.
     pub fn collected_shadows(&self, space: Space, item: &ItemId) -> &[Record] {
@@ -665,6 +675,21 @@ mod tests {
             .map(|k| DeviceId(k.verifying_key().to_bytes()))
             .collect();
         (a, b, roster)
+    }
+
+    #[test]
+    fn an_item_is_shadowed_once_a_version_replaced_another() {
+        let (a, _, _) = setup();
+        let mut r = Replica::new();
+        let item = ItemId([1; 16]);
+        assert_eq!(r.insert(rec(&a, 1, 10, 1)), Outcome::Inserted);
+        assert!(!r.shadowed(Space::Contacts, &item));
+        // An older version is stale: nothing to shadow.
+        assert_eq!(r.insert(rec(&a, 1, 5, 1)), Outcome::Stale);
+        assert!(!r.shadowed(Space::Contacts, &item));
+        assert_eq!(r.insert(rec(&a, 1, 20, 2)), Outcome::Replaced);
+        assert!(r.shadowed(Space::Contacts, &item));
+        assert!(!r.shadowed(Space::Contacts, &ItemId([2; 16])));
     }
 
     #[test]

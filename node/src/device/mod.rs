@@ -419,7 +419,13 @@ impl Device {
                         .into_iter()
                         .map(|r| self.whole(r))
                         .collect::<Result<Vec<_>, _>>()?;
-                    self.store.persist(&records)?;
+                    // An item without a shadow in the replica holds no older
+                    // version in the store to drop: the first record of an item
+                    // (a new contact, each record of a new device's first sync)
+                    // skips the prune.
+                    let replica = self.engine.replica();
+                    self.store
+                        .persist_pruning(&records, |r| replica.shadowed(r.space, &r.item))?;
                     self.stored.extend(
                         records
                             .iter()
@@ -610,5 +616,56 @@ mod tests {
         assert!(jids.iter().any(|j| j.contains("a@x.lit")), "{jids:?}");
         assert!(jids.iter().any(|j| j.contains("b@x.lit")), "{jids:?}");
         assert!(!jids.iter().any(|j| j.contains("c@x.lit")), "{jids:?}");
+    }
+
+    /// A new item's first record skips the prune (its item has no shadow in the
+    /// replica); each later version prunes, so an item keeps its winner and
+    /// `SHADOW_DEPTH` replaced versions, also across a restart: once every item a
+    /// group's rename writes has them, more renames add no rows. (A contact's edit
+    /// writes a new item, so a group is what keeps one item through edits.)
+    #[test]
+    fn an_item_keeps_its_winner_and_shadow_depth_versions() {
+        use kith_protocol::replica::SHADOW_DEPTH;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
+        let rename = |n: usize| Command::RenameGroup {
+            name: format!("G{n}"),
+            new_name: format!("G{}", n + 1),
+        };
+        let rows = |device: &Device| device.store.counts().unwrap().rows;
+        let empty = rows(&device);
+        device
+            .execute(Command::AddGroup {
+                name: "G0".into(),
+                description: None,
+            })
+            .unwrap()
+            .unwrap();
+        let first = rows(&device);
+        assert!(first > empty, "the group is stored");
+        for n in 0..=SHADOW_DEPTH {
+            device.execute(rename(n)).unwrap().unwrap();
+        }
+        let full = rows(&device);
+        assert!(
+            full >= first + SHADOW_DEPTH as u64,
+            "{full} rows, {first} at first"
+        );
+        for n in 0..2 * SHADOW_DEPTH {
+            device
+                .execute(rename(SHADOW_DEPTH + 1 + n))
+                .unwrap()
+                .unwrap();
+            assert_eq!(rows(&device), full);
+        }
+        drop(device);
+        // After a restart the replica holds the items' winners and shadows again.
+        let mut device = Device::open(dir.path()).unwrap();
+        device
+            .execute(rename(3 * SHADOW_DEPTH + 1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows(&device), full);
     }
 }

@@ -39,6 +39,19 @@ impl Store {
     /// versions beyond the newest `1 + SHADOW_DEPTH` are dropped. Nothing is written
     /// if any record is over the limits a reader enforces.
     pub fn persist(&mut self, records: &[Record]) -> Result<()> {
+        self.persist_pruning(records, |_| true)
+    }
+
+    /// [`Store::persist`], dropping older versions only of the items `prune` names:
+    /// the caller knows that the others hold no version to drop (an item's first
+    /// record, see [`Replica::shadowed`]), and each of them saves a seek in the
+    /// records' index. An item that `prune` wrongly passes over keeps its old
+    /// versions until its next record is stored.
+    pub fn persist_pruning(
+        &mut self,
+        records: &[Record],
+        prune: impl Fn(&Record) -> bool,
+    ) -> Result<()> {
         let path = self.dir.join("kith.db");
         let sql = |source| Error::Sql {
             path: path.clone(),
@@ -70,7 +83,7 @@ impl Store {
                      tombstone) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(sql)?;
-            let mut prune = tx
+            let mut drop_older = tx
                 .prepare_cached(
                     "DELETE FROM records WHERE space = ?1 AND item = ?2 AND version <
                      (SELECT version FROM records WHERE space = ?1 AND item = ?2
@@ -95,9 +108,11 @@ impl Store {
                         r.is_tombstone()
                     ])
                     .map_err(sql)?;
-                pruned += prune
-                    .execute(params![space, &r.item.0[..], SHADOW_DEPTH as i64])
-                    .map_err(sql)?;
+                if prune(r) {
+                    pruned += drop_older
+                        .execute(params![space, &r.item.0[..], SHADOW_DEPTH as i64])
+                        .map_err(sql)?;
+                }
                 if !collected {
                     continue;
                 }

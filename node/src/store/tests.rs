@@ -99,6 +99,36 @@ fn the_log_is_checkpointed_only_after_writes_and_never_inside_a_transaction() {
     assert_eq!(wal, WAL_PAGES_MAX);
 }
 
+/// Versions of an item that `persist_pruning` is told not to prune stay until a
+/// record of the item is stored with the prune.
+#[test]
+fn an_item_passed_over_by_the_prune_is_pruned_at_its_next_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut store = Store::open(dir.path()).unwrap();
+    let depth = SHADOW_DEPTH as u64;
+    for t in 1..=depth + 3 {
+        store
+            .persist_pruning(&[record(&key, 1, t, false)], |_| false)
+            .unwrap();
+    }
+    assert_eq!(store.counts().unwrap().rows, depth + 3);
+    // Another item's record prunes only what it is told to.
+    store
+        .persist_pruning(&[record(&key, 2, 1, false)], |r| r.item != ItemId([1; 16]))
+        .unwrap();
+    assert_eq!(store.counts().unwrap().rows, depth + 4);
+    store.persist(&[record(&key, 1, depth + 4, false)]).unwrap();
+    assert_eq!(store.counts().unwrap().rows, 1 + depth + 1);
+    let (replica, _) = store.load().unwrap();
+    assert_eq!(
+        replica
+            .get(Space::Roster, &ItemId([1; 16]))
+            .map(|r| r.version.hlc.wall_ms),
+        Some(depth + 4)
+    );
+}
+
 /// After a checkpoint the log is started over at once (one frame of page 1, the
 /// user version written as it was), so that the next commit, an edit made seconds
 /// later, appends to it (one sync) instead of starting it over (its new header
