@@ -426,14 +426,13 @@ impl Replica {
         true
     }
 
-    /// Whether `space`/`item` keeps a replaced version (a shadow) beside its winner.
-    /// A store that keeps what the replica keeps holds, for an item without one,
-    /// only its winner and records set aside by a roster change (see
-    /// [`Replica::quarantined`]): no more versions than it may keep.
+    /// Whether a version of `space`/`item` has been replaced here since it was loaded
+    /// or last collected (it has a shadow list, maybe emptied since by a fall-back
+    /// after a revocation). An item never replaced holds in a store that follows the
+    /// replica only its winner and records set aside by a roster change (see
+    /// [`Replica::quarantined`]): nothing a prune would drop.
     pub fn shadowed(&self, space: Space, item: &ItemId) -> bool {
-        self.shadows
-            .get(&(space, *item))
-            .is_some_and(|s| !s.is_empty())
+        self.shadows.contains_key(&(space, *item))
     }
 
     /// The versions a collected tombstone replaced (its shadows), newest first: kept
@@ -690,6 +689,30 @@ mod tests {
         assert_eq!(r.insert(rec(&a, 1, 20, 2)), Outcome::Replaced);
         assert!(r.shadowed(Space::Contacts, &item));
         assert!(!r.shadowed(Space::Contacts, &ItemId([2; 16])));
+    }
+
+    /// A revocation that falls back to the oldest shadow kept empties the item's
+    /// shadows; its versions stored in the same step must still be pruned.
+    #[test]
+    fn an_item_stays_shadowed_when_a_revocation_empties_its_shadows() {
+        let (a, b, roster) = setup();
+        let mut r = Replica::new();
+        let item = ItemId([1; 16]);
+        r.insert(rec(&a, 1, 10, 1));
+        for t in 0..SHADOW_DEPTH as u64 {
+            r.insert(rec(&b, 1, 20 + t, 2));
+        }
+        let only_a: BTreeSet<DeviceId> = roster
+            .iter()
+            .filter(|d| **d == DeviceId(a.verifying_key().to_bytes()))
+            .copied()
+            .collect();
+        r.retain_authors(&only_a);
+        assert_eq!(
+            r.get(Space::Contacts, &item).map(|w| w.version.hlc.wall_ms),
+            Some(10)
+        );
+        assert!(r.shadowed(Space::Contacts, &item));
     }
 
     #[test]

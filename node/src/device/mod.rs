@@ -419,10 +419,10 @@ impl Device {
                         .into_iter()
                         .map(|r| self.whole(r))
                         .collect::<Result<Vec<_>, _>>()?;
-                    // An item without a shadow in the replica holds no older
-                    // version in the store to drop: the first record of an item
-                    // (a new contact, each record of a new device's first sync)
-                    // skips the prune.
+                    // An item never replaced in the replica holds no older version
+                    // in the store to drop: the first record of an item (a new
+                    // contact, each record of a new device's first sync) skips the
+                    // prune.
                     let replica = self.engine.replica();
                     self.store
                         .persist_pruning(&records, |r| replica.shadowed(r.space, &r.item))?;

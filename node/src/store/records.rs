@@ -43,8 +43,8 @@ impl Store {
     }
 
     /// [`Store::persist`], dropping older versions only of the items `prune` names:
-    /// the caller knows that the others hold no version to drop (an item's first
-    /// record, see [`Replica::shadowed`]), and each of them saves a seek in the
+    /// the caller knows that the others hold no version to drop (an item never
+    /// replaced, see [`Replica::shadowed`]), and each of them saves a seek in the
     /// records' index. An item that `prune` wrongly passes over keeps its old
     /// versions until its next record is stored.
     pub fn persist_pruning(
