@@ -273,6 +273,21 @@ impl Replica {
     /// Applies a record already checked (from the local store, or just authored).
     /// The caller vouches for signature and author.
     pub fn insert(&mut self, record: Record) -> Outcome {
+        self.insert_keeping(record, SHADOW_DEPTH)
+    }
+
+    /// [`Replica::insert`] for a store's rows, read back oldest first: every version
+    /// replaced is kept as a shadow, not only the newest [`SHADOW_DEPTH`]. A store
+    /// that follows the replica holds that many below the winner, and besides them
+    /// records of an author revoked after writing them, which may be stamped above
+    /// the winner: once the roster check sets them aside, the winner must be there
+    /// to fall back on, however many they are. The store bounds how many rows it
+    /// gives; the next replacing version trims the shadows back to the depth.
+    pub fn insert_stored(&mut self, record: Record) -> Outcome {
+        self.insert_keeping(record, usize::MAX)
+    }
+
+    fn insert_keeping(&mut self, record: Record, depth: usize) -> Outcome {
         let key = (record.space, record.item);
         if let Some((version, signature)) = self.collected.get(&key) {
             if (record.version, record.signature) <= (*version, *signature) {
@@ -288,7 +303,7 @@ impl Replica {
             self.collected.remove(&key);
             self.shadows.remove(&key);
         }
-        let outcome = self.insert_winner(key, record);
+        let outcome = self.insert_winner(key, record, depth);
         if outcome.changed() {
             self.drop_quarantined_below(key);
         }
@@ -315,15 +330,15 @@ impl Replica {
         }
     }
 
-    fn insert_winner(&mut self, key: (Space, ItemId), record: Record) -> Outcome {
-        let outcome = self.replace_winner(key, record);
+    fn insert_winner(&mut self, key: (Space, ItemId), record: Record, depth: usize) -> Outcome {
+        let outcome = self.replace_winner(key, record, depth);
         if outcome.changed() {
             self.touch(key);
         }
         outcome
     }
 
-    fn replace_winner(&mut self, key: (Space, ItemId), record: Record) -> Outcome {
+    fn replace_winner(&mut self, key: (Space, ItemId), record: Record, depth: usize) -> Outcome {
         match self.records.get_mut(&key) {
             None => {
                 self.records.insert(key, record);
@@ -334,7 +349,7 @@ impl Replica {
                 let previous = std::mem::replace(old, record);
                 let shadows = self.shadows.entry(key).or_default();
                 shadows.insert(0, previous);
-                shadows.truncate(SHADOW_DEPTH);
+                shadows.truncate(depth);
                 Outcome::Replaced
             }
             Some(_) => Outcome::Stale,

@@ -35,9 +35,13 @@ fn row_order(r: &Record) -> (u8, &[u8; 16], u64, u32, &[u8; 32], &[u8; 64]) {
 }
 
 impl Store {
-    /// Stores records (durably when no [`Store::begin`] is open); for each item,
-    /// versions beyond the newest `1 + SHADOW_DEPTH` are dropped. Nothing is written
-    /// if any record is over the limits a reader enforces.
+    /// Stores records (durably when no [`Store::begin`] is open); for each record,
+    /// the versions of its item older than it are dropped beyond the newest
+    /// [`SHADOW_DEPTH`] (the versions it replaced that the replica keeps). Versions
+    /// newer than it stay: a record is stored as its item's winner, so a newer row
+    /// is one of an author set aside by a revocation, which must not push the
+    /// winner out. Nothing is written if any record is over the limits a reader
+    /// enforces.
     pub fn persist(&mut self, records: &[Record]) -> Result<()> {
         self.persist_pruning(records, |_| true)
     }
@@ -87,7 +91,7 @@ impl Store {
                 .prepare_cached(
                     "DELETE FROM records WHERE space = ?1 AND item = ?2 AND version <
                      (SELECT version FROM records WHERE space = ?1 AND item = ?2
-                      ORDER BY version DESC LIMIT 1 OFFSET ?3)",
+                      AND version <= ?4 ORDER BY version DESC LIMIT 1 OFFSET ?3)",
                 )
                 .map_err(sql)?;
             let mut uncollect = tx
@@ -98,11 +102,12 @@ impl Store {
                 .map_err(sql)?;
             for (r, bytes) in records.iter().zip(encoded) {
                 let space = r.space.code();
+                let version = version_key(&r.version);
                 insert
                     .execute(params![
                         space,
                         &r.item.0[..],
-                        version_key(&r.version),
+                        &version,
                         &r.signature[..],
                         bytes,
                         r.is_tombstone()
@@ -110,7 +115,7 @@ impl Store {
                     .map_err(sql)?;
                 if prune(r) {
                     pruned += drop_older
-                        .execute(params![space, &r.item.0[..], SHADOW_DEPTH as i64])
+                        .execute(params![space, &r.item.0[..], SHADOW_DEPTH as i64, &version])
                         .map_err(sql)?;
                 }
                 if !collected {
@@ -411,7 +416,9 @@ impl Store {
             if keys.contains(&(record.space, record.item)) {
                 beside.push(record);
             } else {
-                replica.insert(record);
+                // Every stored version kept: rows of an author revoked after
+                // writing them may stand above the winner (see `persist`).
+                replica.insert_stored(record);
             }
         }
         // A collected tombstone's shadows (oldest first), then the tombstone over

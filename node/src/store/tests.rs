@@ -43,8 +43,8 @@ fn records_survive_reopening_with_their_replaced_versions() {
     let key = SigningKey::from_bytes(&[7; 32]);
     let mut store = Store::open(dir.path()).unwrap();
     let versions: Vec<Record> = (1..=8).map(|t| record(&key, 1, t, false)).collect();
-    // Newest first, as records may arrive in any order.
-    for r in versions.iter().rev() {
+    // Each stored as its item's winner, as a device stores them.
+    for r in &versions {
         store.persist(std::slice::from_ref(r)).unwrap();
     }
     assert_eq!(store.counts().unwrap().rows, 1 + SHADOW_DEPTH as u64);
@@ -56,6 +56,47 @@ fn records_survive_reopening_with_their_replaced_versions() {
         replica.get(Space::Roster, &ItemId([1; 16])),
         versions.last()
     );
+}
+
+/// Rows of an author revoked after writing them may stand above the winner: a
+/// device that never saw them edits the item with an older stamp, and its record
+/// wins once they are set aside. However many they are, the winner is neither pruned
+/// when stored nor lost when the replica is loaded back and the roster check sets
+/// them aside again.
+#[test]
+fn a_winner_below_rows_of_a_revoked_author_survives_the_prune_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (honest, revoked, offline) = (
+        SigningKey::from_bytes(&[7; 32]),
+        SigningKey::from_bytes(&[8; 32]),
+        SigningKey::from_bytes(&[9; 32]),
+    );
+    let at = |key: &SigningKey, t| signed(key, Space::Acks, 1, t, Some(Body::Data(vec![1])));
+    let mut store = Store::open(dir.path()).unwrap();
+    store.persist(&[at(&honest, 5)]).unwrap();
+    let above = SHADOW_DEPTH as u64 + 1;
+    for t in 0..above {
+        store.persist(&[at(&revoked, 10 + t)]).unwrap();
+    }
+    // The revoked device's rows were winners when stored: they pruned the first.
+    assert_eq!(store.counts().unwrap().rows, above);
+    let winner = at(&offline, 7);
+    store.persist(std::slice::from_ref(&winner)).unwrap();
+    assert_eq!(
+        store.counts().unwrap().rows,
+        above + 1,
+        "the winner is kept"
+    );
+    drop(store);
+
+    let mut store = Store::open(dir.path()).unwrap();
+    let (mut replica, _) = store.load().unwrap();
+    let allowed: std::collections::BTreeSet<_> = [&honest, &offline]
+        .into_iter()
+        .map(|k| kith_protocol::record::DeviceId(k.verifying_key().to_bytes()))
+        .collect();
+    assert_eq!(replica.retain_authors(&allowed), 1);
+    assert_eq!(replica.get(Space::Acks, &ItemId([1; 16])), Some(&winner));
 }
 
 /// An acknowledgement with a body of `len` bytes, as the first release could write.
