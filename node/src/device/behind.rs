@@ -9,8 +9,9 @@
 //! kept; its history rows are made from it when they are written. On a running
 //! node, the index entries of the items a step changed, and their history, wait
 //! until the device has been quiet for [`QUIET`] with no exchange it began under
-//! way (at most [`MAX_LAG`] after the first change that waits, and at most
-//! [`MAX_ITEMS`] items or contact versions), and are then written in one
+//! way (at most [`MAX_LAG`] after the first change that waits, [`MAX_LAG_EXCHANGING`]
+//! while such an exchange is under way, and at most [`MAX_ITEMS`] items or contact
+//! versions), and are then written in one
 //! transaction: a sync or an import of many frames writes them once, off the path
 //! of the frames, and a lone edit is durable and sent without them. Items gone from
 //! the view and `<reserved/>` placeholders are written at once, in the transaction
@@ -35,12 +36,22 @@ use crate::store::{self, history, index};
 /// How long the device must have been quiet before the writes that wait are made.
 pub(crate) const QUIET: Duration = Duration::from_millis(50);
 
-/// How long writes may wait at most, however busy the device is.
+/// How long writes may wait at most, however busy the device is, when no exchange
+/// it began is under way.
 pub(crate) const MAX_LAG: Duration = Duration::from_secs(2);
 
+/// How long writes may wait at most while an exchange this device began is under
+/// way: a new device's first sync of 100,000 contacts takes seconds, and writing
+/// the index in its middle stalled its frames for most of a second (measured:
+/// docs/performance.md, thirty-fourth session). Once the exchange is over, the
+/// writes are due at once.
+pub(crate) const MAX_LAG_EXCHANGING: Duration = Duration::from_secs(30);
+
 /// How many items (and contact versions kept for the history) may wait at most:
-/// past it they are written with the records.
-pub(crate) const MAX_ITEMS: usize = 50_000;
+/// past it they are written with the records. What waits is mostly shared with
+/// the view (an item is a key, its contact an `Arc` the view holds too), about 100
+/// bytes an item of its own.
+pub(crate) const MAX_ITEMS: usize = 200_000;
 
 /// An item of one of the two nodes.
 type Key = (NodeKind, ItemId);
@@ -68,15 +79,15 @@ pub(crate) struct Behind {
 }
 
 impl Behind {
-    /// When the writes are due: [`QUIET`] after the last change, unless an exchange
-    /// is under way (a frame being checked ahead or on its way leaves the device's
-    /// thread quiet without being done), and at most [`MAX_LAG`] after the first.
+    /// When the writes are due: [`QUIET`] after the last change and at most
+    /// [`MAX_LAG`] after the first; while an exchange is under way (a frame being
+    /// checked ahead or on its way leaves the device's thread quiet without being
+    /// done), [`MAX_LAG_EXCHANGING`] after the first.
     fn due(&self, exchanging: bool) -> Instant {
-        let most = self.first + MAX_LAG;
         let due = if exchanging {
-            most
+            self.first + MAX_LAG_EXCHANGING
         } else {
-            (self.last + QUIET).min(most)
+            (self.last + QUIET).min(self.first + MAX_LAG)
         };
         self.retry.map_or(due, |r| r.max(due))
     }
@@ -473,7 +484,8 @@ mod tests {
     }
 
     /// Due after `QUIET` without a change, at most `MAX_LAG` after the first, never
-    /// before a retry's time; while an exchange is under way, only at `MAX_LAG`.
+    /// before a retry's time; while an exchange is under way, only at
+    /// `MAX_LAG_EXCHANGING`.
     #[test]
     fn writes_are_due_when_quiet_or_late() {
         let first = Instant::now();
@@ -485,7 +497,7 @@ mod tests {
             retry: None,
         };
         assert_eq!(behind.due(false), first + Duration::from_millis(10) + QUIET);
-        assert_eq!(behind.due(true), first + MAX_LAG);
+        assert_eq!(behind.due(true), first + MAX_LAG_EXCHANGING);
         behind.last = first + MAX_LAG;
         assert_eq!(
             behind.due(false),
@@ -495,6 +507,9 @@ mod tests {
         let retry = first + MAX_LAG + RETRY;
         behind.retry = Some(retry);
         assert_eq!(behind.due(false), retry);
+        assert_eq!(behind.due(true), first + MAX_LAG_EXCHANGING);
+        let retry = first + MAX_LAG_EXCHANGING + RETRY;
+        behind.retry = Some(retry);
         assert_eq!(behind.due(true), retry);
     }
 

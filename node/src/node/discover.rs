@@ -463,9 +463,13 @@ impl Node {
         self.swarm.behaviour_mut().gate.expire(now);
         self.readvertise();
         // Between requests: a checkpoint inside an edit's commit would cost that edit.
-        // A failure (a full disk) leaves the log as it is: nothing is lost, and the
-        // next tick tries again.
-        if let Err(e) = self.device.store.checkpoint_if_written() {
+        // Not while an exchange this device began is under way: its frames keep
+        // coming, and a checkpoint would stall them (the log's size stays bounded
+        // by SQLite's own checkpoint, `WAL_PAGES_MAX`). A failure (a full disk)
+        // leaves the log as it is: nothing is lost, and the next tick tries again.
+        if !self.device.engine.is_exchanging()
+            && let Err(e) = self.device.store.checkpoint_if_written()
+        {
             warn!("checkpointing the store's log: {e}");
         }
         // Known devices first: the sightings' round then leaves those dialled.

@@ -49,6 +49,10 @@ use crate::{store, xmpp};
 /// its other work: a bound on how long a stream of frames holds that work back.
 const DEFERRED_PASSES: u32 = 16;
 
+/// Most control calls already waiting that the node answers before the item
+/// index's writes that are due (which can take seconds after a large sync).
+const CALLS_BEFORE_INDEX: usize = 64;
+
 /// How a node runs.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -560,7 +564,25 @@ impl Node {
                     self.device.input(Input::Timeout)?;
                 }
                 () = until(wait_due) => {}
-                () = until(index_due) => self.catch_up_index(),
+                () = until(index_due) => {
+                    // Calls already waiting are answered first: the writes can take
+                    // seconds after a large sync, and a wait for what the sync
+                    // brought would otherwise be answered only after them
+                    // (measured: docs/performance.md, thirty-fourth session).
+                    for _ in 0..CALLS_BEFORE_INDEX {
+                        let Ok(call) = calls.try_recv() else { break };
+                        self.on_call(call);
+                        if let Some(e) = self.device.failed.take() {
+                            return Err(Error::Failed(e));
+                        }
+                    }
+                    self.answer_waiters();
+                    // The answers' tasks were woken on this worker, where tokio
+                    // runs them next, and no other worker takes them: yielded to,
+                    // they leave before the writes hold this worker.
+                    tokio::task::yield_now().await;
+                    self.catch_up_index();
+                }
                 _ = tick.tick() => {
                     ticks += 1;
                     self.housekeeping(ticks.is_multiple_of(5))?;
