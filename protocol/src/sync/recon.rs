@@ -24,6 +24,7 @@
 //! Bounds are truncated to 9 bytes (space and the first 8 bytes of the item id);
 //! entries whose truncated keys are equal always fall in the same range.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 /// Most sub-ranges a range is split into.
@@ -169,13 +170,20 @@ fn mix(sum: u128, count: usize) -> u64 {
     (mixed as u64) ^ ((mixed >> 64) as u64)
 }
 
-/// A sorted snapshot of entries, with prefix sums for O(1) range fingerprints.
+/// A sorted snapshot of entries, with prefix sums for O(1) range fingerprints, and
+/// changes noted but not yet merged into it ([`Set::note`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Set {
     keys: Vec<Key>,
     hashes: Vec<u128>,
     /// prefix[i] = wrapping sum of hashes[..i].
     prefix: Vec<u128>,
+    /// Changes noted and not merged yet, the last one of each key.
+    pending: BTreeMap<Key, Option<u128>>,
+    /// The number of entries, with the pending changes made.
+    count: usize,
+    /// The wrapping sum of their hashes, with the pending changes made.
+    sum: u128,
 }
 
 impl Set {
@@ -191,12 +199,51 @@ impl Set {
             acc = acc.wrapping_add(*h);
             prefix.push(acc);
         }
-        let (keys, hashes) = all.into_iter().unzip();
+        let (keys, hashes): (Vec<Key>, Vec<u128>) = all.into_iter().unzip();
         Self {
+            count: keys.len(),
+            sum: acc,
             keys,
             hashes,
             prefix,
+            pending: BTreeMap::new(),
         }
+    }
+
+    /// Notes changes as [`Set::update`] takes them, without merging them: the count
+    /// and the summary ([`Set::summary`]) follow at once, at a search a change; the
+    /// entries, and what reads them, only once [`Set::settle`] or an update merges
+    /// them. A device receiving a long sync says its summary with every frame, and
+    /// merging each frame's records into the entries then cost a pass over all of
+    /// them a frame (measured: docs/performance.md, thirty-fourth session).
+    pub fn note(&mut self, changes: impl IntoIterator<Item = (Key, Option<u128>)>) {
+        for (key, hash) in changes {
+            let old = match self.pending.get(&key) {
+                Some(p) => *p,
+                None => self.keys.binary_search(&key).ok().map(|i| self.hashes[i]),
+            };
+            if let Some(o) = old {
+                self.sum = self.sum.wrapping_sub(o);
+                self.count -= 1;
+            }
+            if let Some(h) = hash {
+                self.sum = self.sum.wrapping_add(h);
+                self.count += 1;
+            }
+            self.pending.insert(key, hash);
+        }
+    }
+
+    /// Merges the changes noted ([`Set::note`]) into the entries.
+    pub fn settle(&mut self) {
+        if !self.pending.is_empty() {
+            self.update(Vec::new());
+        }
+    }
+
+    /// Whether changes are noted and not merged.
+    pub fn is_settled(&self) -> bool {
+        self.pending.is_empty()
     }
 
     /// Sets the hash of each key to the one given, adding the key, or takes the key
@@ -204,7 +251,11 @@ impl Set {
     /// changed. Costs a search and a move per change, and one pass over the
     /// entries after the first changed one.
     pub fn update(&mut self, changes: impl IntoIterator<Item = (Key, Option<u128>)>) {
-        let changes: Vec<(Key, Option<u128>)> = changes.into_iter().collect();
+        // The noted changes first: a later change of a key counts.
+        let changes: Vec<(Key, Option<u128>)> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .chain(changes)
+            .collect();
         if changes.len() > Self::IN_PLACE {
             self.merge(changes);
             return;
@@ -236,6 +287,8 @@ impl Set {
             acc = acc.wrapping_add(*h);
             self.prefix.push(acc);
         }
+        self.count = self.keys.len();
+        self.sum = acc;
     }
 
     /// Most changes made one by one (each moves the entries after it); more are
@@ -272,17 +325,17 @@ impl Set {
         *self = Self::new(entries);
     }
 
-    /// Number of entries.
+    /// Number of entries (with the changes noted).
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.count
     }
 
     /// The whole set in brief: its count and fingerprint (unsalted, so two devices
-    /// holding the same records give the same summary).
+    /// holding the same records give the same summary), with the changes noted.
     pub fn summary(&self) -> Summary {
         Summary {
-            count: self.keys.len() as u64,
-            fp: self.fingerprint(0..self.keys.len()),
+            count: self.count as u64,
+            fp: mix(self.sum, self.count),
         }
     }
 
@@ -290,6 +343,7 @@ impl Set {
     /// keys it lacks change nothing): what a device that holds exactly these
     /// records but those would say.
     pub fn summary_without(&self, keys: impl IntoIterator<Item = Key>) -> Summary {
+        debug_assert!(self.is_settled(), "settled before its entries are read");
         let keys: std::collections::BTreeSet<Key> = keys.into_iter().collect();
         let mut sum = self.prefix[self.keys.len()];
         let mut count = self.keys.len();
@@ -305,9 +359,9 @@ impl Set {
         }
     }
 
-    /// Whether the set is empty.
+    /// Whether the set is empty (with the changes noted).
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.count == 0
     }
 
     fn upper_index(&self, b: &Bound) -> usize {
@@ -376,13 +430,15 @@ impl Set {
 
     /// The first message of an exchange.
     pub fn initiate(&self) -> Message {
+        debug_assert!(self.is_settled(), "settled before its entries are read");
         let mut m = Message::default();
-        self.split(0..self.len(), Bound::End, &mut m.ranges);
+        self.split(0..self.keys.len(), Bound::End, &mut m.ranges);
         m
     }
 
     /// Keys whose 4-byte prefix is among `need`.
     pub fn resolve(&self, need: &[u32]) -> Vec<Key> {
+        debug_assert!(self.is_settled(), "settled before its entries are read");
         let mut wanted: Vec<u32> = need.to_vec();
         wanted.sort_unstable();
         self.keys
@@ -396,6 +452,7 @@ impl Set {
     /// (including those its `need` asks for). `salt` keys the entry digests and must
     /// be the same on both sides of an exchange.
     pub fn respond(&self, msg: &Message, salt: u64) -> Result<(Message, Vec<Key>), Error> {
+        debug_assert!(self.is_settled(), "settled before its entries are read");
         if msg.ranges.len() > MAX_RANGES || msg.need.len() > MAX_NEED {
             return Err(Error::TooLarge);
         }
@@ -422,8 +479,8 @@ impl Set {
                 reply.ranges.push((
                     Bound::End,
                     Part::Fingerprint {
-                        count: (self.len() - lo) as u32,
-                        fp: self.fingerprint(lo..self.len()),
+                        count: (self.keys.len() - lo) as u32,
+                        fp: self.fingerprint(lo..self.keys.len()),
                     },
                 ));
                 prev = Some(Bound::End);
@@ -539,6 +596,48 @@ mod tests {
             prop_assert_eq!(&set.keys, &built.keys);
             prop_assert_eq!(&set.hashes, &built.hashes);
             prop_assert_eq!(&set.prefix, &built.prefix);
+        }
+
+        /// Changes noted in batches (some merged by an update in between) give the
+        /// summary of the set built again at every step, and once settled the set
+        /// is that set, entry for entry.
+        #[test]
+        fn noted_changes_summarise_and_settle_as_the_set_built_again(
+            start in prop::collection::btree_map((0u8..3, any::<u8>()), any::<u128>(), 0..100),
+            batches in prop::collection::vec(
+                (
+                    prop::collection::vec(
+                        ((0u8..3, any::<u8>()), prop::option::of(any::<u128>())),
+                        0..40,
+                    ),
+                    any::<bool>(),
+                ),
+                0..8,
+            ),
+        ) {
+            let mut set = Set::new(start.iter().map(|(&(s, i), &h)| (skey(s, i), h)));
+            let mut entries = start.clone();
+            for (changes, merged) in &batches {
+                for (k, h) in changes {
+                    match h {
+                        Some(h) => entries.insert(*k, *h),
+                        None => entries.remove(k),
+                    };
+                }
+                let changes = changes.iter().map(|((s, i), h)| (skey(*s, *i), *h));
+                if *merged {
+                    set.update(changes);
+                    prop_assert!(set.is_settled());
+                } else {
+                    set.note(changes);
+                }
+                let built = Set::new(entries.iter().map(|(&(s, i), &h)| (skey(s, i), h)));
+                prop_assert_eq!(set.summary(), built.summary());
+                prop_assert_eq!(set.len(), built.len());
+            }
+            set.settle();
+            let built = Set::new(entries.iter().map(|(&(s, i), &h)| (skey(s, i), h)));
+            prop_assert_eq!(set, built);
         }
 
         /// A set's summary without some keys is the summary of the set built

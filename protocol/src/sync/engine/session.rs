@@ -12,6 +12,17 @@ use crate::record::{ItemId, Record, Space};
 use crate::sync::recon::{self, Key};
 use crate::sync::wire::{self, Frame};
 
+/// A record's entry in the reconciliation set: its key and a hash of its version.
+fn entry(r: &Record) -> (Key, u128) {
+    (
+        Key {
+            space: r.space.code(),
+            item: r.item.0,
+        },
+        prefix(r),
+    )
+}
+
 impl<P: Ord + Clone + Debug> Engine<P> {
     /// Whether `peer` is a device of the roster, not revoked (or not identified).
     pub(super) fn peer_allowed(&self, peer: &P) -> bool {
@@ -25,15 +36,6 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// brought up to date with the records that changed since, or built again when
     /// it was dropped or most of it changed.
     pub(super) fn set(&mut self) -> &recon::Set {
-        fn entry(r: &Record) -> (Key, u128) {
-            (
-                Key {
-                    space: r.space.code(),
-                    item: r.item.0,
-                },
-                prefix(r),
-            )
-        }
         let changes = self.book.take_set_changes();
         let replica = self.book.replica();
         match &mut self.set {
@@ -56,6 +58,48 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             "the reconciliation set kept up to date is the one built again"
         );
         self.set.as_ref().expect("just built or updated")
+    }
+
+    /// The summary of the replica's reconciliation set: the records that changed
+    /// since are noted in the set, not merged into its entries
+    /// ([`recon::Set::note`]), so a long sync, which says its summary with every
+    /// frame, merges them once, when a message reads the entries.
+    pub(super) fn set_summary(&mut self) -> recon::Summary {
+        let Some(set) = &mut self.set else {
+            return self.set().summary();
+        };
+        let changes = self.book.take_set_changes();
+        let replica = self.book.replica();
+        set.note(changes.into_iter().map(|(space, item)| {
+            let key = Key {
+                space: space.code(),
+                item: item.0,
+            };
+            (key, replica.get(space, &item).map(|r| entry(r).1))
+        }));
+        // The engine's tests check every summary against the set built again.
+        #[cfg(test)]
+        assert_eq!(
+            set.summary(),
+            recon::Set::new(self.book.replica().records().map(entry)).summary(),
+            "the summary of the changes noted is the one of the set built again"
+        );
+        set.summary()
+    }
+
+    /// Answers a reconciliation message from the replica's set. An empty one (what
+    /// a peer sends once the key space is settled, with more records to come) is
+    /// answered the same whatever this device holds, without reading the set: the
+    /// changes noted since stay unmerged.
+    pub(super) fn respond(
+        &mut self,
+        msg: &recon::Message,
+        salt: u64,
+    ) -> Result<(recon::Message, Vec<Key>), recon::Error> {
+        if msg.ranges.is_empty() && msg.need.is_empty() {
+            return Ok((recon::Message::default(), Vec::new()));
+        }
+        self.set().respond(msg, salt)
     }
 
     /// Records for the keys `owed` to `peer`, within the frame budget, in the
@@ -193,7 +237,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             self.stats.refused_frames += 1;
             return self.respond_empty(id);
         }
-        let (reply, send) = match self.set().respond(&msg, salt) {
+        let (reply, send) = match self.respond(&msg, salt) {
             Ok(r) => r,
             Err(e) => {
                 self.bad_frame(&from, wire::Error::Recon(e));
@@ -282,7 +326,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             return self.end_session(now, &p, round_trips, false, None);
         }
         self.heard(now, &p, have);
-        let (reply, send) = match self.set().respond(&msg, salt) {
+        let (reply, send) = match self.respond(&msg, salt) {
             Ok(r) => r,
             Err(e) => {
                 return self.end_session(now, &p, round_trips, false, Some(wire::Error::Recon(e)));

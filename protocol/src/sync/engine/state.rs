@@ -101,7 +101,7 @@ impl SyncState {
 impl<P: Ord + Clone + Debug> Engine<P> {
     /// What this device holds, in brief.
     pub fn summary(&mut self) -> Summary {
-        self.set().summary()
+        self.set_summary()
     }
 
     /// What this device holds, in brief, but for the records of `keys` (space and
