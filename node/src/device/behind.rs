@@ -74,20 +74,26 @@ pub(crate) struct Behind {
     first: Instant,
     /// When the last did.
     last: Instant,
+    /// Where [`MAX_LAG`] counts from: the first change, or the last one made while
+    /// an exchange was under way (the lag is not counted during one, so the writes
+    /// wait [`QUIET`] after it ends, for what waits on the sync's end to be
+    /// answered first).
+    lag_from: Instant,
     /// Not before, after a failed write.
     retry: Option<Instant>,
 }
 
 impl Behind {
     /// When the writes are due: [`QUIET`] after the last change and at most
-    /// [`MAX_LAG`] after the first; while an exchange is under way (a frame being
-    /// checked ahead or on its way leaves the device's thread quiet without being
-    /// done), [`MAX_LAG_EXCHANGING`] after the first.
+    /// [`MAX_LAG`] after the first (or after the last made during an exchange);
+    /// while an exchange is under way (a frame being checked ahead or on its way
+    /// leaves the device's thread quiet without being done), [`MAX_LAG_EXCHANGING`]
+    /// after the first.
     fn due(&self, exchanging: bool) -> Instant {
         let due = if exchanging {
             self.first + MAX_LAG_EXCHANGING
         } else {
-            (self.last + QUIET).min(self.first + MAX_LAG)
+            (self.last + QUIET).min(self.lag_from + MAX_LAG)
         };
         self.retry.map_or(due, |r| r.max(due))
     }
@@ -171,6 +177,7 @@ impl Device {
         if !self.may_lag {
             return Some((changes.into_iter().collect(), None));
         }
+        let exchanging = self.engine.is_exchanging();
         let view = self.engine.view();
         let (now, live): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(node, item)| {
             view.item_is_gone(*node, item) || view.is_reserved(*node, item)
@@ -193,11 +200,15 @@ impl Device {
                 contacts: BTreeMap::new(),
                 first: at,
                 last: at,
+                lag_from: at,
                 retry: None,
             });
             behind.contacts.extend(contacts);
             behind.items.extend(live);
             behind.last = at;
+            if exchanging {
+                behind.lag_from = at;
+            }
         }
         let many = self
             .behind
@@ -483,9 +494,9 @@ mod tests {
         assert!(!device.store.index_is_current().unwrap());
     }
 
-    /// Due after `QUIET` without a change, at most `MAX_LAG` after the first, never
-    /// before a retry's time; while an exchange is under way, only at
-    /// `MAX_LAG_EXCHANGING`.
+    /// Due after `QUIET` without a change, at most `MAX_LAG` after the first (or
+    /// the last made during an exchange), never before a retry's time; while an
+    /// exchange is under way, only at `MAX_LAG_EXCHANGING`.
     #[test]
     fn writes_are_due_when_quiet_or_late() {
         let first = Instant::now();
@@ -494,6 +505,7 @@ mod tests {
             contacts: BTreeMap::new(),
             first,
             last: first + Duration::from_millis(10),
+            lag_from: first,
             retry: None,
         };
         assert_eq!(behind.due(false), first + Duration::from_millis(10) + QUIET);
@@ -511,6 +523,12 @@ mod tests {
         let retry = first + MAX_LAG_EXCHANGING + RETRY;
         behind.retry = Some(retry);
         assert_eq!(behind.due(true), retry);
+        // The last change during an exchange 5 s in: once it ends, the lag counts
+        // from there, and the writes are due when quiet.
+        behind.retry = None;
+        let end = first + Duration::from_secs(5);
+        (behind.last, behind.lag_from) = (end, end);
+        assert_eq!(behind.due(false), end + QUIET);
     }
 
     /// The newest rows kept are as many changes: a change carried by several
