@@ -48,10 +48,22 @@ pub(crate) const MAX_LAG: Duration = Duration::from_secs(2);
 pub(crate) const MAX_LAG_EXCHANGING: Duration = Duration::from_secs(30);
 
 /// How many items (and contact versions kept for the history) may wait at most:
-/// past it they are written with the records. What waits is mostly shared with
-/// the view (an item is a key, its contact an `Arc` the view holds too), about 100
-/// bytes an item of its own.
-pub(crate) const MAX_ITEMS: usize = 200_000;
+/// past it they are written with the records.
+pub(crate) const MAX_ITEMS: usize = 50_000;
+
+/// The same for writes that began to wait during an exchange this device began
+/// (a new device's first sync of 100,000 contacts is not stalled in its middle).
+/// Not for all: an import of 100,000 contacts on one node left 20 % more resident
+/// after it when its index waited whole (measured: docs/performance.md,
+/// thirty-fourth session).
+pub(crate) const MAX_ITEMS_EXCHANGING: usize = 200_000;
+
+/// Most items (and contact versions) one catch-up writes: more wait for the next,
+/// due at once. A catch-up holds the node's thread and builds every entry it
+/// writes in memory first; 100,000 at once, after a new device's first sync, held
+/// the node for 2.5 s and left 55 MB more resident (measured: docs/performance.md,
+/// thirty-fourth session).
+pub(crate) const SLICE: usize = 25_000;
 
 /// An item of one of the two nodes.
 type Key = (NodeKind, ItemId);
@@ -79,11 +91,49 @@ pub(crate) struct Behind {
     /// wait [`QUIET`] after it ends, for what waits on the sync's end to be
     /// answered first).
     lag_from: Instant,
+    /// Whether a change waits that was made during an exchange (up to
+    /// [`MAX_ITEMS_EXCHANGING`] may then wait).
+    exchanged: bool,
     /// Not before, after a failed write.
     retry: Option<Instant>,
 }
 
 impl Behind {
+    /// Splits off what waits beyond the first `n` items and `n` contact versions
+    /// (the index and the history are written apart, so the two need not match);
+    /// `None` when nothing does.
+    fn split_slice(&mut self, n: usize) -> Option<Self> {
+        let items = self
+            .items
+            .iter()
+            .nth(n)
+            .copied()
+            .map(|k| self.items.split_off(&k))
+            .unwrap_or_default();
+        let contacts = self
+            .contacts
+            .keys()
+            .nth(n)
+            .copied()
+            .map(|k| self.contacts.split_off(&k))
+            .unwrap_or_default();
+        (!items.is_empty() || !contacts.is_empty()).then_some(Self {
+            items,
+            contacts,
+            ..*self
+        })
+    }
+
+    /// Takes back what [`Behind::split_slice`] split off (or what waited since).
+    fn join(&mut self, rest: Self) {
+        self.items.extend(rest.items);
+        self.contacts.extend(rest.contacts);
+        self.first = self.first.min(rest.first);
+        self.last = self.last.max(rest.last);
+        self.lag_from = self.lag_from.max(rest.lag_from);
+        self.exchanged |= rest.exchanged;
+    }
+
     /// When the writes are due: [`QUIET`] after the last change and at most
     /// [`MAX_LAG`] after the first (or after the last made during an exchange);
     /// while an exchange is under way (a frame being checked ahead or on its way
@@ -119,27 +169,44 @@ impl Device {
         self.behind.as_ref().map(|b| b.due(exchanging))
     }
 
-    /// Makes the index and history writes that wait, in a transaction of its own.
-    /// Nothing is done inside another transaction (it could still roll back), nor
+    /// Makes the index and history writes that wait, in transactions of their own
+    /// of at most a [`SLICE`] each. Nothing is done inside another transaction (it could still roll back), nor
     /// on a failed device (its engine holds what the store does not: the index
     /// stays behind, and the next open rebuilds it). On failure the writes wait
     /// again, tried anew after a pause; the records are stored whatever becomes of
     /// them.
     pub fn catch_up_index(&mut self) -> Result<(), store::Error> {
+        while self.catch_up_slice()? {}
+        Ok(())
+    }
+
+    /// [`Device::catch_up_index`], at most a [`SLICE`] of it: what is left waits,
+    /// due at once. The node writes a slice at a time, between its other work.
+    pub fn catch_up_index_slice(&mut self) -> Result<(), store::Error> {
+        self.catch_up_slice().map(drop)
+    }
+
+    /// Writes a slice of what waits; true when a slice was written and more waits.
+    fn catch_up_slice(&mut self) -> Result<bool, store::Error> {
         if self.failed.is_some() || self.store.in_transaction() {
-            return Ok(());
+            return Ok(false);
         }
-        let Some(behind) = self.behind.take() else {
-            return Ok(());
+        let Some(mut behind) = self.behind.take() else {
+            return Ok(false);
         };
+        // The rest waits meanwhile (the index is then not marked current).
+        self.behind = behind.split_slice(SLICE);
         match self
             .in_own_transaction(|d| d.write_index(Vec::new(), Some(&behind), Vec::new(), false))
         {
             Ok(()) => {
                 self.changes += 1;
-                Ok(())
+                Ok(self.behind.is_some())
             }
             Err(e) => {
+                if let Some(rest) = self.behind.take() {
+                    behind.join(rest);
+                }
                 self.behind = Some(Behind {
                     retry: Some(Instant::now() + RETRY),
                     ..behind
@@ -201,6 +268,7 @@ impl Device {
                 first: at,
                 last: at,
                 lag_from: at,
+                exchanged: false,
                 retry: None,
             });
             behind.contacts.extend(contacts);
@@ -208,12 +276,17 @@ impl Device {
             behind.last = at;
             if exchanging {
                 behind.lag_from = at;
+                behind.exchanged = true;
             }
         }
-        let many = self
-            .behind
-            .as_ref()
-            .is_some_and(|b| b.items.len().max(b.contacts.len()) >= MAX_ITEMS);
+        let many = self.behind.as_ref().is_some_and(|b| {
+            let most = if b.exchanged {
+                MAX_ITEMS_EXCHANGING
+            } else {
+                MAX_ITEMS
+            };
+            b.items.len().max(b.contacts.len()) >= most
+        });
         if deletes || many {
             return Some((now, self.behind.take()));
         }
@@ -506,6 +579,7 @@ mod tests {
             first,
             last: first + Duration::from_millis(10),
             lag_from: first,
+            exchanged: false,
             retry: None,
         };
         assert_eq!(behind.due(false), first + Duration::from_millis(10) + QUIET);
@@ -529,6 +603,43 @@ mod tests {
         let end = first + Duration::from_secs(5);
         (behind.last, behind.lag_from) = (end, end);
         assert_eq!(behind.due(false), end + QUIET);
+    }
+
+    /// A slice takes the first items and contact versions, the rest keeps the
+    /// others, and joined back they are what waited.
+    #[test]
+    fn what_waits_splits_into_slices_and_joins_back() {
+        let first = Instant::now();
+        let key = |n: u8| (NodeKind::Contacts, ItemId([n; 16]));
+        let version = |n: u8| Version {
+            hlc: kith_protocol::clock::Hlc {
+                wall_ms: u64::from(n),
+                counter: 0,
+            },
+            device: kith_protocol::record::DeviceId([n; 32]),
+        };
+        let contact = Arc::new(Contact::default());
+        let mut behind = Behind {
+            items: (0..5).map(key).collect(),
+            contacts: (0..3)
+                .map(|n| ((ItemId([n; 16]), version(n)), Arc::clone(&contact)))
+                .collect(),
+            first,
+            last: first,
+            lag_from: first,
+            exchanged: false,
+            retry: None,
+        };
+        let whole = (behind.items.clone(), behind.contacts.clone());
+        let rest = behind.split_slice(2).expect("more than a slice waits");
+        assert_eq!(behind.items, (0..2).map(key).collect());
+        assert_eq!(behind.contacts.len(), 2);
+        assert_eq!(rest.items, (2..5).map(key).collect());
+        assert_eq!(rest.contacts.len(), 1);
+        let mut tail = rest;
+        assert!(tail.split_slice(3).is_none(), "a slice holds the rest");
+        behind.join(tail);
+        assert_eq!((behind.items, behind.contacts), whole);
     }
 
     /// The newest rows kept are as many changes: a change carried by several

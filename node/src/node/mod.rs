@@ -581,7 +581,11 @@ impl Node {
                     // runs them next, and no other worker takes them: yielded to,
                     // they leave before the writes hold this worker.
                     tokio::task::yield_now().await;
-                    self.catch_up_index();
+                    // A slice at a time: what is left is due at once, after the
+                    // node's other work that is ready.
+                    if let Err(e) = self.device.catch_up_index_slice() {
+                        warn!("writing the item index and the history: {e}");
+                    }
                 }
                 _ = tick.tick() => {
                     ticks += 1;
