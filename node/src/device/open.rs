@@ -516,7 +516,9 @@ impl Device {
             .records_of(&[Space::Roster, Space::Keys, Space::Acks], &items)?;
         let mut replica = kith_protocol::replica::Replica::new();
         for r in records {
-            replica.insert(r);
+            // Every stored version kept, as `Store::load` does: rows of an author
+            // revoked after writing them may stand above the winner.
+            replica.insert_stored(r);
         }
         let (real, contacts) = base.store.index_counts()?;
         let reads: Vec<ItemRead> = entries.into_values().map(index::Entry::into_read).collect();

@@ -465,9 +465,11 @@ impl Node {
         // Between requests: a checkpoint inside an edit's commit would cost that edit.
         // Not while an exchange this device began is under way: its frames keep
         // coming, and a checkpoint would stall them (the log's size stays bounded
-        // by SQLite's own checkpoint, `WAL_PAGES_MAX`). A failure (a full disk)
-        // leaves the log as it is: nothing is lost, and the next tick tries again.
-        if !self.device.engine.is_exchanging()
+        // by SQLite's own checkpoint, `WAL_PAGES_MAX`), unless something was erased:
+        // the log is then emptied within two seconds all the same. A failure (a
+        // full disk) leaves the log as it is: nothing is lost, and the next tick
+        // tries again.
+        if (!self.device.engine.is_exchanging() || self.device.store.erased())
             && let Err(e) = self.device.store.checkpoint_if_written()
         {
             warn!("checkpointing the store's log: {e}");
