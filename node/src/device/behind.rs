@@ -170,24 +170,20 @@ impl Device {
     }
 
     /// Makes the index and history writes that wait, in transactions of their own
-    /// of at most a [`SLICE`] each. Nothing is done inside another transaction (it could still roll back), nor
-    /// on a failed device (its engine holds what the store does not: the index
+    /// of at most a [`SLICE`] each. Nothing is done inside another transaction (it
+    /// could still roll back), nor on a failed device (its engine holds what the store does not: the index
     /// stays behind, and the next open rebuilds it). On failure the writes wait
     /// again, tried anew after a pause; the records are stored whatever becomes of
     /// them.
     pub fn catch_up_index(&mut self) -> Result<(), store::Error> {
-        while self.catch_up_slice()? {}
+        while self.catch_up_index_slice()? {}
         Ok(())
     }
 
     /// [`Device::catch_up_index`], at most a [`SLICE`] of it: what is left waits,
-    /// due at once. The node writes a slice at a time, between its other work.
-    pub fn catch_up_index_slice(&mut self) -> Result<(), store::Error> {
-        self.catch_up_slice().map(drop)
-    }
-
-    /// Writes a slice of what waits; true when a slice was written and more waits.
-    fn catch_up_slice(&mut self) -> Result<bool, store::Error> {
+    /// due at once (the node writes a slice at a time, between its other work).
+    /// True when a slice was written and more waits.
+    pub fn catch_up_index_slice(&mut self) -> Result<bool, store::Error> {
         if self.failed.is_some() || self.store.in_transaction() {
             return Ok(false);
         }

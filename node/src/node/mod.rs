@@ -576,6 +576,8 @@ impl Node {
                             return Err(Error::Failed(e));
                         }
                     }
+                    // What they sent (an edit's gossip) leaves before the writes.
+                    self.flush()?;
                     self.answer_waiters();
                     // The answers' tasks were woken on this worker, where tokio
                     // runs them next, and no other worker takes them: yielded to,
