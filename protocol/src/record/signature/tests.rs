@@ -77,6 +77,13 @@ fn an_ordinary_signature_verifies_alone_and_in_a_batch() {
     assert_eq!(k.verify(b"hello", &sig), Ok(()));
     assert_eq!(k.verify(b"hellO", &sig), Err(Error::BadSignature));
     assert_eq!(verify_all(&[(&k, b"hello", &sig)], [7; 32]), vec![true]);
+    assert_eq!(verify_all(&[(&k, b"hellO", &sig)], [7; 32]), vec![false]);
+    assert_eq!(
+        verify_all(&[(&k, b"hello", &sig), (&k, b"hellO", &sig)], [7; 32]),
+        vec![true, false]
+    );
+    assert!(batch_holds(&[(&k, b"hello", &sig)], [7; 32]));
+    assert!(!batch_holds(&[(&k, b"hellO", &sig)], [7; 32]));
 }
 
 #[test]
@@ -91,6 +98,7 @@ fn a_nonce_with_a_small_order_part_verifies_alone_and_in_a_batch_alike() {
         assert_eq!(k.verify(b"m", &sig), Ok(()), "torsion {torsion}");
         for seed in 0..16 {
             assert_eq!(verify_all(&[(&k, b"m", &sig)], [seed; 32]), vec![true]);
+            assert!(batch_holds(&[(&k, b"m", &sig)], [seed; 32]));
         }
     }
 }
