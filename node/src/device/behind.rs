@@ -15,7 +15,10 @@
 //! transaction: a sync or an import of many frames writes them once, off the path
 //! of the frames, and a lone edit is durable and sent without them. Items gone from
 //! the view and `<reserved/>` placeholders are written at once, in the transaction
-//! of their records (what they held must not outlive it on disk), and a deletion
+//! of their records (what they held must not outlive it on disk), unless the index
+//! holds nothing of them (`Store::index_holds_nothing`: the empty placeholders an
+//! edit's padding adds and takes away, whose rows wait with the rest: an edit's
+//! commit then writes four pages instead of eight), and a deletion
 //! writes everything that waits with it (what it erases from the history goes with
 //! it). The index is marked current only when nothing waits: a crash while writes
 //! wait leaves its generation behind the store's, and the next open rebuilds it, and
@@ -242,12 +245,21 @@ impl Device {
         }
         let exchanging = self.engine.is_exchanging();
         let view = self.engine.view();
-        let (now, live): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(node, item)| {
-            view.item_is_gone(*node, item) || view.is_reserved(*node, item)
-        });
-        let deletes = now
+        let (store, keys) = (&self.store, &self.index);
+        // Gone or a placeholder now: at once, unless the index holds nothing of the
+        // item (what padding adds and takes away with each edit), which waits with
+        // the rest; a deletion's mark is always at once. Should the look fail, at
+        // once.
+        let deletes = changes
             .iter()
             .any(|(node, item)| view.marks_deletion(*node, item));
+        let (now, live): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(node, item)| {
+            (view.item_is_gone(*node, item) || view.is_reserved(*node, item))
+                && (view.marks_deletion(*node, item)
+                    || !store
+                        .index_holds_nothing(keys, *node, item)
+                        .unwrap_or(false))
+        });
         if !live.is_empty() {
             // What the history is made of is kept now, while its items live.
             let contacts = live
@@ -486,6 +498,100 @@ mod tests {
             "the deletion erased what the history held of it: {history:?}"
         );
         assert!(device.index_matches_records().unwrap());
+    }
+
+    /// The placeholders an edit's padding adds or takes away hold nothing: their
+    /// index rows wait with the rest. A contact an edit replaces held something:
+    /// its row goes in the transaction of the edit's records.
+    #[test]
+    fn placeholders_wait_and_a_replaced_contact_goes_at_once() {
+        let (_dir, mut device) = lagging();
+        add(&mut device, "a@x.lit");
+        device.catch_up_index().unwrap();
+        let rows = |device: &Device| {
+            let entries = device.store.index_entries(&device.index).unwrap();
+            let reserved: BTreeSet<ItemId> = entries
+                .iter()
+                .filter(|e| matches!(e.payload, Some(kith_protocol::item::Payload::Reserved(_))))
+                .map(|e| e.item)
+                .collect();
+            let contacts: BTreeSet<ItemId> = entries
+                .iter()
+                .filter(|e| matches!(e.payload, Some(kith_protocol::item::Payload::Contact(_))))
+                .map(|e| e.item)
+                .collect();
+            (reserved, contacts)
+        };
+        let (reserved, contacts) = rows(&device);
+        assert!(
+            !reserved.is_empty(),
+            "the padding's placeholders are indexed"
+        );
+        // A new contact: padding takes a placeholder away, whose row waits.
+        add(&mut device, "b@x.lit");
+        let view = device.engine.view();
+        let taken: Vec<ItemId> = reserved
+            .iter()
+            .filter(|item| view.item_is_gone(NodeKind::Contacts, item))
+            .copied()
+            .collect();
+        assert_eq!(taken.len(), 1, "padding took one placeholder away");
+        assert_eq!(rows(&device).0, reserved, "its row waits");
+        assert!(device.index_behind().is_some());
+        // An edit replaces a's item: its row goes at once, with what waited or not.
+        let edit = Command::EditContact {
+            jid: jid("a@x.lit"),
+            edit: kith_protocol::contacts::ContactEdit {
+                name: Some(Some("renamed".into())),
+                ..Default::default()
+            },
+        };
+        device.execute(edit).unwrap().unwrap();
+        let (_, now) = rows(&device);
+        assert!(
+            contacts.iter().all(|item| !now.contains(item)),
+            "the replaced contact's row is gone at once"
+        );
+        device.catch_up_index().unwrap();
+        let (after, _) = rows(&device);
+        assert!(
+            after.iter().all(|item| !taken.contains(item)),
+            "gone once caught up"
+        );
+        assert!(device.index_matches_records().unwrap());
+    }
+
+    /// What the index holds of an item: nothing for no row or an empty
+    /// placeholder's row, something for a contact's, or for an id a client chose.
+    #[test]
+    fn the_index_holds_nothing_of_empty_placeholders_only() {
+        let (_dir, mut device) = lagging();
+        add(&mut device, "a@x.lit");
+        device.catch_up_index().unwrap();
+        let entries = device.store.index_entries(&device.index).unwrap();
+        let of = |f: fn(&kith_protocol::item::Payload) -> bool| {
+            entries
+                .iter()
+                .find(|e| e.payload.as_ref().is_some_and(f))
+                .map(|e| e.item)
+                .expect("such an entry")
+        };
+        let placeholder = of(|p| matches!(p, kith_protocol::item::Payload::Reserved(_)));
+        let contact = of(|p| matches!(p, kith_protocol::item::Payload::Contact(_)));
+        let holds_nothing = |device: &Device, item: &ItemId| {
+            device
+                .store
+                .index_holds_nothing(&device.index, NodeKind::Contacts, item)
+                .unwrap()
+        };
+        assert!(holds_nothing(&device, &placeholder));
+        assert!(holds_nothing(&device, &ItemId([7; 16])), "no row");
+        assert!(!holds_nothing(&device, &contact));
+        device
+            .store
+            .set_item_name(NodeKind::Contacts, &placeholder, "juliet@capulet.lit")
+            .unwrap();
+        assert!(!holds_nothing(&device, &placeholder), "a client named it");
     }
 
     /// A device that ends with writes waiting (a crash) leaves the index behind the

@@ -20,7 +20,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use kith_protocol::contacts::{ItemRead, Unreadable};
 use kith_protocol::item::{NodeKind, Payload};
-use kith_protocol::record::{ItemId, Version};
+use kith_protocol::record::{ItemId, Space, Version};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -400,6 +400,43 @@ impl Store {
             out.extend(parsed);
         }
         Ok(out)
+    }
+
+    /// Whether the index holds nothing of the item beyond its id: no row, or the
+    /// row of a `<reserved/>` item that carries nothing (what padding adds and
+    /// takes away), and no id a client chose for it (`item_names`). Such a row may
+    /// be written or removed a moment after its record (`Device::index_now`); any
+    /// other must go with the record.
+    pub fn index_holds_nothing(&self, keys: &Keys, node: NodeKind, item: &ItemId) -> Result<bool> {
+        let conn = self.shared.lock();
+        let named: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM item_names WHERE node = ?1 AND item = ?2)",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![Space::from(node).code(), &item.0[..]], |r| r.get(0))
+            })
+            .map_err(|e| self.sql(e))?;
+        if named {
+            return Ok(false);
+        }
+        let row: Option<(i64, Vec<u8>)> = conn
+            .prepare_cached("SELECT kind, data FROM items WHERE node = ?1 AND item = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![node_code(node), &item.0[..]], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.sql(e))?;
+        Ok(match row {
+            None => true,
+            Some((RESERVED, data)) => keys
+                .open(&data)
+                .and_then(|plain| Payload::from_bytes(&plain))
+                .is_some_and(|p| matches!(p, Payload::Reserved(extra) if extra.is_empty())),
+            Some(_) => false,
+        })
     }
 
     /// Every entry of the index.
