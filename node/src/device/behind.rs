@@ -17,8 +17,8 @@
 //! the view and `<reserved/>` placeholders are written at once, in the transaction
 //! of their records (what they held must not outlive it on disk), unless the index
 //! holds nothing of them (`Store::index_holds_nothing`: the empty placeholders an
-//! edit's padding adds and takes away, whose rows wait with the rest: an edit's
-//! commit then writes four pages instead of eight), and a deletion
+//! edit's padding adds and takes away, whose rows wait with the rest: a new
+//! contact's commit then writes four pages of the log instead of eight), and a deletion
 //! writes everything that waits with it (what it erases from the history goes with
 //! it). The index is marked current only when nothing waits: a crash while writes
 //! wait leaves its generation behind the store's, and the next open rebuilds it, and
@@ -232,7 +232,8 @@ impl Device {
     /// What of the view's `changes` to write now, and what waited that goes with
     /// it; `None` when it all waits. Without lag: all of it. With: the items gone
     /// from the view and the `<reserved/>` placeholders go at once (their entries,
-    /// and the ids clients chose for them, must not outlive what they held), the
+    /// and the ids clients chose for them, must not outlive what they held) unless
+    /// the index holds nothing of them (`Store::index_holds_nothing`), the
     /// others wait with the contacts they hold; everything goes at once when one of
     /// them marks a deletion (whose erasing of the history must not wait) or when
     /// too many wait.
@@ -538,6 +539,10 @@ mod tests {
         assert_eq!(taken.len(), 1, "padding took one placeholder away");
         assert_eq!(rows(&device).0, reserved, "its row waits");
         assert!(device.index_behind().is_some());
+        assert!(
+            !device.store.index_is_current().unwrap(),
+            "not current while it waits"
+        );
         // An edit replaces a's item: its row goes at once, with what waited or not.
         let edit = Command::EditContact {
             jid: jid("a@x.lit"),
@@ -592,6 +597,24 @@ mod tests {
             .set_item_name(NodeKind::Contacts, &placeholder, "juliet@capulet.lit")
             .unwrap();
         assert!(!holds_nothing(&device, &placeholder), "a client named it");
+        // A deletion's mark is a placeholder that carries something.
+        device
+            .execute(Command::RemoveContact {
+                jid: jid("a@x.lit"),
+            })
+            .unwrap()
+            .unwrap();
+        device.catch_up_index().unwrap();
+        let view = device.engine.view();
+        let mark = device
+            .store
+            .index_entries(&device.index)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.item)
+            .find(|item| view.marks_deletion(NodeKind::Contacts, item))
+            .expect("the deletion's mark is indexed");
+        assert!(!holds_nothing(&device, &mark), "a mark holds something");
     }
 
     /// A device that ends with writes waiting (a crash) leaves the index behind the

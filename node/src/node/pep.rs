@@ -164,10 +164,12 @@ impl Node {
                 d.engine.execute(now, cmd).map_err(|e| {
                     crate::api::Error::new(crate::api::ErrorKind::Refused, e.to_string())
                 })?;
-                d.drain()?;
+                // The name first: a `<reserved/>` published under it is then written
+                // at once by the drain, which forgets the name with the content.
                 if let Some((node, item, name)) = &name {
                     d.store.set_item_name(*node, item, name)?;
                 }
+                d.drain()?;
                 if let Some((node, item)) = &retracted {
                     d.store.remove_item_name(*node, item)?;
                 }

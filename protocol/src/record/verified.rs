@@ -138,7 +138,7 @@ impl Verified {
     }
 
     /// [`Verified::verify`] for each of `records`, answering in their order: those
-    /// not already known are checked in one batch (`signature::verify_all`, about
+    /// not already known are checked in one batch (one alone; `signature::verify_all`, about
     /// a quarter of the cost of checking them one by one when one author signed
     /// them), and each answer is the one checking it alone gives.
     pub fn verify_all(&self, records: &[Record]) -> Vec<Result<(), Error>> {
