@@ -501,6 +501,27 @@ mod tests {
         assert!(device.index_matches_records().unwrap());
     }
 
+    fn is_reserved(p: &kith_protocol::item::Payload) -> bool {
+        matches!(p, kith_protocol::item::Payload::Reserved(_))
+    }
+
+    fn is_contact(p: &kith_protocol::item::Payload) -> bool {
+        matches!(p, kith_protocol::item::Payload::Contact(_))
+    }
+
+    /// The items whose index rows hold a payload `kind` accepts.
+    fn indexed(
+        device: &Device,
+        kind: fn(&kith_protocol::item::Payload) -> bool,
+    ) -> BTreeSet<ItemId> {
+        let entries = device.store.index_entries(&device.index).unwrap();
+        entries
+            .into_iter()
+            .filter(|e| e.payload.as_ref().is_some_and(kind))
+            .map(|e| e.item)
+            .collect()
+    }
+
     /// The placeholders an edit's padding adds or takes away hold nothing: their
     /// index rows wait with the rest. A contact an edit replaces held something:
     /// its row goes in the transaction of the edit's records.
@@ -509,20 +530,7 @@ mod tests {
         let (_dir, mut device) = lagging();
         add(&mut device, "a@x.lit");
         device.catch_up_index().unwrap();
-        let rows = |device: &Device| {
-            let entries = device.store.index_entries(&device.index).unwrap();
-            let reserved: BTreeSet<ItemId> = entries
-                .iter()
-                .filter(|e| matches!(e.payload, Some(kith_protocol::item::Payload::Reserved(_))))
-                .map(|e| e.item)
-                .collect();
-            let contacts: BTreeSet<ItemId> = entries
-                .iter()
-                .filter(|e| matches!(e.payload, Some(kith_protocol::item::Payload::Contact(_))))
-                .map(|e| e.item)
-                .collect();
-            (reserved, contacts)
-        };
+        let rows = |device: &Device| (indexed(device, is_reserved), indexed(device, is_contact));
         let (reserved, contacts) = rows(&device);
         assert!(
             !reserved.is_empty(),
@@ -573,16 +581,9 @@ mod tests {
         let (_dir, mut device) = lagging();
         add(&mut device, "a@x.lit");
         device.catch_up_index().unwrap();
-        let entries = device.store.index_entries(&device.index).unwrap();
-        let of = |f: fn(&kith_protocol::item::Payload) -> bool| {
-            entries
-                .iter()
-                .find(|e| e.payload.as_ref().is_some_and(f))
-                .map(|e| e.item)
-                .expect("such an entry")
-        };
-        let placeholder = of(|p| matches!(p, kith_protocol::item::Payload::Reserved(_)));
-        let contact = of(|p| matches!(p, kith_protocol::item::Payload::Contact(_)));
+        let of = |f| *indexed(&device, f).first().expect("such an entry");
+        let placeholder = of(is_reserved);
+        let contact = of(is_contact);
         let holds_nothing = |device: &Device, item: &ItemId| {
             device
                 .store

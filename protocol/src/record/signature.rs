@@ -73,9 +73,10 @@ pub(crate) type Queued<'a> = (&'a Key, &'a [u8], &'a [u8; 64]);
 /// more; the others are checked in one batch ([`batch_holds`]), and only if the
 /// batch fails is each of them checked alone: a batch holding a bad signature
 /// costs its own check and then each alone, about 1.25× checking them alone from
-/// the start. A lone signature (a frame with one record to check) is checked alone: a batch of one
-/// costs about 1.4× that (it decodes the key again and weighs three points, not
-/// two), a batch of two already less (`docs/performance.md`, thirty-fifth session).
+/// the start. A lone signature (a frame with one record to check) is checked
+/// alone: a batch of one costs about 1.4× that (it decodes the key again and weighs
+/// three points, not two), a batch of two already less (`docs/performance.md`,
+/// thirty-fifth session).
 /// The batch's weights come from a generator seeded with `seed`, which
 /// must be a digest of every key, message and signature queued, so that whoever
 /// chose them could not choose the weights apart from them.
