@@ -1,6 +1,8 @@
 //! A revoked device is told: the revoking device sends it the roster records before
 //! cutting it off; it says so in `status`, disconnects and dials nobody, and
-//! refuses changes and invitations with exit 1 (its contacts stay readable).
+//! refuses changes and invitations with exit 1 (its contacts stay readable). What
+//! it wrote after its revocation stays set aside on every device, also for commands
+//! run while the node is stopped.
 
 use crate::nodes::account;
 use crate::util::stderr;
@@ -110,4 +112,74 @@ fn a_device_revoked_while_away_is_told_when_it_comes_back() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     // The laptop never counts it among its peers.
     assert_eq!(devices[0].status()["connected_peers"], 0);
+}
+
+/// Renames of a group by a device revoked meanwhile, stamped above the group's
+/// real version, stay set aside for commands on a stopped node too: six of them
+/// (more than the versions a replica usually keeps below its winner) once hid the
+/// group from the open that loads only what a command touches.
+#[test]
+fn a_stopped_node_reads_a_group_past_renames_by_a_revoked_device() {
+    let mut devices = account(&["p", "q", "r", "d"]);
+    devices[0].ok(&["contact", "add", "u@example.org", "--group", "Grp1"]);
+    for d in &devices[1..] {
+        d.wait("the group", |d| d.ok(&["group", "list"]).contains("Grp1"));
+    }
+    for d in devices.iter_mut() {
+        d.stop();
+    }
+    // R revokes D while the others are away; then P renames the group.
+    devices[2].start();
+    devices[2].ok(&["device", "revoke", "d"]);
+    devices[2].stop();
+    devices[0].start();
+    devices[0].ok(&["group", "rename", "Grp1", "PG1"]);
+    devices[0].stop();
+    // D, not knowing, renames it six times (later, so stamped above P's rename);
+    // Q, not knowing either, takes them.
+    devices[1].start();
+    let q = devices[1].listen_addr();
+    devices[3].start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns", "--peer", &q]);
+    let mut name = "Grp1".to_owned();
+    for i in 1..=6 {
+        let next = format!("DG{i}");
+        devices[3].ok(&["group", "rename", &name, &next]);
+        name = next;
+    }
+    devices[1].wait("D's renames", |d| d.ok(&["group", "list"]).contains("DG6"));
+    devices[3].stop();
+    // Q learns the revocation from R, then gets P's rename.
+    devices[2].start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns", "--peer", &q]);
+    devices[1].wait("the revocation", |d| {
+        d.ok(&["device", "list"]).contains("revoked")
+    });
+    devices[2].stop();
+    devices[0].start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns", "--peer", &q]);
+    devices[1].wait("P's rename", |d| {
+        let groups = d.ok(&["group", "list"]);
+        groups.contains("PG1") && !groups.contains("DG")
+    });
+    devices[0].stop();
+    devices[1].stop();
+
+    let q = &devices[1];
+    let show = q.ok(&["contact", "show", "u@example.org"]);
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("groups:") && l.contains("PG1")),
+        "{show}"
+    );
+    let status = q.ok(&["status"]);
+    assert!(status.contains("1 in 1 group"), "{status}");
+    q.ok(&["group", "rename", "PG1", "Renamed"]);
+    let groups = q.ok(&["group", "list"]);
+    assert_eq!(
+        groups
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next())
+            .collect::<Vec<_>>(),
+        [Some("Renamed")],
+        "{groups}"
+    );
 }
