@@ -14,7 +14,7 @@
 //! A bad entry makes the whole import fail with an error naming it: nothing is
 //! half-imported.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::CryptoRng;
 
@@ -200,9 +200,13 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
     let root = Element::parse(input, xml::Limits::IMPORT)?;
     let query = find(&root, ROSTER_NS, "query", "a jabber:iq:roster <query/>")?;
     let mut out = Imported::default();
-    let mut groups = std::collections::BTreeSet::new();
+    let mut groups = BTreeSet::new();
     let mut by_jid: BTreeMap<BareJid, usize> = BTreeMap::new();
     let mut first: Vec<usize> = Vec::new();
+    // The group names of each contact so far (beside `out.contacts`): a name is
+    // looked up, not searched for, so a crafted entry repeating one costs no more
+    // than its length.
+    let mut names_of: Vec<BTreeSet<String>> = Vec::new();
     for (i, item) in query
         .elements()
         .filter(|e| e.is(ROSTER_NS, "item"))
@@ -214,41 +218,50 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
             continue;
         }
         let name = item.attr("name").map(spaced).filter(|n| !n.is_empty());
-        let mut refs: Vec<GroupRef> = Vec::new();
-        for g in item.elements().filter(|g| g.is(ROSTER_NS, "group")) {
-            let g = spaced(&g.text());
-            if !g.is_empty() && !refs.iter().any(|r| r.id == g) {
-                groups.insert(g.clone());
-                refs.push(GroupRef {
-                    id: g,
-                    extra: Extra::default(),
-                });
-            }
-        }
         // A JID listed twice is one contact: the later entry's name wins, groups join.
-        match by_jid.get(&jid) {
+        let at = match by_jid.get(&jid) {
             Some(&at) => {
-                let c: &mut Contact = &mut out.contacts[at];
                 if name.is_some() {
-                    c.name = name;
+                    out.contacts[at].name = name;
                 }
-                for r in refs {
-                    if !c.groups.iter().any(|x| x.id == r.id) {
-                        c.groups.push(r);
-                    }
-                }
+                at
             }
             None => {
                 by_jid.insert(jid.clone(), out.contacts.len());
                 first.push(index);
+                names_of.push(BTreeSet::new());
                 out.contacts.push(Contact {
                     name,
                     identities: vec![Identity::jid(&jid)],
-                    groups: refs,
+                    groups: Vec::new(),
                     extra: Extra::default(),
                     stamps: None,
                 });
+                out.contacts.len() - 1
             }
+        };
+        let (contact, names) = (&mut out.contacts[at], &mut names_of[at]);
+        for g in item.elements().filter(|g| g.is(ROSTER_NS, "group")) {
+            let g = spaced(&g.text());
+            if g.is_empty() || names.contains(&g) {
+                continue;
+            }
+            // Refused at the first group over the limit, not after reading them all.
+            if contact.groups.len() == item::MAX_GROUP_REFS {
+                return Err(Error::InvalidEntry {
+                    index: first[at],
+                    jid: jid.to_string(),
+                    source: item::Error::TooManyGroups {
+                        max: item::MAX_GROUP_REFS,
+                    },
+                });
+            }
+            names.insert(g.clone());
+            groups.insert(g.clone());
+            contact.groups.push(GroupRef {
+                id: g,
+                extra: Extra::default(),
+            });
         }
     }
     out.groups = groups.into_iter().collect();
@@ -304,7 +317,8 @@ pub fn metacontacts(input: &str) -> Result<Imported, Error> {
         .collect();
     let contacts: Vec<Contact> = metas
         .into_iter()
-        .map(|(_, mut members)| {
+        .zip(&firsts)
+        .map(|((_, mut members), first)| {
             // Higher order first; unordered last; ties in document order.
             members.sort_by_key(|(order, pos, _)| {
                 (
@@ -314,18 +328,29 @@ pub fn metacontacts(input: &str) -> Result<Imported, Error> {
                 )
             });
             let mut identities: Vec<Identity> = Vec::new();
+            // Each JID once, looked up (a crafted tag may repeat one many times).
+            let mut seen = BTreeSet::new();
             for (_, _, jid) in members {
-                let id = Identity::jid(&jid);
-                if !identities.iter().any(|x| x.key() == id.key()) {
-                    identities.push(id);
+                if !seen.insert(jid.clone()) {
+                    continue;
                 }
+                if identities.len() == item::MAX_IDENTITIES {
+                    return Err(Error::InvalidEntry {
+                        index: *first,
+                        jid: identities[0].value.clone(),
+                        source: item::Error::TooManyIdentities {
+                            max: item::MAX_IDENTITIES,
+                        },
+                    });
+                }
+                identities.push(Identity::jid(&jid));
             }
-            Contact {
+            Ok(Contact {
                 identities,
                 ..Contact::default()
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, Error>>()?;
     check(&contacts, &firsts, &[])?;
     Ok(Imported {
         contacts,
@@ -398,6 +423,74 @@ mod tests {
         for p in contacts.iter().chain(&groups) {
             assert_eq!(Payload::parse(&p.to_xml()).as_ref(), Ok(p));
         }
+    }
+
+    #[test]
+    fn repeats_are_joined_and_limits_refuse_at_once() {
+        // One group named 200,000 times, and one JID listed 100,000 times with a
+        // group each of the same few names: each joins to one, in time linear in
+        // the document (a search of each contact's groups was quadratic).
+        let mut doc = String::from("<query xmlns='jabber:iq:roster'><item jid='a@x.lit'>");
+        doc.push_str(&"<group>G</group>".repeat(200_000));
+        doc.push_str("</item>");
+        for i in 0..100_000 {
+            doc.push_str(&format!(
+                "<item jid='b@x.lit'><group>H{}</group></item>",
+                i % 3
+            ));
+        }
+        doc.push_str("</query>");
+        let imp = roster(&doc).expect("valid");
+        assert_eq!(imp.contacts.len(), 2);
+        assert_eq!(imp.contacts[0].groups.len(), 1);
+        assert_eq!(imp.contacts[1].groups.len(), 3);
+        assert_eq!(imp.groups, ["G", "H0", "H1", "H2"]);
+
+        // One group more than a contact may hold, over two entries of its JID: the
+        // error names the contact's first entry.
+        let mut doc = String::from(
+            "<query xmlns='jabber:iq:roster'><item jid='z@x.lit'/><item jid='a@x.lit'>",
+        );
+        for i in 0..item::MAX_GROUP_REFS {
+            doc.push_str(&format!("<group>g{i}</group>"));
+        }
+        doc.push_str(
+            "</item><item jid='A@x.lit'><group>g0</group><group>one more</group></item></query>",
+        );
+        assert_eq!(
+            roster(&doc),
+            Err(Error::InvalidEntry {
+                index: 2,
+                jid: "a@x.lit".into(),
+                source: item::Error::TooManyGroups {
+                    max: item::MAX_GROUP_REFS
+                },
+            })
+        );
+
+        // Metacontacts: a JID repeated under one tag is one identity; one identity
+        // over the limit is refused, naming the tag's first entry.
+        let mut doc = String::from("<storage xmlns='storage:metacontacts'>");
+        doc.push_str(&"<meta jid='m@x.lit' tag='t'/>".repeat(100_000));
+        doc.push_str("</storage>");
+        let imp = metacontacts(&doc).expect("valid");
+        assert_eq!(jids(&imp.contacts[0]), ["m@x.lit"]);
+        let mut doc =
+            String::from("<storage xmlns='storage:metacontacts'><meta jid='o@x.lit' tag='o'/>");
+        for i in 0..=item::MAX_IDENTITIES {
+            doc.push_str(&format!("<meta jid='m{i}@x.lit' tag='t'/>"));
+        }
+        doc.push_str("</storage>");
+        assert_eq!(
+            metacontacts(&doc),
+            Err(Error::InvalidEntry {
+                index: 2,
+                jid: "m0@x.lit".into(),
+                source: item::Error::TooManyIdentities {
+                    max: item::MAX_IDENTITIES
+                },
+            })
+        );
     }
 
     #[test]
