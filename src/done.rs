@@ -60,6 +60,7 @@ fn line(request: &Request, answer: &Answer) -> String {
     };
     let changed = match answer {
         Answer::ContactChanged(c) => c.changed,
+        Answer::GroupChanged(g) => g.changed,
         _ => None,
     };
     let groups: &[String] = contact.map_or(&[], |c| c.groups.as_slice());
@@ -139,6 +140,10 @@ fn line(request: &Request, answer: &Answer) -> String {
         Request::AddGroup { name, .. } => {
             format!("Added group {}", quote(group.unwrap_or(name)))
         }
+        Request::RenameGroup { name, new_name } if changed == Some(false) => format!(
+            "Nothing changed: group {} is named that already",
+            quote(group.unwrap_or(name.trim()))
+        ),
         Request::RenameGroup { name, new_name } => format!(
             "Renamed group {} to {}",
             quote(name.trim()),

@@ -220,14 +220,9 @@ pub(crate) fn ago_of(t: Option<&str>, now_ms: u64) -> String {
         .map_or_else(|| "-".to_owned(), |t| ago(t, now_ms))
 }
 
-/// Whether a contact is in `group` and matches `search`, both ignoring case.
-fn matches(c: &Contact, group: Option<&str>, search: Option<&str>) -> bool {
-    let in_group = group.is_none_or(|g| {
-        c.groups
-            .iter()
-            .any(|x| x.to_lowercase() == g.to_lowercase())
-    });
-    let found = search.is_none_or(|t| {
+/// Whether a contact matches `search` (its name or an address holds it, case ignored).
+fn matches(c: &Contact, search: Option<&str>) -> bool {
+    search.is_none_or(|t| {
         let t = t.to_lowercase();
         c.name
             .as_deref()
@@ -236,8 +231,7 @@ fn matches(c: &Contact, group: Option<&str>, search: Option<&str>) -> bool {
             || c.other_identities
                 .iter()
                 .any(|i| i.value.to_lowercase().contains(&t))
-    });
-    in_group && found
+    })
 }
 
 pub(crate) fn contacts(
@@ -246,11 +240,15 @@ pub(crate) fn contacts(
     group: Option<&str>,
     search: Option<&str>,
 ) -> Result<()> {
-    let ContactList(all) = ask(dir, Request::Contacts)?;
-    let rows: Vec<Contact> = all
-        .into_iter()
-        .filter(|c| matches(c, group, search))
-        .collect();
+    // The node finds the group (a name no group has is refused, not listed empty).
+    let request = match group {
+        Some(g) => Request::ContactsIn {
+            group: g.to_owned(),
+        },
+        None => Request::Contacts,
+    };
+    let ContactList(all) = ask(dir, request)?;
+    let rows: Vec<Contact> = all.into_iter().filter(|c| matches(c, search)).collect();
     if json {
         return print_json(&rows);
     }

@@ -477,6 +477,25 @@ fn addresses_names_and_filters_as_people_type_them() {
 
     let in_group = d.json(&["contact", "list", "--group", "capulets"]);
     assert_eq!(in_group.as_array().map(Vec::len), Some(1), "{in_group}");
+    for (search, n) in [("TYB", 1), ("JUL", 0)] {
+        let both = d.json(&[
+            "contact",
+            "list",
+            "--group",
+            " Capulets",
+            "--search",
+            search,
+        ]);
+        assert_eq!(both.as_array().map(Vec::len), Some(n), "{search}: {both}");
+    }
+    // A group no one has is said, not listed as empty.
+    let none = d.kith(&["contact", "list", "--group", "Montagues"]);
+    assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains(r#"no group is named "Montagues""#),
+        "{}",
+        stderr(&none)
+    );
     let found = d.json(&["contact", "list", "--search", "CAPULET"]);
     assert_eq!(found.as_array().map(Vec::len), Some(2), "{found}");
 }

@@ -115,6 +115,18 @@ fn every_change_is_said_in_one_line() {
         r#"Renamed group "Verona" to "Fair Verona""#
     );
     assert_eq!(
+        said(&["group", "rename", "fair verona", "Fair Verona"]),
+        r#"Nothing changed: group "Fair Verona" is named that already"#
+    );
+    assert_eq!(
+        said(&["group", "rename", "Fair Verona", "fair Verona"]),
+        r#"Renamed group "Fair Verona" to "fair Verona""#
+    );
+    assert_eq!(
+        said(&["group", "rename", "fair Verona", "Fair Verona"]),
+        r#"Renamed group "fair Verona" to "Fair Verona""#
+    );
+    assert_eq!(
         said(&["group", "rm", "Fair Verona"]),
         r#"Removed group "Fair Verona" (its contacts stay, without it)"#
     );

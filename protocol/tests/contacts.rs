@@ -623,6 +623,41 @@ fn names_are_cleaned_and_lookalike_groups_are_one() {
 }
 
 #[test]
+fn a_group_renamed_to_its_name_writes_nothing_and_its_case_may_change() {
+    use kith_protocol::contacts::Error;
+    let mut f = Fleet::new(1, 15);
+    for name in ["Friends", "Work"] {
+        let add = Command::AddGroup {
+            name: name.into(),
+            description: None,
+        };
+        f.exec(0, add, T0);
+    }
+    let rename = |name: &str, new_name: &str| Command::RenameGroup {
+        name: name.into(),
+        new_name: new_name.into(),
+    };
+    // Found by a look-alike, given the name it has: nothing to write.
+    let written = f.books[0]
+        .execute(rename("friends", "Friends"), T0, &mut f.rngs[0])
+        .expect("carried out");
+    assert!(written.is_empty(), "{written:?}");
+    // Its own name in another case is a rename; another group's is refused.
+    f.exec(0, rename("Friends", "FRIENDS"), T0);
+    let view = f.books[0].view().clone();
+    let names: Vec<&str> = view
+        .groups()
+        .values()
+        .map(|g| g.group.name.as_str())
+        .collect();
+    assert!(names.contains(&"FRIENDS") && names.len() == 2, "{names:?}");
+    assert_eq!(
+        f.books[0].execute(rename("Work", "friends"), T0, &mut f.rngs[0]),
+        Err(Error::GroupExists("friends".into()))
+    );
+}
+
+#[test]
 fn what_a_device_just_sealed_is_read_as_the_keyring_reads_it() {
     // The view takes the payloads of its own new records instead of opening them,
     // but only as the keyring would: written, then the secrets gone before the view

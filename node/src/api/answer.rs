@@ -116,6 +116,10 @@ pub struct GroupChanged {
     pub done: bool,
     /// Its name as stored (the look-alike an existing group had, if so).
     pub group: Option<String>,
+    /// For a rename: whether the name changed (false: it had that name already,
+    /// and nothing was written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<bool>,
 }
 
 /// A command carried out that has nothing more to say.

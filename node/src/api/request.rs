@@ -22,6 +22,12 @@ pub enum Request {
     Status,
     /// The merged contact list.
     Contacts,
+    /// The contacts in one group, found by its name as `RenameGroup` finds it (case
+    /// and look-alikes ignored); refused when no group has that name.
+    ContactsIn {
+        /// The group's name.
+        group: String,
+    },
     /// One contact, by one of its JIDs.
     Contact {
         /// A JID of the contact.
@@ -198,7 +204,7 @@ impl Request {
     pub fn answer_kind(&self) -> &'static str {
         match self {
             Request::Status => "Status",
-            Request::Contacts => "Contacts",
+            Request::Contacts | Request::ContactsIn { .. } => "Contacts",
             Request::Contact { .. } => "Contact",
             Request::Groups => "Groups",
             Request::Devices => "Devices",

@@ -185,6 +185,17 @@ impl Device {
                 let view = self.engine.view();
                 Ok(ContactList(view.contacts().map(|c| contact_of(view, c)).collect()).into())
             }
+            Request::ContactsIn { group } => {
+                let view = self.engine.view();
+                let entry = view
+                    .group_by_name(&group)
+                    .ok_or_else(|| refused(ContactsError::NoSuchGroup(group.trim().to_owned())))?;
+                let list = view
+                    .contacts_in_group(&entry.group.id)
+                    .map(|c| contact_of(view, c))
+                    .collect();
+                Ok(ContactList(list).into())
+            }
             Request::Contact { jid: j } => {
                 let j = jid(&j)?;
                 let view = self.engine.view();
@@ -314,11 +325,14 @@ impl Device {
             }
             Request::RenameGroup { name, new_name } => {
                 text("a group name", Some(&new_name))?;
+                let before = self.stored_group_name(&name);
                 self.command(Command::RenameGroup {
                     name,
                     new_name: new_name.clone(),
                 })?;
-                Ok(self.changed_group(&new_name).into())
+                let mut answer = self.changed_group(&new_name);
+                answer.changed = Some(before.is_none() || before != answer.group);
+                Ok(answer.into())
             }
             Request::RemoveGroup { name } => {
                 Ok(self.command(Command::RemoveGroup { name })?.into())
@@ -495,9 +509,18 @@ impl Device {
     /// The group a command made or renamed, as stored (the name given, trimmed and
     /// in NFC, or the look-alike it matched).
     fn changed_group(&mut self, name: &str) -> GroupChanged {
+        let group = self.stored_group_name(name);
+        GroupChanged {
+            done: true,
+            group,
+            changed: None,
+        }
+    }
+
+    /// The name as stored of the group `name` finds (itself or its look-alike).
+    fn stored_group_name(&mut self, name: &str) -> Option<String> {
         let view = self.engine.view();
-        let group = view.group_by_name(name).map(|g| g.group.name.clone());
-        GroupChanged { done: true, group }
+        view.group_by_name(name).map(|g| g.group.name.clone())
     }
 
     /// Imports a document whole or not at all: every entry is checked first (a bad

@@ -133,16 +133,24 @@ impl Editor {
                 let entry = view
                     .group_by_name(&name)
                     .ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
-                if name != new_name && view.group_by_name(&new_name).is_some() {
+                // Another group of that name (or a look-alike of it) refuses it; the
+                // group's own name in another case or form is a rename.
+                if view
+                    .group_by_name(&new_name)
+                    .is_some_and(|other| other.item != entry.item)
+                {
                     return Err(Error::GroupExists(new_name));
                 }
-                let mut group = entry.group.clone();
-                group.name = new_name;
-                plan.write(
-                    NodeKind::Groups,
-                    entry.item,
-                    Write::Payload(Payload::Group(group)),
-                );
+                // The name it has already: nothing to write (but its duplicates).
+                if entry.group.name != new_name {
+                    let mut group = entry.group.clone();
+                    group.name = new_name;
+                    plan.write(
+                        NodeKind::Groups,
+                        entry.item,
+                        Write::Payload(Payload::Group(group)),
+                    );
+                }
                 for dup in &entry.duplicates {
                     plan.reserve(NodeKind::Groups, *dup);
                 }
