@@ -58,6 +58,13 @@ pub const MAX_GOSSIP_QUEUE: usize = 4_096;
 /// within this many milliseconds brings none forward.
 pub const GOSSIP_LOST_GAP_MS: u64 = 5_000;
 
+/// After a request to a peer failed (no answer within the transport's timeout, a
+/// peer paused or overloaded), the next reconciliation with it starts this many
+/// milliseconds later, twice as long after each further failure in a row, at most
+/// the reconciliation interval: a peer back from a pause is synced with again within
+/// about as long as it was away, not a whole interval later.
+pub const RETRY_AFTER_MS: u64 = 1_000;
+
 /// A record sent to a peer is not sent to it again within this many milliseconds
 /// by another exchange that finds the peer lacks it: the two reconciliations that
 /// run at once with a peer (each side starts one on connecting) would otherwise
@@ -175,9 +182,23 @@ struct Peer {
     catch_up: bool,
     /// When word of gossip lost to this peer last brought a reconciliation forward.
     lost_at_ms: Option<u64>,
+    /// Requests to this peer that failed in a row (see [`RETRY_AFTER_MS`]).
+    failures: u32,
 }
 
 impl Peer {
+    /// Notes a failed request: the next reconciliation is tried after
+    /// [`RETRY_AFTER_MS`], doubled for each earlier failure in a row, at most
+    /// `interval_ms`.
+    fn failed(&mut self, now: Now, interval_ms: u64) {
+        self.failures = self.failures.saturating_add(1);
+        let doublings = (self.failures - 1).min(20);
+        let delay = RETRY_AFTER_MS
+            .saturating_mul(1 << doublings)
+            .min(interval_ms);
+        self.next_recon_ms = now.mono_ms.saturating_add(delay);
+    }
+
     /// Brings a reconciliation with the peer forward, as something sent to it was
     /// lost: at once, or right after the one under way. A peer that stays slow is
     /// reported again and again (every heartbeat of the transport): at most one
@@ -432,7 +453,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                     peer.owed.clear();
                     // What that request carried may not have arrived.
                     peer.sent.clear();
-                    peer.next_recon_ms = now.mono_ms + self.config.recon_interval_ms;
+                    peer.failed(now, self.config.recon_interval_ms);
                 }
             }
             Input::ResponseLost(p) => {

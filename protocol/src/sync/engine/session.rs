@@ -283,8 +283,12 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         };
         let Some((salt, round_trips)) = self
             .peers
-            .get(&p)
-            .and_then(|peer| peer.session.as_ref())
+            .get_mut(&p)
+            .and_then(|peer| {
+                // It answered: a later failure is the first in a row again.
+                peer.failures = 0;
+                peer.session.as_ref()
+            })
             .map(|s| (s.salt, s.round_trips))
         else {
             return;

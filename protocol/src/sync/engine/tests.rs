@@ -1104,3 +1104,51 @@ fn a_device_holding_its_records_shelved_still_sends_reads_and_reseals_them() {
         .count();
     assert_eq!(renamed, 1);
 }
+
+/// A request that fails (a peer paused past the transport's timeout, say) is tried
+/// again after `RETRY_AFTER_MS`, twice as long after each further failure in a row,
+/// at most the reconciliation interval; once the peer answers, the count starts
+/// over.
+#[test]
+fn a_failed_request_is_tried_again_soon_then_less_often() {
+    let interval = 20_000;
+    let mut h = Harness::with_config(Config {
+        recon_interval_ms: interval,
+        recon_jitter_ms: 0,
+        ..Config::default()
+    });
+    h.connect(true);
+    // Side 0's requests fail from now on: when does it send them?
+    let requests_at = |h: &mut Harness, until: u64, n: usize| -> Vec<u64> {
+        let mut at = Vec::new();
+        let end = h.mono + until;
+        while h.mono < end && at.len() < n {
+            h.mono += 50;
+            for i in 0..2 {
+                h.sides[i].engine.handle_input(now(h.mono), Input::Timeout);
+                while let Some(out) = h.sides[i].engine.poll_output() {
+                    if i == 0 && matches!(out, Output::Request { .. }) {
+                        at.push(h.mono);
+                    }
+                    h.carry(i, out);
+                }
+            }
+        }
+        at
+    };
+    h.connected = false;
+    let at = requests_at(&mut h, 200_000, 8);
+    let gaps: Vec<u64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps,
+        [1_000, 2_000, 4_000, 8_000, 16_000, interval, interval],
+        "{at:?}"
+    );
+    // It answers again: the next failure is the first in a row.
+    h.connected = true;
+    h.pump();
+    h.connected = false;
+    let at = requests_at(&mut h, 3 * interval, 2);
+    assert_eq!(at.len(), 2, "{at:?}");
+    assert_eq!(at[1] - at[0], 1_000, "{at:?}");
+}
