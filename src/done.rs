@@ -140,7 +140,7 @@ fn line(request: &Request, answer: &Answer) -> String {
         Request::AddGroup { name, .. } => {
             format!("Added group {}", quote(group.unwrap_or(name)))
         }
-        Request::RenameGroup { name, new_name } if changed == Some(false) => format!(
+        Request::RenameGroup { name, .. } if changed == Some(false) => format!(
             "Nothing changed: group {} is named that already",
             quote(group.unwrap_or(name.trim()))
         ),

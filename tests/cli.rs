@@ -477,7 +477,23 @@ fn addresses_names_and_filters_as_people_type_them() {
 
     let in_group = d.json(&["contact", "list", "--group", "capulets"]);
     assert_eq!(in_group.as_array().map(Vec::len), Some(1), "{in_group}");
-    for (search, n) in [("TYB", 1), ("JUL", 0)] {
+    // In the list's order, by name, as without --group.
+    d.ok(&[
+        "contact",
+        "edit",
+        "juliet@capulet.lit",
+        "--add-group",
+        "capulets",
+    ]);
+    let names: Vec<String> = d
+        .json(&["contact", "list", "--group", "Capulets"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names, ["Juliet", "Tybalt"]);
+    for (search, n) in [("TYB", 1), ("JUL", 1), ("MERC", 0)] {
         let both = d.json(&[
             "contact",
             "list",

@@ -186,12 +186,19 @@ impl Device {
                 Ok(ContactList(view.contacts().map(|c| contact_of(view, c)).collect()).into())
             }
             Request::ContactsIn { group } => {
+                // Cleaned as the group commands clean a name before finding it.
+                let group = item::clean_name(&group);
                 let view = self.engine.view();
-                let entry = view
+                let id = view
                     .group_by_name(&group)
-                    .ok_or_else(|| refused(ContactsError::NoSuchGroup(group.trim().to_owned())))?;
+                    .ok_or_else(|| refused(ContactsError::NoSuchGroup(group.clone())))?
+                    .group
+                    .id
+                    .clone();
+                // In the list's order (`Contacts`), not the group's.
                 let list = view
-                    .contacts_in_group(&entry.group.id)
+                    .contacts()
+                    .filter(|c| c.contact.groups.iter().any(|g| g.id == id))
                     .map(|c| contact_of(view, c))
                     .collect();
                 Ok(ContactList(list).into())
