@@ -283,12 +283,8 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         };
         let Some((salt, round_trips)) = self
             .peers
-            .get_mut(&p)
-            .and_then(|peer| {
-                // It answered: a later failure is the first in a row again.
-                peer.failures = 0;
-                peer.session.as_ref()
-            })
+            .get(&p)
+            .and_then(|peer| peer.session.as_ref())
             .map(|s| (s.salt, s.round_trips))
         else {
             return;
@@ -328,6 +324,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             // The response itself revoked its sender here: the exchange ends.
             self.stats.refused_frames += 1;
             return self.end_session(now, &p, round_trips, false, None);
+        }
+        if let Some(peer) = self.peers.get_mut(&p) {
+            // It answered, readably and while allowed: a later failure is the
+            // first in a row again.
+            peer.failures = 0;
         }
         self.heard(now, &p, have);
         let (reply, send) = match self.respond(&msg, salt) {

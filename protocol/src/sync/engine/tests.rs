@@ -1152,3 +1152,53 @@ fn a_failed_request_is_tried_again_soon_then_less_often() {
     assert_eq!(at.len(), 2, "{at:?}");
     assert_eq!(at[1] - at[0], 1_000, "{at:?}");
 }
+
+#[test]
+fn an_unreadable_answer_does_not_start_the_failure_count_over() {
+    let interval = 20_000;
+    let mut h = Harness::with_config(Config {
+        recon_interval_ms: interval,
+        recon_jitter_ms: 0,
+        ..Config::default()
+    });
+    h.connect(true);
+    // Side 0's requests are answered by `answer` (None: the request fails).
+    let mut next = |h: &mut Harness, answer: Option<&[u8]>| -> u64 {
+        let deadline = h.mono + 10 * interval;
+        loop {
+            h.mono += 50;
+            assert!(h.mono < deadline, "no request sent");
+            h.sides[0].engine.handle_input(now(h.mono), Input::Timeout);
+            let mut sent = None;
+            while let Some(out) = h.sides[0].engine.poll_output() {
+                if let Output::Request { id, .. } = out {
+                    sent = Some(id);
+                }
+            }
+            if let Some(id) = sent {
+                let input = match answer {
+                    Some(bytes) => Input::Response {
+                        id,
+                        bytes: bytes.to_vec(),
+                    },
+                    None => Input::RequestFailed { id },
+                };
+                h.sides[0].engine.handle_input(now(h.mono), input);
+                return h.mono;
+            }
+        }
+    };
+    let a = next(&mut h, None);
+    let b = next(&mut h, None);
+    assert_eq!(b - a, 1_000);
+    let c = next(&mut h, None);
+    assert_eq!(c - b, 2_000);
+    // An answer that does not decode ends the exchange: tried again an interval later.
+    let d = next(&mut h, Some(b"not a frame"));
+    assert_eq!(d - c, 4_000);
+    let e = next(&mut h, None);
+    assert_eq!(e - d, interval);
+    // The failures go on counting from where they were, not from the first.
+    let f = next(&mut h, None);
+    assert_eq!(f - e, 8_000);
+}
