@@ -318,7 +318,8 @@ enum ContactCommand {
         /// JSON output.
         #[arg(long)]
         json: bool,
-        /// Only the contacts in this group (case ignored).
+        /// Only the contacts in this group, found as `group rename` finds it (case,
+        /// surrounding spaces and Unicode form ignored; every group of that name).
         #[arg(long)]
         group: Option<String>,
         /// Only the contacts whose name or an address holds this text (case ignored).

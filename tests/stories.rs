@@ -236,3 +236,47 @@ fn the_log_of_an_address_follows_its_contact() {
         assert!(!all.to_string().contains(gone), "{gone} in {all}");
     }
 }
+
+/// Two devices apart name two groups alike: a rename on one and a new group on the
+/// other. Back together, the group commands take both as the one group a person
+/// sees: listed together, renamed into one, holding the contacts of both.
+#[test]
+fn groups_named_alike_apart_are_one_group_to_the_commands() {
+    let mut devices = account(&["desktop", "laptop"]);
+    devices[0].ok(&["contact", "add", "tybalt@capulet.lit", "--group", "Old"]);
+    devices[1].wait("the group", |d| d.ok(&["group", "list"]).contains("Old"));
+    for d in devices.iter_mut() {
+        d.stop();
+    }
+    devices[0].ok(&["group", "rename", "Old", "Kin"]);
+    devices[1].ok(&["contact", "add", JULIET, "--group", "Kin"]);
+    devices[0].start();
+    let desktop = devices[0].listen_addr();
+    devices[1].start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns", "--peer", &desktop]);
+    let kin = |d: &Device| {
+        d.ok(&["group", "list"])
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some("Kin"))
+            .count()
+    };
+    devices[1].wait("two groups named Kin", |d| kin(d) == 2);
+    let listed = devices[1].ok(&["contact", "list", "--group", "kin"]);
+    assert!(
+        listed.contains("tybalt@capulet.lit") && listed.contains(JULIET),
+        "{listed}"
+    );
+    devices[1].ok(&["group", "rename", "Kin", "Family"]);
+    devices[0].wait("one group, renamed", |d| {
+        let groups = d.ok(&["group", "list"]);
+        kin(d) == 0 && groups.lines().filter(|l| l.starts_with("Family")).count() == 1
+    });
+    let listed = devices[0].ok(&["contact", "list", "--group", "Family"]);
+    assert!(
+        listed.contains("tybalt@capulet.lit") && listed.contains(JULIET),
+        "{listed}"
+    );
+    devices[0].ok(&["group", "rm", "family"]);
+    devices[1].wait("no group", |d| {
+        d.ok(&["group", "list"]).lines().skip(1).count() == 0
+    });
+}

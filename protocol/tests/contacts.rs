@@ -658,6 +658,74 @@ fn a_group_renamed_to_its_name_writes_nothing_and_its_case_may_change() {
 }
 
 #[test]
+fn groups_named_alike_on_two_devices_are_one_group_to_the_group_commands() {
+    use kith_protocol::contacts::Error;
+    let mut f = Fleet::new(2, 16);
+    let t = |n: u64| WallTime(T0.0 + n);
+    f.exec(0, add("romeo@montague.lit", None, &["Old"]), t(0));
+    f.sync_all(t(1));
+    // Apart: one device renames "Old" to "Kin" as the other makes a new "Kin", and
+    // each makes a group only the case of whose name differs.
+    let rename = |name: &str, new_name: &str| Command::RenameGroup {
+        name: name.into(),
+        new_name: new_name.into(),
+    };
+    f.exec(0, rename("Old", "Kin"), t(2));
+    f.exec(1, add("juliet@capulet.lit", None, &["Kin"]), t(2));
+    f.exec(0, add("tybalt@capulet.lit", None, &["Work"]), t(3));
+    f.exec(1, add("nurse@capulet.lit", None, &["work"]), t(3));
+    f.sync_all(t(4));
+    let view = f.books[0].view().clone();
+    assert_eq!(view.groups_named("Kin").len(), 2);
+    assert_eq!(view.groups_named("WORK").len(), 2);
+    assert_eq!(view.groups_named("work").len(), 1, "the exact name first");
+    // Neither look-alike is taken again by a new group or a rename.
+    let group = |name: &str| Command::AddGroup {
+        name: name.into(),
+        description: None,
+    };
+    assert_eq!(
+        f.books[0].execute(group("WORK"), t(5), &mut f.rngs[0]),
+        Err(Error::GroupExists("WORK".into()))
+    );
+    assert_eq!(
+        f.books[0].execute(rename("Kin", "WORK"), t(5), &mut f.rngs[0]),
+        Err(Error::GroupExists("WORK".into()))
+    );
+    // Renamed, the two "Kin" become one group holding both contacts.
+    f.exec(0, rename("Kin", "Family"), t(6));
+    // Removed by a name both look like, both "Work" groups go.
+    f.exec(
+        0,
+        Command::RemoveGroup {
+            name: "WORK".into(),
+        },
+        t(7),
+    );
+    f.sync_all(t(8));
+    for book in &mut f.books {
+        let view = book.view();
+        let names: Vec<&str> = view
+            .groups()
+            .values()
+            .map(|g| g.group.name.as_str())
+            .collect();
+        assert_eq!(names, ["Family"]);
+        let family = &view.groups_named("Family")[0].group.id;
+        for c in view.contacts() {
+            let ids: Vec<&str> = c.contact.groups.iter().map(|g| g.id.as_str()).collect();
+            let jid = format!("{:?}", c.contact.identities[0].key());
+            if jid.contains("romeo") || jid.contains("juliet") {
+                assert_eq!(ids, [family.as_str()], "{jid}");
+            } else {
+                assert!(ids.is_empty(), "{jid}: {ids:?}");
+            }
+            assert!(c.unknown_groups.is_empty(), "{jid}");
+        }
+    }
+}
+
+#[test]
 fn what_a_device_just_sealed_is_read_as_the_keyring_reads_it() {
     // The view takes the payloads of its own new records instead of opening them,
     // but only as the keyring would: written, then the secrets gone before the view

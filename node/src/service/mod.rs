@@ -1,7 +1,7 @@
 //! Answers control [`Request`]s on a [`Device`] with typed answers, commands through
 //! the engine (so that what they write is persisted, then gossiped when a node runs).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod pairing;
 mod roster;
@@ -17,7 +17,7 @@ use crate::api::answer::{
 use kith_protocol::contacts::{Command, ContactEdit, Error as ContactsError, MergedContact, View};
 use kith_protocol::item;
 use kith_protocol::jid::BareJid;
-use kith_protocol::record::DeviceId;
+use kith_protocol::record::{DeviceId, ItemId};
 use kith_protocol::sync;
 use kith_protocol::{export, import};
 use libp2p::Multiaddr;
@@ -189,16 +189,19 @@ impl Device {
                 // Cleaned as the group commands clean a name before finding it.
                 let group = item::clean_name(&group);
                 let view = self.engine.view();
-                let id = view
-                    .group_by_name(&group)
-                    .ok_or_else(|| refused(ContactsError::NoSuchGroup(group.clone())))?
-                    .group
-                    .id
-                    .clone();
+                // Every group of that name (devices apart may have named two alike).
+                let ids: BTreeSet<&str> = view
+                    .groups_named(&group)
+                    .iter()
+                    .map(|g| g.group.id.as_str())
+                    .collect();
+                if ids.is_empty() {
+                    return Err(refused(ContactsError::NoSuchGroup(group)));
+                }
                 // In the list's order (`Contacts`), not the group's.
                 let list = view
                     .contacts()
-                    .filter(|c| c.contact.groups.iter().any(|g| g.id == id))
+                    .filter(|c| c.contact.groups.iter().any(|g| ids.contains(g.id.as_str())))
                     .map(|c| contact_of(view, c))
                     .collect();
                 Ok(ContactList(list).into())
@@ -332,13 +335,14 @@ impl Device {
             }
             Request::RenameGroup { name, new_name } => {
                 text("a group name", Some(&new_name))?;
-                let before = self.stored_group_name(&name);
+                let before = self.groups_as_named(&name);
                 self.command(Command::RenameGroup {
                     name,
                     new_name: new_name.clone(),
                 })?;
+                let changed = before != self.groups_as_named(&new_name);
                 let mut answer = self.changed_group(&new_name);
-                answer.changed = Some(before.is_none() || before != answer.group);
+                answer.changed = Some(changed);
                 Ok(answer.into())
             }
             Request::RemoveGroup { name } => {
@@ -527,7 +531,18 @@ impl Device {
     /// The name as stored of the group `name` finds (itself or its look-alike).
     fn stored_group_name(&mut self, name: &str) -> Option<String> {
         let view = self.engine.view();
-        view.group_by_name(name).map(|g| g.group.name.clone())
+        view.group_by_name(&item::clean_name(name))
+            .map(|g| g.group.name.clone())
+    }
+
+    /// What a person sees of the groups `name` finds: their items, names and
+    /// duplicates (a rename that leaves these as they were changed nothing).
+    fn groups_as_named(&mut self, name: &str) -> Vec<(ItemId, String, Vec<ItemId>)> {
+        let view = self.engine.view();
+        view.groups_named(&item::clean_name(name))
+            .iter()
+            .map(|g| (g.item, g.group.name.clone(), g.duplicates.clone()))
+            .collect()
     }
 
     /// Imports a document whole or not at all: every entry is checked first (a bad

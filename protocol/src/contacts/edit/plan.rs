@@ -7,7 +7,7 @@ use rand_core::CryptoRng;
 use super::writes::{Plan, Write, carries_kith, check_published, hex, push_group};
 use super::{Command, ContactEdit, Editor, Error, ImportSummary};
 use crate::contacts::merge;
-use crate::contacts::view::{MergedContact, View};
+use crate::contacts::view::{GroupEntry, MergedContact, View};
 use crate::item::{Contact, Extra, GroupRef, Identity, NodeKind, Payload, fields};
 use crate::record::{ItemId, Version};
 use crate::seal::{Keyring, Opener};
@@ -71,10 +71,13 @@ impl Editor {
                     push_group(&mut contact, id);
                 }
                 for g in remove_groups {
-                    let entry = view
-                        .group_by_name(&g)
-                        .ok_or_else(|| Error::NoSuchGroup(g.clone()))?;
-                    contact.groups.retain(|r| r.id != entry.group.id);
+                    let named = view.groups_named(&g);
+                    if named.is_empty() {
+                        return Err(Error::NoSuchGroup(g));
+                    }
+                    contact
+                        .groups
+                        .retain(|r| !named.iter().any(|e| e.group.id == r.id));
                 }
                 for j in add_jids {
                     let id = Identity::jid(&j);
@@ -130,14 +133,16 @@ impl Editor {
                 }
             }
             Command::RenameGroup { name, new_name } => {
-                let entry = view
-                    .group_by_name(&name)
-                    .ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
+                let named = view.groups_named(&name);
+                let Some((entry, others)) = named.split_first() else {
+                    return Err(Error::NoSuchGroup(name));
+                };
                 // Another group of that name (or a look-alike of it) refuses it; the
                 // group's own name in another case or form is a rename.
                 if view
-                    .group_by_name(&new_name)
-                    .is_some_and(|other| other.item != entry.item)
+                    .groups_named(&new_name)
+                    .iter()
+                    .any(|other| !named.iter().any(|g| g.item == other.item))
                 {
                     return Err(Error::GroupExists(new_name));
                 }
@@ -154,20 +159,16 @@ impl Editor {
                 for dup in &entry.duplicates {
                     plan.reserve(NodeKind::Groups, *dup);
                 }
+                // Groups named alike by devices apart are one group to a person:
+                // renamed, they become the first, and their contacts join it.
+                Self::fold_groups(view, &mut plan, others, Some(&entry.group.id), rng);
             }
             Command::RemoveGroup { name } => {
-                let entry = view
-                    .group_by_name(&name)
-                    .ok_or_else(|| Error::NoSuchGroup(name.clone()))?;
-                plan.reserve(NodeKind::Groups, entry.item);
-                for dup in &entry.duplicates {
-                    plan.reserve(NodeKind::Groups, *dup);
+                let named = view.groups_named(&name);
+                if named.is_empty() {
+                    return Err(Error::NoSuchGroup(name));
                 }
-                for c in view.contacts_in_group(&entry.group.id) {
-                    let mut contact = Contact::clone(&c.contact);
-                    contact.groups.retain(|g| g.id != entry.group.id);
-                    plan.write_contact(Some(c), contact, rng);
-                }
+                Self::fold_groups(view, &mut plan, &named, None, rng);
             }
             // `Editor::check_import` plans an import the same way: keep them alike.
             Command::Import { contacts, replace } => {
@@ -330,6 +331,47 @@ impl Editor {
         }
         plan.pad(view, self.count_bucket, rng);
         Ok(plan)
+    }
+
+    /// Plans away `groups`: their items (and duplicates) are reserved, and each
+    /// contact in any of them is written once, its references to them moved to
+    /// the group `into` (kept where they were, with what else they carry), or
+    /// dropped when there is none or the contact is in it already.
+    fn fold_groups<R: CryptoRng + ?Sized>(
+        view: &View,
+        plan: &mut Plan<'_>,
+        groups: &[&GroupEntry],
+        into: Option<&str>,
+        rng: &mut R,
+    ) {
+        let mut contacts: BTreeMap<ItemId, &MergedContact> = BTreeMap::new();
+        for entry in groups {
+            plan.reserve(NodeKind::Groups, entry.item);
+            for dup in &entry.duplicates {
+                plan.reserve(NodeKind::Groups, *dup);
+            }
+            for c in view.contacts_in_group(&entry.group.id) {
+                contacts.insert(c.id, c);
+            }
+        }
+        let folded = |id: &str| groups.iter().any(|g| g.group.id == id);
+        for c in contacts.into_values() {
+            let mut contact = Contact::clone(&c.contact);
+            let mut keep = into.filter(|i| !contact.groups.iter().any(|g| g.id == *i));
+            contact.groups.retain_mut(|g| {
+                if !folded(&g.id) {
+                    return true;
+                }
+                match keep.take() {
+                    Some(i) => {
+                        g.id = i.to_owned();
+                        true
+                    }
+                    None => false,
+                }
+            });
+            plan.write_contact(Some(c), contact, rng);
+        }
     }
 
     pub(super) fn plan_import<R: CryptoRng + ?Sized>(

@@ -57,23 +57,37 @@ impl View {
         &self.groups
     }
 
-    /// The group with this name (the first by id if several share it).
-    /// The group named `name`; failing that, the one group whose name looks the same
-    /// (the same after trimming, NFC and case folding: `Friends`, `friends `), so a
-    /// lookalike never makes a second group.
+    /// The groups a person means by `name`: those named exactly `name`; failing
+    /// that, those whose name looks the same (the same after trimming, NFC and
+    /// case folding: `Friends`, `friends `), so a look-alike never makes a second
+    /// group. By group id; more than one when devices named groups alike
+    /// concurrently (each is then the group of that name).
+    pub fn groups_named(&self, name: &str) -> Vec<&GroupEntry> {
+        let exact: Vec<&GroupEntry> = self
+            .groups
+            .values()
+            .filter(|g| g.group.name == name)
+            .collect();
+        if !exact.is_empty() {
+            return exact;
+        }
+        let key = item::lookalike(name);
+        self.groups
+            .values()
+            .filter(|g| item::lookalike(&g.group.name) == key)
+            .collect()
+    }
+
+    /// The first (by group id) of [`View::groups_named`]: the group a new
+    /// reference to `name` points to.
     pub fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
         if let Some(g) = self.groups.values().find(|g| g.group.name == name) {
             return Some(g);
         }
         let key = item::lookalike(name);
-        let mut alike = self
-            .groups
+        self.groups
             .values()
-            .filter(|g| item::lookalike(&g.group.name) == key);
-        match (alike.next(), alike.next()) {
-            (Some(g), None) => Some(g),
-            _ => None,
-        }
+            .find(|g| item::lookalike(&g.group.name) == key)
     }
 
     /// The `<reserved/>` items of `node`: those that mark no deletion by item id,
