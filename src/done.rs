@@ -144,11 +144,22 @@ fn line(request: &Request, answer: &Answer) -> String {
             "Nothing changed: group {} is named that already",
             quote(group.unwrap_or(name.trim()))
         ),
-        Request::RenameGroup { name, new_name } => format!(
-            "Renamed group {} to {}",
-            quote(name.trim()),
-            quote(group.unwrap_or(new_name))
-        ),
+        Request::RenameGroup { name, new_name } => {
+            let mut line = format!(
+                "Renamed group {} to {}",
+                quote(name.trim()),
+                quote(group.unwrap_or(new_name))
+            );
+            if let Answer::GroupChanged(GroupChanged {
+                folded: Some(n), ..
+            }) = answer
+            {
+                line.push_str(&format!(
+                    ": the {n} groups named alike on devices apart are one now"
+                ));
+            }
+            line
+        }
         Request::RemoveGroup { name } => {
             format!(
                 "Removed group {} (its contacts stay, without it)",

@@ -353,13 +353,17 @@ pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat, replace: boo
     );
     bar.finish_and_clear();
     let v: Imported = bad_input_in(file, result)?.try_into().map_err(Exit::from)?;
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    if let Some(own) = &v.left_out {
+        outln!("Left out {own}: this account's own address, not a contact");
+    }
     outln!(
-        "Imported {} entries: {} contacts added, {} updated, {} unchanged; {} groups",
-        v.contacts,
+        "Imported {} in {}: {} contacts added, {} updated, {} unchanged",
+        plural(v.contacts, "contact", "contacts"),
+        plural(v.groups as u64, "group", "groups"),
         v.added,
         v.updated,
         v.unchanged,
-        v.groups
     );
     Ok(())
 }

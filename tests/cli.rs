@@ -532,7 +532,7 @@ fn imports_merge_and_report_what_they_did() {
     );
     let first = d.ok(&["import", "roster", path(&roster)]);
     assert!(
-        first.contains("2 contacts added, 0 updated, 0 unchanged"),
+        first.contains("Imported 2 contacts in 1 group: 2 contacts added, 0 updated, 0 unchanged"),
         "{first}"
     );
     let again = d.ok(&["import", "roster", path(&roster)]);
@@ -550,6 +550,28 @@ fn imports_merge_and_report_what_they_did() {
     );
     let merged = d.ok(&["import", "roster", path(&more)]);
     assert!(merged.contains("0 contacts added, 1 updated"), "{merged}");
+
+    // The account's own address is left out, and said; entries of one JID are one
+    // contact, and names that look alike one group.
+    let own = file(
+        dir.path(),
+        "own.xml",
+        "<query xmlns='jabber:iq:roster'>\
+         <item jid='Romeo@Montague.lit'/>\
+         <item jid='nurse@capulet.lit'><group>Staff</group></item>\
+         <item jid='nurse@capulet.lit'><group>staff </group></item></query>",
+    );
+    let said = d.ok(&["import", "roster", path(&own)]);
+    assert!(
+        said.contains("Left out romeo@montague.lit: this account's own address, not a contact")
+            && said.contains("Imported 1 contact in 1 group: 1 contacts added"),
+        "{said}"
+    );
+    assert!(
+        !d.jids().iter().any(|j| j == "romeo@montague.lit"),
+        "{:?}",
+        d.jids()
+    );
     let juliet = d.json(&["contact", "show", "juliet@capulet.lit"]);
     assert_eq!(
         juliet["name"], "Jules",

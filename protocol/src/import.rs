@@ -247,6 +247,9 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
         let contact = &mut out.contacts[at];
         for g in item.elements().filter(|g| g.is(ROSTER_NS, "group")) {
             let g = spaced(&g.text());
+            if g.is_empty() {
+                continue;
+            }
             let known = if contact.groups.len() <= SEARCHED_GROUPS {
                 contact.groups.iter().any(|r| r.id == g)
             } else {
@@ -255,7 +258,7 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
                     .or_insert_with(|| contact.groups.iter().map(|r| r.id.clone()).collect())
                     .contains(&g)
             };
-            if g.is_empty() || known {
+            if known {
                 continue;
             }
             // Refused at the first group over the limit, not after reading them all.

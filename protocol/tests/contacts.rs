@@ -659,13 +659,13 @@ fn a_group_renamed_to_its_name_writes_nothing_and_its_case_may_change() {
 
 #[test]
 fn groups_named_alike_on_two_devices_are_one_group_to_the_group_commands() {
-    use kith_protocol::contacts::Error;
+    use kith_protocol::contacts::{ContactEdit, Error};
     let mut f = Fleet::new(2, 16);
     let t = |n: u64| WallTime(T0.0 + n);
     f.exec(0, add("romeo@montague.lit", None, &["Old"]), t(0));
     f.sync_all(t(1));
     // Apart: one device renames "Old" to "Kin" as the other makes a new "Kin", and
-    // each makes a group only the case of whose name differs.
+    // each makes a group only the case of whose name differs, twice.
     let rename = |name: &str, new_name: &str| Command::RenameGroup {
         name: name.into(),
         new_name: new_name.into(),
@@ -674,11 +674,18 @@ fn groups_named_alike_on_two_devices_are_one_group_to_the_group_commands() {
     f.exec(1, add("juliet@capulet.lit", None, &["Kin"]), t(2));
     f.exec(0, add("tybalt@capulet.lit", None, &["Work"]), t(3));
     f.exec(1, add("nurse@capulet.lit", None, &["work"]), t(3));
+    f.exec(0, add("friar@verona.lit", None, &["Pals"]), t(3));
+    f.exec(1, add("peter@verona.lit", None, &["PALS"]), t(3));
     f.sync_all(t(4));
     let view = f.books[0].view().clone();
     assert_eq!(view.groups_named("Kin").len(), 2);
     assert_eq!(view.groups_named("WORK").len(), 2);
-    assert_eq!(view.groups_named("work").len(), 1, "the exact name first");
+    let work: Vec<&str> = view
+        .groups_named("work")
+        .iter()
+        .map(|g| g.group.name.as_str())
+        .collect();
+    assert_eq!(work, ["work", "Work"], "the exact name first");
     // Neither look-alike is taken again by a new group or a rename.
     let group = |name: &str| Command::AddGroup {
         name: name.into(),
@@ -692,13 +699,55 @@ fn groups_named_alike_on_two_devices_are_one_group_to_the_group_commands() {
         f.books[0].execute(rename("Kin", "WORK"), t(5), &mut f.rngs[0]),
         Err(Error::GroupExists("WORK".into()))
     );
-    // Renamed, the two "Kin" become one group holding both contacts.
+    // A contact in one of two look-alikes is in the group: added to it by the
+    // other's name, it stays in one; removed by the other's name, it leaves.
+    let edit = |jid_: &str, add: &[&str], remove: &[&str]| Command::EditContact {
+        jid: jid(jid_),
+        edit: ContactEdit {
+            add_groups: add.iter().map(|g| (*g).to_owned()).collect(),
+            remove_groups: remove.iter().map(|g| (*g).to_owned()).collect(),
+            ..ContactEdit::default()
+        },
+    };
+    f.exec(0, edit("peter@verona.lit", &["Pals", "pals"], &[]), t(5));
+    f.exec(0, edit("friar@verona.lit", &[], &["PALS"]), t(5));
+    let view = f.books[0].view();
+    let in_groups = |j: &str| {
+        view.contact_by_jid(&jid(j))
+            .map(|c| c.contact.groups.len())
+            .expect("the contact")
+    };
+    assert_eq!(in_groups("peter@verona.lit"), 1);
+    assert_eq!(in_groups("friar@verona.lit"), 0);
+    // So is an import naming it.
+    let roster = "<query xmlns='jabber:iq:roster'>\
+        <item jid='peter@verona.lit'><group>pals</group><group>Pals</group></item></query>";
+    let contacts = kith_protocol::import::roster(roster)
+        .expect("a roster")
+        .contacts;
+    f.exec(
+        0,
+        Command::Import {
+            contacts,
+            replace: false,
+        },
+        t(5),
+    );
+    let view = f.books[0].view();
+    assert_eq!(
+        view.contact_by_jid(&jid("peter@verona.lit"))
+            .map(|c| c.contact.groups.len()),
+        Some(1)
+    );
+    // Renamed, the two "Kin" become one group holding both contacts; so do the two
+    // "Pals", named exactly as one of them.
     f.exec(0, rename("Kin", "Family"), t(6));
-    // Removed by a name both look like, both "Work" groups go.
+    f.exec(0, rename("Pals", "Friends"), t(6));
+    // Removed by the exact name of one, both "Work" groups go.
     f.exec(
         0,
         Command::RemoveGroup {
-            name: "WORK".into(),
+            name: "work".into(),
         },
         t(7),
     );
@@ -710,13 +759,17 @@ fn groups_named_alike_on_two_devices_are_one_group_to_the_group_commands() {
             .values()
             .map(|g| g.group.name.as_str())
             .collect();
-        assert_eq!(names, ["Family"]);
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&"Family") && names.contains(&"Friends"));
         let family = &view.groups_named("Family")[0].group.id;
+        let friends = &view.groups_named("Friends")[0].group.id;
         for c in view.contacts() {
             let ids: Vec<&str> = c.contact.groups.iter().map(|g| g.id.as_str()).collect();
             let jid = format!("{:?}", c.contact.identities[0].key());
             if jid.contains("romeo") || jid.contains("juliet") {
                 assert_eq!(ids, [family.as_str()], "{jid}");
+            } else if jid.contains("peter") {
+                assert_eq!(ids, [friends.as_str()], "{jid}");
             } else {
                 assert!(ids.is_empty(), "{jid}: {ids:?}");
             }

@@ -116,10 +116,14 @@ pub struct GroupChanged {
     pub done: bool,
     /// Its name as stored (the look-alike an existing group had, if so).
     pub group: Option<String>,
-    /// For a rename: whether the name changed (false: it had that name already,
-    /// and nothing was written).
+    /// For a rename: whether what a person sees of the group changed (false: it
+    /// had that name already, and no name was written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<bool>,
+    /// For a rename that found more than one group named alike (devices apart
+    /// named them so): how many it folded into the one renamed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folded: Option<usize>,
 }
 
 /// A command carried out that has nothing more to say.
@@ -130,7 +134,7 @@ pub struct Done {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Imported {
     /// Contacts in the document.
     pub contacts: u64,
@@ -142,6 +146,10 @@ pub struct Imported {
     pub updated: usize,
     /// Contacts that had it all.
     pub unchanged: usize,
+    /// The account's own address, when the document listed it: not a contact of
+    /// the account, so left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_out: Option<String>,
 }
 
 /// One conflict of a contact: a value that lost to a concurrent edit.

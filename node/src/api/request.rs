@@ -23,7 +23,8 @@ pub enum Request {
     /// The merged contact list.
     Contacts,
     /// The contacts in one group, found by its name as `RenameGroup` finds it (case
-    /// and look-alikes ignored); refused when no group has that name.
+    /// and look-alikes ignored: the contacts of every group named alike); refused
+    /// when no group has that name.
     ContactsIn {
         /// The group's name.
         group: String,

@@ -523,6 +523,16 @@ impl Device {
         let (real, contacts) = base.store.index_counts()?;
         let reads: Vec<ItemRead> = entries.into_values().map(index::Entry::into_read).collect();
         let loaded = View::partial(reads.clone(), [0, 0], 0);
+        if let Request::RenameGroup { name, .. } = request
+            && loaded
+                .groups_named(&kith_protocol::item::clean_name(name))
+                .len()
+                > 1
+        {
+            // A rename folds groups named alike into one, moving their contacts,
+            // which this open did not load: everything is needed.
+            return Ok(None);
+        }
         let unloaded = [
             real[0].saturating_sub(
                 loaded.live_items(NodeKind::Contacts) - loaded.reserved_count(NodeKind::Contacts),

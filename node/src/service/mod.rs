@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod groups;
 mod pairing;
 mod roster;
 mod status;
@@ -11,13 +12,12 @@ use crate::api::Answer;
 use crate::api::answer::{Change, ChangeLog};
 use crate::api::answer::{
     Changes, Checking, Conflict, ConflictList, Conflicted, Contact, ContactChanged, ContactList,
-    ContactRemoved, Done, Exported, Group, GroupChanged, GroupList, Imported, OtherIdentity,
-    Removed, Rotated,
+    ContactRemoved, Done, Exported, Imported, OtherIdentity, Removed, Rotated,
 };
 use kith_protocol::contacts::{Command, ContactEdit, Error as ContactsError, MergedContact, View};
 use kith_protocol::item;
 use kith_protocol::jid::BareJid;
-use kith_protocol::record::{DeviceId, ItemId};
+use kith_protocol::record::DeviceId;
 use kith_protocol::sync;
 use kith_protocol::{export, import};
 use libp2p::Multiaddr;
@@ -185,27 +185,7 @@ impl Device {
                 let view = self.engine.view();
                 Ok(ContactList(view.contacts().map(|c| contact_of(view, c)).collect()).into())
             }
-            Request::ContactsIn { group } => {
-                // Cleaned as the group commands clean a name before finding it.
-                let group = item::clean_name(&group);
-                let view = self.engine.view();
-                // Every group of that name (devices apart may have named two alike).
-                let ids: BTreeSet<&str> = view
-                    .groups_named(&group)
-                    .iter()
-                    .map(|g| g.group.id.as_str())
-                    .collect();
-                if ids.is_empty() {
-                    return Err(refused(ContactsError::NoSuchGroup(group)));
-                }
-                // In the list's order (`Contacts`), not the group's.
-                let list = view
-                    .contacts()
-                    .filter(|c| c.contact.groups.iter().any(|g| ids.contains(g.id.as_str())))
-                    .map(|c| contact_of(view, c))
-                    .collect();
-                Ok(ContactList(list).into())
-            }
+            Request::ContactsIn { group } => Ok(self.contacts_in(&group)?.into()),
             Request::Contact { jid: j } => {
                 let j = jid(&j)?;
                 let view = self.engine.view();
@@ -214,21 +194,7 @@ impl Device {
                     .ok_or_else(|| refused(format!("no contact has the address {j}")))?;
                 Ok(contact_of(view, c).into())
             }
-            Request::Groups => {
-                let view = self.engine.view();
-                let mut groups: Vec<Group> = view
-                    .groups()
-                    .values()
-                    .map(|g| Group {
-                        id: g.group.id.clone(),
-                        name: g.group.name.clone(),
-                        description: g.group.description.clone(),
-                        contacts: view.contacts_in_group(&g.group.id).count(),
-                    })
-                    .collect();
-                groups.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok(GroupList(groups).into())
-            }
+            Request::Groups => Ok(self.groups().into()),
             Request::Devices => Ok(self.devices(net).into()),
             Request::CheckSync => {
                 self.input(sync::Input::CheckNow)?;
@@ -334,16 +300,7 @@ impl Device {
                 Ok(self.changed_group(&name).into())
             }
             Request::RenameGroup { name, new_name } => {
-                text("a group name", Some(&new_name))?;
-                let before = self.groups_as_named(&name);
-                self.command(Command::RenameGroup {
-                    name,
-                    new_name: new_name.clone(),
-                })?;
-                let changed = before != self.groups_as_named(&new_name);
-                let mut answer = self.changed_group(&new_name);
-                answer.changed = Some(changed);
-                Ok(answer.into())
+                Ok(self.rename_group(name, new_name)?.into())
             }
             Request::RemoveGroup { name } => {
                 Ok(self.command(Command::RemoveGroup { name })?.into())
@@ -517,34 +474,6 @@ impl Device {
         }
     }
 
-    /// The group a command made or renamed, as stored (the name given, trimmed and
-    /// in NFC, or the look-alike it matched).
-    fn changed_group(&mut self, name: &str) -> GroupChanged {
-        let group = self.stored_group_name(name);
-        GroupChanged {
-            done: true,
-            group,
-            changed: None,
-        }
-    }
-
-    /// The name as stored of the group `name` finds (itself or its look-alike).
-    fn stored_group_name(&mut self, name: &str) -> Option<String> {
-        let view = self.engine.view();
-        view.group_by_name(&item::clean_name(name))
-            .map(|g| g.group.name.clone())
-    }
-
-    /// What a person sees of the groups `name` finds: their items, names and
-    /// duplicates (a rename that leaves these as they were changed nothing).
-    fn groups_as_named(&mut self, name: &str) -> Vec<(ItemId, String, Vec<ItemId>)> {
-        let view = self.engine.view();
-        view.groups_named(&item::clean_name(name))
-            .iter()
-            .map(|g| (g.item, g.group.name.clone(), g.duplicates.clone()))
-            .collect()
-    }
-
     /// Imports a document whole or not at all: every entry is checked first (a bad
     /// one is named, exit 3), the import is tried against the current list without
     /// writing, and then written in steps (for progress) inside one transaction.
@@ -555,12 +484,25 @@ impl Device {
         replace: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Imported, Error> {
-        let parse = || {
-            match format {
+        // The account's own address is not a contact of it: left out, and said.
+        let own = self.jid.to_string();
+        let mut left_out = None;
+        let mut parse = || {
+            let mut doc = match format {
                 ImportFormat::Roster => import::roster(text),
                 ImportFormat::Metacontacts => import::metacontacts(text),
             }
-            .map_err(input_err)
+            .map_err(input_err)?;
+            for c in &mut doc.contacts {
+                let before = c.identities.len();
+                c.identities
+                    .retain(|i| !(i.kind == "jid" && i.value == own));
+                if c.identities.len() != before {
+                    left_out = Some(own.clone());
+                }
+            }
+            doc.contacts.retain(|c| !c.identities.is_empty());
+            Ok::<_, Error>(doc)
         };
         // Checked whole before anything is written, on a parse of its own that the
         // check consumes; the document is parsed again to be written. Parsing costs
@@ -568,7 +510,13 @@ impl Device {
         // import's peak memory, docs/performance.md).
         let checked = parse()?;
         let total = checked.contacts.len() as u64;
-        let groups = checked.groups.len();
+        // Names that look alike are one group.
+        let groups = checked
+            .groups
+            .iter()
+            .map(|g| item::lookalike(g))
+            .collect::<BTreeSet<_>>()
+            .len();
         let summary = self
             .engine
             .book_mut()
@@ -616,6 +564,7 @@ impl Device {
             added: summary.added,
             updated: summary.updated,
             unchanged: summary.unchanged,
+            left_out,
         })
     }
 }

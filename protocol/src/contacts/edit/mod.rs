@@ -82,14 +82,17 @@ pub enum Command {
         /// Optional description.
         description: Option<String>,
     },
-    /// Renames a group.
+    /// Renames a group. Every group named alike (`View::groups_named`: devices
+    /// apart named them so) is folded into the first: the others are removed and
+    /// their contacts moved to it, with the first description any of them had.
     RenameGroup {
         /// Current name.
         name: String,
         /// New name.
         new_name: String,
     },
-    /// Deletes a group and removes it from its contacts.
+    /// Deletes a group, and every group named alike, and removes them from their
+    /// contacts.
     RemoveGroup {
         /// Its name.
         name: String,

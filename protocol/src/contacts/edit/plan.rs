@@ -8,7 +8,7 @@ use super::writes::{Plan, Write, carries_kith, check_published, hex, push_group}
 use super::{Command, ContactEdit, Editor, Error, ImportSummary};
 use crate::contacts::merge;
 use crate::contacts::view::{GroupEntry, MergedContact, View};
-use crate::item::{Contact, Extra, GroupRef, Identity, NodeKind, Payload, fields};
+use crate::item::{Contact, Extra, Identity, NodeKind, Payload, fields};
 use crate::record::{ItemId, Version};
 use crate::seal::{Keyring, Opener};
 
@@ -35,8 +35,7 @@ impl Editor {
                     ..Contact::default()
                 };
                 for g in groups {
-                    let id = plan.group_id(&g, rng);
-                    push_group(&mut contact, id);
+                    plan.join_group(&mut contact, &g, rng);
                 }
                 plan.write_contact(None, contact, rng);
             }
@@ -67,8 +66,7 @@ impl Editor {
                     contact.name = n;
                 }
                 for g in add_groups {
-                    let id = plan.group_id(&g, rng);
-                    push_group(&mut contact, id);
+                    plan.join_group(&mut contact, &g, rng);
                 }
                 for g in remove_groups {
                     let named = view.groups_named(&g);
@@ -146,10 +144,17 @@ impl Editor {
                 {
                     return Err(Error::GroupExists(new_name));
                 }
+                // A group folded in gives its description to one that has none.
+                let description = entry
+                    .group
+                    .description
+                    .clone()
+                    .or_else(|| others.iter().find_map(|g| g.group.description.clone()));
                 // The name it has already: nothing to write (but its duplicates).
-                if entry.group.name != new_name {
+                if entry.group.name != new_name || entry.group.description != description {
                     let mut group = entry.group.clone();
                     group.name = new_name;
+                    group.description = description;
                     plan.write(
                         NodeKind::Groups,
                         entry.item,
@@ -393,14 +398,8 @@ impl Editor {
         let mut touched: BTreeMap<ItemId, Contact> = BTreeMap::new();
         let mut new: Vec<Contact> = Vec::new();
         for mut incoming in contacts {
+            // Group references by name until they are joined below.
             let groups = std::mem::take(&mut incoming.groups);
-            incoming.groups = groups
-                .iter()
-                .map(|g| GroupRef {
-                    id: plan.group_id(&g.id, rng),
-                    extra: Extra::default(),
-                })
-                .collect();
             let hit = incoming.identities.iter().find_map(|i| {
                 by_identity
                     .get(&(i.kind.to_string(), i.value.clone()))
@@ -438,8 +437,8 @@ impl Editor {
                     contact.identities.push(id);
                 }
             }
-            for g in incoming.groups {
-                push_group(contact, g.id);
+            for g in &groups {
+                plan.join_group(contact, &g.id, rng);
             }
             for id in &contact.identities {
                 by_identity.insert((id.kind.to_string(), id.value.clone()), target);

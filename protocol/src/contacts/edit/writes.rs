@@ -131,6 +131,8 @@ pub(super) struct Plan<'v> {
     /// Groups created by this command, by the lookalike of their name
     /// ([`item::lookalike`]) → id.
     pub(super) new_groups: BTreeMap<String, String>,
+    /// Each group name this command referred to → the id it found or made.
+    ids_by_name: BTreeMap<String, String>,
     /// The groups node's current secret, keying derived group ids.
     pub(super) group_key: Option<String>,
     /// The version field changes of this command are stamped with.
@@ -145,6 +147,7 @@ impl<'v> Plan<'v> {
             view,
             writes: BTreeMap::new(),
             new_groups: BTreeMap::new(),
+            ids_by_name: BTreeMap::new(),
             group_key: keyring
                 .current(NodeKind::Groups)
                 .map(|s| s.value.to_string()),
@@ -210,8 +213,48 @@ impl<'v> Plan<'v> {
         );
     }
 
+    /// Puts `contact` in the group named `name` (created when there is none),
+    /// unless it is in that group or in a look-alike of it already: groups named
+    /// alike by devices apart are one group to a person, and a contact is not put
+    /// in a second of them.
+    pub(super) fn join_group<R: CryptoRng + ?Sized>(
+        &mut self,
+        contact: &mut Contact,
+        name: &str,
+        rng: &mut R,
+    ) {
+        let id = self.group_id(name, rng);
+        if contact.groups.is_empty() {
+            return push_group(contact, id);
+        }
+        if contact.groups.iter().any(|g| g.id == id) {
+            return;
+        }
+        let key = item::lookalike(name);
+        let groups = self.view.groups();
+        if contact.groups.iter().any(|g| {
+            groups
+                .get(&g.id)
+                .is_some_and(|e| item::lookalike(&e.group.name) == key)
+        }) {
+            return;
+        }
+        push_group(contact, id);
+    }
+
     /// The id of the group named `name`, creating the group when there is none.
     pub(super) fn group_id<R: CryptoRng + ?Sized>(&mut self, name: &str, rng: &mut R) -> String {
+        // An import names the same few groups again and again: each name is looked
+        // for among the view's groups once.
+        if let Some(id) = self.ids_by_name.get(name) {
+            return id.clone();
+        }
+        let id = self.find_or_make_group(name, rng);
+        self.ids_by_name.insert(name.to_owned(), id.clone());
+        id
+    }
+
+    fn find_or_make_group<R: CryptoRng + ?Sized>(&mut self, name: &str, rng: &mut R) -> String {
         if let Some(g) = self.view.group_by_name(name) {
             return g.group.id.clone();
         }

@@ -57,29 +57,24 @@ impl View {
         &self.groups
     }
 
-    /// The groups a person means by `name`: those named exactly `name`; failing
-    /// that, those whose name looks the same (the same after trimming, NFC and
-    /// case folding: `Friends`, `friends `), so a look-alike never makes a second
-    /// group. By group id; more than one when devices named groups alike
-    /// concurrently (each is then the group of that name).
+    /// The groups a person means by `name`: every group whose name looks the same
+    /// (the same after trimming, NFC and case folding: `Friends`, `friends `), so
+    /// a look-alike never makes a second group. Those named exactly `name` come
+    /// first, then the others, each by group id. More than one when devices apart
+    /// named groups alike: to a person they are one group.
     pub fn groups_named(&self, name: &str) -> Vec<&GroupEntry> {
-        let exact: Vec<&GroupEntry> = self
+        let key = item::lookalike(name);
+        let (mut exact, alike): (Vec<&GroupEntry>, Vec<&GroupEntry>) = self
             .groups
             .values()
-            .filter(|g| g.group.name == name)
-            .collect();
-        if !exact.is_empty() {
-            return exact;
-        }
-        let key = item::lookalike(name);
-        self.groups
-            .values()
             .filter(|g| item::lookalike(&g.group.name) == key)
-            .collect()
+            .partition(|g| g.group.name == name);
+        exact.extend(alike);
+        exact
     }
 
-    /// The first (by group id) of [`View::groups_named`]: the group a new
-    /// reference to `name` points to.
+    /// The first of [`View::groups_named`]: the group a new reference to `name`
+    /// points to.
     pub fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
         if let Some(g) = self.groups.values().find(|g| g.group.name == name) {
             return Some(g);

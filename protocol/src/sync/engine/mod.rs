@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{Rng, SeedableRng};
 
 use super::gc;
 use super::recon;
@@ -188,15 +188,21 @@ struct Peer {
 
 impl Peer {
     /// Notes a failed request: the next reconciliation is tried after
-    /// [`RETRY_AFTER_MS`], doubled for each earlier failure in a row, at most
-    /// `interval_ms`.
-    fn failed(&mut self, now: Now, interval_ms: u64) {
+    /// [`RETRY_AFTER_MS`], doubled for each earlier failure in a row, at most the
+    /// reconciliation interval, plus a jitter (from `draw`) of at most the
+    /// configured one and the delay itself, so that devices that lost a peer
+    /// together do not all try it again at once.
+    fn failed(&mut self, now: Now, config: &Config, draw: u64) {
         self.failures = self.failures.saturating_add(1);
         let doublings = (self.failures - 1).min(20);
         let delay = RETRY_AFTER_MS
             .saturating_mul(1 << doublings)
-            .min(interval_ms);
-        self.next_recon_ms = now.mono_ms.saturating_add(delay);
+            .min(config.recon_interval_ms);
+        let jitter = match config.recon_jitter_ms.min(delay) {
+            0 => 0,
+            span => draw % span,
+        };
+        self.next_recon_ms = now.mono_ms.saturating_add(delay).saturating_add(jitter);
     }
 
     /// Brings a reconciliation with the peer forward, as something sent to it was
@@ -446,14 +452,15 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             Input::Request { from, id, bytes } => self.on_request(now, from, id, &bytes),
             Input::Response { id, bytes } => self.on_response(now, id, &bytes),
             Input::RequestFailed { id } => {
-                if let Some(p) = self.requests.remove(&id)
-                    && let Some(peer) = self.peers.get_mut(&p)
-                {
-                    peer.session = None;
-                    peer.owed.clear();
-                    // What that request carried may not have arrived.
-                    peer.sent.clear();
-                    peer.failed(now, self.config.recon_interval_ms);
+                if let Some(p) = self.requests.remove(&id) {
+                    let draw = self.rng.next_u64();
+                    if let Some(peer) = self.peers.get_mut(&p) {
+                        peer.session = None;
+                        peer.owed.clear();
+                        // What that request carried may not have arrived.
+                        peer.sent.clear();
+                        peer.failed(now, &self.config, draw);
+                    }
                 }
             }
             Input::ResponseLost(p) => {

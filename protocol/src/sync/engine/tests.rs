@@ -1163,7 +1163,7 @@ fn an_unreadable_answer_does_not_start_the_failure_count_over() {
     });
     h.connect(true);
     // Side 0's requests are answered by `answer` (None: the request fails).
-    let mut next = |h: &mut Harness, answer: Option<&[u8]>| -> u64 {
+    let next = |h: &mut Harness, answer: Option<&[u8]>| -> u64 {
         let deadline = h.mono + 10 * interval;
         loop {
             h.mono += 50;
@@ -1201,4 +1201,42 @@ fn an_unreadable_answer_does_not_start_the_failure_count_over() {
     // The failures go on counting from where they were, not from the first.
     let f = next(&mut h, None);
     assert_eq!(f - e, 8_000);
+}
+
+#[test]
+fn a_failed_request_is_tried_again_with_a_jitter_of_at_most_the_delay() {
+    let mut h = Harness::with_config(Config {
+        recon_interval_ms: 20_000,
+        recon_jitter_ms: 5_000,
+        ..Config::default()
+    });
+    h.connect(true);
+    h.connected = false;
+    let mut at = Vec::new();
+    let end = h.mono + 200_000;
+    while h.mono < end && at.len() < 5 {
+        h.mono += 10;
+        h.sides[0].engine.handle_input(now(h.mono), Input::Timeout);
+        while let Some(out) = h.sides[0].engine.poll_output() {
+            if matches!(out, Output::Request { .. }) {
+                at.push(h.mono);
+            }
+            h.carry(0, out);
+        }
+    }
+    let gaps: Vec<u64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    // 1 s, 2 s, 4 s, 8 s, each with a jitter below the delay and the configured one.
+    for (gap, delay) in gaps.iter().zip([1_000u64, 2_000, 4_000, 8_000]) {
+        assert!(
+            *gap >= delay && *gap < delay + delay.min(5_000) + 10,
+            "{gaps:?}"
+        );
+    }
+    assert_eq!(gaps.len(), 4, "{at:?}");
+    assert!(
+        gaps.iter()
+            .zip([1_000, 2_000, 4_000, 8_000])
+            .any(|(g, d)| *g > d + 10),
+        "no jitter: {gaps:?}"
+    );
 }
