@@ -1105,6 +1105,17 @@ fn a_device_holding_its_records_shelved_still_sends_reads_and_reseals_them() {
     assert_eq!(renamed, 1);
 }
 
+/// Two sides connected, reconciling every `interval` ms with `jitter`.
+fn connected_with_jitter(interval: u64, jitter: u64) -> Harness {
+    let mut h = Harness::with_config(Config {
+        recon_interval_ms: interval,
+        recon_jitter_ms: jitter,
+        ..Config::default()
+    });
+    h.connect(true);
+    h
+}
+
 /// A request that fails (a peer paused past the transport's timeout, say) is tried
 /// again after `RETRY_AFTER_MS`, twice as long after each further failure in a row,
 /// at most the reconciliation interval; once the peer answers, the count starts
@@ -1112,12 +1123,7 @@ fn a_device_holding_its_records_shelved_still_sends_reads_and_reseals_them() {
 #[test]
 fn a_failed_request_is_tried_again_soon_then_less_often() {
     let interval = 20_000;
-    let mut h = Harness::with_config(Config {
-        recon_interval_ms: interval,
-        recon_jitter_ms: 0,
-        ..Config::default()
-    });
-    h.connect(true);
+    let mut h = connected_with_jitter(interval, 0);
     // Side 0's requests fail from now on: when does it send them?
     let requests_at = |h: &mut Harness, until: u64, n: usize| -> Vec<u64> {
         let mut at = Vec::new();
@@ -1156,12 +1162,7 @@ fn a_failed_request_is_tried_again_soon_then_less_often() {
 #[test]
 fn an_unreadable_answer_does_not_start_the_failure_count_over() {
     let interval = 20_000;
-    let mut h = Harness::with_config(Config {
-        recon_interval_ms: interval,
-        recon_jitter_ms: 0,
-        ..Config::default()
-    });
-    h.connect(true);
+    let mut h = connected_with_jitter(interval, 0);
     // Side 0's requests are answered by `answer` (None: the request fails).
     let next = |h: &mut Harness, answer: Option<&[u8]>| -> u64 {
         let deadline = h.mono + 10 * interval;
@@ -1205,12 +1206,7 @@ fn an_unreadable_answer_does_not_start_the_failure_count_over() {
 
 #[test]
 fn a_failed_request_is_tried_again_with_a_jitter_of_at_most_the_delay() {
-    let mut h = Harness::with_config(Config {
-        recon_interval_ms: 20_000,
-        recon_jitter_ms: 5_000,
-        ..Config::default()
-    });
-    h.connect(true);
+    let mut h = connected_with_jitter(20_000, 5_000);
     h.connected = false;
     let mut at = Vec::new();
     let end = h.mono + 200_000;
