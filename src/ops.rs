@@ -79,13 +79,15 @@ fn answer(dir: &Path, request: Request, progress: &mut dyn FnMut(u64, u64)) -> R
         })
     };
     // The lock may be held by another command for a moment, or by a node that is
-    // starting (its socket appears right after it takes the lock): wait a little.
+    // starting (its socket appears right after it takes the lock; after a kill,
+    // rebuilding the item index of 100,000 contacts takes seconds): wait as
+    // `kith run` waits for it.
     let start = std::time::Instant::now();
     let mut device = loop {
         match open() {
             Ok(d) => break d,
             Err(device::Error::Store(store::Error::Locked(_)))
-                if start.elapsed() < Duration::from_secs(10) =>
+                if start.elapsed() < crate::run_cmd::LOCK_WAIT =>
             {
                 if let Ok(Some(v)) = via_node(dir, &request, &mut *progress) {
                     return Ok(v);

@@ -28,7 +28,7 @@ fn logging(format: LogFormat) {
 }
 
 /// How long `kith run` waits for a command that holds the data directory.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Whether a node answers on the directory's control socket.
 fn node_answers(dir: &Path) -> bool {
