@@ -653,7 +653,8 @@ fn a_group_renamed_to_its_name_writes_nothing_and_its_case_may_change() {
     assert!(names.contains(&"FRIENDS") && names.len() == 2, "{names:?}");
     assert_eq!(
         f.books[0].execute(rename("Work", "friends"), T0, &mut f.rngs[0]),
-        Err(Error::GroupExists("friends".into()))
+        Err(Error::GroupExists("FRIENDS".into())),
+        "named as stored"
     );
 }
 
@@ -691,14 +692,14 @@ fn groups_named_alike_on_two_devices_are_one_group_to_the_group_commands() {
         name: name.into(),
         description: None,
     };
-    assert_eq!(
-        f.books[0].execute(group("WORK"), t(5), &mut f.rngs[0]),
-        Err(Error::GroupExists("WORK".into()))
-    );
-    assert_eq!(
-        f.books[0].execute(rename("Kin", "WORK"), t(5), &mut f.rngs[0]),
-        Err(Error::GroupExists("WORK".into()))
-    );
+    // Each refusal names a group as stored.
+    for refused in [group("WORK"), rename("Kin", "WORK")] {
+        let said = f.books[0].execute(refused, t(5), &mut f.rngs[0]);
+        assert!(
+            matches!(&said, Err(Error::GroupExists(n)) if n == "Work" || n == "work"),
+            "{said:?}"
+        );
+    }
     // A contact in one of two look-alikes is in the group: added to it by the
     // other's name, it stays in one; removed by the other's name, it leaves.
     let edit = |jid_: &str, add: &[&str], remove: &[&str]| Command::EditContact {

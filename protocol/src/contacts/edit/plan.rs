@@ -122,8 +122,9 @@ impl Editor {
                 );
             }
             Command::AddGroup { name, description } => {
-                if view.group_by_name(&name).is_some() {
-                    return Err(Error::GroupExists(name));
+                if let Some(g) = view.group_by_name(&name) {
+                    // Named as it is stored (a look-alike of the name given).
+                    return Err(Error::GroupExists(g.group.name.clone()));
                 }
                 let id = plan.group_id(&name, rng);
                 if let Some(d) = description {
@@ -137,12 +138,12 @@ impl Editor {
                 };
                 // Another group of that name (or a look-alike of it) refuses it; the
                 // group's own name in another case or form is a rename.
-                if view
+                if let Some(other) = view
                     .groups_named(&new_name)
-                    .iter()
-                    .any(|other| !named.iter().any(|g| g.item == other.item))
+                    .into_iter()
+                    .find(|other| !named.iter().any(|g| g.item == other.item))
                 {
-                    return Err(Error::GroupExists(new_name));
+                    return Err(Error::GroupExists(other.group.name.clone()));
                 }
                 // A group folded in gives its description to one that has none.
                 let description = entry
