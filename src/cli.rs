@@ -319,7 +319,8 @@ enum ContactCommand {
         #[arg(long)]
         json: bool,
         /// Only the contacts in this group, found as `group rename` finds it (case,
-        /// surrounding spaces and Unicode form ignored; every group of that name).
+        /// spaces, Unicode form and invisible characters ignored; every group of
+        /// that name).
         #[arg(long)]
         group: Option<String>,
         /// Only the contacts whose name or an address holds this text (case ignored).

@@ -4,6 +4,7 @@
 use unicode_width::UnicodeWidthStr;
 
 use crate::nodes::{Device, account};
+use crate::util::stderr;
 
 /// Where each column after the first starts, in terminal cells, on `line`: found
 /// from the cells of the first line of `table` (its header).
@@ -126,6 +127,24 @@ fn every_change_is_said_in_one_line() {
         said(&["group", "rename", "fair Verona", "Fair Verona"]),
         r#"Renamed group "fair Verona" to "Fair Verona""#
     );
+    // A name that looks like one a group has, invisible characters or full-width
+    // letters and all, is that group's; a name that shows nothing is no name.
+    for (args, code, told) in [
+        (
+            &["group", "add", "fair\u{200b} ＶＥＲＯＮＡ"][..],
+            1,
+            r#"a group named "Fair Verona" exists already"#,
+        ),
+        (
+            &["group", "add", " \u{200b}\u{feff}"][..],
+            3,
+            "a group name cannot be empty",
+        ),
+    ] {
+        let out = d.kith(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(told), "{args:?}: {}", stderr(&out));
+    }
     assert_eq!(
         said(&["group", "rm", "Fair Verona"]),
         r#"Removed group "Fair Verona" (its contacts stay, without it)"#

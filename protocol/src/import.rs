@@ -247,7 +247,8 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
         let contact = &mut out.contacts[at];
         for g in item.elements().filter(|g| g.is(ROSTER_NS, "group")) {
             let g = spaced(&g.text());
-            if g.is_empty() {
+            // A group element that names nothing visible is no group.
+            if item::is_blank(&g) {
                 continue;
             }
             let known = if contact.groups.len() <= SEARCHED_GROUPS {

@@ -64,8 +64,10 @@ pub(crate) fn refused(e: impl std::fmt::Display) -> Error {
 /// control characters, within XEP-0510's limit (exit 3 otherwise).
 fn text(what: &str, value: Option<&str>) -> Result<(), Error> {
     let Some(v) = value else { return Ok(()) };
-    if v.trim().is_empty() {
-        return Err(input_err(format!("{what} cannot be empty")));
+    if item::is_blank(v) {
+        return Err(input_err(format!(
+            "{what} cannot be empty (or only spaces and invisible characters)"
+        )));
     }
     if v.chars().any(char::is_control) {
         return Err(input_err(format!("{what} cannot hold control characters")));

@@ -76,9 +76,61 @@ pub fn clean_name(name: &str) -> String {
     name.trim().nfc().collect()
 }
 
-/// What two names that look the same have in common: [`clean_name`], case folded.
+/// What two names that look the same have in common: the name in Unicode NFKC
+/// (full-width letters as the usual ones), without invisible characters
+/// ([`is_invisible`]), its runs of white space as one space and none around it,
+/// case folded. Only commands compare names this way: it decides which group a
+/// name a person types means, never how devices merge.
 pub fn lookalike(name: &str) -> String {
-    clean_name(name).to_lowercase()
+    use unicode_normalization::UnicodeNormalization;
+    let mut out = String::with_capacity(name.len());
+    let mut space = false;
+    for c in name.nfkc() {
+        if is_invisible(c) {
+            continue;
+        }
+        if c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if std::mem::take(&mut space) {
+            out.push(' ');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// Whether a name shows nothing: only white space and invisible characters.
+pub fn is_blank(name: &str) -> bool {
+    name.chars().all(|c| c.is_whitespace() || is_invisible(c))
+}
+
+/// Characters that show nothing in a name: zero-width spaces and joiners (but the
+/// zero-width joiner, which makes emoji sequences), the soft hyphen, word joiners,
+/// variation selectors, the byte-order mark, Hangul fillers and tags (Unicode's
+/// default-ignorable code points, less the joiner and direction marks kept as
+/// typed elsewhere).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'
+            | '\u{200C}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 /// Why a payload is not a valid XEP-0510 item.
@@ -487,6 +539,30 @@ impl Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_look_the_same_are_lookalikes() {
+        let work = lookalike("Work");
+        for same in [
+            "work",
+            " WORK ",
+            "\u{FF37}\u{FF4F}\u{FF52}\u{FF4B}",
+            "wo\u{200B}rk",
+            "\u{FEFF}Work\u{00AD}",
+        ] {
+            assert_eq!(lookalike(same), work, "{same:?}");
+        }
+        assert_eq!(lookalike("Work  Team"), lookalike(" work\tteam"));
+        assert_ne!(lookalike("Work Team"), lookalike("WorkTeam"));
+        assert_eq!(lookalike("Cafe\u{301}"), lookalike("CAFÉ"));
+        // The joiner of an emoji sequence is kept: the family is not three people.
+        assert_ne!(
+            lookalike("\u{1F468}\u{200D}\u{1F469}"),
+            lookalike("\u{1F468}\u{1F469}")
+        );
+        assert!(is_blank("") && is_blank(" \u{200B}\t\u{FEFF}"));
+        assert!(!is_blank("\u{200B}a"));
+    }
 
     #[test]
     fn extra_empty_is_one_pointer_and_equal_however_held() {
