@@ -557,7 +557,7 @@ fn imports_merge_and_report_what_they_did() {
         dir.path(),
         "own.xml",
         "<query xmlns='jabber:iq:roster'>\
-         <item jid='Romeo@Montague.lit'/>\
+         <item jid='Romeo@Montague.lit'><group>Self</group></item>\
          <item jid='nurse@capulet.lit'><group>Staff</group></item>\
          <item jid='nurse@capulet.lit'><group>staff </group></item></query>",
     );

@@ -780,6 +780,41 @@ fn groups_named_alike_on_two_devices_are_one_group_to_the_group_commands() {
 }
 
 #[test]
+fn look_alike_groups_folded_apart_under_different_names_stay_one_group() {
+    // Three devices apart each make a look-alike of one group with contacts in it;
+    // together again, two of them fold the three apart, each typing another name.
+    let mut f = Fleet::new(3, 17);
+    let t = |n: u64| WallTime(T0.0 + n);
+    for (d, group) in ["Kin", "kin", " KIN "].into_iter().enumerate() {
+        for i in 0..3 {
+            f.exec(d, add(&format!("k{d}{i}@x.lit"), None, &[group]), t(0));
+        }
+    }
+    f.sync_all(t(1));
+    assert_eq!(f.books[0].view().groups().len(), 3);
+    let rename = |name: &str, new_name: &str| Command::RenameGroup {
+        name: name.into(),
+        new_name: new_name.into(),
+    };
+    f.exec(1, rename("kin", "Family"), t(2));
+    f.exec(2, rename("KIN", "Clan"), t(3));
+    f.sync_all(t(4));
+    f.sync_all(t(5));
+    for book in &mut f.books {
+        let view = book.view();
+        let groups: Vec<&str> = view
+            .groups()
+            .values()
+            .map(|g| g.group.name.as_str())
+            .collect();
+        assert_eq!(groups, ["Clan"], "the later rename's name");
+        let id = &view.groups_named("Clan")[0].group.id;
+        assert_eq!(view.contacts_in_group(id).count(), 9);
+        assert!(view.contacts().all(|c| c.unknown_groups.is_empty()));
+    }
+}
+
+#[test]
 fn what_a_device_just_sealed_is_read_as_the_keyring_reads_it() {
     // The view takes the payloads of its own new records instead of opening them,
     // but only as the keyring would: written, then the secrets gone before the view

@@ -512,11 +512,13 @@ impl Device {
         // import's peak memory, docs/performance.md).
         let checked = parse()?;
         let total = checked.contacts.len() as u64;
-        // Names that look alike are one group.
+        // The groups of the contacts imported (not of an entry left out); names
+        // that look alike are one group.
         let groups = checked
-            .groups
+            .contacts
             .iter()
-            .map(|g| item::lookalike(g))
+            .flat_map(|c| &c.groups)
+            .map(|g| item::lookalike(&g.id))
             .collect::<BTreeSet<_>>()
             .len();
         let summary = self

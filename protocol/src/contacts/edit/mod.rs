@@ -83,8 +83,9 @@ pub enum Command {
         description: Option<String>,
     },
     /// Renames a group. Every group named alike (`View::groups_named`: devices
-    /// apart named them so) is folded into the first: the others are removed and
-    /// their contacts moved to it, with the first description any of them had.
+    /// apart named them so) is folded into the one of the smallest group id: the
+    /// others are removed and their contacts moved to it; it keeps its
+    /// description, or takes the first (by group id) of the others'.
     RenameGroup {
         /// Current name.
         name: String,
