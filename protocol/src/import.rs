@@ -222,7 +222,7 @@ pub fn roster(input: &str) -> Result<Imported, Error> {
         if item.attr("subscription") == Some("remove") {
             continue;
         }
-        let name = item.attr("name").map(spaced).filter(|n| !n.is_empty());
+        let name = item.attr("name").map(spaced).filter(|n| !item::is_blank(n));
         // A JID listed twice is one contact: the later entry's name wins, groups join.
         let at = match by_jid.get(&jid) {
             Some(&at) => {

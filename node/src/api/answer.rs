@@ -121,7 +121,7 @@ pub struct GroupChanged {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<bool>,
     /// For a rename that found more than one group named alike (devices apart
-    /// named them so): how many it folded into the one renamed.
+    /// named them so): how many groups it made one (the one kept among them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folded: Option<usize>,
 }

@@ -76,16 +76,21 @@ pub fn clean_name(name: &str) -> String {
     name.trim().nfc().collect()
 }
 
-/// What two names that look the same have in common: the name in Unicode NFKC
-/// (full-width letters as the usual ones), without invisible characters
+/// What two names that look the same have in common: the name in Unicode NFC,
+/// full-width letters and digits as the usual ones, without invisible characters
 /// ([`is_invisible`]), its runs of white space as one space and none around it,
-/// case folded. Only commands compare names this way: it decides which group a
-/// name a person types means, never how devices merge.
+/// lower case (a final sigma as any sigma). Only commands compare names this way:
+/// it decides which group a name a person types means, never how devices merge.
 pub fn lookalike(name: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     let mut out = String::with_capacity(name.len());
     let mut space = false;
-    for c in name.nfkc() {
+    for c in name.nfc() {
+        // Full-width forms of ASCII (U+FF01..U+FF5E) as ASCII.
+        let c = match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            c => c,
+        };
         if is_invisible(c) {
             continue;
         }
@@ -96,40 +101,37 @@ pub fn lookalike(name: &str) -> String {
         if std::mem::take(&mut space) {
             out.push(' ');
         }
-        out.extend(c.to_lowercase());
+        out.extend(c.to_lowercase().map(|l| if l == 'ς' { 'σ' } else { l }));
     }
     out
 }
 
-/// Whether a name shows nothing: only white space and invisible characters.
+/// Whether a name shows nothing: only white space, invisible characters and
+/// zero-width joiners.
 pub fn is_blank(name: &str) -> bool {
-    name.chars().all(|c| c.is_whitespace() || is_invisible(c))
+    name.chars()
+        .all(|c| c.is_whitespace() || c == '\u{200D}' || is_invisible(c))
 }
 
-/// Characters that show nothing in a name: zero-width spaces and joiners (but the
-/// zero-width joiner, which makes emoji sequences), the soft hyphen, word joiners,
-/// variation selectors, the byte-order mark, Hangul fillers and tags (Unicode's
-/// default-ignorable code points, less the joiner and direction marks kept as
-/// typed elsewhere).
+/// Characters that show nothing in a name: zero-width spaces, the soft hyphen,
+/// word joiners, direction marks and embeddings, variation selectors and the
+/// byte-order mark. Not the joiners that change how a word or an emoji sequence
+/// looks (U+200C, U+200D), nor tag characters (which make flags).
 fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
             | '\u{034F}'
-            | '\u{115F}'
-            | '\u{1160}'
-            | '\u{17B4}'
-            | '\u{17B5}'
+            | '\u{061C}'
             | '\u{180B}'..='\u{180F}'
             | '\u{200B}'
-            | '\u{200C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
-            | '\u{3164}'
+            | '\u{2066}'..='\u{2069}'
             | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
-            | '\u{FFA0}'
-            | '\u{1BCA0}'..='\u{1BCA3}'
-            | '\u{E0000}'..='\u{E0FFF}'
     )
 }
 
@@ -555,12 +557,24 @@ mod tests {
         assert_eq!(lookalike("Work  Team"), lookalike(" work\tteam"));
         assert_ne!(lookalike("Work Team"), lookalike("WorkTeam"));
         assert_eq!(lookalike("Cafe\u{301}"), lookalike("CAFÉ"));
+        assert_eq!(lookalike("ΟΔΟΣ"), lookalike("Οδος"));
+        assert_eq!(lookalike("Work\u{200E}"), work);
+        // What shows otherwise stays apart: a superscript, a non-joiner, a flag.
+        assert_ne!(lookalike("Floor 2"), lookalike("Floor \u{B2}"));
+        assert_ne!(
+            lookalike("\u{645}\u{6CC}\u{200C}\u{62E}"),
+            lookalike("\u{645}\u{6CC}\u{62E}")
+        );
+        assert_ne!(
+            lookalike("\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}"),
+            lookalike("\u{1F3F4}")
+        );
         // The joiner of an emoji sequence is kept: the family is not three people.
         assert_ne!(
             lookalike("\u{1F468}\u{200D}\u{1F469}"),
             lookalike("\u{1F468}\u{1F469}")
         );
-        assert!(is_blank("") && is_blank(" \u{200B}\t\u{FEFF}"));
+        assert!(is_blank("") && is_blank(" \u{200B}\t\u{FEFF}\u{200D}\u{200F}"));
         assert!(!is_blank("\u{200B}a"));
     }
 

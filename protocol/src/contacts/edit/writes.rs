@@ -133,6 +133,9 @@ pub(super) struct Plan<'v> {
     pub(super) new_groups: BTreeMap<String, String>,
     /// Each group name this command referred to → the id it found or made.
     ids_by_name: BTreeMap<String, String>,
+    /// Each group name a contact was put in → the ids of the view's groups that
+    /// look like it.
+    alike_ids: BTreeMap<String, BTreeSet<String>>,
     /// The groups node's current secret, keying derived group ids.
     pub(super) group_key: Option<String>,
     /// The version field changes of this command are stamped with.
@@ -148,6 +151,7 @@ impl<'v> Plan<'v> {
             writes: BTreeMap::new(),
             new_groups: BTreeMap::new(),
             ids_by_name: BTreeMap::new(),
+            alike_ids: BTreeMap::new(),
             group_key: keyring
                 .current(NodeKind::Groups)
                 .map(|s| s.value.to_string()),
@@ -230,13 +234,16 @@ impl<'v> Plan<'v> {
         if contact.groups.iter().any(|g| g.id == id) {
             return;
         }
-        let key = item::lookalike(name);
-        let groups = self.view.groups();
-        if contact.groups.iter().any(|g| {
-            groups
-                .get(&g.id)
-                .is_some_and(|e| item::lookalike(&e.group.name) == key)
-        }) {
+        // The view's groups named alike, found once per name (an import joins
+        // many contacts of up to 256 groups each to the same few names).
+        let view = self.view;
+        let alike = self.alike_ids.entry(name.to_owned()).or_insert_with(|| {
+            view.groups_named(name)
+                .iter()
+                .map(|g| g.group.id.clone())
+                .collect()
+        });
+        if contact.groups.iter().any(|g| alike.contains(&g.id)) {
             return;
         }
         push_group(contact, id);

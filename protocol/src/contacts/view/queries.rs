@@ -58,27 +58,21 @@ impl View {
     }
 
     /// The groups a person means by `name`: every group whose name looks the same
-    /// (the same after trimming, NFC and case folding: `Friends`, `friends `), so
-    /// a look-alike never makes a second group. Those named exactly `name` come
-    /// first, then the others, each by group id. More than one when devices apart
+    /// ([`item::lookalike`]: `Friends`, `friends `, `ｆｒｉｅｎｄｓ`), so a look-alike
+    /// never makes a second group. By group id; more than one when devices apart
     /// named groups alike: to a person they are one group.
     pub fn groups_named(&self, name: &str) -> Vec<&GroupEntry> {
         let key = item::lookalike(name);
-        let (mut exact, alike): (Vec<&GroupEntry>, Vec<&GroupEntry>) = self
-            .groups
+        self.groups
             .values()
             .filter(|g| item::lookalike(&g.group.name) == key)
-            .partition(|g| g.group.name == name);
-        exact.extend(alike);
-        exact
+            .collect()
     }
 
-    /// The first of [`View::groups_named`]: the group a new reference to `name`
-    /// points to.
+    /// The first of [`View::groups_named`] (the smallest group id): the group a new
+    /// reference to `name` points to, and the one a rename folds the others into,
+    /// so a reference made on a device apart is not to a group a fold removes.
     pub fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
-        if let Some(g) = self.groups.values().find(|g| g.group.name == name) {
-            return Some(g);
-        }
         let key = item::lookalike(name);
         self.groups
             .values()
