@@ -101,16 +101,27 @@ fn line(request: &Request, answer: &Answer) -> String {
             if *clear_name {
                 changes.push("no name".into());
             }
-            changes.extend(
-                add_groups
-                    .iter()
-                    .map(|g| format!("+group {}", quote(stored_group(g, groups)))),
-            );
-            changes.extend(
-                remove_groups
-                    .iter()
-                    .map(|g| format!("-group {}", quote(g.trim()))),
-            );
+            // The groups the edit put the contact in and took it out of, as the
+            // node tells (an older node tells nothing: then as asked).
+            match answer {
+                Answer::ContactChanged(c) if !c.joined.is_empty() || !c.left.is_empty() => {
+                    changes.extend(c.joined.iter().map(|g| format!("+group {}", quote(g))));
+                    changes.extend(c.left.iter().map(|g| format!("-group {}", quote(g))));
+                }
+                Answer::ContactChanged(c) if c.changed.is_some() => {}
+                _ => {
+                    changes.extend(
+                        add_groups
+                            .iter()
+                            .map(|g| format!("+group {}", quote(stored_group(g, groups)))),
+                    );
+                    changes.extend(
+                        remove_groups
+                            .iter()
+                            .map(|g| format!("-group {}", quote(g.trim()))),
+                    );
+                }
+            }
             let mut once = std::collections::BTreeSet::new();
             changes.extend(
                 add_jids
@@ -129,10 +140,10 @@ fn line(request: &Request, answer: &Answer) -> String {
             if *merge && !add_jids.is_empty() {
                 changes.push("merging any contact that had them".into());
             }
-            if changes.is_empty() {
-                format!("Nothing to change in {}", shown(jid))
-            } else if changed == Some(false) {
+            if changed == Some(false) {
                 format!("Nothing changed in {}: it already had that", shown(jid))
+            } else if changes.is_empty() {
+                format!("Nothing to change in {}", shown(jid))
             } else {
                 format!("Changed {}: {}", shown(jid), changes.join(", "))
             }
@@ -160,12 +171,18 @@ fn line(request: &Request, answer: &Answer) -> String {
             }
             line
         }
-        Request::RemoveGroup { name } => {
-            format!(
+        Request::RemoveGroup { name } => match answer {
+            Answer::GroupChanged(GroupChanged {
+                folded: Some(n), ..
+            }) => format!(
+                "Removed the {n} groups named like {} on devices apart (their contacts stay, without them)",
+                quote(group.unwrap_or(name.trim()))
+            ),
+            _ => format!(
                 "Removed group {} (its contacts stay, without it)",
-                quote(name.trim())
-            )
-        }
+                quote(group.unwrap_or(name.trim()))
+            ),
+        },
         Request::Revoke { device } => {
             let (id, name) = match answer {
                 Answer::Revoked(Revoked { revoked, name }) => (revoked.as_str(), name.as_deref()),

@@ -110,6 +110,21 @@ fn every_change_is_said_in_one_line() {
         ]),
         "Nothing changed in nurse@capulet.lit: it already had that"
     );
+    // What the edit did to the groups, named as stored, not what was typed.
+    assert_eq!(
+        said(&[
+            "contact",
+            "edit",
+            "nurse@capulet.lit",
+            "--remove-group",
+            "FRIENDS",
+            "--add-group",
+            "Kitchen",
+            "--add-group",
+            "kitchen ",
+        ]),
+        r#"Changed nurse@capulet.lit: +group "Kitchen", -group "Friends""#
+    );
     assert_eq!(said(&["group", "add", "Verona"]), r#"Added group "Verona""#);
     assert_eq!(
         said(&["group", "rename", "Verona", "Fair Verona"]),
@@ -146,7 +161,7 @@ fn every_change_is_said_in_one_line() {
         assert!(stderr(&out).contains(told), "{args:?}: {}", stderr(&out));
     }
     assert_eq!(
-        said(&["group", "rm", "Fair Verona"]),
+        said(&["group", "rm", "fair VERONA"]),
         r#"Removed group "Fair Verona" (its contacts stay, without it)"#
     );
     assert_eq!(

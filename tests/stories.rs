@@ -250,6 +250,8 @@ fn groups_named_alike_apart_are_one_group_to_the_commands() {
     }
     devices[0].ok(&["group", "rename", "Old", "Kin"]);
     devices[1].ok(&["contact", "add", JULIET, "--group", "Kin"]);
+    devices[0].ok(&["group", "add", "Work"]);
+    devices[1].ok(&["group", "add", "work"]);
     devices[0].start();
     let desktop = devices[0].listen_addr();
     devices[1].start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns", "--peer", &desktop]);
@@ -260,6 +262,18 @@ fn groups_named_alike_apart_are_one_group_to_the_commands() {
             .count()
     };
     devices[1].wait("two groups named Kin", |d| kin(d) == 2);
+    devices[1].wait("both Work groups", |d| {
+        d.ok(&["group", "list"])
+            .to_lowercase()
+            .matches("work")
+            .count()
+            == 2
+    });
+    let said = devices[1].ok(&["group", "rm", "WORK"]);
+    assert!(
+        said.starts_with("Removed the 2 groups named like"),
+        "{said}"
+    );
     let listed = devices[1].ok(&["contact", "list", "--group", "kin"]);
     assert!(
         listed.contains("tybalt@capulet.lit") && listed.contains(JULIET),

@@ -89,6 +89,13 @@ pub struct ContactChanged {
     /// For an edit: whether anything a person sees changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<bool>,
+    /// For an edit: the groups it put the contact in, by name as stored (a group
+    /// asked for by a look-alike name is named as the group is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joined: Vec<String>,
+    /// For an edit: the groups it took the contact out of, by name as stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<String>,
 }
 
 /// What a removed contact was.
@@ -120,8 +127,9 @@ pub struct GroupChanged {
     /// had that name already, and no name was written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<bool>,
-    /// For a rename that found more than one group named alike (devices apart
-    /// named them so): how many groups it made one (the one kept among them).
+    /// For a rename or a removal that found more than one group named alike
+    /// (devices apart named them so): how many groups it made one (the one kept
+    /// among them), or removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folded: Option<usize>,
 }

@@ -212,8 +212,10 @@ impl Request {
             Request::CheckSync => "Checking",
             Request::AddContact { .. } | Request::EditContact { .. } => "ContactChanged",
             Request::RemoveContact { .. } => "ContactRemoved",
-            Request::AddGroup { .. } | Request::RenameGroup { .. } => "GroupChanged",
-            Request::RemoveGroup { .. } | Request::RestoreContact { .. } => "Done",
+            Request::AddGroup { .. }
+            | Request::RenameGroup { .. }
+            | Request::RemoveGroup { .. } => "GroupChanged",
+            Request::RestoreContact { .. } => "Done",
             Request::Import { .. } => "Imported",
             Request::Conflicts => "Conflicts",
             Request::Log { .. } => "Log",

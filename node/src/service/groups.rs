@@ -1,6 +1,6 @@
 //! The group requests that find groups by name: the contacts of a group, the
-//! group list, a rename (which folds groups named alike into one), and the group
-//! a command made or renamed, as stored.
+//! group list, a rename (which folds groups named alike into one), a removal, and
+//! the group a command made or renamed, as stored.
 
 use std::collections::BTreeSet;
 
@@ -71,6 +71,19 @@ impl Device {
         answer.changed = Some(changed);
         answer.folded = Some(before.len()).filter(|n| *n > 1);
         Ok(answer)
+    }
+
+    /// Removes the group `name` finds, and every group named alike; says the name
+    /// it had as stored, and how many groups went when more than one.
+    pub(super) fn remove_group(&mut self, name: String) -> Result<GroupChanged, Error> {
+        let before = self.groups_as_named(&name);
+        self.command(Command::RemoveGroup { name })?;
+        Ok(GroupChanged {
+            done: true,
+            group: before.first().map(|(_, name, _)| name.clone()),
+            changed: None,
+            folded: Some(before.len()).filter(|n| *n > 1),
+        })
     }
 
     /// The group a command made or renamed, as stored (the name given, trimmed and

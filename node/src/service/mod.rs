@@ -273,6 +273,15 @@ impl Device {
                         .map(|c| (c.name.clone(), c.jids.clone(), c.groups.clone()))
                 };
                 after.changed = Some(seen(&after) != seen(&before));
+                let groups = |v: &ContactChanged| -> BTreeSet<String> {
+                    v.contact
+                        .iter()
+                        .flat_map(|c| c.groups.iter().cloned())
+                        .collect()
+                };
+                let (was, is) = (groups(&before), groups(&after));
+                after.joined = is.difference(&was).cloned().collect();
+                after.left = was.difference(&is).cloned().collect();
                 Ok(after.into())
             }
             Request::RemoveContact { jid: j } => {
@@ -304,9 +313,7 @@ impl Device {
             Request::RenameGroup { name, new_name } => {
                 Ok(self.rename_group(name, new_name)?.into())
             }
-            Request::RemoveGroup { name } => {
-                Ok(self.command(Command::RemoveGroup { name })?.into())
-            }
+            Request::RemoveGroup { name } => Ok(self.remove_group(name)?.into()),
             Request::Import {
                 format,
                 text,
@@ -473,6 +480,8 @@ impl Device {
             done: true,
             contact,
             changed: None,
+            joined: Vec::new(),
+            left: Vec::new(),
         }
     }
 
