@@ -548,7 +548,9 @@ mod tests {
             ContactChanged {
                 done: true,
                 contact: None,
-                changed: Some(false),
+                changed: Some(true),
+                joined: vec!["Kin".into()],
+                left: vec!["Work".into()],
             }
             .into(),
             Cancelled {
@@ -569,9 +571,15 @@ mod tests {
             done: true,
             contact: None,
             changed: None,
+            joined: Vec::new(),
+            left: Vec::new(),
         })
         .unwrap();
         assert!(edited.get("changed").is_none(), "only edits say whether");
+        assert!(
+            edited.get("joined").is_none() && edited.get("left").is_none(),
+            "nor groups left unchanged"
+        );
     }
 
     #[test]
