@@ -156,9 +156,13 @@ fn line(request: &Request, answer: &Answer) -> String {
             quote(group.unwrap_or(name.trim()))
         ),
         Request::RenameGroup { name, new_name } => {
+            let was = match answer {
+                Answer::GroupChanged(GroupChanged { was: Some(w), .. }) => w.as_str(),
+                _ => name.trim(),
+            };
             let mut line = format!(
                 "Renamed group {} to {}",
-                quote(name.trim()),
+                quote(was),
                 quote(group.unwrap_or(new_name))
             );
             if let Answer::GroupChanged(GroupChanged {

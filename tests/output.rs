@@ -139,8 +139,9 @@ fn every_change_is_said_in_one_line() {
         r#"Renamed group "Fair Verona" to "fair Verona""#
     );
     assert_eq!(
-        said(&["group", "rename", "fair Verona", "Fair Verona"]),
-        r#"Renamed group "fair Verona" to "Fair Verona""#
+        said(&["group", "rename", "FAIR\u{200b} verona", "Fair Verona"]),
+        r#"Renamed group "fair Verona" to "Fair Verona""#,
+        "named as it was stored, not as typed"
     );
     // A name that looks like one a group has, invisible characters or full-width
     // letters and all, is that group's; a name that shows nothing is no name.

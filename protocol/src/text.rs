@@ -11,9 +11,20 @@ pub fn breaks_line(c: char) -> bool {
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Characters that show nothing and mean nothing in a name, so two names that
+/// differ by one look the same: zero-width spaces, the soft hyphen, word joiners,
+/// the byte-order mark and Hangul fillers (not the joiners of words and emoji).
+fn hides(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{115F}' | '\u{1160}' | '\u{200B}' | '\u{2060}'
+            ..='\u{2064}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+    )
+}
+
 /// `text` in double quotes as people write it: a quote and a backslash are escaped,
-/// and so is what [`breaks_line`] (as `\u{…}`); letters, marks and emoji stay as
-/// they are.
+/// and so is what [`breaks_line`] or hides (as `\u{…}`); letters, marks and emoji
+/// stay as they are.
 pub fn quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -23,7 +34,7 @@ pub fn quoted(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if breaks_line(c) => out.push_str(&c.escape_unicode().to_string()),
+            c if breaks_line(c) || hides(c) => out.push_str(&c.escape_unicode().to_string()),
             c => out.push(c),
         }
     }
@@ -43,6 +54,7 @@ mod tests {
         );
         assert_eq!(quoted("a \"b\" \\"), "\"a \\\"b\\\" \\\\\"");
         assert_eq!(quoted("a\nb\u{202e}c"), "\"a\\u{a}b\\u{202e}c\"");
+        assert_eq!(quoted("w\u{200b}ork"), "\"w\\u{200b}ork\"");
         assert!(breaks_line('\t') && breaks_line('\u{2067}') && !breaks_line('é'));
     }
 }

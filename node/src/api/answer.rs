@@ -127,6 +127,9 @@ pub struct GroupChanged {
     /// had that name already, and no name was written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<bool>,
+    /// For a rename: the name the group had, as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub was: Option<String>,
     /// For a rename or a removal that found more than one group named alike
     /// (devices apart named them so): how many groups it made one (the one kept
     /// among them), or removed.

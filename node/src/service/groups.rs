@@ -70,6 +70,7 @@ impl Device {
         let mut answer = self.changed_group(&new_name);
         answer.changed = Some(changed);
         answer.folded = Some(before.len()).filter(|n| *n > 1);
+        answer.was = before.first().map(|(_, name, _)| name.clone());
         Ok(answer)
     }
 
@@ -82,6 +83,7 @@ impl Device {
             done: true,
             group: before.first().map(|(_, name, _)| name.clone()),
             changed: None,
+            was: None,
             folded: Some(before.len()).filter(|n| *n > 1),
         })
     }
@@ -97,6 +99,7 @@ impl Device {
             done: true,
             group,
             changed: None,
+            was: None,
             folded: None,
         }
     }

@@ -106,11 +106,33 @@ pub fn lookalike(name: &str) -> String {
     out
 }
 
-/// Whether a name shows nothing: only white space, invisible characters and
-/// zero-width joiners.
+/// Whether a name shows nothing: only white space, invisible characters
+/// ([`is_invisible`]), joiners, tag characters, fillers and the blank Braille
+/// pattern, and other format characters.
 pub fn is_blank(name: &str) -> bool {
-    name.chars()
-        .all(|c| c.is_whitespace() || c == '\u{200D}' || is_invisible(c))
+    name.chars().all(|c| {
+        c.is_whitespace()
+            || is_invisible(c)
+            || matches!(
+                c,
+                '\u{0600}'..='\u{0605}'
+                    | '\u{06DD}'
+                    | '\u{070F}'
+                    | '\u{115F}'
+                    | '\u{1160}'
+                    | '\u{17B4}'
+                    | '\u{17B5}'
+                    | '\u{200C}'
+                    | '\u{200D}'
+                    | '\u{2800}'
+                    | '\u{3164}'
+                    | '\u{FFA0}'
+                    | '\u{FFF9}'..='\u{FFFB}'
+                    | '\u{1BCA0}'..='\u{1BCA3}'
+                    | '\u{1D173}'..='\u{1D17A}'
+                    | '\u{E0000}'..='\u{E0FFF}'
+            )
+    })
 }
 
 /// Characters that show nothing in a name: zero-width spaces, the soft hyphen,
@@ -575,6 +597,17 @@ mod tests {
             lookalike("\u{1F468}\u{1F469}")
         );
         assert!(is_blank("") && is_blank(" \u{200B}\t\u{FEFF}\u{200D}\u{200F}"));
+        for blank in [
+            "\u{200C}",
+            "\u{E0041}",
+            "\u{3164}",
+            "\u{115F}",
+            "\u{FFA0}",
+            "\u{2800}",
+            "\u{1D173}",
+        ] {
+            assert!(is_blank(blank), "{blank:?}");
+        }
         assert!(!is_blank("\u{200B}a"));
     }
 
