@@ -360,10 +360,10 @@ pub(crate) fn import(dir: &Path, file: &Path, format: ImportFormat, replace: boo
         outln!("Left out {own}: this account's own address, not a contact");
     }
     outln!(
-        "Imported {} in {}: {} contacts added, {} updated, {} unchanged",
+        "Imported {} in {}: {} added, {} updated, {} unchanged",
         plural(v.contacts, "contact", "contacts"),
         plural(v.groups as u64, "group", "groups"),
-        v.added,
+        plural(v.added as u64, "contact", "contacts"),
         v.updated,
         v.unchanged,
     );

@@ -512,6 +512,9 @@ fn addresses_names_and_filters_as_people_type_them() {
         "{}",
         stderr(&none)
     );
+    // A name that shows nothing is no name: bad input.
+    let blank = d.kith(&["contact", "list", "--group", "\u{200b} "]);
+    assert_eq!(blank.status.code(), Some(3), "{}", stderr(&blank));
     let found = d.json(&["contact", "list", "--search", "CAPULET"]);
     assert_eq!(found.as_array().map(Vec::len), Some(2), "{found}");
 }
@@ -564,7 +567,7 @@ fn imports_merge_and_report_what_they_did() {
     let said = d.ok(&["import", "roster", path(&own)]);
     assert!(
         said.contains("Left out romeo@montague.lit: this account's own address, not a contact")
-            && said.contains("Imported 1 contact in 1 group: 1 contacts added"),
+            && said.contains("Imported 1 contact in 1 group: 1 contact added"),
         "{said}"
     );
     assert!(
