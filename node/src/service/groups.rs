@@ -8,7 +8,7 @@ use kith_protocol::contacts::{Command, Error as ContactsError};
 use kith_protocol::item;
 use kith_protocol::record::ItemId;
 
-use super::{contact_of, input_err, refused, text};
+use super::{contact_of, refused, text};
 use crate::api::Error;
 use crate::api::answer::{ContactList, Group, GroupChanged, GroupList};
 use crate::device::Device;
@@ -17,11 +17,7 @@ impl Device {
     /// The contacts of the group `group` names (cleaned as the group commands clean
     /// a name; every group of that name), in the list's order, not the group's.
     pub(super) fn contacts_in(&mut self, group: &str) -> Result<ContactList, Error> {
-        if item::is_blank(group) {
-            return Err(input_err(
-                "a group name cannot be empty (or only spaces and invisible characters)",
-            ));
-        }
+        text("a group name", Some(group))?;
         let group = item::clean_name(group);
         let view = self.engine.view();
         // Every group of that name (devices apart may have named two alike).

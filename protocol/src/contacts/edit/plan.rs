@@ -132,12 +132,11 @@ impl Editor {
                 }
             }
             Command::RenameGroup { name, new_name } => {
-                let mut named = view.groups_named(&name);
-                // Groups named alike fold into the one of the smallest group id,
-                // whichever name was typed: two devices folding the same groups
-                // apart keep the same one (each removing the one the other kept
-                // would leave the contacts only one of them moved in no group).
-                named.sort_by(|a, b| a.group.id.cmp(&b.group.id));
+                // Groups named alike fold into the first, the one of the smallest
+                // group id, whichever name was typed: two devices folding the same
+                // groups apart keep the same one (each removing the one the other
+                // kept would leave the contacts only one of them moved in no group).
+                let named = view.groups_named(&name);
                 let Some((entry, others)) = named.split_first() else {
                     return Err(Error::NoSuchGroup(name));
                 };

@@ -62,21 +62,22 @@ impl View {
     /// never makes a second group. By group id; more than one when devices apart
     /// named groups alike: to a person they are one group.
     pub fn groups_named(&self, name: &str) -> Vec<&GroupEntry> {
-        let key = item::lookalike(name);
-        self.groups
-            .values()
-            .filter(|g| item::lookalike(&g.group.name) == key)
-            .collect()
+        self.groups_alike(name).collect()
     }
 
     /// The first of [`View::groups_named`] (the smallest group id): the group a new
     /// reference to `name` points to, and the one a rename folds the others into,
     /// so a reference made on a device apart is not to a group a fold removes.
     pub fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
+        self.groups_alike(name).next()
+    }
+
+    /// The groups whose name looks like `name`, by group id.
+    fn groups_alike<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a GroupEntry> + 'a {
         let key = item::lookalike(name);
         self.groups
             .values()
-            .find(|g| item::lookalike(&g.group.name) == key)
+            .filter(move |g| item::lookalike(&g.group.name) == key)
     }
 
     /// The `<reserved/>` items of `node`: those that mark no deletion by item id,
