@@ -457,13 +457,20 @@ fn parse(input: &str, limits: Limits) -> Result<Element, Error> {
     root.ok_or(Error::Empty)
 }
 
-/// Whether every character of `s` is an XML 1.0 `Char`: no control character but
-/// tab, newline and carriage return (quick-xml lets others through, and character
-/// references to them, such as `&#x1b;`).
+/// Whether `s` holds no control character but tab, newline and carriage return
+/// (quick-xml lets others through, and character references to them, such as
+/// `&#x1b;`), and neither U+FFFE nor U+FFFF. XML 1.0 forbids C0 controls and the
+/// two non-characters; it allows DEL and the C1 controls (U+007F..U+009F) but
+/// discourages them, and kith refuses them too: no name or address needs one, and
+/// a terminal acts on some of them.
 fn xml_chars(s: &str) -> Result<(), Error> {
     match s.chars().find(|c| {
         c.is_control() && !matches!(c, '\t' | '\n' | '\r') || matches!(*c as u32, 0xFFFE | 0xFFFF)
     }) {
+        Some(c) if c.is_control() => Err(malformed(format!(
+            "control character U+{:04X} (only tab, newline and carriage return are accepted)",
+            c as u32
+        ))),
         Some(c) => Err(malformed(format!(
             "character U+{:04X} is not allowed in XML",
             c as u32

@@ -55,7 +55,7 @@ fn refuses_doctype_and_unknown_entities() {
     assert_eq!(p("<a>&x;</a>"), Err(Error::UnknownEntity("x".into())));
 }
 
-/// XML 1.0 allows no control characters but tab, newline and carriage return, raw
+/// kith accepts no control characters but tab, newline and carriage return, raw
 /// or as references (an import could carry terminal escapes to every device).
 #[test]
 fn control_characters_are_refused() {
@@ -68,6 +68,22 @@ fn control_characters_are_refused() {
         assert!(parse(bad, Limits::ITEM).is_err(), "{bad:?}");
     }
     assert!(parse("<a b='&#9;'>x&#10;y\ty</a>", Limits::ITEM).is_ok());
+    // DEL and the C1 controls are XML, but not kith's: the message says which rule.
+    let del = parse("<a>\u{7f}</a>", Limits::ITEM)
+        .unwrap_err()
+        .to_string();
+    assert!(del.contains("control character U+007F"), "{del}");
+    let c1 = parse("<a>&#x85;</a>", Limits::ITEM)
+        .unwrap_err()
+        .to_string();
+    assert!(c1.contains("control character U+0085"), "{c1}");
+    let nonchar = parse("<a>\u{FFFF}</a>", Limits::ITEM)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        nonchar.contains("U+FFFF is not allowed in XML"),
+        "{nonchar}"
+    );
 }
 
 /// The byte table says what the character test says of every ASCII name of one
