@@ -10,6 +10,7 @@ use kith_node::api::answer::{ChangeLog, ConflictList, Done};
 use crate::ops::{ago_of, ask, joined, opt, print_json, print_table, text};
 use crate::output::outln;
 use crate::table::{Table, now_ms};
+use kith_protocol::text::quoted;
 
 /// A contact as one line: its name and addresses.
 fn who(name: Option<&str>, jids: &[String]) -> String {
@@ -49,11 +50,11 @@ pub(crate) fn conflicts(dir: &Path, json: bool) -> Result<()> {
     if json {
         return print_json(&list);
     }
-    if list.0.is_empty() {
+    if list.contacts.is_empty() && list.groups.is_empty() {
         outln!("No conflicts.");
         return Ok(());
     }
-    for c in &list.0 {
+    for c in &list.contacts {
         outln!("{}", who(c.name.as_deref(), &c.jids));
         for l in &c.conflicts {
             outln!(
@@ -67,7 +68,23 @@ pub(crate) fn conflicts(dir: &Path, json: bool) -> Result<()> {
             );
         }
     }
-    outln!("Bring one back with: kith contact restore JID N");
+    if !list.contacts.is_empty() {
+        outln!("Bring one back with: kith contact restore JID N");
+    }
+    for g in &list.groups {
+        outln!(
+            "Group {}: lost: {} (by {} at {}), to a write by {} at {}",
+            quoted(&g.group),
+            text(&g.lost),
+            text(&g.lost_by),
+            text(&g.lost_at),
+            text(&g.won_by),
+            text(&g.won_at)
+        );
+    }
+    if !list.groups.is_empty() {
+        outln!("Keep a group's name, or take the other, with: kith group rename NAME NEW_NAME");
+    }
     Ok(())
 }
 

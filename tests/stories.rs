@@ -24,7 +24,7 @@ fn show(d: &Device) -> Value {
 }
 
 fn conflicts(d: &Device) -> Vec<Value> {
-    d.json(&["conflicts"])
+    d.json(&["conflicts"])["contacts"]
         .as_array()
         .cloned()
         .unwrap_or_default()
@@ -306,4 +306,58 @@ fn groups_named_alike_apart_are_one_group_to_the_commands() {
     devices[1].wait("no group", |d| {
         d.ok(&["group", "list"]).lines().skip(1).count() == 0
     });
+}
+
+/// Two devices renaming one group while apart: both show the newer name, list the
+/// other as the group's conflict, keep every contact in it; a rename back settles.
+#[test]
+fn a_group_renamed_apart_on_two_devices_lists_the_other_name() {
+    let mut devices = account(&["desktop", "laptop"]);
+    devices[0].ok(&["contact", "add", "tybalt@capulet.lit", "--group", "Work"]);
+    devices[0].ok(&["contact", "add", JULIET, "--group", "Work"]);
+    devices[1].wait("the group", |d| {
+        d.json(&["contact", "list", "--group", "Work"])
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
+    });
+    devices[1].stop();
+    devices[0].ok(&["group", "rename", "Work", "Office"]);
+    devices[1].ok(&["group", "rename", "Work", "Job"]);
+    devices[1].start();
+    let listed = |d: &Device| d.json(&["conflicts"])["groups"].clone();
+    for d in &devices {
+        d.wait("the group's conflict listed", |d| {
+            listed(d).as_array().is_some_and(|l| l.len() == 1)
+        });
+    }
+    converge(&[&devices[0], &devices[1]]);
+    let group = listed(&devices[0])[0]["group"]
+        .as_str()
+        .expect("a name")
+        .to_owned();
+    let lost = if group == "Job" { "Office" } else { "Job" };
+    for d in &devices {
+        let c = &listed(d)[0];
+        assert_eq!(c["group"], group.as_str(), "{c}");
+        assert_eq!(c["lost"], format!("name {lost:?}"), "{c}");
+        let members = d.json(&["contact", "list", "--group", &group]);
+        assert_eq!(members.as_array().map(Vec::len), Some(2), "{members}");
+    }
+    let text = devices[0].ok(&["conflicts"]);
+    assert!(
+        text.contains(&format!("Group {group:?}: lost: name {lost:?}")),
+        "{text}"
+    );
+    assert!(text.contains("kith group rename"), "{text}");
+    // Taking the other name settles it on both.
+    devices[1].ok(&["group", "rename", &group, lost]);
+    for d in &devices {
+        d.wait("no conflict left", |d| {
+            listed(d).as_array().is_some_and(Vec::is_empty)
+                && d.ok(&["group", "list"]).contains(lost)
+        });
+        let members = d.json(&["contact", "list", "--group", lost]);
+        assert_eq!(members.as_array().map(Vec::len), Some(2), "{members}");
+    }
+    assert_eq!(devices[0].ok(&["conflicts"]).trim(), "No conflicts.");
 }

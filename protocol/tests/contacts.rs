@@ -1085,3 +1085,69 @@ fn a_group_arriving_or_going_after_its_contacts_updates_their_unknown_groups() {
     deliver(&mut f, records);
     assert_eq!(unknown(&mut f), [0, 0]);
 }
+
+/// Two devices renaming one group apart: the newer name wins on both, the other is
+/// listed as a conflict on both (not lost in silence), the group keeps every
+/// contact, and a rename of the group, to either name, settles it.
+#[test]
+fn a_group_renamed_apart_on_two_devices_lists_the_name_that_lost() {
+    let mut f = Fleet::new(2, 17);
+    let t = |n: u64| WallTime(T0.0 + n);
+    f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
+    f.exec(0, add("juliet@capulet.lit", None, &["Work"]), t(0));
+    f.sync_all(t(1));
+    let rename = |name: &str, new_name: &str| Command::RenameGroup {
+        name: name.into(),
+        new_name: new_name.into(),
+    };
+    f.exec(0, rename("Work", "Office"), t(2));
+    f.exec(1, rename("Work", "Job"), t(3));
+    f.sync_all(t(4));
+    for book in &mut f.books {
+        let view = book.view();
+        let names: Vec<&str> = view
+            .groups()
+            .values()
+            .map(|g| g.group.name.as_str())
+            .collect();
+        assert_eq!(names, ["Job"], "the newer rename wins");
+        let lost: Vec<(&str, &str)> = view
+            .group_conflicts()
+            .iter()
+            .map(|c| (c.entry.group.name.as_str(), c.lost.name.as_str()))
+            .collect();
+        assert_eq!(lost, [("Job", "Office")], "the other is listed");
+        let id = &view.groups().values().next().expect("one group").group.id;
+        assert_eq!(view.contacts_in_group(id).count(), 2, "both contacts kept");
+    }
+    // A rename that knew both settles it: to the name that lost, on either device.
+    f.exec(0, rename("Job", "Office"), t(5));
+    f.sync_all(t(6));
+    for book in &mut f.books {
+        let view = book.view();
+        assert!(view.group_conflicts().is_empty());
+        let g = view.group_by_name("Office").expect("the name brought back");
+        assert_eq!(view.contacts_in_group(&g.group.id).count(), 2);
+    }
+    // A rename made after the other was seen is an ordinary later edit.
+    f.exec(1, rename("Office", "Team"), t(7));
+    f.sync_all(t(8));
+    f.exec(0, rename("Team", "Crew"), t(9));
+    f.sync_all(t(10));
+    for book in &mut f.books {
+        assert!(book.view().group_conflicts().is_empty());
+        assert!(book.view().group_by_name("Crew").is_some());
+    }
+    // Created apart under one name, alike: one group, no conflict.
+    let group = |name: &str| Command::AddGroup {
+        name: name.into(),
+        description: None,
+    };
+    f.exec(0, group("Kin"), t(11));
+    f.exec(1, group("Kin"), t(11));
+    f.sync_all(t(12));
+    for book in &mut f.books {
+        assert!(book.view().group_conflicts().is_empty());
+        assert_eq!(book.view().groups_named("Kin").len(), 1);
+    }
+}

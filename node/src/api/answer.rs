@@ -191,10 +191,33 @@ pub struct Conflicted {
     pub conflicts: Vec<Conflict>,
 }
 
-/// Every contact with conflicts.
+/// A group's definition that lost to another written apart: two devices renamed
+/// the group (or created it with different descriptions) without knowing of each
+/// other's write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ConflictList(pub Vec<Conflicted>);
+pub struct GroupConflict {
+    /// The group's name now.
+    pub group: String,
+    /// What lost, described (`name "Office"`, `description "…"`).
+    pub lost: String,
+    /// The device that wrote it.
+    pub lost_by: String,
+    /// When.
+    pub lost_at: String,
+    /// The device whose write won.
+    pub won_by: String,
+    /// When.
+    pub won_at: String,
+}
+
+/// Every contact with conflicts, and the groups' conflicts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictList {
+    /// The contacts with conflicts.
+    pub contacts: Vec<Conflicted>,
+    /// The groups' definitions that lost, by group id, newest first.
+    pub groups: Vec<GroupConflict>,
+}
 
 /// One change stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

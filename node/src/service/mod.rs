@@ -12,7 +12,7 @@ use crate::api::Answer;
 use crate::api::answer::{Change, ChangeLog};
 use crate::api::answer::{
     Changes, Checking, Conflict, ConflictList, Conflicted, Contact, ContactChanged, ContactList,
-    ContactRemoved, Done, Exported, Imported, OtherIdentity, Removed, Rotated,
+    ContactRemoved, Done, Exported, GroupConflict, Imported, OtherIdentity, Removed, Rotated,
 };
 use kith_protocol::contacts::{Command, ContactEdit, Error as ContactsError, MergedContact, View};
 use kith_protocol::item;
@@ -418,32 +418,51 @@ impl Device {
         };
         let view = self.engine.view();
         let group_name = |id: &str| view.groups().get(id).map(|g| g.group.name.clone());
-        ConflictList(
-            view.contacts()
-                .filter(|c| !c.lost.is_empty())
-                .map(|c| Conflicted {
-                    name: c.contact.name.clone(),
-                    jids: jids_of(c),
-                    conflicts: c
-                        .lost
-                        .iter()
-                        .enumerate()
-                        .map(|(i, l)| Conflict {
-                            n: i + 1,
-                            lost: kith_protocol::contacts::history::describe(
-                                &l.key,
-                                &l.value,
-                                &group_name,
-                            ),
-                            lost_by: device(l.at.device),
-                            lost_at: iso(l.at.hlc.wall_ms),
-                            won_by: device(l.winner.device),
-                            won_at: iso(l.winner.hlc.wall_ms),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        )
+        let contacts = view
+            .contacts()
+            .filter(|c| !c.lost.is_empty())
+            .map(|c| Conflicted {
+                name: c.contact.name.clone(),
+                jids: jids_of(c),
+                conflicts: c
+                    .lost
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| Conflict {
+                        n: i + 1,
+                        lost: kith_protocol::contacts::history::describe(
+                            &l.key,
+                            &l.value,
+                            &group_name,
+                        ),
+                        lost_by: device(l.at.device),
+                        lost_at: iso(l.at.hlc.wall_ms),
+                        won_by: device(l.winner.device),
+                        won_at: iso(l.winner.hlc.wall_ms),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let groups = view
+            .group_conflicts()
+            .into_iter()
+            .map(|c| GroupConflict {
+                group: c.entry.group.name.clone(),
+                lost: if c.lost.name != c.entry.group.name {
+                    format!("name {}", kith_protocol::text::quoted(&c.lost.name))
+                } else {
+                    match &c.lost.description {
+                        Some(d) => format!("description {}", kith_protocol::text::quoted(d)),
+                        None => "no description".to_owned(),
+                    }
+                },
+                lost_by: device(c.version.device),
+                lost_at: iso(c.version.hlc.wall_ms),
+                won_by: device(c.entry.version.device),
+                won_at: iso(c.entry.version.hlc.wall_ms),
+            })
+            .collect();
+        ConflictList { contacts, groups }
     }
 
     /// The account's own JID is not a contact of it (exit 1).

@@ -160,11 +160,16 @@ impl Editor {
                     let mut group = entry.group.clone();
                     group.name = new_name;
                     group.description = description;
+                    // As a new item, never over the old one: a rename made apart on
+                    // another device writes its own, and the two stay side by side
+                    // as definitions of one group id, the older listed as a conflict
+                    // (`View::group_conflicts`) instead of lost in silence.
                     plan.write(
                         NodeKind::Groups,
-                        entry.item,
+                        ItemId::random(rng),
                         Write::Payload(Payload::Group(group)),
                     );
+                    plan.reserve(NodeKind::Groups, entry.item);
                 }
                 for dup in &entry.duplicates {
                     plan.reserve(NodeKind::Groups, *dup);

@@ -41,6 +41,7 @@ mod reading;
 mod shared;
 
 use identities::Identities;
+pub use queries::GroupConflict;
 use reading::read;
 use shared::Alone;
 pub use shared::Reads;

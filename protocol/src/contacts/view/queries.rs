@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::{GroupEntry, Held, MergedContact, Read, Unreadable, View, slot};
-use crate::item::{self, Contact, NodeKind, fields};
+use crate::item::{self, Contact, Group, NodeKind, fields};
 use crate::jid::BareJid;
 use crate::record::{DeviceId, ItemId, Version};
 
@@ -55,6 +55,38 @@ impl View {
     /// Groups by group id.
     pub fn groups(&self) -> &BTreeMap<String, GroupEntry> {
         &self.groups
+    }
+
+    /// The definitions of groups that lost to a newer one written apart: two
+    /// devices renamed a group (or created it with different descriptions) without
+    /// knowing of each other's write. A rename writes a new item and reserves the
+    /// one it replaced, so the two stay side by side as definitions of one group id
+    /// until a command on the group (a rename, even to the name it has, or its
+    /// removal) reserves the other: every device lists the same ones. Definitions
+    /// that say the same (two devices that created one group alike) are not
+    /// listed. By group id, then newest first.
+    pub fn group_conflicts(&self) -> Vec<GroupConflict<'_>> {
+        let mut out = Vec::new();
+        for entry in self.groups.values() {
+            for dup in &entry.duplicates {
+                if let Some(
+                    r @ Read {
+                        payload: Ok(Held::Group(g)),
+                        ..
+                    },
+                ) = self.items.get(&(NodeKind::Groups, *dup))
+                    && (g.name != entry.group.name || g.description != entry.group.description)
+                {
+                    out.push(GroupConflict {
+                        entry,
+                        item: *dup,
+                        version: r.version(),
+                        lost: g,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// The groups a person means by `name`: every group whose name looks the same
@@ -200,4 +232,18 @@ impl View {
     pub fn is_whole(&self) -> bool {
         self.unloaded == [0, 0] && self.unloaded_contacts == 0
     }
+}
+
+/// A definition of a group that lost to a newer one written apart
+/// ([`View::group_conflicts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupConflict<'a> {
+    /// The group as it is (its winning definition).
+    pub entry: &'a GroupEntry,
+    /// The item holding the definition that lost.
+    pub item: ItemId,
+    /// The version that wrote it.
+    pub version: Version,
+    /// What it said.
+    pub lost: &'a Group,
 }
