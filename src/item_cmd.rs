@@ -103,7 +103,9 @@ pub(crate) fn import_dry_run(file: &Path, source: Source) -> Result<()> {
     .map_err(|e| Exit::Input(format!("{}: {e}", file.display())))?;
     let (contacts, groups) = imported.to_payloads(&mut rand::rng());
     for p in groups.iter().chain(&contacts) {
-        outln!("{}", p.to_xml());
+        // A terminal shows what the document hid (a zero-width space, an override)
+        // as character references: the same XML.
+        outln!("{}", kith_protocol::text::xml_unhidden(&p.to_xml()));
     }
     let _ = writeln!(
         std::io::stderr(),

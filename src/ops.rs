@@ -186,17 +186,22 @@ pub(crate) fn print_json(v: &impl Serialize) -> Result<()> {
 
 /// Text of an answer, for a table: what came from another device or a file may
 /// hold tabs or line breaks (XML allows them), which would break the table's lines,
-/// so control characters show as spaces.
+/// so control characters show as spaces; characters that hide (a zero-width space
+/// in "Bob", which would read as "Bob") show escaped as `\u{…}`.
 pub(crate) fn text(t: &str) -> Cow<'_, str> {
     let odd = kith_protocol::text::breaks_line;
-    if t.chars().any(odd) {
+    let t: Cow<'_, str> = if t.chars().any(odd) {
         t.chars()
             .map(|c| if odd(c) { ' ' } else { c })
             .collect::<String>()
             .into()
     } else {
         t.into()
+    };
+    if let Cow::Owned(escaped) = kith_protocol::text::unhidden(&t) {
+        return escaped.into();
     }
+    t
 }
 
 /// [`text`] of what may be missing or empty: "-" then.

@@ -156,11 +156,41 @@ fn every_change_is_said_in_one_line() {
             3,
             "a group name cannot be empty",
         ),
+        // Joiners and tags after a Latin letter are dropped (and shown escaped).
+        (
+            &["group", "add", "Fair Ve\u{200c}rona\u{e0041}"][..],
+            1,
+            r#"a group named "Fair Verona" exists already"#,
+        ),
+        // Marks on nothing, a deprecated format character: nothing shows.
+        (
+            &["group", "add", "\u{301}\u{20dd}"][..],
+            3,
+            "a group name cannot be empty",
+        ),
+        (
+            &["group", "add", "\u{206a}"][..],
+            3,
+            "a group name cannot be empty",
+        ),
+        (
+            &["contact", "add", "x@verona.lit", "--name", "\u{301}"][..],
+            3,
+            "cannot be empty",
+        ),
     ] {
         let out = d.kith(args);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(told), "{args:?}: {}", stderr(&out));
     }
+    // A name in a script with marks is said as it is written, in errors too.
+    assert_eq!(said(&["group", "add", "नमस्ते"]), r#"Added group "नमस्ते""#);
+    let again = d.kith(&["group", "add", "नमस्ते"]);
+    assert!(
+        stderr(&again).contains(r#"a group named "नमस्ते" exists already"#),
+        "{}",
+        stderr(&again)
+    );
     assert_eq!(
         said(&["group", "rm", "fair VERONA"]),
         r#"Removed group "Fair Verona" (its contacts stay, without it)"#
@@ -215,10 +245,13 @@ fn tables_line_up_by_display_width_and_fit_the_width_asked_for() {
         ("zhu@capulet.lit", "朱丽叶", "恋人"),
         ("mercutio@verona.lit", "😀 Mercutio", "Friends"),
         ("nurse-with-a-long-address@capulet.lit", "Nurse", "Capulets"),
+        ("other-nurse@capulet.lit", "Nurse\u{200b}", "Capulets"),
     ] {
         d.ok(&["contact", "add", jid, "--name", name, "--group", group]);
     }
     let list = d.ok(&["contact", "list"]);
+    // Two names that differ by what hides read apart.
+    assert!(list.contains("Nurse\\u{200b}"), "{list}");
     let lines: Vec<&str> = list.lines().collect();
     let header = lines[0];
     let starts = column_starts(header, header);

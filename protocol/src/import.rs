@@ -130,26 +130,32 @@ pub struct Imported {
 }
 
 impl Imported {
-    /// XEP-0510 payloads: one `<group/>` per name with a fresh random id, and the
-    /// contacts referring to those ids.
+    /// XEP-0510 payloads: one `<group/>` per name with a fresh random id (names
+    /// that look alike, [`crate::item::lookalike`], are one group, under the first
+    /// of them in sorted order, as an import into a device makes them), and the
+    /// contacts referring to those ids (once each).
     pub fn to_payloads<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> (Vec<Payload>, Vec<Payload>) {
         let mut ids = BTreeMap::new();
-        let groups = self
-            .groups
-            .iter()
-            .map(|name| {
-                let mut raw = [0u8; 6];
-                rng.fill_bytes(&mut raw);
-                let mut id = String::from("g-");
-                crate::hex::push(&mut id, &raw);
+        let mut alike: BTreeMap<String, String> = BTreeMap::new();
+        let mut groups = Vec::new();
+        for name in &self.groups {
+            let key = item::lookalike(name);
+            if let Some(id) = alike.get(&key) {
                 ids.insert(name.clone(), id.clone());
-                Payload::Group(Group {
-                    id,
-                    name: name.clone(),
-                    ..Group::default()
-                })
-            })
-            .collect();
+                continue;
+            }
+            let mut raw = [0u8; 6];
+            rng.fill_bytes(&mut raw);
+            let mut id = String::from("g-");
+            crate::hex::push(&mut id, &raw);
+            ids.insert(name.clone(), id.clone());
+            alike.insert(key, id.clone());
+            groups.push(Payload::Group(Group {
+                id,
+                name: name.clone(),
+                ..Group::default()
+            }));
+        }
         let contacts = self
             .contacts
             .iter()
@@ -158,6 +164,8 @@ impl Imported {
                 for g in &mut c.groups {
                     g.id = ids[&g.id].clone();
                 }
+                let mut seen = BTreeSet::new();
+                c.groups.retain(|g| seen.insert(g.id.clone()));
                 Payload::Contact(c)
             })
             .collect();
@@ -441,6 +449,34 @@ mod tests {
         for p in contacts.iter().chain(&groups) {
             assert_eq!(Payload::parse(&p.to_xml()).as_ref(), Ok(p));
         }
+    }
+
+    /// What a dry run shows is what an import makes: names that look alike are
+    /// one group, and a contact in two of them is in it once.
+    #[test]
+    fn payloads_hold_one_group_for_names_that_look_alike() {
+        let doc = "<query xmlns='jabber:iq:roster'>\
+            <item jid='a@x.lit'><group>WORK</group><group>\u{FF57}\u{FF4F}\u{FF52}\u{FF4B}</group></item>\
+            <item jid='b@x.lit'><group>Work\u{200B}</group><group>Home</group></item></query>";
+        let imp = roster(doc).expect("valid");
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
+        let (contacts, groups) = imp.to_payloads(&mut rng);
+        let names: Vec<&str> = groups
+            .iter()
+            .map(|g| match g {
+                Payload::Group(g) => g.name.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(names, ["Home", "WORK"]);
+        let refs: Vec<usize> = contacts
+            .iter()
+            .map(|c| match c {
+                Payload::Contact(c) => c.groups.len(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(refs, [1, 2]);
     }
 
     #[test]

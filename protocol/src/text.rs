@@ -1,45 +1,127 @@
 //! How names are shown on one line (tables, logs, the history, the CLI's messages):
 //! the characters that would break a line or turn the direction of the rest of it,
-//! and a name in quotes with only those escaped.
+//! those that hide in a name, and a name in quotes or in a table with only those
+//! escaped.
 
-/// Whether `c` would break a line (a control character) or change the direction of
-/// the text after it (an embedding, override or isolate, or a direction mark): in a
-/// name from another device, one could make a line read in another order than it is
-/// written.
+use std::borrow::Cow;
+
+use crate::item::names::is_ignorable;
+
+/// Whether `c` would break a line (a control character, a line or paragraph
+/// separator) or change the direction of the text after it (an embedding,
+/// override or isolate, or a direction mark): in a name from another device, one
+/// could make a line read in another order than it is written.
 pub fn breaks_line(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
-/// Characters that show nothing and mean nothing in a name, so two names that
-/// differ by one look the same: zero-width spaces, the soft hyphen, word joiners,
-/// the byte-order mark and Hangul fillers (not the joiners of words and emoji).
-fn hides(c: char) -> bool {
+/// Whether `c`, after the character `base`, shows nothing and means nothing in a
+/// name, so two names that differ by it look the same: the characters Unicode
+/// marks as ignorable (zero-width spaces, the soft hyphen, fillers, tags, …), the
+/// blank Braille pattern, format characters and unassigned ones. Not a joiner,
+/// variation selector or tag that shapes what it follows ([`shapes`]: an emoji
+/// sequence, a flag, a word in a script whose letters join), which shows as part
+/// of it.
+fn hides(c: char, base: Option<char>) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    let hidden = is_ignorable(c)
+        || c == '\u{2800}'
+        || matches!(
+            c.general_category(),
+            GeneralCategory::Format | GeneralCategory::Unassigned
+        );
+    // Latin, Greek and the letters before them take no joiner or selector.
+    hidden && !(shapes(c) && base.is_some_and(|b| b as u32 > 0x2FF))
+}
+
+/// Joiners, variation selectors and tag characters: what shapes the character
+/// before it.
+fn shapes(c: char) -> bool {
     matches!(
         c,
-        '\u{00AD}' | '\u{115F}' | '\u{1160}' | '\u{200B}' | '\u{2060}'
-            ..='\u{2064}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+        '\u{200c}' | '\u{200d}' | '\u{fe00}'..='\u{fe0f}' | '\u{e0020}'..='\u{e007f}'
     )
+}
+
+/// `text` with what would break a line or hide ([`breaks_line`], [`hides`])
+/// escaped by `escape`, and, when `quote`, a quote and a backslash escaped.
+fn escaped(text: &str, quote: bool, escape: fn(char, &mut String)) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    let mut base = None;
+    for c in text.chars() {
+        match c {
+            '"' | '\\' if quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if breaks_line(c) || hides(c, base) => escape(c, &mut out),
+            c => out.push(c),
+        }
+        if !shapes(c) {
+            base = Some(c);
+        }
+    }
+    out
+}
+
+/// As Rust writes it: `\u{200b}`.
+fn as_rust(c: char, out: &mut String) {
+    out.extend(c.escape_unicode());
+}
+
+/// As an XML character reference: `&#x200B;`.
+fn as_xml(c: char, out: &mut String) {
+    out.push_str(&format!("&#x{:X};", u32::from(c)));
+}
+
+/// Whether `text` holds nothing that [`breaks_line`] or hides.
+fn plain(text: &str) -> bool {
+    let mut base = None;
+    text.chars().all(|c| {
+        let ok = !breaks_line(c) && !hides(c, base);
+        if !shapes(c) {
+            base = Some(c);
+        }
+        ok
+    })
 }
 
 /// `text` in double quotes as people write it: a quote and a backslash are escaped,
 /// and so is what [`breaks_line`] or hides (as `\u{…}`); letters, marks and emoji
 /// stay as they are.
 pub fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if breaks_line(c) || hides(c) => out.push_str(&c.escape_unicode().to_string()),
-            c => out.push(c),
-        }
+    format!("\"{}\"", escaped(text, true, as_rust))
+}
+
+/// `text` as a table shows it: what [`breaks_line`] or hides escaped as `\u{…}`,
+/// the rest as it is (unchanged, not copied, when nothing needs escaping).
+pub fn unhidden(text: &str) -> Cow<'_, str> {
+    if plain(text) {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(escaped(text, false, as_rust))
     }
-    out.push('"');
-    out
+}
+
+/// XML text as a terminal shows it: what [`breaks_line`] or hides as character
+/// references (`&#x202E;`), the same XML to a reader. For XML that holds no such
+/// character inside a name or a comment (what kith writes).
+pub fn xml_unhidden(xml: &str) -> Cow<'_, str> {
+    if plain(xml) {
+        Cow::Borrowed(xml)
+    } else {
+        Cow::Owned(escaped(xml, false, as_xml))
+    }
 }
 
 #[cfg(test)]
@@ -55,6 +137,20 @@ mod tests {
         assert_eq!(quoted("a \"b\" \\"), "\"a \\\"b\\\" \\\\\"");
         assert_eq!(quoted("a\nb\u{202e}c"), "\"a\\u{a}b\\u{202e}c\"");
         assert_eq!(quoted("w\u{200b}ork"), "\"w\\u{200b}ork\"");
+        // A joiner or tag after a Latin letter hides; after an emoji it shapes.
+        assert_eq!(quoted("Wo\u{200c}rk"), "\"Wo\\u{200c}rk\"");
+        assert_eq!(quoted("Work\u{e0041}"), "\"Work\\u{e0041}\"");
+        let flag = "\u{1f3f4}\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f}";
+        assert_eq!(quoted(flag), format!("\"{flag}\""));
+        assert_eq!(quoted("a\u{61c}b\u{2028}"), "\"a\\u{61c}b\\u{2028}\"");
+        assert_eq!(quoted("\u{2800}x\u{206a}"), "\"\\u{2800}x\\u{206a}\"");
+        assert_eq!(unhidden("Bob"), "Bob");
+        assert!(matches!(unhidden("Bob"), Cow::Borrowed(_)));
+        assert_eq!(unhidden("Bob\u{200b} \"x\""), "Bob\\u{200b} \"x\"");
+        assert_eq!(
+            xml_unhidden("<a b='x\u{202e}'>y\u{200b}</a>"),
+            "<a b='x&#x202E;'>y&#x200B;</a>"
+        );
         assert!(breaks_line('\t') && breaks_line('\u{2067}') && !breaks_line('é'));
     }
 }

@@ -18,7 +18,7 @@ use crate::jid::{self, BareJid};
 
 mod binary;
 pub mod fields;
-mod names;
+pub(crate) mod names;
 mod parse;
 
 use crate::xml::{self, Attr, Element, Node};

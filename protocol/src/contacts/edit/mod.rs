@@ -288,10 +288,10 @@ pub enum Error {
         contact: String,
     },
     /// No group has this name.
-    #[error("no group is named {0:?}")]
+    #[error("no group is named {}", crate::text::quoted(.0))]
     NoSuchGroup(String),
     /// A group with this name exists already.
-    #[error("a group named {0:?} exists already")]
+    #[error("a group named {} exists already", crate::text::quoted(.0))]
     GroupExists(String),
     /// The edit would leave a contact without identity.
     #[error("a contact must keep at least one address")]
