@@ -178,6 +178,7 @@ fn every_change_is_said_in_one_line() {
             3,
             "cannot be empty",
         ),
+        (&["group", "add", "a\u{fffe}"][..], 3, "cannot hold U+FFFE"),
     ] {
         let out = d.kith(args);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));

@@ -66,11 +66,16 @@ fn text(what: &str, value: Option<&str>) -> Result<(), Error> {
     let Some(v) = value else { return Ok(()) };
     if item::is_blank(v) {
         return Err(input_err(format!(
-            "{what} cannot be empty (or only spaces and invisible characters)"
+            "{what} cannot be empty (or only spaces, invisible characters and marks)"
         )));
     }
     if v.chars().any(char::is_control) {
         return Err(input_err(format!("{what} cannot hold control characters")));
+    }
+    if v.chars().any(|c| matches!(c, '\u{FFFE}' | '\u{FFFF}')) {
+        return Err(input_err(format!(
+            "{what} cannot hold U+FFFE or U+FFFF (not characters: XML cannot carry them)"
+        )));
     }
     if v.len() > item::MAX_VALUE_BYTES {
         return Err(input_err(format!(
