@@ -283,19 +283,23 @@ fn find_contact(dir: &Path, name: String) -> Result<Contact> {
         Err(e) => e,
     };
     let ContactList(all) = ask(dir, Request::Contacts)?;
+    // A name as a person types it: case, spaces around it, its Unicode form and
+    // characters that show nothing aside, as groups are found.
+    let wanted = kith_protocol::item::lookalike(&name);
     let mut named: Vec<Contact> = all
         .into_iter()
         .filter(|c| {
             c.name
                 .as_deref()
-                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+                .is_some_and(|n| kith_protocol::item::lookalike(n) == wanted)
         })
         .collect();
     match named.len() {
         1 => Ok(named.remove(0)),
         0 => Err(err),
         many => Err(Exit::Refused(format!(
-            "{many} contacts are named {name:?}: give one of their addresses"
+            "{many} contacts are named {}: give one of their addresses",
+            kith_protocol::text::quoted(&name)
         ))
         .into()),
     }

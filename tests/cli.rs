@@ -474,6 +474,11 @@ fn addresses_names_and_filters_as_people_type_them() {
     assert_eq!(shown["jids"][0], "juliet@capulet.lit", "{shown}");
     let shown = d.json(&["contact", "show", "Tybalt"]);
     assert_eq!(shown["jids"][0], "tybalt@capulet.lit", "by name: {shown}");
+    // A name as typed: spaces around it, another case, a hidden character.
+    for typed in ["Tybalt ", " TYBALT", "Tyb\u{200b}alt"] {
+        let shown = d.json(&["contact", "show", typed]);
+        assert_eq!(shown["jids"][0], "tybalt@capulet.lit", "{typed:?}: {shown}");
+    }
 
     let in_group = d.json(&["contact", "list", "--group", "capulets"]);
     assert_eq!(in_group.as_array().map(Vec::len), Some(1), "{in_group}");
