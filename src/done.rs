@@ -151,10 +151,18 @@ fn line(request: &Request, answer: &Answer) -> String {
         Request::AddGroup { name, .. } => {
             format!("Added group {}", quote(group.unwrap_or(name)))
         }
-        Request::RenameGroup { name, .. } if changed == Some(false) => format!(
-            "Nothing changed: group {} is named that already",
-            quote(group.unwrap_or(name.trim()))
-        ),
+        Request::RenameGroup { name, .. } if changed == Some(false) => match answer {
+            Answer::GroupChanged(GroupChanged {
+                settled: Some(n), ..
+            }) => format!(
+                "Kept group {}: its {n} conflicting definition(s) from devices apart are settled",
+                quote(group.unwrap_or(name.trim()))
+            ),
+            _ => format!(
+                "Nothing changed: group {} is named that already",
+                quote(group.unwrap_or(name.trim()))
+            ),
+        },
         Request::RenameGroup { name, new_name } => {
             let was = match answer {
                 Answer::GroupChanged(GroupChanged { was: Some(w), .. }) => w.as_str(),
@@ -171,6 +179,14 @@ fn line(request: &Request, answer: &Answer) -> String {
             {
                 line.push_str(&format!(
                     ": the {n} groups named alike on devices apart are one now"
+                ));
+            }
+            if let Answer::GroupChanged(GroupChanged {
+                settled: Some(n), ..
+            }) = answer
+            {
+                line.push_str(&format!(
+                    " (its {n} conflicting definition(s) from devices apart are settled)"
                 ));
             }
             line

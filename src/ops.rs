@@ -186,13 +186,13 @@ pub(crate) fn print_json(v: &impl Serialize) -> Result<()> {
 
 /// Text of an answer, for a table: what came from another device or a file may
 /// hold tabs or line breaks (XML allows them), which would break the table's lines,
-/// so control characters show as spaces; characters that hide (a zero-width space
-/// in "Bob", which would read as "Bob") show escaped as `\u{…}`.
+/// so control characters show as spaces; what else would break a line or turn its
+/// direction (a line separator, a direction mark), and characters that hide (a
+/// zero-width space in "Bob", which would read as "Bob"), show escaped as `\u{…}`.
 pub(crate) fn text(t: &str) -> Cow<'_, str> {
-    let odd = kith_protocol::text::breaks_line;
-    let t: Cow<'_, str> = if t.chars().any(odd) {
+    let t: Cow<'_, str> = if t.chars().any(char::is_control) {
         t.chars()
-            .map(|c| if odd(c) { ' ' } else { c })
+            .map(|c| if c.is_control() { ' ' } else { c })
             .collect::<String>()
             .into()
     } else {

@@ -350,7 +350,11 @@ fn a_group_renamed_apart_on_two_devices_lists_the_other_name() {
     );
     assert!(text.contains("kith group rename"), "{text}");
     // Taking the other name settles it on both.
-    devices[1].ok(&["group", "rename", &group, lost]);
+    let said = devices[1].ok(&["group", "rename", &group, lost]);
+    assert!(
+        said.contains("1 conflicting definition(s) from devices apart are settled"),
+        "{said}"
+    );
     for d in &devices {
         d.wait("no conflict left", |d| {
             listed(d).as_array().is_some_and(Vec::is_empty)

@@ -131,30 +131,39 @@ pub struct Imported {
 
 impl Imported {
     /// XEP-0510 payloads: one `<group/>` per name with a fresh random id (names
-    /// that look alike, [`crate::item::lookalike`], are one group, under the first
-    /// of them in sorted order, as an import into a device makes them), and the
-    /// contacts referring to those ids (once each).
+    /// that look alike, [`item::lookalike`], are one group, under the name first
+    /// referred to in document order, as an import into a device makes them), and
+    /// the contacts referring to those ids (once each).
     pub fn to_payloads<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> (Vec<Payload>, Vec<Payload>) {
+        // The name each look-alike set goes by: its first reference.
+        let mut first: BTreeMap<String, &str> = BTreeMap::new();
+        let referred = self.contacts.iter().flat_map(|c| &c.groups).map(|g| &g.id);
+        for name in referred.chain(&self.groups) {
+            first.entry(item::lookalike(name)).or_insert(name);
+        }
         let mut ids = BTreeMap::new();
-        let mut alike: BTreeMap<String, String> = BTreeMap::new();
-        let mut groups = Vec::new();
-        for name in &self.groups {
-            let key = item::lookalike(name);
-            if let Some(id) = alike.get(&key) {
-                ids.insert(name.clone(), id.clone());
-                continue;
-            }
+        let mut alike: BTreeMap<&str, String> = BTreeMap::new();
+        for key in first.keys() {
             let mut raw = [0u8; 6];
             rng.fill_bytes(&mut raw);
             let mut id = String::from("g-");
             crate::hex::push(&mut id, &raw);
+            alike.insert(key.as_str(), id);
+        }
+        let mut groups = Vec::new();
+        for name in &self.groups {
+            let key = item::lookalike(name);
+            // Indexing holds: every name of `self.groups` went into `first` above,
+            // and every key of `first` into `alike`.
+            let id = alike[key.as_str()].clone();
             ids.insert(name.clone(), id.clone());
-            alike.insert(key, id.clone());
-            groups.push(Payload::Group(Group {
-                id,
-                name: name.clone(),
-                ..Group::default()
-            }));
+            if first[&key] == name.as_str() {
+                groups.push(Payload::Group(Group {
+                    id,
+                    name: name.clone(),
+                    ..Group::default()
+                }));
+            }
         }
         let contacts = self
             .contacts
@@ -477,6 +486,15 @@ mod tests {
             })
             .collect();
         assert_eq!(refs, [1, 2]);
+        // The name first referred to, as an import into a device keeps it.
+        let doc = "<query xmlns='jabber:iq:roster'>\
+            <item jid='a@x.lit'><group>work</group></item>\
+            <item jid='b@x.lit'><group>WORK</group></item></query>";
+        let (_, groups) = roster(doc).expect("valid").to_payloads(&mut rng);
+        assert!(
+            matches!(&groups[..], [Payload::Group(g)] if g.name == "work"),
+            "{groups:?}"
+        );
     }
 
     #[test]

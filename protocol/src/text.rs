@@ -28,29 +28,70 @@ pub fn breaks_line(c: char) -> bool {
 /// Whether `c`, after the character `base`, shows nothing and means nothing in a
 /// name, so two names that differ by it look the same: the characters Unicode
 /// marks as ignorable (zero-width spaces, the soft hyphen, fillers, tags, …), the
-/// blank Braille pattern, format characters and unassigned ones. Not a joiner,
-/// variation selector or tag that shapes what it follows ([`shapes`]: an emoji
+/// blank Braille pattern and format characters. Not a joiner, variation selector
+/// or tag where it shapes the character before it ([`shaped_by`]: an emoji
 /// sequence, a flag, a word in a script whose letters join), which shows as part
 /// of it.
 fn hides(c: char, base: Option<char>) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    let hidden = is_ignorable(c)
-        || c == '\u{2800}'
-        || matches!(
-            c.general_category(),
-            GeneralCategory::Format | GeneralCategory::Unassigned
-        );
-    // Latin, Greek and the letters before them take no joiner or selector.
-    hidden && !(shapes(c) && base.is_some_and(|b| b as u32 > 0x2FF))
+    let hidden =
+        is_ignorable(c) || c == '\u{2800}' || c.general_category() == GeneralCategory::Format;
+    hidden && !base.is_some_and(|b| shaped_by(b, c))
 }
 
-/// Joiners, variation selectors and tag characters: what shapes the character
-/// before it.
-fn shapes(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200c}' | '\u{200d}' | '\u{fe00}'..='\u{fe0f}' | '\u{e0020}'..='\u{e007f}'
-    )
+/// Whether `c` may shape `base`, the last letter or symbol before it: a joiner
+/// in a script whose letters join or combine (Hebrew to the scripts of South-East
+/// Asia and Mongolian) or between emoji; an emoji's presentation selector (the
+/// keycap digits, © and ® among them); a tag after the black flag (a
+/// subdivision's flag); an ideographic variation selector after a CJK ideograph.
+/// Joiners and selectors after Latin, Greek, Cyrillic or Armenian letters change
+/// nothing a reader sees.
+fn shaped_by(base: char, c: char) -> bool {
+    let emoji = |b: u32| {
+        matches!(
+            b,
+            0x23 | 0x2A
+                | 0x30..=0x39
+                | 0xA9
+                | 0xAE
+                | 0x203C
+                | 0x2049
+                | 0x2122
+                | 0x2139
+                | 0x2194..=0x2BFF
+                | 0x3030
+                | 0x303D
+                | 0x3297
+                | 0x3299
+                | 0x1F000..=0x1FAFF
+        )
+    };
+    let joining = |b: u32| matches!(b, 0x0590..=0x1CFF | 0xA800..=0xABFF | 0x10800..=0x11FFF);
+    let ideograph = |b: u32| matches!(b, 0x3400..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x3FFFF);
+    let b = u32::from(base);
+    match c {
+        '\u{200c}' => joining(b),
+        '\u{200d}' => joining(b) || emoji(b),
+        '\u{fe0e}' | '\u{fe0f}' => emoji(b),
+        '\u{e0020}'..='\u{e007f}' => b == 0x1F3F4,
+        '\u{e0100}'..='\u{e01ef}' => ideograph(b),
+        _ => false,
+    }
+}
+
+/// Whether `c` stands for what a joiner or selector after it shapes: a letter or
+/// symbol, not a mark (which goes with the letter before it), nor a joiner,
+/// selector or tag itself, nor what hides.
+fn is_base(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    !(is_ignorable(c)
+        || c.general_category() == GeneralCategory::Format
+        || matches!(
+            c.general_category(),
+            GeneralCategory::NonspacingMark
+                | GeneralCategory::SpacingMark
+                | GeneralCategory::EnclosingMark
+        ))
 }
 
 /// `text` with what would break a line or hide ([`breaks_line`], [`hides`])
@@ -67,7 +108,7 @@ fn escaped(text: &str, quote: bool, escape: fn(char, &mut String)) -> String {
             c if breaks_line(c) || hides(c, base) => escape(c, &mut out),
             c => out.push(c),
         }
-        if !shapes(c) {
+        if is_base(c) {
             base = Some(c);
         }
     }
@@ -89,7 +130,7 @@ fn plain(text: &str) -> bool {
     let mut base = None;
     text.chars().all(|c| {
         let ok = !breaks_line(c) && !hides(c, base);
-        if !shapes(c) {
+        if is_base(c) {
             base = Some(c);
         }
         ok
@@ -144,6 +185,19 @@ mod tests {
         assert_eq!(quoted(flag), format!("\"{flag}\""));
         assert_eq!(quoted("a\u{61c}b\u{2028}"), "\"a\\u{61c}b\\u{2028}\"");
         assert_eq!(quoted("\u{2800}x\u{206a}"), "\"\\u{2800}x\\u{206a}\"");
+        // After a mark, the letter it sits on decides; Cyrillic takes no joiner.
+        assert_eq!(quoted("e\u{301}\u{200d}"), "\"e\u{301}\\u{200d}\"");
+        assert_eq!(quoted("Боб\u{200d}"), "\"Боб\\u{200d}\"");
+        assert_eq!(quoted("a\u{200b}\u{200d}"), "\"a\\u{200b}\\u{200d}\"");
+        // Emoji presentation, keycaps, a joining script, a subdivision flag.
+        for kept in [
+            "\u{a9}\u{fe0f}",
+            "1\u{fe0f}\u{20e3}",
+            "\u{1f3f3}\u{fe0f}\u{200d}\u{1f308}",
+            "\u{915}\u{94d}\u{200d}\u{937}",
+        ] {
+            assert_eq!(quoted(kept), format!("\"{kept}\""));
+        }
         assert_eq!(unhidden("Bob"), "Bob");
         assert!(matches!(unhidden("Bob"), Cow::Borrowed(_)));
         assert_eq!(unhidden("Bob\u{200b} \"x\""), "Bob\\u{200b} \"x\"");

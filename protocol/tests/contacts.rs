@@ -1151,3 +1151,89 @@ fn a_group_renamed_apart_on_two_devices_lists_the_name_that_lost() {
         assert_eq!(book.view().groups_named("Kin").len(), 1);
     }
 }
+
+/// A rewrite of every item (as after a key rotation, which runs on its own) keeps
+/// a group's conflict listed, and made apart from a rename it does not undo it.
+#[test]
+fn a_rewrite_of_the_list_keeps_group_conflicts_and_loses_to_no_rename() {
+    let mut f = Fleet::new(2, 18);
+    let t = |n: u64| WallTime(T0.0 + n);
+    f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
+    f.sync_all(t(1));
+    let rename = |name: &str, new_name: &str| Command::RenameGroup {
+        name: name.into(),
+        new_name: new_name.into(),
+    };
+    // A rename on one device, a later rewrite of the whole list on the other.
+    f.exec(0, rename("Work", "Office"), t(2));
+    f.exec(1, Command::Reseal, t(3));
+    f.sync_all(t(4));
+    for book in &mut f.books {
+        let view = book.view();
+        let names: Vec<&str> = view
+            .groups()
+            .values()
+            .map(|g| g.group.name.as_str())
+            .collect();
+        assert_eq!(names, ["Office"], "the rename wins over the rewrite");
+        assert!(view.group_conflicts().is_empty(), "the rename replaced it");
+    }
+    // Two renames apart, then a rewrite: the conflict is still listed, on both.
+    f.exec(0, rename("Office", "Crew"), t(5));
+    f.exec(1, rename("Office", "Team"), t(6));
+    f.sync_all(t(7));
+    f.exec(0, Command::Reseal, t(8));
+    f.sync_all(t(9));
+    for book in &mut f.books {
+        let view = book.view();
+        let lost: Vec<(&str, &str)> = view
+            .group_conflicts()
+            .iter()
+            .map(|c| (c.entry.group.name.as_str(), c.lost.name.as_str()))
+            .collect();
+        assert_eq!(lost, [("Team", "Crew")]);
+    }
+}
+
+/// A rename's new definition arriving before the reservation of the one it
+/// replaced is no conflict: the definition names what it replaced.
+#[test]
+fn a_replaced_group_definition_is_no_conflict_before_its_reservation_arrives() {
+    use kith_protocol::contacts::View;
+    use kith_protocol::item::{Group, NodeKind, Payload, fields};
+    use kith_protocol::record::{DeviceId, ItemId, Version};
+    let v = |ms: u64| Version {
+        hlc: kith_protocol::clock::Hlc {
+            wall_ms: ms,
+            counter: 0,
+        },
+        device: DeviceId([ms as u8; 32]),
+    };
+    let group = |name: &str, at: Version, replaces: &[ItemId]| {
+        let mut g = Group {
+            id: "g-1".into(),
+            name: name.into(),
+            ..Group::default()
+        };
+        fields::set_group_edit(&mut g.extra, at, replaces);
+        Payload::Group(g)
+    };
+    let (old, new) = (ItemId([1; 16]), ItemId([2; 16]));
+    let knew = View::from_payloads([
+        (NodeKind::Groups, old, v(1), group("Work", v(1), &[])),
+        (NodeKind::Groups, new, v(2), group("Office", v(2), &[old])),
+    ]);
+    assert_eq!(knew.groups()["g-1"].group.name, "Office");
+    assert!(knew.group_conflicts().is_empty());
+    let apart = View::from_payloads([
+        (NodeKind::Groups, old, v(1), group("Work", v(1), &[])),
+        (NodeKind::Groups, new, v(2), group("Office", v(2), &[])),
+    ]);
+    assert_eq!(apart.group_conflicts().len(), 1);
+    // A rewrite keeps the edit it carries: the newer record does not win by it.
+    let rewritten = View::from_payloads([
+        (NodeKind::Groups, old, v(9), group("Work", v(1), &[])),
+        (NodeKind::Groups, new, v(2), group("Office", v(2), &[])),
+    ]);
+    assert_eq!(rewritten.groups()["g-1"].group.name, "Office");
+}

@@ -135,6 +135,10 @@ pub struct GroupChanged {
     /// among them), or removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folded: Option<usize>,
+    /// For a rename: how many definitions of the group written apart, listed as
+    /// its conflicts, it settled (none: left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled: Option<usize>,
 }
 
 /// A command carried out that has nothing more to say.

@@ -50,16 +50,14 @@ fn a_batch_commits_whole_or_rolls_back_whole_and_sends_nothing() {
 /// A new item's first record skips the prune (its item has no shadow in the
 /// replica); each later version prunes, so an item keeps its winner and
 /// `SHADOW_DEPTH` replaced versions, also across a restart: once every item a
-/// group's rename writes has them, more renames add no rows. (A contact's edit
-/// writes a new item, so a group is what keeps one item through edits.)
+/// reseal writes has them, more reseals add no rows. (An edit of a contact or a
+/// group writes a new item; a reseal writes every item again in place.)
 #[test]
 fn an_item_keeps_its_winner_and_shadow_depth_versions() {
     use kith_protocol::replica::SHADOW_DEPTH;
 
     let dir = tempfile::tempdir().unwrap();
     let mut device = Device::init(dir.path(), "romeo@montague.lit", "laptop").unwrap();
-    // A reseal writes every item again in place (a rename writes a new item).
-    let rewrite = |_: usize| Command::Reseal;
     let rows = |device: &Device| device.store.counts().unwrap().rows;
     let empty = rows(&device);
     device
@@ -71,27 +69,21 @@ fn an_item_keeps_its_winner_and_shadow_depth_versions() {
         .unwrap();
     let first = rows(&device);
     assert!(first > empty, "the group is stored");
-    for n in 0..=SHADOW_DEPTH {
-        device.execute(rewrite(n)).unwrap().unwrap();
+    for _ in 0..=SHADOW_DEPTH {
+        device.execute(Command::Reseal).unwrap().unwrap();
     }
     let full = rows(&device);
     assert!(
         full >= first + SHADOW_DEPTH as u64,
         "{full} rows, {first} at first"
     );
-    for n in 0..2 * SHADOW_DEPTH {
-        device
-            .execute(rewrite(SHADOW_DEPTH + 1 + n))
-            .unwrap()
-            .unwrap();
+    for _ in 0..2 * SHADOW_DEPTH {
+        device.execute(Command::Reseal).unwrap().unwrap();
         assert_eq!(rows(&device), full);
     }
     drop(device);
     // After a restart the replica holds the items' winners and shadows again.
     let mut device = Device::open(dir.path()).unwrap();
-    device
-        .execute(rewrite(3 * SHADOW_DEPTH + 1))
-        .unwrap()
-        .unwrap();
+    device.execute(Command::Reseal).unwrap().unwrap();
     assert_eq!(rows(&device), full);
 }

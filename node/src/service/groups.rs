@@ -63,6 +63,7 @@ impl Device {
     ) -> Result<GroupChanged, Error> {
         text("a group name", Some(&new_name))?;
         let before = self.groups_as_named(&name);
+        let conflicts = self.conflicts_of(&name);
         self.command(Command::RenameGroup {
             name,
             new_name: new_name.clone(),
@@ -72,6 +73,8 @@ impl Device {
         answer.changed = Some(changed);
         answer.folded = Some(before.len()).filter(|n| *n > 1);
         answer.was = before.first().map(|(_, name, _)| name.clone());
+        answer.settled =
+            Some(conflicts.saturating_sub(self.conflicts_of(&new_name))).filter(|n| *n > 0);
         Ok(answer)
     }
 
@@ -86,6 +89,7 @@ impl Device {
             changed: None,
             was: None,
             folded: Some(before.len()).filter(|n| *n > 1),
+            settled: None,
         })
     }
 
@@ -102,7 +106,22 @@ impl Device {
             changed: None,
             was: None,
             folded: None,
+            settled: None,
         }
+    }
+
+    /// How many definitions of the groups `name` finds are listed as conflicts.
+    fn conflicts_of(&mut self, name: &str) -> usize {
+        let view = self.engine.view();
+        let ids: BTreeSet<&str> = view
+            .groups_named(&item::clean_name(name))
+            .iter()
+            .map(|g| g.group.id.as_str())
+            .collect();
+        view.group_conflicts()
+            .iter()
+            .filter(|c| ids.contains(c.entry.group.id.as_str()))
+            .count()
     }
 
     /// What a person sees of the groups `name` finds: their items, names and

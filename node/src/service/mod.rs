@@ -463,8 +463,8 @@ impl Device {
                 },
                 lost_by: device(c.version.device),
                 lost_at: iso(c.version.hlc.wall_ms),
-                won_by: device(c.entry.version.device),
-                won_at: iso(c.entry.version.hlc.wall_ms),
+                won_by: device(c.entry.edited.device),
+                won_at: iso(c.entry.edited.hlc.wall_ms),
             })
             .collect();
         ConflictList { contacts, groups }

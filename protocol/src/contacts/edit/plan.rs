@@ -1,6 +1,6 @@
 //! From a command to a plan: what each command writes, against the current view.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rand_core::CryptoRng;
 
@@ -160,6 +160,12 @@ impl Editor {
                     let mut group = entry.group.clone();
                     group.name = new_name;
                     group.description = description;
+                    // The edit, and the definitions it knew of: they are replaced,
+                    // not in conflict, whatever order their reservations arrive in.
+                    let replaces: Vec<ItemId> = std::iter::once(entry.item)
+                        .chain(entry.duplicates.iter().copied())
+                        .collect();
+                    fields::set_group_edit(&mut group.extra, plan.stamp, &replaces);
                     // As a new item, never over the old one: a rename made apart on
                     // another device writes its own, and the two stay side by side
                     // as definitions of one group id, the older listed as a conflict
@@ -193,14 +199,37 @@ impl Editor {
                 for c in view.contacts() {
                     plan.write_contact(Some(c), Contact::clone(&c.contact), rng);
                 }
+                // Each definition is written again as it is, keeping the edit that
+                // set it (so a rewrite never wins over a rename made meanwhile);
+                // one in conflict stays listed, the rest are reserved.
+                let in_conflict: BTreeSet<ItemId> =
+                    view.group_conflicts().into_iter().map(|c| c.item).collect();
                 for entry in view.groups().values() {
+                    let mut group = entry.group.clone();
+                    if fields::read_group_edit(&group.extra).is_none() {
+                        fields::set_group_edit(&mut group.extra, entry.edited, &[]);
+                    }
                     plan.write(
                         NodeKind::Groups,
                         entry.item,
-                        Write::Payload(Payload::Group(entry.group.clone())),
+                        Write::Payload(Payload::Group(group)),
                     );
                     for dup in &entry.duplicates {
-                        plan.reserve(NodeKind::Groups, *dup);
+                        match view.item(NodeKind::Groups, dup) {
+                            Some((.., version, _, Ok(Payload::Group(mut lost))))
+                                if in_conflict.contains(dup) =>
+                            {
+                                if fields::read_group_edit(&lost.extra).is_none() {
+                                    fields::set_group_edit(&mut lost.extra, version, &[]);
+                                }
+                                plan.write(
+                                    NodeKind::Groups,
+                                    *dup,
+                                    Write::Payload(Payload::Group(lost)),
+                                );
+                            }
+                            _ => plan.reserve(NodeKind::Groups, *dup),
+                        }
                     }
                 }
                 // Reserved items keep what they carry (a deletion's mark).

@@ -288,11 +288,12 @@ impl<'v> Plan<'v> {
                 hex_id(&raw)
             }
         };
-        let group = Group {
+        let mut group = Group {
             id: id.clone(),
             name: name.to_owned(),
             ..Group::default()
         };
+        fields::set_group_edit(&mut group.extra, self.stamp, &[]);
         self.write(
             NodeKind::Groups,
             ItemId::random(rng),

@@ -13,7 +13,9 @@ impl View {
         let mut regroup: BTreeSet<ItemId> = BTreeSet::new();
         for id in dirty.groups {
             let existed = self.groups.remove(&id).is_some();
-            let mut defs: Vec<(Version, ItemId, &Group)> = self
+            // Ordered by the edit that set each definition (`fields::GroupEdit`:
+            // a rewrite after a rotation keeps it), at most its record's version.
+            let mut defs: Vec<(Version, Version, ItemId, &Group)> = self
                 .group_defs
                 .get(&id)
                 .into_iter()
@@ -24,18 +26,24 @@ impl View {
                             payload: Ok(Held::Group(g)),
                             ..
                         },
-                    ) => Some((r.version(), *item, g.as_ref())),
+                    ) => {
+                        let version = r.version();
+                        let edited = fields::read_group_edit(&g.extra)
+                            .map_or(version, |e| e.at.min(version));
+                        Some((edited, version, *item, g.as_ref()))
+                    }
                     _ => None,
                 })
                 .collect();
-            defs.sort_by_key(|d| std::cmp::Reverse((d.0, d.1)));
+            defs.sort_by_key(|d| std::cmp::Reverse((d.0, d.1, d.2)));
             let exists = !defs.is_empty();
-            if let Some(&(version, item, group)) = defs.first() {
+            if let Some(&(edited, version, item, group)) = defs.first() {
                 let entry = GroupEntry {
                     item,
                     version,
+                    edited,
                     group: group.clone(),
-                    duplicates: defs[1..].iter().map(|d| d.1).collect(),
+                    duplicates: defs[1..].iter().map(|d| d.2).collect(),
                 };
                 self.groups.insert(id.clone(), entry);
             }

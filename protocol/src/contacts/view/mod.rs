@@ -141,9 +141,12 @@ pub struct GroupEntry {
     pub item: ItemId,
     /// Its version.
     pub version: Version,
+    /// The edit that set its name and description (`fields::GroupEdit`; its
+    /// version when it carries none): how definitions are ordered.
+    pub edited: Version,
     /// The definition.
     pub group: Group,
-    /// Other items defining the same group id (older versions).
+    /// Other items defining the same group id (older edits), newest first.
     pub duplicates: Vec<ItemId>,
 }
 

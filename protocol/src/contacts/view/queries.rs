@@ -68,19 +68,39 @@ impl View {
     pub fn group_conflicts(&self) -> Vec<GroupConflict<'_>> {
         let mut out = Vec::new();
         for entry in self.groups.values() {
-            for dup in &entry.duplicates {
-                if let Some(
+            if entry.duplicates.is_empty() {
+                continue;
+            }
+            let definition = |item: &ItemId| match self.items.get(&(NodeKind::Groups, *item)) {
+                Some(
                     r @ Read {
                         payload: Ok(Held::Group(g)),
                         ..
                     },
-                ) = self.items.get(&(NodeKind::Groups, *dup))
+                ) => Some((r, g.as_ref())),
+                _ => None,
+            };
+            // What a live definition replaced is no conflict, though its
+            // reservation may not have arrived yet.
+            let replaced: BTreeSet<ItemId> = std::iter::once(&entry.item)
+                .chain(&entry.duplicates)
+                .filter_map(definition)
+                .filter_map(|(_, g)| fields::read_group_edit(&g.extra))
+                .flat_map(|e| e.replaces)
+                .collect();
+            for dup in &entry.duplicates {
+                if replaced.contains(dup) {
+                    continue;
+                }
+                if let Some((r, g)) = definition(dup)
                     && (g.name != entry.group.name || g.description != entry.group.description)
                 {
+                    let version = r.version();
                     out.push(GroupConflict {
                         entry,
                         item: *dup,
-                        version: r.version(),
+                        version: fields::read_group_edit(&g.extra)
+                            .map_or(version, |e| e.at.min(version)),
                         lost: g,
                     });
                 }
@@ -242,7 +262,7 @@ pub struct GroupConflict<'a> {
     pub entry: &'a GroupEntry,
     /// The item holding the definition that lost.
     pub item: ItemId,
-    /// The version that wrote it.
+    /// The edit that wrote it.
     pub version: Version,
     /// What it said.
     pub lost: &'a Group,

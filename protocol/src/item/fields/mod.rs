@@ -39,11 +39,13 @@ use crate::clock::Hlc;
 use crate::record::{DeviceId, Version};
 use crate::xml::Element;
 
+mod group;
 mod ids;
 mod problem;
 mod seen;
 mod stamps;
 
+pub use group::{GroupEdit, MAX_REPLACED, read_group_edit, set_group_edit};
 use ids::valid_id;
 pub use ids::{CONTACT_ID_KIND, MAX_ALIASES, aliases, contact_id, links};
 pub use problem::Problem;

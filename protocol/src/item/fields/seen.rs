@@ -30,11 +30,11 @@ pub fn join(a: &mut Seen, b: &Seen) {
 }
 
 /// `device-hex:wall_ms.counter`.
-fn version_token(v: &Version) -> String {
+pub(super) fn version_token(v: &Version) -> String {
     format!("{}:{}.{}", hex(&v.device.0), v.hlc.wall_ms, v.hlc.counter)
 }
 
-fn parse_version_token(t: &str) -> Option<Version> {
+pub(super) fn parse_version_token(t: &str) -> Option<Version> {
     let (d, stamp) = t.split_once(':')?;
     let device = parse_hex32(d)?;
     let (ms, c) = stamp.split_once('.')?;

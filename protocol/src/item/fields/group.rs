@@ -1,0 +1,99 @@
+//! The mark kith puts in a `<group/>` it writes: the edit that set the group's name
+//! and description, and the definitions of the group that edit replaced.
+//!
+//! ```xml
+//! <edited xmlns='urn:kith:fields:0' at='(64 hex):1764490000000.0'
+//!         replaces='(32 hex) (32 hex)'/>
+//! ```
+//!
+//! A rename writes the group as a new item and reserves the ones it replaced, so
+//! two renames made apart stay side by side and the older is listed as a conflict
+//! (`docs/merge-rules.md` §6). Definitions are ordered by `at` (at most their
+//! record's version): a rewrite after a key rotation keeps the mark, so it cannot
+//! win over a rename made meanwhile. `replaces` names the items this definition
+//! knew of, so a replaced definition whose reservation has not arrived yet is no
+//! conflict.
+
+use super::NS;
+use super::seen::{parse_version_token, version_token};
+use crate::item::Extra;
+use crate::record::{ItemId, Version};
+use crate::xml::Element;
+
+/// Most replaced items one mark names.
+pub const MAX_REPLACED: usize = 16;
+
+/// What a group's mark says ([`read_group_edit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEdit {
+    /// The edit that set the group's name and description.
+    pub at: Version,
+    /// The definitions of the group it replaced.
+    pub replaces: Vec<ItemId>,
+}
+
+/// The mark in a group's unknown children, if one reads.
+pub fn read_group_edit(extra: &Extra) -> Option<GroupEdit> {
+    let el = extra.children().iter().find(|c| c.is(NS, "edited"))?;
+    let at = parse_version_token(el.attr("at")?)?;
+    let replaces = match el.attr("replaces") {
+        Some(ids) => ids
+            .split(' ')
+            .take(MAX_REPLACED)
+            .map(ItemId::parse)
+            .collect::<Option<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    Some(GroupEdit { at, replaces })
+}
+
+/// Puts the mark in a group's unknown children, in place of any it had.
+pub fn set_group_edit(extra: &mut Extra, at: Version, replaces: &[ItemId]) {
+    let mut el = Element::new(NS, "edited").with_attr("at", version_token(&at));
+    if !replaces.is_empty() {
+        let ids: Vec<String> = replaces
+            .iter()
+            .take(MAX_REPLACED)
+            .map(ToString::to_string)
+            .collect();
+        el.set_attr("replaces", ids.join(" "));
+    }
+    extra.edit(|_, children| {
+        children.retain(|c| !c.is(NS, "edited"));
+        children.push(el);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Hlc;
+    use crate::record::DeviceId;
+
+    #[test]
+    fn the_mark_reads_back_and_replaces_the_one_before() {
+        let v = |ms| Version {
+            hlc: Hlc {
+                wall_ms: ms,
+                counter: 2,
+            },
+            device: DeviceId([7; 32]),
+        };
+        let mut extra = Extra::default();
+        assert_eq!(read_group_edit(&extra), None);
+        set_group_edit(&mut extra, v(5), &[ItemId([1; 16]), ItemId([2; 16])]);
+        set_group_edit(&mut extra, v(9), &[ItemId([3; 16])]);
+        assert_eq!(extra.children().len(), 1);
+        assert_eq!(
+            read_group_edit(&extra),
+            Some(GroupEdit {
+                at: v(9),
+                replaces: vec![ItemId([3; 16])],
+            })
+        );
+        let many: Vec<ItemId> = (0..40).map(|i| ItemId([i; 16])).collect();
+        set_group_edit(&mut extra, v(10), &many);
+        let read = read_group_edit(&extra).expect("reads");
+        assert_eq!(read.replaces, many[..MAX_REPLACED]);
+    }
+}
