@@ -349,6 +349,14 @@ fn a_group_renamed_apart_on_two_devices_lists_the_other_name() {
         "{text}"
     );
     assert!(text.contains("kith group rename"), "{text}");
+    // A rotation writes every item again: the conflict stays, the winner too.
+    devices[0].ok(&["secret", "rotate"]);
+    converge(&[&devices[0], &devices[1]]);
+    for d in &devices {
+        let c = &listed(d)[0];
+        assert_eq!(c["group"], group.as_str(), "{c}");
+        assert_eq!(c["lost"], format!("name {lost:?}"), "{c}");
+    }
     // Taking the other name settles it on both.
     let said = devices[1].ok(&["group", "rename", &group, lost]);
     assert!(
