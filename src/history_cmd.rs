@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use kith_node::api::Request;
-use kith_node::api::answer::{ChangeLog, ConflictList, Done};
+use kith_node::api::answer::{ChangeLog, ConflictList, Done, Loss};
 
 use crate::ops::{ago_of, ask, joined, opt, print_json, print_table, text};
 use crate::output::outln;
@@ -57,35 +57,31 @@ pub(crate) fn conflicts(dir: &Path, json: bool) -> Result<()> {
     for c in &list.contacts {
         outln!("{}", who(c.name.as_deref(), &c.jids));
         for l in &c.conflicts {
-            outln!(
-                "  {}. lost: {} (by {} at {}), to an edit by {} at {}",
-                l.n,
-                text(&l.lost),
-                text(&l.lost_by),
-                text(&l.lost_at),
-                text(&l.won_by),
-                text(&l.won_at)
-            );
+            outln!("  {}. {}", l.n, lost(&l.loss, "an edit"));
         }
     }
     if !list.contacts.is_empty() {
         outln!("Bring one back with: kith contact restore JID N");
     }
     for g in &list.groups {
-        outln!(
-            "Group {}: lost: {} (by {} at {}), to a write by {} at {}",
-            quoted(&g.group),
-            text(&g.lost),
-            text(&g.lost_by),
-            text(&g.lost_at),
-            text(&g.won_by),
-            text(&g.won_at)
-        );
+        outln!("Group {}: {}", quoted(&g.group), lost(&g.loss, "a write"));
     }
     if !list.groups.is_empty() {
         outln!("Keep a group's name, or take the other, with: kith group rename NAME NEW_NAME");
     }
     Ok(())
+}
+
+/// What lost, by whom and when, to `winning` (what won, in words) by whom and when.
+fn lost(l: &Loss, winning: &str) -> String {
+    format!(
+        "lost: {} (by {} at {}), to {winning} by {} at {}",
+        text(&l.lost),
+        text(&l.lost_by),
+        text(&l.lost_at),
+        text(&l.won_by),
+        text(&l.won_at)
+    )
 }
 
 /// `kith contact restore JID [N]`.

@@ -12,6 +12,30 @@ use kith_protocol::replica::Outcome;
 use kith_protocol::seal::{Keyring, Secret};
 use rand_core::SeedableRng;
 
+/// The names of the groups, by group id.
+fn group_names(view: &kith_protocol::contacts::View) -> Vec<&str> {
+    view.groups()
+        .values()
+        .map(|g| g.group.name.as_str())
+        .collect()
+}
+
+/// Each group conflict as the group's name and the name that lost.
+fn lost_names(view: &kith_protocol::contacts::View) -> Vec<(&str, &str)> {
+    view.group_conflicts()
+        .iter()
+        .map(|c| (c.entry.group.name.as_str(), c.lost.name.as_str()))
+        .collect()
+}
+
+/// Renames the group `name` to `new_name`.
+fn rename(name: &str, new_name: &str) -> Command {
+    Command::RenameGroup {
+        name: name.into(),
+        new_name: new_name.into(),
+    }
+}
+
 #[test]
 fn add_edit_remove_contact_and_groups() {
     let mut f = Fleet::new(1, 1);
@@ -633,10 +657,6 @@ fn a_group_renamed_to_its_name_writes_nothing_and_its_case_may_change() {
         };
         f.exec(0, add, T0);
     }
-    let rename = |name: &str, new_name: &str| Command::RenameGroup {
-        name: name.into(),
-        new_name: new_name.into(),
-    };
     // Found by a look-alike, given the name it has: nothing to write.
     let written = f.books[0]
         .execute(rename("friends", "Friends"), T0, &mut f.rngs[0])
@@ -645,11 +665,7 @@ fn a_group_renamed_to_its_name_writes_nothing_and_its_case_may_change() {
     // Its own name in another case is a rename; another group's is refused.
     f.exec(0, rename("Friends", "FRIENDS"), T0);
     let view = f.books[0].view().clone();
-    let names: Vec<&str> = view
-        .groups()
-        .values()
-        .map(|g| g.group.name.as_str())
-        .collect();
+    let names: Vec<&str> = group_names(&view);
     assert!(names.contains(&"FRIENDS") && names.len() == 2, "{names:?}");
     assert_eq!(
         f.books[0].execute(rename("Work", "friends"), T0, &mut f.rngs[0]),
@@ -667,10 +683,6 @@ fn groups_named_alike_on_two_devices_are_one_group_to_the_group_commands() {
     f.sync_all(t(1));
     // Apart: one device renames "Old" to "Kin" as the other makes a new "Kin", and
     // each makes a group only the case of whose name differs, twice.
-    let rename = |name: &str, new_name: &str| Command::RenameGroup {
-        name: name.into(),
-        new_name: new_name.into(),
-    };
     f.exec(0, rename("Old", "Kin"), t(2));
     f.exec(1, add("juliet@capulet.lit", None, &["Kin"]), t(2));
     f.exec(0, add("tybalt@capulet.lit", None, &["Work"]), t(3));
@@ -756,11 +768,7 @@ fn groups_named_alike_on_two_devices_are_one_group_to_the_group_commands() {
     f.sync_all(t(8));
     for book in &mut f.books {
         let view = book.view();
-        let names: Vec<&str> = view
-            .groups()
-            .values()
-            .map(|g| g.group.name.as_str())
-            .collect();
+        let names: Vec<&str> = group_names(view);
         assert_eq!(names.len(), 2, "{names:?}");
         assert!(names.contains(&"Family") && names.contains(&"Friends"));
         let family = &view.groups_named("Family")[0].group.id;
@@ -793,10 +801,6 @@ fn look_alike_groups_folded_apart_under_different_names_stay_one_group() {
     }
     f.sync_all(t(1));
     assert_eq!(f.books[0].view().groups().len(), 3);
-    let rename = |name: &str, new_name: &str| Command::RenameGroup {
-        name: name.into(),
-        new_name: new_name.into(),
-    };
     // Meanwhile a third device puts a contact in the group, by the exact name of
     // the look-alike a fold does not keep.
     let view = f.books[0].view();
@@ -814,11 +818,7 @@ fn look_alike_groups_folded_apart_under_different_names_stay_one_group() {
     f.sync_all(t(5));
     for book in &mut f.books {
         let view = book.view();
-        let groups: Vec<&str> = view
-            .groups()
-            .values()
-            .map(|g| g.group.name.as_str())
-            .collect();
+        let groups: Vec<&str> = group_names(view);
         assert_eq!(groups, ["Clan"], "the later rename's name");
         let id = &view.groups_named("Clan")[0].group.id;
         assert_eq!(view.contacts_in_group(id).count(), 10);
@@ -1096,26 +1096,14 @@ fn a_group_renamed_apart_on_two_devices_lists_the_name_that_lost() {
     f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
     f.exec(0, add("juliet@capulet.lit", None, &["Work"]), t(0));
     f.sync_all(t(1));
-    let rename = |name: &str, new_name: &str| Command::RenameGroup {
-        name: name.into(),
-        new_name: new_name.into(),
-    };
     f.exec(0, rename("Work", "Office"), t(2));
     f.exec(1, rename("Work", "Job"), t(3));
     f.sync_all(t(4));
     for book in &mut f.books {
         let view = book.view();
-        let names: Vec<&str> = view
-            .groups()
-            .values()
-            .map(|g| g.group.name.as_str())
-            .collect();
+        let names: Vec<&str> = group_names(view);
         assert_eq!(names, ["Job"], "the newer rename wins");
-        let lost: Vec<(&str, &str)> = view
-            .group_conflicts()
-            .iter()
-            .map(|c| (c.entry.group.name.as_str(), c.lost.name.as_str()))
-            .collect();
+        let lost = lost_names(view);
         assert_eq!(lost, [("Job", "Office")], "the other is listed");
         let id = &view.groups().values().next().expect("one group").group.id;
         assert_eq!(view.contacts_in_group(id).count(), 2, "both contacts kept");
@@ -1160,21 +1148,13 @@ fn a_rewrite_of_the_list_keeps_group_conflicts_and_loses_to_no_rename() {
     let t = |n: u64| WallTime(T0.0 + n);
     f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
     f.sync_all(t(1));
-    let rename = |name: &str, new_name: &str| Command::RenameGroup {
-        name: name.into(),
-        new_name: new_name.into(),
-    };
     // A rename on one device, a later rewrite of the whole list on the other.
     f.exec(0, rename("Work", "Office"), t(2));
     f.exec(1, Command::Reseal, t(3));
     f.sync_all(t(4));
     for book in &mut f.books {
         let view = book.view();
-        let names: Vec<&str> = view
-            .groups()
-            .values()
-            .map(|g| g.group.name.as_str())
-            .collect();
+        let names: Vec<&str> = group_names(view);
         assert_eq!(names, ["Office"], "the rename wins over the rewrite");
         assert!(view.group_conflicts().is_empty(), "the rename replaced it");
     }
@@ -1186,11 +1166,7 @@ fn a_rewrite_of_the_list_keeps_group_conflicts_and_loses_to_no_rename() {
     f.sync_all(t(9));
     for book in &mut f.books {
         let view = book.view();
-        let lost: Vec<(&str, &str)> = view
-            .group_conflicts()
-            .iter()
-            .map(|c| (c.entry.group.name.as_str(), c.lost.name.as_str()))
-            .collect();
+        let lost = lost_names(view);
         assert_eq!(lost, [("Team", "Crew")]);
     }
 }

@@ -167,11 +167,9 @@ pub struct Imported {
     pub left_out: Option<String>,
 }
 
-/// One conflict of a contact: a value that lost to a concurrent edit.
+/// What lost to a concurrent write, and to whose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Conflict {
-    /// Its number, from 1 (what `contact restore` takes).
-    pub n: usize,
+pub struct Loss {
     /// The value that lost, described (`name "Jules"`).
     pub lost: String,
     /// The device that made it.
@@ -182,6 +180,16 @@ pub struct Conflict {
     pub won_by: String,
     /// When.
     pub won_at: String,
+}
+
+/// One conflict of a contact: a value that lost to a concurrent edit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// Its number, from 1 (what `contact restore` takes).
+    pub n: usize,
+    /// What lost, to whose edit.
+    #[serde(flatten)]
+    pub loss: Loss,
 }
 
 /// A contact with conflicts.
@@ -202,16 +210,9 @@ pub struct Conflicted {
 pub struct GroupConflict {
     /// The group's name now.
     pub group: String,
-    /// What lost, described (`name "Office"`, `description "…"`).
-    pub lost: String,
-    /// The device that wrote it.
-    pub lost_by: String,
-    /// When.
-    pub lost_at: String,
-    /// The device whose write won.
-    pub won_by: String,
-    /// When.
-    pub won_at: String,
+    /// What lost (`name "Office"`, `description "…"`), to whose write.
+    #[serde(flatten)]
+    pub loss: Loss,
 }
 
 /// Every contact with conflicts, and the groups' conflicts.

@@ -12,12 +12,12 @@ use crate::api::Answer;
 use crate::api::answer::{Change, ChangeLog};
 use crate::api::answer::{
     Changes, Checking, Conflict, ConflictList, Conflicted, Contact, ContactChanged, ContactList,
-    ContactRemoved, Done, Exported, GroupConflict, Imported, OtherIdentity, Removed, Rotated,
+    ContactRemoved, Done, Exported, GroupConflict, Imported, Loss, OtherIdentity, Removed, Rotated,
 };
 use kith_protocol::contacts::{Command, ContactEdit, Error as ContactsError, MergedContact, View};
 use kith_protocol::item;
 use kith_protocol::jid::BareJid;
-use kith_protocol::record::DeviceId;
+use kith_protocol::record::{DeviceId, Version};
 use kith_protocol::sync;
 use kith_protocol::{export, import};
 use libp2p::Multiaddr;
@@ -423,6 +423,13 @@ impl Device {
         };
         let view = self.engine.view();
         let group_name = |id: &str| view.groups().get(id).map(|g| g.group.name.clone());
+        let loss = |lost: String, at: Version, winner: Version| Loss {
+            lost,
+            lost_by: device(at.device),
+            lost_at: iso(at.hlc.wall_ms),
+            won_by: device(winner.device),
+            won_at: iso(winner.hlc.wall_ms),
+        };
         let contacts = view
             .contacts()
             .filter(|c| !c.lost.is_empty())
@@ -435,15 +442,15 @@ impl Device {
                     .enumerate()
                     .map(|(i, l)| Conflict {
                         n: i + 1,
-                        lost: kith_protocol::contacts::history::describe(
-                            &l.key,
-                            &l.value,
-                            &group_name,
+                        loss: loss(
+                            kith_protocol::contacts::history::describe(
+                                &l.key,
+                                &l.value,
+                                &group_name,
+                            ),
+                            l.at,
+                            l.winner,
                         ),
-                        lost_by: device(l.at.device),
-                        lost_at: iso(l.at.hlc.wall_ms),
-                        won_by: device(l.winner.device),
-                        won_at: iso(l.winner.hlc.wall_ms),
                     })
                     .collect(),
             })
@@ -453,18 +460,18 @@ impl Device {
             .into_iter()
             .map(|c| GroupConflict {
                 group: c.entry.group.name.clone(),
-                lost: if c.lost.name != c.entry.group.name {
-                    format!("name {}", kith_protocol::text::quoted(&c.lost.name))
-                } else {
-                    match &c.lost.description {
-                        Some(d) => format!("description {}", kith_protocol::text::quoted(d)),
-                        None => "no description".to_owned(),
-                    }
-                },
-                lost_by: device(c.version.device),
-                lost_at: iso(c.version.hlc.wall_ms),
-                won_by: device(c.entry.edited.device),
-                won_at: iso(c.entry.edited.hlc.wall_ms),
+                loss: loss(
+                    if c.lost.name != c.entry.group.name {
+                        format!("name {}", kith_protocol::text::quoted(&c.lost.name))
+                    } else {
+                        match &c.lost.description {
+                            Some(d) => format!("description {}", kith_protocol::text::quoted(d)),
+                            None => "no description".to_owned(),
+                        }
+                    },
+                    c.version,
+                    c.entry.edited,
+                ),
             })
             .collect();
         ConflictList { contacts, groups }
