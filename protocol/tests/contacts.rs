@@ -1185,7 +1185,7 @@ fn a_replaced_group_definition_is_no_conflict_before_its_reservation_arrives() {
         },
         device: DeviceId([ms as u8; 32]),
     };
-    let group = |name: &str, at: Version, replaces: &[ItemId]| {
+    let group = |name: &str, at: Version, replaces: &[(ItemId, Version)]| {
         let mut g = Group {
             id: "g-1".into(),
             name: name.into(),
@@ -1197,7 +1197,12 @@ fn a_replaced_group_definition_is_no_conflict_before_its_reservation_arrives() {
     let (old, new) = (ItemId([1; 16]), ItemId([2; 16]));
     let knew = View::from_payloads([
         (NodeKind::Groups, old, v(1), group("Work", v(1), &[])),
-        (NodeKind::Groups, new, v(2), group("Office", v(2), &[old])),
+        (
+            NodeKind::Groups,
+            new,
+            v(2),
+            group("Office", v(2), &[(old, v(1))]),
+        ),
     ]);
     assert_eq!(knew.groups()["g-1"].group.name, "Office");
     assert!(knew.group_conflicts().is_empty());
@@ -1212,4 +1217,68 @@ fn a_replaced_group_definition_is_no_conflict_before_its_reservation_arrives() {
         (NodeKind::Groups, new, v(2), group("Office", v(2), &[])),
     ]);
     assert_eq!(rewritten.groups()["g-1"].group.name, "Office");
+}
+
+/// A group an XMPP client publishes is marked as this device's edit: a mark the
+/// client wrote (an edit far ahead, items it claims to replace) is not read.
+#[test]
+fn a_group_a_client_publishes_carries_the_edit_of_its_device() {
+    use kith_protocol::item::fields;
+    use kith_protocol::record::ItemId;
+    use kith_protocol::seal::{self, DEFAULT_PAD_BUCKET};
+    let mut f = Fleet::new(1, 19);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(19);
+    let groups = f.books[0]
+        .keyring()
+        .current(NodeKind::Groups)
+        .unwrap()
+        .clone();
+    let forged = format!(
+        "<group xmlns='urn:xmpp:contacts:0' id='g-1' name='Kin'>\
+         <edited xmlns='urn:kith:fields:0' at='{}:99999999999999.0'/></group>",
+        "ab".repeat(32)
+    );
+    let item = ItemId::random(&mut rng);
+    let sealed = seal::seal(&forged, &groups, DEFAULT_PAD_BUCKET, &mut rng);
+    let now = WallTime(T0.0 + 5);
+    f.books[0]
+        .execute(
+            Command::Publish {
+                node: NodeKind::Groups,
+                item,
+                sealed,
+            },
+            now,
+            &mut rng,
+        )
+        .expect("published");
+    let view = f.books[0].view();
+    let entry = &view.groups()["g-1"];
+    let edit = fields::read_group_edit(&entry.group.extra).expect("marked");
+    assert!(edit.at.hlc.wall_ms < 99_999_999_999_999, "{edit:?}");
+    assert_eq!(entry.edited, edit.at);
+    assert!(edit.replaces.is_empty());
+}
+
+/// A rename that settles a conflict made apart from a rotation's rewrite of the
+/// definition that lost: the conflict does not come back.
+#[test]
+fn a_settled_group_conflict_stays_settled_across_a_rewrite_made_apart() {
+    let mut f = Fleet::new(2, 20);
+    let t = |n: u64| WallTime(T0.0 + n);
+    f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
+    f.sync_all(t(1));
+    f.exec(0, rename("Work", "Office"), t(2));
+    f.exec(1, rename("Work", "Job"), t(3));
+    f.sync_all(t(4));
+    assert_eq!(lost_names(f.books[0].view()), [("Job", "Office")]);
+    // Apart: one keeps the name the group has, the other rewrites the list later.
+    f.exec(0, rename("Job", "Job"), t(5));
+    f.exec(1, Command::Reseal, t(6));
+    f.sync_all(t(7));
+    for book in &mut f.books {
+        let view = book.view();
+        assert!(view.group_conflicts().is_empty(), "{:?}", lost_names(view));
+        assert_eq!(group_names(view), ["Job"]);
+    }
 }

@@ -68,7 +68,12 @@ impl Device {
             name,
             new_name: new_name.clone(),
         })?;
-        let changed = before != self.groups_as_named(&new_name);
+        // A person sees names and descriptions (a settled conflict writes a new
+        // item under the same name: said apart).
+        let shown = |g: &[(ItemId, String, Option<String>)]| -> Vec<(String, Option<String>)> {
+            g.iter().map(|(_, n, d)| (n.clone(), d.clone())).collect()
+        };
+        let changed = shown(&before) != shown(&self.groups_as_named(&new_name));
         let mut answer = self.changed_group(&new_name);
         answer.changed = Some(changed);
         answer.folded = Some(before.len()).filter(|n| *n > 1);
@@ -110,17 +115,19 @@ impl Device {
         }
     }
 
-    /// How many definitions of the groups `name` finds are listed as conflicts.
+    /// How many definitions of the group `name` finds (the one a rename keeps)
+    /// are listed as conflicts.
     fn conflicts_of(&mut self, name: &str) -> usize {
         let view = self.engine.view();
-        let ids: BTreeSet<&str> = view
-            .groups_named(&item::clean_name(name))
-            .iter()
-            .map(|g| g.group.id.as_str())
-            .collect();
+        let Some(id) = view
+            .group_by_name(&item::clean_name(name))
+            .map(|g| g.group.id.clone())
+        else {
+            return 0;
+        };
         view.group_conflicts()
             .iter()
-            .filter(|c| ids.contains(c.entry.group.id.as_str()))
+            .filter(|c| c.entry.group.id == id)
             .count()
     }
 

@@ -155,15 +155,28 @@ impl Editor {
                     .description
                     .clone()
                     .or_else(|| others.iter().find_map(|g| g.group.description.clone()));
+                // A definition written apart and listed as its conflict: settled
+                // by a new definition that names it as replaced (reserving it alone
+                // could cross a rotation's rewrite of it, which would bring it
+                // back).
+                let conflicted = view
+                    .group_conflicts()
+                    .iter()
+                    .any(|c| c.entry.group.id == entry.group.id);
                 // The name it has already: nothing to write (but its duplicates).
-                if entry.group.name != new_name || entry.group.description != description {
+                if entry.group.name != new_name
+                    || entry.group.description != description
+                    || conflicted
+                {
                     let mut group = entry.group.clone();
                     group.name = new_name;
                     group.description = description;
-                    // The edit, and the definitions it knew of: they are replaced,
-                    // not in conflict, whatever order their reservations arrive in.
-                    let replaces: Vec<ItemId> = std::iter::once(entry.item)
+                    // The edit, and the definitions it knew of (each with the edit
+                    // it held): they are replaced, not in conflict, whatever order
+                    // their reservations arrive in.
+                    let replaces: Vec<(ItemId, Version)> = std::iter::once(entry.item)
                         .chain(entry.duplicates.iter().copied())
+                        .filter_map(|i| view.group_definition(&i).map(|(at, _)| (i, at)))
                         .collect();
                     fields::set_group_edit(&mut group.extra, plan.stamp, &replaces);
                     // As a new item, never over the old one: a rename made apart on
@@ -199,36 +212,29 @@ impl Editor {
                 for c in view.contacts() {
                     plan.write_contact(Some(c), Contact::clone(&c.contact), rng);
                 }
-                // Each definition is written again as it is, keeping the edit that
-                // set it (so a rewrite never wins over a rename made meanwhile);
-                // one in conflict stays listed, the rest are reserved.
+                // Each definition is written again as it is, with the edit that
+                // set it (so a rewrite never wins over a rename made meanwhile, nor
+                // changes the order) and what it replaced; one in conflict stays
+                // listed, the rest are reserved.
                 let in_conflict: BTreeSet<ItemId> =
                     view.group_conflicts().into_iter().map(|c| c.item).collect();
+                let rewrite = |item: &ItemId| {
+                    let (edited, group) = view.group_definition(item)?;
+                    let mut group = group.clone();
+                    let replaces = fields::read_group_edit(&group.extra)
+                        .map(|e| e.replaces)
+                        .unwrap_or_default();
+                    fields::set_group_edit(&mut group.extra, edited, &replaces);
+                    Some(Write::Payload(Payload::Group(group)))
+                };
                 for entry in view.groups().values() {
-                    let mut group = entry.group.clone();
-                    if fields::read_group_edit(&group.extra).is_none() {
-                        fields::set_group_edit(&mut group.extra, entry.edited, &[]);
+                    if let Some(w) = rewrite(&entry.item) {
+                        plan.write(NodeKind::Groups, entry.item, w);
                     }
-                    plan.write(
-                        NodeKind::Groups,
-                        entry.item,
-                        Write::Payload(Payload::Group(group)),
-                    );
                     for dup in &entry.duplicates {
-                        match view.item(NodeKind::Groups, dup) {
-                            Some((.., version, _, Ok(Payload::Group(mut lost))))
-                                if in_conflict.contains(dup) =>
-                            {
-                                if fields::read_group_edit(&lost.extra).is_none() {
-                                    fields::set_group_edit(&mut lost.extra, version, &[]);
-                                }
-                                plan.write(
-                                    NodeKind::Groups,
-                                    *dup,
-                                    Write::Payload(Payload::Group(lost)),
-                                );
-                            }
-                            _ => plan.reserve(NodeKind::Groups, *dup),
+                        match rewrite(dup).filter(|_| in_conflict.contains(dup)) {
+                            Some(w) => plan.write(NodeKind::Groups, *dup, w),
+                            None => plan.reserve(NodeKind::Groups, *dup),
                         }
                     }
                 }
@@ -351,6 +357,12 @@ impl Editor {
                             },
                         };
                         plan.write(node, item, Write::Payload(Payload::Contact(stamped)));
+                    }
+                    // A group is kith's to mark: the client's copy of the mark (if
+                    // any) was dropped, and its edit is this command's.
+                    Payload::Group(mut g) => {
+                        fields::set_group_edit(&mut g.extra, stamp, &[]);
+                        plan.write(node, item, Write::Payload(Payload::Group(g)));
                     }
                     // A reserved item that carried kith's elements is written without
                     // them; any other is stored as the client sealed it.

@@ -20,19 +20,10 @@ impl View {
                 .get(&id)
                 .into_iter()
                 .flatten()
-                .filter_map(|item| match self.items.get(&(NodeKind::Groups, *item)) {
-                    Some(
-                        r @ Read {
-                            payload: Ok(Held::Group(g)),
-                            ..
-                        },
-                    ) => {
-                        let version = r.version();
-                        let edited = fields::read_group_edit(&g.extra)
-                            .map_or(version, |e| e.at.min(version));
-                        Some((edited, version, *item, g.as_ref()))
-                    }
-                    _ => None,
+                .filter_map(|item| {
+                    let (edited, group) = self.group_definition(item)?;
+                    let version = self.items.get(&(NodeKind::Groups, *item))?.version();
+                    Some((edited, version, *item, group))
                 })
                 .collect();
             defs.sort_by_key(|d| std::cmp::Reverse((d.0, d.1, d.2)));

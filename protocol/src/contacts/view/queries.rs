@@ -71,42 +71,49 @@ impl View {
             if entry.duplicates.is_empty() {
                 continue;
             }
-            let definition = |item: &ItemId| match self.items.get(&(NodeKind::Groups, *item)) {
-                Some(
-                    r @ Read {
-                        payload: Ok(Held::Group(g)),
-                        ..
-                    },
-                ) => Some((r, g.as_ref())),
-                _ => None,
-            };
-            // What a live definition replaced is no conflict, though its
-            // reservation may not have arrived yet.
-            let replaced: BTreeSet<ItemId> = std::iter::once(&entry.item)
+            // What a live definition replaced (that item, holding that edit) is
+            // no conflict, though its reservation may not have arrived yet.
+            let replaced: BTreeSet<(ItemId, Version)> = std::iter::once(&entry.item)
                 .chain(&entry.duplicates)
-                .filter_map(definition)
+                .filter_map(|item| self.group_definition(item))
                 .filter_map(|(_, g)| fields::read_group_edit(&g.extra))
                 .flat_map(|e| e.replaces)
                 .collect();
             for dup in &entry.duplicates {
-                if replaced.contains(dup) {
-                    continue;
-                }
-                if let Some((r, g)) = definition(dup)
+                if let Some((edited, g)) = self.group_definition(dup)
+                    && !replaced.contains(&(*dup, edited))
                     && (g.name != entry.group.name || g.description != entry.group.description)
                 {
-                    let version = r.version();
                     out.push(GroupConflict {
                         entry,
                         item: *dup,
-                        version: fields::read_group_edit(&g.extra)
-                            .map_or(version, |e| e.at.min(version)),
+                        version: edited,
                         lost: g,
                     });
                 }
             }
         }
         out
+    }
+
+    /// The group `item` defines, and the edit that set it (`fields::GroupEdit`, at
+    /// most its record's version; that version when it carries none): how
+    /// definitions of one group are ordered.
+    pub fn group_definition(&self, item: &ItemId) -> Option<(Version, &Group)> {
+        match self.items.get(&(NodeKind::Groups, *item)) {
+            Some(
+                r @ Read {
+                    payload: Ok(Held::Group(g)),
+                    ..
+                },
+            ) => {
+                let version = r.version();
+                let edited =
+                    fields::read_group_edit(&g.extra).map_or(version, |e| e.at.min(version));
+                Some((edited, g.as_ref()))
+            }
+            _ => None,
+        }
     }
 
     /// The groups a person means by `name`: every group whose name looks the same

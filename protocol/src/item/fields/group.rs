@@ -3,16 +3,17 @@
 //!
 //! ```xml
 //! <edited xmlns='urn:kith:fields:0' at='(64 hex):1764490000000.0'
-//!         replaces='(32 hex) (32 hex)'/>
+//!         replaces='(32 hex)/(64 hex):1764480000000.0 …'/>
 //! ```
 //!
 //! A rename writes the group as a new item and reserves the ones it replaced, so
 //! two renames made apart stay side by side and the older is listed as a conflict
 //! (`docs/merge-rules.md` §6). Definitions are ordered by `at` (at most their
 //! record's version): a rewrite after a key rotation keeps the mark, so it cannot
-//! win over a rename made meanwhile. `replaces` names the items this definition
-//! knew of, so a replaced definition whose reservation has not arrived yet is no
-//! conflict.
+//! win over a rename made meanwhile. `replaces` names the definitions this one
+//! knew of, each as its item and the edit it held then, so a replaced definition
+//! whose reservation has not arrived yet is no conflict, and one written again
+//! since (a client's edit in place) still is.
 
 use super::NS;
 use super::seen::{parse_version_token, version_token};
@@ -28,8 +29,8 @@ pub const MAX_REPLACED: usize = 16;
 pub struct GroupEdit {
     /// The edit that set the group's name and description.
     pub at: Version,
-    /// The definitions of the group it replaced.
-    pub replaces: Vec<ItemId>,
+    /// The definitions of the group it replaced: each item, and the edit it held.
+    pub replaces: Vec<(ItemId, Version)>,
 }
 
 /// The mark in a group's unknown children, if one reads.
@@ -40,7 +41,10 @@ pub fn read_group_edit(extra: &Extra) -> Option<GroupEdit> {
         Some(ids) => ids
             .split(' ')
             .take(MAX_REPLACED)
-            .map(ItemId::parse)
+            .map(|t| {
+                let (item, at) = t.split_once('/')?;
+                Some((ItemId::parse(item)?, parse_version_token(at)?))
+            })
             .collect::<Option<Vec<_>>>()?,
         None => Vec::new(),
     };
@@ -48,13 +52,13 @@ pub fn read_group_edit(extra: &Extra) -> Option<GroupEdit> {
 }
 
 /// Puts the mark in a group's unknown children, in place of any it had.
-pub fn set_group_edit(extra: &mut Extra, at: Version, replaces: &[ItemId]) {
+pub fn set_group_edit(extra: &mut Extra, at: Version, replaces: &[(ItemId, Version)]) {
     let mut el = Element::new(NS, "edited").with_attr("at", version_token(&at));
     if !replaces.is_empty() {
         let ids: Vec<String> = replaces
             .iter()
             .take(MAX_REPLACED)
-            .map(ToString::to_string)
+            .map(|(item, at)| format!("{item}/{}", version_token(at)))
             .collect();
         el.set_attr("replaces", ids.join(" "));
     }
@@ -81,17 +85,21 @@ mod tests {
         };
         let mut extra = Extra::default();
         assert_eq!(read_group_edit(&extra), None);
-        set_group_edit(&mut extra, v(5), &[ItemId([1; 16]), ItemId([2; 16])]);
-        set_group_edit(&mut extra, v(9), &[ItemId([3; 16])]);
+        set_group_edit(
+            &mut extra,
+            v(5),
+            &[(ItemId([1; 16]), v(1)), (ItemId([2; 16]), v(2))],
+        );
+        set_group_edit(&mut extra, v(9), &[(ItemId([3; 16]), v(3))]);
         assert_eq!(extra.children().len(), 1);
         assert_eq!(
             read_group_edit(&extra),
             Some(GroupEdit {
                 at: v(9),
-                replaces: vec![ItemId([3; 16])],
+                replaces: vec![(ItemId([3; 16]), v(3))],
             })
         );
-        let many: Vec<ItemId> = (0..40).map(|i| ItemId([i; 16])).collect();
+        let many: Vec<(ItemId, Version)> = (0..40).map(|i| (ItemId([i; 16]), v(1))).collect();
         set_group_edit(&mut extra, v(10), &many);
         let read = read_group_edit(&extra).expect("reads");
         assert_eq!(read.replaces, many[..MAX_REPLACED]);
