@@ -68,6 +68,11 @@ pub(crate) fn conflicts(dir: &Path, json: bool) -> Result<()> {
     }
     if !list.groups.is_empty() {
         outln!("Keep a group's name, or take the other, with: kith group rename NAME NEW_NAME");
+        if list.groups.iter().any(|g| g.loss.lost == "removed") {
+            outln!(
+                "A removal that lost: keep the group with kith group rename NAME NAME, or remove it with kith group rm NAME"
+            );
+        }
     }
     Ok(())
 }

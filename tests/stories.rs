@@ -373,3 +373,40 @@ fn a_group_renamed_apart_on_two_devices_lists_the_other_name() {
     }
     assert_eq!(devices[0].ok(&["conflicts"]).trim(), "No conflicts.");
 }
+
+/// A group removed on one device while another renames it: the group stays on
+/// both, the removal is listed as its conflict, and keeping it settles it.
+#[test]
+fn a_group_removed_while_renamed_apart_lists_the_removal() {
+    let mut devices = account(&["desktop", "laptop"]);
+    devices[0].ok(&["contact", "add", JULIET, "--group", "Work"]);
+    devices[1].wait("the group", |d| d.ok(&["group", "list"]).contains("Work"));
+    devices[1].stop();
+    devices[0].ok(&["group", "rm", "Work"]);
+    devices[1].ok(&["group", "rename", "Work", "Office"]);
+    devices[1].start();
+    let listed = |d: &Device| d.json(&["conflicts"])["groups"].clone();
+    for d in &devices {
+        d.wait("the removal listed", |d| {
+            listed(d).as_array().is_some_and(|l| l.len() == 1)
+        });
+        let c = &listed(d)[0];
+        assert_eq!(c["group"], "Office", "{c}");
+        assert_eq!(c["lost"], "removed", "{c}");
+        assert_eq!(c["lost_by"], "desktop", "{c}");
+    }
+    let text = devices[0].ok(&["conflicts"]);
+    assert!(
+        text.contains(r#"Group "Office": lost: removed (by desktop"#),
+        "{text}"
+    );
+    assert!(text.contains("A removal that lost"), "{text}");
+    let said = devices[0].ok(&["group", "rename", "Office", "Office"]);
+    assert!(said.contains("Kept group \"Office\""), "{said}");
+    for d in &devices {
+        d.wait("settled", |d| {
+            listed(d).as_array().is_some_and(Vec::is_empty)
+        });
+        assert!(d.ok(&["group", "list"]).contains("Office"));
+    }
+}

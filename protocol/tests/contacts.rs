@@ -20,11 +20,18 @@ fn group_names(view: &kith_protocol::contacts::View) -> Vec<&str> {
         .collect()
 }
 
-/// Each group conflict as the group's name and the name that lost.
+/// Each group conflict as the group's name and the name that lost (or
+/// `(removed)`).
 fn lost_names(view: &kith_protocol::contacts::View) -> Vec<(&str, &str)> {
     view.group_conflicts()
         .iter()
-        .map(|c| (c.entry.group.name.as_str(), c.lost.name.as_str()))
+        .map(|c| {
+            let lost = match c.lost {
+                kith_protocol::contacts::LostGroup::Definition(g) => g.name.as_str(),
+                kith_protocol::contacts::LostGroup::Removal => "(removed)",
+            };
+            (c.entry.group.name.as_str(), lost)
+        })
         .collect()
 }
 
@@ -1258,6 +1265,25 @@ fn a_group_a_client_publishes_carries_the_edit_of_its_device() {
     assert!(edit.at.hlc.wall_ms < 99_999_999_999_999, "{edit:?}");
     assert_eq!(entry.edited, edit.at);
     assert!(edit.replaces.is_empty());
+    // Published again as it was read: the edit stays the one that set it.
+    let again = seal::seal(
+        "<group xmlns='urn:xmpp:contacts:0' id='g-1' name='Kin'/>",
+        &groups,
+        DEFAULT_PAD_BUCKET,
+        &mut rng,
+    );
+    f.books[0]
+        .execute(
+            Command::Publish {
+                node: NodeKind::Groups,
+                item,
+                sealed: again,
+            },
+            WallTime(T0.0 + 9),
+            &mut rng,
+        )
+        .expect("published");
+    assert_eq!(f.books[0].view().groups()["g-1"].edited, edit.at);
 }
 
 /// A rename that settles a conflict made apart from a rotation's rewrite of the
@@ -1280,5 +1306,59 @@ fn a_settled_group_conflict_stays_settled_across_a_rewrite_made_apart() {
         let view = book.view();
         assert!(view.group_conflicts().is_empty(), "{:?}", lost_names(view));
         assert_eq!(group_names(view), ["Job"]);
+    }
+}
+
+/// A group removed on one device while another renames it apart: the rename keeps
+/// the group and the removal is listed on both; a rename settles it, and so does
+/// removing the group again; a group made again after a removal is no conflict.
+#[test]
+fn a_group_removed_apart_from_a_rename_lists_the_removal() {
+    let mut f = Fleet::new(2, 21);
+    let t = |n: u64| WallTime(T0.0 + n);
+    let rm = |name: &str| Command::RemoveGroup { name: name.into() };
+    f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
+    f.sync_all(t(1));
+    f.exec(0, rm("Work"), t(2));
+    f.exec(1, rename("Work", "Office"), t(3));
+    f.sync_all(t(4));
+    for book in &mut f.books {
+        let view = book.view();
+        assert_eq!(group_names(view), ["Office"], "the rename keeps the group");
+        assert_eq!(lost_names(view), [("Office", "(removed)")]);
+    }
+    // Kept by a rename to the name it has.
+    f.exec(1, rename("Office", "Office"), t(5));
+    f.sync_all(t(6));
+    for book in &mut f.books {
+        assert!(book.view().group_conflicts().is_empty());
+        assert_eq!(group_names(book.view()), ["Office"]);
+    }
+    // Apart again, the other way: the removal is later than the rename.
+    f.exec(1, rename("Office", "Crew"), t(7));
+    f.exec(0, rm("Office"), t(8));
+    f.sync_all(t(9));
+    assert_eq!(lost_names(f.books[0].view()), [("Crew", "(removed)")]);
+    // Removed again, knowing the rename: gone, nothing listed.
+    f.exec(0, rm("Crew"), t(10));
+    f.sync_all(t(11));
+    for book in &mut f.books {
+        assert!(book.view().groups().is_empty());
+        assert!(book.view().group_conflicts().is_empty());
+    }
+    // Made again under the name it first had (the id derived from it): no
+    // conflict with the removal of that id.
+    f.exec(
+        1,
+        Command::AddGroup {
+            name: "Work".into(),
+            description: None,
+        },
+        t(12),
+    );
+    f.sync_all(t(13));
+    for book in &mut f.books {
+        assert_eq!(group_names(book.view()), ["Work"]);
+        assert!(book.view().group_conflicts().is_empty());
     }
 }

@@ -7,6 +7,7 @@ use crate::api::answer::{
     Change, ChangeLog, Conflict, ConflictList, Conflicted, GroupConflict, Loss,
 };
 use crate::device::Device;
+use kith_protocol::contacts::LostGroup;
 use kith_protocol::jid::BareJid;
 use kith_protocol::record::{DeviceId, Version};
 
@@ -60,13 +61,15 @@ impl Device {
             .map(|c| GroupConflict {
                 group: c.entry.group.name.clone(),
                 loss: loss(
-                    if c.lost.name != c.entry.group.name {
-                        format!("name {}", kith_protocol::text::quoted(&c.lost.name))
-                    } else {
-                        match &c.lost.description {
+                    match c.lost {
+                        LostGroup::Definition(g) if g.name != c.entry.group.name => {
+                            format!("name {}", kith_protocol::text::quoted(&g.name))
+                        }
+                        LostGroup::Definition(g) => match &g.description {
                             Some(d) => format!("description {}", kith_protocol::text::quoted(d)),
                             None => "no description".to_owned(),
-                        }
+                        },
+                        LostGroup::Removal => "removed".to_owned(),
                     },
                     c.version,
                     c.entry.edited,

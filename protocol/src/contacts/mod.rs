@@ -12,4 +12,6 @@ pub use book::{Book, Opened};
 pub use edit::{
     Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error, ImportSummary, MARK_KEPT_MS, Written,
 };
-pub use view::{GroupConflict, GroupEntry, ItemRead, MergedContact, Reads, Unreadable, View};
+pub use view::{
+    GroupConflict, GroupEntry, ItemRead, LostGroup, MergedContact, Reads, Unreadable, View,
+};

@@ -193,6 +193,11 @@ impl Editor {
                 for dup in &entry.duplicates {
                     plan.reserve(NodeKind::Groups, *dup);
                 }
+                // A removal made apart, listed as a conflict: the rename keeps the
+                // group, knowing of it.
+                for (mark, _) in view.group_removals(&entry.group.id) {
+                    plan.reserve(NodeKind::Groups, mark);
+                }
                 // Groups named alike by devices apart are one group to a person:
                 // renamed, they become the first, and their contacts join it.
                 Self::fold_groups(view, &mut plan, others, Some(&entry.group.id), rng);
@@ -360,8 +365,21 @@ impl Editor {
                     }
                     // A group is kith's to mark: the client's copy of the mark (if
                     // any) was dropped, and its edit is this command's.
+                    // Over a definition of the same group, it keeps what that
+                    // replaced, and its edit too when it changes neither name nor
+                    // description (a client publishing again what it read).
                     Payload::Group(mut g) => {
-                        fields::set_group_edit(&mut g.extra, stamp, &[]);
+                        let (at, replaces) = match view.group_definition(&item) {
+                            Some((edited, old)) if old.id == g.id => {
+                                let replaces = fields::read_group_edit(&old.extra)
+                                    .map(|e| e.replaces)
+                                    .unwrap_or_default();
+                                let same = old.name == g.name && old.description == g.description;
+                                (if same { edited } else { stamp }, replaces)
+                            }
+                            _ => (stamp, Vec::new()),
+                        };
+                        fields::set_group_edit(&mut g.extra, at, &replaces);
                         plan.write(node, item, Write::Payload(Payload::Group(g)));
                     }
                     // A reserved item that carried kith's elements is written without
@@ -405,6 +423,24 @@ impl Editor {
             plan.reserve(NodeKind::Groups, entry.item);
             for dup in &entry.duplicates {
                 plan.reserve(NodeKind::Groups, *dup);
+            }
+            // A removal leaves a mark naming the definitions it knew: one written
+            // apart (a rename) then lists the removal as a conflict instead of
+            // keeping the group in silence. Earlier marks of the group go.
+            if into.is_none() {
+                for (mark, _) in view.group_removals(&entry.group.id) {
+                    plan.reserve(NodeKind::Groups, mark);
+                }
+                let knew: Vec<(ItemId, Version)> = std::iter::once(entry.item)
+                    .chain(entry.duplicates.iter().copied())
+                    .filter_map(|i| view.group_definition(&i).map(|(at, _)| (i, at)))
+                    .collect();
+                let mark = fields::group_removal_element(&entry.group.id, plan.stamp, &knew);
+                plan.write(
+                    NodeKind::Groups,
+                    ItemId::random(rng),
+                    Write::Payload(Payload::Reserved(Extra::new(Vec::new(), vec![mark]))),
+                );
             }
             for c in view.contacts_in_group(&entry.group.id) {
                 contacts.insert(c.id, c);

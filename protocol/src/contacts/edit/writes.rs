@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::Error;
 use crate::contacts::merge;
-use crate::contacts::view::{MergedContact, View, deletion_mark};
+use crate::contacts::view::{MergedContact, View, is_mark};
 use crate::item::{self, Contact, Extra, Group, GroupRef, NodeKind, Payload, fields};
 use crate::record::{ItemId, Version};
 use crate::seal::{self, Keyring, Opener, Sealed};
@@ -294,6 +294,11 @@ impl<'v> Plan<'v> {
             ..Group::default()
         };
         fields::set_group_edit(&mut group.extra, self.stamp, &[]);
+        // A group made again under the id of one removed: made knowing the
+        // removal, which is then no conflict.
+        for (mark, _) in self.view.group_removals(&id) {
+            self.reserve(NodeKind::Groups, mark);
+        }
         self.write(
             NodeKind::Groups,
             ItemId::random(rng),
@@ -371,7 +376,7 @@ impl<'v> Plan<'v> {
                     Some(Kind::Reserved) => {
                         reserved += 1;
                         let marks = matches!(w, Write::Payload(Payload::Reserved(e))
-                            if deletion_mark(e).is_some());
+                            if is_mark(e));
                         if !marks {
                             plain_written.insert(*item);
                         }

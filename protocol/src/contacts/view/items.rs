@@ -1,5 +1,6 @@
 //! Keeping the view's indexes of items: by identity and contact id, group
-//! definitions, reserved items and the deletions they mark, unreadable items.
+//! definitions, reserved items and the deletions and group removals they mark,
+//! unreadable items.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,6 +57,14 @@ impl View {
                 Ok(Held::Reserved(extra)) => {
                     remove_from(&mut self.plain_reserved, node, &item);
                     remove_from(&mut self.marks, node, &(old_version, item));
+                    if let Some(r) = fields::read_group_removal(&extra)
+                        && let Some(set) = self.group_removals.get_mut(&r.group)
+                    {
+                        set.remove(&item);
+                        if set.is_empty() {
+                            self.group_removals.remove(&r.group);
+                        }
+                    }
                     if let Some(d) = deletion_mark(&extra) {
                         for cid in d.ids() {
                             if let Some(set) = self.deleted.get_mut(cid) {
@@ -91,9 +100,19 @@ impl View {
             }
             Ok(Held::Reserved(extra)) => {
                 match deletion_mark(extra) {
-                    None => {
-                        self.plain_reserved.entry(node).or_default().insert(item);
-                    }
+                    None => match fields::read_group_removal(extra) {
+                        // A group's removal: kept by padding as a deletion's mark.
+                        Some(r) => {
+                            self.marks
+                                .entry(node)
+                                .or_default()
+                                .insert((new.version(), item));
+                            self.group_removals.entry(r.group).or_default().insert(item);
+                        }
+                        None => {
+                            self.plain_reserved.entry(node).or_default().insert(item);
+                        }
+                    },
                     Some(d) => {
                         self.marks
                             .entry(node)

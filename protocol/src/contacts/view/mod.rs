@@ -41,7 +41,7 @@ mod reading;
 mod shared;
 
 use identities::Identities;
-pub use queries::GroupConflict;
+pub use queries::{GroupConflict, LostGroup};
 use reading::read;
 use shared::Alone;
 pub use shared::Reads;
@@ -253,9 +253,10 @@ pub struct View {
     /// `<reserved/>` items per node that mark no deletion, which padding may
     /// retract at any time.
     plain_reserved: BTreeMap<NodeKind, BTreeSet<ItemId>>,
-    /// `<reserved/>` items per node that mark a deletion, by the version they were
-    /// written in (oldest first: padding keeps them for `MARK_KEPT_MS`, so it looks
-    /// only at the old end). With `plain_reserved`, every reserved item.
+    /// `<reserved/>` items per node that mark a deletion (of a contact, or a
+    /// group's removal), by the version they were written in (oldest first:
+    /// padding keeps them for `MARK_KEPT_MS`, so it looks only at the old end).
+    /// With `plain_reserved`, every reserved item.
     marks: BTreeMap<NodeKind, BTreeSet<(Version, ItemId)>>,
     /// Items that could not be read, per node and item.
     unreadable: BTreeMap<(NodeKind, ItemId), Unreadable>,
@@ -274,6 +275,8 @@ pub struct View {
     group_items: BTreeMap<ItemId, String>,
     /// Group id → survivors of the contacts that refer to it.
     group_refs: BTreeMap<String, BTreeSet<ItemId>>,
+    /// Group id → the reserved items marking its removal (also in `marks`).
+    group_removals: BTreeMap<String, BTreeSet<ItemId>>,
     /// Contact id → the reserved items marking its deletion (by version and item),
     /// with the deletion's own version and what it knew of the contact.
     deleted: BTreeMap<String, Marks>,
@@ -317,6 +320,12 @@ struct Dirty {
 /// knew, if it marks one.
 pub(crate) fn deletion_mark(extra: &item::Extra) -> Option<fields::Deletion<'_>> {
     extra.children().iter().find_map(fields::read_deletion)
+}
+
+/// Whether a `<reserved/>` item marks something padding keeps: a contact's
+/// deletion or a group's removal.
+pub(crate) fn is_mark(extra: &item::Extra) -> bool {
+    deletion_mark(extra).is_some() || fields::read_group_removal(extra).is_some()
 }
 
 impl View {
@@ -386,17 +395,12 @@ impl View {
         !self.items.contains_key(&(node, *item))
     }
 
-    /// Whether the item is a `<reserved/>` placeholder marking a deletion.
+    /// Whether the item is a `<reserved/>` placeholder marking a deletion (of a
+    /// contact, or a group's removal).
     pub fn marks_deletion(&self, node: NodeKind, item: &ItemId) -> bool {
         self.items
             .get(&(node, *item))
-            .is_some_and(|r| match &r.payload {
-                Ok(Held::Reserved(extra)) => extra
-                    .children()
-                    .iter()
-                    .any(|c| fields::read_deletion(c).is_some()),
-                _ => false,
-            })
+            .is_some_and(|r| matches!(&r.payload, Ok(Held::Reserved(extra)) if is_mark(extra)))
     }
 
     /// Brings the view up to date with `replica` for the `touched` items (those

@@ -68,7 +68,8 @@ impl View {
     pub fn group_conflicts(&self) -> Vec<GroupConflict<'_>> {
         let mut out = Vec::new();
         for entry in self.groups.values() {
-            if entry.duplicates.is_empty() {
+            let removals = self.group_removals(&entry.group.id);
+            if entry.duplicates.is_empty() && removals.is_empty() {
                 continue;
             }
             // What a live definition replaced (that item, holding that edit) is
@@ -88,12 +89,47 @@ impl View {
                         entry,
                         item: *dup,
                         version: edited,
-                        lost: g,
+                        lost: LostGroup::Definition(g),
+                    });
+                }
+            }
+            // A removal that did not know the definition that is live: the group
+            // stays, and the removal is listed.
+            for (item, removal) in removals {
+                if !removal.edit.replaces.contains(&(entry.item, entry.edited)) {
+                    out.push(GroupConflict {
+                        entry,
+                        item,
+                        version: removal.edit.at,
+                        lost: LostGroup::Removal,
                     });
                 }
             }
         }
         out
+    }
+
+    /// The live marks of the removal of group `id`: each marking item, and what
+    /// it says (its removal as at most the item's version).
+    pub fn group_removals(&self, id: &str) -> Vec<(ItemId, fields::GroupRemoval)> {
+        self.group_removals
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|item| match self.items.get(&(NodeKind::Groups, *item)) {
+                Some(
+                    r @ Read {
+                        payload: Ok(Held::Reserved(extra)),
+                        ..
+                    },
+                ) => {
+                    let mut removal = fields::read_group_removal(extra)?;
+                    removal.edit.at = removal.edit.at.min(r.version());
+                    Some((*item, removal))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// The group `item` defines, and the edit that set it (`fields::GroupEdit`, at
@@ -261,16 +297,26 @@ impl View {
     }
 }
 
-/// A definition of a group that lost to a newer one written apart
-/// ([`View::group_conflicts`]).
+/// A write of a group that lost to another made apart ([`View::group_conflicts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupConflict<'a> {
     /// The group as it is (its winning definition).
     pub entry: &'a GroupEntry,
-    /// The item holding the definition that lost.
+    /// The item holding what lost: a definition, or a removal's mark.
     pub item: ItemId,
     /// The edit that wrote it.
     pub version: Version,
-    /// What it said.
-    pub lost: &'a Group,
+    /// What lost.
+    pub lost: LostGroup<'a>,
+}
+
+/// What lost in a [`GroupConflict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostGroup<'a> {
+    /// A definition (a rename, or a description), older than the winner's.
+    Definition(&'a Group),
+    /// The group's removal, made without knowing the definition that is live (a
+    /// rename made apart): the group stays, without the contacts the removal
+    /// took out of it.
+    Removal,
 }

@@ -36,6 +36,11 @@ pub struct GroupEdit {
 /// The mark in a group's unknown children, if one reads.
 pub fn read_group_edit(extra: &Extra) -> Option<GroupEdit> {
     let el = extra.children().iter().find(|c| c.is(NS, "edited"))?;
+    read_edit(el)
+}
+
+/// An edit's `at` and `replaces`, as [`GroupEdit`].
+fn read_edit(el: &Element) -> Option<GroupEdit> {
     let at = parse_version_token(el.attr("at")?)?;
     let replaces = match el.attr("replaces") {
         Some(ids) => ids
@@ -51,9 +56,9 @@ pub fn read_group_edit(extra: &Extra) -> Option<GroupEdit> {
     Some(GroupEdit { at, replaces })
 }
 
-/// Puts the mark in a group's unknown children, in place of any it had.
-pub fn set_group_edit(extra: &mut Extra, at: Version, replaces: &[(ItemId, Version)]) {
-    let mut el = Element::new(NS, "edited").with_attr("at", version_token(&at));
+/// The element `name` with an edit's `at` and `replaces`.
+fn edit_element(name: &str, at: Version, replaces: &[(ItemId, Version)]) -> Element {
+    let mut el = Element::new(NS, name).with_attr("at", version_token(&at));
     if !replaces.is_empty() {
         let ids: Vec<String> = replaces
             .iter()
@@ -62,10 +67,47 @@ pub fn set_group_edit(extra: &mut Extra, at: Version, replaces: &[(ItemId, Versi
             .collect();
         el.set_attr("replaces", ids.join(" "));
     }
+    el
+}
+
+/// Puts the mark in a group's unknown children, in place of any it had.
+pub fn set_group_edit(extra: &mut Extra, at: Version, replaces: &[(ItemId, Version)]) {
+    let el = edit_element("edited", at, replaces);
     extra.edit(|_, children| {
         children.retain(|c| !c.is(NS, "edited"));
         children.push(el);
     });
+}
+
+/// What the mark of a group's removal says ([`read_group_removal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRemoval {
+    /// The group id removed.
+    pub group: String,
+    /// The removal (`at`) and the definitions it reserved, each with the edit it
+    /// held (`replaces`).
+    pub edit: GroupEdit,
+}
+
+/// The element a `<reserved/>` item carries when it marks a group's removal:
+/// `<removed xmlns='urn:kith:fields:0' group='g-…' at='…' replaces='…'/>`. A
+/// definition of the group it does not name (a rename made apart) is a conflict.
+pub fn group_removal_element(group: &str, at: Version, replaces: &[(ItemId, Version)]) -> Element {
+    let mut el = edit_element("removed", at, replaces);
+    el.set_attr("group", group.to_owned());
+    el
+}
+
+/// The removal a `<reserved/>` item's children mark, if one reads.
+pub fn read_group_removal(extra: &Extra) -> Option<GroupRemoval> {
+    let el = extra.children().iter().find(|c| c.is(NS, "removed"))?;
+    let group = el
+        .attr("group")
+        .filter(|g| !g.is_empty() && g.len() <= 256)?;
+    Some(GroupRemoval {
+        group: group.to_owned(),
+        edit: read_edit(el)?,
+    })
 }
 
 #[cfg(test)]
@@ -100,6 +142,21 @@ mod tests {
             })
         );
         let many: Vec<(ItemId, Version)> = (0..40).map(|i| (ItemId([i; 16]), v(1))).collect();
+        let removal = Extra::new(
+            Vec::new(),
+            vec![group_removal_element("g-1", v(4), &many[..2])],
+        );
+        assert_eq!(
+            read_group_removal(&removal),
+            Some(GroupRemoval {
+                group: "g-1".into(),
+                edit: GroupEdit {
+                    at: v(4),
+                    replaces: many[..2].to_vec(),
+                },
+            })
+        );
+        assert_eq!(read_group_edit(&removal), None);
         set_group_edit(&mut extra, v(10), &many);
         let read = read_group_edit(&extra).expect("reads");
         assert_eq!(read.replaces, many[..MAX_REPLACED]);

@@ -45,7 +45,10 @@ mod problem;
 mod seen;
 mod stamps;
 
-pub use group::{GroupEdit, MAX_REPLACED, read_group_edit, set_group_edit};
+pub use group::{
+    GroupEdit, GroupRemoval, MAX_REPLACED, group_removal_element, read_group_edit,
+    read_group_removal, set_group_edit,
+};
 use ids::valid_id;
 pub use ids::{CONTACT_ID_KIND, MAX_ALIASES, aliases, contact_id, links};
 pub use problem::Problem;
