@@ -1362,3 +1362,38 @@ fn a_group_removed_apart_from_a_rename_lists_the_removal() {
         assert!(book.view().group_conflicts().is_empty());
     }
 }
+
+/// A rotation's rewrite made apart from a removal does not bring the group back,
+/// nor, made apart from the rename that settled a removal, the conflict.
+#[test]
+fn a_rewrite_made_apart_undoes_no_removal_and_no_settling() {
+    let mut f = Fleet::new(2, 22);
+    let t = |n: u64| WallTime(T0.0 + n);
+    let rm = |name: &str| Command::RemoveGroup { name: name.into() };
+    f.exec(0, add("romeo@montague.lit", None, &["Work", "Home"]), t(0));
+    f.sync_all(t(1));
+    f.exec(0, rm("Work"), t(2));
+    f.exec(1, Command::Reseal, t(3));
+    f.sync_all(t(4));
+    for book in &mut f.books {
+        assert_eq!(group_names(book.view()), ["Home"], "Work stays removed");
+        assert!(book.view().group_conflicts().is_empty());
+    }
+    // A removal and a rename apart, listed; settled on one device while the other
+    // rewrites the list.
+    f.exec(0, rm("Home"), t(5));
+    f.exec(1, rename("Home", "House"), t(6));
+    f.sync_all(t(7));
+    assert_eq!(lost_names(f.books[0].view()), [("House", "(removed)")]);
+    f.exec(0, rename("House", "House"), t(8));
+    f.exec(1, Command::Reseal, t(9));
+    f.sync_all(t(10));
+    for book in &mut f.books {
+        assert!(
+            book.view().group_conflicts().is_empty(),
+            "{:?}",
+            lost_names(book.view())
+        );
+        assert_eq!(group_names(book.view()), ["House"]);
+    }
+}

@@ -174,9 +174,16 @@ impl Editor {
                     // The edit, and the definitions it knew of (each with the edit
                     // it held): they are replaced, not in conflict, whatever order
                     // their reservations arrive in.
+                    // A removal made apart is named too, so a rotation's rewrite
+                    // of its mark made meanwhile does not list it again.
                     let replaces: Vec<(ItemId, Version)> = std::iter::once(entry.item)
                         .chain(entry.duplicates.iter().copied())
                         .filter_map(|i| view.group_definition(&i).map(|(at, _)| (i, at)))
+                        .chain(
+                            view.group_removals(&entry.group.id)
+                                .into_iter()
+                                .map(|(i, r)| (i, r.edit.at)),
+                        )
                         .collect();
                     fields::set_group_edit(&mut group.extra, plan.stamp, &replaces);
                     // As a new item, never over the old one: a rename made apart on

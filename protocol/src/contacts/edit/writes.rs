@@ -293,11 +293,18 @@ impl<'v> Plan<'v> {
             name: name.to_owned(),
             ..Group::default()
         };
-        fields::set_group_edit(&mut group.extra, self.stamp, &[]);
         // A group made again under the id of one removed: made knowing the
-        // removal, which is then no conflict.
-        for (mark, _) in self.view.group_removals(&id) {
-            self.reserve(NodeKind::Groups, mark);
+        // removal, which is then no conflict (named, so a rewrite of its mark made
+        // meanwhile is none either).
+        let marks: Vec<(ItemId, Version)> = self
+            .view
+            .group_removals(&id)
+            .into_iter()
+            .map(|(i, r)| (i, r.edit.at))
+            .collect();
+        fields::set_group_edit(&mut group.extra, self.stamp, &marks);
+        for (mark, _) in &marks {
+            self.reserve(NodeKind::Groups, *mark);
         }
         self.write(
             NodeKind::Groups,

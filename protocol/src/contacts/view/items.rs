@@ -57,13 +57,16 @@ impl View {
                 Ok(Held::Reserved(extra)) => {
                     remove_from(&mut self.plain_reserved, node, &item);
                     remove_from(&mut self.marks, node, &(old_version, item));
-                    if let Some(r) = fields::read_group_removal(&extra)
+                    if let Some(r) =
+                        fields::read_group_removal(&extra).filter(|_| node == NodeKind::Groups)
                         && let Some(set) = self.group_removals.get_mut(&r.group)
                     {
                         set.remove(&item);
                         if set.is_empty() {
                             self.group_removals.remove(&r.group);
                         }
+                        // The definitions it named count again.
+                        dirty.groups.insert(r.group);
                     }
                     if let Some(d) = deletion_mark(&extra) {
                         for cid in d.ids() {
@@ -100,13 +103,17 @@ impl View {
             }
             Ok(Held::Reserved(extra)) => {
                 match deletion_mark(extra) {
-                    None => match fields::read_group_removal(extra) {
-                        // A group's removal: kept by padding as a deletion's mark.
+                    None => match fields::read_group_removal(extra)
+                        .filter(|_| node == NodeKind::Groups)
+                    {
+                        // A group's removal: kept by padding as a deletion's mark;
+                        // the definitions it names no longer count.
                         Some(r) => {
                             self.marks
                                 .entry(node)
                                 .or_default()
                                 .insert((new.version(), item));
+                            dirty.groups.insert(r.group.clone());
                             self.group_removals.entry(r.group).or_default().insert(item);
                         }
                         None => {

@@ -15,6 +15,14 @@ impl View {
             let existed = self.groups.remove(&id).is_some();
             // Ordered by the edit that set each definition (`fields::GroupEdit`:
             // a rewrite after a rotation keeps it), at most its record's version.
+            // A definition a live removal of the group names (that item, holding
+            // that edit) is removed, should it be live again (a rotation's rewrite
+            // or a client's publish made apart from the removal).
+            let removed: BTreeSet<(ItemId, Version)> = self
+                .group_removals(&id)
+                .into_iter()
+                .flat_map(|(_, r)| r.edit.replaces)
+                .collect();
             let mut defs: Vec<(Version, Version, ItemId, &Group)> = self
                 .group_defs
                 .get(&id)
@@ -22,6 +30,9 @@ impl View {
                 .flatten()
                 .filter_map(|item| {
                     let (edited, group) = self.group_definition(item)?;
+                    if removed.contains(&(*item, edited)) {
+                        return None;
+                    }
                     let version = self.items.get(&(NodeKind::Groups, *item))?.version();
                     Some((edited, version, *item, group))
                 })

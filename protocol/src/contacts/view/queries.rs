@@ -96,7 +96,9 @@ impl View {
             // A removal that did not know the definition that is live: the group
             // stays, and the removal is listed.
             for (item, removal) in removals {
-                if !removal.edit.replaces.contains(&(entry.item, entry.edited)) {
+                if !removal.edit.replaces.contains(&(entry.item, entry.edited))
+                    && !replaced.contains(&(item, removal.edit.at))
+                {
                     out.push(GroupConflict {
                         entry,
                         item,
@@ -218,9 +220,14 @@ impl View {
 
     /// Whether a live item still carries a contact whose deletion the reserved
     /// `item` marks (an edit overruled the deletion, or an obsolete item is not
-    /// retracted yet).
+    /// retracted yet), or a group whose removal it marks is listed as a conflict
+    /// (a definition it did not know is live).
     pub fn mark_still_carried(&self, node: NodeKind, item: &ItemId) -> bool {
         match self.items.get(&(node, *item)).map(|r| &r.payload) {
+            Some(Ok(Held::Reserved(extra))) if fields::read_group_removal(extra).is_some() => self
+                .group_conflicts()
+                .iter()
+                .any(|c| c.item == *item && c.lost == LostGroup::Removal),
             Some(Ok(Held::Reserved(extra))) => extra
                 .children()
                 .iter()
