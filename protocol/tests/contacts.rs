@@ -1397,3 +1397,41 @@ fn a_rewrite_made_apart_undoes_no_removal_and_no_settling() {
         assert_eq!(group_names(book.view()), ["House"]);
     }
 }
+
+/// Three devices: a removal, a rename and a rotation's rewrite made apart, twice.
+/// The first definition the rewrite brought back stays removed when the second
+/// removal takes the first one's mark away: only the removal is listed.
+#[test]
+fn a_definition_removed_once_stays_removed_after_its_mark_goes() {
+    let mut f = Fleet::new(3, 23);
+    let t = |n: u64| WallTime(T0.0 + n);
+    let rm = |name: &str| Command::RemoveGroup { name: name.into() };
+    f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
+    f.sync_all(t(1));
+    f.exec(0, rm("Work"), t(2));
+    f.exec(1, rename("Work", "Office"), t(3));
+    f.exec(2, Command::Reseal, t(4));
+    f.sync_all(t(5));
+    for book in &mut f.books {
+        assert_eq!(lost_names(book.view()), [("Office", "(removed)")]);
+    }
+    f.exec(0, rm("Office"), t(6));
+    f.exec(1, rename("Office", "O2"), t(7));
+    f.sync_all(t(8));
+    for book in &mut f.books {
+        let view = book.view();
+        assert_eq!(group_names(view), ["O2"]);
+        assert_eq!(lost_names(view), [("O2", "(removed)")]);
+    }
+    // Kept: settled, and the first definition does not come back.
+    f.exec(2, rename("O2", "O2"), t(9));
+    f.sync_all(t(10));
+    for book in &mut f.books {
+        assert!(
+            book.view().group_conflicts().is_empty(),
+            "{:?}",
+            lost_names(book.view())
+        );
+        assert_eq!(group_names(book.view()), ["O2"]);
+    }
+}

@@ -179,11 +179,11 @@ impl Editor {
                     let replaces: Vec<(ItemId, Version)> = std::iter::once(entry.item)
                         .chain(entry.duplicates.iter().copied())
                         .filter_map(|i| view.group_definition(&i).map(|(at, _)| (i, at)))
-                        .chain(
-                            view.group_removals(&entry.group.id)
-                                .into_iter()
-                                .map(|(i, r)| (i, r.edit.at)),
-                        )
+                        .chain(view.group_removals(&entry.group.id).into_iter().flat_map(
+                            // The definitions the removal named stay replaced once
+                            // its mark goes.
+                            |(i, r)| std::iter::once((i, r.edit.at)).chain(r.edit.replaces),
+                        ))
                         .collect();
                     fields::set_group_edit(&mut group.extra, plan.stamp, &replaces);
                     // As a new item, never over the old one: a rename made apart on
@@ -435,12 +435,15 @@ impl Editor {
             // apart (a rename) then lists the removal as a conflict instead of
             // keeping the group in silence. Earlier marks of the group go.
             if into.is_none() {
-                for (mark, _) in view.group_removals(&entry.group.id) {
-                    plan.reserve(NodeKind::Groups, mark);
+                let earlier = view.group_removals(&entry.group.id);
+                for (mark, _) in &earlier {
+                    plan.reserve(NodeKind::Groups, *mark);
                 }
+                // What the earlier marks removed stays removed once they go.
                 let knew: Vec<(ItemId, Version)> = std::iter::once(entry.item)
                     .chain(entry.duplicates.iter().copied())
                     .filter_map(|i| view.group_definition(&i).map(|(at, _)| (i, at)))
+                    .chain(earlier.into_iter().flat_map(|(_, r)| r.edit.replaces))
                     .collect();
                 let mark = fields::group_removal_element(&entry.group.id, plan.stamp, &knew);
                 plan.write(

@@ -296,16 +296,21 @@ impl<'v> Plan<'v> {
         // A group made again under the id of one removed: made knowing the
         // removal, which is then no conflict (named, so a rewrite of its mark made
         // meanwhile is none either).
-        let marks: Vec<(ItemId, Version)> = self
-            .view
-            .group_removals(&id)
-            .into_iter()
-            .map(|(i, r)| (i, r.edit.at))
-            .collect();
-        fields::set_group_edit(&mut group.extra, self.stamp, &marks);
-        for (mark, _) in &marks {
+        let removals = self.view.group_removals(&id);
+        for (mark, _) in &removals {
             self.reserve(NodeKind::Groups, *mark);
         }
+        // The marks, then what they removed (which stays replaced once they go).
+        let marks: Vec<(ItemId, Version)> = removals
+            .iter()
+            .map(|(i, r)| (*i, r.edit.at))
+            .chain(
+                removals
+                    .iter()
+                    .flat_map(|(_, r)| r.edit.replaces.iter().copied()),
+            )
+            .collect();
+        fields::set_group_edit(&mut group.extra, self.stamp, &marks);
         self.write(
             NodeKind::Groups,
             ItemId::random(rng),
