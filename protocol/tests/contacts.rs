@@ -35,6 +35,11 @@ fn lost_names(view: &kith_protocol::contacts::View) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// Removes the group `name`.
+fn rm(name: &str) -> Command {
+    Command::RemoveGroup { name: name.into() }
+}
+
 /// Renames the group `name` to `new_name`.
 fn rename(name: &str, new_name: &str) -> Command {
     Command::RenameGroup {
@@ -1316,7 +1321,6 @@ fn a_settled_group_conflict_stays_settled_across_a_rewrite_made_apart() {
 fn a_group_removed_apart_from_a_rename_lists_the_removal() {
     let mut f = Fleet::new(2, 21);
     let t = |n: u64| WallTime(T0.0 + n);
-    let rm = |name: &str| Command::RemoveGroup { name: name.into() };
     f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
     f.sync_all(t(1));
     f.exec(0, rm("Work"), t(2));
@@ -1369,7 +1373,6 @@ fn a_group_removed_apart_from_a_rename_lists_the_removal() {
 fn a_rewrite_made_apart_undoes_no_removal_and_no_settling() {
     let mut f = Fleet::new(2, 22);
     let t = |n: u64| WallTime(T0.0 + n);
-    let rm = |name: &str| Command::RemoveGroup { name: name.into() };
     f.exec(0, add("romeo@montague.lit", None, &["Work", "Home"]), t(0));
     f.sync_all(t(1));
     f.exec(0, rm("Work"), t(2));
@@ -1405,7 +1408,6 @@ fn a_rewrite_made_apart_undoes_no_removal_and_no_settling() {
 fn a_definition_removed_once_stays_removed_after_its_mark_goes() {
     let mut f = Fleet::new(3, 23);
     let t = |n: u64| WallTime(T0.0 + n);
-    let rm = |name: &str| Command::RemoveGroup { name: name.into() };
     f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
     f.sync_all(t(1));
     f.exec(0, rm("Work"), t(2));

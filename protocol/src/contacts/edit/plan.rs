@@ -176,9 +176,9 @@ impl Editor {
                     // their reservations arrive in.
                     // A removal made apart is named too, so a rotation's rewrite
                     // of its mark made meanwhile does not list it again.
-                    let replaces: Vec<(ItemId, Version)> = std::iter::once(entry.item)
-                        .chain(entry.duplicates.iter().copied())
-                        .filter_map(|i| view.group_definition(&i).map(|(at, _)| (i, at)))
+                    let replaces: Vec<(ItemId, Version)> = view
+                        .group_definitions(entry)
+                        .into_iter()
                         .chain(view.group_removals(&entry.group.id).into_iter().flat_map(
                             // The definitions the removal named stay replaced once
                             // its mark goes.
@@ -440,9 +440,9 @@ impl Editor {
                     plan.reserve(NodeKind::Groups, *mark);
                 }
                 // What the earlier marks removed stays removed once they go.
-                let knew: Vec<(ItemId, Version)> = std::iter::once(entry.item)
-                    .chain(entry.duplicates.iter().copied())
-                    .filter_map(|i| view.group_definition(&i).map(|(at, _)| (i, at)))
+                let knew: Vec<(ItemId, Version)> = view
+                    .group_definitions(entry)
+                    .into_iter()
                     .chain(earlier.into_iter().flat_map(|(_, r)| r.edit.replaces))
                     .collect();
                 let mark = fields::group_removal_element(&entry.group.id, plan.stamp, &knew);

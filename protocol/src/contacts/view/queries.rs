@@ -134,6 +134,15 @@ impl View {
             .collect()
     }
 
+    /// The definitions of `entry`'s group (its winner, then its duplicates), each
+    /// as its item and the edit it holds: what a command on the group knew of it.
+    pub fn group_definitions(&self, entry: &GroupEntry) -> Vec<(ItemId, Version)> {
+        std::iter::once(entry.item)
+            .chain(entry.duplicates.iter().copied())
+            .filter_map(|i| self.group_definition(&i).map(|(at, _)| (i, at)))
+            .collect()
+    }
+
     /// The group `item` defines, and the edit that set it (`fields::GroupEdit`, at
     /// most its record's version; that version when it carries none): how
     /// definitions of one group are ordered.
