@@ -38,6 +38,6 @@ pub mod wire;
 
 pub use engine::{
     Command, Config, Engine, Error, Event, GOSSIP_BURST, GOSSIP_LOST_GAP_MS, Input,
-    MAX_GOSSIP_QUEUE, MAX_SENT_REMEMBERED, Now, Output, RECORD_BUDGET, RESEND_AFTER_MS,
-    RETRY_AFTER_MS, Relation, RequestId, Stats, SyncState,
+    MAX_GOSSIP_QUEUE, MAX_SENT_REMEMBERED, Now, Output, RECORD_BUDGET, RELAY_MAX_WAIT_MS,
+    RELAY_QUIET_MS, RESEND_AFTER_MS, RETRY_AFTER_MS, Relation, RequestId, Stats, SyncState,
 };

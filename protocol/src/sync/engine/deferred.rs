@@ -51,7 +51,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if self.may_defer(msg, more, &records) {
             self.defer(now, peer.clone(), records);
         } else {
-            self.apply(now, peer, records);
+            self.apply(now, peer, records, true);
         }
     }
 
@@ -62,7 +62,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         // here; were one to, it is applied now rather than dropped.
         debug_assert!(self.deferred.is_none(), "a frame already waits");
         if let Some((earlier, waiting, noted)) = self.take_deferred() {
-            self.apply(now, &earlier, waiting);
+            self.apply(now, &earlier, waiting, true);
             if noted {
                 self.applied_from(&earlier);
             }
@@ -82,7 +82,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// queued with the answer; it does nothing when no frame waits.
     pub fn apply_deferred(&mut self, now: Now) {
         if let Some((peer, records, noted)) = self.take_deferred() {
-            self.apply(now, &peer, records);
+            self.apply(now, &peer, records, true);
             if noted {
                 self.applied_from(&peer);
             }

@@ -2,7 +2,7 @@
 //! load), in what order, and what goes by reconciliation instead (a bulk change,
 //! gossip lost on the way).
 
-use super::tests::{Harness, Side, jid, now};
+use super::harness::{Harness, Side, jid, now};
 use super::*;
 use crate::contacts::Command as Edit;
 use crate::item::NodeKind;

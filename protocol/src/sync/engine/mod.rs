@@ -6,9 +6,14 @@ mod deferred;
 mod devices;
 #[cfg(test)]
 mod gossip_tests;
+#[cfg(test)]
+mod harness;
 mod io;
 mod owed;
 mod records;
+mod relay;
+#[cfg(test)]
+mod relay_tests;
 #[cfg(test)]
 mod roster_tests;
 mod sent;
@@ -21,6 +26,7 @@ mod tests;
 
 pub use command::{Command, Error};
 pub use io::{Event, Input, Output};
+pub use relay::{RELAY_MAX_WAIT_MS, RELAY_QUIET_MS};
 pub use state::{Relation, SyncState};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -272,6 +278,8 @@ pub struct Engine<P> {
     /// A frame's records waiting to be applied, the peer that sent them, and
     /// whether where that peer stands was noted with the frame ([`Engine::apply_deferred`]).
     deferred: Option<(P, Vec<Record>, bool)>,
+    /// Changes by reconciliation to pass on to the other peers ([`relay`]).
+    relay: Option<relay::Pending<P>>,
 }
 
 impl<P: Ord + Clone + Debug> Engine<P> {
@@ -320,6 +328,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             saved_keyring,
             set_aside_keys: 0,
             deferred: None,
+            relay: None,
         };
         // What was persisted is checked again: records dropped after a revocation
         // may still be in the store.
@@ -405,6 +414,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             recon,
             self.gossip_due_ms,
             self.next_held_check_ms,
+            self.relay.as_ref().map(|r| r.due_ms),
             Some(self.next_ack_ms),
         ]
         .into_iter()
@@ -443,7 +453,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 match Frame::decode_lenient(&bytes, wire::MAX_GOSSIP_BYTES) {
                     Ok((Frame::Gossip { records }, skipped)) => {
                         self.skipped(&from, skipped);
-                        self.apply(now, &from, records);
+                        self.apply(now, &from, records, false);
                     }
                     Ok(_) => self.bad_frame(&from, wire::Error::BadField("kind")),
                     Err(e) => self.bad_frame(&from, e),
@@ -561,6 +571,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         if self.book.replica().held().next().is_some() && self.next_held_check_ms.is_none() {
             self.next_held_check_ms = Some(now.mono_ms + self.config.held_check_ms);
         }
+        self.relay_due(now);
         let due: Vec<P> = self
             .peers
             .iter()

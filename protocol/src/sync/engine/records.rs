@@ -150,10 +150,11 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }));
     }
 
-    /// Applies records from `peer`; persists those that changed the replica. Roster
-    /// records go first, so that records by a device added in the same batch are
-    /// accepted.
-    pub(super) fn apply(&mut self, now: Now, peer: &P, mut records: Vec<Record>) {
+    /// Applies records from `peer` (in a reconciliation when `reconciled`, else in
+    /// gossip); persists those that changed the replica, and passes on those of a
+    /// reconciliation (`relay`). Roster records go first, so that records by a
+    /// device added in the same batch are accepted.
+    pub(super) fn apply(&mut self, now: Now, peer: &P, mut records: Vec<Record>, reconciled: bool) {
         records.sort_by_key(|r| r.space != Space::Roster);
         self.book.replica().verify_ahead(&records, &self.roster);
         let mut changed = Vec::new();
@@ -197,6 +198,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             }
         }
         if !changed.is_empty() {
+            if reconciled {
+                self.note_relay(now, peer);
+            }
             let keys: Vec<Record> = changed
                 .iter()
                 .filter(|r| r.space == Space::Keys)

@@ -1,7 +1,7 @@
 //! Renaming a device of the roster: the new name reaches every device, and a
 //! revocation made meanwhile wins over a rename.
 
-use super::tests::Harness;
+use super::harness::Harness;
 use super::*;
 
 fn device(h: &Harness, i: usize) -> DeviceId {

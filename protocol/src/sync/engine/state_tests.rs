@@ -2,7 +2,7 @@
 //! frame carries, read against this device's own, and refreshed by `CheckNow`; and
 //! a revoked device learning where it stands from a revocation notice.
 
-use super::tests::{Harness, jid, now};
+use super::harness::{Harness, jid, now};
 use super::*;
 use crate::contacts::Command as Edit;
 use crate::sync::recon::Summary;
