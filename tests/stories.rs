@@ -395,6 +395,12 @@ fn a_group_removed_while_renamed_apart_lists_the_removal() {
         assert_eq!(c["lost"], "removed", "{c}");
         assert_eq!(c["lost_by"], "desktop", "{c}");
     }
+    // The laptop, whose definition was kept, puts Juliet back in the group.
+    for d in &devices {
+        d.wait("Juliet back in the group", |d| {
+            in_group(d, "Office") == [JULIET]
+        });
+    }
     let text = devices[0].ok(&["conflicts"]);
     assert!(
         text.contains(r#"Group "Office": lost: removed (by desktop"#),
@@ -408,5 +414,63 @@ fn a_group_removed_while_renamed_apart_lists_the_removal() {
             listed(d).as_array().is_some_and(Vec::is_empty)
         });
         assert!(d.ok(&["group", "list"]).contains("Office"));
+    }
+}
+
+/// The addresses `contact list --group NAME` lists.
+fn in_group(d: &Device, name: &str) -> Vec<String> {
+    let listed = d.json(&["contact", "list", "--group", name]);
+    listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["jids"][0].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A removal that lost, kept on a stopped device before the device whose rename
+/// was kept came back: the rename puts the contacts back there and then.
+#[test]
+fn keeping_a_group_on_a_stopped_device_puts_its_contacts_back() {
+    let mut devices = account(&["desktop", "laptop", "phone"]);
+    devices[0].ok(&["contact", "add", JULIET, "--group", "Work"]);
+    for d in &devices[1..] {
+        d.wait("the group", |d| in_group(d, "Work") == [JULIET]);
+    }
+    // The phone knows the laptop's address too (each paired with the desktop).
+    let laptop = devices[1].listen_addr();
+    devices[2].stop();
+    devices[2].start_with("/ip4/127.0.0.1/tcp/0", &["--no-mdns", "--peer", &laptop]);
+    devices[0].stop();
+    devices[1].ok(&["group", "rename", "Work", "Office"]);
+    devices[2].wait("the rename", |d| {
+        d.ok(&["group", "list"]).contains("Office")
+    });
+    devices[1].stop();
+    devices[2].stop();
+    devices[0].ok(&["group", "rm", "Work"]);
+    // The desktop meets the phone, which has the laptop's rename; the laptop,
+    // whose definition is kept, is away.
+    devices[0].start();
+    devices[2].start();
+    devices[0].wait("the removal listed", |d| {
+        d.json(&["conflicts"])["groups"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1)
+    });
+    assert!(in_group(&devices[0], "Office").is_empty());
+    devices[0].stop();
+    let said = devices[0].ok(&["group", "rename", "Office", "Office"]);
+    assert!(said.contains("Kept group \"Office\""), "{said}");
+    assert_eq!(in_group(&devices[0], "Office"), [JULIET]);
+    devices[0].start();
+    devices[1].start();
+    for d in &devices {
+        d.wait("settled, Juliet in the group", |d| {
+            in_group(d, "Office") == [JULIET]
+                && d.json(&["conflicts"])["groups"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+        });
     }
 }

@@ -1437,3 +1437,93 @@ fn a_definition_removed_once_stays_removed_after_its_mark_goes() {
         assert_eq!(group_names(book.view()), ["O2"]);
     }
 }
+
+/// The addresses of the contacts in the group named `name`, sorted.
+fn members(view: &kith_protocol::contacts::View, name: &str) -> Vec<String> {
+    let Some(entry) = view.groups().values().find(|g| g.group.name == name) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = view
+        .contacts_in_group(&entry.group.id)
+        .map(|c| c.contact.identities[0].value.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+/// A removal that lost to a rename made apart takes no contact out of the group:
+/// the device whose definition was kept puts them back, once, with what was edited
+/// apart; a removal that knows the rename then takes them out again.
+#[test]
+fn a_removal_that_lost_takes_no_contact_out_of_the_group() {
+    let mut f = Fleet::new(2, 23);
+    let t = |n: u64| WallTime(T0.0 + n);
+    f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
+    f.exec(0, add("juliet@capulet.lit", None, &["Work", "Home"]), t(1));
+    f.exec(0, add("tybalt@capulet.lit", None, &["Home"]), t(2));
+    f.sync_all(t(3));
+    f.exec(0, rm("Work"), t(4));
+    f.exec(1, rename("Work", "Office"), t(5));
+    f.exec(1, edit_name("romeo@montague.lit", "Romeo"), t(6));
+    f.sync_all(t(7));
+    for book in &mut f.books {
+        let view = book.view();
+        assert_eq!(lost_names(view), [("Office", "(removed)")]);
+        assert_eq!(view.taken_out_by_lost_removals().len(), 2);
+    }
+    // Only the device whose definition was kept writes.
+    assert!(f.exec(0, Command::Settle, t(8)).is_empty());
+    assert!(!f.exec(1, Command::Settle, t(8)).is_empty());
+    f.sync_all(t(9));
+    for book in &mut f.books {
+        let view = book.view();
+        assert_eq!(
+            members(view, "Office"),
+            ["juliet@capulet.lit", "romeo@montague.lit"]
+        );
+        assert_eq!(
+            members(view, "Home"),
+            ["juliet@capulet.lit", "tybalt@capulet.lit"]
+        );
+        let romeo = view
+            .contact_by_jid(&jid("romeo@montague.lit"))
+            .expect("romeo");
+        assert_eq!(romeo.contact.name.as_deref(), Some("Romeo"));
+        assert!(view.taken_out_by_lost_removals().is_empty());
+        assert_eq!(lost_names(view), [("Office", "(removed)")], "still listed");
+    }
+    assert!(f.exec(1, Command::Settle, t(10)).is_empty(), "once");
+    // Removed knowing the rename: gone with its contacts, nothing listed.
+    f.exec(0, rm("Office"), t(11));
+    f.sync_all(t(12));
+    for book in &mut f.books {
+        let view = book.view();
+        assert_eq!(group_names(view), ["Home"]);
+        assert!(view.group_conflicts().is_empty());
+        assert!(view.taken_out_by_lost_removals().is_empty());
+    }
+    assert!(f.exec(1, Command::Settle, t(13)).is_empty());
+}
+
+/// A rename that keeps a group whose removal lost puts back the contacts the
+/// removal took out, on whichever device it is made: the device of the kept
+/// definition may not have done it yet.
+#[test]
+fn keeping_a_group_whose_removal_lost_puts_its_contacts_back() {
+    let mut f = Fleet::new(2, 24);
+    let t = |n: u64| WallTime(T0.0 + n);
+    f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
+    f.sync_all(t(1));
+    f.exec(0, rm("Work"), t(2));
+    f.exec(1, rename("Work", "Office"), t(3));
+    f.sync_all(t(4));
+    // Kept on the device that removed it, before the other settled anything.
+    f.exec(0, rename("Office", "Office"), t(5));
+    f.sync_all(t(6));
+    for book in &mut f.books {
+        let view = book.view();
+        assert!(view.group_conflicts().is_empty());
+        assert_eq!(members(view, "Office"), ["romeo@montague.lit"]);
+    }
+    assert!(f.exec(1, Command::Settle, t(7)).is_empty());
+}

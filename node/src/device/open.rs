@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ed25519_dalek::SigningKey;
 use kith_protocol::clock::Clock as Hlc;
-use kith_protocol::contacts::{Book, ItemRead, View};
+use kith_protocol::contacts::{Book, ItemRead, LostGroup, View};
 use kith_protocol::item::{NodeKind, Payload};
 use kith_protocol::jid::BareJid;
 use kith_protocol::keys::{KeyWrap, OxWrap};
@@ -524,13 +524,18 @@ impl Device {
         let reads: Vec<ItemRead> = entries.into_values().map(index::Entry::into_read).collect();
         let loaded = View::partial(reads.clone(), [0, 0], 0);
         if let Request::RenameGroup { name, .. } = request
-            && loaded
+            && (loaded
                 .groups_named(&kith_protocol::item::clean_name(name))
                 .len()
                 > 1
+                || loaded
+                    .group_conflicts()
+                    .iter()
+                    .any(|c| matches!(c.lost, LostGroup::Removal)))
         {
             // A rename folds groups named alike into one, moving their contacts,
-            // which this open did not load: everything is needed.
+            // and keeping a group whose removal lost puts back the contacts the
+            // removal took out; this open loaded neither: everything is needed.
             return Ok(None);
         }
         let unloaded = [

@@ -13,5 +13,6 @@ pub use edit::{
     Command, ContactEdit, DEFAULT_COUNT_BUCKET, Editor, Error, ImportSummary, MARK_KEPT_MS, Written,
 };
 pub use view::{
-    GroupConflict, GroupEntry, ItemRead, LostGroup, MergedContact, Reads, Unreadable, View,
+    GroupConflict, GroupEntry, ItemRead, LostGroup, MergedContact, Reads, TakenOut, Unreadable,
+    View,
 };

@@ -115,7 +115,9 @@ pub enum Command {
     /// Writes once, as one item, every contact that is [`MergedContact::unsettled`](super::MergedContact::unsettled)
     /// whose newest item this device wrote: concurrent items collapse, and the
     /// conflicts the merge decided are kept in the contact. Also retracts the items
-    /// that a deletion by this device made obsolete (see `View::obsolete`).
+    /// that a deletion by this device made obsolete (see `View::obsolete`), and puts
+    /// back in a group the contacts a removal that lost took out of it, when this
+    /// device edited the definition kept (see `View::taken_out_by_lost_removals`).
     Settle,
     /// Adds or updates many contacts at once (an import), as a merge: a contact
     /// sharing an identity with an existing one is merged into it (new addresses and

@@ -321,9 +321,21 @@ impl Editor {
                 plan.write_contact_resolving(Some(target), contact, Some(resolved), rng);
             }
             Command::Settle => {
+                let me = self.device();
+                // Contacts a removal that lost took out of a group whose kept
+                // definition this device edited: put back, with each such group.
+                let mut put_back: BTreeMap<ItemId, (&MergedContact, Vec<String>)> = BTreeMap::new();
+                for t in view.taken_out_by_lost_removals() {
+                    if t.group.edited.device == me {
+                        let (_, groups) = put_back
+                            .entry(t.contact.id)
+                            .or_insert_with(|| (t.contact, Vec::new()));
+                        groups.push(t.group.group.id.clone());
+                    }
+                }
                 let mine: Vec<&MergedContact> = view
                     .unsettled()
-                    .filter(|c| c.version.device == self.device())
+                    .filter(|c| c.version.device == me && !put_back.contains_key(&c.id))
                     .collect();
                 for c in mine {
                     match c.holder {
@@ -339,8 +351,15 @@ impl Editor {
                         None => plan.write_contact(Some(c), Contact::clone(&c.contact), rng),
                     }
                 }
+                // Written as one item, which settles them too when unsettled.
+                for (c, groups) in put_back.into_values() {
+                    let mut contact = Contact::clone(&c.contact);
+                    for id in groups {
+                        push_group(&mut contact, id);
+                    }
+                    plan.write_contact(Some(c), contact, rng);
+                }
                 // Items a deletion made obsolete, that this device's deletion did.
-                let me = self.device();
                 for (item, _) in view.obsolete().filter(|(_, by)| **by == me) {
                     plan.write(NodeKind::Contacts, *item, Write::Tombstone);
                 }
@@ -456,6 +475,17 @@ impl Editor {
                 contacts.insert(c.id, c);
             }
         }
+        // Renamed: the contacts a removal that lost took out of the group go back
+        // in (the rename settles the removal, keeping the group).
+        let mut put_back = BTreeSet::new();
+        if let Some(into) = into {
+            for t in view.taken_out_by_lost_removals() {
+                if t.group.group.id == into {
+                    contacts.insert(t.contact.id, t.contact);
+                    put_back.insert(t.contact.id);
+                }
+            }
+        }
         let folded = |id: &str| groups.iter().any(|g| g.group.id == id);
         for c in contacts.into_values() {
             let mut contact = Contact::clone(&c.contact);
@@ -472,6 +502,11 @@ impl Editor {
                     None => false,
                 }
             });
+            if let Some(i) = keep
+                && put_back.contains(&c.id)
+            {
+                push_group(&mut contact, i.to_owned());
+            }
             plan.write_contact(Some(c), contact, rng);
         }
     }

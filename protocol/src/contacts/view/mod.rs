@@ -41,7 +41,7 @@ mod reading;
 mod shared;
 
 use identities::Identities;
-pub use queries::{GroupConflict, LostGroup};
+pub use queries::{GroupConflict, LostGroup, TakenOut};
 use reading::read;
 use shared::Alone;
 pub use shared::Reads;
@@ -277,6 +277,10 @@ pub struct View {
     group_refs: BTreeMap<String, BTreeSet<ItemId>>,
     /// Group id → the reserved items marking its removal (also in `marks`).
     group_removals: BTreeMap<String, BTreeSet<ItemId>>,
+    /// (Group id, edit) → survivors of the contacts whose stamps mark their
+    /// reference to that group gone by that edit (see
+    /// [`View::taken_out_by_lost_removals`]).
+    gone_refs: BTreeMap<(String, Version), BTreeSet<ItemId>>,
     /// Contact id → the reserved items marking its deletion (by version and item),
     /// with the deletion's own version and what it knew of the contact.
     deleted: BTreeMap<String, Marks>,

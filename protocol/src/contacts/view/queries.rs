@@ -68,18 +68,10 @@ impl View {
     pub fn group_conflicts(&self) -> Vec<GroupConflict<'_>> {
         let mut out = Vec::new();
         for entry in self.groups.values() {
-            let removals = self.group_removals(&entry.group.id);
-            if entry.duplicates.is_empty() && removals.is_empty() {
+            if entry.duplicates.is_empty() && !self.group_removals.contains_key(&entry.group.id) {
                 continue;
             }
-            // What a live definition replaced (that item, holding that edit) is
-            // no conflict, though its reservation may not have arrived yet.
-            let replaced: BTreeSet<(ItemId, Version)> = std::iter::once(&entry.item)
-                .chain(&entry.duplicates)
-                .filter_map(|item| self.group_definition(item))
-                .filter_map(|(_, g)| fields::read_group_edit(&g.extra))
-                .flat_map(|e| e.replaces)
-                .collect();
+            let replaced = self.replaced_by(entry);
             for dup in &entry.duplicates {
                 if let Some((edited, g)) = self.group_definition(dup)
                     && !replaced.contains(&(*dup, edited))
@@ -93,18 +85,69 @@ impl View {
                     });
                 }
             }
-            // A removal that did not know the definition that is live: the group
-            // stays, and the removal is listed.
-            for (item, removal) in removals {
-                if !removal.edit.replaces.contains(&(entry.item, entry.edited))
-                    && !replaced.contains(&(item, removal.edit.at))
-                {
-                    out.push(GroupConflict {
-                        entry,
-                        item,
-                        version: removal.edit.at,
-                        lost: LostGroup::Removal,
-                    });
+            for (item, version) in self.lost_removals(entry, &replaced) {
+                out.push(GroupConflict {
+                    entry,
+                    item,
+                    version,
+                    lost: LostGroup::Removal,
+                });
+            }
+        }
+        out
+    }
+
+    /// What the live definitions of `entry`'s group replaced (that item, holding
+    /// that edit): no conflict, though its reservation may not have arrived yet.
+    fn replaced_by(&self, entry: &GroupEntry) -> BTreeSet<(ItemId, Version)> {
+        std::iter::once(&entry.item)
+            .chain(&entry.duplicates)
+            .filter_map(|item| self.group_definition(item))
+            .filter_map(|(_, g)| fields::read_group_edit(&g.extra))
+            .flat_map(|e| e.replaces)
+            .collect()
+    }
+
+    /// The removals of `entry`'s group that lost: made without knowing the
+    /// definition that is live, and not replaced by any (`replaced`, from
+    /// [`View::replaced_by`]). The group stays, and each is listed; each as its
+    /// mark and the removal's edit.
+    fn lost_removals(
+        &self,
+        entry: &GroupEntry,
+        replaced: &BTreeSet<(ItemId, Version)>,
+    ) -> Vec<(ItemId, Version)> {
+        self.group_removals(&entry.group.id)
+            .into_iter()
+            .filter(|(item, removal)| {
+                !removal.edit.replaces.contains(&(entry.item, entry.edited))
+                    && !replaced.contains(&(*item, removal.edit.at))
+            })
+            .map(|(item, removal)| (item, removal.edit.at))
+            .collect()
+    }
+
+    /// The contacts a removal of a group took out of it where the removal lost
+    /// (the group is kept, and the removal listed by [`View::group_conflicts`]):
+    /// their reference to the group is marked gone by that removal's edit, and
+    /// nothing set it since. The device of the kept definition's edit puts them
+    /// back (`Command::Settle`), so a removal that lost takes nothing away; a
+    /// settling rename puts them back too. By group id, then contact survivor.
+    pub fn taken_out_by_lost_removals(&self) -> Vec<TakenOut<'_>> {
+        let mut out = Vec::new();
+        for id in self.group_removals.keys() {
+            let Some(entry) = self.groups.get(id) else {
+                continue;
+            };
+            for (_, at) in self.lost_removals(entry, &self.replaced_by(entry)) {
+                let taken = self.gone_refs.get(&(id.clone(), at)).into_iter().flatten();
+                for survivor in taken {
+                    if let Some(c) = self.contacts.get(survivor) {
+                        out.push(TakenOut {
+                            contact: c,
+                            group: entry,
+                        });
+                    }
                 }
             }
         }
@@ -326,13 +369,23 @@ pub struct GroupConflict<'a> {
     pub lost: LostGroup<'a>,
 }
 
+/// A contact a removal that lost took out of a group
+/// ([`View::taken_out_by_lost_removals`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakenOut<'a> {
+    /// The contact, as it is (without the group).
+    pub contact: &'a MergedContact,
+    /// The group it was taken out of, as it is (its kept definition).
+    pub group: &'a GroupEntry,
+}
+
 /// What lost in a [`GroupConflict`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LostGroup<'a> {
     /// A definition (a rename, or a description), older than the winner's.
     Definition(&'a Group),
     /// The group's removal, made without knowing the definition that is live (a
-    /// rename made apart): the group stays, without the contacts the removal
-    /// took out of it.
+    /// rename made apart): the group stays, and the contacts the removal took out
+    /// of it are put back ([`View::taken_out_by_lost_removals`]).
     Removal,
 }

@@ -319,6 +319,20 @@ impl Stamps {
             .filter(|c| valid_id(c))
             .take(MAX_ALIASES)
     }
+
+    /// The ids of the group references marked gone (`<gone kind='group' id=…/>`),
+    /// in order; whether each mark reads whole is for [`super::State::of`] to say.
+    pub fn gone_groups(&self) -> Vec<&str> {
+        fn id(c: &Element) -> Option<&str> {
+            (c.is(NS, "gone") && c.attr("kind") == Some("group"))
+                .then(|| c.attr("id"))
+                .flatten()
+        }
+        match &self.0 {
+            Repr::Parts { children, .. } => children.iter().filter_map(id).collect(),
+            Repr::Whole(el) => el.elements().filter_map(id).collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use crate::sync::wire::{self, Frame};
 impl<P: Ord + Clone + Debug> Engine<P> {
     /// Writes once the contacts whose items were written concurrently (or whose
     /// merge decided a conflict not yet kept) when this device wrote the newest of
-    /// their items: one device collapses them, the others receive the result. Run
+    /// their items: one device collapses them, the others receive the result; and
+    /// puts back in a group the contacts a removal that lost took out of it, when
+    /// this device edited the definition kept. Run
     /// at the end of every step, so that records applied, released from the hold or
     /// opened by a secret that arrived all count.
     pub(super) fn settle(&mut self, now: Now) {
@@ -21,6 +23,10 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         let view = self.book.view();
         if view.unsettled().any(|c| c.version.device == me)
             || view.obsolete().any(|(_, by)| *by == me)
+            || view
+                .taken_out_by_lost_removals()
+                .iter()
+                .any(|t| t.group.edited.device == me)
         {
             // A settle only rewrites what the view already holds; it fails without a
             // current secret, or when a contact's stamps would outgrow their bounds

@@ -76,4 +76,3 @@ fn what_came_from_one_peer_is_not_reconciled_again_with_it() {
         "device 0 reconciled once with device 1, on connecting; nothing was passed back"
     );
 }
-
