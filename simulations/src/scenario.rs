@@ -501,6 +501,12 @@ fn edit(w: &mut World, node: usize, full: usize, load: &mut Workload) {
                 w.command(node, Command::EditContact { jid: jid(k), edit });
             }
         }
+        98.. => {
+            // A group removed: made apart from a rename, the removal loses and
+            // the contacts it took out are put back.
+            let name = format!("G{}", w.random(5));
+            w.command(node, Command::RemoveGroup { name });
+        }
         _ => {
             let from = format!("G{}", w.random(5));
             let to = format!("G{}", w.random(5));

@@ -331,14 +331,18 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             .filter(|m| m.revoked_at.is_some())
             .map(|m| m.entry.device)
             .collect();
+        // A delivery is found by the first secret of its batch: a rotation's
+        // batch holds a secret of each node, and the current secrets of two
+        // rotations that crossed may be of different batches.
         let leaked = NodeKind::ALL
             .iter()
             .filter_map(|n| self.book.keyring().current(*n))
             .any(|s| {
+                let first = self.batch_first(&s.id);
                 revoked.iter().any(|d| {
                     self.book
                         .replica()
-                        .get(Space::Keys, &Delivery::item(d, &s.id))
+                        .get(Space::Keys, &Delivery::item(d, first))
                         .is_some()
                 })
             });
@@ -356,22 +360,14 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 .iter()
                 .filter_map(|n| self.book.keyring().current(*n))
                 .any(|s| {
-                    // The delivery that brought it here names the batch it came in.
-                    let first = self
-                        .unwrapped
-                        .values()
-                        .find(|(_, ids)| ids.contains(&s.id))
-                        .and_then(|(_, ids)| ids.first());
-                    first.is_some_and(|first| {
-                        self.roster
-                            .active()
-                            .filter(|m| m.entry.role == Role::Full)
-                            .any(|m| {
-                                let item = Delivery::item(&m.entry.device, first);
-                                set_aside.contains(&item)
-                                    && replica.get(Space::Keys, &item).is_none()
-                            })
-                    })
+                    let first = self.batch_first(&s.id);
+                    self.roster
+                        .active()
+                        .filter(|m| m.entry.role == Role::Full)
+                        .any(|m| {
+                            let item = Delivery::item(&m.entry.device, first);
+                            set_aside.contains(&item) && replica.get(Space::Keys, &item).is_none()
+                        })
                 });
         if orphans.is_empty() && !leaked && !stranded {
             return;
@@ -381,6 +377,18 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             // A relay holds no secrets to rotate: nothing to do there.
             let _ = self.rotate(now);
         }
+    }
+
+    /// The first secret of the batch secret `id` was delivered in, which names the
+    /// delivery records of that batch to every device ([`Delivery::item`]): as the
+    /// delivery that brought it here says (every rotation delivers to its own
+    /// device too), else `id` itself.
+    fn batch_first<'a>(&'a self, id: &'a str) -> &'a str {
+        self.unwrapped
+            .values()
+            .find(|(_, ids)| ids.iter().any(|i| i == id))
+            .and_then(|(_, ids)| ids.first())
+            .map_or(id, String::as_str)
     }
 
     /// The ids of the secrets that deliveries addressed here, set aside because their
