@@ -1438,6 +1438,29 @@ fn a_definition_removed_once_stays_removed_after_its_mark_goes() {
     }
 }
 
+/// `fields::gone_group_marks` reads each contact's gone group marks as its whole
+/// stamps say.
+fn gone_marks_read_quickly_as_whole(view: &kith_protocol::contacts::View) {
+    use kith_protocol::item::fields;
+    let mut some = false;
+    for c in view.contacts() {
+        let state = fields::State::of(&c.contact, c.version).expect("stamps read");
+        let whole: Vec<(String, kith_protocol::record::Version)> = state
+            .fields
+            .into_iter()
+            .filter_map(|(key, (mark, value))| match (key, value) {
+                (fields::Key::Group(id), fields::Value::Gone) => Some((id, mark.at)),
+                _ => None,
+            })
+            .collect();
+        let mut quick = fields::gone_group_marks(&c.contact);
+        quick.sort();
+        some |= !quick.is_empty();
+        assert_eq!(quick, whole);
+    }
+    assert!(some, "a contact with a gone group mark");
+}
+
 /// The addresses of the contacts in the group named `name`, sorted.
 fn members(view: &kith_protocol::contacts::View, name: &str) -> Vec<String> {
     let Some(entry) = view.groups().values().find(|g| g.group.name == name) else {
@@ -1470,6 +1493,7 @@ fn a_removal_that_lost_takes_no_contact_out_of_the_group() {
         let view = book.view();
         assert_eq!(lost_names(view), [("Office", "(removed)")]);
         assert_eq!(view.taken_out_by_lost_removals().len(), 2);
+        gone_marks_read_quickly_as_whole(view);
     }
     // Only the device whose definition was kept writes.
     assert!(f.exec(0, Command::Settle, t(8)).is_empty());

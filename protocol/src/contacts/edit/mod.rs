@@ -29,7 +29,7 @@ mod writes;
 
 pub use writes::MARK_KEPT_MS;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
@@ -119,6 +119,10 @@ pub enum Command {
     /// back in a group the contacts a removal that lost took out of it, when this
     /// device edited the definition kept (see `View::taken_out_by_lost_removals`).
     Settle,
+    /// [`Command::Settle`], also putting back the contacts whose kept definition
+    /// one of these devices edited: revoked devices, which never will (the engine
+    /// gives them to the active full device with the smallest id).
+    SettleStandingIn(BTreeSet<DeviceId>),
     /// Adds or updates many contacts at once (an import), as a merge: a contact
     /// sharing an identity with an existing one is merged into it (new addresses and
     /// groups added); the existing name is kept unless `replace` (or it has none).

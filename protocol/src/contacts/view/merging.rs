@@ -190,7 +190,7 @@ impl View {
                 }
             }
         }
-        for key in gone_group_refs(&c) {
+        for key in fields::gone_group_marks(&c.contact) {
             if let Some(set) = self.gone_refs.get_mut(&key) {
                 set.remove(&survivor);
                 if set.is_empty() {
@@ -336,34 +336,10 @@ impl View {
                 .or_default()
                 .insert(survivor);
         }
-        for key in gone_group_refs(&contact) {
+        for key in fields::gone_group_marks(&contact.contact) {
             self.gone_refs.entry(key).or_default().insert(survivor);
         }
         self.order.insert(contact.sort_key());
         self.contacts.insert(survivor, contact);
     }
-}
-
-/// The group references `c`'s stamps mark gone, each with the edit that removed
-/// it. Read only for a contact whose stamps have such a mark (few do: a group's
-/// removal leaves one in each of its contacts).
-fn gone_group_refs(c: &MergedContact) -> Vec<(String, Version)> {
-    let Some(stamps) = &c.contact.stamps else {
-        return Vec::new();
-    };
-    if stamps.gone_groups().is_empty() {
-        return Vec::new();
-    }
-    // Stamps that do not read were merged without them: nothing is marked gone.
-    let Ok(state) = fields::State::of(&c.contact, c.version) else {
-        return Vec::new();
-    };
-    state
-        .fields
-        .into_iter()
-        .filter_map(|(key, (mark, value))| match (key, value) {
-            (fields::Key::Group(id), fields::Value::Gone) => Some((id, mark.at)),
-            _ => None,
-        })
-        .collect()
 }

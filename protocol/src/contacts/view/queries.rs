@@ -154,6 +154,25 @@ impl View {
         out
     }
 
+    /// Whether [`View::taken_out_by_lost_removals`] lists a contact of a group
+    /// whose kept definition's edit was made by a device `by` accepts: what the
+    /// engine asks at the end of every step, answered without listing them.
+    pub fn any_taken_out(&self, by: impl Fn(&DeviceId) -> bool) -> bool {
+        self.group_removals.keys().any(|id| {
+            self.groups.get(id).is_some_and(|entry| {
+                by(&entry.edited.device)
+                    && self
+                        .lost_removals(entry, &self.replaced_by(entry))
+                        .into_iter()
+                        .any(|(_, at)| {
+                            self.gone_refs
+                                .get(&(id.clone(), at))
+                                .is_some_and(|s| s.iter().any(|c| self.contacts.contains_key(c)))
+                        })
+            })
+        })
+    }
+
     /// The live marks of the removal of group `id`: each marking item, and what
     /// it says (its removal as at most the item's version).
     pub fn group_removals(&self, id: &str) -> Vec<(ItemId, fields::GroupRemoval)> {

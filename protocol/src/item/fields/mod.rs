@@ -195,6 +195,44 @@ fn parse_mark(s: &str, stamps: &[Version]) -> Option<Mark> {
     Some(Mark { at, parent })
 }
 
+/// The group references `contact`'s stamps mark gone, each with the edit that
+/// removed it, read without the rest of the stamps (a group's removal leaves such a
+/// mark in each of its contacts, so many contacts may have one). A mark that does
+/// not read is left out, as are all when the stamps' devices or versions do not.
+pub fn gone_group_marks(contact: &Contact) -> Vec<(String, Version)> {
+    let Some(stamps) = &contact.stamps else {
+        return Vec::new();
+    };
+    if stamps.gone_groups().is_empty() {
+        return Vec::new();
+    }
+    let parts = stamps.parts();
+    let Ok(devices) = &parts.devices else {
+        return Vec::new();
+    };
+    let Some(list) = parts
+        .stamps
+        .unwrap_or("")
+        .split_ascii_whitespace()
+        .take(MAX_STAMPS)
+        .map(|s| parse_stamp(s, devices))
+        .collect::<Option<Vec<Version>>>()
+    else {
+        return Vec::new();
+    };
+    parts
+        .children
+        .iter()
+        .filter(|c| c.is(NS, "gone") && c.attr("kind") == Some("group"))
+        .filter_map(|c| {
+            Some((
+                c.attr("id")?.to_owned(),
+                parse_mark(c.attr("mark")?, &list)?.at,
+            ))
+        })
+        .collect()
+}
+
 /// Reads the key a `<gone/>` or `<lost/>` element names.
 fn parse_key(el: &Element) -> Result<Key, Error> {
     let attr = |n: &str| {

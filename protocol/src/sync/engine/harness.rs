@@ -156,12 +156,16 @@ impl Harness {
             .first()
             .map_or(me, |s| DeviceId(s.key.verifying_key().to_bytes()));
         let book = Book::restore(key.clone(), keyring, records, Clock::new(Hlc::default()));
+        // Each side draws its own randomness, as devices do (the same draws would
+        // give two sides the same new item ids).
+        let mut seed = [7; 32];
+        seed[0] = key.to_bytes()[0];
         Engine::new(
             self.config.clone(),
             book,
             genesis,
             Box::new(PlainWrap { me }),
-            [7; 32],
+            seed,
             now(self.mono),
         )
     }

@@ -1,13 +1,15 @@
 //! Records in and out: applying what peers send, persisting and gossiping what is
 //! written here, and settling contacts whose items were written concurrently.
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use super::session::gossip_rank;
 use super::{Engine, Event, GOSSIP_BURST, MAX_GOSSIP_QUEUE, Now, Output};
 use crate::contacts;
-use crate::record::{Record, Space};
+use crate::record::{DeviceId, Record, Space};
 use crate::replica::Outcome;
+use crate::roster::Role;
 use crate::sync::wire::{self, Frame};
 
 impl<P: Ord + Clone + Debug> Engine<P> {
@@ -20,26 +22,48 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// opened by a secret that arrived all count.
     pub(super) fn settle(&mut self, now: Now) {
         let me = self.book.device();
+        let standing_in = self.standing_in();
         let view = self.book.view();
         if view.unsettled().any(|c| c.version.device == me)
             || view.obsolete().any(|(_, by)| *by == me)
-            || view
-                .taken_out_by_lost_removals()
-                .iter()
-                .any(|t| t.group.edited.device == me)
+            || view.any_taken_out(|d| *d == me || standing_in.contains(d))
         {
+            let command = if standing_in.is_empty() {
+                contacts::Command::Settle
+            } else {
+                contacts::Command::SettleStandingIn(standing_in)
+            };
             // A settle only rewrites what the view already holds; it fails without a
             // current secret, or when a contact's stamps would outgrow their bounds
             // (64 devices): the contact then stays merged in the view, unwritten.
             let mut rng = self.rng.clone();
-            if let Ok(records) = self
-                .book
-                .execute(contacts::Command::Settle, now.wall, &mut rng)
-            {
+            if let Ok(records) = self.book.execute(command, now.wall, &mut rng) {
                 self.rng = rng;
                 self.written(now, records);
             }
         }
+    }
+
+    /// The revoked devices whose settling this device takes on: all of them, when
+    /// it is the active full device with the smallest id; else none. (A revoked
+    /// device's records from before its revocation stand, among them a group
+    /// definition whose removal lost: another device puts its contacts back.)
+    fn standing_in(&self) -> BTreeSet<DeviceId> {
+        let me = self.book.device();
+        let first = self
+            .roster
+            .active()
+            .filter(|m| m.entry.role == Role::Full)
+            .map(|m| m.entry.device)
+            .min();
+        if first != Some(me) {
+            return BTreeSet::new();
+        }
+        self.roster
+            .members()
+            .filter(|m| m.revoked_at.is_some())
+            .map(|m| m.entry.device)
+            .collect()
     }
 
     /// Persists and gossips records just written here. A bulk change (an import, a

@@ -1,7 +1,7 @@
 //! Renaming a device of the roster: the new name reaches every device, and a
 //! revocation made meanwhile wins over a rename.
 
-use super::harness::Harness;
+use super::harness::{Harness, jid};
 use super::*;
 
 fn device(h: &Harness, i: usize) -> DeviceId {
@@ -62,4 +62,67 @@ fn a_revocation_wins_over_a_later_rename() {
         h.execute(0, Command::RenameDevice(b, "again".into())),
         Err(Error::Revoked(b))
     );
+}
+
+/// The addresses of the contacts in the group named `name` on side `i`.
+fn in_group(h: &Harness, i: usize, name: &str) -> Vec<String> {
+    let view = h.sides[i].engine.view();
+    let Some(entry) = view.groups().values().find(|g| g.group.name == name) else {
+        return Vec::new();
+    };
+    view.contacts_in_group(&entry.group.id)
+        .map(|c| c.contact.identities[0].value.clone())
+        .collect()
+}
+
+/// A group renamed on a device revoked afterwards, and removed apart on another:
+/// the rename (made before the revocation) keeps the group, and as the revoked
+/// device never puts back the contacts the removal took out, the active full
+/// device with the smallest id does.
+#[test]
+fn the_contacts_a_revoked_device_would_put_back_are_put_back() {
+    let mut h = Harness::with_sides(Config::default(), 3);
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        h.connect_pair(a, b, true, &[a, b]);
+    }
+    h.execute(
+        0,
+        crate::contacts::Command::AddContact {
+            jid: jid("juliet@capulet.lit"),
+            name: None,
+            groups: vec!["Work".into()],
+        },
+    )
+    .expect("added");
+    assert_eq!(in_group(&h, 2, "Work"), ["juliet@capulet.lit"]);
+    // Device 0 apart; device 1 renames the group, which device 2 receives.
+    h.connect_pair(0, 1, false, &[0, 1]);
+    h.connect_pair(0, 2, false, &[0, 2]);
+    h.execute(
+        1,
+        crate::contacts::Command::RenameGroup {
+            name: "Work".into(),
+            new_name: "Office".into(),
+        },
+    )
+    .expect("renamed");
+    assert_eq!(in_group(&h, 2, "Office"), ["juliet@capulet.lit"]);
+    h.connect_pair(1, 2, false, &[1, 2]);
+    // Device 0, apart, removes the group, then revokes device 1.
+    h.mono += 1_000;
+    h.execute(
+        0,
+        crate::contacts::Command::RemoveGroup {
+            name: "Work".into(),
+        },
+    )
+    .expect("removed");
+    h.execute(0, Command::RevokeDevice(device(&h, 1)))
+        .expect("revoked");
+    h.connect_pair(0, 2, true, &[0, 2]);
+    for i in [0, 2] {
+        let view = h.sides[i].engine.view();
+        assert_eq!(view.group_conflicts().len(), 1, "the removal is listed");
+        assert_eq!(in_group(&h, i, "Office"), ["juliet@capulet.lit"], "on {i}");
+    }
 }
