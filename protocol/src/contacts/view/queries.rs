@@ -197,12 +197,22 @@ impl View {
     }
 
     /// The definitions of `entry`'s group (its winner, then its duplicates), each
-    /// as its item and the edit it holds: what a command on the group knew of it.
+    /// as its item and the edit it holds, then what their edits replaced: what a
+    /// command on the group knew of it.
     pub fn group_definitions(&self, entry: &GroupEntry) -> Vec<(ItemId, Version)> {
-        std::iter::once(entry.item)
+        let mut out: Vec<(ItemId, Version)> = std::iter::once(entry.item)
             .chain(entry.duplicates.iter().copied())
             .filter_map(|i| self.group_definition(&i).map(|(at, _)| (i, at)))
-            .collect()
+            .collect();
+        // Then what they replaced, which the command knew replaced: should a
+        // definition come back (its replacement set aside, written by a device
+        // revoked before), it stays replaced.
+        for r in self.replaced_by(entry) {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
     }
 
     /// The group `item` defines, and the edit that set it (`fields::GroupEdit`, at

@@ -126,3 +126,67 @@ fn the_contacts_a_revoked_device_would_put_back_are_put_back() {
         assert_eq!(in_group(&h, i, "Office"), ["juliet@capulet.lit"], "on {i}");
     }
 }
+
+/// A group renamed by a device after its revocation (which it did not know of
+/// yet) and then removed by a valid device that received the rename: once the
+/// revocation sets the rename aside, the definition it replaced comes back, and
+/// the removal, which knew that one was replaced, removes it too. Nothing is
+/// listed. (And a rename instead of the removal lists no conflict.)
+#[test]
+fn a_removal_over_a_revoked_devices_rename_removes_what_that_rename_replaced() {
+    for remove in [true, false] {
+        let mut h = Harness::with_sides(Config::default(), 3);
+        for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+            h.connect_pair(a, b, true, &[a, b]);
+        }
+        h.execute(
+            0,
+            crate::contacts::Command::AddContact {
+                jid: jid("juliet@capulet.lit"),
+                name: None,
+                groups: vec!["Friends".into()],
+            },
+        )
+        .expect("added");
+        // Device 0, apart, revokes device 2, which then (not knowing) renames
+        // the group; device 1 receives the rename and removes (or renames) it.
+        h.connect_pair(0, 1, false, &[0, 1]);
+        h.connect_pair(0, 2, false, &[0, 2]);
+        h.execute(0, Command::RevokeDevice(device(&h, 2)))
+            .expect("revoked");
+        h.mono += 1_000;
+        h.execute(
+            2,
+            crate::contacts::Command::RenameGroup {
+                name: "Friends".into(),
+                new_name: "Mates".into(),
+            },
+        )
+        .expect("renamed");
+        assert_eq!(in_group(&h, 1, "Mates"), ["juliet@capulet.lit"]);
+        h.connect_pair(1, 2, false, &[1, 2]);
+        let command = if remove {
+            crate::contacts::Command::RemoveGroup {
+                name: "Mates".into(),
+            }
+        } else {
+            crate::contacts::Command::RenameGroup {
+                name: "Mates".into(),
+                new_name: "Clan".into(),
+            }
+        };
+        h.execute(1, command).expect("written");
+        h.connect_pair(0, 1, true, &[0, 1]);
+        for i in [0, 1] {
+            let view = h.sides[i].engine.view();
+            let names: Vec<&str> = view
+                .groups()
+                .values()
+                .map(|g| g.group.name.as_str())
+                .collect();
+            let expected: &[&str] = if remove { &[] } else { &["Clan"] };
+            assert_eq!(names, expected, "on {i}");
+            assert!(view.group_conflicts().is_empty(), "nothing listed on {i}");
+        }
+    }
+}
