@@ -524,14 +524,12 @@ impl Device {
         let reads: Vec<ItemRead> = entries.into_values().map(index::Entry::into_read).collect();
         let loaded = View::partial(reads.clone(), [0, 0], 0);
         if let Request::RenameGroup { name, .. } = request
-            && (loaded
-                .groups_named(&kith_protocol::item::clean_name(name))
-                .len()
-                > 1
-                || loaded
-                    .group_conflicts()
-                    .iter()
-                    .any(|c| matches!(c.lost, LostGroup::Removal)))
+            && let named = loaded.groups_named(&kith_protocol::item::clean_name(name))
+            && (named.len() > 1
+                || loaded.group_conflicts().iter().any(|c| {
+                    matches!(c.lost, LostGroup::Removal)
+                        && named.iter().any(|g| g.group.id == c.entry.group.id)
+                }))
         {
             // A rename folds groups named alike into one, moving their contacts,
             // and keeping a group whose removal lost puts back the contacts the

@@ -130,9 +130,10 @@ impl View {
     /// The contacts a removal of a group took out of it where the removal lost
     /// (the group is kept, and the removal listed by [`View::group_conflicts`]):
     /// their reference to the group is marked gone by that removal's edit, and
-    /// nothing set it since. The device of the kept definition's edit puts them
-    /// back (`Command::Settle`), so a removal that lost takes nothing away; a
-    /// settling rename puts them back too. By group id, then contact survivor.
+    /// nothing set it since (nor are they in a group named like it). The device
+    /// of the kept definition's edit puts them back (`Command::Settle`), so a
+    /// removal that lost takes nothing away; a settling rename puts them back
+    /// too. By group id, then contact survivor.
     pub fn taken_out_by_lost_removals(&self) -> Vec<TakenOut<'_>> {
         let mut out = Vec::new();
         for id in self.group_removals.keys() {
@@ -141,8 +142,11 @@ impl View {
             };
             for (_, at) in self.lost_removals(entry, &self.replaced_by(entry)) {
                 let taken = self.gone_refs.get(&(id.clone(), at)).into_iter().flatten();
+                let alike = self.alike_ids(entry);
                 for survivor in taken {
-                    if let Some(c) = self.contacts.get(survivor) {
+                    if let Some(c) = self.contacts.get(survivor)
+                        && !c.contact.groups.iter().any(|g| alike.contains(&g.id))
+                    {
                         out.push(TakenOut {
                             contact: c,
                             group: entry,
@@ -165,12 +169,26 @@ impl View {
                         .lost_removals(entry, &self.replaced_by(entry))
                         .into_iter()
                         .any(|(_, at)| {
-                            self.gone_refs
-                                .get(&(id.clone(), at))
-                                .is_some_and(|s| s.iter().any(|c| self.contacts.contains_key(c)))
+                            let alike = self.alike_ids(entry);
+                            self.gone_refs.get(&(id.clone(), at)).is_some_and(|s| {
+                                s.iter().any(|c| {
+                                    self.contacts.get(c).is_some_and(|c| {
+                                        !c.contact.groups.iter().any(|g| alike.contains(&g.id))
+                                    })
+                                })
+                            })
                         })
             })
         })
+    }
+
+    /// The ids of the groups named like `entry`'s (itself included): a contact
+    /// in one of them is in the group to a person, and not put back in it.
+    fn alike_ids(&self, entry: &GroupEntry) -> BTreeSet<String> {
+        self.groups_named(&entry.group.name)
+            .into_iter()
+            .map(|g| g.group.id.clone())
+            .collect()
     }
 
     /// The live marks of the removal of group `id`: each marking item, and what

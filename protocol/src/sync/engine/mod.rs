@@ -563,6 +563,9 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 self.audit_keys(now);
             }
             if !released.is_empty() {
+                // From whichever peer: passed on to all (gossip the transport
+                // passed on already finds nothing to exchange).
+                self.note_relay(now, None);
                 self.outputs.push_back(Output::Persist(released));
                 self.outputs.push_back(Output::Event(Event::Changed));
             }

@@ -229,7 +229,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         if !changed.is_empty() {
             if reconciled {
-                self.note_relay(now, peer);
+                self.note_relay(now, Some(peer));
             }
             let keys: Vec<Record> = changed
                 .iter()

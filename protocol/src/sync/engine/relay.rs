@@ -5,8 +5,10 @@
 //! its next reconciliation with them (the interval, 30 s by default). So once
 //! such records changed something here and a short quiet followed, the
 //! reconciliations with the other peers are brought forward, at most one per
-//! peer per [`GOSSIP_LOST_GAP_MS`](super::GOSSIP_LOST_GAP_MS). A peer that has
-//! the records already finds nothing to exchange in one round trip.
+//! peer per [`GOSSIP_LOST_GAP_MS`](super::GOSSIP_LOST_GAP_MS) (the gap word of
+//! lost gossip keeps too: the two share it). Records held until their time (a
+//! clock ahead) are passed on to every peer when released. A peer that has the
+//! records already finds nothing to exchange in one round trip.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -26,6 +28,8 @@ pub const RELAY_MAX_WAIT_MS: u64 = 2_000;
 pub(super) struct Pending<P> {
     /// The peers whose records changed something.
     from: BTreeSet<P>,
+    /// Whether records from no peer in particular changed something.
+    anyone: bool,
     /// When the first of them came.
     first_ms: u64,
     /// When they are passed on.
@@ -33,14 +37,22 @@ pub(super) struct Pending<P> {
 }
 
 impl<P: Ord + Clone + Debug> Engine<P> {
-    /// Notes that records `peer` sent in a reconciliation changed something here.
-    pub(super) fn note_relay(&mut self, now: Now, peer: &P) {
+    /// Notes that records `peer` sent in a reconciliation changed something here;
+    /// `None` for records from no peer in particular (held until their time and
+    /// released now), which go to every peer.
+    pub(super) fn note_relay(&mut self, now: Now, peer: Option<&P>) {
         let pending = self.relay.get_or_insert_with(|| Pending {
             from: BTreeSet::new(),
+            anyone: false,
             first_ms: now.mono_ms,
             due_ms: now.mono_ms,
         });
-        pending.from.insert(peer.clone());
+        match peer {
+            Some(p) => {
+                pending.from.insert(p.clone());
+            }
+            None => pending.anyone = true,
+        }
         pending.due_ms = now
             .mono_ms
             .saturating_add(RELAY_QUIET_MS)
@@ -54,7 +66,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         let Some(pending) = self.relay.take_if(|p| p.due_ms <= now.mono_ms) else {
             return;
         };
-        let only = (pending.from.len() == 1)
+        let only = (pending.from.len() == 1 && !pending.anyone)
             .then(|| pending.from.first().cloned())
             .flatten();
         for (p, peer) in &mut self.peers {
