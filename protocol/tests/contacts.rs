@@ -1314,18 +1314,26 @@ fn a_settled_group_conflict_stays_settled_across_a_rewrite_made_apart() {
     }
 }
 
-/// A group removed on one device while another renames it apart: the rename keeps
-/// the group and the removal is listed on both; a rename settles it, and so does
-/// removing the group again; a group made again after a removal is no conflict.
-#[test]
-fn a_group_removed_apart_from_a_rename_lists_the_removal() {
-    let mut f = Fleet::new(2, 21);
+/// Two devices (randomness from `seed`): Romeo in Work; device 0 removes the
+/// group while device 1 renames it Office, apart; then they meet (at `T0 + 4`).
+fn removed_while_renamed(seed: u64) -> Fleet {
+    let mut f = Fleet::new(2, seed);
     let t = |n: u64| WallTime(T0.0 + n);
     f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
     f.sync_all(t(1));
     f.exec(0, rm("Work"), t(2));
     f.exec(1, rename("Work", "Office"), t(3));
     f.sync_all(t(4));
+    f
+}
+
+/// A group removed on one device while another renames it apart: the rename keeps
+/// the group and the removal is listed on both; a rename settles it, and so does
+/// removing the group again; a group made again after a removal is no conflict.
+#[test]
+fn a_group_removed_apart_from_a_rename_lists_the_removal() {
+    let mut f = removed_while_renamed(21);
+    let t = |n: u64| WallTime(T0.0 + n);
     for book in &mut f.books {
         let view = book.view();
         assert_eq!(group_names(view), ["Office"], "the rename keeps the group");
@@ -1534,13 +1542,8 @@ fn a_removal_that_lost_takes_no_contact_out_of_the_group() {
 /// definition may not have done it yet.
 #[test]
 fn keeping_a_group_whose_removal_lost_puts_its_contacts_back() {
-    let mut f = Fleet::new(2, 24);
+    let mut f = removed_while_renamed(24);
     let t = |n: u64| WallTime(T0.0 + n);
-    f.exec(0, add("romeo@montague.lit", None, &["Work"]), t(0));
-    f.sync_all(t(1));
-    f.exec(0, rm("Work"), t(2));
-    f.exec(1, rename("Work", "Office"), t(3));
-    f.sync_all(t(4));
     // Kept on the device that removed it, before the other settled anything.
     f.exec(0, rename("Office", "Office"), t(5));
     f.sync_all(t(6));

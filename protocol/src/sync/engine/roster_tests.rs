@@ -64,6 +64,24 @@ fn a_revocation_wins_over_a_later_rename() {
     );
 }
 
+/// Three devices, all connected, Juliet added on device 0 in group `group`.
+fn three_with_juliet_in(group: &str) -> Harness {
+    let mut h = Harness::with_sides(Config::default(), 3);
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        h.connect_pair(a, b, true, &[a, b]);
+    }
+    h.execute(
+        0,
+        crate::contacts::Command::AddContact {
+            jid: jid("juliet@capulet.lit"),
+            name: None,
+            groups: vec![group.into()],
+        },
+    )
+    .expect("added");
+    h
+}
+
 /// The addresses of the contacts in the group named `name` on side `i`.
 fn in_group(h: &Harness, i: usize, name: &str) -> Vec<String> {
     let view = h.sides[i].engine.view();
@@ -81,19 +99,7 @@ fn in_group(h: &Harness, i: usize, name: &str) -> Vec<String> {
 /// device with the smallest id does.
 #[test]
 fn the_contacts_a_revoked_device_would_put_back_are_put_back() {
-    let mut h = Harness::with_sides(Config::default(), 3);
-    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
-        h.connect_pair(a, b, true, &[a, b]);
-    }
-    h.execute(
-        0,
-        crate::contacts::Command::AddContact {
-            jid: jid("juliet@capulet.lit"),
-            name: None,
-            groups: vec!["Work".into()],
-        },
-    )
-    .expect("added");
+    let mut h = three_with_juliet_in("Work");
     assert_eq!(in_group(&h, 2, "Work"), ["juliet@capulet.lit"]);
     // Device 0 apart; device 1 renames the group, which device 2 receives.
     h.connect_pair(0, 1, false, &[0, 1]);
@@ -135,19 +141,7 @@ fn the_contacts_a_revoked_device_would_put_back_are_put_back() {
 #[test]
 fn a_removal_over_a_revoked_devices_rename_removes_what_that_rename_replaced() {
     for remove in [true, false] {
-        let mut h = Harness::with_sides(Config::default(), 3);
-        for (a, b) in [(0, 1), (0, 2), (1, 2)] {
-            h.connect_pair(a, b, true, &[a, b]);
-        }
-        h.execute(
-            0,
-            crate::contacts::Command::AddContact {
-                jid: jid("juliet@capulet.lit"),
-                name: None,
-                groups: vec!["Friends".into()],
-            },
-        )
-        .expect("added");
+        let mut h = three_with_juliet_in("Friends");
         // Device 0, apart, revokes device 2, which then (not knowing) renames
         // the group; device 1 receives the rename and removes (or renames) it.
         h.connect_pair(0, 1, false, &[0, 1]);
