@@ -1554,3 +1554,31 @@ fn keeping_a_group_whose_removal_lost_puts_its_contacts_back() {
     }
     assert!(f.exec(1, Command::Settle, t(7)).is_empty());
 }
+
+/// A group renamed many times still names a removal made apart when a rename
+/// settles it: the marks come before what earlier definitions replaced, which
+/// only the first `MAX_REPLACED` of are written; a rewrite of the mark made apart
+/// then lists nothing again.
+#[test]
+fn a_group_renamed_many_times_still_settles_a_removal() {
+    let mut f = Fleet::new(2, 25);
+    let t = |n: u64| WallTime(T0.0 + n);
+    f.exec(0, add("romeo@montague.lit", None, &["G0"]), t(0));
+    f.sync_all(t(0));
+    for i in 1..=20u64 {
+        f.exec(1, rename(&format!("G{}", i - 1), &format!("G{i}")), t(i));
+        f.sync_all(t(i));
+    }
+    f.exec(0, rm("G20"), t(30));
+    f.exec(1, rename("G20", "Last"), t(31));
+    f.sync_all(t(32));
+    assert_eq!(lost_names(f.books[0].view()), [("Last", "(removed)")]);
+    f.exec(1, rename("Last", "Last"), t(33));
+    f.exec(0, Command::Reseal, t(34));
+    f.sync_all(t(35));
+    for book in &mut f.books {
+        let view = book.view();
+        assert!(view.group_conflicts().is_empty(), "{:?}", lost_names(view));
+        assert_eq!(group_names(view), ["Last"]);
+    }
+}

@@ -176,15 +176,14 @@ impl Editor {
                     // their reservations arrive in.
                     // A removal made apart is named too, so a rotation's rewrite
                     // of its mark made meanwhile does not list it again.
-                    let replaces: Vec<(ItemId, Version)> = view
-                        .group_definitions(entry)
-                        .into_iter()
-                        .chain(view.group_removals(&entry.group.id).into_iter().flat_map(
+                    let replaces = view.group_knew(
+                        entry,
+                        view.group_removals(&entry.group.id).into_iter().flat_map(
                             // The definitions the removal named stay replaced once
                             // its mark goes.
                             |(i, r)| std::iter::once((i, r.edit.at)).chain(r.edit.replaces),
-                        ))
-                        .collect();
+                        ),
+                    );
                     fields::set_group_edit(&mut group.extra, plan.stamp, &replaces);
                     // As a new item, never over the old one: a rename made apart on
                     // another device writes its own, and the two stay side by side
@@ -471,11 +470,10 @@ impl Editor {
                     plan.reserve(NodeKind::Groups, *mark);
                 }
                 // What the earlier marks removed stays removed once they go.
-                let knew: Vec<(ItemId, Version)> = view
-                    .group_definitions(entry)
-                    .into_iter()
-                    .chain(earlier.into_iter().flat_map(|(_, r)| r.edit.replaces))
-                    .collect();
+                let knew = view.group_knew(
+                    entry,
+                    earlier.into_iter().flat_map(|(_, r)| r.edit.replaces),
+                );
                 let mark = fields::group_removal_element(&entry.group.id, plan.stamp, &knew);
                 plan.write(
                     NodeKind::Groups,

@@ -169,14 +169,20 @@ impl View {
                         .lost_removals(entry, &self.replaced_by(entry))
                         .into_iter()
                         .any(|(_, at)| {
-                            let alike = self.alike_ids(entry);
-                            self.gone_refs.get(&(id.clone(), at)).is_some_and(|s| {
-                                s.iter().any(|c| {
-                                    self.contacts.get(c).is_some_and(|c| {
-                                        !c.contact.groups.iter().any(|g| alike.contains(&g.id))
-                                    })
+                            let live: Vec<&MergedContact> = self
+                                .gone_refs
+                                .get(&(id.clone(), at))
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|c| self.contacts.get(c).map(Arc::as_ref))
+                                .collect();
+                            // The look-alikes only when a contact is there.
+                            !live.is_empty() && {
+                                let alike = self.alike_ids(entry);
+                                live.iter().any(|c| {
+                                    !c.contact.groups.iter().any(|g| alike.contains(&g.id))
                                 })
-                            })
+                            }
                         })
             })
         })
@@ -215,17 +221,33 @@ impl View {
     }
 
     /// The definitions of `entry`'s group (its winner, then its duplicates), each
-    /// as its item and the edit it holds, then what their edits replaced: what a
-    /// command on the group knew of it.
+    /// as its item and the edit it holds.
     pub fn group_definitions(&self, entry: &GroupEntry) -> Vec<(ItemId, Version)> {
-        let mut out: Vec<(ItemId, Version)> = std::iter::once(entry.item)
+        std::iter::once(entry.item)
             .chain(entry.duplicates.iter().copied())
             .filter_map(|i| self.group_definition(&i).map(|(at, _)| (i, at)))
-            .collect();
-        // Then what they replaced, which the command knew replaced: should a
-        // definition come back (its replacement set aside, written by a device
-        // revoked before), it stays replaced.
-        for r in self.replaced_by(entry) {
+            .collect()
+    }
+
+    /// What a command on `entry`'s group names as known (a rename's `replaces`,
+    /// a removal's): its definitions ([`View::group_definitions`]), then `marks`
+    /// (removal marks and what they removed), then what the definitions replaced,
+    /// each once and in that order, as only the first
+    /// [`fields::MAX_REPLACED`] are written. What the definitions replaced is
+    /// named so that, should one come back (its replacement set aside, written by
+    /// a device revoked before), it stays replaced.
+    pub fn group_knew(
+        &self,
+        entry: &GroupEntry,
+        marks: impl IntoIterator<Item = (ItemId, Version)>,
+    ) -> Vec<(ItemId, Version)> {
+        let mut out: Vec<(ItemId, Version)> = Vec::new();
+        for r in self
+            .group_definitions(entry)
+            .into_iter()
+            .chain(marks)
+            .chain(self.replaced_by(entry))
+        {
             if !out.contains(&r) {
                 out.push(r);
             }

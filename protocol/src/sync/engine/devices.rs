@@ -338,12 +338,13 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             .iter()
             .filter_map(|n| self.book.keyring().current(*n))
             .any(|s| {
-                let first = self.batch_first(&s.id);
-                revoked.iter().any(|d| {
-                    self.book
-                        .replica()
-                        .get(Space::Keys, &Delivery::item(d, first))
-                        .is_some()
+                self.batch_firsts(&s.id).iter().any(|first| {
+                    revoked.iter().any(|d| {
+                        self.book
+                            .replica()
+                            .get(Space::Keys, &Delivery::item(d, first))
+                            .is_some()
+                    })
                 })
             });
         // A current secret that some active full device will never receive: its
@@ -360,14 +361,16 @@ impl<P: Ord + Clone + Debug> Engine<P> {
                 .iter()
                 .filter_map(|n| self.book.keyring().current(*n))
                 .any(|s| {
-                    let first = self.batch_first(&s.id);
-                    self.roster
-                        .active()
-                        .filter(|m| m.entry.role == Role::Full)
-                        .any(|m| {
-                            let item = Delivery::item(&m.entry.device, first);
-                            set_aside.contains(&item) && replica.get(Space::Keys, &item).is_none()
-                        })
+                    self.batch_firsts(&s.id).iter().any(|first| {
+                        self.roster
+                            .active()
+                            .filter(|m| m.entry.role == Role::Full)
+                            .any(|m| {
+                                let item = Delivery::item(&m.entry.device, first);
+                                set_aside.contains(&item)
+                                    && replica.get(Space::Keys, &item).is_none()
+                            })
+                    })
                 });
         if orphans.is_empty() && !leaked && !stranded {
             return;
@@ -379,16 +382,27 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
     }
 
-    /// The first secret of the batch secret `id` was delivered in, which names the
-    /// delivery records of that batch to every device ([`Delivery::item`]): as the
-    /// delivery that brought it here says (every rotation delivers to its own
-    /// device too), else `id` itself.
-    fn batch_first<'a>(&'a self, id: &'a str) -> &'a str {
-        self.unwrapped
+    /// The first secrets of the rotation batches secret `id` was delivered in,
+    /// which name the delivery records of those batches to every device
+    /// ([`Delivery::item`]): as the deliveries that brought it here say (every
+    /// rotation delivers to its own device too). A rotation's batch is its new
+    /// secrets, created together; a pairing's chunks of the whole keyring (whose
+    /// first secret is of another time) are not one. `id` itself when none is.
+    fn batch_firsts(&self, id: &str) -> Vec<String> {
+        let keyring = self.book.keyring();
+        let created = |i: &str| keyring.get(i).map(|s| s.created);
+        let mut firsts: Vec<String> = self
+            .unwrapped
             .values()
-            .find(|(_, ids)| ids.iter().any(|i| i == id))
-            .and_then(|(_, ids)| ids.first())
-            .map_or(id, String::as_str)
+            .filter(|(_, ids)| ids.iter().any(|i| i == id))
+            .filter_map(|(_, ids)| ids.first())
+            .filter(|first| created(first) == created(id))
+            .cloned()
+            .collect();
+        if firsts.is_empty() {
+            firsts.push(id.to_owned());
+        }
+        firsts
     }
 
     /// The ids of the secrets that deliveries addressed here, set aside because their

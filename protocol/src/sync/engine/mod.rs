@@ -558,8 +558,18 @@ impl<P: Ord + Clone + Debug> Engine<P> {
         }
         if self.next_held_check_ms.is_some_and(|t| t <= now.mono_ms) {
             let released = self.book.release(&self.roster, now.wall);
+            let keys: Vec<Record> = released
+                .iter()
+                .filter(|r| r.space == Space::Keys)
+                .cloned()
+                .collect();
             if released.iter().any(|r| r.space == Space::Roster) {
                 self.after_roster_change();
+            }
+            for r in &keys {
+                self.receive_keys(r, now);
+            }
+            if !keys.is_empty() || released.iter().any(|r| r.space == Space::Roster) {
                 self.audit_keys(now);
             }
             if !released.is_empty() {

@@ -22,12 +22,17 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// opened by a secret that arrived all count.
     pub(super) fn settle(&mut self, now: Now) {
         let me = self.book.device();
-        let standing_in = self.standing_in();
+        let roster = &self.roster;
         let view = self.book.view();
         if view.unsettled().any(|c| c.version.device == me)
             || view.obsolete().any(|(_, by)| *by == me)
-            || view.any_taken_out(|d| *d == me || standing_in.contains(d))
+            || view.any_taken_out(|d| {
+                *d == me
+                    || (roster.get(d).is_some_and(|m| m.revoked_at.is_some())
+                        && first_full(roster) == Some(me))
+            })
         {
+            let standing_in = self.standing_in();
             let command = if standing_in.is_empty() {
                 contacts::Command::Settle
             } else {
@@ -49,14 +54,7 @@ impl<P: Ord + Clone + Debug> Engine<P> {
     /// device's records from before its revocation stand, among them a group
     /// definition whose removal lost: another device puts its contacts back.)
     fn standing_in(&self) -> BTreeSet<DeviceId> {
-        let me = self.book.device();
-        let first = self
-            .roster
-            .active()
-            .filter(|m| m.entry.role == Role::Full)
-            .map(|m| m.entry.device)
-            .min();
-        if first != Some(me) {
+        if first_full(&self.roster) != Some(self.book.device()) {
             return BTreeSet::new();
         }
         self.roster
@@ -252,4 +250,14 @@ impl<P: Ord + Clone + Debug> Engine<P> {
             self.gossip_soon(now);
         }
     }
+}
+
+/// The active full device with the smallest id: the one that stands in for
+/// revoked devices ([`Engine::settle`]).
+fn first_full(roster: &crate::roster::Roster) -> Option<DeviceId> {
+    roster
+        .active()
+        .filter(|m| m.entry.role == Role::Full)
+        .map(|m| m.entry.device)
+        .min()
 }
