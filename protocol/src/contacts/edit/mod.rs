@@ -25,6 +25,7 @@
 //!   live item carries, oldest first.
 
 mod plan;
+mod settle;
 mod writes;
 
 pub use writes::MARK_KEPT_MS;
