@@ -1307,11 +1307,7 @@ fn a_settled_group_conflict_stays_settled_across_a_rewrite_made_apart() {
     f.exec(0, rename("Job", "Job"), t(5));
     f.exec(1, Command::Reseal, t(6));
     f.sync_all(t(7));
-    for book in &mut f.books {
-        let view = book.view();
-        assert!(view.group_conflicts().is_empty(), "{:?}", lost_names(view));
-        assert_eq!(group_names(view), ["Job"]);
-    }
+    settled(&mut f, &["Job"]);
 }
 
 /// Two devices (randomness from `seed`): Romeo in Work; device 0 removes the
@@ -1342,10 +1338,7 @@ fn a_group_removed_apart_from_a_rename_lists_the_removal() {
     // Kept by a rename to the name it has.
     f.exec(1, rename("Office", "Office"), t(5));
     f.sync_all(t(6));
-    for book in &mut f.books {
-        assert!(book.view().group_conflicts().is_empty());
-        assert_eq!(group_names(book.view()), ["Office"]);
-    }
+    settled(&mut f, &["Office"]);
     // Apart again, the other way: the removal is later than the rename.
     f.exec(1, rename("Office", "Crew"), t(7));
     f.exec(0, rm("Office"), t(8));
@@ -1354,10 +1347,7 @@ fn a_group_removed_apart_from_a_rename_lists_the_removal() {
     // Removed again, knowing the rename: gone, nothing listed.
     f.exec(0, rm("Crew"), t(10));
     f.sync_all(t(11));
-    for book in &mut f.books {
-        assert!(book.view().groups().is_empty());
-        assert!(book.view().group_conflicts().is_empty());
-    }
+    settled(&mut f, &[]);
     // Made again under the name it first had (the id derived from it): no
     // conflict with the removal of that id.
     f.exec(
@@ -1369,10 +1359,7 @@ fn a_group_removed_apart_from_a_rename_lists_the_removal() {
         t(12),
     );
     f.sync_all(t(13));
-    for book in &mut f.books {
-        assert_eq!(group_names(book.view()), ["Work"]);
-        assert!(book.view().group_conflicts().is_empty());
-    }
+    settled(&mut f, &["Work"]);
 }
 
 /// A rotation's rewrite made apart from a removal does not bring the group back,
@@ -1399,14 +1386,7 @@ fn a_rewrite_made_apart_undoes_no_removal_and_no_settling() {
     f.exec(0, rename("House", "House"), t(8));
     f.exec(1, Command::Reseal, t(9));
     f.sync_all(t(10));
-    for book in &mut f.books {
-        assert!(
-            book.view().group_conflicts().is_empty(),
-            "{:?}",
-            lost_names(book.view())
-        );
-        assert_eq!(group_names(book.view()), ["House"]);
-    }
+    settled(&mut f, &["House"]);
 }
 
 /// Three devices: a removal, a rename and a rotation's rewrite made apart, twice.
@@ -1436,14 +1416,7 @@ fn a_definition_removed_once_stays_removed_after_its_mark_goes() {
     // Kept: settled, and the first definition does not come back.
     f.exec(2, rename("O2", "O2"), t(9));
     f.sync_all(t(10));
-    for book in &mut f.books {
-        assert!(
-            book.view().group_conflicts().is_empty(),
-            "{:?}",
-            lost_names(book.view())
-        );
-        assert_eq!(group_names(book.view()), ["O2"]);
-    }
+    settled(&mut f, &["O2"]);
 }
 
 /// `fields::gone_group_marks` reads each contact's gone group marks as its whole
@@ -1467,6 +1440,15 @@ fn gone_marks_read_quickly_as_whole(view: &kith_protocol::contacts::View) {
         assert_eq!(quick, whole);
     }
     assert!(some, "a contact with a gone group mark");
+}
+
+/// Every device lists exactly the groups `names`, and no group conflict.
+fn settled(f: &mut Fleet, names: &[&str]) {
+    for book in &mut f.books {
+        let view = book.view();
+        assert!(view.group_conflicts().is_empty(), "{:?}", lost_names(view));
+        assert_eq!(group_names(view), names);
+    }
 }
 
 /// The addresses of the contacts in the group named `name`, sorted.
@@ -1576,9 +1558,5 @@ fn a_group_renamed_many_times_still_settles_a_removal() {
     f.exec(1, rename("Last", "Last"), t(33));
     f.exec(0, Command::Reseal, t(34));
     f.sync_all(t(35));
-    for book in &mut f.books {
-        let view = book.view();
-        assert!(view.group_conflicts().is_empty(), "{:?}", lost_names(view));
-        assert_eq!(group_names(view), ["Last"]);
-    }
+    settled(&mut f, &["Last"]);
 }

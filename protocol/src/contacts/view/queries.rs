@@ -135,57 +135,43 @@ impl View {
     /// removal that lost takes nothing away; a settling rename puts them back
     /// too. By group id, then contact survivor.
     pub fn taken_out_by_lost_removals(&self) -> Vec<TakenOut<'_>> {
-        let mut out = Vec::new();
-        for id in self.group_removals.keys() {
-            let Some(entry) = self.groups.get(id) else {
-                continue;
-            };
-            for (_, at) in self.lost_removals(entry, &self.replaced_by(entry)) {
-                let taken = self.gone_refs.get(&(id.clone(), at)).into_iter().flatten();
-                let alike = self.alike_ids(entry);
-                for survivor in taken {
-                    if let Some(c) = self.contacts.get(survivor)
-                        && !c.contact.groups.iter().any(|g| alike.contains(&g.id))
-                    {
-                        out.push(TakenOut {
-                            contact: c,
-                            group: entry,
-                        });
-                    }
-                }
-            }
-        }
-        out
+        self.taken_out(|_| true).collect()
     }
 
     /// Whether [`View::taken_out_by_lost_removals`] lists a contact of a group
     /// whose kept definition's edit was made by a device `by` accepts: what the
     /// engine asks at the end of every step, answered without listing them.
     pub fn any_taken_out(&self, by: impl Fn(&DeviceId) -> bool) -> bool {
-        self.group_removals.keys().any(|id| {
-            self.groups.get(id).is_some_and(|entry| {
-                by(&entry.edited.device)
-                    && self
-                        .lost_removals(entry, &self.replaced_by(entry))
-                        .into_iter()
-                        .any(|(_, at)| {
-                            let live: Vec<&MergedContact> = self
-                                .gone_refs
-                                .get(&(id.clone(), at))
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|c| self.contacts.get(c).map(Arc::as_ref))
-                                .collect();
-                            // The look-alikes only when a contact is there.
-                            !live.is_empty() && {
-                                let alike = self.alike_ids(entry);
-                                live.iter().any(|c| {
-                                    !c.contact.groups.iter().any(|g| alike.contains(&g.id))
-                                })
-                            }
-                        })
+        self.taken_out(by).next().is_some()
+    }
+
+    /// [`View::taken_out_by_lost_removals`] of the groups whose kept
+    /// definition's edit was made by a device `by` accepts, as they are found;
+    /// a group's look-alikes are read once a contact of it is.
+    fn taken_out<'a>(
+        &'a self,
+        by: impl Fn(&DeviceId) -> bool + 'a,
+    ) -> impl Iterator<Item = TakenOut<'a>> + 'a {
+        self.group_removals
+            .keys()
+            .filter_map(|id| Some((id, self.groups.get(id)?)))
+            .filter(move |(_, entry)| by(&entry.edited.device))
+            .flat_map(move |(id, entry)| {
+                let mut alike: Option<BTreeSet<String>> = None;
+                self.lost_removals(entry, &self.replaced_by(entry))
+                    .into_iter()
+                    .flat_map(move |(_, at)| self.gone_refs.get(&(id.clone(), at)))
+                    .flatten()
+                    .filter_map(|survivor| self.contacts.get(survivor).map(Arc::as_ref))
+                    .filter(move |c| {
+                        let alike = alike.get_or_insert_with(|| self.alike_ids(entry));
+                        !c.contact.groups.iter().any(|g| alike.contains(&g.id))
+                    })
+                    .map(move |contact| TakenOut {
+                        contact,
+                        group: entry,
+                    })
             })
-        })
     }
 
     /// The ids of the groups named like `entry`'s (itself included): a contact

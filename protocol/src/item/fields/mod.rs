@@ -203,7 +203,7 @@ pub fn gone_group_marks(contact: &Contact) -> Vec<(String, Version)> {
     let Some(stamps) = &contact.stamps else {
         return Vec::new();
     };
-    if stamps.gone_groups().is_empty() {
+    if !stamps.has_gone_groups() {
         return Vec::new();
     }
     let parts = stamps.parts();

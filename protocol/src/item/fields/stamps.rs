@@ -320,17 +320,13 @@ impl Stamps {
             .take(MAX_ALIASES)
     }
 
-    /// The ids of the group references marked gone (`<gone kind='group' id=…/>`),
-    /// in order; whether each mark reads whole is for [`super::State::of`] to say.
-    pub fn gone_groups(&self) -> Vec<&str> {
-        fn id(c: &Element) -> Option<&str> {
-            (c.is(NS, "gone") && c.attr("kind") == Some("group"))
-                .then(|| c.attr("id"))
-                .flatten()
-        }
+    /// Whether a group reference is marked gone (`<gone kind='group'/>`); whether
+    /// the mark reads whole is for [`super::State::of`] to say.
+    pub fn has_gone_groups(&self) -> bool {
+        let gone = |c: &Element| c.is(NS, "gone") && c.attr("kind") == Some("group");
         match &self.0 {
-            Repr::Parts { children, .. } => children.iter().filter_map(id).collect(),
-            Repr::Whole(el) => el.elements().filter_map(id).collect(),
+            Repr::Parts { children, .. } => children.iter().any(gone),
+            Repr::Whole(el) => el.elements().any(gone),
         }
     }
 }
